@@ -1,0 +1,36 @@
+# The two commands of the README: `make demo` (the main job) and `make test`.
+# Both set everything up from nothing: system packages (apt), a .venv, the package.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint setup system-deps clean bench
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml tools/install_system_deps.sh
+	bash tools/install_system_deps.sh
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,pipeline,fast]'
+	touch $(STAMP)
+
+system-deps:
+	bash tools/install_system_deps.sh
+
+demo: $(STAMP)
+	$(VENV)/bin/edge-infer demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check edge_infer tests tools bench
+
+test: $(STAMP) lint
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) bench/engine.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache demo-out

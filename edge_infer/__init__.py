@@ -1,0 +1,32 @@
+"""edge_infer: an inference engine for edge devices and a multi-camera detection daemon.
+
+``import edge_infer`` works on any machine: heavy dependencies (pycuda, cv2, zmq) are imported
+only by the subpackages that need them, when they are used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from edge_infer.errors import EdgeInferError
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from edge_infer.engine.builder import build
+    from edge_infer.engine.runtime import Engine, ExecutionContext
+
+__all__ = ["EdgeInferError", "Engine", "ExecutionContext", "__version__", "build"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy so that `import edge_infer` stays cheap and never pulls onnx in by itself.
+    if name == "build":
+        from edge_infer.engine.builder import build
+
+        return build
+    if name in ("Engine", "ExecutionContext"):
+        from edge_infer.engine import runtime
+
+        return getattr(runtime, name)
+    raise AttributeError(f"module 'edge_infer' has no attribute {name!r}")

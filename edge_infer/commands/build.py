@@ -1,0 +1,58 @@
+"""`edge-infer build MODEL.onnx -o OUT.engine [--shapes ...] [--min/opt/max-shapes ...]`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from edge_infer.errors import BuildError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "build",
+        help="build an engine from an ONNX model on this device",
+        description="Import, optimize and tune an ONNX model for this device, and write an "
+        "engine file (flags follow trtexec).",
+    )
+    p.add_argument("model", help="ONNX model file")
+    p.add_argument("-o", "--output", required=True, help="engine file to write")
+    p.add_argument("--shapes", help="fixed input shapes: NAME:1x3x640x640[,NAME:...]")
+    p.add_argument("--min-shapes", help="profile minimum shapes (batch range), like --shapes")
+    p.add_argument("--opt-shapes", help="profile optimum shapes (tuned for), like --shapes")
+    p.add_argument("--max-shapes", help="profile maximum shapes, like --shapes")
+    p.add_argument("--backend", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--no-optimize", action="store_true", help="skip optimization passes")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_infer.engine.builder import BuildOptions, build
+    from edge_infer.engine.profiles import parse_shapes
+
+    if not Path(args.model).is_file():
+        raise BuildError(f"{args.model}: no such model file")
+    opts = BuildOptions(
+        backend=args.backend,
+        shapes=parse_shapes(args.shapes) or None,
+        min_shapes=parse_shapes(args.min_shapes) or None,
+        opt_shapes=parse_shapes(args.opt_shapes) or None,
+        max_shapes=parse_shapes(args.max_shapes) or None,
+        optimize=not args.no_optimize,
+        progress=not args.quiet,
+    )
+    start = time.perf_counter()
+    engine = build(args.model, args.output, options=opts)
+    if not args.quiet:
+        size = Path(args.output).stat().st_size
+        rec = engine.build_record
+        print(f"built {args.output} ({size / 1e6:.2f} MB) in {time.perf_counter() - start:.1f} s")
+        print(f"  backend {rec['backend']}, batch sizes {engine.batch_sizes}, "
+              f"{rec['original_layers']} layers in the model")
+        for b in engine.inputs:
+            print(f"  input  {b}")
+        for b in engine.outputs:
+            print(f"  output {b}")
+    return 0

@@ -1,0 +1,72 @@
+"""`edge-infer infer ENGINE [--input NAME=FILE.npy ...] [--output-dir DIR] [--batch N]`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from edge_infer.errors import BindingError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "infer",
+        help="run an engine on .npy inputs (random when none are given)",
+        description="Run an engine once and write one .npy file per output, named after it.",
+    )
+    p.add_argument("engine", help="engine file")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
+                   help="an input tensor (repeat for several inputs)")
+    p.add_argument("--output-dir", default=".", help="where to write OUTPUT_NAME.npy files")
+    p.add_argument("--batch", type=int, help="batch size for random inputs (default: profile opt)")
+    p.add_argument("--seed", type=int, default=0, help="seed for random inputs")
+    p.set_defaults(func=run)
+
+
+def _load_inputs(specs: list[str]) -> dict[str, np.ndarray]:
+    feeds = {}
+    for spec in specs:
+        name, sep, file = spec.partition("=")
+        if not sep or not name or not file:
+            raise BindingError(f"--input '{spec}': expected NAME=FILE.npy")
+        path = Path(file)
+        if not path.is_file():
+            raise BindingError(f"--input '{spec}': no such file {file}")
+        try:
+            feeds[name] = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise BindingError(f"--input '{spec}': not a plain .npy array ({exc})") from exc
+    return feeds
+
+
+def random_inputs(engine, batch: int | None, seed: int) -> dict[str, np.ndarray]:
+    """Random inputs matching the engine's bindings (batch = profile opt by default)."""
+    rng = np.random.default_rng(seed)
+    batch = batch or engine.profile.opt_batch
+    feeds = {}
+    for b in engine.inputs:
+        shape = [batch if d < 0 or (b.batched and i == 0) else d for i, d in enumerate(b.shape)]
+        if b.dtype.kind == "f":
+            feeds[b.name] = rng.standard_normal(shape).astype(b.dtype)
+        elif b.dtype.kind == "b":
+            feeds[b.name] = rng.integers(0, 2, shape).astype(bool)
+        else:
+            feeds[b.name] = rng.integers(0, 10, shape).astype(b.dtype)
+    return feeds
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_infer.engine.runtime import Engine
+
+    engine = Engine.load(args.engine)
+    feeds = _load_inputs(args.input) if args.input else random_inputs(engine, args.batch, args.seed)
+    outputs = engine.create_context().execute(feeds)
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, array in outputs.items():
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+        np.save(out_dir / f"{safe}.npy", array, allow_pickle=False)
+        print(f"{name}: {array.dtype.name}{list(array.shape)} -> {out_dir / (safe + '.npy')}")
+    return 0

@@ -1,0 +1,75 @@
+"""`edge-infer inspect ENGINE [--json]`: bindings, layers and build record."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help="show an engine's bindings, layers and build record")
+    p.add_argument("engine", help="engine file")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--batch", type=int, help="show the plan for this batch size (default opt)")
+    p.add_argument("--no-device-check", action="store_true",
+                   help="inspect an engine built on another device")
+    p.set_defaults(func=run)
+
+
+def engine_report(engine: Any, batch: int | None) -> dict[str, Any]:
+    batch = batch or engine.profile.opt_batch
+    graph = engine.graph(batch)
+    layers = []
+    for node in graph.nodes:
+        layers.append({
+            "name": node.name,
+            "op": node.op_type,
+            "members": node.meta.get("members", [node.name]),
+            "tactic": node.meta.get("tactic"),
+            "time_us": node.meta.get("time_us"),
+            "inputs": [None if v is None else f"{v.name}: {v.type}" for v in node.inputs],
+            "outputs": [f"{v.name}: {v.type}" for v in node.outputs],
+        })
+    report = engine.describe()
+    report["plan_batch"] = engine.plan_batch_for(batch)
+    report["layers"] = layers
+    report["original_layers"] = engine.build_record.get("original_layers")
+    report["final_layers"] = len(layers)
+    report["arena"] = graph.meta.get("arena")
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_infer.engine.runtime import Engine
+
+    engine = Engine.load(args.engine, check_device=not args.no_device_check)
+    report = engine_report(engine, args.batch)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    rec = report["build"]
+    print(f"engine {args.engine}")
+    print(f"  built by edge_infer {rec['edge_infer_version']} on {rec['created']}, "
+          f"backend {rec['backend']}, precision {rec['options']['precision']}")
+    print(f"  model {rec.get('model_path') or rec.get('model_name')} (sha256 "
+          f"{str(rec.get('model_sha256'))[:16]}…)")
+    prof = report["profile"]
+    print(f"  batch min/opt/max {prof['min_batch']}/{prof['opt_batch']}/{prof['max_batch']}, "
+          f"plans for {prof['specializations']}")
+    for b in report["inputs"]:
+        print(f"  input  {b}")
+    for b in report["outputs"]:
+        print(f"  output {b}")
+    print(f"  layers: {report['original_layers']} in the model → {report['final_layers']} "
+          f"in the plan for batch {report['plan_batch']}")
+    for layer in report["layers"]:
+        members = " + ".join(layer["members"])
+        tactic = f"  [{layer['tactic']}]" if layer["tactic"] else ""
+        timing = f"  {layer['time_us']:.0f} µs" if layer["time_us"] else ""
+        print(f"    {layer['op']:<22} {members}{tactic}{timing}")
+    if report["arena"]:
+        arena = report["arena"]
+        print(f"  arena: {arena['bytes'] / 1e6:.2f} MB "
+              f"(naive sum {arena['naive_bytes'] / 1e6:.2f} MB)")
+    return 0

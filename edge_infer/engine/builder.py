@@ -1,0 +1,223 @@
+"""The builder: ONNX (or a network definition) → optimized, device-tuned engine.
+
+Stages, in order, each with its reason:
+1. load + import — parse safely, resolve every op (all unsupported ops reported at once);
+2. profile — decide which batch sizes the engine serves (min/opt/max);
+3. per batch size: bind shapes, infer shapes with constant folding (shape subgraphs vanish);
+4. optimization passes — the fusion pipeline of :mod:`edge_infer.engine.passes`;
+5. backend compile — tactic selection/tuning on this device, artifacts to store;
+6. serialize — plans + deduplicated weights + build record, written atomically.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edge_infer import __version__
+from edge_infer.engine.backends import get_backend
+from edge_infer.engine.ir import Graph
+from edge_infer.engine.onnx_import import import_model, load_model
+from edge_infer.engine.passes import PassManager, default_passes
+from edge_infer.engine.plan import graph_to_plan
+from edge_infer.engine.profiles import Profile, ShapeMap, make_profile
+from edge_infer.engine.shape_inference import (
+    bind_input_shapes,
+    check_outputs_typed,
+    infer_shapes,
+)
+
+if TYPE_CHECKING:
+    from edge_infer.engine.runtime import Engine
+
+log = logging.getLogger(__name__)
+
+ModelSource = Any  # path, bytes, onnx.ModelProto, Graph or Network
+
+
+@dataclass
+class BuildOptions:
+    """Everything that shapes an engine; recorded in its build record."""
+
+    backend: str = "cpu"
+    shapes: ShapeMap | None = None
+    min_shapes: ShapeMap | None = None
+    opt_shapes: ShapeMap | None = None
+    max_shapes: ShapeMap | None = None
+    optimize: bool = True
+    precision: str = "fp32"
+    timing_cache: str | None = None
+    progress: bool = False
+    #: free-form backend / precision settings (tactic lists, calibration cache, overrides)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        def shapes(m: ShapeMap | None) -> dict[str, list[int]] | None:
+            return None if m is None else {k: [int(d) for d in v] for k, v in m.items()}
+
+        return {
+            "backend": self.backend,
+            "shapes": shapes(self.shapes),
+            "min_shapes": shapes(self.min_shapes),
+            "opt_shapes": shapes(self.opt_shapes),
+            "max_shapes": shapes(self.max_shapes),
+            "optimize": self.optimize,
+            "precision": self.precision,
+        }
+
+
+def build(
+    model: ModelSource,
+    output: str | os.PathLike | None = None,
+    *,
+    shapes: ShapeMap | None = None,
+    min_shapes: ShapeMap | None = None,
+    opt_shapes: ShapeMap | None = None,
+    max_shapes: ShapeMap | None = None,
+    backend: str = "cpu",
+    optimize: bool = True,
+    progress: bool = False,
+    options: BuildOptions | None = None,
+) -> Engine:
+    """Build an engine from ``model``; also write it to ``output`` when given.
+
+    ``shapes`` fixes every dynamic input (``{"images": (1, 3, 640, 640)}``); ``min/opt/max``
+    give a batch range instead. A failed build leaves no file behind.
+    """
+    opts = options or BuildOptions(
+        backend=backend, shapes=shapes, min_shapes=min_shapes, opt_shapes=opt_shapes,
+        max_shapes=max_shapes, optimize=optimize, progress=progress,
+    )
+    from edge_infer.engine.runtime import Engine
+
+    graph, source = _import(model)
+    header, tensors, blobs = build_parts(graph, source, opts)
+    engine = Engine(header, tensors, blobs)
+    if output is not None:
+        engine.save(output)
+    return engine
+
+
+def _import(model: ModelSource) -> tuple[Graph, dict[str, Any]]:
+    from edge_infer.engine.network import Network
+
+    if isinstance(model, Network):
+        model = model.graph
+    if isinstance(model, Graph):
+        plan, _ = graph_to_plan(model)
+        digest = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
+        model.meta.setdefault("model_sha256", digest)
+        return model.copy(), {"model_sha256": model.meta["model_sha256"], "model_path": None}
+    loaded = load_model(model)
+    graph = import_model(loaded)
+    path = str(loaded.path.resolve()) if loaded.path else None
+    return graph, {"model_sha256": loaded.sha256, "model_path": path}
+
+
+def specialize(graph: Graph, profile: Profile, batch: int, opts: BuildOptions) -> Graph:
+    """The graph for one batch size: shapes bound, inferred, folded and optimized."""
+    g = graph.copy()
+    bind_input_shapes(g, profile.shapes_for(batch))
+    infer_shapes(g)
+    check_outputs_typed(g)
+    if opts.optimize:
+        g = PassManager(default_passes()).run(g)
+        infer_shapes(g, fold=False)
+    return g
+
+
+def build_parts(
+    graph: Graph, source: Mapping[str, Any], opts: BuildOptions
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
+    """Run stages 2–5; returns the engine header, tensors and blobs."""
+    be = get_backend(opts.backend)
+    profile = make_profile(graph, opts.shapes, opts.min_shapes, opts.opt_shapes, opts.max_shapes)
+    batches = profile.specializations()
+    plans: dict[str, Any] = {}
+    tensors: dict[str, np.ndarray] = {}
+    blobs: dict[str, bytes] = {}
+    bindings: dict[str, Any] = {}
+    iterator: Sequence[int] = batches
+    if opts.progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(batches, desc="building", unit="batch size")
+    for batch in iterator:
+        g = specialize(graph, profile, batch, opts)
+        for key, blob in be.compile(g, batch=batch, options=opts).items():
+            blobs[f"{batch}/{key}"] = blob
+        plan, plan_tensors = graph_to_plan(g)
+        plans[str(batch)] = plan
+        tensors.update(plan_tensors)
+        if not bindings:
+            bindings = _bindings(g, profile)
+    header = {
+        "kind": "edge_infer.engine",
+        "bindings": bindings,
+        "profile": profile.to_json(),
+        "plans": plans,
+        "build": {
+            "edge_infer_version": __version__,
+            "backend": be.name,
+            "device": be.device_fingerprint(),
+            "model_sha256": source.get("model_sha256"),
+            "model_path": source.get("model_path"),
+            "model_name": graph.name,
+            "original_layers": len(graph),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "options": opts.record(),
+            "rebuild_command": rebuild_command(source.get("model_path"), profile, opts),
+        },
+    }
+    return header, tensors, blobs
+
+
+def _bindings(g: Graph, profile: Profile) -> dict[str, Any]:
+    def shape(s: Sequence[int], batched: bool) -> list[int]:
+        return [-1, *s[1:]] if batched and profile.min_batch != profile.max_batch else list(s)
+
+    inputs = [
+        {"name": v.name, "dtype": v.dtype.name, "shape": shape(v.shape, v.name in profile.batched),
+         "batched": v.name in profile.batched}
+        for v in g.inputs
+    ]
+    any_batched = bool(profile.batched)
+    outputs = [
+        {"name": name, "dtype": v.dtype.name, "shape": shape(v.shape, any_batched),
+         "batched": any_batched}
+        for name, v in g.outputs
+    ]
+    return {"inputs": inputs, "outputs": outputs}
+
+
+def rebuild_command(model_path: str | None, profile: Profile, opts: BuildOptions) -> str:
+    """The `edge-infer build` command line that rebuilds this engine (for error messages)."""
+    parts = ["edge-infer", "build", model_path or "MODEL.onnx", "-o", "OUT.engine"]
+
+    def fmt(batch: int) -> str:
+        return ",".join(
+            f"{name}:{'x'.join(str(d) for d in shape)}"
+            for name, shape in profile.shapes_for(batch).items()
+        )
+
+    if profile.base_shapes:
+        if profile.min_batch == profile.max_batch:
+            parts += ["--shapes", fmt(profile.min_batch)]
+        else:
+            parts += ["--min-shapes", fmt(profile.min_batch), "--opt-shapes",
+                      fmt(profile.opt_batch), "--max-shapes", fmt(profile.max_batch)]
+    if opts.backend != "cpu":
+        parts += ["--backend", opts.backend]
+    if opts.precision != "fp32":
+        parts.append(f"--{opts.precision}")
+    return shlex.join(parts)
+

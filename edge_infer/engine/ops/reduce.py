@@ -1,0 +1,5 @@
+"""reduce ops (being written)."""
+
+from edge_infer.engine.ops.registry import OpList
+
+OPS = OpList()

@@ -1,0 +1,243 @@
+"""The runtime: :class:`Engine` (immutable, shareable) and :class:`ExecutionContext`.
+
+An engine holds one compiled plan per batch size of its profile; a context holds the mutable
+state (activation arena, stream) of one concurrent worker. Every call validates input names,
+dtypes and shapes against the engine's bindings.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edge_infer import __version__
+from edge_infer.engine.backends import get_backend
+from edge_infer.engine.backends.base import Program, Stream
+from edge_infer.engine.backends.cpu.device import describe
+from edge_infer.engine.plan import plan_to_graph
+from edge_infer.engine.profiles import Profile
+from edge_infer.engine.serialize import read_engine, write_engine
+from edge_infer.errors import BindingError, EngineCompatibilityError, EngineFileError
+
+
+@dataclass(frozen=True)
+class Binding:
+    """An engine input or output: name, dtype, and shape (-1 where the batch varies)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    batched: bool
+
+    def __str__(self) -> str:
+        dims = "x".join("N" if d < 0 else str(d) for d in self.shape)
+        return f"{self.name}: {self.dtype.name}[{dims}]"
+
+
+class Engine:
+    """A built engine: plans per batch size, weights, bindings and its build record."""
+
+    def __init__(
+        self,
+        header: Mapping[str, Any],
+        tensors: Mapping[str, np.ndarray],
+        blobs: Mapping[str, bytes] | None = None,
+        *,
+        path: str | None = None,
+    ) -> None:
+        try:
+            self.header = dict(header)
+            self.build_record: dict[str, Any] = dict(header["build"])
+            self.profile = Profile.from_json(header["profile"])
+            b = header["bindings"]
+            self.inputs = [_binding(e) for e in b["inputs"]]
+            self.outputs = [_binding(e) for e in b["outputs"]]
+            self._plans: dict[int, Any] = {int(k): v for k, v in header["plans"].items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EngineFileError(f"engine header is incomplete: {type(exc).__name__}: {exc}") \
+                from exc
+        self.tensors = tensors
+        self.blobs = dict(blobs or {})
+        self.path = path
+        self.backend_name: str = self.build_record.get("backend", "cpu")
+        self._programs: dict[int, Program] = {}
+        self._lock = threading.Lock()
+
+    # -- loading and saving -----------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, check_device: bool = True) -> Engine:
+        """Read an engine file; refuse files built for another device or version."""
+        f = read_engine(path)
+        engine = cls(f.header, f.tensors, f.blobs, path=os.fspath(path))
+        engine.check_compatible(check_device=check_device)
+        return engine
+
+    def save(self, path: str | os.PathLike) -> int:
+        """Write the engine atomically; returns bytes written."""
+        return write_engine(path, self.header, self.tensors, self.blobs)
+
+    def check_compatible(self, *, check_device: bool = True) -> None:
+        rec = self.build_record
+        where = self.path or "engine"
+        command = rec.get("rebuild_command", "edge-infer build MODEL.onnx")
+        how = ("Engines are tied to the edge_infer version and the device they were built on: "
+               f"rebuild it here with `{command}`.")
+        if rec.get("edge_infer_version") != __version__:
+            raise EngineCompatibilityError(
+                f"{where} was built with edge_infer {rec.get('edge_infer_version')}; this is "
+                f"edge_infer {__version__}. {how}"
+            )
+        backend = get_backend(self.backend_name)
+        if check_device and rec.get("device") != backend.device_fingerprint():
+            raise EngineCompatibilityError(
+                f"{where} was built for {describe(rec.get('device') or {})}; this machine is "
+                f"{describe(backend.device_fingerprint())}. {how}"
+            )
+
+    # -- plans ------------------------------------------------------------------------------
+    @property
+    def batch_sizes(self) -> list[int]:
+        return sorted(self._plans)
+
+    def plan_batch_for(self, batch: int) -> int:
+        """The specialization that serves ``batch`` (the smallest one not below it)."""
+        p = self.profile
+        if not p.min_batch <= batch <= p.max_batch:
+            raise BindingError(
+                f"batch {batch} is outside the engine's profile [{p.min_batch}, {p.max_batch}]; "
+                "rebuild with --min-shapes/--max-shapes covering it"
+            )
+        return min(b for b in self._plans if b >= batch)
+
+    def graph(self, batch: int) -> Any:
+        """The optimized graph of the plan for ``batch`` (a fresh copy)."""
+        return plan_to_graph(self._plans[self.plan_batch_for(batch)], self.tensors)
+
+    def program(self, plan_batch: int) -> Program:
+        with self._lock:
+            program = self._programs.get(plan_batch)
+            if program is None:
+                graph = plan_to_graph(self._plans[plan_batch], self.tensors)
+                prefix = f"{plan_batch}/"
+                blobs = {k[len(prefix):]: v for k, v in self.blobs.items() if k.startswith(prefix)}
+                program = get_backend(self.backend_name).prepare(graph, blobs)
+                self._programs[plan_batch] = program
+            return program
+
+    def create_context(self) -> ExecutionContext:
+        return ExecutionContext(self)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "inputs": [str(b) for b in self.inputs],
+            "outputs": [str(b) for b in self.outputs],
+            "profile": self.profile.to_json(),
+            "build": self.build_record,
+        }
+
+
+def _binding(entry: Mapping[str, Any]) -> Binding:
+    return Binding(entry["name"], np.dtype(entry["dtype"]), tuple(entry["shape"]),
+                   bool(entry.get("batched", False)))
+
+
+class ExecutionContext:
+    """The mutable state of one worker: use one context per concurrent thread."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._states: dict[int, Any] = {}
+        self._busy = threading.Lock()
+        self._stream: Stream | None = None
+
+    def __enter__(self) -> ExecutionContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+        self._states.clear()
+
+    def validate(self, feeds: Mapping[str, np.ndarray]) -> int:
+        """Check names, dtypes and shapes; returns the batch size of the call."""
+        names = {b.name for b in self.engine.inputs}
+        unknown = sorted(set(feeds) - names)
+        missing = sorted(names - set(feeds))
+        if unknown or missing:
+            raise BindingError(
+                f"inputs do not match the engine: unknown {unknown}, missing {missing}; "
+                f"expected {[str(b) for b in self.engine.inputs]}"
+            )
+        batch: int | None = None
+        for b in self.engine.inputs:
+            array = feeds[b.name]
+            if not isinstance(array, np.ndarray):
+                raise BindingError(f"input '{b.name}' must be a numpy array, got "
+                                   f"{type(array).__name__}")
+            if array.dtype != b.dtype:
+                raise BindingError(f"input '{b.name}' must be {b.dtype.name}, got "
+                                   f"{array.dtype.name}; convert with .astype(np.{b.dtype.name})")
+            want = list(b.shape)
+            if b.batched:
+                want[0] = -1
+            ok = len(array.shape) == len(want) and all(
+                w < 0 or w == d for w, d in zip(want, array.shape, strict=False))
+            if not ok:
+                raise BindingError(
+                    f"input '{b.name}' must have shape "
+                    f"{['N' if w < 0 else w for w in want]}, got {list(array.shape)}"
+                )
+            if b.batched:
+                if batch is not None and array.shape[0] != batch:
+                    raise BindingError(f"inputs disagree on the batch size: {batch} and "
+                                       f"{array.shape[0]} ('{b.name}')")
+                batch = array.shape[0]
+        return batch if batch is not None else self.engine.profile.min_batch
+
+    def execute(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run synchronously; returns every output by name (arrays owned by the caller)."""
+        batch = self.validate(feeds)
+        return self._execute(feeds, batch)
+
+    def execute_async(self, feeds: Mapping[str, np.ndarray]) -> Future:
+        """Queue a run on this context's stream; the future yields the outputs."""
+        batch = self.validate(feeds)
+        if self._stream is None:
+            self._stream = get_backend(self.engine.backend_name).create_stream()
+        return self._stream.submit(lambda: self._execute(feeds, batch))
+
+    def _execute(self, feeds: Mapping[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
+        plan_batch = self.engine.plan_batch_for(batch)
+        program = self.engine.program(plan_batch)
+        if plan_batch != batch:
+            feeds = {
+                b.name: _pad_batch(feeds[b.name], plan_batch) if b.batched else feeds[b.name]
+                for b in self.engine.inputs
+            }
+        with self._busy:
+            state = self._states.get(plan_batch)
+            if state is None:
+                state = self._states[plan_batch] = program.new_state()
+            outputs = program.run(state, feeds)
+        if plan_batch != batch:
+            outputs = {
+                b.name: outputs[b.name][:batch] if b.batched else outputs[b.name]
+                for b in self.engine.outputs
+            }
+        return outputs
+
+
+def _pad_batch(array: np.ndarray, batch: int) -> np.ndarray:
+    padded = np.zeros((batch, *array.shape[1:]), dtype=array.dtype)
+    padded[: array.shape[0]] = array
+    return padded
