@@ -24,7 +24,7 @@ import numpy as np
 
 from edge_infer.engine.ir import Graph, TensorType, Value
 from edge_infer.engine.shape_inference import infer_shapes
-from edge_infer.errors import GraphError
+from edge_infer.errors import EdgeInferError, GraphError
 
 Tensor = Value
 
@@ -90,8 +90,8 @@ class Network:
             bind_input_shapes(probe, {v.name: tuple(d if isinstance(d, int) else 1
                                                     for d in v.shape) for v in probe.inputs})
             infer_shapes(probe, fold=False)
-        except Exception:
-            return
+        except EdgeInferError as exc:
+            raise GraphError(f"cannot infer the shapes of the network so far: {exc}") from exc
         for name, value in probe.values.items():
             if self.graph.has_value(name) and self.graph.value(name).type is None:
                 self.graph.value(name).type = value.type

@@ -180,7 +180,7 @@ def _encode_json(obj: Any, what: str) -> bytes:
     try:
         data = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         raw = data.encode("utf-8")
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RecursionError) as e:
         raise EngineFileError(f"cannot store the engine {what}: it is not plain JSON: {e}") from e
     if len(raw) > MAX_HEADER_BYTES:
         raise EngineFileError(

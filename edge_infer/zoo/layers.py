@@ -27,7 +27,8 @@ MAX_OPSET = 21
 #: E[act(z)**2] for z ~ N(0, 1); a conv reading that activation uses gain 1 / this value.
 _SECOND_MOMENT = {"relu": 0.5, "relu6": 0.5, "silu": 0.356, "none": 1.0}
 
-Dim = int | str | None
+#: A tensor dimension: a size, or the name of a symbolic dim ("batch").
+Dim = int | str
 
 
 def check_common_args(name: str, batch: int | None, opset: int) -> None:

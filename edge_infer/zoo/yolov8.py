@@ -38,6 +38,8 @@ from edge_infer.zoo.layers import Dim, GraphBuilder, act_gain, check_common_args
 WIDTH, DEPTH, MAX_CHANNELS = 0.25, 0.33, 1024
 STRIDES = (8, 16, 32)
 REG_MAX = 16
+#: BN gamma scale of the second conv of a residual bottleneck: keeps ``x + f(x)`` O(1).
+_SHORTCUT_GAMMA = 0.7
 
 
 def _ch(c: int) -> int:
@@ -88,7 +90,7 @@ class _Yolo:
                 with b.scope("cv1"):
                     t = self.conv(last, c, c, 3)
                 with b.scope("cv2"):
-                    t = self.conv(t, c, c, 3, gamma_scale=0.7 if shortcut else 1.0)
+                    t = self.conv(t, c, c, 3, gamma_scale=_SHORTCUT_GAMMA if shortcut else 1.0)
                 last = b.op1("Add", [last, t]) if shortcut else t
             pieces.append(last)
         y = b.op1("Concat", pieces, axis=1)
@@ -125,8 +127,8 @@ class _Yolo:
         d = b.op1("Gather", [shape, b.i64("indices", axis)], axis=0)
         return b.unsqueeze(d, [0])
 
-    def reshape(self, x: str, dims: list[str | int], static: list[int]) -> str:
-        """Reshape to ``dims`` (names of [d] tensors or ints) or to ``static`` when not dyn."""
+    def reshape(self, x: str, dims: list[str | int | None], static: list[int]) -> str:
+        """Reshape to ``dims`` (names of [d] tensors, or ints) when dyn, else to ``static``."""
         b = self.b
         if not self.dyn:
             return b.op1("Reshape", [x, b.i64("shape", static)])
@@ -156,10 +158,14 @@ class _Yolo:
                 r = b.op1("Range", [b.f32("start", 0.0), end, b.f32("delta", 1.0)])
                 axes.append(b.op1("Add", [r, b.f32("offset", 0.5)]))
             sx, sy = axes
-            # meshgrid(sy, sx, indexing="ij"): views [-1, 1] / [1, -1] expanded to [h, w].
-            grid = b.op1("Concat", [b.op1("Shape", [sy]), b.op1("Shape", [sx])], axis=0)
-            gy = b.op1("Expand", [b.op1("Reshape", [sy, b.i64("shape", [-1, 1])]), grid])
-            gx = b.op1("Expand", [b.op1("Reshape", [sx, b.i64("shape", [1, -1])]), grid])
+            # meshgrid(sy, sx, indexing="ij") as torch exports it: each vector is reshaped to
+            # [h, 1] / [1, w] (targets from Shape ops) and expanded to [h, w].
+            shy, shx = b.op1("Shape", [sy]), b.op1("Shape", [sx])
+            grid = b.op1("Concat", [shy, shx], axis=0)
+            one = b.i64("one", [1])
+            ty, tx = b.op1("Concat", [shy, one], axis=0), b.op1("Concat", [one, shx], axis=0)
+            gy = b.op1("Expand", [b.op1("Reshape", [sy, ty]), grid])
+            gx = b.op1("Expand", [b.op1("Reshape", [sx, tx]), grid])
             st = b.op1("Concat", [b.unsqueeze(gx, [-1]), b.unsqueeze(gy, [-1])], axis=-1)
             pts.append(b.op1("Reshape", [st, b.i64("shape", [-1, 2])]))
             hw = b.unsqueeze(b.op1("Mul", [h, w]), [0])

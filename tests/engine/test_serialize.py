@@ -240,7 +240,7 @@ def test_every_single_bit_flip_is_detected() -> None:
             loads_engine(bytes(damaged))
 
 
-@settings(max_examples=200, deadline=None, database=None)
+@settings(max_examples=100, deadline=None, database=None)
 @given(st.lists(st.tuples(st.integers(0, len(SMALL) - 1), st.integers(1, 255)), min_size=1))
 def test_random_corruption_is_detected(flips: list[tuple[int, int]]) -> None:
     damaged = bytearray(SMALL)
@@ -352,6 +352,14 @@ def test_bad_json_with_valid_checksum(header: bytes, table: bytes, message: str)
     data = np.arange(4, dtype="<f4").tobytes()
     with pytest.raises(EngineFileError, match=message):
         loads_engine(_craft(header, table, data))
+
+
+@pytest.mark.parametrize("use_mmap", [True, False])
+def test_crafted_file_on_disk_is_checked(tmp_path: Path, use_mmap: bool) -> None:
+    path = tmp_path / "evil.engine"
+    path.write_bytes(_craft(b"{}", [_entry(offset=1 << 20)], bytes(16)))
+    with pytest.raises(EngineFileError, match=r"evil\.engine: .*outside the data section"):
+        read_engine(path, mmap=use_mmap)
 
 
 def test_missing_file(tmp_path: Path) -> None:

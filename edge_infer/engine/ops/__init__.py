@@ -21,6 +21,7 @@ FAMILIES: tuple[str, ...] = (
     "linalg",
     "resize",
     "shape_ops",
+    "slice_pad",
     "tensor_ops",
 )
 

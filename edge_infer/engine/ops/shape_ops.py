@@ -1,10 +1,10 @@
-"""Shape and layout ops: Reshape, Flatten, Transpose, Squeeze, Unsqueeze, Shape, Size, Expand,
-Tile, Concat, Split, Slice, Pad, DepthToSpace, SpaceToDepth.
+"""Shape ops: Reshape, Flatten, Transpose, Squeeze, Unsqueeze, Shape, Size, Expand, Tile,
+Concat, Split (Slice, Pad and the depth/space ops are in :mod:`slice_pad`).
 
 Every op here moves data without arithmetic, and many run on big activations or inside shape
 subgraphs that the constant folder evaluates, so each has an explicit shape formula rather
 than ``by_evaluation``. Output shapes that depend on a data input (Reshape's shape, Expand's
-shape, Tile's repeats, Slice's starts/ends, Pad's pads) need that input to be a build-time
+shape, Tile's repeats) need that input to be a build-time
 constant. Shape helpers raise ``ValueError``; the ``located`` wrapper turns it into a
 :class:`~edge_infer.errors.ShapeInferenceError` naming the node, and at run time the executor
 names the node for us.
@@ -47,8 +47,9 @@ def normalize_axis(axis: int, rank: int, what: str = "axis") -> int:
     """``axis`` in ``[-rank, rank)`` mapped to ``[0, rank)``, or a ValueError naming ``what``."""
     axis = int(axis)
     if not -rank <= axis < rank:
-        raise ValueError(f"{what} = {axis} is out of range for rank {rank}; "
-                         f"expected {-rank}..{rank - 1}")
+        raise ValueError(
+            f"{what} = {axis} is out of range for rank {rank}; expected {-rank}..{rank - 1}"
+        )
     return axis + rank if axis < 0 else axis
 
 
@@ -64,7 +65,7 @@ def as_ints(values: Any) -> list[int]:
     return [int(v) for v in np.asarray(values).reshape(-1)]
 
 
-def _static(shape: Shape, what: str) -> tuple[int, ...]:
+def static_shape(shape: Shape, what: str) -> tuple[int, ...]:
     if not all(isinstance(d, int) for d in shape):
         raise ValueError(f"{what} needs a static shape, got {list(shape)}")
     return tuple(int(d) for d in shape)  # type: ignore[arg-type]
@@ -80,14 +81,16 @@ def _prod(dims: Sequence[Dim]) -> int:
 def reshape_target(shape: Shape, target: Any, allowzero: int = 0) -> tuple[int, ...]:
     """Resolve Reshape's target (0 copies the input dim unless ``allowzero``; one -1)."""
     dims = as_ints(target)
-    in_shape = _static(shape, "Reshape with a 0 or -1 in its target")
+    in_shape = static_shape(shape, "Reshape with a 0 or -1 in its target")
     out: list[int] = []
     infer_at = -1
     for i, d in enumerate(dims):
         if d == 0 and not allowzero:
             if i >= len(in_shape):
-                raise ValueError(f"shape {dims}: 0 at position {i} copies a dim the input "
-                                 f"{list(in_shape)} does not have")
+                raise ValueError(
+                    f"shape {dims}: 0 at position {i} copies a dim the input "
+                    f"{list(in_shape)} does not have"
+                )
             out.append(in_shape[i])
         elif d == -1:
             if infer_at >= 0:
@@ -268,8 +271,10 @@ def expand(input: np.ndarray, shape: np.ndarray) -> np.ndarray:
 def _tile_shape(shape: Shape, repeats: Any) -> tuple[int, ...]:
     reps = as_ints(repeats)
     if len(reps) != len(shape) or any(r < 0 for r in reps):
-        raise ValueError(f"repeats {reps} must hold one non-negative count per dim of "
-                         f"the rank-{len(shape)} input")
+        raise ValueError(
+            f"repeats {reps} must hold one non-negative count per dim of "
+            f"the rank-{len(shape)} input"
+        )
     return tuple(int(d) * r for d, r in zip(shape, reps, strict=True))
 
 
@@ -303,8 +308,9 @@ def _infer_concat(ctx: InferContext) -> list[TensorType]:
             raise ValueError(f"inputs must share rank and dtype; got {t} and {types[0]}")
         for i, (a, b) in enumerate(zip(out, t.shape, strict=True)):
             if i != axis and a != b:
-                raise ValueError(f"inputs differ in dim {i} ({a} vs {b}); only the concat "
-                                 f"axis {axis} may differ")
+                raise ValueError(
+                    f"inputs differ in dim {i} ({a} vs {b}); only the concat axis {axis} may differ"
+                )
     out[axis] = sum(int(t.shape[axis]) for t in types)
     return [TensorType(tuple(out), types[0].dtype)]
 
@@ -323,13 +329,14 @@ def split_sizes(dim: int, split: Any, num_outputs: int | None) -> list[int]:
             raise ValueError(f"split {sizes} does not add up to the axis size {dim}")
         return sizes
     if not num_outputs or num_outputs < 1:
-        raise ValueError("without 'split', the number of outputs (num_outputs) must be "
-                         "known; the importer records it for Split before opset 18")
+        raise ValueError(
+            "without 'split', the number of outputs (num_outputs) must be "
+            "known; the importer records it for Split before opset 18"
+        )
     chunk = -(-dim // num_outputs)
     sizes = [chunk] * (num_outputs - 1) + [dim - chunk * (num_outputs - 1)]
     if sizes[-1] < 0:
-        raise ValueError(f"axis size {dim} cannot be split into {num_outputs} chunks of "
-                         f"{chunk}")
+        raise ValueError(f"axis size {dim} cannot be split into {num_outputs} chunks of {chunk}")
     return sizes
 
 
@@ -364,181 +371,3 @@ def split(
     axis = normalize_axis(axis, input.ndim, "axis")
     sizes = split_sizes(input.shape[axis], split, num_outputs)
     return tuple(np.split(input, np.cumsum(sizes)[:-1], axis=axis))
-
-
-# -- Slice -----------------------------------------------------------------------------------
-
-
-def slice_index(shape: Shape, starts: Any, ends: Any, axes: Any, steps: Any) -> tuple[slice, ...]:
-    """Slices for ``data[...]``; Python slicing clamps (INT64 min/max ends) as ONNX does."""
-    starts, ends = as_ints(starts), as_ints(ends)
-    if len(starts) != len(ends):
-        raise ValueError(f"starts {starts} and ends {ends} differ in length")
-    rank = len(shape)
-    axes_ = list(range(len(starts))) if axes is None else normalize_axes(axes, rank)
-    steps_ = [1] * len(starts) if steps is None else as_ints(steps)
-    if len(axes_) != len(starts) or len(steps_) != len(starts):
-        raise ValueError(f"starts, ends, axes and steps must have the same length; got "
-                         f"{len(starts)}, {len(ends)}, {len(axes_)}, {len(steps_)}")
-    index = [slice(None)] * rank
-    for a, b, e, s in zip(axes_, starts, ends, steps_, strict=True):
-        if s == 0:
-            raise ValueError("steps must not be 0")
-        index[a] = slice(b, e, s)
-    return tuple(index)
-
-
-@located
-def _infer_slice(ctx: InferContext) -> list[TensorType]:
-    shape = ctx.shape(0)
-    if ctx.num_inputs > 1:  # opset 10+: starts, ends, axes, steps are inputs
-        starts = ctx.require_value(1, "Slice's starts")
-        ends = ctx.require_value(2, "Slice's ends")
-        axes = ctx.require_value(3, "Slice's axes") if ctx.has(3) else None
-        steps = ctx.require_value(4, "Slice's steps") if ctx.has(4) else None
-    else:
-        starts, ends = ctx.attrs.get("starts"), ctx.attrs.get("ends")
-        axes, steps = ctx.attrs.get("axes"), None
-        if starts is None or ends is None:
-            raise ValueError("attributes starts and ends are required")
-    index = slice_index(shape, starts, ends, axes, steps)
-    out = tuple(
-        d if sl == slice(None) else len(range(*sl.indices(int(d))))
-        for d, sl in zip(shape, index, strict=True)
-    )
-    return [TensorType(out, ctx.dtype(0))]
-
-
-@OPS.register("Slice", 1, infer=_infer_slice)
-@OPS.register("Slice", 10, infer=_infer_slice)
-@OPS.register("Slice", 11, infer=_infer_slice)
-def slice_(
-    data: np.ndarray, starts: Any, ends: Any, axes: Any = None, steps: Any = None
-) -> np.ndarray:
-    """``starts``/``ends``/``axes`` are attributes in opset 1 and inputs from opset 10."""
-    return data[slice_index(data.shape, starts, ends, axes, steps)]
-
-
-# -- Pad -------------------------------------------------------------------------------------
-
-_PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "edge", "wrap": "wrap"}
-
-
-def pad_widths(rank: int, pads: Any, axes: Any) -> list[tuple[int, int]]:
-    """``[(begin, end)]`` per dim from ONNX ``pads`` ``[b1, b2, ..., e1, e2, ...]``."""
-    pads = as_ints(pads)
-    axes_ = list(range(rank)) if axes is None else normalize_axes(axes, rank)
-    n = len(axes_)
-    if len(pads) != 2 * n:
-        raise ValueError(f"pads {pads} must hold 2 × {n} values (begins then ends)")
-    widths = [(0, 0)] * rank
-    for i, a in enumerate(axes_):
-        widths[a] = (pads[i], pads[i + n])
-    return widths
-
-
-@located
-def _infer_pad(ctx: InferContext) -> list[TensorType]:
-    shape = _static(ctx.shape(0), "Pad")
-    if ctx.has(1):
-        pads = ctx.require_value(1, "Pad's pads")
-    elif "pads" in ctx.attrs:
-        pads = ctx.attrs["pads"]
-    else:
-        raise ValueError("pads are required")
-    axes = ctx.require_value(3, "Pad's axes") if ctx.has(3) else None
-    mode = ctx.attrs.get("mode", "constant")
-    if mode not in _PAD_MODES:
-        raise ValueError(f"attribute mode = '{mode}'; expected one of {sorted(_PAD_MODES)}")
-    out = tuple(d + b + e for d, (b, e) in zip(shape, pad_widths(len(shape), pads, axes),
-                                               strict=True))
-    if any(d < 0 for d in out):
-        raise ValueError(f"pads {as_ints(pads)} crop more than the input {list(shape)} holds")
-    return [TensorType(out, ctx.dtype(0))]
-
-
-@OPS.register("Pad", 2, infer=_infer_pad)
-@OPS.register("Pad", 11, infer=_infer_pad)
-@OPS.register("Pad", 18, infer=_infer_pad)
-@OPS.register("Pad", 19, infer=_infer_pad)
-def pad(
-    data: np.ndarray,
-    pads: Any = None,
-    constant_value: np.ndarray | None = None,
-    axes: Any = None,
-    mode: str = "constant",
-    value: float = 0.0,
-) -> np.ndarray:
-    """Opset 2 passes ``pads``/``value`` as attributes; 11+ passes ``pads``/``constant_value``
-    (and from 18 ``axes``) as inputs. Negative pads crop."""
-    widths = pad_widths(data.ndim, pads, axes)
-    crop = tuple(slice(max(-b, 0), d - max(-e, 0)) for d, (b, e) in zip(data.shape, widths,
-                                                                        strict=True))
-    data = data[crop]
-    widths = [(max(b, 0), max(e, 0)) for b, e in widths]
-    if mode == "constant":
-        fill = value if constant_value is None else np.asarray(constant_value).reshape(-1)[0]
-        return np.pad(data, widths, mode="constant", constant_values=data.dtype.type(fill))
-    if mode not in _PAD_MODES:
-        raise ValueError(f"attribute mode = '{mode}'; expected one of {sorted(_PAD_MODES)}")
-    return np.pad(data, widths, mode=_PAD_MODES[mode])  # type: ignore[call-overload]
-
-
-# -- DepthToSpace / SpaceToDepth -------------------------------------------------------------
-
-
-def _block_shape(shape: Shape, blocksize: int, to_space: bool) -> tuple[int, int, int, int]:
-    if len(shape) != 4:
-        raise ValueError(f"expects a rank-4 NCHW input, got rank {len(shape)}")
-    n, c, h, w = _static(shape, "DepthToSpace/SpaceToDepth")
-    b = int(blocksize)
-    if b < 1:
-        raise ValueError(f"attribute blocksize = {b}; expected ≥ 1")
-    if to_space:
-        if c % (b * b):
-            raise ValueError(f"channels {c} are not divisible by blocksize² = {b * b}")
-        return n, c // (b * b), h * b, w * b
-    if h % b or w % b:
-        raise ValueError(f"spatial size {h}x{w} is not divisible by blocksize {b}")
-    return n, c * b * b, h // b, w // b
-
-
-@located
-def _infer_depth_to_space(ctx: InferContext) -> list[TensorType]:
-    mode = ctx.attrs.get("mode", "DCR")
-    if mode not in ("DCR", "CRD"):
-        raise ValueError(f"attribute mode = '{mode}'; expected 'DCR' or 'CRD'")
-    if "blocksize" not in ctx.attrs:
-        raise ValueError("attribute blocksize is required")
-    shape = _block_shape(ctx.shape(0), ctx.attrs["blocksize"], to_space=True)
-    return [TensorType(shape, ctx.dtype(0))]
-
-
-@OPS.register("DepthToSpace", 1, infer=_infer_depth_to_space)
-@OPS.register("DepthToSpace", 11, infer=_infer_depth_to_space)
-def depth_to_space(input: np.ndarray, blocksize: int, mode: str = "DCR") -> np.ndarray:
-    n, c, h, w = input.shape
-    b = blocksize
-    out = _block_shape(input.shape, b, to_space=True)
-    if mode == "DCR":
-        tmp = input.reshape(n, b, b, c // (b * b), h, w).transpose(0, 3, 4, 1, 5, 2)
-    else:
-        tmp = input.reshape(n, c // (b * b), b, b, h, w).transpose(0, 1, 4, 2, 5, 3)
-    return tmp.reshape(out)
-
-
-@located
-def _infer_space_to_depth(ctx: InferContext) -> list[TensorType]:
-    if "blocksize" not in ctx.attrs:
-        raise ValueError("attribute blocksize is required")
-    shape = _block_shape(ctx.shape(0), ctx.attrs["blocksize"], to_space=False)
-    return [TensorType(shape, ctx.dtype(0))]
-
-
-@OPS.register("SpaceToDepth", 1, infer=_infer_space_to_depth)
-def space_to_depth(input: np.ndarray, blocksize: int) -> np.ndarray:
-    n, c, h, w = input.shape
-    b = blocksize
-    out = _block_shape(input.shape, b, to_space=False)
-    tmp = input.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
-    return tmp.reshape(out)

@@ -43,8 +43,10 @@ def constant(
 ) -> np.ndarray:
     """The one attribute that is set, as an array (floats are float32, ints int64)."""
     if value_string is not None or value_strings is not None:
-        raise ValueError("string constants (value_string/value_strings) are not supported: "
-                         "edge_infer tensors are numeric")
+        raise ValueError(
+            "string constants (value_string/value_strings) are not supported: "
+            "edge_infer tensors are numeric"
+        )
     if sparse_value is not None:
         raise ValueError("sparse_value is not supported; store the constant densely")
     if value is not None:
@@ -57,8 +59,9 @@ def constant(
         return np.array(value_int, dtype=np.int64)
     if value_ints is not None:
         return np.array(value_ints, dtype=np.int64)
-    raise ValueError("exactly one of the attributes value, value_float(s), value_int(s) "
-                     "must be set")
+    raise ValueError(
+        "exactly one of the attributes value, value_float(s), value_int(s) must be set"
+    )
 
 
 @located
@@ -108,8 +111,9 @@ def _range_count(start: np.ndarray, limit: np.ndarray, delta: np.ndarray) -> int
 
 @located
 def _infer_range(ctx: InferContext) -> list[TensorType]:
-    values = [ctx.require_value(i, f"Range's {n}") for i, n in enumerate(("start", "limit",
-                                                                           "delta"))]
+    values = [
+        ctx.require_value(i, f"Range's {n}") for i, n in enumerate(("start", "limit", "delta"))
+    ]
     if len({np.asarray(v).dtype for v in values}) != 1:
         raise ValueError("start, limit and delta must share one dtype")
     return [TensorType((_range_count(*values),), np.asarray(values[0]).dtype)]
@@ -171,8 +175,10 @@ def _dropout_infer(mask_dtype: Any | None) -> Any:
         if ctx.has(2):
             mode = ctx.require_value(2, "Dropout's training_mode")
             if bool(np.asarray(mode).reshape(-1)[0]):
-                raise ValueError("training_mode = true is not supported: edge_infer runs "
-                                 "inference only; export the model in eval mode")
+                raise ValueError(
+                    "training_mode = true is not supported: edge_infer runs "
+                    "inference only; export the model in eval mode"
+                )
         types = [ctx.type(0)]
         if len(ctx.node.outputs) > 1:
             types.append(TensorType(ctx.shape(0), mask_dtype or ctx.dtype(0)))
@@ -218,7 +224,7 @@ def _infer_gather(ctx: InferContext) -> list[TensorType]:
     data, indices = ctx.shape(0), ctx.shape(1)
     _check_indices(ctx, 1, "indices")
     axis = normalize_axis(ctx.attrs.get("axis", 0), len(data), "attribute axis")
-    return [TensorType((*data[:axis], *indices, *data[axis + 1:]), ctx.dtype(0))]
+    return [TensorType((*data[:axis], *indices, *data[axis + 1 :]), ctx.dtype(0))]
 
 
 @OPS.register("Gather", 1, infer=_infer_gather)
@@ -282,7 +288,7 @@ def _infer_gather_nd(ctx: InferContext) -> list[TensorType]:
     k = int(indices[-1])
     if not 1 <= k <= len(data) - b:
         raise ValueError(f"indices' last dim {k} must be in 1..{len(data) - b}")
-    return [TensorType((*indices[:-1], *data[b + k:]), ctx.dtype(0))]
+    return [TensorType((*indices[:-1], *data[b + k :]), ctx.dtype(0))]
 
 
 @OPS.register("GatherND", 11, infer=_infer_gather_nd)
@@ -291,7 +297,7 @@ def gather_nd(data: np.ndarray, indices: np.ndarray, batch_dims: int = 0) -> np.
     b, k = batch_dims, indices.shape[-1]
     flat = data.reshape(math.prod(data.shape[:b]), *data.shape[b:])
     out = flat[_nd_index(data.shape, indices, b)]
-    return out.reshape(*indices.shape[:-1], *data.shape[b + k:])
+    return out.reshape((*indices.shape[:-1], *data.shape[b + k :]))
 
 
 # -- Scatter family --------------------------------------------------------------------------
@@ -305,8 +311,9 @@ def _scatter(out: np.ndarray, index: tuple, updates: np.ndarray, reduction: str)
     elif reduction in _SCATTER_UFUNCS:
         _SCATTER_UFUNCS[reduction].at(out, index, updates)
     else:
-        raise ValueError(f"attribute reduction = '{reduction}'; expected one of "
-                         f"{['none', *_SCATTER_UFUNCS]}")
+        raise ValueError(
+            f"attribute reduction = '{reduction}'; expected one of {['none', *_SCATTER_UFUNCS]}"
+        )
     return out
 
 

@@ -124,5 +124,6 @@ def test_conv_transpose_same_odd_padding(auto_pad):
 
 def test_conv_transpose_float64():
     # onnxruntime has no float64 ConvTranspose kernel on CPU
-    check_op("ConvTranspose", [rand(1, 2, 4, 5, dtype="float64"), rand(2, 3, 3, 3, dtype="float64")],
-             {"strides": [2, 2], "pads": [1, 1, 1, 1]}, oracles=("reference",))
+    x, w = rand(1, 2, 4, 5, dtype="float64"), rand(2, 3, 3, 3, dtype="float64")
+    attrs = {"strides": [2, 2], "pads": [1, 1, 1, 1]}
+    check_op("ConvTranspose", [x, w], attrs, oracles=("reference",))
