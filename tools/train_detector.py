@@ -38,6 +38,8 @@ from edge_infer.synth.shapes import CLASSES  # noqa: E402
 
 log = logging.getLogger("train_detector")
 IMGSZ = 320
+#: channels of the stem and the four backbone stages
+WIDTH = (16, 24, 48, 64, 96)
 
 
 def load_split(data: Path, split: str) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -131,13 +133,14 @@ def export_onnx(model: Detector, path: Path) -> None:
 
 def train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # denormals make CPU training several times slower
     torch.manual_seed(args.seed)
     data = Path(args.data)
     if not (data / "train.json").exists():
         write_dataset(data, "train", args.train_count, args.data_seed, IMGSZ, args.threads)
     images, targets = load_split(data, "train")
     log.info("loaded %d training images", len(images))
-    model = Detector(len(CLASSES))
+    model = Detector(len(CLASSES), WIDTH)
     model.detect.init_bias(IMGSZ)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -154,21 +157,23 @@ def train(args: argparse.Namespace) -> None:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt = workdir / "last.pt"
-    start = 0
+    start, cpu_before = 0, 0.0
     if args.resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=True)
         model.load_state_dict(state["model"])
         ema.ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
         start, ema.updates = int(state["iter"]), int(state["iter"])
+        cpu_before = float(state.get("cpu", 0.0))
         log.info("resumed at iteration %d", start)
     per_epoch = len(images) // args.batch
-    total = args.epochs * per_epoch
+    total = args.iters
     order_rng = np.random.default_rng(args.seed)
-    order = np.concatenate([order_rng.permutation(len(images)) for _ in range(args.epochs + 1)])
+    epochs = total // per_epoch + 2
+    order = np.concatenate([order_rng.permutation(len(images)) for _ in range(epochs)])
     rng = np.random.default_rng([args.seed, start])  # augmentation stream
     model.train()
-    t0, smooth = time.monotonic(), None
+    t0, c0, smooth = time.monotonic(), time.process_time(), None
     for it in range(start, total):
         lr = lr_at(it, total, args.lr, args.warmup)
         for g in opt.param_groups:
@@ -184,13 +189,15 @@ def train(args: argparse.Namespace) -> None:
         smooth = parts if smooth is None else 0.95 * smooth + 0.05 * parts
         if (it + 1) % 25 == 0 or it + 1 == total:
             el = time.monotonic() - t0
-            log.info("it %d/%d ep %.2f lr %.5f box %.3f cls %.3f dfl %.3f  %.1f s (%.2f it/s)",
-                     it + 1, total, (it + 1) / per_epoch, lr, *smooth.tolist(), el,
-                     (it + 1 - start) / el)
+            cpu = time.process_time() - c0 + cpu_before
+            log.info("it %d/%d ep %.2f lr %.5f box %.3f cls %.3f dfl %.3f  %.1f s wall, "
+                     "%.1f s cpu (%.2f it/s)", it + 1, total, (it + 1) / per_epoch, lr,
+                     *smooth.tolist(), el, cpu, (it + 1 - start) / el)
         if (it + 1) % args.save_every == 0 or it + 1 == total:
             tmp = workdir / "last.pt.tmp"
             torch.save({"model": model.state_dict(), "ema": ema.ema.state_dict(),
-                        "opt": opt.state_dict(), "iter": it + 1}, tmp)
+                        "opt": opt.state_dict(), "iter": it + 1,
+                        "cpu": time.process_time() - c0 + cpu_before}, tmp)
             os.replace(tmp, ckpt)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -205,11 +212,11 @@ def main() -> None:
     p.add_argument("--data-seed", type=int, default=1, help="seed of the train split")
     p.add_argument("--out", default="models/edge_demo_det.onnx")
     p.add_argument("--workdir", default="/tmp/edge_det_train", help="checkpoints")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--iters", type=int, default=1500, help="optimizer steps (sets the schedule)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--warmup", type=int, default=100, help="warm-up iterations")
+    p.add_argument("--warmup", type=int, default=60, help="warm-up iterations")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=50)
@@ -218,7 +225,7 @@ def main() -> None:
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.export_only:
-        model = Detector(len(CLASSES))
+        model = Detector(len(CLASSES), WIDTH)
         model.load_state_dict(torch.load(Path(args.workdir) / "last.pt", weights_only=True)["ema"])
         export_onnx(model, Path(args.out))
         return

@@ -35,6 +35,7 @@ from edge_infer.engine.shape_inference import (
     check_outputs_typed,
     infer_shapes,
 )
+from edge_infer.engine.tactics.autotune import TimingCache
 
 if TYPE_CHECKING:
     from edge_infer.engine.runtime import Engine
@@ -56,6 +57,8 @@ class BuildOptions:
     optimize: bool = True
     precision: str = "fp32"
     timing_cache: str | None = None
+    #: time every candidate tactic per layer (off: first applicable tactic, faster builds)
+    tune: bool = True
     progress: bool = False
     #: free-form backend / precision settings (tactic lists, calibration cache, overrides)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -71,6 +74,7 @@ class BuildOptions:
             "opt_shapes": shapes(self.opt_shapes),
             "max_shapes": shapes(self.max_shapes),
             "optimize": self.optimize,
+            "tune": self.tune,
             "precision": self.precision,
         }
 
@@ -140,6 +144,7 @@ def build_parts(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
     """Run stages 2–5; returns the engine header, tensors and blobs."""
     be = get_backend(opts.backend)
+    cache = TimingCache(be.device_fingerprint(), opts.timing_cache) if opts.tune else None
     profile = make_profile(graph, opts.shapes, opts.min_shapes, opts.opt_shapes, opts.max_shapes)
     batches = profile.specializations()
     plans: dict[str, Any] = {}
@@ -153,13 +158,16 @@ def build_parts(
         iterator = tqdm(batches, desc="building", unit="batch size")
     for batch in iterator:
         g = specialize(graph, profile, batch, opts)
-        for key, blob in be.compile(g, batch=batch, options=opts).items():
+        for key, blob in be.compile(g, batch=batch, options=opts, cache=cache).items():
             blobs[f"{batch}/{key}"] = blob
         plan, plan_tensors = graph_to_plan(g)
         plans[str(batch)] = plan
         tensors.update(plan_tensors)
         if not bindings:
             bindings = _bindings(g, profile)
+    if cache is not None:
+        cache.save()
+        log.info("timing cache: %d hits, %d misses", cache.hits, cache.misses)
     header = {
         "kind": "edge_infer.engine",
         "bindings": bindings,

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 from onnx.backend.base import Backend, BackendRep, Device, DeviceType
 
 from edge_infer.engine.builder import build
@@ -44,14 +45,35 @@ def declared_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def bind_inputs(model: onnx.ModelProto, values: Mapping[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of ``model`` where the inputs in ``values`` are initializers with those values."""
+    names = {i.name for i in declared_inputs(model)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise BindingError(f"cannot bind {unknown}: not inputs of the model {sorted(names)}")
+    bound = onnx.ModelProto()
+    bound.CopyFrom(model)
+    kept = [i for i in bound.graph.input if i.name not in values]
+    del bound.graph.input[:]
+    bound.graph.input.extend(kept)
+    bound.graph.initializer.extend(
+        numpy_helper.from_array(np.asarray(value), name) for name, value in values.items()
+    )
+    return bound
+
+
 class EdgeInferRep(BackendRep):
     """A prepared model: an engine, one execution context, and the model's I/O order."""
 
     def __init__(self, engine: Engine, input_names: Sequence[str],
-                 output_names: Sequence[str]) -> None:
+                 output_names: Sequence[str],
+                 bound: Mapping[str, np.ndarray] | None = None) -> None:
         self.engine = engine
+        #: inputs the caller feeds, in declared order (bound inputs are not among them)
         self.input_names = list(input_names)
         self.output_names = list(output_names)
+        #: inputs whose values were fixed at build time (``constant_inputs`` of prepare)
+        self.bound = dict(bound or {})
         self._context = engine.create_context()
 
     def run(self, inputs: Any, **kwargs: Any) -> list[np.ndarray]:
@@ -77,6 +99,12 @@ class EdgeInferRep(BackendRep):
             raise BindingError(
                 f"inputs must be an array, a list of arrays or a dict, got {type(inputs).__name__}"
             )
+        for name, value in self.bound.items():
+            if name in given and not np.array_equal(given.pop(name), value):
+                raise BindingError(
+                    f"input '{name}' was bound to {value.tolist()} when the engine was built; "
+                    "rebuild to run it with another value"
+                )
         # The engine may have dropped inputs that no output depends on; feed only its own.
         wanted = {b.name for b in self.engine.inputs}
         return {name: np.asarray(value) for name, value in given.items() if name in wanted}
@@ -93,19 +121,25 @@ class EdgeInferBackend(Backend):
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> EdgeInferRep:
         """Build an engine for ``model`` at its declared input shapes.
 
-        Keyword arguments: ``optimize`` (default True) and ``shapes`` (overrides declared
-        shapes); others (the runner's ``rtol``/``atol``) are ignored.
+        Keyword arguments: ``optimize`` (default True); ``shapes`` (overrides declared
+        shapes); ``constant_inputs`` (``{name: array}``: inputs turned into initializers before
+        the build, as TensorRT takes shape-tensor values in its profile — for inputs that define
+        shapes: Reshape's shape, Slice's starts, Resize's sizes, ...). Others (the runner's
+        ``rtol``/``atol``) are ignored.
         """
         if not cls.supports_device(device):
             raise BuildError(f"edge_infer's ONNX backend runs on CPU only, not on '{device}'")
         if isinstance(model, bytes | str):
             model = onnx.load_model_from_string(model) if isinstance(model, bytes) \
                 else onnx.load(model)
+        bound = {k: np.asarray(v) for k, v in (kwargs.get("constant_inputs") or {}).items()}
+        if bound:
+            model = bind_inputs(model, bound)
         shapes = dict(declared_shapes(model)) if kwargs.get("shapes") is None else kwargs["shapes"]
         engine = build(model, shapes=shapes, optimize=bool(kwargs.get("optimize", True)))
         inputs = [i.name for i in declared_inputs(model)]
         outputs = [o.name for o in model.graph.output]
-        return EdgeInferRep(engine, inputs, outputs)
+        return EdgeInferRep(engine, inputs, outputs, bound)
 
     @classmethod
     def run_model(cls, model: onnx.ModelProto, inputs: Any, device: str = "CPU",
@@ -128,5 +162,5 @@ prepare = EdgeInferBackend.prepare
 run_model = EdgeInferBackend.run_model
 supports_device = EdgeInferBackend.supports_device
 
-__all__ = ["EdgeInferBackend", "EdgeInferRep", "declared_inputs", "declared_shapes", "prepare",
+__all__ = ["EdgeInferBackend", "EdgeInferRep", "bind_inputs", "declared_inputs", "declared_shapes", "prepare",
            "run_model", "supports_device"]

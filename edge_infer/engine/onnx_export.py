@@ -22,6 +22,8 @@ def export_onnx(graph: Graph, ir_version: int = 8) -> onnx.ModelProto:
     for node in graph.nodes:
         attrs = {k: (numpy_helper.from_array(np.asarray(v)) if isinstance(v, np.ndarray) else v)
                  for k, v in node.attrs.items()}
+        if node.op_type == "Split" and not node.domain and graph.opsets.get("", 17) < 18:
+            attrs.pop("num_outputs", None)  # set by the importer; not an attribute before 18
         nodes.append(helper.make_node(
             node.op_type,
             ["" if v is None else v.name for v in node.inputs],

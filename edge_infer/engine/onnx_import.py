@@ -194,6 +194,11 @@ def import_model(
             outputs.append(graph.add_value(out, unique=False))
         attrs = {a.name: attribute_value(a, where) for a in node.attribute}
         domain = "" if node.domain in _ONNX_DOMAINS else node.domain
+        if (node.op_type == "Split" and not domain and "split" not in attrs
+                and (len(inputs) < 2 or inputs[1] is None)):
+            # Before opset 18 an even Split is defined by its output count, which a kernel
+            # cannot see: make it explicit (the opset-18 attribute) for kernels and folding.
+            attrs.setdefault("num_outputs", len(outputs))
         graph.add_node(node.op_type, inputs, outputs, attrs, name=name, domain=domain)
 
     for info in g.output:

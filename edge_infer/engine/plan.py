@@ -83,6 +83,7 @@ def graph_to_plan(graph: Graph) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         "outputs": [[name, record(v)] for name, v in graph.outputs],
         "values": values,
         "nodes": nodes,
+        "meta": _json_attr(graph.meta, tensors),
     }
     json.dumps(plan)  # fail here, at build time, if anything is not JSON-able
     return plan, tensors
@@ -92,6 +93,7 @@ def plan_to_graph(plan: Mapping[str, Any], tensors: Mapping[str, np.ndarray]) ->
     """Rebuild the graph of a plan; inconsistencies raise :class:`EngineFileError`."""
     try:
         graph = Graph(name=plan["name"], opsets={k: int(v) for k, v in plan["opsets"].items()})
+        graph.meta = dict(_attr_from_json(plan.get("meta", {}), tensors))
         made: dict[str, Value] = {}
 
         def get(name: str) -> Value:

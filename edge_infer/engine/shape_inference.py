@@ -158,7 +158,7 @@ def try_fold(graph: Graph, node: Node, op: OpDef, attrs: dict[str, Any]) -> bool
     if sum(a.nbytes for a in arrays) > MAX_FOLD_BYTES:
         return False
     for out, array in zip(node.outputs, arrays, strict=False):
-        array = np.ascontiguousarray(array)
+        array = np.array(array, order="C")  # keeps 0-d scalars 0-d
         array.setflags(write=False)
         const = Value(graph.unique_name(out.name + "_const"), const=array)
         graph.replace_all_uses_with(out, const)

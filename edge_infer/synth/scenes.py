@@ -108,6 +108,8 @@ class Composer:
         self.owner = np.full(frame.shape[:2], -1, np.int32)
         self.areas: list[int] = []
         self.classes: list[int] = []
+        #: the frame region each object was pasted into (None when fully off-frame)
+        self.regions: list[tuple[slice, slice] | None] = []
 
     def fits(self, mask: np.ndarray, x: int, y: int) -> bool:
         """Whether pasting ``mask`` at ``(x, y)`` leaves every earlier object visible enough."""
@@ -120,7 +122,7 @@ class Composer:
             return True
         ids, lost = np.unique(covered, return_counts=True)
         for i, n in zip(ids, lost):
-            still = int(np.count_nonzero(self.owner == i)) - int(n)
+            still = int(np.count_nonzero(self.owner[self.regions[i]] == i)) - int(n)
             if still < MIN_VISIBLE * self.areas[i]:
                 return False
         return True
@@ -130,6 +132,7 @@ class Composer:
         region, m = self._clip(mask, x, y)
         self.areas.append(int(np.count_nonzero(mask)))
         self.classes.append(class_id)
+        self.regions.append(region)
         if region is None or m is None:
             return
         ys, xs = region
@@ -140,16 +143,25 @@ class Composer:
 
     def annotations(self) -> list[Annotation]:
         """Visible boxes of every pasted object, in paste order, small remnants left out."""
-        out: list[Annotation] = []
+        return list(self.annotations_by_index().values())
+
+    def annotations_by_index(self) -> dict[int, Annotation]:
+        """Like :meth:`annotations`, keyed by the paste index of each object."""
+        out: dict[int, Annotation] = {}
         for i, cls in enumerate(self.classes):
-            ys, xs = np.nonzero(self.owner == i)
+            region = self.regions[i]
+            if region is None:
+                continue
+            ys, xs = np.nonzero(self.owner[region] == i)
             if len(xs) == 0:
                 continue
-            x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+            ox, oy = region[1].start, region[0].start
+            x0, x1 = ox + int(xs.min()), ox + int(xs.max()) + 1
+            y0, y1 = oy + int(ys.min()), oy + int(ys.max()) + 1
             if x1 - x0 < MIN_BOX_SIDE or y1 - y0 < MIN_BOX_SIDE:
                 continue
             vis = len(xs) / max(self.areas[i], 1)
-            out.append(Annotation(cls, (float(x0), float(y0), float(x1 - x0), float(y1 - y0)), vis))
+            out[i] = Annotation(cls, (float(x0), float(y0), float(x1 - x0), float(y1 - y0)), vis)
         return out
 
     def _clip(self, mask: np.ndarray, x: int, y: int):

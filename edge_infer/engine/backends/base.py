@@ -120,8 +120,11 @@ class Backend(abc.ABC):
         """A stable description of this device; engines built elsewhere are refused."""
 
     @abc.abstractmethod
-    def compile(self, graph: Graph, *, batch: int, options: Any) -> dict[str, bytes]:
-        """Tune and compile ``graph`` (annotating ``node.meta``); returns artifacts to store."""
+    def compile(self, graph: Graph, *, batch: int, options: Any,
+                cache: Any = None) -> dict[str, bytes]:
+        """Tune and compile ``graph`` (annotating ``node.meta``); returns artifacts to store.
+
+        ``cache`` is the build's timing cache (or None when tuning is off)."""
 
     @abc.abstractmethod
     def prepare(self, graph: Graph, blobs: Mapping[str, bytes]) -> Program:

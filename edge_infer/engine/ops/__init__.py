@@ -23,6 +23,7 @@ FAMILIES: tuple[str, ...] = (
     "shape_ops",
     "slice_pad",
     "tensor_ops",
+    "fused",
 )
 
 _registry: OpRegistry | None = None

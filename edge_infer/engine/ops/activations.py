@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from edge_infer.engine.ir import TensorType
-from edge_infer.engine.ops.elementwise import erf_float64, unary
+from edge_infer.engine.ops.elementwise import erf_array, unary
 from edge_infer.engine.ops.registry import InferContext, OpList, broadcast_shapes
 from edge_infer.errors import ShapeInferenceError
 
@@ -25,6 +25,11 @@ OPS = OpList()
 _FLOAT = "f"
 _SIGNED = "fi"
 _NUMERIC = "fiu"
+
+
+def _f32(value: float) -> float:
+    """An attribute default as ONNX stores it: FLOAT attributes are float32."""
+    return float(np.float32(value))
 
 
 def _in_float32(func: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
@@ -49,7 +54,8 @@ def relu(x: np.ndarray) -> np.ndarray:
 
 
 @OPS.register("LeakyRelu", 6, infer=unary(_FLOAT))
-def leaky_relu(x: np.ndarray, alpha: float = 0.01) -> np.ndarray:
+@_in_float32
+def leaky_relu(x: np.ndarray, alpha: float = _f32(0.01)) -> np.ndarray:
     return np.where(x >= 0, x, x * alpha)
 
 
@@ -77,14 +83,16 @@ def thresholded_relu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
 
 
 @OPS.register("HardSigmoid", 6, infer=unary(_FLOAT))
-def hard_sigmoid(x: np.ndarray, alpha: float = 0.2, beta: float = 0.5) -> np.ndarray:
-    return np.asarray(np.clip(x * alpha + beta, 0, 1))
+@_in_float32
+def hard_sigmoid(x: np.ndarray, alpha: float = _f32(0.2), beta: float = 0.5) -> np.ndarray:
+    return np.clip(x * alpha + beta, 0, 1)
 
 
 @OPS.register("HardSwish", 14, infer=unary(_FLOAT))
+@_in_float32
 def hard_swish(x: np.ndarray) -> np.ndarray:
     """``x * max(0, min(1, x/6 + 0.5))``."""
-    return np.asarray(x * np.clip(x * (1 / 6) + 0.5, 0, 1))
+    return x * np.clip(x * (1 / 6) + 0.5, 0, 1)
 
 
 def _infer_clip_6(ctx: InferContext) -> list[TensorType]:
@@ -195,16 +203,13 @@ def _infer_gelu(ctx: InferContext) -> list[TensorType]:
 
 
 @OPS.register("Gelu", 20, infer=_infer_gelu)
+@_in_float32
 def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
-    """``x * Φ(x)``, exactly (erf, in float64) or with the tanh approximation."""
+    """``x * Φ(x)``, exactly (with erf) or with the tanh approximation."""
     if approximate == "tanh":
-        return _in_float32(_gelu_tanh)(x)
-    wide = x.astype(np.float64)
-    return np.asarray(0.5 * wide * (1 + erf_float64(wide * (1 / math.sqrt(2))))).astype(x.dtype)
-
-
-def _gelu_tanh(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)))
+        inner = math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)
+        return 0.5 * x * (1 + np.tanh(inner))
+    return 0.5 * x * (1 + erf_array(x * (1 / math.sqrt(2))))
 
 
 # -- softmax family ----------------------------------------------------------------------------

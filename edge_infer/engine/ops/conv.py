@@ -203,13 +203,17 @@ def conv(
     else:
         view = window_view(x, kernel, strides, dilations, out)  # (N, C, *out, *kernel)
         spatial = len(out)
+        # im2col per group as (cg * kernel, N * pixels): the pixel axis innermost keeps the
+        # copy out of the strided view fast, and each group is one plain 2-D GEMM (numpy's
+        # stacked matmul does not always reach BLAS)
         view = view.reshape(n, g, cg, *view.shape[2:])
-        # (g, N, *out, cg, *kernel): one im2col matrix per group, one batched matmul
-        order = (1, 0, *range(3, 3 + spatial), 2, *range(3 + spatial, 3 + 2 * spatial))
-        cols = view.transpose(order).reshape(g, n * math.prod(out), -1)
-        y = np.matmul(cols, w.reshape(g, mg, -1).transpose(0, 2, 1))  # (g, N*P, mg)
-        y = y.reshape(g, n, *out, mg).transpose(1, 0, spatial + 2, *range(2, spatial + 2))
-        y = y.reshape(n, m, *out)
+        order = (1, 2, *range(3 + spatial, 3 + 2 * spatial), 0, *range(3, 3 + spatial))
+        cols = view.transpose(order).reshape(g, cg * math.prod(kernel), n * math.prod(out))
+        wg = w.reshape(g, mg, -1)
+        y = np.empty((g, mg, n * math.prod(out)), dtype=acc)
+        for k in range(g):
+            np.matmul(wg[k], cols[k], out=y[k])
+        y = y.reshape(g, mg, n, *out).swapaxes(0, 2).swapaxes(1, 2).reshape(n, m, *out)
     if B is not None:
         y = y + np.asarray(B, dtype=acc).reshape((m,) + (1,) * len(out))
     return y.astype(X.dtype, copy=False)

@@ -9,6 +9,7 @@ division by zero) give IEEE results without numpy warnings, as the ONNX runtimes
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -179,12 +180,13 @@ def _unary(func: np.ufunc, quiet: bool = False) -> Callable[[np.ndarray], np.nda
     return kernel
 
 
-max_ = OPS.register("Max", 8, infer=binary(_NUMERIC))(_variadic(np.maximum))
-min_ = OPS.register("Min", 8, infer=binary(_NUMERIC))(_variadic(np.minimum))
-sum_ = OPS.register("Sum", 8, infer=binary(_FLOAT))(_variadic(np.add))
+# opset 6 has the same signature without broadcasting (same shapes): one kernel serves both
+max_ = OPS.register("Max", 6, infer=binary(_NUMERIC))(_variadic(np.maximum))
+min_ = OPS.register("Min", 6, infer=binary(_NUMERIC))(_variadic(np.minimum))
+sum_ = OPS.register("Sum", 6, infer=binary(_FLOAT))(_variadic(np.add))
 
 
-@OPS.register("Mean", 8, infer=binary(_FLOAT))
+@OPS.register("Mean", 6, infer=binary(_FLOAT))
 def mean(*inputs: np.ndarray) -> np.ndarray:
     return np.asarray(np.divide(sum_(*inputs), len(inputs))).astype(inputs[0].dtype, copy=False)
 
@@ -267,29 +269,56 @@ def _rational(y: np.ndarray, num: tuple[float, ...], den: tuple[float, ...]) -> 
     return (xnum + num[len(den) - 1]) / (xden + den[-1])
 
 
+_INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
+
+
 def _erfc_tail(y: np.ndarray) -> np.ndarray:
-    """erfc(y) for y >= 0.46875 (y in float64)."""
-    mid = _rational(y, _ERFC_C, _ERFC_D)
-    z = 1.0 / (y * y)
-    far = (1.0 / np.sqrt(np.pi) - z * _rational(z, _ERFC_P, _ERFC_Q)) / y
-    ratio = np.where(y <= 4.0, mid, far)
+    """erfc(y) for y > 0.46875 (nan stays nan); each element takes only its own branch."""
+    ratio = np.empty_like(y)
+    mid = y <= 4.0
+    ratio[mid] = _rational(y[mid], _ERFC_C, _ERFC_D)
+    far = ~mid
+    y_far = y[far]
+    z_far = 1.0 / (y_far * y_far)
+    ratio[far] = (_INV_SQRT_PI - z_far * _rational(z_far, _ERFC_P, _ERFC_Q)) / y_far
     # exp(-y*y) split as exp(-z*z)*exp(-(y-z)(y+z)) keeps the exponent's rounding error small
     z = np.trunc(y * 16.0) / 16.0
-    # erfc underflows to 0 beyond ~26.5, where the split form would give inf * 0 (nan stays nan)
+    # erfc underflows to 0 beyond ~26.5, where the split form would give inf * 0
     return np.where(y > 27.0, 0.0, np.exp(-z * z) * np.exp(-(y - z) * (y + z)) * ratio)
 
 
-def erf_float64(x: np.ndarray) -> np.ndarray:
-    """The error function in float64, vectorised (also used by Gelu)."""
-    x = np.asarray(x, dtype=np.float64)
+def _erf_float64(x: np.ndarray) -> np.ndarray:
+    """erf in float64, accurate to a few ulp; each element evaluates only its own branch."""
+    y = np.abs(x)
+    out = np.empty_like(y)
+    small = y <= 0.46875
+    y_small = y[small]
+    out[small] = x[small] * _rational(y_small * y_small, _ERF_A, _ERF_B)
+    big = ~small
+    out[big] = np.copysign(1.0 - _erfc_tail(y[big]), x[big])
+    return out
+
+
+def _erf_float32(x: np.ndarray) -> np.ndarray:
+    """erf in float32 (~1e-7): beyond |x| = 4 it rounds to ±1, so two branches suffice.
+
+    Both are evaluated on the whole array: cheaper in numpy than boolean-mask gathers.
+    """
+    y = np.minimum(np.abs(x), np.float32(4.0))  # nan stays nan
+    signed = np.copysign(y, x)
+    near = signed * _rational(y * y, _ERF_A, _ERF_B)
+    tail = 1.0 - np.exp(-(y * y)) * _rational(y, _ERFC_C, _ERFC_D)
+    return np.where(y <= 0.46875, near, np.copysign(tail, x))
+
+
+def erf_array(x: np.ndarray) -> np.ndarray:
+    """The error function, vectorised: float64 for float64 input, float32 otherwise (Gelu too)."""
     with np.errstate(all="ignore"):
-        y = np.abs(x)
-        small = y <= 0.46875
-        near = x * _rational(y * y, _ERF_A, _ERF_B)
-        tail = 1.0 - _erfc_tail(np.maximum(y, 0.46875))
-        return np.where(small, near, np.copysign(tail, x))
+        if x.dtype == np.float64:
+            return _erf_float64(x)
+        return _erf_float32(np.asarray(x, dtype=np.float32))
 
 
 @OPS.register("Erf", 9, infer=unary(_NUMERIC))
 def erf(x: np.ndarray) -> np.ndarray:
-    return np.asarray(erf_float64(x)).astype(x.dtype)
+    return erf_array(x).astype(x.dtype, copy=False)

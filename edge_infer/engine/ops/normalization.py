@@ -132,8 +132,10 @@ def _infer_layer_norm(ctx: InferContext) -> list[TensorType]:
     for index, name in ((1, "Scale"), (2, "B")):
         if ctx.has(index):
             shape = tuple(ctx.shape(index))
-            if len(shape) > len(normalized) or normalized[len(normalized) - len(shape):] != shape \
-                    and int(np.prod(shape)) != 1:
+            suffix = normalized[len(normalized) - len(shape):] if shape else ()
+            if len(shape) > len(normalized) or not all(
+                d in (1, n) for d, n in zip(shape, suffix, strict=True)
+            ):
                 ctx.fail(f"{name} shape {shape} does not broadcast to the normalized shape "
                          f"{normalized}")
     # Mean and InvStdDev are U = float32 for stash_type 1 (the spec and onnxruntime)
@@ -178,7 +180,10 @@ def _infer_group_norm(per_group_params: bool):
     return infer
 
 
-def _group_norm(X, scale, bias, num_groups, epsilon, per_group_params: bool) -> np.ndarray:  # noqa: ANN001
+def _group_norm(
+    X: np.ndarray, scale: np.ndarray, bias: np.ndarray, num_groups: int, epsilon: float,
+    per_group_params: bool,
+) -> np.ndarray:
     acc = accumulation_dtype(X.dtype)
     x = np.asarray(X, dtype=acc)
     n, c = x.shape[:2]

@@ -104,12 +104,14 @@ def max_pool(
     xp = w.pad(x, low)
     taps = list(w.taps())
     y = w.view(xp, taps[0]).copy()
+    for tap in taps[1:]:
+        np.maximum(y, w.view(xp, tap), out=y)
+    # winning tap: visiting taps last to first leaves the first one that holds the maximum
     best = np.zeros(y.shape, dtype=np.int64)
-    for k, tap in enumerate(taps[1:], start=1):
-        view = w.view(xp, tap)
-        better = view > y
-        np.copyto(y, view, where=better)
-        best[better] = k
+    hit = np.empty(y.shape, dtype=bool)
+    for k in range(len(taps) - 1, -1, -1):
+        np.equal(w.view(xp, taps[k]), y, out=hit)
+        np.putmask(best, hit, k)
     # flat index of the winning tap in the unpadded input, row- or column-major over space
     coords = np.unravel_index(best, w.kernel)
     spatial = x.shape[2:]

@@ -4,8 +4,8 @@ Concat, Split (Slice, Pad and the depth/space ops are in :mod:`slice_pad`).
 Every op here moves data without arithmetic, and many run on big activations or inside shape
 subgraphs that the constant folder evaluates, so each has an explicit shape formula rather
 than ``by_evaluation``. Output shapes that depend on a data input (Reshape's shape, Expand's
-shape, Tile's repeats) need that input to be a build-time
-constant. Shape helpers raise ``ValueError``; the ``located`` wrapper turns it into a
+shape, Tile's repeats) need that input to be a build-time constant. Shape helpers raise
+``ValueError``; the ``located`` wrapper turns it into a
 :class:`~edge_infer.errors.ShapeInferenceError` naming the node, and at run time the executor
 names the node for us.
 """
@@ -81,7 +81,7 @@ def _prod(dims: Sequence[Dim]) -> int:
 def reshape_target(shape: Shape, target: Any, allowzero: int = 0) -> tuple[int, ...]:
     """Resolve Reshape's target (0 copies the input dim unless ``allowzero``; one -1)."""
     dims = as_ints(target)
-    in_shape = static_shape(shape, "Reshape with a 0 or -1 in its target")
+    in_shape = static_shape(shape, "Reshape")
     out: list[int] = []
     infer_at = -1
     for i, d in enumerate(dims):
@@ -330,8 +330,8 @@ def split_sizes(dim: int, split: Any, num_outputs: int | None) -> list[int]:
         return sizes
     if not num_outputs or num_outputs < 1:
         raise ValueError(
-            "without 'split', the number of outputs (num_outputs) must be "
-            "known; the importer records it for Split before opset 18"
+            "without 'split', the number of outputs (num_outputs) must be known; before "
+            "opset 18 it is recorded from the node's output count"
         )
     chunk = -(-dim // num_outputs)
     sizes = [chunk] * (num_outputs - 1) + [dim - chunk * (num_outputs - 1)]

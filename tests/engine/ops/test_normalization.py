@@ -18,8 +18,13 @@ def rand(*shape: int, dtype: str = "float32") -> np.ndarray:
 def bn_inputs(shape, dtype="float32"):
     c = shape[1]
     var = RNG.uniform(0.5, 2.0, c).astype(dtype)
-    return [rand(*shape, dtype=dtype), rand(c, dtype=dtype), rand(c, dtype=dtype),
-            rand(c, dtype=dtype), var]
+    return [
+        rand(*shape, dtype=dtype),
+        rand(c, dtype=dtype),
+        rand(c, dtype=dtype),
+        rand(c, dtype=dtype),
+        var,
+    ]
 
 
 @pytest.mark.parametrize("opset", [7, 9, 14, 15])
@@ -29,8 +34,14 @@ def test_batch_normalization(opset, shape):
     # for opsets 7 and 9 (it fills in the momentum default and takes that as "training");
     # onnxruntime uses the running statistics as the spec says for inference
     oracles = ("onnxruntime",) if opset < 14 else ("onnxruntime", "reference")
-    check_op("BatchNormalization", bn_inputs(shape), {"epsilon": 1e-3}, opset=opset,
-             const_inputs=[1, 2, 3, 4], oracles=oracles)
+    check_op(
+        "BatchNormalization",
+        bn_inputs(shape),
+        {"epsilon": 1e-3},
+        opset=opset,
+        const_inputs=[1, 2, 3, 4],
+        oracles=oracles,
+    )
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float64"])
@@ -40,8 +51,13 @@ def test_batch_normalization_dtypes(dtype):
 
 def test_batch_normalization_training_mode_is_refused():
     with pytest.raises(EdgeInferError, match="training_mode"):
-        check_op("BatchNormalization", bn_inputs((2, 3, 4, 5)), {"training_mode": 1},
-                 num_outputs=1, opset=15)
+        check_op(
+            "BatchNormalization",
+            bn_inputs((2, 3, 4, 5)),
+            {"training_mode": 1},
+            num_outputs=1,
+            opset=15,
+        )
 
 
 def test_batch_normalization_bad_channels():
@@ -57,19 +73,24 @@ def test_instance_normalization(shape, dtype):
     c = shape[1]
     # onnxruntime has no float64 InstanceNormalization on CPU
     oracles = ("reference",) if dtype == "float64" else ("onnxruntime", "reference")
-    check_op("InstanceNormalization",
-             [rand(*shape, dtype=dtype), rand(c, dtype=dtype), rand(c, dtype=dtype)],
-             {"epsilon": 1e-4}, const_inputs=[1, 2], oracles=oracles)
+    check_op(
+        "InstanceNormalization",
+        [rand(*shape, dtype=dtype), rand(c, dtype=dtype), rand(c, dtype=dtype)],
+        {"epsilon": 1e-4},
+        const_inputs=[1, 2],
+        oracles=oracles,
+    )
 
 
 @pytest.mark.parametrize("num_outputs", [1, 3])
-@pytest.mark.parametrize(("shape", "axis"), [((2, 5, 8), -1), ((2, 5, 8), 1), ((3, 4, 5, 6), 2),
-                                             ((6, 7), 0), ((2, 3, 4), -2)])
+@pytest.mark.parametrize(
+    ("shape", "axis"),
+    [((2, 5, 8), -1), ((2, 5, 8), 1), ((3, 4, 5, 6), 2), ((6, 7), 0), ((2, 3, 4), -2)],
+)
 def test_layer_normalization(shape, axis, num_outputs):
-    normalized = shape[axis:] if axis >= 0 else shape[axis:]
+    normalized = shape[axis:]
     inputs = [rand(*shape), rand(*normalized), rand(*normalized)]
-    check_op("LayerNormalization", inputs, {"axis": axis, "epsilon": 1e-3},
-             num_outputs=num_outputs)
+    check_op("LayerNormalization", inputs, {"axis": axis, "epsilon": 1e-3}, num_outputs=num_outputs)
 
 
 def test_layer_normalization_without_bias_and_broadcast_scale():
@@ -82,8 +103,9 @@ def test_layer_normalization_float16_statistics_are_float32():
     x, s, b = rand(2, 5, 8, dtype="float16"), rand(8, dtype="float16"), rand(8, dtype="float16")
     ours = check_op("LayerNormalization", [x, s, b], num_outputs=3, oracles=("onnxruntime",))
     assert ours[1].dtype == np.float32 and ours[2].dtype == np.float32
-    check_op("LayerNormalization", [x, s, b], num_outputs=3, oracles=("reference",),
-             compare_outputs=[0])
+    check_op(
+        "LayerNormalization", [x, s, b], num_outputs=3, oracles=("reference",), compare_outputs=[0]
+    )
 
 
 def test_layer_normalization_bad_axis():
@@ -101,5 +123,10 @@ def test_group_normalization_21(groups):
 def test_group_normalization_18(groups):
     # opset 18 GroupNormalization (scale/bias per group): onnxruntime implements only the
     # opset-21 form, so the reference evaluator is the oracle
-    check_op("GroupNormalization", [rand(2, 6, 4, 5), rand(groups), rand(groups)],
-             {"num_groups": groups, "epsilon": 1e-3}, opset=18, oracles=("reference",))
+    check_op(
+        "GroupNormalization",
+        [rand(2, 6, 4, 5), rand(groups), rand(groups)],
+        {"num_groups": groups, "epsilon": 1e-3},
+        opset=18,
+        oracles=("reference",),
+    )

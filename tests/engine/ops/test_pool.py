@@ -54,6 +54,12 @@ def test_max_pool_indices(attrs, storage_order):
              compare_outputs=[0])
 
 
+def test_max_pool_ties_take_the_first_maximum():
+    x = RNG.integers(0, 3, (2, 3, 8, 9)).astype(np.float32)
+    check_op("MaxPool", [x], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}, num_outputs=2,
+             opset=12, oracles=("onnxruntime",))
+
+
 @pytest.mark.parametrize("dtype", ["float16", "float64", "int8", "uint8"])
 def test_max_pool_dtypes(dtype):
     x = (RNG.standard_normal((1, 2, 8, 8)) * 50).astype(dtype)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from edge_infer.engine.backends.base import Backend, Program
 from edge_infer.engine.backends.cpu.device import cpu_fingerprint
-from edge_infer.engine.backends.cpu.program import CpuProgram
-from edge_infer.engine.ir import Graph
+from edge_infer.engine.backends.cpu.program import CpuProgram, ScratchPool
+from edge_infer.engine.ir import Graph, Node
+from edge_infer.engine.tactics import candidates
+from edge_infer.engine.tactics.autotune import TimingCache, tune_layer
+
+log = logging.getLogger(__name__)
 
 
 class CpuBackend(Backend):
@@ -17,9 +24,48 @@ class CpuBackend(Backend):
     def device_fingerprint(self) -> dict[str, Any]:
         return dict(cpu_fingerprint())
 
-    def compile(self, graph: Graph, *, batch: int, options: Any) -> dict[str, bytes]:
-        # Kernels are numpy functions chosen at load time from node.meta; nothing to emit.
+    def compile(self, graph: Graph, *, batch: int, options: Any,
+                cache: TimingCache | None = None) -> dict[str, bytes]:
+        """Choose a tactic per layer by timing (unless ``options.tune`` is off), record the
+        memory plan and a per-layer profile in the graph's metadata. No artifacts to store."""
+        tune = bool(getattr(options, "tune", True))
+        rng = np.random.default_rng(0)
+        for node in graph.nodes:
+            tactics, spec = candidates(node, self.name)
+            if not tactics:
+                continue
+            instances = [t(spec) for t in tactics]  # type: ignore[call-arg]
+            if tune:
+                winner, times = tune_layer(f"cpu {spec.signature()}", instances,
+                                           lambda t, n=node: _bind_random(t, n, rng), cache)
+            else:
+                winner, times = instances[0].name, {}
+            node.meta["tactic"] = winner
+            if times:
+                node.meta["tactic_times_us"] = times
+        program = CpuProgram(graph)
+        graph.meta["arena"] = program.plan.to_json()
+        if tune:
+            state = program.new_state()
+            feeds = {v.name: _random(v.shape, v.dtype, rng) for v in graph.inputs}
+            for name, us in program.profile(state, feeds, iterations=3).items():
+                graph.node(name).meta["time_us"] = round(us, 1)
         return {}
 
     def prepare(self, graph: Graph, blobs: Mapping[str, bytes]) -> Program:
         return CpuProgram(graph)
+
+
+def _random(shape: Any, dtype: Any, rng: np.random.Generator) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return rng.standard_normal(shape).astype(dtype)
+    return np.zeros(shape, dtype)
+
+
+def _bind_random(tactic: Any, node: Node, rng: np.random.Generator) -> Any:
+    ins = [None if v is None else (v.const if v.const is not None else _random(v.shape, v.dtype,
+                                                                               rng))
+           for v in node.inputs]
+    outs = [np.zeros(v.shape, v.dtype) for v in node.outputs]
+    return tactic.bind(ins, outs, ScratchPool())

@@ -1,0 +1,178 @@
+"""Fused epilogues: bias + residual + activation applied in place, in one pass where possible.
+
+With numba installed (the ``fast`` extra) each (activation, bias, residual) combination is
+compiled once to a single loop over memory; without it, numpy in-place ufuncs do the same
+work in a few passes. Both follow the ONNX definitions of the activations exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+ACTIVATIONS = ("", "relu", "leaky_relu", "clip", "sigmoid", "silu", "hard_swish",
+               "hard_sigmoid", "mish", "gelu", "tanh", "elu")
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    from scipy.special import erf
+
+    return erf(x)
+
+
+def apply_activation(y: np.ndarray, kind: str, params: Sequence[float]) -> None:
+    """``y = act(y)`` in place with numpy ufuncs (float arrays of any layout)."""
+    if kind == "":
+        return
+    p = list(params)
+    if kind == "relu":
+        np.maximum(y, 0, out=y)
+    elif kind == "leaky_relu":
+        alpha = p[0] if p else 0.01
+        np.multiply(y, np.where(y < 0, y.dtype.type(alpha), y.dtype.type(1)), out=y)
+    elif kind == "clip":
+        lo = p[0] if len(p) > 0 else -np.inf
+        hi = p[1] if len(p) > 1 else np.inf
+        np.clip(y, lo, hi, out=y)
+    elif kind in ("sigmoid", "silu"):
+        t = np.negative(y)
+        np.exp(t, out=t)
+        t += 1
+        if kind == "sigmoid":
+            np.reciprocal(t, out=y)
+        else:
+            np.divide(y, t, out=y)
+    elif kind == "hard_sigmoid":
+        alpha, beta = (p + [0.2, 0.5][len(p):])[:2]
+        y *= alpha
+        y += beta
+        np.clip(y, 0, 1, out=y)
+    elif kind == "hard_swish":
+        t = y * (1 / 6)
+        t += 0.5
+        np.clip(t, 0, 1, out=t)
+        y *= t
+    elif kind == "mish":
+        t = np.logaddexp(y, 0)  # softplus, overflow-safe
+        np.tanh(t, out=t)
+        y *= t
+    elif kind == "gelu":
+        if p and p[0] == 1.0:  # tanh approximation
+            t = y * y * y
+            t *= 0.044715
+            t += y
+            t *= math.sqrt(2 / math.pi)
+            np.tanh(t, out=t)
+        else:
+            t = (_erf(y / math.sqrt(2))).astype(y.dtype, copy=False)
+        t += 1
+        t *= 0.5
+        y *= t
+    elif kind == "tanh":
+        np.tanh(y, out=y)
+    elif kind == "elu":
+        alpha = p[0] if p else 1.0
+        neg = np.minimum(y, 0)
+        np.expm1(neg, out=neg)
+        neg *= alpha
+        np.maximum(y, 0, out=y)
+        y += neg
+    else:
+        raise ValueError(f"unknown activation '{kind}'; known: {ACTIVATIONS}")
+
+
+def _numba() -> Any | None:
+    try:
+        import numba
+    except ImportError:
+        return None
+    return numba
+
+
+#: activations the compiled epilogue implements (the others use numpy after the bias)
+_COMPILED = {"": 0, "relu": 1, "leaky_relu": 2, "clip": 3, "sigmoid": 4, "silu": 5,
+             "hard_swish": 6, "hard_sigmoid": 7, "tanh": 8}
+
+
+@functools.cache
+def _compiled_epilogue(act: int, has_bias: bool, residual: int) -> Callable[..., None] | None:
+    numba = _numba()
+    if numba is None:
+        return None
+
+    def body(v: float, p0: float, p1: float) -> float:  # pragma: no cover - compiled
+        if act == 1:
+            return v if v > 0.0 else 0.0
+        if act == 2:
+            return v if v >= 0.0 else v * p0
+        if act == 3:
+            return min(max(v, p0), p1)
+        if act == 4:
+            return 1.0 / (1.0 + math.exp(-v))
+        if act == 5:
+            return v / (1.0 + math.exp(-v))
+        if act == 6:
+            return v * min(max(v * (1.0 / 6.0) + 0.5, 0.0), 1.0)
+        if act == 7:
+            return min(max(v * p0 + p1, 0.0), 1.0)
+        if act == 8:
+            return math.tanh(v)
+        return v
+
+    fbody = numba.njit(inline="always", fastmath=True)(body)
+
+    @numba.njit(fastmath=True, nogil=True)
+    def epilogue(y, bias, z, p0, p1):  # pragma: no cover - compiled
+        n_, c_, l_ = y.shape
+        for n in range(n_):
+            for c in range(c_):
+                b = bias[c] if has_bias else 0.0
+                for i in range(l_):
+                    v = y[n, c, i] + b
+                    if residual == 1:
+                        v += z[n, c, i]
+                    v = fbody(v, p0, p1)
+                    if residual == 2:
+                        v += z[n, c, i]
+                    y[n, c, i] = v
+
+    return epilogue
+
+
+def make_epilogue(
+    activation: str, params: Sequence[float], bias: np.ndarray | None, residual: str
+) -> Callable[[np.ndarray, np.ndarray | None], None]:
+    """``f(y3, z3)``: y3 = act(y3 + bias [+ z3]) [+ z3] in place; y3/z3 are (N, C, L) views."""
+    p = [float(v) for v in params]
+    res = {"none": 0, "pre": 1, "post": 2}[residual]
+    code = _COMPILED.get(activation)
+    if code is not None:
+        defaults = {2: [0.01, 0.0], 3: [-np.inf, np.inf], 7: [0.2, 0.5]}.get(code, [0.0, 0.0])
+        p0, p1 = (p + defaults[len(p):])[:2] if len(p) < 2 else p[:2]
+        kernel = _compiled_epilogue(code, bias is not None, res)
+        if kernel is not None:
+            b = (np.ascontiguousarray(bias, dtype=np.float32) if bias is not None
+                 else np.zeros(1, np.float32))
+            empty = np.zeros((1, 1, 1), np.float32)
+
+            def compiled(y3: np.ndarray, z3: np.ndarray | None) -> None:
+                kernel(y3, b, empty if z3 is None else z3, p0, p1)
+
+            return compiled
+
+    bias3 = None if bias is None else np.asarray(bias).reshape(1, -1, 1)
+
+    def numpy_epilogue(y3: np.ndarray, z3: np.ndarray | None) -> None:
+        if bias3 is not None:
+            y3 += bias3
+        if res == 1:
+            y3 += z3
+        apply_activation(y3, activation, p)
+        if res == 2:
+            y3 += z3
+
+    return numpy_epilogue

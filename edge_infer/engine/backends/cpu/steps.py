@@ -1,0 +1,199 @@
+"""Step factories: an op bound to its arena views, as a no-argument closure that writes in place.
+
+``STEPS`` maps op type → factory. A factory gets the node, its input arrays (arena views or
+constants), its output views and a scratch allocator, and returns ``run() -> None``. Ops
+without a factory fall back to the registry's reference kernel plus a copy into the output
+(correct, but it allocates). Conv-like layers get their factory from the chosen tactic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from edge_infer.engine.ir import Node
+
+Run = Callable[[], None]
+Scratch = Callable[[tuple[int, ...], Any, "str | None"], np.ndarray]
+Factory = Callable[[Node, list[Any], list[np.ndarray], Scratch], Run | None]
+
+STEPS: dict[str, Factory] = {}
+
+
+def step(*op_types: str) -> Callable[[Factory], Factory]:
+    def register(factory: Factory) -> Factory:
+        for op in op_types:
+            if op in STEPS:
+                raise ValueError(f"step factory for {op} registered twice")
+            STEPS[op] = factory
+        return factory
+
+    return register
+
+
+def _float(*arrays: Any) -> bool:
+    return all(a is None or np.asarray(a).dtype.kind == "f" for a in arrays)
+
+
+_BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide,
+           "Max": np.maximum, "Min": np.minimum}
+_UNARY = {"Neg": np.negative, "Abs": np.abs, "Exp": np.exp, "Log": np.log, "Sqrt": np.sqrt,
+          "Tanh": np.tanh, "Reciprocal": np.reciprocal, "Floor": np.floor, "Ceil": np.ceil}
+
+
+@step(*_BINARY)
+def _binary(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
+    if len(ins) != 2 or not _float(*ins) or ins[0].dtype != ins[1].dtype:
+        return None
+    ufunc, (a, b), out = _BINARY[node.op_type], ins, outs[0]
+    if np.broadcast_shapes(np.shape(a), np.shape(b)) != out.shape:
+        return None
+    return lambda: ufunc(a, b, out=out)
+
+
+@step(*_UNARY)
+def _unary(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
+    if not _float(ins[0]):
+        return None
+    ufunc, x, out = _UNARY[node.op_type], ins[0], outs[0]
+    return lambda: ufunc(x, out=out)
+
+
+@step("Relu")
+def _relu(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
+    x, out = ins[0], outs[0]
+    return lambda: np.maximum(x, 0, out=out)
+
+
+@step("Sigmoid")
+def _sigmoid(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
+    if not _float(ins[0]):
+        return None
+    from edge_infer.engine.backends.cpu.activations import apply_activation
+
+    x, out = ins[0], outs[0]
+
+    def run() -> None:
+        np.copyto(out, x)
+        apply_activation(out, "sigmoid", ())
+
+    return run
+
+
+@step("Transpose")
+def _transpose(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run:
+    perm = node.attrs.get("perm") or list(reversed(range(np.ndim(ins[0]))))
+    src, out = np.transpose(ins[0], perm), outs[0]
+    return lambda: np.copyto(out, src)
+
+
+@step("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout")
+def _copy_reshape(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run:
+    # Only reached when the memory plan could not alias the output onto the input.
+    x, out = ins[0], outs[0]
+    return lambda: np.copyto(out, np.reshape(x, out.shape))
+
+
+@step("Concat")
+def _concat(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run:
+    axis = int(node.attrs.get("axis", 0)) % outs[0].ndim
+    parts = [a for a in ins if a is not None and np.size(a)]
+    out = outs[0]
+    return lambda: np.concatenate(parts, axis=axis, out=out)
+
+
+@step("Split")
+def _split(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run:
+    axis = int(node.attrs.get("axis", 0)) % np.ndim(ins[0])
+    x, pairs, start = ins[0], [], 0
+    for out in outs:
+        index = [slice(None)] * x.ndim
+        index[axis] = slice(start, start + out.shape[axis])
+        pairs.append((out, x[tuple(index)]))
+        start += out.shape[axis]
+
+    def run() -> None:
+        for out, src in pairs:
+            np.copyto(out, src)
+
+    return run
+
+
+@step("Resize")
+def _resize(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
+    """Integer nearest-neighbour upsampling (the YOLO neck) as one broadcast copy."""
+    x, out = ins[0], outs[0]
+    if node.attrs.get("mode", "nearest") != "nearest" or x.ndim != 4:
+        return None
+    fh, rh = divmod(out.shape[2], x.shape[2])
+    fw, rw = divmod(out.shape[3], x.shape[3])
+    if rh or rw or out.shape[:2] != x.shape[:2] or fh < 1 or fw < 1:
+        return None
+    mode = node.attrs.get("coordinate_transformation_mode", "half_pixel")
+    nearest = node.attrs.get("nearest_mode", "round_prefer_floor")
+    if (fh, fw) != (1, 1) and not (mode == "asymmetric" and nearest == "floor") and not (
+        mode in ("half_pixel", "pytorch_half_pixel") and nearest == "round_prefer_floor"
+        and fh % 2 == 0 and fw % 2 == 0
+    ):
+        return None  # other modes pick other source pixels: keep the reference
+    n, c, h, w = x.shape
+    view = out.reshape(n, c, h, fh, w, fw)
+    src = x[:, :, :, None, :, None]
+    return lambda: np.copyto(view, src)
+
+
+@step("MaxPool")
+def _maxpool(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
+    """Stride-1 'same' max pooling (SPPF) as separable running maxima over shifted views."""
+    x, out = ins[0], outs[0]
+    k = node.attrs.get("kernel_shape", [])
+    strides = node.attrs.get("strides", [1, 1])
+    pads = node.attrs.get("pads", [0, 0, 0, 0])
+    if (len(outs) != 1 or x.ndim != 4 or len(k) != 2 or k[0] != k[1] or k[0] % 2 == 0
+            or list(strides) != [1, 1] or list(pads) != [k[0] // 2] * 4
+            or node.attrs.get("dilations", [1, 1]) != [1, 1] or out.shape != x.shape
+            or node.attrs.get("auto_pad", "NOTSET") != "NOTSET"):
+        return None
+    r = k[0] // 2
+    n, c, h, w = x.shape
+    padded = scratch((n, c, h + 2 * r, w + 2 * r), x.dtype, "pool_pad")
+    rows = scratch((n, c, h, w + 2 * r), x.dtype, "pool_rows")
+    lowest = np.finfo(x.dtype).min if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    interior = padded[:, :, r:r + h, r:r + w]
+
+    def run() -> None:
+        padded.fill(lowest)
+        np.copyto(interior, x)
+        np.copyto(rows, padded[:, :, 0:h])
+        for d in range(1, 2 * r + 1):
+            np.maximum(rows, padded[:, :, d:d + h], out=rows)
+        np.copyto(out, rows[:, :, :, 0:w])
+        for d in range(1, 2 * r + 1):
+            np.maximum(out, rows[:, :, :, d:d + w], out=out)
+
+    return run
+
+
+@step("Softmax")
+def _softmax(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
+    x, out = ins[0], outs[0]
+    opset_axis = node.attrs.get("axis", -1)
+    if node.graph is not None and node.graph.opsets.get("", 17) < 13:
+        return None  # old flatten-to-2D semantics: keep the reference
+    if not _float(x):
+        return None
+    axis = int(opset_axis) % x.ndim
+    reduced = list(x.shape)
+    reduced[axis] = 1
+    tmp = scratch(tuple(reduced), x.dtype, "softmax")
+
+    def run() -> None:
+        np.max(x, axis=axis, keepdims=True, out=tmp)
+        np.subtract(x, tmp, out=out)
+        np.exp(out, out=out)
+        np.sum(out, axis=axis, keepdims=True, out=tmp)
+        np.divide(out, tmp, out=out)
+
+    return run

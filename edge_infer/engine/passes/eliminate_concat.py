@@ -1,0 +1,130 @@
+"""Concat elimination: producers write into slices of the concat output; Split outputs are views.
+
+This pass only annotates — the graph stays valid and the reference executor still runs
+Concat and Split. The executor reads the annotations (the layout contract):
+
+- ``value.meta["alias_of"] = {"value": <base value name>, "axis": <axis ≥ 0>,
+  "start": s, "stop": e}``: this value lives in ``base[..., s:e, ...]`` along ``axis``;
+- ``node.meta["noop"] = True``: the Concat/Split node does no work (its data is already in
+  place).
+
+A Concat is eliminated when its inputs are all produced by nodes (not graph inputs or
+constants), each by a distinct node, none is a graph output, and none already aliases or is
+aliased. A Split (static sizes from its output types) is eliminated when its input is
+produced by a node and is not itself an alias, and no output is a graph output or already
+involved in an alias. No value gets two aliases and no chains are made (a value is never both
+an alias and the base of one). The pass recomputes every annotation from scratch on each run,
+so annotations left stale by other passes are corrected and a second run changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edge_infer.engine.ir import Graph, Node, Value
+from edge_infer.engine.passes.base import Pass, PassResult
+
+ALIAS_KEY = "alias_of"
+NOOP_KEY = "noop"
+
+
+class _Aliases:
+    """Aliases decided so far: value name -> alias record; base names."""
+
+    def __init__(self) -> None:
+        self.alias: dict[str, dict[str, Any]] = {}
+        self.bases: set[str] = set()
+
+    def free(self, value: Value) -> bool:
+        """``value`` neither aliases another value nor is the base of an alias."""
+        return value.name not in self.alias and value.name not in self.bases
+
+    def add(self, values: list[Value], base: Value, axis: int) -> None:
+        start = 0
+        for v in values:
+            stop = start + int(v.shape[axis])
+            self.alias[v.name] = {"value": base.name, "axis": axis, "start": start, "stop": stop}
+            start = stop
+        self.bases.add(base.name)
+
+
+def _axis(node: Node, rank: int) -> int | None:
+    axis = int(node.attrs.get("axis", 0))
+    axis = axis + rank if axis < 0 else axis
+    return axis if 0 <= axis < rank else None
+
+
+def _static(value: Value | None) -> bool:
+    return value is not None and value.type is not None and value.type.is_static
+
+
+def _concat_ok(graph: Graph, node: Node, decided: _Aliases) -> int | None:
+    out = node.outputs[0]
+    ins = node.inputs
+    if not _static(out) or not ins or not all(_static(v) for v in ins):
+        return None
+    axis = _axis(node, out.type.rank)  # type: ignore[union-attr]
+    producers = [None if v is None else v.producer for v in ins]
+    if axis is None or any(p is None for p in producers) or out.name in decided.alias:
+        return None
+    if len({id(p) for p in producers}) != len(producers):
+        return None
+    for v in ins:
+        if graph.is_graph_output(v) or not decided.free(v):  # type: ignore[arg-type]
+            return None
+    return axis
+
+
+def _split_ok(graph: Graph, node: Node, decided: _Aliases) -> int | None:
+    src = node.inputs[0] if node.inputs else None
+    if src is None or src.producer is None or not _static(src):
+        return None
+    axis = _axis(node, src.type.rank)  # type: ignore[union-attr]
+    if axis is None or src.name in decided.alias:
+        return None
+    if sum(int(v.shape[axis]) for v in node.outputs) != int(src.shape[axis]):
+        return None
+    for v in node.outputs:
+        if not _static(v) or graph.is_graph_output(v) or not decided.free(v):
+            return None
+    return axis
+
+
+class EliminateConcat(Pass):
+    """Annotate Concat/Split nodes whose data can live in place (see the module docstring)."""
+
+    name = "eliminate_concat"
+
+    def run(self, graph: Graph) -> PassResult:
+        before = _snapshot(graph)
+        for value in graph.values.values():
+            value.meta.pop(ALIAS_KEY, None)
+        decided = _Aliases()
+        noop: set[str] = set()
+        for node in graph.nodes:
+            node.meta.pop(NOOP_KEY, None)
+            if node.domain != "":
+                continue
+            if node.op_type == "Concat":
+                axis = _concat_ok(graph, node, decided)
+                if axis is not None:
+                    decided.add(list(node.inputs), node.outputs[0], axis)  # type: ignore[arg-type]
+                    noop.add(node.name)
+            elif node.op_type == "Split":
+                axis = _split_ok(graph, node, decided)
+                if axis is not None:  # the Split outputs are views of its input
+                    decided.add(list(node.outputs), node.inputs[0], axis)  # type: ignore[arg-type]
+                    noop.add(node.name)
+        for name, record in decided.alias.items():
+            graph.value(name).meta[ALIAS_KEY] = record
+        for node in graph.nodes:
+            if node.name in noop:
+                node.meta[NOOP_KEY] = True
+        return PassResult(graph, _snapshot(graph) != before)
+
+
+def _snapshot(graph: Graph) -> tuple[Any, ...]:
+    aliases = sorted((name, tuple(sorted(v.meta[ALIAS_KEY].items())))
+                     for name, v in graph.values.items() if ALIAS_KEY in v.meta)
+    noops = sorted(n.name for n in graph.nodes if n.meta.get(NOOP_KEY))
+    return tuple(aliases), tuple(noops)

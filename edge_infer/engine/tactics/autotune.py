@@ -1,0 +1,137 @@
+"""Auto-tuning: time each candidate tactic of a layer on this device; remember the winner.
+
+Each candidate is bound to random inputs of the layer's real shapes, run once to warm up,
+then timed a few times (stopping early once it is clearly slower than the best so far); the
+median wins. Results go to a :class:`TimingCache` keyed by layer signature, so rebuilding the
+same model (or another with the same layer shapes) on this device skips the timing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_infer import __version__
+from edge_infer.engine.tactics.base import Tactic
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+
+
+class TimingCache:
+    """Tactic timings keyed by layer signature, valid for one device and edge_infer version.
+
+    A cache file written on another device or by another version is ignored with a
+    warning (never trusted); a corrupt one likewise. Saving is atomic.
+    """
+
+    def __init__(self, device: dict[str, Any], path: str | os.PathLike | None = None) -> None:
+        self.device = device
+        self.path = Path(path) if path else None
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.hits = 0
+        self.misses = 0
+        if self.path is not None and self.path.exists():
+            self._load()
+
+    def _load(self) -> None:
+        assert self.path is not None
+        try:
+            data = json.loads(self.path.read_text())
+            ok = (isinstance(data, dict) and data.get("format") == CACHE_FORMAT
+                  and isinstance(data.get("entries"), dict))
+        except (OSError, ValueError) as exc:
+            log.warning("timing cache %s is unreadable (%s); ignoring it", self.path, exc)
+            return
+        if not ok:
+            log.warning("timing cache %s has an unknown format; ignoring it", self.path)
+        elif data.get("device") != self.device:
+            log.warning("timing cache %s was written on another device; ignoring it", self.path)
+        elif data.get("edge_infer_version") != __version__:
+            log.warning("timing cache %s was written by edge_infer %s (this is %s); ignoring it",
+                        self.path, data.get("edge_infer_version"), __version__)
+        else:
+            self.entries = {
+                k: v for k, v in data["entries"].items()
+                if isinstance(v, dict) and isinstance(v.get("tactic"), str)
+            }
+
+    def get(self, signature: str, names: list[str]) -> dict[str, Any] | None:
+        entry = self.entries.get(signature)
+        if entry is not None and entry["tactic"] in names:
+            self.hits += 1
+            return entry
+        self.misses += 1
+        return None
+
+    def put(self, signature: str, tactic: str, times: dict[str, float]) -> None:
+        self.entries[signature] = {"tactic": tactic, "times_us": times}
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        data = {"format": CACHE_FORMAT, "edge_infer_version": __version__,
+                "device": self.device, "entries": self.entries}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=1, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def time_run(run: Callable[[], None], *, repeats: int = 5, budget_s: float = 0.5,
+             give_up_after: float | None = None) -> float:
+    """Median seconds of ``run`` (after one warm-up), stopping early when clearly slower."""
+    run()
+    samples: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - t0)
+        if give_up_after is not None and min(samples) > 1.5 * give_up_after:
+            break
+        if time.perf_counter() > deadline and len(samples) >= 2:
+            break
+    return float(np.median(samples))
+
+
+def tune_layer(
+    signature: str,
+    tactics: list[Tactic],
+    bind: Callable[[Tactic], Callable[[], None]],
+    cache: TimingCache | None,
+) -> tuple[str, dict[str, float]]:
+    """Pick the fastest of ``tactics``; returns (name, {name: microseconds})."""
+    names = [t.name for t in tactics]
+    if len(tactics) == 1:
+        return names[0], {}
+    if cache is not None:
+        hit = cache.get(signature, names)
+        if hit is not None:
+            return hit["tactic"], dict(hit.get("times_us", {}))
+    times: dict[str, float] = {}
+    best: float | None = None
+    for tactic in tactics:
+        seconds = time_run(bind(tactic), give_up_after=best)
+        times[tactic.name] = round(seconds * 1e6, 1)
+        best = seconds if best is None else min(best, seconds)
+    winner = min(times, key=times.__getitem__)
+    if cache is not None:
+        cache.put(signature, winner, times)
+    return winner, times
