@@ -21,6 +21,7 @@ COMMANDS: tuple[str, ...] = (
     "build",
     "infer",
     "inspect",
+    "bench",
     "synth",
     "evaluate",
 )

@@ -1,22 +1,23 @@
 #!/usr/bin/env bash
-# System packages edge_infer's demo and tests need (Debian/Ubuntu; Jetson L4T is Ubuntu).
-# Idempotent and quiet when everything is already installed.
+# System packages edge_infer's tools and tests use but pip cannot install:
+#   ffmpeg (with libx264) -- H.264 encoding for `edge-infer synth videos` (OpenCV's wheels
+#   cannot encode H.264; MJPEG needs nothing extra).
+# Idempotent: does nothing when everything is already there. Needs root (or sudo).
 set -euo pipefail
 
-PACKAGES=(ffmpeg)
-
 missing=()
-for pkg in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-[ ${#missing[@]} -eq 0 ] && exit 0
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "install_system_deps: apt-get not found; please install: ${missing[*]}" >&2
-  exit 1
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "system dependencies already installed"
+    exit 0
 fi
+
 SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-echo "installing system packages: ${missing[*]}"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update
+$SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+echo "installed: ${missing[*]}"

@@ -24,6 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-shapes", help="profile maximum shapes, like --shapes")
     p.add_argument("--backend", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--no-optimize", action="store_true", help="skip optimization passes")
+    p.add_argument("--timing-cache", metavar="FILE",
+                   help="tactic timings to reuse and extend (ignored if from another device)")
+    p.add_argument("--no-tune", action="store_true",
+                   help="skip tactic timing: first applicable tactic per layer (fast build)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
 
@@ -41,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         opt_shapes=parse_shapes(args.opt_shapes) or None,
         max_shapes=parse_shapes(args.max_shapes) or None,
         optimize=not args.no_optimize,
+        tune=not args.no_tune,
+        timing_cache=args.timing_cache,
         progress=not args.quiet,
     )
     start = time.perf_counter()

@@ -29,6 +29,7 @@ from edge_infer.engine.ir import Graph
 from edge_infer.engine.onnx_import import import_model, load_model
 from edge_infer.engine.passes import PassManager, default_passes
 from edge_infer.engine.plan import graph_to_plan
+from edge_infer.engine.precision import apply_precision
 from edge_infer.engine.profiles import Profile, ShapeMap, make_profile
 from edge_infer.engine.shape_inference import (
     bind_input_shapes,
@@ -56,6 +57,12 @@ class BuildOptions:
     max_shapes: ShapeMap | None = None
     optimize: bool = True
     precision: str = "fp32"
+    #: layers an INT8 build does not quantize run in this precision ("fp16" with --int8 --fp16)
+    int8_fallback: str = "fp32"
+    #: per-layer overrides {layer name: "fp32" | "fp16" | "int8"} (--layer-precision)
+    layer_precision: dict[str, str] = field(default_factory=dict)
+    #: calibration cache file with the INT8 scales (from `edge-infer calibrate`)
+    calib_cache: str | None = None
     timing_cache: str | None = None
     #: time every candidate tactic per layer (off: first applicable tactic, faster builds)
     tune: bool = True
@@ -76,6 +83,8 @@ class BuildOptions:
             "optimize": self.optimize,
             "tune": self.tune,
             "precision": self.precision,
+            "int8_fallback": self.int8_fallback,
+            "layer_precision": dict(self.layer_precision),
         }
 
 
@@ -136,6 +145,7 @@ def specialize(graph: Graph, profile: Profile, batch: int, opts: BuildOptions) -
     if opts.optimize:
         g = PassManager(default_passes()).run(g)
         infer_shapes(g, fold=False)
+    g = apply_precision(g, opts)  # FP16 / INT8 layers (engine/precision); no-op for FP32
     return g
 
 

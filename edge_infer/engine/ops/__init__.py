@@ -24,6 +24,7 @@ FAMILIES: tuple[str, ...] = (
     "slice_pad",
     "tensor_ops",
     "fused",
+    "quantize",
 )
 
 _registry: OpRegistry | None = None

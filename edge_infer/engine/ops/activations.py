@@ -2,8 +2,8 @@
 
 Numerically careful forms: Sigmoid and Softplus never evaluate ``exp`` of a large positive
 number (no overflow warnings, no inf/inf), Softmax and LogSoftmax subtract the max first.
-float16 inputs of the transcendental ops are computed in float32 and rounded back once, as
-onnxruntime does. Scalar attributes arrive as Python floats, which numpy treats as weak, so
+float16 inputs of the ops with non-trivial arithmetic are computed in float32 and rounded back
+once. Scalar attributes arrive as Python floats, which numpy treats as weak, so
 the input dtype is kept.
 """
 
@@ -61,10 +61,11 @@ def leaky_relu(x: np.ndarray, alpha: float = _f32(0.01)) -> np.ndarray:
 
 def _infer_prelu(ctx: InferContext) -> list[TensorType]:
     x, slope = ctx.shape(0), ctx.shape(1)
-    try:
-        if broadcast_shapes(x, slope) != tuple(x) or len(slope) > len(x):
-            raise ShapeInferenceError("")
+    try:  # unidirectional: slope broadcasts to X, never X to slope
+        fits = len(slope) <= len(x) and broadcast_shapes(x, slope) == tuple(x)
     except ShapeInferenceError:
+        fits = False
+    if not fits:
         ctx.fail(f"slope of shape {list(slope)} does not broadcast to X of shape {list(x)}")
     if ctx.dtype(1) != ctx.dtype(0):
         ctx.fail(f"slope dtype {ctx.dtype(1).name} differs from X dtype {ctx.dtype(0).name}")
@@ -131,8 +132,10 @@ def clip_6(x: np.ndarray, min: float = -_FLT_MAX, max: float = _FLT_MAX) -> np.n
 
 
 @OPS.register("Clip", 11, infer=_infer_clip_11)
-def clip_11(x: np.ndarray, low: np.ndarray | None = None, high: np.ndarray | None = None):
-    """Clip with optional scalar inputs ``min``/``max`` (opset 11+)."""
+def clip_11(
+    x: np.ndarray, low: np.ndarray | None = None, high: np.ndarray | None = None
+) -> np.ndarray:
+    """Clip with optional scalar inputs ``min``/``max`` (opset 11+; integers from 12)."""
     return _clip(x, low, high)
 
 
@@ -163,7 +166,8 @@ def celu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
 def sigmoid_core(x: np.ndarray) -> np.ndarray:
     """Logistic function without overflow: ``exp`` only of ``-|x|``."""
     e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    r = 1 / (1 + e)
+    return np.where(x >= 0, r, e * r)
 
 
 def softplus_core(x: np.ndarray) -> np.ndarray:

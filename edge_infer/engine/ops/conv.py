@@ -64,8 +64,7 @@ def window_geometry(
     dilations = _ints(op, "dilations", dilations, n, 1)
     if len(kernel) != n:
         raise ShapeInferenceError(
-            f"{op}: kernel_shape {list(kernel)} has {len(kernel)} axes, input has {n} "
-            "spatial axes"
+            f"{op}: kernel_shape {list(kernel)} has {len(kernel)} axes, input has {n} spatial axes"
         )
     if min(strides, default=1) < 1 or min(dilations, default=1) < 1 or min(kernel, default=1) < 1:
         raise ShapeInferenceError(
@@ -108,14 +107,20 @@ def window_geometry(
 
 
 def padded_end(
-    spatial: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
-    dilations: Sequence[int], begin: Sequence[int], end: Sequence[int], out: Sequence[int],
+    spatial: Sequence[int],
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
+    begin: Sequence[int],
+    end: Sequence[int],
+    out: Sequence[int],
 ) -> list[int]:
     """End padding that covers every window (``end`` plus what ``ceil_mode`` windows need)."""
     return [
         max(e, (o - 1) * s + (k - 1) * d + 1 - size - b)
-        for size, k, s, d, b, e, o in zip(spatial, kernel, strides, dilations, begin, end, out,
-                                          strict=True)
+        for size, k, s, d, b, e, o in zip(
+            spatial, kernel, strides, dilations, begin, end, out, strict=True
+        )
     ]
 
 
@@ -130,19 +135,28 @@ def pad_spatial(
 
 
 def tap_view(
-    xp: np.ndarray, tap: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
+    xp: np.ndarray,
+    tap: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
     out: Sequence[int],
 ) -> np.ndarray:
     """The strided view of padded ``xp`` that kernel tap ``tap`` reads for every output."""
     lead = (slice(None),) * (xp.ndim - len(tap))
-    return xp[lead + tuple(
-        slice(t * d, t * d + (o - 1) * s + 1, s)
-        for t, s, d, o in zip(tap, strides, dilations, out, strict=True)
-    )]
+    return xp[
+        lead
+        + tuple(
+            slice(t * d, t * d + (o - 1) * s + 1, s)
+            for t, s, d, o in zip(tap, strides, dilations, out, strict=True)
+        )
+    ]
 
 
 def window_view(
-    xp: np.ndarray, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
+    xp: np.ndarray,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
     out: Sequence[int],
 ) -> np.ndarray:
     """``(..., *out, *kernel)`` strided view of padded ``xp`` (no copy)."""
@@ -156,7 +170,9 @@ def window_view(
     return view[lead + positions + taps]
 
 
-def _conv_kernel_shape(op: str, w_shape: Sequence[int], kernel_shape: Sequence[int] | None):
+def _conv_kernel_shape(
+    op: str, w_shape: Sequence[int], kernel_shape: Sequence[int] | None
+) -> list[int]:
     kernel = list(w_shape[2:])
     if kernel_shape and list(kernel_shape) != kernel:
         raise ShapeInferenceError(
@@ -166,7 +182,52 @@ def _conv_kernel_shape(op: str, w_shape: Sequence[int], kernel_shape: Sequence[i
     return kernel
 
 
-@OPS.register("Conv", 1, infer=lambda ctx: _infer_conv(ctx))
+def _check_conv_inputs(ctx: InferContext, transpose: bool) -> tuple[int, int]:
+    x, w = ctx.shape(0), ctx.shape(1)
+    op = ctx.node.op_type
+    group = int(ctx.attrs.get("group", 1))
+    if len(x) < 3 or len(w) != len(x):
+        ctx.fail(f"X must be (N, C, spatial...) and W of the same rank; got X {x}, W {w}")
+    if group < 1 or x[1] % group:
+        ctx.fail(f"attribute 'group'={group} must be >= 1 and divide the {x[1]} input channels")
+    if transpose:
+        if w[0] != x[1]:
+            ctx.fail(f"{op} weights have {w[0]} input channels, X has {x[1]}")
+        m = w[1] * group
+    else:
+        if w[1] * group != x[1]:
+            ctx.fail(f"W has {w[1]} channels per group x group={group}, X has {x[1]} channels")
+        if w[0] % group:
+            ctx.fail(f"{w[0]} output channels are not divisible by group={group}")
+        m = w[0]
+    if ctx.has(2) and tuple(ctx.shape(2)) != (m,):
+        ctx.fail(f"bias B must have shape ({m},), got {ctx.shape(2)}")
+    if ctx.dtype(1) != ctx.dtype(0):
+        ctx.fail(f"X and W must have the same dtype, got {ctx.dtype(0)} and {ctx.dtype(1)}")
+    return group, m
+
+
+def _infer_conv(ctx: InferContext) -> list[TensorType]:
+    _, m = _check_conv_inputs(ctx, transpose=False)
+    x, w = ctx.shape(0), ctx.shape(1)
+    a = ctx.attrs
+    try:
+        kernel = _conv_kernel_shape("Conv", w, a.get("kernel_shape"))
+        *_, out = window_geometry(
+            "Conv",
+            x[2:],
+            kernel,
+            a.get("strides"),
+            a.get("dilations"),
+            a.get("pads"),
+            a.get("auto_pad", "NOTSET"),
+        )
+    except ShapeInferenceError as exc:
+        ctx.fail(str(exc))
+    return [TensorType((x[0], m, *out), ctx.dtype(0))]
+
+
+@OPS.register("Conv", 1, infer=_infer_conv)
 def conv(
     X: np.ndarray,
     W: np.ndarray,
@@ -219,46 +280,6 @@ def conv(
     return y.astype(X.dtype, copy=False)
 
 
-def _check_conv_inputs(ctx: InferContext, transpose: bool) -> tuple[int, int]:
-    x, w = ctx.shape(0), ctx.shape(1)
-    op = ctx.node.op_type
-    group = int(ctx.attrs.get("group", 1))
-    if len(x) < 3 or len(w) != len(x):
-        ctx.fail(f"X must be (N, C, spatial...) and W of the same rank; got X {x}, W {w}")
-    if group < 1 or x[1] % group:
-        ctx.fail(f"attribute 'group'={group} must be >= 1 and divide the {x[1]} input channels")
-    if transpose:
-        if w[0] != x[1]:
-            ctx.fail(f"{op} weights have {w[0]} input channels, X has {x[1]}")
-        m = w[1] * group
-    else:
-        if w[1] * group != x[1]:
-            ctx.fail(f"W has {w[1]} channels per group x group={group}, X has {x[1]} channels")
-        if w[0] % group:
-            ctx.fail(f"{w[0]} output channels are not divisible by group={group}")
-        m = w[0]
-    if ctx.has(2) and tuple(ctx.shape(2)) != (m,):
-        ctx.fail(f"bias B must have shape ({m},), got {ctx.shape(2)}")
-    if ctx.dtype(1) != ctx.dtype(0):
-        ctx.fail(f"X and W must have the same dtype, got {ctx.dtype(0)} and {ctx.dtype(1)}")
-    return group, m
-
-
-def _infer_conv(ctx: InferContext) -> list[TensorType]:
-    _, m = _check_conv_inputs(ctx, transpose=False)
-    x, w = ctx.shape(0), ctx.shape(1)
-    a = ctx.attrs
-    try:
-        kernel = _conv_kernel_shape("Conv", w, a.get("kernel_shape"))
-        *_, out = window_geometry(
-            "Conv", x[2:], kernel, a.get("strides"), a.get("dilations"), a.get("pads"),
-            a.get("auto_pad", "NOTSET"),
-        )
-    except ShapeInferenceError as exc:
-        ctx.fail(str(exc))
-    return [TensorType((x[0], m, *out), ctx.dtype(0))]
-
-
 # -- ConvTranspose -----------------------------------------------------------------------------
 
 
@@ -308,7 +329,28 @@ def transpose_geometry(
     return strides, dilations, begin, out
 
 
-@OPS.register("ConvTranspose", 1, infer=lambda ctx: _infer_conv_transpose(ctx))
+def _infer_conv_transpose(ctx: InferContext) -> list[TensorType]:
+    _, m = _check_conv_inputs(ctx, transpose=True)
+    x, w = ctx.shape(0), ctx.shape(1)
+    a = ctx.attrs
+    try:
+        kernel = _conv_kernel_shape("ConvTranspose", w, a.get("kernel_shape"))
+        *_, out = transpose_geometry(
+            x[2:],
+            kernel,
+            a.get("strides"),
+            a.get("dilations"),
+            a.get("pads"),
+            a.get("auto_pad", "NOTSET"),
+            a.get("output_padding"),
+            a.get("output_shape"),
+        )
+    except ShapeInferenceError as exc:
+        ctx.fail(str(exc))
+    return [TensorType((x[0], m, *out), ctx.dtype(0))]
+
+
+@OPS.register("ConvTranspose", 1, infer=_infer_conv_transpose)
 def conv_transpose(
     X: np.ndarray,
     W: np.ndarray,
@@ -341,34 +383,28 @@ def conv_transpose(
     low = [min(0, b) for b in begin]
     size = [
         max((i - 1) * s + (k - 1) * d + 1, b + o) - lo
-        for i, k, s, d, b, o, lo in zip(spatial, kernel, strides, dilations, begin, out, low,
-                                        strict=True)
+        for i, k, s, d, b, o, lo in zip(
+            spatial, kernel, strides, dilations, begin, out, low, strict=True
+        )
     ]
     canvas = np.zeros((n, m, *size), dtype=acc)
     for tap in itertools.product(*(range(k) for k in kernel)):
-        target = (slice(None), slice(None), *(
-            slice(t * d - lo, t * d - lo + (i - 1) * s + 1, s)
-            for t, d, lo, i, s in zip(tap, dilations, low, spatial, strides, strict=True)
-        ))
+        target = (
+            slice(None),
+            slice(None),
+            *(
+                slice(t * d - lo, t * d - lo + (i - 1) * s + 1, s)
+                for t, d, lo, i, s in zip(tap, dilations, low, spatial, strides, strict=True)
+            ),
+        )
         canvas[target] += cols[(slice(None), slice(None), *tap)]
-    y = canvas[(slice(None), slice(None), *(
-        slice(b - lo, b - lo + o) for b, lo, o in zip(begin, low, out, strict=True)
-    ))]
+    y = canvas[
+        (
+            slice(None),
+            slice(None),
+            *(slice(b - lo, b - lo + o) for b, lo, o in zip(begin, low, out, strict=True)),
+        )
+    ]
     if B is not None:
         y = y + np.asarray(B, dtype=acc).reshape((m,) + (1,) * len(out))
     return y.astype(X.dtype)
-
-
-def _infer_conv_transpose(ctx: InferContext) -> list[TensorType]:
-    _, m = _check_conv_inputs(ctx, transpose=True)
-    x, w = ctx.shape(0), ctx.shape(1)
-    a = ctx.attrs
-    try:
-        kernel = _conv_kernel_shape("ConvTranspose", w, a.get("kernel_shape"))
-        *_, out = transpose_geometry(
-            x[2:], kernel, a.get("strides"), a.get("dilations"), a.get("pads"),
-            a.get("auto_pad", "NOTSET"), a.get("output_padding"), a.get("output_shape"),
-        )
-    except ShapeInferenceError as exc:
-        ctx.fail(str(exc))
-    return [TensorType((x[0], m, *out), ctx.dtype(0))]

@@ -260,13 +260,18 @@ _ERFC_Q = (2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-
 
 
 def _rational(y: np.ndarray, num: tuple[float, ...], den: tuple[float, ...]) -> np.ndarray:
-    """Cody's nested evaluation: numerator starts at ``num[-1]*y``, denominator at ``y``."""
-    xnum = num[-1] * y
+    """Cody's nested (Horner) evaluation, in place: two temporaries for any degree."""
+    xnum = y * num[-1]
     xden = y.copy()
     for k in range(len(den) - 1):
-        xnum = (xnum + num[k]) * y
-        xden = (xden + den[k]) * y
-    return (xnum + num[len(den) - 1]) / (xden + den[-1])
+        xnum += num[k]
+        xnum *= y
+        xden += den[k]
+        xden *= y
+    xnum += num[len(den) - 1]
+    xden += den[-1]
+    xnum /= xden
+    return xnum
 
 
 _INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
@@ -304,15 +309,22 @@ def _erf_float32(x: np.ndarray) -> np.ndarray:
 
     Both are evaluated on the whole array: cheaper in numpy than boolean-mask gathers.
     """
-    y = np.minimum(np.abs(x), np.float32(4.0))  # nan stays nan
-    signed = np.copysign(y, x)
-    near = signed * _rational(y * y, _ERF_A, _ERF_B)
-    tail = 1.0 - np.exp(-(y * y)) * _rational(y, _ERFC_C, _ERFC_D)
-    return np.where(y <= 0.46875, near, np.copysign(tail, x))
+    y = np.abs(x)
+    np.minimum(y, np.float32(4.0), out=y)  # nan stays nan
+    square = y * y
+    near = _rational(square, _ERF_A, _ERF_B)
+    near *= y
+    np.negative(square, out=square)
+    tail = np.exp(square, out=square)
+    tail *= _rational(y, _ERFC_C, _ERFC_D)
+    np.subtract(1.0, tail, out=tail)
+    return np.copysign(np.where(y <= 0.46875, near, tail), x)
 
 
 def erf_array(x: np.ndarray) -> np.ndarray:
     """The error function, vectorised: float64 for float64 input, float32 otherwise (Gelu too)."""
+    if x.ndim == 0:  # the in-place steps need arrays; numpy turns 0-d results into scalars
+        return erf_array(x.reshape(1)).reshape(())
     with np.errstate(all="ignore"):
         if x.dtype == np.float64:
             return _erf_float64(x)

@@ -25,7 +25,7 @@ import numpy as np
 
 from edge_infer.engine.ir import Node, TensorType
 from edge_infer.engine.ops import activations as act
-from edge_infer.engine.ops.conv import _infer_conv, conv
+from edge_infer.engine.ops.conv import conv
 from edge_infer.engine.ops.registry import InferContext, OpDef, OpList
 from edge_infer.errors import EdgeInferError, ShapeInferenceError
 
@@ -94,7 +94,7 @@ def _infer_fused_conv(ctx: InferContext) -> list[TensorType]:
     residual = a.get("residual", "none")
     if residual not in RESIDUALS:
         ctx.fail(f"attribute residual must be one of {RESIDUALS}, got {residual!r}")
-    (out,) = _infer_conv(ctx)
+    (out,) = resolve_step("Conv", 1).infer(ctx)  # the Conv shape function, checks included
     if (residual != "none") != ctx.has(3):
         ctx.fail(f"residual={residual!r} needs input Z exactly when it is not 'none'")
     if ctx.has(3) and ctx.type(3) != out:

@@ -62,8 +62,9 @@ def _infer_gemm(ctx: InferContext) -> list[TensorType]:
     m, k = a[::-1] if ctx.attrs.get("transA", 0) else a
     k2, n = b[::-1] if ctx.attrs.get("transB", 0) else b
     if k != k2:
-        ctx.fail(f"inner dimensions differ: op(A) is {m}x{k}, op(B) is {k2}x{n} "
-                 "(check transA/transB)")
+        ctx.fail(
+            f"inner dimensions differ: op(A) is {m}x{k}, op(B) is {k2}x{n} (check transA/transB)"
+        )
     if ctx.has(2):
         c = ctx.shape(2)
         try:

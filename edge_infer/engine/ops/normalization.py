@@ -11,7 +11,7 @@ import numpy as np
 
 from edge_infer.engine.ir import TensorType
 from edge_infer.engine.ops.conv import accumulation_dtype
-from edge_infer.engine.ops.registry import InferContext, OpList
+from edge_infer.engine.ops.registry import Infer, InferContext, OpList
 from edge_infer.errors import ShapeInferenceError
 
 OPS = OpList()
@@ -26,8 +26,10 @@ def _param_shape(x_shape: tuple[int, ...], size: int, spatial: int) -> tuple[int
 
 def _infer_batch_norm(ctx: InferContext) -> list[TensorType]:
     if int(ctx.attrs.get("training_mode", 0)):
-        ctx.fail("training_mode=1 is not supported (inference engine); export the model in "
-                 "eval mode (PyTorch: model.eval()) so BatchNormalization uses running stats")
+        ctx.fail(
+            "training_mode=1 is not supported (inference engine); export the model in "
+            "eval mode (PyTorch: model.eval()) so BatchNormalization uses running stats"
+        )
     x = ctx.shape(0)
     if len(x) < 2:
         ctx.fail(f"X must be (N, C, ...), got shape {x}")
@@ -37,12 +39,16 @@ def _infer_batch_norm(ctx: InferContext) -> list[TensorType]:
     for index, name in enumerate(names, start=1):
         size = int(np.prod(ctx.shape(index)))
         if size not in (channels, per_activation):
-            ctx.fail(f"{name} must have {channels} values (one per channel), got shape "
-                     f"{ctx.shape(index)}")
+            ctx.fail(
+                f"{name} must have {channels} values (one per channel), got shape "
+                f"{ctx.shape(index)}"
+            )
     for out in ctx.node.outputs[1:]:
         if out.uses:
-            ctx.fail(f"output '{out.name}' (running/saved statistics) exists only in training "
-                     "mode; export the model in eval mode")
+            ctx.fail(
+                f"output '{out.name}' (running/saved statistics) exists only in training "
+                "mode; export the model in eval mode"
+            )
     return [ctx.type(0)]
 
 
@@ -77,7 +83,9 @@ for _version in (7, 9, 14, 15):
     OPS.register("BatchNormalization", _version, infer=_infer_batch_norm)(batch_normalization)
 
 
-def _normalize(x: np.ndarray, axes: tuple[int, ...], epsilon: float):
+def _normalize(
+    x: np.ndarray, axes: tuple[int, ...], epsilon: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(x - mean) * inv_std`` over ``axes``; returns it with mean and inv_std (keepdims)."""
     mean = np.mean(x, axis=axes, keepdims=True)
     centered = x - mean
@@ -132,12 +140,13 @@ def _infer_layer_norm(ctx: InferContext) -> list[TensorType]:
     for index, name in ((1, "Scale"), (2, "B")):
         if ctx.has(index):
             shape = tuple(ctx.shape(index))
-            suffix = normalized[len(normalized) - len(shape):] if shape else ()
+            suffix = normalized[len(normalized) - len(shape) :] if shape else ()
             if len(shape) > len(normalized) or not all(
                 d in (1, n) for d, n in zip(shape, suffix, strict=True)
             ):
-                ctx.fail(f"{name} shape {shape} does not broadcast to the normalized shape "
-                         f"{normalized}")
+                ctx.fail(
+                    f"{name} shape {shape} does not broadcast to the normalized shape {normalized}"
+                )
     # Mean and InvStdDev are U = float32 for stash_type 1 (the spec and onnxruntime)
     stats = TensorType((*x[:axis], *([1] * (len(x) - axis))), np.dtype(np.float32))
     return [ctx.type(0), stats, stats][: max(1, len(ctx.node.outputs))]
@@ -164,13 +173,15 @@ def layer_normalization(
     return y.astype(X.dtype), mean.astype(np.float32), inv_std.astype(np.float32)
 
 
-def _infer_group_norm(per_group_params: bool):
+def _infer_group_norm(per_group_params: bool) -> Infer:
     def infer(ctx: InferContext) -> list[TensorType]:
         x = ctx.shape(0)
         groups = int(ctx.attrs.get("num_groups", 0))
         if len(x) < 3 or groups < 1 or x[1] % groups:
-            ctx.fail(f"attribute 'num_groups'={groups} must be >= 1 and divide the channels "
-                     f"of X (N, C, spatial...) {x}")
+            ctx.fail(
+                f"attribute 'num_groups'={groups} must be >= 1 and divide the channels "
+                f"of X (N, C, spatial...) {x}"
+            )
         size = groups if per_group_params else x[1]
         for index, name in ((1, "scale"), (2, "bias")):
             if tuple(ctx.shape(index)) != (size,):
@@ -181,7 +192,11 @@ def _infer_group_norm(per_group_params: bool):
 
 
 def _group_norm(
-    X: np.ndarray, scale: np.ndarray, bias: np.ndarray, num_groups: int, epsilon: float,
+    X: np.ndarray,
+    scale: np.ndarray,
+    bias: np.ndarray,
+    num_groups: int,
+    epsilon: float,
     per_group_params: bool,
 ) -> np.ndarray:
     acc = accumulation_dtype(X.dtype)
@@ -200,7 +215,11 @@ def _group_norm(
 
 @OPS.register("GroupNormalization", 18, infer=_infer_group_norm(per_group_params=True))
 def group_normalization_18(
-    X: np.ndarray, scale: np.ndarray, bias: np.ndarray, *, epsilon: float = 1e-5,
+    X: np.ndarray,
+    scale: np.ndarray,
+    bias: np.ndarray,
+    *,
+    epsilon: float = 1e-5,
     num_groups: int = 0,
 ) -> np.ndarray:
     """Opset 18: scale and bias per group (deprecated by opset 21)."""
@@ -209,8 +228,13 @@ def group_normalization_18(
 
 @OPS.register("GroupNormalization", 21, infer=_infer_group_norm(per_group_params=False))
 def group_normalization(
-    X: np.ndarray, scale: np.ndarray, bias: np.ndarray, *, epsilon: float = 1e-5,
-    num_groups: int = 0, stash_type: int = 1,
+    X: np.ndarray,
+    scale: np.ndarray,
+    bias: np.ndarray,
+    *,
+    epsilon: float = 1e-5,
+    num_groups: int = 0,
+    stash_type: int = 1,
 ) -> np.ndarray:
     """Opset 21: statistics per group, scale and bias per channel."""
     _stash_dtype(stash_type, X.dtype)

@@ -22,7 +22,7 @@ from edge_infer.engine.ops.conv import (
     tap_view,
     window_geometry,
 )
-from edge_infer.engine.ops.registry import InferContext, OpList, same_as_input
+from edge_infer.engine.ops.registry import Infer, InferContext, OpList, same_as_input
 from edge_infer.errors import ShapeInferenceError
 
 OPS = OpList()
@@ -43,8 +43,9 @@ class _Window:
         return itertools.product(*(range(k) for k in self.kernel))
 
     def pad(self, x: np.ndarray, value: float) -> np.ndarray:
-        end = padded_end(x.shape[2:], self.kernel, self.strides, self.dilations, self.begin,
-                         self.end, self.out)
+        end = padded_end(
+            x.shape[2:], self.kernel, self.strides, self.dilations, self.begin, self.end, self.out
+        )
         return pad_spatial(x, self.begin, end, value)
 
     def view(self, xp: np.ndarray, tap: Sequence[int]) -> np.ndarray:
@@ -59,13 +60,19 @@ def _window(op: str, shape: Sequence[int], attrs: dict[str, Any]) -> _Window:
         raise ShapeInferenceError(f"{op}: X must be (N, C, spatial...), got shape {list(shape)}")
     kernel = [int(k) for k in kernel]
     strides, dilations, begin, end, out = window_geometry(
-        op, shape[2:], kernel, attrs.get("strides"), attrs.get("dilations"),
-        attrs.get("pads"), attrs.get("auto_pad", "NOTSET"), int(attrs.get("ceil_mode", 0)),
+        op,
+        shape[2:],
+        kernel,
+        attrs.get("strides"),
+        attrs.get("dilations"),
+        attrs.get("pads"),
+        attrs.get("auto_pad", "NOTSET"),
+        int(attrs.get("ceil_mode", 0)),
     )
     return _Window(kernel, strides, dilations, begin, end, out)
 
 
-def _pool_infer(op: str, with_indices: bool = False) -> Callable[[InferContext], list]:
+def _pool_infer(op: str, with_indices: bool = False) -> Infer:
     def infer(ctx: InferContext) -> list[TensorType]:
         x = ctx.shape(0)
         try:
@@ -96,9 +103,18 @@ def max_pool(
 
     The executor drops ``Indices`` when the node does not ask for it.
     """
-    w = _window("MaxPool", X.shape, dict(
-        kernel_shape=kernel_shape, strides=strides, dilations=dilations, pads=pads,
-        auto_pad=auto_pad, ceil_mode=ceil_mode))
+    w = _window(
+        "MaxPool",
+        X.shape,
+        dict(
+            kernel_shape=kernel_shape,
+            strides=strides,
+            dilations=dilations,
+            pads=pads,
+            auto_pad=auto_pad,
+            ceil_mode=ceil_mode,
+        ),
+    )
     x = np.asarray(X)
     low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
     xp = w.pad(x, low)
@@ -152,9 +168,18 @@ def average_pool(
     strides: list[int] | None = None,
 ) -> np.ndarray:
     """Mean over windows; padding is counted only with ``count_include_pad`` (ceil never)."""
-    total, w = _window_sum("AveragePool", X, dict(
-        kernel_shape=kernel_shape, strides=strides, dilations=dilations, pads=pads,
-        auto_pad=auto_pad, ceil_mode=ceil_mode))
+    total, w = _window_sum(
+        "AveragePool",
+        X,
+        dict(
+            kernel_shape=kernel_shape,
+            strides=strides,
+            dilations=dilations,
+            pads=pads,
+            auto_pad=auto_pad,
+            ceil_mode=ceil_mode,
+        ),
+    )
     # the divisor is separable: a product over axes of the number of taps that land in the
     # input (with count_include_pad: in the input or its explicit padding)
     rank = len(w.out)
@@ -182,9 +207,19 @@ def lp_pool(
     strides: list[int] | None = None,
 ) -> np.ndarray:
     """``(sum |x|^p)^(1/p)`` over zero-padded windows."""
-    total, _ = _window_sum("LpPool", X, dict(
-        kernel_shape=kernel_shape, strides=strides, dilations=dilations, pads=pads,
-        auto_pad=auto_pad, ceil_mode=ceil_mode), transform=lambda x: np.abs(x) ** p)
+    total, _ = _window_sum(
+        "LpPool",
+        X,
+        dict(
+            kernel_shape=kernel_shape,
+            strides=strides,
+            dilations=dilations,
+            pads=pads,
+            auto_pad=auto_pad,
+            ceil_mode=ceil_mode,
+        ),
+        transform=lambda x: np.abs(x) ** p,
+    )
     return (total ** (1.0 / p)).astype(X.dtype)
 
 
@@ -223,7 +258,11 @@ def _lrn_infer(ctx: InferContext) -> list[TensorType]:
 
 @OPS.register("LRN", 1, infer=_lrn_infer)
 def lrn(
-    X: np.ndarray, *, alpha: float = 1e-4, beta: float = 0.75, bias: float = 1.0,
+    X: np.ndarray,
+    *,
+    alpha: float = 1e-4,
+    beta: float = 0.75,
+    bias: float = 1.0,
     size: int | None = None,
 ) -> np.ndarray:
     """Local response normalisation across channels."""
@@ -237,6 +276,6 @@ def lrn(
     channels = x.shape[1]
     total = np.zeros_like(x)
     for k in range(size):
-        total += squares[:, k:k + channels]
+        total += squares[:, k : k + channels]
     scale = (bias + (alpha / size) * total) ** beta
     return (x / scale).astype(X.dtype)

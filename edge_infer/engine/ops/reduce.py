@@ -46,9 +46,10 @@ def _reduced_axes(
     """The axes to reduce. Omitted or empty ``axes`` mean all of them, or none with the noop
     flag: a reduction over no axis still applies its elementwise part (ReduceL1 gives
     ``|x|``, ReduceSumSquare ``x*x``), as onnxruntime and the reference evaluator do."""
-    if axes is None or len(axes) == 0:
+    listed = [] if axes is None else np.asarray(axes).reshape(-1).tolist()
+    if not listed:
         return () if noop_with_empty_axes else tuple(range(rank))
-    return _normalize_axes(np.asarray(axes).reshape(-1).tolist(), rank)
+    return _normalize_axes(listed, rank)
 
 
 def _infer_reduce(attribute_axes: bool) -> Callable[[InferContext], list[TensorType]]:
@@ -79,7 +80,9 @@ def _register(op_type: str, input_since: int, compute: Reduction) -> None:
             out = compute(data, reduced, bool(keepdims))
         return np.asarray(out).astype(data.dtype, copy=False)
 
-    def attribute_form(data: np.ndarray, axes: list[int] | None = None, keepdims: int = 1):
+    def attribute_form(
+        data: np.ndarray, axes: list[int] | None = None, keepdims: int = 1
+    ) -> np.ndarray:
         return run(data, axes, keepdims, 0)
 
     def input_form(
@@ -92,7 +95,9 @@ def _register(op_type: str, input_since: int, compute: Reduction) -> None:
 
     for kernel, since in ((attribute_form, 1), (input_form, input_since)):
         kernel.__name__ = f"{op_type}_{since}"
-        kernel.__doc__ = f"{op_type} with ``axes`` as {'an input' if since > 1 else 'attribute'}."
+        kernel.__doc__ = (
+            f"{op_type} with ``axes`` as {'an input' if since > 1 else 'an attribute'}."
+        )
         OPS.register(op_type, since, infer=_infer_reduce(attribute_axes=since == 1))(kernel)
 
 
@@ -210,12 +215,16 @@ def _arg(
     return np.expand_dims(index, axis) if keepdims else index
 
 
-def argmax(data: np.ndarray, axis: int = 0, keepdims: int = 1, select_last_index: int = 0):
+def argmax(
+    data: np.ndarray, axis: int = 0, keepdims: int = 1, select_last_index: int = 0
+) -> np.ndarray:
     """Index of the maximum along ``axis`` (first occurrence unless ``select_last_index``)."""
     return _arg(np.argmax, data, axis, keepdims, select_last_index)
 
 
-def argmin(data: np.ndarray, axis: int = 0, keepdims: int = 1, select_last_index: int = 0):
+def argmin(
+    data: np.ndarray, axis: int = 0, keepdims: int = 1, select_last_index: int = 0
+) -> np.ndarray:
     """Index of the minimum along ``axis`` (first occurrence unless ``select_last_index``)."""
     return _arg(np.argmin, data, axis, keepdims, select_last_index)
 
@@ -244,7 +253,7 @@ def _infer_topk(k_from_input: bool) -> Callable[[InferContext], list[TensorType]
             k = ctx.attrs.get("k")
             if k is None:
                 ctx.fail("attribute k is required")
-        if not 0 <= k <= shape[axis]:  # type: ignore[operator]
+        if k < 0 or (isinstance(shape[axis], int) and k > shape[axis]):
             ctx.fail(f"K={k} must be in [0, {shape[axis]}] (the size of axis {axis})")
         out = tuple(k if i == axis else d for i, d in enumerate(shape))
         return [TensorType(out, ctx.dtype(0)), TensorType(out, np.dtype(np.int64))]

@@ -67,7 +67,9 @@ class InferContext:
     def fail(self, message: str) -> None:
         node = self.node
         shapes = ", ".join("-" if t is None else str(t) for t in self.input_types)
-        raise ShapeInferenceError(f"{node.op_type} node '{node.name}': {message} (inputs: {shapes})")
+        raise ShapeInferenceError(
+            f"{node.op_type} node '{node.name}': {message} (inputs: {shapes})"
+        )
 
 
 Infer = Callable[[InferContext], Sequence[TensorType]]

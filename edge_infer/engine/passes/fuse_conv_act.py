@@ -15,7 +15,6 @@ import math
 import numpy as np
 
 from edge_infer.engine.ir import Graph, Node, Value
-from edge_infer.engine.ops.activations import _FLT_MAX, _f32
 from edge_infer.engine.passes.base import Pass, PassResult
 from edge_infer.engine.passes.patterns import (
     fused_conv_attrs,
@@ -29,6 +28,11 @@ from edge_infer.engine.passes.patterns import (
 #: ONNX op -> FusedConv activation for the ops without parameters
 _PLAIN = {"Relu": "relu", "Sigmoid": "sigmoid", "HardSwish": "hard_swish", "Mish": "mish",
           "Tanh": "tanh"}
+
+#: Clip's bounds when omitted, and ONNX's float32 attribute defaults, as the kernels see them
+_FLT_MAX = float(np.finfo(np.float32).max)
+_ALPHA_LEAKY = float(np.float32(0.01))
+_ALPHA_HARD_SIGMOID = float(np.float32(0.2))
 
 Match = tuple[list[Node], Value, str, list[float]]  # (act nodes, final output, act, params)
 
@@ -67,15 +71,17 @@ def activation_of(graph: Graph, node: Node) -> tuple[str, list[float]] | None:
     if op in _PLAIN:
         return _PLAIN[op], []
     if op == "LeakyRelu":
-        return "leaky_relu", [float(a.get("alpha", _f32(0.01)))]
+        return "leaky_relu", [float(a.get("alpha", _ALPHA_LEAKY))]
     if op == "Elu":
         return "elu", [float(a.get("alpha", 1.0))]
     if op == "HardSigmoid":
-        return "hard_sigmoid", [float(a.get("alpha", _f32(0.2))), float(a.get("beta", 0.5))]
+        alpha = float(a.get("alpha", _ALPHA_HARD_SIGMOID))
+        return "hard_sigmoid", [alpha, float(a.get("beta", 0.5))]
     if op == "Gelu":
         approximate = a.get("approximate", "none")
-        return ("gelu", [1.0] if approximate == "tanh" else []) if approximate in (
-            "none", "tanh") else None
+        if approximate not in ("none", "tanh"):
+            return None
+        return "gelu", [1.0] if approximate == "tanh" else []
     if op == "Clip":
         bounds = _clip_bounds(graph, node)
         return None if bounds is None else ("clip", bounds)

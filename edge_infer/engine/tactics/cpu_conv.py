@@ -150,7 +150,7 @@ class Im2colGemm(_ConvTactic):
         _, four, copy_in = self._padded(x, scratch)
         col = scratch((cg * kh * kw, ho * wo), x.dtype, "col")
         col5 = col.reshape(cg, kh, kw, ho, wo)
-        sn, sc, sh, sw = four.strides
+        _, sc, sh, sw = four.strides
         (sy, sx), (dy, dx) = s.strides, s.dilations
         windows = [
             [as_strided(four[b, gi * cg:(gi + 1) * cg], (cg, kh, kw, ho, wo),
@@ -180,7 +180,7 @@ class ImplicitGemm(_ConvTactic):
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         s = self.spec
         x, out3, z3, before, after = self._io(inputs, outputs, scratch)
-        n, cin, _, _ = s.x_shape
+        n = s.x_shape[0]
         _, cout, ho, wo = s.out_shape
         kh, kw = s.kernel
         dy, dx = s.dilations

@@ -57,14 +57,22 @@ def test_conv_opsets(opset):
 
 def test_conv_float64():
     # onnxruntime has no float64 Conv kernel on CPU
-    check_op("Conv", [rand(1, 4, 8, 8, dtype="float64"), rand(4, 2, 3, 3, dtype="float64")],
-             {"group": 2}, oracles=("reference",))
+    check_op(
+        "Conv",
+        [rand(1, 4, 8, 8, dtype="float64"), rand(4, 2, 3, 3, dtype="float64")],
+        {"group": 2},
+        oracles=("reference",),
+    )
 
 
 def test_conv_float16():
     # onnxruntime has no float16 Conv on x86 CPUs; the reference evaluator is the oracle
-    check_op("Conv", [rand(1, 3, 8, 8, dtype="float16"), rand(4, 3, 3, 3, dtype="float16")],
-             {"pads": [1, 1, 1, 1]}, oracles=("reference",))
+    check_op(
+        "Conv",
+        [rand(1, 3, 8, 8, dtype="float16"), rand(4, 3, 3, 3, dtype="float16")],
+        {"pads": [1, 1, 1, 1]},
+        oracles=("reference",),
+    )
 
 
 def test_conv_accepts_readonly_noncontiguous_inputs():
@@ -89,8 +97,11 @@ TRANSPOSE_CASES = [
     ((1, 4, 5, 6), (4, 3, 3, 3), {}),
     ((2, 4, 5, 6), (4, 3, 3, 3), {"strides": [2, 2]}),
     ((1, 4, 5, 6), (4, 3, 4, 4), {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
-    ((1, 4, 5, 6), (4, 3, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1],
-                                   "output_padding": [1, 1]}),
+    (
+        (1, 4, 5, 6),
+        (4, 3, 3, 3),
+        {"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 1]},
+    ),
     ((1, 4, 5, 6), (4, 3, 3, 3), {"strides": [3, 2], "dilations": [2, 1]}),
     ((1, 4, 5, 6), (4, 2, 3, 3), {"group": 2, "strides": [2, 2]}),
     ((3, 6, 5, 4), (6, 2, 3, 2), {"group": 3, "strides": [2, 3], "pads": [1, 0, 0, 1]}),
@@ -120,8 +131,11 @@ def test_conv_transpose(xs, ws, attrs, bias):
 @pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER"])
 def test_conv_transpose_same_odd_padding(auto_pad):
     # total padding 3 (odd): where the extra pixel goes is what SAME_UPPER/LOWER mean
-    check_op("ConvTranspose", [rand(1, 2, 4, 5), rand(2, 3, 3, 3)],
-             {"strides": [2, 2], "auto_pad": auto_pad})
+    check_op(
+        "ConvTranspose",
+        [rand(1, 2, 4, 5), rand(2, 3, 3, 3)],
+        {"strides": [2, 2], "auto_pad": auto_pad},
+    )
 
 
 def test_conv_transpose_float64():

@@ -295,6 +295,11 @@ def test_erf_matches_libm_to_double_precision() -> None:
     expected = np.array([math.erf(v) for v in x])
     np.testing.assert_allclose(erf_array(x), expected, rtol=1e-15, atol=1e-300)
     assert erf_array(np.array([np.inf, -np.inf])).tolist() == [1.0, -1.0]
+    # the float32 path (two branches, evaluated on the whole array) is float32-accurate
+    x32 = x.astype(np.float32)
+    expected32 = np.array([math.erf(v) for v in x32.astype(np.float64)])
+    np.testing.assert_allclose(erf_array(x32), expected32, rtol=4e-7, atol=2e-7)
+    assert erf_array(np.array([np.inf, -np.inf, np.nan], np.float32))[:2].tolist() == [1, -1]
     assert np.isnan(erf_array(np.array([np.nan]))).all()
 
 

@@ -44,6 +44,20 @@ def test_batch_normalization(opset, shape):
     )
 
 
+def test_batch_normalization_7_per_activation():
+    # opset 7 spatial=0: statistics per activation, parameters of shape (C, H, W); the
+    # reference evaluator runs training mode for opset 7 (see above)
+    x = rand(2, 3, 4, 5)
+    params = [rand(3, 4, 5), rand(3, 4, 5), rand(3, 4, 5), RNG.uniform(0.5, 2, (3, 4, 5))]
+    check_op(
+        "BatchNormalization",
+        [x, *(p.astype(np.float32) for p in params)],
+        {"spatial": 0},
+        opset=7,
+        oracles=("onnxruntime",),
+    )
+
+
 @pytest.mark.parametrize("dtype", ["float16", "float64"])
 def test_batch_normalization_dtypes(dtype):
     check_op("BatchNormalization", bn_inputs((2, 3, 4, 5), dtype), opset=15)

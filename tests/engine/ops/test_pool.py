@@ -50,14 +50,21 @@ def test_max_pool_indices(attrs, storage_order):
     x = rand(2, 3, 9, 11)
     attrs = {**attrs, "storage_order": storage_order}
     check_op("MaxPool", [x], attrs, num_outputs=2, opset=12, oracles=("onnxruntime",))
-    check_op("MaxPool", [x], attrs, num_outputs=2, opset=12, oracles=("reference",),
-             compare_outputs=[0])
+    check_op(
+        "MaxPool", [x], attrs, num_outputs=2, opset=12, oracles=("reference",), compare_outputs=[0]
+    )
 
 
 def test_max_pool_ties_take_the_first_maximum():
     x = RNG.integers(0, 3, (2, 3, 8, 9)).astype(np.float32)
-    check_op("MaxPool", [x], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}, num_outputs=2,
-             opset=12, oracles=("onnxruntime",))
+    check_op(
+        "MaxPool",
+        [x],
+        {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]},
+        num_outputs=2,
+        opset=12,
+        oracles=("onnxruntime",),
+    )
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float64", "int8", "uint8"])
@@ -66,15 +73,18 @@ def test_max_pool_dtypes(dtype):
     # the reference evaluator pads integers with NaN (ValueError); onnxruntime has int8/uint8
     # MaxPool but no float64 one
     oracles = {"float16": ("onnxruntime", "reference"), "float64": ("reference",)}.get(
-        dtype, ("onnxruntime",))
-    check_op("MaxPool", [x], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}, opset=12,
-             oracles=oracles)
+        dtype, ("onnxruntime",)
+    )
+    check_op(
+        "MaxPool", [x], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}, opset=12, oracles=oracles
+    )
 
 
 @pytest.mark.parametrize("opset", [7, 8, 10, 11])
 def test_max_pool_opsets(opset):
-    check_op("MaxPool", [rand(1, 2, 8, 8)], {"kernel_shape": [2, 2], "strides": [2, 2]},
-             opset=opset)
+    check_op(
+        "MaxPool", [rand(1, 2, 8, 8)], {"kernel_shape": [2, 2], "strides": [2, 2]}, opset=opset
+    )
 
 
 def test_max_pool_1d_and_3d():
@@ -86,22 +96,32 @@ def test_max_pool_1d_and_3d():
 @pytest.mark.parametrize("attrs", WINDOWS)
 def test_average_pool(attrs, count_include_pad):
     opset = 19 if "dilations" in attrs else 11  # AveragePool dilations are opset 19
-    check_op("AveragePool", [rand(2, 3, 9, 11)], {**attrs, "count_include_pad": count_include_pad},
-             opset=opset)
+    check_op(
+        "AveragePool",
+        [rand(2, 3, 9, 11)],
+        {**attrs, "count_include_pad": count_include_pad},
+        opset=opset,
+    )
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float64"])
 def test_average_pool_dtypes(dtype):
     # onnxruntime has no float64 AveragePool on CPU
     oracles = ("reference",) if dtype == "float64" else ("onnxruntime", "reference")
-    check_op("AveragePool", [rand(1, 2, 8, 8, dtype=dtype)],
-             {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}, opset=11, oracles=oracles)
+    check_op(
+        "AveragePool",
+        [rand(1, 2, 8, 8, dtype=dtype)],
+        {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]},
+        opset=11,
+        oracles=oracles,
+    )
 
 
 @pytest.mark.parametrize("opset", [7, 10, 19])
 def test_average_pool_opsets(opset):
-    check_op("AveragePool", [rand(1, 2, 8, 9)], {"kernel_shape": [2, 2], "strides": [2, 2]},
-             opset=opset)
+    check_op(
+        "AveragePool", [rand(1, 2, 8, 9)], {"kernel_shape": [2, 2], "strides": [2, 2]}, opset=opset
+    )
 
 
 def test_average_pool_3d():
@@ -110,8 +130,12 @@ def test_average_pool_3d():
 
 @pytest.mark.parametrize("p", [1, 2, 3])
 def test_lp_pool(p):
-    check_op("LpPool", [rand(1, 3, 8, 9)], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1],
-                                           "strides": [2, 2], "p": p}, opset=11)
+    check_op(
+        "LpPool",
+        [rand(1, 3, 8, 9)],
+        {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [2, 2], "p": p},
+        opset=11,
+    )
 
 
 @pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"])

@@ -250,6 +250,41 @@ def test_bad_mode_is_a_located_error():
         run_resize(rand(1, 1, 4, 4), {"mode": "area"}, scales=f32(1, 1, 2, 2))
 
 
-def test_antialias_is_refused():
+def test_upsample_bad_mode():
+    with pytest.raises(EdgeInferError, match="mode"):
+        check_op(
+            "Upsample",
+            [rand(1, 1, 2, 2)],
+            {"mode": "cubic", "scales": [1.0, 1.0, 2.0, 2.0]},
+            opset=7,
+        )
+
+
+@pytest.mark.parametrize("scales", [f32(1, 1, 0.5, 0.4), f32(1, 1, 0.7, 1.5), f32(1, 1, 0.3, 0.6)])
+@pytest.mark.parametrize("exclude_outside", [0, 1])
+@pytest.mark.parametrize("mode", ["linear", "cubic"])
+def test_antialias(mode, exclude_outside, scales):
+    attrs = {"mode": mode, "antialias": 1, "exclude_outside": exclude_outside}
+    run_resize(rand(1, 2, 9, 11), attrs, scales=scales, opset=18)
+
+
+def test_antialias_nearest_is_refused():
     with pytest.raises(EdgeInferError, match="antialias"):
-        run_resize(rand(1, 1, 4, 4), {"mode": "linear", "antialias": 1}, scales=f32(1, 1, 0.5, 0.5))
+        run_resize(
+            rand(1, 1, 4, 4), {"mode": "nearest", "antialias": 1}, scales=f32(1, 1, 0.5, 0.5)
+        )
+
+
+@pytest.mark.parametrize("coord", ["align_corners", "tf_crop_and_resize"])
+def test_fractional_resized_length(coord):
+    # 9 * 0.6 and 11 * 0.7 are not integers: the ONNX reference (and the conformance data
+    # generated from it) divides by the fractional length scale * input length, onnxruntime
+    # (like PyTorch) by the integer output length. We follow the reference.
+    roi = f32(0, 0, 0.1, 0.2, 1, 1, 0.9, 0.8) if coord == "tf_crop_and_resize" else None
+    run_resize(
+        rand(1, 2, 9, 11),
+        {"mode": "linear", "coordinate_transformation_mode": coord},
+        scales=f32(1, 1, 0.6, 0.7),
+        roi=roi,
+        oracles=("reference",),
+    )

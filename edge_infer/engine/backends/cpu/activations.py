@@ -40,7 +40,8 @@ def apply_activation(y: np.ndarray, kind: str, params: Sequence[float]) -> None:
         np.clip(y, lo, hi, out=y)
     elif kind in ("sigmoid", "silu"):
         t = np.negative(y)
-        np.exp(t, out=t)
+        with np.errstate(over="ignore"):  # exp(-x) = inf for x << 0 gives the right limit
+            np.exp(t, out=t)
         t += 1
         if kind == "sigmoid":
             np.reciprocal(t, out=y)
@@ -99,48 +100,46 @@ _COMPILED = {"": 0, "relu": 1, "leaky_relu": 2, "clip": 3, "sigmoid": 4, "silu":
 
 
 @functools.cache
-def _compiled_epilogue(act: int, has_bias: bool, residual: int) -> Callable[..., None] | None:
+def _compiled_epilogue() -> Callable[..., None] | None:
+    """One compiled loop for every combination (cached on disk: compiled once per install).
+
+    The activation is a run-time code: the branch is perfectly predicted inside the loop and
+    one cached function beats compiling a specialization per layer kind at every start-up.
+    """
     numba = _numba()
     if numba is None:
         return None
+    return numba.njit(fastmath=True, nogil=True, cache=True)(_epilogue_py)
 
-    def body(v: float, p0: float, p1: float) -> float:  # pragma: no cover - compiled
-        if act == 1:
-            return v if v > 0.0 else 0.0
-        if act == 2:
-            return v if v >= 0.0 else v * p0
-        if act == 3:
-            return min(max(v, p0), p1)
-        if act == 4:
-            return 1.0 / (1.0 + math.exp(-v))
-        if act == 5:
-            return v / (1.0 + math.exp(-v))
-        if act == 6:
-            return v * min(max(v * (1.0 / 6.0) + 0.5, 0.0), 1.0)
-        if act == 7:
-            return min(max(v * p0 + p1, 0.0), 1.0)
-        if act == 8:
-            return math.tanh(v)
-        return v
 
-    fbody = numba.njit(inline="always", fastmath=True)(body)
-
-    @numba.njit(fastmath=True, nogil=True)
-    def epilogue(y, bias, z, p0, p1):  # pragma: no cover - compiled
-        n_, c_, l_ = y.shape
-        for n in range(n_):
-            for c in range(c_):
-                b = bias[c] if has_bias else 0.0
-                for i in range(l_):
-                    v = y[n, c, i] + b
-                    if residual == 1:
-                        v += z[n, c, i]
-                    v = fbody(v, p0, p1)
-                    if residual == 2:
-                        v += z[n, c, i]
-                    y[n, c, i] = v
-
-    return epilogue
+def _epilogue_py(y, bias, z, act, p0, p1, residual, has_bias):  # pragma: no cover - compiled
+    n_, c_, l_ = y.shape
+    for n in range(n_):
+        for c in range(c_):
+            b = bias[c] if has_bias else 0.0
+            for i in range(l_):
+                v = y[n, c, i] + b
+                if residual == 1:
+                    v += z[n, c, i]
+                if act == 1:
+                    v = v if v > 0.0 else 0.0
+                elif act == 2:
+                    v = v if v >= 0.0 else v * p0
+                elif act == 3:
+                    v = min(max(v, p0), p1)
+                elif act == 4:
+                    v = 1.0 / (1.0 + math.exp(-v))
+                elif act == 5:
+                    v = v / (1.0 + math.exp(-v))
+                elif act == 6:
+                    v = v * min(max(v * (1.0 / 6.0) + 0.5, 0.0), 1.0)
+                elif act == 7:
+                    v = min(max(v * p0 + p1, 0.0), 1.0)
+                elif act == 8:
+                    v = math.tanh(v)
+                if residual == 2:
+                    v += z[n, c, i]
+                y[n, c, i] = v
 
 
 def make_epilogue(
@@ -153,14 +152,15 @@ def make_epilogue(
     if code is not None:
         defaults = {2: [0.01, 0.0], 3: [-np.inf, np.inf], 7: [0.2, 0.5]}.get(code, [0.0, 0.0])
         p0, p1 = (p + defaults[len(p):])[:2] if len(p) < 2 else p[:2]
-        kernel = _compiled_epilogue(code, bias is not None, res)
+        kernel = _compiled_epilogue()
         if kernel is not None:
-            b = (np.ascontiguousarray(bias, dtype=np.float32) if bias is not None
+            has_bias = bias is not None
+            b = (np.ascontiguousarray(bias, dtype=np.float32) if has_bias
                  else np.zeros(1, np.float32))
             empty = np.zeros((1, 1, 1), np.float32)
 
             def compiled(y3: np.ndarray, z3: np.ndarray | None) -> None:
-                kernel(y3, b, empty if z3 is None else z3, p0, p1)
+                kernel(y3, b, empty if z3 is None else z3, code, p0, p1, res, has_bias)
 
             return compiled
 

@@ -87,7 +87,7 @@ def sgemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, *, alpha: float = 1.0,
             c *= beta
             c += alpha * (a @ b)
         return
-    fn, int_type = lib
+    fn, _ = lib
     ta, lda = _matrix(a)
     tb, ldb = _matrix(b)
     fn(_ROW_MAJOR, _TRANS if ta else _NO_TRANS, _TRANS if tb else _NO_TRANS, m, n, k,

@@ -1,0 +1,97 @@
+"""`edge-infer bench ENGINE [--batch N] [--iterations N] [--per-layer] [--json]
+[--compare-onnxruntime MODEL.onnx]`: latency, throughput, per-layer profile, ratio."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="measure an engine's latency (optionally side by side with onnxruntime)",
+        description="Warm-up-excluded median/p90/p99 latency and throughput, each side timed "
+        "in fresh processes (alternating ours and onnxruntime), median of per-process medians.",
+    )
+    p.add_argument("engine", help="engine file")
+    p.add_argument("--batch", type=int, help="batch size (default: the profile's opt batch)")
+    p.add_argument("--iterations", type=int, default=50, help="timed runs per process")
+    p.add_argument("--warmup", type=int, default=5, help="untimed runs first")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="BLAS / onnxruntime intra-op threads (default: all cores)")
+    p.add_argument("--processes", type=int, help="processes per side (default 3 with "
+                   "--compare-onnxruntime, else 1)")
+    p.add_argument("--per-layer", action="store_true", help="also profile each layer")
+    p.add_argument("--compare-onnxruntime", metavar="MODEL.onnx",
+                   help="time onnxruntime (ORT_ENABLE_ALL, same threads) on the same inputs")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+def _per_layer(engine: Any, feeds: dict, batch: int) -> list[dict[str, Any]]:
+    plan_batch = engine.plan_batch_for(batch)
+    program = engine.program(plan_batch)
+    state = program.new_state()
+    if not hasattr(program, "profile"):
+        return []
+    times = program.profile(state, feeds, iterations=10)
+    layers = []
+    for layer in program.layers:
+        node = layer.node
+        layers.append({"name": node.name, "op": node.op_type,
+                       "members": node.meta.get("members", [node.name]),
+                       "tactic": node.meta.get("tactic"), "time_us": times[node.name]})
+    return sorted(layers, key=lambda entry: -entry["time_us"])
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_infer.commands.infer import random_inputs
+    from edge_infer.engine.benchmark import compare, set_threads
+    from edge_infer.engine.runtime import Engine
+
+    engine = Engine.load(args.engine)
+    batch = args.batch or engine.profile.opt_batch
+    feeds = random_inputs(engine, batch, args.seed)
+    processes = args.processes or (3 if args.compare_onnxruntime else 1)
+    report = compare(args.engine, args.compare_onnxruntime, feeds, batch=batch,
+                     threads=args.threads, iterations=args.iterations, warmup=args.warmup,
+                     processes=processes)
+    if args.per_layer:
+        set_threads(args.threads)
+        report["layers"] = _per_layer(engine, feeds, batch)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    _print(report, args)
+    return 0
+
+
+def _print(report: dict[str, Any], args: argparse.Namespace) -> None:
+    libs = report["env"]["libraries"]
+    blas = ", ".join(f"{x.get('internal_api')} {x.get('version')} ({x.get('architecture')})"
+                     for x in libs) or "unknown"
+    print(f"batch {report['batch']}, {report['threads']} threads, {report['processes']} "
+          f"process(es) × {report['iterations']} iterations; BLAS: {blas}")
+    for kind in ("edge_infer", "onnxruntime"):
+        if kind not in report:
+            continue
+        s = report[kind]
+        per = ", ".join(f"{m:.2f}" for m in s["per_process_medians_ms"])
+        print(f"  {kind:<12} median {s['median_ms']:8.2f} ms  p90 {s['p90_ms']:8.2f}  "
+              f"p99 {s['p99_ms']:8.2f}  {s['throughput']:8.1f} items/s  (per process: {per})")
+    if "ratio" in report:
+        print(f"  latency ratio edge_infer / onnxruntime: {report['ratio']:.2f}×")
+        for name, diff in report["max_abs_diff"].items():
+            print(f"  output {name}: max abs diff {diff:.3g} "
+                  f"(relative to output scale {report['max_rel_diff'][name]:.3g})")
+    if report.get("layers"):
+        total = sum(entry["time_us"] for entry in report["layers"])
+        print(f"  per layer (sum {total / 1e3:.2f} ms), slowest first:")
+        for entry in report["layers"][:40]:
+            members = " + ".join(entry["members"])
+            tactic = f" [{entry['tactic']}]" if entry["tactic"] else ""
+            print(f"    {entry['time_us'] / 1e3:7.3f} ms {entry['op']:<12} {members}{tactic}")

@@ -1,0 +1,229 @@
+"""Quantization ops: ONNX QuantizeLinear / DequantizeLinear, and the reduced-precision layers
+the precision pass creates in the ``edge_infer`` domain (version 1).
+
+- ``QuantizeLinear`` / ``DequantizeLinear`` (opsets 10, 13, 19, 21): explicit quantization
+  (Q/DQ models run with the scales they carry). Per-tensor or per-axis scales, uint8/int8
+  zero points, round half to even and saturation as the ONNX reference does.
+- ``QConv`` (inputs ``X, W_q, w_scale, [B_q], [Z]``): an INT8 FusedConv. ``X`` (float) is
+  quantized symmetrically with ``x_scale`` to int8, ``W_q`` is int8 with per-output-channel
+  ``w_scale``, ``B_q`` is int32 in units of ``x_scale * w_scale``. The int8 products are
+  accumulated exactly (float64 GEMM over integer values: every partial sum is an integer below
+  2**53, so the result *is* the int32 accumulator), then requantized to real values, and the
+  FusedConv epilogue (residual, activation) runs on them. ``out_precision`` rounds the output
+  to what the layer's output tensor stores (``"fp16"``) or keeps it (``"fp32"``).
+- ``Fp16Layer``: any float layer run as an FP16 engine runs it — float16 weights are upcast
+  for the arithmetic, float inputs rounded to float16 on the way in (``round_inputs``) and
+  every float output rounded to float16 on the way out. ``op``/``op_domain``/``op_attrs`` name
+  the wrapped layer; ``opset`` is the opset its kernel is resolved at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from edge_infer.engine.ir import Node, TensorType
+from edge_infer.engine.ops.conv import _infer_conv, conv
+from edge_infer.engine.ops.fused import DOMAIN, apply_activation, check_activation
+from edge_infer.engine.ops.registry import InferContext, OpDef, OpList
+from edge_infer.errors import EdgeInferError
+
+OPS = OpList()
+
+#: symmetric int8 ranges: activations use the full range, weights the narrow one (as TensorRT)
+ACT_QMIN, ACT_QMAX = -128, 127
+W_QMAX = 127
+FP16_MAX = 65504.0
+
+_INT_RANGES = {np.dtype(t): (np.iinfo(t).min, np.iinfo(t).max)
+               for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32)}
+
+
+# -- QuantizeLinear / DequantizeLinear -----------------------------------------------------------
+
+
+def _per_axis(param: np.ndarray, x_ndim: int, axis: int) -> np.ndarray:
+    """Reshape a 1-D per-axis scale/zero point to broadcast along ``axis`` of an x_ndim array."""
+    param = np.asarray(param)
+    if param.ndim == 0 or param.size == 1 and param.ndim <= 1:
+        return param.reshape(())
+    shape = [1] * x_ndim
+    shape[axis % x_ndim] = param.shape[0]
+    return param.reshape(shape)
+
+
+def _infer_quantize(ctx: InferContext) -> list[TensorType]:
+    out = np.dtype(ctx.dtype(2)) if ctx.has(2) else np.dtype(np.uint8)
+    if out not in _INT_RANGES:
+        ctx.fail(f"zero point dtype {out} is not supported (int8, uint8, int16, uint16, int32)")
+    return [TensorType(ctx.shape(0), out)]
+
+
+def quantize_linear(x: np.ndarray, y_scale: np.ndarray, y_zero_point: np.ndarray | None = None,
+                    *, axis: int = 1, saturate: int = 1, block_size: int = 0,
+                    output_dtype: int = 0) -> np.ndarray:
+    """``saturate(round_half_even(x / y_scale) + y_zero_point)``."""
+    if block_size:
+        raise EdgeInferError("QuantizeLinear with block_size (blocked quantization) is not "
+                             "supported")
+    dtype = np.dtype(np.uint8) if y_zero_point is None else np.asarray(y_zero_point).dtype
+    lo, hi = _INT_RANGES[dtype]
+    scale = _per_axis(y_scale, x.ndim, axis).astype(np.float32)
+    zp = 0 if y_zero_point is None else _per_axis(y_zero_point, x.ndim, axis).astype(np.int64)
+    q = np.rint(np.asarray(x, np.float32) / scale).astype(np.float64) + zp
+    return np.clip(q, lo, hi).astype(dtype)
+
+
+def _infer_dequantize(ctx: InferContext) -> list[TensorType]:
+    return [TensorType(ctx.shape(0), ctx.dtype(1))]
+
+
+def dequantize_linear(x: np.ndarray, x_scale: np.ndarray, x_zero_point: np.ndarray | None = None,
+                      *, axis: int = 1, block_size: int = 0) -> np.ndarray:
+    """``(x - x_zero_point) * x_scale``."""
+    if block_size:
+        raise EdgeInferError("DequantizeLinear with block_size is not supported")
+    scale = np.asarray(x_scale)
+    zp = 0 if x_zero_point is None else _per_axis(x_zero_point, x.ndim, axis).astype(np.int64)
+    diff = np.asarray(x).astype(np.int64) - zp
+    return (diff * _per_axis(scale, x.ndim, axis)).astype(scale.dtype)
+
+
+for _version in (10, 13, 19, 21):
+    OPS.add(OpDef("QuantizeLinear", _version, quantize_linear, _infer_quantize))
+    OPS.add(OpDef("DequantizeLinear", _version, dequantize_linear, _infer_dequantize))
+
+
+# -- QConv ---------------------------------------------------------------------------------------
+
+
+def quantize_activation(x: np.ndarray, scale: float) -> np.ndarray:
+    """Symmetric int8 quantization of ``x`` as integer-valued float64 (round half to even)."""
+    q = np.rint(np.asarray(x, np.float64) / float(scale))
+    return np.clip(q, ACT_QMIN, ACT_QMAX, out=q)
+
+
+def int8_conv_accumulate(xq: np.ndarray, wq: np.ndarray, bq: np.ndarray | None = None,
+                         **geometry: Any) -> np.ndarray:
+    """The int32 accumulator of an int8 convolution, exactly (returned as int32).
+
+    ``xq`` and ``wq`` hold integers in the int8 range (any dtype); ``bq`` int32 per channel.
+    float64 sums of int8×int8 products are exact far beyond any layer's fan-in (2**53).
+    """
+    acc = conv(np.asarray(xq, np.float64), np.asarray(wq, np.float64), None, **geometry)
+    if bq is not None:
+        acc += np.asarray(bq, np.float64).reshape(1, -1, *([1] * (acc.ndim - 2)))
+    return acc.astype(np.int32)
+
+
+def round_fp16(x: np.ndarray) -> np.ndarray:
+    """``x`` as an FP16 tensor would store it, returned in float32."""
+    return np.asarray(x).astype(np.float16).astype(np.float32)
+
+
+def _infer_qconv(ctx: InferContext) -> list[TensorType]:
+    a = ctx.attrs
+    problem = check_activation(a.get("activation", ""), a.get("activation_params", ()))
+    if problem:
+        ctx.fail(problem)
+    if ctx.dtype(1) != np.int8:
+        ctx.fail(f"W_q must be int8, got {ctx.dtype(1)}")
+    if not float(a.get("x_scale", 0.0)) > 0.0:
+        ctx.fail(f"x_scale must be positive, got {a.get('x_scale')}")
+    if ctx.has(3) and ctx.dtype(3) != np.int32:
+        ctx.fail(f"B_q must be int32, got {ctx.dtype(3)}")
+    if ctx.shape(2) != (ctx.shape(1)[0],):
+        ctx.fail(f"w_scale must have one scale per output channel, got {ctx.shape(2)}")
+    conv_ctx = InferContext(ctx.node, [ctx.type(0), TensorType(ctx.shape(1), ctx.dtype(0))],
+                            [None, None], dict(a))
+    (out,) = _infer_conv(conv_ctx)
+    residual = a.get("residual", "none")
+    if (residual != "none") != ctx.has(4):
+        ctx.fail(f"residual={residual!r} needs input Z exactly when it is not 'none'")
+    return [out]
+
+
+@OPS.register("QConv", 1, domain=DOMAIN, infer=_infer_qconv, foldable=False)
+def qconv(
+    X: np.ndarray,
+    W: np.ndarray,
+    w_scale: np.ndarray,
+    B: np.ndarray | None = None,
+    Z: np.ndarray | None = None,
+    *,
+    x_scale: float,
+    group: int = 1,
+    strides: list[int] | None = None,
+    pads: list[int] | None = None,
+    dilations: list[int] | None = None,
+    kernel_shape: list[int] | None = None,
+    activation: str = "",
+    activation_params: Sequence[float] = (),
+    residual: str = "none",
+    out_precision: str = "fp32",
+) -> np.ndarray:
+    """INT8 convolution: quantize X, int32-accumulate, requantize, epilogue (see module doc)."""
+    xq = quantize_activation(X, x_scale)
+    acc = int8_conv_accumulate(xq, W, B, group=group, strides=strides, pads=pads,
+                               dilations=dilations, kernel_shape=kernel_shape)
+    multiplier = (float(x_scale) * np.asarray(w_scale, np.float64)).reshape(1, -1, 1, 1)
+    y = (acc * multiplier).astype(np.float32)
+    if residual == "pre" and Z is not None:
+        y = np.add(y, Z)
+    y = apply_activation(y, activation, activation_params)
+    if residual == "post" and Z is not None:
+        y = np.add(y, Z)
+    y = np.asarray(y, np.float32)
+    return round_fp16(y) if out_precision == "fp16" else y
+
+
+# -- Fp16Layer -----------------------------------------------------------------------------------
+
+
+def _inner(op: str, domain: str, opset: int) -> OpDef:
+    from edge_infer.engine.ops import get_registry  # late: the registry imports this module
+
+    found = get_registry().resolve(domain, op, int(opset))
+    if found is None:
+        raise EdgeInferError(f"Fp16Layer wraps {domain or 'ai.onnx'}::{op}, which has no kernel "
+                             f"at opset {opset}")
+    return found
+
+
+def _infer_fp16_layer(ctx: InferContext) -> list[TensorType]:
+    a = ctx.attrs
+    try:
+        inner = _inner(a["op"], a.get("op_domain", ""), a.get("opset", 17))
+    except (KeyError, EdgeInferError) as exc:
+        ctx.fail(f"cannot resolve the wrapped op: {exc}")
+    types = [None if t is None else
+             TensorType(t.shape, np.float32) if t.dtype == np.float16 else t
+             for t in ctx.input_types]
+    sub = InferContext(Node(a["op"], ctx.node.name, a.get("op_domain", "")), types,
+                       ctx.input_values, {**inner.defaults, **a.get("op_attrs", {})})
+    return list(inner.infer(sub))
+
+
+@OPS.register("Fp16Layer", 1, domain=DOMAIN, infer=_infer_fp16_layer, foldable=False)
+def fp16_layer(*inputs: np.ndarray | None, op: str, op_domain: str = "",
+               op_attrs: dict[str, Any] | None = None, opset: int = 17,
+               round_inputs: Sequence[int] = ()) -> Any:
+    """Run the wrapped layer on FP16-stored data; float outputs come back FP16-rounded."""
+    inner = _inner(op, op_domain, opset)
+    args = [None if x is None else
+            np.asarray(x, np.float32) if np.asarray(x).dtype == np.float16 else x
+            for x in inputs]
+    for k in round_inputs:
+        if args[k] is not None:
+            args[k] = round_fp16(args[k])
+    result = inner.kernel(*args, **{**inner.defaults, **(op_attrs or {})})
+    if isinstance(result, tuple | list):
+        return type(result)(_round_float(r) for r in result)
+    return _round_float(result)
+
+
+def _round_float(x: Any) -> Any:
+    arr = np.asarray(x)
+    return round_fp16(arr) if arr.dtype == np.float32 else arr

@@ -1,0 +1,98 @@
+"""Reduced precision: FP16 and INT8 engines, calibration, and accuracy to a budget.
+
+The builder calls :func:`apply_precision` once per specialized graph, after the optimization
+passes. It reads the build options:
+
+- ``precision``: ``"fp32"`` (default), ``"fp16"`` or ``"int8"``;
+- ``int8_fallback``: precision of the layers an INT8 build does not quantize (``"fp32"``, or
+  ``"fp16"`` for ``--int8 --fp16``);
+- ``layer_precision``: ``{layer name: precision}`` overrides (``--layer-precision``);
+- ``calib_cache``: the calibration cache file an INT8 build takes its scales from (or an
+  in-memory :class:`CalibrationCache` as ``extra["calibration"]``).
+
+Stages: :mod:`.assign` decides each layer's precision, :mod:`.lower` rewrites the layers
+(QConv / Fp16Layer with int8 / float16 weights). Models with explicit QuantizeLinear /
+DequantizeLinear nodes keep their own scales and are not quantized again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from edge_infer.engine.ir import Graph
+from edge_infer.engine.precision.assign import (
+    PRECISIONS,
+    Assignment,
+    assign_precision,
+    has_explicit_quantization,
+    parse_layer_precision,
+)
+from edge_infer.engine.precision.cache import CalibrationCache
+from edge_infer.engine.precision.lower import lower
+from edge_infer.errors import BuildError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "PRECISIONS",
+    "Assignment",
+    "CalibrationCache",
+    "apply_precision",
+    "assign_precision",
+    "parse_layer_precision",
+    "precision_settings",
+]
+
+
+def precision_settings(opts: Any) -> tuple[str, str, dict[str, str], CalibrationCache | None]:
+    """``(mode, fallback, overrides, cache)`` read from build options, validated."""
+    mode = str(getattr(opts, "precision", "fp32") or "fp32").lower()
+    fallback = str(getattr(opts, "int8_fallback", "fp32") or "fp32").lower()
+    if mode not in PRECISIONS:
+        raise BuildError(f"precision must be one of {', '.join(PRECISIONS)}, got {mode!r}")
+    if fallback not in ("fp32", "fp16"):
+        raise BuildError(f"int8_fallback must be fp32 or fp16, got {fallback!r}")
+    overrides = getattr(opts, "layer_precision", None) or {}
+    if isinstance(overrides, str):
+        overrides = parse_layer_precision(overrides)
+    extra = getattr(opts, "extra", None) or {}
+    cache = extra.get("calibration")
+    path = getattr(opts, "calib_cache", None)
+    if cache is None and path:
+        cache = CalibrationCache.load(path)
+    return mode, fallback, dict(overrides), cache
+
+
+def apply_precision(graph: Graph, opts: Any) -> Graph:
+    """Assign and lower every layer's precision (see the module docstring); returns ``graph``."""
+    mode, fallback, overrides, cache = precision_settings(opts)
+    if mode == "fp32" and not overrides:
+        return graph
+    if has_explicit_quantization(graph):
+        log.info("model has explicit QuantizeLinear/DequantizeLinear: using its own scales")
+        graph.meta["precision"] = {"mode": "explicit-qdq"}
+        return graph
+    needs_scales = mode == "int8" or "int8" in overrides.values()
+    if needs_scales and cache is None:
+        raise BuildError("an INT8 build needs calibration scales: create a cache with "
+                         "`edge-infer calibrate MODEL.onnx --data FRAMES -o model.calib` and "
+                         "pass --calib-cache model.calib")
+    if cache is not None:
+        cache.check_model(graph.meta.get("model_sha256"))
+    scales = dict(cache.scales) if cache is not None else {}
+    overflow = set(cache.fp16_overflow) if cache is not None else set()
+    assignment = assign_precision(graph, mode, fallback=fallback, overrides=overrides,
+                                  scales=scales, fp16_overflow=overflow)
+    counts = lower(graph, assignment, scales, fallback)
+    graph.meta["precision"] = {
+        "mode": mode,
+        "int8_fallback": fallback,
+        "layers": counts,
+        "fallbacks": assignment.fallbacks,
+        "fp16_overflow": assignment.fp16_overflow,
+        "calibrator": cache.calibrator if cache is not None else None,
+        "calib_cache_sha256": cache.sha256 if cache is not None else None,
+    }
+    log.info("precision %s: %s", mode, counts)
+    return graph

@@ -1,0 +1,175 @@
+"""Precision assignment: decide, layer by layer, whether it runs in INT8, FP16 or FP32.
+
+Rules, in order of priority:
+
+1. ``--layer-precision NAME:PREC`` overrides win (a name matches a layer's name, an original
+   ONNX node fused into it, or one of its output tensors); an unknown name or ``int8`` on a
+   layer that cannot be quantized is a :class:`BuildError`.
+2. FP16 safety: a layer whose output exceeded the FP16 range (``|x| > 65504``) during
+   calibration, or whose weights do not fit FP16, stays in FP32 (with a warning naming it).
+3. INT8 is given to 2-D convolutions (Conv/FusedConv) with constant float32 weights whose
+   input tensor has a calibrated scale; other layers get the fallback precision (FP16 when
+   ``--fp16`` is also given, else FP32). A convolution without a scale falls back, named.
+4. Data-movement layers (reshape, concat, slicing, max-pooling) carry no precision of their
+   own: they move values that are already stored at their producer's precision.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_infer.engine.ir import Graph, Node
+from edge_infer.engine.ops.quantize import FP16_MAX
+from edge_infer.errors import BuildError
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "fp16", "int8")
+#: layers that only move or select values: exact at any storage precision
+DATA_MOVEMENT = frozenset({
+    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split", "Slice",
+    "Gather", "Identity", "MaxPool", "Shape", "Expand", "Tile", "DepthToSpace", "SpaceToDepth",
+})
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+
+
+@dataclass
+class Assignment:
+    """The chosen precision per layer name, and why layers fell back."""
+
+    layers: dict[str, str] = field(default_factory=dict)
+    fallbacks: dict[str, str] = field(default_factory=dict)  # layer -> reason
+    fp16_overflow: list[str] = field(default_factory=list)
+
+    def count(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for p in self.layers.values():
+            counts[p] = counts.get(p, 0) + 1
+        return counts
+
+
+def parse_layer_precision(text: str | None) -> dict[str, str]:
+    """``"NAME:fp32,OTHER:fp16"`` → ``{"NAME": "fp32", "OTHER": "fp16"}``."""
+    result: dict[str, str] = {}
+    if not text:
+        return result
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, prec = item.rpartition(":")
+        prec = prec.strip().lower()
+        if not sep or not name or prec not in PRECISIONS:
+            raise BuildError(f"--layer-precision entry {item!r} must be NAME:PREC with PREC one "
+                             f"of {', '.join(PRECISIONS)}")
+        result[name.strip()] = prec
+    return result
+
+
+def is_quantizable(node: Node) -> bool:
+    """A 2-D Conv/FusedConv with constant float32 weights and a float32 4-D input."""
+    if node.op_type not in ("Conv", "FusedConv") or node.domain not in ("", "edge_infer"):
+        return False
+    if (node.op_type == "Conv") != (node.domain == ""):
+        return False
+    x, w = node.inputs[0], node.inputs[1]
+    b = node.inputs[2] if len(node.inputs) > 2 else None
+    if x is None or w is None or w.const is None or x.is_const or x.type is None:
+        return False
+    if len(x.shape) != 4 or x.dtype != np.float32 or w.const.dtype != np.float32:
+        return False
+    if b is not None and b.const is None:
+        return False
+    return node.attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID")
+
+
+def is_float_compute(node: Node) -> bool:
+    """A layer that computes new float values (so its precision matters)."""
+    if node.meta.get("noop") or node.op_type in DATA_MOVEMENT or node.op_type in QDQ_OPS:
+        return False
+    return any(v.type is not None and v.dtype == np.float32 for v in node.outputs)
+
+
+def has_explicit_quantization(graph: Graph) -> bool:
+    return any(n.op_type in QDQ_OPS and n.domain == "" for n in graph.nodes)
+
+
+def _names(node: Node) -> set[str]:
+    return {node.name, *node.meta.get("members", []), *(v.name for v in node.outputs)}
+
+
+def _weights_fit_fp16(node: Node) -> bool:
+    for v in node.inputs:
+        if v is not None and v.const is not None and v.const.dtype == np.float32 and v.const.size:
+            if float(np.max(np.abs(v.const))) > FP16_MAX:
+                return False
+    return True
+
+
+def assign_precision(
+    graph: Graph,
+    mode: str,
+    *,
+    fallback: str = "fp32",
+    overrides: Mapping[str, str] | None = None,
+    scales: Mapping[str, float] | None = None,
+    fp16_overflow: set[str] | None = None,
+) -> Assignment:
+    """Choose every compute layer's precision (see the module docstring)."""
+    if mode not in PRECISIONS or fallback not in ("fp32", "fp16"):
+        raise BuildError(f"precision must be one of {PRECISIONS} (fallback fp32/fp16), "
+                         f"got {mode!r} / {fallback!r}")
+    overrides = dict(overrides or {})
+    scales = scales or {}
+    overflow = fp16_overflow or set()
+    result = Assignment()
+    used: set[str] = set()
+    default = fallback if mode == "int8" else mode
+    for node in graph.nodes:
+        if not is_float_compute(node):
+            continue
+        names = _names(node)
+        wanted = next((overrides[n] for n in sorted(names) if n in overrides), None)
+        used |= names & overrides.keys()
+        quantizable = is_quantizable(node)
+        if wanted is not None:
+            if wanted == "int8" and not quantizable:
+                raise BuildError(f"--layer-precision {node.name}:int8: layer '{node.name}' "
+                                 f"({node.op_type}) cannot run in INT8; only 2-D convolutions "
+                                 "with constant weights can")
+            if wanted == "int8" and node.inputs[0].name not in scales:  # type: ignore[union-attr]
+                raise BuildError(f"--layer-precision {node.name}:int8: no calibration scale for "
+                                 f"its input '{node.inputs[0].name}'; recalibrate")  # type: ignore[union-attr]
+            choice = wanted
+        elif mode == "int8" and quantizable:
+            x = node.inputs[0].name  # type: ignore[union-attr]
+            if x in scales:
+                choice = "int8"
+            else:
+                choice = default
+                result.fallbacks[node.name] = f"no calibration scale for input '{x}'"
+        else:
+            choice = default
+        if choice in ("fp16", "int8") and wanted != "fp16":
+            hot = [v.name for v in node.outputs if v.name in overflow]
+            out_fp16 = choice == "fp16" or default == "fp16"
+            if hot and out_fp16:
+                result.fp16_overflow.append(node.name)
+                result.fallbacks[node.name] = f"output {', '.join(hot)} exceeds the FP16 range"
+                choice = "fp32" if choice == "fp16" else choice
+        if choice == "fp16" and not _weights_fit_fp16(node):
+            result.fp16_overflow.append(node.name)
+            result.fallbacks[node.name] = "weights exceed the FP16 range"
+            choice = "fp32"
+        result.layers[node.name] = choice
+    unknown = sorted(set(overrides) - used)
+    if unknown:
+        raise BuildError(f"--layer-precision names no layer called {', '.join(unknown)}; "
+                         "`edge-infer inspect ENGINE` lists the layer names")
+    if result.fp16_overflow:
+        log.warning("FP16 overflow: kept in FP32: %s", ", ".join(result.fp16_overflow))
+    return result

@@ -1,0 +1,177 @@
+"""Calibrators: from the activations a tensor took over the calibration set to its amax.
+
+Every tensor gets a :class:`TensorStats` — min, max, absolute max, and a histogram of
+``|x|`` whose range grows by powers of two as larger values arrive (adjacent bins merge), so
+one pass over the data suffices and the result does not depend on batch boundaries beyond
+that doubling. The symmetric int8 scale is ``amax / 127``. Calibrators:
+
+- ``minmax``: amax = the largest ``|x|`` seen (exact);
+- ``percentile``: amax = the given percentile of ``|x|`` (interpolated inside a histogram
+  bin, so within one bin width — ``amax / 2048`` — of the exact percentile);
+- ``entropy``: TensorRT's entropy calibrator — the threshold whose 128-level quantization of
+  the histogram loses the least information (minimum KL divergence), searched over
+  thresholds from bin 128 to 2048.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_infer.errors import CalibrationError
+
+NUM_BINS = 2048
+NUM_QUANT_BINS = 128
+INT8_MAX = 127.0
+
+CALIBRATORS = ("entropy", "minmax", "percentile")
+
+
+@dataclass
+class TensorStats:
+    """Running statistics of one tensor; ``update`` with each batch's values."""
+
+    num_bins: int = NUM_BINS
+    min: float = float("inf")
+    max: float = float("-inf")
+    count: int = 0
+    nonfinite: int = 0
+    hist: np.ndarray = field(default_factory=lambda: np.zeros(NUM_BINS, np.int64))
+    #: upper edge of the histogram (0 until the first nonzero value)
+    range: float = 0.0
+
+    @property
+    def amax(self) -> float:
+        return max(abs(self.min), abs(self.max)) if self.count else 0.0
+
+    def update(self, x: np.ndarray) -> None:
+        """Add a batch of values; non-finite values are counted and left out."""
+        x = np.asarray(x, np.float64).ravel()
+        finite = np.isfinite(x)
+        if not finite.all():
+            self.nonfinite += int(x.size - finite.sum())
+            x = x[finite]
+        if x.size == 0:
+            return
+        self.count += x.size
+        self.min = min(self.min, float(x.min()))
+        self.max = max(self.max, float(x.max()))
+        absx = np.abs(x)
+        top = float(absx.max())
+        if top == 0.0:
+            self.hist[0] += absx.size
+            return
+        self._grow(top)
+        self.hist += np.histogram(absx, bins=self.num_bins, range=(0.0, self.range))[0]
+
+    def _grow(self, top: float) -> None:
+        if self.range == 0.0:
+            self.range = top
+            return
+        if top <= self.range:
+            return
+        factor = 1 << int(np.ceil(np.log2(top / self.range)))
+        if factor >= self.num_bins:
+            merged = np.zeros_like(self.hist)
+            merged[0] = self.hist.sum()
+        else:
+            merged = np.zeros_like(self.hist)
+            merged[: self.num_bins // factor] = self.hist.reshape(-1, factor).sum(axis=1)
+        self.hist = merged
+        self.range *= factor
+
+    @property
+    def bin_width(self) -> float:
+        return self.range / self.num_bins
+
+
+def minmax_amax(stats: TensorStats) -> float:
+    """The largest absolute value seen."""
+    return stats.amax
+
+
+def percentile_amax(stats: TensorStats, percentile: float = 99.99) -> float:
+    """The ``percentile`` of ``|x|`` read off the histogram (linear inside the bin)."""
+    if not 0.0 < percentile <= 100.0:
+        raise CalibrationError(f"percentile must be in (0, 100], got {percentile}")
+    total = int(stats.hist.sum())
+    if total == 0 or stats.range == 0.0:
+        return stats.amax
+    if percentile == 100.0:
+        return stats.amax
+    target = total * percentile / 100.0
+    cdf = np.cumsum(stats.hist)
+    k = int(np.searchsorted(cdf, target, side="left"))
+    below = cdf[k - 1] if k > 0 else 0
+    frac = (target - below) / max(int(stats.hist[k]), 1)
+    return float(min((k + frac) * stats.bin_width, stats.amax))
+
+
+def entropy_amax(stats: TensorStats) -> float:
+    """TensorRT's entropy calibration: the threshold of minimum KL(P || Q)."""
+    hist = stats.hist.astype(np.float64)
+    if stats.range == 0.0 or hist.sum() == 0:
+        return stats.amax
+    nbins = len(hist)
+    # only thresholds up to the last nonzero bin are meaningful candidates
+    last = int(np.nonzero(hist)[0][-1]) + 1
+    stop = max(NUM_QUANT_BINS, last)
+    best_i, best_kl = stop, np.inf
+    csum = np.cumsum(hist)
+    total = csum[-1]
+    for i in range(NUM_QUANT_BINS, stop + 1):
+        p = hist[:i].copy()
+        p[i - 1] += total - csum[i - 1]
+        q = _expand_quantized(hist[:i], NUM_QUANT_BINS)
+        kl = _kl_divergence(p, q)
+        if kl <= best_kl:  # ties go to the larger threshold, as TensorRT's last argmin
+            best_kl, best_i = kl, i
+    return float(min(best_i * stats.range / nbins, stats.amax))
+
+
+def _expand_quantized(p: np.ndarray, levels: int) -> np.ndarray:
+    """Merge ``p`` into ``levels`` bins, then spread each merged bin over its nonzero bins."""
+    i = len(p)
+    edges = (np.arange(levels + 1) * i) // levels
+    starts = edges[:-1]
+    nonzero = (p != 0).astype(np.float64)
+    sums = np.add.reduceat(p, starts)
+    counts = np.add.reduceat(nonzero, starts)
+    sizes = np.diff(edges)
+    share = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+    return np.repeat(share, sizes) * nonzero
+
+
+def _kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
+    p_sum, q_sum = p.sum(), q.sum()
+    if p_sum == 0 or q_sum == 0:
+        return np.inf
+    p = p / p_sum
+    q = q / q_sum
+    mask = p > 0
+    if np.any(q[mask] == 0):
+        return np.inf
+    return float(np.sum(p[mask] * np.log(p[mask] / q[mask])))
+
+
+def compute_amax(stats: TensorStats, calibrator: str, percentile: float = 99.99) -> float:
+    """The amax of ``stats`` under the named calibrator."""
+    funcs: dict[str, Callable[[TensorStats], float]] = {
+        "minmax": minmax_amax,
+        "entropy": entropy_amax,
+        "percentile": lambda s: percentile_amax(s, percentile),
+    }
+    try:
+        func = funcs[calibrator]
+    except KeyError:
+        raise CalibrationError(
+            f"unknown calibrator {calibrator!r}; choose one of {', '.join(CALIBRATORS)}"
+        ) from None
+    return func(stats)
+
+
+def scale_from_amax(amax: float) -> float:
+    """Symmetric int8 scale for ``amax`` (a tensor that is always 0 gets scale 1)."""
+    return float(amax) / INT8_MAX if amax > 0 and np.isfinite(amax) else 1.0

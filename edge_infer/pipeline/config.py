@@ -1,0 +1,352 @@
+"""The daemon's configuration: pydantic v2 models loaded from YAML.
+
+Every model forbids unknown keys and every field carries a description and bounds, so a
+typo fails at start with the field's path instead of being silently ignored. Cameras are a
+discriminated union on ``type`` (``file``, ``rtsp``, ``usb``, ``gstreamer``); each camera
+type owns its settings. Relative paths are resolved against the config file's folder.
+``docs/daemon.md`` documents every key (generated from these models, see ``config_table``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edge_infer.errors import ConfigError
+
+CAMERA_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BackoffConfig(_Model):
+    """Reconnect delays: exponential, capped, with random jitter so cameras do not sync up."""
+
+    initial_s: float = Field(0.5, gt=0, le=60, description="first reconnect delay (seconds)")
+    multiplier: float = Field(2.0, ge=1, le=10, description="delay growth factor per failure")
+    max_s: float = Field(30.0, gt=0, le=3600, description="cap on the reconnect delay (seconds)")
+    jitter: float = Field(0.2, ge=0, le=1,
+                          description="random fraction added or removed from each delay")
+
+
+class _CameraBase(_Model):
+    id: str = Field(pattern=CAMERA_ID, description="camera id; part of the ZeroMQ topic")
+    enabled: bool = Field(True, description="false: the camera is configured but not opened")
+    max_fps: float | None = Field(None, gt=0, le=240,
+                                  description="skip frames at the source above this rate")
+    open_timeout_s: float = Field(5.0, gt=0, le=120, description="timeout of one open attempt")
+    read_timeout_s: float = Field(3.0, gt=0, le=120,
+                                  description="a read blocked this long fails (FFmpeg backend)")
+    stall_timeout_s: float = Field(
+        5.0, gt=0, le=600, description="no frame for this long marks the camera stalled")
+    backoff: BackoffConfig = Field(default_factory=BackoffConfig,
+                                   description="reconnect backoff")
+
+
+class FileCamera(_CameraBase):
+    """A video file, read at its own frame rate (a recorded or synthetic camera)."""
+
+    type: Literal["file"] = Field(description="discriminator")
+    path: Path = Field(description="video file (relative to the config file's folder)")
+    loop: bool = Field(True, description="start again at the end instead of stopping")
+    realtime: bool = Field(True, description="pace reads at the file's frame rate")
+
+
+class RtspCamera(_CameraBase):
+    """An RTSP (or HTTP) network camera read through OpenCV's FFmpeg backend."""
+
+    type: Literal["rtsp"] = Field(description="discriminator")
+    url: str = Field(min_length=8, max_length=2048, pattern=r"^(rtsp|rtsps|http|https)://",
+                     description="stream URL, rtsp://host:port/path")
+    transport: Literal["tcp", "udp"] = Field(
+        "tcp", description="RTP transport asked of the server (some servers speak UDP only)")
+
+
+class UsbCamera(_CameraBase):
+    """A V4L2 camera (``/dev/videoN`` or its index)."""
+
+    type: Literal["usb"] = Field(description="discriminator")
+    device: int | str = Field(description="device index or path such as /dev/video0")
+    width: int | None = Field(None, ge=16, le=8192, description="requested frame width")
+    height: int | None = Field(None, ge=16, le=8192, description="requested frame height")
+    fps: float | None = Field(None, gt=0, le=240, description="requested capture rate")
+
+
+class GStreamerCamera(_CameraBase):
+    """A GStreamer pipeline ending in ``appsink`` (Jetson CSI cameras via nvarguscamerasrc)."""
+
+    type: Literal["gstreamer"] = Field(description="discriminator")
+    pipeline: str = Field(min_length=8, max_length=4096, pattern=r"appsink",
+                          description="gst-launch style pipeline ending in appsink")
+
+
+CameraConfig = Annotated[
+    FileCamera | RtspCamera | UsbCamera | GStreamerCamera, Field(discriminator="type")
+]
+
+
+class BuildConfig(_Model):
+    """How to build the engine from ONNX when the engine file is missing."""
+
+    min_batch: int = Field(1, ge=1, le=256, description="smallest batch of the profile")
+    opt_batch: int = Field(4, ge=1, le=256, description="batch the engine is tuned for")
+    max_batch: int = Field(8, ge=1, le=256, description="largest batch of the profile")
+    precision: Literal["fp32", "fp16"] = Field("fp32", description="engine precision")
+    tune: bool = Field(True, description="time candidate tactics per layer on this device")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BuildConfig:
+        if not self.min_batch <= self.opt_batch <= self.max_batch:
+            raise ValueError(f"need min_batch <= opt_batch <= max_batch, got "
+                             f"{self.min_batch}, {self.opt_batch}, {self.max_batch}")
+        return self
+
+
+class EngineConfig(_Model):
+    """The engine file, and optionally the ONNX model to build it from on first start."""
+
+    path: Path = Field(description="engine file; built from `onnx` when missing")
+    onnx: Path | None = Field(None, description="ONNX model to build the engine from")
+    rebuild_on_mismatch: bool = Field(
+        False, description="rebuild from `onnx` when the engine was built elsewhere")
+    build: BuildConfig = Field(default_factory=BuildConfig, description="build options")
+    model_name: str | None = Field(None, max_length=128,
+                                   description="name published with detections (default: file)")
+    input_name: str | None = Field(None, max_length=256,
+                                   description="image input binding (default: the first)")
+    output_name: str | None = Field(None, max_length=256,
+                                    description="detections output binding (default: the first)")
+
+
+class BatchingConfig(_Model):
+    """Deadline batching across cameras."""
+
+    max_batch: int | None = Field(None, ge=1, le=256,
+                                  description="batch cap (default: the engine profile's max)")
+    latency_budget_ms: float = Field(
+        250.0, gt=0, le=60000, description="capture→publish budget that decides when to dispatch")
+    max_frames_per_camera: int = Field(1, ge=1, le=16,
+                                       description="frames of one camera allowed in one batch")
+    safety_margin_ms: float = Field(5.0, ge=0, le=10000,
+                                    description="slack kept for publish and scheduling")
+
+
+class InferenceConfig(_Model):
+    """Worker threads, each with its own execution context."""
+
+    workers: int = Field(2, ge=1, le=64, description="concurrent execution contexts")
+    warmup: bool = Field(True, description="run each batch size once at start to measure it")
+
+
+class PreprocessConfig(_Model):
+    """Frame → input tensor."""
+
+    color_order: Literal["rgb", "bgr"] = Field("rgb", description="channel order of the input")
+
+
+class PostprocessConfig(_Model):
+    """Detector output → detections."""
+
+    layout: Literal["yolov8", "yolov5"] = Field(
+        "yolov8", description="yolov8: [B, 4+C, N] (also YOLO11); yolov5: [B, N, 5+C]")
+    score_threshold: float = Field(0.25, ge=0, le=1, description="minimum class score")
+    iou_threshold: float = Field(0.45, ge=0, le=1, description="class-aware NMS IoU threshold")
+    max_detections: int = Field(100, ge=1, le=10000, description="detections kept per frame")
+    class_names: list[str] = Field(
+        default_factory=list, max_length=10000,
+        description="label per class id (ids without a name are published as 'class<N>')")
+
+
+class CurveConfig(_Model):
+    """CURVE encryption with client authentication (ZeroMQ security)."""
+
+    enabled: bool = Field(False, description="encrypt and authenticate subscribers")
+    keys_dir: Path | None = Field(
+        None, description="folder with server.key_secret and authorized_clients/*.key")
+
+
+class PreviewConfig(_Model):
+    """Low-rate JPEG previews with boxes drawn."""
+
+    enabled: bool = Field(False, description="publish previews on preview/<device>/<camera>")
+    interval_s: float = Field(2.0, ge=0.1, le=3600, description="seconds between previews")
+    max_width: int = Field(640, ge=64, le=4096, description="previews are scaled to this width")
+    jpeg_quality: int = Field(70, ge=10, le=100, description="JPEG quality")
+
+
+class PublisherConfig(_Model):
+    """ZeroMQ PUB socket."""
+
+    endpoints: list[str] = Field(
+        default_factory=lambda: ["tcp://127.0.0.1:5556"], min_length=1, max_length=16,
+        description="endpoints to bind (tcp://host:port, ipc:///path)")
+    send_hwm: int = Field(1000, ge=1, le=1_000_000,
+                          description="messages queued per subscriber before drops")
+    status_interval_s: float = Field(2.0, ge=0.1, le=3600,
+                                     description="seconds between status messages")
+    queue_size: int = Field(256, ge=1, le=100_000,
+                            description="results waiting for the publisher thread")
+    curve: CurveConfig = Field(default_factory=CurveConfig, description="encryption")
+    preview: PreviewConfig = Field(default_factory=PreviewConfig, description="previews")
+
+    @model_validator(mode="after")
+    def _endpoints(self) -> PublisherConfig:
+        for ep in self.endpoints:
+            if not ep.startswith(("tcp://", "ipc://", "inproc://")):
+                raise ValueError(f"endpoint {ep!r} must start with tcp://, ipc:// or inproc://")
+        if self.curve.enabled and self.curve.keys_dir is None:
+            raise ValueError("curve.enabled needs curve.keys_dir")
+        return self
+
+
+class HealthConfig(_Model):
+    """Liveness, metrics and shutdown."""
+
+    stall_after_s: float = Field(
+        10.0, gt=0, le=3600, description="no batch completed this long: stop watchdog pings")
+    prometheus_port: int | None = Field(None, ge=1, le=65535,
+                                        description="serve Prometheus metrics on this port")
+    prometheus_address: str = Field("127.0.0.1", max_length=255,
+                                    description="address of the Prometheus endpoint")
+    shutdown_timeout_s: float = Field(10.0, gt=0, le=300,
+                                      description="bound on draining at SIGTERM")
+    latency_window: int = Field(2048, ge=16, le=1_000_000,
+                                description="recent frames kept for latency percentiles")
+
+
+class LoggingConfig(_Model):
+    """Logs go to stderr (journald captures them)."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
+    json_format: bool = Field(False, alias="json", description="one JSON object per line")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class DaemonConfig(_Model):
+    """The whole daemon configuration (the top level of the YAML file)."""
+
+    version: Literal[1] = Field(1, description="config format version")
+    device_id: str = Field(pattern=CAMERA_ID, description="device id; part of every topic")
+    engine: EngineConfig = Field(description="engine file / model")
+    cameras: list[CameraConfig] = Field(min_length=1, max_length=256, description="cameras")
+    batching: BatchingConfig = Field(default_factory=BatchingConfig, description="batching")
+    inference: InferenceConfig = Field(default_factory=InferenceConfig, description="workers")
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig,
+                                         description="preprocessing")
+    postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig,
+                                           description="postprocessing")
+    publisher: PublisherConfig = Field(default_factory=PublisherConfig, description="ZeroMQ")
+    health: HealthConfig = Field(default_factory=HealthConfig, description="health")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="logging")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> DaemonConfig:
+        seen: set[str] = set()
+        for cam in self.cameras:
+            if cam.id in seen:
+                raise ValueError(f"camera id {cam.id!r} is used twice; ids must be unique")
+            seen.add(cam.id)
+        return self
+
+    @property
+    def enabled_cameras(self) -> list[Any]:
+        return [c for c in self.cameras if c.enabled]
+
+
+def _resolve(base: Path, p: Path | None) -> Path | None:
+    if p is None:
+        return None
+    p = Path(os.path.expanduser(p))
+    return p if p.is_absolute() else (base / p)
+
+
+def resolve_paths(cfg: DaemonConfig, base: Path) -> DaemonConfig:
+    """A copy with every relative path made relative to ``base`` (the config's folder)."""
+    engine = cfg.engine.model_copy(update={"path": _resolve(base, cfg.engine.path),
+                                           "onnx": _resolve(base, cfg.engine.onnx)})
+    cams = [c.model_copy(update={"path": _resolve(base, c.path)}) if isinstance(c, FileCamera)
+            else c for c in cfg.cameras]
+    curve = cfg.publisher.curve.model_copy(
+        update={"keys_dir": _resolve(base, cfg.publisher.curve.keys_dir)})
+    publisher = cfg.publisher.model_copy(update={"curve": curve})
+    return cfg.model_copy(update={"engine": engine, "cameras": cams, "publisher": publisher})
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per problem: ``field.path: what is wrong``."""
+    lines = [f"{source}: invalid configuration ({exc.error_count()} problem(s)):"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {loc}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "config", base: Path | None = None) -> DaemonConfig:
+    """Validate a parsed YAML/JSON document; raises :class:`ConfigError` naming each field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
+    try:
+        cfg = DaemonConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+    return resolve_paths(cfg, base) if base is not None else cfg
+
+
+def load_config(path: str | os.PathLike[str]) -> DaemonConfig:
+    """Read and validate a YAML config file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    return parse_config(data, str(p), p.resolve().parent)
+
+
+def iter_fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """``(key path, type, default, description)`` of every field, nested models expanded."""
+    rows: list[tuple[str, str, str, str]] = []
+    for name, f in model.model_fields.items():
+        key = f"{prefix}{f.alias or name}"
+        ann = f.annotation
+        default = "required" if f.is_required() else repr(
+            f.default_factory() if f.default_factory is not None else f.default)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            rows.append((key, ann.__name__, "", f.description or ""))
+            rows.extend(iter_fields(ann, key + "."))
+            continue
+        type_name = str(ann).replace("typing.", "").replace("pathlib.", "")
+        if isinstance(ann, type):
+            type_name = ann.__name__
+        type_name = type_name.replace(" | ", " or ").replace("|", " or ")
+        rows.append((key, type_name, default if len(default) < 40 else "…",
+                     f.description or ""))
+    return rows
+
+
+CAMERA_TYPES: dict[str, type[_CameraBase]] = {
+    "file": FileCamera, "rtsp": RtspCamera, "usb": UsbCamera, "gstreamer": GStreamerCamera,
+}
+
+
+def config_table() -> str:
+    """The Markdown reference of every key (``docs/daemon.md`` embeds it)."""
+    out = ["| key | type | default | description |", "|---|---|---|---|"]
+    for key, typ, default, desc in iter_fields(DaemonConfig):
+        if key == "cameras":
+            typ = "list of camera"
+        out.append(f"| `{key}` | {typ} | {default} | {desc} |")
+    for kind, model in CAMERA_TYPES.items():
+        for key, typ, default, desc in iter_fields(model, "cameras[]."):
+            out.append(f"| `{key}` ({kind}) | {typ} | {default} | {desc} |")
+    return "\n".join(out)

@@ -1,0 +1,415 @@
+"""Camera sources: one reader thread per camera around ``cv2.VideoCapture``.
+
+Each camera is an explicit state machine (connecting → streaming ⇄ stalled → backoff →
+connecting …, stopped at the end); transitions are checked against :data:`TRANSITIONS`
+under a lock, because the reader thread and the no-frame watchdog both change the state.
+Frames go into a one-slot "latest frame" buffer per camera in a shared :class:`FrameHub`:
+a frame not yet taken is replaced and counted as dropped, so a slow pipeline never makes
+a camera queue up, and a dead or slow camera never blocks the others (each has its own
+thread, its own open/read timeouts and its own backoff).
+
+Clocks and the ``wait`` function are injected so the state machine, pacing and backoff are
+tested without sleeping; the capture is opened through an injectable ``opener``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from edge_infer.errors import EdgeInferError
+from edge_infer.pipeline.config import (
+    BackoffConfig,
+    FileCamera,
+    GStreamerCamera,
+    RtspCamera,
+    UsbCamera,
+)
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], float]
+
+
+class SourceError(EdgeInferError):
+    """A camera was asked to do something its state does not allow."""
+
+
+class CameraState(enum.Enum):
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    STALLED = "stalled"
+    BACKOFF = "backoff"
+    STOPPED = "stopped"
+
+
+S = CameraState
+#: legal transitions; anything else is a bug and raises
+TRANSITIONS: dict[CameraState, frozenset[CameraState]] = {
+    S.CONNECTING: frozenset({S.STREAMING, S.BACKOFF, S.STOPPED}),
+    S.STREAMING: frozenset({S.STALLED, S.BACKOFF, S.CONNECTING, S.STOPPED}),
+    S.STALLED: frozenset({S.STREAMING, S.BACKOFF, S.STOPPED}),
+    S.BACKOFF: frozenset({S.CONNECTING, S.STOPPED}),
+    S.STOPPED: frozenset(),
+}
+
+
+class Backoff:
+    """Exponential reconnect delays with a cap and ± jitter; ``reset()`` after success."""
+
+    def __init__(self, cfg: BackoffConfig, rng: random.Random | None = None) -> None:
+        self.cfg = cfg
+        self.rng = rng or random.Random()
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        c = self.cfg
+        base = min(c.max_s, c.initial_s * c.multiplier ** self.failures)
+        self.failures += 1
+        delay = base * (1.0 + c.jitter * self.rng.uniform(-1.0, 1.0))
+        return min(c.max_s, max(0.0, delay))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+@dataclass
+class Frame:
+    """One captured frame: BGR ``uint8 [H, W, 3]`` with its capture times."""
+
+    camera_id: str
+    index: int  # frames read by this source since start (skipped ones included)
+    image: np.ndarray
+    capture_ts: float  # monotonic seconds: deadlines
+    capture_wall: float  # epoch seconds: published timestamps
+
+
+@dataclass
+class CameraStats:
+    """Counters of one camera (read by status and metrics; written by its reader thread)."""
+
+    frames: int = 0  # frames put into the slot
+    dropped: int = 0  # replaced in the slot before the batcher took them
+    skipped: int = 0  # skipped by max_fps
+    invalid: int = 0  # frames that failed validation
+    reconnects: int = 0
+    resolution_changes: int = 0
+    last_frame_ts: float | None = None
+    last_error: str = ""
+    size: tuple[int, int] | None = None  # (width, height)
+    transitions: list[tuple[float, str]] = field(default_factory=list)
+
+
+class FrameHub:
+    """One-slot latest-frame buffers of every camera, with a condition for the batcher."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self._slots: dict[str, Frame] = {}
+        self.version = 0  # bumped at every put, so a waiter can tell something arrived
+
+    def put(self, frame: Frame) -> bool:
+        """Store ``frame`` as its camera's latest; True if an untaken frame was replaced."""
+        with self.cond:
+            replaced = frame.camera_id in self._slots
+            self._slots[frame.camera_id] = frame
+            self.version += 1
+            self.cond.notify_all()
+        return replaced
+
+    def take_all(self) -> list[Frame]:
+        """Remove and return every waiting frame."""
+        with self.cond:
+            frames = list(self._slots.values())
+            self._slots.clear()
+            return frames
+
+    def pending(self) -> int:
+        with self.cond:
+            return len(self._slots)
+
+
+class Capture(Protocol):
+    def isOpened(self) -> bool: ...  # noqa: N802 - OpenCV's name
+    def read(self) -> tuple[bool, Any]: ...
+    def get(self, prop: int) -> float: ...
+    def release(self) -> None: ...
+
+
+class _EnvGate:
+    """Serialises opens that need different ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` values.
+
+    OpenCV's FFmpeg backend reads its options (the RTSP transport among them) from that
+    process-wide variable when a capture opens; cameras that want the same value open
+    concurrently, one that wants another value waits until they are done.
+    """
+
+    VAR = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._value: str | None = None
+        self._active = 0
+
+    def __call__(self, value: str) -> _EnvGateHold:
+        return _EnvGateHold(self, value)
+
+    def acquire(self, value: str) -> None:
+        with self._cond:
+            while self._active and self._value != value:
+                self._cond.wait()
+            os.environ[self.VAR] = value
+            self._value = value
+            self._active += 1
+
+    def release(self) -> None:
+        with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
+
+
+class _EnvGateHold:
+    def __init__(self, gate: _EnvGate, value: str) -> None:
+        self.gate, self.value = gate, value
+
+    def __enter__(self) -> None:
+        self.gate.acquire(self.value)
+
+    def __exit__(self, *exc: object) -> None:
+        self.gate.release()
+
+
+_ENV_GATE = _EnvGate()
+
+
+def open_capture(cam: Any) -> Capture:
+    """Open ``cam`` with the right OpenCV backend and its open/read timeouts."""
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(cam.open_timeout_s * 1000),
+              cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(cam.read_timeout_s * 1000)]
+    if isinstance(cam, FileCamera):
+        return cv2.VideoCapture(str(cam.path), cv2.CAP_FFMPEG, params)
+    if isinstance(cam, RtspCamera):
+        with _ENV_GATE(f"rtsp_transport;{cam.transport}"):
+            return cv2.VideoCapture(cam.url, cv2.CAP_FFMPEG, params)
+    if isinstance(cam, UsbCamera):
+        props = []
+        for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, cam.width),
+                            (cv2.CAP_PROP_FRAME_HEIGHT, cam.height), (cv2.CAP_PROP_FPS, cam.fps)):
+            if value is not None:
+                props += [prop, int(value)]
+        return cv2.VideoCapture(cam.device, cv2.CAP_V4L2, props)
+    if isinstance(cam, GStreamerCamera):
+        return cv2.VideoCapture(cam.pipeline, cv2.CAP_GSTREAMER)
+    raise SourceError(f"camera {getattr(cam, 'id', '?')}: unknown camera type {type(cam)}")
+
+
+def validate_frame(image: Any) -> np.ndarray | None:
+    """A BGR ``uint8 [H, W, 3]`` frame, converting gray or BGRA; ``None`` if unusable."""
+    if not isinstance(image, np.ndarray) or image.size == 0 or image.dtype != np.uint8:
+        return None
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim != 3 or image.shape[0] < 2 or image.shape[1] < 2:
+        return None
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image if image.shape[2] == 3 else None
+
+
+class CameraSource:
+    """The reader of one camera: a thread, its state machine and its counters."""
+
+    def __init__(
+        self,
+        cam: Any,
+        hub: FrameHub,
+        *,
+        opener: Callable[[Any], Capture] = open_capture,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+        wait: Callable[[float], bool] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.cam = cam
+        self.id: str = cam.id
+        self.hub = hub
+        self.opener = opener
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.stats = CameraStats()
+        self.backoff = Backoff(cam.backoff, rng)
+        self._stop = threading.Event()
+        # wait(seconds) -> True when stopped; tests inject one that advances a fake clock
+        self._wait = wait or self._stop.wait
+        self._lock = threading.Lock()
+        self._state = CameraState.CONNECTING
+        self._thread: threading.Thread | None = None
+        self._index = 0
+        self._next_emit = 0.0
+
+    # -- state machine ------------------------------------------------------------------
+    @property
+    def state(self) -> CameraState:
+        with self._lock:
+            return self._state
+
+    def transition(self, new: CameraState, reason: str = "") -> bool:
+        """Move to ``new``; False if already there; raises on an illegal transition."""
+        with self._lock:
+            old = self._state
+            if new == old:
+                return False
+            if new not in TRANSITIONS[old]:
+                raise SourceError(f"camera {self.id}: illegal transition {old.value} → "
+                                  f"{new.value} ({reason})")
+            self._state = new
+            self.stats.transitions.append((self.clock(), new.value))
+            del self.stats.transitions[:-32]
+        level = logging.INFO if new in (S.STREAMING, S.STOPPED) else logging.WARNING
+        log.log(level, "camera %s: %s → %s%s", self.id, old.value, new.value,
+                 f" ({reason})" if reason else "")
+        return True
+
+    def check_stalled(self, now: float | None = None) -> bool:
+        """The no-frame watchdog: a streaming camera silent for too long becomes stalled."""
+        now = self.clock() if now is None else now
+        last = self.stats.last_frame_ts
+        with self._lock:
+            silent = self._state == S.STREAMING and last is not None and (
+                now - last > self.cam.stall_timeout_s)
+        if silent:
+            return self.transition(S.STALLED, f"no frame for {now - last:.1f} s")
+        return False
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name=f"cam-{self.id}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        """The reader loop: connect, stream, back off, until stopped or a file ends."""
+        try:
+            while not self.stopping:
+                if self.state != S.CONNECTING:
+                    self.transition(S.CONNECTING)
+                cap = self._open()
+                if cap is None:
+                    if self._back_off("open failed"):
+                        break
+                    continue
+                try:
+                    outcome = self._stream(cap)
+                finally:
+                    cap.release()
+                if outcome == "eof-stop":
+                    break
+                if outcome == "eof-loop":
+                    continue  # a looping file reopens at once: that is not a failure
+                if outcome != "stopped" and self._back_off(outcome):
+                    break
+        except Exception as exc:  # a reader must never die silently: log and stop the camera
+            log.exception("camera %s: reader failed", self.id)
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            if self.state != S.STOPPED:
+                self.transition(S.STOPPED, self.stats.last_error or "stopped")
+
+    def _open(self) -> Capture | None:
+        try:
+            cap = self.opener(self.cam)
+        except (cv2.error, OSError, SourceError) as exc:
+            self.stats.last_error = f"open: {exc}"
+            return None
+        if cap is None or not cap.isOpened():
+            self.stats.last_error = "open: the capture did not open"
+            if cap is not None:
+                cap.release()
+            return None
+        return cap
+
+    def _back_off(self, reason: str) -> bool:
+        """Enter backoff and wait; True if stopped meanwhile."""
+        if self.stopping:
+            return True
+        delay = self.backoff.next_delay()
+        self.transition(S.BACKOFF, f"{reason}; retry in {delay:.2f} s")
+        stopped = self._wait(delay)
+        if not stopped:
+            self.stats.reconnects += 1
+        return stopped
+
+    def _stream(self, cap: Capture) -> str:
+        """Read frames until a failure; returns why it ended."""
+        period = 0.0
+        if isinstance(self.cam, FileCamera) and self.cam.realtime:
+            fps = cap.get(cv2.CAP_PROP_FPS)
+            period = 1.0 / fps if 0 < fps < 1000 else 1.0 / 25.0
+        next_read = self.clock()
+        got_any = False
+        while not self.stopping:
+            if period:
+                delay = next_read - self.clock()
+                if delay > 0 and self._wait(delay):
+                    return "stopped"
+                # after a long pause (e.g. a slow open) catch up without bursting
+                next_read = max(next_read + period, self.clock() - period)
+            ok, image = cap.read()
+            if not ok:
+                if isinstance(self.cam, FileCamera) and got_any:
+                    return "eof-loop" if self.cam.loop else "eof-stop"
+                self.stats.last_error = "read failed" if got_any else "no frame after open"
+                return self.stats.last_error
+            self._index += 1
+            frame = validate_frame(image)
+            if frame is None:
+                self.stats.invalid += 1
+                continue
+            if not got_any:
+                got_any = True
+                self.backoff.reset()
+            self._emit(frame)
+        return "stopped"
+
+    def _emit(self, image: np.ndarray) -> None:
+        now = self.clock()
+        self.stats.last_frame_ts = now
+        if self.state != S.STREAMING:
+            self.transition(S.STREAMING)
+        size = (int(image.shape[1]), int(image.shape[0]))
+        if self.stats.size is not None and size != self.stats.size:
+            self.stats.resolution_changes += 1
+            log.warning("camera %s: resolution changed %s → %s", self.id, self.stats.size, size)
+        self.stats.size = size
+        if self.cam.max_fps:
+            if now < self._next_emit - 1e-3:  # 1 ms of tolerance for timestamp jitter
+                self.stats.skipped += 1
+                return
+            step = 1.0 / self.cam.max_fps
+            # keep the cadence, but never let credit build up into a burst after a pause
+            self._next_emit = max(self._next_emit + step, now + 0.75 * step)
+        frame = Frame(self.id, self._index, image, now, self.wall_clock())
+        self.stats.frames += 1
+        if self.hub.put(frame):
+            self.stats.dropped += 1
