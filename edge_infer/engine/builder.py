@@ -98,6 +98,8 @@ def build(
     max_shapes: ShapeMap | None = None,
     backend: str = "cpu",
     optimize: bool = True,
+    tune: bool = True,
+    timing_cache: str | None = None,
     progress: bool = False,
     options: BuildOptions | None = None,
 ) -> Engine:
@@ -108,7 +110,8 @@ def build(
     """
     opts = options or BuildOptions(
         backend=backend, shapes=shapes, min_shapes=min_shapes, opt_shapes=opt_shapes,
-        max_shapes=max_shapes, optimize=optimize, progress=progress,
+        max_shapes=max_shapes, optimize=optimize, tune=tune, timing_cache=timing_cache,
+        progress=progress,
     )
     from edge_infer.engine.runtime import Engine
 

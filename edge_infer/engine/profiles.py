@@ -146,6 +146,10 @@ def make_profile(
     batches = {(lo[n][0], opt[n][0], hi[n][0]) for n in batched}
     if len(batches) > 1:
         raise BuildError(f"batched inputs disagree on the batch range: {sorted(batches)}")
-    min_b, opt_b, max_b = batches.pop() if batches else (1, 1, 1)
+    if batches:
+        min_b, opt_b, max_b = batches.pop()
+    else:  # nothing varies: the "batch" of the engine is the first input's leading dim
+        lead = next((s[0] for s in lo.values() if len(s) >= 1), 1)
+        min_b = opt_b = max_b = lead
     base = {n: (1, *s[1:]) if n in batched else s for n, s in lo.items()}
     return Profile(min_b, opt_b, max_b, base, batched)

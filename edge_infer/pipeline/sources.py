@@ -82,7 +82,7 @@ class Backoff:
         self.failures = 0
 
 
-@dataclass
+@dataclass(eq=False)  # identity equality: frames hold arrays
 class Frame:
     """One captured frame: BGR ``uint8 [H, W, 3]`` with its capture times."""
 

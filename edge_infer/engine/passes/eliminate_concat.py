@@ -13,7 +13,7 @@ constants), each by a distinct node, none is a graph output, and none already al
 aliased. A Split (static sizes from its output types) is eliminated when its input is
 produced by a node and is not itself an alias, and no output is a graph output or already
 involved in an alias. No value gets two aliases and no chains are made (a value is never both
-an alias and the base of one). The pass recomputes every annotation from scratch on each run,
+an alias and the base of one); where candidates conflict, the bigger copy is eliminated. The pass recomputes every annotation from scratch on each run,
 so annotations left stale by other passes are corrected and a second run changes nothing.
 """
 
@@ -103,8 +103,7 @@ class EliminateConcat(Pass):
         noop: set[str] = set()
         for node in graph.nodes:
             node.meta.pop(NOOP_KEY, None)
-            if node.domain != "":
-                continue
+        for node in _by_bytes_saved(graph):
             if node.op_type == "Concat":
                 axis = _concat_ok(graph, node, decided)
                 if axis is not None:
@@ -121,6 +120,23 @@ class EliminateConcat(Pass):
             if node.name in noop:
                 node.meta[NOOP_KEY] = True
         return PassResult(graph, _snapshot(graph) != before)
+
+
+def _by_bytes_saved(graph: Graph) -> list[Node]:
+    """Concat/Split nodes, the biggest copy first (then in graph order).
+
+    Where two candidates conflict (a Split output that is also a Concat input), the one that
+    saves more bytes wins: in an Inception block the branch Concat beats the Split of the
+    merged 1x1 convs.
+    """
+    candidates = []
+    for index, node in enumerate(graph.nodes):
+        if node.domain != "" or node.op_type not in ("Concat", "Split"):
+            continue
+        value = node.outputs[0] if node.op_type == "Concat" else node.inputs[0]
+        if _static(value):
+            candidates.append((-value.type.nbytes, index, node))  # type: ignore[union-attr]
+    return [node for *_, node in sorted(candidates, key=lambda c: (c[0], c[1]))]
 
 
 def _snapshot(graph: Graph) -> tuple[Any, ...]:

@@ -57,7 +57,7 @@ def reduce_check(
 @pytest.mark.parametrize("op", REDUCE_OPS)
 @pytest.mark.parametrize("axes", [None, [0], [1], [-1], [0, 2], [-3, -1], [2, 0, 1]], ids=str)
 @pytest.mark.parametrize("keepdims", [0, 1])
-@pytest.mark.parametrize("opset", [11, 13, 18])
+@pytest.mark.parametrize("opset", [11, 18])  # axes as an attribute, and as an input
 def test_reduce_axes(op: str, axes: list | None, keepdims: int, opset: int) -> None:
     x = data_for(op, (2, 3, 4), "float32")
     reduce_check(op, x, axes, opset, {"keepdims": keepdims})

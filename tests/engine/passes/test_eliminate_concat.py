@@ -76,3 +76,18 @@ def test_split_of_graph_input_is_kept_and_stale_marks_are_cleared() -> None:
     g.node("split").meta["noop"] = True
     out = check_pass(g, EliminateConcat())
     assert not _noop(out, "split") and _alias(out, "y0") is None
+
+
+def test_conflict_goes_to_the_bigger_copy() -> None:
+    # Inception-like: a Split of merged 1x1 convs feeds a wider Concat; the Concat wins
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Split", ["r", "sizes"], ["b1", "red"], axis=1, name="split"),
+        helper.make_node("Conv", ["red", "w"], ["b2"], name="conv"),
+        helper.make_node("Concat", ["b1", "b2"], ["y"], axis=1, name="concat"),
+    ]
+    inits = {"sizes": np.array([2, 2], np.int64), "w": rand(8, 2, 1, 1)}
+    out = check_pass(build(nodes, {"x": (1, 4, 3, 3)}, ["y"], inits), EliminateConcat())
+    assert _noop(out, "concat") and not _noop(out, "split")
+    assert _alias(out, "b1") == {"value": "y", "axis": 1, "start": 0, "stop": 2}
+    assert _alias(out, "red") is None

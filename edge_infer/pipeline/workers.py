@@ -1,0 +1,270 @@
+"""Inference workers and the dispatcher that feeds them batches.
+
+Each :class:`InferenceWorker` is a thread with its own ``ExecutionContext`` and its own
+preallocated input batch: preprocessing writes every frame straight into its slot of that
+buffer, the context runs, and postprocessing maps the boxes back to each camera's pixels.
+Several workers run at once, so one batch's pre/postprocessing overlaps another's inference.
+
+The :class:`Dispatcher` takes an idle worker first and only then forms a batch: while all
+workers are busy, frames stay in the cameras' one-slot buffers (newer replacing older), so
+backpressure turns into counted drops at the source, never into a growing queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edge_infer.errors import ConfigError
+from edge_infer.pipeline.batcher import DeadlineBatcher, LatencyModel
+from edge_infer.pipeline.config import PostprocessConfig
+from edge_infer.pipeline.postprocess import Detections, decode
+from edge_infer.pipeline.preprocess import Letterbox, preprocess
+from edge_infer.pipeline.sources import Frame, FrameHub
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the workers need to know about the engine's bindings."""
+
+    input_name: str
+    output_name: str
+    input_width: int
+    input_height: int
+    min_batch: int
+    max_batch: int
+
+    @staticmethod
+    def from_engine(engine: Any, input_name: str | None = None,
+                    output_name: str | None = None) -> ModelSpec:
+        """Read the image input (``[N, 3, H, W]`` float32) and detections output bindings."""
+        inputs = {b.name: b for b in engine.inputs}
+        outputs = {b.name: b for b in engine.outputs}
+        iname = input_name or engine.inputs[0].name
+        oname = output_name or engine.outputs[0].name
+        if iname not in inputs:
+            raise ConfigError(f"engine.input_name: the engine has no input {iname!r}; "
+                              f"inputs are {sorted(inputs)}")
+        if oname not in outputs:
+            raise ConfigError(f"engine.output_name: the engine has no output {oname!r}; "
+                              f"outputs are {sorted(outputs)}")
+        b = inputs[iname]
+        if len(b.shape) != 4 or b.shape[1] != 3 or b.dtype != np.float32 or min(b.shape[2:]) < 1:
+            raise ConfigError(f"engine input {b}: the daemon needs float32 [N, 3, H, W] images")
+        p = engine.profile
+        return ModelSpec(iname, oname, int(b.shape[3]), int(b.shape[2]), p.min_batch,
+                         p.max_batch)
+
+
+@dataclass
+class FrameResult:
+    """One frame's detections, in its own pixels."""
+
+    frame: Frame
+    detections: Detections
+    letterbox: Letterbox
+
+
+@dataclass
+class BatchResult:
+    """A finished batch, with the times its stages started and ended."""
+
+    frames: list[FrameResult]
+    worker: int
+    infer_start_ts: float  # monotonic
+    infer_end_ts: float
+    infer_start_wall: float  # epoch
+    infer_end_wall: float
+
+
+class InferenceWorker:
+    """One thread, one ``ExecutionContext``, one preallocated input batch."""
+
+    def __init__(
+        self,
+        index: int,
+        engine: Any,
+        spec: ModelSpec,
+        post: PostprocessConfig,
+        color_order: str,
+        on_result: Callable[[BatchResult], None],
+        on_done: Callable[[InferenceWorker, int, float, bool], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.index = index
+        self.spec = spec
+        self.post = post
+        self.bgr = color_order == "bgr"
+        self.on_result = on_result
+        self.on_done = on_done
+        self.clock = clock
+        self.context = engine.create_context()
+        self.buffer = np.empty((spec.max_batch, 3, spec.input_height, spec.input_width),
+                               np.float32)
+        self.errors = 0
+        self._inbox: queue.Queue[list[Frame] | None] = queue.Queue(maxsize=1)
+        self._thread = threading.Thread(target=self._loop, name=f"worker-{index}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, batch: list[Frame]) -> None:
+        self._inbox.put(batch)
+
+    def stop(self) -> None:
+        self._inbox.put(None)
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def run_batch(self, batch: list[Frame]) -> BatchResult:
+        """Preprocess, execute and postprocess one batch (called by the worker thread)."""
+        n = len(batch)
+        size = (self.spec.input_width, self.spec.input_height)
+        t0, w0 = self.clock(), time.time()
+        boxes = []
+        for i, f in enumerate(batch):
+            _, lb = preprocess(f.image, size, out=self.buffer[i])
+            if self.bgr:
+                self.buffer[i] = self.buffer[i, ::-1].copy()
+            boxes.append(lb)
+        # the engine's smallest plan may be larger than the batch: pad with what is there
+        m = max(n, self.spec.min_batch)
+        outputs = self.context.execute({self.spec.input_name: self.buffer[:m]})
+        dets = decode(outputs[self.spec.output_name][:n], boxes, layout=self.post.layout,
+                      score_threshold=self.post.score_threshold,
+                      iou_threshold=self.post.iou_threshold,
+                      max_detections=self.post.max_detections)
+        results = [FrameResult(f, d, lb) for f, d, lb in zip(batch, dets, boxes)]
+        return BatchResult(results, self.index, t0, self.clock(), w0, time.time())
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._inbox.get()
+            if batch is None:
+                break
+            t0 = self.clock()
+            ok = True
+            try:
+                self.on_result(self.run_batch(batch))
+            except Exception:  # one bad batch must not kill the worker: count, log, go on
+                ok = False
+                self.errors += 1
+                log.exception("worker %d: batch of %d failed", self.index, len(batch))
+            self.on_done(self, len(batch), self.clock() - t0, ok)
+        self.context.close()
+
+
+class WorkerPool:
+    """The workers, a queue of idle ones, and a count of batches in flight."""
+
+    def __init__(self, engine: Any, spec: ModelSpec, count: int, post: PostprocessConfig,
+                 color_order: str, on_result: Callable[[BatchResult], None],
+                 latency: LatencyModel, on_batch_done: Callable[[int, bool], None]) -> None:
+        self.latency = latency
+        self.on_batch_done = on_batch_done
+        self.idle: queue.Queue[InferenceWorker] = queue.Queue()
+        self._cond = threading.Condition()
+        self.in_flight = 0
+        self.workers = [InferenceWorker(i, engine, spec, post, color_order, on_result,
+                                        self._done) for i in range(count)]
+        for w in self.workers:
+            self.idle.put(w)
+
+    def start(self) -> None:
+        for w in self.workers:
+            w.start()
+
+    def submit(self, worker: InferenceWorker, batch: list[Frame]) -> None:
+        with self._cond:
+            self.in_flight += 1
+        worker.submit(batch)
+
+    def _done(self, worker: InferenceWorker, n: int, seconds: float, ok: bool) -> None:
+        if ok:
+            self.latency.observe(n, seconds)
+        self.on_batch_done(n, ok)
+        with self._cond:
+            self.in_flight -= 1
+            self._cond.notify_all()
+        self.idle.put(worker)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no batch is in flight; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.in_flight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def stop(self, timeout: float) -> None:
+        for w in self.workers:
+            w.stop()
+        deadline = time.monotonic() + timeout
+        for w in self.workers:
+            w.join(max(0.0, deadline - time.monotonic()))
+
+
+class Dispatcher:
+    """Thread: idle worker → frames from the hub → batcher decision → worker."""
+
+    def __init__(self, hub: FrameHub, batcher: DeadlineBatcher, pool: WorkerPool) -> None:
+        self.hub = hub
+        self.batcher = batcher
+        self.pool = pool
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float) -> bool:
+        """Stop forming batches; the frames already pending go out in a last batch."""
+        self._stop.set()
+        with self.hub.cond:
+            self.hub.cond.notify_all()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _next_batch(self) -> list[Frame]:
+        with self.hub.cond:
+            while not self._stop.is_set():
+                self.batcher.add(self.hub.take_all())
+                batch, wait = self.batcher.poll()
+                if batch:
+                    return batch
+                # woken by a new frame or by the deadline, whichever is first
+                self.hub.cond.wait(min(wait, 0.25))
+            self.batcher.add(self.hub.take_all())
+            return self.batcher.flush()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                worker = self.pool.idle.get(timeout=0.25)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            batch = self._next_batch()
+            if batch:
+                self.pool.submit(worker, batch)
+            else:
+                self.pool.idle.put(worker)
+            if self._stop.is_set():
+                # draining: what is still pending goes out, then no more batches
+                if not batch and not self.batcher.pending():
+                    return

@@ -1,0 +1,81 @@
+"""Auto-tuning picks the fastest candidate; the timing cache is reused, never trusted blindly."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+
+import edge_infer
+from edge_infer import __version__
+from edge_infer.engine.backends.cpu.device import cpu_fingerprint
+from edge_infer.engine.tactics.autotune import TimingCache, tune_layer
+from tests.engine.test_memory import branchy
+
+DEVICE = {"kind": "cpu", "arch": "x86_64", "model": "test", "isa": []}
+
+
+class Sleeper:
+    def __init__(self, name: str, seconds: float) -> None:
+        self.name, self.seconds, self.calls = name, seconds, 0
+
+    def run(self) -> None:
+        self.calls += 1
+        time.sleep(self.seconds)
+
+
+def test_fastest_candidate_wins_and_slow_ones_stop_early() -> None:
+    fast, slow = Sleeper("fast", 0.001), Sleeper("slow", 0.03)
+    winner, times = tune_layer("sig", [slow, fast], lambda t: t.run, None)  # type: ignore[list-item]
+    assert winner == "fast"
+    assert times["slow"] > 10 * times["fast"]
+    slow2, fast2 = Sleeper("slow", 0.03), Sleeper("fast", 0.001)
+    tune_layer("sig", [fast2, slow2], lambda t: t.run, None)  # type: ignore[list-item]
+    assert slow2.calls < fast2.calls, "a clearly slower candidate is not timed to the end"
+
+
+def test_cache_round_trip_and_hits(tmp_path) -> None:
+    path = tmp_path / "timing.json"
+    cache = TimingCache(DEVICE, path)
+    fast, slow = Sleeper("fast", 0.001), Sleeper("slow", 0.02)
+    tune_layer("layer-a", [slow, fast], lambda t: t.run, cache)  # type: ignore[list-item]
+    cache.save()
+    again = TimingCache(DEVICE, path)
+    untouched = [Sleeper("slow", 0.02), Sleeper("fast", 0.001)]
+    winner, _ = tune_layer("layer-a", untouched, lambda t: t.run, again)  # type: ignore[list-item]
+    assert winner == "fast" and again.hits == 1
+    assert all(t.calls == 0 for t in untouched), "a cache hit times nothing"
+
+
+@pytest.mark.parametrize("change", ["device", "version", "corrupt", "format"])
+def test_foreign_or_broken_cache_is_ignored_with_a_warning(tmp_path, caplog, change) -> None:
+    path = tmp_path / "timing.json"
+    data = {"format": 1, "edge_infer_version": __version__, "device": DEVICE,
+            "entries": {"layer-a": {"tactic": "slow", "times_us": {}}}}
+    if change == "device":
+        data["device"] = {**DEVICE, "model": "Jetson Orin"}
+    elif change == "version":
+        data["edge_infer_version"] = "0.0.0"
+    elif change == "format":
+        data["format"] = 99
+    path.write_text("{not json" if change == "corrupt" else json.dumps(data))
+    with caplog.at_level(logging.WARNING):
+        cache = TimingCache(DEVICE, path)
+    assert cache.entries == {}
+    assert "ignoring it" in caplog.text
+
+
+def test_rebuild_with_warm_cache_times_nothing(tmp_path) -> None:
+    path = tmp_path / "cache.json"
+    edge_infer.build(branchy(), timing_cache=str(path))
+    entries = json.loads(path.read_text())["entries"]
+    assert entries and json.loads(path.read_text())["device"] == cpu_fingerprint()
+    engine = edge_infer.build(branchy(), timing_cache=str(path))
+    tactics = {n.name: n.meta.get("tactic") for n in engine.graph(1).nodes}
+    assert any(tactics.values())
+    for node in engine.graph(1).nodes:
+        if node.meta.get("tactic_times_us"):
+            assert node.meta["tactic"] == min(node.meta["tactic_times_us"],
+                                              key=node.meta["tactic_times_us"].get)
