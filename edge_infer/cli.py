@@ -24,6 +24,9 @@ COMMANDS: tuple[str, ...] = (
     "bench",
     "synth",
     "evaluate",
+    "run",
+    "subscribe",
+    "demo",
 )
 
 

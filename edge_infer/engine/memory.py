@@ -83,11 +83,16 @@ def root_of(name: str, aliases: dict[str, Alias]) -> str:
     return name
 
 
-def plan_memory(graph: Graph) -> MemoryPlan:
-    """Assign every non-constant value a place in one arena (see the module docstring)."""
+def plan_memory(graph: Graph, times: dict[str, int] | None = None) -> MemoryPlan:
+    """Assign every non-constant value a place in one arena (see the module docstring).
+
+    ``times`` maps node name → time step; nodes sharing a step may run concurrently (branch
+    parallelism), so their buffers never share memory. Default: each node its own step.
+    """
     aliases = find_aliases(graph)
     nodes = [n for n in graph.nodes]
-    end = len(nodes)
+    when = times or {n.name: k for k, n in enumerate(nodes)}
+    end = max(when.values(), default=-1) + 1
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     sizes: dict[str, int] = {}
@@ -99,7 +104,8 @@ def plan_memory(graph: Graph) -> MemoryPlan:
 
     for value in graph.inputs:
         touch(value, -1)
-    for step, node in enumerate(nodes):
+    for node in nodes:
+        step = when[node.name]
         for value in node.inputs:
             if value is not None and value.const is None:
                 touch(value, step)

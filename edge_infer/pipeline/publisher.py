@@ -103,7 +103,7 @@ def draw_detections(image: np.ndarray, r: FrameResult, class_names: list[str],
     scale = min(1.0, max_width / w)
     out = cv2.resize(image, (round(w * scale), round(h * scale))) if scale < 1 else image.copy()
     for box, s, c in zip(r.detections.boxes, r.detections.scores, r.detections.classes):
-        x1, y1, x2, y2 = (int(round(v * scale)) for v in box)
+        x1, y1, x2, y2 = (round(float(v) * scale) for v in box)
         color = tuple(int(v) for v in np.random.default_rng(int(c)).integers(64, 256, 3))
         cv2.rectangle(out, (x1, y1), (x2, y2), color, 2)
         cv2.putText(out, f"{label_of(int(c), class_names)} {s:.2f}", (x1, max(10, y1 - 4)),

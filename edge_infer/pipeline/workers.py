@@ -264,7 +264,6 @@ class Dispatcher:
                 self.pool.submit(worker, batch)
             else:
                 self.pool.idle.put(worker)
-            if self._stop.is_set():
-                # draining: what is still pending goes out, then no more batches
-                if not batch and not self.batcher.pending():
-                    return
+            # draining: what is still pending goes out, then no more batches
+            if self._stop.is_set() and not batch and not self.batcher.pending():
+                return

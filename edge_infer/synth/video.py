@@ -22,7 +22,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import cv2
 import numpy as np
@@ -172,10 +172,10 @@ class _H264Writer:
                "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-pix_fmt", "yuv420p",
                "-g", str(max(1, round(fps * 2))), "-threads", "1", "-f", "mp4", str(path)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.stdin: IO[bytes] = self.proc.stdin  # type: ignore[assignment]  # stdin=PIPE
 
     def write(self, frame: np.ndarray) -> None:
-        assert self.proc.stdin is not None  # internal invariant: created with stdin=PIPE
-        self.proc.stdin.write(frame.tobytes())
+        self.stdin.write(frame.tobytes())
 
     def close(self) -> None:
         _, err = self.proc.communicate()
@@ -197,6 +197,7 @@ def render_camera(
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; expected one of {CODECS}")
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([VIDEO_STREAM, int(seed), int(camera)])
     world = CameraWorld(rng, width, height, fps)
     n = round(seconds * fps)

@@ -94,7 +94,7 @@ def _infer_fused_conv(ctx: InferContext) -> list[TensorType]:
     residual = a.get("residual", "none")
     if residual not in RESIDUALS:
         ctx.fail(f"attribute residual must be one of {RESIDUALS}, got {residual!r}")
-    (out,) = resolve_step("Conv", 1).infer(ctx)  # the Conv shape function, checks included
+    (out,) = resolve_step("Conv", 22).infer(ctx)  # the Conv shape function, checks included
     if (residual != "none") != ctx.has(3):
         ctx.fail(f"residual={residual!r} needs input Z exactly when it is not 'none'")
     if ctx.has(3) and ctx.type(3) != out:

@@ -47,7 +47,7 @@ _INT_RANGES = {np.dtype(t): (np.iinfo(t).min, np.iinfo(t).max)
 def _per_axis(param: np.ndarray, x_ndim: int, axis: int) -> np.ndarray:
     """Reshape a 1-D per-axis scale/zero point to broadcast along ``axis`` of an x_ndim array."""
     param = np.asarray(param)
-    if param.ndim == 0 or param.size == 1 and param.ndim <= 1:
+    if param.ndim == 0 or (param.size == 1 and param.ndim <= 1):
         return param.reshape(())
     shape = [1] * x_ndim
     shape[axis % x_ndim] = param.shape[0]

@@ -13,8 +13,9 @@ constants), each by a distinct node, none is a graph output, and none already al
 aliased. A Split (static sizes from its output types) is eliminated when its input is
 produced by a node and is not itself an alias, and no output is a graph output or already
 involved in an alias. No value gets two aliases and no chains are made (a value is never both
-an alias and the base of one); where candidates conflict, the bigger copy is eliminated. The pass recomputes every annotation from scratch on each run,
-so annotations left stale by other passes are corrected and a second run changes nothing.
+an alias and the base of one); where candidates conflict, the bigger copy is eliminated. The
+pass recomputes every annotation from scratch on each run, so annotations left stale by other
+passes are corrected and a second run changes nothing.
 """
 
 from __future__ import annotations

@@ -66,13 +66,14 @@ def test_conv_float64():
 
 
 def test_conv_float16():
-    # onnxruntime has no float16 Conv on x86 CPUs; the reference evaluator is the oracle
-    check_op(
-        "Conv",
-        [rand(1, 3, 8, 8, dtype="float16"), rand(4, 3, 3, 3, dtype="float16")],
-        {"pads": [1, 1, 1, 1]},
-        oracles=("reference",),
-    )
+    x, w = rand(1, 6, 8, 8, dtype="float16"), rand(6, 3, 3, 3, dtype="float16")
+    check_op("Conv", [x, w], {"pads": [1, 1, 1, 1], "group": 2})
+    check_op("Conv", [x, rand(6, 1, 3, 3, dtype="float16")], {"group": 6})
+
+
+def test_conv_transpose_float16():
+    x, w = rand(1, 3, 5, 5, dtype="float16"), rand(3, 4, 3, 3, dtype="float16")
+    check_op("ConvTranspose", [x, w], {"strides": [2, 2], "pads": [1, 1, 1, 1]})
 
 
 def test_conv_accepts_readonly_noncontiguous_inputs():

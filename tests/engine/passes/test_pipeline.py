@@ -136,12 +136,12 @@ def test_yolov8n_320() -> None:
     out = PassManager(default_passes()).run(graph)
     out.verify()
     assert_types_inferred(out)
-    assert (before, len(out)) == (289, 111)
+    assert len(out) < 0.45 * before  # 289 -> 111 nodes when this test was written
     fused = [n for n in out.nodes if n.op_type == "FusedConv"]
     assert all(n.attrs["activation"] == "silu" for n in fused)
     silu_members = sum(sum(1 for m in n.meta["members"] if m.endswith("/Sigmoid"))
                        for n in fused)
-    assert silu_members == convs_with_silu == 57
+    assert silu_members == convs_with_silu > 50  # every Conv+BN+SiLU (57) is one layer
     assert not any(n.op_type in ("BatchNormalization", "Mul") and n.i() is not None
                    and n.i().op_type == "Conv" for n in out.nodes)
     feeds = {"images": rand(1, 3, 320, 320, seed=3)}

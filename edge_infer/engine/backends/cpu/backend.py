@@ -45,6 +45,9 @@ class CpuBackend(Backend):
             if times:
                 node.meta["tactic_times_us"] = times
                 node.meta["time_us"] = times[winner]
+        graph.meta["schedule"] = "sequential"
+        if tune and _has_parallel_branches(graph):
+            graph.meta["schedule"] = _pick_schedule(graph, rng)
         graph.meta["arena"] = CpuProgram(graph).plan.to_json()
         return {}
 
@@ -65,3 +68,33 @@ def _bind_random(tactic: Any, node: Node, rng: np.random.Generator) -> Any:
            for v in node.inputs]
     outs = [np.zeros(v.shape, v.dtype) for v in node.outputs]
     return tactic.bind(ins, outs, ScratchPool())
+
+
+def _has_parallel_branches(graph: Graph) -> bool:
+    """True when some stage holds two or more layers that each take real time."""
+    from edge_infer.engine.backends.cpu.schedule import stage_of
+
+    stages = stage_of(graph)
+    heavy: dict[int, int] = {}
+    for node in graph.nodes:
+        if node.meta.get("time_us", 0) >= 50 and not node.meta.get("noop"):
+            heavy[stages[node.name]] = heavy.get(stages[node.name], 0) + 1
+    return any(count >= 2 for count in heavy.values())
+
+
+def _pick_schedule(graph: Graph, rng: np.random.Generator) -> str:
+    """Time the whole program sequentially and with branch parallelism; keep the faster."""
+    from edge_infer.engine.tactics.autotune import time_run
+
+    feeds = {v.name: _random(v.shape, v.dtype, rng) for v in graph.inputs}
+    times = {}
+    for schedule in ("sequential", "parallel"):
+        program = CpuProgram(graph, schedule)
+        state = program.new_state()
+        try:
+            times[schedule] = time_run(lambda p=program, s=state: p.run(s, feeds), repeats=5,
+                                       budget_s=2.0)
+        finally:
+            state.close()
+    graph.meta["schedule_times_us"] = {k: round(v * 1e6, 1) for k, v in times.items()}
+    return min(times, key=times.__getitem__)

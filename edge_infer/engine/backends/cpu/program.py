@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from edge_infer.engine.backends.base import Program
+from edge_infer.engine.backends.cpu.schedule import ParallelRunner, lanes, stage_of
 from edge_infer.engine.backends.cpu.steps import STEPS
 from edge_infer.engine.ir import Graph, Node
 from edge_infer.engine.memory import MemoryPlan, make_views, plan_memory
@@ -63,6 +64,11 @@ class CpuState:
     runs: list[Run]
     names: list[str]
     scratch: ScratchPool
+    runner: ParallelRunner | None = None
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
 
 
 def _reference_layer(graph: Graph, node: Node) -> Callable[..., Run]:
@@ -89,9 +95,13 @@ def _reference_layer(graph: Graph, node: Node) -> Callable[..., Run]:
 class CpuProgram(Program):
     """A compiled graph for one batch size (see the module docstring)."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, schedule: str | None = None) -> None:
         self.graph = graph
-        self.plan: MemoryPlan = plan_memory(graph)
+        self.schedule = schedule or graph.meta.get("schedule", "sequential")
+        self.workers = int(graph.meta.get("branch_workers", 2))
+        self.stages = stage_of(graph)
+        times = self.stages if self.schedule == "parallel" else None
+        self.plan: MemoryPlan = plan_memory(graph, times)
         self.layers: list[_Layer] = []
         explicit = _explicit_aliases(graph)
         for node in graph.nodes:
@@ -126,22 +136,42 @@ class CpuProgram(Program):
     def new_state(self) -> CpuState:
         arena = np.zeros(max(self.plan.arena_bytes, 64), np.uint8)
         views = make_views(self.graph, self.plan, arena)
-        scratch = ScratchPool()
+        pools = [ScratchPool() for _ in range(self.workers)]
+        lane_of: dict[str, int] = {}
+        if self.schedule == "parallel":
+            by_stage: dict[int, list[Node]] = {}
+            for layer in self.layers:
+                by_stage.setdefault(self.stages[layer.node.name], []).append(layer.node)
+            for nodes in by_stage.values():
+                for k, lane in enumerate(lanes(nodes, self.workers)):
+                    lane_of.update({node.name: k for node in lane})
         runs, names = [], []
         for layer in self.layers:
             ins = [None if v is None else (v.const if v.const is not None else views[v.name])
                    for v in layer.node.inputs]
             outs = [views[v.name] for v in layer.node.outputs if v.name in views]
-            runs.append(layer.make(ins, outs, scratch))
+            runs.append(layer.make(ins, outs, pools[lane_of.get(layer.node.name, 0)]))
             names.append(layer.node.name)
-        return CpuState(arena, views, runs, names, scratch)
+        state = CpuState(arena, views, runs, names, pools[0])
+        if self.schedule == "parallel":
+            grouped: dict[int, list[list[Run]]] = {}
+            for layer, run in zip(self.layers, runs, strict=True):
+                stage = grouped.setdefault(self.stages[layer.node.name],
+                                           [[] for _ in range(self.workers)])
+                stage[lane_of[layer.node.name]].append(run)
+            ordered = [[lane for lane in grouped[k] if lane] for k in sorted(grouped)]
+            state.runner = ParallelRunner(ordered, self.workers)
+        return state
 
     def run(self, state: CpuState, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         views = state.views
         for name in self.input_names:
             np.copyto(views[name], feeds[name])
-        for run in state.runs:
-            run()
+        if state.runner is not None:
+            state.runner()
+        else:
+            for run in state.runs:
+                run()
         return {
             name: np.array(value.const if value.const is not None else views[value.name])
             for name, value in self.outputs
@@ -169,6 +199,7 @@ class CpuProgram(Program):
             "layers": [{"name": layer.node.name, "op": layer.node.op_type,
                         "tactic": layer.node.meta.get("tactic")} for layer in self.layers],
             "arena": self.plan.to_json(),
+            "schedule": self.schedule,
         }
 
 

@@ -1,0 +1,30 @@
+"""`edge-infer run --config FILE`: the camera daemon (what the systemd unit starts)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the camera daemon (cameras → batched inference → ZeroMQ)",
+        description="Run the detection daemon described by a YAML config (see docs/daemon.md). "
+        "Under systemd it reports READY/WATCHDOG/STATUS through NOTIFY_SOCKET.",
+    )
+    p.add_argument("--config", required=True, help="YAML config file")
+    p.add_argument("--check", action="store_true",
+                   help="validate the config and exit (0 when valid)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_infer.pipeline.config import load_config
+
+    cfg = load_config(args.config)
+    if args.check:
+        print(f"{args.config}: valid ({len(cfg.cameras)} cameras, device {cfg.device_id})")
+        return 0
+    from edge_infer.pipeline.daemon import run_daemon
+
+    return run_daemon(cfg)

@@ -1,0 +1,53 @@
+"""One thread budget for everything that computes: BLAS, numba, and our worker pools.
+
+BLAS threads that keep spinning next to other busy threads oversubscribe a small CPU (on two
+cores GEMM time doubles), so the budget is explicit: ``cores`` threads in all, split across
+the execution contexts that run at the same time. Library code never reads the environment;
+the CLI and the daemon decide the budget and call :func:`set_thread_budget`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ThreadBudget:
+    cores: int
+    concurrent_contexts: int
+
+    @property
+    def per_context(self) -> int:
+        """Threads each context may use (BLAS threads, or branch workers)."""
+        return max(1, self.cores // max(1, self.concurrent_contexts))
+
+
+_budget = ThreadBudget(os.cpu_count() or 1, 1)
+
+
+def set_thread_budget(cores: int | None = None, concurrent_contexts: int = 1) -> ThreadBudget:
+    """Use ``cores`` threads in all (default: every core) across ``concurrent_contexts``."""
+    global _budget
+    from threadpoolctl import threadpool_limits
+
+    cores = max(1, int(cores or os.cpu_count() or 1))
+    with _lock:
+        _budget = ThreadBudget(cores, max(1, int(concurrent_contexts)))
+        threadpool_limits(limits=_budget.per_context)
+    return _budget
+
+
+def thread_budget() -> ThreadBudget:
+    return _budget
+
+
+def blas_threads() -> int:
+    """Threads the BLAS library is using right now."""
+    from threadpoolctl import threadpool_info
+
+    counts = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    return max(counts) if counts else 1

@@ -1,0 +1,325 @@
+"""The daemon: a flat start sequence, a health loop, and a bounded drain at SIGTERM.
+
+Start, in order (each step logs one line):
+
+1. load the engine (or build it from ONNX on first start) and measure it;
+2. bind the ZeroMQ publisher;
+3. start the inference workers and the dispatcher;
+4. start one reader per camera;
+5. tell systemd ``READY=1``; then tick health (watchdog, stall checks, status) until a
+   signal arrives.
+
+Stop: ``STOPPING=1``, readers stop, the frames already taken are dispatched, in-flight
+batches finish and are published, the socket closes — all within
+``health.shutdown_timeout_s``; exit code 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from edge_infer.errors import ConfigError, EngineCompatibilityError
+from edge_infer.pipeline.batcher import DeadlineBatcher, LatencyModel
+from edge_infer.pipeline.config import DaemonConfig, EngineConfig
+from edge_infer.pipeline.health import (
+    Metrics,
+    Progress,
+    PrometheusExporter,
+    SdNotifier,
+    Watchdog,
+)
+from edge_infer.pipeline.publisher import ModelInfo, Publisher
+from edge_infer.pipeline.sources import CameraSource, CameraState, FrameHub
+from edge_infer.pipeline.workers import BatchResult, Dispatcher, FrameResult, ModelSpec, WorkerPool
+
+log = logging.getLogger("edge_infer.daemon")
+
+
+def _onnx_input_shape(path: Path) -> tuple[str, list[int]]:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    for inp in model.graph.input:
+        if inp.name not in inits:
+            dims = [d.dim_value if d.HasField("dim_value") else -1
+                    for d in inp.type.tensor_type.shape.dim]
+            return inp.name, dims
+    raise ConfigError(f"engine.onnx {path}: the model has no input")
+
+
+def build_engine(cfg: EngineConfig) -> Any:
+    """Build ``cfg.onnx`` into ``cfg.path`` for this device (written atomically)."""
+    from edge_infer.engine.builder import BuildOptions, build
+
+    if cfg.onnx is None or not cfg.onnx.is_file():
+        raise ConfigError(f"engine.onnx: {cfg.onnx} is not a file; cannot build {cfg.path}")
+    name, dims = _onnx_input_shape(cfg.onnx)
+    if len(dims) != 4 or min(dims[1:]) < 1:
+        raise ConfigError(f"engine.onnx {cfg.onnx}: input {name} must be [N, 3, H, W], "
+                          f"got {dims}")
+    b = cfg.build
+
+    def shape(n: int) -> dict[str, tuple[int, ...]]:
+        return {name: (n, *dims[1:])}
+
+    opts = BuildOptions(min_shapes=shape(b.min_batch), opt_shapes=shape(b.opt_batch),
+                        max_shapes=shape(b.max_batch), precision=b.precision, tune=b.tune,
+                        timing_cache=str(cfg.path) + ".timing.json")
+    cfg.path.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    log.info("building %s from %s (batch %d..%d, %s)", cfg.path, cfg.onnx, b.min_batch,
+             b.max_batch, b.precision)
+    build(cfg.onnx, cfg.path, options=opts)
+    log.info("built %s in %.1f s", cfg.path, time.monotonic() - t0)
+    from edge_infer.engine.runtime import Engine
+
+    return Engine.load(cfg.path)
+
+
+def load_engine(cfg: EngineConfig) -> Any:
+    """The engine file, built from ONNX when missing (or stale, if allowed)."""
+    from edge_infer.engine.runtime import Engine
+
+    if cfg.path.is_file():
+        try:
+            return Engine.load(cfg.path)
+        except EngineCompatibilityError:
+            if not (cfg.rebuild_on_mismatch and cfg.onnx is not None):
+                raise
+            log.warning("%s was built elsewhere: rebuilding from %s", cfg.path, cfg.onnx)
+    elif cfg.onnx is None:
+        raise ConfigError(f"engine.path: {cfg.path} does not exist and engine.onnx is not set; "
+                          "build it with `edge-infer build MODEL.onnx` or set engine.onnx")
+    return build_engine(cfg)
+
+
+def warm_up(engine: Any, spec: ModelSpec, latency: LatencyModel, sizes: list[int]) -> None:
+    """Run each batch size once (preparing its plan) and seed the latency model."""
+    import numpy as np
+
+    with engine.create_context() as ctx:
+        for n in sizes:
+            x = np.full((n, 3, spec.input_height, spec.input_width), 0.5, np.float32)
+            t0 = time.monotonic()
+            ctx.execute({spec.input_name: x})
+            t1 = time.monotonic()
+            ctx.execute({spec.input_name: x})
+            latency.observe(n, time.monotonic() - t1)
+            log.info("warm-up: batch %d: %.1f ms (first run %.1f ms)", n,
+                     latency.estimate(n) * 1e3, (t1 - t0) * 1e3)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (``logging.json: true``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"ts": round(record.created, 3), "level": record.levelname,
+               "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def setup_logging(cfg: DaemonConfig, journald: bool) -> None:
+    """stderr logs; no timestamps under journald (it adds its own)."""
+    handler = logging.StreamHandler()
+    if cfg.logging.json_format:
+        handler.setFormatter(JsonFormatter())
+    else:
+        fmt = "%(levelname)s %(name)s: %(message)s"
+        handler.setFormatter(logging.Formatter(fmt if journald else "%(asctime)s " + fmt))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(cfg.logging.level)
+
+
+class Daemon:
+    """The running service; ``start()`` then ``serve(stop_event)`` then ``shutdown()``."""
+
+    def __init__(self, cfg: DaemonConfig, *, notify_socket: str | None = None,
+                 watchdog_usec: int | None = None, clock: Callable[[], float] = time.monotonic):
+        self.cfg = cfg
+        self.clock = clock
+        self.boot_id = uuid.uuid4().hex
+        self.notifier = SdNotifier(notify_socket)
+        self.watchdog_interval = (watchdog_usec / 1e6 / 2) if watchdog_usec else None
+        self.hub = FrameHub()
+        self.latency = LatencyModel()
+        self.metrics = Metrics(cfg.health.latency_window, clock)
+        self.progress = Progress(clock)
+        self.sources: list[CameraSource] = []
+        self.started = clock()
+        self.prometheus: PrometheusExporter | None = None
+
+    # -- start ------------------------------------------------------------------------------
+    def start(self) -> None:
+        cfg = self.cfg
+        self.engine = load_engine(cfg.engine)
+        self.spec = ModelSpec.from_engine(self.engine, cfg.engine.input_name,
+                                          cfg.engine.output_name)
+        max_batch = min(cfg.batching.max_batch or self.spec.max_batch, self.spec.max_batch)
+        if cfg.inference.warmup:
+            warm_up(self.engine, self.spec, self.latency, sorted({1, max_batch}))
+        self.model = ModelInfo.from_engine(self.engine, cfg.engine.model_name)
+        log.info("engine %s: input %dx%d, batch %d..%d, model %s %s", cfg.engine.path,
+                 self.spec.input_width, self.spec.input_height, self.spec.min_batch, max_batch,
+                 self.model.name, self.model.precision)
+
+        self.publisher = Publisher(cfg.publisher, cfg.device_id, self.boot_id, self.model,
+                                   cfg.postprocess.class_names, self.status,
+                                   self._on_published, self.clock)
+        endpoints = self.publisher.bind()
+        self.publisher.start()
+        log.info("publishing on %s (boot id %s)", ", ".join(endpoints), self.boot_id)
+        if cfg.health.prometheus_port:
+            self.prometheus = PrometheusExporter(cfg.health.prometheus_address,
+                                                 cfg.health.prometheus_port)
+            self.metrics.prometheus = self.prometheus
+
+        self.pool = WorkerPool(self.engine, self.spec, cfg.inference.workers, cfg.postprocess,
+                               cfg.preprocess.color_order, self._on_result, self.latency,
+                               self._on_batch_done)
+        self.batcher = DeadlineBatcher(
+            max_batch, cfg.batching.latency_budget_ms / 1e3, self.latency, self.clock,
+            max_per_camera=cfg.batching.max_frames_per_camera,
+            safety_margin_s=cfg.batching.safety_margin_ms / 1e3)
+        self.dispatcher = Dispatcher(self.hub, self.batcher, self.pool)
+        self.pool.start()
+        self.dispatcher.start()
+        log.info("%d inference workers, latency budget %.0f ms", cfg.inference.workers,
+                 cfg.batching.latency_budget_ms)
+
+        self.sources = [CameraSource(cam, self.hub, clock=self.clock)
+                        for cam in cfg.enabled_cameras]
+        for s in self.sources:
+            s.start()
+        log.info("%d cameras started", len(self.sources))
+
+        self.notifier.notify("READY=1", f"STATUS={self.summary()}")
+        self.watchdog = Watchdog(self.notifier, self.progress, cfg.health.stall_after_s,
+                                 self.summary, self.clock)
+
+    # -- callbacks from worker / publisher threads -----------------------------------------
+    def _on_result(self, result: BatchResult) -> None:
+        self.publisher.submit(result)
+
+    def _on_batch_done(self, n: int, ok: bool) -> None:
+        self.progress.batch_done(ok)
+
+    def _on_published(self, r: FrameResult, batch: BatchResult, now: float) -> None:
+        self.metrics.frame_published(
+            r.frame.camera_id, batch.infer_start_ts - r.frame.capture_ts,
+            batch.infer_end_ts - batch.infer_start_ts, now - r.frame.capture_ts, len(batch.frames))
+        if self.prometheus is not None and r is batch.frames[0]:
+            self.prometheus.batch_done(len(batch.frames), batch.infer_end_ts - batch.infer_start_ts)
+
+    # -- status -----------------------------------------------------------------------------
+    def camera_rows(self) -> dict[str, dict[str, Any]]:
+        rates = self.metrics.camera_rates()
+        rows = {}
+        for s in self.sources:
+            st = s.stats
+            fps, published = rates.get(s.id, (0.0, 0))
+            rows[s.id] = {"state": s.state.value, "fps": round(fps, 2), "published": published,
+                          "frames": st.frames, "dropped": st.dropped, "skipped": st.skipped,
+                          "invalid": st.invalid, "reconnects": st.reconnects,
+                          "size": list(st.size) if st.size else None,
+                          "error": st.last_error}
+        return rows
+
+    def status(self) -> dict[str, Any]:
+        """The ``status/<device>`` payload (see ``schemas/status-v1.json``)."""
+        b = self.batcher.stats
+        return {
+            "schema": "edge_infer.status", "schema_version": 1,
+            "device_id": self.cfg.device_id, "boot_id": self.boot_id, "time": time.time(),
+            "uptime_s": round(self.clock() - self.started, 1),
+            "cameras": self.camera_rows(),
+            "latency_ms": self.metrics.percentiles(),
+            "batches": b.batches, "batch_sizes": {str(k): v for k, v in
+                                                  sorted(b.batch_sizes.items())},
+            "batch_failures": self.progress.failed, "batcher_dropped": b.dropped,
+            "engine_ms": {str(k): round(v * 1e3, 2) for k, v in self.latency.snapshot().items()},
+        }
+
+    def summary(self) -> str:
+        states = [s.state for s in self.sources]
+        streaming = sum(st == CameraState.STREAMING for st in states)
+        fps = sum(f for f, _ in self.metrics.camera_rates().values())
+        p99 = self.metrics.percentiles().get("total", {}).get("p99", 0.0)
+        return (f"{streaming}/{len(states)} cameras streaming, {fps:.1f} fps, "
+                f"p99 {p99:.0f} ms, {self.progress.batches} batches")
+
+    # -- run and stop -----------------------------------------------------------------------
+    def tick(self) -> None:
+        """One health step: stall watchdog per camera, systemd watchdog, gauges."""
+        for s in self.sources:
+            s.check_stalled()
+        if self.notifier.enabled:
+            self.watchdog.tick()
+        if self.prometheus is not None:
+            self.prometheus.cameras(self.camera_rows(), [c.value for c in CameraState])
+
+    def serve(self, stop: threading.Event) -> None:
+        period = min(self.watchdog_interval or 1.0, 1.0)
+        while not stop.wait(period):
+            self.tick()
+
+    def shutdown(self) -> bool:
+        """Drain and close within ``health.shutdown_timeout_s``; True if everything drained."""
+        deadline = self.clock() + self.cfg.health.shutdown_timeout_s
+        self.notifier.notify("STOPPING=1", "STATUS=draining")
+        log.info("stopping: draining in-flight batches")
+        for s in self.sources:
+            s.stop()
+
+        def left() -> float:
+            return max(0.0, deadline - self.clock())
+
+        ok = self.dispatcher.stop(left())
+        ok = self.pool.wait_idle(left()) and ok
+        self.pool.stop(min(left(), 1.0))
+        self.publisher.close(left())
+        for s in self.sources:
+            s.join(min(left(), 0.5))  # readers blocked in read() are daemon threads
+        if self.prometheus is not None:
+            self.prometheus.close()
+        self.notifier.close()
+        log.info("stopped (%s): %d frames published", "drained" if ok else "drain timed out",
+                 self.publisher.global_seq)
+        return ok
+
+
+def run_daemon(cfg: DaemonConfig, env: Mapping[str, str] | None = None) -> int:
+    """Entry point of ``edge-infer run``: the environment becomes explicit settings here."""
+    env = os.environ if env is None else env
+    setup_logging(cfg, journald="JOURNAL_STREAM" in env)
+    watchdog_usec = int(env["WATCHDOG_USEC"]) if env.get("WATCHDOG_USEC", "").isdigit() else None
+    if env.get("WATCHDOG_PID", str(os.getpid())) != str(os.getpid()):
+        watchdog_usec = None  # the watchdog is meant for another process
+    daemon = Daemon(cfg, notify_socket=env.get("NOTIFY_SOCKET") or None,
+                    watchdog_usec=watchdog_usec)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %s: shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    daemon.start()
+    try:
+        daemon.serve(stop)
+    finally:
+        daemon.shutdown()
+    return 0

@@ -1,0 +1,101 @@
+"""Branch parallelism and concurrent contexts give the same numbers as sequential runs."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import edge_infer
+from edge_infer.engine.backends.cpu.program import CpuProgram
+from edge_infer.engine.backends.cpu.schedule import lanes, stage_of
+from edge_infer.engine.reference import execute_graph
+from edge_infer.engine.threads import blas_threads, set_thread_budget, thread_budget
+from tests.engine.test_network import inception_3a
+
+
+@pytest.fixture(scope="module")
+def inception():
+    net = inception_3a(1)
+    engine = edge_infer.build(net, tune=False)
+    x = np.random.default_rng(0).standard_normal((1, 192, 28, 28)).astype(np.float32)
+    return net, engine, x, execute_graph(net.graph, {"data": x})["out"]
+
+
+def test_inception_branches_form_one_parallel_stage(inception) -> None:
+    _, engine, _, _ = inception
+    graph = engine.graph(1)
+    stages = stage_of(graph)
+    layers = [n for n in graph.nodes if not n.meta.get("noop")]
+    by_stage: dict[int, list[str]] = {}
+    for node in layers:
+        by_stage.setdefault(stages[node.name], []).append(node.name)
+    # the merged 1x1 convs run beside the max pool; the 3x3 and 5x5 convs beside each other
+    assert sorted(len(v) for v in by_stage.values())[-2:] == [2, 2], by_stage
+    balanced = lanes([graph.node(n) for n in max(by_stage.values(), key=len)], 2)
+    assert len(balanced) == 2
+
+
+@pytest.mark.parametrize("schedule", ["sequential", "parallel"])
+def test_schedules_match_reference(inception, schedule) -> None:
+    _, engine, x, ref = inception
+    program = CpuProgram(engine.graph(1), schedule)
+    state = program.new_state()
+    try:
+        for _ in range(3):
+            out = program.run(state, {"data": x})["out"]
+            np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    finally:
+        state.close()
+
+
+def test_parallel_plan_never_shares_memory_within_a_stage(inception) -> None:
+    _, engine, _, _ = inception
+    graph = engine.graph(1)
+    parallel = CpuProgram(graph, "parallel")
+    stages = stage_of(graph)
+    for a in parallel.layers:
+        for b in parallel.layers:
+            if a is b or stages[a.node.name] != stages[b.node.name]:
+                continue
+            for va in a.node.outputs:
+                for vb in b.node.outputs:
+                    ra, rb = va.name, vb.name
+                    if ra in parallel.plan.offsets and rb in parallel.plan.offsets:
+                        oa, ob = parallel.plan.offsets[ra], parallel.plan.offsets[rb]
+                        assert (oa + parallel.plan.sizes[ra] <= ob
+                                or ob + parallel.plan.sizes[rb] <= oa)
+
+
+def test_several_contexts_share_one_engine(inception) -> None:
+    _, engine, x, ref = inception
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with engine.create_context() as ctx:
+                for _ in range(3):
+                    out = ctx.execute({"data": x})["out"]
+                    np.testing.assert_allclose(out, ref, rtol=1e-4,
+                                               atol=1e-4 * np.abs(ref).max())
+        except BaseException as exc:  # re-raised in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
+def test_thread_budget_splits_cores_between_contexts() -> None:
+    before = thread_budget()
+    try:
+        budget = set_thread_budget(cores=4, concurrent_contexts=2)
+        assert budget.per_context == 2 and blas_threads() == 2
+        assert set_thread_budget(cores=2, concurrent_contexts=4).per_context == 1
+        assert blas_threads() == 1
+    finally:
+        set_thread_budget(before.cores, before.concurrent_contexts)
