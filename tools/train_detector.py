@@ -27,18 +27,18 @@ from pathlib import Path
 # descheduled peers and a 2-thread step becomes several times slower than a 1-thread one.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import cv2
+import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from yolo_loss import DetectionLoss  # noqa: E402
-from yolo_model import STRIDES, Detector, make_anchors  # noqa: E402
+from yolo_loss import DetectionLoss
+from yolo_model import STRIDES, Detector, make_anchors
 
-from edge_infer.synth.dataset import write_dataset  # noqa: E402
-from edge_infer.synth.shapes import CLASSES  # noqa: E402
+from edge_infer.synth.dataset import write_dataset
+from edge_infer.synth.shapes import CLASSES
 
 log = logging.getLogger("train_detector")
 IMGSZ = 320

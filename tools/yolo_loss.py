@@ -6,7 +6,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-
 from yolo_model import REG_MAX
 
 

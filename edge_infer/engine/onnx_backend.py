@@ -121,7 +121,8 @@ class EdgeInferBackend(Backend):
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> EdgeInferRep:
         """Build an engine for ``model`` at its declared input shapes.
 
-        Keyword arguments: ``optimize`` (default True); ``shapes`` (overrides declared
+        Keyword arguments: ``optimize`` and ``tune`` (as :func:`edge_infer.build`, default
+        True); ``shapes`` (overrides declared
         shapes); ``constant_inputs`` (``{name: array}``: inputs turned into initializers before
         the build, as TensorRT takes shape-tensor values in its profile — for inputs that define
         shapes: Reshape's shape, Slice's starts, Resize's sizes, ...). Others (the runner's
@@ -136,7 +137,8 @@ class EdgeInferBackend(Backend):
         if bound:
             model = bind_inputs(model, bound)
         shapes = dict(declared_shapes(model)) if kwargs.get("shapes") is None else kwargs["shapes"]
-        engine = build(model, shapes=shapes, optimize=bool(kwargs.get("optimize", True)))
+        engine = build(model, shapes=shapes, optimize=bool(kwargs.get("optimize", True)),
+                       tune=bool(kwargs.get("tune", True)))
         inputs = [i.name for i in declared_inputs(model)]
         outputs = [o.name for o in model.graph.output]
         return EdgeInferRep(engine, inputs, outputs, bound)

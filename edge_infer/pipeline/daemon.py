@@ -171,6 +171,10 @@ class Daemon:
         if cfg.inference.warmup:
             warm_up(self.engine, self.spec, self.latency, sorted({1, max_batch}))
         self.model = ModelInfo.from_engine(self.engine, cfg.engine.model_name)
+        self.batcher = DeadlineBatcher(
+            max_batch, cfg.batching.latency_budget_ms / 1e3, self.latency, self.clock,
+            max_per_camera=cfg.batching.max_frames_per_camera,
+            safety_margin_s=cfg.batching.safety_margin_ms / 1e3)
         log.info("engine %s: input %dx%d, batch %d..%d, model %s %s", cfg.engine.path,
                  self.spec.input_width, self.spec.input_height, self.spec.min_batch, max_batch,
                  self.model.name, self.model.precision)
@@ -189,10 +193,6 @@ class Daemon:
         self.pool = WorkerPool(self.engine, self.spec, cfg.inference.workers, cfg.postprocess,
                                cfg.preprocess.color_order, self._on_result, self.latency,
                                self._on_batch_done)
-        self.batcher = DeadlineBatcher(
-            max_batch, cfg.batching.latency_budget_ms / 1e3, self.latency, self.clock,
-            max_per_camera=cfg.batching.max_frames_per_camera,
-            safety_margin_s=cfg.batching.safety_margin_ms / 1e3)
         self.dispatcher = Dispatcher(self.hub, self.batcher, self.pool)
         self.pool.start()
         self.dispatcher.start()

@@ -105,7 +105,7 @@ class Composer:
 
     def __init__(self, frame: np.ndarray) -> None:
         self.frame = frame
-        self.owner = np.full(frame.shape[:2], -1, np.int32)
+        self.owner = np.full(frame.shape[:2], -1, np.int16)  # objects per frame < 32768
         self.areas: list[int] = []
         self.classes: list[int] = []
         #: the frame region each object was pasted into (None when fully off-frame)

@@ -72,11 +72,13 @@ class CameraWorld:
         self.target = int(rng.integers(3, 9))
         self.t = 0.0
         self.light_phase = rng.uniform(0, 2 * np.pi, 2)
-        # sensor noise: a few fixed patterns cycled through (drawing fresh noise per frame
-        # would cost more than rendering everything else)
-        noise = [rng.normal(0, 4.0, (height, width, 3)) for _ in range(4)]
-        self.noise_pos = [np.clip(n, 0, 255).astype(np.uint8) for n in noise]
-        self.noise_neg = [np.clip(-n, 0, 255).astype(np.uint8) for n in noise]
+        # sensor noise: a few noisy copies of the background, cycled through (fresh noise per
+        # frame would cost more than rendering everything else)
+        base = self.background.astype(np.int16)
+        self.noisy = [
+            np.clip(base + rng.normal(0, 3.0, base.shape).astype(np.int16), 0, 255).astype(np.uint8)
+            for _ in range(4)
+        ]
         for _ in range(self.target):
             self.tracks.append(self._spawn(inside=True))
 
@@ -127,7 +129,8 @@ class CameraWorld:
 
     def step(self) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Render the current frame, then advance time by one frame."""
-        comp = Composer(self.background.copy())
+        k = int(round(self.t * self.fps)) % len(self.noisy)
+        comp = Composer(self.noisy[k].copy())
         # nearer objects (lower in the frame) are drawn last, so they occlude farther ones
         order = sorted(self.tracks, key=lambda tr: tr.y + tr.sprite.mask.shape[0] * tr.scale / 2)
         for tr in order:
@@ -154,9 +157,7 @@ class CameraWorld:
     def _camera(self, frame: np.ndarray) -> np.ndarray:
         gain = 1.0 + 0.2 * np.sin(self.t * 0.3 + self.light_phase[0])
         bias = 15.0 * np.sin(self.t * 0.17 + self.light_phase[1])
-        out = cv2.convertScaleAbs(frame, alpha=float(gain), beta=float(bias))
-        k = int(self.t * self.fps) % len(self.noise_pos)
-        return cv2.subtract(cv2.add(out, self.noise_pos[k]), self.noise_neg[k])
+        return cv2.convertScaleAbs(frame, alpha=float(gain), beta=float(bias))
 
 
 class _H264Writer:
@@ -237,6 +238,11 @@ def _render_job(job: tuple) -> dict[str, Any]:
     return render_camera(*job)
 
 
+def _worker_init() -> None:
+    # one process per core already: OpenCV's own threads would only oversubscribe the CPU
+    cv2.setNumThreads(1)
+
+
 def write_videos(
     out_dir: str | os.PathLike[str],
     cameras: int,
@@ -272,7 +278,7 @@ def write_videos(
                 entries.append(_render_job(job))
                 bar.update(1)
         else:
-            with mp.get_context("spawn").Pool(workers) as pool:
+            with mp.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
                 for entry in pool.imap_unordered(_render_job, jobs):
                     entries.append(entry)
                     bar.update(1)

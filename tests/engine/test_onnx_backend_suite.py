@@ -238,13 +238,38 @@ def _light_feeds(model: onnx.ModelProto, name: str) -> list[np.ndarray]:
             for x in declared_inputs(model)]
 
 
+def _with_logits(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """``model`` plus the input of each final Softmax as an extra output (the logits); the
+    names compared with onnxruntime (the logits, or the outputs when there is no Softmax)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    infos = {v.name: v for v in inferred.graph.value_info}
+    outputs = {o.name for o in model.graph.output}
+    logits = [n.input[0] for n in model.graph.node
+              if n.op_type == "Softmax" and n.output[0] in outputs and n.input[0] in infos]
+    extended = onnx.ModelProto()
+    extended.CopyFrom(model)
+    extended.graph.output.extend(infos[name] for name in logits)
+    return extended, logits or [o.name for o in model.graph.output]
+
+
+@functools.cache
+def light_run(name: str) -> tuple[onnx.ModelProto, list[str], dict[str, np.ndarray]]:
+    """Build and run a light model once for both of its tests: ``(model with logits as extra
+    outputs, names to compare with onnxruntime, our outputs by name)``. Built with the
+    optimizer and without tactic timing, so the tactics (and the numerics) are deterministic."""
+    model, compared = _with_logits(onnx.load(light_cases()[name].model_path))
+    rep = EdgeInferBackend.prepare(model, "CPU", optimize=True, tune=False)
+    outputs = rep.run(_light_feeds(model, name))
+    return model, compared, dict(zip(rep.output_names, outputs))
+
+
 def _run_light_case(case: LightCase) -> None:
     model = onnx.load(case.model_path)
     stem = os.path.splitext(case.model_path)[0]
     expected = [_to_array(onnx.load_tensor(f"{stem}_output_{i}.pb"))
                 for i in range(len(model.graph.output))]
-    rep = EdgeInferBackend.prepare(model, "CPU", optimize=True)
-    outputs = rep.run(_light_feeds(model, case.name))
+    ours = light_run(case.name)[2]
+    outputs = [ours[o.name] for o in model.graph.output]
     rtol, atol = _tolerances(case.name, case.rtol, case.atol)
     Runner.assert_similar_outputs(expected, outputs, rtol, atol)
 
@@ -276,33 +301,17 @@ def test_light_model(name: str) -> None:
     _report(light_outcome(name))
 
 
-def _with_logits(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
-    """``model`` plus the input of each final Softmax as an extra output (the logits)."""
-    inferred = onnx.shape_inference.infer_shapes(model)
-    infos = {v.name: v for v in inferred.graph.value_info}
-    outputs = {o.name for o in model.graph.output}
-    logits = [n.input[0] for n in model.graph.node
-              if n.op_type == "Softmax" and n.output[0] in outputs and n.input[0] in infos]
-    extended = onnx.ModelProto()
-    extended.CopyFrom(model)
-    extended.graph.output.extend(infos[name] for name in logits)
-    return extended, logits or [o.name for o in model.graph.output]
-
-
 @pytest.mark.parametrize("name", sorted(light_cases()))
 def test_light_model_logits_match_onnxruntime(name: str) -> None:
     ort = pytest.importorskip("onnxruntime")
-    case = light_cases()[name]
-    model, compared = _with_logits(onnx.load(case.model_path))
+    model, compared, ours = light_run(name)
     feeds = _light_feeds(model, name)
-    rep = EdgeInferBackend.prepare(model, "CPU", optimize=True)
-    ours = dict(zip(rep.output_names, rep.run(feeds)))
     options = ort.SessionOptions()
     options.log_severity_level = 3  # the light models carry unused initializers; ORT warns
     session = ort.InferenceSession(model.SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
     names = [x.name for x in declared_inputs(model)]
-    theirs = dict(zip(rep.output_names, session.run(rep.output_names, dict(zip(names, feeds)))))
+    theirs = dict(zip(compared, session.run(compared, dict(zip(names, feeds)))))
     for out in compared:
         scale = float(np.max(np.abs(theirs[out]))) or 1.0
         err = float(np.max(np.abs(ours[out].astype(np.float64) - theirs[out])))

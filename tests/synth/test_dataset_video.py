@@ -89,7 +89,7 @@ def test_video_files_decode_with_ground_truth_per_frame(tmp_path: Path, codec: s
             assert len(set(ids)) == len(ids)
             for o in objects:
                 x, y, w, h = o["bbox"]
-                assert 0 <= x and 0 <= y and x + w <= 160 and y + h <= 96
+                assert x >= 0 and y >= 0 and x + w <= 160 and y + h <= 96
                 assert o["class_name"] == CLASSES[o["class_id"]]
 
 

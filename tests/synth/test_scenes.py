@@ -47,7 +47,7 @@ def test_annotations_cover_exactly_the_changed_pixels(seed: int) -> None:
     for a in anns:
         x, y, bw, bh = (int(v) for v in a.bbox)
         assert 0 <= a.class_id < len(CLASSES)
-        assert 0 <= x and 0 <= y and x + bw <= w and y + bh <= h
+        assert x >= 0 and y >= 0 and x + bw <= w and y + bh <= h
         assert MIN_VISIBLE - 1e-9 <= a.visible <= 1.0
         box = changed[y : y + bh, x : x + bw]
         assert box[0].any() and box[-1].any() and box[:, 0].any() and box[:, -1].any()

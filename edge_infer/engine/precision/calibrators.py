@@ -10,7 +10,7 @@ that doubling. The symmetric int8 scale is ``amax / 127``. Calibrators:
   bin, so within one bin width — ``amax / 2048`` — of the exact percentile);
 - ``entropy``: TensorRT's entropy calibrator — the threshold whose 128-level quantization of
   the histogram loses the least information (minimum KL divergence), searched over
-  thresholds from bin 128 to 2048.
+  thresholds from bin 128 to 2048 (the zero bin is discounted, as ReLU outputs pile up there).
 """
 
 from __future__ import annotations
@@ -114,6 +114,9 @@ def entropy_amax(stats: TensorStats) -> float:
     hist = stats.hist.astype(np.float64)
     if stats.range == 0.0 or hist.sum() == 0:
         return stats.amax
+    # the zero bin holds every value a ReLU clipped: it says nothing about the range, and
+    # its spike would dominate the divergence (TensorRT / pytorch-quantization do the same)
+    hist[0] = hist[1]
     nbins = len(hist)
     # only thresholds up to the last nonzero bin are meaningful candidates
     last = int(np.nonzero(hist)[0][-1]) + 1

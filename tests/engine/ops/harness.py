@@ -64,8 +64,23 @@ def make_node_model(
 
 
 def run_ours(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    from edge_infer.engine.reference import run_onnx
+    """Import, bind, infer shapes (no folding), run; the inferred types must equal the
+    kernel's actual outputs."""
+    from edge_infer.engine.onnx_import import import_model
+    from edge_infer.engine.reference import execute_graph, run_onnx
+    from edge_infer.engine.shape_inference import bind_input_shapes, infer_shapes
 
+    graph = import_model(model)
+    bind_input_shapes(graph, {k: np.shape(v) for k, v in feeds.items()})
+    infer_shapes(graph, fold=False)
+    outputs = execute_graph(graph, feeds)
+    for name, value in graph.outputs:
+        if value.type is not None and value.const is None:
+            got = np.asarray(outputs[name])
+            assert tuple(value.type.shape) == got.shape, (
+                f"shape function says {value.type.shape}, kernel gave {got.shape}")
+            assert value.type.dtype == got.dtype, (
+                f"shape function says {value.type.dtype}, kernel gave {got.dtype}")
     return run_onnx(model, feeds)
 
 
