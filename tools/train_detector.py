@@ -125,9 +125,19 @@ def export_onnx(model: Detector, path: Path) -> None:
     import onnx
 
     proto = onnx.load(str(tmp))
+    # the tracer leaves the output's channel and anchor dims symbolic; pin them as ultralytics'
+    # exports do: [batch, 4 + classes, anchors]
+    anchors = sum((IMGSZ // s) ** 2 for s in STRIDES)
+    dims = proto.graph.output[0].type.tensor_type.shape.dim
+    for d, value in zip(dims[1:], (4 + len(CLASSES), anchors)):
+        d.Clear()
+        d.dim_value = value
+    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
     onnx.checker.check_model(proto)
-    meta = {"names": json.dumps(dict(enumerate(CLASSES))), "imgsz": json.dumps([IMGSZ, IMGSZ]),
-            "stride": "32", "task": "detect", "description": "edge_infer demo detector"}
+    # metadata as ultralytics writes it (Python literals, read back with ast.literal_eval)
+    meta = {"names": str(dict(enumerate(CLASSES))), "imgsz": str([IMGSZ, IMGSZ]),
+            "stride": "32", "task": "detect", "batch": "1",
+            "description": "edge_infer demo detector (synthetic world), YOLOv8-style"}
     for k, v in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v

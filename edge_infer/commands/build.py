@@ -6,6 +6,11 @@ import argparse
 import time
 from pathlib import Path
 
+from edge_infer.commands.build_precision import (
+    add_precision_arguments,
+    build_to_budget,
+    precision_options,
+)
 from edge_infer.errors import BuildError
 
 
@@ -29,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-tune", action="store_true",
                    help="skip tactic timing: first applicable tactic per layer (fast build)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_precision_arguments(p)
     p.set_defaults(func=run)
 
 

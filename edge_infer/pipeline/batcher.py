@@ -1,7 +1,8 @@
 """Deadline batching across cameras.
 
-A batch is dispatched when it is full (the engine profile's max batch) or when waiting for
-one more frame would make its oldest frame miss the latency budget, given the measured
+A batch is dispatched when it is full (the engine profile's max batch, or fewer when fewer
+cameras are delivering frames: with one frame per camera per batch, a batch of every active
+camera cannot grow) or when waiting for one more frame would make its oldest frame miss the latency budget, given the measured
 latency of a batch of that size (:class:`LatencyModel`). Frames are picked fairly: the
 cameras served longest ago come first, so no camera starves even when more cameras have a
 frame waiting than a batch holds. At most ``max_per_camera`` frames of one camera wait
@@ -66,6 +67,7 @@ class BatcherStats:
     full_dispatches: int = 0
     deadline_dispatches: int = 0
     batch_sizes: dict[int, int] = field(default_factory=dict)
+    dropped_by_camera: dict[str, int] = field(default_factory=dict)
 
 
 class DeadlineBatcher:
@@ -90,20 +92,34 @@ class DeadlineBatcher:
         self.clock = clock
         self.max_per_camera = max_per_camera
         self.margin = safety_margin_s
+        #: a camera counts towards the batch capacity while it delivered a frame this recently
+        self.active_window_s = max(1.0, 2.0 * latency_budget_s)
         self.stats = BatcherStats()
         self._pending: dict[str, deque[Frame]] = {}
         self._last_served: dict[str, float] = {}
+        self._waiting_since: dict[str, float] = {}
+        self._seen: dict[str, float] = {}  # last capture time per camera
         self._serial = 0.0  # tie-breaker of last_served: dispatch order, not wall time
 
     def add(self, frames: Iterable[Frame]) -> int:
-        """Queue frames; returns how many older frames were dropped to make room."""
+        """Queue frames; returns how many older frames were dropped to make room.
+
+        A camera's deadline runs from the capture of the first frame it has had waiting
+        since it was last served: a newer frame replacing a waiting one does not restart
+        the clock, or a camera faster than the budget would never be dispatched.
+        """
         dropped = 0
         for f in frames:
+            self._seen[f.camera_id] = f.capture_ts
             q = self._pending.setdefault(f.camera_id, deque())
+            if not q:
+                self._waiting_since[f.camera_id] = f.capture_ts
             q.append(f)
             while len(q) > self.max_per_camera:
                 q.popleft()
                 dropped += 1
+                self.stats.dropped_by_camera[f.camera_id] = (
+                    self.stats.dropped_by_camera.get(f.camera_id, 0) + 1)
         self.stats.dropped += dropped
         return dropped
 
@@ -126,28 +142,35 @@ class DeadlineBatcher:
             depth += 1
         return picked
 
-    def dispatch_time(self) -> float:
+    def capacity(self, now: float) -> int:
+        """The largest batch that can form now: the profile's max, or fewer when only a few
+        cameras are delivering (those seen within ``active_window_s``)."""
+        active = sum(1 for t in self._seen.values() if now - t <= self.active_window_s)
+        return max(1, min(self.max_batch, active * self.max_per_camera))
+
+    def dispatch_time(self, now: float) -> float:
         """When the current pending frames must leave (``inf`` when nothing waits)."""
         picked = self._select()
         if not picked:
             return math.inf
-        if len(picked) >= self.max_batch:
+        cap = self.capacity(now)
+        if len(picked) >= cap:
             return -math.inf
-        oldest = min(f.capture_ts for f in picked)
+        oldest = min(self._waiting_since.get(f.camera_id, f.capture_ts) for f in picked)
         # waiting for one more frame makes the batch one larger, and that slower
-        grown = min(len(picked) + 1, self.max_batch)
+        grown = min(len(picked) + 1, cap)
         return oldest + self.budget - self.margin - self.latency.estimate(grown)
 
     def poll(self, now: float | None = None) -> tuple[list[Frame], float]:
         """``(batch, 0)`` when a batch must leave now, else ``([], seconds to wait)``."""
         now = self.clock() if now is None else now
-        at = self.dispatch_time()
+        at = self.dispatch_time(now)
         if at == math.inf:
             return [], math.inf
         if now < at:
             return [], at - now
         batch = self._select()
-        full = len(batch) >= self.max_batch
+        full = len(batch) >= self.capacity(now)
         self._take(batch)
         if full:
             self.stats.full_dispatches += 1
@@ -167,6 +190,10 @@ class DeadlineBatcher:
         for f in batch:
             q = self._pending[f.camera_id]
             q.remove(f)
+            if q:  # frames left behind (max_per_camera > 1) wait since their own capture
+                self._waiting_since[f.camera_id] = q[0].capture_ts
+            else:
+                self._waiting_since.pop(f.camera_id, None)
             self._serial += 1.0
             self._last_served[f.camera_id] = self._serial
         self.stats.batches += 1

@@ -231,7 +231,9 @@ class Daemon:
             st = s.stats
             fps, published = rates.get(s.id, (0.0, 0))
             rows[s.id] = {"state": s.state.value, "fps": round(fps, 2), "published": published,
-                          "frames": st.frames, "dropped": st.dropped, "skipped": st.skipped,
+                          "frames": st.frames, "skipped": st.skipped,
+                          "dropped": st.dropped + self.batcher.stats.dropped_by_camera.get(
+                              s.id, 0),
                           "invalid": st.invalid, "reconnects": st.reconnects,
                           "size": list(st.size) if st.size else None,
                           "error": st.last_error}

@@ -95,7 +95,7 @@ def sample_size(rng: np.random.Generator, height: int, width: int, min_size: flo
 
 
 def sample_angle(rng: np.random.Generator, class_id: int) -> float:
-    """Plausible in-plane rotation in degrees: upright things lean a little, boxes and balls more."""
+    """In-plane rotation in degrees: upright things lean a little, boxes and balls more."""
     spread = {"box": 35.0, "ball": 180.0}.get(CLASSES[class_id], 15.0)
     return float(rng.uniform(-spread, spread))
 

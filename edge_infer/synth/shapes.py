@@ -68,7 +68,8 @@ class _Canvas:
     def rect(self, x0: float, y0: float, x1: float, y1: float, color: tuple[int, int, int]) -> None:
         self.poly(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]), color)
 
-    def circle(self, cx: float, cy: float, r: float, color: tuple[int, int, int], t: int = -1) -> None:
+    def circle(self, cx: float, cy: float, r: float, color: tuple[int, int, int],
+               t: int = -1) -> None:
         c, rr = (round(cx), round(cy)), max(1, round(r))
         cv2.circle(self.image, c, rr, color, t, cv2.LINE_AA)
         cv2.circle(self.mask, c, rr, 255, t, cv2.LINE_AA)

@@ -129,7 +129,7 @@ class CameraWorld:
 
     def step(self) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Render the current frame, then advance time by one frame."""
-        k = int(round(self.t * self.fps)) % len(self.noisy)
+        k = round(self.t * self.fps) % len(self.noisy)
         comp = Composer(self.noisy[k].copy())
         # nearer objects (lower in the frame) are drawn last, so they occlude farther ones
         order = sorted(self.tracks, key=lambda tr: tr.y + tr.sprite.mask.shape[0] * tr.scale / 2)
@@ -257,7 +257,8 @@ def write_videos(
 ) -> Path:
     """Render ``cameras`` camera files in parallel and write ``manifest.json``; returns its path."""
     if cameras < 1 or seconds <= 0 or fps <= 0:
-        raise ValueError(f"need cameras >= 1, seconds > 0, fps > 0; got {cameras}, {seconds}, {fps}")
+        raise ValueError(f"need cameras >= 1, seconds > 0 and fps > 0; "
+                         f"got {cameras}, {seconds}, {fps}")
     if width < 64 or height < 64 or width % 2 or height % 2:
         raise ValueError(f"frame size must be even and at least 64x64, got {width}x{height}")
     if codec not in CODECS:

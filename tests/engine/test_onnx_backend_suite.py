@@ -193,14 +193,28 @@ def _node_exclusion(name: str) -> str | None:
 
 
 def shape_inputs(model: onnx.ModelProto) -> list[str]:
-    """Graph inputs of ``model`` that feed a :data:`SHAPE_INPUTS` slot directly."""
-    graph_inputs = {i.name for i in declared_inputs(model)}
+    """Graph inputs of ``model`` that a :data:`SHAPE_INPUTS` slot is: fed directly, or
+    computed from through other nodes as in the expanded function cases (integer inputs only;
+    ``Shape``/``Size`` outputs are static and end the walk)."""
+    integer = {onnx.TensorProto.INT64, onnx.TensorProto.INT32}
+    graph_inputs = {i.name: i.type.tensor_type.elem_type for i in declared_inputs(model)}
+    producers = {out: node for node in model.graph.node for out in node.output}
     names: list[str] = []
     for node in model.graph.node:
         for index in SHAPE_INPUTS.get(node.op_type, ()):
-            if index < len(node.input) and node.input[index] in graph_inputs:
-                if node.input[index] not in names:
-                    names.append(node.input[index])
+            direct = node.input[index] if index < len(node.input) else ""
+            stack, seen = [direct], set()
+            while stack:
+                value = stack.pop()
+                if not value or value in seen:
+                    continue
+                seen.add(value)
+                producer = producers.get(value)
+                if value in graph_inputs:
+                    if (value == direct or graph_inputs[value] in integer) and value not in names:
+                        names.append(value)
+                elif producer is not None and producer.op_type not in ("Shape", "Size"):
+                    stack.extend(producer.input)
     return names
 
 

@@ -71,7 +71,8 @@ def test_writes_into_the_given_array() -> None:
 
 @pytest.mark.parametrize(
     "frame",
-    [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32), np.zeros((10, 10, 4), np.uint8)],
+    [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32),
+     np.zeros((10, 10, 4), np.uint8)],
 )
 def test_rejects_bad_frames(frame: np.ndarray) -> None:
     with pytest.raises(ValueError, match="frame must be"):

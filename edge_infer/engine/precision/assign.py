@@ -9,7 +9,8 @@ Rules, in order of priority:
    calibration, or whose weights do not fit FP16, stays in FP32 (with a warning naming it).
 3. INT8 is given to 2-D convolutions (Conv/FusedConv) with constant float32 weights whose
    input tensor has a calibrated scale; other layers get the fallback precision (FP16 when
-   ``--fp16`` is also given, else FP32). A convolution without a scale falls back, named.
+   ``--fp16`` is also given, else FP32). A convolution without a scale falls back, named, as
+   does one reading a Softmax output (:func:`int8_exclusion`).
 4. Data-movement layers (reshape, concat, slicing, max-pooling) carry no precision of their
    own: they move values that are already stored at their producer's precision.
 """
@@ -87,6 +88,19 @@ def is_quantizable(node: Node) -> bool:
     return node.attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID")
 
 
+def int8_exclusion(node: Node) -> str | None:
+    """Why a quantizable layer should still not run in INT8 (a fallback rule), or None.
+
+    A convolution reading a Softmax output (YOLOv8's DFL head) turns a probability
+    distribution into an expectation: a calibrated clip of the rare large probabilities shifts
+    every box edge, so that layer keeps the fallback precision.
+    """
+    producer = node.i(0)
+    if producer is not None and producer.op_type == "Softmax":
+        return f"input is a Softmax distribution ('{producer.name}'); INT8 clipping shifts it"
+    return None
+
+
 def is_float_compute(node: Node) -> bool:
     """A layer that computes new float values (so its precision matters)."""
     if node.meta.get("noop") or node.op_type in DATA_MOVEMENT or node.op_type in QDQ_OPS:
@@ -147,7 +161,11 @@ def assign_precision(
             choice = wanted
         elif mode == "int8" and quantizable:
             x = node.inputs[0].name  # type: ignore[union-attr]
-            if x in scales:
+            excluded = int8_exclusion(node)
+            if excluded:
+                choice = default
+                result.fallbacks[node.name] = excluded
+            elif x in scales:
                 choice = "int8"
             else:
                 choice = default

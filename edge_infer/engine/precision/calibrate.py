@@ -19,7 +19,7 @@ import numpy as np
 
 from edge_infer.engine.ir import Graph
 from edge_infer.engine.ops.quantize import FP16_MAX
-from edge_infer.engine.precision.assign import is_quantizable
+from edge_infer.engine.precision.assign import int8_exclusion, is_quantizable
 from edge_infer.engine.precision.cache import CalibrationCache
 from edge_infer.engine.precision.calibrators import (
     CALIBRATORS,
@@ -97,7 +97,8 @@ def calibration_graph(model: Any, shapes: dict[str, tuple[int, ...]] | None = No
 
 def calibration_tensors(graph: Graph) -> list[str]:
     """The tensors an INT8 build needs scales for: inputs of quantizable convolutions."""
-    names = [n.inputs[0].name for n in graph.nodes if is_quantizable(n)]  # type: ignore[union-attr]
+    names = [n.inputs[0].name for n in graph.nodes  # type: ignore[union-attr]
+             if is_quantizable(n) and int8_exclusion(n) is None]
     return list(dict.fromkeys(names))
 
 

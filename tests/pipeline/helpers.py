@@ -1,0 +1,94 @@
+"""Shared helpers of the pipeline tests: a tiny detector built in code, configs, clocks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+#: input side of the tiny detector (64 keeps preprocessing and inference cheap)
+TINY_SIZE = 64
+#: its fixed boxes, in input pixels: (cx, cy, w, h, class); one anchor per class 0..3
+TINY_BOXES = [(16, 24, 12, 8, 0), (48, 24, 12, 8, 1), (16, 44, 12, 8, 2), (48, 44, 12, 8, 3)]
+TINY_SCORE = 0.9
+NUM_CLASSES = 6
+
+
+class FakeClock:
+    """A monotonic clock that only moves when told to."""
+
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, dt: float) -> None:
+        self.t += dt
+
+
+def tiny_detector() -> onnx.ModelProto:
+    """A YOLOv8-layout detector ``[N, 3, 64, 64] -> [N, 4 + 6, 4]`` with known boxes.
+
+    Every anchor predicts a fixed box and class (``TINY_BOXES``) with score ~0.9; a small
+    image-dependent term (1e-3 x the mean pixel) keeps the output a function of the input so
+    nothing folds it into a constant, and batches stay batches.
+    """
+    k = len(TINY_BOXES)
+    const = np.zeros((1, 4 + NUM_CLASSES, k), np.float32)
+    for a, (cx, cy, w, h, cls) in enumerate(TINY_BOXES):
+        const[0, :4, a] = (cx, cy, w, h)
+        const[0, 4 + cls, a] = TINY_SCORE
+    weight = np.full((4 + NUM_CLASSES, 3, 1, 1), 1e-3, np.float32)
+    inits = [
+        numpy_helper.from_array(weight, "w"),
+        numpy_helper.from_array(np.zeros(4 + NUM_CLASSES, np.float32), "b"),
+        numpy_helper.from_array(np.array([0, 4 + NUM_CLASSES, k], np.int64), "shape"),
+        numpy_helper.from_array(const, "const"),
+    ]
+    nodes = [
+        helper.make_node("AveragePool", ["images"], ["pooled"], kernel_shape=[32, 32],
+                         strides=[32, 32]),
+        helper.make_node("Conv", ["pooled", "w", "b"], ["conv"]),
+        helper.make_node("Reshape", ["conv", "shape"], ["flat"]),
+        helper.make_node("Add", ["flat", "const"], ["output0"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny_det",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, TINY_SIZE,
+                                                                      TINY_SIZE])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", 4 + NUM_CLASSES, k])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def build_tiny_engine(folder: Path, max_batch: int = 8) -> Path:
+    """Build the tiny detector into ``folder/tiny.engine``; returns its path."""
+    from edge_infer.engine.builder import BuildOptions, build
+
+    onnx_path = folder / "tiny.onnx"
+    onnx.save(tiny_detector(), str(onnx_path))
+    shape = (3, TINY_SIZE, TINY_SIZE)
+    opts = BuildOptions(min_shapes={"images": (1, *shape)}, opt_shapes={"images": (4, *shape)},
+                        max_shapes={"images": (max_batch, *shape)}, tune=False)
+    out = folder / "tiny.engine"
+    build(str(onnx_path), out, options=opts)
+    return out
+
+
+def expected_frame_boxes(width: int, height: int) -> dict[int, np.ndarray]:
+    """Where the tiny detector's boxes land in a ``width`` x ``height`` frame, per class."""
+    from edge_infer.pipeline.preprocess import letterbox_geometry
+
+    lb = letterbox_geometry(width, height, TINY_SIZE, TINY_SIZE)
+    out = {}
+    for cx, cy, w, h, cls in TINY_BOXES:
+        box = np.array([[cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]])
+        b = lb.to_frame(box)[0]
+        out[cls] = np.clip(b, 0, [width, height, width, height])
+    return out
