@@ -22,6 +22,8 @@ COMMANDS: tuple[str, ...] = (
     "infer",
     "inspect",
     "bench",
+    "compare",
+    "calibrate",
     "synth",
     "evaluate",
     "run",

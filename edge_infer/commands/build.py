@@ -54,9 +54,13 @@ def run(args: argparse.Namespace) -> int:
         tune=not args.no_tune,
         timing_cache=args.timing_cache,
         progress=not args.quiet,
+        **precision_options(args),
     )
     start = time.perf_counter()
-    engine = build(args.model, args.output, options=opts)
+    if args.max_map_drop is not None:
+        engine = build_to_budget(args, opts)
+    else:
+        engine = build(args.model, args.output, options=opts)
     if not args.quiet:
         size = Path(args.output).stat().st_size
         rec = engine.build_record

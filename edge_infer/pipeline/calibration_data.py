@@ -93,7 +93,7 @@ class CalibrationData:
         files = sorted(p for p in Path(self.source).rglob("*")
                        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         for path in files:
-            frame = _read_image(path)
+            frame = read_image(path)
             if frame is None:
                 self.skipped.append(path.name)
                 log.warning("calibration image %s cannot be read: skipped", path)
@@ -101,7 +101,7 @@ class CalibrationData:
             yield frame
 
     def _image(self) -> Iterator[np.ndarray]:
-        frame = _read_image(Path(self.source))
+        frame = read_image(Path(self.source))
         if frame is None:
             self.skipped.append(Path(self.source).name)
             return
@@ -129,7 +129,8 @@ class CalibrationData:
             cap.release()
 
 
-def _read_image(path: Path) -> np.ndarray | None:
+def read_image(path: Path) -> np.ndarray | None:
+    """A BGR uint8 image, or None when the file is not a readable image."""
     frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if frame is None or frame.size == 0:
         return None

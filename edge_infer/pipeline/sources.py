@@ -408,7 +408,8 @@ class CameraSource:
                 return
             step = 1.0 / self.cam.max_fps
             # keep the cadence, but never let credit build up into a burst after a pause
-            self._next_emit = max(self._next_emit + step, now + 0.75 * step)
+            behind = now - self._next_emit >= step  # first frame, or after a pause
+            self._next_emit = now + step if behind else self._next_emit + step
         frame = Frame(self.id, self._index, image, now, self.wall_clock())
         self.stats.frames += 1
         if self.hub.put(frame):

@@ -137,7 +137,8 @@ class Im2colGemm(_ConvTactic):
 
     @classmethod
     def applicable(cls, spec: ConvSpec) -> bool:
-        return True
+        # for a plain 1x1 conv the column matrix *is* the input: gemm_1x1 dominates
+        return not Gemm1x1.applicable(spec)
 
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         s = self.spec

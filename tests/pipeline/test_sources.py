@@ -1,0 +1,244 @@
+"""Camera sources: state machine, backoff, watchdog, pacing, one-slot buffer.
+
+The reader loop runs in the test thread with a fake capture, a fake clock and a ``wait``
+that advances that clock, so nothing sleeps; one test reads a real synthetic file.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_infer.pipeline.config import BackoffConfig, FileCamera, RtspCamera
+from edge_infer.pipeline.sources import (
+    TRANSITIONS,
+    Backoff,
+    CameraSource,
+    CameraState,
+    Frame,
+    FrameHub,
+    SourceError,
+    validate_frame,
+)
+from tests.pipeline.helpers import FakeClock
+
+S = CameraState
+
+
+class FakeCapture:
+    """Scripted reads: each item is an image, ``None`` (read fails) or ``"stall:<s>"``."""
+
+    def __init__(self, script: list, clock: FakeClock, fps: float = 10.0) -> None:
+        self.script = list(script)
+        self.clock = clock
+        self.fps = fps
+        self.released = False
+
+    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+        return True
+
+    def get(self, prop: int) -> float:
+        return self.fps
+
+    def read(self):
+        if not self.script:
+            return False, None
+        item = self.script.pop(0)
+        if isinstance(item, str) and item.startswith("stall:"):
+            self.clock.advance(float(item[6:]))  # read blocked this long, then failed
+            return False, None
+        return (item is not None), item
+
+    def release(self) -> None:
+        self.released = True
+
+
+def img(w: int = 8, h: int = 6, v: int = 0) -> np.ndarray:
+    return np.full((h, w, 3), v, np.uint8)
+
+
+class Harness:
+    """A source whose opener hands out scripted captures (``None``: the open fails)."""
+
+    def __init__(self, cam, opens: list, stop_after_waits: int = 50) -> None:
+        self.clock = FakeClock()
+        self.hub = FrameHub()
+        self.opens = list(opens)
+        self.waits: list[float] = []
+        self.stop_after = stop_after_waits
+        self.captures: list[FakeCapture] = []
+        self.source = CameraSource(cam, self.hub, opener=self.open, clock=self.clock,
+                                   wall_clock=self.clock, wait=self.wait,
+                                   rng=random.Random(0))
+
+    def open(self, cam):
+        if not self.opens:
+            self.source.stop()
+            return None
+        script = self.opens.pop(0)
+        if script is None:
+            return None
+        cap = FakeCapture(script, self.clock)
+        self.captures.append(cap)
+        return cap
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        self.clock.advance(seconds)
+        if len(self.waits) >= self.stop_after:
+            self.source.stop()
+        return self.source.stopping
+
+    def states(self) -> list[str]:
+        return [s for _, s in self.source.stats.transitions]
+
+
+def rtsp(**kw) -> RtspCamera:
+    return RtspCamera(type="rtsp", id="r", url="rtsp://127.0.0.1:1/x", **kw)
+
+
+def file_cam(**kw) -> FileCamera:
+    return FileCamera(type="file", id="f", path=Path("x.mp4"), **kw)
+
+
+def test_transition_table_is_closed_and_checked() -> None:
+    assert set(TRANSITIONS) == set(S)
+    assert TRANSITIONS[S.STOPPED] == frozenset()
+    src = CameraSource(rtsp(), FrameHub(), opener=lambda c: None)
+    assert src.state == S.CONNECTING
+    with pytest.raises(SourceError, match="illegal transition connecting → stalled"):
+        src.transition(S.STALLED)
+    assert src.transition(S.STREAMING) and not src.transition(S.STREAMING)
+    src.transition(S.STOPPED)
+    with pytest.raises(SourceError):
+        src.transition(S.CONNECTING)
+
+
+def test_backoff_grows_caps_and_jitters() -> None:
+    b = Backoff(BackoffConfig(initial_s=1, multiplier=2, max_s=10, jitter=0), random.Random(1))
+    assert [b.next_delay() for _ in range(6)] == [1, 2, 4, 8, 10, 10]
+    b.reset()
+    assert b.next_delay() == 1
+    j = Backoff(BackoffConfig(initial_s=1, multiplier=2, max_s=10, jitter=0.5),
+                random.Random(2))
+    delays = [j.next_delay() for _ in range(200)]
+    assert all(0.5 <= d <= 10 for d in delays)
+    assert len({round(d, 6) for d in delays[:3]}) == 3  # jitter: not the same each time
+    firsts = [Backoff(BackoffConfig(jitter=0.3), random.Random(s)).next_delay()
+              for s in range(50)]
+    assert min(firsts) < 0.5 < max(firsts)  # cameras failing together retry apart
+
+
+def test_open_failure_backs_off_then_streams_and_resets_backoff() -> None:
+    cam = rtsp(backoff=BackoffConfig(initial_s=1, multiplier=2, max_s=30, jitter=0))
+    h = Harness(cam, [None, None, [img(), img()], None])
+    h.source.run()
+    assert h.states()[:6] == ["backoff", "connecting", "backoff", "connecting", "streaming",
+                              "backoff"]
+    # 1 s, 2 s, then the stream failed after frames: backoff was reset to 1 s
+    assert h.waits[:3] == [1, 2, 1]
+    assert h.source.stats.reconnects >= 3
+    assert h.source.state == S.STOPPED
+    assert all(c.released for c in h.captures)
+
+
+def test_frames_go_to_the_slot_and_untaken_ones_are_dropped() -> None:
+    h = Harness(rtsp(), [[img(v=1), img(v=2), img(v=3)]])
+    h.source.run()
+    frames = h.hub.take_all()
+    assert len(frames) == 1 and frames[0].image[0, 0, 0] == 3 and frames[0].index == 3
+    st = h.source.stats
+    assert st.frames == 3 and st.dropped == 2
+
+
+def test_stall_watchdog_and_recovery() -> None:
+    cam = rtsp(stall_timeout_s=2.0)
+    h = Harness(cam, [])
+    src = h.source
+    src.transition(S.STREAMING)
+    src.stats.last_frame_ts = h.clock()
+    h.clock.advance(1.9)
+    assert not src.check_stalled()
+    h.clock.advance(0.2)
+    assert src.check_stalled() and src.state == S.STALLED
+    assert not src.check_stalled()  # already stalled
+    src._emit(img())  # noqa: SLF001 - a frame arrives: streaming again
+    assert src.state == S.STREAMING
+
+
+def test_blocked_read_fails_into_backoff() -> None:
+    h = Harness(rtsp(read_timeout_s=3), [[img(), "stall:3.0"]], stop_after_waits=1)
+    h.source.run()
+    assert "backoff" in h.states()
+    assert h.source.stats.last_error == "read failed"
+
+
+def test_file_loops_or_stops_at_its_end() -> None:
+    h = Harness(file_cam(loop=True, realtime=False), [[img()], [img()], [img()]])
+    h.source.run()
+    assert h.source.stats.frames == 3 and h.source.stats.reconnects == 0
+    assert "backoff" not in h.states()
+    h2 = Harness(file_cam(loop=False, realtime=False), [[img(), img()], [img()]])
+    h2.source.run()
+    assert h2.source.stats.frames == 2 and h2.states()[-1] == "stopped"
+    assert len(h2.opens) == 1  # never reopened
+
+
+def test_file_is_paced_at_its_frame_rate() -> None:
+    h = Harness(file_cam(loop=False, realtime=True), [[img()] * 5])
+    h.source.run()
+    # 10 fps: every read waits its turn, the sixth (failing, end of file) one included
+    assert h.waits == pytest.approx([0.1] * 5)
+
+
+def test_max_fps_skips_frames_at_the_source() -> None:
+    h = Harness(file_cam(loop=False, realtime=True, max_fps=2.5), [[img()] * 20])
+    h.source.run()
+    st = h.source.stats
+    assert st.frames + st.skipped == 20
+    assert st.frames == 5  # 2 s of 10 fps video at 2.5 fps (one every 4th frame)
+
+
+def test_invalid_frames_are_counted_and_gray_is_converted() -> None:
+    gray = np.zeros((6, 8), np.uint8)
+    bad = [np.zeros((6, 8, 3), np.float32), np.zeros((0, 8, 3), np.uint8), "junk"]
+    h = Harness(rtsp(), [[*bad, gray, img(w=16, h=12)]])
+    h.source.run()
+    st = h.source.stats
+    assert st.invalid == 3 and st.frames == 2
+    assert st.resolution_changes == 1 and st.size == (16, 12)
+    assert validate_frame(np.zeros((4, 4, 4), np.uint8)).shape == (4, 4, 3)
+
+
+def test_reader_exception_stops_the_camera_with_the_error() -> None:
+    def boom(cam):
+        raise RuntimeError("driver exploded")
+
+    src = CameraSource(rtsp(), FrameHub(), opener=boom)
+    src.run()
+    assert src.state == S.STOPPED and "driver exploded" in src.stats.last_error
+
+
+def test_hub_replaces_and_reports() -> None:
+    hub = FrameHub()
+    f1 = Frame("a", 1, img(), 0.0, 0.0)
+    f2 = Frame("a", 2, img(), 0.1, 0.1)
+    assert not hub.put(f1) and hub.put(f2) and hub.pending() == 1
+    assert hub.take_all() == [f2] and hub.pending() == 0
+
+
+def test_real_file_is_decoded(synth_cameras: Path) -> None:
+    """A real cv2 capture on a synthetic camera file, through the real opener."""
+    cam = FileCamera(type="file", id="real", path=synth_cameras / "cam00.avi", loop=False,
+                     realtime=False)
+    hub = FrameHub()
+    src = CameraSource(cam, hub)
+    src.run()
+    st = src.stats
+    assert st.frames >= 10 and st.invalid == 0 and src.state == S.STOPPED
+    assert st.size == (320, 180)
+    frame = hub.take_all()[0]
+    assert frame.image.dtype == np.uint8 and frame.image.shape == (180, 320, 3)
