@@ -18,7 +18,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from edge_infer.engine.backends.cpu.activations import make_epilogue
-from edge_infer.engine.backends.cpu.blas import sgemm
+from edge_infer.engine.backends.cpu.blas import bound_sgemm
 from edge_infer.engine.tactics.base import ConvSpec, Run, Scratch, Tactic
 
 
@@ -115,19 +115,18 @@ class Gemm1x1(_ConvTactic):
         x, out3, z3, before, after = self._io(inputs, outputs, scratch)
         w2 = np.ascontiguousarray(self.spec.weight.reshape(self.spec.cout, self.spec.cin))
         x3 = flat3(x)
+        copies: list[Run] = []
         if x3 is None:
             xc = scratch(x.shape, x.dtype, "conv_in")
-            x3c = flat3(xc)
+            x3 = flat3(xc)
+            copies.append(lambda: np.copyto(xc, x))
+        gemms = [bound_sgemm(w2, x3[n], out3[n]) for n in range(x3.shape[0])]
 
-            def body() -> None:
-                np.copyto(xc, x)
-                for n in range(x3c.shape[0]):
-                    sgemm(w2, x3c[n], out3[n])
-        else:
-
-            def body() -> None:
-                for n in range(x3.shape[0]):
-                    sgemm(w2, x3[n], out3[n])
+        def body() -> None:
+            for fn in copies:
+                fn()
+            for gemm in gemms:
+                gemm()
 
         return self._wrap(body, out3, z3, before, after)
 
@@ -161,12 +160,14 @@ class Im2colGemm(_ConvTactic):
         wg = [np.ascontiguousarray(s.weight[gi * og:(gi + 1) * og].reshape(og, cg * kh * kw))
               for gi in range(g)]
 
+        work = [(windows[b][gi], bound_sgemm(wg[gi], col, out3[b, gi * og:(gi + 1) * og]))
+                for b in range(n) for gi in range(g)]
+
         def body() -> None:
             copy_in()
-            for b in range(n):
-                for gi in range(g):
-                    np.copyto(col5, windows[b][gi])
-                    sgemm(wg[gi], col, out3[b, gi * og:(gi + 1) * og])
+            for window, gemm in work:
+                np.copyto(col5, window)
+                gemm()
 
         return self._wrap(body, out3, z3, before, after)
 
@@ -195,12 +196,17 @@ class ImplicitGemm(_ConvTactic):
         out4 = unflat4(out3, ho, wo)
         length = ho * wp
 
+        per_image = [
+            [bound_sgemm(wt, flat[b][:, offset:offset + length], acc, beta=1.0 if k else 0.0)
+             for k, (offset, wt) in enumerate(taps)]
+            for b in range(n)
+        ]
+
         def body() -> None:
             copy_in()
-            for b in range(n):
-                image = flat[b]
-                for k, (offset, wt) in enumerate(taps):
-                    sgemm(wt, image[:, offset:offset + length], acc, beta=1.0 if k else 0.0)
+            for b, gemms in enumerate(per_image):
+                for gemm in gemms:
+                    gemm()
                 np.copyto(out4[b], acc_valid)
 
         return self._wrap(body, out3, z3, before, after)

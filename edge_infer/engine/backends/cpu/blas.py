@@ -92,3 +92,31 @@ def sgemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, *, alpha: float = 1.0,
     tb, ldb = _matrix(b)
     fn(_ROW_MAJOR, _TRANS if ta else _NO_TRANS, _TRANS if tb else _NO_TRANS, m, n, k,
        alpha, a.ctypes.data, lda, b.ctypes.data, ldb, beta, c.ctypes.data, c.strides[0] // 4)
+
+
+def bound_sgemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, *, alpha: float = 1.0,
+                beta: float = 0.0) -> Any:
+    """``sgemm`` with every argument resolved once: returns a no-argument callable.
+
+    The operands must stay alive and in place (arena views and packed weights do), so the
+    per-call cost is one foreign call — no shape checks, no pointer look-ups.
+    """
+    lib = _cblas()
+    m, k = a.shape
+    n = b.shape[1]
+    if (lib is None or not (is_blas_matrix(a) and is_blas_matrix(b)) or c.strides[1] != 4
+            or c.dtype != np.float32 or c.strides[0] < 4 * max(n, 1)):
+        return lambda: sgemm(a, b, c, alpha=alpha, beta=beta)
+    fn, _ = lib
+    ta, lda = _matrix(a)
+    tb, ldb = _matrix(b)
+    args = (_ROW_MAJOR, _TRANS if ta else _NO_TRANS, _TRANS if tb else _NO_TRANS, m, n, k,
+            alpha, a.ctypes.data, lda, b.ctypes.data, ldb, beta, c.ctypes.data,
+            c.strides[0] // 4)
+    keep = (a, b, c)  # the callable owns references: the pointers stay valid
+
+    def call() -> None:
+        fn(*args)
+
+    call.keep = keep  # type: ignore[attr-defined]
+    return call
