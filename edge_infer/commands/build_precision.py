@@ -64,9 +64,9 @@ def build_to_budget(args: argparse.Namespace, opts: Any) -> Any:
 
     from edge_infer.engine.builder import build
     from edge_infer.engine.precision.budget import fit_to_budget
+    from edge_infer.pipeline.calibration_data import read_image
     from edge_infer.pipeline.preprocess import preprocess_batch
     from edge_infer.synth.dataset import load_coco
-    from edge_infer.pipeline.calibration_data import read_image
     from edge_infer.synth.detect_eval import ModelRunner, evaluate_on_coco
 
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from edge_infer.errors import CalibrationError
@@ -62,16 +61,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     result.cache.save(args.output)
-    for index, reason in result.skipped:
-        print(f"warning: calibration frame {index} skipped: {reason}", file=sys.stderr)
-    for name in data.skipped:
-        print(f"warning: unreadable image skipped: {name}", file=sys.stderr)
-    if data.shortfall:
-        print(f"warning: {data.shortfall}", file=sys.stderr)
-    if result.cache.fp16_overflow:
-        print("warning: values beyond the FP16 range in: "
-              + ", ".join(result.cache.fp16_overflow)
-              + " (FP16 builds keep their layers in FP32)", file=sys.stderr)
     if not args.quiet:
         print(result.summary())
         print(f"wrote {args.output}: {len(result.cache.scales)} tensors, {args.calibrator} "

@@ -40,7 +40,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     vid.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     vid.add_argument("--workers", type=int, default=0, help="processes (default: CPU count)")
     vid.set_defaults(func=run_videos)
-    p.set_defaults(func=lambda args: p.print_help() or 2)
 
 
 def run_images(args: argparse.Namespace) -> int:

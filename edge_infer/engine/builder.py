@@ -159,7 +159,8 @@ def build_parts(
     be = get_backend(opts.backend)
     cache = TimingCache(be.device_fingerprint(), opts.timing_cache) if opts.tune else None
     profile = make_profile(graph, opts.shapes, opts.min_shapes, opts.opt_shapes, opts.max_shapes)
-    batches = profile.specializations()
+    batches = sorted(profile.specializations(),
+                     key=lambda b: (b not in tuning_batches(profile), b))
     plans: dict[str, Any] = {}
     tensors: dict[str, np.ndarray] = {}
     blobs: dict[str, bytes] = {}
@@ -169,10 +170,20 @@ def build_parts(
         from tqdm import tqdm
 
         iterator = tqdm(batches, desc="building", unit="batch size")
+    tuned: dict[int, dict[str, Any]] = {}  # batch -> the choices timed at that batch
     for batch in iterator:
         g = specialize(graph, profile, batch, opts)
-        for key, blob in be.compile(g, batch=batch, options=opts, cache=cache).items():
+        hints = None
+        if batch not in tuning_batches(profile) and tuned:
+            # like TensorRT, time tactics at min/opt/max; between them, reuse the nearest
+            hints = tuned[min(tuned, key=lambda b: (abs(b - batch), -b))]
+        compiled = be.compile(g, batch=batch, options=opts, cache=cache, hints=hints)
+        for key, blob in compiled.items():
             blobs[f"{batch}/{key}"] = blob
+        if hints is None:
+            tuned[batch] = {"tactics": {n.name: n.meta["tactic"] for n in g.nodes
+                                        if "tactic" in n.meta},
+                            "schedule": g.meta.get("schedule", "sequential")}
         plan, plan_tensors = graph_to_plan(g)
         plans[str(batch)] = plan
         tensors.update(plan_tensors)
@@ -200,6 +211,11 @@ def build_parts(
         },
     }
     return header, tensors, blobs
+
+
+def tuning_batches(profile: Profile) -> set[int]:
+    """Batch sizes whose tactics are timed; the others reuse the nearest one's choices."""
+    return {profile.min_batch, profile.opt_batch, profile.max_batch}
 
 
 def _bindings(g: Graph, profile: Profile) -> dict[str, Any]:

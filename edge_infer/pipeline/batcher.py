@@ -2,11 +2,11 @@
 
 A batch is dispatched when it is full (the engine profile's max batch, or fewer when fewer
 cameras are delivering frames: with one frame per camera per batch, a batch of every active
-camera cannot grow) or when waiting for one more frame would make its oldest frame miss the latency budget, given the measured
-latency of a batch of that size (:class:`LatencyModel`). Frames are picked fairly: the
-cameras served longest ago come first, so no camera starves even when more cameras have a
-frame waiting than a batch holds. At most ``max_per_camera`` frames of one camera wait
-here; older ones are dropped and counted.
+camera cannot grow) or when waiting for one more frame would make its oldest frame miss the
+latency budget, given the measured latency of a batch of that size (:class:`LatencyModel`).
+Frames are picked fairly: the cameras served longest ago come first, so no camera starves
+even when more cameras have a frame waiting than a batch holds. At most ``max_per_camera``
+frames of one camera wait here; older ones are dropped and counted.
 
 This module is pure logic: the clock is injected and nothing sleeps, so every dispatch rule
 is tested by moving a fake clock (``tests/pipeline/test_batcher.py``).

@@ -92,3 +92,91 @@ def expected_frame_boxes(width: int, height: int) -> dict[int, np.ndarray]:
         b = lb.to_frame(box)[0]
         out[cls] = np.clip(b, 0, [width, height, width, height])
     return out
+
+
+class NotifyListener:
+    """A fake systemd: a datagram socket collecting sd_notify messages in a thread."""
+
+    def __init__(self, path: Path) -> None:
+        import socket
+        import threading
+
+        self.path = path
+        self.messages: list[tuple[float, str]] = []
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(path))
+        self._sock.settimeout(0.1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        import time
+
+        while not self._stop.is_set():
+            try:
+                data = self._sock.recv(65536)
+            except TimeoutError:
+                continue
+            self.messages.append((time.monotonic(), data.decode()))
+
+    def count(self, field: str) -> int:
+        return sum(field in m.split("\n") for _, m in self.messages)
+
+    def wait_for(self, field: str, timeout: float) -> bool:
+        import time
+
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.count(field):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(1)
+        self._sock.close()
+
+
+def write_config(path: Path, engine: Path, cameras: list[dict], endpoint: str,
+                 **sections: dict) -> Path:
+    """A daemon config for tests: the tiny engine, fast status, short timeouts."""
+    import yaml
+
+    cfg = {
+        "device_id": "testdev",
+        "engine": {"path": str(engine)},
+        "cameras": cameras,
+        "batching": {"latency_budget_ms": 300},
+        "inference": {"workers": 2},
+        "postprocess": {"class_names": ["person", "car", "bicycle", "box", "sign", "ball"]},
+        "publisher": {"endpoints": [endpoint], "status_interval_s": 0.5},
+        "health": {"stall_after_s": 3.0, "shutdown_timeout_s": 5.0},
+        "logging": {"level": "INFO"},
+    }
+    for key, value in sections.items():
+        cfg[key] = {**cfg.get(key, {}), **value}
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def start_daemon(config: Path, log: Path, notify: Path | None = None,
+                 watchdog_usec: int | None = None):
+    """``python -m edge_infer run --config CONFIG`` as a child process."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+    if notify is not None:
+        env["NOTIFY_SOCKET"] = str(notify)
+    if watchdog_usec is not None:
+        env["WATCHDOG_USEC"] = str(watchdog_usec)
+    root = Path(__file__).resolve().parents[2]
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    with open(log, "w") as fh:
+        return subprocess.Popen([sys.executable, "-m", "edge_infer", "run", "--config",
+                                 str(config)], stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                cwd=root)

@@ -37,7 +37,7 @@ class FakeCapture:
         self.fps = fps
         self.released = False
 
-    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+    def isOpened(self) -> bool:  # OpenCV's name
         return True
 
     def get(self, prop: int) -> float:
@@ -165,7 +165,7 @@ def test_stall_watchdog_and_recovery() -> None:
     h.clock.advance(0.2)
     assert src.check_stalled() and src.state == S.STALLED
     assert not src.check_stalled()  # already stalled
-    src._emit(img())  # noqa: SLF001 - a frame arrives: streaming again
+    src._emit(img())  # a frame arrives: streaming again
     assert src.state == S.STREAMING
 
 

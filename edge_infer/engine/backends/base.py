@@ -121,10 +121,12 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def compile(self, graph: Graph, *, batch: int, options: Any,
-                cache: Any = None) -> dict[str, bytes]:
+                cache: Any = None, hints: dict[str, Any] | None = None) -> dict[str, bytes]:
         """Tune and compile ``graph`` (annotating ``node.meta``); returns artifacts to store.
 
-        ``cache`` is the build's timing cache (or None when tuning is off)."""
+        ``cache`` is the build's timing cache (or None when tuning is off); ``hints`` are the
+        choices made at another batch size of the same profile, to reuse instead of timing.
+        """
 
     @abc.abstractmethod
     def prepare(self, graph: Graph, blobs: Mapping[str, bytes]) -> Program:

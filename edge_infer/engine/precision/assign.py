@@ -118,9 +118,10 @@ def _names(node: Node) -> set[str]:
 
 def _weights_fit_fp16(node: Node) -> bool:
     for v in node.inputs:
-        if v is not None and v.const is not None and v.const.dtype == np.float32 and v.const.size:
-            if float(np.max(np.abs(v.const))) > FP16_MAX:
-                return False
+        const = None if v is None else v.const
+        if const is not None and const.dtype == np.float32 and const.size \
+                and float(np.max(np.abs(const))) > FP16_MAX:
+            return False
     return True
 
 

@@ -43,6 +43,8 @@ class CalibrationCache:
     frames: int = 0
     fp16_overflow: list[str] = field(default_factory=list)
     edge_infer_version: str = __version__
+    #: where the cache was read from (for messages)
+    source: str = ""
 
     def to_text(self) -> str:
         lines = [
@@ -70,6 +72,7 @@ class CalibrationCache:
     def check_model(self, model_sha256: str | None, where: str = "") -> None:
         """Refuse a cache made for another model."""
         if model_sha256 is not None and model_sha256 != self.model_sha256:
+            where = where or self.source or "(in memory)"
             raise CalibrationError(
                 f"calibration cache {where} was made for another model (sha256 "
                 f"{self.model_sha256[:12]}…, this model is {model_sha256[:12]}…); "
@@ -136,7 +139,7 @@ class CalibrationCache:
                                    f"{header['frames']!r} is not a number") from None
         overflow = [n for n in header.get("fp16_overflow", "").split(",") if n]
         return cls(header["calibrator"], header["model_sha256"], scales, amax, frames, overflow,
-                   header.get("edge_infer_version", "?"))
+                   header.get("edge_infer_version", "?"), where)
 
 
 def _corrupt(where: str, number: int, line: str, why: str = "") -> CalibrationError:

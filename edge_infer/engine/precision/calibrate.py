@@ -53,25 +53,20 @@ class CalibrationResult:
             s = self.stats.get(name)
             lo, hi = (s.min, s.max) if s is not None and s.count else (0.0, 0.0)
             label = name if len(name) <= width else "…" + name[-(width - 1):]
-            lines.append(f"{label:<{width}} {lo:>11.4g} {hi:>11.4g} "
-                         f"{self.cache.amax.get(name, 0.0):>11.4g} {self.cache.scales[name]:>11.4g}")
+            amax, scale = self.cache.amax.get(name, 0.0), self.cache.scales[name]
+            lines.append(f"{label:<{width}} {lo:>11.4g} {hi:>11.4g} {amax:>11.4g} {scale:>11.4g}")
         return "\n".join(lines)
 
 
 def calibration_graph(model: Any, shapes: dict[str, tuple[int, ...]] | None = None
                       ) -> tuple[Graph, str]:
     """The optimized FP32 graph at batch 1 for ``model`` and the model's sha256."""
-    from edge_infer.engine.builder import BuildOptions, specialize
-    from edge_infer.engine.network import Network
-    from edge_infer.engine.onnx_import import import_model, load_model
+    # the builder's own import, so the model hash is the one an INT8 build checks against
+    from edge_infer.engine.builder import BuildOptions, _import, specialize
     from edge_infer.engine.profiles import make_profile
 
-    if isinstance(model, Network):
-        model = model.graph
-    if isinstance(model, Graph):
-        graph = model.copy()
-    else:
-        graph = import_model(load_model(model))
+    graph, source = _import(model)
+    graph.meta.setdefault("model_sha256", source.get("model_sha256"))
     if len(graph.inputs) != 1:
         raise CalibrationError(f"calibration feeds one image input; the model has "
                                f"{len(graph.inputs)} inputs")

@@ -119,44 +119,50 @@ def entropy_amax(stats: TensorStats) -> float:
     hist[0] = hist[1]
     nbins = len(hist)
     # only thresholds up to the last nonzero bin are meaningful candidates
-    last = int(np.nonzero(hist)[0][-1]) + 1
-    stop = max(NUM_QUANT_BINS, last)
-    best_i, best_kl = stop, np.inf
-    csum = np.cumsum(hist)
-    total = csum[-1]
-    for i in range(NUM_QUANT_BINS, stop + 1):
-        p = hist[:i].copy()
-        p[i - 1] += total - csum[i - 1]
-        q = _expand_quantized(hist[:i], NUM_QUANT_BINS)
-        kl = _kl_divergence(p, q)
-        if kl <= best_kl:  # ties go to the larger threshold, as TensorRT's last argmin
-            best_kl, best_i = kl, i
-    return float(min(best_i * stats.range / nbins, stats.amax))
+    stop = max(NUM_QUANT_BINS, int(np.nonzero(hist)[0][-1]) + 1)
+    candidates = np.arange(NUM_QUANT_BINS, stop + 1)
+    kl = np.concatenate([_kl_for(hist, candidates[k : k + _CHUNK])
+                         for k in range(0, len(candidates), _CHUNK)])
+    # ties go to the larger threshold, as TensorRT's "last argmin"
+    best = int(candidates[len(kl) - 1 - int(np.argmin(kl[::-1]))])
+    return float(min(best * stats.range / nbins, stats.amax))
 
 
-def _expand_quantized(p: np.ndarray, levels: int) -> np.ndarray:
-    """Merge ``p`` into ``levels`` bins, then spread each merged bin over its nonzero bins."""
-    i = len(p)
-    edges = (np.arange(levels + 1) * i) // levels
-    starts = edges[:-1]
-    nonzero = (p != 0).astype(np.float64)
-    sums = np.add.reduceat(p, starts)
-    counts = np.add.reduceat(nonzero, starts)
-    sizes = np.diff(edges)
+_CHUNK = 128
+
+
+def _kl_for(hist: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """KL(P_i || Q_i) for each threshold bin count ``i`` (vectorized over thresholds).
+
+    P_i is the histogram cut at ``i`` bins with the clipped tail added to its last bin; Q_i
+    quantizes the cut histogram to 128 levels (bin ``j`` in level ``j * 128 // i``) and
+    spreads each level evenly over its nonzero bins.
+    """
+    n = len(hist)
+    rows = len(thresholds)
+    j = np.arange(n)
+    inside = j[None, :] < thresholds[:, None]
+    p = np.where(inside, hist[None, :], 0.0)
+    tail = hist.sum() - np.cumsum(hist)[thresholds - 1]
+    p[np.arange(rows), thresholds - 1] += tail
+    group = (j[None, :] * NUM_QUANT_BINS) // thresholds[:, None]
+    flat = (np.arange(rows)[:, None] * NUM_QUANT_BINS + np.minimum(group, NUM_QUANT_BINS - 1))
+    nonzero = (hist != 0)[None, :] & inside
+    size = rows * NUM_QUANT_BINS
+    sums = np.bincount(flat[inside], weights=np.broadcast_to(hist, p.shape)[inside],
+                       minlength=size)
+    counts = np.bincount(flat[nonzero], minlength=size).astype(np.float64)
     share = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
-    return np.repeat(share, sizes) * nonzero
-
-
-def _kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
-    p_sum, q_sum = p.sum(), q.sum()
-    if p_sum == 0 or q_sum == 0:
-        return np.inf
-    p = p / p_sum
-    q = q / q_sum
-    mask = p > 0
-    if np.any(q[mask] == 0):
-        return np.inf
-    return float(np.sum(p[mask] * np.log(p[mask] / q[mask])))
+    q = np.where(nonzero, share[flat], 0.0)
+    p /= p.sum(axis=1, keepdims=True)
+    q_sum = q.sum(axis=1, keepdims=True)
+    q = np.divide(q, q_sum, out=np.zeros_like(q), where=q_sum > 0)
+    positive = p > 0
+    bad = np.any(positive & (q == 0), axis=1)
+    ratio = np.divide(p, q, out=np.ones_like(p), where=positive & (q > 0))
+    kl = np.sum(np.where(positive, p * np.log(ratio), 0.0), axis=1)
+    kl[bad] = np.inf
+    return kl
 
 
 def compute_amax(stats: TensorStats, calibrator: str, percentile: float = 99.99) -> float:

@@ -79,3 +79,16 @@ def test_rebuild_with_warm_cache_times_nothing(tmp_path) -> None:
         if node.meta.get("tactic_times_us"):
             assert node.meta["tactic"] == min(node.meta["tactic_times_us"],
                                               key=node.meta["tactic_times_us"].get)
+
+
+def test_tactics_are_timed_at_min_opt_max_and_reused_between() -> None:
+    engine = edge_infer.build(branchy(batch="N"), min_shapes={"x": (1, 8, 16, 16)},
+                              opt_shapes={"x": (2, 8, 16, 16)},
+                              max_shapes={"x": (4, 8, 16, 16)})
+    assert engine.batch_sizes == [1, 2, 3, 4]
+    timed = {b: any(n.meta.get("tactic_times_us") for n in engine.graph(b).nodes)
+             for b in engine.batch_sizes}
+    assert timed == {1: True, 2: True, 3: False, 4: True}
+    hinted = {n.name: n.meta.get("tactic") for n in engine.graph(3).nodes}
+    nearest = {n.name: n.meta.get("tactic") for n in engine.graph(4).nodes}
+    assert hinted == nearest

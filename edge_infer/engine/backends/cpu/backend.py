@@ -25,18 +25,24 @@ class CpuBackend(Backend):
         return dict(cpu_fingerprint())
 
     def compile(self, graph: Graph, *, batch: int, options: Any,
-                cache: TimingCache | None = None) -> dict[str, bytes]:
+                cache: TimingCache | None = None,
+                hints: dict[str, Any] | None = None) -> dict[str, bytes]:
         """Choose a tactic per layer by timing (unless ``options.tune`` is off) and record the
-        winner, its measured time and the memory plan in the graph's metadata. The CPU has
-        no compiled artifacts to store."""
+        winner, its measured time and the memory plan in the graph's metadata. ``hints``
+        (choices made at another batch size) replace the timing. The CPU has no compiled
+        artifacts to store."""
         tune = bool(getattr(options, "tune", True))
         rng = np.random.default_rng(0)
+        chosen = (hints or {}).get("tactics", {})
         for node in graph.nodes:
             tactics, spec = candidates(node, self.name)
             if not tactics:
                 continue
             instances = [t(spec) for t in tactics]  # type: ignore[call-arg]
-            if tune:
+            names = [t.name for t in instances]
+            if chosen.get(node.name) in names:
+                winner, times = chosen[node.name], {}
+            elif tune:
                 winner, times = tune_layer(f"cpu {spec.signature()}", instances,
                                            lambda t, n=node: _bind_random(t, n, rng), cache)
             else:
@@ -45,8 +51,8 @@ class CpuBackend(Backend):
             if times:
                 node.meta["tactic_times_us"] = times
                 node.meta["time_us"] = times[winner]
-        graph.meta["schedule"] = "sequential"
-        if tune and _has_parallel_branches(graph):
+        graph.meta["schedule"] = (hints or {}).get("schedule", "sequential")
+        if tune and hints is None and _has_parallel_branches(graph):
             graph.meta["schedule"] = _pick_schedule(graph, rng)
         graph.meta["arena"] = CpuProgram(graph).plan.to_json()
         return {}

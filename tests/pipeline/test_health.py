@@ -1,0 +1,83 @@
+"""sd_notify over a real datagram socket; the watchdog pings only while batches complete."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from edge_infer.pipeline.health import Metrics, Progress, SdNotifier, Watchdog
+from tests.pipeline.helpers import FakeClock
+
+
+def _listener(tmp_path: Path) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(str(tmp_path / "notify.sock"))
+    s.settimeout(1.0)
+    return s
+
+
+def _drain(s: socket.socket) -> list[str]:
+    out = []
+    s.settimeout(0.05)
+    try:
+        while True:
+            out.append(s.recv(4096).decode())
+    except TimeoutError:
+        return out
+
+
+def test_notifier_sends_plain_datagrams(tmp_path: Path) -> None:
+    listener = _listener(tmp_path)
+    n = SdNotifier(str(tmp_path / "notify.sock"))
+    assert n.notify("READY=1", "STATUS=hello")
+    assert listener.recv(4096) == b"READY=1\nSTATUS=hello"
+    n.close()
+    assert not SdNotifier(None).notify("READY=1")
+    assert not SdNotifier(str(tmp_path / "absent.sock")).notify("READY=1")  # logged, no raise
+
+
+def test_abstract_socket_address() -> None:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind("\0edge-infer-test-notify")
+    s.settimeout(1.0)
+    SdNotifier("@edge-infer-test-notify").notify("WATCHDOG=1")
+    assert s.recv(100) == b"WATCHDOG=1"
+    s.close()
+
+
+def test_watchdog_pings_only_while_batches_complete(tmp_path: Path) -> None:
+    listener = _listener(tmp_path)
+    clock = FakeClock()
+    progress = Progress(clock)
+    wd = Watchdog(SdNotifier(str(tmp_path / "notify.sock")), progress, 5.0, lambda: "ok",
+                  clock)
+    assert wd.tick()  # just started: grace period
+    clock.advance(6)
+    assert not wd.tick()  # nothing completed since start
+    progress.batch_done()
+    assert wd.tick()
+    clock.advance(4.9)
+    assert wd.tick()
+    progress.batch_done(ok=False)  # a failing batch is not progress
+    clock.advance(0.2)
+    assert not wd.tick()
+    msgs = _drain(listener)
+    pings = [m for m in msgs if "WATCHDOG=1" in m]
+    assert len(pings) == 3 and all("STATUS=ok" in m for m in pings)
+    assert sum("STATUS=stalled" in m for m in msgs) == 2
+    assert (wd.pings, wd.withheld, progress.failed) == (3, 2, 1)
+
+
+def test_metrics_percentiles_and_rates() -> None:
+    clock = FakeClock()
+    m = Metrics(window=100, clock=clock)
+    for i in range(100):
+        m.frame_published("a" if i % 4 else "b", 0.001, 0.002, (i + 1) / 1000, 1)
+        clock.advance(0.01)
+    p = m.percentiles()["total"]
+    assert p["n"] == 100 and 49 <= p["p50"] <= 52 and p["p99"] >= 98
+    rates = m.camera_rates()
+    assert rates["a"][1] == 75 and rates["b"][1] == 25
+    assert rates["a"][0] == 75 / 5.0  # all within the 5 s window
+    clock.advance(10)
+    assert m.camera_rates()["a"][0] == 0.0
