@@ -26,7 +26,8 @@ def engine_report(engine: Any, batch: int | None) -> dict[str, Any]:
             "name": node.name,
             "op": node.op_type,
             "members": node.meta.get("members", [node.name]),
-            "tactic": node.meta.get("tactic"),
+            "tactic": node.meta.get("tactic")
+            or ("eliminated: producers write into views" if node.meta.get("noop") else None),
             "time_us": node.meta.get("time_us"),
             "inputs": [None if v is None else f"{v.name}: {v.type}" for v in node.inputs],
             "outputs": [f"{v.name}: {v.type}" for v in node.outputs],
@@ -37,6 +38,7 @@ def engine_report(engine: Any, batch: int | None) -> dict[str, Any]:
     report["original_layers"] = engine.build_record.get("original_layers")
     report["final_layers"] = len(layers)
     report["arena"] = graph.meta.get("arena")
+    report["schedule"] = graph.meta.get("schedule")
     return report
 
 
@@ -68,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         tactic = f"  [{layer['tactic']}]" if layer["tactic"] else ""
         timing = f"  {layer['time_us']:.0f} µs" if layer["time_us"] else ""
         print(f"    {layer['op']:<22} {members}{tactic}{timing}")
+    if report["schedule"]:
+        print(f"  schedule: {report['schedule']}")
     if report["arena"]:
         arena = report["arena"]
         print(f"  arena: {arena['bytes'] / 1e6:.2f} MB "

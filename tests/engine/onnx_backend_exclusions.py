@@ -57,12 +57,27 @@ EXCLUSIONS: dict[str, str] = {
     r"test_batchnorm_(epsilon|example)_training_mode": (
         "BatchNormalization training_mode=1 not supported (inference engine: running stats only)"
     ),
+    r"test_training_dropout(_default|_zero_ratio)?(_mask)?": (
+        "Dropout training_mode=1 not supported (inference engine: Dropout is the identity)"
+    ),
     # -- real models ---------------------------------------------------------------------------
     r"test_squeezenet": _ILL_CONDITIONED_SOFTMAX,
 }
 
 #: regex → bug report. Run as strict expected failures; remove the entry once fixed.
-KNOWN_BUGS: dict[str, str] = {}
+KNOWN_BUGS: dict[str, str] = {
+    r"test_(clip.*|cumsum_.*|tril_.*|triu_.*|pow_bcast_scalar|dropout_default_ratio"
+    r"|dropout_default_mask_ratio)": (
+        "builder: a 0-d (scalar) graph input crashes make_profile with IndexError "
+        "(profiles.py: a[0] on the shape () of Clip's min/max, CumSum's axis, Trilu's k, "
+        "Dropout's ratio, Pow's exponent)"
+    ),
+    r"test_dropout_default_mask": (
+        "CPU backend: the Dropout step (backends/cpu/steps.py _copy_reshape) writes output 0 "
+        "only; the mask output is never written and reads back as the arena's zeros (False "
+        "instead of all True). The reference executor is right"
+    ),
+}
 
 
 def _first_match(table: dict[str, str], name: str) -> tuple[str, str] | None:
