@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--conf", type=float, default=0.001, help="score threshold (default 0.001)")
     p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N images")
+    p.add_argument("--threads", type=int, default=0,
+                   help="onnxruntime intra-op threads (default 0: its own choice)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.runtime == "onnxruntime":
         if model.suffix.lower() != ".onnx":
             raise EdgeInferError("--runtime onnxruntime takes an .onnx model, not an engine")
-        runner = onnxruntime_runner(model)
+        runner = onnxruntime_runner(model, args.threads)
     else:
         runner = engine_runner(model, args.batch)
     result = evaluate_on_coco(runner, coco, Path(args.dataset).parent, args.batch, args.layout,

@@ -119,11 +119,14 @@ def decode(
     score_threshold: float = 0.25,
     iou_threshold: float = 0.45,
     max_detections: int = 300,
+    max_candidates: int = 4096,
 ) -> list[Detections]:
     """Decode a batch of raw outputs into per-image detections in original-frame pixels.
 
-    ``mappings[i]`` maps image ``i`` back from the model input (see ``preprocess.letterbox``);
-    without it boxes stay in input pixels and are not clipped.
+    ``mappings[i]`` maps image ``i`` back from the model input (see
+    ``preprocess.letterbox_geometry``); without it boxes stay in input pixels, unclipped.
+    At most ``max_candidates`` boxes per image, the best scoring, enter NMS (whose cost is
+    quadratic in their number).
     """
     out = np.asarray(output)
     if out.ndim != 3:
@@ -134,6 +137,8 @@ def decode(
     for i in range(out.shape[0]):
         cxcywh, scores, classes = _candidates(out[i].astype(np.float32, copy=False), layout)
         sel = np.flatnonzero(np.isfinite(scores) & (scores > score_threshold))
+        if sel.size > max_candidates:
+            sel = sel[np.argsort(-scores[sel], kind="stable")[:max_candidates]]
         cxcywh, scores, classes = cxcywh[sel], scores[sel], classes[sel]
         xy, half = cxcywh[:, :2], cxcywh[:, 2:] / 2
         boxes = np.concatenate((xy - half, xy + half), axis=1)

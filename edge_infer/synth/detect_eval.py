@@ -61,6 +61,8 @@ def onnxruntime_runner(path: str | os.PathLike[str], threads: int = 0) -> ModelR
     name, size = _onnx_input(p)
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
+    # idle worker threads sleep instead of spinning: kinder to a shared CPU, same results
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
     out_name = sess.get_outputs()[0].name
 

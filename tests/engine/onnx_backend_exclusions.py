@@ -12,8 +12,9 @@ Three kinds of exclusion, checked in this order by :func:`auto_exclusion`,
    rejects them only at build time, so those cases are run like the explicit ones.
 2. **Explicit, by design** — :data:`EXCLUSIONS`: ``regex (re.fullmatch on the case name) →
    reason`` for cases that use supported ops in a way the engine deliberately does not support.
-3. **Known bugs** — :data:`KNOWN_BUGS`: reported to the owner, run as strict expected
-   failures, so the suite goes red the moment one is fixed and the entry must be removed.
+3. **Known bugs** — :data:`KNOWN_BUGS` (by name) and :data:`SCALAR_INPUT_BUG` (found by
+   :func:`rule_exclusion`): reported to the owner, run as strict expected failures, so the
+   suite goes red the moment one is fixed and the entry must be removed.
 
 Explicit and known-bug cases are still run: a case listed here that passes fails the suite
 (a stale exclusion), and every pattern must match at least one case that is not already
@@ -50,6 +51,12 @@ _ILL_CONDITIONED_SOFTMAX = (
 )
 
 ZERO_SIZE = "zero-size tensors not supported: the builder requires every input dim ≥ 1"
+#: a known bug found from the model (see :func:`rule_exclusion`), reported to the lead
+SCALAR_INPUT_BUG = (
+    "known bug (builder): a 0-d (scalar) graph input crashes make_profile with IndexError "
+    "(profiles.py indexes a[0] of the shape (); e.g. Clip's min/max, CumSum's axis, Trilu's k, "
+    "Dropout's ratio, Pow's exponent, Gemm's scalar C)"
+)
 
 #: regex (fullmatch on the case name) → why edge_infer does not support that case.
 EXCLUSIONS: dict[str, str] = {
@@ -66,12 +73,6 @@ EXCLUSIONS: dict[str, str] = {
 
 #: regex → bug report. Run as strict expected failures; remove the entry once fixed.
 KNOWN_BUGS: dict[str, str] = {
-    r"test_(clip.*|cumsum_.*|tril_.*|triu_.*|pow_bcast_scalar|dropout_default_ratio"
-    r"|dropout_default_mask_ratio)": (
-        "builder: a 0-d (scalar) graph input crashes make_profile with IndexError "
-        "(profiles.py: a[0] on the shape () of Clip's min/max, CumSum's axis, Trilu's k, "
-        "Dropout's ratio, Pow's exponent)"
-    ),
     r"test_dropout_default_mask": (
         "CPU backend: the Dropout step (backends/cpu/steps.py _copy_reshape) writes output 0 "
         "only; the mask output is never written and reads back as the arena's zeros (False "
@@ -154,17 +155,19 @@ def auto_exclusion(
     return None
 
 
-def rule_exclusion(model: onnx.ModelProto, bound: Collection[str] = ()) -> str | None:
-    """A by-design reason found in the model that the engine reports only when building it:
-    such cases are still run, and must still fail (see the module docstring). ``bound``:
-    inputs that become initializers before the build."""
+def rule_exclusion(model: onnx.ModelProto, bound: Collection[str] = ()) -> tuple[str, str] | None:
+    """``(kind, reason)`` found from the model for something the engine reports only when
+    building it; kind is ``excluded`` (by design) or ``known_bug``. Such cases are still run
+    and must still fail (see the module docstring). ``bound``: inputs that become
+    initializers before the build."""
     initializers = {t.name for t in model.graph.initializer}
-    for info in model.graph.input:
-        if info.name in initializers or info.name in bound:
-            continue
+    fed = [i for i in model.graph.input if i.name not in initializers and i.name not in bound]
+    for info in fed:
         dims = info.type.tensor_type.shape.dim
         if any(d.HasField("dim_value") and d.dim_value == 0 for d in dims):
-            return ZERO_SIZE
+            return "excluded", ZERO_SIZE
+    if any(not info.type.tensor_type.shape.dim for info in fed):
+        return "known_bug", SCALAR_INPUT_BUG
     return None
 
 

@@ -168,23 +168,25 @@ def _describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}\n  at {where}"
 
 
-def _judge(name: str, run: object, rule: str | None = None) -> Outcome:
+def _judge(name: str, run: object, rule: tuple[str, str] | None = None) -> Outcome:
     """Run ``run()`` for a case that is not excluded automatically; apply the lists that
-    exclude cases still run (``rule``: :func:`rule_exclusion`'s reason, if any)."""
+    exclude cases still run (``rule``: :func:`rule_exclusion`'s finding, if any)."""
     try:
         run()  # type: ignore[operator]
         failure = None
     except Exception as exc:  # any failure of a case is its outcome, reported in full
         failure = _describe_failure(exc)
-    listed = explicit_exclusion(name) or known_bug(name) or (
-        ("<rule_exclusion>", rule) if rule else None)
+    kind = "known_bug" if known_bug(name) else "excluded"
+    listed = explicit_exclusion(name) or known_bug(name)
+    if listed is None and rule is not None:
+        kind, listed = rule[0], (f"rule_exclusion ({rule[0]})", rule[1])
     if listed is None:
         return Outcome("passed") if failure is None else Outcome("failed", failure)
     pattern, reason = listed
     if failure is None:
         return Outcome("stale", f"'{pattern}' lists {name} ({reason}), but it now passes: "
-                                "remove the entry from tests/engine/onnx_backend_exclusions.py")
-    return Outcome("known_bug" if known_bug(name) else "excluded", reason)
+                                "update tests/engine/onnx_backend_exclusions.py")
+    return Outcome(kind, reason)
 
 
 def _node_exclusion(name: str) -> str | None:

@@ -101,10 +101,10 @@ def test_sd_notify_ready_watchdog_status(run) -> None:
 
 
 def test_every_message_matches_the_schema(run) -> None:
-    schema = load_schema()
+    validator = jsonschema.Draft202012Validator(load_schema())
     assert len(run["msgs"]) > 100
     for _, m in run["msgs"]:
-        jsonschema.validate(m.payload, schema)
+        validator.validate(m.payload)
         assert m.topic == f"det/testdev/{m.payload['camera_id']}"
 
 
@@ -127,6 +127,13 @@ def test_every_camera_is_covered_at_a_fair_rate(run) -> None:
     # 15 fps files for ~4 s: each camera well above a trickle, and no camera starved
     assert min(live) >= 15, counts
     assert min(live) / max(live) >= 0.5, counts
+
+
+def test_status_reports_every_camera(run) -> None:
+    assert len(run["statuses"]) >= 6  # every 0.5 s
+    validator = jsonschema.Draft202012Validator(load_schema("status-v1"))
+    for _, m in run["statuses"]:
+        validator.validate(m.payload)
 
 
 def test_detections_match_the_known_boxes(run) -> None:

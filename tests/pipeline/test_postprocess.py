@@ -115,6 +115,14 @@ def test_max_detections_and_batch() -> None:
     assert len(dets) == 3 and all(len(d) <= 5 for d in dets)
 
 
+def test_max_candidates_keeps_the_best_scores() -> None:
+    xy = np.arange(20, dtype=float)[:, None] * 10 + 5
+    cxcywh = np.c_[xy, xy, np.full((20, 2), 4.0)]
+    scores = np.linspace(0.1, 0.9, 20)[:, None]
+    (d,) = decode(yolov8_output(cxcywh, scores), score_threshold=0.0, max_candidates=3)
+    np.testing.assert_allclose(d.scores, scores[-3:, 0][::-1], rtol=1e-6)
+
+
 def test_bad_shapes_are_explained() -> None:
     with pytest.raises(ValueError, match="3-D"):
         decode(np.zeros((10, 6)))

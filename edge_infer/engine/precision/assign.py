@@ -5,8 +5,9 @@ Rules, in order of priority:
 1. ``--layer-precision NAME:PREC`` overrides win (a name matches a layer's name, an original
    ONNX node fused into it, or one of its output tensors); an unknown name or ``int8`` on a
    layer that cannot be quantized is a :class:`BuildError`.
-2. FP16 safety: a layer whose output exceeded the FP16 range (``|x| > 65504``) during
-   calibration, or whose weights do not fit FP16, stays in FP32 (with a warning naming it).
+2. FP16 safety: a layer whose output or input exceeded the FP16 range (``|x| > 65504``)
+   during calibration, or whose weights do not fit FP16, stays in FP32 (with a warning naming
+   it).
 3. INT8 is given to 2-D convolutions (Conv/FusedConv) with constant float32 weights whose
    input tensor has a calibrated scale; other layers get the fallback precision (FP16 when
    ``--fp16`` is also given, else FP32). A convolution without a scale falls back, named, as
@@ -174,11 +175,14 @@ def assign_precision(
         else:
             choice = default
         if choice in ("fp16", "int8") and wanted != "fp16":
-            hot = [v.name for v in node.outputs if v.name in overflow]
+            # an FP16 layer would store an overflowing output, or read (as FP16) an input
+            # that overflowed: both become inf
+            touched = [*node.outputs, *(v for v in node.inputs if v is not None)]
+            hot = [v.name for v in touched if v.name in overflow]
             out_fp16 = choice == "fp16" or default == "fp16"
             if hot and out_fp16:
                 result.fp16_overflow.append(node.name)
-                result.fallbacks[node.name] = f"output {', '.join(hot)} exceeds the FP16 range"
+                result.fallbacks[node.name] = f"{', '.join(hot)} exceeds the FP16 range"
                 choice = "fp32" if choice == "fp16" else choice
         if choice == "fp16" and not _weights_fit_fp16(node):
             result.fp16_overflow.append(node.name)

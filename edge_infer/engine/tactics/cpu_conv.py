@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from edge_infer.engine.backends.cpu import jit
 from edge_infer.engine.backends.cpu.activations import make_epilogue
 from edge_infer.engine.backends.cpu.blas import bound_sgemm
 from edge_infer.engine.tactics.base import ConvSpec, Run, Scratch, Tactic
@@ -307,6 +308,15 @@ class DepthwiseDirect(_ConvTactic):
                       j * dx:j * dx + sx * (wo - 1) + 1:sx],
                  np.ascontiguousarray(s.weight[:, 0, i, j]).reshape(1, c, 1, 1))
                 for i in range(kh) for j in range(kw)]
+
+        if jit.available() and x.dtype == np.float32:
+            w3 = np.ascontiguousarray(s.weight[:, 0], dtype=np.float32)
+
+            def body() -> None:
+                copy_in()
+                jit.depthwise(four, w3, out4, sy, sx, dy, dx)
+
+            return self._wrap(body, out3, z3, before, after)
 
         def body() -> None:
             copy_in()

@@ -95,3 +95,27 @@ def test_every_tactic_is_exercised_by_some_case() -> None:
                         group)
         names |= {t.name for t in CONV_TACTICS if t.applicable(spec)}
     assert names == {t.name for t in CONV_TACTICS}
+
+
+@pytest.mark.parametrize("case", [CASES[2], CASES[7], CASES[0]], ids=["dw-s2", "dw-5x5", "3x3"])
+def test_numpy_paths_without_numba(monkeypatch, case) -> None:
+    """Machines without the ``fast`` extra run the numpy epilogue and depthwise loops."""
+    from edge_infer.engine.backends.cpu import activations, jit
+
+    monkeypatch.setattr(jit, "available", lambda: False)
+    monkeypatch.setattr(activations, "_compiled_epilogue", lambda: None)
+    xs, ws, strides, pads, dil, group = case
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[0]).astype(np.float32)
+    conv = CONV(x, w, b, strides=list(strides), pads=list(pads), dilations=list(dil),
+                group=group)
+    spec = ConvSpec(xs, conv.shape, w, b, strides, pads, dil, group, "silu")
+    want = expected(conv, None, "silu", (), "none")
+    for tactic in CONV_TACTICS:
+        if tactic.applicable(spec):
+            out = np.zeros(conv.shape, np.float32)
+            tactic(spec).bind([x, w, b], [out], ScratchPool())()
+            np.testing.assert_allclose(out, want, rtol=1e-4, atol=2e-5 * np.abs(want).max(),
+                                       err_msg=tactic.name)
