@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from edge_infer.errors import CalibrationError
@@ -30,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=500,
                    help="calibration frames to use (default 500; 0 = all a folder holds)")
     p.add_argument("--shapes", help="input shape if the model's is not fixed: NAME:1x3xHxW")
+    p.add_argument("--config", metavar="DAEMON.yaml",
+                   help="preprocess as this daemon config does (its preprocess.color_order)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
 
@@ -50,8 +53,16 @@ def run(args: argparse.Namespace) -> int:
     shapes = parse_shapes(args.shapes) or None
     graph, _ = calibration_graph(args.model, shapes)
     _, _, h, w = graph.inputs[0].shape
-    data = CalibrationData(args.data, (int(w), int(h)), args.frames)
-    data.kind  # noqa: B018 -- validates the source before the model is run
+    if args.config:
+        from edge_infer.pipeline.config import load_config
+
+        data = CalibrationData.for_daemon(args.data, (int(w), int(h)), load_config(args.config),
+                                          args.frames)
+    else:
+        data = CalibrationData(args.data, (int(w), int(h)), args.frames)
+    kind = data.kind  # validates the source before the model runs
+    if not args.quiet:
+        print(f"calibration data: {kind} {args.data}", file=sys.stderr)
     total = args.frames or None
     bar = tqdm(total=total, desc="calibrating", unit="frame", disable=args.quiet)
     try:

@@ -44,7 +44,7 @@ def _videos(out: Path, cameras: int) -> dict:
         if len(m["cameras"]) >= cameras and all("h264" in c["files"] for c in m["cameras"]):
             return m
     t0 = time.monotonic()
-    write_videos(out, cameras, seconds=8.0, fps=15.0, width=640, height=360, codec="h264",
+    write_videos(out, cameras, seconds=5.0, fps=15.0, width=640, height=360, codec="h264",
                  seed=0, workers=min(2, os.cpu_count() or 1), progress=False)
     print(f"rendered {cameras} synthetic cameras in {time.monotonic() - t0:.1f} s")
     return json.loads(manifest.read_text())
@@ -75,7 +75,7 @@ def write_config(path: Path, cams: list[dict], model: Path, engine: Path, endpoi
     cfg = {
         "device_id": "demo",
         "engine": {"path": str(engine), "onnx": str(model), "rebuild_on_mismatch": True,
-                   "build": {"min_batch": 1, "opt_batch": 4, "max_batch": 8, "tune": False}},
+                   "build": {"min_batch": 1, "opt_batch": 4, "max_batch": 4, "tune": False}},
         "cameras": cams,
         "batching": {"latency_budget_ms": 400},
         "inference": {"workers": 2},
@@ -85,27 +85,6 @@ def write_config(path: Path, cams: list[dict], model: Path, engine: Path, endpoi
         "health": {"shutdown_timeout_s": 10},
     }
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-
-
-def mosaic(previews: dict[str, bytes], path: Path) -> bool:
-    """Tile the latest preview of every camera into one JPEG."""
-    import cv2
-    import numpy as np
-
-    tiles = []
-    for cam in sorted(previews):
-        img = cv2.imdecode(np.frombuffer(previews[cam], np.uint8), cv2.IMREAD_COLOR)
-        if img is not None:
-            img = cv2.resize(img, (320, 180))
-            cv2.putText(img, cam, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
-            tiles.append(img)
-    if not tiles:
-        return False
-    cols = 4 if len(tiles) > 4 else len(tiles)
-    while len(tiles) % cols:
-        tiles.append(np.zeros_like(tiles[0]))
-    rows = [np.hstack(tiles[i:i + cols]) for i in range(0, len(tiles), cols)]
-    return bool(cv2.imwrite(str(path), np.vstack(rows)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -139,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         port = args.port or rtsp_loopback.free_port()
         endpoint = f"tcp://127.0.0.1:{port}"
         cfg_path = out / "demo.yaml"
-        write_config(cfg_path, cams, model, cache / "demo.engine", endpoint,
+        write_config(cfg_path, cams, model, cache / f"{model.stem}.engine", endpoint,
                      list(manifest.get("classes", [])))
         print(f"config: {cfg_path}; {len(cams)} cameras ({n_rtsp} over RTSP)")
         return _run_daemon(cfg_path, endpoint, args.seconds, out, SequenceTracker, Subscriber)
@@ -150,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_daemon(cfg_path: Path, endpoint: str, seconds: float, out: Path, tracker_cls: type,
                 subscriber_cls: type) -> int:
+    from edge_infer.pipeline.preview import mosaic
+
     log_path = out / "daemon.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "edge_infer", "run", "--config",
@@ -179,13 +160,16 @@ def _run_daemon(cfg_path: Path, endpoint: str, seconds: float, out: Path, tracke
                 row[1] += len(msg.payload["detections"])
                 if tracker.received % 25 == 1:
                     p = msg.payload
-                    labels = ", ".join(f"{d['label']} {d['score']:.2f}" for d in p["detections"])
+                    dets = p["detections"]
+                    labels = ", ".join(f"{d['label']} {d['score']:.2f}" for d in dets[:5])
+                    labels += f" (+{len(dets) - 5} more)" if len(dets) > 5 else ""
                     print(f"  {p['camera_id']} seq {p['seq']:>4} "
                           f"{p['latency_ms']['total']:6.1f} ms: {labels or '-'}")
             elif msg.kind == "preview" and msg.jpeg:
                 previews[msg.payload["camera_id"]] = msg.jpeg
             elif msg.kind == "status":
                 status = msg.payload
+    took = time.monotonic() - first if first is not None else 0.0
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     try:
@@ -197,7 +181,7 @@ def _run_daemon(cfg_path: Path, endpoint: str, seconds: float, out: Path, tracke
         tail = log_path.read_text()[-2000:]
         raise EdgeInferError(f"the daemon published nothing (exit {code}); log {log_path}:\n"
                              f"{tail}")
-    took = time.monotonic() - first
+    took = max(took, 1e-3)
     print(f"\nreceived {tracker.received} messages in {took:.1f} s, {tracker.gaps} lost, "
           f"{tracker.restarts} restarts; daemon exit code {code}")
     print(f"{'camera':<8} {'frames':>7} {'fps':>6} {'boxes':>6}")

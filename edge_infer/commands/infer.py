@@ -36,8 +36,11 @@ def _load_inputs(specs: list[str]) -> dict[str, np.ndarray]:
             raise BindingError(f"--input '{spec}': no such file {file}")
         try:
             feeds[name] = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise BindingError(f"--input '{spec}': not a plain .npy array ({exc})") from exc
+        except (ValueError, OSError, EOFError) as exc:
+            # never unpickle: object arrays and non-.npy files are refused alike
+            raise BindingError(
+                f"--input '{spec}': {file} is not a .npy file holding a plain numeric array"
+            ) from exc
     return feeds
 
 

@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", required=True, help="YAML config file")
     p.add_argument("--check", action="store_true",
                    help="validate the config and exit (0 when valid)")
+    p.add_argument("--build-only", action="store_true",
+                   help="load the engine, building it from engine.onnx when missing, and exit "
+                   "(what edge-infer-build.service runs)")
     p.set_defaults(func=run)
 
 
@@ -24,6 +27,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if args.check:
         print(f"{args.config}: valid ({len(cfg.cameras)} cameras, device {cfg.device_id})")
+        return 0
+    if args.build_only:
+        from edge_infer.pipeline.daemon import load_engine
+
+        engine = load_engine(cfg.engine)
+        print(f"{cfg.engine.path}: ready (batch {engine.profile.min_batch}.."
+              f"{engine.profile.max_batch}, {engine.build_record.get('backend', '?')})")
         return 0
     from edge_infer.pipeline.daemon import run_daemon
 

@@ -29,7 +29,7 @@ from edge_infer.engine.ir import Graph
 from edge_infer.engine.onnx_import import import_model, load_model
 from edge_infer.engine.passes import PassManager, default_passes
 from edge_infer.engine.plan import graph_to_plan
-from edge_infer.engine.precision import apply_precision
+from edge_infer.engine.precision import apply_precision, calib_cache_sha256, precision_flags
 from edge_infer.engine.profiles import Profile, ShapeMap, make_profile
 from edge_infer.engine.shape_inference import (
     bind_input_shapes,
@@ -85,6 +85,7 @@ class BuildOptions:
             "precision": self.precision,
             "int8_fallback": self.int8_fallback,
             "layer_precision": dict(self.layer_precision),
+            "calib_cache_sha256": calib_cache_sha256(self),
         }
 
 
@@ -254,7 +255,6 @@ def rebuild_command(model_path: str | None, profile: Profile, opts: BuildOptions
                       fmt(profile.opt_batch), "--max-shapes", fmt(profile.max_batch)]
     if opts.backend != "cpu":
         parts += ["--backend", opts.backend]
-    if opts.precision != "fp32":
-        parts.append(f"--{opts.precision}")
+    parts += precision_flags(opts)
     return shlex.join(parts)
 

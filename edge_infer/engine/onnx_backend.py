@@ -164,5 +164,5 @@ prepare = EdgeInferBackend.prepare
 run_model = EdgeInferBackend.run_model
 supports_device = EdgeInferBackend.supports_device
 
-__all__ = ["EdgeInferBackend", "EdgeInferRep", "bind_inputs", "declared_inputs", "declared_shapes", "prepare",
-           "run_model", "supports_device"]
+__all__ = ["EdgeInferBackend", "EdgeInferRep", "bind_inputs", "declared_inputs",
+           "declared_shapes", "prepare", "run_model", "supports_device"]

@@ -155,6 +155,10 @@ class ExecutionContext:
         self._states: dict[int, Any] = {}
         self._busy = threading.Lock()
         self._stream: Stream | None = None
+        # like a TensorRT context, allocate up front (arena, scratch, compiled loops) for the
+        # batch size the engine was tuned for; other plans are prepared on first use
+        opt = engine.plan_batch_for(engine.profile.opt_batch)
+        self._states[opt] = engine.program(opt).new_state()
 
     def __enter__(self) -> ExecutionContext:
         return self
@@ -166,6 +170,10 @@ class ExecutionContext:
         if self._stream is not None:
             self._stream.close()
             self._stream = None
+        for state in self._states.values():
+            closer = getattr(state, "close", None)
+            if closer is not None:
+                closer()
         self._states.clear()
 
     def validate(self, feeds: Mapping[str, np.ndarray]) -> int:

@@ -1,8 +1,9 @@
 """Calibration frames from a folder of images, a video file, or a camera URL.
 
 Frames are preprocessed exactly as the daemon preprocesses them (:func:`preprocess`:
-letterbox to the model input, BGR→RGB, /255, CHW float32), so the calibrated ranges are the
-ranges the engine sees in service. Unreadable images are reported and skipped; a source that
+letterbox to the model input, BGR→RGB, /255, CHW float32, then the config's
+``preprocess.color_order``), so the calibrated ranges are the ranges the engine sees in
+service. Unreadable images are reported and skipped; a source that
 yields no frame at all is a :class:`CalibrationError`; fewer frames than asked is reported
 (``CalibrationData.shortfall``) and calibration goes on with what there is.
 """
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -41,8 +43,20 @@ class CalibrationData:
     frames: int = 0
     #: seconds to wait for a camera's next frame before giving up
     read_timeout: float = 10.0
+    #: channel order of the model input, as the daemon's ``preprocess.color_order``
+    color_order: str = "rgb"
     skipped: list[str] = field(default_factory=list)
     yielded: int = 0
+
+    def __post_init__(self) -> None:
+        if self.color_order not in ("rgb", "bgr"):
+            raise CalibrationError(f"color_order must be rgb or bgr, got {self.color_order!r}")
+
+    @classmethod
+    def for_daemon(cls, source: str, input_size: tuple[int, int], config: Any,
+                   frames: int = 0) -> CalibrationData:
+        """Frames preprocessed as the daemon configured by ``config`` (a DaemonConfig)."""
+        return cls(source, input_size, frames, color_order=config.preprocess.color_order)
 
     @property
     def kind(self) -> str:
@@ -78,6 +92,8 @@ class CalibrationData:
             if self.frames and self.yielded >= self.frames:
                 break
             out, _ = preprocess(frame, self.input_size)
+            if self.color_order == "bgr":  # as the daemon's workers do
+                out = np.ascontiguousarray(out[::-1])
             self.yielded += 1
             yield out
         if self.yielded == 0:

@@ -114,7 +114,8 @@ class EngineConfig(_Model):
     path: Path = Field(description="engine file; built from `onnx` when missing")
     onnx: Path | None = Field(None, description="ONNX model to build the engine from")
     rebuild_on_mismatch: bool = Field(
-        False, description="rebuild from `onnx` when the engine was built elsewhere")
+        False, description="rebuild from `onnx` when the engine was built elsewhere or "
+        "from another model")
     build: BuildConfig = Field(default_factory=BuildConfig, description="build options")
     model_name: str | None = Field(None, max_length=128,
                                    description="name published with detections (default: file)")
@@ -329,6 +330,11 @@ def iter_fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str
         if isinstance(ann, type):
             type_name = ann.__name__
         type_name = type_name.replace(" | ", " or ").replace("|", " or ")
+        bounds = [f"{sym}{getattr(m, attr)}" for m in f.metadata
+                  for attr, sym in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤"))
+                  if getattr(m, attr, None) is not None]
+        if bounds:
+            type_name += f" ({', '.join(bounds)})"
         rows.append((key, type_name, default if len(default) < 40 else "…",
                      f.description or ""))
     return rows

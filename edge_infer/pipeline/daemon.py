@@ -16,6 +16,7 @@ batches finish and are published, the socket closes — all within
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -92,11 +93,22 @@ def load_engine(cfg: EngineConfig) -> Any:
 
     if cfg.path.is_file():
         try:
-            return Engine.load(cfg.path)
+            engine = Engine.load(cfg.path)
         except EngineCompatibilityError:
             if not (cfg.rebuild_on_mismatch and cfg.onnx is not None):
                 raise
             log.warning("%s was built elsewhere: rebuilding from %s", cfg.path, cfg.onnx)
+            return build_engine(cfg)
+        if cfg.onnx is None or not cfg.onnx.is_file():
+            return engine
+        digest = hashlib.sha256(cfg.onnx.read_bytes()).hexdigest()
+        if engine.build_record.get("model_sha256") == digest:
+            return engine
+        if not cfg.rebuild_on_mismatch:
+            log.warning("%s was built from another model than %s (set "
+                        "engine.rebuild_on_mismatch to rebuild)", cfg.path, cfg.onnx)
+            return engine
+        log.warning("%s was built from another model: rebuilding from %s", cfg.path, cfg.onnx)
     elif cfg.onnx is None:
         raise ConfigError(f"engine.path: {cfg.path} does not exist and engine.onnx is not set; "
                           "build it with `edge-infer build MODEL.onnx` or set engine.onnx")
@@ -291,7 +303,7 @@ class Daemon:
         ok = self.dispatcher.stop(left())
         ok = self.pool.wait_idle(left()) and ok
         self.pool.stop(min(left(), 1.0))
-        self.publisher.close(left())
+        ok = self.publisher.close(left()) and ok
         # readers blocked in read() return within their read timeout; give them a second
         # beyond the budget, then leave the rest (run_daemon exits without waiting for them)
         end = self.clock() + left() + 1.0
@@ -326,13 +338,14 @@ def run_daemon(cfg: DaemonConfig, env: Mapping[str, str] | None = None) -> int:
     try:
         daemon.serve(stop)
     finally:
-        daemon.shutdown()
+        drained = daemon.shutdown()
     stuck = [s.id for s in daemon.sources if not s.join(0)]
-    if stuck:
-        # a thread blocked inside a native read cannot be interrupted, and interpreter
-        # teardown under it can abort the process: everything is published and closed, so
-        # leave now with the right exit code
-        log.warning("readers still blocked in read(): %s; exiting without them", stuck)
+    if stuck or not drained:
+        # a thread blocked inside a native call (a camera read, a wedged inference) cannot be
+        # interrupted, and interpreter teardown under it can hang or abort: what could be
+        # published is, so leave now, within the stop bound, with the exit code of a stop
+        log.warning("exiting with threads still busy (readers blocked: %s, drained: %s)",
+                    stuck or "none", drained)
         logging.shutdown()
         os._exit(0)
     return 0

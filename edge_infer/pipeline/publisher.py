@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 import zmq
 
 from edge_infer.errors import ConfigError
 from edge_infer.pipeline.config import PublisherConfig
+from edge_infer.pipeline.preview import draw_detections, label_of
 from edge_infer.pipeline.workers import BatchResult, FrameResult
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,6 @@ class ModelInfo:
         default = rec.get("model_name") or Path(str(rec.get("model_path") or "model")).stem
         return ModelInfo(name or str(default), str(rec.get("model_sha256") or ""),
                          str(opts.get("precision") or "fp32"))
-
-
-def label_of(class_id: int, names: list[str]) -> str:
-    return names[class_id] if 0 <= class_id < len(names) else f"class{class_id}"
 
 
 def detection_payload(
@@ -94,21 +90,6 @@ def detection_payload(
         "model": {"name": model.name, "sha256": model.sha256, "precision": model.precision},
         "detections": dets,
     }
-
-
-def draw_detections(image: np.ndarray, r: FrameResult, class_names: list[str],
-                    max_width: int) -> np.ndarray:
-    """A copy of the frame, scaled to ``max_width`` at most, with boxes and labels drawn."""
-    h, w = image.shape[:2]
-    scale = min(1.0, max_width / w)
-    out = cv2.resize(image, (round(w * scale), round(h * scale))) if scale < 1 else image.copy()
-    for box, s, c in zip(r.detections.boxes, r.detections.scores, r.detections.classes):
-        x1, y1, x2, y2 = (round(float(v) * scale) for v in box)
-        color = tuple(int(v) for v in np.random.default_rng(int(c)).integers(64, 256, 3))
-        cv2.rectangle(out, (x1, y1), (x2, y2), color, 2)
-        cv2.putText(out, f"{label_of(int(c), class_names)} {s:.2f}", (x1, max(10, y1 - 4)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
-    return out
 
 
 def setup_curve_server(ctx: zmq.Context, sock: zmq.Socket, keys_dir: Path) -> Any:
@@ -201,17 +182,30 @@ class Publisher:
             self.dropped += len(result.frames)
             return False
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Publish what is queued, a last status, then close the socket."""
+    def close(self, timeout: float = 5.0) -> bool:
+        """Publish what is queued and a last status, then close; False if that timed out."""
         if self._thread.is_alive():
-            self._queue.put(None)
+            try:
+                self._queue.put(None, timeout=max(0.0, timeout))
+            except queue.Full:
+                log.warning("publisher queue full at shutdown")
             self._thread.join(timeout)
-        if self._sock is not None:
-            self._sock.close(linger=500)
+        if self._thread.is_alive():
+            # still sending: the thread closes its socket when it finishes; terminating the
+            # context now would block until then
+            log.warning("publisher did not finish within %.1f s; %d result(s) unsent",
+                        timeout, self._queue.qsize())
+            return False
+        if self._sock is not None:  # never started
+            self._sock.close(linger=0)
+            self._sock = None
         if self._auth is not None:
             self._auth.stop()
+            self._auth = None
         if self._ctx is not None:
             self._ctx.term()
+            self._ctx = None
+        return True
 
     def _send(self, parts: list[bytes]) -> None:
         if self._sock is None:
@@ -265,6 +259,14 @@ class Publisher:
                     json.dumps(status, separators=(",", ":")).encode()])
 
     def _loop(self) -> None:
+        try:
+            self._publish_until_closed()
+        finally:
+            if self._sock is not None:
+                self._sock.close(linger=500)
+                self._sock = None
+
+    def _publish_until_closed(self) -> None:
         next_status = self.clock()
         while True:
             timeout = max(0.0, next_status - self.clock())

@@ -310,10 +310,12 @@ class CameraSource:
 
     def run(self) -> None:
         """The reader loop: connect, stream, back off, until stopped or a file ends."""
+        looping = False
         try:
             while not self.stopping:
-                if self.state != S.CONNECTING:
+                if self.state != S.CONNECTING and not looping:
                     self.transition(S.CONNECTING)
+                looping = False
                 cap = self._open()
                 if cap is None:
                     if self._back_off("open failed"):
@@ -326,7 +328,8 @@ class CameraSource:
                 if outcome == "eof-stop":
                     break
                 if outcome == "eof-loop":
-                    continue  # a looping file reopens at once: that is not a failure
+                    looping = True  # a looping file reopens at once, still streaming
+                    continue
                 if outcome != "stopped" and self._back_off(outcome):
                     break
         except Exception as exc:  # a reader must never die silently: log and stop the camera

@@ -66,6 +66,12 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, json.dumps(obj, separators=(",", ":")).encode())
 
 
+def worker_init() -> None:
+    """Initializer of generator worker processes: one process per core is the parallelism,
+    so OpenCV's own thread pool would only oversubscribe the CPU."""
+    cv2.setNumThreads(1)
+
+
 def _render_chunk(job: tuple[str, str, int, int, list[int]]) -> list[tuple[int, list[dict]]]:
     out_dir, split, seed, size, indices = job
     results = []
@@ -109,7 +115,7 @@ def write_dataset(
     per_image: dict[int, list[dict]] = {}
     bar = _progress(count, f"synth {split}", progress)
     if workers > 1 and len(jobs) > 1:
-        with mp.get_context("spawn").Pool(workers) as pool:
+        with mp.get_context("spawn").Pool(workers, initializer=worker_init) as pool:
             for chunk in pool.imap_unordered(_render_chunk, jobs):
                 per_image.update(chunk)
                 bar.update(len(chunk))

@@ -78,7 +78,11 @@ def engine_runner(path: str | os.PathLike[str], batch: int) -> ModelRunner:
     if not p.is_file():
         raise ModelLoadError(f"{p}: no such model or engine file")
     if p.suffix.lower() == ".onnx":
-        from edge_infer.engine.builder import build
+        try:
+            from edge_infer.engine.builder import build
+        except ImportError as exc:
+            raise EdgeInferError(f"the edge_infer builder is unavailable ({exc}); evaluate "
+                                 f"with --runtime onnxruntime instead") from exc
 
         name, (w, h) = _onnx_input(p)
         engine = build(str(p), min_shapes={name: (1, 3, h, w)}, opt_shapes={name: (batch, 3, h, w)},

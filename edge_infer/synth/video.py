@@ -27,7 +27,7 @@ from typing import IO, Any
 import cv2
 import numpy as np
 
-from edge_infer.synth.dataset import atomic_write_json
+from edge_infer.synth.dataset import atomic_write_json, worker_init
 from edge_infer.synth.scenes import Composer, make_background, sample_size
 from edge_infer.synth.shapes import CLASSES, Sprite, draw_sprite, warp_sprite
 
@@ -176,7 +176,7 @@ class _H264Writer:
         self.stdin: IO[bytes] = self.proc.stdin  # type: ignore[assignment]  # stdin=PIPE
 
     def write(self, frame: np.ndarray) -> None:
-        self.stdin.write(frame.tobytes())
+        self.stdin.write(memoryview(np.ascontiguousarray(frame)))  # no copy when contiguous
 
     def close(self) -> None:
         _, err = self.proc.communicate()
@@ -238,10 +238,6 @@ def _render_job(job: tuple) -> dict[str, Any]:
     return render_camera(*job)
 
 
-def _worker_init() -> None:
-    # one process per core already: OpenCV's own threads would only oversubscribe the CPU
-    cv2.setNumThreads(1)
-
 
 def write_videos(
     out_dir: str | os.PathLike[str],
@@ -279,7 +275,7 @@ def write_videos(
                 entries.append(_render_job(job))
                 bar.update(1)
         else:
-            with mp.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
+            with mp.get_context("spawn").Pool(workers, initializer=worker_init) as pool:
                 for entry in pool.imap_unordered(_render_job, jobs):
                     entries.append(entry)
                     bar.update(1)

@@ -14,6 +14,7 @@ from edge_infer.pipeline.config import (
     DaemonConfig,
     FileCamera,
     RtspCamera,
+    config_table,
     iter_fields,
     load_config,
     parse_config,
@@ -126,3 +127,5 @@ def test_docs_list_every_config_key() -> None:
         keys += [f"cameras[].{k}" for k, *_ in iter_fields(cam)]
     missing = [k for k in keys if f"`{k}`" not in doc]
     assert not missing, f"docs/daemon.md does not document: {missing}"
+    table = doc.split("<!-- config-table:start -->\n")[1].split("\n<!-- config-table:end -->")[0]
+    assert table == config_table(), "docs/daemon.md is stale: regenerate it with config_table()"

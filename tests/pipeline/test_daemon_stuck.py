@@ -45,10 +45,12 @@ def test_stuck_inference_withholds_watchdog_and_shutdown_is_bounded(
         t_stuck = time.monotonic()
         time.sleep(2.5)
         last_done = daemon.progress.last_batch
-        assert last_done is not None and last_done < t_stuck + 1.0  # the batch in flight
-        late = [t for t, m in notify.messages
-                if "WATCHDOG=1" in m.split("\n") and t > last_done + 1.0 + 0.3]
-        assert late == []  # no pings once no batch completed for stall_after_s
+        assert last_done is not None and last_done < t_stuck + 1.4  # the batch in flight
+        pings, withheld = daemon.watchdog.pings, daemon.watchdog.withheld
+        time.sleep(1.0)
+        # no pings once no batch completed for stall_after_s; the health loop keeps ticking
+        assert daemon.watchdog.pings == pings
+        assert daemon.watchdog.withheld >= withheld + 3
         assert any("STATUS=stalled" in m for _, m in notify.messages)
 
         stop.set()
@@ -63,4 +65,5 @@ def test_stuck_inference_withholds_watchdog_and_shutdown_is_bounded(
         stop.set()
         for s in daemon.sources:
             s.join(5)
+        assert daemon.publisher.close(5)  # once the batch came unstuck, everything closes
         notify.close()

@@ -81,3 +81,29 @@ def test_metrics_percentiles_and_rates() -> None:
     assert rates["a"][0] == 75 / 5.0  # all within the 5 s window
     clock.advance(10)
     assert m.camera_rates()["a"][0] == 0.0
+
+
+def test_prometheus_endpoint_serves_metrics() -> None:
+    import urllib.request
+
+    import pytest
+
+    pytest.importorskip("prometheus_client")
+    from edge_infer.pipeline.health import PrometheusExporter
+    from edge_infer.pipeline.rtsp_loopback import free_port
+
+    port = free_port()
+    exp = PrometheusExporter("127.0.0.1", port)
+    try:
+        exp.frame("cam0", 0.01, 0.02, 0.05)
+        exp.batch_done(4, 0.02)
+        exp.cameras({"cam0": {"fps": 14.5, "dropped": 3, "reconnects": 1, "state": "streaming"}},
+                    ["streaming", "stalled"])
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    finally:
+        exp.close()
+    body = text.decode()
+    assert 'edge_infer_camera_fps{camera="cam0"} 14.5' in body
+    assert 'edge_infer_camera_state{camera="cam0",state="stalled"} 0.0' in body
+    assert "edge_infer_batch_size_count 1.0" in body
+    assert "edge_infer_latency_seconds_count 1.0" in body

@@ -175,3 +175,37 @@ def test_curve_authenticates_clients(tmp_path: Path) -> None:
             assert _collect(bad_sub, {"status"}, 1, timeout=1.0) == []
     finally:
         pub.close(2.0)
+
+
+def test_subscribe_command_prints_and_reports_gaps(tmp_path: Path, capsys) -> None:
+    import threading
+
+    from edge_infer.cli import main
+
+    ep = f"ipc://{tmp_path}/cli.ipc"
+    pub = _publisher(ep, preview={"enabled": True, "interval_s": 60})
+    pub.start()
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(main(
+        ["subscribe", "--endpoint", ep, "--count", "4", "--seconds", "10", "--json",
+         "--save-previews", str(tmp_path / "prev")])))
+    t.start()
+    time.sleep(1.0)  # let the subscriber connect
+    pub.submit(batch(["a"]))
+    end = time.monotonic() + 5
+    while pub.global_seq < 1 and time.monotonic() < end:
+        time.sleep(0.01)
+    pub.seq["a"] = 5  # the next message of camera a skips 4 sequence numbers
+    pub.submit(batch(["a", "b"]))
+    pub.submit(batch(["b"]))
+    t.join(15)
+    pub.close(2.0)
+    out, err = capsys.readouterr()
+    assert result == [0]
+    lines = [json.loads(line) for line in out.splitlines()]
+    dets = [d for d in lines if d["topic"].startswith("det/")]
+    assert [(d["camera_id"], d["seq"]) for d in dets] == [("a", 0), ("a", 5), ("b", 0),
+                                                          ("b", 1)]
+    assert "gap: camera a lost 4 message(s)" in err
+    assert "received 4 detections messages, 4 lost, 0 restart(s)" in err
+    assert sorted(p.name for p in (tmp_path / "prev").iterdir()) == ["a.jpg", "b.jpg"]

@@ -7,10 +7,13 @@ the precision pass creates in the ``edge_infer`` domain (version 1).
 - ``QConv`` (inputs ``X, W_q, w_scale, [B_q], [Z]``): an INT8 FusedConv. ``X`` (float) is
   quantized symmetrically with ``x_scale`` to int8, ``W_q`` is int8 with per-output-channel
   ``w_scale``, ``B_q`` is int32 in units of ``x_scale * w_scale``. The int8 products are
-  accumulated exactly (float64 GEMM over integer values: every partial sum is an integer below
-  2**53, so the result *is* the int32 accumulator), then requantized to real values, and the
+  accumulated exactly (float GEMMs over integer values sized so that every partial sum is an
+  exactly representable integer, so the result *is* the int32 accumulator), then requantized
+  to real values, and the
   FusedConv epilogue (residual, activation) runs on them. ``out_precision`` rounds the output
   to what the layer's output tensor stores (``"fp16"``) or keeps it (``"fp32"``).
+- ``QGemm`` (inputs ``X, W_q [N, K], w_scale, [B_q]``): an INT8 fully connected layer
+  (Gemm with ``transB=1`` or MatMul by a constant), same scheme as QConv, over X's last axis.
 - ``Fp16Layer``: any float layer run as an FP16 engine runs it — float16 weights are upcast
   for the arithmetic, float inputs rounded to float16 on the way in (``round_inputs``) and
   every float output rounded to float16 on the way out. ``op``/``op_domain``/``op_attrs`` name
@@ -105,14 +108,38 @@ def quantize_activation(x: np.ndarray, scale: float) -> np.ndarray:
     return np.clip(q, ACT_QMIN, ACT_QMAX, out=q)
 
 
+#: int8×int8 products are below 2**14 in magnitude, so float32 (24-bit mantissa) sums of up to
+#: 1024 of them are exact integers — GEMMs over at most this many terms run in float32
+EXACT_F32_TERMS = 1024
+
+
 def int8_conv_accumulate(xq: np.ndarray, wq: np.ndarray, bq: np.ndarray | None = None,
                          **geometry: Any) -> np.ndarray:
     """The int32 accumulator of an int8 convolution, exactly (returned as int32).
 
     ``xq`` and ``wq`` hold integers in the int8 range (any dtype); ``bq`` int32 per channel.
-    float64 sums of int8×int8 products are exact far beyond any layer's fan-in (2**53).
+    Float sums of integers are exact while they stay below the mantissa's range: the
+    reduction is split into chunks of at most :data:`EXACT_F32_TERMS` input terms, each a
+    float32 GEMM (as fast as the FP32 path), and the chunks are added in float64 (exact far
+    beyond any layer's fan-in). Grouped layers with a larger fan-in use one float64 GEMM.
     """
-    acc = conv(np.asarray(xq, np.float64), np.asarray(wq, np.float64), None, **geometry)
+    w = np.asarray(wq)
+    taps = int(np.prod(w.shape[2:], dtype=np.int64))
+    fan_in = w.shape[1] * taps
+    group = int(geometry.get("group", 1) or 1)
+    if fan_in <= EXACT_F32_TERMS:
+        acc = conv(np.asarray(xq, np.float32), w.astype(np.float32), None,
+                   **geometry).astype(np.float64)
+    elif group == 1:
+        step = max(1, EXACT_F32_TERMS // taps)
+        x32, w32 = np.asarray(xq, np.float32), w.astype(np.float32)
+        acc = None
+        for c in range(0, w.shape[1], step):
+            part = conv(np.ascontiguousarray(x32[:, c : c + step]),
+                        np.ascontiguousarray(w32[:, c : c + step]), None, **geometry)
+            acc = part.astype(np.float64) if acc is None else acc + part
+    else:
+        acc = conv(np.asarray(xq, np.float64), w.astype(np.float64), None, **geometry)
     if bq is not None:
         acc += np.asarray(bq, np.float64).reshape(1, -1, *([1] * (acc.ndim - 2)))
     return acc.astype(np.int32)
@@ -176,6 +203,47 @@ def qconv(
     if residual == "post" and Z is not None:
         y = np.add(y, Z)
     y = np.asarray(y, np.float32)
+    return round_fp16(y) if out_precision == "fp16" else y
+
+
+# -- QGemm --------------------------------------------------------------------------------------
+
+
+def int8_matmul_accumulate(xq: np.ndarray, wq: np.ndarray) -> np.ndarray:
+    """``xq [M, K] @ wq[N, K].T`` exactly, as int32 (float32 chunks of K, summed in float64)."""
+    x32, w32 = np.asarray(xq, np.float32), np.asarray(wq, np.float32)
+    k = x32.shape[1]
+    acc = np.zeros((x32.shape[0], w32.shape[0]), np.float64)
+    for c in range(0, k, EXACT_F32_TERMS):
+        acc += x32[:, c : c + EXACT_F32_TERMS] @ w32[:, c : c + EXACT_F32_TERMS].T
+    return acc.astype(np.int32)
+
+
+def _infer_qgemm(ctx: InferContext) -> list[TensorType]:
+    if ctx.dtype(1) != np.int8 or len(ctx.shape(1)) != 2:
+        ctx.fail(f"W_q must be int8 [N, K], got {ctx.type(1)}")
+    n, k = ctx.shape(1)
+    x = ctx.shape(0)
+    if not x or x[-1] != k:
+        ctx.fail(f"X's last dim must be K={k}, got {x}")
+    if ctx.shape(2) != (n,) or (ctx.has(3) and ctx.shape(3) != (n,)):
+        ctx.fail(f"w_scale and B_q must have one value per output ({n})")
+    if not float(ctx.attrs.get("x_scale", 0.0)) > 0.0:
+        ctx.fail(f"x_scale must be positive, got {ctx.attrs.get('x_scale')}")
+    return [TensorType((*x[:-1], n), ctx.dtype(0))]
+
+
+@OPS.register("QGemm", 1, domain=DOMAIN, infer=_infer_qgemm, foldable=False)
+def qgemm(X: np.ndarray, W: np.ndarray, w_scale: np.ndarray, B: np.ndarray | None = None, *,
+          x_scale: float, out_precision: str = "fp32") -> np.ndarray:
+    """INT8 ``X @ W.T + B`` over X's last axis (an INT8 Gemm with transB=1, or MatMul)."""
+    lead = X.shape[:-1]
+    xq = quantize_activation(np.reshape(X, (-1, X.shape[-1])), x_scale)
+    acc = int8_matmul_accumulate(xq, W).astype(np.float64)
+    if B is not None:
+        acc += np.asarray(B, np.float64)
+    y = (acc * (float(x_scale) * np.asarray(w_scale, np.float64))).astype(np.float32)
+    y = y.reshape(*lead, W.shape[0])
     return round_fp16(y) if out_precision == "fp16" else y
 
 

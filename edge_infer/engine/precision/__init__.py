@@ -40,7 +40,9 @@ __all__ = [
     "CalibrationCache",
     "apply_precision",
     "assign_precision",
+    "calib_cache_sha256",
     "parse_layer_precision",
+    "precision_flags",
     "precision_settings",
 ]
 
@@ -96,3 +98,25 @@ def apply_precision(graph: Graph, opts: Any) -> Graph:
     }
     log.info("precision %s: %s", mode, counts)
     return graph
+
+
+def calib_cache_sha256(opts: Any) -> str | None:
+    """The hash of the calibration cache an INT8 build uses (for the build record), or None."""
+    mode, _, overrides, cache = precision_settings(opts)
+    if cache is None or (mode != "int8" and "int8" not in overrides.values()):
+        return None
+    return cache.sha256
+
+
+def precision_flags(opts: Any) -> list[str]:
+    """The `edge-infer build` flags that reproduce the precision settings of ``opts``."""
+    mode = str(getattr(opts, "precision", "fp32"))
+    flags: list[str] = []
+    if mode == "fp16" or (mode == "int8" and getattr(opts, "int8_fallback", "fp32") == "fp16"):
+        flags.append("--fp16")
+    if mode == "int8":
+        flags += ["--int8", "--calib-cache", str(getattr(opts, "calib_cache", None) or "CACHE")]
+    overrides = getattr(opts, "layer_precision", None) or {}
+    if overrides:
+        flags += ["--layer-precision", ",".join(f"{k}:{v}" for k, v in overrides.items())]
+    return flags

@@ -8,7 +8,8 @@ Rules, in order of priority:
 2. FP16 safety: a layer whose output or input exceeded the FP16 range (``|x| > 65504``)
    during calibration, or whose weights do not fit FP16, stays in FP32 (with a warning naming
    it).
-3. INT8 is given to 2-D convolutions (Conv/FusedConv) with constant float32 weights whose
+3. INT8 is given to 2-D convolutions (Conv/FusedConv) and fully connected layers (Gemm,
+   MatMul by a constant) with constant float32 weights whose
    input tensor has a calibrated scale; other layers get the fallback precision (FP16 when
    ``--fp16`` is also given, else FP32). A convolution without a scale falls back, named, as
    does one reading a Softmax output (:func:`int8_exclusion`).
@@ -73,7 +74,10 @@ def parse_layer_precision(text: str | None) -> dict[str, str]:
 
 
 def is_quantizable(node: Node) -> bool:
-    """A 2-D Conv/FusedConv with constant float32 weights and a float32 4-D input."""
+    """A 2-D Conv/FusedConv or a fully connected layer (Gemm / MatMul) with constant float32
+    weights and a float32 input."""
+    if node.op_type in ("Gemm", "MatMul") and node.domain == "":
+        return _is_quantizable_fc(node)
     if node.op_type not in ("Conv", "FusedConv") or node.domain not in ("", "edge_infer"):
         return False
     if (node.op_type == "Conv") != (node.domain == ""):
@@ -87,6 +91,23 @@ def is_quantizable(node: Node) -> bool:
     if b is not None and b.const is None:
         return False
     return node.attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID")
+
+
+def _is_quantizable_fc(node: Node) -> bool:
+    x, w = node.inputs[0], node.inputs[1]
+    c = node.inputs[2] if len(node.inputs) > 2 else None
+    if x is None or w is None or w.const is None or x.is_const or x.type is None:
+        return False
+    if x.dtype != np.float32 or w.const.dtype != np.float32 or w.const.ndim != 2:
+        return False
+    if node.op_type == "MatMul":
+        return len(x.shape) >= 2
+    a = node.attrs
+    n = w.const.shape[0] if a.get("transB", 0) else w.const.shape[1]
+    bias_ok = c is None or (c.const is not None and c.const.size == n
+                            and c.const.shape[-1:] == (n,))
+    return (len(x.shape) == 2 and a.get("transA", 0) == 0 and a.get("alpha", 1.0) == 1.0
+            and (c is None or a.get("beta", 1.0) == 1.0) and bias_ok)
 
 
 def int8_exclusion(node: Node) -> str | None:
@@ -156,7 +177,7 @@ def assign_precision(
             if wanted == "int8" and not quantizable:
                 raise BuildError(f"--layer-precision {node.name}:int8: layer '{node.name}' "
                                  f"({node.op_type}) cannot run in INT8; only 2-D convolutions "
-                                 "with constant weights can")
+                                 "and fully connected layers with constant weights can")
             if wanted == "int8" and node.inputs[0].name not in scales:  # type: ignore[union-attr]
                 raise BuildError(f"--layer-precision {node.name}:int8: no calibration scale for "
                                  f"its input '{node.inputs[0].name}'; recalibrate")  # type: ignore[union-attr]

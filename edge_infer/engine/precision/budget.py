@@ -61,6 +61,7 @@ def layer_sensitivity(fp32: Graph, int8: Graph, feeds: Sequence[Mapping[str, np.
     ref = {n.name: 0.0 for n in layers}
     for feed in feeds:
         _, values = capture.run(feed)
+        values = {**feed, **values}  # graph inputs are read by the first layers
         for node in layers:
             op = resolve_op(int8, node)
             args = [None if v is None else v.const if v.const is not None else values[v.name]

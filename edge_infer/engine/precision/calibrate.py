@@ -73,7 +73,7 @@ def calibration_graph(model: Any, shapes: dict[str, tuple[int, ...]] | None = No
     inp = graph.inputs[0]
     if shapes is None:
         dims = list(inp.shape)
-        if len(dims) != 4 or not all(isinstance(d, int) for d in dims[1:]):
+        if len(dims) < 2 or not all(isinstance(d, int) for d in dims[1:]):
             raise CalibrationError(f"input '{inp.name}' has shape {dims}; give --shapes "
                                    f"{inp.name}:1x3xHxW")
         shapes = {inp.name: (1, *dims[1:])}  # type: ignore[dict-item]
@@ -106,7 +106,8 @@ def calibrate(
     shapes: dict[str, tuple[int, ...]] | None = None,
     on_frame: Callable[[int], None] | None = None,
 ) -> CalibrationResult:
-    """Calibrate ``model`` on ``frames`` (each ``[C, H, W]`` or ``[1, C, H, W]`` float32)."""
+    """Calibrate ``model`` on ``frames`` (each one input sample, e.g. ``[C, H, W]``, with or
+    without the batch axis of 1)."""
     if calibrator not in CALIBRATORS:
         raise CalibrationError(f"unknown calibrator {calibrator!r}; choose one of "
                                f"{', '.join(CALIBRATORS)}")
@@ -123,7 +124,7 @@ def calibrate(
     result = CalibrationResult(CalibrationCache(calibrator, sha))
     for index, frame in enumerate(frames):
         x = np.asarray(frame, np.float32)
-        if x.ndim == 3:
+        if x.ndim == len(inp.shape) - 1:
             x = x[None]
         if tuple(x.shape) != tuple(inp.shape):
             raise CalibrationError(f"frame {index} has shape {list(x.shape)}; the model input "

@@ -1,8 +1,9 @@
 """Lowering: rewrite each layer to run at its assigned precision.
 
 - INT8 convolutions become ``edge_infer::QConv`` with int8 weights, per-output-channel
-  symmetric weight scales and an int32 bias (in units of ``x_scale * w_scale``); the layer's
-  output value is kept, so consumers, aliases and graph outputs are untouched.
+  symmetric weight scales and an int32 bias (in units of ``x_scale * w_scale``); fully
+  connected layers (Gemm, MatMul by a constant) become ``edge_infer::QGemm`` the same way.
+  The layer's output value is kept, so consumers, aliases and graph outputs are untouched.
 - FP16 layers become ``edge_infer::Fp16Layer`` around the original op, with their weights
   (conv/GEMM weights and biases) stored as float16 — half the bytes in the engine file.
 - FP32 layers are left as they are.
@@ -78,6 +79,29 @@ def lower_int8_conv(graph: Graph, node: Node, x_scale: float, out_precision: str
     return new
 
 
+def lower_int8_fc(graph: Graph, node: Node, x_scale: float, out_precision: str) -> Node:
+    """Replace a Gemm / MatMul by a constant with a QGemm (weights as int8 [N, K])."""
+    x, w = node.inputs[0], node.inputs[1]
+    c = node.inputs[2] if len(node.inputs) > 2 else None
+    weight = w.const  # type: ignore[union-attr]
+    if node.op_type == "MatMul" or not node.attrs.get("transB", 0):
+        weight = weight.T  # type: ignore[union-attr]
+    wq, w_scale = quantize_weights(np.ascontiguousarray(weight))
+    inputs: list[Value | None] = [
+        x,
+        graph.add_constant(f"{node.name}/w_int8", wq),
+        graph.add_constant(f"{node.name}/w_scale", w_scale),
+        None if c is None else graph.add_constant(
+            f"{node.name}/b_int32",
+            quantize_bias(c.const.reshape(-1), x_scale, w_scale)),  # type: ignore[union-attr]
+    ]
+    attrs = {"x_scale": float(x_scale), "out_precision": out_precision}
+    new = _replace(graph, node, "QGemm", inputs, attrs, DOMAIN)
+    new.meta["precision"] = "int8"
+    new.meta["original_op"] = node.op_type
+    return new
+
+
 def lower_fp16(graph: Graph, node: Node) -> Node:
     """Wrap ``node`` in an Fp16Layer with float16 weights."""
     weights = WEIGHT_INPUTS.get(node.op_type, ()) if node.domain in ("", DOMAIN) else ()
@@ -115,7 +139,8 @@ def lower(graph: Graph, assignment: Assignment, scales: dict[str, float],
             x = node.inputs[0].name  # type: ignore[union-attr]
             out = "fp16" if fallback == "fp16" and node.name not in assignment.fp16_overflow \
                 else "fp32"
-            lower_int8_conv(graph, node, scales[x], out)
+            rewrite = lower_int8_fc if node.op_type in ("Gemm", "MatMul") else lower_int8_conv
+            rewrite(graph, node, scales[x], out)
         elif choice == "fp16":
             lower_fp16(graph, node)
         else:

@@ -34,7 +34,7 @@ def test_cache_for_another_model_is_refused(tmp_path: Path) -> None:
     cache().save(path)
     c = CalibrationCache.load(path)
     c.check_model("ab" * 32)
-    with pytest.raises(CalibrationError, match="made for another model.*edge-infer calibrate"):
+    with pytest.raises(CalibrationError, match=r"made for another model.*edge-infer calibrate"):
         c.check_model("cd" * 32)
 
 
@@ -64,5 +64,5 @@ def test_missing_and_binary_files(tmp_path: Path) -> None:
         CalibrationCache.load(tmp_path / "none.calib")
     path = tmp_path / "bin.calib"
     path.write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(CalibrationError, match="cannot be read|not an edge_infer"):
+    with pytest.raises(CalibrationError, match=r"cannot be read|not an edge_infer"):
         CalibrationCache.load(path)

@@ -18,19 +18,19 @@ SHAPES = {"x": (1, 3, SIZE, SIZE)}
 
 
 @pytest.fixture(scope="module")
-def calibrated(model: onnx.ModelProto):  # noqa: ANN201
+def calibrated(model: onnx.ModelProto):
     return calibrate(model, frames(6), calibrator="entropy")
 
 
-def _build(model: onnx.ModelProto, **kw: object):  # noqa: ANN202
+def _build(model: onnx.ModelProto, **kw: object):
     return build(model, options=BuildOptions(shapes=SHAPES, tune=False, **kw))
 
 
-def _ops(engine) -> dict[str, str]:  # noqa: ANN001
+def _ops(engine) -> dict[str, str]:
     return {n.name: f"{n.op_type}:{n.meta.get('precision', '-')}" for n in engine.graph(1).nodes}
 
 
-def test_calibration_covers_every_conv_input(calibrated) -> None:  # noqa: ANN001
+def test_calibration_covers_every_conv_input(calibrated) -> None:
     cache = calibrated.cache
     assert len(cache.scales) == 3 and "x" in cache.scales
     assert cache.frames == 6 and calibrated.frames_used == 6
@@ -38,7 +38,7 @@ def test_calibration_covers_every_conv_input(calibrated) -> None:  # noqa: ANN00
     assert "tensor" in calibrated.summary()
 
 
-def test_int8_engine_quantizes_convs_and_stays_close(model, calibrated) -> None:  # noqa: ANN001
+def test_int8_engine_quantizes_convs_and_stays_close(model, calibrated) -> None:
     fp32 = _build(model)
     int8 = _build(model, precision="int8", extra={"calibration": calibrated.cache})
     ops = _ops(int8)
@@ -54,7 +54,7 @@ def test_int8_engine_quantizes_convs_and_stays_close(model, calibrated) -> None:
     assert meta["calib_cache_sha256"] == calibrated.cache.sha256
 
 
-def test_fp16_engine_stores_half_weights_and_rounds_outputs(model) -> None:  # noqa: ANN001
+def test_fp16_engine_stores_half_weights_and_rounds_outputs(model) -> None:
     fp16 = _build(model, precision="fp16")
     assert {t.dtype for t in fp16.tensors.values() if t.ndim == 4} == {np.dtype(np.float16)}
     y = fp16.create_context().execute({"x": frames(1)[0][None]})["y"]
@@ -62,7 +62,7 @@ def test_fp16_engine_stores_half_weights_and_rounds_outputs(model) -> None:  # n
     assert all(v.endswith(":fp16") for v in _ops(fp16).values())
 
 
-def test_layer_precision_overrides(model, calibrated) -> None:  # noqa: ANN001
+def test_layer_precision_overrides(model, calibrated) -> None:
     engine = _build(model, precision="int8", extra={"calibration": calibrated.cache},
                     layer_precision={"conv3": "fp16", "conv1": "fp32"})
     ops = _ops(engine)
@@ -75,7 +75,7 @@ def test_layer_precision_overrides(model, calibrated) -> None:  # noqa: ANN001
                layer_precision={"double": "int8"})
 
 
-def test_int8_needs_a_cache_for_this_model(model, calibrated) -> None:  # noqa: ANN001
+def test_int8_needs_a_cache_for_this_model(model, calibrated) -> None:
     with pytest.raises(BuildError, match="--calib-cache"):
         _build(model, precision="int8")
     with pytest.raises(CalibrationError, match="another model"):
@@ -97,7 +97,7 @@ def test_fp16_overflow_keeps_layer_in_fp32(caplog: pytest.LogCaptureFixture) -> 
     assert np.isfinite(y).all()
 
 
-def test_nan_frames_are_reported_and_skipped(model, caplog) -> None:  # noqa: ANN001
+def test_nan_frames_are_reported_and_skipped(model, caplog) -> None:
     data = frames(3)
     data[1][0, 0, 0] = np.nan
     data[2][1, 2, 3] = np.inf
@@ -111,3 +111,38 @@ def test_nan_frames_are_reported_and_skipped(model, caplog) -> None:  # noqa: AN
         calibrate(model, [], calibrator="minmax")
     with pytest.raises(CalibrationError, match="takes"):
         calibrate(model, [np.zeros((3, 8, 8), np.float32)])
+
+
+def _fc_model() -> onnx.ModelProto:
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((16, 20)).astype(np.float32) / 4, "w1"),
+             numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "b1"),
+             numpy_helper.from_array(rng.standard_normal((16, 5)).astype(np.float32) / 4, "w2")]
+    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["g"], transB=1, name="fc1"),
+             helper.make_node("Relu", ["g"], ["r"], name="relu"),
+             helper.make_node("MatMul", ["r", "w2"], ["y"], name="fc2")]
+    graph = helper.make_graph(
+        nodes, "fc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 20])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_fully_connected_layers_quantize() -> None:
+    model = _fc_model()
+    rng = np.random.default_rng(1)
+    cal = calibrate(model, [rng.standard_normal(20).astype(np.float32) for _ in range(8)],
+                    calibrator="minmax")
+    assert len(cal.cache.scales) == 2
+    opts = {"tune": False}
+    fp32 = build(model, options=BuildOptions(**opts))
+    int8 = build(model, options=BuildOptions(**opts, precision="int8",
+                                             extra={"calibration": cal.cache}))
+    assert sum(n.op_type == "QGemm" for n in int8.graph(1).nodes) == 2
+    x = rng.standard_normal((1, 20)).astype(np.float32)
+    a = fp32.create_context().execute({"x": x})["y"]
+    b = int8.create_context().execute({"x": x})["y"]
+    assert cosine_similarity(a, b) > 0.999

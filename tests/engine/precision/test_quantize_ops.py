@@ -129,3 +129,35 @@ def test_quantize_dequantize_match_onnxruntime(zp_dtype: type, per_axis: bool) -
                    axis=1)
     want_d = ort.InferenceSession(dm.SerializeToString()).run(None, {"x": want_q})[0]
     np.testing.assert_array_equal(dequantize_linear(want_q, scale, zp, axis=1), want_d)
+
+
+@pytest.mark.parametrize("group", [1, 2])
+def test_chunked_and_wide_accumulation_is_bit_exact(group: int) -> None:
+    # fan-in 256*9 (group 1: float32 chunks) and 128*9 (group 2: float64) with extreme values
+    rng = np.random.default_rng(7)
+    x = rng.choice(np.array([-128, 127, -127, 126], np.int8), (1, 256, 5, 5))
+    w = rng.choice(np.array([-127, 127, 126], np.int8), (4, 256 // group, 3, 3))
+    got = int8_conv_accumulate(x, w, pads=[1, 1, 1, 1], group=group)
+    want = brute_force_int8_conv(x, w, None, 1, 1, group)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_qgemm_is_the_integer_matmul() -> None:
+    from edge_infer.engine.ops.quantize import int8_matmul_accumulate, qgemm
+
+    rng = np.random.default_rng(8)
+    xq = rng.integers(-128, 128, (3, 2500)).astype(np.int8)  # K > 1024: chunked float32
+    wq = rng.integers(-127, 128, (5, 2500)).astype(np.int8)
+    want = xq.astype(np.int64) @ wq.astype(np.int64).T
+    np.testing.assert_array_equal(int8_matmul_accumulate(xq, wq), want)
+    x = rng.standard_normal((2, 3, 8)).astype(np.float32)
+    w = rng.standard_normal((4, 8)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    x_scale = float(np.abs(x).max() / 127)
+    wq8, w_scale = quantize_weights(w)
+    bq = quantize_bias(b, x_scale, w_scale)
+    y = qgemm(x, wq8, w_scale, bq, x_scale=x_scale)
+    xi = quantize_activation(x, x_scale).reshape(-1, 8).astype(np.int64)
+    acc = xi @ wq8.astype(np.int64).T + bq
+    np.testing.assert_array_equal(
+        y, (acc * (x_scale * w_scale.astype(np.float64))).astype(np.float32).reshape(2, 3, 4))

@@ -223,3 +223,21 @@ def make_epilogue(
             y3 += z3
 
     return numpy_epilogue
+
+
+@functools.cache
+def warm_up() -> None:
+    """Load the compiled epilogue for every array layout it meets, once per process.
+
+    Loading numba's cached machine code costs about a second the first time; doing it when a
+    context is created keeps that cost out of the first inference.
+    """
+    kernel = _compiled_epilogue()
+    if kernel is None:
+        return
+    contiguous = np.zeros((1, 2, 4), np.float32)
+    strided = np.zeros((1, 4, 4), np.float32)[:, ::2]
+    bias = np.zeros(2, np.float32)
+    for y in (contiguous, strided):
+        for z in (contiguous, strided):
+            kernel(y.copy() if y is contiguous else y, bias, z, 0, 0.0, 0.0, 0, False)

@@ -53,7 +53,7 @@ class CpuBackend(Backend):
                 node.meta["time_us"] = times[winner]
         graph.meta["schedule"] = (hints or {}).get("schedule", "sequential")
         if tune and hints is None and _has_parallel_branches(graph):
-            graph.meta["schedule"] = _pick_schedule(graph, rng)
+            graph.meta["schedule"] = _pick_schedule(graph, rng, cache)
         graph.meta["arena"] = CpuProgram(graph).plan.to_json()
         return {}
 
@@ -88,10 +88,27 @@ def _has_parallel_branches(graph: Graph) -> bool:
     return any(count >= 2 for count in heavy.values())
 
 
-def _pick_schedule(graph: Graph, rng: np.random.Generator) -> str:
+def _schedule_signature(graph: Graph) -> str:
+    """What the schedule choice depends on: every layer's kind, shapes and tactic, in order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for node in graph.nodes:
+        shapes = [None if v is None or v.type is None else list(v.shape) for v in node.inputs]
+        digest.update(f"{node.op_type}{shapes}{node.meta.get('tactic')}"
+                      f"{node.meta.get('noop')};".encode())
+    return "cpu schedule " + digest.hexdigest()[:32]
+
+
+def _pick_schedule(graph: Graph, rng: np.random.Generator, cache: TimingCache | None) -> str:
     """Time the whole program sequentially and with branch parallelism; keep the faster."""
     from edge_infer.engine.tactics.autotune import time_run
 
+    key = _schedule_signature(graph)
+    hit = cache.get(key, ["sequential", "parallel"]) if cache is not None else None
+    if hit is not None:
+        graph.meta["schedule_times_us"] = dict(hit.get("times_us", {}))
+        return str(hit["tactic"])
     feeds = {v.name: _random(v.shape, v.dtype, rng) for v in graph.inputs}
     times = {}
     for schedule in ("sequential", "parallel"):
@@ -103,4 +120,7 @@ def _pick_schedule(graph: Graph, rng: np.random.Generator) -> str:
         finally:
             state.close()
     graph.meta["schedule_times_us"] = {k: round(v * 1e6, 1) for k, v in times.items()}
-    return min(times, key=times.__getitem__)
+    winner = min(times, key=times.__getitem__)
+    if cache is not None:
+        cache.put(key, winner, graph.meta["schedule_times_us"])
+    return winner

@@ -60,3 +60,13 @@ def _depthwise_py(xp, w, out, sy, sx, dy, dx):  # pragma: no cover - compiled
 
 
 depthwise = _jit(_depthwise_py)
+
+
+@functools.cache
+def warm_up() -> None:
+    """Load the compiled loops once per process (see ``activations.warm_up``)."""
+    if not available():
+        return
+    out = np.zeros((1, 1, 2, 2), np.float32)
+    depthwise(np.zeros((1, 1, 4, 4), np.float32), np.zeros((1, 3, 3), np.float32), out,
+              1, 1, 1, 1)

@@ -37,18 +37,25 @@ class ScratchPool:
         dtype = np.dtype(dtype)
         shape = tuple(int(d) for d in shape)
         if role is None:
-            array = np.zeros(shape, dtype)
+            array = _touched(shape, dtype)
             self.private_bytes += array.nbytes
             return array
         key = (role, shape, dtype.str)
         array = self._shared.get(key)
         if array is None:
-            array = self._shared[key] = np.zeros(shape, dtype)
+            array = self._shared[key] = _touched(shape, dtype)
         return array
 
     @property
     def shared_bytes(self) -> int:
         return sum(a.nbytes for a in self._shared.values())
+
+
+def _touched(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Zeroed memory whose pages are already mapped (writing them now, not in inference)."""
+    array = np.empty(shape, dtype)
+    array.fill(0)
+    return array
 
 
 @dataclass
@@ -134,7 +141,11 @@ class CpuProgram(Program):
         return len(self.layers)
 
     def new_state(self) -> CpuState:
-        arena = np.zeros(max(self.plan.arena_bytes, 64), np.uint8)
+        from edge_infer.engine.backends.cpu import activations, jit
+
+        activations.warm_up()  # compiled loops load here, not in the first inference
+        jit.warm_up()
+        arena = _touched((max(self.plan.arena_bytes, 64),), np.dtype(np.uint8))
         views = make_views(self.graph, self.plan, arena)
         pools = [ScratchPool() for _ in range(self.workers)]
         lane_of: dict[str, int] = {}

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Install edge-infer as a systemd service on a Jetson (JetPack 5/6, Ubuntu 20.04/22.04) or any
+# Debian/Ubuntu machine. Run from a checkout as root:
+#
+#   sudo deploy/jetson/install.sh [--config FILE] [--model FILE.onnx] [--cuda] [--no-start]
+#
+# Idempotent: re-running upgrades the package and keeps /etc/edge-infer/config.yaml.
+set -euo pipefail
+
+PREFIX=/opt/edge-infer
+ETC=/etc/edge-infer
+STATE=/var/lib/edge-infer
+CACHE=/var/cache/edge-infer
+USER_NAME=edge-infer
+CONFIG=""
+MODEL=""
+WITH_CUDA=0
+START=1
+
+usage() {
+  sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+  exit "${1:-0}"
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --config) CONFIG="$2"; shift 2 ;;
+    --model) MODEL="$2"; shift 2 ;;
+    --cuda) WITH_CUDA=1; shift ;;
+    --no-start) START=0; shift ;;
+    -h|--help) usage 0 ;;
+    *) echo "install.sh: unknown option $1" >&2; usage 2 ;;
+  esac
+done
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install.sh: run as root (sudo)" >&2
+  exit 1
+fi
+
+SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+
+echo "== system packages"
+bash "$SRC/tools/install_system_deps.sh"
+apt-get install -y -qq --no-install-recommends python3-venv python3-dev >/dev/null
+
+echo "== user and folders"
+if ! id "$USER_NAME" >/dev/null 2>&1; then
+  useradd --system --home-dir "$STATE" --shell /usr/sbin/nologin "$USER_NAME"
+fi
+for group in video render; do
+  if getent group "$group" >/dev/null; then
+    usermod -a -G "$group" "$USER_NAME"
+  fi
+done
+install -d -o root -g root -m 0755 "$PREFIX"
+install -d -o root -g "$USER_NAME" -m 0750 "$ETC"
+install -d -o "$USER_NAME" -g "$USER_NAME" -m 0750 "$STATE" "$CACHE"
+
+echo "== python environment in $PREFIX/venv"
+if [ ! -x "$PREFIX/venv/bin/python" ]; then
+  python3 -m venv "$PREFIX/venv"
+fi
+"$PREFIX/venv/bin/pip" install --quiet --upgrade pip
+"$PREFIX/venv/bin/pip" install --quiet "${SRC}[pipeline]"
+if [ "$WITH_CUDA" -eq 1 ]; then
+  # pycuda must be compiled against this device's CUDA (JetPack ships it in /usr/local/cuda)
+  export CUDA_ROOT=/usr/local/cuda
+  export PATH="$CUDA_ROOT/bin:$PATH"
+  if ! command -v nvcc >/dev/null 2>&1; then
+    echo "install.sh: --cuda needs nvcc (JetPack's cuda-toolkit) in $CUDA_ROOT/bin" >&2
+    exit 1
+  fi
+  "$PREFIX/venv/bin/pip" install --quiet --no-binary pycuda "${SRC}[cuda]"
+fi
+install -d -m 0755 "$PREFIX/docs"
+install -m 0644 "$SRC/docs/daemon.md" "$PREFIX/docs/daemon.md"
+
+echo "== configuration"
+if [ -n "$MODEL" ]; then
+  install -o root -g "$USER_NAME" -m 0640 "$MODEL" "$ETC/model.onnx"
+fi
+if [ -n "$CONFIG" ]; then
+  install -o root -g "$USER_NAME" -m 0640 "$CONFIG" "$ETC/config.yaml"
+elif [ ! -f "$ETC/config.yaml" ]; then
+  install -o root -g "$USER_NAME" -m 0640 "$SRC/configs/minimal.yaml" "$ETC/config.yaml"
+  echo "   installed configs/minimal.yaml as $ETC/config.yaml: edit the cameras"
+fi
+"$PREFIX/venv/bin/edge-infer" run --config "$ETC/config.yaml" --check
+
+echo "== systemd units"
+install -m 0644 "$SRC/deploy/systemd/edge-infer.service" /etc/systemd/system/
+install -m 0644 "$SRC/deploy/systemd/edge-infer-build.service" /etc/systemd/system/
+systemctl daemon-reload
+systemctl enable edge-infer-build.service edge-infer.service
+
+if [ -x /usr/sbin/nvpmodel ] || command -v nvpmodel >/dev/null 2>&1; then
+  echo "   power mode: $(nvpmodel -q 2>/dev/null | head -n 1) (see deploy/jetson/README.md)"
+fi
+
+if [ "$START" -eq 1 ]; then
+  echo "== building the engine (first time: minutes) and starting the daemon"
+  systemctl restart edge-infer-build.service
+  systemctl restart edge-infer.service
+  systemctl --no-pager --lines=5 status edge-infer.service || true
+fi
+echo "done: journalctl -u edge-infer -f    edge-infer subscribe --endpoint tcp://127.0.0.1:5556"
