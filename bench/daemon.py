@@ -241,7 +241,8 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--budget-ms", type=float, default=250.0)
-    p.add_argument("--tune", action="store_true", help="tune the engine (slow first build)")
+    p.add_argument("--no-tune", dest="tune", action="store_false",
+                   help="skip tactic tuning (faster first build, slower engine)")
     p.add_argument("--cache", default=str(ROOT / "build" / "bench-daemon"))
     p.add_argument("--naive-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--naive-model", help=argparse.SUPPRESS)

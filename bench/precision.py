@@ -92,8 +92,17 @@ def detector(args: argparse.Namespace) -> list[str]:
         shapes = {"min_shapes": {name: (1, 3, h, w)}, "opt_shapes": {name: (8, 3, h, w)},
                   "max_shapes": {name: (8, 3, h, w)}}
     t0 = time.perf_counter()
-    data = CalibrationData(args.calib, (w, h), args.frames)
-    cal = calibrate(args.model, data, calibrator=args.calibrator)
+    if args.cache and Path(args.cache).is_file():
+        from edge_infer.engine.precision.cache import CalibrationCache
+        from edge_infer.engine.precision.calibrate import CalibrationResult
+
+        cache = CalibrationCache.load(args.cache)
+        cal = CalibrationResult(cache, frames_used=cache.frames)
+    else:
+        data = CalibrationData(args.calib, (w, h), args.frames)
+        cal = calibrate(args.model, data, calibrator=args.calibrator)
+        if args.cache:
+            cal.cache.save(args.cache)
     print(f"calibrated on {cal.frames_used} frames in {time.perf_counter() - t0:.0f} s")
     rows = [f"val set: {args.val} ({len(coco['images'])} images); calibration: "
             f"{cal.frames_used} frames of {args.calib}, {args.calibrator}", "",
@@ -136,6 +145,7 @@ def main() -> None:
     d.add_argument("--frames", type=int, default=500)
     d.add_argument("--limit", type=int, default=0, help="first N val images only")
     d.add_argument("--calibrator", default="entropy")
+    d.add_argument("--cache", help="calibration cache: reused when it exists, else written")
     d.add_argument("--out")
     args = p.parse_args()
     rows = zoo(args) if args.what == "zoo" else detector(args)

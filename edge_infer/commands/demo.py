@@ -75,7 +75,7 @@ def write_config(path: Path, cams: list[dict], model: Path, engine: Path, endpoi
     cfg = {
         "device_id": "demo",
         "engine": {"path": str(engine), "onnx": str(model), "rebuild_on_mismatch": True,
-                   "build": {"min_batch": 1, "opt_batch": 4, "max_batch": 4, "tune": False}},
+                   "build": {"min_batch": 1, "opt_batch": 4, "max_batch": 4, "tune": True}},
         "cameras": cams,
         "batching": {"latency_budget_ms": 400},
         "inference": {"workers": 2},
@@ -132,6 +132,10 @@ def _run_daemon(cfg_path: Path, endpoint: str, seconds: float, out: Path, tracke
     from edge_infer.pipeline.preview import mosaic
 
     log_path = out / "daemon.log"
+    engine = cfg_path.parent / "cache"
+    if not any(engine.glob("*.engine")):
+        print("starting the daemon; its first start builds and tunes the engine for this "
+              "device (a minute or more; cached afterwards)")
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "edge_infer", "run", "--config",
                                  str(cfg_path)], stdout=log, stderr=subprocess.STDOUT)

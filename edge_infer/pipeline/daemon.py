@@ -218,6 +218,7 @@ class Daemon:
         log.info("%d cameras started", len(self.sources))
 
         self.notifier.notify("READY=1", f"STATUS={self.summary()}")
+        self.progress.started = self.clock()  # the watchdog's grace runs from READY
         self.watchdog = Watchdog(self.notifier, self.progress, cfg.health.stall_after_s,
                                  self.summary, self.clock)
 

@@ -52,7 +52,9 @@ class ModelInfo:
     def from_engine(engine: Any, name: str | None = None) -> ModelInfo:
         rec = engine.build_record
         opts = rec.get("options") or {}
-        default = rec.get("model_name") or Path(str(rec.get("model_path") or "model")).stem
+        # the ONNX file's name says more than its graph name (often "main_graph")
+        path = rec.get("model_path")
+        default = Path(str(path)).stem if path else rec.get("model_name") or "model"
         return ModelInfo(name or str(default), str(rec.get("model_sha256") or ""),
                          str(opts.get("precision") or "fp32"))
 

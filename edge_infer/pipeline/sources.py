@@ -140,8 +140,10 @@ class FrameHub:
 
 class Capture(Protocol):
     def isOpened(self) -> bool: ...  # OpenCV's method name
-    def read(self) -> tuple[bool, Any]: ...
+    def grab(self) -> bool: ...
+    def retrieve(self) -> tuple[bool, Any]: ...
     def get(self, prop: int) -> float: ...
+    def set(self, prop: int, value: float) -> bool: ...
     def release(self) -> None: ...
 
 
@@ -371,6 +373,7 @@ class CameraSource:
             period = 1.0 / fps if 0 < fps < 1000 else 1.0 / 25.0
         next_read = self.clock()
         got_any = False
+        rewound = False
         while not self.stopping:
             if period:
                 delay = next_read - self.clock()
@@ -378,22 +381,47 @@ class CameraSource:
                     return "stopped"
                 # after a long pause (e.g. a slow open) catch up without bursting
                 next_read = max(next_read + period, self.clock() - period)
-            ok, image = cap.read()
-            if not ok:
+            # grab (decode) every frame, convert to BGR (retrieve) only the ones kept
+            if not cap.grab():
                 if isinstance(self.cam, FileCamera) and got_any:
-                    return "eof-loop" if self.cam.loop else "eof-stop"
+                    if not self.cam.loop:
+                        return "eof-stop"
+                    # rewind rather than reopen: OpenCV's FFmpeg backend serialises opens
+                    # process-wide, so a reopen can wait behind a slow network camera
+                    if not rewound and cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
+                        rewound = True
+                        continue
+                    return "eof-loop"
                 self.stats.last_error = "read failed" if got_any else "no frame after open"
                 return self.stats.last_error
+            rewound = False
+            got_any = True
             self._index += 1
-            frame = validate_frame(image)
+            now = self.clock()
+            self.stats.last_frame_ts = now  # alive, even when this frame is skipped
+            if not self._rate_allows(now):
+                self.stats.skipped += 1
+                continue
+            ok, image = cap.retrieve()
+            frame = validate_frame(image) if ok else None
             if frame is None:
                 self.stats.invalid += 1
                 continue
-            if not got_any:
-                got_any = True
+            if self.backoff.failures:
                 self.backoff.reset()
             self._emit(frame)
         return "stopped"
+
+    def _rate_allows(self, now: float) -> bool:
+        """The ``max_fps`` gate: keep the cadence, never let credit build into a burst."""
+        if not self.cam.max_fps:
+            return True
+        if now < self._next_emit - 1e-3:  # 1 ms of tolerance for timestamp jitter
+            return False
+        step = 1.0 / self.cam.max_fps
+        behind = now - self._next_emit >= step  # first frame, or after a pause
+        self._next_emit = now + step if behind else self._next_emit + step
+        return True
 
     def _emit(self, image: np.ndarray) -> None:
         now = self.clock()
@@ -405,14 +433,6 @@ class CameraSource:
             self.stats.resolution_changes += 1
             log.warning("camera %s: resolution changed %s → %s", self.id, self.stats.size, size)
         self.stats.size = size
-        if self.cam.max_fps:
-            if now < self._next_emit - 1e-3:  # 1 ms of tolerance for timestamp jitter
-                self.stats.skipped += 1
-                return
-            step = 1.0 / self.cam.max_fps
-            # keep the cadence, but never let credit build up into a burst after a pause
-            behind = now - self._next_emit >= step  # first frame, or after a pause
-            self._next_emit = now + step if behind else self._next_emit + step
         frame = Frame(self.id, self._index, image, now, self.wall_clock())
         self.stats.frames += 1
         if self.hub.put(frame):

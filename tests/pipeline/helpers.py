@@ -139,14 +139,14 @@ class NotifyListener:
         self._sock.close()
 
 
-def write_config(path: Path, engine: Path, cameras: list[dict], endpoint: str,
+def write_config(path: Path, engine_path: Path, cameras: list[dict], endpoint: str,
                  **sections: dict) -> Path:
     """A daemon config for tests: the tiny engine, fast status, short timeouts."""
     import yaml
 
     cfg = {
         "device_id": "testdev",
-        "engine": {"path": str(engine)},
+        "engine": {"path": str(engine_path)},
         "cameras": cameras,
         "batching": {"latency_budget_ms": 300},
         "inference": {"workers": 2},

@@ -129,3 +129,19 @@ def test_docs_list_every_config_key() -> None:
     assert not missing, f"docs/daemon.md does not document: {missing}"
     table = doc.split("<!-- config-table:start -->\n")[1].split("\n<!-- config-table:end -->")[0]
     assert table == config_table(), "docs/daemon.md is stale: regenerate it with config_table()"
+
+
+def test_run_fails_at_start_with_the_field_path(tmp_path: Path, capsys) -> None:
+    from edge_infer.cli import main
+
+    data = base()
+    data["cameras"][0]["max_fps"] = -1
+    data["batching"] = {"latency_budget": 100}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(data))
+    assert main(["run", "--config", str(tmp_path / "bad.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "invalid configuration (2 problem(s))" in err
+    assert "cameras.0.file.max_fps: Input should be greater than 0" in err
+    assert "batching.latency_budget: Extra inputs are not permitted" in err
+    (tmp_path / "ok.yaml").write_text(yaml.safe_dump(base()))
+    assert main(["run", "--config", str(tmp_path / "ok.yaml"), "--check"]) == 0

@@ -8,6 +8,8 @@ whole path (decode → letterbox → engine → decode → map back → JSON →
 from __future__ import annotations
 
 import signal
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -25,14 +27,20 @@ from tests.pipeline.helpers import (
     write_config,
 )
 
-LIVE = [f"cam{k:02d}" for k in range(8)]
+LIVE = [f"cam{k:02d}" for k in range(8)] + ["square"]
 
 
 def _cameras(cams: Path, tmp: Path) -> list[dict]:
+    from edge_infer.synth.video import render_camera
+
     out = []
-    for k, cid in enumerate(LIVE):  # half H.264, half MJPEG
+    for k, cid in enumerate(LIVE[:8]):  # half H.264, half MJPEG
         ext = "mp4" if k % 2 == 0 else "avi"
         out.append({"type": "file", "id": cid, "path": str(cams / f"cam{k:02d}.{ext}")})
+    # another frame size in the same batches: a frame paired with another frame's letterbox
+    # would put its boxes in the wrong place
+    render_camera(tmp, 9, seconds=2.0, fps=15.0, width=240, height=240, codec="mjpeg")
+    out.append({"type": "file", "id": "square", "path": str(tmp / "cam09.avi")})
     # faults: a camera that never opens, a file that ends, a file with corrupt bytes
     out.append({"type": "file", "id": "missing", "path": str(tmp / "nope.mp4"),
                 "backoff": {"initial_s": 0.2, "max_s": 1.0}})
@@ -47,13 +55,43 @@ def _cameras(cams: Path, tmp: Path) -> list[dict]:
     return out
 
 
+class SilentServer:
+    """Accepts TCP connections and never answers: an RTSP camera that hangs every open."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.conns.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
 @pytest.fixture(scope="module")
 def run(synth_cameras: Path, tiny_engine: Path, tmp_path_factory: pytest.TempPathFactory):
     """Run the daemon for ~6 s of publishing, then SIGTERM; everything the test checks."""
     tmp = tmp_path_factory.mktemp("e2e")
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    cfg = write_config(tmp / "daemon.yaml", tiny_engine, _cameras(synth_cameras, tmp),
-                       endpoint)
+    silent = SilentServer()
+    # OpenCV's FFmpeg backend serialises opens: this camera holds that lock for its whole
+    # open timeout, again and again; the files must keep streaming regardless
+    hanging = {"type": "rtsp", "id": "hanging", "url": f"rtsp://127.0.0.1:{silent.port}/x",
+               "open_timeout_s": 2.0, "backoff": {"initial_s": 0.1, "max_s": 0.2}}
+    cfg = write_config(tmp / "daemon.yaml", tiny_engine,
+                       [*_cameras(synth_cameras, tmp), hanging], endpoint)
     notify = NotifyListener(tmp / "notify.sock")
     proc = start_daemon(cfg, tmp / "daemon.log", notify.path, watchdog_usec=1_000_000)
     msgs, statuses = [], []
@@ -80,6 +118,7 @@ def run(synth_cameras: Path, tiny_engine: Path, tmp_path_factory: pytest.TempPat
             proc.kill()
         rc = proc.wait()
         notify.close()
+        silent.close()
     return {"msgs": msgs, "statuses": statuses, "rc": rc, "exit_s": exit_s, "notify": notify,
             "t_ready": t_ready, "log": (tmp / "daemon.log").read_text()}
 
@@ -127,6 +166,11 @@ def test_every_camera_is_covered_at_a_fair_rate(run) -> None:
     # 15 fps files for ~4 s: each camera well above a trickle, and no camera starved
     assert min(live) >= 15, counts
     assert min(live) / max(live) >= 0.5, counts
+    # no camera pauses: not at its file's loop, not behind the hanging camera's opens
+    for cam in LIVE:
+        times = [t for t, m in run["msgs"]
+                 if m.payload["camera_id"] == cam and t - run["t_ready"] > 2.0]
+        assert max(np.diff(times)) < 1.0, (cam, max(np.diff(times)))
 
 
 def test_status_reports_every_camera(run) -> None:
@@ -137,11 +181,14 @@ def test_status_reports_every_camera(run) -> None:
 
 
 def test_detections_match_the_known_boxes(run) -> None:
-    want = expected_frame_boxes(320, 180)
+    want_by_size = {(320, 180): expected_frame_boxes(320, 180),
+                    (240, 240): expected_frame_boxes(240, 240)}
     checked = 0
     for _, m in run["msgs"]:
         p = m.payload
-        assert p["image"] == {"width": 320, "height": 180}
+        size = (240, 240) if p["camera_id"] == "square" else (320, 180)
+        assert p["image"] == {"width": size[0], "height": size[1]}
+        want = want_by_size[size]
         got = {d["class_id"]: d for d in p["detections"]}
         assert sorted(got) == sorted(want), p["detections"]
         for cls, box in want.items():
@@ -160,5 +207,7 @@ def test_faulty_cameras_do_not_stop_the_others(run) -> None:
     assert cams["ends"]["state"] == "stopped" and cams["ends"]["published"] > 0
     assert all(cams[c]["state"] == "streaming" for c in LIVE)
     assert cams["corrupt"]["published"] > 0  # the decoder skipped over the damage
+    assert cams["hanging"]["state"] in ("connecting", "backoff")
+    assert cams["hanging"]["reconnects"] >= 1 and cams["hanging"]["published"] == 0
     assert last["latency_ms"]["total"]["p99"] < 300 * 2
     assert sum(last["batch_sizes"].values()) == last["batches"] > 0

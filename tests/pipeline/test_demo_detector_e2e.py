@@ -44,12 +44,13 @@ def _match(dets: list[dict], gt: list[dict], iou: float = 0.5) -> tuple[int, int
 
 def test_published_detections_match_ground_truth(synth_cameras: Path, tmp_path: Path) -> None:
     cams = [{"type": "file", "id": f"cam0{k}", "path": str(synth_cameras / f"cam0{k}.mp4")}
-            for k in range(3)]
+            for k in range(2)]
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     cfg = write_config(tmp_path / "det.yaml", tmp_path / "demo.engine", cams, endpoint,
                        engine={"path": str(tmp_path / "demo.engine"), "onnx": str(MODEL),
-                               "build": {"min_batch": 1, "opt_batch": 3, "max_batch": 3,
+                               "build": {"min_batch": 1, "opt_batch": 1, "max_batch": 1,
                                          "tune": False}},
+                       inference={"warmup": False},
                        batching={"latency_budget_ms": 2000},
                        postprocess={"score_threshold": 0.4})
     notify = NotifyListener(tmp_path / "notify.sock")
@@ -58,8 +59,9 @@ def test_published_detections_match_ground_truth(synth_cameras: Path, tmp_path: 
     try:
         with Subscriber(endpoint, ["det/"]) as sub:
             assert notify.wait_for("READY=1", 300), (tmp_path / "daemon.log").read_text()
-            end = time.monotonic() + 10
-            while time.monotonic() < end and len(msgs) < 60:
+            # few frames: the CPU engine takes ~1 s per frame on a busy 2-core machine
+            end = time.monotonic() + 60
+            while time.monotonic() < end and len(msgs) < 8:
                 m = sub.recv(0.2)
                 if m is not None:
                     msgs.append(m.payload)
@@ -70,9 +72,10 @@ def test_published_detections_match_ground_truth(synth_cameras: Path, tmp_path: 
             proc.kill()
             proc.wait()
         notify.close()
-    assert len(msgs) >= 6 and len({p["camera_id"] for p in msgs}) == 3
+    assert len(msgs) >= 6 and len({p["camera_id"] for p in msgs}) == 2, \
+        (tmp_path / "daemon.log").read_text()[-3000:]
     truth = {f"cam0{k}": json.loads((synth_cameras / f"cam0{k}.json").read_text())
-             for k in range(3)}
+             for k in range(2)}
     tp = n_det = n_gt = 0
     for p in msgs:
         frames = truth[p["camera_id"]]["ground_truth"]
@@ -80,4 +83,6 @@ def test_published_detections_match_ground_truth(synth_cameras: Path, tmp_path: 
         a, b, c = _match(p["detections"], gt)
         tp, n_det, n_gt = tp + a, n_det + b, n_gt + c
     recall, precision = tp / max(1, n_gt), tp / max(1, n_det)
-    assert recall >= 0.6 and precision >= 0.6, (recall, precision, tp, n_det, n_gt)
+    print(f"\ndemo detector through the daemon: {len(msgs)} frames, {n_gt} objects, "
+          f"recall {recall:.2f}, precision {precision:.2f} (IoU 0.5, score 0.4)")
+    assert recall >= 0.7 and precision >= 0.8, (recall, precision, tp, n_det, n_gt)

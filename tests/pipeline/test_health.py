@@ -107,3 +107,16 @@ def test_prometheus_endpoint_serves_metrics() -> None:
     assert 'edge_infer_camera_state{camera="cam0",state="stalled"} 0.0' in body
     assert "edge_infer_batch_size_count 1.0" in body
     assert "edge_infer_latency_seconds_count 1.0" in body
+
+
+def test_json_log_lines() -> None:
+    import json
+    import logging
+
+    from edge_infer.pipeline.daemon import JsonFormatter
+
+    rec = logging.LogRecord("edge_infer.daemon", logging.WARNING, __file__, 1,
+                            "camera %s: %s", ("c0", "stalled"), None)
+    line = json.loads(JsonFormatter().format(rec))
+    assert line["level"] == "WARNING" and line["msg"] == "camera c0: stalled"
+    assert line["logger"] == "edge_infer.daemon" and isinstance(line["ts"], float)

@@ -7,6 +7,8 @@ that advances that clock, so nothing sleeps; one test reads a real synthetic fil
 from __future__ import annotations
 
 import random
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ from edge_infer.pipeline.sources import (
     Frame,
     FrameHub,
     SourceError,
+    open_capture,
     validate_frame,
 )
 from tests.pipeline.helpers import FakeClock
@@ -36,6 +39,8 @@ class FakeCapture:
         self.clock = clock
         self.fps = fps
         self.released = False
+        self.grabbed = None
+        self.retrievals = 0
 
     def isOpened(self) -> bool:  # OpenCV's name
         return True
@@ -43,14 +48,23 @@ class FakeCapture:
     def get(self, prop: int) -> float:
         return self.fps
 
-    def read(self):
+    def set(self, prop: int, value: float) -> bool:
+        return False  # no seeking: a looping file is reopened
+
+    def grab(self) -> bool:
+        self.retrieved = None
         if not self.script:
-            return False, None
+            return False
         item = self.script.pop(0)
         if isinstance(item, str) and item.startswith("stall:"):
             self.clock.advance(float(item[6:]))  # read blocked this long, then failed
-            return False, None
-        return (item is not None), item
+            return False
+        self.grabbed = item
+        return item is not None
+
+    def retrieve(self):
+        self.retrievals += 1
+        return True, self.grabbed
 
     def release(self) -> None:
         self.released = True
@@ -187,6 +201,31 @@ def test_file_loops_or_stops_at_its_end() -> None:
     assert len(h2.opens) == 1  # never reopened
 
 
+def test_real_looping_file_rewinds_without_reopening(synth_cameras: Path) -> None:
+    cam = FileCamera(type="file", id="loop", path=synth_cameras / "cam01.mp4", loop=True,
+                     realtime=False)
+    opens = []
+
+    def opener(c):
+        opens.append(c.id)
+        return open_capture(c)
+
+    hub = FrameHub()
+    src = CameraSource(cam, hub, opener=opener)
+
+    def stop_after_two_loops() -> None:
+        while src.stats.frames < 100 and src.state != S.STOPPED:
+            time.sleep(0.01)
+        src.stop()
+
+    watcher = threading.Thread(target=stop_after_two_loops)
+    watcher.start()
+    src.run()
+    watcher.join()
+    assert src.stats.frames >= 100  # the file has 45 frames
+    assert opens == ["loop"] and src.stats.reconnects == 0
+
+
 def test_file_is_paced_at_its_frame_rate() -> None:
     h = Harness(file_cam(loop=False, realtime=True), [[img()] * 5])
     h.source.run()
@@ -200,6 +239,7 @@ def test_max_fps_skips_frames_at_the_source() -> None:
     st = h.source.stats
     assert st.frames + st.skipped == 20
     assert st.frames == 5  # 2 s of 10 fps video at 2.5 fps (one every 4th frame)
+    assert h.captures[0].retrievals == 5  # skipped frames are never converted
 
 
 def test_invalid_frames_are_counted_and_gray_is_converted() -> None:

@@ -56,8 +56,9 @@ def test_load_coco_rejects_broken_files(tmp_path: Path) -> None:
         load_coco(tmp_path / "missing.json")
 
 
-def _read_all(path: Path) -> list[np.ndarray]:
+def _read_all(path: Path, fps: float) -> list[np.ndarray]:
     cap = cv2.VideoCapture(str(path))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(fps, rel=0.01)
     frames = []
     while True:
         ok, frame = cap.read()
@@ -79,7 +80,7 @@ def test_video_files_decode_with_ground_truth_per_frame(tmp_path: Path, codec: s
     assert [c["camera"] for c in manifest["cameras"]] == [0, 1]
     for cam in manifest["cameras"]:
         (name,) = cam["files"].values()
-        frames = _read_all(tmp_path / name)
+        frames = _read_all(tmp_path / name, 10)
         assert len(frames) == 15
         assert frames[0].shape == (96, 160, 3)
         gt = json.loads((tmp_path / cam["ground_truth"]).read_text())
