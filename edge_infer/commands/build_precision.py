@@ -83,8 +83,8 @@ def build_to_budget(args: argparse.Namespace, opts: Any) -> Any:
                              (inp.shape[3], inp.shape[2]), engine.profile.max_batch, "engine")
         return evaluate_on_coco(runner, coco, root, batch, progress=False).map50
 
-    probe = build(args.model, options=dataclasses.replace(opts, precision="fp32",
-                                                          layer_precision={}, tune=False))
+    probe = build(args.model, options=dataclasses.replace(
+        opts, precision="fp32", layer_precision={}, tune=False, progress=False))
     inp = probe.inputs[0]
     size = (inp.shape[3], inp.shape[2])
     images = coco["images"][: max(1, args.sensitivity_frames)]

@@ -142,6 +142,10 @@ class InferenceConfig(_Model):
     """Worker threads, each with its own execution context."""
 
     workers: int = Field(2, ge=1, le=64, description="concurrent execution contexts")
+    cores: int | None = Field(
+        None, ge=1, le=1024,
+        description="CPU threads for inference in all (default: every core), split evenly "
+        "across the workers so BLAS threads never oversubscribe the cores")
     warmup: bool = Field(True, description="run each batch size once at start to measure it")
 
 

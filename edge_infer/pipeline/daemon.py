@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from edge_infer.engine.threads import set_thread_budget
 from edge_infer.errors import ConfigError, EngineCompatibilityError
 from edge_infer.pipeline.batcher import DeadlineBatcher, LatencyModel
 from edge_infer.pipeline.config import DaemonConfig, EngineConfig
@@ -176,6 +177,9 @@ class Daemon:
     # -- start ------------------------------------------------------------------------------
     def start(self) -> None:
         cfg = self.cfg
+        # one thread budget for all workers: each context's BLAS gets its share of the cores
+        budget = set_thread_budget(cfg.inference.cores, cfg.inference.workers)
+        log.info("thread budget: %d cores, %d per worker", budget.cores, budget.per_context)
         self.engine = load_engine(cfg.engine)
         self.spec = ModelSpec.from_engine(self.engine, cfg.engine.input_name,
                                           cfg.engine.output_name)

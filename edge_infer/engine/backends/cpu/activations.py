@@ -101,92 +101,137 @@ _COMPILED = {"": 0, "relu": 1, "leaky_relu": 2, "clip": 3, "sigmoid": 4, "silu":
 
 @functools.cache
 def _compiled_epilogue() -> Callable[..., None] | None:
-    """One compiled loop for every combination (cached on disk: compiled once per install).
+    """One compiled epilogue for every combination (cached on disk: compiled once per install).
 
-    The activation is a run-time code: the branch is perfectly predicted inside the loop and
-    one cached function beats compiling a specialization per layer kind at every start-up.
+    The activation is a run-time code tested once per tile; each tile stage is a small
+    function of its own, which LLVM vectorizes (AVX2/AVX-512/NEON) — one function with every
+    branch inside the loop does not vectorize.
     """
     numba = _numba()
     if numba is None:
         return None
-    return numba.njit(fastmath=True, nogil=True, cache=True)(_epilogue_py)
+    jit = numba.njit(fastmath=True, nogil=True, cache=True)
+    stages = {name: jit(fn) for name, fn in _STAGES.items()}
+    g = globals()
+    g.update(stages)  # the driver refers to the compiled stages by their global names
+    return jit(_epilogue_py)
 
 
 # float32 constants (module globals are compile-time constants to numba; keeping them
-# float32 keeps the whole loop in float32 so LLVM vectorizes it)
+# float32 keeps every loop in float32 so LLVM vectorizes it)
 _F = np.float32
 _LOG2E, _LN2_HI, _LN2_LO = _F(1.4426950408889634), _F(0.693359375), _F(-2.12194440e-4)
-_EXP_P = (_F(1.9875691500e-4), _F(1.3981999507e-3), _F(8.3334519073e-3),
-          _F(4.1665795894e-2), _F(1.6666665459e-1), _F(5.0000001201e-1))
+_P0, _P1, _P2 = _F(1.9875691500e-4), _F(1.3981999507e-3), _F(8.3334519073e-3)
+_P3, _P4, _P5 = _F(4.1665795894e-2), _F(1.6666665459e-1), _F(5.0000001201e-1)
 _EXP_LO, _EXP_HI = _F(-87.0), _F(88.0)
 _ONE, _HALF, _ZERO, _SIXTH, _TWO = _F(1.0), _F(0.5), _F(0.0), _F(1.0 / 6.0), _F(2.0)
-_TILE = 512
+_B127, _S23 = np.int32(127), np.int32(23)
+_TILE = 1024
+
+
+def _st_exp_neg(buf, poly, bits, m, k):  # pragma: no cover - compiled
+    """poly * 2**bits = exp(-k * buf): Cephes float32 range reduction + polynomial."""
+    for i in range(m):
+        x = min(max(-k * buf[i], _EXP_LO), _EXP_HI)
+        nf = np.floor(x * _LOG2E + _HALF)
+        r = x - nf * _LN2_HI - nf * _LN2_LO
+        p = ((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5
+        poly[i] = p * r * r + r + _ONE
+        bits[i] = (np.int32(nf) + _B127) << _S23
+
+
+def _st_sigmoid(poly, scale, m):  # pragma: no cover - compiled
+    for i in range(m):
+        poly[i] = _ONE / (_ONE + poly[i] * scale[i])
+
+
+def _st_mul(buf, poly, m):  # pragma: no cover - compiled
+    for i in range(m):
+        buf[i] = buf[i] * poly[i]
+
+
+def _st_copy(buf, poly, m):  # pragma: no cover - compiled
+    for i in range(m):
+        buf[i] = poly[i]
+
+
+def _st_tanh(buf, poly, m):  # pragma: no cover - compiled
+    for i in range(m):
+        buf[i] = _TWO * poly[i] - _ONE
+
+
+def _st_simple(buf, m, act, q0, q1):  # pragma: no cover - compiled
+    if act == 1:
+        for i in range(m):
+            buf[i] = max(buf[i], _ZERO)
+    elif act == 2:
+        for i in range(m):
+            v = buf[i]
+            buf[i] = v if v >= _ZERO else v * q0
+    elif act == 3:
+        for i in range(m):
+            buf[i] = min(max(buf[i], q0), q1)
+    elif act == 6:
+        for i in range(m):
+            v = buf[i]
+            buf[i] = v * min(max(v * _SIXTH + _HALF, _ZERO), _ONE)
+    elif act == 7:
+        for i in range(m):
+            buf[i] = min(max(buf[i] * q0 + q1, _ZERO), _ONE)
+
+
+def _st_load(row, s, m, b, buf):  # pragma: no cover - compiled
+    for i in range(m):
+        buf[i] = row[s + i] + b
+
+
+def _st_add(buf, row, s, m):  # pragma: no cover - compiled
+    for i in range(m):
+        buf[i] += row[s + i]
+
+
+def _st_store(buf, row, s, m):  # pragma: no cover - compiled
+    for i in range(m):
+        row[s + i] = buf[i]
+
+
+_STAGES = {"_st_exp_neg": _st_exp_neg, "_st_sigmoid": _st_sigmoid, "_st_mul": _st_mul,
+           "_st_copy": _st_copy, "_st_tanh": _st_tanh, "_st_simple": _st_simple,
+           "_st_load": _st_load, "_st_add": _st_add, "_st_store": _st_store}
 
 
 def _epilogue_py(y, bias, z, act, p0, p1, residual, has_bias):  # pragma: no cover - compiled
-    """Tiles of 512 values: load (+bias, +residual), activate, store. exp is computed with
-    Cephes' float32 range reduction and polynomial (≈1 ulp) so the loop vectorizes."""
+    """Tiles of 1024 values: load (+bias, +residual), activate, store."""
     n_, c_, l_ = y.shape
     q0, q1 = np.float32(p0), np.float32(p1)
     buf = np.empty(_TILE, np.float32)
     poly = np.empty(_TILE, np.float32)
     bits = np.empty(_TILE, np.int32)
     scale = bits.view(np.float32)
+    k = _TWO if act == 8 else _ONE
     for n in range(n_):
         for c in range(c_):
             b = bias[c] if has_bias else _ZERO
             row = y[n, c]
             for s in range(0, l_, _TILE):
                 m = min(_TILE, l_ - s)
-                for i in range(m):
-                    buf[i] = row[s + i] + b
+                _st_load(row, s, m, b, buf)
                 if residual == 1:
-                    for i in range(m):
-                        buf[i] += z[n, c, s + i]
+                    _st_add(buf, z[n, c], s, m)
                 if act == 4 or act == 5 or act == 8:
-                    # e = exp(-x) for sigmoid/silu; exp(-2x) for tanh
-                    k = _TWO if act == 8 else _ONE
-                    for i in range(m):
-                        x = min(max(-k * buf[i], _EXP_LO), _EXP_HI)
-                        nf = np.floor(x * _LOG2E + _HALF)
-                        r = x - nf * _LN2_HI - nf * _LN2_LO
-                        p = ((((_EXP_P[0] * r + _EXP_P[1]) * r + _EXP_P[2]) * r + _EXP_P[3])
-                             * r + _EXP_P[4]) * r + _EXP_P[5]
-                        poly[i] = p * r * r + r + _ONE
-                        bits[i] = (np.int32(nf) + np.int32(127)) << np.int32(23)
-                    for i in range(m):
-                        poly[i] = _ONE / (_ONE + poly[i] * scale[i])
-                    if act == 4:
-                        for i in range(m):
-                            buf[i] = poly[i]
-                    elif act == 5:
-                        for i in range(m):
-                            buf[i] = buf[i] * poly[i]
-                    else:  # tanh(x) = 2 / (1 + exp(-2x)) - 1
-                        for i in range(m):
-                            buf[i] = _TWO * poly[i] - _ONE
-                elif act == 1:
-                    for i in range(m):
-                        buf[i] = max(buf[i], _ZERO)
-                elif act == 2:
-                    for i in range(m):
-                        v = buf[i]
-                        buf[i] = v if v >= _ZERO else v * q0
-                elif act == 3:
-                    for i in range(m):
-                        buf[i] = min(max(buf[i], q0), q1)
-                elif act == 6:
-                    for i in range(m):
-                        v = buf[i]
-                        buf[i] = v * min(max(v * _SIXTH + _HALF, _ZERO), _ONE)
-                elif act == 7:
-                    for i in range(m):
-                        buf[i] = min(max(buf[i] * q0 + q1, _ZERO), _ONE)
+                    _st_exp_neg(buf, poly, bits, m, k)
+                    _st_sigmoid(poly, scale, m)
+                    if act == 5:
+                        _st_mul(buf, poly, m)
+                    elif act == 4:
+                        _st_copy(buf, poly, m)
+                    else:
+                        _st_tanh(buf, poly, m)
+                elif act != 0:
+                    _st_simple(buf, m, act, q0, q1)
                 if residual == 2:
-                    for i in range(m):
-                        buf[i] += z[n, c, s + i]
-                for i in range(m):
-                    row[s + i] = buf[i]
+                    _st_add(buf, z[n, c], s, m)
+                _st_store(buf, row, s, m)
 
 
 def make_epilogue(
