@@ -81,6 +81,9 @@ def _worker(spec: Mapping[str, Any]) -> dict[str, Any]:
     batch = int(spec["batch"])
     if spec["kind"] == "edge_infer":
         from edge_infer.engine.runtime import Engine
+        from edge_infer.engine.threads import set_thread_budget
+
+        set_thread_budget(int(spec["threads"]))  # our pool does the threading; BLAS gets 1
 
         ctx = Engine.load(spec["path"]).create_context()
         run = lambda: ctx.execute(feeds)  # noqa: E731

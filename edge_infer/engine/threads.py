@@ -1,9 +1,12 @@
 """One thread budget for everything that computes: BLAS, numba, and our worker pools.
 
-BLAS threads that keep spinning next to other busy threads oversubscribe a small CPU (on two
-cores GEMM time doubles), so the budget is explicit: ``cores`` threads in all, split across
-the execution contexts that run at the same time. Library code never reads the environment;
-the CLI and the daemon decide the budget and call :func:`set_thread_budget`.
+BLAS threads wait for each other at the end of every call, and a waiting thread that loses
+its core turns a 1 ms GEMM into many; threads of two libraries side by side oversubscribe a
+small CPU. So edge_infer runs BLAS single-threaded and shares each layer's work between its
+own threads (:class:`~edge_infer.engine.backends.cpu.parallel.WorkPool`), the caller
+included. The budget is explicit: ``cores`` threads in all, split across the execution
+contexts that run at the same time. Library code never reads the environment; the CLI and
+the daemon decide the budget and call :func:`set_thread_budget`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ class ThreadBudget:
 
     @property
     def per_context(self) -> int:
-        """Threads each context may use (BLAS threads, or branch workers)."""
+        """Threads each context may use (its work pool: the caller plus helpers)."""
         return max(1, self.cores // max(1, self.concurrent_contexts))
 
 
@@ -37,8 +40,15 @@ def set_thread_budget(cores: int | None = None, concurrent_contexts: int = 1) ->
     cores = max(1, int(cores or os.cpu_count() or 1))
     with _lock:
         _budget = ThreadBudget(cores, max(1, int(concurrent_contexts)))
-        threadpool_limits(limits=_budget.per_context)
+        threadpool_limits(limits=1, user_api="blas")
     return _budget
+
+
+def single_threaded_blas() -> None:
+    """BLAS runs one thread per caller; edge_infer's work pools provide the parallelism."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
 
 
 def thread_budget() -> ThreadBudget:

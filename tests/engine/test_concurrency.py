@@ -94,8 +94,8 @@ def test_thread_budget_splits_cores_between_contexts() -> None:
     before = thread_budget()
     try:
         budget = set_thread_budget(cores=4, concurrent_contexts=2)
-        assert budget.per_context == 2 and blas_threads() == 2
+        assert budget.per_context == 2
+        assert blas_threads() == 1, "BLAS runs single-threaded; our work pools share layers"
         assert set_thread_budget(cores=2, concurrent_contexts=4).per_context == 1
-        assert blas_threads() == 1
     finally:
         set_thread_budget(before.cores, before.concurrent_contexts)

@@ -234,40 +234,51 @@ def _epilogue_py(y, bias, z, act, p0, p1, residual, has_bias):  # pragma: no cov
                 _st_store(buf, row, s, m)
 
 
-def make_epilogue(
-    activation: str, params: Sequence[float], bias: np.ndarray | None, residual: str
-) -> Callable[[np.ndarray, np.ndarray | None], None]:
-    """``f(y3, z3)``: y3 = act(y3 + bias [+ z3]) [+ z3] in place; y3/z3 are (N, C, L) views."""
-    p = [float(v) for v in params]
-    res = {"none": 0, "pre": 1, "post": 2}[residual]
-    code = _COMPILED.get(activation)
-    if code is not None:
-        defaults = {2: [0.01, 0.0], 3: [-np.inf, np.inf], 7: [0.2, 0.5]}.get(code, [0.0, 0.0])
-        p0, p1 = (p + defaults[len(p):])[:2] if len(p) < 2 else p[:2]
-        kernel = _compiled_epilogue()
-        if kernel is not None:
-            has_bias = bias is not None
-            b = (np.ascontiguousarray(bias, dtype=np.float32) if has_bias
-                 else np.zeros(1, np.float32))
-            empty = np.zeros((1, 1, 1), np.float32)
+class Epilogue:
+    """``y = act(y + bias [+ z]) [+ z]`` in place on (N, C, L) views.
 
-            def compiled(y3: np.ndarray, z3: np.ndarray | None) -> None:
-                kernel(y3, b, empty if z3 is None else z3, code, p0, p1, res, has_bias)
+    ``bind(y3, z3, c0)`` returns a no-argument run for a slice whose channel 0 is channel
+    ``c0`` of the layer (chunks of one layer split channels, images or columns).
+    """
 
-            return compiled
+    def __init__(self, activation: str, params: Sequence[float], bias: np.ndarray | None,
+                 residual: str) -> None:
+        self.activation = activation
+        self.params = [float(v) for v in params]
+        self.residual = {"none": 0, "pre": 1, "post": 2}[residual]
+        self.bias = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+        self.code = _COMPILED.get(activation)
+        self.kernel = _compiled_epilogue() if self.code is not None else None
 
-    bias3 = None if bias is None else np.asarray(bias).reshape(1, -1, 1)
+    def bind(self, y3: np.ndarray, z3: np.ndarray | None, c0: int = 0) -> Callable[[], None]:
+        c1 = c0 + y3.shape[1]
+        bias = None if self.bias is None else self.bias[c0:c1]
+        res, act, p = self.residual, self.activation, self.params
+        if self.kernel is not None:
+            code = self.code
+            defaults = {2: [0.01, 0.0], 3: [-np.inf, np.inf], 7: [0.2, 0.5]}.get(code, [0.0, 0.0])
+            p0, p1 = (p + defaults[len(p):])[:2]
+            kernel, has_bias = self.kernel, bias is not None
+            b = bias if has_bias else np.zeros(1, np.float32)
+            z = z3 if z3 is not None else np.zeros((1, 1, 1), np.float32)
+            return lambda: kernel(y3, b, z, code, p0, p1, res, has_bias)
+        bias3 = None if bias is None else bias.reshape(1, -1, 1)
 
-    def numpy_epilogue(y3: np.ndarray, z3: np.ndarray | None) -> None:
-        if bias3 is not None:
-            y3 += bias3
-        if res == 1:
-            y3 += z3
-        apply_activation(y3, activation, p)
-        if res == 2:
-            y3 += z3
+        def numpy_epilogue() -> None:
+            if bias3 is not None:
+                np.add(y3, bias3, out=y3)
+            if res == 1:
+                np.add(y3, z3, out=y3)
+            apply_activation(y3, act, p)
+            if res == 2:
+                np.add(y3, z3, out=y3)
 
-    return numpy_epilogue
+        return numpy_epilogue
+
+
+def make_epilogue(activation: str, params: Sequence[float], bias: np.ndarray | None,
+                  residual: str) -> Epilogue:
+    return Epilogue(activation, params, bias, residual)
 
 
 @functools.cache

@@ -67,6 +67,8 @@ def warm_up() -> None:
     """Load the compiled loops once per process (see ``activations.warm_up``)."""
     if not available():
         return
-    out = np.zeros((1, 1, 2, 2), np.float32)
-    depthwise(np.zeros((1, 1, 4, 4), np.float32), np.zeros((1, 3, 3), np.float32), out,
-              1, 1, 1, 1)
+    x = np.zeros((1, 2, 4, 4), np.float32)
+    w = np.zeros((2, 3, 3), np.float32)
+    out = np.zeros((1, 2, 2, 2), np.float32)
+    depthwise(x, w, out, 1, 1, 1, 1)
+    depthwise(x[:, :1], w[:1], out[:, :1], 1, 1, 1, 1)  # channel slices: another layout

@@ -15,23 +15,28 @@ from typing import Any
 import numpy as np
 
 from edge_infer.engine.backends.base import Program
+from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.schedule import ParallelRunner, lanes, stage_of
 from edge_infer.engine.backends.cpu.steps import STEPS
 from edge_infer.engine.ir import Graph, Node
 from edge_infer.engine.memory import MemoryPlan, make_views, plan_memory
 from edge_infer.engine.shape_inference import node_attrs, resolve_op
 from edge_infer.engine.tactics import select_tactic
+from edge_infer.engine.threads import single_threaded_blas, thread_budget
 from edge_infer.errors import EdgeInferError
 
 Run = Callable[[], None]
 
 
 class ScratchPool:
-    """Scratch buffers for one context: private ones, and shared ones keyed by role."""
+    """Per-context resources for layers: scratch buffers (private ones, and shared ones keyed
+    by role) and the work pool that splits a layer's chunks between threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, pool: WorkPool | None = None) -> None:
         self._shared: dict[tuple[str, tuple[int, ...], str], np.ndarray] = {}
         self.private_bytes = 0
+        self.pool = pool
+        self.workers = pool.workers if pool is not None else 1
 
     def __call__(self, shape: tuple[int, ...], dtype: Any, role: str | None) -> np.ndarray:
         dtype = np.dtype(dtype)
@@ -76,6 +81,8 @@ class CpuState:
     def close(self) -> None:
         if self.runner is not None:
             self.runner.close()
+        if self.scratch.pool is not None:
+            self.scratch.pool.close()
 
 
 def _reference_layer(graph: Graph, node: Node) -> Callable[..., Run]:
@@ -147,7 +154,11 @@ class CpuProgram(Program):
         jit.warm_up()
         arena = _touched((max(self.plan.arena_bytes, 64),), np.dtype(np.uint8))
         views = make_views(self.graph, self.plan, arena)
-        pools = [ScratchPool() for _ in range(self.workers)]
+        width = thread_budget().per_context
+        work = WorkPool(width) if width > 1 and self.schedule == "sequential" else None
+        if width > 1:
+            single_threaded_blas()
+        pools = [ScratchPool(work) for _ in range(self.workers)]
         lane_of: dict[str, int] = {}
         if self.schedule == "parallel":
             by_stage: dict[int, list[Node]] = {}

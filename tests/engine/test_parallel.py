@@ -1,0 +1,100 @@
+"""The work pool shares a layer's chunks; the caller never waits for an idle helper."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from edge_infer.engine.backends.cpu.parallel import WorkPool, split
+from edge_infer.engine.backends.cpu.program import ScratchPool
+from edge_infer.engine.ops import get_registry
+from edge_infer.engine.tactics.base import ConvSpec
+from edge_infer.engine.tactics.cpu_conv import CONV_TACTICS
+
+
+def test_split_covers_everything_in_aligned_ranges() -> None:
+    assert split(10, 3) == [(0, 3), (3, 6), (6, 10)]
+    assert split(100, 2, align=16) == [(0, 48), (48, 100)]
+    assert split(5, 8) == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+    assert split(0, 2) == []
+
+
+def test_chunks_run_once_each_on_several_threads() -> None:
+    pool = WorkPool(2)
+    seen: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def chunk(k: int):
+        def run() -> None:
+            time.sleep(0.01)
+            with lock:
+                seen.append((k, threading.current_thread().name))
+        return run
+
+    for _ in range(5):
+        seen.clear()
+        pool.run([chunk(k) for k in range(6)])
+        assert sorted(k for k, _ in seen) == list(range(6))
+    pool.close()
+
+
+def test_caller_finishes_alone_when_helpers_are_busy() -> None:
+    pool = WorkPool(2)
+    release = threading.Event()
+    started = threading.Event()
+
+    def hog() -> None:  # occupies the helper thread
+        started.set()
+        release.wait(5)
+
+    outer = threading.Thread(target=lambda: pool.run([hog, lambda: None]))
+    outer.start()
+    started.wait(5)
+    done = []
+    pool.run([lambda: done.append(1), lambda: done.append(2)])  # pool busy: runs inline
+    assert done == [1, 2]
+    release.set()
+    outer.join(5)
+    pool.close()
+
+
+def test_errors_reach_the_caller() -> None:
+    pool = WorkPool(2)
+
+    def boom() -> None:
+        raise ValueError("chunk failed")
+
+    with pytest.raises(ValueError, match="chunk failed"):
+        pool.run([boom, lambda: None, lambda: None])
+    pool.run([lambda: None, lambda: None])  # still usable
+    pool.close()
+
+
+@pytest.mark.parametrize("xs,ws,strides,pads,group", [
+    ((2, 16, 40, 40), (32, 16, 3, 3), (1, 1), (1, 1, 1, 1), 1),
+    ((1, 16, 64, 64), (32, 16, 1, 1), (1, 1), (0, 0, 0, 0), 1),
+    ((1, 32, 64, 64), (32, 1, 3, 3), (2, 2), (1, 1, 1, 1), 32),
+    ((1, 8, 66, 66), (16, 8, 3, 3), (2, 2), (1, 1, 1, 1), 1),
+])
+def test_tactics_split_between_threads_match_reference(xs, ws, strides, pads, group) -> None:
+    conv = get_registry().resolve("", "Conv", 17).kernel
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[0]).astype(np.float32)
+    ref = conv(x, w, b, strides=list(strides), pads=list(pads), group=group)
+    want = ref / (1 + np.exp(-ref))
+    spec = ConvSpec(xs, ref.shape, w, b, strides, pads, (1, 1), group, "silu")
+    pool = WorkPool(2)
+    for tactic in CONV_TACTICS:
+        if tactic.applicable(spec):
+            out = np.zeros(ref.shape, np.float32)
+            run = tactic(spec).bind([x, w, b], [out], ScratchPool(pool))
+            for _ in range(3):
+                run()
+            np.testing.assert_allclose(out, want, rtol=1e-4, atol=2e-5 * np.abs(want).max(),
+                                       err_msg=tactic.name)
+    pool.close()
