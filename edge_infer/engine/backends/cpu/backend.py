@@ -10,10 +10,12 @@ import numpy as np
 
 from edge_infer.engine.backends.base import Backend, Program
 from edge_infer.engine.backends.cpu.device import cpu_fingerprint
+from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import CpuProgram, ScratchPool
 from edge_infer.engine.ir import Graph, Node
 from edge_infer.engine.tactics import candidates
 from edge_infer.engine.tactics.autotune import TimingCache, tune_layer
+from edge_infer.engine.threads import single_threaded_blas, thread_budget
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,24 @@ class CpuBackend(Backend):
         tune = bool(getattr(options, "tune", True))
         rng = np.random.default_rng(0)
         chosen = (hints or {}).get("tactics", {})
+        width = thread_budget().per_context
+        pool = WorkPool(width) if width > 1 else None  # time tactics as they will run
+        if pool is not None:
+            single_threaded_blas()
+        try:
+            self._choose_tactics(graph, tune, chosen, rng, cache, pool)
+        finally:
+            if pool is not None:
+                pool.close()
+        graph.meta["schedule"] = (hints or {}).get("schedule", "sequential")
+        if tune and hints is None and _has_parallel_branches(graph):
+            graph.meta["schedule"] = _pick_schedule(graph, rng, cache)
+        graph.meta["arena"] = CpuProgram(graph).plan.to_json()
+        return {}
+
+    def _choose_tactics(self, graph: Graph, tune: bool, chosen: dict[str, str],
+                        rng: np.random.Generator, cache: TimingCache | None,
+                        pool: WorkPool | None) -> None:
         for node in graph.nodes:
             tactics, spec = candidates(node, self.name)
             if not tactics:
@@ -43,19 +63,16 @@ class CpuBackend(Backend):
             if chosen.get(node.name) in names:
                 winner, times = chosen[node.name], {}
             elif tune:
-                winner, times = tune_layer(f"cpu {spec.signature()}", instances,
-                                           lambda t, n=node: _bind_random(t, n, rng), cache)
+                winner, times = tune_layer(f"cpu {spec.signature()} w{_pool_width(pool)}",
+                                           instances,
+                                           lambda t, n=node: _bind_random(t, n, rng, pool),
+                                           cache)
             else:
                 winner, times = instances[0].name, {}
             node.meta["tactic"] = winner
             if times:
                 node.meta["tactic_times_us"] = times
                 node.meta["time_us"] = times[winner]
-        graph.meta["schedule"] = (hints or {}).get("schedule", "sequential")
-        if tune and hints is None and _has_parallel_branches(graph):
-            graph.meta["schedule"] = _pick_schedule(graph, rng, cache)
-        graph.meta["arena"] = CpuProgram(graph).plan.to_json()
-        return {}
 
     def prepare(self, graph: Graph, blobs: Mapping[str, bytes]) -> Program:
         return CpuProgram(graph)
@@ -68,12 +85,17 @@ def _random(shape: Any, dtype: Any, rng: np.random.Generator) -> np.ndarray:
     return np.zeros(shape, dtype)
 
 
-def _bind_random(tactic: Any, node: Node, rng: np.random.Generator) -> Any:
+def _pool_width(pool: WorkPool | None) -> int:
+    return pool.workers if pool is not None else 1
+
+
+def _bind_random(tactic: Any, node: Node, rng: np.random.Generator,
+                 pool: WorkPool | None = None) -> Any:
     ins = [None if v is None else (v.const if v.const is not None else _random(v.shape, v.dtype,
                                                                                rng))
            for v in node.inputs]
     outs = [np.zeros(v.shape, v.dtype) for v in node.outputs]
-    return tactic.bind(ins, outs, ScratchPool())
+    return tactic.bind(ins, outs, ScratchPool(pool))
 
 
 def _has_parallel_branches(graph: Graph) -> bool:
