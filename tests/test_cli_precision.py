@@ -101,3 +101,30 @@ def test_build_record_names_the_cache(work: Path) -> None:
     assert rec["options"]["calib_cache_sha256"] == CalibrationCache.load(work / "net.calib").sha256
     assert "--int8" in rec["rebuild_command"] and "--fp16" in rec["rebuild_command"]
     assert f"--calib-cache {work / 'net.calib'}" in rec["rebuild_command"]
+
+
+def test_dataset_paths_of_compare_and_budget_build(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    """`compare --dataset` and `build --max-map-drop` run end to end (a tiny detector)."""
+    from edge_infer.synth.dataset import write_dataset
+    from tests.pipeline.helpers import TINY_SIZE, tiny_detector
+
+    write_dataset(tmp_path, "val", 4, seed=5, size=96, workers=1, progress=False)
+    onnx.save(tiny_detector(), tmp_path / "det.onnx")
+    shape = f"images:1x3x{TINY_SIZE}x{TINY_SIZE}"
+    profile = ["--min-shapes", shape, "--opt-shapes", shape.replace(":1x", ":2x"),
+               "--max-shapes", shape.replace(":1x", ":2x"), "--no-tune", "--quiet"]
+    frames = tmp_path / "val"
+    assert main(["calibrate", str(tmp_path / "det.onnx"), "--data", str(frames), "-o",
+                 str(tmp_path / "det.calib"), "--quiet"]) == 0
+    assert main(["build", str(tmp_path / "det.onnx"), "-o", str(tmp_path / "fp32.engine"),
+                 *profile]) == 0
+    assert main(["build", str(tmp_path / "det.onnx"), "-o", str(tmp_path / "int8.engine"),
+                 "--int8", "--calib-cache", str(tmp_path / "det.calib"), "--max-map-drop",
+                 "0.01", "--dataset", str(tmp_path / "val.json"), *profile]) == 0
+    out = capsys.readouterr().out
+    assert "layers kept in FP32" in out and "mAP@0.5: FP32" in out
+    assert main(["compare", str(tmp_path / "fp32.engine"), str(tmp_path / "int8.engine"),
+                 "--dataset", str(tmp_path / "val.json"), "--batch", "2", "--frames", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("mAP@0.5 ") == 2

@@ -135,7 +135,7 @@ def make_profile(
                 f"input '{value.name}': only the batch dimension (axis 0) may differ between "
                 f"min {list(a)}, opt {list(b)} and max {list(c)}"
             )
-        if not a[0] <= b[0] <= c[0]:
+        if a and not a[0] <= b[0] <= c[0]:
             raise BuildError(f"input '{value.name}': need min ≤ opt ≤ max batch, got "
                              f"{a[0]}, {b[0]}, {c[0]}")
         lo[value.name], opt[value.name], hi[value.name] = a, b, c

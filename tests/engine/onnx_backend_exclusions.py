@@ -14,9 +14,9 @@ Three kinds of exclusion, checked in this order by :func:`auto_exclusion`,
    rejects them only at build time, so those cases are run like the explicit ones.
 2. **Explicit, by design** — :data:`EXCLUSIONS`: ``regex (re.fullmatch on the case name) →
    reason`` for cases that use supported ops in a way the engine deliberately does not support.
-3. **Known bugs** — :data:`KNOWN_BUGS` (by name) and :data:`SCALAR_INPUT_BUG` (found by
-   :func:`rule_exclusion`): reported to the owner, run as strict expected failures, so the
-   suite goes red the moment one is fixed and the entry must be removed.
+3. **Known bugs** — :data:`KNOWN_BUGS` (by name): reported to the owner, run as strict
+   expected failures, so the suite goes red the moment one is fixed and the entry must be
+   removed. Empty now: the 0-d input and Dropout-mask bugs it listed are fixed.
 
 Explicit and known-bug cases are still run: a case listed here that passes fails the suite
 (a stale exclusion), and every pattern must match at least one case that is not already
@@ -54,13 +54,6 @@ _ILL_CONDITIONED_SOFTMAX = (
 )
 
 ZERO_SIZE = "zero-size tensors not supported: the builder requires every input dim ≥ 1"
-#: a known bug found from the model (see :func:`rule_exclusion`), reported to the lead
-SCALAR_INPUT_BUG = (
-    "known bug (builder): a 0-d (scalar) graph input crashes make_profile with IndexError "
-    "(profiles.py indexes a[0] of the shape (); e.g. Clip's min/max, CumSum's axis, Trilu's k, "
-    "Dropout's ratio, Pow's exponent, Gemm's scalar C)"
-)
-
 #: regex (fullmatch on the case name) → why edge_infer does not support that case.
 EXCLUSIONS: dict[str, str] = {
     # -- training-mode behaviour of an inference engine -----------------------------------
@@ -80,13 +73,7 @@ EXCLUSIONS: dict[str, str] = {
 }
 
 #: regex → bug report. Run as strict expected failures; remove the entry once fixed.
-KNOWN_BUGS: dict[str, str] = {
-    r"test_dropout_default_mask": (
-        "CPU backend: the Dropout step (backends/cpu/steps.py _copy_reshape) writes output 0 "
-        "only; the mask output is never written and reads back as the arena's zeros (False "
-        "instead of all True). The reference executor is right"
-    ),
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def _first_match(table: dict[str, str], name: str) -> tuple[str, str] | None:
@@ -205,8 +192,6 @@ def rule_exclusion(model: onnx.ModelProto, bound: Collection[str] = ()) -> tuple
         dims = info.type.tensor_type.shape.dim
         if any(d.HasField("dim_value") and d.dim_value == 0 for d in dims):
             return "excluded", ZERO_SIZE
-    if any(not info.type.tensor_type.shape.dim for info in fed):
-        return "known_bug", SCALAR_INPUT_BUG
     return None
 
 

@@ -46,7 +46,7 @@ def test_plugin_runs_in_an_engine(registered, tmp_path) -> None:
     x = np.linspace(-3, 3, 10, dtype=np.float32).reshape(2, 5)
     y = edge_infer.Engine.load(tmp_path / "p.engine").create_context().execute({"x": x})["y"]
     np.testing.assert_allclose(y, x / (1 + np.exp(-2 * x)), rtol=1e-6)
-    assert engine.graph(1).nodes[0].domain == DOMAIN
+    assert engine.graph(engine.profile.opt_batch).nodes[0].domain == DOMAIN
     assert plugins.plugin_kernel(DOMAIN, "SwishBeta", "cpu") is swish_beta
 
 

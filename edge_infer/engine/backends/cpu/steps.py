@@ -89,7 +89,7 @@ def _transpose(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scra
     return lambda: np.copyto(out, src)
 
 
-@step("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout")
+@step("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 def _copy_reshape(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run:
     # Only reached when the memory plan could not alias the output onto the input.
     x, out = ins[0], outs[0]
