@@ -312,7 +312,8 @@ def test_infer_with_input_file_matches_onnxruntime(engine: Path, work: Path) -> 
     [
         ("x", "--input 'x': expected NAME=FILE.npy"),
         ("x=missing.npy", "--input 'x=missing.npy': no such file missing.npy"),
-        ("x=tiny.onnx", "--input 'x=tiny.onnx': not a plain .npy array"),
+        ("x=tiny.onnx",
+         "--input 'x=tiny.onnx': tiny.onnx is not a .npy file holding a plain numeric array"),
         ("x=x_bad_shape.npy", "input 'x' must have shape ['N', 3, 16, 16], got [2, 3, 15, 16]"),
         ("image=x_bad_shape.npy", "unknown ['image'], missing ['x']"),
     ],

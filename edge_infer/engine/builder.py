@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shlex
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
     from edge_infer.engine.runtime import Engine
 
 log = logging.getLogger(__name__)
+
+#: the blob holding every batch size's plan (zlib-compressed JSON)
+PLANS_BLOB = "plans.json.zlib"
 
 ModelSource = Any  # path, bytes, onnx.ModelProto, Graph or Network
 
@@ -197,7 +201,7 @@ def build_parts(
         "kind": "edge_infer.engine",
         "bindings": bindings,
         "profile": profile.to_json(),
-        "plans": plans,
+        "plans": {"blob": PLANS_BLOB, "batches": sorted(int(b) for b in plans)},
         "build": {
             "edge_infer_version": __version__,
             "backend": be.name,
@@ -211,6 +215,8 @@ def build_parts(
             "rebuild_command": rebuild_command(source.get("model_path"), profile, opts),
         },
     }
+    # plans are repetitive JSON (one per batch size): stored zlib-compressed as a blob
+    blobs[PLANS_BLOB] = zlib.compress(json.dumps(plans, separators=(",", ":")).encode(), 9)
     return header, tensors, blobs
 
 

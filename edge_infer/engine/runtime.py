@@ -7,8 +7,10 @@ dtypes and shapes against the engine's bindings.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+import zlib
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -58,7 +60,7 @@ class Engine:
             b = header["bindings"]
             self.inputs = [_binding(e) for e in b["inputs"]]
             self.outputs = [_binding(e) for e in b["outputs"]]
-            self._plans: dict[int, Any] = {int(k): v for k, v in header["plans"].items()}
+            self._plans: dict[int, Any] = _read_plans(header["plans"], blobs or {})
         except (KeyError, TypeError, ValueError) as exc:
             raise EngineFileError(f"engine header is incomplete: {type(exc).__name__}: {exc}") \
                 from exc
@@ -101,6 +103,10 @@ class Engine:
             )
 
     # -- plans ------------------------------------------------------------------------------
+    def plan(self, batch: int) -> dict[str, Any]:
+        """The JSON plan compiled for ``batch`` (as stored in the engine file)."""
+        return self._plans[self.plan_batch_for(batch)]
+
     @property
     def batch_sizes(self) -> list[int]:
         return sorted(self._plans)
@@ -140,6 +146,30 @@ class Engine:
             "profile": self.profile.to_json(),
             "build": self.build_record,
         }
+
+
+#: bound on the decompressed size of the plans (a zip bomb is refused, not inflated)
+MAX_PLANS_BYTES = 256 << 20
+
+
+def _read_plans(spec: Any, blobs: Mapping[str, bytes]) -> dict[int, Any]:
+    """The plans of every batch size: inline JSON, or a zlib-compressed JSON blob."""
+    if isinstance(spec, Mapping) and "blob" in spec:
+        data = blobs.get(spec["blob"])
+        if data is None:
+            raise EngineFileError(f"engine plans blob '{spec['blob']}' is missing")
+        inflater = zlib.decompressobj()
+        try:
+            raw = inflater.decompress(bytes(data), MAX_PLANS_BYTES)
+        except zlib.error as exc:
+            raise EngineFileError(f"engine plans are corrupt: {exc}") from exc
+        if inflater.unconsumed_tail:
+            raise EngineFileError("engine plans exceed the size limit")
+        try:
+            spec = json.loads(raw)
+        except ValueError as exc:
+            raise EngineFileError(f"engine plans are not valid JSON: {exc}") from exc
+    return {int(k): v for k, v in spec.items()}
 
 
 def _binding(entry: Mapping[str, Any]) -> Binding:

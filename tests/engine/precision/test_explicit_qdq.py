@@ -56,5 +56,5 @@ def test_qdq_model_matches_onnxruntime() -> None:
         engine = build(model, options=BuildOptions(tune=False, precision=precision))
         got = engine.create_context().execute({"x": x})["y"]
         np.testing.assert_array_equal(got, want)
-        assert engine.header["plans"]["1"]["meta"].get("precision", {}).get("mode") in (
+        assert engine.plan(1)["meta"].get("precision", {}).get("mode") in (
             None, "explicit-qdq")

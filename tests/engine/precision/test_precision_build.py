@@ -49,7 +49,7 @@ def test_int8_engine_quantizes_convs_and_stays_close(model, calibrated) -> None:
     a = fp32.create_context().execute({"x": x})["y"]
     b = int8.create_context().execute({"x": x})["y"]
     assert cosine_similarity(a, b) > 0.999
-    meta = int8.header["plans"]["1"]["meta"]["precision"]
+    meta = int8.plan(1)["meta"]["precision"]
     assert meta["mode"] == "int8" and meta["layers"]["int8"] == 3
     assert meta["calib_cache_sha256"] == calibrated.cache.sha256
 
