@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,7 +42,7 @@ def ranged_engine(tmp_path_factory) -> tuple[Engine, str]:
 
 
 def test_build_save_load_execute_matches_onnxruntime(ranged_engine) -> None:
-    engine, path = ranged_engine
+    _, path = ranged_engine
     loaded = Engine.load(path)
     assert loaded.batch_sizes == [1, 2, 3, 4]
     assert [str(b) for b in loaded.inputs] == ["x: float32[Nx3x8x8]"]
@@ -138,7 +139,7 @@ def test_engine_from_another_version_is_refused(ranged_engine, tmp_path) -> None
 
 def test_corrupt_engine_is_refused(ranged_engine, tmp_path) -> None:
     _, path = ranged_engine
-    data = bytearray(open(path, "rb").read())
+    data = bytearray(Path(path).read_bytes())
     data[len(data) // 2] ^= 0x10
     bad = tmp_path / "flipped.engine"
     bad.write_bytes(bytes(data))
@@ -166,7 +167,7 @@ def test_failed_build_leaves_no_file(tmp_path) -> None:
 def test_existing_engine_survives_a_failed_rebuild(ranged_engine, tmp_path) -> None:
     _, path = ranged_engine
     out = tmp_path / "keep.engine"
-    out.write_bytes(open(path, "rb").read())
+    out.write_bytes(Path(path).read_bytes())
     before = out.read_bytes()
     model = small_model()
     model.graph.node[0].op_type = "NoSuchOp"
