@@ -8,82 +8,20 @@ work in a few passes. Both follow the ONNX definitions of the activations exactl
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-ACTIVATIONS = ("", "relu", "leaky_relu", "clip", "sigmoid", "silu", "hard_swish",
-               "hard_sigmoid", "mish", "gelu", "tanh", "elu")
-
-
-def _erf(x: np.ndarray) -> np.ndarray:
-    from scipy.special import erf
-
-    return erf(x)
-
 
 def apply_activation(y: np.ndarray, kind: str, params: Sequence[float]) -> None:
-    """``y = act(y)`` in place with numpy ufuncs (float arrays of any layout)."""
-    if kind == "":
-        return
-    p = list(params)
-    if kind == "relu":
-        np.maximum(y, 0, out=y)
-    elif kind == "leaky_relu":
-        alpha = p[0] if p else 0.01
-        np.multiply(y, np.where(y < 0, y.dtype.type(alpha), y.dtype.type(1)), out=y)
-    elif kind == "clip":
-        lo = p[0] if len(p) > 0 else -np.inf
-        hi = p[1] if len(p) > 1 else np.inf
-        np.clip(y, lo, hi, out=y)
-    elif kind in ("sigmoid", "silu"):
-        t = np.negative(y)
-        with np.errstate(over="ignore"):  # exp(-x) = inf for x << 0 gives the right limit
-            np.exp(t, out=t)
-        t += 1
-        if kind == "sigmoid":
-            np.reciprocal(t, out=y)
-        else:
-            np.divide(y, t, out=y)
-    elif kind == "hard_sigmoid":
-        alpha, beta = (p + [0.2, 0.5][len(p):])[:2]
-        y *= alpha
-        y += beta
-        np.clip(y, 0, 1, out=y)
-    elif kind == "hard_swish":
-        t = y * (1 / 6)
-        t += 0.5
-        np.clip(t, 0, 1, out=t)
-        y *= t
-    elif kind == "mish":
-        t = np.logaddexp(y, 0)  # softplus, overflow-safe
-        np.tanh(t, out=t)
-        y *= t
-    elif kind == "gelu":
-        if p and p[0] == 1.0:  # tanh approximation
-            t = y * y * y
-            t *= 0.044715
-            t += y
-            t *= math.sqrt(2 / math.pi)
-            np.tanh(t, out=t)
-        else:
-            t = (_erf(y / math.sqrt(2))).astype(y.dtype, copy=False)
-        t += 1
-        t *= 0.5
-        y *= t
-    elif kind == "tanh":
-        np.tanh(y, out=y)
-    elif kind == "elu":
-        alpha = p[0] if p else 1.0
-        neg = np.minimum(y, 0)
-        np.expm1(neg, out=neg)
-        neg *= alpha
-        np.maximum(y, 0, out=y)
-        y += neg
-    else:
-        raise ValueError(f"unknown activation '{kind}'; known: {ACTIVATIONS}")
+    """``y = act(y)`` in place, with the reference definition of each activation
+    (:func:`edge_infer.engine.ops.fused.apply_activation`); the path without numba."""
+    from edge_infer.engine.ops.fused import apply_activation as reference
+
+    if kind:
+        with np.errstate(over="ignore"):  # exp overflow gives the right limits
+            np.copyto(y, reference(y, kind, params))
 
 
 def _numba() -> Any | None:

@@ -71,13 +71,14 @@ def _relu(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) 
 def _sigmoid(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
     if not _float(ins[0]):
         return None
-    from edge_infer.engine.backends.cpu.activations import apply_activation
-
     x, out = ins[0], outs[0]
 
-    def run() -> None:
-        np.copyto(out, x)
-        apply_activation(out, "sigmoid", ())
+    def run() -> None:  # 1 / (1 + exp(-x)), in place; exp overflow gives the right limit
+        np.negative(x, out=out)
+        with np.errstate(over="ignore"):
+            np.exp(out, out=out)
+        np.add(out, 1, out=out)
+        np.reciprocal(out, out=out)
 
     return run
 
