@@ -2,11 +2,14 @@
 # System packages edge_infer's tools and tests use but pip cannot install:
 #   ffmpeg (with libx264) -- H.264 encoding for `edge-infer synth videos` (OpenCV's wheels
 #   cannot encode H.264; MJPEG needs nothing extra).
+#   gcc -- the CPU backend compiles its native kernels on the device (optional: without a
+#   compiler those tactics are skipped and the engine uses its numpy/BLAS tactics).
 # Idempotent: does nothing when everything is already there. Needs root (or sudo).
 set -euo pipefail
 
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 
 if [ ${#missing[@]} -eq 0 ]; then
     echo "system dependencies already installed"

@@ -9,7 +9,9 @@ from edge_infer.engine.backends.cpu.activations import apply_activation
 from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.ops import get_registry
 from edge_infer.engine.tactics.base import ConvSpec
-from edge_infer.engine.tactics.cpu_conv import CONV_TACTICS
+from edge_infer.engine.tactics import TACTICS
+
+CONV_TACTICS = TACTICS[("conv", "cpu")]
 
 CONV = get_registry().resolve("", "Conv", 17).kernel
 

@@ -32,9 +32,10 @@ def _numba() -> Any | None:
     return numba
 
 
-#: activations the compiled epilogue implements (the others use numpy after the bias)
-_COMPILED = {"": 0, "relu": 1, "leaky_relu": 2, "clip": 3, "sigmoid": 4, "silu": 5,
-             "hard_swish": 6, "hard_sigmoid": 7, "tanh": 8}
+#: activations the compiled epilogues implement, by code (numba here, C in
+#: backends/cpu/kernels/conv_direct.c); the others use numpy after the bias
+ACTIVATION_CODES = {"": 0, "relu": 1, "leaky_relu": 2, "clip": 3, "sigmoid": 4, "silu": 5,
+                    "hard_swish": 6, "hard_sigmoid": 7, "tanh": 8}
 
 
 @functools.cache
@@ -185,7 +186,7 @@ class Epilogue:
         self.params = [float(v) for v in params]
         self.residual = {"none": 0, "pre": 1, "post": 2}[residual]
         self.bias = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
-        self.code = _COMPILED.get(activation)
+        self.code = ACTIVATION_CODES.get(activation)
         self.kernel = _compiled_epilogue() if self.code is not None else None
 
     def bind(self, y3: np.ndarray, z3: np.ndarray | None, c0: int = 0) -> Callable[[], None]:

@@ -1,0 +1,223 @@
+/* Direct convolution over "terms": compiled on the target device (-march/-mcpu=native).
+ *
+ * A convolution output position g of a grid (rows of width wg) is
+ *     out[oc, g] = bias[oc] + sum_t W[oc, t] * base[toff[t] + g]
+ * where each term t is one (input channel, kernel tap) pair and toff[t] its offset in the
+ * prepared input: the zero-padded input for stride 1 (grid width = padded width), or its
+ * polyphase split for stride s (grid width = padded width / s), so every term reads a
+ * contiguous run of the input — no im2col copy. Grid columns >= wo are computed and
+ * discarded when the results are stored.
+ *
+ * Register tile: MR output channels x NR grid positions, NR = 2 vectors of 8 floats
+ * (GCC vector extensions: AVX2/AVX-512 on x86-64, NEON on aarch64). Weights are packed as
+ * [ceil(cout / MR)][T][MR], zero past cout. Bias, residual and the common activations are
+ * applied to the tile in registers before it is stored (one pass over memory per layer).
+ */
+#include <stddef.h>
+#include <string.h>
+
+#define MR 6
+#define NR 16
+
+typedef float v8 __attribute__((vector_size(32)));
+
+static inline v8 load8(const float *p) {
+    v8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+
+typedef int v8i __attribute__((vector_size(32)));
+
+static inline v8 splat(float a) { return (v8){a, a, a, a, a, a, a, a}; }
+static inline v8 vsel(v8i m, v8 a, v8 b) { return (v8)((m & (v8i)a) | (~m & (v8i)b)); }
+static inline v8 vmin(v8 a, v8 b) { return vsel(a < b, a, b); }
+static inline v8 vmax(v8 a, v8 b) { return vsel(a > b, a, b); }
+
+/* exp(x), Cephes float32: range reduction by ln 2 and a degree-5 polynomial */
+static inline v8 vexp(v8 x) {
+    x = vmin(vmax(x, splat(-87.0f)), splat(88.0f));
+    v8 fx = x * 1.4426950408889634f + 0.5f;
+    v8i n = __builtin_convertvector(fx, v8i);
+    v8 nf = __builtin_convertvector(n, v8);
+    v8i over = nf > fx; /* truncation rounded a negative value up: floor it */
+    n += over;
+    nf += __builtin_convertvector(over, v8);
+    v8 r = x - nf * 0.693359375f - nf * -2.12194440e-4f;
+    v8 p = 1.9875691500e-4f * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    v8 y = p * r * r + r + 1.0f;
+    return y * (v8)((n + 127) << 23);
+}
+
+/* activation codes: the same as the numba epilogue's (ACTIVATION_CODES in activations.py) */
+static inline v8 activate(v8 y, long act, float p0, float p1) {
+    switch (act) {
+    case 1: return vmax(y, splat(0.0f));
+    case 2: return vsel(y < 0.0f, y * p0, y);
+    case 3: return vmin(vmax(y, splat(p0)), splat(p1));
+    case 4: return 1.0f / (1.0f + vexp(-y));
+    case 5: return y / (1.0f + vexp(-y));
+    case 6: return y * vmin(vmax(y * (1.0f / 6.0f) + 0.5f, splat(0.0f)), splat(1.0f));
+    case 7: return vmin(vmax(y * p0 + p1, splat(0.0f)), splat(1.0f));
+    case 8: return 2.0f / (1.0f + vexp(-2.0f * y)) - 1.0f;
+    default: return y;
+    }
+}
+
+/* bias, residual (1: act(y + z), 2: act(y) + z) and activation, in registers */
+static inline v8 finish(v8 y, float b, v8 z, long act, float p0, float p1, long residual) {
+    y += b;
+    if (residual == 1) y += z;
+    y = activate(y, act, p0, p1);
+    if (residual == 2) y += z;
+    return y;
+}
+
+/* out[oc * ocs + dst(g)] for g in [g0, g1) of one image, output channels of MR-blocks
+ * [ob0, ob1). Vector reads are allowed for strips with g + NR <= gsafe; later strips are
+ * computed one position at a time (no read past the input). */
+void conv_direct_f32(const float *base, const long *toff, long T, const float *wpack,
+                     const float *bias, long ob0, long ob1, long cout, long g0, long g1,
+                     long gsafe, long wg, long wo, float *out, long ocs, long act,
+                     float p0, float p1, long residual, const float *z, long zcs) {
+    long dst[NR];
+    float tile[NR], ztile[NR];
+    for (long g = g0; g < g1; g += NR) {
+        long count = g1 - g < NR ? g1 - g : NR;
+        long contiguous = 1, valid = 0;
+        long row = g / wg, col = g - row * wg;
+        for (long j = 0; j < count; j++) {
+            dst[j] = col < wo ? row * wo + col : -1;
+            valid += dst[j] >= 0;
+            if (dst[j] < 0 || dst[j] != dst[0] + j) contiguous = 0;
+            if (++col == wg) { col = 0; row++; }
+        }
+        if (!valid) continue;
+        contiguous = contiguous && count == NR;
+        if (g + NR <= gsafe) {
+            for (long ob = ob0; ob < ob1; ob++) {
+                const float *w = wpack + ob * T * MR;
+                v8 a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
+                v8 a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
+                for (long t = 0; t < T; t++, w += MR) {
+                    const float *p = base + toff[t] + g;
+                    v8 x0 = load8(p), x1 = load8(p + 8);
+                    a00 += w[0] * x0; a01 += w[0] * x1;
+                    a10 += w[1] * x0; a11 += w[1] * x1;
+                    a20 += w[2] * x0; a21 += w[2] * x1;
+                    a30 += w[3] * x0; a31 += w[3] * x1;
+                    a40 += w[4] * x0; a41 += w[4] * x1;
+                    a50 += w[5] * x0; a51 += w[5] * x1;
+                }
+                v8 acc[MR][2] = {{a00, a01}, {a10, a11}, {a20, a21},
+                                 {a30, a31}, {a40, a41}, {a50, a51}};
+                for (long i = 0; i < MR; i++) {
+                    long oc = ob * MR + i;
+                    if (oc >= cout) break;
+                    float b = bias ? bias[oc] : 0.0f;
+                    float *o = out + oc * ocs;
+                    v8 z0 = {0}, z1 = {0};
+                    if (contiguous) {
+                        if (residual) {
+                            z0 = load8(z + oc * zcs + dst[0]);
+                            z1 = load8(z + oc * zcs + dst[0] + 8);
+                        }
+                        store8(o + dst[0], finish(acc[i][0], b, z0, act, p0, p1, residual));
+                        store8(o + dst[0] + 8, finish(acc[i][1], b, z1, act, p0, p1, residual));
+                    } else {
+                        if (residual) {
+                            for (long j = 0; j < NR; j++)
+                                ztile[j] = j < count && dst[j] >= 0 ? z[oc * zcs + dst[j]] : 0.0f;
+                            z0 = load8(ztile);
+                            z1 = load8(ztile + 8);
+                        }
+                        store8(tile, finish(acc[i][0], b, z0, act, p0, p1, residual));
+                        store8(tile + 8, finish(acc[i][1], b, z1, act, p0, p1, residual));
+                        for (long j = 0; j < count; j++)
+                            if (dst[j] >= 0) o[dst[j]] = tile[j];
+                    }
+                }
+            }
+        } else {
+            for (long ob = ob0; ob < ob1; ob++) {
+                for (long i = 0; i < MR; i++) {
+                    long oc = ob * MR + i;
+                    if (oc >= cout) break;
+                    const float *w = wpack + ob * T * MR + i;
+                    float b = bias ? bias[oc] : 0.0f;
+                    for (long j = 0; j < NR; j++) {
+                        float s = 0.0f;
+                        if (j < count && dst[j] >= 0)
+                            for (long t = 0; t < T; t++) s += w[t * MR] * base[toff[t] + g + j];
+                        tile[j] = s;
+                        ztile[j] = residual && j < count && dst[j] >= 0 ? z[oc * zcs + dst[j]]
+                                                                         : 0.0f;
+                    }
+                    v8 y0 = finish(load8(tile), b, load8(ztile), act, p0, p1, residual);
+                    v8 y1 = finish(load8(tile + 8), b, load8(ztile + 8), act, p0, p1, residual);
+                    store8(tile, y0);
+                    store8(tile + 8, y1);
+                    for (long j = 0; j < count; j++)
+                        if (dst[j] >= 0) out[oc * ocs + dst[j]] = tile[j];
+                }
+            }
+        }
+    }
+}
+
+/* Depthwise: out[c, g] = bias[c] + sum_t w[c, t] * base[c * cplane + toff[t] + g], channels
+ * [c0, c1), grid positions [g0, g1); the same prepared input layout as conv_direct_f32. */
+void conv_depthwise_f32(const float *base, const long *toff, long T, const float *w,
+                        const float *bias, long c0, long c1, long cplane, long g0, long g1,
+                        long wg, long wo, float *out, long ocs, long act, float p0, float p1,
+                        long residual, const float *z, long zcs) {
+    float tile[NR], ztile[NR];
+    long dst[NR];
+    for (long c = c0; c < c1; c++) {
+        const float *xc = base + c * cplane;
+        const float *wc = w + c * T;
+        float b = bias ? bias[c] : 0.0f;
+        float *o = out + c * ocs;
+        const float *zc = z ? z + c * zcs : 0;
+        long row = g0 / wg, col = g0 - row * wg;
+        for (long g = g0; g < g1; g += NR) {
+            long count = g1 - g < NR ? g1 - g : NR;
+            long contiguous = count == NR;
+            for (long j = 0; j < count; j++) {
+                dst[j] = col < wo ? row * wo + col : -1;
+                if (dst[j] < 0 || dst[j] != dst[0] + j) contiguous = 0;
+                if (++col == wg) { col = 0; row++; }
+            }
+            v8 a0 = {0}, a1 = {0};
+            for (long t = 0; t < T; t++) {
+                const float *p = xc + toff[t] + g;
+                a0 += wc[t] * load8(p);
+                a1 += wc[t] * load8(p + 8);
+            }
+            v8 z0 = {0}, z1 = {0};
+            if (residual) {
+                for (long j = 0; j < NR; j++)
+                    ztile[j] = j < count && dst[j] >= 0 ? zc[dst[j]] : 0.0f;
+                z0 = load8(ztile);
+                z1 = load8(ztile + 8);
+            }
+            a0 = finish(a0, b, z0, act, p0, p1, residual);
+            a1 = finish(a1, b, z1, act, p0, p1, residual);
+            if (contiguous) {
+                store8(o + dst[0], a0);
+                store8(o + dst[0] + 8, a1);
+            } else {
+                store8(tile, a0);
+                store8(tile + 8, a1);
+                for (long j = 0; j < count; j++)
+                    if (dst[j] >= 0) o[dst[j]] = tile[j];
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+"""Native CPU kernels, compiled on this device for this CPU (``-march=native``).
+
+The builder runs on the target device, like TensorRT's; so do our C kernels' compiles. The
+shared object is cached per (source, compiler, flags, CPU) under the user cache folder,
+written atomically; concurrent first uses race harmlessly (the last rename wins, both files
+are identical). Without a C compiler, or when compiling fails, :func:`library` returns None
+and the tactics that need it are simply not candidates — the engine still builds.
+
+``EDGE_INFER_CC`` picks the compiler (default ``cc``); ``EDGE_INFER_NATIVE=0`` disables
+native kernels; ``EDGE_INFER_CACHE`` moves the cache folder (default
+``~/.cache/edge_infer``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+KERNELS = Path(__file__).with_name("kernels")
+_L = ctypes.c_long
+_P = ctypes.c_void_p
+_F = ctypes.c_float
+
+#: exported symbol → argument types
+_SIGNATURES: dict[str, list[Any]] = {
+    "conv_direct_f32": [_P, _P, _L, _P, _P, _L, _L, _L, _L, _L, _L, _L, _L, _P, _L, _L, _F, _F,
+                        _L, _P, _L],
+    "conv_depthwise_f32": [_P, _P, _L, _P, _P, _L, _L, _L, _L, _L, _L, _L, _P, _L, _L, _F, _F,
+                           _L, _P, _L],
+}
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("EDGE_INFER_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edge_infer")
+    return Path(root) / "kernels"
+
+
+def _flags() -> list[str]:
+    arch = platform.machine().lower()
+    cpu = ["-mcpu=native"] if arch in ("aarch64", "arm64") else ["-march=native"]
+    return ["-O3", *cpu, "-ffp-contract=fast", "-fno-math-errno", "-fPIC", "-shared",
+            "-std=c11"]
+
+
+def _cpu_id() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    keep = [line for line in text.splitlines()
+            if line.split(":")[0].strip() in ("model name", "flags", "Features", "CPU part")]
+    return "\n".join(sorted(set(keep)))
+
+
+def _compiler() -> str | None:
+    cc = os.environ.get("EDGE_INFER_CC", "cc")
+    return shutil.which(cc)
+
+
+@functools.cache
+def library() -> Any | None:
+    """The compiled kernel library (ctypes), or None when native kernels are unavailable."""
+    if os.environ.get("EDGE_INFER_NATIVE", "1") == "0":
+        return None
+    cc = _compiler()
+    if cc is None:
+        log.warning("no C compiler found (set EDGE_INFER_CC): native CPU kernels disabled")
+        return None
+    sources = sorted(KERNELS.glob("*.c"))
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True,
+                                 timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        version = ""
+    key = hashlib.sha256()
+    for part in [*(p.read_bytes() for p in sources), " ".join(_flags()).encode(),
+                 version.encode(), _cpu_id().encode()]:
+        key.update(part)
+        key.update(b"\0")
+    target = cache_dir() / f"kernels-{key.hexdigest()[:20]}.so"
+    if not target.is_file():
+        try:
+            _compile(cc, sources, target)
+        except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
+            log.warning("native CPU kernels not compiled (%s): using numpy/BLAS tactics", exc)
+            return None
+    try:
+        lib = ctypes.CDLL(str(target))
+    except OSError as exc:
+        log.warning("native CPU kernels not loaded (%s)", exc)
+        return None
+    for name, argtypes in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.restype = None
+        fn.argtypes = argtypes
+    return lib
+
+
+def _compile(cc: str, sources: list[Path], target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        proc = subprocess.run([cc, *_flags(), "-o", tmp, *map(str, sources)],
+                              capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{cc} failed: {proc.stderr.strip()[:500]}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def available() -> bool:
+    return library() is not None

@@ -1,0 +1,210 @@
+"""``direct_native``: direct convolution in a C kernel compiled for this CPU.
+
+The input is laid out once so that every (input channel, kernel tap) term reads a contiguous
+run: the zero-padded input for stride 1, its polyphase split (one plane per stride phase) for
+larger strides, or the input itself for a plain 1×1 conv. The kernel
+(``backends/cpu/kernels/conv_direct.c``) keeps a 6-channel × 16-position tile of outputs in
+vector registers and applies bias, residual and activation to the tile before storing it:
+no im2col copy, no accumulation or epilogue passes through memory, one foreign call per
+chunk. Activations the kernel does not implement run in the shared fused epilogue.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+import numpy as np
+
+from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu.activations import ACTIVATION_CODES, make_epilogue
+from edge_infer.engine.backends.cpu.parallel import split
+from edge_infer.engine.tactics.base import ConvSpec, Run, Scratch
+from edge_infer.engine.tactics.cpu_conv import _ConvTactic, _sequence, flat3
+
+MR, NR = 6, 16  # the kernel's register tile (conv_direct.c)
+#: parameter defaults of the activations that take two (as the ONNX operators define them)
+_DEFAULTS = {2: (0.01, 0.0), 3: (-np.inf, np.inf), 7: (0.2, 0.5)}
+_RESIDUAL = {"none": 0, "pre": 1, "post": 2}
+
+
+def pack_weights(weight: np.ndarray) -> np.ndarray:
+    """(Cout, Cin, kh, kw) → [ceil(Cout / MR)][Cin·kh·kw][MR] float32, zero past Cout."""
+    cout = weight.shape[0]
+    t = int(np.prod(weight.shape[1:]))
+    blocks = -(-cout // MR)
+    w = np.zeros((blocks * MR, t), np.float32)
+    w[:cout] = weight.reshape(cout, t)
+    return np.ascontiguousarray(w.reshape(blocks, MR, t).transpose(0, 2, 1))
+
+
+class _NativeConv(_ConvTactic):
+    """Shared by the native tactics: activation codes, the prepared input layout, chunks."""
+
+    def __init__(self, spec: ConvSpec) -> None:
+        super().__init__(spec)
+        code = ACTIVATION_CODES.get(spec.activation)
+        self.fused = code is not None
+        if code is not None:  # the kernel does all of it
+            params = list(spec.activation_params)
+            defaults = _DEFAULTS.get(code, (0.0, 0.0))
+            self.act, self.residual = code, _RESIDUAL[spec.residual]
+            self.params = tuple(float(v) for v in (*params, *defaults[len(params):])[:2])
+        else:  # the kernel adds the bias; the shared epilogue does residual + activation
+            self.act, self.params, self.residual = 0, (0.0, 0.0), 0
+            self.epilogue = make_epilogue(spec.activation, spec.activation_params, None,
+                                          spec.residual)
+
+    def _chunks(self, scratch: Scratch) -> int:
+        _, cout, ho, wo = self.spec.out_shape
+        parts = self._parts(scratch, cout * ho * wo)
+        if parts > 1:  # a few more chunks than threads: a late thread costs less
+            workers = getattr(scratch, "workers", 1)
+            parts = min(2 * workers, max(parts, (cout * ho * wo) // (4 * 4096)))
+        return parts
+
+    def _padded_phases(self, x: np.ndarray, scratch: Scratch, parts: int
+                       ) -> tuple[np.ndarray, int, int, np.ndarray, int, list[Run]]:
+        """The zero-padded input split into stride phases: (buffer, floats per image,
+        floats per channel plane, offset of each kernel tap, grid width, copy-in chunks)."""
+        s = self.spec
+        n, cin, h, w = s.x_shape
+        kh, kw = s.kernel
+        (sy, sx), (dy, dx) = s.strides, s.dilations
+        pt, pl, pb, pr = s.pads
+        hq, wq = -(-(h + pt + pb) // sy), -(-(w + pl + pr) // sx)
+        planes, plen = sy * sx * cin, hq * wq
+        tail = 2 * NR + wq * (1 + (kh * dy) // sy) + (kw * dx) // sx
+        buf = scratch((n * planes * plen + tail,), np.float32, None)  # zero borders stay zero
+        q = buf[: n * planes * plen].reshape(n, sy, sx, cin, hq, wq)
+        copies: list[Run] = []
+        for c0, c1 in split(cin, parts):
+            views = []
+            for py in range(sy):
+                for px in range(sx):
+                    i0, j0 = max(0, -(-(pt - py) // sy)), max(0, -(-(pl - px) // sx))
+                    r0, k0 = i0 * sy + py - pt, j0 * sx + px - pl
+                    if r0 >= h or k0 >= w:
+                        continue
+                    src = x[:, c0:c1, r0::sy, k0::sx]
+                    dst = q[:, py, px, c0:c1, i0:i0 + src.shape[2], j0:j0 + src.shape[3]]
+                    views.append((dst, src))
+            copies.append(_copier(views))
+        taps = [((i * dy) % sy * sx + (j * dx) % sx) * cin * plen
+                + ((i * dy) // sy) * wq + (j * dx) // sx
+                for i in range(kh) for j in range(kw)]
+        # the tail keeps every vector read of the last image inside the buffer
+        return buf, planes * plen, plen, np.asarray(taps, np.int64), wq, copies
+
+    def _finish_args(self, z3: np.ndarray | None, b: int) -> tuple[Any, ...]:
+        zres = z3 if self.residual else None
+        return (self.act, self.params[0], self.params[1], self.residual,
+                None if zres is None else zres.ctypes.data + zres.strides[0] * b,
+                0 if zres is None else zres.strides[1] // 4)
+
+
+class DirectNative(_NativeConv):
+    name = "direct_native"
+
+    @classmethod
+    def applicable(cls, spec: ConvSpec) -> bool:
+        return (spec.group == 1 and spec.weight.dtype == np.float32 and native.available())
+
+    def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
+        s = self.spec
+        lib = native.library()
+        assert lib is not None
+        x, out3, z3, before, after = self._io(inputs, outputs, scratch)
+        n, cin, h, w = s.x_shape
+        _, cout, ho, wo = s.out_shape
+        wpack = pack_weights(s.weight)
+        bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
+        parts = self._chunks(scratch)
+        plain = s.kernel == (1, 1) and s.strides == (1, 1) and s.pads == (0, 0, 0, 0)
+        x3 = flat3(x) if plain else None
+        copies: list[Run] = []
+        if x3 is not None:  # the input itself; the kernel never reads past h * w
+            base, image, wg, gsafe = x3, x3.strides[0] // 4, w, h * w
+            toff = np.arange(cin, dtype=np.int64) * (x3.strides[1] // 4)
+        else:
+            base, image, plen, taps, wg, copies = self._padded_phases(x, scratch, parts)
+            toff = (np.arange(cin, dtype=np.int64)[:, None] * plen + taps[None, :]).ravel()
+            gsafe = 1 << 62
+        fn = lib.conv_direct_f32
+        blocks = -(-cout // MR)
+        keep = (wpack, bias, toff, base, out3, z3)
+        phases: list[list[Run]] = [copies] if copies else []
+        for b in range(n):
+            if x3 is not None:  # grid == output: strips aligned to NR
+                ranges = [(g0, g1, g0, g1) for g0, g1 in split(ho * wo, parts, align=NR)]
+            else:
+                ranges = [(r0 * wg, r1 * wg, r0 * wo, r1 * wo) for r0, r1 in split(ho, parts)]
+            chunks = []
+            for g0, g1, l0, l1 in ranges:
+                args = (base.ctypes.data + 4 * b * image, toff.ctypes.data, len(toff),
+                        wpack.ctypes.data, None if bias is None else bias.ctypes.data,
+                        0, blocks, cout, g0, g1, gsafe, wg, wo,
+                        out3.ctypes.data + out3.strides[0] * b, out3.strides[1] // 4,
+                        *self._finish_args(z3, b))
+                steps = [_call(fn, args, keep)]
+                if not self.fused:
+                    steps.append(self._epilogue(out3, z3, b, l0, l1))
+                chunks.append(_sequence(steps))
+            phases.append(chunks)
+        return self._assemble(scratch, phases, before, after)
+
+
+class DepthwiseNative(_NativeConv):
+    name = "depthwise_native"
+
+    @classmethod
+    def applicable(cls, spec: ConvSpec) -> bool:
+        return (spec.group == spec.cin == spec.cout and spec.group > 1
+                and spec.weight.dtype == np.float32 and native.available())
+
+    def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
+        s = self.spec
+        lib = native.library()
+        assert lib is not None
+        x, out3, z3, before, after = self._io(inputs, outputs, scratch)
+        n, c = s.x_shape[0], s.x_shape[1]
+        _, _, ho, wo = s.out_shape
+        weights = np.ascontiguousarray(s.weight.reshape(c, -1), np.float32)
+        bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
+        parts = self._chunks(scratch)
+        base, image, plen, taps, wg, copies = self._padded_phases(x, scratch, parts)
+        fn = lib.conv_depthwise_f32
+        keep = (weights, bias, taps, base, out3, z3)
+        phases: list[list[Run]] = [copies]
+        for b in range(n):
+            chunks = []
+            for c0, c1 in split(c, parts):
+                args = (base.ctypes.data + 4 * b * image, taps.ctypes.data, len(taps),
+                        weights.ctypes.data, None if bias is None else bias.ctypes.data,
+                        c0, c1, plen, 0, ho * wg, wg, wo,
+                        out3.ctypes.data + out3.strides[0] * b, out3.strides[1] // 4,
+                        *self._finish_args(z3, b))
+                steps = [_call(fn, args, keep)]
+                if not self.fused:
+                    steps.append(self._epilogue(out3, z3, b, 0, ho * wo, c0, c1))
+                chunks.append(_sequence(steps))
+            phases.append(chunks)
+        return self._assemble(scratch, phases, before, after)
+
+
+def _copier(views: list[tuple[np.ndarray, np.ndarray]]) -> Run:
+    def run() -> None:
+        for dst, src in views:
+            np.copyto(dst, src)
+
+    return run
+
+
+def _call(fn: Any, args: tuple[Any, ...], keep: tuple[Any, ...]) -> Run:
+    cargs = tuple(ctypes.c_void_p(a) if a is None else a for a in args)
+
+    def run() -> None:
+        fn(*cargs)
+
+    run.keep = keep  # type: ignore[attr-defined]
+    return run

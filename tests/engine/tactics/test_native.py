@@ -1,0 +1,158 @@
+"""Native (C, compiled on this machine) conv kernels: numerics, chunking, fallbacks, cache."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import numpy as np
+import pytest
+
+from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu.parallel import WorkPool
+from edge_infer.engine.backends.cpu.program import ScratchPool
+from edge_infer.engine.ops import get_registry
+from edge_infer.engine.tactics.base import ConvSpec
+from edge_infer.engine.tactics.cpu_direct import MR, DepthwiseNative, DirectNative, pack_weights
+from tests.engine.tactics.test_cpu_conv import expected
+
+CONV = get_registry().resolve("", "Conv", 17).kernel
+HAVE_CC = shutil.which("cc") is not None
+
+needs_cc = pytest.mark.skipif(not HAVE_CC, reason="no C compiler on this machine")
+
+# x shape, Cout, kernel, strides, pads (t, l, b, r), dilations, group — sizes large enough
+# for several chunks per image and partial register tiles (Cout % 6, positions % 16)
+CASES = [
+    ((1, 3, 64, 64), 16, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),
+    ((2, 20, 24, 24), 23, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    ((1, 32, 40, 40), 64, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    ((2, 17, 33, 31), 7, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    ((1, 16, 30, 30), 12, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),
+    ((1, 8, 25, 27), 10, (5, 5), (3, 3), (2, 1, 0, 2), (1, 1), 1),
+    ((1, 8, 21, 21), 9, (3, 3), (2, 2), (2, 2, 2, 2), (2, 2), 1),
+    ((1, 6, 19, 23), 6, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    ((2, 48, 28, 28), 48, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 48),
+    ((1, 40, 29, 29), 40, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 40),
+    ((1, 24, 14, 14), 24, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 24),
+]
+ACTS = [("", ()), ("silu", ()), ("relu", ()), ("leaky_relu", (0.2,)), ("clip", (0.0, 6.0)),
+        ("hard_swish", ()), ("hard_sigmoid", (0.3, 0.4)), ("sigmoid", ()), ("tanh", ()),
+        ("mish", ())]
+
+
+def _data(case, seed=0):
+    xs, cout, k, strides, pads, dil, group = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = (rng.standard_normal((cout, xs[1] // group, *k)) / np.sqrt(xs[1] // group * k[0] * k[1])
+         ).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    conv = CONV(x, w, b, strides=list(strides), pads=list(pads), dilations=list(dil),
+                group=group)
+    return x, w, b, conv
+
+
+def _tactic(spec):
+    return DepthwiseNative if spec.group > 1 else DirectNative
+
+
+@needs_cc
+def test_the_library_compiles_here() -> None:
+    """With a compiler present the native tactics must be candidates (not silently off)."""
+    assert native.available()
+    assert DirectNative.applicable(ConvSpec((1, 4, 8, 8), (1, 4, 8, 8),
+                                            np.zeros((4, 4, 3, 3), np.float32), None, (1, 1),
+                                            (1, 1, 1, 1), (1, 1), 1))
+
+
+@needs_cc
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"x{c[0]}o{c[1]}k{c[2]}s{c[3]}g{c[6]}")
+@pytest.mark.parametrize("act", ACTS, ids=lambda a: a[0] or "none")
+@pytest.mark.parametrize("residual", ["none", "pre", "post"])
+def test_native_matches_reference(case, act, residual) -> None:
+    x, w, b, conv = _data(case)
+    xs, cout, k, strides, pads, dil, group = case
+    z = np.random.default_rng(1).standard_normal(conv.shape).astype(np.float32)
+    spec = ConvSpec(xs, conv.shape, w, b, strides, pads, dil, group, act[0], act[1], residual)
+    tactic = _tactic(spec)
+    assert tactic.applicable(spec)
+    want = expected(conv, z, act[0], act[1], residual)
+    pool = WorkPool(2)
+    try:
+        out = np.full(conv.shape, np.nan, np.float32)
+        run = tactic(spec).bind([x, w, b] + ([z] if residual != "none" else []), [out],
+                                ScratchPool(pool))
+        run()
+        run()  # scratch reuse (zero borders of the prepared input) must hold
+    finally:
+        pool.close()
+    scale = max(float(np.abs(want).max()), 1.0)
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=2e-5 * scale)
+
+
+@needs_cc
+@pytest.mark.parametrize("case", [CASES[1], CASES[2], CASES[8]], ids=["3x3", "1x1", "dw"])
+def test_strided_output_and_residual_views(case) -> None:
+    """Concat elimination hands convs channel slices of bigger buffers, for out and z."""
+    x, w, b, conv = _data(case, seed=3)
+    xs, cout, k, strides, pads, dil, group = case
+    n, _, ho, wo = conv.shape
+    zbig = np.random.default_rng(2).standard_normal((n, cout + 5, ho, wo)).astype(np.float32)
+    z = zbig[:, 3:3 + cout]
+    spec = ConvSpec(xs, conv.shape, w, b, strides, pads, dil, group, "silu", (), "post")
+    big = np.full((n, cout + 4, ho, wo), -7.0, np.float32)
+    view = big[:, 1:1 + cout]
+    _tactic(spec)(spec).bind([x, w, b, z], [view], ScratchPool())()
+    want = expected(conv, np.ascontiguousarray(z), "silu", (), "post")
+    np.testing.assert_allclose(view, want, rtol=1e-4, atol=1e-4)
+    assert (big[:, :1] == -7).all() and (big[:, 1 + cout:] == -7).all()
+
+
+def test_pack_weights_layout() -> None:
+    w = np.arange(7 * 2 * 3 * 3, dtype=np.float32).reshape(7, 2, 3, 3)
+    p = pack_weights(w)
+    assert p.shape == (2, 18, MR)
+    assert p[1, 5, 0] == w[MR, 0, 1, 2]  # block 1, term 5 = (ic 0, tap 5), channel 6
+    assert (p[1, :, 1:] == 0).all()  # channels past Cout are zero
+
+
+def test_disabled_by_environment(monkeypatch) -> None:
+    monkeypatch.setenv("EDGE_INFER_NATIVE", "0")
+    native.library.cache_clear()
+    try:
+        assert native.library() is None
+        spec = ConvSpec((1, 4, 8, 8), (1, 4, 8, 8), np.zeros((4, 4, 3, 3), np.float32), None,
+                        (1, 1), (1, 1, 1, 1), (1, 1), 1)
+        assert not DirectNative.applicable(spec)
+    finally:
+        native.library.cache_clear()
+
+
+def test_a_failing_compiler_warns_and_disables(monkeypatch, tmp_path, caplog) -> None:
+    monkeypatch.setenv("EDGE_INFER_CACHE", str(tmp_path))
+    monkeypatch.setenv("EDGE_INFER_CC", shutil.which("false") or "false")
+    native.library.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert native.library() is None
+        assert "native CPU kernels not compiled" in caplog.text
+        assert not list(tmp_path.rglob("*.so")) and not list(tmp_path.rglob("*.tmp"))
+    finally:
+        native.library.cache_clear()
+
+
+@needs_cc
+def test_compiled_once_into_the_cache(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("EDGE_INFER_CACHE", str(tmp_path))
+    native.library.cache_clear()
+    try:
+        assert native.library() is not None
+        (so,) = tmp_path.rglob("*.so")
+        stamp = so.stat().st_mtime_ns
+        native.library.cache_clear()
+        assert native.library() is not None
+        assert so.stat().st_mtime_ns == stamp  # reused, not rebuilt
+        assert not list(tmp_path.rglob("*.tmp"))
+    finally:
+        native.library.cache_clear()
