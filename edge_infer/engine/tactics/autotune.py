@@ -67,7 +67,11 @@ class TimingCache:
 
     def get(self, signature: str, names: list[str]) -> dict[str, Any] | None:
         entry = self.entries.get(signature)
-        if entry is not None and entry["tactic"] in names:
+        # a hit needs a timing for every candidate: a tactic added since (a new kernel, a
+        # compiler installed) is timed rather than never considered
+        timed = entry.get("times_us") if entry is not None else None
+        if (entry is not None and entry["tactic"] in names and isinstance(timed, dict)
+                and set(names) <= set(timed)):
             self.hits += 1
             return entry
         self.misses += 1
@@ -111,6 +115,34 @@ def time_run(run: Callable[[], None], *, repeats: int = 5, budget_s: float = 0.5
     return float(np.median(samples))
 
 
+def time_interleaved(runs: dict[str, Callable[[], None]], *, rounds: int = 7,
+                     budget_s: float = 1.0) -> dict[str, float]:
+    """Median microseconds of each run, measured round-robin (one run of each candidate per
+    round, after one warm-up each).
+
+    Interleaving matters on shared machines: a phase of contention (another VM on the host,
+    a busy sibling process) slows every candidate of a round alike instead of whichever was
+    being timed. A candidate clearly slower than the best so far (its fastest sample above
+    1.5× the best median after two rounds) stops being timed.
+    """
+    for run in runs.values():
+        run()
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    live = list(runs)
+    deadline = time.perf_counter() + budget_s
+    for k in range(rounds):
+        for name in live:
+            t0 = time.perf_counter()
+            runs[name]()
+            samples[name].append(time.perf_counter() - t0)
+        if k >= 1:
+            best = min(float(np.median(samples[n])) for n in live)
+            live = [n for n in live if min(samples[n]) <= 1.5 * best]
+        if len(live) == 1 or (k >= 2 and time.perf_counter() > deadline):
+            break
+    return {name: round(float(np.median(v)) * 1e6, 1) for name, v in samples.items()}
+
+
 def tune_layer(
     signature: str,
     tactics: list[Tactic],
@@ -125,12 +157,7 @@ def tune_layer(
         hit = cache.get(signature, names)
         if hit is not None:
             return hit["tactic"], dict(hit.get("times_us", {}))
-    times: dict[str, float] = {}
-    best: float | None = None
-    for tactic in tactics:
-        seconds = time_run(bind(tactic), give_up_after=best)
-        times[tactic.name] = round(seconds * 1e6, 1)
-        best = seconds if best is None else min(best, seconds)
+    times = time_interleaved({t.name: bind(t) for t in tactics})
     winner = min(times, key=times.__getitem__)
     if cache is not None:
         cache.put(signature, winner, times)

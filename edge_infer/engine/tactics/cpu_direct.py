@@ -66,7 +66,8 @@ class _NativeConv(_ConvTactic):
     def _padded_phases(self, x: np.ndarray, scratch: Scratch, parts: int
                        ) -> tuple[np.ndarray, int, int, np.ndarray, int, list[Run]]:
         """The zero-padded input split into stride phases: (buffer, floats per image,
-        floats per channel plane, offset of each kernel tap, grid width, copy-in chunks)."""
+        floats per channel plane, offset of each kernel tap, grid width, copy-in chunks).
+        ``x`` must have unit stride along its rows (see :meth:`_unit_rows`)."""
         s = self.spec
         n, cin, h, w = s.x_shape
         kh, kw = s.kernel
@@ -76,25 +77,28 @@ class _NativeConv(_ConvTactic):
         planes, plen = sy * sx * cin, hq * wq
         tail = 2 * NR + wq * (1 + (kh * dy) // sy) + (kw * dx) // sx
         buf = scratch((n * planes * plen + tail,), np.float32, None)  # zero borders stay zero
-        q = buf[: n * planes * plen].reshape(n, sy, sx, cin, hq, wq)
-        copies: list[Run] = []
-        for c0, c1 in split(cin, parts):
-            views = []
-            for py in range(sy):
-                for px in range(sx):
-                    i0, j0 = max(0, -(-(pt - py) // sy)), max(0, -(-(pl - px) // sx))
-                    r0, k0 = i0 * sy + py - pt, j0 * sx + px - pl
-                    if r0 >= h or k0 >= w:
-                        continue
-                    src = x[:, c0:c1, r0::sy, k0::sx]
-                    dst = q[:, py, px, c0:c1, i0:i0 + src.shape[2], j0:j0 + src.shape[3]]
-                    views.append((dst, src))
-            copies.append(_copier(views))
+        lib = native.library()
+        assert lib is not None
+        keep = (buf, x)
+        copies = [_call(lib.split_phases_f32,
+                        (x.ctypes.data + x.strides[0] * b, x.strides[1] // 4, x.strides[2] // 4,
+                         h, w, pt, pl, sy, sx, hq, wq, cin, c0, c1,
+                         buf.ctypes.data + 4 * b * planes * plen), keep)
+                  for c0, c1 in split(cin, parts) for b in range(n)]
         taps = [((i * dy) % sy * sx + (j * dx) % sx) * cin * plen
                 + ((i * dy) // sy) * wq + (j * dx) // sx
                 for i in range(kh) for j in range(kw)]
         # the tail keeps every vector read of the last image inside the buffer
         return buf, planes * plen, plen, np.asarray(taps, np.int64), wq, copies
+
+    @staticmethod
+    def _unit_rows(x: np.ndarray, scratch: Scratch, before: list[Run]) -> np.ndarray:
+        """``x``, or a scratch copy when its rows are not unit-stride float32 runs."""
+        if x.strides[3] == 4 and not any(v % 4 for v in x.strides):
+            return x
+        xc = scratch(x.shape, np.float32, "conv_in")
+        before.append(lambda: np.copyto(xc, x))
+        return xc
 
     def _finish_args(self, z3: np.ndarray | None, b: int) -> tuple[Any, ...]:
         zres = z3 if self.residual else None
@@ -127,6 +131,7 @@ class DirectNative(_NativeConv):
             base, image, wg, gsafe = x3, x3.strides[0] // 4, w, h * w
             toff = np.arange(cin, dtype=np.int64) * (x3.strides[1] // 4)
         else:
+            x = self._unit_rows(x, scratch, before)
             base, image, plen, taps, wg, copies = self._padded_phases(x, scratch, parts)
             toff = (np.arange(cin, dtype=np.int64)[:, None] * plen + taps[None, :]).ravel()
             gsafe = 1 << 62
@@ -134,19 +139,22 @@ class DirectNative(_NativeConv):
         blocks = -(-cout // MR)
         keep = (wpack, bias, toff, base, out3, z3)
         phases: list[list[Run]] = [copies] if copies else []
+        # one strip-packing buffer per concurrent chunk (chunks of an image run in parallel)
+        packs = [scratch((len(toff) * NR,), np.float32, f"conv_pack{k}") for k in range(parts)]
         for b in range(n):
             if x3 is not None:  # grid == output: strips aligned to NR
                 ranges = [(g0, g1, g0, g1) for g0, g1 in split(ho * wo, parts, align=NR)]
             else:
                 ranges = [(r0 * wg, r1 * wg, r0 * wo, r1 * wo) for r0, r1 in split(ho, parts)]
             chunks = []
-            for g0, g1, l0, l1 in ranges:
+            for k, (g0, g1, l0, l1) in enumerate(ranges):
+                pack = packs[k]
                 args = (base.ctypes.data + 4 * b * image, toff.ctypes.data, len(toff),
                         wpack.ctypes.data, None if bias is None else bias.ctypes.data,
                         0, blocks, cout, g0, g1, gsafe, wg, wo,
                         out3.ctypes.data + out3.strides[0] * b, out3.strides[1] // 4,
-                        *self._finish_args(z3, b))
-                steps = [_call(fn, args, keep)]
+                        *self._finish_args(z3, b), pack.ctypes.data)
+                steps = [_call(fn, args, (*keep, pack))]
                 if not self.fused:
                     steps.append(self._epilogue(out3, z3, b, l0, l1))
                 chunks.append(_sequence(steps))
@@ -167,37 +175,38 @@ class DepthwiseNative(_NativeConv):
         lib = native.library()
         assert lib is not None
         x, out3, z3, before, after = self._io(inputs, outputs, scratch)
-        n, c = s.x_shape[0], s.x_shape[1]
+        n, c, h, w = s.x_shape
         _, _, ho, wo = s.out_shape
+        kh, kw = s.kernel
+        (sy, sx), (dy, dx) = s.strides, s.dilations
+        pt, pl, pb, pr = s.pads
+        x = self._unit_rows(x, scratch, before)
+        hq, wq = -(-(h + pt + pb) // sy), -(-(w + pl + pr) // sx)
+        plen = hq * wq
+        taps = np.asarray([((i * dy) % sy * sx + (j * dx) % sx) * plen
+                           + ((i * dy) // sy) * wq + (j * dx) // sx
+                           for i in range(kh) for j in range(kw)], np.int64)
         weights = np.ascontiguousarray(s.weight.reshape(c, -1), np.float32)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
-        parts = self._chunks(scratch)
-        base, image, plen, taps, wg, copies = self._padded_phases(x, scratch, parts)
         fn = lib.conv_depthwise_f32
-        keep = (weights, bias, taps, base, out3, z3)
-        phases: list[list[Run]] = [copies]
-        for b in range(n):
-            chunks = []
-            for c0, c1 in split(c, parts):
-                args = (base.ctypes.data + 4 * b * image, taps.ctypes.data, len(taps),
-                        weights.ctypes.data, None if bias is None else bias.ctypes.data,
-                        c0, c1, plen, 0, ho * wg, wg, wo,
+        chunks = []
+        for c0, c1 in split(c, self._chunks(scratch)):
+            # each chunk prepares its channels one at a time in its own zero-bordered planes
+            planes = scratch((sy * sx * plen + 2 * NR + 2 * wq,), np.float32, None)
+            keep = (weights, bias, taps, planes, x, out3, z3)
+            steps = []
+            for b in range(n):
+                args = (x.ctypes.data + x.strides[0] * b, x.strides[1] // 4, x.strides[2] // 4,
+                        h, w, pt, pl, sy, sx, hq, wq, planes.ctypes.data, taps.ctypes.data,
+                        len(taps), weights.ctypes.data,
+                        None if bias is None else bias.ctypes.data, c0, c1, ho, wo,
                         out3.ctypes.data + out3.strides[0] * b, out3.strides[1] // 4,
                         *self._finish_args(z3, b))
-                steps = [_call(fn, args, keep)]
+                steps.append(_call(fn, args, keep))
                 if not self.fused:
                     steps.append(self._epilogue(out3, z3, b, 0, ho * wo, c0, c1))
-                chunks.append(_sequence(steps))
-            phases.append(chunks)
-        return self._assemble(scratch, phases, before, after)
-
-
-def _copier(views: list[tuple[np.ndarray, np.ndarray]]) -> Run:
-    def run() -> None:
-        for dst, src in views:
-            np.copyto(dst, src)
-
-    return run
+            chunks.append(_sequence(steps))
+        return self._assemble(scratch, [chunks], before, after)
 
 
 def _call(fn: Any, args: tuple[Any, ...], keep: tuple[Any, ...]) -> Run:

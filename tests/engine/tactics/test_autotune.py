@@ -33,7 +33,12 @@ def test_fastest_candidate_wins_and_slow_ones_stop_early() -> None:
     assert times["slow"] > 10 * times["fast"]
     slow2, fast2 = Sleeper("slow", 0.03), Sleeper("fast", 0.001)
     tune_layer("sig", [fast2, slow2], lambda t: t.run, None)  # type: ignore[list-item]
-    assert slow2.calls < fast2.calls, "a clearly slower candidate is not timed to the end"
+    # warm-up + two interleaved rounds, then the clearly slower one is dropped (and a lone
+    # survivor needs no more timing)
+    assert slow2.calls == 3 and fast2.calls == 3, "a clearly slower candidate is not timed on"
+    a, b, c = Sleeper("a", 0.002), Sleeper("b", 0.0021), Sleeper("c", 0.03)
+    tune_layer("sig2", [a, b, c], lambda t: t.run, None)  # type: ignore[list-item]
+    assert c.calls == 3 and a.calls == b.calls > 3, "close candidates are timed round-robin"
 
 
 def test_cache_round_trip_and_hits(tmp_path) -> None:
@@ -47,6 +52,21 @@ def test_cache_round_trip_and_hits(tmp_path) -> None:
     winner, _ = tune_layer("layer-a", untouched, lambda t: t.run, again)  # type: ignore[list-item]
     assert winner == "fast" and again.hits == 1
     assert all(t.calls == 0 for t in untouched), "a cache hit times nothing"
+
+
+def test_a_new_candidate_is_timed_despite_a_cached_entry(tmp_path) -> None:
+    """An entry made before a tactic existed (say, before a compiler was installed) is not a
+    hit: every candidate is timed again and the new one can win."""
+    cache = TimingCache(DEVICE, tmp_path / "timing.json")
+    tune_layer("layer-b", [Sleeper("slow", 0.02), Sleeper("fast", 0.005)],  # type: ignore[list-item]
+               lambda t: t.run, cache)
+    newer = [Sleeper("slow", 0.02), Sleeper("fast", 0.005), Sleeper("native", 0.001)]
+    winner, times = tune_layer("layer-b", newer, lambda t: t.run, cache)  # type: ignore[list-item]
+    assert winner == "native" and set(times) == {"slow", "fast", "native"}
+    assert cache.hits == 0 and newer[2].calls > 0
+    again = [Sleeper("slow", 0.02), Sleeper("fast", 0.005), Sleeper("native", 0.001)]
+    assert tune_layer("layer-b", again, lambda t: t.run, cache)[0] == "native"  # type: ignore[list-item]
+    assert cache.hits == 1 and all(t.calls == 0 for t in again)
 
 
 @pytest.mark.parametrize("change", ["device", "version", "corrupt", "format"])

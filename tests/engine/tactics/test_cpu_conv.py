@@ -8,8 +8,8 @@ import pytest
 from edge_infer.engine.backends.cpu.activations import apply_activation
 from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.ops import get_registry
-from edge_infer.engine.tactics.base import ConvSpec
 from edge_infer.engine.tactics import TACTICS
+from edge_infer.engine.tactics.base import ConvSpec
 
 CONV_TACTICS = TACTICS[("conv", "cpu")]
 

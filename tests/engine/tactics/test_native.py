@@ -72,7 +72,7 @@ def test_the_library_compiles_here() -> None:
 @pytest.mark.parametrize("residual", ["none", "pre", "post"])
 def test_native_matches_reference(case, act, residual) -> None:
     x, w, b, conv = _data(case)
-    xs, cout, k, strides, pads, dil, group = case
+    xs, _cout, _k, strides, pads, dil, group = case
     z = np.random.default_rng(1).standard_normal(conv.shape).astype(np.float32)
     spec = ConvSpec(xs, conv.shape, w, b, strides, pads, dil, group, act[0], act[1], residual)
     tactic = _tactic(spec)
@@ -96,7 +96,7 @@ def test_native_matches_reference(case, act, residual) -> None:
 def test_strided_output_and_residual_views(case) -> None:
     """Concat elimination hands convs channel slices of bigger buffers, for out and z."""
     x, w, b, conv = _data(case, seed=3)
-    xs, cout, k, strides, pads, dil, group = case
+    xs, cout, _k, strides, pads, dil, group = case
     n, _, ho, wo = conv.shape
     zbig = np.random.default_rng(2).standard_normal((n, cout + 5, ho, wo)).astype(np.float32)
     z = zbig[:, 3:3 + cout]
@@ -156,3 +156,19 @@ def test_compiled_once_into_the_cache(monkeypatch, tmp_path) -> None:
         assert not list(tmp_path.rglob("*.tmp"))
     finally:
         native.library.cache_clear()
+
+
+@needs_cc
+@pytest.mark.parametrize("group", [1, 8])
+def test_input_views_with_gaps(group) -> None:
+    """An input that is a strided view (rows not unit-stride, channels a slice) still works."""
+    rng = np.random.default_rng(7)
+    big = rng.standard_normal((2, 12, 9, 22)).astype(np.float32)
+    x = big[:, 2:10, :, ::2]
+    w = rng.standard_normal((8, 8 // group, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(8).astype(np.float32)
+    conv = CONV(np.ascontiguousarray(x), w, b, strides=[2, 2], pads=[1, 1, 1, 1], group=group)
+    spec = ConvSpec(x.shape, conv.shape, w, b, (2, 2), (1, 1, 1, 1), (1, 1), group, "relu")
+    out = np.empty(conv.shape, np.float32)
+    _tactic(spec)(spec).bind([x, w, b], [out], ScratchPool())()
+    np.testing.assert_allclose(out, np.maximum(conv, 0), rtol=1e-4, atol=1e-4)

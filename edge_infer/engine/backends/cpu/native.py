@@ -35,9 +35,13 @@ _F = ctypes.c_float
 #: exported symbol → argument types
 _SIGNATURES: dict[str, list[Any]] = {
     "conv_direct_f32": [_P, _P, _L, _P, _P, _L, _L, _L, _L, _L, _L, _L, _L, _P, _L, _L, _F, _F,
-                        _L, _P, _L],
-    "conv_depthwise_f32": [_P, _P, _L, _P, _P, _L, _L, _L, _L, _L, _L, _L, _P, _L, _L, _F, _F,
-                           _L, _P, _L],
+                        _L, _P, _L, _P],
+    "unary_f32": [_P, _P, _L, _L],
+    "softmax_f32": [_P, _P, _L, _L, _L],
+    "upsample_nearest_f32": [_P, _P, _L, _L, _L, _L, _L],
+    "split_phases_f32": [_P, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _P],
+    "conv_depthwise_f32": [_P, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _P, _P, _L, _P, _P,
+                           _L, _L, _L, _L, _P, _L, _L, _F, _F, _L, _P, _L],
 }
 
 

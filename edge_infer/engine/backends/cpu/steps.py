@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.ir import Node
 
 Run = Callable[[], None]
@@ -35,6 +36,24 @@ def step(*op_types: str) -> Callable[[Factory], Factory]:
 
 def _float(*arrays: Any) -> bool:
     return all(a is None or np.asarray(a).dtype.kind == "f" for a in arrays)
+
+
+def _native_ok(*arrays: Any) -> Any | None:
+    """The native kernel library when every array is a C-contiguous float32 ndarray."""
+    if not all(isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
+               for a in arrays):
+        return None
+    return native.library()
+
+
+def _native_call(fn: Any, arrays: tuple[np.ndarray, ...], *ints: int) -> Run:
+    args = (*(a.ctypes.data for a in arrays), *ints)
+
+    def run() -> None:
+        fn(*args)
+
+    run.keep = arrays  # type: ignore[attr-defined]
+    return run
 
 
 _BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide,
@@ -72,6 +91,9 @@ def _sigmoid(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
     if not _float(ins[0]):
         return None
     x, out = ins[0], outs[0]
+    lib = _native_ok(x, out)
+    if lib is not None and x.shape == out.shape:  # one vectorized pass
+        return _native_call(lib.unary_f32, (x, out), x.size, 0)
 
     def run() -> None:  # 1 / (1 + exp(-x)), in place; exp overflow gives the right limit
         np.negative(x, out=out)
@@ -140,6 +162,9 @@ def _resize(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch
     ):
         return None  # other modes pick other source pixels: keep the reference
     n, c, h, w = x.shape
+    lib = _native_ok(x, out)
+    if lib is not None:
+        return _native_call(lib.upsample_nearest_f32, (x, out), n * c, h, w, fh, fw)
     view = out.reshape(n, c, h, fh, w, fw)
     src = x[:, :, :, None, :, None]
     return lambda: np.copyto(view, src)
@@ -186,6 +211,10 @@ def _softmax(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
     if not _float(x):
         return None
     axis = int(opset_axis) % x.ndim
+    lib = _native_ok(x, out)
+    if lib is not None and x.shape == out.shape:
+        outer, inner = int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis + 1:]))
+        return _native_call(lib.softmax_f32, (x, out), outer, x.shape[axis], inner)
     reduced = list(x.shape)
     reduced[axis] = 1
     tmp = scratch(tuple(reduced), x.dtype, "softmax")

@@ -10,7 +10,8 @@
  *
  * Register tile: MR output channels x NR grid positions, NR = 2 vectors of 8 floats
  * (GCC vector extensions: AVX2/AVX-512 on x86-64, NEON on aarch64). Weights are packed as
- * [ceil(cout / MR)][T][MR], zero past cout. Bias, residual and the common activations are
+ * [ceil(cout / MR)][T][MR], zero past cout; `pk` is the caller's scratch of T x NR floats
+ * (one per thread) where each strip's input runs are packed. Bias, residual and the common activations are
  * applied to the tile in registers before it is stored (one pass over memory per layer).
  */
 #include <stddef.h>
@@ -82,10 +83,11 @@ static inline v8 finish(v8 y, float b, v8 z, long act, float p0, float p1, long 
 /* out[oc * ocs + dst(g)] for g in [g0, g1) of one image, output channels of MR-blocks
  * [ob0, ob1). Vector reads are allowed for strips with g + NR <= gsafe; later strips are
  * computed one position at a time (no read past the input). */
-void conv_direct_f32(const float *base, const long *toff, long T, const float *wpack,
-                     const float *bias, long ob0, long ob1, long cout, long g0, long g1,
-                     long gsafe, long wg, long wo, float *out, long ocs, long act,
-                     float p0, float p1, long residual, const float *z, long zcs) {
+static void direct_blocks(const float *base, const long *toff, long T, const float *wpack,
+                          const float *bias, long ob0, long ob1, long cout, long g0, long g1,
+                          long gsafe, long wg, long wo, float *out, long ocs, long act,
+                          float p0, float p1, long residual, const float *z, long zcs,
+                          float *pk) {
     long dst[NR];
     float tile[NR], ztile[NR];
     for (long g = g0; g < g1; g += NR) {
@@ -101,12 +103,15 @@ void conv_direct_f32(const float *base, const long *toff, long T, const float *w
         if (!valid) continue;
         contiguous = contiguous && count == NR;
         if (g + NR <= gsafe) {
+            /* the strip's T runs packed contiguously: sequential, aligned loads for every
+             * channel block instead of T scattered (often line-crossing) ones */
+            for (long t = 0; t < T; t++) memcpy(pk + t * NR, base + toff[t] + g, NR * 4);
             for (long ob = ob0; ob < ob1; ob++) {
                 const float *w = wpack + ob * T * MR;
                 v8 a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
                 v8 a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
                 for (long t = 0; t < T; t++, w += MR) {
-                    const float *p = base + toff[t] + g;
+                    const float *p = pk + t * NR;
                     v8 x0 = load8(p), x1 = load8(p + 8);
                     a00 += w[0] * x0; a01 += w[0] * x1;
                     a10 += w[1] * x0; a11 += w[1] * x1;
@@ -171,32 +176,91 @@ void conv_direct_f32(const float *base, const long *toff, long T, const float *w
     }
 }
 
-/* Depthwise: out[c, g] = bias[c] + sum_t w[c, t] * base[c * cplane + toff[t] + g], channels
- * [c0, c1), grid positions [g0, g1); the same prepared input layout as conv_direct_f32. */
-void conv_depthwise_f32(const float *base, const long *toff, long T, const float *w,
-                        const float *bias, long c0, long c1, long cplane, long g0, long g1,
-                        long wg, long wo, float *out, long ocs, long act, float p0, float p1,
+/* Output-channel blocks are taken in groups whose packed weights fit in L1/L2 (about
+ * WEIGHT_BLOCK bytes), each group sweeping every grid strip: layers with many weights and
+ * few positions (1x1 convs late in a network) would otherwise stream all their weights
+ * from memory once per strip. */
+#define WEIGHT_BLOCK 65536
+
+void conv_direct_f32(const float *base, const long *toff, long T, const float *wpack,
+                     const float *bias, long ob0, long ob1, long cout, long g0, long g1,
+                     long gsafe, long wg, long wo, float *out, long ocs, long act,
+                     float p0, float p1, long residual, const float *z, long zcs, float *pk) {
+    long group = WEIGHT_BLOCK / (T * MR * (long)sizeof(float));
+    if (group < 1) group = 1;
+    for (long ob = ob0; ob < ob1; ob += group)
+        direct_blocks(base, toff, T, wpack, bias, ob, ob + group < ob1 ? ob + group : ob1, cout,
+                      g0, g1, gsafe, wg, wo, out, ocs, act, p0, p1, residual, z, zcs, pk);
+}
+
+/* The stride phases of one zero-padded channel plane: phase (py, px) of the padded input,
+ * hq x wq, lands at q + (py * sx + px) * pstride. Only the interior is written, so zero
+ * borders written once stay zero. */
+static void split_phases(const float *xc, long xrs, long h, long w, long pt, long pl, long sy,
+                         long sx, long hq, long wq, float *q0, long pstride) {
+    for (long py = 0; py < sy; py++) {
+        for (long px = 0; px < sx; px++) {
+            long i0 = pt > py ? (pt - py + sy - 1) / sy : 0;
+            long j0 = pl > px ? (pl - px + sx - 1) / sx : 0;
+            long r0 = i0 * sy + py - pt, k0 = j0 * sx + px - pl;
+            float *q = q0 + (py * sx + px) * pstride;
+            for (long i = 0; r0 + i * sy < h && i0 + i < hq; i++) {
+                const float *src = xc + (r0 + i * sy) * xrs + k0;
+                float *d = q + (i0 + i) * wq + j0;
+                long m = (w - k0 + sx - 1) / sx;
+                if (m > wq - j0) m = wq - j0;
+                if (sx == 1) {
+                    memcpy(d, src, (size_t)(m > 0 ? m : 0) * sizeof(float));
+                } else if (sx == 2) { /* constant stride: vectorized deinterleave */
+                    for (long j = 0; j < m; j++) d[j] = src[2 * j];
+                } else {
+                    for (long j = 0; j < m; j++) d[j] = src[j * sx];
+                }
+            }
+        }
+    }
+}
+
+/* split_phases for channels [c0, c1) of one image into the planes of conv_direct_f32:
+ * phase-major, [sy][sx][cin][hq][wq]. */
+void split_phases_f32(const float *x, long xcs, long xrs, long h, long w, long pt, long pl,
+                      long sy, long sx, long hq, long wq, long cin, long c0, long c1,
+                      float *planes) {
+    for (long c = c0; c < c1; c++)
+        split_phases(x + c * xcs, xrs, h, w, pt, pl, sy, sx, hq, wq, planes + c * hq * wq,
+                     cin * hq * wq);
+}
+
+/* Depthwise, one channel at a time so the channel's prepared planes stay in cache: the
+ * channel c of x (row stride xrs, channel stride xcs, h x w) is split into its stride phases
+ * in `planes` (sy * sx planes of hq x wq whose zero borders are never written), then
+ * out[c, g] = bias[c] + sum_t w[c, t] * planes[toff[t] + g] over the grid of width wq. */
+void conv_depthwise_f32(const float *x, long xcs, long xrs, long h, long w, long pt, long pl,
+                        long sy, long sx, long hq, long wq, float *planes, const long *toff,
+                        long T, const float *wts, const float *bias, long c0, long c1, long ho,
+                        long wo, float *out, long ocs, long act, float p0, float p1,
                         long residual, const float *z, long zcs) {
     float tile[NR], ztile[NR];
     long dst[NR];
+    long plen = hq * wq, g1 = ho * wq;
     for (long c = c0; c < c1; c++) {
-        const float *xc = base + c * cplane;
-        const float *wc = w + c * T;
+        split_phases(x + c * xcs, xrs, h, w, pt, pl, sy, sx, hq, wq, planes, plen);
+        const float *wc = wts + c * T;
         float b = bias ? bias[c] : 0.0f;
         float *o = out + c * ocs;
         const float *zc = z ? z + c * zcs : 0;
-        long row = g0 / wg, col = g0 - row * wg;
-        for (long g = g0; g < g1; g += NR) {
+        long row = 0, col = 0;
+        for (long g = 0; g < g1; g += NR) {
             long count = g1 - g < NR ? g1 - g : NR;
             long contiguous = count == NR;
             for (long j = 0; j < count; j++) {
                 dst[j] = col < wo ? row * wo + col : -1;
                 if (dst[j] < 0 || dst[j] != dst[0] + j) contiguous = 0;
-                if (++col == wg) { col = 0; row++; }
+                if (++col == wq) { col = 0; row++; }
             }
             v8 a0 = {0}, a1 = {0};
             for (long t = 0; t < T; t++) {
-                const float *p = xc + toff[t] + g;
+                const float *p = planes + toff[t] + g;
                 a0 += wc[t] * load8(p);
                 a1 += wc[t] * load8(p + 8);
             }
