@@ -42,7 +42,7 @@ SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
 echo "== system packages"
 bash "$SRC/tools/install_system_deps.sh"
-apt-get install -y -qq --no-install-recommends python3-venv python3-dev >/dev/null
+apt-get install -y -qq --no-install-recommends python3-venv python3-dev gcc >/dev/null
 
 echo "== user and folders"
 if ! id "$USER_NAME" >/dev/null 2>&1; then

@@ -55,6 +55,16 @@ def test_build_unit_is_a_oneshot_before_the_daemon() -> None:
     assert "edge-infer.service" in cp["Unit"]["Before"]
 
 
+@pytest.mark.parametrize("unit", ["edge-infer.service", "edge-infer-build.service"])
+def test_native_kernel_cache_is_writable_under_the_hardening(unit: str) -> None:
+    """ProtectHome hides ~/.cache: the kernels compiled on first use must go somewhere the
+    unit may write, or the engine silently loses its fastest tactics."""
+    text = (UNITS / unit).read_text()
+    (path,) = [line.split("=", 2)[2] for line in text.splitlines()
+               if line.startswith("Environment=EDGE_INFER_CACHE=")]
+    assert path in _unit(unit)["Service"]["ReadWritePaths"].split()
+
+
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="no shellcheck")
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.name for p in SCRIPTS])
 def test_scripts_pass_shellcheck(script: Path) -> None:

@@ -172,3 +172,11 @@ def test_input_views_with_gaps(group) -> None:
     out = np.empty(conv.shape, np.float32)
     _tactic(spec)(spec).bind([x, w, b], [out], ScratchPool())()
     np.testing.assert_allclose(out, np.maximum(conv, 0), rtol=1e-4, atol=1e-4)
+
+
+def test_cache_folder_follows_the_environment(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("EDGE_INFER_CACHE", raising=False)
+    monkeypatch.setenv("CACHE_DIRECTORY", f"{tmp_path}/unit:{tmp_path}/other")  # systemd
+    assert native.cache_dir() == tmp_path / "unit" / "kernels"
+    monkeypatch.setenv("EDGE_INFER_CACHE", str(tmp_path / "mine"))
+    assert native.cache_dir() == tmp_path / "mine" / "kernels"

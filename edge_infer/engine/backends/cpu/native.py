@@ -7,8 +7,8 @@ are identical). Without a C compiler, or when compiling fails, :func:`library` r
 and the tactics that need it are simply not candidates — the engine still builds.
 
 ``EDGE_INFER_CC`` picks the compiler (default ``cc``); ``EDGE_INFER_NATIVE=0`` disables
-native kernels; ``EDGE_INFER_CACHE`` moves the cache folder (default
-``~/.cache/edge_infer``).
+native kernels; ``EDGE_INFER_CACHE`` moves the cache folder (default: systemd's
+``$CACHE_DIRECTORY`` when the unit has ``CacheDirectory=``, else ``~/.cache/edge_infer``).
 """
 
 from __future__ import annotations
@@ -46,8 +46,10 @@ _SIGNATURES: dict[str, list[Any]] = {
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("EDGE_INFER_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edge_infer")
+    root = (os.environ.get("EDGE_INFER_CACHE")
+            or os.environ.get("CACHE_DIRECTORY", "").split(":")[0]
+            or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                            "edge_infer"))
     return Path(root) / "kernels"
 
 
