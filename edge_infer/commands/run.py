@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     if args.build_only:
         from edge_infer.pipeline.daemon import load_engine
 
-        engine = load_engine(cfg.engine)
+        engine = load_engine(cfg.engine, cfg.preprocess.color_order)
         print(f"{cfg.engine.path}: ready (batch {engine.profile.min_batch}.."
               f"{engine.profile.max_batch}, {engine.build_record.get('backend', '?')})")
         return 0

@@ -66,6 +66,12 @@ class RtspCamera(_CameraBase):
                      description="stream URL, rtsp://host:port/path")
     transport: Literal["tcp", "udp"] = Field(
         "tcp", description="RTP transport asked of the server (some servers speak UDP only)")
+    probe: bool = Field(
+        True, description="before each open, check that the server answers (connect, then "
+        "RTSP OPTIONS / HTTP GET): a dead or silent server backs off without entering "
+        "OpenCV's open")
+    probe_timeout_s: float = Field(2.0, gt=0, le=60,
+                                   description="seconds the server has to answer the probe")
 
 
 class UsbCamera(_CameraBase):
@@ -91,13 +97,38 @@ CameraConfig = Annotated[
 ]
 
 
+class CalibrationConfig(_Model):
+    """INT8 calibration of the engine built on first start (``precision: int8``)."""
+
+    cache: Path | None = Field(
+        None, description="calibration cache (from `edge-infer calibrate`); with `data` set "
+        "and no usable cache there, calibration writes it (default: the engine path + .calib)")
+    data: str | None = Field(
+        None, min_length=1, max_length=2048,
+        description="folder of images, video file or camera URL to calibrate from when there "
+        "is no usable cache (frames preprocessed as the daemon does)")
+    frames: int = Field(500, ge=1, le=100_000, description="most calibration frames read")
+    calibrator: Literal["entropy", "minmax", "percentile"] = Field(
+        "entropy", description="how each tensor's INT8 range is chosen")
+
+
+_INT8_FIX = ("set engine.build.calibration.cache to a cache made by `edge-infer calibrate "
+             "MODEL.onnx --data FRAMES -o CACHE`, or engine.build.calibration.data to a "
+             "folder of images, a video file or a camera URL to calibrate from at the build")
+
+
 class BuildConfig(_Model):
     """How to build the engine from ONNX when the engine file is missing."""
 
     min_batch: int = Field(1, ge=1, le=256, description="smallest batch of the profile")
     opt_batch: int = Field(4, ge=1, le=256, description="batch the engine is tuned for")
     max_batch: int = Field(8, ge=1, le=256, description="largest batch of the profile")
-    precision: Literal["fp32", "fp16"] = Field("fp32", description="engine precision")
+    precision: Literal["fp32", "fp16", "int8"] = Field(
+        "fp32", description="engine precision (int8 needs `calibration`)")
+    int8_fallback: Literal["fp32", "fp16"] = Field(
+        "fp32", description="precision of the layers an int8 engine does not quantize")
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig,
+                                           description="INT8 calibration")
     tune: bool = Field(True, description="time candidate tactics per layer on this device")
 
     @model_validator(mode="after")
@@ -105,6 +136,9 @@ class BuildConfig(_Model):
         if not self.min_batch <= self.opt_batch <= self.max_batch:
             raise ValueError(f"need min_batch <= opt_batch <= max_batch, got "
                              f"{self.min_batch}, {self.opt_batch}, {self.max_batch}")
+        cal = self.calibration
+        if self.precision == "int8" and cal.cache is None and cal.data is None:
+            raise ValueError(f"precision int8 needs calibration scales: {_INT8_FIX}")
         return self
 
 
@@ -147,6 +181,15 @@ class InferenceConfig(_Model):
         description="CPU threads for inference in all (default: every core), split evenly "
         "across the workers so BLAS threads never oversubscribe the cores")
     warmup: bool = Field(True, description="run each batch size once at start to measure it")
+
+
+class CaptureConfig(_Model):
+    """Settings shared by every camera."""
+
+    parallel_open: bool = Field(
+        True, description="let cameras open concurrently (OpenCV 4.8+: "
+        "OPENCV_FFMPEG_IS_THREAD_SAFE=1); false keeps OpenCV's process-wide FFmpeg open lock, "
+        "under which a camera hanging in its open delays the others' (re)connects")
 
 
 class PreprocessConfig(_Model):
@@ -241,6 +284,8 @@ class DaemonConfig(_Model):
     device_id: str = Field(pattern=CAMERA_ID, description="device id; part of every topic")
     engine: EngineConfig = Field(description="engine file / model")
     cameras: list[CameraConfig] = Field(min_length=1, max_length=256, description="cameras")
+    capture: CaptureConfig = Field(default_factory=CaptureConfig,
+                                   description="settings of every camera")
     batching: BatchingConfig = Field(default_factory=BatchingConfig, description="batching")
     inference: InferenceConfig = Field(default_factory=InferenceConfig, description="workers")
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig,
@@ -272,10 +317,21 @@ def _resolve(base: Path, p: Path | None) -> Path | None:
     return p if p.is_absolute() else (base / p)
 
 
+def _is_camera_source(source: str) -> bool:
+    """A calibration source that is a camera (URL or device number), not a path."""
+    return "://" in source or source.isdigit()
+
+
 def resolve_paths(cfg: DaemonConfig, base: Path) -> DaemonConfig:
     """A copy with every relative path made relative to ``base`` (the config's folder)."""
+    cal = cfg.engine.build.calibration
+    data = cal.data if cal.data is None or _is_camera_source(cal.data) else str(
+        _resolve(base, Path(cal.data)))
+    cal = cal.model_copy(update={"cache": _resolve(base, cal.cache), "data": data})
+    build = cfg.engine.build.model_copy(update={"calibration": cal})
     engine = cfg.engine.model_copy(update={"path": _resolve(base, cfg.engine.path),
-                                           "onnx": _resolve(base, cfg.engine.onnx)})
+                                           "onnx": _resolve(base, cfg.engine.onnx),
+                                           "build": build})
     cams = [c.model_copy(update={"path": _resolve(base, c.path)}) if isinstance(c, FileCamera)
             else c for c in cfg.cameras]
     curve = cfg.publisher.curve.model_copy(
@@ -293,6 +349,50 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def calibration_problems(engine: EngineConfig) -> list[tuple[str, str]]:
+    """``(field path, problem)`` for an INT8 build whose calibration cannot work.
+
+    Paths must be resolved already. No usable cache is fine when ``data`` can make one.
+    """
+    from edge_infer.errors import CalibrationError
+
+    b = engine.build
+    cal = b.calibration
+    if b.precision != "int8":
+        return []
+    where = "engine.build.calibration"
+    if cal.data is not None:
+        if _is_camera_source(cal.data):
+            return []
+        p = Path(cal.data)
+        if not (p.is_dir() or p.is_file()):
+            return [(f"{where}.data", f"{cal.data} is no folder or file; give a folder of "
+                     "images, a video file or a camera URL (rtsp://...)")]
+        return []
+    if cal.cache is None:  # the model validator already refused this
+        return [(where, f"precision int8 needs calibration scales: {_INT8_FIX}")]
+    from edge_infer.engine.precision.cache import CalibrationCache
+
+    try:
+        cache = CalibrationCache.load(cal.cache)
+        if engine.onnx is not None and engine.onnx.is_file():
+            cache.check_model(file_sha256(engine.onnx), str(cal.cache))
+    except CalibrationError as exc:
+        return [(f"{where}.cache", f"{exc}; or set {where}.data to calibrate at the build")]
+    return []
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file (a model's hash, as the builder records it)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def parse_config(data: Any, source: str = "config", base: Path | None = None) -> DaemonConfig:
     """Validate a parsed YAML/JSON document; raises :class:`ConfigError` naming each field."""
     if not isinstance(data, dict):
@@ -301,7 +401,13 @@ def parse_config(data: Any, source: str = "config", base: Path | None = None) ->
         cfg = DaemonConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
-    return resolve_paths(cfg, base) if base is not None else cfg
+    cfg = resolve_paths(cfg, base) if base is not None else cfg
+    problems = calibration_problems(cfg.engine)
+    if problems:
+        lines = [f"{source}: invalid configuration ({len(problems)} problem(s)):"]
+        lines += [f"  {loc}: {msg}" for loc, msg in problems]
+        raise ConfigError("\n".join(lines))
+    return cfg
 
 
 def load_config(path: str | os.PathLike[str]) -> DaemonConfig:

@@ -16,7 +16,6 @@ batches finish and are published, the socket closes — all within
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -31,7 +30,7 @@ from typing import Any
 from edge_infer.engine.threads import set_thread_budget
 from edge_infer.errors import ConfigError, EngineCompatibilityError
 from edge_infer.pipeline.batcher import DeadlineBatcher, LatencyModel
-from edge_infer.pipeline.config import DaemonConfig, EngineConfig
+from edge_infer.pipeline.config import DaemonConfig, EngineConfig, file_sha256
 from edge_infer.pipeline.health import (
     Metrics,
     Progress,
@@ -40,7 +39,7 @@ from edge_infer.pipeline.health import (
     Watchdog,
 )
 from edge_infer.pipeline.publisher import ModelInfo, Publisher
-from edge_infer.pipeline.sources import CameraSource, CameraState, FrameHub
+from edge_infer.pipeline.sources import CameraSource, CameraState, FrameHub, set_parallel_opens
 from edge_infer.pipeline.workers import BatchResult, Dispatcher, FrameResult, ModelSpec, WorkerPool
 
 log = logging.getLogger("edge_infer.daemon")
@@ -59,8 +58,48 @@ def _onnx_input_shape(path: Path) -> tuple[str, list[int]]:
     raise ConfigError(f"engine.onnx {path}: the model has no input")
 
 
-def build_engine(cfg: EngineConfig) -> Any:
-    """Build ``cfg.onnx`` into ``cfg.path`` for this device (written atomically)."""
+def calibration_cache(cfg: EngineConfig, input_size: tuple[int, int],
+                      color_order: str = "rgb") -> Path:
+    """The INT8 calibration cache of ``cfg.onnx``: the configured one when it fits the model,
+    else made from ``engine.build.calibration.data`` (and written, for the next build)."""
+    from edge_infer.engine.precision.cache import CalibrationCache
+    from edge_infer.engine.precision.calibrate import calibrate
+    from edge_infer.errors import CalibrationError
+    from edge_infer.pipeline.calibration_data import CalibrationData
+
+    if cfg.onnx is None:
+        raise ConfigError("engine.onnx: calibration needs the ONNX model")
+    cal = cfg.build.calibration
+    path = cal.cache or Path(str(cfg.path) + ".calib")
+    if path.is_file():
+        try:
+            CalibrationCache.load(path).check_model(file_sha256(cfg.onnx), str(path))
+            return path
+        except CalibrationError as exc:
+            if cal.data is None:
+                raise ConfigError(f"engine.build.calibration.cache: {exc}") from None
+            log.warning("%s; calibrating again from %s", exc, cal.data)
+    if cal.data is None:
+        raise ConfigError(f"engine.build.calibration: precision int8 needs a calibration "
+                          f"cache; {path} does not exist and calibration.data is not set")
+    data = CalibrationData(cal.data, input_size, cal.frames, color_order=color_order)
+    t0 = time.monotonic()
+    log.info("calibrating %s for INT8 (%s calibrator) on up to %d frames of %s", cfg.onnx,
+             cal.calibrator, cal.frames, cal.data)
+    result = calibrate(cfg.onnx, data, calibrator=cal.calibrator)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result.cache.save(path)
+    log.info("calibrated on %d frames in %.1f s: wrote %s", result.frames_used,
+             time.monotonic() - t0, path)
+    return path
+
+
+def build_engine(cfg: EngineConfig, color_order: str = "rgb") -> Any:
+    """Build ``cfg.onnx`` into ``cfg.path`` for this device (written atomically).
+
+    An INT8 build calibrates first when it has no usable cache (frames preprocessed with
+    ``color_order``, as the workers will).
+    """
     from edge_infer.engine.builder import BuildOptions, build
 
     if cfg.onnx is None or not cfg.onnx.is_file():
@@ -74,8 +113,12 @@ def build_engine(cfg: EngineConfig) -> Any:
     def shape(n: int) -> dict[str, tuple[int, ...]]:
         return {name: (n, *dims[1:])}
 
+    cache = None
+    if b.precision == "int8":
+        cache = str(calibration_cache(cfg, (dims[3], dims[2]), color_order))
     opts = BuildOptions(min_shapes=shape(b.min_batch), opt_shapes=shape(b.opt_batch),
-                        max_shapes=shape(b.max_batch), precision=b.precision, tune=b.tune,
+                        max_shapes=shape(b.max_batch), precision=b.precision,
+                        int8_fallback=b.int8_fallback, calib_cache=cache, tune=b.tune,
                         timing_cache=str(cfg.path) + ".timing.json")
     cfg.path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
@@ -88,8 +131,9 @@ def build_engine(cfg: EngineConfig) -> Any:
     return Engine.load(cfg.path)
 
 
-def load_engine(cfg: EngineConfig) -> Any:
-    """The engine file, built from ONNX when missing (or stale, if allowed)."""
+def load_engine(cfg: EngineConfig, color_order: str = "rgb") -> Any:
+    """The engine file, built from ONNX when missing (or stale, if allowed); ``color_order``
+    is the workers' (``preprocess.color_order``), for an INT8 calibration."""
     from edge_infer.engine.runtime import Engine
 
     if cfg.path.is_file():
@@ -99,11 +143,14 @@ def load_engine(cfg: EngineConfig) -> Any:
             if not (cfg.rebuild_on_mismatch and cfg.onnx is not None):
                 raise
             log.warning("%s was built elsewhere: rebuilding from %s", cfg.path, cfg.onnx)
-            return build_engine(cfg)
+            return build_engine(cfg, color_order)
         if cfg.onnx is None or not cfg.onnx.is_file():
             return engine
-        digest = hashlib.sha256(cfg.onnx.read_bytes()).hexdigest()
-        if engine.build_record.get("model_sha256") == digest:
+        if engine.build_record.get("model_sha256") == file_sha256(cfg.onnx):
+            built = (engine.build_record.get("options") or {}).get("precision", "fp32")
+            if built != cfg.build.precision:  # options only shape a missing engine
+                log.warning("%s was built in %s, engine.build.precision is %s: delete it to "
+                            "rebuild", cfg.path, built, cfg.build.precision)
             return engine
         if not cfg.rebuild_on_mismatch:
             log.warning("%s was built from another model than %s (set "
@@ -113,7 +160,7 @@ def load_engine(cfg: EngineConfig) -> Any:
     elif cfg.onnx is None:
         raise ConfigError(f"engine.path: {cfg.path} does not exist and engine.onnx is not set; "
                           "build it with `edge-infer build MODEL.onnx` or set engine.onnx")
-    return build_engine(cfg)
+    return build_engine(cfg, color_order)
 
 
 def warm_up(engine: Any, spec: ModelSpec, latency: LatencyModel, sizes: list[int]) -> None:
@@ -177,10 +224,12 @@ class Daemon:
     # -- start ------------------------------------------------------------------------------
     def start(self) -> None:
         cfg = self.cfg
+        # process-wide, read by OpenCV at every open: set before any thread runs
+        set_parallel_opens(cfg.capture.parallel_open)
         # one thread budget for all workers: each context's BLAS gets its share of the cores
         budget = set_thread_budget(cfg.inference.cores, cfg.inference.workers)
         log.info("thread budget: %d cores, %d per worker", budget.cores, budget.per_context)
-        self.engine = load_engine(cfg.engine)
+        self.engine = load_engine(cfg.engine, cfg.preprocess.color_order)
         self.spec = ModelSpec.from_engine(self.engine, cfg.engine.input_name,
                                           cfg.engine.output_name)
         max_batch = min(cfg.batching.max_batch or self.spec.max_batch, self.spec.max_batch)

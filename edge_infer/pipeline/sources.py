@@ -6,10 +6,18 @@ under a lock, because the reader thread and the no-frame watchdog both change th
 Frames go into a one-slot "latest frame" buffer per camera in a shared :class:`FrameHub`:
 a frame not yet taken is replaced and counted as dropped, so a slow pipeline never makes
 a camera queue up, and a dead or slow camera never blocks the others (each has its own
-thread, its own open/read timeouts and its own backoff).
+thread, its own open/read timeouts and its own backoff). Every frame is decoded
+(``grab``); the BGR conversion (``retrieve``) is skipped for frames ``max_fps`` skips and,
+while the pipeline is behind, for frames that would be replaced before it takes them
+(:mod:`edge_infer.pipeline.decimation`; they count as dropped).
 
 Clocks and the ``wait`` function are injected so the state machine, pacing and backoff are
 tested without sleeping; the capture is opened through an injectable ``opener``.
+
+Opening: OpenCV's FFmpeg backend serialises opens process-wide unless
+:func:`set_parallel_opens` lifts that (the daemon does, ``capture.parallel_open``), and a
+network camera's server is probed first (:mod:`edge_infer.pipeline.probe`), so a dead or
+silent server goes to backoff without entering OpenCV's open at all.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ from edge_infer.pipeline.config import (
     RtspCamera,
     UsbCamera,
 )
+from edge_infer.pipeline.decimation import Decimator
+from edge_infer.pipeline.probe import probe_stream
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
@@ -42,6 +52,10 @@ Clock = Callable[[], float]
 
 class SourceError(EdgeInferError):
     """A camera was asked to do something its state does not allow."""
+
+
+class CameraUnreachable(SourceError):
+    """The probe found a network camera's server down or silent: back off, do not open."""
 
 
 class CameraState(enum.Enum):
@@ -97,8 +111,9 @@ class Frame:
 class CameraStats:
     """Counters of one camera (read by status and metrics; written by its reader thread)."""
 
-    frames: int = 0  # frames put into the slot
-    dropped: int = 0  # replaced in the slot before the batcher took them
+    frames: int = 0  # frames kept past max_fps: put into the slot, or decimated
+    dropped: int = 0  # replaced in the slot before the batcher took them, or decimated
+    decimated: int = 0  # dropped unconverted while the batcher was behind (in dropped too)
     skipped: int = 0  # skipped by max_fps
     invalid: int = 0  # frames that failed validation
     reconnects: int = 0
@@ -115,6 +130,7 @@ class FrameHub:
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self._slots: dict[str, Frame] = {}
+        self._takes: dict[str, int] = {}  # frames taken per camera
         self.version = 0  # bumped at every put, so a waiter can tell something arrived
 
     def put(self, frame: Frame) -> bool:
@@ -130,8 +146,15 @@ class FrameHub:
         """Remove and return every waiting frame."""
         with self.cond:
             frames = list(self._slots.values())
+            for camera_id in self._slots:
+                self._takes[camera_id] = self._takes.get(camera_id, 0) + 1
             self._slots.clear()
             return frames
+
+    def takes(self, camera_id: str) -> int:
+        """How many frames of ``camera_id`` were taken so far (its reader sees them go)."""
+        with self.cond:
+            return self._takes.get(camera_id, 0)
 
     def pending(self) -> int:
         with self.cond:
@@ -169,7 +192,8 @@ class _EnvGate:
         with self._cond:
             while self._active and self._value != value:
                 self._cond.wait()
-            os.environ[self.VAR] = value
+            if os.environ.get(self.VAR) != value:  # no setenv while others open, if same
+                os.environ[self.VAR] = value
             self._value = value
             self._active += 1
 
@@ -191,15 +215,35 @@ class _EnvGateHold:
 
 
 _ENV_GATE = _EnvGate()
+#: OpenCV (4.8 and later) drops its process-wide FFmpeg open lock when this is "1"; it
+#: reads the variable at every open
+PARALLEL_OPEN_VAR = "OPENCV_FFMPEG_IS_THREAD_SAFE"
+
+
+def set_parallel_opens(enabled: bool) -> None:
+    """Let FFmpeg captures open concurrently, or serialise them as OpenCV does by default.
+
+    OpenCV's lock spans the whole open, so one camera hanging in its open delays every
+    other camera's (re)connect by up to its ``open_timeout_s``; FFmpeg itself has not needed
+    it since 4.0. Call before the camera threads start: changing the environment while
+    another thread reads it is not safe.
+    """
+    os.environ[PARALLEL_OPEN_VAR] = "1" if enabled else "0"
 
 
 def open_capture(cam: Any) -> Capture:
-    """Open ``cam`` with the right OpenCV backend and its open/read timeouts."""
+    """Open ``cam`` with the right OpenCV backend and its open/read timeouts.
+
+    A network camera whose server does not answer the probe raises
+    :class:`CameraUnreachable` before OpenCV is involved.
+    """
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(cam.open_timeout_s * 1000),
               cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(cam.read_timeout_s * 1000)]
     if isinstance(cam, FileCamera):
         return cv2.VideoCapture(str(cam.path), cv2.CAP_FFMPEG, params)
     if isinstance(cam, RtspCamera):
+        if cam.probe and (reason := probe_stream(cam.url, cam.probe_timeout_s)):
+            raise CameraUnreachable(f"probe: {reason}")
         with _ENV_GATE(f"rtsp_transport;{cam.transport}"):
             return cv2.VideoCapture(cam.url, cv2.CAP_FFMPEG, params)
     if isinstance(cam, UsbCamera):
@@ -257,6 +301,7 @@ class CameraSource:
         self._thread: threading.Thread | None = None
         self._index = 0
         self._next_emit = 0.0
+        self.decimator = Decimator()
 
     # -- state machine ------------------------------------------------------------------
     @property
@@ -374,6 +419,7 @@ class CameraSource:
         next_read = self.clock()
         got_any = False
         rewound = False
+        self.decimator.restart()
         while not self.stopping:
             if period:
                 delay = next_read - self.clock()
@@ -397,10 +443,14 @@ class CameraSource:
             rewound = False
             got_any = True
             self._index += 1
-            now = self.clock()
+            now = self.clock()  # the capture time: decoded, not yet converted
             self.stats.last_frame_ts = now  # alive, even when this frame is skipped
+            self.decimator.grabbed(now, self.hub.takes(self.id))
             if not self._rate_allows(now):
                 self.stats.skipped += 1
+                continue
+            if not self.decimator.convert(now):
+                self._decimate()
                 continue
             ok, image = cap.retrieve()
             frame = validate_frame(image) if ok else None
@@ -409,7 +459,7 @@ class CameraSource:
                 continue
             if self.backoff.failures:
                 self.backoff.reset()
-            self._emit(frame)
+            self._emit(frame, now)
         return "stopped"
 
     def _rate_allows(self, now: float) -> bool:
@@ -423,8 +473,16 @@ class CameraSource:
         self._next_emit = now + step if behind else self._next_emit + step
         return True
 
-    def _emit(self, image: np.ndarray) -> None:
-        now = self.clock()
+    def _decimate(self) -> None:
+        """A frame the batcher would not take before a newer one: dropped unconverted."""
+        if self.state != S.STREAMING:
+            self.transition(S.STREAMING)
+        self.stats.frames += 1
+        self.stats.dropped += 1
+        self.stats.decimated += 1
+
+    def _emit(self, image: np.ndarray, captured: float | None = None) -> None:
+        now = self.clock() if captured is None else captured
         self.stats.last_frame_ts = now
         if self.state != S.STREAMING:
             self.transition(S.STREAMING)
@@ -437,3 +495,4 @@ class CameraSource:
         self.stats.frames += 1
         if self.hub.put(frame):
             self.stats.dropped += 1
+        self.decimator.put()

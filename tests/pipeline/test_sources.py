@@ -1,7 +1,8 @@
-"""Camera sources: state machine, backoff, watchdog, pacing, one-slot buffer.
+"""Camera sources: state machine, backoff, watchdog, pacing, one-slot buffer, decimation.
 
 The reader loop runs in the test thread with a fake capture, a fake clock and a ``wait``
-that advances that clock, so nothing sleeps; one test reads a real synthetic file.
+that advances that clock (and lets a scripted consumer take frames on its own schedule),
+so nothing sleeps; two tests read a real synthetic file.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edge_infer.pipeline.config import BackoffConfig, FileCamera, RtspCamera
+from edge_infer.pipeline.decimation import Decimator
 from edge_infer.pipeline.sources import (
     TRANSITIONS,
     Backoff,
@@ -40,6 +43,7 @@ class FakeCapture:
         self.fps = fps
         self.released = False
         self.grabbed = None
+        self.grabs = 0
         self.retrievals = 0
 
     def isOpened(self) -> bool:  # OpenCV's name
@@ -60,6 +64,7 @@ class FakeCapture:
             self.clock.advance(float(item[6:]))  # read blocked this long, then failed
             return False
         self.grabbed = item
+        self.grabs += item is not None
         return item is not None
 
     def retrieve(self):
@@ -74,19 +79,47 @@ def img(w: int = 8, h: int = 6, v: int = 0) -> np.ndarray:
     return np.full((h, w, 3), v, np.uint8)
 
 
+class Consumer:
+    """The batcher's side of the hub: takes every waiting frame at scheduled (fake) times.
+
+    ``intervals()`` gives the seconds to the next take; each take records the frame taken
+    and the index of the newest frame the reader had grabbed by then.
+    """
+
+    def __init__(self, hub: FrameHub, intervals: Callable[[], float], first: float) -> None:
+        self.hub = hub
+        self.intervals = intervals
+        self.next = first
+        self.taken: list[tuple[Frame, int]] = []
+        self.newest: Callable[[], int] = lambda: 0
+
+    def run_until(self, clock: FakeClock, end: float) -> None:
+        while self.next <= end:
+            clock.t = self.next
+            self.taken += [(f, self.newest()) for f in self.hub.take_all()]
+            self.next += self.intervals()
+        clock.t = end
+
+
 class Harness:
     """A source whose opener hands out scripted captures (``None``: the open fails)."""
 
-    def __init__(self, cam, opens: list, stop_after_waits: int = 50) -> None:
+    def __init__(self, cam, opens: list, stop_after_waits: int = 50,
+                 consumer: Callable[[], float] | None = None) -> None:
         self.clock = FakeClock()
         self.hub = FrameHub()
         self.opens = list(opens)
         self.waits: list[float] = []
         self.stop_after = stop_after_waits
         self.captures: list[FakeCapture] = []
+        # a consumer taking frames every consumer() seconds, the first time after 0.05 s
+        self.consumer = None if consumer is None else Consumer(
+            self.hub, consumer, self.clock() + 0.05)
         self.source = CameraSource(cam, self.hub, opener=self.open, clock=self.clock,
                                    wall_clock=self.clock, wait=self.wait,
                                    rng=random.Random(0))
+        if self.consumer is not None:
+            self.consumer.newest = lambda: self.source._index
 
     def open(self, cam):
         if not self.opens:
@@ -101,7 +134,10 @@ class Harness:
 
     def wait(self, seconds: float) -> bool:
         self.waits.append(seconds)
-        self.clock.advance(seconds)
+        if self.consumer is not None:
+            self.consumer.run_until(self.clock, self.clock() + seconds)
+        else:
+            self.clock.advance(seconds)
         if len(self.waits) >= self.stop_after:
             self.source.stop()
         return self.source.stopping
@@ -240,6 +276,92 @@ def test_max_fps_skips_frames_at_the_source() -> None:
     assert st.frames + st.skipped == 20
     assert st.frames == 5  # 2 s of 10 fps video at 2.5 fps (one every 4th frame)
     assert h.captures[0].retrievals == 5  # skipped frames are never converted
+
+
+def _paced(frames: int, consumer: Callable[[], float], **kw) -> Harness:
+    """A 10 fps paced file of ``frames`` frames read under ``consumer``; run to its end."""
+    h = Harness(file_cam(loop=False, realtime=True, **kw), [[img()] * frames],
+                stop_after_waits=10**6, consumer=consumer)
+    h.source.run()
+    return h
+
+
+def test_a_consumer_keeping_up_gets_every_frame_converted() -> None:
+    h = _paced(100, lambda: 0.1)  # takes between every two frames
+    st, cap, taken = h.source.stats, h.captures[0], h.consumer.taken
+    assert cap.grabs == cap.retrievals == st.frames == 100
+    assert st.dropped == st.decimated == 0
+    assert [f.index for f, _ in taken] == list(range(1, 101))
+    # capture time = when the frame was grabbed: 10 fps from the first read on
+    t0 = taken[0][0].capture_ts
+    assert [f.capture_ts - t0 for f, _ in taken] == pytest.approx([i / 10 for i in range(100)])
+
+
+def test_overload_skips_conversion_of_frames_that_would_be_replaced() -> None:
+    """A consumer taking once a second from a 10 fps camera: ~3 conversions per take
+    instead of 10, and every take still gets the newest frame grabbed."""
+    h = _paced(300, lambda: 1.0)
+    st, cap, taken = h.source.stats, h.captures[0], h.consumer.taken
+    assert cap.grabs == 300 and len(taken) == 30
+    assert cap.retrievals < 0.5 * cap.grabs, cap.retrievals  # without decimation: 300
+    late = taken[-20:]  # once the cadence is learned: about 3 per take
+    grabs_between = late[-1][1] - late[0][1]
+    retrieved_between = sum(1 for f, _ in late if f.index > late[0][1])  # taken ones
+    assert retrieved_between == 19 and grabs_between == 190
+    assert all(f.index == newest for f, newest in taken), \
+        [(f.index, n) for f, n in taken if f.index != n]
+    # every frame is counted: delivered, replaced in the slot, or decimated (dropped)
+    assert st.frames == 300 and st.decimated == cap.grabs - cap.retrievals > 150
+    assert st.dropped == st.frames - len(taken) - h.hub.pending()
+
+
+def test_decimation_converts_a_few_frames_per_take_once_learned() -> None:
+    d = Decimator()
+    t, takes, converted = 0.0, 0, []
+    for i in range(400):  # a 10 fps camera, a consumer taking at 0.05 s past every second
+        t = i / 10
+        if i and i % 10 == 1:
+            takes += 1  # the take at i/10 - 0.05 is seen at this grab
+        d.grabbed(t, takes)
+        if d.convert(t):
+            converted.append(i)
+            d.put()
+    assert d.take_period == pytest.approx(1.0) and d.frame_period == pytest.approx(0.1)
+    assert d.take_jitter < 0.01
+    # per second at the end: the first frame after the take, and the two before the next
+    assert [i % 10 for i in converted[-9:]] == [0, 1, 9] * 3
+
+
+def test_decimation_with_a_jittery_consumer_still_delivers_fresh_frames() -> None:
+    rng = random.Random(5)
+    h = _paced(300, lambda: rng.uniform(0.8, 1.2))
+    cap, taken = h.captures[0], h.consumer.taken
+    assert cap.retrievals < 0.75 * cap.grabs, cap.retrievals
+    fresh = sum(f.index == newest for f, newest in taken)
+    assert fresh >= 0.9 * len(taken) and all(newest - f.index <= 2 for f, newest in taken)
+
+
+def test_decimation_never_starves_a_consumer_that_comes_late() -> None:
+    d = Decimator()
+    d.take_period, d.take_jitter, d.last_take, d.frame_period = 1.0, 0.0, 10.0, 0.1
+    d.put()
+    d.grabbed(10.3, 0)
+    assert not d.convert(10.3)  # the next take is 0.7 s away: this frame would be replaced
+    for t in (10.9, 11.2, 13.0):  # due at 11.0, and later: every frame is converted
+        d.grabbed(t, 0)
+        assert d.convert(t)
+    d.grabbed(13.1, 1)  # taken at last: the slot is empty, the next frame is converted
+    assert d.convert(13.1) and d.take_period > 1.0
+
+
+def test_max_fps_and_decimation_together() -> None:
+    h = _paced(600, lambda: 2.0, max_fps=5)
+    st, cap, taken = h.source.stats, h.captures[0], h.consumer.taken
+    assert st.skipped == 300 and st.frames == 300
+    assert cap.retrievals < 0.5 * st.frames, cap.retrievals
+    assert st.decimated == st.frames - cap.retrievals
+    # the newest frame that max_fps let through (every other one) is the one taken
+    assert all(newest - f.index <= 1 for f, newest in taken[3:])
 
 
 def test_invalid_frames_are_counted_and_gray_is_converted() -> None:
