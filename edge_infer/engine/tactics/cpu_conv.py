@@ -110,7 +110,7 @@ class _ConvTactic(Tactic):
         steps: list[Run] = list(before)
         for chunks in phases:
             if pool is not None and len(chunks) > 1:
-                steps.append(lambda c=chunks: pool.run(c))
+                steps.append(pool.bind(chunks))
             else:
                 steps.extend(chunks)
         steps.extend(after)

@@ -11,7 +11,6 @@ chunk. Activations the kernel does not implement run in the shared fused epilogu
 
 from __future__ import annotations
 
-import ctypes
 from typing import Any
 
 import numpy as np
@@ -77,10 +76,8 @@ class _NativeConv(_ConvTactic):
         planes, plen = sy * sx * cin, hq * wq
         tail = 2 * NR + wq * (1 + (kh * dy) // sy) + (kw * dx) // sx
         buf = scratch((n * planes * plen + tail,), np.float32, None)  # zero borders stay zero
-        lib = native.library()
-        assert lib is not None
         keep = (buf, x)
-        copies = [_call(lib.split_phases_f32,
+        copies: list[Run] = [native.NativeCall("split_phases_f32",
                         (x.ctypes.data + x.strides[0] * b, x.strides[1] // 4, x.strides[2] // 4,
                          h, w, pt, pl, sy, sx, hq, wq, cin, c0, c1,
                          buf.ctypes.data + 4 * b * planes * plen), keep)
@@ -116,8 +113,6 @@ class DirectNative(_NativeConv):
 
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         s = self.spec
-        lib = native.library()
-        assert lib is not None
         x, out3, z3, before, after = self._io(inputs, outputs, scratch)
         n, cin, h, w = s.x_shape
         _, cout, ho, wo = s.out_shape
@@ -135,7 +130,6 @@ class DirectNative(_NativeConv):
             base, image, plen, taps, wg, copies = self._padded_phases(x, scratch, parts)
             toff = (np.arange(cin, dtype=np.int64)[:, None] * plen + taps[None, :]).ravel()
             gsafe = 1 << 62
-        fn = lib.conv_direct_f32
         blocks = -(-cout // MR)
         keep = (wpack, bias, toff, base, out3, z3)
         phases: list[list[Run]] = [copies] if copies else []
@@ -154,7 +148,7 @@ class DirectNative(_NativeConv):
                         0, blocks, cout, g0, g1, gsafe, wg, wo,
                         out3.ctypes.data + out3.strides[0] * b, out3.strides[1] // 4,
                         *self._finish_args(z3, b), pack.ctypes.data)
-                steps = [_call(fn, args, (*keep, pack))]
+                steps: list[Run] = [native.NativeCall("conv_direct_f32", args, (*keep, pack))]
                 if not self.fused:
                     steps.append(self._epilogue(out3, z3, b, l0, l1))
                 chunks.append(_sequence(steps))
@@ -172,8 +166,6 @@ class DepthwiseNative(_NativeConv):
 
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         s = self.spec
-        lib = native.library()
-        assert lib is not None
         x, out3, z3, before, after = self._io(inputs, outputs, scratch)
         n, c, h, w = s.x_shape
         _, _, ho, wo = s.out_shape
@@ -188,32 +180,21 @@ class DepthwiseNative(_NativeConv):
                            for i in range(kh) for j in range(kw)], np.int64)
         weights = np.ascontiguousarray(s.weight.reshape(c, -1), np.float32)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
-        fn = lib.conv_depthwise_f32
-        chunks = []
-        for c0, c1 in split(c, self._chunks(scratch)):
-            # each chunk prepares its channels one at a time in its own zero-bordered planes
-            planes = scratch((sy * sx * plen + 2 * NR + 2 * wq,), np.float32, None)
-            keep = (weights, bias, taps, planes, x, out3, z3)
-            steps = []
-            for b in range(n):
+        chunks: list[Run] = []
+        for b in range(n):
+            for c0, c1 in split(c, self._chunks(scratch)):
+                # each chunk prepares its channels one at a time in its own zero-bordered
+                # planes (one buffer per chunk: chunks run concurrently)
+                planes = scratch((sy * sx * plen + 2 * NR + 2 * wq,), np.float32, None)
+                keep = (weights, bias, taps, planes, x, out3, z3)
                 args = (x.ctypes.data + x.strides[0] * b, x.strides[1] // 4, x.strides[2] // 4,
                         h, w, pt, pl, sy, sx, hq, wq, planes.ctypes.data, taps.ctypes.data,
                         len(taps), weights.ctypes.data,
                         None if bias is None else bias.ctypes.data, c0, c1, ho, wo,
                         out3.ctypes.data + out3.strides[0] * b, out3.strides[1] // 4,
                         *self._finish_args(z3, b))
-                steps.append(_call(fn, args, keep))
+                steps: list[Run] = [native.NativeCall("conv_depthwise_f32", args, keep)]
                 if not self.fused:
                     steps.append(self._epilogue(out3, z3, b, 0, ho * wo, c0, c1))
-            chunks.append(_sequence(steps))
+                chunks.append(_sequence(steps))
         return self._assemble(scratch, [chunks], before, after)
-
-
-def _call(fn: Any, args: tuple[Any, ...], keep: tuple[Any, ...]) -> Run:
-    cargs = tuple(ctypes.c_void_p(a) if a is None else a for a in args)
-
-    def run() -> None:
-        fn(*cargs)
-
-    run.keep = keep  # type: ignore[attr-defined]
-    return run

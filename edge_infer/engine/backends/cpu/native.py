@@ -25,6 +25,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
 KERNELS = Path(__file__).with_name("kernels")
@@ -57,7 +59,7 @@ def _flags() -> list[str]:
     arch = platform.machine().lower()
     cpu = ["-mcpu=native"] if arch in ("aarch64", "arm64") else ["-march=native"]
     return ["-O3", *cpu, "-ffp-contract=fast", "-fno-math-errno", "-fPIC", "-shared",
-            "-std=c11"]
+            "-std=c11", "-pthread"]
 
 
 def _cpu_id() -> str:
@@ -111,7 +113,49 @@ def library() -> Any | None:
         fn = getattr(lib, name)
         fn.restype = None
         fn.argtypes = argtypes
+    lib.pool_create.restype = _P
+    lib.pool_create.argtypes = [_L, _L]
+    lib.pool_run.restype = None
+    lib.pool_run.argtypes = [_P, _P, _L]
+    lib.pool_destroy.restype = None
+    lib.pool_destroy.argtypes = [_P]
     return lib
+
+
+def task_address(kernel: str) -> int:
+    """Address of kernel ``<name>_f32``'s ``<name>_task`` wrapper (arguments as 64-bit
+    slots), for the pool."""
+    lib = library()
+    assert lib is not None
+    wrapper = kernel.removesuffix("_f32") + "_task"
+    return ctypes.cast(getattr(lib, wrapper), ctypes.c_void_p).value or 0
+
+
+def slot(value: Any) -> int:
+    """One argument as a 64-bit slot: pointers and ints as they are, floats as float32 bits,
+    None as a null pointer."""
+    if value is None:
+        return 0
+    if isinstance(value, float):
+        return int(np.frombuffer(np.float32(value).tobytes(), np.int32)[0])
+    return int(value)
+
+
+class NativeCall:
+    """A bound call of a native kernel: run it here (``__call__``) or hand ``task`` (function
+    address, argument slots) to the native pool. Keeps what the pointers point into alive."""
+
+    def __init__(self, name: str, args: tuple[Any, ...], keep: tuple[Any, ...]) -> None:
+        lib = library()
+        assert lib is not None
+        self._fn = getattr(lib, name)
+        self._args = tuple(ctypes.c_void_p(a) if a is None else a for a in args)
+        self.slots = np.array([slot(a) for a in args], np.int64)
+        self.task = (task_address(name), self.slots.ctypes.data)
+        self.keep = keep
+
+    def __call__(self) -> None:
+        self._fn(*self._args)
 
 
 def _compile(cc: str, sources: list[Path], target: Path) -> None:

@@ -9,11 +9,21 @@ each chunk (see :mod:`edge_infer.engine.threads`).
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import threading
+import weakref
 from collections.abc import Callable, Sequence
+from typing import Any
 
 Run = Callable[[], None]
+
+#: how long native helper threads spin for the next layer before sleeping (microseconds)
+NATIVE_SPIN_US = 200
+
+
+class _Task(ctypes.Structure):
+    _fields_ = [("fn", ctypes.c_void_p), ("args", ctypes.c_void_p)]
 
 
 class WorkPool:
@@ -38,6 +48,8 @@ class WorkPool:
         ]
         for thread in self._threads:
             thread.start()
+        self._native: Any = None  # the native pool (C threads), made on first native bind
+        self._native_lib: Any = None
 
     def run(self, chunks: Sequence[Run]) -> None:
         if len(chunks) <= 1 or not self._threads or not self._busy.acquire(blocking=False):
@@ -87,6 +99,44 @@ class WorkPool:
                     return
                 seen = self._generation
             self._drain()
+
+    def bind(self, chunks: Sequence[Run]) -> Run:
+        """A run of ``chunks`` shared between threads. When every chunk is a native kernel
+        call (it has a ``task``), the whole layer is one foreign call into the native pool:
+        C threads that spin briefly between layers, no GIL, no Python per chunk."""
+        chunks = list(chunks)
+        tasks = [getattr(c, "task", None) for c in chunks]
+        if len(chunks) > 1 and self.workers > 1 and all(t is not None for t in tasks):
+            handle = self._native_pool()
+            if handle is not None:
+                array = (_Task * len(tasks))(*(_Task(fn, args) for fn, args in tasks))
+                run_native, n, busy = self._native_lib.pool_run, len(tasks), self._busy
+
+                def run() -> None:
+                    if not busy.acquire(blocking=False):  # another run is on: inline
+                        for chunk in chunks:
+                            chunk()
+                        return
+                    try:
+                        run_native(handle, array, n)
+                    finally:
+                        busy.release()
+
+                run.keep = (array, chunks)  # type: ignore[attr-defined]
+                return run
+        return lambda: self.run(chunks)
+
+    def _native_pool(self) -> Any:
+        if self._native is None:
+            from edge_infer.engine.backends.cpu import native
+
+            lib = native.library()
+            if lib is None:
+                return None
+            self._native_lib = lib
+            self._native = lib.pool_create(self.workers, NATIVE_SPIN_US)
+            weakref.finalize(self, lib.pool_destroy, self._native)
+        return self._native
 
     def close(self) -> None:
         with self._lock:

@@ -285,3 +285,32 @@ void conv_depthwise_f32(const float *x, long xcs, long xrs, long h, long w, long
         }
     }
 }
+
+/* Task wrappers for the native pool (pool.c): arguments as 64-bit slots, floats as the bit
+ * pattern of a float32 in the low half. */
+static inline float slotf(long v) {
+    int i = (int)v;
+    float f;
+    memcpy(&f, &i, sizeof f);
+    return f;
+}
+
+#define F(k) ((float *)a[k])
+#define CF(k) ((const float *)a[k])
+
+void conv_direct_task(const long *a) {
+    conv_direct_f32(CF(0), (const long *)a[1], a[2], CF(3), CF(4), a[5], a[6], a[7], a[8], a[9],
+                    a[10], a[11], a[12], F(13), a[14], a[15], slotf(a[16]), slotf(a[17]),
+                    a[18], CF(19), a[20], F(21));
+}
+
+void conv_depthwise_task(const long *a) {
+    conv_depthwise_f32(CF(0), a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], F(11),
+                       (const long *)a[12], a[13], CF(14), CF(15), a[16], a[17], a[18], a[19],
+                       F(20), a[21], a[22], slotf(a[23]), slotf(a[24]), a[25], CF(26), a[27]);
+}
+
+void split_phases_task(const long *a) {
+    split_phases_f32(CF(0), a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11],
+                     a[12], a[13], F(14));
+}
