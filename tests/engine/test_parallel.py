@@ -98,3 +98,29 @@ def test_tactics_split_between_threads_match_reference(xs, ws, strides, pads, gr
             np.testing.assert_allclose(out, want, rtol=1e-4, atol=2e-5 * np.abs(want).max(),
                                        err_msg=tactic.name)
     pool.close()
+
+
+def test_native_pool_runs_every_task_exactly_once() -> None:
+    """Layers of native chunks run on the C pool: across many back-to-back runs of varying
+    size (late helpers of one run must not claim the next run's tasks) every chunk's output
+    is written, by exactly one run of it."""
+    from edge_infer.engine.backends.cpu import native
+
+    if not native.available():
+        pytest.skip("no C compiler on this machine")
+    pool = WorkPool(2)
+    x = np.linspace(-5, 5, 64 * 97, dtype=np.float32)
+    y = np.empty_like(x)
+    want = 1 / (1 + np.exp(-x.astype(np.float64)))
+    layers = []
+    for parts in (2, 3, 7, 16):
+        calls = [native.NativeCall("unary_f32", (x[a:b].ctypes.data, y[a:b].ctypes.data,
+                                                 b - a, 0), (x, y))
+                 for a, b in split(x.size, parts)]
+        run = pool.bind(calls)
+        assert hasattr(run, "keep"), "native chunks must take the native pool"
+        layers.append(run)
+    for k in range(600):
+        y.fill(np.nan)
+        layers[k % len(layers)]()
+        np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-7)

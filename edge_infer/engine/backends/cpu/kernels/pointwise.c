@@ -99,3 +99,6 @@ void upsample_nearest_f32(const float *x, float *y, long planes, long h, long w,
         }
     }
 }
+
+/* native pool task wrapper (pool.c): arguments as 64-bit slots */
+void unary_task(const long *a) { unary_f32((const float *)a[0], (float *)a[1], a[2], a[3]); }
