@@ -33,13 +33,12 @@ def _model(shape: list[int]) -> bytes:
     return model.SerializeToString()
 
 
-@pytest.mark.parametrize("native_on", [True, False], ids=["native", "numpy"])
-@pytest.mark.parametrize("shape", [[1, 16, 4, 21], [2, 5, 3, 7], [1, 3, 8, 16]])
-def test_memory_bound_steps_match_onnxruntime(monkeypatch, native_on, shape) -> None:
-    if native_on and not native.available():
+def _use_native(monkeypatch, on: bool) -> set[str]:
+    """Native kernels on (recording which ones the engine binds) or off (numpy paths)."""
+    if on and not native.available():
         pytest.skip("no C compiler on this machine")
     used: set[str] = set()
-    if native_on:
+    if on:
         lib = native.library()
 
         class Recorder:
@@ -50,6 +49,13 @@ def test_memory_bound_steps_match_onnxruntime(monkeypatch, native_on, shape) -> 
         monkeypatch.setattr(native, "library", lambda: Recorder())
     else:
         monkeypatch.setattr(native, "library", lambda: None)
+    return used
+
+
+@pytest.mark.parametrize("native_on", [True, False], ids=["native", "numpy"])
+@pytest.mark.parametrize("shape", [[1, 16, 4, 21], [2, 5, 3, 7], [1, 3, 8, 16]])
+def test_memory_bound_steps_match_onnxruntime(monkeypatch, native_on, shape) -> None:
+    used = _use_native(monkeypatch, native_on)
     model = _model(shape)
     x = (np.random.default_rng(0).standard_normal(shape) * 8).astype(np.float32)
     x.flat[:3] = [100.0, -100.0, 0.0]  # saturating inputs
@@ -60,3 +66,29 @@ def test_memory_bound_steps_match_onnxruntime(monkeypatch, native_on, shape) -> 
         np.testing.assert_allclose(got[name], ref, rtol=2e-6, atol=2e-7, err_msg=name)
     if native_on:  # the kernels under test really ran
         assert {"unary_f32", "softmax_f32", "upsample_nearest_f32"} <= used
+
+
+@pytest.mark.parametrize("native_on", [True, False], ids=["native", "numpy"])
+@pytest.mark.parametrize("attrs", [
+    {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},  # ResNet stem
+    {"kernel_shape": [2, 2], "strides": [2, 2]},
+    {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1},
+    {"kernel_shape": [3, 2], "strides": [1, 3], "pads": [1, 0, 1, 1], "dilations": [2, 1]},
+    {"kernel_shape": [5, 5], "strides": [1, 1], "pads": [2, 2, 2, 2]},  # SPPF's own path
+], ids=["stem", "2x2", "ceil", "dilated", "sppf"])
+def test_maxpool_matches_onnxruntime(monkeypatch, native_on, attrs) -> None:
+    used = _use_native(monkeypatch, native_on)
+    shape = [2, 3, 13, 17]
+    graph = helper.make_graph(
+        [helper.make_node("MaxPool", ["x"], ["y"], **attrs)], "pool",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    data = model.SerializeToString()
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32) - 3  # all < 0
+    got = edge_infer.build(data, tune=False).create_context().execute({"x": x})["y"]
+    want = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(got, want)
+    if native_on and attrs["kernel_shape"] != [5, 5]:  # SPPF keeps its separable path
+        assert "maxpool_f32" in used

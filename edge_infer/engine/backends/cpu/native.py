@@ -41,6 +41,7 @@ _SIGNATURES: dict[str, list[Any]] = {
     "unary_f32": [_P, _P, _L, _L],
     "softmax_f32": [_P, _P, _L, _L, _L],
     "upsample_nearest_f32": [_P, _P, _L, _L, _L, _L, _L],
+    "maxpool_f32": [_P, _P, *[_L] * 13],
     "split_phases_f32": [_P, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _P],
     "conv_depthwise_f32": [_P, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _P, _P, _L, _P, _P,
                            _L, _L, _L, _L, _P, _L, _L, _F, _F, _L, _P, _L],

@@ -172,11 +172,21 @@ def _resize(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch
 
 @step("MaxPool")
 def _maxpool(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
-    """Stride-1 'same' max pooling (SPPF) as separable running maxima over shifted views."""
+    """Max pooling: stride-1 'same' (SPPF) as separable running maxima over shifted views;
+    other 2-D float32 poolings with the native kernel (one pass, padding never wins)."""
     x, out = ins[0], outs[0]
     k = node.attrs.get("kernel_shape", [])
     strides = node.attrs.get("strides", [1, 1])
     pads = node.attrs.get("pads", [0, 0, 0, 0])
+    dil = node.attrs.get("dilations", [1, 1])
+    lib = _native_ok(x, out)
+    if (lib is not None and len(outs) == 1 and x.ndim == 4 and len(k) == 2
+            and node.attrs.get("auto_pad", "NOTSET") == "NOTSET"
+            and not (list(strides) == [1, 1] and out.shape == x.shape)):
+        n, c, h, w = x.shape
+        return _native_call(lib.maxpool_f32, (x, out), n * c, h, w, out.shape[2],
+                            out.shape[3], k[0], k[1], strides[0], strides[1], pads[0], pads[1],
+                            dil[0], dil[1])
     if (len(outs) != 1 or x.ndim != 4 or len(k) != 2 or k[0] != k[1] or k[0] % 2 == 0
             or list(strides) != [1, 1] or list(pads) != [k[0] // 2] * 4
             or node.attrs.get("dilations", [1, 1]) != [1, 1] or out.shape != x.shape

@@ -102,3 +102,38 @@ void upsample_nearest_f32(const float *x, float *y, long planes, long h, long w,
 
 /* native pool task wrapper (pool.c): arguments as 64-bit slots */
 void unary_task(const long *a) { unary_f32((const float *)a[0], (float *)a[1], a[2], a[3]); }
+
+/* 2-D max pooling, any kernel / stride / padding / dilation (padding never wins): planes of
+ * h x w into ho x wo. One output row at a time: for each tap, the valid output columns are
+ * a contiguous range, so the inner loop is a plain (vectorizable for stride 1) max. */
+void maxpool_f32(const float *x, float *y, long planes, long h, long w, long ho, long wo,
+                 long kh, long kw, long sy, long sx, long pt, long pl, long dy, long dx) {
+    for (long p = 0; p < planes; p++) {
+        const float *xp = x + p * h * w;
+        float *yp = y + p * ho * wo;
+        for (long i = 0; i < ho; i++) {
+            float *row = yp + i * wo;
+            for (long j = 0; j < wo; j++) row[j] = -__builtin_inff();
+            for (long a = 0; a < kh; a++) {
+                long r = i * sy - pt + a * dy;
+                if (r < 0 || r >= h) continue;
+                const float *src = xp + r * w;
+                for (long b = 0; b < kw; b++) {
+                    long off = b * dx - pl; /* column = j * sx + off */
+                    long lo = off >= 0 ? 0 : (-off + sx - 1) / sx;
+                    long hi = (w - 1 - off) >= 0 ? (w - 1 - off) / sx : -1;
+                    if (hi > wo - 1) hi = wo - 1;
+                    if (sx == 1) {
+                        for (long j = lo; j <= hi; j++)
+                            row[j] = src[j + off] > row[j] ? src[j + off] : row[j];
+                    } else {
+                        for (long j = lo; j <= hi; j++) {
+                            float v = src[j * sx + off];
+                            row[j] = v > row[j] ? v : row[j];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
