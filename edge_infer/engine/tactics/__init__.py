@@ -12,11 +12,11 @@ from typing import Any
 from edge_infer.engine.ir import Node
 from edge_infer.engine.tactics.base import ConvSpec, Tactic, conv_spec
 from edge_infer.engine.tactics.cpu_conv import CONV_TACTICS
-from edge_infer.engine.tactics.cpu_direct import DepthwiseNative, DirectNative
+from edge_infer.engine.tactics.cpu_direct import DepthwiseNative, DirectNative, OcVecNative
 
 #: (layer kind, backend) → candidates, in the order tried (the first applicable is the default)
 TACTICS: dict[tuple[str, str], tuple[type[Tactic], ...]] = {
-    ("conv", "cpu"): (*CONV_TACTICS, DirectNative, DepthwiseNative),
+    ("conv", "cpu"): (*CONV_TACTICS, DirectNative, OcVecNative, DepthwiseNative),
 }
 
 

@@ -22,19 +22,24 @@ from edge_infer.engine.tactics.base import ConvSpec, Run, Scratch
 from edge_infer.engine.tactics.cpu_conv import _ConvTactic, _sequence, flat3
 
 MR, NR = 6, 16  # the kernel's register tile (conv_direct.c)
+PB, OB = 6, 16  # conv_ocvec.c: positions per tile, output channels per tile
+#: conv_ocvec packs an im2col of the whole layer: only for small grids
+OCVEC_MAX_POSITIONS = 1024
+OCVEC_MAX_PACK_BYTES = 16 << 20
 #: parameter defaults of the activations that take two (as the ONNX operators define them)
 _DEFAULTS = {2: (0.01, 0.0), 3: (-np.inf, np.inf), 7: (0.2, 0.5)}
 _RESIDUAL = {"none": 0, "pre": 1, "post": 2}
 
 
-def pack_weights(weight: np.ndarray) -> np.ndarray:
-    """(Cout, Cin, kh, kw) → [ceil(Cout / MR)][Cin·kh·kw][MR] float32, zero past Cout."""
+def pack_weights(weight: np.ndarray, block: int = MR) -> np.ndarray:
+    """(Cout, Cin, kh, kw) → [ceil(Cout / block)][Cin·kh·kw][block] float32, zero past
+    Cout."""
     cout = weight.shape[0]
     t = int(np.prod(weight.shape[1:]))
-    blocks = -(-cout // MR)
-    w = np.zeros((blocks * MR, t), np.float32)
+    blocks = -(-cout // block)
+    w = np.zeros((blocks * block, t), np.float32)
     w[:cout] = weight.reshape(cout, t)
-    return np.ascontiguousarray(w.reshape(blocks, MR, t).transpose(0, 2, 1))
+    return np.ascontiguousarray(w.reshape(blocks, block, t).transpose(0, 2, 1))
 
 
 class _NativeConv(_ConvTactic):
@@ -97,6 +102,23 @@ class _NativeConv(_ConvTactic):
         before.append(lambda: np.copyto(xc, x))
         return xc
 
+    def _terms(self, x: np.ndarray, scratch: Scratch, parts: int, before: list[Run]
+               ) -> tuple[np.ndarray, int, np.ndarray, int, int, list[Run]]:
+        """Where each (channel, tap) term reads: (base, floats per image, term offsets, grid
+        width, gsafe, copy-in chunks). A plain 1x1 conv reads its input in place (gsafe =
+        h * w: no vector read past it); anything else the padded phases (gsafe unbounded)."""
+        s = self.spec
+        _, cin, h, w = s.x_shape
+        plain = s.kernel == (1, 1) and s.strides == (1, 1) and s.pads == (0, 0, 0, 0)
+        x3 = flat3(x) if plain else None
+        if x3 is not None:
+            toff = np.arange(cin, dtype=np.int64) * (x3.strides[1] // 4)
+            return x3, x3.strides[0] // 4, toff, w, h * w, []
+        x = self._unit_rows(x, scratch, before)
+        base, image, plen, taps, wg, copies = self._padded_phases(x, scratch, parts)
+        toff = (np.arange(cin, dtype=np.int64)[:, None] * plen + taps[None, :]).ravel()
+        return base, image, toff, wg, 1 << 62, copies
+
     def _finish_args(self, z3: np.ndarray | None, b: int) -> tuple[Any, ...]:
         zres = z3 if self.residual else None
         return (self.act, self.params[0], self.params[1], self.residual,
@@ -114,29 +136,19 @@ class DirectNative(_NativeConv):
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         s = self.spec
         x, out3, z3, before, after = self._io(inputs, outputs, scratch)
-        n, cin, h, w = s.x_shape
+        n = s.x_shape[0]
         _, cout, ho, wo = s.out_shape
         wpack = pack_weights(s.weight)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
         parts = self._chunks(scratch)
-        plain = s.kernel == (1, 1) and s.strides == (1, 1) and s.pads == (0, 0, 0, 0)
-        x3 = flat3(x) if plain else None
-        copies: list[Run] = []
-        if x3 is not None:  # the input itself; the kernel never reads past h * w
-            base, image, wg, gsafe = x3, x3.strides[0] // 4, w, h * w
-            toff = np.arange(cin, dtype=np.int64) * (x3.strides[1] // 4)
-        else:
-            x = self._unit_rows(x, scratch, before)
-            base, image, plen, taps, wg, copies = self._padded_phases(x, scratch, parts)
-            toff = (np.arange(cin, dtype=np.int64)[:, None] * plen + taps[None, :]).ravel()
-            gsafe = 1 << 62
+        base, image, toff, wg, gsafe, copies = self._terms(x, scratch, parts, before)
         blocks = -(-cout // MR)
         keep = (wpack, bias, toff, base, out3, z3)
         phases: list[list[Run]] = [copies] if copies else []
         # one strip-packing buffer per concurrent chunk (chunks of an image run in parallel)
         packs = [scratch((len(toff) * NR,), np.float32, f"conv_pack{k}") for k in range(parts)]
         for b in range(n):
-            if x3 is not None:  # grid == output: strips aligned to NR
+            if gsafe == ho * wo:  # the input itself (1x1): grid == output, strips of NR
                 ranges = [(g0, g1, g0, g1) for g0, g1 in split(ho * wo, parts, align=NR)]
             else:
                 ranges = [(r0 * wg, r1 * wg, r0 * wo, r1 * wo) for r0, r1 in split(ho, parts)]
@@ -151,6 +163,58 @@ class DirectNative(_NativeConv):
                 steps: list[Run] = [native.NativeCall("conv_direct_f32", args, (*keep, pack))]
                 if not self.fused:
                     steps.append(self._epilogue(out3, z3, b, l0, l1))
+                chunks.append(_sequence(steps))
+            phases.append(chunks)
+        return self._assemble(scratch, phases, before, after)
+
+
+class OcVecNative(_NativeConv):
+    """Small output grids: an im2col packed in register-tile order, vectors along output
+    channels (conv_ocvec.c)."""
+
+    name = "ocvec_native"
+
+    @classmethod
+    def applicable(cls, spec: ConvSpec) -> bool:
+        _, _, ho, wo = spec.out_shape
+        terms = spec.cin * spec.kernel[0] * spec.kernel[1]
+        return (spec.group == 1 and spec.weight.dtype == np.float32 and spec.cout >= 8
+                and ho * wo <= OCVEC_MAX_POSITIONS
+                and terms * (-(-ho * wo // PB) * PB) * 4 <= OCVEC_MAX_PACK_BYTES
+                and native.available())
+
+    def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
+        s = self.spec
+        x, out3, z3, before, after = self._io(inputs, outputs, scratch)
+        n = s.x_shape[0]
+        _, cout, ho, wo = s.out_shape
+        positions = ho * wo
+        npb = -(-positions // PB)
+        wpack = pack_weights(s.weight, OB)
+        bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
+        parts = self._chunks(scratch)
+        base, image, toff, wg, _, copies = self._terms(x, scratch, parts, before)
+        p = np.arange(positions, dtype=np.int64)
+        posoff = (p // wo) * wg + p % wo
+        pk = scratch((npb * len(toff) * PB,), np.float32, "ocvec_pack")
+        keep = (wpack, bias, toff, posoff, base, out3, z3, pk)
+        phases: list[list[Run]] = [copies] if copies else []
+        for b in range(n):
+            phases.append([native.NativeCall(
+                "pack_positions_f32", (base.ctypes.data + 4 * b * image, toff.ctypes.data,
+                                       len(toff), posoff.ctypes.data, positions, q0, q1,
+                                       pk.ctypes.data), keep)
+                for q0, q1 in split(npb, parts)])
+            chunks = []
+            for o0, o1 in split(-(-cout // OB), parts):
+                args = (pk.ctypes.data, len(toff), npb, wpack.ctypes.data,
+                        None if bias is None else bias.ctypes.data, o0, o1, cout, positions,
+                        out3.ctypes.data + out3.strides[0] * b, out3.strides[1] // 4,
+                        *self._finish_args(z3, b))
+                steps: list[Run] = [native.NativeCall("conv_ocvec_f32", args, keep)]
+                if not self.fused:
+                    steps.append(self._epilogue(out3, z3, b, 0, positions, o0 * OB,
+                                                min(o1 * OB, cout)))
                 chunks.append(_sequence(steps))
             phases.append(chunks)
         return self._assemble(scratch, phases, before, after)

@@ -13,7 +13,13 @@ from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.ops import get_registry
 from edge_infer.engine.tactics.base import ConvSpec
-from edge_infer.engine.tactics.cpu_direct import MR, DepthwiseNative, DirectNative, pack_weights
+from edge_infer.engine.tactics.cpu_direct import (
+    MR,
+    DepthwiseNative,
+    DirectNative,
+    OcVecNative,
+    pack_weights,
+)
 from tests.engine.tactics.test_cpu_conv import expected
 
 CONV = get_registry().resolve("", "Conv", 17).kernel
@@ -53,8 +59,13 @@ def _data(case, seed=0):
     return x, w, b, conv
 
 
-def _tactic(spec):
-    return DepthwiseNative if spec.group > 1 else DirectNative
+NATIVE = (DirectNative, OcVecNative, DepthwiseNative)
+
+
+def _natives(spec):
+    found = [t for t in NATIVE if t.applicable(spec)]
+    assert found, "every case has a native tactic"
+    return found
 
 
 @needs_cc
@@ -75,20 +86,31 @@ def test_native_matches_reference(case, act, residual) -> None:
     xs, _cout, _k, strides, pads, dil, group = case
     z = np.random.default_rng(1).standard_normal(conv.shape).astype(np.float32)
     spec = ConvSpec(xs, conv.shape, w, b, strides, pads, dil, group, act[0], act[1], residual)
-    tactic = _tactic(spec)
-    assert tactic.applicable(spec)
     want = expected(conv, z, act[0], act[1], residual)
+    scale = max(float(np.abs(want).max()), 1.0)
     pool = WorkPool(2)
     try:
-        out = np.full(conv.shape, np.nan, np.float32)
-        run = tactic(spec).bind([x, w, b] + ([z] if residual != "none" else []), [out],
-                                ScratchPool(pool))
-        run()
-        run()  # scratch reuse (zero borders of the prepared input) must hold
+        for tactic in _natives(spec):
+            out = np.full(conv.shape, np.nan, np.float32)
+            run = tactic(spec).bind([x, w, b] + ([z] if residual != "none" else []), [out],
+                                    ScratchPool(pool))
+            run()
+            run()  # scratch reuse (zero borders of the prepared input) must hold
+            np.testing.assert_allclose(out, want, rtol=1e-4, atol=2e-5 * scale,
+                                       err_msg=tactic.name)
     finally:
         pool.close()
-    scale = max(float(np.abs(want).max()), 1.0)
-    np.testing.assert_allclose(out, want, rtol=1e-4, atol=2e-5 * scale)
+
+
+def test_every_native_tactic_is_exercised() -> None:
+    names = set()
+    for case in CASES:
+        xs, cout, k, strides, pads, dil, group = case
+        conv_shape = _data(case)[3].shape
+        spec = ConvSpec(xs, conv_shape, np.zeros((cout, xs[1] // group, *k), np.float32),
+                        None, strides, pads, dil, group)
+        names |= {t.name for t in NATIVE if t.applicable(spec)}
+    assert names == {t.name for t in NATIVE} or not native.available()
 
 
 @needs_cc
@@ -101,12 +123,13 @@ def test_strided_output_and_residual_views(case) -> None:
     zbig = np.random.default_rng(2).standard_normal((n, cout + 5, ho, wo)).astype(np.float32)
     z = zbig[:, 3:3 + cout]
     spec = ConvSpec(xs, conv.shape, w, b, strides, pads, dil, group, "silu", (), "post")
-    big = np.full((n, cout + 4, ho, wo), -7.0, np.float32)
-    view = big[:, 1:1 + cout]
-    _tactic(spec)(spec).bind([x, w, b, z], [view], ScratchPool())()
     want = expected(conv, np.ascontiguousarray(z), "silu", (), "post")
-    np.testing.assert_allclose(view, want, rtol=1e-4, atol=1e-4)
-    assert (big[:, :1] == -7).all() and (big[:, 1 + cout:] == -7).all()
+    for tactic in _natives(spec):
+        big = np.full((n, cout + 4, ho, wo), -7.0, np.float32)
+        view = big[:, 1:1 + cout]
+        tactic(spec).bind([x, w, b, z], [view], ScratchPool())()
+        np.testing.assert_allclose(view, want, rtol=1e-4, atol=1e-4, err_msg=tactic.name)
+        assert (big[:, :1] == -7).all() and (big[:, 1 + cout:] == -7).all(), tactic.name
 
 
 def test_pack_weights_layout() -> None:
@@ -169,9 +192,11 @@ def test_input_views_with_gaps(group) -> None:
     b = rng.standard_normal(8).astype(np.float32)
     conv = CONV(np.ascontiguousarray(x), w, b, strides=[2, 2], pads=[1, 1, 1, 1], group=group)
     spec = ConvSpec(x.shape, conv.shape, w, b, (2, 2), (1, 1, 1, 1), (1, 1), group, "relu")
-    out = np.empty(conv.shape, np.float32)
-    _tactic(spec)(spec).bind([x, w, b], [out], ScratchPool())()
-    np.testing.assert_allclose(out, np.maximum(conv, 0), rtol=1e-4, atol=1e-4)
+    for tactic in _natives(spec):
+        out = np.empty(conv.shape, np.float32)
+        tactic(spec).bind([x, w, b], [out], ScratchPool())()
+        np.testing.assert_allclose(out, np.maximum(conv, 0), rtol=1e-4, atol=1e-4,
+                                   err_msg=tactic.name)
 
 
 def test_cache_folder_follows_the_environment(monkeypatch, tmp_path) -> None:

@@ -42,6 +42,8 @@ _SIGNATURES: dict[str, list[Any]] = {
     "softmax_f32": [_P, _P, _L, _L, _L],
     "upsample_nearest_f32": [_P, _P, _L, _L, _L, _L, _L],
     "maxpool_f32": [_P, _P, *[_L] * 13],
+    "pack_positions_f32": [_P, _P, _L, _P, _L, _L, _L, _P],
+    "conv_ocvec_f32": [_P, _L, _L, _P, _P, _L, _L, _L, _L, _P, _L, _L, _F, _F, _L, _P, _L],
     "split_phases_f32": [_P, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _P],
     "conv_depthwise_f32": [_P, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _P, _P, _L, _P, _P,
                            _L, _L, _L, _L, _P, _L, _L, _F, _F, _L, _P, _L],
@@ -88,13 +90,14 @@ def library() -> Any | None:
         log.warning("no C compiler found (set EDGE_INFER_CC): native CPU kernels disabled")
         return None
     sources = sorted(KERNELS.glob("*.c"))
+    headers = sorted(KERNELS.glob("*.h"))
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True,
                                  timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         version = ""
     key = hashlib.sha256()
-    for part in [*(p.read_bytes() for p in sources), " ".join(_flags()).encode(),
+    for part in [*(p.read_bytes() for p in sources + headers), " ".join(_flags()).encode(),
                  version.encode(), _cpu_id().encode()]:
         key.update(part)
         key.update(b"\0")

@@ -14,71 +14,10 @@
  * (one per thread) where each strip's input runs are packed. Bias, residual and the common activations are
  * applied to the tile in registers before it is stored (one pass over memory per layer).
  */
-#include <stddef.h>
-#include <string.h>
+#include "simd.h"
 
 #define MR 6
 #define NR 16
-
-typedef float v8 __attribute__((vector_size(32)));
-
-static inline v8 load8(const float *p) {
-    v8 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
-
-typedef int v8i __attribute__((vector_size(32)));
-
-static inline v8 splat(float a) { return (v8){a, a, a, a, a, a, a, a}; }
-static inline v8 vsel(v8i m, v8 a, v8 b) { return (v8)((m & (v8i)a) | (~m & (v8i)b)); }
-static inline v8 vmin(v8 a, v8 b) { return vsel(a < b, a, b); }
-static inline v8 vmax(v8 a, v8 b) { return vsel(a > b, a, b); }
-
-/* exp(x), Cephes float32: range reduction by ln 2 and a degree-5 polynomial */
-static inline v8 vexp(v8 x) {
-    x = vmin(vmax(x, splat(-87.0f)), splat(88.0f));
-    v8 fx = x * 1.4426950408889634f + 0.5f;
-    v8i n = __builtin_convertvector(fx, v8i);
-    v8 nf = __builtin_convertvector(n, v8);
-    v8i over = nf > fx; /* truncation rounded a negative value up: floor it */
-    n += over;
-    nf += __builtin_convertvector(over, v8);
-    v8 r = x - nf * 0.693359375f - nf * -2.12194440e-4f;
-    v8 p = 1.9875691500e-4f * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    v8 y = p * r * r + r + 1.0f;
-    return y * (v8)((n + 127) << 23);
-}
-
-/* activation codes: the same as the numba epilogue's (ACTIVATION_CODES in activations.py) */
-static inline v8 activate(v8 y, long act, float p0, float p1) {
-    switch (act) {
-    case 1: return vmax(y, splat(0.0f));
-    case 2: return vsel(y < 0.0f, y * p0, y);
-    case 3: return vmin(vmax(y, splat(p0)), splat(p1));
-    case 4: return 1.0f / (1.0f + vexp(-y));
-    case 5: return y / (1.0f + vexp(-y));
-    case 6: return y * vmin(vmax(y * (1.0f / 6.0f) + 0.5f, splat(0.0f)), splat(1.0f));
-    case 7: return vmin(vmax(y * p0 + p1, splat(0.0f)), splat(1.0f));
-    case 8: return 2.0f / (1.0f + vexp(-2.0f * y)) - 1.0f;
-    default: return y;
-    }
-}
-
-/* bias, residual (1: act(y + z), 2: act(y) + z) and activation, in registers */
-static inline v8 finish(v8 y, float b, v8 z, long act, float p0, float p1, long residual) {
-    y += b;
-    if (residual == 1) y += z;
-    y = activate(y, act, p0, p1);
-    if (residual == 2) y += z;
-    return y;
-}
 
 /* out[oc * ocs + dst(g)] for g in [g0, g1) of one image, output channels of MR-blocks
  * [ob0, ob1). Vector reads are allowed for strips with g + NR <= gsafe; later strips are
@@ -133,8 +72,8 @@ static void direct_blocks(const float *base, const long *toff, long T, const flo
                             z0 = load8(z + oc * zcs + dst[0]);
                             z1 = load8(z + oc * zcs + dst[0] + 8);
                         }
-                        store8(o + dst[0], finish(acc[i][0], b, z0, act, p0, p1, residual));
-                        store8(o + dst[0] + 8, finish(acc[i][1], b, z1, act, p0, p1, residual));
+                        store8(o + dst[0], finish(acc[i][0], splat(b), z0, act, p0, p1, residual));
+                        store8(o + dst[0] + 8, finish(acc[i][1], splat(b), z1, act, p0, p1, residual));
                     } else {
                         if (residual) {
                             for (long j = 0; j < NR; j++)
@@ -142,8 +81,8 @@ static void direct_blocks(const float *base, const long *toff, long T, const flo
                             z0 = load8(ztile);
                             z1 = load8(ztile + 8);
                         }
-                        store8(tile, finish(acc[i][0], b, z0, act, p0, p1, residual));
-                        store8(tile + 8, finish(acc[i][1], b, z1, act, p0, p1, residual));
+                        store8(tile, finish(acc[i][0], splat(b), z0, act, p0, p1, residual));
+                        store8(tile + 8, finish(acc[i][1], splat(b), z1, act, p0, p1, residual));
                         for (long j = 0; j < count; j++)
                             if (dst[j] >= 0) o[dst[j]] = tile[j];
                     }
@@ -164,8 +103,8 @@ static void direct_blocks(const float *base, const long *toff, long T, const flo
                         ztile[j] = residual && j < count && dst[j] >= 0 ? z[oc * zcs + dst[j]]
                                                                          : 0.0f;
                     }
-                    v8 y0 = finish(load8(tile), b, load8(ztile), act, p0, p1, residual);
-                    v8 y1 = finish(load8(tile + 8), b, load8(ztile + 8), act, p0, p1, residual);
+                    v8 y0 = finish(load8(tile), splat(b), load8(ztile), act, p0, p1, residual);
+                    v8 y1 = finish(load8(tile + 8), splat(b), load8(ztile + 8), act, p0, p1, residual);
                     store8(tile, y0);
                     store8(tile + 8, y1);
                     for (long j = 0; j < count; j++)
@@ -271,8 +210,8 @@ void conv_depthwise_f32(const float *x, long xcs, long xrs, long h, long w, long
                 z0 = load8(ztile);
                 z1 = load8(ztile + 8);
             }
-            a0 = finish(a0, b, z0, act, p0, p1, residual);
-            a1 = finish(a1, b, z1, act, p0, p1, residual);
+            a0 = finish(a0, splat(b), z0, act, p0, p1, residual);
+            a1 = finish(a1, splat(b), z1, act, p0, p1, residual);
             if (contiguous) {
                 store8(o + dst[0], a0);
                 store8(o + dst[0] + 8, a1);
@@ -288,13 +227,6 @@ void conv_depthwise_f32(const float *x, long xcs, long xrs, long h, long w, long
 
 /* Task wrappers for the native pool (pool.c): arguments as 64-bit slots, floats as the bit
  * pattern of a float32 in the low half. */
-static inline float slotf(long v) {
-    int i = (int)v;
-    float f;
-    memcpy(&f, &i, sizeof f);
-    return f;
-}
-
 #define F(k) ((float *)a[k])
 #define CF(k) ((const float *)a[k])
 

@@ -1,35 +1,6 @@
 /* Memory-bound layers in one vectorized pass each: activations, softmax, nearest upsampling.
  * Compiled on the device with conv_direct.c's flags (-march/-mcpu=native). */
-#include <stddef.h>
-#include <string.h>
-
-typedef float v8 __attribute__((vector_size(32)));
-typedef int v8i __attribute__((vector_size(32)));
-
-static inline v8 ld(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
-static inline void st(float *p, v8 v) { memcpy(p, &v, sizeof v); }
-static inline v8 splat(float a) { return (v8){a, a, a, a, a, a, a, a}; }
-static inline v8 sel(v8i m, v8 a, v8 b) { return (v8)((m & (v8i)a) | (~m & (v8i)b)); }
-static inline v8 vmaxf(v8 a, v8 b) { return sel(a > b, a, b); }
-static inline v8 vminf(v8 a, v8 b) { return sel(a < b, a, b); }
-
-/* exp(x), Cephes float32 (as in conv_direct.c) */
-static inline v8 vexp(v8 x) {
-    x = vminf(vmaxf(x, splat(-87.0f)), splat(88.0f));
-    v8 fx = x * 1.4426950408889634f + 0.5f;
-    v8i n = __builtin_convertvector(fx, v8i);
-    v8 nf = __builtin_convertvector(n, v8);
-    v8i over = nf > fx;
-    n += over;
-    nf += __builtin_convertvector(over, v8);
-    v8 r = x - nf * 0.693359375f - nf * -2.12194440e-4f;
-    v8 p = 1.9875691500e-4f * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    return (p * r * r + r + 1.0f) * (v8)((n + 127) << 23);
-}
+#include "simd.h"
 
 /* y[i] = sigmoid(x[i]) (kind 0) or tanh(x[i]) (kind 1); x and y may be the same array */
 void unary_f32(const float *x, float *y, long n, long kind) {
@@ -38,11 +9,11 @@ void unary_f32(const float *x, float *y, long n, long kind) {
     for (; i < n; i += 8) {
         long m = n - i < 8 ? n - i : 8;
         v8 v;
-        if (m == 8) v = ld(x + i);
-        else { memcpy(tail, x + i, (size_t)m * 4); v = ld(tail); }
+        if (m == 8) v = load8(x + i);
+        else { memcpy(tail, x + i, (size_t)m * 4); v = load8(tail); }
         v8 r = kind == 0 ? 1.0f / (1.0f + vexp(-v)) : 2.0f / (1.0f + vexp(-2.0f * v)) - 1.0f;
-        if (m == 8) st(y + i, r);
-        else { st(tail, r); memcpy(y + i, tail, (size_t)m * 4); }
+        if (m == 8) store8(y + i, r);
+        else { store8(tail, r); memcpy(y + i, tail, (size_t)m * 4); }
     }
 }
 
@@ -53,16 +24,16 @@ void softmax_f32(const float *x, float *y, long outer, long axis, long inner) {
         float *yo = y + o * axis * inner;
         long j = 0;
         for (; j + 8 <= inner; j += 8) {
-            v8 m = ld(xo + j);
-            for (long a = 1; a < axis; a++) m = vmaxf(m, ld(xo + a * inner + j));
+            v8 m = load8(xo + j);
+            for (long a = 1; a < axis; a++) m = vmax(m, load8(xo + a * inner + j));
             v8 s = splat(0.0f);
             for (long a = 0; a < axis; a++) {
-                v8 e = vexp(ld(xo + a * inner + j) - m);
-                st(yo + a * inner + j, e);
+                v8 e = vexp(load8(xo + a * inner + j) - m);
+                store8(yo + a * inner + j, e);
                 s += e;
             }
             v8 r = 1.0f / s;
-            for (long a = 0; a < axis; a++) st(yo + a * inner + j, ld(yo + a * inner + j) * r);
+            for (long a = 0; a < axis; a++) store8(yo + a * inner + j, load8(yo + a * inner + j) * r);
         }
         for (; j < inner; j++) { /* the tail, one position at a time */
             float m = xo[j], s = 0.0f;
@@ -70,7 +41,7 @@ void softmax_f32(const float *x, float *y, long outer, long axis, long inner) {
             for (long a = 0; a < axis; a++) {
                 float t[8] = {xo[a * inner + j] - m};
                 float e[8];
-                st(e, vexp(ld(t)));
+                store8(e, vexp(load8(t)));
                 yo[a * inner + j] = e[0];
                 s += e[0];
             }

@@ -1,0 +1,83 @@
+/* Convolution for small grids (late layers: 7x7 to 20x20 outputs, many channels): vectors
+ * run along output channels instead of positions, so a 10x10 output fills registers as well
+ * as a 160x160 one does.
+ *
+ * pack_positions_f32 gathers, for blocks of PB output positions, every term's input value
+ * (terms and input layout as in conv_direct.c; posoff[p] is output position p's offset in
+ * the input grid) into pk[block][T][PB] — an im2col in register-tile order. conv_ocvec_f32
+ * then keeps a 16-channel x PB-position tile in registers: per term, two weight vectors and
+ * PB broadcast inputs. Weights are packed [ceil(cout / 16)][T][16], zero past cout. */
+#include "simd.h"
+
+#define PB 6
+#define OB 16
+
+void pack_positions_f32(const float *base, const long *toff, long T, const long *posoff,
+                        long P, long pb0, long pb1, float *pk) {
+    for (long pb = pb0; pb < pb1; pb++) {
+        float *dst = pk + pb * T * PB;
+        long off[PB];
+        for (long j = 0; j < PB; j++) off[j] = pb * PB + j < P ? posoff[pb * PB + j] : -1;
+        for (long t = 0; t < T; t++, dst += PB) {
+            const float *src = base + toff[t];
+            for (long j = 0; j < PB; j++) dst[j] = off[j] >= 0 ? src[off[j]] : 0.0f;
+        }
+    }
+}
+
+void conv_ocvec_f32(const float *pk, long T, long npb, const float *wpack, const float *bias,
+                    long ob0, long ob1, long cout, long P, float *out, long ocs, long act,
+                    float p0, float p1, long residual, const float *z, long zcs) {
+    float tile[PB][OB];
+    for (long ob = ob0; ob < ob1; ob++) {
+        long c0 = ob * OB, nc = cout - c0 < OB ? cout - c0 : OB;
+        float bt[OB] = {0};
+        for (long i = 0; i < nc; i++) bt[i] = bias ? bias[c0 + i] : 0.0f;
+        v8 b0 = load8(bt), b1 = load8(bt + 8);
+        for (long pb = 0; pb < npb; pb++) {
+            const float *w = wpack + ob * T * OB;
+            const float *x = pk + pb * T * PB;
+            v8 a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
+            v8 a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
+            for (long t = 0; t < T; t++, w += OB, x += PB) {
+                v8 w0 = load8(w), w1 = load8(w + 8);
+                a00 += x[0] * w0; a01 += x[0] * w1;
+                a10 += x[1] * w0; a11 += x[1] * w1;
+                a20 += x[2] * w0; a21 += x[2] * w1;
+                a30 += x[3] * w0; a31 += x[3] * w1;
+                a40 += x[4] * w0; a41 += x[4] * w1;
+                a50 += x[5] * w0; a51 += x[5] * w1;
+            }
+            v8 acc[PB][2] = {{a00, a01}, {a10, a11}, {a20, a21},
+                             {a30, a31}, {a40, a41}, {a50, a51}};
+            long np = P - pb * PB < PB ? P - pb * PB : PB;
+            for (long j = 0; j < np; j++) {
+                long p = pb * PB + j;
+                v8 z0 = {0}, z1 = {0};
+                if (residual) {
+                    float zt[OB] = {0};
+                    for (long i = 0; i < nc; i++) zt[i] = z[(c0 + i) * zcs + p];
+                    z0 = load8(zt);
+                    z1 = load8(zt + 8);
+                }
+                store8(tile[j], finish(acc[j][0], b0, z0, act, p0, p1, residual));
+                store8(tile[j] + 8, finish(acc[j][1], b1, z1, act, p0, p1, residual));
+            }
+            for (long i = 0; i < nc; i++) {
+                float *o = out + (c0 + i) * ocs + pb * PB;
+                for (long j = 0; j < np; j++) o[j] = tile[j][i];
+            }
+        }
+    }
+}
+
+void pack_positions_task(const long *a) {
+    pack_positions_f32((const float *)a[0], (const long *)a[1], a[2], (const long *)a[3], a[4],
+                       a[5], a[6], (float *)a[7]);
+}
+
+void conv_ocvec_task(const long *a) {
+    conv_ocvec_f32((const float *)a[0], a[1], a[2], (const float *)a[3], (const float *)a[4],
+                   a[5], a[6], a[7], a[8], (float *)a[9], a[10], a[11], slotf(a[12]),
+                   slotf(a[13]), a[14], (const float *)a[15], a[16]);
+}
