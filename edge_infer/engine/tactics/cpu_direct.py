@@ -1,12 +1,20 @@
-"""``direct_native``: direct convolution in a C kernel compiled for this CPU.
+"""Convolution tactics with C kernels compiled for this CPU (``backends/cpu/native.py``).
 
 The input is laid out once so that every (input channel, kernel tap) term reads a contiguous
 run: the zero-padded input for stride 1, its polyphase split (one plane per stride phase) for
-larger strides, or the input itself for a plain 1×1 conv. The kernel
-(``backends/cpu/kernels/conv_direct.c``) keeps a 6-channel × 16-position tile of outputs in
-vector registers and applies bias, residual and activation to the tile before storing it:
-no im2col copy, no accumulation or epilogue passes through memory, one foreign call per
-chunk. Activations the kernel does not implement run in the shared fused epilogue.
+larger strides, or the input itself for a plain 1×1 conv. Then:
+
+- ``direct_native`` (``kernels/conv_direct.c``): a 6-channel × 16-position output tile in
+  vector registers, vectors along positions — for large grids;
+- ``ocvec_native`` (``kernels/conv_ocvec.c``): the terms of 6 positions packed in tile order
+  (a small im2col), a 16-channel × 6-position tile, vectors along output channels — for the
+  small grids of late layers, where positions cannot fill a vector;
+- ``depthwise_native``: one channel at a time, its phases prepared in a cache-resident buffer.
+
+Each applies bias, residual and activation to the tile in registers before storing it: no
+accumulation or epilogue passes through memory. Activations the kernels do not implement run
+in the shared fused epilogue. Every chunk is a :class:`~edge_infer.engine.backends.cpu.native
+.NativeCall`, so a layer runs as one call into the native thread pool.
 """
 
 from __future__ import annotations
@@ -81,12 +89,13 @@ class _NativeConv(_ConvTactic):
         planes, plen = sy * sx * cin, hq * wq
         tail = 2 * NR + wq * (1 + (kh * dy) // sy) + (kw * dx) // sx
         buf = scratch((n * planes * plen + tail,), np.float32, None)  # zero borders stay zero
-        keep = (buf, x)
-        copies: list[Run] = [native.NativeCall("split_phases_f32",
-                        (x.ctypes.data + x.strides[0] * b, x.strides[1] // 4, x.strides[2] // 4,
-                         h, w, pt, pl, sy, sx, hq, wq, cin, c0, c1,
-                         buf.ctypes.data + 4 * b * planes * plen), keep)
-                  for c0, c1 in split(cin, parts) for b in range(n)]
+        copies: list[Run] = []
+        for b in range(n):
+            for c0, c1 in split(cin, parts):
+                args = (x.ctypes.data + x.strides[0] * b, x.strides[1] // 4, x.strides[2] // 4,
+                        h, w, pt, pl, sy, sx, hq, wq, cin, c0, c1,
+                        buf.ctypes.data + 4 * b * planes * plen)
+                copies.append(native.NativeCall("split_phases_f32", args, (buf, x)))
         taps = [((i * dy) % sy * sx + (j * dx) % sx) * cin * plen
                 + ((i * dy) // sy) * wq + (j * dx) // sx
                 for i in range(kh) for j in range(kw)]
