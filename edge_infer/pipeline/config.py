@@ -49,7 +49,16 @@ class _CameraBase(_Model):
                                    description="reconnect backoff")
 
 
-class FileCamera(_CameraBase):
+class _FFmpegCamera(_CameraBase):
+    """A camera decoded by OpenCV's FFmpeg backend."""
+
+    decode_threads: int = Field(
+        1, ge=0, le=16, description="FFmpeg decoder threads of this camera; 0 lets FFmpeg "
+        "choose (one per core). With many cameras one thread each is cheapest: 0.37 vs "
+        "0.71 ms CPU per 640x360 H.264 frame on a 2-core machine")
+
+
+class FileCamera(_FFmpegCamera):
     """A video file, read at its own frame rate (a recorded or synthetic camera)."""
 
     type: Literal["file"] = Field(description="discriminator")
@@ -58,7 +67,7 @@ class FileCamera(_CameraBase):
     realtime: bool = Field(True, description="pace reads at the file's frame rate")
 
 
-class RtspCamera(_CameraBase):
+class RtspCamera(_FFmpegCamera):
     """An RTSP (or HTTP) network camera read through OpenCV's FFmpeg backend."""
 
     type: Literal["rtsp"] = Field(description="discriminator")

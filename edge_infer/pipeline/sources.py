@@ -239,6 +239,8 @@ def open_capture(cam: Any) -> Capture:
     """
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(cam.open_timeout_s * 1000),
               cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(cam.read_timeout_s * 1000)]
+    if getattr(cam, "decode_threads", 0) > 0:  # FFmpeg cameras
+        params += [cv2.CAP_PROP_N_THREADS, int(cam.decode_threads)]
     if isinstance(cam, FileCamera):
         return cv2.VideoCapture(str(cam.path), cv2.CAP_FFMPEG, params)
     if isinstance(cam, RtspCamera):

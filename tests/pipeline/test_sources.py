@@ -404,3 +404,20 @@ def test_real_file_is_decoded(synth_cameras: Path) -> None:
     assert st.size == (320, 180)
     frame = hub.take_all()[0]
     assert frame.image.dtype == np.uint8 and frame.image.shape == (180, 320, 3)
+
+
+@pytest.mark.parametrize("threads", [1, 3, 0])
+def test_decoder_threads_reach_the_real_capture(synth_cameras: Path, threads: int) -> None:
+    """``decode_threads`` is passed to FFmpeg at open (0: FFmpeg's own choice)."""
+    import cv2
+
+    cam = FileCamera(type="file", id="t", path=synth_cameras / "cam00.mp4",
+                     decode_threads=threads)
+    cap = open_capture(cam)
+    try:
+        assert cap.isOpened()
+        got = int(cap.get(cv2.CAP_PROP_N_THREADS))
+        assert got == threads if threads else got >= 1
+        assert cap.grab()
+    finally:
+        cap.release()
