@@ -81,7 +81,8 @@ def daemon_command(args: argparse.Namespace, cache: Path, model: Path, files: li
                    "rebuild_on_mismatch": True,
                    "build": {"min_batch": 1, "opt_batch": min(8, args.max_batch),
                              "max_batch": args.max_batch, "tune": args.tune}},
-        "cameras": [{"type": "file", "id": f"cam{k:02d}", "path": str(f)}
+        "cameras": [{"type": "file", "id": f"cam{k:02d}", "path": str(f),
+                     "decode_threads": args.decode_threads}
                     for k, f in enumerate(files)],
         "batching": {"latency_budget_ms": args.budget_ms},
         "inference": {"workers": args.workers},
@@ -241,6 +242,8 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--budget-ms", type=float, default=250.0)
+    p.add_argument("--decode-threads", type=int, default=1,
+                   help="daemon cameras' FFmpeg decoder threads (0: FFmpeg's choice)")
     p.add_argument("--no-tune", dest="tune", action="store_false",
                    help="skip tactic tuning (faster first build, slower engine)")
     p.add_argument("--cache", default=str(ROOT / "build" / "bench-daemon"))
