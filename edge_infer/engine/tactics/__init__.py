@@ -7,6 +7,7 @@ the runtime binds exactly that tactic.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from edge_infer.engine.ir import Node
@@ -15,6 +16,8 @@ from edge_infer.engine.tactics.cpu_conv import CONV_TACTICS
 from edge_infer.engine.tactics.cpu_direct import DepthwiseNative, DirectNative, OcVecNative
 
 #: (layer kind, backend) → candidates, in the order tried (the first applicable is the default)
+log = logging.getLogger(__name__)
+
 TACTICS: dict[tuple[str, str], tuple[type[Tactic], ...]] = {
     ("conv", "cpu"): (*CONV_TACTICS, DirectNative, OcVecNative, DepthwiseNative),
 }
@@ -45,6 +48,9 @@ def select_tactic(node: Node, backend: str, name: str | None) -> Tactic | None:
     for tactic in options:
         if tactic.name == name:
             return tactic(spec)  # type: ignore[call-arg]
+    if name is not None:  # e.g. native kernels chosen at build, no compiler here now
+        log.warning("layer %s: tactic %s is not available here; running %s instead "
+                    "(correct, maybe slower)", node.name, name, options[0].name)
     return options[0](spec)  # type: ignore[call-arg]
 
 

@@ -205,3 +205,21 @@ def test_cache_folder_follows_the_environment(monkeypatch, tmp_path) -> None:
     assert native.cache_dir() == tmp_path / "unit" / "kernels"
     monkeypatch.setenv("EDGE_INFER_CACHE", str(tmp_path / "mine"))
     assert native.cache_dir() == tmp_path / "mine" / "kernels"
+
+
+def test_a_native_choice_falls_back_where_native_kernels_are_missing(monkeypatch,
+                                                                     caplog) -> None:
+    """An engine whose layers chose native tactics still runs on a machine where they cannot
+    be compiled: each such layer binds its default tactic, with a warning naming both."""
+    import edge_infer
+    from edge_infer.engine.tactics import select_tactic
+    from edge_infer.zoo import build_model
+
+    model = build_model("yolov8n", imgsz=64, nc=3, batch=1, fold_bn=True).SerializeToString()
+    graph = edge_infer.build(model, tune=False).graph(1)
+    node = next(n for n in graph.nodes if n.op_type == "FusedConv")
+    monkeypatch.setattr(native, "library", lambda: None)
+    with caplog.at_level(logging.WARNING):
+        tactic = select_tactic(node, "cpu", "direct_native")
+    assert tactic is not None and not tactic.name.endswith("_native")
+    assert f"tactic direct_native is not available here; running {tactic.name}" in caplog.text
