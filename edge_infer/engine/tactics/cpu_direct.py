@@ -76,10 +76,11 @@ class _NativeConv(_ConvTactic):
         return parts
 
     def _padded_phases(self, x: np.ndarray, scratch: Scratch, parts: int
-                       ) -> tuple[np.ndarray, int, int, np.ndarray, int, list[Run]]:
+                       ) -> tuple[np.ndarray, int, int, np.ndarray, int, list[list[Any]]]:
         """The zero-padded input split into stride phases: (buffer, floats per image,
-        floats per channel plane, offset of each kernel tap, grid width, copy-in chunks).
-        ``x`` must have unit stride along its rows (see :meth:`_unit_rows`)."""
+        floats per channel plane, offset of each kernel tap, grid width, copy-in calls per
+        image split in ``parts`` channel ranges). ``x`` must have unit stride along its rows
+        (see :meth:`_unit_rows`)."""
         s = self.spec
         n, cin, h, w = s.x_shape
         kh, kw = s.kernel
@@ -89,13 +90,14 @@ class _NativeConv(_ConvTactic):
         planes, plen = sy * sx * cin, hq * wq
         tail = 2 * NR + wq * (1 + (kh * dy) // sy) + (kw * dx) // sx
         buf = scratch((n * planes * plen + tail,), np.float32, None)  # zero borders stay zero
-        copies: list[Run] = []
+        copies: list[list[Any]] = []
         for b in range(n):
+            copies.append([])
             for c0, c1 in split(cin, parts):
                 args = (x.ctypes.data + x.strides[0] * b, x.strides[1] // 4, x.strides[2] // 4,
                         h, w, pt, pl, sy, sx, hq, wq, cin, c0, c1,
                         buf.ctypes.data + 4 * b * planes * plen)
-                copies.append(native.NativeCall("split_phases_f32", args, (buf, x)))
+                copies[b].append(native.NativeCall("split_phases_f32", args, (buf, x)))
         taps = [((i * dy) % sy * sx + (j * dx) % sx) * cin * plen
                 + ((i * dy) // sy) * wq + (j * dx) // sx
                 for i in range(kh) for j in range(kw)]
@@ -112,21 +114,29 @@ class _NativeConv(_ConvTactic):
         return xc
 
     def _terms(self, x: np.ndarray, scratch: Scratch, parts: int, before: list[Run]
-               ) -> tuple[np.ndarray, int, np.ndarray, int, int, list[Run]]:
+               ) -> tuple[np.ndarray, int, np.ndarray, int, int, list[list[Any]]]:
         """Where each (channel, tap) term reads: (base, floats per image, term offsets, grid
-        width, gsafe, copy-in chunks). A plain 1x1 conv reads its input in place (gsafe =
-        h * w: no vector read past it); anything else the padded phases (gsafe unbounded)."""
+        width, gsafe, copy-in calls per image). A plain 1x1 conv reads its input in place
+        (gsafe = h * w: no vector read past it, no copies); anything else the padded phases
+        (gsafe unbounded)."""
         s = self.spec
         _, cin, h, w = s.x_shape
         plain = s.kernel == (1, 1) and s.strides == (1, 1) and s.pads == (0, 0, 0, 0)
         x3 = flat3(x) if plain else None
         if x3 is not None:
             toff = np.arange(cin, dtype=np.int64) * (x3.strides[1] // 4)
-            return x3, x3.strides[0] // 4, toff, w, h * w, []
+            return x3, x3.strides[0] // 4, toff, w, h * w, [[] for _ in range(s.x_shape[0])]
         x = self._unit_rows(x, scratch, before)
         base, image, plen, taps, wg, copies = self._padded_phases(x, scratch, parts)
         toff = (np.arange(cin, dtype=np.int64)[:, None] * plen + taps[None, :]).ravel()
         return base, image, toff, wg, 1 << 62, copies
+
+    @staticmethod
+    def _per_image(scratch: Scratch, n: int) -> bool:
+        """Batch mode: one chunk per image (its input preparation, then its convolution,
+        while hot in one core's cache) when images alone keep every thread busy."""
+        workers = getattr(scratch, "workers", 1)
+        return n > 1 and (workers == 1 or n >= 2 * workers)
 
     def _finish_args(self, z3: np.ndarray | None, b: int) -> tuple[Any, ...]:
         zres = z3 if self.residual else None
@@ -149,32 +159,45 @@ class DirectNative(_NativeConv):
         _, cout, ho, wo = s.out_shape
         wpack = pack_weights(s.weight)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
-        parts = self._chunks(scratch)
+        per_image = self._per_image(scratch, n)
+        parts = 1 if per_image else self._chunks(scratch)
         base, image, toff, wg, gsafe, copies = self._terms(x, scratch, parts, before)
         blocks = -(-cout // MR)
         keep = (wpack, bias, toff, base, out3, z3)
-        phases: list[list[Run]] = [copies] if copies else []
-        # one strip-packing buffer per concurrent chunk (chunks of an image run in parallel)
-        packs = [scratch((len(toff) * NR,), np.float32, f"conv_pack{k}") for k in range(parts)]
+        # a strip-packing buffer per concurrent chunk
+        packs = [scratch((len(toff) * NR,), np.float32, f"conv_pack{k}")
+                 for k in range(n if per_image else parts)]
+
+        def conv(b: int, g0: int, g1: int, pack: np.ndarray) -> Any:
+            args = (base.ctypes.data + 4 * b * image, toff.ctypes.data, len(toff),
+                    wpack.ctypes.data, None if bias is None else bias.ctypes.data,
+                    0, blocks, cout, g0, g1, gsafe, wg, wo,
+                    out3.ctypes.data + out3.strides[0] * b, out3.strides[1] // 4,
+                    *self._finish_args(z3, b), pack.ctypes.data)
+            return native.NativeCall("conv_direct_f32", args, (*keep, pack))
+
+        grid = ho * wo if gsafe == ho * wo else ho * wg  # in place 1x1: grid == output
+        if per_image:
+            chunks: list[Run] = []
+            for b in range(n):
+                call = native.NativeSequence([*copies[b], conv(b, 0, grid, packs[b])])
+                chunks.append(call if self.fused else _sequence(
+                    [call, self._epilogue(out3, z3, b, 0, ho * wo)]))
+            return self._assemble(scratch, [chunks], before, after)
+        phases: list[list[Run]] = [[c for per in copies for c in per]]
         for b in range(n):
-            if gsafe == ho * wo:  # the input itself (1x1): grid == output, strips of NR
+            if gsafe == ho * wo:  # strips of NR
                 ranges = [(g0, g1, g0, g1) for g0, g1 in split(ho * wo, parts, align=NR)]
             else:
                 ranges = [(r0 * wg, r1 * wg, r0 * wo, r1 * wo) for r0, r1 in split(ho, parts)]
             chunks = []
             for k, (g0, g1, l0, l1) in enumerate(ranges):
-                pack = packs[k]
-                args = (base.ctypes.data + 4 * b * image, toff.ctypes.data, len(toff),
-                        wpack.ctypes.data, None if bias is None else bias.ctypes.data,
-                        0, blocks, cout, g0, g1, gsafe, wg, wo,
-                        out3.ctypes.data + out3.strides[0] * b, out3.strides[1] // 4,
-                        *self._finish_args(z3, b), pack.ctypes.data)
-                steps: list[Run] = [native.NativeCall("conv_direct_f32", args, (*keep, pack))]
+                steps: list[Run] = [conv(b, g0, g1, packs[k])]
                 if not self.fused:
                     steps.append(self._epilogue(out3, z3, b, l0, l1))
                 chunks.append(_sequence(steps))
             phases.append(chunks)
-        return self._assemble(scratch, phases, before, after)
+        return self._assemble(scratch, [p for p in phases if p], before, after)
 
 
 class OcVecNative(_NativeConv):
@@ -201,32 +224,49 @@ class OcVecNative(_NativeConv):
         npb = -(-positions // PB)
         wpack = pack_weights(s.weight, OB)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
-        parts = self._chunks(scratch)
+        per_image = self._per_image(scratch, n)
+        parts = 1 if per_image else self._chunks(scratch)
         base, image, toff, wg, _, copies = self._terms(x, scratch, parts, before)
         p = np.arange(positions, dtype=np.int64)
         posoff = (p // wo) * wg + p % wo
-        pk = scratch((npb * len(toff) * PB,), np.float32, "ocvec_pack")
-        keep = (wpack, bias, toff, posoff, base, out3, z3, pk)
-        phases: list[list[Run]] = [copies] if copies else []
-        for b in range(n):
-            phases.append([native.NativeCall(
+        packs = [scratch((npb * len(toff) * PB,), np.float32, f"ocvec_pack{k}")
+                 for k in range(n if per_image else 1)]
+        keep = (wpack, bias, toff, posoff, base, out3, z3)
+
+        def pack(b: int, q0: int, q1: int, pk: np.ndarray) -> Any:
+            return native.NativeCall(
                 "pack_positions_f32", (base.ctypes.data + 4 * b * image, toff.ctypes.data,
                                        len(toff), posoff.ctypes.data, positions, q0, q1,
-                                       pk.ctypes.data), keep)
-                for q0, q1 in split(npb, parts)])
+                                       pk.ctypes.data), (*keep, pk))
+
+        def conv(b: int, o0: int, o1: int, pk: np.ndarray) -> Any:
+            args = (pk.ctypes.data, len(toff), npb, wpack.ctypes.data,
+                    None if bias is None else bias.ctypes.data, o0, o1, cout, positions,
+                    out3.ctypes.data + out3.strides[0] * b, out3.strides[1] // 4,
+                    *self._finish_args(z3, b))
+            return native.NativeCall("conv_ocvec_f32", args, (*keep, pk))
+
+        blocks = -(-cout // OB)
+        if per_image:
+            chunks: list[Run] = []
+            for b in range(n):
+                call = native.NativeSequence([*copies[b], pack(b, 0, npb, packs[b]),
+                                              conv(b, 0, blocks, packs[b])])
+                chunks.append(call if self.fused else _sequence(
+                    [call, self._epilogue(out3, z3, b, 0, positions)]))
+            return self._assemble(scratch, [chunks], before, after)
+        phases: list[list[Run]] = [[c for per in copies for c in per]]
+        for b in range(n):
+            phases.append([pack(b, q0, q1, packs[0]) for q0, q1 in split(npb, parts)])
             chunks = []
-            for o0, o1 in split(-(-cout // OB), parts):
-                args = (pk.ctypes.data, len(toff), npb, wpack.ctypes.data,
-                        None if bias is None else bias.ctypes.data, o0, o1, cout, positions,
-                        out3.ctypes.data + out3.strides[0] * b, out3.strides[1] // 4,
-                        *self._finish_args(z3, b))
-                steps: list[Run] = [native.NativeCall("conv_ocvec_f32", args, keep)]
+            for o0, o1 in split(blocks, parts):
+                steps: list[Run] = [conv(b, o0, o1, packs[0])]
                 if not self.fused:
                     steps.append(self._epilogue(out3, z3, b, 0, positions, o0 * OB,
                                                 min(o1 * OB, cout)))
                 chunks.append(_sequence(steps))
             phases.append(chunks)
-        return self._assemble(scratch, phases, before, after)
+        return self._assemble(scratch, [p for p in phases if p], before, after)
 
 
 class DepthwiseNative(_NativeConv):

@@ -38,6 +38,8 @@ CASES = [
     ((1, 8, 25, 27), 10, (5, 5), (3, 3), (2, 1, 0, 2), (1, 1), 1),
     ((1, 8, 21, 21), 9, (3, 3), (2, 2), (2, 2, 2, 2), (2, 2), 1),
     ((1, 6, 19, 23), 6, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    ((4, 8, 12, 12), 13, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),  # batch: chunk per image
+    ((5, 16, 9, 9), 8, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
     ((2, 48, 28, 28), 48, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 48),
     ((1, 40, 29, 29), 40, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 40),
     ((1, 24, 14, 14), 24, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 24),
@@ -114,7 +116,7 @@ def test_every_native_tactic_is_exercised() -> None:
 
 
 @needs_cc
-@pytest.mark.parametrize("case", [CASES[1], CASES[2], CASES[8]], ids=["3x3", "1x1", "dw"])
+@pytest.mark.parametrize("case", [CASES[1], CASES[2], CASES[10]], ids=["3x3", "1x1", "dw"])
 def test_strided_output_and_residual_views(case) -> None:
     """Concat elimination hands convs channel slices of bigger buffers, for out and z."""
     x, w, b, conv = _data(case, seed=3)

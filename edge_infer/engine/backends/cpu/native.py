@@ -179,3 +179,19 @@ def _compile(cc: str, sources: list[Path], target: Path) -> None:
 
 def available() -> bool:
     return library() is not None
+
+
+class NativeSequence:
+    """Native calls run one after another as a single pool task (``seq_task`` in pool.c)."""
+
+    def __init__(self, calls: list[NativeCall]) -> None:
+        self.calls = calls
+        lib = library()
+        assert lib is not None
+        seq = ctypes.cast(lib.seq_task, ctypes.c_void_p).value or 0
+        self.slots = np.array([len(calls), *(v for c in calls for v in c.task)], np.int64)
+        self.task = (seq, self.slots.ctypes.data)
+
+    def __call__(self) -> None:
+        for call in self.calls:
+            call()
