@@ -99,3 +99,25 @@ def test_thread_budget_splits_cores_between_contexts() -> None:
         assert set_thread_budget(cores=2, concurrent_contexts=4).per_context == 1
     finally:
         set_thread_budget(before.cores, before.concurrent_contexts)
+
+
+def test_one_core_per_context_never_runs_branch_lanes(inception) -> None:
+    """With one core for the context (the daemon's workers), a "parallel" plan runs in
+    order — lanes would oversubscribe the budget — and the builder does not pick it."""
+    net, engine, x, ref = inception
+    before = thread_budget()
+    try:
+        set_thread_budget(cores=1)
+        program = CpuProgram(engine.graph(1), "parallel")
+        state = program.new_state()
+        try:
+            assert state.runner is None
+            out = program.run(state, {"data": x})["out"]
+            np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+        finally:
+            state.close()
+        tuned = edge_infer.build(net, tune=True)
+        assert tuned.graph(1).meta["schedule"] == "sequential"
+        assert "schedule_times_us" not in tuned.graph(1).meta
+    finally:
+        set_thread_budget(before.cores, before.concurrent_contexts)

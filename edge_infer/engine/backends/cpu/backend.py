@@ -46,7 +46,7 @@ class CpuBackend(Backend):
             if pool is not None:
                 pool.close()
         graph.meta["schedule"] = (hints or {}).get("schedule", "sequential")
-        if tune and hints is None and _has_parallel_branches(graph):
+        if tune and hints is None and width > 1 and _has_parallel_branches(graph):
             graph.meta["schedule"] = _pick_schedule(graph, rng, cache)
         graph.meta["arena"] = CpuProgram(graph).plan.to_json()
         return {}

@@ -155,12 +155,15 @@ class CpuProgram(Program):
         arena = _touched((max(self.plan.arena_bytes, 64),), np.dtype(np.uint8))
         views = make_views(self.graph, self.plan, arena)
         width = thread_budget().per_context
-        work = WorkPool(width) if width > 1 and self.schedule == "sequential" else None
+        # branch lanes need threads of their own: with one core for this context a
+        # "parallel" plan runs its layers in order (its memory plan is safe either way)
+        lanes_on = self.schedule == "parallel" and width > 1
+        work = WorkPool(width) if width > 1 and not lanes_on else None
         if width > 1:
             single_threaded_blas()
         pools = [ScratchPool(work) for _ in range(self.workers)]
         lane_of: dict[str, int] = {}
-        if self.schedule == "parallel":
+        if lanes_on:
             by_stage: dict[int, list[Node]] = {}
             for layer in self.layers:
                 by_stage.setdefault(self.stages[layer.node.name], []).append(layer.node)
@@ -175,7 +178,7 @@ class CpuProgram(Program):
             runs.append(layer.make(ins, outs, pools[lane_of.get(layer.node.name, 0)]))
             names.append(layer.node.name)
         state = CpuState(arena, views, runs, names, pools[0])
-        if self.schedule == "parallel":
+        if lanes_on:
             grouped: dict[int, list[list[Run]]] = {}
             for layer, run in zip(self.layers, runs, strict=True):
                 stage = grouped.setdefault(self.stages[layer.node.name],
