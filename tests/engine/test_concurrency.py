@@ -121,3 +121,29 @@ def test_one_core_per_context_never_runs_branch_lanes(inception) -> None:
         assert "schedule_times_us" not in tuned.graph(1).meta
     finally:
         set_thread_budget(before.cores, before.concurrent_contexts)
+
+
+def test_a_parallel_plan_on_one_core_runs_stage_by_stage() -> None:
+    """A "parallel" plan's buffers are live per stage, and in YOLOv8n the graph's own order
+    interleaves stages: run on one core it must follow the stages (outputs identical)."""
+    from edge_infer.zoo import build_model
+
+    model = build_model("yolov8n", imgsz=96, nc=3, batch=2, fold_bn=True).SerializeToString()
+    graph = edge_infer.build(model, tune=False).graph(2)
+    x = np.random.default_rng(1).standard_normal((2, 3, 96, 96)).astype(np.float32)
+    before = thread_budget()
+    try:
+        set_thread_budget(cores=1)
+        outs = {}
+        for schedule in ("sequential", "parallel"):
+            program = CpuProgram(graph, schedule)
+            state = program.new_state()
+            try:
+                assert state.runner is None
+                outs[schedule] = program.run(state, {"images": x})
+            finally:
+                state.close()
+    finally:
+        set_thread_budget(before.cores, before.concurrent_contexts)
+    for name, ref in outs["sequential"].items():
+        np.testing.assert_allclose(outs["parallel"][name], ref, rtol=1e-5, atol=1e-5)

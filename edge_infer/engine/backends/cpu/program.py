@@ -177,6 +177,10 @@ class CpuProgram(Program):
             outs = [views[v.name] for v in layer.node.outputs if v.name in views]
             runs.append(layer.make(ins, outs, pools[lane_of.get(layer.node.name, 0)]))
             names.append(layer.node.name)
+        if self.schedule == "parallel" and not lanes_on:
+            # the plan's buffers are live per stage: run stage by stage, in order
+            order = sorted(range(len(runs)), key=lambda k: self.stages[self.layers[k].node.name])
+            runs, names = [runs[k] for k in order], [names[k] for k in order]
         state = CpuState(arena, views, runs, names, pools[0])
         if lanes_on:
             grouped: dict[int, list[list[Run]]] = {}
