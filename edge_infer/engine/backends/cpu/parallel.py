@@ -135,7 +135,9 @@ class WorkPool:
                 return None
             self._native_lib = lib
             self._native = lib.pool_create(self.workers, NATIVE_SPIN_US)
-            weakref.finalize(self, lib.pool_destroy, self._native)
+            # freed with the WorkPool, not at interpreter exit: a daemon thread may still be
+            # inside a layer then, and the process's end stops the C threads anyway
+            weakref.finalize(self, lib.pool_destroy, self._native).atexit = False
         return self._native
 
     def close(self) -> None:
