@@ -147,16 +147,22 @@ def slot(value: Any) -> int:
 
 class NativeCall:
     """A bound call of a native kernel: run it here (``__call__``) or hand ``task`` (function
-    address, argument slots) to the native pool. Keeps what the pointers point into alive."""
+    address, argument slots; for kernels with a ``_task`` wrapper) to the native pool. Keeps
+    what the pointers point into alive."""
 
     def __init__(self, name: str, args: tuple[Any, ...], keep: tuple[Any, ...]) -> None:
         lib = library()
         assert lib is not None
+        self.name = name
         self._fn = getattr(lib, name)
         self._args = tuple(ctypes.c_void_p(a) if a is None else a for a in args)
-        self.slots = np.array([slot(a) for a in args], np.int64)
-        self.task = (task_address(name), self.slots.ctypes.data)
+        self._raw = args
         self.keep = keep
+
+    @functools.cached_property
+    def task(self) -> tuple[int, int]:
+        self.slots = np.array([slot(a) for a in self._raw], np.int64)
+        return task_address(self.name), self.slots.ctypes.data
 
     def __call__(self) -> None:
         self._fn(*self._args)

@@ -46,16 +46,6 @@ def _native_ok(*arrays: Any) -> Any | None:
     return native.library()
 
 
-def _native_call(fn: Any, arrays: tuple[np.ndarray, ...], *ints: int) -> Run:
-    args = (*(a.ctypes.data for a in arrays), *ints)
-
-    def run() -> None:
-        fn(*args)
-
-    run.keep = arrays  # type: ignore[attr-defined]
-    return run
-
-
 _BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide,
            "Max": np.maximum, "Min": np.minimum}
 _UNARY = {"Neg": np.negative, "Abs": np.abs, "Exp": np.exp, "Log": np.log, "Sqrt": np.sqrt,
@@ -93,7 +83,8 @@ def _sigmoid(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
     x, out = ins[0], outs[0]
     lib = _native_ok(x, out)
     if lib is not None and x.shape == out.shape:  # one vectorized pass
-        return _native_call(lib.unary_f32, (x, out), x.size, 0)
+        return native.NativeCall("unary_f32", (x.ctypes.data, out.ctypes.data, x.size, 0),
+                                 (x, out))
 
     def run() -> None:  # 1 / (1 + exp(-x)), in place; exp overflow gives the right limit
         np.negative(x, out=out)
@@ -164,7 +155,8 @@ def _resize(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch
     n, c, h, w = x.shape
     lib = _native_ok(x, out)
     if lib is not None:
-        return _native_call(lib.upsample_nearest_f32, (x, out), n * c, h, w, fh, fw)
+        return native.NativeCall("upsample_nearest_f32", (x.ctypes.data, out.ctypes.data,
+                                                          n * c, h, w, fh, fw), (x, out))
     view = out.reshape(n, c, h, fh, w, fw)
     src = x[:, :, :, None, :, None]
     return lambda: np.copyto(view, src)
@@ -184,9 +176,9 @@ def _maxpool(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
             and node.attrs.get("auto_pad", "NOTSET") == "NOTSET"
             and not (list(strides) == [1, 1] and out.shape == x.shape)):
         n, c, h, w = x.shape
-        return _native_call(lib.maxpool_f32, (x, out), n * c, h, w, out.shape[2],
-                            out.shape[3], k[0], k[1], strides[0], strides[1], pads[0], pads[1],
-                            dil[0], dil[1])
+        args = (x.ctypes.data, out.ctypes.data, n * c, h, w, out.shape[2], out.shape[3],
+                k[0], k[1], strides[0], strides[1], pads[0], pads[1], dil[0], dil[1])
+        return native.NativeCall("maxpool_f32", args, (x, out))
     if (len(outs) != 1 or x.ndim != 4 or len(k) != 2 or k[0] != k[1] or k[0] % 2 == 0
             or list(strides) != [1, 1] or list(pads) != [k[0] // 2] * 4
             or node.attrs.get("dilations", [1, 1]) != [1, 1] or out.shape != x.shape
@@ -224,7 +216,8 @@ def _softmax(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
     lib = _native_ok(x, out)
     if lib is not None and x.shape == out.shape:
         outer, inner = int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis + 1:]))
-        return _native_call(lib.softmax_f32, (x, out), outer, x.shape[axis], inner)
+        return native.NativeCall("softmax_f32", (x.ctypes.data, out.ctypes.data, outer,
+                                                 x.shape[axis], inner), (x, out))
     reduced = list(x.shape)
     reduced[axis] = 1
     tmp = scratch(tuple(reduced), x.dtype, "softmax")

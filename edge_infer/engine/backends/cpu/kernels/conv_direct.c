@@ -19,6 +19,50 @@
 #define MR 6
 #define NR 16
 
+/* Output index of each grid position g .. g + count - 1 of a strip (-1 for the grid's
+ * discarded columns, those >= wo); returns how many are outputs and sets *contiguous when
+ * they are NR consecutive ones. */
+static long strip_targets(long g, long count, long wg, long wo, long *dst, long *contiguous) {
+    long row = g / wg, col = g - row * wg, valid = 0;
+    *contiguous = count == NR;
+    for (long j = 0; j < count; j++) {
+        dst[j] = col < wo ? row * wo + col : -1;
+        valid += dst[j] >= 0;
+        if (dst[j] < 0 || dst[j] != dst[0] + j) *contiguous = 0;
+        if (++col == wg) { col = 0; row++; }
+    }
+    return valid;
+}
+
+/* One strip of one output channel: bias, residual (zc: that channel's plane) and activation
+ * applied to the two accumulator vectors, stored at the strip's targets in o. */
+static inline void store_strip(float *o, const float *zc, const long *dst, long count,
+                               long contiguous, v8 y0, v8 y1, float b, long act, float p0,
+                               float p1, long residual) {
+    v8 z0 = {0}, z1 = {0};
+    if (residual && contiguous) {
+        z0 = load8(zc + dst[0]);
+        z1 = load8(zc + dst[0] + 8);
+    } else if (residual) {
+        float zt[NR];
+        for (long j = 0; j < NR; j++) zt[j] = j < count && dst[j] >= 0 ? zc[dst[j]] : 0.0f;
+        z0 = load8(zt);
+        z1 = load8(zt + 8);
+    }
+    y0 = finish(y0, splat(b), z0, act, p0, p1, residual);
+    y1 = finish(y1, splat(b), z1, act, p0, p1, residual);
+    if (contiguous) {
+        store8(o + dst[0], y0);
+        store8(o + dst[0] + 8, y1);
+        return;
+    }
+    float t[NR];
+    store8(t, y0);
+    store8(t + 8, y1);
+    for (long j = 0; j < count; j++)
+        if (dst[j] >= 0) o[dst[j]] = t[j];
+}
+
 /* out[oc * ocs + dst(g)] for g in [g0, g1) of one image, output channels of MR-blocks
  * [ob0, ob1). Vector reads are allowed for strips with g + NR <= gsafe; later strips are
  * computed one position at a time (no read past the input). */
@@ -27,20 +71,11 @@ static void direct_blocks(const float *base, const long *toff, long T, const flo
                           long gsafe, long wg, long wo, float *out, long ocs, long act,
                           float p0, float p1, long residual, const float *z, long zcs,
                           float *pk) {
-    long dst[NR];
-    float tile[NR], ztile[NR];
+    long dst[NR], contiguous;
+    float tile[NR];
     for (long g = g0; g < g1; g += NR) {
         long count = g1 - g < NR ? g1 - g : NR;
-        long contiguous = 1, valid = 0;
-        long row = g / wg, col = g - row * wg;
-        for (long j = 0; j < count; j++) {
-            dst[j] = col < wo ? row * wo + col : -1;
-            valid += dst[j] >= 0;
-            if (dst[j] < 0 || dst[j] != dst[0] + j) contiguous = 0;
-            if (++col == wg) { col = 0; row++; }
-        }
-        if (!valid) continue;
-        contiguous = contiguous && count == NR;
+        if (!strip_targets(g, count, wg, wo, dst, &contiguous)) continue;
         if (g + NR <= gsafe) {
             /* the strip's T runs packed contiguously: sequential, aligned loads for every
              * channel block instead of T scattered (often line-crossing) ones */
@@ -61,31 +96,11 @@ static void direct_blocks(const float *base, const long *toff, long T, const flo
                 }
                 v8 acc[MR][2] = {{a00, a01}, {a10, a11}, {a20, a21},
                                  {a30, a31}, {a40, a41}, {a50, a51}};
-                for (long i = 0; i < MR; i++) {
+                for (long i = 0; i < MR && ob * MR + i < cout; i++) {
                     long oc = ob * MR + i;
-                    if (oc >= cout) break;
-                    float b = bias ? bias[oc] : 0.0f;
-                    float *o = out + oc * ocs;
-                    v8 z0 = {0}, z1 = {0};
-                    if (contiguous) {
-                        if (residual) {
-                            z0 = load8(z + oc * zcs + dst[0]);
-                            z1 = load8(z + oc * zcs + dst[0] + 8);
-                        }
-                        store8(o + dst[0], finish(acc[i][0], splat(b), z0, act, p0, p1, residual));
-                        store8(o + dst[0] + 8, finish(acc[i][1], splat(b), z1, act, p0, p1, residual));
-                    } else {
-                        if (residual) {
-                            for (long j = 0; j < NR; j++)
-                                ztile[j] = j < count && dst[j] >= 0 ? z[oc * zcs + dst[j]] : 0.0f;
-                            z0 = load8(ztile);
-                            z1 = load8(ztile + 8);
-                        }
-                        store8(tile, finish(acc[i][0], splat(b), z0, act, p0, p1, residual));
-                        store8(tile + 8, finish(acc[i][1], splat(b), z1, act, p0, p1, residual));
-                        for (long j = 0; j < count; j++)
-                            if (dst[j] >= 0) o[dst[j]] = tile[j];
-                    }
+                    store_strip(out + oc * ocs, z ? z + oc * zcs : 0, dst, count, contiguous,
+                                acc[i][0], acc[i][1], bias ? bias[oc] : 0.0f, act, p0, p1,
+                                residual);
                 }
             }
         } else {
@@ -100,15 +115,9 @@ static void direct_blocks(const float *base, const long *toff, long T, const flo
                         if (j < count && dst[j] >= 0)
                             for (long t = 0; t < T; t++) s += w[t * MR] * base[toff[t] + g + j];
                         tile[j] = s;
-                        ztile[j] = residual && j < count && dst[j] >= 0 ? z[oc * zcs + dst[j]]
-                                                                         : 0.0f;
                     }
-                    v8 y0 = finish(load8(tile), splat(b), load8(ztile), act, p0, p1, residual);
-                    v8 y1 = finish(load8(tile + 8), splat(b), load8(ztile + 8), act, p0, p1, residual);
-                    store8(tile, y0);
-                    store8(tile + 8, y1);
-                    for (long j = 0; j < count; j++)
-                        if (dst[j] >= 0) out[oc * ocs + dst[j]] = tile[j];
+                    store_strip(out + oc * ocs, z ? z + oc * zcs : 0, dst, count, contiguous,
+                                load8(tile), load8(tile + 8), b, act, p0, p1, residual);
                 }
             }
         }
@@ -179,48 +188,22 @@ void conv_depthwise_f32(const float *x, long xcs, long xrs, long h, long w, long
                         long T, const float *wts, const float *bias, long c0, long c1, long ho,
                         long wo, float *out, long ocs, long act, float p0, float p1,
                         long residual, const float *z, long zcs) {
-    float tile[NR], ztile[NR];
-    long dst[NR];
+    long dst[NR], contiguous;
     long plen = hq * wq, g1 = ho * wq;
     for (long c = c0; c < c1; c++) {
         split_phases(x + c * xcs, xrs, h, w, pt, pl, sy, sx, hq, wq, planes, plen);
         const float *wc = wts + c * T;
-        float b = bias ? bias[c] : 0.0f;
-        float *o = out + c * ocs;
-        const float *zc = z ? z + c * zcs : 0;
-        long row = 0, col = 0;
         for (long g = 0; g < g1; g += NR) {
             long count = g1 - g < NR ? g1 - g : NR;
-            long contiguous = count == NR;
-            for (long j = 0; j < count; j++) {
-                dst[j] = col < wo ? row * wo + col : -1;
-                if (dst[j] < 0 || dst[j] != dst[0] + j) contiguous = 0;
-                if (++col == wq) { col = 0; row++; }
-            }
+            strip_targets(g, count, wq, wo, dst, &contiguous);
             v8 a0 = {0}, a1 = {0};
             for (long t = 0; t < T; t++) {
                 const float *p = planes + toff[t] + g;
                 a0 += wc[t] * load8(p);
                 a1 += wc[t] * load8(p + 8);
             }
-            v8 z0 = {0}, z1 = {0};
-            if (residual) {
-                for (long j = 0; j < NR; j++)
-                    ztile[j] = j < count && dst[j] >= 0 ? zc[dst[j]] : 0.0f;
-                z0 = load8(ztile);
-                z1 = load8(ztile + 8);
-            }
-            a0 = finish(a0, splat(b), z0, act, p0, p1, residual);
-            a1 = finish(a1, splat(b), z1, act, p0, p1, residual);
-            if (contiguous) {
-                store8(o + dst[0], a0);
-                store8(o + dst[0] + 8, a1);
-            } else {
-                store8(tile, a0);
-                store8(tile + 8, a1);
-                for (long j = 0; j < count; j++)
-                    if (dst[j] >= 0) o[dst[j]] = tile[j];
-            }
+            store_strip(out + c * ocs, z ? z + c * zcs : 0, dst, count, contiguous, a0, a1,
+                        bias ? bias[c] : 0.0f, act, p0, p1, residual);
         }
     }
 }
