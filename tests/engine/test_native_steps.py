@@ -92,3 +92,29 @@ def test_maxpool_matches_onnxruntime(monkeypatch, native_on, attrs) -> None:
     np.testing.assert_array_equal(got, want)
     if native_on and attrs["kernel_shape"] != [5, 5]:  # SPPF keeps its separable path
         assert "maxpool_f32" in used
+
+
+@pytest.mark.parametrize("native_on", [True, False], ids=["native", "numpy"])
+def test_upsample_into_a_concat_slice(monkeypatch, native_on) -> None:
+    """The YOLO neck: nearest upsampling written straight into its channel slice of a
+    Concat's buffer (strided images) — the native kernel takes image and channel strides."""
+    used = _use_native(monkeypatch, native_on)
+    graph = helper.make_graph(
+        [helper.make_node("Resize", ["x", "", "scales"], ["up"], mode="nearest",
+                          coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+         helper.make_node("Concat", ["y", "up", "y"], ["cat"], axis=1)], "neck",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 6, 7]),
+         helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 12, 14])],
+        [helper.make_tensor_value_info("cat", TensorProto.FLOAT, None)],
+        [helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    data = model.SerializeToString()
+    rng = np.random.default_rng(4)
+    feeds = {"x": rng.standard_normal((2, 5, 6, 7)).astype(np.float32),
+             "y": rng.standard_normal((2, 3, 12, 14)).astype(np.float32)}
+    got = edge_infer.build(data, tune=False).create_context().execute(feeds)["cat"]
+    want = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    np.testing.assert_array_equal(got, want)
+    if native_on:
+        assert "upsample_nearest_f32" in used

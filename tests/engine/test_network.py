@@ -57,7 +57,8 @@ def test_layers_cover_the_common_cnn_vocabulary() -> None:
     probs = engine.create_context().execute({"x": x_val})["probs"]
     sess = ort.InferenceSession(export_onnx(net.graph).SerializeToString(),
                                 providers=["CPUExecutionProvider"])
-    np.testing.assert_allclose(probs, sess.run(None, {"x": x_val})[0], rtol=1e-5, atol=1e-6)
+    # rtol 1e-4: the tuner may pick winograd_native for the 3x3 conv (see assert_fp32_close)
+    np.testing.assert_allclose(probs, sess.run(None, {"x": x_val})[0], rtol=1e-4, atol=1e-6)
     assert probs.shape == (1, 5)
 
 

@@ -21,7 +21,7 @@ from edge_infer.errors import (
     EngineFileError,
     UnsupportedOpError,
 )
-from tests.engine.conftest import small_model, small_model_expected
+from tests.engine.conftest import assert_fp32_close, small_model, small_model_expected
 
 RNG = np.random.default_rng(7)
 
@@ -50,7 +50,7 @@ def test_build_save_load_execute_matches_onnxruntime(ranged_engine) -> None:
     for batch in (1, 3, 4):
         x = x_of(batch)
         y = ctx.execute({"x": x})["y"]
-        np.testing.assert_allclose(y, small_model_expected(x), rtol=1e-5, atol=1e-5)
+        assert_fp32_close(y, small_model_expected(x))
 
 
 def test_shape_subgraph_is_gone_from_the_plan(ranged_engine) -> None:
@@ -106,11 +106,10 @@ def test_contexts_run_concurrently_and_async(ranged_engine) -> None:
     for t in threads:
         t.join()
     for k in range(4):
-        np.testing.assert_allclose(results[k], expected[k], rtol=1e-5, atol=1e-5)
+        assert_fp32_close(results[k], expected[k])
     with engine.create_context() as ctx:
         future = ctx.execute_async({"x": inputs[0]})
-        np.testing.assert_allclose(future.result(timeout=30)["y"], expected[0], rtol=1e-5,
-                                   atol=1e-5)
+        assert_fp32_close(future.result(timeout=30)["y"], expected[0])
 
 
 def _rewrite(path: str, dest: str, **build_changes) -> str:
@@ -184,4 +183,4 @@ def test_dynamic_batch_defaults_to_one_and_wide_ranges_pad(tmp_path) -> None:
     assert wide.batch_sizes == [1, 2, 4, 8, 16, 32, 40]
     x = x_of(5)  # served by the batch-8 plan, padded and sliced back
     y = wide.create_context().execute({"x": x})["y"]
-    np.testing.assert_allclose(y, small_model_expected(x), rtol=1e-5, atol=1e-5)
+    assert_fp32_close(y, small_model_expected(x))

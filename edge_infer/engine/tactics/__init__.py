@@ -14,12 +14,14 @@ from edge_infer.engine.ir import Node
 from edge_infer.engine.tactics.base import ConvSpec, Tactic, conv_spec
 from edge_infer.engine.tactics.cpu_conv import CONV_TACTICS
 from edge_infer.engine.tactics.cpu_direct import DepthwiseNative, DirectNative, OcVecNative
+from edge_infer.engine.tactics.cpu_winograd import WinogradNative
 
 #: (layer kind, backend) → candidates, in the order tried (the first applicable is the default)
 log = logging.getLogger(__name__)
 
 TACTICS: dict[tuple[str, str], tuple[type[Tactic], ...]] = {
-    ("conv", "cpu"): (*CONV_TACTICS, DirectNative, OcVecNative, DepthwiseNative),
+    ("conv", "cpu"): (*CONV_TACTICS, DirectNative, OcVecNative, DepthwiseNative,
+                       WinogradNative),
 }
 
 

@@ -20,6 +20,7 @@ from edge_infer.engine.tactics.cpu_direct import (
     OcVecNative,
     pack_weights,
 )
+from edge_infer.engine.tactics.cpu_winograd import WinogradNative, transform_weights
 from tests.engine.tactics.test_cpu_conv import expected
 
 CONV = get_registry().resolve("", "Conv", 17).kernel
@@ -43,6 +44,9 @@ CASES = [
     ((2, 48, 28, 28), 48, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 48),
     ((1, 40, 29, 29), 40, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 40),
     ((1, 24, 14, 14), 24, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 24),
+    # Winograd: tiles past the output's edges, asymmetric pads, tiles spanning images
+    ((3, 13, 10, 18), 17, (3, 3), (1, 1), (1, 2, 0, 1), (1, 1), 1),
+    ((2, 48, 40, 40), 50, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
 ]
 ACTS = [("", ()), ("silu", ()), ("relu", ()), ("leaky_relu", (0.2,)), ("clip", (0.0, 6.0)),
         ("hard_swish", ()), ("hard_sigmoid", (0.3, 0.4)), ("sigmoid", ()), ("tanh", ()),
@@ -61,7 +65,7 @@ def _data(case, seed=0):
     return x, w, b, conv
 
 
-NATIVE = (DirectNative, OcVecNative, DepthwiseNative)
+NATIVE = (DirectNative, OcVecNative, DepthwiseNative, WinogradNative)
 
 
 def _natives(spec):
@@ -132,6 +136,24 @@ def test_strided_output_and_residual_views(case) -> None:
         tactic(spec).bind([x, w, b, z], [view], ScratchPool())()
         np.testing.assert_allclose(view, want, rtol=1e-4, atol=1e-4, err_msg=tactic.name)
         assert (big[:, :1] == -7).all() and (big[:, 1 + cout:] == -7).all(), tactic.name
+
+
+def test_winograd_transforms_are_exact_in_float64() -> None:
+    """A^T [(G g G^T) ⊙ (B^T d B)] A is the 4x4 correlation of a 6x6 patch with a 3x3
+    filter — the identity the kernel relies on — and U is packed [36][Cout/6][Cin][6]."""
+    from edge_infer.engine.tactics.cpu_winograd import AT, BT, G
+
+    rng = np.random.default_rng(5)
+    d, g = rng.standard_normal((6, 6)), rng.standard_normal((3, 3))
+    y = AT @ ((G @ g @ G.T) * (BT @ d @ BT.T)) @ AT.T
+    want = np.array([[(d[i:i + 3, j:j + 3] * g).sum() for j in range(4)] for i in range(4)])
+    np.testing.assert_allclose(y, want, rtol=0, atol=1e-12)
+    w = rng.standard_normal((7, 2, 3, 3)).astype(np.float32)
+    u = transform_weights(w)
+    assert u.shape == (36, 2, 2, 6)
+    full = np.einsum("ai,ocij,bj->aboc", G, w.astype(np.float64), G)
+    np.testing.assert_allclose(u[4 * 6 + 1, 1, 1, 0], full[4, 1, 6, 1], rtol=1e-6)
+    assert (u[:, 1, :, 1:] == 0).all()  # channels past Cout are zero
 
 
 def test_pack_weights_layout() -> None:

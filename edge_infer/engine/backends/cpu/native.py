@@ -40,13 +40,15 @@ _SIGNATURES: dict[str, list[Any]] = {
                         _L, _P, _L, _P],
     "unary_f32": [_P, _P, _L, _L],
     "softmax_f32": [_P, _P, _L, _L, _L],
-    "upsample_nearest_f32": [_P, _P, _L, _L, _L, _L, _L],
+    "upsample_nearest_f32": [_P, _P, *[_L] * 10],
     "maxpool_f32": [_P, _P, *[_L] * 13],
     "pack_positions_f32": [_P, _P, _L, _P, _L, _L, _L, _P],
     "conv_ocvec_f32": [_P, _L, _L, _P, _P, _L, _L, _L, _L, _P, _L, _L, _F, _F, _L, _P, _L],
     "split_phases_f32": [_P, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _P],
     "conv_depthwise_f32": [_P, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _P, _P, _L, _P, _P,
                            _L, _L, _L, _L, _P, _L, _L, _F, _F, _L, _P, _L],
+    "conv_winograd_f32": [_P, *[_L] * 8, _P, _P, *[_L] * 5, _P, _L, _L, _L, _F, _F, _L, _P,
+                          _L, _L, _P],
 }
 
 
@@ -117,6 +119,8 @@ def library() -> Any | None:
         fn = getattr(lib, name)
         fn.restype = None
         fn.argtypes = argtypes
+    lib.winograd_work_f32.restype = _L
+    lib.winograd_work_f32.argtypes = [_L, _L]
     lib.pool_create.restype = _P
     lib.pool_create.argtypes = [_L, _L]
     lib.pool_run.restype = None

@@ -46,6 +46,18 @@ def _native_ok(*arrays: Any) -> Any | None:
     return native.library()
 
 
+def _planes_ok(*arrays: Any) -> bool:
+    """Every array a float32 (N, C, H, W) ndarray whose (H, W) planes are contiguous (a
+    channel slice of a bigger buffer qualifies)."""
+    for a in arrays:
+        if not (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.ndim == 4):
+            return False
+        w = a.shape[3]
+        if a.strides[3] != 4 or a.strides[2] != 4 * w or a.strides[0] % 4 or a.strides[1] % 4:
+            return False
+    return True
+
+
 _BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide,
            "Max": np.maximum, "Min": np.minimum}
 _UNARY = {"Neg": np.negative, "Abs": np.abs, "Exp": np.exp, "Log": np.log, "Sqrt": np.sqrt,
@@ -153,10 +165,10 @@ def _resize(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch
     ):
         return None  # other modes pick other source pixels: keep the reference
     n, c, h, w = x.shape
-    lib = _native_ok(x, out)
-    if lib is not None:
-        return native.NativeCall("upsample_nearest_f32", (x.ctypes.data, out.ctypes.data,
-                                                          n * c, h, w, fh, fw), (x, out))
+    if _planes_ok(x, out) and native.library() is not None:  # channel slices (concat) too
+        return native.NativeCall("upsample_nearest_f32", (
+            x.ctypes.data, out.ctypes.data, n, c, x.strides[0] // 4, x.strides[1] // 4,
+            out.strides[0] // 4, out.strides[1] // 4, h, w, fh, fw), (x, out))
     view = out.reshape(n, c, h, fh, w, fw)
     src = x[:, :, :, None, :, None]
     return lambda: np.copyto(view, src)

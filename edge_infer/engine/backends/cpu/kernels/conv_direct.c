@@ -63,6 +63,31 @@ static inline void store_strip(float *o, const float *zc, const long *dst, long 
         if (dst[j] >= 0) o[dst[j]] = t[j];
 }
 
+/* A full register tile (MR channels x NR consecutive outputs at o, channel stride ocs):
+ * bias, residual and activation on all 2 MR vectors together (activate_n), then stored. */
+static inline void store_tile(float *o, long ocs, const float *zc, long zcs, v8 acc[MR][2],
+                              const float *bias, long act, float p0, float p1, long residual) {
+    v8 y[2 * MR], z[2 * MR];
+    for (long i = 0; i < MR; i++) {
+        v8 b = splat(bias ? bias[i] : 0.0f);
+        y[2 * i] = acc[i][0] + b;
+        y[2 * i + 1] = acc[i][1] + b;
+        if (residual) {
+            z[2 * i] = load8(zc + i * zcs);
+            z[2 * i + 1] = load8(zc + i * zcs + 8);
+        }
+    }
+    if (residual == 1)
+        for (long i = 0; i < 2 * MR; i++) y[i] += z[i];
+    activate_n(y, 2 * MR, act, p0, p1);
+    if (residual == 2)
+        for (long i = 0; i < 2 * MR; i++) y[i] += z[i];
+    for (long i = 0; i < MR; i++) {
+        store8(o + i * ocs, y[2 * i]);
+        store8(o + i * ocs + 8, y[2 * i + 1]);
+    }
+}
+
 /* out[oc * ocs + dst(g)] for g in [g0, g1) of one image, output channels of MR-blocks
  * [ob0, ob1). Vector reads are allowed for strips with g + NR <= gsafe; later strips are
  * computed one position at a time (no read past the input). */
@@ -96,6 +121,12 @@ static void direct_blocks(const float *base, const long *toff, long T, const flo
                 }
                 v8 acc[MR][2] = {{a00, a01}, {a10, a11}, {a20, a21},
                                  {a30, a31}, {a40, a41}, {a50, a51}};
+                if (contiguous && ob * MR + MR <= cout) { /* the whole tile at once */
+                    store_tile(out + ob * MR * ocs + dst[0], ocs,
+                               z ? z + ob * MR * zcs + dst[0] : 0, zcs, acc,
+                               bias ? bias + ob * MR : 0, act, p0, p1, residual);
+                    continue;
+                }
                 for (long i = 0; i < MR && ob * MR + i < cout; i++) {
                     long oc = ob * MR + i;
                     store_strip(out + oc * ocs, z ? z + oc * zcs : 0, dst, count, contiguous,

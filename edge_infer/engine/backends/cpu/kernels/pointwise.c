@@ -51,12 +51,12 @@ void softmax_f32(const float *x, float *y, long outer, long axis, long inner) {
 }
 
 /* nearest upsampling by integer factors: planes of h x w → (h*fh) x (w*fw) */
-void upsample_nearest_f32(const float *x, float *y, long planes, long h, long w, long fh,
-                          long fw) {
+void upsample_nearest_f32(const float *x, float *y, long n, long c, long xis, long xcs,
+                          long yis, long ycs, long h, long w, long fh, long fw) {
     long wo = w * fw;
-    for (long p = 0; p < planes; p++) {
-        const float *xp = x + p * h * w;
-        float *yp = y + p * h * fh * wo;
+    for (long p = 0; p < n * c; p++) {
+        const float *xp = x + (p / c) * xis + (p % c) * xcs;
+        float *yp = y + (p / c) * yis + (p % c) * ycs;
         for (long i = 0; i < h; i++) {
             float *row = yp + i * fh * wo;
             const float *src = xp + i * w;

@@ -20,18 +20,30 @@ typedef int v8i __attribute__((vector_size(32)));
 
 static inline v8 splat(float a) { return (v8){a, a, a, a, a, a, a, a}; }
 static inline v8 vsel(v8i m, v8 a, v8 b) { return (v8)((m & (v8i)a) | (~m & (v8i)b)); }
+
+#if defined(__AVX__)
+#include <immintrin.h>
+/* one instruction each where the generic forms below take four */
+static inline v8 vmin(v8 a, v8 b) { return (v8)_mm256_min_ps((__m256)a, (__m256)b); }
+static inline v8 vmax(v8 a, v8 b) { return (v8)_mm256_max_ps((__m256)a, (__m256)b); }
+static inline v8 vround(v8 a) {
+    return (v8)_mm256_round_ps((__m256)a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+#else
 static inline v8 vmin(v8 a, v8 b) { return vsel(a < b, a, b); }
 static inline v8 vmax(v8 a, v8 b) { return vsel(a > b, a, b); }
+/* round to nearest for |a| < 2^22 (exp's range reduction): add and subtract 1.5 * 2^23 */
+static inline v8 vround(v8 a) {
+    v8 big = splat(12582912.0f);
+    return (a + big) - big;
+}
+#endif
 
-/* exp(x), Cephes float32: range reduction by ln 2 and a degree-5 polynomial */
+/* exp(x), Cephes float32: x = n ln 2 + r with n rounded to nearest, |r| <= ln 2 / 2, and a
+ * degree-5 polynomial for exp(r) */
 static inline v8 vexp(v8 x) {
     x = vmin(vmax(x, splat(-87.0f)), splat(88.0f));
-    v8 fx = x * 1.4426950408889634f + 0.5f;
-    v8i n = __builtin_convertvector(fx, v8i);
-    v8 nf = __builtin_convertvector(n, v8);
-    v8i over = nf > fx; /* truncation rounded a negative value up: floor it */
-    n += over;
-    nf += __builtin_convertvector(over, v8);
+    v8 nf = vround(x * 1.4426950408889634f);
     v8 r = x - nf * 0.693359375f - nf * -2.12194440e-4f;
     v8 p = 1.9875691500e-4f * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
@@ -39,7 +51,7 @@ static inline v8 vexp(v8 x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     v8 y = p * r * r + r + 1.0f;
-    return y * (v8)((n + 127) << 23);
+    return y * (v8)((__builtin_convertvector(nf, v8i) + 127) << 23);
 }
 
 /* activation codes: the same as the numba epilogue's (ACTIVATION_CODES in activations.py) */
@@ -64,6 +76,26 @@ static inline v8 finish(v8 y, v8 b, v8 z, long act, float p0, float p1, long res
     y = activate(y, act, p0, p1);
     if (residual == 2) y += z;
     return y;
+}
+
+/* activate() on n vectors: the activation is chosen once and the n evaluations are
+ * independent, so their long dependency chains (exp, division) overlap in the core */
+static inline __attribute__((always_inline)) void activate_n(v8 *y, long n, long act, float p0,
+                                                           float p1) {
+    switch (act) {
+    case 0: return;
+    case 5:
+        for (long i = 0; i < n; i++) y[i] = y[i] / (1.0f + vexp(-y[i]));
+        return;
+    case 4:
+        for (long i = 0; i < n; i++) y[i] = 1.0f / (1.0f + vexp(-y[i]));
+        return;
+    case 1:
+        for (long i = 0; i < n; i++) y[i] = vmax(y[i], splat(0.0f));
+        return;
+    default:
+        for (long i = 0; i < n; i++) y[i] = activate(y[i], act, p0, p1);
+    }
 }
 
 /* a float32 passed in a 64-bit task slot (the low 32 bits hold its bit pattern) */
