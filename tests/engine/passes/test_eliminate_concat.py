@@ -91,3 +91,67 @@ def test_conflict_goes_to_the_bigger_copy() -> None:
     assert _noop(out, "concat") and not _noop(out, "split")
     assert _alias(out, "b1") == {"value": "y", "axis": 1, "start": 0, "stop": 2}
     assert _alias(out, "red") is None
+
+
+def _c2f_nodes(pieces: str) -> list:
+    """YOLOv8's C2f: a 1x1 conv's output in two halves (Split, or two Slices), the second
+    through a bottleneck, all concatenated with the bottleneck's output."""
+    if pieces == "split":
+        cut = [helper.make_node("Split", ["a", "sizes"], ["h0", "h1"], axis=1, name="cut")]
+    else:
+        cut = [helper.make_node("Slice", ["a", "s0", "e0", "ax"], ["h0"], name="cut0"),
+               helper.make_node("Slice", ["a", "e0", "e1", "ax"], ["h1"], name="cut1")]
+    return [helper.make_node("Conv", ["x", "w1"], ["a"], name="cv1"), *cut,
+            helper.make_node("Conv", ["h1", "w2"], ["m"], name="m0", pads=[1, 1, 1, 1]),
+            helper.make_node("Concat", ["h0", "h1", "m"], ["cat"], axis=1, name="concat"),
+            helper.make_node("Conv", ["cat", "w3"], ["y"], name="cv2")]
+
+
+C2F_INITS = {"w1": rand(8, 3, 1, 1), "w2": rand(4, 4, 3, 3), "w3": rand(5, 12, 1, 1),
+             "sizes": np.array([4, 4], np.int64), "s0": np.array([0], np.int64),
+             "e0": np.array([4], np.int64), "e1": np.array([8], np.int64),
+             "ax": np.array([1], np.int64)}
+
+
+def test_pieces_of_one_value_stay_in_place_in_the_concat() -> None:
+    for pieces in ("split", "slices"):
+        g = build(_c2f_nodes(pieces), {"x": (2, 3, 5, 5)}, ["y"], C2F_INITS)
+        out = check_pass(g, EliminateConcat())
+        assert _alias(out, "a") == {"value": "cat", "axis": 1, "start": 0, "stop": 8}, pieces
+        assert _alias(out, "m") == {"value": "cat", "axis": 1, "start": 8, "stop": 12}
+        assert _alias(out, "h0") == {"value": "a", "axis": 1, "start": 0, "stop": 4}
+        assert _alias(out, "h1") == {"value": "a", "axis": 1, "start": 4, "stop": 8}
+        cut = ["cut"] if pieces == "split" else ["cut0", "cut1"]
+        assert all(_noop(out, n) for n in [*cut, "concat"])
+
+
+def test_pieces_that_do_not_cover_their_source_are_not_put_in_place() -> None:
+    nodes = [helper.make_node("Concat", ["h1", "h0", "m"], ["cat"], axis=1, name="concat")
+             if n.name == "concat" else n for n in _c2f_nodes("slices")]
+    g = build(nodes, {"x": (2, 3, 5, 5)}, ["y"], C2F_INITS)
+    out = check_pass(g, EliminateConcat())
+    assert _alias(out, "a") is None  # out of order: the Slices copy into the Concat
+    assert _alias(out, "h1") == {"value": "cat", "axis": 1, "start": 0, "stop": 4}
+    assert not _noop(out, "cut0") and _noop(out, "concat")
+
+
+def test_c2f_in_place_runs_right_in_the_engine() -> None:
+    """The layout contract end to end: cv1 writes into the Concat's buffer, the halves are
+    views of it, the bottleneck reads one and writes its own slice — matches onnxruntime."""
+    import onnxruntime as ort
+
+    import edge_infer
+    from tests.engine.passes.helpers import make_model
+
+    x = np.random.default_rng(3).standard_normal((2, 3, 5, 5)).astype(np.float32)
+    for pieces in ("split", "slices"):
+        model = make_model(_c2f_nodes(pieces), {"x": (2, 3, 5, 5)}, ["y"], C2F_INITS)
+        engine = edge_infer.build(model, tune=False)
+        graph = engine.graph(2)
+        got = engine.create_context().execute({"x": x})["y"]
+        want = ort.InferenceSession(model.SerializeToString(),
+                                    providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+        cut = "Split" if pieces == "split" else "Slice"
+        noops = sorted(n.op_type for n in graph.nodes if n.meta.get("noop"))
+        assert noops == sorted(["Concat", cut] + ([cut] if cut == "Slice" else [])), pieces

@@ -100,9 +100,10 @@ def test_c2f_block() -> None:
                                               "m.cv2.mul", "res_add"]
     assert fused["box_merged"].meta["members"][::4] == ["box", "cls"]
     noop = sorted(n.name for n in out.nodes if n.meta.get("noop"))
-    assert noop == ["box_split", "head_cat", "split"]
+    assert noop == ["box_split", "cat", "head_cat", "split"]  # C2f's halves stay in place
     assert out.value("s1").meta["alias_of"] == {"value": "cv1.out", "axis": 1, "start": 8,
                                                 "stop": 16}
+    assert out.value("cv1.out").meta["alias_of"]["value"] == "cat"
     assert out.value("box.pred.out").meta["alias_of"]["value"] == "y"
     assert_same_outputs(reference, out)
     feeds = {"x": rand(1, 8, 16, 16, seed=7)}
