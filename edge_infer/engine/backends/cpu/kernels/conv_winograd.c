@@ -3,14 +3,16 @@
  *
  * Tiles are numbered across the batch (image, tile row, tile column) and taken TB at a time.
  * For a block of TB tiles, all in cache:
- *   1. input transform  V[36][cin][TB] = B^T d B of each tile's 6x6 input patch (zero
- *      outside the image: the padding is never materialised);
+ *   1. input transform  V[36][cin][TB] = B^T d B of each tile's 6x6 input patch: each
+ *      patch row is one vector load, an 8x8 transpose puts 8 tiles across the vector (zero
+ *      outside the image: the padding is never materialised, edge tiles go through a
+ *      zero-filled copy);
  *   2. 36 matrix products M[36][cout][TB] = U[36] V[36], U = G g G^T the transformed weights
  *      packed [36][ceil(cout / 6)][cin][6] (a 6-channel x 16-tile register tile, as
  *      conv_direct.c);
- *   3. output transform Y = A^T M A per output channel, then bias, residual and activation
- *      (finish() in simd.h) on vectors across tiles, scattered to the output rows.
- * Vectors run across TB = 16 tiles throughout, so no transform needs a transpose.
+ *   3. output transform Y = A^T M A per output channel on vectors across tiles, each output
+ *      row of 8 tiles interleaved back into 32 contiguous floats, where bias, residual and
+ *      activation (finish() in simd.h) apply before it is copied out run by run.
  *
  * FP32 error: the transforms' coefficients (up to 8 in A, 5 in B) cost about four bits
  * against the direct sum; tests hold it to 2e-5 of the output's scale. */
