@@ -106,21 +106,8 @@ static void direct_blocks(const float *base, const long *toff, long T, const flo
              * channel block instead of T scattered (often line-crossing) ones */
             for (long t = 0; t < T; t++) memcpy(pk + t * NR, base + toff[t] + g, NR * 4);
             for (long ob = ob0; ob < ob1; ob++) {
-                const float *w = wpack + ob * T * MR;
-                v8 a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
-                v8 a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
-                for (long t = 0; t < T; t++, w += MR) {
-                    const float *p = pk + t * NR;
-                    v8 x0 = load8(p), x1 = load8(p + 8);
-                    a00 += w[0] * x0; a01 += w[0] * x1;
-                    a10 += w[1] * x0; a11 += w[1] * x1;
-                    a20 += w[2] * x0; a21 += w[2] * x1;
-                    a30 += w[3] * x0; a31 += w[3] * x1;
-                    a40 += w[4] * x0; a41 += w[4] * x1;
-                    a50 += w[5] * x0; a51 += w[5] * x1;
-                }
-                v8 acc[MR][2] = {{a00, a01}, {a10, a11}, {a20, a21},
-                                 {a30, a31}, {a40, a41}, {a50, a51}};
+                v8 acc[MR][2];
+                tile_6x16(wpack + ob * T * MR, pk, T, acc);
                 if (contiguous && ob * MR + MR <= cout) { /* the whole tile at once */
                     store_tile(out + ob * MR * ocs + dst[0], ocs,
                                z ? z + ob * MR * zcs + dst[0] : 0, zcs, acc,

@@ -35,21 +35,8 @@ void conv_ocvec_f32(const float *pk, long T, long npb, const float *wpack, const
         for (long i = 0; i < nc; i++) bt[i] = bias ? bias[c0 + i] : 0.0f;
         v8 b0 = load8(bt), b1 = load8(bt + 8);
         for (long pb = 0; pb < npb; pb++) {
-            const float *w = wpack + ob * T * OB;
-            const float *x = pk + pb * T * PB;
-            v8 a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
-            v8 a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
-            for (long t = 0; t < T; t++, w += OB, x += PB) {
-                v8 w0 = load8(w), w1 = load8(w + 8);
-                a00 += x[0] * w0; a01 += x[0] * w1;
-                a10 += x[1] * w0; a11 += x[1] * w1;
-                a20 += x[2] * w0; a21 += x[2] * w1;
-                a30 += x[3] * w0; a31 += x[3] * w1;
-                a40 += x[4] * w0; a41 += x[4] * w1;
-                a50 += x[5] * w0; a51 += x[5] * w1;
-            }
-            v8 acc[PB][2] = {{a00, a01}, {a10, a11}, {a20, a21},
-                             {a30, a31}, {a40, a41}, {a50, a51}};
+            v8 acc[PB][2]; /* acc[j]: position j's 16 channels */
+            tile_6x16(pk + pb * T * PB, wpack + ob * T * OB, T, acc);
             long np = P - pb * PB < PB ? P - pb * PB : PB;
             for (long j = 0; j < np; j++) {
                 long p = pb * PB + j;

@@ -143,26 +143,13 @@ static void multiply(const float *U, const float *V, long cin, long kblocks, flo
     for (long e = 0; e < 36; e++) {
         const float *ve = V + e * cin * TB;
         for (long kb = 0; kb < kblocks; kb++) {
-            const float *u = U + (e * kblocks + kb) * cin * KR;
-            const float *v = ve;
-            v8 a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
-            v8 a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
-            for (long c = 0; c < cin; c++, u += KR, v += TB) {
-                v8 v0 = load8(v), v1 = load8(v + 8);
-                a00 += u[0] * v0; a01 += u[0] * v1;
-                a10 += u[1] * v0; a11 += u[1] * v1;
-                a20 += u[2] * v0; a21 += u[2] * v1;
-                a30 += u[3] * v0; a31 += u[3] * v1;
-                a40 += u[4] * v0; a41 += u[4] * v1;
-                a50 += u[5] * v0; a51 += u[5] * v1;
-            }
+            v8 acc[KR][2];
+            tile_6x16(U + (e * kblocks + kb) * cin * KR, ve, cin, acc);
             float *m = M + (e * kblocks * KR + kb * KR) * TB;
-            store8(m, a00); store8(m + 8, a01);
-            store8(m + TB, a10); store8(m + TB + 8, a11);
-            store8(m + 2 * TB, a20); store8(m + 2 * TB + 8, a21);
-            store8(m + 3 * TB, a30); store8(m + 3 * TB + 8, a31);
-            store8(m + 4 * TB, a40); store8(m + 4 * TB + 8, a41);
-            store8(m + 5 * TB, a50); store8(m + 5 * TB + 8, a51);
+            for (long i = 0; i < KR; i++, m += TB) {
+                store8(m, acc[i][0]);
+                store8(m + 8, acc[i][1]);
+            }
         }
     }
 }

@@ -98,6 +98,26 @@ static inline __attribute__((always_inline)) void activate_n(v8 *y, long n, long
     }
 }
 
+/* The register tile every conv kernel shares: for k < n, acc[i] += u[6 k + i] * v[16 k .. +16]
+ * (6 broadcasts, 12 accumulator vectors); acc is written once, at the end. */
+static inline __attribute__((always_inline)) void tile_6x16(const float *u, const float *v,
+                                                          long n, v8 acc[6][2]) {
+    v8 a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
+    v8 a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
+    for (long k = 0; k < n; k++, u += 6, v += 16) {
+        v8 v0 = load8(v), v1 = load8(v + 8);
+        a00 += u[0] * v0; a01 += u[0] * v1;
+        a10 += u[1] * v0; a11 += u[1] * v1;
+        a20 += u[2] * v0; a21 += u[2] * v1;
+        a30 += u[3] * v0; a31 += u[3] * v1;
+        a40 += u[4] * v0; a41 += u[4] * v1;
+        a50 += u[5] * v0; a51 += u[5] * v1;
+    }
+    acc[0][0] = a00; acc[0][1] = a01; acc[1][0] = a10; acc[1][1] = a11;
+    acc[2][0] = a20; acc[2][1] = a21; acc[3][0] = a30; acc[3][1] = a31;
+    acc[4][0] = a40; acc[4][1] = a41; acc[5][0] = a50; acc[5][1] = a51;
+}
+
 /* a float32 passed in a 64-bit task slot (the low 32 bits hold its bit pattern) */
 static inline float slotf(long v) {
     int i = (int)v;
