@@ -50,11 +50,15 @@ class _Aliases:
         return value.name not in self.alias and value.name not in self.bases
 
     def add(self, values: list[Value], base: Value, axis: int) -> None:
+        """``values`` side by side along ``axis`` of ``base``, from its start."""
         start = 0
         for v in values:
             stop = start + int(v.shape[axis])
-            self.alias[v.name] = {"value": base.name, "axis": axis, "start": start, "stop": stop}
+            self.add_range(v, base, axis, start, stop)
             start = stop
+
+    def add_range(self, value: Value, base: Value, axis: int, start: int, stop: int) -> None:
+        self.alias[value.name] = {"value": base.name, "axis": axis, "start": start, "stop": stop}
         self.bases.add(base.name)
 
 
@@ -109,14 +113,13 @@ def _piece(graph: Graph, value: Value) -> tuple[Value, int, int, int] | None:
     if node.op_type != "Slice" or len(node.inputs) < 3:
         return None
     params = [None if v is None else v.const for v in node.inputs[1:5]]
-    if any(p is None for p in params[:2]) or any(
+    params += [None] * (4 - len(params))  # starts, ends, axes, steps
+    if params[0] is None or params[1] is None or any(
             p is not None and np.asarray(p).size != 1 for p in params):
         return None
-    axis = int(np.asarray(params[2]).ravel()[0]) if len(params) > 2 and params[2] is not None \
-        else 0
+    axis, step = (int(np.asarray(p).ravel()[0]) if p is not None else default
+                  for p, default in ((params[2], 0), (params[3], 1)))
     axis = axis + rank if axis < 0 else axis
-    step = int(np.asarray(params[3]).ravel()[0]) if len(params) > 3 and params[3] is not None \
-        else 1
     if not 0 <= axis < rank or step != 1:
         return None
     dim = int(src.shape[axis])
@@ -169,12 +172,14 @@ def _pieces_ok(graph: Graph, node: Node, axis: int, decided: _Aliases
 
 
 def _pieces_in_place(graph: Graph, node: Node, decided: _Aliases
-                     ) -> list[tuple[Value, list[tuple[Value, int, int]]]] | None:
+                     ) -> tuple[int, list[tuple[Value, list[tuple[Value, int, int]]]]] | None:
+    """(axis, units) of :func:`_pieces_ok` for a Concat, or None."""
     out = node.outputs[0]
     if not _static(out) or out.name in decided.alias or not all(_static(v) for v in node.inputs):
         return None
     axis = _axis(node, out.type.rank)  # type: ignore[union-attr]
-    return None if axis is None else _pieces_ok(graph, node, axis, decided)
+    units = None if axis is None else _pieces_ok(graph, node, axis, decided)
+    return None if units is None else (axis, units)  # type: ignore[return-value]
 
 
 def _split_ok(graph: Graph, node: Node, decided: _Aliases) -> int | None:
@@ -207,15 +212,13 @@ class EliminateConcat(Pass):
             node.meta.pop(NOOP_KEY, None)
         for node in _by_bytes_saved(graph):
             if node.op_type == "Concat":
-                units = _pieces_in_place(graph, node, decided)
-                if units is not None:
-                    decided.add([u for u, _ in units], node.outputs[0],
-                                 _axis(node, node.outputs[0].type.rank))  # type: ignore[arg-type,union-attr]
+                in_place = _pieces_in_place(graph, node, decided)
+                if in_place is not None:
+                    axis, units = in_place
+                    decided.add([u for u, _ in units], node.outputs[0], axis)
                     for src, run in units:
                         for piece, start, stop in run:
-                            decided.alias[piece.name] = {"value": src.name, "axis": _axis(
-                                node, src.type.rank), "start": start, "stop": stop}  # type: ignore[union-attr]
-                            decided.bases.add(src.name)
+                            decided.add_range(piece, src, axis, start, stop)
                             noop.add(piece.producer.name)  # type: ignore[union-attr]
                     noop.add(node.name)
                     continue

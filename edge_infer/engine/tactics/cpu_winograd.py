@@ -21,7 +21,6 @@ import numpy as np
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.parallel import split
 from edge_infer.engine.tactics.base import ConvSpec, Run, Scratch
-from edge_infer.engine.tactics.cpu_conv import _sequence
 from edge_infer.engine.tactics.cpu_direct import _NativeConv
 
 TB, KR = 16, 6  # tiles per block, output channels per register tile (conv_winograd.c)
@@ -87,6 +86,5 @@ class WinogradNative(_NativeConv):
                                             (u, bias, x, out3, zres, buf)))
         phases: list[list[Run]] = [chunks]
         if not self.fused:  # the kernel added the bias; the shared epilogue does the rest
-            phases.append([_sequence([self._epilogue(out3, z3, b, 0, ho * wo)])
-                           for b in range(n)])
+            phases.append([self._epilogue(out3, z3, b, 0, ho * wo) for b in range(n)])
         return self._assemble(scratch, phases, before, after)
