@@ -84,7 +84,8 @@ def daemon_command(args: argparse.Namespace, cache: Path, model: Path, files: li
         "cameras": [{"type": "file", "id": f"cam{k:02d}", "path": str(f),
                      "decode_threads": args.decode_threads}
                     for k, f in enumerate(files)],
-        "batching": {"latency_budget_ms": args.budget_ms},
+        "batching": {"latency_budget_ms": args.budget_ms,
+                     **({"max_batch": args.batch_cap} if args.batch_cap else {})},
         "inference": {"workers": args.workers},
         "publisher": {"endpoints": [endpoint], "status_interval_s": 5.0},
         "logging": {"level": "WARNING"},
@@ -241,6 +242,8 @@ def main() -> int:
     p.add_argument("--height", type=int, default=360)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--max-batch", type=int, default=8)
+    p.add_argument("--batch-cap", type=int, default=None,
+                   help="batching.max_batch (default: the engine profile's max)")
     p.add_argument("--budget-ms", type=float, default=250.0)
     p.add_argument("--decode-threads", type=int, default=1,
                    help="daemon cameras' FFmpeg decoder threads (0: FFmpeg's choice)")

@@ -259,6 +259,31 @@ def test_build_with_fixed_shapes_and_no_tuning(work: Path) -> None:
     assert not any(n.meta.get("tactic_times_us") for n in convs)  # nothing was timed
 
 
+def test_build_tuned_for_a_thread_count(engine: Path, work: Path) -> None:
+    """--threads N times the tactics with N threads per context and says so everywhere."""
+    out = ok(cli("build", "tiny.onnx", "-o", "one.engine", "--shapes", "x:2x3x16x16",
+                 "--threads", "1", cwd=work))
+    assert "tuned for 1 thread(s) per context" in out
+    rec = Engine.load(work / "one.engine").build_record
+    assert rec["threads_per_context"] == 1 and rec["options"]["threads"] == 1
+    assert "--threads 1" in rec["rebuild_command"]
+    assert "tactics timed with 1 thread(s) per context" in ok(cli("inspect", "one.engine",
+                                                                  cwd=work))
+    # the default: the thread budget, all cores in one context
+    default = Engine.load(engine).build_record
+    assert default["threads_per_context"] == os.cpu_count()
+    assert default["options"]["threads"] is None and "--threads" not in default[
+        "rebuild_command"]
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_build_threads_must_be_positive(work: Path, value: str) -> None:
+    res = cli("build", "tiny.onnx", "-o", "bad.engine", "--threads", value, cwd=work)
+    assert res.returncode == 2
+    assert "expected a whole number >= 1" in res.stderr
+    assert not (work / "bad.engine").exists()
+
+
 def test_timing_cache_is_reused_on_a_second_build(engine: Path, work: Path) -> None:
     result = cli(
         "-v",

@@ -67,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0
     _print(report, args)
+    tuned = engine.build_record.get("threads_per_context")
+    if tuned and tuned != args.threads:
+        print(f"  note: this engine's tactics were timed with {tuned} thread(s) per context; "
+              f"for figures at {args.threads}, build it with --threads {args.threads}")
     return 0
 
 

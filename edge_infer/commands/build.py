@@ -33,9 +33,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="tactic timings to reuse and extend (ignored if from another device)")
     p.add_argument("--no-tune", action="store_true",
                    help="skip tactic timing: first applicable tactic per layer (fast build)")
+    p.add_argument("--threads", type=_positive, metavar="N",
+                   help="threads per execution context to time tactics with: the width the "
+                   "engine will run at (e.g. 1 for a daemon with one worker per core; "
+                   "default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     add_precision_arguments(p)
     p.set_defaults(func=run)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         max_shapes=parse_shapes(args.max_shapes) or None,
         optimize=not args.no_optimize,
         tune=not args.no_tune,
+        threads=args.threads,
         timing_cache=args.timing_cache,
         progress=not args.quiet,
         **precision_options(args),
@@ -66,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         rec = engine.build_record
         print(f"built {args.output} ({size / 1e6:.2f} MB) in {time.perf_counter() - start:.1f} s")
         print(f"  backend {rec['backend']}, batch sizes {engine.batch_sizes}, "
-              f"{rec['original_layers']} layers in the model")
+              f"{rec['original_layers']} layers in the model, tuned for "
+              f"{rec['threads_per_context']} thread(s) per context")
         for b in engine.inputs:
             print(f"  input  {b}")
         for b in engine.outputs:

@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
           f"backend {rec['backend']}, precision {rec['options']['precision']}")
     print(f"  model {rec.get('model_path') or rec.get('model_name')} (sha256 "
           f"{str(rec.get('model_sha256'))[:16]}…)")
+    if rec.get("threads_per_context"):
+        print(f"  tactics timed with {rec['threads_per_context']} thread(s) per context")
     prof = report["profile"]
     print(f"  batch min/opt/max {prof['min_batch']}/{prof['opt_batch']}/{prof['max_batch']}, "
           f"plans for {prof['specializations']}")

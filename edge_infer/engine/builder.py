@@ -38,6 +38,7 @@ from edge_infer.engine.shape_inference import (
     infer_shapes,
 )
 from edge_infer.engine.tactics.autotune import TimingCache
+from edge_infer.engine.threads import per_context_threads, thread_budget
 
 if TYPE_CHECKING:
     from edge_infer.engine.runtime import Engine
@@ -70,6 +71,9 @@ class BuildOptions:
     timing_cache: str | None = None
     #: time every candidate tactic per layer (off: first applicable tactic, faster builds)
     tune: bool = True
+    #: threads per execution context the tactics are timed with (None: the thread budget,
+    #: i.e. all cores split between the contexts that run at once)
+    threads: int | None = None
     progress: bool = False
     #: free-form backend / precision settings (tactic lists, calibration cache, overrides)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -86,6 +90,7 @@ class BuildOptions:
             "max_shapes": shapes(self.max_shapes),
             "optimize": self.optimize,
             "tune": self.tune,
+            "threads": self.threads,
             "precision": self.precision,
             "int8_fallback": self.int8_fallback,
             "layer_precision": dict(self.layer_precision),
@@ -160,7 +165,15 @@ def specialize(graph: Graph, profile: Profile, batch: int, opts: BuildOptions) -
 def build_parts(
     graph: Graph, source: Mapping[str, Any], opts: BuildOptions
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
-    """Run stages 2–5; returns the engine header, tensors and blobs."""
+    """Run stages 2–5; returns the engine header, tensors and blobs. Tactics are timed with
+    ``opts.threads`` threads per context when given, else with the thread budget's share."""
+    with per_context_threads(opts.threads):
+        return _build_parts(graph, source, opts)
+
+
+def _build_parts(
+    graph: Graph, source: Mapping[str, Any], opts: BuildOptions
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
     be = get_backend(opts.backend)
     cache = TimingCache(be.device_fingerprint(), opts.timing_cache) if opts.tune else None
     profile = make_profile(graph, opts.shapes, opts.min_shapes, opts.opt_shapes, opts.max_shapes)
@@ -212,6 +225,9 @@ def build_parts(
             "original_layers": len(graph),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "options": opts.record(),
+            # the width tactics were timed at: an engine run wider or narrower may have
+            # other winners (`edge-infer build --threads`)
+            "threads_per_context": thread_budget().per_context,
             "rebuild_command": rebuild_command(source.get("model_path"), profile, opts),
         },
     }
@@ -261,6 +277,8 @@ def rebuild_command(model_path: str | None, profile: Profile, opts: BuildOptions
                       fmt(profile.opt_batch), "--max-shapes", fmt(profile.max_batch)]
     if opts.backend != "cpu":
         parts += ["--backend", opts.backend]
+    if opts.threads is not None:
+        parts += ["--threads", str(opts.threads)]
     parts += precision_flags(opts)
     return shlex.join(parts)
 

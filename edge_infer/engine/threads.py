@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 _lock = threading.Lock()
@@ -53,6 +55,24 @@ def single_threaded_blas() -> None:
 
 def thread_budget() -> ThreadBudget:
     return _budget
+
+
+@contextmanager
+def per_context_threads(threads: int | None) -> Iterator[ThreadBudget]:
+    """Within the block, one context of ``threads`` threads (None: the budget as it is);
+    the previous budget is restored after. The builder tunes tactics this way for the
+    width an engine will run at (``edge-infer build --threads``)."""
+    global _budget
+    previous = _budget
+    if threads is None:
+        yield previous
+        return
+    budget = set_thread_budget(threads, 1)
+    try:
+        yield budget
+    finally:
+        with _lock:
+            _budget = previous
 
 
 def blas_threads() -> int:

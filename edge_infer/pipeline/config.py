@@ -138,7 +138,10 @@ class BuildConfig(_Model):
         "fp32", description="precision of the layers an int8 engine does not quantize")
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig,
                                            description="INT8 calibration")
-    tune: bool = Field(True, description="time candidate tactics per layer on this device")
+    tune: bool = Field(True, description=(
+        "time candidate tactics per layer on this device, with the threads each worker will "
+        "have (`inference.cores` / `inference.workers`); an existing engine timed at another "
+        "width is used as is, with a warning"))
 
     @model_validator(mode="after")
     def _ordered(self) -> BuildConfig:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edge_infer.engine.threads import set_thread_budget
+from edge_infer.engine.threads import set_thread_budget, thread_budget
 from edge_infer.errors import ConfigError, EngineCompatibilityError
 from edge_infer.pipeline.batcher import DeadlineBatcher, LatencyModel
 from edge_infer.pipeline.config import DaemonConfig, EngineConfig, file_sha256
@@ -119,6 +119,7 @@ def build_engine(cfg: EngineConfig, color_order: str = "rgb") -> Any:
     opts = BuildOptions(min_shapes=shape(b.min_batch), opt_shapes=shape(b.opt_batch),
                         max_shapes=shape(b.max_batch), precision=b.precision,
                         int8_fallback=b.int8_fallback, calib_cache=cache, tune=b.tune,
+                        threads=thread_budget().per_context,  # as each worker will run
                         timing_cache=str(cfg.path) + ".timing.json")
     cfg.path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
@@ -230,6 +231,12 @@ class Daemon:
         budget = set_thread_budget(cfg.inference.cores, cfg.inference.workers)
         log.info("thread budget: %d cores, %d per worker", budget.cores, budget.per_context)
         self.engine = load_engine(cfg.engine, cfg.preprocess.color_order)
+        tuned = self.engine.build_record.get("threads_per_context")
+        if tuned and tuned != budget.per_context:
+            log.warning("%s: tactics were timed with %d thread(s) per context, the workers "
+                        "run %d each; for the fastest tactics at that width rebuild it "
+                        "(`edge-infer build --threads %d`, or delete it and the daemon builds "
+                        "it)", cfg.engine.path, tuned, budget.per_context, budget.per_context)
         self.spec = ModelSpec.from_engine(self.engine, cfg.engine.input_name,
                                           cfg.engine.output_name)
         max_batch = min(cfg.batching.max_batch or self.spec.max_batch, self.spec.max_batch)

@@ -10,8 +10,15 @@ import pytest
 import edge_infer
 from edge_infer.engine.backends.cpu.program import CpuProgram
 from edge_infer.engine.backends.cpu.schedule import lanes, stage_of
+from edge_infer.engine.builder import BuildOptions
 from edge_infer.engine.reference import execute_graph
-from edge_infer.engine.threads import blas_threads, set_thread_budget, thread_budget
+from edge_infer.engine.threads import (
+    ThreadBudget,
+    blas_threads,
+    per_context_threads,
+    set_thread_budget,
+    thread_budget,
+)
 from tests.engine.test_network import inception_3a
 
 
@@ -147,3 +154,26 @@ def test_a_parallel_plan_on_one_core_runs_stage_by_stage() -> None:
         set_thread_budget(before.cores, before.concurrent_contexts)
     for name, ref in outs["sequential"].items():
         np.testing.assert_allclose(outs["parallel"][name], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_build_times_tactics_at_the_requested_width(inception) -> None:
+    """BuildOptions.threads: tactics timed with that many threads per context (one thread:
+    the branch-parallel schedule is not even timed), recorded, and the budget restored."""
+    net, _, x, ref = inception
+    before = thread_budget()
+    try:
+        set_thread_budget(cores=4)
+        engine = edge_infer.build(net, options=BuildOptions(threads=1))
+        assert engine.build_record["threads_per_context"] == 1
+        assert engine.graph(1).meta["schedule"] == "sequential"
+        assert "schedule_times_us" not in engine.graph(1).meta
+        assert thread_budget() == ThreadBudget(4, 1)  # restored
+        with pytest.raises(RuntimeError, match="inside"), per_context_threads(2) as inner:
+            assert inner.per_context == 2 and thread_budget().per_context == 2
+            raise RuntimeError("inside")
+        assert thread_budget() == ThreadBudget(4, 1)
+        with engine.create_context() as ctx:
+            out = ctx.execute({"data": x})["out"]
+        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    finally:
+        set_thread_budget(before.cores, before.concurrent_contexts)
