@@ -18,6 +18,13 @@
 
 #define MR 6
 #define NR 16
+/* Software prefetch distances, in floats along a run. A strip reads T runs and writes MR
+ * runs per channel block, each in its own plane: more concurrent streams than the hardware
+ * prefetchers follow (1x1 convs over 24+ channels spent a third of their time waiting on
+ * these loads). Inputs 4 strips ahead, outputs (write intent) 8; both measured flat within
+ * a factor of 2 either way. */
+#define PREFETCH_IN (4 * NR)
+#define PREFETCH_OUT (8 * NR)
 
 /* Output index of each grid position g .. g + count - 1 of a strip (-1 for the grid's
  * discarded columns, those >= wo); returns how many are outputs and sets *contiguous when
@@ -83,6 +90,7 @@ static inline void store_tile(float *o, long ocs, const float *zc, long zcs, v8 
     if (residual == 2)
         for (long i = 0; i < 2 * MR; i++) y[i] += z[i];
     for (long i = 0; i < MR; i++) {
+        __builtin_prefetch(o + i * ocs + PREFETCH_OUT, 1, 3);
         store8(o + i * ocs, y[2 * i]);
         store8(o + i * ocs + 8, y[2 * i + 1]);
     }
@@ -104,7 +112,10 @@ static void direct_blocks(const float *base, const long *toff, long T, const flo
         if (g + NR <= gsafe) {
             /* the strip's T runs packed contiguously: sequential, aligned loads for every
              * channel block instead of T scattered (often line-crossing) ones */
-            for (long t = 0; t < T; t++) memcpy(pk + t * NR, base + toff[t] + g, NR * 4);
+            for (long t = 0; t < T; t++) {
+                memcpy(pk + t * NR, base + toff[t] + g, NR * 4);
+                __builtin_prefetch(base + toff[t] + g + PREFETCH_IN, 0, 3);
+            }
             for (long ob = ob0; ob < ob1; ob++) {
                 v8 acc[MR][2];
                 tile_6x16(wpack + ob * T * MR, pk, T, acc);
@@ -165,14 +176,16 @@ void conv_direct_f32(const float *base, const long *toff, long T, const float *w
 static void split_phases(const float *xc, long xrs, long h, long w, long pt, long pl, long sy,
                          long sx, long hq, long wq, float *q0, long pstride) {
     for (long py = 0; py < sy; py++) {
-        for (long px = 0; px < sx; px++) {
-            long i0 = pt > py ? (pt - py + sy - 1) / sy : 0;
-            long j0 = pl > px ? (pl - px + sx - 1) / sx : 0;
-            long r0 = i0 * sy + py - pt, k0 = j0 * sx + px - pl;
-            float *q = q0 + (py * sx + px) * pstride;
-            for (long i = 0; r0 + i * sy < h && i0 + i < hq; i++) {
-                const float *src = xc + (r0 + i * sy) * xrs + k0;
-                float *d = q + (i0 + i) * wq + j0;
+        long i0 = pt > py ? (pt - py + sy - 1) / sy : 0;
+        long r0 = i0 * sy + py - pt;
+        /* row by row, every column phase of a row while it is in L1 (read once) */
+        for (long i = 0; r0 + i * sy < h && i0 + i < hq; i++) {
+            const float *row = xc + (r0 + i * sy) * xrs;
+            for (long px = 0; px < sx; px++) {
+                long j0 = pl > px ? (pl - px + sx - 1) / sx : 0;
+                long k0 = j0 * sx + px - pl;
+                const float *src = row + k0;
+                float *d = q0 + (py * sx + px) * pstride + (i0 + i) * wq + j0;
                 long m = (w - k0 + sx - 1) / sx;
                 if (m > wq - j0) m = wq - j0;
                 if (sx == 1) {
