@@ -6,7 +6,7 @@ tree's, and one compiled from ``--against REV``'s ``kernels/`` sources), one lay
 once, and its recorded native calls are replayed with either library, alternating call by
 call; the report is the median of the per-pair time ratios (and its quartiles) plus the
 largest difference between the two outputs. One thread. Results:
-``bench/results/kernels.md``. Not run by the tests.
+``bench/results/kernels.md`` (newest first). Not run by the tests.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/kernels.py \\
         --against HEAD~1 c1x1_80:direct_native stem:direct_native w48_40:winograd_native
@@ -155,7 +155,9 @@ def main() -> int:
     lines += [f"| {r[0]} | {r[1]} | {r[2]:.3f} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f}–{r[6]:.3f}"
               f" | {r[7]:.1e} |" for r in rows]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "kernels.md").write_text("\n".join(lines) + "\n")
+    path = RESULTS / "kernels.md"  # newest run first, earlier ones kept below
+    earlier = path.read_text() if path.is_file() else ""
+    path.write_text("\n".join(lines) + "\n" + ("\n" + earlier if earlier else ""))
     return 0
 
 

@@ -247,3 +247,28 @@ def test_a_native_choice_falls_back_where_native_kernels_are_missing(monkeypatch
         tactic = select_tactic(node, "cpu", "direct_native")
     assert tactic is not None and not tactic.name.endswith("_native")
     assert f"tactic direct_native is not available here; running {tactic.name}" in caplog.text
+
+
+@needs_cc
+@pytest.mark.parametrize("act", ["sigmoid", "silu", "tanh"])
+def test_activations_at_extreme_inputs(act) -> None:
+    """Sigmoid, SiLU and tanh in the kernels' registers (a clamped float32 exp, a division):
+    within 1e-6 relative of float64 from -1e4 to 1e4, no NaN/inf, tiny results where the true
+    value underflows (an approximate reciprocal without a Newton step fails this)."""
+    values = np.array([-1e4, -200, -88.5, -87, -50, -20, -3, -1e-3, -1e-30, 0.0, 1e-30, 1e-3,
+                       0.5, 3, 20, 50, 87, 88.5, 200, 1e4], np.float64)
+    c = 32  # positions: 2 strips of 16 per channel, every value in every channel
+    x = np.resize(values, (1, c, 1, 2 * len(values))).astype(np.float32)
+    w = np.eye(c, dtype=np.float32).reshape(c, c, 1, 1)  # out = x
+    spec = ConvSpec(x.shape, x.shape, w, None, (1, 1), (0, 0, 0, 0), (1, 1), 1, act)
+    x64 = x.astype(np.float64)
+    with np.errstate(over="ignore"):  # exp(1e4) = inf: the float64 reference is still right
+        e = np.exp(-x64)
+    want = {"sigmoid": 1 / (1 + e), "silu": x64 / (1 + e),
+            "tanh": np.tanh(x64)}[act]
+    for tactic in _natives(spec):
+        out = np.full(x.shape, np.nan, np.float32)
+        tactic(spec).bind([x, w], [out], ScratchPool())()
+        assert np.isfinite(out).all(), tactic.name
+        np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-30 if act != "tanh" else 1e-7,
+                                   err_msg=tactic.name)
