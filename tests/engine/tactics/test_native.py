@@ -272,3 +272,50 @@ def test_activations_at_extreme_inputs(act) -> None:
         assert np.isfinite(out).all(), tactic.name
         np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-30 if act != "tanh" else 1e-7,
                                    err_msg=tactic.name)
+
+
+#: dense convs whose input direct_native lays out (padding or strides)
+LAID_OUT = [c for c in CASES if c[6] == 1 and (c[2] != (1, 1) or c[3] != (1, 1) or any(c[4]))]
+
+
+@needs_cc
+@pytest.mark.parametrize("case", LAID_OUT,
+                         ids=lambda c: f"x{c[0]}o{c[1]}k{c[2]}s{c[3]}p{c[4]}d{c[5]}")
+@pytest.mark.parametrize("rows", [1, 2, 5])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_direct_native_in_bands(monkeypatch, case, rows, workers) -> None:
+    """direct_native lays out big inputs a band of rows at a time: bands of 1, 2 and 5 output
+    rows (last band partial), stride phases, dilations, asymmetric pads, a residual, run twice
+    (the reused band buffer's zero borders), one thread or two (per image or row ranges)."""
+    from edge_infer.engine.tactics import cpu_direct
+
+    x, w, b, conv = _data(case, seed=5)
+    xs, _cout, _k, strides, pads, dil, group = case
+    z = np.random.default_rng(6).standard_normal(conv.shape).astype(np.float32)
+    spec = ConvSpec(xs, conv.shape, w, b, strides, pads, dil, group, "silu", (), "post")
+    row_bytes, _, ext = cpu_direct.band_geometry(spec)
+    monkeypatch.setattr(cpu_direct, "BAND_BYTES", row_bytes * (ext + rows))
+    monkeypatch.setattr(cpu_direct, "MIN_BAND_ROWS", 1)
+    monkeypatch.setattr(cpu_direct, "WHOLE_MAX_BYTES", 0)
+    tactic = DirectNative(spec)
+    assert tactic._banding() == (min(rows, conv.shape[2]), ext)
+    made = []
+    init = native.NativeCall.__init__
+
+    def record(self, name, *args):
+        made.append(name)
+        init(self, name, *args)
+
+    monkeypatch.setattr(native.NativeCall, "__init__", record)
+    want = expected(conv, z, "silu", (), "post")
+    pool = WorkPool(workers) if workers > 1 else None
+    try:
+        out = np.full(conv.shape, np.nan, np.float32)
+        run = tactic.bind([x, w, b, z], [out], ScratchPool(pool))
+        assert set(made) == {"conv_banded_f32"}
+        run()
+        run()
+    finally:
+        if pool is not None:
+            pool.close()
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=2e-5 * max(1.0, np.abs(want).max()))

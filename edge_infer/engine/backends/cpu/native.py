@@ -45,6 +45,8 @@ _SIGNATURES: dict[str, list[Any]] = {
     "pack_positions_f32": [_P, _P, _L, _P, _L, _L, _L, _P],
     "conv_ocvec_f32": [_P, _L, _L, _P, _P, _L, _L, _L, _L, _P, _L, _L, _F, _F, _L, _P, _L],
     "split_phases_f32": [_P, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _P],
+    "conv_banded_f32": [_P, *[_L] * 14, _P, _L, _P, _P, _L, _L, _P, _L, _L, _F, _F, _L, _P, _L,
+                        _P, _P],
     "conv_depthwise_f32": [_P, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _P, _P, _L, _P, _P,
                            _L, _L, _L, _L, _P, _L, _L, _F, _F, _L, _P, _L],
     "conv_winograd_f32": [_P, *[_L] * 8, _P, _P, *[_L] * 5, _P, _L, _L, _L, _F, _F, _L, _P,

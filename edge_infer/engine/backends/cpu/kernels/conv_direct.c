@@ -210,6 +210,58 @@ void split_phases_f32(const float *x, long xcs, long xrs, long h, long w, long p
                      cin * hq * wq);
 }
 
+/* Phase rows [q0, q0 + nq) of one channel plane into a band buffer (nq rows per phase plane,
+ * pstride floats between phase planes). Rows outside the input are zeroed (the buffer is
+ * reused band after band); columns outside it are never written, so zero borders stay. */
+static void split_band(const float *xc, long xrs, long h, long w, long pt, long pl, long sy,
+                       long sx, long wq, long q0, long nq, float *b0, long pstride) {
+    for (long py = 0; py < sy; py++) {
+        for (long q = 0; q < nq; q++) {
+            long r = (q0 + q) * sy + py - pt;
+            const float *row = xc + r * xrs;
+            for (long px = 0; px < sx; px++) {
+                long j0 = pl > px ? (pl - px + sx - 1) / sx : 0;
+                long k0 = j0 * sx + px - pl;
+                long m = (w - k0 + sx - 1) / sx;
+                if (m > wq - j0) m = wq - j0;
+                if (m <= 0) continue;
+                float *d = b0 + (py * sx + px) * pstride + q * wq + j0;
+                if (r < 0 || r >= h) {
+                    memset(d, 0, (size_t)m * sizeof(float));
+                } else if (sx == 1) {
+                    memcpy(d, row + k0, (size_t)m * sizeof(float));
+                } else if (sx == 2) {
+                    for (long j = 0; j < m; j++) d[j] = row[k0 + 2 * j];
+                } else {
+                    for (long j = 0; j < m; j++) d[j] = row[k0 + j * sx];
+                }
+            }
+        }
+    }
+}
+
+/* Output rows [r0, r1) of one image, band rows at a time: each band's input rows are split
+ * into stride phases in `buf` (sized to stay in L2: phase planes of band + ext rows, ext the
+ * kernel's reach below a band in phase rows), then convolved by conv_direct_f32 while hot.
+ * The whole-image split writes and reads back an input-sized buffer from L3/DRAM instead.
+ * toff: term offsets in the band layout [sy][sx][cin][band + ext][wq]. */
+void conv_banded_f32(const float *x, long xcs, long xrs, long h, long w, long pt, long pl,
+                     long sy, long sx, long wq, long cin, long ext, long band, long r0, long r1,
+                     const long *toff, long T, const float *wpack, const float *bias,
+                     long cout, long wo, float *out, long ocs, long act, float p0, float p1,
+                     long residual, const float *z, long zcs, float *buf, float *pk) {
+    long blocks = (cout + MR - 1) / MR, plen = (band + ext) * wq;
+    for (long ra = r0; ra < r1; ra += band) {
+        long rb = ra + band < r1 ? ra + band : r1;
+        for (long c = 0; c < cin; c++)
+            split_band(x + c * xcs, xrs, h, w, pt, pl, sy, sx, wq, ra, rb - ra + ext,
+                       buf + c * plen, cin * plen);
+        conv_direct_f32(buf, toff, T, wpack, bias, 0, blocks, cout, 0, (rb - ra) * wq,
+                        1L << 62, wq, wo, out + ra * wo, ocs, act, p0, p1, residual,
+                        z ? z + ra * wo : 0, zcs, pk);
+    }
+}
+
 /* Depthwise, one channel at a time so the channel's prepared planes stay in cache: the
  * channel c of x (row stride xrs, channel stride xcs, h x w) is split into its stride phases
  * in `planes` (sy * sx planes of hq x wq whose zero borders are never written), then
@@ -259,4 +311,11 @@ void conv_depthwise_task(const long *a) {
 void split_phases_task(const long *a) {
     split_phases_f32(CF(0), a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11],
                      a[12], a[13], F(14));
+}
+
+void conv_banded_task(const long *a) {
+    conv_banded_f32(CF(0), a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11],
+                    a[12], a[13], a[14], (const long *)a[15], a[16], CF(17), CF(18), a[19],
+                    a[20], F(21), a[22], a[23], slotf(a[24]), slotf(a[25]), a[26], CF(27),
+                    a[28], F(29), F(30));
 }
