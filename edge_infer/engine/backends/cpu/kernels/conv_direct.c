@@ -170,49 +170,11 @@ void conv_direct_f32(const float *base, const long *toff, long T, const float *w
                       g0, g1, gsafe, wg, wo, out, ocs, act, p0, p1, residual, z, zcs, pk);
 }
 
-/* The stride phases of one zero-padded channel plane: phase (py, px) of the padded input,
- * hq x wq, lands at q + (py * sx + px) * pstride. Only the interior is written, so zero
- * borders written once stay zero. */
-static void split_phases(const float *xc, long xrs, long h, long w, long pt, long pl, long sy,
-                         long sx, long hq, long wq, float *q0, long pstride) {
-    for (long py = 0; py < sy; py++) {
-        long i0 = pt > py ? (pt - py + sy - 1) / sy : 0;
-        long r0 = i0 * sy + py - pt;
-        /* row by row, every column phase of a row while it is in L1 (read once) */
-        for (long i = 0; r0 + i * sy < h && i0 + i < hq; i++) {
-            const float *row = xc + (r0 + i * sy) * xrs;
-            for (long px = 0; px < sx; px++) {
-                long j0 = pl > px ? (pl - px + sx - 1) / sx : 0;
-                long k0 = j0 * sx + px - pl;
-                const float *src = row + k0;
-                float *d = q0 + (py * sx + px) * pstride + (i0 + i) * wq + j0;
-                long m = (w - k0 + sx - 1) / sx;
-                if (m > wq - j0) m = wq - j0;
-                if (sx == 1) {
-                    memcpy(d, src, (size_t)(m > 0 ? m : 0) * sizeof(float));
-                } else if (sx == 2) { /* constant stride: vectorized deinterleave */
-                    for (long j = 0; j < m; j++) d[j] = src[2 * j];
-                } else {
-                    for (long j = 0; j < m; j++) d[j] = src[j * sx];
-                }
-            }
-        }
-    }
-}
-
-/* split_phases for channels [c0, c1) of one image into the planes of conv_direct_f32:
- * phase-major, [sy][sx][cin][hq][wq]. */
-void split_phases_f32(const float *x, long xcs, long xrs, long h, long w, long pt, long pl,
-                      long sy, long sx, long hq, long wq, long cin, long c0, long c1,
-                      float *planes) {
-    for (long c = c0; c < c1; c++)
-        split_phases(x + c * xcs, xrs, h, w, pt, pl, sy, sx, hq, wq, planes + c * hq * wq,
-                     cin * hq * wq);
-}
-
-/* Phase rows [q0, q0 + nq) of one channel plane into a band buffer (nq rows per phase plane,
- * pstride floats between phase planes). Rows outside the input are zeroed (the buffer is
- * reused band after band); columns outside it are never written, so zero borders stay. */
+/* The stride phases of one zero-padded channel plane, phase rows [q0, q0 + nq) (all hq of
+ * them for a whole image, a band's for conv_banded_f32): phase (py, px) lands at
+ * b0 + (py * sx + px) * pstride, nq rows of wq. Rows outside the input are zeroed (a band
+ * buffer is reused band after band); columns outside it are never written, so zero borders
+ * written once stay zero. Row by row, every column phase of a row while it is in L1. */
 static void split_band(const float *xc, long xrs, long h, long w, long pt, long pl, long sy,
                        long sx, long wq, long q0, long nq, float *b0, long pstride) {
     for (long py = 0; py < sy; py++) {
@@ -238,6 +200,16 @@ static void split_band(const float *xc, long xrs, long h, long w, long pt, long 
             }
         }
     }
+}
+
+/* split_phases for channels [c0, c1) of one image into the planes of conv_direct_f32:
+ * phase-major, [sy][sx][cin][hq][wq]. */
+void split_phases_f32(const float *x, long xcs, long xrs, long h, long w, long pt, long pl,
+                      long sy, long sx, long hq, long wq, long cin, long c0, long c1,
+                      float *planes) {
+    for (long c = c0; c < c1; c++)
+        split_band(x + c * xcs, xrs, h, w, pt, pl, sy, sx, wq, 0, hq, planes + c * hq * wq,
+                   cin * hq * wq);
 }
 
 /* Output rows [r0, r1) of one image, band rows at a time: each band's input rows are split
@@ -274,7 +246,7 @@ void conv_depthwise_f32(const float *x, long xcs, long xrs, long h, long w, long
     long dst[NR], contiguous;
     long plen = hq * wq, g1 = ho * wq;
     for (long c = c0; c < c1; c++) {
-        split_phases(x + c * xcs, xrs, h, w, pt, pl, sy, sx, hq, wq, planes, plen);
+        split_band(x + c * xcs, xrs, h, w, pt, pl, sy, sx, wq, 0, hq, planes, plen);
         const float *wc = wts + c * T;
         for (long g = 0; g < g1; g += NR) {
             long count = g1 - g < NR ? g1 - g : NR;
