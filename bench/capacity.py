@@ -158,6 +158,9 @@ def main() -> int:
     p.add_argument("--cameras", type=int, default=30)
     p.add_argument("--seconds", type=float, default=20.0, help="per measurement")
     p.add_argument("--batch", type=int, default=8, help="the daemon contexts' batch")
+    p.add_argument("--results", default=str(RESULTS), metavar="DIR",
+                   help="where the results go (default bench/results; point experiments "
+                   "elsewhere so the recorded runs stay)")
     p.add_argument("--cache", default=str(ROOT / "build" / "bench-daemon"),
                    help="bench/daemon.py's cache (camera files, bench.engine)")
     p.add_argument("--model", default=str(ROOT / "models" / "edge_demo_det.onnx"))
@@ -219,14 +222,15 @@ def main() -> int:
     res["infer_ms_for_2x_ort_ceiling"] = round((left / (2 * theirs) - fixed) * 1e3, 2)
     res["time"] = time.strftime("%Y-%m-%dT%H:%M:%S")
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "capacity.json"
+    out_dir = Path(args.results)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "capacity.json"
     history = json.loads(path.read_text()) if path.is_file() else []
     path.write_text(json.dumps([*history, res], indent=1))
     lines = [f"Capacity, {res['time']}, {args.cameras} cameras 640x360 @ 15 fps, {cores} CPUs,"
              f" batch {args.batch}", "", "| quantity | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in res.items() if k != "time"]
-    (RESULTS / "capacity.md").write_text("\n".join(lines) + "\n")
+    (out_dir / "capacity.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

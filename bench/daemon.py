@@ -14,7 +14,8 @@ from /proc every 5 s; RSS growth after the warm-up). Results: ``bench/results/da
 (appended per run) and ``bench/results/daemon.md``. Not run by the tests.
 
     .venv/bin/python bench/daemon.py --cameras 30 --seconds 600          # the issue's target
-    .venv/bin/python bench/daemon.py --cameras 8 --seconds 60 --mode daemon   # quick look
+    .venv/bin/python bench/daemon.py --cameras 8 --seconds 60 --mode daemon \
+        --results /tmp/quick                                              # quick look
 """
 
 from __future__ import annotations
@@ -249,6 +250,9 @@ def main() -> int:
                    help="daemon cameras' FFmpeg decoder threads (0: FFmpeg's choice)")
     p.add_argument("--no-tune", dest="tune", action="store_false",
                    help="skip tactic tuning (faster first build, slower engine)")
+    p.add_argument("--results", default=str(RESULTS), metavar="DIR",
+                   help="where the results go (default bench/results; point experiments "
+                   "elsewhere so the recorded runs stay)")
     p.add_argument("--cache", default=str(ROOT / "build" / "bench-daemon"))
     p.add_argument("--naive-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--naive-model", help=argparse.SUPPRESS)
@@ -271,10 +275,11 @@ def main() -> int:
         cmd = [sys.executable, __file__, "--naive-worker", "--naive-model", str(model),
                "--naive-endpoint", ep, "--naive-files", *map(str, files)]
         results.append(measure(cmd, ep, args, "naive"))
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(args.results)
+    out_dir.mkdir(parents=True, exist_ok=True)
     run = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpus": os.cpu_count(),
            "model": str(model), "results": results}
-    log = RESULTS / "daemon.json"
+    log = out_dir / "daemon.json"
     history = json.loads(log.read_text()) if log.is_file() else []
     log.write_text(json.dumps([*history, run], indent=1))
     cols = ["mode", "fps_total", "fps_min", "fps_max", "fairness", "latency_p50_ms",
@@ -287,7 +292,7 @@ def main() -> int:
     if len(results) == 2 and results[1]["fps_total"]:
         lines += ["", f"processed fps, daemon / naive: "
                       f"{results[0]['fps_total'] / results[1]['fps_total']:.2f}x"]
-    (RESULTS / "daemon.md").write_text("\n".join(lines) + "\n")
+    (out_dir / "daemon.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
