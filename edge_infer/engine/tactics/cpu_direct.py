@@ -59,14 +59,49 @@ def pack_weights(weight: np.ndarray, block: int = MR) -> np.ndarray:
     return np.ascontiguousarray(w.reshape(blocks, block, t).transpose(0, 2, 1))
 
 
+def is_plain(spec: ConvSpec) -> bool:
+    """A 1x1 conv without stride or padding: it reads its input in place, no layout."""
+    return spec.kernel == (1, 1) and spec.strides == (1, 1) and spec.pads == (0, 0, 0, 0)
+
+
+def phase_grid(spec: ConvSpec) -> tuple[int, int]:
+    """(hq, wq): rows and columns of one stride phase of the zero-padded input."""
+    _, _, h, w = spec.x_shape
+    sy, sx = spec.strides
+    pt, pl, pb, pr = spec.pads
+    return -(-(h + pt + pb) // sy), -(-(w + pl + pr) // sx)
+
+
+def tap_offsets(spec: ConvSpec, phase_stride: int, wq: int) -> np.ndarray:
+    """Offset of each kernel tap in a phase layout whose phase planes are ``phase_stride``
+    floats apart and whose rows are ``wq`` wide."""
+    kh, kw = spec.kernel
+    (sy, sx), (dy, dx) = spec.strides, spec.dilations
+    return np.asarray([((i * dy) % sy * sx + (j * dx) % sx) * phase_stride
+                       + ((i * dy) // sy) * wq + (j * dx) // sx
+                       for i in range(kh) for j in range(kw)], np.int64)
+
+
+def term_offsets(spec: ConvSpec, plen: int, wq: int) -> np.ndarray:
+    """Offset of each (input channel, tap) term in the layout [sy][sx][cin][plen]."""
+    cin = spec.x_shape[1]
+    taps = tap_offsets(spec, cin * plen, wq)
+    return (np.arange(cin, dtype=np.int64)[:, None] * plen + taps[None, :]).ravel()
+
+
+def layout_tail(spec: ConvSpec, wq: int) -> int:
+    """Floats after a layout that keep every vector read of its last strips inside it."""
+    kh, kw = spec.kernel
+    (sy, sx), (dy, dx) = spec.strides, spec.dilations
+    return 2 * NR + wq * (1 + (kh * dy) // sy) + (kw * dx) // sx
+
+
 def band_geometry(spec: ConvSpec) -> tuple[int, int, int]:
     """(bytes per phase row of the laid-out input, phase rows of the whole image, ext: the
     kernel's reach in phase rows below an output row)."""
-    _, cin, h, w = spec.x_shape
-    (sy, sx), (dy, _) = spec.strides, spec.dilations
-    pt, pl, pb, pr = spec.pads
-    hq, wq = -(-(h + pt + pb) // sy), -(-(w + pl + pr) // sx)
-    return sy * sx * cin * wq * 4, hq, ((spec.kernel[0] - 1) * dy) // sy
+    (sy, sx), dy = spec.strides, spec.dilations[0]
+    hq, wq = phase_grid(spec)
+    return sy * sx * spec.x_shape[1] * wq * 4, hq, ((spec.kernel[0] - 1) * dy) // sy
 
 
 class _NativeConv(_ConvTactic):
@@ -95,20 +130,20 @@ class _NativeConv(_ConvTactic):
         return parts
 
     def _padded_phases(self, x: np.ndarray, scratch: Scratch, parts: int
-                       ) -> tuple[np.ndarray, int, int, np.ndarray, int, list[list[Any]]]:
+                       ) -> tuple[np.ndarray, int, np.ndarray, int, list[list[Any]]]:
         """The zero-padded input split into stride phases: (buffer, floats per image,
-        floats per channel plane, offset of each kernel tap, grid width, copy-in calls per
-        image split in ``parts`` channel ranges). ``x`` must have unit stride along its rows
-        (see :meth:`_unit_rows`)."""
+        offset of each (channel, tap) term, grid width, copy-in calls per image split in
+        ``parts`` channel ranges). ``x`` must have unit stride along its rows (see
+        :meth:`_unit_rows`)."""
         s = self.spec
         n, cin, h, w = s.x_shape
-        kh, kw = s.kernel
-        (sy, sx), (dy, dx) = s.strides, s.dilations
-        pt, pl, pb, pr = s.pads
-        hq, wq = -(-(h + pt + pb) // sy), -(-(w + pl + pr) // sx)
+        sy, sx = s.strides
+        pt, pl, _, _ = s.pads
+        hq, wq = phase_grid(s)
         planes, plen = sy * sx * cin, hq * wq
-        tail = 2 * NR + wq * (1 + (kh * dy) // sy) + (kw * dx) // sx
-        buf = scratch((n * planes * plen + tail,), np.float32, None)  # zero borders stay zero
+        # the tail keeps every vector read of the last image inside the buffer
+        buf = scratch((n * planes * plen + layout_tail(s, wq),), np.float32,
+                      None)  # private: zero borders stay zero
         copies: list[list[Any]] = []
         for b in range(n):
             copies.append([])
@@ -117,11 +152,7 @@ class _NativeConv(_ConvTactic):
                         h, w, pt, pl, sy, sx, hq, wq, cin, c0, c1,
                         buf.ctypes.data + 4 * b * planes * plen)
                 copies[b].append(native.NativeCall("split_phases_f32", args, (buf, x)))
-        taps = [((i * dy) % sy * sx + (j * dx) % sx) * cin * plen
-                + ((i * dy) // sy) * wq + (j * dx) // sx
-                for i in range(kh) for j in range(kw)]
-        # the tail keeps every vector read of the last image inside the buffer
-        return buf, planes * plen, plen, np.asarray(taps, np.int64), wq, copies
+        return buf, planes * plen, term_offsets(s, plen, wq), wq, copies
 
     @staticmethod
     def _unit_rows(x: np.ndarray, scratch: Scratch, before: list[Run]) -> np.ndarray:
@@ -140,14 +171,12 @@ class _NativeConv(_ConvTactic):
         (gsafe unbounded)."""
         s = self.spec
         _, cin, h, w = s.x_shape
-        plain = s.kernel == (1, 1) and s.strides == (1, 1) and s.pads == (0, 0, 0, 0)
-        x3 = flat3(x) if plain else None
+        x3 = flat3(x) if is_plain(s) else None
         if x3 is not None:
             toff = np.arange(cin, dtype=np.int64) * (x3.strides[1] // 4)
             return x3, x3.strides[0] // 4, toff, w, h * w, [[] for _ in range(s.x_shape[0])]
         x = self._unit_rows(x, scratch, before)
-        base, image, plen, taps, wg, copies = self._padded_phases(x, scratch, parts)
-        toff = (np.arange(cin, dtype=np.int64)[:, None] * plen + taps[None, :]).ravel()
+        base, image, toff, wg, copies = self._padded_phases(x, scratch, parts)
         return base, image, toff, wg, 1 << 62, copies
 
     @staticmethod
@@ -227,7 +256,7 @@ class DirectNative(_NativeConv):
         """(band rows, ext) when the input must be laid out (padding or strides) and its
         whole-image layout would not stay in L2; None: the whole-image path."""
         s = self.spec
-        if s.kernel == (1, 1) and s.strides == (1, 1) and s.pads == (0, 0, 0, 0):
+        if is_plain(s):
             return None
         row_bytes, rows, ext = band_geometry(s)
         band = BAND_BYTES // row_bytes - ext
@@ -245,24 +274,19 @@ class DirectNative(_NativeConv):
         s = self.spec
         n, cin, h, w = s.x_shape
         _, cout, ho, wo = s.out_shape
-        kh, kw = s.kernel
-        (sy, sx), (dy, dx) = s.strides, s.dilations
-        pt, pl, _, pr = s.pads
-        wq = -(-(w + pl + pr) // sx)
+        sy, sx = s.strides
+        pt, pl, _, _ = s.pads
+        _, wq = phase_grid(s)
         plen = (band + ext) * wq
-        taps = [((i * dy) % sy * sx + (j * dx) % sx) * cin * plen
-                + ((i * dy) // sy) * wq + (j * dx) // sx
-                for i in range(kh) for j in range(kw)]
-        toff = (np.arange(cin, dtype=np.int64)[:, None] * plen
-                + np.asarray(taps, np.int64)[None, :]).ravel()
+        toff = term_offsets(s, plen, wq)
         x = self._unit_rows(x, scratch, before)
-        tail = 2 * NR + wq * (1 + (kh * dy) // sy) + (kw * dx) // sx
         ranges = [(0, ho)] if per_image else split(ho, parts)
         # one buffer per chunk that may run at the same time (the pool claims chunks
         # dynamically); one thread runs them in turn through the same, cache-hot one
         workers = getattr(scratch, "workers", 1)
         nbuf = 1 if workers == 1 else (n if per_image else len(ranges))
-        bufs = [scratch((sy * sx * cin * plen + tail,), np.float32, None) for _ in range(nbuf)]
+        bufs = [scratch((sy * sx * cin * plen + layout_tail(s, wq),), np.float32, None)
+                for _ in range(nbuf)]
         packs = [scratch((len(toff) * NR,), np.float32, f"conv_pack{k}") for k in range(nbuf)]
         keep = (wpack, bias, toff, x, out3, z3)
         chunks: list[Run] = []
@@ -366,15 +390,12 @@ class DepthwiseNative(_NativeConv):
         x, out3, z3, before, after = self._io(inputs, outputs, scratch)
         n, c, h, w = s.x_shape
         _, _, ho, wo = s.out_shape
-        kh, kw = s.kernel
-        (sy, sx), (dy, dx) = s.strides, s.dilations
-        pt, pl, pb, pr = s.pads
+        sy, sx = s.strides
+        pt, pl, _, _ = s.pads
         x = self._unit_rows(x, scratch, before)
-        hq, wq = -(-(h + pt + pb) // sy), -(-(w + pl + pr) // sx)
+        hq, wq = phase_grid(s)
         plen = hq * wq
-        taps = np.asarray([((i * dy) % sy * sx + (j * dx) % sx) * plen
-                           + ((i * dy) // sy) * wq + (j * dx) // sx
-                           for i in range(kh) for j in range(kw)], np.int64)
+        taps = tap_offsets(s, plen, wq)
         weights = np.ascontiguousarray(s.weight.reshape(c, -1), np.float32)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
         chunks: list[Run] = []
