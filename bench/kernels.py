@@ -72,7 +72,7 @@ def recorded_calls(layer: str, tactic: str) -> tuple[list[Any], np.ndarray]:
     """Bind ``tactic`` to the layer (random data) and return the native calls it made."""
     from edge_infer.engine.backends.cpu import native
     from edge_infer.engine.backends.cpu.program import ScratchPool
-    from edge_infer.engine.tactics import TACTICS
+    from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS
     from edge_infer.engine.tactics.base import ConvSpec
 
     xs, cout, k, s = LAYERS[layer]
@@ -83,7 +83,7 @@ def recorded_calls(layer: str, tactic: str) -> tuple[list[Any], np.ndarray]:
     w = (rng.standard_normal((cout, xs[1], k, k)) / np.sqrt(xs[1] * k * k)).astype(np.float32)
     b = rng.standard_normal(cout).astype(np.float32)
     spec = ConvSpec(xs, (xs[0], cout, ho, wo), w, b, (s, s), (p, p, p, p), (1, 1), 1, "silu")
-    cls = next((t for t in TACTICS[("conv", "cpu")] if t.name == tactic), None)
+    cls = next((t for t in CPU_TACTICS["conv"] if t.name == tactic), None)
     if cls is None or not cls.applicable(spec):
         raise SystemExit(f"{tactic} does not apply to {layer}")
     calls: list[Any] = []

@@ -10,9 +10,9 @@ import pytest
 
 from edge_infer.engine.backends.cpu.parallel import WorkPool, split
 from edge_infer.engine.backends.cpu.program import ScratchPool
+from edge_infer.engine.backends.cpu.tactics.cpu_conv import CONV_TACTICS
 from edge_infer.engine.ops import get_registry
 from edge_infer.engine.tactics.base import ConvSpec
-from edge_infer.engine.tactics.cpu_conv import CONV_TACTICS
 
 
 def test_split_covers_everything_in_aligned_ranges() -> None:

@@ -1,28 +1,25 @@
 """Tactics: candidate implementations per (layer kind, backend), chosen by timing.
 
-``TACTICS`` is the explicit registry. The builder times every applicable candidate of each
-layer on this device, at each batch size, and records the winner in ``node.meta['tactic']``;
-the runtime binds exactly that tactic.
+Each backend owns its table of candidates (``{layer kind: tactics, in the order tried}``,
+e.g. ``edge_infer.engine.backends.cpu.tactics.CPU_TACTICS``); this module only knows what a
+tunable layer is and how a table answers for one. The builder times every applicable
+candidate of each layer on this device, at each batch size, and records the winner in
+``node.meta['tactic']``; the runtime binds exactly that tactic.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from edge_infer.engine.ir import Node
 from edge_infer.engine.tactics.base import ConvSpec, Tactic, conv_spec
-from edge_infer.engine.tactics.cpu_conv import CONV_TACTICS
-from edge_infer.engine.tactics.cpu_direct import DepthwiseNative, DirectNative, OcVecNative
-from edge_infer.engine.tactics.cpu_winograd import WinogradNative
 
-#: (layer kind, backend) → candidates, in the order tried (the first applicable is the default)
 log = logging.getLogger(__name__)
 
-TACTICS: dict[tuple[str, str], tuple[type[Tactic], ...]] = {
-    ("conv", "cpu"): (*CONV_TACTICS, DirectNative, OcVecNative, DepthwiseNative,
-                       WinogradNative),
-}
+#: layer kind → candidates in the order tried (the first applicable one is the default)
+TacticTable = Mapping[str, tuple[type[Tactic], ...]]
 
 
 def layer_kind(node: Node) -> tuple[str, Any] | None:
@@ -33,18 +30,19 @@ def layer_kind(node: Node) -> tuple[str, Any] | None:
     return None
 
 
-def candidates(node: Node, backend: str) -> tuple[list[type[Tactic]], Any]:
-    """The applicable tactics for ``node`` and its spec (empty when not tunable)."""
+def candidates(node: Node, table: TacticTable) -> tuple[list[type[Tactic]], Any]:
+    """The applicable tactics of ``table`` for ``node``, and its spec (empty when not
+    tunable)."""
     kind = layer_kind(node)
     if kind is None:
         return [], None
     name, spec = kind
-    return [t for t in TACTICS.get((name, backend), ()) if t.applicable(spec)], spec
+    return [t for t in table.get(name, ()) if t.applicable(spec)], spec
 
 
-def select_tactic(node: Node, backend: str, name: str | None) -> Tactic | None:
+def select_tactic(node: Node, table: TacticTable, name: str | None) -> Tactic | None:
     """An instance of the tactic called ``name`` (or the default) for ``node``."""
-    options, spec = candidates(node, backend)
+    options, spec = candidates(node, table)
     if not options:
         return None
     for tactic in options:
@@ -56,4 +54,4 @@ def select_tactic(node: Node, backend: str, name: str | None) -> Tactic | None:
     return options[0](spec)  # type: ignore[call-arg]
 
 
-__all__ = ["TACTICS", "ConvSpec", "Tactic", "candidates", "select_tactic"]
+__all__ = ["ConvSpec", "Tactic", "TacticTable", "candidates", "layer_kind", "select_tactic"]

@@ -12,6 +12,7 @@ from edge_infer.engine.backends.base import Backend, Program
 from edge_infer.engine.backends.cpu.device import cpu_fingerprint
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import CpuProgram, ScratchPool
+from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS
 from edge_infer.engine.ir import Graph, Node
 from edge_infer.engine.tactics import candidates
 from edge_infer.engine.tactics.autotune import TimingCache, tune_layer
@@ -55,7 +56,7 @@ class CpuBackend(Backend):
                         rng: np.random.Generator, cache: TimingCache | None,
                         pool: WorkPool | None) -> None:
         for node in graph.nodes:
-            tactics, spec = candidates(node, self.name)
+            tactics, spec = candidates(node, CPU_TACTICS)
             if not tactics:
                 continue
             instances = [t(spec) for t in tactics]  # type: ignore[call-arg]

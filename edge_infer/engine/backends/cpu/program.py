@@ -18,6 +18,7 @@ from edge_infer.engine.backends.base import Program
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.schedule import ParallelRunner, lanes, stage_of
 from edge_infer.engine.backends.cpu.steps import STEPS
+from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS
 from edge_infer.engine.ir import Graph, Node
 from edge_infer.engine.memory import MemoryPlan, make_views, plan_memory
 from edge_infer.engine.shape_inference import node_attrs, resolve_op
@@ -129,7 +130,7 @@ class CpuProgram(Program):
         self.outputs = [(name, v) for name, v in graph.outputs]
 
     def _layer_factory(self, node: Node) -> Callable[..., Run]:
-        tactic = select_tactic(node, "cpu", node.meta.get("tactic"))
+        tactic = select_tactic(node, CPU_TACTICS, node.meta.get("tactic"))
         if tactic is not None:
             return lambda ins, outs, scratch: tactic.bind(ins, outs, scratch)
         factory = STEPS.get(node.op_type) if not node.domain else None

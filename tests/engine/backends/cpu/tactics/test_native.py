@@ -11,17 +11,17 @@ import pytest
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import ScratchPool
-from edge_infer.engine.ops import get_registry
-from edge_infer.engine.tactics.base import ConvSpec
-from edge_infer.engine.tactics.cpu_direct import (
+from edge_infer.engine.backends.cpu.tactics.cpu_direct import (
     MR,
     DepthwiseNative,
     DirectNative,
     OcVecNative,
     pack_weights,
 )
-from edge_infer.engine.tactics.cpu_winograd import WinogradNative, transform_weights
-from tests.engine.tactics.test_cpu_conv import expected
+from edge_infer.engine.backends.cpu.tactics.cpu_winograd import WinogradNative, transform_weights
+from edge_infer.engine.ops import get_registry
+from edge_infer.engine.tactics.base import ConvSpec
+from tests.engine.backends.cpu.tactics.test_cpu_conv import expected
 
 CONV = get_registry().resolve("", "Conv", 17).kernel
 HAVE_CC = shutil.which("cc") is not None
@@ -141,7 +141,7 @@ def test_strided_output_and_residual_views(case) -> None:
 def test_winograd_transforms_are_exact_in_float64() -> None:
     """A^T [(G g G^T) ⊙ (B^T d B)] A is the 4x4 correlation of a 6x6 patch with a 3x3
     filter — the identity the kernel relies on — and U is packed [36][Cout/6][Cin][6]."""
-    from edge_infer.engine.tactics.cpu_winograd import AT, BT, G
+    from edge_infer.engine.backends.cpu.tactics.cpu_winograd import AT, BT, G
 
     rng = np.random.default_rng(5)
     d, g = rng.standard_normal((6, 6)), rng.standard_normal((3, 3))
@@ -236,6 +236,7 @@ def test_a_native_choice_falls_back_where_native_kernels_are_missing(monkeypatch
     """An engine whose layers chose native tactics still runs on a machine where they cannot
     be compiled: each such layer binds its default tactic, with a warning naming both."""
     import edge_infer
+    from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS
     from edge_infer.engine.tactics import select_tactic
     from edge_infer.zoo import build_model
 
@@ -244,7 +245,7 @@ def test_a_native_choice_falls_back_where_native_kernels_are_missing(monkeypatch
     node = next(n for n in graph.nodes if n.op_type == "FusedConv")
     monkeypatch.setattr(native, "library", lambda: None)
     with caplog.at_level(logging.WARNING):
-        tactic = select_tactic(node, "cpu", "direct_native")
+        tactic = select_tactic(node, CPU_TACTICS, "direct_native")
     assert tactic is not None and not tactic.name.endswith("_native")
     assert f"tactic direct_native is not available here; running {tactic.name}" in caplog.text
 
@@ -287,7 +288,7 @@ def test_direct_native_in_bands(monkeypatch, case, rows, workers) -> None:
     """direct_native lays out big inputs a band of rows at a time: bands of 1, 2 and 5 output
     rows (last band partial), stride phases, dilations, asymmetric pads, a residual, run twice
     (the reused band buffer's zero borders), one thread or two (per image or row ranges)."""
-    from edge_infer.engine.tactics import cpu_direct
+    from edge_infer.engine.backends.cpu.tactics import cpu_direct
 
     x, w, b, conv = _data(case, seed=5)
     xs, _cout, _k, strides, pads, dil, group = case

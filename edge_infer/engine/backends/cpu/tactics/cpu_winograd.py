@@ -20,8 +20,8 @@ import numpy as np
 
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.parallel import split
+from edge_infer.engine.backends.cpu.tactics.cpu_direct import _NativeConv
 from edge_infer.engine.tactics.base import ConvSpec, Run, Scratch
-from edge_infer.engine.tactics.cpu_direct import _NativeConv
 
 TB, KR = 16, 6  # tiles per block, output channels per register tile (conv_winograd.c)
 

@@ -7,11 +7,11 @@ import pytest
 
 from edge_infer.engine.backends.cpu.activations import apply_activation
 from edge_infer.engine.backends.cpu.program import ScratchPool
+from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS
 from edge_infer.engine.ops import get_registry
-from edge_infer.engine.tactics import TACTICS
 from edge_infer.engine.tactics.base import ConvSpec
 
-CONV_TACTICS = TACTICS[("conv", "cpu")]
+CONV_TACTICS = CPU_TACTICS["conv"]
 
 CONV = get_registry().resolve("", "Conv", 17).kernel
 

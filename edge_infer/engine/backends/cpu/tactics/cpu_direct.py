@@ -26,8 +26,8 @@ import numpy as np
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.activations import ACTIVATION_CODES, make_epilogue
 from edge_infer.engine.backends.cpu.parallel import split
+from edge_infer.engine.backends.cpu.tactics.cpu_conv import _ConvTactic, _sequence, flat3
 from edge_infer.engine.tactics.base import ConvSpec, Run, Scratch
-from edge_infer.engine.tactics.cpu_conv import _ConvTactic, _sequence, flat3
 
 MR, NR = 6, 16  # the kernel's register tile (conv_direct.c)
 PB, OB = 6, 16  # conv_ocvec.c: positions per tile, output channels per tile

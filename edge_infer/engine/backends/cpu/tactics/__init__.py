@@ -1,0 +1,24 @@
+"""The CPU backend's tactics: its table of candidates per layer kind.
+
+``CPU_TACTICS`` is the explicit registry (see ``edge_infer.engine.tactics`` for how a table
+is consulted). Native tactics whose compiler is missing here report themselves not
+applicable, so the table is the same on every machine.
+"""
+
+from __future__ import annotations
+
+from edge_infer.engine.backends.cpu.tactics.cpu_conv import CONV_TACTICS
+from edge_infer.engine.backends.cpu.tactics.cpu_direct import (
+    DepthwiseNative,
+    DirectNative,
+    OcVecNative,
+)
+from edge_infer.engine.backends.cpu.tactics.cpu_winograd import WinogradNative
+from edge_infer.engine.tactics import TacticTable
+
+#: layer kind → CPU candidates, in the order tried (the first applicable is the default)
+CPU_TACTICS: TacticTable = {
+    "conv": (*CONV_TACTICS, DirectNative, OcVecNative, DepthwiseNative, WinogradNative),
+}
+
+__all__ = ["CPU_TACTICS"]
