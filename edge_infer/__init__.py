@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from edge_infer._version import __version__
 from edge_infer.errors import EdgeInferError
-
-__version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from edge_infer.engine.builder import build

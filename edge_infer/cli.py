@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from edge_infer import __version__
+from edge_infer._version import __version__
 from edge_infer.errors import EdgeInferError
 
 #: subcommand modules, in the order `edge-infer --help` lists them

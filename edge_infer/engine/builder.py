@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge_infer import __version__
+from edge_infer._version import __version__
 from edge_infer.engine.backends import get_backend
 from edge_infer.engine.ir import Graph
 from edge_infer.engine.onnx_import import import_model, load_model

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_infer import __version__
+from edge_infer._version import __version__
 from edge_infer.engine.backends import get_backend
 from edge_infer.engine.backends.base import Program, Stream
 from edge_infer.engine.backends.cpu.device import describe

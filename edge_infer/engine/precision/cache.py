@@ -25,7 +25,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_infer import __version__
+from edge_infer._version import __version__
 from edge_infer.errors import CalibrationError
 
 MAGIC = "# edge_infer calibration cache"

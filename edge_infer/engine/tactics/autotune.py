@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_infer import __version__
+from edge_infer._version import __version__
 from edge_infer.engine.tactics.base import Tactic
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import edge_infer
-from edge_infer import __version__
+from edge_infer._version import __version__
 from edge_infer.engine.backends.cpu.device import cpu_fingerprint
 from edge_infer.engine.tactics.autotune import TimingCache, tune_layer
 from tests.engine.test_memory import branchy
