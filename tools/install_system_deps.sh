@@ -4,12 +4,17 @@
 #   cannot encode H.264; MJPEG needs nothing extra).
 #   gcc -- the CPU backend compiles its native kernels on the device (optional: without a
 #   compiler those tactics are skipped and the engine uses its numpy/BLAS tactics).
+#   rtsp-server-perl -- the loopback RTSP server of the demo, the RTSP tests and benchmarks.
+#   the deploy tests' linters: shellcheck for the scripts, systemd-analyze for the units.
 # Idempotent: does nothing when everything is already there. Needs root (or sudo).
 set -euo pipefail
 
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+command -v rtsp-server-perl >/dev/null 2>&1 || missing+=(rtsp-server-perl)
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 
 if [ ${#missing[@]} -eq 0 ]; then
     echo "system dependencies already installed"
@@ -21,6 +26,6 @@ if [ "$(id -u)" -ne 0 ]; then
     SUDO="sudo"
 fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update
-$SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+$SUDO apt-get -o DPkg::Lock::Timeout=600 update
+$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}"
 echo "installed: ${missing[*]}"

@@ -72,6 +72,10 @@ EXCLUSIONS: dict[str, str] = {
     r"test_squeezenet": _ILL_CONDITIONED_SOFTMAX,
 }
 
+#: Listed cases whose outcome hangs on float32 summation order (the tactic chosen, the BLAS
+#: kernel): run, and counted as excluded whether they pass or fail, never as stale.
+ORDER_SENSITIVE: frozenset[str] = frozenset({"test_squeezenet"})
+
 #: regex → bug report. Run as strict expected failures; remove the entry once fixed.
 KNOWN_BUGS: dict[str, str] = {}
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import configparser
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.sysdeps import need
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "deploy" / "systemd"
@@ -21,8 +22,8 @@ def _unit(name: str) -> configparser.ConfigParser:
     return cp
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
 def test_units_pass_systemd_analyze_verify() -> None:
+    need("systemd-analyze")
     units = [str(UNITS / "edge-infer.service"), str(UNITS / "edge-infer-build.service")]
     res = subprocess.run(["systemd-analyze", "verify", "--man=no", *units],
                          capture_output=True, text=True, timeout=60, cwd=UNITS)
@@ -65,9 +66,9 @@ def test_native_kernel_cache_is_writable_under_the_hardening(unit: str) -> None:
     assert path in _unit(unit)["Service"]["ReadWritePaths"].split()
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="no shellcheck")
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.name for p in SCRIPTS])
 def test_scripts_pass_shellcheck(script: Path) -> None:
+    need("shellcheck")
     res = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True,
                          timeout=60)
     assert res.returncode == 0, res.stdout

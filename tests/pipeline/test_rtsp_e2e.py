@@ -16,10 +16,14 @@ import pytest
 from edge_infer.pipeline import rtsp_loopback
 from edge_infer.pipeline.subscriber import SequenceTracker, Subscriber
 from tests.pipeline.helpers import NotifyListener, start_daemon, write_config
+from tests.sysdeps import need
 
-pytestmark = pytest.mark.skipif(not rtsp_loopback.available(),
-                                reason="rtsp-server-perl / ffmpeg not installed "
-                                       "(tools/install_system_deps.sh installs them)")
+
+@pytest.fixture(autouse=True)
+def _rtsp_server_installed() -> None:
+    need(rtsp_loopback.SERVER, "ffmpeg")
+
+
 RTSP = ["rtsp0", "rtsp1"]
 FILES = ["file0", "file1"]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import cv2
@@ -13,6 +12,7 @@ import pytest
 from edge_infer.synth.dataset import load_coco, render_image, write_dataset
 from edge_infer.synth.shapes import CLASSES
 from edge_infer.synth.video import render_camera, write_videos
+from tests.sysdeps import need
 
 
 def test_coco_dataset_is_valid(tmp_path: Path) -> None:
@@ -71,8 +71,8 @@ def _read_all(path: Path, fps: float) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("codec", ["mjpeg", "h264"])
 def test_video_files_decode_with_ground_truth_per_frame(tmp_path: Path, codec: str) -> None:
-    if codec == "h264" and shutil.which("ffmpeg") is None:
-        pytest.skip("H.264 needs ffmpeg (tools/install_system_deps.sh)")
+    if codec == "h264":
+        need("ffmpeg")
     manifest = json.loads(
         write_videos(tmp_path, 2, 1.5, 10, 160, 96, codec, seed=4, workers=1,
                      progress=False).read_text()
