@@ -34,7 +34,6 @@ import json
 import math
 import mmap as _mmap
 import os
-import secrets
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from edge_infer.atomic import atomic_open
 from edge_infer.errors import EngineCompatibilityError, EngineFileError
 
 FORMAT_VERSION: int = 1
@@ -91,26 +91,11 @@ def write_engine(
     """
     target = Path(path)
     chunks = _layout(header, tensors, blobs or {})  # validates before anything touches disk
-    name = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
-    tmp: Path | None = None  # set once the temp file is ours to remove
     try:
-        # O_EXCL never clobbers; mode 0o666 lets the umask decide, as for any new file.
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        tmp = name
-        with os.fdopen(fd, "wb") as f:
+        with atomic_open(target, "wb") as f:
             written = _write_chunks(f, chunks)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-        tmp = None
-        _fsync_dir(target.parent)
-    except BaseException as e:  # KeyboardInterrupt included: never leave a temp file behind
-        if tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise EngineFileError(f"cannot write engine file {target}: {e}") from e
-        raise
+    except OSError as e:
+        raise EngineFileError(f"cannot write engine file {target}: {e}") from e
     return written
 
 
@@ -199,14 +184,6 @@ def _write_chunks(f: BinaryIO, chunks: list[bytes | memoryview]) -> int:
         written += len(chunk)
     f.write(digest.digest())
     return written + _DIGEST_BYTES
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)  # makes the rename itself durable
-    finally:
-        os.close(fd)
 
 
 def _align(n: int) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge_infer.atomic import write_bytes_atomic
 from edge_infer.synth.scenes import Annotation, render_scene
 from edge_infer.synth.shapes import CLASSES
 
@@ -54,11 +55,8 @@ def coco_categories() -> list[dict[str, Any]]:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace`` (no torn files)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` atomically and durably (no torn files)."""
+    write_bytes_atomic(path, data)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

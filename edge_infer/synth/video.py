@@ -27,6 +27,7 @@ from typing import IO, Any
 import cv2
 import numpy as np
 
+from edge_infer.atomic import commit
 from edge_infer.synth.dataset import atomic_write_json, worker_init
 from edge_infer.synth.scenes import Composer, make_background, sample_size
 from edge_infer.synth.shapes import CLASSES, Sprite, draw_sprite, warp_sprite
@@ -248,7 +249,7 @@ def render_camera(
         for w, _tmp, _final in writers:
             w.release()
     for _w, tmp, final in writers:
-        os.replace(tmp, final)
+        commit(tmp, final)
     meta = {"camera": camera, "width": width, "height": height, "fps": fps, "frames": n,
             "seed": seed, "files": files, "classes": list(CLASSES)}
     atomic_write_json(out / f"{stem}.json", {**meta, "ground_truth": frames})

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_infer._version import __version__
+from edge_infer.atomic import write_text_atomic
 from edge_infer.errors import CalibrationError
 
 MAGIC = "# edge_infer calibration cache"
@@ -146,18 +146,3 @@ def _corrupt(where: str, number: int, line: str, why: str = "") -> CalibrationEr
     detail = f" ({why})" if why else ""
     return CalibrationError(f"calibration cache {where} is corrupt at line {number}: "
                             f"{line[:80]!r}{detail}; recreate it with `edge-infer calibrate`")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

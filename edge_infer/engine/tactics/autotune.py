@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from edge_infer._version import __version__
+from edge_infer.atomic import write_text_atomic
 from edge_infer.engine.tactics.base import Tactic
 
 log = logging.getLogger(__name__)
@@ -85,17 +85,7 @@ class TimingCache:
             return
         data = {"format": CACHE_FORMAT, "edge_infer_version": __version__,
                 "device": self.device, "entries": self.entries}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=1, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_atomic(self.path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def time_run(run: Callable[[], None], *, repeats: int = 5, budget_s: float = 0.5,

@@ -21,11 +21,12 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edge_infer.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -175,18 +176,11 @@ class NativeCall:
 
 
 def _compile(cc: str, sources: list[Path], target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        proc = subprocess.run([cc, *_flags(), "-o", tmp, *map(str, sources)],
+    with atomic_path(target) as tmp:
+        proc = subprocess.run([cc, *_flags(), "-o", str(tmp), *map(str, sources)],
                               capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:
             raise RuntimeError(f"{cc} failed: {proc.stderr.strip()[:500]}")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def available() -> bool:
