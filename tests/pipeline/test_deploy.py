@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import re
 import subprocess
 from pathlib import Path
 
@@ -31,6 +32,18 @@ def test_units_pass_systemd_analyze_verify() -> None:
     problems = [line for line in (res.stdout + res.stderr).splitlines()
                 if line.strip() and "is not executable" not in line]
     assert problems == []
+
+
+@pytest.mark.parametrize("unit", ["edge-infer.service", "edge-infer-build.service"])
+def test_units_exposure_is_at_most_3(unit: str) -> None:
+    """systemd's own exposure score (0 safe .. 10 exposed) of the hardened units; the GPU and
+    camera device nodes and the network the cameras need keep it above 0."""
+    need("systemd-analyze")
+    res = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager",
+                          str(UNITS / unit)], capture_output=True, text=True, timeout=60)
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", res.stdout)
+    assert match is not None, res.stdout + res.stderr
+    assert float(match.group(1)) <= 3.0, res.stdout
 
 
 def test_daemon_unit_settings() -> None:
