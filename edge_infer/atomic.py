@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -19,8 +20,50 @@ from typing import IO
 __all__ = ["atomic_open", "atomic_path", "commit", "write_bytes_atomic", "write_text_atomic"]
 
 
+#: a temporary file older than this whose writer cannot be identified is abandoned
+STALE_AFTER_S = 3600.0
+
+
 def _temp_name(target: Path) -> Path:
-    return target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+    """``.NAME.<pid>.<random>.tmp``: the writer's pid tells a later writer whether the file
+    is still being written or was left by a process that died mid-write."""
+    _remove_stale_temps(target)
+    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Remove temporary files of ``target``'s own pattern left by writers that died (a build
+    killed mid-write): those whose pid is gone, and pid-less ones older than an hour."""
+    prefix = f".{target.name}."
+    try:
+        candidates = [p for p in target.parent.iterdir()
+                      if p.name.startswith(prefix) and p.name.endswith(".tmp")]
+    except OSError:  # no folder yet, or unreadable: nothing to clean
+        return
+    now = time.time()
+    for tmp in candidates:
+        parts = tmp.name[len(prefix):-len(".tmp")].split(".")
+        try:
+            if len(parts) == 2 and parts[0].isdigit():
+                stale = not _pid_alive(int(parts[0]))
+            elif len(parts) == 1 and len(parts[0]) == 16:
+                stale = now - tmp.lstat().st_mtime > STALE_AFTER_S
+            else:
+                continue  # not ours
+            if stale and tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink()
+        except OSError:
+            continue  # raced with its writer or another cleaner: leave it
 
 
 def fsync_dir(folder: Path) -> None:

@@ -73,3 +73,27 @@ def test_atomic_path_commits_what_another_writer_made(tmp_path: Path) -> None:
         raise RuntimeError("compiler failed")
     assert target.read_bytes() == b"built"
     assert [p.name for p in tmp_path.iterdir()] == ["lib.so"]
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_next_write_removes_temps_left_by_a_killed_writer(tmp_path: Path) -> None:
+    path = tmp_path / "m.engine"
+    dead = tmp_path / f".m.engine.{_dead_pid()}.0123456789abcdef.tmp"  # writer died
+    live = tmp_path / f".m.engine.{os.getpid()}.fedcba9876543210.tmp"  # being written now
+    old = tmp_path / ".m.engine.00112233445566ff.tmp"  # pid-less, from an older version
+    young = tmp_path / ".m.engine.aabbccddeeff0011.tmp"
+    other = tmp_path / f".other.engine.{_dead_pid()}.0123456789abcdef.tmp"  # not this path's
+    for p in (dead, live, old, young, other):
+        p.write_bytes(b"partial")
+    os.utime(old, (0, 0))
+    write_bytes_atomic(path, b"engine")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["m.engine", live.name, young.name, other.name])
