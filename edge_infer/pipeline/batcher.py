@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from edge_infer.pipeline.sources import Frame
+from edge_infer.pipeline.frames import Frame
 
 Clock = Callable[[], float]
 

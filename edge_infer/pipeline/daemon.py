@@ -31,6 +31,7 @@ from edge_infer.engine.threads import set_thread_budget, thread_budget
 from edge_infer.errors import ConfigError, EngineCompatibilityError
 from edge_infer.pipeline.batcher import DeadlineBatcher, LatencyModel
 from edge_infer.pipeline.config import DaemonConfig, EngineConfig, file_sha256
+from edge_infer.pipeline.frames import FrameHub
 from edge_infer.pipeline.health import (
     Metrics,
     Progress,
@@ -39,7 +40,7 @@ from edge_infer.pipeline.health import (
     Watchdog,
 )
 from edge_infer.pipeline.publisher import ModelInfo, Publisher
-from edge_infer.pipeline.sources import CameraSource, CameraState, FrameHub, set_parallel_opens
+from edge_infer.pipeline.sources import CameraSource, CameraState, set_parallel_opens
 from edge_infer.pipeline.workers import BatchResult, Dispatcher, FrameResult, ModelSpec, WorkerPool
 
 log = logging.getLogger("edge_infer.daemon")

@@ -44,6 +44,7 @@ from edge_infer.pipeline.config import (
     UsbCamera,
 )
 from edge_infer.pipeline.decimation import Decimator
+from edge_infer.pipeline.frames import Frame, FrameHub
 from edge_infer.pipeline.probe import probe_stream
 
 log = logging.getLogger(__name__)
@@ -96,17 +97,6 @@ class Backoff:
         self.failures = 0
 
 
-@dataclass(eq=False)  # identity equality: frames hold arrays
-class Frame:
-    """One captured frame: BGR ``uint8 [H, W, 3]`` with its capture times."""
-
-    camera_id: str
-    index: int  # frames read by this source since start (skipped ones included)
-    image: np.ndarray
-    capture_ts: float  # monotonic seconds: deadlines
-    capture_wall: float  # epoch seconds: published timestamps
-
-
 @dataclass
 class CameraStats:
     """Counters of one camera (read by status and metrics; written by its reader thread)."""
@@ -122,43 +112,6 @@ class CameraStats:
     last_error: str = ""
     size: tuple[int, int] | None = None  # (width, height)
     transitions: list[tuple[float, str]] = field(default_factory=list)
-
-
-class FrameHub:
-    """One-slot latest-frame buffers of every camera, with a condition for the batcher."""
-
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self._slots: dict[str, Frame] = {}
-        self._takes: dict[str, int] = {}  # frames taken per camera
-        self.version = 0  # bumped at every put, so a waiter can tell something arrived
-
-    def put(self, frame: Frame) -> bool:
-        """Store ``frame`` as its camera's latest; True if an untaken frame was replaced."""
-        with self.cond:
-            replaced = frame.camera_id in self._slots
-            self._slots[frame.camera_id] = frame
-            self.version += 1
-            self.cond.notify_all()
-        return replaced
-
-    def take_all(self) -> list[Frame]:
-        """Remove and return every waiting frame."""
-        with self.cond:
-            frames = list(self._slots.values())
-            for camera_id in self._slots:
-                self._takes[camera_id] = self._takes.get(camera_id, 0) + 1
-            self._slots.clear()
-            return frames
-
-    def takes(self, camera_id: str) -> int:
-        """How many frames of ``camera_id`` were taken so far (its reader sees them go)."""
-        with self.cond:
-            return self._takes.get(camera_id, 0)
-
-    def pending(self) -> int:
-        with self.cond:
-            return len(self._slots)
 
 
 class Capture(Protocol):

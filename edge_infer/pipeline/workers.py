@@ -25,9 +25,9 @@ import numpy as np
 from edge_infer.errors import ConfigError
 from edge_infer.pipeline.batcher import DeadlineBatcher, LatencyModel
 from edge_infer.pipeline.config import PostprocessConfig
+from edge_infer.pipeline.frames import Frame, FrameHub
 from edge_infer.pipeline.postprocess import Detections, decode
 from edge_infer.pipeline.preprocess import Letterbox, preprocess
-from edge_infer.pipeline.sources import Frame, FrameHub
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edge_infer.pipeline.batcher import DeadlineBatcher, LatencyModel
-from edge_infer.pipeline.sources import Frame
+from edge_infer.pipeline.frames import Frame
 from tests.pipeline.helpers import FakeClock
 
 IMG = np.zeros((4, 4, 3), np.uint8)

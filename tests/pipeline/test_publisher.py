@@ -12,10 +12,10 @@ import pytest
 import zmq
 
 from edge_infer.pipeline.config import PublisherConfig
+from edge_infer.pipeline.frames import Frame
 from edge_infer.pipeline.postprocess import Detections
 from edge_infer.pipeline.preprocess import letterbox_geometry
 from edge_infer.pipeline.publisher import ModelInfo, Publisher, detection_payload, load_schema
-from edge_infer.pipeline.sources import Frame
 from edge_infer.pipeline.subscriber import SequenceTracker, Subscriber
 from edge_infer.pipeline.workers import BatchResult, FrameResult
 
