@@ -8,8 +8,9 @@ from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("inspect", help="show an engine's bindings, layers and build record")
-    p.add_argument("engine", help="engine file")
+    p = sub.add_parser("inspect", help="show an engine's bindings, layers and build record "
+                       "(or an ONNX model's inputs and outputs, dynamic dims marked)")
+    p.add_argument("engine", help="engine file, or an .onnx model")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--batch", type=int, help="show the plan for this batch size (default opt)")
     p.add_argument("--no-device-check", action="store_true",
@@ -42,9 +43,49 @@ def engine_report(engine: Any, batch: int | None) -> dict[str, Any]:
     return report
 
 
+def model_report(path: str) -> dict[str, Any]:
+    """An ONNX model's declared inputs and outputs; dynamic dims (a ``dim_param``, no value,
+    or a ``dim_value`` of ``-1`` or ``0`` as some exporters write) are reported as ``"?"``
+    or by name, so the user sees which ones ``--shapes`` must bind."""
+    from edge_infer.engine.onnx_import import is_dynamic_dim, load_model
+
+    graph = load_model(path).proto.graph
+    initializers = {t.name for t in graph.initializer}
+
+    def dims(info: Any) -> list[int | str]:
+        return [(d.dim_param or "?") if is_dynamic_dim(d) else int(d.dim_value)
+                for d in info.type.tensor_type.shape.dim]
+
+    def entry(info: Any) -> dict[str, Any]:
+        shape = dims(info)
+        return {"name": info.name, "shape": shape,
+                "dynamic": [k for k, d in enumerate(shape) if isinstance(d, str)]}
+
+    return {"model": path,
+            "inputs": [entry(i) for i in graph.input if i.name not in initializers],
+            "outputs": [entry(o) for o in graph.output]}
+
+
+def _run_model(args: argparse.Namespace) -> int:
+    report = model_report(args.engine)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"model {args.engine}")
+    for kind in ("inputs", "outputs"):
+        for b in report[kind]:
+            dims = "x".join(str(d) for d in b["shape"])
+            dynamic = (f"  (dynamic dims {b['dynamic']}: bind them with --shapes)"
+                       if b["dynamic"] and kind == "inputs" else "")
+            print(f"  {kind[:-1]:<6} {b['name']}: [{dims}]{dynamic}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from edge_infer.engine.runtime import Engine
 
+    if str(args.engine).endswith(".onnx"):
+        return _run_model(args)
     engine = Engine.load(args.engine, check_device=not args.no_device_check)
     report = engine_report(engine, args.batch)
     if args.json:

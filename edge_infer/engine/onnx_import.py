@@ -115,11 +115,25 @@ def _value_type(info: onnx.ValueInfoProto, where: str) -> TensorType:
     dtype = numpy_dtype(ttype.elem_type, f"{where} '{info.name}'")
     dims: list[int | str] = []
     for axis, dim in enumerate(ttype.shape.dim):
-        if dim.HasField("dim_value"):
+        if dim.HasField("dim_value") and dim.dim_value > 0:
             dims.append(int(dim.dim_value))
         else:
             dims.append(dim.dim_param or f"{info.name}_dim{axis}")
     return TensorType(tuple(dims), dtype)
+
+
+def is_dynamic_dim(dim: onnx.TensorShapeProto.Dimension) -> bool:
+    """Whether an ONNX dimension is dynamic: a ``dim_param``, no value at all, or a
+    ``dim_value`` that is not positive.
+
+    Some exporters (Paddle2ONNX, older tf2onnx/keras2onnx) write ``-1`` for a dynamic batch,
+    height or width, and some ``0``; onnxruntime treats both as dynamic. A ``0`` could also
+    declare an empty tensor, but the engine never runs zero-size tensors (every bound dim
+    must be ≥ 1), so on a model's inputs, outputs and ``value_info`` the only reading under
+    which the model can be built is "unknown": both are bound by ``--shapes`` / profiles like a
+    ``dim_param``. Initializers are data, not declarations, and keep their zero dims.
+    """
+    return not (dim.HasField("dim_value") and dim.dim_value > 0)
 
 
 def import_model(

@@ -25,6 +25,7 @@ FAMILIES: tuple[str, ...] = (
     "tensor_ops",
     "fused",
     "quantize",
+    "recurrent",
 )
 
 _registry: OpRegistry | None = None
