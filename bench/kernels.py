@@ -58,13 +58,9 @@ def other_library(rev: str, work: Path) -> Any:
     subprocess.run([native._compiler() or "cc", *native._flags(), "-o", str(target),
                     *sorted(str(p) for p in work.glob("*.c"))], check=True)
     lib = ctypes.CDLL(str(target))
-    for name, argtypes in native._SIGNATURES.items():
-        fn = getattr(lib, name, None)
-        if fn is not None:
-            fn.argtypes, fn.restype = argtypes, None
-    if hasattr(lib, "winograd_work_f32"):
-        lib.winograd_work_f32.argtypes = [ctypes.c_long, ctypes.c_long]
-        lib.winograd_work_f32.restype = ctypes.c_long
+    native.declare(lib)  # kernels older than the argument structs (args.h) cannot be compared
+    if native.layout_mismatches(lib):
+        raise SystemExit(f"{rev}'s kernel arguments differ from this tree's (args.h)")
     return lib
 
 
@@ -111,7 +107,7 @@ def main() -> int:
     p.add_argument("--pairs", type=int, default=25, help="alternating timed pairs per layer")
     args = p.parse_args()
 
-    from edge_infer.engine.threads import set_thread_budget
+    from edge_infer.engine.backends.cpu.threads import set_thread_budget
 
     set_thread_budget(1)
     rows = []
@@ -120,8 +116,8 @@ def main() -> int:
         for item in args.layers:
             layer, _, tactic = item.partition(":")
             calls, out = recorded_calls(layer, tactic)
-            ours = [(c._fn, c._args) for c in calls]
-            theirs = [(getattr(other, c.name), c._args) for c in calls]
+            ours = [(c._fn, (c.args,)) for c in calls]
+            theirs = [(getattr(other, c.name), (c.args,)) for c in calls]
 
             def run(fns: list[tuple[Any, tuple[Any, ...]]]) -> float:
                 t = time.perf_counter()

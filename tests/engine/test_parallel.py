@@ -114,8 +114,9 @@ def test_native_pool_runs_every_task_exactly_once() -> None:
     want = 1 / (1 + np.exp(-x.astype(np.float64)))
     layers = []
     for parts in (2, 3, 7, 16):
-        calls = [native.NativeCall("unary_f32", (x[a:b].ctypes.data, y[a:b].ctypes.data,
-                                                 b - a, 0), (x, y))
+        calls = [native.NativeCall("unary_f32", dict(x=x[a:b].ctypes.data, y=y[a:b].ctypes.data,
+                                                     n=b - a, kind=native.Activation.SIGMOID),
+                                   (x, y))
                  for a, b in split(x.size, parts)]
         run = pool.bind(calls)
         assert hasattr(run, "keep"), "native chunks must take the native pool"

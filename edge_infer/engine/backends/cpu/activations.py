@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_infer.engine.backends.cpu.native import Activation
+
 
 def apply_activation(y: np.ndarray, kind: str, params: Sequence[float]) -> None:
     """``y = act(y)`` in place, with the reference definition of each activation
@@ -33,9 +35,9 @@ def _numba() -> Any | None:
 
 
 #: activations the compiled epilogues implement, by code (numba here, C in
-#: backends/cpu/kernels/conv_direct.c); the others use numpy after the bias
-ACTIVATION_CODES = {"": 0, "relu": 1, "leaky_relu": 2, "clip": 3, "sigmoid": 4, "silu": 5,
-                    "hard_swish": 6, "hard_sigmoid": 7, "tanh": 8}
+#: backends/cpu/kernels/simd.h; the codes are native.Activation = args.h's enum); the others
+#: use numpy after the bias
+ACTIVATION_CODES = {a.attr: int(a) for a in Activation}
 
 
 @functools.cache

@@ -14,6 +14,7 @@ native kernels; ``EDGE_INFER_CACHE`` moves the cache folder (default: systemd's
 from __future__ import annotations
 
 import ctypes
+import enum
 import functools
 import hashlib
 import logging
@@ -21,6 +22,7 @@ import os
 import platform
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,23 +37,123 @@ _L = ctypes.c_long
 _P = ctypes.c_void_p
 _F = ctypes.c_float
 
-#: exported symbol → argument types
-_SIGNATURES: dict[str, list[Any]] = {
-    "conv_direct_f32": [_P, _P, _L, _P, _P, _L, _L, _L, _L, _L, _L, _L, _L, _P, _L, _L, _F, _F,
-                        _L, _P, _L, _P],
-    "unary_f32": [_P, _P, _L, _L],
-    "softmax_f32": [_P, _P, _L, _L, _L],
-    "upsample_nearest_f32": [_P, _P, *[_L] * 10],
-    "maxpool_f32": [_P, _P, *[_L] * 13],
-    "pack_positions_f32": [_P, _P, _L, _P, _L, _L, _L, _P],
-    "conv_ocvec_f32": [_P, _L, _L, _P, _P, _L, _L, _L, _L, _P, _L, _L, _F, _F, _L, _P, _L],
-    "split_phases_f32": [_P, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _P],
-    "conv_banded_f32": [_P, *[_L] * 14, _P, _L, _P, _P, _L, _L, _P, _L, _L, _F, _F, _L, _P, _L,
-                        _P, _P],
-    "conv_depthwise_f32": [_P, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _P, _P, _L, _P, _P,
-                           _L, _L, _L, _L, _P, _L, _L, _F, _F, _L, _P, _L],
-    "conv_winograd_f32": [_P, *[_L] * 8, _P, _P, *[_L] * 5, _P, _L, _L, _L, _F, _F, _L, _P,
-                          _L, _L, _P],
+
+class Activation(enum.IntEnum):
+    """The fused epilogues' activation codes: ``enum ei_activation`` in kernels/args.h (the
+    library's table is checked against this at load) and the numba epilogue's."""
+
+    NONE = 0
+    RELU = 1
+    LEAKY_RELU = 2
+    CLIP = 3
+    SIGMOID = 4
+    SILU = 5
+    HARD_SWISH = 6
+    HARD_SIGMOID = 7
+    TANH = 8
+
+    @property
+    def attr(self) -> str:
+        """The FusedConv ``activation`` attribute this code implements ("" for none)."""
+        return "" if self is Activation.NONE else self.name.lower()
+
+
+# The argument structs of kernels/args.h, field for field (checked against the compiled
+# library's layout table when it loads). Kernels take a pointer to theirs; the pool gets
+# the same pointer as a task's argument.
+_EPILOGUE = [("act", _L), ("p0", _F), ("p1", _F), ("residual", _L), ("z", _P), ("zcs", _L)]
+_PHASE_INPUT = [("x", _P), ("xcs", _L), ("xrs", _L), ("h", _L), ("w", _L), ("pt", _L),
+                ("pl", _L), ("sy", _L), ("sx", _L)]
+
+
+def _longs(*names: str) -> list[tuple[str, Any]]:
+    return [(n, _L) for n in names]
+
+
+class KernelArgs(ctypes.Structure):
+    """Base of the argument structs: built from keywords, every field named exactly once."""
+
+    def __init__(self, **fields: Any) -> None:
+        names = [f[0] for f in self._fields_]
+        missing = [n for n in names if n not in fields]
+        unknown = [n for n in fields if n not in names]
+        if missing or unknown:
+            raise TypeError(f"{type(self).__name__}: missing fields {missing}, "
+                            f"unknown fields {unknown}")
+        super().__init__(**fields)
+
+
+class ConvDirectArgs(KernelArgs):
+    _fields_ = [("base", _P), ("toff", _P), ("T", _L), ("wpack", _P), ("bias", _P),
+                *_longs("ob0", "ob1", "cout", "g0", "g1", "gsafe", "wg", "wo"), ("out", _P),
+                ("ocs", _L), *_EPILOGUE, ("pk", _P)]
+
+
+class SplitPhasesArgs(KernelArgs):
+    _fields_ = [*_PHASE_INPUT, *_longs("hq", "wq", "cin", "c0", "c1"), ("planes", _P)]
+
+
+class ConvBandedArgs(KernelArgs):
+    _fields_ = [*_PHASE_INPUT, *_longs("wq", "cin", "ext", "band", "r0", "r1"), ("toff", _P),
+                ("T", _L), ("wpack", _P), ("bias", _P), ("cout", _L), ("wo", _L), ("out", _P),
+                ("ocs", _L), *_EPILOGUE, ("buf", _P), ("pk", _P)]
+
+
+class ConvDepthwiseArgs(KernelArgs):
+    _fields_ = [*_PHASE_INPUT, ("hq", _L), ("wq", _L), ("planes", _P), ("toff", _P), ("T", _L),
+                ("wts", _P), ("bias", _P), *_longs("c0", "c1", "ho", "wo"), ("out", _P),
+                ("ocs", _L), *_EPILOGUE]
+
+
+class PackPositionsArgs(KernelArgs):
+    _fields_ = [("base", _P), ("toff", _P), ("T", _L), ("posoff", _P),
+                *_longs("P", "pb0", "pb1"), ("pk", _P)]
+
+
+class ConvOcvecArgs(KernelArgs):
+    _fields_ = [("pk", _P), ("T", _L), ("npb", _L), ("wpack", _P), ("bias", _P),
+                *_longs("ob0", "ob1", "cout", "P"), ("out", _P), ("ocs", _L), *_EPILOGUE]
+
+
+class ConvWinogradArgs(KernelArgs):
+    _fields_ = [("x", _P), *_longs("xis", "xcs", "xrs", "h", "w", "pt", "pl", "cin"),
+                ("U", _P), ("bias", _P), *_longs("cout", "ho", "wo", "t0", "t1"), ("out", _P),
+                ("ois", _L), ("ocs", _L), *_EPILOGUE, ("zis", _L), ("work", _P)]
+
+
+class UnaryArgs(KernelArgs):
+    """kind: Activation.SIGMOID or Activation.TANH."""
+
+    _fields_ = [("x", _P), ("y", _P), ("n", _L), ("kind", _L)]
+
+
+class SoftmaxArgs(KernelArgs):
+    _fields_ = [("x", _P), ("y", _P), *_longs("outer", "axis", "inner")]
+
+
+class UpsampleNearestArgs(KernelArgs):
+    _fields_ = [("x", _P), ("y", _P),
+                *_longs("n", "c", "xis", "xcs", "yis", "ycs", "h", "w", "fh", "fw")]
+
+
+class MaxpoolArgs(KernelArgs):
+    _fields_ = [("x", _P), ("y", _P), *_longs("planes", "h", "w", "ho", "wo", "kh", "kw", "sy",
+                                               "sx", "pt", "pl", "dy", "dx")]
+
+
+#: exported kernel ``<name>_f32`` → its argument struct (``<name>_args`` in args.h)
+ARGS: dict[str, type[KernelArgs]] = {
+    "conv_direct_f32": ConvDirectArgs,
+    "split_phases_f32": SplitPhasesArgs,
+    "conv_banded_f32": ConvBandedArgs,
+    "conv_depthwise_f32": ConvDepthwiseArgs,
+    "pack_positions_f32": PackPositionsArgs,
+    "conv_ocvec_f32": ConvOcvecArgs,
+    "conv_winograd_f32": ConvWinogradArgs,
+    "unary_f32": UnaryArgs,
+    "softmax_f32": SoftmaxArgs,
+    "upsample_nearest_f32": UpsampleNearestArgs,
+    "maxpool_f32": MaxpoolArgs,
 }
 
 
@@ -118,10 +220,36 @@ def library() -> Any | None:
     except OSError as exc:
         log.warning("native CPU kernels not loaded (%s)", exc)
         return None
-    for name, argtypes in _SIGNATURES.items():
+    try:
+        declare(lib)
+    except AttributeError as exc:  # a kernel missing from the sources
+        log.warning("native CPU kernels not loaded (%s)", exc)
+        return None
+    problems = layout_mismatches(lib)
+    if problems:
+        # a mismatch would make kernels read the wrong fields: refuse them (the numpy/BLAS
+        # tactics still build a correct engine) and say where
+        log.warning("native CPU kernels disabled: kernels/args.h and native.py disagree (%s); "
+                    "make the struct and its ctypes mirror the same", "; ".join(problems))
+        return None
+    return lib
+
+
+class _FieldLayout(ctypes.Structure):
+    _fields_ = [("kernel", ctypes.c_char_p), ("field", ctypes.c_char_p), ("offset", _L),
+                ("size", _L)]
+
+
+class _ActivationCode(ctypes.Structure):
+    _fields_ = [("attr", ctypes.c_char_p), ("code", _L)]
+
+
+def declare(lib: Any) -> None:
+    """Set the argument and result types of a kernel library's exported functions."""
+    for name, args in ARGS.items():
         fn = getattr(lib, name)
         fn.restype = None
-        fn.argtypes = argtypes
+        fn.argtypes = [ctypes.POINTER(args)]
     lib.winograd_work_f32.restype = _L
     lib.winograd_work_f32.argtypes = [_L, _L]
     lib.pool_create.restype = _P
@@ -130,49 +258,92 @@ def library() -> Any | None:
     lib.pool_run.argtypes = [_P, _P, _L]
     lib.pool_destroy.restype = None
     lib.pool_destroy.argtypes = [_P]
-    return lib
+    lib.ei_arg_layouts.restype = ctypes.POINTER(_FieldLayout)
+    lib.ei_arg_layouts.argtypes = []
+    lib.ei_activation_codes.restype = ctypes.POINTER(_ActivationCode)
+    lib.ei_activation_codes.argtypes = []
+
+
+def python_layouts() -> dict[str, dict[str, tuple[int, int]]]:
+    """kernel → field → (offset, size) of the ctypes mirrors; field "" is the struct's size."""
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    for name, struct in ARGS.items():
+        fields = {"": (0, ctypes.sizeof(struct))}
+        for field, _ in struct._fields_:
+            d = getattr(struct, field)
+            fields[field] = (d.offset, d.size)
+        out[name] = fields
+    return out
+
+
+def library_layouts(lib: Any) -> dict[str, dict[str, tuple[int, int]]]:
+    """The same as :func:`python_layouts`, as the compiled library lays its structs out."""
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    rows = lib.ei_arg_layouts()
+    i = 0
+    while rows[i].kernel is not None:
+        row = rows[i]
+        out.setdefault(row.kernel.decode() + "_f32", {})[row.field.decode()] = (row.offset,
+                                                                                row.size)
+        i += 1
+    return out
+
+
+def layout_mismatches(lib: Any) -> list[str]:
+    """Where the library's argument structs or activation codes differ from this module's
+    mirrors, one line each (empty when they agree)."""
+    ours, theirs = python_layouts(), library_layouts(lib)
+    problems = []
+    for name in sorted(set(ours) | set(theirs)):
+        a, b = ours.get(name), theirs.get(name)
+        if a is None or b is None:
+            problems.append(f"{name}: only in {'the library' if a is None else 'native.py'}")
+            continue
+        for field in sorted(set(a) | set(b), key=lambda f: (a.get(f) or b.get(f) or (0,))[0]):
+            if a.get(field) != b.get(field):
+                problems.append(f"{name}.{field or 'sizeof'}: native.py (offset, size) "
+                                f"{a.get(field)}, library {b.get(field)}")
+    rows = lib.ei_activation_codes()
+    codes, i = {}, 0
+    while rows[i].attr is not None:
+        codes[rows[i].attr.decode()] = rows[i].code
+        i += 1
+    if codes != {a.attr: int(a) for a in Activation}:
+        problems.append(f"activation codes: library {codes}, native.Activation "
+                        f"{ {a.attr: int(a) for a in Activation} }")
+    return problems
 
 
 def task_address(kernel: str) -> int:
-    """Address of kernel ``<name>_f32``'s ``<name>_task`` wrapper (arguments as 64-bit
-    slots), for the pool."""
+    """Address of kernel ``<name>_f32``'s ``<name>_task`` wrapper (its argument is the
+    struct's address), for the pool."""
     lib = library()
     assert lib is not None
     wrapper = kernel.removesuffix("_f32") + "_task"
     return ctypes.cast(getattr(lib, wrapper), ctypes.c_void_p).value or 0
 
 
-def slot(value: Any) -> int:
-    """One argument as a 64-bit slot: pointers and ints as they are, floats as float32 bits,
-    None as a null pointer."""
-    if value is None:
-        return 0
-    if isinstance(value, float):
-        return int(np.frombuffer(np.float32(value).tobytes(), np.int32)[0])
-    return int(value)
-
-
 class NativeCall:
-    """A bound call of a native kernel: run it here (``__call__``) or hand ``task`` (function
-    address, argument slots; for kernels with a ``_task`` wrapper) to the native pool. Keeps
-    what the pointers point into alive."""
+    """A bound call of a native kernel: its argument struct filled by field name (``fields``:
+    every field of ``ARGS[name]``; pointers as addresses or None). Run it here
+    (``__call__``) or hand ``task`` (wrapper address, struct address) to the native pool.
+    Keeps what the pointers point into alive (``keep``)."""
 
-    def __init__(self, name: str, args: tuple[Any, ...], keep: tuple[Any, ...]) -> None:
+    def __init__(self, name: str, fields: Mapping[str, Any], keep: tuple[Any, ...]) -> None:
         lib = library()
         assert lib is not None
         self.name = name
         self._fn = getattr(lib, name)
-        self._args = tuple(ctypes.c_void_p(a) if a is None else a for a in args)
-        self._raw = args
+        self.args = ARGS[name](**fields)
+        self._ref = ctypes.byref(self.args)
         self.keep = keep
 
     @functools.cached_property
     def task(self) -> tuple[int, int]:
-        self.slots = np.array([slot(a) for a in self._raw], np.int64)
-        return task_address(self.name), self.slots.ctypes.data
+        return task_address(self.name), ctypes.addressof(self.args)
 
     def __call__(self) -> None:
-        self._fn(*self._args)
+        self._fn(self._ref)
 
 
 def _compile(cc: str, sources: list[Path], target: Path) -> None:

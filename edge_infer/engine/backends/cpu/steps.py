@@ -95,8 +95,9 @@ def _sigmoid(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
     x, out = ins[0], outs[0]
     lib = _native_ok(x, out)
     if lib is not None and x.shape == out.shape:  # one vectorized pass
-        return native.NativeCall("unary_f32", (x.ctypes.data, out.ctypes.data, x.size, 0),
-                                 (x, out))
+        args = dict(x=x.ctypes.data, y=out.ctypes.data, n=x.size,
+                    kind=native.Activation.SIGMOID)
+        return native.NativeCall("unary_f32", args, (x, out))
 
     def run() -> None:  # 1 / (1 + exp(-x)), in place; exp overflow gives the right limit
         np.negative(x, out=out)
@@ -166,9 +167,10 @@ def _resize(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch
         return None  # other modes pick other source pixels: keep the reference
     n, c, h, w = x.shape
     if _planes_ok(x, out) and native.library() is not None:  # channel slices (concat) too
-        return native.NativeCall("upsample_nearest_f32", (
-            x.ctypes.data, out.ctypes.data, n, c, x.strides[0] // 4, x.strides[1] // 4,
-            out.strides[0] // 4, out.strides[1] // 4, h, w, fh, fw), (x, out))
+        args = dict(x=x.ctypes.data, y=out.ctypes.data, n=n, c=c, xis=x.strides[0] // 4,
+                    xcs=x.strides[1] // 4, yis=out.strides[0] // 4, ycs=out.strides[1] // 4,
+                    h=h, w=w, fh=fh, fw=fw)
+        return native.NativeCall("upsample_nearest_f32", args, (x, out))
     view = out.reshape(n, c, h, fh, w, fw)
     src = x[:, :, :, None, :, None]
     return lambda: np.copyto(view, src)
@@ -188,8 +190,9 @@ def _maxpool(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
             and node.attrs.get("auto_pad", "NOTSET") == "NOTSET"
             and not (list(strides) == [1, 1] and out.shape == x.shape)):
         n, c, h, w = x.shape
-        args = (x.ctypes.data, out.ctypes.data, n * c, h, w, out.shape[2], out.shape[3],
-                k[0], k[1], strides[0], strides[1], pads[0], pads[1], dil[0], dil[1])
+        args = dict(x=x.ctypes.data, y=out.ctypes.data, planes=n * c, h=h, w=w,
+                    ho=out.shape[2], wo=out.shape[3], kh=k[0], kw=k[1], sy=strides[0],
+                    sx=strides[1], pt=pads[0], pl=pads[1], dy=dil[0], dx=dil[1])
         return native.NativeCall("maxpool_f32", args, (x, out))
     if (len(outs) != 1 or x.ndim != 4 or len(k) != 2 or k[0] != k[1] or k[0] % 2 == 0
             or list(strides) != [1, 1] or list(pads) != [k[0] // 2] * 4
@@ -228,8 +231,9 @@ def _softmax(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
     lib = _native_ok(x, out)
     if lib is not None and x.shape == out.shape:
         outer, inner = int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis + 1:]))
-        return native.NativeCall("softmax_f32", (x.ctypes.data, out.ctypes.data, outer,
-                                                 x.shape[axis], inner), (x, out))
+        args = dict(x=x.ctypes.data, y=out.ctypes.data, outer=outer, axis=x.shape[axis],
+                    inner=inner)
+        return native.NativeCall("softmax_f32", args, (x, out))
     reduced = list(x.shape)
     reduced[axis] = 1
     tmp = scratch(tuple(reduced), x.dtype, "softmax")

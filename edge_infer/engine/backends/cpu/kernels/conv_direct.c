@@ -159,10 +159,10 @@ static void direct_blocks(const float *base, const long *toff, long T, const flo
  * from memory once per strip. */
 #define WEIGHT_BLOCK 65536
 
-void conv_direct_f32(const float *base, const long *toff, long T, const float *wpack,
-                     const float *bias, long ob0, long ob1, long cout, long g0, long g1,
-                     long gsafe, long wg, long wo, float *out, long ocs, long act,
-                     float p0, float p1, long residual, const float *z, long zcs, float *pk) {
+static void conv_direct(const float *base, const long *toff, long T, const float *wpack,
+                        const float *bias, long ob0, long ob1, long cout, long g0, long g1,
+                        long gsafe, long wg, long wo, float *out, long ocs, long act,
+                        float p0, float p1, long residual, const float *z, long zcs, float *pk) {
     long group = WEIGHT_BLOCK / (T * MR * (long)sizeof(float));
     if (group < 1) group = 1;
     for (long ob = ob0; ob < ob1; ob += group)
@@ -204,12 +204,11 @@ static void split_band(const float *xc, long xrs, long h, long w, long pt, long 
 
 /* split_phases for channels [c0, c1) of one image into the planes of conv_direct_f32:
  * phase-major, [sy][sx][cin][hq][wq]. */
-void split_phases_f32(const float *x, long xcs, long xrs, long h, long w, long pt, long pl,
-                      long sy, long sx, long hq, long wq, long cin, long c0, long c1,
-                      float *planes) {
-    for (long c = c0; c < c1; c++)
-        split_band(x + c * xcs, xrs, h, w, pt, pl, sy, sx, wq, 0, hq, planes + c * hq * wq,
-                   cin * hq * wq);
+void split_phases_f32(const split_phases_args *a) {
+    long plen = a->hq * a->wq;
+    for (long c = a->c0; c < a->c1; c++)
+        split_band(a->x + c * a->xcs, a->xrs, a->h, a->w, a->pt, a->pl, a->sy, a->sx, a->wq, 0,
+                   a->hq, a->planes + c * plen, a->cin * plen);
 }
 
 /* Output rows [r0, r1) of one image, band rows at a time: each band's input rows are split
@@ -217,20 +216,20 @@ void split_phases_f32(const float *x, long xcs, long xrs, long h, long w, long p
  * kernel's reach below a band in phase rows), then convolved by conv_direct_f32 while hot.
  * The whole-image split writes and reads back an input-sized buffer from L3/DRAM instead.
  * toff: term offsets in the band layout [sy][sx][cin][band + ext][wq]. */
-void conv_banded_f32(const float *x, long xcs, long xrs, long h, long w, long pt, long pl,
-                     long sy, long sx, long wq, long cin, long ext, long band, long r0, long r1,
-                     const long *toff, long T, const float *wpack, const float *bias,
-                     long cout, long wo, float *out, long ocs, long act, float p0, float p1,
-                     long residual, const float *z, long zcs, float *buf, float *pk) {
+static void conv_banded(const float *x, long xcs, long xrs, long h, long w, long pt, long pl,
+                        long sy, long sx, long wq, long cin, long ext, long band, long r0,
+                        long r1, const long *toff, long T, const float *wpack,
+                        const float *bias, long cout, long wo, float *out, long ocs, long act,
+                        float p0, float p1, long residual, const float *z, long zcs, float *buf,
+                        float *pk) {
     long blocks = (cout + MR - 1) / MR, plen = (band + ext) * wq;
     for (long ra = r0; ra < r1; ra += band) {
         long rb = ra + band < r1 ? ra + band : r1;
         for (long c = 0; c < cin; c++)
             split_band(x + c * xcs, xrs, h, w, pt, pl, sy, sx, wq, ra, rb - ra + ext,
                        buf + c * plen, cin * plen);
-        conv_direct_f32(buf, toff, T, wpack, bias, 0, blocks, cout, 0, (rb - ra) * wq,
-                        1L << 62, wq, wo, out + ra * wo, ocs, act, p0, p1, residual,
-                        z ? z + ra * wo : 0, zcs, pk);
+        conv_direct(buf, toff, T, wpack, bias, 0, blocks, cout, 0, (rb - ra) * wq, 1L << 62, wq,
+                    wo, out + ra * wo, ocs, act, p0, p1, residual, z ? z + ra * wo : 0, zcs, pk);
     }
 }
 
@@ -238,11 +237,11 @@ void conv_banded_f32(const float *x, long xcs, long xrs, long h, long w, long pt
  * channel c of x (row stride xrs, channel stride xcs, h x w) is split into its stride phases
  * in `planes` (sy * sx planes of hq x wq whose zero borders are never written), then
  * out[c, g] = bias[c] + sum_t w[c, t] * planes[toff[t] + g] over the grid of width wq. */
-void conv_depthwise_f32(const float *x, long xcs, long xrs, long h, long w, long pt, long pl,
-                        long sy, long sx, long hq, long wq, float *planes, const long *toff,
-                        long T, const float *wts, const float *bias, long c0, long c1, long ho,
-                        long wo, float *out, long ocs, long act, float p0, float p1,
-                        long residual, const float *z, long zcs) {
+static void conv_depthwise(const float *x, long xcs, long xrs, long h, long w, long pt,
+                           long pl, long sy, long sx, long hq, long wq, float *planes,
+                           const long *toff, long T, const float *wts, const float *bias,
+                           long c0, long c1, long ho, long wo, float *out, long ocs, long act,
+                           float p0, float p1, long residual, const float *z, long zcs) {
     long dst[NR], contiguous;
     long plen = hq * wq, g1 = ho * wq;
     for (long c = c0; c < c1; c++) {
@@ -263,31 +262,26 @@ void conv_depthwise_f32(const float *x, long xcs, long xrs, long h, long w, long
     }
 }
 
-/* Task wrappers for the native pool (pool.c): arguments as 64-bit slots, floats as the bit
- * pattern of a float32 in the low half. */
-#define F(k) ((float *)a[k])
-#define CF(k) ((const float *)a[k])
-
-void conv_direct_task(const long *a) {
-    conv_direct_f32(CF(0), (const long *)a[1], a[2], CF(3), CF(4), a[5], a[6], a[7], a[8], a[9],
-                    a[10], a[11], a[12], F(13), a[14], a[15], slotf(a[16]), slotf(a[17]),
-                    a[18], CF(19), a[20], F(21));
+/* The entry points (argument structs: args.h) and their pool tasks */
+void conv_direct_f32(const conv_direct_args *a) {
+    conv_direct(a->base, a->toff, a->T, a->wpack, a->bias, a->ob0, a->ob1, a->cout, a->g0,
+                a->g1, a->gsafe, a->wg, a->wo, a->out, a->ocs, a->act, a->p0, a->p1,
+                a->residual, a->z, a->zcs, a->pk);
 }
 
-void conv_depthwise_task(const long *a) {
-    conv_depthwise_f32(CF(0), a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], F(11),
-                       (const long *)a[12], a[13], CF(14), CF(15), a[16], a[17], a[18], a[19],
-                       F(20), a[21], a[22], slotf(a[23]), slotf(a[24]), a[25], CF(26), a[27]);
+void conv_banded_f32(const conv_banded_args *a) {
+    conv_banded(a->x, a->xcs, a->xrs, a->h, a->w, a->pt, a->pl, a->sy, a->sx, a->wq, a->cin,
+                a->ext, a->band, a->r0, a->r1, a->toff, a->T, a->wpack, a->bias, a->cout, a->wo,
+                a->out, a->ocs, a->act, a->p0, a->p1, a->residual, a->z, a->zcs, a->buf, a->pk);
 }
 
-void split_phases_task(const long *a) {
-    split_phases_f32(CF(0), a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11],
-                     a[12], a[13], F(14));
+void conv_depthwise_f32(const conv_depthwise_args *a) {
+    conv_depthwise(a->x, a->xcs, a->xrs, a->h, a->w, a->pt, a->pl, a->sy, a->sx, a->hq, a->wq,
+                   a->planes, a->toff, a->T, a->wts, a->bias, a->c0, a->c1, a->ho, a->wo,
+                   a->out, a->ocs, a->act, a->p0, a->p1, a->residual, a->z, a->zcs);
 }
 
-void conv_banded_task(const long *a) {
-    conv_banded_f32(CF(0), a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11],
-                    a[12], a[13], a[14], (const long *)a[15], a[16], CF(17), CF(18), a[19],
-                    a[20], F(21), a[22], a[23], slotf(a[24]), slotf(a[25]), a[26], CF(27),
-                    a[28], F(29), F(30));
-}
+EI_TASK(conv_direct)
+EI_TASK(split_phases)
+EI_TASK(conv_banded)
+EI_TASK(conv_depthwise)

@@ -12,10 +12,12 @@
 #define PB 6
 #define OB 16
 
-void pack_positions_f32(const float *base, const long *toff, long T, const long *posoff,
-                        long P, long pb0, long pb1, float *pk) {
-    for (long pb = pb0; pb < pb1; pb++) {
-        float *dst = pk + pb * T * PB;
+void pack_positions_f32(const pack_positions_args *a) {
+    const float *base = a->base;
+    const long *toff = a->toff, *posoff = a->posoff;
+    long T = a->T, P = a->P;
+    for (long pb = a->pb0; pb < a->pb1; pb++) {
+        float *dst = a->pk + pb * T * PB;
         long off[PB];
         for (long j = 0; j < PB; j++) off[j] = pb * PB + j < P ? posoff[pb * PB + j] : -1;
         for (long t = 0; t < T; t++, dst += PB) {
@@ -25,9 +27,10 @@ void pack_positions_f32(const float *base, const long *toff, long T, const long 
     }
 }
 
-void conv_ocvec_f32(const float *pk, long T, long npb, const float *wpack, const float *bias,
-                    long ob0, long ob1, long cout, long P, float *out, long ocs, long act,
-                    float p0, float p1, long residual, const float *z, long zcs) {
+static void conv_ocvec(const float *pk, long T, long npb, const float *wpack,
+                       const float *bias, long ob0, long ob1, long cout, long P, float *out,
+                       long ocs, long act, float p0, float p1, long residual, const float *z,
+                       long zcs) {
     float tile[PB][OB];
     for (long ob = ob0; ob < ob1; ob++) {
         long c0 = ob * OB, nc = cout - c0 < OB ? cout - c0 : OB;
@@ -58,13 +61,10 @@ void conv_ocvec_f32(const float *pk, long T, long npb, const float *wpack, const
     }
 }
 
-void pack_positions_task(const long *a) {
-    pack_positions_f32((const float *)a[0], (const long *)a[1], a[2], (const long *)a[3], a[4],
-                       a[5], a[6], (float *)a[7]);
+void conv_ocvec_f32(const conv_ocvec_args *a) {
+    conv_ocvec(a->pk, a->T, a->npb, a->wpack, a->bias, a->ob0, a->ob1, a->cout, a->P, a->out,
+               a->ocs, a->act, a->p0, a->p1, a->residual, a->z, a->zcs);
 }
 
-void conv_ocvec_task(const long *a) {
-    conv_ocvec_f32((const float *)a[0], a[1], a[2], (const float *)a[3], (const float *)a[4],
-                   a[5], a[6], a[7], a[8], (float *)a[9], a[10], a[11], slotf(a[12]),
-                   slotf(a[13]), a[14], (const float *)a[15], a[16]);
-}
+EI_TASK(pack_positions)
+EI_TASK(conv_ocvec)

@@ -242,11 +242,11 @@ long winograd_work_f32(long cin, long cout) {
 }
 
 /* tiles [t0, t1) of the batch; U packed as described above; work: winograd_work_f32 floats */
-void conv_winograd_f32(const float *x, long xis, long xcs, long xrs, long h, long w, long pt,
-                       long pl, long cin, const float *U, const float *bias, long cout,
-                       long ho, long wo, long t0, long t1, float *out, long ois, long ocs,
-                       long act, float p0, float p1, long residual, const float *z, long zis,
-                       long zcs, float *work) {
+static void conv_winograd(const float *x, long xis, long xcs, long xrs, long h, long w,
+                          long pt, long pl, long cin, const float *U, const float *bias,
+                          long cout, long ho, long wo, long t0, long t1, float *out, long ois,
+                          long ocs, long act, float p0, float p1, long residual, const float *z,
+                          long zis, long zcs, float *work) {
     long kblocks = (cout + KR - 1) / KR, coutp = kblocks * KR;
     long th = (ho + 3) / 4, tw = (wo + 3) / 4, per_image = th * tw;
     float *V = work, *M = V + 36 * cin * TB, *edge = M + 36 * coutp * TB, *row = edge + 48 * TB;
@@ -259,9 +259,10 @@ void conv_winograd_f32(const float *x, long xis, long xcs, long xrs, long h, lon
     }
 }
 
-void conv_winograd_task(const long *a) {
-    conv_winograd_f32((const float *)a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8],
-                      (const float *)a[9], (const float *)a[10], a[11], a[12], a[13], a[14],
-                      a[15], (float *)a[16], a[17], a[18], a[19], slotf(a[20]), slotf(a[21]),
-                      a[22], (const float *)a[23], a[24], a[25], (float *)a[26]);
+void conv_winograd_f32(const conv_winograd_args *a) {
+    conv_winograd(a->x, a->xis, a->xcs, a->xrs, a->h, a->w, a->pt, a->pl, a->cin, a->U, a->bias,
+                  a->cout, a->ho, a->wo, a->t0, a->t1, a->out, a->ois, a->ocs, a->act, a->p0,
+                  a->p1, a->residual, a->z, a->zis, a->zcs, a->work);
 }
+
+EI_TASK(conv_winograd)

@@ -2,23 +2,30 @@
  * Compiled on the device with conv_direct.c's flags (-march/-mcpu=native). */
 #include "simd.h"
 
-/* y[i] = sigmoid(x[i]) (kind 0) or tanh(x[i]) (kind 1); x and y may be the same array */
-void unary_f32(const float *x, float *y, long n, long kind) {
-    long i = 0;
+/* y[i] = sigmoid(x[i]) (kind EI_ACT_SIGMOID) or tanh(x[i]) (EI_ACT_TANH); x and y may be the
+ * same array */
+void unary_f32(const unary_args *a) {
+    const float *x = a->x;
+    float *y = a->y;
+    long n = a->n, i = 0;
+    int sigmoid = a->kind == EI_ACT_SIGMOID;
     float tail[8] = {0};
     for (; i < n; i += 8) {
         long m = n - i < 8 ? n - i : 8;
         v8 v;
         if (m == 8) v = load8(x + i);
         else { memcpy(tail, x + i, (size_t)m * 4); v = load8(tail); }
-        v8 r = kind == 0 ? 1.0f / (1.0f + vexp(-v)) : 2.0f / (1.0f + vexp(-2.0f * v)) - 1.0f;
+        v8 r = sigmoid ? 1.0f / (1.0f + vexp(-v)) : 2.0f / (1.0f + vexp(-2.0f * v)) - 1.0f;
         if (m == 8) store8(y + i, r);
         else { store8(tail, r); memcpy(y + i, tail, (size_t)m * 4); }
     }
 }
 
 /* softmax over the middle axis of x viewed as [outer][axis][inner], into y (may alias x) */
-void softmax_f32(const float *x, float *y, long outer, long axis, long inner) {
+void softmax_f32(const softmax_args *args) {
+    const float *x = args->x;
+    float *y = args->y;
+    long outer = args->outer, axis = args->axis, inner = args->inner;
     for (long o = 0; o < outer; o++) {
         const float *xo = x + o * axis * inner;
         float *yo = y + o * axis * inner;
@@ -51,8 +58,11 @@ void softmax_f32(const float *x, float *y, long outer, long axis, long inner) {
 }
 
 /* nearest upsampling by integer factors: planes of h x w → (h*fh) x (w*fw) */
-void upsample_nearest_f32(const float *x, float *y, long n, long c, long xis, long xcs,
-                          long yis, long ycs, long h, long w, long fh, long fw) {
+void upsample_nearest_f32(const upsample_nearest_args *a) {
+    const float *x = a->x;
+    float *y = a->y;
+    long n = a->n, c = a->c, xis = a->xis, xcs = a->xcs, yis = a->yis, ycs = a->ycs;
+    long h = a->h, w = a->w, fh = a->fh, fw = a->fw;
     long wo = w * fw;
     for (long p = 0; p < n * c; p++) {
         const float *xp = x + (p / c) * xis + (p % c) * xcs;
@@ -71,14 +81,19 @@ void upsample_nearest_f32(const float *x, float *y, long n, long c, long xis, lo
     }
 }
 
-/* native pool task wrapper (pool.c): arguments as 64-bit slots */
-void unary_task(const long *a) { unary_f32((const float *)a[0], (float *)a[1], a[2], a[3]); }
+EI_TASK(unary)
+EI_TASK(softmax)
+EI_TASK(upsample_nearest)
 
 /* 2-D max pooling, any kernel / stride / padding / dilation (padding never wins): planes of
  * h x w into ho x wo. One output row at a time: for each tap, the valid output columns are
  * a contiguous range, so the inner loop is a plain (vectorizable for stride 1) max. */
-void maxpool_f32(const float *x, float *y, long planes, long h, long w, long ho, long wo,
-                 long kh, long kw, long sy, long sx, long pt, long pl, long dy, long dx) {
+void maxpool_f32(const maxpool_args *args) {
+    const float *x = args->x;
+    float *y = args->y;
+    long planes = args->planes, h = args->h, w = args->w, ho = args->ho, wo = args->wo;
+    long kh = args->kh, kw = args->kw, sy = args->sy, sx = args->sx, pt = args->pt;
+    long pl = args->pl, dy = args->dy, dx = args->dx;
     for (long p = 0; p < planes; p++) {
         const float *xp = x + p * h * w;
         float *yp = y + p * ho * wo;
@@ -108,3 +123,5 @@ void maxpool_f32(const float *x, float *y, long planes, long h, long w, long ho,
         }
     }
 }
+
+EI_TASK(maxpool)

@@ -3,17 +3,17 @@
  * other within microseconds) and then sleep on a condition variable. One pool_run at a
  * time per pool; the caller runs tasks too, so a descheduled helper never blocks a layer.
  *
- * A task is a function taking an array of 64-bit argument slots (see *_task wrappers). */
+ * A task is a function taking a pointer to its argument struct (the *_task wrappers, args.h). */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 
-typedef void (*task_fn)(const long *args);
+typedef void (*task_fn)(const void *args);
 typedef struct {
     task_fn fn;
-    const long *args;
+    const void *args;
 } task;
 
 typedef struct {
@@ -121,9 +121,10 @@ void pool_destroy(void *handle) {
     free(p);
 }
 
-/* A task that runs tasks in order: a[0] = count, then (function, argument slots) pairs.
- * One chunk of a layer can so be a whole image's chain (prepare input, convolve) while it
- * is hot in this core's cache. */
-void seq_task(const long *a) {
-    for (long i = 0; i < a[0]; i++) ((task_fn)a[1 + 2 * i])((const long *)a[2 + 2 * i]);
+/* A task that runs tasks in order: a[0] = count, then (function, argument struct) address
+ * pairs. One chunk of a layer can so be a whole image's chain (prepare input, convolve)
+ * while it is hot in this core's cache. */
+void seq_task(const void *args) {
+    const long *a = args;
+    for (long i = 0; i < a[0]; i++) ((task_fn)a[1 + 2 * i])((const void *)a[2 + 2 * i]);
 }

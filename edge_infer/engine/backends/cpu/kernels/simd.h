@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "args.h"
+
 typedef float v8 __attribute__((vector_size(32)));
 
 static inline v8 load8(const float *p) {
@@ -54,17 +56,18 @@ static inline v8 vexp(v8 x) {
     return y * (v8)((__builtin_convertvector(nf, v8i) + 127) << 23);
 }
 
-/* activation codes: the same as the numba epilogue's (ACTIVATION_CODES in activations.py) */
+/* activation codes: enum ei_activation (args.h), the same as the numba epilogue's */
 static inline v8 activate(v8 y, long act, float p0, float p1) {
     switch (act) {
-    case 1: return vmax(y, splat(0.0f));
-    case 2: return vsel(y < 0.0f, y * p0, y);
-    case 3: return vmin(vmax(y, splat(p0)), splat(p1));
-    case 4: return 1.0f / (1.0f + vexp(-y));
-    case 5: return y / (1.0f + vexp(-y));
-    case 6: return y * vmin(vmax(y * (1.0f / 6.0f) + 0.5f, splat(0.0f)), splat(1.0f));
-    case 7: return vmin(vmax(y * p0 + p1, splat(0.0f)), splat(1.0f));
-    case 8: return 2.0f / (1.0f + vexp(-2.0f * y)) - 1.0f;
+    case EI_ACT_RELU: return vmax(y, splat(0.0f));
+    case EI_ACT_LEAKY_RELU: return vsel(y < 0.0f, y * p0, y);
+    case EI_ACT_CLIP: return vmin(vmax(y, splat(p0)), splat(p1));
+    case EI_ACT_SIGMOID: return 1.0f / (1.0f + vexp(-y));
+    case EI_ACT_SILU: return y / (1.0f + vexp(-y));
+    case EI_ACT_HARD_SWISH:
+        return y * vmin(vmax(y * (1.0f / 6.0f) + 0.5f, splat(0.0f)), splat(1.0f));
+    case EI_ACT_HARD_SIGMOID: return vmin(vmax(y * p0 + p1, splat(0.0f)), splat(1.0f));
+    case EI_ACT_TANH: return 2.0f / (1.0f + vexp(-2.0f * y)) - 1.0f;
     default: return y;
     }
 }
@@ -83,14 +86,14 @@ static inline v8 finish(v8 y, v8 b, v8 z, long act, float p0, float p1, long res
 static inline __attribute__((always_inline)) void activate_n(v8 *y, long n, long act, float p0,
                                                            float p1) {
     switch (act) {
-    case 0: return;
-    case 5:
+    case EI_ACT_NONE: return;
+    case EI_ACT_SILU:
         for (long i = 0; i < n; i++) y[i] = y[i] / (1.0f + vexp(-y[i]));
         return;
-    case 4:
+    case EI_ACT_SIGMOID:
         for (long i = 0; i < n; i++) y[i] = 1.0f / (1.0f + vexp(-y[i]));
         return;
-    case 1:
+    case EI_ACT_RELU:
         for (long i = 0; i < n; i++) y[i] = vmax(y[i], splat(0.0f));
         return;
     default:
@@ -116,14 +119,6 @@ static inline __attribute__((always_inline)) void tile_6x16(const float *u, cons
     acc[0][0] = a00; acc[0][1] = a01; acc[1][0] = a10; acc[1][1] = a11;
     acc[2][0] = a20; acc[2][1] = a21; acc[3][0] = a30; acc[3][1] = a31;
     acc[4][0] = a40; acc[4][1] = a41; acc[5][0] = a50; acc[5][1] = a51;
-}
-
-/* a float32 passed in a 64-bit task slot (the low 32 bits hold its bit pattern) */
-static inline float slotf(long v) {
-    int i = (int)v;
-    float f;
-    memcpy(&f, &i, sizeof f);
-    return f;
 }
 
 #endif

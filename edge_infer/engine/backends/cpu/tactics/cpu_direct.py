@@ -136,9 +136,8 @@ class _NativeConv(_ConvTactic):
         ``parts`` channel ranges). ``x`` must have unit stride along its rows (see
         :meth:`_unit_rows`)."""
         s = self.spec
-        n, cin, h, w = s.x_shape
+        n, cin, _, _ = s.x_shape
         sy, sx = s.strides
-        pt, pl, _, _ = s.pads
         hq, wq = phase_grid(s)
         planes, plen = sy * sx * cin, hq * wq
         # the tail keeps every vector read of the last image inside the buffer
@@ -148,9 +147,8 @@ class _NativeConv(_ConvTactic):
         for b in range(n):
             copies.append([])
             for c0, c1 in split(cin, parts):
-                args = (x.ctypes.data + x.strides[0] * b, x.strides[1] // 4, x.strides[2] // 4,
-                        h, w, pt, pl, sy, sx, hq, wq, cin, c0, c1,
-                        buf.ctypes.data + 4 * b * planes * plen)
+                args = dict(self._phase_input(x, b), hq=hq, wq=wq, cin=cin, c0=c0, c1=c1,
+                            planes=buf.ctypes.data + 4 * b * planes * plen)
                 copies[b].append(native.NativeCall("split_phases_f32", args, (buf, x)))
         return buf, planes * plen, term_offsets(s, plen, wq), wq, copies
 
@@ -186,11 +184,20 @@ class _NativeConv(_ConvTactic):
         workers = getattr(scratch, "workers", 1)
         return n > 1 and (workers == 1 or n >= 2 * workers)
 
-    def _finish_args(self, z3: np.ndarray | None, b: int) -> tuple[Any, ...]:
+    def _finish_args(self, z3: np.ndarray | None, b: int) -> dict[str, Any]:
+        """The epilogue fields of image ``b``'s kernel arguments (args.h)."""
         zres = z3 if self.residual else None
-        return (self.act, self.params[0], self.params[1], self.residual,
-                None if zres is None else zres.ctypes.data + zres.strides[0] * b,
-                0 if zres is None else zres.strides[1] // 4)
+        return dict(act=self.act, p0=self.params[0], p1=self.params[1], residual=self.residual,
+                    z=None if zres is None else zres.ctypes.data + zres.strides[0] * b,
+                    zcs=0 if zres is None else zres.strides[1] // 4)
+
+    def _phase_input(self, x: np.ndarray, b: int) -> dict[str, Any]:
+        """The input geometry fields of image ``b``'s phase-split kernels (args.h)."""
+        s = self.spec
+        _, _, h, w = s.x_shape
+        return dict(x=x.ctypes.data + x.strides[0] * b, xcs=x.strides[1] // 4,
+                    xrs=x.strides[2] // 4, h=h, w=w, pt=s.pads[0], pl=s.pads[1],
+                    sy=s.strides[0], sx=s.strides[1])
 
 
 class DirectNative(_NativeConv):
@@ -221,11 +228,12 @@ class DirectNative(_NativeConv):
                  for k in range(n if per_image else parts)]
 
         def conv(b: int, g0: int, g1: int, pack: np.ndarray) -> Any:
-            args = (base.ctypes.data + 4 * b * image, toff.ctypes.data, len(toff),
-                    wpack.ctypes.data, None if bias is None else bias.ctypes.data,
-                    0, blocks, cout, g0, g1, gsafe, wg, wo,
-                    out3.ctypes.data + out3.strides[0] * b, out3.strides[1] // 4,
-                    *self._finish_args(z3, b), pack.ctypes.data)
+            args = dict(base=base.ctypes.data + 4 * b * image, toff=toff.ctypes.data,
+                        T=len(toff), wpack=wpack.ctypes.data,
+                        bias=None if bias is None else bias.ctypes.data, ob0=0, ob1=blocks,
+                        cout=cout, g0=g0, g1=g1, gsafe=gsafe, wg=wg, wo=wo,
+                        out=out3.ctypes.data + out3.strides[0] * b, ocs=out3.strides[1] // 4,
+                        **self._finish_args(z3, b), pk=pack.ctypes.data)
             return native.NativeCall("conv_direct_f32", args, (*keep, pack))
 
         grid = ho * wo if gsafe == ho * wo else ho * wg  # in place 1x1: grid == output
@@ -272,10 +280,9 @@ class DirectNative(_NativeConv):
         at a time: the band's input laid out in a small buffer, convolved while in L2
         (``conv_banded_f32``)."""
         s = self.spec
-        n, cin, h, w = s.x_shape
+        n, cin, _, _ = s.x_shape
         _, cout, ho, wo = s.out_shape
         sy, sx = s.strides
-        pt, pl, _, _ = s.pads
         _, wq = phase_grid(s)
         plen = (band + ext) * wq
         toff = term_offsets(s, plen, wq)
@@ -293,12 +300,12 @@ class DirectNative(_NativeConv):
         for b in range(n):
             for r, (r0, r1) in enumerate(ranges):
                 k = 0 if nbuf == 1 else (b if per_image else r)
-                args = (x.ctypes.data + x.strides[0] * b, x.strides[1] // 4, x.strides[2] // 4,
-                        h, w, pt, pl, sy, sx, wq, cin, ext, band, r0, r1, toff.ctypes.data,
-                        len(toff), wpack.ctypes.data,
-                        None if bias is None else bias.ctypes.data, cout, wo,
-                        out3.ctypes.data + out3.strides[0] * b, out3.strides[1] // 4,
-                        *self._finish_args(z3, b), bufs[k].ctypes.data, packs[k].ctypes.data)
+                args = dict(self._phase_input(x, b), wq=wq, cin=cin, ext=ext, band=band, r0=r0,
+                            r1=r1, toff=toff.ctypes.data, T=len(toff), wpack=wpack.ctypes.data,
+                            bias=None if bias is None else bias.ctypes.data, cout=cout, wo=wo,
+                            out=out3.ctypes.data + out3.strides[0] * b,
+                            ocs=out3.strides[1] // 4, **self._finish_args(z3, b),
+                            buf=bufs[k].ctypes.data, pk=packs[k].ctypes.data)
                 call = native.NativeCall("conv_banded_f32", args, (*keep, bufs[k], packs[k]))
                 chunks.append(call if self.fused else _sequence(
                     [call, self._epilogue(out3, z3, b, r0 * wo, r1 * wo)]))
@@ -342,16 +349,16 @@ class OcVecNative(_NativeConv):
         keep = (wpack, bias, toff, posoff, base, out3, z3)
 
         def pack(b: int, q0: int, q1: int, pk: np.ndarray) -> Any:
-            return native.NativeCall(
-                "pack_positions_f32", (base.ctypes.data + 4 * b * image, toff.ctypes.data,
-                                       len(toff), posoff.ctypes.data, positions, q0, q1,
-                                       pk.ctypes.data), (*keep, pk))
+            args = dict(base=base.ctypes.data + 4 * b * image, toff=toff.ctypes.data,
+                        T=len(toff), posoff=posoff.ctypes.data, P=positions, pb0=q0, pb1=q1,
+                        pk=pk.ctypes.data)
+            return native.NativeCall("pack_positions_f32", args, (*keep, pk))
 
         def conv(b: int, o0: int, o1: int, pk: np.ndarray) -> Any:
-            args = (pk.ctypes.data, len(toff), npb, wpack.ctypes.data,
-                    None if bias is None else bias.ctypes.data, o0, o1, cout, positions,
-                    out3.ctypes.data + out3.strides[0] * b, out3.strides[1] // 4,
-                    *self._finish_args(z3, b))
+            args = dict(pk=pk.ctypes.data, T=len(toff), npb=npb, wpack=wpack.ctypes.data,
+                        bias=None if bias is None else bias.ctypes.data, ob0=o0, ob1=o1,
+                        cout=cout, P=positions, out=out3.ctypes.data + out3.strides[0] * b,
+                        ocs=out3.strides[1] // 4, **self._finish_args(z3, b))
             return native.NativeCall("conv_ocvec_f32", args, (*keep, pk))
 
         blocks = -(-cout // OB)
@@ -388,10 +395,9 @@ class DepthwiseNative(_NativeConv):
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         s = self.spec
         x, out3, z3, before, after = self._io(inputs, outputs, scratch)
-        n, c, h, w = s.x_shape
+        n, c, _, _ = s.x_shape
         _, _, ho, wo = s.out_shape
         sy, sx = s.strides
-        pt, pl, _, _ = s.pads
         x = self._unit_rows(x, scratch, before)
         hq, wq = phase_grid(s)
         plen = hq * wq
@@ -405,12 +411,11 @@ class DepthwiseNative(_NativeConv):
                 # planes (one buffer per chunk: chunks run concurrently)
                 planes = scratch((sy * sx * plen + 2 * NR + 2 * wq,), np.float32, None)
                 keep = (weights, bias, taps, planes, x, out3, z3)
-                args = (x.ctypes.data + x.strides[0] * b, x.strides[1] // 4, x.strides[2] // 4,
-                        h, w, pt, pl, sy, sx, hq, wq, planes.ctypes.data, taps.ctypes.data,
-                        len(taps), weights.ctypes.data,
-                        None if bias is None else bias.ctypes.data, c0, c1, ho, wo,
-                        out3.ctypes.data + out3.strides[0] * b, out3.strides[1] // 4,
-                        *self._finish_args(z3, b))
+                args = dict(self._phase_input(x, b), hq=hq, wq=wq, planes=planes.ctypes.data,
+                            toff=taps.ctypes.data, T=len(taps), wts=weights.ctypes.data,
+                            bias=None if bias is None else bias.ctypes.data, c0=c0, c1=c1,
+                            ho=ho, wo=wo, out=out3.ctypes.data + out3.strides[0] * b,
+                            ocs=out3.strides[1] // 4, **self._finish_args(z3, b))
                 steps: list[Run] = [native.NativeCall("conv_depthwise_f32", args, keep)]
                 if not self.fused:
                     steps.append(self._epilogue(out3, z3, b, 0, ho * wo, c0, c1))

@@ -74,14 +74,15 @@ class WinogradNative(_NativeConv):
         chunks: list[Run] = []
         for k, (t0, t1) in enumerate(split(tiles, parts, align=TB)):
             buf = scratch((work,), np.float32, f"wino_work{k}")
-            args = (x.ctypes.data, x.strides[0] // 4, x.strides[1] // 4, x.strides[2] // 4,
-                    h, w, pt, pl, cin, u.ctypes.data,
-                    None if bias is None else bias.ctypes.data, cout, ho, wo, t0, t1,
-                    out3.ctypes.data, out3.strides[0] // 4, out3.strides[1] // 4,
-                    self.act, self.params[0], self.params[1], self.residual,
-                    None if zres is None else zres.ctypes.data,
-                    0 if zres is None else zres.strides[0] // 4,
-                    0 if zres is None else zres.strides[1] // 4, buf.ctypes.data)
+            args = dict(x=x.ctypes.data, xis=x.strides[0] // 4, xcs=x.strides[1] // 4,
+                        xrs=x.strides[2] // 4, h=h, w=w, pt=pt, pl=pl, cin=cin, U=u.ctypes.data,
+                        bias=None if bias is None else bias.ctypes.data, cout=cout, ho=ho,
+                        wo=wo, t0=t0, t1=t1, out=out3.ctypes.data, ois=out3.strides[0] // 4,
+                        ocs=out3.strides[1] // 4, act=self.act, p0=self.params[0],
+                        p1=self.params[1], residual=self.residual,
+                        z=None if zres is None else zres.ctypes.data,
+                        zis=0 if zres is None else zres.strides[0] // 4,
+                        zcs=0 if zres is None else zres.strides[1] // 4, work=buf.ctypes.data)
             chunks.append(native.NativeCall("conv_winograd_f32", args,
                                             (u, bias, x, out3, zres, buf)))
         phases: list[list[Run]] = [chunks]

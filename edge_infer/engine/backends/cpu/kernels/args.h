@@ -1,0 +1,154 @@
+/* The argument record of every native kernel, written once: each kernel takes a pointer to
+ * one struct, filled field by field by name in Python (a ctypes.Structure mirror in
+ * backends/cpu/native.py). The lists below are X-macros: each expands into the struct and
+ * into the layout table (args.c) that native.py compares with its mirror when it loads the
+ * library, so a field added, dropped, reordered or retyped on one side only disables the
+ * native kernels with a message instead of corrupting memory.
+ *
+ * A kernel's struct pointer is also its task argument for the native pool (pool.c): the
+ * `<name>_task` wrappers only convert the pointer type. */
+#ifndef EDGE_INFER_ARGS_H
+#define EDGE_INFER_ARGS_H
+
+/* Activation codes of the fused epilogues, shared with Python (native.Activation, checked at
+ * load): X(enum name, value, the FusedConv `activation` attribute it implements) */
+#define EI_ACTIVATIONS(X)                                                                     \
+    X(EI_ACT_NONE, 0, "")                                                                     \
+    X(EI_ACT_RELU, 1, "relu")                                                                 \
+    X(EI_ACT_LEAKY_RELU, 2, "leaky_relu")                                                     \
+    X(EI_ACT_CLIP, 3, "clip")                                                                 \
+    X(EI_ACT_SIGMOID, 4, "sigmoid")                                                           \
+    X(EI_ACT_SILU, 5, "silu")                                                                 \
+    X(EI_ACT_HARD_SWISH, 6, "hard_swish")                                                     \
+    X(EI_ACT_HARD_SIGMOID, 7, "hard_sigmoid")                                                 \
+    X(EI_ACT_TANH, 8, "tanh")
+
+#define EI_ACT_ENUM(name, value, attr) name = value,
+enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
+#undef EI_ACT_ENUM
+
+/* The fused epilogue of every conv kernel: bias is the kernel's; then residual (0 none,
+ * 1 act(y + z), 2 act(y) + z, z's channel stride zcs) and activation act(p0, p1). */
+#define EI_EPILOGUE_ARGS(X, K)                                                                 \
+    X(K, long, act) X(K, float, p0) X(K, float, p1) X(K, long, residual)                       \
+    X(K, const float *, z) X(K, long, zcs)
+
+/* conv_direct.c: terms over a grid (see there) */
+#define EI_CONV_DIRECT_ARGS(X, K)                                                              \
+    X(K, const float *, base) X(K, const long *, toff) X(K, long, T)                           \
+    X(K, const float *, wpack) X(K, const float *, bias) X(K, long, ob0) X(K, long, ob1)       \
+    X(K, long, cout) X(K, long, g0) X(K, long, g1) X(K, long, gsafe) X(K, long, wg)            \
+    X(K, long, wo) X(K, float *, out) X(K, long, ocs) EI_EPILOGUE_ARGS(X, K)                   \
+    X(K, float *, pk)
+
+/* the input geometry the phase-split kernels read: channel and row strides, size, pads,
+ * strides */
+#define EI_PHASE_INPUT_ARGS(X, K)                                                              \
+    X(K, const float *, x) X(K, long, xcs) X(K, long, xrs) X(K, long, h) X(K, long, w)         \
+    X(K, long, pt) X(K, long, pl) X(K, long, sy) X(K, long, sx)
+
+#define EI_SPLIT_PHASES_ARGS(X, K)                                                             \
+    EI_PHASE_INPUT_ARGS(X, K) X(K, long, hq) X(K, long, wq) X(K, long, cin) X(K, long, c0)     \
+    X(K, long, c1) X(K, float *, planes)
+
+#define EI_CONV_BANDED_ARGS(X, K)                                                              \
+    EI_PHASE_INPUT_ARGS(X, K) X(K, long, wq) X(K, long, cin) X(K, long, ext) X(K, long, band)  \
+    X(K, long, r0) X(K, long, r1) X(K, const long *, toff) X(K, long, T)                       \
+    X(K, const float *, wpack) X(K, const float *, bias) X(K, long, cout) X(K, long, wo)       \
+    X(K, float *, out) X(K, long, ocs) EI_EPILOGUE_ARGS(X, K) X(K, float *, buf)               \
+    X(K, float *, pk)
+
+#define EI_CONV_DEPTHWISE_ARGS(X, K)                                                           \
+    EI_PHASE_INPUT_ARGS(X, K) X(K, long, hq) X(K, long, wq) X(K, float *, planes)              \
+    X(K, const long *, toff) X(K, long, T) X(K, const float *, wts) X(K, const float *, bias)  \
+    X(K, long, c0) X(K, long, c1) X(K, long, ho) X(K, long, wo) X(K, float *, out)             \
+    X(K, long, ocs) EI_EPILOGUE_ARGS(X, K)
+
+/* conv_ocvec.c */
+#define EI_PACK_POSITIONS_ARGS(X, K)                                                           \
+    X(K, const float *, base) X(K, const long *, toff) X(K, long, T)                           \
+    X(K, const long *, posoff) X(K, long, P) X(K, long, pb0) X(K, long, pb1)                   \
+    X(K, float *, pk)
+
+#define EI_CONV_OCVEC_ARGS(X, K)                                                               \
+    X(K, const float *, pk) X(K, long, T) X(K, long, npb) X(K, const float *, wpack)           \
+    X(K, const float *, bias) X(K, long, ob0) X(K, long, ob1) X(K, long, cout) X(K, long, P)   \
+    X(K, float *, out) X(K, long, ocs) EI_EPILOGUE_ARGS(X, K)
+
+/* conv_winograd.c (z also has an image stride, zis) */
+#define EI_CONV_WINOGRAD_ARGS(X, K)                                                            \
+    X(K, const float *, x) X(K, long, xis) X(K, long, xcs) X(K, long, xrs) X(K, long, h)       \
+    X(K, long, w) X(K, long, pt) X(K, long, pl) X(K, long, cin) X(K, const float *, U)         \
+    X(K, const float *, bias) X(K, long, cout) X(K, long, ho) X(K, long, wo) X(K, long, t0)    \
+    X(K, long, t1) X(K, float *, out) X(K, long, ois) X(K, long, ocs) EI_EPILOGUE_ARGS(X, K)   \
+    X(K, long, zis) X(K, float *, work)
+
+/* pointwise.c; unary kind: EI_ACT_SIGMOID or EI_ACT_TANH */
+#define EI_UNARY_ARGS(X, K) X(K, const float *, x) X(K, float *, y) X(K, long, n) X(K, long, kind) \
+   
+#define EI_SOFTMAX_ARGS(X, K)                                                                  \
+    X(K, const float *, x) X(K, float *, y) X(K, long, outer) X(K, long, axis)                 \
+    X(K, long, inner)
+
+#define EI_UPSAMPLE_NEAREST_ARGS(X, K)                                                         \
+    X(K, const float *, x) X(K, float *, y) X(K, long, n) X(K, long, c) X(K, long, xis)        \
+    X(K, long, xcs) X(K, long, yis) X(K, long, ycs) X(K, long, h) X(K, long, w)                \
+    X(K, long, fh) X(K, long, fw)
+
+/* pool.c */
+#define EI_MAXPOOL_ARGS(X, K)                                                                  \
+    X(K, const float *, x) X(K, float *, y) X(K, long, planes) X(K, long, h) X(K, long, w)     \
+    X(K, long, ho) X(K, long, wo) X(K, long, kh) X(K, long, kw) X(K, long, sy) X(K, long, sx)  \
+    X(K, long, pt) X(K, long, pl) X(K, long, dy) X(K, long, dx)
+
+/* every kernel: X(kernel name, its field list); a field list is FIELDS(X, kernel) and
+ * calls X(kernel, type, name) once per field */
+#define EI_KERNELS(X)                                                                         \
+    X(conv_direct, EI_CONV_DIRECT_ARGS)                                                       \
+    X(split_phases, EI_SPLIT_PHASES_ARGS)                                                     \
+    X(conv_banded, EI_CONV_BANDED_ARGS)                                                       \
+    X(conv_depthwise, EI_CONV_DEPTHWISE_ARGS)                                                 \
+    X(pack_positions, EI_PACK_POSITIONS_ARGS)                                                 \
+    X(conv_ocvec, EI_CONV_OCVEC_ARGS)                                                         \
+    X(conv_winograd, EI_CONV_WINOGRAD_ARGS)                                                   \
+    X(unary, EI_UNARY_ARGS)                                                                   \
+    X(softmax, EI_SOFTMAX_ARGS)                                                               \
+    X(upsample_nearest, EI_UPSAMPLE_NEAREST_ARGS)                                             \
+    X(maxpool, EI_MAXPOOL_ARGS)
+
+/* the structs: <name>_args, and their entry points void <name>_f32(const <name>_args *) and
+ * pool tasks void <name>_task(const void *) */
+#define EI_FIELD(kernel, type, name) type name;
+#define EI_STRUCT(kernel, FIELDS)                                                             \
+    typedef struct { FIELDS(EI_FIELD, kernel) } kernel##_args;                                 \
+    void kernel##_f32(const kernel##_args *a);                                                \
+    void kernel##_task(const void *a);
+EI_KERNELS(EI_STRUCT)
+#undef EI_STRUCT
+#undef EI_FIELD
+
+/* the pool task wrapper of a kernel (one line in the kernel's file) */
+#define EI_TASK(kernel)                                                                       \
+    void kernel##_task(const void *a) { kernel##_f32((const kernel##_args *)a); }
+
+/* one row of the layout table: a field's offset and size in its struct; the struct's own
+ * size is the row whose field is "" */
+typedef struct {
+    const char *kernel;
+    const char *field;
+    long offset;
+    long size;
+} ei_field_layout;
+
+/* the layout table (args.c), ended by a row whose kernel is NULL */
+const ei_field_layout *ei_arg_layouts(void);
+
+typedef struct {
+    const char *attr;
+    long code;
+} ei_activation_code;
+
+/* the activation codes (args.c), ended by a row whose attr is NULL */
+const ei_activation_code *ei_activation_codes(void);
+
+#endif
