@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", required=True, help="YAML config file")
     p.add_argument("--check", action="store_true",
-                   help="validate the config and exit (0 when valid)")
+                   help="validate the config and what it names (camera files, engine/ONNX/"
+                   "calibration files, CURVE keys, endpoints) and exit: 0 when all is well, "
+                   "1 with one line per problem")
     p.add_argument("--build-only", action="store_true",
                    help="load the engine, building it from engine.onnx when missing, and exit "
                    "(what edge-infer-build.service runs)")
@@ -26,6 +28,14 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     if args.check:
+        from edge_infer.pipeline.checks import config_problems
+
+        problems = config_problems(cfg)
+        if problems:
+            print(f"{args.config}: {len(problems)} problem(s):")
+            for line in problems:
+                print(f"  {line}")
+            return 1
         print(f"{args.config}: valid ({len(cfg.cameras)} cameras, device {cfg.device_id})")
         return 0
     if args.build_only:

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Subscribe to a daemon's ZeroMQ PUB socket and print detections as a "
         "table (or JSON lines), reporting sequence gaps (lost messages) and restarts.",
     )
-    p.add_argument("--endpoint", action="append", required=True,
+    p.add_argument("--endpoint", action="append",
                    help="endpoint to connect to, e.g. tcp://127.0.0.1:5556 (repeatable)")
     p.add_argument("--topic", action="append", default=None,
                    help="topic prefix (repeatable; default: det/ and status/)")
@@ -28,6 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-previews", metavar="DIR", help="write received previews as JPEG")
     p.add_argument("--curve-keys", metavar="DIR",
                    help="folder with client.key_secret and server.key (CURVE)")
+    p.add_argument("--make-keys", metavar="KEYS_DIR",
+                   help="make CURVE keys instead of subscribing: the daemon's key pair in "
+                   "KEYS_DIR (publisher.curve.keys_dir; kept if present) and one subscriber's, "
+                   "authorized there; prints the folder to copy to the subscriber")
+    p.add_argument("--client-name", default="client",
+                   help="name of the subscriber --make-keys makes keys for (default: client)")
     p.set_defaults(func=run)
 
 
@@ -38,8 +44,30 @@ def _row(p: dict) -> str:
             f"{p['latency_ms']['total']:>7.1f} ms  {len(p['detections']):>2} det  {dets}{more}")
 
 
+def make_keys(args: argparse.Namespace) -> int:
+    import re
+
+    from edge_infer.pipeline.curve import make_keys as make
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", args.client_name):
+        raise EdgeInferError(f"--client-name {args.client_name!r}: use letters, digits, '_.-'")
+    bundle = make(Path(args.make_keys), args.client_name)
+    print(f"daemon keys: {args.make_keys} (set publisher.curve.keys_dir to it)")
+    print(f"subscriber '{args.client_name}': copy {bundle} to the subscriber, run "
+          f"`edge-infer subscribe --curve-keys {bundle.name} ...` there, and delete it here")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from edge_infer.pipeline.subscriber import SequenceTracker, Subscriber
+
+    if args.make_keys:
+        if args.endpoint:
+            raise EdgeInferError("--make-keys makes keys and exits: drop --endpoint")
+        return make_keys(args)
+    if not args.endpoint:
+        raise EdgeInferError("subscribe needs --endpoint (e.g. tcp://127.0.0.1:5556), or "
+                             "--make-keys KEYS_DIR")
 
     topics = args.topic or ["det/", "status/"]
     if args.save_previews and not any(t.startswith("preview") for t in topics):

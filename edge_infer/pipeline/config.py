@@ -13,10 +13,11 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge_infer.errors import ConfigError
+from edge_infer.pipeline.endpoints import endpoint_problem, host_problem
+from edge_infer.pipeline.strict_yaml import load_yaml_file
 
 CAMERA_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -258,8 +259,9 @@ class PublisherConfig(_Model):
     @model_validator(mode="after")
     def _endpoints(self) -> PublisherConfig:
         for ep in self.endpoints:
-            if not ep.startswith(("tcp://", "ipc://", "inproc://")):
-                raise ValueError(f"endpoint {ep!r} must start with tcp://, ipc:// or inproc://")
+            problem = endpoint_problem(ep)
+            if problem is not None:
+                raise ValueError(problem)
         if self.curve.enabled and self.curve.keys_dir is None:
             raise ValueError("curve.enabled needs curve.keys_dir")
         return self
@@ -278,6 +280,13 @@ class HealthConfig(_Model):
                                       description="bound on draining at SIGTERM")
     latency_window: int = Field(2048, ge=16, le=1_000_000,
                                 description="recent frames kept for latency percentiles")
+
+    @model_validator(mode="after")
+    def _address(self) -> HealthConfig:
+        problem = host_problem(self.prometheus_address, "prometheus_address")
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 class LoggingConfig(_Model):
@@ -425,15 +434,7 @@ def parse_config(data: Any, source: str = "config", base: Path | None = None) ->
 def load_config(path: str | os.PathLike[str]) -> DaemonConfig:
     """Read and validate a YAML config file."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
-    return parse_config(data, str(p), p.resolve().parent)
+    return parse_config(load_yaml_file(p), str(p), p.resolve().parent)
 
 
 def iter_fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, str]]:

@@ -26,6 +26,8 @@ import zmq
 
 from edge_infer.errors import ConfigError
 from edge_infer.pipeline.config import PublisherConfig
+from edge_infer.pipeline.curve import CLIENTS, server_keys
+from edge_infer.pipeline.endpoints import ipc_path_problem
 from edge_infer.pipeline.preview import draw_detections, label_of
 from edge_infer.pipeline.workers import BatchResult, FrameResult
 
@@ -97,21 +99,12 @@ def detection_payload(
 def setup_curve_server(ctx: zmq.Context, sock: zmq.Socket, keys_dir: Path) -> Any:
     """CURVE server keys from ``keys_dir/server.key_secret``; clients must be listed in
     ``keys_dir/authorized_clients/*.key``. Returns the running authenticator."""
-    from zmq.auth import load_certificate
     from zmq.auth.thread import ThreadAuthenticator
 
-    secret = keys_dir / "server.key_secret"
-    clients = keys_dir / "authorized_clients"
-    if not secret.is_file() or not clients.is_dir():
-        raise ConfigError(f"publisher.curve.keys_dir {keys_dir}: needs server.key_secret and "
-                          "authorized_clients/ (create them with `edge-infer subscribe "
-                          "--make-keys DIR` or zmq.auth.create_certificates)")
-    public, private = load_certificate(str(secret))
-    if private is None:
-        raise ConfigError(f"{secret}: holds no secret key")
+    public, private = server_keys(keys_dir)
     auth = ThreadAuthenticator(ctx)
     auth.start()
-    auth.configure_curve(domain="*", location=str(clients))
+    auth.configure_curve(domain="*", location=str(keys_dir / CLIENTS))
     sock.curve_secretkey = private
     sock.curve_publickey = public
     sock.curve_server = True
@@ -161,6 +154,11 @@ class Publisher:
             self._auth = setup_curve_server(self._ctx, sock, self.cfg.curve.keys_dir)
         bound = []
         for ep in self.cfg.endpoints:
+            # checked again here: the file may have appeared since the config was read
+            problem = ipc_path_problem(Path(ep[6:]), ep) if ep.startswith("ipc://") else None
+            if problem is not None:
+                sock.close(0)
+                raise ConfigError(f"publisher.endpoints: {problem}")
             try:
                 sock.bind(ep)
             except zmq.ZMQError as exc:

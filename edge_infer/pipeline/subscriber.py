@@ -8,11 +8,14 @@ gaps (lost messages) and restarts (a new boot id), as ``edge-infer subscribe`` p
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import zmq
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,10 +51,13 @@ class Subscriber:
 
     def _curve_client(self, keys: Path) -> None:
         """``keys/client.key_secret`` (this client) and ``keys/server.key`` (the daemon)."""
-        from zmq.auth import load_certificate
+        from edge_infer.pipeline.curve import read_key_file, secret_exposure
 
-        pub, secret = load_certificate(str(keys / "client.key_secret"))
-        server_pub, _ = load_certificate(str(keys / "server.key"))
+        pub, secret = read_key_file(keys / "client.key_secret", secret=True)
+        server_pub, _ = read_key_file(keys / "server.key", secret=False)
+        exposure = secret_exposure(keys / "client.key_secret")
+        if exposure is not None:
+            log.warning("CURVE: %s", exposure)
         self.sock.curve_secretkey = secret
         self.sock.curve_publickey = pub
         self.sock.curve_serverkey = server_pub

@@ -144,4 +144,6 @@ def test_run_fails_at_start_with_the_field_path(tmp_path: Path, capsys) -> None:
     assert "cameras.0.file.max_fps: Input should be greater than 0" in err
     assert "batching.latency_budget: Extra inputs are not permitted" in err
     (tmp_path / "ok.yaml").write_text(yaml.safe_dump(base()))
+    (tmp_path / "cam.mp4").write_bytes(b"")  # --check looks for the files the config names
+    (tmp_path / "e.engine").write_bytes(b"")
     assert main(["run", "--config", str(tmp_path / "ok.yaml"), "--check"]) == 0
