@@ -5,7 +5,7 @@ Three kinds of exclusion, checked in this order by :func:`auto_exclusion`,
 
 1. **Automatic, by design** — derived from the model, so they follow the code when it grows:
    an op that is not in the registry and not in :data:`CORE_OPS` (training ops, sequences,
-   strings, RNNs, control flow, ...); inputs/outputs that are not tensors; element types
+   strings, control flow, ...); inputs/outputs that are not tensors; element types
    edge_infer has no dtype for; a model opset outside the importer's range that
    ``onnx.version_converter`` cannot convert into it (:func:`convert_opset`; cases it does
    convert run converted, as the importer tells users to do). An op that *is*
@@ -32,7 +32,8 @@ from collections.abc import Collection
 import onnx
 
 #: The engine-core op list of issue 6 ("ONNX import ... covering what CNN classifiers,
-#: detectors and OCR models use"). Ops outside it are out of scope by design.
+#: detectors and OCR models use"), with issue 16's recurrent layers and integer ops (CRNN
+#: recognizers, onnxruntime-quantized models). Ops outside it are out of scope by design.
 _CORE_OPS_TEXT = """
     Conv ConvTranspose BatchNormalization InstanceNormalization LayerNormalization Relu
     LeakyRelu PRelu Elu Selu Sigmoid HardSigmoid HardSwish Tanh Softplus Mish Gelu Erf Clip
@@ -42,6 +43,7 @@ _CORE_OPS_TEXT = """
     TopK ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd ReduceL2 Shape Size Gather
     GatherElements Cast Constant ConstantOfShape Range Expand Tile Where Equal Less Greater
     Not And Or Identity Dropout DepthToSpace SpaceToDepth LRN Einsum
+    LSTM GRU RNN DynamicQuantizeLinear MatMulInteger ConvInteger QLinearMatMul QLinearConv
 """
 CORE_OPS: frozenset[str] = frozenset(_CORE_OPS_TEXT.split())
 

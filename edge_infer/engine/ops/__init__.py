@@ -26,6 +26,7 @@ FAMILIES: tuple[str, ...] = (
     "fused",
     "quantize",
     "recurrent",
+    "integer",
 )
 
 _registry: OpRegistry | None = None
