@@ -247,8 +247,15 @@ class PublisherConfig(_Model):
     endpoints: list[str] = Field(
         default_factory=lambda: ["tcp://127.0.0.1:5556"], min_length=1, max_length=16,
         description="endpoints to bind (tcp://host:port, ipc:///path)")
-    send_hwm: int = Field(1000, ge=1, le=1_000_000,
-                          description="messages queued per subscriber before drops")
+    send_hwm: int = Field(
+        500, ge=1, le=1_000_000,
+        description="messages ZeroMQ queues per subscriber before dropping for it; with the "
+        "subscriber's own receive queue it bounds how stale a slow subscriber's messages get")
+    max_age_ms: float = Field(
+        2000.0, ge=0, le=3_600_000,
+        description="a frame's detections still unsent this long after capture are dropped "
+        "and counted (publisher_stale_dropped; its seq is skipped so subscribers see the "
+        "loss); 0 never drops")
     status_interval_s: float = Field(2.0, ge=0.1, le=3600,
                                      description="seconds between status messages")
     queue_size: int = Field(256, ge=1, le=100_000,

@@ -136,6 +136,7 @@ class Publisher:
         self.global_seq = 0
         self.seq: dict[str, int] = {}
         self.dropped = 0  # results the queue had no room for
+        self.stale_dropped = 0  # results older than cfg.max_age_ms when their turn came
         self.sent = 0
         self._queue: queue.Queue[BatchResult | None] = queue.Queue(maxsize=cfg.queue_size)
         self._last_preview: dict[str, float] = {}
@@ -217,10 +218,16 @@ class Publisher:
             self.dropped += 1
 
     def publish_batch(self, batch: BatchResult) -> None:
+        max_age = self.cfg.max_age_ms / 1e3
         for r in batch.frames:
             cam = r.frame.camera_id
             seq = self.seq.get(cam, 0)
             now_ts, now_wall = self.clock(), time.time()
+            if max_age > 0 and now_ts - r.frame.capture_ts > max_age:
+                # skipping the seq makes the loss visible to subscribers as a gap
+                self.seq[cam] = seq + 1
+                self.stale_dropped += 1
+                continue
             payload = detection_payload(
                 r, batch, device_id=self.device_id, boot_id=self.boot_id, seq=seq,
                 global_seq=self.global_seq, model=self.model, class_names=self.class_names,
@@ -254,7 +261,8 @@ class Publisher:
 
     def publish_status(self) -> None:
         status = self.status_fn()
-        status.update({"published": self.global_seq, "publisher_dropped": self.dropped})
+        status.update({"published": self.global_seq, "publisher_dropped": self.dropped,
+                       "publisher_stale_dropped": self.stale_dropped})
         self._send([f"status/{self.device_id}".encode(),
                     json.dumps(status, separators=(",", ":")).encode()])
 

@@ -35,7 +35,7 @@ class Subscriber:
     """SUB socket connected to ``endpoints``, subscribed to ``topics`` (prefixes)."""
 
     def __init__(self, endpoints: list[str] | str, topics: list[str] | None = None, *,
-                 rcv_hwm: int = 10000, curve_keys: str | Path | None = None) -> None:
+                 rcv_hwm: int = 1000, curve_keys: str | Path | None = None) -> None:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.RCVHWM, rcv_hwm)

@@ -209,3 +209,37 @@ def test_subscribe_command_prints_and_reports_gaps(tmp_path: Path, capsys) -> No
     assert "gap: camera a lost 4 message(s)" in err
     assert "received 4 detections messages, 4 lost, 0 restart(s)" in err
     assert sorted(p.name for p in (tmp_path / "prev").iterdir()) == ["a.jpg", "b.jpg"]
+
+
+def test_results_older_than_max_age_are_dropped_counted_and_seen_as_gaps(
+        tmp_path: Path) -> None:
+    now = [1000.0]
+    cfg = PublisherConfig(endpoints=[f"ipc://{tmp_path}/age.ipc"], max_age_ms=500)
+    pub = Publisher(cfg, "dev", BOOT, MODEL, ["person"], lambda: {"cameras": {}},
+                    clock=lambda: now[0])
+    sent: list[list[bytes]] = []
+    pub._sock = object()  # what _send needs; replaced below so nothing touches a socket
+    pub._send = sent.append  # type: ignore[method-assign]
+    pub.publish_batch(batch(["a", "b"], t=1000.0))  # captured 50 ms ago: sent
+    now[0] = 1000.6
+    pub.publish_batch(batch(["a"], t=1000.0))  # 650 ms old: dropped
+    pub.publish_batch(batch(["a"], t=1000.4))  # 250 ms old: sent
+    pub._sock = None
+    seqs = [(json.loads(p[1])["camera_id"], json.loads(p[1])["seq"]) for p in sent]
+    assert seqs == [("a", 0), ("b", 0), ("a", 2)]
+    assert pub.stale_dropped == 1
+    tracker = SequenceTracker()
+    events = [e for p in sent for e in tracker.observe(json.loads(p[1]))]
+    assert any("lost 1" in e for e in events)
+    sent.clear()
+    pub._sock = object()
+    pub.publish_status()
+    status = json.loads(sent[0][1])
+    assert status["publisher_stale_dropped"] == 1
+    pub._sock = None
+    cfg0 = cfg.model_copy(update={"max_age_ms": 0.0})
+    pub0 = Publisher(cfg0, "dev", BOOT, MODEL, [], dict, clock=lambda: 1e9)
+    pub0._sock, pub0._send = object(), sent.append  # type: ignore[method-assign]
+    pub0.publish_batch(batch(["a"], t=0.0))  # ancient, but 0 never drops
+    pub0._sock = None
+    assert pub0.stale_dropped == 0
