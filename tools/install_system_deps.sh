@@ -6,6 +6,8 @@
 #   compiler those tactics are skipped and the engine uses its numpy/BLAS tactics).
 #   rtsp-server-perl -- the loopback RTSP server of the demo, the RTSP tests and benchmarks.
 #   the deploy tests' linters: shellcheck for the scripts, systemd-analyze for the units.
+#   gcc-aarch64-linux-gnu, qemu-user -- the native kernels cross-compiled for the Jetson's
+#   Arm cores and run under emulation (tests/engine/backends/cpu/aarch64/).
 # Idempotent: does nothing when everything is already there. Needs root (or sudo).
 set -euo pipefail
 
@@ -15,6 +17,9 @@ command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v rtsp-server-perl >/dev/null 2>&1 || missing+=(rtsp-server-perl)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 \
+    || missing+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+command -v qemu-aarch64 >/dev/null 2>&1 || missing+=(qemu-user)
 
 if [ ${#missing[@]} -eq 0 ]; then
     echo "system dependencies already installed"
