@@ -1,0 +1,59 @@
+"""kernels/conv_int8.cu: INT8 convolution (__dp4a and wmma s8), every tile shape and output
+type, against the engine's QConv (edge_infer/engine/ops/quantize.py) on the same int8 data.
+
+Tolerances (conv_support.check_int8): int8 output within 1 LSB (FP32 versus float64 quotient
+at a rounding tie); fp32 output bit-equal with the exact activations and within 1e-6 x the
+output scale with the transcendental ones; fp16 output one FP16 ulp.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge_infer.cuda.params import conv as pc
+from tests.cuda.conv_support import ACTIVATION_CASES, Case, check_int8, run_int8
+from tests.cuda.test_conv_fp32 import CASES, conv_cases
+
+INT8 = pc.tactics("int8")
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"seed{c.seed}")
+@pytest.mark.parametrize("tactic", INT8, ids=lambda t: t.entry)
+def test_conv_int8_matches_reference(device, tactic: pc.ConvTactic, case: Case) -> None:
+    y, ref = run_int8(device, tactic, case)
+    check_int8(tactic, case, y, ref)
+
+
+@pytest.mark.parametrize("activation", ACTIVATION_CASES, ids=lambda a: a[0] + str(list(a[1])))
+@pytest.mark.parametrize("tactic", INT8, ids=lambda t: t.entry)
+def test_conv_int8_every_activation(device, tactic: pc.ConvTactic, activation) -> None:
+    name, params = activation
+    case = Case(1, 3, 5, 6, 7, activation=name, act_params=params, residual="pre",
+                y_slice=(1, 1, 1), seed=31)
+    y, ref = run_int8(device, tactic, case)
+    check_int8(tactic, case, y, ref)
+
+
+def test_conv_int8_saturates_and_accumulates_exactly(device) -> None:
+    """Full-range int8 data over a fan-in of 288: int32 sums of ~1e5 that must be exact, and
+    requantized values far outside the int8 range, which saturate at both ends."""
+    case = Case(1, 32, 4, 4, 9, seed=32, bias=False)
+    for tactic in INT8:
+        y, ref = run_int8(device, tactic, case)
+        check_int8(tactic, case, y, ref)
+        if tactic.out == "s8":
+            values = np.unique(y.view)
+            assert values.min() == -128 and values.max() == 127, values
+
+
+@settings(max_examples=10, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=conv_cases(), index=st.integers(0, len(INT8) - 1))
+def test_conv_int8_property(emu, case: Case, index: int) -> None:
+    from tests.cuda.conftest import EmuDevice
+
+    y, ref = run_int8(EmuDevice(emu), INT8[index], case)
+    check_int8(INT8[index], case, y, ref)
