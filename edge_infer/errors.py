@@ -60,6 +60,14 @@ class BackendError(EdgeInferError):
     """A backend is unknown or unavailable on this machine."""
 
 
+class KernelCompileError(BackendError):
+    """A CUDA kernel source does not compile (for a device SM, or for the CPU emulator)."""
+
+
+class KernelLaunchError(BackendError):
+    """A kernel launch was refused (configuration, params) or the kernel trapped."""
+
+
 class PluginError(EdgeInferError):
     """A custom layer (plugin) registration is invalid or conflicts with another."""
 

@@ -1,5 +1,13 @@
-"""The CUDA backend (kernels/*.cu compiled for the device's SM, pycuda streams and events).
+"""The CUDA backend's kernel library: ``kernels/*.cu`` compiled for the device's SM, and the
+same sources run on any CPU by the emulator.
 
-Not implemented yet: ``edge-infer build --backend cuda`` reports that the backend is not
-available. This is the only package that will import pycuda (lazily).
+- :mod:`edge_infer.cuda.library`: the explicit registry of kernel entry points
+  (:class:`~edge_infer.cuda.library.KernelSpec`), one params module per concept.
+- :mod:`edge_infer.cuda.emulator`: the ``.cu`` sources built with the host C++ compiler
+  (plain, AddressSanitizer, ThreadSanitizer) and launched through ctypes.
+- :mod:`edge_infer.cuda.compile`: NVRTC compilation to cubins for sm_72/sm_87/sm_90 with the
+  compiler's resource report.
+
+``docs/cuda-kernels.md`` describes the CUDA subset the kernels are written in. This is the
+only package that imports pycuda (lazily); importing it needs neither a GPU nor a compiler.
 """
