@@ -28,6 +28,7 @@ CONCEPT_MODULES: tuple[str, ...] = (
     "edge_infer.cuda.params.copy",
     "edge_infer.cuda.params.conv",
     "edge_infer.cuda.params.gemm",
+    "edge_infer.cuda.params.postprocess",
 )
 
 
