@@ -29,6 +29,7 @@ CONCEPT_MODULES: tuple[str, ...] = (
     "edge_infer.cuda.params.conv",
     "edge_infer.cuda.params.gemm",
     "edge_infer.cuda.params.postprocess",
+    "edge_infer.cuda.params.preprocess",
 )
 
 
