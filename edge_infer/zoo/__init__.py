@@ -1,4 +1,4 @@
-"""The model zoo: whole CNNs built in code as ONNX, with random, well-scaled weights.
+"""The model zoo: whole networks built in code as ONNX, with random, well-scaled weights.
 
 Each builder takes ``seed``, ``batch`` (an int, or ``None`` for a symbolic "batch" dim), an
 input size where relevant and ``opset`` (default 17), and returns an ``onnx.ModelProto``
@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import onnx
 
+from edge_infer.zoo.crnn import build_crnn
 from edge_infer.zoo.googlenet import build_googlenet, build_inception_module
 from edge_infer.zoo.mobilenet import build_mobilenetv2
 from edge_infer.zoo.resnet import build_resnet50
@@ -23,10 +24,12 @@ MODELS: dict[str, Callable[..., onnx.ModelProto]] = {
     "resnet50": build_resnet50,
     "mobilenetv2": build_mobilenetv2,
     "yolov8n": build_yolov8n,
+    "crnn": build_crnn,
 }
 
 __all__ = [
     "MODELS",
+    "build_crnn",
     "build_googlenet",
     "build_inception_module",
     "build_mobilenetv2",

@@ -72,8 +72,8 @@ def built() -> dict[str, onnx.ModelProto]:
     return cache
 
 
-def test_registry_lists_the_four_models() -> None:
-    assert set(MODELS) == {"googlenet", "resnet50", "mobilenetv2", "yolov8n"}
+def test_registry_lists_the_models() -> None:
+    assert set(MODELS) == {"googlenet", "resnet50", "mobilenetv2", "yolov8n", "crnn"}
     with pytest.raises(ValueError, match="unknown zoo model 'vgg'"):
         build_model("vgg")
 
