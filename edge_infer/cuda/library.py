@@ -30,6 +30,7 @@ CONCEPT_MODULES: tuple[str, ...] = (
     "edge_infer.cuda.params.gemm",
     "edge_infer.cuda.params.postprocess",
     "edge_infer.cuda.params.preprocess",
+    "edge_infer.cuda.params.pool",
 )
 
 
