@@ -31,6 +31,7 @@ CONCEPT_MODULES: tuple[str, ...] = (
     "edge_infer.cuda.params.postprocess",
     "edge_infer.cuda.params.preprocess",
     "edge_infer.cuda.params.pool",
+    "edge_infer.cuda.params.resize",
 )
 
 

@@ -48,7 +48,7 @@ SPECS = tuple(
 def _batch_stride(name: str, a: Any) -> int:
     """Elements between images of an NCHW array whose images are C-contiguous."""
     dtype = np.dtype(a.dtype)
-    _, c, h, w = (int(d) for d in a.shape)
+    h, w = (int(d) for d in a.shape[2:])
     if tuple(a.strides[1:]) != (h * w * dtype.itemsize, w * dtype.itemsize, dtype.itemsize) \
             or a.strides[0] % dtype.itemsize:
         raise BackendError(f"pool: each image of {name} must be C-contiguous (a batch stride "
