@@ -37,7 +37,9 @@ AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
 def transform_weights(weight: np.ndarray) -> np.ndarray:
     """(Cout, Cin, 3, 3) → U = G g Gᵀ packed [36][ceil(Cout / 6)][Cin][6], zero past Cout."""
     cout, cin = weight.shape[:2]
-    u = np.einsum("ai,ocij,bj->aboc", G, weight.astype(np.float64), G).reshape(36, cout, cin)
+    # G g Gᵀ as two batched matrix products ([o, c, a, b]): 2-3x faster than the
+    # three-operand einsum on YOLOv8n's layers (paid at every bind: engine load, tactic check)
+    u = (G @ weight.astype(np.float64) @ G.T).transpose(2, 3, 0, 1).reshape(36, cout, cin)
     blocks = -(-cout // KR)
     padded = np.zeros((36, blocks * KR, cin))
     padded[:, :cout] = u
