@@ -54,8 +54,13 @@ class GpuDevice:
 
     def run(self, call: KernelCall) -> None:
         func = self._function(call.entry)
-        func.prepared_call(call.grid, call.block, bytes(call.params),
-                           shared_size=call.shared_bytes)
+        if call.shared_bytes > 48 * 1024:  # above 48 KiB a kernel must opt in
+            func.set_attribute(self.drv.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                               call.shared_bytes)
+        # the one by-value params struct, passed as its raw bytes (numpy void scalar)
+        raw = bytes(call.params)
+        arg = np.frombuffer(raw, dtype=np.dtype((np.void, len(raw))))[0]
+        func(arg, grid=call.grid, block=call.block, shared=call.shared_bytes)
         self.drv.Context.synchronize()
 
     def _function(self, entry: str) -> Any:
@@ -66,6 +71,4 @@ class GpuDevice:
         if module is None:
             module = self._modules[source] = self.drv.module_from_buffer(
                 self._cubins[source].read_bytes())
-        func = module.get_function(entry)
-        func.prepare("")  # one by-value struct: passed as raw bytes below
-        return func
+        return module.get_function(entry)
