@@ -15,6 +15,7 @@ from typing import Any
 
 from edge_infer.engine.ir import Node
 from edge_infer.engine.tactics.base import ConvSpec, Tactic, conv_spec
+from edge_infer.engine.tactics.recurrent import recurrent_spec
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,9 @@ def layer_kind(node: Node) -> tuple[str, Any] | None:
     spec = conv_spec(node)
     if spec is not None:
         return "conv", spec
+    recurrent = recurrent_spec(node)
+    if recurrent is not None:
+        return "recurrent", recurrent
     return None
 
 

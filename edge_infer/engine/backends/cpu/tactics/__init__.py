@@ -13,12 +13,14 @@ from edge_infer.engine.backends.cpu.tactics.cpu_direct import (
     DirectNative,
     OcVecNative,
 )
+from edge_infer.engine.backends.cpu.tactics.cpu_recurrent import RecurrentGemm
 from edge_infer.engine.backends.cpu.tactics.cpu_winograd import WinogradNative
 from edge_infer.engine.tactics import TacticTable
 
 #: layer kind → CPU candidates, in the order tried (the first applicable is the default)
 CPU_TACTICS: TacticTable = {
     "conv": (*CONV_TACTICS, DirectNative, OcVecNative, DepthwiseNative, WinogradNative),
+    "recurrent": (RecurrentGemm,),
 }
 
 __all__ = ["CPU_TACTICS"]

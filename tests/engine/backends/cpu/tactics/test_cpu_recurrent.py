@@ -1,0 +1,118 @@
+"""The CPU recurrent tactic (``recurrent_gemm``): chosen for LSTM/GRU/RNN layers, equal to the
+reference kernel in every form, and allocation-free while the engine runs."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import onnx
+import pytest
+
+import edge_infer
+from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS
+from edge_infer.engine.backends.cpu.tactics.cpu_recurrent import RecurrentGemm
+from edge_infer.engine.onnx_import import import_model
+from edge_infer.engine.reference import run_onnx
+from edge_infer.engine.shape_inference import bind_input_shapes, infer_shapes
+from edge_infer.engine.tactics import candidates
+from edge_infer.zoo.crnn import build_crnn
+from tests.engine.ops.harness import make_node_model
+from tests.engine.ops.test_recurrent import OUTPUTS, layer_inputs
+
+#: the tactic computes what the reference computes, in another order only for the biases
+FP32 = 1e-5
+
+
+def _engine_case(op: str, inputs: list, attrs: dict) -> tuple[onnx.ModelProto, dict]:
+    model, feeds = make_node_model(
+        op, inputs, attrs, num_outputs=OUTPUTS[op], opset=14, const_inputs=[1, 2, 3, 4, 7]
+    )
+    return model, feeds
+
+
+def _tactics(engine: object, batch: int) -> list[str | None]:
+    return [n.meta.get("tactic") for n in engine.graph(batch).nodes]  # type: ignore[attr-defined]
+
+
+CASES = [
+    ("LSTM", {"directions": 2, "peepholes": True, "initial": True}, {"direction": "bidirectional"}),
+    ("LSTM", {"lens": [5, 2, 4], "layout": 1}, {"layout": 1, "clip": 1.5}),
+    ("LSTM", {"directions": 1}, {"direction": "reverse", "input_forget": 1}),
+    ("GRU", {"directions": 2, "initial": True}, {"direction": "bidirectional"}),
+    ("GRU", {"lens": [1, 5, 3]}, {"linear_before_reset": 1}),
+    ("RNN", {"directions": 2}, {"direction": "bidirectional", "activations": ["Relu", "Tanh"]}),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_tactic_is_chosen_and_matches_the_reference(case: int) -> None:
+    op, make, attrs = CASES[case]
+    inputs = layer_inputs(op, seed=case, **make)
+    model, feeds = _engine_case(op, inputs, {"hidden_size": 6, **attrs})
+    engine = edge_infer.build(model, shapes={k: v.shape for k, v in feeds.items()}, tune=True)
+    assert _tactics(engine, engine.profile.opt_batch) == ["recurrent_gemm"]
+    ctx = engine.create_context()
+    want = run_onnx(model, feeds)
+    for _ in range(2):  # the state of one run must not leak into the next
+        got = ctx.execute(feeds)
+        for k, expected in enumerate(want):
+            np.testing.assert_allclose(
+                got[f"y{k}"],
+                expected,
+                rtol=FP32,
+                atol=FP32 * max(1.0, float(np.abs(expected).max())),
+            )
+
+
+def test_runtime_sequence_lens_keeps_the_reference_kernel() -> None:
+    """sequence_lens fed at run time: no tactic (the reference kernel validates the lengths
+    on every call), and the engine still matches the reference."""
+    model, feeds = make_node_model(
+        "RNN",
+        layer_inputs("RNN", lens=[5, 3, 1], seed=9),
+        {"hidden_size": 6},
+        num_outputs=2,
+        const_inputs=[1, 2, 3],
+    )
+    graph = import_model(model)
+    bind_input_shapes(graph, {k: v.shape for k, v in feeds.items()})
+    infer_shapes(graph)
+    (node,) = graph.nodes
+    assert candidates(node, CPU_TACTICS) == ([], None)
+    engine = edge_infer.build(model, shapes={k: v.shape for k, v in feeds.items()})
+    got = engine.create_context().execute(feeds)
+    for k, expected in enumerate(run_onnx(model, feeds)):
+        np.testing.assert_allclose(got[f"y{k}"], expected, rtol=FP32, atol=FP32)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_crnn_runs_allocation_free(batch: int) -> None:
+    """The no-allocation promise of tests/engine/test_memory.py, on a model whose time is in
+    its LSTMs: after warm-up an inference allocates only the returned output copy."""
+    model = build_crnn(batch=None, width=None, hidden=64)
+    shape = (batch, 3, 32, 128)
+    engine = edge_infer.build(model, shapes={"image": shape}, tune=False)
+    assert _tactics(engine, batch).count("recurrent_gemm") == 2
+    assert RecurrentGemm.name == "recurrent_gemm"
+    ctx = engine.create_context()
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    for _ in range(3):
+        ctx.execute({"image": x})
+    graph = engine.graph(batch)
+    activations = sum(
+        v.type.nbytes for v in graph.values.values() if v.const is None and v.type is not None
+    )
+    output_bytes = sum(v.type.nbytes for _, v in graph.outputs)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        out = ctx.execute({"image": x})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out["logits"].nbytes == output_bytes
+    transient = peak - before
+    assert transient < output_bytes + 64 * 1024, (transient, output_bytes)
+    assert transient < activations / 4
