@@ -13,6 +13,7 @@ from tests.cuda.conv_support import (
     check_fp16,
     check_fp32,
     run_float,
+    skip_when_sanitized,
 )
 
 DEPTHWISE = tuple(t for t in pc.TACTICS if t.family == "depthwise")
@@ -22,12 +23,40 @@ CASES = [
     Case(2, 6, 7, 9, 6, group=6, activation="relu", seed=11),
     # 5x5, stride 2, asymmetric pads, channel multiplier 2, residual before the activation,
     # slices of larger buffers
-    Case(1, 4, 11, 10, 8, r=5, s=5, group=4, strides=(2, 2), pads=(2, 1, 1, 2),
-         activation="hard_swish", residual="pre", x_slice=(2, 1, 3), y_slice=(1, 2, 5),
-         seed=12),
+    Case(
+        1,
+        4,
+        11,
+        10,
+        8,
+        r=5,
+        s=5,
+        group=4,
+        strides=(2, 2),
+        pads=(2, 1, 1, 2),
+        activation="hard_swish",
+        residual="pre",
+        x_slice=(2, 1, 3),
+        y_slice=(1, 2, 5),
+        seed=12,
+    ),
     # dilation 2, 3x1 kernel, residual after the activation, no bias
-    Case(1, 5, 8, 6, 5, r=3, s=1, group=5, pads=(2, 0, 2, 0), dilations=(2, 1),
-         activation="sigmoid", residual="post", bias=False, seed=13),
+    Case(
+        1,
+        5,
+        8,
+        6,
+        5,
+        r=3,
+        s=1,
+        group=5,
+        pads=(2, 0, 2, 0),
+        dilations=(2, 1),
+        activation="sigmoid",
+        residual="post",
+        bias=False,
+        seed=13,
+    ),
 ]
 
 
@@ -44,10 +73,24 @@ def test_depthwise_matches_reference(device, tactic: pc.ConvTactic, case: Case) 
 
 @pytest.mark.parametrize("activation", ACTIVATION_CASES, ids=lambda a: a[0] + str(list(a[1])))
 @pytest.mark.parametrize("tactic", DEPTHWISE, ids=lambda t: t.entry)
-def test_depthwise_every_activation(device, tactic: pc.ConvTactic, activation) -> None:
+def test_depthwise_every_activation(
+    device, tactic: pc.ConvTactic, activation, sanitized: bool
+) -> None:
+    skip_when_sanitized(sanitized)
     name, params = activation
-    case = Case(1, 3, 5, 6, 3, group=3, activation=name, act_params=params, residual="post",
-                y_slice=(1, 0, 2), seed=14)
+    case = Case(
+        1,
+        3,
+        5,
+        6,
+        3,
+        group=3,
+        activation=name,
+        act_params=params,
+        residual="post",
+        y_slice=(1, 0, 2),
+        seed=14,
+    )
     y, ref = run_float(device, tactic, case)
     _check(tactic, y, ref)
 

@@ -14,7 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_infer.cuda.params import conv as pc
-from tests.cuda.conv_support import ACTIVATION_CASES, Case, check_int8, run_int8
+from tests.cuda.conv_support import (
+    ACTIVATION_CASES,
+    Case,
+    check_int8,
+    run_int8,
+    skip_when_sanitized,
+)
 from tests.cuda.test_conv_fp32 import CASES, conv_cases
 
 INT8 = pc.tactics("int8")
@@ -22,24 +28,41 @@ INT8 = pc.tactics("int8")
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"seed{c.seed}")
 @pytest.mark.parametrize("tactic", INT8, ids=lambda t: t.entry)
-def test_conv_int8_matches_reference(device, tactic: pc.ConvTactic, case: Case) -> None:
+def test_conv_int8_matches_reference(
+    device, tactic: pc.ConvTactic, case: Case, sanitized: bool
+) -> None:
+    skip_when_sanitized(sanitized, case.seed)
     y, ref = run_int8(device, tactic, case)
     check_int8(tactic, case, y, ref)
 
 
 @pytest.mark.parametrize("activation", ACTIVATION_CASES, ids=lambda a: a[0] + str(list(a[1])))
 @pytest.mark.parametrize("tactic", INT8, ids=lambda t: t.entry)
-def test_conv_int8_every_activation(device, tactic: pc.ConvTactic, activation) -> None:
+def test_conv_int8_every_activation(
+    device, tactic: pc.ConvTactic, activation, sanitized: bool
+) -> None:
+    skip_when_sanitized(sanitized)
     name, params = activation
-    case = Case(1, 3, 5, 6, 7, activation=name, act_params=params, residual="pre",
-                y_slice=(1, 1, 1), seed=31)
+    case = Case(
+        1,
+        3,
+        5,
+        6,
+        7,
+        activation=name,
+        act_params=params,
+        residual="pre",
+        y_slice=(1, 1, 1),
+        seed=31,
+    )
     y, ref = run_int8(device, tactic, case)
     check_int8(tactic, case, y, ref)
 
 
-def test_conv_int8_saturates_and_accumulates_exactly(device) -> None:
+def test_conv_int8_saturates_and_accumulates_exactly(device, sanitized: bool) -> None:
     """Full-range int8 data over a fan-in of 288: int32 sums of ~1e5 that must be exact, and
     requantized values far outside the int8 range, which saturate at both ends."""
+    skip_when_sanitized(sanitized)
     case = Case(1, 32, 4, 4, 9, seed=32, bias=False)
     for tactic in INT8:
         y, ref = run_int8(device, tactic, case)
@@ -49,10 +72,15 @@ def test_conv_int8_saturates_and_accumulates_exactly(device) -> None:
             assert values.min() == -128 and values.max() == 127, values
 
 
-@settings(max_examples=10, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=10,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(case=conv_cases(), index=st.integers(0, len(INT8) - 1))
-def test_conv_int8_property(emu, case: Case, index: int) -> None:
+def test_conv_int8_property(emu, case: Case, index: int, sanitized: bool) -> None:
+    skip_when_sanitized(sanitized)
     from tests.cuda.conftest import EmuDevice
 
     y, ref = run_int8(EmuDevice(emu), INT8[index], case)

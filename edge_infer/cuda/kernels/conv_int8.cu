@@ -51,15 +51,19 @@ __device__ __forceinline__ void conv_s8_dp4a(const ConvParams& p, int32_t* As32,
 #pragma unroll
         for (int j = 0; j < TN; ++j) acc[i][j] = 0;
 
+    const ConvLoadA<int8_t> load_a{p, g, grp};
+    const ConvLoadB<int8_t> load_b{p, g, grp};
+    static_assert(THREADS % BN == 0, "each thread loads one column of the B tile");
+    const int b_col = tid % BN;
+    const auto column = load_b.column(j0 + b_col);
+
     for (int k0 = 0; k0 < g.gk; k0 += BK) {
         for (int e = tid; e < BM * BK; e += THREADS) {
             const int mm = e / BK, kk = e - (e / BK) * BK;
-            As[mm * LDK + kk] = ei_conv_weight<int8_t>(p, g, grp, m0 + mm, k0 + kk);
+            As[mm * LDK + kk] = load_a(m0 + mm, k0 + kk);
         }
-        for (int e = tid; e < BK * BN; e += THREADS) {
-            const int kk = e / BN, jj = e - (e / BN) * BN;
-            Bs[jj * LDK + kk] = ei_conv_gather<int8_t>(p, g, grp, k0 + kk, j0 + jj);
-        }
+        for (int kk = tid / BN; kk < BK; kk += THREADS / BN)
+            Bs[b_col * LDK + kk] = load_b(column, k0 + kk);
         __syncthreads();
 #pragma unroll
         for (int k4 = 0; k4 < BK / 4; ++k4) {

@@ -140,25 +140,6 @@ __device__ __forceinline__ ConvGemmShape ei_conv_gemm_shape(const ConvParams& p)
     return g;
 }
 
-// B[kk, j] of group `grp` for input element type T, or 0 outside the input (padding, or kk/j
-// past the GEMM edge so partial tiles need no other guard).
-template <class T>
-__device__ __forceinline__ T ei_conv_gather(const ConvParams& p, const ConvGemmShape& g, int grp,
-                                            int kk, int j) {
-    if (kk >= g.gk || j >= g.gn) return ei_zero<T>();
-    int c = kk / g.rs;
-    int tap = kk - c * g.rs;
-    int r = tap / p.s, s = tap - (tap / p.s) * p.s;
-    int n = j / g.pq;
-    int pix = j - n * g.pq;
-    int oh = pix / p.q, ow = pix - (pix / p.q) * p.q;
-    int ih = oh * p.stride_h - p.pad_h + r * p.dil_h;
-    int iw = ow * p.stride_w - p.pad_w + s * p.dil_w;
-    if (ih < 0 || ih >= p.h || iw < 0 || iw >= p.w) return ei_zero<T>();
-    const T* x = static_cast<const T*>(p.x);
-    return x[ei_view_index(p.xv, n, grp * (p.c / p.group) + c, ih, iw)];
-}
-
 // A[m, kk] of group `grp`: the ONNX weight tensor read as [K, C/g*R*S] row-major.
 template <class T>
 __device__ __forceinline__ T ei_conv_weight(const ConvParams& p, const ConvGemmShape& g, int grp,
@@ -169,6 +150,7 @@ __device__ __forceinline__ T ei_conv_weight(const ConvParams& p, const ConvGemmS
 }
 
 // The loader functors of the shared mainloops (simt_tile.cuh, wmma_tile.cuh) for group grp.
+// A: the weights, element (m, kk).
 template <class T>
 struct ConvLoadA {
     const ConvParams& p;
@@ -178,13 +160,42 @@ struct ConvLoadA {
         return ei_conv_weight<T>(p, g, grp, m, kk);
     }
 };
+// B of group grp: the im2col gather. A thread loads one fixed column j (output pixel) of the
+// B tile at every stage (the mainloops require THREADS % BN == 0), so the pixel's address
+// and window origin are computed once (column()); each element then only splits kk into
+// (c, r, s) and checks the padding. Zero past the GEMM edges and in the padding.
 template <class T>
 struct ConvLoadB {
     const ConvParams& p;
     ConvGemmShape g;
     int grp;
-    __device__ __forceinline__ T operator()(int kk, int j) const {
-        return ei_conv_gather<T>(p, g, grp, kk, j);
+
+    struct Column {
+        int64_t base;  // element (n, first channel of the group, 0, 0)
+        int ih0, iw0;  // the window's top-left input pixel (may be in the padding)
+        bool valid;    // j < N*P*Q
+    };
+
+    __device__ __forceinline__ Column column(int j) const {
+        Column col;
+        col.valid = j < g.gn;
+        if (!col.valid) j = 0;
+        const int n = j / g.pq, pix = j - (j / g.pq) * g.pq;
+        const int oh = pix / p.q, ow = pix - (pix / p.q) * p.q;
+        col.base = ei_view_index(p.xv, n, grp * (p.c / p.group), 0, 0);
+        col.ih0 = oh * p.stride_h - p.pad_h;
+        col.iw0 = ow * p.stride_w - p.pad_w;
+        return col;
+    }
+
+    __device__ __forceinline__ T operator()(const Column& col, int kk) const {
+        if (!col.valid || kk >= g.gk) return ei_zero<T>();
+        const int c = kk / g.rs, tap = kk - (kk / g.rs) * g.rs;
+        const int r = tap / p.s, s = tap - (tap / p.s) * p.s;
+        const int ih = col.ih0 + r * p.dil_h, iw = col.iw0 + s * p.dil_w;
+        if (ih < 0 || ih >= p.h || iw < 0 || iw >= p.w) return ei_zero<T>();
+        const T* x = static_cast<const T*>(p.x);
+        return x[col.base + (int64_t)c * p.xv.channel_stride + (int64_t)ih * p.xv.row_stride + iw];
     }
 };
 

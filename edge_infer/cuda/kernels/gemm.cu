@@ -29,27 +29,40 @@ struct GemmParams {
     float act_p0, act_p1;
 };
 
-// One operand: element (i, j) of the block's batch item, 0 outside [rows, cols).
+// The operand loaders of the mainloops for the block's batch item, 0 outside the matrix.
+// A: element (i, k).
 template <class T>
-struct GemmLoad {
+struct GemmLoadA {
     const T* ptr;
     int32_t row, col;
     int rows, cols;
-    __device__ __forceinline__ T operator()(int i, int j) const {
-        if (i >= rows || j >= cols) return ei_zero<T>();
-        return ptr[(int64_t)i * row + (int64_t)j * col];
+    __device__ __forceinline__ T operator()(int i, int k) const {
+        if (i >= rows || k >= cols) return ei_zero<T>();
+        return ptr[(int64_t)i * row + (int64_t)k * col];
+    }
+};
+// B: a thread's fixed column j (column()), then element (k, j) of it.
+template <class T>
+struct GemmLoadB {
+    const T* ptr;
+    int32_t row, col;
+    int rows, cols;
+    __device__ __forceinline__ int column(int j) const { return j; }
+    __device__ __forceinline__ T operator()(int j, int k) const {
+        if (k >= rows || j >= cols) return ei_zero<T>();
+        return ptr[(int64_t)k * row + (int64_t)j * col];
     }
 };
 
 template <class T>
-__device__ __forceinline__ GemmLoad<T> gemm_a(const GemmParams& p) {
-    return GemmLoad<T>{static_cast<const T*>(p.a) + blockIdx.z * p.a_batch, p.a_row, p.a_col,
-                       p.m, p.k};
+__device__ __forceinline__ GemmLoadA<T> gemm_a(const GemmParams& p) {
+    return GemmLoadA<T>{static_cast<const T*>(p.a) + blockIdx.z * p.a_batch, p.a_row, p.a_col,
+                        p.m, p.k};
 }
 template <class T>
-__device__ __forceinline__ GemmLoad<T> gemm_b(const GemmParams& p) {
-    return GemmLoad<T>{static_cast<const T*>(p.b) + blockIdx.z * p.b_batch, p.b_row, p.b_col,
-                       p.k, p.n};
+__device__ __forceinline__ GemmLoadB<T> gemm_b(const GemmParams& p) {
+    return GemmLoadB<T>{static_cast<const T*>(p.b) + blockIdx.z * p.b_batch, p.b_row, p.b_col,
+                        p.k, p.n};
 }
 
 // The epilogue of one element: alpha, beta * C, activation, store.

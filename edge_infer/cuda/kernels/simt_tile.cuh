@@ -2,7 +2,9 @@
 // threadblock tile BMxBN, BK deep per stage in shared memory, each thread a TMxTN register
 // tile (rows TM apart by BM/TM, columns by BN/TN, so a warp's threads read neighbouring
 // shared words: no bank conflicts), one FMA per instruction. Operands come from two loader
-// functors a(m, k) and b(k, j) that return 0 past the edges, so partial tiles need no guard.
+// functors that return 0 past the edges, so partial tiles need no guard: a(m, k), and b,
+// which a thread asks once for its column (col = b.column(j)) and then for b(col, k) at
+// every stage (the im2col gather computes the pixel's address once).
 #pragma once
 #include "ei_cuda.cuh"
 
@@ -29,6 +31,11 @@ __device__ __forceinline__ void simt_mainloop(const LoadA& load_a, const LoadB& 
 #pragma unroll
         for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
 
+    // the thread's B column, fixed for the whole mainloop
+    static_assert(Tile::THREADS % BN == 0, "each thread loads one column of the B tile");
+    const int b_col = tid % BN;
+    const auto column = load_b.column(j0 + b_col);
+
     for (int k0 = 0; k0 < gk; k0 += BK) {
         // global -> shared: consecutive threads on consecutive k of an A row and on
         // consecutive columns of a B row (coalesced where the source is contiguous)
@@ -36,10 +43,8 @@ __device__ __forceinline__ void simt_mainloop(const LoadA& load_a, const LoadB& 
             const int mm = e / BK, kk = e - (e / BK) * BK;
             As[kk * BM + mm] = load_a(m0 + mm, k0 + kk);
         }
-        for (int e = tid; e < BK * BN; e += Tile::THREADS) {
-            const int kk = e / BN, jj = e - (e / BN) * BN;
-            Bs[kk * BN + jj] = load_b(k0 + kk, j0 + jj);
-        }
+        for (int kk = tid / BN; kk < BK; kk += Tile::THREADS / BN)
+            Bs[kk * BN + b_col] = load_b(column, k0 + kk);
         __syncthreads();
         // shared -> registers -> TMxTN outer products
 #pragma unroll

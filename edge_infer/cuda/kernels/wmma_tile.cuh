@@ -1,7 +1,8 @@
 // wmma_tile.cuh - the tensor-core mainloop of the implicit-GEMM convolutions (FP16, INT8) and
 // of the GEMM, CUTLASS-style: threadblock tile BMxBN (BK deep per stage) -> warp tile WMxWN ->
 // wmma instruction 16x16x16. The operands come from two loader functors (a(m, k), b(k, j):
-// the conv's weights and im2col gather, or a GEMM's strided matrices), zero past the edges.
+// the conv's weights and im2col gather, or a GEMM's strided matrices), zero past the edges;
+// as in simt_tile.cuh, a thread loads one fixed column of B: b(b.column(j), k).
 // The block's accumulator tile ends in shared memory; each kernel's epilogue reads it there.
 //
 // Shared-memory layout, chosen for wmma's alignment rule (every fragment pointer 256-bit
@@ -46,18 +47,18 @@ __device__ __forceinline__ const TAcc* wmma_mainloop(const LoadA& load_a, const 
 #pragma unroll
         for (int j = 0; j < Tile::FN; ++j) wmma::fill_fragment(acc[i][j], (TAcc)0);
 
+    static_assert(Tile::THREADS % BN == 0, "each thread loads one column of the B tile");
+    const int b_col = tid % BN;
+    const auto column = load_b.column(j0 + b_col);
+
     for (int k0 = 0; k0 < gk; k0 += BK) {
         // global -> shared, zero-filled past the GEMM edges (partial tiles)
         for (int e = tid; e < BM * BK; e += Tile::THREADS) {
             const int mm = e / BK, kk = e - (e / BK) * BK;
-            As[(kk / 16) * BM * 16 + mm * 16 + (kk & 15)] =
-                load_a(m0 + mm, k0 + kk);
+            As[(kk / 16) * BM * 16 + mm * 16 + (kk & 15)] = load_a(m0 + mm, k0 + kk);
         }
-        for (int e = tid; e < BK * BN; e += Tile::THREADS) {
-            const int kk = e / BN, jj = e - (e / BN) * BN;
-            Bs[(kk / 16) * BN * 16 + jj * 16 + (kk & 15)] =
-                load_b(k0 + kk, j0 + jj);
-        }
+        for (int kk = tid / BN; kk < BK; kk += Tile::THREADS / BN)
+            Bs[(kk / 16) * BN * 16 + b_col * 16 + (kk & 15)] = load_b(column, k0 + kk);
         __syncthreads();
 #pragma unroll
         for (int kc = 0; kc < BK / 16; ++kc) {

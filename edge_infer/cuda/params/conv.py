@@ -49,9 +49,29 @@ class ConvParams(ctypes.Structure):
         ("xv", TensorView4),
         ("zv", TensorView4),
         ("yv", TensorView4),
-        *((name, ctypes.c_int32) for name in (
-            "n", "c", "h", "w", "k", "r", "s", "p", "q", "group", "stride_h", "stride_w",
-            "pad_h", "pad_w", "dil_h", "dil_w", "act", "residual")),
+        *(
+            (name, ctypes.c_int32)
+            for name in (
+                "n",
+                "c",
+                "h",
+                "w",
+                "k",
+                "r",
+                "s",
+                "p",
+                "q",
+                "group",
+                "stride_h",
+                "stride_w",
+                "pad_h",
+                "pad_w",
+                "dil_h",
+                "dil_w",
+                "act",
+                "residual",
+            )
+        ),
         ("act_p0", ctypes.c_float),
         ("act_p1", ctypes.c_float),
         ("x_scale", ctypes.c_float),
@@ -64,8 +84,10 @@ class ConvParams(ctypes.Structure):
 def tensor_view(strides: Sequence[int], offset: int = 0) -> TensorView4:
     """A :class:`TensorView4` from NCHW element strides (the last one must be 1)."""
     if len(strides) != 4 or strides[3] != 1:
-        raise EdgeInferError(f"conv tensors are NCHW views with unit column stride; got element "
-                             f"strides {list(strides)} (make the rows contiguous)")
+        raise EdgeInferError(
+            f"conv tensors are NCHW views with unit column stride; got element "
+            f"strides {list(strides)} (make the rows contiguous)"
+        )
     return TensorView4(offset, strides[0], strides[1], strides[2])
 
 
@@ -88,20 +110,42 @@ class ConvGeometry:
     dilation: tuple[int, int] = (1, 1)
 
     @classmethod
-    def from_conv(cls, x_shape: Sequence[int], w_shape: Sequence[int], *, group: int = 1,
-                  strides: Sequence[int] | None = None, pads: Sequence[int] | None = None,
-                  dilations: Sequence[int] | None = None) -> ConvGeometry:
+    def from_conv(
+        cls,
+        x_shape: Sequence[int],
+        w_shape: Sequence[int],
+        *,
+        group: int = 1,
+        strides: Sequence[int] | None = None,
+        pads: Sequence[int] | None = None,
+        dilations: Sequence[int] | None = None,
+    ) -> ConvGeometry:
         """The geometry of ONNX Conv attributes (pads ``[top, left, bottom, right]``)."""
         from edge_infer.engine.ops.conv import window_geometry
 
         if len(x_shape) != 4 or len(w_shape) != 4:
-            raise EdgeInferError(f"CUDA convolutions are 2-D: X {list(x_shape)} and W "
-                                 f"{list(w_shape)} must be rank 4 (N, C, H, W)")
+            raise EdgeInferError(
+                f"CUDA convolutions are 2-D: X {list(x_shape)} and W "
+                f"{list(w_shape)} must be rank 4 (N, C, H, W)"
+            )
         stride, dilation, begin, _, out = window_geometry(
-            "Conv", x_shape[2:], w_shape[2:], strides, dilations, pads, "NOTSET")
-        return cls(x_shape[0], x_shape[1], x_shape[2], x_shape[3], w_shape[0], w_shape[2],
-                   w_shape[3], out[0], out[1], group, (stride[0], stride[1]),
-                   (begin[0], begin[1]), (dilation[0], dilation[1]))
+            "Conv", x_shape[2:], w_shape[2:], strides, dilations, pads, "NOTSET"
+        )
+        return cls(
+            x_shape[0],
+            x_shape[1],
+            x_shape[2],
+            x_shape[3],
+            w_shape[0],
+            w_shape[2],
+            w_shape[3],
+            out[0],
+            out[1],
+            group,
+            (stride[0], stride[1]),
+            (begin[0], begin[1]),
+            (dilation[0], dilation[1]),
+        )
 
     @property
     def depthwise(self) -> bool:
@@ -149,8 +193,11 @@ class ConvTactic:
         """``(grid, block)`` of this tactic for ``geom`` (see each kernel's header comment)."""
         kg = geom.k // geom.group
         if self.family == "direct":
-            grid = (_ceil(geom.p * geom.q, self.threads), geom.group * _ceil(kg, DIRECT_KPT),
-                    geom.n)
+            grid = (
+                _ceil(geom.p * geom.q, self.threads),
+                geom.group * _ceil(kg, DIRECT_KPT),
+                geom.n,
+            )
         elif self.family == "depthwise":
             grid = (_ceil(geom.p * geom.q, self.threads), geom.k, geom.n)
         else:
@@ -160,8 +207,10 @@ class ConvTactic:
     def call(self, geom: ConvGeometry, params: ConvParams) -> KernelCall:
         """The launch of this tactic on ``params`` (filled for ``geom``)."""
         if not self.supports(geom):
-            raise EdgeInferError(f"{self.entry} computes depthwise convolutions only (one input "
-                                 f"channel per group), not {geom}; pick another tactic")
+            raise EdgeInferError(
+                f"{self.entry} computes depthwise convolutions only (one input "
+                f"channel per group), not {geom}; pick another tactic"
+            )
         grid, block = self.launch_dims(geom)
         return KernelCall(self.entry, grid, block, params)
 
@@ -182,16 +231,42 @@ _OUTS = ("s8", "f16", "f32")
 
 TACTICS: tuple[ConvTactic, ...] = (
     ConvTactic("ei_conv_f32_direct", "conv_fp32.cu", "direct", "fp32", "f32", 128),
-    *(ConvTactic(f"ei_conv_f32_igemm_{bm}x{bn}x8", "conv_fp32.cu", "igemm", "fp32", "f32", t,
-                 bm, bn) for bm, bn, t in _F32_TILES),
+    *(
+        ConvTactic(
+            f"ei_conv_f32_igemm_{bm}x{bn}x8", "conv_fp32.cu", "igemm", "fp32", "f32", t, bm, bn
+        )
+        for bm, bn, t in _F32_TILES
+    ),
     ConvTactic("ei_conv_depthwise_f32", "conv_depthwise.cu", "depthwise", "fp32", "f32", 128),
     ConvTactic("ei_conv_depthwise_f16", "conv_depthwise.cu", "depthwise", "fp16", "f16", 128),
-    *(ConvTactic(f"ei_conv_f16_wmma_{bm}x{bn}", "conv_fp16_wmma.cu", "wmma", "fp16", "f16", t,
-                 bm, bn) for bm, bn, t in _F16_TILES),
-    *(ConvTactic(f"ei_conv_s8_dp4a_{bm}x{bn}_{out}", "conv_int8.cu", "dp4a", "int8", out, t,
-                 bm, bn, min_sm=61) for bm, bn, t in _S8_DP4A_TILES for out in _OUTS),
-    *(ConvTactic(f"ei_conv_s8_wmma_{bm}x{bn}_{out}", "conv_int8.cu", "wmma", "int8", out, t,
-                 bm, bn) for bm, bn, t in _S8_WMMA_TILES for out in _OUTS),
+    *(
+        ConvTactic(
+            f"ei_conv_f16_wmma_{bm}x{bn}", "conv_fp16_wmma.cu", "wmma", "fp16", "f16", t, bm, bn
+        )
+        for bm, bn, t in _F16_TILES
+    ),
+    *(
+        ConvTactic(
+            f"ei_conv_s8_dp4a_{bm}x{bn}_{out}",
+            "conv_int8.cu",
+            "dp4a",
+            "int8",
+            out,
+            t,
+            bm,
+            bn,
+            min_sm=61,
+        )
+        for bm, bn, t in _S8_DP4A_TILES
+        for out in _OUTS
+    ),
+    *(
+        ConvTactic(
+            f"ei_conv_s8_wmma_{bm}x{bn}_{out}", "conv_int8.cu", "wmma", "int8", out, t, bm, bn
+        )
+        for bm, bn, t in _S8_WMMA_TILES
+        for out in _OUTS
+    ),
 )
 
 TACTICS_BY_ENTRY: dict[str, ConvTactic] = {t.entry: t for t in TACTICS}
@@ -201,8 +276,7 @@ SPECS: tuple[KernelSpec, ...] = tuple(t.spec() for t in TACTICS)
 
 def tactics(precision: str, out: str | None = None) -> tuple[ConvTactic, ...]:
     """The tactics of one precision (``fp32``, ``fp16``, ``int8``), optionally one output."""
-    return tuple(t for t in TACTICS
-                 if t.precision == precision and (out is None or t.out == out))
+    return tuple(t for t in TACTICS if t.precision == precision and (out is None or t.out == out))
 
 
 def gemm_flops(geom: ConvGeometry) -> int:
@@ -210,5 +284,17 @@ def gemm_flops(geom: ConvGeometry) -> int:
     return geom.n * geom.k * geom.p * geom.q * (geom.c // geom.group) * geom.r * geom.s
 
 
-__all__ = ["DIRECT_KPT", "SPECS", "TACTICS", "TACTICS_BY_ENTRY", "ConvGeometry", "ConvParams",
-           "ConvTactic", "Residual", "TensorView4", "gemm_flops", "tactics", "tensor_view"]
+__all__ = [
+    "DIRECT_KPT",
+    "SPECS",
+    "TACTICS",
+    "TACTICS_BY_ENTRY",
+    "ConvGeometry",
+    "ConvParams",
+    "ConvTactic",
+    "Residual",
+    "TensorView4",
+    "gemm_flops",
+    "tactics",
+    "tensor_view",
+]

@@ -22,9 +22,22 @@ class GemmParams(ctypes.Structure):
         ("c", ctypes.c_void_p),
         ("y", ctypes.c_void_p),
         *((name, ctypes.c_int64) for name in ("a_batch", "b_batch", "c_batch", "y_batch")),
-        *((name, ctypes.c_int32) for name in (
-            "a_row", "a_col", "b_row", "b_col", "c_row", "c_col", "y_row",
-            "m", "n", "k", "batch")),
+        *(
+            (name, ctypes.c_int32)
+            for name in (
+                "a_row",
+                "a_col",
+                "b_row",
+                "b_col",
+                "c_row",
+                "c_col",
+                "y_row",
+                "m",
+                "n",
+                "k",
+                "batch",
+            )
+        ),
         ("alpha", ctypes.c_float),
         ("beta", ctypes.c_float),
         ("act", ctypes.c_int32),
@@ -44,8 +57,9 @@ class GemmTactic:
     threads: int
     min_sm: int = 72
 
-    def launch_dims(self, m: int, n: int, batch: int = 1
-                    ) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    def launch_dims(
+        self, m: int, n: int, batch: int = 1
+    ) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         """``(grid, block)`` for an ``m x n`` output, ``batch`` times."""
         return (-(-n // self.bn), -(-m // self.bm), batch), (self.threads, 1, 1)
 
