@@ -285,7 +285,9 @@ __device__ void pp_image(const PostprocessParams& p) {
         int* oclass = p.classes + (int64_t)img * p.max_detections;
         int out = 0;
         for (int r = 0; r < kept && out < p.max_detections; ++r) {
-            if ((s_removed[r >> 6] >> (r & 63)) & 1ull) continue;
+            const bool removed = (s_removed[r >> 6] >> (r & 63)) & 1ull;
+            __syncwarp();  // every lane has read the word before any lane ORs into it
+            if (removed) continue;
             if (lane < 4) obox[out * 4 + lane] = nbox[r * 4 + lane];
             if (lane == 0) {
                 oscore[out] = nscore[r];
