@@ -15,13 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_infer.cuda.activations import encode
 from edge_infer.cuda.params.conv import (
     ConvGeometry,
-    ConvParams,
     ConvTactic,
-    Residual,
     TensorView4,
+    conv_params,
     tensor_view,
 )
 from edge_infer.engine.ops.fused import fused_conv
@@ -198,16 +196,25 @@ def launch_conv(
         return device_address(kept[-1])
 
     geom = case.geometry()
-    p = geom.fill(ConvParams())
-    p.x, p.xv = upload(x.buffer), x.tensor_view()
-    p.weight, p.bias, p.w_scale = upload(weight), upload(bias), upload(w_scale)
-    if z is not None:
-        p.z, p.zv = upload(z.buffer), z.tensor_view()
     y_dev = device.to_device(y.buffer)
-    p.y, p.yv = device_address(y_dev), y.tensor_view()
-    p.act, p.act_p0, p.act_p1 = encode(case.activation, case.act_params)
-    p.residual = int(Residual[case.residual.upper()])
-    p.x_scale, p.y_scale, p.z_scale = x_scale, y_scale, z_scale
+    p = conv_params(
+        geom,
+        x=upload(x.buffer),
+        x_view=x.tensor_view(),
+        weight=upload(weight),
+        y=device_address(y_dev),
+        y_view=y.tensor_view(),
+        bias=upload(bias),
+        z=None if z is None else upload(z.buffer),
+        z_view=None if z is None else z.tensor_view(),
+        activation=case.activation,
+        activation_params=case.act_params,
+        residual=case.residual,
+        w_scale=upload(w_scale),
+        x_scale=x_scale,
+        y_scale=y_scale,
+        z_scale=z_scale,
+    )
     device.run(tactic.call(geom, p))
     y.buffer[...] = device.to_host(y_dev)
 

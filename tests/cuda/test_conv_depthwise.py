@@ -18,46 +18,20 @@ from tests.cuda.conv_support import (
 
 DEPTHWISE = tuple(t for t in pc.TACTICS if t.family == "depthwise")
 
+# fmt: off
 CASES = [
     # 3x3, stride 1, pad 1, multiplier 1: the MobileNet block
     Case(2, 6, 7, 9, 6, group=6, activation="relu", seed=11),
     # 5x5, stride 2, asymmetric pads, channel multiplier 2, residual before the activation,
     # slices of larger buffers
-    Case(
-        1,
-        4,
-        11,
-        10,
-        8,
-        r=5,
-        s=5,
-        group=4,
-        strides=(2, 2),
-        pads=(2, 1, 1, 2),
-        activation="hard_swish",
-        residual="pre",
-        x_slice=(2, 1, 3),
-        y_slice=(1, 2, 5),
-        seed=12,
-    ),
+    Case(1, 4, 11, 10, 8, r=5, s=5, group=4, strides=(2, 2), pads=(2, 1, 1, 2),
+         activation="hard_swish", residual="pre", x_slice=(2, 1, 3), y_slice=(1, 2, 5),
+         seed=12),
     # dilation 2, 3x1 kernel, residual after the activation, no bias
-    Case(
-        1,
-        5,
-        8,
-        6,
-        5,
-        r=3,
-        s=1,
-        group=5,
-        pads=(2, 0, 2, 0),
-        dilations=(2, 1),
-        activation="sigmoid",
-        residual="post",
-        bias=False,
-        seed=13,
-    ),
+    Case(1, 5, 8, 6, 5, r=3, s=1, group=5, pads=(2, 0, 2, 0), dilations=(2, 1),
+         activation="sigmoid", residual="post", bias=False, seed=13),
 ]
+# fmt: on
 
 
 def _check(tactic: pc.ConvTactic, y, ref) -> None:

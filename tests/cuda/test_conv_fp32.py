@@ -18,63 +18,26 @@ from tests.cuda.conv_support import (
 
 DENSE = tuple(t for t in pc.tactics("fp32") if t.family != "depthwise")
 
+# fmt: off
 CASES = [
     # K not a multiple of any tile, two images, bias + relu
     Case(2, 5, 7, 7, 20, activation="relu", seed=1),
     # groups, stride 2, asymmetric pads, dilation, residual before the activation; input and
     # output are channel slices of larger buffers with padded rows
-    Case(
-        1,
-        6,
-        9,
-        8,
-        10,
-        group=2,
-        strides=(2, 2),
-        pads=(1, 0, 2, 1),
-        dilations=(2, 2),
-        activation="silu",
-        residual="pre",
-        x_slice=(1, 2, 3),
-        y_slice=(2, 3, 4),
-        seed=2,
-    ),
+    Case(1, 6, 9, 8, 10, group=2, strides=(2, 2), pads=(1, 0, 2, 1), dilations=(2, 2),
+         activation="silu", residual="pre", x_slice=(1, 2, 3), y_slice=(2, 3, 4), seed=2),
     # 1x1, K = 70: two row tiles of 64, residual after the activation
-    Case(
-        2,
-        8,
-        6,
-        5,
-        70,
-        r=1,
-        s=1,
-        pads=(0, 0, 0, 0),
-        activation="leaky_relu",
-        act_params=(0.1,),
-        residual="post",
-        y_slice=(3, 0, 2),
-        seed=3,
-    ),
+    Case(2, 8, 6, 5, 70, r=1, s=1, pads=(0, 0, 0, 0), activation="leaky_relu",
+         act_params=(0.1,), residual="post", y_slice=(3, 0, 2), seed=3),
     # a 5x3 kernel, 3 groups, strides (2, 1), dilations (1, 2), no bias
-    Case(
-        1,
-        6,
-        11,
-        9,
-        9,
-        r=5,
-        s=3,
-        group=3,
-        strides=(2, 1),
-        pads=(2, 1, 1, 0),
-        dilations=(1, 2),
-        activation="gelu",
-        bias=False,
-        seed=4,
-    ),
+    Case(1, 6, 11, 9, 9, r=5, s=3, group=3, strides=(2, 1), pads=(2, 1, 1, 0),
+         dilations=(1, 2), activation="gelu", bias=False, seed=4),
     # several column tiles (N*P*Q = 300), clip
     Case(3, 4, 10, 10, 24, activation="clip", act_params=(-0.5, 0.75), seed=5),
+    # depthwise with a channel multiplier of 2, through the dense kernels' grouped GEMM
+    Case(1, 4, 7, 6, 8, group=4, strides=(1, 2), activation="mish", residual="post", seed=7),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"seed{c.seed}")

@@ -46,34 +46,17 @@ class GemmCase:
     seed: int = 0
 
 
+# fmt: off
 CASES = [
     GemmCase(37, 45, 29, seed=1),
-    GemmCase(
-        20,
-        33,
-        40,
-        trans_a=True,
-        trans_b=True,
-        alpha=0.5,
-        beta=2.0,
-        c="row",
-        activation="relu",
-        seed=2,
-    ),
-    GemmCase(9, 70, 17, batch=3, broadcast_b=True, c="col", activation="silu", y_pad=5, seed=3),
-    GemmCase(
-        70,
-        8,
-        100,
-        trans_b=True,
-        c="full",
-        beta=0.25,
-        activation="gelu",
-        act_params=(1.0,),
-        y_pad=3,
-        seed=4,
-    ),
+    GemmCase(20, 33, 40, trans_a=True, trans_b=True, alpha=0.5, beta=2.0, c="row",
+             activation="relu", seed=2),
+    GemmCase(9, 70, 17, batch=3, broadcast_b=True, c="col", activation="silu", y_pad=5,
+             seed=3),
+    GemmCase(70, 8, 100, trans_b=True, c="full", beta=0.25, activation="gelu",
+             act_params=(1.0,), y_pad=3, seed=4),
 ]
+# fmt: on
 
 
 def _operand(

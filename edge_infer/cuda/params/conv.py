@@ -13,8 +13,9 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from edge_infer.cuda.activations import encode
 from edge_infer.cuda.library import KernelCall, KernelSpec
-from edge_infer.errors import EdgeInferError
+from edge_infer.errors import BackendError
 
 
 class Residual(enum.IntEnum):
@@ -84,7 +85,7 @@ class ConvParams(ctypes.Structure):
 def tensor_view(strides: Sequence[int], offset: int = 0) -> TensorView4:
     """A :class:`TensorView4` from NCHW element strides (the last one must be 1)."""
     if len(strides) != 4 or strides[3] != 1:
-        raise EdgeInferError(
+        raise BackendError(
             f"conv tensors are NCHW views with unit column stride; got element "
             f"strides {list(strides)} (make the rows contiguous)"
         )
@@ -124,7 +125,7 @@ class ConvGeometry:
         from edge_infer.engine.ops.conv import window_geometry
 
         if len(x_shape) != 4 or len(w_shape) != 4:
-            raise EdgeInferError(
+            raise BackendError(
                 f"CUDA convolutions are 2-D: X {list(x_shape)} and W "
                 f"{list(w_shape)} must be rank 4 (N, C, H, W)"
             )
@@ -160,6 +161,49 @@ class ConvGeometry:
         params.pad_h, params.pad_w = self.pad
         params.dil_h, params.dil_w = self.dilation
         return params
+
+
+def conv_params(
+    geom: ConvGeometry,
+    *,
+    x: int,
+    x_view: TensorView4,
+    weight: int,
+    y: int,
+    y_view: TensorView4,
+    bias: int | None = None,
+    z: int | None = None,
+    z_view: TensorView4 | None = None,
+    activation: str = "",
+    activation_params: Sequence[float] = (),
+    residual: str = "none",
+    w_scale: int | None = None,
+    x_scale: float = 0.0,
+    y_scale: float = 0.0,
+    z_scale: float = 0.0,
+) -> ConvParams:
+    """The :class:`ConvParams` of one FusedConv/QConv layer; pointers are device addresses.
+
+    ``activation``/``activation_params``/``residual`` are FusedConv's attributes. INT8
+    kernels need ``w_scale`` (float per output channel) and ``x_scale``; an int8 output
+    ``y_scale``; an int8 residual ``z_scale``.
+    """
+    try:
+        mode = Residual[residual.upper()]
+    except KeyError:
+        raise BackendError(f"residual must be one of none/pre/post, got {residual!r}") from None
+    if (mode is not Residual.NONE) != (z is not None and z_view is not None):
+        raise BackendError(
+            f"residual={residual!r} needs z and z_view exactly when it is not 'none'"
+        )
+    p = geom.fill(ConvParams())
+    p.x, p.xv, p.weight, p.bias, p.y, p.yv = x, x_view, weight, bias, y, y_view
+    if z_view is not None:
+        p.z, p.zv = z, z_view
+    p.act, p.act_p0, p.act_p1 = encode(activation, activation_params)
+    p.residual = int(mode)
+    p.w_scale, p.x_scale, p.y_scale, p.z_scale = w_scale, x_scale, y_scale, z_scale
+    return p
 
 
 def _ceil(a: int, b: int) -> int:
@@ -207,7 +251,7 @@ class ConvTactic:
     def call(self, geom: ConvGeometry, params: ConvParams) -> KernelCall:
         """The launch of this tactic on ``params`` (filled for ``geom``)."""
         if not self.supports(geom):
-            raise EdgeInferError(
+            raise BackendError(
                 f"{self.entry} computes depthwise convolutions only (one input "
                 f"channel per group), not {geom}; pick another tactic"
             )
@@ -294,6 +338,7 @@ __all__ = [
     "ConvTactic",
     "Residual",
     "TensorView4",
+    "conv_params",
     "gemm_flops",
     "tactics",
     "tensor_view",
