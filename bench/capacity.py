@@ -100,8 +100,8 @@ def inference_rates(engine_path: Path, model: Path, frames: np.ndarray, batch: i
     onnxruntime (batch 1 on 2 threads sharing a session; 1 alone)."""
     import onnxruntime as ort
 
+    from edge_infer.engine.backends.cpu.threads import set_thread_budget
     from edge_infer.engine.runtime import Engine
-    from edge_infer.engine.threads import set_thread_budget
 
     out: dict[str, float] = {}
     set_thread_budget(2, 2)  # as the daemon: two contexts, one core each

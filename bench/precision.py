@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_infer.engine.builder import BuildOptions, build
-from edge_infer.engine.precision.calibrate import calibrate
+from edge_infer.engine.calibration import calibrate
 from edge_infer.engine.precision.metrics import cosine_similarity
 from edge_infer.zoo import build_model
 
@@ -93,8 +93,8 @@ def detector(args: argparse.Namespace) -> list[str]:
                   "max_shapes": {name: (8, 3, h, w)}}
     t0 = time.perf_counter()
     if args.cache and Path(args.cache).is_file():
+        from edge_infer.engine.calibration import CalibrationResult
         from edge_infer.engine.precision.cache import CalibrationCache
-        from edge_infer.engine.precision.calibrate import CalibrationResult
 
         cache = CalibrationCache.load(args.cache)
         cal = CalibrationResult(cache, frames_used=cache.frames)

@@ -12,20 +12,15 @@ from edge_infer._version import __version__
 from edge_infer.errors import EdgeInferError
 
 if TYPE_CHECKING:
-    from edge_infer.engine.builder import build
-    from edge_infer.engine.runtime import Engine, ExecutionContext
+    from edge_infer.engine import BuildOptions, Engine, ExecutionContext, build
 
-__all__ = ["EdgeInferError", "Engine", "ExecutionContext", "__version__", "build"]
+__all__ = ["BuildOptions", "EdgeInferError", "Engine", "ExecutionContext", "__version__", "build"]
 
 
 def __getattr__(name: str) -> Any:
     # Lazy so that `import edge_infer` stays cheap and never pulls onnx in by itself.
-    if name == "build":
-        from edge_infer.engine.builder import build
+    if name in ("build", "BuildOptions", "Engine", "ExecutionContext"):
+        import edge_infer.engine
 
-        return build
-    if name in ("Engine", "ExecutionContext"):
-        from edge_infer.engine import runtime
-
-        return getattr(runtime, name)
+        return getattr(edge_infer.engine, name)
     raise AttributeError(f"module 'edge_infer' has no attribute {name!r}")

@@ -263,16 +263,18 @@ def test_build_tuned_for_a_thread_count(engine: Path, work: Path) -> None:
     """--threads N times the tactics with N threads per context and says so everywhere."""
     out = ok(cli("build", "tiny.onnx", "-o", "one.engine", "--shapes", "x:2x3x16x16",
                  "--threads", "1", cwd=work))
-    assert "tuned for 1 thread(s) per context" in out
+    assert "tuned at threads_per_context=1" in out
     rec = Engine.load(work / "one.engine").build_record
-    assert rec["threads_per_context"] == 1 and rec["options"]["threads"] == 1
+    # a CPU-backend setting: in the backend's options and settings, not the builder's
+    assert rec["backend_settings"] == {"threads_per_context": 1}
+    assert rec["options"]["backend_options"] == {"threads": 1}
     assert "--threads 1" in rec["rebuild_command"]
-    assert "tactics timed with 1 thread(s) per context" in ok(cli("inspect", "one.engine",
-                                                                  cwd=work))
+    assert "tactics timed at threads_per_context=1" in ok(cli("inspect", "one.engine",
+                                                              cwd=work))
     # the default: the thread budget, all cores in one context
     default = Engine.load(engine).build_record
-    assert default["threads_per_context"] == os.cpu_count()
-    assert default["options"]["threads"] is None and "--threads" not in default[
+    assert default["backend_settings"] == {"threads_per_context": os.cpu_count()}
+    assert default["options"]["backend_options"] == {} and "--threads" not in default[
         "rebuild_command"]
 
 

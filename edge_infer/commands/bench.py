@@ -32,45 +32,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _per_layer(engine: Any, feeds: dict, batch: int) -> list[dict[str, Any]]:
-    plan_batch = engine.plan_batch_for(batch)
-    program = engine.program(plan_batch)
-    state = program.new_state()
-    if not hasattr(program, "profile"):
-        return []
-    times = program.profile(state, feeds, iterations=10)
-    layers = []
-    for layer in program.layers:
-        node = layer.node
-        layers.append({"name": node.name, "op": node.op_type,
-                       "members": node.meta.get("members", [node.name]),
-                       "tactic": node.meta.get("tactic"), "time_us": times[node.name]})
-    return sorted(layers, key=lambda entry: -entry["time_us"])
-
-
 def run(args: argparse.Namespace) -> int:
     from edge_infer.commands.infer import random_inputs
-    from edge_infer.engine.benchmark import compare, set_threads
-    from edge_infer.engine.runtime import Engine
+    from edge_infer.engine import Engine, compare_latency, configure_backend
 
     engine = Engine.load(args.engine)
     batch = args.batch or engine.profile.opt_batch
     feeds = random_inputs(engine, batch, args.seed)
     processes = args.processes or (3 if args.compare_onnxruntime else 1)
-    report = compare(args.engine, args.compare_onnxruntime, feeds, batch=batch,
-                     threads=args.threads, iterations=args.iterations, warmup=args.warmup,
-                     processes=processes)
-    if args.per_layer:
-        set_threads(args.threads)
-        report["layers"] = _per_layer(engine, feeds, batch)
+    report = compare_latency(args.engine, args.compare_onnxruntime, feeds, batch=batch,
+                             threads=args.threads, iterations=args.iterations,
+                             warmup=args.warmup, processes=processes)
+    if args.per_layer:  # the backend's own per-layer profile, at the width of the run
+        configure_backend(engine.backend_name, cores=args.threads)
+        report["layers"] = engine.profile_layers(feeds, iterations=10)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     _print(report, args)
-    tuned = engine.build_record.get("threads_per_context")
-    if tuned and tuned != args.threads:
-        print(f"  note: this engine's tactics were timed with {tuned} thread(s) per context; "
-              f"for figures at {args.threads}, build it with --threads {args.threads}")
+    configure_backend(engine.backend_name, cores=args.threads)  # as the timed processes ran
+    for note in engine.tuning_notes():
+        print(f"  note: {note}; for figures at this setting, rebuild the engine with the "
+              f"same setting (e.g. `edge-infer build --threads {args.threads}`)")
     return 0
 
 

@@ -53,8 +53,7 @@ def _positive(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_infer.engine.builder import BuildOptions, build
-    from edge_infer.engine.profiles import parse_shapes
+    from edge_infer.engine import BuildOptions, build, parse_shapes
 
     if not Path(args.model).is_file():
         raise BuildError(f"{args.model}: no such model file")
@@ -66,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         max_shapes=parse_shapes(args.max_shapes) or None,
         optimize=not args.no_optimize,
         tune=not args.no_tune,
-        threads=args.threads,
+        # a CPU-backend setting: the threads per context its tactics are timed with
+        backend_options={} if args.threads is None else {"threads": args.threads},
         timing_cache=args.timing_cache,
         progress=not args.quiet,
         **precision_options(args),
@@ -80,9 +80,9 @@ def run(args: argparse.Namespace) -> int:
         size = Path(args.output).stat().st_size
         rec = engine.build_record
         print(f"built {args.output} ({size / 1e6:.2f} MB) in {time.perf_counter() - start:.1f} s")
+        tuned = ", ".join(f"{k}={v}" for k, v in engine.tuned_settings.items()) or "-"
         print(f"  backend {rec['backend']}, batch sizes {engine.batch_sizes}, "
-              f"{rec['original_layers']} layers in the model, tuned for "
-              f"{rec['threads_per_context']} thread(s) per context")
+              f"{rec['original_layers']} layers in the model, tuned at {tuned}")
         for b in engine.inputs:
             print(f"  input  {b}")
         for b in engine.outputs:

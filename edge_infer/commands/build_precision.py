@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ def add_precision_arguments(p: argparse.ArgumentParser) -> None:
 
 def precision_options(args: argparse.Namespace) -> dict[str, Any]:
     """The BuildOptions fields the precision flags set, validated."""
-    from edge_infer.engine.precision import parse_layer_precision
+    from edge_infer.engine import parse_layer_precision
 
     if args.int8:
         precision, fallback = "int8", ("fp16" if args.fp16 else "fp32")
@@ -62,8 +61,7 @@ def build_to_budget(args: argparse.Namespace, opts: Any) -> Any:
     """Search fallbacks to meet ``--max-map-drop``, then build and save the final engine."""
     import numpy as np
 
-    from edge_infer.engine.builder import build
-    from edge_infer.engine.precision.budget import fit_to_budget
+    from edge_infer.engine import build, fit_to_budget
     from edge_infer.pipeline.calibration_data import read_image
     from edge_infer.pipeline.preprocess import preprocess_batch
     from edge_infer.synth.dataset import load_coco
@@ -83,8 +81,8 @@ def build_to_budget(args: argparse.Namespace, opts: Any) -> Any:
                              (inp.shape[3], inp.shape[2]), engine.profile.max_batch, "engine")
         return evaluate_on_coco(runner, coco, root, batch, progress=False).map50
 
-    probe = build(args.model, options=dataclasses.replace(
-        opts, precision="fp32", layer_precision={}, tune=False, progress=False))
+    probe = build(args.model, options=opts.replace(
+        precision="fp32", layer_precision={}, tune=False, progress=False))
     inp = probe.inputs[0]
     size = (inp.shape[3], inp.shape[2])
     images = coco["images"][: max(1, args.sensitivity_frames)]
@@ -95,7 +93,7 @@ def build_to_budget(args: argparse.Namespace, opts: Any) -> Any:
     feeds = [{inp.name: np.ascontiguousarray(x[i : i + 1])} for i in range(len(images))]
     report = (lambda m: None) if args.quiet else print
     result = fit_to_budget(args.model, opts, evaluate, args.max_map_drop, feeds, report=report)
-    final_opts = dataclasses.replace(opts, layer_precision=result.options.layer_precision)
+    final_opts = opts.replace(layer_precision=result.options.layer_precision)
     engine = build(args.model, args.output, options=final_opts)
     fallback = opts.int8_fallback.upper()
     print(f"layers kept in {fallback}: {', '.join(result.fallen_back) or 'none'}")

@@ -40,8 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from edge_infer.engine.precision.calibrate import calibrate, calibration_graph
-    from edge_infer.engine.profiles import parse_shapes
+    from edge_infer.engine import calibrate, calibration_graph, parse_shapes
     from edge_infer.pipeline.calibration_data import CalibrationData
 
     if not Path(args.model).is_file():

@@ -63,7 +63,7 @@ class _Runner:
                 zip(self.output_names, sess.run(None, f), strict=True))
             self.label = f"{self.path.name} (onnxruntime)"
         else:
-            from edge_infer.engine.runtime import Engine
+            from edge_infer.engine import Engine
 
             self.engine = Engine.load(self.path)
             b = self.engine.inputs[0]
@@ -92,7 +92,7 @@ def _inputs(args: argparse.Namespace, ref: _Runner) -> list[Feeds]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_infer.engine.precision.metrics import compare_arrays
+    from edge_infer.engine import compare_arrays
 
     if len(args.runners) < 2 and not args.dataset:
         raise EdgeInferError("compare needs at least two models/engines (the first is the "
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _per_layer(runners: list[_Runner], feed: Feeds) -> None:
-    from edge_infer.engine.precision.metrics import per_layer_errors
+    from edge_infer.engine import per_layer_errors
 
     ref = runners[0]
     if ref.engine is None:

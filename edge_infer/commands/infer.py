@@ -61,7 +61,7 @@ def random_inputs(engine, batch: int | None, seed: int) -> dict[str, np.ndarray]
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_infer.engine.runtime import Engine
+    from edge_infer.engine import Engine
 
     engine = Engine.load(args.engine)
     feeds = _load_inputs(args.input) if args.input else random_inputs(engine, args.batch, args.seed)

@@ -47,7 +47,7 @@ def model_report(path: str) -> dict[str, Any]:
     """An ONNX model's declared inputs and outputs; dynamic dims (a ``dim_param``, no value,
     or a ``dim_value`` of ``-1`` or ``0`` as some exporters write) are reported as ``"?"``
     or by name, so the user sees which ones ``--shapes`` must bind."""
-    from edge_infer.engine.onnx_import import is_dynamic_dim, load_model
+    from edge_infer.engine import is_dynamic_dim, load_model
 
     graph = load_model(path).proto.graph
     initializers = {t.name for t in graph.initializer}
@@ -97,8 +97,9 @@ def run(args: argparse.Namespace) -> int:
           f"backend {rec['backend']}, precision {rec['options']['precision']}")
     print(f"  model {rec.get('model_path') or rec.get('model_name')} (sha256 "
           f"{str(rec.get('model_sha256'))[:16]}…)")
-    if rec.get("threads_per_context"):
-        print(f"  tactics timed with {rec['threads_per_context']} thread(s) per context")
+    if engine.tuned_settings:
+        tuned = ", ".join(f"{k}={v}" for k, v in engine.tuned_settings.items())
+        print(f"  tactics timed at {tuned}")
     prof = report["profile"]
     print(f"  batch min/opt/max {prof['min_batch']}/{prof['opt_batch']}/{prof['max_batch']}, "
           f"plans for {prof['specializations']}")

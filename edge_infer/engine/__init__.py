@@ -1,0 +1,123 @@
+"""The engine's public API: what the daemon, the commands and users import.
+
+``pipeline/`` and ``commands/`` import the engine only from here (an import-linter contract
+in ``make lint`` holds them to it); everything else under ``edge_infer.engine`` is internal
+and may change. Names are resolved lazily, so ``import edge_infer.engine`` stays cheap and
+imports neither onnx nor a backend until something is used.
+
+Build and run::
+
+    from edge_infer.engine import BuildOptions, Engine, build
+
+    engine = build("model.onnx", "model.engine", options=BuildOptions(precision="fp16"))
+    with Engine.load("model.engine").create_context() as ctx:
+        outputs = ctx.execute({"images": batch})
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from edge_infer.errors import (
+    BackendError,
+    BindingError,
+    BuildError,
+    CalibrationError,
+    EdgeInferError,
+    EngineCompatibilityError,
+    EngineFileError,
+    ModelLoadError,
+    UnsupportedOpError,
+)
+
+if TYPE_CHECKING:
+    from edge_infer.engine.accuracy_budget import BudgetResult, fit_to_budget
+    from edge_infer.engine.benchmark import compare as compare_latency
+    from edge_infer.engine.builder import build
+    from edge_infer.engine.calibration import CalibrationResult, calibrate, calibration_graph
+    from edge_infer.engine.onnx_import import is_dynamic_dim, load_model
+    from edge_infer.engine.options import BuildOptions, parse_layer_precision
+    from edge_infer.engine.precision.cache import CalibrationCache
+    from edge_infer.engine.precision.metrics import compare_arrays, per_layer_errors
+    from edge_infer.engine.profiles import parse_shapes
+    from edge_infer.engine.runtime import Binding, Engine, ExecutionContext
+
+#: public name → "module:attribute", imported on first use
+_LAZY: dict[str, str] = {
+    "build": "edge_infer.engine.builder:build",
+    "BuildOptions": "edge_infer.engine.options:BuildOptions",
+    "parse_layer_precision": "edge_infer.engine.options:parse_layer_precision",
+    "parse_shapes": "edge_infer.engine.profiles:parse_shapes",
+    "Engine": "edge_infer.engine.runtime:Engine",
+    "ExecutionContext": "edge_infer.engine.runtime:ExecutionContext",
+    "Binding": "edge_infer.engine.runtime:Binding",
+    "calibrate": "edge_infer.engine.calibration:calibrate",
+    "calibration_graph": "edge_infer.engine.calibration:calibration_graph",
+    "CalibrationResult": "edge_infer.engine.calibration:CalibrationResult",
+    "CalibrationCache": "edge_infer.engine.precision.cache:CalibrationCache",
+    "fit_to_budget": "edge_infer.engine.accuracy_budget:fit_to_budget",
+    "BudgetResult": "edge_infer.engine.accuracy_budget:BudgetResult",
+    "compare_arrays": "edge_infer.engine.precision.metrics:compare_arrays",
+    "per_layer_errors": "edge_infer.engine.precision.metrics:per_layer_errors",
+    "compare_latency": "edge_infer.engine.benchmark:compare",
+    "load_model": "edge_infer.engine.onnx_import:load_model",
+    "is_dynamic_dim": "edge_infer.engine.onnx_import:is_dynamic_dim",
+}
+
+
+def configure_backend(name: str = "cpu", *, contexts: int = 1,
+                      cores: int | None = None) -> dict[str, Any]:
+    """Share this machine between ``contexts`` execution contexts that run at once, on
+    backend ``name`` (``cores``: host cores to use, None for all). Returns the backend
+    options an engine for this setting should be built with
+    (``BuildOptions(backend_options=...)``), so its tactics are timed as they will run."""
+    from edge_infer.engine.backends import get_backend
+
+    return get_backend(name).configure(contexts=contexts, cores=cores)
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'edge_infer.engine' has no attribute {name!r}")
+    module, _, attr = target.partition(":")
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value  # resolved once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    "BackendError",
+    "Binding",
+    "BindingError",
+    "BudgetResult",
+    "BuildError",
+    "BuildOptions",
+    "CalibrationCache",
+    "CalibrationError",
+    "CalibrationResult",
+    "EdgeInferError",
+    "Engine",
+    "EngineCompatibilityError",
+    "EngineFileError",
+    "ExecutionContext",
+    "ModelLoadError",
+    "UnsupportedOpError",
+    "build",
+    "calibrate",
+    "calibration_graph",
+    "compare_arrays",
+    "compare_latency",
+    "configure_backend",
+    "fit_to_budget",
+    "is_dynamic_dim",
+    "load_model",
+    "parse_layer_precision",
+    "parse_shapes",
+    "per_layer_errors",
+]

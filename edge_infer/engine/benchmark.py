@@ -80,12 +80,13 @@ def _worker(spec: Mapping[str, Any]) -> dict[str, Any]:
     feeds = _load_feeds(spec["inputs"])
     batch = int(spec["batch"])
     if spec["kind"] == "edge_infer":
+        from edge_infer.engine.backends import get_backend
         from edge_infer.engine.runtime import Engine
-        from edge_infer.engine.threads import set_thread_budget
 
-        set_thread_budget(int(spec["threads"]))  # our pool does the threading; BLAS gets 1
-
-        ctx = Engine.load(spec["path"]).create_context()
+        engine = Engine.load(spec["path"])
+        # the backend shares the cores (the CPU's pool does the threading; BLAS gets 1)
+        get_backend(engine.backend_name).configure(cores=int(spec["threads"]))
+        ctx = engine.create_context()
         run = lambda: ctx.execute(feeds)  # noqa: E731
     else:
         import onnxruntime as ort

@@ -19,7 +19,6 @@ import os
 import shlex
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,17 +27,18 @@ from edge_infer._version import __version__
 from edge_infer.engine.backends import get_backend
 from edge_infer.engine.ir import Graph
 from edge_infer.engine.onnx_import import import_model, load_model
+from edge_infer.engine.options import BuildOptions, ShapeMap
 from edge_infer.engine.passes import PassManager, default_passes
 from edge_infer.engine.plan import graph_to_plan
 from edge_infer.engine.precision import apply_precision, calib_cache_sha256, precision_flags
-from edge_infer.engine.profiles import Profile, ShapeMap, make_profile
+from edge_infer.engine.profiles import Profile, make_profile
 from edge_infer.engine.shape_inference import (
     bind_input_shapes,
     check_outputs_typed,
     infer_shapes,
 )
 from edge_infer.engine.tactics.autotune import TimingCache
-from edge_infer.engine.threads import per_context_threads, thread_budget
+from edge_infer.errors import BuildError
 
 if TYPE_CHECKING:
     from edge_infer.engine.runtime import Engine
@@ -51,81 +51,41 @@ PLANS_BLOB = "plans.json.zlib"
 ModelSource = Any  # path, bytes, onnx.ModelProto, Graph or Network
 
 
-@dataclass
-class BuildOptions:
-    """Everything that shapes an engine; recorded in its build record."""
-
-    backend: str = "cpu"
-    shapes: ShapeMap | None = None
-    min_shapes: ShapeMap | None = None
-    opt_shapes: ShapeMap | None = None
-    max_shapes: ShapeMap | None = None
-    optimize: bool = True
-    precision: str = "fp32"
-    #: layers an INT8 build does not quantize run in this precision ("fp16" with --int8 --fp16)
-    int8_fallback: str = "fp32"
-    #: per-layer overrides {layer name: "fp32" | "fp16" | "int8"} (--layer-precision)
-    layer_precision: dict[str, str] = field(default_factory=dict)
-    #: calibration cache file with the INT8 scales (from `edge-infer calibrate`)
-    calib_cache: str | None = None
-    timing_cache: str | None = None
-    #: time every candidate tactic per layer (off: first applicable tactic, faster builds)
-    tune: bool = True
-    #: threads per execution context the tactics are timed with (None: the thread budget,
-    #: i.e. all cores split between the contexts that run at once)
-    threads: int | None = None
-    progress: bool = False
-    #: free-form backend / precision settings (tactic lists, calibration cache, overrides)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def record(self) -> dict[str, Any]:
-        def shapes(m: ShapeMap | None) -> dict[str, list[int]] | None:
-            return None if m is None else {k: [int(d) for d in v] for k, v in m.items()}
-
-        return {
-            "backend": self.backend,
-            "shapes": shapes(self.shapes),
-            "min_shapes": shapes(self.min_shapes),
-            "opt_shapes": shapes(self.opt_shapes),
-            "max_shapes": shapes(self.max_shapes),
-            "optimize": self.optimize,
-            "tune": self.tune,
-            "threads": self.threads,
-            "precision": self.precision,
-            "int8_fallback": self.int8_fallback,
-            "layer_precision": dict(self.layer_precision),
-            "calib_cache_sha256": calib_cache_sha256(self),
-        }
-
-
 def build(
     model: ModelSource,
     output: str | os.PathLike | None = None,
     *,
+    options: BuildOptions | None = None,
     shapes: ShapeMap | None = None,
     min_shapes: ShapeMap | None = None,
     opt_shapes: ShapeMap | None = None,
     max_shapes: ShapeMap | None = None,
-    backend: str = "cpu",
-    optimize: bool = True,
-    tune: bool = True,
+    backend: str | None = None,
+    optimize: bool | None = None,
+    tune: bool | None = None,
     timing_cache: str | None = None,
-    progress: bool = False,
-    options: BuildOptions | None = None,
+    progress: bool | None = None,
 ) -> Engine:
     """Build an engine from ``model``; also write it to ``output`` when given.
 
-    ``shapes`` fixes every dynamic input (``{"images": (1, 3, 640, 640)}``); ``min/opt/max``
-    give a batch range instead. A failed build leaves no file behind.
+    Options come either as ``options=BuildOptions(...)`` or as the keywords (a shortcut for
+    the common ones), not both. ``shapes`` fixes every dynamic input
+    (``{"images": (1, 3, 640, 640)}``); ``min/opt/max`` give a batch range instead. A failed
+    build leaves no file behind.
     """
-    opts = options or BuildOptions(
-        backend=backend, shapes=shapes, min_shapes=min_shapes, opt_shapes=opt_shapes,
-        max_shapes=max_shapes, optimize=optimize, tune=tune, timing_cache=timing_cache,
-        progress=progress,
-    )
+    keywords = {k: v for k, v in {
+        "shapes": shapes, "min_shapes": min_shapes, "opt_shapes": opt_shapes,
+        "max_shapes": max_shapes, "backend": backend, "optimize": optimize, "tune": tune,
+        "timing_cache": timing_cache, "progress": progress}.items() if v is not None}
+    if options is not None and keywords:
+        raise BuildError(f"build() takes options= or keywords, not both: got options= and "
+                         f"{', '.join(sorted(keywords))}; put them in the BuildOptions")
+    opts = options if options is not None else BuildOptions(**keywords)
+    if not isinstance(opts, BuildOptions):
+        raise BuildError(f"options must be a BuildOptions, got {type(opts).__name__}")
     from edge_infer.engine.runtime import Engine
 
-    graph, source = _import(model)
+    graph, source = import_source(model)
     header, tensors, blobs = build_parts(graph, source, opts)
     engine = Engine(header, tensors, blobs)
     if output is not None:
@@ -133,7 +93,9 @@ def build(
     return engine
 
 
-def _import(model: ModelSource) -> tuple[Graph, dict[str, Any]]:
+def import_source(model: ModelSource) -> tuple[Graph, dict[str, Any]]:
+    """The model as a graph, and its source record (``model_sha256``, ``model_path``): the
+    builder's first stage, also what calibration ties its cache to."""
     from edge_infer.engine.network import Network
 
     if isinstance(model, Network):
@@ -165,16 +127,15 @@ def specialize(graph: Graph, profile: Profile, batch: int, opts: BuildOptions) -
 def build_parts(
     graph: Graph, source: Mapping[str, Any], opts: BuildOptions
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
-    """Run stages 2–5; returns the engine header, tensors and blobs. Tactics are timed with
-    ``opts.threads`` threads per context when given, else with the thread budget's share."""
-    with per_context_threads(opts.threads):
-        return _build_parts(graph, source, opts)
+    """Run stages 2–5; returns the engine header, tensors and blobs."""
+    return _build_parts(graph, source, opts)
 
 
 def _build_parts(
     graph: Graph, source: Mapping[str, Any], opts: BuildOptions
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
     be = get_backend(opts.backend)
+    be.check_options(opts.backend_options)  # a wrong backend option fails before any work
     cache = TimingCache(be.device_fingerprint(), opts.timing_cache) if opts.tune else None
     profile = make_profile(graph, opts.shapes, opts.min_shapes, opts.opt_shapes, opts.max_shapes)
     batches = sorted(profile.specializations(),
@@ -224,10 +185,10 @@ def _build_parts(
             "model_name": graph.name,
             "original_layers": len(graph),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "options": opts.record(),
-            # the width tactics were timed at: an engine run wider or narrower may have
-            # other winners (`edge-infer build --threads`)
-            "threads_per_context": thread_budget().per_context,
+            "options": {**opts.record(), "calib_cache_sha256": calib_cache_sha256(opts)},
+            # what the tactics were timed at (the CPU's threads per context): an engine run
+            # otherwise may have other winners; the runtime compares (`Engine.tuning_notes`)
+            "backend_settings": be.tuned_settings(opts.backend_options),
             "rebuild_command": rebuild_command(source.get("model_path"), profile, opts),
         },
     }
@@ -277,8 +238,7 @@ def rebuild_command(model_path: str | None, profile: Profile, opts: BuildOptions
                       fmt(profile.opt_batch), "--max-shapes", fmt(profile.max_batch)]
     if opts.backend != "cpu":
         parts += ["--backend", opts.backend]
-    if opts.threads is not None:
-        parts += ["--threads", str(opts.threads)]
+    parts += get_backend(opts.backend).rebuild_flags(opts.backend_options)
     parts += precision_flags(opts)
     return shlex.join(parts)
 

@@ -21,7 +21,6 @@ import numpy as np
 from edge_infer._version import __version__
 from edge_infer.engine.backends import get_backend
 from edge_infer.engine.backends.base import Program, Stream
-from edge_infer.engine.backends.cpu.device import describe
 from edge_infer.engine.plan import plan_to_graph
 from edge_infer.engine.profiles import Profile
 from edge_infer.engine.serialize import read_engine, write_engine
@@ -98,8 +97,8 @@ class Engine:
         backend = get_backend(self.backend_name)
         if check_device and rec.get("device") != backend.device_fingerprint():
             raise EngineCompatibilityError(
-                f"{where} was built for {describe(rec.get('device') or {})}; this machine is "
-                f"{describe(backend.device_fingerprint())}. {how}"
+                f"{where} was built for {backend.describe(rec.get('device') or {})}; this "
+                f"machine is {backend.describe()}. {how}"
             )
 
     # -- plans ------------------------------------------------------------------------------
@@ -138,6 +137,35 @@ class Engine:
 
     def create_context(self) -> ExecutionContext:
         return ExecutionContext(self)
+
+    @property
+    def tuned_settings(self) -> dict[str, Any]:
+        """The backend settings the tactics were timed at (the CPU's threads per context)."""
+        rec = self.build_record
+        settings = dict(rec.get("backend_settings") or {})
+        if not settings and rec.get("threads_per_context"):  # engines from before the record
+            settings["threads_per_context"] = rec["threads_per_context"]
+        return settings
+
+    def tuning_notes(self) -> list[str]:
+        """Where this process would run the engine otherwise than its tactics were timed
+        (e.g. another thread count): the fastest tactics there may differ; empty if none."""
+        now = get_backend(self.backend_name).runtime_settings()
+        return [f"tactics were timed with {key}={value}, this process runs {key}={now[key]}"
+                for key, value in self.tuned_settings.items()
+                if key in now and now[key] != value]
+
+    def profile_layers(self, feeds: Mapping[str, np.ndarray], *,
+                       iterations: int = 10) -> list[dict[str, Any]]:
+        """Each layer's time on ``feeds`` (the backend's per-layer profile, slowest first);
+        empty where the backend cannot time layers one by one."""
+        batch = ExecutionContext.validate_feeds(self, feeds)
+        plan_batch = self.plan_batch_for(batch)
+        if plan_batch != batch:
+            feeds = {b.name: _pad_batch(feeds[b.name], plan_batch) if b.batched
+                     else feeds[b.name] for b in self.inputs}
+        return get_backend(self.backend_name).profile_layers(self.program(plan_batch), feeds,
+                                                             iterations)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -208,16 +236,21 @@ class ExecutionContext:
 
     def validate(self, feeds: Mapping[str, np.ndarray]) -> int:
         """Check names, dtypes and shapes; returns the batch size of the call."""
-        names = {b.name for b in self.engine.inputs}
+        return self.validate_feeds(self.engine, feeds)
+
+    @staticmethod
+    def validate_feeds(engine: Engine, feeds: Mapping[str, np.ndarray]) -> int:
+        """Check ``feeds`` against ``engine``'s inputs; returns the batch size of the call."""
+        names = {b.name for b in engine.inputs}
         unknown = sorted(set(feeds) - names)
         missing = sorted(names - set(feeds))
         if unknown or missing:
             raise BindingError(
                 f"inputs do not match the engine: unknown {unknown}, missing {missing}; "
-                f"expected {[str(b) for b in self.engine.inputs]}"
+                f"expected {[str(b) for b in engine.inputs]}"
             )
         batch: int | None = None
-        for b in self.engine.inputs:
+        for b in engine.inputs:
             array = feeds[b.name]
             if not isinstance(array, np.ndarray):
                 raise BindingError(f"input '{b.name}' must be a numpy array, got "
@@ -240,7 +273,7 @@ class ExecutionContext:
                     raise BindingError(f"inputs disagree on the batch size: {batch} and "
                                        f"{array.shape[0]} ('{b.name}')")
                 batch = array.shape[0]
-        return batch if batch is not None else self.engine.profile.min_batch
+        return batch if batch is not None else engine.profile.min_batch
 
     def execute(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run synchronously; returns every output by name (arrays owned by the caller)."""

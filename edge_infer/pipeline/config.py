@@ -399,7 +399,7 @@ def calibration_problems(engine: EngineConfig) -> list[tuple[str, str]]:
         return []
     if cal.cache is None:  # the model validator already refused this
         return [(where, f"precision int8 needs calibration scales: {_INT8_FIX}")]
-    from edge_infer.engine.precision.cache import CalibrationCache
+    from edge_infer.engine import CalibrationCache
 
     try:
         cache = CalibrationCache.load(cal.cache)

@@ -25,9 +25,9 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edge_infer.engine.threads import set_thread_budget, thread_budget
+from edge_infer.engine import configure_backend
 from edge_infer.errors import ConfigError, EngineCompatibilityError
 from edge_infer.pipeline.batcher import DeadlineBatcher, LatencyModel
 from edge_infer.pipeline.config import DaemonConfig, EngineConfig, file_sha256
@@ -42,6 +42,9 @@ from edge_infer.pipeline.health import (
 from edge_infer.pipeline.publisher import ModelInfo, Publisher
 from edge_infer.pipeline.sources import CameraSource, CameraState, set_parallel_opens
 from edge_infer.pipeline.workers import BatchResult, Dispatcher, FrameResult, ModelSpec, WorkerPool
+
+if TYPE_CHECKING:
+    from edge_infer.engine import Engine
 
 log = logging.getLogger("edge_infer.daemon")
 
@@ -63,9 +66,7 @@ def calibration_cache(cfg: EngineConfig, input_size: tuple[int, int],
                       color_order: str = "rgb") -> Path:
     """The INT8 calibration cache of ``cfg.onnx``: the configured one when it fits the model,
     else made from ``engine.build.calibration.data`` (and written, for the next build)."""
-    from edge_infer.engine.precision.cache import CalibrationCache
-    from edge_infer.engine.precision.calibrate import calibrate
-    from edge_infer.errors import CalibrationError
+    from edge_infer.engine import CalibrationCache, CalibrationError, calibrate
     from edge_infer.pipeline.calibration_data import CalibrationData
 
     if cfg.onnx is None:
@@ -95,13 +96,16 @@ def calibration_cache(cfg: EngineConfig, input_size: tuple[int, int],
     return path
 
 
-def build_engine(cfg: EngineConfig, color_order: str = "rgb") -> Any:
+def build_engine(cfg: EngineConfig, color_order: str = "rgb",
+                 backend_options: Mapping[str, Any] | None = None) -> Engine:
     """Build ``cfg.onnx`` into ``cfg.path`` for this device (written atomically).
 
     An INT8 build calibrates first when it has no usable cache (frames preprocessed with
-    ``color_order``, as the workers will).
+    ``color_order``, as the workers will). ``backend_options`` are what
+    :func:`~edge_infer.engine.configure_backend` returned for the workers, so the tactics are
+    timed as each worker will run them.
     """
-    from edge_infer.engine.builder import BuildOptions, build
+    from edge_infer.engine import BuildOptions, Engine, build
 
     if cfg.onnx is None or not cfg.onnx.is_file():
         raise ConfigError(f"engine.onnx: {cfg.onnx} is not a file; cannot build {cfg.path}")
@@ -120,7 +124,7 @@ def build_engine(cfg: EngineConfig, color_order: str = "rgb") -> Any:
     opts = BuildOptions(min_shapes=shape(b.min_batch), opt_shapes=shape(b.opt_batch),
                         max_shapes=shape(b.max_batch), precision=b.precision,
                         int8_fallback=b.int8_fallback, calib_cache=cache, tune=b.tune,
-                        threads=thread_budget().per_context,  # as each worker will run
+                        backend_options=dict(backend_options or {}),
                         timing_cache=str(cfg.path) + ".timing.json")
     cfg.path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
@@ -128,15 +132,15 @@ def build_engine(cfg: EngineConfig, color_order: str = "rgb") -> Any:
              b.max_batch, b.precision)
     build(cfg.onnx, cfg.path, options=opts)
     log.info("built %s in %.1f s", cfg.path, time.monotonic() - t0)
-    from edge_infer.engine.runtime import Engine
-
     return Engine.load(cfg.path)
 
 
-def load_engine(cfg: EngineConfig, color_order: str = "rgb") -> Any:
+def load_engine(cfg: EngineConfig, color_order: str = "rgb",
+                backend_options: Mapping[str, Any] | None = None) -> Engine:
     """The engine file, built from ONNX when missing (or stale, if allowed); ``color_order``
-    is the workers' (``preprocess.color_order``), for an INT8 calibration."""
-    from edge_infer.engine.runtime import Engine
+    is the workers' (``preprocess.color_order``), for an INT8 calibration; a build uses
+    ``backend_options`` (see :func:`build_engine`)."""
+    from edge_infer.engine import Engine
 
     if cfg.path.is_file():
         try:
@@ -145,7 +149,7 @@ def load_engine(cfg: EngineConfig, color_order: str = "rgb") -> Any:
             if not (cfg.rebuild_on_mismatch and cfg.onnx is not None):
                 raise
             log.warning("%s was built elsewhere: rebuilding from %s", cfg.path, cfg.onnx)
-            return build_engine(cfg, color_order)
+            return build_engine(cfg, color_order, backend_options)
         if cfg.onnx is None or not cfg.onnx.is_file():
             return engine
         if engine.build_record.get("model_sha256") == file_sha256(cfg.onnx):
@@ -162,10 +166,10 @@ def load_engine(cfg: EngineConfig, color_order: str = "rgb") -> Any:
     elif cfg.onnx is None:
         raise ConfigError(f"engine.path: {cfg.path} does not exist and engine.onnx is not set; "
                           "build it with `edge-infer build MODEL.onnx` or set engine.onnx")
-    return build_engine(cfg, color_order)
+    return build_engine(cfg, color_order, backend_options)
 
 
-def warm_up(engine: Any, spec: ModelSpec, latency: LatencyModel, sizes: list[int]) -> None:
+def warm_up(engine: Engine, spec: ModelSpec, latency: LatencyModel, sizes: list[int]) -> None:
     """Run each batch size once (preparing its plan) and seed the latency model."""
     import numpy as np
 
@@ -228,16 +232,17 @@ class Daemon:
         cfg = self.cfg
         # process-wide, read by OpenCV at every open: set before any thread runs
         set_parallel_opens(cfg.capture.parallel_open)
-        # one thread budget for all workers: each context's BLAS gets its share of the cores
-        budget = set_thread_budget(cfg.inference.cores, cfg.inference.workers)
-        log.info("thread budget: %d cores, %d per worker", budget.cores, budget.per_context)
-        self.engine = load_engine(cfg.engine, cfg.preprocess.color_order)
-        tuned = self.engine.build_record.get("threads_per_context")
-        if tuned and tuned != budget.per_context:
-            log.warning("%s: tactics were timed with %d thread(s) per context, the workers "
-                        "run %d each; for the fastest tactics at that width rebuild it "
-                        "(`edge-infer build --threads %d`, or delete it and the daemon builds "
-                        "it)", cfg.engine.path, tuned, budget.per_context, budget.per_context)
+        # the backend shares the machine between the workers (the CPU: each context's
+        # threads get their share of the cores); an engine built here is tuned for that
+        backend_options = configure_backend(contexts=cfg.inference.workers,
+                                            cores=cfg.inference.cores)
+        log.info("backend settings per worker: %s (%d workers)", backend_options,
+                 cfg.inference.workers)
+        self.engine = load_engine(cfg.engine, cfg.preprocess.color_order, backend_options)
+        for note in self.engine.tuning_notes():
+            log.warning("%s: %s; for the fastest tactics at this setting rebuild it "
+                        "(`edge-infer build` with the same setting, or delete it and the "
+                        "daemon builds it)", cfg.engine.path, note)
         self.spec = ModelSpec.from_engine(self.engine, cfg.engine.input_name,
                                           cfg.engine.output_name)
         max_batch = min(cfg.batching.max_batch or self.spec.max_batch, self.spec.max_batch)

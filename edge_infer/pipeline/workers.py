@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from edge_infer.pipeline.config import PostprocessConfig
 from edge_infer.pipeline.frames import Frame, FrameHub
 from edge_infer.pipeline.postprocess import Detections, decode
 from edge_infer.pipeline.preprocess import Letterbox, preprocess
+
+if TYPE_CHECKING:
+    from edge_infer.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ class ModelSpec:
     max_batch: int
 
     @staticmethod
-    def from_engine(engine: Any, input_name: str | None = None,
+    def from_engine(engine: Engine, input_name: str | None = None,
                     output_name: str | None = None) -> ModelSpec:
         """Read the image input (``[N, 3, H, W]`` float32) and detections output bindings."""
         inputs = {b.name: b for b in engine.inputs}
@@ -92,7 +95,7 @@ class InferenceWorker:
     def __init__(
         self,
         index: int,
-        engine: Any,
+        engine: Engine,
         spec: ModelSpec,
         post: PostprocessConfig,
         color_order: str,
@@ -168,7 +171,7 @@ class InferenceWorker:
 class WorkerPool:
     """The workers, a queue of idle ones, and a count of batches in flight."""
 
-    def __init__(self, engine: Any, spec: ModelSpec, count: int, post: PostprocessConfig,
+    def __init__(self, engine: Engine, spec: ModelSpec, count: int, post: PostprocessConfig,
                  color_order: str, on_result: Callable[[BatchResult], None],
                  latency: LatencyModel, on_batch_done: Callable[[int, bool], None]) -> None:
         self.latency = latency

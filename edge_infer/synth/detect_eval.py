@@ -79,7 +79,7 @@ def engine_runner(path: str | os.PathLike[str], batch: int) -> ModelRunner:
         raise ModelLoadError(f"{p}: no such model or engine file")
     if p.suffix.lower() == ".onnx":
         try:
-            from edge_infer.engine.builder import build
+            from edge_infer.engine import build
         except ImportError as exc:
             raise EdgeInferError(f"the edge_infer builder is unavailable ({exc}); evaluate "
                                  f"with --runtime onnxruntime instead") from exc
@@ -89,7 +89,7 @@ def engine_runner(path: str | os.PathLike[str], batch: int) -> ModelRunner:
                        max_shapes={name: (batch, 3, h, w)})
         what = f"edge_infer engine built from {p.name}"
     else:
-        from edge_infer.engine.runtime import Engine
+        from edge_infer.engine import Engine
 
         engine = Engine.load(p)
         what = f"edge_infer engine {p.name}"

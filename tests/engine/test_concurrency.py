@@ -10,15 +10,16 @@ import pytest
 import edge_infer
 from edge_infer.engine.backends.cpu.program import CpuProgram
 from edge_infer.engine.backends.cpu.schedule import lanes, stage_of
-from edge_infer.engine.builder import BuildOptions
-from edge_infer.engine.reference import execute_graph
-from edge_infer.engine.threads import (
+from edge_infer.engine.backends.cpu.threads import (
     ThreadBudget,
     blas_threads,
     per_context_threads,
     set_thread_budget,
     thread_budget,
 )
+from edge_infer.engine.network import Network
+from edge_infer.engine.options import BuildOptions
+from edge_infer.engine.reference import execute_graph
 from tests.engine.test_network import inception_3a
 
 
@@ -157,14 +158,19 @@ def test_a_parallel_plan_on_one_core_runs_stage_by_stage() -> None:
 
 
 def test_build_times_tactics_at_the_requested_width(inception) -> None:
-    """BuildOptions.threads: tactics timed with that many threads per context (one thread:
-    the branch-parallel schedule is not even timed), recorded, and the budget restored."""
+    """The CPU backend option threads: tactics timed with that many threads per context (one
+    thread: the branch-parallel schedule is not even timed), recorded, and the budget
+    restored."""
     net, _, x, ref = inception
     before = thread_budget()
     try:
         set_thread_budget(cores=4)
-        engine = edge_infer.build(net, options=BuildOptions(threads=1))
-        assert engine.build_record["threads_per_context"] == 1
+        engine = edge_infer.build(net, options=BuildOptions(backend_options={"threads": 1}))
+        assert engine.build_record["backend_settings"] == {"threads_per_context": 1}
+        assert engine.tuned_settings == {"threads_per_context": 1}
+        assert engine.tuning_notes() == [
+            "tactics were timed with threads_per_context=1, this process runs "
+            "threads_per_context=4"]
         assert engine.graph(1).meta["schedule"] == "sequential"
         assert "schedule_times_us" not in engine.graph(1).meta
         assert thread_budget() == ThreadBudget(4, 1)  # restored
@@ -177,3 +183,16 @@ def test_build_times_tactics_at_the_requested_width(inception) -> None:
         np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
     finally:
         set_thread_budget(before.cores, before.concurrent_contexts)
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, "2", True])
+def test_cpu_threads_option_is_checked_before_any_work(threads: object) -> None:
+    from edge_infer.errors import BackendError
+
+    net = Network("tiny", seed=0)
+    x = net.add_input("x", (1, 3, 8, 8))
+    net.mark_output(net.add_convolution(x, 4, 3, padding=1), "y")
+    with pytest.raises(BackendError, match="threads must be an integer"):
+        edge_infer.build(net, options=BuildOptions(backend_options={"threads": threads}))
+    with pytest.raises(BackendError, match="unknown CPU backend options"):
+        edge_infer.build(net, options=BuildOptions(backend_options={"streams": 2}))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import tracemalloc
+from typing import Any
 
 import numpy as np
 import pytest
 
 import edge_infer
+from edge_infer.engine.backends.cpu import jit
 from edge_infer.engine.backends.cpu.program import CpuProgram
 from edge_infer.engine.memory import find_aliases, make_views, plan_memory, root_of
 from edge_infer.engine.network import Network
@@ -76,11 +78,33 @@ def test_aliases_share_memory_and_results_match_reference() -> None:
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
 
 
+def depthwise(batch: int = 1) -> Network:
+    """A depthwise layer: the one CPU tactic with a numba loop and a numpy fallback."""
+    net = Network("depthwise", seed=3)
+    x = net.add_input("x", (batch, 32, 32, 32))
+    a = net.add_activation(net.add_convolution(x, 32, 3, padding=1, groups=32), "relu")
+    net.mark_output(net.add_convolution(a, 4, 1), "out")  # small: the copy returned
+    return net
+
+
+@pytest.mark.parametrize("loops", ["numba", "numpy"])
+@pytest.mark.parametrize("model", [branchy, depthwise])
 @pytest.mark.parametrize("batch", [1, 2])
-def test_execute_allocates_no_activation_buffers_after_warmup(batch: int) -> None:
-    engine = edge_infer.build(branchy(batch), shapes={"x": (batch, 8, 16, 16)}, tune=False)
+def test_execute_allocates_no_activation_buffers_after_warmup(
+    batch: int, model: Any, loops: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The promise holds with and without the ``fast`` extra (numba's compiled loops)."""
+    if loops == "numba" and not jit.available():
+        pytest.skip("numba (the `fast` extra) is not installed; the numpy case covers this")
+    if loops == "numpy":
+        monkeypatch.setattr(jit, "available", lambda: False)  # as on a machine without numba
+    shape = (batch, 32, 32, 32) if model is depthwise else (batch, 8, 16, 16)
+    engine = edge_infer.build(model(batch), shapes={"x": shape}, tune=False)
+    if model is depthwise:
+        tactics = [n.meta.get("tactic") for n in engine.graph(batch).nodes]
+        assert "depthwise_direct" in tactics, tactics
     ctx = engine.create_context()
-    x = np.random.default_rng(1).standard_normal((batch, 8, 16, 16)).astype(np.float32)
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     for _ in range(3):
         ctx.execute({"x": x})
     graph = engine.graph(batch)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
+from edge_infer.engine.calibration import calibrate
 from edge_infer.engine.precision.cache import CalibrationCache
-from edge_infer.engine.precision.calibrate import calibrate
 from edge_infer.errors import ConfigError
 from edge_infer.pipeline.calibration_data import CalibrationData
 from edge_infer.pipeline.config import file_sha256, load_config, parse_config

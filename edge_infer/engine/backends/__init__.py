@@ -13,6 +13,10 @@ BACKENDS: dict[str, str] = {
     "cuda": "edge_infer.cuda.backend:CudaBackend",
 }
 
+#: the backend whose numbers are the reference (calibration, per-layer comparisons): every
+#: backend must reproduce what it computes, within each precision's tolerance
+REFERENCE_BACKEND = "cpu"
+
 _instances: dict[str, Backend] = {}
 
 

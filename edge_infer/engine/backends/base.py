@@ -11,13 +11,18 @@ from __future__ import annotations
 import abc
 import queue
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from edge_infer.engine.ir import Graph
+from edge_infer.errors import BackendError
+
+if TYPE_CHECKING:
+    from edge_infer.engine.options import BuildOptions
 
 
 class Event:
@@ -90,6 +95,19 @@ class HostStream(Stream):
             self._thread.join(timeout=5)
 
 
+class Timer:
+    """How a backend times a candidate: seconds one call of ``run`` takes on the device.
+
+    The host clock (this class) suits the CPU, where the work is done when ``run`` returns;
+    a GPU backend records events on its stream around the launch and reads their elapsed time.
+    """
+
+    def measure(self, run: Callable[[], None]) -> float:
+        t0 = time.perf_counter()
+        run()
+        return time.perf_counter() - t0
+
+
 class Program(abc.ABC):
     """A compiled graph for one batch size: immutable and shared by execution contexts."""
 
@@ -107,7 +125,12 @@ class Program(abc.ABC):
 
 
 class Backend(abc.ABC):
-    """A device the builder can target and the runtime can execute on."""
+    """A device the builder can target and the runtime can execute on.
+
+    Everything device-specific lives behind this interface: the device's fingerprint and
+    description, how candidates are timed, the backend's own settings (the CPU's threads per
+    context, a GPU's streams), and its per-layer profile. The engine core calls only these.
+    """
 
     name: ClassVar[str]
 
@@ -119,8 +142,44 @@ class Backend(abc.ABC):
     def device_fingerprint(self) -> dict[str, Any]:
         """A stable description of this device; engines built elsewhere are refused."""
 
+    def describe(self, fingerprint: Mapping[str, Any] | None = None) -> str:
+        """One line naming a device for people (this one, or the one ``fingerprint`` names)."""
+        fp = self.device_fingerprint() if fingerprint is None else fingerprint
+        return ", ".join(f"{k}={v}" for k, v in sorted(fp.items())) or self.name
+
+    def timer(self) -> Timer:
+        """What the autotuner measures candidates with (the host clock unless overridden)."""
+        return Timer()
+
+    def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate ``BuildOptions.backend_options`` for this backend; returns them normalized.
+        A backend without settings accepts none."""
+        if options:
+            raise BackendError(f"backend '{self.name}' takes no backend options, got "
+                               f"{sorted(options)}")
+        return {}
+
+    def configure(self, *, contexts: int = 1, cores: int | None = None) -> dict[str, Any]:
+        """Share this machine between ``contexts`` execution contexts that run at once
+        (``cores``: the host cores to use, None for all). Returns the backend options an
+        engine for this setting should be built with (its tactics timed as they will run)."""
+        return {}
+
+    def tuned_settings(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The settings a build with ``options`` times its tactics at (stored in the build
+        record; compared with :meth:`runtime_settings` when the engine runs)."""
+        return {}
+
+    def runtime_settings(self) -> dict[str, Any]:
+        """The settings execution contexts created now would run with (same keys)."""
+        return {}
+
+    def rebuild_flags(self, options: Mapping[str, Any]) -> list[str]:
+        """The `edge-infer build` flags that reproduce ``options``."""
+        return []
+
     @abc.abstractmethod
-    def compile(self, graph: Graph, *, batch: int, options: Any,
+    def compile(self, graph: Graph, *, batch: int, options: BuildOptions,
                 cache: Any = None, hints: dict[str, Any] | None = None) -> dict[str, bytes]:
         """Tune and compile ``graph`` (annotating ``node.meta``); returns artifacts to store.
 
@@ -134,3 +193,10 @@ class Backend(abc.ABC):
 
     def create_stream(self) -> Stream:
         return HostStream()
+
+    def profile_layers(self, program: Program, feeds: Mapping[str, np.ndarray],
+                       iterations: int = 10) -> list[dict[str, Any]]:
+        """Time each layer of ``program`` on ``feeds`` (for ``bench --per-layer``): entries
+        ``{name, op, members, tactic, time_us}``, slowest first; empty where the backend
+        cannot time layers one by one."""
+        return []

@@ -8,7 +8,7 @@ passes. It reads the build options:
   ``"fp16"`` for ``--int8 --fp16``);
 - ``layer_precision``: ``{layer name: precision}`` overrides (``--layer-precision``);
 - ``calib_cache``: the calibration cache file an INT8 build takes its scales from (or an
-  in-memory :class:`CalibrationCache` as ``extra["calibration"]``).
+  in-memory :class:`CalibrationCache` as ``calibration``).
 
 Stages: :mod:`.assign` decides each layer's precision, :mod:`.lower` rewrites the layers
 (QConv / Fp16Layer with int8 / float16 weights). Models with explicit QuantizeLinear /
@@ -18,7 +18,7 @@ DequantizeLinear nodes keep their own scales and are not quantized again.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edge_infer.engine.ir import Graph
 from edge_infer.engine.precision.assign import (
@@ -31,6 +31,9 @@ from edge_infer.engine.precision.assign import (
 from edge_infer.engine.precision.cache import CalibrationCache
 from edge_infer.engine.precision.lower import lower
 from edge_infer.errors import BuildError
+
+if TYPE_CHECKING:
+    from edge_infer.engine.options import BuildOptions
 
 log = logging.getLogger(__name__)
 
@@ -47,26 +50,17 @@ __all__ = [
 ]
 
 
-def precision_settings(opts: Any) -> tuple[str, str, dict[str, str], CalibrationCache | None]:
-    """``(mode, fallback, overrides, cache)`` read from build options, validated."""
-    mode = str(getattr(opts, "precision", "fp32") or "fp32").lower()
-    fallback = str(getattr(opts, "int8_fallback", "fp32") or "fp32").lower()
-    if mode not in PRECISIONS:
-        raise BuildError(f"precision must be one of {', '.join(PRECISIONS)}, got {mode!r}")
-    if fallback not in ("fp32", "fp16"):
-        raise BuildError(f"int8_fallback must be fp32 or fp16, got {fallback!r}")
-    overrides = getattr(opts, "layer_precision", None) or {}
-    if isinstance(overrides, str):
-        overrides = parse_layer_precision(overrides)
-    extra = getattr(opts, "extra", None) or {}
-    cache = extra.get("calibration")
-    path = getattr(opts, "calib_cache", None)
-    if cache is None and path:
-        cache = CalibrationCache.load(path)
-    return mode, fallback, dict(overrides), cache
+def precision_settings(opts: BuildOptions
+                       ) -> tuple[str, str, dict[str, str], CalibrationCache | None]:
+    """``(mode, fallback, overrides, cache)`` of the build options (validated when they were
+    made); the cache is the in-memory one, else the ``calib_cache`` file's."""
+    cache = opts.calibration
+    if cache is None and opts.calib_cache:
+        cache = CalibrationCache.load(opts.calib_cache)
+    return opts.precision, opts.int8_fallback, dict(opts.layer_precision), cache
 
 
-def apply_precision(graph: Graph, opts: Any) -> Graph:
+def apply_precision(graph: Graph, opts: BuildOptions) -> Graph:
     """Assign and lower every layer's precision (see the module docstring); returns ``graph``."""
     mode, fallback, overrides, cache = precision_settings(opts)
     if mode == "fp32" and not overrides:
@@ -100,7 +94,7 @@ def apply_precision(graph: Graph, opts: Any) -> Graph:
     return graph
 
 
-def calib_cache_sha256(opts: Any) -> str | None:
+def calib_cache_sha256(opts: BuildOptions) -> str | None:
     """The hash of the calibration cache an INT8 build uses (for the build record), or None."""
     mode, _, overrides, cache = precision_settings(opts)
     if cache is None or (mode != "int8" and "int8" not in overrides.values()):
@@ -108,15 +102,15 @@ def calib_cache_sha256(opts: Any) -> str | None:
     return cache.sha256
 
 
-def precision_flags(opts: Any) -> list[str]:
+def precision_flags(opts: BuildOptions) -> list[str]:
     """The `edge-infer build` flags that reproduce the precision settings of ``opts``."""
-    mode = str(getattr(opts, "precision", "fp32"))
+    mode = opts.precision
     flags: list[str] = []
-    if mode == "fp16" or (mode == "int8" and getattr(opts, "int8_fallback", "fp32") == "fp16"):
+    if mode == "fp16" or (mode == "int8" and opts.int8_fallback == "fp16"):
         flags.append("--fp16")
     if mode == "int8":
-        flags += ["--int8", "--calib-cache", str(getattr(opts, "calib_cache", None) or "CACHE")]
-    overrides = getattr(opts, "layer_precision", None) or {}
-    if overrides:
-        flags += ["--layer-precision", ",".join(f"{k}:{v}" for k, v in overrides.items())]
+        flags += ["--int8", "--calib-cache", str(opts.calib_cache or "CACHE")]
+    if opts.layer_precision:
+        flags += ["--layer-precision",
+                  ",".join(f"{k}:{v}" for k, v in opts.layer_precision.items())]
     return flags

@@ -1,7 +1,8 @@
 """INT8 post-training calibration: run the FP32 graph over frames, derive per-tensor scales.
 
-The graph calibrated is the builder's own optimized FP32 graph (batch 1), so the cache names
-exactly the tensors an INT8 build quantizes: the inputs of its convolutions. Every other
+The graph calibrated is the builder's own optimized FP32 graph (batch 1, made by
+:mod:`edge_infer.engine.calibration`, a layer above the builder), so the cache names exactly
+the tensors an INT8 build quantizes: the inputs of its convolutions. Every other
 float tensor is watched too, for its range only — values beyond FP16's ±65504 are reported
 as ``fp16_overflow`` and keep their layers in FP32 in FP16 builds.
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from edge_infer.engine.precision.calibrators import (
     scale_from_amax,
 )
 from edge_infer.engine.precision.capture import TensorCapture, float_activations
-from edge_infer.errors import BuildError, CalibrationError
+from edge_infer.errors import CalibrationError
 
 log = logging.getLogger(__name__)
 
@@ -58,38 +58,6 @@ class CalibrationResult:
         return "\n".join(lines)
 
 
-def calibration_graph(model: Any, shapes: dict[str, tuple[int, ...]] | None = None
-                      ) -> tuple[Graph, str]:
-    """The optimized FP32 graph at batch 1 for ``model`` and the model's sha256."""
-    # the builder's own import, so the model hash is the one an INT8 build checks against
-    from edge_infer.engine.builder import BuildOptions, _import, specialize
-    from edge_infer.engine.profiles import make_profile
-
-    graph, source = _import(model)
-    graph.meta.setdefault("model_sha256", source.get("model_sha256"))
-    if len(graph.inputs) != 1:
-        raise CalibrationError(f"calibration feeds one image input; the model has "
-                               f"{len(graph.inputs)} inputs")
-    inp = graph.inputs[0]
-    if shapes is None:
-        dims = list(inp.shape)
-        if len(dims) < 2 or not all(isinstance(d, int) for d in dims[1:]):
-            raise CalibrationError(f"input '{inp.name}' has shape {dims}; give --shapes "
-                                   f"{inp.name}:1x3xHxW")
-        shapes = {inp.name: (1, *dims[1:])}  # type: ignore[dict-item]
-    shapes = {k: (1, *tuple(v)[1:]) for k, v in shapes.items()}
-    opts = BuildOptions(shapes=shapes, tune=False)
-    try:
-        profile = make_profile(graph, opts.shapes, None, None, None)
-    except BuildError as exc:
-        raise CalibrationError(str(exc)) from exc
-    g = specialize(graph, profile, 1, opts)
-    sha = graph.meta.get("model_sha256")
-    if not sha:
-        raise CalibrationError("the model has no hash to tie the cache to")
-    return g, str(sha)
-
-
 def calibration_tensors(graph: Graph) -> list[str]:
     """The tensors an INT8 build needs scales for: inputs of quantizable convolutions."""
     names = [n.inputs[0].name for n in graph.nodes  # type: ignore[union-attr]
@@ -97,21 +65,23 @@ def calibration_tensors(graph: Graph) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def calibrate(
-    model: Any,
+def calibrate_graph(
+    graph: Graph,
+    model_sha256: str,
     frames: Iterable[np.ndarray],
     *,
     calibrator: str = "entropy",
     percentile: float = 99.99,
-    shapes: dict[str, tuple[int, ...]] | None = None,
     on_frame: Callable[[int], None] | None = None,
 ) -> CalibrationResult:
-    """Calibrate ``model`` on ``frames`` (each one input sample, e.g. ``[C, H, W]``, with or
-    without the batch axis of 1)."""
+    """Calibrate the optimized FP32 ``graph`` (batch 1; see
+    :func:`edge_infer.engine.calibration.calibrate`, which makes it from a model) on
+    ``frames`` (each one input sample, e.g. ``[C, H, W]``, with or without the batch axis of
+    1); the cache is tied to ``model_sha256``."""
     if calibrator not in CALIBRATORS:
         raise CalibrationError(f"unknown calibrator {calibrator!r}; choose one of "
                                f"{', '.join(CALIBRATORS)}")
-    graph, sha = calibration_graph(model, shapes)
+    sha = model_sha256
     wanted = calibration_tensors(graph)
     if not wanted:
         raise CalibrationError(f"model '{graph.name}' has no layer INT8 can quantize "

@@ -1,6 +1,6 @@
 """Run a specialized graph and see its intermediate tensors.
 
-:class:`TensorCapture` compiles a copy of the graph on the CPU backend (first applicable
+:class:`TensorCapture` compiles a copy of the graph on the reference backend (first applicable
 tactic, no tuning) with the tensors of interest added as extra outputs, so calibration,
 ``compare --per-layer`` and the sensitivity analysis run at the engine's speed and see the
 very values the engine computes. Every node output is capturable, aliases included.
@@ -18,11 +18,14 @@ _PREFIX = "__capture__/"
 
 
 class TensorCapture:
-    """``run(feeds)`` → the graph outputs plus the values of ``names``, by tensor name."""
+    """``run(feeds)`` → the graph outputs plus the values of ``names``, by tensor name.
 
-    def __init__(self, graph: Graph, names: Iterable[str]) -> None:
-        from edge_infer.engine.backends import get_backend
-        from edge_infer.engine.builder import BuildOptions
+    Runs on ``backend`` (default: the registry's reference backend, whose numbers every
+    backend must reproduce)."""
+
+    def __init__(self, graph: Graph, names: Iterable[str], backend: str | None = None) -> None:
+        from edge_infer.engine.backends import REFERENCE_BACKEND, get_backend
+        from edge_infer.engine.options import BuildOptions
 
         g = graph.copy()
         self._public: dict[str, str] = {}
@@ -37,11 +40,11 @@ class TensorCapture:
             g.add_output(value, _PREFIX + name)
             self._public[name] = _PREFIX + name
         self.output_names = [public for public, _ in graph.outputs]
-        backend = get_backend("cpu")
-        opts = BuildOptions(tune=False)
+        be = get_backend(backend or REFERENCE_BACKEND)
+        opts = BuildOptions(backend=be.name, tune=False)
         batch = int(g.inputs[0].shape[0]) if g.inputs and g.inputs[0].shape else 1
-        blobs = backend.compile(g, batch=batch, options=opts, cache=None)
-        self._program = backend.prepare(g, blobs)
+        blobs = be.compile(g, batch=batch, options=opts, cache=None)
+        self._program = be.prepare(g, blobs)
         self._state = self._program.new_state()
         self.input_names = [v.name for v in g.inputs]
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from edge_infer._version import __version__
 from edge_infer.atomic import write_text_atomic
+from edge_infer.engine.backends.base import Timer
 from edge_infer.engine.tactics.base import Tactic
 
 log = logging.getLogger(__name__)
@@ -89,15 +90,15 @@ class TimingCache:
 
 
 def time_run(run: Callable[[], None], *, repeats: int = 5, budget_s: float = 0.5,
-             give_up_after: float | None = None) -> float:
-    """Median seconds of ``run`` (after one warm-up), stopping early when clearly slower."""
+             give_up_after: float | None = None, timer: Timer | None = None) -> float:
+    """Median seconds of ``run`` (after one warm-up), stopping early when clearly slower;
+    each sample measured by ``timer`` (the backend's; default the host clock)."""
+    measure = (timer or Timer()).measure
     run()
     samples: list[float] = []
     deadline = time.perf_counter() + budget_s
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        run()
-        samples.append(time.perf_counter() - t0)
+        samples.append(measure(run))
         if give_up_after is not None and min(samples) > 1.5 * give_up_after:
             break
         if time.perf_counter() > deadline and len(samples) >= 2:
@@ -106,15 +107,18 @@ def time_run(run: Callable[[], None], *, repeats: int = 5, budget_s: float = 0.5
 
 
 def time_interleaved(runs: dict[str, Callable[[], None]], *, rounds: int = 7,
-                     budget_s: float = 1.0) -> dict[str, float]:
+                     budget_s: float = 1.0, timer: Timer | None = None) -> dict[str, float]:
     """Median microseconds of each run, measured round-robin (one run of each candidate per
     round, after one warm-up each).
 
     Interleaving matters on shared machines: a phase of contention (another VM on the host,
     a busy sibling process) slows every candidate of a round alike instead of whichever was
     being timed. A candidate clearly slower than the best so far (its fastest sample above
-    1.5× the best median after two rounds) stops being timed.
+    1.5× the best median after two rounds) stops being timed. Samples are measured by
+    ``timer`` (the backend's: host clock on the CPU, events on a GPU); the time budget is
+    the host's.
     """
+    measure = (timer or Timer()).measure
     for run in runs.values():
         run()
     samples: dict[str, list[float]] = {name: [] for name in runs}
@@ -122,9 +126,7 @@ def time_interleaved(runs: dict[str, Callable[[], None]], *, rounds: int = 7,
     deadline = time.perf_counter() + budget_s
     for k in range(rounds):
         for name in live:
-            t0 = time.perf_counter()
-            runs[name]()
-            samples[name].append(time.perf_counter() - t0)
+            samples[name].append(measure(runs[name]))
         if k >= 1:
             best = min(float(np.median(samples[n])) for n in live)
             live = [n for n in live if min(samples[n]) <= 1.5 * best]
@@ -138,6 +140,7 @@ def tune_layer(
     tactics: list[Tactic],
     bind: Callable[[Tactic], Callable[[], None]],
     cache: TimingCache | None,
+    timer: Timer | None = None,
 ) -> tuple[str, dict[str, float]]:
     """Pick the fastest of ``tactics``; returns (name, {name: microseconds})."""
     names = [t.name for t in tactics]
@@ -147,7 +150,7 @@ def tune_layer(
         hit = cache.get(signature, names)
         if hit is not None:
             return hit["tactic"], dict(hit.get("times_us", {}))
-    times = time_interleaved({t.name: bind(t) for t in tactics})
+    times = time_interleaved({t.name: bind(t) for t in tactics}, timer=timer)
     winner = min(times, key=times.__getitem__)
     if cache is not None:
         cache.put(signature, winner, times)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from edge_infer.engine.accuracy_budget import fit_to_budget
 from edge_infer.engine.builder import BuildOptions, build
-from edge_infer.engine.precision.budget import fit_to_budget, layer_sensitivity
-from edge_infer.engine.precision.calibrate import calibrate
+from edge_infer.engine.calibration import calibrate
+from edge_infer.engine.precision.budget import layer_sensitivity
 from tests.engine.precision.conftest import SIZE, frames
 
 SHAPES = {"x": (1, 3, SIZE, SIZE)}

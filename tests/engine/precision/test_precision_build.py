@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 from edge_infer.engine.builder import BuildOptions, build
-from edge_infer.engine.precision.calibrate import calibrate
+from edge_infer.engine.calibration import calibrate
 from edge_infer.engine.precision.metrics import cosine_similarity
 from edge_infer.errors import BuildError, CalibrationError
 from tests.engine.precision.conftest import SIZE, conv_net, frames

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edge_infer.engine.builder import BuildOptions, build
-from edge_infer.engine.precision.calibrate import calibrate
+from edge_infer.engine.calibration import calibrate
 from edge_infer.engine.precision.metrics import cosine_similarity
 from edge_infer.zoo import build_model
 

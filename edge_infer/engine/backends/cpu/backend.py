@@ -4,37 +4,85 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge_infer.engine.backends.base import Backend, Program
-from edge_infer.engine.backends.cpu.device import cpu_fingerprint
+from edge_infer.engine.backends.base import Backend, Program, Timer
+from edge_infer.engine.backends.cpu.device import cpu_fingerprint, describe
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import CpuProgram, ScratchPool
 from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS
+from edge_infer.engine.backends.cpu.threads import (
+    per_context_threads,
+    set_thread_budget,
+    single_threaded_blas,
+    thread_budget,
+)
 from edge_infer.engine.ir import Graph, Node
 from edge_infer.engine.tactics import candidates
 from edge_infer.engine.tactics.autotune import TimingCache, tune_layer
-from edge_infer.engine.threads import single_threaded_blas, thread_budget
+from edge_infer.errors import BackendError
+
+if TYPE_CHECKING:
+    from edge_infer.engine.options import BuildOptions
 
 log = logging.getLogger(__name__)
 
 
 class CpuBackend(Backend):
+    """Backend options: ``threads`` — the threads per execution context tactics are timed
+    with (default: the thread budget's share, :mod:`.threads`)."""
+
     name = "cpu"
 
     def device_fingerprint(self) -> dict[str, Any]:
         return dict(cpu_fingerprint())
 
-    def compile(self, graph: Graph, *, batch: int, options: Any,
+    def describe(self, fingerprint: Mapping[str, Any] | None = None) -> str:
+        return describe(dict(self.device_fingerprint() if fingerprint is None else fingerprint))
+
+    def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(options) - {"threads"})
+        if unknown:
+            raise BackendError(f"unknown CPU backend options {unknown}; the CPU takes 'threads'")
+        threads = options.get("threads")
+        if threads is None:
+            return {}
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise BackendError(f"CPU backend option threads must be an integer ≥ 1, got "
+                               f"{threads!r}")
+        return {"threads": threads}
+
+    def configure(self, *, contexts: int = 1, cores: int | None = None) -> dict[str, Any]:
+        budget = set_thread_budget(cores, contexts)
+        return {"threads": budget.per_context}
+
+    def tuned_settings(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        threads = self.check_options(options).get("threads")
+        return {"threads_per_context": threads or thread_budget().per_context}
+
+    def runtime_settings(self) -> dict[str, Any]:
+        return {"threads_per_context": thread_budget().per_context}
+
+    def rebuild_flags(self, options: Mapping[str, Any]) -> list[str]:
+        threads = self.check_options(options).get("threads")
+        return [] if threads is None else ["--threads", str(threads)]
+
+    def compile(self, graph: Graph, *, batch: int, options: BuildOptions,
                 cache: TimingCache | None = None,
                 hints: dict[str, Any] | None = None) -> dict[str, bytes]:
         """Choose a tactic per layer by timing (unless ``options.tune`` is off) and record the
         winner, its measured time and the memory plan in the graph's metadata. ``hints``
-        (choices made at another batch size) replace the timing. The CPU has no compiled
-        artifacts to store."""
-        tune = bool(getattr(options, "tune", True))
+        (choices made at another batch size) replace the timing. Tactics are timed with
+        ``backend_options["threads"]`` threads per context when given, else with the thread
+        budget's share. The CPU has no compiled artifacts to store."""
+        threads = self.check_options(options.backend_options).get("threads")
+        with per_context_threads(threads):
+            return self._compile(graph, options.tune, cache, hints)
+
+    def _compile(self, graph: Graph, tune: bool, cache: TimingCache | None,
+                 hints: dict[str, Any] | None) -> dict[str, bytes]:
         rng = np.random.default_rng(0)
         chosen = (hints or {}).get("tactics", {})
         width = thread_budget().per_context
@@ -48,7 +96,7 @@ class CpuBackend(Backend):
                 pool.close()
         graph.meta["schedule"] = (hints or {}).get("schedule", "sequential")
         if tune and hints is None and width > 1 and _has_parallel_branches(graph):
-            graph.meta["schedule"] = _pick_schedule(graph, rng, cache)
+            graph.meta["schedule"] = _pick_schedule(graph, rng, cache, self.timer())
         graph.meta["arena"] = CpuProgram(graph).plan.to_json()
         return {}
 
@@ -67,7 +115,7 @@ class CpuBackend(Backend):
                 winner, times = tune_layer(f"cpu {spec.signature()} w{_pool_width(pool)}",
                                            instances,
                                            lambda t, n=node: _bind_random(t, n, rng, pool),
-                                           cache)
+                                           cache, self.timer())
             else:
                 winner, times = instances[0].name, {}
             node.meta["tactic"] = winner
@@ -77,6 +125,22 @@ class CpuBackend(Backend):
 
     def prepare(self, graph: Graph, blobs: Mapping[str, bytes]) -> Program:
         return CpuProgram(graph)
+
+    def profile_layers(self, program: Program, feeds: Mapping[str, np.ndarray],
+                       iterations: int = 10) -> list[dict[str, Any]]:
+        """Median host-clock time of each layer, run in order on a fresh context state."""
+        if not isinstance(program, CpuProgram):
+            return []
+        state = program.new_state()
+        try:
+            times = program.profile(state, feeds, iterations=iterations)
+        finally:
+            state.close()
+        layers = [{"name": layer.node.name, "op": layer.node.op_type,
+                   "members": layer.node.meta.get("members", [layer.node.name]),
+                   "tactic": layer.node.meta.get("tactic"), "time_us": times[layer.node.name]}
+                  for layer in program.layers]
+        return sorted(layers, key=lambda entry: -entry["time_us"])
 
 
 def _random(shape: Any, dtype: Any, rng: np.random.Generator) -> np.ndarray:
@@ -123,7 +187,8 @@ def _schedule_signature(graph: Graph) -> str:
     return "cpu schedule " + digest.hexdigest()[:32]
 
 
-def _pick_schedule(graph: Graph, rng: np.random.Generator, cache: TimingCache | None) -> str:
+def _pick_schedule(graph: Graph, rng: np.random.Generator, cache: TimingCache | None,
+                   timer: Timer) -> str:
     """Time the whole program sequentially and with branch parallelism; keep the faster."""
     from edge_infer.engine.tactics.autotune import time_run
 
@@ -139,7 +204,7 @@ def _pick_schedule(graph: Graph, rng: np.random.Generator, cache: TimingCache | 
         state = program.new_state()
         try:
             times[schedule] = time_run(lambda p=program, s=state: p.run(s, feeds), repeats=5,
-                                       budget_s=2.0)
+                                       budget_s=2.0, timer=timer)
         finally:
             state.close()
     graph.meta["schedule_times_us"] = {k: round(v * 1e6, 1) for k, v in times.items()}

@@ -4,7 +4,7 @@ BLAS's own threads wait for each other at the end of every call; when another pr
 a core, the waiting thread loses its time slice and a 1 ms GEMM takes many. Here the caller
 claims chunks too and never waits for a chunk nobody has started: if the helpers are not
 scheduled, the caller simply runs every chunk itself. BLAS then runs single-threaded inside
-each chunk (see :mod:`edge_infer.engine.threads`).
+each chunk (see :mod:`edge_infer.engine.backends.cpu.threads`).
 """
 
 from __future__ import annotations

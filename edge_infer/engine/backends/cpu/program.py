@@ -19,11 +19,11 @@ from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.schedule import ParallelRunner, lanes, stage_of
 from edge_infer.engine.backends.cpu.steps import STEPS
 from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS
+from edge_infer.engine.backends.cpu.threads import single_threaded_blas, thread_budget
 from edge_infer.engine.ir import Graph, Node
 from edge_infer.engine.memory import MemoryPlan, make_views, plan_memory
 from edge_infer.engine.shape_inference import node_attrs, resolve_op
 from edge_infer.engine.tactics import select_tactic
-from edge_infer.engine.threads import single_threaded_blas, thread_budget
 from edge_infer.errors import EdgeInferError
 
 Run = Callable[[], None]
