@@ -11,10 +11,12 @@
 // host: they are Python's own rounding, and computing them there keeps one definition.
 //
 // The resize is cv2's INTER_LINEAR for 8-bit images, replayed in integers: 11-bit weights
-// from float source coordinates, the horizontal pass exact in int32, the vertical pass as
-// cv2's SIMD path does it ((row >> 4) * w >> 16, summed, rounded >> 2), which covers every
-// pixel of a row on x86 except a vector-width tail. Measured against cv2 in
-// tests/cuda/test_preprocess.py: equal on downscales, within 1 LSB (1/255) elsewhere.
+// from float source coordinates (columns past the border clamped with a zero fraction, rows
+// clamped but weighted as computed, as cv2's resizeGeneric does), the horizontal pass exact
+// in int32, the vertical pass as cv2's SIMD path computes it ((row >> 4) * w >> 16, summed,
+// rounded >> 2). tests/cuda/test_preprocess.py: equal to the reference (cv2) on down- and
+// upscales; a cv2 whose vertical pass falls back to its scalar code (a row tail narrower
+// than a vector) may differ by one 8-bit level there.
 // Pixel values are float(v) * float(1/255) and padding float(114/255), as numpy computes them.
 // Mirrored by edge_infer/cuda/params/preprocess.py.
 #include "ei_cuda.cuh"
@@ -45,22 +47,24 @@ struct PpTap {
 };
 
 // cv2's linear tap for destination index d (resize.cpp: fx = (float)((d + 0.5) * scale - 0.5),
-// floor, clamp at the borders with a zero fraction, weights cvRound((1 - fx) * 2048), ...)
-__device__ __forceinline__ PpTap pp_linear_tap(int d, int src, double scale) {
+// floor, weights cvRound((1 - fx) * 2048) and cvRound(fx * 2048)). Columns (clamp = true)
+// past a border take the edge pixel with a zero fraction; rows keep their fraction and only
+// their indices are clamped (cv2 clips the row it fetches, not the weight).
+__device__ __forceinline__ PpTap pp_linear_tap(int d, int src, double scale, bool clamp) {
     float f = (float)ei_dsub(ei_dmul(ei_dadd((double)d, 0.5), scale), 0.5);
     int s = (int)floorf(f);
     f = ei_fsub(f, (float)s);
-    if (s < 0) {
+    if (clamp && s < 0) {
         s = 0;
         f = 0.0f;
     }
-    if (s >= src - 1) {
+    if (clamp && s >= src - 1) {
         s = src - 1;
         f = 0.0f;
     }
     PpTap t;
-    t.s0 = s;
-    t.s1 = s + 1 < src ? s + 1 : src - 1;
+    t.s0 = s < 0 ? 0 : (s > src - 1 ? src - 1 : s);
+    t.s1 = s + 1 < 0 ? 0 : (s + 1 > src - 1 ? src - 1 : s + 1);
     t.a0 = __float2int_rn(ei_fmul(ei_fsub(1.0f, f), 2048.0f));
     t.a1 = __float2int_rn(ei_fmul(f, 2048.0f));
     return t;
@@ -94,8 +98,8 @@ __device__ void pp_letterbox(const PreprocessParams& p) {
         out[2 * hw] = pad;
         return;
     }
-    const PpTap tx = pp_linear_tap(dx, f.width, f.scale_x);
-    const PpTap ty = pp_linear_tap(dy, f.height, f.scale_y);
+    const PpTap tx = pp_linear_tap(dx, f.width, f.scale_x, true);
+    const PpTap ty = pp_linear_tap(dy, f.height, f.scale_y, false);
     const unsigned char* r0 = f.data + (int64_t)ty.s0 * f.row_pitch;
     const unsigned char* r1 = f.data + (int64_t)ty.s1 * f.row_pitch;
     for (int ch = 0; ch < 3; ++ch) {  // BGR in, channel ch goes to plane 2 - ch (RGB out)

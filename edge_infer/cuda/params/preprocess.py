@@ -3,8 +3,8 @@
 The letterbox geometry is the daemon's (``edge_infer.pipeline.preprocess.letterbox_geometry``):
 the caller passes each frame's :class:`Letterbox`-like mapping, and :func:`frame_table` turns
 frames + mappings into the kernel's per-frame descriptors (this package does not import the
-pipeline: cv2 lives there). The resize matches cv2's INTER_LINEAR (see the kernel's header
-comment for the bound: equal on downscales, within 1/255 elsewhere).
+pipeline: cv2 lives there). The resize replays cv2's INTER_LINEAR integer arithmetic: the
+output equals the daemon's ``preprocess`` (see the kernel's header comment).
 """
 
 from __future__ import annotations
