@@ -80,7 +80,14 @@ def sanitizer_env(variant: str, compiler: str = "g++") -> dict[str, str]:
     Leak checking is off (the Python interpreter is not built for it); any report makes the
     process exit with status 66 so a test sees it.
     """
-    env = {"LD_PRELOAD": str(sanitizer_runtime(variant, compiler))}
+    # libstdc++ loaded at start too: the runtime binds its __cxa_throw interceptor then, and a
+    # trapping kernel (ei_emu::trap) throws
+    stdcxx = subprocess.run([compiler, "-print-file-name=libstdc++.so.6"], capture_output=True,
+                            text=True, check=False).stdout.strip()
+    preload = [str(sanitizer_runtime(variant, compiler))]
+    if Path(stdcxx).is_absolute() and Path(stdcxx).exists():
+        preload.append(str(Path(stdcxx).resolve()))
+    env = {"LD_PRELOAD": " ".join(preload)}
     if variant == "asan":
         env["ASAN_OPTIONS"] = "detect_leaks=0:halt_on_error=1:exitcode=66"
     else:

@@ -46,7 +46,8 @@ def run_sanitized(variant: str, *pytest_args: str, timeout: float = 300.0
     is reported as such."""
     _build_only(variant)
     env = {**os.environ, **sanitizer_env(variant), VARIANT_ENV: variant}
-    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+    # --capture=sys: a sanitizer report goes to file descriptor 2, which must stay the real one
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--capture=sys",
            "-o", "addopts=", *pytest_args]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout, check=False)
@@ -56,6 +57,14 @@ def _build_only(variant: str) -> None:
     from edge_infer.cuda import emulator, library
 
     emulator.build(library.sources(), variant)
+
+
+if emu_variant() != "plain":
+    # a sanitized process runs every thread instrumented: few property-test examples
+    from hypothesis import settings
+
+    settings.register_profile("ei-sanitized", max_examples=4, deadline=None)
+    settings.load_profile("ei-sanitized")
 
 
 class EmuDevice:

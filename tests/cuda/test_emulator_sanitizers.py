@@ -1,0 +1,95 @@
+"""The sanitized emulator builds: planted bugs are caught (an out-of-bounds read by
+AddressSanitizer, a missing __syncthreads by ThreadSanitizer), and the whole kernel suite runs
+once under each sanitizer, at the tests' small shapes, in a subprocess that preloads the
+sanitizer runtime (tests/cuda/conftest.py: run_sanitized)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_infer.cuda import library
+from edge_infer.cuda.emulator import sanitizer_env
+from tests.cuda import emu_kernels as ek
+from tests.cuda.conftest import REPO, VARIANT_ENV, emu_variant, run_sanitized
+
+pytestmark = pytest.mark.skipif(emu_variant() != "plain",
+                                reason="drives the sanitized runs; not run inside one")
+
+#: launches one test-only kernel of sanitizer_bugs.cu over 64 threads
+_SCRIPT = """
+import sys
+import numpy as np
+from tests.cuda import emu_kernels as ek
+lib = ek.load(sys.argv[1])
+x = np.arange(64, dtype=np.float32)
+out = np.zeros(64, np.float32)
+lib.launch(sys.argv[2], 1, 64, ek.BugParams(x=x.ctypes.data, out=out.ctypes.data, n=64))
+print("finished", float(out.sum()))
+"""
+
+#: sanitizer reports end the process with this status (emulator.sanitizer_env)
+REPORTED = 66
+
+
+def _run_bug(variant: str, entry: str) -> subprocess.CompletedProcess[str]:
+    from edge_infer.cuda import emulator
+
+    emulator.build([ek.KERNELS / "emu_probe.cu", ek.KERNELS / "sanitizer_bugs.cu"], variant)
+    env = {**os.environ, **sanitizer_env(variant), VARIANT_ENV: variant,
+           "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-c", _SCRIPT, variant, entry], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_asan_catches_an_out_of_bounds_read() -> None:
+    proc = _run_bug("asan", "ei_bug_oob_read")
+    assert proc.returncode == REPORTED, proc.stderr[-2000:]
+    assert "AddressSanitizer: heap-buffer-overflow" in proc.stderr
+    assert "sanitizer_bugs.cu" in proc.stderr and "ei_bug_oob_read" in proc.stderr
+
+
+def test_tsan_catches_a_missing_syncthreads() -> None:
+    proc = _run_bug("tsan", "ei_bug_missing_sync")
+    assert proc.returncode == REPORTED, proc.stderr[-2000:]
+    assert "ThreadSanitizer: data race" in proc.stderr
+    assert "ei_bug_missing_sync" in proc.stderr
+
+
+@pytest.mark.parametrize("variant", ["asan", "tsan"])
+def test_the_same_kernel_with_its_barrier_is_clean(variant: str) -> None:
+    proc = _run_bug(variant, "ei_bug_fixed_sync")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "finished" in proc.stdout
+
+
+def kernel_test_modules() -> list[Path]:
+    """The emulator probes and every registered concept's tests (``test_<concept>*.py``)."""
+    here = REPO / "tests" / "cuda"
+    concepts = {name.rsplit(".", 1)[-1] for name in library.CONCEPT_MODULES}
+    found = {here / "test_emulator.py"}
+    for concept in concepts:
+        found.update(here.glob(f"test_{concept}*.py"))
+    return sorted(found)
+
+
+def test_every_concept_has_tests() -> None:
+    here = REPO / "tests" / "cuda"
+    for name in library.CONCEPT_MODULES:
+        concept = name.rsplit(".", 1)[-1]
+        assert list(here.glob(f"test_{concept}*.py")), f"no tests/cuda/test_{concept}*.py"
+
+
+@pytest.mark.parametrize("variant", ["asan", "tsan"])
+def test_kernel_suite_under_sanitizer(variant: str) -> None:
+    """The kernel test modules once more, in a process running the ``variant`` library; their
+    ``sanitized`` fixture picks small shapes and the ``large``-marked cases are left out."""
+    proc = run_sanitized(variant, *map(str, kernel_test_modules()),
+                         "-m", "not gpu and not large", timeout=900)
+    tail = (proc.stdout[-3000:] + proc.stderr[-6000:])
+    assert proc.returncode == 0, f"{variant} run failed (exit {proc.returncode}):\n{tail}"
+    assert " passed" in proc.stdout, tail
