@@ -141,9 +141,8 @@ def test_more_candidates_than_max_candidates(device) -> None:
     _check(device, pred, "yolov8", max_candidates=0, expect_some=False)
 
 
-def test_sort_past_shared_memory(device, sanitized) -> None:
-    if sanitized:
-        pytest.skip("2,500 anchors: the plain emulator covers the workspace sort")
+@pytest.mark.large
+def test_sort_past_shared_memory(device) -> None:
     rng = np.random.default_rng(6)
     pred = _yolov8(rng, 1, 1, 2500, size=320.0)
     pred[:, 4] = rng.choice(np.linspace(0.3, 0.9, 40), 2500)  # > 2048 candidates, many ties
