@@ -25,6 +25,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check edge_infer tests tools bench
+	$(VENV)/bin/lint-imports  # layering contracts: pyproject.toml [tool.importlinter]
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q
