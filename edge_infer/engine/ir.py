@@ -390,6 +390,21 @@ class Graph:
                     order.append(node)
         self._nodes = dict.fromkeys(order)
 
+    def reorder(self, nodes: Sequence[Node]) -> None:
+        """Run the nodes in the order of ``nodes`` (a permutation of them that keeps every
+        producer before its consumers, e.g. a memory-aware schedule)."""
+        if len(nodes) != len(self._nodes) or set(nodes) != set(self._nodes):
+            raise GraphError(f"reorder of graph '{self.name}' must list each node once")
+        seen: set[int] = set()
+        for node in nodes:
+            for value in node._inputs:
+                pred = None if value is None else value.producer
+                if pred is not None and pred.graph is self and id(pred) not in seen:
+                    raise GraphError(f"reorder puts '{node.name}' before its input's producer "
+                                     f"'{pred.name}'")
+            seen.add(id(node))
+        self._nodes = dict.fromkeys(nodes)
+
     def verify(self) -> None:
         """Check every invariant the IR promises; raise :class:`GraphError` on the first breach."""
         seen: set[int] = set()

@@ -5,7 +5,13 @@
 2. each root buffer lives from the first step that writes it (or any of its aliases) to the
    last step that reads it (or any alias); graph inputs live from the start, outputs to the end;
 3. buffers sorted by size, each placed at the lowest aligned offset that does not overlap a
-   buffer whose lifetime intersects its own.
+   buffer whose lifetime intersects its own; the engine's input and output buffers follow
+   the activations in a region of their own (``io_bytes``), which a caller's bound buffers
+   can replace, so ``arena_bytes`` counts activations only, as TensorRT's activation memory;
+4. every value, alias or not, resolves to an :class:`Address` — (buffer, byte offset, shape,
+   byte strides, dtype) — from which the CPU builds its numpy views and a device backend its
+   device addresses. Buffers are sized by each value's storage dtype (``value.type``: float32,
+   float16 or int8 after precision lowering), so the strides and offsets are in bytes of it.
 
 Nothing is allocated while the engine runs: every activation is a view into the arena.
 """
@@ -17,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_infer.engine.ir import Graph, Value
+from edge_infer.engine.ir import Graph, Node, Value
 
 ALIGNMENT = 64
 #: ops whose output is the input reinterpreted (same bytes, new shape) when the input is whole
@@ -34,17 +40,67 @@ class Alias:
     stop: int = 0
 
 
+@dataclass(frozen=True)
+class Address:
+    """Where a value lives in the arena: the root ``buffer`` (value name) that owns the memory,
+    the value's first element at byte ``offset``, its ``shape`` and byte ``strides``."""
+
+    buffer: str
+    offset: int
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def extent(self) -> int:
+        """Bytes from ``offset`` to one past the last element (0 for an empty value)."""
+        if any(d == 0 for d in self.shape):
+            return 0
+        return sum((d - 1) * s for d, s in zip(self.shape, self.strides, strict=True)) \
+            + self.dtype.itemsize
+
+    @property
+    def contiguous(self) -> bool:
+        return self.strides == contiguous_strides(self.shape, self.dtype)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"buffer": self.buffer, "offset": self.offset, "shape": list(self.shape),
+                "strides": list(self.strides), "dtype": self.dtype.name}
+
+
 @dataclass
 class MemoryPlan:
     offsets: dict[str, int] = field(default_factory=dict)  # root value → byte offset
     sizes: dict[str, int] = field(default_factory=dict)  # root value → bytes
     aliases: dict[str, Alias] = field(default_factory=dict)
-    arena_bytes: int = 0
+    addresses: dict[str, Address] = field(default_factory=dict)  # every planned value
+    arena_bytes: int = 0  # activations: the buffers of everything but the engine's I/O
+    io_bytes: int = 0  # the engine's input and output buffers, placed after the activations
     naive_bytes: int = 0
 
+    @property
+    def total_bytes(self) -> int:
+        """The memory one context allocates: activations, then inputs and outputs."""
+        return self.arena_bytes + self.io_bytes
+
     def to_json(self) -> dict[str, Any]:
-        return {"bytes": self.arena_bytes, "naive_bytes": self.naive_bytes,
-                "buffers": len(self.offsets), "aliases": len(self.aliases)}
+        by_dtype: dict[str, int] = {}
+        for name, size in self.sizes.items():
+            dtype = self.addresses[name].dtype.name if name in self.addresses else "?"
+            by_dtype[dtype] = by_dtype.get(dtype, 0) + size
+        return {"bytes": self.arena_bytes, "io_bytes": self.io_bytes,
+                "naive_bytes": self.naive_bytes,
+                "buffers": len(self.offsets), "aliases": len(self.aliases),
+                "buffer_bytes_by_dtype": dict(sorted(by_dtype.items()))}
+
+
+def contiguous_strides(shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...]:
+    """Byte strides of a C-contiguous array of ``shape`` and ``dtype``."""
+    strides, step = [], np.dtype(dtype).itemsize
+    for d in reversed(shape):
+        strides.append(step)
+        step *= max(int(d), 1)
+    return tuple(reversed(strides))
 
 
 def _align(n: int) -> int:
@@ -65,12 +121,23 @@ def find_aliases(graph: Graph) -> dict[str, Alias]:
         src, out = node.inputs[0], node.outputs[0]
         if src is None or src.const is not None or out.name in aliases:
             continue
-        if src.name in aliases and aliases[src.name].axis is not None:
+        if _sliced(src.name, aliases):
             continue  # a strided slice cannot be reinterpreted in place
         if graph.is_graph_output(out) and graph.is_graph_input(src):
             continue
         aliases[out.name] = Alias(src.name)
     return aliases
+
+
+def _sliced(name: str, aliases: dict[str, Alias]) -> bool:
+    """``name`` is a slice, or a reshape of one (through any chain of aliases)."""
+    seen = set()
+    while name in aliases and name not in seen:
+        seen.add(name)
+        if aliases[name].axis is not None:
+            return True
+        name = aliases[name].parent
+    return False
 
 
 def root_of(name: str, aliases: dict[str, Alias]) -> str:
@@ -119,8 +186,10 @@ def plan_memory(graph: Graph, times: dict[str, int] | None = None) -> MemoryPlan
         sizes[name] = value.type.nbytes  # type: ignore[union-attr]
 
     plan = MemoryPlan(aliases=aliases, sizes=sizes)
+    io = {root_of(v.name, aliases) for v in graph.inputs}
+    io |= {root_of(v.name, aliases) for _, v in graph.outputs if v.const is None}
     placed: list[tuple[int, int, int, int]] = []  # (offset, size, first, last)
-    for name in sorted(sizes, key=lambda n: (-sizes[n], first[n], n)):
+    for name in sorted(set(sizes) - io, key=lambda n: (-sizes[n], first[n], n)):
         size = _align(max(sizes[name], 1))
         lo, hi = first[name], last[name]
         busy = sorted((o, s) for o, s, f, la in placed if not (la < lo or f > hi))
@@ -132,41 +201,138 @@ def plan_memory(graph: Graph, times: dict[str, int] | None = None) -> MemoryPlan
         placed.append((offset, size, lo, hi))
         plan.offsets[name] = offset
         plan.arena_bytes = max(plan.arena_bytes, offset + size)
+    # the engine's inputs and outputs: a region of their own after the activations (as
+    # TensorRT keeps I/O tensors out of its activation memory); a caller may bind its own
+    # buffers in their place
+    for name in sorted(io & set(sizes), key=lambda n: (first[n], n)):
+        plan.offsets[name] = plan.arena_bytes + plan.io_bytes
+        plan.io_bytes += _align(max(sizes[name], 1))
     plan.naive_bytes = sum(
         v.type.nbytes for v in graph.values.values()
         if v.const is None and v.type is not None and v.type.is_static
     )
+    plan.addresses = resolve_addresses(graph, plan)
     return plan
 
 
-def make_views(graph: Graph, plan: MemoryPlan, arena: np.ndarray) -> dict[str, np.ndarray]:
-    """Every planned value as a numpy view into ``arena`` (a uint8 buffer)."""
-    views: dict[str, np.ndarray] = {}
+def resolve_addresses(graph: Graph, plan: MemoryPlan) -> dict[str, Address]:
+    """Every planned value's :class:`Address`: roots at their offsets, C-contiguous; a
+    reshape alias at its (contiguous) parent's offset; a slice ``parent[..., s:e, ...]`` at
+    ``parent.offset + s * parent.strides[axis]`` with the parent's strides."""
+    addresses: dict[str, Address] = {}
     for name, offset in plan.offsets.items():
-        value = graph.value(name)
-        t = value.type
-        nbytes = t.nbytes  # type: ignore[union-attr]
-        if offset + nbytes > arena.nbytes:
-            raise ValueError(f"memory plan puts '{name}' outside the arena")
-        views[name] = arena[offset: offset + nbytes].view(t.dtype).reshape(t.shape)  # type: ignore[union-attr]
-
-    def view(name: str) -> np.ndarray:
-        if name in views:
-            return views[name]
-        alias = plan.aliases[name]
-        parent = view(alias.parent)
         t = graph.value(name).type
+        shape = tuple(int(d) for d in t.shape)  # type: ignore[union-attr]
+        addresses[name] = Address(name, offset, shape, contiguous_strides(shape, t.dtype),  # type: ignore[union-attr]
+                                  np.dtype(t.dtype))  # type: ignore[union-attr]
+
+    def resolve(name: str, depth: int = 0) -> Address:
+        if name in addresses:
+            return addresses[name]
+        if depth > len(plan.aliases):
+            raise ValueError(f"alias cycle through '{name}'")
+        alias = plan.aliases[name]
+        parent = resolve(alias.parent, depth + 1)
+        t = graph.value(name).type
+        shape = tuple(int(d) for d in t.shape)  # type: ignore[union-attr]
+        if np.dtype(t.dtype) != parent.dtype:  # type: ignore[union-attr]
+            raise ValueError(f"alias '{name}' is {t.dtype} but its buffer '{parent.buffer}' "  # type: ignore[union-attr]
+                             f"holds {parent.dtype}: storage dtypes must agree in memory")
         if alias.axis is None:
-            result = parent.reshape(t.shape)  # type: ignore[union-attr]
+            if not parent.contiguous or int(np.prod(shape)) != int(np.prod(parent.shape)):
+                raise ValueError(f"alias '{name}' reshapes '{alias.parent}', which is not a "
+                                 "whole contiguous buffer of the same size")
+            result = Address(parent.buffer, parent.offset, shape,
+                             contiguous_strides(shape, parent.dtype), parent.dtype)
         else:
-            index = [slice(None)] * parent.ndim
-            index[alias.axis] = slice(alias.start, alias.stop)
-            result = parent[tuple(index)]
-        if result.shape != tuple(t.shape):  # type: ignore[union-attr]
-            raise ValueError(f"alias '{name}' has shape {result.shape}, expected {t.shape}")
-        views[name] = result
+            sliced = list(parent.shape)
+            sliced[alias.axis] = alias.stop - alias.start
+            if tuple(sliced) != shape or not 0 <= alias.start <= alias.stop \
+                    <= parent.shape[alias.axis]:
+                raise ValueError(f"alias '{name}' has shape {tuple(sliced)}, expected {shape}")
+            result = Address(parent.buffer,
+                             parent.offset + alias.start * parent.strides[alias.axis],
+                             shape, parent.strides, parent.dtype)
+        addresses[name] = result
         return result
 
     for name in plan.aliases:
-        view(name)
-    return views
+        resolve(name)
+    return addresses
+
+
+def view_of(memory: np.ndarray, address: Address, base: int = 0) -> np.ndarray:
+    """The numpy view that ``address`` describes, in ``memory``: the arena (a uint8 buffer),
+    or — with ``base``, the buffer's own offset in the arena — a caller's array bound in
+    place of the buffer."""
+    offset = address.offset - base
+    if offset < 0 or offset + address.extent > memory.nbytes:
+        raise ValueError(f"memory plan puts a view of '{address.buffer}' outside its memory")
+    return np.ndarray(address.shape, address.dtype, buffer=memory, offset=offset,
+                      strides=address.strides)
+
+
+def make_views(graph: Graph, plan: MemoryPlan, arena: np.ndarray) -> dict[str, np.ndarray]:
+    """Every planned value as a numpy view into ``arena`` (a uint8 buffer), built from the
+    plan's address records."""
+    addresses = plan.addresses or resolve_addresses(graph, plan)
+    return {name: view_of(arena, address) for name, address in addresses.items()}
+
+
+def memory_order(graph: Graph) -> list[Node]:
+    """A topological order of ``graph``'s nodes that frees big buffers early: of the layers
+    ready to run, the one that allocates least net of what it frees goes first (ties: the
+    current order). E.g. a detection head's small class branch runs before the box branch's
+    large decoding, so the buffer both read dies before the decoding allocates its own."""
+    aliases = find_aliases(graph)
+    nodes = graph.nodes
+    index = {id(n): k for k, n in enumerate(nodes)}
+    pinned = {root_of(v.name, aliases) for v in graph.inputs}
+    pinned |= {root_of(v.name, aliases) for _, v in graph.outputs if v.const is None}
+
+    def roots(values: Any) -> set[str]:
+        return {root_of(v.name, aliases) for v in values if v is not None and v.const is None}
+
+    reads = {id(n): roots(n.inputs) for n in nodes}
+    writes = {id(n): roots(n.outputs) for n in nodes}
+    readers: dict[str, int] = {}
+    for n in nodes:
+        for r in reads[id(n)]:
+            readers[r] = readers.get(r, 0) + 1
+    size = {r: graph.value(r).type.nbytes for n in nodes for r in writes[id(n)] | reads[id(n)]}  # type: ignore[union-attr]
+    waiting = {id(n): sum(1 for v in n.inputs if v is not None and v.producer is not None)
+               for n in nodes}
+    ready = [n for n in nodes if waiting[id(n)] == 0]
+    allocated: set[str] = set()
+    order: list[Node] = []
+
+    def cost(n: Node) -> tuple[int, int]:
+        grow = sum(size[r] for r in writes[id(n)] - allocated - pinned)
+        free = sum(size[r] for r in reads[id(n)] - pinned if readers[r] == 1)
+        return grow - free, index[id(n)]
+
+    while ready:
+        node = min(ready, key=cost)
+        ready.remove(node)
+        order.append(node)
+        allocated |= writes[id(node)]
+        for r in reads[id(node)]:
+            readers[r] -= 1
+        for value in node.outputs:
+            for consumer, _ in value.uses:
+                waiting[id(consumer)] -= 1
+                if waiting[id(consumer)] == 0:
+                    ready.append(consumer)
+    return order
+
+
+def reorder_for_memory(graph: Graph) -> bool:
+    """Run ``graph``'s layers in :func:`memory_order` when that makes the arena smaller;
+    returns whether the order changed."""
+    before = plan_memory(graph).arena_bytes
+    original = graph.nodes
+    graph.reorder(memory_order(graph))
+    if plan_memory(graph).arena_bytes < before:
+        return True
+    graph.reorder(original)
+    return False

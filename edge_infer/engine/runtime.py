@@ -21,6 +21,7 @@ import numpy as np
 from edge_infer._version import __version__
 from edge_infer.engine.backends import get_backend
 from edge_infer.engine.backends.base import Program, Stream
+from edge_infer.engine.bindings import Bindings
 from edge_infer.engine.plan import plan_to_graph
 from edge_infer.engine.profiles import Profile
 from edge_infer.engine.serialize import read_engine, write_engine
@@ -213,6 +214,7 @@ class ExecutionContext:
         self._states: dict[int, Any] = {}
         self._busy = threading.Lock()
         self._stream: Stream | None = None
+        self._bindings = Bindings(engine)
         # like a TensorRT context, allocate up front (arena, scratch, compiled loops) for the
         # batch size the engine was tuned for; other plans are prepared on first use
         opt = engine.plan_batch_for(engine.profile.opt_batch)
@@ -286,6 +288,50 @@ class ExecutionContext:
         if self._stream is None:
             self._stream = get_backend(self.engine.backend_name).create_stream()
         return self._stream.submit(lambda: self._execute(feeds, batch))
+
+    # -- caller-owned buffers (engine/bindings.py) ------------------------------------------
+    def bind(self, name: str, array: np.ndarray) -> None:
+        """Bind the caller's ``array`` to input or output ``name``, used in place by the runs
+        that follow (no copy into or out of the engine's memory when the engine has a plan for
+        its batch size: ``engine.plan_batch_for(n)``). Keep it alive and unchanged while a run
+        is in flight. Invalid buffers raise :class:`BindingError`."""
+        self._bindings.bind(name, array)
+
+    def unbind(self, name: str) -> None:
+        """Forget the buffer bound to ``name``."""
+        self._bindings.unbind(name)
+
+    def execute_bound(self) -> dict[str, np.ndarray]:
+        """Run on the bound buffers now; returns every output (the bound arrays themselves,
+        new arrays for outputs without one)."""
+        batch = self._bindings.batch()
+        return self._run_bound(dict(self._bindings.inputs), dict(self._bindings.outputs), batch)
+
+    def enqueue(self, stream: Stream | None = None) -> Future:
+        """Queue a run on the bound buffers on ``stream`` (default: this context's own);
+        the future yields what :meth:`execute_bound` returns."""
+        batch = self._bindings.batch()
+        inputs, outputs = dict(self._bindings.inputs), dict(self._bindings.outputs)
+        if stream is None:
+            if self._stream is None:
+                self._stream = get_backend(self.engine.backend_name).create_stream()
+            stream = self._stream
+        return stream.submit(lambda: self._run_bound(inputs, outputs, batch))
+
+    def _run_bound(self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray],
+                   batch: int) -> dict[str, np.ndarray]:
+        plan_batch = self.engine.plan_batch_for(batch)
+        if plan_batch != batch:  # no plan of this size: padded into the arena (copies)
+            results = self._execute(inputs, batch)
+            for name, array in outputs.items():
+                np.copyto(array, results[name])
+            return {**results, **outputs}
+        program = self.engine.program(plan_batch)
+        with self._busy:
+            state = self._states.get(plan_batch)
+            if state is None:
+                state = self._states[plan_batch] = program.new_state()
+            return program.run_bound(state, inputs, outputs)
 
     def _execute(self, feeds: Mapping[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
         plan_batch = self.engine.plan_batch_for(batch)

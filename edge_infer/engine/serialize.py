@@ -45,7 +45,9 @@ import numpy as np
 from edge_infer.atomic import atomic_open
 from edge_infer.errors import EngineCompatibilityError, EngineFileError
 
-FORMAT_VERSION: int = 1
+#: 2: activations carry their storage dtype (fp32 / fp16 / int8 + scale) in the plans; a
+#: version-1 file (every activation float32) is refused with the rebuild message
+FORMAT_VERSION: int = 2
 MAGIC: bytes = b"EDGEINF\x00"
 MAX_HEADER_BYTES: int = 16 * 1024 * 1024
 ALIGNMENT: int = 64

@@ -110,9 +110,16 @@ class InferenceWorker:
         self.on_result = on_result
         self.on_done = on_done
         self.clock = clock
+        self.engine = engine
         self.context = engine.create_context()
-        self.buffer = np.empty((spec.max_batch, 3, spec.input_height, spec.input_width),
+        # the batch buffer is bound to the engine's input and read in place: preprocessing
+        # writes each frame into it once, and nothing copies it again. Zeroed, not empty: rows
+        # past a batch's frames pad it to a planned batch size (their results are dropped).
+        self.buffer = np.zeros((spec.max_batch, 3, spec.input_height, spec.input_width),
                                np.float32)
+        out = next(b for b in engine.outputs if b.name == spec.output_name)
+        self.output = (np.zeros((spec.max_batch, *out.shape[1:]), out.dtype) if out.batched
+                       else None)
         self.errors = 0
         self._inbox: queue.Queue[list[Frame] | None] = queue.Queue(maxsize=1)
         self._thread = threading.Thread(target=self._loop, name=f"worker-{index}", daemon=True)
@@ -137,13 +144,17 @@ class InferenceWorker:
         t0, w0 = self.clock(), time.time()
         boxes = []
         for i, f in enumerate(batch):
-            _, lb = preprocess(f.image, size, out=self.buffer[i])
-            if self.bgr:
-                self.buffer[i] = self.buffer[i, ::-1].copy()
+            # a BGR model gets the channels written in reverse order: still one pass
+            _, lb = preprocess(f.image, size, out=self.buffer[i, ::-1] if self.bgr
+                               else self.buffer[i])
             boxes.append(lb)
-        # the engine's smallest plan may be larger than the batch: pad with what is there
-        m = max(n, self.spec.min_batch)
-        outputs = self.context.execute({self.spec.input_name: self.buffer[:m]})
+        # the engine has plans for some batch sizes only: the rows past the frames pad the
+        # batch to the next one (earlier frames or zeros; their results are not read)
+        m = self.engine.plan_batch_for(max(n, self.spec.min_batch))
+        self.context.bind(self.spec.input_name, self.buffer[:m])
+        if self.output is not None:
+            self.context.bind(self.spec.output_name, self.output[:m])
+        outputs = self.context.execute_bound()
         dets = decode(outputs[self.spec.output_name][:n], boxes, layout=self.post.layout,
                       score_threshold=self.post.score_threshold,
                       iou_threshold=self.post.iou_threshold,

@@ -67,7 +67,7 @@ def test_aliases_share_memory_and_results_match_reference() -> None:
     aliases = find_aliases(graph)
     assert aliases, "concat elimination / reshape should create aliases"
     plan = plan_memory(graph)
-    arena = np.zeros(plan.arena_bytes, np.uint8)
+    arena = np.zeros(plan.total_bytes, np.uint8)
     views = make_views(graph, plan, arena)
     for name, alias in aliases.items():
         assert np.shares_memory(views[name], views[root_of(alias.parent, aliases)])
@@ -125,3 +125,82 @@ def test_execute_allocates_no_activation_buffers_after_warmup(
     # what allocating activations would cost
     assert transient < output_bytes + 64 * 1024, (transient, output_bytes)
     assert transient < activations / 4
+
+
+def _numpy_slicing_views(graph, plan, arena: np.ndarray) -> dict[str, np.ndarray]:
+    """The views as make_views built them before address records: roots at their offsets,
+    aliases by numpy slicing and reshaping of their parents (the oracle of the records)."""
+    views = {name: arena[offset: offset + graph.value(name).type.nbytes]
+             .view(graph.value(name).dtype).reshape(graph.value(name).shape)
+             for name, offset in plan.offsets.items()}
+
+    def view(name: str) -> np.ndarray:
+        if name not in views:
+            alias = plan.aliases[name]
+            parent = view(alias.parent)
+            if alias.axis is None:
+                views[name] = parent.reshape(graph.value(name).shape)
+            else:
+                index = [slice(None)] * parent.ndim
+                index[alias.axis] = slice(alias.start, alias.stop)
+                views[name] = parent[tuple(index)]
+        return views[name]
+
+    for name in plan.aliases:
+        view(name)
+    return views
+
+
+def _yolo_like(batch: int) -> Network:
+    """C2f-like: a conv split in two, both halves and a bottleneck concatenated; SPPF pools."""
+    net = Network("c2f", seed=5)
+    x = net.add_input("x", (batch, 8, 16, 16))
+    a = net.add_activation(net.add_convolution(x, 16, 1), "silu")
+    b = net.add_activation(net.add_convolution(a, 16, 3, padding=1), "silu")
+    c = net.add_concatenation([a, b], axis=1)
+    p1 = net.add_pooling(c, "max", 5, stride=1, padding=2)
+    p2 = net.add_pooling(p1, "max", 5, stride=1, padding=2)
+    d = net.add_concatenation([c, p1, p2], axis=1)
+    net.mark_output(net.add_convolution(d, 8, 1), "out")
+    return net
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("model", [branchy, _yolo_like])
+def test_address_records_match_numpy_views(model: Any, precision: str) -> None:
+    """Every value's record (buffer, byte offset, shape, byte strides) is the view the numpy
+    slicing path made, in the storage dtype of the engine (float16 halves every stride)."""
+    from edge_infer.engine.builder import BuildOptions
+
+    engine = edge_infer.build(model(2), options=BuildOptions(
+        shapes={"x": (2, 8, 16, 16)}, tune=False, precision=precision))
+    graph = engine.graph(2)
+    plan = plan_memory(graph)
+    assert plan.aliases
+    arena = np.zeros(plan.total_bytes, np.uint8)
+    base = arena.__array_interface__["data"][0]
+    old = _numpy_slicing_views(graph, plan, arena)
+    assert set(plan.addresses) == set(old)
+    for name, view in old.items():
+        record = plan.addresses[name]
+        assert record.offset == view.__array_interface__["data"][0] - base, name
+        assert (record.shape, record.strides, record.dtype) == (view.shape, view.strides,
+                                                                view.dtype), name
+        assert record.strides[-1] == record.dtype.itemsize
+        assert record.buffer == root_of(name, plan.aliases)
+    itemsizes = {r.dtype.itemsize for n, r in plan.addresses.items()
+                 if not graph.is_graph_input(graph.value(n))}
+    assert itemsizes == ({4} if precision == "fp32" else {2, 4})  # fp16 between layers
+    new = make_views(graph, plan, arena)
+    for name, view in old.items():
+        assert np.shares_memory(new[name], view) and new[name].strides == view.strides
+
+
+def test_engine_io_lives_after_the_activations() -> None:
+    graph = _optimized_graph()
+    plan = plan_memory(graph)
+    io = [v.name for v in graph.inputs] + [root_of(v.name, plan.aliases) for _, v in graph.outputs]
+    for name in io:
+        assert plan.offsets[name] >= plan.arena_bytes
+    assert plan.total_bytes == plan.arena_bytes + plan.io_bytes
+    assert plan.to_json()["io_bytes"] == plan.io_bytes

@@ -119,6 +119,18 @@ class Program(abc.ABC):
     def run(self, state: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Execute synchronously on ``state``; returns outputs by public name."""
 
+    def run_bound(self, state: Any, inputs: Mapping[str, Any],
+                  outputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Execute on caller-owned buffers: ``inputs`` (every input, used in place where the
+        device can) and ``outputs`` (written in place, or copied into after the run); outputs
+        not in ``outputs`` are returned as new arrays. This default copies through ``run``;
+        a backend that can address the caller's memory overrides it."""
+        results = self.run(state, inputs)
+        for name, array in outputs.items():
+            np.copyto(array, results[name])
+            results[name] = array
+        return results
+
     def describe(self) -> dict[str, Any]:
         """Facts for ``inspect`` (layers, tactics, arena size)."""
         return {}

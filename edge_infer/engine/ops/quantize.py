@@ -4,16 +4,22 @@ the precision pass creates in the ``edge_infer`` domain (version 1).
 - ``QuantizeLinear`` / ``DequantizeLinear`` (opsets 10, 13, 19, 21): explicit quantization
   (Q/DQ models run with the scales they carry). Per-tensor or per-axis scales, uint8/int8
   zero points, round half to even and saturation as the ONNX reference does.
-- ``QConv`` (inputs ``X, W_q, w_scale, [B_q], [Z]``): an INT8 FusedConv. ``X`` (float) is
-  quantized symmetrically with ``x_scale`` to int8, ``W_q`` is int8 with per-output-channel
+- ``QConv`` (inputs ``X, W_q, w_scale, [B_q], [Z]``): an INT8 FusedConv. ``X`` is int8
+  storage at ``x_scale`` (read as is), or float (quantized symmetrically with ``x_scale``, as
+  the layer did before activations were stored in int8); ``W_q`` is int8 with per-output-channel
   ``w_scale``, ``B_q`` is int32 in units of ``x_scale * w_scale``. The int8 products are
   accumulated exactly (float GEMMs over integer values sized so that every partial sum is an
   exactly representable integer, so the result *is* the int32 accumulator), then requantized
   to real values, and the
-  FusedConv epilogue (residual, activation) runs on them. ``out_precision`` rounds the output
-  to what the layer's output tensor stores (``"fp16"``) or keeps it (``"fp32"``).
+  FusedConv epilogue (residual, activation) runs on them. A residual ``Z`` stored in int8 is
+  dequantized with ``z_scale``. ``out_precision`` is what the output tensor stores: ``"fp32"``
+  keeps the float32 result, ``"fp16"`` rounds it to float16 (returned in float32), ``"int8"``
+  requantizes it with ``out_scale`` (returned as int8).
 - ``QGemm`` (inputs ``X, W_q [N, K], w_scale, [B_q]``): an INT8 fully connected layer
   (Gemm with ``transB=1`` or MatMul by a constant), same scheme as QConv, over X's last axis.
+- ``Reformat`` (input ``X``): converts a tensor between storage dtypes where a consumer cannot
+  read its producer's (``to`` = ``"fp32"``, ``"fp16"`` or ``"int8"``; ``x_scale`` when X is
+  int8, ``y_scale`` when the result is). Semantics in :func:`reformat` and docs/precision.md.
 - ``Fp16Layer``: any float layer run as an FP16 engine runs it — float16 weights are upcast
   for the arithmetic, float inputs rounded to float16 on the way in (``round_inputs``) and
   every float output rounded to float16 on the way out. ``op``/``op_domain``/``op_attrs`` name
@@ -150,6 +156,40 @@ def round_fp16(x: np.ndarray) -> np.ndarray:
     return np.asarray(x).astype(np.float16).astype(np.float32)
 
 
+def quantize_int8(x: np.ndarray, scale: float) -> np.ndarray:
+    """``x`` stored as an int8 tensor at ``scale``: :func:`quantize_activation`, as int8."""
+    return quantize_activation(x, scale).astype(np.int8)
+
+
+def dequantize_int8(q: np.ndarray, scale: float) -> np.ndarray:
+    """An int8 tensor's real values: ``float32(q) * float32(scale)`` (one float32 rounding)."""
+    return np.multiply(np.asarray(q, np.float32), np.float32(scale), dtype=np.float32)
+
+
+def _as_float(x: np.ndarray, scale: float) -> np.ndarray:
+    """A stored activation as float32: int8 dequantized with ``scale``, float16 widened."""
+    x = np.asarray(x)
+    if x.dtype == np.int8:
+        return dequantize_int8(x, scale)
+    return x.astype(np.float32, copy=False)
+
+
+def _store(y: np.ndarray, out_precision: str, out_scale: float) -> np.ndarray:
+    """A layer's float32 result as its output tensor stores it (see the module docstring)."""
+    if out_precision == "int8":
+        return quantize_int8(y, out_scale)
+    return round_fp16(y) if out_precision == "fp16" else y
+
+
+def _check_out(ctx: InferContext) -> np.dtype:
+    out = ctx.attrs.get("out_precision", "fp32")
+    if out not in ("fp32", "fp16", "int8"):
+        ctx.fail(f"out_precision must be fp32, fp16 or int8, got {out!r}")
+    if out == "int8" and not float(ctx.attrs.get("out_scale", 0.0)) > 0.0:
+        ctx.fail(f"out_precision int8 needs a positive out_scale, got {ctx.attrs.get('out_scale')}")
+    return np.dtype(np.int8) if out == "int8" else np.dtype(np.float32)
+
+
 def _infer_qconv(ctx: InferContext) -> list[TensorType]:
     a = ctx.attrs
     problem = check_activation(a.get("activation", ""), a.get("activation_params", ()))
@@ -163,13 +203,14 @@ def _infer_qconv(ctx: InferContext) -> list[TensorType]:
         ctx.fail(f"B_q must be int32, got {ctx.dtype(3)}")
     if ctx.shape(2) != (ctx.shape(1)[0],):
         ctx.fail(f"w_scale must have one scale per output channel, got {ctx.shape(2)}")
-    conv_ctx = InferContext(ctx.node, [ctx.type(0), TensorType(ctx.shape(1), ctx.dtype(0))],
+    x = TensorType(ctx.shape(0), np.float32)
+    conv_ctx = InferContext(ctx.node, [x, TensorType(ctx.shape(1), np.float32)],
                             [None, None], dict(a))
     (out,) = _infer_conv(conv_ctx)
     residual = a.get("residual", "none")
     if (residual != "none") != ctx.has(4):
         ctx.fail(f"residual={residual!r} needs input Z exactly when it is not 'none'")
-    return [out]
+    return [TensorType(out.shape, _check_out(ctx))]
 
 
 @OPS.register("QConv", 1, domain=DOMAIN, infer=_infer_qconv, foldable=False)
@@ -190,9 +231,13 @@ def qconv(
     activation_params: Sequence[float] = (),
     residual: str = "none",
     out_precision: str = "fp32",
+    out_scale: float = 0.0,
+    z_scale: float = 0.0,
 ) -> np.ndarray:
     """INT8 convolution: quantize X, int32-accumulate, requantize, epilogue (see module doc)."""
-    xq = quantize_activation(X, x_scale)
+    xq = X if np.asarray(X).dtype == np.int8 else quantize_activation(X, x_scale)
+    if Z is not None:
+        Z = _as_float(Z, z_scale)
     acc = int8_conv_accumulate(xq, W, B, group=group, strides=strides, pads=pads,
                                dilations=dilations, kernel_shape=kernel_shape)
     multiplier = (float(x_scale) * np.asarray(w_scale, np.float64)).reshape(1, -1, 1, 1)
@@ -202,8 +247,7 @@ def qconv(
     y = apply_activation(y, activation, activation_params)
     if residual == "post" and Z is not None:
         y = np.add(y, Z)
-    y = np.asarray(y, np.float32)
-    return round_fp16(y) if out_precision == "fp16" else y
+    return _store(np.asarray(y, np.float32), out_precision, out_scale)
 
 
 # -- QGemm --------------------------------------------------------------------------------------
@@ -230,21 +274,51 @@ def _infer_qgemm(ctx: InferContext) -> list[TensorType]:
         ctx.fail(f"w_scale and B_q must have one value per output ({n})")
     if not float(ctx.attrs.get("x_scale", 0.0)) > 0.0:
         ctx.fail(f"x_scale must be positive, got {ctx.attrs.get('x_scale')}")
-    return [TensorType((*x[:-1], n), ctx.dtype(0))]
+    return [TensorType((*x[:-1], n), _check_out(ctx))]
 
 
 @OPS.register("QGemm", 1, domain=DOMAIN, infer=_infer_qgemm, foldable=False)
 def qgemm(X: np.ndarray, W: np.ndarray, w_scale: np.ndarray, B: np.ndarray | None = None, *,
-          x_scale: float, out_precision: str = "fp32") -> np.ndarray:
+          x_scale: float, out_precision: str = "fp32", out_scale: float = 0.0) -> np.ndarray:
     """INT8 ``X @ W.T + B`` over X's last axis (an INT8 Gemm with transB=1, or MatMul)."""
     lead = X.shape[:-1]
-    xq = quantize_activation(np.reshape(X, (-1, X.shape[-1])), x_scale)
+    flat = np.reshape(X, (-1, X.shape[-1]))
+    xq = flat if flat.dtype == np.int8 else quantize_activation(flat, x_scale)
     acc = int8_matmul_accumulate(xq, W).astype(np.float64)
     if B is not None:
         acc += np.asarray(B, np.float64)
     y = (acc * (float(x_scale) * np.asarray(w_scale, np.float64))).astype(np.float32)
-    y = y.reshape(*lead, W.shape[0])
-    return round_fp16(y) if out_precision == "fp16" else y
+    return _store(y.reshape(*lead, W.shape[0]), out_precision, out_scale)
+
+
+# -- Reformat -----------------------------------------------------------------------------------
+
+#: storage precision name -> numpy dtype
+STORAGE_DTYPES = {"fp32": np.dtype(np.float32), "fp16": np.dtype(np.float16),
+                  "int8": np.dtype(np.int8)}
+
+
+def _infer_reformat(ctx: InferContext) -> list[TensorType]:
+    to = ctx.attrs.get("to")
+    if to not in STORAGE_DTYPES:
+        ctx.fail(f"attribute to must be one of {sorted(STORAGE_DTYPES)}, got {to!r}")
+    if ctx.dtype(0) == np.int8 and not float(ctx.attrs.get("x_scale", 0.0)) > 0.0:
+        ctx.fail("an int8 input needs a positive x_scale")
+    if to == "int8" and not float(ctx.attrs.get("y_scale", 0.0)) > 0.0:
+        ctx.fail("an int8 result needs a positive y_scale")
+    return [TensorType(ctx.shape(0), STORAGE_DTYPES[to])]
+
+
+@OPS.register("Reformat", 1, domain=DOMAIN, infer=_infer_reformat, foldable=False)
+def reformat(X: np.ndarray, *, to: str, x_scale: float = 0.0, y_scale: float = 0.0) -> np.ndarray:
+    """``X`` in another storage dtype: int8 → float is ``float32(q) * float32(x_scale)`` (then
+    rounded to float16 for ``"fp16"``); float → int8 is :func:`quantize_int8` with ``y_scale``
+    (round half to even of ``x / y_scale`` in float64, saturated to [-128, 127]); float →
+    float16 rounds to nearest even (beyond ±65504: ±inf); float16 → float32 is exact."""
+    x = _as_float(X, x_scale) if np.asarray(X).dtype == np.int8 else np.asarray(X)
+    if to == "int8":
+        return quantize_int8(x, y_scale)
+    return x.astype(STORAGE_DTYPES[to])
 
 
 # -- Fp16Layer -----------------------------------------------------------------------------------

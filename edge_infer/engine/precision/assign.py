@@ -13,8 +13,9 @@ Rules, in order of priority:
    input tensor has a calibrated scale; other layers get the fallback precision (FP16 when
    ``--fp16`` is also given, else FP32). A convolution without a scale falls back, named, as
    does one reading a Softmax output (:func:`int8_exclusion`).
-4. Data-movement layers (reshape, concat, slicing, max-pooling) carry no precision of their
-   own: they move values that are already stored at their producer's precision.
+4. Data-movement layers (reshape, concat, slicing, max-pooling, nearest-neighbour resize)
+   carry no precision of their own: they move values that are already stored at their
+   producer's precision (:mod:`.storage`).
 """
 
 from __future__ import annotations
@@ -127,6 +128,9 @@ def is_float_compute(node: Node) -> bool:
     """A layer that computes new float values (so its precision matters)."""
     if node.meta.get("noop") or node.op_type in DATA_MOVEMENT or node.op_type in QDQ_OPS:
         return False
+    if node.op_type == "Resize" and not node.domain and node.attrs.get("mode", "nearest") \
+            == "nearest":
+        return False  # selects input values: exact at any storage precision
     return any(v.type is not None and v.dtype == np.float32 for v in node.outputs)
 
 

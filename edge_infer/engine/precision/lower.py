@@ -7,6 +7,11 @@
 - FP16 layers become ``edge_infer::Fp16Layer`` around the original op, with their weights
   (conv/GEMM weights and biases) stored as float16 — half the bytes in the engine file.
 - FP32 layers are left as they are.
+
+Before the layers are rewritten, :mod:`.storage` gives every activation its storage dtype and
+inserts the reformat layers; an INT8 layer then reads int8 at the scale its input is stored
+with and writes what its output stores (int8 requantized with that tensor's scale, FP16 or
+FP32).
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ from __future__ import annotations
 import numpy as np
 
 from edge_infer.engine.ir import Graph, Node, Value
+from edge_infer.engine.memory import reorder_for_memory
 from edge_infer.engine.ops.fused import DOMAIN
 from edge_infer.engine.ops.quantize import W_QMAX
 from edge_infer.engine.precision.assign import Assignment
+from edge_infer.engine.precision.storage import Storage, apply_storage, plan_storage, storage_of
+from edge_infer.errors import BuildError
 
 #: inputs of these ops that are weights (stored at the layer's precision)
 WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
@@ -56,7 +64,20 @@ def _replace(graph: Graph, old: Node, op_type: str, inputs: list[Value | None],
     return new
 
 
-def lower_int8_conv(graph: Graph, node: Node, x_scale: float, out_precision: str) -> Node:
+def _storage_attrs(out: Storage | str, z: Value | None = None) -> dict:
+    """QConv/QGemm attributes for the output storage (and an int8 residual's scale)."""
+    out = out if isinstance(out, Storage) else Storage(out)
+    attrs: dict = {"out_precision": out.dtype}
+    if out.dtype == "int8":
+        attrs["out_scale"] = out.scale
+    zs = None if z is None else storage_of(z)
+    if zs is not None and zs.dtype == "int8":
+        attrs["z_scale"] = zs.scale
+    return attrs
+
+
+def lower_int8_conv(graph: Graph, node: Node, x_scale: float,
+                    out_precision: Storage | str) -> Node:
     """Replace a Conv/FusedConv with a QConv (see the module docstring)."""
     x, w = node.inputs[0], node.inputs[1]
     b = node.inputs[2] if len(node.inputs) > 2 else None
@@ -72,14 +93,15 @@ def lower_int8_conv(graph: Graph, node: Node, x_scale: float, out_precision: str
     ]
     attrs = {k: node.attrs[k] for k in _CONV_ATTRS if k in node.attrs}
     attrs.setdefault("kernel_shape", list(w.const.shape[2:]))  # type: ignore[union-attr]
-    attrs.update(x_scale=float(x_scale), out_precision=out_precision)
+    attrs.update(x_scale=float(x_scale), **_storage_attrs(out_precision, z))
     new = _replace(graph, node, "QConv", inputs, attrs, DOMAIN)
     new.meta["precision"] = "int8"
     new.meta["original_op"] = node.op_type
     return new
 
 
-def lower_int8_fc(graph: Graph, node: Node, x_scale: float, out_precision: str) -> Node:
+def lower_int8_fc(graph: Graph, node: Node, x_scale: float,
+                  out_precision: Storage | str) -> Node:
     """Replace a Gemm / MatMul by a constant with a QGemm (weights as int8 [N, K])."""
     x, w = node.inputs[0], node.inputs[1]
     c = node.inputs[2] if len(node.inputs) > 2 else None
@@ -95,7 +117,7 @@ def lower_int8_fc(graph: Graph, node: Node, x_scale: float, out_precision: str) 
             f"{node.name}/b_int32",
             quantize_bias(c.const.reshape(-1), x_scale, w_scale)),  # type: ignore[union-attr]
     ]
-    attrs = {"x_scale": float(x_scale), "out_precision": out_precision}
+    attrs = {"x_scale": float(x_scale), **_storage_attrs(out_precision)}
     new = _replace(graph, node, "QGemm", inputs, attrs, DOMAIN)
     new.meta["precision"] = "int8"
     new.meta["original_op"] = node.op_type
@@ -129,6 +151,9 @@ def lower_fp16(graph: Graph, node: Node) -> Node:
 def lower(graph: Graph, assignment: Assignment, scales: dict[str, float],
           fallback: str = "fp32") -> dict[str, int]:
     """Rewrite ``graph`` in place per ``assignment``; returns layers per precision."""
+    float_out = {name: "fp16" if fallback == "fp16" and name not in assignment.fp16_overflow
+                 else "fp32" for name, p in assignment.layers.items() if p == "int8"}
+    reformats = apply_storage(graph, plan_storage(graph, assignment.layers, scales, float_out))
     counts = {"fp32": 0, "fp16": 0, "int8": 0}
     for node in graph.iter_nodes():
         choice = assignment.layers.get(node.name)
@@ -136,16 +161,27 @@ def lower(graph: Graph, assignment: Assignment, scales: dict[str, float],
             continue
         counts[choice] += 1
         if choice == "int8":
-            x = node.inputs[0].name  # type: ignore[union-attr]
-            out = "fp16" if fallback == "fp16" and node.name not in assignment.fp16_overflow \
-                else "fp32"
+            x = node.inputs[0]
+            stored = storage_of(x)  # type: ignore[arg-type]
+            if stored is not None and stored.dtype == "int8":
+                x_scale = stored.scale
+            elif graph.is_graph_input(x):  # type: ignore[arg-type]
+                x_scale = scales[x.name]  # type: ignore[union-attr]  # quantized as it is read
+            else:  # the storage plan gives INT8 layers int8 input
+                raise BuildError(f"INT8 layer '{node.name}' reads '{x.name}' stored as "  # type: ignore[union-attr]
+                                 f"{stored}; this is a bug in the storage plan")
             rewrite = lower_int8_fc if node.op_type in ("Gemm", "MatMul") else lower_int8_conv
-            rewrite(graph, node, scales[x], out)
+            rewrite(graph, node, x_scale, storage_of(node.outputs[0]) or "fp32")
         elif choice == "fp16":
             lower_fp16(graph, node)
         else:
             node.meta["precision"] = "fp32"
     graph.topological_sort()
     graph.remove_unused_values()
+    # with activations at their storage sizes, a different order of the layers may let big
+    # buffers die sooner (FP32 plans keep the optimizer's order)
+    reordered = reorder_for_memory(graph)
     graph.verify()
+    graph.meta["storage"] = {"reformats": [n.name for n in reformats],
+                             "memory_order": reordered}
     return counts

@@ -4,12 +4,15 @@
 the tactic chosen at build time for convolutions, an in-place step for common ops, the
 reference kernel otherwise. ``new_state`` gives a context its own arena and binds every step
 to views into it; ``run`` copies the inputs in, calls the steps, and copies the outputs out.
+``run_bound`` uses the caller's arrays in place of the input (and output) buffers: the views
+of a bound buffer are built from the memory plan's address records relative to the caller's
+array, and the layers that touch it are bound again — once per new memory, not per call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,7 +24,7 @@ from edge_infer.engine.backends.cpu.steps import STEPS
 from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS
 from edge_infer.engine.backends.cpu.threads import single_threaded_blas, thread_budget
 from edge_infer.engine.ir import Graph, Node
-from edge_infer.engine.memory import MemoryPlan, make_views, plan_memory
+from edge_infer.engine.memory import MemoryPlan, make_views, plan_memory, view_of
 from edge_infer.engine.shape_inference import node_attrs, resolve_op
 from edge_infer.engine.tactics import select_tactic
 from edge_infer.errors import EdgeInferError
@@ -73,11 +76,16 @@ class _Layer:
 @dataclass
 class CpuState:
     arena: np.ndarray
-    views: dict[str, np.ndarray]
+    views: dict[str, np.ndarray]  # the views the layers are bound to now
     runs: list[Run]
     names: list[str]
     scratch: ScratchPool
     runner: ParallelRunner | None = None
+    arena_views: dict[str, np.ndarray] = field(default_factory=dict)  # every value in the arena
+    pools: list[ScratchPool] = field(default_factory=list)
+    lane_of: dict[str, int] = field(default_factory=dict)
+    order: list[int] = field(default_factory=list)  # layer index of each run
+    bound: dict[str, np.ndarray] = field(default_factory=dict)  # buffer → caller's array
 
     def close(self) -> None:
         if self.runner is not None:
@@ -153,7 +161,7 @@ class CpuProgram(Program):
 
         activations.warm_up()  # compiled loops load here, not in the first inference
         jit.warm_up()
-        arena = _touched((max(self.plan.arena_bytes, 64),), np.dtype(np.uint8))
+        arena = _touched((max(self.plan.total_bytes, 64),), np.dtype(np.uint8))
         views = make_views(self.graph, self.plan, arena)
         width = thread_budget().per_context
         # branch lanes need threads of their own: with one core for this context a
@@ -171,52 +179,132 @@ class CpuProgram(Program):
             for nodes in by_stage.values():
                 for k, lane in enumerate(lanes(nodes, self.workers)):
                     lane_of.update({node.name: k for node in lane})
-        runs, names = [], []
-        for layer in self.layers:
-            ins = [None if v is None else (v.const if v.const is not None else views[v.name])
-                   for v in layer.node.inputs]
-            outs = [views[v.name] for v in layer.node.outputs if v.name in views]
-            runs.append(layer.make(ins, outs, pools[lane_of.get(layer.node.name, 0)]))
-            names.append(layer.node.name)
+        order = list(range(len(self.layers)))
         if self.schedule == "parallel" and not lanes_on:
             # the plan's buffers are live per stage: run stage by stage, in order
-            order = sorted(range(len(runs)), key=lambda k: self.stages[self.layers[k].node.name])
-            runs, names = [runs[k] for k in order], [names[k] for k in order]
-        state = CpuState(arena, views, runs, names, pools[0])
+            order.sort(key=lambda k: self.stages[self.layers[k].node.name])
+        state = CpuState(arena, dict(views), [], [self.layers[k].node.name for k in order],
+                         pools[0], arena_views=views, pools=pools, lane_of=lane_of, order=order)
+        state.runs = [self._bind_layer(state, k) for k in order]
         if lanes_on:
-            grouped: dict[int, list[list[Run]]] = {}
-            for layer, run in zip(self.layers, runs, strict=True):
-                stage = grouped.setdefault(self.stages[layer.node.name],
-                                           [[] for _ in range(self.workers)])
-                stage[lane_of[layer.node.name]].append(run)
-            ordered = [[lane for lane in grouped[k] if lane] for k in sorted(grouped)]
-            state.runner = ParallelRunner(ordered, self.workers)
+            state.runner = ParallelRunner(self._lanes(state), self.workers)
         return state
 
-    def run(self, state: CpuState, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        views = state.views
+    def _bind_layer(self, state: CpuState, k: int) -> Run:
+        node, views = self.layers[k].node, state.views
+        ins = [None if v is None else (v.const if v.const is not None else views[v.name])
+               for v in node.inputs]
+        outs = [views[v.name] for v in node.outputs if v.name in views]
+        return self.layers[k].make(ins, outs, state.pools[state.lane_of.get(node.name, 0)])
+
+    def _lanes(self, state: CpuState) -> list[list[list[Run]]]:
+        grouped: dict[int, list[list[Run]]] = {}
+        for k, run in zip(state.order, state.runs, strict=True):
+            name = self.layers[k].node.name
+            stage = grouped.setdefault(self.stages[name], [[] for _ in range(self.workers)])
+            stage[state.lane_of[name]].append(run)
+        return [[lane for lane in grouped[s] if lane] for s in sorted(grouped)]
+
+    def bind_buffer(self, state: CpuState, name: str, array: np.ndarray | None) -> bool:
+        """Use ``array`` as the memory of the plan's buffer ``name`` (``None``: the arena's).
+
+        Every value living in that buffer (its concat slices, views, reshapes) gets a view of
+        ``array`` at its address, and the layers touching them are bound again — only when the
+        memory changes. Returns False when ``name`` owns no buffer (an alias or a constant):
+        the caller copies instead. ``array`` must be C-contiguous with the buffer's shape and
+        dtype (the runtime validates it).
+        """
+        if name not in self.plan.offsets:
+            return False
+        target = state.arena_views[name] if array is None else array
+        if _same_memory(state.views[name], target):
+            return True
+        base = self.plan.offsets[name]
+        changed = set()
+        for value, address in self.plan.addresses.items():
+            if address.buffer == name:
+                state.views[value] = (state.arena_views[value] if array is None
+                                      else view_of(array, address, base))
+                changed.add(value)
+        for pos, k in enumerate(state.order):
+            node = self.layers[k].node
+            if any(v is not None and v.name in changed for v in (*node.inputs, *node.outputs)):
+                state.runs[pos] = self._bind_layer(state, k)
+        if state.runner is not None:
+            state.runner.stages = self._lanes(state)
+        if array is None:
+            state.bound.pop(name, None)
+        else:
+            state.bound[name] = array
+        return True
+
+    def _release(self, state: CpuState, keep: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        """Bind every caller buffer not in ``keep`` back to the arena."""
+        for name in [n for n in state.bound if n not in keep]:
+            self.bind_buffer(state, name, None)
+
+    def _copy_inputs(self, state: CpuState, feeds: Mapping[str, np.ndarray]) -> None:
+        """The one copy of each input into engine memory on the ``run`` path."""
         for name in self.input_names:
-            np.copyto(views[name], feeds[name])
+            np.copyto(state.views[name], feeds[name])
+
+    def _call(self, state: CpuState) -> None:
         if state.runner is not None:
             state.runner()
         else:
             for run in state.runs:
                 run()
+
+    def run(self, state: CpuState, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if state.bound:
+            self._release(state)
+        views = state.views
+        self._copy_inputs(state, feeds)
+        self._call(state)
         return {
             name: np.array(value.const if value.const is not None else views[value.name])
             for name, value in self.outputs
         }
+
+    def run_bound(self, state: CpuState, inputs: Mapping[str, np.ndarray],
+                  outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run with the caller's input arrays in place (no copy in) and the given output arrays
+        as the output buffers (an output that is not a whole buffer of the plan is copied into
+        its array after the run); outputs without an array come back as new arrays."""
+        keep = set(self.input_names)
+        copies: dict[str, tuple[np.ndarray, str]] = {}
+        for public, value in self.outputs:
+            array = outputs.get(public)
+            if array is None:
+                continue
+            if value.const is None and value.name not in keep and value.name not in \
+                    self.input_names and self.bind_buffer(state, value.name, array):
+                keep.add(value.name)
+            else:
+                copies[public] = (array, value.name)
+        self._release(state, keep)
+        for name in self.input_names:
+            self.bind_buffer(state, name, inputs[name])
+        self._call(state)
+        views, results = state.views, {}
+        for public, value in self.outputs:
+            src = value.const if value.const is not None else views[value.name]
+            if public in copies:
+                np.copyto(copies[public][0], src)
+                results[public] = copies[public][0]
+            else:
+                results[public] = outputs[public] if public in outputs else np.array(src)
+        return results
 
     def profile(self, state: CpuState, feeds: Mapping[str, np.ndarray],
                 iterations: int = 5) -> dict[str, float]:
         """Median microseconds per layer over ``iterations`` runs (after one warm-up)."""
         import time
 
-        views = state.views
+        self._release(state)
         samples: dict[str, list[float]] = {n: [] for n in state.names}
         for k in range(iterations + 1):
-            for name in self.input_names:
-                np.copyto(views[name], feeds[name])
+            self._copy_inputs(state, feeds)
             for name, run in zip(state.names, state.runs, strict=True):
                 t0 = time.perf_counter()
                 run()
@@ -231,6 +319,11 @@ class CpuProgram(Program):
             "arena": self.plan.to_json(),
             "schedule": self.schedule,
         }
+
+
+def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype)
 
 
 def _explicit_aliases(graph: Graph) -> set[str]:
