@@ -314,6 +314,7 @@ class Daemon:
                           "dropped": st.dropped + self.batcher.stats.dropped_by_camera.get(
                               s.id, 0),
                           "invalid": st.invalid, "reconnects": st.reconnects,
+                          "reconnect_attempts": st.reconnect_attempts, "stale": st.stale,
                           "size": list(st.size) if st.size else None,
                           "error": st.last_error}
         return rows

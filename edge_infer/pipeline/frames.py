@@ -19,10 +19,19 @@ class Frame:
     """One captured frame: BGR ``uint8 [H, W, 3]`` with its capture times."""
 
     camera_id: str
-    index: int  # frames read by this source since start (skipped ones included)
+    #: frames this reader grabbed since the daemon started, 1-based, counting frames skipped
+    #: or dropped (so a gap in published indexes is frames not processed)
+    index: int
     image: np.ndarray
     capture_ts: float  # monotonic seconds: deadlines
     capture_wall: float  # epoch seconds: published timestamps
+    #: the source's own presentation time of the frame in ms (OpenCV's CAP_PROP_POS_MSEC:
+    #: the position in a file; for RTSP the stream's PTS relative to its first packet since
+    #: this connection opened), None where the source has none
+    source_pts_ms: float | None = None
+    #: the source's own frame number (CAP_PROP_POS_FRAMES, 0-based position in a file; also
+    #: reset by a reconnect for streams), None where the source has none
+    source_frame: int | None = None
 
 
 class FrameHub:

@@ -186,8 +186,11 @@ class PrometheusExporter:
                             registry=r)
         self.drops = pc.Gauge("edge_infer_camera_dropped_frames", "frames dropped at the source",
                               ["camera"], registry=r)
-        self.reconnects = pc.Gauge("edge_infer_camera_reconnects", "reconnect attempts",
+        self.reconnects = pc.Gauge("edge_infer_camera_reconnects",
+                                   "streams that delivered again after one ended",
                                    ["camera"], registry=r)
+        self.attempts = pc.Gauge("edge_infer_camera_reconnect_attempts",
+                                 "opens tried after a failure", ["camera"], registry=r)
         self.state = pc.Gauge("edge_infer_camera_state", "1 for the camera's current state",
                               ["camera", "state"], registry=r)
         buckets = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -214,6 +217,7 @@ class PrometheusExporter:
             self.fps.labels(cam).set(row["fps"])
             self.drops.labels(cam).set(row["dropped"])
             self.reconnects.labels(cam).set(row["reconnects"])
+            self.attempts.labels(cam).set(row["reconnect_attempts"])
             for s in states:
                 self.state.labels(cam, s).set(1.0 if row["state"] == s else 0.0)
 

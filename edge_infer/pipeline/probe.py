@@ -29,18 +29,41 @@ def probe_stream(url: str, timeout: float) -> str | None:
 
     URLs of other schemes are not probed (``None``).
     """
+    _, problem = _ask(url, timeout, "OPTIONS", 64)
+    return problem
+
+
+def describe_refusal(url: str, timeout: float) -> str | None:
+    """Why an RTSP server that answers would not serve ``url``'s stream — its own status
+    line for ``DESCRIBE`` when that is not 200 (``404 Not Found``: no such stream path;
+    ``401 Unauthorized``: credentials) — or ``None`` (served, not RTSP, or no answer)."""
+    if not urlsplit(url).scheme.lower().startswith("rtsp"):
+        return None
+    answer, problem = _ask(url, timeout, "DESCRIBE", 256)
+    if problem is not None or not answer:
+        return None
+    status = answer.split(b"\r\n", 1)[0].decode("latin-1", "replace").split(" ", 2)
+    if len(status) == 3 and status[0].startswith("RTSP/") and status[1] != "200":
+        path = urlsplit(url).path or "/"
+        return f"the server answered {status[1]} {status[2].strip()} for {path}"
+    return None
+
+
+def _ask(url: str, timeout: float, method: str, limit: int) -> tuple[bytes | None, str | None]:
+    """Send one ``method`` request for ``url``; ``(first bytes of the answer, None)`` or
+    ``(None, why not)``; ``(None, None)`` for schemes that are not probed."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
-        return None
+        return None, None
     host = parts.hostname
     hostport = parts.netloc.rpartition("@")[2]  # as written, IPv6 brackets kept
     try:
         port = parts.port or DEFAULT_PORTS[scheme]
     except ValueError:
-        return f"{hostport}: invalid port"
+        return None, f"{hostport}: invalid port"
     if not host:
-        return "the URL names no host"
+        return None, "the URL names no host"
     where = f"{host}:{port}"
     deadline = time.monotonic() + timeout
 
@@ -49,7 +72,8 @@ def probe_stream(url: str, timeout: float) -> str | None:
 
     if scheme.startswith("rtsp"):
         path = f"{scheme}://{hostport}{parts.path or '/'}"
-        request = f"OPTIONS {path} RTSP/1.0\r\nCSeq: 1\r\nUser-Agent: edge_infer\r\n\r\n"
+        request = (f"{method} {path} RTSP/1.0\r\nCSeq: 1\r\nUser-Agent: edge_infer\r\n"
+                   + ("Accept: application/sdp\r\n" if method == "DESCRIBE" else "") + "\r\n")
     else:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         request = (f"GET {target} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: edge_infer\r\n"
@@ -66,19 +90,19 @@ def probe_stream(url: str, timeout: float) -> str | None:
             sock.settimeout(left())
             sock.sendall(request.encode("latin-1", "replace"))
             sock.settimeout(left())
-            answer = sock.recv(64)
+            answer = sock.recv(limit)
     except TimeoutError:
-        return f"{where} did not answer within {timeout:g} s"
+        return None, f"{where} did not answer within {timeout:g} s"
     except ConnectionRefusedError:
-        return f"{where} refused the connection (nothing listens there)"
+        return None, f"{where} refused the connection (nothing listens there)"
     except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
-        return f"{where} closed the connection without answering"
+        return None, f"{where} closed the connection without answering"
     except socket.gaierror as exc:
-        return f"cannot resolve {host}: {exc.strerror or exc}"
+        return None, f"cannot resolve {host}: {exc.strerror or exc}"
     except ssl.SSLError:
-        return None  # it answered, if not with what TLS expects: FFmpeg reports the rest
+        return None, None  # it answered, if not with what TLS expects: FFmpeg reports the rest
     except OSError as exc:
-        return f"{where}: {exc.strerror or exc}"
+        return None, f"{where}: {exc.strerror or exc}"
     if not answer:
-        return f"{where} closed the connection without answering"
-    return None
+        return None, f"{where} closed the connection without answering"
+    return answer, None

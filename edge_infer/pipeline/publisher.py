@@ -83,6 +83,8 @@ def detection_payload(
         "seq": seq,
         "global_seq": global_seq,
         "frame_index": f.index,
+        "source": {"pts_ms": None if f.source_pts_ms is None else round(f.source_pts_ms, 3),
+                   "frame": f.source_frame},
         "timestamps": {"capture": f.capture_wall, "inference_start": batch.infer_start_wall,
                        "inference_end": batch.infer_end_wall, "publish": publish_wall},
         "latency_ms": {

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import os
 import random
 import threading
@@ -31,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
@@ -45,7 +47,7 @@ from edge_infer.pipeline.config import (
 )
 from edge_infer.pipeline.decimation import Decimator
 from edge_infer.pipeline.frames import Frame, FrameHub
-from edge_infer.pipeline.probe import probe_stream
+from edge_infer.pipeline.probe import describe_refusal, probe_stream
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
@@ -88,7 +90,9 @@ class Backoff:
 
     def next_delay(self) -> float:
         c = self.cfg
-        base = min(c.max_s, c.initial_s * c.multiplier ** self.failures)
+        # the exponent stops growing once the cap is reached: a camera down for days would
+        # otherwise overflow the float (multiplier ** 1100) and kill its reader
+        base = min(c.max_s, c.initial_s * c.multiplier ** min(self.failures, 64))
         self.failures += 1
         delay = base * (1.0 + c.jitter * self.rng.uniform(-1.0, 1.0))
         return min(c.max_s, max(0.0, delay))
@@ -106,7 +110,9 @@ class CameraStats:
     decimated: int = 0  # dropped unconverted while the batcher was behind (in dropped too)
     skipped: int = 0  # skipped by max_fps
     invalid: int = 0  # frames that failed validation
-    reconnects: int = 0
+    stale: int = 0  # frames that came out of a blocked read, or repeated the last one: dropped
+    reconnects: int = 0  # streams that delivered frames again after an earlier one ended
+    reconnect_attempts: int = 0  # opens tried after a failure (successful or not)
     resolution_changes: int = 0
     last_frame_ts: float | None = None
     last_error: str = ""
@@ -256,6 +262,8 @@ class CameraSource:
         self._thread: threading.Thread | None = None
         self._index = 0
         self._next_emit = 0.0
+        self._streamed = False  # some stream of this camera has delivered a frame
+        self._reconnecting = False  # a stream failed; the next one that delivers reconnected
         self.decimator = Decimator()
 
     # -- state machine ------------------------------------------------------------------
@@ -316,11 +324,12 @@ class CameraSource:
         try:
             while not self.stopping:
                 if self.state != S.CONNECTING and not looping:
-                    self.transition(S.CONNECTING)
+                    self.transition(S.CONNECTING, "retrying" if self._streamed or
+                                    self.stats.reconnect_attempts else "starting")
                 looping = False
                 cap = self._open()
                 if cap is None:
-                    if self._back_off("open failed"):
+                    if self._back_off(self.stats.last_error or "open failed"):
                         break
                     continue
                 try:
@@ -348,11 +357,27 @@ class CameraSource:
             self.stats.last_error = f"open: {exc}"
             return None
         if cap is None or not cap.isOpened():
-            self.stats.last_error = "open: the capture did not open"
+            self.stats.last_error = f"open: {self._open_failure()}"
             if cap is not None:
                 cap.release()
             return None
         return cap
+
+    def _open_failure(self) -> str:
+        """Why OpenCV did not open the camera, as far as can be told from outside it."""
+        cam = self.cam
+        if isinstance(cam, RtspCamera):
+            refusal = describe_refusal(cam.url, cam.probe_timeout_s)
+            url = redact_url(cam.url)
+            return f"{url}: {refusal}" if refusal else f"{url} did not open (no stream there?)"
+        if isinstance(cam, FileCamera):
+            if not cam.path.is_file():
+                return f"{cam.path} does not exist or is not a file"
+            return f"{cam.path}: not a video OpenCV's FFmpeg can read"
+        if isinstance(cam, UsbCamera):
+            return f"V4L2 device {cam.device} did not open (busy, or not a capture device)"
+        return "the GStreamer pipeline did not start (OpenCV without GStreamer, or an element " \
+               "is missing: try it with gst-launch-1.0)"
 
     def _back_off(self, reason: str) -> bool:
         """Enter backoff and wait; True if stopped meanwhile."""
@@ -360,9 +385,10 @@ class CameraSource:
             return True
         delay = self.backoff.next_delay()
         self.transition(S.BACKOFF, f"{reason}; retry in {delay:.2f} s")
+        self._reconnecting = self._streamed
         stopped = self._wait(delay)
         if not stopped:
-            self.stats.reconnects += 1
+            self.stats.reconnect_attempts += 1
         return stopped
 
     def _stream(self, cap: Capture) -> str:
@@ -374,6 +400,10 @@ class CameraSource:
         next_read = self.clock()
         got_any = False
         rewound = False
+        last_pts: float | None = None
+        # a read blocked this long returns, if anything, a frame FFmpeg's decoder held back
+        # before the feed stopped: old news, not a new frame
+        blocked = min(self.cam.read_timeout_s, self.cam.stall_timeout_s) * 0.9
         self.decimator.restart()
         while not self.stopping:
             if period:
@@ -383,6 +413,7 @@ class CameraSource:
                 # after a long pause (e.g. a slow open) catch up without bursting
                 next_read = max(next_read + period, self.clock() - period)
             # grab (decode) every frame, convert to BGR (retrieve) only the ones kept
+            started = self.clock()
             if not cap.grab():
                 if isinstance(self.cam, FileCamera) and got_any:
                     if not self.cam.loop:
@@ -396,9 +427,16 @@ class CameraSource:
                 self.stats.last_error = "read failed" if got_any else "no frame after open"
                 return self.stats.last_error
             rewound = False
+            now = self.clock()  # the capture time: decoded, not yet converted
+            pts = _prop(cap, cv2.CAP_PROP_POS_MSEC)
+            if now - started >= blocked or (pts is not None and pts > 0 and pts == last_pts):
+                self.stats.stale += 1
+                log.debug("camera %s: dropped a stale frame (read blocked %.1f s, pts %s)",
+                          self.id, now - started, pts)
+                continue
+            last_pts = pts
             got_any = True
             self._index += 1
-            now = self.clock()  # the capture time: decoded, not yet converted
             self.stats.last_frame_ts = now  # alive, even when this frame is skipped
             self.decimator.grabbed(now, self.hub.takes(self.id))
             if not self._rate_allows(now):
@@ -414,7 +452,7 @@ class CameraSource:
                 continue
             if self.backoff.failures:
                 self.backoff.reset()
-            self._emit(frame, now)
+            self._emit(frame, now, pts, _prop(cap, cv2.CAP_PROP_POS_FRAMES))
         return "stopped"
 
     def _rate_allows(self, now: float) -> bool:
@@ -430,24 +468,57 @@ class CameraSource:
 
     def _decimate(self) -> None:
         """A frame the batcher would not take before a newer one: dropped unconverted."""
-        if self.state != S.STREAMING:
-            self.transition(S.STREAMING)
+        self._streaming()
         self.stats.frames += 1
         self.stats.dropped += 1
         self.stats.decimated += 1
 
-    def _emit(self, image: np.ndarray, captured: float | None = None) -> None:
+    def _streaming(self) -> None:
+        """A frame arrived: streaming (again), the last error cleared, a reconnect counted."""
+        state = self.state
+        if state == S.STREAMING:
+            return
+        if self._reconnecting:
+            self.stats.reconnects += 1
+            self._reconnecting = False
+        reason = ("frames again" if state == S.STALLED else
+                  "reconnected" if self._streamed else "first frame")
+        self._streamed = True
+        self.stats.last_error = ""
+        self.transition(S.STREAMING, reason)
+
+    def _emit(self, image: np.ndarray, captured: float | None = None,
+              pts_ms: float | None = None, source_frame: float | None = None) -> None:
         now = self.clock() if captured is None else captured
         self.stats.last_frame_ts = now
-        if self.state != S.STREAMING:
-            self.transition(S.STREAMING)
+        self._streaming()
         size = (int(image.shape[1]), int(image.shape[0]))
         if self.stats.size is not None and size != self.stats.size:
             self.stats.resolution_changes += 1
             log.warning("camera %s: resolution changed %s → %s", self.id, self.stats.size, size)
         self.stats.size = size
-        frame = Frame(self.id, self._index, image, now, self.wall_clock())
+        frame = Frame(self.id, self._index, image, now, self.wall_clock(), pts_ms,
+                      None if source_frame is None else int(source_frame))
         self.stats.frames += 1
         if self.hub.put(frame):
             self.stats.dropped += 1
         self.decimator.put()
+
+
+def _prop(cap: Capture, prop: int) -> float | None:
+    """A capture property, or ``None`` where the backend has no meaningful value."""
+    try:
+        value = float(cap.get(prop))
+    except (cv2.error, TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (user names are kept: they help)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))

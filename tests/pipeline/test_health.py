@@ -97,7 +97,8 @@ def test_prometheus_endpoint_serves_metrics() -> None:
     try:
         exp.frame("cam0", 0.01, 0.02, 0.05)
         exp.batch_done(4, 0.02)
-        exp.cameras({"cam0": {"fps": 14.5, "dropped": 3, "reconnects": 1, "state": "streaming"}},
+        exp.cameras({"cam0": {"fps": 14.5, "dropped": 3, "reconnects": 1,
+                              "reconnect_attempts": 2, "state": "streaming"}},
                     ["streaming", "stalled"])
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
     finally:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -35,7 +36,9 @@ S = CameraState
 
 
 class FakeCapture:
-    """Scripted reads: each item is an image, ``None`` (read fails) or ``"stall:<s>"``."""
+    """Scripted reads: each item is an image, ``None`` (read fails), ``"stall:<s>"`` (the
+    read blocks that long, then fails) or ``("late:<s>", image)`` (blocks, then returns a
+    frame the decoder held back). Frames carry a PTS 1/fps apart, like a file's."""
 
     def __init__(self, script: list, clock: FakeClock, fps: float = 10.0) -> None:
         self.script = list(script)
@@ -45,11 +48,16 @@ class FakeCapture:
         self.grabbed = None
         self.grabs = 0
         self.retrievals = 0
+        self.during_block: Callable[[], object] = lambda: None  # e.g. the stall watchdog
 
     def isOpened(self) -> bool:  # OpenCV's name
         return True
 
     def get(self, prop: int) -> float:
+        if prop == cv2.CAP_PROP_POS_MSEC:
+            return (self.grabs - 1) * 1000.0 / self.fps
+        if prop == cv2.CAP_PROP_POS_FRAMES:
+            return float(self.grabs)
         return self.fps
 
     def set(self, prop: int, value: float) -> bool:
@@ -63,6 +71,13 @@ class FakeCapture:
         if isinstance(item, str) and item.startswith("stall:"):
             self.clock.advance(float(item[6:]))  # read blocked this long, then failed
             return False
+        if isinstance(item, tuple) and item[0] == "again":  # the last frame, same PTS
+            self.grabbed = item[1]
+            return True
+        if isinstance(item, tuple):
+            self.clock.advance(float(item[0][5:]))  # blocked, then a held-back frame
+            self.during_block()
+            item = item[1]
         self.grabbed = item
         self.grabs += item is not None
         return item is not None
@@ -129,6 +144,7 @@ class Harness:
         if script is None:
             return None
         cap = FakeCapture(script, self.clock)
+        cap.during_block = self.source.check_stalled
         self.captures.append(cap)
         return cap
 
@@ -190,7 +206,9 @@ def test_open_failure_backs_off_then_streams_and_resets_backoff() -> None:
                               "backoff"]
     # 1 s, 2 s, then the stream failed after frames: backoff was reset to 1 s
     assert h.waits[:3] == [1, 2, 1]
-    assert h.source.stats.reconnects >= 3
+    st = h.source.stats
+    # three retries after failures; one stream delivered again after an earlier one ended
+    assert st.reconnect_attempts >= 3 and st.reconnects == 0
     assert h.source.state == S.STOPPED
     assert all(c.released for c in h.captures)
 
@@ -421,3 +439,75 @@ def test_decoder_threads_reach_the_real_capture(synth_cameras: Path, threads: in
         assert cap.grab()
     finally:
         cap.release()
+
+
+def test_a_frame_out_of_a_blocked_read_is_not_news() -> None:
+    """The feed is cut: the read blocks past stall_timeout_s, then FFmpeg hands over a frame
+    its decoder held back. It is dropped (not published with a fresh timestamp) and the
+    camera does not flap stalled → streaming while nothing new arrives."""
+    cam = rtsp(stall_timeout_s=2.0, read_timeout_s=5.0)
+    h = Harness(cam, [[img(v=1), img(v=2), ("late:4", img(v=3)), "stall:5"]])
+    h.source.run()
+    st = h.source.stats
+    assert st.stale == 1 and st.frames == 2
+    assert [f.image[0, 0, 0] for f in h.hub.take_all()] == [2]
+    states = h.states()
+    assert states[:3] == ["streaming", "stalled", "backoff"]  # no stalled → streaming
+
+
+def test_a_repeated_frame_is_dropped_and_frames_carry_the_source_pts() -> None:
+    h = Harness(rtsp(), [[img(v=1), img(v=2), ("again", img(v=2)), img(v=3)]])
+    put: list[Frame] = []
+    real_put = h.hub.put
+    h.hub.put = lambda f: put.append(f) or real_put(f)  # type: ignore[method-assign]
+    h.source.run()
+    assert h.source.stats.stale == 1
+    assert [f.image[0, 0, 0] for f in put] == [1, 2, 3]
+    # index: 1-based count of grabs kept; PTS and frame number: the source's own
+    assert [(f.index, f.source_pts_ms, f.source_frame) for f in put] == [
+        (1, 0.0, 1), (2, 100.0, 2), (3, 200.0, 3)]
+
+
+def test_reconnects_count_streams_that_came_back_and_recovery_clears_the_error() -> None:
+    cam = rtsp(backoff=BackoffConfig(initial_s=1, multiplier=2, max_s=30, jitter=0))
+    h = Harness(cam, [[img()], None, [img()]])
+    errors: list[str] = []
+    real_stream = h.source._stream
+
+    def stream(cap):  # the error each stream starts with, and what its first frame left
+        errors.append(h.source.stats.last_error)
+        return real_stream(cap)
+
+    h.source._stream = stream  # type: ignore[method-assign]
+    h.source.run()
+    st = h.source.stats
+    # attempts: after each stream's read failure and after the failed open
+    assert (st.reconnects, st.reconnect_attempts) == (1, 3)
+    # the second stream opened with the failed open's error standing; its frame cleared it
+    assert errors == ["", "open: rtsp://127.0.0.1:1/x did not open (no stream there?)"]
+    states = h.states()
+    assert states.count("streaming") == 2
+
+
+def test_every_transition_is_logged_with_its_reason(caplog: pytest.LogCaptureFixture) -> None:
+    cam = rtsp(backoff=BackoffConfig(initial_s=1, multiplier=2, max_s=30, jitter=0))
+    h = Harness(cam, [None, [img()], [img()]])
+    with caplog.at_level("INFO", logger="edge_infer.pipeline.sources"):
+        h.source.run()
+    lines = [r.getMessage() for r in caplog.records if "→" in r.getMessage()]
+    assert lines and all(line.rstrip().endswith(")") for line in lines), lines
+    assert any("(first frame)" in line for line in lines)
+    assert any("(reconnected)" in line for line in lines)
+
+
+def test_open_failures_are_named_and_urls_redacted(tmp_path: Path) -> None:
+    from edge_infer.pipeline.sources import redact_url
+
+    assert (redact_url("rtsp://admin:s3cret@10.0.0.5:554/live")
+            == "rtsp://admin:***@10.0.0.5:554/live")
+    assert redact_url("rtsp://10.0.0.5/live") == "rtsp://10.0.0.5/live"
+    missing = FileCamera(type="file", id="f", path=tmp_path / "nope.mp4")
+    src = CameraSource(missing, FrameHub(), opener=lambda c: None)
+    assert src._open() is None
+    assert src.stats.last_error == (f"open: {tmp_path / 'nope.mp4'} does not exist or is not "
+                                    "a file")
