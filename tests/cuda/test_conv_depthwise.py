@@ -1,6 +1,6 @@
-"""kernels/conv_depthwise.cu: depthwise convolution in FP32 and FP16 against the engine's
-FusedConv in float64 (FP32: <= 1e-5 x the output scale; FP16: one FP16 ulp, see
-conv_support.check_fp16)."""
+"""kernels/conv_depthwise.cu: depthwise convolution in FP32, FP16 and INT8 against the
+engine's FusedConv in float64 (FP32: <= 1e-5 x the output scale; FP16: one FP16 ulp, see
+conv_support.check_fp16) and QConv (INT8: conv_support.check_int8)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from tests.cuda.conv_support import (
     Case,
     check_fp16,
     check_fp32,
+    check_int8,
     run_float,
+    run_int8,
     skip_when_sanitized,
 )
 
@@ -34,15 +36,19 @@ CASES = [
 # fmt: on
 
 
-def _check(tactic: pc.ConvTactic, y, ref) -> None:
+def _run_and_check(device, tactic: pc.ConvTactic, case: Case) -> None:
+    if tactic.precision == "int8":
+        y, ref = run_int8(device, tactic, case)
+        check_int8(tactic, case, y, ref)
+        return
+    y, ref = run_float(device, tactic, case)
     (check_fp32 if tactic.out == "f32" else check_fp16)(y, ref)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"seed{c.seed}")
 @pytest.mark.parametrize("tactic", DEPTHWISE, ids=lambda t: t.entry)
 def test_depthwise_matches_reference(device, tactic: pc.ConvTactic, case: Case) -> None:
-    y, ref = run_float(device, tactic, case)
-    _check(tactic, y, ref)
+    _run_and_check(device, tactic, case)
 
 
 @pytest.mark.parametrize("activation", ACTIVATION_CASES, ids=lambda a: a[0] + str(list(a[1])))
@@ -65,8 +71,7 @@ def test_depthwise_every_activation(
         y_slice=(1, 0, 2),
         seed=14,
     )
-    y, ref = run_float(device, tactic, case)
-    _check(tactic, y, ref)
+    _run_and_check(device, tactic, case)
 
 
 def test_depthwise_tactics_refuse_dense_layers() -> None:

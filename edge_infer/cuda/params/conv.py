@@ -285,6 +285,18 @@ TACTICS: tuple[ConvTactic, ...] = (
     ConvTactic("ei_conv_depthwise_f16", "conv_depthwise.cu", "depthwise", "fp16", "f16", 128),
     *(
         ConvTactic(
+            f"ei_conv_depthwise_s8_{out}",
+            "conv_depthwise.cu",
+            "depthwise",
+            "int8",
+            out,
+            128,
+            min_sm=61,
+        )
+        for out in _OUTS
+    ),
+    *(
+        ConvTactic(
             f"ei_conv_f16_wmma_{bm}x{bn}", "conv_fp16_wmma.cu", "wmma", "fp16", "f16", t, bm, bn
         )
         for bm, bn, t in _F16_TILES
