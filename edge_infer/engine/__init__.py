@@ -66,8 +66,9 @@ _LAZY: dict[str, str] = {
 }
 
 
-def configure_backend(name: str = "cpu", *, contexts: int = 1,
-                      cores: int | None = None) -> dict[str, Any]:
+def configure_backend(
+    name: str = "cpu", *, contexts: int = 1, cores: int | None = None
+) -> dict[str, Any]:
     """Share this machine between ``contexts`` execution contexts that run at once, on
     backend ``name`` (``cores``: host cores to use, None for all). Returns the backend
     options an engine for this setting should be built with

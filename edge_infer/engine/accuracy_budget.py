@@ -75,8 +75,10 @@ def fit_to_budget(
     feeds = [_tile(f, batch) for f in sample_feeds]
     result.sensitivity = layer_sensitivity(fp32.graph(batch), engine.graph(batch), feeds)
     ranked = sorted(result.sensitivity, key=lambda n: -result.sensitivity[n])
-    report("most sensitive layers: " + ", ".join(
-        f"{n} ({result.sensitivity[n]:.2e})" for n in ranked[:5]))
+    report(
+        "most sensitive layers: "
+        + ", ".join(f"{n} ({result.sensitivity[n]:.2e})" for n in ranked[:5])
+    )
     fallback = options.int8_fallback
     count = 1
     while True:
@@ -87,8 +89,10 @@ def fit_to_budget(
         trial = build(model, options=trial_opts)
         score = evaluate(trial)
         result.history.append((count, score))
-        report(f"{count} layer(s) in {fallback.upper()}: accuracy {score:.4f} "
-               f"(drop {baseline - score:+.4f})")
+        report(
+            f"{count} layer(s) in {fallback.upper()}: accuracy {score:.4f} "
+            f"(drop {baseline - score:+.4f})"
+        )
         result.engine, result.options, result.score = trial, trial_opts, score
         result.fallen_back = chosen
         if baseline - score <= max_drop:
