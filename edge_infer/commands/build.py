@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="tactic timings to reuse and extend (ignored if from another device)")
     p.add_argument("--no-tune", action="store_true",
                    help="skip tactic timing: first applicable tactic per layer (fast build)")
+    p.add_argument("--no-verify-tactics", action="store_true",
+                   help="skip the self-check that runs each timed candidate tactic once "
+                   "against the reference op and rejects those that disagree (on by default)")
     p.add_argument("--threads", type=_positive, metavar="N",
                    help="threads per execution context to time tactics with: the width the "
                    "engine will run at (e.g. 1 for a daemon with one worker per core; "
@@ -65,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         max_shapes=parse_shapes(args.max_shapes) or None,
         optimize=not args.no_optimize,
         tune=not args.no_tune,
+        verify_tactics=not args.no_verify_tactics,
         # a CPU-backend setting: the threads per context its tactics are timed with
         backend_options={} if args.threads is None else {"threads": args.threads},
         timing_cache=args.timing_cache,
@@ -83,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
         tuned = ", ".join(f"{k}={v}" for k, v in engine.tuned_settings.items()) or "-"
         print(f"  backend {rec['backend']}, batch sizes {engine.batch_sizes}, "
               f"{rec['original_layers']} layers in the model, tuned at {tuned}")
+        if rec.get("rejected_tactics"):  # deploy/jetson/tactic-self-check.md
+            print(f"  tactic self-check rejected {len(rec['rejected_tactics'])} candidate(s) "
+                  f"(never chosen): `edge-infer inspect {args.output}` lists them")
         for b in engine.inputs:
             print(f"  input  {b}")
         for b in engine.outputs:

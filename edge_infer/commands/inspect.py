@@ -30,6 +30,8 @@ def engine_report(engine: Any, batch: int | None) -> dict[str, Any]:
             "tactic": node.meta.get("tactic")
             or ("eliminated: producers write into views" if node.meta.get("noop") else None),
             "time_us": node.meta.get("time_us"),
+            # candidates the tactic self-check refused here: {tactic: what was wrong}
+            "rejected_tactics": node.meta.get("rejected_tactics", {}),
             "inputs": [None if v is None else f"{v.name}: {v.type}" for v in node.inputs],
             "outputs": [f"{v.name}: {v.type}" for v in node.outputs],
         })
@@ -81,6 +83,22 @@ def _run_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_self_check(rec: dict[str, Any]) -> None:
+    """The tactic self-check's verdicts from the build record
+    (deploy/jetson/tactic-self-check.md)."""
+    verify = rec.get("options", {}).get("verify_tactics")
+    rejected = rec.get("rejected_tactics", [])
+    if verify is None:
+        print("  tactic self-check: not recorded (engine built before the self-check)")
+        return
+    if not verify:
+        print("  tactic self-check: off (built with --no-verify-tactics)")
+        return
+    print(f"  tactic self-check: on, {len(rejected)} candidate(s) rejected")
+    for r in rejected:
+        print(f"    rejected {r['tactic']} for {r['layer']} (batch {r['batch']}): {r['error']}")
+
+
 def run(args: argparse.Namespace) -> int:
     from edge_infer.engine.runtime import Engine
 
@@ -114,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         tactic = f"  [{layer['tactic']}]" if layer["tactic"] else ""
         timing = f"  {layer['time_us']:.0f} µs" if layer["time_us"] else ""
         print(f"    {layer['op']:<22} {members}{tactic}{timing}")
+    _print_self_check(rec)
     if report["schedule"]:
         print(f"  schedule: {report['schedule']}")
     if report["arena"]:

@@ -150,6 +150,7 @@ def _build_parts(
 
         iterator = tqdm(batches, desc="building", unit="batch size")
     tuned: dict[int, dict[str, Any]] = {}  # batch -> the choices timed at that batch
+    rejected: list[dict[str, Any]] = []  # candidates the tactic self-check refused
     for batch in iterator:
         g = specialize(graph, profile, batch, opts)
         hints = None
@@ -159,6 +160,8 @@ def _build_parts(
         compiled = be.compile(g, batch=batch, options=opts, cache=cache, hints=hints)
         for key, blob in compiled.items():
             blobs[f"{batch}/{key}"] = blob
+        rejected += [{"batch": batch, "layer": n.name, "tactic": t, "error": e}
+                     for n in g.nodes for t, e in n.meta.get("rejected_tactics", {}).items()]
         if hints is None:
             tuned[batch] = {"tactics": {n.name: n.meta["tactic"] for n in g.nodes
                                         if "tactic" in n.meta},
@@ -190,6 +193,7 @@ def _build_parts(
             # otherwise may have other winners; the runtime compares (`Engine.tuning_notes`)
             "backend_settings": be.tuned_settings(opts.backend_options),
             "rebuild_command": rebuild_command(source.get("model_path"), profile, opts),
+            "rejected_tactics": rejected,
         },
     }
     # plans are repetitive JSON (one per batch size): stored zlib-compressed as a blob
@@ -239,6 +243,8 @@ def rebuild_command(model_path: str | None, profile: Profile, opts: BuildOptions
     if opts.backend != "cpu":
         parts += ["--backend", opts.backend]
     parts += get_backend(opts.backend).rebuild_flags(opts.backend_options)
+    if not opts.verify_tactics:
+        parts.append("--no-verify-tactics")
     parts += precision_flags(opts)
     return shlex.join(parts)
 

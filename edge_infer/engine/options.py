@@ -106,6 +106,9 @@ class BuildOptions:
     timing_cache: str | None = None
     #: time every candidate tactic per layer (off: first applicable tactic, faster builds)
     tune: bool = True
+    #: run every timed candidate tactic once against the reference op first and never choose
+    #: one that disagrees (``--no-verify-tactics`` turns it off; tactics/verify.py)
+    verify_tactics: bool = True
     progress: bool = False
     #: settings of the backend, checked by it (the CPU's: ``{"threads": N}``, the threads
     #: per execution context its tactics are timed with — ``edge-infer build --threads``)
@@ -159,7 +162,7 @@ class BuildOptions:
         if not isinstance(self.backend_options, Mapping):
             raise BuildError("backend_options must be a mapping, e.g. {'threads': 2}")
         set_(self, "backend_options", dict(self.backend_options))
-        for name in ("optimize", "tune", "progress"):
+        for name in ("optimize", "tune", "verify_tactics", "progress"):
             set_(self, name, bool(getattr(self, name)))
 
     @property
@@ -185,6 +188,7 @@ class BuildOptions:
             "max_shapes": shapes(self.max_shapes),
             "optimize": self.optimize,
             "tune": self.tune,
+            "verify_tactics": self.verify_tactics,
             "backend_options": dict(self.backend_options),
             "precision": self.precision,
             "int8_fallback": self.int8_fallback,

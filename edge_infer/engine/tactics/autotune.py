@@ -22,6 +22,7 @@ from edge_infer._version import __version__
 from edge_infer.atomic import write_text_atomic
 from edge_infer.engine.backends.base import Timer
 from edge_infer.engine.tactics.base import Tactic
+from edge_infer.errors import BuildError
 
 log = logging.getLogger(__name__)
 
@@ -141,15 +142,30 @@ def tune_layer(
     bind: Callable[[Tactic], Callable[[], None]],
     cache: TimingCache | None,
     timer: Timer | None = None,
+    check: Callable[[list[Tactic]], list[Tactic]] | None = None,
 ) -> tuple[str, dict[str, float]]:
-    """Pick the fastest of ``tactics``; returns (name, {name: microseconds})."""
+    """Pick the fastest of ``tactics``; returns (name, {name: microseconds}).
+
+    ``check`` (the self-check of ``tactics/verify.py``, bound to the layer) keeps the
+    candidates that compute the layer right; a rejected candidate is never chosen: a cached
+    winner is checked before it is used (and the others checked and timed again if it
+    fails), otherwise every candidate is checked before any is timed."""
     names = [t.name for t in tactics]
-    if len(tactics) == 1:
+    if len(tactics) == 1 and check is None:
         return names[0], {}
-    if cache is not None:
-        hit = cache.get(signature, names)
-        if hit is not None:
+    hit = cache.get(signature, names) if cache is not None and len(tactics) > 1 else None
+    if hit is not None:
+        cached = [t for t in tactics if t.name == hit["tactic"]]
+        if check is None or check(cached):
             return hit["tactic"], dict(hit.get("times_us", {}))
+        tactics = [t for t in tactics if t.name != hit["tactic"]]
+    if check is not None:
+        tactics = check(tactics)
+        if not tactics:
+            raise BuildError(f"{signature}: every candidate tactic disagrees with the reference "
+                             "(see the warnings); report it with the warnings' text")
+        if len(tactics) == 1:
+            return tactics[0].name, {}
     times = time_interleaved({t.name: bind(t) for t in tactics}, timer=timer)
     winner = min(times, key=times.__getitem__)
     if cache is not None:

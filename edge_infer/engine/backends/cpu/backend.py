@@ -22,6 +22,7 @@ from edge_infer.engine.backends.cpu.threads import (
 from edge_infer.engine.ir import Graph, Node
 from edge_infer.engine.tactics import candidates
 from edge_infer.engine.tactics.autotune import TimingCache, tune_layer
+from edge_infer.engine.tactics.verify import verified
 from edge_infer.errors import BackendError
 
 if TYPE_CHECKING:
@@ -79,10 +80,10 @@ class CpuBackend(Backend):
         budget's share. The CPU has no compiled artifacts to store."""
         threads = self.check_options(options.backend_options).get("threads")
         with per_context_threads(threads):
-            return self._compile(graph, options.tune, cache, hints)
+            return self._compile(graph, options.tune, cache, hints, options.verify_tactics)
 
     def _compile(self, graph: Graph, tune: bool, cache: TimingCache | None,
-                 hints: dict[str, Any] | None) -> dict[str, bytes]:
+                 hints: dict[str, Any] | None, verify: bool = True) -> dict[str, bytes]:
         rng = np.random.default_rng(0)
         chosen = (hints or {}).get("tactics", {})
         width = thread_budget().per_context
@@ -90,7 +91,7 @@ class CpuBackend(Backend):
         if pool is not None:
             single_threaded_blas()
         try:
-            self._choose_tactics(graph, tune, chosen, rng, cache, pool)
+            self._choose_tactics(graph, tune, chosen, rng, cache, pool, verify)
         finally:
             if pool is not None:
                 pool.close()
@@ -102,7 +103,7 @@ class CpuBackend(Backend):
 
     def _choose_tactics(self, graph: Graph, tune: bool, chosen: dict[str, str],
                         rng: np.random.Generator, cache: TimingCache | None,
-                        pool: WorkPool | None) -> None:
+                        pool: WorkPool | None, verify: bool = True) -> None:
         for node in graph.nodes:
             tactics, spec = candidates(node, CPU_TACTICS)
             if not tactics:
@@ -112,10 +113,13 @@ class CpuBackend(Backend):
             if chosen.get(node.name) in names:
                 winner, times = chosen[node.name], {}
             elif tune:
+                bound: dict[str, Any] = {}  # runs the self-check bound, timed as they are
                 winner, times = tune_layer(f"cpu {spec.signature()} w{_pool_width(pool)}",
                                            instances,
-                                           lambda t, n=node: _bind_random(t, n, rng, pool),
-                                           cache, self.timer())
+                                           lambda t, n=node, b=bound: b.pop(t.name, None)
+                                           or _bind_random(t, n, rng, pool),
+                                           cache, self.timer(),
+                                           _self_check(node, pool, bound) if verify else None)
             else:
                 winner, times = instances[0].name, {}
             node.meta["tactic"] = winner
@@ -141,6 +145,22 @@ class CpuBackend(Backend):
                    "tactic": layer.node.meta.get("tactic"), "time_us": times[layer.node.name]}
                   for layer in program.layers]
         return sorted(layers, key=lambda entry: -entry["time_us"])
+
+
+def _self_check(node: Node, pool: WorkPool | None, bound: dict[str, Any]) -> Any:
+    """The tactic self-check of ``node`` (tactics/verify.py), run on this context's pool;
+    its rejections go to ``node.meta["rejected_tactics"]`` (the build record), the runs of
+    the candidates that pass to ``bound``."""
+
+    def check(tactics: list[Any]) -> list[Any]:
+        kept, rejected = verified(node, tactics,
+                                  lambda t, ins, outs: t.bind(ins, outs, ScratchPool(pool)),
+                                  bound=bound)
+        for r in rejected:
+            node.meta.setdefault("rejected_tactics", {})[r.tactic] = r.error
+        return kept
+
+    return check
 
 
 def _random(shape: Any, dtype: Any, rng: np.random.Generator) -> np.ndarray:
