@@ -1,8 +1,10 @@
 """kernels/gemm.cu: batched GEMM (FP32 SIMT, FP16 wmma) against the engine's Gemm/MatMul
-reference kernels in float64, plus the fused activation.
+reference kernels in float64, plus the fused activation; INT8 (wmma s8) against QGemm.
 
 Tolerances: FP32 <= 1e-5 x the output scale; FP16 one FP16 ulp of the reference + 1e-5 x
-the output scale (inputs are FP16 values, accumulation FP32, one rounding at the store).
+the output scale (inputs are FP16 values, accumulation FP32, one rounding at the store);
+INT8 as the INT8 convolutions (conv_support.check_int8): fp32 output bit-equal, int8 within
+1 LSB, fp16 one ulp.
 """
 
 from __future__ import annotations
@@ -17,12 +19,18 @@ from edge_infer.cuda.activations import encode
 from edge_infer.cuda.params import gemm as pg
 from edge_infer.engine.ops.fused import apply_activation
 from edge_infer.engine.ops.linalg import gemm, matmul
+from edge_infer.engine.ops.quantize import qgemm, quantize_activation
 from tests.cuda.conv_support import (
     ACTIVATION_CASES,
+    X_SCALE,
+    Y_SCALE,
     device_address,
     fp16_tolerance,
     skip_when_sanitized,
 )
+
+FLOAT = tuple(t for t in pg.TACTICS if t.precision != "int8")
+INT8 = tuple(t for t in pg.TACTICS if t.precision == "int8")
 
 
 @dataclass(frozen=True)
@@ -143,7 +151,7 @@ def check(tactic: pg.GemmTactic, y: np.ndarray, ref: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"seed{c.seed}")
-@pytest.mark.parametrize("tactic", pg.TACTICS, ids=lambda t: t.entry)
+@pytest.mark.parametrize("tactic", FLOAT, ids=lambda t: t.entry)
 def test_gemm_matches_reference(
     device, tactic: pg.GemmTactic, case: GemmCase, sanitized: bool
 ) -> None:
@@ -153,9 +161,66 @@ def test_gemm_matches_reference(
 
 
 @pytest.mark.parametrize("activation", ACTIVATION_CASES, ids=lambda a: a[0] + str(list(a[1])))
-@pytest.mark.parametrize("tactic", pg.TACTICS, ids=lambda t: t.entry)
+@pytest.mark.parametrize("tactic", FLOAT, ids=lambda t: t.entry)
 def test_gemm_every_activation(device, tactic: pg.GemmTactic, activation, sanitized: bool) -> None:
     skip_when_sanitized(sanitized)
     case = GemmCase(5, 19, 11, c="row", activation=activation[0], act_params=activation[1], seed=5)
     y, ref = run_gemm(device, tactic, case)
     check(tactic, y, ref)
+
+
+# -- INT8 (QGemm) ----------------------------------------------------------------------------
+
+QGEMM_CASES = [(37, 45, 29, True, 6), (70, 8, 100, False, 7), (5, 70, 300, True, 8)]
+
+
+def run_qgemm(
+    device: Any, tactic: pg.GemmTactic, m: int, n: int, k: int, bias: bool, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's Y and QGemm's (quantized with Y_SCALE for an int8 output)."""
+    rng = np.random.default_rng(seed)
+    xq = rng.integers(-128, 128, (m, k)).astype(np.int8)
+    wq = rng.integers(-127, 128, (n, k)).astype(np.int8)  # QGemm's W_q [N, K]
+    w_scale = (rng.uniform(0.5, 1.5, n) * 0.01).astype(np.float32)
+    bq = rng.integers(-3000, 3000, n).astype(np.int32) if bias else None
+    x_float = xq.astype(np.float32) * np.float32(X_SCALE)
+    out_precision = "fp16" if tactic.out == "f16" else "fp32"
+    ref = qgemm(x_float, wq, w_scale, bq, x_scale=X_SCALE, out_precision=out_precision)
+    if tactic.out == "s8":
+        ref = quantize_activation(ref, Y_SCALE)
+
+    out_dtype = {"s8": np.int8, "f16": np.float16, "f32": np.float32}[tactic.out]
+    kept = [device.to_device(a) for a in (xq, wq, w_scale)]
+    y_dev = device.to_device(np.zeros((m, n), out_dtype))
+    p = pg.GemmParams(m=m, n=n, k=k, batch=1, a_row=k, a_col=1, b_row=1, b_col=k, y_row=n)
+    p.a, p.b, p.w_scale = (device_address(a) for a in kept)
+    if bq is not None:
+        kept.append(device.to_device(bq))
+        p.c, p.c_row, p.c_col = device_address(kept[-1]), 0, 1
+    p.y, p.x_scale, p.y_scale = device_address(y_dev), X_SCALE, Y_SCALE
+    device.run(tactic.call(p))
+    return device.to_host(y_dev).astype(np.float64), np.asarray(ref, np.float64)
+
+
+@pytest.mark.parametrize(("m", "n", "k", "bias", "seed"), QGEMM_CASES)
+@pytest.mark.parametrize("tactic", INT8, ids=lambda t: t.entry)
+def test_gemm_int8_matches_qgemm(
+    device,
+    tactic: pg.GemmTactic,
+    m: int,
+    n: int,
+    k: int,
+    bias: bool,
+    seed: int,
+    sanitized: bool,
+) -> None:
+    if seed != 7:  # the sanitized runs keep one INT8 GEMM case (two row tiles, no bias)
+        skip_when_sanitized(sanitized)
+    y, ref = run_qgemm(device, tactic, m, n, k, bias, seed)
+    if tactic.out == "s8":
+        assert np.abs(y - ref).max() <= 1
+    elif tactic.out == "f32":
+        assert (y == ref).all(), f"{int((y != ref).sum())} outputs differ from QGemm"
+    else:
+        scale = max(float(np.abs(ref).max()), 1e-30)
+        assert (np.abs(y - ref) <= fp16_tolerance(ref, scale)).all()

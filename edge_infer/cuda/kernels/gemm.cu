@@ -8,7 +8,15 @@
 //                                accumulation, the mainloop of wmma_tile.cuh), one rounding to
 //                                FP16 at the store
 //
-// C is float in both (a bias; null when absent). Grid (ceil(N / BN), ceil(M / BM), batch).
+//   ei_gemm_s8_wmma_<BM>x<BN>_<out>
+//                                INT8 (the CPU reference's QGemm): int8 A with the tensor's
+//                                x_scale, int8 B with per-column scales w_scale[N] (QGemm's
+//                                W_q [N, K] read through strides), int32 C in accumulator
+//                                units, wmma s8 -> s32, requantized as conv_int8.cu does; out
+//                                s8 (y_scale), f16 or f32
+//
+// C is float (null when absent) in the float kernels, int32 in the INT8 ones.
+// Grid (ceil(N / BN), ceil(M / BM), batch).
 #include "ei_cuda.cuh"
 #include "epilogue.cuh"
 #include "conv_params.cuh"
@@ -19,14 +27,16 @@
 struct GemmParams {
     const void* a;            // [batch][M][K] through a_* strides
     const void* b;            // [batch][K][N] through b_* strides
-    const float* c;           // [batch][M][N] through c_* strides (0 to broadcast), or null
+    const void* c;            // [batch][M][N] through c_* strides (0 to broadcast), or null
+    const float* w_scale;     // INT8: per-column (output feature) weight scale [N]
     void* y;                  // [batch][M][N], column stride 1
     int64_t a_batch, b_batch, c_batch, y_batch;
     int32_t a_row, a_col, b_row, b_col, c_row, c_col, y_row;
     int32_t m, n, k, batch;
-    float alpha, beta;
+    float alpha, beta;        // float kernels only
     int32_t act;              // EiAct
     float act_p0, act_p1;
+    float x_scale, y_scale;   // INT8: A's scale, an int8 Y's scale
 };
 
 // The operand loaders of the mainloops for the block's batch item, 0 outside the matrix.
@@ -65,11 +75,15 @@ __device__ __forceinline__ GemmLoadB<T> gemm_b(const GemmParams& p) {
                         p.k, p.n};
 }
 
+__device__ __forceinline__ int64_t gemm_c_index(const GemmParams& p, int i, int j) {
+    return blockIdx.z * p.c_batch + (int64_t)i * p.c_row + (int64_t)j * p.c_col;
+}
+
 // The epilogue of one element: alpha, beta * C, activation, store.
 template <class TOut>
 __device__ __forceinline__ void gemm_finish(const GemmParams& p, int i, int j, float acc) {
     float v = p.alpha * acc;
-    if (p.c) v += p.beta * p.c[blockIdx.z * p.c_batch + (int64_t)i * p.c_row + (int64_t)j * p.c_col];
+    if (p.c) v += p.beta * static_cast<const float*>(p.c)[gemm_c_index(p, i, j)];
     v = ei_activate(v, p.act, p.act_p0, p.act_p1);
     TOut* y = static_cast<TOut*>(p.y) + blockIdx.z * p.y_batch;
     ei_store(&y[(int64_t)i * p.y_row + j], v, 1.0f);
@@ -127,3 +141,40 @@ __device__ __forceinline__ void gemm_f16_wmma(const GemmParams& p, unsigned char
 
 EI_GEMM_F16_WMMA(64, 64, 32, 32)   // 4 warps, 2x2 fragments each
 EI_GEMM_F16_WMMA(32, 32, 16, 16)   // 4 warps, 1 fragment each
+
+// -- INT8 ---------------------------------------------------------------------------------------
+
+template <int BM, int BN, int BK, int WM, int WN, class TOut>
+__device__ __forceinline__ void gemm_s8_wmma(const GemmParams& p, unsigned char* smem) {
+    using Tile = WmmaTile<int8_t, int32_t, BM, BN, BK, WM, WN>;
+    const int m0 = blockIdx.y * BM, j0 = blockIdx.x * BN;
+    const int32_t* Cs = wmma_mainloop<int8_t, int32_t, BM, BN, BK, WM, WN>(
+        gemm_a<int8_t>(p), gemm_b<int8_t>(p), p.k, m0, j0, smem);
+    const int32_t* bias = static_cast<const int32_t*>(p.c);
+    TOut* y = static_cast<TOut*>(p.y) + blockIdx.z * p.y_batch;
+    for (int e = threadIdx.x; e < BM * BN; e += Tile::THREADS) {
+        const int mm = e / BN, jj = e - (e / BN) * BN;
+        const int i = m0 + mm, j = j0 + jj;
+        if (i >= p.m || j >= p.n) continue;
+        int32_t acc = Cs[mm * Tile::C_LD + jj];
+        if (bias) acc += bias[gemm_c_index(p, i, j)];
+        float v = ei_requantize(acc, p.x_scale, p.w_scale[j]);
+        v = ei_activate(v, p.act, p.act_p0, p.act_p1);
+        ei_store(&y[(int64_t)i * p.y_row + j], v, p.y_scale);
+    }
+}
+
+#define EI_GEMM_S8_WMMA(BM, BN, WM, WN, OUT, TOUT)                                         \
+    extern "C" __global__ void ei_gemm_s8_wmma_##BM##x##BN##_##OUT(const GemmParams p) {   \
+        __shared__ __align__(32) unsigned char                                             \
+            smem[WmmaTile<int8_t, int32_t, BM, BN, 32, WM, WN>::SMEM_BYTES];               \
+        gemm_s8_wmma<BM, BN, 32, WM, WN, TOUT>(p, smem);                                   \
+    }                                                                                      \
+    EI_EXPORT(ei_gemm_s8_wmma_##BM##x##BN##_##OUT, GemmParams);
+
+EI_GEMM_S8_WMMA(64, 64, 32, 32, s8, int8_t)   // 4 warps, 2x2 fragments each
+EI_GEMM_S8_WMMA(64, 64, 32, 32, f16, __half)
+EI_GEMM_S8_WMMA(64, 64, 32, 32, f32, float)
+EI_GEMM_S8_WMMA(32, 32, 16, 16, s8, int8_t)   // 4 warps, 1 fragment each
+EI_GEMM_S8_WMMA(32, 32, 16, 16, f16, __half)
+EI_GEMM_S8_WMMA(32, 32, 16, 16, f32, float)
