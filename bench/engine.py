@@ -35,6 +35,11 @@ CONFIGS = {
     "resnet50-b8": ("resnet50", {}, "input", (3, 224, 224), 8),
     "mobilenetv2-b1": ("mobilenetv2", {}, "input", (3, 224, 224), 1),
     "mobilenetv2-b8": ("mobilenetv2", {}, "input", (3, 224, 224), 8),
+    # the zoo's CRNN recognizer (dynamic width; 2 bidirectional LSTMs of 128) at two widths
+    "crnn-w128-b1": ("crnn", {"width": None}, "image", (3, 32, 128), 1),
+    "crnn-w128-b8": ("crnn", {"width": None}, "image", (3, 32, 128), 8),
+    "crnn-w256-b1": ("crnn", {"width": None}, "image", (3, 32, 256), 1),
+    "crnn-w256-b8": ("crnn", {"width": None}, "image", (3, 32, 256), 8),
 }
 
 
