@@ -127,6 +127,38 @@ def test_execute_allocates_no_activation_buffers_after_warmup(
     assert transient < activations / 4
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_recurrent_layers_allocate_nothing_after_warmup(batch: int) -> None:
+    """The same promise for a model whose time is in LSTMs (the zoo's CRNN): the
+    ``recurrent_gemm`` tactic keeps its projection, gates and state in buffers made at bind."""
+    from edge_infer.zoo.crnn import build_crnn
+
+    shape = (batch, 3, 32, 128)
+    engine = edge_infer.build(build_crnn(batch=None, width=None, hidden=64),
+                              shapes={"image": shape}, tune=False)
+    graph = engine.graph(batch)
+    assert [n.meta.get("tactic") for n in graph.nodes].count("recurrent_gemm") == 2
+    ctx = engine.create_context()
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    for _ in range(3):
+        ctx.execute({"image": x})
+    activations = sum(v.type.nbytes for v in graph.values.values()
+                      if v.const is None and v.type is not None)
+    output_bytes = sum(v.type.nbytes for _, v in graph.outputs)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        out = ctx.execute({"image": x})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out["logits"].nbytes == output_bytes
+    transient = peak - before
+    assert transient < output_bytes + 64 * 1024, (transient, output_bytes)
+    assert transient < activations / 4
+
+
 def _numpy_slicing_views(graph, plan, arena: np.ndarray) -> dict[str, np.ndarray]:
     """The views as make_views built them before address records: roots at their offsets,
     aliases by numpy slicing and reshaping of their parents (the oracle of the records)."""

@@ -1,9 +1,8 @@
-"""The CPU recurrent tactic (``recurrent_gemm``): chosen for LSTM/GRU/RNN layers, equal to the
-reference kernel in every form, and allocation-free while the engine runs."""
+"""The CPU recurrent tactic (``recurrent_gemm``): chosen for LSTM/GRU/RNN layers and equal to
+the reference kernel in every form (its no-allocation promise is tested in
+tests/engine/test_memory.py)."""
 
 from __future__ import annotations
-
-import tracemalloc
 
 import numpy as np
 import onnx
@@ -11,12 +10,10 @@ import pytest
 
 import edge_infer
 from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS
-from edge_infer.engine.backends.cpu.tactics.cpu_recurrent import RecurrentGemm
 from edge_infer.engine.onnx_import import import_model
 from edge_infer.engine.reference import run_onnx
 from edge_infer.engine.shape_inference import bind_input_shapes, infer_shapes
 from edge_infer.engine.tactics import candidates
-from edge_infer.zoo.crnn import build_crnn
 from tests.engine.ops.harness import make_node_model
 from tests.engine.ops.test_recurrent import OUTPUTS, layer_inputs
 
@@ -84,35 +81,3 @@ def test_runtime_sequence_lens_keeps_the_reference_kernel() -> None:
     got = engine.create_context().execute(feeds)
     for k, expected in enumerate(run_onnx(model, feeds)):
         np.testing.assert_allclose(got[f"y{k}"], expected, rtol=FP32, atol=FP32)
-
-
-@pytest.mark.parametrize("batch", [1, 3])
-def test_crnn_runs_allocation_free(batch: int) -> None:
-    """The no-allocation promise of tests/engine/test_memory.py, on a model whose time is in
-    its LSTMs: after warm-up an inference allocates only the returned output copy."""
-    model = build_crnn(batch=None, width=None, hidden=64)
-    shape = (batch, 3, 32, 128)
-    engine = edge_infer.build(model, shapes={"image": shape}, tune=False)
-    assert _tactics(engine, batch).count("recurrent_gemm") == 2
-    assert RecurrentGemm.name == "recurrent_gemm"
-    ctx = engine.create_context()
-    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
-    for _ in range(3):
-        ctx.execute({"image": x})
-    graph = engine.graph(batch)
-    activations = sum(
-        v.type.nbytes for v in graph.values.values() if v.const is None and v.type is not None
-    )
-    output_bytes = sum(v.type.nbytes for _, v in graph.outputs)
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        before = tracemalloc.get_traced_memory()[0]
-        out = ctx.execute({"image": x})
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert out["logits"].nbytes == output_bytes
-    transient = peak - before
-    assert transient < output_bytes + 64 * 1024, (transient, output_bytes)
-    assert transient < activations / 4
