@@ -21,10 +21,10 @@ struct TensorView4 {
     int32_t row_stride;
 };
 
-// Element types by kernel (see each .cu): x/z/y are float (fp32 kernels), __half (fp16 kernels)
-// or int8_t (int8 kernels: y may also be __half or float); weight is float/__half/int8_t [K, C/g, R, S]
-// as ONNX stores it; bias is float (fp32/fp16 kernels) or int32_t in accumulator units
-// x_scale * w_scale[k] (int8 kernels); any of bias/z may be null.
+// Element types by kernel (see each .cu): x/z/y are float (fp32 kernels), __half (fp16
+// kernels) or int8_t (int8 kernels: y and z may also be __half or float); weight is
+// float/__half/int8_t [K, C/g, R, S] as ONNX stores it; bias is float (fp32/fp16 kernels) or
+// int32_t in accumulator units x_scale * w_scale[k] (int8 kernels); bias/z may be null.
 struct ConvParams {
     const void* x;
     const void* weight;

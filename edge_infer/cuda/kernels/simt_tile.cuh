@@ -13,8 +13,12 @@ struct SimtTile {
     static constexpr int THREADS_N = BN / TN;
     static constexpr int THREADS = (BM / TM) * THREADS_N;
     // the block-tile row and column of the thread's register element (i, j)
-    static __device__ __forceinline__ int row(int tid, int i) { return tid / THREADS_N + i * (BM / TM); }
-    static __device__ __forceinline__ int col(int tid, int j) { return tid % THREADS_N + j * THREADS_N; }
+    static __device__ __forceinline__ int row(int tid, int i) {
+        return tid / THREADS_N + i * (BM / TM);
+    }
+    static __device__ __forceinline__ int col(int tid, int j) {
+        return tid % THREADS_N + j * THREADS_N;
+    }
 };
 
 // Accumulate the block's tile (rows m0.., columns j0.., reduction 0..gk) into acc.
