@@ -78,3 +78,29 @@ class CalibrationError(EdgeInferError):
 
 class ConfigError(EdgeInferError):
     """A configuration file is invalid; the message carries the field path and the fix."""
+
+
+class CudaError(EdgeInferError):
+    """A CUDA device operation failed or was asked for something the device cannot do."""
+
+
+class CudaUnavailableError(CudaError, BackendError):
+    """pycuda or a usable NVIDIA GPU and driver is missing; the message says what to install."""
+
+
+class CudaLaunchError(CudaError):
+    """A kernel or copy failed on the device; raised at the next synchronize, as CUDA does."""
+
+
+class CudaOutOfMemoryError(CudaError):
+    """A device or pinned host allocation does not fit in the memory left."""
+
+
+class HazardError(CudaError):
+    """Two accesses to overlapping bytes, at least one a write, are not ordered by stream order,
+    an event or a host synchronize; ``first`` and ``second`` describe the two operations."""
+
+    def __init__(self, message: str, first: str = "", second: str = ""):
+        super().__init__(message)
+        self.first = first
+        self.second = second
