@@ -37,8 +37,9 @@ def _cpu_s() -> float:
 
 def _build(model: Path, shapes: dict, verify: bool, cache: Path | None) -> tuple[float, float]:
     """(wall seconds, CPU seconds of every thread of this process) of one build."""
-    opts = BuildOptions(shapes=shapes, verify_tactics=verify,
-                        timing_cache=None if cache is None else str(cache))
+    opts = BuildOptions(
+        shapes=shapes, verify_tactics=verify, timing_cache=None if cache is None else str(cache)
+    )
     t0, c0 = time.perf_counter(), _cpu_s()
     edge_infer.build(str(model), options=opts)
     return time.perf_counter() - t0, _cpu_s() - c0
@@ -56,24 +57,32 @@ def main() -> int:
         shapes = {input_name: (batch, *chw)}
         cache = Path(tmp) / "timing.json"
         _build(model, shapes, False, cache)  # compiles the kernels, fills the cache
-        times: dict[str, list[tuple[float, float]]] = {"cold on": [], "cold off": [], "warm on": [],
-                                         "warm off": []}
+        times: dict[str, list[tuple[float, float]]] = {
+            "cold on": [],
+            "cold off": [],
+            "warm on": [],
+            "warm off": [],
+        }
         for k in range(args.pairs):
             order = (True, False) if k % 2 == 0 else (False, True)
             for verify in order:
                 times[f"cold {'on' if verify else 'off'}"].append(
-                    _build(model, shapes, verify, None))
+                    _build(model, shapes, verify, None)
+                )
             for verify in order:
                 times[f"warm {'on' if verify else 'off'}"].append(
-                    _build(model, shapes, verify, cache))
+                    _build(model, shapes, verify, cache)
+                )
     for kind in ("cold", "warm"):
         for k, what in enumerate(("wall", "CPU")):
             on = statistics.median(v[k] for v in times[f"{kind} on"])
             off = statistics.median(v[k] for v in times[f"{kind} off"])
-            print(f"{args.config} {kind} build, {what} s: self-check on {on:.2f}, off {off:.2f}, "
-                  f"cost {100 * (on / off - 1):+.0f} % (on "
-                  f"{[round(v[k], 2) for v in times[f'{kind} on']]}, off "
-                  f"{[round(v[k], 2) for v in times[f'{kind} off']]})")
+            print(
+                f"{args.config} {kind} build, {what} s: self-check on {on:.2f}, off {off:.2f}, "
+                f"cost {100 * (on / off - 1):+.0f} % (on "
+                f"{[round(v[k], 2) for v in times[f'{kind} on']]}, off "
+                f"{[round(v[k], 2) for v in times[f'{kind} off']]})"
+            )
     return 0
 
 

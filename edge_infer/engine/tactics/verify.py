@@ -94,21 +94,31 @@ def disagreement(got: np.ndarray, want: np.ndarray) -> str | None:
     g, w = got.astype(np.float64), want.astype(np.float64)
     bad_nan = np.isnan(g) & ~np.isnan(w)
     if bad_nan.any():
-        return (f"{int(bad_nan.sum())} of {g.size} outputs NaN (unwritten or invalid), "
-                f"first at {np.unravel_index(int(np.argmax(bad_nan)), g.shape)}")
+        return (
+            f"{int(bad_nan.sum())} of {g.size} outputs NaN (unwritten or invalid), "
+            f"first at {np.unravel_index(int(np.argmax(bad_nan)), g.shape)}"
+        )
     finite = np.isfinite(w)
     scale = max(1.0, float(np.abs(w[finite]).max())) if finite.any() else 1.0
     err = np.where(finite, np.abs(g - w), np.where(g == w, 0.0, np.inf))
     worst = float(err.max()) if err.size else 0.0
     if worst > tol * scale:
         at = np.unravel_index(int(np.argmax(err)), err.shape)
-        return (f"max |error| {worst:.3g} at {tuple(int(i) for i in at)} (got {g[at]:.6g}, "
-                f"reference {w[at]:.6g}); tolerance {tol:g} x output scale {scale:.3g}")
+        return (
+            f"max |error| {worst:.3g} at {tuple(int(i) for i in at)} (got {g[at]:.6g}, "
+            f"reference {w[at]:.6g}); tolerance {tol:g} x output scale {scale:.3g}"
+        )
     return None
 
 
-def check_tactic(node: Node, tactic: Tactic, ins: list[Any], want: list[np.ndarray],
-                 bind: Bind, bound: dict[str, Callable[[], None]] | None = None) -> str | None:
+def check_tactic(
+    node: Node,
+    tactic: Tactic,
+    ins: list[Any],
+    want: list[np.ndarray],
+    bind: Bind,
+    bound: dict[str, Callable[[], None]] | None = None,
+) -> str | None:
     """Run ``tactic`` once on ``ins``; why its outputs differ from ``want`` (None: agree).
     A tactic that agrees leaves its bound run in ``bound`` (the autotuner times it: binding
     again would prepare the same weights twice)."""
@@ -127,9 +137,13 @@ def check_tactic(node: Node, tactic: Tactic, ins: list[Any], want: list[np.ndarr
     return None
 
 
-def verified(node: Node, tactics: Sequence[Tactic], bind: Bind, seed: int = 0,
-             bound: dict[str, Callable[[], None]] | None = None
-             ) -> tuple[list[Tactic], list[Rejection]]:
+def verified(
+    node: Node,
+    tactics: Sequence[Tactic],
+    bind: Bind,
+    seed: int = 0,
+    bound: dict[str, Callable[[], None]] | None = None,
+) -> tuple[list[Tactic], list[Rejection]]:
     """The candidates of ``node`` that agree with the reference, and the rejections (each
     also logged as a warning naming the layer, the tactic and the error); the runs of those
     that agree go to ``bound`` (see :func:`check_tactic`)."""
@@ -143,10 +157,22 @@ def verified(node: Node, tactics: Sequence[Tactic], bind: Bind, seed: int = 0,
             kept.append(tactic)
             continue
         rejected.append(Rejection(node.name, tactic.name, why))
-        log.warning("layer %s: tactic %s rejected by the self-check (%s); it will not be "
-                    "chosen", node.name, tactic.name, why)
+        log.warning(
+            "layer %s: tactic %s rejected by the self-check (%s); it will not be chosen",
+            node.name,
+            tactic.name,
+            why,
+        )
     return kept, rejected
 
 
-__all__ = ["TOLERANCES", "Bind", "Rejection", "check_tactic", "disagreement", "layer_inputs",
-           "reference_outputs", "verified"]
+__all__ = [
+    "TOLERANCES",
+    "Bind",
+    "Rejection",
+    "check_tactic",
+    "disagreement",
+    "layer_inputs",
+    "reference_outputs",
+    "verified",
+]

@@ -114,8 +114,10 @@ def test_a_subtly_wrong_real_tactic_is_caught_and_a_right_one_passes() -> None:
     assert why is not None and why.startswith("max |error|"), why
     kept, rejected = verified(node, [real, Zeros(spec), Raises(spec)], bind)
     assert kept == [real]
-    assert [(r.layer, r.tactic) for r in rejected] == [(node.name, "zeros_fast"),
-                                                       (node.name, "raises")]
+    assert [(r.layer, r.tactic) for r in rejected] == [
+        (node.name, "zeros_fast"),
+        (node.name, "raises"),
+    ]
     assert "RuntimeError: cannot bind this layer" in rejected[1].error
 
 
@@ -125,8 +127,9 @@ def test_the_inputs_are_seeded_per_layer() -> None:
     assert np.array_equal(a[0], b[0]) and not np.array_equal(a[0], layer_inputs(node, 1)[0])
 
 
-def test_a_wrong_tactic_is_never_chosen_and_the_engine_stays_right(monkeypatch, caplog,
-                                                                    capsys, tmp_path) -> None:
+def test_a_wrong_tactic_is_never_chosen_and_the_engine_stays_right(
+    monkeypatch, caplog, capsys, tmp_path
+) -> None:
     monkeypatch.setitem(CPU_TACTICS, "conv", (*CPU_TACTICS["conv"], Zeros))
     # without the check the wrong tactic wins the timing: the test can fail
     unchecked = edge_infer.build(branchy(), options=BuildOptions(verify_tactics=False))
@@ -145,8 +148,10 @@ def test_a_wrong_tactic_is_never_chosen_and_the_engine_stays_right(monkeypatch, 
     assert record["options"]["verify_tactics"] is True
     assert "--no-verify-tactics" not in record["rebuild_command"]
     assert {r["layer"] for r in record["rejected_tactics"]} == {n.name for n in convs}
-    assert all(r["tactic"] == "zeros_fast" and "max |error|" in r["error"]
-               for r in record["rejected_tactics"])
+    assert all(
+        r["tactic"] == "zeros_fast" and "max |error|" in r["error"]
+        for r in record["rejected_tactics"]
+    )
     assert f"layer {convs[0].name}: tactic zeros_fast rejected" in caplog.text
     out = engine.create_context().execute({"x": X})["out"]
     ref = _reference()

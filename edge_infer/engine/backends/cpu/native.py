@@ -62,8 +62,17 @@ class Activation(enum.IntEnum):
 # library's layout table when it loads). Kernels take a pointer to theirs; the pool gets
 # the same pointer as a task's argument.
 _EPILOGUE = [("act", _L), ("p0", _F), ("p1", _F), ("residual", _L), ("z", _P), ("zcs", _L)]
-_PHASE_INPUT = [("x", _P), ("xcs", _L), ("xrs", _L), ("h", _L), ("w", _L), ("pt", _L),
-                ("pl", _L), ("sy", _L), ("sx", _L)]
+_PHASE_INPUT = [
+    ("x", _P),
+    ("xcs", _L),
+    ("xrs", _L),
+    ("h", _L),
+    ("w", _L),
+    ("pt", _L),
+    ("pl", _L),
+    ("sy", _L),
+    ("sx", _L),
+]
 
 
 def _longs(*names: str) -> list[tuple[str, Any]]:
@@ -78,15 +87,25 @@ class KernelArgs(ctypes.Structure):
         missing = [n for n in names if n not in fields]
         unknown = [n for n in fields if n not in names]
         if missing or unknown:
-            raise TypeError(f"{type(self).__name__}: missing fields {missing}, "
-                            f"unknown fields {unknown}")
+            raise TypeError(
+                f"{type(self).__name__}: missing fields {missing}, unknown fields {unknown}"
+            )
         super().__init__(**fields)
 
 
 class ConvDirectArgs(KernelArgs):
-    _fields_ = [("base", _P), ("toff", _P), ("T", _L), ("wpack", _P), ("bias", _P),
-                *_longs("ob0", "ob1", "cout", "g0", "g1", "gsafe", "wg", "wo"), ("out", _P),
-                ("ocs", _L), *_EPILOGUE, ("pk", _P)]
+    _fields_ = [
+        ("base", _P),
+        ("toff", _P),
+        ("T", _L),
+        ("wpack", _P),
+        ("bias", _P),
+        *_longs("ob0", "ob1", "cout", "g0", "g1", "gsafe", "wg", "wo"),
+        ("out", _P),
+        ("ocs", _L),
+        *_EPILOGUE,
+        ("pk", _P),
+    ]
 
 
 class SplitPhasesArgs(KernelArgs):
@@ -94,31 +113,79 @@ class SplitPhasesArgs(KernelArgs):
 
 
 class ConvBandedArgs(KernelArgs):
-    _fields_ = [*_PHASE_INPUT, *_longs("wq", "cin", "ext", "band", "r0", "r1"), ("toff", _P),
-                ("T", _L), ("wpack", _P), ("bias", _P), ("cout", _L), ("wo", _L), ("out", _P),
-                ("ocs", _L), *_EPILOGUE, ("buf", _P), ("pk", _P)]
+    _fields_ = [
+        *_PHASE_INPUT,
+        *_longs("wq", "cin", "ext", "band", "r0", "r1"),
+        ("toff", _P),
+        ("T", _L),
+        ("wpack", _P),
+        ("bias", _P),
+        ("cout", _L),
+        ("wo", _L),
+        ("out", _P),
+        ("ocs", _L),
+        *_EPILOGUE,
+        ("buf", _P),
+        ("pk", _P),
+    ]
 
 
 class ConvDepthwiseArgs(KernelArgs):
-    _fields_ = [*_PHASE_INPUT, ("hq", _L), ("wq", _L), ("planes", _P), ("toff", _P), ("T", _L),
-                ("wts", _P), ("bias", _P), *_longs("c0", "c1", "ho", "wo"), ("out", _P),
-                ("ocs", _L), *_EPILOGUE]
+    _fields_ = [
+        *_PHASE_INPUT,
+        ("hq", _L),
+        ("wq", _L),
+        ("planes", _P),
+        ("toff", _P),
+        ("T", _L),
+        ("wts", _P),
+        ("bias", _P),
+        *_longs("c0", "c1", "ho", "wo"),
+        ("out", _P),
+        ("ocs", _L),
+        *_EPILOGUE,
+    ]
 
 
 class PackPositionsArgs(KernelArgs):
-    _fields_ = [("base", _P), ("toff", _P), ("T", _L), ("posoff", _P),
-                *_longs("P", "pb0", "pb1"), ("pk", _P)]
+    _fields_ = [
+        ("base", _P),
+        ("toff", _P),
+        ("T", _L),
+        ("posoff", _P),
+        *_longs("P", "pb0", "pb1"),
+        ("pk", _P),
+    ]
 
 
 class ConvOcvecArgs(KernelArgs):
-    _fields_ = [("pk", _P), ("T", _L), ("npb", _L), ("wpack", _P), ("bias", _P),
-                *_longs("ob0", "ob1", "cout", "P"), ("out", _P), ("ocs", _L), *_EPILOGUE]
+    _fields_ = [
+        ("pk", _P),
+        ("T", _L),
+        ("npb", _L),
+        ("wpack", _P),
+        ("bias", _P),
+        *_longs("ob0", "ob1", "cout", "P"),
+        ("out", _P),
+        ("ocs", _L),
+        *_EPILOGUE,
+    ]
 
 
 class ConvWinogradArgs(KernelArgs):
-    _fields_ = [("x", _P), *_longs("xis", "xcs", "xrs", "h", "w", "pt", "pl", "cin"),
-                ("U", _P), ("bias", _P), *_longs("cout", "ho", "wo", "t0", "t1"), ("out", _P),
-                ("ois", _L), ("ocs", _L), *_EPILOGUE, ("zis", _L), ("work", _P)]
+    _fields_ = [
+        ("x", _P),
+        *_longs("xis", "xcs", "xrs", "h", "w", "pt", "pl", "cin"),
+        ("U", _P),
+        ("bias", _P),
+        *_longs("cout", "ho", "wo", "t0", "t1"),
+        ("out", _P),
+        ("ois", _L),
+        ("ocs", _L),
+        *_EPILOGUE,
+        ("zis", _L),
+        ("work", _P),
+    ]
 
 
 class UnaryArgs(KernelArgs):
@@ -132,13 +199,19 @@ class SoftmaxArgs(KernelArgs):
 
 
 class UpsampleNearestArgs(KernelArgs):
-    _fields_ = [("x", _P), ("y", _P),
-                *_longs("n", "c", "xis", "xcs", "yis", "ycs", "h", "w", "fh", "fw")]
+    _fields_ = [
+        ("x", _P),
+        ("y", _P),
+        *_longs("n", "c", "xis", "xcs", "yis", "ycs", "h", "w", "fh", "fw"),
+    ]
 
 
 class MaxpoolArgs(KernelArgs):
-    _fields_ = [("x", _P), ("y", _P), *_longs("planes", "h", "w", "ho", "wo", "kh", "kw", "sy",
-                                               "sx", "pt", "pl", "dy", "dx")]
+    _fields_ = [
+        ("x", _P),
+        ("y", _P),
+        *_longs("planes", "h", "w", "ho", "wo", "kh", "kw", "sy", "sx", "pt", "pl", "dy", "dx"),
+    ]
 
 
 #: exported kernel ``<name>_f32`` → its argument struct (``<name>_args`` in args.h)
@@ -158,18 +231,29 @@ ARGS: dict[str, type[KernelArgs]] = {
 
 
 def cache_dir() -> Path:
-    root = (os.environ.get("EDGE_INFER_CACHE")
-            or os.environ.get("CACHE_DIRECTORY", "").split(":")[0]
-            or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                            "edge_infer"))
+    root = (
+        os.environ.get("EDGE_INFER_CACHE")
+        or os.environ.get("CACHE_DIRECTORY", "").split(":")[0]
+        or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edge_infer"
+        )
+    )
     return Path(root) / "kernels"
 
 
 def _flags() -> list[str]:
     arch = platform.machine().lower()
     cpu = ["-mcpu=native"] if arch in ("aarch64", "arm64") else ["-march=native"]
-    return ["-O3", *cpu, "-ffp-contract=fast", "-fno-math-errno", "-fPIC", "-shared",
-            "-std=c11", "-pthread"]
+    return [
+        "-O3",
+        *cpu,
+        "-ffp-contract=fast",
+        "-fno-math-errno",
+        "-fPIC",
+        "-shared",
+        "-std=c11",
+        "-pthread",
+    ]
 
 
 def _cpu_id() -> str:
@@ -177,8 +261,11 @@ def _cpu_id() -> str:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return platform.processor()
-    keep = [line for line in text.splitlines()
-            if line.split(":")[0].strip() in ("model name", "flags", "Features", "CPU part")]
+    keep = [
+        line
+        for line in text.splitlines()
+        if line.split(":")[0].strip() in ("model name", "flags", "Features", "CPU part")
+    ]
     return "\n".join(sorted(set(keep)))
 
 
@@ -199,13 +286,18 @@ def library() -> Any | None:
     sources = sorted(KERNELS.glob("*.c"))
     headers = sorted(KERNELS.glob("*.h"))
     try:
-        version = subprocess.run([cc, "--version"], capture_output=True, text=True,
-                                 timeout=30).stdout
+        version = subprocess.run(
+            [cc, "--version"], capture_output=True, text=True, timeout=30
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         version = ""
     key = hashlib.sha256()
-    for part in [*(p.read_bytes() for p in sources + headers), " ".join(_flags()).encode(),
-                 version.encode(), _cpu_id().encode()]:
+    for part in [
+        *(p.read_bytes() for p in sources + headers),
+        " ".join(_flags()).encode(),
+        version.encode(),
+        _cpu_id().encode(),
+    ]:
         key.update(part)
         key.update(b"\0")
     target = cache_dir() / f"kernels-{key.hexdigest()[:20]}.so"
@@ -229,15 +321,22 @@ def library() -> Any | None:
     if problems:
         # a mismatch would make kernels read the wrong fields: refuse them (the numpy/BLAS
         # tactics still build a correct engine) and say where
-        log.warning("native CPU kernels disabled: kernels/args.h and native.py disagree (%s); "
-                    "make the struct and its ctypes mirror the same", "; ".join(problems))
+        log.warning(
+            "native CPU kernels disabled: kernels/args.h and native.py disagree (%s); "
+            "make the struct and its ctypes mirror the same",
+            "; ".join(problems),
+        )
         return None
     return lib
 
 
 class _FieldLayout(ctypes.Structure):
-    _fields_ = [("kernel", ctypes.c_char_p), ("field", ctypes.c_char_p), ("offset", _L),
-                ("size", _L)]
+    _fields_ = [
+        ("kernel", ctypes.c_char_p),
+        ("field", ctypes.c_char_p),
+        ("offset", _L),
+        ("size", _L),
+    ]
 
 
 class _ActivationCode(ctypes.Structure):
@@ -283,8 +382,10 @@ def library_layouts(lib: Any) -> dict[str, dict[str, tuple[int, int]]]:
     i = 0
     while rows[i].kernel is not None:
         row = rows[i]
-        out.setdefault(row.kernel.decode() + "_f32", {})[row.field.decode()] = (row.offset,
-                                                                                row.size)
+        out.setdefault(row.kernel.decode() + "_f32", {})[row.field.decode()] = (
+            row.offset,
+            row.size,
+        )
         i += 1
     return out
 
@@ -301,16 +402,20 @@ def layout_mismatches(lib: Any) -> list[str]:
             continue
         for field in sorted(set(a) | set(b), key=lambda f: (a.get(f) or b.get(f) or (0,))[0]):
             if a.get(field) != b.get(field):
-                problems.append(f"{name}.{field or 'sizeof'}: native.py (offset, size) "
-                                f"{a.get(field)}, library {b.get(field)}")
+                problems.append(
+                    f"{name}.{field or 'sizeof'}: native.py (offset, size) "
+                    f"{a.get(field)}, library {b.get(field)}"
+                )
     rows = lib.ei_activation_codes()
     codes, i = {}, 0
     while rows[i].attr is not None:
         codes[rows[i].attr.decode()] = rows[i].code
         i += 1
     if codes != {a.attr: int(a) for a in Activation}:
-        problems.append(f"activation codes: library {codes}, native.Activation "
-                        f"{ {a.attr: int(a) for a in Activation} }")
+        problems.append(
+            f"activation codes: library {codes}, native.Activation "
+            f"{ {a.attr: int(a) for a in Activation} }"
+        )
     return problems
 
 
@@ -348,8 +453,12 @@ class NativeCall:
 
 def _compile(cc: str, sources: list[Path], target: Path) -> None:
     with atomic_path(target) as tmp:
-        proc = subprocess.run([cc, *_flags(), "-o", str(tmp), *map(str, sources)],
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [cc, *_flags(), "-o", str(tmp), *map(str, sources)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"{cc} failed: {proc.stderr.strip()[:500]}")
 

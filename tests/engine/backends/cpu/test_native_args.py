@@ -26,13 +26,19 @@ def test_a_mirror_that_disagrees_disables_the_kernels(monkeypatch, caplog) -> No
     """Two fields of one mirror swapped: named in the warning, native kernels refused."""
 
     class Swapped(native.KernelArgs):
-        _fields_ = (("x", ctypes.c_void_p), ("y", ctypes.c_void_p), ("kind", ctypes.c_long),
-                    ("n", ctypes.c_long))
+        _fields_ = (
+            ("x", ctypes.c_void_p),
+            ("y", ctypes.c_void_p),
+            ("kind", ctypes.c_long),
+            ("n", ctypes.c_long),
+        )
 
     monkeypatch.setitem(native.ARGS, "unary_f32", Swapped)
     problems = native.layout_mismatches(native.library())
-    assert problems == ["unary_f32.kind: native.py (offset, size) (16, 8), library (24, 8)",
-                        "unary_f32.n: native.py (offset, size) (24, 8), library (16, 8)"]
+    assert problems == [
+        "unary_f32.kind: native.py (offset, size) (16, 8), library (24, 8)",
+        "unary_f32.n: native.py (offset, size) (24, 8), library (16, 8)",
+    ]
     native.library.cache_clear()
     try:
         with caplog.at_level(logging.WARNING):
@@ -60,10 +66,16 @@ def test_a_call_names_every_field_exactly_once() -> None:
     with pytest.raises(TypeError, match=r"missing fields \['kind'\]"):
         native.NativeCall("unary_f32", dict(x=x.ctypes.data, y=y.ctypes.data, n=x.size), (x, y))
     with pytest.raises(TypeError, match=r"unknown fields \['size'\]"):
-        native.NativeCall("unary_f32", dict(x=x.ctypes.data, y=y.ctypes.data, n=x.size,
-                                            kind=native.Activation.TANH, size=1), (x, y))
-    call = native.NativeCall("unary_f32", dict(x=x.ctypes.data, y=y.ctypes.data, n=x.size,
-                                               kind=native.Activation.TANH), (x, y))
+        native.NativeCall(
+            "unary_f32",
+            dict(x=x.ctypes.data, y=y.ctypes.data, n=x.size, kind=native.Activation.TANH, size=1),
+            (x, y),
+        )
+    call = native.NativeCall(
+        "unary_f32",
+        dict(x=x.ctypes.data, y=y.ctypes.data, n=x.size, kind=native.Activation.TANH),
+        (x, y),
+    )
     call()
     np.testing.assert_allclose(y, np.tanh(x.astype(np.float64)), rtol=1e-6, atol=1e-7)
 
@@ -71,5 +83,14 @@ def test_a_call_names_every_field_exactly_once() -> None:
 def test_activation_codes_are_the_epilogue_codes() -> None:
     from edge_infer.engine.backends.cpu.activations import ACTIVATION_CODES
 
-    assert ACTIVATION_CODES == {"": 0, "relu": 1, "leaky_relu": 2, "clip": 3, "sigmoid": 4,
-                                "silu": 5, "hard_swish": 6, "hard_sigmoid": 7, "tanh": 8}
+    assert ACTIVATION_CODES == {
+        "": 0,
+        "relu": 1,
+        "leaky_relu": 2,
+        "clip": 3,
+        "sigmoid": 4,
+        "silu": 5,
+        "hard_swish": 6,
+        "hard_sigmoid": 7,
+        "tanh": 8,
+    }

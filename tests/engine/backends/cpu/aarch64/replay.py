@@ -40,16 +40,23 @@ class Recording:
         for k, (lo, hi) in enumerate(self.regions):
             if lo <= address <= hi:
                 return k, address - lo
-        raise ValueError(f"{self.name}: a kernel argument points outside every known array "
-                         f"(0x{address:x}); add the array to the recording")
+        raise ValueError(
+            f"{self.name}: a kernel argument points outside every known array "
+            f"(0x{address:x}); add the array to the recording"
+        )
 
     def output(self, data: list[bytes]) -> np.ndarray:
         """The case's output array, read from the regions as the replay left them."""
         assert self.out is not None
         lo = byte_bounds(self.out)[0]
         k, off = self.locate(lo)
-        return np.ndarray(self.out.shape, self.out.dtype, buffer=bytearray(data[k]),
-                          offset=off, strides=self.out.strides).copy()
+        return np.ndarray(
+            self.out.shape,
+            self.out.dtype,
+            buffer=bytearray(data[k]),
+            offset=off,
+            strides=self.out.strides,
+        ).copy()
 
 
 def _regions(arrays: list[np.ndarray]) -> list[tuple[int, int]]:
@@ -116,10 +123,18 @@ def write(path: Path, cases: list[Recording]) -> list[int]:
                     relocs.append((getattr(type(args), fname).offset, first + k, off))
             name = c.name.encode()
             blob = bytes(args)
-            calls.append(b"".join([struct.pack("<Q", len(name)), name,
-                                   struct.pack("<Q", len(blob)), blob,
-                                   struct.pack("<Q", len(relocs)),
-                                   *(struct.pack("<QQQ", *r) for r in relocs)]))
+            calls.append(
+                b"".join(
+                    [
+                        struct.pack("<Q", len(name)),
+                        name,
+                        struct.pack("<Q", len(blob)),
+                        blob,
+                        struct.pack("<Q", len(relocs)),
+                        *(struct.pack("<QQQ", *r) for r in relocs),
+                    ]
+                )
+            )
     with open(path, "wb") as f:
         f.write(MAGIC + struct.pack("<QQ", len(regions), len(calls)))
         for r in regions:
@@ -134,6 +149,6 @@ def read(path: Path) -> list[bytes]:
     out, pos = [], 0
     while pos < len(raw):
         (n,) = struct.unpack_from("<Q", raw, pos)
-        out.append(raw[pos + 8:pos + 8 + n])
+        out.append(raw[pos + 8 : pos + 8 + n])
         pos += 8 + n
     return out

@@ -53,45 +53,72 @@ CONVS = [
     ((1, 9, 17, 15), 9, (5, 5), (2, 2), (2, 2, 2, 2), (1, 1), 9),
 ]
 # every activation code of the fused epilogue (args.h), with its parameters
-ACTS = [("", ()), ("relu", ()), ("leaky_relu", (0.2,)), ("clip", (-0.5, 0.7)), ("sigmoid", ()),
-        ("silu", ()), ("hard_swish", ()), ("hard_sigmoid", (0.3, 0.4)), ("tanh", ())]
+ACTS = [
+    ("", ()),
+    ("relu", ()),
+    ("leaky_relu", (0.2,)),
+    ("clip", (-0.5, 0.7)),
+    ("sigmoid", ()),
+    ("silu", ()),
+    ("hard_swish", ()),
+    ("hard_sigmoid", (0.3, 0.4)),
+    ("tanh", ()),
+]
 TACTICS = (DirectNative, OcVecNative, DepthwiseNative, WinogradNative)
 
 
 def _flags(build: str) -> list[str]:
     """The device compile's flags (native.py), the CPU option replaced by the build's."""
-    keep = [f for f in native._flags() if not f.startswith(("-march", "-mcpu"))
-            and f not in ("-shared", "-fPIC")]
+    keep = [
+        f
+        for f in native._flags()
+        if not f.startswith(("-march", "-mcpu")) and f not in ("-shared", "-fPIC")
+    ]
     return [*keep, BUILDS[build]]
 
 
 def compile_driver(out: Path, build: str, kernels: Path = native.KERNELS) -> Path:
-    need(CROSS, QEMU)
+    need(CROSS, QEMU, "cc")  # cc: the host records the calls through its own native kernels
     exe = out / f"driver-{build}"
-    subprocess.run([CROSS, *_flags(build), f"-I{kernels}", "-o", str(exe),
-                    *map(str, sorted(kernels.glob("*.c"))), str(HERE / "driver.c")],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            CROSS,
+            *_flags(build),
+            f"-I{kernels}",
+            "-o",
+            str(exe),
+            *map(str, sorted(kernels.glob("*.c"))),
+            str(HERE / "driver.c"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return exe
 
 
 def emulate(exe: Path, *args: str) -> str:
-    proc = subprocess.run([QEMU, "-L", SYSROOT, str(exe), *args], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [QEMU, "-L", SYSROOT, str(exe), *args], capture_output=True, text=True, timeout=120
+    )
     if proc.returncode:
         raise AssertionError(f"{exe.name} {' '.join(args)} failed: {proc.stderr.strip()}")
     return proc.stdout
 
 
-def _conv_case(case: tuple, tactic: type, act: tuple, residual: str, band: int | None = None
-               ) -> tuple[replay.Recording, np.ndarray, float]:
+def _conv_case(
+    case: tuple, tactic: type, act: tuple, residual: str, band: int | None = None
+) -> tuple[replay.Recording, np.ndarray, float]:
     x, w, b, conv = _data(case)
     xs, _cout, _k, strides, pads, dil, group = case
     z = np.random.default_rng(1).standard_normal(conv.shape).astype(np.float32)
     spec = ConvSpec(xs, conv.shape, w, b, strides, pads, dil, group, act[0], act[1], residual)
     want = expected(conv, z, act[0], act[1], residual)
     out = np.full(conv.shape, np.nan, np.float32)
-    name = f"{tactic.name} x{xs} o{case[1]} k{case[2]} s{strides} g{group} {act[0] or '-'} " \
-           f"{residual}" + (f" band{band}" if band else "")
+    name = (
+        f"{tactic.name} x{xs} o{case[1]} k{case[2]} s{strides} g{group} {act[0] or '-'} "
+        f"{residual}" + (f" band{band}" if band else "")
+    )
     mp = pytest.MonkeyPatch()
     if band is not None:  # the banded layout (conv_banded_f32), bands of `band` rows
         row_bytes, _, ext = cpu_direct.band_geometry(spec)
@@ -100,8 +127,9 @@ def _conv_case(case: tuple, tactic: type, act: tuple, residual: str, band: int |
         mp.setattr(cpu_direct, "WHOLE_MAX_BYTES", 0)
     try:
         with replay.recording(name, [x, z], out) as rec:
-            run = tactic(spec).bind([x, w, b] + ([z] if residual != "none" else []), [out],
-                                    ScratchPool())
+            run = tactic(spec).bind(
+                [x, w, b] + ([z] if residual != "none" else []), [out], ScratchPool()
+            )
             run()
     finally:
         mp.undo()
@@ -110,8 +138,9 @@ def _conv_case(case: tuple, tactic: type, act: tuple, residual: str, band: int |
     return rec, want, 2e-5 * max(1.0, float(np.abs(want).max()))
 
 
-def _step_case(name: str, kernel: str, fields: dict, x: np.ndarray, y: np.ndarray,
-               want: np.ndarray) -> tuple[replay.Recording, np.ndarray, float]:
+def _step_case(
+    name: str, kernel: str, fields: dict, x: np.ndarray, y: np.ndarray, want: np.ndarray
+) -> tuple[replay.Recording, np.ndarray, float]:
     y.fill(np.nan)
     with replay.recording(name, [x], y) as rec:
         native.NativeCall(kernel, fields, (x, y))()
@@ -123,47 +152,112 @@ def _step_cases() -> list[tuple[replay.Recording, np.ndarray, float]]:
     cases = []
     for n in (1, 7, 37, 1000):
         x = (rng.standard_normal(n) * 6).astype(np.float32)
-        for kind, ref in ((native.Activation.SIGMOID, lambda v: 1 / (1 + np.exp(-v))),
-                          (native.Activation.TANH, np.tanh)):
+        for kind, ref in (
+            (native.Activation.SIGMOID, lambda v: 1 / (1 + np.exp(-v))),
+            (native.Activation.TANH, np.tanh),
+        ):
             y = np.empty_like(x)
-            cases.append(_step_case(f"unary {kind.name} n{n}", "unary_f32",
-                                    dict(x=x.ctypes.data, y=y.ctypes.data, n=n, kind=kind),
-                                    x, y, ref(x.astype(np.float64))))
+            cases.append(
+                _step_case(
+                    f"unary {kind.name} n{n}",
+                    "unary_f32",
+                    dict(x=x.ctypes.data, y=y.ctypes.data, n=n, kind=kind),
+                    x,
+                    y,
+                    ref(x.astype(np.float64)),
+                )
+            )
     for outer, axis, inner in ((3, 7, 13), (2, 5, 19), (1, 80, 1)):
         x = (rng.standard_normal((outer, axis, inner)) * 4).astype(np.float32)
         e = np.exp(x - x.max(axis=1, keepdims=True)).astype(np.float64)
         y = np.empty_like(x)
-        cases.append(_step_case(f"softmax {outer}x{axis}x{inner}", "softmax_f32",
-                                dict(x=x.ctypes.data, y=y.ctypes.data, outer=outer, axis=axis,
-                                     inner=inner), x, y, e / e.sum(axis=1, keepdims=True)))
-    for (n, c, h, w), (fh, fw) in (((2, 3, 5, 7), (2, 2)), ((1, 4, 3, 5), (3, 2)),
-                                   ((1, 2, 4, 3), (1, 3))):
+        cases.append(
+            _step_case(
+                f"softmax {outer}x{axis}x{inner}",
+                "softmax_f32",
+                dict(x=x.ctypes.data, y=y.ctypes.data, outer=outer, axis=axis, inner=inner),
+                x,
+                y,
+                e / e.sum(axis=1, keepdims=True),
+            )
+        )
+    for (n, c, h, w), (fh, fw) in (
+        ((2, 3, 5, 7), (2, 2)),
+        ((1, 4, 3, 5), (3, 2)),
+        ((1, 2, 4, 3), (1, 3)),
+    ):
         x = rng.standard_normal((n, c, h, w)).astype(np.float32)
         big = np.empty((n, c + 2, h * fh, w * fw), np.float32)  # a channel slice (concat)
-        y = big[:, 1:c + 1]
+        y = big[:, 1 : c + 1]
         want = x.repeat(fh, axis=2).repeat(fw, axis=3)
-        rec, _, tol = _step_case(f"upsample {x.shape} x{fh}x{fw}", "upsample_nearest_f32",
-                                 dict(x=x.ctypes.data, y=y.ctypes.data, n=n, c=c,
-                                      xis=x.strides[0] // 4, xcs=x.strides[1] // 4,
-                                      yis=y.strides[0] // 4, ycs=y.strides[1] // 4, h=h, w=w,
-                                      fh=fh, fw=fw), x, y, want)
+        rec, _, tol = _step_case(
+            f"upsample {x.shape} x{fh}x{fw}",
+            "upsample_nearest_f32",
+            dict(
+                x=x.ctypes.data,
+                y=y.ctypes.data,
+                n=n,
+                c=c,
+                xis=x.strides[0] // 4,
+                xcs=x.strides[1] // 4,
+                yis=y.strides[0] // 4,
+                ycs=y.strides[1] // 4,
+                h=h,
+                w=w,
+                fh=fh,
+                fw=fw,
+            ),
+            x,
+            y,
+            want,
+        )
         cases.append((rec, want, tol))
     for (h, w), (kh, kw), (sy, sx), (pt, pl), (dy, dx) in (
-            ((13, 11), (3, 3), (2, 2), (1, 1), (1, 1)), ((9, 14), (2, 3), (1, 2), (0, 1), (1, 1)),
-            ((17, 15), (3, 3), (2, 1), (2, 2), (2, 2)), ((8, 8), (5, 5), (1, 1), (2, 2), (1, 1))):
+        ((13, 11), (3, 3), (2, 2), (1, 1), (1, 1)),
+        ((9, 14), (2, 3), (1, 2), (0, 1), (1, 1)),
+        ((17, 15), (3, 3), (2, 1), (2, 2), (2, 2)),
+        ((8, 8), (5, 5), (1, 1), (2, 2), (1, 1)),
+    ):
         x = rng.standard_normal((3, h, w)).astype(np.float32)
         ho = (h + 2 * pt - dy * (kh - 1) - 1) // sy + 1
         wo = (w + 2 * pl - dx * (kw - 1) - 1) // sx + 1
         pad = np.full((3, h + 2 * pt + sy * kh * dy, w + 2 * pl + sx * kw * dx), -np.inf)
-        pad[:, pt:pt + h, pl:pl + w] = x
-        want = np.max([pad[:, a * dy:a * dy + sy * ho:sy, b * dx:b * dx + sx * wo:sx]
-                       for a in range(kh) for b in range(kw)], axis=0)
+        pad[:, pt : pt + h, pl : pl + w] = x
+        want = np.max(
+            [
+                pad[:, a * dy : a * dy + sy * ho : sy, b * dx : b * dx + sx * wo : sx]
+                for a in range(kh)
+                for b in range(kw)
+            ],
+            axis=0,
+        )
         y = np.empty((3, ho, wo), np.float32)
-        cases.append(_step_case(f"maxpool {h}x{w} k{kh}x{kw} s{sy}{sx} d{dy}{dx}",
-                                "maxpool_f32", dict(x=x.ctypes.data, y=y.ctypes.data, planes=3,
-                                                    h=h, w=w, ho=ho, wo=wo, kh=kh, kw=kw,
-                                                    sy=sy, sx=sx, pt=pt, pl=pl, dy=dy, dx=dx),
-                                x, y, want))
+        cases.append(
+            _step_case(
+                f"maxpool {h}x{w} k{kh}x{kw} s{sy}{sx} d{dy}{dx}",
+                "maxpool_f32",
+                dict(
+                    x=x.ctypes.data,
+                    y=y.ctypes.data,
+                    planes=3,
+                    h=h,
+                    w=w,
+                    ho=ho,
+                    wo=wo,
+                    kh=kh,
+                    kw=kw,
+                    sy=sy,
+                    sx=sx,
+                    pt=pt,
+                    pl=pl,
+                    dy=dy,
+                    dx=dx,
+                ),
+                x,
+                y,
+                want,
+            )
+        )
     return cases
 
 
@@ -199,13 +293,14 @@ def mismatches(exe: Path, tmp: Path) -> list[str]:
     regions = replay.read(tmp / "out.bin")
     bad, first = [], 0
     for rec, want, atol in cases:
-        got = rec.output(regions[first:first + len(rec.regions)])
+        got = rec.output(regions[first : first + len(rec.regions)])
         first += len(rec.regions)
         ok = np.allclose(got, want, rtol=1e-4, atol=atol) and not np.isnan(got).any()
         if not ok:
             err = float(np.nanmax(np.abs(got.astype(np.float64) - want)))
-            bad.append(f"{rec.name}: max |error| {err:.3g}, NaN (unwritten) "
-                       f"{int(np.isnan(got).sum())}")
+            bad.append(
+                f"{rec.name}: max |error| {err:.3g}, NaN (unwritten) {int(np.isnan(got).sum())}"
+            )
     return bad
 
 
@@ -227,16 +322,17 @@ def test_struct_layouts_and_codes_on_aarch64_are_the_mirrors(driver) -> None:
         kind, *rest = line.split()
         if kind == "field":
             kernel, name, off, size = rest
-            fields.setdefault(kernel + "_f32", {})["" if name == "-" else name] = (int(off),
-                                                                                   int(size))
+            fields.setdefault(kernel + "_f32", {})["" if name == "-" else name] = (
+                int(off),
+                int(size),
+            )
         else:
             codes["" if rest[0] == "-" else rest[0]] = int(rest[1])
     assert fields == native.python_layouts()
     assert codes == {a.attr: int(a) for a in native.Activation}
     lib = native.library()
     for cin, cout in ((3, 16), (17, 23)):
-        assert int(emulate(driver, "work", str(cin), str(cout))) == lib.winograd_work_f32(cin,
-                                                                                          cout)
+        assert int(emulate(driver, "work", str(cin), str(cout))) == lib.winograd_work_f32(cin, cout)
 
 
 def test_a_wrong_result_on_aarch64_only_is_caught(tmp_path) -> None:
