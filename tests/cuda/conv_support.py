@@ -23,7 +23,7 @@ from edge_infer.cuda.params.conv import (
     tensor_view,
 )
 from edge_infer.engine.ops.fused import fused_conv
-from edge_infer.engine.ops.quantize import qconv, quantize_activation
+from edge_infer.engine.ops.quantize import qconv
 
 #: every FusedConv activation with parameters that exercise it (fused.py: ACTIVATIONS)
 ACTIVATION_CASES: tuple[tuple[str, tuple[float, ...]], ...] = (
@@ -314,9 +314,9 @@ EXACT_ACTIVATIONS = ("", "relu", "leaky_relu", "clip")
 def run_int8(device: Any, tactic: ConvTactic, case: Case) -> tuple[Strided, np.ndarray]:
     """Run an INT8 tactic on ``case``: ``(output, reference in the output's type)``.
 
-    The reference is the engine's QConv on the dequantized input (which it quantizes back
-    to the same int8 values), with out_precision fp16/fp32; an int8 output is that value
-    quantized with y_scale as the next INT8 layer would (quantize_activation).
+    The reference is the engine's QConv on int8 storage, as an INT8 engine runs it: X int8 at
+    x_scale read as is, an int8 residual dequantized with z_scale, the output stored as
+    ``out_precision`` int8 (out_scale), fp16 or fp32.
     """
     rng = np.random.default_rng(case.seed)
     xq = rng.integers(-128, 128, (case.n, case.c, case.h, case.w)).astype(np.int8)
@@ -324,28 +324,26 @@ def run_int8(device: Any, tactic: ConvTactic, case: Case) -> tuple[Strided, np.n
     w_scale = (rng.uniform(0.5, 1.5, case.k) * 0.01).astype(np.float32)
     bq = rng.integers(-3000, 3000, case.k).astype(np.int32) if case.bias else None
     out_dtype = {"s8": np.int8, "f16": np.float16, "f32": np.float32}[tactic.out]
-    z_store = z_float = None
+    z_store = None
     if case.residual != "none":
         if tactic.out == "s8":
             z_store = rng.integers(-128, 128, output_shape(case)).astype(np.int8)
-            z_float = z_store.astype(np.float32) * np.float32(Z_SCALE)
         else:
             z_store = random_float(rng, output_shape(case), 1.0, out_dtype)
-            z_float = z_store.astype(np.float32)
-    x_float = xq.astype(np.float32) * np.float32(X_SCALE)
+    out_precision = {"s8": "int8", "f16": "fp16", "f32": "fp32"}[tactic.out]
     ref = qconv(
-        x_float,
+        xq,
         wq,
         w_scale,
         bq,
-        z_float,
+        z_store,
         x_scale=X_SCALE,
-        out_precision="fp16" if tactic.out == "f16" else "fp32",
+        out_precision=out_precision,
+        out_scale=Y_SCALE,
+        z_scale=Z_SCALE,
         **case.conv_attrs(),
         **case.epilogue_attrs(),
     )
-    if tactic.out == "s8":
-        ref = quantize_activation(ref, Y_SCALE)
 
     xs = Strided.of(xq, case.x_slice)
     zs = None if z_store is None else Strided.of(z_store, case.y_slice[::-1])

@@ -19,7 +19,7 @@ from edge_infer.cuda.activations import encode
 from edge_infer.cuda.params import gemm as pg
 from edge_infer.engine.ops.fused import apply_activation
 from edge_infer.engine.ops.linalg import gemm, matmul
-from edge_infer.engine.ops.quantize import qgemm, quantize_activation
+from edge_infer.engine.ops.quantize import qgemm
 from tests.cuda.conv_support import (
     ACTIVATION_CASES,
     X_SCALE,
@@ -177,17 +177,16 @@ QGEMM_CASES = [(37, 45, 29, True, 6), (70, 8, 100, False, 7), (5, 70, 300, True,
 def run_qgemm(
     device: Any, tactic: pg.GemmTactic, m: int, n: int, k: int, bias: bool, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The kernel's Y and QGemm's (quantized with Y_SCALE for an int8 output)."""
+    """The kernel's Y and QGemm's on int8 storage (out_precision int8/fp16/fp32)."""
     rng = np.random.default_rng(seed)
     xq = rng.integers(-128, 128, (m, k)).astype(np.int8)
     wq = rng.integers(-127, 128, (n, k)).astype(np.int8)  # QGemm's W_q [N, K]
     w_scale = (rng.uniform(0.5, 1.5, n) * 0.01).astype(np.float32)
     bq = rng.integers(-3000, 3000, n).astype(np.int32) if bias else None
-    x_float = xq.astype(np.float32) * np.float32(X_SCALE)
-    out_precision = "fp16" if tactic.out == "f16" else "fp32"
-    ref = qgemm(x_float, wq, w_scale, bq, x_scale=X_SCALE, out_precision=out_precision)
-    if tactic.out == "s8":
-        ref = quantize_activation(ref, Y_SCALE)
+    out_precision = {"s8": "int8", "f16": "fp16", "f32": "fp32"}[tactic.out]
+    ref = qgemm(
+        xq, wq, w_scale, bq, x_scale=X_SCALE, out_precision=out_precision, out_scale=Y_SCALE
+    )
 
     out_dtype = {"s8": np.int8, "f16": np.float16, "f32": np.float32}[tactic.out]
     kept = [device.to_device(a) for a in (xq, wq, w_scale)]
