@@ -53,16 +53,20 @@ def test_windowed_pool_matches_reference(device, kind, geometry, dtype) -> None:
         np.testing.assert_array_equal(device.to_host(y), ref)
 
 
-def test_sppf_pool_writes_into_a_concat_slice(device) -> None:
+def test_sppf_pools_read_and_write_concat_slices(device) -> None:
+    # SPPF: y1 = pool(x), y2 = pool(y1), each written into the concat, y2 read from there
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 4, 9, 10)).astype(np.float32)
     geometry = dict(kernel_shape=[5, 5], strides=[1, 1], pads=[2, 2, 2, 2])
-    cat = device.empty((2, 12, 9, 10), np.float32)
+    cat = device.empty((2, 16, 9, 10), np.float32)
     dx = device.to_device(x)  # held: a KernelCall keeps only addresses
     device.run(pl.pool("max", dx, cat[:, 4:8], **geometry))
+    device.run(pl.pool("max", cat[:, 4:8], cat[:, 8:12], **geometry))
     out = device.to_host(cat)
-    np.testing.assert_array_equal(out[:, 4:8], _reference("max", x, geometry))
-    assert np.isnan(out[:, :4]).all() and np.isnan(out[:, 8:]).all()
+    y1 = _reference("max", x, geometry)
+    np.testing.assert_array_equal(out[:, 4:8], y1)
+    np.testing.assert_array_equal(out[:, 8:12], _reference("max", y1, geometry))
+    assert np.isnan(out[:, :4]).all() and np.isnan(out[:, 12:]).all()
 
 
 def test_max_pool_propagates_nan(device) -> None:
