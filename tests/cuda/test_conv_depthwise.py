@@ -81,3 +81,12 @@ def test_depthwise_tactics_refuse_dense_layers() -> None:
     assert not DEPTHWISE[0].supports(dense)
     with pytest.raises(EdgeInferError, match="depthwise"):
         DEPTHWISE[0].call(dense, pc.ConvParams())
+
+
+def test_candidates_pick_by_precision_output_and_geometry() -> None:
+    depthwise = Case(1, 4, 5, 5, 8, group=4).geometry()
+    dense = Case(1, 4, 5, 5, 8, group=2).geometry()
+    names = {t.entry for t in pc.candidates(depthwise, "int8", "s8", 87)}
+    assert "ei_conv_depthwise_s8_s8" in names and "ei_conv_s8_wmma_32x32_s8" in names
+    assert all(t.family != "depthwise" for t in pc.candidates(dense, "fp32", "f32", 87))
+    assert {t.out for t in pc.candidates(dense, "int8", "f16", 72)} == {"f16"}

@@ -335,6 +335,13 @@ def tactics(precision: str, out: str | None = None) -> tuple[ConvTactic, ...]:
     return tuple(t for t in TACTICS if t.precision == precision and (out is None or t.out == out))
 
 
+def candidates(geom: ConvGeometry, precision: str, out: str, sm: int) -> tuple[ConvTactic, ...]:
+    """The tactics the builder times for one layer: ``precision`` (fp32/fp16/int8) writing
+    ``out`` (f32/f16/s8), compiled for ``sm``, that compute ``geom`` (depthwise kernels only
+    for depthwise layers)."""
+    return tuple(t for t in tactics(precision, out) if t.min_sm <= sm and t.supports(geom))
+
+
 def gemm_flops(geom: ConvGeometry) -> int:
     """Multiply-adds of ``geom`` (for throughput figures)."""
     return geom.n * geom.k * geom.p * geom.q * (geom.c // geom.group) * geom.r * geom.s
@@ -350,6 +357,7 @@ __all__ = [
     "ConvTactic",
     "Residual",
     "TensorView4",
+    "candidates",
     "conv_params",
     "gemm_flops",
     "tactics",
