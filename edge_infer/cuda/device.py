@@ -191,9 +191,10 @@ class Stream:
 class Event:
     """A point in a stream: record, wait on it from other streams, synchronize, time."""
 
-    def __init__(self, device: Device, name: str, handle: Any):
+    def __init__(self, device: Device, name: str, key: int, handle: Any):
         self.device = device
         self.name = name
+        self.key = key  # the hazard checker's id: unique for the device's life (id() is not)
         self.recorded = False
         self.closed = False
         self._handle = handle
@@ -309,7 +310,7 @@ class Device(abc.ABC):
     def event(self, name: str = "") -> Event:
         with self._lock:
             self._check_open()
-            return Event(self, name or "event", self._create_event())
+            return Event(self, name or "event", next(self._ids), self._create_event())
 
     # -- code ----------------------------------------------------------------------------------
 
@@ -432,7 +433,7 @@ class Device(abc.ABC):
         self._check_event(event)
         with self._lock:
             if self.hazards is not None:
-                self.hazards.wait(stream.agent, id(event))
+                self.hazards.wait(stream.agent, event.key)
             if event.recorded:  # waiting on a never-recorded event is a no-op, as in CUDA
                 self._wait(stream._handle, event._handle)
 
@@ -461,14 +462,14 @@ class Device(abc.ABC):
         self._check_event(event)
         with self._lock:
             if self.hazards is not None:
-                self.hazards.record(id(event), stream.agent)
+                self.hazards.record(event.key, stream.agent)
             self._record(event._handle, stream._handle)
             event.recorded = True
 
     def _event_synchronize(self, event: Event) -> None:
         self._check_event(event)
         with self._lock:
-            point = self.hazards.event_point(id(event)) if self.hazards is not None else None
+            point = self.hazards.event_point(event.key) if self.hazards is not None else None
         if event.recorded:
             self._sync_event(event._handle)
         if point is not None:
@@ -477,7 +478,7 @@ class Device(abc.ABC):
     def _event_query(self, event: Event) -> bool:
         self._check_event(event)
         with self._lock:
-            point = self.hazards.event_point(id(event)) if self.hazards is not None else None
+            point = self.hazards.event_point(event.key) if self.hazards is not None else None
         done = not event.recorded or self._query_event(event._handle)
         if done and point is not None:
             self.hazards.host_joins(point)
@@ -497,7 +498,7 @@ class Device(abc.ABC):
             event.closed = True
             self._destroy_event(event._handle)
             if self.hazards is not None:
-                self.hazards.remove_event(id(event))
+                self.hazards.remove_event(event.key)
 
     # -- validation ----------------------------------------------------------------------------
 

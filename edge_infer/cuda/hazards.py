@@ -38,7 +38,7 @@ import threading
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
-from edge_infer.errors import HazardError
+from edge_infer.errors import CudaError, HazardError
 
 HOST = 0
 _HOST_NAME = "host"
@@ -99,6 +99,7 @@ class HazardChecker:
         self._clocks: dict[int, dict[int, int]] = {HOST: {HOST: 0}}
         self._names: dict[int, str] = {HOST: _HOST_NAME}
         self._events: dict[Hashable, dict[int, int]] = {}
+        self._retired: dict[int, int] = {}  # the joined clocks of destroyed streams
         self._accesses: dict[int, list[_Access]] = {}
         self._next_agent = HOST + 1
 
@@ -113,9 +114,12 @@ class HazardChecker:
             return agent
 
     def remove_stream(self, agent: int) -> None:
-        """Forget a destroyed stream's clock (its accesses stay until pruned)."""
+        """A destroyed stream: no more work on it, but (as cudaStreamDestroy does not wait)
+        its work is still ordered before the host only by a later device synchronize."""
         with self._lock:
-            self._clocks.pop(agent, None)
+            clock = self._clocks.pop(agent, None)
+            if clock is not None:
+                _join(self._retired, clock)
 
     def remove_event(self, key: Hashable) -> None:
         with self._lock:
@@ -157,7 +161,7 @@ class HazardChecker:
 
     def device_point(self) -> dict[int, int]:
         with self._lock:
-            point: dict[int, int] = {}
+            point = dict(self._retired)
             for clock in self._clocks.values():
                 _join(point, clock)
             return point
@@ -209,7 +213,7 @@ class HazardChecker:
     def _stream_clock(self, stream: int) -> dict[int, int]:
         clock = self._clocks.get(stream)
         if clock is None or stream == HOST:
-            raise HazardError(f"hazard checker: unknown or destroyed stream agent {stream}")
+            raise CudaError(f"hazard checker: unknown or destroyed stream agent {stream}")
         return clock
 
     def _access(

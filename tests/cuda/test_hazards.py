@@ -253,6 +253,21 @@ def test_device_catches_a_host_read_before_synchronize(cuda_device) -> None:
         assert (h.array == 1).all()
 
 
+def test_destroying_a_stream_does_not_synchronize_the_host(cuda_device) -> None:
+    """cudaStreamDestroy returns before the stream's work is done: only a device synchronize
+    (or an event recorded before) orders the host after it."""
+    d = cuda_device.allocate(64, "d")
+    h = cuda_device.allocate_host(64, "h")
+    with cuda_device.stream("short-lived") as s:
+        cuda_device.memset(d, 2, s)
+        cuda_device.copy_dtoh(h, d, s, label="download")
+    with pytest.raises(HazardError, match="'download'"):
+        cuda_device.host_access("read", reads=[h])
+    cuda_device.synchronize()
+    cuda_device.host_access("read", reads=[h])
+    assert (h.array == 2).all()
+
+
 # -- random programs against a brute-force reference ----------------------------------------
 
 STREAMS, EVENTS, BYTES = 3, 2, 6
