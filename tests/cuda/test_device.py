@@ -355,3 +355,12 @@ def test_ctypes_params_reach_the_kernel_by_value() -> None:
     assert grid == (2, 3, 1) and block == (64, 1, 1) and shared == 512
     assert isinstance(params, tk.FillParams) and (params.dst, params.n, params.value) == (1, 2, 4)
     assert ctypes.sizeof(params) == 32
+
+
+@pytest.mark.parametrize("sm", [72, 87, 90])
+def test_the_gpu_variants_of_the_test_kernels_compile(sm) -> None:
+    """The CUDA side of the device tests compiles for every target (run without a GPU)."""
+    from edge_infer.cuda.compile import read_cubin
+
+    info = read_cubin(tk.compile_cubin(sm))
+    assert info.sm == sm and set(tk.PY_KERNELS) <= info.functions
