@@ -58,7 +58,11 @@ def other_library(rev: str, work: Path) -> Any:
     subprocess.run([native._compiler() or "cc", *native._flags(), "-o", str(target),
                     *sorted(str(p) for p in work.glob("*.c"))], check=True)
     lib = ctypes.CDLL(str(target))
-    native.declare(lib)  # kernels older than the argument structs (args.h) cannot be compared
+    try:
+        native.declare(lib)
+    except AttributeError:  # kernels older than the argument structs of kernels/args.h
+        raise SystemExit(f"{rev} predates the kernels' argument structs (args.h): compare "
+                         "against a revision from c97de0e on") from None
     if native.layout_mismatches(lib):
         raise SystemExit(f"{rev}'s kernel arguments differ from this tree's (args.h)")
     return lib
