@@ -30,11 +30,19 @@ class LatencyModel:
 
     A size never measured is estimated from the nearest measured size, scaled linearly in
     the batch size (a pessimistic guess for larger batches, which is the safe direction).
+
+    A size the batcher stops dispatching is never measured again, so one slow reading (a
+    cold start: caches, lazy allocation, a busy host during warm-up) would keep it out for
+    good. Each measurement therefore also pulls the other sizes towards what it implies,
+    where they break two bounds that hold for any engine: a smaller batch is no slower than a
+    larger one, and a larger one no slower than the smaller one's time per frame times its
+    size (``relax`` per measurement).
     """
 
-    def __init__(self, default_s: float = 0.05, alpha: float = 0.2) -> None:
+    def __init__(self, default_s: float = 0.05, alpha: float = 0.2, relax: float = 0.1) -> None:
         self.default_s = default_s
         self.alpha = alpha
+        self.relax = relax
         self._ema: dict[int, float] = {}
         self._lock = threading.Lock()
 
@@ -43,7 +51,12 @@ class LatencyModel:
             return
         with self._lock:
             old = self._ema.get(batch)
-            self._ema[batch] = seconds if old is None else old + self.alpha * (seconds - old)
+            now = seconds if old is None else old + self.alpha * (seconds - old)
+            self._ema[batch] = now
+            for b, t in self._ema.items():
+                bound = now if b < batch else now * b / batch
+                if t > bound:
+                    self._ema[b] = t + self.relax * (bound - t)
 
     def estimate(self, batch: int) -> float:
         with self._lock:
@@ -66,6 +79,7 @@ class BatcherStats:
     dropped: int = 0  # frames pushed out by newer frames of the same camera
     full_dispatches: int = 0
     deadline_dispatches: int = 0
+    trimmed: int = 0  # batches cut short so their oldest frame still met the budget
     batch_sizes: dict[int, int] = field(default_factory=dict)
     dropped_by_camera: dict[str, int] = field(default_factory=dict)
 
@@ -169,7 +183,7 @@ class DeadlineBatcher:
             return [], math.inf
         if now < at:
             return [], at - now
-        batch = self._select()
+        batch = self._within_budget(self._select(), now)
         full = len(batch) >= self.capacity(now)
         self._take(batch)
         if full:
@@ -177,6 +191,22 @@ class DeadlineBatcher:
         else:
             self.stats.deadline_dispatches += 1
         return batch, 0.0
+
+    def _within_budget(self, batch: list[Frame], now: float) -> list[Frame]:
+        """``batch``, or its oldest frames only when the whole batch would take so long that
+        its oldest frame misses the budget and a smaller batch would not. (When even one
+        frame would be late, the whole batch goes: smaller would only add batches.)"""
+        waited = {id(f): self._waiting_since.get(f.camera_id, f.capture_ts) for f in batch}
+        left = min(waited.values(), default=now) + self.budget - self.margin - now
+        if len(batch) <= 1 or self.latency.estimate(len(batch)) <= left:
+            return batch
+        size = len(batch) - 1
+        while size > 1 and self.latency.estimate(size) > left:
+            size -= 1
+        if self.latency.estimate(size) > left:
+            return batch
+        self.stats.trimmed += 1
+        return sorted(batch, key=lambda f: waited[id(f)])[:size]
 
     def flush(self) -> list[Frame]:
         """Take every pending frame (up to a batch) regardless of deadlines, for draining."""

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from edge_infer.engine import configure_backend
 from edge_infer.errors import ConfigError, EngineCompatibilityError
 from edge_infer.pipeline.batcher import DeadlineBatcher, LatencyModel
+from edge_infer.pipeline.budget_watch import BudgetWatch
 from edge_infer.pipeline.config import DaemonConfig, EngineConfig, file_sha256
 from edge_infer.pipeline.frames import FrameHub
 from edge_infer.pipeline.health import (
@@ -222,6 +223,7 @@ class Daemon:
         self.hub = FrameHub()
         self.latency = LatencyModel()
         self.metrics = Metrics(cfg.health.latency_window, clock)
+        self.budget_watch = BudgetWatch(cfg.batching.latency_budget_ms, clock)
         self.progress = Progress(clock)
         self.sources: list[CameraSource] = []
         self.started = clock()
@@ -332,6 +334,10 @@ class Daemon:
                                                   sorted(b.batch_sizes.items())},
             "batch_failures": self.progress.failed, "batcher_dropped": b.dropped,
             "engine_ms": {str(k): round(v * 1e3, 2) for k, v in self.latency.snapshot().items()},
+            "budget": self.budget_watch.check(
+                self.metrics.percentiles().get("total", {}), self.latency.snapshot(),
+                sum(s.state == CameraState.STREAMING for s in self.sources),
+                self.cfg.inference.workers, sum(s.stats.frames for s in self.sources)),
         }
 
     def summary(self) -> str:

@@ -40,8 +40,8 @@ def test_stuck_inference_withholds_watchdog_and_shutdown_is_bounded(
 
         # inference hangs from now on (as a wedged GPU or a deadlocked kernel would)
         worker = daemon.pool.workers[0]
-        execute = worker.context.execute
-        worker.context.execute = lambda feeds: (gate.wait(), execute(feeds))[1]
+        execute = worker.context.execute_bound  # the worker runs its bound batch buffers
+        worker.context.execute_bound = lambda: (gate.wait(), execute())[1]
         t_stuck = time.monotonic()
         time.sleep(2.5)
         last_done = daemon.progress.last_batch
