@@ -300,7 +300,10 @@ class LoggingConfig(_Model):
     """Logs go to stderr (journald captures them)."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
-    json_format: bool = Field(False, alias="json", description="one JSON object per line")
+    json_format: bool = Field(
+        False, alias="json", description="one JSON object per line; OpenCV's and FFmpeg's own "
+        "stderr lines are routed through it too (logger native.opencv / native.ffmpeg; "
+        "FFmpeg's at DEBUG)")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -40,6 +40,7 @@ from edge_infer.pipeline.health import (
     SdNotifier,
     Watchdog,
 )
+from edge_infer.pipeline.native_logs import NativeStderr
 from edge_infer.pipeline.publisher import ModelInfo, Publisher
 from edge_infer.pipeline.sources import CameraSource, CameraState, set_parallel_opens
 from edge_infer.pipeline.workers import BatchResult, Dispatcher, FrameResult, ModelSpec, WorkerPool
@@ -198,9 +199,11 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(cfg: DaemonConfig, journald: bool) -> None:
-    """stderr logs; no timestamps under journald (it adds its own)."""
+    """stderr logs; no timestamps under journald (it adds its own). With JSON logs, what
+    OpenCV and FFmpeg write to stderr is routed through logging too (native_logs)."""
     handler = logging.StreamHandler()
     if cfg.logging.json_format:
+        handler = logging.StreamHandler(NativeStderr().start())
         handler.setFormatter(JsonFormatter())
     else:
         fmt = "%(levelname)s %(name)s: %(message)s"
