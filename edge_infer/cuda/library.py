@@ -12,8 +12,9 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edge_infer.errors import BackendError
 
@@ -26,6 +27,11 @@ TARGET_SMS: tuple[int, ...] = (72, 87, 90)
 #: the params modules, one per kernel concept (owners add their line here)
 CONCEPT_MODULES: tuple[str, ...] = (
     "edge_infer.cuda.params.copy",
+    "edge_infer.cuda.params.transpose",
+    "edge_infer.cuda.params.reformat",
+    "edge_infer.cuda.params.activation",
+    "edge_infer.cuda.params.softmax",
+    "edge_infer.cuda.params.pointwise",
     "edge_infer.cuda.params.conv",
     "edge_infer.cuda.params.gemm",
     "edge_infer.cuda.params.postprocess",
@@ -68,6 +74,9 @@ class KernelCall:
     block: Dim3
     params: ctypes.Structure
     shared_bytes: int = 0
+    #: the arrays the params point into, kept alive as long as the call (a pointer field holds
+    #: only an address: a temporary array would otherwise be freed before the launch)
+    keep: tuple[Any, ...] = field(default=(), compare=False, repr=False)
 
 
 def grid_1d(count: int, block: int, max_blocks: int = 4096) -> Dim3:

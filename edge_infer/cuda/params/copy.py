@@ -52,4 +52,5 @@ def copy(src: np.ndarray, dst: np.ndarray) -> KernelCall:
         dst_strides=(ctypes.c_int32 * 4)(*([0] * pad + _element_strides(dst))),
         count=int(src.size),
     )
-    return KernelCall(f"ei_copy_b{src.itemsize}", grid_1d(src.size, 256), (256, 1, 1), params)
+    return KernelCall(f"ei_copy_b{src.itemsize}", grid_1d(src.size, 256), (256, 1, 1), params,
+                      keep=(src, dst))
