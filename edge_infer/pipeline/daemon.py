@@ -187,6 +187,20 @@ def warm_up(engine: Engine, spec: ModelSpec, latency: LatencyModel, sizes: list[
                      latency.estimate(n) * 1e3, (t1 - t0) * 1e3)
 
 
+def usable_cores(asked: int | None) -> int | None:
+    """``inference.cores``, clamped (with a warning) to the cores this process may run on:
+    more threads than cores only makes them wait for each other."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        available = os.cpu_count() or 1
+    if asked is not None and asked > available:
+        log.warning("inference.cores is %d but this process can use %d core(s): using %d",
+                    asked, available, available)
+        return available
+    return asked
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line (``logging.json: true``)."""
 
@@ -240,7 +254,7 @@ class Daemon:
         # the backend shares the machine between the workers (the CPU: each context's
         # threads get their share of the cores); an engine built here is tuned for that
         backend_options = configure_backend(contexts=cfg.inference.workers,
-                                            cores=cfg.inference.cores)
+                                            cores=usable_cores(cfg.inference.cores))
         log.info("backend settings per worker: %s (%d workers)", backend_options,
                  cfg.inference.workers)
         self.engine = load_engine(cfg.engine, cfg.preprocess.color_order, backend_options)

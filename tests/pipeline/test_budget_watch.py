@@ -46,3 +46,4 @@ def test_overload_is_reported_with_a_suggestion_then_recovery(
     assert ok["met"] is True
     assert sum(r.levelno == logging.WARNING for r in caplog.records) == 2  # repeated a minute on
     assert "met again" in caplog.records[-1].getMessage()
+

@@ -174,3 +174,17 @@ def test_malformed_server_key_is_one_line_naming_a_real_command(
     assert expected in _one_line(exc)
     if "make new keys" in str(exc.value):
         assert "edge-infer subscribe --make-keys" in str(exc.value)
+
+
+def test_inference_cores_above_the_machine_are_clamped_with_a_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import os
+
+    from edge_infer.pipeline.daemon import usable_cores
+
+    available = len(os.sched_getaffinity(0))
+    assert usable_cores(None) is None
+    assert usable_cores(1) == 1
+    with caplog.at_level("WARNING", logger="edge_infer.pipeline.daemon"):
+        assert usable_cores(available + 7) == available
+    assert f"inference.cores is {available + 7}" in caplog.text
