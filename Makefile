@@ -26,6 +26,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check edge_infer tests tools bench
 	$(VENV)/bin/lint-imports  # layering contracts: pyproject.toml [tool.importlinter]
+	$(VENV)/bin/ruff format --check edge_infer tests tools bench
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q
