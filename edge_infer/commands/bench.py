@@ -70,6 +70,8 @@ def _print(report: dict[str, Any], args: argparse.Namespace) -> None:
         per = ", ".join(f"{m:.2f}" for m in s["per_process_medians_ms"])
         print(f"  {kind:<12} median {s['median_ms']:8.2f} ms  p90 {s['p90_ms']:8.2f}  "
               f"p99 {s['p99_ms']:8.2f}  {s['throughput']:8.1f} items/s  (per process: {per})")
+    for warning in report.get("warnings", []):
+        print(f"  warning: {warning}")
     if "ratio" in report:
         print(f"  latency ratio edge_infer / onnxruntime: {report['ratio']:.2f}×")
         for name, diff in report["max_abs_diff"].items():

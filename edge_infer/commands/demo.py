@@ -87,6 +87,32 @@ def write_config(path: Path, cams: list[dict], model: Path, engine: Path, endpoi
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
+def summary_table(per_cam: dict[str, tuple[int, int]], took: float,
+                  status: dict | None) -> str:
+    """The demo's result as a table: one row per camera, then latency and batch sizes."""
+    rows = [("camera", "frames", "fps", "boxes", "state"), ("-" * 8, "-" * 6, "-" * 5,
+                                                           "-" * 5, "-" * 9)]
+    cams = (status or {}).get("cameras", {})
+    for cam in sorted(per_cam):
+        n, boxes = per_cam[cam]
+        rows.append((cam, str(n), f"{n / took:.1f}", str(boxes),
+                     cams.get(cam, {}).get("state", "?")))
+    lines = [f"{r[0]:<10} {r[1]:>7} {r[2]:>6} {r[3]:>6}  {r[4]}" for r in rows]
+    if status:
+        lines.append("")
+        lines.append(f"{'latency ms':<10} {'p50':>7} {'p90':>6} {'p99':>6}")
+        for stage in ("total", "queue", "inference"):
+            p = status.get("latency_ms", {}).get(stage)
+            if p:
+                lines.append(f"{stage:<10} {p['p50']:>7.1f} {p['p90']:>6.1f} {p['p99']:>6.1f}")
+        sizes = status.get("batch_sizes") or {}
+        if sizes:
+            lines.append("")
+            lines.append(f"{'batch size':<10} " + " ".join(f"{k:>5}" for k in sizes))
+            lines.append(f"{'batches':<10} " + " ".join(f"{v:>5}" for v in sizes.values()))
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     from edge_infer.pipeline import rtsp_loopback
     from edge_infer.pipeline.subscriber import SequenceTracker, Subscriber
@@ -188,13 +214,7 @@ def _run_daemon(cfg_path: Path, endpoint: str, seconds: float, out: Path, tracke
     took = max(took, 1e-3)
     print(f"\nreceived {tracker.received} messages in {took:.1f} s, {tracker.gaps} lost, "
           f"{tracker.restarts} restarts; daemon exit code {code}")
-    print(f"{'camera':<8} {'frames':>7} {'fps':>6} {'boxes':>6}")
-    for cam in sorted(per_cam):
-        n, boxes = per_cam[cam]
-        print(f"{cam:<8} {n:>7} {n / took:>6.1f} {boxes:>6}")
-    if status:
-        print(f"latency (ms): {status.get('latency_ms', {}).get('total')}")
-        print(f"batch sizes: {status.get('batch_sizes')}")
+    print(summary_table(per_cam, took, status))
     path = out / "mosaic.jpg"
     if mosaic(previews, path):
         print(f"mosaic of {len(previews)} cameras: {path}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -125,6 +126,20 @@ def compare(engine_path: str, onnx_path: str | None, feeds: Mapping[str, np.ndar
             processes: int) -> dict[str, Any]:
     """Time our engine (and onnxruntime) in ``processes`` alternating fresh processes each."""
     work = Path(tempfile.mkdtemp(prefix="edge-infer-bench-"))
+    try:
+        return _compare_in(work, engine_path, onnx_path, feeds, batch=batch, threads=threads,
+                           iterations=iterations, warmup=warmup, processes=processes)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+#: per-process medians spread beyond this (max / min - 1) make a figure suspect
+SPREAD_WARNING = 0.30
+
+
+def _compare_in(work: Path, engine_path: str, onnx_path: str | None,
+                feeds: Mapping[str, np.ndarray], *, batch: int, threads: int, iterations: int,
+                warmup: int, processes: int) -> dict[str, Any]:
     np.savez(work / "inputs.npz", **feeds)
     sides = [("edge_infer", engine_path)] + ([("onnxruntime", onnx_path)] if onnx_path else [])
     results: dict[str, list[dict[str, Any]]] = {k: [] for k, _ in sides}
@@ -143,6 +158,12 @@ def compare(engine_path: str, onnx_path: str | None, feeds: Mapping[str, np.ndar
         merged["throughput"] = batch / merged["median_ms"] * 1e3
         merged["per_process_medians_ms"] = medians
         report[kind] = merged
+        spread = max(medians) / min(medians) - 1.0 if min(medians) > 0 else 0.0
+        if spread > SPREAD_WARNING:
+            report.setdefault("warnings", []).append(
+                f"{kind}: per-process medians spread {spread:.0%} (over "
+                f"{SPREAD_WARNING:.0%}): the machine was busy or its clock changed; "
+                "rerun on a quiet machine with more --processes")
     if onnx_path:
         ours = _load_feeds(str(work / "edge_infer-0.npz"))
         theirs = _load_feeds(str(work / "onnxruntime-0.npz"))

@@ -15,6 +15,23 @@ def label_of(class_id: int, names: list[str]) -> str:
     return names[class_id] if 0 <= class_id < len(names) else f"class{class_id}"
 
 
+def put_label(img: np.ndarray, text: str, anchor: tuple[int, int], color: tuple[int, ...],
+              scale: float = 0.4) -> None:
+    """``text`` on a filled box in ``color`` with black or white letters (whichever contrasts),
+    placed above ``anchor`` (x, y) when it fits, below otherwise, and always inside ``img``."""
+    font, thick = cv2.FONT_HERSHEY_SIMPLEX, 1
+    (tw, th), base = cv2.getTextSize(text, font, scale, thick)
+    h, w = img.shape[:2]
+    bw, bh = min(tw + 4, w), th + base + 4
+    x = min(max(0, anchor[0]), max(0, w - bw))
+    y = anchor[1] - bh if anchor[1] - bh >= 0 else anchor[1]
+    y = min(max(0, y), max(0, h - bh))
+    cv2.rectangle(img, (x, y), (x + bw - 1, y + bh - 1), color, cv2.FILLED)
+    luma = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]  # BGR
+    ink = (0, 0, 0) if luma > 128 else (255, 255, 255)
+    cv2.putText(img, text, (x + 2, y + th + 2), font, scale, ink, thick, cv2.LINE_AA)
+
+
 def draw_detections(image: np.ndarray, r: FrameResult, class_names: list[str],
                     max_width: int) -> np.ndarray:
     """A copy of the frame, scaled to ``max_width`` at most, with boxes and labels drawn."""
@@ -25,8 +42,7 @@ def draw_detections(image: np.ndarray, r: FrameResult, class_names: list[str],
         x1, y1, x2, y2 = (round(float(v) * scale) for v in box)
         color = tuple(int(v) for v in np.random.default_rng(int(c)).integers(64, 256, 3))
         cv2.rectangle(out, (x1, y1), (x2, y2), color, 2)
-        cv2.putText(out, f"{label_of(int(c), class_names)} {s:.2f}", (x1, max(10, y1 - 4)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
+        put_label(out, f"{label_of(int(c), class_names)} {s:.2f}", (x1, y1), color)
     return out
 
 
@@ -37,7 +53,7 @@ def mosaic(previews: dict[str, bytes], path: Path) -> bool:
         img = cv2.imdecode(np.frombuffer(previews[cam], np.uint8), cv2.IMREAD_COLOR)
         if img is not None:
             img = cv2.resize(img, (320, 180))
-            cv2.putText(img, cam, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+            put_label(img, cam, (0, 0), (32, 32, 32), scale=0.5)
             tiles.append(img)
     if not tiles:
         return False
