@@ -61,6 +61,6 @@ def test_demo_summary_is_a_table() -> None:
     assert lines[0].split() == ["camera", "frames", "fps", "boxes", "state"]
     assert lines[2].split() == ["cam00", "120", "12.0", "340", "streaming"]
     assert lines[3].split() == ["cam01", "118", "11.8", "200", "?"]
-    assert "total          80.0  120.0  180.5" in text
+    assert "total         80.0  120.0  180.5" in text
     assert lines[-2].split() == ["batch", "size", "1", "2"]
     assert lines[-1].split() == ["batches", "3", "50"]
