@@ -56,16 +56,23 @@ class Address:
         """Bytes from ``offset`` to one past the last element (0 for an empty value)."""
         if any(d == 0 for d in self.shape):
             return 0
-        return sum((d - 1) * s for d, s in zip(self.shape, self.strides, strict=True)) \
+        return (
+            sum((d - 1) * s for d, s in zip(self.shape, self.strides, strict=True))
             + self.dtype.itemsize
+        )
 
     @property
     def contiguous(self) -> bool:
         return self.strides == contiguous_strides(self.shape, self.dtype)
 
     def to_json(self) -> dict[str, Any]:
-        return {"buffer": self.buffer, "offset": self.offset, "shape": list(self.shape),
-                "strides": list(self.strides), "dtype": self.dtype.name}
+        return {
+            "buffer": self.buffer,
+            "offset": self.offset,
+            "shape": list(self.shape),
+            "strides": list(self.strides),
+            "dtype": self.dtype.name,
+        }
 
 
 @dataclass
@@ -88,10 +95,14 @@ class MemoryPlan:
         for name, size in self.sizes.items():
             dtype = self.addresses[name].dtype.name if name in self.addresses else "?"
             by_dtype[dtype] = by_dtype.get(dtype, 0) + size
-        return {"bytes": self.arena_bytes, "io_bytes": self.io_bytes,
-                "naive_bytes": self.naive_bytes,
-                "buffers": len(self.offsets), "aliases": len(self.aliases),
-                "buffer_bytes_by_dtype": dict(sorted(by_dtype.items()))}
+        return {
+            "bytes": self.arena_bytes,
+            "io_bytes": self.io_bytes,
+            "naive_bytes": self.naive_bytes,
+            "buffers": len(self.offsets),
+            "aliases": len(self.aliases),
+            "buffer_bytes_by_dtype": dict(sorted(by_dtype.items())),
+        }
 
 
 def contiguous_strides(shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...]:
@@ -113,8 +124,9 @@ def find_aliases(graph: Graph) -> dict[str, Alias]:
     for value in graph.values.values():
         spec = value.meta.get("alias_of")
         if spec:
-            aliases[value.name] = Alias(spec["value"], int(spec["axis"]), int(spec["start"]),
-                                        int(spec["stop"]))
+            aliases[value.name] = Alias(
+                spec["value"], int(spec["axis"]), int(spec["start"]), int(spec["stop"])
+            )
     for node in graph.nodes:
         if node.op_type not in RESHAPE_OPS or node.domain:
             continue
@@ -208,7 +220,8 @@ def plan_memory(graph: Graph, times: dict[str, int] | None = None) -> MemoryPlan
         plan.offsets[name] = plan.arena_bytes + plan.io_bytes
         plan.io_bytes += _align(max(sizes[name], 1))
     plan.naive_bytes = sum(
-        v.type.nbytes for v in graph.values.values()
+        v.type.nbytes
+        for v in graph.values.values()
         if v.const is None and v.type is not None and v.type.is_static
     )
     plan.addresses = resolve_addresses(graph, plan)
@@ -223,8 +236,13 @@ def resolve_addresses(graph: Graph, plan: MemoryPlan) -> dict[str, Address]:
     for name, offset in plan.offsets.items():
         t = graph.value(name).type
         shape = tuple(int(d) for d in t.shape)  # type: ignore[union-attr]
-        addresses[name] = Address(name, offset, shape, contiguous_strides(shape, t.dtype),  # type: ignore[union-attr]
-                                  np.dtype(t.dtype))  # type: ignore[union-attr]
+        addresses[name] = Address(
+            name,
+            offset,
+            shape,
+            contiguous_strides(shape, t.dtype),  # type: ignore[union-attr]
+            np.dtype(t.dtype),
+        )  # type: ignore[union-attr]
 
     def resolve(name: str, depth: int = 0) -> Address:
         if name in addresses:
@@ -236,23 +254,38 @@ def resolve_addresses(graph: Graph, plan: MemoryPlan) -> dict[str, Address]:
         t = graph.value(name).type
         shape = tuple(int(d) for d in t.shape)  # type: ignore[union-attr]
         if np.dtype(t.dtype) != parent.dtype:  # type: ignore[union-attr]
-            raise ValueError(f"alias '{name}' is {t.dtype} but its buffer '{parent.buffer}' "  # type: ignore[union-attr]
-                             f"holds {parent.dtype}: storage dtypes must agree in memory")
+            raise ValueError(
+                f"alias '{name}' is {t.dtype} but its buffer '{parent.buffer}' "  # type: ignore[union-attr]
+                f"holds {parent.dtype}: storage dtypes must agree in memory"
+            )
         if alias.axis is None:
             if not parent.contiguous or int(np.prod(shape)) != int(np.prod(parent.shape)):
-                raise ValueError(f"alias '{name}' reshapes '{alias.parent}', which is not a "
-                                 "whole contiguous buffer of the same size")
-            result = Address(parent.buffer, parent.offset, shape,
-                             contiguous_strides(shape, parent.dtype), parent.dtype)
+                raise ValueError(
+                    f"alias '{name}' reshapes '{alias.parent}', which is not a "
+                    "whole contiguous buffer of the same size"
+                )
+            result = Address(
+                parent.buffer,
+                parent.offset,
+                shape,
+                contiguous_strides(shape, parent.dtype),
+                parent.dtype,
+            )
         else:
             sliced = list(parent.shape)
             sliced[alias.axis] = alias.stop - alias.start
-            if tuple(sliced) != shape or not 0 <= alias.start <= alias.stop \
-                    <= parent.shape[alias.axis]:
+            if (
+                tuple(sliced) != shape
+                or not 0 <= alias.start <= alias.stop <= parent.shape[alias.axis]
+            ):
                 raise ValueError(f"alias '{name}' has shape {tuple(sliced)}, expected {shape}")
-            result = Address(parent.buffer,
-                             parent.offset + alias.start * parent.strides[alias.axis],
-                             shape, parent.strides, parent.dtype)
+            result = Address(
+                parent.buffer,
+                parent.offset + alias.start * parent.strides[alias.axis],
+                shape,
+                parent.strides,
+                parent.dtype,
+            )
         addresses[name] = result
         return result
 
@@ -268,8 +301,9 @@ def view_of(memory: np.ndarray, address: Address, base: int = 0) -> np.ndarray:
     offset = address.offset - base
     if offset < 0 or offset + address.extent > memory.nbytes:
         raise ValueError(f"memory plan puts a view of '{address.buffer}' outside its memory")
-    return np.ndarray(address.shape, address.dtype, buffer=memory, offset=offset,
-                      strides=address.strides)
+    return np.ndarray(
+        address.shape, address.dtype, buffer=memory, offset=offset, strides=address.strides
+    )
 
 
 def make_views(graph: Graph, plan: MemoryPlan, arena: np.ndarray) -> dict[str, np.ndarray]:
@@ -300,8 +334,9 @@ def memory_order(graph: Graph) -> list[Node]:
         for r in reads[id(n)]:
             readers[r] = readers.get(r, 0) + 1
     size = {r: graph.value(r).type.nbytes for n in nodes for r in writes[id(n)] | reads[id(n)]}  # type: ignore[union-attr]
-    waiting = {id(n): sum(1 for v in n.inputs if v is not None and v.producer is not None)
-               for n in nodes}
+    waiting = {
+        id(n): sum(1 for v in n.inputs if v is not None and v.producer is not None) for n in nodes
+    }
     ready = [n for n in nodes if waiting[id(n)] == 0]
     allocated: set[str] = set()
     order: list[Node] = []

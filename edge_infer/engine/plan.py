@@ -67,15 +67,17 @@ def graph_to_plan(graph: Graph) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         record(value)
     nodes = []
     for node in graph.nodes:
-        nodes.append({
-            "name": node.name,
-            "op": node.op_type,
-            "domain": node.domain,
-            "attrs": _json_attr(node.attrs, tensors),
-            "inputs": [None if v is None else record(v) for v in node.inputs],
-            "outputs": [record(v) for v in node.outputs],
-            "meta": _json_attr(node.meta, tensors),
-        })
+        nodes.append(
+            {
+                "name": node.name,
+                "op": node.op_type,
+                "domain": node.domain,
+                "attrs": _json_attr(node.attrs, tensors),
+                "inputs": [None if v is None else record(v) for v in node.inputs],
+                "outputs": [record(v) for v in node.outputs],
+                "meta": _json_attr(node.meta, tensors),
+            }
+        )
     plan = {
         "name": graph.name,
         "opsets": graph.opsets,
@@ -114,8 +116,9 @@ def plan_to_graph(plan: Mapping[str, Any], tensors: Mapping[str, np.ndarray]) ->
 
         for name in plan["inputs"]:
             entry = plan["values"][name]
-            made[name] = graph.add_input(name, TensorType(tuple(entry["shape"]),
-                                                          np.dtype(entry["dtype"])))
+            made[name] = graph.add_input(
+                name, TensorType(tuple(entry["shape"]), np.dtype(entry["dtype"]))
+            )
         for n in plan["nodes"]:
             node = graph.add_node(
                 n["op"],

@@ -25,8 +25,9 @@ def branchy(batch: int = 1) -> Network:
     d = net.add_concatenation([b, c], axis=1)
     e = net.add_elementwise(d, net.add_convolution(x, 16, 1), "sum")
     f = net.add_pooling(e, "max", 5, stride=1, padding=2)
-    net.mark_output(net.add_layer("Reshape", [f, net.add_constant(
-        np.array([0, -1], np.int64))]), "out")
+    net.mark_output(
+        net.add_layer("Reshape", [f, net.add_constant(np.array([0, -1], np.int64))]), "out"
+    )
     return net
 
 
@@ -53,7 +54,7 @@ def test_live_buffers_never_overlap() -> None:
         life[root_of(v.name, plan.aliases)][1] = len(nodes)
     roots = list(plan.offsets)
     for i, a in enumerate(roots):
-        for b in roots[i + 1:]:
+        for b in roots[i + 1 :]:
             la, lb = life[a], life[b]
             if la[1] < lb[0] or lb[1] < la[0]:
                 continue
@@ -108,8 +109,9 @@ def test_execute_allocates_no_activation_buffers_after_warmup(
     for _ in range(3):
         ctx.execute({"x": x})
     graph = engine.graph(batch)
-    activations = sum(v.type.nbytes for v in graph.values.values()
-                      if v.const is None and v.type is not None)
+    activations = sum(
+        v.type.nbytes for v in graph.values.values() if v.const is None and v.type is not None
+    )
     output_bytes = sum(v.type.nbytes for _, v in graph.outputs)
     tracemalloc.start()
     try:
@@ -134,16 +136,18 @@ def test_recurrent_layers_allocate_nothing_after_warmup(batch: int) -> None:
     from edge_infer.zoo.crnn import build_crnn
 
     shape = (batch, 3, 32, 128)
-    engine = edge_infer.build(build_crnn(batch=None, width=None, hidden=64),
-                              shapes={"image": shape}, tune=False)
+    engine = edge_infer.build(
+        build_crnn(batch=None, width=None, hidden=64), shapes={"image": shape}, tune=False
+    )
     graph = engine.graph(batch)
     assert [n.meta.get("tactic") for n in graph.nodes].count("recurrent_gemm") == 2
     ctx = engine.create_context()
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     for _ in range(3):
         ctx.execute({"image": x})
-    activations = sum(v.type.nbytes for v in graph.values.values()
-                      if v.const is None and v.type is not None)
+    activations = sum(
+        v.type.nbytes for v in graph.values.values() if v.const is None and v.type is not None
+    )
     output_bytes = sum(v.type.nbytes for _, v in graph.outputs)
     tracemalloc.start()
     try:
@@ -162,9 +166,12 @@ def test_recurrent_layers_allocate_nothing_after_warmup(batch: int) -> None:
 def _numpy_slicing_views(graph, plan, arena: np.ndarray) -> dict[str, np.ndarray]:
     """The views as make_views built them before address records: roots at their offsets,
     aliases by numpy slicing and reshaping of their parents (the oracle of the records)."""
-    views = {name: arena[offset: offset + graph.value(name).type.nbytes]
-             .view(graph.value(name).dtype).reshape(graph.value(name).shape)
-             for name, offset in plan.offsets.items()}
+    views = {
+        name: arena[offset : offset + graph.value(name).type.nbytes]
+        .view(graph.value(name).dtype)
+        .reshape(graph.value(name).shape)
+        for name, offset in plan.offsets.items()
+    }
 
     def view(name: str) -> np.ndarray:
         if name not in views:
@@ -204,8 +211,10 @@ def test_address_records_match_numpy_views(model: Any, precision: str) -> None:
     slicing path made, in the storage dtype of the engine (float16 halves every stride)."""
     from edge_infer.engine.builder import BuildOptions
 
-    engine = edge_infer.build(model(2), options=BuildOptions(
-        shapes={"x": (2, 8, 16, 16)}, tune=False, precision=precision))
+    engine = edge_infer.build(
+        model(2),
+        options=BuildOptions(shapes={"x": (2, 8, 16, 16)}, tune=False, precision=precision),
+    )
     graph = engine.graph(2)
     plan = plan_memory(graph)
     assert plan.aliases
@@ -216,12 +225,18 @@ def test_address_records_match_numpy_views(model: Any, precision: str) -> None:
     for name, view in old.items():
         record = plan.addresses[name]
         assert record.offset == view.__array_interface__["data"][0] - base, name
-        assert (record.shape, record.strides, record.dtype) == (view.shape, view.strides,
-                                                                view.dtype), name
+        assert (record.shape, record.strides, record.dtype) == (
+            view.shape,
+            view.strides,
+            view.dtype,
+        ), name
         assert record.strides[-1] == record.dtype.itemsize
         assert record.buffer == root_of(name, plan.aliases)
-    itemsizes = {r.dtype.itemsize for n, r in plan.addresses.items()
-                 if not graph.is_graph_input(graph.value(n))}
+    itemsizes = {
+        r.dtype.itemsize
+        for n, r in plan.addresses.items()
+        if not graph.is_graph_input(graph.value(n))
+    }
     assert itemsizes == ({4} if precision == "fp32" else {2, 4})  # fp16 between layers
     new = make_views(graph, plan, arena)
     for name, view in old.items():

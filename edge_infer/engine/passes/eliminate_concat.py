@@ -114,11 +114,16 @@ def _piece(graph: Graph, value: Value) -> tuple[Value, int, int, int] | None:
         return None
     params = [None if v is None else v.const for v in node.inputs[1:5]]
     params += [None] * (4 - len(params))  # starts, ends, axes, steps
-    if params[0] is None or params[1] is None or any(
-            p is not None and np.asarray(p).size != 1 for p in params):
+    if (
+        params[0] is None
+        or params[1] is None
+        or any(p is not None and np.asarray(p).size != 1 for p in params)
+    ):
         return None
-    axis, step = (int(np.asarray(p).ravel()[0]) if p is not None else default
-                  for p, default in ((params[2], 0), (params[3], 1)))
+    axis, step = (
+        int(np.asarray(p).ravel()[0]) if p is not None else default
+        for p, default in ((params[2], 0), (params[3], 1))
+    )
     axis = axis + rank if axis < 0 else axis
     if not 0 <= axis < rank or step != 1:
         return None
@@ -129,8 +134,9 @@ def _piece(graph: Graph, value: Value) -> tuple[Value, int, int, int] | None:
     return src, axis, start, start + size
 
 
-def _pieces_ok(graph: Graph, node: Node, axis: int, decided: _Aliases
-               ) -> list[tuple[Value, list[tuple[Value, int, int]]]] | None:
+def _pieces_ok(
+    graph: Graph, node: Node, axis: int, decided: _Aliases
+) -> list[tuple[Value, list[tuple[Value, int, int]]]] | None:
     """The Concat's inputs as units: (value, []) for an ordinary input, (S, pieces) for a run
     of consecutive inputs that are S's pieces covering it in order; None when no run is
     found or a run's source cannot live in place."""
@@ -149,9 +155,12 @@ def _pieces_ok(graph: Graph, node: Node, axis: int, decided: _Aliases
                 run.append((ins[j], nxt[2], nxt[3]))  # type: ignore[arg-type]
                 stop, j = nxt[3], j + 1
             if len(run) > 1 and stop == int(src.shape[axis]):  # type: ignore[union-attr]
-                if (src.producer is None or graph.is_graph_output(src) or not decided.free(src)
-                        or any(graph.is_graph_output(p) or not decided.free(p)
-                               for p, _, _ in run)):
+                if (
+                    src.producer is None
+                    or graph.is_graph_output(src)
+                    or not decided.free(src)
+                    or any(graph.is_graph_output(p) or not decided.free(p) for p, _, _ in run)
+                ):
                     return None
                 units.append((src, run))
                 k, found = j, True
@@ -171,8 +180,9 @@ def _pieces_ok(graph: Graph, node: Node, axis: int, decided: _Aliases
     return units
 
 
-def _pieces_in_place(graph: Graph, node: Node, decided: _Aliases
-                     ) -> tuple[int, list[tuple[Value, list[tuple[Value, int, int]]]]] | None:
+def _pieces_in_place(
+    graph: Graph, node: Node, decided: _Aliases
+) -> tuple[int, list[tuple[Value, list[tuple[Value, int, int]]]]] | None:
     """(axis, units) of :func:`_pieces_ok` for a Concat, or None."""
     out = node.outputs[0]
     if not _static(out) or out.name in decided.alias or not all(_static(v) for v in node.inputs):
@@ -257,7 +267,10 @@ def _by_bytes_saved(graph: Graph) -> list[Node]:
 
 
 def _snapshot(graph: Graph) -> tuple[Any, ...]:
-    aliases = sorted((name, tuple(sorted(v.meta[ALIAS_KEY].items())))
-                     for name, v in graph.values.items() if ALIAS_KEY in v.meta)
+    aliases = sorted(
+        (name, tuple(sorted(v.meta[ALIAS_KEY].items())))
+        for name, v in graph.values.items()
+        if ALIAS_KEY in v.meta
+    )
     noops = sorted(n.name for n in graph.nodes if n.meta.get(NOOP_KEY))
     return tuple(aliases), tuple(noops)

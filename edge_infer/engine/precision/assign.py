@@ -34,10 +34,26 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 #: layers that only move or select values: exact at any storage precision
-DATA_MOVEMENT = frozenset({
-    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split", "Slice",
-    "Gather", "Identity", "MaxPool", "Shape", "Expand", "Tile", "DepthToSpace", "SpaceToDepth",
-})
+DATA_MOVEMENT = frozenset(
+    {
+        "Reshape",
+        "Flatten",
+        "Squeeze",
+        "Unsqueeze",
+        "Transpose",
+        "Concat",
+        "Split",
+        "Slice",
+        "Gather",
+        "Identity",
+        "MaxPool",
+        "Shape",
+        "Expand",
+        "Tile",
+        "DepthToSpace",
+        "SpaceToDepth",
+    }
+)
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 
 
@@ -68,8 +84,10 @@ def parse_layer_precision(text: str | None) -> dict[str, str]:
         name, sep, prec = item.rpartition(":")
         prec = prec.strip().lower()
         if not sep or not name or prec not in PRECISIONS:
-            raise BuildError(f"--layer-precision entry {item!r} must be NAME:PREC with PREC one "
-                             f"of {', '.join(PRECISIONS)}")
+            raise BuildError(
+                f"--layer-precision entry {item!r} must be NAME:PREC with PREC one "
+                f"of {', '.join(PRECISIONS)}"
+            )
         result[name.strip()] = prec
     return result
 
@@ -105,10 +123,16 @@ def _is_quantizable_fc(node: Node) -> bool:
         return len(x.shape) >= 2
     a = node.attrs
     n = w.const.shape[0] if a.get("transB", 0) else w.const.shape[1]
-    bias_ok = c is None or (c.const is not None and c.const.size == n
-                            and c.const.shape[-1:] == (n,))
-    return (len(x.shape) == 2 and a.get("transA", 0) == 0 and a.get("alpha", 1.0) == 1.0
-            and (c is None or a.get("beta", 1.0) == 1.0) and bias_ok)
+    bias_ok = c is None or (
+        c.const is not None and c.const.size == n and c.const.shape[-1:] == (n,)
+    )
+    return (
+        len(x.shape) == 2
+        and a.get("transA", 0) == 0
+        and a.get("alpha", 1.0) == 1.0
+        and (c is None or a.get("beta", 1.0) == 1.0)
+        and bias_ok
+    )
 
 
 def int8_exclusion(node: Node) -> str | None:
@@ -128,8 +152,11 @@ def is_float_compute(node: Node) -> bool:
     """A layer that computes new float values (so its precision matters)."""
     if node.meta.get("noop") or node.op_type in DATA_MOVEMENT or node.op_type in QDQ_OPS:
         return False
-    if node.op_type == "Resize" and not node.domain and node.attrs.get("mode", "nearest") \
-            == "nearest":
+    if (
+        node.op_type == "Resize"
+        and not node.domain
+        and node.attrs.get("mode", "nearest") == "nearest"
+    ):
         return False  # selects input values: exact at any storage precision
     return any(v.type is not None and v.dtype == np.float32 for v in node.outputs)
 
@@ -145,8 +172,12 @@ def _names(node: Node) -> set[str]:
 def _weights_fit_fp16(node: Node) -> bool:
     for v in node.inputs:
         const = None if v is None else v.const
-        if const is not None and const.dtype == np.float32 and const.size \
-                and float(np.max(np.abs(const))) > FP16_MAX:
+        if (
+            const is not None
+            and const.dtype == np.float32
+            and const.size
+            and float(np.max(np.abs(const))) > FP16_MAX
+        ):
             return False
     return True
 
@@ -162,8 +193,10 @@ def assign_precision(
 ) -> Assignment:
     """Choose every compute layer's precision (see the module docstring)."""
     if mode not in PRECISIONS or fallback not in ("fp32", "fp16"):
-        raise BuildError(f"precision must be one of {PRECISIONS} (fallback fp32/fp16), "
-                         f"got {mode!r} / {fallback!r}")
+        raise BuildError(
+            f"precision must be one of {PRECISIONS} (fallback fp32/fp16), "
+            f"got {mode!r} / {fallback!r}"
+        )
     overrides = dict(overrides or {})
     scales = scales or {}
     overflow = fp16_overflow or set()
@@ -179,12 +212,16 @@ def assign_precision(
         quantizable = is_quantizable(node)
         if wanted is not None:
             if wanted == "int8" and not quantizable:
-                raise BuildError(f"--layer-precision {node.name}:int8: layer '{node.name}' "
-                                 f"({node.op_type}) cannot run in INT8; only 2-D convolutions "
-                                 "and fully connected layers with constant weights can")
+                raise BuildError(
+                    f"--layer-precision {node.name}:int8: layer '{node.name}' "
+                    f"({node.op_type}) cannot run in INT8; only 2-D convolutions "
+                    "and fully connected layers with constant weights can"
+                )
             if wanted == "int8" and node.inputs[0].name not in scales:  # type: ignore[union-attr]
-                raise BuildError(f"--layer-precision {node.name}:int8: no calibration scale for "
-                                 f"its input '{node.inputs[0].name}'; recalibrate")  # type: ignore[union-attr]
+                raise BuildError(
+                    f"--layer-precision {node.name}:int8: no calibration scale for "
+                    f"its input '{node.inputs[0].name}'; recalibrate"
+                )  # type: ignore[union-attr]
             choice = wanted
         elif mode == "int8" and quantizable:
             x = node.inputs[0].name  # type: ignore[union-attr]
@@ -216,8 +253,10 @@ def assign_precision(
         result.layers[node.name] = choice
     unknown = sorted(set(overrides) - used)
     if unknown:
-        raise BuildError(f"--layer-precision names no layer called {', '.join(unknown)}; "
-                         "`edge-infer inspect ENGINE` lists the layer names")
+        raise BuildError(
+            f"--layer-precision names no layer called {', '.join(unknown)}; "
+            "`edge-infer inspect ENGINE` lists the layer names"
+        )
     if result.fp16_overflow:
         log.warning("FP16 overflow: kept in FP32: %s", ", ".join(result.fp16_overflow))
     return result

@@ -28,11 +28,22 @@ from edge_infer.errors import BuildError
 
 #: inputs of these ops that are weights (stored at the layer's precision)
 WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
-    "Conv": (1, 2), "FusedConv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2),
+    "Conv": (1, 2),
+    "FusedConv": (1, 2),
+    "ConvTranspose": (1, 2),
+    "Gemm": (1, 2),
     "MatMul": (1,),
 }
-_CONV_ATTRS = ("group", "strides", "pads", "dilations", "kernel_shape", "activation",
-               "activation_params", "residual")
+_CONV_ATTRS = (
+    "group",
+    "strides",
+    "pads",
+    "dilations",
+    "kernel_shape",
+    "activation",
+    "activation_params",
+    "residual",
+)
 
 
 def quantize_weights(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -52,8 +63,9 @@ def quantize_bias(b: np.ndarray, x_scale: float, w_scale: np.ndarray) -> np.ndar
     return np.clip(q, info.min, info.max).astype(np.int32)
 
 
-def _replace(graph: Graph, old: Node, op_type: str, inputs: list[Value | None],
-             attrs: dict, domain: str) -> Node:
+def _replace(
+    graph: Graph, old: Node, op_type: str, inputs: list[Value | None], attrs: dict, domain: str
+) -> Node:
     outputs = list(old.outputs)
     name, meta = old.name, dict(old.meta)
     graph.remove_node(old, force=True)
@@ -76,8 +88,7 @@ def _storage_attrs(out: Storage | str, z: Value | None = None) -> dict:
     return attrs
 
 
-def lower_int8_conv(graph: Graph, node: Node, x_scale: float,
-                    out_precision: Storage | str) -> Node:
+def lower_int8_conv(graph: Graph, node: Node, x_scale: float, out_precision: Storage | str) -> Node:
     """Replace a Conv/FusedConv with a QConv (see the module docstring)."""
     x, w = node.inputs[0], node.inputs[1]
     b = node.inputs[2] if len(node.inputs) > 2 else None
@@ -87,8 +98,9 @@ def lower_int8_conv(graph: Graph, node: Node, x_scale: float,
         x,
         graph.add_constant(f"{node.name}/w_int8", wq),
         graph.add_constant(f"{node.name}/w_scale", w_scale),
-        None if b is None else graph.add_constant(
-            f"{node.name}/b_int32", quantize_bias(b.const, x_scale, w_scale)),  # type: ignore[arg-type]
+        None
+        if b is None
+        else graph.add_constant(f"{node.name}/b_int32", quantize_bias(b.const, x_scale, w_scale)),  # type: ignore[arg-type]
         z,
     ]
     attrs = {k: node.attrs[k] for k in _CONV_ATTRS if k in node.attrs}
@@ -100,8 +112,7 @@ def lower_int8_conv(graph: Graph, node: Node, x_scale: float,
     return new
 
 
-def lower_int8_fc(graph: Graph, node: Node, x_scale: float,
-                  out_precision: Storage | str) -> Node:
+def lower_int8_fc(graph: Graph, node: Node, x_scale: float, out_precision: Storage | str) -> Node:
     """Replace a Gemm / MatMul by a constant with a QGemm (weights as int8 [N, K])."""
     x, w = node.inputs[0], node.inputs[1]
     c = node.inputs[2] if len(node.inputs) > 2 else None
@@ -113,9 +124,11 @@ def lower_int8_fc(graph: Graph, node: Node, x_scale: float,
         x,
         graph.add_constant(f"{node.name}/w_int8", wq),
         graph.add_constant(f"{node.name}/w_scale", w_scale),
-        None if c is None else graph.add_constant(
-            f"{node.name}/b_int32",
-            quantize_bias(c.const.reshape(-1), x_scale, w_scale)),  # type: ignore[union-attr]
+        None
+        if c is None
+        else graph.add_constant(
+            f"{node.name}/b_int32", quantize_bias(c.const.reshape(-1), x_scale, w_scale)
+        ),  # type: ignore[union-attr]
     ]
     attrs = {"x_scale": float(x_scale), **_storage_attrs(out_precision)}
     new = _replace(graph, node, "QGemm", inputs, attrs, DOMAIN)
@@ -148,11 +161,15 @@ def lower_fp16(graph: Graph, node: Node) -> Node:
     return new
 
 
-def lower(graph: Graph, assignment: Assignment, scales: dict[str, float],
-          fallback: str = "fp32") -> dict[str, int]:
+def lower(
+    graph: Graph, assignment: Assignment, scales: dict[str, float], fallback: str = "fp32"
+) -> dict[str, int]:
     """Rewrite ``graph`` in place per ``assignment``; returns layers per precision."""
-    float_out = {name: "fp16" if fallback == "fp16" and name not in assignment.fp16_overflow
-                 else "fp32" for name, p in assignment.layers.items() if p == "int8"}
+    float_out = {
+        name: "fp16" if fallback == "fp16" and name not in assignment.fp16_overflow else "fp32"
+        for name, p in assignment.layers.items()
+        if p == "int8"
+    }
     reformats = apply_storage(graph, plan_storage(graph, assignment.layers, scales, float_out))
     counts = {"fp32": 0, "fp16": 0, "int8": 0}
     for node in graph.iter_nodes():
@@ -168,8 +185,10 @@ def lower(graph: Graph, assignment: Assignment, scales: dict[str, float],
             elif graph.is_graph_input(x):  # type: ignore[arg-type]
                 x_scale = scales[x.name]  # type: ignore[union-attr]  # quantized as it is read
             else:  # the storage plan gives INT8 layers int8 input
-                raise BuildError(f"INT8 layer '{node.name}' reads '{x.name}' stored as "  # type: ignore[union-attr]
-                                 f"{stored}; this is a bug in the storage plan")
+                raise BuildError(
+                    f"INT8 layer '{node.name}' reads '{x.name}' stored as "  # type: ignore[union-attr]
+                    f"{stored}; this is a bug in the storage plan"
+                )
             rewrite = lower_int8_fc if node.op_type in ("Gemm", "MatMul") else lower_int8_conv
             rewrite(graph, node, x_scale, storage_of(node.outputs[0]) or "fp32")
         elif choice == "fp16":
@@ -182,6 +201,5 @@ def lower(graph: Graph, assignment: Assignment, scales: dict[str, float],
     # buffers die sooner (FP32 plans keep the optimizer's order)
     reordered = reorder_for_memory(graph)
     graph.verify()
-    graph.meta["storage"] = {"reformats": [n.name for n in reformats],
-                             "memory_order": reordered}
+    graph.meta["storage"] = {"reformats": [n.name for n in reformats], "memory_order": reordered}
     return counts

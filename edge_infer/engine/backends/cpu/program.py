@@ -104,8 +104,9 @@ def _reference_layer(graph: Graph, node: Node) -> Callable[..., Run]:
             try:
                 result = kernel(*ins, **attrs)
             except Exception as exc:
-                raise EdgeInferError(f"{op_type} layer '{name}' failed at run time: "
-                                     f"{type(exc).__name__}: {exc}") from exc
+                raise EdgeInferError(
+                    f"{op_type} layer '{name}' failed at run time: {type(exc).__name__}: {exc}"
+                ) from exc
             results = result if isinstance(result, tuple | list) else (result,)
             for out, value in zip(outs, results, strict=False):
                 np.copyto(out, value, casting="unsafe")
@@ -130,8 +131,11 @@ class CpuProgram(Program):
         for node in graph.nodes:
             if node.meta.get("noop"):
                 continue
-            if (len(node.outputs) == 1 and node.outputs[0].name in self.plan.aliases
-                    and node.outputs[0].name not in explicit):
+            if (
+                len(node.outputs) == 1
+                and node.outputs[0].name in self.plan.aliases
+                and node.outputs[0].name not in explicit
+            ):
                 continue  # a reshape the memory plan turned into a view: nothing to run
             self.layers.append(_Layer(node, self._layer_factory(node)))
         self.input_names = [v.name for v in graph.inputs]
@@ -183,8 +187,17 @@ class CpuProgram(Program):
         if self.schedule == "parallel" and not lanes_on:
             # the plan's buffers are live per stage: run stage by stage, in order
             order.sort(key=lambda k: self.stages[self.layers[k].node.name])
-        state = CpuState(arena, dict(views), [], [self.layers[k].node.name for k in order],
-                         pools[0], arena_views=views, pools=pools, lane_of=lane_of, order=order)
+        state = CpuState(
+            arena,
+            dict(views),
+            [],
+            [self.layers[k].node.name for k in order],
+            pools[0],
+            arena_views=views,
+            pools=pools,
+            lane_of=lane_of,
+            order=order,
+        )
         state.runs = [self._bind_layer(state, k) for k in order]
         if lanes_on:
             state.runner = ParallelRunner(self._lanes(state), self.workers)
@@ -192,8 +205,10 @@ class CpuProgram(Program):
 
     def _bind_layer(self, state: CpuState, k: int) -> Run:
         node, views = self.layers[k].node, state.views
-        ins = [None if v is None else (v.const if v.const is not None else views[v.name])
-               for v in node.inputs]
+        ins = [
+            None if v is None else (v.const if v.const is not None else views[v.name])
+            for v in node.inputs
+        ]
         outs = [views[v.name] for v in node.outputs if v.name in views]
         return self.layers[k].make(ins, outs, state.pools[state.lane_of.get(node.name, 0)])
 
@@ -223,8 +238,9 @@ class CpuProgram(Program):
         changed = set()
         for value, address in self.plan.addresses.items():
             if address.buffer == name:
-                state.views[value] = (state.arena_views[value] if array is None
-                                      else view_of(array, address, base))
+                state.views[value] = (
+                    state.arena_views[value] if array is None else view_of(array, address, base)
+                )
                 changed.add(value)
         for pos, k in enumerate(state.order):
             node = self.layers[k].node
@@ -266,8 +282,9 @@ class CpuProgram(Program):
             for name, value in self.outputs
         }
 
-    def run_bound(self, state: CpuState, inputs: Mapping[str, np.ndarray],
-                  outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run_bound(
+        self, state: CpuState, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
         """Run with the caller's input arrays in place (no copy in) and the given output arrays
         as the output buffers (an output that is not a whole buffer of the plan is copied into
         its array after the run); outputs without an array come back as new arrays."""
@@ -277,8 +294,12 @@ class CpuProgram(Program):
             array = outputs.get(public)
             if array is None:
                 continue
-            if value.const is None and value.name not in keep and value.name not in \
-                    self.input_names and self.bind_buffer(state, value.name, array):
+            if (
+                value.const is None
+                and value.name not in keep
+                and value.name not in self.input_names
+                and self.bind_buffer(state, value.name, array)
+            ):
                 keep.add(value.name)
             else:
                 copies[public] = (array, value.name)
@@ -296,8 +317,9 @@ class CpuProgram(Program):
                 results[public] = outputs[public] if public in outputs else np.array(src)
         return results
 
-    def profile(self, state: CpuState, feeds: Mapping[str, np.ndarray],
-                iterations: int = 5) -> dict[str, float]:
+    def profile(
+        self, state: CpuState, feeds: Mapping[str, np.ndarray], iterations: int = 5
+    ) -> dict[str, float]:
         """Median microseconds per layer over ``iterations`` runs (after one warm-up)."""
         import time
 
@@ -314,16 +336,26 @@ class CpuProgram(Program):
 
     def describe(self) -> dict[str, Any]:
         return {
-            "layers": [{"name": layer.node.name, "op": layer.node.op_type,
-                        "tactic": layer.node.meta.get("tactic")} for layer in self.layers],
+            "layers": [
+                {
+                    "name": layer.node.name,
+                    "op": layer.node.op_type,
+                    "tactic": layer.node.meta.get("tactic"),
+                }
+                for layer in self.layers
+            ],
             "arena": self.plan.to_json(),
             "schedule": self.schedule,
         }
 
 
 def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
-    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-            and a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype)
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.shape == b.shape
+        and a.strides == b.strides
+        and a.dtype == b.dtype
+    )
 
 
 def _explicit_aliases(graph: Graph) -> set[str]:

@@ -40,8 +40,9 @@ def _float(*arrays: Any) -> bool:
 
 def _native_ok(*arrays: Any) -> Any | None:
     """The native kernel library when every array is a C-contiguous float32 ndarray."""
-    if not all(isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
-               for a in arrays):
+    if not all(
+        isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous for a in arrays
+    ):
         return None
     return native.library()
 
@@ -58,10 +59,25 @@ def _planes_ok(*arrays: Any) -> bool:
     return True
 
 
-_BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide,
-           "Max": np.maximum, "Min": np.minimum}
-_UNARY = {"Neg": np.negative, "Abs": np.abs, "Exp": np.exp, "Log": np.log, "Sqrt": np.sqrt,
-          "Tanh": np.tanh, "Reciprocal": np.reciprocal, "Floor": np.floor, "Ceil": np.ceil}
+_BINARY = {
+    "Add": np.add,
+    "Sub": np.subtract,
+    "Mul": np.multiply,
+    "Div": np.divide,
+    "Max": np.maximum,
+    "Min": np.minimum,
+}
+_UNARY = {
+    "Neg": np.negative,
+    "Abs": np.abs,
+    "Exp": np.exp,
+    "Log": np.log,
+    "Sqrt": np.sqrt,
+    "Tanh": np.tanh,
+    "Reciprocal": np.reciprocal,
+    "Floor": np.floor,
+    "Ceil": np.ceil,
+}
 
 
 @step(*_BINARY)
@@ -95,8 +111,7 @@ def _sigmoid(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
     x, out = ins[0], outs[0]
     lib = _native_ok(x, out)
     if lib is not None and x.shape == out.shape:  # one vectorized pass
-        args = dict(x=x.ctypes.data, y=out.ctypes.data, n=x.size,
-                    kind=native.Activation.SIGMOID)
+        args = dict(x=x.ctypes.data, y=out.ctypes.data, n=x.size, kind=native.Activation.SIGMOID)
         return native.NativeCall("unary_f32", args, (x, out))
 
     def run() -> None:  # 1 / (1 + exp(-x)), in place; exp overflow gives the right limit
@@ -160,16 +175,33 @@ def _resize(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch
         return None
     mode = node.attrs.get("coordinate_transformation_mode", "half_pixel")
     nearest = node.attrs.get("nearest_mode", "round_prefer_floor")
-    if (fh, fw) != (1, 1) and not (mode == "asymmetric" and nearest == "floor") and not (
-        mode in ("half_pixel", "pytorch_half_pixel") and nearest == "round_prefer_floor"
-        and fh % 2 == 0 and fw % 2 == 0
+    if (
+        (fh, fw) != (1, 1)
+        and not (mode == "asymmetric" and nearest == "floor")
+        and not (
+            mode in ("half_pixel", "pytorch_half_pixel")
+            and nearest == "round_prefer_floor"
+            and fh % 2 == 0
+            and fw % 2 == 0
+        )
     ):
         return None  # other modes pick other source pixels: keep the reference
     n, c, h, w = x.shape
     if _planes_ok(x, out) and native.library() is not None:  # channel slices (concat) too
-        args = dict(x=x.ctypes.data, y=out.ctypes.data, n=n, c=c, xis=x.strides[0] // 4,
-                    xcs=x.strides[1] // 4, yis=out.strides[0] // 4, ycs=out.strides[1] // 4,
-                    h=h, w=w, fh=fh, fw=fw)
+        args = dict(
+            x=x.ctypes.data,
+            y=out.ctypes.data,
+            n=n,
+            c=c,
+            xis=x.strides[0] // 4,
+            xcs=x.strides[1] // 4,
+            yis=out.strides[0] // 4,
+            ycs=out.strides[1] // 4,
+            h=h,
+            w=w,
+            fh=fh,
+            fw=fw,
+        )
         return native.NativeCall("upsample_nearest_f32", args, (x, out))
     view = out.reshape(n, c, h, fh, w, fw)
     src = x[:, :, :, None, :, None]
@@ -186,35 +218,62 @@ def _maxpool(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
     pads = node.attrs.get("pads", [0, 0, 0, 0])
     dil = node.attrs.get("dilations", [1, 1])
     lib = _native_ok(x, out)
-    if (lib is not None and len(outs) == 1 and x.ndim == 4 and len(k) == 2
-            and node.attrs.get("auto_pad", "NOTSET") == "NOTSET"
-            and not (list(strides) == [1, 1] and out.shape == x.shape)):
+    if (
+        lib is not None
+        and len(outs) == 1
+        and x.ndim == 4
+        and len(k) == 2
+        and node.attrs.get("auto_pad", "NOTSET") == "NOTSET"
+        and not (list(strides) == [1, 1] and out.shape == x.shape)
+    ):
         n, c, h, w = x.shape
-        args = dict(x=x.ctypes.data, y=out.ctypes.data, planes=n * c, h=h, w=w,
-                    ho=out.shape[2], wo=out.shape[3], kh=k[0], kw=k[1], sy=strides[0],
-                    sx=strides[1], pt=pads[0], pl=pads[1], dy=dil[0], dx=dil[1])
+        args = dict(
+            x=x.ctypes.data,
+            y=out.ctypes.data,
+            planes=n * c,
+            h=h,
+            w=w,
+            ho=out.shape[2],
+            wo=out.shape[3],
+            kh=k[0],
+            kw=k[1],
+            sy=strides[0],
+            sx=strides[1],
+            pt=pads[0],
+            pl=pads[1],
+            dy=dil[0],
+            dx=dil[1],
+        )
         return native.NativeCall("maxpool_f32", args, (x, out))
-    if (len(outs) != 1 or x.ndim != 4 or len(k) != 2 or k[0] != k[1] or k[0] % 2 == 0
-            or list(strides) != [1, 1] or list(pads) != [k[0] // 2] * 4
-            or node.attrs.get("dilations", [1, 1]) != [1, 1] or out.shape != x.shape
-            or node.attrs.get("auto_pad", "NOTSET") != "NOTSET"):
+    if (
+        len(outs) != 1
+        or x.ndim != 4
+        or len(k) != 2
+        or k[0] != k[1]
+        or k[0] % 2 == 0
+        or list(strides) != [1, 1]
+        or list(pads) != [k[0] // 2] * 4
+        or node.attrs.get("dilations", [1, 1]) != [1, 1]
+        or out.shape != x.shape
+        or node.attrs.get("auto_pad", "NOTSET") != "NOTSET"
+    ):
         return None
     r = k[0] // 2
     n, c, h, w = x.shape
     padded = scratch((n, c, h + 2 * r, w + 2 * r), x.dtype, "pool_pad")
     rows = scratch((n, c, h, w + 2 * r), x.dtype, "pool_rows")
     lowest = np.finfo(x.dtype).min if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-    interior = padded[:, :, r:r + h, r:r + w]
+    interior = padded[:, :, r : r + h, r : r + w]
 
     def run() -> None:
         padded.fill(lowest)
         np.copyto(interior, x)
         np.copyto(rows, padded[:, :, 0:h])
         for d in range(1, 2 * r + 1):
-            np.maximum(rows, padded[:, :, d:d + h], out=rows)
+            np.maximum(rows, padded[:, :, d : d + h], out=rows)
         np.copyto(out, rows[:, :, :, 0:w])
         for d in range(1, 2 * r + 1):
-            np.maximum(out, rows[:, :, :, d:d + w], out=out)
+            np.maximum(out, rows[:, :, :, d : d + w], out=out)
 
     return run
 
@@ -230,9 +289,10 @@ def _softmax(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
     axis = int(opset_axis) % x.ndim
     lib = _native_ok(x, out)
     if lib is not None and x.shape == out.shape:
-        outer, inner = int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis + 1:]))
-        args = dict(x=x.ctypes.data, y=out.ctypes.data, outer=outer, axis=x.shape[axis],
-                    inner=inner)
+        outer, inner = int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis + 1 :]))
+        args = dict(
+            x=x.ctypes.data, y=out.ctypes.data, outer=outer, axis=x.shape[axis], inner=inner
+        )
         return native.NativeCall("softmax_f32", args, (x, out))
     reduced = list(x.shape)
     reduced[axis] = 1
