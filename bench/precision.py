@@ -111,9 +111,11 @@ def detector(args: argparse.Namespace) -> list[str]:
     base = None
     with tempfile.TemporaryDirectory() as tmp:
         ref_size = 0
-        for prec in ("fp32", "fp16", "int8"):
-            opts = BuildOptions(tune=False, precision=prec, extra={"calibration": cal.cache},
-                                **shapes)
+        for prec in args.precisions.split(","):
+            # "int8+fp16": INT8 with the other layers in FP16 (`build --int8 --fp16`)
+            mode, _, fallback = prec.partition("+")
+            opts = BuildOptions(tune=False, precision=mode, int8_fallback=fallback or "fp32",
+                                extra={"calibration": cal.cache}, **shapes)
             eng, nbytes = _size(args.model, Path(tmp), prec, opts)
             ref_size = ref_size or nbytes
             ctx = eng.create_context()
@@ -146,6 +148,8 @@ def main() -> None:
     d.add_argument("--limit", type=int, default=0, help="first N val images only")
     d.add_argument("--calibrator", default="entropy")
     d.add_argument("--cache", help="calibration cache: reused when it exists, else written")
+    d.add_argument("--precisions", default="fp32,fp16,int8",
+                   help="engines to measure, the first the reference (int8+fp16: --int8 --fp16)")
     d.add_argument("--out")
     args = p.parse_args()
     rows = zoo(args) if args.what == "zoo" else detector(args)
