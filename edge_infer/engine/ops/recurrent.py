@@ -114,9 +114,9 @@ def run_recurrent(
     if sequence_lens is not None:
         lens = np.asarray(sequence_lens)
         steps = X.shape[0] if spec.layout == 0 else X.shape[1]
-        if lens.size and (lens.min() < 1 or lens.max() > steps):
+        if lens.size and (lens.min() < 0 or lens.max() > steps):
             raise EdgeInferError(
-                f"{op}: sequence_lens must be in [1, {steps}], got {lens.tolist()}"
+                f"{op}: sequence_lens must be in [0, {steps}], got {lens.tolist()}"
             )
     acc = accumulation_dtype(X.dtype)
     runner = RecurrentRunner(spec, X.shape, acc, lambda shape, dtype: np.empty(shape, dtype))

@@ -10,7 +10,8 @@ A :class:`RecurrentRunner` is made once for fixed shapes with an allocator for i
   a preallocated gate buffer and the gate arithmetic in place (ufuncs with ``out=``);
 - ``sequence_lens``: batch row ``b`` is active at time ``t`` when ``t < sequence_lens[b]``.
   An inactive row keeps its state (before its first step in reverse, after its last step
-  forward) and writes zeros to ``Y`` — what onnxruntime does.
+  forward) and writes zeros to ``Y``; a row of length 0 ends in a zero state — what
+  onnxruntime does.
 
 Gate order is ONNX's: LSTM ``i, o, f, c`` (peepholes ``i, o, f``), GRU ``z, r, h``.
 """
@@ -277,6 +278,7 @@ class RecurrentRunner:
         self.active_f = allocate((t, b, 1), dt)
         self.times = np.arange(t).reshape(t, 1, 1)
         self.lens = allocate((b,), np.int64)
+        self.nonempty = allocate((b, 1), dt)  # 0.0 for rows of length 0
 
     # -- weights ------------------------------------------------------------------------------
 
@@ -357,6 +359,11 @@ class RecurrentRunner:
                 else:
                     self._rnn_step(d, x_t)
                 self._commit(d, time, y, masked)
+        if masked:  # a sequence of length 0 ends in a zero state (as onnxruntime's)
+            np.greater(self.lens.reshape(b, 1), 0, out=self.nonempty)
+            for state in (self.h, self.c):
+                if state is not None:
+                    np.multiply(state, self.nonempty, out=state)
         for state, out in ((self.h, Y_h), (self.c, Y_c)):
             if out is not None and state is not None:
                 np.copyto(out, state if spec.layout == 0 else np.swapaxes(state, 0, 1))

@@ -134,10 +134,10 @@ def test_sequence_lens(op: str, direction: str, layout: int) -> None:
     inputs = layer_inputs(
         op,
         steps=6,
-        batch=4,
+        batch=5,
         directions=d,
         layout=layout,
-        lens=[6, 1, 3, 5],
+        lens=[6, 1, 3, 0, 5],  # 0: an empty sequence (Y zeros, zero final state)
         initial=True,
         seed=11 + d,
     )
@@ -280,4 +280,4 @@ def test_errors_are_located() -> None:
     with pytest.raises(EdgeInferError, match="need 3 per direction"):
         parse_activations("LSTM", 1, ["Tanh", "Tanh"], None, None)
     with pytest.raises(EdgeInferError, match="sequence_lens"):
-        lstm(*inputs[:3], None, np.array([0, 5, 5], np.int32))
+        lstm(*inputs[:3], None, np.array([6, 5, 5], np.int32))  # 5 steps only

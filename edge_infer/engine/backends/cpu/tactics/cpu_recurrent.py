@@ -38,8 +38,8 @@ class RecurrentGemm(Tactic):
         x, w, r, b, lens, h0, c0, p = padded
         if lens is not None:
             lens = np.ascontiguousarray(lens)  # a constant (see recurrent_spec)
-            if lens.size and (lens.min() < 1 or lens.max() > runner.steps):
-                raise ValueError(f"{s.op}: sequence_lens must be in [1, {runner.steps}]")
+            if lens.size and (lens.min() < 0 or lens.max() > runner.steps):
+                raise ValueError(f"{s.op}: sequence_lens must be in [0, {runner.steps}]")
         weights = (w, r, b, p)
         constant = all(a is None or not a.flags.writeable for a in weights)
         if constant:
