@@ -56,19 +56,15 @@ class Span:
     def overlaps(self, other: Span) -> bool:
         return self.alloc == other.alloc and self.start < other.stop and other.start < self.stop
 
-    def covers(self, other: Span) -> bool:
-        return self.alloc == other.alloc and self.start <= other.start and other.stop <= self.stop
-
     def __str__(self) -> str:
         return f"'{self.name or f'#{self.alloc}'}'[{self.start}:{self.stop})"
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class _Access:
     label: str
     agent: int
-    epoch: int
-    clock: dict[int, int]
+    epoch: int  # the agent's clock at this access
     span: Span
     write: bool
     where: str  # "stream 'aux0'" or "host"
@@ -225,28 +221,40 @@ class HazardChecker:
         reads: Iterable[Span],
         writes: Iterable[Span],
     ) -> None:
-        new = [_Access(label, agent, clock[agent], clock, s, True, where) for s in writes]
-        new += [_Access(label, agent, clock[agent], clock, s, False, where) for s in reads]
-        for access in new:  # check all before recording any: a refused op leaves no trace
-            for earlier in self._accesses.get(access.span.alloc, ()):
-                if (
-                    (access.write or earlier.write)
-                    and earlier.span.overlaps(access.span)
-                    and not earlier.ordered_before(clock)
-                ):
-                    raise _hazard(earlier, access)
+        epoch = clock[agent]
+        new = [_Access(label, agent, epoch, s, True, where) for s in writes]
+        new += [_Access(label, agent, epoch, s, False, where) for s in reads]
+        lists = self._accesses
+        # The hot loop: comparisons spelled out (no method calls) as it runs once per earlier
+        # access. Check all before recording any: a refused op leaves no trace.
         for access in new:
+            span, write = access.span, access.write
+            for e in lists.get(span.alloc, ()):
+                if (
+                    (write or e.write)
+                    and e.span.start < span.stop
+                    and span.start < e.span.stop
+                    and e.epoch > clock.get(e.agent, 0)
+                ):
+                    raise _hazard(e, access)
+        by_alloc: dict[int, list[_Access]] = {}
+        for access in new:
+            by_alloc.setdefault(access.span.alloc, []).append(access)
+        for alloc, added in by_alloc.items():
             kept = [
                 e
-                for e in self._accesses.get(access.span.alloc, ())
+                for e in lists.get(alloc, ())
                 if not (
-                    e.ordered_before(clock)
-                    and access.span.covers(e.span)
-                    and (access.write or not e.write)
+                    e.epoch <= clock.get(e.agent, 0)
+                    and any(
+                        a.span.start <= e.span.start
+                        and e.span.stop <= a.span.stop
+                        and (a.write or not e.write)
+                        for a in added
+                    )
                 )
             ]
-            kept.append(access)
-            self._accesses[access.span.alloc] = kept
+            lists[alloc] = kept + added
 
     def _prune(self) -> None:
         """Drop accesses the host has seen finish: every later operation is ordered after them."""

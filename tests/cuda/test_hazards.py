@@ -132,6 +132,15 @@ def test_a_covering_read_does_not_hide_an_earlier_write() -> None:
         hc.stream_op(c, "unordered read", reads=[span(4, 6)])
 
 
+def test_an_unordered_covering_read_does_not_hide_an_earlier_read() -> None:
+    hc = HazardChecker()
+    a, b = hc.add_stream("a"), hc.add_stream("b")
+    hc.stream_op(a, "read on a", reads=[span(0, 8)])
+    hc.stream_op(b, "wider read on b", reads=[span(0, 16)])
+    with pytest.raises(HazardError, match="'read on a' on stream 'a'.*'write on b'"):
+        hc.stream_op(b, "write on b", writes=[span(2, 4)])
+
+
 def test_device_synchronize_orders_everything_before_it() -> None:
     hc = HazardChecker()
     a, b = hc.add_stream("main"), hc.add_stream("aux")
