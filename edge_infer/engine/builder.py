@@ -136,6 +136,9 @@ def _build_parts(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
     be = get_backend(opts.backend)
     be.check_options(opts.backend_options)  # a wrong backend option fails before any work
+    note = be.precision_note(opts.precision)
+    if note:
+        log.warning("%s", note)
     cache = TimingCache(be.device_fingerprint(), opts.timing_cache) if opts.tune else None
     profile = make_profile(graph, opts.shapes, opts.min_shapes, opts.opt_shapes, opts.max_shapes)
     batches = sorted(profile.specializations(),

@@ -17,6 +17,10 @@ BACKENDS: dict[str, str] = {
 #: backend must reproduce what it computes, within each precision's tolerance
 REFERENCE_BACKEND = "cpu"
 
+#: how to get what a backend needs
+_INSTALL = {"cuda": "pip install 'edge-infer[cuda]' (pycuda) on a machine with an NVIDIA GPU "
+                    "and its driver; on a Jetson, deploy/jetson/install.sh"}
+
 _instances: dict[str, Backend] = {}
 
 
@@ -28,9 +32,18 @@ def get_backend(name: str) -> Backend:
         module_name, _, cls_name = BACKENDS[name].partition(":")
         try:
             cls = getattr(importlib.import_module(module_name), cls_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # the backend itself, not one of its dependencies
+                raise BackendError(
+                    f"backend '{name}' is not part of this edge_infer version yet (its kernels "
+                    f"and device layer are, in edge_infer/cuda/; the engine backend is being "
+                    f"written): build with --backend cpu") from None
+            raise BackendError(f"backend '{name}' needs {exc.name}, which is not installed "
+                               f"here: {_INSTALL.get(name, 'install it')}") from None
         except ImportError as exc:
             raise BackendError(f"backend '{name}' is not available here: {exc}") from exc
         if not cls.is_available():
-            raise BackendError(f"backend '{name}' is not available on this machine")
+            why = cls.unavailable_reason() or "not available on this machine"
+            raise BackendError(f"backend '{name}': {why}")
         _instances[name] = cls()
     return _instances[name]

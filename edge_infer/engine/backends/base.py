@@ -150,6 +150,16 @@ class Backend(abc.ABC):
     def is_available(cls) -> bool:
         return True
 
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why :meth:`is_available` is false here, and how to fix it (one line)."""
+        return None
+
+    def precision_note(self, precision: str) -> str | None:
+        """What a person building ``precision`` engines for this device should know (e.g.
+        that it runs validation kernels here), or ``None``."""
+        return None
+
     @abc.abstractmethod
     def device_fingerprint(self) -> dict[str, Any]:
         """A stable description of this device; engines built elsewhere are refused."""
