@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge_infer.engine.ops.recurrent import VERSIONS, gru, lstm, rnn
-from edge_infer.engine.ops.recurrent_cells import parse_activations
+from edge_infer.engine.ops.recurrent_activations import parse_activations
 from edge_infer.errors import EdgeInferError, ShapeInferenceError
 from tests.engine.ops.harness import (
     assert_close,
