@@ -18,6 +18,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+_STORAGE_NAMES = {"float32": "fp32", "float16": "fp16", "int8": "int8"}
+
+
+def _storage(value: Any) -> str:
+    """A value's storage dtype as `inspect` prints it: fp32, fp16 or int8@scale."""
+    meta = value.meta.get("storage") or {}
+    dtype = meta.get("dtype") or _STORAGE_NAMES.get(value.dtype.name, value.dtype.name)
+    return f"int8@{meta['scale']:.6g}" if dtype == "int8" and "scale" in meta else dtype
+
+
 def engine_report(engine: Any, batch: int | None) -> dict[str, Any]:
     batch = batch or engine.profile.opt_batch
     graph = engine.graph(batch)
@@ -34,6 +44,9 @@ def engine_report(engine: Any, batch: int | None) -> dict[str, Any]:
             "rejected_tactics": node.meta.get("rejected_tactics", {}),
             "inputs": [None if v is None else f"{v.name}: {v.type}" for v in node.inputs],
             "outputs": [f"{v.name}: {v.type}" for v in node.outputs],
+            # how each output is stored between layers (fp32 / fp16 / int8 with its scale)
+            "storage": [_storage(v) for v in node.outputs],
+            "reformat": node.meta.get("reformat"),
         })
     report = engine.describe()
     report["plan_batch"] = engine.plan_batch_for(batch)
@@ -100,7 +113,7 @@ def _print_self_check(rec: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_infer.engine.runtime import Engine
+    from edge_infer.engine import Engine
 
     if str(args.engine).endswith(".onnx"):
         return _run_model(args)
@@ -131,12 +144,21 @@ def run(args: argparse.Namespace) -> int:
         members = " + ".join(layer["members"])
         tactic = f"  [{layer['tactic']}]" if layer["tactic"] else ""
         timing = f"  {layer['time_us']:.0f} µs" if layer["time_us"] else ""
-        print(f"    {layer['op']:<22} {members}{tactic}{timing}")
+        stored = f"  → {', '.join(layer['storage'])}" if layer["storage"] else ""
+        print(f"    {layer['op']:<22} {members}{tactic}{timing}{stored}")
+    reformats = [layer for layer in report["layers"] if layer["reformat"]]
+    print(f"  reformat layers: {len(reformats)}")
+    for layer in reformats:
+        print(f"    {layer['name']}: {layer['reformat']}")
     _print_self_check(rec)
     if report["schedule"]:
         print(f"  schedule: {report['schedule']}")
     if report["arena"]:
         arena = report["arena"]
-        print(f"  arena: {arena['bytes'] / 1e6:.2f} MB "
-              f"(naive sum {arena['naive_bytes'] / 1e6:.2f} MB)")
+        by_dtype = ", ".join(f"{_STORAGE_NAMES.get(k, k)} {v / 1e6:.2f} MB"
+                             for k, v in arena.get("buffer_bytes_by_dtype", {}).items())
+        io = f" + {arena['io_bytes'] / 1e6:.2f} MB inputs/outputs" if "io_bytes" in arena else ""
+        print(f"  arena: {arena['bytes'] / 1e6:.2f} MB activations{io} "
+              f"(naive sum {arena['naive_bytes'] / 1e6:.2f} MB"
+              f"{'; buffers ' + by_dtype if by_dtype else ''})")
     return 0

@@ -171,3 +171,26 @@ def test_engine_file_keeps_storage_and_refuses_format_1(model, calibrated, tmp_p
     old.write_bytes(bytes(data))
     with pytest.raises(EngineCompatibilityError, match="format version 1, older.*rebuild"):
         Engine.load(old)
+
+
+def test_inspect_shows_storage_and_reformats(model, calibrated, tmp_path, capsys) -> None:
+    import argparse
+
+    from edge_infer.commands import inspect
+
+    path = tmp_path / "mixed.engine"
+    _build(
+        model, precision="int8", calibration=calibrated.cache, layer_precision={"conv2": "fp32"}
+    ).save(path)
+    args = argparse.Namespace(engine=str(path), json=False, batch=None, no_device_check=False)
+    assert inspect.run(args) == 0
+    out = capsys.readouterr().out
+    scale = f"{calibrated.cache.scales['a2']:.6g}"
+    assert "reformat layers: 1" in out and "reformat a2 fp32->int8" in out
+    assert f"fp32 -> int8 (scale {scale})" in out
+    conv3 = next(line for line in out.splitlines() if line.strip().startswith("QConv"))
+    assert "→ " in conv3
+    assert "MB activations + " in out and "int8 " in out.split("arena:")[1]
+    report = inspect.engine_report(Engine.load(path), None)
+    stored = {layer["name"]: layer["storage"] for layer in report["layers"]}
+    assert stored["conv1"] == ["fp32"] and stored["reformat a2 fp32->int8"] == [f"int8@{scale}"]
