@@ -375,7 +375,7 @@ class Device(abc.ABC):
         name = label or function.name
         shared = int(shared_bytes)
         self._enqueue(
-            stream, name, r, w, lambda h: self._launch(function, g, b, payload, shared, h, name)
+            stream, name, r, w, lambda h: self._launch(function, g, b, payload, shared, h, name, w)
         )
 
     def host_access(
@@ -594,7 +594,9 @@ class Device(abc.ABC):
     @abc.abstractmethod
     def _memset(self, dst: Region, value: int, stream: Any) -> None: ...
     @abc.abstractmethod
-    def _launch(self, function, grid: Dim3, block: Dim3, params, shared, stream, label) -> None: ...
+    def _launch(
+        self, function, grid: Dim3, block: Dim3, params, shared, stream, label, writes
+    ) -> None: ...
 
     @abc.abstractmethod
     def _shutdown(self) -> None:

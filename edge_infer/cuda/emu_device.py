@@ -13,7 +13,10 @@
   queued work is skipped.
 - Event times come from the host's ``perf_counter`` when a worker reaches the record: they
   measure the emulator, not a GPU.
-- The stream-order hazard checker is on by default.
+- The stream-order hazard checker is on by default. It proves the *declared* accesses are
+  ordered; ``verify_writes=True`` also proves the declarations cover what kernels write: each
+  kernel then runs alone and fails if it changed a byte of device (or mapped) memory outside
+  its declared writes (slow: it compares all that memory around every launch; for tests).
 
 Kernels come from the emulated library (``EmuLibrary``: anything with
 ``launch(entry, grid, block, params, shared_bytes)``) or, for tests and stand-ins, from a
@@ -22,11 +25,12 @@ Kernels come from the emulated library (``EmuLibrary``: anything with
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -120,6 +124,7 @@ class EmuDevice(Device):
         integrated: bool = True,
         total_memory: int = DEFAULT_MEMORY,
         check_hazards: bool = True,
+        verify_writes: bool = False,
         name: str = "edge_infer CUDA emulator",
     ):
         props = DeviceProperties(
@@ -136,6 +141,10 @@ class EmuDevice(Device):
         self._failure: CudaLaunchError | None = None
         self._failure_lock = threading.Lock()
         self._workers: list[_Worker] = []
+        self._verify = verify_writes
+        # With verify_writes every copy, memset and launch runs alone, so a kernel's changes
+        # can be told from other streams' (the checker proves ordering; this, completeness).
+        self._exclusive = threading.Lock() if verify_writes else contextlib.nullcontext()
 
     # -- memory --------------------------------------------------------------------------------
 
@@ -241,17 +250,51 @@ class EmuDevice(Device):
 
     def _copy(self, dst: Region, src: Region, stream: Any) -> None:
         d, s, n = _host_address(dst), _host_address(src), dst.nbytes
-        stream.put("copy", lambda: ctypes.memmove(d, s, n))
+
+        def copy() -> None:
+            with self._exclusive:
+                ctypes.memmove(d, s, n)
+
+        stream.put("copy", copy)
 
     def _memset(self, dst: Region, value: int, stream: Any) -> None:
         d, n = _host_address(dst), dst.nbytes
-        stream.put("memset", lambda: ctypes.memset(d, value, n))
+
+        def memset() -> None:
+            with self._exclusive:
+                ctypes.memset(d, value, n)
+
+        stream.put("memset", memset)
 
     def _launch(
-        self, function: Function, grid: Dim3, block: Dim3, params, shared, stream, label
+        self, function: Function, grid: Dim3, block: Dim3, params, shared, stream, label, writes
     ) -> None:
         source, entry = function._handle, function.name
-        stream.put(label, lambda: source.launch(entry, grid, block, params, shared))
+
+        def run() -> None:
+            source.launch(entry, grid, block, params, shared)
+
+        stream.put(label, (lambda: self._verified(label, run, writes)) if self._verify else run)
+
+    def _verified(self, label: str, run: Callable[[], None], writes: Sequence[Region]) -> None:
+        """Run a kernel alone and fail it if it changed a byte outside its declared writes."""
+        with self._exclusive:
+            memory = [b for b in list(self._live.values()) if b.kind == "device" or b.mapped]
+            before = [b._handle.copy() for b in memory]
+            run()
+            for buffer, old in zip(memory, before):
+                changed = old != buffer._handle
+                for w in writes:
+                    if w.buffer is buffer:
+                        changed[w.offset : w.offset + w.nbytes] = False
+                if changed.any():
+                    first = int(np.flatnonzero(changed)[0])
+                    last = int(np.flatnonzero(changed)[-1])
+                    raise CudaError(
+                        f"'{label}' changed bytes of '{buffer.name}' in [{first}, {last + 1}) "
+                        "outside the ranges it declared as writes: declare them (the memory "
+                        "plan's regions for this layer) or fix the kernel's addressing"
+                    )
 
     # -- failures ------------------------------------------------------------------------------
 

@@ -206,7 +206,7 @@ class PycudaDevice(Device):
             self._cuda.memset_d8_async(dst.device_ptr, value, dst.nbytes, stream)
 
     def _launch(
-        self, function: Function, grid: Dim3, block: Dim3, params, shared, stream, label
+        self, function: Function, grid: Dim3, block: Dim3, params, shared, stream, label, writes
     ) -> None:
         func = function._handle
         payload = b"" if params is None else bytes(params)

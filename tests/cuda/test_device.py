@@ -4,6 +4,7 @@ EmuDevice (always) and on a real GPU through PycudaDevice (``gpu`` marker)."""
 from __future__ import annotations
 
 import ctypes
+import re
 import sys
 import threading
 
@@ -264,6 +265,52 @@ def test_emulated_kernel_failure_surfaces_typed_on_synchronize() -> None:
     with pytest.raises(CudaLaunchError):  # close reports it too, and still releases all
         dev.close()
     assert s.closed and x.freed
+
+
+def test_verify_writes_catches_a_kernel_writing_outside_its_declaration() -> None:
+    n = 64
+    dev = EmuDevice(verify_writes=True)
+    mod = dev.load_module(PyModule(tk.PY_KERNELS))
+    s = dev.stream("s")
+    arena = dev.allocate(4 * 2 * n, "arena")
+    x, y = arena.region(0, 4 * n), arena.region(4 * n, 4 * n)
+    dev.launch(
+        mod.function("fill"),
+        1,
+        32,
+        tk.FillParams(x.device_ptr, n, 0, 2.0),
+        stream=s,
+        writes=[x],
+        label="fill x",
+    )
+    dev.launch(
+        mod.function("add"),
+        1,
+        32,
+        tk.AddParams(x.device_ptr, y.device_ptr, n, 1.0),
+        stream=s,
+        reads=[x],
+        writes=[y],
+        label="add",
+    )
+    s.synchronize()  # declared exactly: passes
+    short = arena.region(4 * n, 4 * (n - 1))  # the plan forgot the last element
+    dev.launch(
+        mod.function("fill"),
+        1,
+        32,
+        tk.FillParams(y.device_ptr, n, 0, 5.0),
+        stream=s,
+        writes=[short],
+        label="fill y",
+    )
+    with pytest.raises(CudaLaunchError, match="'fill y' changed bytes of 'arena'") as info:
+        s.synchronize()
+    # 3.0 -> 5.0 changes one byte of the undeclared last float (bytes [8n-4, 8n))
+    first, stop = map(int, re.search(r"in \[(\d+), (\d+)\) outside", str(info.value)).groups())
+    assert 8 * n - 4 <= first < stop <= 8 * n
+    with pytest.raises(CudaLaunchError):
+        dev.close()
 
 
 def test_emulated_device_memory_is_bounded() -> None:

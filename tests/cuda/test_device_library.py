@@ -34,11 +34,14 @@ def lib() -> EmuLibrary:
     return EmuLibrary.get()
 
 
-def test_library_kernels_run_on_streams_of_one_arena(lib) -> None:
-    """Two streams copy disjoint halves of one arena, joined by an event, then read back."""
+@pytest.mark.parametrize("verify_writes", [False, True])
+def test_library_kernels_run_on_streams_of_one_arena(lib, verify_writes) -> None:
+    """Two streams copy disjoint halves of one arena, joined by an event, then read back;
+    with verify_writes, each kernel is also shown to write only its declared half."""
     n = 1000
     host = np.arange(2 * n, dtype=np.float32)
-    with EmuDevice() as dev, dev.stream("main") as sa, dev.stream("aux") as sb:
+    dev = EmuDevice(verify_writes=verify_writes)
+    with dev, dev.stream("main") as sa, dev.stream("aux") as sb:
         copy = dev.load_module(lib, "kernels").function("ei_copy_b4")
         arena = dev.allocate(16 * n, "arena")  # [in: 2n floats][out: 2n floats]
         pinned = dev.allocate_host(8 * n, "io")
