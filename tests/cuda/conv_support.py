@@ -373,8 +373,10 @@ def run_int8(device: Any, tactic: ConvTactic, case: Case) -> tuple[Strided, np.n
 def check_int8(tactic: ConvTactic, case: Case, y: Strided, ref: np.ndarray) -> None:
     """INT8 tolerances (docs/cuda-kernels.md).
 
-    - s8 output: within 1 LSB of the reference. The kernel quantizes v / y_scale in FP32 and
-      the reference in float64; at a .5 tie within an FP32 ulp they round apart.
+    - s8 output: equal with the exact activations (the kernel's quantization makes the
+      reference's float64 rounding decision, ties included); within 1 LSB with the
+      transcendental ones, whose FP32 value may differ from numpy's by an ulp next to a
+      rounding boundary.
     - f32 output: bit-equal with the exact activations (the requantization is the reference's
       double multiply rounded once); the transcendental ones within 1e-6 x the output scale
       (expf/tanhf/erff versus numpy, a few FP32 ulps).
@@ -383,7 +385,8 @@ def check_int8(tactic: ConvTactic, case: Case, y: Strided, ref: np.ndarray) -> N
     got = y.view.astype(np.float64)
     if tactic.out == "s8":
         diff = np.abs(got - ref)
-        assert diff.max() <= 1, f"int8 output off by {diff.max():.0f} LSB"
+        limit = 0 if case.activation in EXACT_ACTIVATIONS else 1
+        assert diff.max() <= limit, f"int8 output off by {diff.max():.0f} LSB ({limit} allowed)"
     elif tactic.out == "f32":
         if case.activation in EXACT_ACTIVATIONS:
             bad = np.flatnonzero(got != ref)

@@ -14,10 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_infer.cuda.params import conv as pc
+from edge_infer.engine.ops.quantize import qconv
 from tests.cuda.conv_support import (
     ACTIVATION_CASES,
     Case,
+    Strided,
     check_int8,
+    launch_conv,
+    output_shape,
     run_int8,
     skip_when_sanitized,
 )
@@ -70,6 +74,36 @@ def test_conv_int8_saturates_and_accumulates_exactly(device, sanitized: bool) ->
         if tactic.out == "s8":
             values = np.unique(y.view)
             assert values.min() == -128 and values.max() == 127, values
+
+
+@pytest.mark.parametrize("y_scale", [2.0, float(np.float32(0.4)), float(np.float32(0.6))])
+def test_conv_int8_rounds_ties_as_the_reference(device, y_scale: float) -> None:
+    """Outputs v = -128..127 exactly (x_scale = w_scale = 1, a 1x1 identity) quantized with
+    y_scale: 2.0 makes every odd v an exact tie (half to even); with float32(0.4) the float
+    quotient of 64 of them rounds onto a .5 that the exact quotient is below, which plain
+    rintf would round the wrong way."""
+    case = Case(1, 1, 16, 16, 1, r=1, s=1, pads=(0, 0, 0, 0), bias=False)
+    xq = np.arange(-128, 128).astype(np.int8).reshape(1, 1, 16, 16)
+    wq, w_scale = np.ones((1, 1, 1, 1), np.int8), np.ones(1, np.float32)
+    ref = qconv(xq, wq, w_scale, x_scale=1.0, out_precision="int8", out_scale=y_scale)
+    for tactic in pc.tactics("int8", "s8"):
+        if not tactic.supports(case.geometry()):
+            continue
+        y = Strided.make(output_shape(case), np.int8, (0, 0, 0), 99)
+        launch_conv(
+            device,
+            tactic,
+            case,
+            x=Strided.of(xq, (0, 0, 0)),
+            weight=wq,
+            bias=None,
+            z=None,
+            y=y,
+            w_scale=w_scale,
+            x_scale=1.0,
+            y_scale=y_scale,
+        )
+        np.testing.assert_array_equal(y.view, ref, err_msg=tactic.entry)
 
 
 @settings(

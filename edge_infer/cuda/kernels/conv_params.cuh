@@ -66,12 +66,21 @@ __device__ __forceinline__ float ei_to_float(float v, float) { return v; }
 __device__ __forceinline__ float ei_to_float(__half v, float) { return __half2float(v); }
 __device__ __forceinline__ float ei_to_float(int8_t v, float scale) { return (float)v * scale; }
 
-// Symmetric int8 quantization as the CPU reference does it (quantize_activation): round half
-// to even, saturate to [-128, 127]. The quotient is float32 here and float64 there; they can
-// differ only within half a float32 ulp of a .5 tie, hence "within 1 LSB" in the tests.
+// Symmetric int8 quantization as the CPU reference does it (quantize_activation): the exact
+// quotient v / scale rounded half to even, saturated to [-128, 127]. The float quotient r is
+// correctly rounded, so only when it lands exactly on a half-integer can the exact quotient
+// lie on the other side of the tie; the exact remainder v - r * scale (one fma) says which
+// side -- the reference's float64 decision without double arithmetic (as reformat.cu does).
 __device__ __forceinline__ int8_t ei_quantize_s8(float v, float scale) {
-    float q = rintf(v / scale);
-    return (int8_t)fminf(fmaxf(q, -128.0f), 127.0f);
+    float r = v / scale;
+    const float f = floorf(r);
+    if (r - f == 0.5f) {
+        const float rem = fmaf(-r, scale, v);
+        r = rem > 0.0f ? f + 1.0f : (rem < 0.0f ? f : rintf(r));
+    } else {
+        r = rintf(r);
+    }
+    return (int8_t)fminf(fmaxf(r, -128.0f), 127.0f);
 }
 
 __device__ __forceinline__ void ei_store(float* y, float v, float) { *y = v; }
