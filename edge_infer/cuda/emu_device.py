@@ -15,8 +15,9 @@
   measure the emulator, not a GPU.
 - The stream-order hazard checker is on by default. It proves the *declared* accesses are
   ordered; ``verify_writes=True`` also proves the declarations cover what kernels write: each
-  kernel then runs alone and fails if it changed a byte of device (or mapped) memory outside
-  its declared writes (slow: it compares all that memory around every launch; for tests).
+  kernel then runs alone and fails if it changed a byte of device memory (or of a mapped
+  buffer it writes) outside its declared writes (slow: it compares all that memory around
+  every launch; for tests).
 
 Kernels come from the emulated library (``EmuLibrary``: anything with
 ``launch(entry, grid, block, params, shared_bytes)``) or, for tests and stand-ins, from a
@@ -279,7 +280,12 @@ class EmuDevice(Device):
     def _verified(self, label: str, run: Callable[[], None], writes: Sequence[Region]) -> None:
         """Run a kernel alone and fail it if it changed a byte outside its declared writes."""
         with self._exclusive:
-            memory = [b for b in list(self._live.values()) if b.kind == "device" or b.mapped]
+            # all device memory, and the pinned buffers it was given to write (other pinned
+            # memory is the host's, which may legally change it meanwhile)
+            declared = {id(w.buffer) for w in writes}
+            memory = [
+                b for b in list(self._live.values()) if b.kind == "device" or id(b) in declared
+            ]
             before = [b._handle.copy() for b in memory]
             run()
             for buffer, old in zip(memory, before):
