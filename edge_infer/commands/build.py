@@ -19,17 +19,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "build",
         help="build an engine from an ONNX model on this device",
         description="Import, optimize and tune an ONNX model for this device, and write an "
-        "engine file (flags follow trtexec).",
+        "engine file (flags follow trtexec, whose spellings --onnx, --saveEngine, "
+        "--minShapes/--optShapes/--maxShapes, --calib and --timingCacheFile work too).",
     )
-    p.add_argument("model", help="ONNX model file")
-    p.add_argument("-o", "--output", required=True, help="engine file to write")
+    p.add_argument("model", nargs="?", help="ONNX model file")
+    p.add_argument("--onnx", dest="onnx", metavar="MODEL", help=argparse.SUPPRESS)
+    p.add_argument("-o", "--output", "--saveEngine", dest="output",
+                   help="engine file to write (required)")
     p.add_argument("--shapes", help="fixed input shapes: NAME:1x3x640x640[,NAME:...]")
-    p.add_argument("--min-shapes", help="profile minimum shapes (batch range), like --shapes")
-    p.add_argument("--opt-shapes", help="profile optimum shapes (tuned for), like --shapes")
-    p.add_argument("--max-shapes", help="profile maximum shapes, like --shapes")
+    p.add_argument("--min-shapes", "--minShapes", dest="min_shapes",
+                   help="profile minimum shapes (batch range), like --shapes")
+    p.add_argument("--opt-shapes", "--optShapes", dest="opt_shapes",
+                   help="profile optimum shapes (tuned for), like --shapes")
+    p.add_argument("--max-shapes", "--maxShapes", dest="max_shapes",
+                   help="profile maximum shapes, like --shapes")
     p.add_argument("--backend", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--no-optimize", action="store_true", help="skip optimization passes")
-    p.add_argument("--timing-cache", metavar="FILE",
+    p.add_argument("--timing-cache", "--timingCacheFile", dest="timing_cache", metavar="FILE",
                    help="tactic timings to reuse and extend (ignored if from another device)")
     p.add_argument("--no-tune", action="store_true",
                    help="skip tactic timing: first applicable tactic per layer (fast build)")
@@ -58,6 +64,13 @@ def _positive(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from edge_infer.engine import BuildOptions, build, parse_shapes
 
+    if args.model and args.onnx and args.model != args.onnx:
+        raise BuildError(f"two models given: {args.model} and --onnx {args.onnx}; give one")
+    args.model = args.model or args.onnx
+    if not args.model:
+        raise BuildError("no model: give MODEL.onnx (or --onnx MODEL.onnx)")
+    if not args.output:
+        raise BuildError("no output: give -o OUT.engine (or --saveEngine OUT.engine)")
     if not Path(args.model).is_file():
         raise BuildError(f"{args.model}: no such model file")
     opts = BuildOptions(

@@ -19,7 +19,8 @@ def add_precision_arguments(p: argparse.ArgumentParser) -> None:
                    help="FP16 layers (with --int8: FP16 for the layers not in INT8)")
     g.add_argument("--int8", action="store_true",
                    help="INT8 convolutions from a calibration cache (see `edge-infer calibrate`)")
-    g.add_argument("--calib-cache", metavar="CACHE", help="calibration cache for --int8")
+    g.add_argument("--calib-cache", "--calib", dest="calib_cache", metavar="CACHE",
+                   help="calibration cache for --int8")
     g.add_argument("--layer-precision", metavar="NAME:PREC,...",
                    help="per-layer overrides, PREC one of fp32, fp16, int8")
     g.add_argument("--max-map-drop", type=float, metavar="D",
@@ -42,6 +43,8 @@ def precision_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.int8 and not args.calib_cache:
         raise BuildError("--int8 needs --calib-cache CACHE; create one with `edge-infer "
                          "calibrate MODEL.onnx --data FRAMES -o CACHE`")
+    if args.calib_cache and not args.int8:
+        raise BuildError("--calib-cache is for INT8 engines: add --int8, or drop --calib-cache")
     if args.calib_cache and not Path(args.calib_cache).is_file():
         raise BuildError(f"--calib-cache {args.calib_cache}: no such file")
     if args.max_map_drop is not None:

@@ -72,9 +72,16 @@ def parse_shapes(text: str | None) -> dict[str, tuple[int, ...]]:
     result: dict[str, tuple[int, ...]] = {}
     if not text:
         return result
-    for item in text.split(","):
-        item = item.strip()
+    items = [item.strip() for item in text.split(",")]
+    for i, item in enumerate(items):
         name, sep, dims = item.rpartition(":")
+        if not sep and item.isdigit() and i > 0 and ":" in items[i - 1]:
+            # "images:1,3,640,640": commas are the separators of inputs, not of dims
+            start = next(j for j in range(i - 1, -1, -1) if ":" in items[j])
+            run = [items[start]] + [d for d in items[start + 1:] if d.isdigit()]
+            head, _, first = run[0].rpartition(":")
+            raise BuildError(f"bad shape '{','.join(run)}': dims are separated by 'x' (commas "
+                             f"separate inputs): write {head}:{'x'.join([first, *run[1:]])}")
         if not sep or not name:
             raise BuildError(f"bad shape '{item}': expected NAME:DxDxD, e.g. images:1x3x640x640")
         try:
@@ -89,6 +96,19 @@ def parse_shapes(text: str | None) -> dict[str, tuple[int, ...]]:
     return result
 
 
+def _check_names(graph: Graph, *maps: ShapeMap | None) -> None:
+    """A shape given for a name that is not an input is a typo, not something to ignore."""
+    inputs = {v.name: v.shape for v in graph.inputs}
+    flags = ("shapes (--shapes)", "min_shapes (--min-shapes)", "opt_shapes (--opt-shapes)",
+             "max_shapes (--max-shapes)")
+    unknown = [(flag, name) for flag, m in zip(flags, maps) for name in (m or {})
+               if name not in inputs]
+    if unknown:
+        listed = ", ".join(f"{n} {list(s)}" for n, s in inputs.items())
+        given = ", ".join(f"{flag} {name!r}" for flag, name in unknown)
+        raise BuildError(f"{given}: not an input of the model; its inputs: {listed}")
+
+
 def make_profile(
     graph: Graph,
     shapes: ShapeMap | None = None,
@@ -97,6 +117,7 @@ def make_profile(
     max_shapes: ShapeMap | None = None,
 ) -> Profile:
     """The profile for ``graph`` from trtexec-style options (see the module docstring)."""
+    _check_names(graph, shapes, min_shapes, opt_shapes, max_shapes)
     ranged = [m for m in (min_shapes, opt_shapes, max_shapes) if m]
     if ranged and len(ranged) != 3:
         raise BuildError("give --min-shapes, --opt-shapes and --max-shapes together")
