@@ -62,6 +62,13 @@ def test_upscales_are_exact(device, dtype) -> None:
     np.testing.assert_array_equal(got, _reference(frames, 33, 27).astype(dtype))
 
 
+def test_input_wider_than_a_block_of_columns(device) -> None:
+    rng = np.random.default_rng(4)
+    frames = _frames(rng, [(300, 41), (90, 50)], pitch_pad=2)  # W = 130 > 128 columns a block
+    np.testing.assert_array_equal(_run(device, frames, 130, 37, np.float32),
+                                  _reference(frames, 130, 37))
+
+
 def test_writes_into_a_larger_batch_buffer(device) -> None:
     rng = np.random.default_rng(3)
     frames = _frames(rng, [(40, 30), (20, 36)])

@@ -2,8 +2,10 @@
 // letterbox (the daemon's geometry, edge_infer/pipeline/preprocess.py), bilinear resize,
 // BGR -> RGB, x 1/255, NCHW, FP32 or FP16, written straight into the engine's input buffer.
 //
-//   ei_preprocess_letterbox_f32 / _f16   grid (ceil(W*H / blockDim.x), batch), one thread per
-//                                        output pixel (its three channels)
+//   ei_preprocess_letterbox_f32 / _f16   grid (ceil(W / blockDim.x), ceil(H / EI_PRE_ROWS),
+//                                        batch): a thread per output column, EI_PRE_ROWS rows
+//                                        of it (three channels each); the float64 tap
+//                                        coordinates once per column and once per row
 //
 // Each frame has its own size, row pitch and pointer (PreprocessFrame, a device array), so
 // frames of several cameras go in one launch. The letterbox geometry (resized size, padding)
@@ -21,6 +23,8 @@
 // Mirrored by edge_infer/cuda/params/preprocess.py.
 #include "ei_cuda.cuh"
 #include "exact_math.cuh"
+
+#define EI_PRE_ROWS 16  // output rows per block: the row taps are computed once per block
 
 struct PreprocessFrame {
     const unsigned char* data;  // BGR, HWC, row_pitch bytes per row
@@ -83,31 +87,39 @@ __device__ __forceinline__ __half pp_store<__half>(float v) {
 
 template <class T>
 __device__ void pp_letterbox(const PreprocessParams& p) {
-    const int n = blockIdx.y;
-    const int hw = p.width * p.height;
-    const int pix = blockIdx.x * blockDim.x + threadIdx.x;
-    if (n >= p.batch || pix >= hw) return;
+    __shared__ PpTap s_rows[EI_PRE_ROWS];
+    const int n = blockIdx.z;
     const PreprocessFrame f = p.frames[n];
-    const int x = pix % p.width, y = pix / p.width;
-    const int dx = x - f.pad_x, dy = y - f.pad_y;
-    T* out = (T*)p.out + n * p.batch_stride + pix;
-    if (dx < 0 || dy < 0 || dx >= f.new_width || dy >= f.new_height) {
-        const T pad = pp_store<T>(p.pad_value);
-        out[0] = pad;
-        out[hw] = pad;
-        out[2 * hw] = pad;
-        return;
-    }
-    const PpTap tx = pp_linear_tap(dx, f.width, f.scale_x, true);
-    const PpTap ty = pp_linear_tap(dy, f.height, f.scale_y, false);
-    const unsigned char* r0 = f.data + (int64_t)ty.s0 * f.row_pitch;
-    const unsigned char* r1 = f.data + (int64_t)ty.s1 * f.row_pitch;
-    for (int ch = 0; ch < 3; ++ch) {  // BGR in, channel ch goes to plane 2 - ch (RGB out)
-        const int h0 = r0[tx.s0 * 3 + ch] * tx.a0 + r0[tx.s1 * 3 + ch] * tx.a1;
-        const int h1 = r1[tx.s0 * 3 + ch] * tx.a0 + r1[tx.s1 * 3 + ch] * tx.a1;
-        int v = ((((h0 >> 4) * ty.a0) >> 16) + (((h1 >> 4) * ty.a1) >> 16) + 2) >> 2;
-        v = v < 0 ? 0 : (v > 255 ? 255 : v);
-        out[(2 - ch) * hw] = pp_store<T>(ei_fmul((float)v, p.inv_255));
+    const int x = blockIdx.x * blockDim.x + threadIdx.x, y0 = blockIdx.y * EI_PRE_ROWS;
+    // the taps' float64 coordinates once per row (shared) and once per column (register)
+    for (int r = threadIdx.x; r < EI_PRE_ROWS; r += blockDim.x)
+        s_rows[r] = pp_linear_tap(y0 + r - f.pad_y, f.height, f.scale_y, false);
+    const int dx = x - f.pad_x;
+    const bool col_in = x < p.width && dx >= 0 && dx < f.new_width;
+    const PpTap tx = pp_linear_tap(col_in ? dx : 0, f.width, f.scale_x, true);
+    __syncthreads();
+    if (x >= p.width) return;
+    const int hw = p.width * p.height;
+    const T pad = pp_store<T>(p.pad_value);
+    for (int r = 0; r < EI_PRE_ROWS && y0 + r < p.height; ++r) {
+        const int y = y0 + r, dy = y - f.pad_y;
+        T* out = (T*)p.out + n * p.batch_stride + (int64_t)y * p.width + x;
+        if (!col_in || dy < 0 || dy >= f.new_height) {
+            out[0] = pad;
+            out[hw] = pad;
+            out[2 * hw] = pad;
+            continue;
+        }
+        const PpTap ty = s_rows[r];
+        const unsigned char* r0 = f.data + (int64_t)ty.s0 * f.row_pitch;
+        const unsigned char* r1 = f.data + (int64_t)ty.s1 * f.row_pitch;
+        for (int ch = 0; ch < 3; ++ch) {  // BGR in, channel ch goes to plane 2 - ch (RGB out)
+            const int h0 = r0[tx.s0 * 3 + ch] * tx.a0 + r0[tx.s1 * 3 + ch] * tx.a1;
+            const int h1 = r1[tx.s0 * 3 + ch] * tx.a0 + r1[tx.s1 * 3 + ch] * tx.a1;
+            int v = ((((h0 >> 4) * ty.a0) >> 16) + (((h1 >> 4) * ty.a1) >> 16) + 2) >> 2;
+            v = v < 0 ? 0 : (v > 255 ? 255 : v);
+            out[(2 - ch) * hw] = pp_store<T>(ei_fmul((float)v, p.inv_255));
+        }
     }
 }
 

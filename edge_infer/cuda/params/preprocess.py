@@ -15,13 +15,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge_infer.cuda.library import KernelCall, KernelSpec, grid_1d
+from edge_infer.cuda.library import KernelCall, KernelSpec
 from edge_infer.cuda.params import ptr
 from edge_infer.errors import BackendError
 
 #: the daemon's letterbox gray, as preprocess.py fills it (float32 of 114 / 255)
 PAD_VALUE = 114
 BLOCK = 128
+#: output rows per block (EI_PRE_ROWS in the kernel)
+ROWS = 16
 
 
 class PreprocessFrame(ctypes.Structure):
@@ -129,5 +131,4 @@ def letterbox(table: Any, batch: int, out: Any) -> KernelCall:
         pad_value=float(np.float32(PAD_VALUE / 255.0)), inv_255=float(np.float32(1.0 / 255.0)),
         reserved=0)
     entry = "ei_preprocess_letterbox_" + ("f32" if dtype == np.float32 else "f16")
-    grid = grid_1d(h * w, BLOCK, max_blocks=2**31 - 1)
-    return KernelCall(entry, (grid[0], int(batch), 1), (BLOCK, 1, 1), params)
+    return KernelCall(entry, (-(-w // BLOCK), -(-h // ROWS), int(batch)), (BLOCK, 1, 1), params)
