@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edge_infer.cuda.activations import encode
 from edge_infer.cuda.params import gemm as pg
@@ -167,6 +169,43 @@ def test_gemm_every_activation(device, tactic: pg.GemmTactic, activation, saniti
     case = GemmCase(5, 19, 11, c="row", activation=activation[0], act_params=activation[1], seed=5)
     y, ref = run_gemm(device, tactic, case)
     check(tactic, y, ref)
+
+
+@st.composite
+def gemm_cases(draw: st.DrawFn) -> GemmCase:
+    """Small random GEMMs (the emulator runs every CUDA thread as an OS thread)."""
+    name, params = draw(st.sampled_from(ACTIVATION_CASES))
+    return GemmCase(
+        draw(st.integers(1, 40)),
+        draw(st.integers(1, 40)),
+        draw(st.integers(1, 48)),
+        draw(st.integers(1, 2)),
+        draw(st.booleans()),
+        draw(st.booleans()),
+        draw(st.booleans()),
+        draw(st.sampled_from((1.0, 0.5))),
+        draw(st.sampled_from((1.0, -1.5))),
+        draw(st.sampled_from(("none", "row", "col", "full"))),
+        name,
+        params,
+        draw(st.integers(0, 3)),
+        draw(st.integers(0, 2**16)),
+    )
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(case=gemm_cases(), index=st.integers(0, len(FLOAT) - 1))
+def test_gemm_property(emu, case: GemmCase, index: int, sanitized: bool) -> None:
+    skip_when_sanitized(sanitized)
+    from tests.cuda.conftest import EmuDevice
+
+    y, ref = run_gemm(EmuDevice(emu), FLOAT[index], case)
+    check(FLOAT[index], y, ref)
 
 
 # -- INT8 (QGemm) ----------------------------------------------------------------------------
