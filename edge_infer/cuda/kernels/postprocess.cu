@@ -132,6 +132,9 @@ __device__ void pp_sort(float* s, int* idx, int len) {
 __device__ __forceinline__ bool pp_overlaps(const double* a, const double* b, double thr) {
     const double ltx = a[0] > b[0] ? a[0] : b[0], lty = a[1] > b[1] ? a[1] : b[1];
     const double rbx = a[2] < b[2] ? a[2] : b[2], rby = a[3] < b[3] ? a[3] : b[3];
+    // disjoint (most pairs, every pair of two classes): rb - lt <= 0 exactly, so the
+    // reference's intersection and IoU are 0, never above a threshold in [0, 1]
+    if (rbx <= ltx || rby <= lty) return false;
     double iw = ei_dsub(rbx, ltx), ih = ei_dsub(rby, lty);
     iw = iw > 0.0 ? iw : 0.0;
     ih = ih > 0.0 ? ih : 0.0;
