@@ -62,6 +62,17 @@ class TensorCapture:
 
 
 def float_activations(graph: Graph) -> list[str]:
-    """Names of every float32 tensor a node produces, in graph order."""
+    """Names of every real-valued tensor a node produces, in graph order: float32, and the
+    float16 / int8 tensors a reduced-precision engine stores (``value.meta["storage"]``)."""
     return [v.name for n in graph.nodes for v in n.outputs
-            if v.type is not None and v.dtype == np.float32]
+            if v.type is not None and (v.dtype == np.float32 or (
+                "storage" in v.meta and v.dtype in (np.float16, np.int8)))]
+
+
+def real_values(graph: Graph, name: str, array: np.ndarray) -> np.ndarray:
+    """A captured tensor as float32 real values: int8 storage dequantized with its scale,
+    float16 widened (exactly)."""
+    storage = graph.value(name).meta.get("storage") or {}
+    if array.dtype == np.int8 and storage.get("dtype") == "int8":
+        return array.astype(np.float32) * np.float32(storage["scale"])
+    return array.astype(np.float32, copy=False)

@@ -65,7 +65,7 @@ def compare_arrays(a: np.ndarray, b: np.ndarray) -> ArrayError:
 def per_layer_errors(reference: Graph, other: Graph, feeds: Mapping[str, np.ndarray]
                      ) -> list[tuple[str, str, ArrayError]]:
     """``(tensor, producing layer of other, error)`` for every tensor both graphs compute."""
-    from edge_infer.engine.precision.capture import TensorCapture, float_activations
+    from edge_infer.engine.precision.capture import TensorCapture, float_activations, real_values
 
     ref_names = float_activations(reference)
     other_names = set(float_activations(other))
@@ -76,5 +76,6 @@ def per_layer_errors(reference: Graph, other: Graph, feeds: Mapping[str, np.ndar
     for name in common:
         producer = other.value(name).producer
         layer = f"{producer.name} [{producer.meta.get('precision', 'fp32')}]" if producer else "-"
-        rows.append((name, layer, compare_arrays(ref_values[name], got_values[name])))
+        got = real_values(other, name, got_values[name])  # fp16 / int8 storage as reals
+        rows.append((name, layer, compare_arrays(ref_values[name], got)))
     return rows

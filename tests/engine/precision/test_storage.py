@@ -194,3 +194,16 @@ def test_inspect_shows_storage_and_reformats(model, calibrated, tmp_path, capsys
     report = inspect.engine_report(Engine.load(path), None)
     stored = {layer["name"]: layer["storage"] for layer in report["layers"]}
     assert stored["conv1"] == ["fp32"] and stored["reformat a2 fp32->int8"] == [f"int8@{scale}"]
+
+
+def test_per_layer_compare_reads_stored_tensors_as_reals(model, calibrated) -> None:
+    from edge_infer.engine.precision.metrics import per_layer_errors
+
+    fp32 = _build(model).graph(1)
+    feeds = {"x": frames(1, seed=6)[0][None]}
+    for kw in ({"precision": "fp16"}, {"precision": "int8", "calibration": calibrated.cache}):
+        other = _build(model, **kw).graph(1)
+        rows = {name: err for name, _, err in per_layer_errors(fp32, other, feeds)}
+        assert {"r1", "a2", "y"} <= set(rows)  # fp16 / int8 tensors compared too
+        for err in rows.values():
+            assert err.cosine > 0.999 and err.max_abs < 0.1 * max(err.peak, 1e-3)
