@@ -119,3 +119,30 @@ def test_bad_binding_sets_are_refused(engine) -> None:
         ctx.execute_bound()
     with pytest.raises(BindingError, match="nothing is bound to 'z'"):
         ctx.unbind("z")
+
+
+@pytest.mark.parametrize("schedule", ["sequential", "parallel"])
+def test_program_rebinds_only_when_the_memory_changes(schedule: str) -> None:
+    """CpuProgram.run_bound: the branchy net's layers (and branch lanes) read a bound input
+    in place; binding the same memory again binds nothing anew."""
+    from edge_infer.engine.backends.cpu.program import CpuProgram
+    from tests.engine.test_memory import branchy
+
+    engine = edge_infer.build(branchy(2), shapes={"x": (2, 8, 16, 16)}, tune=False)
+    program = CpuProgram(engine.graph(2), schedule)
+    state = program.new_state()
+    try:
+        x = np.random.default_rng(3).standard_normal((2, 8, 16, 16)).astype(np.float32)
+        want = program.run(state, {"x": x})["out"]
+        got = program.run_bound(state, {"x": x}, {})["out"]
+        np.testing.assert_array_equal(got, want)
+        runs = list(state.runs)
+        program.run_bound(state, {"x": x[:]}, {})  # a new view of the same memory
+        assert state.runs == runs
+        x2 = x * 3
+        np.testing.assert_array_equal(
+            program.run_bound(state, {"x": x2}, {})["out"], program.run(state, {"x": x2})["out"]
+        )
+        assert not state.bound  # run() put the arena back
+    finally:
+        state.close()

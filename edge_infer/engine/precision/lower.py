@@ -24,7 +24,6 @@ from edge_infer.engine.ops.fused import DOMAIN
 from edge_infer.engine.ops.quantize import W_QMAX
 from edge_infer.engine.precision.assign import Assignment
 from edge_infer.engine.precision.storage import Storage, apply_storage, plan_storage, storage_of
-from edge_infer.errors import BuildError
 
 #: inputs of these ops that are weights (stored at the layer's precision)
 WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
@@ -182,13 +181,8 @@ def lower(
             stored = storage_of(x)  # type: ignore[arg-type]
             if stored is not None and stored.dtype == "int8":
                 x_scale = stored.scale
-            elif graph.is_graph_input(x):  # type: ignore[arg-type]
-                x_scale = scales[x.name]  # type: ignore[union-attr]  # quantized as it is read
-            else:  # the storage plan gives INT8 layers int8 input
-                raise BuildError(
-                    f"INT8 layer '{node.name}' reads '{x.name}' stored as "  # type: ignore[union-attr]
-                    f"{stored}; this is a bug in the storage plan"
-                )
+            else:  # the engine's float input (or a view of it): quantized as it is read
+                x_scale = scales[x.name]  # type: ignore[union-attr]
             rewrite = lower_int8_fc if node.op_type in ("Gemm", "MatMul") else lower_int8_conv
             rewrite(graph, node, x_scale, storage_of(node.outputs[0]) or "fp32")
         elif choice == "fp16":

@@ -207,3 +207,33 @@ def test_per_layer_compare_reads_stored_tensors_as_reals(model, calibrated) -> N
         assert {"r1", "a2", "y"} <= set(rows)  # fp16 / int8 tensors compared too
         for err in rows.values():
             assert err.cosine > 0.999 and err.max_abs < 0.1 * max(err.peak, 1e-3)
+
+
+def test_int8_layer_reading_a_view_of_the_engine_input() -> None:
+    """A Focus-like stem (slices of the image concatenated) before the first INT8 conv: the
+    input group stays float32 and the conv quantizes it as it reads it."""
+    net = Network("focus", seed=2)
+    x = net.add_input("x", (1, 3, 8, 8))
+    a = net.add_layer(
+        "Slice", [x, *(net.add_constant(np.array(v, np.int64)) for v in ([0], [4], [2]))]
+    )
+    b = net.add_layer(
+        "Slice", [x, *(net.add_constant(np.array(v, np.int64)) for v in ([4], [8], [2]))]
+    )
+    c = net.add_concatenation([a, b], axis=1)
+    net.mark_output(net.add_activation(net.add_convolution(c, 4, 3, padding=1), "relu"), "y")
+    data = [np.random.default_rng(k).random((3, 8, 8), np.float32) for k in range(3)]
+    cal = calibrate(net, data, calibrator="minmax")
+    shapes = {"x": (1, 3, 8, 8)}
+    engine = build(
+        net,
+        options=BuildOptions(shapes=shapes, tune=False, precision="int8", calibration=cal.cache),
+    )
+    graph = engine.graph(1)
+    assert [n.op_type for n in graph.nodes if n.meta.get("precision") == "int8"] == ["QConv"]
+    assert not [n for n in graph.nodes if n.op_type == "Reformat"]
+    ref = build(net, options=BuildOptions(shapes=shapes, tune=False))
+    xin = data[0][None]
+    want = ref.create_context().execute({"x": xin})["y"]
+    got = engine.create_context().execute({"x": xin})["y"]
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
