@@ -106,7 +106,7 @@ __device__ __forceinline__ void conv_f32_igemm(const ConvParams& p, float* As, f
 // Each tile shape is its own entry point: a tactic the builder times.
 #define EI_CONV_F32_IGEMM(BM, BN, BK, TM, TN)                                              \
     extern "C" __global__ void ei_conv_f32_igemm_##BM##x##BN##x##BK(const ConvParams p) {  \
-        __shared__ float As[BK * BM];                                                      \
+        __shared__ float As[BK * SimtTile<BM, BN, TM, TN>::LDA];                           \
         __shared__ float Bs[BK * BN];                                                      \
         conv_f32_igemm<BM, BN, BK, TM, TN>(p, As, Bs);                                     \
     }                                                                                      \

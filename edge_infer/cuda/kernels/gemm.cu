@@ -109,7 +109,7 @@ __device__ __forceinline__ void gemm_f32(const GemmParams& p, float* As, float* 
 
 #define EI_GEMM_F32(BM, BN, BK, TM, TN)                                          \
     extern "C" __global__ void ei_gemm_f32_##BM##x##BN(const GemmParams p) {     \
-        __shared__ float As[BK * BM];                                            \
+        __shared__ float As[BK * SimtTile<BM, BN, TM, TN>::LDA];                 \
         __shared__ float Bs[BK * BN];                                            \
         gemm_f32<BM, BN, BK, TM, TN>(p, As, Bs);                                 \
     }                                                                            \

@@ -12,6 +12,9 @@ template <int BM, int BN, int TM, int TN>
 struct SimtTile {
     static constexpr int THREADS_N = BN / TN;
     static constexpr int THREADS = (BM / TM) * THREADS_N;
+    // A's shared row pitch: the loads walk k fastest, so without padding a warp's 8 k values
+    // would all hit the bank of column m (BM is a multiple of 32); +4 spreads them
+    static constexpr int LDA = BM + 4;
     // the block-tile row and column of the thread's register element (i, j)
     static __device__ __forceinline__ int row(int tid, int i) {
         return tid / THREADS_N + i * (BM / TM);
@@ -22,7 +25,8 @@ struct SimtTile {
 };
 
 // Accumulate the block's tile (rows m0.., columns j0.., reduction 0..gk) into acc.
-// As is [BK][BM] (k-major) and Bs [BK][BN]: both read along rows in the inner product.
+// As is [BK][LDA] (k-major, BM used) and Bs [BK][BN]: both read along rows in the inner
+// product.
 template <int BM, int BN, int BK, int TM, int TN, class LoadA, class LoadB>
 __device__ __forceinline__ void simt_mainloop(const LoadA& load_a, const LoadB& load_b, int gk,
                                               int m0, int j0, float* As, float* Bs,
@@ -45,7 +49,7 @@ __device__ __forceinline__ void simt_mainloop(const LoadA& load_a, const LoadB& 
         // consecutive columns of a B row (coalesced where the source is contiguous)
         for (int e = tid; e < BM * BK; e += Tile::THREADS) {
             const int mm = e / BK, kk = e - (e / BK) * BK;
-            As[kk * BM + mm] = load_a(m0 + mm, k0 + kk);
+            As[kk * Tile::LDA + mm] = load_a(m0 + mm, k0 + kk);
         }
         for (int kk = tid / BN; kk < BK; kk += Tile::THREADS / BN)
             Bs[kk * BN + b_col] = load_b(column, k0 + kk);
@@ -55,7 +59,7 @@ __device__ __forceinline__ void simt_mainloop(const LoadA& load_a, const LoadB& 
         for (int kk = 0; kk < BK; ++kk) {
             float a[TM], b[TN];
 #pragma unroll
-            for (int i = 0; i < TM; ++i) a[i] = As[kk * BM + tm + i * (BM / TM)];
+            for (int i = 0; i < TM; ++i) a[i] = As[kk * Tile::LDA + tm + i * (BM / TM)];
 #pragma unroll
             for (int j = 0; j < TN; ++j) b[j] = Bs[kk * BN + tn + j * Tile::THREADS_N];
 #pragma unroll
