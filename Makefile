@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint setup system-deps clean bench
+.PHONY: demo test lint setup system-deps clean bench bench-cuda
 
 setup: $(STAMP)
 
@@ -33,6 +33,10 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) bench/engine.py
+
+# BENCHMARKS.md's CUDA kernel table: ptxas resources for sm_87, occupancy, emulator time
+bench-cuda: $(STAMP)
+	$(PY) bench/cuda_kernels.py --sm 87
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache demo-out

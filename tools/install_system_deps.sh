@@ -8,12 +8,15 @@
 #   the deploy tests' linters: shellcheck for the scripts, systemd-analyze for the units.
 #   gcc-aarch64-linux-gnu, qemu-user -- the native kernels cross-compiled for the Jetson's
 #   Arm cores and run under emulation (tests/engine/backends/cpu/aarch64/).
+#   g++ (with its libasan/libtsan runtimes) -- the CUDA kernels built for the CPU emulator,
+#   plainly and with AddressSanitizer/ThreadSanitizer (edge_infer/cuda/emulator.py).
 # Idempotent: does nothing when everything is already there. Needs root (or sudo).
 set -euo pipefail
 
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v rtsp-server-perl >/dev/null 2>&1 || missing+=(rtsp-server-perl)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)

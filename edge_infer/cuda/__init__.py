@@ -6,7 +6,7 @@ same sources run on any CPU by the emulator.
 - :mod:`edge_infer.cuda.emulator`: the ``.cu`` sources built with the host C++ compiler
   (plain, AddressSanitizer, ThreadSanitizer) and launched through ctypes.
 - :mod:`edge_infer.cuda.compile`: NVRTC compilation to cubins for sm_72/sm_87/sm_90 with the
-  compiler's resource report.
+  compiler's resource report; :mod:`edge_infer.cuda.occupancy` turns it into occupancy.
 
 ``docs/cuda-kernels.md`` describes the CUDA subset the kernels are written in. This is the
 only package that imports pycuda (lazily); importing it needs neither a GPU nor a compiler.

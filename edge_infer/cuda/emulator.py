@@ -21,7 +21,9 @@ import os
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -168,6 +170,22 @@ def build(sources: Iterable[Path], variant: str = "plain", *, include_dirs: Sequ
     return lib
 
 
+@dataclass
+class LaunchStats:
+    """What one entry point's emulated launches took."""
+
+    launches: int = 0
+    seconds: float = 0.0
+    block_threads: set[int] = field(default_factory=set)
+    max_dynamic_shared: int = 0
+
+    def add(self, seconds: float, threads: int, shared_bytes: int) -> None:
+        self.launches += 1
+        self.seconds += seconds
+        self.block_threads.add(threads)
+        self.max_dynamic_shared = max(self.max_dynamic_shared, shared_bytes)
+
+
 class EmuLibrary:
     """A built emulator library: launch kernels by entry point name with their params struct.
 
@@ -191,6 +209,9 @@ class EmuLibrary:
         self._dll = ctypes.CDLL(str(path))
         self._dll.ei_emu_last_error.restype = ctypes.c_char_p
         self._checked: set[str] = set()
+        #: per entry point: launches, seconds spent in them, block sizes and largest dynamic
+        #: shared memory seen (for bench/cuda_kernels.py's table)
+        self.stats: dict[str, LaunchStats] = {}
 
     @classmethod
     def get(cls, variant: str = "plain", *, cache_dir: Path | None = None) -> EmuLibrary:
@@ -240,8 +261,11 @@ class EmuLibrary:
         func.restype = ctypes.c_int
         func.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint * 3),
                          ctypes.POINTER(ctypes.c_uint * 3), ctypes.c_size_t]
+        start = time.perf_counter()
         rc = func(ctypes.addressof(params), ctypes.byref((ctypes.c_uint * 3)(*g)),
                   ctypes.byref((ctypes.c_uint * 3)(*b)), int(shared_bytes))
+        stats = self.stats.setdefault(entry, LaunchStats())
+        stats.add(time.perf_counter() - start, b[0] * b[1] * b[2], int(shared_bytes))
         if rc != 0:
             message = (self._dll.ei_emu_last_error() or b"").decode(errors="replace")
             raise KernelLaunchError(f"{entry} grid={g} block={b} shared={shared_bytes}: "
