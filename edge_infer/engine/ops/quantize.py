@@ -13,7 +13,7 @@ the precision pass creates in the ``edge_infer`` domain (version 1).
   to real values, and the
   FusedConv epilogue (residual, activation) runs on them. A residual ``Z`` stored in int8 is
   dequantized with ``z_scale``. ``out_precision`` is what the output tensor stores: ``"fp32"``
-  keeps the float32 result, ``"fp16"`` rounds it to float16 (returned in float32), ``"int8"``
+  keeps the float32 result, ``"fp16"`` rounds it to float16 (returned as float16), ``"int8"``
   requantizes it with ``out_scale`` (returned as int8).
 - ``QGemm`` (inputs ``X, W_q [N, K], w_scale, [B_q]``): an INT8 fully connected layer
   (Gemm with ``transB=1`` or MatMul by a constant), same scheme as QConv, over X's last axis.
@@ -22,8 +22,10 @@ the precision pass creates in the ``edge_infer`` domain (version 1).
   int8, ``y_scale`` when the result is). Semantics in :func:`reformat` and docs/precision.md.
 - ``Fp16Layer``: any float layer run as an FP16 engine runs it — float16 weights are upcast
   for the arithmetic, float inputs rounded to float16 on the way in (``round_inputs``) and
-  every float output rounded to float16 on the way out. ``op``/``op_domain``/``op_attrs`` name
-  the wrapped layer; ``opset`` is the opset its kernel is resolved at.
+  every float output rounded to float16 on the way out (returned as float16 for the outputs
+  listed in ``fp16_outputs``, which the engine stores in float16; in float32 otherwise).
+  ``op``/``op_domain``/``op_attrs`` name the wrapped layer; ``opset`` is the opset its kernel
+  is resolved at.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ OPS = OpList()
 ACT_QMIN, ACT_QMAX = -128, 127
 W_QMAX = 127
 FP16_MAX = 65504.0
+#: storage precision name -> numpy dtype
+STORAGE_DTYPES = {"fp32": np.dtype(np.float32), "fp16": np.dtype(np.float16),
+                  "int8": np.dtype(np.int8)}
 
 _INT_RANGES = {np.dtype(t): (np.iinfo(t).min, np.iinfo(t).max)
                for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32)}
@@ -178,7 +183,7 @@ def _store(y: np.ndarray, out_precision: str, out_scale: float) -> np.ndarray:
     """A layer's float32 result as its output tensor stores it (see the module docstring)."""
     if out_precision == "int8":
         return quantize_int8(y, out_scale)
-    return round_fp16(y) if out_precision == "fp16" else y
+    return np.asarray(y).astype(np.float16) if out_precision == "fp16" else y
 
 
 def _check_out(ctx: InferContext) -> np.dtype:
@@ -187,7 +192,7 @@ def _check_out(ctx: InferContext) -> np.dtype:
         ctx.fail(f"out_precision must be fp32, fp16 or int8, got {out!r}")
     if out == "int8" and not float(ctx.attrs.get("out_scale", 0.0)) > 0.0:
         ctx.fail(f"out_precision int8 needs a positive out_scale, got {ctx.attrs.get('out_scale')}")
-    return np.dtype(np.int8) if out == "int8" else np.dtype(np.float32)
+    return STORAGE_DTYPES[out]
 
 
 def _infer_qconv(ctx: InferContext) -> list[TensorType]:
@@ -293,9 +298,6 @@ def qgemm(X: np.ndarray, W: np.ndarray, w_scale: np.ndarray, B: np.ndarray | Non
 
 # -- Reformat -----------------------------------------------------------------------------------
 
-#: storage precision name -> numpy dtype
-STORAGE_DTYPES = {"fp32": np.dtype(np.float32), "fp16": np.dtype(np.float16),
-                  "int8": np.dtype(np.int8)}
 
 
 def _infer_reformat(ctx: InferContext) -> list[TensorType]:
@@ -345,14 +347,20 @@ def _infer_fp16_layer(ctx: InferContext) -> list[TensorType]:
              for t in ctx.input_types]
     sub = InferContext(Node(a["op"], ctx.node.name, a.get("op_domain", "")), types,
                        ctx.input_values, {**inner.defaults, **a.get("op_attrs", {})})
-    return list(inner.infer(sub))
+    outs = list(inner.infer(sub))
+    for k in a.get("fp16_outputs", ()):
+        if not (isinstance(k, int) and 0 <= k < len(outs) and outs[k].dtype == np.float32):
+            ctx.fail(f"fp16_outputs names output {k!r}, which is not a float32 output")
+        outs[k] = TensorType(outs[k].shape, np.float16)
+    return outs
 
 
 @OPS.register("Fp16Layer", 1, domain=DOMAIN, infer=_infer_fp16_layer, foldable=False)
 def fp16_layer(*inputs: np.ndarray | None, op: str, op_domain: str = "",
                op_attrs: dict[str, Any] | None = None, opset: int = 17,
-               round_inputs: Sequence[int] = ()) -> Any:
-    """Run the wrapped layer on FP16-stored data; float outputs come back FP16-rounded."""
+               round_inputs: Sequence[int] = (), fp16_outputs: Sequence[int] = ()) -> Any:
+    """Run the wrapped layer on FP16-stored data; float outputs come back FP16-rounded, as
+    float16 for the outputs in ``fp16_outputs`` (stored in float16), else in float32."""
     inner = _inner(op, op_domain, opset)
     args = [None if x is None else
             np.asarray(x, np.float32) if np.asarray(x).dtype == np.float16 else x
@@ -361,9 +369,11 @@ def fp16_layer(*inputs: np.ndarray | None, op: str, op_domain: str = "",
         if args[k] is not None:
             args[k] = round_fp16(args[k])
     result = inner.kernel(*args, **{**inner.defaults, **(op_attrs or {})})
-    if isinstance(result, tuple | list):
-        return type(result)(_round_float(r) for r in result)
-    return _round_float(result)
+    many = isinstance(result, tuple | list)
+    results = [_round_float(r) for r in (result if many else (result,))]
+    for k in fp16_outputs:
+        results[k] = results[k].astype(np.float16)  # exact: the values are FP16-rounded
+    return type(result)(results) if many else results[0]
 
 
 def _round_float(x: Any) -> Any:

@@ -23,7 +23,13 @@ from edge_infer.engine.memory import reorder_for_memory
 from edge_infer.engine.ops.fused import DOMAIN
 from edge_infer.engine.ops.quantize import W_QMAX
 from edge_infer.engine.precision.assign import Assignment
-from edge_infer.engine.precision.storage import Storage, apply_storage, plan_storage, storage_of
+from edge_infer.engine.precision.storage import (
+    FP16,
+    Storage,
+    apply_storage,
+    plan_storage,
+    storage_of,
+)
 
 #: inputs of these ops that are weights (stored at the layer's precision)
 WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
@@ -154,6 +160,8 @@ def lower_fp16(graph: Graph, node: Node) -> Node:
         "op_attrs": dict(node.attrs),
         "opset": int(graph.opsets.get(node.domain, default_opset)),
         "round_inputs": round_inputs,
+        # outputs the engine stores in float16 (the others hold FP16-rounded float32)
+        "fp16_outputs": [k for k, v in enumerate(node.outputs) if storage_of(v) == FP16],
     }
     new = _replace(graph, node, "Fp16Layer", inputs, attrs, DOMAIN)
     new.meta["precision"] = "fp16"

@@ -237,3 +237,33 @@ def test_int8_layer_reading_a_view_of_the_engine_input() -> None:
     want = ref.create_context().execute({"x": xin})["y"]
     got = engine.create_context().execute({"x": xin})["y"]
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{"precision": "fp16"}, {"precision": "int8"}, {"precision": "int8", "int8_fallback": "fp16"}],
+)
+def test_stored_types_are_what_shape_inference_gives(model, calibrated, kw) -> None:
+    """The IR does not lie about storage: re-inferring a lowered plan (as a loader checking an
+    engine file does) gives every tensor the dtype it is stored in."""
+    from edge_infer.engine.shape_inference import infer_shapes
+
+    graph = _build(model, calibration=calibrated.cache, **kw).graph(1)
+    again = graph.copy()
+    infer_shapes(again, fold=False)
+    for node in again.nodes:
+        for out in node.outputs:
+            assert out.type == graph.value(out.name).type, (node.name, out.name)
+    # and the kernels return what is stored (run on zeros of the stored input types)
+    from edge_infer.engine.shape_inference import node_attrs, resolve_op
+
+    for node in graph.nodes:
+        if node.domain != "edge_infer" or node.op_type == "FusedConv":
+            continue
+        op = resolve_op(graph, node)
+        args = [
+            None if v is None else v.const if v.const is not None else np.zeros(v.shape, v.dtype)
+            for v in node.inputs
+        ]
+        result = op.kernel(*args, **node_attrs(op, node))
+        assert np.asarray(result).dtype == node.outputs[0].dtype, node.name
