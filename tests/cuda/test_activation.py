@@ -10,6 +10,7 @@ import pytest
 
 from edge_infer.cuda.params import activation as ac
 from edge_infer.engine.ops.fused import ACTIVATIONS, apply_activation
+from edge_infer.errors import BackendError
 
 PARAMS = {"leaky_relu": [0.1], "clip": [-1.5, 4.0], "hard_sigmoid": [0.2, 0.5], "elu": [0.7]}
 CASES = [(name, PARAMS.get(name, [])) for name in ACTIVATIONS] + [("gelu", [1.0])]
@@ -41,3 +42,20 @@ def test_activation_fp16(device, name, params) -> None:
     got = device.to_host(y).astype(np.float64)
     bound = np.abs(expect) * 2.0**-11 + 1e-5 * max(1.0, float(np.abs(expect).max()))
     assert (np.abs(got - expect) <= bound).all(), np.abs(got - expect).max()
+
+
+def test_codes_mirror_epilogue_cuh_and_cover_every_fused_activation() -> None:
+    import re
+
+    from edge_infer.cuda.activations import BY_NAME, EiAct, encode
+    from edge_infer.cuda.library import KERNELS_DIR
+
+    header = (KERNELS_DIR / "epilogue.cuh").read_text()
+    declared = {m[0]: int(m[1]) for m in re.findall(r"EI_ACT_(\w+) = (\d+)", header)}
+    declared.pop("COUNT")
+    assert declared == {a.name: a.value for a in EiAct}
+    assert set(BY_NAME) == set(ACTIVATIONS)
+    assert encode("gelu", [1.0])[0] is EiAct.GELU_TANH and encode("gelu")[0] is EiAct.GELU
+    assert encode("clip", [-1.0, 2.0]) == (EiAct.CLIP, -1.0, 2.0)
+    with pytest.raises(BackendError, match="takes 2"):
+        encode("clip", [1.0])

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge_infer.cuda.params import reformat as rf
 from edge_infer.engine.ops.quantize import dequantize_linear, quantize_activation
@@ -66,3 +68,14 @@ def test_reformat_refuses_bad_calls() -> None:
         rf.reformat(np.zeros(2, np.float32), np.zeros(2, np.int8), 0.0)
     with pytest.raises(BackendError, match="equal sizes"):
         rf.reformat(np.zeros(2, np.float32), np.zeros(3, np.float16))
+
+
+@settings(max_examples=25, deadline=None)
+@given(values=st.lists(st.floats(width=32, allow_nan=False), min_size=1, max_size=64),
+       scale=st.floats(min_value=2.0**-13, max_value=10.0, width=32))
+def test_quantize_property_equals_reference(emu, values, scale) -> None:
+    """Any float32 values and scale: the kernel's int8 equals the float64 CPU reference."""
+    x = np.array(values, np.float32)
+    q = np.empty(x.size, np.int8)
+    emu.run(rf.reformat(x, q, scale))
+    np.testing.assert_array_equal(q, quantize_activation(x, scale).astype(np.int8))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge_infer.cuda.params import transpose as tp
 from edge_infer.errors import BackendError
@@ -33,3 +35,14 @@ def test_transpose_refuses_bad_sizes() -> None:
         tp.transpose(np.zeros(20, np.float32), np.zeros(20, np.float32), 2, 3, 4)
     with pytest.raises(BackendError, match="1, 2 or 4-byte"):
         tp.transpose(np.zeros(4, np.float64), np.zeros(4, np.float64), 1, 2, 2)
+
+
+@settings(max_examples=20, deadline=None)
+@given(batch=st.integers(1, 3), rows=st.integers(1, 70), cols=st.integers(1, 70),
+       itemsize=st.sampled_from([1, 2, 4]))
+def test_transpose_property(emu, batch, rows, cols, itemsize) -> None:
+    dtype = {1: np.int8, 2: np.float16, 4: np.float32}[itemsize]
+    x = np.arange(batch * rows * cols).astype(dtype).reshape(batch, rows, cols)
+    y = np.empty((batch, cols, rows), dtype)
+    emu.run(tp.transpose(x, y, batch, rows, cols))
+    np.testing.assert_array_equal(y, x.transpose(0, 2, 1))
