@@ -92,7 +92,10 @@ def test_half_matches_numpy_float16(lib) -> None:
     rng = np.random.default_rng(3)
     specials = np.array([0.0, -0.0, 65504.0, 65520.0, 65519.99, 1e-8, 2.0**-25, 2.0**-24 * 1.5,
                          5.96e-8, -6.1e-5, np.inf, -np.inf, 1.0 + 2.0**-11, 1.0 + 3 * 2.0**-11,
-                         3.0e-5, 1e5, 0.1, 1 / 3], np.float32)
+                         3.0e-5, 1e5, 0.1, 1 / 3,
+                         # a*b + a just off a half tie that float rounding would land on
+                         36.21875, -0.0047454833984375, 0.04241943359375, -0.00971221923828125,
+                         255.5, 0.0007338523864746094], np.float32)
     x = np.concatenate([specials, rng.standard_normal(400).astype(np.float32) * 100,
                         rng.standard_normal(200).astype(np.float32) * 1e-5])
     x = x[: len(x) // 2 * 2]

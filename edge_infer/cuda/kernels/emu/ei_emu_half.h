@@ -84,10 +84,27 @@ inline __half __hadd(__half a, __half b) { return __half(float(a) + float(b)); }
 inline __half __hsub(__half a, __half b) { return __half(float(a) - float(b)); }
 inline __half __hmul(__half a, __half b) { return __half(float(a) * float(b)); }
 inline __half __hdiv(__half a, __half b) { return __half(float(a) / float(b)); }
+namespace ei_emu {
+// d rounded to float toward zero with the last bit set when inexact ("round to odd"): a
+// second rounding of that to half (11 bits < 24 - 2) is then the correct rounding of d
+inline float double_to_float_odd(double d) {
+    float f = float(d);
+    if (double(f) != d && f == f) {
+        uint32_t bits;
+        memcpy(&bits, &f, 4);
+        if (fabs(double(f)) > fabs(d)) bits -= 1;  // rounded away from zero: truncate instead
+        bits |= 1u;
+        memcpy(&f, &bits, 4);
+    }
+    return f;
+}
+}  // namespace ei_emu
+
 inline __half __hfma(__half a, __half b, __half c) {
-    // a*b is exact in double; the sum is rounded twice (double, then half), which differs
-    // from the device's single rounding only within 2^-40 of a half rounding tie
-    return __half(float(double(float(a)) * double(float(b)) + double(float(c))));
+    // a*b is exact in double, and so is a*b + c wherever its rounding to half is close to a
+    // tie; rounding to odd on the way through float keeps the one rounding to half correct
+    return __half(ei_emu::double_to_float_odd(double(float(a)) * double(float(b)) +
+                                             double(float(c))));
 }
 inline __half __hneg(__half a) { __half r = a; r.__x ^= 0x8000u; return r; }
 inline __half __habs(__half a) { __half r = a; r.__x &= 0x7fffu; return r; }
