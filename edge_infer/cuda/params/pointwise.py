@@ -113,9 +113,9 @@ def _strides(a: np.ndarray, shape: tuple[int, ...]) -> list[int]:
     for d, (n, s) in enumerate(zip(a.shape, a.strides)):
         if n != 1 and n != shape[pad + d]:
             raise BackendError(f"input of shape {a.shape} does not broadcast to {shape}")
-        if s % a.itemsize:
+        if s % a.dtype.itemsize:
             raise BackendError("input strides must be whole elements")
-        out[pad + d] = 0 if n == 1 else s // a.itemsize
+        out[pad + d] = 0 if n == 1 else s // a.dtype.itemsize
     return out
 
 

@@ -33,7 +33,7 @@ SPECS = tuple(KernelSpec(f"ei_transpose_b{n}", "transpose.cu", TransposeParams)
 def transpose(src: np.ndarray, dst: np.ndarray, batch: int, rows: int, cols: int) -> KernelCall:
     """``dst[b, c, r] = src[b, r, c]`` for contiguous ``src`` [batch, rows, cols] and ``dst``
     [batch, cols, rows] (any dtype of 1, 2 or 4 bytes)."""
-    if src.itemsize != dst.itemsize or src.itemsize not in (1, 2, 4):
+    if src.dtype.itemsize != dst.dtype.itemsize or src.dtype.itemsize not in (1, 2, 4):
         raise BackendError(f"transpose moves 1, 2 or 4-byte elements of one size, got "
                            f"{src.dtype} -> {dst.dtype}")
     if src.size != batch * rows * cols or dst.size != src.size:
@@ -44,7 +44,7 @@ def transpose(src: np.ndarray, dst: np.ndarray, batch: int, rows: int, cols: int
     params = TransposeParams(src=ptr(src), dst=ptr(dst), rows=rows, cols=cols,
                              src_batch_stride=rows * cols, dst_batch_stride=rows * cols)
     grid = (-(-cols // TILE), -(-rows // TILE), batch)
-    return KernelCall(f"ei_transpose_b{src.itemsize}", grid, (TILE, TILE_ROWS, 1), params,
+    return KernelCall(f"ei_transpose_b{src.dtype.itemsize}", grid, (TILE, TILE_ROWS, 1), params,
                       keep=(src, dst))
 
 
