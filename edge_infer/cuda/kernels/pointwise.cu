@@ -94,37 +94,53 @@ __device__ __forceinline__ float ei_pw_binary(int op, float a, float b) {
     }
 }
 
+// operand ``src`` of a step: the running value or one of the (register-held) inputs; a
+// select chain rather than v[src], which would put v in local memory
+__device__ __forceinline__ float ei_pw_operand(int32_t src, float acc, const float (&v)[4],
+                                               float none) {
+    return src == EI_PW_ACC    ? acc
+           : src == EI_PW_NONE ? none
+           : src == 1          ? v[1]
+           : src == 2          ? v[2]
+           : src == 3          ? v[3]
+                               : v[0];
+}
+
 extern "C" __global__ void ei_pointwise(const PointwiseParams p) {
     const int32_t step = int32_t(gridDim.x * blockDim.x);
     for (int32_t i = int32_t(blockIdx.x * blockDim.x + threadIdx.x); i < p.count; i += step) {
         int32_t coord[EI_PW_MAX_RANK];
         int32_t r = i;
+#pragma unroll
         for (int d = EI_PW_MAX_RANK - 1; d >= 0; --d) {
             coord[d] = r % p.shape[d];
             r /= p.shape[d];
         }
-        float v[EI_PW_MAX_INPUTS];
+        float v[EI_PW_MAX_INPUTS] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
         for (int k = 0; k < EI_PW_MAX_INPUTS; ++k) {
-            if (k >= p.num_inputs) break;
-            int64_t at = 0;
-            for (int d = 0; d < EI_PW_MAX_RANK; ++d) at += int64_t(coord[d]) * p.strides[k][d];
-            v[k] = (p.in_half >> k) & 1 ? __half2float(static_cast<const __half*>(p.in[k])[at])
-                                        : static_cast<const float*>(p.in[k])[at];
+            if (k < p.num_inputs) {
+                int64_t at = 0;
+#pragma unroll
+                for (int d = 0; d < EI_PW_MAX_RANK; ++d)
+                    at += int64_t(coord[d]) * p.strides[k][d];
+                v[k] = (p.in_half >> k) & 1
+                           ? __half2float(static_cast<const __half*>(p.in[k])[at])
+                           : static_cast<const float*>(p.in[k])[at];
+            }
         }
         float acc = v[0];
         for (int s = 0; s < EI_PW_MAX_STEPS; ++s) {
             if (s >= p.num_steps) break;
             const PwStep& st = p.steps[s];
-            const float a = st.a == EI_PW_ACC ? acc : v[st.a < 0 ? 0 : st.a];
+            const float a = ei_pw_operand(st.a, acc, v, acc);
             if (st.op == EI_PW_CLIP) {  // bounds: operands b/c, else the attributes f0/f1
-                const float lo = st.b == EI_PW_NONE ? st.f0 : (st.b == EI_PW_ACC ? acc : v[st.b]);
-                const float hi = st.c == EI_PW_NONE ? st.f1 : (st.c == EI_PW_ACC ? acc : v[st.c]);
-                acc = fminf(fmaxf(a, lo), hi);
+                acc = fminf(fmaxf(a, ei_pw_operand(st.b, acc, v, st.f0)),
+                            ei_pw_operand(st.c, acc, v, st.f1));
             } else if (st.op < EI_PW_ADD) {
                 acc = ei_pw_unary(st.op, a, st.f0, st.f1);
             } else {
-                const float b = st.b == EI_PW_ACC ? acc : v[st.b < 0 ? 0 : st.b];
-                acc = ei_pw_binary(st.op, a, b);
+                acc = ei_pw_binary(st.op, a, ei_pw_operand(st.b, acc, v, acc));
             }
         }
         if (p.out_half)
