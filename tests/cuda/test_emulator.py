@@ -237,3 +237,23 @@ def test_registered_library_builds_and_knows_every_entry(emu: EmuLibrary) -> Non
 
     for entry, spec in library.specs().items():
         assert emu.params_size(entry) == ctypes.sizeof(spec.params), entry
+
+
+def test_warp_intrinsics_in_a_partial_last_warp(lib) -> None:
+    """A block of 48 threads: the second warp has 16 lanes; votes see only those, shuffles
+    from existing lanes move values as in a full warp."""
+    x = np.random.default_rng(7).uniform(-3, 3, 48).astype(np.float32)
+    out = np.zeros((48, 4), np.float32)
+    iout = np.zeros((48, 3), np.int32)
+    _probe(lib, "ei_probe_warp", 1, 48, x=x, out=out, iout=iout)
+    v, o, io = x[32:], out[32:], iout[32:]
+    lanes = np.arange(16)
+    ballot = int(sum(1 << i for i in range(16) if v[i] > 0))
+    assert (io[:, 0].view(np.uint32) == ballot).all()
+    assert (io[:, 1] == int((v > 2.5).any())).all()
+    assert (io[:, 2] == int((v > -2.5).all())).all()
+    down = lanes + 5 < 16  # sources that exist
+    np.testing.assert_array_equal(o[down, 1], v[lanes[down] + 5])
+    np.testing.assert_array_equal(o[lanes >= 3, 2], v[lanes[lanes >= 3] - 3])
+    xor = (lanes ^ 9) < 16
+    np.testing.assert_array_equal(o[xor, 3], v[(lanes ^ 9)[xor]])
