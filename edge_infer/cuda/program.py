@@ -1,0 +1,272 @@
+"""A compiled graph on a CUDA device: per-context arena, launch list, staging and replay.
+
+``CudaProgram`` (one per batch size, shared by contexts) holds the memory plan, the layers to
+run and the engine's uploaded weights. ``new_state`` gives a context its own device arena
+(the plan's ``total_bytes``: activations, then the engine's inputs and outputs), its stream,
+pinned staging for the inputs and outputs, and its :class:`~edge_infer.cuda.graph_replay.
+LaunchGraph`: every layer lowered to kernel launches on the arena's addresses (an alias is
+a view at its address record: no copies for concat slices, splits or reshapes), each launch
+declaring the byte ranges it reads and writes for the hazard checker.
+
+``run`` = stage the inputs in pinned memory, copy them in, replay the graph, copy the outputs
+out, synchronize. Layers the kernel library does not cover run on the **host fallback**: the
+stream is synchronized, the layer's inputs copied to pinned memory, the engine's reference op
+computes, and the output is copied back — correct, slow, and listed at build time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge_infer.cuda.arena import DeviceArray, WeightStore
+from edge_infer.cuda.device import Device, DeviceBuffer, HostBuffer, Region, Stream
+from edge_infer.cuda.graph_replay import HostStep, LaunchGraph, LaunchStep
+from edge_infer.cuda.lowering import Layer, lower
+from edge_infer.engine.backends.base import Program
+from edge_infer.engine.ir import Graph, Node
+from edge_infer.engine.memory import MemoryPlan, plan_memory
+from edge_infer.engine.shape_inference import node_attrs, resolve_op
+from edge_infer.errors import EdgeInferError
+
+
+class FakeBuffer:
+    """Stands in for the arena when lowering at build time (entries and tiles, no memory)."""
+
+    ptr = 0
+    name = "planning"
+
+    def region(self, offset: int = 0, nbytes: int | None = None) -> None:
+        return None
+
+
+@dataclass
+class CudaState:
+    """One execution context's device memory, stream and launch graph."""
+
+    device: Device
+    arena: DeviceBuffer
+    stream: Stream
+    staging: HostBuffer | None
+    views: dict[str, DeviceArray]
+    graph: LaunchGraph
+    scratch: list[HostBuffer] = field(default_factory=list)
+
+    def close(self) -> None:
+        try:
+            self.stream.synchronize()
+        finally:
+            for buffer in (self.arena, self.staging, *self.scratch):
+                if buffer is not None and not buffer.freed:
+                    buffer.free()
+            self.stream.close()
+
+
+def run_layers(graph: Graph) -> list[Node]:
+    """The nodes that do work: not no-ops (eliminated concats) nor reshapes that the memory
+    plan turned into views."""
+    plan = plan_memory(graph)
+    explicit = {v.name for v in graph.values.values() if v.meta.get("alias_of")}
+    out = []
+    for node in graph.nodes:
+        if node.meta.get("noop"):
+            continue
+        if (
+            len(node.outputs) == 1
+            and node.outputs[0].name in plan.aliases
+            and node.outputs[0].name not in explicit
+        ):
+            continue
+        out.append(node)
+    return out
+
+
+def lower_node(
+    node: Node,
+    views: Mapping[str, Any],
+    weights: Callable[[np.ndarray], Any],
+    opset: int,
+    upload: Callable[[np.ndarray], Any],
+) -> Layer:
+    """``node`` bound to ``views`` (activations) and ``weights`` (constants on the device)."""
+    ins = [
+        None if v is None else (weights(v.const) if v.const is not None else views[v.name])
+        for v in node.inputs
+    ]
+    consts = [None if v is None else v.const for v in node.inputs]
+    outs = [views[v.name] for v in node.outputs]
+    return Layer(node, ins, consts, outs, opset, upload, node.meta.get("tactic"))
+
+
+class CudaProgram(Program):
+    """See the module docstring. ``functions(entry)`` gives the loaded kernel of an entry."""
+
+    def __init__(
+        self, graph: Graph, device: Device, weights: WeightStore, functions: Callable[[str], Any]
+    ) -> None:
+        self.graph = graph
+        self.device = device
+        self.weights = weights
+        self.functions = functions
+        self.plan: MemoryPlan = plan_memory(graph)
+        self.layers = run_layers(graph)
+        self.opset = int(graph.opsets.get("", 17))
+        self.input_names = [v.name for v in graph.inputs]
+        self.outputs = [(name, v) for name, v in graph.outputs]
+        consts = {
+            id(v.const): v.const
+            for n in self.layers
+            for v in n.inputs
+            if v is not None and v.const is not None
+        }
+        with device.stream("weights upload") as stream:
+            uploaded = weights.upload(list(consts.values()), stream)
+        self._weights = {k: d for k, d in zip(consts, uploaded, strict=True)}
+
+    def _weight(self, array: np.ndarray) -> DeviceArray:
+        return self._weights[id(array)]
+
+    def _upload_table(self, array: np.ndarray) -> DeviceArray:
+        with self.device.stream("table upload") as stream:
+            return self.weights.upload([array], stream)[0]
+
+    # -- contexts ------------------------------------------------------------------------------
+
+    def new_state(self) -> CudaState:
+        dev = self.device
+        arena = dev.allocate(max(self.plan.total_bytes, 256), "arena")
+        stream = dev.stream("context")
+        staging = (
+            dev.allocate_host(self.plan.io_bytes, "io staging") if self.plan.io_bytes else None
+        )
+        views = {name: DeviceArray.at(arena, a) for name, a in self.plan.addresses.items()}
+        state = CudaState(dev, arena, stream, staging, views, LaunchGraph(dev))
+        for node in self.layers:
+            layer = lower_node(node, views, self._weight, self.opset, self._upload_table)
+            calls = lower(layer)
+            reads = [a.region() for a in (*layer.ins, *layer.extra_reads) if a is not None]
+            writes = [a.region() for a in layer.outs]
+            if calls is None:
+                state.graph.add(self._host_step(state, node, layer, reads, writes))
+            else:
+                for call in calls:
+                    state.graph.add(
+                        LaunchStep(node.name, self.functions(call.entry), call, reads, writes)
+                    )
+        return state
+
+    def _host_step(
+        self, state: CudaState, node: Node, layer: Layer, reads: list[Region], writes: list[Region]
+    ) -> HostStep:
+        """The host fallback of ``node``: its device inputs and outputs staged in one pinned
+        buffer (outputs read first, so bytes of a strided output's extent that belong to other
+        values are written back unchanged)."""
+        op = resolve_op(self.graph, node)
+        kernel, attrs = op.kernel, node_attrs(op, node)
+        device_values = [
+            a
+            for a in (*layer.ins, *layer.outs)
+            if a is not None and isinstance(a.buffer, DeviceBuffer) and a.buffer is state.arena
+        ]
+        offsets, total = [], 0
+        for a in device_values:
+            offsets.append(total)
+            total += -(-max(a.extent, 1) // 256) * 256
+        pinned = self.device.allocate_host(max(total, 256), f"host fallback {node.name}")
+        state.scratch.append(pinned)
+        place = {id(a): off for a, off in zip(device_values, offsets, strict=True)}
+
+        def host_view(a: DeviceArray) -> np.ndarray:
+            return np.ndarray(
+                a.shape, a.dtype, buffer=pinned.array, offset=place[id(a)], strides=a.strides
+            )
+
+        staged = [(a, pinned.region(place[id(a)], max(a.extent, 1))) for a in device_values]
+
+        def compute() -> None:
+            args = [
+                None
+                if a is None
+                else (layer.consts[k] if layer.consts[k] is not None else host_view(a))
+                for k, a in enumerate(layer.ins)
+            ]
+            try:
+                result = kernel(*args, **attrs)
+            except Exception as exc:
+                raise EdgeInferError(
+                    f"{node.op_type} layer '{node.name}' failed on the host "
+                    f"fallback: {type(exc).__name__}: {exc}"
+                ) from exc
+            results = result if isinstance(result, tuple | list) else (result,)
+            for out, value in zip(layer.outs, results, strict=False):
+                np.copyto(host_view(out), value, casting="unsafe")
+
+        return HostStep(
+            node.name,
+            staged,
+            [a.region() for a in device_values],
+            [a.region() for a in layer.outs],
+            compute,
+        )
+
+    # -- running -------------------------------------------------------------------------------
+
+    def _io(self, state: CudaState, name: str) -> tuple[Region, Region, np.ndarray]:
+        """(device region, pinned region, pinned view) of engine input/output ``name``."""
+        a = self.plan.addresses[name]
+        rel = a.offset - self.plan.arena_bytes
+        nbytes = max(a.extent, 1)
+        staging = state.staging
+        if staging is None:
+            raise EdgeInferError(f"'{name}' has no I/O staging: the memory plan has no I/O region")
+        view = np.ndarray(a.shape, a.dtype, buffer=staging.array, offset=rel, strides=a.strides)
+        return state.arena.region(a.offset, nbytes), staging.region(rel, nbytes), view
+
+    def enqueue(self, state: CudaState, feeds: Mapping[str, np.ndarray]) -> None:
+        """Stage ``feeds`` and queue the copies in and the whole graph on the context's stream
+        (returns before the device finishes, except at host-fallback layers)."""
+        dev, stream = self.device, state.stream
+        io = [self._io(state, name) for name in self.input_names]
+        dev.host_access("stage inputs", writes=[p for _, p, _ in io])
+        for name, (dst, src, view) in zip(self.input_names, io, strict=True):
+            np.copyto(view, feeds[name])
+            dev.copy_htod(dst, src, stream, label=f"input {name}")
+        state.graph.replay(stream)
+        for _, value in self.outputs:
+            if value.const is None:
+                src, dst, _ = self._io(state, value.name)
+                dev.copy_dtoh(dst, src, stream, label=f"output {value.name}")
+
+    def collect(self, state: CudaState) -> dict[str, np.ndarray]:
+        """Wait for the context's stream; the outputs as new arrays."""
+        state.stream.synchronize()
+        results = {}
+        for public, value in self.outputs:
+            if value.const is not None:
+                results[public] = np.array(value.const)
+                continue
+            _, pinned, view = self._io(state, value.name)
+            self.device.host_access(f"read output {public}", reads=[pinned])
+            results[public] = np.array(view)
+        return results
+
+    def run(self, state: CudaState, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.enqueue(state, feeds)
+        return self.collect(state)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "layers": [
+                {
+                    "name": n.name,
+                    "op": n.op_type,
+                    "tactic": n.meta.get("tactic"),
+                    "kernels": n.meta.get("cuda_kernels", []),
+                }
+                for n in self.layers
+            ],
+            "arena": self.plan.to_json(),
+        }

@@ -1,0 +1,174 @@
+"""The CUDA backend on the emulator: engines built with ``backend="cuda"`` match the CPU engine,
+every launch checked by the stream-order hazard checker (on by default in EmuDevice)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from edge_infer.cuda.backend import CUBIN_PREFIX, MANIFEST_BLOB, CudaBackend
+from edge_infer.cuda.compile import read_cubin
+from edge_infer.cuda.devices import open_device, parse_device
+from edge_infer.cuda.emulator import EmuLibrary
+from edge_infer.engine import BuildOptions, Engine, EngineCompatibilityError, build
+from edge_infer.engine.backends import get_backend
+from edge_infer.errors import BackendError
+from tests.cuda.backend_support import EMU, assert_close, build_pair, random_feeds, small_net
+
+SHAPES = {
+    "min_shapes": {"x": (1, 3, 12, 12)},
+    "opt_shapes": {"x": (2, 3, 12, 12)},
+    "max_shapes": {"x": (2, 3, 12, 12)},
+}
+
+
+@pytest.fixture(scope="module")
+def engines():
+    return build_pair(small_net(), **SHAPES)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_small_net_matches_the_cpu_engine(engines, batch) -> None:
+    cpu, cuda = engines
+    feeds = random_feeds(cpu, batch)
+    ref = cpu.create_context().execute(feeds)
+    with cuda.create_context() as ctx:
+        for _ in range(2):  # the second run replays the recorded launches
+            assert_close(ctx.execute(feeds), ref)
+    assert open_device("emu").hazards is not None  # every launch above was checked
+
+
+def test_every_layer_has_a_kernel_and_the_graph_is_replayed(engines) -> None:
+    _, cuda = engines
+    graph = cuda.graph(2)
+    assert graph.meta["cuda"]["host_layers"] == []
+    kernels = {n.op_type: n.meta.get("cuda_kernels") for n in graph.nodes}
+    assert kernels["FusedConv"] == ["ei_conv_f32_direct"]
+    assert kernels["Gemm"] == ["ei_gemm_f32_32x32"]
+    program = cuda.program(2)
+    state = program.new_state()
+    try:
+        feeds = random_feeds(cuda, 2)
+        program.run(state, feeds)
+        program.run(state, feeds)
+        assert state.graph.replays == 2 and state.graph.host_steps == 0
+        assert state.graph.launches >= len(graph.meta["cuda"]["entries"])
+    finally:
+        state.close()
+
+
+def test_uncovered_layers_run_on_the_host_fallback_and_are_listed(caplog) -> None:
+    from edge_infer.engine.network import Network
+
+    net = Network("lrn", seed=1)
+    x = net.add_input("x", (1, 4, 6, 6))
+    y = net.add_layer("LRN", [net.add_convolution(x, 4, 3, padding=1)], size=3)
+    net.mark_output(y, "y")
+    with caplog.at_level("WARNING"):
+        cpu, cuda = build_pair(net)
+    assert "host fallback" in caplog.text and "LRN" in caplog.text
+    feeds = random_feeds(cpu, 1)
+    with cuda.create_context() as ctx:
+        assert_close(ctx.execute(feeds), cpu.create_context().execute(feeds))
+
+
+def test_engine_file_carries_cubins_and_is_refused_for_another_device(engines, tmp_path) -> None:
+    _, cuda = engines
+    path = tmp_path / "m.engine"
+    cuda.save(path)
+    loaded = Engine.load(path)
+    assert loaded.build_record["device"]["gpu"] == "emulated sm_87"
+    entries = set(loaded.graph(1).meta["cuda"]["entries"])
+    cubins = {k: read_cubin(v) for k, v in loaded.blobs.items() if CUBIN_PREFIX in k}
+    assert cubins and all(c.sm == 87 for c in cubins.values())
+    assert entries <= set().union(*(c.functions for c in cubins.values()))
+    assert any(k.endswith(MANIFEST_BLOB) for k in loaded.blobs)
+    feeds = random_feeds(loaded, 1)
+    with loaded.create_context() as ctx, cuda.create_context() as ref:
+        assert_close(ctx.execute(feeds), ref.execute(feeds), tol=0.0)
+    # the same file claiming an Orin is refused here with the command that rebuilds it
+    other = Engine(loaded.header, loaded.tensors, loaded.blobs)
+    other.build_record["device"] = {"gpu": "Orin", "sm": "sm_87", "driver": 12020, "runtime": 12020}
+    with pytest.raises(
+        EngineCompatibilityError, match="edge-infer build .*--backend cuda --device emu"
+    ):
+        other.check_compatible()
+
+
+def test_a_cubin_without_a_launched_entry_is_refused(engines) -> None:
+    _, cuda = engines
+    blobs = {k: v for k, v in cuda.blobs.items() if "conv_fp32" not in k}
+    engine = Engine(cuda.header, cuda.tensors, blobs)
+    with pytest.raises(EngineCompatibilityError, match="ei_conv_f32_direct"):
+        engine.program(1)
+
+
+class _FakeTimer:
+    """Times a tactic by its name (the emulator's clock is not a GPU's): 32x32 tiles win."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def measure(self, run) -> float:
+        run()
+        self.seen.add(run.tactic)
+        return 1e-6 if run.tactic == "ei_conv_f32_igemm_32x32x8" else 5e-6
+
+
+def test_timed_tactic_selection_with_an_injected_timer(monkeypatch) -> None:
+    from edge_infer.engine import backends
+
+    timer = _FakeTimer()
+    backend = CudaBackend(timer=timer)
+    monkeypatch.setitem(backends._instances, "cuda", backend)
+    net = small_net(batch=1)
+    cuda = build(net, options=BuildOptions(backend="cuda", backend_options=EMU, tune=True))
+    convs = [n for n in cuda.graph(1).nodes if n.op_type == "FusedConv"]
+    assert {n.meta["tactic"] for n in convs} == {"ei_conv_f32_igemm_32x32x8"}
+    assert all(set(n.meta["tactic_times_us"]) == timer.seen for n in convs)
+    assert {"ei_conv_f32_direct", "ei_conv_f32_igemm_64x64x8"} <= timer.seen
+    cpu = build(net, tune=False)
+    feeds = random_feeds(cpu, 1)
+    with cuda.create_context() as ctx:  # the tiled kernels computing the whole network
+        assert_close(ctx.execute(feeds), cpu.create_context().execute(feeds))
+    assert EmuLibrary.get().stats["ei_conv_f32_igemm_32x32x8"].launches > 0
+
+
+def test_two_contexts_run_at_once(engines) -> None:
+    cpu, cuda = engines
+    feeds = [random_feeds(cpu, 2, seed=s) for s in (1, 2)]
+    refs = [cpu.create_context().execute(f) for f in feeds]
+    results: dict[int, dict] = {}
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            with cuda.create_context() as ctx:
+                for _ in range(2):
+                    results[k] = ctx.execute(feeds[k])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for k in (0, 1):
+        assert_close(results[k], refs[k])
+
+
+def test_device_names_and_messages() -> None:
+    assert parse_device("emu") == "emu" and parse_device(1) == "1" and parse_device("0") == "0"
+    for bad in ("gpu", -1, "1.5", True):
+        with pytest.raises(BackendError, match="emu' or a GPU index"):
+            parse_device(bad)
+    backend = get_backend("cuda")
+    with pytest.raises(BackendError, match="unknown CUDA backend options"):
+        backend.check_options({"threads": 2})
+    fresh = CudaBackend()
+    if fresh.unavailable_reason() is not None:  # no pycuda here: the default GPU 0 is refused
+        with pytest.raises(BackendError, match=r"edge-infer\[cuda\].*--device emu"):
+            fresh.device_fingerprint()
