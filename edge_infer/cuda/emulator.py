@@ -232,6 +232,12 @@ class EmuLibrary:
                 lib.kernels.update(kernels)
             return lib
 
+    def set_hang_timeout(self, seconds: int) -> None:
+        """Report a launch that makes no progress (no barrier opens, no block ends) for
+        ``seconds`` as hung (default 120): :class:`KernelLaunchError` instead of a test run that
+        never ends. The hung threads stay blocked, so the library refuses later launches."""
+        self._dll.ei_emu_set_hang_seconds(int(seconds))
+
     def params_size(self, entry: str) -> int:
         """``sizeof`` the params struct of ``entry`` as the compiled source has it."""
         func = getattr(self._dll, f"{entry}__params_size")

@@ -257,3 +257,40 @@ def test_warp_intrinsics_in_a_partial_last_warp(lib) -> None:
     np.testing.assert_array_equal(o[lanes >= 3, 2], v[lanes[lanes >= 3] - 3])
     xor = (lanes ^ 9) < 16
     np.testing.assert_array_equal(o[xor, 3], v[(lanes ^ 9)[xor]])
+
+
+_HANG_SCRIPT = """
+import sys
+import numpy as np
+from edge_infer.errors import KernelLaunchError
+from tests.cuda import emu_kernels as ek
+lib = ek.load(sys.argv[1])
+lib.set_hang_timeout(2)
+out = np.zeros(32, np.float32)
+for _ in range(2):
+    try:
+        lib.launch("ei_probe_deadlock", 1, 32, ek.ProbeParams(out=out.ctypes.data))
+    except KernelLaunchError as exc:
+        print("refused:", exc)
+"""
+
+
+def test_a_deadlocked_kernel_is_reported_not_hung() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from edge_infer.cuda.emulator import sanitizer_env
+    from tests.cuda.conftest import REPO
+
+    variant = emu_variant()
+    ek.load(variant)  # built here: the subprocess only loads it
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if variant != "plain":
+        env.update(sanitizer_env(variant))
+    proc = subprocess.run([sys.executable, "-c", _HANG_SCRIPT, variant], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert "made no progress for 2 s" in lines[0], proc.stdout
+    assert "an earlier launch hung" in lines[1], proc.stdout

@@ -171,3 +171,14 @@ extern "C" __global__ void ei_probe_math(const ProbeParams p) {
     o[7] = erff(x);
 }
 EI_EXPORT(ei_probe_math, ProbeParams);
+
+// lane 0 waits at __syncthreads while the others wait at __syncwarp: a deadlock on the device
+// too; the emulator's watchdog must report it instead of hanging
+extern "C" __global__ void ei_probe_deadlock(const ProbeParams p) {
+    if (threadIdx.x == 0)
+        __syncthreads();
+    else
+        __syncwarp();
+    p.out[threadIdx.x] = 1.0f;
+}
+EI_EXPORT(ei_probe_deadlock, ProbeParams);

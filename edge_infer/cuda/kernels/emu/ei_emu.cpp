@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 thread_local uint3 threadIdx;
@@ -31,6 +32,14 @@ const size_t kStackBytes = 8u << 20;
 void futex_wait(uint32_t* word, uint32_t value) {
     syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, value, nullptr, nullptr, 0);
 }
+// waits at most ``seconds`` (a spurious or timed-out return is fine: callers loop)
+void futex_wait_for(uint32_t* word, uint32_t value, long seconds) {
+    struct timespec limit = {seconds, 0};
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, value, &limit, nullptr, 0);
+}
+// bumped whenever any barrier opens or a thread finishes a block: the hang watchdog's clock
+uint32_t g_progress = 0;
+void progress() { __atomic_fetch_add(&g_progress, 1u, __ATOMIC_RELAXED); }
 void futex_wake(uint32_t* word, int count) {
     syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, count, nullptr, nullptr, 0);
 }
@@ -50,6 +59,7 @@ struct Barrier {
     }
     // with the mutex held: open the barrier for everyone waiting on generation g
     void open_locked(uint32_t g) {
+        progress();
         opened_with = arrived;
         arrived = 0;
         __atomic_store_n(&generation, g + 1, __ATOMIC_RELEASE);
@@ -122,6 +132,10 @@ Launch g_launch;
 Worker* g_workers[kMaxThreads];
 unsigned g_team = 0;
 pthread_mutex_t g_launch_mutex = PTHREAD_MUTEX_INITIALIZER;
+// a launch with no progress for this long is reported as hung; its threads stay blocked, so
+// the library refuses every later launch
+long g_hang_seconds = 120;
+bool g_hung = false;
 
 thread_local Warp* t_warp = nullptr;
 thread_local unsigned t_lane = 0;
@@ -159,6 +173,7 @@ void run_blocks(unsigned tid) {
         } catch (const Trap&) {
             // the launch is marked failed; this thread leaves the block like an exited one
         }
+        progress();
         L.sync.drop();
         __atomic_fetch_and(&t_warp->live, ~(1u << t_lane), __ATOMIC_RELAXED);
         t_warp->barrier.drop();
@@ -235,6 +250,11 @@ int launch(Thunk thunk, const void* params, const unsigned grid[3], const unsign
         return fail("%llu bytes of dynamic shared memory: at most %llu (sm_72's limit)",
                     shared_bytes, kMaxSharedBytes);
     pthread_mutex_lock(&g_launch_mutex);
+    if (g_hung) {
+        pthread_mutex_unlock(&g_launch_mutex);
+        return fail("an earlier launch hung and its threads are still blocked; this emulator "
+                    "library cannot run kernels until the process restarts");
+    }
     if (!grow_team(unsigned(nthreads))) {
         pthread_mutex_unlock(&g_launch_mutex);
         return fail("cannot start %llu emulator threads (have %llu)", nthreads, g_team);
@@ -259,7 +279,23 @@ int launch(Thunk thunk, const void* params, const unsigned grid[3], const unsign
         __atomic_fetch_add(&g_workers[t]->start, 1u, __ATOMIC_RELEASE);
         futex_wake(&g_workers[t]->start, 1);
     }
-    while (!__atomic_load_n(&L.done, __ATOMIC_ACQUIRE)) futex_wait(&L.done, 0);
+    uint32_t seen = __atomic_load_n(&g_progress, __ATOMIC_RELAXED);
+    long idle = 0;
+    while (!__atomic_load_n(&L.done, __ATOMIC_ACQUIRE)) {
+        futex_wait_for(&L.done, 0, 1);
+        uint32_t now = __atomic_load_n(&g_progress, __ATOMIC_RELAXED);
+        idle = now == seen ? idle + 1 : 0;
+        seen = now;
+        if (idle >= g_hang_seconds && !__atomic_load_n(&L.done, __ATOMIC_ACQUIRE)) {
+            // threads wait at barriers others never reach (a __syncthreads or warp intrinsic
+            // in divergent code): report instead of hanging the test run
+            g_hung = true;
+            pthread_mutex_unlock(&g_launch_mutex);
+            return fail("kernel made no progress for %llu s: some threads wait at a barrier "
+                        "(__syncthreads or a warp intrinsic) that others never reach",
+                        (unsigned long long)g_hang_seconds);
+        }
+    }
     free(L.dynamic_shared);
     L.dynamic_shared = nullptr;
     int rc = 0;
@@ -310,3 +346,7 @@ extern "C" __attribute__((visibility("default"))) const char* ei_emu_last_error(
 }
 
 extern "C" __attribute__((visibility("default"))) int ei_emu_team_size(void) { return int(g_team); }
+
+extern "C" __attribute__((visibility("default"))) void ei_emu_set_hang_seconds(int seconds) {
+    g_hang_seconds = seconds > 0 ? seconds : 1;
+}

@@ -89,6 +89,7 @@ unsigned char* dynamic_shared();
 
 extern "C" const char* ei_emu_last_error(void);
 extern "C" int ei_emu_team_size(void);
+extern "C" void ei_emu_set_hang_seconds(int seconds);
 
 inline void __syncthreads() { ei_emu::syncthreads(); }
 inline void __syncwarp(unsigned mask = 0xffffffffu) { (void)ei_emu::warp_sync(mask); }
@@ -143,19 +144,30 @@ inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
     if ((src & ~(w - 1u)) != (l & ~(w - 1u))) src = l;
     return ei_emu::warp_exchange(mask, v, src);
 }
-inline unsigned __ballot_sync(unsigned mask, int predicate) {
-    uint64_t* slots = ei_emu::warp_slots();
-    slots[ei_emu::lane()] = predicate ? 1u : 0u;
-    ei_emu::warp_sync(mask);
-    unsigned live = ei_emu::live_lanes() & mask, out = 0;
+namespace ei_emu {
+// the ballot of the taking-part lanes, and (in *voters) who they were: read between the two
+// barriers, where no taking-part lane can have exited yet (after them, one may have)
+inline unsigned ballot(unsigned mask, int predicate, unsigned* voters) {
+    uint64_t* slots = warp_slots();
+    slots[lane()] = predicate ? 1u : 0u;
+    warp_sync(mask);
+    unsigned live = live_lanes() & mask, out = 0;
     for (unsigned l = 0; l < 32; ++l)
         if (((live >> l) & 1u) && slots[l]) out |= 1u << l;
-    ei_emu::warp_sync(mask);
+    warp_sync(mask);
+    *voters = live;
     return out;
+}
+}  // namespace ei_emu
+
+inline unsigned __ballot_sync(unsigned mask, int predicate) {
+    unsigned voters;
+    return ei_emu::ballot(mask, predicate, &voters);
 }
 inline int __any_sync(unsigned mask, int predicate) { return __ballot_sync(mask, predicate) != 0; }
 inline int __all_sync(unsigned mask, int predicate) {
-    return __ballot_sync(mask, predicate) == (ei_emu::live_lanes() & mask);
+    unsigned voters;
+    return ei_emu::ballot(mask, predicate, &voters) == voters;
 }
 
 // -- atomics (relaxed, as on the device) ---------------------------------------------------------
