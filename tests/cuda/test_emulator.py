@@ -294,3 +294,36 @@ def test_a_deadlocked_kernel_is_reported_not_hung() -> None:
     lines = proc.stdout.splitlines()
     assert "made no progress for 2 s" in lines[0], proc.stdout
     assert "an earlier launch hung" in lines[1], proc.stdout
+
+
+def test_registry_refuses_duplicates_and_missing_sources(monkeypatch) -> None:
+    import sys
+    import types
+
+    from edge_infer.cuda import library
+    from edge_infer.cuda.params.copy import CopyParams
+    from edge_infer.errors import BackendError
+
+    def fake(name: str, *specs: library.KernelSpec) -> str:
+        module = types.ModuleType(name)
+        module.SPECS = specs  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, name, module)
+        return name
+
+    dup = fake("ei_fake_dup", library.KernelSpec("ei_copy_b1", "copy.cu", CopyParams))
+    monkeypatch.setattr(library, "CONCEPT_MODULES", ("edge_infer.cuda.params.copy", dup))
+    library.specs.cache_clear()
+    try:
+        with pytest.raises(BackendError, match="registered twice"):
+            library.specs()
+        gone = fake("ei_fake_gone", library.KernelSpec("ei_gone", "gone.cu", CopyParams))
+        monkeypatch.setattr(library, "CONCEPT_MODULES", (gone,))
+        library.specs.cache_clear()
+        with pytest.raises(BackendError, match="gone.cu does not exist"):
+            library.specs()
+    finally:
+        monkeypatch.undo()
+        library.specs.cache_clear()
+    assert "ei_copy_b1" in library.specs()
+    with pytest.raises(BackendError, match="no kernel named 'ei_nope'"):
+        library.get("ei_nope")
