@@ -219,6 +219,11 @@ class PostprocessConfig(_Model):
     score_threshold: float = Field(0.25, ge=0, le=1, description="minimum class score")
     iou_threshold: float = Field(0.45, ge=0, le=1, description="class-aware NMS IoU threshold")
     max_detections: int = Field(100, ge=1, le=10000, description="detections kept per frame")
+    scores: Literal["probabilities", "logits"] = Field(
+        "probabilities",
+        description="what the model's class scores are: probabilities (after a sigmoid, the "
+        "exports' default; a score above 1 is clipped and warned about once) or logits "
+        "(a sigmoid is applied before the threshold)")
     class_names: list[str] = Field(
         default_factory=list, max_length=10000,
         description="label per class id (ids without a name are published as 'class<N>')")

@@ -158,7 +158,7 @@ class InferenceWorker:
         dets = decode(outputs[self.spec.output_name][:n], boxes, layout=self.post.layout,
                       score_threshold=self.post.score_threshold,
                       iou_threshold=self.post.iou_threshold,
-                      max_detections=self.post.max_detections)
+                      max_detections=self.post.max_detections, scores=self.post.scores)
         results = [FrameResult(f, d, lb) for f, d, lb in zip(batch, dets, boxes)]
         return BatchResult(results, self.index, t0, self.clock(), w0, time.time())
 

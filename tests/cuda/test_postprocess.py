@@ -6,7 +6,9 @@ Tolerance: none — candidate scores, boxes (float32, op for op) and IoUs (float
 reference's class offsets) are computed with the reference's roundings, so every array is
 compared for equality. Cases: random outputs, ties, clusters of overlapping boxes around the
 IoU threshold, more candidates than max_candidates (sorted in shared memory and, past 2048,
-in the workspace), zero candidates, NaN / inf / degenerate boxes, max_detections cuts.
+in the workspace), zero candidates, NaN / inf / degenerate / absurdly large boxes (dropped
+before mapping, at the exact size bound too), max_detections cuts, logits (the sigmoid is
+bit-exact) and probabilities above 1 (decided raw, published clipped).
 """
 
 from __future__ import annotations
@@ -39,16 +41,19 @@ def _run(device, pred: np.ndarray, layout: str, mappings=None, **kw):
     }
     mapping = None if mappings is None else device.to_device(pp.mapping_table(mappings))
     dpred = device.to_device(pred.astype(np.float32))  # held: the call keeps only addresses
+    if "scores" in kw:  # decode's score kind; the kernel's `scores` is its output array
+        kw["score_kind"] = kw.pop("scores")
     call = pp.decode(dpred, layout, mapping=mapping, block=kw.pop("block", BLOCK), **out, **kw)
     device.run(call)
-    boxes, scores, classes, counts = (device.to_host(out[k])
-                                      for k in ("boxes", "scores", "classes", "counts"))
+    boxes, scores, classes, counts = (
+        device.to_host(out[k]) for k in ("boxes", "scores", "classes", "counts")
+    )
     return [(boxes[i, :k], scores[i, :k], classes[i, :k]) for i, k in enumerate(counts)]
 
 
 def _check(device, pred, layout, mappings=None, expect_some=True, **kw):
     ref = decode(pred, mappings, layout, **{k: v for k, v in kw.items() if k != "block"})
-    got = _run(device, pred, layout, mappings, **kw)
+    got = _run(device, pred, layout, mappings, **dict(kw))
     assert len(got) == len(ref)
     for i, ((boxes, scores, classes), r) in enumerate(zip(got, ref, strict=True)):
         assert len(scores) == len(r), f"image {i}: {len(scores)} kept, reference {len(r)}"
@@ -116,8 +121,7 @@ def test_clusters_of_overlapping_boxes(device, iou) -> None:
 def test_iou_exactly_at_the_threshold_is_kept(device) -> None:
     # cxcywh: a 10x10 box, a 5x10 box inside it (IoU exactly 0.5: kept, the test is '>') and
     # one a hair wider (IoU 0.5 + a few ulps: suppressed)
-    boxes = np.array([[5, 5, 10, 10], [2.5, 5, 5, 10], [2.5000005, 5, 5.000001, 10]],
-                     np.float32)
+    boxes = np.array([[5, 5, 10, 10], [2.5, 5, 5, 10], [2.5000005, 5, 5.000001, 10]], np.float32)
     pred = np.concatenate([boxes.T, np.array([[0.9, 0.8, 0.7]], np.float32)])[None]
     ref = _check(device, pred, "yolov8", iou_threshold=0.5)
     assert len(ref[0]) >= 2
@@ -168,7 +172,7 @@ def test_non_finite_and_degenerate(device, mapped) -> None:
     pred[0, 4, 0] = np.nan  # a NaN score drops the anchor (numpy's argmax picks it)
     pred[0, 5, 1] = np.inf
     pred[0, 0, 2] = np.nan  # NaN box
-    pred[0, 2, 3] = np.inf  # infinite width: clipped to the frame when mapped
+    pred[0, 2, 3] = np.inf  # infinite width: dropped before mapping (not a full-frame box)
     pred[0, 2, 4] = 0.0  # degenerate
     pred[0, 3, 5] = -3.0  # negative height
     pred[0, 0, 6] = -1e4  # far outside: clipped to a zero-width box when mapped
@@ -187,9 +191,14 @@ def test_yolov5_objectness_nan_and_zero(device) -> None:
 
 
 @settings(max_examples=6, deadline=None, derandomize=True)
-@given(b=st.integers(1, 2), c=st.integers(1, 4), n=st.integers(1, 90),
-       layout=st.sampled_from(["yolov8", "yolov5"]), iou=st.floats(0.0, 1.0),
-       seed=st.integers(0, 2**16))
+@given(
+    b=st.integers(1, 2),
+    c=st.integers(1, 4),
+    n=st.integers(1, 90),
+    layout=st.sampled_from(["yolov8", "yolov5"]),
+    iou=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**16),
+)
 def test_property_matches_reference(emu, b, c, n, layout, iou, seed) -> None:
     from tests.cuda.conftest import EmuDevice
 
@@ -202,9 +211,13 @@ def test_property_matches_reference(emu, b, c, n, layout, iou, seed) -> None:
 
 def test_refuses_bad_arguments() -> None:
     pred = np.zeros((1, 6, 10), np.float32)
-    out = dict(workspace=np.zeros(1 << 16, np.uint8), boxes=np.zeros((1, 5, 4), np.float32),
-               scores=np.zeros((1, 5), np.float32), classes=np.zeros((1, 5), np.int32),
-               counts=np.zeros(1, np.int32))
+    out = dict(
+        workspace=np.zeros(1 << 16, np.uint8),
+        boxes=np.zeros((1, 5, 4), np.float32),
+        scores=np.zeros((1, 5), np.float32),
+        classes=np.zeros((1, 5), np.int32),
+        counts=np.zeros(1, np.int32),
+    )
     with pytest.raises(BackendError, match="iou_threshold"):
         pp.decode(pred, "yolov8", iou_threshold=1.5, max_detections=5, **out)
     with pytest.raises(BackendError, match="layout"):
@@ -213,3 +226,89 @@ def test_refuses_bad_arguments() -> None:
         pp.decode(pred, "yolov8", max_detections=6, **out)
     with pytest.raises(BackendError, match="max_candidates"):
         pp.workspace_layout(10000, 9000)
+
+
+def _bound_cases(rng, mappings):
+    """Boxes at the size bound: 4 frame widths (heights) in input pixels, as float32 rounds
+    it, and one float32 step either side."""
+    b = len(mappings)
+    pred = _yolov8(rng, b, 2, 48, score_scale=0.8)
+    pred[:, 4, :12] = 0.9 + np.arange(12) * 1e-3  # anchor k's score names it
+    pred[:, 5, :12] = 0.0
+    for i, m in enumerate(mappings):
+        wmax = np.float32(m.scale) * np.float32(m.width) * np.float32(4)
+        hmax = np.float32(m.scale) * np.float32(m.height) * np.float32(4)
+        pred[i, 2, 0:3] = [np.nextafter(wmax, np.float32(0)), wmax, np.nextafter(wmax, np.inf)]
+        pred[i, 3, 3:6] = [np.nextafter(hmax, np.float32(0)), hmax, np.nextafter(hmax, np.inf)]
+        pred[i, 2, 6], pred[i, 3, 7] = 1e30, -np.inf  # absurd, negative
+        pred[i, 0, 8], pred[i, 1, 9] = np.inf, -np.inf  # centre not finite
+        pred[i, 2, 10], pred[i, 3, 11] = np.finfo(np.float32).tiny, -0.0  # tiny, zero
+    return pred
+
+
+@pytest.mark.parametrize("mapped", [False, True])
+def test_implausible_boxes_are_dropped_before_mapping(device, mapped) -> None:
+    rng = np.random.default_rng(10)
+    mappings = _mappings(rng, 2)
+    pred = _bound_cases(rng, mappings)
+    ref = _check(device, pred, "yolov8", mappings if mapped else None, iou_threshold=1.0)
+    for d in ref:  # IoU threshold 1: nothing suppressed, every plausible anchor is there
+        named = sorted(round((s - 0.9) * 1e3) for s in d.scores.tolist() if s > 0.8995)
+        # no size bound without a mapping: only non-finite and non-positive ones go
+        assert named == ([0, 1, 3, 4] if mapped else [0, 1, 2, 3, 4, 5, 6])
+    # dropped ones cannot take candidate slots either
+    _check(device, pred, "yolov8", mappings if mapped else None, max_candidates=5)
+
+
+@pytest.mark.parametrize("layout", ["yolov8", "yolov5"])
+@pytest.mark.parametrize("mapped", [False, True])
+def test_logits(device, layout, mapped) -> None:
+    rng = np.random.default_rng(11 + mapped)
+    pred = _yolov8(rng, 2, 3, 70)
+    pred[:, 4:] = rng.normal(-1.0, 3.0, pred[:, 4:].shape)  # logits around the threshold
+    pred[0, 4:, :4] = [
+        [40.0, 17.0, 1e30, -200.0],
+        [39.0, -17.0, 0.0, -150.0],
+        [0.0, 17.0, -1e30, -104.0],
+    ]  # saturating: ties after the sigmoid
+    pred[0, 5, 4], pred[0, 6, 5], pred[0, 4, 6] = np.nan, np.inf, -np.inf
+    mappings = _mappings(rng, 2) if mapped else None
+    if layout == "yolov5":
+        pred = _to_v5(pred, rng)
+        pred[:, :, 4] = rng.normal(0.0, 2.0, pred[:, :, 4].shape)  # objectness logits too
+        pred[1, 3, 4], pred[1, 4, 4] = np.inf, np.nan
+    ref = _check(device, pred, layout, mappings, scores="logits", score_threshold=0.2)
+    assert all(((d.scores >= 0) & (d.scores <= 1)).all() for d in ref)
+
+
+def test_sigmoid_is_bit_exact_with_the_reference(device) -> None:
+    # every score is kept (threshold 0, no overlaps): the published scores are the sigmoids
+    x = np.concatenate([np.linspace(-105, 20, 1500), [0.0, -0.0, 1e-30, -1e-30, 88.0, -88.0]])
+    x = x.astype(np.float32)
+    n = x.size
+    cx = (np.arange(n) % 64) * 20.0 + 5
+    cy = (np.arange(n) // 64) * 20.0 + 5
+    pred = np.stack([cx, cy, np.full(n, 4.0), np.full(n, 4.0), x]).astype(np.float32)[None]
+    _check(
+        device, pred, "yolov8", scores="logits", score_threshold=0.0, max_detections=n, block=128
+    )
+
+
+def test_probabilities_above_one_are_decided_raw_and_published_clipped(device) -> None:
+    rng = np.random.default_rng(12)
+    pred = _yolov8(rng, 1, 2, 60, score_scale=6.0)  # logits read as probabilities
+    ref = _check(device, pred, "yolov8")
+    assert ref[0].scores.max() == 1.0 and (ref[0].scores <= 1).all()
+
+
+def test_refuses_unknown_score_kinds() -> None:
+    pred = np.zeros((1, 6, 10), np.float32)
+    out = dict(
+        workspace=np.zeros(1 << 16, np.uint8),
+        boxes=np.zeros((1, 5, 4), np.float32),
+        scores=np.zeros((1, 5), np.float32),
+        classes=np.zeros((1, 5), np.int32),
+        counts=np.zeros(1, np.int32),
+    )
+    with pytest.raises(BackendError, match="score_kind must be"):
+        pp.decode(pred, "yolov8", max_detections=5, score_kind="softmax", **out)

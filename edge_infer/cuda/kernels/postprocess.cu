@@ -6,18 +6,21 @@
 //
 // Design (block per image; why: NMS is sequential per image, and one block keeps every
 // intermediate in shared memory or an L2-resident workspace with only __syncthreads):
-//   1. every anchor's best class (first maximum, any NaN drops it, as numpy's argmax does),
-//      kept when finite and > score_threshold (float32 compare, as numpy does with a python
-//      float); survivors compacted in anchor order with a warp ballot + block prefix sum;
+//   1. every anchor's best class (first maximum, any NaN drops it, as numpy's argmax does;
+//      with logits the best raw logit, then one sigmoid, pp_sigmoid), kept when finite and
+//      > score_threshold (float32 compare, as numpy does with a python float) and when its
+//      box is plausible (pp_plausible: finite, positive, at most 4 frames wide and tall);
+//      survivors compacted in anchor order with a warp ballot + block prefix sum;
 //   2. bitonic sort by (score desc, anchor asc) == the reference's stable argsort of -score,
 //      in shared memory when it fits, else in the workspace; the first max_candidates stay;
-//   3. boxes: cxcywh -> xyxy, through the letterbox, clipped (NaN kept, inf clipped, as
-//      np.clip does), degenerate / non-finite ones dropped, order kept (second compaction);
+//   3. boxes: cxcywh -> xyxy, through the letterbox, clipped (as np.clip does), boxes
+//      clipped to nothing dropped, order kept (second compaction);
 //   4. the reference's class offset trick replayed in double (span = 2 max|coord| + 1, box +
 //      class * span) and IoU computed in double with the same operation order, each op rounded
 //      on its own (exact_math.cuh) -> bit-identical IoU-vs-threshold decisions;
 //   5. bitmask NMS: one 64-bit word per (box, 64 later boxes), then one warp walks the sorted
-//      boxes once, OR-ing the masks of the kept ones, until max_detections are kept.
+//      boxes once, OR-ing the masks of the kept ones, until max_detections are kept; the
+//      published score is clipped into [0, 1] (decisions use the raw one).
 // Mirrored by edge_infer/cuda/params/postprocess.py (PostprocessParams, workspace layout).
 #include "ei_cuda.cuh"
 #include "exact_math.cuh"
@@ -26,6 +29,7 @@
 #define EI_PP_MAX_CANDIDATES 8192 // NMS width limit: removed-mask words live in shared memory
 #define EI_PP_LAYOUT_YOLOV8 0
 #define EI_PP_LAYOUT_YOLOV5 1
+#define EI_PP_MAX_BOX_FRAMES 4.0f  // postprocess.MAX_BOX_FRAMES: a power of two, exact product
 
 struct PostprocessParams {
     const float* pred;        // [B, 4 + C, N] (yolov8) or [B, N, 5 + C] (yolov5)
@@ -51,24 +55,56 @@ struct PostprocessParams {
     int32_t max_candidates;     // <= min(N, EI_PP_MAX_CANDIDATES)
     int32_t max_detections;
     float score_threshold;
+    int32_t logits;             // 1: class scores (and objectness) are logits, 0: probabilities
 };
+
+// postprocess.sigmoid: 1 / (1 + exp(-x)) from IEEE-rounded double ops only (exp(t) = 2^k p(r),
+// Cody-Waite reduction, Taylor polynomial of degree 11); no libm exp, whose last bit differs
+// between CUDA, glibc and numpy, so the float32 result equals the reference's bit for bit.
+// The constants are spelt as Python prints them (round-trip exact).
+__device__ __forceinline__ float pp_sigmoid(float x) {
+    const double c[12] = {2.505210838544172e-08, 2.755731922398589e-07, 2.7557319223985893e-06,
+                          2.48015873015873e-05, 0.0001984126984126984, 0.001388888888888889,
+                          0.008333333333333333, 0.041666666666666664, 0.16666666666666666,
+                          0.5, 1.0, 1.0};
+    double t = -(double)x;
+    t = t < -120.0 ? -120.0 : (t > 120.0 ? 120.0 : t);  // the float32 result saturates before
+    const double k = floor(ei_dadd(ei_dmul(t, 1.4426950408889634), 0.5));
+    const double r = ei_dsub(ei_dsub(t, ei_dmul(k, 0.6931471803691238)),
+                             ei_dmul(k, 1.9082149292705877e-10));
+    double p = c[0];
+#pragma unroll
+    for (int i = 1; i < 12; ++i) p = ei_dadd(ei_dmul(p, r), c[i]);
+    return (float)ei_ddiv(1.0, ei_dadd(1.0, ldexp(p, (int)k)));
+}
 
 // Best class of anchor i; false when the anchor is no candidate (NaN, inf, <= threshold).
 template <int LAYOUT>
 __device__ __forceinline__ bool pp_best(const float* pred, int n, int c, int i, float thr,
-                                        float* score, int* cls) {
+                                        bool logits, float* score, int* cls) {
     float best = 0.0f;
     int arg = 0;
     float obj = 1.0f;
     if (LAYOUT == EI_PP_LAYOUT_YOLOV5) obj = pred[(int64_t)i * (5 + c) + 4];
     for (int k = 0; k < c; ++k) {
-        float v = LAYOUT == EI_PP_LAYOUT_YOLOV8 ? pred[(int64_t)(4 + k) * n + i]
-                                                 : ei_fmul(pred[(int64_t)i * (5 + c) + 5 + k], obj);
+        float v = 0.0f;
+        if (LAYOUT == EI_PP_LAYOUT_YOLOV8) {
+            v = pred[(int64_t)(4 + k) * n + i];
+        } else {
+            v = pred[(int64_t)i * (5 + c) + 5 + k];
+            if (!logits) v = ei_fmul(v, obj);
+        }
         if (ei_isnan(v)) return false;  // argmax would pick the NaN: not finite, dropped
         if (k == 0 || v > best) {
             best = v;
             arg = k;
         }
+    }
+    if (logits) {
+        // the best logit is the best probability: one sigmoid per anchor, as the reference
+        if (!ei_isfinite(best) || !ei_isfinite(obj)) return false;
+        best = pp_sigmoid(best);
+        if (LAYOUT == EI_PP_LAYOUT_YOLOV5) best = ei_fmul(best, pp_sigmoid(obj));
     }
     *score = best;
     *cls = arg;
@@ -80,6 +116,18 @@ __device__ __forceinline__ void pp_cxcywh(const float* pred, int n, int c, int i
     for (int k = 0; k < 4; ++k)
         b[k] = LAYOUT == EI_PP_LAYOUT_YOLOV8 ? pred[(int64_t)k * n + i]
                                              : pred[(int64_t)i * (5 + c) + k];
+}
+
+// postprocess._plausible: a box that can be a detection -- finite, positive size and, with a
+// letterbox (m: scale, pad_x, pad_y, width, height), at most 4 frame widths / heights.
+__device__ __forceinline__ bool pp_plausible(const float* q, const float* m) {
+    bool ok = ei_isfinite(q[0]) && ei_isfinite(q[1]) && ei_isfinite(q[2]) &&
+              ei_isfinite(q[3]) && q[2] > 0.0f && q[3] > 0.0f;
+    if (m) {
+        ok = ok && q[2] <= ei_fmul(ei_fmul(m[0], m[3]), EI_PP_MAX_BOX_FRAMES) &&
+             q[3] <= ei_fmul(ei_fmul(m[0], m[4]), EI_PP_MAX_BOX_FRAMES);
+    }
+    return ok;
 }
 
 // This thread's slot among the flagged threads of the block (block order), and their count.
@@ -163,13 +211,21 @@ __device__ void pp_image(const PostprocessParams& p) {
     float* sort_score = (float*)(ws + p.ws_sort_score);
     int* sort_index = (int*)(ws + p.ws_sort_index);
 
-    // 1. candidates, compacted in anchor order
+    const float* m = p.mapping ? p.mapping + img * 5 : nullptr;
+    const bool logits = p.logits != 0;
+
+    // 1. candidates (a score and a plausible box), compacted in anchor order
     int total = 0;
     for (int base = 0; base < n; base += blockDim.x) {
         const int i = base + threadIdx.x;
-        float score = 0.0f;
+        float score = 0.0f, q[4];
         int cls = 0;
-        const bool keep = i < n && pp_best<LAYOUT>(pred, n, c, i, p.score_threshold, &score, &cls);
+        bool keep = i < n && pp_best<LAYOUT>(pred, n, c, i, p.score_threshold, logits, &score,
+                                             &cls);
+        if (keep) {
+            pp_cxcywh<LAYOUT>(pred, n, c, i, q);
+            keep = pp_plausible(q, m);
+        }
         int count;
         const int slot = total + pp_compact(keep, s_warp, &count);
         if (keep) {
@@ -207,7 +263,6 @@ __device__ void pp_image(const PostprocessParams& p) {
     float* nbox = (float*)(ws + p.ws_box);
     float* nscore = (float*)(ws + p.ws_score);
     int* nclass = (int*)(ws + p.ws_class);
-    const float* m = p.mapping ? p.mapping + img * 5 : nullptr;
     int kept = 0;
     float absmax = 0.0f;
     for (int base = 0; base < cand; base += blockDim.x) {
@@ -217,7 +272,7 @@ __device__ void pp_image(const PostprocessParams& p) {
         int cls = 0;
         if (r < cand) {
             const int i = si[r];
-            pp_best<LAYOUT>(pred, n, c, i, p.score_threshold, &score, &cls);
+            pp_best<LAYOUT>(pred, n, c, i, p.score_threshold, logits, &score, &cls);
             float q[4];
             pp_cxcywh<LAYOUT>(pred, n, c, i, q);
             const float hw = ei_fdiv(q[2], 2.0f), hh = ei_fdiv(q[3], 2.0f);
@@ -293,7 +348,7 @@ __device__ void pp_image(const PostprocessParams& p) {
             if (removed) continue;
             if (lane < 4) obox[out * 4 + lane] = nbox[r * 4 + lane];
             if (lane == 0) {
-                oscore[out] = nscore[r];
+                oscore[out] = fminf(fmaxf(nscore[r], 0.0f), 1.0f);  // np.clip(s, 0, 1)
                 oclass[out] = nclass[r];
             }
             for (int w = (r >> 6) + lane; w < words; w += 32) s_removed[w] |= mask[r * words + w];
