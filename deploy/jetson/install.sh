@@ -64,14 +64,25 @@ fi
 "$PREFIX/venv/bin/pip" install --quiet --upgrade pip
 "$PREFIX/venv/bin/pip" install --quiet "${SRC}[pipeline]"
 if [ "$WITH_CUDA" -eq 1 ]; then
-  # pycuda must be compiled against this device's CUDA (JetPack ships it in /usr/local/cuda)
-  export CUDA_ROOT=/usr/local/cuda
-  export PATH="$CUDA_ROOT/bin:$PATH"
-  if ! command -v nvcc >/dev/null 2>&1; then
-    echo "install.sh: --cuda needs nvcc (JetPack's cuda-toolkit) in $CUDA_ROOT/bin" >&2
+  # pycuda must be compiled against this device's CUDA (JetPack ships it in /usr/local/cuda):
+  # built from the source distribution kept in vendor/pycuda (checked against its manifest,
+  # installed with pip --no-index), so it needs no PyPI and matches the GPU check's build
+  export CUDA_ROOT="${CUDA_ROOT:-/usr/local/cuda}"
+  if [ ! -f "$CUDA_ROOT/include/cuda.h" ]; then
+    echo "install.sh: --cuda needs the CUDA toolkit headers in $CUDA_ROOT/include" \
+      "(JetPack: sudo apt-get install nvidia-jetpack, or set CUDA_ROOT)" >&2
     exit 1
   fi
-  "$PREFIX/venv/bin/pip" install --quiet --no-binary pycuda "${SRC}[cuda]"
+  export PATH="$CUDA_ROOT/bin:$PATH"
+  # libnvrtc (kernels compiled for this GPU's SM at engine build time) is in the toolkit
+  export LD_LIBRARY_PATH="$CUDA_ROOT/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  apt-get install -y -qq --no-install-recommends g++ >/dev/null
+  "$PREFIX/venv/bin/pip" install --quiet setuptools wheel numpy
+  (cd "$SRC" && PYTHONPATH="$SRC" "$PREFIX/venv/bin/python" -m tools.gpucheck.pycuda_install \
+    --install "$CACHE/pycuda-build")
+  "$PREFIX/venv/bin/pip" install --quiet "${SRC}[pipeline,cuda]"
+  "$PREFIX/venv/bin/python" -c 'import pycuda.driver as d; d.init();
+print("   pycuda:", d.Device(0).name(), "CUDA", d.get_version())'
 fi
 install -d -m 0755 "$PREFIX/docs"
 install -m 0644 "$SRC/docs/daemon.md" "$PREFIX/docs/daemon.md"
