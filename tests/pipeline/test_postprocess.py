@@ -349,3 +349,23 @@ def test_the_payload_of_a_logit_model_read_as_probabilities_validates() -> None:
 def test_unknown_score_kind_is_explained() -> None:
     with pytest.raises(ValueError, match="scores"):
         decode(np.zeros((1, 6, 10), np.float32), scores="softmax")
+
+
+def test_the_worker_passes_the_score_kind_to_decode(tmp_path) -> None:
+    from edge_infer.engine.runtime import Engine
+    from edge_infer.pipeline.config import PostprocessConfig
+    from edge_infer.pipeline.frames import Frame
+    from edge_infer.pipeline.workers import InferenceWorker, ModelSpec
+    from tests.pipeline.helpers import build_tiny_engine
+
+    engine = Engine.load(build_tiny_engine(tmp_path, max_batch=4))
+    spec = ModelSpec.from_engine(engine)
+    frame = Frame("cam", 1, np.zeros((64, 64, 3), np.uint8), 0.0, 0.0)  # black: score 0.9
+    got = {}
+    for kind in ("probabilities", "logits"):
+        post = PostprocessConfig(scores=kind)
+        worker = InferenceWorker(0, engine, spec, post, "rgb", lambda r: None, lambda *a: None)
+        got[kind] = worker.run_batch([frame]).frames[0].detections.scores
+        worker.context.close()
+    assert got["probabilities"] == pytest.approx(np.full(len(got["logits"]), 0.9), abs=1e-3)
+    np.testing.assert_allclose(got["logits"], sigmoid64(got["probabilities"]), rtol=1e-5)
