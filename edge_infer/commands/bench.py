@@ -8,6 +8,8 @@ import json
 import os
 from typing import Any
 
+from edge_infer.commands.device_option import add_device_argument, apply_device
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -29,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="time onnxruntime (ORT_ENABLE_ALL, same threads) on the same inputs")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--seed", type=int, default=0)
+    add_device_argument(p)
     p.set_defaults(func=run)
 
 
@@ -36,9 +39,16 @@ def run(args: argparse.Namespace) -> int:
     from edge_infer.commands.infer import random_inputs
     from edge_infer.engine import Engine, compare_latency, configure_backend
 
+    apply_device(args)
     engine = Engine.load(args.engine)
     batch = args.batch or engine.profile.opt_batch
     feeds = random_inputs(engine, batch, args.seed)
+    if engine.backend_name == "cuda":  # in this process: GPU time from events, host time
+        from edge_infer.cuda.bench import bench_engine, print_report
+
+        report = bench_engine(engine, feeds, iterations=args.iterations, warmup=args.warmup)
+        print(json.dumps(report, indent=2) if args.json else print_report(report))
+        return 0
     processes = args.processes or (3 if args.compare_onnxruntime else 1)
     report = compare_latency(args.engine, args.compare_onnxruntime, feeds, batch=batch,
                              threads=args.threads, iterations=args.iterations,

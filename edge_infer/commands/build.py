@@ -11,6 +11,7 @@ from edge_infer.commands.build_precision import (
     build_to_budget,
     precision_options,
 )
+from edge_infer.commands.device_option import add_device_argument
 from edge_infer.errors import BuildError
 
 
@@ -47,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "engine will run at (e.g. 1 for a daemon with one worker per core; "
                    "default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_device_argument(p)
     add_precision_arguments(p)
     p.set_defaults(func=run)
 
@@ -73,6 +75,16 @@ def run(args: argparse.Namespace) -> int:
         raise BuildError("no output: give -o OUT.engine (or --saveEngine OUT.engine)")
     if not Path(args.model).is_file():
         raise BuildError(f"{args.model}: no such model file")
+    if args.device is not None and args.backend != "cuda":
+        raise BuildError(f"--device {args.device} chooses a CUDA device: add --backend cuda")
+    if args.threads is not None and args.backend != "cpu":
+        raise BuildError("--threads is a CPU backend setting: leave it out with --backend "
+                         f"{args.backend}")
+    # backend settings: the CPU's threads per context its tactics are timed with, the CUDA
+    # device the engine is built for
+    backend_options = {} if args.threads is None else {"threads": args.threads}
+    if args.device is not None:
+        backend_options = {"device": args.device}
     opts = BuildOptions(
         backend=args.backend,
         shapes=parse_shapes(args.shapes) or None,
@@ -82,8 +94,7 @@ def run(args: argparse.Namespace) -> int:
         optimize=not args.no_optimize,
         tune=not args.no_tune,
         verify_tactics=not args.no_verify_tactics,
-        # a CPU-backend setting: the threads per context its tactics are timed with
-        backend_options={} if args.threads is None else {"threads": args.threads},
+        backend_options=backend_options,
         timing_cache=args.timing_cache,
         progress=not args.quiet,
         **precision_options(args),

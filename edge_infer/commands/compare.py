@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_infer.commands.device_option import add_device_argument, apply_device
 from edge_infer.errors import EdgeInferError
 
 Feeds = dict[str, np.ndarray]
@@ -40,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="compare every intermediate tensor of the engines against the first")
     p.add_argument("--dataset", metavar="COCO.json", help="also report mAP@0.5 per runner")
     p.add_argument("--batch", type=int, default=8, help="batch for --dataset (default 8)")
+    add_device_argument(p)
     p.set_defaults(func=run)
 
 
@@ -97,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if len(args.runners) < 2 and not args.dataset:
         raise EdgeInferError("compare needs at least two models/engines (the first is the "
                              "reference), or --dataset")
+    apply_device(args)
     runners = [_Runner(p) for p in args.runners]
     ref = runners[0]
     feeds = _inputs(args, ref)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_infer.commands.device_option import add_device_argument, apply_device
 from edge_infer.errors import BindingError
 
 
@@ -22,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output-dir", default=".", help="where to write OUTPUT_NAME.npy files")
     p.add_argument("--batch", type=int, help="batch size for random inputs (default: profile opt)")
     p.add_argument("--seed", type=int, default=0, help="seed for random inputs")
+    add_device_argument(p)
     p.set_defaults(func=run)
 
 
@@ -63,6 +65,7 @@ def random_inputs(engine, batch: int | None, seed: int) -> dict[str, np.ndarray]
 def run(args: argparse.Namespace) -> int:
     from edge_infer.engine import Engine
 
+    apply_device(args)
     engine = Engine.load(args.engine)
     feeds = _load_inputs(args.input) if args.input else random_inputs(engine, args.batch, args.seed)
     outputs = engine.create_context().execute(feeds)

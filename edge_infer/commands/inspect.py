@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from edge_infer.commands.device_option import add_device_argument, apply_device
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="show an engine's bindings, layers and build record "
@@ -15,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, help="show the plan for this batch size (default opt)")
     p.add_argument("--no-device-check", action="store_true",
                    help="inspect an engine built on another device")
+    add_device_argument(p)
     p.set_defaults(func=run)
 
 
@@ -47,6 +50,8 @@ def engine_report(engine: Any, batch: int | None) -> dict[str, Any]:
             # how each output is stored between layers (fp32 / fp16 / int8 with its scale)
             "storage": [_storage(v) for v in node.outputs],
             "reformat": node.meta.get("reformat"),
+            # CUDA engines: each kernel the layer launches, its tile, registers, shared memory
+            "kernels": _cuda_kernels(engine, batch, node.meta.get("cuda_kernels")),
         })
     report = engine.describe()
     report["plan_batch"] = engine.plan_batch_for(batch)
@@ -56,6 +61,23 @@ def engine_report(engine: Any, batch: int | None) -> dict[str, Any]:
     report["arena"] = graph.meta.get("arena")
     report["schedule"] = graph.meta.get("schedule")
     return report
+
+
+def _cuda_kernels(engine: Any, batch: int, entries: list[str] | None) -> list[dict[str, Any]]:
+    """The kernels a CUDA engine's layer launches, with the compiler's resource report."""
+    if not entries:
+        return []
+    import re
+
+    key = f"{engine.plan_batch_for(batch)}/cuda/manifest.json"
+    manifest = json.loads(engine.blobs[key]) if key in engine.blobs else {"kernels": {}}
+    out = []
+    for entry in entries:
+        res = manifest["kernels"].get(entry, {})
+        tile = re.search(r"_(\d+x\d+)", entry)
+        out.append({"kernel": entry, "tile": tile.group(1) if tile else None,
+                    "registers": res.get("registers"), "shared_bytes": res.get("shared_bytes")})
+    return out
 
 
 def model_report(path: str) -> dict[str, Any]:
@@ -117,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
     if str(args.engine).endswith(".onnx"):
         return _run_model(args)
+    apply_device(args)
     engine = Engine.load(args.engine, check_device=not args.no_device_check)
     report = engine_report(engine, args.batch)
     if args.json:
@@ -146,6 +169,12 @@ def run(args: argparse.Namespace) -> int:
         timing = f"  {layer['time_us']:.0f} µs" if layer["time_us"] else ""
         stored = f"  → {', '.join(layer['storage'])}" if layer["storage"] else ""
         print(f"    {layer['op']:<22} {members}{tactic}{timing}{stored}")
+        for k in layer["kernels"]:
+            if k["kernel"] == "host":
+                print("      kernel: none, host fallback")
+                continue
+            print(f"      kernel {k['kernel']}  tile {k['tile'] or '-'}  "
+                  f"{k['registers']} registers  {k['shared_bytes']} B shared")
     reformats = [layer for layer in report["layers"] if layer["reformat"]]
     print(f"  reformat layers: {len(reformats)}")
     for layer in reformats:

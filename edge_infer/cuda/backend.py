@@ -70,12 +70,12 @@ class CudaBackend(Backend):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        try:
-            import pycuda  # noqa: F401  (only probed; pycuda_device imports it for use)
-        except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("pycuda") is None:  # probed only: pycuda_device imports it
             return (
-                "no GPU here: pycuda is not installed — pip install 'edge-infer[cuda]' on "
-                "a machine with an NVIDIA GPU, or pass --device emu for the emulator"
+                "no GPU here: pycuda is not installed — pip install 'edge-infer[cuda]' on a "
+                "machine with an NVIDIA GPU, or pass --device emu for the emulator"
             )
         return None
 

@@ -78,6 +78,20 @@ def configure_backend(
     return get_backend(name).configure(contexts=contexts, cores=cores)
 
 
+def select_device(backend: str, device: Any) -> None:
+    """Run backend ``backend``'s builds and engines on ``device`` in this process (the CUDA
+    backend: ``"emu"`` for the emulator or a GPU index; what ``--device`` selects)."""
+    from edge_infer.engine.backends import get_backend
+
+    chosen = get_backend(backend)
+    select = getattr(chosen, "select_device", None)
+    if select is None:
+        raise BackendError(
+            f"backend '{backend}' has no devices to choose from: --device is for --backend cuda"
+        )
+    select(device)
+
+
 def __getattr__(name: str) -> Any:
     target = _LAZY.get(name)
     if target is None:
@@ -121,4 +135,5 @@ __all__ = [
     "parse_layer_precision",
     "parse_shapes",
     "per_layer_errors",
+    "select_device",
 ]
