@@ -20,10 +20,12 @@ from tests.sysdeps import need
 from tools.gpucheck import (
     bench,
     build_pycuda,
+    check,
     cli,
     environment,
     pycuda_install,
     report,
+    setup_steps,
     torch_baseline,
 )
 from tools.gpucheck.steps import FAILED, OK, SKIPPED, TIMEOUT, Runner, StepResult
@@ -259,9 +261,9 @@ def test_failure_reason_is_the_last_line_and_missing_program(tmp_path: Path) -> 
 
 def test_exit_status() -> None:
     ok, skipped = StepResult("a", OK), StepResult("b", SKIPPED, "why")
-    assert cli.exit_status([ok]) == 0
-    assert cli.exit_status([ok, skipped]) == 3
-    assert cli.exit_status([ok, skipped, StepResult("c", TIMEOUT)]) == 1
+    assert check.exit_status([ok]) == 0
+    assert check.exit_status([ok, skipped]) == 3
+    assert check.exit_status([ok, skipped, StepResult("c", TIMEOUT)]) == 1
 
 
 # -- the offline pycuda install plan ------------------------------------------------------------
@@ -475,10 +477,10 @@ def test_junit_counts(tmp_path: Path) -> None:
         '<testcase name="b"><skipped message="no GPU through pycuda"/></testcase>'
         "</testsuite></testsuites>"
     )
-    counts = cli.junit_counts(xml)
+    counts = setup_steps.junit_counts(xml)
     assert counts["passed"] == 2 and counts["failed"] == 1 and counts["skipped"] == 2
     assert counts["skip_reasons"] == ["no GPU through pycuda"]
-    assert "error" in cli.junit_counts(tmp_path / "none.xml")
+    assert "error" in setup_steps.junit_counts(tmp_path / "none.xml")
 
 
 # -- the PyTorch baseline's plan (the torch part runs on a GPU only) ----------------------------
