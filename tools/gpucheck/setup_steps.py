@@ -23,6 +23,8 @@ MODULES = {
     "int8": ("cv2",),  # calibration images and frames (edge_infer.synth, pipeline)
     "pipeline": ("cv2", "zmq", "pydantic"),  # the daemon
 }
+#: seconds one gpu test may take (the step's own timeout bounds them all)
+PER_TEST_TIMEOUT_S = 60
 #: test folders with gpu-marked tests (the device fixture marks its gpu side in conftest)
 GPU_TEST_PATHS = ("tests/cuda",)
 
@@ -183,6 +185,9 @@ def gpu_tests(check: Check) -> None:
         "-p",
         "no:cacheprovider",
         "--continue-on-collection-errors",
+        # one hung test must not take the step's whole time (pytest-timeout, where installed)
+        "-o",
+        f"timeout={PER_TEST_TIMEOUT_S}",
         f"--junitxml={xml}",
         *paths,
     ]
