@@ -31,7 +31,7 @@ import numpy as np
 from edge_infer.cuda import devices
 from edge_infer.cuda.arena import DeviceArray, WeightStore
 from edge_infer.cuda.device import Device
-from edge_infer.cuda.lowering import conv_candidates, conv_geometry, lower
+from edge_infer.cuda.lowering import conv_candidates, conv_geometry, lower, qconv_candidates
 from edge_infer.cuda.program import CudaProgram, FakeBuffer, lower_node, run_layers
 from edge_infer.cuda.tactics import Candidate, EventTimer, heuristic, random_fill, signature
 from edge_infer.engine.backends.base import Backend, Program, Timer
@@ -184,20 +184,24 @@ class CudaBackend(Backend):
         cache: Any,
         rng: np.random.Generator,
     ) -> None:
-        if (
-            node.op_type not in ("FusedConv", "Conv")
-            or node.inputs[1] is None
-            or node.inputs[1].const is None
-        ):
+        conv = node  # the convolution itself, or the one an Fp16Layer wraps
+        candidates = conv_candidates
+        if node.op_type == "Fp16Layer" and node.attrs.get("op") in ("FusedConv", "Conv"):
+            conv = Node(node.attrs["op"], node.name, "", dict(node.attrs.get("op_attrs", {})))
+        elif node.op_type == "QConv":
+            candidates = qconv_candidates
+        elif node.op_type not in ("FusedConv", "Conv"):
+            return
+        if len(node.inputs) < 2 or node.inputs[1] is None or node.inputs[1].const is None:
             return
         x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
         try:
-            tactics = conv_candidates(node, x.dtype, y.dtype, x.shape, w.shape, sm)
+            tactics = candidates(conv, x.dtype, y.dtype, x.shape, w.shape, sm)
         except BackendError:
             return
         if not tactics:
             return
-        geom = conv_geometry(node, x.shape, w.shape)
+        geom = conv_geometry(conv, x.shape, w.shape)
         names = [t.entry for t in tactics]
         if chosen.get(node.name) in names:
             node.meta["tactic"] = chosen[node.name]
@@ -362,7 +366,7 @@ class _TuningBench:
             [None] + [v.const if v is not None else None for v in node.inputs[1:]],
             [self.out],
             17,
-            lambda a: a,
+            lambda a: self._upload(np.ascontiguousarray(a), "tune table"),
             candidate.name,
         )  # type: ignore[arg-type]
         calls = lower(layer)

@@ -24,6 +24,7 @@ from edge_infer.cuda.params.gemm import TACTICS as GEMM_TACTICS
 from edge_infer.cuda.params.gemm import GemmParams
 from edge_infer.cuda.params.pointwise import pointwise
 from edge_infer.cuda.params.pool import global_pool, pool
+from edge_infer.cuda.params.reformat import reformat
 from edge_infer.cuda.params.resize import resize, resize_tables
 from edge_infer.cuda.params.softmax import softmax
 from edge_infer.engine.ir import Node
@@ -116,12 +117,13 @@ def conv_geometry(
 def conv_candidates(
     node: Node, x_dtype: Any, y_dtype: Any, x_shape: Sequence[int], w_shape: Sequence[int], sm: int
 ) -> tuple[conv_params.ConvTactic, ...]:
-    """The library tactics that compute this FusedConv/Conv (FP32 in, FP32 out for now)."""
+    """The library tactics that compute this FusedConv/Conv: FP32 in and out, or FP16 in and
+    out (an Fp16Layer's wrapped convolution)."""
     x_dtype, y_dtype = np.dtype(x_dtype), np.dtype(y_dtype)
-    if x_dtype != _F32 or y_dtype != _F32 or len(x_shape) != 4:
+    if x_dtype != y_dtype or x_dtype not in (_F32, _F16) or len(x_shape) != 4:
         return ()
     geom = conv_geometry(node, x_shape, w_shape)
-    return conv_params.candidates(geom, "fp32", "f32", sm)
+    return conv_params.candidates(geom, _PRECISION[x_dtype], _OUT[x_dtype], sm)
 
 
 @lowering("FusedConv", "Conv")
@@ -132,10 +134,20 @@ def _conv(layer: Layer) -> list[KernelCall] | None:
     if x is None or w is None or consts[1] is None or layer.tactic is None:
         return None
     tactic = conv_params.TACTICS_BY_ENTRY.get(layer.tactic)
-    if tactic is None:
+    if (
+        tactic is None
+        or tactic.precision != _PRECISION.get(x.dtype)
+        or tactic.out != _OUT.get(y.dtype)
+        or w.dtype != x.dtype
+    ):
         return None
     geom = conv_geometry(node, x.shape, w.shape)
     bias = ins[2] if len(ins) > 2 else None
+    if bias is not None and bias.dtype != _F32:  # the float kernels take a float bias
+        if consts[2] is None:
+            return None
+        bias = layer.upload(np.asarray(consts[2], np.float32))
+        layer.extra_reads.append(bias)
     z = ins[3] if len(ins) > 3 else None
     a = node.attrs
     residual = str(a.get("residual", "none")) if node.op_type == "FusedConv" else "none"
@@ -156,6 +168,148 @@ def _conv(layer: Layer) -> list[KernelCall] | None:
         residual=residual,
     )
     return [tactic.call(geom, params)]
+
+
+# -- INT8 layers -----------------------------------------------------------------------------
+
+_STORE = {"int8": _S8, "fp16": _F16, "fp32": _F32}
+
+
+def qconv_candidates(
+    node: Node, x_dtype: Any, y_dtype: Any, x_shape: Sequence[int], w_shape: Sequence[int], sm: int
+) -> tuple[conv_params.ConvTactic, ...]:
+    """The INT8 tactics of a QConv whose input is already int8 (a float input is quantized
+    by the layer itself: the host fallback), writing its ``out_precision``."""
+    if np.dtype(x_dtype) != _S8 or len(x_shape) != 4:
+        return ()
+    out = _STORE.get(str(node.attrs.get("out_precision", "fp32")))
+    if out is None or out != np.dtype(y_dtype):
+        return ()
+    geom = conv_geometry(node, x_shape, w_shape)
+    return conv_params.candidates(geom, "int8", _OUT[out], sm)
+
+
+@lowering("QConv")
+def _qconv(layer: Layer) -> list[KernelCall] | None:
+    """INT8 convolution: int8 X at x_scale, int8 W with per-channel w_scale, int32 bias,
+    requantized in the epilogue (residual Z in the output's storage, int8 at z_scale)."""
+    node, ins, consts, y = layer.node, layer.ins, layer.consts, layer.outs[0]
+    x, w, w_scale = ins[0], ins[1], ins[2]
+    if x is None or w is None or w_scale is None or consts[1] is None or layer.tactic is None:
+        return None
+    tactic = conv_params.TACTICS_BY_ENTRY.get(layer.tactic)
+    if tactic is None or tactic.precision != "int8" or tactic.out != _OUT.get(y.dtype):
+        return None
+    if x.dtype != _S8 or w.dtype != _S8 or w_scale.dtype != _F32:
+        return None
+    bias = ins[3] if len(ins) > 3 else None
+    z = ins[4] if len(ins) > 4 else None
+    if (bias is not None and bias.dtype != np.int32) or (z is not None and z.dtype != y.dtype):
+        return None
+    a = node.attrs
+    geom = conv_geometry(node, x.shape, w.shape)
+    params = conv_params.conv_params(
+        geom,
+        x=x.gpudata,
+        x_view=conv_params.tensor_view(element_strides(x)),
+        weight=w.gpudata,
+        y=y.gpudata,
+        y_view=conv_params.tensor_view(element_strides(y)),
+        bias=None if bias is None else bias.gpudata,
+        z=None if z is None else z.gpudata,
+        z_view=None if z is None else conv_params.tensor_view(element_strides(z)),
+        activation=str(a.get("activation", "")),
+        activation_params=[float(v) for v in a.get("activation_params", ())],
+        residual=str(a.get("residual", "none")),
+        w_scale=w_scale.gpudata,
+        x_scale=float(a["x_scale"]),
+        y_scale=float(a.get("out_scale", 0.0)),
+        z_scale=float(a.get("z_scale", 0.0)),
+    )
+    return [tactic.call(geom, params)]
+
+
+@lowering("QGemm")
+def _qgemm(layer: Layer) -> list[KernelCall] | None:
+    """INT8 ``X @ W_q.T + B`` (X int8 [M, K], W_q [N, K], per-column scales, int32 bias)."""
+    x, w, w_scale, y = layer.ins[0], layer.ins[1], layer.ins[2], layer.outs[0]
+    bias = layer.ins[3] if len(layer.ins) > 3 else None
+    out = _OUT.get(y.dtype)
+    if x is None or w is None or w_scale is None or x.ndim != 2 or y.ndim != 2 or out is None:
+        return None
+    if x.dtype != _S8 or w.dtype != _S8 or (bias is not None and bias.dtype != np.int32):
+        return None
+    if not (x.contiguous and w.contiguous and y.strides[1] == y.itemsize):
+        return None
+    m, k = x.shape
+    n = w.shape[0]
+    a = layer.attrs
+    p = GemmParams(
+        a=x.gpudata,
+        b=w.gpudata,
+        c=None if bias is None else bias.gpudata,
+        w_scale=w_scale.gpudata,
+        y=y.gpudata,
+        a_row=k,
+        a_col=1,
+        b_row=1,
+        b_col=k,
+        c_row=0,
+        c_col=1,
+        y_row=element_strides(y)[0],
+        m=m,
+        n=n,
+        k=k,
+        batch=1,
+        alpha=1.0,
+        beta=0.0 if bias is None else 1.0,
+        x_scale=float(a["x_scale"]),
+        y_scale=float(a.get("out_scale", 0.0)),
+    )
+    tactic = next(t for t in GEMM_TACTICS if t.entry == f"ei_gemm_s8_wmma_32x32_{out}")
+    return [tactic.call(p)]
+
+
+@lowering("Reformat")
+def _reformat(layer: Layer) -> list[KernelCall] | None:
+    x, y = layer.ins[0], layer.outs[0]
+    if x is None or not (x.contiguous and y.contiguous):
+        return None
+    a = layer.attrs
+    scale = a.get("x_scale") if x.dtype == _S8 else a.get("y_scale", 1.0)
+    return [reformat(x, y, float(scale if scale is not None else 1.0))]  # type: ignore[arg-type]
+
+
+# -- FP16 layers ---------------------------------------------------------------------------
+
+
+@lowering("Fp16Layer")
+def _fp16_layer(layer: Layer) -> list[KernelCall] | None:
+    """The wrapped layer on FP16 storage, when every activation input and every output is
+    float16 (the kernels then round once to FP16 as the wrapper does); otherwise (an input
+    still float32, an output kept in float32) the host fallback."""
+    a = layer.attrs
+    op = str(a.get("op", ""))
+    if any(
+        x is not None and c is None and x.dtype != _F16
+        for x, c in zip(layer.ins, layer.consts, strict=True)
+    ):
+        return None
+    if any(y.dtype != _F16 for y in layer.outs) or op not in LOWERINGS or op == "Fp16Layer":
+        return None
+    inner = Node(op, layer.node.name, str(a.get("op_domain", "")), dict(a.get("op_attrs", {})))
+    inner.meta = layer.node.meta
+    sub = Layer(
+        inner,
+        layer.ins,
+        layer.consts,
+        layer.outs,
+        int(a.get("opset", layer.opset)),
+        layer.upload,
+        layer.tactic,
+        layer.extra_reads,
+    )
+    return LOWERINGS[op](sub)
 
 
 # -- pooling, resize -----------------------------------------------------------------------
