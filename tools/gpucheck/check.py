@@ -46,7 +46,7 @@ class Check:
     def __init__(self, args: argparse.Namespace, log: Callable[[str], None]) -> None:
         self.args = args
         self.runner = Runner(args.budget, log=log)
-        self.work = args.work or Path(tempfile.gettempdir()) / "edge-infer-gpu-check"
+        self.work = args.work or Path(tempfile.mkdtemp(prefix="edge-infer-gpu-check-"))
         self.py = sys.executable
         self.results: dict[str, Any] = {
             "version": 1,

@@ -40,7 +40,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ),
     )
     p.add_argument("--out", type=Path, required=True, help="results folder")
-    p.add_argument("--work", type=Path, help="engines, models, builds (default: a temp folder)")
+    p.add_argument(
+        "--work", type=Path, help="engines, models, builds (default: a new temporary folder)"
+    )
     p.add_argument(
         "--budget",
         type=float,
