@@ -24,6 +24,9 @@ from edge_infer.cuda.device import Device, DeviceBuffer, Region, Stream
 from edge_infer.engine.memory import Address, contiguous_strides
 from edge_infer.errors import CudaError
 
+#: runs a strided view is declared as at most (beyond it: its whole extent)
+MAX_PIECES = 256
+
 
 class DeviceArray:
     """An n-d view of device memory with numpy-like metadata (no data access from the host)."""
@@ -88,6 +91,31 @@ class DeviceArray:
     def region(self) -> Region:
         """The byte range this view may touch (declared by the launches that use it)."""
         return self.buffer.region(self.offset, max(self.extent, 1))
+
+    def pieces(self) -> list[tuple[int, int]]:
+        """The view's bytes as ``(offset, nbytes)`` runs, relative to its first element: one
+        run when it is dense, else one per index of its leading non-dense dims (a channel
+        slice of a concat's buffer at batch 2 is two runs, not the span between them, so two
+        streams writing neighbouring slices do not conflict). More than
+        :data:`MAX_PIECES` runs: the whole extent."""
+        if self.size == 0:
+            return [(0, 1)]
+        for d in range(self.ndim + 1):
+            tail = self.shape[d:]
+            if self.strides[d:] == contiguous_strides(tail, self.dtype):
+                break
+        dense = math.prod(self.shape[d:]) * self.itemsize
+        count = math.prod(self.shape[:d])
+        if d == 0 or count > MAX_PIECES:
+            return [(0, max(self.extent, 1))]
+        starts = [0]
+        for size, stride in zip(self.shape[:d], self.strides[:d], strict=True):
+            starts = [s + i * stride for s in starts for i in range(size)]
+        return [(s, dense) for s in starts]
+
+    def regions(self) -> list[Region]:
+        """The byte ranges of :meth:`pieces`, as launches declare them."""
+        return [self.buffer.region(self.offset + s, n) for s, n in self.pieces()]
 
     def reshape(self, shape: Sequence[int]) -> DeviceArray:
         """A contiguous view's new shape over the same bytes."""

@@ -32,7 +32,7 @@ from edge_infer.cuda import devices
 from edge_infer.cuda.arena import DeviceArray, WeightStore
 from edge_infer.cuda.device import Device
 from edge_infer.cuda.lowering import conv_candidates, conv_geometry, lower, qconv_candidates
-from edge_infer.cuda.program import CudaProgram, FakeBuffer, lower_node, run_layers
+from edge_infer.cuda.program import CudaProgram, FakeBuffer, lower_node, run_layers, stage_of
 from edge_infer.cuda.tactics import Candidate, EventTimer, heuristic, random_fill, signature
 from edge_infer.engine.backends.base import Backend, Program, Timer
 from edge_infer.engine.ir import Graph, Node
@@ -172,7 +172,12 @@ class CudaBackend(Backend):
             "host_layers": [n.name for n in host],
             "entries": sorted(entries),
         }
-        graph.meta["arena"] = plan_memory(graph).to_json()
+        parallel = _has_branches(layers)
+        graph.meta["schedule"] = (hints or {}).get("schedule") or (
+            "parallel" if parallel else "sequential"
+        )
+        stages = stage_of(graph) if graph.meta["schedule"] == "parallel" else None
+        graph.meta["arena"] = plan_memory(graph, stages).to_json()
         return self._cubins(sm, entries)
 
     def _choose_conv(
@@ -322,6 +327,17 @@ class CudaBackend(Backend):
         self, program: Program, feeds: Mapping[str, np.ndarray], iterations: int = 10
     ) -> list[dict[str, Any]]:
         return []
+
+
+def _has_branches(layers: list[Node]) -> bool:
+    """Some stage holds two or more layers that do work (independent branches)."""
+    if not layers:
+        return False
+    stages = stage_of(layers[0].graph)  # type: ignore[arg-type]
+    count: dict[int, int] = {}
+    for node in layers:
+        count[stages[node.name]] = count.get(stages[node.name], 0) + 1
+    return any(c >= 2 for c in count.values())
 
 
 class _TuningBench:

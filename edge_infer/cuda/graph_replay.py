@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edge_infer.cuda.device import Device, Region, Stream
+from edge_infer.cuda.device import Device, Event, Region, Stream
 from edge_infer.cuda.library import KernelCall
 
 log = logging.getLogger(__name__)
@@ -48,50 +48,53 @@ class LaunchStep:
 
 @dataclass
 class HostStep:
-    """A layer computed on the host: copy ``staged`` device regions to pinned memory, wait,
-    ``compute`` (reads and writes the pinned copies), copy the outputs back."""
+    """A layer computed on the host: copy its inputs' and outputs' device bytes to pinned
+    memory (``(device region, pinned region)`` pairs), wait for the stream, ``compute`` on the
+    pinned copies, copy the outputs back."""
 
     layer: str
-    staged: list[tuple[Any, Region]]  # (DeviceArray, pinned region of its copy)
-    host_reads: list[Region]
-    out_regions: list[Region]
+    ins: list[tuple[Region, Region]]
+    outs: list[tuple[Region, Region]]
     compute: Callable[[], None]
 
     def issue(self, device: Device, stream: Stream) -> None:
-        for array, pinned in self.staged:
-            device.copy_dtoh(
-                pinned,
-                array.buffer.region(array.offset, pinned.nbytes),
-                stream,
-                label=f"{self.layer}: to host",
-            )
+        for dev, pinned in (*self.ins, *self.outs):
+            device.copy_dtoh(pinned, dev, stream, label=f"{self.layer}: to host")
         stream.synchronize()
-        pinned_regions = [p for _, p in self.staged]
         device.host_access(
-            f"{self.layer} (host fallback)", reads=pinned_regions, writes=pinned_regions
+            f"{self.layer} (host fallback)",
+            reads=[p for _, p in self.ins],
+            writes=[p for _, p in self.outs],
         )
         self.compute()
-        outs = {(r.offset, r.nbytes) for r in self.out_regions}
-        for array, pinned in self.staged:
-            if (array.offset, pinned.nbytes) in outs:
-                device.copy_htod(
-                    array.buffer.region(array.offset, pinned.nbytes),
-                    pinned,
-                    stream,
-                    label=f"{self.layer}: from host",
-                )
+        for dev, pinned in self.outs:
+            device.copy_htod(dev, pinned, stream, label=f"{self.layer}: from host")
 
 
 class LaunchGraph:
-    """The recorded steps of one context and batch plan."""
+    """The recorded steps of one context and batch plan, by stage and lane.
 
-    def __init__(self, device: Device) -> None:
+    Steps of one stage (the dependency depth of their layer) do not depend on each other: a
+    stage whose steps are on several lanes forks — an event recorded on the context's stream,
+    waited on by an auxiliary stream per extra lane — and joins: an event recorded on each
+    auxiliary stream after its lane, waited on by the context's stream before the next
+    stage. Lane 0 runs on the context's stream.
+    """
+
+    def __init__(self, device: Device, aux: list[Stream] | None = None) -> None:
         self.device = device
+        self.aux = list(aux or [])
         self.steps: list[LaunchStep | HostStep] = []
+        self._where: list[tuple[int, int]] = []  # (stage, lane) of each step
+        self._fork = device.event("fork")
+        self._joins = [device.event(f"join {s.name}") for s in self.aux]
         self.replays = 0
 
-    def add(self, step: LaunchStep | HostStep) -> None:
+    def add(self, step: LaunchStep | HostStep, stage: int = 0, lane: int = 0) -> None:
+        if lane > len(self.aux):
+            raise ValueError(f"lane {lane} needs {lane} auxiliary streams, have {len(self.aux)}")
         self.steps.append(step)
+        self._where.append((stage, lane))
 
     @property
     def launches(self) -> int:
@@ -101,8 +104,46 @@ class LaunchGraph:
     def host_steps(self) -> int:
         return sum(isinstance(s, HostStep) for s in self.steps)
 
+    @property
+    def forks(self) -> int:
+        """Stages run on more than one stream."""
+        lanes: dict[int, set[int]] = {}
+        for stage, lane in self._where:
+            lanes.setdefault(stage, set()).add(lane)
+        return sum(len(v) > 1 for v in lanes.values())
+
     def replay(self, stream: Stream) -> None:
-        """Issue every recorded step on ``stream`` in order."""
-        for step in self.steps:
-            step.issue(self.device, stream)
+        """Issue every recorded step: stage by stage, a stage's lanes on their streams."""
+        k = 0
+        while k < len(self.steps):
+            stage = self._where[k][0]
+            lanes: dict[int, list[LaunchStep | HostStep]] = {}
+            while k < len(self.steps) and self._where[k][0] == stage:
+                lanes.setdefault(self._where[k][1], []).append(self.steps[k])
+                k += 1
+            self._stage(stream, lanes)
         self.replays += 1
+
+    def _stage(self, main: Stream, lanes: dict[int, list[LaunchStep | HostStep]]) -> None:
+        aux = sorted(lane for lane in lanes if lane > 0)
+        if aux:
+            self._fork.record(main)
+            for lane in aux:
+                self.aux[lane - 1].wait(self._fork)
+        for lane in sorted(lanes):
+            target = main if lane == 0 else self.aux[lane - 1]
+            for step in lanes[lane]:
+                step.issue(self.device, target)
+        for lane in aux:
+            self._join(main, self.aux[lane - 1], self._joins[lane - 1])
+
+    def _join(self, main: Stream, aux: Stream, event: Event) -> None:
+        """Order ``main``'s later work after everything issued on ``aux`` so far."""
+        event.record(aux)
+        main.wait(event)
+
+    def close(self) -> None:
+        for event in (self._fork, *self._joins):
+            event.close()
+        for stream in self.aux:
+            stream.close()

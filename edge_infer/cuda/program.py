@@ -62,6 +62,7 @@ class CudaState:
             for buffer in (self.arena, self.staging, *self.scratch):
                 if buffer is not None and not buffer.freed:
                     buffer.free()
+            self.graph.close()
             self.stream.close()
 
 
@@ -82,6 +83,44 @@ def run_layers(graph: Graph) -> list[Node]:
             continue
         out.append(node)
     return out
+
+
+def stage_of(graph: Graph) -> dict[str, int]:
+    """Node name → dependency depth: the layers of one stage do not depend on each other (the
+    CPU's branch-parallel schedule uses the same stages)."""
+    depth: dict[str, int] = {}
+    for node in graph.nodes:
+        level = 0
+        for value in node.inputs:
+            if value is not None and value.producer is not None:
+                level = max(level, depth[value.producer.name] + 1)
+        depth[node.name] = level
+    return depth
+
+
+def assign_lanes(layers: list[Node], stages: dict[str, int], max_lanes: int) -> dict[str, int]:
+    """Node name → lane within its stage: a stage's layers dealt out to at most ``max_lanes``
+    lanes, longest (measured time, else output size) on the least loaded lane."""
+    by_stage: dict[int, list[Node]] = {}
+    for node in layers:
+        by_stage.setdefault(stages[node.name], []).append(node)
+    lane_of: dict[str, int] = {}
+
+    def cost(node: Node) -> float:
+        out = node.outputs[0].type if node.outputs else None
+        return float(node.meta.get("time_us") or (out.nbytes if out is not None else 1))
+
+    for nodes in by_stage.values():
+        load = [0.0] * min(max_lanes, len(nodes))
+        for node in sorted(nodes, key=lambda n: -cost(n)):
+            k = min(range(len(load)), key=load.__getitem__)
+            load[k] += cost(node)
+            lane_of[node.name] = k
+    return lane_of
+
+
+#: auxiliary streams a context may use for independent branches (lanes beyond the main one)
+MAX_AUX_STREAMS = 3
 
 
 def lower_node(
@@ -111,8 +150,17 @@ class CudaProgram(Program):
         self.device = device
         self.weights = weights
         self.functions = functions
-        self.plan: MemoryPlan = plan_memory(graph)
         self.layers = run_layers(graph)
+        # branch parallelism: layers of one stage on several streams; the memory plan then
+        # uses stages as time, so layers that may run at once never share memory
+        self.parallel = graph.meta.get("schedule") == "parallel"
+        self.stages = stage_of(graph)
+        self.plan: MemoryPlan = plan_memory(graph, self.stages if self.parallel else None)
+        self.lane_of: dict[str, int] = {}
+        if self.parallel:
+            self.lane_of = assign_lanes(self.layers, self.stages, 1 + MAX_AUX_STREAMS)
+            order = {n.name: k for k, n in enumerate(self.layers)}
+            self.layers.sort(key=lambda n: (self.stages[n.name], order[n.name]))
         self.opset = int(graph.opsets.get("", 17))
         self.input_names = [v.name for v in graph.inputs]
         self.outputs = [(name, v) for name, v in graph.outputs]
@@ -143,48 +191,54 @@ class CudaProgram(Program):
             dev.allocate_host(self.plan.io_bytes, "io staging") if self.plan.io_bytes else None
         )
         views = {name: DeviceArray.at(arena, a) for name, a in self.plan.addresses.items()}
-        state = CudaState(dev, arena, stream, staging, views, LaunchGraph(dev))
+        aux = [dev.stream(f"aux{k + 1}") for k in range(max(self.lane_of.values(), default=0))]
+        state = CudaState(dev, arena, stream, staging, views, LaunchGraph(dev, aux))
         for node in self.layers:
+            where = (
+                (self.stages[node.name], self.lane_of.get(node.name, 0))
+                if self.parallel
+                else (0, 0)
+            )
             layer = lower_node(node, views, self._weight, self.opset, self._upload_table)
             calls = lower(layer)
-            reads = [a.region() for a in (*layer.ins, *layer.extra_reads) if a is not None]
-            writes = [a.region() for a in layer.outs]
+            reads = [
+                r for a in (*layer.ins, *layer.extra_reads) if a is not None for r in a.regions()
+            ]
+            writes = [r for a in layer.outs for r in a.regions()]
             if calls is None:
-                state.graph.add(self._host_step(state, node, layer, reads, writes))
+                state.graph.add(self._host_step(state, node, layer), *where)
             else:
                 for call in calls:
-                    state.graph.add(
-                        LaunchStep(node.name, self.functions(call.entry), call, reads, writes)
-                    )
+                    step = LaunchStep(node.name, self.functions(call.entry), call, reads, writes)
+                    state.graph.add(step, *where)
         return state
 
-    def _host_step(
-        self, state: CudaState, node: Node, layer: Layer, reads: list[Region], writes: list[Region]
-    ) -> HostStep:
-        """The host fallback of ``node``: its device inputs and outputs staged in one pinned
-        buffer (outputs read first, so bytes of a strided output's extent that belong to other
-        values are written back unchanged)."""
+    def _host_step(self, state: CudaState, node: Node, layer: Layer) -> HostStep:
+        """The host fallback of ``node``: each device input and output staged in pinned memory
+        at its own layout (only the view's own byte runs are copied, so neighbouring values
+        in the same buffer are neither read nor written)."""
         op = resolve_op(self.graph, node)
         kernel, attrs = op.kernel, node_attrs(op, node)
-        device_values = [
-            a
-            for a in (*layer.ins, *layer.outs)
-            if a is not None and isinstance(a.buffer, DeviceBuffer) and a.buffer is state.arena
-        ]
+        ins = [a for a in layer.ins if a is not None and a.buffer is state.arena]
+        values = [*dict.fromkeys(ins), *layer.outs]  # inputs once each, then outputs
         offsets, total = [], 0
-        for a in device_values:
+        for a in values:
             offsets.append(total)
             total += -(-max(a.extent, 1) // 256) * 256
         pinned = self.device.allocate_host(max(total, 256), f"host fallback {node.name}")
         state.scratch.append(pinned)
-        place = {id(a): off for a, off in zip(device_values, offsets, strict=True)}
+        place = {id(a): off for a, off in zip(values, offsets, strict=True)}
 
         def host_view(a: DeviceArray) -> np.ndarray:
             return np.ndarray(
                 a.shape, a.dtype, buffer=pinned.array, offset=place[id(a)], strides=a.strides
             )
 
-        staged = [(a, pinned.region(place[id(a)], max(a.extent, 1))) for a in device_values]
+        def pairs(a: DeviceArray) -> list[tuple[Region, Region]]:
+            return [
+                (a.buffer.region(a.offset + s, n), pinned.region(place[id(a)] + s, n))
+                for s, n in a.pieces()
+            ]
 
         def compute() -> None:
             args = [
@@ -206,9 +260,8 @@ class CudaProgram(Program):
 
         return HostStep(
             node.name,
-            staged,
-            [a.region() for a in device_values],
-            [a.region() for a in layer.outs],
+            [p for a in dict.fromkeys(ins) for p in pairs(a)],
+            [p for a in layer.outs for p in pairs(a)],
             compute,
         )
 

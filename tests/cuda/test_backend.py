@@ -172,3 +172,46 @@ def test_device_names_and_messages() -> None:
     if fresh.unavailable_reason() is not None:  # no pycuda here: the default GPU 0 is refused
         with pytest.raises(BackendError, match=r"edge-infer\[cuda\].*--device emu"):
             fresh.device_fingerprint()
+
+
+@pytest.fixture(scope="module")
+def inception():
+    from edge_infer.zoo import build_inception_module
+
+    model = build_inception_module(seed=0, batch=None, size=6)
+    shapes = {
+        "min_shapes": {"input": (1, 192, 6, 6)},
+        "opt_shapes": {"input": (2, 192, 6, 6)},
+        "max_shapes": {"input": (2, 192, 6, 6)},
+    }
+    return build_pair(model, **shapes)
+
+
+def test_inception_branches_run_on_auxiliary_streams(inception) -> None:
+    cpu, cuda = inception
+    assert cuda.graph(2).meta["schedule"] == "parallel"
+    program = cuda.program(2)
+    state = program.new_state()
+    try:
+        assert state.graph.aux and state.graph.forks >= 1
+        feeds = random_feeds(cpu, 2)
+        assert_close(program.run(state, feeds), cpu.create_context().execute(feeds))
+    finally:
+        state.close()
+
+
+def test_a_removed_join_event_is_caught(inception, monkeypatch) -> None:
+    """Without the event that joins an auxiliary stream back, the next layer on the context's
+    stream reads a branch's output unordered: the checker fails the launch naming both."""
+    from edge_infer.cuda.graph_replay import LaunchGraph
+    from edge_infer.errors import HazardError
+
+    cpu, cuda = inception
+    program = cuda.program(1)
+    monkeypatch.setattr(LaunchGraph, "_join", lambda self, main, aux, event: None)
+    state = program.new_state()
+    try:
+        with pytest.raises(HazardError, match="not ordered"):
+            program.run(state, random_feeds(cpu, 1))
+    finally:
+        state.close()
