@@ -11,6 +11,7 @@ replaces the value behind it (even by a constant or a graph input).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,10 @@ from edge_infer.errors import GraphError
 
 Dim = int | str
 Shape = tuple[Dim, ...]
+
+#: the largest tensor (bytes) an engine may hold: sizes are Python ints checked against it, so
+#: a model declaring a 2^31 x 2^31 input is refused instead of wrapping around int64
+MAX_TENSOR_BYTES = 1 << 40
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,11 @@ class TensorType:
     def nbytes(self) -> int:
         if not self.is_static:
             raise GraphError(f"tensor of shape {self.shape} has symbolic dims; no byte size")
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        nbytes = math.prod(int(d) for d in self.shape) * self.dtype.itemsize
+        if nbytes > MAX_TENSOR_BYTES:
+            raise GraphError(f"a tensor of {self} is {nbytes} bytes; the limit is "
+                             f"{MAX_TENSOR_BYTES} (1 TiB): give smaller shapes")
+        return nbytes
 
     def __str__(self) -> str:
         return f"{self.dtype.name}[{'x'.join(str(d) for d in self.shape)}]"

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_infer.engine.ir import Graph, Node, Value
+from edge_infer.engine.ir import MAX_TENSOR_BYTES, Graph, Node, Value
+from edge_infer.errors import GraphError
 
 ALIGNMENT = 64
 #: ops whose output is the input reinterpreted (same bytes, new shape) when the input is whole
@@ -219,6 +220,11 @@ def plan_memory(graph: Graph, times: dict[str, int] | None = None) -> MemoryPlan
     for name in sorted(io & set(sizes), key=lambda n: (first[n], n)):
         plan.offsets[name] = plan.arena_bytes + plan.io_bytes
         plan.io_bytes += _align(max(sizes[name], 1))
+    if plan.total_bytes > MAX_TENSOR_BYTES:
+        raise GraphError(
+            f"the memory plan needs {plan.total_bytes} bytes per context; the limit "
+            f"is {MAX_TENSOR_BYTES} (1 TiB): give smaller shapes or batch sizes"
+        )
     plan.naive_bytes = sum(
         v.type.nbytes
         for v in graph.values.values()

@@ -62,7 +62,21 @@ def bind_input_shapes(graph: Graph, shapes: Mapping[str, Sequence[int]]) -> dict
                 raise BuildError(f"dim '{want}' is bound to {symbols[want]} and {got} "
                                  f"(input '{value.name}' dim {axis})")
         value.type = TensorType(given, value.dtype)
+    for value in graph.inputs:
+        if value.type is not None and value.type.is_static:
+            _check_size(value.type, f"input '{value.name}'", BuildError)
     return symbols
+
+
+def _check_size(t: TensorType | None, what: str, error: type[EdgeInferError] = ShapeInferenceError
+                ) -> None:
+    """Refuse a static type whose byte size passes ``MAX_TENSOR_BYTES`` (sizes are Python ints:
+    a 2^31 x 2^31 tensor is a size error, not a negative arena)."""
+    if t is not None and t.is_static:
+        try:
+            t.nbytes  # noqa: B018 - raises past the bound
+        except GraphError as exc:
+            raise error(f"{what}: {exc}") from None
 
 
 def node_attrs(op: OpDef, node: Node) -> dict[str, Any]:
@@ -95,6 +109,7 @@ def infer_shapes(graph: Graph, *, fold: bool = True, registry: OpRegistry | None
             continue
         types = _infer_node(node, op, attrs)
         for out, t in zip(node.outputs, types, strict=False):
+            _check_size(t, f"{node.op_type} node '{node.name}' output '{out.name}'")
             out.type = t
     graph.remove_unused_values()
     return folded
