@@ -23,9 +23,15 @@ from edge_infer.engine.backends import get_backend
 from edge_infer.engine.backends.base import Program, Stream
 from edge_infer.engine.bindings import Bindings
 from edge_infer.engine.plan import plan_to_graph
+from edge_infer.engine.plan_check import check_header, check_plan, check_plans
 from edge_infer.engine.profiles import Profile
 from edge_infer.engine.serialize import read_engine, write_engine
-from edge_infer.errors import BindingError, EngineCompatibilityError, EngineFileError
+from edge_infer.errors import (
+    BackendError,
+    BindingError,
+    EngineCompatibilityError,
+    EngineFileError,
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class Engine:
         *,
         path: str | None = None,
     ) -> None:
+        check_header(header)  # every field read below has its type and range
         try:
             self.header = dict(header)
             self.build_record: dict[str, Any] = dict(header["build"])
@@ -68,8 +75,10 @@ class Engine:
         self.blobs = dict(blobs or {})
         self.path = path
         self.backend_name: str = self.build_record.get("backend", "cpu")
+        check_plans(self._plans, self.profile)
         self._programs: dict[int, Program] = {}
         self._lock = threading.Lock()
+        self._validated = False
 
     # -- loading and saving -----------------------------------------------------------------
     @classmethod
@@ -78,7 +87,22 @@ class Engine:
         f = read_engine(path)
         engine = cls(f.header, f.tensors, f.blobs, path=os.fspath(path))
         engine.check_compatible(check_device=check_device)
+        engine.validate()  # after the version check: another version's plans get its message
         return engine
+
+    def validate(self) -> None:
+        """Check every plan (ops, attributes, shapes, tactics) before anything compiles it;
+        raise :class:`EngineFileError` naming the fault. Runs once, at load or first use."""
+        if self._validated:
+            return
+        try:
+            names = get_backend(self.backend_name).tactic_names()
+        except BackendError:
+            names = None  # the backend is not here (inspect): its tactics are not checked
+        bindings = {"inputs": self.inputs, "outputs": self.outputs}
+        for batch, plan in sorted(self._plans.items()):
+            check_plan(plan, self.tensors, batch, bindings, names)
+        self._validated = True
 
     def save(self, path: str | os.PathLike) -> int:
         """Write the engine atomically; returns bytes written."""
@@ -98,7 +122,7 @@ class Engine:
         backend = get_backend(self.backend_name)
         if check_device and rec.get("device") != backend.device_fingerprint():
             raise EngineCompatibilityError(
-                f"{where} was built for {backend.describe(rec.get('device') or {})}; this "
+                f"{where} was built for {_describe(backend, rec.get('device'))}; this "
                 f"machine is {backend.describe()}. {how}"
             )
 
@@ -129,6 +153,7 @@ class Engine:
         with self._lock:
             program = self._programs.get(plan_batch)
             if program is None:
+                self.validate()
                 graph = plan_to_graph(self._plans[plan_batch], self.tensors)
                 prefix = f"{plan_batch}/"
                 blobs = {k[len(prefix):]: v for k, v in self.blobs.items() if k.startswith(prefix)}
@@ -196,9 +221,20 @@ def _read_plans(spec: Any, blobs: Mapping[str, bytes]) -> dict[int, Any]:
             raise EngineFileError("engine plans exceed the size limit")
         try:
             spec = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise EngineFileError(f"engine plans are not valid JSON: {exc}") from exc
+    if not isinstance(spec, Mapping):
+        raise EngineFileError("engine plans are not a JSON object of batch size -> plan")
     return {int(k): v for k, v in spec.items()}
+
+
+def _describe(backend: Any, device: Any) -> str:
+    """A device fingerprint read from a file, in words (the backend's, when it can read it:
+    the fingerprint is checked only for equality with this machine's)."""
+    try:
+        return str(backend.describe(device if isinstance(device, Mapping) else {}))
+    except (TypeError, ValueError, AttributeError, KeyError):
+        return "a device whose fingerprint this edge_infer cannot read"
 
 
 def _binding(entry: Mapping[str, Any]) -> Binding:

@@ -200,6 +200,11 @@ class Backend(abc.ABC):
         """The `edge-infer build` flags that reproduce ``options``."""
         return []
 
+    def tactic_names(self) -> frozenset[str] | None:
+        """Every tactic name this backend's plans may record (checked when an engine loads,
+        so a plan naming an unknown one is refused); None: the backend does not say."""
+        return None
+
     @abc.abstractmethod
     def compile(self, graph: Graph, *, batch: int, options: BuildOptions,
                 cache: Any = None, hints: dict[str, Any] | None = None) -> dict[str, bytes]:

@@ -69,16 +69,17 @@ def conv_spec(node: Node) -> ConvSpec | None:
     attrs = node.attrs
     if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID") and node.op_type == "Conv":
         return None  # the passes resolve auto_pad; an unresolved one keeps the reference
-    pads = list(attrs.get("pads", [0, 0, 0, 0])) or [0, 0, 0, 0]
+    # absent and empty lists both mean the default, as the Conv shape function reads them
+    pads = list(attrs.get("pads") or [0, 0, 0, 0])
     out = node.outputs[0]
     return ConvSpec(
         x_shape=tuple(x.shape),  # type: ignore[arg-type]
         out_shape=tuple(out.shape),  # type: ignore[arg-type]
         weight=w.const,
         bias=None if b is None else b.const,
-        strides=tuple(attrs.get("strides", [1, 1])),  # type: ignore[arg-type]
+        strides=tuple(attrs.get("strides") or [1, 1]),  # type: ignore[arg-type]
         pads=(pads[0], pads[1], pads[2], pads[3]),
-        dilations=tuple(attrs.get("dilations", [1, 1])),  # type: ignore[arg-type]
+        dilations=tuple(attrs.get("dilations") or [1, 1]),  # type: ignore[arg-type]
         group=int(attrs.get("group", 1)),
         activation=attrs.get("activation", ""),
         activation_params=tuple(attrs.get("activation_params", [])),

@@ -70,6 +70,9 @@ class CpuBackend(Backend):
         threads = self.check_options(options).get("threads")
         return [] if threads is None else ["--threads", str(threads)]
 
+    def tactic_names(self) -> frozenset[str]:
+        return frozenset(t.name for table in CPU_TACTICS.values() for t in table)
+
     def precision_note(self, precision: str) -> str | None:
         if precision == "fp32":
             return None
