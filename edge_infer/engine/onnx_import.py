@@ -17,6 +17,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from edge_infer.engine.dtypes import attribute_value, numpy_dtype, tensor_to_array
+from edge_infer.engine.external_data import read_external
 from edge_infer.engine.ir import Graph, TensorType, Value
 from edge_infer.engine.ops import get_registry
 from edge_infer.engine.ops.registry import OpRegistry
@@ -85,23 +86,9 @@ def _resolve_external_data(proto: onnx.ModelProto, path: Path | None) -> onnx.Mo
         )
     base = path.resolve().parent
     for tensor in tensors:
-        info = {e.key: e.value for e in tensor.external_data}
-        location = info.get("location", "")
-        where = f"{path}: initializer '{tensor.name}' external data '{location}'"
-        if not location or os.path.isabs(location) or ".." in Path(location).parts:
-            raise ExternalDataError(f"{where}: must be a relative path inside the model's folder")
-        file = base / location
-        if file.is_symlink() or not file.resolve().is_relative_to(base):
-            raise ExternalDataError(f"{where}: symlinks and paths leaving the folder are refused")
-        if not file.is_file():
-            raise ExternalDataError(f"{where}: file not found next to the model")
-        offset = int(info.get("offset", 0))
-        with open(file, "rb") as f:
-            f.seek(offset)
-            length = int(info["length"]) if "length" in info else -1
-            raw = f.read(length)
-        if "length" in info and len(raw) != int(info["length"]):
-            raise ExternalDataError(f"{where}: file is shorter than the declared length")
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        where = f"{path}: initializer '{tensor.name}' external data {location[:200]!r}"
+        raw = read_external(tensor, base, where)  # every field checked (external_data.py)
         tensor.ClearField("external_data")
         tensor.data_location = onnx.TensorProto.DEFAULT
         tensor.raw_data = raw
