@@ -76,6 +76,13 @@ def apply_precision(graph: Graph, opts: BuildOptions) -> Graph:
                          "pass --calib-cache model.calib")
     if cache is not None:
         cache.check_model(graph.meta.get("model_sha256"))
+    if cache is not None and mode == "int8":
+        from edge_infer.engine.precision.calibrate import calibration_tensors
+
+        # every tensor the INT8 layers quantize has its scale, in its dtype's range: a cut
+        # cache stops the build instead of giving a mostly-FP32 "INT8" engine
+        names = calibration_tensors(graph)
+        cache.check_covers(names, {n: graph.value(n).dtype for n in names})
     scales = dict(cache.scales) if cache is not None else {}
     overflow = set(cache.fp16_overflow) if cache is not None else set()
     assignment = assign_precision(graph, mode, fallback=fallback, overrides=overrides,
