@@ -2,92 +2,24 @@
 
 Each candidate is bound to random inputs of the layer's real shapes, run once to warm up,
 then timed a few times (stopping early once it is clearly slower than the best so far); the
-median wins. Results go to a :class:`TimingCache` keyed by layer signature, so rebuilding the
-same model (or another with the same layer shapes) on this device skips the timing.
+median wins. Results go to a :class:`TimingCache` keyed by layer signature (its own module,
+``timing_cache.py``), so rebuilding the same model (or another with the same layer shapes) on
+this device skips the timing.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from edge_infer._version import __version__
-from edge_infer.atomic import write_text_atomic
 from edge_infer.engine.backends.base import Timer
 from edge_infer.engine.tactics.base import Tactic
+from edge_infer.engine.tactics.timing_cache import TimingCache
 from edge_infer.errors import BuildError
 
-log = logging.getLogger(__name__)
-
-CACHE_FORMAT = 1
-
-
-class TimingCache:
-    """Tactic timings keyed by layer signature, valid for one device and edge_infer version.
-
-    A cache file written on another device or by another version is ignored with a
-    warning (never trusted); a corrupt one likewise. Saving is atomic.
-    """
-
-    def __init__(self, device: dict[str, Any], path: str | os.PathLike | None = None) -> None:
-        self.device = device
-        self.path = Path(path) if path else None
-        self.entries: dict[str, dict[str, Any]] = {}
-        self.hits = 0
-        self.misses = 0
-        if self.path is not None and self.path.exists():
-            self._load()
-
-    def _load(self) -> None:
-        assert self.path is not None
-        try:
-            data = json.loads(self.path.read_text())
-            ok = (isinstance(data, dict) and data.get("format") == CACHE_FORMAT
-                  and isinstance(data.get("entries"), dict))
-        except (OSError, ValueError) as exc:
-            log.warning("timing cache %s is unreadable (%s); ignoring it", self.path, exc)
-            return
-        if not ok:
-            log.warning("timing cache %s has an unknown format; ignoring it", self.path)
-        elif data.get("device") != self.device:
-            log.warning("timing cache %s was written on another device; ignoring it", self.path)
-        elif data.get("edge_infer_version") != __version__:
-            log.warning("timing cache %s was written by edge_infer %s (this is %s); ignoring it",
-                        self.path, data.get("edge_infer_version"), __version__)
-        else:
-            self.entries = {
-                k: v for k, v in data["entries"].items()
-                if isinstance(v, dict) and isinstance(v.get("tactic"), str)
-            }
-
-    def get(self, signature: str, names: list[str]) -> dict[str, Any] | None:
-        entry = self.entries.get(signature)
-        # a hit needs a timing for every candidate: a tactic added since (a new kernel, a
-        # compiler installed) is timed rather than never considered
-        timed = entry.get("times_us") if entry is not None else None
-        if (entry is not None and entry["tactic"] in names and isinstance(timed, dict)
-                and set(names) <= set(timed)):
-            self.hits += 1
-            return entry
-        self.misses += 1
-        return None
-
-    def put(self, signature: str, tactic: str, times: dict[str, float]) -> None:
-        self.entries[signature] = {"tactic": tactic, "times_us": times}
-
-    def save(self) -> None:
-        if self.path is None:
-            return
-        data = {"format": CACHE_FORMAT, "edge_infer_version": __version__,
-                "device": self.device, "entries": self.entries}
-        write_text_atomic(self.path, json.dumps(data, indent=1, sort_keys=True))
+__all__ = ["TimingCache", "time_interleaved", "time_run", "tune_layer"]
 
 
 def time_run(run: Callable[[], None], *, repeats: int = 5, budget_s: float = 0.5,
