@@ -14,7 +14,9 @@ The emulator's clock measures the emulator, not a GPU, so nothing is timed there
    wave's tail); when no tile fills the device, the smallest tile (most blocks);
 3. the direct kernel only when it is the sole candidate.
 
-On the emulator (``emulated=True``) rule 2 becomes: the direct kernel. The emulator's cost is
+On the emulator (``emulated=True``) rule 2 becomes: the direct kernel, else (FP16, INT8)
+the tile with the fewest threads per block, a SIMT one before a tensor-core one (the
+emulator's wmma is warp-collective: more barriers), then the largest. The emulator's cost is
 dominated by block barriers (every CUDA thread is an OS thread; the direct kernel has none and
 runs 10-20x faster than a tiled one there), and an engine built for the emulator runs only on
 the emulator (its fingerprint names it), so its choices need to be correct, not fast. Every
@@ -50,6 +52,8 @@ def heuristic(
     direct = [t for t in tactics if t.family == "direct"]
     if emulated and direct:
         return direct[0]
+    if emulated and tactics:
+        return min(tactics, key=lambda t: (t.threads, t.family == "wmma", -t.bm * t.bn))
     tiled = [t for t in tactics if t.family in ("igemm", "wmma", "dp4a")]
     if not tiled:
         return tactics[0]
