@@ -8,6 +8,7 @@ both that the tree keeps the contracts and that the contracts would catch a viol
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -66,7 +67,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_tree_keeps_every_contract(tree: Path) -> None:
     result = _lint(tree)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 kept, 0 broken" in result.stdout
+    assert re.search(r"Contracts: [4-9] kept, 0 broken", result.stdout), result.stdout
 
 
 @pytest.mark.parametrize(

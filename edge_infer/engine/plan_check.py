@@ -86,9 +86,14 @@ def check_header(header: Any) -> None:
     bindings = header["bindings"]
     for kind in ("inputs", "outputs"):
         entries = bindings.get(kind)
-        if not isinstance(entries, list) or not entries:
-            raise _bad(f"engine bindings: '{kind}' is not a non-empty list")
-        names = [_check_binding(e, f"engine binding {kind}[{i}]") for i, e in enumerate(entries)]
+        # a model may have no inputs (constants only); every engine has an output
+        if not isinstance(entries, list) or (kind == "outputs" and not entries):
+            raise _bad(f"engine bindings: '{kind}' is not a list"
+                       + (" of at least one output" if kind == "outputs" else ""))
+        # inputs have every dim >= 1 (the builder refuses zero-size inputs); an output may be
+        # empty (a Slice or Range of nothing)
+        names = [_check_binding(e, f"engine binding {kind}[{i}]", lo=1 if kind == "inputs" else 0)
+                 for i, e in enumerate(entries)]
         if len(set(names)) != len(names):
             raise _bad(f"engine bindings: two {kind} share a name ({names})")
 
@@ -108,11 +113,11 @@ def _check_profile(p: Mapping[str, Any]) -> None:
         raise _bad(f"engine profile: batched {batched!r} names inputs it has no shape for")
 
 
-def _check_binding(entry: Any, what: str) -> str:
+def _check_binding(entry: Any, what: str, lo: int = 1) -> str:
     if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
         raise _bad(f"{what} is not an object with a name")
     check_dtype(entry.get("dtype"), what)
-    check_dims(entry.get("shape"), what, batch_axis=True)
+    check_dims(entry.get("shape"), what, lo=lo, batch_axis=True)
     if not isinstance(entry.get("batched", False), bool):
         raise _bad(f"{what}: 'batched' is not true or false")
     return entry["name"]
