@@ -143,7 +143,6 @@ class LaunchGraph:
         main.wait(event)
 
     def close(self) -> None:
+        """Release the fork and join events (the streams are the context's)."""
         for event in (self._fork, *self._joins):
             event.close()
-        for stream in self.aux:
-            stream.close()

@@ -54,6 +54,9 @@ class CudaState:
     views: dict[str, DeviceArray]
     graph: LaunchGraph
     scratch: list[HostBuffer] = field(default_factory=list)
+    aux: list[Stream] = field(default_factory=list)
+    #: plan buffer → the caller's device array bound in its place (run_bound)
+    bound: dict[str, DeviceArray] = field(default_factory=dict)
 
     def close(self) -> None:
         try:
@@ -63,6 +66,8 @@ class CudaState:
                 if buffer is not None and not buffer.freed:
                     buffer.free()
             self.graph.close()
+            for stream in self.aux:
+                stream.close()
             self.stream.close()
 
 
@@ -192,7 +197,22 @@ class CudaProgram(Program):
         )
         views = {name: DeviceArray.at(arena, a) for name, a in self.plan.addresses.items()}
         aux = [dev.stream(f"aux{k + 1}") for k in range(max(self.lane_of.values(), default=0))]
-        state = CudaState(dev, arena, stream, staging, views, LaunchGraph(dev, aux))
+        state = CudaState(dev, arena, stream, staging, views, LaunchGraph(dev, aux), aux=aux)
+        self._record(state)
+        return state
+
+    def _record(self, state: CudaState) -> None:
+        """Lower every layer on ``state.views`` into a new launch graph (the old one, if any,
+        is released: its host-fallback staging freed)."""
+        old = state.graph
+        if old.steps:
+            state.stream.synchronize()
+            for buffer in state.scratch:
+                buffer.free()
+            state.scratch.clear()
+            old.close()
+            state.graph = LaunchGraph(self.device, state.aux)
+        views = state.views
         for node in self.layers:
             where = (
                 (self.stages[node.name], self.lane_of.get(node.name, 0))
@@ -211,7 +231,6 @@ class CudaProgram(Program):
                 for call in calls:
                     step = LaunchStep(node.name, self.functions(call.entry), call, reads, writes)
                     state.graph.add(step, *where)
-        return state
 
     def _host_step(self, state: CudaState, node: Node, layer: Layer) -> HostStep:
         """The host fallback of ``node``: each device input and output staged in pinned memory
@@ -219,7 +238,9 @@ class CudaProgram(Program):
         in the same buffer are neither read nor written)."""
         op = resolve_op(self.graph, node)
         kernel, attrs = op.kernel, node_attrs(op, node)
-        ins = [a for a in layer.ins if a is not None and a.buffer is state.arena]
+        ins = [
+            a for a, c in zip(layer.ins, layer.consts, strict=True) if a is not None and c is None
+        ]
         values = [*dict.fromkeys(ins), *layer.outs]  # inputs once each, then outputs
         offsets, total = [], 0
         for a in values:
@@ -281,6 +302,8 @@ class CudaProgram(Program):
     def enqueue(self, state: CudaState, feeds: Mapping[str, np.ndarray]) -> None:
         """Stage ``feeds`` and queue the copies in and the whole graph on the context's stream
         (returns before the device finishes, except at host-fallback layers)."""
+        if state.bound:  # back to the arena's own input and output buffers
+            self._bind(state, {})
         dev, stream = self.device, state.stream
         io = [self._io(state, name) for name in self.input_names]
         dev.host_access("stage inputs", writes=[p for _, p, _ in io])
@@ -309,6 +332,85 @@ class CudaProgram(Program):
     def run(self, state: CudaState, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.enqueue(state, feeds)
         return self.collect(state)
+
+    def run_bound(
+        self, state: CudaState, inputs: Mapping[str, Any], outputs: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Run with caller buffers: a :class:`DeviceArray` (device memory of this device, the
+        buffer's shape and dtype, contiguous) is used in place of its plan buffer — no copy —
+        and the launch graph is recorded again when the bound memory changes; numpy arrays are
+        copied in (inputs) or out into (outputs). Bound outputs come back as themselves."""
+        bind: dict[str, DeviceArray] = {}
+        for name in self.input_names:
+            if isinstance(inputs[name], DeviceArray):
+                bind[name] = inputs[name]
+        for public, value in self.outputs:
+            array = outputs.get(public)
+            if isinstance(array, DeviceArray) and value.name in self.plan.offsets:
+                bind[value.name] = array
+        for name, array in bind.items():
+            address = self.plan.addresses[name]
+            if (
+                array.shape != address.shape
+                or array.dtype != address.dtype
+                or not (array.contiguous and array.buffer.device is self.device)
+            ):
+                raise EdgeInferError(
+                    f"device buffer bound to '{name}' must be a contiguous {address.dtype} "
+                    f"{list(address.shape)} array of this device, got {array!r}"
+                )
+        if {k: (v.buffer, v.offset) for k, v in bind.items()} != {
+            k: (v.buffer, v.offset) for k, v in state.bound.items()
+        }:
+            self._bind(state, bind)
+        feeds = {n: inputs[n] for n in self.input_names if n not in bind}
+        dev, stream = self.device, state.stream
+        io = [(n, *self._io(state, n)) for n in feeds]
+        dev.host_access("stage inputs", writes=[p for _, _, p, _ in io])
+        for name, dst, src, view in io:
+            np.copyto(view, feeds[name])
+            dev.copy_htod(dst, src, stream, label=f"input {name}")
+        state.graph.replay(stream)
+        copied = [(p, v) for p, v in self.outputs if v.const is None and v.name not in bind]
+        for _, value in copied:
+            src, dst, _ = self._io(state, value.name)
+            dev.copy_dtoh(dst, src, stream, label=f"output {value.name}")
+        stream.synchronize()
+        results: dict[str, Any] = {}
+        for public, value in self.outputs:
+            if value.name in bind:
+                results[public] = bind[value.name]
+            elif value.const is not None:
+                results[public] = np.array(value.const)
+            else:
+                _, pinned, view = self._io(state, value.name)
+                dev.host_access(f"read output {public}", reads=[pinned])
+                target = outputs.get(public)
+                if isinstance(target, np.ndarray):
+                    np.copyto(target, view)
+                    results[public] = target
+                else:
+                    results[public] = np.array(view)
+        return results
+
+    def _bind(self, state: CudaState, bind: Mapping[str, DeviceArray]) -> None:
+        """Point every value living in a bound buffer at the caller's memory (the rest at the
+        arena), then record the launch graph again."""
+        for name, address in self.plan.addresses.items():
+            target = bind.get(address.buffer)
+            if target is None:
+                state.views[name] = DeviceArray.at(state.arena, address)
+            else:
+                base = self.plan.offsets[address.buffer]
+                state.views[name] = DeviceArray(
+                    target.buffer,
+                    target.offset + address.offset - base,
+                    address.shape,
+                    address.dtype,
+                    address.strides,
+                )
+        state.bound = dict(bind)
+        self._record(state)
 
     def describe(self) -> dict[str, Any]:
         return {

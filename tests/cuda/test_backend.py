@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 
 from edge_infer.cuda.backend import CUBIN_PREFIX, MANIFEST_BLOB, CudaBackend
@@ -215,3 +216,43 @@ def test_a_removed_join_event_is_caught(inception, monkeypatch) -> None:
             program.run(state, random_feeds(cpu, 1))
     finally:
         state.close()
+
+
+def test_device_buffers_bound_in_place(engines) -> None:
+    """The daemon's zero-copy path: the caller's device buffers are the input and output."""
+    from edge_infer.cuda.arena import DeviceArray
+
+    cpu, cuda = engines
+    feeds = random_feeds(cpu, 2)
+    ref = cpu.create_context().execute(feeds)
+    program = cuda.program(2)
+    device = program.device
+    state = program.new_state()
+    x_host = feeds["x"]
+    x_buf = device.allocate(x_host.nbytes, "caller input")
+    out = cuda.outputs[0]
+    shape = (2, *out.shape[1:])
+    y_buf = device.allocate(int(np.prod(shape)) * 4, "caller output")
+    try:
+        with device.stream("caller") as s:
+            pinned = device.allocate_host(max(x_host.nbytes, y_buf.nbytes), "caller pinned")
+            device.host_access("caller writes", writes=[pinned])
+            pinned.view(np.float32, x_host.shape)[:] = x_host
+            device.copy_htod(x_buf, pinned.region(0, x_host.nbytes), s)
+            s.synchronize()
+            x = DeviceArray(x_buf, 0, x_host.shape, np.float32)
+            y = DeviceArray(y_buf, 0, shape, np.float32)
+            for _ in range(2):
+                results = program.run_bound(state, {"x": x}, {out.name: y})
+            assert results[out.name] is y
+            device.copy_dtoh(pinned.region(0, y_buf.nbytes), y_buf, s)
+            s.synchronize()
+            device.host_access("caller reads", reads=[pinned])
+            got = pinned.view(np.float32, shape).copy()
+            pinned.free()
+        assert_close({out.name: got}, {out.name: ref[out.name]})
+        assert_close(program.run(state, feeds), ref)  # unbound again: the arena's buffers
+    finally:
+        state.close()
+        x_buf.free()
+        y_buf.free()
