@@ -256,3 +256,26 @@ def test_device_buffers_bound_in_place(engines) -> None:
         state.close()
         x_buf.free()
         y_buf.free()
+
+
+@pytest.mark.gpu
+def test_small_net_on_a_real_gpu_matches_the_cpu_engine() -> None:
+    """On a machine with an NVIDIA GPU and pycuda: the engine built and tuned (tactics timed
+    with CUDA events) on GPU 0 matches the CPU engine."""
+    pytest.importorskip("pycuda.driver")
+    from edge_infer.errors import CudaUnavailableError
+
+    try:
+        open_device("0")
+    except CudaUnavailableError as exc:
+        pytest.skip(str(exc))
+    net = small_net()
+    cpu = build(net, options=BuildOptions(tune=False, **SHAPES))
+    gpu = build(net, options=BuildOptions(backend="cuda", backend_options={"device": 0}, **SHAPES))
+    try:
+        for batch in (1, 2):
+            feeds = random_feeds(cpu, batch)
+            with gpu.create_context() as ctx:
+                assert_close(ctx.execute(feeds), cpu.create_context().execute(feeds))
+    finally:
+        get_backend("cuda").select_device("emu")  # the other tests run on the emulator
