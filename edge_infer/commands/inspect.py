@@ -187,7 +187,8 @@ def run(args: argparse.Namespace) -> int:
         by_dtype = ", ".join(f"{_STORAGE_NAMES.get(k, k)} {v / 1e6:.2f} MB"
                              for k, v in arena.get("buffer_bytes_by_dtype", {}).items())
         io = f" + {arena['io_bytes'] / 1e6:.2f} MB inputs/outputs" if "io_bytes" in arena else ""
+        in_place = f"; {arena['in_place']} layers in place" if arena.get("in_place") else ""
         print(f"  arena: {arena['bytes'] / 1e6:.2f} MB activations{io} "
               f"(naive sum {arena['naive_bytes'] / 1e6:.2f} MB"
-              f"{'; buffers ' + by_dtype if by_dtype else ''})")
+              f"{'; buffers ' + by_dtype if by_dtype else ''}{in_place})")
     return 0

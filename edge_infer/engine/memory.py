@@ -8,7 +8,12 @@
    buffer whose lifetime intersects its own; the engine's input and output buffers follow
    the activations in a region of their own (``io_bytes``), which a caller's bound buffers
    can replace, so ``arena_bytes`` counts activations only, as TensorRT's activation memory;
-4. every value, alias or not, resolves to an :class:`Address` — (buffer, byte offset, shape,
+4. in place: a layer whose kind may overwrite an input (:data:`IN_PLACE_OPS`: activations,
+   elementwise layers and Pointwise chains, Softmax) writes its output over that input when
+   the input dies at the layer — see :func:`_in_place_input` for the exact rule — so the
+   output owns no memory and its address record is the input's (TensorRT and every inference
+   runtime run such layers in place);
+5. every value, alias or not, resolves to an :class:`Address` — (buffer, byte offset, shape,
    byte strides, dtype) — from which the CPU builds its numpy views and a device backend its
    device addresses. Buffers are sized by each value's storage dtype (``value.type``: float32,
    float16 or int8 after precision lowering), so the strides and offsets are in bytes of it.
@@ -24,11 +29,26 @@ from typing import Any
 import numpy as np
 
 from edge_infer.engine.ir import MAX_TENSOR_BYTES, Graph, Node, Value
+from edge_infer.engine.ops.fused import DOMAIN
 from edge_infer.errors import GraphError
 
 ALIGNMENT = 64
 #: ops whose output is the input reinterpreted (same bytes, new shape) when the input is whole
 RESHAPE_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
+_ELEMENTWISE = (
+    "Relu", "LeakyRelu", "PRelu", "ThresholdedRelu", "HardSigmoid", "HardSwish", "Clip", "Elu",
+    "Selu", "Celu", "Sigmoid", "Softplus", "Tanh", "Softsign", "Mish", "Gelu", "Exp", "Log",
+    "Sqrt", "Reciprocal", "Neg", "Abs", "Floor", "Ceil", "Round", "Erf", "Sin", "Cos",
+    "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean",
+)  # fmt: skip
+#: (domain, op) of layers that may write their output over an input of the same shape: each
+#: output element depends only on the same element of that input (elementwise layers), or the
+#: kernel reads a whole softmax row before it writes any of it. Every backend's kernels for
+#: them must be correct with ``out`` at ``in``: numpy ufuncs with ``out=``, the CPU's native
+#: ``unary_f32`` and ``softmax_f32``, reference kernels (they compute, then copy).
+IN_PLACE_OPS = frozenset(
+    {("", op) for op in (*_ELEMENTWISE, "Softmax", "LogSoftmax")} | {(DOMAIN, "Pointwise")}
+)
 
 
 @dataclass(frozen=True)
@@ -80,7 +100,8 @@ class Address:
 class MemoryPlan:
     offsets: dict[str, int] = field(default_factory=dict)  # root value → byte offset
     sizes: dict[str, int] = field(default_factory=dict)  # root value → bytes
-    aliases: dict[str, Alias] = field(default_factory=dict)
+    aliases: dict[str, Alias] = field(default_factory=dict)  # views: no layer writes them
+    in_place: dict[str, str] = field(default_factory=dict)  # output → the input it overwrites
     addresses: dict[str, Address] = field(default_factory=dict)  # every planned value
     arena_bytes: int = 0  # activations: the buffers of everything but the engine's I/O
     io_bytes: int = 0  # the engine's input and output buffers, placed after the activations
@@ -90,6 +111,12 @@ class MemoryPlan:
     def total_bytes(self) -> int:
         """The memory one context allocates: activations, then inputs and outputs."""
         return self.arena_bytes + self.io_bytes
+
+    @property
+    def links(self) -> dict[str, Alias]:
+        """Every value that owns no memory → where it lives: the views (:attr:`aliases`) and
+        the in-place outputs (at the whole input they overwrite, as a reshape would be)."""
+        return {**self.aliases, **{out: Alias(x) for out, x in self.in_place.items()}}
 
     def to_json(self) -> dict[str, Any]:
         by_dtype: dict[str, int] = {}
@@ -102,6 +129,7 @@ class MemoryPlan:
             "naive_bytes": self.naive_bytes,
             "buffers": len(self.offsets),
             "aliases": len(self.aliases),
+            "in_place": len(self.in_place),
             "buffer_bytes_by_dtype": dict(sorted(by_dtype.items())),
         }
 
@@ -175,12 +203,13 @@ def plan_memory(graph: Graph, times: dict[str, int] | None = None) -> MemoryPlan
     end = max(when.values(), default=-1) + 1
     first: dict[str, int] = {}
     last: dict[str, int] = {}
-    sizes: dict[str, int] = {}
+    users: dict[str, dict[int, set[str]]] = {}  # root → step → the layers touching it then
 
-    def touch(value: Value, step: int) -> None:
+    def touch(value: Value, step: int, node: str = "") -> None:
         root = root_of(value.name, aliases)
         first[root] = min(first.get(root, step), step)
         last[root] = max(last.get(root, step), step)
+        users.setdefault(root, {}).setdefault(step, set()).add(node)
 
     for value in graph.inputs:
         touch(value, -1)
@@ -188,19 +217,32 @@ def plan_memory(graph: Graph, times: dict[str, int] | None = None) -> MemoryPlan
         step = when[node.name]
         for value in node.inputs:
             if value is not None and value.const is None:
-                touch(value, step)
+                touch(value, step, node.name)
         for value in node.outputs:
-            touch(value, step)
+            touch(value, step, node.name)
     for _, value in graph.outputs:
         if value.const is None:
             touch(value, end)
-    for name in first:
-        value = graph.value(name)
-        sizes[name] = value.type.nbytes  # type: ignore[union-attr]
-
-    plan = MemoryPlan(aliases=aliases, sizes=sizes)
     io = {root_of(v.name, aliases) for v in graph.inputs}
     io |= {root_of(v.name, aliases) for _, v in graph.outputs if v.const is None}
+
+    in_place: dict[str, str] = {}
+    links = dict(aliases)
+    for node in sorted(nodes, key=lambda n: when[n.name]):  # stable: the graph's order
+        x = _in_place_input(graph, node, when[node.name], links, io, last, users)
+        if x is None:
+            continue
+        out, root = node.outputs[0].name, root_of(x, links)
+        in_place[out] = x
+        links[out] = Alias(x)
+        # the input's buffer now lives as long as the output does
+        first.pop(out)
+        last[root] = max(last[root], last.pop(out))
+        for step, names in users.pop(out).items():
+            users[root].setdefault(step, set()).update(names)
+    sizes = {name: graph.value(name).type.nbytes for name in first}  # type: ignore[union-attr]
+
+    plan = MemoryPlan(aliases=aliases, in_place=in_place, sizes=sizes)
     placed: list[tuple[int, int, int, int]] = []  # (offset, size, first, last)
     for name in sorted(set(sizes) - io, key=lambda n: (-sizes[n], first[n], n)):
         size = _align(max(sizes[name], 1))
@@ -234,10 +276,58 @@ def plan_memory(graph: Graph, times: dict[str, int] | None = None) -> MemoryPlan
     return plan
 
 
+def _in_place_input(
+    graph: Graph,
+    node: Node,
+    step: int,
+    links: dict[str, Alias],
+    io: set[str],
+    last: dict[str, int],
+    users: dict[str, dict[int, set[str]]],
+) -> str | None:
+    """The input ``node`` may write its output over, or None. All of these must hold:
+
+    - the layer's kind may run in place (:data:`IN_PLACE_OPS`; an Fp16Layer by the op it
+      wraps) and it has one output, which is a buffer of its own: no view or concat piece,
+      not the engine's output (nor aliased by it);
+    - the input has the output's shape and storage dtype (so the same byte size), and is its
+      whole buffer: the buffer itself or a reshape of it, never a slice of a bigger one;
+    - that buffer is not the engine's input or output, the layer reads it through this one
+      input only, and nothing touches it after this layer — nor beside it: no other layer of
+      the same time step (branch-parallel stages share a step).
+    """
+    kind = (node.domain, node.op_type)
+    if kind == (DOMAIN, "Fp16Layer"):
+        kind = (str(node.attrs.get("op_domain", "")), str(node.attrs.get("op", "")))
+    if kind not in IN_PLACE_OPS or len(node.outputs) != 1:
+        return None
+    out = node.outputs[0]
+    if out.type is None or not out.type.is_static or out.name in links or out.name in io:
+        return None
+    inputs = [v for v in node.inputs if v is not None and v.const is None]
+    roots = [root_of(v.name, links) for v in inputs]
+    for value, root in zip(inputs, roots, strict=True):
+        if (
+            value.type is None
+            or value.type.shape != out.type.shape
+            or value.dtype != out.dtype
+            or root in io
+            or graph.value(root).type.nbytes != out.type.nbytes  # a slice: not its whole buffer
+            or roots.count(root) != 1
+            or last[root] != step
+            or users[root][step] != {node.name}
+        ):
+            continue
+        return value.name
+    return None
+
+
 def resolve_addresses(graph: Graph, plan: MemoryPlan) -> dict[str, Address]:
     """Every planned value's :class:`Address`: roots at their offsets, C-contiguous; a
-    reshape alias at its (contiguous) parent's offset; a slice ``parent[..., s:e, ...]`` at
-    ``parent.offset + s * parent.strides[axis]`` with the parent's strides."""
+    reshape alias — or an in-place output — at its (contiguous) parent's offset; a slice
+    ``parent[..., s:e, ...]`` at ``parent.offset + s * parent.strides[axis]`` with the
+    parent's strides."""
+    links = plan.links
     addresses: dict[str, Address] = {}
     for name, offset in plan.offsets.items():
         t = graph.value(name).type
@@ -253,9 +343,9 @@ def resolve_addresses(graph: Graph, plan: MemoryPlan) -> dict[str, Address]:
     def resolve(name: str, depth: int = 0) -> Address:
         if name in addresses:
             return addresses[name]
-        if depth > len(plan.aliases):
+        if depth > len(links):
             raise ValueError(f"alias cycle through '{name}'")
-        alias = plan.aliases[name]
+        alias = links[name]
         parent = resolve(alias.parent, depth + 1)
         t = graph.value(name).type
         shape = tuple(int(d) for d in t.shape)  # type: ignore[union-attr]
@@ -295,7 +385,7 @@ def resolve_addresses(graph: Graph, plan: MemoryPlan) -> dict[str, Address]:
         addresses[name] = result
         return result
 
-    for name in plan.aliases:
+    for name in links:
         resolve(name)
     return addresses
 

@@ -44,14 +44,14 @@ def test_live_buffers_never_overlap() -> None:
     for step, node in enumerate(nodes):
         for v in [*node.inputs, *node.outputs]:
             if v is not None and v.const is None:
-                root = root_of(v.name, plan.aliases)
+                root = root_of(v.name, plan.links)  # views and in-place outputs
                 life.setdefault(root, [step, step])
                 life[root][0] = min(life[root][0], step)
                 life[root][1] = max(life[root][1], step)
     for v in graph.inputs:
         life[v.name][0] = -1
     for _, v in graph.outputs:
-        life[root_of(v.name, plan.aliases)][1] = len(nodes)
+        life[root_of(v.name, plan.links)][1] = len(nodes)
     roots = list(plan.offsets)
     for i, a in enumerate(roots):
         for b in roots[i + 1 :]:
@@ -175,7 +175,7 @@ def _numpy_slicing_views(graph, plan, arena: np.ndarray) -> dict[str, np.ndarray
 
     def view(name: str) -> np.ndarray:
         if name not in views:
-            alias = plan.aliases[name]
+            alias = plan.links[name]  # an in-place output: its input, as a reshape
             parent = view(alias.parent)
             if alias.axis is None:
                 views[name] = parent.reshape(graph.value(name).shape)
@@ -185,7 +185,7 @@ def _numpy_slicing_views(graph, plan, arena: np.ndarray) -> dict[str, np.ndarray
                 views[name] = parent[tuple(index)]
         return views[name]
 
-    for name in plan.aliases:
+    for name in plan.links:
         view(name)
     return views
 
@@ -231,7 +231,7 @@ def test_address_records_match_numpy_views(model: Any, precision: str) -> None:
             view.dtype,
         ), name
         assert record.strides[-1] == record.dtype.itemsize
-        assert record.buffer == root_of(name, plan.aliases)
+        assert record.buffer == root_of(name, plan.links)
     itemsizes = {
         r.dtype.itemsize
         for n, r in plan.addresses.items()
