@@ -3,9 +3,10 @@
 Lowering a program for a context records every launch once — kernel, grid, block, params,
 declared reads and writes — as a :class:`LaunchGraph`, the analogue of a CUDA graph captured
 for that context and batch plan: nothing is planned per inference, only replayed. On the
-emulator, and on pycuda (whose driver API this project uses without stream capture), the
-replay issues the recorded launches in order on the context's stream; a host-fallback step
-in the list synchronizes the stream where it sits.
+emulator, and on pycuda (whose driver API this project uses without stream capture: the
+first replay on a GPU says so in the log), the replay issues the recorded launches — stage by
+stage, independent branches on auxiliary streams forked and joined by events — and a
+host-fallback step in the list synchronizes its stream where it sits.
 """
 
 from __future__ import annotations
@@ -114,6 +115,12 @@ class LaunchGraph:
 
     def replay(self, stream: Stream) -> None:
         """Issue every recorded step: stage by stage, a stage's lanes on their streams."""
+        if self.replays == 0 and not self.device.properties.emulated:
+            log.info(
+                "CUDA graph capture is not used through pycuda: the %d recorded launches are "
+                "replayed as plain launches",
+                self.launches,
+            )
         k = 0
         while k < len(self.steps):
             stage = self._where[k][0]
