@@ -31,9 +31,10 @@ import numpy as np
 from edge_infer.cuda import devices
 from edge_infer.cuda.arena import DeviceArray, WeightStore
 from edge_infer.cuda.device import Device
-from edge_infer.cuda.lowering import conv_candidates, conv_geometry, lower, qconv_candidates
+from edge_infer.cuda.lowering import lower
+from edge_infer.cuda.lowering.conv import conv_candidates, conv_geometry, qconv_candidates
 from edge_infer.cuda.program import CudaProgram, FakeBuffer, lower_node, run_layers, stage_of
-from edge_infer.cuda.tactics import Candidate, EventTimer, heuristic, random_fill, signature
+from edge_infer.cuda.tactics import Candidate, EventTimer, TuningBench, heuristic, signature
 from edge_infer.engine.backends.base import Backend, Program, Timer
 from edge_infer.engine.ir import Graph, Node
 from edge_infer.engine.memory import plan_memory
@@ -217,7 +218,7 @@ class CudaBackend(Backend):
         from edge_infer.engine.tactics.autotune import tune_layer
 
         sig = signature(geom, node.op_type, node.attrs, f"{x.dtype}->{y.dtype}")
-        with _TuningBench(self.device, node, rng) as bench:
+        with TuningBench(self.device, node, rng) as bench:
             winner, times = tune_layer(sig, [Candidate(n) for n in names], bench.bind, cache, timer)
         node.meta["tactic"] = winner
         if times:
@@ -338,91 +339,3 @@ def _has_branches(layers: list[Node]) -> bool:
     for node in layers:
         count[stages[node.name]] = count.get(stages[node.name], 0) + 1
     return any(c >= 2 for c in count.values())
-
-
-class _TuningBench:
-    """Random device inputs and outputs of one convolution, and a launch per tactic."""
-
-    def __init__(self, device: Device, node: Node, rng: np.random.Generator) -> None:
-        self.device = device
-        self.node = node
-        self.stream = device.stream("tuning bench")
-        self.buffers: list[Any] = []
-        self.arrays: list[DeviceArray | None] = []
-        for k, v in enumerate(node.inputs):
-            if v is None:
-                self.arrays.append(None)
-                continue
-            host = v.const if v.const is not None else random_fill(v.shape, v.dtype, rng)
-            self.arrays.append(self._upload(np.ascontiguousarray(host), f"tune in{k}"))
-        y = node.outputs[0]
-        buf = device.allocate(max(y.type.nbytes, 1), "tune out")  # type: ignore[union-attr]
-        self.buffers.append(buf)
-        self.out = DeviceArray(buf, 0, y.shape, y.dtype)
-
-    def _upload(self, host: np.ndarray, name: str) -> DeviceArray:
-        buf = self.device.allocate(max(host.nbytes, 1), name)
-        pinned = self.device.allocate_host(max(host.nbytes, 1), name + " staging")
-        self.device.host_access(name, writes=[pinned])
-        pinned.array[: host.nbytes] = host.view(np.uint8).reshape(-1)
-        self.device.copy_htod(buf, pinned, self.stream)
-        self.stream.synchronize()
-        pinned.free()
-        self.buffers.append(buf)
-        return DeviceArray(buf, 0, host.shape, host.dtype)
-
-    def bind(self, candidate: Candidate) -> Any:
-        from edge_infer.cuda.emulator import EmuLibrary
-        from edge_infer.cuda.lowering import Layer
-
-        node = self.node
-        layer = Layer(
-            node,
-            list(self.arrays),
-            [None] + [v.const if v is not None else None for v in node.inputs[1:]],
-            [self.out],
-            17,
-            lambda a: self._upload(np.ascontiguousarray(a), "tune table"),
-            candidate.name,
-        )  # type: ignore[arg-type]
-        calls = lower(layer)
-        if calls is None:
-            raise BackendError(f"tactic {candidate.name} cannot run layer {node.name}")
-        call = calls[0]
-        if self.device.properties.emulated:
-            function = self.device.load_module(EmuLibrary.get()).function(call.entry)
-        else:  # pragma: no cover - needs a GPU
-            from edge_infer.cuda import compile as nvrtc
-            from edge_infer.cuda import library
-
-            sm = self.device.properties.sm[0] * 10 + self.device.properties.sm[1]
-            path, _ = nvrtc.compile_source(library.get(call.entry).path, sm)
-            function = self.device.load_module(path.read_bytes()).function(call.entry)
-        reads = [a.region() for a in self.arrays if a is not None]
-        writes = [self.out.region()]
-
-        def run() -> None:
-            self.device.launch(
-                function,
-                call.grid,
-                call.block,
-                call.params,
-                stream=self.stream,
-                shared_bytes=call.shared_bytes,
-                reads=reads,
-                writes=writes,
-                label=f"tune {node.name}:{call.entry}",
-            )
-
-        run.tactic = candidate.name  # type: ignore[attr-defined]  (for injected timers)
-        run.stream = self.stream  # type: ignore[attr-defined]
-        return run
-
-    def __enter__(self) -> _TuningBench:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stream.synchronize()
-        for buf in self.buffers:
-            buf.free()
-        self.stream.close()

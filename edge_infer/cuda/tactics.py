@@ -35,8 +35,13 @@ from typing import Any
 
 import numpy as np
 
+from edge_infer.cuda.arena import DeviceArray
+from edge_infer.cuda.device import Device
+from edge_infer.cuda.lowering import Layer, lower
 from edge_infer.cuda.params.conv import ConvGeometry, ConvTactic
 from edge_infer.engine.backends.base import Timer
+from edge_infer.engine.ir import Node
+from edge_infer.errors import BackendError
 
 #: blocks a grid needs to count as filling the device (2 waves x 16 SMs, Orin AGX)
 FILL_BLOCKS = 32
@@ -108,3 +113,90 @@ def random_fill(shape: Sequence[int], dtype: Any, rng: np.random.Generator) -> n
     if dtype.kind == "f":
         return rng.standard_normal(tuple(shape)).astype(dtype)
     return rng.integers(-8, 8, tuple(shape)).astype(dtype)
+
+
+class TuningBench:
+    """Random device inputs and outputs of one convolution, and a launch per tactic."""
+
+    def __init__(self, device: Device, node: Node, rng: np.random.Generator) -> None:
+        self.device = device
+        self.node = node
+        self.stream = device.stream("tuning bench")
+        self.buffers: list[Any] = []
+        self.arrays: list[DeviceArray | None] = []
+        for k, v in enumerate(node.inputs):
+            if v is None:
+                self.arrays.append(None)
+                continue
+            host = v.const if v.const is not None else random_fill(v.shape, v.dtype, rng)
+            self.arrays.append(self._upload(np.ascontiguousarray(host), f"tune in{k}"))
+        y = node.outputs[0]
+        buf = device.allocate(max(y.type.nbytes, 1), "tune out")  # type: ignore[union-attr]
+        self.buffers.append(buf)
+        self.out = DeviceArray(buf, 0, y.shape, y.dtype)
+
+    def _upload(self, host: np.ndarray, name: str) -> DeviceArray:
+        buf = self.device.allocate(max(host.nbytes, 1), name)
+        pinned = self.device.allocate_host(max(host.nbytes, 1), name + " staging")
+        self.device.host_access(name, writes=[pinned])
+        pinned.array[: host.nbytes] = host.view(np.uint8).reshape(-1)
+        self.device.copy_htod(buf, pinned, self.stream)
+        self.stream.synchronize()
+        pinned.free()
+        self.buffers.append(buf)
+        return DeviceArray(buf, 0, host.shape, host.dtype)
+
+    def bind(self, candidate: Candidate) -> Any:
+        from edge_infer.cuda.emulator import EmuLibrary
+
+        node = self.node
+        layer = Layer(
+            node,
+            list(self.arrays),
+            [None] + [v.const if v is not None else None for v in node.inputs[1:]],
+            [self.out],
+            17,
+            lambda a: self._upload(np.ascontiguousarray(a), "tune table"),
+            candidate.name,
+        )  # type: ignore[arg-type]
+        calls = lower(layer)
+        if calls is None:
+            raise BackendError(f"tactic {candidate.name} cannot run layer {node.name}")
+        call = calls[0]
+        if self.device.properties.emulated:
+            function = self.device.load_module(EmuLibrary.get()).function(call.entry)
+        else:  # pragma: no cover - needs a GPU
+            from edge_infer.cuda import compile as nvrtc
+            from edge_infer.cuda import library
+
+            sm = self.device.properties.sm[0] * 10 + self.device.properties.sm[1]
+            path, _ = nvrtc.compile_source(library.get(call.entry).path, sm)
+            function = self.device.load_module(path.read_bytes()).function(call.entry)
+        reads = [a.region() for a in self.arrays if a is not None]
+        writes = [self.out.region()]
+
+        def run() -> None:
+            self.device.launch(
+                function,
+                call.grid,
+                call.block,
+                call.params,
+                stream=self.stream,
+                shared_bytes=call.shared_bytes,
+                reads=reads,
+                writes=writes,
+                label=f"tune {node.name}:{call.entry}",
+            )
+
+        run.tactic = candidate.name  # type: ignore[attr-defined]  (for injected timers)
+        run.stream = self.stream  # type: ignore[attr-defined]
+        return run
+
+    def __enter__(self) -> TuningBench:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stream.synchronize()
+        for buf in self.buffers:
+            buf.free()
+        self.stream.close()
