@@ -201,8 +201,11 @@ class CudaBackend(Backend):
         if len(node.inputs) < 2 or node.inputs[1] is None or node.inputs[1].const is None:
             return
         x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+        x_dtype = x.dtype
+        if node.op_type == "Fp16Layer" and 0 in node.attrs.get("round_inputs", ()):
+            x_dtype = np.dtype(np.float16)  # reformatted to FP16 before the convolution
         try:
-            tactics = candidates(conv, x.dtype, y.dtype, x.shape, w.shape, sm)
+            tactics = candidates(conv, x_dtype, y.dtype, x.shape, w.shape, sm)
         except BackendError:
             return
         if not tactics:
@@ -242,7 +245,16 @@ class CudaBackend(Backend):
         entries: set[str] = set()
         host: list[Node] = []
         for node in layers:
-            calls = lower(lower_node(node, views, stand_in, opset, stand_in))
+            calls = lower(
+                lower_node(
+                    node,
+                    views,
+                    stand_in,
+                    opset,
+                    stand_in,
+                    lambda shape, dtype: DeviceArray(fake, 0, shape, dtype),
+                )
+            )
             if calls is None:
                 node.meta["cuda_kernels"] = [HOST]
                 host.append(node)

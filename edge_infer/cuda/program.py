@@ -57,12 +57,14 @@ class CudaState:
     aux: list[Stream] = field(default_factory=list)
     #: plan buffer → the caller's device array bound in its place (run_bound)
     bound: dict[str, DeviceArray] = field(default_factory=dict)
+    #: device memory layers use between two of their launches (a reformatted input)
+    device_scratch: list[DeviceBuffer] = field(default_factory=list)
 
     def close(self) -> None:
         try:
             self.stream.synchronize()
         finally:
-            for buffer in (self.arena, self.staging, *self.scratch):
+            for buffer in (self.arena, self.staging, *self.scratch, *self.device_scratch):
                 if buffer is not None and not buffer.freed:
                     buffer.free()
             self.graph.close()
@@ -134,15 +136,19 @@ def lower_node(
     weights: Callable[[np.ndarray], Any],
     opset: int,
     upload: Callable[[np.ndarray], Any],
+    scratch: Callable[[tuple[int, ...], Any], Any] | None = None,
 ) -> Layer:
-    """``node`` bound to ``views`` (activations) and ``weights`` (constants on the device)."""
+    """``node`` bound to ``views`` (activations) and ``weights`` (constants on the device);
+    ``scratch`` allocates the layer's own device memory."""
     ins = [
         None if v is None else (weights(v.const) if v.const is not None else views[v.name])
         for v in node.inputs
     ]
     consts = [None if v is None else v.const for v in node.inputs]
     outs = [views[v.name] for v in node.outputs]
-    return Layer(node, ins, consts, outs, opset, upload, node.meta.get("tactic"))
+    return Layer(
+        node, ins, consts, outs, opset, upload, node.meta.get("tactic"), scratch_fn=scratch
+    )
 
 
 class CudaProgram(Program):
@@ -207,9 +213,10 @@ class CudaProgram(Program):
         old = state.graph
         if old.steps:
             state.stream.synchronize()
-            for buffer in state.scratch:
+            for buffer in (*state.scratch, *state.device_scratch):
                 buffer.free()
             state.scratch.clear()
+            state.device_scratch.clear()
             old.close()
             state.graph = LaunchGraph(self.device, state.aux)
         views = state.views
@@ -219,18 +226,35 @@ class CudaProgram(Program):
                 if self.parallel
                 else (0, 0)
             )
-            layer = lower_node(node, views, self._weight, self.opset, self._upload_table)
+            layer = lower_node(
+                node,
+                views,
+                self._weight,
+                self.opset,
+                self._upload_table,
+                lambda shape, dtype, n=node.name: self._scratch(state, n, shape, dtype),
+            )
             calls = lower(layer)
             reads = [
                 r for a in (*layer.ins, *layer.extra_reads) if a is not None for r in a.regions()
             ]
-            writes = [r for a in layer.outs for r in a.regions()]
+            writes = [r for a in (*layer.outs, *layer.extra_writes) for r in a.regions()]
             if calls is None:
                 state.graph.add(self._host_step(state, node, layer), *where)
             else:
                 for call in calls:
                     step = LaunchStep(node.name, self.functions(call.entry), call, reads, writes)
                     state.graph.add(step, *where)
+
+    def _scratch(
+        self, state: CudaState, layer: str, shape: tuple[int, ...], dtype: Any
+    ) -> DeviceArray:
+        """Device memory of one layer of one context (freed with the context)."""
+        dtype = np.dtype(dtype)
+        nbytes = max(int(np.prod(shape)) * dtype.itemsize, 1)
+        buffer = self.device.allocate(nbytes, f"scratch {layer}")
+        state.device_scratch.append(buffer)
+        return DeviceArray(buffer, 0, shape, dtype)
 
     def _host_step(self, state: CudaState, node: Node, layer: Layer) -> HostStep:
         """The host fallback of ``node``: each device input and output staged in pinned memory

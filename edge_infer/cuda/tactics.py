@@ -146,6 +146,12 @@ class TuningBench:
         self.buffers.append(buf)
         return DeviceArray(buf, 0, host.shape, host.dtype)
 
+    def _scratch(self, shape: tuple[int, ...], dtype: Any) -> DeviceArray:
+        dtype = np.dtype(dtype)
+        buf = self.device.allocate(max(int(np.prod(shape)) * dtype.itemsize, 1), "tune scratch")
+        self.buffers.append(buf)
+        return DeviceArray(buf, 0, shape, dtype)
+
     def bind(self, candidate: Candidate) -> Any:
         from edge_infer.cuda.emulator import EmuLibrary
 
@@ -158,11 +164,12 @@ class TuningBench:
             17,
             lambda a: self._upload(np.ascontiguousarray(a), "tune table"),
             candidate.name,
+            scratch_fn=self._scratch,
         )  # type: ignore[arg-type]
         calls = lower(layer)
         if calls is None:
             raise BackendError(f"tactic {candidate.name} cannot run layer {node.name}")
-        call = calls[0]
+        call = calls[-1]  # the convolution (a reformat of its input may come first)
         if self.device.properties.emulated:
             function = self.device.load_module(EmuLibrary.get()).function(call.entry)
         else:  # pragma: no cover - needs a GPU
@@ -172,7 +179,7 @@ class TuningBench:
             sm = self.device.properties.sm[0] * 10 + self.device.properties.sm[1]
             path, _ = nvrtc.compile_source(library.get(call.entry).path, sm)
             function = self.device.load_module(path.read_bytes()).function(call.entry)
-        reads = [a.region() for a in self.arrays if a is not None]
+        reads = [a.region() for a in (*self.arrays, *layer.extra_reads) if a is not None]
         writes = [self.out.region()]
 
         def run() -> None:

@@ -45,7 +45,9 @@ PRECISION = {F32: "fp32", F16: "fp16", S8: "int8"}
 class Layer:
     """One node bound to device views. ``consts[k]`` is input k's host array when it is a
     constant (``ins[k]`` is then its uploaded copy); ``upload`` puts a host table on the
-    device (kept for the engine's life)."""
+    device (kept for the engine's life); ``scratch`` gives the layer device memory of its own
+    (the context's, for an intermediate result between two of its launches, declared as read
+    and written)."""
 
     node: Node
     ins: list[DeviceArray | None]
@@ -55,6 +57,17 @@ class Layer:
     upload: Callable[[np.ndarray], DeviceArray]
     tactic: str | None = None
     extra_reads: list[DeviceArray] = field(default_factory=list)
+    scratch_fn: Callable[[tuple[int, ...], Any], DeviceArray] | None = None
+    extra_writes: list[DeviceArray] = field(default_factory=list)
+
+    def scratch(self, shape: tuple[int, ...], dtype: Any) -> DeviceArray:
+        """Contiguous device memory of ``shape`` and ``dtype`` for this layer alone."""
+        if self.scratch_fn is None:
+            raise BackendError(f"layer '{self.node.name}' has no scratch memory here")
+        array = self.scratch_fn(tuple(shape), dtype)
+        self.extra_reads.append(array)
+        self.extra_writes.append(array)
+        return array
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -93,6 +106,19 @@ def lower(layer: Layer) -> list[KernelCall] | None:
         return fn(layer)
     except BackendError:  # a planner refused this instance (layout, dtype): host fallback
         return None
+
+
+def into_contiguous(
+    layer: Layer, out: DeviceArray, compute: Callable[[DeviceArray], list[KernelCall]]
+) -> list[KernelCall]:
+    """``compute`` writing ``out``, through a contiguous scratch copy when ``out`` is a strided
+    view (a concat's slice): the kernels that write contiguous outputs only."""
+    if out.contiguous:
+        return compute(out)
+    from edge_infer.cuda.params.copy import copy  # the strided copy kernel
+
+    temp = layer.scratch(out.shape, out.dtype)
+    return [*compute(temp), copy(temp, out)]  # type: ignore[arg-type]
 
 
 def element_strides(a: DeviceArray) -> list[int]:

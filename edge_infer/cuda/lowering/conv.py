@@ -10,6 +10,7 @@ import numpy as np
 from edge_infer.cuda.library import KernelCall
 from edge_infer.cuda.lowering import F16, F32, OUT, PRECISION, S8, Layer, element_strides, lowering
 from edge_infer.cuda.params import conv as conv_params
+from edge_infer.cuda.params.reformat import reformat
 from edge_infer.engine.ir import Node
 from edge_infer.errors import BackendError
 
@@ -96,9 +97,9 @@ _STORE = {"int8": S8, "fp16": F16, "fp32": F32}
 def qconv_candidates(
     node: Node, x_dtype: Any, y_dtype: Any, x_shape: Sequence[int], w_shape: Sequence[int], sm: int
 ) -> tuple[conv_params.ConvTactic, ...]:
-    """The INT8 tactics of a QConv whose input is already int8 (a float input is quantized
-    by the layer itself: the host fallback), writing its ``out_precision``."""
-    if np.dtype(x_dtype) != S8 or len(x_shape) != 4:
+    """The INT8 tactics of a QConv writing its ``out_precision`` (a float input is quantized
+    first, by the reformat kernel)."""
+    if np.dtype(x_dtype) not in (S8, F32) or len(x_shape) != 4:
         return ()
     out = _STORE.get(str(node.attrs.get("out_precision", "fp32")))
     if out is None or out != np.dtype(y_dtype):
@@ -118,6 +119,12 @@ def _qconv(layer: Layer) -> list[KernelCall] | None:
     tactic = conv_params.TACTICS_BY_ENTRY.get(layer.tactic)
     if tactic is None or tactic.precision != "int8" or tactic.out != OUT.get(y.dtype):
         return None
+    if x.dtype == F32 and x.contiguous:  # the layer quantizes its float input: as reformat does
+        quantized = layer.scratch(x.shape, S8)
+        pre = [reformat(x, quantized, float(node.attrs["x_scale"]))]  # type: ignore[arg-type]
+        x = quantized
+    else:
+        pre = []
     if x.dtype != S8 or w.dtype != S8 or w_scale.dtype != F32:
         return None
     bias = ins[3] if len(ins) > 3 else None
@@ -144,4 +151,4 @@ def _qconv(layer: Layer) -> list[KernelCall] | None:
         y_scale=float(a.get("out_scale", 0.0)),
         z_scale=float(a.get("z_scale", 0.0)),
     )
-    return [tactic.call(geom, params)]
+    return [*pre, tactic.call(geom, params)]

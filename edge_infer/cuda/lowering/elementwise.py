@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edge_infer.cuda.library import KernelCall
-from edge_infer.cuda.lowering import Layer, lowering
+from edge_infer.cuda.lowering import Layer, into_contiguous, lowering
 from edge_infer.cuda.params.activation import activation
 from edge_infer.cuda.params.pointwise import pointwise
 from edge_infer.cuda.params.softmax import softmax
@@ -14,9 +14,9 @@ from edge_infer.cuda.params.softmax import softmax
 @lowering("Sigmoid")
 def _sigmoid(layer: Layer) -> list[KernelCall] | None:
     x, y = layer.ins[0], layer.outs[0]
-    if x is None or not (x.contiguous and y.contiguous):
+    if x is None or not x.contiguous:
         return None
-    return [activation(x, y, "sigmoid")]
+    return into_contiguous(layer, y, lambda out: [activation(x, out, "sigmoid")])
 
 
 @lowering("Softmax", "LogSoftmax")
@@ -30,16 +30,14 @@ def _softmax(layer: Layer) -> list[KernelCall] | None:
 @lowering("Pointwise")
 def _pointwise(layer: Layer) -> list[KernelCall] | None:
     ins = [a for a in layer.ins]
-    if any(a is None for a in ins) or not layer.outs[0].contiguous:
+    if any(a is None for a in ins):
         return None
-    return [
-        pointwise(
-            ins,
-            layer.outs[0],
-            layer.attrs["steps"],  # type: ignore[arg-type]
-            int(layer.attrs.get("opset", layer.opset)),
-        )
-    ]
+    steps, opset = layer.attrs["steps"], int(layer.attrs.get("opset", layer.opset))
+    return into_contiguous(
+        layer,
+        layer.outs[0],
+        lambda out: [pointwise(ins, out, steps, opset)],  # type: ignore[arg-type]
+    )
 
 
 _BINARY = ("Add", "Sub", "Mul", "Div", "Max", "Min", "Pow")
@@ -51,11 +49,16 @@ def _elementwise(layer: Layer) -> list[KernelCall] | None:
     """One ONNX elementwise op as a one-step Pointwise program; the input with the output's
     shape goes first (the kernel broadcasts the others)."""
     ins, out = layer.ins, layer.outs[0]
-    if any(a is None for a in ins) or not out.contiguous or not 1 <= len(ins) <= 2:
+    if any(a is None for a in ins) or not 1 <= len(ins) <= 2:
         return None
     order = sorted(range(len(ins)), key=lambda k: ins[k].shape != out.shape)  # type: ignore[union-attr]
     if ins[order[0]].shape != out.shape:  # type: ignore[union-attr]
         return None
     position = {k: order.index(k) for k in range(len(ins))}
     step = {"op": layer.node.op_type, "args": [position[k] for k in range(len(ins))], "attrs": {}}
-    return [pointwise([ins[k] for k in order], out, [step], layer.opset)]  # type: ignore[misc]
+    operands = [ins[k] for k in order]
+    return into_contiguous(
+        layer,
+        out,
+        lambda y: [pointwise(operands, y, [step], layer.opset)],  # type: ignore[arg-type]
+    )
