@@ -14,8 +14,11 @@ from edge_infer.cuda.params.softmax import softmax
 @lowering("Sigmoid")
 def _sigmoid(layer: Layer) -> list[KernelCall] | None:
     x, y = layer.ins[0], layer.outs[0]
-    if x is None or not x.contiguous:
+    if x is None:
         return None
+    if not x.contiguous:  # a strided input (a split's slice): the Pointwise kernel's strides
+        step = {"op": "Sigmoid", "args": [0], "attrs": {}}
+        return into_contiguous(layer, y, lambda out: [pointwise([x], out, [step], layer.opset)])  # type: ignore[list-item]
     return into_contiguous(layer, y, lambda out: [activation(x, out, "sigmoid")])
 
 

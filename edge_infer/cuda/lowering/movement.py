@@ -90,13 +90,34 @@ def _transpose(layer: Layer) -> list[KernelCall] | None:
 @lowering("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 def _reshape(layer: Layer) -> list[KernelCall] | None:
     x, out = layer.ins[0], layer.outs[0]
-    if x is None or not x.contiguous:
+    if x is None:
         return None
+    if not x.contiguous:  # a strided view read in the output's shape, when strides allow
+        src = _strided_reshape(x, out.shape)
+        return None if src is None else _copies([(src, out)])
     return (
         _copies([(x.reshape(out.shape), out)])
         if out.ndim <= 4
         else _copies([(x.reshape((out.size,)), out.reshape((out.size,)))])
     )
+
+
+def _strided_reshape(x: DeviceArray, shape: tuple[int, ...]) -> DeviceArray | None:
+    """``x`` viewed in ``shape`` without moving data (numpy's rule, asked of a stand-in array
+    with ``x``'s strides), or None when the strides do not allow it."""
+    import numpy as np
+
+    probe = np.lib.stride_tricks.as_strided(
+        np.empty(max(x.extent, x.itemsize), np.uint8).view(np.uint8)[: x.itemsize].view(x.dtype),
+        x.shape,
+        x.strides,
+        writeable=False,
+    )
+    try:
+        view = probe.reshape(shape, copy=False)
+    except ValueError:
+        return None
+    return DeviceArray(x.buffer, x.offset, shape, x.dtype, view.strides)
 
 
 @lowering("Reformat")
