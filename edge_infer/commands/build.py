@@ -25,28 +25,56 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", nargs="?", help="ONNX model file")
     p.add_argument("--onnx", dest="onnx", metavar="MODEL", help=argparse.SUPPRESS)
-    p.add_argument("-o", "--output", "--saveEngine", dest="output",
-                   help="engine file to write (required)")
+    p.add_argument(
+        "-o", "--output", "--saveEngine", dest="output", help="engine file to write (required)"
+    )
     p.add_argument("--shapes", help="fixed input shapes: NAME:1x3x640x640[,NAME:...]")
-    p.add_argument("--min-shapes", "--minShapes", dest="min_shapes",
-                   help="profile minimum shapes (batch range), like --shapes")
-    p.add_argument("--opt-shapes", "--optShapes", dest="opt_shapes",
-                   help="profile optimum shapes (tuned for), like --shapes")
-    p.add_argument("--max-shapes", "--maxShapes", dest="max_shapes",
-                   help="profile maximum shapes, like --shapes")
+    p.add_argument(
+        "--min-shapes",
+        "--minShapes",
+        dest="min_shapes",
+        help="profile minimum shapes (batch range), like --shapes",
+    )
+    p.add_argument(
+        "--opt-shapes",
+        "--optShapes",
+        dest="opt_shapes",
+        help="profile optimum shapes (tuned for), like --shapes",
+    )
+    p.add_argument(
+        "--max-shapes",
+        "--maxShapes",
+        dest="max_shapes",
+        help="profile maximum shapes, like --shapes",
+    )
     p.add_argument("--backend", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--no-optimize", action="store_true", help="skip optimization passes")
-    p.add_argument("--timing-cache", "--timingCacheFile", dest="timing_cache", metavar="FILE",
-                   help="tactic timings to reuse and extend (ignored if from another device)")
-    p.add_argument("--no-tune", action="store_true",
-                   help="skip tactic timing: first applicable tactic per layer (fast build)")
-    p.add_argument("--no-verify-tactics", action="store_true",
-                   help="skip the self-check that runs each timed candidate tactic once "
-                   "against the reference op and rejects those that disagree (on by default)")
-    p.add_argument("--threads", type=_positive, metavar="N",
-                   help="threads per execution context to time tactics with: the width the "
-                   "engine will run at (e.g. 1 for a daemon with one worker per core; "
-                   "default: all cores)")
+    p.add_argument(
+        "--timing-cache",
+        "--timingCacheFile",
+        dest="timing_cache",
+        metavar="FILE",
+        help="tactic timings to reuse and extend (ignored if from another device)",
+    )
+    p.add_argument(
+        "--no-tune",
+        action="store_true",
+        help="skip tactic timing: first applicable tactic per layer (fast build)",
+    )
+    p.add_argument(
+        "--no-verify-tactics",
+        action="store_true",
+        help="skip the self-check that runs each timed candidate tactic once "
+        "against the reference op and rejects those that disagree (on by default)",
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive,
+        metavar="N",
+        help="threads per execution context to time tactics with: the width the "
+        "engine will run at (e.g. 1 for a daemon with one worker per core; "
+        "default: all cores)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     add_device_argument(p)
     add_precision_arguments(p)
@@ -78,8 +106,9 @@ def run(args: argparse.Namespace) -> int:
     if args.device is not None and args.backend != "cuda":
         raise BuildError(f"--device {args.device} chooses a CUDA device: add --backend cuda")
     if args.threads is not None and args.backend != "cpu":
-        raise BuildError("--threads is a CPU backend setting: leave it out with --backend "
-                         f"{args.backend}")
+        raise BuildError(
+            f"--threads is a CPU backend setting: leave it out with --backend {args.backend}"
+        )
     # backend settings: the CPU's threads per context its tactics are timed with, the CUDA
     # device the engine is built for
     backend_options = {} if args.threads is None else {"threads": args.threads}
@@ -109,11 +138,15 @@ def run(args: argparse.Namespace) -> int:
         rec = engine.build_record
         print(f"built {args.output} ({size / 1e6:.2f} MB) in {time.perf_counter() - start:.1f} s")
         tuned = ", ".join(f"{k}={v}" for k, v in engine.tuned_settings.items()) or "-"
-        print(f"  backend {rec['backend']}, batch sizes {engine.batch_sizes}, "
-              f"{rec['original_layers']} layers in the model, tuned at {tuned}")
+        print(
+            f"  backend {rec['backend']}, batch sizes {engine.batch_sizes}, "
+            f"{rec['original_layers']} layers in the model, tuned at {tuned}"
+        )
         if rec.get("rejected_tactics"):  # deploy/jetson/tactic-self-check.md
-            print(f"  tactic self-check rejected {len(rec['rejected_tactics'])} candidate(s) "
-                  f"(never chosen): `edge-infer inspect {args.output}` lists them")
+            print(
+                f"  tactic self-check rejected {len(rec['rejected_tactics'])} candidate(s) "
+                f"(never chosen): `edge-infer inspect {args.output}` lists them"
+            )
         for b in engine.inputs:
             print(f"  input  {b}")
         for b in engine.outputs:

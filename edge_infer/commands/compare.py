@@ -30,15 +30,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run each MODEL_OR_ENGINE on the same inputs and report per output the "
         "max/mean absolute and relative error and the cosine similarity against the first.",
     )
-    p.add_argument("runners", nargs="+", metavar="MODEL_OR_ENGINE",
-                   help="engine files, or .onnx models (run with onnxruntime); the first is the "
-                   "reference")
-    p.add_argument("--data", help="frames to compare on: folder of images, video or camera URL "
-                   "(default: seeded random inputs)")
+    p.add_argument(
+        "runners",
+        nargs="+",
+        metavar="MODEL_OR_ENGINE",
+        help="engine files, or .onnx models (run with onnxruntime); the first is the reference",
+    )
+    p.add_argument(
+        "--data",
+        help="frames to compare on: folder of images, video or camera URL "
+        "(default: seeded random inputs)",
+    )
     p.add_argument("--frames", type=int, default=4, help="inputs to compare on (default 4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    p.add_argument("--per-layer", action="store_true",
-                   help="compare every intermediate tensor of the engines against the first")
+    p.add_argument(
+        "--per-layer",
+        action="store_true",
+        help="compare every intermediate tensor of the engines against the first",
+    )
     p.add_argument("--dataset", metavar="COCO.json", help="also report mAP@0.5 per runner")
     p.add_argument("--batch", type=int, default=8, help="batch for --dataset (default 8)")
     add_device_argument(p)
@@ -62,7 +71,8 @@ class _Runner:
             self.shape = tuple(d if isinstance(d, int) else 1 for d in i.shape)
             self.output_names = [o.name for o in sess.get_outputs()]
             self._run: Callable[[Feeds], dict[str, np.ndarray]] = lambda f: dict(
-                zip(self.output_names, sess.run(None, f), strict=True))
+                zip(self.output_names, sess.run(None, f), strict=True)
+            )
             self.label = f"{self.path.name} (onnxruntime)"
         else:
             from edge_infer.engine import Engine
@@ -89,24 +99,29 @@ def _inputs(args: argparse.Namespace, ref: _Runner) -> list[Feeds]:
         data = CalibrationData(args.data, (int(w), int(h)), args.frames)
         return [{ref.input_name: f[None]} for f in data]
     rng = np.random.default_rng(args.seed)
-    return [{ref.input_name: rng.random(ref.shape, dtype=np.float32)}
-            for _ in range(max(1, args.frames))]
+    return [
+        {ref.input_name: rng.random(ref.shape, dtype=np.float32)}
+        for _ in range(max(1, args.frames))
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
     from edge_infer.engine import compare_arrays
 
     if len(args.runners) < 2 and not args.dataset:
-        raise EdgeInferError("compare needs at least two models/engines (the first is the "
-                             "reference), or --dataset")
+        raise EdgeInferError(
+            "compare needs at least two models/engines (the first is the reference), or --dataset"
+        )
     apply_device(args)
     runners = [_Runner(p) for p in args.runners]
     ref = runners[0]
     feeds = _inputs(args, ref)
     results = [[r(f) for f in feeds] for r in runners]
     print(f"reference: {ref.label}; {len(feeds)} input(s) of shape {list(ref.shape)}")
-    header = (f"{'runner':<28} {'output':<12} {'max abs':>10} {'mean abs':>10} {'max rel':>10} "
-              f"{'mean rel':>10} {'cosine':>9}")
+    header = (
+        f"{'runner':<28} {'output':<12} {'max abs':>10} {'mean abs':>10} {'max rel':>10} "
+        f"{'mean rel':>10} {'cosine':>9}"
+    )
     print(header)
     for runner, outs in zip(runners[1:], results[1:], strict=True):
         for name in ref.output_names:
@@ -115,8 +130,10 @@ def run(args: argparse.Namespace) -> int:
             a = np.concatenate([np.ravel(o[name]) for o in results[0]])
             b = np.concatenate([np.ravel(o[name]) for o in outs])
             e = compare_arrays(a, b)
-            print(f"{runner.label[:28]:<28} {name[:12]:<12} {e.max_abs:>10.4g} "
-                  f"{e.mean_abs:>10.4g} {e.max_rel:>10.4g} {e.mean_rel:>10.4g} {e.cosine:>9.6f}")
+            print(
+                f"{runner.label[:28]:<28} {name[:12]:<12} {e.max_abs:>10.4g} "
+                f"{e.mean_abs:>10.4g} {e.max_rel:>10.4g} {e.mean_rel:>10.4g} {e.cosine:>9.6f}"
+            )
             if e.fp16_overflow:
                 print(f"warning: output {name} reaches {e.peak:.4g}, beyond the FP16 range")
     if args.per_layer:
@@ -131,8 +148,10 @@ def _per_layer(runners: list[_Runner], feed: Feeds) -> None:
 
     ref = runners[0]
     if ref.engine is None:
-        raise EdgeInferError("--per-layer compares engines: give an engine file first (build "
-                             "the FP32 reference with `edge-infer build`)")
+        raise EdgeInferError(
+            "--per-layer compares engines: give an engine file first (build "
+            "the FP32 reference with `edge-infer build`)"
+        )
     batch = next(iter(feed.values())).shape[0]
     for runner in runners[1:]:
         if runner.engine is None:
@@ -142,8 +161,7 @@ def _per_layer(runners: list[_Runner], feed: Feeds) -> None:
         rows = per_layer_errors(ref.engine.graph(batch), runner.engine.graph(batch), feed)
         for tensor, layer, e in rows:
             flag = "  FP16 OVERFLOW" if e.fp16_overflow else ""
-            print(f"{tensor[-44:]:<44} {layer[-44:]:<44} {e.cosine:>9.6f} {e.max_abs:>10.4g}"
-                  f"{flag}")
+            print(f"{tensor[-44:]:<44} {layer[-44:]:<44} {e.cosine:>9.6f} {e.max_abs:>10.4g}{flag}")
         worst = min(rows, key=lambda r: r[2].cosine, default=None)
         if worst is not None:
             print(f"lowest cosine: {worst[0]} ({worst[2].cosine:.6f}) from {worst[1]}")

@@ -18,8 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run an engine once and write one .npy file per output, named after it.",
     )
     p.add_argument("engine", help="engine file")
-    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
-                   help="an input tensor (repeat for several inputs)")
+    p.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=FILE.npy",
+        help="an input tensor (repeat for several inputs)",
+    )
     p.add_argument("--output-dir", default=".", help="where to write OUTPUT_NAME.npy files")
     p.add_argument("--batch", type=int, help="batch size for random inputs (default: profile opt)")
     p.add_argument("--seed", type=int, default=0, help="seed for random inputs")

@@ -10,13 +10,17 @@ from edge_infer.commands.device_option import add_device_argument, apply_device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("inspect", help="show an engine's bindings, layers and build record "
-                       "(or an ONNX model's inputs and outputs, dynamic dims marked)")
+    p = sub.add_parser(
+        "inspect",
+        help="show an engine's bindings, layers and build record "
+        "(or an ONNX model's inputs and outputs, dynamic dims marked)",
+    )
     p.add_argument("engine", help="engine file, or an .onnx model")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--batch", type=int, help="show the plan for this batch size (default opt)")
-    p.add_argument("--no-device-check", action="store_true",
-                   help="inspect an engine built on another device")
+    p.add_argument(
+        "--no-device-check", action="store_true", help="inspect an engine built on another device"
+    )
     add_device_argument(p)
     p.set_defaults(func=run)
 
@@ -36,23 +40,25 @@ def engine_report(engine: Any, batch: int | None) -> dict[str, Any]:
     graph = engine.graph(batch)
     layers = []
     for node in graph.nodes:
-        layers.append({
-            "name": node.name,
-            "op": node.op_type,
-            "members": node.meta.get("members", [node.name]),
-            "tactic": node.meta.get("tactic")
-            or ("eliminated: producers write into views" if node.meta.get("noop") else None),
-            "time_us": node.meta.get("time_us"),
-            # candidates the tactic self-check refused here: {tactic: what was wrong}
-            "rejected_tactics": node.meta.get("rejected_tactics", {}),
-            "inputs": [None if v is None else f"{v.name}: {v.type}" for v in node.inputs],
-            "outputs": [f"{v.name}: {v.type}" for v in node.outputs],
-            # how each output is stored between layers (fp32 / fp16 / int8 with its scale)
-            "storage": [_storage(v) for v in node.outputs],
-            "reformat": node.meta.get("reformat"),
-            # CUDA engines: each kernel the layer launches, its tile, registers, shared memory
-            "kernels": _cuda_kernels(engine, batch, node.meta.get("cuda_kernels")),
-        })
+        layers.append(
+            {
+                "name": node.name,
+                "op": node.op_type,
+                "members": node.meta.get("members", [node.name]),
+                "tactic": node.meta.get("tactic")
+                or ("eliminated: producers write into views" if node.meta.get("noop") else None),
+                "time_us": node.meta.get("time_us"),
+                # candidates the tactic self-check refused here: {tactic: what was wrong}
+                "rejected_tactics": node.meta.get("rejected_tactics", {}),
+                "inputs": [None if v is None else f"{v.name}: {v.type}" for v in node.inputs],
+                "outputs": [f"{v.name}: {v.type}" for v in node.outputs],
+                # how each output is stored between layers (fp32 / fp16 / int8 with its scale)
+                "storage": [_storage(v) for v in node.outputs],
+                "reformat": node.meta.get("reformat"),
+                # CUDA engines: each kernel the layer launches, its tile, registers, shared memory
+                "kernels": _cuda_kernels(engine, batch, node.meta.get("cuda_kernels")),
+            }
+        )
     report = engine.describe()
     report["plan_batch"] = engine.plan_batch_for(batch)
     report["layers"] = layers
@@ -75,8 +81,14 @@ def _cuda_kernels(engine: Any, batch: int, entries: list[str] | None) -> list[di
     for entry in entries:
         res = manifest["kernels"].get(entry, {})
         tile = re.search(r"_(\d+x\d+)", entry)
-        out.append({"kernel": entry, "tile": tile.group(1) if tile else None,
-                    "registers": res.get("registers"), "shared_bytes": res.get("shared_bytes")})
+        out.append(
+            {
+                "kernel": entry,
+                "tile": tile.group(1) if tile else None,
+                "registers": res.get("registers"),
+                "shared_bytes": res.get("shared_bytes"),
+            }
+        )
     return out
 
 
@@ -90,17 +102,24 @@ def model_report(path: str) -> dict[str, Any]:
     initializers = {t.name for t in graph.initializer}
 
     def dims(info: Any) -> list[int | str]:
-        return [(d.dim_param or "?") if is_dynamic_dim(d) else int(d.dim_value)
-                for d in info.type.tensor_type.shape.dim]
+        return [
+            (d.dim_param or "?") if is_dynamic_dim(d) else int(d.dim_value)
+            for d in info.type.tensor_type.shape.dim
+        ]
 
     def entry(info: Any) -> dict[str, Any]:
         shape = dims(info)
-        return {"name": info.name, "shape": shape,
-                "dynamic": [k for k, d in enumerate(shape) if isinstance(d, str)]}
+        return {
+            "name": info.name,
+            "shape": shape,
+            "dynamic": [k for k, d in enumerate(shape) if isinstance(d, str)],
+        }
 
-    return {"model": path,
-            "inputs": [entry(i) for i in graph.input if i.name not in initializers],
-            "outputs": [entry(o) for o in graph.output]}
+    return {
+        "model": path,
+        "inputs": [entry(i) for i in graph.input if i.name not in initializers],
+        "outputs": [entry(o) for o in graph.output],
+    }
 
 
 def _run_model(args: argparse.Namespace) -> int:
@@ -112,8 +131,11 @@ def _run_model(args: argparse.Namespace) -> int:
     for kind in ("inputs", "outputs"):
         for b in report[kind]:
             dims = "x".join(str(d) for d in b["shape"])
-            dynamic = (f"  (dynamic dims {b['dynamic']}: bind them with --shapes)"
-                       if b["dynamic"] and kind == "inputs" else "")
+            dynamic = (
+                f"  (dynamic dims {b['dynamic']}: bind them with --shapes)"
+                if b["dynamic"] and kind == "inputs"
+                else ""
+            )
             print(f"  {kind[:-1]:<6} {b['name']}: [{dims}]{dynamic}")
     return 0
 
@@ -147,22 +169,30 @@ def run(args: argparse.Namespace) -> int:
         return 0
     rec = report["build"]
     print(f"engine {args.engine}")
-    print(f"  built by edge_infer {rec['edge_infer_version']} on {rec['created']}, "
-          f"backend {rec['backend']}, precision {rec['options']['precision']}")
-    print(f"  model {rec.get('model_path') or rec.get('model_name')} (sha256 "
-          f"{str(rec.get('model_sha256'))[:16]}…)")
+    print(
+        f"  built by edge_infer {rec['edge_infer_version']} on {rec['created']}, "
+        f"backend {rec['backend']}, precision {rec['options']['precision']}"
+    )
+    print(
+        f"  model {rec.get('model_path') or rec.get('model_name')} (sha256 "
+        f"{str(rec.get('model_sha256'))[:16]}…)"
+    )
     if engine.tuned_settings:
         tuned = ", ".join(f"{k}={v}" for k, v in engine.tuned_settings.items())
         print(f"  tactics timed at {tuned}")
     prof = report["profile"]
-    print(f"  batch min/opt/max {prof['min_batch']}/{prof['opt_batch']}/{prof['max_batch']}, "
-          f"plans for {prof['specializations']}")
+    print(
+        f"  batch min/opt/max {prof['min_batch']}/{prof['opt_batch']}/{prof['max_batch']}, "
+        f"plans for {prof['specializations']}"
+    )
     for b in report["inputs"]:
         print(f"  input  {b}")
     for b in report["outputs"]:
         print(f"  output {b}")
-    print(f"  layers: {report['original_layers']} in the model → {report['final_layers']} "
-          f"in the plan for batch {report['plan_batch']}")
+    print(
+        f"  layers: {report['original_layers']} in the model → {report['final_layers']} "
+        f"in the plan for batch {report['plan_batch']}"
+    )
     for layer in report["layers"]:
         members = " + ".join(layer["members"])
         tactic = f"  [{layer['tactic']}]" if layer["tactic"] else ""
@@ -173,8 +203,10 @@ def run(args: argparse.Namespace) -> int:
             if k["kernel"] == "host":
                 print("      kernel: none, host fallback")
                 continue
-            print(f"      kernel {k['kernel']}  tile {k['tile'] or '-'}  "
-                  f"{k['registers']} registers  {k['shared_bytes']} B shared")
+            print(
+                f"      kernel {k['kernel']}  tile {k['tile'] or '-'}  "
+                f"{k['registers']} registers  {k['shared_bytes']} B shared"
+            )
     reformats = [layer for layer in report["layers"] if layer["reformat"]]
     print(f"  reformat layers: {len(reformats)}")
     for layer in reformats:
@@ -184,11 +216,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"  schedule: {report['schedule']}")
     if report["arena"]:
         arena = report["arena"]
-        by_dtype = ", ".join(f"{_STORAGE_NAMES.get(k, k)} {v / 1e6:.2f} MB"
-                             for k, v in arena.get("buffer_bytes_by_dtype", {}).items())
+        by_dtype = ", ".join(
+            f"{_STORAGE_NAMES.get(k, k)} {v / 1e6:.2f} MB"
+            for k, v in arena.get("buffer_bytes_by_dtype", {}).items()
+        )
         io = f" + {arena['io_bytes'] / 1e6:.2f} MB inputs/outputs" if "io_bytes" in arena else ""
         in_place = f"; {arena['in_place']} layers in place" if arena.get("in_place") else ""
-        print(f"  arena: {arena['bytes'] / 1e6:.2f} MB activations{io} "
-              f"(naive sum {arena['naive_bytes'] / 1e6:.2f} MB"
-              f"{'; buffers ' + by_dtype if by_dtype else ''}{in_place})")
+        print(
+            f"  arena: {arena['bytes'] / 1e6:.2f} MB activations{io} "
+            f"(naive sum {arena['naive_bytes'] / 1e6:.2f} MB"
+            f"{'; buffers ' + by_dtype if by_dtype else ''}{in_place})"
+        )
     return 0
