@@ -319,3 +319,24 @@ def test_declared_writes_are_complete(case) -> None:
         tol = 2e-3 if "fp16" in case else 1e-4
         assert_close(program.run(state, feeds), cpu.create_context().execute(feeds), tol)
         state.close()
+
+
+def test_tactic_timings_are_cached_per_device(monkeypatch, tmp_path) -> None:
+    """A second build with the same timing cache times nothing; the cache names the device."""
+    import json
+
+    from edge_infer.engine import backends
+
+    cache = tmp_path / "timing.json"
+    net = small_net(batch=1)
+    for expect_timed in (True, False):
+        timer = _FakeTimer()
+        monkeypatch.setitem(backends._instances, "cuda", CudaBackend(timer=timer))
+        options = BuildOptions(backend="cuda", backend_options=EMU, timing_cache=str(cache))
+        engine = build(net, options=options)
+        assert bool(timer.seen) is expect_timed
+        convs = [n for n in engine.graph(1).nodes if n.op_type == "FusedConv"]
+        assert {n.meta["tactic"] for n in convs} == {"ei_conv_f32_igemm_32x32x8"}
+    data = json.loads(cache.read_text())
+    assert data["device"]["gpu"] == "emulated sm_87"
+    assert all(key.startswith("cuda conv") for key in data["entries"])
