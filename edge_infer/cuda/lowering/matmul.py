@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from edge_infer.cuda.library import KernelCall
-from edge_infer.cuda.lowering import F32, OUT, S8, Layer, element_strides, lowering
+from edge_infer.cuda.lowering import F16, F32, OUT, S8, Layer, element_strides, lowering
 from edge_infer.cuda.params.gemm import TACTICS as GEMM_TACTICS
 from edge_infer.cuda.params.gemm import GemmParams
 
 
 @lowering("Gemm")
 def _gemm(layer: Layer) -> list[KernelCall] | None:
-    """Y = alpha * A' @ B' + beta * C (FP32): transposes and C's broadcast are strides."""
+    """Y = alpha * A' @ B' + beta * C, FP32 (SIMT) or FP16 (wmma, FP32 accumulation, C as
+    float: an FP16 bias is uploaded as float32): transposes and C's broadcast are strides."""
     a, b, y = layer.ins[0], layer.ins[1], layer.outs[0]
     c = layer.ins[2] if len(layer.ins) > 2 else None
     if (
@@ -21,10 +22,15 @@ def _gemm(layer: Layer) -> list[KernelCall] | None:
         or a.ndim != 2
         or b.ndim != 2
         or y.ndim != 2
-        or not (a.dtype == b.dtype == y.dtype == F32)
-        or (c is not None and c.dtype != F32)
+        or not (a.dtype == b.dtype == y.dtype)
+        or a.dtype not in (F32, F16)
     ):
         return None
+    if c is not None and c.dtype != F32:
+        if c.dtype != F16 or layer.consts[2] is None:
+            return None
+        c = layer.upload(np.asarray(layer.consts[2], np.float32))
+        layer.extra_reads.append(c)
     at = element_strides(a)
     bt = element_strides(b)
     if layer.attrs.get("transA", 0):
@@ -56,7 +62,8 @@ def _gemm(layer: Layer) -> list[KernelCall] | None:
         cs = [0] * (2 - c.ndim) + cs
         p.c_row = 0 if shape[0] == 1 else cs[0]
         p.c_col = 0 if shape[1] == 1 else cs[1]
-    tactic = next(t for t in GEMM_TACTICS if t.entry == "ei_gemm_f32_32x32")
+    entry = "ei_gemm_f32_32x32" if a.dtype == F32 else "ei_gemm_f16_wmma_32x32"
+    tactic = next(t for t in GEMM_TACTICS if t.entry == entry)
     return [tactic.call(p)]
 
 
