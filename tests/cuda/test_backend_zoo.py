@@ -77,6 +77,7 @@ def test_small_net_fp16_matches_the_cpu_fp16_engine() -> None:
 def test_yolov8n_fp16_matches_the_cpu_fp16_engine() -> None:
     model = build_model("yolov8n", seed=0, batch=1, imgsz=32)
     cpu, cuda = build_pair(model, precision="fp16")
+    assert cuda.graph(1).meta["cuda"]["host_layers"] == []
     feeds = random_feeds(cpu, 1)
     with cuda.create_context() as ctx:
         assert_close(ctx.execute(feeds), cpu.create_context().execute(feeds), FP16_TOL)
@@ -100,6 +101,9 @@ def test_small_net_int8_matches_the_cpu_int8_engine() -> None:
 def test_yolov8n_int8_matches_the_cpu_int8_engine() -> None:
     model = build_model("yolov8n", seed=0, batch=1, imgsz=32)
     cpu, cuda = _int8_pair(model, (1, 3, 32, 32))
+    # every layer on the device: the SPPF max pools and the neck's nearest resizes on int8
+    # storage go through FP32 scratch (exact), the first layer quantizes with the reformat
+    assert cuda.graph(1).meta["cuda"]["host_layers"] == []
     feeds = random_feeds(cpu, 1)
     with cuda.create_context() as ctx:
         assert_close(ctx.execute(feeds), cpu.create_context().execute(feeds))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
+from edge_infer.cuda.arena import DeviceArray
 from edge_infer.cuda.library import KernelCall
-from edge_infer.cuda.lowering import Layer, lowering
+from edge_infer.cuda.lowering import F32, S8, Layer, into_contiguous, lowering
+from edge_infer.cuda.params.copy import copy
 from edge_infer.cuda.params.pool import global_pool, pool
+from edge_infer.cuda.params.reformat import reformat
 from edge_infer.cuda.params.resize import resize, resize_tables
 
 # -- pooling, resize -----------------------------------------------------------------------
@@ -20,20 +25,56 @@ def _pool(layer: Layer) -> list[KernelCall] | None:
     if a.get("storage_order", 0):
         return None
     kind = "max" if layer.node.op_type == "MaxPool" else "avg"
-    return [
-        pool(
-            kind,
-            layer.ins[0],
-            layer.outs[0],
-            kernel_shape=a["kernel_shape"],
-            strides=a.get("strides"),
-            dilations=a.get("dilations"),
-            pads=a.get("pads"),
-            auto_pad=str(a.get("auto_pad", "NOTSET")),
-            ceil_mode=int(a.get("ceil_mode", 0)),
-            count_include_pad=int(a.get("count_include_pad", 0)),
-        )
+
+    def run(x: DeviceArray, y: DeviceArray) -> list[KernelCall]:
+        return [
+            pool(
+                kind,
+                x,
+                y,
+                kernel_shape=a["kernel_shape"],
+                strides=a.get("strides"),
+                dilations=a.get("dilations"),
+                pads=a.get("pads"),
+                auto_pad=str(a.get("auto_pad", "NOTSET")),
+                ceil_mode=int(a.get("ceil_mode", 0)),
+                count_include_pad=int(a.get("count_include_pad", 0)),
+            )
+        ]
+
+    if layer.ins[0].dtype == S8:
+        return _via_fp32(layer, run) if kind == "max" else None
+    return run(layer.ins[0], layer.outs[0])
+
+
+def _via_fp32(
+    layer: Layer, run: Callable[[DeviceArray, DeviceArray], list[KernelCall]]
+) -> list[KernelCall] | None:
+    """An INT8 layer that only selects or moves values (max pooling, nearest resize) through
+    FP32 scratch: dequantize (q * s), ``run``, quantize with the same scale. Selection
+    commutes with the monotonic dequantization, and ``q * s / s`` rounds back to ``q`` for
+    |q| <= 127 (a relative error of about 1e-7): the result equals the CPU's on the int8
+    values. Input and output must share their scale (they do: the op only moves values)."""
+    x, y = layer.ins[0], layer.outs[0]
+    scales = [
+        (v.meta.get("storage") or {}).get("scale")
+        for v in (layer.node.inputs[0], layer.node.outputs[0])
+        if v is not None
     ]
+    if x is None or len(scales) != 2 or scales[0] is None or scales[0] != scales[1]:
+        return None
+    scale = float(scales[0])
+    if not scale > 0:
+        return None
+    pre: list[KernelCall] = []
+    if not x.contiguous:  # a concat's slice: gathered first (the reformat reads contiguously)
+        packed = layer.scratch(x.shape, S8)
+        pre.append(copy(x, packed))  # type: ignore[arg-type]
+        x = packed
+    wide_in, wide_out = layer.scratch(x.shape, F32), layer.scratch(y.shape, F32)
+    pre.append(reformat(x, wide_in, scale))  # type: ignore[arg-type]
+    post = into_contiguous(layer, y, lambda dst: [reformat(wide_out, dst, scale)])  # type: ignore[arg-type]
+    return [*pre, *run(wide_in, wide_out), *post]
 
 
 @lowering("GlobalAveragePool", "GlobalMaxPool")
@@ -80,4 +121,10 @@ def _resize(layer: Layer) -> list[KernelCall] | None:
         for t in (tables.row_index, tables.row_weight, tables.col_index, tables.col_weight)
     ]
     layer.extra_reads += [d for d in dev if d is not None]
-    return [resize(x, layer.outs[0], tables, *dev)]
+
+    def run(src: DeviceArray, dst: DeviceArray) -> list[KernelCall]:
+        return [resize(src, dst, tables, *dev)]
+
+    if x.dtype == S8:  # nearest only selects values; linear would interpolate
+        return _via_fp32(layer, run) if a.get("mode", "nearest") == "nearest" else None
+    return run(x, layer.outs[0])
