@@ -125,6 +125,12 @@ class CudaBackend(Backend):
     def tuned_settings(self, options: Mapping[str, Any]) -> dict[str, Any]:
         return {}
 
+    def tactic_names(self) -> frozenset[str]:
+        """The convolution entry points a plan may name as a layer's tactic."""
+        from edge_infer.cuda.params.conv import TACTICS_BY_ENTRY
+
+        return frozenset(TACTICS_BY_ENTRY)
+
     def timer(self) -> Timer:
         if self._timer is not None:
             return self._timer
