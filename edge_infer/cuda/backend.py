@@ -56,6 +56,7 @@ class CudaBackend(Backend):
     time."""
 
     name = "cuda"
+    binds_device_buffers = True
 
     def __init__(self, timer: Timer | None = None) -> None:
         self._device_spec: str | None = None

@@ -35,11 +35,14 @@ class Bindings:
                 f"bindings are {sorted(self._specs)}"
             )
         spec, kind = self._specs[name]
-        if not isinstance(array, np.ndarray):
+        device = not isinstance(array, np.ndarray)
+        if device and not self._device_array(array):
             raise BindingError(
-                f"{kind} '{name}' must be bound to a numpy array, got {type(array).__name__}"
+                f"{kind} '{name}' must be bound to a numpy array"
+                + (" or a device array of this engine's device" if self._takes_device() else "")
+                + f", got {type(array).__name__}"
             )
-        if array.dtype != spec.dtype:
+        if np.dtype(array.dtype) != spec.dtype:
             raise BindingError(
                 f"{kind} '{name}' must be {spec.dtype.name}, got "
                 f"{array.dtype.name}; bind an array of np.{spec.dtype.name}"
@@ -61,14 +64,32 @@ class Bindings:
                     f"{kind} '{name}': batch {array.shape[0]} is outside the "
                     f"engine's profile [{p.min_batch}, {p.max_batch}]"
                 )
-        if not array.flags.c_contiguous:
+        if device:
+            if not array.contiguous:
+                raise BindingError(f"{kind} '{name}' must be a contiguous device array (it is "
+                                   "used in place)")
+        elif not array.flags.c_contiguous:
             raise BindingError(
                 f"{kind} '{name}' must be C-contiguous (it is used in place); "
                 "bind np.ascontiguousarray(array), or a slice of whole rows"
             )
-        if kind == "output" and not array.flags.writeable:
+        if kind == "output" and not device and not array.flags.writeable:
             raise BindingError(f"output '{name}' must be writeable")
         (self.inputs if kind == "input" else self.outputs)[name] = array
+
+    def _takes_device(self) -> bool:
+        from edge_infer.engine.backends import get_backend
+
+        return get_backend(self.engine.backend_name).binds_device_buffers
+
+    def _device_array(self, array: Any) -> bool:
+        """A device array this engine's backend takes in place (shape, dtype, contiguous)."""
+        return self._takes_device() and all(
+            hasattr(array, a) for a in ("shape", "dtype", "contiguous"))
+
+    def has_device_arrays(self) -> bool:
+        return any(not isinstance(a, np.ndarray)
+                   for a in [*self.inputs.values(), *self.outputs.values()])
 
     def unbind(self, name: str) -> None:
         """Forget the buffer bound to ``name`` (an output then comes back as a new array)."""

@@ -357,6 +357,11 @@ class ExecutionContext:
     def _run_bound(self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray],
                    batch: int) -> dict[str, np.ndarray]:
         plan_batch = self.engine.plan_batch_for(batch)
+        if plan_batch != batch and self._bindings.has_device_arrays():
+            raise BindingError(
+                f"device buffers of batch {batch} need a plan of that batch size; this engine "
+                f"has plans for {self.engine.batch_sizes}: bind one of those sizes or "
+                "rebuild with a profile that covers it")
         if plan_batch != batch:  # no plan of this size: padded into the arena (copies)
             results = self._execute(inputs, batch)
             for name, array in outputs.items():

@@ -258,6 +258,57 @@ def test_device_buffers_bound_in_place(engines) -> None:
         y_buf.free()
 
 
+def test_device_buffers_bound_through_the_execution_context(engines) -> None:
+    """The public path (ExecutionContext.bind / execute_bound / enqueue) takes device arrays
+    on a CUDA engine: used in place, no host copy; numpy still works, the CPU engine refuses
+    a device array, and a batch without a plan of its own is refused for device buffers."""
+    from edge_infer.cuda.arena import DeviceArray
+    from edge_infer.errors import BindingError
+
+    cpu, cuda = engines
+    feeds = random_feeds(cpu, 2)
+    ref = cpu.create_context().execute(feeds)
+    out = cuda.outputs[0]
+    shape = (2, *out.shape[1:])
+    with cuda.create_context() as ctx:
+        device = cuda.program(2).device
+        x_buf = device.allocate(feeds["x"].nbytes, "caller input")
+        y_buf = device.allocate(int(np.prod(shape)) * 4, "caller output")
+        pinned = device.allocate_host(max(x_buf.nbytes, y_buf.nbytes), "caller pinned")
+        try:
+            with device.stream("caller") as s:
+                device.host_access("caller writes", writes=[pinned])
+                pinned.view(np.float32, feeds["x"].shape)[:] = feeds["x"]
+                device.copy_htod(x_buf, pinned.region(0, x_buf.nbytes), s)
+                s.synchronize()
+                x = DeviceArray(x_buf, 0, feeds["x"].shape, np.float32)
+                y = DeviceArray(y_buf, 0, shape, np.float32)
+                ctx.bind("x", x)
+                ctx.bind(out.name, y)
+                assert ctx.execute_bound()[out.name] is y
+                assert ctx.enqueue().result()[out.name] is y
+                device.copy_dtoh(pinned.region(0, y_buf.nbytes), y_buf, s)
+                s.synchronize()
+                device.host_access("caller reads", reads=[pinned])
+                got = pinned.view(np.float32, shape).copy()
+            assert_close({out.name: got}, {out.name: ref[out.name]})
+            ctx.unbind(out.name)
+            bad = DeviceArray(x_buf, 0, (1, *feeds["x"].shape[1:]), np.float32)
+            if 1 not in cuda.batch_sizes:
+                ctx.bind("x", bad)
+                with pytest.raises(BindingError, match="need a plan of that batch size"):
+                    ctx.execute_bound()
+            ctx.unbind("x")
+            ctx.bind("x", feeds["x"])  # numpy again: copied in, as before
+            assert_close(ctx.execute_bound(), ref)
+        finally:
+            pinned.free()
+            x_buf.free()
+            y_buf.free()
+    with cpu.create_context() as cctx, pytest.raises(BindingError, match="numpy array, got"):
+        cctx.bind("x", x)
+
+
 @pytest.mark.gpu
 def test_small_net_on_a_real_gpu_matches_the_cpu_engine() -> None:
     """On a machine with an NVIDIA GPU and pycuda: the engine built and tuned (tactics timed

@@ -35,9 +35,9 @@ def get_backend(name: str) -> Backend:
         except ModuleNotFoundError as exc:
             if exc.name == module_name:  # the backend itself, not one of its dependencies
                 raise BackendError(
-                    f"backend '{name}' is not part of this edge_infer version yet (its kernels "
-                    f"and device layer are, in edge_infer/cuda/; the engine backend is being "
-                    f"written): build with --backend cpu") from None
+                    f"backend '{name}' is missing from this installation ({module_name} "
+                    f"cannot be found): reinstall edge-infer, or build with --backend cpu"
+                ) from None
             raise BackendError(f"backend '{name}' needs {exc.name}, which is not installed "
                                f"here: {_INSTALL.get(name, 'install it')}") from None
         except ImportError as exc:

@@ -145,6 +145,9 @@ class Backend(abc.ABC):
     """
 
     name: ClassVar[str]
+    #: the backend's programs take device arrays (objects with ``shape``, ``dtype`` and
+    #: ``contiguous``, e.g. :class:`edge_infer.cuda.arena.DeviceArray`) as bound buffers
+    binds_device_buffers: ClassVar[bool] = False
 
     @classmethod
     def is_available(cls) -> bool:
