@@ -56,8 +56,7 @@ def timed(fn, seconds: float) -> tuple[float, float, int]:
     return time.perf_counter() - w0, cpu_seconds() - c0, units
 
 
-def decode_cost(files: list[Path], seconds: float, fps: float, retrieve: bool
-                ) -> tuple[float, int]:
+def decode_cost(files: list[Path], seconds: float, fps: float, retrieve: bool) -> tuple[float, int]:
     """Cores used and frames read by one real-time reader thread per camera file."""
     import cv2
 
@@ -80,8 +79,9 @@ def decode_cost(files: list[Path], seconds: float, fps: float, retrieve: bool
                 stop.wait(wait)
         cap.release()
 
-    threads = [threading.Thread(target=reader, args=(k, f), daemon=True)
-               for k, f in enumerate(files)]
+    threads = [
+        threading.Thread(target=reader, args=(k, f), daemon=True) for k, f in enumerate(files)
+    ]
     for t in threads:
         t.start()
     time.sleep(2.0)  # files opened, decoders warm
@@ -94,8 +94,9 @@ def decode_cost(files: list[Path], seconds: float, fps: float, retrieve: bool
     return (c1 - c0) / (w1 - w0), f1 - f0
 
 
-def inference_rates(engine_path: Path, model: Path, frames: np.ndarray, batch: int,
-                    seconds: float) -> dict[str, float]:
+def inference_rates(
+    engine_path: Path, model: Path, frames: np.ndarray, batch: int, seconds: float
+) -> dict[str, float]:
     """Images/s and cores: ours (2 contexts at ``batch`` on 2 threads; 1 alone) and
     onnxruntime (batch 1 on 2 threads sharing a session; 1 alone)."""
     import onnxruntime as ort
@@ -144,10 +145,12 @@ def inference_rates(engine_path: Path, model: Path, frames: np.ndarray, batch: i
         return sum(done) / wall, (cpu_seconds() - c0) / wall
 
     # alternate the two systems so a slow phase of the host hits both
-    for label, fns in (("ours_2ctx", [lambda: ours(contexts[0]), lambda: ours(contexts[1])]),
-                       ("ort_2thr", [theirs, theirs]),
-                       ("ours_1ctx", [lambda: ours(contexts[0])]),
-                       ("ort_1thr", [theirs])):
+    for label, fns in (
+        ("ours_2ctx", [lambda: ours(contexts[0]), lambda: ours(contexts[1])]),
+        ("ort_2thr", [theirs, theirs]),
+        ("ours_1ctx", [lambda: ours(contexts[0])]),
+        ("ort_1thr", [theirs]),
+    ):
         rate, cores = side_by_side(fns)
         out[label] = round(rate, 1)
         out[label + "_cores"] = round(cores, 2)
@@ -159,11 +162,18 @@ def main() -> int:
     p.add_argument("--cameras", type=int, default=30)
     p.add_argument("--seconds", type=float, default=20.0, help="per measurement")
     p.add_argument("--batch", type=int, default=8, help="the daemon contexts' batch")
-    p.add_argument("--results", default=str(RESULTS), metavar="DIR",
-                   help="where the results go (default bench/results; point experiments "
-                   "elsewhere so the recorded runs stay)")
-    p.add_argument("--cache", default=str(ROOT / "build" / "bench-daemon"),
-                   help="bench/daemon.py's cache (camera files, bench.engine)")
+    p.add_argument(
+        "--results",
+        default=str(RESULTS),
+        metavar="DIR",
+        help="where the results go (default bench/results; point experiments "
+        "elsewhere so the recorded runs stay)",
+    )
+    p.add_argument(
+        "--cache",
+        default=str(ROOT / "build" / "bench-daemon"),
+        help="bench/daemon.py's cache (camera files, bench.engine)",
+    )
     p.add_argument("--model", default=str(ROOT / "models" / "edge_demo_det.onnx"))
     args = p.parse_args()
 
@@ -176,8 +186,10 @@ def main() -> int:
     engine_path = cache / "bench.engine"
     cams = sorted((cache / "cameras-640x360").glob("cam*.mp4"))[: args.cameras]
     if len(cams) < args.cameras or not engine_path.is_file():
-        raise SystemExit(f"run bench/daemon.py first (needs {args.cameras} camera files and "
-                         f"bench.engine under {cache})")
+        raise SystemExit(
+            f"run bench/daemon.py first (needs {args.cameras} camera files and "
+            f"bench.engine under {cache})"
+        )
     cores = os.cpu_count() or 1
     res: dict[str, float | str] = {"cameras": args.cameras, "cores": cores}
 
@@ -211,8 +223,9 @@ def main() -> int:
 
     res.update(inference_rates(engine_path, Path(args.model), batch, args.batch, args.seconds))
     left = cores - float(res["decode_cores"])
-    fixed = (float(res["retrieve_ms"]) + float(res["preprocess_ms"])
-             + float(res["postprocess_ms"])) / 1e3
+    fixed = (
+        float(res["retrieve_ms"]) + float(res["preprocess_ms"]) + float(res["postprocess_ms"])
+    ) / 1e3
     for sys_ in ("ours_2ctx", "ort_2thr"):
         per_frame = float(res[sys_ + "_cores"]) / float(res[sys_])
         res[sys_ + "_infer_ms"] = round(per_frame * 1e3, 2)
@@ -228,8 +241,13 @@ def main() -> int:
     path = out_dir / "capacity.json"
     history = json.loads(path.read_text()) if path.is_file() else []
     path.write_text(json.dumps([*history, res], indent=1))
-    lines = [f"Capacity, {res['time']}, {args.cameras} cameras 640x360 @ 15 fps, {cores} CPUs,"
-             f" batch {args.batch}", "", "| quantity | value |", "|---|---|"]
+    lines = [
+        f"Capacity, {res['time']}, {args.cameras} cameras 640x360 @ 15 fps, {cores} CPUs,"
+        f" batch {args.batch}",
+        "",
+        "| quantity | value |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | {v} |" for k, v in res.items() if k != "time"]
     (out_dir / "capacity.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -67,8 +67,9 @@ def main() -> int:
             continue
         if stats and stats.block_threads:
             threads = max(stats.block_threads)
-            occ = occupancy(args.sm, threads, res.registers,
-                            res.shared_bytes + stats.max_dynamic_shared)
+            occ = occupancy(
+                args.sm, threads, res.registers, res.shared_bytes + stats.max_dynamic_shared
+            )
             occ_text, limiter = f"{occ.fraction:.0%} ({occ.warps} warps)", occ.limiter
             block = "/".join(str(t) for t in sorted(stats.block_threads))
         else:
@@ -76,7 +77,8 @@ def main() -> int:
         lines.append(
             f"| {entry} | {spec.source} | {res.registers} | {res.shared_bytes} | {block} "
             f"| {occ_text} | {limiter} | {stats.launches if stats else 0} "
-            f"| {stats.seconds if stats else 0:.2f} |")
+            f"| {stats.seconds if stats else 0:.2f} |"
+        )
     text = "\n".join(lines) + "\n"
     if args.out:
         args.out.write_text(text)

@@ -42,8 +42,14 @@ def proc_sample(pid: int) -> tuple[float, float]:
     """(CPU seconds used, RSS MiB) of a process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
-    rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text()
-               .splitlines() if line.startswith("VmRSS:")) / 1024
+    rss = (
+        next(
+            int(line.split()[1])
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if line.startswith("VmRSS:")
+        )
+        / 1024
+    )
     return cpu, rss
 
 
@@ -55,8 +61,18 @@ def prepare(args: argparse.Namespace) -> tuple[Path, Path, list[Path]]:
     cams = cache / f"cameras-{args.width}x{args.height}"
     manifest = cams / "manifest.json"
     if not manifest.is_file() or len(json.loads(manifest.read_text())["cameras"]) < args.cameras:
-        write_videos(cams, args.cameras, seconds=10.0, fps=15.0, width=args.width,
-                     height=args.height, codec="h264", seed=1, workers=2, progress=True)
+        write_videos(
+            cams,
+            args.cameras,
+            seconds=10.0,
+            fps=15.0,
+            width=args.width,
+            height=args.height,
+            codec="h264",
+            seed=1,
+            workers=2,
+            progress=True,
+        )
     files = [cams / f"cam{k:02d}.mp4" for k in range(args.cameras)]
     model = Path(args.model) if args.model else ROOT / "models" / "edge_demo_det.onnx"
     if not model.is_file():
@@ -66,27 +82,42 @@ def prepare(args: argparse.Namespace) -> tuple[Path, Path, list[Path]]:
 
         model = cache / "yolov8n-320.onnx"
         if not model.is_file():
-            onnx.save(build_model("yolov8n", imgsz=320, nc=6, batch=None, fold_bn=True),
-                      str(model))
+            onnx.save(build_model("yolov8n", imgsz=320, nc=6, batch=None, fold_bn=True), str(model))
         print(f"note: using an untrained yolov8n ({model}); speed is what is measured")
     return cache, model, files
 
 
-def daemon_command(args: argparse.Namespace, cache: Path, model: Path, files: list[Path],
-                   endpoint: str) -> list[str]:
+def daemon_command(
+    args: argparse.Namespace, cache: Path, model: Path, files: list[Path], endpoint: str
+) -> list[str]:
     import yaml
 
     cfg = {
         "device_id": "bench",
-        "engine": {"path": str(cache / "bench.engine"), "onnx": str(model),
-                   "rebuild_on_mismatch": True,
-                   "build": {"min_batch": 1, "opt_batch": min(8, args.max_batch),
-                             "max_batch": args.max_batch, "tune": args.tune}},
-        "cameras": [{"type": "file", "id": f"cam{k:02d}", "path": str(f),
-                     "decode_threads": args.decode_threads}
-                    for k, f in enumerate(files)],
-        "batching": {"latency_budget_ms": args.budget_ms,
-                     **({"max_batch": args.batch_cap} if args.batch_cap else {})},
+        "engine": {
+            "path": str(cache / "bench.engine"),
+            "onnx": str(model),
+            "rebuild_on_mismatch": True,
+            "build": {
+                "min_batch": 1,
+                "opt_batch": min(8, args.max_batch),
+                "max_batch": args.max_batch,
+                "tune": args.tune,
+            },
+        },
+        "cameras": [
+            {
+                "type": "file",
+                "id": f"cam{k:02d}",
+                "path": str(f),
+                "decode_threads": args.decode_threads,
+            }
+            for k, f in enumerate(files)
+        ],
+        "batching": {
+            "latency_budget_ms": args.budget_ms,
+            **({"max_batch": args.batch_cap} if args.batch_cap else {}),
+        },
         "inference": {"workers": args.workers},
         "publisher": {"endpoints": [endpoint], "status_interval_s": 5.0},
         "logging": {"level": "WARNING"},
@@ -138,8 +169,12 @@ def naive_main(args: argparse.Namespace) -> int:
             x, lb = preprocess(frame, (320, 320))
             out = session.run(None, {name: x[None]})[0]
             dets = decode(out, [lb])[0]
-            payload = {"camera_id": cid, "seq": seq, "detections": len(dets),
-                       "latency_ms": {"total": (time.monotonic() - capture) * 1e3}}
+            payload = {
+                "camera_id": cid,
+                "seq": seq,
+                "detections": len(dets),
+                "latency_ms": {"total": (time.monotonic() - capture) * 1e3},
+            }
             with lock:
                 if stop.is_set():
                     break
@@ -148,8 +183,10 @@ def naive_main(args: argparse.Namespace) -> int:
             if wait > 0:
                 stop.wait(wait)
 
-    threads = [threading.Thread(target=camera, args=(f"cam{k:02d}", p), daemon=True)
-               for k, p in enumerate(args.naive_files)]
+    threads = [
+        threading.Thread(target=camera, args=(f"cam{k:02d}", p), daemon=True)
+        for k, p in enumerate(args.naive_files)
+    ]
     for t in threads:
         t.start()
     while not stop.wait(0.5):
@@ -207,11 +244,16 @@ def measure(cmd: list[str], endpoint: str, args: argparse.Namespace, label: str)
     span = max(1e-9, args.seconds - args.warmup)
     per_cam = [counts.get(f"cam{k:02d}", 0) / span for k in range(args.cameras)]
     warm = [s for s in samples if s[0] >= args.warmup]
-    cpu = ((warm[-1][1] - warm[0][1]) / (warm[-1][0] - warm[0][0])
-           if len(warm) >= 2 else float("nan"))
+    cpu = (
+        (warm[-1][1] - warm[0][1]) / (warm[-1][0] - warm[0][0]) if len(warm) >= 2 else float("nan")
+    )
     res = {
-        "mode": label, "cameras": args.cameras, "seconds": args.seconds, "warmup": args.warmup,
-        "fps_total": round(sum(per_cam), 2), "fps_min": round(min(per_cam), 2),
+        "mode": label,
+        "cameras": args.cameras,
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+        "fps_total": round(sum(per_cam), 2),
+        "fps_min": round(min(per_cam), 2),
         "fps_max": round(max(per_cam), 2),
         "fairness": round(min(per_cam) / max(per_cam), 3) if max(per_cam) > 0 else 0.0,
         "latency_p50_ms": round(float(np.percentile(lat, 50)), 1) if lat else None,
@@ -243,16 +285,32 @@ def main() -> int:
     p.add_argument("--height", type=int, default=360)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--max-batch", type=int, default=8)
-    p.add_argument("--batch-cap", type=int, default=None,
-                   help="batching.max_batch (default: the engine profile's max)")
+    p.add_argument(
+        "--batch-cap",
+        type=int,
+        default=None,
+        help="batching.max_batch (default: the engine profile's max)",
+    )
     p.add_argument("--budget-ms", type=float, default=250.0)
-    p.add_argument("--decode-threads", type=int, default=1,
-                   help="daemon cameras' FFmpeg decoder threads (0: FFmpeg's choice)")
-    p.add_argument("--no-tune", dest="tune", action="store_false",
-                   help="skip tactic tuning (faster first build, slower engine)")
-    p.add_argument("--results", default=str(RESULTS), metavar="DIR",
-                   help="where the results go (default bench/results; point experiments "
-                   "elsewhere so the recorded runs stay)")
+    p.add_argument(
+        "--decode-threads",
+        type=int,
+        default=1,
+        help="daemon cameras' FFmpeg decoder threads (0: FFmpeg's choice)",
+    )
+    p.add_argument(
+        "--no-tune",
+        dest="tune",
+        action="store_false",
+        help="skip tactic tuning (faster first build, slower engine)",
+    )
+    p.add_argument(
+        "--results",
+        default=str(RESULTS),
+        metavar="DIR",
+        help="where the results go (default bench/results; point experiments "
+        "elsewhere so the recorded runs stay)",
+    )
     p.add_argument("--cache", default=str(ROOT / "build" / "bench-daemon"))
     p.add_argument("--naive-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--naive-model", help=argparse.SUPPRESS)
@@ -268,30 +326,60 @@ def main() -> int:
     results = []
     if args.mode in ("both", "daemon"):
         ep = f"tcp://127.0.0.1:{free_port()}"
-        results.append(measure(daemon_command(args, cache, model, files, ep), ep, args,
-                               "daemon"))
+        results.append(measure(daemon_command(args, cache, model, files, ep), ep, args, "daemon"))
     if args.mode in ("both", "naive"):
         ep = f"tcp://127.0.0.1:{free_port()}"
-        cmd = [sys.executable, __file__, "--naive-worker", "--naive-model", str(model),
-               "--naive-endpoint", ep, "--naive-files", *map(str, files)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--naive-worker",
+            "--naive-model",
+            str(model),
+            "--naive-endpoint",
+            ep,
+            "--naive-files",
+            *map(str, files),
+        ]
         results.append(measure(cmd, ep, args, "naive"))
     out_dir = Path(args.results)
     out_dir.mkdir(parents=True, exist_ok=True)
-    run = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpus": os.cpu_count(),
-           "model": str(model), "results": results}
+    run = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "cpus": os.cpu_count(),
+        "model": str(model),
+        "results": results,
+    }
     log = out_dir / "daemon.json"
     history = json.loads(log.read_text()) if log.is_file() else []
     log.write_text(json.dumps([*history, run], indent=1))
-    cols = ["mode", "fps_total", "fps_min", "fps_max", "fairness", "latency_p50_ms",
-            "latency_p99_ms", "drop_rate", "cpu_cores", "rss_mib_end", "rss_growth_pct"]
-    lines = [f"Daemon benchmark, {run['time']}, {args.cameras} cameras "
-             f"{args.width}x{args.height} @ 15 fps, {args.seconds:.0f} s "
-             f"(first {args.warmup:.0f} s ignored), {os.cpu_count()} CPUs, model {model.name}",
-             "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    cols = [
+        "mode",
+        "fps_total",
+        "fps_min",
+        "fps_max",
+        "fairness",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "drop_rate",
+        "cpu_cores",
+        "rss_mib_end",
+        "rss_growth_pct",
+    ]
+    lines = [
+        f"Daemon benchmark, {run['time']}, {args.cameras} cameras "
+        f"{args.width}x{args.height} @ 15 fps, {args.seconds:.0f} s "
+        f"(first {args.warmup:.0f} s ignored), {os.cpu_count()} CPUs, model {model.name}",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in results]
     if len(results) == 2 and results[1]["fps_total"]:
-        lines += ["", f"processed fps, daemon / naive: "
-                      f"{results[0]['fps_total'] / results[1]['fps_total']:.2f}x"]
+        lines += [
+            "",
+            f"processed fps, daemon / naive: "
+            f"{results[0]['fps_total'] / results[1]['fps_total']:.2f}x",
+        ]
     (out_dir / "daemon.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

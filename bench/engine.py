@@ -59,23 +59,35 @@ def run_config(name: str, work: Path, args: argparse.Namespace) -> dict:
     rebuild_s = time.perf_counter() - t0
     rng = np.random.default_rng(0)
     feeds = {input_name: rng.random((batch, *chw), dtype=np.float32)}
-    report = compare(str(engine_path), str(onnx_path), feeds, batch=batch,
-                     threads=args.threads, iterations=args.iterations, warmup=5,
-                     processes=args.processes)
+    report = compare(
+        str(engine_path),
+        str(onnx_path),
+        feeds,
+        batch=batch,
+        threads=args.threads,
+        iterations=args.iterations,
+        warmup=5,
+        processes=args.processes,
+    )
     report["build_s"], report["rebuild_warm_cache_s"] = build_s, rebuild_s
     return report
 
 
 def markdown(results: dict[str, dict]) -> str:
-    lines = ["| config | edge_infer median ms | onnxruntime median ms | ratio (lower is "
-             "better) | edge_infer items/s | ORT items/s | max rel diff | build s | "
-             "rebuild s |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| config | edge_infer median ms | onnxruntime median ms | ratio (lower is "
+        "better) | edge_infer items/s | ORT items/s | max rel diff | build s | "
+        "rebuild s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
         ours, ort = r["edge_infer"], r["onnxruntime"]
         diff = max(r["max_rel_diff"].values())
-        lines.append(f"| {name} | {ours['median_ms']:.2f} | {ort['median_ms']:.2f} | "
-                     f"{r['ratio']:.2f}× | {ours['throughput']:.1f} | {ort['throughput']:.1f} | "
-                     f"{diff:.1e} | {r['build_s']:.1f} | {r['rebuild_warm_cache_s']:.1f} |")
+        lines.append(
+            f"| {name} | {ours['median_ms']:.2f} | {ort['median_ms']:.2f} | "
+            f"{r['ratio']:.2f}× | {ours['throughput']:.1f} | {ort['throughput']:.1f} | "
+            f"{diff:.1e} | {r['build_s']:.1f} | {r['rebuild_warm_cache_s']:.1f} |"
+        )
     return "\n".join(lines)
 
 

@@ -48,21 +48,37 @@ def other_library(rev: str, work: Path) -> Any:
     """The kernels of ``rev`` compiled with this tree's flags, loaded with its signatures."""
     from edge_infer.engine.backends.cpu import native
 
-    names = subprocess.run(["git", "ls-tree", "--name-only", f"{rev}:{KERNELS}"], cwd=ROOT,
-                           check=True, capture_output=True, text=True).stdout.split()
+    names = subprocess.run(
+        ["git", "ls-tree", "--name-only", f"{rev}:{KERNELS}"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     for name in names:
-        data = subprocess.run(["git", "show", f"{rev}:{KERNELS}/{name}"], cwd=ROOT, check=True,
-                              capture_output=True).stdout
+        data = subprocess.run(
+            ["git", "show", f"{rev}:{KERNELS}/{name}"], cwd=ROOT, check=True, capture_output=True
+        ).stdout
         (work / name).write_bytes(data)
     target = work / "other.so"
-    subprocess.run([native._compiler() or "cc", *native._flags(), "-o", str(target),
-                    *sorted(str(p) for p in work.glob("*.c"))], check=True)
+    subprocess.run(
+        [
+            native._compiler() or "cc",
+            *native._flags(),
+            "-o",
+            str(target),
+            *sorted(str(p) for p in work.glob("*.c")),
+        ],
+        check=True,
+    )
     lib = ctypes.CDLL(str(target))
     try:
         native.declare(lib)
     except AttributeError:  # kernels older than the argument structs of kernels/args.h
-        raise SystemExit(f"{rev} predates the kernels' argument structs (args.h): compare "
-                         "against a revision from c97de0e on") from None
+        raise SystemExit(
+            f"{rev} predates the kernels' argument structs (args.h): compare "
+            "against a revision from c97de0e on"
+        ) from None
     if native.layout_mismatches(lib):
         raise SystemExit(f"{rev}'s kernel arguments differ from this tree's (args.h)")
     return lib
@@ -104,9 +120,12 @@ def recorded_calls(layer: str, tactic: str) -> tuple[list[Any], np.ndarray]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("layers", nargs="+", metavar="LAYER:TACTIC",
-                   help=f"layers: {', '.join(LAYERS)}; tactics: direct_native, "
-                   "ocvec_native, winograd_native")
+    p.add_argument(
+        "layers",
+        nargs="+",
+        metavar="LAYER:TACTIC",
+        help=f"layers: {', '.join(LAYERS)}; tactics: direct_native, ocvec_native, winograd_native",
+    )
     p.add_argument("--against", required=True, metavar="REV", help="git revision to compare")
     p.add_argument("--pairs", type=int, default=25, help="alternating timed pairs per layer")
     args = p.parse_args()
@@ -140,20 +159,40 @@ def main() -> int:
                 t_ours.append(a if k % 2 == 0 else b)
                 t_theirs.append(b if k % 2 == 0 else a)
             ratio = np.array(t_ours) / np.array(t_theirs)
-            rows.append((layer, tactic, np.median(t_ours) * 1e3, np.median(t_theirs) * 1e3,
-                         np.median(ratio), np.quantile(ratio, 0.25), np.quantile(ratio, 0.75),
-                         diff))
-            print(f"{layer:8s} {tactic:16s} this tree {rows[-1][2]:8.3f} ms  {args.against} "
-                  f"{rows[-1][3]:8.3f} ms  ratio {rows[-1][4]:.3f} "
-                  f"[{rows[-1][5]:.3f}, {rows[-1][6]:.3f}]  max diff {diff:.1e}", flush=True)
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                         text=True).stdout.strip()
-    lines = [f"Kernels: this tree ({rev}, plus uncommitted changes) vs {args.against}, "
-             f"{time.strftime('%Y-%m-%dT%H:%M:%S')}, 1 thread, {args.pairs} alternating pairs",
-             "", "| layer | tactic | this tree ms | other ms | ratio (median) | quartiles | "
-             "max diff (rel.) |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r[0]} | {r[1]} | {r[2]:.3f} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f}–{r[6]:.3f}"
-              f" | {r[7]:.1e} |" for r in rows]
+            rows.append(
+                (
+                    layer,
+                    tactic,
+                    np.median(t_ours) * 1e3,
+                    np.median(t_theirs) * 1e3,
+                    np.median(ratio),
+                    np.quantile(ratio, 0.25),
+                    np.quantile(ratio, 0.75),
+                    diff,
+                )
+            )
+            print(
+                f"{layer:8s} {tactic:16s} this tree {rows[-1][2]:8.3f} ms  {args.against} "
+                f"{rows[-1][3]:8.3f} ms  ratio {rows[-1][4]:.3f} "
+                f"[{rows[-1][5]:.3f}, {rows[-1][6]:.3f}]  max diff {diff:.1e}",
+                flush=True,
+            )
+    rev = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    lines = [
+        f"Kernels: this tree ({rev}, plus uncommitted changes) vs {args.against}, "
+        f"{time.strftime('%Y-%m-%dT%H:%M:%S')}, 1 thread, {args.pairs} alternating pairs",
+        "",
+        "| layer | tactic | this tree ms | other ms | ratio (median) | quartiles | "
+        "max diff (rel.) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r[0]} | {r[1]} | {r[2]:.3f} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f}–{r[6]:.3f}"
+        f" | {r[7]:.1e} |"
+        for r in rows
+    ]
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "kernels.md"  # newest run first, earlier ones kept below
     earlier = path.read_text() if path.is_file() else ""

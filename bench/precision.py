@@ -36,34 +36,47 @@ def _size(model: object, folder: Path, name: str, opts: BuildOptions) -> tuple[o
 
 
 def zoo(args: argparse.Namespace) -> list[str]:
-    rows = ["| model | input | calib frames | precision | engine MB | % of FP32 | "
-            "min cosine vs FP32 | mean cosine |", "|---|---|---|---|---|---|---|---|"]
-    cases = [("yolov8n", {"imgsz": args.yolo_size}, args.yolo_size, "images"),
-             ("resnet50", {"image_size": args.resnet_size}, args.resnet_size, "input")]
+    rows = [
+        "| model | input | calib frames | precision | engine MB | % of FP32 | "
+        "min cosine vs FP32 | mean cosine |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    cases = [
+        ("yolov8n", {"imgsz": args.yolo_size}, args.yolo_size, "images"),
+        ("resnet50", {"image_size": args.resnet_size}, args.resnet_size, "input"),
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         for name, kw, size, inp in cases:
             model = build_model(name, batch=1, **kw)
             t0 = time.perf_counter()
-            cal = calibrate(model, _inputs(args.calib_frames, size, seed=1),
-                            calibrator=args.calibrator)
+            cal = calibrate(
+                model, _inputs(args.calib_frames, size, seed=1), calibrator=args.calibrator
+            )
             print(f"{name}: calibrated in {time.perf_counter() - t0:.0f} s")
             base = BuildOptions(shapes={inp: (1, 3, size, size)}, tune=False)
             ref, ref_size = _size(model, Path(tmp), f"{name}_fp32", base)
             ctx = ref.create_context()
             evals = _inputs(args.eval_frames, size, seed=99)
             want = [ctx.execute({inp: x[None]}) for x in evals]
-            rows.append(f"| {name} | {size}x{size} | - | fp32 | {ref_size / 1e6:.2f} | 100% "
-                        "| 1 | 1 |")
+            rows.append(
+                f"| {name} | {size}x{size} | - | fp32 | {ref_size / 1e6:.2f} | 100% | 1 | 1 |"
+            )
             for prec in ("fp16", "int8"):
-                opts = BuildOptions(shapes=base.shapes, tune=False, precision=prec,
-                                    extra={"calibration": cal.cache})
+                opts = BuildOptions(
+                    shapes=base.shapes, tune=False, precision=prec, extra={"calibration": cal.cache}
+                )
                 eng, nbytes = _size(model, Path(tmp), f"{name}_{prec}", opts)
                 c = eng.create_context()
-                cos = [cosine_similarity(w[k], c.execute({inp: x[None]})[k])
-                       for x, w in zip(evals, want, strict=True) for k in w]
-                rows.append(f"| {name} | {size}x{size} | {args.calib_frames} | {prec} | "
-                            f"{nbytes / 1e6:.2f} | {100 * nbytes / ref_size:.0f}% | "
-                            f"{min(cos):.6f} | {np.mean(cos):.6f} |")
+                cos = [
+                    cosine_similarity(w[k], c.execute({inp: x[None]})[k])
+                    for x, w in zip(evals, want, strict=True)
+                    for k in w
+                ]
+                rows.append(
+                    f"| {name} | {size}x{size} | {args.calib_frames} | {prec} | "
+                    f"{nbytes / 1e6:.2f} | {100 * nbytes / ref_size:.0f}% | "
+                    f"{min(cos):.6f} | {np.mean(cos):.6f} |"
+                )
                 print(rows[-1])
     return rows
 
@@ -84,13 +97,17 @@ def detector(args: argparse.Namespace) -> list[str]:
     import onnx
 
     name, (w, h) = _onnx_input(Path(args.model))
-    dim0 = onnx.load(args.model, load_external_data=False).graph.input[0].type.tensor_type \
-        .shape.dim[0]
+    dim0 = (
+        onnx.load(args.model, load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
+    )
     if dim0.HasField("dim_value") and dim0.dim_value > 0:  # a fixed batch
         shapes: dict = {"shapes": {name: (dim0.dim_value, 3, h, w)}}
     else:
-        shapes = {"min_shapes": {name: (1, 3, h, w)}, "opt_shapes": {name: (8, 3, h, w)},
-                  "max_shapes": {name: (8, 3, h, w)}}
+        shapes = {
+            "min_shapes": {name: (1, 3, h, w)},
+            "opt_shapes": {name: (8, 3, h, w)},
+            "max_shapes": {name: (8, 3, h, w)},
+        }
     t0 = time.perf_counter()
     if args.cache and Path(args.cache).is_file():
         from edge_infer.engine.calibration import CalibrationResult
@@ -104,28 +121,43 @@ def detector(args: argparse.Namespace) -> list[str]:
         if args.cache:
             cal.cache.save(args.cache)
     print(f"calibrated on {cal.frames_used} frames in {time.perf_counter() - t0:.0f} s")
-    rows = [f"val set: {args.val} ({len(coco['images'])} images); calibration: "
-            f"{cal.frames_used} frames of {args.calib}, {args.calibrator}", "",
-            "| precision | engine MB | % of FP32 | mAP@0.5 | Δ vs FP32 | mAP@0.5:0.95 |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        f"val set: {args.val} ({len(coco['images'])} images); calibration: "
+        f"{cal.frames_used} frames of {args.calib}, {args.calibrator}",
+        "",
+        "| precision | engine MB | % of FP32 | mAP@0.5 | Δ vs FP32 | mAP@0.5:0.95 |",
+        "|---|---|---|---|---|---|",
+    ]
     base = None
     with tempfile.TemporaryDirectory() as tmp:
         ref_size = 0
         for prec in args.precisions.split(","):
             # "int8+fp16": INT8 with the other layers in FP16 (`build --int8 --fp16`)
             mode, _, fallback = prec.partition("+")
-            opts = BuildOptions(tune=False, precision=mode, int8_fallback=fallback or "fp32",
-                                extra={"calibration": cal.cache}, **shapes)
+            opts = BuildOptions(
+                tune=False,
+                precision=mode,
+                int8_fallback=fallback or "fp32",
+                extra={"calibration": cal.cache},
+                **shapes,
+            )
             eng, nbytes = _size(args.model, Path(tmp), prec, opts)
             ref_size = ref_size or nbytes
             ctx = eng.create_context()
-            runner = ModelRunner(lambda x, c=ctx, e=eng: c.execute({e.inputs[0].name: x})[
-                e.outputs[0].name], (w, h), eng.profile.max_batch, prec)
-            res = evaluate_on_coco(runner, coco, root, min(8, eng.profile.max_batch),
-                                   progress=False)
+            runner = ModelRunner(
+                lambda x, c=ctx, e=eng: c.execute({e.inputs[0].name: x})[e.outputs[0].name],
+                (w, h),
+                eng.profile.max_batch,
+                prec,
+            )
+            res = evaluate_on_coco(
+                runner, coco, root, min(8, eng.profile.max_batch), progress=False
+            )
             base = res.map50 if base is None else base
-            rows.append(f"| {prec} | {nbytes / 1e6:.2f} | {100 * nbytes / ref_size:.0f}% | "
-                        f"{res.map50:.4f} | {res.map50 - base:+.4f} | {res.map50_95:.4f} |")
+            rows.append(
+                f"| {prec} | {nbytes / 1e6:.2f} | {100 * nbytes / ref_size:.0f}% | "
+                f"{res.map50:.4f} | {res.map50 - base:+.4f} | {res.map50_95:.4f} |"
+            )
             print(rows[-1])
     return rows
 
@@ -148,8 +180,11 @@ def main() -> None:
     d.add_argument("--limit", type=int, default=0, help="first N val images only")
     d.add_argument("--calibrator", default="entropy")
     d.add_argument("--cache", help="calibration cache: reused when it exists, else written")
-    d.add_argument("--precisions", default="fp32,fp16,int8",
-                   help="engines to measure, the first the reference (int8+fp16: --int8 --fp16)")
+    d.add_argument(
+        "--precisions",
+        default="fp32,fp16,int8",
+        help="engines to measure, the first the reference (int8+fp16: --int8 --fp16)",
+    )
     d.add_argument("--out")
     args = p.parse_args()
     rows = zoo(args) if args.what == "zoo" else detector(args)

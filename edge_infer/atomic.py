@@ -46,13 +46,16 @@ def _remove_stale_temps(target: Path) -> None:
     killed mid-write): those whose pid is gone, and pid-less ones older than an hour."""
     prefix = f".{target.name}."
     try:
-        candidates = [p for p in target.parent.iterdir()
-                      if p.name.startswith(prefix) and p.name.endswith(".tmp")]
+        candidates = [
+            p
+            for p in target.parent.iterdir()
+            if p.name.startswith(prefix) and p.name.endswith(".tmp")
+        ]
     except OSError:  # no folder yet, or unreadable: nothing to clean
         return
     now = time.time()
     for tmp in candidates:
-        parts = tmp.name[len(prefix):-len(".tmp")].split(".")
+        parts = tmp.name[len(prefix) : -len(".tmp")].split(".")
         try:
             if len(parts) == 2 and parts[0].isdigit():
                 stale = not _pid_alive(int(parts[0]))

@@ -261,21 +261,33 @@ def test_build_with_fixed_shapes_and_no_tuning(work: Path) -> None:
 
 def test_build_tuned_for_a_thread_count(engine: Path, work: Path) -> None:
     """--threads N times the tactics with N threads per context and says so everywhere."""
-    out = ok(cli("build", "tiny.onnx", "-o", "one.engine", "--shapes", "x:2x3x16x16",
-                 "--threads", "1", cwd=work))
+    out = ok(
+        cli(
+            "build",
+            "tiny.onnx",
+            "-o",
+            "one.engine",
+            "--shapes",
+            "x:2x3x16x16",
+            "--threads",
+            "1",
+            cwd=work,
+        )
+    )
     assert "tuned at threads_per_context=1" in out
     rec = Engine.load(work / "one.engine").build_record
     # a CPU-backend setting: in the backend's options and settings, not the builder's
     assert rec["backend_settings"] == {"threads_per_context": 1}
     assert rec["options"]["backend_options"] == {"threads": 1}
     assert "--threads 1" in rec["rebuild_command"]
-    assert "tactics timed at threads_per_context=1" in ok(cli("inspect", "one.engine",
-                                                              cwd=work))
+    assert "tactics timed at threads_per_context=1" in ok(cli("inspect", "one.engine", cwd=work))
     # the default: the thread budget, all cores in one context
     default = Engine.load(engine).build_record
     assert default["backend_settings"] == {"threads_per_context": os.cpu_count()}
-    assert default["options"]["backend_options"] == {} and "--threads" not in default[
-        "rebuild_command"]
+    assert (
+        default["options"]["backend_options"] == {}
+        and "--threads" not in default["rebuild_command"]
+    )
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "two"])
@@ -339,8 +351,10 @@ def test_infer_with_input_file_matches_onnxruntime(engine: Path, work: Path) -> 
     [
         ("x", "--input 'x': expected NAME=FILE.npy"),
         ("x=missing.npy", "--input 'x=missing.npy': no such file missing.npy"),
-        ("x=tiny.onnx",
-         "--input 'x=tiny.onnx': tiny.onnx is not a .npy file holding a plain numeric array"),
+        (
+            "x=tiny.onnx",
+            "--input 'x=tiny.onnx': tiny.onnx is not a .npy file holding a plain numeric array",
+        ),
         ("x=x_bad_shape.npy", "input 'x' must have shape ['N', 3, 16, 16], got [2, 3, 15, 16]"),
         ("image=x_bad_shape.npy", "unknown ['image'], missing ['x']"),
     ],

@@ -24,13 +24,26 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
-        (["--shapes", "images:2x3x16x16"],
-         "shapes (--shapes) 'images': not an input of the model; its inputs: x ['N', 3, 16, 16]"),
-        (["--min-shapes", "X:1x3x16x16", "--opt-shapes", "X:2x3x16x16",
-          "--max-shapes", "X:4x3x16x16"], "min_shapes (--min-shapes) 'X', opt_shapes "
-         "(--opt-shapes) 'X', max_shapes (--max-shapes) 'X': not an input"),
-        (["--shapes", "x:1,3,16,16"],
-         "dims are separated by 'x' (commas separate inputs): write x:1x3x16x16"),
+        (
+            ["--shapes", "images:2x3x16x16"],
+            "shapes (--shapes) 'images': not an input of the model; its inputs: x ['N', 3, 16, 16]",
+        ),
+        (
+            [
+                "--min-shapes",
+                "X:1x3x16x16",
+                "--opt-shapes",
+                "X:2x3x16x16",
+                "--max-shapes",
+                "X:4x3x16x16",
+            ],
+            "min_shapes (--min-shapes) 'X', opt_shapes "
+            "(--opt-shapes) 'X', max_shapes (--max-shapes) 'X': not an input",
+        ),
+        (
+            ["--shapes", "x:1,3,16,16"],
+            "dims are separated by 'x' (commas separate inputs): write x:1x3x16x16",
+        ),
         (["--calib-cache", "c.cache"], "--calib-cache is for INT8 engines: add --int8"),
         ([], "no output: give -o OUT.engine (or --saveEngine OUT.engine)"),
     ],
@@ -46,18 +59,37 @@ def test_mistakes_are_one_line_errors(work: Path, flags: list[str], expected: st
 
 
 def test_trtexec_spellings_build_the_same_engine(work: Path) -> None:
-    ok(cli("build", "--onnx", "tiny.onnx", "--saveEngine", "trt.engine",
-           "--minShapes", "x:1x3x16x16", "--optShapes", "x:2x3x16x16",
-           "--maxShapes", "x:4x3x16x16", "--timingCacheFile", "timing.json", "--no-tune",
-           "--quiet", cwd=work))
+    ok(
+        cli(
+            "build",
+            "--onnx",
+            "tiny.onnx",
+            "--saveEngine",
+            "trt.engine",
+            "--minShapes",
+            "x:1x3x16x16",
+            "--optShapes",
+            "x:2x3x16x16",
+            "--maxShapes",
+            "x:4x3x16x16",
+            "--timingCacheFile",
+            "timing.json",
+            "--no-tune",
+            "--quiet",
+            cwd=work,
+        )
+    )
     engine = api.Engine.load(work / "trt.engine")
     assert min(engine.batch_sizes) == 1 and max(engine.batch_sizes) == 4
-    line = error_line(cli("build", "tiny.onnx", "--onnx", "other.onnx", "-o", "t.engine",
-                          cwd=work), "build")
+    line = error_line(
+        cli("build", "tiny.onnx", "--onnx", "other.onnx", "-o", "t.engine", cwd=work), "build"
+    )
     assert "two models given" in line
 
 
 def test_python_api_refuses_unknown_shape_names(work: Path) -> None:
     with pytest.raises(BuildError, match=r"'imgs': not an input of the model; its inputs: x"):
-        api.build(str(work / "tiny.onnx"), options=api.BuildOptions(
-            shapes={"imgs": (1, 3, 16, 16)}, tune=False))
+        api.build(
+            str(work / "tiny.onnx"),
+            options=api.BuildOptions(shapes={"imgs": (1, 3, 16, 16)}, tune=False),
+        )

@@ -118,9 +118,14 @@ def export_onnx(model: Detector, path: Path) -> None:
     m.detect.prepare_export(IMGSZ)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.onnx.export(
-        m, (torch.zeros(1, 3, IMGSZ, IMGSZ),), str(tmp), opset_version=17,
-        input_names=["images"], output_names=["output0"],
-        dynamic_axes={"images": {0: "batch"}, "output0": {0: "batch"}}, dynamo=False,
+        m,
+        (torch.zeros(1, 3, IMGSZ, IMGSZ),),
+        str(tmp),
+        opset_version=17,
+        input_names=["images"],
+        output_names=["output0"],
+        dynamic_axes={"images": {0: "batch"}, "output0": {0: "batch"}},
+        dynamo=False,
     )
     import onnx
 
@@ -135,9 +140,14 @@ def export_onnx(model: Detector, path: Path) -> None:
     proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
     onnx.checker.check_model(proto)
     # metadata as ultralytics writes it (Python literals, read back with ast.literal_eval)
-    meta = {"names": str(dict(enumerate(CLASSES))), "imgsz": str([IMGSZ, IMGSZ]),
-            "stride": "32", "task": "detect", "batch": "1",
-            "description": "edge_infer demo detector (synthetic world), YOLOv8-style"}
+    meta = {
+        "names": str(dict(enumerate(CLASSES))),
+        "imgsz": str([IMGSZ, IMGSZ]),
+        "stride": "32",
+        "task": "detect",
+        "batch": "1",
+        "description": "edge_infer demo detector (synthetic world), YOLOv8-style",
+    }
     for k, v in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
@@ -161,9 +171,14 @@ def train(args: argparse.Namespace) -> None:
         if not p.requires_grad:
             continue
         (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr,
-                            betas=(0.937, 0.999))
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": args.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=args.lr,
+        betas=(0.937, 0.999),
+    )
     ema = EMA(model)
     loss_fn = DetectionLoss(len(CLASSES))
     shapes = [(IMGSZ // s, IMGSZ // s) for s in STRIDES]
@@ -204,14 +219,30 @@ def train(args: argparse.Namespace) -> None:
         if (it + 1) % 25 == 0 or it + 1 == total:
             el = time.monotonic() - t0
             cpu = time.process_time() - c0 + cpu_before
-            log.info("it %d/%d ep %.2f lr %.5f box %.3f cls %.3f dfl %.3f  %.1f s wall, "
-                     "%.1f s cpu (%.2f it/s)", it + 1, total, (it + 1) / per_epoch, lr,
-                     *smooth.tolist(), el, cpu, (it + 1 - start) / el)
+            log.info(
+                "it %d/%d ep %.2f lr %.5f box %.3f cls %.3f dfl %.3f  %.1f s wall, "
+                "%.1f s cpu (%.2f it/s)",
+                it + 1,
+                total,
+                (it + 1) / per_epoch,
+                lr,
+                *smooth.tolist(),
+                el,
+                cpu,
+                (it + 1 - start) / el,
+            )
         if (it + 1) % args.save_every == 0 or it + 1 == total:
             tmp = workdir / "last.pt.tmp"
-            torch.save({"model": model.state_dict(), "ema": ema.ema.state_dict(),
-                        "opt": opt.state_dict(), "iter": it + 1,
-                        "cpu": time.process_time() - c0 + cpu_before}, tmp)
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "ema": ema.ema.state_dict(),
+                    "opt": opt.state_dict(),
+                    "iter": it + 1,
+                    "cpu": time.process_time() - c0 + cpu_before,
+                },
+                tmp,
+            )
             os.replace(tmp, ckpt)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

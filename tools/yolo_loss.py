@@ -57,8 +57,11 @@ def tal_assign(
     b, a, nc = pd_scores.shape
     m = gt_boxes.shape[1]
     if m == 0:
-        return (torch.zeros_like(pd_boxes), torch.zeros_like(pd_scores),
-                torch.zeros(b, a, dtype=torch.bool))
+        return (
+            torch.zeros_like(pd_boxes),
+            torch.zeros_like(pd_scores),
+            torch.zeros(b, a, dtype=torch.bool),
+        )
     # anchor centres strictly inside each gt box: [b, M, A]
     lt = anchors[None, None] - gt_boxes[:, :, None, :2]
     rb = gt_boxes[:, :, None, 2:] - anchors[None, None]
@@ -130,8 +133,12 @@ class DetectionLoss:
         dist, logits = x.split((4 * REG_MAX, self.nc), 2)
         pd_boxes = bbox_decode(anchors, dist)  # grid units
         t_boxes, t_scores, fg = tal_assign(
-            logits.detach().sigmoid(), pd_boxes.detach() * strides, anchors * strides,
-            gt_labels, gt_boxes, gt_mask,
+            logits.detach().sigmoid(),
+            pd_boxes.detach() * strides,
+            anchors * strides,
+            gt_labels,
+            gt_boxes,
+            gt_mask,
         )
         tss = t_scores.sum().clamp(min=1.0)
         loss_cls = F.binary_cross_entropy_with_logits(logits, t_scores, reduction="sum") / tss

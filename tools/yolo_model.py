@@ -34,8 +34,14 @@ class Conv(nn.Module):
         """Fold the BatchNorm into the convolution (as ultralytics does before export)."""
         w, bn = self.conv.weight, self.bn
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        fused = nn.Conv2d(self.conv.in_channels, self.conv.out_channels, self.conv.kernel_size,
-                          self.conv.stride, self.conv.padding, bias=True)
+        fused = nn.Conv2d(
+            self.conv.in_channels,
+            self.conv.out_channels,
+            self.conv.kernel_size,
+            self.conv.stride,
+            self.conv.padding,
+            bias=True,
+        )
         fused.weight.data = w.data * scale.view(-1, 1, 1, 1)
         fused.bias.data = bn.bias.data - bn.running_mean * scale
         self.conv = fused
@@ -118,8 +124,10 @@ class Detect(nn.Module):
         self.nc, self.no = nc, nc + 4 * REG_MAX
         self.export = False
         self.cv2 = nn.ModuleList(
-            nn.Sequential(Conv(c, hidden, 3), Conv(hidden, hidden, 3),
-                          nn.Conv2d(hidden, 4 * REG_MAX, 1)) for c in ch
+            nn.Sequential(
+                Conv(c, hidden, 3), Conv(hidden, hidden, 3), nn.Conv2d(hidden, 4 * REG_MAX, 1)
+            )
+            for c in ch
         )
         self.cv3 = nn.ModuleList(
             nn.Sequential(Conv(c, hidden, 3), Conv(hidden, hidden, 3), nn.Conv2d(hidden, nc, 1))

@@ -15,21 +15,45 @@ from edge_infer.errors import BuildError
 
 def add_precision_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("precision")
-    g.add_argument("--fp16", action="store_true",
-                   help="FP16 layers (with --int8: FP16 for the layers not in INT8)")
-    g.add_argument("--int8", action="store_true",
-                   help="INT8 convolutions from a calibration cache (see `edge-infer calibrate`)")
-    g.add_argument("--calib-cache", "--calib", dest="calib_cache", metavar="CACHE",
-                   help="calibration cache for --int8")
-    g.add_argument("--layer-precision", metavar="NAME:PREC,...",
-                   help="per-layer overrides, PREC one of fp32, fp16, int8")
-    g.add_argument("--max-map-drop", type=float, metavar="D",
-                   help="with --int8 and --dataset: keep the most sensitive layers in "
-                   "FP16/FP32 until mAP@0.5 is within D of the FP32 engine")
-    g.add_argument("--dataset", metavar="VAL.json",
-                   help="COCO-format validation set for --max-map-drop")
-    g.add_argument("--sensitivity-frames", type=int, default=4, metavar="N",
-                   help="frames for the per-layer sensitivity of --max-map-drop (default 4)")
+    g.add_argument(
+        "--fp16",
+        action="store_true",
+        help="FP16 layers (with --int8: FP16 for the layers not in INT8)",
+    )
+    g.add_argument(
+        "--int8",
+        action="store_true",
+        help="INT8 convolutions from a calibration cache (see `edge-infer calibrate`)",
+    )
+    g.add_argument(
+        "--calib-cache",
+        "--calib",
+        dest="calib_cache",
+        metavar="CACHE",
+        help="calibration cache for --int8",
+    )
+    g.add_argument(
+        "--layer-precision",
+        metavar="NAME:PREC,...",
+        help="per-layer overrides, PREC one of fp32, fp16, int8",
+    )
+    g.add_argument(
+        "--max-map-drop",
+        type=float,
+        metavar="D",
+        help="with --int8 and --dataset: keep the most sensitive layers in "
+        "FP16/FP32 until mAP@0.5 is within D of the FP32 engine",
+    )
+    g.add_argument(
+        "--dataset", metavar="VAL.json", help="COCO-format validation set for --max-map-drop"
+    )
+    g.add_argument(
+        "--sensitivity-frames",
+        type=int,
+        default=4,
+        metavar="N",
+        help="frames for the per-layer sensitivity of --max-map-drop (default 4)",
+    )
 
 
 def precision_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -41,8 +65,10 @@ def precision_options(args: argparse.Namespace) -> dict[str, Any]:
     else:
         precision, fallback = ("fp16" if args.fp16 else "fp32"), "fp32"
     if args.int8 and not args.calib_cache:
-        raise BuildError("--int8 needs --calib-cache CACHE; create one with `edge-infer "
-                         "calibrate MODEL.onnx --data FRAMES -o CACHE`")
+        raise BuildError(
+            "--int8 needs --calib-cache CACHE; create one with `edge-infer "
+            "calibrate MODEL.onnx --data FRAMES -o CACHE`"
+        )
     if args.calib_cache and not args.int8:
         raise BuildError("--calib-cache is for INT8 engines: add --int8, or drop --calib-cache")
     if args.calib_cache and not Path(args.calib_cache).is_file():
@@ -80,12 +106,18 @@ def build_to_budget(args: argparse.Namespace, opts: Any) -> Any:
         inp, out = engine.inputs[0], engine.outputs[0].name
         ctx = engine.create_context()
         batch = min(8, engine.profile.max_batch)
-        runner = ModelRunner(lambda x: ctx.execute({inp.name: x})[out],
-                             (inp.shape[3], inp.shape[2]), engine.profile.max_batch, "engine")
+        runner = ModelRunner(
+            lambda x: ctx.execute({inp.name: x})[out],
+            (inp.shape[3], inp.shape[2]),
+            engine.profile.max_batch,
+            "engine",
+        )
         return evaluate_on_coco(runner, coco, root, batch, progress=False).map50
 
-    probe = build(args.model, options=opts.replace(
-        precision="fp32", layer_precision={}, tune=False, progress=False))
+    probe = build(
+        args.model,
+        options=opts.replace(precision="fp32", layer_precision={}, tune=False, progress=False),
+    )
     inp = probe.inputs[0]
     size = (inp.shape[3], inp.shape[2])
     images = coco["images"][: max(1, args.sensitivity_frames)]
@@ -100,8 +132,10 @@ def build_to_budget(args: argparse.Namespace, opts: Any) -> Any:
     engine = build(args.model, args.output, options=final_opts)
     fallback = opts.int8_fallback.upper()
     print(f"layers kept in {fallback}: {', '.join(result.fallen_back) or 'none'}")
-    print(f"mAP@0.5: FP32 {result.baseline:.4f}, final {result.score:.4f} "
-          f"(drop {result.drop:+.4f}, budget {args.max_map_drop})")
+    print(
+        f"mAP@0.5: FP32 {result.baseline:.4f}, final {result.score:.4f} "
+        f"(drop {result.drop:+.4f}, budget {args.max_map_drop})"
+    )
     if not result.within_budget:
         print(f"warning: even with every INT8 layer in {fallback} the drop exceeds the budget")
     return engine

@@ -19,20 +19,36 @@ def register(sub: argparse._SubParsersAction) -> None:
         "device: copy it to other devices running the same model.",
     )
     p.add_argument("model", help="ONNX model file")
-    p.add_argument("--data", required=True,
-                   help="folder of images, video file, or camera URL (rtsp://..., or a device "
-                   "number)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="folder of images, video file, or camera URL (rtsp://..., or a device number)",
+    )
     p.add_argument("-o", "--output", required=True, help="calibration cache file to write")
-    p.add_argument("--calibrator", choices=("entropy", "minmax", "percentile"),
-                   default="entropy", help="entropy (default; TensorRT's KL search), minmax, "
-                   "or percentile")
-    p.add_argument("--percentile", type=float, default=99.99,
-                   help="percentile of |x| for --calibrator percentile (default 99.99)")
-    p.add_argument("--frames", type=int, default=500,
-                   help="calibration frames to use (default 500; 0 = all a folder holds)")
+    p.add_argument(
+        "--calibrator",
+        choices=("entropy", "minmax", "percentile"),
+        default="entropy",
+        help="entropy (default; TensorRT's KL search), minmax, or percentile",
+    )
+    p.add_argument(
+        "--percentile",
+        type=float,
+        default=99.99,
+        help="percentile of |x| for --calibrator percentile (default 99.99)",
+    )
+    p.add_argument(
+        "--frames",
+        type=int,
+        default=500,
+        help="calibration frames to use (default 500; 0 = all a folder holds)",
+    )
     p.add_argument("--shapes", help="input shape if the model's is not fixed: NAME:1x3xHxW")
-    p.add_argument("--config", metavar="DAEMON.yaml",
-                   help="preprocess as this daemon config does (its preprocess.color_order)")
+    p.add_argument(
+        "--config",
+        metavar="DAEMON.yaml",
+        help="preprocess as this daemon config does (its preprocess.color_order)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
 
@@ -55,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
     if args.config:
         from edge_infer.pipeline.config import load_config
 
-        data = CalibrationData.for_daemon(args.data, (int(w), int(h)), load_config(args.config),
-                                          args.frames)
+        data = CalibrationData.for_daemon(
+            args.data, (int(w), int(h)), load_config(args.config), args.frames
+        )
     else:
         data = CalibrationData(args.data, (int(w), int(h)), args.frames)
     kind = data.kind  # validates the source before the model runs
@@ -65,14 +82,21 @@ def run(args: argparse.Namespace) -> int:
     total = args.frames or None
     bar = tqdm(total=total, desc="calibrating", unit="frame", disable=args.quiet)
     try:
-        result = calibrate(args.model, data, calibrator=args.calibrator,
-                           percentile=args.percentile, shapes=shapes,
-                           on_frame=lambda _: bar.update(1))
+        result = calibrate(
+            args.model,
+            data,
+            calibrator=args.calibrator,
+            percentile=args.percentile,
+            shapes=shapes,
+            on_frame=lambda _: bar.update(1),
+        )
     finally:
         bar.close()
     result.cache.save(args.output)
     if not args.quiet:
         print(result.summary())
-        print(f"wrote {args.output}: {len(result.cache.scales)} tensors, {args.calibrator} "
-              f"calibrator, {result.frames_used} frames")
+        print(
+            f"wrote {args.output}: {len(result.cache.scales)} tensors, {args.calibrator} "
+            f"calibrator, {result.frames_used} frames"
+        )
     return 0

@@ -23,12 +23,19 @@ DEMO_MODEL = Path("models/edge_demo_det.onnx")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the daemon on synthetic cameras and show the output",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(
+        "demo",
+        help="run the daemon on synthetic cameras and show the output",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("--out", default="demo-out", help="output and cache folder (default demo-out)")
     p.add_argument("--cameras", type=int, default=8, help="number of cameras (default 8)")
-    p.add_argument("--rtsp", type=int, default=2,
-                   help="cameras served over loopback RTSP when available (default 2)")
+    p.add_argument(
+        "--rtsp",
+        type=int,
+        default=2,
+        help="cameras served over loopback RTSP when available (default 2)",
+    )
     p.add_argument("--seconds", type=float, default=10.0, help="how long to subscribe")
     p.add_argument("--model", default=None, help="ONNX detector (default: the demo detector)")
     p.add_argument("--port", type=int, default=0, help="publisher TCP port (default: free)")
@@ -44,8 +51,18 @@ def _videos(out: Path, cameras: int) -> dict:
         if len(m["cameras"]) >= cameras and all("h264" in c["files"] for c in m["cameras"]):
             return m
     t0 = time.monotonic()
-    write_videos(out, cameras, seconds=5.0, fps=15.0, width=640, height=360, codec="h264",
-                 seed=0, workers=min(2, os.cpu_count() or 1), progress=False)
+    write_videos(
+        out,
+        cameras,
+        seconds=5.0,
+        fps=15.0,
+        width=640,
+        height=360,
+        codec="h264",
+        seed=0,
+        workers=min(2, os.cpu_count() or 1),
+        progress=False,
+    )
     print(f"rendered {cameras} synthetic cameras in {time.monotonic() - t0:.1f} s")
     return json.loads(manifest.read_text())
 
@@ -61,42 +78,52 @@ def _model(arg: str | None, cache: Path) -> tuple[Path, list[str]]:
 
         from edge_infer.zoo import build_model
 
-        onnx.save(build_model("yolov8n", imgsz=320, nc=6, batch=None, fold_bn=True),
-                  str(fallback))
-    return fallback, [f"{DEMO_MODEL} not found: using an untrained yolov8n "
-                      "(the boxes will be meaningless)"]
+        onnx.save(build_model("yolov8n", imgsz=320, nc=6, batch=None, fold_bn=True), str(fallback))
+    return fallback, [
+        f"{DEMO_MODEL} not found: using an untrained yolov8n (the boxes will be meaningless)"
+    ]
 
 
-def write_config(path: Path, cams: list[dict], model: Path, engine: Path, endpoint: str,
-                 classes: list[str]) -> None:
+def write_config(
+    path: Path, cams: list[dict], model: Path, engine: Path, endpoint: str, classes: list[str]
+) -> None:
     """The demo's daemon config (also a readable example of the format)."""
     import yaml
 
     cfg = {
         "device_id": "demo",
-        "engine": {"path": str(engine), "onnx": str(model), "rebuild_on_mismatch": True,
-                   "build": {"min_batch": 1, "opt_batch": 4, "max_batch": 4, "tune": True}},
+        "engine": {
+            "path": str(engine),
+            "onnx": str(model),
+            "rebuild_on_mismatch": True,
+            "build": {"min_batch": 1, "opt_batch": 4, "max_batch": 4, "tune": True},
+        },
         "cameras": cams,
         "batching": {"latency_budget_ms": 400},
         "inference": {"workers": 2},
         "postprocess": {"class_names": classes, "score_threshold": 0.3},
-        "publisher": {"endpoints": [endpoint], "status_interval_s": 2.0,
-                      "preview": {"enabled": True, "interval_s": 1.0, "max_width": 320}},
+        "publisher": {
+            "endpoints": [endpoint],
+            "status_interval_s": 2.0,
+            "preview": {"enabled": True, "interval_s": 1.0, "max_width": 320},
+        },
         "health": {"shutdown_timeout_s": 10},
     }
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
-def summary_table(per_cam: dict[str, tuple[int, int]], took: float,
-                  status: dict | None) -> str:
+def summary_table(per_cam: dict[str, tuple[int, int]], took: float, status: dict | None) -> str:
     """The demo's result as a table: one row per camera, then latency and batch sizes."""
-    rows = [("camera", "frames", "fps", "boxes", "state"), ("-" * 8, "-" * 6, "-" * 5,
-                                                           "-" * 5, "-" * 9)]
+    rows = [
+        ("camera", "frames", "fps", "boxes", "state"),
+        ("-" * 8, "-" * 6, "-" * 5, "-" * 5, "-" * 9),
+    ]
     cams = (status or {}).get("cameras", {})
     for cam in sorted(per_cam):
         n, boxes = per_cam[cam]
-        rows.append((cam, str(n), f"{n / took:.1f}", str(boxes),
-                     cams.get(cam, {}).get("state", "?")))
+        rows.append(
+            (cam, str(n), f"{n / took:.1f}", str(boxes), cams.get(cam, {}).get("state", "?"))
+        )
     lines = [f"{r[0]:<10} {r[1]:>7} {r[2]:>6} {r[3]:>6}  {r[4]}" for r in rows]
     if status:
         lines.append("")
@@ -137,15 +164,20 @@ def run(args: argparse.Namespace) -> int:
             cid = f"cam{i:02d}"
             if i < n_rtsp and server is not None:
                 server.feed(cid, file)
-                cams.append({"type": "rtsp", "id": cid, "url": server.url(cid),
-                             "transport": "udp"})
+                cams.append({"type": "rtsp", "id": cid, "url": server.url(cid), "transport": "udp"})
             else:
                 cams.append({"type": "file", "id": cid, "path": str(file)})
         port = args.port or rtsp_loopback.free_port()
         endpoint = f"tcp://127.0.0.1:{port}"
         cfg_path = out / "demo.yaml"
-        write_config(cfg_path, cams, model, cache / f"{model.stem}.engine", endpoint,
-                     list(manifest.get("classes", [])))
+        write_config(
+            cfg_path,
+            cams,
+            model,
+            cache / f"{model.stem}.engine",
+            endpoint,
+            list(manifest.get("classes", [])),
+        )
         print(f"config: {cfg_path}; {len(cams)} cameras ({n_rtsp} over RTSP)")
         return _run_daemon(cfg_path, endpoint, args.seconds, out, SequenceTracker, Subscriber)
     finally:
@@ -153,18 +185,29 @@ def run(args: argparse.Namespace) -> int:
             server.stop()
 
 
-def _run_daemon(cfg_path: Path, endpoint: str, seconds: float, out: Path, tracker_cls: type,
-                subscriber_cls: type) -> int:
+def _run_daemon(
+    cfg_path: Path,
+    endpoint: str,
+    seconds: float,
+    out: Path,
+    tracker_cls: type,
+    subscriber_cls: type,
+) -> int:
     from edge_infer.pipeline.preview import mosaic
 
     log_path = out / "daemon.log"
     engine = cfg_path.parent / "cache"
     if not any(engine.glob("*.engine")):
-        print("starting the daemon; its first start builds and tunes the engine for this "
-              "device (a minute or more; cached afterwards)")
+        print(
+            "starting the daemon; its first start builds and tunes the engine for this "
+            "device (a minute or more; cached afterwards)"
+        )
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "edge_infer", "run", "--config",
-                                 str(cfg_path)], stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_infer", "run", "--config", str(cfg_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     tracker = tracker_cls()
     per_cam: dict[str, list[int]] = {}
     previews: dict[str, bytes] = {}
@@ -193,8 +236,10 @@ def _run_daemon(cfg_path: Path, endpoint: str, seconds: float, out: Path, tracke
                     dets = p["detections"]
                     labels = ", ".join(f"{d['label']} {d['score']:.2f}" for d in dets[:5])
                     labels += f" (+{len(dets) - 5} more)" if len(dets) > 5 else ""
-                    print(f"  {p['camera_id']} seq {p['seq']:>4} "
-                          f"{p['latency_ms']['total']:6.1f} ms: {labels or '-'}")
+                    print(
+                        f"  {p['camera_id']} seq {p['seq']:>4} "
+                        f"{p['latency_ms']['total']:6.1f} ms: {labels or '-'}"
+                    )
             elif msg.kind == "preview" and msg.jpeg:
                 previews[msg.payload["camera_id"]] = msg.jpeg
             elif msg.kind == "status":
@@ -209,11 +254,12 @@ def _run_daemon(cfg_path: Path, endpoint: str, seconds: float, out: Path, tracke
         code = proc.wait()
     if first is None:
         tail = log_path.read_text()[-2000:]
-        raise EdgeInferError(f"the daemon published nothing (exit {code}); log {log_path}:\n"
-                             f"{tail}")
+        raise EdgeInferError(f"the daemon published nothing (exit {code}); log {log_path}:\n{tail}")
     took = max(took, 1e-3)
-    print(f"\nreceived {tracker.received} messages in {took:.1f} s, {tracker.gaps} lost, "
-          f"{tracker.restarts} restarts; daemon exit code {code}")
+    print(
+        f"\nreceived {tracker.received} messages in {took:.1f} s, {tracker.gaps} lost, "
+        f"{tracker.restarts} restarts; daemon exit code {code}"
+    )
     print(summary_table(per_cam, took, status))
     path = out / "mosaic.jpg"
     if mosaic(previews, path):

@@ -18,19 +18,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Model class c is the dataset's c-th category.",
     )
     p.add_argument("model", metavar="MODEL_OR_ENGINE", help="engine file or .onnx model")
-    p.add_argument("--dataset", required=True, metavar="COCO.json",
-                   help="COCO detection JSON; image paths are relative to its folder")
+    p.add_argument(
+        "--dataset",
+        required=True,
+        metavar="COCO.json",
+        help="COCO detection JSON; image paths are relative to its folder",
+    )
     p.add_argument("--batch", type=int, default=8, help="images per inference call (default 8)")
-    p.add_argument("--runtime", choices=("edge_infer", "onnxruntime"), default="edge_infer",
-                   help="edge_infer (default; builds .onnx with our builder) or onnxruntime "
-                   "(reference, .onnx only)")
-    p.add_argument("--layout", choices=("yolov8", "yolov5"), default="yolov8",
-                   help="output layout: yolov8 [B,4+C,N] (default) or yolov5 [B,N,5+C]")
+    p.add_argument(
+        "--runtime",
+        choices=("edge_infer", "onnxruntime"),
+        default="edge_infer",
+        help="edge_infer (default; builds .onnx with our builder) or onnxruntime "
+        "(reference, .onnx only)",
+    )
+    p.add_argument(
+        "--layout",
+        choices=("yolov8", "yolov5"),
+        default="yolov8",
+        help="output layout: yolov8 [B,4+C,N] (default) or yolov5 [B,N,5+C]",
+    )
     p.add_argument("--conf", type=float, default=0.001, help="score threshold (default 0.001)")
     p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N images")
-    p.add_argument("--threads", type=int, default=0,
-                   help="onnxruntime intra-op threads (default 0: its own choice)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="onnxruntime intra-op threads (default 0: its own choice)",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -61,8 +77,16 @@ def run(args: argparse.Namespace) -> int:
         runner = onnxruntime_runner(model, args.threads)
     else:
         runner = engine_runner(model, args.batch)
-    result = evaluate_on_coco(runner, coco, Path(args.dataset).parent, args.batch, args.layout,
-                              args.conf, args.iou, progress=not args.no_progress)
+    result = evaluate_on_coco(
+        runner,
+        coco,
+        Path(args.dataset).parent,
+        args.batch,
+        args.layout,
+        args.conf,
+        args.iou,
+        progress=not args.no_progress,
+    )
     names = {int(c["id"]): str(c["name"]) for c in coco["categories"]}
     print(f"model:   {model} ({runner.description})")
     print(f"dataset: {args.dataset} ({len(coco['images'])} images)")
@@ -70,10 +94,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"mAP@0.5 {result.map50:.4f}  mAP@0.5:0.95 {result.map50_95:.4f}")
     if args.json:
         out = {
-            "model": str(model), "runtime": runner.description, "dataset": str(args.dataset),
-            "images": len(coco["images"]), "map50": result.map50, "map50_95": result.map50_95,
-            "per_class": {names[c]: {"ap50": a50, "ap50_95": a, "gt": result.num_gt[c]}
-                          for c, (a50, a) in result.per_class.items()},
+            "model": str(model),
+            "runtime": runner.description,
+            "dataset": str(args.dataset),
+            "images": len(coco["images"]),
+            "map50": result.map50,
+            "map50_95": result.map50_95,
+            "per_class": {
+                names[c]: {"ap50": a50, "ap50_95": a, "gt": result.num_gt[c]}
+                for c, (a50, a) in result.per_class.items()
+            },
         }
         Path(args.json).write_text(json.dumps(out, indent=2))
     return 0

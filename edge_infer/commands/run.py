@@ -13,13 +13,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Under systemd it reports READY/WATCHDOG/STATUS through NOTIFY_SOCKET.",
     )
     p.add_argument("--config", required=True, help="YAML config file")
-    p.add_argument("--check", action="store_true",
-                   help="validate the config and what it names (camera files, engine/ONNX/"
-                   "calibration files, CURVE keys, endpoints) and exit: 0 when all is well, "
-                   "1 with one line per problem")
-    p.add_argument("--build-only", action="store_true",
-                   help="load the engine, building it from engine.onnx when missing, and exit "
-                   "(what edge-infer-build.service runs)")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the config and what it names (camera files, engine/ONNX/"
+        "calibration files, CURVE keys, endpoints) and exit: 0 when all is well, "
+        "1 with one line per problem",
+    )
+    p.add_argument(
+        "--build-only",
+        action="store_true",
+        help="load the engine, building it from engine.onnx when missing, and exit "
+        "(what edge-infer-build.service runs)",
+    )
     p.set_defaults(func=run)
 
 
@@ -42,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
         from edge_infer.pipeline.daemon import load_engine
 
         engine = load_engine(cfg.engine, cfg.preprocess.color_order)
-        print(f"{cfg.engine.path}: ready (batch {engine.profile.min_batch}.."
-              f"{engine.profile.max_batch}, {engine.build_record.get('backend', '?')})")
+        print(
+            f"{cfg.engine.path}: ready (batch {engine.profile.min_batch}.."
+            f"{engine.profile.max_batch}, {engine.build_record.get('backend', '?')})"
+        )
         return 0
     from edge_infer.pipeline.daemon import run_daemon
 

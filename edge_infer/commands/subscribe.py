@@ -18,30 +18,46 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Subscribe to a daemon's ZeroMQ PUB socket and print detections as a "
         "table (or JSON lines), reporting sequence gaps (lost messages) and restarts.",
     )
-    p.add_argument("--endpoint", action="append",
-                   help="endpoint to connect to, e.g. tcp://127.0.0.1:5556 (repeatable)")
-    p.add_argument("--topic", action="append", default=None,
-                   help="topic prefix (repeatable; default: det/ and status/)")
+    p.add_argument(
+        "--endpoint",
+        action="append",
+        help="endpoint to connect to, e.g. tcp://127.0.0.1:5556 (repeatable)",
+    )
+    p.add_argument(
+        "--topic",
+        action="append",
+        default=None,
+        help="topic prefix (repeatable; default: det/ and status/)",
+    )
     p.add_argument("--count", type=int, default=0, help="stop after N detections messages")
     p.add_argument("--seconds", type=float, default=0.0, help="stop after this long (0: never)")
     p.add_argument("--json", action="store_true", help="print each message as one JSON line")
     p.add_argument("--save-previews", metavar="DIR", help="write received previews as JPEG")
-    p.add_argument("--curve-keys", metavar="DIR",
-                   help="folder with client.key_secret and server.key (CURVE)")
-    p.add_argument("--make-keys", metavar="KEYS_DIR",
-                   help="make CURVE keys instead of subscribing: the daemon's key pair in "
-                   "KEYS_DIR (publisher.curve.keys_dir; kept if present) and one subscriber's, "
-                   "authorized there; prints the folder to copy to the subscriber")
-    p.add_argument("--client-name", default="client",
-                   help="name of the subscriber --make-keys makes keys for (default: client)")
+    p.add_argument(
+        "--curve-keys", metavar="DIR", help="folder with client.key_secret and server.key (CURVE)"
+    )
+    p.add_argument(
+        "--make-keys",
+        metavar="KEYS_DIR",
+        help="make CURVE keys instead of subscribing: the daemon's key pair in "
+        "KEYS_DIR (publisher.curve.keys_dir; kept if present) and one subscriber's, "
+        "authorized there; prints the folder to copy to the subscriber",
+    )
+    p.add_argument(
+        "--client-name",
+        default="client",
+        help="name of the subscriber --make-keys makes keys for (default: client)",
+    )
     p.set_defaults(func=run)
 
 
 def _row(p: dict) -> str:
     dets = ", ".join(f"{d['label']} {d['score']:.2f}" for d in p["detections"][:4])
     more = f" (+{len(p['detections']) - 4})" if len(p["detections"]) > 4 else ""
-    return (f"{p['camera_id']:<10} seq {p['seq']:>6} frame {p['frame_index']:>6} "
-            f"{p['latency_ms']['total']:>7.1f} ms  {len(p['detections']):>2} det  {dets}{more}")
+    return (
+        f"{p['camera_id']:<10} seq {p['seq']:>6} frame {p['frame_index']:>6} "
+        f"{p['latency_ms']['total']:>7.1f} ms  {len(p['detections']):>2} det  {dets}{more}"
+    )
 
 
 def make_keys(args: argparse.Namespace) -> int:
@@ -53,8 +69,10 @@ def make_keys(args: argparse.Namespace) -> int:
         raise EdgeInferError(f"--client-name {args.client_name!r}: use letters, digits, '_.-'")
     bundle = make(Path(args.make_keys), args.client_name)
     print(f"daemon keys: {args.make_keys} (set publisher.curve.keys_dir to it)")
-    print(f"subscriber '{args.client_name}': copy {bundle} to the subscriber, run "
-          f"`edge-infer subscribe --curve-keys {bundle.name} ...` there, and delete it here")
+    print(
+        f"subscriber '{args.client_name}': copy {bundle} to the subscriber, run "
+        f"`edge-infer subscribe --curve-keys {bundle.name} ...` there, and delete it here"
+    )
     return 0
 
 
@@ -66,8 +84,9 @@ def run(args: argparse.Namespace) -> int:
             raise EdgeInferError("--make-keys makes keys and exits: drop --endpoint")
         return make_keys(args)
     if not args.endpoint:
-        raise EdgeInferError("subscribe needs --endpoint (e.g. tcp://127.0.0.1:5556), or "
-                             "--make-keys KEYS_DIR")
+        raise EdgeInferError(
+            "subscribe needs --endpoint (e.g. tcp://127.0.0.1:5556), or --make-keys KEYS_DIR"
+        )
 
     topics = args.topic or ["det/", "status/"]
     if args.save_previews and not any(t.startswith("preview") for t in topics):
@@ -104,9 +123,14 @@ def run(args: argparse.Namespace) -> int:
                 print(_row(msg.payload), flush=True)
             elif msg.kind == "status":
                 s = msg.payload
-                print(f"# status: {len(s.get('cameras', {}))} cameras, "
-                      f"{s.get('batches', 0)} batches, latency {s.get('latency_ms', {})}",
-                      flush=True)
-    print(f"# received {received} detections messages, {tracker.gaps} lost, "
-          f"{tracker.restarts} restart(s)", file=sys.stderr)
+                print(
+                    f"# status: {len(s.get('cameras', {}))} cameras, "
+                    f"{s.get('batches', 0)} batches, latency {s.get('latency_ms', {})}",
+                    flush=True,
+                )
+    print(
+        f"# received {received} detections messages, {tracker.gaps} lost, "
+        f"{tracker.restarts} restart(s)",
+        file=sys.stderr,
+    )
     return 0

@@ -77,8 +77,10 @@ def _nvrtc() -> ctypes.CDLL:
             continue
         lib.nvrtcGetErrorString.restype = ctypes.c_char_p
         return lib
-    raise BackendError("NVRTC is not available: pip install nvidia-cuda-nvrtc-cu12 "
-                       f"(make setup does), or install JetPack's CUDA ({'; '.join(errors[-2:])})")
+    raise BackendError(
+        "NVRTC is not available: pip install nvidia-cuda-nvrtc-cu12 "
+        f"(make setup does), or install JetPack's CUDA ({'; '.join(errors[-2:])})"
+    )
 
 
 @functools.cache
@@ -96,13 +98,16 @@ def include_dirs() -> tuple[Path, ...]:
     wheels = [_wheel_dir("nvidia.cuda_runtime"), _wheel_dir("nvidia.cuda_nvcc")]
     found = [w / "include" for w in wheels if w is not None]
     if all((d / "mma.h").exists() or (d / "crt" / "mma.h").exists() for d in found) and (
-            len(found) == 2):
+        len(found) == 2
+    ):
         return (KERNELS_DIR, *found)
     toolkit = Path("/usr/local/cuda/include")  # JetPack, or a CUDA toolkit install
     if (toolkit / "crt" / "mma.h").exists():
         return (KERNELS_DIR, toolkit)
-    raise BackendError("the CUDA headers (cuda_fp16.h, mma.h, crt/) are missing: pip install "
-                       "nvidia-cuda-runtime-cu12 nvidia-cuda-nvcc-cu12 (make setup does)")
+    raise BackendError(
+        "the CUDA headers (cuda_fp16.h, mma.h, crt/) are missing: pip install "
+        "nvidia-cuda-runtime-cu12 nvidia-cuda-nvcc-cu12 (make setup does)"
+    )
 
 
 def _check(status: int, what: str, log: str = "") -> None:
@@ -124,18 +129,26 @@ def nvrtc_compile(source: Path, sm: int, options: Sequence[str] = ()) -> tuple[b
     lib = _nvrtc()
     prog = ctypes.c_void_p()
     text = source.read_bytes()
-    _check(lib.nvrtcCreateProgram(ctypes.byref(prog), text, source.name.encode(), 0, None,
-                                  None), "nvrtcCreateProgram")
+    _check(
+        lib.nvrtcCreateProgram(ctypes.byref(prog), text, source.name.encode(), 0, None, None),
+        "nvrtcCreateProgram",
+    )
     try:
-        opts = [f"--gpu-architecture=sm_{sm}", *OPTIONS, *options,
-                *(f"-I{d}" for d in include_dirs())]
+        opts = [
+            f"--gpu-architecture=sm_{sm}",
+            *OPTIONS,
+            *options,
+            *(f"-I{d}" for d in include_dirs()),
+        ]
         arr = (ctypes.c_char_p * len(opts))(*(o.encode() for o in opts))
         status = lib.nvrtcCompileProgram(prog, len(opts), arr)
         log = _log(prog)
         if status != 0:
             errors = [ln for ln in log.splitlines() if "error" in ln] or log.splitlines()[:3]
-            raise KernelCompileError(f"{source.name} for sm_{sm}: {'; '.join(errors[:3])} "
-                                     f"({len(log.splitlines())} lines of log)")
+            raise KernelCompileError(
+                f"{source.name} for sm_{sm}: {'; '.join(errors[:3])} "
+                f"({len(log.splitlines())} lines of log)"
+            )
         size = ctypes.c_size_t()
         _check(lib.nvrtcGetCUBINSize(prog, ctypes.byref(size)), "nvrtcGetCUBINSize")
         cubin = ctypes.create_string_buffer(size.value)
@@ -165,10 +178,15 @@ def parse_resources(log: str, source: str) -> dict[str, KernelResources]:
         smem, cmem = _SMEM.search(block), _CMEM.search(block)
         stack, stores, loads = (int(g) for g in frame.groups()) if frame else (0, 0, 0)
         found[entry.group(1)] = KernelResources(
-            entry=entry.group(1), source=source, registers=int(used.group(1)),
-            shared_bytes=int(smem.group(1)) if smem else 0, stack_bytes=stack,
-            spill_stores=stores, spill_loads=loads,
-            constant_bytes=int(cmem.group(1)) if cmem else 0)
+            entry=entry.group(1),
+            source=source,
+            registers=int(used.group(1)),
+            shared_bytes=int(smem.group(1)) if smem else 0,
+            stack_bytes=stack,
+            spill_stores=stores,
+            spill_loads=loads,
+            constant_bytes=int(cmem.group(1)) if cmem else 0,
+        )
     return found
 
 
@@ -190,10 +208,11 @@ def read_cubin(data: bytes) -> CubinInfo:
         raise KernelCompileError("not a 64-bit CUDA ELF (EM_CUDA) cubin")
     flags = struct.unpack_from("<I", data, 48)[0]
     sm = (flags >> 8) & 0xFF if data[8] >= 8 else flags & 0xFF
-    shoff, = struct.unpack_from("<Q", data, 40)
+    (shoff,) = struct.unpack_from("<Q", data, 40)
     shentsize, shnum = struct.unpack_from("<HH", data, 58)
-    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize)
-                for i in range(shnum)]
+    sections = [
+        struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)
+    ]
     functions = set()
     for _name, kind, _f, _a, offset, size, link, _i, _al, entsize in sections:
         if kind != 2:  # SHT_SYMTAB
@@ -203,7 +222,7 @@ def read_cubin(data: bytes) -> CubinInfo:
             name, info = struct.unpack_from("<IB", data, at)
             if info >> 4 == 1 and info & 0xF == 2:  # STB_GLOBAL, STT_FUNC
                 end = data.index(b"\0", str_off + name)
-                functions.add(data[str_off + name:end].decode())
+                functions.add(data[str_off + name : end].decode())
     return CubinInfo(sm, frozenset(functions))
 
 
@@ -231,12 +250,21 @@ def _headers_digest() -> str:
     return h.hexdigest()
 
 
-def compile_source(source: Path, sm: int, *, cache_dir: Path | None = None
-                   ) -> tuple[Path, dict[str, KernelResources]]:
+def compile_source(
+    source: Path, sm: int, *, cache_dir: Path | None = None
+) -> tuple[Path, dict[str, KernelResources]]:
     """The cached cubin of ``source`` for ``sm`` and its entry points' resources."""
-    key = hashlib.sha256("\0".join([
-        nvrtc_version(), str(sm), " ".join(OPTIONS), _headers_digest(),
-        hashlib.sha256(source.read_bytes()).hexdigest()]).encode()).hexdigest()[:24]
+    key = hashlib.sha256(
+        "\0".join(
+            [
+                nvrtc_version(),
+                str(sm),
+                " ".join(OPTIONS),
+                _headers_digest(),
+                hashlib.sha256(source.read_bytes()).hexdigest(),
+            ]
+        ).encode()
+    ).hexdigest()[:24]
     cache = (cache_dir or default_cache_dir()) / f"sm_{sm}"
     cubin_path = cache / f"{source.stem}-{key}.cubin"
     report_path = cache / f"{source.stem}-{key}.json"
@@ -249,8 +277,14 @@ def compile_source(source: Path, sm: int, *, cache_dir: Path | None = None
     return cubin_path, {e: KernelResources(**r) for e, r in data["kernels"].items()}
 
 
-def compile_library(sm: int, *, out_dir: Path | None = None, cache_dir: Path | None = None,
-                    sources: Iterable[Path] | None = None, jobs: int = 1) -> dict[str, Path]:
+def compile_library(
+    sm: int,
+    *,
+    out_dir: Path | None = None,
+    cache_dir: Path | None = None,
+    sources: Iterable[Path] | None = None,
+    jobs: int = 1,
+) -> dict[str, Path]:
     """Cubins of every kernel source for ``sm``, by source file name.
 
     ``jobs`` sources compile at once (NVRTC is thread-safe across programs and runs without
@@ -273,10 +307,17 @@ def compile_library(sm: int, *, out_dir: Path | None = None, cache_dir: Path | N
             target = out_dir / f"{Path(name).stem}.sm_{sm}.cubin"
             _write_atomic(target, path.read_bytes())
             placed[name] = target
-        manifest = {"compiler": nvrtc_version(), "sm": sm, "options": list(OPTIONS),
-                    "cubins": {n: p.name for n, p in placed.items()}, "kernels": kernels}
-        _write_atomic(out_dir / f"manifest-sm_{sm}.json",
-                      json.dumps(manifest, indent=1, sort_keys=True).encode())
+        manifest = {
+            "compiler": nvrtc_version(),
+            "sm": sm,
+            "options": list(OPTIONS),
+            "cubins": {n: p.name for n, p in placed.items()},
+            "kernels": kernels,
+        }
+        _write_atomic(
+            out_dir / f"manifest-sm_{sm}.json",
+            json.dumps(manifest, indent=1, sort_keys=True).encode(),
+        )
         cubins = placed
     return cubins
 

@@ -33,8 +33,15 @@ from edge_infer.errors import BackendError, KernelCompileError, KernelLaunchErro
 
 VARIANTS = ("plain", "asan", "tsan")
 
-_COMMON = ("-std=c++17", "-pthread", "-fPIC", "-DEI_EMULATE", "-Wall", "-Wno-unused-function",
-           "-Wno-unknown-pragmas")
+_COMMON = (
+    "-std=c++17",
+    "-pthread",
+    "-fPIC",
+    "-DEI_EMULATE",
+    "-Wall",
+    "-Wno-unused-function",
+    "-Wno-unknown-pragmas",
+)
 #: compile flags per variant; the sanitized builds keep frames for readable reports
 FLAGS: dict[str, tuple[str, ...]] = {
     "plain": ("-O2",),
@@ -57,22 +64,31 @@ def compiler_version(compiler: str = "g++") -> str:
     try:
         out = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError) as exc:
-        raise KernelCompileError(f"the host C++ compiler {compiler!r} does not run ({exc}); "
-                                 f"install g++ (tools/install_system_deps.sh)") from None
+        raise KernelCompileError(
+            f"the host C++ compiler {compiler!r} does not run ({exc}); "
+            f"install g++ (tools/install_system_deps.sh)"
+        ) from None
     return out.stdout.splitlines()[0].strip()
 
 
 def sanitizer_runtime(variant: str, compiler: str = "g++") -> Path:
     """The sanitizer runtime library that a process must preload to load ``variant``."""
     if variant not in _RUNTIME:
-        raise BackendError(f"variant {variant!r} has no sanitizer runtime; one of "
-                           f"{sorted(_RUNTIME)}")
-    out = subprocess.run([compiler, f"-print-file-name={_RUNTIME[variant]}"],
-                         capture_output=True, text=True, check=False).stdout.strip()
+        raise BackendError(
+            f"variant {variant!r} has no sanitizer runtime; one of {sorted(_RUNTIME)}"
+        )
+    out = subprocess.run(
+        [compiler, f"-print-file-name={_RUNTIME[variant]}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     path = Path(out)
     if not path.is_absolute() or not path.exists():
-        raise BackendError(f"{compiler} has no {_RUNTIME[variant]}; install the compiler's "
-                           f"sanitizer runtimes (libasan, libtsan)")
+        raise BackendError(
+            f"{compiler} has no {_RUNTIME[variant]}; install the compiler's "
+            f"sanitizer runtimes (libasan, libtsan)"
+        )
     return path.resolve()
 
 
@@ -84,8 +100,9 @@ def sanitizer_env(variant: str, compiler: str = "g++") -> dict[str, str]:
     """
     # libstdc++ loaded at start too: the runtime binds its __cxa_throw interceptor then, and a
     # trapping kernel (ei_emu::trap) throws
-    stdcxx = subprocess.run([compiler, "-print-file-name=libstdc++.so.6"], capture_output=True,
-                            text=True, check=False).stdout.strip()
+    stdcxx = subprocess.run(
+        [compiler, "-print-file-name=libstdc++.so.6"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     preload = [str(sanitizer_runtime(variant, compiler))]
     if Path(stdcxx).is_absolute() and Path(stdcxx).exists():
         preload.append(str(Path(stdcxx).resolve()))
@@ -115,8 +132,9 @@ def _digest(*parts: bytes | str) -> str:
 
 def _headers_digest(include_dirs: Sequence[Path]) -> str:
     """One digest over every header a source may include (conservative: all of them)."""
-    files = sorted({f for d in include_dirs for pattern in ("*.cuh", "*.h")
-                    for f in d.rglob(pattern)})
+    files = sorted(
+        {f for d in include_dirs for pattern in ("*.cuh", "*.h") for f in d.rglob(pattern)}
+    )
     return _digest(*(f"{f.name}:{hashlib.sha256(f.read_bytes()).hexdigest()}" for f in files))
 
 
@@ -126,22 +144,30 @@ def _atomic_run(cmd: list[str], target: Path, what: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        proc = subprocess.run([tmp if c == "{out}" else c for c in cmd], capture_output=True,
-                              text=True, check=False)
+        proc = subprocess.run(
+            [tmp if c == "{out}" else c for c in cmd], capture_output=True, text=True, check=False
+        )
         if proc.returncode != 0:
             lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
             first = next((ln for ln in lines if "error" in ln), lines[0] if lines else "")
             raise KernelCompileError(
                 f"{what} failed for the emulator: {first.strip()} ({len(lines)} lines of "
-                f"diagnostics; rerun: {' '.join(cmd)})")
+                f"diagnostics; rerun: {' '.join(cmd)})"
+            )
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def build(sources: Iterable[Path], variant: str = "plain", *, include_dirs: Sequence[Path] = (),
-          cache_dir: Path | None = None, compiler: str = "g++") -> Path:
+def build(
+    sources: Iterable[Path],
+    variant: str = "plain",
+    *,
+    include_dirs: Sequence[Path] = (),
+    cache_dir: Path | None = None,
+    compiler: str = "g++",
+) -> Path:
     """Compile ``sources`` and the emulator runtime into one shared library; its path.
 
     Each object is cached under a key of its source, all headers, the flags and the compiler
@@ -160,13 +186,19 @@ def build(sources: Iterable[Path], variant: str = "plain", *, include_dirs: Sequ
         obj = cache / "obj" / f"{source.stem}-{key}.o"
         if not obj.exists():
             lang = ["-x", "c++"] if source.suffix == ".cu" else []
-            _atomic_run([compiler, *flags, *lang, "-c", str(source), "-o", "{out}"], obj,
-                        f"compiling {source.name}")
+            _atomic_run(
+                [compiler, *flags, *lang, "-c", str(source), "-o", "{out}"],
+                obj,
+                f"compiling {source.name}",
+            )
         objects.append(obj)
     lib = cache / f"libei_emu-{_digest(version, *(o.name for o in objects))}.so"
     if not lib.exists():
-        _atomic_run([compiler, *FLAGS[variant], "-pthread", "-shared", *map(str, objects),
-                     "-o", "{out}"], lib, "linking the emulator library")
+        _atomic_run(
+            [compiler, *FLAGS[variant], "-pthread", "-shared", *map(str, objects), "-o", "{out}"],
+            lib,
+            "linking the emulator library",
+        )
     return lib
 
 
@@ -202,7 +234,8 @@ class EmuLibrary:
             raise BackendError(
                 f"the {variant} emulator library loads only in a process started with its "
                 f"runtime preloaded: run it in a subprocess with "
-                f"edge_infer.cuda.emulator.sanitizer_env({variant!r})")
+                f"edge_infer.cuda.emulator.sanitizer_env({variant!r})"
+            )
         self.path = path
         self.variant = variant
         self.kernels = dict(kernels)
@@ -219,9 +252,15 @@ class EmuLibrary:
         return cls.load(library.sources(), library.specs(), variant, cache_dir=cache_dir)
 
     @classmethod
-    def load(cls, sources: Iterable[Path], kernels: Mapping[str, KernelSpec],
-             variant: str = "plain", *, include_dirs: Sequence[Path] = (),
-             cache_dir: Path | None = None) -> EmuLibrary:
+    def load(
+        cls,
+        sources: Iterable[Path],
+        kernels: Mapping[str, KernelSpec],
+        variant: str = "plain",
+        *,
+        include_dirs: Sequence[Path] = (),
+        cache_dir: Path | None = None,
+    ) -> EmuLibrary:
         """Build (or find cached) and load the library of ``sources`` exposing ``kernels``."""
         with cls._lock:
             path = build(sources, variant, include_dirs=include_dirs, cache_dir=cache_dir)
@@ -244,38 +283,54 @@ class EmuLibrary:
         func.restype = ctypes.c_size_t
         return int(func())
 
-    def launch(self, entry: str, grid: Sequence[int] | int, block: Sequence[int] | int,
-               params: ctypes.Structure, shared_bytes: int = 0) -> None:
+    def launch(
+        self,
+        entry: str,
+        grid: Sequence[int] | int,
+        block: Sequence[int] | int,
+        params: ctypes.Structure,
+        shared_bytes: int = 0,
+    ) -> None:
         """Run ``entry`` over ``grid`` blocks of ``block`` threads to completion."""
         spec = self.kernels.get(entry)
         if spec is None:
-            raise KernelLaunchError(f"no kernel named {entry!r} in this library; registered: "
-                                    f"{sorted(self.kernels)}")
+            raise KernelLaunchError(
+                f"no kernel named {entry!r} in this library; registered: {sorted(self.kernels)}"
+            )
         if not isinstance(params, spec.params):
-            raise KernelLaunchError(f"{entry} takes {spec.params.__name__}, got "
-                                    f"{type(params).__name__}")
+            raise KernelLaunchError(
+                f"{entry} takes {spec.params.__name__}, got {type(params).__name__}"
+            )
         if entry not in self._checked:
             compiled = self.params_size(entry)
             if compiled != ctypes.sizeof(params):
                 raise KernelLaunchError(
                     f"{entry}: the ctypes mirror {spec.params.__name__} is "
                     f"{ctypes.sizeof(params)} bytes but the struct in {spec.source} is "
-                    f"{compiled}; make the mirror's fields match the .cu struct")
+                    f"{compiled}; make the mirror's fields match the .cu struct"
+                )
             self._checked.add(entry)
         g, b = _dim3(grid, "grid"), _dim3(block, "block")
         func = getattr(self._dll, f"{entry}__launch")
         func.restype = ctypes.c_int
-        func.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint * 3),
-                         ctypes.POINTER(ctypes.c_uint * 3), ctypes.c_size_t]
+        func.argtypes = [
+            ctypes.c_void_p,
+            ctypes.POINTER(ctypes.c_uint * 3),
+            ctypes.POINTER(ctypes.c_uint * 3),
+            ctypes.c_size_t,
+        ]
         start = time.perf_counter()
-        rc = func(ctypes.addressof(params), ctypes.byref((ctypes.c_uint * 3)(*g)),
-                  ctypes.byref((ctypes.c_uint * 3)(*b)), int(shared_bytes))
+        rc = func(
+            ctypes.addressof(params),
+            ctypes.byref((ctypes.c_uint * 3)(*g)),
+            ctypes.byref((ctypes.c_uint * 3)(*b)),
+            int(shared_bytes),
+        )
         stats = self.stats.setdefault(entry, LaunchStats())
         stats.add(time.perf_counter() - start, b[0] * b[1] * b[2], int(shared_bytes))
         if rc != 0:
             message = (self._dll.ei_emu_last_error() or b"").decode(errors="replace")
-            raise KernelLaunchError(f"{entry} grid={g} block={b} shared={shared_bytes}: "
-                                    f"{message}")
+            raise KernelLaunchError(f"{entry} grid={g} block={b} shared={shared_bytes}: {message}")
 
     def run(self, call: KernelCall) -> None:
         """Launch a planned :class:`KernelCall`."""

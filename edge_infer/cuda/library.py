@@ -95,8 +95,10 @@ def specs() -> dict[str, KernelSpec]:
             if not isinstance(spec, KernelSpec):
                 raise BackendError(f"{name}.SPECS holds {spec!r}, not a KernelSpec")
             if spec.entry in found:
-                raise BackendError(f"kernel {spec.entry} is registered twice ({name} and "
-                                   f"{found[spec.entry].source}); rename one entry point")
+                raise BackendError(
+                    f"kernel {spec.entry} is registered twice ({name} and "
+                    f"{found[spec.entry].source}); rename one entry point"
+                )
             if not spec.path.is_file():
                 raise BackendError(f"kernel {spec.entry}: source {spec.path} does not exist")
             found[spec.entry] = spec

@@ -42,8 +42,15 @@ class Stats:
     def of(cls, seconds: list[float], batch: int) -> Stats:
         ms = np.asarray(seconds) * 1e3
         median = float(np.median(ms))
-        return cls(median, float(np.percentile(ms, 90)), float(np.percentile(ms, 99)),
-                   float(ms.mean()), len(ms), batch, batch / median * 1e3)
+        return cls(
+            median,
+            float(np.percentile(ms, 90)),
+            float(np.percentile(ms, 99)),
+            float(ms.mean()),
+            len(ms),
+            batch,
+            batch / median * 1e3,
+        )
 
 
 def set_threads(threads: int) -> dict[str, Any]:
@@ -51,15 +58,22 @@ def set_threads(threads: int) -> dict[str, Any]:
     from threadpoolctl import threadpool_info, threadpool_limits
 
     threadpool_limits(limits=threads)
-    info = [{k: v for k, v in lib.items() if k in ("internal_api", "version", "num_threads",
-                                                   "architecture", "threading_layer")}
-            for lib in threadpool_info()]
-    return {"threads": threads, "libraries": info,
-            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
+    info = [
+        {
+            k: v
+            for k, v in lib.items()
+            if k in ("internal_api", "version", "num_threads", "architecture", "threading_layer")
+        }
+        for lib in threadpool_info()
+    ]
+    return {
+        "threads": threads,
+        "libraries": info,
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+    }
 
 
-def time_callable(fn: Callable[[], Any], *, iterations: int, warmup: int,
-                  batch: int) -> Stats:
+def time_callable(fn: Callable[[], Any], *, iterations: int, warmup: int, batch: int) -> Stats:
     for _ in range(warmup):
         fn()
     samples = []
@@ -96,13 +110,13 @@ def _worker(spec: Mapping[str, Any]) -> dict[str, Any]:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = int(spec["threads"])
         options.inter_op_num_threads = 1
-        session = ort.InferenceSession(spec["path"], options,
-                                       providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(spec["path"], options, providers=["CPUExecutionProvider"])
         names = [o.name for o in session.get_outputs()]
         run = lambda: dict(zip(names, session.run(None, feeds), strict=True))  # noqa: E731
     outputs = run()
-    stats = time_callable(run, iterations=int(spec["iterations"]), warmup=int(spec["warmup"]),
-                          batch=batch)
+    stats = time_callable(
+        run, iterations=int(spec["iterations"]), warmup=int(spec["warmup"]), batch=batch
+    )
     np.savez(spec["outputs"], **outputs)
     return {"stats": asdict(stats), "env": env}
 
@@ -112,8 +126,12 @@ def run_in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
         json.dump(spec, f)
         path = f.name
     try:
-        proc = subprocess.run([sys.executable, "-m", "edge_infer.engine.benchmark", path],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "edge_infer.engine.benchmark", path],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"benchmark worker failed:\n{proc.stderr[-3000:]}")
         return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -121,14 +139,31 @@ def run_in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
         os.unlink(path)
 
 
-def compare(engine_path: str, onnx_path: str | None, feeds: Mapping[str, np.ndarray], *,
-            batch: int, threads: int, iterations: int, warmup: int,
-            processes: int) -> dict[str, Any]:
+def compare(
+    engine_path: str,
+    onnx_path: str | None,
+    feeds: Mapping[str, np.ndarray],
+    *,
+    batch: int,
+    threads: int,
+    iterations: int,
+    warmup: int,
+    processes: int,
+) -> dict[str, Any]:
     """Time our engine (and onnxruntime) in ``processes`` alternating fresh processes each."""
     work = Path(tempfile.mkdtemp(prefix="edge-infer-bench-"))
     try:
-        return _compare_in(work, engine_path, onnx_path, feeds, batch=batch, threads=threads,
-                           iterations=iterations, warmup=warmup, processes=processes)
+        return _compare_in(
+            work,
+            engine_path,
+            onnx_path,
+            feeds,
+            batch=batch,
+            threads=threads,
+            iterations=iterations,
+            warmup=warmup,
+            processes=processes,
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -137,20 +172,41 @@ def compare(engine_path: str, onnx_path: str | None, feeds: Mapping[str, np.ndar
 SPREAD_WARNING = 0.30
 
 
-def _compare_in(work: Path, engine_path: str, onnx_path: str | None,
-                feeds: Mapping[str, np.ndarray], *, batch: int, threads: int, iterations: int,
-                warmup: int, processes: int) -> dict[str, Any]:
+def _compare_in(
+    work: Path,
+    engine_path: str,
+    onnx_path: str | None,
+    feeds: Mapping[str, np.ndarray],
+    *,
+    batch: int,
+    threads: int,
+    iterations: int,
+    warmup: int,
+    processes: int,
+) -> dict[str, Any]:
     np.savez(work / "inputs.npz", **feeds)
     sides = [("edge_infer", engine_path)] + ([("onnxruntime", onnx_path)] if onnx_path else [])
     results: dict[str, list[dict[str, Any]]] = {k: [] for k, _ in sides}
     for p in range(processes):
         for kind, path in sides:
-            spec = {"kind": kind, "path": str(path), "inputs": str(work / "inputs.npz"),
-                    "outputs": str(work / f"{kind}-{p}.npz"), "threads": threads,
-                    "batch": batch, "iterations": iterations, "warmup": warmup}
+            spec = {
+                "kind": kind,
+                "path": str(path),
+                "inputs": str(work / "inputs.npz"),
+                "outputs": str(work / f"{kind}-{p}.npz"),
+                "threads": threads,
+                "batch": batch,
+                "iterations": iterations,
+                "warmup": warmup,
+            }
             results[kind].append(run_in_subprocess(spec))
-    report: dict[str, Any] = {"batch": batch, "threads": threads, "processes": processes,
-                              "iterations": iterations, "env": results["edge_infer"][0]["env"]}
+    report: dict[str, Any] = {
+        "batch": batch,
+        "threads": threads,
+        "processes": processes,
+        "iterations": iterations,
+        "env": results["edge_infer"][0]["env"],
+    }
     for kind, runs in results.items():
         medians = [r["stats"]["median_ms"] for r in runs]
         merged = dict(runs[int(np.argsort(medians)[len(medians) // 2])]["stats"])
@@ -163,13 +219,15 @@ def _compare_in(work: Path, engine_path: str, onnx_path: str | None,
             report.setdefault("warnings", []).append(
                 f"{kind}: per-process medians spread {spread:.0%} (over "
                 f"{SPREAD_WARNING:.0%}): the machine was busy or its clock changed; "
-                "rerun on a quiet machine with more --processes")
+                "rerun on a quiet machine with more --processes"
+            )
     if onnx_path:
         ours = _load_feeds(str(work / "edge_infer-0.npz"))
         theirs = _load_feeds(str(work / "onnxruntime-0.npz"))
         report["ratio"] = report["edge_infer"]["median_ms"] / report["onnxruntime"]["median_ms"]
         report["max_abs_diff"] = {
-            k: float(np.max(np.abs(ours[k].astype(np.float64) - theirs[k]))) for k in ours
+            k: float(np.max(np.abs(ours[k].astype(np.float64) - theirs[k])))
+            for k in ours
             if k in theirs
         }
         report["max_rel_diff"] = {

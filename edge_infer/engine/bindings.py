@@ -66,8 +66,9 @@ class Bindings:
                 )
         if device:
             if not array.contiguous:
-                raise BindingError(f"{kind} '{name}' must be a contiguous device array (it is "
-                                   "used in place)")
+                raise BindingError(
+                    f"{kind} '{name}' must be a contiguous device array (it is used in place)"
+                )
         elif not array.flags.c_contiguous:
             raise BindingError(
                 f"{kind} '{name}' must be C-contiguous (it is used in place); "
@@ -85,11 +86,13 @@ class Bindings:
     def _device_array(self, array: Any) -> bool:
         """A device array this engine's backend takes in place (shape, dtype, contiguous)."""
         return self._takes_device() and all(
-            hasattr(array, a) for a in ("shape", "dtype", "contiguous"))
+            hasattr(array, a) for a in ("shape", "dtype", "contiguous")
+        )
 
     def has_device_arrays(self) -> bool:
-        return any(not isinstance(a, np.ndarray)
-                   for a in [*self.inputs.values(), *self.outputs.values()])
+        return any(
+            not isinstance(a, np.ndarray) for a in [*self.inputs.values(), *self.outputs.values()]
+        )
 
     def unbind(self, name: str) -> None:
         """Forget the buffer bound to ``name`` (an output then comes back as a new array)."""

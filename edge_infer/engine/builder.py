@@ -73,13 +73,26 @@ def build(
     (``{"images": (1, 3, 640, 640)}``); ``min/opt/max`` give a batch range instead. A failed
     build leaves no file behind.
     """
-    keywords = {k: v for k, v in {
-        "shapes": shapes, "min_shapes": min_shapes, "opt_shapes": opt_shapes,
-        "max_shapes": max_shapes, "backend": backend, "optimize": optimize, "tune": tune,
-        "timing_cache": timing_cache, "progress": progress}.items() if v is not None}
+    keywords = {
+        k: v
+        for k, v in {
+            "shapes": shapes,
+            "min_shapes": min_shapes,
+            "opt_shapes": opt_shapes,
+            "max_shapes": max_shapes,
+            "backend": backend,
+            "optimize": optimize,
+            "tune": tune,
+            "timing_cache": timing_cache,
+            "progress": progress,
+        }.items()
+        if v is not None
+    }
     if options is not None and keywords:
-        raise BuildError(f"build() takes options= or keywords, not both: got options= and "
-                         f"{', '.join(sorted(keywords))}; put them in the BuildOptions")
+        raise BuildError(
+            f"build() takes options= or keywords, not both: got options= and "
+            f"{', '.join(sorted(keywords))}; put them in the BuildOptions"
+        )
     opts = options if options is not None else BuildOptions(**keywords)
     if not isinstance(opts, BuildOptions):
         raise BuildError(f"options must be a BuildOptions, got {type(opts).__name__}")
@@ -141,8 +154,7 @@ def _build_parts(
         log.warning("%s", note)
     cache = TimingCache(be.device_fingerprint(), opts.timing_cache) if opts.tune else None
     profile = make_profile(graph, opts.shapes, opts.min_shapes, opts.opt_shapes, opts.max_shapes)
-    batches = sorted(profile.specializations(),
-                     key=lambda b: (b not in tuning_batches(profile), b))
+    batches = sorted(profile.specializations(), key=lambda b: (b not in tuning_batches(profile), b))
     plans: dict[str, Any] = {}
     tensors: dict[str, np.ndarray] = {}
     blobs: dict[str, bytes] = {}
@@ -163,12 +175,16 @@ def _build_parts(
         compiled = be.compile(g, batch=batch, options=opts, cache=cache, hints=hints)
         for key, blob in compiled.items():
             blobs[f"{batch}/{key}"] = blob
-        rejected += [{"batch": batch, "layer": n.name, "tactic": t, "error": e}
-                     for n in g.nodes for t, e in n.meta.get("rejected_tactics", {}).items()]
+        rejected += [
+            {"batch": batch, "layer": n.name, "tactic": t, "error": e}
+            for n in g.nodes
+            for t, e in n.meta.get("rejected_tactics", {}).items()
+        ]
         if hints is None:
-            tuned[batch] = {"tactics": {n.name: n.meta["tactic"] for n in g.nodes
-                                        if "tactic" in n.meta},
-                            "schedule": g.meta.get("schedule", "sequential")}
+            tuned[batch] = {
+                "tactics": {n.name: n.meta["tactic"] for n in g.nodes if "tactic" in n.meta},
+                "schedule": g.meta.get("schedule", "sequential"),
+            }
         plan, plan_tensors = graph_to_plan(g)
         plans[str(batch)] = plan
         tensors.update(plan_tensors)
@@ -214,14 +230,22 @@ def _bindings(g: Graph, profile: Profile) -> dict[str, Any]:
         return [-1, *s[1:]] if batched and profile.min_batch != profile.max_batch else list(s)
 
     inputs = [
-        {"name": v.name, "dtype": v.dtype.name, "shape": shape(v.shape, v.name in profile.batched),
-         "batched": v.name in profile.batched}
+        {
+            "name": v.name,
+            "dtype": v.dtype.name,
+            "shape": shape(v.shape, v.name in profile.batched),
+            "batched": v.name in profile.batched,
+        }
         for v in g.inputs
     ]
     any_batched = bool(profile.batched)
     outputs = [
-        {"name": name, "dtype": v.dtype.name, "shape": shape(v.shape, any_batched),
-         "batched": any_batched}
+        {
+            "name": name,
+            "dtype": v.dtype.name,
+            "shape": shape(v.shape, any_batched),
+            "batched": any_batched,
+        }
         for name, v in g.outputs
     ]
     return {"inputs": inputs, "outputs": outputs}
@@ -241,8 +265,14 @@ def rebuild_command(model_path: str | None, profile: Profile, opts: BuildOptions
         if profile.min_batch == profile.max_batch:
             parts += ["--shapes", fmt(profile.min_batch)]
         else:
-            parts += ["--min-shapes", fmt(profile.min_batch), "--opt-shapes",
-                      fmt(profile.opt_batch), "--max-shapes", fmt(profile.max_batch)]
+            parts += [
+                "--min-shapes",
+                fmt(profile.min_batch),
+                "--opt-shapes",
+                fmt(profile.opt_batch),
+                "--max-shapes",
+                fmt(profile.max_batch),
+            ]
     if opts.backend != "cpu":
         parts += ["--backend", opts.backend]
     parts += get_backend(opts.backend).rebuild_flags(opts.backend_options)
@@ -250,4 +280,3 @@ def rebuild_command(model_path: str | None, profile: Profile, opts: BuildOptions
         parts.append("--no-verify-tactics")
     parts += precision_flags(opts)
     return shlex.join(parts)
-

@@ -53,8 +53,10 @@ class TensorType:
             raise GraphError(f"tensor of shape {self.shape} has symbolic dims; no byte size")
         nbytes = math.prod(int(d) for d in self.shape) * self.dtype.itemsize
         if nbytes > MAX_TENSOR_BYTES:
-            raise GraphError(f"a tensor of {self} is {nbytes} bytes; the limit is "
-                             f"{MAX_TENSOR_BYTES} (1 TiB): give smaller shapes")
+            raise GraphError(
+                f"a tensor of {self} is {nbytes} bytes; the limit is "
+                f"{MAX_TENSOR_BYTES} (1 TiB): give smaller shapes"
+            )
         return nbytes
 
     def __str__(self) -> str:
@@ -233,9 +235,7 @@ class Graph:
         self._values[value.name] = value
         return value
 
-    def add_value(
-        self, name: str, type: TensorType | None = None, *, unique: bool = True
-    ) -> Value:
+    def add_value(self, name: str, type: TensorType | None = None, *, unique: bool = True) -> Value:
         """Create a new (unproduced) value; ``unique`` renames it if the name is taken."""
         return self._register_value(Value(self.unique_name(name) if unique else name, type))
 
@@ -298,8 +298,9 @@ class Graph:
         node = Node(op_type, self._unique_node_name(name or op_type.lower()), domain, attrs)
         node.graph = self
         if isinstance(outputs, int):
-            outputs = [f"{node.name}_out{k}" if outputs > 1 else f"{node.name}_out"
-                       for k in range(outputs)]
+            outputs = [
+                f"{node.name}_out{k}" if outputs > 1 else f"{node.name}_out" for k in range(outputs)
+            ]
         for out in outputs:
             value = self.add_value(out) if isinstance(out, str) else out
             if isinstance(out, Value):
@@ -409,8 +410,9 @@ class Graph:
             for value in node._inputs:
                 pred = None if value is None else value.producer
                 if pred is not None and pred.graph is self and id(pred) not in seen:
-                    raise GraphError(f"reorder puts '{node.name}' before its input's producer "
-                                     f"'{pred.name}'")
+                    raise GraphError(
+                        f"reorder puts '{node.name}' before its input's producer '{pred.name}'"
+                    )
             seen.add(id(node))
         self._nodes = dict.fromkeys(nodes)
 

@@ -41,8 +41,15 @@ _ACTIVATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "mish": ("Mish", {}),
     "gelu": ("Gelu", {}),
 }
-_ELEMENTWISE = {"sum": "Add", "sub": "Sub", "prod": "Mul", "div": "Div", "max": "Max",
-                "min": "Min", "pow": "Pow"}
+_ELEMENTWISE = {
+    "sum": "Add",
+    "sub": "Sub",
+    "prod": "Mul",
+    "div": "Div",
+    "max": "Max",
+    "min": "Min",
+    "pow": "Pow",
+}
 _POOLING = {"max": "MaxPool", "average": "AveragePool"}
 
 
@@ -69,8 +76,14 @@ class Network:
         return self.graph.add_constant(name, np.asarray(array))
 
     # -- layers -----------------------------------------------------------------------------
-    def _layer(self, op_type: str, inputs: Sequence[Value | None], attrs: dict[str, Any],
-               name: str | None, outputs: int = 1) -> Any:
+    def _layer(
+        self,
+        op_type: str,
+        inputs: Sequence[Value | None],
+        attrs: dict[str, Any],
+        name: str | None,
+        outputs: int = 1,
+    ) -> Any:
         node = self.graph.add_node(op_type, inputs, outputs, attrs, name=name)
         return node.outputs if outputs > 1 else node.outputs[0]  # type: ignore[return-value]
 
@@ -87,8 +100,13 @@ class Network:
         try:
             from edge_infer.engine.shape_inference import bind_input_shapes
 
-            bind_input_shapes(probe, {v.name: tuple(d if isinstance(d, int) else 1
-                                                    for d in v.shape) for v in probe.inputs})
+            bind_input_shapes(
+                probe,
+                {
+                    v.name: tuple(d if isinstance(d, int) else 1 for d in v.shape)
+                    for v in probe.inputs
+                },
+            )
             infer_shapes(probe, fold=False)
         except EdgeInferError as exc:
             raise GraphError(f"cannot infer the shapes of the network so far: {exc}") from exc
@@ -115,8 +133,10 @@ class Network:
         if weights is None:
             cin = self._channels(x)
             fan_in = cin // groups * kh * kw
-            weights = (self._rng.standard_normal((out_channels, cin // groups, kh, kw))
-                       * np.sqrt(2.0 / fan_in)).astype(np.float32)
+            weights = (
+                self._rng.standard_normal((out_channels, cin // groups, kh, kw))
+                * np.sqrt(2.0 / fan_in)
+            ).astype(np.float32)
         if bias is None:
             bias = (self._rng.standard_normal(out_channels) * 0.1).astype(np.float32)
         d = _pair(dilation)
@@ -127,12 +147,18 @@ class Network:
             pads = [p[0], p[1], p[0], p[1]]
         w = self.graph.add_constant(f"{name or 'conv'}_W", np.asarray(weights))
         b = self.graph.add_constant(f"{name or 'conv'}_B", np.asarray(bias))
-        attrs = {"kernel_shape": [kh, kw], "strides": _pair(stride), "pads": pads,
-                 "dilations": d, "group": groups}
+        attrs = {
+            "kernel_shape": [kh, kw],
+            "strides": _pair(stride),
+            "pads": pads,
+            "dilations": d,
+            "group": groups,
+        }
         return self._layer("Conv", [x, w, b], attrs, name)
 
-    def add_activation(self, x: Tensor, kind: str, *, name: str | None = None,
-                       **params: float) -> Tensor:
+    def add_activation(
+        self, x: Tensor, kind: str, *, name: str | None = None, **params: float
+    ) -> Tensor:
         """Activation by name: relu, sigmoid, tanh, leaky_relu, elu, hard_swish, silu, ..."""
         if kind == "silu":  # as PyTorch exports it: x * sigmoid(x)
             s = self._layer("Sigmoid", [x], {}, name and f"{name}_sigmoid")
@@ -147,41 +173,63 @@ class Network:
         op, defaults = _ACTIVATIONS[kind]
         return self._layer(op, [x], {**defaults, **params}, name)
 
-    def add_pooling(self, x: Tensor, kind: str, kernel: int | Sequence[int], *,
-                    stride: int | Sequence[int] | None = None, padding: int | Sequence[int] = 0,
-                    ceil_mode: bool = False, name: str | None = None) -> Tensor:
+    def add_pooling(
+        self,
+        x: Tensor,
+        kind: str,
+        kernel: int | Sequence[int],
+        *,
+        stride: int | Sequence[int] | None = None,
+        padding: int | Sequence[int] = 0,
+        ceil_mode: bool = False,
+        name: str | None = None,
+    ) -> Tensor:
         """Max or average pooling."""
         if kind not in _POOLING:
             raise GraphError(f"unknown pooling '{kind}'; choose one of {sorted(_POOLING)}")
         p = _pair(padding)
-        attrs = {"kernel_shape": _pair(kernel), "strides": _pair(stride or kernel),
-                 "pads": [p[0], p[1], p[0], p[1]], "ceil_mode": int(ceil_mode)}
+        attrs = {
+            "kernel_shape": _pair(kernel),
+            "strides": _pair(stride or kernel),
+            "pads": [p[0], p[1], p[0], p[1]],
+            "ceil_mode": int(ceil_mode),
+        }
         return self._layer(_POOLING[kind], [x], attrs, name)
 
-    def add_global_pooling(self, x: Tensor, kind: str = "average", *,
-                           name: str | None = None) -> Tensor:
+    def add_global_pooling(
+        self, x: Tensor, kind: str = "average", *, name: str | None = None
+    ) -> Tensor:
         op = {"average": "GlobalAveragePool", "max": "GlobalMaxPool"}.get(kind)
         if op is None:
             raise GraphError(f"unknown global pooling '{kind}'; choose average or max")
         return self._layer(op, [x], {}, name)
 
-    def add_concatenation(self, xs: Sequence[Tensor], axis: int = 1, *,
-                          name: str | None = None) -> Tensor:
+    def add_concatenation(
+        self, xs: Sequence[Tensor], axis: int = 1, *, name: str | None = None
+    ) -> Tensor:
         if not xs:
             raise GraphError("concatenation needs at least one input")
         return self._layer("Concat", list(xs), {"axis": axis}, name)
 
-    def add_elementwise(self, a: Tensor, b: Tensor, kind: str, *,
-                        name: str | None = None) -> Tensor:
+    def add_elementwise(
+        self, a: Tensor, b: Tensor, kind: str, *, name: str | None = None
+    ) -> Tensor:
         """Binary elementwise op with broadcasting: sum, sub, prod, div, max, min, pow."""
         if kind not in _ELEMENTWISE:
-            raise GraphError(f"unknown elementwise op '{kind}'; choose one of "
-                             f"{sorted(_ELEMENTWISE)}")
+            raise GraphError(
+                f"unknown elementwise op '{kind}'; choose one of {sorted(_ELEMENTWISE)}"
+            )
         return self._layer(_ELEMENTWISE[kind], [a, b], {}, name)
 
-    def add_fully_connected(self, x: Tensor, out_features: int,
-                            weights: np.ndarray | None = None, bias: np.ndarray | None = None,
-                            *, name: str | None = None) -> Tensor:
+    def add_fully_connected(
+        self,
+        x: Tensor,
+        out_features: int,
+        weights: np.ndarray | None = None,
+        bias: np.ndarray | None = None,
+        *,
+        name: str | None = None,
+    ) -> Tensor:
         """``y = flatten(x) @ W.T + b`` (Flatten + Gemm)."""
         flat = self._layer("Flatten", [x], {"axis": 1}, name and f"{name}_flatten")
         if weights is None:
@@ -189,8 +237,9 @@ class Network:
             if flat.type is None or not isinstance(flat.shape[1], int):
                 raise GraphError(f"cannot tell the feature count of '{x.name}'; pass weights")
             fan_in = int(flat.shape[1])
-            weights = (self._rng.standard_normal((out_features, fan_in))
-                       * np.sqrt(1.0 / fan_in)).astype(np.float32)
+            weights = (
+                self._rng.standard_normal((out_features, fan_in)) * np.sqrt(1.0 / fan_in)
+            ).astype(np.float32)
         if bias is None:
             bias = np.zeros(out_features, np.float32)
         w = self.graph.add_constant(f"{name or 'fc'}_W", np.asarray(weights))
@@ -200,17 +249,25 @@ class Network:
     def add_softmax(self, x: Tensor, axis: int = -1, *, name: str | None = None) -> Tensor:
         return self._layer("Softmax", [x], {"axis": axis}, name)
 
-    def add_resize(self, x: Tensor, scale: float, mode: str = "nearest", *,
-                   name: str | None = None) -> Tensor:
+    def add_resize(
+        self, x: Tensor, scale: float, mode: str = "nearest", *, name: str | None = None
+    ) -> Tensor:
         """Spatial up/down-sampling of NCHW by ``scale``."""
         scales = self.graph.add_constant("scales", np.array([1, 1, scale, scale], np.float32))
         return self._layer("Resize", [x, None, scales], {"mode": mode}, name)
 
-    def add_layer(self, op_type: str, inputs: Sequence[Tensor | None], *, outputs: int = 1,
-                  domain: str = "", name: str | None = None, **attrs: Any) -> Any:
+    def add_layer(
+        self,
+        op_type: str,
+        inputs: Sequence[Tensor | None],
+        *,
+        outputs: int = 1,
+        domain: str = "",
+        name: str | None = None,
+        **attrs: Any,
+    ) -> Any:
         """Any registered op (or plugin) by its ONNX op type."""
         node = self.graph.add_node(op_type, inputs, outputs, attrs, name=name, domain=domain)
         if domain and domain not in self.graph.opsets:
             self.graph.opsets[domain] = 1
         return node.outputs if outputs > 1 else node.outputs[0]
-

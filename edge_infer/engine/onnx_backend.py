@@ -35,8 +35,7 @@ def declared_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     for info in declared_inputs(model):
         dims = info.type.tensor_type.shape.dim
         if not all(d.HasField("dim_value") for d in dims):
-            names = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-                     for d in dims]
+            names = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
             raise BuildError(
                 f"input '{info.name}' has dynamic dims {names}; pass shapes={{...}} to "
                 "EdgeInferBackend.prepare to fix them"
@@ -65,9 +64,13 @@ def bind_inputs(model: onnx.ModelProto, values: Mapping[str, np.ndarray]) -> onn
 class EdgeInferRep(BackendRep):
     """A prepared model: an engine, one execution context, and the model's I/O order."""
 
-    def __init__(self, engine: Engine, input_names: Sequence[str],
-                 output_names: Sequence[str],
-                 bound: Mapping[str, np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        input_names: Sequence[str],
+        output_names: Sequence[str],
+        bound: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
         self.engine = engine
         #: inputs the caller feeds, in declared order (bound inputs are not among them)
         self.input_names = list(input_names)
@@ -131,26 +134,38 @@ class EdgeInferBackend(Backend):
         if not cls.supports_device(device):
             raise BuildError(f"edge_infer's ONNX backend runs on CPU only, not on '{device}'")
         if isinstance(model, bytes | str):
-            model = onnx.load_model_from_string(model) if isinstance(model, bytes) \
-                else onnx.load(model)
+            model = (
+                onnx.load_model_from_string(model) if isinstance(model, bytes) else onnx.load(model)
+            )
         bound = {k: np.asarray(v) for k, v in (kwargs.get("constant_inputs") or {}).items()}
         if bound:
             model = bind_inputs(model, bound)
         shapes = dict(declared_shapes(model)) if kwargs.get("shapes") is None else kwargs["shapes"]
-        engine = build(model, shapes=shapes, optimize=bool(kwargs.get("optimize", True)),
-                       tune=bool(kwargs.get("tune", True)))
+        engine = build(
+            model,
+            shapes=shapes,
+            optimize=bool(kwargs.get("optimize", True)),
+            tune=bool(kwargs.get("tune", True)),
+        )
         inputs = [i.name for i in declared_inputs(model)]
         outputs = [o.name for o in model.graph.output]
         return EdgeInferRep(engine, inputs, outputs, bound)
 
     @classmethod
-    def run_model(cls, model: onnx.ModelProto, inputs: Any, device: str = "CPU",
-                  **kwargs: Any) -> list[np.ndarray]:
+    def run_model(
+        cls, model: onnx.ModelProto, inputs: Any, device: str = "CPU", **kwargs: Any
+    ) -> list[np.ndarray]:
         return cls.prepare(model, device, **kwargs).run(inputs)
 
     @classmethod
-    def run_node(cls, node: onnx.NodeProto, inputs: Any, device: str = "CPU",
-                 outputs_info: Any = None, **kwargs: Any) -> list[np.ndarray]:
+    def run_node(
+        cls,
+        node: onnx.NodeProto,
+        inputs: Any,
+        device: str = "CPU",
+        outputs_info: Any = None,
+        **kwargs: Any,
+    ) -> list[np.ndarray]:
         raise NotImplementedError(
             "edge_infer runs whole models; wrap the node in a model and call run_model"
         )
@@ -164,5 +179,13 @@ prepare = EdgeInferBackend.prepare
 run_model = EdgeInferBackend.run_model
 supports_device = EdgeInferBackend.supports_device
 
-__all__ = ["EdgeInferBackend", "EdgeInferRep", "bind_inputs", "declared_inputs",
-           "declared_shapes", "prepare", "run_model", "supports_device"]
+__all__ = [
+    "EdgeInferBackend",
+    "EdgeInferRep",
+    "bind_inputs",
+    "declared_inputs",
+    "declared_shapes",
+    "prepare",
+    "run_model",
+    "supports_device",
+]

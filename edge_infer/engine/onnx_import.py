@@ -133,8 +133,9 @@ def import_model(
     loaded = source if isinstance(source, LoadedModel) else load_model(source)
     proto = loaded.proto
     registry = registry or get_registry()
-    opsets = {("" if d.domain in _ONNX_DOMAINS else d.domain): int(d.version)
-              for d in proto.opset_import}
+    opsets = {
+        ("" if d.domain in _ONNX_DOMAINS else d.domain): int(d.version) for d in proto.opset_import
+    }
     default = opsets.get("")
     if default is None or not MIN_OPSET <= default <= MAX_OPSET:
         raise ModelLoadError(
@@ -195,8 +196,12 @@ def import_model(
             outputs.append(graph.add_value(out, unique=False))
         attrs = {a.name: attribute_value(a, where) for a in node.attribute}
         domain = "" if node.domain in _ONNX_DOMAINS else node.domain
-        if (node.op_type == "Split" and not domain and "split" not in attrs
-                and (len(inputs) < 2 or inputs[1] is None)):
+        if (
+            node.op_type == "Split"
+            and not domain
+            and "split" not in attrs
+            and (len(inputs) < 2 or inputs[1] is None)
+        ):
             # Before opset 18 an even Split is defined by its output count, which a kernel
             # cannot see: make it explicit (the opset-18 attribute) for kernels and folding.
             attrs.setdefault("num_outputs", len(outputs))

@@ -33,15 +33,18 @@ def _shape_map(name: str, value: Any) -> dict[str, Shape] | None:
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise BuildError(f"{name} must map input names to shapes, e.g. "
-                         f"{{'images': (1, 3, 640, 640)}}; got {type(value).__name__}")
+        raise BuildError(
+            f"{name} must map input names to shapes, e.g. "
+            f"{{'images': (1, 3, 640, 640)}}; got {type(value).__name__}"
+        )
     out: dict[str, Shape] = {}
     for key, dims in value.items():
         try:
             shape = tuple(int(d) for d in dims)
         except (TypeError, ValueError):
-            raise BuildError(f"{name}['{key}'] must be a sequence of integers, got "
-                             f"{dims!r}") from None
+            raise BuildError(
+                f"{name}['{key}'] must be a sequence of integers, got {dims!r}"
+            ) from None
         if any(d < 1 for d in shape):
             raise BuildError(f"{name}['{key}'] = {list(shape)}: every dimension must be ≥ 1")
         out[str(key)] = shape
@@ -50,16 +53,21 @@ def _shape_map(name: str, value: Any) -> dict[str, Shape] | None:
 
 def _check_ranges(lo: dict[str, Shape], opt: dict[str, Shape], hi: dict[str, Shape]) -> None:
     if not (set(lo) == set(opt) == set(hi)):
-        raise BuildError(f"min/opt/max shapes must name the same inputs, got {sorted(lo)}, "
-                         f"{sorted(opt)} and {sorted(hi)}")
+        raise BuildError(
+            f"min/opt/max shapes must name the same inputs, got {sorted(lo)}, "
+            f"{sorted(opt)} and {sorted(hi)}"
+        )
     for name in lo:
         a, b, c = lo[name], opt[name], hi[name]
         if not (len(a) == len(b) == len(c)) or a[1:] != c[1:] or b[1:] != c[1:]:
-            raise BuildError(f"input '{name}': only the batch dimension (axis 0) may differ "
-                             f"between min {list(a)}, opt {list(b)} and max {list(c)}")
+            raise BuildError(
+                f"input '{name}': only the batch dimension (axis 0) may differ "
+                f"between min {list(a)}, opt {list(b)} and max {list(c)}"
+            )
         if a and not a[0] <= b[0] <= c[0]:
-            raise BuildError(f"input '{name}': need min ≤ opt ≤ max batch, got "
-                             f"{a[0]}, {b[0]}, {c[0]}")
+            raise BuildError(
+                f"input '{name}': need min ≤ opt ≤ max batch, got {a[0]}, {b[0]}, {c[0]}"
+            )
 
 
 def parse_layer_precision(text: str | None) -> dict[str, str]:
@@ -72,8 +80,10 @@ def parse_layer_precision(text: str | None) -> dict[str, str]:
         name, sep, prec = item.rpartition(":")
         prec = prec.strip().lower()
         if not sep or not name or prec not in PRECISIONS:
-            raise BuildError(f"--layer-precision entry {item!r} must be NAME:PREC with PREC one "
-                             f"of {', '.join(PRECISIONS)}")
+            raise BuildError(
+                f"--layer-precision entry {item!r} must be NAME:PREC with PREC one "
+                f"of {', '.join(PRECISIONS)}"
+            )
         result[name.strip()] = prec
     return result
 
@@ -119,12 +129,12 @@ class BuildOptions:
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalize once, here
         if not isinstance(self.backend, str) or not self.backend:
-            raise BuildError(f"backend must be a backend name such as 'cpu', got "
-                             f"{self.backend!r}")
+            raise BuildError(f"backend must be a backend name such as 'cpu', got {self.backend!r}")
         precision = str(self.precision or "fp32").lower()
         if precision not in PRECISIONS:
-            raise BuildError(f"precision must be one of {', '.join(PRECISIONS)}, got "
-                             f"{self.precision!r}")
+            raise BuildError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         set_(self, "precision", precision)
         fallback = str(self.int8_fallback or "fp32").lower()
         if fallback not in INT8_FALLBACKS:
@@ -136,8 +146,10 @@ class BuildOptions:
         overrides = {str(k): str(v).lower() for k, v in dict(overrides or {}).items()}
         bad = {k: v for k, v in overrides.items() if v not in PRECISIONS}
         if bad:
-            raise BuildError(f"layer_precision {bad}: each layer's precision must be one of "
-                             f"{', '.join(PRECISIONS)}")
+            raise BuildError(
+                f"layer_precision {bad}: each layer's precision must be one of "
+                f"{', '.join(PRECISIONS)}"
+            )
         set_(self, "layer_precision", overrides)
         for name in ("shapes", "min_shapes", "opt_shapes", "max_shapes"):
             set_(self, name, _shape_map(name, getattr(self, name)))
@@ -151,14 +163,18 @@ class BuildOptions:
         extra = dict(self.extra or {})
         unknown = sorted(set(extra) - {"calibration"})
         if unknown:
-            raise BuildError(f"unknown extra build options {unknown}; backend settings go in "
-                             "backend_options, calibration scales in calibration")
+            raise BuildError(
+                f"unknown extra build options {unknown}; backend settings go in "
+                "backend_options, calibration scales in calibration"
+            )
         if self.calibration is None and extra.get("calibration") is not None:
             set_(self, "calibration", extra["calibration"])
         set_(self, "extra", {})
         if self.calibration is not None and not hasattr(self.calibration, "scales"):
-            raise BuildError("calibration must be a CalibrationCache (from `calibrate`), got "
-                             f"{type(self.calibration).__name__}")
+            raise BuildError(
+                "calibration must be a CalibrationCache (from `calibrate`), got "
+                f"{type(self.calibration).__name__}"
+            )
         if not isinstance(self.backend_options, Mapping):
             raise BuildError("backend_options must be a mapping, e.g. {'threads': 2}")
         set_(self, "backend_options", dict(self.backend_options))

@@ -88,12 +88,16 @@ def check_header(header: Any) -> None:
         entries = bindings.get(kind)
         # a model may have no inputs (constants only); every engine has an output
         if not isinstance(entries, list) or (kind == "outputs" and not entries):
-            raise _bad(f"engine bindings: '{kind}' is not a list"
-                       + (" of at least one output" if kind == "outputs" else ""))
+            raise _bad(
+                f"engine bindings: '{kind}' is not a list"
+                + (" of at least one output" if kind == "outputs" else "")
+            )
         # inputs have every dim >= 1 (the builder refuses zero-size inputs); an output may be
         # empty (a Slice or Range of nothing)
-        names = [_check_binding(e, f"engine binding {kind}[{i}]", lo=1 if kind == "inputs" else 0)
-                 for i, e in enumerate(entries)]
+        names = [
+            _check_binding(e, f"engine binding {kind}[{i}]", lo=1 if kind == "inputs" else 0)
+            for i, e in enumerate(entries)
+        ]
         if len(set(names)) != len(names):
             raise _bad(f"engine bindings: two {kind} share a name ({names})")
 

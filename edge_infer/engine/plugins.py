@@ -51,15 +51,23 @@ def register_plugin(
             "ONNX default domain, so it can never shadow a built-in op"
         )
     if "cpu" not in kernels:
-        raise PluginError(f"plugin '{domain}::{op_type}' needs at least a 'cpu' kernel "
-                          "(the numeric reference)")
+        raise PluginError(
+            f"plugin '{domain}::{op_type}' needs at least a 'cpu' kernel (the numeric reference)"
+        )
     unknown = set(kernels) - {"cpu", "cuda"}
     if unknown:
         raise PluginError(f"plugin '{domain}::{op_type}': unknown backends {sorted(unknown)}")
     with _lock:
         get_registry().register(
-            OpDef(op_type, since_version, kernels["cpu"], infer, domain, dict(defaults or {}),
-                  foldable)
+            OpDef(
+                op_type,
+                since_version,
+                kernels["cpu"],
+                infer,
+                domain,
+                dict(defaults or {}),
+                foldable,
+            )
         )
         _kernels[(domain, op_type)] = dict(kernels)
 

@@ -62,8 +62,11 @@ class Profile:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Profile:
         return cls(
-            int(data["min_batch"]), int(data["opt_batch"]), int(data["max_batch"]),
-            {k: tuple(v) for k, v in data["base_shapes"].items()}, tuple(data["batched"]),
+            int(data["min_batch"]),
+            int(data["opt_batch"]),
+            int(data["max_batch"]),
+            {k: tuple(v) for k, v in data["base_shapes"].items()},
+            tuple(data["batched"]),
         )
 
 
@@ -78,10 +81,12 @@ def parse_shapes(text: str | None) -> dict[str, tuple[int, ...]]:
         if not sep and item.isdigit() and i > 0 and ":" in items[i - 1]:
             # "images:1,3,640,640": commas are the separators of inputs, not of dims
             start = next(j for j in range(i - 1, -1, -1) if ":" in items[j])
-            run = [items[start]] + [d for d in items[start + 1:] if d.isdigit()]
+            run = [items[start]] + [d for d in items[start + 1 :] if d.isdigit()]
             head, _, first = run[0].rpartition(":")
-            raise BuildError(f"bad shape '{','.join(run)}': dims are separated by 'x' (commas "
-                             f"separate inputs): write {head}:{'x'.join([first, *run[1:]])}")
+            raise BuildError(
+                f"bad shape '{','.join(run)}': dims are separated by 'x' (commas "
+                f"separate inputs): write {head}:{'x'.join([first, *run[1:]])}"
+            )
         if not sep or not name:
             raise BuildError(f"bad shape '{item}': expected NAME:DxDxD, e.g. images:1x3x640x640")
         try:
@@ -99,10 +104,15 @@ def parse_shapes(text: str | None) -> dict[str, tuple[int, ...]]:
 def _check_names(graph: Graph, *maps: ShapeMap | None) -> None:
     """A shape given for a name that is not an input is a typo, not something to ignore."""
     inputs = {v.name: v.shape for v in graph.inputs}
-    flags = ("shapes (--shapes)", "min_shapes (--min-shapes)", "opt_shapes (--opt-shapes)",
-             "max_shapes (--max-shapes)")
-    unknown = [(flag, name) for flag, m in zip(flags, maps) for name in (m or {})
-               if name not in inputs]
+    flags = (
+        "shapes (--shapes)",
+        "min_shapes (--min-shapes)",
+        "opt_shapes (--opt-shapes)",
+        "max_shapes (--max-shapes)",
+    )
+    unknown = [
+        (flag, name) for flag, m in zip(flags, maps) for name in (m or {}) if name not in inputs
+    ]
     if unknown:
         listed = ", ".join(f"{n} {list(s)}" for n, s in inputs.items())
         given = ", ".join(f"{flag} {name!r}" for flag, name in unknown)
@@ -149,19 +159,23 @@ def make_profile(
                 )
         a, b, c = (tuple(int(d) for d in p) for p in picks)  # type: ignore[union-attr]
         if not (len(a) == len(b) == len(c) == len(declared)):
-            raise BuildError(f"input '{value.name}': rank of given shapes does not match the "
-                             f"model's {list(declared)}")
+            raise BuildError(
+                f"input '{value.name}': rank of given shapes does not match the "
+                f"model's {list(declared)}"
+            )
         if a[1:] != c[1:] or b[1:] != c[1:]:
             raise BuildError(
                 f"input '{value.name}': only the batch dimension (axis 0) may differ between "
                 f"min {list(a)}, opt {list(b)} and max {list(c)}"
             )
         if a and not a[0] <= b[0] <= c[0]:
-            raise BuildError(f"input '{value.name}': need min ≤ opt ≤ max batch, got "
-                             f"{a[0]}, {b[0]}, {c[0]}")
+            raise BuildError(
+                f"input '{value.name}': need min ≤ opt ≤ max batch, got {a[0]}, {b[0]}, {c[0]}"
+            )
         lo[value.name], opt[value.name], hi[value.name] = a, b, c
     batched = tuple(
-        v.name for v in graph.inputs
+        v.name
+        for v in graph.inputs
         if v.shape and (isinstance(v.shape[0], str) or lo[v.name][0] != hi[v.name][0])
     )
     batches = {(lo[n][0], opt[n][0], hi[n][0]) for n in batched}

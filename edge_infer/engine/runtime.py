@@ -69,8 +69,9 @@ class Engine:
             self.outputs = [_binding(e) for e in b["outputs"]]
             self._plans: dict[int, Any] = _read_plans(header["plans"], blobs or {})
         except (KeyError, TypeError, ValueError) as exc:
-            raise EngineFileError(f"engine header is incomplete: {type(exc).__name__}: {exc}") \
-                from exc
+            raise EngineFileError(
+                f"engine header is incomplete: {type(exc).__name__}: {exc}"
+            ) from exc
         self.tensors = tensors
         self.blobs = dict(blobs or {})
         self.path = path
@@ -112,8 +113,10 @@ class Engine:
         rec = self.build_record
         where = self.path or "engine"
         command = rec.get("rebuild_command", "edge-infer build MODEL.onnx")
-        how = ("Engines are tied to the edge_infer version and the device they were built on: "
-               f"rebuild it here with `{command}`.")
+        how = (
+            "Engines are tied to the edge_infer version and the device they were built on: "
+            f"rebuild it here with `{command}`."
+        )
         if rec.get("edge_infer_version") != __version__:
             raise EngineCompatibilityError(
                 f"{where} was built with edge_infer {rec.get('edge_infer_version')}; this is "
@@ -156,7 +159,7 @@ class Engine:
                 self.validate()
                 graph = plan_to_graph(self._plans[plan_batch], self.tensors)
                 prefix = f"{plan_batch}/"
-                blobs = {k[len(prefix):]: v for k, v in self.blobs.items() if k.startswith(prefix)}
+                blobs = {k[len(prefix) :]: v for k, v in self.blobs.items() if k.startswith(prefix)}
                 program = get_backend(self.backend_name).prepare(graph, blobs)
                 self._programs[plan_batch] = program
             return program
@@ -177,21 +180,27 @@ class Engine:
         """Where this process would run the engine otherwise than its tactics were timed
         (e.g. another thread count): the fastest tactics there may differ; empty if none."""
         now = get_backend(self.backend_name).runtime_settings()
-        return [f"tactics were timed with {key}={value}, this process runs {key}={now[key]}"
-                for key, value in self.tuned_settings.items()
-                if key in now and now[key] != value]
+        return [
+            f"tactics were timed with {key}={value}, this process runs {key}={now[key]}"
+            for key, value in self.tuned_settings.items()
+            if key in now and now[key] != value
+        ]
 
-    def profile_layers(self, feeds: Mapping[str, np.ndarray], *,
-                       iterations: int = 10) -> list[dict[str, Any]]:
+    def profile_layers(
+        self, feeds: Mapping[str, np.ndarray], *, iterations: int = 10
+    ) -> list[dict[str, Any]]:
         """Each layer's time on ``feeds`` (the backend's per-layer profile, slowest first);
         empty where the backend cannot time layers one by one."""
         batch = ExecutionContext.validate_feeds(self, feeds)
         plan_batch = self.plan_batch_for(batch)
         if plan_batch != batch:
-            feeds = {b.name: _pad_batch(feeds[b.name], plan_batch) if b.batched
-                     else feeds[b.name] for b in self.inputs}
-        return get_backend(self.backend_name).profile_layers(self.program(plan_batch), feeds,
-                                                             iterations)
+            feeds = {
+                b.name: _pad_batch(feeds[b.name], plan_batch) if b.batched else feeds[b.name]
+                for b in self.inputs
+            }
+        return get_backend(self.backend_name).profile_layers(
+            self.program(plan_batch), feeds, iterations
+        )
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -238,8 +247,12 @@ def _describe(backend: Any, device: Any) -> str:
 
 
 def _binding(entry: Mapping[str, Any]) -> Binding:
-    return Binding(entry["name"], np.dtype(entry["dtype"]), tuple(entry["shape"]),
-                   bool(entry.get("batched", False)))
+    return Binding(
+        entry["name"],
+        np.dtype(entry["dtype"]),
+        tuple(entry["shape"]),
+        bool(entry.get("batched", False)),
+    )
 
 
 class ExecutionContext:
@@ -291,16 +304,20 @@ class ExecutionContext:
         for b in engine.inputs:
             array = feeds[b.name]
             if not isinstance(array, np.ndarray):
-                raise BindingError(f"input '{b.name}' must be a numpy array, got "
-                                   f"{type(array).__name__}")
+                raise BindingError(
+                    f"input '{b.name}' must be a numpy array, got {type(array).__name__}"
+                )
             if array.dtype != b.dtype:
-                raise BindingError(f"input '{b.name}' must be {b.dtype.name}, got "
-                                   f"{array.dtype.name}; convert with .astype(np.{b.dtype.name})")
+                raise BindingError(
+                    f"input '{b.name}' must be {b.dtype.name}, got "
+                    f"{array.dtype.name}; convert with .astype(np.{b.dtype.name})"
+                )
             want = list(b.shape)
             if b.batched:
                 want[0] = -1
             ok = len(array.shape) == len(want) and all(
-                w < 0 or w == d for w, d in zip(want, array.shape, strict=False))
+                w < 0 or w == d for w, d in zip(want, array.shape, strict=False)
+            )
             if not ok:
                 raise BindingError(
                     f"input '{b.name}' must have shape "
@@ -308,8 +325,10 @@ class ExecutionContext:
                 )
             if b.batched:
                 if batch is not None and array.shape[0] != batch:
-                    raise BindingError(f"inputs disagree on the batch size: {batch} and "
-                                       f"{array.shape[0]} ('{b.name}')")
+                    raise BindingError(
+                        f"inputs disagree on the batch size: {batch} and "
+                        f"{array.shape[0]} ('{b.name}')"
+                    )
                 batch = array.shape[0]
         return batch if batch is not None else engine.profile.min_batch
 
@@ -354,14 +373,16 @@ class ExecutionContext:
             stream = self._stream
         return stream.submit(lambda: self._run_bound(inputs, outputs, batch))
 
-    def _run_bound(self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray],
-                   batch: int) -> dict[str, np.ndarray]:
+    def _run_bound(
+        self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], batch: int
+    ) -> dict[str, np.ndarray]:
         plan_batch = self.engine.plan_batch_for(batch)
         if plan_batch != batch and self._bindings.has_device_arrays():
             raise BindingError(
                 f"device buffers of batch {batch} need a plan of that batch size; this engine "
                 f"has plans for {self.engine.batch_sizes}: bind one of those sizes or "
-                "rebuild with a profile that covers it")
+                "rebuild with a profile that covers it"
+            )
         if plan_batch != batch:  # no plan of this size: padded into the arena (copies)
             results = self._execute(inputs, batch)
             for name, array in outputs.items():

@@ -34,8 +34,9 @@ def bind_input_shapes(graph: Graph, shapes: Mapping[str, Sequence[int]]) -> dict
     known = {v.name for v in graph.inputs}
     for name in shapes:
         if name not in known:
-            raise BuildError(f"--shapes names input '{name}', but the model's inputs are "
-                             f"{sorted(known)}")
+            raise BuildError(
+                f"--shapes names input '{name}', but the model's inputs are {sorted(known)}"
+            )
     symbols: dict[str, int] = {}
     for value in graph.inputs:
         declared = value.shape
@@ -50,17 +51,23 @@ def bind_input_shapes(graph: Graph, shapes: Mapping[str, Sequence[int]]) -> dict
             continue
         given = tuple(int(d) for d in given)
         if len(given) != len(declared):
-            raise BuildError(f"input '{value.name}' has rank {len(declared)} "
-                             f"({list(declared)}); --shapes gave {list(given)}")
+            raise BuildError(
+                f"input '{value.name}' has rank {len(declared)} "
+                f"({list(declared)}); --shapes gave {list(given)}"
+            )
         for axis, (want, got) in enumerate(zip(declared, given, strict=True)):
             if got <= 0:
                 raise BuildError(f"input '{value.name}' dim {axis}: size must be ≥ 1, got {got}")
             if isinstance(want, int) and want != got:
-                raise BuildError(f"input '{value.name}' dim {axis} is fixed at {want} in the "
-                                 f"model; --shapes gave {got}")
+                raise BuildError(
+                    f"input '{value.name}' dim {axis} is fixed at {want} in the "
+                    f"model; --shapes gave {got}"
+                )
             if isinstance(want, str) and symbols.setdefault(want, got) != got:
-                raise BuildError(f"dim '{want}' is bound to {symbols[want]} and {got} "
-                                 f"(input '{value.name}' dim {axis})")
+                raise BuildError(
+                    f"dim '{want}' is bound to {symbols[want]} and {got} "
+                    f"(input '{value.name}' dim {axis})"
+                )
         value.type = TensorType(given, value.dtype)
     for value in graph.inputs:
         if value.type is not None and value.type.is_static:
@@ -68,8 +75,9 @@ def bind_input_shapes(graph: Graph, shapes: Mapping[str, Sequence[int]]) -> dict
     return symbols
 
 
-def _check_size(t: TensorType | None, what: str, error: type[EdgeInferError] = ShapeInferenceError
-                ) -> None:
+def _check_size(
+    t: TensorType | None, what: str, error: type[EdgeInferError] = ShapeInferenceError
+) -> None:
     """Refuse a static type whose byte size passes ``MAX_TENSOR_BYTES`` (sizes are Python ints:
     a 2^31 x 2^31 tensor is a size error, not a negative arena)."""
     if t is not None and t.is_static:
@@ -88,8 +96,10 @@ def resolve_op(graph: Graph, node: Node, registry: OpRegistry | None = None) -> 
     opset = graph.opsets.get(node.domain, 1 if node.domain else 17)
     op = registry.resolve(node.domain, node.op_type, opset)
     if op is None:
-        raise GraphError(f"node '{node.name}': no implementation of "
-                         f"{node.domain or 'ai.onnx'}::{node.op_type} at opset {opset}")
+        raise GraphError(
+            f"node '{node.name}': no implementation of "
+            f"{node.domain or 'ai.onnx'}::{node.op_type} at opset {opset}"
+        )
     return op
 
 
@@ -138,7 +148,7 @@ def _infer_node(node: Node, op: OpDef, attrs: dict[str, Any]) -> list[TensorType
     if len(types) < len(node.outputs):
         # optional trailing outputs (e.g. Dropout mask) that the op did not type are allowed
         # only when nothing reads them
-        for out in node.outputs[len(types):]:
+        for out in node.outputs[len(types) :]:
             if out.uses:
                 ctx.fail(f"output '{out.name}' is used but the op does not produce it")
     return types
@@ -151,8 +161,11 @@ def try_fold(graph: Graph, node: Node, op: OpDef, attrs: dict[str, Any]) -> bool
         src = node.inputs[0]
         if src is None or src.type is None or not src.type.is_static:
             return False
-        args = [src.const if src.const is not None
-                else np.broadcast_to(np.zeros((), src.dtype), src.shape)]
+        args = [
+            src.const
+            if src.const is not None
+            else np.broadcast_to(np.zeros((), src.dtype), src.shape)
+        ]
     else:
         for value in node.inputs:
             if value is None:

@@ -98,8 +98,10 @@ class DeadlineBatcher:
         safety_margin_s: float = 0.005,
     ) -> None:
         if max_batch < 1 or max_per_camera < 1 or latency_budget_s <= 0:
-            raise ValueError(f"need max_batch >= 1, max_per_camera >= 1, budget > 0; got "
-                             f"{max_batch}, {max_per_camera}, {latency_budget_s}")
+            raise ValueError(
+                f"need max_batch >= 1, max_per_camera >= 1, budget > 0; got "
+                f"{max_batch}, {max_per_camera}, {latency_budget_s}"
+            )
         self.max_batch = max_batch
         self.budget = latency_budget_s
         self.latency = latency
@@ -133,7 +135,8 @@ class DeadlineBatcher:
                 q.popleft()
                 dropped += 1
                 self.stats.dropped_by_camera[f.camera_id] = (
-                    self.stats.dropped_by_camera.get(f.camera_id, 0) + 1)
+                    self.stats.dropped_by_camera.get(f.camera_id, 0) + 1
+                )
         self.stats.dropped += dropped
         return dropped
 

@@ -40,8 +40,9 @@ def servable_fps(engine_s: Mapping[int, float], budget_s: float, workers: int) -
 class BudgetWatch:
     """Verdict on the latency budget, for the status topic and the log."""
 
-    def __init__(self, budget_ms: float, clock: Callable[[], float],
-                 repeat_s: float = 60.0) -> None:
+    def __init__(
+        self, budget_ms: float, clock: Callable[[], float], repeat_s: float = 60.0
+    ) -> None:
         self.budget_ms = budget_ms
         self.clock = clock
         self.repeat_s = repeat_s
@@ -56,29 +57,56 @@ class BudgetWatch:
         self._frames = (now, frames)
         return self._offered
 
-    def check(self, total_ms: Mapping[str, float], engine_s: Mapping[int, float],
-              cameras: int, workers: int, frames_captured: int) -> dict[str, Any]:
+    def check(
+        self,
+        total_ms: Mapping[str, float],
+        engine_s: Mapping[int, float],
+        cameras: int,
+        workers: int,
+        frames_captured: int,
+    ) -> dict[str, Any]:
         """The ``status.budget`` object; logs when the budget starts or stops being met.
         ``frames_captured``: the cameras' running total, whose rate is the offered load."""
         now = self.clock()
         offered_fps = self._offered_fps(now, frames_captured)
-        p50, p99, n = (float(total_ms.get("p50", 0.0)), float(total_ms.get("p99", 0.0)),
-                       int(total_ms.get("n", 0)))
+        p50, p99, n = (
+            float(total_ms.get("p50", 0.0)),
+            float(total_ms.get("p99", 0.0)),
+            int(total_ms.get("n", 0)),
+        )
         met = n < MIN_FRAMES or p50 <= self.budget_ms
         serves = servable_fps(engine_s, self.budget_ms / 1e3, workers)
         per_camera = round(HEADROOM * serves / max(1, cameras), 1) if serves else None
-        verdict = {"budget_ms": self.budget_ms, "met": met, "p50_ms": round(p50, 1),
-                   "p99_ms": round(p99, 1), "offered_fps": round(offered_fps, 1),
-                   "servable_fps": round(serves, 1), "suggested_max_fps": per_camera}
+        verdict = {
+            "budget_ms": self.budget_ms,
+            "met": met,
+            "p50_ms": round(p50, 1),
+            "p99_ms": round(p99, 1),
+            "offered_fps": round(offered_fps, 1),
+            "servable_fps": round(serves, 1),
+            "suggested_max_fps": per_camera,
+        }
         if not met and (self._met or now - self._last_warned >= self.repeat_s):
-            log.warning("latency budget %.0f ms not met: p50 %.0f ms, p99 %.0f ms; %d cameras "
-                        "offer %.1f frames/s, the engine serves about %.1f within the budget: "
-                        "set max_fps: %s on the cameras (or fewer cameras, a smaller model, "
-                        "FP16/INT8)", self.budget_ms, p50, p99, cameras, offered_fps, serves,
-                        per_camera)
+            log.warning(
+                "latency budget %.0f ms not met: p50 %.0f ms, p99 %.0f ms; %d cameras "
+                "offer %.1f frames/s, the engine serves about %.1f within the budget: "
+                "set max_fps: %s on the cameras (or fewer cameras, a smaller model, "
+                "FP16/INT8)",
+                self.budget_ms,
+                p50,
+                p99,
+                cameras,
+                offered_fps,
+                serves,
+                per_camera,
+            )
             self._last_warned = now
         elif met and not self._met:
-            log.info("latency budget %.0f ms met again: p50 %.0f ms, p99 %.0f ms",
-                     self.budget_ms, p50, p99)
+            log.info(
+                "latency budget %.0f ms met again: p50 %.0f ms, p99 %.0f ms",
+                self.budget_ms,
+                p50,
+                p99,
+            )
         self._met = met
         return verdict

@@ -53,8 +53,9 @@ class CalibrationData:
             raise CalibrationError(f"color_order must be rgb or bgr, got {self.color_order!r}")
 
     @classmethod
-    def for_daemon(cls, source: str, input_size: tuple[int, int], config: Any,
-                   frames: int = 0) -> CalibrationData:
+    def for_daemon(
+        cls, source: str, input_size: tuple[int, int], config: Any, frames: int = 0
+    ) -> CalibrationData:
         """Frames preprocessed as the daemon configured by ``config`` (a DaemonConfig)."""
         return cls(source, input_size, frames, color_order=config.preprocess.color_order)
 
@@ -69,15 +70,19 @@ class CalibrationData:
             if path.suffix.lower() in IMAGE_SUFFIXES:
                 return "image"
             return "video"
-        raise CalibrationError(f"calibration data {self.source}: no such folder, file or camera "
-                               "URL (give a folder of images, a video file or rtsp://...)")
+        raise CalibrationError(
+            f"calibration data {self.source}: no such folder, file or camera "
+            "URL (give a folder of images, a video file or rtsp://...)"
+        )
 
     @property
     def shortfall(self) -> str | None:
         """A message when fewer frames came than were asked for, else None."""
         if self.frames and self.yielded < self.frames:
-            return (f"only {self.yielded} calibration frames were available from {self.source}, "
-                    f"{self.frames} were asked for; the calibration uses {self.yielded}")
+            return (
+                f"only {self.yielded} calibration frames were available from {self.source}, "
+                f"{self.frames} were asked for; the calibration uses {self.yielded}"
+            )
         return None
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -86,8 +91,12 @@ class CalibrationData:
         kind = self.kind
         if kind == "camera" and self.frames <= 0:
             raise CalibrationError("a camera source needs --frames N (how many to grab)")
-        raw = {"folder": self._folder, "image": self._image, "video": self._video,
-               "camera": self._video}[kind]()
+        raw = {
+            "folder": self._folder,
+            "image": self._image,
+            "video": self._video,
+            "camera": self._video,
+        }[kind]()
         for frame in raw:
             if self.frames and self.yielded >= self.frames:
                 break
@@ -97,17 +106,25 @@ class CalibrationData:
             self.yielded += 1
             yield out
         if self.yielded == 0:
-            detail = f" ({len(self.skipped)} unreadable: {', '.join(self.skipped[:5])})" \
-                if self.skipped else ""
-            raise CalibrationError(f"calibration data {self.source} gave no readable frame"
-                                   f"{detail}; give a folder of .jpg/.png images, a video file "
-                                   "or a camera URL")
+            detail = (
+                f" ({len(self.skipped)} unreadable: {', '.join(self.skipped[:5])})"
+                if self.skipped
+                else ""
+            )
+            raise CalibrationError(
+                f"calibration data {self.source} gave no readable frame"
+                f"{detail}; give a folder of .jpg/.png images, a video file "
+                "or a camera URL"
+            )
         if self.shortfall:
             log.warning("%s", self.shortfall)
 
     def _folder(self) -> Iterator[np.ndarray]:
-        files = sorted(p for p in Path(self.source).rglob("*")
-                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(
+            p
+            for p in Path(self.source).rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
         for path in files:
             frame = read_image(path)
             if frame is None:

@@ -41,20 +41,24 @@ def config_problems(cfg: DaemonConfig) -> list[str]:
         elif isinstance(cam, UsbCamera):
             node = Path(f"/dev/video{cam.device}" if isinstance(cam.device, int) else cam.device)
             if not node.exists():
-                problems.append(f"{where}.device: {node} does not exist (is the camera "
-                                "plugged in? `ls /dev/video*`)")
+                problems.append(
+                    f"{where}.device: {node} does not exist (is the camera "
+                    "plugged in? `ls /dev/video*`)"
+                )
     engine = cfg.engine
     if engine.path.exists():
         problem = _readable_file(engine.path, "engine.path")
         if problem is not None:
             problems.append(problem)
     elif engine.onnx is None:
-        problems.append(f"engine.path: {engine.path} does not exist and engine.onnx is not "
-                        "set to build it from")
-    elif not os.access(engine.path.parent if engine.path.parent.exists() else Path("."),
-                       os.W_OK):
-        problems.append(f"engine.path: {engine.path.parent} is not writable: the engine built "
-                        "from engine.onnx could not be saved")
+        problems.append(
+            f"engine.path: {engine.path} does not exist and engine.onnx is not set to build it from"
+        )
+    elif not os.access(engine.path.parent if engine.path.parent.exists() else Path("."), os.W_OK):
+        problems.append(
+            f"engine.path: {engine.path.parent} is not writable: the engine built "
+            "from engine.onnx could not be saved"
+        )
     if engine.onnx is not None:
         problem = _readable_file(engine.onnx, "engine.onnx")
         if problem is not None:
@@ -70,6 +74,7 @@ def config_problems(cfg: DaemonConfig) -> list[str]:
         if problem is not None:
             problems.append(f"publisher.endpoints: {problem}")
     if pub.curve.enabled and pub.curve.keys_dir is not None:
-        problems += [f"publisher.curve.keys_dir: {p}"
-                     for p in keys_dir_problems(pub.curve.keys_dir)]
+        problems += [
+            f"publisher.curve.keys_dir: {p}" for p in keys_dir_problems(pub.curve.keys_dir)
+        ]
     return problems

@@ -32,31 +32,38 @@ class BackoffConfig(_Model):
     initial_s: float = Field(0.5, gt=0, le=60, description="first reconnect delay (seconds)")
     multiplier: float = Field(2.0, ge=1, le=10, description="delay growth factor per failure")
     max_s: float = Field(30.0, gt=0, le=3600, description="cap on the reconnect delay (seconds)")
-    jitter: float = Field(0.2, ge=0, le=1,
-                          description="random fraction added or removed from each delay")
+    jitter: float = Field(
+        0.2, ge=0, le=1, description="random fraction added or removed from each delay"
+    )
 
 
 class _CameraBase(_Model):
     id: str = Field(pattern=CAMERA_ID, description="camera id; part of the ZeroMQ topic")
     enabled: bool = Field(True, description="false: the camera is configured but not opened")
-    max_fps: float | None = Field(None, gt=0, le=240,
-                                  description="skip frames at the source above this rate")
+    max_fps: float | None = Field(
+        None, gt=0, le=240, description="skip frames at the source above this rate"
+    )
     open_timeout_s: float = Field(5.0, gt=0, le=120, description="timeout of one open attempt")
-    read_timeout_s: float = Field(3.0, gt=0, le=120,
-                                  description="a read blocked this long fails (FFmpeg backend)")
+    read_timeout_s: float = Field(
+        3.0, gt=0, le=120, description="a read blocked this long fails (FFmpeg backend)"
+    )
     stall_timeout_s: float = Field(
-        5.0, gt=0, le=600, description="no frame for this long marks the camera stalled")
-    backoff: BackoffConfig = Field(default_factory=BackoffConfig,
-                                   description="reconnect backoff")
+        5.0, gt=0, le=600, description="no frame for this long marks the camera stalled"
+    )
+    backoff: BackoffConfig = Field(default_factory=BackoffConfig, description="reconnect backoff")
 
 
 class _FFmpegCamera(_CameraBase):
     """A camera decoded by OpenCV's FFmpeg backend."""
 
     decode_threads: int = Field(
-        1, ge=0, le=16, description="FFmpeg decoder threads of this camera; 0 lets FFmpeg "
+        1,
+        ge=0,
+        le=16,
+        description="FFmpeg decoder threads of this camera; 0 lets FFmpeg "
         "choose (one per core). With many cameras one thread each is cheapest: 0.37 vs "
-        "0.71 ms CPU per 640x360 H.264 frame on a 2-core machine")
+        "0.71 ms CPU per 640x360 H.264 frame on a 2-core machine",
+    )
 
 
 class FileCamera(_FFmpegCamera):
@@ -72,16 +79,24 @@ class RtspCamera(_FFmpegCamera):
     """An RTSP (or HTTP) network camera read through OpenCV's FFmpeg backend."""
 
     type: Literal["rtsp"] = Field(description="discriminator")
-    url: str = Field(min_length=8, max_length=2048, pattern=r"^(rtsp|rtsps|http|https)://",
-                     description="stream URL, rtsp://host:port/path")
+    url: str = Field(
+        min_length=8,
+        max_length=2048,
+        pattern=r"^(rtsp|rtsps|http|https)://",
+        description="stream URL, rtsp://host:port/path",
+    )
     transport: Literal["tcp", "udp"] = Field(
-        "tcp", description="RTP transport asked of the server (some servers speak UDP only)")
+        "tcp", description="RTP transport asked of the server (some servers speak UDP only)"
+    )
     probe: bool = Field(
-        True, description="before each open, check that the server answers (connect, then "
+        True,
+        description="before each open, check that the server answers (connect, then "
         "RTSP OPTIONS / HTTP GET): a dead or silent server backs off without entering "
-        "OpenCV's open")
-    probe_timeout_s: float = Field(2.0, gt=0, le=60,
-                                   description="seconds the server has to answer the probe")
+        "OpenCV's open",
+    )
+    probe_timeout_s: float = Field(
+        2.0, gt=0, le=60, description="seconds the server has to answer the probe"
+    )
 
 
 class UsbCamera(_CameraBase):
@@ -98,8 +113,12 @@ class GStreamerCamera(_CameraBase):
     """A GStreamer pipeline ending in ``appsink`` (Jetson CSI cameras via nvarguscamerasrc)."""
 
     type: Literal["gstreamer"] = Field(description="discriminator")
-    pipeline: str = Field(min_length=8, max_length=4096, pattern=r"appsink",
-                          description="gst-launch style pipeline ending in appsink")
+    pipeline: str = Field(
+        min_length=8,
+        max_length=4096,
+        pattern=r"appsink",
+        description="gst-launch style pipeline ending in appsink",
+    )
 
 
 CameraConfig = Annotated[
@@ -111,20 +130,28 @@ class CalibrationConfig(_Model):
     """INT8 calibration of the engine built on first start (``precision: int8``)."""
 
     cache: Path | None = Field(
-        None, description="calibration cache (from `edge-infer calibrate`); with `data` set "
-        "and no usable cache there, calibration writes it (default: the engine path + .calib)")
+        None,
+        description="calibration cache (from `edge-infer calibrate`); with `data` set "
+        "and no usable cache there, calibration writes it (default: the engine path + .calib)",
+    )
     data: str | None = Field(
-        None, min_length=1, max_length=2048,
+        None,
+        min_length=1,
+        max_length=2048,
         description="folder of images, video file or camera URL to calibrate from when there "
-        "is no usable cache (frames preprocessed as the daemon does)")
+        "is no usable cache (frames preprocessed as the daemon does)",
+    )
     frames: int = Field(500, ge=1, le=100_000, description="most calibration frames read")
     calibrator: Literal["entropy", "minmax", "percentile"] = Field(
-        "entropy", description="how each tensor's INT8 range is chosen")
+        "entropy", description="how each tensor's INT8 range is chosen"
+    )
 
 
-_INT8_FIX = ("set engine.build.calibration.cache to a cache made by `edge-infer calibrate "
-             "MODEL.onnx --data FRAMES -o CACHE`, or engine.build.calibration.data to a "
-             "folder of images, a video file or a camera URL to calibrate from at the build")
+_INT8_FIX = (
+    "set engine.build.calibration.cache to a cache made by `edge-infer calibrate "
+    "MODEL.onnx --data FRAMES -o CACHE`, or engine.build.calibration.data to a "
+    "folder of images, a video file or a camera URL to calibrate from at the build"
+)
 
 
 class BuildConfig(_Model):
@@ -134,21 +161,30 @@ class BuildConfig(_Model):
     opt_batch: int = Field(4, ge=1, le=256, description="batch the engine is tuned for")
     max_batch: int = Field(8, ge=1, le=256, description="largest batch of the profile")
     precision: Literal["fp32", "fp16", "int8"] = Field(
-        "fp32", description="engine precision (int8 needs `calibration`)")
+        "fp32", description="engine precision (int8 needs `calibration`)"
+    )
     int8_fallback: Literal["fp32", "fp16"] = Field(
-        "fp32", description="precision of the layers an int8 engine does not quantize")
-    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig,
-                                           description="INT8 calibration")
-    tune: bool = Field(True, description=(
-        "time candidate tactics per layer on this device, with the threads each worker will "
-        "have (`inference.cores` / `inference.workers`); an existing engine timed at another "
-        "width is used as is, with a warning"))
+        "fp32", description="precision of the layers an int8 engine does not quantize"
+    )
+    calibration: CalibrationConfig = Field(
+        default_factory=CalibrationConfig, description="INT8 calibration"
+    )
+    tune: bool = Field(
+        True,
+        description=(
+            "time candidate tactics per layer on this device, with the threads each worker will "
+            "have (`inference.cores` / `inference.workers`); an existing engine timed at another "
+            "width is used as is, with a warning"
+        ),
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> BuildConfig:
         if not self.min_batch <= self.opt_batch <= self.max_batch:
-            raise ValueError(f"need min_batch <= opt_batch <= max_batch, got "
-                             f"{self.min_batch}, {self.opt_batch}, {self.max_batch}")
+            raise ValueError(
+                f"need min_batch <= opt_batch <= max_batch, got "
+                f"{self.min_batch}, {self.opt_batch}, {self.max_batch}"
+            )
         cal = self.calibration
         if self.precision == "int8" and cal.cache is None and cal.data is None:
             raise ValueError(f"precision int8 needs calibration scales: {_INT8_FIX}")
@@ -161,28 +197,36 @@ class EngineConfig(_Model):
     path: Path = Field(description="engine file; built from `onnx` when missing")
     onnx: Path | None = Field(None, description="ONNX model to build the engine from")
     rebuild_on_mismatch: bool = Field(
-        False, description="rebuild from `onnx` when the engine was built elsewhere or "
-        "from another model")
+        False,
+        description="rebuild from `onnx` when the engine was built elsewhere or from another model",
+    )
     build: BuildConfig = Field(default_factory=BuildConfig, description="build options")
-    model_name: str | None = Field(None, max_length=128,
-                                   description="name published with detections (default: file)")
-    input_name: str | None = Field(None, max_length=256,
-                                   description="image input binding (default: the first)")
-    output_name: str | None = Field(None, max_length=256,
-                                    description="detections output binding (default: the first)")
+    model_name: str | None = Field(
+        None, max_length=128, description="name published with detections (default: file)"
+    )
+    input_name: str | None = Field(
+        None, max_length=256, description="image input binding (default: the first)"
+    )
+    output_name: str | None = Field(
+        None, max_length=256, description="detections output binding (default: the first)"
+    )
 
 
 class BatchingConfig(_Model):
     """Deadline batching across cameras."""
 
-    max_batch: int | None = Field(None, ge=1, le=256,
-                                  description="batch cap (default: the engine profile's max)")
+    max_batch: int | None = Field(
+        None, ge=1, le=256, description="batch cap (default: the engine profile's max)"
+    )
     latency_budget_ms: float = Field(
-        250.0, gt=0, le=60000, description="capture→publish budget that decides when to dispatch")
-    max_frames_per_camera: int = Field(1, ge=1, le=16,
-                                       description="frames of one camera allowed in one batch")
-    safety_margin_ms: float = Field(5.0, ge=0, le=10000,
-                                    description="slack kept for publish and scheduling")
+        250.0, gt=0, le=60000, description="capture→publish budget that decides when to dispatch"
+    )
+    max_frames_per_camera: int = Field(
+        1, ge=1, le=16, description="frames of one camera allowed in one batch"
+    )
+    safety_margin_ms: float = Field(
+        5.0, ge=0, le=10000, description="slack kept for publish and scheduling"
+    )
 
 
 class InferenceConfig(_Model):
@@ -190,9 +234,12 @@ class InferenceConfig(_Model):
 
     workers: int = Field(2, ge=1, le=64, description="concurrent execution contexts")
     cores: int | None = Field(
-        None, ge=1, le=1024,
+        None,
+        ge=1,
+        le=1024,
         description="CPU threads for inference in all (default: every core), split evenly "
-        "across the workers so BLAS threads never oversubscribe the cores")
+        "across the workers so BLAS threads never oversubscribe the cores",
+    )
     warmup: bool = Field(True, description="run each batch size once at start to measure it")
 
 
@@ -200,9 +247,11 @@ class CaptureConfig(_Model):
     """Settings shared by every camera."""
 
     parallel_open: bool = Field(
-        True, description="let cameras open concurrently (OpenCV 4.8+: "
+        True,
+        description="let cameras open concurrently (OpenCV 4.8+: "
         "OPENCV_FFMPEG_IS_THREAD_SAFE=1); false keeps OpenCV's process-wide FFmpeg open lock, "
-        "under which a camera hanging in its open delays the others' (re)connects")
+        "under which a camera hanging in its open delays the others' (re)connects",
+    )
 
 
 class PreprocessConfig(_Model):
@@ -215,7 +264,8 @@ class PostprocessConfig(_Model):
     """Detector output → detections."""
 
     layout: Literal["yolov8", "yolov5"] = Field(
-        "yolov8", description="yolov8: [B, 4+C, N] (also YOLO11); yolov5: [B, N, 5+C]")
+        "yolov8", description="yolov8: [B, 4+C, N] (also YOLO11); yolov5: [B, N, 5+C]"
+    )
     score_threshold: float = Field(0.25, ge=0, le=1, description="minimum class score")
     iou_threshold: float = Field(0.45, ge=0, le=1, description="class-aware NMS IoU threshold")
     max_detections: int = Field(100, ge=1, le=10000, description="detections kept per frame")
@@ -223,10 +273,13 @@ class PostprocessConfig(_Model):
         "probabilities",
         description="what the model's class scores are: probabilities (after a sigmoid, the "
         "exports' default; a score above 1 is clipped and warned about once) or logits "
-        "(a sigmoid is applied before the threshold)")
+        "(a sigmoid is applied before the threshold)",
+    )
     class_names: list[str] = Field(
-        default_factory=list, max_length=10000,
-        description="label per class id (ids without a name are published as 'class<N>')")
+        default_factory=list,
+        max_length=10000,
+        description="label per class id (ids without a name are published as 'class<N>')",
+    )
 
 
 class CurveConfig(_Model):
@@ -234,7 +287,8 @@ class CurveConfig(_Model):
 
     enabled: bool = Field(False, description="encrypt and authenticate subscribers")
     keys_dir: Path | None = Field(
-        None, description="folder with server.key_secret and authorized_clients/*.key")
+        None, description="folder with server.key_secret and authorized_clients/*.key"
+    )
 
 
 class PreviewConfig(_Model):
@@ -250,21 +304,32 @@ class PublisherConfig(_Model):
     """ZeroMQ PUB socket."""
 
     endpoints: list[str] = Field(
-        default_factory=lambda: ["tcp://127.0.0.1:5556"], min_length=1, max_length=16,
-        description="endpoints to bind (tcp://host:port, ipc:///path)")
+        default_factory=lambda: ["tcp://127.0.0.1:5556"],
+        min_length=1,
+        max_length=16,
+        description="endpoints to bind (tcp://host:port, ipc:///path)",
+    )
     send_hwm: int = Field(
-        500, ge=1, le=1_000_000,
+        500,
+        ge=1,
+        le=1_000_000,
         description="messages ZeroMQ queues per subscriber before dropping for it; with the "
-        "subscriber's own receive queue it bounds how stale a slow subscriber's messages get")
+        "subscriber's own receive queue it bounds how stale a slow subscriber's messages get",
+    )
     max_age_ms: float = Field(
-        2000.0, ge=0, le=3_600_000,
+        2000.0,
+        ge=0,
+        le=3_600_000,
         description="a frame's detections still unsent this long after capture are dropped "
         "and counted (publisher_stale_dropped; its seq is skipped so subscribers see the "
-        "loss); 0 never drops")
-    status_interval_s: float = Field(2.0, ge=0.1, le=3600,
-                                     description="seconds between status messages")
-    queue_size: int = Field(256, ge=1, le=100_000,
-                            description="results waiting for the publisher thread")
+        "loss); 0 never drops",
+    )
+    status_interval_s: float = Field(
+        2.0, ge=0.1, le=3600, description="seconds between status messages"
+    )
+    queue_size: int = Field(
+        256, ge=1, le=100_000, description="results waiting for the publisher thread"
+    )
     curve: CurveConfig = Field(default_factory=CurveConfig, description="encryption")
     preview: PreviewConfig = Field(default_factory=PreviewConfig, description="previews")
 
@@ -283,15 +348,20 @@ class HealthConfig(_Model):
     """Liveness, metrics and shutdown."""
 
     stall_after_s: float = Field(
-        10.0, gt=0, le=3600, description="no batch completed this long: stop watchdog pings")
-    prometheus_port: int | None = Field(None, ge=1, le=65535,
-                                        description="serve Prometheus metrics on this port")
-    prometheus_address: str = Field("127.0.0.1", max_length=255,
-                                    description="address of the Prometheus endpoint")
-    shutdown_timeout_s: float = Field(10.0, gt=0, le=300,
-                                      description="bound on draining at SIGTERM")
-    latency_window: int = Field(2048, ge=16, le=1_000_000,
-                                description="recent frames kept for latency percentiles")
+        10.0, gt=0, le=3600, description="no batch completed this long: stop watchdog pings"
+    )
+    prometheus_port: int | None = Field(
+        None, ge=1, le=65535, description="serve Prometheus metrics on this port"
+    )
+    prometheus_address: str = Field(
+        "127.0.0.1", max_length=255, description="address of the Prometheus endpoint"
+    )
+    shutdown_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="bound on draining at SIGTERM"
+    )
+    latency_window: int = Field(
+        2048, ge=16, le=1_000_000, description="recent frames kept for latency percentiles"
+    )
 
     @model_validator(mode="after")
     def _address(self) -> HealthConfig:
@@ -306,9 +376,12 @@ class LoggingConfig(_Model):
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
     json_format: bool = Field(
-        False, alias="json", description="one JSON object per line; OpenCV's and FFmpeg's own "
+        False,
+        alias="json",
+        description="one JSON object per line; OpenCV's and FFmpeg's own "
         "stderr lines are routed through it too (logger native.opencv / native.ffmpeg; "
-        "FFmpeg's at DEBUG)")
+        "FFmpeg's at DEBUG)",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -320,14 +393,17 @@ class DaemonConfig(_Model):
     device_id: str = Field(pattern=CAMERA_ID, description="device id; part of every topic")
     engine: EngineConfig = Field(description="engine file / model")
     cameras: list[CameraConfig] = Field(min_length=1, max_length=256, description="cameras")
-    capture: CaptureConfig = Field(default_factory=CaptureConfig,
-                                   description="settings of every camera")
+    capture: CaptureConfig = Field(
+        default_factory=CaptureConfig, description="settings of every camera"
+    )
     batching: BatchingConfig = Field(default_factory=BatchingConfig, description="batching")
     inference: InferenceConfig = Field(default_factory=InferenceConfig, description="workers")
-    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig,
-                                         description="preprocessing")
-    postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig,
-                                           description="postprocessing")
+    preprocess: PreprocessConfig = Field(
+        default_factory=PreprocessConfig, description="preprocessing"
+    )
+    postprocess: PostprocessConfig = Field(
+        default_factory=PostprocessConfig, description="postprocessing"
+    )
     publisher: PublisherConfig = Field(default_factory=PublisherConfig, description="ZeroMQ")
     health: HealthConfig = Field(default_factory=HealthConfig, description="health")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="logging")
@@ -361,17 +437,27 @@ def _is_camera_source(source: str) -> bool:
 def resolve_paths(cfg: DaemonConfig, base: Path) -> DaemonConfig:
     """A copy with every relative path made relative to ``base`` (the config's folder)."""
     cal = cfg.engine.build.calibration
-    data = cal.data if cal.data is None or _is_camera_source(cal.data) else str(
-        _resolve(base, Path(cal.data)))
+    data = (
+        cal.data
+        if cal.data is None or _is_camera_source(cal.data)
+        else str(_resolve(base, Path(cal.data)))
+    )
     cal = cal.model_copy(update={"cache": _resolve(base, cal.cache), "data": data})
     build = cfg.engine.build.model_copy(update={"calibration": cal})
-    engine = cfg.engine.model_copy(update={"path": _resolve(base, cfg.engine.path),
-                                           "onnx": _resolve(base, cfg.engine.onnx),
-                                           "build": build})
-    cams = [c.model_copy(update={"path": _resolve(base, c.path)}) if isinstance(c, FileCamera)
-            else c for c in cfg.cameras]
+    engine = cfg.engine.model_copy(
+        update={
+            "path": _resolve(base, cfg.engine.path),
+            "onnx": _resolve(base, cfg.engine.onnx),
+            "build": build,
+        }
+    )
+    cams = [
+        c.model_copy(update={"path": _resolve(base, c.path)}) if isinstance(c, FileCamera) else c
+        for c in cfg.cameras
+    ]
     curve = cfg.publisher.curve.model_copy(
-        update={"keys_dir": _resolve(base, cfg.publisher.curve.keys_dir)})
+        update={"keys_dir": _resolve(base, cfg.publisher.curve.keys_dir)}
+    )
     publisher = cfg.publisher.model_copy(update={"curve": curve})
     return cfg.model_copy(update={"engine": engine, "cameras": cams, "publisher": publisher})
 
@@ -402,8 +488,13 @@ def calibration_problems(engine: EngineConfig) -> list[tuple[str, str]]:
             return []
         p = Path(cal.data)
         if not (p.is_dir() or p.is_file()):
-            return [(f"{where}.data", f"{cal.data} is no folder or file; give a folder of "
-                     "images, a video file or a camera URL (rtsp://...)")]
+            return [
+                (
+                    f"{where}.data",
+                    f"{cal.data} is no folder or file; give a folder of "
+                    "images, a video file or a camera URL (rtsp://...)",
+                )
+            ]
         return []
     if cal.cache is None:  # the model validator already refused this
         return [(where, f"precision int8 needs calibration scales: {_INT8_FIX}")]
@@ -458,8 +549,11 @@ def iter_fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str
     for name, f in model.model_fields.items():
         key = f"{prefix}{f.alias or name}"
         ann = f.annotation
-        default = "required" if f.is_required() else repr(
-            f.default_factory() if f.default_factory is not None else f.default)
+        default = (
+            "required"
+            if f.is_required()
+            else repr(f.default_factory() if f.default_factory is not None else f.default)
+        )
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             rows.append((key, ann.__name__, "", f.description or ""))
             rows.extend(iter_fields(ann, key + "."))
@@ -468,18 +562,23 @@ def iter_fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str
         if isinstance(ann, type):
             type_name = ann.__name__
         type_name = type_name.replace(" | ", " or ").replace("|", " or ")
-        bounds = [f"{sym}{getattr(m, attr)}" for m in f.metadata
-                  for attr, sym in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤"))
-                  if getattr(m, attr, None) is not None]
+        bounds = [
+            f"{sym}{getattr(m, attr)}"
+            for m in f.metadata
+            for attr, sym in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤"))
+            if getattr(m, attr, None) is not None
+        ]
         if bounds:
             type_name += f" ({', '.join(bounds)})"
-        rows.append((key, type_name, default if len(default) < 40 else "…",
-                     f.description or ""))
+        rows.append((key, type_name, default if len(default) < 40 else "…", f.description or ""))
     return rows
 
 
 CAMERA_TYPES: dict[str, type[_CameraBase]] = {
-    "file": FileCamera, "rtsp": RtspCamera, "usb": UsbCamera, "gstreamer": GStreamerCamera,
+    "file": FileCamera,
+    "rtsp": RtspCamera,
+    "usb": UsbCamera,
+    "gstreamer": GStreamerCamera,
 }
 
 

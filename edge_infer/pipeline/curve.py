@@ -59,15 +59,20 @@ def read_key_file(path: Path, *, secret: bool) -> tuple[bytes, bytes | None]:
             if len(key) != 40 or len(z85.decode(key)) != 32:
                 raise ValueError
         except (ValueError, KeyError, TypeError):
-            raise ConfigError(f"CURVE key file {path}: {name} is not a 40-character Z85 "
-                              "key; make new keys with `edge-infer subscribe --make-keys DIR`"
-                              ) from None
+            raise ConfigError(
+                f"CURVE key file {path}: {name} is not a 40-character Z85 "
+                "key; make new keys with `edge-infer subscribe --make-keys DIR`"
+            ) from None
     if public is None:
-        raise ConfigError(f"CURVE key file {path}: no public-key line; make new keys with "
-                          "`edge-infer subscribe --make-keys DIR`")
+        raise ConfigError(
+            f"CURVE key file {path}: no public-key line; make new keys with "
+            "`edge-infer subscribe --make-keys DIR`"
+        )
     if secret and private is None:
-        raise ConfigError(f"CURVE key file {path}: holds no secret-key (is it the .key "
-                          "file instead of the .key_secret one?)")
+        raise ConfigError(
+            f"CURVE key file {path}: holds no secret-key (is it the .key "
+            "file instead of the .key_secret one?)"
+        )
     return public, private
 
 
@@ -78,8 +83,10 @@ def secret_exposure(path: Path) -> str | None:
     except OSError:
         return None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        return (f"{path} is readable by other users (mode {stat.S_IMODE(mode):04o}); "
-                f"run `chmod 600 {path}`")
+        return (
+            f"{path} is readable by other users (mode {stat.S_IMODE(mode):04o}); "
+            f"run `chmod 600 {path}`"
+        )
     return None
 
 
@@ -89,8 +96,9 @@ def keys_dir_problems(keys_dir: Path) -> list[str]:
     secret = keys_dir / SERVER_SECRET
     clients = keys_dir / CLIENTS
     if not secret.is_file():
-        problems.append(f"{secret} is missing; make keys with "
-                        f"`edge-infer subscribe --make-keys {keys_dir}`")
+        problems.append(
+            f"{secret} is missing; make keys with `edge-infer subscribe --make-keys {keys_dir}`"
+        )
     else:
         try:
             read_key_file(secret, secret=True)
@@ -128,15 +136,21 @@ def server_keys(keys_dir: Path) -> tuple[bytes, bytes]:
 
 def _write_cert(path: Path, public: bytes, secret: bytes | None) -> None:
     kind = "Secret" if secret is not None else "Public"
-    lines = [f"#   ****  Generated on {datetime.datetime.now().isoformat(timespec='seconds')} "
-             "by edge-infer  ****",
-             f"#   ZeroMQ CURVE {kind} Certificate", "", "metadata", "curve",
-             f'    public-key = "{public.decode()}"']
+    lines = [
+        f"#   ****  Generated on {datetime.datetime.now().isoformat(timespec='seconds')} "
+        "by edge-infer  ****",
+        f"#   ZeroMQ CURVE {kind} Certificate",
+        "",
+        "metadata",
+        "curve",
+        f'    public-key = "{public.decode()}"',
+    ]
     if secret is not None:
         lines.append(f'    secret-key = "{secret.decode()}"')
     with atomic_path(path) as tmp:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                     0o600 if secret is not None else 0o644)
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if secret is not None else 0o644
+        )
         with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write("\n".join(lines) + "\n")
 

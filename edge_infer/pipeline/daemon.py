@@ -58,14 +58,17 @@ def _onnx_input_shape(path: Path) -> tuple[str, list[int]]:
     inits = {i.name for i in model.graph.initializer}
     for inp in model.graph.input:
         if inp.name not in inits:
-            dims = [d.dim_value if d.HasField("dim_value") else -1
-                    for d in inp.type.tensor_type.shape.dim]
+            dims = [
+                d.dim_value if d.HasField("dim_value") else -1
+                for d in inp.type.tensor_type.shape.dim
+            ]
             return inp.name, dims
     raise ConfigError(f"engine.onnx {path}: the model has no input")
 
 
-def calibration_cache(cfg: EngineConfig, input_size: tuple[int, int],
-                      color_order: str = "rgb") -> Path:
+def calibration_cache(
+    cfg: EngineConfig, input_size: tuple[int, int], color_order: str = "rgb"
+) -> Path:
     """The INT8 calibration cache of ``cfg.onnx``: the configured one when it fits the model,
     else made from ``engine.build.calibration.data`` (and written, for the next build)."""
     from edge_infer.engine import CalibrationCache, CalibrationError, calibrate
@@ -84,22 +87,34 @@ def calibration_cache(cfg: EngineConfig, input_size: tuple[int, int],
                 raise ConfigError(f"engine.build.calibration.cache: {exc}") from None
             log.warning("%s; calibrating again from %s", exc, cal.data)
     if cal.data is None:
-        raise ConfigError(f"engine.build.calibration: precision int8 needs a calibration "
-                          f"cache; {path} does not exist and calibration.data is not set")
+        raise ConfigError(
+            f"engine.build.calibration: precision int8 needs a calibration "
+            f"cache; {path} does not exist and calibration.data is not set"
+        )
     data = CalibrationData(cal.data, input_size, cal.frames, color_order=color_order)
     t0 = time.monotonic()
-    log.info("calibrating %s for INT8 (%s calibrator) on up to %d frames of %s", cfg.onnx,
-             cal.calibrator, cal.frames, cal.data)
+    log.info(
+        "calibrating %s for INT8 (%s calibrator) on up to %d frames of %s",
+        cfg.onnx,
+        cal.calibrator,
+        cal.frames,
+        cal.data,
+    )
     result = calibrate(cfg.onnx, data, calibrator=cal.calibrator)
     path.parent.mkdir(parents=True, exist_ok=True)
     result.cache.save(path)
-    log.info("calibrated on %d frames in %.1f s: wrote %s", result.frames_used,
-             time.monotonic() - t0, path)
+    log.info(
+        "calibrated on %d frames in %.1f s: wrote %s",
+        result.frames_used,
+        time.monotonic() - t0,
+        path,
+    )
     return path
 
 
-def build_engine(cfg: EngineConfig, color_order: str = "rgb",
-                 backend_options: Mapping[str, Any] | None = None) -> Engine:
+def build_engine(
+    cfg: EngineConfig, color_order: str = "rgb", backend_options: Mapping[str, Any] | None = None
+) -> Engine:
     """Build ``cfg.onnx`` into ``cfg.path`` for this device (written atomically).
 
     An INT8 build calibrates first when it has no usable cache (frames preprocessed with
@@ -113,8 +128,7 @@ def build_engine(cfg: EngineConfig, color_order: str = "rgb",
         raise ConfigError(f"engine.onnx: {cfg.onnx} is not a file; cannot build {cfg.path}")
     name, dims = _onnx_input_shape(cfg.onnx)
     if len(dims) != 4 or min(dims[1:]) < 1:
-        raise ConfigError(f"engine.onnx {cfg.onnx}: input {name} must be [N, 3, H, W], "
-                          f"got {dims}")
+        raise ConfigError(f"engine.onnx {cfg.onnx}: input {name} must be [N, 3, H, W], got {dims}")
     b = cfg.build
 
     def shape(n: int) -> dict[str, tuple[int, ...]]:
@@ -123,22 +137,35 @@ def build_engine(cfg: EngineConfig, color_order: str = "rgb",
     cache = None
     if b.precision == "int8":
         cache = str(calibration_cache(cfg, (dims[3], dims[2]), color_order))
-    opts = BuildOptions(min_shapes=shape(b.min_batch), opt_shapes=shape(b.opt_batch),
-                        max_shapes=shape(b.max_batch), precision=b.precision,
-                        int8_fallback=b.int8_fallback, calib_cache=cache, tune=b.tune,
-                        backend_options=dict(backend_options or {}),
-                        timing_cache=str(cfg.path) + ".timing.json")
+    opts = BuildOptions(
+        min_shapes=shape(b.min_batch),
+        opt_shapes=shape(b.opt_batch),
+        max_shapes=shape(b.max_batch),
+        precision=b.precision,
+        int8_fallback=b.int8_fallback,
+        calib_cache=cache,
+        tune=b.tune,
+        backend_options=dict(backend_options or {}),
+        timing_cache=str(cfg.path) + ".timing.json",
+    )
     cfg.path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    log.info("building %s from %s (batch %d..%d, %s)", cfg.path, cfg.onnx, b.min_batch,
-             b.max_batch, b.precision)
+    log.info(
+        "building %s from %s (batch %d..%d, %s)",
+        cfg.path,
+        cfg.onnx,
+        b.min_batch,
+        b.max_batch,
+        b.precision,
+    )
     build(cfg.onnx, cfg.path, options=opts)
     log.info("built %s in %.1f s", cfg.path, time.monotonic() - t0)
     return Engine.load(cfg.path)
 
 
-def load_engine(cfg: EngineConfig, color_order: str = "rgb",
-                backend_options: Mapping[str, Any] | None = None) -> Engine:
+def load_engine(
+    cfg: EngineConfig, color_order: str = "rgb", backend_options: Mapping[str, Any] | None = None
+) -> Engine:
     """The engine file, built from ONNX when missing (or stale, if allowed); ``color_order``
     is the workers' (``preprocess.color_order``), for an INT8 calibration; a build uses
     ``backend_options`` (see :func:`build_engine`)."""
@@ -157,17 +184,27 @@ def load_engine(cfg: EngineConfig, color_order: str = "rgb",
         if engine.build_record.get("model_sha256") == file_sha256(cfg.onnx):
             built = (engine.build_record.get("options") or {}).get("precision", "fp32")
             if built != cfg.build.precision:  # options only shape a missing engine
-                log.warning("%s was built in %s, engine.build.precision is %s: delete it to "
-                            "rebuild", cfg.path, built, cfg.build.precision)
+                log.warning(
+                    "%s was built in %s, engine.build.precision is %s: delete it to rebuild",
+                    cfg.path,
+                    built,
+                    cfg.build.precision,
+                )
             return engine
         if not cfg.rebuild_on_mismatch:
-            log.warning("%s was built from another model than %s (set "
-                        "engine.rebuild_on_mismatch to rebuild)", cfg.path, cfg.onnx)
+            log.warning(
+                "%s was built from another model than %s (set "
+                "engine.rebuild_on_mismatch to rebuild)",
+                cfg.path,
+                cfg.onnx,
+            )
             return engine
         log.warning("%s was built from another model: rebuilding from %s", cfg.path, cfg.onnx)
     elif cfg.onnx is None:
-        raise ConfigError(f"engine.path: {cfg.path} does not exist and engine.onnx is not set; "
-                          "build it with `edge-infer build MODEL.onnx` or set engine.onnx")
+        raise ConfigError(
+            f"engine.path: {cfg.path} does not exist and engine.onnx is not set; "
+            "build it with `edge-infer build MODEL.onnx` or set engine.onnx"
+        )
     return build_engine(cfg, color_order, backend_options)
 
 
@@ -183,8 +220,12 @@ def warm_up(engine: Engine, spec: ModelSpec, latency: LatencyModel, sizes: list[
             t1 = time.monotonic()
             ctx.execute({spec.input_name: x})
             latency.observe(n, time.monotonic() - t1)
-            log.info("warm-up: batch %d: %.1f ms (first run %.1f ms)", n,
-                     latency.estimate(n) * 1e3, (t1 - t0) * 1e3)
+            log.info(
+                "warm-up: batch %d: %.1f ms (first run %.1f ms)",
+                n,
+                latency.estimate(n) * 1e3,
+                (t1 - t0) * 1e3,
+            )
 
 
 def usable_cores(asked: int | None) -> int | None:
@@ -195,8 +236,12 @@ def usable_cores(asked: int | None) -> int | None:
     except (AttributeError, OSError):  # not on Linux
         available = os.cpu_count() or 1
     if asked is not None and asked > available:
-        log.warning("inference.cores is %d but this process can use %d core(s): using %d",
-                    asked, available, available)
+        log.warning(
+            "inference.cores is %d but this process can use %d core(s): using %d",
+            asked,
+            available,
+            available,
+        )
         return available
     return asked
 
@@ -205,8 +250,12 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line (``logging.json: true``)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": round(record.created, 3), "level": record.levelname,
-               "logger": record.name, "msg": record.getMessage()}
+        out = {
+            "ts": round(record.created, 3),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out)
@@ -230,8 +279,14 @@ def setup_logging(cfg: DaemonConfig, journald: bool) -> None:
 class Daemon:
     """The running service; ``start()`` then ``serve(stop_event)`` then ``shutdown()``."""
 
-    def __init__(self, cfg: DaemonConfig, *, notify_socket: str | None = None,
-                 watchdog_usec: int | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        cfg: DaemonConfig,
+        *,
+        notify_socket: str | None = None,
+        watchdog_usec: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.cfg = cfg
         self.clock = clock
         self.boot_id = uuid.uuid4().hex
@@ -253,59 +308,97 @@ class Daemon:
         set_parallel_opens(cfg.capture.parallel_open)
         # the backend shares the machine between the workers (the CPU: each context's
         # threads get their share of the cores); an engine built here is tuned for that
-        backend_options = configure_backend(contexts=cfg.inference.workers,
-                                            cores=usable_cores(cfg.inference.cores))
-        log.info("backend settings per worker: %s (%d workers)", backend_options,
-                 cfg.inference.workers)
+        backend_options = configure_backend(
+            contexts=cfg.inference.workers, cores=usable_cores(cfg.inference.cores)
+        )
+        log.info(
+            "backend settings per worker: %s (%d workers)", backend_options, cfg.inference.workers
+        )
         self.engine = load_engine(cfg.engine, cfg.preprocess.color_order, backend_options)
         for note in self.engine.tuning_notes():
-            log.warning("%s: %s; for the fastest tactics at this setting rebuild it "
-                        "(`edge-infer build` with the same setting, or delete it and the "
-                        "daemon builds it)", cfg.engine.path, note)
-        self.spec = ModelSpec.from_engine(self.engine, cfg.engine.input_name,
-                                          cfg.engine.output_name)
+            log.warning(
+                "%s: %s; for the fastest tactics at this setting rebuild it "
+                "(`edge-infer build` with the same setting, or delete it and the "
+                "daemon builds it)",
+                cfg.engine.path,
+                note,
+            )
+        self.spec = ModelSpec.from_engine(
+            self.engine, cfg.engine.input_name, cfg.engine.output_name
+        )
         max_batch = min(cfg.batching.max_batch or self.spec.max_batch, self.spec.max_batch)
         if cfg.inference.warmup:
             warm_up(self.engine, self.spec, self.latency, sorted({1, max_batch}))
         self.model = ModelInfo.from_engine(self.engine, cfg.engine.model_name)
         self.batcher = DeadlineBatcher(
-            max_batch, cfg.batching.latency_budget_ms / 1e3, self.latency, self.clock,
+            max_batch,
+            cfg.batching.latency_budget_ms / 1e3,
+            self.latency,
+            self.clock,
             max_per_camera=cfg.batching.max_frames_per_camera,
-            safety_margin_s=cfg.batching.safety_margin_ms / 1e3)
-        log.info("engine %s: input %dx%d, batch %d..%d, model %s %s", cfg.engine.path,
-                 self.spec.input_width, self.spec.input_height, self.spec.min_batch, max_batch,
-                 self.model.name, self.model.precision)
+            safety_margin_s=cfg.batching.safety_margin_ms / 1e3,
+        )
+        log.info(
+            "engine %s: input %dx%d, batch %d..%d, model %s %s",
+            cfg.engine.path,
+            self.spec.input_width,
+            self.spec.input_height,
+            self.spec.min_batch,
+            max_batch,
+            self.model.name,
+            self.model.precision,
+        )
 
-        self.publisher = Publisher(cfg.publisher, cfg.device_id, self.boot_id, self.model,
-                                   cfg.postprocess.class_names, self.status,
-                                   self._on_published, self.clock)
+        self.publisher = Publisher(
+            cfg.publisher,
+            cfg.device_id,
+            self.boot_id,
+            self.model,
+            cfg.postprocess.class_names,
+            self.status,
+            self._on_published,
+            self.clock,
+        )
         endpoints = self.publisher.bind()
         self.publisher.start()
         log.info("publishing on %s (boot id %s)", ", ".join(endpoints), self.boot_id)
         if cfg.health.prometheus_port:
-            self.prometheus = PrometheusExporter(cfg.health.prometheus_address,
-                                                 cfg.health.prometheus_port)
+            self.prometheus = PrometheusExporter(
+                cfg.health.prometheus_address, cfg.health.prometheus_port
+            )
             self.metrics.prometheus = self.prometheus
 
-        self.pool = WorkerPool(self.engine, self.spec, cfg.inference.workers, cfg.postprocess,
-                               cfg.preprocess.color_order, self._on_result, self.latency,
-                               self._on_batch_done)
+        self.pool = WorkerPool(
+            self.engine,
+            self.spec,
+            cfg.inference.workers,
+            cfg.postprocess,
+            cfg.preprocess.color_order,
+            self._on_result,
+            self.latency,
+            self._on_batch_done,
+        )
         self.dispatcher = Dispatcher(self.hub, self.batcher, self.pool)
         self.pool.start()
         self.dispatcher.start()
-        log.info("%d inference workers, latency budget %.0f ms", cfg.inference.workers,
-                 cfg.batching.latency_budget_ms)
+        log.info(
+            "%d inference workers, latency budget %.0f ms",
+            cfg.inference.workers,
+            cfg.batching.latency_budget_ms,
+        )
 
-        self.sources = [CameraSource(cam, self.hub, clock=self.clock)
-                        for cam in cfg.enabled_cameras]
+        self.sources = [
+            CameraSource(cam, self.hub, clock=self.clock) for cam in cfg.enabled_cameras
+        ]
         for s in self.sources:
             s.start()
         log.info("%d cameras started", len(self.sources))
 
         self.notifier.notify("READY=1", f"STATUS={self.summary()}")
         self.progress.started = self.clock()  # the watchdog's grace runs from READY
-        self.watchdog = Watchdog(self.notifier, self.progress, cfg.health.stall_after_s,
-                                 self.summary, self.clock)
+        self.watchdog = Watchdog(
+            self.notifier, self.progress, cfg.health.stall_after_s, self.summary, self.clock
+        )
 
     # -- callbacks from worker / publisher threads -----------------------------------------
     def _on_result(self, result: BatchResult) -> None:
@@ -316,8 +409,12 @@ class Daemon:
 
     def _on_published(self, r: FrameResult, batch: BatchResult, now: float) -> None:
         self.metrics.frame_published(
-            r.frame.camera_id, batch.infer_start_ts - r.frame.capture_ts,
-            batch.infer_end_ts - batch.infer_start_ts, now - r.frame.capture_ts, len(batch.frames))
+            r.frame.camera_id,
+            batch.infer_start_ts - r.frame.capture_ts,
+            batch.infer_end_ts - batch.infer_start_ts,
+            now - r.frame.capture_ts,
+            len(batch.frames),
+        )
         if self.prometheus is not None and r is batch.frames[0]:
             self.prometheus.batch_done(len(batch.frames), batch.infer_end_ts - batch.infer_start_ts)
 
@@ -328,33 +425,46 @@ class Daemon:
         for s in self.sources:
             st = s.stats
             fps, published = rates.get(s.id, (0.0, 0))
-            rows[s.id] = {"state": s.state.value, "fps": round(fps, 2), "published": published,
-                          "frames": st.frames, "skipped": st.skipped,
-                          "dropped": st.dropped + self.batcher.stats.dropped_by_camera.get(
-                              s.id, 0),
-                          "invalid": st.invalid, "reconnects": st.reconnects,
-                          "reconnect_attempts": st.reconnect_attempts, "stale": st.stale,
-                          "size": list(st.size) if st.size else None,
-                          "error": st.last_error}
+            rows[s.id] = {
+                "state": s.state.value,
+                "fps": round(fps, 2),
+                "published": published,
+                "frames": st.frames,
+                "skipped": st.skipped,
+                "dropped": st.dropped + self.batcher.stats.dropped_by_camera.get(s.id, 0),
+                "invalid": st.invalid,
+                "reconnects": st.reconnects,
+                "reconnect_attempts": st.reconnect_attempts,
+                "stale": st.stale,
+                "size": list(st.size) if st.size else None,
+                "error": st.last_error,
+            }
         return rows
 
     def status(self) -> dict[str, Any]:
         """The ``status/<device>`` payload (see ``schemas/status-v1.json``)."""
         b = self.batcher.stats
         return {
-            "schema": "edge_infer.status", "schema_version": 1,
-            "device_id": self.cfg.device_id, "boot_id": self.boot_id, "time": time.time(),
+            "schema": "edge_infer.status",
+            "schema_version": 1,
+            "device_id": self.cfg.device_id,
+            "boot_id": self.boot_id,
+            "time": time.time(),
             "uptime_s": round(self.clock() - self.started, 1),
             "cameras": self.camera_rows(),
             "latency_ms": self.metrics.percentiles(),
-            "batches": b.batches, "batch_sizes": {str(k): v for k, v in
-                                                  sorted(b.batch_sizes.items())},
-            "batch_failures": self.progress.failed, "batcher_dropped": b.dropped,
+            "batches": b.batches,
+            "batch_sizes": {str(k): v for k, v in sorted(b.batch_sizes.items())},
+            "batch_failures": self.progress.failed,
+            "batcher_dropped": b.dropped,
             "engine_ms": {str(k): round(v * 1e3, 2) for k, v in self.latency.snapshot().items()},
             "budget": self.budget_watch.check(
-                self.metrics.percentiles().get("total", {}), self.latency.snapshot(),
+                self.metrics.percentiles().get("total", {}),
+                self.latency.snapshot(),
                 sum(s.state == CameraState.STREAMING for s in self.sources),
-                self.cfg.inference.workers, sum(s.stats.frames for s in self.sources)),
+                self.cfg.inference.workers,
+                sum(s.stats.frames for s in self.sources),
+            ),
         }
 
     def summary(self) -> str:
@@ -362,8 +472,10 @@ class Daemon:
         streaming = sum(st == CameraState.STREAMING for st in states)
         fps = sum(f for f, _ in self.metrics.camera_rates().values())
         p99 = self.metrics.percentiles().get("total", {}).get("p99", 0.0)
-        return (f"{streaming}/{len(states)} cameras streaming, {fps:.1f} fps, "
-                f"p99 {p99:.0f} ms, {self.progress.batches} batches")
+        return (
+            f"{streaming}/{len(states)} cameras streaming, {fps:.1f} fps, "
+            f"p99 {p99:.0f} ms, {self.progress.batches} batches"
+        )
 
     # -- run and stop -----------------------------------------------------------------------
     def tick(self) -> None:
@@ -403,8 +515,11 @@ class Daemon:
         if self.prometheus is not None:
             self.prometheus.close()
         self.notifier.close()
-        log.info("stopped (%s): %d frames published", "drained" if ok else "drain timed out",
-                 self.publisher.global_seq)
+        log.info(
+            "stopped (%s): %d frames published",
+            "drained" if ok else "drain timed out",
+            self.publisher.global_seq,
+        )
         return ok
 
 
@@ -415,8 +530,9 @@ def run_daemon(cfg: DaemonConfig, env: Mapping[str, str] | None = None) -> int:
     watchdog_usec = int(env["WATCHDOG_USEC"]) if env.get("WATCHDOG_USEC", "").isdigit() else None
     if env.get("WATCHDOG_PID", str(os.getpid())) != str(os.getpid()):
         watchdog_usec = None  # the watchdog is meant for another process
-    daemon = Daemon(cfg, notify_socket=env.get("NOTIFY_SOCKET") or None,
-                    watchdog_usec=watchdog_usec)
+    daemon = Daemon(
+        cfg, notify_socket=env.get("NOTIFY_SOCKET") or None, watchdog_usec=watchdog_usec
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -435,8 +551,11 @@ def run_daemon(cfg: DaemonConfig, env: Mapping[str, str] | None = None) -> int:
         # a thread blocked inside a native call (a camera read, a wedged inference) cannot be
         # interrupted, and interpreter teardown under it can hang or abort: what could be
         # published is, so leave now, within the stop bound, with the exit code of a stop
-        log.warning("exiting with threads still busy (readers blocked: %s, drained: %s)",
-                    stuck or "none", drained)
+        log.warning(
+            "exiting with threads still busy (readers blocked: %s, drained: %s)",
+            stuck or "none",
+            drained,
+        )
         logging.shutdown()
         os._exit(0)
     return 0

@@ -64,8 +64,12 @@ class Decimator:
             fp = self.frame_period
             self.frame_period = dt if fp is None else fp + self.alpha * (dt - fp)
         self._prev_candidate = now
-        if (not self._pending or self.take_period is None or self.last_take is None
-                or self.frame_period is None):
+        if (
+            not self._pending
+            or self.take_period is None
+            or self.last_take is None
+            or self.frame_period is None
+        ):
             return True
         due = self.last_take + self.take_period
         return now >= due - 1.5 * self.frame_period - 2.0 * self.take_jitter

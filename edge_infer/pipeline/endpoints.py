@@ -18,7 +18,7 @@ _HOST = re.compile(r"^(\*|[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?)$")
 def endpoint_problem(ep: str) -> str | None:
     """Why ``ep`` is not a bindable endpoint, or ``None``."""
     if ep.startswith("tcp://"):
-        rest = ep[len("tcp://"):]
+        rest = ep[len("tcp://") :]
         host, sep, port = rest.rpartition(":")
         if not sep or not host:
             return f"endpoint {ep!r}: write tcp://HOST:PORT (e.g. tcp://127.0.0.1:5556)"
@@ -35,12 +35,12 @@ def endpoint_problem(ep: str) -> str | None:
             return f"endpoint {ep!r}: port must be 1..65535 (or * for any free port)"
         return None
     if ep.startswith("ipc://"):
-        path = ep[len("ipc://"):]
+        path = ep[len("ipc://") :]
         if not path:
             return f"endpoint {ep!r}: write ipc:///absolute/path"
         return ipc_path_problem(Path(path), ep)
     if ep.startswith("inproc://"):
-        return None if ep[len("inproc://"):] else f"endpoint {ep!r}: give a name"
+        return None if ep[len("inproc://") :] else f"endpoint {ep!r}: give a name"
     return f"endpoint {ep!r} must start with tcp://, ipc:// or inproc://"
 
 
@@ -55,8 +55,10 @@ def ipc_path_problem(path: Path, ep: str) -> str | None:
         return f"endpoint {ep!r}: cannot inspect {path}: {exc.strerror or exc}"
     if stat.S_ISSOCK(mode):
         return None
-    return (f"endpoint {ep!r}: {path} exists and is not a socket; binding would delete it — "
-            "choose another path")
+    return (
+        f"endpoint {ep!r}: {path} exists and is not a socket; binding would delete it — "
+        "choose another path"
+    )
 
 
 def host_problem(address: str, what: str) -> str | None:

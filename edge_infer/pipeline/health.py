@@ -81,8 +81,14 @@ class Progress:
 class Watchdog:
     """Decides each tick whether to send ``WATCHDOG=1`` and a ``STATUS=`` line."""
 
-    def __init__(self, notifier: SdNotifier, progress: Progress, stall_after_s: float,
-                 summary: Callable[[], str], clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        notifier: SdNotifier,
+        progress: Progress,
+        stall_after_s: float,
+        summary: Callable[[], str],
+        clock: Clock = time.monotonic,
+    ) -> None:
         self.notifier = notifier
         self.progress = progress
         self.stall_after_s = stall_after_s
@@ -100,10 +106,14 @@ class Watchdog:
             return True
         self.withheld += 1
         if self.withheld == 1 or self.withheld % 10 == 0:
-            log.error("no batch completed for %.1f s: watchdog pings withheld",
-                      now - (self.progress.last_batch or self.progress.started))
-        self.notifier.notify(f"STATUS=stalled: no batch for "
-                             f"{now - (self.progress.last_batch or self.progress.started):.0f} s")
+            log.error(
+                "no batch completed for %.1f s: watchdog pings withheld",
+                now - (self.progress.last_batch or self.progress.started),
+            )
+        self.notifier.notify(
+            f"STATUS=stalled: no batch for "
+            f"{now - (self.progress.last_batch or self.progress.started):.0f} s"
+        )
         return False
 
 
@@ -141,8 +151,9 @@ class Metrics:
         self.cameras: dict[str, CameraMeter] = {}
         self.prometheus: Any = None
 
-    def frame_published(self, camera: str, queue_s: float, infer_s: float, total_s: float,
-                        batch: int) -> None:
+    def frame_published(
+        self, camera: str, queue_s: float, infer_s: float, total_s: float, batch: int
+    ) -> None:
         with self._lock:
             self.cameras.setdefault(camera, CameraMeter()).add(self.clock())
             self.total_ms.append(total_s * 1e3)
@@ -153,14 +164,21 @@ class Metrics:
 
     def percentiles(self) -> dict[str, dict[str, float]]:
         with self._lock:
-            series = {"total": list(self.total_ms), "queue": list(self.queue_ms),
-                      "inference": list(self.infer_ms)}
+            series = {
+                "total": list(self.total_ms),
+                "queue": list(self.queue_ms),
+                "inference": list(self.infer_ms),
+            }
         out = {}
         for name, values in series.items():
             if values:
                 p = np.percentile(np.asarray(values), [50, 90, 99])
-                out[name] = {"p50": round(float(p[0]), 2), "p90": round(float(p[1]), 2),
-                             "p99": round(float(p[2]), 2), "n": len(values)}
+                out[name] = {
+                    "p50": round(float(p[0]), 2),
+                    "p90": round(float(p[1]), 2),
+                    "p99": round(float(p[2]), 2),
+                    "n": len(values),
+                }
         return out
 
     def camera_rates(self) -> dict[str, tuple[float, int]]:
@@ -178,30 +196,58 @@ class PrometheusExporter:
         except ImportError as exc:
             from edge_infer.errors import ConfigError
 
-            raise ConfigError("health.prometheus_port is set but prometheus-client is not "
-                              "installed: pip install 'edge-infer[pipeline]'") from exc
+            raise ConfigError(
+                "health.prometheus_port is set but prometheus-client is not "
+                "installed: pip install 'edge-infer[pipeline]'"
+            ) from exc
         self.registry = pc.CollectorRegistry()
         r = self.registry
-        self.fps = pc.Gauge("edge_infer_camera_fps", "published frames per second", ["camera"],
-                            registry=r)
-        self.drops = pc.Gauge("edge_infer_camera_dropped_frames", "frames dropped at the source",
-                              ["camera"], registry=r)
-        self.reconnects = pc.Gauge("edge_infer_camera_reconnects",
-                                   "streams that delivered again after one ended",
-                                   ["camera"], registry=r)
-        self.attempts = pc.Gauge("edge_infer_camera_reconnect_attempts",
-                                 "opens tried after a failure", ["camera"], registry=r)
-        self.state = pc.Gauge("edge_infer_camera_state", "1 for the camera's current state",
-                              ["camera", "state"], registry=r)
+        self.fps = pc.Gauge(
+            "edge_infer_camera_fps", "published frames per second", ["camera"], registry=r
+        )
+        self.drops = pc.Gauge(
+            "edge_infer_camera_dropped_frames",
+            "frames dropped at the source",
+            ["camera"],
+            registry=r,
+        )
+        self.reconnects = pc.Gauge(
+            "edge_infer_camera_reconnects",
+            "streams that delivered again after one ended",
+            ["camera"],
+            registry=r,
+        )
+        self.attempts = pc.Gauge(
+            "edge_infer_camera_reconnect_attempts",
+            "opens tried after a failure",
+            ["camera"],
+            registry=r,
+        )
+        self.state = pc.Gauge(
+            "edge_infer_camera_state",
+            "1 for the camera's current state",
+            ["camera", "state"],
+            registry=r,
+        )
         buckets = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-        self.queue = pc.Histogram("edge_infer_queue_delay_seconds", "capture → inference start",
-                                  buckets=buckets, registry=r)
-        self.infer = pc.Histogram("edge_infer_inference_seconds", "batch inference latency",
-                                  buckets=buckets, registry=r)
-        self.total = pc.Histogram("edge_infer_latency_seconds", "capture → publish",
-                                  buckets=buckets, registry=r)
-        self.batch = pc.Histogram("edge_infer_batch_size", "frames per batch",
-                                  buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
+        self.queue = pc.Histogram(
+            "edge_infer_queue_delay_seconds",
+            "capture → inference start",
+            buckets=buckets,
+            registry=r,
+        )
+        self.infer = pc.Histogram(
+            "edge_infer_inference_seconds", "batch inference latency", buckets=buckets, registry=r
+        )
+        self.total = pc.Histogram(
+            "edge_infer_latency_seconds", "capture → publish", buckets=buckets, registry=r
+        )
+        self.batch = pc.Histogram(
+            "edge_infer_batch_size",
+            "frames per batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
         self.server, self.thread = pc.start_http_server(port, addr=address, registry=r)
 
     def frame(self, camera: str, queue_s: float, infer_s: float, total_s: float) -> None:

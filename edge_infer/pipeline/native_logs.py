@@ -55,8 +55,11 @@ class NativeStderr:
         os.close(write)
         self._read = read
         # Python's own writes (tracebacks, warnings) bypass the pipe: they are not C chatter
-        self.stderr = io.TextIOWrapper(os.fdopen(os.dup(self._saved), "wb", buffering=0),
-                                       write_through=True, errors="backslashreplace")
+        self.stderr = io.TextIOWrapper(
+            os.fdopen(os.dup(self._saved), "wb", buffering=0),
+            write_through=True,
+            errors="backslashreplace",
+        )
         sys.stderr = self.stderr
         self._thread = threading.Thread(target=self._pump, name="native-stderr", daemon=True)
         self._thread.start()

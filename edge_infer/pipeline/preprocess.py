@@ -42,8 +42,9 @@ class Letterbox:
 def letterbox_geometry(width: int, height: int, input_width: int, input_height: int) -> Letterbox:
     """Scale and padding for a frame, computed as ultralytics does (padding split evenly)."""
     if min(width, height, input_width, input_height) < 1:
-        raise ValueError(f"sizes must be positive: frame {width}x{height}, "
-                         f"input {input_width}x{input_height}")
+        raise ValueError(
+            f"sizes must be positive: frame {width}x{height}, input {input_width}x{input_height}"
+        )
     scale = min(input_width / width, input_height / height)
     new_w, new_h = round(width * scale), round(height * scale)
     pad_x = round((input_width - new_w) / 2 - 0.1)
@@ -72,14 +73,15 @@ def preprocess(
     h, w = frame.shape[:2]
     lb = letterbox_geometry(w, h, in_w, in_h)
     new_w, new_h = round(w * lb.scale), round(h * lb.scale)
-    img = frame if (new_w, new_h) == (w, h) else cv2.resize(
-        frame, (new_w, new_h), interpolation=cv2.INTER_LINEAR
+    img = (
+        frame
+        if (new_w, new_h) == (w, h)
+        else cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     )
     out.fill(PAD_VALUE / 255.0)
     region = out[:, lb.pad_y : lb.pad_y + new_h, lb.pad_x : lb.pad_x + new_w]
     # BGR → RGB by reversing the channel axis of the HWC → CHW view; one pass, no temporaries
-    np.multiply(img.transpose(2, 0, 1)[::-1], np.float32(1.0 / 255.0), out=region,
-                casting="unsafe")
+    np.multiply(img.transpose(2, 0, 1)[::-1], np.float32(1.0 / 255.0), out=region, casting="unsafe")
     return out, lb
 
 

@@ -15,8 +15,9 @@ def label_of(class_id: int, names: list[str]) -> str:
     return names[class_id] if 0 <= class_id < len(names) else f"class{class_id}"
 
 
-def put_label(img: np.ndarray, text: str, anchor: tuple[int, int], color: tuple[int, ...],
-              scale: float = 0.4) -> None:
+def put_label(
+    img: np.ndarray, text: str, anchor: tuple[int, int], color: tuple[int, ...], scale: float = 0.4
+) -> None:
     """``text`` on a filled box in ``color`` with black or white letters (whichever contrasts),
     placed above ``anchor`` (x, y) when it fits, below otherwise, and always inside ``img``."""
     font, thick = cv2.FONT_HERSHEY_SIMPLEX, 1
@@ -32,8 +33,9 @@ def put_label(img: np.ndarray, text: str, anchor: tuple[int, int], color: tuple[
     cv2.putText(img, text, (x + 2, y + th + 2), font, scale, ink, thick, cv2.LINE_AA)
 
 
-def draw_detections(image: np.ndarray, r: FrameResult, class_names: list[str],
-                    max_width: int) -> np.ndarray:
+def draw_detections(
+    image: np.ndarray, r: FrameResult, class_names: list[str], max_width: int
+) -> np.ndarray:
     """A copy of the frame, scaled to ``max_width`` at most, with boxes and labels drawn."""
     h, w = image.shape[:2]
     scale = min(1.0, max_width / w)
@@ -60,5 +62,5 @@ def mosaic(previews: dict[str, bytes], path: Path) -> bool:
     cols = 4 if len(tiles) > 4 else len(tiles)
     while len(tiles) % cols:
         tiles.append(np.zeros_like(tiles[0]))
-    rows = [np.hstack(tiles[i:i + cols]) for i in range(0, len(tiles), cols)]
+    rows = [np.hstack(tiles[i : i + cols]) for i in range(0, len(tiles), cols)]
     return bool(cv2.imwrite(str(path), np.vstack(rows)))

@@ -72,12 +72,17 @@ def _ask(url: str, timeout: float, method: str, limit: int) -> tuple[bytes | Non
 
     if scheme.startswith("rtsp"):
         path = f"{scheme}://{hostport}{parts.path or '/'}"
-        request = (f"{method} {path} RTSP/1.0\r\nCSeq: 1\r\nUser-Agent: edge_infer\r\n"
-                   + ("Accept: application/sdp\r\n" if method == "DESCRIBE" else "") + "\r\n")
+        request = (
+            f"{method} {path} RTSP/1.0\r\nCSeq: 1\r\nUser-Agent: edge_infer\r\n"
+            + ("Accept: application/sdp\r\n" if method == "DESCRIBE" else "")
+            + "\r\n"
+        )
     else:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        request = (f"GET {target} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: edge_infer\r\n"
-                   "Connection: close\r\n\r\n")
+        request = (
+            f"GET {target} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: edge_infer\r\n"
+            "Connection: close\r\n\r\n"
+        )
     try:
         with socket.create_connection((host, port), timeout=left()) as raw:
             sock: socket.socket = raw

@@ -57,21 +57,36 @@ class ModelInfo:
         # the ONNX file's name says more than its graph name (often "main_graph")
         path = rec.get("model_path")
         default = Path(str(path)).stem if path else rec.get("model_name") or "model"
-        return ModelInfo(name or str(default), str(rec.get("model_sha256") or ""),
-                         str(opts.get("precision") or "fp32"))
+        return ModelInfo(
+            name or str(default),
+            str(rec.get("model_sha256") or ""),
+            str(opts.get("precision") or "fp32"),
+        )
 
 
 def detection_payload(
-    r: FrameResult, batch: BatchResult, *, device_id: str, boot_id: str, seq: int,
-    global_seq: int, model: ModelInfo, class_names: list[str], publish_wall: float,
+    r: FrameResult,
+    batch: BatchResult,
+    *,
+    device_id: str,
+    boot_id: str,
+    seq: int,
+    global_seq: int,
+    model: ModelInfo,
+    class_names: list[str],
+    publish_wall: float,
     publish_ts: float,
 ) -> dict[str, Any]:
     """The version-1 detections message of one frame (see ``schemas/detections-v1.json``)."""
     f, d = r.frame, r.detections
     h, w = f.image.shape[:2]
     dets = [
-        {"class_id": int(c), "label": label_of(int(c), class_names),
-         "score": round(float(s), 4), "box": [round(float(v), 1) for v in box]}
+        {
+            "class_id": int(c),
+            "label": label_of(int(c), class_names),
+            "score": round(float(s), 4),
+            "box": [round(float(v), 1) for v in box],
+        }
         for box, s, c in zip(d.boxes, d.scores, d.classes)
     ]
     return {
@@ -83,10 +98,16 @@ def detection_payload(
         "seq": seq,
         "global_seq": global_seq,
         "frame_index": f.index,
-        "source": {"pts_ms": None if f.source_pts_ms is None else round(f.source_pts_ms, 3),
-                   "frame": f.source_frame},
-        "timestamps": {"capture": f.capture_wall, "inference_start": batch.infer_start_wall,
-                       "inference_end": batch.infer_end_wall, "publish": publish_wall},
+        "source": {
+            "pts_ms": None if f.source_pts_ms is None else round(f.source_pts_ms, 3),
+            "frame": f.source_frame,
+        },
+        "timestamps": {
+            "capture": f.capture_wall,
+            "inference_start": batch.infer_start_wall,
+            "inference_end": batch.infer_end_wall,
+            "publish": publish_wall,
+        },
         "latency_ms": {
             "queue": round(max(0.0, batch.infer_start_ts - f.capture_ts) * 1e3, 3),
             "inference": round(max(0.0, batch.infer_end_ts - batch.infer_start_ts) * 1e3, 3),
@@ -196,8 +217,11 @@ class Publisher:
         if self._thread.is_alive():
             # still sending: the thread closes its socket when it finishes; terminating the
             # context now would block until then
-            log.warning("publisher did not finish within %.1f s; %d result(s) unsent",
-                        timeout, self._queue.qsize())
+            log.warning(
+                "publisher did not finish within %.1f s; %d result(s) unsent",
+                timeout,
+                self._queue.qsize(),
+            )
             return False
         if self._sock is not None:  # never started
             self._sock.close(linger=0)
@@ -231,11 +255,23 @@ class Publisher:
                 self.stale_dropped += 1
                 continue
             payload = detection_payload(
-                r, batch, device_id=self.device_id, boot_id=self.boot_id, seq=seq,
-                global_seq=self.global_seq, model=self.model, class_names=self.class_names,
-                publish_wall=now_wall, publish_ts=now_ts)
-            self._send([f"det/{self.device_id}/{cam}".encode(),
-                        json.dumps(payload, separators=(",", ":")).encode()])
+                r,
+                batch,
+                device_id=self.device_id,
+                boot_id=self.boot_id,
+                seq=seq,
+                global_seq=self.global_seq,
+                model=self.model,
+                class_names=self.class_names,
+                publish_wall=now_wall,
+                publish_ts=now_ts,
+            )
+            self._send(
+                [
+                    f"det/{self.device_id}/{cam}".encode(),
+                    json.dumps(payload, separators=(",", ":")).encode(),
+                ]
+            )
             self.seq[cam] = seq + 1
             self.global_seq += 1
             if self.on_published is not None:
@@ -255,18 +291,33 @@ class Publisher:
         if not ok:
             log.warning("camera %s: preview JPEG encoding failed", cam)
             return
-        meta = {"camera_id": cam, "seq": payload["seq"], "boot_id": self.boot_id,
-                "width": img.shape[1], "height": img.shape[0],
-                "capture": payload["timestamps"]["capture"]}
-        self._send([f"preview/{self.device_id}/{cam}".encode(), json.dumps(meta).encode(),
-                    jpeg.tobytes()])
+        meta = {
+            "camera_id": cam,
+            "seq": payload["seq"],
+            "boot_id": self.boot_id,
+            "width": img.shape[1],
+            "height": img.shape[0],
+            "capture": payload["timestamps"]["capture"],
+        }
+        self._send(
+            [f"preview/{self.device_id}/{cam}".encode(), json.dumps(meta).encode(), jpeg.tobytes()]
+        )
 
     def publish_status(self) -> None:
         status = self.status_fn()
-        status.update({"published": self.global_seq, "publisher_dropped": self.dropped,
-                       "publisher_stale_dropped": self.stale_dropped})
-        self._send([f"status/{self.device_id}".encode(),
-                    json.dumps(status, separators=(",", ":")).encode()])
+        status.update(
+            {
+                "published": self.global_seq,
+                "publisher_dropped": self.dropped,
+                "publisher_stale_dropped": self.stale_dropped,
+            }
+        )
+        self._send(
+            [
+                f"status/{self.device_id}".encode(),
+                json.dumps(status, separators=(",", ":")).encode(),
+            ]
+        )
 
     def _loop(self) -> None:
         try:

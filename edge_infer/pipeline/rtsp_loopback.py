@@ -58,8 +58,10 @@ class LoopbackRtspServer:
 
     def __init__(self, client_port: int | None = None, source_port: int | None = None) -> None:
         if not available():
-            raise EdgeInferError(f"{SERVER} and ffmpeg are needed for the loopback RTSP server; "
-                                 "install them with tools/install_system_deps.sh")
+            raise EdgeInferError(
+                f"{SERVER} and ffmpeg are needed for the loopback RTSP server; "
+                "install them with tools/install_system_deps.sh"
+            )
         self.client_port = client_port or free_port()
         self.source_port = source_port or free_port()
         self.server: subprocess.Popen | None = None
@@ -71,22 +73,49 @@ class LoopbackRtspServer:
 
     def start(self) -> LoopbackRtspServer:
         self.server = subprocess.Popen(
-            [SERVER, "-c", str(self.client_port), "-s", str(self.source_port),
-             "--client_listen_address", "127.0.0.1", "--source_listen_address", "127.0.0.1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                SERVER,
+                "-c",
+                str(self.client_port),
+                "-s",
+                str(self.source_port),
+                "--client_listen_address",
+                "127.0.0.1",
+                "--source_listen_address",
+                "127.0.0.1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         if not (_wait_port(self.client_port, 10) and _wait_port(self.source_port, 10)):
             self.stop()
-            raise EdgeInferError(f"{SERVER} did not listen on ports {self.client_port}/"
-                                 f"{self.source_port} within 10 s")
+            raise EdgeInferError(
+                f"{SERVER} did not listen on ports {self.client_port}/"
+                f"{self.source_port} within 10 s"
+            )
         return self
 
     def feed(self, name: str, file: str | Path) -> None:
         """Push ``file`` (H.264 .mp4) as stream ``name``, looping, at its real-time rate."""
-        cmd = ["ffmpeg", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(file),
-               "-an", "-c", "copy", "-f", "rtsp",
-               f"rtsp://127.0.0.1:{self.source_port}/{name}"]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        cmd = [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+            str(file),
+            "-an",
+            "-c",
+            "copy",
+            "-f",
+            "rtsp",
+            f"rtsp://127.0.0.1:{self.source_port}/{name}",
+        ]
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         self.feeds[name] = (Path(file), proc)
 
     def stop_feed(self, name: str) -> None:

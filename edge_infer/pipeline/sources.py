@@ -196,8 +196,12 @@ def open_capture(cam: Any) -> Capture:
     A network camera whose server does not answer the probe raises
     :class:`CameraUnreachable` before OpenCV is involved.
     """
-    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(cam.open_timeout_s * 1000),
-              cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(cam.read_timeout_s * 1000)]
+    params = [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+        int(cam.open_timeout_s * 1000),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+        int(cam.read_timeout_s * 1000),
+    ]
     if getattr(cam, "decode_threads", 0) > 0:  # FFmpeg cameras
         params += [cv2.CAP_PROP_N_THREADS, int(cam.decode_threads)]
     if isinstance(cam, FileCamera):
@@ -209,8 +213,11 @@ def open_capture(cam: Any) -> Capture:
             return cv2.VideoCapture(cam.url, cv2.CAP_FFMPEG, params)
     if isinstance(cam, UsbCamera):
         props = []
-        for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, cam.width),
-                            (cv2.CAP_PROP_FRAME_HEIGHT, cam.height), (cv2.CAP_PROP_FPS, cam.fps)):
+        for prop, value in (
+            (cv2.CAP_PROP_FRAME_WIDTH, cam.width),
+            (cv2.CAP_PROP_FRAME_HEIGHT, cam.height),
+            (cv2.CAP_PROP_FPS, cam.fps),
+        ):
             if value is not None:
                 props += [prop, int(value)]
         return cv2.VideoCapture(cam.device, cv2.CAP_V4L2, props)
@@ -279,14 +286,21 @@ class CameraSource:
             if new == old:
                 return False
             if new not in TRANSITIONS[old]:
-                raise SourceError(f"camera {self.id}: illegal transition {old.value} → "
-                                  f"{new.value} ({reason})")
+                raise SourceError(
+                    f"camera {self.id}: illegal transition {old.value} → {new.value} ({reason})"
+                )
             self._state = new
             self.stats.transitions.append((self.clock(), new.value))
             del self.stats.transitions[:-32]
         level = logging.INFO if new in (S.STREAMING, S.STOPPED) else logging.WARNING
-        log.log(level, "camera %s: %s → %s%s", self.id, old.value, new.value,
-                 f" ({reason})" if reason else "")
+        log.log(
+            level,
+            "camera %s: %s → %s%s",
+            self.id,
+            old.value,
+            new.value,
+            f" ({reason})" if reason else "",
+        )
         return True
 
     def check_stalled(self, now: float | None = None) -> bool:
@@ -294,8 +308,11 @@ class CameraSource:
         now = self.clock() if now is None else now
         last = self.stats.last_frame_ts
         with self._lock:
-            silent = self._state == S.STREAMING and last is not None and (
-                now - last > self.cam.stall_timeout_s)
+            silent = (
+                self._state == S.STREAMING
+                and last is not None
+                and (now - last > self.cam.stall_timeout_s)
+            )
         if silent:
             return self.transition(S.STALLED, f"no frame for {now - last:.1f} s")
         return False
@@ -324,8 +341,12 @@ class CameraSource:
         try:
             while not self.stopping:
                 if self.state != S.CONNECTING and not looping:
-                    self.transition(S.CONNECTING, "retrying" if self._streamed or
-                                    self.stats.reconnect_attempts else "starting")
+                    self.transition(
+                        S.CONNECTING,
+                        "retrying"
+                        if self._streamed or self.stats.reconnect_attempts
+                        else "starting",
+                    )
                 looping = False
                 cap = self._open()
                 if cap is None:
@@ -376,8 +397,10 @@ class CameraSource:
             return f"{cam.path}: not a video OpenCV's FFmpeg can read"
         if isinstance(cam, UsbCamera):
             return f"V4L2 device {cam.device} did not open (busy, or not a capture device)"
-        return "the GStreamer pipeline did not start (OpenCV without GStreamer, or an element " \
-               "is missing: try it with gst-launch-1.0)"
+        return (
+            "the GStreamer pipeline did not start (OpenCV without GStreamer, or an element "
+            "is missing: try it with gst-launch-1.0)"
+        )
 
     def _back_off(self, reason: str) -> bool:
         """Enter backoff and wait; True if stopped meanwhile."""
@@ -431,8 +454,12 @@ class CameraSource:
             pts = _prop(cap, cv2.CAP_PROP_POS_MSEC)
             if now - started >= blocked or (pts is not None and pts > 0 and pts == last_pts):
                 self.stats.stale += 1
-                log.debug("camera %s: dropped a stale frame (read blocked %.1f s, pts %s)",
-                          self.id, now - started, pts)
+                log.debug(
+                    "camera %s: dropped a stale frame (read blocked %.1f s, pts %s)",
+                    self.id,
+                    now - started,
+                    pts,
+                )
                 continue
             last_pts = pts
             got_any = True
@@ -481,14 +508,24 @@ class CameraSource:
         if self._reconnecting:
             self.stats.reconnects += 1
             self._reconnecting = False
-        reason = ("frames again" if state == S.STALLED else
-                  "reconnected" if self._streamed else "first frame")
+        reason = (
+            "frames again"
+            if state == S.STALLED
+            else "reconnected"
+            if self._streamed
+            else "first frame"
+        )
         self._streamed = True
         self.stats.last_error = ""
         self.transition(S.STREAMING, reason)
 
-    def _emit(self, image: np.ndarray, captured: float | None = None,
-              pts_ms: float | None = None, source_frame: float | None = None) -> None:
+    def _emit(
+        self,
+        image: np.ndarray,
+        captured: float | None = None,
+        pts_ms: float | None = None,
+        source_frame: float | None = None,
+    ) -> None:
         now = self.clock() if captured is None else captured
         self.stats.last_frame_ts = now
         self._streaming()
@@ -497,8 +534,15 @@ class CameraSource:
             self.stats.resolution_changes += 1
             log.warning("camera %s: resolution changed %s → %s", self.id, self.stats.size, size)
         self.stats.size = size
-        frame = Frame(self.id, self._index, image, now, self.wall_clock(), pts_ms,
-                      None if source_frame is None else int(source_frame))
+        frame = Frame(
+            self.id,
+            self._index,
+            image,
+            now,
+            self.wall_clock(),
+            pts_ms,
+            None if source_frame is None else int(source_frame),
+        )
         self.stats.frames += 1
         if self.hub.put(frame):
             self.stats.dropped += 1

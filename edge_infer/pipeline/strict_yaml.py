@@ -38,8 +38,10 @@ class _StrictLoader(yaml.SafeLoader):
             if isinstance(key, (list, dict)):
                 raise ConfigError(f"line {line}: a mapping key must be a scalar")
             if key in seen:
-                raise ConfigError(f"line {line}: key {key!r} given twice in one mapping "
-                                  f"(first on line {seen[key]}); keep one")
+                raise ConfigError(
+                    f"line {line}: key {key!r} given twice in one mapping "
+                    f"(first on line {seen[key]}); keep one"
+                )
             seen[key] = line
         return super().construct_mapping(node, deep=deep)
 
@@ -68,8 +70,9 @@ def load_yaml_file(path: Path) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}, line {line}); save it "
-                          "as UTF-8") from None
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}, line {line}); save it as UTF-8"
+        ) from None
     return load_yaml_text(text, str(path))
 
 

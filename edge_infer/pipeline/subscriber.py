@@ -34,8 +34,14 @@ class Message:
 class Subscriber:
     """SUB socket connected to ``endpoints``, subscribed to ``topics`` (prefixes)."""
 
-    def __init__(self, endpoints: list[str] | str, topics: list[str] | None = None, *,
-                 rcv_hwm: int = 1000, curve_keys: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        endpoints: list[str] | str,
+        topics: list[str] | None = None,
+        *,
+        rcv_hwm: int = 1000,
+        curve_keys: str | Path | None = None,
+    ) -> None:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.RCVHWM, rcv_hwm)
@@ -111,8 +117,9 @@ class SequenceTracker:
         if prev is not None:
             if seq > prev + 1:
                 self.gaps += seq - prev - 1
-                events.append(f"gap: camera {cam} lost {seq - prev - 1} message(s) "
-                              f"({prev} → {seq})")
+                events.append(
+                    f"gap: camera {cam} lost {seq - prev - 1} message(s) ({prev} → {seq})"
+                )
             elif seq <= prev:
                 self.reordered += 1
                 events.append(f"out of order: camera {cam} seq {seq} after {prev}")

@@ -47,25 +47,28 @@ class ModelSpec:
     max_batch: int
 
     @staticmethod
-    def from_engine(engine: Engine, input_name: str | None = None,
-                    output_name: str | None = None) -> ModelSpec:
+    def from_engine(
+        engine: Engine, input_name: str | None = None, output_name: str | None = None
+    ) -> ModelSpec:
         """Read the image input (``[N, 3, H, W]`` float32) and detections output bindings."""
         inputs = {b.name: b for b in engine.inputs}
         outputs = {b.name: b for b in engine.outputs}
         iname = input_name or engine.inputs[0].name
         oname = output_name or engine.outputs[0].name
         if iname not in inputs:
-            raise ConfigError(f"engine.input_name: the engine has no input {iname!r}; "
-                              f"inputs are {sorted(inputs)}")
+            raise ConfigError(
+                f"engine.input_name: the engine has no input {iname!r}; inputs are {sorted(inputs)}"
+            )
         if oname not in outputs:
-            raise ConfigError(f"engine.output_name: the engine has no output {oname!r}; "
-                              f"outputs are {sorted(outputs)}")
+            raise ConfigError(
+                f"engine.output_name: the engine has no output {oname!r}; "
+                f"outputs are {sorted(outputs)}"
+            )
         b = inputs[iname]
         if len(b.shape) != 4 or b.shape[1] != 3 or b.dtype != np.float32 or min(b.shape[2:]) < 1:
             raise ConfigError(f"engine input {b}: the daemon needs float32 [N, 3, H, W] images")
         p = engine.profile
-        return ModelSpec(iname, oname, int(b.shape[3]), int(b.shape[2]), p.min_batch,
-                         p.max_batch)
+        return ModelSpec(iname, oname, int(b.shape[3]), int(b.shape[2]), p.min_batch, p.max_batch)
 
 
 @dataclass
@@ -115,11 +118,9 @@ class InferenceWorker:
         # the batch buffer is bound to the engine's input and read in place: preprocessing
         # writes each frame into it once, and nothing copies it again. Zeroed, not empty: rows
         # past a batch's frames pad it to a planned batch size (their results are dropped).
-        self.buffer = np.zeros((spec.max_batch, 3, spec.input_height, spec.input_width),
-                               np.float32)
+        self.buffer = np.zeros((spec.max_batch, 3, spec.input_height, spec.input_width), np.float32)
         out = next(b for b in engine.outputs if b.name == spec.output_name)
-        self.output = (np.zeros((spec.max_batch, *out.shape[1:]), out.dtype) if out.batched
-                       else None)
+        self.output = np.zeros((spec.max_batch, *out.shape[1:]), out.dtype) if out.batched else None
         self.errors = 0
         self._inbox: queue.Queue[list[Frame] | None] = queue.Queue(maxsize=1)
         self._thread = threading.Thread(target=self._loop, name=f"worker-{index}", daemon=True)
@@ -145,8 +146,9 @@ class InferenceWorker:
         boxes = []
         for i, f in enumerate(batch):
             # a BGR model gets the channels written in reverse order: still one pass
-            _, lb = preprocess(f.image, size, out=self.buffer[i, ::-1] if self.bgr
-                               else self.buffer[i])
+            _, lb = preprocess(
+                f.image, size, out=self.buffer[i, ::-1] if self.bgr else self.buffer[i]
+            )
             boxes.append(lb)
         # the engine has plans for some batch sizes only: the rows past the frames pad the
         # batch to the next one (earlier frames or zeros; their results are not read)
@@ -155,10 +157,15 @@ class InferenceWorker:
         if self.output is not None:
             self.context.bind(self.spec.output_name, self.output[:m])
         outputs = self.context.execute_bound()
-        dets = decode(outputs[self.spec.output_name][:n], boxes, layout=self.post.layout,
-                      score_threshold=self.post.score_threshold,
-                      iou_threshold=self.post.iou_threshold,
-                      max_detections=self.post.max_detections, scores=self.post.scores)
+        dets = decode(
+            outputs[self.spec.output_name][:n],
+            boxes,
+            layout=self.post.layout,
+            score_threshold=self.post.score_threshold,
+            iou_threshold=self.post.iou_threshold,
+            max_detections=self.post.max_detections,
+            scores=self.post.scores,
+        )
         results = [FrameResult(f, d, lb) for f, d, lb in zip(batch, dets, boxes)]
         return BatchResult(results, self.index, t0, self.clock(), w0, time.time())
 
@@ -182,16 +189,26 @@ class InferenceWorker:
 class WorkerPool:
     """The workers, a queue of idle ones, and a count of batches in flight."""
 
-    def __init__(self, engine: Engine, spec: ModelSpec, count: int, post: PostprocessConfig,
-                 color_order: str, on_result: Callable[[BatchResult], None],
-                 latency: LatencyModel, on_batch_done: Callable[[int, bool], None]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        spec: ModelSpec,
+        count: int,
+        post: PostprocessConfig,
+        color_order: str,
+        on_result: Callable[[BatchResult], None],
+        latency: LatencyModel,
+        on_batch_done: Callable[[int, bool], None],
+    ) -> None:
         self.latency = latency
         self.on_batch_done = on_batch_done
         self.idle: queue.Queue[InferenceWorker] = queue.Queue()
         self._cond = threading.Condition()
         self.in_flight = 0
-        self.workers = [InferenceWorker(i, engine, spec, post, color_order, on_result,
-                                        self._done) for i in range(count)]
+        self.workers = [
+            InferenceWorker(i, engine, spec, post, color_order, on_result, self._done)
+            for i in range(count)
+        ]
         for w in self.workers:
             self.idle.put(w)
 

@@ -135,14 +135,22 @@ def _to_coco(per_image: dict[int, list[dict]], split: str, seed: int, size: int)
         images.append({"id": i, "file_name": f"{split}/{i:06d}.jpg", "width": size, "height": size})
         for a in per_image[i]:
             x, y, w, h = a["bbox"]
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": i, "category_id": a["class_id"] + 1,
-                "bbox": [x, y, w, h], "area": round(w * h, 2), "iscrowd": 0,
-                "visible": a["visible"],
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i,
+                    "category_id": a["class_id"] + 1,
+                    "bbox": [x, y, w, h],
+                    "area": round(w * h, 2),
+                    "iscrowd": 0,
+                    "visible": a["visible"],
+                }
+            )
     return {
-        "info": {"description": f"edge_infer synthetic world, split {split}, seed {seed}",
-                 "version": "1"},
+        "info": {
+            "description": f"edge_infer synthetic world, split {split}, seed {seed}",
+            "version": "1",
+        },
         "images": images,
         "annotations": annotations,
         "categories": coco_categories(),
@@ -171,8 +179,9 @@ def load_coco(path: str | os.PathLike[str]) -> dict[str, Any]:
     cat_ids = {c["id"] for c in coco["categories"]}
     for a in coco["annotations"]:
         if a.get("image_id") not in image_ids or a.get("category_id") not in cat_ids:
-            raise ValueError(f"annotation {a.get('id')} in {p} refers to an unknown image "
-                             f"or category")
+            raise ValueError(
+                f"annotation {a.get('id')} in {p} refers to an unknown image or category"
+            )
         bbox = a.get("bbox")
         if not (isinstance(bbox, list) and len(bbox) == 4 and bbox[2] >= 0 and bbox[3] >= 0):
             raise ValueError(f"annotation {a.get('id')} in {p} has an invalid bbox {bbox!r}")

@@ -42,11 +42,11 @@ def _onnx_input(path: Path) -> tuple[str, tuple[int, int]]:
     except Exception as exc:  # onnx raises several unrelated types for bad files
         raise ModelLoadError(f"{path}: not a readable ONNX model ({exc})") from exc
     inp = model.graph.input[0]
-    dims = [d.dim_value if d.HasField("dim_value") else -1
-            for d in inp.type.tensor_type.shape.dim]
+    dims = [d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim]
     if len(dims) != 4 or dims[2] < 1 or dims[3] < 1:
-        raise ModelLoadError(f"{path}: input '{inp.name}' must be [N, 3, H, W] with fixed H and "
-                             f"W, got {dims}")
+        raise ModelLoadError(
+            f"{path}: input '{inp.name}' must be [N, 3, H, W] with fixed H and W, got {dims}"
+        )
     return inp.name, (dims[3], dims[2])
 
 
@@ -55,8 +55,9 @@ def onnxruntime_runner(path: str | os.PathLike[str], threads: int = 0) -> ModelR
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        raise EdgeInferError("--runtime onnxruntime needs the onnxruntime package "
-                             "(pip install onnxruntime)") from exc
+        raise EdgeInferError(
+            "--runtime onnxruntime needs the onnxruntime package (pip install onnxruntime)"
+        ) from exc
     p = Path(path)
     name, size = _onnx_input(p)
     so = ort.SessionOptions()
@@ -81,12 +82,18 @@ def engine_runner(path: str | os.PathLike[str], batch: int) -> ModelRunner:
         try:
             from edge_infer.engine import build
         except ImportError as exc:
-            raise EdgeInferError(f"the edge_infer builder is unavailable ({exc}); evaluate "
-                                 f"with --runtime onnxruntime instead") from exc
+            raise EdgeInferError(
+                f"the edge_infer builder is unavailable ({exc}); evaluate "
+                f"with --runtime onnxruntime instead"
+            ) from exc
 
         name, (w, h) = _onnx_input(p)
-        engine = build(str(p), min_shapes={name: (1, 3, h, w)}, opt_shapes={name: (batch, 3, h, w)},
-                       max_shapes={name: (batch, 3, h, w)})
+        engine = build(
+            str(p),
+            min_shapes={name: (1, 3, h, w)},
+            opt_shapes={name: (batch, 3, h, w)},
+            max_shapes={name: (batch, 3, h, w)},
+        )
         what = f"edge_infer engine built from {p.name}"
     else:
         from edge_infer.engine import Engine
@@ -127,18 +134,22 @@ def evaluate_on_coco(
     cat_ids = [int(c["id"]) for c in coco["categories"]]
     images = coco["images"]
     dets: list[Box] = []
-    for start in tqdm(range(0, len(images), batch), desc="evaluate", unit="batch",
-                      disable=not progress):
+    for start in tqdm(
+        range(0, len(images), batch), desc="evaluate", unit="batch", disable=not progress
+    ):
         chunk = images[start : start + batch]
         frames = [_read(Path(root) / img["file_name"]) for img in chunk]
         x, boxes = preprocess_batch(frames, runner.input_size)
         out = runner.run(np.ascontiguousarray(x))
         for img, d in zip(chunk, decode(out, boxes, layout, score_threshold, iou_threshold)):
-            for (x0, y0, x1, y1), s, c in zip(d.boxes.tolist(), d.scores.tolist(),
-                                              d.classes.tolist()):
+            for (x0, y0, x1, y1), s, c in zip(
+                d.boxes.tolist(), d.scores.tolist(), d.classes.tolist()
+            ):
                 if c >= len(cat_ids):
-                    raise BindingError(f"model predicts class {c} but the dataset has only "
-                                       f"{len(cat_ids)} categories")
+                    raise BindingError(
+                        f"model predicts class {c} but the dataset has only "
+                        f"{len(cat_ids)} categories"
+                    )
                 dets.append(Box(int(img["id"]), cat_ids[c], (x0, y0, x1, y1), s))
     return evaluate(coco_ground_truth(coco), dets, cat_ids)
 

@@ -79,8 +79,9 @@ def make_background(rng: np.random.Generator, height: int, width: int) -> np.nda
             center = (int(rng.integers(width)), int(rng.integers(height)))
             major = int(rng.integers(8, max(9, width // 4)))
             axes = (major, int(rng.integers(2, max(3, major // 4))))
-            cv2.ellipse(out, center, axes, float(rng.uniform(0, 180)), 0, 360, color, -1,
-                        cv2.LINE_AA)
+            cv2.ellipse(
+                out, center, axes, float(rng.uniform(0, 180)), 0, 360, color, -1, cv2.LINE_AA
+            )
     return cv2.GaussianBlur(out, (3, 3), 0)
 
 

@@ -68,8 +68,9 @@ class _Canvas:
     def rect(self, x0: float, y0: float, x1: float, y1: float, color: tuple[int, int, int]) -> None:
         self.poly(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]), color)
 
-    def circle(self, cx: float, cy: float, r: float, color: tuple[int, int, int],
-               t: int = -1) -> None:
+    def circle(
+        self, cx: float, cy: float, r: float, color: tuple[int, int, int], t: int = -1
+    ) -> None:
         c, rr = (round(cx), round(cy)), max(1, round(r))
         cv2.circle(self.image, c, rr, color, t, cv2.LINE_AA)
         cv2.circle(self.mask, c, rr, 255, t, cv2.LINE_AA)
@@ -96,8 +97,12 @@ def _person(c: _Canvas, rng: np.random.Generator) -> None:
     swing = rng.uniform(-0.15, 0.15) * h
     c.line((w * 0.3, h * 0.27), (w * 0.07, h * 0.55 + swing), shirt, limb)
     c.line((w * 0.7, h * 0.27), (w * 0.93, h * 0.55 - swing), shirt, limb)
-    c.poly(np.array([[w * 0.25, h * 0.22], [w * 0.75, h * 0.22], [w * 0.7, h * 0.58],
-                     [w * 0.3, h * 0.58]]), shirt)
+    c.poly(
+        np.array(
+            [[w * 0.25, h * 0.22], [w * 0.75, h * 0.22], [w * 0.7, h * 0.58], [w * 0.3, h * 0.58]]
+        ),
+        shirt,
+    )
     step = rng.uniform(0.0, 0.2) * w
     c.line((w * 0.4, h * 0.56), (w * 0.3 - step, h - limb / 2 - 1), pants, limb + 1)
     c.line((w * 0.6, h * 0.56), (w * 0.7 + step, h - limb / 2 - 1), pants, limb + 1)
@@ -107,15 +112,36 @@ def _car(c: _Canvas, rng: np.random.Generator) -> None:
     w, h = c.w, c.h
     body = random_color(rng)
     glass = (int(rng.integers(120, 200)), int(rng.integers(100, 170)), int(rng.integers(60, 120)))
-    c.poly(np.array([[w * 0.22, h * 0.42], [w * 0.32, h * 0.02], [w * 0.7, h * 0.02],
-                     [w * 0.82, h * 0.42]]), _shade(body, 0.85))
-    c.paint(np.array([[w * 0.28, h * 0.4], [w * 0.35, h * 0.1], [w * 0.49, h * 0.1],
-                      [w * 0.49, h * 0.4]]), glass)
-    c.paint(np.array([[w * 0.53, h * 0.4], [w * 0.53, h * 0.1], [w * 0.67, h * 0.1],
-                      [w * 0.75, h * 0.4]]), glass)
+    c.poly(
+        np.array(
+            [[w * 0.22, h * 0.42], [w * 0.32, h * 0.02], [w * 0.7, h * 0.02], [w * 0.82, h * 0.42]]
+        ),
+        _shade(body, 0.85),
+    )
+    c.paint(
+        np.array(
+            [[w * 0.28, h * 0.4], [w * 0.35, h * 0.1], [w * 0.49, h * 0.1], [w * 0.49, h * 0.4]]
+        ),
+        glass,
+    )
+    c.paint(
+        np.array(
+            [[w * 0.53, h * 0.4], [w * 0.53, h * 0.1], [w * 0.67, h * 0.1], [w * 0.75, h * 0.4]]
+        ),
+        glass,
+    )
     c.rect(0, h * 0.38, w - 1, h * 0.8, body)
-    c.paint(np.array([[w - w * 0.06, h * 0.48], [w - 1, h * 0.48], [w - 1, h * 0.58],
-                      [w - w * 0.06, h * 0.58]]), (90, 230, 250))
+    c.paint(
+        np.array(
+            [
+                [w - w * 0.06, h * 0.48],
+                [w - 1, h * 0.48],
+                [w - 1, h * 0.58],
+                [w - w * 0.06, h * 0.58],
+            ]
+        ),
+        (90, 230, 250),
+    )
     r = h * 0.2
     for cx in (w * 0.22, w * 0.78):
         c.circle(cx, h - r - 1, r, (25, 25, 25))
@@ -134,8 +160,14 @@ def _bicycle(c: _Canvas, rng: np.random.Generator) -> None:
     pedal = (w * 0.47, rear[1])
     seat = (w * 0.4, h * 0.22)
     bar = (w * 0.74, h * 0.12)
-    for a, b in ((rear, pedal), (pedal, seat), (seat, rear), (pedal, (w * 0.72, h * 0.3)),
-                 (seat, (w * 0.72, h * 0.3)), (bar, front)):
+    for a, b in (
+        (rear, pedal),
+        (pedal, seat),
+        (seat, rear),
+        (pedal, (w * 0.72, h * 0.3)),
+        (seat, (w * 0.72, h * 0.3)),
+        (bar, front),
+    ):
         c.line(a, b, frame, t)
     c.line((seat[0] - w * 0.07, h * 0.2), (seat[0] + w * 0.06, h * 0.2), (20, 20, 20), t + 1)
     c.line((bar[0] - w * 0.05, bar[1]), (bar[0] + w * 0.07, bar[1]), (20, 20, 20), t)
@@ -147,8 +179,9 @@ def _box(c: _Canvas, rng: np.random.Generator) -> None:
     d = rng.uniform(0.15, 0.3)
     dx, dy = w * d, h * d
     c.poly(np.array([[0, dy], [dx, 0], [w - 1, 0], [w - dx, dy]]), _shade(color, 1.25))
-    c.poly(np.array([[w - dx, dy], [w - 1, 0], [w - 1, h - dy], [w - dx, h - 1]]),
-           _shade(color, 0.65))
+    c.poly(
+        np.array([[w - dx, dy], [w - 1, 0], [w - 1, h - dy], [w - dx, h - 1]]), _shade(color, 0.65)
+    )
     c.rect(0, dy, w - dx, h - 1, color)
     tape = _shade(color, 0.5) if rng.random() < 0.5 else (200, 220, 230)
     tw = max(1.0, w * 0.06)
@@ -187,14 +220,27 @@ def _ball(c: _Canvas, rng: np.random.Generator) -> None:
     c.image[:] = np.clip(color * shade, 0, 255).astype(np.uint8)
     c.image[c.mask == 0] = 0
     if rng.random() < 0.5 and r > 6:
-        cv2.ellipse(c.image, (round(w / 2), round(h / 2)), (round(r * 0.9), round(r * 0.35)),
-                    float(rng.uniform(0, 180)), 0, 360, (240, 240, 240), max(1, round(r * 0.08)),
-                    cv2.LINE_AA)
+        cv2.ellipse(
+            c.image,
+            (round(w / 2), round(h / 2)),
+            (round(r * 0.9), round(r * 0.35)),
+            float(rng.uniform(0, 180)),
+            0,
+            360,
+            (240, 240, 240),
+            max(1, round(r * 0.08)),
+            cv2.LINE_AA,
+        )
         c.image[c.mask == 0] = 0
 
 
 _DRAW: dict[str, Callable[[_Canvas, np.random.Generator], None]] = {
-    "person": _person, "car": _car, "bicycle": _bicycle, "box": _box, "sign": _sign, "ball": _ball,
+    "person": _person,
+    "car": _car,
+    "bicycle": _bicycle,
+    "box": _box,
+    "sign": _sign,
+    "ball": _ball,
 }
 
 

@@ -36,8 +36,14 @@ from edge_infer.synth.shapes import CLASSES, Sprite, draw_sprite, warp_sprite
 VIDEO_STREAM = 7
 CODECS = ("h264", "mjpeg", "both")
 #: (min, max) speed in pixels per second at 640 px frame width, per class
-_SPEED = {"person": (15, 50), "car": (60, 180), "bicycle": (40, 100), "box": (0, 8),
-          "sign": (0, 0), "ball": (40, 140)}
+_SPEED = {
+    "person": (15, 50),
+    "car": (60, 180),
+    "bicycle": (40, 100),
+    "box": (0, 8),
+    "sign": (0, 0),
+    "ball": (40, 140),
+}
 GRAVITY = 300.0  # px / s², balls only
 
 
@@ -172,18 +178,44 @@ class _FfmpegWriter:
     def __init__(self, path: Path, width: int, height: int, fps: float, codec: str) -> None:
         exe = shutil.which("ffmpeg")
         if exe is None:
-            raise RuntimeError("H.264 output needs the ffmpeg program with libx264; install it "
-                               "with tools/install_system_deps.sh, or use --codec mjpeg")
+            raise RuntimeError(
+                "H.264 output needs the ffmpeg program with libx264; install it "
+                "with tools/install_system_deps.sh, or use --codec mjpeg"
+            )
         self.jpeg = codec == "mjpeg"
         if self.jpeg:
             # image2pipe, not the raw mjpeg demuxer: the latter writes a doubled frame rate
             src = ["-f", "image2pipe", "-c:v", "mjpeg", "-framerate", f"{fps:g}", "-i", "-"]
             dst = ["-c:v", "copy", "-f", "avi"]
         else:
-            src = ["-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}",
-                   "-r", f"{fps:g}", "-i", "-"]
-            dst = ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-pix_fmt", "yuv420p",
-                   "-g", str(max(1, round(fps * 2))), "-threads", "1", "-f", "mp4"]
+            src = [
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "bgr24",
+                "-s",
+                f"{width}x{height}",
+                "-r",
+                f"{fps:g}",
+                "-i",
+                "-",
+            ]
+            dst = [
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-crf",
+                "23",
+                "-pix_fmt",
+                "yuv420p",
+                "-g",
+                str(max(1, round(fps * 2))),
+                "-threads",
+                "1",
+                "-f",
+                "mp4",
+            ]
         cmd = [exe, "-loglevel", "error", "-y", *src, "-an", *dst, str(path)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         self.stdin: IO[bytes] = self.proc.stdin  # type: ignore[assignment]  # stdin=PIPE
@@ -250,15 +282,22 @@ def render_camera(
             w.release()
     for _w, tmp, final in writers:
         commit(tmp, final)
-    meta = {"camera": camera, "width": width, "height": height, "fps": fps, "frames": n,
-            "seed": seed, "files": files, "classes": list(CLASSES)}
+    meta = {
+        "camera": camera,
+        "width": width,
+        "height": height,
+        "fps": fps,
+        "frames": n,
+        "seed": seed,
+        "files": files,
+        "classes": list(CLASSES),
+    }
     atomic_write_json(out / f"{stem}.json", {**meta, "ground_truth": frames})
     return {**meta, "ground_truth": f"{stem}.json"}
 
 
 def _render_job(job: tuple) -> dict[str, Any]:
     return render_camera(*job)
-
 
 
 def write_videos(
@@ -275,15 +314,18 @@ def write_videos(
 ) -> Path:
     """Render ``cameras`` camera files in parallel and write ``manifest.json``; returns its path."""
     if cameras < 1 or seconds <= 0 or fps <= 0:
-        raise ValueError(f"need cameras >= 1, seconds > 0 and fps > 0; "
-                         f"got {cameras}, {seconds}, {fps}")
+        raise ValueError(
+            f"need cameras >= 1, seconds > 0 and fps > 0; got {cameras}, {seconds}, {fps}"
+        )
     if width < 64 or height < 64 or width % 2 or height % 2:
         raise ValueError(f"frame size must be even and at least 64x64, got {width}x{height}")
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; expected one of {CODECS}")
     if codec in ("h264", "both") and shutil.which("ffmpeg") is None:
-        raise RuntimeError("H.264 output needs the ffmpeg program with libx264; install it with "
-                           "tools/install_system_deps.sh, or use --codec mjpeg")
+        raise RuntimeError(
+            "H.264 output needs the ffmpeg program with libx264; install it with "
+            "tools/install_system_deps.sh, or use --codec mjpeg"
+        )
     from tqdm import tqdm
 
     out = Path(out_dir)

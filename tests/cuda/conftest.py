@@ -39,18 +39,31 @@ def emu_variant() -> str:
     return os.environ.get(VARIANT_ENV, "plain")
 
 
-def run_sanitized(variant: str, *pytest_args: str, timeout: float = 300.0
-                  ) -> subprocess.CompletedProcess[str]:
+def run_sanitized(
+    variant: str, *pytest_args: str, timeout: float = 300.0
+) -> subprocess.CompletedProcess[str]:
     """Run ``pytest pytest_args`` in a subprocess whose ``emu`` fixture is the ``variant``
     library (``asan`` or ``tsan``); the library is built first, here, so that a compile error
     is reported as such."""
     _build_only(variant)
     env = {**os.environ, **sanitizer_env(variant), VARIANT_ENV: variant}
     # --capture=sys: a sanitizer report goes to file descriptor 2, which must stay the real one
-    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--capture=sys",
-           "-o", "addopts=", *pytest_args]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-x",
+        "-p",
+        "no:cacheprovider",
+        "--capture=sys",
+        "-o",
+        "addopts=",
+        *pytest_args,
+    ]
+    return subprocess.run(
+        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def _build_only(variant: str) -> None:

@@ -35,15 +35,31 @@ class BugParams(ctypes.Structure):
 
 PROBES = tuple(
     KernelSpec(f"ei_probe_{name}", "emu_probe.cu", ProbeParams)
-    for name in ("warp", "block_sum", "reverse", "early_exit", "atomics", "half", "dp4a",
-                 "wmma_f16_f32", "wmma_f16_f16", "wmma_s8", "partial_mask", "math", "deadlock")
+    for name in (
+        "warp",
+        "block_sum",
+        "reverse",
+        "early_exit",
+        "atomics",
+        "half",
+        "dp4a",
+        "wmma_f16_f32",
+        "wmma_f16_f16",
+        "wmma_s8",
+        "partial_mask",
+        "math",
+        "deadlock",
+    )
 )
-BUGS = tuple(KernelSpec(f"ei_bug_{name}", "sanitizer_bugs.cu", BugParams)
-             for name in ("oob_read", "missing_sync", "fixed_sync"))
+BUGS = tuple(
+    KernelSpec(f"ei_bug_{name}", "sanitizer_bugs.cu", BugParams)
+    for name in ("oob_read", "missing_sync", "fixed_sync")
+)
 
 
 def load(variant: str = "plain") -> EmuLibrary:
     """The emulator library of the test-only kernels, built by the library's own machinery."""
     specs = {s.entry: s for s in (*PROBES, *BUGS)}
-    return EmuLibrary.load([KERNELS / "emu_probe.cu", KERNELS / "sanitizer_bugs.cu"], specs,
-                           variant)
+    return EmuLibrary.load(
+        [KERNELS / "emu_probe.cu", KERNELS / "sanitizer_bugs.cu"], specs, variant
+    )

@@ -55,8 +55,9 @@ class GpuDevice:
     def run(self, call: KernelCall) -> None:
         func = self._function(call.entry)
         if call.shared_bytes > 48 * 1024:  # above 48 KiB a kernel must opt in
-            func.set_attribute(self.drv.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                               call.shared_bytes)
+            func.set_attribute(
+                self.drv.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, call.shared_bytes
+            )
         # the one by-value params struct, passed as its raw bytes (numpy void scalar)
         raw = bytes(call.params)
         arg = np.frombuffer(raw, dtype=np.dtype((np.void, len(raw))))[0]
@@ -70,5 +71,6 @@ class GpuDevice:
         module = self._modules.get(source)
         if module is None:
             module = self._modules[source] = self.drv.module_from_buffer(
-                self._cubins[source].read_bytes())
+                self._cubins[source].read_bytes()
+            )
         return module.get_function(entry)

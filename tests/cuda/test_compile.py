@@ -31,8 +31,9 @@ def test_every_cubin_targets_its_sm_and_exports_its_entries(built) -> None:
     for source in library.sources():
         info = nvrtc.read_cubin(cubins[source.name].read_bytes())
         assert info.sm == sm, source.name
-        expected = {s.entry for s in library.specs().values()
-                    if s.source == source.name and s.min_sm <= sm}
+        expected = {
+            s.entry for s in library.specs().values() if s.source == source.name and s.min_sm <= sm
+        }
         missing = expected - info.functions
         assert not missing, f"{source.name} for sm_{sm} lacks entry points {sorted(missing)}"
 
@@ -45,8 +46,11 @@ def test_manifest_reports_every_kernel_without_spills(built) -> None:
     kernels = manifest["kernels"]
     missing = {e for e, s in library.specs().items() if s.min_sm <= sm} - set(kernels)
     assert not missing, f"no resource report for {sorted(missing)}"
-    spills = {e: (k["spill_stores"], k["spill_loads"]) for e, k in kernels.items()
-              if k["spill_stores"] or k["spill_loads"]}
+    spills = {
+        e: (k["spill_stores"], k["spill_loads"])
+        for e, k in kernels.items()
+        if k["spill_stores"] or k["spill_loads"]
+    }
     assert not spills, f"kernels spill registers on sm_{sm} (stores, loads bytes): {spills}"
     for entry, k in kernels.items():
         assert 0 < k["registers"] <= 255, entry
@@ -68,8 +72,10 @@ def test_compile_errors_are_typed(tmp_path: Path) -> None:
 
 def test_cache_is_keyed_by_source_and_reused(tmp_path: Path, monkeypatch) -> None:
     src = tmp_path / "k.cu"
-    src.write_text('#include "ei_cuda.cuh"\nextern "C" __global__ void ei_k(float* y) '
-                   '{ y[threadIdx.x] = 1.0f; }\n')
+    src.write_text(
+        '#include "ei_cuda.cuh"\nextern "C" __global__ void ei_k(float* y) '
+        "{ y[threadIdx.x] = 1.0f; }\n"
+    )
     cache = tmp_path / "cache"
     first, report = nvrtc.compile_source(src, 87, cache_dir=cache)
     assert report["ei_k"].registers > 0

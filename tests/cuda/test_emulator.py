@@ -23,8 +23,17 @@ def _addr(a: np.ndarray | None) -> int | None:
     return None if a is None else int(a.ctypes.data)
 
 
-def _probe(lib: EmuLibrary, entry: str, grid, block, *, shared: int = 0, mode: int = 0,
-           n: int = 0, **arrays: np.ndarray) -> None:
+def _probe(
+    lib: EmuLibrary,
+    entry: str,
+    grid,
+    block,
+    *,
+    shared: int = 0,
+    mode: int = 0,
+    n: int = 0,
+    **arrays: np.ndarray,
+) -> None:
     params = ek.ProbeParams(**{k: _addr(v) for k, v in arrays.items()}, n=n, mode=mode)
     lib.launch(entry, grid, block, params, shared_bytes=shared)
 
@@ -36,16 +45,16 @@ def test_warp_intrinsics(lib) -> None:
     iout = np.zeros((64, 3), np.int32)
     _probe(lib, "ei_probe_warp", 1, 64, x=x, out=out, iout=iout)
     for w in range(2):
-        v = x[32 * w: 32 * w + 32]
+        v = x[32 * w : 32 * w + 32]
         lanes = np.arange(32)
-        o = out[32 * w: 32 * w + 32]
+        o = out[32 * w : 32 * w + 32]
         np.testing.assert_array_equal(o[:, 0], v[(lanes * 7 + 3) % 32])
         down = np.where(lanes + 5 < 32, v[np.minimum(lanes + 5, 31)], v)
         np.testing.assert_array_equal(o[:, 1], down)
         np.testing.assert_array_equal(o[:, 2], np.where(lanes >= 3, v[np.maximum(lanes - 3, 0)], v))
         np.testing.assert_array_equal(o[:, 3], v[lanes ^ 9])
         ballot = int(sum(1 << i for i in range(32) if v[i] > 0))
-        io = iout[32 * w: 32 * w + 32]
+        io = iout[32 * w : 32 * w + 32]
         assert (io[:, 0].view(np.uint32) == ballot).all()
         assert (io[:, 1] == int((v > 2.5).any())).all()
         assert (io[:, 2] == int((v > -2.5).all())).all()
@@ -90,14 +99,43 @@ def test_atomics(lib) -> None:
 
 def test_half_matches_numpy_float16(lib) -> None:
     rng = np.random.default_rng(3)
-    specials = np.array([0.0, -0.0, 65504.0, 65520.0, 65519.99, 1e-8, 2.0**-25, 2.0**-24 * 1.5,
-                         5.96e-8, -6.1e-5, np.inf, -np.inf, 1.0 + 2.0**-11, 1.0 + 3 * 2.0**-11,
-                         3.0e-5, 1e5, 0.1, 1 / 3,
-                         # a*b + a just off a half tie that float rounding would land on
-                         36.21875, -0.0047454833984375, 0.04241943359375, -0.00971221923828125,
-                         255.5, 0.0007338523864746094], np.float32)
-    x = np.concatenate([specials, rng.standard_normal(400).astype(np.float32) * 100,
-                        rng.standard_normal(200).astype(np.float32) * 1e-5])
+    specials = np.array(
+        [
+            0.0,
+            -0.0,
+            65504.0,
+            65520.0,
+            65519.99,
+            1e-8,
+            2.0**-25,
+            2.0**-24 * 1.5,
+            5.96e-8,
+            -6.1e-5,
+            np.inf,
+            -np.inf,
+            1.0 + 2.0**-11,
+            1.0 + 3 * 2.0**-11,
+            3.0e-5,
+            1e5,
+            0.1,
+            1 / 3,
+            # a*b + a just off a half tie that float rounding would land on
+            36.21875,
+            -0.0047454833984375,
+            0.04241943359375,
+            -0.00971221923828125,
+            255.5,
+            0.0007338523864746094,
+        ],
+        np.float32,
+    )
+    x = np.concatenate(
+        [
+            specials,
+            rng.standard_normal(400).astype(np.float32) * 100,
+            rng.standard_normal(200).astype(np.float32) * 1e-5,
+        ]
+    )
     x = x[: len(x) // 2 * 2]
     n = len(x) // 2
     out = np.zeros((n, 6), np.float32)
@@ -107,10 +145,16 @@ def test_half_matches_numpy_float16(lib) -> None:
         a, b = x[0::2].astype(np.float16), x[1::2].astype(np.float16)
     np.testing.assert_array_equal(d.view(np.uint16), a.view(np.uint16))  # bit-exact
     with np.errstate(over="ignore", invalid="ignore"):
-        expect = [a.astype(np.float32), (a + b), (a * b),
-                  (a.astype(np.float64) * b + a).astype(np.float16), np.fmax(a, b)]
+        expect = [
+            a.astype(np.float32),
+            (a + b),
+            (a * b),
+            (a.astype(np.float64) * b + a).astype(np.float16),
+            np.fmax(a, b),
+        ]
         pair = (x[0::2].astype(np.float16) * np.float16(2)).astype(np.float32) + (
-            x[1::2].astype(np.float16) * np.float16(0.5)).astype(np.float32)
+            x[1::2].astype(np.float16) * np.float16(0.5)
+        ).astype(np.float32)
     for k, e in enumerate(expect):
         np.testing.assert_array_equal(out[:, k], np.asarray(e).astype(np.float32), err_msg=f"{k}")
     np.testing.assert_array_equal(out[:, 5], pair)
@@ -122,8 +166,16 @@ def test_dp4a_is_exact(lib) -> None:
     a8 = rng.integers(-128, 128, (n, 4), dtype=np.int8)
     b8 = rng.integers(-128, 128, (n, 4), dtype=np.int8)
     iout = np.zeros(n, np.int32)
-    _probe(lib, "ei_probe_dp4a", 2, 256, a=np.ascontiguousarray(a8), b=np.ascontiguousarray(b8),
-           iout=iout, n=n)
+    _probe(
+        lib,
+        "ei_probe_dp4a",
+        2,
+        256,
+        a=np.ascontiguousarray(a8),
+        b=np.ascontiguousarray(b8),
+        iout=iout,
+        n=n,
+    )
     expected = (a8.astype(np.int64) * b8).sum(1) + np.arange(n)
     np.testing.assert_array_equal(iout, expected)
 
@@ -132,7 +184,7 @@ def _aligned(a: np.ndarray) -> np.ndarray:
     """A copy of ``a`` at a 32-byte aligned address (wmma's requirement)."""
     raw = np.zeros(a.nbytes + 32, np.uint8)
     off = (-raw.ctypes.data) % 32
-    out = raw[off: off + a.nbytes].view(a.dtype).reshape(a.shape)
+    out = raw[off : off + a.nbytes].view(a.dtype).reshape(a.shape)
     out[...] = a
     return out
 
@@ -153,8 +205,17 @@ def test_wmma_mma_sync(lib, kind, mode) -> None:
     a_mem = A.T.copy() if mode & 1 else A
     b_mem = B.T.copy() if mode & 2 else B
     d = _aligned(np.zeros((16, 16), C.dtype))
-    _probe(lib, f"ei_probe_wmma_{kind}", 1, 32, mode=mode, a=_aligned(a_mem), b=_aligned(b_mem),
-           c=_aligned(C), d=d)
+    _probe(
+        lib,
+        f"ei_probe_wmma_{kind}",
+        1,
+        32,
+        mode=mode,
+        a=_aligned(a_mem),
+        b=_aligned(b_mem),
+        c=_aligned(C),
+        d=d,
+    )
     exact = A.astype(np.float64) @ B.astype(np.float64) + C.astype(np.float64)
     got = d.T.astype(np.float64) / 2  # stored column-major, doubled element by element
     if kind == "s8":
@@ -168,7 +229,7 @@ def test_wmma_mma_sync(lib, kind, mode) -> None:
 def test_wmma_needs_aligned_pointers(lib) -> None:
     raw = np.zeros(16 * 16 * 2 + 64, np.uint8)
     off = (-raw.ctypes.data) % 32 + 2  # 2 bytes past an aligned address
-    bad = raw[off: off + 512].view(np.float16)
+    bad = raw[off : off + 512].view(np.float16)
     ok = _aligned(np.zeros((16, 16), np.float32))
     with pytest.raises(KernelLaunchError, match="32-byte aligned"):
         _probe(lib, "ei_probe_wmma_f16_f32", 1, 32, a=bad, b=bad, c=ok, d=ok)
@@ -185,8 +246,9 @@ def test_partial_warp_mask_fails_the_launch(lib) -> None:
 
 
 def test_math_functions(lib) -> None:
-    x = np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 0.49999997, -3.7, 3.7, 0.0, 1e9, -1e9],
-                 np.float32)
+    x = np.array(
+        [-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 0.49999997, -3.7, 3.7, 0.0, 1e9, -1e9], np.float32
+    )
     out = np.zeros((len(x), 8), np.float32)
     _probe(lib, "ei_probe_math", 1, 32, x=x, out=out, n=len(x))
     from scipy.special import erf
@@ -195,12 +257,14 @@ def test_math_functions(lib) -> None:
     x64 = x.astype(np.float64)  # half away from zero, exactly (0.49999997 rounds to 0)
     np.testing.assert_array_equal(out[:, 1], np.sign(x64) * np.floor(np.abs(x64) + 0.5))
     np.testing.assert_array_equal(out[:, 2], np.floor(x))
-    np.testing.assert_array_equal(out[:, 3], np.rint(x).astype(np.float64).clip(-2**31, 2**31 - 1)
-                                  .astype(np.float32))
+    np.testing.assert_array_equal(
+        out[:, 3], np.rint(x).astype(np.float64).clip(-(2**31), 2**31 - 1).astype(np.float32)
+    )
     np.testing.assert_array_equal(out[:, 4], np.fmin(x, 0.25) + np.fmax(x, -0.25))
-    xi = np.trunc(x).clip(-2**31, 2**31 - 1).astype(np.int64)
-    np.testing.assert_array_equal(out[:, 5],
-                                  (np.minimum(xi, 1) + np.maximum(xi, -1)).astype(np.float32))
+    xi = np.trunc(x).clip(-(2**31), 2**31 - 1).astype(np.int64)
+    np.testing.assert_array_equal(
+        out[:, 5], (np.minimum(xi, 1) + np.maximum(xi, -1)).astype(np.float32)
+    )
     np.testing.assert_allclose(out[:, 6], np.tanh(x.astype(np.float64)), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(out[:, 7], erf(x.astype(np.float64)), rtol=1e-6, atol=1e-7)
 
@@ -288,8 +352,15 @@ def test_a_deadlocked_kernel_is_reported_not_hung() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     if variant != "plain":
         env.update(sanitizer_env(variant))
-    proc = subprocess.run([sys.executable, "-c", _HANG_SCRIPT, variant], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _HANG_SCRIPT, variant],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     assert "made no progress for 2 s" in lines[0], proc.stdout

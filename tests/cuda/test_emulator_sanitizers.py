@@ -17,8 +17,9 @@ from edge_infer.cuda.emulator import sanitizer_env
 from tests.cuda import emu_kernels as ek
 from tests.cuda.conftest import REPO, VARIANT_ENV, emu_variant, run_sanitized
 
-pytestmark = pytest.mark.skipif(emu_variant() != "plain",
-                                reason="drives the sanitized runs; not run inside one")
+pytestmark = pytest.mark.skipif(
+    emu_variant() != "plain", reason="drives the sanitized runs; not run inside one"
+)
 
 #: launches one test-only kernel of sanitizer_bugs.cu over 64 threads
 _SCRIPT = """
@@ -40,10 +41,16 @@ def _run_bug(variant: str, entry: str) -> subprocess.CompletedProcess[str]:
     from edge_infer.cuda import emulator
 
     emulator.build([ek.KERNELS / "emu_probe.cu", ek.KERNELS / "sanitizer_bugs.cu"], variant)
-    env = {**os.environ, **sanitizer_env(variant), VARIANT_ENV: variant,
-           "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-c", _SCRIPT, variant, entry], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    env = {**os.environ, **sanitizer_env(variant), VARIANT_ENV: variant, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-c", _SCRIPT, variant, entry],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_asan_catches_an_out_of_bounds_read() -> None:
@@ -88,8 +95,9 @@ def test_every_concept_has_tests() -> None:
 def test_kernel_suite_under_sanitizer(variant: str) -> None:
     """The kernel test modules once more, in a process running the ``variant`` library; their
     ``sanitized`` fixture picks small shapes and the ``large``-marked cases are left out."""
-    proc = run_sanitized(variant, *map(str, kernel_test_modules()),
-                         "-m", "not gpu and not large", timeout=900)
-    tail = (proc.stdout[-3000:] + proc.stderr[-6000:])
+    proc = run_sanitized(
+        variant, *map(str, kernel_test_modules()), "-m", "not gpu and not large", timeout=900
+    )
+    tail = proc.stdout[-3000:] + proc.stderr[-6000:]
     assert proc.returncode == 0, f"{variant} run failed (exit {proc.returncode}):\n{tail}"
     assert " passed" in proc.stdout, tail

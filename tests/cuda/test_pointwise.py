@@ -15,9 +15,14 @@ from edge_infer.engine.passes.fuse_pointwise import BINARY, UNARY
 from edge_infer.errors import BackendError
 
 SHAPE = (2, 3, 5, 7)
-ATTRS = {"LeakyRelu": {"alpha": 0.2}, "Elu": {"alpha": 0.5}, "Celu": {"alpha": 1.5},
-         "HardSigmoid": {"alpha": 0.3, "beta": 0.4}, "ThresholdedRelu": {"alpha": 0.25},
-         "Selu": {}}
+ATTRS = {
+    "LeakyRelu": {"alpha": 0.2},
+    "Elu": {"alpha": 0.5},
+    "Celu": {"alpha": 1.5},
+    "HardSigmoid": {"alpha": 0.3, "beta": 0.4},
+    "ThresholdedRelu": {"alpha": 0.25},
+    "Selu": {},
+}
 
 
 def _step(op: str, *args, **attrs) -> dict:
@@ -26,8 +31,11 @@ def _step(op: str, *args, **attrs) -> dict:
 
 def _unary_chain(op: str) -> list[dict]:
     # Log, Sqrt and Reciprocal see positive values
-    head = [_step("Abs", "$acc"), _step("Add", "$acc", 1)] if op in {"Log", "Sqrt",
-                                                                    "Reciprocal"} else []
+    head = (
+        [_step("Abs", "$acc"), _step("Add", "$acc", 1)]
+        if op in {"Log", "Sqrt", "Reciprocal"}
+        else []
+    )
     return [*head, _step(op, "$acc", **ATTRS.get(op, {}))]
 
 
@@ -39,16 +47,30 @@ def _chains() -> list[tuple[str, list[dict], int]]:
     chains += [
         ("Pow", [_step("Abs", "$acc"), _step("Pow", "$acc", 1)], 17),
         ("silu", [_step("Sigmoid", "$acc"), _step("Mul", "$acc", 0)], 17),
-        ("affine-relu", [_step("Mul", "$acc", 2), _step("Add", "$acc", 1), _step("Relu", "$acc")],
-         17),
+        (
+            "affine-relu",
+            [_step("Mul", "$acc", 2), _step("Add", "$acc", 1), _step("Relu", "$acc")],
+            17,
+        ),
         ("gelu-tanh", [_step("Gelu", "$acc", approximate="tanh")], 20),
         ("clip-attrs", [_step("Clip", "$acc", min=-0.5, max=0.75)], 6),
         ("clip-inputs", [_step("Clip", "$acc", 1, 1)], 13),  # min > max: all become max
         ("clip-min-only", [_step("Clip", "$acc", 1, None)], 13),
         ("clip-max-only", [_step("Clip", "$acc", None, 1)], 13),
-        ("long", [_step("Mul", "$acc", 1), _step("Tanh", "$acc"), _step("Add", "$acc", 3),
-                  _step("HardSwish", "$acc"), _step("Sub", 2, "$acc"), _step("Abs", "$acc"),
-                  _step("Min", "$acc", 3), _step("Neg", "$acc")], 17),
+        (
+            "long",
+            [
+                _step("Mul", "$acc", 1),
+                _step("Tanh", "$acc"),
+                _step("Add", "$acc", 3),
+                _step("HardSwish", "$acc"),
+                _step("Sub", 2, "$acc"),
+                _step("Abs", "$acc"),
+                _step("Min", "$acc", 3),
+                _step("Neg", "$acc"),
+            ],
+            17,
+        ),
     ]
     return chains
 

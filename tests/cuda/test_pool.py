@@ -75,8 +75,9 @@ def test_max_pool_propagates_nan(device) -> None:
     y = device.empty((2, 1, 3, 3), np.float32)
     dx = device.to_device(x)
     device.run(pl.pool("max", dx, y, kernel_shape=[2, 2], strides=[2, 2]))
-    np.testing.assert_array_equal(device.to_host(y), max_pool(x, kernel_shape=[2, 2],
-                                                              strides=[2, 2])[0])
+    np.testing.assert_array_equal(
+        device.to_host(y), max_pool(x, kernel_shape=[2, 2], strides=[2, 2])[0]
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
@@ -99,9 +100,17 @@ def test_global_pools(device, shape, dtype) -> None:
 
 
 @settings(max_examples=6, deadline=None, derandomize=True)
-@given(h=st.integers(1, 12), w=st.integers(1, 12), k=st.integers(1, 4), s=st.integers(1, 3),
-       d=st.integers(1, 2), ceil=st.integers(0, 1), include=st.integers(0, 1),
-       kind=st.sampled_from(["max", "avg"]), seed=st.integers(0, 2**16))
+@given(
+    h=st.integers(1, 12),
+    w=st.integers(1, 12),
+    k=st.integers(1, 4),
+    s=st.integers(1, 3),
+    d=st.integers(1, 2),
+    ceil=st.integers(0, 1),
+    include=st.integers(0, 1),
+    kind=st.sampled_from(["max", "avg"]),
+    seed=st.integers(0, 2**16),
+)
 def test_property_geometries(emu, h, w, k, s, d, ceil, include, kind, seed) -> None:
     from tests.cuda.conftest import EmuDevice
 
@@ -110,8 +119,9 @@ def test_property_geometries(emu, h, w, k, s, d, ceil, include, kind, seed) -> N
         return  # the window does not fit: the reference refuses it too
     device = EmuDevice(emu)
     x = np.random.default_rng(seed).standard_normal((1, 2, h, w)).astype(np.float32)
-    geometry = dict(kernel_shape=[k, k], strides=[s, s], dilations=[d, d], pads=[p] * 4,
-                    ceil_mode=ceil)
+    geometry = dict(
+        kernel_shape=[k, k], strides=[s, s], dilations=[d, d], pads=[p] * 4, ceil_mode=ceil
+    )
     ref = _reference(kind, x, geometry, include)
     y = device.empty(ref.shape, np.float32)
     dx = device.to_device(x)

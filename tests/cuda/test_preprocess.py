@@ -31,8 +31,9 @@ def _frames(rng, sizes, pitch_pad=0):
 
 def _run(device, frames, in_w, in_h, dtype, slots=None):
     lbs = [letterbox_geometry(f.shape[1], f.shape[0], in_w, in_h) for f in frames]
-    dframes = [device.to_device(np.ascontiguousarray(f)) if device.name == "gpu" else f
-               for f in frames]
+    dframes = [
+        device.to_device(np.ascontiguousarray(f)) if device.name == "gpu" else f for f in frames
+    ]
     table = device.to_device(pre.frame_table(dframes, lbs))
     out = device.empty((slots or len(frames), 3, in_h, in_w), dtype)
     device.run(pre.letterbox(table, len(frames), out))
@@ -65,8 +66,9 @@ def test_upscales_are_exact(device, dtype) -> None:
 def test_input_wider_than_a_block_of_columns(device) -> None:
     rng = np.random.default_rng(4)
     frames = _frames(rng, [(300, 41), (90, 50)], pitch_pad=2)  # W = 130 > 128 columns a block
-    np.testing.assert_array_equal(_run(device, frames, 130, 37, np.float32),
-                                  _reference(frames, 130, 37))
+    np.testing.assert_array_equal(
+        _run(device, frames, 130, 37, np.float32), _reference(frames, 130, 37)
+    )
 
 
 def test_writes_into_a_larger_batch_buffer(device) -> None:
@@ -78,8 +80,13 @@ def test_writes_into_a_larger_batch_buffer(device) -> None:
 
 
 @settings(max_examples=8, deadline=None, derandomize=True)
-@given(w=st.integers(1, 60), h=st.integers(1, 60), in_w=st.integers(4, 24),
-       in_h=st.integers(4, 24), seed=st.integers(0, 2**16))
+@given(
+    w=st.integers(1, 60),
+    h=st.integers(1, 60),
+    in_w=st.integers(4, 24),
+    in_h=st.integers(4, 24),
+    seed=st.integers(0, 2**16),
+)
 def test_property_exact(emu, w, h, in_w, in_h, seed) -> None:
     from tests.cuda.conftest import EmuDevice
 

@@ -19,8 +19,9 @@ def _data(n: int, seed: int, scale: float = 1.0) -> np.ndarray:
     x = rng.standard_normal(n).astype(np.float32) * 40 * scale
     # exact half-integers of the quotient and values at the saturation bounds
     ties = (np.arange(-12, 12) + 0.5).astype(np.float32) * np.float32(scale)
-    edges = np.array([127.4, 127.5, 127.6, -128.4, -128.5, -128.6, 1e6, -1e6, 0.0, -0.0],
-                     np.float32) * np.float32(scale)
+    edges = np.array(
+        [127.4, 127.5, 127.6, -128.4, -128.5, -128.6, 1e6, -1e6, 0.0, -0.0], np.float32
+    ) * np.float32(scale)
     return np.concatenate([ties, edges, x])[:n] if n > 34 else x
 
 
@@ -71,8 +72,10 @@ def test_reformat_refuses_bad_calls() -> None:
 
 
 @settings(max_examples=25, deadline=None)
-@given(values=st.lists(st.floats(width=32, allow_nan=False), min_size=1, max_size=64),
-       scale=st.floats(min_value=2.0**-13, max_value=10.0, width=32))
+@given(
+    values=st.lists(st.floats(width=32, allow_nan=False), min_size=1, max_size=64),
+    scale=st.floats(min_value=2.0**-13, max_value=10.0, width=32),
+)
 def test_quantize_property_equals_reference(emu, values, scale) -> None:
     """Any float32 values and scale: the kernel's int8 equals the float64 CPU reference."""
     x = np.array(values, np.float32)

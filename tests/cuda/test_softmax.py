@@ -10,8 +10,15 @@ import pytest
 from edge_infer.cuda.params import softmax as sm
 from edge_infer.engine.ops.activations import log_softmax_13, softmax_13
 
-CASES = [((7, 19), -1), ((3, 100), 1), ((2, 5, 3, 4), 1), ((4, 1), -1), ((2, 3, 70), 2),
-         ((1, 80, 6), 1), ((5, 33), 0)]
+CASES = [
+    ((7, 19), -1),
+    ((3, 100), 1),
+    ((2, 5, 3, 4), 1),
+    ((4, 1), -1),
+    ((2, 3, 70), 2),
+    ((1, 80, 6), 1),
+    ((5, 33), 0),
+]
 
 
 @pytest.mark.parametrize("log", [False, True])

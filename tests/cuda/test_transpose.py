@@ -38,8 +38,12 @@ def test_transpose_refuses_bad_sizes() -> None:
 
 
 @settings(max_examples=20, deadline=None)
-@given(batch=st.integers(1, 3), rows=st.integers(1, 70), cols=st.integers(1, 70),
-       itemsize=st.sampled_from([1, 2, 4]))
+@given(
+    batch=st.integers(1, 3),
+    rows=st.integers(1, 70),
+    cols=st.integers(1, 70),
+    itemsize=st.sampled_from([1, 2, 4]),
+)
 def test_transpose_property(emu, batch, rows, cols, itemsize) -> None:
     dtype = {1: np.int8, 2: np.float16, 4: np.float32}[itemsize]
     x = np.arange(batch * rows * cols).astype(dtype).reshape(batch, rows, cols)

@@ -24,7 +24,8 @@ def small_model(batch: int | str = "N", opset: int = 17) -> onnx.ModelProto:
         helper.make_node("Reshape", ["s", "target"], ["y"], name="reshape"),
     ]
     graph = helper.make_graph(
-        nodes, "small",
+        nodes,
+        "small",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 256])],
         [w, b, k, idx, tail],
@@ -44,8 +45,9 @@ def assert_fp32_close(actual: np.ndarray, desired: np.ndarray) -> None:
 def small_model_expected(x: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(small_model().SerializeToString(),
-                                providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        small_model().SerializeToString(), providers=["CPUExecutionProvider"]
+    )
     return sess.run(None, {"x": x})[0]
 
 

@@ -146,8 +146,9 @@ def auto_exclusion(
                 elem_types.add(attr.i)
             if attr.type == onnx.AttributeProto.TENSOR:
                 elem_types.add(attr.t.data_type)
-    unsupported = sorted(onnx.TensorProto.DataType.Name(t) for t in elem_types
-                         if t not in supported_dtypes)
+    unsupported = sorted(
+        onnx.TensorProto.DataType.Name(t) for t in elem_types if t not in supported_dtypes
+    )
     if unsupported:
         return f"element type {', '.join(unsupported)} not supported (no numpy dtype in edge_infer)"
     low, high = opset_range

@@ -21,7 +21,8 @@ def _net() -> Network:
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_reduced_precision_on_the_cpu_says_what_it_is(
-        caplog: pytest.LogCaptureFixture, precision: str) -> None:
+    caplog: pytest.LogCaptureFixture, precision: str
+) -> None:
     with caplog.at_level(logging.WARNING, logger="edge_infer.engine.builder"):
         api.build(_net(), options=api.BuildOptions(precision=precision, tune=False))
     notes = [r.getMessage() for r in caplog.records if "validation kernels" in r.getMessage()]

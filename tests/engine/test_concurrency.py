@@ -72,8 +72,9 @@ def test_parallel_plan_never_shares_memory_within_a_stage(inception) -> None:
                     ra, rb = va.name, vb.name
                     if ra in parallel.plan.offsets and rb in parallel.plan.offsets:
                         oa, ob = parallel.plan.offsets[ra], parallel.plan.offsets[rb]
-                        assert (oa + parallel.plan.sizes[ra] <= ob
-                                or ob + parallel.plan.sizes[rb] <= oa)
+                        assert (
+                            oa + parallel.plan.sizes[ra] <= ob or ob + parallel.plan.sizes[rb] <= oa
+                        )
 
 
 def test_several_contexts_share_one_engine(inception) -> None:
@@ -85,8 +86,7 @@ def test_several_contexts_share_one_engine(inception) -> None:
             with engine.create_context() as ctx:
                 for _ in range(3):
                     out = ctx.execute({"data": x})["out"]
-                    np.testing.assert_allclose(out, ref, rtol=1e-4,
-                                               atol=1e-4 * np.abs(ref).max())
+                    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
         except BaseException as exc:  # re-raised in the main thread
             errors.append(exc)
 
@@ -169,8 +169,8 @@ def test_build_times_tactics_at_the_requested_width(inception) -> None:
         assert engine.build_record["backend_settings"] == {"threads_per_context": 1}
         assert engine.tuned_settings == {"threads_per_context": 1}
         assert engine.tuning_notes() == [
-            "tactics were timed with threads_per_context=1, this process runs "
-            "threads_per_context=4"]
+            "tactics were timed with threads_per_context=1, this process runs threads_per_context=4"
+        ]
         assert engine.graph(1).meta["schedule"] == "sequential"
         assert "schedule_times_us" not in engine.graph(1).meta
         assert thread_budget() == ThreadBudget(4, 1)  # restored

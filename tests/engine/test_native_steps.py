@@ -18,14 +18,23 @@ def _model(shape: list[int]) -> bytes:
         helper.make_node("Sigmoid", ["x"], ["s"]),
         helper.make_node("Softmax", ["x"], ["sm1"], axis=1),
         helper.make_node("Softmax", ["s"], ["sm3"], axis=-1),
-        helper.make_node("Resize", ["x", "", "scales"], ["up"], mode="nearest",
-                         coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+        helper.make_node(
+            "Resize",
+            ["x", "", "scales"],
+            ["up"],
+            mode="nearest",
+            coordinate_transformation_mode="asymmetric",
+            nearest_mode="floor",
+        ),
     ]
     graph = helper.make_graph(
-        nodes, "steps",
+        nodes,
+        "steps",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
-         for name in ("s", "sm1", "sm3", "up")],
+        [
+            helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+            for name in ("s", "sm1", "sm3", "up")
+        ],
         [helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 3])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -69,20 +78,26 @@ def test_memory_bound_steps_match_onnxruntime(monkeypatch, native_on, shape) -> 
 
 
 @pytest.mark.parametrize("native_on", [True, False], ids=["native", "numpy"])
-@pytest.mark.parametrize("attrs", [
-    {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},  # ResNet stem
-    {"kernel_shape": [2, 2], "strides": [2, 2]},
-    {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1},
-    {"kernel_shape": [3, 2], "strides": [1, 3], "pads": [1, 0, 1, 1], "dilations": [2, 1]},
-    {"kernel_shape": [5, 5], "strides": [1, 1], "pads": [2, 2, 2, 2]},  # SPPF's own path
-], ids=["stem", "2x2", "ceil", "dilated", "sppf"])
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},  # ResNet stem
+        {"kernel_shape": [2, 2], "strides": [2, 2]},
+        {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1},
+        {"kernel_shape": [3, 2], "strides": [1, 3], "pads": [1, 0, 1, 1], "dilations": [2, 1]},
+        {"kernel_shape": [5, 5], "strides": [1, 1], "pads": [2, 2, 2, 2]},  # SPPF's own path
+    ],
+    ids=["stem", "2x2", "ceil", "dilated", "sppf"],
+)
 def test_maxpool_matches_onnxruntime(monkeypatch, native_on, attrs) -> None:
     used = _use_native(monkeypatch, native_on)
     shape = [2, 3, 13, 17]
     graph = helper.make_graph(
-        [helper.make_node("MaxPool", ["x"], ["y"], **attrs)], "pool",
+        [helper.make_node("MaxPool", ["x"], ["y"], **attrs)],
+        "pool",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     data = model.SerializeToString()
@@ -100,19 +115,33 @@ def test_upsample_into_a_concat_slice(monkeypatch, native_on) -> None:
     Concat's buffer (strided images) — the native kernel takes image and channel strides."""
     used = _use_native(monkeypatch, native_on)
     graph = helper.make_graph(
-        [helper.make_node("Resize", ["x", "", "scales"], ["up"], mode="nearest",
-                          coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
-         helper.make_node("Concat", ["y", "up", "y"], ["cat"], axis=1)], "neck",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 6, 7]),
-         helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 12, 14])],
+        [
+            helper.make_node(
+                "Resize",
+                ["x", "", "scales"],
+                ["up"],
+                mode="nearest",
+                coordinate_transformation_mode="asymmetric",
+                nearest_mode="floor",
+            ),
+            helper.make_node("Concat", ["y", "up", "y"], ["cat"], axis=1),
+        ],
+        "neck",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 6, 7]),
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 12, 14]),
+        ],
         [helper.make_tensor_value_info("cat", TensorProto.FLOAT, None)],
-        [helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])])
+        [helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     data = model.SerializeToString()
     rng = np.random.default_rng(4)
-    feeds = {"x": rng.standard_normal((2, 5, 6, 7)).astype(np.float32),
-             "y": rng.standard_normal((2, 3, 12, 14)).astype(np.float32)}
+    feeds = {
+        "x": rng.standard_normal((2, 5, 6, 7)).astype(np.float32),
+        "y": rng.standard_normal((2, 3, 12, 14)).astype(np.float32),
+    }
     got = edge_infer.build(data, tune=False).create_context().execute(feeds)["cat"]
     want = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     np.testing.assert_array_equal(got, want)

@@ -30,9 +30,12 @@ def inception_3a(batch: int | str = 1) -> Network:
 def test_inception_module_matches_onnxruntime() -> None:
     net = inception_3a(batch="batch")
     model = export_onnx(net.graph)
-    engine = edge_infer.build(net, min_shapes={"data": (1, 192, 28, 28)},
-                              opt_shapes={"data": (2, 192, 28, 28)},
-                              max_shapes={"data": (2, 192, 28, 28)})
+    engine = edge_infer.build(
+        net,
+        min_shapes={"data": (1, 192, 28, 28)},
+        opt_shapes={"data": (2, 192, 28, 28)},
+        max_shapes={"data": (2, 192, 28, 28)},
+    )
     x = np.random.default_rng(0).standard_normal((2, 192, 28, 28)).astype(np.float32)
     ours = engine.create_context().execute({"data": x})["out"]
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -55,8 +58,9 @@ def test_layers_cover_the_common_cnn_vocabulary() -> None:
     engine = edge_infer.build(net)
     x_val = np.random.default_rng(1).standard_normal((1, 3, 16, 16)).astype(np.float32)
     probs = engine.create_context().execute({"x": x_val})["probs"]
-    sess = ort.InferenceSession(export_onnx(net.graph).SerializeToString(),
-                                providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        export_onnx(net.graph).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
     # rtol 1e-4: the tuner may pick winograd_native for the 3x3 conv (see assert_fp32_close)
     np.testing.assert_allclose(probs, sess.run(None, {"x": x_val})[0], rtol=1e-4, atol=1e-6)
     assert probs.shape == (1, 5)

@@ -174,8 +174,9 @@ def _to_array(value: object) -> np.ndarray:
 
 def _describe_failure(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)[-3:]
-    where = " <- ".join(f"{os.path.basename(f.filename)}:{f.lineno} {f.name}"
-                        for f in reversed(frames))
+    where = " <- ".join(
+        f"{os.path.basename(f.filename)}:{f.lineno} {f.name}" for f in reversed(frames)
+    )
     return f"{type(exc).__name__}: {exc}\n  at {where}"
 
 
@@ -195,8 +196,11 @@ def _judge(name: str, run: object, rule: tuple[str, str] | None = None) -> Outco
         return Outcome("passed") if failure is None else Outcome("failed", failure)
     pattern, reason = listed
     if failure is None and name not in ORDER_SENSITIVE:
-        return Outcome("stale", f"'{pattern}' lists {name} ({reason}), but it now passes: "
-                                "update tests/engine/onnx_backend_exclusions.py")
+        return Outcome(
+            "stale",
+            f"'{pattern}' lists {name} ({reason}), but it now passes: "
+            "update tests/engine/onnx_backend_exclusions.py",
+        )
     return Outcome(kind, reason)
 
 
@@ -254,8 +258,9 @@ def _run_node_case(name: str) -> None:
     for inputs, expected in case.data_sets:
         feeds = dict(zip(present, (_to_array(x) for x in inputs)))
         constants = {n: feeds.pop(n) for n in bind}
-        rep = EdgeInferBackend.prepare(model, "CPU", optimize=OPTIMIZE_NODE_CASES,
-                                       tune=False, constant_inputs=constants)
+        rep = EdgeInferBackend.prepare(
+            model, "CPU", optimize=OPTIMIZE_NODE_CASES, tune=False, constant_inputs=constants
+        )
         outputs = rep.run(feeds)
         Runner.assert_similar_outputs([_to_array(y) for y in expected], outputs, rtol, atol)
 
@@ -283,8 +288,10 @@ def node_outcome(name: str) -> Outcome:
 
 def _light_feeds(model: onnx.ModelProto, name: str) -> list[np.ndarray]:
     """The runner's input for light models: ``arange(n) / n`` in each input's shape."""
-    return [Runner.generate_dummy_data(x, seed=0, name=name, random=False)
-            for x in declared_inputs(model)]
+    return [
+        Runner.generate_dummy_data(x, seed=0, name=name, random=False)
+        for x in declared_inputs(model)
+    ]
 
 
 def _with_logits(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
@@ -293,8 +300,11 @@ def _with_logits(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     inferred = onnx.shape_inference.infer_shapes(model)
     infos = {v.name: v for v in inferred.graph.value_info}
     outputs = {o.name for o in model.graph.output}
-    logits = [n.input[0] for n in model.graph.node
-              if n.op_type == "Softmax" and n.output[0] in outputs and n.input[0] in infos]
+    logits = [
+        n.input[0]
+        for n in model.graph.node
+        if n.op_type == "Softmax" and n.output[0] in outputs and n.input[0] in infos
+    ]
     extended = onnx.ModelProto()
     extended.CopyFrom(model)
     extended.graph.output.extend(infos[name] for name in logits)
@@ -315,8 +325,9 @@ def light_run(name: str) -> tuple[onnx.ModelProto, list[str], dict[str, np.ndarr
 def _run_light_case(case: LightCase) -> None:
     model = onnx.load(case.model_path)
     stem = os.path.splitext(case.model_path)[0]
-    expected = [_to_array(onnx.load_tensor(f"{stem}_output_{i}.pb"))
-                for i in range(len(model.graph.output))]
+    expected = [
+        _to_array(onnx.load_tensor(f"{stem}_output_{i}.pb")) for i in range(len(model.graph.output))
+    ]
     ours = light_run(case.name)[2]
     outputs = [ours[o.name] for o in model.graph.output]
     rtol, atol = _tolerances(case.name, case.rtol, case.atol)
@@ -357,8 +368,9 @@ def test_light_model_logits_match_onnxruntime(name: str) -> None:
     feeds = _light_feeds(model, name)
     options = ort.SessionOptions()
     options.log_severity_level = 3  # the light models carry unused initializers; ORT warns
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
     names = [x.name for x in declared_inputs(model)]
     theirs = dict(zip(compared, session.run(compared, dict(zip(names, feeds)))))
     for out in compared:
@@ -386,11 +398,13 @@ def summary() -> dict[str, object]:
         "light": count(o.status for o in light.values()),
         "node_total": len(node),
         "light_total": len(light),
-        "categories": count(reason_category(o.detail) for o in {**node, **light}.values()
-                            if o.status == "excluded"),
+        "categories": count(
+            reason_category(o.detail) for o in {**node, **light}.values() if o.status == "excluded"
+        ),
         "reasons": dict(reasons),
-        "failed": {n: o.detail for n, o in {**node, **light}.items()
-                   if o.status in ("failed", "stale")},
+        "failed": {
+            n: o.detail for n, o in {**node, **light}.items() if o.status in ("failed", "stale")
+        },
     }
 
 
@@ -426,8 +440,9 @@ def test_no_stale_exclusion_patterns() -> None:
     import re
 
     runnable = [n for n in node_cases() if _node_exclusion(n) is None] + list(light_cases())
-    stale = [p for p in (*EXCLUSIONS, *KNOWN_BUGS)
-             if not any(re.fullmatch(p, name) for name in runnable)]
+    stale = [
+        p for p in (*EXCLUSIONS, *KNOWN_BUGS) if not any(re.fullmatch(p, name) for name in runnable)
+    ]
     assert not stale, f"exclusion patterns that match no runnable case: {stale}"
 
 
@@ -462,9 +477,15 @@ def markdown_report() -> str:
     for category, n in s["categories"].most_common():  # type: ignore[attr-defined]
         out.append(f"| {n} | {category} |")
     core = sorted(CORE_OPS)
-    out += ["", "### Passing node cases per engine-core op", "",
-            "A case counts for every op in its graph (expanded function cases included).", "",
-            "| op | passing cases |", "|---|---:|"]
+    out += [
+        "",
+        "### Passing node cases per engine-core op",
+        "",
+        "A case counts for every op in its graph (expanded function cases included).",
+        "",
+        "| op | passing cases |",
+        "|---|---:|",
+    ]
     for op in core:
         out.append(f"| {op} | {sum(op in _ops_of(n) for n in passed)} |")
     out += ["", "### Known bugs (run as strict expected failures)", ""]
@@ -499,8 +520,10 @@ def test_onnx_runner_runs_the_backend() -> None:
     import onnx.backend.test
 
     runner = onnx.backend.test.BackendTest(EdgeInferBackend, __name__)
-    runner.include(r"^test_(abs|conv_with_strides_padding|softmax_axis_1|maxpool_2d_pads)"
-                   r"_cpu$")
+    runner.include(
+        r"^test_(abs|conv_with_strides_padding|softmax_axis_1|maxpool_2d_pads)"
+        r"_cpu$"
+    )
     result = unittest.TestResult()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -516,8 +539,10 @@ def _tiny_model() -> onnx.ModelProto:
     graph = helper.make_graph(
         [helper.make_node("Reshape", ["x", "shape"], ["r"]), helper.make_node("Abs", ["r"], ["y"])],
         "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
-         helper.make_tensor_value_info("shape", TensorProto.INT64, [1])],
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+            helper.make_tensor_value_info("shape", TensorProto.INT64, [1]),
+        ],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [6])],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

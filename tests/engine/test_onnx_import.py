@@ -60,16 +60,26 @@ def test_unsupported_ops_are_all_listed_at_once() -> None:
         helper.make_node("MyOp", ["c"], ["y"], domain="com.acme", name="custom"),
     ]
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                    helper.make_opsetid("com.acme", 1)])
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.acme", 1)]
+    )
     with pytest.raises(UnsupportedOpError) as info:
         import_model(model)
     message = str(info.value)
-    for text in ("3 node(s)", "nms_1", "NonMaxSuppression", "roi", "RoiAlign", "custom",
-                 "com.acme::MyOp"):
+    for text in (
+        "3 node(s)",
+        "nms_1",
+        "NonMaxSuppression",
+        "roi",
+        "RoiAlign",
+        "custom",
+        "com.acme::MyOp",
+    ):
         assert text in message
     assert [u[0] for u in info.value.unsupported] == ["nms_1", "roi", "custom"]
 
@@ -118,7 +128,9 @@ def test_unsupported_opset_is_explained() -> None:
 
 def test_undefined_input_is_located() -> None:
     graph = helper.make_graph(
-        [helper.make_node("Abs", ["ghost"], ["y"], name="lonely")], "g", [],
+        [helper.make_node("Abs", ["ghost"], ["y"], name="lonely")],
+        "g",
+        [],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

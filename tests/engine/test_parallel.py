@@ -32,6 +32,7 @@ def test_chunks_run_once_each_on_several_threads() -> None:
             time.sleep(0.01)
             with lock:
                 seen.append((k, threading.current_thread().name))
+
         return run
 
     for _ in range(5):
@@ -73,12 +74,15 @@ def test_errors_reach_the_caller() -> None:
     pool.close()
 
 
-@pytest.mark.parametrize("xs,ws,strides,pads,group", [
-    ((2, 16, 40, 40), (32, 16, 3, 3), (1, 1), (1, 1, 1, 1), 1),
-    ((1, 16, 64, 64), (32, 16, 1, 1), (1, 1), (0, 0, 0, 0), 1),
-    ((1, 32, 64, 64), (32, 1, 3, 3), (2, 2), (1, 1, 1, 1), 32),
-    ((1, 8, 66, 66), (16, 8, 3, 3), (2, 2), (1, 1, 1, 1), 1),
-])
+@pytest.mark.parametrize(
+    "xs,ws,strides,pads,group",
+    [
+        ((2, 16, 40, 40), (32, 16, 3, 3), (1, 1), (1, 1, 1, 1), 1),
+        ((1, 16, 64, 64), (32, 16, 1, 1), (1, 1), (0, 0, 0, 0), 1),
+        ((1, 32, 64, 64), (32, 1, 3, 3), (2, 2), (1, 1, 1, 1), 32),
+        ((1, 8, 66, 66), (16, 8, 3, 3), (2, 2), (1, 1, 1, 1), 1),
+    ],
+)
 def test_tactics_split_between_threads_match_reference(xs, ws, strides, pads, group) -> None:
     conv = get_registry().resolve("", "Conv", 17).kernel
     rng = np.random.default_rng(3)
@@ -95,8 +99,9 @@ def test_tactics_split_between_threads_match_reference(xs, ws, strides, pads, gr
             run = tactic(spec).bind([x, w, b], [out], ScratchPool(pool))
             for _ in range(3):
                 run()
-            np.testing.assert_allclose(out, want, rtol=1e-4, atol=2e-5 * np.abs(want).max(),
-                                       err_msg=tactic.name)
+            np.testing.assert_allclose(
+                out, want, rtol=1e-4, atol=2e-5 * np.abs(want).max(), err_msg=tactic.name
+            )
     pool.close()
 
 
@@ -114,10 +119,19 @@ def test_native_pool_runs_every_task_exactly_once() -> None:
     want = 1 / (1 + np.exp(-x.astype(np.float64)))
     layers = []
     for parts in (2, 3, 7, 16):
-        calls = [native.NativeCall("unary_f32", dict(x=x[a:b].ctypes.data, y=y[a:b].ctypes.data,
-                                                     n=b - a, kind=native.Activation.SIGMOID),
-                                   (x, y))
-                 for a, b in split(x.size, parts)]
+        calls = [
+            native.NativeCall(
+                "unary_f32",
+                dict(
+                    x=x[a:b].ctypes.data,
+                    y=y[a:b].ctypes.data,
+                    n=b - a,
+                    kind=native.Activation.SIGMOID,
+                ),
+                (x, y),
+            )
+            for a, b in split(x.size, parts)
+        ]
         run = pool.bind(calls)
         assert hasattr(run, "keep"), "native chunks must take the native pool"
         layers.append(run)

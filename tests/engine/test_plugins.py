@@ -21,17 +21,21 @@ def swish_beta(x: np.ndarray, beta: float = 1.0) -> np.ndarray:
 def model():
     node = helper.make_node("SwishBeta", ["x"], ["y"], domain=DOMAIN, beta=2.0, name="swish")
     graph = helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5])],
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5])],
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                   helper.make_opsetid(DOMAIN, 1)])
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)]
+    )
 
 
 @pytest.fixture
 def registered():
-    plugins.register_plugin("SwishBeta", domain=DOMAIN, infer=same_as_input(0),
-                            kernels={"cpu": swish_beta})
+    plugins.register_plugin(
+        "SwishBeta", domain=DOMAIN, infer=same_as_input(0), kernels={"cpu": swish_beta}
+    )
     yield
     plugins.unregister_plugin("SwishBeta", domain=DOMAIN)
 
@@ -52,13 +56,16 @@ def test_plugin_runs_in_an_engine(registered, tmp_path) -> None:
 
 def test_bad_registrations_are_refused(registered) -> None:
     with pytest.raises(PluginError, match="registered twice"):
-        plugins.register_plugin("SwishBeta", domain=DOMAIN, infer=same_as_input(0),
-                                kernels={"cpu": swish_beta})
+        plugins.register_plugin(
+            "SwishBeta", domain=DOMAIN, infer=same_as_input(0), kernels={"cpu": swish_beta}
+        )
     with pytest.raises(PluginError, match="own domain"):
-        plugins.register_plugin("Relu", domain="", infer=same_as_input(0),
-                                kernels={"cpu": swish_beta})
+        plugins.register_plugin(
+            "Relu", domain="", infer=same_as_input(0), kernels={"cpu": swish_beta}
+        )
     with pytest.raises(PluginError, match="'cpu' kernel"):
-        plugins.register_plugin("Other", domain=DOMAIN, infer=same_as_input(0),
-                                kernels={"cuda": swish_beta})
+        plugins.register_plugin(
+            "Other", domain=DOMAIN, infer=same_as_input(0), kernels={"cuda": swish_beta}
+        )
     with pytest.raises(PluginError, match="no plugin"):
         plugins.unregister_plugin("Missing", domain=DOMAIN)

@@ -34,8 +34,10 @@ def x_of(batch: int) -> np.ndarray:
 def ranged_engine(tmp_path_factory) -> tuple[Engine, str]:
     path = str(tmp_path_factory.mktemp("eng") / "small.engine")
     engine = edge_infer.build(
-        small_model(), path,
-        min_shapes={"x": (1, 3, 8, 8)}, opt_shapes={"x": (2, 3, 8, 8)},
+        small_model(),
+        path,
+        min_shapes={"x": (1, 3, 8, 8)},
+        opt_shapes={"x": (2, 3, 8, 8)},
         max_shapes={"x": (4, 3, 8, 8)},
     )
     return engine, path
@@ -122,8 +124,11 @@ def _rewrite(path: str, dest: str, **build_changes) -> str:
 
 def test_engine_from_another_device_is_refused_with_rebuild_hint(ranged_engine, tmp_path) -> None:
     _, path = ranged_engine
-    foreign = _rewrite(path, str(tmp_path / "foreign.engine"), device={
-        "kind": "cpu", "arch": "aarch64", "model": "Jetson Orin", "isa": ["asimd"]})
+    foreign = _rewrite(
+        path,
+        str(tmp_path / "foreign.engine"),
+        device={"kind": "cpu", "arch": "aarch64", "model": "Jetson Orin", "isa": ["asimd"]},
+    )
     with pytest.raises(EngineCompatibilityError, match="built for Jetson Orin.*edge-infer build"):
         Engine.load(foreign)
     Engine.load(foreign, check_device=False)  # inspect may still read it
@@ -158,8 +163,13 @@ def test_failed_build_leaves_no_file(tmp_path) -> None:
         edge_infer.build(model, out, shapes={"x": (1, 3, 8, 8)})
     assert not out.exists()
     with pytest.raises(BuildError, match="only the batch dimension"):
-        edge_infer.build(small_model(), out, min_shapes={"x": (1, 3, 8, 8)},
-                         opt_shapes={"x": (1, 3, 8, 8)}, max_shapes={"x": (2, 3, 9, 8)})
+        edge_infer.build(
+            small_model(),
+            out,
+            min_shapes={"x": (1, 3, 8, 8)},
+            opt_shapes={"x": (1, 3, 8, 8)},
+            max_shapes={"x": (2, 3, 9, 8)},
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -178,8 +188,12 @@ def test_existing_engine_survives_a_failed_rebuild(ranged_engine, tmp_path) -> N
 def test_dynamic_batch_defaults_to_one_and_wide_ranges_pad(tmp_path) -> None:
     engine = edge_infer.build(small_model())
     assert engine.batch_sizes == [1]
-    wide = edge_infer.build(small_model(), min_shapes={"x": (1, 3, 8, 8)},
-                            opt_shapes={"x": (8, 3, 8, 8)}, max_shapes={"x": (40, 3, 8, 8)})
+    wide = edge_infer.build(
+        small_model(),
+        min_shapes={"x": (1, 3, 8, 8)},
+        opt_shapes={"x": (8, 3, 8, 8)},
+        max_shapes={"x": (40, 3, 8, 8)},
+    )
     assert wide.batch_sizes == [1, 2, 4, 8, 16, 32, 40]
     x = x_of(5)  # served by the batch-8 plan, padded and sliced back
     y = wide.create_context().execute({"x": x})["y"]

@@ -15,8 +15,18 @@ def synth_cameras(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from edge_infer.synth.video import write_videos
 
     out = tmp_path_factory.mktemp("cameras")
-    write_videos(out, cameras=8, seconds=3.0, fps=15.0, width=320, height=180, codec="both",
-                 seed=3, workers=1, progress=False)
+    write_videos(
+        out,
+        cameras=8,
+        seconds=3.0,
+        fps=15.0,
+        width=320,
+        height=180,
+        codec="both",
+        seed=3,
+        workers=1,
+        progress=False,
+    )
     return out
 
 

@@ -49,18 +49,24 @@ def tiny_detector() -> onnx.ModelProto:
         numpy_helper.from_array(const, "const"),
     ]
     nodes = [
-        helper.make_node("AveragePool", ["images"], ["pooled"], kernel_shape=[32, 32],
-                         strides=[32, 32]),
+        helper.make_node(
+            "AveragePool", ["images"], ["pooled"], kernel_shape=[32, 32], strides=[32, 32]
+        ),
         helper.make_node("Conv", ["pooled", "w", "b"], ["conv"]),
         helper.make_node("Reshape", ["conv", "shape"], ["flat"]),
         helper.make_node("Add", ["flat", "const"], ["output0"]),
     ]
     graph = helper.make_graph(
-        nodes, "tiny_det",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, TINY_SIZE,
-                                                                      TINY_SIZE])],
+        nodes,
+        "tiny_det",
+        [
+            helper.make_tensor_value_info(
+                "images", TensorProto.FLOAT, ["N", 3, TINY_SIZE, TINY_SIZE]
+            )
+        ],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", 4 + NUM_CLASSES, k])],
-        inits)
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -74,8 +80,12 @@ def build_tiny_engine(folder: Path, max_batch: int = 8) -> Path:
     onnx_path = folder / "tiny.onnx"
     onnx.save(tiny_detector(), str(onnx_path))
     shape = (3, TINY_SIZE, TINY_SIZE)
-    opts = BuildOptions(min_shapes={"images": (1, *shape)}, opt_shapes={"images": (4, *shape)},
-                        max_shapes={"images": (max_batch, *shape)}, tune=False)
+    opts = BuildOptions(
+        min_shapes={"images": (1, *shape)},
+        opt_shapes={"images": (4, *shape)},
+        max_shapes={"images": (max_batch, *shape)},
+        tune=False,
+    )
     out = folder / "tiny.engine"
     build(str(onnx_path), out, options=opts)
     return out
@@ -139,8 +149,9 @@ class NotifyListener:
         self._sock.close()
 
 
-def write_config(path: Path, engine_path: Path, cameras: list[dict], endpoint: str,
-                 **sections: dict) -> Path:
+def write_config(
+    path: Path, engine_path: Path, cameras: list[dict], endpoint: str, **sections: dict
+) -> Path:
     """A daemon config for tests: the tiny engine, fast status, short timeouts."""
     import yaml
 
@@ -161,15 +172,19 @@ def write_config(path: Path, engine_path: Path, cameras: list[dict], endpoint: s
     return path
 
 
-def start_daemon(config: Path, log: Path, notify: Path | None = None,
-                 watchdog_usec: int | None = None):
+def start_daemon(
+    config: Path, log: Path, notify: Path | None = None, watchdog_usec: int | None = None
+):
     """``python -m edge_infer run --config CONFIG`` as a child process."""
     import os
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+    }
     if notify is not None:
         env["NOTIFY_SOCKET"] = str(notify)
     if watchdog_usec is not None:
@@ -177,6 +192,10 @@ def start_daemon(config: Path, log: Path, notify: Path | None = None,
     root = Path(__file__).resolve().parents[2]
     env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
     with open(log, "w") as fh:
-        return subprocess.Popen([sys.executable, "-m", "edge_infer", "run", "--config",
-                                 str(config)], stdout=fh, stderr=subprocess.STDOUT, env=env,
-                                cwd=root)
+        return subprocess.Popen(
+            [sys.executable, "-m", "edge_infer", "run", "--config", str(config)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=root,
+        )

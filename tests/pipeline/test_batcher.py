@@ -18,8 +18,9 @@ def frame(cam: str, t: float, index: int = 0) -> Frame:
     return Frame(cam, index, IMG, t, t)
 
 
-def make(clock: FakeClock, max_batch: int = 4, budget: float = 0.100, per_batch: float = 0.010,
-         **kw) -> DeadlineBatcher:
+def make(
+    clock: FakeClock, max_batch: int = 4, budget: float = 0.100, per_batch: float = 0.010, **kw
+) -> DeadlineBatcher:
     lat = LatencyModel()
     for n in range(1, max_batch + 1):
         lat.observe(n, per_batch * n)

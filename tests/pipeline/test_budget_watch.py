@@ -22,7 +22,8 @@ def test_servable_fps_takes_the_best_batch_that_leaves_half_the_budget() -> None
 
 
 def test_overload_is_reported_with_a_suggestion_then_recovery(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     clock = FakeClock()
     watch = BudgetWatch(250.0, clock, repeat_s=60.0)
     with caplog.at_level(logging.INFO, logger="edge_infer.pipeline.budget_watch"):
@@ -46,4 +47,3 @@ def test_overload_is_reported_with_a_suggestion_then_recovery(
     assert ok["met"] is True
     assert sum(r.levelno == logging.WARNING for r in caplog.records) == 2  # repeated a minute on
     assert "met again" in caplog.records[-1].getMessage()
-

@@ -25,8 +25,11 @@ EXAMPLES = sorted((ROOT / "configs").glob("*.yaml"))
 
 
 def base() -> dict:
-    return {"device_id": "dev", "engine": {"path": "e.engine"},
-            "cameras": [{"type": "file", "id": "c0", "path": "cam.mp4"}]}
+    return {
+        "device_id": "dev",
+        "engine": {"path": "e.engine"},
+        "cameras": [{"type": "file", "id": "c0", "path": "cam.mp4"}],
+    }
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
@@ -59,10 +62,16 @@ def test_relative_paths_resolve_against_config_folder(tmp_path: Path) -> None:
         (lambda d: d["cameras"][0].update(type="webcam"), "cameras.0"),
         (lambda d: d["cameras"][0].update(max_fps=0), "cameras.0.file.max_fps"),
         (lambda d: d["cameras"][0].update(id="bad id!"), "cameras.0.file.id"),
-        (lambda d: d["cameras"].append({"type": "rtsp", "id": "r", "url": "ftp://x/y"}),
-         "cameras.1.rtsp.url"),
-        (lambda d: d["cameras"].append({"type": "rtsp", "id": "r", "url": "rtsp://h/p",
-                                         "transport": "sctp"}), "cameras.1.rtsp.transport"),
+        (
+            lambda d: d["cameras"].append({"type": "rtsp", "id": "r", "url": "ftp://x/y"}),
+            "cameras.1.rtsp.url",
+        ),
+        (
+            lambda d: d["cameras"].append(
+                {"type": "rtsp", "id": "r", "url": "rtsp://h/p", "transport": "sctp"}
+            ),
+            "cameras.1.rtsp.transport",
+        ),
         (lambda d: d.update(batching={"latency_budget_ms": -5}), "batching.latency_budget_ms"),
         (lambda d: d.update(publisher={"endpoints": ["udp://x:1"]}), "publisher"),
         (lambda d: d.update(publisher={"curve": {"enabled": True}}), "publisher"),
@@ -92,8 +101,9 @@ def test_not_a_mapping_and_bad_yaml(tmp_path: Path) -> None:
 
 def test_camera_union_discriminates_on_type() -> None:
     data = base()
-    data["cameras"] = [{"type": "rtsp", "id": "r", "url": "rtsp://127.0.0.1:8554/a",
-                        "transport": "udp"}]
+    data["cameras"] = [
+        {"type": "rtsp", "id": "r", "url": "rtsp://127.0.0.1:8554/a", "transport": "udp"}
+    ]
     cam = parse_config(data).cameras[0]
     assert isinstance(cam, RtspCamera) and cam.transport == "udp"
 

@@ -16,8 +16,11 @@ from edge_infer.pipeline.curve import keys_dir_problems, make_keys, read_key_fil
 
 
 def base() -> dict:
-    return {"device_id": "dev", "engine": {"path": "e.engine"},
-            "cameras": [{"type": "file", "id": "c0", "path": "cam.mp4"}]}
+    return {
+        "device_id": "dev",
+        "engine": {"path": "e.engine"},
+        "cameras": [{"type": "file", "id": "c0", "path": "cam.mp4"}],
+    }
 
 
 def _one_line(exc: pytest.ExceptionInfo) -> str:
@@ -77,8 +80,7 @@ def test_endpoints_are_checked_at_parse(endpoint: str, expected: str) -> None:
 
 def test_good_endpoints_and_prometheus_address() -> None:
     ok = ["tcp://*:5556", "tcp://[::1]:5556", "tcp://cam-gw.local:*", "inproc://x"]
-    parse_config(base() | {"publisher": {"endpoints": ok},
-                           "health": {"prometheus_address": "::1"}})
+    parse_config(base() | {"publisher": {"endpoints": ok}, "health": {"prometheus_address": "::1"}})
     with pytest.raises(ConfigError, match="prometheus_address: 'not an address!'"):
         parse_config(base() | {"health": {"prometheus_address": "not an address!"}})
 
@@ -134,8 +136,9 @@ def test_run_check_lists_every_problem(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["run", "--config", str(_write(tmp_path, data)), "--check"]) == 0
 
 
-def test_make_keys_writes_private_secrets_that_parse(tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture) -> None:
+def test_make_keys_writes_private_secrets_that_parse(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     keys = tmp_path / "keys"
     assert main(["subscribe", "--make-keys", str(keys), "--client-name", "ops"]) == 0
     assert "clients/ops" in capsys.readouterr().out
@@ -149,7 +152,9 @@ def test_make_keys_writes_private_secrets_that_parse(tmp_path: Path,
     make_keys(keys, "second")
     assert (keys / "server.key_secret").read_bytes() == before
     assert sorted(p.name for p in (keys / "authorized_clients").iterdir()) == [
-        "ops.key", "second.key"]
+        "ops.key",
+        "second.key",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -161,7 +166,8 @@ def test_make_keys_writes_private_secrets_that_parse(tmp_path: Path,
     ],
 )
 def test_malformed_server_key_is_one_line_naming_a_real_command(
-        tmp_path: Path, content: str, expected: str) -> None:
+    tmp_path: Path, content: str, expected: str
+) -> None:
     keys = tmp_path / "keys"
     make_keys(keys)
     secret = keys / "server.key_secret"
@@ -177,7 +183,8 @@ def test_malformed_server_key_is_one_line_naming_a_real_command(
 
 
 def test_inference_cores_above_the_machine_are_clamped_with_a_warning(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     import os
 
     from edge_infer.pipeline.daemon import usable_cores

@@ -38,9 +38,11 @@ def _frames(folder: Path, count: int = 4) -> Path:
 
 
 def _config(tmp_path: Path, build: dict, **engine) -> Path:
-    data = {"device_id": "d",
-            "engine": {"path": "out/demo.engine", "onnx": str(MODEL), "build": build, **engine},
-            "cameras": [{"type": "usb", "id": "c", "device": 0}]}
+    data = {
+        "device_id": "d",
+        "engine": {"path": "out/demo.engine", "onnx": str(MODEL), "build": build, **engine},
+        "cameras": [{"type": "usb", "id": "c", "device": 0}],
+    }
     path = tmp_path / "daemon.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -72,8 +74,9 @@ def test_int8_engine_built_from_a_calibration_cache(tmp_path: Path, caplog) -> N
     assert cfg.engine.path.is_file()
     _check_int8(engine, cache)
     # an existing engine is kept when the configured precision changes, with a warning
-    fp32 = cfg.engine.model_copy(update={"build": cfg.engine.build.model_copy(
-        update={"precision": "fp32"})})
+    fp32 = cfg.engine.model_copy(
+        update={"build": cfg.engine.build.model_copy(update={"precision": "fp32"})}
+    )
     assert load_engine(fp32).build_record["options"]["precision"] == "int8"
     assert "was built in int8, engine.build.precision is fp32" in caplog.text
 
@@ -107,8 +110,13 @@ def test_int8_without_calibration_fails_with_the_field_and_the_fix(tmp_path: Pat
     assert "engine.build.calibration.data" in msg
     # the same through parse_config (no file), and fp16 needs nothing
     with pytest.raises(ConfigError, match="int8 needs calibration"):
-        parse_config({"device_id": "d", "engine": {"path": "e", "build": {"precision": "int8"}},
-                      "cameras": [{"type": "usb", "id": "c", "device": 0}]})
+        parse_config(
+            {
+                "device_id": "d",
+                "engine": {"path": "e", "build": {"precision": "int8"}},
+                "cameras": [{"type": "usb", "id": "c", "device": 0}],
+            }
+        )
     load_config(_config(tmp_path, {"precision": "fp16"}))
 
 
@@ -122,8 +130,9 @@ def test_unusable_calibration_cache_or_data_is_named(tmp_path: Path) -> None:
     msg = _fails(tmp_path, {"precision": "int8", "calibration": {"data": "no/such/folder"}})
     assert "engine.build.calibration.data:" in msg and "is no folder or file" in msg
     # a camera URL cannot be checked before the build: accepted
-    load_config(_config(tmp_path, {"precision": "int8",
-                                   "calibration": {"data": "rtsp://cam.local/stream"}}))
+    load_config(
+        _config(tmp_path, {"precision": "int8", "calibration": {"data": "rtsp://cam.local/stream"}})
+    )
 
 
 @needs_model
@@ -135,5 +144,9 @@ def test_calibration_cache_of_another_model_is_refused(tmp_path: Path) -> None:
     # with data to calibrate from, the stale cache is simply remade at the build
     assert file_sha256(MODEL) != other.model_sha256
     _frames(tmp_path / "frames", 2)
-    load_config(_config(tmp_path, {"precision": "int8", "calibration": {
-        "cache": "other.calib", "data": "frames"}}))
+    load_config(
+        _config(
+            tmp_path,
+            {"precision": "int8", "calibration": {"cache": "other.calib", "data": "frames"}},
+        )
+    )

@@ -42,16 +42,28 @@ def _cameras(cams: Path, tmp: Path) -> list[dict]:
     render_camera(tmp, 9, seconds=2.0, fps=15.0, width=240, height=240, codec="mjpeg")
     out.append({"type": "file", "id": "square", "path": str(tmp / "cam09.avi")})
     # faults: a camera that never opens, a file that ends, a file with corrupt bytes
-    out.append({"type": "file", "id": "missing", "path": str(tmp / "nope.mp4"),
-                "backoff": {"initial_s": 0.2, "max_s": 1.0}})
+    out.append(
+        {
+            "type": "file",
+            "id": "missing",
+            "path": str(tmp / "nope.mp4"),
+            "backoff": {"initial_s": 0.2, "max_s": 1.0},
+        }
+    )
     out.append({"type": "file", "id": "ends", "path": str(cams / "cam00.avi"), "loop": False})
     data = bytearray((cams / "cam01.mp4").read_bytes())
     rng = np.random.default_rng(0)
     for pos in rng.integers(len(data) // 4, len(data), 40):
         data[pos : pos + 64] = rng.integers(0, 256, 64, dtype=np.uint8).tobytes()
     (tmp / "corrupt.mp4").write_bytes(bytes(data))
-    out.append({"type": "file", "id": "corrupt", "path": str(tmp / "corrupt.mp4"),
-                "backoff": {"initial_s": 0.2, "max_s": 1.0}})
+    out.append(
+        {
+            "type": "file",
+            "id": "corrupt",
+            "path": str(tmp / "corrupt.mp4"),
+            "backoff": {"initial_s": 0.2, "max_s": 1.0},
+        }
+    )
     return out
 
 
@@ -88,10 +100,16 @@ def run(synth_cameras: Path, tiny_engine: Path, tmp_path_factory: pytest.TempPat
     silent = SilentServer()
     # OpenCV's FFmpeg backend serialises opens: this camera holds that lock for its whole
     # open timeout, again and again; the files must keep streaming regardless
-    hanging = {"type": "rtsp", "id": "hanging", "url": f"rtsp://127.0.0.1:{silent.port}/x",
-               "open_timeout_s": 2.0, "backoff": {"initial_s": 0.1, "max_s": 0.2}}
-    cfg = write_config(tmp / "daemon.yaml", tiny_engine,
-                       [*_cameras(synth_cameras, tmp), hanging], endpoint)
+    hanging = {
+        "type": "rtsp",
+        "id": "hanging",
+        "url": f"rtsp://127.0.0.1:{silent.port}/x",
+        "open_timeout_s": 2.0,
+        "backoff": {"initial_s": 0.1, "max_s": 0.2},
+    }
+    cfg = write_config(
+        tmp / "daemon.yaml", tiny_engine, [*_cameras(synth_cameras, tmp), hanging], endpoint
+    )
     notify = NotifyListener(tmp / "notify.sock")
     proc = start_daemon(cfg, tmp / "daemon.log", notify.path, watchdog_usec=1_000_000)
     msgs, statuses = [], []
@@ -119,8 +137,15 @@ def run(synth_cameras: Path, tiny_engine: Path, tmp_path_factory: pytest.TempPat
         rc = proc.wait()
         notify.close()
         silent.close()
-    return {"msgs": msgs, "statuses": statuses, "rc": rc, "exit_s": exit_s, "notify": notify,
-            "t_ready": t_ready, "log": (tmp / "daemon.log").read_text()}
+    return {
+        "msgs": msgs,
+        "statuses": statuses,
+        "rc": rc,
+        "exit_s": exit_s,
+        "notify": notify,
+        "t_ready": t_ready,
+        "log": (tmp / "daemon.log").read_text(),
+    }
 
 
 def test_sigterm_drains_and_exits_zero_within_bound(run) -> None:
@@ -168,8 +193,9 @@ def test_every_camera_is_covered_at_a_fair_rate(run) -> None:
     assert min(live) / max(live) >= 0.5, counts
     # no camera pauses: not at its file's loop, not behind the hanging camera's opens
     for cam in LIVE:
-        times = [t for t, m in run["msgs"]
-                 if m.payload["camera_id"] == cam and t - run["t_ready"] > 2.0]
+        times = [
+            t for t, m in run["msgs"] if m.payload["camera_id"] == cam and t - run["t_ready"] > 2.0
+        ]
         assert max(np.diff(times)) < 1.0, (cam, max(np.diff(times)))
 
 
@@ -181,8 +207,10 @@ def test_status_reports_every_camera(run) -> None:
 
 
 def test_detections_match_the_known_boxes(run) -> None:
-    want_by_size = {(320, 180): expected_frame_boxes(320, 180),
-                    (240, 240): expected_frame_boxes(240, 240)}
+    want_by_size = {
+        (320, 180): expected_frame_boxes(320, 180),
+        (240, 240): expected_frame_boxes(240, 240),
+    }
     checked = 0
     for _, m in run["msgs"]:
         p = m.payload

@@ -15,15 +15,19 @@ from tests.pipeline.helpers import NotifyListener
 def test_stuck_inference_withholds_watchdog_and_shutdown_is_bounded(
     synth_cameras: Path, tiny_engine: Path, tmp_path: Path
 ) -> None:
-    cfg = parse_config({
-        "device_id": "stuck",
-        "engine": {"path": str(tiny_engine)},
-        "cameras": [{"type": "file", "id": f"c{k}", "path": str(synth_cameras / f"cam0{k}.avi")}
-                    for k in range(2)],
-        "inference": {"workers": 1, "warmup": False},
-        "publisher": {"endpoints": [f"tcp://127.0.0.1:{free_port()}"]},
-        "health": {"stall_after_s": 1.0, "shutdown_timeout_s": 1.5},
-    })
+    cfg = parse_config(
+        {
+            "device_id": "stuck",
+            "engine": {"path": str(tiny_engine)},
+            "cameras": [
+                {"type": "file", "id": f"c{k}", "path": str(synth_cameras / f"cam0{k}.avi")}
+                for k in range(2)
+            ],
+            "inference": {"workers": 1, "warmup": False},
+            "publisher": {"endpoints": [f"tcp://127.0.0.1:{free_port()}"]},
+            "health": {"stall_after_s": 1.0, "shutdown_timeout_s": 1.5},
+        }
+    )
     notify = NotifyListener(tmp_path / "notify.sock")
     daemon = Daemon(cfg, notify_socket=str(notify.path), watchdog_usec=400_000)
     daemon.start()

@@ -13,11 +13,18 @@ from edge_infer.pipeline.preview import mosaic
 
 
 def test_demo_config_validates(tmp_path: Path) -> None:
-    cams = [{"type": "file", "id": "cam00", "path": str(tmp_path / "cam00.mp4")},
-            {"type": "rtsp", "id": "cam01", "url": "rtsp://127.0.0.1:8554/cam01",
-             "transport": "udp"}]
-    write_config(tmp_path / "demo.yaml", cams, tmp_path / "m.onnx", tmp_path / "m.engine",
-                 "tcp://127.0.0.1:5556", ["person", "car"])
+    cams = [
+        {"type": "file", "id": "cam00", "path": str(tmp_path / "cam00.mp4")},
+        {"type": "rtsp", "id": "cam01", "url": "rtsp://127.0.0.1:8554/cam01", "transport": "udp"},
+    ]
+    write_config(
+        tmp_path / "demo.yaml",
+        cams,
+        tmp_path / "m.onnx",
+        tmp_path / "m.engine",
+        "tcp://127.0.0.1:5556",
+        ["person", "car"],
+    )
     cfg = load_config(tmp_path / "demo.yaml")
     assert isinstance(cfg.cameras[1], RtspCamera) and cfg.cameras[1].transport == "udp"
     assert cfg.publisher.preview.enabled and cfg.engine.onnx == tmp_path / "m.onnx"
@@ -39,7 +46,7 @@ def test_labels_stay_inside_their_tile_on_a_contrasting_box() -> None:
         put_label(img, "bicycle 0.93", anchor, (255, 255, 0))
         ys, xs = np.nonzero((img != 127).any(axis=2))
         assert len(xs) > 0  # drawn, and necessarily inside the array: nothing was clipped
-        box = img[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        box = img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
         assert box.shape[1] >= 60  # the whole text fits: not cut at the tile edge
         # light box, dark letters
         inside = box.reshape(-1, 3)
@@ -53,9 +60,11 @@ def test_labels_stay_inside_their_tile_on_a_contrasting_box() -> None:
 def test_demo_summary_is_a_table() -> None:
     from edge_infer.commands.demo import summary_table
 
-    status = {"cameras": {"cam00": {"state": "streaming"}},
-              "latency_ms": {"total": {"p50": 80.0, "p90": 120.0, "p99": 180.5, "n": 100}},
-              "batch_sizes": {"1": 3, "2": 50}}
+    status = {
+        "cameras": {"cam00": {"state": "streaming"}},
+        "latency_ms": {"total": {"p50": 80.0, "p90": 120.0, "p99": 180.5, "n": 100}},
+        "batch_sizes": {"1": 3, "2": 50},
+    }
     text = summary_table({"cam00": (120, 340), "cam01": (118, 200)}, 10.0, status)
     lines = text.splitlines()
     assert lines[0].split() == ["camera", "frames", "fps", "boxes", "state"]

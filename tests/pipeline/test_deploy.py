@@ -26,11 +26,19 @@ def _unit(name: str) -> configparser.ConfigParser:
 def test_units_pass_systemd_analyze_verify() -> None:
     need("systemd-analyze")
     units = [str(UNITS / "edge-infer.service"), str(UNITS / "edge-infer-build.service")]
-    res = subprocess.run(["systemd-analyze", "verify", "--man=no", *units],
-                         capture_output=True, text=True, timeout=60, cwd=UNITS)
+    res = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *units],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=UNITS,
+    )
     # the install prefix does not exist on a build machine; anything else is a real problem
-    problems = [line for line in (res.stdout + res.stderr).splitlines()
-                if line.strip() and "is not executable" not in line]
+    problems = [
+        line
+        for line in (res.stdout + res.stderr).splitlines()
+        if line.strip() and "is not executable" not in line
+    ]
     assert problems == []
 
 
@@ -39,8 +47,12 @@ def test_units_exposure_is_at_most_3(unit: str) -> None:
     """systemd's own exposure score (0 safe .. 10 exposed) of the hardened units; the GPU and
     camera device nodes and the network the cameras need keep it above 0."""
     need("systemd-analyze")
-    res = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager",
-                          str(UNITS / unit)], capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNITS / unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", res.stdout)
     assert match is not None, res.stdout + res.stderr
     assert float(match.group(1)) <= 3.0, res.stdout
@@ -74,25 +86,29 @@ def test_native_kernel_cache_is_writable_under_the_hardening(unit: str) -> None:
     """ProtectHome hides ~/.cache: the kernels compiled on first use must go somewhere the
     unit may write, or the engine silently loses its fastest tactics."""
     text = (UNITS / unit).read_text()
-    (path,) = [line.split("=", 2)[2] for line in text.splitlines()
-               if line.startswith("Environment=EDGE_INFER_CACHE=")]
+    (path,) = [
+        line.split("=", 2)[2]
+        for line in text.splitlines()
+        if line.startswith("Environment=EDGE_INFER_CACHE=")
+    ]
     assert path in _unit(unit)["Service"]["ReadWritePaths"].split()
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.name for p in SCRIPTS])
 def test_scripts_pass_shellcheck(script: Path) -> None:
     need("shellcheck")
-    res = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True,
-                         timeout=60)
+    res = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout
 
 
 def test_install_script_usage() -> None:
-    res = subprocess.run(["bash", str(SCRIPTS[0]), "--help"], capture_output=True, text=True,
-                         timeout=30)
+    res = subprocess.run(
+        ["bash", str(SCRIPTS[0]), "--help"], capture_output=True, text=True, timeout=30
+    )
     assert res.returncode == 0 and "install.sh" in res.stdout
-    bad = subprocess.run(["bash", str(SCRIPTS[0]), "--nope"], capture_output=True, text=True,
-                         timeout=30)
+    bad = subprocess.run(
+        ["bash", str(SCRIPTS[0]), "--nope"], capture_output=True, text=True, timeout=30
+    )
     assert bad.returncode == 2
 
 
@@ -106,13 +122,25 @@ def test_build_only_builds_a_missing_engine(tmp_path: Path) -> None:
     from tests.pipeline.helpers import tiny_detector
 
     onnx.save(tiny_detector(), str(tmp_path / "m.onnx"))
-    cfg = {"device_id": "d", "engine": {"path": "out/m.engine", "onnx": "m.onnx",
-                                        "build": {"max_batch": 2, "opt_batch": 2,
-                                                  "tune": False}},
-           "cameras": [{"type": "usb", "id": "c", "device": 0}]}
+    cfg = {
+        "device_id": "d",
+        "engine": {
+            "path": "out/m.engine",
+            "onnx": "m.onnx",
+            "build": {"max_batch": 2, "opt_batch": 2, "tune": False},
+        },
+        "cameras": [{"type": "usb", "id": "c", "device": 0}],
+    }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    cmd = [sys.executable, "-m", "edge_infer", "run", "--config", str(tmp_path / "c.yaml"),
-           "--build-only"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge_infer",
+        "run",
+        "--config",
+        str(tmp_path / "c.yaml"),
+        "--build-only",
+    ]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert first.returncode == 0, first.stderr
     engine = tmp_path / "out" / "m.engine"

@@ -49,8 +49,7 @@ def test_watchdog_pings_only_while_batches_complete(tmp_path: Path) -> None:
     listener = _listener(tmp_path)
     clock = FakeClock()
     progress = Progress(clock)
-    wd = Watchdog(SdNotifier(str(tmp_path / "notify.sock")), progress, 5.0, lambda: "ok",
-                  clock)
+    wd = Watchdog(SdNotifier(str(tmp_path / "notify.sock")), progress, 5.0, lambda: "ok", clock)
     assert wd.tick()  # just started: grace period
     clock.advance(6)
     assert not wd.tick()  # nothing completed since start
@@ -97,9 +96,18 @@ def test_prometheus_endpoint_serves_metrics() -> None:
     try:
         exp.frame("cam0", 0.01, 0.02, 0.05)
         exp.batch_done(4, 0.02)
-        exp.cameras({"cam0": {"fps": 14.5, "dropped": 3, "reconnects": 1,
-                              "reconnect_attempts": 2, "state": "streaming"}},
-                    ["streaming", "stalled"])
+        exp.cameras(
+            {
+                "cam0": {
+                    "fps": 14.5,
+                    "dropped": 3,
+                    "reconnects": 1,
+                    "reconnect_attempts": 2,
+                    "state": "streaming",
+                }
+            },
+            ["streaming", "stalled"],
+        )
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
     finally:
         exp.close()
@@ -116,8 +124,9 @@ def test_json_log_lines() -> None:
 
     from edge_infer.pipeline.daemon import JsonFormatter
 
-    rec = logging.LogRecord("edge_infer.daemon", logging.WARNING, __file__, 1,
-                            "camera %s: %s", ("c0", "stalled"), None)
+    rec = logging.LogRecord(
+        "edge_infer.daemon", logging.WARNING, __file__, 1, "camera %s: %s", ("c0", "stalled"), None
+    )
     line = json.loads(JsonFormatter().format(rec))
     assert line["level"] == "WARNING" and line["msg"] == "camera c0: stalled"
     assert line["logger"] == "edge_infer.daemon" and isinstance(line["ts"], float)

@@ -11,11 +11,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_import_edge_infer_pulls_in_neither_cv2_nor_zmq() -> None:
-    code = ("import sys, edge_infer, edge_infer.cli, edge_infer.pipeline.config; "
-            "edge_infer.cli.make_parser(); "
-            "print(sorted(m for m in ('cv2', 'zmq') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, timeout=60)
+    code = (
+        "import sys, edge_infer, edge_infer.cli, edge_infer.pipeline.config; "
+        "edge_infer.cli.make_parser(); "
+        "print(sorted(m for m in ('cv2', 'zmq') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 

@@ -33,8 +33,9 @@ import time; time.sleep(0.3)
 
 @pytest.mark.parametrize("level", ["INFO", "DEBUG"])
 def test_native_stderr_lines_become_json_records(level: str) -> None:
-    res = subprocess.run([sys.executable, "-c", SCRIPT, level], capture_output=True,
-                         text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-c", SCRIPT, level], capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 0, res.stderr
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     python_line = "python stderr"
@@ -54,9 +55,16 @@ def test_native_stderr_lines_become_json_records(level: str) -> None:
 
 
 def test_classify() -> None:
-    assert classify("[ERROR:0@2.1] global x.cpp:9 f boom")[:2] == ("native.opencv",
-                                                                   logging.ERROR)
-    assert classify("[ WARN:2@41.2] global cap_ffmpeg_impl.hpp:1043 isThreadSafe "
-                    "OPENCV_FFMPEG_IS_THREAD_SAFE == 1")[1] == logging.DEBUG
+    assert classify("[ERROR:0@2.1] global x.cpp:9 f boom")[:2] == ("native.opencv", logging.ERROR)
+    assert (
+        classify(
+            "[ WARN:2@41.2] global cap_ffmpeg_impl.hpp:1043 isThreadSafe "
+            "OPENCV_FFMPEG_IS_THREAD_SAFE == 1"
+        )[1]
+        == logging.DEBUG
+    )
     assert classify("[h264 @ 0x1] error while decoding MB 3 4") == (
-        "native.ffmpeg", logging.DEBUG, "[h264 @ 0x1] error while decoding MB 3 4")
+        "native.ffmpeg",
+        logging.DEBUG,
+        "[h264 @ 0x1] error while decoding MB 3 4",
+    )

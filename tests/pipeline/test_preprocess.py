@@ -44,8 +44,9 @@ def test_pixels_land_where_the_geometry_says() -> None:
     assert x.shape == (3, 320, 320) and x.dtype == np.float32
     (x0, y0, x1, y1) = lb.to_input(np.array([[200, 100, 400, 200]]))[0].astype(int)
     # inside the box: R=1, G=B=0 (RGB order); outside but in the image: black
-    np.testing.assert_allclose(x[:, y0 + 2 : y1 - 2, x0 + 2 : x1 - 2].mean(axis=(1, 2)),
-                               [1.0, 0.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(
+        x[:, y0 + 2 : y1 - 2, x0 + 2 : x1 - 2].mean(axis=(1, 2)), [1.0, 0.0, 0.0], atol=1e-6
+    )
     assert x[:, lb.pad_y + 5, 5].max() == 0.0
     # padding rows are gray 114
     np.testing.assert_allclose(x[:, : lb.pad_y, :], PAD_VALUE / 255.0)
@@ -71,8 +72,11 @@ def test_writes_into_the_given_array() -> None:
 
 @pytest.mark.parametrize(
     "frame",
-    [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32),
-     np.zeros((10, 10, 4), np.uint8)],
+    [
+        np.zeros((10, 10), np.uint8),
+        np.zeros((10, 10, 3), np.float32),
+        np.zeros((10, 10, 4), np.uint8),
+    ],
 )
 def test_rejects_bad_frames(frame: np.ndarray) -> None:
     with pytest.raises(ValueError, match="frame must be"):

@@ -137,15 +137,19 @@ def _file_open_times(cam: FileCamera, seconds: float) -> list[float]:
 
 
 def test_dead_network_cameras_never_hold_up_a_healthy_file_camera(
-        synth_cameras: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synth_cameras: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(PARALLEL_OPEN_VAR, "0")  # OpenCV's open lock in place: probe only
     silent = Listener(None)
-    fast = {"open_timeout_s": 3.0, "probe_timeout_s": 0.5,
-            "backoff": BackoffConfig(initial_s=0.1, max_s=0.2, jitter=0.0)}
-    dead = [RtspCamera(type="rtsp", id="refused", url=f"rtsp://127.0.0.1:{free_port()}/x",
-                       **fast),
-            RtspCamera(type="rtsp", id="silent", url=f"rtsp://127.0.0.1:{silent.port}/x",
-                       **fast)]
+    fast = {
+        "open_timeout_s": 3.0,
+        "probe_timeout_s": 0.5,
+        "backoff": BackoffConfig(initial_s=0.1, max_s=0.2, jitter=0.0),
+    }
+    dead = [
+        RtspCamera(type="rtsp", id="refused", url=f"rtsp://127.0.0.1:{free_port()}/x", **fast),
+        RtspCamera(type="rtsp", id="silent", url=f"rtsp://127.0.0.1:{silent.port}/x", **fast),
+    ]
     healthy = FileCamera(type="file", id="file", path=synth_cameras / "cam00.avi", loop=True)
     hub, opens = FrameHub(), Opens()
     sources = [CameraSource(c, hub, opener=opens) for c in [*dead, healthy]]
@@ -178,17 +182,25 @@ def test_dead_network_cameras_never_hold_up_a_healthy_file_camera(
     assert max(file_opens) < 0.5, file_opens
 
 
-@pytest.mark.skipif(tuple(int(p) for p in cv2.__version__.split(".")[:2]) < (4, 8),
-                    reason="OpenCV before 4.8 always serialises FFmpeg opens")
+@pytest.mark.skipif(
+    tuple(int(p) for p in cv2.__version__.split(".")[:2]) < (4, 8),
+    reason="OpenCV before 4.8 always serialises FFmpeg opens",
+)
 def test_parallel_opens_let_a_file_open_while_an_rtsp_open_hangs(
-        synth_cameras: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synth_cameras: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without the probe, a silent server holds an RTSP open for its whole timeout; with
     parallel opens a file camera opens meanwhile at once."""
     monkeypatch.setenv(PARALLEL_OPEN_VAR, "0")  # restored after the test
     set_parallel_opens(True)
     silent = Listener(None)
-    cam = RtspCamera(type="rtsp", id="silent", url=f"rtsp://127.0.0.1:{silent.port}/x",
-                     probe=False, open_timeout_s=2.0)
+    cam = RtspCamera(
+        type="rtsp",
+        id="silent",
+        url=f"rtsp://127.0.0.1:{silent.port}/x",
+        probe=False,
+        open_timeout_s=2.0,
+    )
     healthy = FileCamera(type="file", id="file", path=synth_cameras / "cam00.avi")
     hanging = threading.Thread(target=lambda: open_capture(cam).release())
     try:

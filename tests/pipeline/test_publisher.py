@@ -28,10 +28,18 @@ def batch(cams: list[str], boxes: int = 1, t: float | None = None) -> BatchResul
     frames = []
     for i, cam in enumerate(cams):
         img = np.zeros((180, 320, 3), np.uint8)
-        d = Detections(np.array([[10, 20, 110, 90]] * boxes, np.float32),
-                       np.full(boxes, 0.8, np.float32), np.arange(boxes, dtype=np.int64))
-        frames.append(FrameResult(Frame(cam, 7 + i, img, t - 0.05, time.time() - 0.05), d,
-                                  letterbox_geometry(320, 180, 64, 64)))
+        d = Detections(
+            np.array([[10, 20, 110, 90]] * boxes, np.float32),
+            np.full(boxes, 0.8, np.float32),
+            np.arange(boxes, dtype=np.int64),
+        )
+        frames.append(
+            FrameResult(
+                Frame(cam, 7 + i, img, t - 0.05, time.time() - 0.05),
+                d,
+                letterbox_geometry(320, 180, 64, 64),
+            )
+        )
     return BatchResult(frames, 0, t - 0.02, t, time.time() - 0.02, time.time())
 
 
@@ -39,9 +47,18 @@ def test_schema_is_valid_and_payload_conforms() -> None:
     schema = load_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
     b = batch(["c0"], boxes=3)
-    p = detection_payload(b.frames[0], b, device_id="dev", boot_id=BOOT, seq=4, global_seq=9,
-                          model=MODEL, class_names=["person"], publish_wall=time.time(),
-                          publish_ts=time.monotonic())
+    p = detection_payload(
+        b.frames[0],
+        b,
+        device_id="dev",
+        boot_id=BOOT,
+        seq=4,
+        global_seq=9,
+        model=MODEL,
+        class_names=["person"],
+        publish_wall=time.time(),
+        publish_ts=time.monotonic(),
+    )
     jsonschema.validate(p, schema)
     assert [d["label"] for d in p["detections"]] == ["person", "class1", "class2"]
     assert p["detections"][0]["box"] == [10.0, 20.0, 110.0, 90.0]
@@ -52,17 +69,27 @@ def test_schema_is_valid_and_payload_conforms() -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
     empty = batch(["c0"], boxes=0)
-    q = detection_payload(empty.frames[0], empty, device_id="dev", boot_id=BOOT, seq=0,
-                          global_seq=0, model=MODEL, class_names=[], publish_wall=0.0,
-                          publish_ts=time.monotonic())
+    q = detection_payload(
+        empty.frames[0],
+        empty,
+        device_id="dev",
+        boot_id=BOOT,
+        seq=0,
+        global_seq=0,
+        model=MODEL,
+        class_names=[],
+        publish_wall=0.0,
+        publish_ts=time.monotonic(),
+    )
     jsonschema.validate(q, schema)
     assert q["detections"] == []
 
 
 def _publisher(endpoint: str, **kw) -> Publisher:
     cfg = PublisherConfig(endpoints=[endpoint], status_interval_s=0.2, **kw)
-    return Publisher(cfg, "dev", BOOT, MODEL, ["person"],
-                     lambda: {"schema": "edge_infer.status", "cameras": {}})
+    return Publisher(
+        cfg, "dev", BOOT, MODEL, ["person"], lambda: {"schema": "edge_infer.status", "cameras": {}}
+    )
 
 
 def _collect(sub: Subscriber, kinds: set[str], n: int, timeout: float = 5.0) -> list:
@@ -156,7 +183,8 @@ def test_curve_authenticates_clients(tmp_path: Path) -> None:
     client_keys = tmp_path / "client"
     client_keys.mkdir()
     (client_keys / "client.key_secret").write_bytes(
-        (keys / "authorized_clients" / "client.key_secret").read_bytes())
+        (keys / "authorized_clients" / "client.key_secret").read_bytes()
+    )
     (client_keys / "server.key").write_bytes((keys / "server.key").read_bytes())
     (keys / "authorized_clients" / "client.key_secret").unlink()  # the server has no secrets
     stranger = tmp_path / "stranger"
@@ -168,8 +196,10 @@ def test_curve_authenticates_clients(tmp_path: Path) -> None:
     pub = _publisher(ep, curve={"enabled": True, "keys_dir": str(keys)})
     pub.start()
     try:
-        with Subscriber(ep, ["status/"], curve_keys=client_keys) as ok_sub, \
-                Subscriber(ep, ["status/"], curve_keys=stranger) as bad_sub:
+        with (
+            Subscriber(ep, ["status/"], curve_keys=client_keys) as ok_sub,
+            Subscriber(ep, ["status/"], curve_keys=stranger) as bad_sub,
+        ):
             got = _collect(ok_sub, {"status"}, 1, timeout=5)
             assert got and json.dumps(got[0].payload)
             assert _collect(bad_sub, {"status"}, 1, timeout=1.0) == []
@@ -186,9 +216,24 @@ def test_subscribe_command_prints_and_reports_gaps(tmp_path: Path, capsys) -> No
     pub = _publisher(ep, preview={"enabled": True, "interval_s": 60})
     pub.start()
     result: list[int] = []
-    t = threading.Thread(target=lambda: result.append(main(
-        ["subscribe", "--endpoint", ep, "--count", "4", "--seconds", "10", "--json",
-         "--save-previews", str(tmp_path / "prev")])))
+    t = threading.Thread(
+        target=lambda: result.append(
+            main(
+                [
+                    "subscribe",
+                    "--endpoint",
+                    ep,
+                    "--count",
+                    "4",
+                    "--seconds",
+                    "10",
+                    "--json",
+                    "--save-previews",
+                    str(tmp_path / "prev"),
+                ]
+            )
+        )
+    )
     t.start()
     time.sleep(1.0)  # let the subscriber connect
     pub.submit(batch(["a"]))
@@ -204,19 +249,18 @@ def test_subscribe_command_prints_and_reports_gaps(tmp_path: Path, capsys) -> No
     assert result == [0]
     lines = [json.loads(line) for line in out.splitlines()]
     dets = [d for d in lines if d["topic"].startswith("det/")]
-    assert [(d["camera_id"], d["seq"]) for d in dets] == [("a", 0), ("a", 5), ("b", 0),
-                                                          ("b", 1)]
+    assert [(d["camera_id"], d["seq"]) for d in dets] == [("a", 0), ("a", 5), ("b", 0), ("b", 1)]
     assert "gap: camera a lost 4 message(s)" in err
     assert "received 4 detections messages, 4 lost, 0 restart(s)" in err
     assert sorted(p.name for p in (tmp_path / "prev").iterdir()) == ["a.jpg", "b.jpg"]
 
 
-def test_results_older_than_max_age_are_dropped_counted_and_seen_as_gaps(
-        tmp_path: Path) -> None:
+def test_results_older_than_max_age_are_dropped_counted_and_seen_as_gaps(tmp_path: Path) -> None:
     now = [1000.0]
     cfg = PublisherConfig(endpoints=[f"ipc://{tmp_path}/age.ipc"], max_age_ms=500)
-    pub = Publisher(cfg, "dev", BOOT, MODEL, ["person"], lambda: {"cameras": {}},
-                    clock=lambda: now[0])
+    pub = Publisher(
+        cfg, "dev", BOOT, MODEL, ["person"], lambda: {"cameras": {}}, clock=lambda: now[0]
+    )
     sent: list[list[bytes]] = []
     pub._sock = object()  # what _send needs; replaced below so nothing touches a socket
     pub._send = sent.append  # type: ignore[method-assign]

@@ -56,8 +56,9 @@ class Collector:
         return sum(1 for t, p in self.msgs if p["camera_id"] == cam and since <= t < until)
 
 
-def test_rtsp_server_killed_and_restarted(synth_cameras: Path, tiny_engine: Path,
-                                          tmp_path: Path) -> None:
+def test_rtsp_server_killed_and_restarted(
+    synth_cameras: Path, tiny_engine: Path, tmp_path: Path
+) -> None:
     server = rtsp_loopback.LoopbackRtspServer().start()
     notify = NotifyListener(tmp_path / "notify.sock")
     proc = None
@@ -65,21 +66,35 @@ def test_rtsp_server_killed_and_restarted(synth_cameras: Path, tiny_engine: Path
         for k, name in enumerate(RTSP):
             server.feed(name, synth_cameras / f"cam0{k + 2}.mp4")
         time.sleep(1.0)
-        fast = {"read_timeout_s": 1.0, "open_timeout_s": 3.0, "stall_timeout_s": 1.5,
-                "backoff": {"initial_s": 0.3, "max_s": 1.5, "jitter": 0.1}}
-        cams = [{"type": "rtsp", "id": n, "url": server.url(n), "transport": "udp", **fast}
-                for n in RTSP]
-        cams += [{"type": "file", "id": n, "path": str(synth_cameras / f"cam0{k}.avi")}
-                 for k, n in enumerate(FILES)]
+        fast = {
+            "read_timeout_s": 1.0,
+            "open_timeout_s": 3.0,
+            "stall_timeout_s": 1.5,
+            "backoff": {"initial_s": 0.3, "max_s": 1.5, "jitter": 0.1},
+        }
+        cams = [
+            {"type": "rtsp", "id": n, "url": server.url(n), "transport": "udp", **fast}
+            for n in RTSP
+        ]
+        cams += [
+            {"type": "file", "id": n, "path": str(synth_cameras / f"cam0{k}.avi")}
+            for k, n in enumerate(FILES)
+        ]
         endpoint = f"tcp://127.0.0.1:{rtsp_loopback.free_port()}"
-        cfg = write_config(tmp_path / "rtsp.yaml", tiny_engine, cams, endpoint,
-                           publisher={"status_interval_s": 0.25})
+        cfg = write_config(
+            tmp_path / "rtsp.yaml",
+            tiny_engine,
+            cams,
+            endpoint,
+            publisher={"status_interval_s": 0.25},
+        )
         proc = start_daemon(cfg, tmp_path / "daemon.log", notify.path)
         with Subscriber(endpoint, ["det/", "status/"]) as sub:
             c = Collector(sub)
             assert notify.wait_for("READY=1", 60), (tmp_path / "daemon.log").read_text()
-            assert c.pump(30, lambda: all(c.count(n) >= 10 for n in RTSP)), \
-                (tmp_path / "daemon.log").read_text()[-3000:]
+            assert c.pump(30, lambda: all(c.count(n) >= 10 for n in RTSP)), (
+                tmp_path / "daemon.log"
+            ).read_text()[-3000:]
 
             server.stop_server()
             t_kill = time.monotonic()

@@ -119,8 +119,13 @@ class Consumer:
 class Harness:
     """A source whose opener hands out scripted captures (``None``: the open fails)."""
 
-    def __init__(self, cam, opens: list, stop_after_waits: int = 50,
-                 consumer: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        cam,
+        opens: list,
+        stop_after_waits: int = 50,
+        consumer: Callable[[], float] | None = None,
+    ) -> None:
         self.clock = FakeClock()
         self.hub = FrameHub()
         self.opens = list(opens)
@@ -128,11 +133,18 @@ class Harness:
         self.stop_after = stop_after_waits
         self.captures: list[FakeCapture] = []
         # a consumer taking frames every consumer() seconds, the first time after 0.05 s
-        self.consumer = None if consumer is None else Consumer(
-            self.hub, consumer, self.clock() + 0.05)
-        self.source = CameraSource(cam, self.hub, opener=self.open, clock=self.clock,
-                                   wall_clock=self.clock, wait=self.wait,
-                                   rng=random.Random(0))
+        self.consumer = (
+            None if consumer is None else Consumer(self.hub, consumer, self.clock() + 0.05)
+        )
+        self.source = CameraSource(
+            cam,
+            self.hub,
+            opener=self.open,
+            clock=self.clock,
+            wall_clock=self.clock,
+            wait=self.wait,
+            rng=random.Random(0),
+        )
         if self.consumer is not None:
             self.consumer.newest = lambda: self.source._index
 
@@ -188,13 +200,11 @@ def test_backoff_grows_caps_and_jitters() -> None:
     assert [b.next_delay() for _ in range(6)] == [1, 2, 4, 8, 10, 10]
     b.reset()
     assert b.next_delay() == 1
-    j = Backoff(BackoffConfig(initial_s=1, multiplier=2, max_s=10, jitter=0.5),
-                random.Random(2))
+    j = Backoff(BackoffConfig(initial_s=1, multiplier=2, max_s=10, jitter=0.5), random.Random(2))
     delays = [j.next_delay() for _ in range(200)]
     assert all(0.5 <= d <= 10 for d in delays)
     assert len({round(d, 6) for d in delays[:3]}) == 3  # jitter: not the same each time
-    firsts = [Backoff(BackoffConfig(jitter=0.3), random.Random(s)).next_delay()
-              for s in range(50)]
+    firsts = [Backoff(BackoffConfig(jitter=0.3), random.Random(s)).next_delay() for s in range(50)]
     assert min(firsts) < 0.5 < max(firsts)  # cameras failing together retry apart
 
 
@@ -202,8 +212,14 @@ def test_open_failure_backs_off_then_streams_and_resets_backoff() -> None:
     cam = rtsp(backoff=BackoffConfig(initial_s=1, multiplier=2, max_s=30, jitter=0))
     h = Harness(cam, [None, None, [img(), img()], None])
     h.source.run()
-    assert h.states()[:6] == ["backoff", "connecting", "backoff", "connecting", "streaming",
-                              "backoff"]
+    assert h.states()[:6] == [
+        "backoff",
+        "connecting",
+        "backoff",
+        "connecting",
+        "streaming",
+        "backoff",
+    ]
     # 1 s, 2 s, then the stream failed after frames: backoff was reset to 1 s
     assert h.waits[:3] == [1, 2, 1]
     st = h.source.stats
@@ -256,8 +272,9 @@ def test_file_loops_or_stops_at_its_end() -> None:
 
 
 def test_real_looping_file_rewinds_without_reopening(synth_cameras: Path) -> None:
-    cam = FileCamera(type="file", id="loop", path=synth_cameras / "cam01.mp4", loop=True,
-                     realtime=False)
+    cam = FileCamera(
+        type="file", id="loop", path=synth_cameras / "cam01.mp4", loop=True, realtime=False
+    )
     opens = []
 
     def opener(c):
@@ -298,8 +315,12 @@ def test_max_fps_skips_frames_at_the_source() -> None:
 
 def _paced(frames: int, consumer: Callable[[], float], **kw) -> Harness:
     """A 10 fps paced file of ``frames`` frames read under ``consumer``; run to its end."""
-    h = Harness(file_cam(loop=False, realtime=True, **kw), [[img()] * frames],
-                stop_after_waits=10**6, consumer=consumer)
+    h = Harness(
+        file_cam(loop=False, realtime=True, **kw),
+        [[img()] * frames],
+        stop_after_waits=10**6,
+        consumer=consumer,
+    )
     h.source.run()
     return h
 
@@ -326,8 +347,9 @@ def test_overload_skips_conversion_of_frames_that_would_be_replaced() -> None:
     grabs_between = late[-1][1] - late[0][1]
     retrieved_between = sum(1 for f, _ in late if f.index > late[0][1])  # taken ones
     assert retrieved_between == 19 and grabs_between == 190
-    assert all(f.index == newest for f, newest in taken), \
-        [(f.index, n) for f, n in taken if f.index != n]
+    assert all(f.index == newest for f, newest in taken), [
+        (f.index, n) for f, n in taken if f.index != n
+    ]
     # every frame is counted: delivered, replaced in the slot, or decimated (dropped)
     assert st.frames == 300 and st.decimated == cap.grabs - cap.retrievals > 150
     assert st.dropped == st.frames - len(taken) - h.hub.pending()
@@ -412,8 +434,9 @@ def test_hub_replaces_and_reports() -> None:
 
 def test_real_file_is_decoded(synth_cameras: Path) -> None:
     """A real cv2 capture on a synthetic camera file, through the real opener."""
-    cam = FileCamera(type="file", id="real", path=synth_cameras / "cam00.avi", loop=False,
-                     realtime=False)
+    cam = FileCamera(
+        type="file", id="real", path=synth_cameras / "cam00.avi", loop=False, realtime=False
+    )
     hub = FrameHub()
     src = CameraSource(cam, hub)
     src.run()
@@ -429,8 +452,7 @@ def test_decoder_threads_reach_the_real_capture(synth_cameras: Path, threads: in
     """``decode_threads`` is passed to FFmpeg at open (0: FFmpeg's own choice)."""
     import cv2
 
-    cam = FileCamera(type="file", id="t", path=synth_cameras / "cam00.mp4",
-                     decode_threads=threads)
+    cam = FileCamera(type="file", id="t", path=synth_cameras / "cam00.mp4", decode_threads=threads)
     cap = open_capture(cam)
     try:
         assert cap.isOpened()
@@ -465,7 +487,10 @@ def test_a_repeated_frame_is_dropped_and_frames_carry_the_source_pts() -> None:
     assert [f.image[0, 0, 0] for f in put] == [1, 2, 3]
     # index: 1-based count of grabs kept; PTS and frame number: the source's own
     assert [(f.index, f.source_pts_ms, f.source_frame) for f in put] == [
-        (1, 0.0, 1), (2, 100.0, 2), (3, 200.0, 3)]
+        (1, 0.0, 1),
+        (2, 100.0, 2),
+        (3, 200.0, 3),
+    ]
 
 
 def test_reconnects_count_streams_that_came_back_and_recovery_clears_the_error() -> None:
@@ -503,11 +528,13 @@ def test_every_transition_is_logged_with_its_reason(caplog: pytest.LogCaptureFix
 def test_open_failures_are_named_and_urls_redacted(tmp_path: Path) -> None:
     from edge_infer.pipeline.sources import redact_url
 
-    assert (redact_url("rtsp://admin:s3cret@10.0.0.5:554/live")
-            == "rtsp://admin:***@10.0.0.5:554/live")
+    assert (
+        redact_url("rtsp://admin:s3cret@10.0.0.5:554/live") == "rtsp://admin:***@10.0.0.5:554/live"
+    )
     assert redact_url("rtsp://10.0.0.5/live") == "rtsp://10.0.0.5/live"
     missing = FileCamera(type="file", id="f", path=tmp_path / "nope.mp4")
     src = CameraSource(missing, FrameHub(), opener=lambda c: None)
     assert src._open() is None
-    assert src.stats.last_error == (f"open: {tmp_path / 'nope.mp4'} does not exist or is not "
-                                    "a file")
+    assert src.stats.last_error == (
+        f"open: {tmp_path / 'nope.mp4'} does not exist or is not a file"
+    )

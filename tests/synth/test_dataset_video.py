@@ -47,9 +47,15 @@ def test_load_coco_rejects_broken_files(tmp_path: Path) -> None:
     bad.write_text('{"images": []}')
     with pytest.raises(ValueError, match="not COCO"):
         load_coco(bad)
-    bad.write_text(json.dumps({"images": [{"id": 1}], "categories": [{"id": 1}],
-                               "annotations": [{"id": 1, "image_id": 2, "category_id": 1,
-                                                "bbox": [0, 0, 1, 1]}]}))
+    bad.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1}],
+                "categories": [{"id": 1}],
+                "annotations": [{"id": 1, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}],
+            }
+        )
+    )
     with pytest.raises(ValueError, match="unknown image"):
         load_coco(bad)
     with pytest.raises(ValueError, match="does not exist"):
@@ -74,8 +80,9 @@ def test_video_files_decode_with_ground_truth_per_frame(tmp_path: Path, codec: s
     if codec == "h264":
         need("ffmpeg")
     manifest = json.loads(
-        write_videos(tmp_path, 2, 1.5, 10, 160, 96, codec, seed=4, workers=1,
-                     progress=False).read_text()
+        write_videos(
+            tmp_path, 2, 1.5, 10, 160, 96, codec, seed=4, workers=1, progress=False
+        ).read_text()
     )
     assert [c["camera"] for c in manifest["cameras"]] == [0, 1]
     for cam in manifest["cameras"]:

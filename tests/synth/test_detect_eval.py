@@ -24,10 +24,21 @@ def make_dataset(root: Path) -> dict:
         cv2.imwrite(str(root / f"{i}.png"), np.full((H, W, 3), 60 * i, np.uint8))
         images.append({"id": i, "file_name": f"{i}.png", "width": W, "height": H})
         for cat, bbox in objs:
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": cat, "bbox": bbox,
-                         "area": bbox[2] * bbox[3], "iscrowd": 0})
-    coco = {"images": images, "annotations": anns,
-            "categories": [{"id": 5, "name": "a"}, {"id": 9, "name": "b"}]}
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": cat,
+                    "bbox": bbox,
+                    "area": bbox[2] * bbox[3],
+                    "iscrowd": 0,
+                }
+            )
+    coco = {
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": 5, "name": "a"}, {"id": 9, "name": "b"}],
+    }
     (root / "coco.json").write_text(json.dumps(coco))
     return coco
 
@@ -46,8 +57,9 @@ def oracle(coco: dict, batch: int, shift: float = 0.0) -> ModelRunner:
             objs = [a for a in coco["annotations"] if a["image_id"] == img["id"]]
             for j, a in enumerate(objs):
                 bx, by, bw, bh = a["bbox"]
-                x0, y0, x1, y1 = lb.to_input(np.array([[bx + shift, by, bx + bw + shift,
-                                                        by + bh]]))[0]
+                x0, y0, x1, y1 = lb.to_input(
+                    np.array([[bx + shift, by, bx + bw + shift, by + bh]])
+                )[0]
                 out[k, :4, j] = [(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0]
                 out[k, 4 + cats.index(a["category_id"]), j] = 0.9
         return out
@@ -80,20 +92,37 @@ def test_evaluate_command_with_onnxruntime(tmp_path: Path, capsys: pytest.Captur
     const = np.zeros((1, 6, 1), np.float32)
     const[0, :, 0] = [32, 32, 20, 20, 0.8, 0.1]
     graph = helper.make_graph(
-        [helper.make_node("Shape", ["images"], ["s"], start=0, end=1),
-         helper.make_node("Concat", ["s", "tail"], ["shape"], axis=0),
-         helper.make_node("Expand", ["c", "shape"], ["output0"])],
-        "const", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 64, 64])],
+        [
+            helper.make_node("Shape", ["images"], ["s"], start=0, end=1),
+            helper.make_node("Concat", ["s", "tail"], ["shape"], axis=0),
+            helper.make_node("Expand", ["c", "shape"], ["output0"]),
+        ],
+        "const",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 64, 64])],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", 6, 1])],
-        [helper.make_tensor("tail", TensorProto.INT64, [2], [6, 1]),
-         helper.make_tensor("c", TensorProto.FLOAT, [1, 6, 1], const.ravel().tolist())],
+        [
+            helper.make_tensor("tail", TensorProto.INT64, [2], [6, 1]),
+            helper.make_tensor("c", TensorProto.FLOAT, [1, 6, 1], const.ravel().tolist()),
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(model, str(tmp_path / "const.onnx"))
     out_json = tmp_path / "result.json"
-    rc = main(["evaluate", str(tmp_path / "const.onnx"), "--dataset", str(tmp_path / "coco.json"),
-               "--runtime", "onnxruntime", "--batch", "2", "--no-progress", "--json",
-               str(out_json)])
+    rc = main(
+        [
+            "evaluate",
+            str(tmp_path / "const.onnx"),
+            "--dataset",
+            str(tmp_path / "coco.json"),
+            "--runtime",
+            "onnxruntime",
+            "--batch",
+            "2",
+            "--no-progress",
+            "--json",
+            str(out_json),
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "mAP@0.5 0.0000" in text
@@ -102,8 +131,10 @@ def test_evaluate_command_with_onnxruntime(tmp_path: Path, capsys: pytest.Captur
 
 def test_evaluate_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     make_dataset(tmp_path)
-    assert main(["evaluate", str(tmp_path / "missing.onnx"), "--dataset",
-                 str(tmp_path / "coco.json")]) == 1
+    assert (
+        main(["evaluate", str(tmp_path / "missing.onnx"), "--dataset", str(tmp_path / "coco.json")])
+        == 1
+    )
     assert "no such model" in capsys.readouterr().err
     rc = main(["evaluate", str(tmp_path / "0.png"), "--dataset", str(tmp_path / "nope.json")])
     assert rc == 1

@@ -57,8 +57,7 @@ def test_false_negative_caps_recall() -> None:
 
 def test_duplicate_detection_is_a_false_positive() -> None:
     g = [gt(0, 1, 0, 0, 10, 10), gt(0, 1, 30, 30, 40, 40)]
-    d = [det(0, 1, 0.9, 0, 0, 10, 10), det(0, 1, 0.8, 0, 0, 10, 10),
-         det(0, 1, 0.7, 30, 30, 40, 40)]
+    d = [det(0, 1, 0.9, 0, 0, 10, 10), det(0, 1, 0.8, 0, 0, 10, 10), det(0, 1, 0.7, 30, 30, 40, 40)]
     # ranks: TP (r .5, p 1), FP (r .5, p .5), TP (r 1, p 2/3) → 51 points at 1, 50 at 2/3
     assert evaluate(g, d).map50 == pytest.approx((51 + 50 * 2 / 3) / 101)
 

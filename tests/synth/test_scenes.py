@@ -64,8 +64,11 @@ def test_composer_box_is_the_visible_part() -> None:
     comp.paste(np.full((20, 20, 3), 100, np.uint8), square, 22, 10, 1)
     comp.paste(np.full((20, 20, 3), 50, np.uint8), square, 90, 90, 2)  # clipped by the frame
     anns = comp.annotations()
-    assert [a.bbox for a in anns] == [(10.0, 10.0, 12.0, 20.0), (22.0, 10.0, 20.0, 20.0),
-                                      (90.0, 90.0, 10.0, 10.0)]
+    assert [a.bbox for a in anns] == [
+        (10.0, 10.0, 12.0, 20.0),
+        (22.0, 10.0, 20.0, 20.0),
+        (90.0, 90.0, 10.0, 10.0),
+    ]
     assert anns[0].visible == pytest.approx(0.6)
     assert anns[2].visible == pytest.approx(0.25)
 

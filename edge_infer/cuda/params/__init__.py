@@ -27,6 +27,8 @@ def ptr(array: Any) -> int | None:
         return int(array.ctypes.data)
     gpudata = getattr(array, "gpudata", None)
     if gpudata is None:
-        raise BackendError(f"cannot take the device address of a {type(array).__name__}; "
-                           f"pass a numpy array (emulator) or a pycuda GPUArray")
+        raise BackendError(
+            f"cannot take the device address of a {type(array).__name__}; "
+            f"pass a numpy array (emulator) or a pycuda GPUArray"
+        )
     return int(gpudata)

@@ -27,19 +27,22 @@ class ActivationParams(ctypes.Structure):
     ]
 
 
-SPECS = tuple(KernelSpec(f"ei_activation_{t}", "activation.cu", ActivationParams)
-              for t in ("f32", "f16"))
+SPECS = tuple(
+    KernelSpec(f"ei_activation_{t}", "activation.cu", ActivationParams) for t in ("f32", "f16")
+)
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16"}
 
 
-def activation(x: np.ndarray, y: np.ndarray, name: str, params: Sequence[float] = ()
-               ) -> KernelCall:
+def activation(x: np.ndarray, y: np.ndarray, name: str, params: Sequence[float] = ()) -> KernelCall:
     """``y = act(x)`` for a fused.py activation ``name`` (e.g. ``"sigmoid"``) and its params."""
     suffix = _SUFFIX.get(np.dtype(x.dtype))
     if suffix is None or x.dtype != y.dtype or x.size != y.size:
-        raise BackendError(f"activation takes fp32 or fp16 of one dtype and size, got "
-                           f"{x.dtype}[{x.size}] -> {y.dtype}[{y.size}]")
+        raise BackendError(
+            f"activation takes fp32 or fp16 of one dtype and size, got "
+            f"{x.dtype}[{x.size}] -> {y.dtype}[{y.size}]"
+        )
     code, p0, p1 = encode(name, params)
     call = ActivationParams(x=ptr(x), y=ptr(y), count=int(x.size), act=int(code), p0=p0, p1=p1)
-    return KernelCall(f"ei_activation_{suffix}", grid_1d(x.size, 256), (256, 1, 1), call,
-                      keep=(x, y))
+    return KernelCall(
+        f"ei_activation_{suffix}", grid_1d(x.size, 256), (256, 1, 1), call, keep=(x, y)
+    )

@@ -23,16 +23,57 @@ MAX_INPUTS, MAX_STEPS, MAX_RANK = 4, 8, 6
 ACC, NONE = -1, -2
 
 #: ONNX op type -> EiPwOp code, in the enum's order
-OPS: dict[str, int] = {name: code for code, name in enumerate((
-    "Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu", "Celu",
-    "Softplus", "Softsign", "Mish", "Gelu", "GeluTanh", "ThresholdedRelu", "Exp", "Log",
-    "Sqrt", "Reciprocal", "Neg", "Abs", "Floor", "Ceil", "Round", "Erf", "Sin", "Cos", "Clip",
-    "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu",
-))}
+OPS: dict[str, int] = {
+    name: code
+    for code, name in enumerate(
+        (
+            "Relu",
+            "LeakyRelu",
+            "Sigmoid",
+            "Tanh",
+            "HardSigmoid",
+            "HardSwish",
+            "Elu",
+            "Selu",
+            "Celu",
+            "Softplus",
+            "Softsign",
+            "Mish",
+            "Gelu",
+            "GeluTanh",
+            "ThresholdedRelu",
+            "Exp",
+            "Log",
+            "Sqrt",
+            "Reciprocal",
+            "Neg",
+            "Abs",
+            "Floor",
+            "Ceil",
+            "Round",
+            "Erf",
+            "Sin",
+            "Cos",
+            "Clip",
+            "Add",
+            "Sub",
+            "Mul",
+            "Div",
+            "Pow",
+            "Max",
+            "Min",
+            "PRelu",
+        )
+    )
+}
 #: attributes carried in (f0, f1) per op
 _ATTRS: dict[str, tuple[str, ...]] = {
-    "LeakyRelu": ("alpha",), "HardSigmoid": ("alpha", "beta"), "Elu": ("alpha",),
-    "Selu": ("alpha", "gamma"), "Celu": ("alpha",), "ThresholdedRelu": ("alpha",),
+    "LeakyRelu": ("alpha",),
+    "HardSigmoid": ("alpha", "beta"),
+    "Elu": ("alpha",),
+    "Selu": ("alpha", "gamma"),
+    "Celu": ("alpha",),
+    "ThresholdedRelu": ("alpha",),
     "Clip": ("min", "max"),
 }
 _FLT_MAX = float(np.finfo(np.float32).max)
@@ -41,8 +82,14 @@ _FLT_MAX = float(np.finfo(np.float32).max)
 class PwStep(ctypes.Structure):
     """``struct PwStep``."""
 
-    _fields_ = [("op", ctypes.c_int32), ("a", ctypes.c_int32), ("b", ctypes.c_int32),
-                ("c", ctypes.c_int32), ("f0", ctypes.c_float), ("f1", ctypes.c_float)]
+    _fields_ = [
+        ("op", ctypes.c_int32),
+        ("a", ctypes.c_int32),
+        ("b", ctypes.c_int32),
+        ("c", ctypes.c_int32),
+        ("f0", ctypes.c_float),
+        ("f1", ctypes.c_float),
+    ]
 
 
 class PointwiseParams(ctypes.Structure):
@@ -83,15 +130,17 @@ def encode_step(step: Mapping[str, Any], opset: int, num_inputs: int) -> PwStep:
     op = str(step["op"])
     opdef = resolve_step(op, opset)
     # the reference kernel's own keyword defaults are the ONNX attribute defaults
-    defaults = {name: p.default for name, p in inspect.signature(opdef.kernel).parameters.items()
-                if p.default is not inspect.Parameter.empty}
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(opdef.kernel).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
     attrs = {**defaults, **opdef.defaults, **step.get("attrs", {})}
     name = op
     if op == "Gelu" and attrs.get("approximate", "none") == "tanh":
         name = "GeluTanh"
     if name not in OPS:
-        raise BackendError(f"Pointwise step {op} has no CUDA kernel code; supported: "
-                           f"{sorted(OPS)}")
+        raise BackendError(f"Pointwise step {op} has no CUDA kernel code; supported: {sorted(OPS)}")
     srcs = [_source(a, num_inputs) for a in step.get("args", [])] + [NONE, NONE, NONE]
     if srcs[0] == NONE:
         raise BackendError(f"Pointwise step {op}: its first operand is missing")
@@ -119,24 +168,36 @@ def _strides(a: np.ndarray, shape: tuple[int, ...]) -> list[int]:
     return out
 
 
-def pointwise(inputs: Sequence[np.ndarray], out: np.ndarray, steps: Sequence[Mapping[str, Any]],
-              opset: int = 17) -> KernelCall:
+def pointwise(
+    inputs: Sequence[np.ndarray],
+    out: np.ndarray,
+    steps: Sequence[Mapping[str, Any]],
+    opset: int = 17,
+) -> KernelCall:
     """The call running a Pointwise node's ``steps`` over ``inputs`` (input 0 has ``out``'s
     shape; the others broadcast to it) into contiguous ``out``; fp32 and fp16 mix freely."""
     if not 1 <= len(inputs) <= MAX_INPUTS or not 1 <= len(steps) <= MAX_STEPS:
-        raise BackendError(f"the Pointwise kernel takes 1-{MAX_INPUTS} inputs and 1-{MAX_STEPS} "
-                           f"steps, got {len(inputs)} and {len(steps)}; split the chain")
+        raise BackendError(
+            f"the Pointwise kernel takes 1-{MAX_INPUTS} inputs and 1-{MAX_STEPS} "
+            f"steps, got {len(inputs)} and {len(steps)}; split the chain"
+        )
     shape = tuple(out.shape)
     if len(shape) > MAX_RANK or tuple(inputs[0].shape) != shape:
-        raise BackendError(f"input 0 must have the output's shape {shape} (rank <= {MAX_RANK}), "
-                           f"got {inputs[0].shape}")
+        raise BackendError(
+            f"input 0 must have the output's shape {shape} (rank <= {MAX_RANK}), "
+            f"got {inputs[0].shape}"
+        )
     if any(np.dtype(a.dtype) not in _FLOAT for a in (*inputs, out)):
         raise BackendError("Pointwise inputs and output must be fp32 or fp16")
     pad = MAX_RANK - len(shape)
     full = (1,) * pad + shape
-    params = PointwiseParams(out=ptr(out), count=int(out.size), num_inputs=len(inputs),
-                             num_steps=len(steps),
-                             out_half=int(out.dtype == np.float16))
+    params = PointwiseParams(
+        out=ptr(out),
+        count=int(out.size),
+        num_inputs=len(inputs),
+        num_steps=len(steps),
+        out_half=int(out.dtype == np.float16),
+    )
     params.shape[:] = full
     for k, a in enumerate(inputs):
         params.in_[k] = ptr(a)
@@ -144,5 +205,6 @@ def pointwise(inputs: Sequence[np.ndarray], out: np.ndarray, steps: Sequence[Map
         params.in_half |= int(a.dtype == np.float16) << k
     for s, step in enumerate(steps):
         params.steps[s] = encode_step(step, opset, len(inputs))
-    return KernelCall("ei_pointwise", grid_1d(out.size, 256), (256, 1, 1), params,
-                      keep=(*inputs, out))
+    return KernelCall(
+        "ei_pointwise", grid_1d(out.size, 256), (256, 1, 1), params, keep=(*inputs, out)
+    )

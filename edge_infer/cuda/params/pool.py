@@ -31,10 +31,29 @@ class PoolParams(ctypes.Structure):
         ("y", ctypes.c_void_p),
         ("x_batch_stride", ctypes.c_int64),
         ("y_batch_stride", ctypes.c_int64),
-        *((name, ctypes.c_int32) for name in (
-            "n", "c", "h", "w", "out_h", "out_w", "kernel_h", "kernel_w", "stride_h",
-            "stride_w", "dil_h", "dil_w", "pad_top", "pad_left", "pad_bottom", "pad_right",
-            "count_include_pad", "reserved")),
+        *(
+            (name, ctypes.c_int32)
+            for name in (
+                "n",
+                "c",
+                "h",
+                "w",
+                "out_h",
+                "out_w",
+                "kernel_h",
+                "kernel_w",
+                "stride_h",
+                "stride_w",
+                "dil_h",
+                "dil_w",
+                "pad_top",
+                "pad_left",
+                "pad_bottom",
+                "pad_right",
+                "count_include_pad",
+                "reserved",
+            )
+        ),
     ]
 
 
@@ -49,18 +68,24 @@ def _batch_stride(name: str, a: Any) -> int:
     """Elements between images of an NCHW array whose images are C-contiguous."""
     dtype = np.dtype(a.dtype)
     h, w = (int(d) for d in a.shape[2:])
-    if tuple(a.strides[1:]) != (h * w * dtype.itemsize, w * dtype.itemsize, dtype.itemsize) \
-            or a.strides[0] % dtype.itemsize:
-        raise BackendError(f"pool: each image of {name} must be C-contiguous (a batch stride "
-                           f"is allowed), got strides {a.strides} for shape {tuple(a.shape)}")
+    if (
+        tuple(a.strides[1:]) != (h * w * dtype.itemsize, w * dtype.itemsize, dtype.itemsize)
+        or a.strides[0] % dtype.itemsize
+    ):
+        raise BackendError(
+            f"pool: each image of {name} must be C-contiguous (a batch stride "
+            f"is allowed), got strides {a.strides} for shape {tuple(a.shape)}"
+        )
     return int(a.strides[0]) // dtype.itemsize
 
 
 def _check(x: Any, y: Any, out_hw: Sequence[int]) -> str:
     dtype = np.dtype(x.dtype)
     if dtype not in _TYPES or np.dtype(y.dtype) != dtype or len(x.shape) != 4:
-        raise BackendError(f"pool: x and y must be float32 or float16 NCHW of one dtype, got "
-                           f"{dtype.name} {tuple(x.shape)} -> {np.dtype(y.dtype).name}")
+        raise BackendError(
+            f"pool: x and y must be float32 or float16 NCHW of one dtype, got "
+            f"{dtype.name} {tuple(x.shape)} -> {np.dtype(y.dtype).name}"
+        )
     want = (*x.shape[:2], *out_hw)
     if tuple(y.shape) != tuple(want):
         raise BackendError(f"pool: y must have shape {want}, got {tuple(y.shape)}")
@@ -89,19 +114,36 @@ def pool(
     op = "MaxPool" if kind == "max" else "AveragePool"
     try:
         st, dil, begin, end, out = window_geometry(
-            op, x.shape[2:], list(kernel_shape), strides, dilations, pads, auto_pad,
-            int(ceil_mode))
+            op, x.shape[2:], list(kernel_shape), strides, dilations, pads, auto_pad, int(ceil_mode)
+        )
     except ShapeInferenceError as exc:
         raise BackendError(str(exc)) from None
     t = _check(x, y, out)
     n, c, h, w = (int(d) for d in x.shape)
     params = PoolParams(
-        x=ptr(x), y=ptr(y), x_batch_stride=_batch_stride("x", x),
-        y_batch_stride=_batch_stride("y", y), n=n, c=c, h=h, w=w, out_h=out[0], out_w=out[1],
-        kernel_h=int(kernel_shape[0]), kernel_w=int(kernel_shape[1]), stride_h=st[0],
-        stride_w=st[1], dil_h=dil[0], dil_w=dil[1], pad_top=begin[0], pad_left=begin[1],
-        pad_bottom=end[0], pad_right=end[1], count_include_pad=int(bool(count_include_pad)),
-        reserved=0)
+        x=ptr(x),
+        y=ptr(y),
+        x_batch_stride=_batch_stride("x", x),
+        y_batch_stride=_batch_stride("y", y),
+        n=n,
+        c=c,
+        h=h,
+        w=w,
+        out_h=out[0],
+        out_w=out[1],
+        kernel_h=int(kernel_shape[0]),
+        kernel_w=int(kernel_shape[1]),
+        stride_h=st[0],
+        stride_w=st[1],
+        dil_h=dil[0],
+        dil_w=dil[1],
+        pad_top=begin[0],
+        pad_left=begin[1],
+        pad_bottom=end[0],
+        pad_right=end[1],
+        count_include_pad=int(bool(count_include_pad)),
+        reserved=0,
+    )
     grid = (max(1, -(-out[0] * out[1] // BLOCK)), c, n)
     return KernelCall(f"ei_pool_{kind}_{t}", grid, (BLOCK, 1, 1), params)
 
@@ -110,15 +152,36 @@ def global_pool(kind: str, x: Any, y: Any, block: int = BLOCK) -> KernelCall:
     """GlobalMaxPool (``kind="max"``) or GlobalAveragePool (``"avg"``): ``y`` is
     ``[N, C, 1, 1]`` (or a channel slice); one block of ``block`` threads per plane."""
     if kind not in ("max", "avg") or block % 32 or not 32 <= block <= 1024:
-        raise BackendError(f"global pool: kind 'max' or 'avg' and a block that is a multiple "
-                           f"of 32 up to 1024, got {kind!r}, {block}")
+        raise BackendError(
+            f"global pool: kind 'max' or 'avg' and a block that is a multiple "
+            f"of 32 up to 1024, got {kind!r}, {block}"
+        )
     if len(x.shape) != 4:
         raise BackendError(f"global pool: x must be NCHW, got shape {tuple(x.shape)}")
     t = _check(x, y, (1, 1))
     n, c, h, w = (int(d) for d in x.shape)
     params = PoolParams(
-        x=ptr(x), y=ptr(y), x_batch_stride=_batch_stride("x", x),
-        y_batch_stride=_batch_stride("y", y), n=n, c=c, h=h, w=w, out_h=1, out_w=1,
-        kernel_h=h, kernel_w=w, stride_h=1, stride_w=1, dil_h=1, dil_w=1, pad_top=0,
-        pad_left=0, pad_bottom=0, pad_right=0, count_include_pad=0, reserved=0)
+        x=ptr(x),
+        y=ptr(y),
+        x_batch_stride=_batch_stride("x", x),
+        y_batch_stride=_batch_stride("y", y),
+        n=n,
+        c=c,
+        h=h,
+        w=w,
+        out_h=1,
+        out_w=1,
+        kernel_h=h,
+        kernel_w=w,
+        stride_h=1,
+        stride_w=1,
+        dil_h=1,
+        dil_w=1,
+        pad_top=0,
+        pad_left=0,
+        pad_bottom=0,
+        pad_right=0,
+        count_include_pad=0,
+        reserved=0,
+    )
     return KernelCall(f"ei_pool_global_{kind}_{t}", (c, n, 1), (block, 1, 1), params)

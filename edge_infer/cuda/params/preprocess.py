@@ -87,25 +87,43 @@ def frame_table(frames: Sequence[Any], letterboxes: Sequence[Letterbox]) -> np.n
     ``letterboxes[i]`` its letterbox from ``letterbox_geometry``.
     """
     if len(frames) != len(letterboxes) or not frames:
-        raise BackendError(f"{len(frames)} frames and {len(letterboxes)} letterboxes: give "
-                           f"one letterbox per frame, at least one frame")
+        raise BackendError(
+            f"{len(frames)} frames and {len(letterboxes)} letterboxes: give "
+            f"one letterbox per frame, at least one frame"
+        )
     table = (PreprocessFrame * len(frames))()
     for i, (frame, lb) in enumerate(zip(frames, letterboxes, strict=True)):
-        if (len(frame.shape) != 3 or frame.shape[2] != 3 or np.dtype(frame.dtype) != np.uint8
-                or tuple(frame.strides[1:]) != (3, 1)):
-            raise BackendError(f"frame {i} must be uint8 [H, W, 3] BGR with packed pixels, got "
-                               f"{np.dtype(frame.dtype).name} {tuple(frame.shape)} strides "
-                               f"{tuple(frame.strides)}")
+        if (
+            len(frame.shape) != 3
+            or frame.shape[2] != 3
+            or np.dtype(frame.dtype) != np.uint8
+            or tuple(frame.strides[1:]) != (3, 1)
+        ):
+            raise BackendError(
+                f"frame {i} must be uint8 [H, W, 3] BGR with packed pixels, got "
+                f"{np.dtype(frame.dtype).name} {tuple(frame.shape)} strides "
+                f"{tuple(frame.strides)}"
+            )
         h, w = int(frame.shape[0]), int(frame.shape[1])
         if (w, h) != (lb.width, lb.height):
-            raise BackendError(f"frame {i} is {w}x{h} but its letterbox was computed for "
-                               f"{lb.width}x{lb.height}")
+            raise BackendError(
+                f"frame {i} is {w}x{h} but its letterbox was computed for {lb.width}x{lb.height}"
+            )
         # the resized size exactly as pipeline/preprocess.py rounds it
         new_w, new_h = round(w * lb.scale), round(h * lb.scale)
         table[i] = PreprocessFrame(
-            data=ptr(frame), scale_x=1.0 / (new_w / w), scale_y=1.0 / (new_h / h),
-            width=w, height=h, row_pitch=int(frame.strides[0]), new_width=new_w,
-            new_height=new_h, pad_x=int(lb.pad_x), pad_y=int(lb.pad_y), reserved=0)
+            data=ptr(frame),
+            scale_x=1.0 / (new_w / w),
+            scale_y=1.0 / (new_h / h),
+            width=w,
+            height=h,
+            row_pitch=int(frame.strides[0]),
+            new_width=new_w,
+            new_height=new_h,
+            pad_x=int(lb.pad_x),
+            pad_y=int(lb.pad_y),
+            reserved=0,
+        )
     return np.frombuffer(bytes(table), np.uint8).copy()
 
 
@@ -115,20 +133,28 @@ def letterbox(table: Any, batch: int, out: Any) -> KernelCall:
     (:func:`frame_table` on the device)."""
     dtype = np.dtype(out.dtype)
     if dtype not in (np.float32, np.float16) or len(out.shape) != 4 or out.shape[1] != 3:
-        raise BackendError(f"out must be float32 or float16 [N, 3, h, w], got {dtype.name} "
-                           f"{tuple(out.shape)}")
+        raise BackendError(
+            f"out must be float32 or float16 [N, 3, h, w], got {dtype.name} {tuple(out.shape)}"
+        )
     n, _, h, w = (int(d) for d in out.shape)
-    inner = (3 * h * w * dtype.itemsize, h * w * dtype.itemsize, w * dtype.itemsize,
-             dtype.itemsize)
+    inner = (3 * h * w * dtype.itemsize, h * w * dtype.itemsize, w * dtype.itemsize, dtype.itemsize)
     if tuple(out.strides[1:]) != inner[1:] or out.strides[0] % dtype.itemsize:
         raise BackendError(f"each image of out must be C-contiguous, got strides {out.strides}")
     if not 1 <= batch <= n or int(table.nbytes) < batch * ctypes.sizeof(PreprocessFrame):
-        raise BackendError(f"batch {batch} needs 1..{n} images and {batch} frame descriptors "
-                           f"({int(table.nbytes)} bytes given)")
+        raise BackendError(
+            f"batch {batch} needs 1..{n} images and {batch} frame descriptors "
+            f"({int(table.nbytes)} bytes given)"
+        )
     params = PreprocessParams(
-        frames=ptr(table), out=ptr(out), batch_stride=int(out.strides[0]) // dtype.itemsize,
-        batch=int(batch), width=w, height=h,
-        pad_value=float(np.float32(PAD_VALUE / 255.0)), inv_255=float(np.float32(1.0 / 255.0)),
-        reserved=0)
+        frames=ptr(table),
+        out=ptr(out),
+        batch_stride=int(out.strides[0]) // dtype.itemsize,
+        batch=int(batch),
+        width=w,
+        height=h,
+        pad_value=float(np.float32(PAD_VALUE / 255.0)),
+        inv_255=float(np.float32(1.0 / 255.0)),
+        reserved=0,
+    )
     entry = "ei_preprocess_letterbox_" + ("f32" if dtype == np.float32 else "f16")
     return KernelCall(entry, (-(-w // BLOCK), -(-h // ROWS), int(batch)), (BLOCK, 1, 1), params)

@@ -78,12 +78,18 @@ def resize_tables(
     (Resize-10 / Upsample: ``coordinate_transformation_mode="asymmetric"``,
     ``nearest_mode="simple"``)."""
     if len(shape) != 4 or mode not in ("nearest", "linear") or antialias:
-        raise BackendError(f"the CUDA resize takes nearest or linear (no antialias) over an "
-                           f"NCHW tensor; got mode {mode!r}, antialias {antialias}, shape "
-                           f"{list(shape)} (run it on the CPU reference)")
+        raise BackendError(
+            f"the CUDA resize takes nearest or linear (no antialias) over an "
+            f"NCHW tensor; got mode {mode!r}, antialias {antialias}, shape "
+            f"{list(shape)} (run it on the CPU reference)"
+        )
     try:
-        _check_modes("Resize", mode, coordinate_transformation_mode,
-                     "round_prefer_floor" if nearest_mode == "simple" else nearest_mode)
+        _check_modes(
+            "Resize",
+            mode,
+            coordinate_transformation_mode,
+            "round_prefer_floor" if nearest_mode == "simple" else nearest_mode,
+        )
         plan = plan_resize("Resize", shape, scales, sizes, axes, keep_aspect_ratio_policy)
     except ShapeInferenceError as exc:
         raise BackendError(str(exc)) from None
@@ -98,8 +104,7 @@ def resize_tables(
     tables: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
     for axis in range(4):
         in_len, out_len = int(shape[axis]), plan.out[axis]
-        identity = (out_len == in_len and plan.scales[axis] == 1.0
-                    and bounds[axis] == (0.0, 1.0))
+        identity = out_len == in_len and plan.scales[axis] == 1.0 and bounds[axis] == (0.0, 1.0)
         if axis < 2:
             if not identity:
                 raise BackendError(f"the CUDA resize resizes H and W only, not axis {axis}")
@@ -108,8 +113,14 @@ def resize_tables(
             index = np.repeat(np.arange(out_len, dtype=np.int32)[:, None], 2, axis=1)
             tables[axis] = (index, None)
             continue
-        x = _source_coords(coordinate_transformation_mode, out_len, in_len,
-                           plan.scales[axis], plan.lengths[axis], bounds[axis])
+        x = _source_coords(
+            coordinate_transformation_mode,
+            out_len,
+            in_len,
+            plan.scales[axis],
+            plan.lengths[axis],
+            bounds[axis],
+        )
         idx, weights = axis_taps(mode, x, in_len, plan.scales[axis], nearest_mode, -0.75, 0)
         index = np.repeat(idx[:, :1], 2, axis=1) if weights is None else idx
         index = np.ascontiguousarray(index, dtype=np.int32)
@@ -120,44 +131,76 @@ def resize_tables(
     order = [a for a in plan.axes if a >= 2]
     return ResizeTables(
         out_shape=tuple(plan.out),  # type: ignore[arg-type]
-        row_index=tables[2][0], row_weight=tables[2][1],
-        col_index=tables[3][0], col_weight=tables[3][1],
-        cols_first=order == [3, 2], extrapolation_value=float(extrapolation_value))
+        row_index=tables[2][0],
+        row_weight=tables[2][1],
+        col_index=tables[3][0],
+        col_weight=tables[3][1],
+        cols_first=order == [3, 2],
+        extrapolation_value=float(extrapolation_value),
+    )
 
 
 def _batch_stride(name: str, a: Any) -> int:
     dtype = np.dtype(a.dtype)
     h, w = (int(d) for d in a.shape[2:])
-    if tuple(a.strides[1:]) != (h * w * dtype.itemsize, w * dtype.itemsize, dtype.itemsize) \
-            or a.strides[0] % dtype.itemsize:
-        raise BackendError(f"resize: each image of {name} must be C-contiguous (a batch stride "
-                           f"is allowed), got strides {a.strides} for shape {tuple(a.shape)}")
+    if (
+        tuple(a.strides[1:]) != (h * w * dtype.itemsize, w * dtype.itemsize, dtype.itemsize)
+        or a.strides[0] % dtype.itemsize
+    ):
+        raise BackendError(
+            f"resize: each image of {name} must be C-contiguous (a batch stride "
+            f"is allowed), got strides {a.strides} for shape {tuple(a.shape)}"
+        )
     return int(a.strides[0]) // dtype.itemsize
 
 
-def resize(x: Any, y: Any, tables: ResizeTables, row_index: Any, row_weight: Any,
-           col_index: Any, col_weight: Any) -> KernelCall:
+def resize(
+    x: Any,
+    y: Any,
+    tables: ResizeTables,
+    row_index: Any,
+    row_weight: Any,
+    col_index: Any,
+    col_weight: Any,
+) -> KernelCall:
     """The call resizing ``x`` into ``y`` (may be a channel slice of a concat's buffer) with
     ``tables`` whose four arrays are given as copied to the device (weights None where the
     table has none)."""
     dtype = np.dtype(x.dtype)
     if dtype not in _TYPES or np.dtype(y.dtype) != dtype or len(x.shape) != 4:
-        raise BackendError(f"resize: x and y must be float32 or float16 NCHW of one dtype, got "
-                           f"{dtype.name} {tuple(x.shape)} -> {np.dtype(y.dtype).name}")
+        raise BackendError(
+            f"resize: x and y must be float32 or float16 NCHW of one dtype, got "
+            f"{dtype.name} {tuple(x.shape)} -> {np.dtype(y.dtype).name}"
+        )
     want = (*x.shape[:2], *tables.out_shape[2:])
     if tuple(y.shape) != want or tables.out_shape[:2] != tuple(x.shape[:2]):
-        raise BackendError(f"resize: y must have shape {want} (tables for "
-                           f"{tables.out_shape}), got {tuple(y.shape)}")
+        raise BackendError(
+            f"resize: y must have shape {want} (tables for "
+            f"{tables.out_shape}), got {tuple(y.shape)}"
+        )
     if (row_weight is None) != (tables.row_weight is None) or (col_weight is None) != (
-            tables.col_weight is None):
+        tables.col_weight is None
+    ):
         raise BackendError("resize: pass the tables' weights exactly where the tables have them")
     n, c, h, w = (int(d) for d in x.shape)
     out_h, out_w = tables.out_shape[2:]
     params = ResizeParams(
-        x=ptr(x), y=ptr(y), row_index=ptr(row_index), row_weight=ptr(row_weight),
-        col_index=ptr(col_index), col_weight=ptr(col_weight),
-        x_batch_stride=_batch_stride("x", x), y_batch_stride=_batch_stride("y", y),
-        n=n, c=c, h=h, w=w, out_h=out_h, out_w=out_w,
-        extrapolation_value=tables.extrapolation_value, cols_first=int(tables.cols_first))
+        x=ptr(x),
+        y=ptr(y),
+        row_index=ptr(row_index),
+        row_weight=ptr(row_weight),
+        col_index=ptr(col_index),
+        col_weight=ptr(col_weight),
+        x_batch_stride=_batch_stride("x", x),
+        y_batch_stride=_batch_stride("y", y),
+        n=n,
+        c=c,
+        h=h,
+        w=w,
+        out_h=out_h,
+        out_w=out_w,
+        extrapolation_value=tables.extrapolation_value,
+        cols_first=int(tables.cols_first),
+    )
     grid = (max(1, -(-out_h * out_w // BLOCK)), c, n)
     return KernelCall(f"ei_resize_{_TYPES[dtype]}", grid, (BLOCK, 1, 1), params)

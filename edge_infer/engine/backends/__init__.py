@@ -18,8 +18,10 @@ BACKENDS: dict[str, str] = {
 REFERENCE_BACKEND = "cpu"
 
 #: how to get what a backend needs
-_INSTALL = {"cuda": "pip install 'edge-infer[cuda]' (pycuda) on a machine with an NVIDIA GPU "
-                    "and its driver; on a Jetson, deploy/jetson/install.sh"}
+_INSTALL = {
+    "cuda": "pip install 'edge-infer[cuda]' (pycuda) on a machine with an NVIDIA GPU "
+    "and its driver; on a Jetson, deploy/jetson/install.sh"
+}
 
 _instances: dict[str, Backend] = {}
 
@@ -38,8 +40,10 @@ def get_backend(name: str) -> Backend:
                     f"backend '{name}' is missing from this installation ({module_name} "
                     f"cannot be found): reinstall edge-infer, or build with --backend cpu"
                 ) from None
-            raise BackendError(f"backend '{name}' needs {exc.name}, which is not installed "
-                               f"here: {_INSTALL.get(name, 'install it')}") from None
+            raise BackendError(
+                f"backend '{name}' needs {exc.name}, which is not installed "
+                f"here: {_INSTALL.get(name, 'install it')}"
+            ) from None
         except ImportError as exc:
             raise BackendError(f"backend '{name}' is not available here: {exc}") from exc
         if not cls.is_available():

@@ -119,8 +119,9 @@ class Program(abc.ABC):
     def run(self, state: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Execute synchronously on ``state``; returns outputs by public name."""
 
-    def run_bound(self, state: Any, inputs: Mapping[str, Any],
-                  outputs: Mapping[str, Any]) -> dict[str, Any]:
+    def run_bound(
+        self, state: Any, inputs: Mapping[str, Any], outputs: Mapping[str, Any]
+    ) -> dict[str, Any]:
         """Execute on caller-owned buffers: ``inputs`` (every input, used in place where the
         device can) and ``outputs`` (written in place, or copied into after the run); outputs
         not in ``outputs`` are returned as new arrays. This default copies through ``run``;
@@ -180,8 +181,9 @@ class Backend(abc.ABC):
         """Validate ``BuildOptions.backend_options`` for this backend; returns them normalized.
         A backend without settings accepts none."""
         if options:
-            raise BackendError(f"backend '{self.name}' takes no backend options, got "
-                               f"{sorted(options)}")
+            raise BackendError(
+                f"backend '{self.name}' takes no backend options, got {sorted(options)}"
+            )
         return {}
 
     def configure(self, *, contexts: int = 1, cores: int | None = None) -> dict[str, Any]:
@@ -209,8 +211,15 @@ class Backend(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def compile(self, graph: Graph, *, batch: int, options: BuildOptions,
-                cache: Any = None, hints: dict[str, Any] | None = None) -> dict[str, bytes]:
+    def compile(
+        self,
+        graph: Graph,
+        *,
+        batch: int,
+        options: BuildOptions,
+        cache: Any = None,
+        hints: dict[str, Any] | None = None,
+    ) -> dict[str, bytes]:
         """Tune and compile ``graph`` (annotating ``node.meta``); returns artifacts to store.
 
         ``cache`` is the build's timing cache (or None when tuning is off); ``hints`` are the
@@ -224,8 +233,9 @@ class Backend(abc.ABC):
     def create_stream(self) -> Stream:
         return HostStream()
 
-    def profile_layers(self, program: Program, feeds: Mapping[str, np.ndarray],
-                       iterations: int = 10) -> list[dict[str, Any]]:
+    def profile_layers(
+        self, program: Program, feeds: Mapping[str, np.ndarray], iterations: int = 10
+    ) -> list[dict[str, Any]]:
         """Time each layer of ``program`` on ``feeds`` (for ``bench --per-layer``): entries
         ``{name, op, members, tactic, time_us}``, slowest first; empty where the backend
         cannot time layers one by one."""

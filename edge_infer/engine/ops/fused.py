@@ -78,8 +78,10 @@ def check_activation(activation: str, params: Sequence[float]) -> str | None:
         return f"activation {activation!r} is not one of {sorted(ACTIVATIONS)}"
     counts = ACTIVATIONS[activation][1]
     if len(params) not in counts:
-        return (f"activation {activation!r} takes {' or '.join(map(str, counts))} "
-                f"activation_params, got {list(params)}")
+        return (
+            f"activation {activation!r} takes {' or '.join(map(str, counts))} "
+            f"activation_params, got {list(params)}"
+        )
     return None
 
 
@@ -119,8 +121,16 @@ def fused_conv(
     residual: str = "none",
 ) -> np.ndarray:
     """``act(conv(X, W) + B [+ Z])`` (residual "pre") or ``act(conv(X, W) + B) [+ Z]``."""
-    y = conv(X, W, B, group=group, strides=strides, pads=pads, dilations=dilations,
-             kernel_shape=kernel_shape)
+    y = conv(
+        X,
+        W,
+        B,
+        group=group,
+        strides=strides,
+        pads=pads,
+        dilations=dilations,
+        kernel_shape=kernel_shape,
+    )
     if residual == "pre" and Z is not None:
         y = np.add(y, Z)
     y = apply_activation(y, activation, activation_params)
@@ -144,12 +154,15 @@ def resolve_step(op_type: str, opset: int) -> OpDef:
 
 def _step_args(step: Any, num_inputs: int) -> list[str | int | None]:
     if not isinstance(step, dict) or not isinstance(step.get("op"), str):
-        raise ShapeInferenceError(f"a Pointwise step must be {{'op': str, 'args': [...]}}, "
-                                  f"got {step!r}")
+        raise ShapeInferenceError(
+            f"a Pointwise step must be {{'op': str, 'args': [...]}}, got {step!r}"
+        )
     args = list(step.get("args", []))
     for arg in args:
-        ok = arg is None or arg == "$acc" or (
-            isinstance(arg, int | np.integer) and 0 <= int(arg) < num_inputs
+        ok = (
+            arg is None
+            or arg == "$acc"
+            or (isinstance(arg, int | np.integer) and 0 <= int(arg) < num_inputs)
         )
         if not ok:
             raise ShapeInferenceError(
@@ -173,20 +186,24 @@ def _infer_pointwise(ctx: InferContext) -> list[TensorType]:
             ctx.fail(f"step {k}: {exc}")
         types = [acc if a == "$acc" else None if a is None else ctx.type(int(a)) for a in args]
         values = [None if a is None or a == "$acc" else ctx.value(int(a)) for a in args]
-        sub = InferContext(Node(step["op"], f"{ctx.node.name}/step{k}"), types, values,
-                           {**op.defaults, **step.get("attrs", {})})
+        sub = InferContext(
+            Node(step["op"], f"{ctx.node.name}/step{k}"),
+            types,
+            values,
+            {**op.defaults, **step.get("attrs", {})},
+        )
         acc = op.infer(sub)[0]
     return [acc]
 
 
 @OPS.register("Pointwise", 1, domain=DOMAIN, infer=_infer_pointwise)
-def pointwise(*inputs: np.ndarray | None, steps: Sequence[dict[str, Any]],
-              opset: int = 17) -> np.ndarray:
+def pointwise(
+    *inputs: np.ndarray | None, steps: Sequence[dict[str, Any]], opset: int = 17
+) -> np.ndarray:
     """Run ``steps`` over the running value ``$acc`` (starting as input 0)."""
     acc = inputs[0]
     for step in steps:
         op = resolve_step(step["op"], opset)
-        args = [acc if a == "$acc" else None if a is None else inputs[int(a)]
-                for a in step["args"]]
+        args = [acc if a == "$acc" else None if a is None else inputs[int(a)] for a in step["args"]]
         acc = op.kernel(*args, **{**op.defaults, **step.get("attrs", {})})
     return np.asarray(acc)

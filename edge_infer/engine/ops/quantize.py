@@ -48,11 +48,16 @@ ACT_QMIN, ACT_QMAX = -128, 127
 W_QMAX = 127
 FP16_MAX = 65504.0
 #: storage precision name -> numpy dtype
-STORAGE_DTYPES = {"fp32": np.dtype(np.float32), "fp16": np.dtype(np.float16),
-                  "int8": np.dtype(np.int8)}
+STORAGE_DTYPES = {
+    "fp32": np.dtype(np.float32),
+    "fp16": np.dtype(np.float16),
+    "int8": np.dtype(np.int8),
+}
 
-_INT_RANGES = {np.dtype(t): (np.iinfo(t).min, np.iinfo(t).max)
-               for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32)}
+_INT_RANGES = {
+    np.dtype(t): (np.iinfo(t).min, np.iinfo(t).max)
+    for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32)
+}
 
 
 # -- QuantizeLinear / DequantizeLinear -----------------------------------------------------------
@@ -75,13 +80,21 @@ def _infer_quantize(ctx: InferContext) -> list[TensorType]:
     return [TensorType(ctx.shape(0), out)]
 
 
-def quantize_linear(x: np.ndarray, y_scale: np.ndarray, y_zero_point: np.ndarray | None = None,
-                    *, axis: int = 1, saturate: int = 1, block_size: int = 0,
-                    output_dtype: int = 0) -> np.ndarray:
+def quantize_linear(
+    x: np.ndarray,
+    y_scale: np.ndarray,
+    y_zero_point: np.ndarray | None = None,
+    *,
+    axis: int = 1,
+    saturate: int = 1,
+    block_size: int = 0,
+    output_dtype: int = 0,
+) -> np.ndarray:
     """``saturate(round_half_even(x / y_scale) + y_zero_point)``."""
     if block_size:
-        raise EdgeInferError("QuantizeLinear with block_size (blocked quantization) is not "
-                             "supported")
+        raise EdgeInferError(
+            "QuantizeLinear with block_size (blocked quantization) is not supported"
+        )
     dtype = np.dtype(np.uint8) if y_zero_point is None else np.asarray(y_zero_point).dtype
     lo, hi = _INT_RANGES[dtype]
     scale = _per_axis(y_scale, x.ndim, axis).astype(np.float32)
@@ -94,8 +107,14 @@ def _infer_dequantize(ctx: InferContext) -> list[TensorType]:
     return [TensorType(ctx.shape(0), ctx.dtype(1))]
 
 
-def dequantize_linear(x: np.ndarray, x_scale: np.ndarray, x_zero_point: np.ndarray | None = None,
-                      *, axis: int = 1, block_size: int = 0) -> np.ndarray:
+def dequantize_linear(
+    x: np.ndarray,
+    x_scale: np.ndarray,
+    x_zero_point: np.ndarray | None = None,
+    *,
+    axis: int = 1,
+    block_size: int = 0,
+) -> np.ndarray:
     """``(x - x_zero_point) * x_scale``."""
     if block_size:
         raise EdgeInferError("DequantizeLinear with block_size is not supported")
@@ -124,8 +143,9 @@ def quantize_activation(x: np.ndarray, scale: float) -> np.ndarray:
 EXACT_F32_TERMS = 1024
 
 
-def int8_conv_accumulate(xq: np.ndarray, wq: np.ndarray, bq: np.ndarray | None = None,
-                         **geometry: Any) -> np.ndarray:
+def int8_conv_accumulate(
+    xq: np.ndarray, wq: np.ndarray, bq: np.ndarray | None = None, **geometry: Any
+) -> np.ndarray:
     """The int32 accumulator of an int8 convolution, exactly (returned as int32).
 
     ``xq`` and ``wq`` hold integers in the int8 range (any dtype); ``bq`` int32 per channel.
@@ -139,15 +159,20 @@ def int8_conv_accumulate(xq: np.ndarray, wq: np.ndarray, bq: np.ndarray | None =
     fan_in = w.shape[1] * taps
     group = int(geometry.get("group", 1) or 1)
     if fan_in <= EXACT_F32_TERMS:
-        acc = conv(np.asarray(xq, np.float32), w.astype(np.float32), None,
-                   **geometry).astype(np.float64)
+        acc = conv(np.asarray(xq, np.float32), w.astype(np.float32), None, **geometry).astype(
+            np.float64
+        )
     elif group == 1:
         step = max(1, EXACT_F32_TERMS // taps)
         x32, w32 = np.asarray(xq, np.float32), w.astype(np.float32)
         acc = None
         for c in range(0, w.shape[1], step):
-            part = conv(np.ascontiguousarray(x32[:, c : c + step]),
-                        np.ascontiguousarray(w32[:, c : c + step]), None, **geometry)
+            part = conv(
+                np.ascontiguousarray(x32[:, c : c + step]),
+                np.ascontiguousarray(w32[:, c : c + step]),
+                None,
+                **geometry,
+            )
             acc = part.astype(np.float64) if acc is None else acc + part
     else:
         acc = conv(np.asarray(xq, np.float64), w.astype(np.float64), None, **geometry)
@@ -209,8 +234,9 @@ def _infer_qconv(ctx: InferContext) -> list[TensorType]:
     if ctx.shape(2) != (ctx.shape(1)[0],):
         ctx.fail(f"w_scale must have one scale per output channel, got {ctx.shape(2)}")
     x = TensorType(ctx.shape(0), np.float32)
-    conv_ctx = InferContext(ctx.node, [x, TensorType(ctx.shape(1), np.float32)],
-                            [None, None], dict(a))
+    conv_ctx = InferContext(
+        ctx.node, [x, TensorType(ctx.shape(1), np.float32)], [None, None], dict(a)
+    )
     (out,) = _infer_conv(conv_ctx)
     residual = a.get("residual", "none")
     if (residual != "none") != ctx.has(4):
@@ -243,8 +269,16 @@ def qconv(
     xq = X if np.asarray(X).dtype == np.int8 else quantize_activation(X, x_scale)
     if Z is not None:
         Z = _as_float(Z, z_scale)
-    acc = int8_conv_accumulate(xq, W, B, group=group, strides=strides, pads=pads,
-                               dilations=dilations, kernel_shape=kernel_shape)
+    acc = int8_conv_accumulate(
+        xq,
+        W,
+        B,
+        group=group,
+        strides=strides,
+        pads=pads,
+        dilations=dilations,
+        kernel_shape=kernel_shape,
+    )
     multiplier = (float(x_scale) * np.asarray(w_scale, np.float64)).reshape(1, -1, 1, 1)
     y = (acc * multiplier).astype(np.float32)
     if residual == "pre" and Z is not None:
@@ -283,8 +317,16 @@ def _infer_qgemm(ctx: InferContext) -> list[TensorType]:
 
 
 @OPS.register("QGemm", 1, domain=DOMAIN, infer=_infer_qgemm, foldable=False)
-def qgemm(X: np.ndarray, W: np.ndarray, w_scale: np.ndarray, B: np.ndarray | None = None, *,
-          x_scale: float, out_precision: str = "fp32", out_scale: float = 0.0) -> np.ndarray:
+def qgemm(
+    X: np.ndarray,
+    W: np.ndarray,
+    w_scale: np.ndarray,
+    B: np.ndarray | None = None,
+    *,
+    x_scale: float,
+    out_precision: str = "fp32",
+    out_scale: float = 0.0,
+) -> np.ndarray:
     """INT8 ``X @ W.T + B`` over X's last axis (an INT8 Gemm with transB=1, or MatMul)."""
     lead = X.shape[:-1]
     flat = np.reshape(X, (-1, X.shape[-1]))
@@ -297,7 +339,6 @@ def qgemm(X: np.ndarray, W: np.ndarray, w_scale: np.ndarray, B: np.ndarray | Non
 
 
 # -- Reformat -----------------------------------------------------------------------------------
-
 
 
 def _infer_reformat(ctx: InferContext) -> list[TensorType]:
@@ -331,8 +372,9 @@ def _inner(op: str, domain: str, opset: int) -> OpDef:
 
     found = get_registry().resolve(domain, op, int(opset))
     if found is None:
-        raise EdgeInferError(f"Fp16Layer wraps {domain or 'ai.onnx'}::{op}, which has no kernel "
-                             f"at opset {opset}")
+        raise EdgeInferError(
+            f"Fp16Layer wraps {domain or 'ai.onnx'}::{op}, which has no kernel at opset {opset}"
+        )
     return found
 
 
@@ -342,11 +384,16 @@ def _infer_fp16_layer(ctx: InferContext) -> list[TensorType]:
         inner = _inner(a["op"], a.get("op_domain", ""), a.get("opset", 17))
     except (KeyError, EdgeInferError) as exc:
         ctx.fail(f"cannot resolve the wrapped op: {exc}")
-    types = [None if t is None else
-             TensorType(t.shape, np.float32) if t.dtype == np.float16 else t
-             for t in ctx.input_types]
-    sub = InferContext(Node(a["op"], ctx.node.name, a.get("op_domain", "")), types,
-                       ctx.input_values, {**inner.defaults, **a.get("op_attrs", {})})
+    types = [
+        None if t is None else TensorType(t.shape, np.float32) if t.dtype == np.float16 else t
+        for t in ctx.input_types
+    ]
+    sub = InferContext(
+        Node(a["op"], ctx.node.name, a.get("op_domain", "")),
+        types,
+        ctx.input_values,
+        {**inner.defaults, **a.get("op_attrs", {})},
+    )
     outs = list(inner.infer(sub))
     for k in a.get("fp16_outputs", ()):
         if not (isinstance(k, int) and 0 <= k < len(outs) and outs[k].dtype == np.float32):
@@ -356,15 +403,22 @@ def _infer_fp16_layer(ctx: InferContext) -> list[TensorType]:
 
 
 @OPS.register("Fp16Layer", 1, domain=DOMAIN, infer=_infer_fp16_layer, foldable=False)
-def fp16_layer(*inputs: np.ndarray | None, op: str, op_domain: str = "",
-               op_attrs: dict[str, Any] | None = None, opset: int = 17,
-               round_inputs: Sequence[int] = (), fp16_outputs: Sequence[int] = ()) -> Any:
+def fp16_layer(
+    *inputs: np.ndarray | None,
+    op: str,
+    op_domain: str = "",
+    op_attrs: dict[str, Any] | None = None,
+    opset: int = 17,
+    round_inputs: Sequence[int] = (),
+    fp16_outputs: Sequence[int] = (),
+) -> Any:
     """Run the wrapped layer on FP16-stored data; float outputs come back FP16-rounded, as
     float16 for the outputs in ``fp16_outputs`` (stored in float16), else in float32."""
     inner = _inner(op, op_domain, opset)
-    args = [None if x is None else
-            np.asarray(x, np.float32) if np.asarray(x).dtype == np.float16 else x
-            for x in inputs]
+    args = [
+        None if x is None else np.asarray(x, np.float32) if np.asarray(x).dtype == np.float16 else x
+        for x in inputs
+    ]
     for k in round_inputs:
         if args[k] is not None:
             args[k] = round_fp16(args[k])

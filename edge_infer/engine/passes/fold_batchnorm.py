@@ -26,7 +26,8 @@ def _foldable_conv(node: Node) -> bool:
     bias = ins[2] if len(ins) > 2 else None
     return (
         is_float(ins[0])
-        and ins[1] is not None and ins[1].is_const
+        and ins[1] is not None
+        and ins[1].is_const
         and (bias is None or bias.is_const)
         and node.outputs[0].type is not None
     )
@@ -45,18 +46,23 @@ def _per_channel(c: np.ndarray, out_shape: tuple, channels: int) -> np.ndarray |
 
 
 def _batchnorm_affine(bn: Node, channels: int) -> Affine | None:
-    if bn.domain != "" or int(bn.attrs.get("training_mode", 0)) or not int(
-        bn.attrs.get("spatial", 1)
+    if (
+        bn.domain != ""
+        or int(bn.attrs.get("training_mode", 0))
+        or not int(bn.attrs.get("spatial", 1))
     ):
         return None
     params = bn.inputs[1:5]
-    if len(params) != 4 or any(p is None or p.const is None or p.const.size != channels
-                               for p in params):
+    if len(params) != 4 or any(
+        p is None or p.const is None or p.const.size != channels for p in params
+    ):
         return None
     if any(out.uses for out in bn.outputs[1:]):
         return None
-    scale, bias, mean, var = (np.asarray(p.const, np.float64).reshape(-1)  # type: ignore[union-attr]
-                              for p in params)
+    scale, bias, mean, var = (
+        np.asarray(p.const, np.float64).reshape(-1)  # type: ignore[union-attr]
+        for p in params
+    )
     s = scale / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
     return s, bias - mean * s
 
@@ -134,11 +140,18 @@ class FoldBatchNorm(Pass):
         b_value = conv.inputs[2] if len(conv.inputs) > 2 else None
         b = np.zeros(channels) if b_value is None else np.asarray(b_value.const, np.float64)
         dtype = w_value.dtype
-        new_w = graph.add_constant(f"{conv.name}_W_folded", _scale_weights(conv, w, s)
-                                   .astype(dtype))
+        new_w = graph.add_constant(
+            f"{conv.name}_W_folded", _scale_weights(conv, w, s).astype(dtype)
+        )
         new_b = graph.add_constant(f"{conv.name}_B_folded", (b * s + t).astype(dtype))
         return replace_nodes(
-            graph, [conv, user], conv.op_type, [conv.inputs[0], new_w, new_b],
-            [user.outputs[0]], dict(conv.attrs), name=conv.name, domain="",
+            graph,
+            [conv, user],
+            conv.op_type,
+            [conv.inputs[0], new_w, new_b],
+            [user.outputs[0]],
+            dict(conv.attrs),
+            name=conv.name,
+            domain="",
             members=[*members_of(conv), *members_of(user)],
         )

@@ -26,8 +26,13 @@ from edge_infer.engine.passes.patterns import (
 )
 
 #: ONNX op -> FusedConv activation for the ops without parameters
-_PLAIN = {"Relu": "relu", "Sigmoid": "sigmoid", "HardSwish": "hard_swish", "Mish": "mish",
-          "Tanh": "tanh"}
+_PLAIN = {
+    "Relu": "relu",
+    "Sigmoid": "sigmoid",
+    "HardSwish": "hard_swish",
+    "Mish": "mish",
+    "Tanh": "tanh",
+}
 
 #: Clip's bounds when omitted, and ONNX's float32 attribute defaults, as the kernels see them
 _FLT_MAX = float(np.finfo(np.float32).max)
@@ -40,8 +45,11 @@ Match = tuple[list[Node], Value, str, list[float]]  # (act nodes, final output, 
 def _takes_activation(node: Node) -> bool:
     if is_conv(node):
         return True
-    return is_fused_conv(node) and not node.attrs.get("activation") and \
-        node.attrs.get("residual", "none") in ("none", "pre")
+    return (
+        is_fused_conv(node)
+        and not node.attrs.get("activation")
+        and node.attrs.get("residual", "none") in ("none", "pre")
+    )
 
 
 def _scalar(value: Value | None) -> float | None:
@@ -180,8 +188,16 @@ class FuseConvActivation(Pass):
             attrs["activation"], attrs["activation_params"] = activation, params
             ins = list(node.inputs) + [None] * (4 - len(node.inputs))
             members = members_of(node) + [m for n in act_nodes for m in members_of(n)]
-            replace_nodes(graph, [node, *act_nodes], "FusedConv", ins, [out], attrs,
-                          name=node.name, members=members)
+            replace_nodes(
+                graph,
+                [node, *act_nodes],
+                "FusedConv",
+                ins,
+                [out],
+                attrs,
+                name=node.name,
+                members=members,
+            )
             modified = True
         if modified:
             graph.topological_sort()

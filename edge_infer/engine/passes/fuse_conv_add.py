@@ -65,8 +65,16 @@ class FuseConvAdd(Pass):
             attrs["residual"] = mode
             x, w, *rest = conv.inputs
             bias = rest[0] if rest else None
-            replace_nodes(graph, [conv, add], "FusedConv", [x, w, bias, z], [add.outputs[0]],
-                          attrs, name=conv.name, members=members_of(conv) + members_of(add))
+            replace_nodes(
+                graph,
+                [conv, add],
+                "FusedConv",
+                [x, w, bias, z],
+                [add.outputs[0]],
+                attrs,
+                name=conv.name,
+                members=members_of(conv) + members_of(add),
+            )
             modified = True
         if modified:
             graph.topological_sort()

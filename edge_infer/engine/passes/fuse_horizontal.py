@@ -30,16 +30,24 @@ def _key(node: Node, x: Value) -> tuple[Any, ...] | None:
     if not (is_conv(node) or is_fused_conv(node)) or node.inputs[0] is not x:
         return None
     ins = node.inputs
-    if ins[1] is None or ins[1].const is None or (len(ins) > 2 and ins[2] is not None
-                                                   and ins[2].const is None):
+    if (
+        ins[1] is None
+        or ins[1].const is None
+        or (len(ins) > 2 and ins[2] is not None and ins[2].const is None)
+    ):
         return None
     attrs = fused_conv_attrs(node)
     if attrs["group"] != 1 or attrs["residual"] != "none" or len(ins) > 3:
         return None
     return (
-        tuple(attrs["kernel_shape"]), tuple(attrs["strides"]), tuple(attrs["pads"]),
-        tuple(attrs["dilations"]), attrs["activation"], tuple(attrs["activation_params"]),
-        ins[1].dtype, node.outputs[0].type.shape[2:],  # type: ignore[union-attr]
+        tuple(attrs["kernel_shape"]),
+        tuple(attrs["strides"]),
+        tuple(attrs["pads"]),
+        tuple(attrs["dilations"]),
+        attrs["activation"],
+        tuple(attrs["activation_params"]),
+        ins[1].dtype,
+        node.outputs[0].type.shape[2:],  # type: ignore[union-attr]
     )
 
 
@@ -62,26 +70,39 @@ def _merge(graph: Graph, x: Value, siblings: list[Node]) -> None:
     w = graph.add_constant(f"{first.name}_W_merged", np.concatenate(weights, axis=0))
     b = None
     if any(v is not None for v in biases):
-        b = graph.add_constant(f"{first.name}_B_merged", np.concatenate([
-            np.zeros(m, dtype) if v is None else np.asarray(v.const, dtype)
-            for v, m in zip(biases, sizes, strict=True)
-        ]))
+        b = graph.add_constant(
+            f"{first.name}_B_merged",
+            np.concatenate(
+                [
+                    np.zeros(m, dtype) if v is None else np.asarray(v.const, dtype)
+                    for v, m in zip(biases, sizes, strict=True)
+                ]
+            ),
+        )
     attrs = fused_conv_attrs(first)
     members = [m for n in siblings for m in members_of(n)]
     shape = outs[0].shape
-    wide = graph.add_value(f"{first.name}_merged_out",
-                           TensorType((shape[0], sum(sizes), *shape[2:]), outs[0].dtype))
+    wide = graph.add_value(
+        f"{first.name}_merged_out", TensorType((shape[0], sum(sizes), *shape[2:]), outs[0].dtype)
+    )
     for node in siblings:
         graph.remove_node(node, force=True)
-    fused = graph.add_node("FusedConv", [x, w] + ([b] if b is not None else []), [wide], attrs,
-                           name=f"{first.name}_merged", domain=DOMAIN)
+    fused = graph.add_node(
+        "FusedConv",
+        [x, w] + ([b] if b is not None else []),
+        [wide],
+        attrs,
+        name=f"{first.name}_merged",
+        domain=DOMAIN,
+    )
     fused.meta["members"] = members
     graph.opsets[DOMAIN] = FUSED_OPSET
     split_attrs: dict[str, Any] = {"axis": 1}
     split_inputs: list[Value | None] = [wide]
     if graph.opsets.get("", 17) >= 13:
-        split_inputs.append(graph.add_constant(f"{first.name}_split_sizes",
-                                               np.array(sizes, np.int64)))
+        split_inputs.append(
+            graph.add_constant(f"{first.name}_split_sizes", np.array(sizes, np.int64))
+        )
     else:
         split_attrs["split"] = sizes
     split = graph.add_node("Split", split_inputs, outs, split_attrs, name=f"{first.name}_split")

@@ -16,11 +16,37 @@ from edge_infer.engine.ops.fused import DOMAIN
 from edge_infer.engine.passes.base import Pass, PassResult
 from edge_infer.engine.passes.patterns import is_float, members_of, only_use, replace_nodes
 
-UNARY = frozenset({
-    "Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu", "Celu",
-    "Softplus", "Softsign", "Mish", "Gelu", "ThresholdedRelu", "Exp", "Log", "Sqrt",
-    "Reciprocal", "Neg", "Abs", "Floor", "Ceil", "Round", "Erf", "Sin", "Cos", "Clip",
-})
+UNARY = frozenset(
+    {
+        "Relu",
+        "LeakyRelu",
+        "Sigmoid",
+        "Tanh",
+        "HardSigmoid",
+        "HardSwish",
+        "Elu",
+        "Selu",
+        "Celu",
+        "Softplus",
+        "Softsign",
+        "Mish",
+        "Gelu",
+        "ThresholdedRelu",
+        "Exp",
+        "Log",
+        "Sqrt",
+        "Reciprocal",
+        "Neg",
+        "Abs",
+        "Floor",
+        "Ceil",
+        "Round",
+        "Erf",
+        "Sin",
+        "Cos",
+        "Clip",
+    }
+)
 BINARY = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu"})
 
 
@@ -75,9 +101,11 @@ class _Chain:
             steps = self._inline(node)
         else:
             args = [self.operand(v) for v in node.inputs]
-            steps = None if any(a is False for a in args) else [
-                {"op": node.op_type, "args": args, "attrs": dict(node.attrs)}
-            ]
+            steps = (
+                None
+                if any(a is False for a in args)
+                else [{"op": node.op_type, "args": args, "attrs": dict(node.attrs)}]
+            )
         if steps is None:
             self.inputs = saved
             return False
@@ -118,8 +146,9 @@ def _start(node: Node) -> _Chain | None:
         chain.acc = node.outputs[0]
         return chain
     out = node.outputs[0]
-    candidates = node.inputs[:1] if node.op_type in UNARY or node.op_type == "PRelu" \
-        else node.inputs
+    candidates = (
+        node.inputs[:1] if node.op_type in UNARY or node.op_type == "PRelu" else node.inputs
+    )
     for main in candidates:
         if main is not None and main.const is None and main.type == out.type:
             chain = _Chain(main)
@@ -149,8 +178,13 @@ class FusePointwise(Pass):
                 continue
             head = chain.nodes[0]
             replace_nodes(
-                graph, chain.nodes, "Pointwise", chain.inputs, [chain.acc],
-                {"steps": chain.steps, "opset": opset}, name=head.name,
+                graph,
+                chain.nodes,
+                "Pointwise",
+                chain.inputs,
+                [chain.acc],
+                {"steps": chain.steps, "opset": opset},
+                name=head.name,
                 members=[m for n in chain.nodes for m in members_of(n)],
             )
             modified = True

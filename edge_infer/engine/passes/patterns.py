@@ -47,7 +47,8 @@ def is_conv(node: Node | None) -> bool:
     ins = node.inputs
     return (
         is_float(ins[0])
-        and ins[1] is not None and ins[1].is_const
+        and ins[1] is not None
+        and ins[1].is_const
         and (len(ins) < 3 or ins[2] is None or ins[2].is_const)
     )
 
@@ -64,7 +65,12 @@ def explicit_conv_attrs(node: Node) -> dict[str, Any]:
     a = node.attrs
     kernel = [int(k) for k in w.shape[2:]]
     strides, dilations, begin, end, _ = window_geometry(
-        node.op_type, x.shape[2:], kernel, a.get("strides"), a.get("dilations"), a.get("pads"),
+        node.op_type,
+        x.shape[2:],
+        kernel,
+        a.get("strides"),
+        a.get("dilations"),
+        a.get("pads"),
         a.get("auto_pad", "NOTSET"),
     )
     return {
@@ -84,8 +90,12 @@ def fused_conv_attrs(node: Node) -> dict[str, Any]:
         attrs.setdefault("activation", "")
         attrs.setdefault("residual", "none")
         return attrs
-    return {**explicit_conv_attrs(node), "activation": "", "activation_params": [],
-            "residual": "none"}
+    return {
+        **explicit_conv_attrs(node),
+        "activation": "",
+        "activation_params": [],
+        "residual": "none",
+    }
 
 
 def trim_inputs(inputs: Sequence[Value | None]) -> list[Value | None]:
@@ -126,8 +136,9 @@ def replace_nodes(
                 )
     for node in reversed(list(old)):
         graph.remove_node(node, force=True)
-    node = graph.add_node(op_type, trim_inputs(inputs), list(outputs), attrs, name=name,
-                          domain=domain)
+    node = graph.add_node(
+        op_type, trim_inputs(inputs), list(outputs), attrs, name=name, domain=domain
+    )
     node.meta["members"] = list(members) if members is not None else [n.name for n in old]
     if domain == DOMAIN:
         graph.opsets[DOMAIN] = FUSED_OPSET

@@ -50,8 +50,9 @@ __all__ = [
 ]
 
 
-def precision_settings(opts: BuildOptions
-                       ) -> tuple[str, str, dict[str, str], CalibrationCache | None]:
+def precision_settings(
+    opts: BuildOptions,
+) -> tuple[str, str, dict[str, str], CalibrationCache | None]:
     """``(mode, fallback, overrides, cache)`` of the build options (validated when they were
     made); the cache is the in-memory one, else the ``calib_cache`` file's."""
     cache = opts.calibration
@@ -71,9 +72,11 @@ def apply_precision(graph: Graph, opts: BuildOptions) -> Graph:
         return graph
     needs_scales = mode == "int8" or "int8" in overrides.values()
     if needs_scales and cache is None:
-        raise BuildError("an INT8 build needs calibration scales: create a cache with "
-                         "`edge-infer calibrate MODEL.onnx --data FRAMES -o model.calib` and "
-                         "pass --calib-cache model.calib")
+        raise BuildError(
+            "an INT8 build needs calibration scales: create a cache with "
+            "`edge-infer calibrate MODEL.onnx --data FRAMES -o model.calib` and "
+            "pass --calib-cache model.calib"
+        )
     if cache is not None:
         cache.check_model(graph.meta.get("model_sha256"))
     if cache is not None and mode == "int8":
@@ -85,8 +88,9 @@ def apply_precision(graph: Graph, opts: BuildOptions) -> Graph:
         cache.check_covers(names, {n: graph.value(n).dtype for n in names})
     scales = dict(cache.scales) if cache is not None else {}
     overflow = set(cache.fp16_overflow) if cache is not None else set()
-    assignment = assign_precision(graph, mode, fallback=fallback, overrides=overrides,
-                                  scales=scales, fp16_overflow=overflow)
+    assignment = assign_precision(
+        graph, mode, fallback=fallback, overrides=overrides, scales=scales, fp16_overflow=overflow
+    )
     counts = lower(graph, assignment, scales, fallback)
     graph.meta["precision"] = {
         "mode": mode,
@@ -118,6 +122,8 @@ def precision_flags(opts: BuildOptions) -> list[str]:
     if mode == "int8":
         flags += ["--int8", "--calib-cache", str(opts.calib_cache or "CACHE")]
     if opts.layer_precision:
-        flags += ["--layer-precision",
-                  ",".join(f"{k}:{v}" for k, v in opts.layer_precision.items())]
+        flags += [
+            "--layer-precision",
+            ",".join(f"{k}:{v}" for k, v in opts.layer_precision.items()),
+        ]
     return flags

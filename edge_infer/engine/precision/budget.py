@@ -18,13 +18,15 @@ from edge_infer.engine.ir import Graph
 from edge_infer.engine.shape_inference import node_attrs, resolve_op
 
 
-def layer_sensitivity(fp32: Graph, int8: Graph, feeds: Sequence[Mapping[str, np.ndarray]]
-                      ) -> dict[str, float]:
+def layer_sensitivity(
+    fp32: Graph, int8: Graph, feeds: Sequence[Mapping[str, np.ndarray]]
+) -> dict[str, float]:
     """Normalized error each INT8 layer of ``int8`` adds, given exact FP32 inputs."""
     from edge_infer.engine.precision.capture import TensorCapture, float_activations
 
-    layers = [n for n in int8.nodes
-              if n.meta.get("precision") == "int8" and "reformat" not in n.meta]
+    layers = [
+        n for n in int8.nodes if n.meta.get("precision") == "int8" and "reformat" not in n.meta
+    ]
     capture = TensorCapture(fp32, float_activations(fp32))
     err = {n.name: 0.0 for n in layers}
     ref = {n.name: 0.0 for n in layers}
@@ -33,8 +35,14 @@ def layer_sensitivity(fp32: Graph, int8: Graph, feeds: Sequence[Mapping[str, np.
         values = {**feed, **values}  # graph inputs are read by the first layers
         for node in layers:
             op = resolve_op(int8, node)
-            args = [None if v is None else v.const if v.const is not None
-                    else values[_float_source(v).name] for v in node.inputs]
+            args = [
+                None
+                if v is None
+                else v.const
+                if v.const is not None
+                else values[_float_source(v).name]
+                for v in node.inputs
+            ]
             # the layer alone: fed FP32 values (it quantizes them), its result kept in float
             attrs = {**node_attrs(op, node), "out_precision": "fp32"}
             y = np.asarray(op.kernel(*args, **attrs), np.float64)

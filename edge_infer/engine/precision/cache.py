@@ -76,8 +76,10 @@ class CalibrationCache:
             f"tensors: {len(self.scales)}",
         ]
         for name in sorted(self.scales):
-            lines.append(f"tensor: {float(self.scales[name]).hex()} "
-                         f"{float(self.amax.get(name, 0.0)).hex()} {name}")
+            lines.append(
+                f"tensor: {float(self.scales[name]).hex()} "
+                f"{float(self.amax.get(name, 0.0)).hex()} {name}"
+            )
         body = "\n".join(lines) + "\n"
         return f"{body}{_CHECKSUM}{hashlib.sha256(body.encode()).hexdigest()}\n"
 
@@ -105,15 +107,15 @@ class CalibrationCache:
         try:
             text = p.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise CalibrationError(f"calibration cache {p} does not exist; create it with "
-                                   "`edge-infer calibrate MODEL.onnx --data PATH -o CACHE`"
-                                   ) from None
+            raise CalibrationError(
+                f"calibration cache {p} does not exist; create it with "
+                "`edge-infer calibrate MODEL.onnx --data PATH -o CACHE`"
+            ) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise CalibrationError(f"calibration cache {p} cannot be read: {exc}") from exc
         return cls.from_text(text, str(p))
 
-    def check_covers(self, names: list[str], dtypes: Mapping[str, np.dtype] | None = None
-                     ) -> None:
+    def check_covers(self, names: list[str], dtypes: Mapping[str, np.dtype] | None = None) -> None:
         """Refuse a cache that lacks a scale for any of ``names`` (the tensors an INT8 build
         quantizes: a cut cache would otherwise give a mostly-FP32 "INT8" engine), or whose
         amax for one of them is beyond the range of its dtype in ``dtypes``."""
@@ -139,9 +141,11 @@ class CalibrationCache:
     def from_text(cls, text: str, where: str = "<text>") -> CalibrationCache:
         lines = text.splitlines()
         if not lines or lines[0].strip() != MAGIC:
-            raise CalibrationError(f"{where} is not an edge_infer calibration cache (the first "
-                                   f"line must be {MAGIC!r}); recreate it with "
-                                   "`edge-infer calibrate`")
+            raise CalibrationError(
+                f"{where} is not an edge_infer calibration cache (the first "
+                f"line must be {MAGIC!r}); recreate it with "
+                "`edge-infer calibrate`"
+            )
         lines = _checked_body(text, lines, where)
         header: dict[str, str] = {}
         scales: dict[str, float] = {}
@@ -174,28 +178,47 @@ class CalibrationCache:
             amax[parts[2]] = top
         missing = [k for k in ("version", "calibrator", "model_sha256") if k not in header]
         if missing:
-            raise CalibrationError(f"calibration cache {where} is corrupt: header lacks "
-                                   f"{', '.join(missing)}; recreate it with `edge-infer calibrate`")
+            raise CalibrationError(
+                f"calibration cache {where} is corrupt: header lacks "
+                f"{', '.join(missing)}; recreate it with `edge-infer calibrate`"
+            )
         if header["version"] not in _READS:
-            raise CalibrationError(f"calibration cache {where} has format version "
-                                   f"{header['version']}; this edge_infer reads versions "
-                                   f"{', '.join(_READS)}. Recreate it with `edge-infer calibrate`")
+            raise CalibrationError(
+                f"calibration cache {where} has format version "
+                f"{header['version']}; this edge_infer reads versions "
+                f"{', '.join(_READS)}. Recreate it with `edge-infer calibrate`"
+            )
         if header["version"] == "1":
-            log.warning("calibration cache %s has format version 1, without a checksum: a cut "
-                        "or edited cache is only caught when a tensor lacks its scale; to "
-                        "rewrite it as version 2, %s", where, _RECALIBRATE)
+            log.warning(
+                "calibration cache %s has format version 1, without a checksum: a cut "
+                "or edited cache is only caught when a tensor lacks its scale; to "
+                "rewrite it as version 2, %s",
+                where,
+                _RECALIBRATE,
+            )
         elif header.get("tensors") != str(len(scales)):
-            raise CalibrationError(f"calibration cache {where} is corrupt: it declares "
-                                   f"{header.get('tensors')} tensors and lists {len(scales)}; "
-                                   f"{_RECALIBRATE}")
+            raise CalibrationError(
+                f"calibration cache {where} is corrupt: it declares "
+                f"{header.get('tensors')} tensors and lists {len(scales)}; "
+                f"{_RECALIBRATE}"
+            )
         try:
             frames = int(header.get("frames", "0"))
         except ValueError:
-            raise CalibrationError(f"calibration cache {where} is corrupt: frames "
-                                   f"{header['frames']!r} is not a number") from None
+            raise CalibrationError(
+                f"calibration cache {where} is corrupt: frames {header['frames']!r} is not a number"
+            ) from None
         overflow = [n for n in header.get("fp16_overflow", "").split(",") if n]
-        return cls(header["calibrator"], header["model_sha256"], scales, amax, frames, overflow,
-                   header.get("edge_infer_version", "?"), where)
+        return cls(
+            header["calibrator"],
+            header["model_sha256"],
+            scales,
+            amax,
+            frames,
+            overflow,
+            header.get("edge_infer_version", "?"),
+            where,
+        )
 
 
 def _checked_body(text: str, lines: list[str], where: str) -> list[str]:
@@ -205,16 +228,22 @@ def _checked_body(text: str, lines: list[str], where: str) -> list[str]:
         return lines
     last = lines[-1] if text.endswith("\n") else ""
     if not last.startswith(_CHECKSUM):
-        raise CalibrationError(f"calibration cache {where} is truncated (its last line is not "
-                               f"the {_CHECKSUM.strip()} checksum); {_RECALIBRATE}")
+        raise CalibrationError(
+            f"calibration cache {where} is truncated (its last line is not "
+            f"the {_CHECKSUM.strip()} checksum); {_RECALIBRATE}"
+        )
     body = text[: len(text) - len(last) - 1]
     if hashlib.sha256(body.encode()).hexdigest() != last[len(_CHECKSUM) :].strip():
-        raise CalibrationError(f"calibration cache {where} is corrupt (checksum mismatch): it "
-                               f"was cut or edited after it was written; {_RECALIBRATE}")
+        raise CalibrationError(
+            f"calibration cache {where} is corrupt (checksum mismatch): it "
+            f"was cut or edited after it was written; {_RECALIBRATE}"
+        )
     return lines[:-1]
 
 
 def _corrupt(where: str, number: int, line: str, why: str = "") -> CalibrationError:
     detail = f" ({why})" if why else ""
-    return CalibrationError(f"calibration cache {where} is corrupt at line {number}: "
-                            f"{line[:80]!r}{detail}; recreate it with `edge-infer calibrate`")
+    return CalibrationError(
+        f"calibration cache {where} is corrupt at line {number}: "
+        f"{line[:80]!r}{detail}; recreate it with `edge-infer calibrate`"
+    )

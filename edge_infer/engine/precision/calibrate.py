@@ -52,7 +52,7 @@ class CalibrationResult:
         for name in rows:
             s = self.stats.get(name)
             lo, hi = (s.min, s.max) if s is not None and s.count else (0.0, 0.0)
-            label = name if len(name) <= width else "…" + name[-(width - 1):]
+            label = name if len(name) <= width else "…" + name[-(width - 1) :]
             amax, scale = self.cache.amax.get(name, 0.0), self.cache.scales[name]
             lines.append(f"{label:<{width}} {lo:>11.4g} {hi:>11.4g} {amax:>11.4g} {scale:>11.4g}")
         return "\n".join(lines)
@@ -60,8 +60,11 @@ class CalibrationResult:
 
 def calibration_tensors(graph: Graph) -> list[str]:
     """The tensors an INT8 build needs scales for: inputs of quantizable convolutions."""
-    names = [n.inputs[0].name for n in graph.nodes  # type: ignore[union-attr]
-             if is_quantizable(n) and int8_exclusion(n) is None]
+    names = [
+        n.inputs[0].name
+        for n in graph.nodes  # type: ignore[union-attr]
+        if is_quantizable(n) and int8_exclusion(n) is None
+    ]
     return list(dict.fromkeys(names))
 
 
@@ -79,13 +82,16 @@ def calibrate_graph(
     ``frames`` (each one input sample, e.g. ``[C, H, W]``, with or without the batch axis of
     1); the cache is tied to ``model_sha256``."""
     if calibrator not in CALIBRATORS:
-        raise CalibrationError(f"unknown calibrator {calibrator!r}; choose one of "
-                               f"{', '.join(CALIBRATORS)}")
+        raise CalibrationError(
+            f"unknown calibrator {calibrator!r}; choose one of {', '.join(CALIBRATORS)}"
+        )
     sha = model_sha256
     wanted = calibration_tensors(graph)
     if not wanted:
-        raise CalibrationError(f"model '{graph.name}' has no layer INT8 can quantize "
-                               "(2-D convolutions with constant weights)")
+        raise CalibrationError(
+            f"model '{graph.name}' has no layer INT8 can quantize "
+            "(2-D convolutions with constant weights)"
+        )
     watched = float_activations(graph)
     capture = TensorCapture(graph, [*wanted, *watched])
     inp = graph.inputs[0]
@@ -97,8 +103,10 @@ def calibrate_graph(
         if x.ndim == len(inp.shape) - 1:
             x = x[None]
         if tuple(x.shape) != tuple(inp.shape):
-            raise CalibrationError(f"frame {index} has shape {list(x.shape)}; the model input "
-                                   f"'{inp.name}' takes {list(inp.shape)}")
+            raise CalibrationError(
+                f"frame {index} has shape {list(x.shape)}; the model input "
+                f"'{inp.name}' takes {list(inp.shape)}"
+            )
         if not np.isfinite(x).all():
             bad = int(x.size - np.isfinite(x).sum())
             result.skipped.append((index, f"{bad} NaN/Inf values"))
@@ -117,21 +125,33 @@ def calibrate_graph(
         if on_frame is not None:
             on_frame(index)
     if result.frames_used == 0:
-        raise CalibrationError("no usable calibration frame: "
-                               + ("every frame held NaN/Inf values" if result.skipped
-                                  else "the data source gave no frames"))
+        raise CalibrationError(
+            "no usable calibration frame: "
+            + (
+                "every frame held NaN/Inf values"
+                if result.skipped
+                else "the data source gave no frames"
+            )
+        )
     cache = result.cache
     cache.frames = result.frames_used
     for name, s in stats.items():
         if s.nonfinite:
-            log.warning("tensor '%s' took %d NaN/Inf values during calibration; they were left "
-                        "out of its statistics", name, s.nonfinite)
+            log.warning(
+                "tensor '%s' took %d NaN/Inf values during calibration; they were left "
+                "out of its statistics",
+                name,
+                s.nonfinite,
+            )
         amax = compute_amax(s, calibrator, percentile)
         cache.scales[name] = scale_from_amax(amax)
         cache.amax[name] = float(amax)
     cache.fp16_overflow = sorted(n for n, p in peaks.items() if p > FP16_MAX)
     if cache.fp16_overflow:
-        log.warning("values beyond the FP16 range (|x| > 65504) in: %s; FP16 builds keep the "
-                    "layers producing them in FP32", ", ".join(cache.fp16_overflow))
+        log.warning(
+            "values beyond the FP16 range (|x| > 65504) in: %s; FP16 builds keep the "
+            "layers producing them in FP32",
+            ", ".join(cache.fp16_overflow),
+        )
     result.stats = stats
     return result

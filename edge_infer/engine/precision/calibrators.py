@@ -141,23 +141,26 @@ def kl_divergences(hist: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     zero = np.zeros(1)
     csum = np.concatenate([zero, np.cumsum(h)])
     cnz = np.concatenate([zero, np.cumsum(h > 0)])
-    hlogh = np.concatenate([zero, np.cumsum(np.where(h > 0, h * np.log(np.where(h > 0, h, 1)),
-                                                     0.0))])
+    hlogh = np.concatenate(
+        [zero, np.cumsum(np.where(h > 0, h * np.log(np.where(h > 0, h, 1)), 0.0))]
+    )
     i = np.asarray(thresholds, np.int64)
     edges = (np.arange(NUM_QUANT_BINS + 1)[None, :] * i[:, None]) // NUM_QUANT_BINS
     sums = csum[edges[:, 1:]] - csum[edges[:, :-1]]
     counts = cnz[edges[:, 1:]] - cnz[edges[:, :-1]]
     used = counts > 0
     share = np.divide(sums, counts, out=np.ones_like(sums), where=used)
-    p_log_q = np.sum(np.where(used, sums * np.log(np.where(used & (share > 0), share, 1.0)), 0.0),
-                     axis=1)
+    p_log_q = np.sum(
+        np.where(used, sums * np.log(np.where(used & (share > 0), share, 1.0)), 0.0), axis=1
+    )
     below = csum[i]
     tail = total - below
     last = h[i - 1]
     p_log_q += np.where(tail > 0, tail * np.log(np.where(used[:, -1], share[:, -1], 1.0)), 0.0)
     p_last = last + tail
-    p_log_p = hlogh[i - 1] + np.where(p_last > 0, p_last * np.log(np.where(p_last > 0, p_last,
-                                                                            1.0)), 0.0)
+    p_log_p = hlogh[i - 1] + np.where(
+        p_last > 0, p_last * np.log(np.where(p_last > 0, p_last, 1.0)), 0.0
+    )
     with np.errstate(divide="ignore"):
         kl = (p_log_p - p_log_q) / total + np.log(below / total)
     kl[(tail > 0) & (last == 0)] = np.inf  # the tail lands in a bin Q says is empty

@@ -52,8 +52,9 @@ class TensorCapture:
     def names(self) -> list[str]:
         return list(self._public)
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray],
-                                                             dict[str, np.ndarray]]:
+    def run(
+        self, feeds: Mapping[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """``(graph outputs by public name, captured tensors by tensor name)``."""
         out = self._program.run(self._state, feeds)
         outputs = {name: out[name] for name in self.output_names}
@@ -64,9 +65,13 @@ class TensorCapture:
 def float_activations(graph: Graph) -> list[str]:
     """Names of every real-valued tensor a node produces, in graph order: float32, and the
     float16 / int8 tensors a reduced-precision engine stores (``value.meta["storage"]``)."""
-    return [v.name for n in graph.nodes for v in n.outputs
-            if v.type is not None and (v.dtype == np.float32 or (
-                "storage" in v.meta and v.dtype in (np.float16, np.int8)))]
+    return [
+        v.name
+        for n in graph.nodes
+        for v in n.outputs
+        if v.type is not None
+        and (v.dtype == np.float32 or ("storage" in v.meta and v.dtype in (np.float16, np.int8)))
+    ]
 
 
 def real_values(graph: Graph, name: str, array: np.ndarray) -> np.ndarray:

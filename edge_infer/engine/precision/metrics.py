@@ -57,13 +57,19 @@ def compare_arrays(a: np.ndarray, b: np.ndarray) -> ArrayError:
     rel = diff / np.maximum(np.abs(x), 1e-6)
     finite = np.isfinite(x)
     peak = float(np.max(np.abs(x[finite]))) if finite.any() else 0.0
-    return ArrayError(float(diff.max(initial=0.0)), float(diff.mean()) if diff.size else 0.0,
-                      float(rel.max(initial=0.0)), float(rel.mean()) if rel.size else 0.0,
-                      cosine_similarity(x, y), peak)
+    return ArrayError(
+        float(diff.max(initial=0.0)),
+        float(diff.mean()) if diff.size else 0.0,
+        float(rel.max(initial=0.0)),
+        float(rel.mean()) if rel.size else 0.0,
+        cosine_similarity(x, y),
+        peak,
+    )
 
 
-def per_layer_errors(reference: Graph, other: Graph, feeds: Mapping[str, np.ndarray]
-                     ) -> list[tuple[str, str, ArrayError]]:
+def per_layer_errors(
+    reference: Graph, other: Graph, feeds: Mapping[str, np.ndarray]
+) -> list[tuple[str, str, ArrayError]]:
     """``(tensor, producing layer of other, error)`` for every tensor both graphs compute."""
     from edge_infer.engine.precision.capture import TensorCapture, float_activations, real_values
 

@@ -53,8 +53,12 @@ def select_tactic(node: Node, table: TacticTable, name: str | None) -> Tactic | 
         if tactic.name == name:
             return tactic(spec)  # type: ignore[call-arg]
     if name is not None:  # e.g. native kernels chosen at build, no compiler here now
-        log.warning("layer %s: tactic %s is not available here; running %s instead "
-                    "(correct, maybe slower)", node.name, name, options[0].name)
+        log.warning(
+            "layer %s: tactic %s is not available here; running %s instead (correct, maybe slower)",
+            node.name,
+            name,
+            options[0].name,
+        )
     return options[0](spec)  # type: ignore[call-arg]
 
 

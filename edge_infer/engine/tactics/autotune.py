@@ -22,8 +22,14 @@ from edge_infer.errors import BuildError
 __all__ = ["TimingCache", "time_interleaved", "time_run", "tune_layer"]
 
 
-def time_run(run: Callable[[], None], *, repeats: int = 5, budget_s: float = 0.5,
-             give_up_after: float | None = None, timer: Timer | None = None) -> float:
+def time_run(
+    run: Callable[[], None],
+    *,
+    repeats: int = 5,
+    budget_s: float = 0.5,
+    give_up_after: float | None = None,
+    timer: Timer | None = None,
+) -> float:
     """Median seconds of ``run`` (after one warm-up), stopping early when clearly slower;
     each sample measured by ``timer`` (the backend's; default the host clock)."""
     measure = (timer or Timer()).measure
@@ -39,8 +45,13 @@ def time_run(run: Callable[[], None], *, repeats: int = 5, budget_s: float = 0.5
     return float(np.median(samples))
 
 
-def time_interleaved(runs: dict[str, Callable[[], None]], *, rounds: int = 7,
-                     budget_s: float = 1.0, timer: Timer | None = None) -> dict[str, float]:
+def time_interleaved(
+    runs: dict[str, Callable[[], None]],
+    *,
+    rounds: int = 7,
+    budget_s: float = 1.0,
+    timer: Timer | None = None,
+) -> dict[str, float]:
     """Median microseconds of each run, measured round-robin (one run of each candidate per
     round, after one warm-up each).
 
@@ -94,8 +105,10 @@ def tune_layer(
     if check is not None:
         tactics = check(tactics)
         if not tactics:
-            raise BuildError(f"{signature}: every candidate tactic disagrees with the reference "
-                             "(see the warnings); report it with the warnings' text")
+            raise BuildError(
+                f"{signature}: every candidate tactic disagrees with the reference "
+                "(see the warnings); report it with the warnings' text"
+            )
         if len(tactics) == 1:
             return tactics[0].name, {}
     times = time_interleaved({t.name: bind(t) for t in tactics}, timer=timer)

@@ -51,9 +51,11 @@ class ConvSpec:
 
     def signature(self) -> str:
         """What determines a tactic's speed: the timing-cache key of this layer."""
-        return (f"conv x{list(self.x_shape)} w{list(self.weight.shape)} s{list(self.strides)} "
-                f"p{list(self.pads)} d{list(self.dilations)} g{self.group} "
-                f"{self.weight.dtype.name} act={self.activation or '-'} res={self.residual}")
+        return (
+            f"conv x{list(self.x_shape)} w{list(self.weight.shape)} s{list(self.strides)} "
+            f"p{list(self.pads)} d{list(self.dilations)} g{self.group} "
+            f"{self.weight.dtype.name} act={self.activation or '-'} res={self.residual}"
+        )
 
 
 def conv_spec(node: Node) -> ConvSpec | None:
@@ -62,9 +64,16 @@ def conv_spec(node: Node) -> ConvSpec | None:
         return None
     x, w = node.inputs[0], node.inputs[1]
     b = node.inputs[2] if len(node.inputs) > 2 else None
-    if (x is None or w is None or w.const is None or x.type is None or len(x.shape) != 4
-            or x.dtype != np.float32 or w.const.dtype != np.float32
-            or (b is not None and b.const is None)):
+    if (
+        x is None
+        or w is None
+        or w.const is None
+        or x.type is None
+        or len(x.shape) != 4
+        or x.dtype != np.float32
+        or w.const.dtype != np.float32
+        or (b is not None and b.const is None)
+    ):
         return None
     attrs = node.attrs
     if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID") and node.op_type == "Conv":

@@ -78,9 +78,11 @@ def run_ours(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.nd
         if value.type is not None and value.const is None:
             got = np.asarray(outputs[name])
             assert tuple(value.type.shape) == got.shape, (
-                f"shape function says {value.type.shape}, kernel gave {got.shape}")
+                f"shape function says {value.type.shape}, kernel gave {got.shape}"
+            )
             assert value.type.dtype == got.dtype, (
-                f"shape function says {value.type.dtype}, kernel gave {got.dtype}")
+                f"shape function says {value.type.dtype}, kernel gave {got.dtype}"
+            )
     return run_onnx(model, feeds)
 
 
@@ -112,7 +114,11 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, what: str) -> None:
         finite = expected[np.isfinite(expected)]
         scale = float(np.max(np.abs(finite))) if finite.size else 1.0
         np.testing.assert_allclose(
-            actual, expected, rtol=rtol, atol=atol * max(scale, 1.0), equal_nan=True,
+            actual,
+            expected,
+            rtol=rtol,
+            atol=atol * max(scale, 1.0),
+            equal_nan=True,
             err_msg=what,
         )
     else:

@@ -34,9 +34,12 @@ def make_model(
 ) -> onnx.ModelProto:
     """A float32 model over ``nodes``; output types are left to shape inference."""
     graph = helper.make_graph(
-        list(nodes), "test",
-        [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, list(s))
-         for n, s in inputs.items()],
+        list(nodes),
+        "test",
+        [
+            helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, list(s))
+            for n, s in inputs.items()
+        ],
         [helper.make_empty_tensor_value_info(n) for n in outputs],
         [numpy_helper.from_array(np.asarray(a), n) for n, a in (inits or {}).items()],
     )
@@ -82,8 +85,9 @@ def assert_same_outputs(reference: Graph, optimized: Graph, seed: int = 1) -> No
             continue
         rtol, atol = TOLERANCES[expected.dtype.name]
         scale = max(float(np.max(np.abs(expected), initial=0.0)), 1.0)
-        np.testing.assert_allclose(got[name], expected, rtol=rtol, atol=atol * scale,
-                                   err_msg=f"output {name}")
+        np.testing.assert_allclose(
+            got[name], expected, rtol=rtol, atol=atol * scale, err_msg=f"output {name}"
+        )
 
 
 def assert_types_inferred(graph: Graph) -> None:

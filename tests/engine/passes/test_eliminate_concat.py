@@ -44,8 +44,9 @@ def test_concat_not_eliminated_for_inputs_constants_outputs_or_shared_producers(
         helper.make_node("Concat", ["s1", "s0"], ["c4"], axis=1, name="same_producer"),
         helper.make_node("Concat", ["a", "a"], ["c5"], axis=1, name="twice"),
     ]
-    g = build(nodes, {"x": (1, 4, 2)}, ["c1", "c2", "c3", "c4", "c5", "n"],
-              {"k": rand(1, 4, 2)}, opset=18)
+    g = build(
+        nodes, {"x": (1, 4, 2)}, ["c1", "c2", "c3", "c4", "c5", "n"], {"k": rand(1, 4, 2)}, opset=18
+    )
     check_pass(g, EliminateConcat(), modified=False)  # the Split reads a graph input
     assert [n.name for n in g.nodes if n.meta.get("noop")] == []
     assert all("alias_of" not in v.meta for v in g.values.values())
@@ -68,9 +69,11 @@ def test_split_outputs_are_views_and_chains_are_refused() -> None:
 
 
 def test_split_of_graph_input_is_kept_and_stale_marks_are_cleared() -> None:
-    nodes = [helper.make_node("Split", ["x"], ["s0", "s1"], axis=0, name="split"),
-             helper.make_node("Relu", ["s0"], ["y0"], name="r0"),
-             helper.make_node("Relu", ["s1"], ["y1"], name="r1")]
+    nodes = [
+        helper.make_node("Split", ["x"], ["s0", "s1"], axis=0, name="split"),
+        helper.make_node("Relu", ["s0"], ["y0"], name="r0"),
+        helper.make_node("Relu", ["s1"], ["y1"], name="r1"),
+    ]
     g = build(nodes, {"x": (4, 3)}, ["y0", "y1"], opset=18)
     g.value("y0").meta["alias_of"] = {"value": "x", "axis": 0, "start": 0, "stop": 2}
     g.node("split").meta["noop"] = True
@@ -99,18 +102,29 @@ def _c2f_nodes(pieces: str) -> list:
     if pieces == "split":
         cut = [helper.make_node("Split", ["a", "sizes"], ["h0", "h1"], axis=1, name="cut")]
     else:
-        cut = [helper.make_node("Slice", ["a", "s0", "e0", "ax"], ["h0"], name="cut0"),
-               helper.make_node("Slice", ["a", "e0", "e1", "ax"], ["h1"], name="cut1")]
-    return [helper.make_node("Conv", ["x", "w1"], ["a"], name="cv1"), *cut,
-            helper.make_node("Conv", ["h1", "w2"], ["m"], name="m0", pads=[1, 1, 1, 1]),
-            helper.make_node("Concat", ["h0", "h1", "m"], ["cat"], axis=1, name="concat"),
-            helper.make_node("Conv", ["cat", "w3"], ["y"], name="cv2")]
+        cut = [
+            helper.make_node("Slice", ["a", "s0", "e0", "ax"], ["h0"], name="cut0"),
+            helper.make_node("Slice", ["a", "e0", "e1", "ax"], ["h1"], name="cut1"),
+        ]
+    return [
+        helper.make_node("Conv", ["x", "w1"], ["a"], name="cv1"),
+        *cut,
+        helper.make_node("Conv", ["h1", "w2"], ["m"], name="m0", pads=[1, 1, 1, 1]),
+        helper.make_node("Concat", ["h0", "h1", "m"], ["cat"], axis=1, name="concat"),
+        helper.make_node("Conv", ["cat", "w3"], ["y"], name="cv2"),
+    ]
 
 
-C2F_INITS = {"w1": rand(8, 3, 1, 1), "w2": rand(4, 4, 3, 3), "w3": rand(5, 12, 1, 1),
-             "sizes": np.array([4, 4], np.int64), "s0": np.array([0], np.int64),
-             "e0": np.array([4], np.int64), "e1": np.array([8], np.int64),
-             "ax": np.array([1], np.int64)}
+C2F_INITS = {
+    "w1": rand(8, 3, 1, 1),
+    "w2": rand(4, 4, 3, 3),
+    "w3": rand(5, 12, 1, 1),
+    "sizes": np.array([4, 4], np.int64),
+    "s0": np.array([0], np.int64),
+    "e0": np.array([4], np.int64),
+    "e1": np.array([8], np.int64),
+    "ax": np.array([1], np.int64),
+}
 
 
 def test_pieces_of_one_value_stay_in_place_in_the_concat() -> None:
@@ -126,8 +140,12 @@ def test_pieces_of_one_value_stay_in_place_in_the_concat() -> None:
 
 
 def test_pieces_that_do_not_cover_their_source_are_not_put_in_place() -> None:
-    nodes = [helper.make_node("Concat", ["h1", "h0", "m"], ["cat"], axis=1, name="concat")
-             if n.name == "concat" else n for n in _c2f_nodes("slices")]
+    nodes = [
+        helper.make_node("Concat", ["h1", "h0", "m"], ["cat"], axis=1, name="concat")
+        if n.name == "concat"
+        else n
+        for n in _c2f_nodes("slices")
+    ]
     g = build(nodes, {"x": (2, 3, 5, 5)}, ["y"], C2F_INITS)
     out = check_pass(g, EliminateConcat())
     assert _alias(out, "a") is None  # out of order: the Slices copy into the Concat
@@ -149,8 +167,9 @@ def test_c2f_in_place_runs_right_in_the_engine() -> None:
         engine = edge_infer.build(model, tune=False)
         graph = engine.graph(2)
         got = engine.create_context().execute({"x": x})["y"]
-        want = ort.InferenceSession(model.SerializeToString(),
-                                    providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        want = ort.InferenceSession(
+            model.SerializeToString(), providers=["CPUExecutionProvider"]
+        ).run(None, {"x": x})[0]
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
         cut = "Split" if pieces == "split" else "Slice"
         noops = sorted(n.op_type for n in graph.nodes if n.meta.get("noop"))

@@ -20,8 +20,9 @@ def _bn_inits(c: int, seed: int = 3) -> dict[str, np.ndarray]:
 
 
 def _bn(x: str, y: str, name: str = "bn") -> object:
-    return helper.make_node("BatchNormalization", [x, "gamma", "beta", "mean", "var"], [y],
-                            epsilon=1e-3, name=name)
+    return helper.make_node(
+        "BatchNormalization", [x, "gamma", "beta", "mean", "var"], [y], epsilon=1e-3, name=name
+    )
 
 
 def test_conv_bn_folds_into_weights() -> None:
@@ -47,8 +48,14 @@ def test_conv_without_bias_then_mul_add_sub_constants() -> None:
         helper.make_node("Sub", ["a", "half"], ["s"], name="sub"),
         helper.make_node("Div", ["s", "two"], ["y"], name="div"),
     ]
-    inits = {"w": rand(4, 3, 1, 1), "scale": rand(4, 1, 1, seed=5), "shift": rand(1, 4, 1, 1),
-             "half": np.float32(0.5), "two": np.array([2.0], np.float32), **_bn_inits(4)}
+    inits = {
+        "w": rand(4, 3, 1, 1),
+        "scale": rand(4, 1, 1, seed=5),
+        "shift": rand(1, 4, 1, 1),
+        "half": np.float32(0.5),
+        "two": np.array([2.0], np.float32),
+        **_bn_inits(4),
+    }
     out = check_pass(build(nodes, {"x": (2, 3, 5, 5)}, ["y"], inits), FoldBatchNorm())
     assert ops(out) == ["Conv"]
     assert out.node("conv").meta["members"] == ["conv", "bn", "mul", "add", "sub", "div"]
@@ -57,8 +64,9 @@ def test_conv_without_bias_then_mul_add_sub_constants() -> None:
 
 def test_conv_transpose_grouped() -> None:
     nodes = [
-        helper.make_node("ConvTranspose", ["x", "w", "b"], ["c"], group=2, strides=[2, 2],
-                         name="deconv"),
+        helper.make_node(
+            "ConvTranspose", ["x", "w", "b"], ["c"], group=2, strides=[2, 2], name="deconv"
+        ),
         _bn("c", "y"),
     ]
     inits = {"w": rand(4, 3, 2, 2), "b": rand(6, seed=2), **_bn_inits(6)}

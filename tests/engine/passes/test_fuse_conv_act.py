@@ -31,13 +31,23 @@ def _act(op: str, **attrs: object) -> list:
 CASES = [
     ("relu", _act("Relu"), 17, {}, []),
     ("leaky_relu", _act("LeakyRelu", alpha=0.2), 17, {}, [float(F32(0.2))]),
-    ("clip", [helper.make_node("Clip", ["c", "lo", "hi"], ["y"], name="act")], 17,
-     {"lo": F32(0.0), "hi": F32(6.0)}, [0.0, 6.0]),
+    (
+        "clip",
+        [helper.make_node("Clip", ["c", "lo", "hi"], ["y"], name="act")],
+        17,
+        {"lo": F32(0.0), "hi": F32(6.0)},
+        [0.0, 6.0],
+    ),
     ("clip", _act("Clip", min=-1.0, max=1.0), 10, {}, [-1.0, 1.0]),
     ("sigmoid", _act("Sigmoid"), 17, {}, []),
     ("hard_swish", _act("HardSwish"), 17, {}, []),
-    ("hard_sigmoid", _act("HardSigmoid", alpha=0.3, beta=0.4), 17, {},
-     [float(F32(0.3)), float(F32(0.4))]),
+    (
+        "hard_sigmoid",
+        _act("HardSigmoid", alpha=0.3, beta=0.4),
+        17,
+        {},
+        [float(F32(0.3)), float(F32(0.4))],
+    ),
     ("mish", _act("Mish"), 18, {}, []),
     ("gelu", _act("Gelu"), 20, {}, []),
     ("gelu", _act("Gelu", approximate="tanh"), 20, {}, [1.0]),
@@ -60,8 +70,10 @@ def test_single_node_activations(activation, act_nodes, opset, extra, params) ->
 
 
 def test_silu_as_mul_of_sigmoid() -> None:
-    acts = [helper.make_node("Sigmoid", ["c"], ["s"], name="sigmoid"),
-            helper.make_node("Mul", ["c", "s"], ["y"], name="mul")]
+    acts = [
+        helper.make_node("Sigmoid", ["c"], ["s"], name="sigmoid"),
+        helper.make_node("Mul", ["c", "s"], ["y"], name="mul"),
+    ]
     out = check_pass(_graph(acts), FuseConvActivation())
     (node,) = out.nodes
     assert node.attrs["activation"] == "silu"
@@ -72,11 +84,13 @@ def test_silu_as_mul_of_sigmoid() -> None:
 
 
 def test_gelu_erf_form() -> None:
-    acts = [helper.make_node("Div", ["c", "sqrt2"], ["d"], name="div"),
-            helper.make_node("Erf", ["d"], ["e"], name="erf"),
-            helper.make_node("Add", ["e", "one"], ["a"], name="add"),
-            helper.make_node("Mul", ["c", "a"], ["m"], name="mul"),
-            helper.make_node("Mul", ["m", "half"], ["y"], name="half")]
+    acts = [
+        helper.make_node("Div", ["c", "sqrt2"], ["d"], name="div"),
+        helper.make_node("Erf", ["d"], ["e"], name="erf"),
+        helper.make_node("Add", ["e", "one"], ["a"], name="add"),
+        helper.make_node("Mul", ["c", "a"], ["m"], name="mul"),
+        helper.make_node("Mul", ["m", "half"], ["y"], name="half"),
+    ]
     extra = {"sqrt2": F32(math.sqrt(2)), "one": F32(1), "half": F32(0.5)}
     out = check_pass(_graph(acts, extra=extra), FuseConvActivation())
     (node,) = out.nodes
@@ -85,9 +99,12 @@ def test_gelu_erf_form() -> None:
 
 
 def test_auto_pad_is_resolved_to_explicit_pads() -> None:
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], auto_pad="SAME_UPPER", strides=[2, 2],
-                              name="conv"),
-             helper.make_node("Relu", ["c"], ["y"], name="act")]
+    nodes = [
+        helper.make_node(
+            "Conv", ["x", "w"], ["c"], auto_pad="SAME_UPPER", strides=[2, 2], name="conv"
+        ),
+        helper.make_node("Relu", ["c"], ["y"], name="act"),
+    ]
     g = build(nodes, {"x": (1, 3, 7, 7)}, ["y"], {"w": rand(4, 3, 4, 4)})
     (node,) = check_pass(g, FuseConvActivation()).nodes
     assert "auto_pad" not in node.attrs
@@ -96,8 +113,10 @@ def test_auto_pad_is_resolved_to_explicit_pads() -> None:
 
 
 def test_not_fused_when_conv_output_is_shared() -> None:
-    acts = [helper.make_node("Relu", ["c"], ["y"], name="act"),
-            helper.make_node("Abs", ["c"], ["z"], name="abs")]
+    acts = [
+        helper.make_node("Relu", ["c"], ["y"], name="act"),
+        helper.make_node("Abs", ["c"], ["z"], name="abs"),
+    ]
     g = _graph(acts, outputs=("y", "z"))
     check_pass(g, FuseConvActivation(), modified=False)
     assert ops(g) == ["Conv", "Relu", "Abs"]
@@ -109,8 +128,10 @@ def test_not_fused_when_conv_output_is_a_graph_output() -> None:
 
 
 def test_silu_not_fused_when_sigmoid_is_shared() -> None:
-    acts = [helper.make_node("Sigmoid", ["c"], ["s"], name="sigmoid"),
-            helper.make_node("Mul", ["c", "s"], ["y"], name="mul")]
+    acts = [
+        helper.make_node("Sigmoid", ["c"], ["s"], name="sigmoid"),
+        helper.make_node("Mul", ["c", "s"], ["y"], name="mul"),
+    ]
     g = _graph(acts, outputs=("y", "s"))
     check_pass(g, FuseConvActivation(), modified=False)
     assert ops(g) == ["Conv", "Sigmoid", "Mul"]

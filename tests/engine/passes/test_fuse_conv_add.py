@@ -17,8 +17,11 @@ def _conv(y: str = "c") -> object:
 
 
 def test_conv_add_relu_is_pre_residual() -> None:
-    nodes = [_conv(), helper.make_node("Add", ["z", "c"], ["a"], name="add"),
-             helper.make_node("Relu", ["a"], ["y"], name="relu")]
+    nodes = [
+        _conv(),
+        helper.make_node("Add", ["z", "c"], ["a"], name="add"),
+        helper.make_node("Relu", ["a"], ["y"], name="relu"),
+    ]
     g = build(nodes, {"x": (1, 4, 5, 5), "z": (1, 4, 5, 5)}, ["y"], _inits())
     reference = g.copy()
     out = check_pass(g, FuseConvAdd())
@@ -36,9 +39,12 @@ def test_conv_add_relu_is_pre_residual() -> None:
 
 
 def test_act_then_add_is_post_residual() -> None:
-    nodes = [_conv(), helper.make_node("Sigmoid", ["c"], ["s"], name="sigmoid"),
-             helper.make_node("Mul", ["c", "s"], ["m"], name="mul"),
-             helper.make_node("Add", ["m", "x"], ["y"], name="add")]
+    nodes = [
+        _conv(),
+        helper.make_node("Sigmoid", ["c"], ["s"], name="sigmoid"),
+        helper.make_node("Mul", ["c", "s"], ["m"], name="mul"),
+        helper.make_node("Add", ["m", "x"], ["y"], name="add"),
+    ]
     g = build(nodes, {"x": (1, 4, 5, 5)}, ["y"], _inits())
     reference = g.copy()
     out = PassManager([FuseConvActivation(), FuseConvAdd()]).run(g)
@@ -57,16 +63,21 @@ def test_broadcasting_add_is_not_a_residual() -> None:
 
 
 def test_shared_conv_output_is_not_fused() -> None:
-    nodes = [_conv(), helper.make_node("Add", ["c", "x"], ["y"], name="add"),
-             helper.make_node("Relu", ["c"], ["r"], name="relu")]
+    nodes = [
+        _conv(),
+        helper.make_node("Add", ["c", "x"], ["y"], name="add"),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+    ]
     g = build(nodes, {"x": (1, 4, 5, 5)}, ["y", "r"], _inits())
     check_pass(g, FuseConvAdd(), modified=False)
 
 
 def test_add_of_two_convs_fuses_one() -> None:
-    nodes = [_conv("c1"),
-             helper.make_node("Conv", ["x", "w"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
-             helper.make_node("Add", ["c1", "c2"], ["y"], name="add")]
+    nodes = [
+        _conv("c1"),
+        helper.make_node("Conv", ["x", "w"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
+        helper.make_node("Add", ["c1", "c2"], ["y"], name="add"),
+    ]
     g = build(nodes, {"x": (1, 4, 5, 5)}, ["y"], _inits())
     out = check_pass(g, FuseConvAdd())
     assert sorted(ops(out)) == ["Conv", "FusedConv"]

@@ -43,8 +43,10 @@ def test_silu_after_a_non_conv_uses_the_main_input_twice() -> None:
     # "a" feeds two nodes, so the chain starts after it: Sigmoid($acc), Mul(input 0, $acc)
     assert ops(out) == ["Add", "Pointwise"]
     steps = out.nodes[1].attrs["steps"]
-    assert steps == [{"op": "Sigmoid", "args": ["$acc"], "attrs": {}},
-                     {"op": "Mul", "args": [0, "$acc"], "attrs": {}}]
+    assert steps == [
+        {"op": "Sigmoid", "args": ["$acc"], "attrs": {}},
+        {"op": "Mul", "args": [0, "$acc"], "attrs": {}},
+    ]
 
 
 def test_binary_with_same_shape_tensor() -> None:
@@ -95,6 +97,10 @@ def test_existing_pointwise_nodes_merge_when_a_link_opens() -> None:
     (node,) = out.nodes
     assert node.meta["members"] == ["relu", "mul", "add", "abs"]
     assert [v.name for v in node.inputs] == ["x", "k"]
-    assert [s["args"] for s in node.attrs["steps"]] == [["$acc"], ["$acc", 1], ["$acc", 0],
-                                                         ["$acc"]]
+    assert [s["args"] for s in node.attrs["steps"]] == [
+        ["$acc"],
+        ["$acc", 1],
+        ["$acc", 0],
+        ["$acc"],
+    ]
     assert_same_outputs(reference, out)

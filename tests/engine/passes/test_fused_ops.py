@@ -14,8 +14,13 @@ from edge_infer.engine.shape_inference import infer_shapes
 from edge_infer.errors import ShapeInferenceError
 from tests.engine.passes.helpers import rand
 
-GEOMETRY = {"group": 1, "strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1],
-            "kernel_shape": [3, 3]}
+GEOMETRY = {
+    "group": 1,
+    "strides": [1, 1],
+    "pads": [1, 1, 1, 1],
+    "dilations": [1, 1],
+    "kernel_shape": [3, 3],
+}
 
 
 def test_registered_in_the_edge_infer_domain() -> None:
@@ -27,8 +32,16 @@ def test_registered_in_the_edge_infer_domain() -> None:
 @pytest.mark.parametrize("residual", ["none", "pre", "post"])
 def test_fused_conv_matches_its_composition(residual: str) -> None:
     x, w, b, z = rand(2, 3, 5, 5), rand(4, 3, 3, 3, seed=1), rand(4, seed=2), rand(2, 4, 5, 5)
-    got = fused_conv(x, w, b, None if residual == "none" else z, **GEOMETRY,
-                     activation="leaky_relu", activation_params=[0.1], residual=residual)
+    got = fused_conv(
+        x,
+        w,
+        b,
+        None if residual == "none" else z,
+        **GEOMETRY,
+        activation="leaky_relu",
+        activation_params=[0.1],
+        residual=residual,
+    )
     y = conv(x, w, b, pads=[1, 1, 1, 1])
     if residual == "pre":
         y = y + z
@@ -43,8 +56,9 @@ def test_every_activation_runs() -> None:
     x = rand(1, 2, 3, 3)
     params = {"leaky_relu": [0.1], "clip": [0.0, 6.0], "hard_sigmoid": [0.2, 0.5], "elu": [1.0]}
     for name in ACTIVATIONS:
-        y = fused_conv(x, rand(2, 2, 1, 1), group=1, activation=name,
-                       activation_params=params.get(name, []))
+        y = fused_conv(
+            x, rand(2, 2, 1, 1), group=1, activation=name, activation_params=params.get(name, [])
+        )
         assert y.shape == (1, 2, 3, 3) and y.dtype == np.float32
 
 
@@ -80,14 +94,23 @@ def test_fused_conv_shape_function_and_errors() -> None:
 
 def test_pointwise_kernel_and_shape_function() -> None:
     x, k = rand(2, 3), np.float32(2.0)
-    steps = [{"op": "Sigmoid", "args": ["$acc"]}, {"op": "Mul", "args": [0, "$acc"]},
-             {"op": "Sub", "args": ["$acc", 1]}]
-    np.testing.assert_array_equal(pointwise(x, k, steps=steps, opset=17),
-                                  x * activations.sigmoid(x) - k)
+    steps = [
+        {"op": "Sigmoid", "args": ["$acc"]},
+        {"op": "Mul", "args": [0, "$acc"]},
+        {"op": "Sub", "args": ["$acc", 1]},
+    ]
+    np.testing.assert_array_equal(
+        pointwise(x, k, steps=steps, opset=17), x * activations.sigmoid(x) - k
+    )
     g = Graph(opsets={"": 17, "edge_infer": 1})
     xin = g.add_input("x", TensorType((2, 3), np.float32))
-    node = g.add_node("Pointwise", [xin, g.add_constant("k", k)], ["y"],
-                      {"steps": steps, "opset": 17}, domain="edge_infer")
+    node = g.add_node(
+        "Pointwise",
+        [xin, g.add_constant("k", k)],
+        ["y"],
+        {"steps": steps, "opset": 17},
+        domain="edge_infer",
+    )
     g.add_output(node.outputs[0])
     infer_shapes(g, fold=False)
     assert g.value("y").type == TensorType((2, 3), np.float32)

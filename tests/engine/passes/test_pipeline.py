@@ -35,26 +35,42 @@ class _Blocks:
     def conv(self, x: str, cin: int, cout: int, k: int, name: str, act: bool = True) -> str:
         self.seed += 1
         rng = np.random.default_rng(self.seed)
-        self.inits[f"{name}.w"] = rand(cout, cin, k, k, seed=self.seed,
-                                       scale=1.5 / np.sqrt(cin * k * k))
+        self.inits[f"{name}.w"] = rand(
+            cout, cin, k, k, seed=self.seed, scale=1.5 / np.sqrt(cin * k * k)
+        )
         p = k // 2
         if not act:
             self.inits[f"{name}.b"] = rand(cout, seed=self.seed + 100)
-            self.nodes.append(helper.make_node("Conv", [x, f"{name}.w", f"{name}.b"],
-                                               [f"{name}.out"], name=name))
+            self.nodes.append(
+                helper.make_node("Conv", [x, f"{name}.w", f"{name}.b"], [f"{name}.out"], name=name)
+            )
             return f"{name}.out"
-        for leaf, low, high in (("g", 0.5, 1.5), ("be", -0.5, 0.5), ("mu", -0.5, 0.5),
-                                ("var", 0.5, 2.0)):
+        for leaf, low, high in (
+            ("g", 0.5, 1.5),
+            ("be", -0.5, 0.5),
+            ("mu", -0.5, 0.5),
+            ("var", 0.5, 2.0),
+        ):
             self.inits[f"{name}.{leaf}"] = rng.uniform(low, high, cout).astype(np.float32)
         self.nodes += [
-            helper.make_node("Conv", [x, f"{name}.w"], [f"{name}.c"], pads=[p] * 4,
-                             kernel_shape=[k, k], name=name),
-            helper.make_node("BatchNormalization", [f"{name}.c"] + [
-                f"{name}.{leaf}" for leaf in ("g", "be", "mu", "var")], [f"{name}.bn"],
-                name=f"{name}.bn"),
+            helper.make_node(
+                "Conv",
+                [x, f"{name}.w"],
+                [f"{name}.c"],
+                pads=[p] * 4,
+                kernel_shape=[k, k],
+                name=name,
+            ),
+            helper.make_node(
+                "BatchNormalization",
+                [f"{name}.c"] + [f"{name}.{leaf}" for leaf in ("g", "be", "mu", "var")],
+                [f"{name}.bn"],
+                name=f"{name}.bn",
+            ),
             helper.make_node("Sigmoid", [f"{name}.bn"], [f"{name}.s"], name=f"{name}.sigmoid"),
-            helper.make_node("Mul", [f"{name}.bn", f"{name}.s"], [f"{name}.out"],
-                             name=f"{name}.mul"),
+            helper.make_node(
+                "Mul", [f"{name}.bn", f"{name}.s"], [f"{name}.out"], name=f"{name}.mul"
+            ),
         ]
         return f"{name}.out"
 
@@ -65,9 +81,11 @@ def _c2f_graph() -> tuple[Graph, object]:
     b.inits["sizes"] = np.array([8, 8], np.int64)
     b.nodes.append(helper.make_node("Split", [a, "sizes"], ["s0", "s1"], axis=1, name="split"))
     m = b.conv(b.conv("s1", 8, 8, 3, "m.cv1"), 8, 8, 3, "m.cv2")
-    b.nodes += [helper.make_node("Add", ["s1", m], ["res"], name="res_add"),
-                helper.make_node("Concat", ["s0", "s1", "res"], ["cat"], axis=1, name="cat"),
-                helper.make_node("Identity", ["cat"], ["cat_id"], name="identity")]
+    b.nodes += [
+        helper.make_node("Add", ["s1", m], ["res"], name="res_add"),
+        helper.make_node("Concat", ["s0", "s1", "res"], ["cat"], axis=1, name="cat"),
+        helper.make_node("Identity", ["cat"], ["cat_id"], name="identity"),
+    ]
     out = b.conv("cat_id", 24, 16, 1, "cv2")
     box = b.conv(b.conv(out, 16, 8, 3, "box"), 8, 4, 1, "box.pred", act=False)
     cls = b.conv(b.conv(out, 16, 12, 3, "cls"), 12, 3, 1, "cls.pred", act=False)
@@ -79,8 +97,9 @@ def _c2f_graph() -> tuple[Graph, object]:
 def _ort(model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
     return session.run(None, feeds)
 
 
@@ -91,25 +110,46 @@ def test_c2f_block() -> None:
     out = manager.run(graph)
     out.verify()
     assert_types_inferred(out)
-    assert sorted(ops(out)) == ["Concat", "Concat", "Conv", "Conv", "FusedConv", "FusedConv",
-                                "FusedConv", "FusedConv", "FusedConv", "Split", "Split"]
+    assert sorted(ops(out)) == [
+        "Concat",
+        "Concat",
+        "Conv",
+        "Conv",
+        "FusedConv",
+        "FusedConv",
+        "FusedConv",
+        "FusedConv",
+        "FusedConv",
+        "Split",
+        "Split",
+    ]
     fused = {n.name: n for n in out.nodes if n.op_type == "FusedConv"}
     assert all(n.attrs["activation"] == "silu" for n in fused.values())
     assert fused["m.cv2"].attrs["residual"] == "post"
-    assert fused["m.cv2"].meta["members"] == ["m.cv2", "m.cv2.bn", "m.cv2.sigmoid",
-                                              "m.cv2.mul", "res_add"]
+    assert fused["m.cv2"].meta["members"] == [
+        "m.cv2",
+        "m.cv2.bn",
+        "m.cv2.sigmoid",
+        "m.cv2.mul",
+        "res_add",
+    ]
     assert fused["box_merged"].meta["members"][::4] == ["box", "cls"]
     noop = sorted(n.name for n in out.nodes if n.meta.get("noop"))
     assert noop == ["box_split", "cat", "head_cat", "split"]  # C2f's halves stay in place
-    assert out.value("s1").meta["alias_of"] == {"value": "cv1.out", "axis": 1, "start": 8,
-                                                "stop": 16}
+    assert out.value("s1").meta["alias_of"] == {
+        "value": "cv1.out",
+        "axis": 1,
+        "start": 8,
+        "stop": 16,
+    }
     assert out.value("cv1.out").meta["alias_of"]["value"] == "cat"
     assert out.value("box.pred.out").meta["alias_of"]["value"] == "y"
     assert_same_outputs(reference, out)
     feeds = {"x": rand(1, 8, 16, 16, seed=7)}
     want = _ort(model, feeds)[0]
-    np.testing.assert_allclose(execute_graph(out, feeds)["y"], want, rtol=1e-5,
-                               atol=1e-5 * np.abs(want).max())
+    np.testing.assert_allclose(
+        execute_graph(out, feeds)["y"], want, rtol=1e-5, atol=1e-5 * np.abs(want).max()
+    )
     # the engine file stores attrs and annotations as JSON: the round trip keeps them
     plan, tensors = graph_to_plan(out)
     json.dumps(plan)
@@ -131,7 +171,9 @@ def test_yolov8n_320() -> None:
         pytest.skip(f"YOLOv8n cannot be imported yet: {exc}")
     before = len(graph)
     convs_with_silu = sum(
-        1 for n in graph.nodes if n.op_type == "Conv"
+        1
+        for n in graph.nodes
+        if n.op_type == "Conv"
         and any(u.op_type == "BatchNormalization" for u in n.outputs[0].consumers)
     )
     out = PassManager(default_passes()).run(graph)
@@ -140,11 +182,12 @@ def test_yolov8n_320() -> None:
     assert len(out) < 0.45 * before  # 289 -> 111 nodes when this test was written
     fused = [n for n in out.nodes if n.op_type == "FusedConv"]
     assert all(n.attrs["activation"] == "silu" for n in fused)
-    silu_members = sum(sum(1 for m in n.meta["members"] if m.endswith("/Sigmoid"))
-                       for n in fused)
+    silu_members = sum(sum(1 for m in n.meta["members"] if m.endswith("/Sigmoid")) for n in fused)
     assert silu_members == convs_with_silu > 50  # every Conv+BN+SiLU (57) is one layer
-    assert not any(n.op_type in ("BatchNormalization", "Mul") and n.i() is not None
-                   and n.i().op_type == "Conv" for n in out.nodes)
+    assert not any(
+        n.op_type in ("BatchNormalization", "Mul") and n.i() is not None and n.i().op_type == "Conv"
+        for n in out.nodes
+    )
     feeds = {"images": rand(1, 3, 320, 320, seed=3)}
     want = _ort(model, feeds)[0]
     got = execute_graph(out, feeds)["output0"]

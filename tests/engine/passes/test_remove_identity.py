@@ -23,8 +23,12 @@ def test_removes_every_kind_of_noop() -> None:
         helper.make_node("Pad", ["s", "pads"], ["p"], name="pad"),
         helper.make_node("Abs", ["p"], ["y"], name="abs"),
     ]
-    inits = {"shape": np.array([1, 2, 3, 4], I64), "starts": np.array([0], I64),
-             "ends": np.array([99], I64), "pads": np.zeros(8, I64)}
+    inits = {
+        "shape": np.array([1, 2, 3, 4], I64),
+        "starts": np.array([0], I64),
+        "ends": np.array([99], I64),
+        "pads": np.zeros(8, I64),
+    }
     g = build(nodes, {"x": (1, 2, 3, 4)}, ["y"], inits)
     out = check_pass(g, RemoveIdentities())
     assert ops(out) == ["Relu", "Abs"]
@@ -40,9 +44,14 @@ def test_keeps_nodes_that_do_something() -> None:
         helper.make_node("Cast", ["p"], ["y"], to=11, name="to_double"),
         helper.make_node("Dropout", ["x"], ["d", "mask"], name="dropout"),
     ]
-    inits = {"shape": np.array([4, 6], I64), "starts": np.array([-1], I64),
-             "ends": np.array([-99], I64), "axes": np.array([0], I64),
-             "steps": np.array([-1], I64), "pads": np.array([1, 0, -1, 0], I64)}
+    inits = {
+        "shape": np.array([4, 6], I64),
+        "starts": np.array([-1], I64),
+        "ends": np.array([-99], I64),
+        "axes": np.array([0], I64),
+        "steps": np.array([-1], I64),
+        "pads": np.array([1, 0, -1, 0], I64),
+    }
     g = build(nodes, {"x": (2, 3, 4)}, ["y", "mask"], inits, opset=17)
     check_pass(g, RemoveIdentities(), modified=False)
     assert ops(g) == ["Reshape", "Transpose", "Slice", "Pad", "Cast", "Dropout"]

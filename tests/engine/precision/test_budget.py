@@ -16,8 +16,7 @@ SHAPES = {"x": (1, 3, SIZE, SIZE)}
 
 def _setup(model: onnx.ModelProto):
     cache = calibrate(model, frames(4), calibrator="minmax").cache
-    opts = BuildOptions(shapes=SHAPES, tune=False, precision="int8",
-                        extra={"calibration": cache})
+    opts = BuildOptions(shapes=SHAPES, tune=False, precision="int8", extra={"calibration": cache})
     return opts
 
 

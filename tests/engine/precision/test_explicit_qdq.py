@@ -34,8 +34,12 @@ def qdq_model() -> onnx.ModelProto:
         helper.make_node("DequantizeLinear", ["rq", "ys", "yz"], ["y"]),
     ]
     graph = helper.make_graph(
-        nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+        nodes,
+        "qdq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.checker.check_model(model, full_check=True)
@@ -49,12 +53,12 @@ def test_qdq_model_matches_onnxruntime() -> None:
     # bias/requantization differ from the ONNX semantics; the spec is the unoptimized graph
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    want = ort.InferenceSession(model.SerializeToString(), so,
-                                providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    want = ort.InferenceSession(
+        model.SerializeToString(), so, providers=["CPUExecutionProvider"]
+    ).run(None, {"x": x})[0]
     for precision in ("fp32", "int8"):
         # an INT8 build of a Q/DQ model needs no calibration: it keeps the model's scales
         engine = build(model, options=BuildOptions(tune=False, precision=precision))
         got = engine.create_context().execute({"x": x})["y"]
         np.testing.assert_array_equal(got, want)
-        assert engine.plan(1)["meta"].get("precision", {}).get("mode") in (
-            None, "explicit-qdq")
+        assert engine.plan(1)["meta"].get("precision", {}).get("mode") in (None, "explicit-qdq")

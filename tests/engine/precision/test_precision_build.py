@@ -63,16 +63,24 @@ def test_fp16_engine_stores_half_weights_and_rounds_outputs(model) -> None:
 
 
 def test_layer_precision_overrides(model, calibrated) -> None:
-    engine = _build(model, precision="int8", extra={"calibration": calibrated.cache},
-                    layer_precision={"conv3": "fp16", "conv1": "fp32"})
+    engine = _build(
+        model,
+        precision="int8",
+        extra={"calibration": calibrated.cache},
+        layer_precision={"conv3": "fp16", "conv1": "fp32"},
+    )
     ops = _ops(engine)
     assert ops["conv3"] == "Fp16Layer:fp16" and ops["conv1"].endswith(":fp32")
     assert sum(v == "QConv:int8" for v in ops.values()) == 1
     with pytest.raises(BuildError, match="no layer called nope"):
         _build(model, precision="fp16", layer_precision={"nope": "fp32"})
     with pytest.raises(BuildError, match="cannot run in INT8"):
-        _build(model, precision="int8", extra={"calibration": calibrated.cache},
-               layer_precision={"double": "int8"})
+        _build(
+            model,
+            precision="int8",
+            extra={"calibration": calibrated.cache},
+            layer_precision={"double": "int8"},
+        )
 
 
 def test_int8_needs_a_cache_for_this_model(model, calibrated) -> None:
@@ -117,15 +125,23 @@ def _fc_model() -> onnx.ModelProto:
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.standard_normal((16, 20)).astype(np.float32) / 4, "w1"),
-             numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "b1"),
-             numpy_helper.from_array(rng.standard_normal((16, 5)).astype(np.float32) / 4, "w2")]
-    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["g"], transB=1, name="fc1"),
-             helper.make_node("Relu", ["g"], ["r"], name="relu"),
-             helper.make_node("MatMul", ["r", "w2"], ["y"], name="fc2")]
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((16, 20)).astype(np.float32) / 4, "w1"),
+        numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "b1"),
+        numpy_helper.from_array(rng.standard_normal((16, 5)).astype(np.float32) / 4, "w2"),
+    ]
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["g"], transB=1, name="fc1"),
+        helper.make_node("Relu", ["g"], ["r"], name="relu"),
+        helper.make_node("MatMul", ["r", "w2"], ["y"], name="fc2"),
+    ]
     graph = helper.make_graph(
-        nodes, "fc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 20])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], inits)
+        nodes,
+        "fc",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 20])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
@@ -134,13 +150,15 @@ def _fc_model() -> onnx.ModelProto:
 def test_fully_connected_layers_quantize() -> None:
     model = _fc_model()
     rng = np.random.default_rng(1)
-    cal = calibrate(model, [rng.standard_normal(20).astype(np.float32) for _ in range(8)],
-                    calibrator="minmax")
+    cal = calibrate(
+        model, [rng.standard_normal(20).astype(np.float32) for _ in range(8)], calibrator="minmax"
+    )
     assert len(cal.cache.scales) == 2
     opts = {"tune": False}
     fp32 = build(model, options=BuildOptions(**opts))
-    int8 = build(model, options=BuildOptions(**opts, precision="int8",
-                                             extra={"calibration": cal.cache}))
+    int8 = build(
+        model, options=BuildOptions(**opts, precision="int8", extra={"calibration": cal.cache})
+    )
     assert sum(n.op_type == "QGemm" for n in int8.graph(1).nodes) == 2
     x = rng.standard_normal((1, 20)).astype(np.float32)
     a = fp32.create_context().execute({"x": x})["y"]

@@ -19,8 +19,9 @@ from edge_infer.engine.precision.lower import quantize_bias, quantize_weights
 from edge_infer.engine.reference import run_onnx
 
 
-def brute_force_int8_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int,
-                          pad: int, group: int) -> np.ndarray:
+def brute_force_int8_conv(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int, pad: int, group: int
+) -> np.ndarray:
     """Integer convolution with int32 accumulation, loop by loop (the oracle)."""
     n, c, h, wd = x.shape
     m, cg, kh, kw = w.shape
@@ -33,10 +34,15 @@ def brute_force_int8_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, st
         g = oc // per_group
         for i in range(ho):
             for j in range(wo):
-                win = xp[:, g * cg : (g + 1) * cg, i * stride : i * stride + kh,
-                         j * stride : j * stride + kw]
-                out[:, oc, i, j] = np.sum(win * w[oc].astype(np.int32), axis=(1, 2, 3),
-                                          dtype=np.int32)
+                win = xp[
+                    :,
+                    g * cg : (g + 1) * cg,
+                    i * stride : i * stride + kh,
+                    j * stride : j * stride + kw,
+                ]
+                out[:, oc, i, j] = np.sum(
+                    win * w[oc].astype(np.int32), axis=(1, 2, 3), dtype=np.int32
+                )
         if b is not None:
             out[:, oc] += b[oc]
     return out
@@ -95,13 +101,15 @@ def test_int32_bias_saturates() -> None:
     assert q.dtype == np.int32 and q[0] == np.iinfo(np.int32).max and q[2] == 1_000_000
 
 
-def _one_node(op: str, inputs: dict[str, np.ndarray], out_type: int, **attrs: object
-              ) -> onnx.ModelProto:
+def _one_node(
+    op: str, inputs: dict[str, np.ndarray], out_type: int, **attrs: object
+) -> onnx.ModelProto:
     x = inputs.pop("x")
     node = helper.make_node(op, ["x", *inputs], ["y"], **attrs)
     graph = helper.make_graph(
-        [node], op, [helper.make_tensor_value_info("x", helper.np_dtype_to_tensor_dtype(x.dtype),
-                                                   x.shape)],
+        [node],
+        op,
+        [helper.make_tensor_value_info("x", helper.np_dtype_to_tensor_dtype(x.dtype), x.shape)],
         [helper.make_tensor_value_info("y", out_type, None)],
         [numpy_helper.from_array(v, k) for k, v in inputs.items()],
     )
@@ -117,16 +125,19 @@ def test_quantize_dequantize_match_onnxruntime(zp_dtype: type, per_axis: bool) -
     x = (rng.standard_normal((2, 3, 4, 4)) * 3).astype(np.float32)
     x[0, 0, 0, :2] = [0.5, 1.5]  # ties: round half to even
     scale = np.array([0.05, 0.1, 0.02], np.float32) if per_axis else np.float32(0.05)
-    zp = (np.array([0, 3, -2]) if per_axis else np.array(4)).astype(zp_dtype) \
-        if zp_dtype == np.int8 else (np.array([128, 120, 130]) if per_axis
-                                     else np.array(128)).astype(zp_dtype)
+    zp = (
+        (np.array([0, 3, -2]) if per_axis else np.array(4)).astype(zp_dtype)
+        if zp_dtype == np.int8
+        else (np.array([128, 120, 130]) if per_axis else np.array(128)).astype(zp_dtype)
+    )
     otype = helper.np_dtype_to_tensor_dtype(np.dtype(zp_dtype))
     qm = _one_node("QuantizeLinear", {"x": x, "s": scale, "z": zp}, otype, axis=1)
     want_q = ort.InferenceSession(qm.SerializeToString()).run(None, {"x": x})[0]
     np.testing.assert_array_equal(run_onnx(qm, {"x": x})[0], want_q)
     np.testing.assert_array_equal(quantize_linear(x, scale, zp, axis=1), want_q)
-    dm = _one_node("DequantizeLinear", {"x": want_q, "s": scale, "z": zp}, TensorProto.FLOAT,
-                   axis=1)
+    dm = _one_node(
+        "DequantizeLinear", {"x": want_q, "s": scale, "z": zp}, TensorProto.FLOAT, axis=1
+    )
     want_d = ort.InferenceSession(dm.SerializeToString()).run(None, {"x": want_q})[0]
     np.testing.assert_array_equal(dequantize_linear(want_q, scale, zp, axis=1), want_d)
 
@@ -160,4 +171,5 @@ def test_qgemm_is_the_integer_matmul() -> None:
     xi = quantize_activation(x, x_scale).reshape(-1, 8).astype(np.int64)
     acc = xi @ wq8.astype(np.int64).T + bq
     np.testing.assert_array_equal(
-        y, (acc * (x_scale * w_scale.astype(np.float64))).astype(np.float32).reshape(2, 3, 4))
+        y, (acc * (x_scale * w_scale.astype(np.float64))).astype(np.float32).reshape(2, 3, 4)
+    )

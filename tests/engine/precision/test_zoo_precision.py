@@ -46,12 +46,19 @@ def test_yolov8n_fp16_cosine(yolo) -> None:
 
 def test_yolov8n_int8_cosine_and_file_size(yolo, tmp_path: Path) -> None:
     cal = calibrate(yolo, _inputs(4, 64, seed=1), calibrator="entropy")
-    assert min(_cosines(yolo, 64, "images", precision="int8",
-                        extra={"calibration": cal.cache})) >= 0.99
+    assert (
+        min(_cosines(yolo, 64, "images", precision="int8", extra={"calibration": cal.cache}))
+        >= 0.99
+    )
     shapes = {"images": (1, 3, 64, 64)}
     build(yolo, tmp_path / "fp32.engine", options=BuildOptions(shapes=shapes, tune=False))
-    build(yolo, tmp_path / "int8.engine", options=BuildOptions(
-        shapes=shapes, tune=False, precision="int8", extra={"calibration": cal.cache}))
+    build(
+        yolo,
+        tmp_path / "int8.engine",
+        options=BuildOptions(
+            shapes=shapes, tune=False, precision="int8", extra={"calibration": cal.cache}
+        ),
+    )
     fp32, int8 = ((tmp_path / f).stat().st_size for f in ("fp32.engine", "int8.engine"))
     assert int8 <= 0.30 * fp32
 
@@ -59,12 +66,19 @@ def test_yolov8n_int8_cosine_and_file_size(yolo, tmp_path: Path) -> None:
 def test_resnet50_int8_cosine_and_file_size(tmp_path: Path) -> None:
     model = build_model("resnet50", batch=1, image_size=32)
     cal = calibrate(model, _inputs(3, 32, seed=2), calibrator="entropy")
-    assert min(_cosines(model, 32, "input", precision="int8",
-                        extra={"calibration": cal.cache})) >= 0.99
+    assert (
+        min(_cosines(model, 32, "input", precision="int8", extra={"calibration": cal.cache}))
+        >= 0.99
+    )
     shapes = {"input": (1, 3, 32, 32)}
     build(model, tmp_path / "a.engine", options=BuildOptions(shapes=shapes, tune=False))
-    build(model, tmp_path / "b.engine", options=BuildOptions(
-        shapes=shapes, tune=False, precision="int8", extra={"calibration": cal.cache}))
+    build(
+        model,
+        tmp_path / "b.engine",
+        options=BuildOptions(
+            shapes=shapes, tune=False, precision="int8", extra={"calibration": cal.cache}
+        ),
+    )
     # the classifier (Gemm) is INT8 too, so every weight is stored in one byte
     sizes = [(tmp_path / f).stat().st_size for f in ("a.engine", "b.engine")]
     assert sizes[1] <= 0.30 * sizes[0]

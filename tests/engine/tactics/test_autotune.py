@@ -58,8 +58,12 @@ def test_a_new_candidate_is_timed_despite_a_cached_entry(tmp_path) -> None:
     """An entry made before a tactic existed (say, before a compiler was installed) is not a
     hit: every candidate is timed again and the new one can win."""
     cache = TimingCache(DEVICE, tmp_path / "timing.json")
-    tune_layer("layer-b", [Sleeper("slow", 0.02), Sleeper("fast", 0.005)],  # type: ignore[list-item]
-               lambda t: t.run, cache)
+    tune_layer(
+        "layer-b",
+        [Sleeper("slow", 0.02), Sleeper("fast", 0.005)],  # type: ignore[list-item]
+        lambda t: t.run,
+        cache,
+    )
     newer = [Sleeper("slow", 0.02), Sleeper("fast", 0.005), Sleeper("native", 0.001)]
     winner, times = tune_layer("layer-b", newer, lambda t: t.run, cache)  # type: ignore[list-item]
     assert winner == "native" and set(times) == {"slow", "fast", "native"}
@@ -72,8 +76,12 @@ def test_a_new_candidate_is_timed_despite_a_cached_entry(tmp_path) -> None:
 @pytest.mark.parametrize("change", ["device", "version", "corrupt", "format"])
 def test_foreign_or_broken_cache_is_ignored_with_a_warning(tmp_path, caplog, change) -> None:
     path = tmp_path / "timing.json"
-    data = {"format": 1, "edge_infer_version": __version__, "device": DEVICE,
-            "entries": {"layer-a": {"tactic": "slow", "times_us": {}}}}
+    data = {
+        "format": 1,
+        "edge_infer_version": __version__,
+        "device": DEVICE,
+        "entries": {"layer-a": {"tactic": "slow", "times_us": {}}},
+    }
     if change == "device":
         data["device"] = {**DEVICE, "model": "Jetson Orin"}
     elif change == "version":
@@ -97,17 +105,23 @@ def test_rebuild_with_warm_cache_times_nothing(tmp_path) -> None:
     assert any(tactics.values())
     for node in engine.graph(1).nodes:
         if node.meta.get("tactic_times_us"):
-            assert node.meta["tactic"] == min(node.meta["tactic_times_us"],
-                                              key=node.meta["tactic_times_us"].get)
+            assert node.meta["tactic"] == min(
+                node.meta["tactic_times_us"], key=node.meta["tactic_times_us"].get
+            )
 
 
 def test_tactics_are_timed_at_min_opt_max_and_reused_between() -> None:
-    engine = edge_infer.build(branchy(batch="N"), min_shapes={"x": (1, 8, 16, 16)},
-                              opt_shapes={"x": (2, 8, 16, 16)},
-                              max_shapes={"x": (4, 8, 16, 16)})
+    engine = edge_infer.build(
+        branchy(batch="N"),
+        min_shapes={"x": (1, 8, 16, 16)},
+        opt_shapes={"x": (2, 8, 16, 16)},
+        max_shapes={"x": (4, 8, 16, 16)},
+    )
     assert engine.batch_sizes == [1, 2, 3, 4]
-    timed = {b: any(n.meta.get("tactic_times_us") for n in engine.graph(b).nodes)
-             for b in engine.batch_sizes}
+    timed = {
+        b: any(n.meta.get("tactic_times_us") for n in engine.graph(b).nodes)
+        for b in engine.batch_sizes
+    }
     assert timed == {1: True, 2: True, 3: False, 4: True}
     hinted = {n.name: n.meta.get("tactic") for n in engine.graph(3).nodes}
     nearest = {n.name: n.meta.get("tactic") for n in engine.graph(4).nodes}

@@ -136,9 +136,17 @@ def _st_store(buf, row, s, m):  # pragma: no cover - compiled
         row[s + i] = buf[i]
 
 
-_STAGES = {"_st_exp_neg": _st_exp_neg, "_st_sigmoid": _st_sigmoid, "_st_mul": _st_mul,
-           "_st_copy": _st_copy, "_st_tanh": _st_tanh, "_st_simple": _st_simple,
-           "_st_load": _st_load, "_st_add": _st_add, "_st_store": _st_store}
+_STAGES = {
+    "_st_exp_neg": _st_exp_neg,
+    "_st_sigmoid": _st_sigmoid,
+    "_st_mul": _st_mul,
+    "_st_copy": _st_copy,
+    "_st_tanh": _st_tanh,
+    "_st_simple": _st_simple,
+    "_st_load": _st_load,
+    "_st_add": _st_add,
+    "_st_store": _st_store,
+}
 
 
 def _epilogue_py(y, bias, z, act, p0, p1, residual, has_bias):  # pragma: no cover - compiled
@@ -182,8 +190,9 @@ class Epilogue:
     ``c0`` of the layer (chunks of one layer split channels, images or columns).
     """
 
-    def __init__(self, activation: str, params: Sequence[float], bias: np.ndarray | None,
-                 residual: str) -> None:
+    def __init__(
+        self, activation: str, params: Sequence[float], bias: np.ndarray | None, residual: str
+    ) -> None:
         self.activation = activation
         self.params = [float(v) for v in params]
         self.residual = {"none": 0, "pre": 1, "post": 2}[residual]
@@ -198,7 +207,7 @@ class Epilogue:
         if self.kernel is not None:
             code = self.code
             defaults = {2: [0.01, 0.0], 3: [-np.inf, np.inf], 7: [0.2, 0.5]}.get(code, [0.0, 0.0])
-            p0, p1 = (p + defaults[len(p):])[:2]
+            p0, p1 = (p + defaults[len(p) :])[:2]
             kernel, has_bias = self.kernel, bias is not None
             b = bias if has_bias else np.zeros(1, np.float32)
             z = z3 if z3 is not None else np.zeros((1, 1, 1), np.float32)
@@ -217,8 +226,9 @@ class Epilogue:
         return numpy_epilogue
 
 
-def make_epilogue(activation: str, params: Sequence[float], bias: np.ndarray | None,
-                  residual: str) -> Epilogue:
+def make_epilogue(
+    activation: str, params: Sequence[float], bias: np.ndarray | None, residual: str
+) -> Epilogue:
     return Epilogue(activation, params, bias, residual)
 
 

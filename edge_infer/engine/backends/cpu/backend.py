@@ -51,8 +51,9 @@ class CpuBackend(Backend):
         if threads is None:
             return {}
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise BackendError(f"CPU backend option threads must be an integer ≥ 1, got "
-                               f"{threads!r}")
+            raise BackendError(
+                f"CPU backend option threads must be an integer ≥ 1, got {threads!r}"
+            )
         return {"threads": threads}
 
     def configure(self, *, contexts: int = 1, cores: int | None = None) -> dict[str, Any]:
@@ -76,14 +77,22 @@ class CpuBackend(Backend):
     def precision_note(self, precision: str) -> str | None:
         if precision == "fp32":
             return None
-        return (f"{precision.upper()} on the CPU backend runs validation kernels: the numbers "
-                "a GPU engine of this precision must match, about 3x slower than FP32 here "
-                "(the CPU's fast kernels are FP32). Build FP32 for speed on this CPU; build "
-                f"{precision.upper()} to check accuracy before deploying to a GPU")
+        return (
+            f"{precision.upper()} on the CPU backend runs validation kernels: the numbers "
+            "a GPU engine of this precision must match, about 3x slower than FP32 here "
+            "(the CPU's fast kernels are FP32). Build FP32 for speed on this CPU; build "
+            f"{precision.upper()} to check accuracy before deploying to a GPU"
+        )
 
-    def compile(self, graph: Graph, *, batch: int, options: BuildOptions,
-                cache: TimingCache | None = None,
-                hints: dict[str, Any] | None = None) -> dict[str, bytes]:
+    def compile(
+        self,
+        graph: Graph,
+        *,
+        batch: int,
+        options: BuildOptions,
+        cache: TimingCache | None = None,
+        hints: dict[str, Any] | None = None,
+    ) -> dict[str, bytes]:
         """Choose a tactic per layer by timing (unless ``options.tune`` is off) and record the
         winner, its measured time and the memory plan in the graph's metadata. ``hints``
         (choices made at another batch size) replace the timing. Tactics are timed with
@@ -93,8 +102,14 @@ class CpuBackend(Backend):
         with per_context_threads(threads):
             return self._compile(graph, options.tune, cache, hints, options.verify_tactics)
 
-    def _compile(self, graph: Graph, tune: bool, cache: TimingCache | None,
-                 hints: dict[str, Any] | None, verify: bool = True) -> dict[str, bytes]:
+    def _compile(
+        self,
+        graph: Graph,
+        tune: bool,
+        cache: TimingCache | None,
+        hints: dict[str, Any] | None,
+        verify: bool = True,
+    ) -> dict[str, bytes]:
         rng = np.random.default_rng(0)
         chosen = (hints or {}).get("tactics", {})
         width = thread_budget().per_context
@@ -112,9 +127,16 @@ class CpuBackend(Backend):
         graph.meta["arena"] = CpuProgram(graph).plan.to_json()
         return {}
 
-    def _choose_tactics(self, graph: Graph, tune: bool, chosen: dict[str, str],
-                        rng: np.random.Generator, cache: TimingCache | None,
-                        pool: WorkPool | None, verify: bool = True) -> None:
+    def _choose_tactics(
+        self,
+        graph: Graph,
+        tune: bool,
+        chosen: dict[str, str],
+        rng: np.random.Generator,
+        cache: TimingCache | None,
+        pool: WorkPool | None,
+        verify: bool = True,
+    ) -> None:
         for node in graph.nodes:
             tactics, spec = candidates(node, CPU_TACTICS)
             if not tactics:
@@ -125,12 +147,14 @@ class CpuBackend(Backend):
                 winner, times = chosen[node.name], {}
             elif tune:
                 bound: dict[str, Any] = {}  # runs the self-check bound, timed as they are
-                winner, times = tune_layer(f"cpu {spec.signature()} w{_pool_width(pool)}",
-                                           instances,
-                                           lambda t, n=node, b=bound: b.pop(t.name, None)
-                                           or _bind_random(t, n, rng, pool),
-                                           cache, self.timer(),
-                                           _self_check(node, pool, bound) if verify else None)
+                winner, times = tune_layer(
+                    f"cpu {spec.signature()} w{_pool_width(pool)}",
+                    instances,
+                    lambda t, n=node, b=bound: b.pop(t.name, None) or _bind_random(t, n, rng, pool),
+                    cache,
+                    self.timer(),
+                    _self_check(node, pool, bound) if verify else None,
+                )
             else:
                 winner, times = instances[0].name, {}
             node.meta["tactic"] = winner
@@ -141,8 +165,9 @@ class CpuBackend(Backend):
     def prepare(self, graph: Graph, blobs: Mapping[str, bytes]) -> Program:
         return CpuProgram(graph)
 
-    def profile_layers(self, program: Program, feeds: Mapping[str, np.ndarray],
-                       iterations: int = 10) -> list[dict[str, Any]]:
+    def profile_layers(
+        self, program: Program, feeds: Mapping[str, np.ndarray], iterations: int = 10
+    ) -> list[dict[str, Any]]:
         """Median host-clock time of each layer, run in order on a fresh context state."""
         if not isinstance(program, CpuProgram):
             return []
@@ -151,10 +176,16 @@ class CpuBackend(Backend):
             times = program.profile(state, feeds, iterations=iterations)
         finally:
             state.close()
-        layers = [{"name": layer.node.name, "op": layer.node.op_type,
-                   "members": layer.node.meta.get("members", [layer.node.name]),
-                   "tactic": layer.node.meta.get("tactic"), "time_us": times[layer.node.name]}
-                  for layer in program.layers]
+        layers = [
+            {
+                "name": layer.node.name,
+                "op": layer.node.op_type,
+                "members": layer.node.meta.get("members", [layer.node.name]),
+                "tactic": layer.node.meta.get("tactic"),
+                "time_us": times[layer.node.name],
+            }
+            for layer in program.layers
+        ]
         return sorted(layers, key=lambda entry: -entry["time_us"])
 
 
@@ -164,9 +195,9 @@ def _self_check(node: Node, pool: WorkPool | None, bound: dict[str, Any]) -> Any
     the candidates that pass to ``bound``."""
 
     def check(tactics: list[Any]) -> list[Any]:
-        kept, rejected = verified(node, tactics,
-                                  lambda t, ins, outs: t.bind(ins, outs, ScratchPool(pool)),
-                                  bound=bound)
+        kept, rejected = verified(
+            node, tactics, lambda t, ins, outs: t.bind(ins, outs, ScratchPool(pool)), bound=bound
+        )
         for r in rejected:
             node.meta.setdefault("rejected_tactics", {})[r.tactic] = r.error
         return kept
@@ -185,11 +216,13 @@ def _pool_width(pool: WorkPool | None) -> int:
     return pool.workers if pool is not None else 1
 
 
-def _bind_random(tactic: Any, node: Node, rng: np.random.Generator,
-                 pool: WorkPool | None = None) -> Any:
-    ins = [None if v is None else (v.const if v.const is not None else _random(v.shape, v.dtype,
-                                                                               rng))
-           for v in node.inputs]
+def _bind_random(
+    tactic: Any, node: Node, rng: np.random.Generator, pool: WorkPool | None = None
+) -> Any:
+    ins = [
+        None if v is None else (v.const if v.const is not None else _random(v.shape, v.dtype, rng))
+        for v in node.inputs
+    ]
     outs = [np.zeros(v.shape, v.dtype) for v in node.outputs]
     return tactic.bind(ins, outs, ScratchPool(pool))
 
@@ -213,13 +246,15 @@ def _schedule_signature(graph: Graph) -> str:
     digest = hashlib.sha256()
     for node in graph.nodes:
         shapes = [None if v is None or v.type is None else list(v.shape) for v in node.inputs]
-        digest.update(f"{node.op_type}{shapes}{node.meta.get('tactic')}"
-                      f"{node.meta.get('noop')};".encode())
+        digest.update(
+            f"{node.op_type}{shapes}{node.meta.get('tactic')}{node.meta.get('noop')};".encode()
+        )
     return "cpu schedule " + digest.hexdigest()[:32]
 
 
-def _pick_schedule(graph: Graph, rng: np.random.Generator, cache: TimingCache | None,
-                   timer: Timer) -> str:
+def _pick_schedule(
+    graph: Graph, rng: np.random.Generator, cache: TimingCache | None, timer: Timer
+) -> str:
     """Time the whole program sequentially and with branch parallelism; keep the faster."""
     from edge_infer.engine.tactics.autotune import time_run
 
@@ -234,8 +269,9 @@ def _pick_schedule(graph: Graph, rng: np.random.Generator, cache: TimingCache | 
         program = CpuProgram(graph, schedule)
         state = program.new_state()
         try:
-            times[schedule] = time_run(lambda p=program, s=state: p.run(s, feeds), repeats=5,
-                                       budget_s=2.0, timer=timer)
+            times[schedule] = time_run(
+                lambda p=program, s=state: p.run(s, feeds), repeats=5, budget_s=2.0, timer=timer
+            )
         finally:
             state.close()
     graph.meta["schedule_times_us"] = {k: round(v * 1e6, 1) for k, v in times.items()}

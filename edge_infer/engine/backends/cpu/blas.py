@@ -31,18 +31,32 @@ def _cblas() -> tuple[Any, type] | None:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for symbol, int_type in (("scipy_cblas_sgemm64_", ctypes.c_int64),
-                                 ("cblas_sgemm64_", ctypes.c_int64),
-                                 ("scipy_cblas_sgemm", ctypes.c_int32),
-                                 ("cblas_sgemm", ctypes.c_int32)):
+        for symbol, int_type in (
+            ("scipy_cblas_sgemm64_", ctypes.c_int64),
+            ("cblas_sgemm64_", ctypes.c_int64),
+            ("scipy_cblas_sgemm", ctypes.c_int32),
+            ("cblas_sgemm", ctypes.c_int32),
+        ):
             fn = getattr(lib, symbol, None)
             if fn is None:
                 continue
             fn.restype = None
-            fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, int_type, int_type,
-                           int_type, ctypes.c_float, ctypes.c_void_p, int_type,
-                           ctypes.c_void_p, int_type, ctypes.c_float, ctypes.c_void_p,
-                           int_type]
+            fn.argtypes = [
+                ctypes.c_int,
+                ctypes.c_int,
+                ctypes.c_int,
+                int_type,
+                int_type,
+                int_type,
+                ctypes.c_float,
+                ctypes.c_void_p,
+                int_type,
+                ctypes.c_void_p,
+                int_type,
+                ctypes.c_float,
+                ctypes.c_void_p,
+                int_type,
+            ]
             return fn, int_type
     return None
 
@@ -71,14 +85,20 @@ def is_blas_matrix(a: np.ndarray) -> bool:
     return True
 
 
-def sgemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, *, alpha: float = 1.0,
-          beta: float = 0.0) -> None:
+def sgemm(
+    a: np.ndarray, b: np.ndarray, c: np.ndarray, *, alpha: float = 1.0, beta: float = 0.0
+) -> None:
     """``c = alpha * a @ b + beta * c`` in place; operands are 2-D float32 strided views."""
     m, k = a.shape
     n = b.shape[1]
     lib = _cblas()
-    if (lib is None or not (is_blas_matrix(a) and is_blas_matrix(b)) or c.strides[1] != 4
-            or c.dtype != np.float32 or c.strides[0] < 4 * max(n, 1)):
+    if (
+        lib is None
+        or not (is_blas_matrix(a) and is_blas_matrix(b))
+        or c.strides[1] != 4
+        or c.dtype != np.float32
+        or c.strides[0] < 4 * max(n, 1)
+    ):
         if beta == 0.0:
             np.matmul(a, b, out=c)
             if alpha != 1.0:
@@ -90,12 +110,27 @@ def sgemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, *, alpha: float = 1.0,
     fn, _ = lib
     ta, lda = _matrix(a)
     tb, ldb = _matrix(b)
-    fn(_ROW_MAJOR, _TRANS if ta else _NO_TRANS, _TRANS if tb else _NO_TRANS, m, n, k,
-       alpha, a.ctypes.data, lda, b.ctypes.data, ldb, beta, c.ctypes.data, c.strides[0] // 4)
+    fn(
+        _ROW_MAJOR,
+        _TRANS if ta else _NO_TRANS,
+        _TRANS if tb else _NO_TRANS,
+        m,
+        n,
+        k,
+        alpha,
+        a.ctypes.data,
+        lda,
+        b.ctypes.data,
+        ldb,
+        beta,
+        c.ctypes.data,
+        c.strides[0] // 4,
+    )
 
 
-def bound_sgemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, *, alpha: float = 1.0,
-                beta: float = 0.0) -> Any:
+def bound_sgemm(
+    a: np.ndarray, b: np.ndarray, c: np.ndarray, *, alpha: float = 1.0, beta: float = 0.0
+) -> Any:
     """``sgemm`` with every argument resolved once: returns a no-argument callable.
 
     The operands must stay alive and in place (arena views and packed weights do), so the
@@ -104,15 +139,33 @@ def bound_sgemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, *, alpha: float = 1
     lib = _cblas()
     m, k = a.shape
     n = b.shape[1]
-    if (lib is None or not (is_blas_matrix(a) and is_blas_matrix(b)) or c.strides[1] != 4
-            or c.dtype != np.float32 or c.strides[0] < 4 * max(n, 1)):
+    if (
+        lib is None
+        or not (is_blas_matrix(a) and is_blas_matrix(b))
+        or c.strides[1] != 4
+        or c.dtype != np.float32
+        or c.strides[0] < 4 * max(n, 1)
+    ):
         return lambda: sgemm(a, b, c, alpha=alpha, beta=beta)
     fn, _ = lib
     ta, lda = _matrix(a)
     tb, ldb = _matrix(b)
-    args = (_ROW_MAJOR, _TRANS if ta else _NO_TRANS, _TRANS if tb else _NO_TRANS, m, n, k,
-            alpha, a.ctypes.data, lda, b.ctypes.data, ldb, beta, c.ctypes.data,
-            c.strides[0] // 4)
+    args = (
+        _ROW_MAJOR,
+        _TRANS if ta else _NO_TRANS,
+        _TRANS if tb else _NO_TRANS,
+        m,
+        n,
+        k,
+        alpha,
+        a.ctypes.data,
+        lda,
+        b.ctypes.data,
+        ldb,
+        beta,
+        c.ctypes.data,
+        c.strides[0] // 4,
+    )
     keep = (a, b, c)  # the callable owns references: the pointers stay valid
 
     def call() -> None:

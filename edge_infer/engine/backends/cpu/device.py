@@ -8,8 +8,20 @@ from pathlib import Path
 from typing import Any
 
 #: ISA flags that change which kernels are fastest (and, for BLAS, which code runs)
-_ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
-              "amx_tile", "asimd", "asimddp", "sve", "neon")
+_ISA_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "asimd",
+    "asimddp",
+    "sve",
+    "neon",
+)
 
 
 @functools.cache

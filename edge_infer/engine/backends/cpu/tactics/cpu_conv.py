@@ -66,11 +66,13 @@ class _ConvTactic(Tactic):
 
     def __init__(self, spec: ConvSpec) -> None:
         self.spec = spec
-        self.epilogue = make_epilogue(spec.activation, spec.activation_params, spec.bias,
-                                      spec.residual)
+        self.epilogue = make_epilogue(
+            spec.activation, spec.activation_params, spec.bias, spec.residual
+        )
 
-    def _io(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[Run], list[Run]]:
+    def _io(
+        self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[Run], list[Run]]:
         """(x, out3, z3, before, after): strided outputs/residuals go through scratch copies."""
         x, out = inputs[0], outputs[0]
         z = inputs[3] if len(inputs) > 3 else None
@@ -90,11 +92,19 @@ class _ConvTactic(Tactic):
                 before.append(lambda: np.copyto(zc, z))
         return x, out3, z3, before, after  # type: ignore[return-value]
 
-    def _epilogue(self, out3: np.ndarray, z3: np.ndarray | None, b: int, l0: int, l1: int,
-                  c0: int = 0, c1: int | None = None) -> Run:
+    def _epilogue(
+        self,
+        out3: np.ndarray,
+        z3: np.ndarray | None,
+        b: int,
+        l0: int,
+        l1: int,
+        c0: int = 0,
+        c1: int | None = None,
+    ) -> Run:
         c1 = out3.shape[1] if c1 is None else c1
-        y = out3[b:b + 1, c0:c1, l0:l1]
-        z = None if z3 is None else z3[b:b + 1, c0:c1, l0:l1]
+        y = out3[b : b + 1, c0:c1, l0:l1]
+        z = None if z3 is None else z3[b : b + 1, c0:c1, l0:l1]
         return self.epilogue.bind(y, z, c0)
 
     @staticmethod
@@ -103,8 +113,9 @@ class _ConvTactic(Tactic):
         return max(1, min(workers, work // MIN_CHUNK))
 
     @staticmethod
-    def _assemble(scratch: Scratch, phases: list[list[Run]], before: list[Run],
-                  after: list[Run]) -> Run:
+    def _assemble(
+        scratch: Scratch, phases: list[list[Run]], before: list[Run], after: list[Run]
+    ) -> Run:
         """Run ``phases`` in order; the chunks inside a phase are shared between threads."""
         pool = getattr(scratch, "pool", None)
         steps: list[Run] = list(before)
@@ -116,8 +127,14 @@ class _ConvTactic(Tactic):
         steps.extend(after)
         return _sequence(steps)
 
-    def _padded(self, x: np.ndarray, scratch: Scratch, tail: int = 0, extra_rows: int = 0,
-                extra_cols: int = 0) -> tuple[np.ndarray, np.ndarray, list[Run]]:
+    def _padded(
+        self,
+        x: np.ndarray,
+        scratch: Scratch,
+        tail: int = 0,
+        extra_rows: int = 0,
+        extra_cols: int = 0,
+    ) -> tuple[np.ndarray, np.ndarray, list[Run]]:
         """A private zero-bordered copy of ``x``: (flat (N, C, Hp*Wp + tail), 4-D view,
         copy-in chunks split by channel)."""
         s = self.spec
@@ -126,9 +143,11 @@ class _ConvTactic(Tactic):
         hp, wp = h + pt + pb + extra_rows, w + pl + pr + extra_cols
         flat = scratch((n, c, hp * wp + tail), x.dtype, None)
         four = flat[:, :, : hp * wp].reshape(n, c, hp, wp)
-        interior = four[:, :, pt:pt + h, pl:pl + w]
-        copies = [lambda a=a, b=b: np.copyto(interior[:, a:b], x[:, a:b])
-                  for a, b in split(c, self._parts(scratch, x.size))]
+        interior = four[:, :, pt : pt + h, pl : pl + w]
+        copies = [
+            lambda a=a, b=b: np.copyto(interior[:, a:b], x[:, a:b])
+            for a, b in split(c, self._parts(scratch, x.size))
+        ]
         return flat, four, copies
 
 
@@ -137,8 +156,12 @@ class Gemm1x1(_ConvTactic):
 
     @classmethod
     def applicable(cls, spec: ConvSpec) -> bool:
-        return (spec.kernel == (1, 1) and spec.strides == (1, 1) and spec.pads == (0, 0, 0, 0)
-                and spec.group == 1)
+        return (
+            spec.kernel == (1, 1)
+            and spec.strides == (1, 1)
+            and spec.pads == (0, 0, 0, 0)
+            and spec.group == 1
+        )
 
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         x, out3, z3, before, after = self._io(inputs, outputs, scratch)
@@ -152,8 +175,14 @@ class Gemm1x1(_ConvTactic):
         chunks = []
         for b in range(n):
             for l0, l1 in split(length, self._parts(scratch, out3[b].size), align=16):
-                chunks.append(_sequence([bound_sgemm(w2, x3[b][:, l0:l1], out3[b][:, l0:l1]),
-                                         self._epilogue(out3, z3, b, l0, l1)]))
+                chunks.append(
+                    _sequence(
+                        [
+                            bound_sgemm(w2, x3[b][:, l0:l1], out3[b][:, l0:l1]),
+                            self._epilogue(out3, z3, b, l0, l1),
+                        ]
+                    )
+                )
         return self._assemble(scratch, [chunks], before, after)
 
 
@@ -178,22 +207,34 @@ class Im2colGemm(_ConvTactic):
         col5 = col.reshape(cg, kh, kw, ho, wo)
         _, sc, sh, sw = four.strides
         (sy, sx), (dy, dx) = s.strides, s.dilations
-        wg = [np.ascontiguousarray(s.weight[gi * og:(gi + 1) * og].reshape(og, cg * kh * kw))
-              for gi in range(g)]
+        wg = [
+            np.ascontiguousarray(s.weight[gi * og : (gi + 1) * og].reshape(og, cg * kh * kw))
+            for gi in range(g)
+        ]
         phases: list[list[Run]] = [copy_in]
         for b in range(n):
             for gi in range(g):
-                window = as_strided(four[b, gi * cg:(gi + 1) * cg], (cg, kh, kw, ho, wo),
-                                    (sc, dy * sh, dx * sw, sy * sh, sx * sw))
+                window = as_strided(
+                    four[b, gi * cg : (gi + 1) * cg],
+                    (cg, kh, kw, ho, wo),
+                    (sc, dy * sh, dx * sw, sy * sh, sx * sw),
+                )
                 chunks = []
                 for r0, r1 in split(ho, self._parts(scratch, og * ho * wo)):
                     l0, l1 = r0 * wo, r1 * wo
-                    chunks.append(_sequence([
-                        lambda w=window, r0=r0, r1=r1: np.copyto(col5[..., r0:r1, :],
-                                                                 w[..., r0:r1, :]),
-                        bound_sgemm(wg[gi], col[:, l0:l1], out3[b, gi * og:(gi + 1) * og, l0:l1]),
-                        self._epilogue(out3, z3, b, l0, l1, gi * og, (gi + 1) * og),
-                    ]))
+                    chunks.append(
+                        _sequence(
+                            [
+                                lambda w=window, r0=r0, r1=r1: np.copyto(
+                                    col5[..., r0:r1, :], w[..., r0:r1, :]
+                                ),
+                                bound_sgemm(
+                                    wg[gi], col[:, l0:l1], out3[b, gi * og : (gi + 1) * og, l0:l1]
+                                ),
+                                self._epilogue(out3, z3, b, l0, l1, gi * og, (gi + 1) * og),
+                            ]
+                        )
+                    )
                 phases.append(chunks)
         return self._assemble(scratch, phases, before, after)
 
@@ -217,21 +258,29 @@ class ImplicitGemm(_ConvTactic):
         acc = scratch((cout, ho * wp), x.dtype, "acc")
         acc3 = acc.reshape(cout, ho, wp)
         out4 = unflat4(out3, ho, wo)
-        taps = [(i * dy * wp + j * dx, np.ascontiguousarray(s.weight[:, :, i, j]))
-                for i in range(kh) for j in range(kw)]
+        taps = [
+            (i * dy * wp + j * dx, np.ascontiguousarray(s.weight[:, :, i, j]))
+            for i in range(kh)
+            for j in range(kw)
+        ]
         phases: list[list[Run]] = [copy_in]
         for b in range(n):
             chunks = []
             for r0, r1 in split(ho, self._parts(scratch, cout * ho * wo)):
                 c0, c1 = r0 * wp, r1 * wp
-                gemms = [bound_sgemm(wt, flat[b][:, off + c0:off + c1], acc[:, c0:c1],
-                                     beta=1.0 if k else 0.0)
-                         for k, (off, wt) in enumerate(taps)]
+                gemms = [
+                    bound_sgemm(
+                        wt, flat[b][:, off + c0 : off + c1], acc[:, c0:c1], beta=1.0 if k else 0.0
+                    )
+                    for k, (off, wt) in enumerate(taps)
+                ]
+
                 def crop(r0: int = r0, r1: int = r1, b: int = b) -> None:
                     np.copyto(out4[b, :, r0:r1], acc3[:, r0:r1, :wo])
 
-                chunks.append(_sequence([*gemms, crop,
-                                         self._epilogue(out3, z3, b, r0 * wo, r1 * wo)]))
+                chunks.append(
+                    _sequence([*gemms, crop, self._epilogue(out3, z3, b, r0 * wo, r1 * wo)])
+                )
             phases.append(chunks)
         return self._assemble(scratch, phases, before, after)
 
@@ -245,8 +294,12 @@ class Winograd2x2(_ConvTactic):
 
     @classmethod
     def applicable(cls, spec: ConvSpec) -> bool:
-        return (spec.kernel == (3, 3) and spec.strides == (1, 1) and spec.dilations == (1, 1)
-                and spec.group == 1)
+        return (
+            spec.kernel == (3, 3)
+            and spec.strides == (1, 1)
+            and spec.dilations == (1, 1)
+            and spec.group == 1
+        )
 
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         s = self.spec
@@ -259,8 +312,9 @@ class Winograd2x2(_ConvTactic):
         h, w = s.x_shape[2], s.x_shape[3]
         extra_r = 2 * th + 2 - (h + pt + pb)
         extra_c = 2 * tw + 2 - (w + pl + pr)
-        _, four, copy_in = self._padded(x, scratch, extra_rows=max(extra_r, 0),
-                                        extra_cols=max(extra_c, 0))
+        _, four, copy_in = self._padded(
+            x, scratch, extra_rows=max(extra_r, 0), extra_cols=max(extra_c, 0)
+        )
         # U[xi, nu] = G g G^T, laid out as 16 (Cout, Cin) matrices
         u = np.einsum("ai,ocij,bj->aboc", _G, s.weight.astype(np.float64), _G)
         u = np.ascontiguousarray(u.reshape(16, cout, cin).astype(np.float32))
@@ -274,7 +328,7 @@ class Winograd2x2(_ConvTactic):
 
         def transform(b: int) -> None:
             def d(i: int, j: int) -> np.ndarray:
-                return four[b, :, i:i + 2 * th:2, j:j + 2 * tw:2]
+                return four[b, :, i : i + 2 * th : 2, j : j + 2 * tw : 2]
 
             for j in range(4):  # rows: tmp[i] = (B^T d)[i] over columns j = 0..3
                 np.subtract(d(0, j), d(2, j), out=tmp[0, j])
@@ -307,8 +361,12 @@ class Winograd2x2(_ConvTactic):
         phases: list[list[Run]] = [copy_in]
         for b in range(n):
             phases.append([lambda b=b: transform(b)])
-            phases.append([self._epilogue(out3, z3, b, 0, ho * wo, c0, c1)
-                           for c0, c1 in split(cout, self._parts(scratch, cout * ho * wo))])
+            phases.append(
+                [
+                    self._epilogue(out3, z3, b, 0, ho * wo, c0, c1)
+                    for c0, c1 in split(cout, self._parts(scratch, cout * ho * wo))
+                ]
+            )
         return self._assemble(scratch, phases, before, after)
 
 
@@ -332,17 +390,31 @@ class DepthwiseDirect(_ConvTactic):
         if jit.available() and x.dtype == np.float32:
             w3 = np.ascontiguousarray(s.weight[:, 0], dtype=np.float32)
             chunks = [
-                _sequence([lambda a=a, b=b: jit.depthwise(four[:, a:b], w3[a:b], out4[:, a:b],
-                                                          sy, sx, dy, dx)]
-                          + [self._epilogue(out3, z3, k, 0, ho * wo, a, b) for k in range(n)])
+                _sequence(
+                    [
+                        lambda a=a, b=b: jit.depthwise(
+                            four[:, a:b], w3[a:b], out4[:, a:b], sy, sx, dy, dx
+                        )
+                    ]
+                    + [self._epilogue(out3, z3, k, 0, ho * wo, a, b) for k in range(n)]
+                )
                 for a, b in ranges
             ]
             return self._assemble(scratch, [copy_in, chunks], before, after)
         tmp = scratch((n, c, ho, wo), x.dtype, "dw_tmp")
-        taps = [(four[:, :, i * dy:i * dy + sy * (ho - 1) + 1:sy,
-                      j * dx:j * dx + sx * (wo - 1) + 1:sx],
-                 np.ascontiguousarray(s.weight[:, 0, i, j]).reshape(1, c, 1, 1))
-                for i in range(kh) for j in range(kw)]
+        taps = [
+            (
+                four[
+                    :,
+                    :,
+                    i * dy : i * dy + sy * (ho - 1) + 1 : sy,
+                    j * dx : j * dx + sx * (wo - 1) + 1 : sx,
+                ],
+                np.ascontiguousarray(s.weight[:, 0, i, j]).reshape(1, c, 1, 1),
+            )
+            for i in range(kh)
+            for j in range(kw)
+        ]
 
         def body() -> None:
             first_view, first_w = taps[0]
@@ -356,5 +428,9 @@ class DepthwiseDirect(_ConvTactic):
 
 
 CONV_TACTICS: tuple[type[_ConvTactic], ...] = (
-    Gemm1x1, ImplicitGemm, Winograd2x2, DepthwiseDirect, Im2colGemm,
+    Gemm1x1,
+    ImplicitGemm,
+    Winograd2x2,
+    DepthwiseDirect,
+    Im2colGemm,
 )

@@ -77,9 +77,16 @@ def tap_offsets(spec: ConvSpec, phase_stride: int, wq: int) -> np.ndarray:
     floats apart and whose rows are ``wq`` wide."""
     kh, kw = spec.kernel
     (sy, sx), (dy, dx) = spec.strides, spec.dilations
-    return np.asarray([((i * dy) % sy * sx + (j * dx) % sx) * phase_stride
-                       + ((i * dy) // sy) * wq + (j * dx) // sx
-                       for i in range(kh) for j in range(kw)], np.int64)
+    return np.asarray(
+        [
+            ((i * dy) % sy * sx + (j * dx) % sx) * phase_stride
+            + ((i * dy) // sy) * wq
+            + (j * dx) // sx
+            for i in range(kh)
+            for j in range(kw)
+        ],
+        np.int64,
+    )
 
 
 def term_offsets(spec: ConvSpec, plen: int, wq: int) -> np.ndarray:
@@ -115,11 +122,12 @@ class _NativeConv(_ConvTactic):
             params = list(spec.activation_params)
             defaults = _DEFAULTS.get(code, (0.0, 0.0))
             self.act, self.residual = code, _RESIDUAL[spec.residual]
-            self.params = tuple(float(v) for v in (*params, *defaults[len(params):])[:2])
+            self.params = tuple(float(v) for v in (*params, *defaults[len(params) :])[:2])
         else:  # the kernel adds the bias; the shared epilogue does residual + activation
             self.act, self.params, self.residual = 0, (0.0, 0.0), 0
-            self.epilogue = make_epilogue(spec.activation, spec.activation_params, None,
-                                          spec.residual)
+            self.epilogue = make_epilogue(
+                spec.activation, spec.activation_params, None, spec.residual
+            )
 
     def _chunks(self, scratch: Scratch) -> int:
         _, cout, ho, wo = self.spec.out_shape
@@ -129,8 +137,9 @@ class _NativeConv(_ConvTactic):
             parts = min(2 * workers, max(parts, (cout * ho * wo) // (4 * 4096)))
         return parts
 
-    def _padded_phases(self, x: np.ndarray, scratch: Scratch, parts: int
-                       ) -> tuple[np.ndarray, int, np.ndarray, int, list[list[Any]]]:
+    def _padded_phases(
+        self, x: np.ndarray, scratch: Scratch, parts: int
+    ) -> tuple[np.ndarray, int, np.ndarray, int, list[list[Any]]]:
         """The zero-padded input split into stride phases: (buffer, floats per image,
         offset of each (channel, tap) term, grid width, copy-in calls per image split in
         ``parts`` channel ranges). ``x`` must have unit stride along its rows (see
@@ -141,14 +150,22 @@ class _NativeConv(_ConvTactic):
         hq, wq = phase_grid(s)
         planes, plen = sy * sx * cin, hq * wq
         # the tail keeps every vector read of the last image inside the buffer
-        buf = scratch((n * planes * plen + layout_tail(s, wq),), np.float32,
-                      None)  # private: zero borders stay zero
+        buf = scratch(
+            (n * planes * plen + layout_tail(s, wq),), np.float32, None
+        )  # private: zero borders stay zero
         copies: list[list[Any]] = []
         for b in range(n):
             copies.append([])
             for c0, c1 in split(cin, parts):
-                args = dict(self._phase_input(x, b), hq=hq, wq=wq, cin=cin, c0=c0, c1=c1,
-                            planes=buf.ctypes.data + 4 * b * planes * plen)
+                args = dict(
+                    self._phase_input(x, b),
+                    hq=hq,
+                    wq=wq,
+                    cin=cin,
+                    c0=c0,
+                    c1=c1,
+                    planes=buf.ctypes.data + 4 * b * planes * plen,
+                )
                 copies[b].append(native.NativeCall("split_phases_f32", args, (buf, x)))
         return buf, planes * plen, term_offsets(s, plen, wq), wq, copies
 
@@ -161,8 +178,9 @@ class _NativeConv(_ConvTactic):
         before.append(lambda: np.copyto(xc, x))
         return xc
 
-    def _terms(self, x: np.ndarray, scratch: Scratch, parts: int, before: list[Run]
-               ) -> tuple[np.ndarray, int, np.ndarray, int, int, list[list[Any]]]:
+    def _terms(
+        self, x: np.ndarray, scratch: Scratch, parts: int, before: list[Run]
+    ) -> tuple[np.ndarray, int, np.ndarray, int, int, list[list[Any]]]:
         """Where each (channel, tap) term reads: (base, floats per image, term offsets, grid
         width, gsafe, copy-in calls per image). A plain 1x1 conv reads its input in place
         (gsafe = h * w: no vector read past it, no copies); anything else the padded phases
@@ -187,17 +205,30 @@ class _NativeConv(_ConvTactic):
     def _finish_args(self, z3: np.ndarray | None, b: int) -> dict[str, Any]:
         """The epilogue fields of image ``b``'s kernel arguments (args.h)."""
         zres = z3 if self.residual else None
-        return dict(act=self.act, p0=self.params[0], p1=self.params[1], residual=self.residual,
-                    z=None if zres is None else zres.ctypes.data + zres.strides[0] * b,
-                    zcs=0 if zres is None else zres.strides[1] // 4)
+        return dict(
+            act=self.act,
+            p0=self.params[0],
+            p1=self.params[1],
+            residual=self.residual,
+            z=None if zres is None else zres.ctypes.data + zres.strides[0] * b,
+            zcs=0 if zres is None else zres.strides[1] // 4,
+        )
 
     def _phase_input(self, x: np.ndarray, b: int) -> dict[str, Any]:
         """The input geometry fields of image ``b``'s phase-split kernels (args.h)."""
         s = self.spec
         _, _, h, w = s.x_shape
-        return dict(x=x.ctypes.data + x.strides[0] * b, xcs=x.strides[1] // 4,
-                    xrs=x.strides[2] // 4, h=h, w=w, pt=s.pads[0], pl=s.pads[1],
-                    sy=s.strides[0], sx=s.strides[1])
+        return dict(
+            x=x.ctypes.data + x.strides[0] * b,
+            xcs=x.strides[1] // 4,
+            xrs=x.strides[2] // 4,
+            h=h,
+            w=w,
+            pt=s.pads[0],
+            pl=s.pads[1],
+            sy=s.strides[0],
+            sx=s.strides[1],
+        )
 
 
 class DirectNative(_NativeConv):
@@ -205,7 +236,7 @@ class DirectNative(_NativeConv):
 
     @classmethod
     def applicable(cls, spec: ConvSpec) -> bool:
-        return (spec.group == 1 and spec.weight.dtype == np.float32 and native.available())
+        return spec.group == 1 and spec.weight.dtype == np.float32 and native.available()
 
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         s = self.spec
@@ -218,22 +249,38 @@ class DirectNative(_NativeConv):
         parts = 1 if per_image else self._chunks(scratch)
         banding = self._banding()
         if banding is not None:
-            return self._bind_banded(x, out3, z3, before, after, scratch, wpack, bias,
-                                     per_image, parts, *banding)
+            return self._bind_banded(
+                x, out3, z3, before, after, scratch, wpack, bias, per_image, parts, *banding
+            )
         base, image, toff, wg, gsafe, copies = self._terms(x, scratch, parts, before)
         blocks = -(-cout // MR)
         keep = (wpack, bias, toff, base, out3, z3)
         # a strip-packing buffer per concurrent chunk
-        packs = [scratch((len(toff) * NR,), np.float32, f"conv_pack{k}")
-                 for k in range(n if per_image else parts)]
+        packs = [
+            scratch((len(toff) * NR,), np.float32, f"conv_pack{k}")
+            for k in range(n if per_image else parts)
+        ]
 
         def conv(b: int, g0: int, g1: int, pack: np.ndarray) -> Any:
-            args = dict(base=base.ctypes.data + 4 * b * image, toff=toff.ctypes.data,
-                        T=len(toff), wpack=wpack.ctypes.data,
-                        bias=None if bias is None else bias.ctypes.data, ob0=0, ob1=blocks,
-                        cout=cout, g0=g0, g1=g1, gsafe=gsafe, wg=wg, wo=wo,
-                        out=out3.ctypes.data + out3.strides[0] * b, ocs=out3.strides[1] // 4,
-                        **self._finish_args(z3, b), pk=pack.ctypes.data)
+            args = dict(
+                base=base.ctypes.data + 4 * b * image,
+                toff=toff.ctypes.data,
+                T=len(toff),
+                wpack=wpack.ctypes.data,
+                bias=None if bias is None else bias.ctypes.data,
+                ob0=0,
+                ob1=blocks,
+                cout=cout,
+                g0=g0,
+                g1=g1,
+                gsafe=gsafe,
+                wg=wg,
+                wo=wo,
+                out=out3.ctypes.data + out3.strides[0] * b,
+                ocs=out3.strides[1] // 4,
+                **self._finish_args(z3, b),
+                pk=pack.ctypes.data,
+            )
             return native.NativeCall("conv_direct_f32", args, (*keep, pack))
 
         grid = ho * wo if gsafe == ho * wo else ho * wg  # in place 1x1: grid == output
@@ -241,8 +288,11 @@ class DirectNative(_NativeConv):
             chunks: list[Run] = []
             for b in range(n):
                 call = native.NativeSequence([*copies[b], conv(b, 0, grid, packs[b])])
-                chunks.append(call if self.fused else _sequence(
-                    [call, self._epilogue(out3, z3, b, 0, ho * wo)]))
+                chunks.append(
+                    call
+                    if self.fused
+                    else _sequence([call, self._epilogue(out3, z3, b, 0, ho * wo)])
+                )
             return self._assemble(scratch, [chunks], before, after)
         phases: list[list[Run]] = [[c for per in copies for c in per]]
         for b in range(n):
@@ -259,7 +309,6 @@ class DirectNative(_NativeConv):
             phases.append(chunks)
         return self._assemble(scratch, [p for p in phases if p], before, after)
 
-
     def _banding(self) -> tuple[int, int] | None:
         """(band rows, ext) when the input must be laid out (padding or strides) and its
         whole-image layout would not stay in L2; None: the whole-image path."""
@@ -272,10 +321,21 @@ class DirectNative(_NativeConv):
             return None
         return min(band, s.out_shape[2]), ext
 
-    def _bind_banded(self, x: np.ndarray, out3: np.ndarray, z3: np.ndarray | None,
-                     before: list[Run], after: list[Run], scratch: Scratch,
-                     wpack: np.ndarray, bias: np.ndarray | None, per_image: bool, parts: int,
-                     band: int, ext: int) -> Run:
+    def _bind_banded(
+        self,
+        x: np.ndarray,
+        out3: np.ndarray,
+        z3: np.ndarray | None,
+        before: list[Run],
+        after: list[Run],
+        scratch: Scratch,
+        wpack: np.ndarray,
+        bias: np.ndarray | None,
+        per_image: bool,
+        parts: int,
+        band: int,
+        ext: int,
+    ) -> Run:
         """Each chunk (an image, or a range of its output rows) goes through its rows a band
         at a time: the band's input laid out in a small buffer, convolved while in L2
         (``conv_banded_f32``)."""
@@ -292,26 +352,45 @@ class DirectNative(_NativeConv):
         # dynamically); one thread runs them in turn through the same, cache-hot one
         workers = getattr(scratch, "workers", 1)
         nbuf = 1 if workers == 1 else (n if per_image else len(ranges))
-        bufs = [scratch((sy * sx * cin * plen + layout_tail(s, wq),), np.float32, None)
-                for _ in range(nbuf)]
+        bufs = [
+            scratch((sy * sx * cin * plen + layout_tail(s, wq),), np.float32, None)
+            for _ in range(nbuf)
+        ]
         packs = [scratch((len(toff) * NR,), np.float32, f"conv_pack{k}") for k in range(nbuf)]
         keep = (wpack, bias, toff, x, out3, z3)
         chunks: list[Run] = []
         for b in range(n):
             for r, (r0, r1) in enumerate(ranges):
                 k = 0 if nbuf == 1 else (b if per_image else r)
-                args = dict(self._phase_input(x, b), wq=wq, cin=cin, ext=ext, band=band, r0=r0,
-                            r1=r1, toff=toff.ctypes.data, T=len(toff), wpack=wpack.ctypes.data,
-                            bias=None if bias is None else bias.ctypes.data, cout=cout, wo=wo,
-                            out=out3.ctypes.data + out3.strides[0] * b,
-                            ocs=out3.strides[1] // 4, **self._finish_args(z3, b),
-                            buf=bufs[k].ctypes.data, pk=packs[k].ctypes.data)
+                args = dict(
+                    self._phase_input(x, b),
+                    wq=wq,
+                    cin=cin,
+                    ext=ext,
+                    band=band,
+                    r0=r0,
+                    r1=r1,
+                    toff=toff.ctypes.data,
+                    T=len(toff),
+                    wpack=wpack.ctypes.data,
+                    bias=None if bias is None else bias.ctypes.data,
+                    cout=cout,
+                    wo=wo,
+                    out=out3.ctypes.data + out3.strides[0] * b,
+                    ocs=out3.strides[1] // 4,
+                    **self._finish_args(z3, b),
+                    buf=bufs[k].ctypes.data,
+                    pk=packs[k].ctypes.data,
+                )
                 call = native.NativeCall("conv_banded_f32", args, (*keep, bufs[k], packs[k]))
-                chunks.append(call if self.fused else _sequence(
-                    [call, self._epilogue(out3, z3, b, r0 * wo, r1 * wo)]))
+                chunks.append(
+                    call
+                    if self.fused
+                    else _sequence([call, self._epilogue(out3, z3, b, r0 * wo, r1 * wo)])
+                )
         if per_image:
             return self._assemble(scratch, [chunks], before, after)
-        phases = [chunks[b * len(ranges):(b + 1) * len(ranges)] for b in range(n)]
+        phases = [chunks[b * len(ranges) : (b + 1) * len(ranges)] for b in range(n)]
         return self._assemble(scratch, phases, before, after)
 
 
@@ -325,10 +404,14 @@ class OcVecNative(_NativeConv):
     def applicable(cls, spec: ConvSpec) -> bool:
         _, _, ho, wo = spec.out_shape
         terms = spec.cin * spec.kernel[0] * spec.kernel[1]
-        return (spec.group == 1 and spec.weight.dtype == np.float32 and spec.cout >= 8
-                and ho * wo <= OCVEC_MAX_POSITIONS
-                and terms * (-(-ho * wo // PB) * PB) * 4 <= OCVEC_MAX_PACK_BYTES
-                and native.available())
+        return (
+            spec.group == 1
+            and spec.weight.dtype == np.float32
+            and spec.cout >= 8
+            and ho * wo <= OCVEC_MAX_POSITIONS
+            and terms * (-(-ho * wo // PB) * PB) * 4 <= OCVEC_MAX_PACK_BYTES
+            and native.available()
+        )
 
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         s = self.spec
@@ -344,31 +427,54 @@ class OcVecNative(_NativeConv):
         base, image, toff, wg, _, copies = self._terms(x, scratch, parts, before)
         p = np.arange(positions, dtype=np.int64)
         posoff = (p // wo) * wg + p % wo
-        packs = [scratch((npb * len(toff) * PB,), np.float32, f"ocvec_pack{k}")
-                 for k in range(n if per_image else 1)]
+        packs = [
+            scratch((npb * len(toff) * PB,), np.float32, f"ocvec_pack{k}")
+            for k in range(n if per_image else 1)
+        ]
         keep = (wpack, bias, toff, posoff, base, out3, z3)
 
         def pack(b: int, q0: int, q1: int, pk: np.ndarray) -> Any:
-            args = dict(base=base.ctypes.data + 4 * b * image, toff=toff.ctypes.data,
-                        T=len(toff), posoff=posoff.ctypes.data, P=positions, pb0=q0, pb1=q1,
-                        pk=pk.ctypes.data)
+            args = dict(
+                base=base.ctypes.data + 4 * b * image,
+                toff=toff.ctypes.data,
+                T=len(toff),
+                posoff=posoff.ctypes.data,
+                P=positions,
+                pb0=q0,
+                pb1=q1,
+                pk=pk.ctypes.data,
+            )
             return native.NativeCall("pack_positions_f32", args, (*keep, pk))
 
         def conv(b: int, o0: int, o1: int, pk: np.ndarray) -> Any:
-            args = dict(pk=pk.ctypes.data, T=len(toff), npb=npb, wpack=wpack.ctypes.data,
-                        bias=None if bias is None else bias.ctypes.data, ob0=o0, ob1=o1,
-                        cout=cout, P=positions, out=out3.ctypes.data + out3.strides[0] * b,
-                        ocs=out3.strides[1] // 4, **self._finish_args(z3, b))
+            args = dict(
+                pk=pk.ctypes.data,
+                T=len(toff),
+                npb=npb,
+                wpack=wpack.ctypes.data,
+                bias=None if bias is None else bias.ctypes.data,
+                ob0=o0,
+                ob1=o1,
+                cout=cout,
+                P=positions,
+                out=out3.ctypes.data + out3.strides[0] * b,
+                ocs=out3.strides[1] // 4,
+                **self._finish_args(z3, b),
+            )
             return native.NativeCall("conv_ocvec_f32", args, (*keep, pk))
 
         blocks = -(-cout // OB)
         if per_image:
             chunks: list[Run] = []
             for b in range(n):
-                call = native.NativeSequence([*copies[b], pack(b, 0, npb, packs[b]),
-                                              conv(b, 0, blocks, packs[b])])
-                chunks.append(call if self.fused else _sequence(
-                    [call, self._epilogue(out3, z3, b, 0, positions)]))
+                call = native.NativeSequence(
+                    [*copies[b], pack(b, 0, npb, packs[b]), conv(b, 0, blocks, packs[b])]
+                )
+                chunks.append(
+                    call
+                    if self.fused
+                    else _sequence([call, self._epilogue(out3, z3, b, 0, positions)])
+                )
             return self._assemble(scratch, [chunks], before, after)
         phases: list[list[Run]] = [[c for per in copies for c in per]]
         for b in range(n):
@@ -377,8 +483,9 @@ class OcVecNative(_NativeConv):
             for o0, o1 in split(blocks, parts):
                 steps: list[Run] = [conv(b, o0, o1, packs[0])]
                 if not self.fused:
-                    steps.append(self._epilogue(out3, z3, b, 0, positions, o0 * OB,
-                                                min(o1 * OB, cout)))
+                    steps.append(
+                        self._epilogue(out3, z3, b, 0, positions, o0 * OB, min(o1 * OB, cout))
+                    )
                 chunks.append(_sequence(steps))
             phases.append(chunks)
         return self._assemble(scratch, [p for p in phases if p], before, after)
@@ -389,8 +496,12 @@ class DepthwiseNative(_NativeConv):
 
     @classmethod
     def applicable(cls, spec: ConvSpec) -> bool:
-        return (spec.group == spec.cin == spec.cout and spec.group > 1
-                and spec.weight.dtype == np.float32 and native.available())
+        return (
+            spec.group == spec.cin == spec.cout
+            and spec.group > 1
+            and spec.weight.dtype == np.float32
+            and native.available()
+        )
 
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         s = self.spec
@@ -411,11 +522,23 @@ class DepthwiseNative(_NativeConv):
                 # planes (one buffer per chunk: chunks run concurrently)
                 planes = scratch((sy * sx * plen + 2 * NR + 2 * wq,), np.float32, None)
                 keep = (weights, bias, taps, planes, x, out3, z3)
-                args = dict(self._phase_input(x, b), hq=hq, wq=wq, planes=planes.ctypes.data,
-                            toff=taps.ctypes.data, T=len(taps), wts=weights.ctypes.data,
-                            bias=None if bias is None else bias.ctypes.data, c0=c0, c1=c1,
-                            ho=ho, wo=wo, out=out3.ctypes.data + out3.strides[0] * b,
-                            ocs=out3.strides[1] // 4, **self._finish_args(z3, b))
+                args = dict(
+                    self._phase_input(x, b),
+                    hq=hq,
+                    wq=wq,
+                    planes=planes.ctypes.data,
+                    toff=taps.ctypes.data,
+                    T=len(taps),
+                    wts=weights.ctypes.data,
+                    bias=None if bias is None else bias.ctypes.data,
+                    c0=c0,
+                    c1=c1,
+                    ho=ho,
+                    wo=wo,
+                    out=out3.ctypes.data + out3.strides[0] * b,
+                    ocs=out3.strides[1] // 4,
+                    **self._finish_args(z3, b),
+                )
                 steps: list[Run] = [native.NativeCall("conv_depthwise_f32", args, keep)]
                 if not self.fused:
                     steps.append(self._epilogue(out3, z3, b, 0, ho * wo, c0, c1))

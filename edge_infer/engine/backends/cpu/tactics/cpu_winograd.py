@@ -26,12 +26,30 @@ from edge_infer.engine.tactics.base import ConvSpec, Run, Scratch
 TB, KR = 16, 6  # tiles per block, output channels per register tile (conv_winograd.c)
 
 #: F(4x4, 3x3) with interpolation points 0, ±1, ±2, ∞ (Lavin & Gray)
-G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-              [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
-BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-               [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float64)
-AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
-               [0, 1, -1, 8, -8, 1]], np.float64)
+G = np.array(
+    [
+        [1 / 4, 0, 0],
+        [-1 / 6, -1 / 6, -1 / 6],
+        [-1 / 6, 1 / 6, -1 / 6],
+        [1 / 24, 1 / 12, 1 / 6],
+        [1 / 24, -1 / 12, 1 / 6],
+        [0, 0, 1],
+    ]
+)
+BT = np.array(
+    [
+        [4, 0, -5, 0, 1, 0],
+        [0, -4, -4, 1, 1, 0],
+        [0, 4, -4, -1, 1, 0],
+        [0, -2, -1, 2, 1, 0],
+        [0, 2, -1, -2, 1, 0],
+        [0, 4, 0, -5, 0, 1],
+    ],
+    np.float64,
+)
+AT = np.array(
+    [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], np.float64
+)
 
 
 def transform_weights(weight: np.ndarray) -> np.ndarray:
@@ -52,9 +70,14 @@ class WinogradNative(_NativeConv):
 
     @classmethod
     def applicable(cls, spec: ConvSpec) -> bool:
-        return (spec.kernel == (3, 3) and spec.strides == (1, 1) and spec.dilations == (1, 1)
-                and spec.group == 1 and spec.weight.dtype == np.float32
-                and native.available())
+        return (
+            spec.kernel == (3, 3)
+            and spec.strides == (1, 1)
+            and spec.dilations == (1, 1)
+            and spec.group == 1
+            and spec.weight.dtype == np.float32
+            and native.available()
+        )
 
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         s = self.spec
@@ -76,17 +99,38 @@ class WinogradNative(_NativeConv):
         chunks: list[Run] = []
         for k, (t0, t1) in enumerate(split(tiles, parts, align=TB)):
             buf = scratch((work,), np.float32, f"wino_work{k}")
-            args = dict(x=x.ctypes.data, xis=x.strides[0] // 4, xcs=x.strides[1] // 4,
-                        xrs=x.strides[2] // 4, h=h, w=w, pt=pt, pl=pl, cin=cin, U=u.ctypes.data,
-                        bias=None if bias is None else bias.ctypes.data, cout=cout, ho=ho,
-                        wo=wo, t0=t0, t1=t1, out=out3.ctypes.data, ois=out3.strides[0] // 4,
-                        ocs=out3.strides[1] // 4, act=self.act, p0=self.params[0],
-                        p1=self.params[1], residual=self.residual,
-                        z=None if zres is None else zres.ctypes.data,
-                        zis=0 if zres is None else zres.strides[0] // 4,
-                        zcs=0 if zres is None else zres.strides[1] // 4, work=buf.ctypes.data)
-            chunks.append(native.NativeCall("conv_winograd_f32", args,
-                                            (u, bias, x, out3, zres, buf)))
+            args = dict(
+                x=x.ctypes.data,
+                xis=x.strides[0] // 4,
+                xcs=x.strides[1] // 4,
+                xrs=x.strides[2] // 4,
+                h=h,
+                w=w,
+                pt=pt,
+                pl=pl,
+                cin=cin,
+                U=u.ctypes.data,
+                bias=None if bias is None else bias.ctypes.data,
+                cout=cout,
+                ho=ho,
+                wo=wo,
+                t0=t0,
+                t1=t1,
+                out=out3.ctypes.data,
+                ois=out3.strides[0] // 4,
+                ocs=out3.strides[1] // 4,
+                act=self.act,
+                p0=self.params[0],
+                p1=self.params[1],
+                residual=self.residual,
+                z=None if zres is None else zres.ctypes.data,
+                zis=0 if zres is None else zres.strides[0] // 4,
+                zcs=0 if zres is None else zres.strides[1] // 4,
+                work=buf.ctypes.data,
+            )
+            chunks.append(
+                native.NativeCall("conv_winograd_f32", args, (u, bias, x, out3, zres, buf))
+            )
         phases: list[list[Run]] = [chunks]
         if not self.fused:  # the kernel added the bias; the shared epilogue does the rest
             phases.append([self._epilogue(out3, z3, b, 0, ho * wo) for b in range(n)])

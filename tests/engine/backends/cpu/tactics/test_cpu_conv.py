@@ -26,12 +26,22 @@ CASES = [
     ((1, 3, 17, 15), (7, 3, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),
     ((1, 16, 6, 6), (16, 1, 5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 16),
 ]
-ACTS = [("", ()), ("silu", ()), ("relu", ()), ("leaky_relu", (0.1,)), ("clip", (0.0, 6.0)),
-        ("hard_swish", ()), ("sigmoid", ()), ("mish", ()), ("gelu", ())]
+ACTS = [
+    ("", ()),
+    ("silu", ()),
+    ("relu", ()),
+    ("leaky_relu", (0.1,)),
+    ("clip", (0.0, 6.0)),
+    ("hard_swish", ()),
+    ("sigmoid", ()),
+    ("mish", ()),
+    ("gelu", ()),
+]
 
 
-def expected(conv: np.ndarray, z: np.ndarray | None, act: str, params: tuple,
-             residual: str) -> np.ndarray:
+def expected(
+    conv: np.ndarray, z: np.ndarray | None, act: str, params: tuple, residual: str
+) -> np.ndarray:
     y = conv.astype(np.float64)
     if residual == "pre":
         y = y + z
@@ -51,8 +61,7 @@ def test_tactics_match_reference(case, act, residual) -> None:
     x = rng.standard_normal(xs).astype(np.float32)
     w = rng.standard_normal(ws).astype(np.float32)
     b = rng.standard_normal(ws[0]).astype(np.float32)
-    conv = CONV(x, w, b, strides=list(strides), pads=list(pads), dilations=list(dil),
-                group=group)
+    conv = CONV(x, w, b, strides=list(strides), pads=list(pads), dilations=list(dil), group=group)
     z = rng.standard_normal(conv.shape).astype(np.float32)
     spec = ConvSpec(xs, conv.shape, w, b, strides, pads, dil, group, act[0], act[1], residual)
     want = expected(conv, z, act[0], act[1], residual)
@@ -66,8 +75,9 @@ def test_tactics_match_reference(case, act, residual) -> None:
         run()
         run()  # twice: scratch reuse must not leak state between runs
         scale = max(float(np.abs(want).max()), 1.0)
-        np.testing.assert_allclose(out, want, rtol=1e-4, atol=2e-5 * scale,
-                                   err_msg=f"tactic {tactic.name}")
+        np.testing.assert_allclose(
+            out, want, rtol=1e-4, atol=2e-5 * scale, err_msg=f"tactic {tactic.name}"
+        )
         ran += 1
     assert ran >= 1
 
@@ -93,8 +103,7 @@ def test_strided_output_view_is_written_in_place() -> None:
 def test_every_tactic_is_exercised_by_some_case() -> None:
     names = set()
     for xs, ws, strides, pads, dil, group in CASES:
-        spec = ConvSpec(xs, (1, 1, 1, 1), np.zeros(ws, np.float32), None, strides, pads, dil,
-                        group)
+        spec = ConvSpec(xs, (1, 1, 1, 1), np.zeros(ws, np.float32), None, strides, pads, dil, group)
         names |= {t.name for t in CONV_TACTICS if t.applicable(spec)}
     assert names == {t.name for t in CONV_TACTICS}
 
@@ -111,13 +120,13 @@ def test_numpy_paths_without_numba(monkeypatch, case) -> None:
     x = rng.standard_normal(xs).astype(np.float32)
     w = rng.standard_normal(ws).astype(np.float32)
     b = rng.standard_normal(ws[0]).astype(np.float32)
-    conv = CONV(x, w, b, strides=list(strides), pads=list(pads), dilations=list(dil),
-                group=group)
+    conv = CONV(x, w, b, strides=list(strides), pads=list(pads), dilations=list(dil), group=group)
     spec = ConvSpec(xs, conv.shape, w, b, strides, pads, dil, group, "silu")
     want = expected(conv, None, "silu", (), "none")
     for tactic in CONV_TACTICS:
         if tactic.applicable(spec):
             out = np.zeros(conv.shape, np.float32)
             tactic(spec).bind([x, w, b], [out], ScratchPool())()
-            np.testing.assert_allclose(out, want, rtol=1e-4, atol=2e-5 * np.abs(want).max(),
-                                       err_msg=tactic.name)
+            np.testing.assert_allclose(
+                out, want, rtol=1e-4, atol=2e-5 * np.abs(want).max(), err_msg=tactic.name
+            )

@@ -48,20 +48,29 @@ CASES = [
     ((3, 13, 10, 18), 17, (3, 3), (1, 1), (1, 2, 0, 1), (1, 1), 1),
     ((2, 48, 40, 40), 50, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
 ]
-ACTS = [("", ()), ("silu", ()), ("relu", ()), ("leaky_relu", (0.2,)), ("clip", (0.0, 6.0)),
-        ("hard_swish", ()), ("hard_sigmoid", (0.3, 0.4)), ("sigmoid", ()), ("tanh", ()),
-        ("mish", ())]
+ACTS = [
+    ("", ()),
+    ("silu", ()),
+    ("relu", ()),
+    ("leaky_relu", (0.2,)),
+    ("clip", (0.0, 6.0)),
+    ("hard_swish", ()),
+    ("hard_sigmoid", (0.3, 0.4)),
+    ("sigmoid", ()),
+    ("tanh", ()),
+    ("mish", ()),
+]
 
 
 def _data(case, seed=0):
     xs, cout, k, strides, pads, dil, group = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(xs).astype(np.float32)
-    w = (rng.standard_normal((cout, xs[1] // group, *k)) / np.sqrt(xs[1] // group * k[0] * k[1])
-         ).astype(np.float32)
+    w = (
+        rng.standard_normal((cout, xs[1] // group, *k)) / np.sqrt(xs[1] // group * k[0] * k[1])
+    ).astype(np.float32)
     b = rng.standard_normal(cout).astype(np.float32)
-    conv = CONV(x, w, b, strides=list(strides), pads=list(pads), dilations=list(dil),
-                group=group)
+    conv = CONV(x, w, b, strides=list(strides), pads=list(pads), dilations=list(dil), group=group)
     return x, w, b, conv
 
 
@@ -78,9 +87,18 @@ def _natives(spec):
 def test_the_library_compiles_here() -> None:
     """With a compiler present the native tactics must be candidates (not silently off)."""
     assert native.available()
-    assert DirectNative.applicable(ConvSpec((1, 4, 8, 8), (1, 4, 8, 8),
-                                            np.zeros((4, 4, 3, 3), np.float32), None, (1, 1),
-                                            (1, 1, 1, 1), (1, 1), 1))
+    assert DirectNative.applicable(
+        ConvSpec(
+            (1, 4, 8, 8),
+            (1, 4, 8, 8),
+            np.zeros((4, 4, 3, 3), np.float32),
+            None,
+            (1, 1),
+            (1, 1, 1, 1),
+            (1, 1),
+            1,
+        )
+    )
 
 
 @needs_cc
@@ -98,12 +116,12 @@ def test_native_matches_reference(case, act, residual) -> None:
     try:
         for tactic in _natives(spec):
             out = np.full(conv.shape, np.nan, np.float32)
-            run = tactic(spec).bind([x, w, b] + ([z] if residual != "none" else []), [out],
-                                    ScratchPool(pool))
+            run = tactic(spec).bind(
+                [x, w, b] + ([z] if residual != "none" else []), [out], ScratchPool(pool)
+            )
             run()
             run()  # scratch reuse (zero borders of the prepared input) must hold
-            np.testing.assert_allclose(out, want, rtol=1e-4, atol=2e-5 * scale,
-                                       err_msg=tactic.name)
+            np.testing.assert_allclose(out, want, rtol=1e-4, atol=2e-5 * scale, err_msg=tactic.name)
     finally:
         pool.close()
 
@@ -113,8 +131,16 @@ def test_every_native_tactic_is_exercised() -> None:
     for case in CASES:
         xs, cout, k, strides, pads, dil, group = case
         conv_shape = _data(case)[3].shape
-        spec = ConvSpec(xs, conv_shape, np.zeros((cout, xs[1] // group, *k), np.float32),
-                        None, strides, pads, dil, group)
+        spec = ConvSpec(
+            xs,
+            conv_shape,
+            np.zeros((cout, xs[1] // group, *k), np.float32),
+            None,
+            strides,
+            pads,
+            dil,
+            group,
+        )
         names |= {t.name for t in NATIVE if t.applicable(spec)}
     assert names == {t.name for t in NATIVE} or not native.available()
 
@@ -127,15 +153,15 @@ def test_strided_output_and_residual_views(case) -> None:
     xs, cout, _k, strides, pads, dil, group = case
     n, _, ho, wo = conv.shape
     zbig = np.random.default_rng(2).standard_normal((n, cout + 5, ho, wo)).astype(np.float32)
-    z = zbig[:, 3:3 + cout]
+    z = zbig[:, 3 : 3 + cout]
     spec = ConvSpec(xs, conv.shape, w, b, strides, pads, dil, group, "silu", (), "post")
     want = expected(conv, np.ascontiguousarray(z), "silu", (), "post")
     for tactic in _natives(spec):
         big = np.full((n, cout + 4, ho, wo), -7.0, np.float32)
-        view = big[:, 1:1 + cout]
+        view = big[:, 1 : 1 + cout]
         tactic(spec).bind([x, w, b, z], [view], ScratchPool())()
         np.testing.assert_allclose(view, want, rtol=1e-4, atol=1e-4, err_msg=tactic.name)
-        assert (big[:, :1] == -7).all() and (big[:, 1 + cout:] == -7).all(), tactic.name
+        assert (big[:, :1] == -7).all() and (big[:, 1 + cout :] == -7).all(), tactic.name
 
 
 def test_winograd_transforms_are_exact_in_float64() -> None:
@@ -146,7 +172,7 @@ def test_winograd_transforms_are_exact_in_float64() -> None:
     rng = np.random.default_rng(5)
     d, g = rng.standard_normal((6, 6)), rng.standard_normal((3, 3))
     y = AT @ ((G @ g @ G.T) * (BT @ d @ BT.T)) @ AT.T
-    want = np.array([[(d[i:i + 3, j:j + 3] * g).sum() for j in range(4)] for i in range(4)])
+    want = np.array([[(d[i : i + 3, j : j + 3] * g).sum() for j in range(4)] for i in range(4)])
     np.testing.assert_allclose(y, want, rtol=0, atol=1e-12)
     w = rng.standard_normal((7, 2, 3, 3)).astype(np.float32)
     u = transform_weights(w)
@@ -169,8 +195,16 @@ def test_disabled_by_environment(monkeypatch) -> None:
     native.library.cache_clear()
     try:
         assert native.library() is None
-        spec = ConvSpec((1, 4, 8, 8), (1, 4, 8, 8), np.zeros((4, 4, 3, 3), np.float32), None,
-                        (1, 1), (1, 1, 1, 1), (1, 1), 1)
+        spec = ConvSpec(
+            (1, 4, 8, 8),
+            (1, 4, 8, 8),
+            np.zeros((4, 4, 3, 3), np.float32),
+            None,
+            (1, 1),
+            (1, 1, 1, 1),
+            (1, 1),
+            1,
+        )
         assert not DirectNative.applicable(spec)
     finally:
         native.library.cache_clear()
@@ -219,8 +253,9 @@ def test_input_views_with_gaps(group) -> None:
     for tactic in _natives(spec):
         out = np.empty(conv.shape, np.float32)
         tactic(spec).bind([x, w, b], [out], ScratchPool())()
-        np.testing.assert_allclose(out, np.maximum(conv, 0), rtol=1e-4, atol=1e-4,
-                                   err_msg=tactic.name)
+        np.testing.assert_allclose(
+            out, np.maximum(conv, 0), rtol=1e-4, atol=1e-4, err_msg=tactic.name
+        )
 
 
 def test_cache_folder_follows_the_environment(monkeypatch, tmp_path) -> None:
@@ -231,8 +266,7 @@ def test_cache_folder_follows_the_environment(monkeypatch, tmp_path) -> None:
     assert native.cache_dir() == tmp_path / "mine" / "kernels"
 
 
-def test_a_native_choice_falls_back_where_native_kernels_are_missing(monkeypatch,
-                                                                     caplog) -> None:
+def test_a_native_choice_falls_back_where_native_kernels_are_missing(monkeypatch, caplog) -> None:
     """An engine whose layers chose native tactics still runs on a machine where they cannot
     be compiled: each such layer binds its default tactic, with a warning naming both."""
     import edge_infer
@@ -256,8 +290,31 @@ def test_activations_at_extreme_inputs(act) -> None:
     """Sigmoid, SiLU and tanh in the kernels' registers (a clamped float32 exp, a division):
     within 1e-6 relative of float64 from -1e4 to 1e4, no NaN/inf, tiny results where the true
     value underflows (an approximate reciprocal without a Newton step fails this)."""
-    values = np.array([-1e4, -200, -88.5, -87, -50, -20, -3, -1e-3, -1e-30, 0.0, 1e-30, 1e-3,
-                       0.5, 3, 20, 50, 87, 88.5, 200, 1e4], np.float64)
+    values = np.array(
+        [
+            -1e4,
+            -200,
+            -88.5,
+            -87,
+            -50,
+            -20,
+            -3,
+            -1e-3,
+            -1e-30,
+            0.0,
+            1e-30,
+            1e-3,
+            0.5,
+            3,
+            20,
+            50,
+            87,
+            88.5,
+            200,
+            1e4,
+        ],
+        np.float64,
+    )
     c = 32  # positions: 2 strips of 16 per channel, every value in every channel
     x = np.resize(values, (1, c, 1, 2 * len(values))).astype(np.float32)
     w = np.eye(c, dtype=np.float32).reshape(c, c, 1, 1)  # out = x
@@ -265,14 +322,14 @@ def test_activations_at_extreme_inputs(act) -> None:
     x64 = x.astype(np.float64)
     with np.errstate(over="ignore"):  # exp(1e4) = inf: the float64 reference is still right
         e = np.exp(-x64)
-    want = {"sigmoid": 1 / (1 + e), "silu": x64 / (1 + e),
-            "tanh": np.tanh(x64)}[act]
+    want = {"sigmoid": 1 / (1 + e), "silu": x64 / (1 + e), "tanh": np.tanh(x64)}[act]
     for tactic in _natives(spec):
         out = np.full(x.shape, np.nan, np.float32)
         tactic(spec).bind([x, w], [out], ScratchPool())()
         assert np.isfinite(out).all(), tactic.name
-        np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-30 if act != "tanh" else 1e-7,
-                                   err_msg=tactic.name)
+        np.testing.assert_allclose(
+            out, want, rtol=1e-6, atol=1e-30 if act != "tanh" else 1e-7, err_msg=tactic.name
+        )
 
 
 #: dense convs whose input direct_native lays out (padding or strides)
@@ -280,8 +337,9 @@ LAID_OUT = [c for c in CASES if c[6] == 1 and (c[2] != (1, 1) or c[3] != (1, 1) 
 
 
 @needs_cc
-@pytest.mark.parametrize("case", LAID_OUT,
-                         ids=lambda c: f"x{c[0]}o{c[1]}k{c[2]}s{c[3]}p{c[4]}d{c[5]}")
+@pytest.mark.parametrize(
+    "case", LAID_OUT, ids=lambda c: f"x{c[0]}o{c[1]}k{c[2]}s{c[3]}p{c[4]}d{c[5]}"
+)
 @pytest.mark.parametrize("rows", [1, 2, 5])
 @pytest.mark.parametrize("workers", [1, 2])
 def test_direct_native_in_bands(monkeypatch, case, rows, workers) -> None:
