@@ -45,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.config}: valid ({len(cfg.cameras)} cameras, device {cfg.device_id})")
         return 0
     if args.build_only:
-        from edge_infer.pipeline.daemon import load_engine
+        from edge_infer.pipeline.daemon import engine_for
 
-        engine = load_engine(cfg.engine, cfg.preprocess.color_order)
+        _, engine = engine_for(cfg)
         print(
             f"{cfg.engine.path}: ready (batch {engine.profile.min_batch}.."
             f"{engine.profile.max_batch}, {engine.build_record.get('backend', '?')})"

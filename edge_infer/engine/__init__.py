@@ -92,6 +92,22 @@ def select_device(backend: str, device: Any) -> None:
     select(device)
 
 
+def backend_problem(backend: str, device: Any = None) -> str | None:
+    """Why backend ``backend`` cannot run here (on ``device``, for a backend with devices:
+    the CUDA backend's ``"emu"`` or a GPU index), in one line; ``None`` when it can. Opens
+    the device to find out (what ``inference.backend: auto`` asks), and selects it."""
+    from edge_infer.engine.backends import get_backend
+
+    try:
+        chosen = get_backend(backend)
+        if device is not None:
+            select_device(backend, device)
+        chosen.device_fingerprint()
+    except EdgeInferError as exc:
+        return str(exc)
+    return None
+
+
 def __getattr__(name: str) -> Any:
     target = _LAZY.get(name)
     if target is None:
@@ -123,6 +139,7 @@ __all__ = [
     "ExecutionContext",
     "ModelLoadError",
     "UnsupportedOpError",
+    "backend_problem",
     "build",
     "calibrate",
     "calibration_graph",

@@ -10,6 +10,7 @@ type owns its settings. Relative paths are resolved against the config file's fo
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -160,8 +161,10 @@ class BuildConfig(_Model):
     min_batch: int = Field(1, ge=1, le=256, description="smallest batch of the profile")
     opt_batch: int = Field(4, ge=1, le=256, description="batch the engine is tuned for")
     max_batch: int = Field(8, ge=1, le=256, description="largest batch of the profile")
-    precision: Literal["fp32", "fp16", "int8"] = Field(
-        "fp32", description="engine precision (int8 needs `calibration`)"
+    precision: Literal["fp32", "fp16", "int8"] | None = Field(
+        None,
+        description="engine precision (int8 needs `calibration`); default per backend: "
+        "fp32 on the CPU, fp16 on a GPU (`inference.backend: cuda`)",
     )
     int8_fallback: Literal["fp32", "fp16"] = Field(
         "fp32", description="precision of the layers an int8 engine does not quantize"
@@ -190,6 +193,15 @@ class BuildConfig(_Model):
             raise ValueError(f"precision int8 needs calibration scales: {_INT8_FIX}")
         return self
 
+    def precision_for(self, backend: str) -> str:
+        """The precision an engine for ``backend`` is built in: the configured one, else
+        the backend's default (FP16 on a GPU, where it runs on tensor cores)."""
+        return self.precision or DEFAULT_PRECISION[backend]
+
+
+#: engine precision when ``engine.build.precision`` is not set, per resolved backend
+DEFAULT_PRECISION = {"cpu": "fp32", "cuda": "fp16"}
+
 
 class EngineConfig(_Model):
     """The engine file, and optionally the ONNX model to build it from on first start."""
@@ -198,7 +210,9 @@ class EngineConfig(_Model):
     onnx: Path | None = Field(None, description="ONNX model to build the engine from")
     rebuild_on_mismatch: bool = Field(
         False,
-        description="rebuild from `onnx` when the engine was built elsewhere or from another model",
+        description="rebuild from `onnx` when the engine was built elsewhere, from another "
+        "model or for another backend than `inference.backend` (else such an engine is "
+        "refused, never run on the other backend)",
     )
     build: BuildConfig = Field(default_factory=BuildConfig, description="build options")
     model_name: str | None = Field(
@@ -230,8 +244,19 @@ class BatchingConfig(_Model):
 
 
 class InferenceConfig(_Model):
-    """Worker threads, each with its own execution context."""
+    """The backend the engine runs on, and the worker threads (an execution context each)."""
 
+    backend: Literal["cpu", "cuda", "auto"] = Field(
+        "cpu",
+        description="where the engine runs: cpu, cuda (an NVIDIA GPU, or the emulator with "
+        "`device: emu`), or auto (cuda when pycuda and a GPU are present, else cpu; the log "
+        "says which)",
+    )
+    device: int | Literal["emu"] = Field(
+        0,
+        description="CUDA device: a GPU index (0-63), or emu for the CPU emulator of the "
+        "CUDA backend (tests; slow). Only for backend cuda or auto",
+    )
     workers: int = Field(2, ge=1, le=64, description="concurrent execution contexts")
     cores: int | None = Field(
         None,
@@ -241,6 +266,18 @@ class InferenceConfig(_Model):
         "across the workers so BLAS threads never oversubscribe the cores",
     )
     warmup: bool = Field(True, description="run each batch size once at start to measure it")
+
+    @model_validator(mode="after")
+    def _device_needs_cuda(self) -> InferenceConfig:
+        # bounds here, not as Field(ge/le): they would apply to "emu" too
+        if isinstance(self.device, int) and not 0 <= self.device <= 63:
+            raise ValueError(f"device must be a GPU index 0-63 or emu, got {self.device}")
+        if self.backend == "cpu" and self.device != 0:
+            raise ValueError(
+                f"device {self.device!r} is a CUDA device; set backend: cuda (or auto) "
+                "to use it, or remove device"
+            )
+        return self
 
 
 class CaptureConfig(_Model):
@@ -561,6 +598,8 @@ def iter_fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str
         type_name = str(ann).replace("typing.", "").replace("pathlib.", "")
         if isinstance(ann, type):
             type_name = ann.__name__
+        type_name = re.sub(r"^Optional\[(.*)\]$", r"\1 or None", type_name)
+        type_name = re.sub(r"^Union\[(\w+), (.*)\]$", r"\1 or \2", type_name)
         type_name = type_name.replace(" | ", " or ").replace("|", " or ")
         bounds = [
             f"{sym}{getattr(m, attr)}"

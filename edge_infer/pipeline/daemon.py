@@ -27,8 +27,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_infer.engine import configure_backend
 from edge_infer.errors import ConfigError, EngineCompatibilityError
+from edge_infer.pipeline.backend_choice import BackendChoice, resolve_backend
 from edge_infer.pipeline.batcher import DeadlineBatcher, LatencyModel
 from edge_infer.pipeline.budget_watch import BudgetWatch
 from edge_infer.pipeline.config import DaemonConfig, EngineConfig, file_sha256
@@ -113,14 +113,18 @@ def calibration_cache(
 
 
 def build_engine(
-    cfg: EngineConfig, color_order: str = "rgb", backend_options: Mapping[str, Any] | None = None
+    cfg: EngineConfig,
+    color_order: str = "rgb",
+    backend_options: Mapping[str, Any] | None = None,
+    backend: str = "cpu",
 ) -> Engine:
-    """Build ``cfg.onnx`` into ``cfg.path`` for this device (written atomically).
+    """Build ``cfg.onnx`` into ``cfg.path`` for backend ``backend`` on this device (written
+    atomically), in ``engine.build.precision`` or the backend's default precision.
 
     An INT8 build calibrates first when it has no usable cache (frames preprocessed with
     ``color_order``, as the workers will). ``backend_options`` are what
-    :func:`~edge_infer.engine.configure_backend` returned for the workers, so the tactics are
-    timed as each worker will run them.
+    :func:`~edge_infer.engine.configure_backend` returned for the workers (and the CUDA
+    device), so the tactics are timed as each worker will run them.
     """
     from edge_infer.engine import BuildOptions, Engine, build
 
@@ -130,18 +134,20 @@ def build_engine(
     if len(dims) != 4 or min(dims[1:]) < 1:
         raise ConfigError(f"engine.onnx {cfg.onnx}: input {name} must be [N, 3, H, W], got {dims}")
     b = cfg.build
+    precision = b.precision_for(backend)
 
     def shape(n: int) -> dict[str, tuple[int, ...]]:
         return {name: (n, *dims[1:])}
 
     cache = None
-    if b.precision == "int8":
+    if precision == "int8":
         cache = str(calibration_cache(cfg, (dims[3], dims[2]), color_order))
     opts = BuildOptions(
         min_shapes=shape(b.min_batch),
         opt_shapes=shape(b.opt_batch),
         max_shapes=shape(b.max_batch),
-        precision=b.precision,
+        backend=backend,
+        precision=precision,
         int8_fallback=b.int8_fallback,
         calib_cache=cache,
         tune=b.tune,
@@ -151,12 +157,13 @@ def build_engine(
     cfg.path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     log.info(
-        "building %s from %s (batch %d..%d, %s)",
+        "building %s from %s for backend %s (batch %d..%d, %s)",
         cfg.path,
         cfg.onnx,
+        backend,
         b.min_batch,
         b.max_batch,
-        b.precision,
+        precision,
     )
     build(cfg.onnx, cfg.path, options=opts)
     log.info("built %s in %.1f s", cfg.path, time.monotonic() - t0)
@@ -164,31 +171,64 @@ def build_engine(
 
 
 def load_engine(
-    cfg: EngineConfig, color_order: str = "rgb", backend_options: Mapping[str, Any] | None = None
+    cfg: EngineConfig,
+    color_order: str = "rgb",
+    backend_options: Mapping[str, Any] | None = None,
+    backend: str = "cpu",
 ) -> Engine:
-    """The engine file, built from ONNX when missing (or stale, if allowed); ``color_order``
-    is the workers' (``preprocess.color_order``), for an INT8 calibration; a build uses
-    ``backend_options`` (see :func:`build_engine`)."""
+    """The engine file for backend ``backend``, built from ONNX when missing (or stale, if
+    allowed); ``color_order`` is the workers' (``preprocess.color_order``), for an INT8
+    calibration; a build uses ``backend_options`` (see :func:`build_engine`).
+
+    An engine built for another backend is rebuilt for ``backend`` with
+    ``engine.rebuild_on_mismatch`` and refused without it: it never runs on the other one.
+    """
     from edge_infer.engine import Engine
 
+    def rebuild() -> Engine:
+        return build_engine(cfg, color_order, backend_options, backend)
+
+    can_rebuild = cfg.rebuild_on_mismatch and cfg.onnx is not None
     if cfg.path.is_file():
         try:
-            engine = Engine.load(cfg.path)
+            # the backend first: checking the device of another backend's engine would
+            # open that backend's device (a GPU this machine may not have)
+            engine = Engine.load(cfg.path, check_device=False)
+            if engine.backend_name != backend:
+                if not can_rebuild:
+                    raise ConfigError(
+                        f"engine.path: {cfg.path} is an engine for backend "
+                        f"'{engine.backend_name}' but inference.backend resolved to "
+                        f"'{backend}': set engine.rebuild_on_mismatch (with engine.onnx) to "
+                        f"rebuild it for {backend}, delete it, or set inference.backend: "
+                        f"{engine.backend_name}"
+                    )
+                log.warning(
+                    "%s was built for backend %s: rebuilding it for %s from %s",
+                    cfg.path,
+                    engine.backend_name,
+                    backend,
+                    cfg.onnx,
+                )
+                return rebuild()
+            engine.check_compatible()
         except EngineCompatibilityError:
-            if not (cfg.rebuild_on_mismatch and cfg.onnx is not None):
+            if not can_rebuild:
                 raise
             log.warning("%s was built elsewhere: rebuilding from %s", cfg.path, cfg.onnx)
-            return build_engine(cfg, color_order, backend_options)
+            return rebuild()
         if cfg.onnx is None or not cfg.onnx.is_file():
             return engine
         if engine.build_record.get("model_sha256") == file_sha256(cfg.onnx):
             built = (engine.build_record.get("options") or {}).get("precision", "fp32")
-            if built != cfg.build.precision:  # options only shape a missing engine
+            wanted = cfg.build.precision_for(backend)
+            if built != wanted:  # options only shape a missing engine
                 log.warning(
-                    "%s was built in %s, engine.build.precision is %s: delete it to rebuild",
+                    "%s was built in %s, engine.build.precision is %s%s: delete it to rebuild",
                     cfg.path,
                     built,
-                    cfg.build.precision,
+                    wanted,
+                    "" if cfg.build.precision else f" (backend {backend}'s default)",
                 )
             return engine
         if not cfg.rebuild_on_mismatch:
@@ -205,7 +245,23 @@ def load_engine(
             f"engine.path: {cfg.path} does not exist and engine.onnx is not set; "
             "build it with `edge-infer build MODEL.onnx` or set engine.onnx"
         )
-    return build_engine(cfg, color_order, backend_options)
+    return rebuild()
+
+
+def engine_for(cfg: DaemonConfig) -> tuple[BackendChoice, Engine]:
+    """The configured backend (resolved, its device selected) and its engine, loaded or
+    built; what ``start`` and ``edge-infer run --build-only`` do first."""
+    choice = resolve_backend(cfg.inference)
+    # the backend shares the machine between the workers (the CPU: each context's
+    # threads get their share of the cores); an engine built here is tuned for that
+    options = choice.build_options(cfg.inference.workers, usable_cores(cfg.inference.cores))
+    log.info(
+        "backend %s, settings per worker: %s (%d workers)",
+        choice.describe(),
+        options,
+        cfg.inference.workers,
+    )
+    return choice, load_engine(cfg.engine, cfg.preprocess.color_order, options, choice.name)
 
 
 def warm_up(engine: Engine, spec: ModelSpec, latency: LatencyModel, sizes: list[int]) -> None:
@@ -306,15 +362,7 @@ class Daemon:
         cfg = self.cfg
         # process-wide, read by OpenCV at every open: set before any thread runs
         set_parallel_opens(cfg.capture.parallel_open)
-        # the backend shares the machine between the workers (the CPU: each context's
-        # threads get their share of the cores); an engine built here is tuned for that
-        backend_options = configure_backend(
-            contexts=cfg.inference.workers, cores=usable_cores(cfg.inference.cores)
-        )
-        log.info(
-            "backend settings per worker: %s (%d workers)", backend_options, cfg.inference.workers
-        )
-        self.engine = load_engine(cfg.engine, cfg.preprocess.color_order, backend_options)
+        self.backend, self.engine = engine_for(cfg)
         for note in self.engine.tuning_notes():
             log.warning(
                 "%s: %s; for the fastest tactics at this setting rebuild it "
