@@ -343,6 +343,11 @@ class CudaBackend(Backend):
 
         return function
 
+    def device_pipeline(self, context: Any, **settings: Any) -> Any | None:
+        from edge_infer.cuda.device_pipeline import CudaDevicePipeline
+
+        return CudaDevicePipeline(self.device, context, **settings)
+
     def profile_layers(
         self, program: Program, feeds: Mapping[str, np.ndarray], iterations: int = 10
     ) -> list[dict[str, Any]]:

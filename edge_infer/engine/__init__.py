@@ -108,6 +108,40 @@ def backend_problem(backend: str, device: Any = None) -> str | None:
     return None
 
 
+def device_pipeline(
+    context: ExecutionContext,
+    *,
+    input_name: str,
+    output_name: str,
+    layout: str = "yolov8",
+    score_threshold: float = 0.25,
+    iou_threshold: float = 0.45,
+    max_detections: int = 300,
+    scores: str = "probabilities",
+) -> Any | None:
+    """Pre- and post-processing on the device of ``context``'s engine, where its backend has
+    them (the CUDA backend), else ``None`` (the CPU: the caller does both on the host).
+
+    The returned object's ``run(images, letterboxes)`` takes uint8 BGR ``[H, W, 3]`` frames
+    and their letterboxes (``letterbox_geometry``), letterboxes them into the engine's
+    input on the device (RGB, 1/255), runs the engine on ``context``, decodes the YOLO
+    output (``layout``, thresholds, ``scores`` kind: ``pipeline/postprocess.py:decode``'s
+    settings, with its decisions) and returns per image ``(boxes, scores, classes)`` in the
+    frame's pixels; ``close()`` frees its device memory. One worker thread uses one."""
+    from edge_infer.engine.backends import get_backend
+
+    return get_backend(context.engine.backend_name).device_pipeline(
+        context,
+        input_name=input_name,
+        output_name=output_name,
+        layout=layout,
+        score_threshold=score_threshold,
+        iou_threshold=iou_threshold,
+        max_detections=max_detections,
+        scores=scores,
+    )
+
+
 def __getattr__(name: str) -> Any:
     target = _LAZY.get(name)
     if target is None:
@@ -146,6 +180,7 @@ __all__ = [
     "compare_arrays",
     "compare_latency",
     "configure_backend",
+    "device_pipeline",
     "fit_to_budget",
     "is_dynamic_dim",
     "load_model",

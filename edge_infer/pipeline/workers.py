@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edge_infer.engine import device_pipeline
 from edge_infer.errors import ConfigError
 from edge_infer.pipeline.batcher import DeadlineBatcher, LatencyModel
 from edge_infer.pipeline.config import PostprocessConfig
 from edge_infer.pipeline.frames import Frame, FrameHub
 from edge_infer.pipeline.postprocess import Detections, decode
-from edge_infer.pipeline.preprocess import Letterbox, preprocess
+from edge_infer.pipeline.preprocess import Letterbox, letterbox_geometry, preprocess
 
 if TYPE_CHECKING:
     from edge_infer.engine import Engine
@@ -115,12 +116,36 @@ class InferenceWorker:
         self.clock = clock
         self.engine = engine
         self.context = engine.create_context()
+        # on a GPU, frames go to the device as uint8 and come back as detections: the
+        # engine's backend letterboxes into its bound input and decodes + NMS-filters there
+        # (None on the CPU; a BGR model keeps the host path, the kernel writes RGB)
+        self.device = (
+            None
+            if self.bgr
+            else device_pipeline(
+                self.context,
+                input_name=spec.input_name,
+                output_name=spec.output_name,
+                layout=post.layout,
+                score_threshold=post.score_threshold,
+                iou_threshold=post.iou_threshold,
+                max_detections=post.max_detections,
+                scores=post.scores,
+            )
+        )
+        if self.device is not None:
+            log.info("worker %d: pre- and post-processing on the engine's device", index)
         # the batch buffer is bound to the engine's input and read in place: preprocessing
         # writes each frame into it once, and nothing copies it again. Zeroed, not empty: rows
         # past a batch's frames pad it to a planned batch size (their results are dropped).
-        self.buffer = np.zeros((spec.max_batch, 3, spec.input_height, spec.input_width), np.float32)
+        shape = (spec.max_batch, 3, spec.input_height, spec.input_width)
+        self.buffer = np.zeros(shape if self.device is None else (0, *shape[1:]), np.float32)
         out = next(b for b in engine.outputs if b.name == spec.output_name)
-        self.output = np.zeros((spec.max_batch, *out.shape[1:]), out.dtype) if out.batched else None
+        self.output = (
+            np.zeros((spec.max_batch, *out.shape[1:]), out.dtype)
+            if out.batched and self.device is None
+            else None
+        )
         self.errors = 0
         self._inbox: queue.Queue[list[Frame] | None] = queue.Queue(maxsize=1)
         self._thread = threading.Thread(target=self._loop, name=f"worker-{index}", daemon=True)
@@ -140,6 +165,8 @@ class InferenceWorker:
 
     def run_batch(self, batch: list[Frame]) -> BatchResult:
         """Preprocess, execute and postprocess one batch (called by the worker thread)."""
+        if self.device is not None:
+            return self._run_on_device(batch)
         n = len(batch)
         size = (self.spec.input_width, self.spec.input_height)
         t0, w0 = self.clock(), time.time()
@@ -169,6 +196,18 @@ class InferenceWorker:
         results = [FrameResult(f, d, lb) for f, d, lb in zip(batch, dets, boxes)]
         return BatchResult(results, self.index, t0, self.clock(), w0, time.time())
 
+    def _run_on_device(self, batch: list[Frame]) -> BatchResult:
+        """The batch through the engine's device pipeline: same letterboxes, same decisions
+        as the host path (kernels decision-identical with preprocess.py / postprocess.py)."""
+        t0, w0 = self.clock(), time.time()
+        w, h = self.spec.input_width, self.spec.input_height
+        boxes = [letterbox_geometry(f.image.shape[1], f.image.shape[0], w, h) for f in batch]
+        found = self.device.run([f.image for f in batch], boxes)
+        results = [
+            FrameResult(f, Detections(*d), lb) for f, d, lb in zip(batch, found, boxes, strict=True)
+        ]
+        return BatchResult(results, self.index, t0, self.clock(), w0, time.time())
+
     def _loop(self) -> None:
         while True:
             batch = self._inbox.get()
@@ -183,6 +222,8 @@ class InferenceWorker:
                 self.errors += 1
                 log.exception("worker %d: batch of %d failed", self.index, len(batch))
             self.on_done(self, len(batch), self.clock() - t0, ok)
+        if self.device is not None:
+            self.device.close()
         self.context.close()
 
 
@@ -281,6 +322,18 @@ class Dispatcher:
                 self.hub.cond.wait(min(wait, 0.25))
             self.batcher.add(self.hub.take_all())
             return self.batcher.flush()
+
+    def _run_on_device(self, batch: list[Frame]) -> BatchResult:
+        """The batch through the engine's device pipeline: same letterboxes, same decisions
+        as the host path (kernels decision-identical with preprocess.py / postprocess.py)."""
+        t0, w0 = self.clock(), time.time()
+        w, h = self.spec.input_width, self.spec.input_height
+        boxes = [letterbox_geometry(f.image.shape[1], f.image.shape[0], w, h) for f in batch]
+        found = self.device.run([f.image for f in batch], boxes)
+        results = [
+            FrameResult(f, Detections(*d), lb) for f, d, lb in zip(batch, found, boxes, strict=True)
+        ]
+        return BatchResult(results, self.index, t0, self.clock(), w0, time.time())
 
     def _loop(self) -> None:
         while True:

@@ -205,6 +205,13 @@ class Backend(abc.ABC):
         """The `edge-infer build` flags that reproduce ``options``."""
         return []
 
+    def device_pipeline(self, context: Any, **settings: Any) -> Any | None:
+        """Frames → detections on this backend's device around ``context`` (pre-processing
+        into its bound input, decode + NMS on its output; ``settings`` as
+        ``edge_infer.engine.device_pipeline`` documents), or None: the caller pre- and
+        post-processes on the host (the CPU, where the host is the device)."""
+        return None
+
     def tactic_names(self) -> frozenset[str] | None:
         """Every tactic name this backend's plans may record (checked when an engine loads,
         so a plan naming an unknown one is refused); None: the backend does not say."""
