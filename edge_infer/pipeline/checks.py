@@ -4,7 +4,8 @@ the daemon, reported together (one line each) so a field engineer fixes them in 
 Config parsing already checked types, bounds, endpoint syntax and port ranges, the
 Prometheus address and the INT8 calibration settings. This adds what needs the file system:
 camera files, the engine and its model, V4L2 device nodes, CURVE key files (parsed, and
-secret keys private), and ipc:// paths that binding would delete.
+secret keys private), ipc:// paths that binding would delete, and that ``backend: cuda``
+can open its device.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edge_infer.engine import backend_problem
 from edge_infer.pipeline.config import DaemonConfig, FileCamera, UsbCamera
 from edge_infer.pipeline.curve import keys_dir_problems
 from edge_infer.pipeline.endpoints import endpoint_problem
@@ -68,6 +70,10 @@ def config_problems(cfg: DaemonConfig) -> list[str]:
         problem = _readable_file(cal.cache, "engine.build.calibration.cache")
         if problem is not None:
             problems.append(problem)
+    if cfg.inference.backend == "cuda":  # auto falls back to the CPU: nothing to fix
+        problem = backend_problem("cuda", str(cfg.inference.device))
+        if problem is not None:
+            problems.append(f"inference.backend: cuda cannot run here: {problem}")
     pub = cfg.publisher
     for ep in pub.endpoints:  # again: an ipc path may have appeared since parsing
         problem = endpoint_problem(ep)

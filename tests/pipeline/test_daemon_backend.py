@@ -132,3 +132,16 @@ def _backend_of(path: Path) -> str:
     from edge_infer.engine import Engine
 
     return Engine.load(path, check_device=False).backend_name
+
+
+@pytest.mark.skipif(HAS_PYCUDA, reason="pycuda is installed: GPU 0 may exist here")
+def test_run_check_names_a_cuda_backend_that_cannot_run_here() -> None:
+    from edge_infer.pipeline.checks import config_problems
+
+    def problems(**inference: object) -> list[str]:
+        found = config_problems(parse_config(_config(**inference)))
+        return [p for p in found if p.startswith("inference.")]
+
+    (line,) = problems(backend="cuda")
+    assert line.startswith("inference.backend: cuda cannot run here: ") and "pycuda" in line
+    assert problems(backend="cuda", device="emu") == problems(backend="auto") == []
