@@ -145,3 +145,19 @@ def test_run_check_names_a_cuda_backend_that_cannot_run_here() -> None:
     (line,) = problems(backend="cuda")
     assert line.startswith("inference.backend: cuda cannot run here: ") and "pycuda" in line
     assert problems(backend="cuda", device="emu") == problems(backend="auto") == []
+
+
+def test_build_only_builds_for_the_configured_backend(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import yaml
+
+    from edge_infer.cli import main
+
+    onnx.save(tiny_detector(), str(tmp_path / "tiny.onnx"))
+    data = _config(backend="cuda", device="emu")
+    data["engine"] = {"path": "tiny.engine", "onnx": "tiny.onnx", "build": TINY_BUILD}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(data))
+    assert main(["run", "--config", str(tmp_path / "d.yaml"), "--build-only"]) == 0
+    assert "tiny.engine: ready (batch 1..2, cuda)" in capsys.readouterr().out
+    assert _backend_of(tmp_path / "tiny.engine") == "cuda"
