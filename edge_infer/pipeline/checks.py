@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 
 from edge_infer.engine import backend_problem
-from edge_infer.pipeline.config import DaemonConfig, FileCamera, UsbCamera
+from edge_infer.pipeline.camera_config import FileCamera, UsbCamera
+from edge_infer.pipeline.config import DaemonConfig
 from edge_infer.pipeline.curve import keys_dir_problems
 from edge_infer.pipeline.endpoints import endpoint_problem
 

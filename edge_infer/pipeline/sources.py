@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from edge_infer.errors import EdgeInferError
-from edge_infer.pipeline.config import (
+from edge_infer.pipeline.camera_config import (
     BackoffConfig,
     FileCamera,
     GStreamerCamera,

@@ -9,11 +9,9 @@ import yaml
 from pydantic import BaseModel
 
 from edge_infer.errors import ConfigError
+from edge_infer.pipeline.camera_config import CAMERA_TYPES, FileCamera, RtspCamera
 from edge_infer.pipeline.config import (
-    CAMERA_TYPES,
     DaemonConfig,
-    FileCamera,
-    RtspCamera,
     config_table,
     iter_fields,
     load_config,

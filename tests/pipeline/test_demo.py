@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 
 from edge_infer.commands.demo import write_config
-from edge_infer.pipeline.config import RtspCamera, load_config
+from edge_infer.pipeline.camera_config import RtspCamera
+from edge_infer.pipeline.config import load_config
 from edge_infer.pipeline.preview import mosaic
 
 

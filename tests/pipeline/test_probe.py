@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from edge_infer.pipeline.config import BackoffConfig, FileCamera, RtspCamera
+from edge_infer.pipeline.camera_config import BackoffConfig, FileCamera, RtspCamera
 from edge_infer.pipeline.probe import probe_stream
 from edge_infer.pipeline.rtsp_loopback import free_port
 from edge_infer.pipeline.sources import (

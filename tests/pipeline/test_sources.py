@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_infer.pipeline.config import BackoffConfig, FileCamera, RtspCamera
+from edge_infer.pipeline.camera_config import BackoffConfig, FileCamera, RtspCamera
 from edge_infer.pipeline.decimation import Decimator
 from edge_infer.pipeline.sources import (
     TRANSITIONS,
