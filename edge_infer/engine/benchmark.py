@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -139,6 +138,10 @@ def run_in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
         os.unlink(path)
 
 
+#: per-process medians spread beyond this (max / min - 1) make a figure suspect
+SPREAD_WARNING = 0.30
+
+
 def compare(
     engine_path: str,
     onnx_path: str | None,
@@ -150,91 +153,61 @@ def compare(
     warmup: int,
     processes: int,
 ) -> dict[str, Any]:
-    """Time our engine (and onnxruntime) in ``processes`` alternating fresh processes each."""
-    work = Path(tempfile.mkdtemp(prefix="edge-infer-bench-"))
-    try:
-        return _compare_in(
-            work,
-            engine_path,
-            onnx_path,
-            feeds,
-            batch=batch,
-            threads=threads,
-            iterations=iterations,
-            warmup=warmup,
-            processes=processes,
-        )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-#: per-process medians spread beyond this (max / min - 1) make a figure suspect
-SPREAD_WARNING = 0.30
-
-
-def _compare_in(
-    work: Path,
-    engine_path: str,
-    onnx_path: str | None,
-    feeds: Mapping[str, np.ndarray],
-    *,
-    batch: int,
-    threads: int,
-    iterations: int,
-    warmup: int,
-    processes: int,
-) -> dict[str, Any]:
-    np.savez(work / "inputs.npz", **feeds)
-    sides = [("edge_infer", engine_path)] + ([("onnxruntime", onnx_path)] if onnx_path else [])
-    results: dict[str, list[dict[str, Any]]] = {k: [] for k, _ in sides}
-    for p in range(processes):
-        for kind, path in sides:
-            spec = {
-                "kind": kind,
-                "path": str(path),
-                "inputs": str(work / "inputs.npz"),
-                "outputs": str(work / f"{kind}-{p}.npz"),
-                "threads": threads,
-                "batch": batch,
-                "iterations": iterations,
-                "warmup": warmup,
+    """Time our engine (and onnxruntime) in ``processes`` alternating fresh processes each;
+    the inputs and outputs go to a temporary folder that is removed however it ends."""
+    with tempfile.TemporaryDirectory(prefix="edge-infer-bench-") as tmp:
+        work = Path(tmp)
+        np.savez(work / "inputs.npz", **feeds)
+        sides = [("edge_infer", engine_path)] + ([("onnxruntime", onnx_path)] if onnx_path else [])
+        results: dict[str, list[dict[str, Any]]] = {k: [] for k, _ in sides}
+        for p in range(processes):
+            for kind, path in sides:
+                spec = {
+                    "kind": kind,
+                    "path": str(path),
+                    "inputs": str(work / "inputs.npz"),
+                    "outputs": str(work / f"{kind}-{p}.npz"),
+                    "threads": threads,
+                    "batch": batch,
+                    "iterations": iterations,
+                    "warmup": warmup,
+                }
+                results[kind].append(run_in_subprocess(spec))
+        report: dict[str, Any] = {
+            "batch": batch,
+            "threads": threads,
+            "processes": processes,
+            "iterations": iterations,
+            "env": results["edge_infer"][0]["env"],
+        }
+        for kind, runs in results.items():
+            medians = [r["stats"]["median_ms"] for r in runs]
+            merged = dict(runs[int(np.argsort(medians)[len(medians) // 2])]["stats"])
+            merged["median_ms"] = statistics.median(medians)
+            merged["throughput"] = batch / merged["median_ms"] * 1e3
+            merged["per_process_medians_ms"] = medians
+            report[kind] = merged
+            spread = max(medians) / min(medians) - 1.0 if min(medians) > 0 else 0.0
+            if spread > SPREAD_WARNING:
+                report.setdefault("warnings", []).append(
+                    f"{kind}: per-process medians spread {spread:.0%} (over "
+                    f"{SPREAD_WARNING:.0%}): the machine was busy or its clock changed; "
+                    "rerun on a quiet machine with more --processes"
+                )
+        if onnx_path:
+            ours = _load_feeds(str(work / "edge_infer-0.npz"))
+            theirs = _load_feeds(str(work / "onnxruntime-0.npz"))
+            report["ratio"] = report["edge_infer"]["median_ms"] / report["onnxruntime"]["median_ms"]
+            report["max_abs_diff"] = {
+                k: float(np.max(np.abs(ours[k].astype(np.float64) - theirs[k])))
+                for k in ours
+                if k in theirs
             }
-            results[kind].append(run_in_subprocess(spec))
-    report: dict[str, Any] = {
-        "batch": batch,
-        "threads": threads,
-        "processes": processes,
-        "iterations": iterations,
-        "env": results["edge_infer"][0]["env"],
-    }
-    for kind, runs in results.items():
-        medians = [r["stats"]["median_ms"] for r in runs]
-        merged = dict(runs[int(np.argsort(medians)[len(medians) // 2])]["stats"])
-        merged["median_ms"] = statistics.median(medians)
-        merged["throughput"] = batch / merged["median_ms"] * 1e3
-        merged["per_process_medians_ms"] = medians
-        report[kind] = merged
-        spread = max(medians) / min(medians) - 1.0 if min(medians) > 0 else 0.0
-        if spread > SPREAD_WARNING:
-            report.setdefault("warnings", []).append(
-                f"{kind}: per-process medians spread {spread:.0%} (over "
-                f"{SPREAD_WARNING:.0%}): the machine was busy or its clock changed; "
-                "rerun on a quiet machine with more --processes"
-            )
-    if onnx_path:
-        ours = _load_feeds(str(work / "edge_infer-0.npz"))
-        theirs = _load_feeds(str(work / "onnxruntime-0.npz"))
-        report["ratio"] = report["edge_infer"]["median_ms"] / report["onnxruntime"]["median_ms"]
-        report["max_abs_diff"] = {
-            k: float(np.max(np.abs(ours[k].astype(np.float64) - theirs[k])))
-            for k in ours
-            if k in theirs
-        }
-        report["max_rel_diff"] = {
-            k: report["max_abs_diff"][k] / max(float(np.max(np.abs(theirs[k]))), 1e-12)
-            for k in report["max_abs_diff"]
-        }
-    return report
+            report["max_rel_diff"] = {
+                k: report["max_abs_diff"][k] / max(float(np.max(np.abs(theirs[k]))), 1e-12)
+                for k in report["max_abs_diff"]
+            }
+        return report
 
 
 if __name__ == "__main__":

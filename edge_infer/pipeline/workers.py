@@ -323,18 +323,6 @@ class Dispatcher:
             self.batcher.add(self.hub.take_all())
             return self.batcher.flush()
 
-    def _run_on_device(self, batch: list[Frame]) -> BatchResult:
-        """The batch through the engine's device pipeline: same letterboxes, same decisions
-        as the host path (kernels decision-identical with preprocess.py / postprocess.py)."""
-        t0, w0 = self.clock(), time.time()
-        w, h = self.spec.input_width, self.spec.input_height
-        boxes = [letterbox_geometry(f.image.shape[1], f.image.shape[0], w, h) for f in batch]
-        found = self.device.run([f.image for f in batch], boxes)
-        results = [
-            FrameResult(f, Detections(*d), lb) for f, d, lb in zip(batch, found, boxes, strict=True)
-        ]
-        return BatchResult(results, self.index, t0, self.clock(), w0, time.time())
-
     def _loop(self) -> None:
         while True:
             try:

@@ -72,14 +72,7 @@ def _conv(layer: Layer) -> list[KernelCall] | None:
     residual = str(a.get("residual", "none")) if node.op_type == "FusedConv" else "none"
     params = conv_params.conv_params(
         geom,
-        x=x.gpudata,
-        x_view=conv_params.tensor_view(element_strides(x)),
-        weight=w.gpudata,
-        y=y.gpudata,
-        y_view=conv_params.tensor_view(element_strides(y)),
-        bias=None if bias is None else bias.gpudata,
-        z=None if z is None else z.gpudata,
-        z_view=None if z is None else conv_params.tensor_view(element_strides(z)),
+        **_operands(x, w, y, bias, z),
         activation=str(a.get("activation", "")) if node.op_type == "FusedConv" else "",
         activation_params=[float(v) for v in a.get("activation_params", ())]
         if node.op_type == "FusedConv"
@@ -87,6 +80,20 @@ def _conv(layer: Layer) -> list[KernelCall] | None:
         residual=residual,
     )
     return [tactic.call(geom, params)]
+
+
+def _operands(x: Any, w: Any, y: Any, bias: Any, z: Any) -> dict[str, Any]:
+    """The device addresses and views of a convolution's tensors for ``conv_params``."""
+    return {
+        "x": x.gpudata,
+        "x_view": conv_params.tensor_view(element_strides(x)),
+        "weight": w.gpudata,
+        "y": y.gpudata,
+        "y_view": conv_params.tensor_view(element_strides(y)),
+        "bias": None if bias is None else bias.gpudata,
+        "z": None if z is None else z.gpudata,
+        "z_view": None if z is None else conv_params.tensor_view(element_strides(z)),
+    }
 
 
 # -- INT8 layers -----------------------------------------------------------------------------
@@ -135,14 +142,7 @@ def _qconv(layer: Layer) -> list[KernelCall] | None:
     geom = conv_geometry(node, x.shape, w.shape)
     params = conv_params.conv_params(
         geom,
-        x=x.gpudata,
-        x_view=conv_params.tensor_view(element_strides(x)),
-        weight=w.gpudata,
-        y=y.gpudata,
-        y_view=conv_params.tensor_view(element_strides(y)),
-        bias=None if bias is None else bias.gpudata,
-        z=None if z is None else z.gpudata,
-        z_view=None if z is None else conv_params.tensor_view(element_strides(z)),
+        **_operands(x, w, y, bias, z),
         activation=str(a.get("activation", "")),
         activation_params=[float(v) for v in a.get("activation_params", ())],
         residual=str(a.get("residual", "none")),

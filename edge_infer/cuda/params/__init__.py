@@ -32,3 +32,19 @@ def ptr(array: Any) -> int | None:
             f"pass a numpy array (emulator) or a pycuda GPUArray"
         )
     return int(gpudata)
+
+
+def image_batch_stride(op: str, name: str, a: Any) -> int:
+    """Elements between the images of an NCHW array whose images are each C-contiguous (a
+    batch stride of its own is allowed: ``a`` may be a slice of a larger batch buffer)."""
+    dtype = np.dtype(a.dtype)
+    h, w = (int(d) for d in a.shape[2:])
+    if (
+        tuple(a.strides[1:]) != (h * w * dtype.itemsize, w * dtype.itemsize, dtype.itemsize)
+        or a.strides[0] % dtype.itemsize
+    ):
+        raise BackendError(
+            f"{op}: each image of {name} must be C-contiguous (a batch stride "
+            f"is allowed), got strides {a.strides} for shape {tuple(a.shape)}"
+        )
+    return int(a.strides[0]) // dtype.itemsize

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edge_infer.cuda.library import KernelCall, KernelSpec
-from edge_infer.cuda.params import ptr
+from edge_infer.cuda.params import image_batch_stride, ptr
 from edge_infer.engine.ops.conv import window_geometry
 from edge_infer.errors import BackendError, ShapeInferenceError
 
@@ -64,21 +64,6 @@ SPECS = tuple(
 )
 
 
-def _batch_stride(name: str, a: Any) -> int:
-    """Elements between images of an NCHW array whose images are C-contiguous."""
-    dtype = np.dtype(a.dtype)
-    h, w = (int(d) for d in a.shape[2:])
-    if (
-        tuple(a.strides[1:]) != (h * w * dtype.itemsize, w * dtype.itemsize, dtype.itemsize)
-        or a.strides[0] % dtype.itemsize
-    ):
-        raise BackendError(
-            f"pool: each image of {name} must be C-contiguous (a batch stride "
-            f"is allowed), got strides {a.strides} for shape {tuple(a.shape)}"
-        )
-    return int(a.strides[0]) // dtype.itemsize
-
-
 def _check(x: Any, y: Any, out_hw: Sequence[int]) -> str:
     dtype = np.dtype(x.dtype)
     if dtype not in _TYPES or np.dtype(y.dtype) != dtype or len(x.shape) != 4:
@@ -123,8 +108,8 @@ def pool(
     params = PoolParams(
         x=ptr(x),
         y=ptr(y),
-        x_batch_stride=_batch_stride("x", x),
-        y_batch_stride=_batch_stride("y", y),
+        x_batch_stride=image_batch_stride("pool", "x", x),
+        y_batch_stride=image_batch_stride("pool", "y", y),
         n=n,
         c=c,
         h=h,
@@ -163,8 +148,8 @@ def global_pool(kind: str, x: Any, y: Any, block: int = BLOCK) -> KernelCall:
     params = PoolParams(
         x=ptr(x),
         y=ptr(y),
-        x_batch_stride=_batch_stride("x", x),
-        y_batch_stride=_batch_stride("y", y),
+        x_batch_stride=image_batch_stride("pool", "x", x),
+        y_batch_stride=image_batch_stride("pool", "y", y),
         n=n,
         c=c,
         h=h,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edge_infer.cuda.library import KernelCall, KernelSpec
-from edge_infer.cuda.params import ptr
+from edge_infer.cuda.params import image_batch_stride, ptr
 from edge_infer.engine.ops.resize import _check_modes, _source_coords, axis_taps, plan_resize
 from edge_infer.errors import BackendError, ShapeInferenceError
 
@@ -140,20 +140,6 @@ def resize_tables(
     )
 
 
-def _batch_stride(name: str, a: Any) -> int:
-    dtype = np.dtype(a.dtype)
-    h, w = (int(d) for d in a.shape[2:])
-    if (
-        tuple(a.strides[1:]) != (h * w * dtype.itemsize, w * dtype.itemsize, dtype.itemsize)
-        or a.strides[0] % dtype.itemsize
-    ):
-        raise BackendError(
-            f"resize: each image of {name} must be C-contiguous (a batch stride "
-            f"is allowed), got strides {a.strides} for shape {tuple(a.shape)}"
-        )
-    return int(a.strides[0]) // dtype.itemsize
-
-
 def resize(
     x: Any,
     y: Any,
@@ -191,8 +177,8 @@ def resize(
         row_weight=ptr(row_weight),
         col_index=ptr(col_index),
         col_weight=ptr(col_weight),
-        x_batch_stride=_batch_stride("x", x),
-        y_batch_stride=_batch_stride("y", y),
+        x_batch_stride=image_batch_stride("resize", "x", x),
+        y_batch_stride=image_batch_stride("resize", "y", y),
         n=n,
         c=c,
         h=h,

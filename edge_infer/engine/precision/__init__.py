@@ -21,12 +21,11 @@ import logging
 from typing import TYPE_CHECKING
 
 from edge_infer.engine.ir import Graph
+from edge_infer.engine.options import PRECISIONS, parse_layer_precision
 from edge_infer.engine.precision.assign import (
-    PRECISIONS,
     Assignment,
     assign_precision,
     has_explicit_quantization,
-    parse_layer_precision,
 )
 from edge_infer.engine.precision.cache import CalibrationCache
 from edge_infer.engine.precision.lower import lower

@@ -28,11 +28,11 @@ import numpy as np
 
 from edge_infer.engine.ir import Graph, Node
 from edge_infer.engine.ops.quantize import FP16_MAX
+from edge_infer.engine.options import PRECISIONS
 from edge_infer.errors import BuildError
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8")
 #: layers that only move or select values: exact at any storage precision
 DATA_MOVEMENT = frozenset(
     {
@@ -70,26 +70,6 @@ class Assignment:
         for p in self.layers.values():
             counts[p] = counts.get(p, 0) + 1
         return counts
-
-
-def parse_layer_precision(text: str | None) -> dict[str, str]:
-    """``"NAME:fp32,OTHER:fp16"`` → ``{"NAME": "fp32", "OTHER": "fp16"}``."""
-    result: dict[str, str] = {}
-    if not text:
-        return result
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        name, sep, prec = item.rpartition(":")
-        prec = prec.strip().lower()
-        if not sep or not name or prec not in PRECISIONS:
-            raise BuildError(
-                f"--layer-precision entry {item!r} must be NAME:PREC with PREC one "
-                f"of {', '.join(PRECISIONS)}"
-            )
-        result[name.strip()] = prec
-    return result
 
 
 def is_quantizable(node: Node) -> bool:

@@ -89,7 +89,6 @@ def sgemm(
     a: np.ndarray, b: np.ndarray, c: np.ndarray, *, alpha: float = 1.0, beta: float = 0.0
 ) -> None:
     """``c = alpha * a @ b + beta * c`` in place; operands are 2-D float32 strided views."""
-    m, k = a.shape
     n = b.shape[1]
     lib = _cblas()
     if (
@@ -108,9 +107,18 @@ def sgemm(
             c += alpha * (a @ b)
         return
     fn, _ = lib
+    fn(*_cblas_args(a, b, c, alpha, beta))
+
+
+def _cblas_args(
+    a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float
+) -> tuple[Any, ...]:
+    """``cblas_sgemm``'s arguments for ``c = alpha * a @ b + beta * c`` (row major)."""
     ta, lda = _matrix(a)
     tb, ldb = _matrix(b)
-    fn(
+    m, k = a.shape
+    n = b.shape[1]
+    return (
         _ROW_MAJOR,
         _TRANS if ta else _NO_TRANS,
         _TRANS if tb else _NO_TRANS,
@@ -137,7 +145,6 @@ def bound_sgemm(
     per-call cost is one foreign call — no shape checks, no pointer look-ups.
     """
     lib = _cblas()
-    m, k = a.shape
     n = b.shape[1]
     if (
         lib is None
@@ -148,24 +155,7 @@ def bound_sgemm(
     ):
         return lambda: sgemm(a, b, c, alpha=alpha, beta=beta)
     fn, _ = lib
-    ta, lda = _matrix(a)
-    tb, ldb = _matrix(b)
-    args = (
-        _ROW_MAJOR,
-        _TRANS if ta else _NO_TRANS,
-        _TRANS if tb else _NO_TRANS,
-        m,
-        n,
-        k,
-        alpha,
-        a.ctypes.data,
-        lda,
-        b.ctypes.data,
-        ldb,
-        beta,
-        c.ctypes.data,
-        c.strides[0] // 4,
-    )
+    args = _cblas_args(a, b, c, alpha, beta)
     keep = (a, b, c)  # the callable owns references: the pointers stay valid
 
     def call() -> None:
