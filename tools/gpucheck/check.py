@@ -35,7 +35,7 @@ TIMEOUTS = {
     "build": 90,
     "bench": 60,
     "torch": 150,
-    "daemon": 150,
+    "daemon": 180,
 }
 
 

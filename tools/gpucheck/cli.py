@@ -26,7 +26,7 @@ STAGES = (
     bench_steps.prepare_models,  # YOLOv8n-640's ONNX, calibration images and caches
     bench_steps.pytorch,  # the baseline: the same graphs in PyTorch FP16 channels-last
     bench_steps.engines,  # our engines: build (timed) and bench at each batch size
-    bench_steps.daemon,  # a short bench/daemon.py --backend cuda run
+    bench_steps.daemon,  # a short bench/daemon.py --backend cuda run (time kept by engines)
 )
 
 
@@ -77,7 +77,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="headline",
         help="headline: YOLOv8n-640 FP16/INT8 tuned, the rest --no-tune",
     )
-    p.add_argument("--daemon-seconds", type=float, default=20.0)
+    p.add_argument(
+        "--daemon-seconds",
+        type=float,
+        default=20.0,
+        help="the daemon step: seconds measured per mode (GPU daemon, naive GPU loop, CPU "
+        "daemon; 30 cameras; bench/daemon.py --backend cuda); on --device emu its --quick run",
+    )
     p.add_argument(
         "--dry-run", action="store_true", help="probe and plan every step, run none of the GPU work"
     )

@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +70,23 @@ class Runner:
         self._reserve = reserve_s
         self.log = log
         self.results: list[StepResult] = []
+        #: seconds kept back for a later step (see :meth:`holding`)
+        self.held_s = 0.0
 
     def left(self) -> float:
-        """Seconds left for steps (the reserve for writing results excluded)."""
-        return self._deadline - self._reserve - self._clock()
+        """Seconds left for steps (the reserve for writing results and the time held for a
+        later step excluded)."""
+        return self._deadline - self._reserve - self.held_s - self._clock()
+
+    @contextlib.contextmanager
+    def holding(self, seconds: float) -> Iterator[None]:
+        """Keep ``seconds`` of the budget back for a later step while the block's steps run
+        (their timeouts are cut, and they are skipped as out of time, to leave it)."""
+        before, self.held_s = self.held_s, self.held_s + max(0.0, seconds)
+        try:
+            yield
+        finally:
+            self.held_s = before
 
     def timeout_for(self, wanted_s: float) -> float:
         return max(0.0, min(wanted_s, self.left()))
@@ -99,9 +112,10 @@ class Runner:
         """Run ``command``; ``failed`` on a non-zero exit, ``timeout`` past its time."""
         limit = self.timeout_for(timeout_s)
         if limit < min_s:
+            held = f", {self.held_s:.0f} s more kept for later steps" if self.held_s else ""
             return self.skip(
                 name,
-                f"out of time ({self.left():.0f} s of the budget left, "
+                f"out of time ({self.left():.0f} s of the budget left{held}, "
                 f"the step needs at least {min_s:.0f} s)",
             )
         self.log(f"[run] {name} (timeout {limit:.0f} s)")
