@@ -73,6 +73,7 @@ class Device(abc.ABC):
         self._ids = itertools.count(1)
         self._live: dict[int, _Memory] = {}
         self._streams: dict[int, Stream] = {}
+        self._frame_buffers: dict[int, HostBuffer] = {}  # host address -> its allocation
         self._closed = False
 
     # -- memory --------------------------------------------------------------------------------
@@ -94,6 +95,48 @@ class Device(abc.ABC):
             buffer = HostBuffer(self, next(self._ids), nbytes, name, handle, array, device_ptr)
             self._live[buffer.alloc_id] = buffer
             return buffer
+
+    @property
+    def is_integrated(self) -> bool:
+        """The GPU shares DRAM with the CPU (Jetson): pinned buffers are mapped, zero copy."""
+        return self.properties.integrated
+
+    def host_frame_buffer(self, shape: Sequence[int], name: str = "frame") -> np.ndarray:
+        """A uint8 array of ``shape`` in pinned memory, for a camera to decode into: mapped
+        (kernels read it in place) on an integrated GPU, a source of async copies on a
+        discrete one. The device remembers it, so :meth:`pinned_region` finds it again and
+        host writes to it (:meth:`claim_frame_buffer`) are checked against device reads."""
+        shape = tuple(int(d) for d in shape)
+        buffer = self.allocate_host(int(np.prod(shape)), name)
+        array = buffer.view(np.uint8, shape)
+        with self._lock:
+            self._frame_buffers[int(array.ctypes.data)] = buffer
+        return array
+
+    def pinned_region(self, array: np.ndarray) -> Region | None:
+        """The pinned bytes of ``array`` when it is (the whole of) a live
+        :meth:`host_frame_buffer`, else None (memory the device cannot read directly)."""
+        if not isinstance(array, np.ndarray) or not array.flags.c_contiguous:
+            return None
+        with self._lock:
+            buffer = self._frame_buffers.get(int(array.ctypes.data))
+        if buffer is None or buffer.freed or array.nbytes > buffer.nbytes:
+            return None
+        return buffer.region(0, array.nbytes)
+
+    def claim_frame_buffer(self, array: np.ndarray, label: str = "camera writes frame") -> None:
+        """Declare that the host is about to write a :meth:`host_frame_buffer` (a camera
+        decoding into it): the hazard checker fails it while device work may still read it."""
+        region = self.pinned_region(array)
+        if region is not None:
+            self.host_access(label, writes=[region])
+
+    def free_frame_buffer(self, array: np.ndarray) -> None:
+        """Free a :meth:`host_frame_buffer` (no-op for any other array)."""
+        with self._lock:
+            buffer = self._frame_buffers.pop(int(array.ctypes.data), None)
+        if buffer is not None and not buffer.freed:
+            self.free(buffer)
 
     def free(self, buffer: DeviceBuffer | HostBuffer) -> None:
         """Release an allocation (waits for the device's work first, as cudaFree does)."""

@@ -3,33 +3,46 @@
 What the daemon's workers run when the engine's backend is cuda (reached through
 ``edge_infer.engine.device_pipeline``; the pipeline never imports this package):
 
-1. the batch's uint8 BGR frames are written into a pinned staging buffer and copied to the
-   device in one copy (the staged path of discrete GPUs; zero-copy capture buffers on
-   integrated GPUs are issue 15 §2's next step);
+1. the batch's uint8 BGR frames reach the device: a frame decoded into one of this device's
+   frame buffers (:meth:`allocate_frame`, the cameras' pools) is read in place by the kernel
+   where the GPU is integrated (mapped pinned memory, zero copy) or copied once, async, from
+   its pinned buffer where it is discrete; any other frame is first packed by the host into a
+   pinned staging buffer (the one host copy pools avoid);
 2. the batch pre-processing kernel (``params/preprocess.py``: letterbox, BGR→RGB, 1/255,
-   NCHW) writes straight into the device buffer bound to the engine's input;
-3. the engine runs on its bound device input and output (``ExecutionContext.bind``);
+   NCHW) writes the batch slot's input buffer;
+3. that input is copied (device to device) into the buffer bound to the engine's input and
+   the engine runs on it (``ExecutionContext.bind``);
 4. the decode + NMS kernel (``params/postprocess.py``, decision-identical with
    ``pipeline/postprocess.py:decode``) reads the bound output on the device;
 5. only the compact arrays come back: ``counts``, then the kept boxes, scores and classes.
 
-Ordering: this pipeline's own stream runs steps 1-2 and 4-5; the engine runs on the
-context's stream. The host waits for the stream before the engine runs and the engine's run
-ends with a synchronize, so each hand-over is ordered by a host synchronization (the hazard
-checker sees the same order). Overlapping batches across streams is §3 (pipelining).
+Pipelining (issue 15 §3): two batch *slots*, each with its own staging, input, workspace
+and results buffers and events. :meth:`submit` enqueues steps 1-2 of a batch on this
+pipeline's stream and hands steps 3-5 to the pipeline's engine thread (the engine's run
+blocks its caller), so the copy and pre-processing of batch k+1 run while batch k is in the
+engine; :meth:`collect` returns a batch's detections, in submission order.
+:meth:`wait_frames_read` returns once the device has read a batch's frames (the slot's
+``read`` event, recorded after the last step reading them): only then may a camera's pool
+hand the buffers out again. Ordering, as the hazard checker sees it: the engine thread
+synchronizes an event recorded after step 3 before the engine runs (so the engine reads a
+complete input, and the previous batch's decode has read the engine's output); the engine's
+run ends with its stream synchronized before the next copy into its input; a slot is reused
+only after its ``done`` event (recorded after step 5's copy) was synchronized by collect.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from edge_infer.cuda import library
 from edge_infer.cuda.arena import DeviceArray
-from edge_infer.cuda.device import Device, DeviceBuffer, HostBuffer
+from edge_infer.cuda.device import Device, DeviceBuffer, HostBuffer, Region
 from edge_infer.cuda.library import KernelCall
 from edge_infer.cuda.params import postprocess as pp
 from edge_infer.cuda.params import preprocess as pre
@@ -39,6 +52,9 @@ from edge_infer.errors import BackendError
 POST_BLOCK = 256
 #: candidates entering NMS per image, as ``pipeline/postprocess.py:decode``'s default
 MAX_CANDIDATES = 4096
+#: batches whose clipped scores are checked against the raw ones, per pipeline (a probability
+#: model saturating at exactly 1.0 must not cost a copy per batch for ever)
+MAX_CLIP_CHECKS = 16
 
 _functions: dict[int, Any] = {}
 _functions_lock = threading.Lock()
@@ -90,9 +106,67 @@ class _Staged:
         self.host = self.dev = None
 
 
+class _Mapped:
+    """A frame in mapped pinned memory as the frame table sees it: a device address."""
+
+    def __init__(self, region: Region, shape: tuple[int, ...]) -> None:
+        self.gpudata = region.device_ptr
+        self.shape = shape
+        self.dtype = np.dtype(np.uint8)
+        self.strides = (shape[1] * 3, 3, 1)
+
+
+class _Slot:
+    """One batch in flight: its staging, input, decode workspace, results and events."""
+
+    def __init__(self, device: Device, index: int, input_bytes: int, ws: int, results: int):
+        name = f"slot {index}"
+        self.index = index
+        self.frames = _Staged(device, f"frames ({name})")
+        self.tables = _Staged(device, f"frame table + letterboxes ({name})")
+        self.input = device.allocate(input_bytes, f"pipeline input ({name})")
+        self.workspace = device.allocate(ws, f"postprocess workspace ({name})")
+        self.results = device.allocate(results, f"detections ({name})")
+        self.results_host = device.allocate_host(results, f"detections ({name}, pinned)")
+        self.start = device.event(f"batch start ({name})")
+        self.read = device.event(f"frames read ({name})")
+        self.done = device.event(f"batch done ({name})")
+        self.busy = False
+
+    def buffers(self) -> tuple[Any, ...]:
+        return (self.input, self.workspace, self.results, self.results_host)
+
+    def close(self, device: Device) -> None:
+        self.frames.close()
+        self.tables.close()
+        for buffer in self.buffers():
+            if not buffer.freed:
+                device.free(buffer)
+        for event in (self.start, self.read, self.done):
+            event.close()
+
+
+@dataclass
+class Ticket:
+    """A submitted batch: what :meth:`CudaDevicePipeline.collect` needs."""
+
+    slot: _Slot
+    n: int
+    future: Future
+    #: device milliseconds from the batch's first copy to its results' copy (events), set by
+    #: collect
+    device_ms: float | None = None
+    #: the highest raw score among kept detections when one was clipped to 1 (a probability
+    #: model that outputs logits), set by collect; None otherwise
+    raw_score_above_1: float | None = None
+
+
 class CudaDevicePipeline:
-    """One worker's device pre/post-processing around ``context`` (not thread-safe: one
-    worker thread uses it). Settings are ``pipeline/postprocess.py:decode``'s."""
+    """One worker's device pre/post-processing around ``context`` (one worker thread submits,
+    one collects, in order). Settings are ``pipeline/postprocess.py:decode``'s."""
+
+    #: batches in flight at once (double buffering)
+    SLOTS = 2
 
     def __init__(
         self,
@@ -122,6 +196,7 @@ class CudaDevicePipeline:
         self.engine = engine
         self.input_name, self.output_name = input_name, output_name
         self.layout = layout
+        self.scores = scores
         self.settings = {
             "score_threshold": float(score_threshold),
             "iou_threshold": float(iou_threshold),
@@ -138,9 +213,9 @@ class CudaDevicePipeline:
         k = int(max_detections)
         self.stream = device.stream("device pipeline")
         f32 = np.dtype(np.float32)
-        self.input = device.allocate(n * int(np.prod(self.in_shape)) * 4, "pipeline input")
-        self.output = device.allocate(n * int(np.prod(self.out_shape)) * 4, "pipeline output")
-        self.workspace = device.allocate(n * self.ws.stride, "postprocess workspace")
+        self.image_bytes = int(np.prod(self.in_shape)) * 4
+        self.input = device.allocate(n * self.image_bytes, "engine input")
+        self.output = device.allocate(n * int(np.prod(self.out_shape)) * 4, "engine output")
         # the compact results, one device buffer: counts, boxes, scores, classes
         self.result_layout = {
             "counts": (0, (n,), np.int32),
@@ -149,68 +224,151 @@ class CudaDevicePipeline:
             "classes": (_align(4 * n) + _align(16 * n * k) + _align(4 * n * k), (n, k), np.int32),
         }
         self.results_size = self.result_layout["classes"][0] + _align(4 * n * k)
-        self.results = device.allocate(self.results_size, "detections")
-        self.results_host = device.allocate_host(self.results_size, "detections (pinned)")
-        self.frames = _Staged(device, "frames")
-        self.tables = _Staged(device, "frame table + letterboxes")
+        self.slots = [
+            _Slot(device, i, n * self.image_bytes, n * self.ws.stride, self.results_size)
+            for i in range(self.SLOTS)
+        ]
+        self._next = 0
+        self._staged = device.event("engine input staged")
+        self._engine_thread = ThreadPoolExecutor(1, thread_name_prefix="device-pipeline-engine")
+        #: frames the host packed into staging (frames not in this device's frame buffers),
+        #: and host -> device frame copies: what zero-copy frame buffers save (tests count)
+        self.host_frame_copies = 0
+        self.frame_uploads = 0
+        self._clip_checks = 0
         # rows past a batch's frames pad it to a planned size: zeros, never garbage
         device.memset(self.input, 0, self.stream, label="zero input")
+        for slot in self.slots:
+            device.memset(slot.input, 0, self.stream, label="zero slot input")
         self.stream.synchronize()
 
-    # -- one batch -----------------------------------------------------------------------------
+    # -- frame buffers (the cameras' pools) ----------------------------------------------------
+    def allocate_frame(self, shape: tuple[int, int, int]) -> np.ndarray:
+        """A camera frame buffer the device reads directly (``FramePool``'s allocate)."""
+        return self.device.host_frame_buffer(shape, f"camera frame {shape[1]}x{shape[0]}")
+
+    def free_frame(self, array: np.ndarray) -> None:
+        self.device.free_frame_buffer(array)
+
+    def claim_frame(self, array: np.ndarray) -> None:
+        """The host is about to write ``array`` (checked against device reads)."""
+        self.device.claim_frame_buffer(array)
+
+    # -- batches -------------------------------------------------------------------------------
     def run(
         self, images: Sequence[np.ndarray], letterboxes: Sequence[Any]
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Detections ``(boxes [K, 4] float32, scores [K] float32, classes [K] int64)`` of
         each image, in its own pixels (``letterboxes[i]`` from ``letterbox_geometry``)."""
+        return self.collect(self.submit(images, letterboxes))
+
+    def submit(self, images: Sequence[np.ndarray], letterboxes: Sequence[Any]) -> Ticket:
+        """Enqueue a batch (at most :attr:`SLOTS` in flight: collect the oldest first)."""
         n = len(images)
         if n < 1 or n != len(letterboxes):
             raise BackendError(f"{n} images and {len(letterboxes)} letterboxes: one each, >= 1")
-        m = self.engine.plan_batch_for(max(n, self.engine.profile.min_batch))
-        dev_in = DeviceArray(self.input, 0, (m, *self.in_shape), np.float32)
-        dev_out = DeviceArray(self.output, 0, (m, *self.out_shape), np.float32)
-        frames = self._upload(images, letterboxes, n)
-        call = pre.letterbox(frames["table"], n, dev_in)
-        in_rows = DeviceArray(self.input, 0, (n, *self.in_shape), np.float32)
-        self._launch(call, [frames["pixels"], frames["table_region"]], [in_rows.region()])
-        self.stream.synchronize()  # the engine's stream reads what this one wrote
-        self.context.bind(self.input_name, dev_in)
-        self.context.bind(self.output_name, dev_out)
-        self.context.execute_bound()  # ends with its stream synchronized
-        self._postprocess(n, dev_out, frames["mapping"], frames["mapping_region"])
-        return self._download(n)
+        if n > self.engine.profile.max_batch:
+            raise BackendError(f"{n} images exceed the engine's max batch")
+        slot = self.slots[self._next % self.SLOTS]
+        if slot.busy:
+            raise BackendError(
+                "both batch slots are in flight: collect a batch before submitting another"
+            )
+        slot.busy = True
+        try:
+            slot.start.record(self.stream)
+            frames = self._upload(slot, images, letterboxes, n)
+            rows = DeviceArray(slot.input, 0, (n, *self.in_shape), np.float32)
+            call = pre.letterbox(frames["table"], n, rows)
+            self._launch(call, [*frames["pixels"], frames["table_region"]], [rows.region()])
+            slot.read.record(self.stream)  # the last work reading this batch's frames
+        except BaseException:
+            slot.busy = False
+            raise
+        self._next += 1
+        future = self._engine_thread.submit(
+            self._infer, slot, n, frames["mapping"], frames["mapping_region"]
+        )
+        return Ticket(slot, n, future)
 
-    def _upload(self, images: Sequence[np.ndarray], letterboxes: Sequence[Any], n: int) -> dict:
-        """Frames, their descriptors and box mappings: written to pinned memory, one copy
-        each to the device."""
+    def wait_frames_read(self, ticket: Ticket) -> None:
+        """Return once the device has read the batch's frames (their buffers may be reused)."""
+        ticket.slot.read.synchronize()
+
+    def collect(self, ticket: Ticket) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The batch's detections (waits for it); frees its slot."""
+        slot = ticket.slot
+        try:
+            ticket.future.result()
+            slot.done.synchronize()
+            ticket.device_ms = slot.start.elapsed_ms(slot.done)
+            return self._download(ticket)
+        finally:
+            slot.busy = False
+
+    def _upload(
+        self, slot: _Slot, images: Sequence[np.ndarray], letterboxes: Sequence[Any], n: int
+    ) -> dict:
+        """Frames where the kernel reads them (in place, one copy from their pinned buffer, or
+        packed into staging first), descriptors and box mappings: one copy each."""
+        dev = self.device
+        sources: list[Region | None] = []
         offsets, at = [], 0
         for img in images:
             if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
                 raise BackendError(
                     f"frames must be uint8 [H, W, 3] BGR, got {img.dtype} {img.shape}"
                 )
-            offsets.append(at)
-            at += _align(img.shape[0] * img.shape[1] * 3)
-        frames_host, frames_dev = self.frames.ensure(at)
-        dev_views = [
-            DeviceArray(frames_dev, off, img.shape, np.uint8)
-            for off, img in zip(offsets, images, strict=True)
+            region = dev.pinned_region(img)
+            sources.append(region)
+            mapped = region is not None and region.buffer.mapped
+            offsets.append(None if mapped else at)
+            at += 0 if mapped else _align(img.shape[0] * img.shape[1] * 3)
+        frames_host = frames_dev = None
+        if at:
+            frames_host, frames_dev = slot.frames.ensure(at)
+            if dev.is_integrated:
+                frames_dev = None  # the staging itself is mapped: kernels read it in place
+        views, pixels = [], []
+        packed = [
+            (off, img)
+            for off, img, src in zip(offsets, images, sources, strict=True)
+            if off is not None and src is None
         ]
-        table = pre.frame_table(dev_views, letterboxes)
+        if packed:
+            dev.host_access(
+                "stage frames",
+                writes=[frames_host.region(off, img.nbytes) for off, img in packed],
+            )
+        for off, img, src in zip(offsets, images, sources, strict=True):
+            shape = tuple(int(d) for d in img.shape)
+            if off is None:  # mapped frame buffer: zero copy
+                views.append(_Mapped(src, shape))
+                pixels.append(src)
+                continue
+            if src is None:  # not a frame buffer: the host packs it into pinned staging
+                np.copyto(frames_host.view(np.uint8, shape, off), img)
+                self.host_frame_copies += 1
+                src = frames_host.region(off, img.nbytes)
+            if frames_dev is None:  # integrated: the mapped staging is read in place
+                views.append(_Mapped(src, shape))
+                pixels.append(src)
+                continue
+            dst = frames_dev.region(off, img.nbytes)
+            dev.copy_htod(dst, src, self.stream, label="frame")
+            self.frame_uploads += 1
+            views.append(DeviceArray(frames_dev, off, shape, np.uint8))
+            pixels.append(dst)
+        table = pre.frame_table(views, letterboxes)
         mapping = pp.mapping_table(letterboxes)
         table_bytes = _align(table.nbytes)
-        tables_host_buf, tables_dev = self.tables.ensure(table_bytes + mapping.nbytes)
-        pixels_host = frames_host.region(0, at)
+        tables_host_buf, tables_dev = slot.tables.ensure(table_bytes + mapping.nbytes)
         tables_host = tables_host_buf.region(0, table_bytes + mapping.nbytes)
-        self.device.host_access("stage frames", writes=[pixels_host, tables_host])
-        for off, img in zip(offsets, images, strict=True):
-            np.copyto(frames_host.view(np.uint8, img.shape, off), img)
+        dev.host_access("stage frame table", writes=[tables_host])
         tables_host_buf.view(np.uint8, (table.nbytes,), 0)[:] = table
         tables_host_buf.view(np.float32, mapping.shape, table_bytes)[:] = mapping
-        pixels = frames_dev.region(0, at)
         tables = tables_dev.region(0, table_bytes + mapping.nbytes)
-        self.device.copy_htod(pixels, pixels_host, self.stream, label="frames")
-        self.device.copy_htod(tables, tables_host, self.stream, label="frame table")
+        dev.copy_htod(tables, tables_host, self.stream, label="frame table")
         return {
             "pixels": pixels,
             "table": DeviceArray(tables_dev, 0, (table.nbytes,), np.uint8),
@@ -219,46 +377,90 @@ class CudaDevicePipeline:
             "mapping_region": tables_dev.region(table_bytes, mapping.nbytes),
         }
 
-    def _result(self, name: str, n: int) -> DeviceArray:
-        offset, shape, dtype = self.result_layout[name]
-        return DeviceArray(self.results, offset, (n, *shape[1:]), dtype)
+    def _infer(self, slot: _Slot, n: int, mapping: Any, mapping_region: Any) -> None:
+        """Steps 3-5 of a batch, on the engine thread (in submission order)."""
+        m = self.engine.plan_batch_for(max(n, self.engine.profile.min_batch))
+        dev = self.device
+        nbytes = n * self.image_bytes
+        dev.copy_dtod(
+            self.input.region(0, nbytes), slot.input.region(0, nbytes), self.stream, "input"
+        )
+        self._staged.record(self.stream)
+        # the engine's stream reads what this one wrote, and writes the output the previous
+        # batch's decode (earlier on this stream) read
+        self._staged.synchronize()
+        dev_in = DeviceArray(self.input, 0, (m, *self.in_shape), np.float32)
+        dev_out = DeviceArray(self.output, 0, (m, *self.out_shape), np.float32)
+        self.context.bind(self.input_name, dev_in)
+        self.context.bind(self.output_name, dev_out)
+        self.context.execute_bound()  # ends with its stream synchronized
+        self._postprocess(slot, n, mapping, mapping_region)
+        size = self.results_size
+        # the whole compact block in one copy: counts, then max_detections slots per image
+        # (a second copy of only the kept rows would cost a synchronize more than it saves)
+        dev.copy_dtoh(
+            slot.results_host.region(0, size),
+            slot.results.region(0, size),
+            self.stream,
+            label="detections",
+        )
+        slot.done.record(self.stream)
 
-    def _postprocess(self, n: int, dev_out: DeviceArray, mapping: Any, mapping_region: Any) -> None:
+    def _result(self, slot: _Slot, name: str, n: int) -> DeviceArray:
+        offset, shape, dtype = self.result_layout[name]
+        return DeviceArray(slot.results, offset, (n, *shape[1:]), dtype)
+
+    def _postprocess(self, slot: _Slot, n: int, mapping: Any, mapping_region: Any) -> None:
         pred = DeviceArray(self.output, 0, (n, *self.out_shape), np.float32)
-        workspace = DeviceArray(self.workspace, 0, (n * self.ws.stride,), np.uint8)
-        outs = {k: self._result(k, n) for k in ("boxes", "scores", "classes", "counts")}
+        workspace = DeviceArray(slot.workspace, 0, (n * self.ws.stride,), np.uint8)
+        outs = {k: self._result(slot, k, n) for k in ("boxes", "scores", "classes", "counts")}
         call = pp.decode(
             pred, self.layout, workspace=workspace, mapping=mapping, **outs, **self.settings
         )
         writes = [workspace.region(), *(a.region() for a in outs.values())]
         self._launch(call, [pred.region(), mapping_region], writes)
 
-    def _download(self, n: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        # the whole compact block in one copy: counts, then max_detections slots per image
-        # (a second copy of only the kept rows would cost a synchronize more than it saves)
-        size = self.results_size
-        self.device.copy_dtoh(
-            self.results_host.region(0, size),
-            self.results.region(0, size),
-            self.stream,
-            label="detections",
+    def _download(self, ticket: Ticket) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        slot, n = ticket.slot, ticket.n
+        self.device.host_access(
+            "read detections", reads=[slot.results_host.region(0, self.results_size)]
         )
-        self.stream.synchronize()
-        self.device.host_access("read detections", reads=[self.results_host.region(0, size)])
         host = {}
         for name, (offset, shape, dtype) in self.result_layout.items():
-            host[name] = self.results_host.view(dtype, shape, offset)
+            host[name] = slot.results_host.view(dtype, shape, offset)
         out = []
+        clipped = []
         for i in range(n):
             k = int(host["counts"][i])
+            scores = host["scores"][i, :k].copy()
+            if k and scores[0] >= 1.0:  # kept in score order: the best is first
+                clipped.append(i)
             out.append(
-                (
-                    host["boxes"][i, :k].copy(),
-                    host["scores"][i, :k].copy(),
-                    host["classes"][i, :k].astype(np.int64),
-                )
+                (host["boxes"][i, :k].copy(), scores, host["classes"][i, :k].astype(np.int64))
             )
+        if clipped and self.scores == "probabilities":
+            ticket.raw_score_above_1 = self._raw_best(slot, clipped)
         return out
+
+    def _raw_best(self, slot: _Slot, images: list[int]) -> float | None:
+        """The best raw (unclipped) score of ``images``, from the decode's workspace (its
+        score-ordered candidates), when above 1: the kernel publishes scores clipped into
+        [0, 1], so a kept 1.0 may be a logit. Only looked at a few times per pipeline."""
+        if self._clip_checks >= MAX_CLIP_CHECKS:
+            return None
+        self._clip_checks += 1
+        dev = self.device
+        tmp = dev.allocate_host(4 * len(images), "raw score check")
+        try:
+            for j, i in enumerate(images):
+                src = slot.workspace.region(i * self.ws.stride + self.ws.score, 4)
+                dev.copy_dtoh(tmp.region(4 * j, 4), src, self.stream, label="raw best score")
+            self.stream.synchronize()
+            dev.host_access("read raw best scores", reads=[tmp.region()])
+            best = float(tmp.view(np.float32, (len(images),)).max())
+        finally:
+            dev.free(tmp)
+        return best if best > 1.0 else None
 
     def _launch(self, call: KernelCall, reads: list[Any], writes: list[Any]) -> None:
         self.device.launch(
@@ -274,12 +476,14 @@ class CudaDevicePipeline:
         )
 
     def close(self) -> None:
+        self._engine_thread.shutdown(wait=True)
         self.stream.synchronize()
-        self.frames.close()
-        self.tables.close()
-        for buffer in (self.input, self.output, self.workspace, self.results, self.results_host):
+        for slot in self.slots:
+            slot.close(self.device)
+        for buffer in (self.input, self.output):
             if not buffer.freed:
                 self.device.free(buffer)
+        self._staged.close()
         self.stream.close()
 
 

@@ -119,8 +119,10 @@ class PycudaDevice(Device):
         flags = self._cuda.host_alloc_flags
         mapped = self.properties.integrated
         with self._active(f"allocating {nbytes} pinned bytes for '{name}'"):
+            # portable: pinned for every context of the process (the daemon's threads share
+            # the primary one, other libraries may not); mapped where the GPU is integrated
             array = self._cuda.pagelocked_empty(
-                nbytes, np.uint8, mem_flags=flags.DEVICEMAP if mapped else 0
+                nbytes, np.uint8, mem_flags=flags.PORTABLE | (flags.DEVICEMAP if mapped else 0)
             )
             device_ptr = int(array.base.get_device_pointer()) if mapped else None
         return array, device_ptr, array

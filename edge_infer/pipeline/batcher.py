@@ -132,7 +132,7 @@ class DeadlineBatcher:
                 self._waiting_since[f.camera_id] = f.capture_ts
             q.append(f)
             while len(q) > self.max_per_camera:
-                q.popleft()
+                q.popleft().release()  # dropped: its buffer goes back to its camera's pool
                 dropped += 1
                 self.stats.dropped_by_camera[f.camera_id] = (
                     self.stats.dropped_by_camera.get(f.camera_id, 0) + 1

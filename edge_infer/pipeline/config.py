@@ -166,7 +166,23 @@ class InferenceConfig(_Model):
         description="CPU threads for inference in all (default: every core), split evenly "
         "across the workers so BLAS threads never oversubscribe the cores",
     )
-    warmup: bool = Field(True, description="run each batch size once at start to measure it")
+    warmup: bool = Field(
+        True,
+        description="run batch sizes at start to measure them (the batcher's latency model): "
+        "1 and the max batch on the CPU; on cuda every planned batch size through the device "
+        "pipeline, timed by the device's events",
+    )
+    frame_buffers: int = Field(
+        4,
+        ge=2,
+        le=64,
+        description="decode buffers per camera on the cuda backend: frames are decoded into "
+        "pinned host memory (mapped, zero copy, on integrated GPUs such as Jetson's; one async "
+        "copy each on discrete GPUs), and a buffer is reused only after the device has read "
+        "it; when all are in use a frame is decoded into ordinary memory (one host copy more). "
+        "4 covers a frame being decoded, one waiting and two batches in flight. The CPU "
+        "backend decodes into ordinary memory",
+    )
 
     @model_validator(mode="after")
     def _device_needs_cuda(self) -> InferenceConfig:

@@ -32,7 +32,7 @@ from edge_infer.pipeline.backend_choice import BackendChoice, resolve_backend
 from edge_infer.pipeline.batcher import DeadlineBatcher, LatencyModel
 from edge_infer.pipeline.budget_watch import BudgetWatch
 from edge_infer.pipeline.config import DaemonConfig, EngineConfig, file_sha256
-from edge_infer.pipeline.frames import FrameHub
+from edge_infer.pipeline.frames import FrameHub, FramePool
 from edge_infer.pipeline.health import (
     Metrics,
     Progress,
@@ -43,6 +43,13 @@ from edge_infer.pipeline.health import (
 from edge_infer.pipeline.native_logs import NativeStderr
 from edge_infer.pipeline.publisher import ModelInfo, Publisher
 from edge_infer.pipeline.sources import CameraSource, CameraState, set_parallel_opens
+from edge_infer.pipeline.warmup import (
+    camera_source,
+    frame_pools,
+    pools_taken,
+    warm_up,
+    warm_up_device,
+)
 from edge_infer.pipeline.workers import BatchResult, Dispatcher, FrameResult, ModelSpec, WorkerPool
 
 if TYPE_CHECKING:
@@ -264,26 +271,6 @@ def engine_for(cfg: DaemonConfig) -> tuple[BackendChoice, Engine]:
     return choice, load_engine(cfg.engine, cfg.preprocess.color_order, options, choice.name)
 
 
-def warm_up(engine: Engine, spec: ModelSpec, latency: LatencyModel, sizes: list[int]) -> None:
-    """Run each batch size once (preparing its plan) and seed the latency model."""
-    import numpy as np
-
-    with engine.create_context() as ctx:
-        for n in sizes:
-            x = np.full((n, 3, spec.input_height, spec.input_width), 0.5, np.float32)
-            t0 = time.monotonic()
-            ctx.execute({spec.input_name: x})
-            t1 = time.monotonic()
-            ctx.execute({spec.input_name: x})
-            latency.observe(n, time.monotonic() - t1)
-            log.info(
-                "warm-up: batch %d: %.1f ms (first run %.1f ms)",
-                n,
-                latency.estimate(n) * 1e3,
-                (t1 - t0) * 1e3,
-            )
-
-
 def usable_cores(asked: int | None) -> int | None:
     """``inference.cores``, clamped (with a warning) to the cores this process may run on:
     more threads than cores only makes them wait for each other."""
@@ -354,6 +341,7 @@ class Daemon:
         self.budget_watch = BudgetWatch(cfg.batching.latency_budget_ms, clock)
         self.progress = Progress(clock)
         self.sources: list[CameraSource] = []
+        self.frame_pools: dict[str, FramePool] = {}
         self.started = clock()
         self.prometheus: PrometheusExporter | None = None
 
@@ -376,7 +364,16 @@ class Daemon:
         )
         max_batch = min(cfg.batching.max_batch or self.spec.max_batch, self.spec.max_batch)
         if cfg.inference.warmup:
-            warm_up(self.engine, self.spec, self.latency, sorted({1, max_batch}))
+            # on a device, every batch size the engine has a plan for, timed on the device
+            # through the path the workers take; the CPU as always
+            sizes = [n for n in self.engine.batch_sizes if n <= max_batch] or [max_batch]
+            on_device = (
+                self.backend.name == "cuda"
+                and cfg.preprocess.color_order != "bgr"
+                and warm_up_device(self.engine, self.spec, cfg.postprocess, self.latency, sizes)
+            )
+            if not on_device:
+                warm_up(self.engine, self.spec, self.latency, sorted({1, max_batch}))
         self.model = ModelInfo.from_engine(self.engine, cfg.engine.model_name)
         self.batcher = DeadlineBatcher(
             max_batch,
@@ -435,9 +432,17 @@ class Daemon:
             cfg.batching.latency_budget_ms,
         )
 
+        self.frame_pools = frame_pools(cfg, self.pool, cfg.enabled_cameras)
         self.sources = [
-            CameraSource(cam, self.hub, clock=self.clock) for cam in cfg.enabled_cameras
+            camera_source(cam, self.hub, self.clock, self.frame_pools.get(cam.id))
+            for cam in cfg.enabled_cameras
         ]
+        if self.frame_pools:
+            log.info(
+                "cameras decode into %d pinned buffers each (%s)",
+                cfg.inference.frame_buffers,
+                "taken by the readers" if pools_taken() else "not yet: CameraSource takes no pool",
+            )
         for s in self.sources:
             s.start()
         log.info("%d cameras started", len(self.sources))

@@ -1,13 +1,25 @@
 """Inference workers and the dispatcher that feeds them batches.
 
-Each :class:`InferenceWorker` is a thread with its own ``ExecutionContext`` and its own
-preallocated input batch: preprocessing writes every frame straight into its slot of that
-buffer, the context runs, and postprocessing maps the boxes back to each camera's pixels.
-Several workers run at once, so one batch's pre/postprocessing overlaps another's inference.
+Each :class:`InferenceWorker` is a thread with its own ``ExecutionContext``. On the CPU it
+owns a preallocated input batch: preprocessing writes every frame straight into its slot of
+that buffer, the context runs, and postprocessing maps the boxes back to each camera's
+pixels. Several workers run at once, so one batch's pre/postprocessing overlaps another's
+inference.
 
-The :class:`Dispatcher` takes an idle worker first and only then forms a batch: while all
-workers are busy, frames stay in the cameras' one-slot buffers (newer replacing older), so
+On a device (the CUDA backend) a worker pipelines its batches: it owns the engine's device
+pipeline (one stream, two batch slots) and a collector thread. The worker thread submits a
+batch (its frames' copy and pre-processing enqueued on the stream) and takes the next one
+while the first is still in the engine; the collector waits for each batch in order,
+releases its frames to their cameras' pools once the device has read them, and publishes
+the detections. A worker holds at most two batches, so it offers itself to the dispatcher
+twice (one *slot* each); on the CPU, once.
+
+The :class:`Dispatcher` takes an idle worker slot first and only then forms a batch: while
+all are busy, frames stay in the cameras' one-slot buffers (newer replacing older), so
 backpressure turns into counted drops at the source, never into a growing queue.
+
+Whoever ends a frame's life releases its buffer (``Frame.release``): the worker does, once
+preprocessing (host) or the device has read the frame, and for a batch that failed.
 """
 
 from __future__ import annotations
@@ -18,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -94,7 +106,8 @@ class BatchResult:
 
 
 class InferenceWorker:
-    """One thread, one ``ExecutionContext``, one preallocated input batch."""
+    """One thread and one ``ExecutionContext``; on the CPU one preallocated input batch, on a
+    device a pipeline of two batches in flight and a collector thread."""
 
     def __init__(
         self,
@@ -106,6 +119,8 @@ class InferenceWorker:
         on_result: Callable[[BatchResult], None],
         on_done: Callable[[InferenceWorker, int, float, bool], None],
         clock: Callable[[], float] = time.monotonic,
+        *,
+        pipelined: bool = True,
     ) -> None:
         self.index = index
         self.spec = spec
@@ -135,6 +150,8 @@ class InferenceWorker:
         )
         if self.device is not None:
             log.info("worker %d: pre- and post-processing on the engine's device", index)
+        #: batches this worker holds at once: two on a device (double buffering), else one
+        self.slots = 2 if self.device is not None and pipelined else 1
         # the batch buffer is bound to the engine's input and read in place: preprocessing
         # writes each frame into it once, and nothing copies it again. Zeroed, not empty: rows
         # past a batch's frames pad it to a planned batch size (their results are dropped).
@@ -147,11 +164,20 @@ class InferenceWorker:
             else None
         )
         self.errors = 0
-        self._inbox: queue.Queue[list[Frame] | None] = queue.Queue(maxsize=1)
+        self._inbox: queue.Queue[list[Frame] | None] = queue.Queue(maxsize=self.slots)
         self._thread = threading.Thread(target=self._loop, name=f"worker-{index}", daemon=True)
+        # the device path's batches in flight, in submission order, for the collector
+        self._flight: queue.Queue[_InFlight | None] = queue.Queue()
+        self._collector = (
+            threading.Thread(target=self._collect_loop, name=f"collector-{index}", daemon=True)
+            if self.slots > 1
+            else None
+        )
 
     def start(self) -> None:
         self._thread.start()
+        if self._collector is not None:
+            self._collector.start()
 
     def submit(self, batch: list[Frame]) -> None:
         self._inbox.put(batch)
@@ -160,13 +186,24 @@ class InferenceWorker:
         self._inbox.put(None)
 
     def join(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in (self._thread, self._collector):
+            if thread is not None and thread.ident is not None:
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(t is not None and t.is_alive() for t in (self._thread, self._collector))
 
     def run_batch(self, batch: list[Frame]) -> BatchResult:
-        """Preprocess, execute and postprocess one batch (called by the worker thread)."""
+        """Preprocess, execute and postprocess one batch, then release its frames (called by
+        the worker thread; on a device, with no other batch of this worker in flight)."""
         if self.device is not None:
-            return self._run_on_device(batch)
+            return self._finish(self._submit(batch))
+        try:
+            return self._run_on_host(batch)
+        finally:
+            for f in batch:
+                f.release()
+
+    def _run_on_host(self, batch: list[Frame]) -> BatchResult:
         n = len(batch)
         size = (self.spec.input_width, self.spec.input_height)
         t0, w0 = self.clock(), time.time()
@@ -177,6 +214,7 @@ class InferenceWorker:
                 f.image, size, out=self.buffer[i, ::-1] if self.bgr else self.buffer[i]
             )
             boxes.append(lb)
+            f.release()  # copied into the batch: the camera may reuse its buffer
         # the engine has plans for some batch sizes only: the rows past the frames pad the
         # batch to the next one (earlier frames or zeros; their results are not read)
         m = self.engine.plan_batch_for(max(n, self.spec.min_batch))
@@ -196,23 +234,52 @@ class InferenceWorker:
         results = [FrameResult(f, d, lb) for f, d, lb in zip(batch, dets, boxes)]
         return BatchResult(results, self.index, t0, self.clock(), w0, time.time())
 
-    def _run_on_device(self, batch: list[Frame]) -> BatchResult:
-        """The batch through the engine's device pipeline: same letterboxes, same decisions
-        as the host path (kernels decision-identical with preprocess.py / postprocess.py)."""
+    # -- the device path: submit, then collect in order ----------------------------------------
+    def _submit(self, batch: list[Frame]) -> _InFlight:
+        """Enqueue the batch on the device (frames letterboxed there, then the engine and
+        decode + NMS; same letterboxes and decisions as the host path). Its frames are
+        released if it cannot be submitted."""
         t0, w0 = self.clock(), time.time()
         w, h = self.spec.input_width, self.spec.input_height
-        boxes = [letterbox_geometry(f.image.shape[1], f.image.shape[0], w, h) for f in batch]
-        found = self.device.run([f.image for f in batch], boxes)
+        try:
+            boxes = [letterbox_geometry(f.image.shape[1], f.image.shape[0], w, h) for f in batch]
+            ticket = self.device.submit([f.image for f in batch], boxes)
+        except BaseException:
+            for f in batch:
+                f.release()
+            raise
+        return _InFlight(batch, boxes, ticket, t0, w0)
+
+    def _finish(self, job: _InFlight) -> BatchResult:
+        """Wait for a submitted batch: release its frames once the device has read them,
+        then its detections."""
+        try:
+            self.device.wait_frames_read(job.ticket)
+        finally:
+            # read (or the device failed: nothing reads them any more)
+            for f in job.batch:
+                f.release()
+        found = self.device.collect(job.ticket)
+        raw = job.ticket.raw_score_above_1
+        if raw is not None:
+            _warn_scores_above_1(raw)
         results = [
-            FrameResult(f, Detections(*d), lb) for f, d, lb in zip(batch, found, boxes, strict=True)
+            FrameResult(f, Detections(*d), lb)
+            for f, d, lb in zip(job.batch, found, job.boxes, strict=True)
         ]
-        return BatchResult(results, self.index, t0, self.clock(), w0, time.time())
+        return BatchResult(results, self.index, job.t0, self.clock(), job.w0, time.time())
 
     def _loop(self) -> None:
         while True:
             batch = self._inbox.get()
             if batch is None:
                 break
+            if self._collector is not None:
+                try:
+                    self._flight.put(self._submit(batch))
+                except Exception:
+                    self._failed(batch, self.clock())
+                continue
             t0 = self.clock()
             ok = True
             try:
@@ -222,9 +289,66 @@ class InferenceWorker:
                 self.errors += 1
                 log.exception("worker %d: batch of %d failed", self.index, len(batch))
             self.on_done(self, len(batch), self.clock() - t0, ok)
+        if self._collector is not None:
+            self._flight.put(None)  # the collector drains what is in flight, then closes
+            return
+        self._close()
+
+    def _collect_loop(self) -> None:
+        while (job := self._flight.get()) is not None:
+            try:
+                result = self._finish(job)
+            except Exception:
+                self._failed(job.batch, job.t0)
+                continue
+            ok = True
+            try:
+                self.on_result(result)
+            except Exception:
+                ok = False
+                self.errors += 1
+                log.exception("worker %d: publishing a batch failed", self.index)
+            self.on_done(self, len(job.batch), self.clock() - job.t0, ok)
+        self._close()
+
+    def _failed(self, batch: list[Frame], t0: float) -> None:
+        # one bad batch must not kill the worker: count, log, go on
+        self.errors += 1
+        log.exception("worker %d: batch of %d failed", self.index, len(batch))
+        self.on_done(self, len(batch), self.clock() - t0, False)
+
+    def _close(self) -> None:
         if self.device is not None:
             self.device.close()
         self.context.close()
+
+
+@dataclass
+class _InFlight:
+    """A batch submitted to the device, waiting to be collected."""
+
+    batch: list[Frame]
+    boxes: list[Letterbox]
+    ticket: Any
+    t0: float
+    w0: float
+
+
+_warned_scores = False  # once per process, as postprocess.decode warns on the host path
+
+
+def _warn_scores_above_1(raw: float) -> None:
+    """The host path's warning (postprocess.decode) for the device path: the device decode
+    clips published scores into [0, 1] as the host does, and reports a raw one above 1."""
+    global _warned_scores
+    if not _warned_scores:
+        _warned_scores = True
+        log.warning(
+            "detector scores above 1 (up to %.3g) with postprocess.scores: "
+            "probabilities; the model likely outputs logits (set "
+            "postprocess.scores: logits); published scores are clipped to 1",
+            raw,
+        )
 
 
 class WorkerPool:
@@ -250,8 +374,12 @@ class WorkerPool:
             InferenceWorker(i, engine, spec, post, color_order, on_result, self._done)
             for i in range(count)
         ]
-        for w in self.workers:
-            self.idle.put(w)
+        # one entry per batch a worker can hold: a device worker takes its next batch while
+        # the previous one is in flight
+        for k in range(max(w.slots for w in self.workers)):
+            for w in self.workers:
+                if w.slots > k:
+                    self.idle.put(w)
 
     def start(self) -> None:
         for w in self.workers:
