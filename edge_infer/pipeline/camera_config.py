@@ -57,7 +57,28 @@ class _FFmpegCamera(_CameraBase):
     )
 
 
-class FileCamera(_FFmpegCamera):
+class _DecodableCamera(_FFmpegCamera):
+    """A file or RTSP camera: decoded by FFmpeg on the CPU, or by the device's decoder."""
+
+    decode: Literal["software", "hardware"] = Field(
+        "software",
+        description="software: OpenCV's FFmpeg decodes on the CPU; hardware: a GStreamer "
+        "pipeline decodes (on a Jetson nvv4l2decoder and nvvidconv: NVDEC and VIC, not the "
+        "CPU). Needs an OpenCV built with GStreamer (JetPack's; PyPI's wheels are not): "
+        "without one the camera is refused at start. See docs/hardware-decoding.md",
+    )
+    codec: Literal["h264", "h265"] = Field(
+        "h264", description="the video codec of the stream (decode: hardware only)"
+    )
+    decoder_elements: Literal["auto", "jetson", "software"] = Field(
+        "auto",
+        description="GStreamer elements of decode: hardware: jetson (nvv4l2decoder, "
+        "nvvidconv), software (avdec_h264/avdec_h265, videoconvert: the stand-in used on "
+        "CI), auto: jetson where its elements are installed, else software",
+    )
+
+
+class FileCamera(_DecodableCamera):
     """A video file, read at its own frame rate (a recorded or synthetic camera)."""
 
     type: Literal["file"] = Field(description="discriminator")
@@ -66,7 +87,7 @@ class FileCamera(_FFmpegCamera):
     realtime: bool = Field(True, description="pace reads at the file's frame rate")
 
 
-class RtspCamera(_FFmpegCamera):
+class RtspCamera(_DecodableCamera):
     """An RTSP (or HTTP) network camera read through OpenCV's FFmpeg backend."""
 
     type: Literal["rtsp"] = Field(description="discriminator")
@@ -87,6 +108,13 @@ class RtspCamera(_FFmpegCamera):
     )
     probe_timeout_s: float = Field(
         2.0, gt=0, le=60, description="seconds the server has to answer the probe"
+    )
+    latency_ms: int = Field(
+        200,
+        ge=0,
+        le=10000,
+        description="jitter buffer of the GStreamer RTSP source (decode: hardware only): "
+        "lower is fresher, higher survives more network jitter",
     )
 
 

@@ -17,7 +17,18 @@ tested without sleeping; the capture is opened through an injectable ``opener``.
 Opening: OpenCV's FFmpeg backend serialises opens process-wide unless
 :func:`set_parallel_opens` lifts that (the daemon does, ``capture.parallel_open``), and a
 network camera's server is probed first (:mod:`edge_infer.pipeline.probe`), so a dead or
-silent server goes to backoff without entering OpenCV's open at all.
+silent server goes to backoff without entering OpenCV's open at all. A camera with
+``decode: hardware`` is opened through a GStreamer pipeline instead
+(:mod:`edge_infer.pipeline.hw_decode`), and refused when it is created if this OpenCV has
+no GStreamer.
+
+Silence: a read that fails on a stream that was delivering is retried on the same capture
+(short, growing waits) until ``stall_timeout_s`` of silence; then the camera is marked
+stalled and reconnects. So a cut camera is ``stalled`` after ``stall_timeout_s`` whatever
+its ``read_timeout_s``, and only frames that are news bring it back to ``streaming``.
+
+Frame buffers: with a ``pool`` (:class:`~edge_infer.pipeline.frames.FramePool`) frames are
+converted straight into a pooled buffer, which the frame gives back when released.
 """
 
 from __future__ import annotations
@@ -32,12 +43,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
 
 from edge_infer.errors import EdgeInferError
+from edge_infer.pipeline import hw_decode
 from edge_infer.pipeline.camera_config import (
     BackoffConfig,
     FileCamera,
@@ -48,6 +59,7 @@ from edge_infer.pipeline.camera_config import (
 from edge_infer.pipeline.decimation import Decimator
 from edge_infer.pipeline.frames import Frame, FrameHub
 from edge_infer.pipeline.probe import describe_refusal, probe_stream
+from edge_infer.pipeline.urls import redact_url
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
@@ -120,13 +132,26 @@ class CameraStats:
     transitions: list[tuple[float, str]] = field(default_factory=list)
 
 
+#: the first wait before a failed read is retried; each further one doubles
+RETRY_WAIT_S = 0.1
+#: Frame can hand its buffer back to a pool (frames.py's ``recycle`` field)
+POOLED_FRAMES = "recycle" in getattr(Frame, "__dataclass_fields__", {})
+
+
 class Capture(Protocol):
     def isOpened(self) -> bool: ...  # OpenCV's method name
     def grab(self) -> bool: ...
-    def retrieve(self) -> tuple[bool, Any]: ...
+    def retrieve(self, image: Any = None) -> tuple[bool, Any]: ...
     def get(self, prop: int) -> float: ...
     def set(self, prop: int, value: float) -> bool: ...
     def release(self) -> None: ...
+
+
+class BufferPool(Protocol):
+    """Per-camera frame buffers (:class:`edge_infer.pipeline.frames.FramePool`)."""
+
+    def acquire(self, height: int, width: int) -> np.ndarray | None: ...
+    def release(self, array: np.ndarray) -> None: ...
 
 
 class _EnvGate:
@@ -196,6 +221,8 @@ def open_capture(cam: Any) -> Capture:
     A network camera whose server does not answer the probe raises
     :class:`CameraUnreachable` before OpenCV is involved.
     """
+    if hardware_decoded(cam):
+        return _open_hardware(cam)
     params = [
         cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
         int(cam.open_timeout_s * 1000),
@@ -226,6 +253,46 @@ def open_capture(cam: Any) -> Capture:
     raise SourceError(f"camera {getattr(cam, 'id', '?')}: unknown camera type {type(cam)}")
 
 
+def hardware_decoded(cam: Any) -> bool:
+    return getattr(cam, "decode", "software") == "hardware"
+
+
+def hardware_problem(cam: Any) -> str | None:
+    """Why ``cam``'s ``decode: hardware`` cannot work here (one line), None if it can or
+    the camera decodes in software."""
+    if not hardware_decoded(cam):
+        return None
+    problem = hw_decode.gstreamer_problem() or hw_decode.elements_problem(cam.decoder_elements)
+    if problem is None and isinstance(cam, FileCamera):
+        try:
+            hw_decode.demuxer(cam.path)
+        except hw_decode.HardwareDecodeError as exc:
+            problem = str(exc)
+    return problem
+
+
+def _open_hardware(cam: Any) -> Capture:
+    """The camera's GStreamer pipeline, with the first element set that starts."""
+    if isinstance(cam, RtspCamera):
+        if cam.probe and (reason := probe_stream(cam.url, cam.probe_timeout_s)):
+            raise CameraUnreachable(f"probe: {reason}")
+        pipelines = hw_decode.rtsp_candidates(
+            cam.url,
+            cam.codec,
+            cam.decoder_elements,
+            latency_ms=cam.latency_ms,
+            transport=cam.transport,
+        )
+    elif isinstance(cam, FileCamera):
+        pipelines = hw_decode.file_candidates(cam.path, cam.codec, cam.decoder_elements)
+    else:
+        raise SourceError(f"camera {cam.id}: decode: hardware is for file and rtsp cameras")
+    opened = hw_decode.open_pipelines(pipelines)
+    if opened.elements:
+        log.debug("camera %s: GStreamer, %s elements: %s", cam.id, opened.elements, opened.shown)
+    return opened.capture
+
+
 def validate_frame(image: Any) -> np.ndarray | None:
     """A BGR ``uint8 [H, W, 3]`` frame, converting gray or BGRA; ``None`` if unusable."""
     if not isinstance(image, np.ndarray) or image.size == 0 or image.dtype != np.uint8:
@@ -252,7 +319,11 @@ class CameraSource:
         wall_clock: Clock = time.time,
         wait: Callable[[float], bool] | None = None,
         rng: random.Random | None = None,
+        pool: BufferPool | None = None,
     ) -> None:
+        if opener is open_capture and (problem := hardware_problem(cam)):
+            # refused now, at start, rather than failing every reconnect
+            raise hw_decode.HardwareDecodeUnavailable(f"camera {cam.id}: {problem}")
         self.cam = cam
         self.id: str = cam.id
         self.hub = hub
@@ -272,6 +343,8 @@ class CameraSource:
         self._streamed = False  # some stream of this camera has delivered a frame
         self._reconnecting = False  # a stream failed; the next one that delivers reconnected
         self.decimator = Decimator()
+        # converted into pooled buffers only where frames can give them back
+        self.pool = pool if POOLED_FRAMES else None
 
     # -- state machine ------------------------------------------------------------------
     @property
@@ -374,7 +447,7 @@ class CameraSource:
     def _open(self) -> Capture | None:
         try:
             cap = self.opener(self.cam)
-        except (cv2.error, OSError, SourceError) as exc:
+        except (cv2.error, OSError, SourceError, hw_decode.HardwareDecodeError) as exc:
             self.stats.last_error = f"open: {exc}"
             return None
         if cap is None or not cap.isOpened():
@@ -387,14 +460,22 @@ class CameraSource:
     def _open_failure(self) -> str:
         """Why OpenCV did not open the camera, as far as can be told from outside it."""
         cam = self.cam
+        gst = (
+            f"the GStreamer pipeline ({cam.codec}, decoder_elements {cam.decoder_elements}) "
+            "did not start: try the pipeline logged at debug level with gst-launch-1.0"
+            if hardware_decoded(cam)
+            else ""
+        )
         if isinstance(cam, RtspCamera):
             refusal = describe_refusal(cam.url, cam.probe_timeout_s)
             url = redact_url(cam.url)
-            return f"{url}: {refusal}" if refusal else f"{url} did not open (no stream there?)"
+            if refusal:
+                return f"{url}: {refusal}"
+            return f"{url}: {gst}" if gst else f"{url} did not open (no stream there?)"
         if isinstance(cam, FileCamera):
             if not cam.path.is_file():
                 return f"{cam.path} does not exist or is not a file"
-            return f"{cam.path}: not a video OpenCV's FFmpeg can read"
+            return f"{cam.path}: {gst}" if gst else f"{cam.path}: not a video FFmpeg can read"
         if isinstance(cam, UsbCamera):
             return f"V4L2 device {cam.device} did not open (busy, or not a capture device)"
         return (
@@ -427,6 +508,10 @@ class CameraSource:
         # a read blocked this long returns, if anything, a frame FFmpeg's decoder held back
         # before the feed stopped: old news, not a new frame
         blocked = min(self.cam.read_timeout_s, self.cam.stall_timeout_s) * 0.9
+        # OpenCV's GStreamer capture must not be read again after a failed read (the next
+        # read can block for good); FFmpeg's can, and a short outage then costs no reconnect
+        retry_reads = not hardware_decoded(self.cam)
+        retry_wait = 0.0  # the next wait before a failed read is retried; 0: none failed
         self.decimator.restart()
         while not self.stopping:
             if period:
@@ -442,17 +527,29 @@ class CameraSource:
                     if not self.cam.loop:
                         return "eof-stop"
                     # rewind rather than reopen: OpenCV's FFmpeg backend serialises opens
-                    # process-wide, so a reopen can wait behind a slow network camera
-                    if not rewound and cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
+                    # process-wide, so a reopen can wait behind a slow network camera (a
+                    # GStreamer capture does not survive a seek: it is reopened)
+                    if not rewound and retry_reads and cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
                         rewound = True
                         continue
                     return "eof-loop"
-                self.stats.last_error = "read failed" if got_any else "no frame after open"
-                return self.stats.last_error
+                if not got_any:
+                    self.stats.last_error = "no frame after open"
+                    return self.stats.last_error
+                retry_wait = max(RETRY_WAIT_S, 2 * retry_wait)
+                outcome = self._silence(retry_wait if retry_reads else None)
+                if outcome is None:
+                    continue  # read again
+                return outcome
             rewound = False
             now = self.clock()  # the capture time: decoded, not yet converted
             pts = _prop(cap, cv2.CAP_PROP_POS_MSEC)
-            if now - started >= blocked or (pts is not None and pts > 0 and pts == last_pts):
+            if (
+                now - started >= blocked
+                or (pts is not None and pts > 0 and pts == last_pts)
+                # after a failed read the decoder may hand over what it held: not news
+                or (retry_wait and pts is not None and last_pts is not None and pts <= last_pts)
+            ):
                 self.stats.stale += 1
                 log.debug(
                     "camera %s: dropped a stale frame (read blocked %.1f s, pts %s)",
@@ -463,6 +560,7 @@ class CameraSource:
                 continue
             last_pts = pts
             got_any = True
+            retry_wait = 0.0
             self._index += 1
             self.stats.last_frame_ts = now  # alive, even when this frame is skipped
             self.decimator.grabbed(now, self.hub.takes(self.id))
@@ -472,15 +570,68 @@ class CameraSource:
             if not self.decimator.convert(now):
                 self._decimate()
                 continue
-            ok, image = cap.retrieve()
-            frame = validate_frame(image) if ok else None
+            frame, buffer = self._retrieve(cap)
             if frame is None:
                 self.stats.invalid += 1
                 continue
             if self.backoff.failures:
                 self.backoff.reset()
-            self._emit(frame, now, pts, _prop(cap, cv2.CAP_PROP_POS_FRAMES))
+            self._emit(
+                frame,
+                now,
+                pts,
+                _prop(cap, cv2.CAP_PROP_POS_FRAMES),
+                recycle=None if buffer is None else self._recycler(buffer),
+            )
         return "stopped"
+
+    def _silence(self, retry_in: float | None) -> str | None:
+        """A read failed on a stream that was delivering frames.
+
+        Until ``stall_timeout_s`` of silence: wait ``retry_in`` seconds (at most the rest of
+        the silence) and return None, to read again. A capture that cannot be read again
+        (``retry_in`` None) waits out the silence instead. Then a streaming camera is marked
+        stalled and the stream ends ("read failed"), to reconnect.
+        """
+        silent = self.clock() - (self.stats.last_frame_ts or 0.0)
+        left = self.cam.stall_timeout_s - silent
+        if left > 0:
+            if self._wait(left if retry_in is None else min(retry_in, left)):
+                return "stopped"
+            if retry_in is not None:
+                return None
+            silent = self.clock() - (self.stats.last_frame_ts or 0.0)
+        with self._lock:
+            streaming = self._state == S.STREAMING
+        if streaming:
+            self.transition(S.STALLED, f"no frame for {silent:.1f} s")
+        self.stats.last_error = "read failed"
+        return self.stats.last_error
+
+    def _retrieve(self, cap: Capture) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The grabbed frame as BGR, converted into a pooled buffer where there is one;
+        returns (frame, its pooled buffer or None). A buffer not used is given back."""
+        buffer = None
+        if self.pool is not None and self.stats.size is not None:
+            width, height = self.stats.size  # the last frame's: frames rarely change size
+            buffer = self.pool.acquire(height, width)
+        ok, image = cap.retrieve() if buffer is None else cap.retrieve(buffer)
+        frame = validate_frame(image) if ok else None
+        if buffer is not None and frame is not buffer:
+            # OpenCV allocated another array (the size changed), validation converted it,
+            # or there is no frame: the buffer goes back unused
+            self.pool.release(buffer)  # type: ignore[union-attr]
+            buffer = None
+        return frame, buffer
+
+    def _recycler(self, buffer: np.ndarray) -> Callable[[], None]:
+        pool = self.pool
+        assert pool is not None  # only pooled buffers are recycled
+
+        def recycle() -> None:
+            pool.release(buffer)
+
+        return recycle
 
     def _rate_allows(self, now: float) -> bool:
         """The ``max_fps`` gate: keep the cadence, never let credit build into a burst."""
@@ -525,6 +676,7 @@ class CameraSource:
         captured: float | None = None,
         pts_ms: float | None = None,
         source_frame: float | None = None,
+        recycle: Callable[[], None] | None = None,
     ) -> None:
         now = self.clock() if captured is None else captured
         self.stats.last_frame_ts = now
@@ -543,6 +695,8 @@ class CameraSource:
             pts_ms,
             None if source_frame is None else int(source_frame),
         )
+        if recycle is not None:
+            frame.recycle = recycle  # type: ignore[attr-defined]  # pooled: see POOLED_FRAMES
         self.stats.frames += 1
         if self.hub.put(frame):
             self.stats.dropped += 1
@@ -556,13 +710,3 @@ def _prop(cap: Capture, prop: int) -> float | None:
     except (cv2.error, TypeError, ValueError):
         return None
     return value if math.isfinite(value) and value >= 0 else None
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (user names are kept: they help)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))

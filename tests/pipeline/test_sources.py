@@ -82,9 +82,14 @@ class FakeCapture:
         self.grabs += item is not None
         return item is not None
 
-    def retrieve(self):
+    def retrieve(self, image=None):
         self.retrievals += 1
-        return True, self.grabbed
+        g = self.grabbed
+        fits = isinstance(g, np.ndarray) and image is not None and g.shape == image.shape
+        if fits and g.dtype == image.dtype:
+            image[...] = g  # as OpenCV: into the caller's array when its size fits
+            return True, image
+        return True, None if g is None else (g.copy() if isinstance(g, np.ndarray) else g)
 
     def release(self) -> None:
         self.released = True
@@ -209,19 +214,23 @@ def test_backoff_grows_caps_and_jitters() -> None:
 
 
 def test_open_failure_backs_off_then_streams_and_resets_backoff() -> None:
-    cam = rtsp(backoff=BackoffConfig(initial_s=1, multiplier=2, max_s=30, jitter=0))
+    cam = rtsp(
+        stall_timeout_s=0.5, backoff=BackoffConfig(initial_s=1, multiplier=2, max_s=30, jitter=0)
+    )
     h = Harness(cam, [None, None, [img(), img()], None])
     h.source.run()
-    assert h.states()[:6] == [
+    assert h.states()[:7] == [
         "backoff",
         "connecting",
         "backoff",
         "connecting",
         "streaming",
+        "stalled",
         "backoff",
     ]
-    # 1 s, 2 s, then the stream failed after frames: backoff was reset to 1 s
-    assert h.waits[:3] == [1, 2, 1]
+    # 1 s, 2 s, then the stream's failed reads retried (0.1 s, 0.2 s, the rest of the 0.5 s
+    # of silence), then it ended after frames: backoff was reset to 1 s
+    assert h.waits[:6] == pytest.approx([1, 2, 0.1, 0.2, 0.2, 1])
     st = h.source.stats
     # three retries after failures; one stream delivered again after an earlier one ended
     assert st.reconnect_attempts >= 3 and st.reconnects == 0
@@ -253,11 +262,48 @@ def test_stall_watchdog_and_recovery() -> None:
     assert src.state == S.STREAMING
 
 
-def test_blocked_read_fails_into_backoff() -> None:
-    h = Harness(rtsp(read_timeout_s=3), [[img(), "stall:3.0"]], stop_after_waits=1)
+def test_blocked_read_is_retried_then_stalls_then_backs_off() -> None:
+    """read_timeout_s 3 < stall_timeout_s 5: the first timed-out read does not end the
+    stream; the second one, 6.1 s after the last frame, does: stalled, then backoff."""
+    h = Harness(rtsp(read_timeout_s=3), [[img(), "stall:3.0", "stall:3.0"]], stop_after_waits=2)
     h.source.run()
-    assert "backoff" in h.states()
+    assert h.states()[:3] == ["streaming", "stalled", "backoff"]
+    (t_stalled, _), (t_backoff, _) = h.source.stats.transitions[1:3]
+    t_frame = h.source.stats.transitions[0][0]
+    assert t_stalled - t_frame == pytest.approx(6.1) and t_backoff == pytest.approx(t_stalled)
+    assert h.waits[0] == pytest.approx(0.1)  # between the two reads of the same capture
+    assert len(h.captures) == 1 and h.captures[0].grabs == 1
     assert h.source.stats.last_error == "read failed"
+
+
+def test_fast_failing_reads_stall_before_reconnecting() -> None:
+    """Issue 17 item 8: read_timeout_s 0.2 < stall_timeout_s 1 and reads that fail at once
+    (a cut feed): the camera is stalled after 1 s of silence, then backs off; before, it
+    went streaming → backoff and was never stalled."""
+    cam = rtsp(read_timeout_s=0.2, stall_timeout_s=1.0, backoff=BackoffConfig(jitter=0))
+    h = Harness(cam, [[img(v=1), img(v=2), "stall:0.2", "stall:0.2"]], stop_after_waits=12)
+    h.source.run()
+    assert h.states()[:4] == ["streaming", "stalled", "backoff", "connecting"]
+    times = {state: t for t, state in reversed(h.source.stats.transitions)}  # first of each
+    # both frames are grabbed when it starts streaming (an RTSP camera is not paced)
+    assert 1.0 <= times["stalled"] - times["streaming"] <= 1.3, times
+    assert times["backoff"] - times["stalled"] < 0.01
+    assert h.captures[0].grabs == 2 and h.captures[0].script == []  # all retried, no reopen
+    assert [f.image[0, 0, 0] for f in h.hub.take_all()] == [2]  # nothing republished
+    assert h.source.stats.stale == 0 and h.source.stats.frames == 2
+
+
+def test_a_short_outage_is_ridden_out_on_the_same_capture() -> None:
+    cam = rtsp(stall_timeout_s=1.0)
+    h = Harness(cam, [[img(v=1), None, None, img(v=2), img(v=3)]], stop_after_waits=8)
+    put: list[Frame] = []
+    real_put = h.hub.put
+    h.hub.put = lambda f: put.append(f) or real_put(f)  # type: ignore[method-assign]
+    h.source.run()
+    assert [f.image[0, 0, 0] for f in put] == [1, 2, 3]
+    assert h.states()[:2] == ["streaming", "stalled"]  # only after the script ran out
+    assert h.waits[:2] == pytest.approx([0.1, 0.2]) and len(h.captures) == 1
+    assert put[1].capture_ts - put[0].capture_ts == pytest.approx(0.3)  # two retries later
 
 
 def test_file_loops_or_stops_at_its_end() -> None:
@@ -538,3 +584,77 @@ def test_open_failures_are_named_and_urls_redacted(tmp_path: Path) -> None:
     assert src.stats.last_error == (
         f"open: {tmp_path / 'nope.mp4'} does not exist or is not a file"
     )
+
+
+class TinyPool:
+    """``count`` buffers; a buffer released twice, or never handed out, fails the test."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.out: dict[int, np.ndarray] = {}
+        self.acquired: list[np.ndarray] = []
+
+    def acquire(self, height: int, width: int) -> np.ndarray | None:
+        if len(self.out) >= self.count:
+            return None
+        buf = np.full((height, width, 3), 77, np.uint8)
+        self.out[id(buf)] = buf
+        self.acquired.append(buf)
+        return buf
+
+    def release(self, array: np.ndarray) -> None:
+        assert self.out.pop(id(array)) is array
+
+
+def _pooled(script: list, pool: TinyPool) -> tuple[Harness, list[Frame]]:
+    h = Harness(rtsp(stall_timeout_s=0.1), [script], stop_after_waits=3)
+    h.source = CameraSource(
+        h.source.cam,
+        h.hub,
+        opener=h.open,
+        clock=h.clock,
+        wall_clock=h.clock,
+        wait=h.wait,
+        rng=random.Random(0),
+        pool=pool,
+    )
+    put: list[Frame] = []
+    real_put = h.hub.put
+    h.hub.put = lambda f: put.append(f) or real_put(f)  # type: ignore[method-assign]
+    h.source.run()
+    return h, put
+
+
+def test_frames_are_converted_into_pool_buffers_which_come_back() -> None:
+    from edge_infer.pipeline.sources import POOLED_FRAMES
+
+    assert POOLED_FRAMES  # frames.py's Frame.recycle
+    pool = TinyPool(2)
+    h, put = _pooled([img(v=v) for v in range(1, 6)], pool)
+    # the first frame's size is unknown until it arrives: OpenCV allocates it; the rest land
+    # in pool buffers, with the frame's own pixels
+    assert [f.image[0, 0, 0] for f in put] == [1, 2, 3, 4, 5]
+    assert [any(f.image is b for b in pool.acquired) for f in put] == [False] + [True] * 4
+    # each frame replaced in the slot gave its buffer back, so two buffers were enough
+    assert len(pool.out) == 1 and h.hub.take_all()[0].image is next(iter(pool.out.values()))
+    put[-1].release()
+    assert not pool.out
+
+
+def test_pool_buffers_come_back_on_size_change_invalid_frames_and_conversion() -> None:
+    pool = TinyPool(4)
+    gray = np.full((6, 8), 9, np.uint8)
+    bad = np.zeros((6, 8, 3), np.float32)
+    h, put = _pooled([img(v=1), img(w=16, h=12, v=2), img(w=16, h=12, v=3), gray, bad], pool)
+    # 2: OpenCV allocated the new size (the 8x6 buffer came back); 3: a 16x12 buffer; gray:
+    # converted to a new array (the buffer came back); bad: invalid (the buffer came back)
+    assert [(f.image.shape[1], f.image[0, 0, 0]) for f in put] == [(8, 1), (16, 2), (16, 3), (8, 9)]
+    assert h.source.stats.invalid == 1 and len(pool.acquired) == 4
+    h.hub.take_all()[0].release()  # the batcher's side: the last frame is not pooled
+    assert not pool.out  # every buffer is back
+
+
+def test_no_pool_buffer_is_used_when_the_pool_is_empty() -> None:
+    pool = TinyPool(0)
+    _, put = _pooled([img(v=1), img(v=2)], pool)
+    assert [f.image[0, 0, 0] for f in put] == [1, 2] and not pool.acquired
