@@ -2,9 +2,12 @@
 # Install edge-infer as a systemd service on a Jetson (JetPack 5/6, Ubuntu 20.04/22.04) or any
 # Debian/Ubuntu machine. Run from a checkout as root:
 #
-#   sudo deploy/jetson/install.sh [--config FILE] [--model FILE.onnx] [--cuda] [--no-start]
+#   sudo deploy/jetson/install.sh [--config FILE] [--model FILE.onnx] [--cuda]
+#                                 [--system-opencv] [--no-start]
 #
-# Idempotent: re-running upgrades the package and keeps /etc/edge-infer/config.yaml.
+# --system-opencv: the daemon uses the system's OpenCV (JetPack's, built with GStreamer: what
+# `decode: hardware` cameras need) instead of PyPI's wheel. Idempotent: re-running upgrades
+# the package and keeps /etc/edge-infer/config.yaml.
 set -euo pipefail
 
 PREFIX=/opt/edge-infer
@@ -15,10 +18,11 @@ USER_NAME=edge-infer
 CONFIG=""
 MODEL=""
 WITH_CUDA=0
+SYSTEM_OPENCV=0
 START=1
 
 usage() {
-  sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
   exit "${1:-0}"
 }
 
@@ -27,6 +31,7 @@ while [ $# -gt 0 ]; do
     --config) CONFIG="$2"; shift 2 ;;
     --model) MODEL="$2"; shift 2 ;;
     --cuda) WITH_CUDA=1; shift ;;
+    --system-opencv) SYSTEM_OPENCV=1; shift ;;
     --no-start) START=0; shift ;;
     -h|--help) usage 0 ;;
     *) echo "install.sh: unknown option $1" >&2; usage 2 ;;
@@ -62,7 +67,17 @@ if [ ! -x "$PREFIX/venv/bin/python" ]; then
   python3 -m venv "$PREFIX/venv"
 fi
 "$PREFIX/venv/bin/pip" install --quiet --upgrade pip
-"$PREFIX/venv/bin/pip" install --quiet "${SRC}[pipeline]"
+NUMPY="numpy"
+PINS=()
+if [ "$SYSTEM_OPENCV" -eq 1 ]; then
+  # the system's site-packages visible in the venv (JetPack's cv2, with GStreamer); numpy kept
+  # at 1.x, which the system cv2 is compiled against
+  sed -i 's/^include-system-site-packages = false/include-system-site-packages = true/' \
+    "$PREFIX/venv/pyvenv.cfg"
+  NUMPY="numpy>=1.26,<2"
+  PINS=("$NUMPY")
+fi
+"$PREFIX/venv/bin/pip" install --quiet "${SRC}[pipeline]" "${PINS[@]}"
 if [ "$WITH_CUDA" -eq 1 ]; then
   # pycuda must be compiled against this device's CUDA (JetPack ships it in /usr/local/cuda):
   # built from the source distribution kept in vendor/pycuda (checked against its manifest,
@@ -77,12 +92,25 @@ if [ "$WITH_CUDA" -eq 1 ]; then
   # libnvrtc (kernels compiled for this GPU's SM at engine build time) is in the toolkit
   export LD_LIBRARY_PATH="$CUDA_ROOT/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   apt-get install -y -qq --no-install-recommends g++ >/dev/null
-  "$PREFIX/venv/bin/pip" install --quiet setuptools wheel numpy
+  "$PREFIX/venv/bin/pip" install --quiet setuptools wheel "$NUMPY"
   (cd "$SRC" && PYTHONPATH="$SRC" "$PREFIX/venv/bin/python" -m tools.gpucheck.pycuda_install \
     --install "$CACHE/pycuda-build")
-  "$PREFIX/venv/bin/pip" install --quiet "${SRC}[pipeline,cuda]"
+  "$PREFIX/venv/bin/pip" install --quiet "${SRC}[pipeline,cuda]" "${PINS[@]}"
   "$PREFIX/venv/bin/python" -c 'import pycuda.driver as d; d.init();
 print("   pycuda:", d.Device(0).name(), "CUDA", d.get_version())'
+fi
+if [ "$SYSTEM_OPENCV" -eq 1 ]; then
+  # PyPI's OpenCV wheel (no GStreamer) removed so it cannot shadow the system's
+  "$PREFIX/venv/bin/pip" uninstall --quiet --yes opencv-python-headless opencv-python \
+    >/dev/null 2>&1 || true
+  if ! "$PREFIX/venv/bin/python" -c 'import cv2, sys
+line = [x for x in cv2.getBuildInformation().splitlines() if x.strip().startswith("GStreamer:")]
+print("   OpenCV", cv2.__version__, "from", cv2.__file__, "|", (line or ["GStreamer: NO"])[0].strip())
+sys.exit(0 if line and "YES" in line[0] else 1)'; then
+    echo "install.sh: --system-opencv: the system OpenCV is missing or has no GStreamer;" \
+      "on a Jetson install JetPack's (sudo apt-get install nvidia-jetpack)" >&2
+    exit 1
+  fi
 fi
 install -d -m 0755 "$PREFIX/docs"
 install -m 0644 "$SRC/docs/daemon.md" "$PREFIX/docs/daemon.md"
