@@ -200,3 +200,13 @@ def test_a_cold_start_reading_does_not_stick() -> None:
     for _ in range(60):
         lat3.observe(8, 0.2)
     assert lat3.estimate(2) <= 0.2 + 1e-3
+
+
+def test_frames_the_batcher_drops_go_back_to_their_pool() -> None:
+    released: list[int] = []
+    b = DeadlineBatcher(4, 0.1, LatencyModel(), FakeClock(), max_per_camera=1)
+    frames = [Frame("a", k, IMG, 0.0, 0.0, recycle=lambda k=k: released.append(k)) for k in (1, 2)]
+    assert b.add(frames) == 1
+    assert released == [1]  # the older frame, pushed out, released once
+    (kept,) = b.flush()
+    assert kept is frames[1] and kept.recycle is not None  # a dispatched frame is the worker's

@@ -101,6 +101,15 @@ def test_cuda_daemon_builds_and_runs_on_the_emulator(runs: dict[str, dict]) -> N
     for k in range(2):
         assert f"worker {k}: pre- and post-processing on the engine's device" in cuda["log"]
     assert "on the engine's device" not in runs["cpu"]["log"]
+    # the batcher's latency model starts from each planned batch size timed on the device;
+    # the CPU daemon warms up as before
+    for n in (1, 2):
+        assert f"warm-up on the device: batch {n}:" in cuda["log"]
+    assert "warm-up: batch 1:" in runs["cpu"]["log"]
+    assert "warm-up on the device" not in runs["cpu"]["log"]
+    # a pool of pinned decode buffers per camera on cuda, none on the CPU
+    assert "cameras decode into 4 pinned buffers each" in cuda["log"]
+    assert "pinned buffers" not in runs["cpu"]["log"]
     assert "Traceback" not in cuda["log"] and "failed" not in cuda["log"], cuda["log"][-3000:]
     assert {p["model"]["precision"] for p in cuda["msgs"]} == {"fp32"}
     per_camera = {cam: 0 for cam in ("wide", "square")}
