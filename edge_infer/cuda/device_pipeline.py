@@ -90,14 +90,20 @@ class _Staged:
         self.host: HostBuffer | None = None
         self.dev: DeviceBuffer | None = None
 
-    def ensure(self, nbytes: int) -> tuple[HostBuffer, DeviceBuffer]:
-        """The two buffers, at least ``nbytes`` each."""
-        if self.host is None or self.dev is None or self.host.nbytes < nbytes:
+    def ensure(self, nbytes: int, device_side: bool = True) -> tuple[HostBuffer, DeviceBuffer]:
+        """The two buffers, at least ``nbytes`` each (without ``device_side``, where kernels
+        read the mapped pinned buffer in place, the device buffer may be None)."""
+        if (
+            self.host is None
+            or self.host.nbytes < nbytes
+            or (device_side and (self.dev is None or self.dev.nbytes < nbytes))
+        ):
             self.close()
             size = max(256, 1 << (int(nbytes) - 1).bit_length())  # doubling: few reallocations
             self.host = self.device.allocate_host(size, f"{self.name} (pinned)")
-            self.dev = self.device.allocate(size, self.name)
-        return self.host, self.dev
+            if device_side:
+                self.dev = self.device.allocate(size, self.name)
+        return self.host, self.dev  # type: ignore[return-value]
 
     def close(self) -> None:
         for buffer in (self.host, self.dev):
@@ -306,6 +312,14 @@ class CudaDevicePipeline:
         finally:
             slot.busy = False
 
+    def discard(self, ticket: Ticket) -> None:
+        """Give up a batch whose frames could not be waited for (a device failure): wait for
+        its engine step, ignore its errors, free its slot."""
+        try:
+            ticket.future.exception()
+        finally:
+            ticket.slot.busy = False
+
     def _upload(
         self, slot: _Slot, images: Sequence[np.ndarray], letterboxes: Sequence[Any], n: int
     ) -> dict:
@@ -326,9 +340,10 @@ class CudaDevicePipeline:
             at += 0 if mapped else _align(img.shape[0] * img.shape[1] * 3)
         frames_host = frames_dev = None
         if at:
-            frames_host, frames_dev = slot.frames.ensure(at)
+            # integrated: the staging itself is mapped, kernels read it in place
+            frames_host, frames_dev = slot.frames.ensure(at, device_side=not dev.is_integrated)
             if dev.is_integrated:
-                frames_dev = None  # the staging itself is mapped: kernels read it in place
+                frames_dev = None
         views, pixels = [], []
         packed = [
             (off, img)

@@ -255,6 +255,9 @@ class InferenceWorker:
         then its detections."""
         try:
             self.device.wait_frames_read(job.ticket)
+        except BaseException:
+            self.device.discard(job.ticket)  # its slot is free again
+            raise
         finally:
             # read (or the device failed: nothing reads them any more)
             for f in job.batch:

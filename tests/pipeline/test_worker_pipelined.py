@@ -206,3 +206,14 @@ def test_cuda_warm_up_seeds_every_planned_batch_size_from_the_device(engine: Eng
     seeded = latency.snapshot()
     assert sorted(seeded) == sorted(sizes)
     assert all(0 < s < 123.0 for s in seeded.values())  # measured, not the default
+
+
+def test_a_batch_that_cannot_be_submitted_releases_its_frames(engine: Engine) -> None:
+    run = _Run(engine, PostprocessConfig())
+    released: list[str] = []
+    bad = Frame("c0", 1, np.zeros((8, 8, 3), np.float32), 0.0, 0.0)  # not uint8
+    bad.recycle = lambda: released.append("bad")
+    good = _frames(1)
+    results = run.run([[bad], [Frame("c1", 1, good[0], 0.0, 0.0)]])
+    assert run.oks == [False, True] and run.worker.errors == 1
+    assert released == ["bad"] and len(results) == 1  # the worker goes on with the next
