@@ -293,8 +293,12 @@ def record_daemon(check: Check, r: StepResult, out: Path, codec: str) -> None:
     if record.is_file():
         run = json.loads(record.read_text())[-1]
         check.results["daemon_run"] = {**run, "codec": codec}
+        note = " (the emulator's: not a GPU figure)" if run.get("emulated") else ""
         for t in run.get("targets", []):
-            check.runner.log(f"  daemon target: {t['what']} {t['target']}: {t['value']}")
+            met = {True: "met", False: "NOT met", None: "not judged"}[t.get("met")]
+            check.runner.log(
+                f"  daemon target: {t['what']} {t['target']}: {t['value']}, {met}{note}"
+            )
     elif r.status == OK:
         r.status, r.reason = FAILED, f"bench/daemon.py wrote no {record.name}"
     check.save()
