@@ -192,3 +192,16 @@ def test_the_device_times_each_batch(pipeline) -> None:
     ticket = pipeline.submit(*_batch(7))
     pipeline.collect(ticket)
     assert ticket.device_ms is not None and ticket.device_ms > 0
+
+
+def test_the_next_batch_is_preprocessed_while_the_engine_holds_the_previous(pipeline) -> None:
+    want = [pipeline.run(*_batch(seed)) for seed in (8, 9)]
+    gate = _hold_engine(pipeline)  # the engine is busy (with batch k-1, say)
+    first = pipeline.submit(*_batch(8))
+    second = pipeline.submit(*_batch(9))  # submit does not wait for the engine
+    # batch k+1's frames were copied and letterboxed while batch k has not left the engine
+    pipeline.wait_frames_read(second)
+    assert not first.future.done() and not second.future.done()
+    gate.set()
+    _same(pipeline.collect(first), want[0])
+    _same(pipeline.collect(second), want[1])
