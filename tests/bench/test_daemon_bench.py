@@ -74,7 +74,9 @@ def test_quick_cuda_bench_on_the_emulator_writes_labelled_results(quick_run: dic
         assert r["frames_processed"] > 0 and r["fps_total"] > 0, r
         assert r["fps_total"] == pytest.approx(r["frames_processed"] / span, abs=0.02)
         assert r["frames_processed"] <= r["frames_offered"] * 1.1, r  # 2 cameras at 15 fps
-        assert 0 < r["fairness"] <= 1 and r["fps_min"] <= r["fps_max"]
+        # min/max per camera; a busy machine may starve the emulator's slowest camera
+        assert 0 <= r["fairness"] <= 1 and 0 <= r["fps_min"] <= r["fps_max"]
+        assert r["fairness"] == pytest.approx(r["fps_min"] / r["fps_max"], abs=2e-3)
         assert 0 < r["latency_p50_ms"] <= r["latency_p99_ms"]
         assert r["cpu_cores"] is not None and r["cpu_cores"] > 0
         assert r["host_cpu_ms_per_frame"] is not None and r["host_cpu_ms_per_frame"] >= 0
