@@ -18,6 +18,7 @@ from edge_infer.engine.passes.fuse_horizontal import FuseHorizontal
 from edge_infer.engine.passes.fuse_pointwise import FusePointwise
 from edge_infer.engine.passes.manager import PassManager
 from edge_infer.engine.passes.remove_identity import RemoveIdentities
+from edge_infer.engine.passes.split_detect_head import SplitDetectHead
 
 
 def default_passes() -> list[Pass]:
@@ -29,6 +30,7 @@ def default_passes() -> list[Pass]:
         FuseConvActivation(),  # Conv+bias+act in one kernel: no round trip through memory
         FuseConvAdd(),  # the residual Add becomes the conv's epilogue
         FusePointwise(),  # remaining elementwise chains: one pass over memory, not many
+        SplitDetectHead(),  # a YOLO head's box decoding per scale: no anchor-wide logits
         FuseHorizontal(),  # sibling convs on one input: one wider GEMM, outputs as views
         EliminateConcat(),  # producers write into the concat output; Split outputs are views
         EliminateDeadNodes(),  # whatever no output depends on is never run
@@ -48,5 +50,6 @@ __all__ = [
     "PassManager",
     "PassResult",
     "RemoveIdentities",
+    "SplitDetectHead",
     "default_passes",
 ]
