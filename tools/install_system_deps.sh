@@ -10,6 +10,10 @@
 #   Arm cores and run under emulation (tests/engine/backends/cpu/aarch64/).
 #   g++ (with its libasan/libtsan runtimes) -- the CUDA kernels built for the CPU emulator,
 #   plainly and with AddressSanitizer/ThreadSanitizer (edge_infer/cuda/emulator.py).
+#   GStreamer (tools, base/good/bad plugins, libav) and Debian's python3-opencv, whose cv2 is
+#   built with GStreamer (PyPI's wheels are not) -- `decode: hardware` cameras tested with the
+#   software element set under /usr/bin/python3 (tests/pipeline/test_hw_decode.py); python3-gi
+#   and the Gst typelib let it check elements through PyGObject. About 190 packages, 23 s.
 # Idempotent: does nothing when everything is already there. Needs root (or sudo).
 set -euo pipefail
 
@@ -23,6 +27,11 @@ command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 \
     || missing+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 command -v qemu-aarch64 >/dev/null 2>&1 || missing+=(qemu-user)
+for pkg in gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+    gstreamer1.0-plugins-bad gstreamer1.0-libav python3-opencv python3-gi gir1.2-gstreamer-1.0; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+        || missing+=("$pkg")
+done
 
 if [ ${#missing[@]} -eq 0 ]; then
     echo "system dependencies already installed"

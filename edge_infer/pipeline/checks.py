@@ -4,8 +4,9 @@ the daemon, reported together (one line each) so a field engineer fixes them in 
 Config parsing already checked types, bounds, endpoint syntax and port ranges, the
 Prometheus address and the INT8 calibration settings. This adds what needs the file system:
 camera files, the engine and its model, V4L2 device nodes, CURVE key files (parsed, and
-secret keys private), ipc:// paths that binding would delete, and that ``backend: cuda``
-can open its device.
+secret keys private), ipc:// paths that binding would delete, that ``backend: cuda``
+can open its device, and that ``decode: hardware`` cameras can run their GStreamer
+pipelines here (OpenCV with GStreamer, the decoder elements installed).
 """
 
 from __future__ import annotations
@@ -18,6 +19,15 @@ from edge_infer.pipeline.camera_config import FileCamera, UsbCamera
 from edge_infer.pipeline.config import DaemonConfig
 from edge_infer.pipeline.curve import keys_dir_problems
 from edge_infer.pipeline.endpoints import endpoint_problem
+
+
+def _hardware_decode_problem(cam: object) -> str | None:
+    """Why a ``decode: hardware`` camera cannot run here; imports OpenCV only for one."""
+    if getattr(cam, "decode", "software") != "hardware":
+        return None
+    from edge_infer.pipeline.sources import hardware_problem
+
+    return hardware_problem(cam)
 
 
 def _readable_file(path: Path, what: str) -> str | None:
@@ -37,6 +47,9 @@ def config_problems(cfg: DaemonConfig) -> list[str]:
         where = f"cameras[{i}] ({cam.id})"
         if not cam.enabled:
             continue
+        problem = _hardware_decode_problem(cam)
+        if problem is not None:
+            problems.append(f"{where}.decode: {problem}")
         if isinstance(cam, FileCamera):
             problem = _readable_file(cam.path, f"{where}.path")
             if problem is not None:

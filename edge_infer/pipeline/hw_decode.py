@@ -82,7 +82,9 @@ register(
 register(
     ElementSet(
         "software",
-        {"h264": "avdec_h264", "h265": "avdec_h265"},
+        # output-corrupt=false: a stream joined between keyframes gives no grey
+        # concealment frames before its next keyframe
+        {"h264": "avdec_h264 output-corrupt=false", "h265": "avdec_h265 output-corrupt=false"},
         "videoconvert ! video/x-raw,format=BGR",
         ("avdec_h264", "avdec_h265", "videoconvert"),
         "libav software decoders (the stand-in where no hardware decoder exists; CI)",

@@ -511,6 +511,9 @@ class CameraSource:
         # OpenCV's GStreamer capture must not be read again after a failed read (the next
         # read can block for good); FFmpeg's can, and a short outage then costs no reconnect
         retry_reads = not hardware_decoded(self.cam)
+        # OpenCV's GStreamer capture answers positions with the appsink's, which runs ahead
+        # of the frame grabbed (OpenCV warns it is unreliable): no PTS or frame number there
+        positions = retry_reads
         retry_wait = 0.0  # the next wait before a failed read is retried; 0: none failed
         self.decimator.restart()
         while not self.stopping:
@@ -543,7 +546,7 @@ class CameraSource:
                 return outcome
             rewound = False
             now = self.clock()  # the capture time: decoded, not yet converted
-            pts = _prop(cap, cv2.CAP_PROP_POS_MSEC)
+            pts = _prop(cap, cv2.CAP_PROP_POS_MSEC) if positions else None
             if (
                 now - started >= blocked
                 or (pts is not None and pts > 0 and pts == last_pts)
@@ -580,7 +583,7 @@ class CameraSource:
                 frame,
                 now,
                 pts,
-                _prop(cap, cv2.CAP_PROP_POS_FRAMES),
+                _prop(cap, cv2.CAP_PROP_POS_FRAMES) if positions else None,
                 recycle=None if buffer is None else self._recycler(buffer),
             )
         return "stopped"
