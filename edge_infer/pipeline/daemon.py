@@ -565,6 +565,15 @@ class Daemon:
         end = self.clock() + left() + 1.0
         for s in self.sources:
             s.join(max(0.0, end - self.clock()))
+        if self.frame_pools:
+            pools = self.frame_pools.values()
+            log.info(
+                "frame pools: %d frames decoded into %d pinned buffers, %d into ordinary "
+                "memory (every buffer in use)",
+                sum(p.acquired for p in pools),
+                sum(p.allocated for p in pools),
+                sum(p.misses for p in pools),
+            )
         if self.prometheus is not None:
             self.prometheus.close()
         self.notifier.close()

@@ -88,6 +88,8 @@ class FramePool:
         self._out: dict[int, np.ndarray] = {}  # id -> buffer handed out and not yet back
         self._made = 0  # buffers of the current shape allocated so far (<= count)
         self.misses = 0  # acquires that found every buffer in use
+        self.acquired = 0  # buffers handed out
+        self.allocated = 0  # buffers made (all sizes)
 
     def acquire(self, height: int, width: int) -> np.ndarray | None:
         """A free ``[height, width, 3]`` buffer, or None when all are in use (the caller then
@@ -104,11 +106,13 @@ class FramePool:
             elif self._made < self.count:
                 array = self._allocate(shape)
                 self._made += 1
+                self.allocated += 1
             else:
                 self.misses += 1
                 array = None
             if array is not None:
                 self._out[id(array)] = array
+                self.acquired += 1
         for old in dropped:
             self._release_memory(old)
         if array is not None and self._claim is not None:

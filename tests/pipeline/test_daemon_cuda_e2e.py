@@ -15,6 +15,7 @@ the CPU's within 2e-3 of the output scale, which can move a published box by 0.1
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from pathlib import Path
@@ -108,7 +109,9 @@ def test_cuda_daemon_builds_and_runs_on_the_emulator(runs: dict[str, dict]) -> N
     assert "warm-up: batch 1:" in runs["cpu"]["log"]
     assert "warm-up on the device" not in runs["cpu"]["log"]
     # a pool of pinned decode buffers per camera on cuda, none on the CPU
-    assert "cameras decode into 4 pinned buffers each" in cuda["log"]
+    assert "cameras decode into 4 pinned buffers each (taken by the readers)" in cuda["log"]
+    pooled = re.search(r"frame pools: (\d+) frames decoded into (\d+) pinned", cuda["log"])
+    assert pooled and int(pooled[1]) >= 10 and 2 <= int(pooled[2]) <= 8, cuda["log"][-2000:]
     assert "pinned buffers" not in runs["cpu"]["log"]
     assert "Traceback" not in cuda["log"] and "failed" not in cuda["log"], cuda["log"][-3000:]
     assert {p["model"]["precision"] for p in cuda["msgs"]} == {"fp32"}

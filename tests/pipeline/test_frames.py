@@ -52,6 +52,7 @@ def test_pool_hands_out_count_buffers_then_none_and_reuses_released_ones() -> No
     pool.release(a)
     assert pool.acquire(4, 6) is a  # the released buffer comes back, nothing allocated
     assert made == [(4, 6, 3), (4, 6, 3)] and pool.in_use() == 2
+    assert (pool.acquired, pool.allocated, pool.misses) == (3, 2, 1)
 
 
 def test_pool_release_of_foreign_or_free_arrays_is_a_no_op() -> None:
