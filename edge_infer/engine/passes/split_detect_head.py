@@ -29,7 +29,12 @@ import numpy as np
 
 from edge_infer.engine.ir import Graph, Node, TensorType, Value
 from edge_infer.engine.passes.base import Pass, PassResult
-from edge_infer.engine.passes.patterns import explicit_conv_attrs, is_conv, is_fused_conv
+from edge_infer.engine.passes.patterns import (
+    explicit_conv_attrs,
+    is_conv,
+    is_fused_conv,
+    members_of,
+)
 
 
 def _static(value: Value | None) -> bool:
@@ -204,11 +209,14 @@ def _dfl_per_scale(graph: Graph, dfl: _Dfl) -> None:
         base = f"{conv.name}/scale{i}"
         logits = _reshape(graph, b, (n * four, dfl.bins, 1, hw), f"{base}/reshape")  # type: ignore[arg-type]
         probs = graph.add_value(f"{base}/softmax_output", logits.type)
-        graph.add_node("Softmax", [logits], [probs], {"axis": 1}, name=f"{base}/softmax")
+        softmax = graph.add_node("Softmax", [logits], [probs], {"axis": 1}, name=f"{base}/softmax")
         part = graph.add_value(f"{base}_output", TensorType((n * four, m, 1, hw), out.dtype))
-        graph.add_node(
+        decode = graph.add_node(
             conv.op_type, [probs, *weights], [part], dict(conv.attrs), name=base, domain=conv.domain
         )
+        # per-layer precision overrides naming the original layers still find them
+        softmax.meta["members"] = members_of(dfl.softmax)
+        decode.meta["members"] = members_of(conv)
         parts.append(part)
     joined_type = TensorType((n * four, m, 1, a), out.dtype)
     joined = graph.add_value(f"{conv.name}/concat_output", joined_type)

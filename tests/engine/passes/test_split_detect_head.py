@@ -73,6 +73,9 @@ def test_head_is_decoded_per_scale_with_the_same_numbers(batch: int) -> None:
     for node in out.nodes:
         if node.op_type == "Softmax":  # over the bins, where they lie: (4N, bins, 1, HW)
             assert node.inputs[0].shape[:3] == (4 * batch, BINS, 1)
+            assert node.meta["members"] == ["dfl_softmax"]
+    decoders = [n for n in out.nodes if n.meta.get("members") == ["dfl_conv"]]
+    assert [n.op_type for n in decoders] == ["Conv", "Conv"]  # overrides by name find them
     # no anchor-wide logits: the widest box tensor is one scale's conv output
     widest = max(v.type.nbytes for v in out.values.values() if v.const is None)
     assert widest == batch * 4 * BINS * 16 * 4
