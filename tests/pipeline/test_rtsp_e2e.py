@@ -1,8 +1,9 @@
 """RTSP on loopback: a real server (rtsp-server-perl fed by ffmpeg), killed and restarted.
 
-While the server is down its cameras go stalled / backoff and the file cameras keep their
-rate; when it returns, its cameras resume in the same daemon run (same boot id, sequence
-numbers continuing).
+While the server is down its cameras go stalled after ``stall_timeout_s`` of silence (their
+``read_timeout_s`` is shorter: a timed-out read is retried, not a reconnect), then backoff,
+and the file cameras keep their rate; when it returns, its cameras resume in the same daemon
+run (same boot id, sequence numbers continuing).
 """
 
 from __future__ import annotations
@@ -100,17 +101,25 @@ def test_rtsp_server_killed_and_restarted(
             t_kill = time.monotonic()
             c.pump(4.0)
             t_back = time.monotonic()
+            log = (tmp_path / "daemon.log").read_text()
             for n in RTSP:
                 assert set(c.states[n]) & {"stalled", "backoff"}, c.states
                 # at most a second of buffered frames after the kill, then silence
                 assert c.count(n, t_kill + 2.0, t_back) == 0
+                # issue 17 item 8: stalled first, whatever read_timeout_s, then reconnecting
+                assert f"camera {n}: streaming → stalled (no frame for" in log, log[-3000:]
+                assert f"camera {n}: stalled → backoff" in log, log[-3000:]
+                assert f"camera {n}: streaming → backoff" not in log, log[-3000:]
             for n in FILES:  # 15 fps files keep their rate while RTSP is down
                 assert c.count(n, t_kill, t_back) >= 0.5 * 15 * 4, c.count(n, t_kill, t_back)
 
             server.restart()
             assert c.pump(30, lambda: all(c.count(n, t_back) >= 5 for n in RTSP)), c.states
+            log = (tmp_path / "daemon.log").read_text()
             for n in RTSP:
                 assert c.states[n][-1] == "streaming"
+                # back on a new connection, never by a stale frame while the server was down
+                assert f"camera {n}: stalled → streaming" not in log, log[-3000:]
             assert c.tracker.restarts == 0 and c.tracker.gaps == 0, c.events
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(15) == 0
