@@ -192,8 +192,8 @@ def gstreamer_problem(build_information: str | None = None) -> str | None:
 
     return (
         f"decode: hardware needs OpenCV with GStreamer; this one (cv2 {cv2.__version__}, "
-        f"{Path(cv2.__file__).parent}) has none (PyPI's opencv-python wheels never do): "
-        f"{INSTALL_HINT}"
+        f"{Path(cv2.__file__).parent}) has none (PyPI's opencv-python wheels are built "
+        f"without it): {INSTALL_HINT}"
     )
 
 

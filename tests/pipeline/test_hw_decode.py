@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -147,6 +148,26 @@ def test_pypi_opencv_refuses_a_hardware_camera_at_start(tmp_path: Path, capsys) 
     assert len(lines) == 1 and lines[0].startswith(
         "cameras[0] (door).decode: decode: hardware needs OpenCV with GStreamer"
     ), out
+
+
+@pytest.mark.skipif(PYPI_CV2_HAS_GSTREAMER, reason="this venv's OpenCV has GStreamer")
+def test_the_daemon_refuses_a_hardware_camera_at_start(tiny_engine: Path, tmp_path: Path) -> None:
+    from tests.pipeline.helpers import write_config
+
+    cam = {"type": "rtsp", "id": "door", "url": "rtsp://u:pw@127.0.0.1:1/x", "decode": "hardware"}
+    port = rtsp_loopback.free_port()
+    cfg = write_config(tmp_path / "c.yaml", tiny_engine, [cam], f"tcp://127.0.0.1:{port}")
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_infer", "run", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("edge-infer run: error: camera door: decode: hardware needs OpenCV")
+    assert "python3-opencv" in last and ":pw@" not in proc.stdout + proc.stderr
 
 
 def test_a_gstreamer_capture_is_not_read_again_after_a_failed_read() -> None:
