@@ -25,7 +25,7 @@ def _hardware_decode_problem(cam: object) -> str | None:
     """Why a ``decode: hardware`` camera cannot run here; imports OpenCV only for one."""
     if getattr(cam, "decode", "software") != "hardware":
         return None
-    from edge_infer.pipeline.sources import hardware_problem
+    from edge_infer.pipeline.capture import hardware_problem
 
     return hardware_problem(cam)
 
