@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_infer.errors import ConfigError, EngineCompatibilityError
+from edge_infer.pipeline import hw_decode
 from edge_infer.pipeline.backend_choice import BackendChoice, resolve_backend
 from edge_infer.pipeline.batcher import DeadlineBatcher, LatencyModel
 from edge_infer.pipeline.budget_watch import BudgetWatch
@@ -42,7 +43,12 @@ from edge_infer.pipeline.health import (
 )
 from edge_infer.pipeline.native_logs import NativeStderr
 from edge_infer.pipeline.publisher import ModelInfo, Publisher
-from edge_infer.pipeline.sources import CameraSource, CameraState, set_parallel_opens
+from edge_infer.pipeline.sources import (
+    CameraSource,
+    CameraState,
+    hardware_problem,
+    set_parallel_opens,
+)
 from edge_infer.pipeline.warmup import (
     camera_source,
     frame_pools,
@@ -350,6 +356,10 @@ class Daemon:
         cfg = self.cfg
         # process-wide, read by OpenCV at every open: set before any thread runs
         set_parallel_opens(cfg.capture.parallel_open)
+        # a camera that cannot decode as configured is refused before the engine loads
+        for cam in cfg.enabled_cameras:
+            if problem := hardware_problem(cam):
+                raise hw_decode.HardwareDecodeUnavailable(f"camera {cam.id}: {problem}")
         self.backend, self.engine = engine_for(cfg)
         for note in self.engine.tuning_notes():
             log.warning(

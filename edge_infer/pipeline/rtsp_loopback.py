@@ -64,6 +64,9 @@ class LoopbackRtspServer:
             )
         self.client_port = client_port or free_port()
         self.source_port = source_port or free_port()
+        # rtsp-server-perl starts its RTP ports at 20000 unless told: two servers on one
+        # machine (tests side by side) would clash and the second one's feeds read 404
+        self.rtp_port = free_port() & ~1
         self.server: subprocess.Popen | None = None
         self.feeds: dict[str, tuple[Path, subprocess.Popen]] = {}
 
@@ -83,6 +86,8 @@ class LoopbackRtspServer:
                 "127.0.0.1",
                 "--source_listen_address",
                 "127.0.0.1",
+                "--rtp_start_port",
+                str(self.rtp_port),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -38,38 +38,7 @@ class Records(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-class Server(rtsp_loopback.LoopbackRtspServer):
-    """The loopback server on its own RTP ports: rtsp-server-perl starts them at 20000 by
-    default, so two servers on one machine (tests run side by side) would clash."""
-
-    def start(self) -> Server:
-        import subprocess
-
-        rtp = rtsp_loopback.free_port() & ~1
-        self.server = subprocess.Popen(
-            [
-                rtsp_loopback.SERVER,
-                "-c",
-                str(self.client_port),
-                "-s",
-                str(self.source_port),
-                "--client_listen_address",
-                "127.0.0.1",
-                "--source_listen_address",
-                "127.0.0.1",
-                "--rtp_start_port",
-                str(rtp),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        if not (
-            rtsp_loopback._wait_port(self.client_port, 10)
-            and rtsp_loopback._wait_port(self.source_port, 10)
-        ):
-            self.stop()
-            raise RuntimeError("rtsp-server-perl did not listen")
-        return self
+Server = rtsp_loopback.LoopbackRtspServer
 
 
 def feed(server: Server, video: str) -> None:

@@ -168,6 +168,8 @@ def test_the_daemon_refuses_a_hardware_camera_at_start(tiny_engine: Path, tmp_pa
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("edge-infer run: error: camera door: decode: hardware needs OpenCV")
     assert "python3-opencv" in last and ":pw@" not in proc.stdout + proc.stderr
+    # refused before the engine is loaded (the backend line comes with the engine)
+    assert "settings per worker" not in proc.stdout + proc.stderr
 
 
 def test_a_gstreamer_capture_is_not_read_again_after_a_failed_read() -> None:
