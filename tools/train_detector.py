@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from yolo_loss import DetectionLoss
-from yolo_model import STRIDES, Detector, make_anchors
+from yolo_model import STRIDES, Detector, load_onnx_weights, make_anchors
 
 from edge_infer.synth.dataset import write_dataset
 from edge_infer.synth.shapes import CLASSES
@@ -64,22 +64,98 @@ def load_split(data: Path, split: str) -> tuple[np.ndarray, list[np.ndarray]]:
     return images, targets
 
 
+def load_camera_frames(
+    folder: Path, every: int, scale: float
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Every ``every``-th decoded frame of the camera files of ``folder`` (``edge-infer synth
+    videos``), resized by ``scale``, as RGB ``uint8``, with ``[k, 5]`` targets in its pixels."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    frames, targets = [], []
+    for cam in manifest["cameras"]:
+        truth = json.loads((folder / cam["ground_truth"]).read_text())["ground_truth"]
+        cap = cv2.VideoCapture(str(folder / cam["files"]["h264"]))
+        k = 0
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            if k % every == every // 2:
+                h, w = bgr.shape[:2]
+                size = (round(w * scale), round(h * scale))
+                frames.append(cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)[..., ::-1].copy())
+                t = [[o["class_id"], *o["bbox"]] for o in truth[k]]
+                t = np.array(t, np.float32).reshape(-1, 5)
+                t[:, 3:5] += t[:, 1:3]  # xywh -> xyxy
+                t[:, 1:] *= scale
+                targets.append(t)
+            k += 1
+        cap.release()
+    return frames, targets
+
+
+def camera_tile(
+    frame: np.ndarray, target: np.ndarray, scale: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A camera frame rescaled by ``scale`` and cut or letterbox-padded (gray 114) into an
+    ``IMGSZ`` square at a random offset, with its boxes clipped to what stays visible."""
+    h, w = frame.shape[:2]
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    img = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    tile = np.full((IMGSZ, IMGSZ, 3), 114, np.uint8)
+    # crop offset into the frame (>= 0) or placement of the frame in the tile (< 0)
+    ox = (
+        int(rng.integers(0, nw - IMGSZ + 1))
+        if nw > IMGSZ
+        else -int(rng.integers(0, IMGSZ - nw + 1))
+    )
+    oy = (
+        int(rng.integers(0, nh - IMGSZ + 1))
+        if nh > IMGSZ
+        else -int(rng.integers(0, IMGSZ - nh + 1))
+    )
+    sx, sy = max(ox, 0), max(oy, 0)
+    dx, dy = max(-ox, 0), max(-oy, 0)
+    cw, ch = min(nw - sx, IMGSZ - dx), min(nh - sy, IMGSZ - dy)
+    tile[dy : dy + ch, dx : dx + cw] = img[sy : sy + ch, sx : sx + cw]
+    t = target.copy()
+    t[:, 1:] *= scale
+    t[:, [1, 3]] -= ox
+    t[:, [2, 4]] -= oy
+    full = (t[:, 3] - t[:, 1]) * (t[:, 4] - t[:, 2])
+    t[:, [1, 3]] = np.clip(t[:, [1, 3]], dx, dx + cw)
+    t[:, [2, 4]] = np.clip(t[:, [2, 4]], dy, dy + ch)
+    bw, bh = t[:, 3] - t[:, 1], t[:, 4] - t[:, 2]
+    keep = (bw >= 2) & (bh >= 2) & (bw * bh >= 0.3 * full)
+    return tile, t[keep]
+
+
 def make_batch(
-    images: np.ndarray, targets: list[np.ndarray], idx: np.ndarray, rng: np.random.Generator
+    images: np.ndarray,
+    targets: list[np.ndarray],
+    idx: np.ndarray,
+    rng: np.random.Generator,
+    tiles: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Images ``[B,3,H,W]`` in 0..1, labels ``[B,M]``, boxes ``[B,M,4]``, mask ``[B,M]``."""
-    imgs = images[idx].copy()
-    tg = [targets[i].copy() for i in idx]
-    for k in range(len(idx)):
+    """Images ``[B,3,H,W]`` in 0..1, labels ``[B,M]``, boxes ``[B,M,4]``, mask ``[B,M]``.
+
+    ``tiles`` (image, targets) are appended to the images ``idx`` selects."""
+    tiles = tiles or []
+    imgs = (
+        np.concatenate([images[idx], np.stack([im for im, _ in tiles])])
+        if tiles
+        else images[idx].copy()
+    )
+    tg = [targets[i].copy() for i in idx] + [t.copy() for _, t in tiles]
+    for k in range(len(imgs)):
         if rng.random() < 0.5:  # horizontal flip
             imgs[k] = imgs[k, :, ::-1]
             x0 = IMGSZ - tg[k][:, 3]
             tg[k][:, 3] = IMGSZ - tg[k][:, 1]
             tg[k][:, 1] = x0
     m = max(1, max(len(t) for t in tg))
-    labels = torch.zeros(len(idx), m, dtype=torch.long)
-    boxes = torch.zeros(len(idx), m, 4)
-    mask = torch.zeros(len(idx), m, dtype=torch.bool)
+    labels = torch.zeros(len(imgs), m, dtype=torch.long)
+    boxes = torch.zeros(len(imgs), m, 4)
+    mask = torch.zeros(len(imgs), m, dtype=torch.bool)
     for k, t in enumerate(tg):
         labels[k, : len(t)] = torch.from_numpy(t[:, 0]).long()
         boxes[k, : len(t)] = torch.from_numpy(t[:, 1:])
@@ -112,14 +188,19 @@ def lr_at(it: int, total: int, base: float, warmup: int) -> float:
     return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def export_onnx(model: Detector, path: Path) -> None:
-    """Fuse BN, freeze anchors and export with the ultralytics output layout."""
+def export_onnx(model: Detector, path: Path, size: tuple[int, int] = (IMGSZ, IMGSZ)) -> None:
+    """Fuse BN, freeze anchors and export with the ultralytics output layout.
+
+    ``size`` is the input ``(height, width)``, multiples of 32."""
+    h, w = size
+    if h % 32 or w % 32:
+        raise ValueError(f"input size must be a multiple of 32, got {w}x{h}")
     m = copy.deepcopy(model).eval().fuse()
-    m.detect.prepare_export(IMGSZ)
+    m.detect.prepare_export((h, w))
     tmp = path.with_name(f".{path.name}.tmp")
     torch.onnx.export(
         m,
-        (torch.zeros(1, 3, IMGSZ, IMGSZ),),
+        (torch.zeros(1, 3, h, w),),
         str(tmp),
         opset_version=17,
         input_names=["images"],
@@ -132,7 +213,7 @@ def export_onnx(model: Detector, path: Path) -> None:
     proto = onnx.load(str(tmp))
     # the tracer leaves the output's channel and anchor dims symbolic; pin them as ultralytics'
     # exports do: [batch, 4 + classes, anchors]
-    anchors = sum((IMGSZ // s) ** 2 for s in STRIDES)
+    anchors = sum((h // s) * (w // s) for s in STRIDES)
     dims = proto.graph.output[0].type.tensor_type.shape.dim
     for d, value in zip(dims[1:], (4 + len(CLASSES), anchors)):
         d.Clear()
@@ -142,7 +223,7 @@ def export_onnx(model: Detector, path: Path) -> None:
     # metadata as ultralytics writes it (Python literals, read back with ast.literal_eval)
     meta = {
         "names": str(dict(enumerate(CLASSES))),
-        "imgsz": str([IMGSZ, IMGSZ]),
+        "imgsz": str([h, w]),
         "stride": "32",
         "task": "detect",
         "batch": "1",
@@ -165,7 +246,19 @@ def train(args: argparse.Namespace) -> None:
     images, targets = load_split(data, "train")
     log.info("loaded %d training images", len(images))
     model = Detector(len(CLASSES), WIDTH)
-    model.detect.init_bias(IMGSZ)
+    if args.init:  # fine-tune an exported model: its convolutions have BatchNorm folded in
+        load_onnx_weights(model, args.init)
+        log.info("initialised from %s (BatchNorm folded)", args.init)
+    else:
+        model.detect.init_bias(IMGSZ)
+    cam_frames: list[np.ndarray] = []
+    cam_targets: list[np.ndarray] = []
+    n_cam = round(args.batch * args.camera_frac) if args.camera_data else 0
+    if n_cam:
+        cam_frames, cam_targets = load_camera_frames(
+            Path(args.camera_data), args.camera_every, max(args.camera_scale)
+        )
+        log.info("loaded %d camera frames, %d per batch", len(cam_frames), n_cam)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -180,7 +273,7 @@ def train(args: argparse.Namespace) -> None:
         betas=(0.937, 0.999),
     )
     ema = EMA(model)
-    loss_fn = DetectionLoss(len(CLASSES))
+    loss_fn = DetectionLoss(len(CLASSES), min_side=args.min_assign_side)
     shapes = [(IMGSZ // s, IMGSZ // s) for s in STRIDES]
     anchors, strides = make_anchors(shapes, STRIDES)
     workdir = Path(args.workdir)
@@ -195,7 +288,7 @@ def train(args: argparse.Namespace) -> None:
         start, ema.updates = int(state["iter"]), int(state["iter"])
         cpu_before = float(state.get("cpu", 0.0))
         log.info("resumed at iteration %d", start)
-    per_epoch = len(images) // args.batch
+    per_epoch = len(images) // (args.batch - n_cam)
     total = args.iters
     order_rng = np.random.default_rng(args.seed)
     epochs = total // per_epoch + 2
@@ -207,8 +300,20 @@ def train(args: argparse.Namespace) -> None:
         lr = lr_at(it, total, args.lr, args.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
-        idx = order[it * args.batch : (it + 1) * args.batch]
-        x, labels, boxes, mask = make_batch(images, targets, idx, rng)
+        n_img = args.batch - n_cam
+        idx = order[it * n_img : (it + 1) * n_img]
+        tiles = []
+        if args.image_scale[0] < 1.0:  # some images shrunk into a gray-padded tile
+            shrink = rng.random(len(idx)) < 0.5
+            for i in idx[shrink]:
+                s = rng.uniform(*args.image_scale)
+                tiles.append(camera_tile(images[i], targets[i], s, rng))
+            idx = idx[~shrink]
+        for _ in range(n_cam):
+            j = int(rng.integers(len(cam_frames)))
+            rel = rng.uniform(*args.camera_scale) / max(args.camera_scale)
+            tiles.append(camera_tile(cam_frames[j], cam_targets[j], rel, rng))
+        x, labels, boxes, mask = make_batch(images, targets, idx, rng, tiles)
         loss, parts = loss_fn(model(x), anchors, strides, labels, boxes, mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -246,8 +351,15 @@ def train(args: argparse.Namespace) -> None:
             os.replace(tmp, ckpt)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    export_onnx(ema.ema, out)
+    export_onnx(ema.ema, out, args.export_size)
     log.info("exported %s (%.2f MB)", out, out.stat().st_size / 1e6)
+    log.info("cpu seconds (process, all threads): %.1f", time.process_time() - c0 + cpu_before)
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``WxH`` → ``(height, width)``."""
+    w, h = (int(v) for v in text.lower().split("x"))
+    return h, w
 
 
 def main() -> None:
@@ -267,12 +379,47 @@ def main() -> None:
     p.add_argument("--save-every", type=int, default=25)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--export-only", action="store_true", help="export the last checkpoint's EMA")
+    p.add_argument("--init", default=None, help="fine-tune from this exported ONNX model's weights")
+    p.add_argument(
+        "--camera-data", default=None, help="camera files (edge-infer synth videos) to mix in"
+    )
+    p.add_argument("--camera-frac", type=float, default=0.5, help="share of camera tiles per batch")
+    p.add_argument("--camera-every", type=int, default=6, help="use every n-th camera frame")
+    p.add_argument(
+        "--camera-scale",
+        type=float,
+        nargs=2,
+        default=(0.45, 0.75),
+        help="range of the scale applied to camera frames (letterbox 640->320 is 0.5)",
+    )
+    p.add_argument(
+        "--image-scale",
+        type=float,
+        nargs=2,
+        default=(1.0, 1.0),
+        help="half of the training images are shrunk by a factor in this range (default: none)",
+    )
+    p.add_argument(
+        "--min-assign-side",
+        type=float,
+        default=0.0,
+        help="widen smaller boxes to this many pixels when picking their anchors (default off)",
+    )
+    p.add_argument(
+        "--export-size",
+        type=_size,
+        default=(IMGSZ, IMGSZ),
+        help="exported input size WxH (default 320x320)",
+    )
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.export_only:
         model = Detector(len(CLASSES), WIDTH)
-        model.load_state_dict(torch.load(Path(args.workdir) / "last.pt", weights_only=True)["ema"])
-        export_onnx(model, Path(args.out))
+        state = torch.load(Path(args.workdir) / "last.pt", weights_only=True)["ema"]
+        if args.init or "stem.bn.weight" not in state:
+            model.fuse()  # a fine-tuned checkpoint has no BatchNorm
+        model.load_state_dict(state)
+        export_onnx(model, Path(args.out), args.export_size)
         return
     train(args)
 

@@ -52,6 +52,7 @@ def tal_assign(
     alpha: float = 0.5,
     beta: float = 6.0,
     eps: float = 1e-9,
+    min_side: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Task-aligned assignment; returns target boxes ``[b,A,4]``, scores ``[b,A,nc]``, fg mask."""
     b, a, nc = pd_scores.shape
@@ -62,9 +63,16 @@ def tal_assign(
             torch.zeros_like(pd_scores),
             torch.zeros(b, a, dtype=torch.bool),
         )
-    # anchor centres strictly inside each gt box: [b, M, A]
-    lt = anchors[None, None] - gt_boxes[:, :, None, :2]
-    rb = gt_boxes[:, :, None, 2:] - anchors[None, None]
+    # anchor centres strictly inside each gt box: [b, M, A]; a box narrower than
+    # ``min_side`` is widened about its centre for this test only, so that even a tiny object
+    # has an anchor centre inside it (its regression target stays the true box)
+    cands = gt_boxes
+    if min_side > 0:
+        c = (gt_boxes[..., :2] + gt_boxes[..., 2:]) / 2
+        half = ((gt_boxes[..., 2:] - gt_boxes[..., :2]) / 2).clamp(min=min_side / 2)
+        cands = torch.cat((c - half, c + half), -1)
+    lt = anchors[None, None] - cands[:, :, None, :2]
+    rb = cands[:, :, None, 2:] - anchors[None, None]
     in_gt = torch.cat((lt, rb), -1).amin(-1) > eps
     valid = in_gt & gt_mask[:, :, None]
     overlaps = box_iou_pairwise(gt_boxes[:, :, None, :], pd_boxes[:, None, :, :]).clamp(0)
@@ -116,8 +124,10 @@ def dfl_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class DetectionLoss:
     """Box (CIoU) + class (BCE) + DFL loss with ultralytics' default gains."""
 
-    def __init__(self, nc: int, box: float = 7.5, cls: float = 0.5, dfl: float = 1.5) -> None:
-        self.nc, self.gains = nc, (box, cls, dfl)
+    def __init__(
+        self, nc: int, box: float = 7.5, cls: float = 0.5, dfl: float = 1.5, min_side: float = 0
+    ) -> None:
+        self.nc, self.gains, self.min_side = nc, (box, cls, dfl), min_side
 
     def __call__(
         self,
@@ -139,6 +149,7 @@ class DetectionLoss:
             gt_labels,
             gt_boxes,
             gt_mask,
+            min_side=self.min_side,
         )
         tss = t_scores.sum().clamp(min=1.0)
         loss_cls = F.binary_cross_entropy_with_logits(logits, t_scores, reduction="sum") / tss

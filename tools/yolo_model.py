@@ -31,7 +31,11 @@ class Conv(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
     def fuse(self) -> None:
-        """Fold the BatchNorm into the convolution (as ultralytics does before export)."""
+        """Fold the BatchNorm into the convolution (as ultralytics does before export).
+
+        Idempotent: a Conv that is already folded (no BatchNorm left) stays as it is."""
+        if not isinstance(self.bn, nn.BatchNorm2d):
+            return
         w, bn = self.conv.weight, self.bn
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         fused = nn.Conv2d(
@@ -156,9 +160,11 @@ class Detect(nn.Module):
         dbox = torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) * self.strides
         return torch.cat((dbox, cls.sigmoid()), 1)
 
-    def prepare_export(self, imgsz: int) -> None:
-        """Freeze anchors for a square ``imgsz`` input and switch to the export output."""
-        shapes = [(imgsz // s, imgsz // s) for s in STRIDES]
+    def prepare_export(self, imgsz: int | tuple[int, int]) -> None:
+        """Freeze anchors for an ``imgsz`` input (side, or ``(height, width)``) and switch to
+        the export output."""
+        h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+        shapes = [(h // s, w // s) for s in STRIDES]
         points, stride_t = make_anchors(shapes, STRIDES)
         self.anchors = points.transpose(0, 1).contiguous()
         self.strides = stride_t.transpose(0, 1).contiguous()
@@ -201,3 +207,31 @@ class Detector(nn.Module):
             if isinstance(m, Conv):
                 m.fuse()
         return self
+
+
+def load_onnx_weights(model: Detector, path: str) -> Detector:
+    """Load the initializers of an exported (BatchNorm-folded) ONNX model into ``model``.
+
+    The export keeps the PyTorch parameter names (``stem.conv.weight``, ...), so the model
+    is folded first and every one of its parameters must be found, with the same shape.
+    Returns the folded model, ready to fine-tune without BatchNorm.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model.fuse()
+    inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer}
+    state = model.state_dict()
+    missing = [k for k in state if k not in inits and not k.startswith("detect.dfl.")]
+    if missing:
+        raise ValueError(
+            f"{path}: no initializer for {len(missing)} parameters, e.g. {missing[:3]}"
+        )
+    for k, v in state.items():
+        if k in inits:
+            if tuple(inits[k].shape) != tuple(v.shape):
+                raise ValueError(
+                    f"{path}: {k} is {inits[k].shape}, the model wants {tuple(v.shape)}"
+                )
+            v.copy_(torch.from_numpy(inits[k].copy()))
+    return model
