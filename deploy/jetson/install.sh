@@ -108,7 +108,8 @@ line = [x for x in cv2.getBuildInformation().splitlines() if x.strip().startswit
 print("   OpenCV", cv2.__version__, "from", cv2.__file__, "|", (line or ["GStreamer: NO"])[0].strip())
 sys.exit(0 if line and "YES" in line[0] else 1)'; then
     echo "install.sh: --system-opencv: the system OpenCV is missing or has no GStreamer;" \
-      "on a Jetson install JetPack's (sudo apt-get install nvidia-jetpack)" >&2
+      "install JetPack's (part of nvidia-jetpack) or python3-opencv, see" \
+      "docs/hardware-decoding.md" >&2
     exit 1
   fi
 fi
