@@ -1,0 +1,107 @@
+"""``bench/engine_table.py`` (issue 18 §4): its pieces checked without the big models — row
+names, the calibration reader onnxruntime gets, agreement scoring, the table's "not
+measured" rows — and onnxruntime's QDQ quantization of a small conv model on those frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from bench import engine_table
+
+
+def test_rows_parse_and_unknown_rows_are_refused() -> None:
+    assert engine_table.parse_row("yolov8n-320-b8") == ("yolov8n-320", 8)
+    assert engine_table.parse_row("crnn-w128-b1") == ("crnn-w128", 1)
+    assert set(engine_table.ROWS) >= {"resnet50-b1", "mobilenetv2-b8", "demo-det-b1"}
+    with pytest.raises(ValueError, match="unknown row"):
+        engine_table.parse_row("vgg16-b1")
+    with pytest.raises(ValueError, match="unknown row"):
+        engine_table.parse_row("resnet50")
+
+
+def test_reader_yields_each_frame_once_with_a_batch_axis_and_rewinds() -> None:
+    frames = [np.full((3, 4, 4), i, np.float32) for i in range(3)]
+    reader = engine_table.FramesReader("x", frames)
+    got = [reader.get_next() for _ in range(4)]
+    assert got[3] is None
+    assert [float(g["x"][0, 0, 0, 0]) for g in got[:3]] == [0.0, 1.0, 2.0]
+    assert got[0]["x"].shape == (1, 3, 4, 4)
+    reader.rewind()
+    assert float(reader.get_next()["x"].max()) == 0.0
+
+
+def test_agreement_scores_identity_perfect_and_a_flipped_class_as_a_miss() -> None:
+    ref = np.array([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1]], np.float32)
+    same = engine_table.agreement(ref, ref.copy(), "classifier")
+    assert same["top1_agreement"] == 1.0 and same["max_abs_diff"] == 0.0
+    assert same["cosine"] == pytest.approx(1.0)
+    flipped = ref.copy()
+    flipped[1] = [0.1, 0.8, 0.1]
+    worse = engine_table.agreement(ref, flipped, "classifier")
+    assert worse["top1_agreement"] == 0.5
+    assert worse["max_abs_diff"] == pytest.approx(0.7)
+    assert worse["cosine"] < 0.9
+    assert "top1_agreement" not in engine_table.agreement(ref, ref, "detector")
+
+
+def test_markdown_marks_rows_not_run_and_fills_the_measured_one() -> None:
+    side = {"median_ms": 10.0}
+    agree = {"cosine": 0.999, "max_abs_diff": 0.1, "top1_agreement": 0.75}
+    report = {
+        "edge_infer": side,
+        "onnxruntime": {"median_ms": 5.0},
+        "ratio": 2.0,
+        "load_average": {"before": (1.5, 0, 0), "after": (2.5, 0, 0)},
+        "agreement_vs_fp32": {"edge_infer": agree, "onnxruntime": agree},
+    }
+    text = engine_table.markdown(
+        {"mobilenetv2-b1": {"fp32": report, "int8": report, "int8_over_our_fp32": 1.0}}
+    )
+    lines = {line.split(" |")[0][2:]: line for line in text.splitlines()[2:]}
+    assert set(lines) == set(engine_table.ROWS)
+    assert "2.00×" in lines["mobilenetv2-b1"] and "top-1 75%" in lines["mobilenetv2-b1"]
+    assert "1.5–2.5" in lines["mobilenetv2-b1"]
+    assert "not measured" not in lines["mobilenetv2-b1"]
+    assert lines["resnet50-b8"].count("not measured") == 10
+
+
+def _conv_model() -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "b")
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8, 16, 16])],
+        [w, b],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_ort_quantization_is_qdq_per_channel_and_close_to_fp32(tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    fp32 = tmp_path / "conv.onnx"
+    onnx.save(_conv_model(), fp32)
+    frames = engine_table.synth_frames(4, (3, 16, 16), "calib")
+    assert all(f.shape == (3, 16, 16) and f.dtype == np.float32 for f in frames)
+    q = engine_table.quantize_ort(
+        fp32, tmp_path / "q.onnx", engine_table.FramesReader("x", frames), "minmax"
+    )
+    model = onnx.load(q)
+    ops = [n.op_type for n in model.graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops and "Conv" in ops
+    scales = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    assert any(v.shape == (8,) and "scale" in k for k, v in scales.items())  # per channel
+    x = np.stack(frames[:2])
+    want = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    got = ort.InferenceSession(str(q), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    a = engine_table.agreement(want[0], got[0], "detector")
+    assert a["cosine"] > 0.99 and a["max_abs_diff"] > 0.0
