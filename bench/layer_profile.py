@@ -121,9 +121,8 @@ def markdown(name: str, result: dict[str, Any], top: int) -> str:
     ]
     for kind, (ours, ort, n) in sorted(result["by_kind"].items(), key=lambda kv: -kv[1][0]):
         ratio = f"{ours / ort:.2f}×" if ort and ours else "–"
-        lines.append(
-            f"| {kind} | {n} | {ours:.0f} | {ort:.0f} | {ratio} | {ours / max(total_ours, 1e-9):.0%} |"
-        )
+        share = ours / max(total_ours, 1e-9)
+        lines.append(f"| {kind} | {n} | {ours:.0f} | {ort:.0f} | {ratio} | {share:.0%} |")
     lines.append(f"| **total** | | {total_ours:.0f} | {total_ort:.0f} | "
                  f"{total_ours / max(total_ort, 1e-9):.2f}× | |")  # fmt: skip
     lines += [
