@@ -116,7 +116,10 @@ def quantize_ort(fp32: Path, out: Path, reader: FramesReader, calibrator: str) -
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     pre = out.with_name(out.stem + "-pre.onnx")
-    quant_pre_process(str(fp32), str(pre))
+    try:
+        quant_pre_process(str(fp32), str(pre))
+    except Exception:  # its symbolic shape inference gives up on some graphs
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
 
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy}
     quantize_static(
@@ -249,6 +252,11 @@ def _cell(r: dict | None, *keys: str, fmt: str = "{:.2f}") -> str:
     return fmt.format(r)
 
 
+def _spread(r: dict, prec: str) -> str:
+    """ " (spread!)" where a side's per-process medians spread beyond compare's warning."""
+    return " (spread!)" if r.get(prec, {}).get("warnings") else ""
+
+
 def _agree(r: dict | None, side: str) -> str:
     if not r or "int8" not in r:
         return "not measured"
@@ -271,17 +279,18 @@ def markdown(results: dict[str, dict]) -> str:
     ]
     for row in list(ROWS) + [r for r in results if r not in ROWS]:
         r = results.get(row)
-        if r is None:
-            lines.append(f"| {row} |" + " not measured |" * 10)
+        if r is None or "error" in r:
+            why = f"failed: {r['error'][:80]}" if r else "not measured"
+            lines.append(f"| {row} |" + f" {why} |" + " not measured |" * 9)
             continue
         loads = [r[p]["load_average"][w][0] for p in ("fp32", "int8") if p in r for w in LOADS]
         lines.append(
             f"| {row} | {_cell(r, 'fp32', 'edge_infer', 'median_ms')} | "
             f"{_cell(r, 'fp32', 'onnxruntime', 'median_ms')} | "
-            f"{_cell(r, 'fp32', 'ratio', fmt='{:.2f}×')} | "
+            f"{_cell(r, 'fp32', 'ratio', fmt='{:.2f}×')}{_spread(r, 'fp32')} | "
             f"{_cell(r, 'int8', 'edge_infer', 'median_ms')} | "
             f"{_cell(r, 'int8', 'onnxruntime', 'median_ms')} | "
-            f"{_cell(r, 'int8', 'ratio', fmt='{:.2f}×')} | "
+            f"{_cell(r, 'int8', 'ratio', fmt='{:.2f}×')}{_spread(r, 'int8')} | "
             f"{_cell(r, 'int8_over_our_fp32', fmt='{:.2f}×')} | {_agree(r, 'edge_infer')} | "
             f"{_agree(r, 'onnxruntime')} | "
             f"{min(loads):.1f}–{max(loads):.1f} |"
@@ -312,7 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="engine-table-") as tmp:
         for row in args.rows:
             print(f"== {row} (load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
-            results[row] = run_row(row, Path(tmp), args)
+            try:
+                results[row] = run_row(row, Path(tmp), args)
+            except Exception as exc:  # one row failing keeps the others
+                print(f"{row} failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+                results[row] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
             table.write_text(json.dumps(results, indent=2))
             (out / "engine_table.md").write_text(markdown(results) + "\n")
             line = [x for x in markdown(results).splitlines() if x.startswith(f"| {row} |")]

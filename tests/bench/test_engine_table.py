@@ -58,7 +58,10 @@ def test_markdown_marks_rows_not_run_and_fills_the_measured_one() -> None:
         "agreement_vs_fp32": {"edge_infer": agree, "onnxruntime": agree},
     }
     text = engine_table.markdown(
-        {"mobilenetv2-b1": {"fp32": report, "int8": report, "int8_over_our_fp32": 1.0}}
+        {
+            "mobilenetv2-b1": {"fp32": report, "int8": report, "int8_over_our_fp32": 1.0},
+            "yolov8n-320-b1": {"error": "Exception: Incomplete symbolic shape inference"},
+        }
     )
     lines = {line.split(" |")[0][2:]: line for line in text.splitlines()[2:]}
     assert set(lines) == set(engine_table.ROWS)
@@ -66,6 +69,7 @@ def test_markdown_marks_rows_not_run_and_fills_the_measured_one() -> None:
     assert "1.5–2.5" in lines["mobilenetv2-b1"]
     assert "not measured" not in lines["mobilenetv2-b1"]
     assert lines["resnet50-b8"].count("not measured") == 10
+    assert "failed: Exception: Incomplete symbolic" in lines["yolov8n-320-b1"]
 
 
 def _conv_model() -> onnx.ModelProto:
