@@ -88,22 +88,56 @@ def ours_profile(path: Path, feeds: dict[str, np.ndarray], threads: int, runs: i
     return engine.profile_layers(feeds, iterations=runs)
 
 
+def ort_conv(model: onnx.ModelProto, node_name: str, kinds: dict[str, str]) -> str | None:
+    """The ONNX Conv an onnxruntime node computes: its own name, or for a fused NCHWc node
+    (named ``<last output of the fused chain>_nchwc``) the Conv found walking back from that
+    tensor through the chain (BatchNormalization, Clip, Add, ...; at an Add the input that
+    only it consumes, not the residual)."""
+    if node_name in kinds:
+        return node_name
+    producer = {o: n for n in model.graph.node for o in n.output}
+    uses: dict[str, int] = defaultdict(int)
+    for n in model.graph.node:
+        for i in n.input:
+            uses[i] += 1
+    tensor = node_name.removesuffix("_nchwc")
+    for _ in range(4):
+        node = producer.get(tensor)
+        if node is None:
+            return None
+        if node.name in kinds:
+            return node.name
+        inputs = [i for i in node.input if i in producer]
+        if not inputs:
+            return None
+        tensor = min(inputs, key=lambda i: uses[i])
+    return None
+
+
 def compare(model: onnx.ModelProto, ours: list[dict], theirs: dict) -> dict[str, Any]:
     kinds = conv_kinds(model)
+    by_conv: dict[str, float] = {}
+    rest: dict[str, tuple[float, str]] = {}
+    for name, (us, op) in theirs.items():
+        conv = ort_conv(model, name, kinds)
+        if conv is None:
+            rest[name] = (us, op)
+        else:
+            by_conv[conv] = by_conv.get(conv, 0.0) + us
     by_kind: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])  # type: ignore[arg-type]
     rows = []
     matched = set()
     for layer in ours:
         conv = next((m for m in layer["members"] if m in kinds), None)
         kind = kinds[conv] if conv else layer["op"]
-        ort_us = theirs[conv][0] if conv in theirs else None
+        ort_us = by_conv.get(conv) if conv else None
         if ort_us is not None:
             matched.add(conv)
         by_kind[kind][0] += layer["time_us"]
         by_kind[kind][1] += ort_us or 0.0
         by_kind[kind][2] += 1
         rows.append((layer["name"], kind, layer.get("tactic"), layer["time_us"], ort_us))
-    rest = {n: v for n, v in theirs.items() if n not in matched}
+    rest.update({c: (us, "Conv") for c, us in by_conv.items() if c not in matched})
     for _, (us, op) in rest.items():
         key = f"onnxruntime {op} (unmatched)"
         by_kind[key][1] += us

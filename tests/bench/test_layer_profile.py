@@ -1,5 +1,6 @@
 """``bench/layer_profile.py``: convolutions sorted into kinds from the ONNX model, and our
-layers matched to onnxruntime's nodes by the Conv they hold (fake profiles, nothing timed)."""
+layers matched to onnxruntime's nodes by the Conv they hold, NCHWc-fused names included
+(fake profiles, nothing timed)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def test_layers_matched_by_their_conv_and_summed_per_kind() -> None:
         {"name": "dw", "op": "FusedConv", "members": ["dw"], "time_us": 20.0},
         {"name": "full", "op": "FusedConv", "members": ["full"], "time_us": 10.0},
     ]
-    theirs = {"pw": (15.0, "FusedConv"), "dw": (5.0, "Conv"), "reorder": (7.0, "ReorderInput")}
+    theirs = {"y_nchwc": (15.0, "Conv"), "dw": (5.0, "Conv"), "reorder": (7.0, "ReorderInput")}
     result = layer_profile.compare(_model(), ours, theirs)
     kinds = result["by_kind"]
     assert kinds["1×1"] == [30.0, 15.0, 1]
