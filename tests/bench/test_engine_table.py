@@ -48,11 +48,11 @@ def test_agreement_scores_identity_perfect_and_a_flipped_class_as_a_miss() -> No
 
 
 def test_markdown_marks_rows_not_run_and_fills_the_measured_one() -> None:
-    side = {"median_ms": 10.0}
+    side = {"median_ms": 10.0, "per_process_medians_ms": [10.0, 8.0, 12.0]}
     agree = {"cosine": 0.999, "max_abs_diff": 0.1, "top1_agreement": 0.75}
     report = {
         "edge_infer": side,
-        "onnxruntime": {"median_ms": 5.0},
+        "onnxruntime": {"median_ms": 5.0, "per_process_medians_ms": [5.0, 2.0, 9.0]},
         "ratio": 2.0,
         "load_average": {"before": (1.5, 0, 0), "after": (2.5, 0, 0)},
         "agreement_vs_fp32": {"edge_infer": agree, "onnxruntime": agree},
@@ -67,8 +67,9 @@ def test_markdown_marks_rows_not_run_and_fills_the_measured_one() -> None:
     assert set(lines) == set(engine_table.ROWS)
     assert "2.00×" in lines["mobilenetv2-b1"] and "top-1 75%" in lines["mobilenetv2-b1"]
     assert "1.5–2.5" in lines["mobilenetv2-b1"]
+    assert "| 4.00× |" in lines["mobilenetv2-b1"]  # best process: 8.0 / 2.0
     assert "not measured" not in lines["mobilenetv2-b1"]
-    assert lines["resnet50-b8"].count("not measured") == 10
+    assert lines["resnet50-b8"].count("not measured") == 12
     assert "failed: Exception: Incomplete symbolic" in lines["yolov8n-320-b1"]
 
 
@@ -109,3 +110,13 @@ def test_ort_quantization_is_qdq_per_channel_and_close_to_fp32(tmp_path) -> None
     got = ort.InferenceSession(str(q), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     a = engine_table.agreement(want[0], got[0], "detector")
     assert a["cosine"] > 0.99 and a["max_abs_diff"] > 0.0
+
+
+def test_render_rewrites_the_markdown_from_the_json_alone(tmp_path) -> None:
+    (tmp_path / "engine_table.json").write_text('{"crnn-w128-b8": {"error": "Boom: x"}}')
+    assert engine_table.main(["--render", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "engine_table.md").read_text()
+    assert text.startswith("# Engine table")
+    assert "| crnn-w128-b8 | failed: Boom: x |" in text
+    rows = [line for line in text.splitlines() if "| not measured |" in line]
+    assert len(rows) == len(engine_table.ROWS)
