@@ -133,11 +133,8 @@ class ConvBandedArgs(KernelArgs):
 class ConvDepthwiseArgs(KernelArgs):
     _fields_ = [
         *_PHASE_INPUT,
-        ("hq", _L),
-        ("wq", _L),
-        ("planes", _P),
-        ("toff", _P),
-        ("T", _L),
+        *_longs("kh", "kw", "dy", "dx", "wq"),
+        ("rows", _P),
         ("wts", _P),
         ("bias", _P),
         *_longs("c0", "c1", "ho", "wo"),

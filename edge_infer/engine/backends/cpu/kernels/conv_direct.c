@@ -233,35 +233,6 @@ static void conv_banded(const float *x, long xcs, long xrs, long h, long w, long
     }
 }
 
-/* Depthwise, one channel at a time so the channel's prepared planes stay in cache: the
- * channel c of x (row stride xrs, channel stride xcs, h x w) is split into its stride phases
- * in `planes` (sy * sx planes of hq x wq whose zero borders are never written), then
- * out[c, g] = bias[c] + sum_t w[c, t] * planes[toff[t] + g] over the grid of width wq. */
-static void conv_depthwise(const float *x, long xcs, long xrs, long h, long w, long pt,
-                           long pl, long sy, long sx, long hq, long wq, float *planes,
-                           const long *toff, long T, const float *wts, const float *bias,
-                           long c0, long c1, long ho, long wo, float *out, long ocs, long act,
-                           float p0, float p1, long residual, const float *z, long zcs) {
-    long dst[NR], contiguous;
-    long plen = hq * wq, g1 = ho * wq;
-    for (long c = c0; c < c1; c++) {
-        split_band(x + c * xcs, xrs, h, w, pt, pl, sy, sx, wq, 0, hq, planes, plen);
-        const float *wc = wts + c * T;
-        for (long g = 0; g < g1; g += NR) {
-            long count = g1 - g < NR ? g1 - g : NR;
-            strip_targets(g, count, wq, wo, dst, &contiguous);
-            v8 a0 = {0}, a1 = {0};
-            for (long t = 0; t < T; t++) {
-                const float *p = planes + toff[t] + g;
-                a0 += wc[t] * load8(p);
-                a1 += wc[t] * load8(p + 8);
-            }
-            store_strip(out + c * ocs, z ? z + c * zcs : 0, dst, count, contiguous, a0, a1,
-                        bias ? bias[c] : 0.0f, act, p0, p1, residual);
-        }
-    }
-}
-
 /* The entry points (argument structs: args.h) and their pool tasks */
 void conv_direct_f32(const conv_direct_args *a) {
     conv_direct(a->base, a->toff, a->T, a->wpack, a->bias, a->ob0, a->ob1, a->cout, a->g0,
@@ -275,13 +246,6 @@ void conv_banded_f32(const conv_banded_args *a) {
                 a->out, a->ocs, a->act, a->p0, a->p1, a->residual, a->z, a->zcs, a->buf, a->pk);
 }
 
-void conv_depthwise_f32(const conv_depthwise_args *a) {
-    conv_depthwise(a->x, a->xcs, a->xrs, a->h, a->w, a->pt, a->pl, a->sy, a->sx, a->hq, a->wq,
-                   a->planes, a->toff, a->T, a->wts, a->bias, a->c0, a->c1, a->ho, a->wo,
-                   a->out, a->ocs, a->act, a->p0, a->p1, a->residual, a->z, a->zcs);
-}
-
 EI_TASK(conv_direct)
 EI_TASK(split_phases)
 EI_TASK(conv_banded)
-EI_TASK(conv_depthwise)

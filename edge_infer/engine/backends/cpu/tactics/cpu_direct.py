@@ -9,7 +9,8 @@ larger strides, or the input itself for a plain 1×1 conv. Then:
 - ``ocvec_native`` (``kernels/conv_ocvec.c``): the terms of 6 positions packed in tile order
   (a small im2col), a 16-channel × 6-position tile, vectors along output channels — for the
   small grids of late layers, where positions cannot fill a vector;
-- ``depthwise_native``: one channel at a time, its phases prepared in a cache-resident buffer.
+- ``depthwise_native`` (``kernels/conv_depthwise.c``): row by row, each input row laid out
+  once per channel in a small ring of zero-padded row slots.
 
 Each applies bias, residual and activation to the tile in registers before storing it: no
 accumulation or epilogue passes through memory. Activations the kernels do not implement run
@@ -492,6 +493,10 @@ class OcVecNative(_NativeConv):
 
 
 class DepthwiseNative(_NativeConv):
+    """Depthwise convs, row by row (conv_depthwise.c): each input row laid out once per
+    channel as zero-padded column phases in a small ring of row slots, every output row
+    stored in whole vectors."""
+
     name = "depthwise_native"
 
     @classmethod
@@ -508,27 +513,29 @@ class DepthwiseNative(_NativeConv):
         x, out3, z3, before, after = self._io(inputs, outputs, scratch)
         n, c, _, _ = s.x_shape
         _, _, ho, wo = s.out_shape
-        sy, sx = s.strides
+        kh, kw = s.kernel
+        sx = s.strides[1]
+        dy, dx = s.dilations
         x = self._unit_rows(x, scratch, before)
-        hq, wq = phase_grid(s)
-        plen = hq * wq
-        taps = tap_offsets(s, plen, wq)
+        # a phase row: the output row rounded up to whole vectors, plus the taps' reach
+        wq = -(-wo // 8) * 8 + ((kw - 1) * dx) // sx
+        slots = (kh - 1) * dy + 2  # the ring, then a zero slot
         weights = np.ascontiguousarray(s.weight.reshape(c, -1), np.float32)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
         chunks: list[Run] = []
         for b in range(n):
             for c0, c1 in split(c, self._chunks(scratch)):
-                # each chunk prepares its channels one at a time in its own zero-bordered
-                # planes (one buffer per chunk: chunks run concurrently)
-                planes = scratch((sy * sx * plen + 2 * NR + 2 * wq,), np.float32, None)
-                keep = (weights, bias, taps, planes, x, out3, z3)
+                # one ring per chunk: chunks run concurrently
+                rows = scratch((slots * sx * wq,), np.float32, None)
+                keep = (weights, bias, rows, x, out3, z3)
                 args = dict(
                     self._phase_input(x, b),
-                    hq=hq,
+                    kh=kh,
+                    kw=kw,
+                    dy=dy,
+                    dx=dx,
                     wq=wq,
-                    planes=planes.ctypes.data,
-                    toff=taps.ctypes.data,
-                    T=len(taps),
+                    rows=rows.ctypes.data,
                     wts=weights.ctypes.data,
                     bias=None if bias is None else bias.ctypes.data,
                     c0=c0,

@@ -1,0 +1,145 @@
+"""depthwise_native (kernels/conv_depthwise.c, row by row) against the reference Conv: every
+row-slot path (stride 1 and 2 column phases, larger strides, dilations, pads wider than the
+kernel's reach, rows above and below the input), output widths that end in partial vectors
+(1, 3, 5, 7, 14 columns) or whole ones (16, 112), the fused epilogue, channel-slice views,
+batches and thread splits."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu.parallel import WorkPool
+from edge_infer.engine.backends.cpu.program import ScratchPool
+from edge_infer.engine.backends.cpu.tactics.cpu_direct import DepthwiseNative
+from edge_infer.engine.ops import get_registry
+from edge_infer.engine.tactics.base import ConvSpec
+from tests.engine.backends.cpu.tactics.test_cpu_conv import expected
+
+CONV = get_registry().resolve("", "Conv", 17).kernel
+
+pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler on this machine")
+
+# x shape, kernel, strides, pads (t, l, b, r), dilations
+CASES = [
+    ((1, 4, 1, 1), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    ((1, 5, 3, 5), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    ((2, 9, 7, 7), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    ((1, 24, 14, 14), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    ((1, 24, 14, 14), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+    ((1, 6, 112, 112), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    ((1, 6, 112, 112), (3, 3), (2, 2), (0, 0, 1, 1), (1, 1)),
+    ((3, 7, 15, 17), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+    ((1, 8, 16, 33), (3, 3), (1, 1), (0, 0, 0, 0), (1, 1)),
+    ((1, 5, 13, 11), (3, 3), (1, 1), (2, 3, 0, 1), (1, 1)),
+    ((1, 6, 14, 14), (5, 5), (1, 1), (2, 2, 2, 2), (1, 1)),
+    ((1, 6, 15, 15), (5, 5), (2, 2), (2, 2, 2, 2), (1, 1)),
+    ((1, 4, 13, 13), (3, 3), (1, 1), (2, 2, 2, 2), (2, 2)),
+    ((1, 4, 17, 19), (3, 5), (3, 2), (1, 2, 1, 2), (2, 1)),
+    ((2, 3, 9, 9), (7, 7), (1, 1), (3, 3, 3, 3), (1, 1)),
+]
+ACTS = [("", ()), ("relu", ()), ("clip", (0.0, 6.0)), ("silu", ()), ("mish", ())]
+
+
+def _data(case: tuple, seed: int = 0) -> tuple[np.ndarray, ...]:
+    xs, k, strides, pads, dil = case
+    rng = np.random.default_rng(seed)
+    x = (3 * rng.standard_normal(xs)).astype(np.float32)
+    w = rng.standard_normal((xs[1], 1, *k)).astype(np.float32)
+    b = rng.standard_normal(xs[1]).astype(np.float32)
+    conv = CONV(x, w, b, strides=list(strides), pads=list(pads), dilations=list(dil), group=xs[1])
+    return x, w, b, conv
+
+
+def _spec(case: tuple, conv: np.ndarray, w, b, act=("", ()), residual="none") -> ConvSpec:
+    xs, _k, strides, pads, dil = case
+    return ConvSpec(xs, conv.shape, w, b, strides, pads, dil, xs[1], act[0], act[1], residual)
+
+
+def _close(got: np.ndarray, want: np.ndarray) -> None:
+    # the tolerance of the other native conv tests (test_native.py)
+    scale = max(float(np.abs(want).max()), 1.0)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5 * scale)
+
+
+def test_native_kernels_are_here() -> None:
+    assert native.available()
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"x{c[0]}k{c[1]}s{c[2]}p{c[3]}d{c[4]}")
+@pytest.mark.parametrize("act", ACTS, ids=lambda a: a[0] or "none")
+@pytest.mark.parametrize("residual", ["none", "pre", "post"])
+def test_matches_the_reference(case, act, residual) -> None:
+    x, w, b, conv = _data(case)
+    z = np.random.default_rng(1).standard_normal(conv.shape).astype(np.float32)
+    spec = _spec(case, conv, w, b, act, residual)
+    assert DepthwiseNative.applicable(spec)
+    out = np.full(conv.shape, np.nan, np.float32)
+    run = DepthwiseNative(spec).bind(
+        [x, w, b] + ([z] if residual != "none" else []), [out], ScratchPool()
+    )
+    run()
+    _close(out, expected(conv, z, act[0], act[1], residual))
+    out[:] = np.nan
+    run()  # the row ring and its zero slot are reused
+    _close(out, expected(conv, z, act[0], act[1], residual))
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+@pytest.mark.parametrize("case", [CASES[2], CASES[4], CASES[7]], ids=["7x7", "14s2", "batch3"])
+def test_chunks_on_threads(case, workers) -> None:
+    """Channel ranges (and images) on several threads, each with its own row ring."""
+    x, w, b, conv = _data(case, seed=4)
+    spec = _spec(case, conv, w, b, ("clip", (0.0, 6.0)))
+    pool = WorkPool(workers)
+    try:
+        out = np.full(conv.shape, np.nan, np.float32)
+        run = DepthwiseNative(spec).bind([x, w, b], [out], ScratchPool(pool))
+        run()
+        run()
+    finally:
+        pool.close()
+    _close(out, np.clip(conv, 0.0, 6.0))
+
+
+def test_without_bias() -> None:
+    case = CASES[3]
+    x, w, _, _ = _data(case)
+    conv = CONV(x, w, None, strides=[1, 1], pads=[1, 1, 1, 1], group=case[0][1])
+    out = np.full(conv.shape, np.nan, np.float32)
+    DepthwiseNative(_spec(case, conv, w, None)).bind([x, w, None], [out], ScratchPool())()
+    _close(out, conv)
+
+
+@pytest.mark.parametrize("case", [CASES[2], CASES[4], CASES[9]], ids=["7x7", "14s2", "pads"])
+def test_channel_slice_views(case) -> None:
+    """Concat elimination hands convs channel slices of bigger buffers: the input (with
+    rows that are not unit-stride too), the output and the residual; nothing outside the
+    output's slice is written."""
+    _, w, b, _ = _data(case, seed=8)
+    n, c, h, wd = case[0]
+    rng = np.random.default_rng(9)
+    xbig = rng.standard_normal((n, c + 3, h, 2 * wd)).astype(np.float32)
+    for x in (xbig[:, 2 : 2 + c, :, :wd], xbig[:, 1 : 1 + c, :, ::2]):
+        _, _, strides, pads, dil = case
+        conv = CONV(
+            np.ascontiguousarray(x),
+            w,
+            b,
+            strides=list(strides),
+            pads=list(pads),
+            dilations=list(dil),
+            group=c,
+        )
+        _, _, ho, wo = conv.shape
+        zbig = rng.standard_normal((n, c + 5, ho, wo)).astype(np.float32)
+        z = zbig[:, 3 : 3 + c]
+        spec = _spec(case, conv, w, b, ("clip", (0.0, 6.0)), "post")
+        big = np.full((n, c + 4, ho, wo), -7.0, np.float32)
+        view = big[:, 1 : 1 + c]
+        DepthwiseNative(spec).bind([x, w, b, z], [view], ScratchPool())()
+        _close(view, expected(conv, np.ascontiguousarray(z), "clip", (0.0, 6.0), "post"))
+        assert (big[:, :1] == -7).all() and (big[:, 1 + c :] == -7).all()
