@@ -133,7 +133,7 @@ class ConvBandedArgs(KernelArgs):
 class ConvDepthwiseArgs(KernelArgs):
     _fields_ = [
         *_PHASE_INPUT,
-        *_longs("kh", "kw", "dy", "dx", "wq"),
+        *_longs("kh", "kw", "dy", "dx", "wq", "grouped"),
         ("rows", _P),
         ("wts", _P),
         ("bias", _P),

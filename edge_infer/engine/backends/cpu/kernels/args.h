@@ -58,13 +58,14 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, float *, out) X(K, long, ocs) EI_EPILOGUE_ARGS(X, K) X(K, float *, buf)               \
     X(K, float *, pk)
 
-/* conv_depthwise.c: kernel kh x kw, dilations dy, dx; each input row laid out as sx column
- * phases of wq floats in `rows` ((kh - 1) * dy + 2 slots of sx * wq floats) */
+/* conv_depthwise.c: kernel kh x kw, dilations dy, dx; row by row, each input row laid out as
+ * sx column phases of wq floats in `rows` ((kh - 1) * dy + 2 slots of sx * wq floats), or
+ * (grouped != 0) 8 channels at a time interleaved in `rows` (see there) */
 #define EI_CONV_DEPTHWISE_ARGS(X, K)                                                           \
     EI_PHASE_INPUT_ARGS(X, K) X(K, long, kh) X(K, long, kw) X(K, long, dy) X(K, long, dx)      \
-    X(K, long, wq) X(K, float *, rows) X(K, const float *, wts) X(K, const float *, bias)      \
-    X(K, long, c0) X(K, long, c1) X(K, long, ho) X(K, long, wo) X(K, float *, out)             \
-    X(K, long, ocs) EI_EPILOGUE_ARGS(X, K)
+    X(K, long, wq) X(K, long, grouped) X(K, float *, rows) X(K, const float *, wts)            \
+    X(K, const float *, bias) X(K, long, c0) X(K, long, c1) X(K, long, ho) X(K, long, wo)      \
+    X(K, float *, out) X(K, long, ocs) EI_EPILOGUE_ARGS(X, K)
 
 /* conv_ocvec.c */
 #define EI_PACK_POSITIONS_ARGS(X, K)                                                           \

@@ -1,17 +1,23 @@
-/* Depthwise convolution, row by row: compiled on the target device (-march/-mcpu=native).
+/* Depthwise convolution: compiled on the target device (-march/-mcpu=native). Two paths,
+ * picked by the tactic (cpu_direct.py: GROUPED_MAX_WIDTH, measured):
  *
- * One channel at a time, one output row at a time. The kh input rows an output row reads
- * are laid out in a ring of row slots (each input row once per channel, while in L1): a
- * slot holds the row's sx column phases, zero-padded, wq floats each, so that tap kx of
- * output column ox reads phase (kx * dx) % sx at ox + (kx * dx) / sx — a contiguous vector
- * for every tap, whatever the stride. Rows above or below the input read a zero slot.
- * The output row is computed 16 then 8 columns at a time (the last vector partly stored)
- * with bias, residual and activation applied in registers (simd.h finish()).
+ * Row by row (large planes at stride 1): one channel at a time, one output row at a time.
+ * The kh input rows an output row reads are laid out in a ring of row slots (each input row
+ * once per channel, while in L1): a slot holds the row's sx column phases, zero-padded, wq
+ * floats each, so that tap kx of output column ox reads phase (kx * dx) % sx at
+ * ox + (kx * dx) / sx — a contiguous vector for every tap, whatever the stride. Rows above
+ * or below the input read a zero slot. The output row is computed 16 then 8 columns at a
+ * time (the last vector partly stored) with bias, residual and activation applied in
+ * registers (simd.h finish()).
+ *
+ * Channel groups (small planes, strided layers): 8 channels at a time, vectors along
+ * channels, as onnxruntime's NCHWc kernels do, the layout changed on the way in and out by
+ * 8 x 8 transposes in registers (dw_group below).
  *
  * The previous kernel split each whole channel plane into stride phases and walked it in
  * 16-wide strips of the padded grid: per strip a scalar target computation, and strips that
  * straddle rows (the grid is wider than the output) stored lane by lane — most strips at
- * 112 x 112, all of them at 7 x 7 and 14 x 14. This one stores whole output-row vectors.
+ * 112 x 112, all of them at 7 x 7 and 14 x 14.
  */
 #include <limits.h>
 
@@ -131,16 +137,125 @@ static inline __attribute__((always_inline)) void dw_channel(
     }
 }
 
+/* Small planes (7 x 7, 14 x 14): a row is one or two vectors, and the per-row work above
+ * (slot fills, tap pointers, a row-end store) costs more than its arithmetic; at stride 2
+ * the column phases cost as much again. There, CV channels go through together, vectors
+ * along channels (onnxruntime's NCHWc): their padded planes interleaved in P ([hp][wp][CV],
+ * zero borders; rows of 8 columns x 8 channels transposed in registers), then out[oy, ox] = sum_t W[t] *
+ * P[oy * sy + ky * dy][ox * sx + kx * dx] with W[t] the group's CV weights of tap t, into Q
+ * ([ho * wo][CV]); then 8 positions x 8 channels of Q transposed back at a time, each
+ * channel's vector stored with the epilogue. Lanes past the last channel (nc < CV) compute zeros that are never stored. */
+#define CV 8
+
+#if defined(__clang__) || __GNUC__ >= 12
+#define SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define SHUF(a, b, ...) __builtin_shuffle(a, b, (v8i){__VA_ARGS__})
+#endif
+
+/* r[i][j] -> r[j][i] */
+static inline __attribute__((always_inline)) void transpose8(v8 r[8]) {
+    v8 t[8], u[8];
+    for (long i = 0; i < 8; i += 2) {
+        t[i] = SHUF(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = SHUF(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (long i = 0; i < 8; i += 4) {
+        u[i] = SHUF(t[i], t[i + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[i + 1] = SHUF(t[i], t[i + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        u[i + 2] = SHUF(t[i + 1], t[i + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[i + 3] = SHUF(t[i + 1], t[i + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+    for (long i = 0; i < 4; i++) {
+        r[i] = SHUF(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        r[i + 4] = SHUF(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+
+static inline __attribute__((always_inline)) void dw_group(
+    const conv_depthwise_args *a, long c, long nc, float *buf, long kh, long kw, long sy,
+    long sx, long dy, long dx) {
+    long ho = a->ho, wo = a->wo, T = kh * kw;
+    long hp = (ho - 1) * sy + (kh - 1) * dy + 1, wp = (wo - 1) * sx + (kw - 1) * dx + 1;
+    float *P = buf, *Q = buf + hp * wp * CV;
+    long x0 = a->pl < wp ? a->pl : wp, x1 = a->pl + a->w < wp ? a->pl + a->w : wp;
+    for (long py = 0; py < hp; py++) {
+        long iy = py - a->pt;
+        float *drow = P + py * wp * CV;
+        if (iy < 0 || iy >= a->h) {
+            memset(drow, 0, (size_t)(wp * CV) * sizeof(float));
+            continue;
+        }
+        memset(drow, 0, (size_t)(x0 * CV) * sizeof(float));
+        memset(drow + x1 * CV, 0, (size_t)((wp - x1) * CV) * sizeof(float));
+        const float *row = a->x + c * a->xcs + iy * a->xrs;
+        for (long px = x0; px < x1; px += 8) {
+            long m = x1 - px < 8 ? x1 - px : 8;
+            v8 r[8];
+            for (long ci = 0; ci < CV; ci++) {
+                const float *src = row + ci * a->xcs + px - a->pl;
+                r[ci] = ci >= nc ? (v8){0} : m == 8 ? load8(src) : load_n(src, m);
+            }
+            transpose8(r);
+            for (long k = 0; k < m; k++) store8(drow + (px + k) * CV, r[k]);
+        }
+    }
+    v8 W[T];
+    for (long t = 0; t < T; t++) {
+        float wt[CV] = {0};
+        for (long ci = 0; ci < nc; ci++) wt[ci] = a->wts[(c + ci) * T + t];
+        W[t] = load8(wt);
+    }
+    for (long oy = 0; oy < ho; oy++) {
+        const float *prow = P + oy * sy * wp * CV;
+        float *q = Q + oy * wo * CV;
+        for (long ox = 0; ox < wo; ox++) {
+            v8 acc = {0};
+            for (long ky = 0; ky < kh; ky++)
+                for (long kx = 0; kx < kw; kx++)
+                    acc += W[ky * kw + kx] *
+                           load8(prow + ((ky * dy) * wp + ox * sx + kx * dx) * CV);
+            store8(q + ox * CV, acc);
+        }
+    }
+    long n = ho * wo;
+    for (long p = 0; p < n; p += 8) {
+        long m = n - p < 8 ? n - p : 8;
+        v8 r[8];
+        for (long k = 0; k < 8; k++) r[k] = load8(Q + (p + k) * CV);
+        transpose8(r);
+        for (long ci = 0; ci < nc; ci++) {
+            const float *zc = a->z ? a->z + (c + ci) * a->zcs + p : 0;
+            store_row8(a->out + (c + ci) * a->ocs + p, zc, m, r[ci],
+                       a->bias ? a->bias[c + ci] : 0.0f, a->act, a->p0, a->p1, a->residual);
+        }
+    }
+}
+
 #define DW_CHANNEL(KH, KW, SX, DY, DX)                                                         \
     dw_channel(xc, a->xrs, a->h, a->w, a->pt, a->pl, a->sy, SX, KH, KW, DY, DX, a->wq,        \
                a->rows, wc, b, a->ho, a->wo, oc, zc, a->act, a->p0, a->p1, a->residual)
+#define DW_GROUP(KH, KW, SY, SX, DY, DX) dw_group(a, c, nc, a->rows, KH, KW, SY, SX, DY, DX)
 
-/* Channels [c0, c1) of one image. */
+/* Channels [c0, c1) of one image; by groups of CV channels when a->grouped (buffer: see
+ * cpu_direct.py), else one channel at a time, row by row. */
 void conv_depthwise_f32(const conv_depthwise_args *a) {
     long kh = a->kh, kw = a->kw, sx = a->sx, dy = a->dy, dx = a->dx;
+    long unit = dy == 1 && dx == 1;
+    if (a->grouped) {
+        for (long c = a->c0; c < a->c1; c += CV) {
+            long nc = a->c1 - c < CV ? a->c1 - c : CV;
+            if (unit && kh == 3 && kw == 3 && a->sy == 1 && sx == 1)
+                DW_GROUP(3, 3, 1, 1, 1, 1);
+            else if (unit && kh == 3 && kw == 3 && a->sy == 2 && sx == 2)
+                DW_GROUP(3, 3, 2, 2, 1, 1);
+            else
+                DW_GROUP(kh, kw, a->sy, sx, dy, dx);
+        }
+        return;
+    }
     long slen = sx * a->wq;
     memset(a->rows + ((kh - 1) * dy + 1) * slen, 0, (size_t)slen * sizeof(float));
-    long unit = dy == 1 && dx == 1;
     for (long c = a->c0; c < a->c1; c++) {
         const float *xc = a->x + c * a->xcs;
         const float *wc = a->wts + c * kh * kw;

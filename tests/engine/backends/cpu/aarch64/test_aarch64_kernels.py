@@ -51,6 +51,8 @@ CONVS = [
     ((1, 20, 7, 9), 33, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
     ((2, 12, 11, 9), 12, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 12),
     ((1, 9, 17, 15), 9, (5, 5), (2, 2), (2, 2, 2, 2), (1, 1), 9),
+    # depthwise row by row (wider than cpu_direct.GROUPED_MAX_WIDTH, stride 1)
+    ((1, 5, 6, 37), 5, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 5),
 ]
 # every activation code of the fused epilogue (args.h), with its parameters
 ACTS = [

@@ -14,6 +14,7 @@ import pytest
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import ScratchPool
+from edge_infer.engine.backends.cpu.tactics import cpu_direct
 from edge_infer.engine.backends.cpu.tactics.cpu_direct import DepthwiseNative
 from edge_infer.engine.ops import get_registry
 from edge_infer.engine.tactics.base import ConvSpec
@@ -65,6 +66,15 @@ def _close(got: np.ndarray, want: np.ndarray) -> None:
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5 * scale)
 
 
+@pytest.fixture(params=["rows", "grouped"], autouse=True)
+def path(request, monkeypatch) -> str:
+    """Every test runs both kernel paths on every case: row by row, and channel groups."""
+    grouped = request.param == "grouped"
+    monkeypatch.setattr(cpu_direct, "GROUPED_MAX_WIDTH", 1 << 20 if grouped else 0)
+    monkeypatch.setattr(cpu_direct, "GROUPED_STRIDED", grouped)
+    return request.param
+
+
 def test_native_kernels_are_here() -> None:
     assert native.available()
 
@@ -72,19 +82,29 @@ def test_native_kernels_are_here() -> None:
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"x{c[0]}k{c[1]}s{c[2]}p{c[3]}d{c[4]}")
 @pytest.mark.parametrize("act", ACTS, ids=lambda a: a[0] or "none")
 @pytest.mark.parametrize("residual", ["none", "pre", "post"])
-def test_matches_the_reference(case, act, residual) -> None:
+def test_matches_the_reference(case, act, residual, path) -> None:
     x, w, b, conv = _data(case)
     z = np.random.default_rng(1).standard_normal(conv.shape).astype(np.float32)
     spec = _spec(case, conv, w, b, act, residual)
     assert DepthwiseNative.applicable(spec)
     out = np.full(conv.shape, np.nan, np.float32)
-    run = DepthwiseNative(spec).bind(
-        [x, w, b] + ([z] if residual != "none" else []), [out], ScratchPool()
-    )
+    made = []
+    record = native.NativeCall.__init__
+
+    def recording(self, name, fields, keep):
+        made.append(fields["grouped"])
+        record(self, name, fields, keep)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(native.NativeCall, "__init__", recording)
+        run = DepthwiseNative(spec).bind(
+            [x, w, b] + ([z] if residual != "none" else []), [out], ScratchPool()
+        )
+    assert set(made) == {int(path == "grouped")}
     run()
     _close(out, expected(conv, z, act[0], act[1], residual))
     out[:] = np.nan
-    run()  # the row ring and its zero slot are reused
+    run()  # the row ring (and its zero slot) or group buffer is reused
     _close(out, expected(conv, z, act[0], act[1], residual))
 
 
