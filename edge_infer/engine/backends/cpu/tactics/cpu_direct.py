@@ -9,8 +9,8 @@ larger strides, or the input itself for a plain 1×1 conv. Then:
 - ``ocvec_native`` (``kernels/conv_ocvec.c``): the terms of 6 positions packed in tile order
   (a small im2col), a 16-channel × 6-position tile, vectors along output channels — for the
   small grids of late layers, where positions cannot fill a vector;
-- ``depthwise_native`` (``kernels/conv_depthwise.c``): row by row, each input row laid out
-  once per channel in a small ring of zero-padded row slots.
+- ``depthwise_native`` (``kernels/conv_depthwise.c``): 8 channels at a time, vectors along
+  channels, for small planes and strides; row by row for large stride-1 planes.
 
 Each applies bias, residual and activation to the tile in registers before storing it: no
 accumulation or epilogue passes through memory. Activations the kernels do not implement run
@@ -501,9 +501,9 @@ class OcVecNative(_NativeConv):
 
 
 class DepthwiseNative(_NativeConv):
-    """Depthwise convs, row by row (conv_depthwise.c): each input row laid out once per
-    channel as zero-padded column phases in a small ring of row slots, every output row
-    stored in whole vectors."""
+    """Depthwise convs (conv_depthwise.c): small planes and strided layers DW_GROUP channels
+    at a time, vectors along channels; large stride-1 planes row by row, each input row laid
+    out once per channel as zero-padded column phases in a small ring of row slots."""
 
     name = "depthwise_native"
 
