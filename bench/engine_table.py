@@ -320,6 +320,12 @@ spread over 30 %, the machine was busy. INT8 ours is the CPU backend's validatio
 kernels. Agreement columns compare each INT8 model with our FP32 engine's output on the
 held-out frames (zoo models have random weights: top-1 agreement is a numerics check, not
 accuracy). Load average, BLAS kernel and per-process medians are in `engine_table.json`.
+
+Beside other jobs, onnxruntime's spinning thread pool (its default) mostly runs in a slow
+mode, 2-3.5x its undisturbed time, while ours stays steady: e.g. YOLOv8n-320 b1, 6 fresh
+processes each at load 5-6, ORT 42-47 ms with spinning, 24 ms with
+`session.intra_op.allow_spinning=0`, 14 ms in its fast mode. Under load the median ratios
+flatter us; read the best-process ratio, and remeasure on a quiet machine.
 """
 
 
