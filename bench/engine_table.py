@@ -19,6 +19,7 @@ Run (BLAS unthrottled; 2 threads, the project's benchmark method):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -115,11 +116,15 @@ def quantize_ort(fp32: Path, out: Path, reader: FramesReader, calibrator: str) -
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    fp32, out = fp32.resolve(), out.resolve()
     pre = out.with_name(out.stem + "-pre.onnx")
-    try:
-        quant_pre_process(str(fp32), str(pre))
-    except Exception:  # its symbolic shape inference gives up on some graphs
-        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+    # it writes its scratch files (sym_shape_infer_temp.onnx, external data) into the
+    # working directory: run it in the output's temporary folder
+    with contextlib.chdir(out.parent):
+        try:
+            quant_pre_process(str(fp32), str(pre))
+        except Exception:  # its symbolic shape inference gives up on some graphs
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
 
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy}
     quantize_static(
