@@ -19,7 +19,7 @@ from edge_infer.pipeline.batcher import LatencyModel
 from edge_infer.pipeline.config import DaemonConfig, PostprocessConfig
 from edge_infer.pipeline.frames import FrameHub, FramePool
 from edge_infer.pipeline.sources import CameraSource
-from edge_infer.pipeline.workers import ModelSpec, WorkerPool
+from edge_infer.pipeline.workers import ModelSpec, WorkerPool, device_pipeline_for
 
 if TYPE_CHECKING:
     from edge_infer.engine import Engine
@@ -59,21 +59,11 @@ def warm_up_device(
     (the emulator's events time the host). False where the engine has no device pipeline."""
     import numpy as np
 
-    from edge_infer.engine import device_pipeline
     from edge_infer.pipeline.preprocess import letterbox_geometry
 
     w, h = spec.input_width, spec.input_height
     with engine.create_context() as ctx:
-        dp = device_pipeline(
-            ctx,
-            input_name=spec.input_name,
-            output_name=spec.output_name,
-            layout=post.layout,
-            score_threshold=post.score_threshold,
-            iou_threshold=post.iou_threshold,
-            max_detections=post.max_detections,
-            scores=post.scores,
-        )
+        dp = device_pipeline_for(ctx, spec, post)
         if dp is None:
             return False
         try:

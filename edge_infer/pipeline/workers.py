@@ -105,6 +105,21 @@ class BatchResult:
     infer_end_wall: float
 
 
+def device_pipeline_for(context: Any, spec: ModelSpec, post: PostprocessConfig) -> Any:
+    """The backend's device pipeline for ``context`` with the model's bindings and the
+    postprocess settings; None where the backend has none (the CPU)."""
+    return device_pipeline(
+        context,
+        input_name=spec.input_name,
+        output_name=spec.output_name,
+        layout=post.layout,
+        score_threshold=post.score_threshold,
+        iou_threshold=post.iou_threshold,
+        max_detections=post.max_detections,
+        scores=post.scores,
+    )
+
+
 class InferenceWorker:
     """One thread and one ``ExecutionContext``; on the CPU one preallocated input batch, on a
     device a pipeline of two batches in flight and a collector thread."""
@@ -134,20 +149,7 @@ class InferenceWorker:
         # on a GPU, frames go to the device as uint8 and come back as detections: the
         # engine's backend letterboxes into its bound input and decodes + NMS-filters there
         # (None on the CPU; a BGR model keeps the host path, the kernel writes RGB)
-        self.device = (
-            None
-            if self.bgr
-            else device_pipeline(
-                self.context,
-                input_name=spec.input_name,
-                output_name=spec.output_name,
-                layout=post.layout,
-                score_threshold=post.score_threshold,
-                iou_threshold=post.iou_threshold,
-                max_detections=post.max_detections,
-                scores=post.scores,
-            )
-        )
+        self.device = None if self.bgr else device_pipeline_for(self.context, spec, post)
         if self.device is not None:
             log.info("worker %d: pre- and post-processing on the engine's device", index)
         #: batches this worker holds at once: two on a device (double buffering), else one

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_infer.synth.evaluate import iou_matrix
+
 #: ground-truth size buckets (shorter side of the visible box, frame pixels) for the report
 SIZE_BUCKETS: tuple[tuple[str, float, float], ...] = (
     ("< 12 px", 0.0, 12.0),
@@ -44,19 +46,6 @@ def load_camera_truth(path: str | os.PathLike[str]) -> list[FrameTruth]:
         boxes = np.concatenate((xywh[:, :2], xywh[:, :2] + xywh[:, 2:]), axis=1)
         frames.append(FrameTruth(boxes, np.array([o["class_id"] for o in objs], np.int64)))
     return frames
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every xyxy box of ``a [N, 4]`` with every one of ``b [M, 4]``."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def match_frame(
