@@ -49,13 +49,7 @@ from edge_infer.pipeline.sources import (
     hardware_problem,
     set_parallel_opens,
 )
-from edge_infer.pipeline.warmup import (
-    camera_source,
-    frame_pools,
-    pools_taken,
-    warm_up,
-    warm_up_device,
-)
+from edge_infer.pipeline.warmup import frame_pools, warm_up_daemon
 from edge_infer.pipeline.workers import BatchResult, Dispatcher, FrameResult, ModelSpec, WorkerPool
 
 if TYPE_CHECKING:
@@ -374,16 +368,7 @@ class Daemon:
         )
         max_batch = min(cfg.batching.max_batch or self.spec.max_batch, self.spec.max_batch)
         if cfg.inference.warmup:
-            # on a device, every batch size the engine has a plan for, timed on the device
-            # through the path the workers take; the CPU as always
-            sizes = [n for n in self.engine.batch_sizes if n <= max_batch] or [max_batch]
-            on_device = (
-                self.backend.name == "cuda"
-                and cfg.preprocess.color_order != "bgr"
-                and warm_up_device(self.engine, self.spec, cfg.postprocess, self.latency, sizes)
-            )
-            if not on_device:
-                warm_up(self.engine, self.spec, self.latency, sorted({1, max_batch}))
+            warm_up_daemon(cfg, self.backend.name, self.engine, self.spec, self.latency, max_batch)
         self.model = ModelInfo.from_engine(self.engine, cfg.engine.model_name)
         self.batcher = DeadlineBatcher(
             max_batch,
@@ -444,15 +429,11 @@ class Daemon:
 
         self.frame_pools = frame_pools(cfg, self.pool, cfg.enabled_cameras)
         self.sources = [
-            camera_source(cam, self.hub, self.clock, self.frame_pools.get(cam.id))
+            CameraSource(cam, self.hub, clock=self.clock, pool=self.frame_pools.get(cam.id))
             for cam in cfg.enabled_cameras
         ]
         if self.frame_pools:
-            log.info(
-                "cameras decode into %d pinned buffers each (%s)",
-                cfg.inference.frame_buffers,
-                "taken by the readers" if pools_taken() else "not yet: CameraSource takes no pool",
-            )
+            log.info("cameras decode into %d pinned buffers each", cfg.inference.frame_buffers)
         for s in self.sources:
             s.start()
         log.info("%d cameras started", len(self.sources))

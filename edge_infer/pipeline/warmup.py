@@ -9,16 +9,13 @@ so the batcher's deadlines start from the GPU's latency, not a default.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from edge_infer.pipeline.batcher import LatencyModel
 from edge_infer.pipeline.config import DaemonConfig, PostprocessConfig
-from edge_infer.pipeline.frames import FrameHub, FramePool
-from edge_infer.pipeline.sources import CameraSource
+from edge_infer.pipeline.frames import FramePool
 from edge_infer.pipeline.workers import ModelSpec, WorkerPool, device_pipeline_for
 
 if TYPE_CHECKING:
@@ -45,6 +42,26 @@ def warm_up(engine: Engine, spec: ModelSpec, latency: LatencyModel, sizes: list[
                 latency.estimate(n) * 1e3,
                 (t1 - t0) * 1e3,
             )
+
+
+def warm_up_daemon(
+    cfg: DaemonConfig,
+    backend: str,
+    engine: Engine,
+    spec: ModelSpec,
+    latency: LatencyModel,
+    max_batch: int,
+) -> None:
+    """The daemon's warm-up: on a device, every batch size the engine has a plan for, timed
+    on the device through the path the workers take; on the CPU batch 1 and the largest."""
+    sizes = [n for n in engine.batch_sizes if n <= max_batch] or [max_batch]
+    on_device = (
+        backend == "cuda"
+        and cfg.preprocess.color_order != "bgr"
+        and warm_up_device(engine, spec, cfg.postprocess, latency, sizes)
+    )
+    if not on_device:
+        warm_up(engine, spec, latency, sorted({1, max_batch}))
 
 
 def warm_up_device(
@@ -111,16 +128,3 @@ def frame_pools(cfg: DaemonConfig, pool: WorkerPool, cameras: list[Any]) -> dict
         )
         for cam in cameras
     }
-
-
-def camera_source(cam: Any, hub: FrameHub, clock: Callable[[], float], pool: Any) -> CameraSource:
-    """A camera's reader, decoding into ``pool``'s buffers where it has one and the reader
-    takes pools (``CameraSource(pool=...)``)."""
-    if pool is not None and pools_taken():
-        return CameraSource(cam, hub, clock=clock, pool=pool)
-    return CameraSource(cam, hub, clock=clock)
-
-
-def pools_taken() -> bool:
-    """Whether this CameraSource decodes into a pool (its ``pool=`` parameter)."""
-    return "pool" in inspect.signature(CameraSource).parameters

@@ -1,17 +1,14 @@
 """The daemon's per-camera frame pools (pipeline/warmup.py): one pool of
 ``inference.frame_buffers`` pinned buffers per camera where the workers run on a device,
-none on the CPU or with previews on; handed to each CameraSource as ``pool=`` where it
-takes one."""
+none on the CPU or with previews on."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 
 from edge_infer.pipeline import warmup
-from edge_infer.pipeline.frames import FrameHub, FramePool
 
 
 class _Device:
@@ -55,25 +52,3 @@ def test_no_pools_on_the_cpu_or_with_previews() -> None:
     assert warmup.frame_pools(_cfg(), cpu, CAMS) == {}
     gpu = SimpleNamespace(workers=[SimpleNamespace(device=_Device())])
     assert warmup.frame_pools(_cfg(preview=True), gpu, CAMS) == {}
-
-
-def test_the_pool_goes_to_a_camera_source_that_takes_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: dict = {}
-
-    class WithPool:
-        def __init__(self, cam, hub, *, clock, pool=None) -> None:
-            seen["pool"] = pool
-
-    class WithoutPool:
-        def __init__(self, cam, hub, *, clock) -> None:
-            seen["pool"] = "none taken"
-
-    pool = FramePool(2)
-    monkeypatch.setattr(warmup, "CameraSource", WithPool)
-    assert warmup.pools_taken()
-    warmup.camera_source(CAMS[0], FrameHub(), lambda: 0.0, pool)
-    assert seen["pool"] is pool
-    monkeypatch.setattr(warmup, "CameraSource", WithoutPool)
-    assert not warmup.pools_taken()
-    warmup.camera_source(CAMS[0], FrameHub(), lambda: 0.0, pool)  # guarded: no pool= passed
-    assert seen["pool"] == "none taken"
