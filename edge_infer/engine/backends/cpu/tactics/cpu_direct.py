@@ -211,10 +211,12 @@ class _NativeConv(_ConvTactic):
         workers = getattr(scratch, "workers", 1)
         return n > 1 and (workers == 1 or n >= 2 * workers)
 
-    def _finish_args(self, z3: np.ndarray | None, b: int) -> dict[str, Any]:
-        """The epilogue fields of image ``b``'s kernel arguments (args.h)."""
+    def _output_args(self, out3: np.ndarray, z3: np.ndarray | None, b: int) -> dict[str, Any]:
+        """The output and epilogue fields of image ``b``'s kernel arguments (args.h)."""
         zres = z3 if self.residual else None
         return dict(
+            out=out3.ctypes.data + out3.strides[0] * b,
+            ocs=out3.strides[1] // 4,
             act=self.act,
             p0=self.params[0],
             p1=self.params[1],
@@ -285,9 +287,7 @@ class DirectNative(_NativeConv):
                 gsafe=gsafe,
                 wg=wg,
                 wo=wo,
-                out=out3.ctypes.data + out3.strides[0] * b,
-                ocs=out3.strides[1] // 4,
-                **self._finish_args(z3, b),
+                **self._output_args(out3, z3, b),
                 pk=pack.ctypes.data,
             )
             return native.NativeCall("conv_direct_f32", args, (*keep, pack))
@@ -385,9 +385,7 @@ class DirectNative(_NativeConv):
                     bias=None if bias is None else bias.ctypes.data,
                     cout=cout,
                     wo=wo,
-                    out=out3.ctypes.data + out3.strides[0] * b,
-                    ocs=out3.strides[1] // 4,
-                    **self._finish_args(z3, b),
+                    **self._output_args(out3, z3, b),
                     buf=bufs[k].ctypes.data,
                     pk=packs[k].ctypes.data,
                 )
@@ -466,9 +464,7 @@ class OcVecNative(_NativeConv):
                 ob1=o1,
                 cout=cout,
                 P=positions,
-                out=out3.ctypes.data + out3.strides[0] * b,
-                ocs=out3.strides[1] // 4,
-                **self._finish_args(z3, b),
+                **self._output_args(out3, z3, b),
             )
             return native.NativeCall("conv_ocvec_f32", args, (*keep, pk))
 
@@ -557,9 +553,7 @@ class DepthwiseNative(_NativeConv):
                     c1=c1,
                     ho=ho,
                     wo=wo,
-                    out=out3.ctypes.data + out3.strides[0] * b,
-                    ocs=out3.strides[1] // 4,
-                    **self._finish_args(z3, b),
+                    **self._output_args(out3, z3, b),
                 )
                 steps: list[Run] = [native.NativeCall("conv_depthwise_f32", args, keep)]
                 if not self.fused:
