@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS: dict[str, tuple[str, str, tuple[int, ...]]] = {
     "yolov8n-320": ("zoo:yolov8n:320", "images", (1, 3, 320, 320)),
     "yolov8n-640": ("zoo:yolov8n:640", "images", (1, 3, 640, 640)),
-    "demo-det": (str(ROOT / "models" / "edge_demo_det.onnx"), "images", (1, 3, 320, 320)),
+    "demo-det": (str(ROOT / "models" / "edge_demo_det.onnx"), "images", (1, 3, 256, 416)),
 }
 
 _BUILD = """

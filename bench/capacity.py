@@ -208,15 +208,16 @@ def main() -> int:
         frames.append(f)
     cap.release()
     rotation = itertools.cycle(frames)
-    buf = np.empty((3, 320, 320), np.float32)
-    _, cpu, n = timed(lambda: (preprocess(next(rotation), (320, 320), buf), 1)[1], 3.0)
-    res["preprocess_ms"] = round(cpu / n * 1e3, 3)
-    prepared = [preprocess(f, (320, 320)) for f in frames[:8]]
-    batch = np.stack([x for x, _ in prepared])
-    lbs = [lb for _, lb in prepared]
     from edge_infer.engine.runtime import Engine
 
     engine = Engine.load(engine_path)
+    _, _, h, w = engine.inputs[0].shape  # the model's input (the demo detector: 416x256)
+    buf = np.empty((3, h, w), np.float32)
+    _, cpu, n = timed(lambda: (preprocess(next(rotation), (w, h), buf), 1)[1], 3.0)
+    res["preprocess_ms"] = round(cpu / n * 1e3, 3)
+    prepared = [preprocess(f, (w, h)) for f in frames[:8]]
+    batch = np.stack([x for x, _ in prepared])
+    lbs = [lb for _, lb in prepared]
     out = next(iter(engine.create_context().execute({engine.inputs[0].name: batch}).values()))
     _, cpu, n = timed(lambda: len(decode(out, lbs)), 3.0)
     res["postprocess_ms"] = round(cpu / n * 1e3, 3)

@@ -57,8 +57,8 @@ MODELS: dict[str, Model] = {
     "yolov8n-640": Model(
         "zoo:yolov8n", (("imgsz", 640), ("fold_bn", True)), "images", (3, 640, 640), "detector"
     ),
-    "demo-det": Model(
-        str(ROOT / "models" / "edge_demo_det.onnx"), (), "images", (3, 320, 320), "detector"
+    "demo-det": Model(  # the 416x256 export (W x H)
+        str(ROOT / "models" / "edge_demo_det.onnx"), (), "images", (3, 256, 416), "detector"
     ),
     "crnn-w128": Model("zoo:crnn", (("width", None),), "image", (3, 32, 128), "sequence"),
 }

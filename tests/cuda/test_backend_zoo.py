@@ -59,9 +59,9 @@ def test_zoo_model_fp32_matches_the_cpu_engine(name) -> None:
     assert len(launched) >= 0.8 * len([n for n in cuda.graph(2).nodes if "cuda_kernels" in n.meta])
 
 
-def test_demo_detector_fp32_at_320_matches_the_cpu_engine() -> None:
+def test_demo_detector_fp32_at_416x256_matches_the_cpu_engine() -> None:
     cpu, cuda = build_pair(
-        str(REPO / "models" / "edge_demo_det.onnx"), **_profile("images", (3, 320, 320))
+        str(REPO / "models" / "edge_demo_det.onnx"), **_profile("images", (3, 256, 416))
     )
     _check_batches(cpu, cuda)
 

@@ -14,7 +14,7 @@ from edge_infer.engine.reference import execute_graph, run_onnx
 from edge_infer.engine.runtime import Engine
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "edge_demo_det.onnx"
-SHAPES = {"images": (1, 3, 320, 320)}
+SHAPES = {"images": (1, 3, 256, 416)}  # the 416x256 export (W x H)
 
 pytestmark = pytest.mark.skipif(not MODEL.is_file(), reason="models/edge_demo_det.onnx missing")
 
@@ -22,7 +22,8 @@ pytestmark = pytest.mark.skipif(not MODEL.is_file(), reason="models/edge_demo_de
 def _images(count: int, seed: int) -> list[np.ndarray]:
     """Smooth random images in [0, 1] (blobs on a background, like the demo's scenes)."""
     rng = np.random.default_rng(seed)
-    small = rng.random((count, 3, 10, 10), dtype=np.float32)
+    _, c, h, w = SHAPES["images"]
+    small = rng.random((count, c, h // 32, w // 32), dtype=np.float32)
     return list(small.repeat(32, axis=2).repeat(32, axis=3))
 
 

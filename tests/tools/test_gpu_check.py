@@ -386,6 +386,15 @@ def test_build_and_bench_commands(tmp_path: Path) -> None:
     assert b[b.index("--batch") + 1] == "8" and "--json" in b and b[-2:] == ["--device", "1"]
 
 
+def test_demo_detector_is_built_at_its_onnx_input_shape(tmp_path: Path) -> None:
+    model = onnx.load(str(ROOT / "models" / "edge_demo_det.onnx"), load_external_data=False)
+    c, h, w = (d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:])
+    cfg = bench.configs(["demo-det-320"], ["fp32"], "none")[0]
+    cmd = bench.build_command("py", cfg, tmp_path, "0", None, has_device_flag=True)
+    assert cmd[cmd.index("--min-shapes") + 1] == f"images:1x{c}x{h}x{w}"
+    assert (c, h, w) == (3, 256, 416)  # the 416x256 export (issue 17 item 21)
+
+
 def test_parse_bench_reads_cpu_and_gpu_reports() -> None:
     cpu = {"batch": 1, "edge_infer": {"median_ms": 2.0, "p99_ms": 3.0, "throughput": 500.0}}
     row = bench.parse_bench(cpu, 1)
