@@ -15,6 +15,7 @@ from typing import Any
 
 from edge_infer.engine.ir import Node
 from edge_infer.engine.tactics.base import ConvSpec, Tactic, conv_spec
+from edge_infer.engine.tactics.quantized import QConvSpec, qconv_spec
 from edge_infer.engine.tactics.recurrent import recurrent_spec
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,9 @@ def layer_kind(node: Node) -> tuple[str, Any] | None:
     recurrent = recurrent_spec(node)
     if recurrent is not None:
         return "recurrent", recurrent
+    qspec = qconv_spec(node)
+    if qspec is not None:
+        return "qconv", qspec
     return None
 
 
@@ -62,4 +66,12 @@ def select_tactic(node: Node, table: TacticTable, name: str | None) -> Tactic | 
     return options[0](spec)  # type: ignore[call-arg]
 
 
-__all__ = ["ConvSpec", "Tactic", "TacticTable", "candidates", "layer_kind", "select_tactic"]
+__all__ = [
+    "ConvSpec",
+    "QConvSpec",
+    "Tactic",
+    "TacticTable",
+    "candidates",
+    "layer_kind",
+    "select_tactic",
+]

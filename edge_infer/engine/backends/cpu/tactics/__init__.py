@@ -13,6 +13,7 @@ from edge_infer.engine.backends.cpu.tactics.cpu_direct import (
     DirectNative,
     OcVecNative,
 )
+from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvReference
 from edge_infer.engine.backends.cpu.tactics.cpu_recurrent import RecurrentGemm
 from edge_infer.engine.backends.cpu.tactics.cpu_winograd import WinogradNative
 from edge_infer.engine.tactics import TacticTable
@@ -21,6 +22,7 @@ from edge_infer.engine.tactics import TacticTable
 CPU_TACTICS: TacticTable = {
     "conv": (*CONV_TACTICS, DirectNative, OcVecNative, DepthwiseNative, WinogradNative),
     "recurrent": (RecurrentGemm,),
+    "qconv": (QConvReference,),
 }
 
 __all__ = ["CPU_TACTICS"]
