@@ -211,6 +211,12 @@ class MaxpoolArgs(KernelArgs):
     ]
 
 
+class ConvertHalfArgs(KernelArgs):
+    """mode: 0 float16 → float32, 1 float32 → float16, 2 float32 rounded to float16 values."""
+
+    _fields_ = [("x", _P), ("y", _P), *_longs("rows", "n", "xrs", "yrs", "mode")]
+
+
 #: exported kernel ``<name>_f32`` → its argument struct (``<name>_args`` in args.h)
 ARGS: dict[str, type[KernelArgs]] = {
     "conv_direct_f32": ConvDirectArgs,
@@ -224,6 +230,7 @@ ARGS: dict[str, type[KernelArgs]] = {
     "softmax_f32": SoftmaxArgs,
     "upsample_nearest_f32": UpsampleNearestArgs,
     "maxpool_f32": MaxpoolArgs,
+    "convert_half_f32": ConvertHalfArgs,
 }
 
 

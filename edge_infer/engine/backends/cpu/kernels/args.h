@@ -98,6 +98,12 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, long, xcs) X(K, long, yis) X(K, long, ycs) X(K, long, h) X(K, long, w)                \
     X(K, long, fh) X(K, long, fw)
 
+/* convert_f16.c: rows x n values (row strides xrs, yrs, in elements); mode 0 float16 to
+ * float32, 1 float32 to float16, 2 float32 rounded to float16's values (round to nearest even) */
+#define EI_CONVERT_HALF_ARGS(X, K)                                                             \
+    X(K, const void *, x) X(K, void *, y) X(K, long, rows) X(K, long, n) X(K, long, xrs)       \
+    X(K, long, yrs) X(K, long, mode)
+
 /* pool.c */
 #define EI_MAXPOOL_ARGS(X, K)                                                                  \
     X(K, const float *, x) X(K, float *, y) X(K, long, planes) X(K, long, h) X(K, long, w)     \
@@ -117,7 +123,8 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(unary, EI_UNARY_ARGS)                                                                   \
     X(softmax, EI_SOFTMAX_ARGS)                                                               \
     X(upsample_nearest, EI_UPSAMPLE_NEAREST_ARGS)                                             \
-    X(maxpool, EI_MAXPOOL_ARGS)
+    X(maxpool, EI_MAXPOOL_ARGS)                                                               \
+    X(convert_half, EI_CONVERT_HALF_ARGS)
 
 /* the structs: <name>_args, and their entry points void <name>_f32(const <name>_args *) and
  * pool tasks void <name>_task(const void *) */
