@@ -217,6 +217,25 @@ class ConvertHalfArgs(KernelArgs):
     _fields_ = [("x", _P), ("y", _P), *_longs("rows", "n", "xrs", "yrs", "mode")]
 
 
+class LstmSeqArgs(KernelArgs):
+    """recurrent.c: one LSTM direction, projection and every step (strides in floats)."""
+
+    _fields_ = [
+        ("x", _P),
+        *_longs("rows", "inputs"),
+        *[(n, _P) for n in ("wpack", "bias", "proj", "rpack", "peep")],
+        *_longs("steps", "batch", "hidden", "hp", "pts", "pbs", "reverse"),
+        *[(n, _P) for n in ("lens", "h0", "c0")],
+        ("sbs", _L),
+        ("y", _P),
+        *_longs("yts", "ybs"),
+        *[(n, _P) for n in ("yh", "yc")],
+        ("clip", _F),
+        ("input_forget", _L),
+        ("work", _P),
+    ]
+
+
 #: exported kernel ``<name>_f32`` → its argument struct (``<name>_args`` in args.h)
 ARGS: dict[str, type[KernelArgs]] = {
     "conv_direct_f32": ConvDirectArgs,
@@ -230,6 +249,7 @@ ARGS: dict[str, type[KernelArgs]] = {
     "softmax_f32": SoftmaxArgs,
     "upsample_nearest_f32": UpsampleNearestArgs,
     "maxpool_f32": MaxpoolArgs,
+    "lstm_seq_f32": LstmSeqArgs,
     "convert_half_f32": ConvertHalfArgs,
 }
 

@@ -110,6 +110,16 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, long, ho) X(K, long, wo) X(K, long, kh) X(K, long, kw) X(K, long, sy) X(K, long, sx)  \
     X(K, long, pt) X(K, long, pl) X(K, long, dy) X(K, long, dx)
 
+/* recurrent.c: one direction of an LSTM over the whole sequence (see there) */
+#define EI_LSTM_SEQ_ARGS(X, K)                                                                 \
+    X(K, const float *, x) X(K, long, rows) X(K, long, inputs) X(K, const float *, wpack)      \
+    X(K, const float *, bias) X(K, float *, proj) X(K, const float *, rpack)                   \
+    X(K, const float *, peep) X(K, long, steps) X(K, long, batch) X(K, long, hidden)           \
+    X(K, long, hp) X(K, long, pts) X(K, long, pbs) X(K, long, reverse) X(K, const long *, lens) \
+    X(K, const float *, h0) X(K, const float *, c0) X(K, long, sbs) X(K, float *, y)          \
+    X(K, long, yts) X(K, long, ybs) X(K, float *, yh) X(K, float *, yc) X(K, float, clip)     \
+    X(K, long, input_forget) X(K, float *, work)
+
 /* every kernel: X(kernel name, its field list); a field list is FIELDS(X, kernel) and
  * calls X(kernel, type, name) once per field */
 #define EI_KERNELS(X)                                                                         \
@@ -124,6 +134,7 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(softmax, EI_SOFTMAX_ARGS)                                                               \
     X(upsample_nearest, EI_UPSAMPLE_NEAREST_ARGS)                                             \
     X(maxpool, EI_MAXPOOL_ARGS)                                                               \
+    X(lstm_seq, EI_LSTM_SEQ_ARGS)                                                             \
     X(convert_half, EI_CONVERT_HALF_ARGS)
 
 /* the structs: <name>_args, and their entry points void <name>_f32(const <name>_args *) and

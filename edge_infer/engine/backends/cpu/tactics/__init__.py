@@ -14,14 +14,14 @@ from edge_infer.engine.backends.cpu.tactics.cpu_direct import (
     OcVecNative,
 )
 from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvReference
-from edge_infer.engine.backends.cpu.tactics.cpu_recurrent import RecurrentGemm
+from edge_infer.engine.backends.cpu.tactics.cpu_recurrent import RecurrentGemm, RecurrentNative
 from edge_infer.engine.backends.cpu.tactics.cpu_winograd import WinogradNative
 from edge_infer.engine.tactics import TacticTable
 
 #: layer kind → CPU candidates, in the order tried (the first applicable is the default)
 CPU_TACTICS: TacticTable = {
     "conv": (*CONV_TACTICS, DirectNative, OcVecNative, DepthwiseNative, WinogradNative),
-    "recurrent": (RecurrentGemm,),
+    "recurrent": (RecurrentNative, RecurrentGemm),
     "qconv": (QConvReference,),
 }
 
