@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu import half, native
 from edge_infer.engine.ir import Node
 
 Run = Callable[[], None]
@@ -167,6 +167,8 @@ def _split(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch)
 def _resize(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
     """Integer nearest-neighbour upsampling (the YOLO neck) as one broadcast copy."""
     x, out = ins[0], outs[0]
+    if half.is_half(x, out) and native.available():  # float16 storage: exact through float32
+        return half.around_f32(_resize, node, ins, outs, scratch)
     if node.attrs.get("mode", "nearest") != "nearest" or x.ndim != 4:
         return None
     fh, rh = divmod(out.shape[2], x.shape[2])
@@ -213,6 +215,8 @@ def _maxpool(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
     """Max pooling: stride-1 'same' (SPPF) as separable running maxima over shifted views;
     other 2-D float32 poolings with the native kernel (one pass, padding never wins)."""
     x, out = ins[0], outs[0]
+    if half.is_half(x, out) and native.available():  # float16 storage: exact through float32
+        return half.around_f32(_maxpool, node, ins, outs, scratch)
     k = node.attrs.get("kernel_shape", [])
     strides = node.attrs.get("strides", [1, 1])
     pads = node.attrs.get("pads", [0, 0, 0, 0])

@@ -1,0 +1,114 @@
+"""FP16 engines on the CPU against FP32 ones, in one process, alternating (issue 18 item 3).
+
+    .venv/bin/python bench/fp16_cpu.py [--models yolov8n-320 demo mobilenetv2] [--rounds 40]
+
+Builds each model in FP32 and FP16 (both tuned), then times three programs round by round
+(each round runs each once, in turn, after a warm-up): FP32; FP16 as built; and FP16 with
+each convolution's tactic set to the FP16 form of the FP32 engine's choice ("aligned": on a
+loaded machine the two builds' timings pick different tactics, and this isolates what the
+float16 storage itself costs). Prints the median of the per-round ratios FP16 / FP32 and the
+largest difference of the FP16 engine's outputs from the FP16 reference (the graph run by
+the reference evaluator).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import numpy as np
+import onnx
+
+from edge_infer.engine.backends.cpu.program import CpuProgram
+from edge_infer.engine.builder import BuildOptions, build
+from edge_infer.engine.reference import execute_graph
+
+MODELS: dict[str, tuple[str, dict[str, Any], str, tuple[int, ...]]] = {
+    "yolov8n-320": ("zoo:yolov8n", {"imgsz": 320, "fold_bn": True}, "images", (1, 3, 320, 320)),
+    "mobilenetv2": ("zoo:mobilenetv2", {}, "input", (1, 3, 224, 224)),
+    "demo": ("models/edge_demo_det.onnx", {}, "", ()),
+}
+
+
+def _model(name: str) -> tuple[onnx.ModelProto, str, tuple[int, ...]]:
+    source, kwargs, inp, shape = MODELS[name]
+    if source.startswith("zoo:"):
+        from edge_infer.zoo import build_model
+
+        return build_model(source[4:], batch=None, **kwargs), inp, shape
+    model = onnx.load(source)
+    first = model.graph.input[0]
+    dims = tuple(d.dim_value or 1 for d in first.type.tensor_type.shape.dim)
+    return model, first.name, dims
+
+
+def _aligned(fp16_graph: Any, fp32_graph: Any) -> CpuProgram:
+    chosen = {n.name: n.meta.get("tactic") for n in fp32_graph.nodes}
+    for node in fp16_graph.nodes:
+        want = chosen.get(node.name)
+        if node.op_type == "Fp16Layer" and want:
+            node.meta["tactic"] = f"fp16_{want}"
+    return CpuProgram(fp16_graph)
+
+
+def run_model(name: str, rounds: int) -> dict[str, Any]:
+    model, inp, shape = _model(name)
+    feeds = {inp: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    engines = {
+        p: build(model, options=BuildOptions(shapes={inp: shape}, precision=p))
+        for p in ("fp32", "fp16")
+    }
+    graphs = {p: e.graph(1) for p, e in engines.items()}
+    programs = {
+        "fp32": CpuProgram(graphs["fp32"]),
+        "fp16": CpuProgram(graphs["fp16"]),
+        "fp16 aligned": _aligned(engines["fp16"].graph(1), graphs["fp32"]),
+    }
+    states = {k: p.new_state() for k, p in programs.items()}
+    outs = {k: p.run(states[k], feeds) for k, p in programs.items()}
+    ref = execute_graph(graphs["fp16"], feeds)
+    worst = {
+        k: max(
+            float(
+                np.abs(np.asarray(o[n], np.float64) - ref[n]).max() / max(1.0, np.abs(ref[n]).max())
+            )
+            for n in ref
+        )
+        for k, o in outs.items()
+    }
+    for _ in range(3):
+        for k, p in programs.items():
+            p.run(states[k], feeds)
+    times: dict[str, list[float]] = {k: [] for k in programs}
+    for _ in range(rounds):
+        for k, p in programs.items():
+            t0 = time.perf_counter()
+            p.run(states[k], feeds)
+            times[k].append(time.perf_counter() - t0)
+    for s in states.values():
+        s.close()
+    base = np.array(times["fp32"])
+    return {
+        "ms": {k: round(float(np.median(v)) * 1e3, 2) for k, v in times.items()},
+        "ratio": {
+            k: round(float(np.median(np.array(v) / base)), 3)
+            for k, v in times.items()
+            if k != "fp32"
+        },
+        "max_rel_diff_vs_fp16_reference": {k: float(f"{v:.3g}") for k, v in worst.items()},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--rounds", type=int, default=40)
+    args = parser.parse_args(argv)
+    for name in args.models:
+        print(name, run_model(name, args.rounds), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

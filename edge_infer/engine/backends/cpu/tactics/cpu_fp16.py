@@ -1,0 +1,184 @@
+"""FP16 layers (``edge_infer::Fp16Layer``) on the CPU: the FP32 kernels with float16 storage.
+
+The CPU's fast kernels compute in float32, so an FP16 layer runs as its FP32 implementation
+between conversions (:mod:`..half`): float16 inputs widened into float32 scratch (exact),
+float32 inputs the layer rounds (``round_inputs``) rounded to float16's values, weights
+upcast once at bind, and each float output rounded to nearest even float16 — stored in
+float16, or in float32 for the outputs the engine keeps in float32. Those are the reference's
+rounding points (ops/quantize.py ``fp16_layer``), so only the FP32 kernel's summation order
+differs from it.
+
+- ``fp16_<conv tactic>``: one per FP32 convolution tactic (``cpu_conv``, ``cpu_direct``,
+  ``cpu_winograd``), applicable where that tactic is; chosen by timing like the FP32 ones.
+- ``fp16_step``: an op with an FP32 step (``steps.STEPS``), through it.
+- ``fp16_kernel``: any layer, through the wrapped op's reference kernel: bit for bit the
+  reference's numbers (the self-check never rejects it, so a build never fails for want of
+  a candidate), which is what a layer gets when its step's float32 rounding differences
+  would flip a float16 rounding beyond a float32 output's self-check tolerance.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from edge_infer.engine.backends.cpu import half
+from edge_infer.engine.backends.cpu.steps import STEPS
+from edge_infer.engine.ir import Node
+from edge_infer.engine.ops import get_registry
+from edge_infer.engine.tactics.base import Run, Scratch, Tactic
+from edge_infer.engine.tactics.fp16 import Fp16Spec
+from edge_infer.errors import EdgeInferError
+
+F16, F32 = np.dtype(np.float16), np.dtype(np.float32)
+
+
+def _sequence(runs: list[Run]) -> Run:
+    runs = [r for r in runs if r is not None]
+    if len(runs) == 1:
+        return runs[0]
+
+    def run() -> None:
+        for fn in runs:
+            fn()
+
+    return run
+
+
+class _Fp16Tactic(Tactic):
+    """Shared: widening the inputs, rounding the outputs, around an FP32 run."""
+
+    name: ClassVar[str] = "fp16"
+
+    def __init__(self, spec: Fp16Spec) -> None:
+        self.spec = spec
+
+    def _inputs(self, inputs: list[Any], scratch: Scratch, before: list[Run]) -> list[Any]:
+        """The float32 arrays the FP32 run reads: constants upcast once, float16 views
+        widened into scratch, rounded float32 inputs rounded into scratch."""
+        pool = getattr(scratch, "pool", None)
+        out: list[Any] = []
+        for k, x in enumerate(inputs):
+            if k in self.spec.consts:
+                out.append(self.spec.consts[k])
+            elif isinstance(x, np.ndarray) and x.dtype == F16:
+                x32 = scratch(x.shape, F32, f"fp16_in{k}")
+                before.append(half.convert(x, x32, half.WIDEN, pool))
+                out.append(x32)
+            elif isinstance(x, np.ndarray) and x.dtype == F32 and k in self.spec.round_inputs:
+                x32 = scratch(x.shape, F32, f"fp16_in{k}")
+                before.append(half.convert(x, x32, half.ROUND, pool))
+                out.append(x32)
+            else:
+                out.append(x)
+        return out
+
+    def _outputs(self, outputs: list[np.ndarray], scratch: Scratch, after: list[Run]) -> list[Any]:
+        """The float32 arrays the FP32 run writes, and (in ``after``) their rounding into the
+        layer's outputs: float16 ones narrowed from scratch, float32 ones rounded in place."""
+        pool = getattr(scratch, "pool", None)
+        out: list[Any] = []
+        for k, y in enumerate(outputs):
+            if y.dtype == F16:
+                y32 = scratch(y.shape, F32, f"fp16_out{k}")
+                after.append(half.convert(y32, y, half.NARROW, pool))
+                out.append(y32)
+            elif y.dtype == F32:
+                after.append(half.convert(y, y, half.ROUND, pool))
+                out.append(y)
+            else:
+                out.append(y)
+        return out
+
+
+def fp16_conv(inner: type[Tactic]) -> type[Tactic]:
+    """The FP16 form of FP32 convolution tactic ``inner``: ``fp16_<inner.name>``."""
+
+    class Fp16Conv(_Fp16Tactic):
+        name = f"fp16_{inner.name}"
+        wraps = inner
+
+        @classmethod
+        def applicable(cls, spec: Fp16Spec) -> bool:
+            return spec.conv is not None and inner.applicable(spec.conv)
+
+        def __init__(self, spec: Fp16Spec) -> None:
+            super().__init__(spec)
+            self.inner = inner(spec.conv)  # type: ignore[call-arg]
+
+        def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
+            before: list[Run] = []
+            after: list[Run] = []
+            ins = self._inputs(inputs, scratch, before)
+            outs = self._outputs(outputs, scratch, after)
+            return _sequence([*before, self.inner.bind(ins, outs, scratch), *after])
+
+    Fp16Conv.__name__ = Fp16Conv.__qualname__ = f"Fp16_{inner.__name__}"
+    return Fp16Conv
+
+
+class Fp16Kernel(_Fp16Tactic):
+    """The wrapped op's reference kernel between the native conversions: the reference's
+    numbers bit for bit (it computes exactly what ``fp16_layer`` does), without its copies."""
+
+    name = "fp16_kernel"
+
+    @classmethod
+    def applicable(cls, spec: Fp16Spec) -> bool:
+        return all(t is None or t[1] in ("float16", "float32") for t in spec.outputs)
+
+    def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
+        before: list[Run] = []
+        after: list[Run] = []
+        ins = self._inputs(inputs, scratch, before)
+        outs = self._outputs(outputs, scratch, after)
+        return _sequence([*before, self._inner(ins, outs, scratch), *after])
+
+    def _inner(self, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run:
+        s = self.spec
+        found = get_registry().resolve(s.op_domain, s.op, s.opset)
+        if found is None:
+            raise EdgeInferError(
+                f"Fp16Layer wraps {s.op_domain or 'ai.onnx'}::{s.op}, which has no kernel "
+                f"at opset {s.opset}"
+            )
+        kernel, attrs = found.kernel, {**found.defaults, **s.op_attrs}
+
+        def run() -> None:
+            result = kernel(*ins, **attrs)
+            results = result if isinstance(result, tuple | list) else (result,)
+            for y, value in zip(outs, results, strict=False):
+                np.copyto(y, value, casting="unsafe")
+
+        return run
+
+
+class Fp16Step(Fp16Kernel):
+    """A non-convolution layer through the wrapped op's FP32 step (``steps.STEPS``; the
+    op's kernel where the step declines these arrays), between the conversions."""
+
+    name = "fp16_step"
+
+    @classmethod
+    def applicable(cls, spec: Fp16Spec) -> bool:
+        if spec.conv is not None or spec.op_domain or spec.op not in STEPS:
+            return False
+        if spec.op == "Softmax" and spec.opset < 13:
+            return False  # flatten-to-2D semantics: the step does not do them
+        return super().applicable(spec)
+
+    def _inner(self, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run:
+        s = self.spec
+        node = Node(s.op, f"fp16/{s.op}", "", dict(s.op_attrs))
+        run = STEPS[s.op](node, ins, outs, scratch)
+        return run if run is not None else super()._inner(ins, outs, scratch)
+
+
+def fp16_tactics(conv_tactics: tuple[type[Tactic], ...]) -> tuple[type[Tactic], ...]:
+    """The CPU's FP16 candidates, in the order tried: the FP32 convolution tactics' FP16
+    forms (in their order), the step, the op's kernel (the reference's numbers exactly)."""
+    return (*(fp16_conv(t) for t in conv_tactics), Fp16Step, Fp16Kernel)
+
+
+__all__ = ["Fp16Kernel", "Fp16Step", "fp16_conv", "fp16_tactics"]
