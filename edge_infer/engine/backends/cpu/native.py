@@ -236,6 +236,47 @@ class LstmSeqArgs(KernelArgs):
     ]
 
 
+class QConvSplitArgs(KernelArgs):
+    """conv_int8.c: the input as int32 quads in zero-padded stride phases (xf: float32 x,
+    quantized with scale, inv = 1 / scale); strides in elements."""
+
+    _fields_ = [
+        ("x", _P),
+        ("xf", _L),
+        ("inv", ctypes.c_double),
+        ("scale", ctypes.c_double),
+        *_longs("xcs", "xrs", "h", "w", "pt", "pl", "sy", "sx", "hq", "wq", "cg", "cq", "q0"),
+        ("q1", _L),
+        ("out", _P),
+    ]
+
+
+class QConvInt8Args(KernelArgs):
+    """conv_int8.c: the INT8 implicit GEMM over grid positions [g0, g1) and its epilogue
+    (otype / ztype: 0 float32, 1 float16, 2 int8)."""
+
+    _fields_ = [
+        ("layout", _P),
+        ("toff", _P),
+        ("T", _L),
+        ("wts", _P),
+        *_longs("coutp", "cout"),
+        *[(n, _P) for n in ("bias", "wsum", "mult")],
+        *_longs("g0", "g1", "wg", "ho", "wo"),
+        ("out", _P),
+        *_longs("ocs", "otype"),
+        ("oinv", ctypes.c_double),
+        ("oscale", ctypes.c_double),
+        ("act", _L),
+        ("p0", _F),
+        ("p1", _F),
+        ("residual", _L),
+        ("z", _P),
+        *_longs("zcs", "ztype"),
+        ("zscale", _F),
+    ]
+
+
 #: exported kernel ``<name>_f32`` → its argument struct (``<name>_args`` in args.h)
 ARGS: dict[str, type[KernelArgs]] = {
     "conv_direct_f32": ConvDirectArgs,
@@ -251,6 +292,8 @@ ARGS: dict[str, type[KernelArgs]] = {
     "maxpool_f32": MaxpoolArgs,
     "lstm_seq_f32": LstmSeqArgs,
     "convert_half_f32": ConvertHalfArgs,
+    "qconv_split_f32": QConvSplitArgs,
+    "qconv_int8_f32": QConvInt8Args,
 }
 
 
@@ -375,6 +418,8 @@ def declare(lib: Any) -> None:
         fn.argtypes = [ctypes.POINTER(args)]
     lib.winograd_work_f32.restype = _L
     lib.winograd_work_f32.argtypes = [_L, _L]
+    lib.qconv_int8_path.restype = _L
+    lib.qconv_int8_path.argtypes = []
     lib.pool_create.restype = _P
     lib.pool_create.argtypes = [_L, _L]
     lib.pool_run.restype = None

@@ -120,6 +120,24 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, long, yts) X(K, long, ybs) X(K, float *, yh) X(K, float *, yc) X(K, float, clip)     \
     X(K, long, input_forget) X(K, float *, work)
 
+/* conv_int8.c: the input laid out as int32 quads (4 channels' bytes) in zero-padded stride
+ * phases (xf: x is float32, quantized with 1/inv = scale); strides in elements */
+#define EI_QCONV_SPLIT_ARGS(X, K)                                                              \
+    X(K, const void *, x) X(K, long, xf) X(K, double, inv) X(K, double, scale)                 \
+    X(K, long, xcs) X(K, long, xrs) X(K, long, h) X(K, long, w) X(K, long, pt) X(K, long, pl)  \
+    X(K, long, sy) X(K, long, sx) X(K, long, hq) X(K, long, wq) X(K, long, cg) X(K, long, cq)  \
+    X(K, long, q0) X(K, long, q1) X(K, int *, out)
+
+/* conv_int8.c: grid positions [g0, g1) of width wg; otype / ztype 0 float32, 1 float16,
+ * 2 int8 (oinv = 1 / oscale) */
+#define EI_QCONV_INT8_ARGS(X, K)                                                               \
+    X(K, const int *, layout) X(K, const long *, toff) X(K, long, T) X(K, const int *, wts)    \
+    X(K, long, coutp) X(K, long, cout) X(K, const int *, bias) X(K, const int *, wsum)         \
+    X(K, const double *, mult) X(K, long, g0) X(K, long, g1) X(K, long, wg) X(K, long, ho)     \
+    X(K, long, wo) X(K, void *, out) X(K, long, ocs) X(K, long, otype) X(K, double, oinv)      \
+    X(K, double, oscale) X(K, long, act) X(K, float, p0) X(K, float, p1) X(K, long, residual)  \
+    X(K, const void *, z) X(K, long, zcs) X(K, long, ztype) X(K, float, zscale)
+
 /* every kernel: X(kernel name, its field list); a field list is FIELDS(X, kernel) and
  * calls X(kernel, type, name) once per field */
 #define EI_KERNELS(X)                                                                         \
@@ -134,6 +152,8 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(softmax, EI_SOFTMAX_ARGS)                                                               \
     X(upsample_nearest, EI_UPSAMPLE_NEAREST_ARGS)                                             \
     X(maxpool, EI_MAXPOOL_ARGS)                                                               \
+    X(qconv_split, EI_QCONV_SPLIT_ARGS)                                                       \
+    X(qconv_int8, EI_QCONV_INT8_ARGS)                                                         \
     X(lstm_seq, EI_LSTM_SEQ_ARGS)                                                             \
     X(convert_half, EI_CONVERT_HALF_ARGS)
 

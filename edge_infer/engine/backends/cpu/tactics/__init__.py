@@ -14,7 +14,7 @@ from edge_infer.engine.backends.cpu.tactics.cpu_direct import (
     OcVecNative,
 )
 from edge_infer.engine.backends.cpu.tactics.cpu_fp16 import fp16_tactics
-from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvReference
+from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative, QConvReference
 from edge_infer.engine.backends.cpu.tactics.cpu_recurrent import RecurrentGemm, RecurrentNative
 from edge_infer.engine.backends.cpu.tactics.cpu_winograd import WinogradNative
 from edge_infer.engine.tactics import TacticTable
@@ -23,7 +23,7 @@ from edge_infer.engine.tactics import TacticTable
 CPU_TACTICS: TacticTable = {
     "conv": (*CONV_TACTICS, DirectNative, OcVecNative, DepthwiseNative, WinogradNative),
     "recurrent": (RecurrentNative, RecurrentGemm),
-    "qconv": (QConvReference,),
+    "qconv": (QConvReference, QConvNative),
     "fp16": fp16_tactics(
         (*CONV_TACTICS, DirectNative, OcVecNative, DepthwiseNative, WinogradNative)
     ),

@@ -2,6 +2,13 @@
 
 - ``qconv_reference``: the registry's reference op (:func:`edge_infer.engine.ops.quantize
   .qconv`), the default and the self-check's yardstick.
+- ``qconv_native`` (``kernels/conv_int8.c``): the input laid out once as int32 quads (4
+  channels' bytes per pixel) in zero-padded stride phases, quantized there when it is the
+  float engine input; then an implicit GEMM of int8 dot products (AVX-512 VNNI, AVX-VNNI,
+  AVX2, aarch64 sdot or C, whichever this CPU has) over the phase grid, with the reference's
+  epilogue (requantization in float64, residual, activation, fp32/fp16/int8 store) applied
+  to the register tile. Bit-identical to the reference except where an exp-based
+  activation's float32 result differs in its last bit (see conv_int8.c).
 """
 
 from __future__ import annotations
@@ -10,9 +17,24 @@ from typing import Any
 
 import numpy as np
 
+from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu.activations import ACTIVATION_CODES
+from edge_infer.engine.backends.cpu.parallel import split
+from edge_infer.engine.backends.cpu.tactics.cpu_conv import _sequence, flat3
 from edge_infer.engine.ops.quantize import qconv
 from edge_infer.engine.tactics.base import Run, Scratch, Tactic
 from edge_infer.engine.tactics.quantized import QConvSpec
+
+#: grid strips handed to one kernel call are multiples of this many positions (every path's
+#: register tile width divides it: conv_int8.c NT)
+STRIP = 64
+#: output channels of a group's weight block are padded to a multiple of this (every path's
+#: tile height divides it: conv_int8.c MR)
+COUT_ALIGN = 48
+_RESIDUAL = {"none": 0, "pre": 1, "post": 2}
+_STORE = {"fp32": 0, "fp16": 1, "int8": 2}
+#: a layout split or a GEMM chunk below this many int8 multiply-adds is not worth a thread
+MIN_TASK_MACS = 1 << 18
 
 
 class QConvReference(Tactic):
@@ -39,4 +61,215 @@ class QConvReference(Tactic):
         return run
 
 
-__all__ = ["QConvReference"]
+class QConvNative(Tactic):
+    """INT8 implicit GEMM in C (see the module docstring); any group count (per group)."""
+
+    name = "qconv_native"
+
+    def __init__(self, spec: QConvSpec) -> None:
+        self.spec = spec
+        self.act = ACTIVATION_CODES[spec.activation]
+        params = (*spec.activation_params, 0.0, 0.0)
+        self.params = (float(params[0]), float(params[1]))
+
+    @classmethod
+    def applicable(cls, spec: QConvSpec) -> bool:
+        return (
+            spec.activation in ACTIVATION_CODES
+            and np.dtype(spec.x_dtype) in (np.dtype(np.int8), np.dtype(np.float32))
+            and (spec.z_dtype is None or np.dtype(spec.z_dtype) in _Z_DTYPES)
+            and spec.out_precision in _STORE
+            and spec.residual in _RESIDUAL
+            and native.available()
+        )
+
+    # -- geometry -----------------------------------------------------------------------
+
+    def _phase_grid(self) -> tuple[int, int]:
+        s = self.spec
+        _, _, h, w = s.x_shape
+        (sy, sx), (pt, pl, pb, pr) = s.strides, s.pads
+        return -(-(h + pt + pb) // sy), -(-(w + pl + pr) // sx)
+
+    def _prepared(self) -> dict[str, Any]:
+        """Weights, term offsets and per-channel constants, computed once per tactic."""
+        cached = getattr(self, "_prep", None)
+        if cached is not None:
+            return cached
+        s = self.spec
+        groups, cout = s.group, s.cout
+        cg, cog = s.cin // groups, cout // groups
+        kh, kw = s.kernel
+        (sy, sx), (dy, dx) = s.strides, s.dilations
+        taps = kh * kw
+        cq = -(-cg // 4)
+        hq, wq = self._phase_grid()
+        plen = hq * wq
+        # term t = (quad q, tap (i, j)): its offset in the layout [sy][sx][cq][hq][wq]
+        tap_off = [
+            ((i * dy) % sy * sx + (j * dx) % sx) * cq * plen
+            + ((i * dy) // sy) * wq
+            + (j * dx) // sx
+            for i in range(kh)
+            for j in range(kw)
+        ]
+        toff = (np.arange(cq, dtype=np.int64)[:, None] * plen + np.asarray(tap_off)).ravel()
+        terms = cq * taps
+        coutp = -(-cog // COUT_ALIGN) * COUT_ALIGN
+        w = np.zeros((groups, cog, cq * 4, taps), np.int8)
+        w[:, :, :cg] = np.asarray(s.weight, np.int8).reshape(groups, cog, cg, taps)
+        # [group][quad][tap][oc][4 channels] -> int32 quads [group][term][coutp]
+        quads = np.zeros((groups, cq, taps, coutp, 4), np.int8)
+        quads[:, :, :, :cog] = w.reshape(groups, cog, cq, 4, taps).transpose(0, 2, 4, 1, 3)
+        wts = np.ascontiguousarray(quads).view(np.int32).reshape(groups, terms, coutp)
+        wsum = np.asarray(s.weight, np.int64).reshape(cout, -1).sum(axis=1).astype(np.int32)
+        mult = float(s.x_scale) * np.asarray(s.w_scale, np.float64).reshape(cout)
+        bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.int32).reshape(cout)
+        grid = s.out_shape[2] * wq
+        strips = -(-grid // STRIP) * STRIP
+        layout = sy * sx * cq * plen
+        # reads of the last strip's dropped positions stay inside the buffer
+        size = max(layout, int(toff.max()) + strips) + STRIP
+        self._prep = dict(
+            cg=cg, cog=cog, cq=cq, hq=hq, wq=wq, terms=terms, coutp=coutp, toff=toff,
+            wts=wts, wsum=wsum, mult=np.ascontiguousarray(mult), bias=bias, grid=grid,
+            size=size,
+        )  # fmt: skip
+        return self._prep
+
+    # -- binding ------------------------------------------------------------------------
+
+    def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
+        s, p = self.spec, self._prepared()
+        x, out = inputs[0], outputs[0]
+        z = inputs[4] if len(inputs) > 4 and s.residual != "none" else None
+        before: list[Run] = []
+        after: list[Run] = []
+        x = _unit_rows(x, scratch, before, "qconv_in")
+        out3 = flat3(out)
+        if out3 is None:
+            tmp = scratch(out.shape, out.dtype, "qconv_out")
+            out3 = flat3(tmp)
+            after.append(lambda: np.copyto(out, tmp))
+        z3 = None
+        if z is not None:
+            z3 = flat3(z)
+            if z3 is None:
+                zc = scratch(z.shape, z.dtype, "qconv_residual")
+                z3 = flat3(zc)
+                before.append(lambda: np.copyto(zc, z))
+        n = s.x_shape[0]
+        groups = s.group
+        _, _, h, w = s.x_shape
+        _, _, ho, wo = s.out_shape
+        workers = getattr(scratch, "workers", 1)
+        layouts = scratch((n * groups, p["size"]), np.int32, "qconv_layout")
+        xf = int(np.dtype(x.dtype) == np.float32)
+        isz = x.itemsize
+        keep: tuple[Any, ...] = (p["toff"], p["wts"], p["wsum"], p["mult"], p["bias"], layouts)
+        splits: list[Any] = []
+        gemms: list[Any] = []
+        macs = p["grid"] * p["terms"] * 4 * p["cog"]
+        gparts = max(1, min(p["grid"] // STRIP + 1, macs // MIN_TASK_MACS))
+        gparts = min(gparts, -(-3 * workers // (n * groups))) if workers > 1 else 1
+        qparts = 1 if workers == 1 else max(1, min(p["cq"], workers, x[0].size // 16384))
+        for b in range(n):
+            for gi in range(groups):
+                lay = layouts[b * groups + gi]
+                xaddr = x.ctypes.data + b * x.strides[0] + gi * p["cg"] * x.strides[1]
+                for q0, q1 in split(p["cq"], qparts):
+                    args = dict(
+                        x=xaddr,
+                        xf=xf,
+                        inv=1.0 / float(s.x_scale),
+                        scale=float(s.x_scale),
+                        xcs=x.strides[1] // isz,
+                        xrs=x.strides[2] // isz,
+                        h=h,
+                        w=w,
+                        pt=s.pads[0],
+                        pl=s.pads[1],
+                        sy=s.strides[0],
+                        sx=s.strides[1],
+                        hq=p["hq"],
+                        wq=p["wq"],
+                        cg=p["cg"],
+                        cq=p["cq"],
+                        q0=q0,
+                        q1=q1,
+                        out=lay.ctypes.data,
+                    )
+                    splits.append(native.NativeCall("qconv_split_f32", args, (*keep, x)))
+                oc0 = gi * p["cog"]
+                for g0, g1 in split(p["grid"], gparts, align=STRIP):
+                    args = dict(
+                        layout=lay.ctypes.data,
+                        toff=p["toff"].ctypes.data,
+                        T=p["terms"],
+                        wts=p["wts"][gi].ctypes.data,
+                        coutp=p["coutp"],
+                        cout=p["cog"],
+                        bias=None if p["bias"] is None else p["bias"].ctypes.data + 4 * oc0,
+                        wsum=p["wsum"].ctypes.data + 4 * oc0,
+                        mult=p["mult"].ctypes.data + 8 * oc0,
+                        g0=g0,
+                        g1=g1,
+                        wg=p["wq"],
+                        ho=ho,
+                        wo=wo,
+                        **self._out_fields(out3, z3, b, oc0),
+                    )
+                    gemms.append(native.NativeCall("qconv_int8_f32", args, (*keep, out3, z3)))
+        pool = getattr(scratch, "pool", None)
+        steps: list[Run] = list(before)
+        for chunks in (splits, gemms):
+            if pool is not None and len(chunks) > 1:
+                steps.append(pool.bind(chunks))
+            else:
+                steps.extend(chunks)
+        steps.extend(after)
+        return _sequence(steps)
+
+    def _out_fields(
+        self, out3: np.ndarray, z3: np.ndarray | None, b: int, oc0: int
+    ) -> dict[str, Any]:
+        s = self.spec
+        osz = out3.itemsize
+        fields: dict[str, Any] = dict(
+            out=out3.ctypes.data + b * out3.strides[0] + oc0 * out3.strides[1],
+            ocs=out3.strides[1] // osz,
+            otype=_STORE[s.out_precision],
+            oinv=1.0 / s.out_scale if s.out_precision == "int8" else 0.0,
+            oscale=float(s.out_scale),
+            act=self.act,
+            p0=self.params[0],
+            p1=self.params[1],
+            residual=_RESIDUAL[s.residual] if z3 is not None else 0,
+        )
+        if z3 is None:
+            fields.update(z=None, zcs=0, ztype=0, zscale=0.0)
+        else:
+            zsz = z3.itemsize
+            fields.update(
+                z=z3.ctypes.data + b * z3.strides[0] + oc0 * z3.strides[1],
+                zcs=z3.strides[1] // zsz,
+                ztype=2 if z3.dtype == np.int8 else 0,
+                zscale=float(s.z_scale),
+            )
+        return fields
+
+
+_Z_DTYPES = (np.dtype(np.float32), np.dtype(np.int8))
+
+
+def _unit_rows(x: np.ndarray, scratch: Scratch, before: list[Run], role: str) -> np.ndarray:
+    """``x``, or a scratch copy when its rows are not unit-stride (whole-element strides)."""
+    isz = x.itemsize
+    if x.strides[3] == isz and not any(v % isz for v in x.strides):
+        return x
+    xc = scratch(x.shape, x.dtype, role)
+    before.append(lambda: np.copyto(xc, x))
+    return xc
+
+
+__all__ = ["QConvNative", "QConvReference"]

@@ -1,0 +1,468 @@
+/* INT8 convolutions (edge_infer::QConv, ops/quantize.py), bit for bit the reference's:
+ * exact int32 accumulators of int8 products, y = float32(double(acc + B_q) * (double(x_scale)
+ * * double(w_scale[oc]))), residual, activation in float32, then stored as fp32, fp16 (round
+ * to nearest even) or int8 (rint(double(y) / double(out_scale)), half to even, saturated).
+ *
+ * Two kernels per layer, as conv_direct.c's: qconv_split lays the input out once as int32
+ * "quads" (4 consecutive input channels of one pixel, one byte each) in zero-padded stride
+ * phases, quantizing a float input on the way; then every (channel quad, tap) term of an
+ * output position is one 32-bit read at a fixed offset (toff), and qconv_int8 runs an
+ * implicit GEMM over a grid of positions (the phase grid's width; columns past the output's
+ * are computed and dropped): a register tile of MR output channels x NT positions, vectors
+ * along positions, each term a 4-way dot product per lane with the weight quad broadcast.
+ *
+ * The dot product, by what this CPU has (chosen at compile time; EI_INT8_PATH forces one):
+ *   AVX-512 VNNI  vpdpbusd zmm (u8 x s8): activations biased by +128 to u8 in the layout,
+ *                 the -128 * sum(w) compensation folded into the accumulator's start;
+ *   AVX-VNNI      the same on ymm (or AVX-512 VL's EVEX form);
+ *   AVX2          bytes sign-extended to int16 and vpmaddwd (exact; vpmaddubsw's int16
+ *                 saturation would not be);
+ *   aarch64 sdot  s8 x s8 by lane (Cortex-A78AE, Jetson Orin);
+ *   generic C.
+ * The weights ([term][coutp] quads), term offsets and layouts are the same on every path, so
+ * a recorded call replays anywhere (tests/engine/backends/cpu/aarch64). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+/* the reference rounds every float operation (a dequantized residual's product, the hard
+ * activations' multiply-add): no fused multiply-adds in this file */
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "args.h"
+#include "simd.h"
+
+#define EI_Q8_GENERIC 1
+#define EI_Q8_AVX2 2
+#define EI_Q8_VNNI256 3
+#define EI_Q8_VNNI512 4
+#define EI_Q8_SDOT 5
+
+#ifndef EI_INT8_PATH
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#define EI_INT8_PATH EI_Q8_VNNI512
+#elif defined(__AVXVNNI__) || (defined(__AVX512VNNI__) && defined(__AVX512VL__))
+#define EI_INT8_PATH EI_Q8_VNNI256
+#elif defined(__AVX2__)
+#define EI_INT8_PATH EI_Q8_AVX2
+#elif defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
+#define EI_INT8_PATH EI_Q8_SDOT
+#else
+#define EI_INT8_PATH EI_Q8_GENERIC
+#endif
+#endif
+
+#if EI_INT8_PATH == EI_Q8_VNNI512
+#include <immintrin.h>
+#define MR 6
+#define NV 4
+#define VL 16
+#define U8 1
+#elif EI_INT8_PATH == EI_Q8_VNNI256
+#include <immintrin.h>
+#define MR 6
+#define NV 2
+#define VL 8
+#define U8 1
+#if defined(__AVXVNNI__)
+#define DPBUSD256 _mm256_dpbusd_avx_epi32
+#else
+#define DPBUSD256 _mm256_dpbusd_epi32
+#endif
+#elif EI_INT8_PATH == EI_Q8_AVX2
+#include <immintrin.h>
+#define MR 6
+#define NV 1
+#define VL 8
+#define U8 0
+#elif EI_INT8_PATH == EI_Q8_SDOT
+#include <arm_neon.h>
+#define MR 8
+#define NV 2
+#define VL 4
+#define U8 0
+#else
+#define MR 4
+#define NV 2
+#define VL 4
+#define U8 0
+#endif
+#define NT (NV * VL) /* positions per tile: divides 64, the strip alignment of the callers */
+
+/* which path this library runs (1 generic, 2 AVX2, 3 VNNI 256, 4 VNNI 512, 5 sdot) */
+long qconv_int8_path(void) { return EI_INT8_PATH; }
+
+/* -- the layout ------------------------------------------------------------------------- */
+
+/* rint(double(v) / s) saturated to int8, as quantize_activation: the quotient as a product
+ * with 1/s, redone as the quotient when it lies within rounding reach of a half */
+static inline int8_t quantize1(float v, double inv, double s) {
+    double t = (double)v * inv;
+    if (!(t > -200.0)) t = t != t ? 0.0 : -200.0; /* NaN: as numpy's cast leaves it, 0 */
+    if (t > 200.0) t = 200.0;
+    double r = __builtin_rint(t);
+    if (fabs(fabs(t - r) - 0.5) < 1e-9) r = __builtin_rint((double)v / s);
+    return (int8_t)(r < -128.0 ? -128.0 : r > 127.0 ? 127.0 : r);
+}
+
+static inline uint32_t quad(uint8_t b0, uint8_t b1, uint8_t b2, uint8_t b3) {
+    return (uint32_t)b0 | (uint32_t)b1 << 8 | (uint32_t)b2 << 16 | (uint32_t)b3 << 24;
+}
+
+void qconv_split_f32(const qconv_split_args *a) {
+    const uint32_t bias = U8 ? 0x80808080u : 0u; /* a zero activation, as the dot reads it */
+    const long plen = a->hq * a->wq, sy = a->sy, sx = a->sx;
+    for (long q = a->q0; q < a->q1; q++) {
+        long ch[4];
+        for (int k = 0; k < 4; k++) ch[k] = 4 * q + k < a->cg ? 4 * q + k : -1;
+        for (long py = 0; py < sy; py++)
+            for (long px = 0; px < sx; px++) {
+                uint32_t *o = (uint32_t *)a->out + ((py * sx + px) * a->cq + q) * plen;
+                /* columns c reading input column c * sx + px - pl inside [0, w) */
+                long c_lo = a->pl > px ? (a->pl - px + sx - 1) / sx : 0;
+                long c_hi = (a->w + a->pl - px + sx - 1) / sx;
+                if (c_hi > a->wq) c_hi = a->wq;
+                if (c_lo > c_hi) c_lo = c_hi;
+                for (long r = 0; r < a->hq; r++) {
+                    uint32_t *orow = o + r * a->wq;
+                    long iy = r * sy + py - a->pt;
+                    if (iy < 0 || iy >= a->h) {
+                        for (long c = 0; c < a->wq; c++) orow[c] = bias;
+                        continue;
+                    }
+                    for (long c = 0; c < c_lo; c++) orow[c] = bias;
+                    for (long c = c_hi; c < a->wq; c++) orow[c] = bias;
+                    long ix0 = c_lo * sx + px - a->pl;
+                    if (a->xf) {
+                        const float *p[4];
+                        for (int k = 0; k < 4; k++)
+                            p[k] = ch[k] < 0 ? NULL
+                                             : (const float *)a->x + ch[k] * a->xcs + iy * a->xrs + ix0;
+                        for (long c = c_lo, i = 0; c < c_hi; c++, i += sx) {
+                            uint8_t b[4];
+                            for (int k = 0; k < 4; k++)
+                                b[k] = p[k] ? (uint8_t)quantize1(p[k][i], a->inv, a->scale) : 0;
+                            orow[c] = quad(b[0], b[1], b[2], b[3]) ^ bias;
+                        }
+                        continue;
+                    }
+                    const uint8_t *p[4];
+                    static const uint8_t zeros[1] = {0};
+                    long step[4];
+                    for (int k = 0; k < 4; k++) {
+                        p[k] = ch[k] < 0 ? zeros
+                                         : (const uint8_t *)a->x + ch[k] * a->xcs + iy * a->xrs + ix0;
+                        step[k] = ch[k] < 0 ? 0 : sx;
+                    }
+                    if (ch[3] >= 0 && sx == 1) { /* the common case, vectorized */
+                        const uint8_t *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
+                        uint32_t *oc = orow + c_lo;
+                        for (long i = 0; i < c_hi - c_lo; i++)
+                            oc[i] = quad(p0[i], p1[i], p2[i], p3[i]) ^ bias;
+                    } else if (ch[3] >= 0 && sx == 2) {
+                        const uint8_t *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
+                        uint32_t *oc = orow + c_lo;
+                        for (long i = 0; i < c_hi - c_lo; i++)
+                            oc[i] = quad(p0[2 * i], p1[2 * i], p2[2 * i], p3[2 * i]) ^ bias;
+                    } else {
+                        for (long c = c_lo, i = 0; c < c_hi; c++, i++)
+                            orow[c] = quad(p[0][i * step[0]], p[1][i * step[1]],
+                                           p[2][i * step[2]], p[3][i * step[3]])
+                                      ^ bias;
+                    }
+                }
+            }
+    }
+}
+EI_TASK(qconv_split)
+
+/* -- the register tile: acc[i][j] = init[i] + sum over terms of x quad . w quad ------------ */
+
+#if EI_INT8_PATH == EI_Q8_VNNI512
+static inline void tile(const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
+                        const int32_t *init, int32_t *acc) {
+    __m512i a[MR][NV];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) a[i][v] = _mm512_set1_epi32(init[i]);
+    for (long t = 0; t < T; t++) {
+        const int32_t *xp = x + toff[t], *wp = w + t * wstride;
+        __m512i x0 = _mm512_loadu_si512(xp), x1 = _mm512_loadu_si512(xp + 16);
+        __m512i x2 = _mm512_loadu_si512(xp + 32), x3 = _mm512_loadu_si512(xp + 48);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            __m512i b = _mm512_set1_epi32(wp[i]);
+            a[i][0] = _mm512_dpbusd_epi32(a[i][0], x0, b);
+            a[i][1] = _mm512_dpbusd_epi32(a[i][1], x1, b);
+            a[i][2] = _mm512_dpbusd_epi32(a[i][2], x2, b);
+            a[i][3] = _mm512_dpbusd_epi32(a[i][3], x3, b);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) _mm512_storeu_si512(acc + i * NT + v * VL, a[i][v]);
+}
+#elif EI_INT8_PATH == EI_Q8_VNNI256
+static inline void tile(const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
+                        const int32_t *init, int32_t *acc) {
+    __m256i a[MR][NV];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) a[i][v] = _mm256_set1_epi32(init[i]);
+    for (long t = 0; t < T; t++) {
+        const int32_t *xp = x + toff[t], *wp = w + t * wstride;
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)xp);
+        __m256i x1 = _mm256_loadu_si256((const __m256i *)(xp + 8));
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            __m256i b = _mm256_set1_epi32(wp[i]);
+            a[i][0] = DPBUSD256(a[i][0], x0, b);
+            a[i][1] = DPBUSD256(a[i][1], x1, b);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            _mm256_storeu_si256((__m256i *)(acc + i * NT + v * VL), a[i][v]);
+}
+#elif EI_INT8_PATH == EI_Q8_AVX2
+/* 8 positions: each half (4 positions x 4 bytes) sign-extended to 16 int16, vpmaddwd with
+ * the weight quad as int16 gives pairs of products per position; the pairs are added once,
+ * at the end (hadd, then the 64-bit lanes back in order) */
+static inline void tile(const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
+                        const int32_t *init, int32_t *acc) {
+    __m256i lo[MR], hi[MR];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) lo[i] = hi[i] = _mm256_setzero_si256();
+    for (long t = 0; t < T; t++) {
+        const int32_t *xp = x + toff[t], *wp = w + t * wstride;
+        __m256i xv = _mm256_loadu_si256((const __m256i *)xp);
+        __m256i xl = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(xv));
+        __m256i xh = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(xv, 1));
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            __m256i b = _mm256_cvtepi8_epi16(_mm_set1_epi32(wp[i]));
+            lo[i] = _mm256_add_epi32(lo[i], _mm256_madd_epi16(xl, b));
+            hi[i] = _mm256_add_epi32(hi[i], _mm256_madd_epi16(xh, b));
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[i], hi[i]), 0xD8);
+        s = _mm256_add_epi32(s, _mm256_set1_epi32(init[i]));
+        _mm256_storeu_si256((__m256i *)(acc + i * NT), s);
+    }
+}
+#elif EI_INT8_PATH == EI_Q8_SDOT
+/* the weight quads of 4 channels in one register, each broadcast by lane */
+static inline void tile(const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
+                        const int32_t *init, int32_t *acc) {
+    int32x4_t a[MR][NV];
+    for (int i = 0; i < MR; i++)
+        for (int v = 0; v < NV; v++) a[i][v] = vdupq_n_s32(init[i]);
+    for (long t = 0; t < T; t++) {
+        const int32_t *xp = x + toff[t], *wp = w + t * wstride;
+        int8x16_t x0 = vld1q_s8((const int8_t *)xp), x1 = vld1q_s8((const int8_t *)(xp + 4));
+        int8x16_t w0 = vld1q_s8((const int8_t *)wp), w1 = vld1q_s8((const int8_t *)(wp + 4));
+#define EI_SDOT_ROW(i, wr, lane)                                                               \
+    a[i][0] = vdotq_laneq_s32(a[i][0], x0, wr, lane);                                          \
+    a[i][1] = vdotq_laneq_s32(a[i][1], x1, wr, lane);
+        EI_SDOT_ROW(0, w0, 0)
+        EI_SDOT_ROW(1, w0, 1)
+        EI_SDOT_ROW(2, w0, 2)
+        EI_SDOT_ROW(3, w0, 3)
+        EI_SDOT_ROW(4, w1, 0)
+        EI_SDOT_ROW(5, w1, 1)
+        EI_SDOT_ROW(6, w1, 2)
+        EI_SDOT_ROW(7, w1, 3)
+#undef EI_SDOT_ROW
+    }
+    for (int i = 0; i < MR; i++)
+        for (int v = 0; v < NV; v++) vst1q_s32(acc + i * NT + v * VL, a[i][v]);
+}
+#else
+static inline void tile(const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
+                        const int32_t *init, int32_t *acc) {
+    int32_t a[MR][NT];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NT; j++) a[i][j] = init[i];
+    for (long t = 0; t < T; t++) {
+        const int8_t *xb = (const int8_t *)(x + toff[t]);
+        const int8_t *wb = (const int8_t *)(w + t * wstride);
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NT; j++)
+                a[i][j] += xb[4 * j] * wb[4 * i] + xb[4 * j + 1] * wb[4 * i + 1]
+                           + xb[4 * j + 2] * wb[4 * i + 2] + xb[4 * j + 3] * wb[4 * i + 3];
+    }
+    memcpy(acc, a, sizeof a);
+}
+#endif
+
+/* -- the epilogue ------------------------------------------------------------------------ */
+
+typedef double v8d __attribute__((vector_size(64)));
+
+/* the reference's sigmoid (activations.sigmoid_core): exp of -|y| only */
+static inline v8 q_sigmoid(v8 y) {
+    v8 e = vexp(vsel(y < 0.0f, y, -y));
+    v8 r = 1.0f / (1.0f + e);
+    return vsel(y >= 0.0f, r, e * r);
+}
+
+/* tanh, Cephes float32: an odd polynomial below 0.625, 1 - 2 / (exp(2|y|) + 1) above */
+static inline v8 q_tanh(v8 y) {
+    v8 ay = vsel(y < 0.0f, -y, y);
+    v8 z = y * y;
+    v8 p = -5.70498872745e-3f * z + 2.06390887954e-2f;
+    p = p * z - 5.37397155531e-2f;
+    p = p * z + 1.33314422036e-1f;
+    p = p * z - 3.33332819422e-1f;
+    v8 small = p * z * y + y;
+    v8 big = 1.0f - 2.0f / (vexp(2.0f * ay) + 1.0f);
+    big = vsel(y < 0.0f, -big, big);
+    return vsel(ay < 0.625f, small, big);
+}
+
+/* the activations as the reference computes them in float32 (ops/fused.py ACTIVATIONS) */
+static inline v8 q_activate(v8 y, long act, float p0, float p1) {
+    switch (act) {
+    case EI_ACT_RELU: return vsel(y > 0.0f, y, splat(0.0f));
+    case EI_ACT_LEAKY_RELU: return vsel(y >= 0.0f, y, y * p0);
+    case EI_ACT_CLIP: return vmin(vmax(y, splat(p0)), splat(p1));
+    case EI_ACT_SIGMOID: return q_sigmoid(y);
+    case EI_ACT_SILU: return y * q_sigmoid(y);
+    case EI_ACT_HARD_SWISH:
+        return y * vmin(vmax(y * (float)(1.0 / 6.0) + 0.5f, splat(0.0f)), splat(1.0f));
+    case EI_ACT_HARD_SIGMOID: return vmin(vmax(y * p0 + p1, splat(0.0f)), splat(1.0f));
+    case EI_ACT_TANH: return q_tanh(y);
+    default: return y;
+    }
+}
+
+/* float32 -> float16 bits, round to nearest even (as numpy's astype) */
+static inline uint16_t f16_bits(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0));
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds past 65504: inf */
+    if (ax < 0x38800000u) { /* subnormal half (or zero): round |f| * 2^24 to an integer */
+        float m;
+        uint32_t mb = ax;
+        memcpy(&m, &mb, 4);
+        float r = __builtin_rintf(m * 16777216.0f); /* exact scaling, then RNE */
+        return (uint16_t)(sign | (uint32_t)r);
+    }
+    uint32_t mant = ax + 0xfffu + ((ax >> 13) & 1u); /* round the 13 dropped bits to even */
+    return (uint16_t)(sign | ((mant - 0x38000000u) >> 13));
+}
+
+static inline void store_f16(uint16_t *o, v8 y, long n) {
+#if defined(__F16C__)
+    __m128i h = _mm256_cvtps_ph((__m256)y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    if (n == 8) {
+        _mm_storeu_si128((__m128i *)o, h);
+        return;
+    }
+    uint16_t tmp[8];
+    _mm_storeu_si128((__m128i *)tmp, h);
+    memcpy(o, tmp, 2 * (size_t)n);
+#else
+    for (long k = 0; k < n; k++) o[k] = f16_bits(y[k]);
+#endif
+}
+
+/* rint(double(y) / s), half to even, saturated (quantize_int8): as a product with 1/s, the
+ * lanes within rounding reach of a half redone as the quotient */
+static inline void store_i8(int8_t *o, v8 y, long n, double inv, double s) {
+    double t[8], r[8];
+    int near = 0;
+    for (int k = 0; k < 8; k++) {
+        double v = (double)y[k] * inv;
+        v = v < -200.0 ? -200.0 : v > 200.0 ? 200.0 : v;
+        t[k] = v;
+        r[k] = __builtin_rint(v);
+        near |= fabs(fabs(v - r[k]) - 0.5) < 1e-9;
+    }
+    if (near)
+        for (int k = 0; k < n; k++)
+            if (fabs(fabs(t[k] - r[k]) - 0.5) < 1e-9) r[k] = __builtin_rint((double)y[k] / s);
+    for (long k = 0; k < n; k++) {
+        double v = r[k];
+        o[k] = (int8_t)(v != v ? 0.0 : v < -128.0 ? -128.0 : v > 127.0 ? 127.0 : v);
+    }
+}
+
+/* n (<= 8) consecutive outputs of channel oc from its accumulators */
+static inline void finish_n(const int32_t *acc, long n, long oc, long pos, const qconv_int8_args *a) {
+    v8i iv = {0};
+    memcpy(&iv, acc, 4 * (size_t)n);
+    v8 y = __builtin_convertvector(__builtin_convertvector(iv, v8d) * a->mult[oc], v8);
+    v8 z = splat(0.0f);
+    if (a->residual) {
+        if (a->ztype == 2) {
+            int8_t zb[8] = {0};
+            memcpy(zb, (const int8_t *)a->z + oc * a->zcs + pos, (size_t)n);
+            v8i zi = {zb[0], zb[1], zb[2], zb[3], zb[4], zb[5], zb[6], zb[7]};
+            z = __builtin_convertvector(zi, v8) * a->zscale;
+        } else {
+            memcpy(&z, (const float *)a->z + oc * a->zcs + pos, 4 * (size_t)n);
+        }
+    }
+    if (a->residual == 1) y = y + z;
+    y = q_activate(y, a->act, a->p0, a->p1);
+    if (a->residual == 2) y = y + z;
+    switch (a->otype) {
+    case 1: store_f16((uint16_t *)a->out + oc * a->ocs + pos, y, n); break;
+    case 2: store_i8((int8_t *)a->out + oc * a->ocs + pos, y, n, a->oinv, a->oscale); break;
+    default: memcpy((float *)a->out + oc * a->ocs + pos, &y, 4 * (size_t)n);
+    }
+}
+
+/* -- the kernel -------------------------------------------------------------------------- */
+
+/* grid positions [g0, g1) (g0 a multiple of NT), every output channel */
+void qconv_int8_f32(const qconv_int8_args *a) {
+    int32_t acc[MR * NT] __attribute__((aligned(64)));
+    int32_t init[MR];
+    /* the strip's output runs: (first tile column, length, output position) */
+    long seg_j[NT + 1], seg_n[NT + 1], seg_pos[NT + 1];
+    const long blocks = (a->cout + MR - 1) / MR;
+    for (long g = a->g0; g < a->g1; g += NT) {
+        long nseg = 0, gend = g + NT < a->g1 ? g + NT : a->g1;
+        for (long gg = g; gg < gend;) {
+            long oy = gg / a->wg, ox = gg % a->wg;
+            long row_end = gg + (a->wg - ox) < gend ? gg + (a->wg - ox) : gend;
+            if (oy >= a->ho) break;
+            if (ox < a->wo) {
+                long n = row_end - gg < a->wo - ox ? row_end - gg : a->wo - ox;
+                seg_j[nseg] = gg - g, seg_n[nseg] = n, seg_pos[nseg] = oy * a->wo + ox;
+                nseg++;
+            }
+            gg = row_end;
+        }
+        if (!nseg) continue;
+        for (long ob = 0; ob < blocks; ob++) {
+            long oc0 = ob * MR, rows = a->cout - oc0 < MR ? a->cout - oc0 : MR;
+            for (long i = 0; i < MR; i++) {
+                long oc = oc0 + i;
+                init[i] = i < rows ? (a->bias ? a->bias[oc] : 0) - (U8 ? 128 * a->wsum[oc] : 0) : 0;
+            }
+            tile(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc);
+            for (long i = 0; i < rows; i++)
+                for (long s = 0; s < nseg; s++)
+                    for (long j = 0; j < seg_n[s]; j += 8)
+                        finish_n(acc + i * NT + seg_j[s] + j, seg_n[s] - j < 8 ? seg_n[s] - j : 8,
+                                 oc0 + i, seg_pos[s] + j, a);
+        }
+    }
+}
+EI_TASK(qconv_int8)

@@ -1,0 +1,226 @@
+"""qconv_native (kernels/conv_int8.c) against the reference QConv, bit for bit.
+
+int8 stores and int32-exact paths must agree exactly for the activations computed without
+exp (none, relu, leaky_relu, clip, hard_*); for sigmoid, silu and tanh the kernel's float32
+exp differs from numpy's in the last bit now and then, so an fp32 result may differ by a few
+ulps (relative 1e-6) and an int8 one by 1 step on at most 1 % of the outputs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu.parallel import WorkPool
+from edge_infer.engine.backends.cpu.program import ScratchPool
+from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative
+from edge_infer.engine.ops.quantize import qconv
+from edge_infer.engine.tactics.quantized import QConvSpec
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
+
+EXP_ACTS = {"sigmoid", "silu", "tanh"}
+ACTS = [
+    ("", ()),
+    ("relu", ()),
+    ("leaky_relu", (0.1,)),
+    ("clip", (0.0, 6.0)),
+    ("sigmoid", ()),
+    ("silu", ()),
+    ("hard_swish", ()),
+    ("hard_sigmoid", (0.2, 0.5)),
+    ("tanh", ()),
+]
+# x shape, Cout, kernel, strides, pads (t, l, b, r), dilations, group
+CONVS = [
+    ((1, 16, 12, 12), 24, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    ((2, 13, 9, 11), 7, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    ((1, 8, 17, 15), 20, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),
+    ((1, 3, 21, 19), 16, (3, 3), (2, 2), (1, 0, 1, 2), (1, 1), 1),
+    ((1, 12, 10, 10), 12, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 1),
+    ((1, 8, 11, 9), 6, (5, 5), (1, 2), (2, 2, 2, 2), (1, 1), 1),
+    ((2, 12, 8, 8), 18, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 3),
+    ((1, 6, 9, 9), 6, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 6),
+    ((1, 33, 7, 7), 50, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),
+    ((1, 64, 20, 20), 70, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+]
+
+
+def make_case(
+    conv: tuple,
+    act: tuple[str, tuple[float, ...]],
+    residual: str,
+    z_dtype: type | None,
+    out_precision: str,
+    x_dtype: type,
+    seed: int,
+) -> tuple[QConvSpec, list[np.ndarray | None]]:
+    """A random QConv layer and its inputs (outputs spread over the int8 range)."""
+    x_shape, cout, (kh, kw), strides, pads, dil, group = conv
+    rng = np.random.default_rng(seed)
+    cin = x_shape[1]
+    n, _, h, w = x_shape
+    ho = (h + pads[0] + pads[2] - dil[0] * (kh - 1) - 1) // strides[0] + 1
+    wo = (w + pads[1] + pads[3] - dil[1] * (kw - 1) - 1) // strides[1] + 1
+    out_shape = (n, cout, ho, wo)
+    weight = rng.integers(-127, 128, (cout, cin // group, kh, kw)).astype(np.int8)
+    w_scale = rng.uniform(0.5, 2.0, cout).astype(np.float32) / np.sqrt(weight[0].size) / 64
+    x_scale = 0.05
+    if x_dtype == np.int8:
+        x = rng.integers(-128, 128, x_shape).astype(np.int8)
+    else:  # some values exactly at half steps, some saturating
+        x = (rng.standard_normal(x_shape) * 40 * x_scale).astype(np.float32)
+        x.flat[::7] = (np.round(x.flat[::7] / x_scale) + 0.5).astype(np.float32) * x_scale
+    bias = rng.integers(-4000, 4000, cout).astype(np.int32)
+    z = None
+    z_scale = 0.0
+    if residual != "none":
+        if z_dtype == np.int8:
+            z, z_scale = rng.integers(-128, 128, out_shape).astype(np.int8), 0.02
+        else:
+            z = rng.standard_normal(out_shape).astype(np.float32)
+    spec = QConvSpec(
+        x_shape=x_shape,
+        x_dtype=np.dtype(x_dtype),
+        out_shape=out_shape,
+        weight=weight,
+        w_scale=w_scale,
+        bias=bias,
+        x_scale=x_scale,
+        strides=strides,
+        pads=pads,
+        dilations=dil,
+        group=group,
+        activation=act[0],
+        activation_params=act[1],
+        residual=residual,
+        z_dtype=None if z is None else np.dtype(z.dtype),
+        z_scale=z_scale,
+        out_precision="fp32",
+    )
+    inputs = [x, weight, w_scale, bias, z]
+    y = qconv(*inputs, **spec.attrs())
+    out_scale = max(float(np.abs(y).max()), 1e-3) / 140.0  # some saturate past 127
+    spec = QConvSpec(**{**spec.__dict__, "out_precision": out_precision, "out_scale": out_scale})
+    return spec, inputs
+
+
+def run_native(spec: QConvSpec, inputs: list, workers: int = 1) -> np.ndarray:
+    dtype = {"fp32": np.float32, "fp16": np.float16, "int8": np.int8}[spec.out_precision]
+    out = np.zeros(spec.out_shape, dtype)
+    pool = WorkPool(workers) if workers > 1 else None
+    try:
+        QConvNative(spec).bind(inputs, [out], ScratchPool(pool))()
+    finally:
+        if pool is not None:
+            pool.close()
+    return out
+
+
+def check(spec: QConvSpec, got: np.ndarray, want: np.ndarray, what: str) -> None:
+    assert got.dtype == want.dtype, what
+    if spec.activation not in EXP_ACTS:
+        np.testing.assert_array_equal(got, want, err_msg=what)
+        return
+    if got.dtype == np.int8:
+        diff = np.abs(got.astype(np.int32) - want.astype(np.int32))
+        assert diff.max() <= 1 and (diff > 0).mean() <= 0.01, what
+    else:
+        g, w = got.astype(np.float64), want.astype(np.float64)
+        np.testing.assert_allclose(g, w, rtol=1e-6 if got.dtype == np.float32 else 1e-3,
+                                   atol=1e-6, err_msg=what)  # fmt: skip
+
+
+@pytest.mark.parametrize("conv", CONVS, ids=lambda c: f"{c[0]}-{c[1]}-k{c[2][0]}s{c[3][0]}g{c[6]}")
+def test_every_geometry_int8_in_int8_out(conv) -> None:
+    for k, act in enumerate(ACTS):
+        spec, inputs = make_case(conv, act, "none", None, "int8", np.int8, seed=k)
+        want = qconv(*inputs, **spec.attrs())
+        check(spec, run_native(spec, inputs, workers=1 + k % 2), want, f"{act}")
+
+
+@pytest.mark.parametrize(
+    "residual,z_dtype,out_precision,x_dtype",
+    list(
+        itertools.product(
+            ["none", "pre", "post"], [np.float32, np.int8], ["fp32", "fp16", "int8"],
+            [np.int8, np.float32],
+        )
+    ),
+)  # fmt: skip
+def test_epilogue_and_storage(residual, z_dtype, out_precision, x_dtype) -> None:
+    if residual == "none" and z_dtype == np.int8:
+        pytest.skip("no residual: its dtype does not matter")
+    for k, conv in enumerate(CONVS[:4]):
+        act = ACTS[(k * 3 + len(residual)) % len(ACTS)]
+        spec, inputs = make_case(conv, act, residual, z_dtype, out_precision, x_dtype, seed=k)
+        want = qconv(*inputs, **spec.attrs())
+        check(spec, run_native(spec, inputs, workers=2), want, f"{conv} {act}")
+
+
+# -- the other dot-product paths of this CPU, each compiled into a library of its own -----
+
+PATHS = {1: "generic C", 2: "AVX2 vpmaddwd", 3: "VNNI 256", 4: "AVX-512 VNNI"}
+_PATH_FEATURES = {2: ("__AVX2__",), 3: ("__AVX512VNNI__", "__AVX512VL__"), 4: ("__AVX512VNNI__",)}
+
+
+def _macros() -> str:
+    cc = native._compiler()
+    assert cc is not None
+    return subprocess.run(
+        [cc, *native._flags()[:2], "-dM", "-E", "-x", "c", "/dev/null"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def path_library(path: int, folder: Path) -> Any:
+    """conv_int8.c with EI_INT8_PATH=path, and the pool, as a library (ctypes)."""
+    cc = native._compiler()
+    assert cc is not None
+    target = folder / f"qconv-path{path}.so"
+    sources = [native.KERNELS / f for f in ("conv_int8.c", "pool.c", "args.c")]
+    subprocess.run(
+        [cc, *native._flags(), f"-DEI_INT8_PATH={path}", "-o", str(target), *map(str, sources)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    lib = ctypes.CDLL(str(target))
+    lib.pool_create.restype = ctypes.c_void_p
+    lib.pool_create.argtypes = [ctypes.c_long, ctypes.c_long]
+    lib.pool_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
+    lib.pool_destroy.argtypes = [ctypes.c_void_p]
+    for name in ("qconv_split_f32", "qconv_int8_f32"):
+        getattr(lib, name).restype = None
+        getattr(lib, name).argtypes = [ctypes.POINTER(native.ARGS[name])]
+    assert lib.qconv_int8_path() == path
+    return lib
+
+
+@pytest.fixture(scope="module", params=sorted(PATHS), ids=lambda p: PATHS[p])
+def path_lib(request, tmp_path_factory):
+    macros = _macros()
+    if not all(f" {m} " in macros for m in _PATH_FEATURES.get(request.param, ())):
+        pytest.skip(f"this CPU cannot run the {PATHS[request.param]} path")
+    return path_library(request.param, tmp_path_factory.mktemp("qconv"))
+
+
+def test_every_path_of_this_cpu(path_lib, monkeypatch) -> None:
+    monkeypatch.setattr(native, "library", lambda: path_lib)
+    for k, conv in enumerate(CONVS):
+        act = ACTS[k % len(ACTS)]
+        residual = ("none", "pre", "post")[k % 3]
+        out_precision = ("int8", "fp32", "fp16")[k % 3]
+        x_dtype = np.float32 if k % 4 == 3 else np.int8
+        spec, inputs = make_case(conv, act, residual, np.int8, out_precision, x_dtype, seed=k)
+        want = qconv(*inputs, **spec.attrs())
+        check(spec, run_native(spec, inputs, workers=1 + k % 2), want, f"{conv} {act}")
