@@ -211,6 +211,22 @@ class MaxpoolArgs(KernelArgs):
     ]
 
 
+class ConvPointwiseArgs(KernelArgs):
+    _fields_ = [
+        ("x", _P),
+        *_longs("xis", "xcs", "hw", "cin"),
+        ("wpack", _P),
+        ("bias", _P),
+        *_longs("cout", "q0", "q1", "ob0", "ob1"),
+        ("out", _P),
+        *_longs("ois", "ocs"),
+        *_EPILOGUE,
+        ("zis", _L),
+        ("pk", _P),
+        ("pkn", _L),
+    ]
+
+
 class ConvertHalfArgs(KernelArgs):
     """mode: 0 float16 → float32, 1 float32 → float16, 2 float32 rounded to float16 values."""
 
@@ -290,6 +306,7 @@ ARGS: dict[str, type[KernelArgs]] = {
     "softmax_f32": SoftmaxArgs,
     "upsample_nearest_f32": UpsampleNearestArgs,
     "maxpool_f32": MaxpoolArgs,
+    "conv_pointwise_f32": ConvPointwiseArgs,
     "lstm_seq_f32": LstmSeqArgs,
     "convert_half_f32": ConvertHalfArgs,
     "qconv_split_f32": QConvSplitArgs,

@@ -86,6 +86,14 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, long, t1) X(K, float *, out) X(K, long, ois) X(K, long, ocs) EI_EPILOGUE_ARGS(X, K)   \
     X(K, long, zis) X(K, float *, work)
 
+/* conv_pointwise.c: plain 1x1 convs as a GEMM over the pixels q = b * hw + p of all images
+ * (see there): pixels [q0, q1), weight panels [ob0, ob1); pk holds pkn floats */
+#define EI_CONV_POINTWISE_ARGS(X, K)                                                           \
+    X(K, const float *, x) X(K, long, xis) X(K, long, xcs) X(K, long, hw) X(K, long, cin)      \
+    X(K, const float *, wpack) X(K, const float *, bias) X(K, long, cout) X(K, long, q0)       \
+    X(K, long, q1) X(K, long, ob0) X(K, long, ob1) X(K, float *, out) X(K, long, ois)          \
+    X(K, long, ocs) EI_EPILOGUE_ARGS(X, K) X(K, long, zis) X(K, float *, pk) X(K, long, pkn)
+
 /* pointwise.c; unary kind: EI_ACT_SIGMOID or EI_ACT_TANH */
 #define EI_UNARY_ARGS(X, K) X(K, const float *, x) X(K, float *, y) X(K, long, n) X(K, long, kind) \
    
@@ -152,6 +160,7 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(softmax, EI_SOFTMAX_ARGS)                                                               \
     X(upsample_nearest, EI_UPSAMPLE_NEAREST_ARGS)                                             \
     X(maxpool, EI_MAXPOOL_ARGS)                                                               \
+    X(conv_pointwise, EI_CONV_POINTWISE_ARGS)                                                 \
     X(qconv_split, EI_QCONV_SPLIT_ARGS)                                                       \
     X(qconv_int8, EI_QCONV_INT8_ARGS)                                                         \
     X(lstm_seq, EI_LSTM_SEQ_ARGS)                                                             \

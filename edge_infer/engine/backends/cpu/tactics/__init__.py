@@ -14,6 +14,7 @@ from edge_infer.engine.backends.cpu.tactics.cpu_direct import (
     OcVecNative,
 )
 from edge_infer.engine.backends.cpu.tactics.cpu_fp16 import fp16_tactics
+from edge_infer.engine.backends.cpu.tactics.cpu_pointwise import PointwiseNative
 from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative, QConvReference
 from edge_infer.engine.backends.cpu.tactics.cpu_recurrent import RecurrentGemm, RecurrentNative
 from edge_infer.engine.backends.cpu.tactics.cpu_winograd import WinogradNative
@@ -21,7 +22,14 @@ from edge_infer.engine.tactics import TacticTable
 
 #: layer kind → CPU candidates, in the order tried (the first applicable is the default)
 CPU_TACTICS: TacticTable = {
-    "conv": (*CONV_TACTICS, DirectNative, OcVecNative, DepthwiseNative, WinogradNative),
+    "conv": (
+        *CONV_TACTICS,
+        DirectNative,
+        OcVecNative,
+        DepthwiseNative,
+        WinogradNative,
+        PointwiseNative,
+    ),
     "recurrent": (RecurrentNative, RecurrentGemm),
     "qconv": (QConvReference, QConvNative),
     "fp16": fp16_tactics(

@@ -1,0 +1,287 @@
+/* 1x1 convolution (stride 1, no padding) as a GEMM over pixels: compiled on the target
+ * device (-march/-mcpu=native).
+ *
+ *     out[b, oc, p] = bias[oc] + sum_k W[oc, k] * x[b, k, p]
+ *
+ * The pixels of all images form one dimension q = b * hw + p, so a batch of small planes
+ * (7 x 7 at batch 8) fills register tiles as one large plane does, and each weight panel is
+ * read once per block of pixels instead of once per image.
+ *
+ * Blocking (GotoBLAS order): a task's pixels go NC at a time; their inputs, KC channels at
+ * a time, are packed into `pk` as strips of NR pixels ([strip][k][NR], zero past the last
+ * pixel, gathered across image boundaries) while the block is in L2; then each panel of 8
+ * output channels (weights packed at bind: [ceil(cout / 8)][cin][8], zero past cout) sweeps
+ * the block's strips with its KC x 8 weights in L1. The register tile is TR output channels
+ * x TV vectors of 8 pixels: 8 x 3 where there are 32 vector registers (AVX-512), 4 x 3 on
+ * AVX2 (16), 4 x 2 on NEON (32 q registers, two per 8-float vector); the last strip of a
+ * block takes as few vectors as its pixels need. With more than KC input channels, partial
+ * sums go through the output and the epilogue runs on the last channel block.
+ *
+ * The epilogue (bias, residual before or after, activation: simd.h) runs on the tile in
+ * registers before it is stored.
+ */
+#include "simd.h"
+
+#define PANEL 8 /* output channels per packed weight panel (the tactic packs with this) */
+#if defined(EI_PW_TR) && defined(EI_PW_TV) /* forced tile (tests, measurements) */
+#define TR EI_PW_TR
+#define TV EI_PW_TV
+#elif defined(__AVX512F__)
+#define TR 8
+#define TV 3
+#elif defined(__aarch64__)
+#define TR 4
+#define TV 2
+#else
+#define TR 4
+#define TV 3
+#endif
+#define NR (8 * TV)
+/* input channels per block: the panel's KC x 8 weights (16 KB) stay in L1 */
+#define KC_MAX 512
+
+/* the first n (< 8) lanes of a vector: loaded (others zero) / stored (others untouched) */
+#if defined(__AVX2__)
+#include <immintrin.h>
+static inline v8i pw_lanes(long n) {
+    v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    return lane < (int)n;
+}
+static inline v8 pw_load_n(const float *p, long n) {
+    return (v8)_mm256_maskload_ps(p, (__m256i)pw_lanes(n));
+}
+static inline void pw_store_n(float *p, v8 y, long n) {
+    _mm256_maskstore_ps(p, (__m256i)pw_lanes(n), (__m256)y);
+}
+#else
+static inline v8 pw_load_n(const float *p, long n) {
+    float t[8];
+    for (long j = 0; j < 8; j++) t[j] = j < n ? p[j] : 0.0f;
+    return load8(t);
+}
+static inline void pw_store_n(float *p, v8 y, long n) {
+    float t[8];
+    store8(t, y);
+    for (long j = 0; j < 8; j++)
+        if (j < n) p[j] = t[j];
+}
+#endif
+
+/* acc[i][j] += sum_k a[8 k + i] * b[NR k + 8 j .. + 8], i < TR, j < nv: a panel's weights
+ * (stride PANEL per channel) times a packed strip */
+static inline __attribute__((always_inline)) void micro(const float *a, const float *b,
+                                                       long kc, long nv, v8 acc[TR][TV]) {
+    v8 c[TR][TV];
+    for (long i = 0; i < TR; i++)
+        for (long j = 0; j < TV; j++) c[i][j] = acc[i][j];
+    for (long k = 0; k < kc; k++, a += PANEL, b += NR) {
+        v8 v[TV];
+#pragma GCC unroll 4
+        for (long j = 0; j < TV; j++)
+            if (j < nv) v[j] = load8(b + 8 * j);
+#pragma GCC unroll 8
+        for (long i = 0; i < TR; i++) {
+            v8 s = splat(a[i]);
+#pragma GCC unroll 4
+            for (long j = 0; j < TV; j++)
+                if (j < nv) c[i][j] += s * v[j];
+        }
+    }
+    for (long i = 0; i < TR; i++)
+        for (long j = 0; j < TV; j++) acc[i][j] = c[i][j];
+}
+
+/* one strip's lanes: where each pixel's image starts (b * istride) and its pixel index,
+ * for the general (image-straddling) path */
+typedef struct {
+    long q;      /* global index of the first pixel */
+    long np;     /* pixels in the strip (<= NR) */
+    long b, p;   /* the first pixel's image and pixel */
+    long inside; /* all np pixels in image b */
+} strip;
+
+static inline strip strip_at(long q, long q1, long hw) {
+    strip s;
+    s.q = q;
+    s.np = q1 - q < NR ? q1 - q : NR;
+    s.b = q / hw;
+    s.p = q - s.b * hw;
+    s.inside = s.p + s.np <= hw;
+    return s;
+}
+
+/* pixel j of strip s: offset in a tensor with image stride is (channel stride added by the
+ * caller) */
+static inline long lane_offset(const strip *s, long j, long hw, long is) {
+    long p = s->p + j, b = s->b;
+    while (p >= hw) {
+        p -= hw;
+        b++;
+    }
+    return b * is + p;
+}
+
+/* pack channels [k0, k0 + kc) of pixels [qa, qb) into pk[strip][k][NR] */
+static void pack(const conv_pointwise_args *a, long k0, long kc, long qa, long qb, float *pk) {
+    long hw = a->hw;
+    for (long q = qa, s = 0; q < qb; q += NR, s++) {
+        strip st = strip_at(q, qb, hw);
+        float *d = pk + s * kc * NR;
+        const float *x = a->x + k0 * a->xcs;
+        if (st.inside && st.np == NR) {
+            const float *src = x + st.b * a->xis + st.p;
+            for (long k = 0; k < kc; k++, src += a->xcs, d += NR)
+                for (long j = 0; j < TV; j++) store8(d + 8 * j, load8(src + 8 * j));
+        } else if (st.inside) {
+            const float *src = x + st.b * a->xis + st.p;
+            for (long k = 0; k < kc; k++, src += a->xcs, d += NR)
+                for (long j = 0; j < TV; j++) {
+                    long m = st.np - 8 * j;
+                    store8(d + 8 * j, m >= 8 ? load8(src + 8 * j)
+                                      : m > 0 ? pw_load_n(src + 8 * j, m)
+                                              : (v8){0});
+                }
+        } else {
+            long off[NR];
+            for (long j = 0; j < NR; j++)
+                off[j] = j < st.np ? lane_offset(&st, j, hw, a->xis) : -1;
+            for (long k = 0; k < kc; k++, x += a->xcs, d += NR)
+                for (long j = 0; j < NR; j++) d[j] = off[j] >= 0 ? x[off[j]] : 0.0f;
+        }
+    }
+}
+
+/* The tile's rows [oc, oc + nr) and strip st: loaded (partial sums, acc) or stored with the
+ * epilogue (last: bias, residual, activation) or without (partial sums). */
+static inline __attribute__((always_inline)) void tile_io(const conv_pointwise_args *a,
+                                                         const strip *st, long oc, long nr,
+                                                         long nv, v8 acc[TR][TV], long load,
+                                                         long last) {
+    long hw = a->hw;
+    if (st->inside && nr == TR) { /* the common case: rows of contiguous pixels */
+        float *o = a->out + st->b * a->ois + oc * a->ocs + st->p;
+        if (load) {
+            for (long i = 0; i < TR; i++)
+                for (long j = 0; j < nv; j++) {
+                    long m = st->np - 8 * j;
+                    acc[i][j] = m >= 8 ? load8(o + i * a->ocs + 8 * j)
+                                       : pw_load_n(o + i * a->ocs + 8 * j, m);
+                }
+            return;
+        }
+        v8 y[TR * TV], z[TR * TV];
+        long n = 0;
+        const float *zb = a->residual && last ? a->z + st->b * a->zis + oc * a->zcs + st->p : 0;
+        for (long i = 0; i < TR; i++) {
+            v8 bi = splat(last && a->bias ? a->bias[oc + i] : 0.0f);
+            for (long j = 0; j < nv; j++, n++) {
+                y[n] = acc[i][j] + bi;
+                z[n] = (v8){0};
+                if (zb) {
+                    long m = st->np - 8 * j;
+                    z[n] = m >= 8 ? load8(zb + i * a->zcs + 8 * j)
+                                  : pw_load_n(zb + i * a->zcs + 8 * j, m);
+                }
+            }
+        }
+        if (last) {
+            if (a->residual == 1)
+                for (long t = 0; t < n; t++) y[t] += z[t];
+            activate_n(y, n, a->act, a->p0, a->p1);
+            if (a->residual == 2)
+                for (long t = 0; t < n; t++) y[t] += z[t];
+        }
+        n = 0;
+        for (long i = 0; i < TR; i++)
+            for (long j = 0; j < nv; j++, n++) {
+                long m = st->np - 8 * j;
+                if (m >= 8)
+                    store8(o + i * a->ocs + 8 * j, y[n]);
+                else
+                    pw_store_n(o + i * a->ocs + 8 * j, y[n], m);
+            }
+        return;
+    }
+    /* partial rows or a strip across images: lane by lane through a buffer */
+    long off[NR], zoff[NR];
+    for (long j = 0; j < st->np; j++) {
+        off[j] = lane_offset(st, j, hw, a->ois);
+        zoff[j] = a->residual ? lane_offset(st, j, hw, a->zis) : 0;
+    }
+    for (long i = 0; i < nr; i++) {
+        float *o = a->out + (oc + i) * a->ocs;
+        float t[NR] = {0};
+        if (load) {
+            for (long j = 0; j < st->np; j++) t[j] = o[off[j]];
+            for (long j = 0; j < nv; j++) acc[i][j] = load8(t + 8 * j);
+            continue;
+        }
+        float zt[NR] = {0};
+        if (last && a->residual) {
+            const float *zc = a->z + (oc + i) * a->zcs;
+            for (long j = 0; j < st->np; j++) zt[j] = zc[zoff[j]];
+        }
+        float bi = last && a->bias ? a->bias[oc + i] : 0.0f;
+        for (long j = 0; j < nv; j++) {
+            v8 y = acc[i][j];
+            if (last)
+                y = finish(y, splat(bi), load8(zt + 8 * j), a->act, a->p0, a->p1, a->residual);
+            store8(t + 8 * j, y);
+        }
+        for (long j = 0; j < st->np; j++) o[off[j]] = t[j];
+    }
+}
+
+/* one tile: rows [oc, oc + nr) of panel wp (row offset r within it), strip s of the packed
+ * block (nv vectors) */
+static inline __attribute__((always_inline)) void tile(const conv_pointwise_args *a,
+                                                      const float *wp, const float *bs,
+                                                      const strip *st, long oc, long nr,
+                                                      long kc, long first, long last,
+                                                      long nv) {
+    v8 acc[TR][TV];
+    for (long i = 0; i < TR; i++)
+        for (long j = 0; j < TV; j++) acc[i][j] = (v8){0};
+    if (!first) tile_io(a, st, oc, nr, nv, acc, 1, 0);
+    micro(wp, bs, kc, nv, acc);
+    tile_io(a, st, oc, nr, nv, acc, 0, last);
+}
+
+void conv_pointwise_f32(const conv_pointwise_args *a) {
+    long K = a->cin, hw = a->hw;
+    long kblocks = (K + KC_MAX - 1) / KC_MAX;
+    long KC = (K + kblocks - 1) / kblocks;
+    long NC = a->pkn / (KC * NR) * NR;
+    if (NC < NR) NC = NR; /* the tactic sizes pk for at least one strip */
+    for (long qa = a->q0; qa < a->q1; qa += NC) {
+        long qb = qa + NC < a->q1 ? qa + NC : a->q1;
+        for (long k0 = 0; k0 < K; k0 += KC) {
+            long kc = K - k0 < KC ? K - k0 : KC;
+            long first = k0 == 0, last = k0 + kc == K;
+            pack(a, k0, kc, qa, qb, a->pk);
+            for (long ob = a->ob0; ob < a->ob1; ob++) {
+                for (long r = 0; r < PANEL; r += TR) {
+                    long oc = ob * PANEL + r;
+                    if (oc >= a->cout) break;
+                    long nr = a->cout - oc < TR ? a->cout - oc : TR;
+                    const float *wp = a->wpack + (ob * K + k0) * PANEL + r;
+                    const float *bs = a->pk;
+                    for (long q = qa; q < qb; q += NR, bs += kc * NR) {
+                        strip st = strip_at(q, qb, hw);
+                        long nv = (st.np + 7) / 8;
+                        if (nv == TV)
+                            tile(a, wp, bs, &st, oc, nr, kc, first, last, TV);
+#if TV > 2
+                        else if (nv == 2)
+                            tile(a, wp, bs, &st, oc, nr, kc, first, last, 2);
+#endif
+                        else
+                            tile(a, wp, bs, &st, oc, nr, kc, first, last, 1);
+                    }
+                }
+            }
+        }
+    }
+}
+
+EI_TASK(conv_pointwise)

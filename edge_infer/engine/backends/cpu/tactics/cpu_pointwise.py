@@ -1,0 +1,125 @@
+"""1×1 convolutions as a native GEMM over the pixels of the whole batch
+(``kernels/conv_pointwise.c``).
+
+``pointwise_native`` takes a plain 1×1 conv (stride 1, no padding) as
+``out[oc, q] = W[oc, :] · x[:, q]`` with ``q`` running over every pixel of every image, so a
+batch of 7×7 planes fills register tiles like one large plane and each weight panel is read
+once per block of pixels, not once per image. Weights are packed at bind in panels of
+``PANEL`` output channels; the kernel packs the input a block at a time for its register
+tile (the tile's shape is the kernel's, per instruction set). Bias, residual and the
+activation are applied in registers; activations the kernel lacks run in the shared
+epilogue afterwards.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu.parallel import split
+from edge_infer.engine.backends.cpu.tactics.cpu_conv import flat3
+from edge_infer.engine.backends.cpu.tactics.cpu_direct import _NativeConv, is_plain, pack_weights
+from edge_infer.engine.tactics.base import ConvSpec, Run, Scratch
+
+#: output channels per packed weight panel (conv_pointwise.c: PANEL)
+PANEL = 8
+#: floats of each chunk's input-packing buffer (a block of pixels × up to 512 channels;
+#: at least KC_MAX × the widest register tile, 512 × 24)
+PACK_FLOATS = 32768
+#: chunk boundaries along pixels: a multiple of every tile width (8, 16, 24 pixels)
+PIXEL_ALIGN = 48
+#: a chunk below this many multiply-adds is not worth a thread hand-off
+MIN_CHUNK_MACS = 1 << 18
+
+
+class PointwiseNative(_NativeConv):
+    """Plain 1×1 convs: a register-tiled GEMM over the batch's pixels, weights packed at
+    bind, the epilogue in registers."""
+
+    name = "pointwise_native"
+
+    @classmethod
+    def applicable(cls, spec: ConvSpec) -> bool:
+        return (
+            is_plain(spec)
+            and spec.group == 1
+            and spec.weight.dtype == np.float32
+            and native.available()
+        )
+
+    def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
+        s = self.spec
+        x, out3, z3, before, after = self._io(inputs, outputs, scratch)
+        n, cin, h, w = s.x_shape
+        cout = s.cout
+        x3 = flat3(x)
+        if x3 is None:
+            xc = scratch(x.shape, np.float32, "conv_in")
+            x3 = flat3(xc)
+            before.append(lambda: np.copyto(xc, x))
+        assert x3 is not None
+        wpack = pack_weights(s.weight, PANEL)
+        bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
+        ranges = self._ranges(scratch, n * h * w, -(-cout // PANEL))
+        zres = z3 if self.residual else None
+        keep = (wpack, bias, x3, out3, zres)
+        chunks: list[Run] = []
+        for k, ((q0, q1), (o0, o1)) in enumerate(ranges):
+            # one packing buffer per chunk: the pool runs chunks concurrently
+            pk = scratch((PACK_FLOATS,), np.float32, f"pw_pack{k}")
+            args = dict(
+                x=x3.ctypes.data,
+                xis=x3.strides[0] // 4,
+                xcs=x3.strides[1] // 4,
+                hw=h * w,
+                cin=cin,
+                wpack=wpack.ctypes.data,
+                bias=None if bias is None else bias.ctypes.data,
+                cout=cout,
+                q0=q0,
+                q1=q1,
+                ob0=o0,
+                ob1=o1,
+                out=out3.ctypes.data,
+                ois=out3.strides[0] // 4,
+                ocs=out3.strides[1] // 4,
+                act=self.act,
+                p0=self.params[0],
+                p1=self.params[1],
+                residual=self.residual,
+                z=None if zres is None else zres.ctypes.data,
+                zcs=0 if zres is None else zres.strides[1] // 4,
+                zis=0 if zres is None else zres.strides[0] // 4,
+                pk=pk.ctypes.data,
+                pkn=PACK_FLOATS,
+            )
+            chunks.append(native.NativeCall("conv_pointwise_f32", args, (*keep, pk)))
+        phases: list[list[Run]] = [chunks]
+        if not self.fused:
+            parts = self._parts(scratch, cout * h * w)
+            phases.append(
+                [
+                    self._epilogue(out3, z3, b, 0, h * w, c0, c1)
+                    for b in range(n)
+                    for c0, c1 in split(cout, parts)
+                ]
+            )
+        return self._assemble(scratch, phases, before, after)
+
+    def _ranges(
+        self, scratch: Scratch, pixels: int, panels: int
+    ) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+        """The chunks: (pixel range, weight panel range) pairs. Pixels first (each chunk
+        packs only its own input); output channels too when the pixels are too few."""
+        workers = getattr(scratch, "workers", 1)
+        macs = pixels * panels * PANEL * self.spec.cin
+        want = 1 if workers == 1 else min(2 * workers, max(1, macs // MIN_CHUNK_MACS))
+        by_pixels = max(1, min(want, pixels // PIXEL_ALIGN))
+        by_panels = min(panels, max(1, want // by_pixels))
+        return [
+            (q, o)
+            for q in split(pixels, by_pixels, align=PIXEL_ALIGN)
+            for o in split(panels, by_panels)
+        ]
