@@ -1,0 +1,110 @@
+"""The CRNN (zoo, width 128) with its LSTMs as ``recurrent_gemm`` (before: numpy per step)
+and as ``recurrent_native`` (after: kernels/recurrent.c), beside onnxruntime, in ONE process
+alternating the three many times: for a loaded machine, where only ratios measured side by
+side mean anything. Per round each side runs ``--iters`` times (median); the report is the
+median over rounds of each side and of the per-round ratios.
+
+Run (2 threads, BLAS unthrottled):
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/crnn_recurrent_ab.py \
+        --batch 1 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+
+@contextlib.contextmanager
+def native_recurrent_disabled() -> Iterator[None]:
+    """Within the block the native recurrent tactic is no candidate (the 'before' engine)."""
+    from edge_infer.engine.backends.cpu.tactics.cpu_recurrent import RecurrentNative
+
+    applicable = RecurrentNative.__dict__["applicable"]
+    RecurrentNative.applicable = classmethod(lambda cls, spec: False)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        RecurrentNative.applicable = applicable  # type: ignore[method-assign]
+
+
+def lstm_tactics(engine: Any, batch: int) -> list[str | None]:
+    return [n.meta.get("tactic") for n in engine.graph(batch).nodes if n.op_type == "LSTM"]
+
+
+def sides(path: Path, batch: int, threads: int) -> dict[str, Callable[[], np.ndarray]]:
+    import onnxruntime as ort
+
+    import edge_infer
+
+    x = np.random.default_rng(0).random((batch, 3, 32, 128), dtype=np.float32)
+    shapes = {"image": x.shape}
+    with native_recurrent_disabled():
+        before = edge_infer.build(str(path), None, shapes=shapes)
+    after = edge_infer.build(str(path), None, shapes=shapes)
+    print(f"b{batch} LSTM tactics: before {lstm_tactics(before, batch)}, "
+          f"after {lstm_tactics(after, batch)}")  # fmt: skip
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    b_ctx, a_ctx = before.create_context(), after.create_context()
+    return {
+        "before": lambda: b_ctx.execute({"image": x})["logits"],
+        "after": lambda: a_ctx.execute({"image": x})["logits"],
+        "onnxruntime": lambda: sess.run(None, {"image": x})[0],
+    }
+
+
+def measure(runs: dict[str, Callable[[], np.ndarray]], rounds: int, iters: int) -> None:
+    outs = {k: f() for k, f in runs.items()}
+    for k in ("after", "onnxruntime"):
+        print(f"  max |{k} - before| = {np.abs(outs[k] - outs['before']).max():.2e}")
+    per: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(rounds):
+        for name, f in runs.items():
+            f()  # one warm run after the other side's
+            ts = []
+            for _ in range(iters):
+                t0 = time.perf_counter()
+                f()
+                ts.append(time.perf_counter() - t0)
+            per[name].append(float(np.median(ts)) * 1e3)
+    med = {k: float(np.median(v)) for k, v in per.items()}
+    ratio = lambda a, b: float(np.median(np.array(per[a]) / np.array(per[b])))  # noqa: E731
+    print("  median ms: " + ", ".join(f"{k} {v:.2f}" for k, v in med.items()))
+    print(
+        f"  before/after {ratio('before', 'after'):.2f}x, after/onnxruntime "
+        f"{ratio('after', 'onnxruntime'):.2f}x, before/onnxruntime "
+        f"{ratio('before', 'onnxruntime'):.2f}x (median of per-round ratios, {rounds} rounds)"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--iters", type=int, default=10)
+    args = ap.parse_args()
+    from edge_infer.engine.backends import get_backend
+    from edge_infer.zoo import build_model
+
+    get_backend("cpu").configure(cores=args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "crnn.onnx"
+        onnx.save(build_model("crnn", batch=None, width=None), path)
+        for batch in args.batch:
+            measure(sides(path, batch, args.threads), args.rounds, args.iters)
+
+
+if __name__ == "__main__":
+    main()
