@@ -182,6 +182,8 @@ class ConvWinogradArgs(KernelArgs):
         *_EPILOGUE,
         ("zis", _L),
         ("work", _P),
+        ("V", _P),
+        *_longs("tb", "k0", "k1", "c0", "c1", "stage"),
     ]
 
 
@@ -435,6 +437,8 @@ def declare(lib: Any) -> None:
         fn.argtypes = [ctypes.POINTER(args)]
     lib.winograd_work_f32.restype = _L
     lib.winograd_work_f32.argtypes = [_L, _L]
+    lib.winograd_v_f32.restype = _L
+    lib.winograd_v_f32.argtypes = [_L, _L]
     lib.qconv_int8_path.restype = _L
     lib.qconv_int8_path.argtypes = []
     lib.pool_create.restype = _P

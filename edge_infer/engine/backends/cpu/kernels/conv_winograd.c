@@ -1,25 +1,33 @@
 /* 3x3 stride-1 convolution by Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray, 2015):
  * each 4x4 output tile costs 36 multiplies per (input, output) channel pair instead of 144.
  *
- * Tiles are numbered across the batch (image, tile row, tile column) and taken TB at a time.
- * For a block of TB tiles, all in cache:
- *   1. input transform  V[36][cin][TB] = B^T d B of each tile's 6x6 input patch: each
- *      patch row is one vector load, an 8x8 transpose puts 8 tiles across the vector (zero
- *      outside the image: the padding is never materialised, edge tiles go through a
+ * Tiles are numbered across the batch (image, tile row, tile column) and taken tb at a time
+ * (tb a multiple of 16, at most TBMAX; the caller picks it per layer). For a block of nt <= tb
+ * tiles:
+ *   1. input transform  V[36][nt / 16][cin][16] = B^T d B of each tile's 6x6 input patch:
+ *      each patch row is one vector load, an 8x8 transpose puts 8 tiles across the vector
+ *      (zero outside the image: the padding is never materialised, edge tiles go through a
  *      zero-filled copy);
- *   2. 36 matrix products M[36][cout][TB] = U[36] V[36], U = G g G^T the transformed weights
- *      packed [36][ceil(cout / 6)][cin][6] (a 6-channel x 16-tile register tile, as
- *      conv_direct.c);
+ *   2. 36 matrix products M[36][cout][tb] = U[36] V[36], U = G g G^T the transformed weights
+ *      packed [36][ceil(cout / 6)][cin][6]: a 6-channel x 16-tile register tile (tile_6x16,
+ *      as conv_direct.c), whose 6-channel weight panel stays in L1 across the block's 16-tile
+ *      groups — so the weights stream from memory once per tb tiles, not once per 16;
  *   3. output transform Y = A^T M A per output channel on vectors across tiles, each output
  *      row of 8 tiles interleaved back into 32 contiguous floats, where bias, residual and
  *      activation (finish() in simd.h) apply before it is copied out run by run.
+ *
+ * A call does stage 1 (input channels [c0, c1) of tiles [t0, t1), one block, into V), stage 2
+ * (output-channel blocks [k0, k1) of that block, from V) or both (stage 3: every block of
+ * [t0, t1), all input channels, output blocks [k0, k1)). With few tiles (small grids, batch 1)
+ * the caller runs stage 1 split by input channels, then stage 2 split by output channels:
+ * every thread busy, the weights read once in all.
  *
  * FP32 error: the transforms' coefficients (up to 8 in A, 5 in B) cost about four bits
  * against the direct sum; tests hold it to 2e-5 of the output's scale. */
 #include "simd.h"
 
-#define TB 16
 #define KR 6
+#define TBMAX 128
 
 /* where tile t of the batch reads and writes */
 typedef struct {
@@ -80,75 +88,94 @@ static inline void transpose8x6(const v8 r[8], v8 c[6]) {
     c[5] = SHUF(v1, v5, 4, 5, 6, 7, 12, 13, 14, 15);
 }
 
-/* 1. the 6x6 input patches of nt tiles, transformed into V[36][cin][TB]: per channel and
- * 8 tiles, each patch row is one vector load (a zero-filled copy for tiles at the image's
- * edges), an 8x8 transpose puts the tiles across the vector, then B^T along the row and
- * B^T down the columns */
-static void input_transform(const float *x, long xis, long xcs, long xrs, long h, long w,
-                            long pt, long pl, long cin, long t0, long nt, long per_image,
-                            long tw, float *V, float *edge) {
-    tile_at at[TB];
-    int fast[TB];
-    for (long j = 0; j < TB; j++) {
+/* the input geometry of a layer */
+typedef struct {
+    const float *x;
+    long xis, xcs, xrs, h, w, pt, pl, cin, per_image, tw;
+} wino_input;
+
+/* 1. input channels [c0, c1) of the 6x6 input patches of nt tiles from t0, transformed into
+ * V[36][ceil(nt / 16)][cin][16]: per channel and 8 tiles, each patch row is one vector load
+ * (a zero-filled copy for tiles at the image's edges), an 8x8 transpose puts the tiles across
+ * the vector, then B^T along the row and B^T down the columns. Lanes past nt are zero. */
+static void input_transform(const wino_input *in, long t0, long nt, long c0, long c1, float *V,
+                            float *edge) {
+    long groups = (nt + 7) / 8, nsb = (nt + 15) / 16, cin = in->cin;
+    tile_at at[TBMAX];
+    int fast[TBMAX];
+    for (long j = 0; j < groups * 8; j++) {
         fast[j] = 0;
         if (j >= nt) continue;
-        at[j] = locate(t0 + j, per_image, tw);
-        long y0 = at[j].oy - pt, x0 = at[j].ox - pl;
-        fast[j] = y0 >= 0 && x0 >= 0 && y0 + 6 <= h && x0 + 8 <= w; /* 8-float row loads */
+        at[j] = locate(t0 + j, in->per_image, in->tw);
+        long y0 = at[j].oy - in->pt, x0 = at[j].ox - in->pl;
+        fast[j] = y0 >= 0 && x0 >= 0 && y0 + 6 <= in->h && x0 + 8 <= in->w; /* 8-float rows */
     }
-    for (long c = 0; c < cin; c++) {
-        const float *src[TB];
-        long stride[TB];
-        for (long j = 0; j < TB; j++) {
-            float *e = edge + j * 48; /* [6 rows][8] */
-            if (j < nt && fast[j]) {
-                src[j] = x + at[j].b * xis + c * xcs + (at[j].oy - pt) * xrs + at[j].ox - pl;
-                stride[j] = xrs;
-                continue;
-            }
-            src[j] = e;
-            stride[j] = 8;
-            memset(e, 0, 48 * sizeof(float));
-            if (j >= nt) continue;
-            const float *p = x + at[j].b * xis + c * xcs;
-            long y0 = at[j].oy - pt, x0 = at[j].ox - pl;
-            for (long r = 0; r < 6; r++) {
-                long yy = y0 + r;
-                if (yy < 0 || yy >= h) continue;
-                for (long q = 0; q < 6; q++) {
-                    long xx = x0 + q;
-                    if (xx >= 0 && xx < w) e[r * 8 + q] = p[yy * xrs + xx];
+    for (long c = c0; c < c1; c++) {
+        for (long g = 0; g < groups; g++) {
+            const float *src[8];
+            long stride[8];
+            for (long jj = 0; jj < 8; jj++) {
+                long j = g * 8 + jj;
+                float *e = edge + jj * 48; /* [6 rows][8] */
+                if (j < nt && fast[j]) {
+                    src[jj] = in->x + at[j].b * in->xis + c * in->xcs +
+                              (at[j].oy - in->pt) * in->xrs + at[j].ox - in->pl;
+                    stride[jj] = in->xrs;
+                    continue;
+                }
+                src[jj] = e;
+                stride[jj] = 8;
+                memset(e, 0, 48 * sizeof(float));
+                if (j >= nt) continue;
+                const float *p = in->x + at[j].b * in->xis + c * in->xcs;
+                long y0 = at[j].oy - in->pt, x0 = at[j].ox - in->pl;
+                for (long r = 0; r < 6; r++) {
+                    long yy = y0 + r;
+                    if (yy < 0 || yy >= in->h) continue;
+                    for (long q = 0; q < 6; q++) {
+                        long xx = x0 + q;
+                        if (xx >= 0 && xx < in->w) e[r * 8 + q] = p[yy * in->xrs + xx];
+                    }
                 }
             }
-        }
-        for (long half = 0; half < TB; half += 8) {
             v8 s[6][6]; /* s[patch row][B^T row] */
             for (long r = 0; r < 6; r++) {
                 v8 rows[8], col[6];
-                for (long j = 0; j < 8; j++) rows[j] = load8(src[half + j] + r * stride[half + j]);
+                for (long j = 0; j < 8; j++) rows[j] = load8(src[j] + r * stride[j]);
                 transpose8x6(rows, col);
                 BT_APPLY(col[0], col[1], col[2], col[3], col[4], col[5], s[r]);
             }
+            float *dst = V + ((g / 2) * cin + c) * 16 + (g % 2) * 8;
+            long estride = nsb * cin * 16;
             for (long q = 0; q < 6; q++) {
                 v8 o[6];
                 BT_APPLY(s[0][q], s[1][q], s[2][q], s[3][q], s[4][q], s[5][q], o);
-                for (long i = 0; i < 6; i++) store8(V + ((i * 6 + q) * cin + c) * TB + half, o[i]);
+                for (long i = 0; i < 6; i++) store8(dst + (i * 6 + q) * estride, o[i]);
             }
         }
+        if (groups % 2) /* the last 16-tile group's upper half: zero */
+            for (long e = 0; e < 36; e++)
+                store8(V + ((e * nsb + nsb - 1) * cin + c) * 16 + 8, splat(0.0f));
     }
 }
 
-/* 2. M[e] = U[e] V[e] for the 36 transform points e */
-static void multiply(const float *U, const float *V, long cin, long kblocks, float *M) {
+/* 2. M[e][kb - k0][tb] = U[e][kb] V[e] for the 36 transform points e, output-channel blocks
+ * [k0, k1), nsb 16-tile groups: the 6-channel panel U[e][kb] stays in L1 across the groups */
+static void multiply(const float *U, const float *V, long cin, long kblocks, long k0, long k1,
+                     long nsb, long tb, float *M) {
+    long kc = (k1 - k0) * KR;
     for (long e = 0; e < 36; e++) {
-        const float *ve = V + e * cin * TB;
-        for (long kb = 0; kb < kblocks; kb++) {
-            v8 acc[KR][2];
-            tile_6x16(U + (e * kblocks + kb) * cin * KR, ve, cin, acc);
-            float *m = M + (e * kblocks * KR + kb * KR) * TB;
-            for (long i = 0; i < KR; i++, m += TB) {
-                store8(m, acc[i][0]);
-                store8(m + 8, acc[i][1]);
+        const float *ve = V + e * nsb * cin * 16;
+        for (long kb = k0; kb < k1; kb++) {
+            const float *ue = U + (e * kblocks + kb) * cin * KR;
+            for (long sb = 0; sb < nsb; sb++) {
+                v8 acc[KR][2];
+                tile_6x16(ue, ve + sb * cin * 16, cin, acc);
+                float *m = M + (e * kc + (kb - k0) * KR) * tb + sb * 16;
+                for (long i = 0; i < KR; i++, m += tb) {
+                    store8(m, acc[i][0]);
+                    store8(m + 8, acc[i][1]);
+                }
             }
         }
     }
@@ -173,31 +200,44 @@ static long tile_runs(long t0, long j0, long j1, long per_image, long tw, tile_r
     return n;
 }
 
-/* 3. Y = A^T M A per output channel for 8 tiles at a time; each output row of the 8 tiles is
- * interleaved into 32 floats (row[4 j + q] = y[q][j]), finished (bias, residual, activation)
- * as contiguous vectors and copied out run by run */
-static void output_transform(const float *M, long coutp, const float *bias, long cout,
-                             long ho, long wo, long t0, long nt, long per_image, long tw,
-                             float *out, long ois, long ocs, long act, float p0, float p1,
-                             long residual, const float *z, long zis, long zcs, float *row) {
-    tile_run runs[2][8];
-    long nruns[2] = {0, 0};
-    for (long half = 0; half < TB && half < nt; half += 8)
-        nruns[half / 8] = tile_runs(t0, half, nt < half + 8 ? nt : half + 8, per_image, tw,
-                                    runs[half / 8]);
+/* the output geometry and epilogue of a layer */
+typedef struct {
+    const float *bias;
+    long cout, ho, wo, per_image, tw;
+    float *out;
+    long ois, ocs, act;
+    float p0, p1;
+    long residual;
+    const float *z;
+    long zis, zcs;
+} wino_output;
+
+/* 3. Y = A^T M A for output channels [k0 * 6, min(k1 * 6, cout)) and nt tiles from t0, 8
+ * tiles at a time; each output row of the 8 tiles is interleaved into 32 floats
+ * (row[4 j + q] = y[q][j]), finished (bias, residual, activation) as contiguous vectors and
+ * copied out run by run */
+static void output_transform(const float *M, const wino_output *o, long k0, long k1, long tb,
+                             long t0, long nt, float *row) {
+    tile_run runs[TBMAX / 8][8];
+    long nruns[TBMAX / 8];
+    long groups = (nt + 7) / 8, kc = (k1 - k0) * KR, estride = kc * tb;
+    for (long g = 0; g < groups; g++)
+        nruns[g] = tile_runs(t0, g * 8, nt < g * 8 + 8 ? nt : g * 8 + 8, o->per_image, o->tw,
+                             runs[g]);
     float *zrow = row + 32;
-    for (long k = 0; k < cout; k++) {
-        v8 bk = splat(bias ? bias[k] : 0.0f);
-        for (long half = 0; half < TB && half < nt; half += 8) {
-            const tile_run *rs = runs[half / 8];
-            long nr = nruns[half / 8];
+    long kend = k1 * KR < o->cout ? k1 * KR : o->cout;
+    for (long k = k0 * KR; k < kend; k++) {
+        v8 bk = splat(o->bias ? o->bias[k] : 0.0f);
+        for (long g = 0; g < groups; g++) {
+            const tile_run *rs = runs[g];
+            long nr = nruns[g], half = g * 8;
             v8 t[4][6];
             for (long q = 0; q < 6; q++) {
                 v8 r[4];
-                const float *m = M + (q * coutp + k) * TB + half;
-                AT_APPLY(load8(m), load8(m + 6 * coutp * TB), load8(m + 12 * coutp * TB),
-                         load8(m + 18 * coutp * TB), load8(m + 24 * coutp * TB),
-                         load8(m + 30 * coutp * TB), r);
+                const float *m = M + (q * kc + k - k0 * KR) * tb + half;
+                AT_APPLY(load8(m), load8(m + 6 * estride), load8(m + 12 * estride),
+                         load8(m + 18 * estride), load8(m + 24 * estride),
+                         load8(m + 30 * estride), r);
                 for (long i = 0; i < 4; i++) t[i][q] = r[i];
             }
             for (long i = 0; i < 4; i++) {
@@ -209,25 +249,26 @@ static void output_transform(const float *M, long coutp, const float *bias, long
                 v8 d = SHUF(y[2], y[3], 2, 10, 3, 11, 6, 14, 7, 15);
                 v8 e[4] = {SHUF(a, b, 0, 1, 8, 9, 2, 3, 10, 11), SHUF(c, d, 0, 1, 8, 9, 2, 3, 10, 11),
                            SHUF(a, b, 4, 5, 12, 13, 6, 7, 14, 15), SHUF(c, d, 4, 5, 12, 13, 6, 7, 14, 15)};
-                if (residual)
+                if (o->residual)
                     for (long u = 0; u < nr; u++) {
                         const tile_run *ru = rs + u;
                         long len = 4 * (ru->j1 - ru->j0), yy = ru->oy + i;
-                        if (ru->ox + len > wo) len = wo - ru->ox;
-                        if (yy < ho)
+                        if (ru->ox + len > o->wo) len = o->wo - ru->ox;
+                        if (yy < o->ho)
                             memcpy(zrow + 4 * (ru->j0 - half),
-                                   z + ru->b * zis + k * zcs + yy * wo + ru->ox,
+                                   o->z + ru->b * o->zis + k * o->zcs + yy * o->wo + ru->ox,
                                    (size_t)len * sizeof(float));
                     }
                 for (long v = 0; v < 4; v++)
-                    store8(row + 8 * v, finish(e[v], bk, residual ? load8(zrow + 8 * v) : splat(0.0f),
-                                               act, p0, p1, residual));
+                    store8(row + 8 * v,
+                           finish(e[v], bk, o->residual ? load8(zrow + 8 * v) : splat(0.0f),
+                                  o->act, o->p0, o->p1, o->residual));
                 for (long u = 0; u < nr; u++) {
                     const tile_run *ru = rs + u;
                     long len = 4 * (ru->j1 - ru->j0), yy = ru->oy + i;
-                    if (ru->ox + len > wo) len = wo - ru->ox;
-                    if (yy < ho)
-                        memcpy(out + ru->b * ois + k * ocs + yy * wo + ru->ox,
+                    if (ru->ox + len > o->wo) len = o->wo - ru->ox;
+                    if (yy < o->ho)
+                        memcpy(o->out + ru->b * o->ois + k * o->ocs + yy * o->wo + ru->ox,
                                row + 4 * (ru->j0 - half), (size_t)len * sizeof(float));
                 }
             }
@@ -235,34 +276,34 @@ static void output_transform(const float *M, long coutp, const float *bias, long
     }
 }
 
-/* floats of work space conv_winograd_f32 needs */
-long winograd_work_f32(long cin, long cout) {
-    long coutp = (cout + KR - 1) / KR * KR;
-    return 36 * cin * TB + 36 * coutp * TB + 48 * TB + 16 * TB;
-}
+/* floats of V (the transformed input of tb tiles) */
+long winograd_v_f32(long cin, long tb) { return 36 * cin * tb; }
 
-/* tiles [t0, t1) of the batch; U packed as described above; work: winograd_work_f32 floats */
-static void conv_winograd(const float *x, long xis, long xcs, long xrs, long h, long w,
-                          long pt, long pl, long cin, const float *U, const float *bias,
-                          long cout, long ho, long wo, long t0, long t1, float *out, long ois,
-                          long ocs, long act, float p0, float p1, long residual, const float *z,
-                          long zis, long zcs, float *work) {
-    long kblocks = (cout + KR - 1) / KR, coutp = kblocks * KR;
-    long th = (ho + 3) / 4, tw = (wo + 3) / 4, per_image = th * tw;
-    float *V = work, *M = V + 36 * cin * TB, *edge = M + 36 * coutp * TB, *row = edge + 48 * TB;
-    for (long t = t0; t < t1; t += TB) {
-        long nt = t1 - t < TB ? t1 - t : TB;
-        input_transform(x, xis, xcs, xrs, h, w, pt, pl, cin, t, nt, per_image, tw, V, edge);
-        multiply(U, V, cin, kblocks, M);
-        output_transform(M, coutp, bias, cout, ho, wo, t, nt, per_image, tw, out, ois, ocs,
-                         act, p0, p1, residual, z, zis, zcs, row);
-    }
+/* floats of work space a call needs besides V: M for cout output channels (its blocks
+ * [k0, k1), cout = 6 (k1 - k0)) of tb tiles, the edge patches and the output row */
+long winograd_work_f32(long cout, long tb) {
+    long coutp = (cout + KR - 1) / KR * KR;
+    return 36 * coutp * tb + 48 * 8 + 64;
 }
 
 void conv_winograd_f32(const conv_winograd_args *a) {
-    conv_winograd(a->x, a->xis, a->xcs, a->xrs, a->h, a->w, a->pt, a->pl, a->cin, a->U, a->bias,
-                  a->cout, a->ho, a->wo, a->t0, a->t1, a->out, a->ois, a->ocs, a->act, a->p0,
-                  a->p1, a->residual, a->z, a->zis, a->zcs, a->work);
+    long th = (a->ho + 3) / 4, tw = (a->wo + 3) / 4, per_image = th * tw;
+    long kblocks = (a->cout + KR - 1) / KR, tb = a->tb;
+    wino_input in = {a->x, a->xis, a->xcs, a->xrs, a->h, a->w, a->pt, a->pl, a->cin, per_image,
+                     tw};
+    wino_output o = {a->bias, a->cout, a->ho, a->wo, per_image, tw, a->out, a->ois, a->ocs,
+                     a->act, a->p0, a->p1, a->residual, a->z, a->zis, a->zcs};
+    float *M = a->work, *edge = M + 36 * (a->k1 - a->k0) * KR * tb, *row = edge + 48 * 8;
+    if (a->stage == 1) {
+        input_transform(&in, a->t0, a->t1 - a->t0, a->c0, a->c1, a->V, edge);
+        return;
+    }
+    for (long t = a->t0; t < a->t1; t += tb) {
+        long nt = a->t1 - t < tb ? a->t1 - t : tb;
+        if (a->stage == 3) input_transform(&in, t, nt, 0, a->cin, a->V, edge);
+        multiply(a->U, a->V, a->cin, kblocks, a->k0, a->k1, (nt + 15) / 16, tb, M);
+        output_transform(M, &o, a->k0, a->k1, tb, t, nt, row);
+    }
 }
 
 EI_TASK(conv_winograd)

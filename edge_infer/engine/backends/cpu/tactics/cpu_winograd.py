@@ -2,14 +2,21 @@
 (``backends/cpu/kernels/conv_winograd.c``).
 
 A 4×4 output tile costs 36 multiplies per channel pair instead of 144 (4× fewer; the
-transforms take some back). Tiles are numbered across the whole batch and taken 16 at a time:
+transforms take some back). Tiles are numbered across the whole batch and taken in blocks:
 transform the inputs, 36 small matrix products, transform the outputs and apply bias,
-residual and activation — one block's data never leaves the core's cache, and the padded
-input is never materialised. The weights are transformed once, at bind, in float64.
+residual and activation; the padded input is never materialised. The weights are
+transformed once, at bind, in float64.
+
+Two ways to share a layer between threads: with many tiles (large grids, batches) each
+thread takes whole blocks of ``TB`` tiles; with few (at most ``SHARED_TILES``: the 14×14 and
+7×7 layers of a ResNet at batch 1, where a 16-tile split left one thread idle) all tiles are
+one block, input-transformed by input-channel ranges, then multiplied and output-transformed
+by output-channel ranges — every thread busy and the transformed weights (4× the weights)
+read once in all.
 
 FP32 error grows by the transforms' coefficients: about 2e-5 of the output's scale against
-~1e-6 for a direct sum (tests/engine/tactics/test_native.py holds every case to 2e-5 of the
-scale plus 1e-4 relative).
+~1e-6 for a direct sum (tests/engine/backends/cpu/tactics/test_native.py and
+test_winograd_native.py hold every case to 2e-5 of the scale plus 1e-4 relative).
 """
 
 from __future__ import annotations
@@ -23,7 +30,12 @@ from edge_infer.engine.backends.cpu.parallel import split
 from edge_infer.engine.backends.cpu.tactics.cpu_direct import _NativeConv
 from edge_infer.engine.tactics.base import ConvSpec, Run, Scratch
 
-TB, KR = 16, 6  # tiles per block, output channels per register tile (conv_winograd.c)
+KR = 6  # output channels per register tile (conv_winograd.c)
+#: tiles per block (a multiple of 16, at most conv_winograd.c's TBMAX) when there are many
+TB = 16
+#: with at most this many tiles all tiles are one block, split between threads by channels
+#: instead of by tiles
+SHARED_TILES = 128
 
 #: F(4x4, 3x3) with interpolation points 0, ±1, ±2, ∞ (Lavin & Gray)
 G = np.array(
@@ -67,6 +79,8 @@ def transform_weights(weight: np.ndarray) -> np.ndarray:
 
 class WinogradNative(_NativeConv):
     name = "winograd_native"
+    tb = TB
+    shared_tiles = SHARED_TILES
 
     @classmethod
     def applicable(cls, spec: ConvSpec) -> bool:
@@ -85,53 +99,78 @@ class WinogradNative(_NativeConv):
         x = self._unit_rows(x, scratch, before)
         n, cin, h, w = s.x_shape
         _, cout, ho, wo = s.out_shape
-        pt, pl, _, _ = s.pads
-        th, tw = -(-ho // 4), -(-wo // 4)
+        tiles = n * -(-ho // 4) * -(-wo // 4)
         u = transform_weights(s.weight)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
         lib = native.library()
         assert lib is not None
-        work = int(lib.winograd_work_f32(cin, cout))
-        tiles = n * th * tw
+        kblocks = -(-cout // KR)
         workers = getattr(scratch, "workers", 1)
-        parts = 1 if workers == 1 else min(2 * workers, -(-tiles // TB))
         zres = z3 if self.residual else None
-        chunks: list[Run] = []
-        for k, (t0, t1) in enumerate(split(tiles, parts, align=TB)):
-            buf = scratch((work,), np.float32, f"wino_work{k}")
-            args = dict(
-                x=x.ctypes.data,
-                xis=x.strides[0] // 4,
-                xcs=x.strides[1] // 4,
-                xrs=x.strides[2] // 4,
-                h=h,
-                w=w,
-                pt=pt,
-                pl=pl,
-                cin=cin,
-                U=u.ctypes.data,
-                bias=None if bias is None else bias.ctypes.data,
-                cout=cout,
-                ho=ho,
-                wo=wo,
-                t0=t0,
-                t1=t1,
-                out=out3.ctypes.data,
-                ois=out3.strides[0] // 4,
-                ocs=out3.strides[1] // 4,
-                act=self.act,
-                p0=self.params[0],
-                p1=self.params[1],
-                residual=self.residual,
-                z=None if zres is None else zres.ctypes.data,
-                zis=0 if zres is None else zres.strides[0] // 4,
-                zcs=0 if zres is None else zres.strides[1] // 4,
-                work=buf.ctypes.data,
-            )
-            chunks.append(
-                native.NativeCall("conv_winograd_f32", args, (u, bias, x, out3, zres, buf))
-            )
-        phases: list[list[Run]] = [chunks]
+        fixed = dict(
+            x=x.ctypes.data,
+            xis=x.strides[0] // 4,
+            xcs=x.strides[1] // 4,
+            xrs=x.strides[2] // 4,
+            h=h,
+            w=w,
+            pt=s.pads[0],
+            pl=s.pads[1],
+            cin=cin,
+            U=u.ctypes.data,
+            bias=None if bias is None else bias.ctypes.data,
+            cout=cout,
+            ho=ho,
+            wo=wo,
+            ois=out3.strides[0] // 4,
+            zis=0 if zres is None else zres.strides[0] // 4,
+            **self._output_args(out3, z3, 0),
+        )
+        keep = (u, bias, x, out3, zres)
+
+        def call(k: int, tb: int, v: np.ndarray, **fields: Any) -> Any:
+            channels = (fields["k1"] - fields["k0"]) * KR  # the products M this call holds
+            work = scratch((int(lib.winograd_work_f32(channels, tb)),), np.float32, f"wino_work{k}")
+            args = dict(fixed, work=work.ctypes.data, V=v.ctypes.data, tb=tb, **fields)
+            return native.NativeCall("conv_winograd_f32", args, (*keep, work, v))
+
+        phases: list[list[Run]]
+        if tiles <= self.shared_tiles:
+            # few tiles: all of them are one block, transformed by input-channel ranges,
+            # then multiplied by output-channel ranges — the weights are read once in all
+            tb = -(-tiles // 16) * 16
+            v = scratch((int(lib.winograd_v_f32(cin, tb)),), np.float32, "wino_v")
+            spans = dict(t0=0, t1=tiles, tb=tb, v=v)
+            phases = [
+                [
+                    call(k, c0=c0, c1=c1, k0=0, k1=0, stage=1, **spans)
+                    for k, (c0, c1) in enumerate(split(cin, workers))
+                ],
+                [
+                    call(k, c0=0, c1=cin, k0=k0, k1=k1, stage=2, **spans)
+                    for k, (k0, k1) in enumerate(split(kblocks, workers))
+                ],
+            ]
+        else:
+            tb = self.tb
+            parts = 1 if workers == 1 else min(2 * workers, -(-tiles // tb))
+            phases = [
+                [
+                    call(
+                        k,
+                        tb,
+                        scratch((int(lib.winograd_v_f32(cin, tb)),), np.float32, f"wino_v{k}"),
+                        t0=t0,
+                        t1=t1,
+                        c0=0,
+                        c1=cin,
+                        k0=0,
+                        k1=kblocks,
+                        stage=3,
+                    )
+                    for k, (t0, t1) in enumerate(split(tiles, parts, align=tb))
+                ]
+            ]
         if not self.fused:  # the kernel added the bias; the shared epilogue does the rest
             phases.append([self._epilogue(out3, z3, b, 0, ho * wo) for b in range(n)])
         return self._assemble(scratch, phases, before, after)

@@ -1,0 +1,233 @@
+"""winograd_native (conv_winograd.c) against a float64 reference: both ways of sharing a layer
+between threads (blocks of tiles; one block split by channels), block sizes, odd grids and
+channel counts, batches 1 and 2, every fused activation, the residual modes — and the same
+calls replayed through the kernel built for lower x86 vector ISAs and for aarch64 (qemu).
+
+Tolerance: F(4x4, 3x3) in float32 against the float64 sum — |error| <= 2e-5 of the output's
+scale + 1e-4 relative (the transforms' coefficients cost about four bits; a direct float32
+sum stays near 1e-6)."""
+
+from __future__ import annotations
+
+import ctypes
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu.activations import apply_activation
+from edge_infer.engine.backends.cpu.parallel import WorkPool
+from edge_infer.engine.backends.cpu.program import ScratchPool
+from edge_infer.engine.backends.cpu.tactics import cpu_winograd
+from edge_infer.engine.backends.cpu.tactics.cpu_winograd import WinogradNative
+from edge_infer.engine.tactics.base import ConvSpec
+from tests.sysdeps import need
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="no native kernels here")
+
+# (x shape, Cout, pads t l b r): tiles = N * ceil(Ho / 4) * ceil(Wo / 4)
+CASES = [
+    ((1, 5, 7, 9), 7, (1, 1, 1, 1)),  # 6 tiles: one block, lanes past the tiles
+    ((2, 13, 10, 18), 17, (1, 2, 0, 1)),  # asymmetric pads, tiles spanning images
+    ((1, 20, 30, 26), 33, (1, 1, 1, 1)),  # 56 tiles, odd channel counts
+    ((2, 9, 45, 37), 11, (1, 1, 1, 1)),  # 240 tiles: blocks of tiles
+    ((1, 64, 14, 14), 64, (1, 1, 1, 1)),  # ResNet-like 16 tiles, wide
+    ((1, 3, 5, 5), 2, (0, 0, 0, 0)),  # no padding, 3x3 output, Cout < 6
+]
+ACTS = [
+    ("", ()),
+    ("relu", ()),
+    ("leaky_relu", (0.2,)),
+    ("clip", (-0.5, 0.7)),
+    ("sigmoid", ()),
+    ("silu", ()),
+    ("hard_swish", ()),
+    ("hard_sigmoid", (0.3, 0.4)),
+    ("tanh", ()),
+]
+
+
+def _reference(x, w, b, pads, z, act, params, residual) -> np.ndarray:
+    """conv + bias (+ z before or after the activation) in float64."""
+    x64 = np.pad(x.astype(np.float64), ((0, 0), (0, 0), pads[0::2], pads[1::2]))
+    n, _, hp, wp = x64.shape
+    ho, wo = hp - 2, wp - 2
+    y = np.zeros((n, w.shape[0], ho, wo))
+    for i in range(3):
+        for j in range(3):
+            y += np.einsum("nchw,oc->nohw", x64[:, :, i : i + ho, j : j + wo], w[:, :, i, j])
+    y += b.astype(np.float64)[None, :, None, None]
+    if residual == "pre":
+        y += z
+    apply_activation(y, act, params)
+    if residual == "post":
+        y += z
+    return y
+
+
+def _layer(case, act, residual, seed):
+    xs, cout, pads = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = (rng.standard_normal((cout, xs[1], 3, 3)) / np.sqrt(9 * xs[1])).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    ho, wo = xs[2] + pads[0] + pads[2] - 2, xs[3] + pads[1] + pads[3] - 2
+    out_shape = (xs[0], cout, ho, wo)
+    z = rng.standard_normal(out_shape).astype(np.float32)
+    spec = ConvSpec(xs, out_shape, w, b, (1, 1), pads, (1, 1), 1, act[0], act[1], residual)
+    ins = [x, w, b] + ([z] if residual != "none" else [])
+    want = _reference(x, w, b, pads, z, act[0], act[1], residual)
+    return spec, ins, want
+
+
+def _check(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    scale = max(float(np.abs(want).max()), 1.0)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5 * scale, err_msg=what)
+
+
+def _blocked(tb: int) -> type[WinogradNative]:
+    """winograd_native with blocks of ``tb`` tiles and every layer split by tiles."""
+    return type(f"Winograd{tb}", (WinogradNative,), {"tb": tb, "shared_tiles": 0})
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"x{c[0]}o{c[1]}")
+def test_matches_float64_every_activation_and_residual(case, workers) -> None:
+    pool = WorkPool(workers) if workers > 1 else None
+    try:
+        tactics = (WinogradNative, _blocked(16), _blocked(48))
+        for k, act in enumerate(ACTS):
+            for r, residual in enumerate(("none", "pre", "post")):
+                spec, ins, want = _layer(case, act, residual, k)
+                tactic = tactics[(k + r) % 3]  # each sees every residual mode
+                out = np.full(spec.out_shape, np.nan, np.float32)
+                run = tactic(spec).bind(ins, [out], ScratchPool(pool))
+                run()
+                run()  # scratch reuse: zero lanes past the tiles must stay zero
+                _check(out, want, f"{tactic.__name__} {act[0]} {residual}")
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def test_few_tiles_split_by_channels_many_by_tiles() -> None:
+    """The two ways of sharing: one block staged by channel ranges, or blocks of tiles."""
+    calls: list[Any] = []
+    init = native.NativeCall.__init__
+
+    def record(self: Any, *args: Any, **kw: Any) -> None:
+        init(self, *args, **kw)
+        calls.append(self.args)
+
+    pool = WorkPool(2)
+    try:
+        native.NativeCall.__init__ = record  # type: ignore[method-assign]
+        for case, stages in ((CASES[4], [1, 1, 2, 2]), (CASES[3], [3] * 4)):
+            calls.clear()
+            spec, ins, _ = _layer(case, ("relu", ()), "none", 0)
+            WinogradNative(spec).bind(
+                ins, [np.zeros(spec.out_shape, np.float32)], ScratchPool(pool)
+            )
+            assert [a.stage for a in calls] == stages
+            if stages[0] == 1:  # input channels, then output-channel blocks, all tiles
+                assert [(a.c0, a.c1) for a in calls[:2]] == [(0, 32), (32, 64)]
+                assert [(a.k0, a.k1) for a in calls[2:]] == [(0, 5), (5, 11)]
+                assert all((a.t0, a.t1, a.tb) == (0, 16, 16) for a in calls)
+            else:
+                assert calls[0].t0 == 0 and calls[-1].t1 == 240
+                assert all(a.t0 % cpu_winograd.TB == 0 for a in calls)
+    finally:
+        native.NativeCall.__init__ = init  # type: ignore[method-assign]
+        pool.close()
+
+
+# -- the same calls through the kernel built for other vector ISAs --------------------------
+
+
+def _host_flags() -> set[str]:
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    return {f for line in text.splitlines() if line.startswith("flags") for f in line.split()}
+
+
+#: build → (flags, the CPU features it needs on this host)
+X86_BUILDS = {
+    "avx512": (["-march=skylake-avx512"], {"avx512f", "avx512vl"}),
+    "avx2": (["-march=haswell"], {"avx2", "fma"}),
+    "x86-64": (["-march=x86-64", "-Wno-psabi"], set()),
+}
+
+
+def _recorded(tactic: type[WinogradNative], spec: ConvSpec, ins: list, out: np.ndarray) -> list:
+    """The native calls a one-thread bind makes, in the order they run."""
+    calls: list[Any] = []
+    init = native.NativeCall.__init__
+
+    def record(self: Any, *args: Any, **kw: Any) -> None:
+        init(self, *args, **kw)
+        calls.append(self)
+
+    native.NativeCall.__init__ = record  # type: ignore[method-assign]
+    try:
+        tactic(spec).bind(ins, [out], ScratchPool())
+    finally:
+        native.NativeCall.__init__ = init  # type: ignore[method-assign]
+    return calls
+
+
+@pytest.mark.parametrize("build", list(X86_BUILDS))
+def test_every_x86_vector_path_matches(build: str, tmp_path: Path) -> None:
+    flags, needs = X86_BUILDS[build]
+    if not needs <= _host_flags():
+        pytest.skip(f"this CPU lacks {sorted(needs - _host_flags())}")
+    keep = [f for f in native._flags() if not f.startswith(("-march", "-mcpu"))]
+    so = tmp_path / "winograd.so"
+    src = [str(native.KERNELS / "conv_winograd.c")]
+    subprocess.run(["cc", *keep, "-Wall", "-Werror", *flags, "-o", str(so), *src], check=True)
+    fn = ctypes.CDLL(str(so)).conv_winograd_f32
+    fn.restype = None
+    for k, case in enumerate(CASES):
+        for act in (ACTS[k % len(ACTS)], ("silu", ())):
+            spec, ins, want = _layer(case, act, ("none", "pre", "post")[k % 3], k)
+            for tactic in (WinogradNative, _blocked(32)):
+                out = np.full(spec.out_shape, np.nan, np.float32)
+                for call in _recorded(tactic, spec, ins, out):
+                    fn(ctypes.byref(call.args))
+                _check(out, want, f"{build} {tactic.__name__} {case} {act[0]}")
+
+
+def test_aarch64_neon_path_matches(tmp_path: Path) -> None:
+    """Cross-compiled for the Jetson's cores and replayed under qemu-user (the replay
+    machinery of tests/engine/backends/cpu/aarch64): both sharing modes, blocks of 32."""
+    from tests.engine.backends.cpu.aarch64 import replay
+    from tests.engine.backends.cpu.aarch64.test_aarch64_kernels import (
+        CROSS,
+        QEMU,
+        compile_driver,
+        emulate,
+    )
+
+    need(CROSS, QEMU, "cc")
+    exe = compile_driver(tmp_path, "cortex-a78ae")
+    recs, wants = [], []
+    for k, case in enumerate(CASES):
+        if case[0][1] > 32:
+            continue  # the wide case costs emulation time and adds no path
+        act = ACTS[(2 * k + 1) % len(ACTS)]
+        spec, ins, want = _layer(case, act, ("post", "none", "pre")[k % 3], k)
+        for tactic in (WinogradNative, _blocked(32)):
+            out = np.full(spec.out_shape, np.nan, np.float32)
+            with replay.recording(f"{tactic.__name__} {case}", [*ins, out], out) as rec:
+                tactic(spec).bind(ins, [out], ScratchPool())()
+            recs.append(rec)
+            wants.append(want)
+    replay.write(tmp_path / "calls.bin", recs)
+    emulate(exe, "replay", str(tmp_path / "calls.bin"), str(tmp_path / "out.bin"))
+    regions = replay.read(tmp_path / "out.bin")
+    first = 0
+    for rec, want in zip(recs, wants, strict=True):
+        got = rec.output(regions[first : first + len(rec.regions)])
+        first += len(rec.regions)
+        _check(got, want, f"aarch64 {rec.name}")
