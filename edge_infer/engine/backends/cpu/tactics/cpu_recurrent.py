@@ -1,15 +1,26 @@
-"""``recurrent_gemm``: LSTM / GRU / RNN on the CPU with every buffer allocated at bind.
+"""The CPU backend's recurrent tactics (LSTM / GRU / RNN), every buffer allocated at bind.
 
-The layer is a :class:`~edge_infer.engine.ops.recurrent_cells.RecurrentRunner` whose buffers
-come from the context's scratch allocator: the input projection of all time steps and both
-directions is one ``[T*B, I] x [I, D*G*H]`` GEMM into a preallocated buffer, the recurrence
-one small GEMM per step and direction into a preallocated gate buffer with the gate
-arithmetic in place, and the state lives in preallocated arrays — nothing is allocated while
-the engine runs. Constant weights are transposed and their biases folded once, at bind.
+``recurrent_native`` (an LSTM with ONNX's default activations): each direction is one call
+of ``kernels/recurrent.c`` — the input projection of every step as one GEMM, then every step
+(the hidden-state product and the cell, gates in registers) in C; the two directions of a
+bidirectional layer run on two threads of the pool. Weights are packed once, at bind (by
+hidden group: see recurrent.c). No Python runs per step.
+
+``recurrent_gemm`` (every form; the fallback): a
+:class:`~edge_infer.engine.ops.recurrent_cells.RecurrentRunner` whose buffers come from the
+context's scratch allocator: the input projection of all time steps and both directions is
+one ``[T*B, I] x [I, D*G*H]`` GEMM into a preallocated buffer, the recurrence one small GEMM
+per step and direction into a preallocated gate buffer with the gate arithmetic in place
+(numpy, from Python), and the state lives in preallocated arrays. Constant weights are
+transposed and their biases folded once, at bind.
+
+Neither allocates while the engine runs. The builder times both where both apply.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -134,17 +145,9 @@ class RecurrentNative(Tactic):
     ) -> tuple[list[native.NativeCall], list[Run], list[Run]]:
         """The kernel call of each direction, and the runs before (copies in, weights that
         are not constants) and after them (copies out)."""
-        s, c = self.spec, self.spec.cell
-        d_count, hidden, layout = c.directions, c.hidden, c.layout
-        if layout == 0:
-            steps, batch = s.x_shape[0], s.x_shape[1]
-        else:
-            batch, steps = s.x_shape[0], s.x_shape[1]
-        n_in = s.x_shape[2]
-        hp = -(-hidden // GROUP) * GROUP
+        s, c, g = self.spec, self.spec.cell, _Geometry.of(self.spec)
         x, w, r, b, lens, h0, c0, p = list(inputs) + [None] * (8 - len(inputs))
-        outs = list(outputs) + [None] * (3 - len(outputs))
-        y, y_h, y_c = outs[:3]
+        y, y_h, y_c = (list(outputs) + [None] * 3)[:3]
         before: list[Run] = []
         after: list[Run] = []
 
@@ -169,80 +172,133 @@ class RecurrentNative(Tactic):
 
         x_, h0_, c0_ = source(x), source(h0), source(c0)
         y_, yh_, yc_ = sink(y), sink(y_h), sink(y_c)
-        lens_ = None
-        if lens is not None:
-            lens_ = np.ascontiguousarray(lens, np.int64)  # a constant (see recurrent_spec)
-            if lens_.size and (lens_.min() < 0 or lens_.max() > steps):
-                raise EdgeInferError(f"{s.op}: sequence_lens must be in [0, {steps}]")
-            if np.all(lens_ == steps):
-                lens_ = None  # every row runs every step: no masking
-        groups = hp // GROUP
-        wpack = alloc((d_count, groups, n_in, 4 * GROUP))
-        rpack = alloc((d_count, groups, hidden, 4 * GROUP))
-        bias = alloc((d_count, groups * 4 * GROUP))
-        peep = alloc((d_count, 3, hp))
-        peep_used = p is not None and (not _constant(p) or bool(np.any(p)))
-
-        def pack() -> None:
-            for k in range(d_count):
-                wpack[k] = pack_gates(w[k], hidden)
-                rpack[k] = pack_gates(r[k], hidden)
-                bias[k] = pack_bias(None if b is None else b[k], hidden)
-                if peep_used:
-                    peep[k, :, :hidden] = p[k].reshape(3, hidden)
-
-        if all(_constant(a) for a in (w, r, b, p)):
-            pack()
+        lens_ = _lengths(s.op, lens, g.steps)
+        packed = _PackedWeights(g, w, r, b, p, alloc)
+        if packed.constant:
+            packed.pack()
         else:
-            before.append(pack)
-        proj = alloc((d_count, steps * batch, 4 * hp))
-        work = alloc((d_count, 3 * batch * hp))
-        # strides in floats: rows of x/proj, Y, states (one batch stride for all four)
-        pts, pbs = (batch, 1) if layout == 0 else (1, steps)
-        yts, ybs, ystep = (
-            (d_count * batch * hidden, hidden, batch * hidden)
-            if layout == 0
-            else (d_count * hidden, steps * d_count * hidden, hidden)
-        )
-        sbs, sstep = (hidden, batch * hidden) if layout == 0 else (d_count * hidden, hidden)
+            before.append(packed.pack)
+        proj = alloc((g.directions, g.steps * g.batch, 4 * g.hp))
+        work = alloc((g.directions, 3 * g.batch * g.hp))
 
-        def at(a: np.ndarray | None, offset: int) -> int | None:
-            return None if a is None else a.ctypes.data + 4 * offset
+        def at(a: np.ndarray | None, k: int, step: int) -> int | None:
+            """Address of direction ``k``'s part of ``a`` (``step`` floats apart)."""
+            return None if a is None else a.ctypes.data + 4 * k * step
 
         calls = []
-        for k in range(d_count):
+        for k in range(g.directions):
             fields = dict(
-                x=at(x_, 0),
-                rows=steps * batch,
-                inputs=n_in,
-                wpack=at(wpack, k * wpack[0].size),
-                bias=at(bias, k * bias[0].size),
-                proj=at(proj, k * proj[0].size),
-                rpack=at(rpack, k * rpack[0].size),
-                peep=at(peep, k * peep[0].size) if peep_used else None,
-                steps=steps,
-                batch=batch,
-                hidden=hidden,
-                hp=hp,
-                pts=pts,
-                pbs=pbs,
+                x=at(x_, 0, 0),
+                rows=g.steps * g.batch,
+                inputs=g.inputs,
+                wpack=at(packed.w, k, packed.w[0].size),
+                bias=at(packed.bias, k, packed.bias[0].size),
+                proj=at(proj, k, proj[0].size),
+                rpack=at(packed.r, k, packed.r[0].size),
+                peep=at(packed.peep, k, packed.peep[0].size) if packed.peep_used else None,
+                steps=g.steps,
+                batch=g.batch,
+                hidden=g.hidden,
+                hp=g.hp,
+                pts=g.pts,
+                pbs=g.pbs,
                 reverse=int(k == 1 or c.reverse_only),
                 lens=None if lens_ is None else lens_.ctypes.data,
-                h0=at(h0_, k * sstep),
-                c0=at(c0_, k * sstep),
-                sbs=sbs,
-                y=at(y_, k * ystep),
-                yts=yts,
-                ybs=ybs,
-                yh=at(yh_, k * sstep),
-                yc=at(yc_, k * sstep),
+                h0=at(h0_, k, g.sstep),
+                c0=at(c0_, k, g.sstep),
+                sbs=g.sbs,
+                y=at(y_, k, g.ystep),
+                yts=g.yts,
+                ybs=g.ybs,
+                yh=at(yh_, k, g.sstep),
+                yc=at(yc_, k, g.sstep),
                 clip=c.clip or 0.0,
                 input_forget=int(c.input_forget),
-                work=at(work, k * work[0].size),
+                work=at(work, k, work[0].size),
             )
-            keep = (x_, h0_, c0_, y_, yh_, yc_, lens_, wpack, rpack, bias, peep, proj, work)
+            arrays = (packed.w, packed.r, packed.bias, packed.peep, proj, work)
+            keep = (x_, h0_, c0_, y_, yh_, yc_, lens_, *arrays)
             calls.append(native.NativeCall("lstm_seq_f32", fields, keep))
         return calls, before, after
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """A layer's sizes and the kernel's strides, in floats: rows of X (and of the
+    projection) for step t, batch row b at ``t * pts + b * pbs``; Y at ``t * yts + b * ybs``
+    (direction k at ``k * ystep``); initial and final states (one layout for all four) at
+    ``b * sbs``, direction k at ``k * sstep``."""
+
+    steps: int
+    batch: int
+    inputs: int
+    hidden: int
+    directions: int
+    pts: int
+    pbs: int
+    yts: int
+    ybs: int
+    ystep: int
+    sbs: int
+    sstep: int
+
+    @property
+    def hp(self) -> int:
+        """hidden rounded up to whole groups"""
+        return -(-self.hidden // GROUP) * GROUP
+
+    @classmethod
+    def of(cls, spec: RecurrentSpec) -> _Geometry:
+        c = spec.cell
+        d, h = c.directions, c.hidden
+        if c.layout == 0:  # X [T, B, I], Y [T, D, B, H], states [D, B, H]
+            t, b = spec.x_shape[0], spec.x_shape[1]
+            return cls(t, b, spec.x_shape[2], h, d, b, 1, d * b * h, h, b * h, h, b * h)
+        b, t = spec.x_shape[0], spec.x_shape[1]  # X [B, T, I], Y [B, T, D, H], states [B, D, H]
+        return cls(t, b, spec.x_shape[2], h, d, 1, t, d * h, t * d * h, h, d * h, h)
+
+
+class _PackedWeights:
+    """W, R, the summed biases and the peepholes of every direction in recurrent.c's layout,
+    in buffers from ``alloc``; :meth:`pack` fills them (once at bind for constants)."""
+
+    def __init__(
+        self,
+        g: _Geometry,
+        w: np.ndarray,
+        r: np.ndarray,
+        b: np.ndarray | None,
+        p: np.ndarray | None,
+        alloc: Callable[[tuple[int, ...]], np.ndarray],
+    ) -> None:
+        self.sources, self.hidden = (w, r, b, p), g.hidden
+        groups = g.hp // GROUP
+        self.w = alloc((g.directions, groups, g.inputs, 4 * GROUP))
+        self.r = alloc((g.directions, groups, g.hidden, 4 * GROUP))
+        self.bias = alloc((g.directions, groups * 4 * GROUP))
+        self.peep = alloc((g.directions, 3, g.hp))
+        self.constant = all(_constant(a) for a in self.sources)
+        # all-zero constant peepholes (what exporters write for "none") cost nothing
+        self.peep_used = p is not None and (not _constant(p) or bool(np.any(p)))
+
+    def pack(self) -> None:
+        w, r, b, p = self.sources
+        for k in range(self.w.shape[0]):
+            self.w[k] = pack_gates(w[k], self.hidden)
+            self.r[k] = pack_gates(r[k], self.hidden)
+            self.bias[k] = pack_bias(None if b is None else b[k], self.hidden)
+            if self.peep_used:
+                self.peep[k, :, : self.hidden] = p[k].reshape(3, self.hidden)  # type: ignore[index]
+
+
+def _lengths(op: str, lens: np.ndarray | None, steps: int) -> np.ndarray | None:
+    """sequence_lens as the kernel reads them (int64), None when every row runs every step."""
+    if lens is None:
+        return None
+    out = np.ascontiguousarray(lens, np.int64)  # a constant (see recurrent_spec)
+    if out.size and (out.min() < 0 or out.max() > steps):
+        raise EdgeInferError(f"{op}: sequence_lens must be in [0, {steps}], got {out.tolist()}")
+    return None if bool(np.all(out == steps)) else out
 
 
 def _constant(a: np.ndarray | None) -> bool:
