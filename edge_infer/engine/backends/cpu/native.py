@@ -295,6 +295,54 @@ class QConvInt8Args(KernelArgs):
     ]
 
 
+class ConvInt8DwArgs(KernelArgs):
+    """conv_int8_dw.c: INT8 depthwise over int8 input (storage kinds okind / zkind: 0 float32,
+    1 float16, 2 int8; mult = x_scale * w_scale per channel, in float64)."""
+
+    _fields_ = [
+        ("x", _P),
+        *_longs("xcs", "xrs", "h", "w", "pt", "pl", "sy", "sx", "kh", "kw", "dy", "dx", "wq"),
+        ("grouped", _L),
+        *[(n, _P) for n in ("rows", "wts", "bias", "mult")],
+        *_longs("c0", "c1", "ho", "wo"),
+        ("out", _P),
+        *_longs("okind", "ocs"),
+        ("oscale", ctypes.c_double),
+        ("act", _L),
+        ("p0", _F),
+        ("p1", _F),
+        ("residual", _L),
+        ("z", _P),
+        *_longs("zkind", "zcs"),
+        ("zscale", _F),
+    ]
+
+
+class ReformatArgs(KernelArgs):
+    """reformat.c: rows x n values between storage kinds (0 float32, 1 float16, 2 int8)."""
+
+    _fields_ = [
+        ("x", _P),
+        ("xkind", _L),
+        ("xscale", _F),
+        ("xrs", _L),
+        ("y", _P),
+        ("ykind", _L),
+        ("yscale", ctypes.c_double),
+        *_longs("yrs", "rows", "n"),
+    ]
+
+
+class UpsampleNearestS8Args(KernelArgs):
+    """reformat.c: upsample_nearest on int8 planes (the same fields)."""
+
+    _fields_ = [
+        ("x", _P),
+        ("y", _P),
+        *_longs("n", "c", "xis", "xcs", "yis", "ycs", "h", "w", "fh", "fw"),
+    ]
+
+
 #: exported kernel ``<name>_f32`` → its argument struct (``<name>_args`` in args.h)
 ARGS: dict[str, type[KernelArgs]] = {
     "conv_direct_f32": ConvDirectArgs,
@@ -313,6 +361,9 @@ ARGS: dict[str, type[KernelArgs]] = {
     "convert_half_f32": ConvertHalfArgs,
     "qconv_split_f32": QConvSplitArgs,
     "qconv_int8_f32": QConvInt8Args,
+    "conv_int8_dw_f32": ConvInt8DwArgs,
+    "reformat_f32": ReformatArgs,
+    "upsample_nearest_s8_f32": UpsampleNearestS8Args,
 }
 
 

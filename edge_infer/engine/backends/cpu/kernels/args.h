@@ -147,6 +147,31 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, double, oscale) X(K, long, act) X(K, float, p0) X(K, float, p1) X(K, long, residual)  \
     X(K, const void *, z) X(K, long, zcs) X(K, long, ztype) X(K, float, zscale)
 
+/* conv_int8_dw.c: INT8 depthwise (edge_infer::QConv) over int8 input; storage kinds
+ * (qsimd.h) okind, zkind; mult[c] = x_scale * w_scale[c] */
+#define EI_CONV_INT8_DW_ARGS(X, K)                                                             \
+    X(K, const signed char *, x) X(K, long, xcs) X(K, long, xrs) X(K, long, h) X(K, long, w)   \
+    X(K, long, pt) X(K, long, pl) X(K, long, sy) X(K, long, sx) X(K, long, kh) X(K, long, kw)  \
+    X(K, long, dy) X(K, long, dx) X(K, long, wq) X(K, long, grouped) X(K, float *, rows)       \
+    X(K, const float *, wts) X(K, const int *, bias) X(K, const double *, mult)                \
+    X(K, long, c0) X(K, long, c1) X(K, long, ho) X(K, long, wo) X(K, void *, out)              \
+    X(K, long, okind) X(K, long, ocs) X(K, double, oscale) X(K, long, act) X(K, float, p0)     \
+    X(K, float, p1) X(K, long, residual) X(K, const void *, z) X(K, long, zkind)               \
+    X(K, long, zcs) X(K, float, zscale)
+
+/* reformat.c: rows x n values of kind xkind (int8 at xscale; row stride xrs) to kind ykind
+ * (int8 at yscale; row stride yrs) */
+#define EI_REFORMAT_ARGS(X, K)                                                                 \
+    X(K, const void *, x) X(K, long, xkind) X(K, float, xscale) X(K, long, xrs)                \
+    X(K, void *, y) X(K, long, ykind) X(K, double, yscale) X(K, long, yrs) X(K, long, rows)    \
+    X(K, long, n)
+
+/* reformat.c: nearest upsampling of int8 planes (upsample_nearest's fields) */
+#define EI_UPSAMPLE_NEAREST_S8_ARGS(X, K)                                                      \
+    X(K, const signed char *, x) X(K, signed char *, y) X(K, long, n) X(K, long, c)            \
+    X(K, long, xis) X(K, long, xcs) X(K, long, yis) X(K, long, ycs) X(K, long, h)              \
+    X(K, long, w) X(K, long, fh) X(K, long, fw)
+
 /* every kernel: X(kernel name, its field list); a field list is FIELDS(X, kernel) and
  * calls X(kernel, type, name) once per field */
 #define EI_KERNELS(X)                                                                         \
@@ -165,7 +190,10 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(qconv_split, EI_QCONV_SPLIT_ARGS)                                                       \
     X(qconv_int8, EI_QCONV_INT8_ARGS)                                                         \
     X(lstm_seq, EI_LSTM_SEQ_ARGS)                                                             \
-    X(convert_half, EI_CONVERT_HALF_ARGS)
+    X(convert_half, EI_CONVERT_HALF_ARGS)                                                     \
+    X(conv_int8_dw, EI_CONV_INT8_DW_ARGS)                                                     \
+    X(reformat, EI_REFORMAT_ARGS)                                                             \
+    X(upsample_nearest_s8, EI_UPSAMPLE_NEAREST_S8_ARGS)
 
 /* the structs: <name>_args, and their entry points void <name>_f32(const <name>_args *) and
  * pool tasks void <name>_task(const void *) */

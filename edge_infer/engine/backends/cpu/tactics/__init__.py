@@ -16,6 +16,7 @@ from edge_infer.engine.backends.cpu.tactics.cpu_direct import (
 from edge_infer.engine.backends.cpu.tactics.cpu_fp16 import fp16_tactics
 from edge_infer.engine.backends.cpu.tactics.cpu_pointwise import PointwiseNative
 from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative, QConvReference
+from edge_infer.engine.backends.cpu.tactics.cpu_qdepthwise import QDepthwiseNative
 from edge_infer.engine.backends.cpu.tactics.cpu_recurrent import RecurrentGemm, RecurrentNative
 from edge_infer.engine.backends.cpu.tactics.cpu_winograd import WinogradNative
 from edge_infer.engine.tactics import TacticTable
@@ -31,7 +32,7 @@ CPU_TACTICS: TacticTable = {
         PointwiseNative,
     ),
     "recurrent": (RecurrentNative, RecurrentGemm),
-    "qconv": (QConvReference, QConvNative),
+    "qconv": (QConvReference, QConvNative, QDepthwiseNative),
     "fp16": fp16_tactics(
         (*CONV_TACTICS, DirectNative, OcVecNative, DepthwiseNative, WinogradNative)
     ),

@@ -1,0 +1,308 @@
+/* INT8 depthwise convolution (edge_infer::QConv with group == C): the reference op's numbers
+ * (ops/quantize.py qconv) bit for bit, at the FP32 depthwise kernel's speed.
+ *
+ * The arithmetic: int8 inputs and weights are read as floats. Their products are below 2^14
+ * and a 3x3 or 5x5 (any kernel up to 1024 taps) sums fewer than 2^10 of them, so every
+ * partial sum is an integer below 2^24: float32 fma accumulates the exact int32 accumulator,
+ * with the FP32 kernel's throughput (vectors along output pixels, one vector fma per tap).
+ * Then the reference's epilogue: y = float32((double(acc) + bias) * (x_scale * w_scale[c]))
+ * in double, residual (float, or int8 dequantized as float32(q) * float32(z_scale)) before or
+ * after the float32 activation (simd.h), and the store as fp32, fp16 or int8 (qsimd.h).
+ *
+ * The data movement is conv_depthwise.c's (see there): row by row through an L1 ring of
+ * zero-padded column-phase slots (large stride-1 planes), or 8 channels at a time, vectors
+ * along channels, through 8 x 8 register transposes (small planes, strided layers). Only
+ * the loads (int8 -> float) and the stores differ: the accumulators of an output row (or of
+ * a channel group's planes) go through a small buffer to the epilogue, which runs a loop
+ * specialised for the output's storage and the common activations (qepi_apply).
+ */
+#include <limits.h>
+
+#include "qsimd.h"
+
+/* Input row `row` (w int8 values) as sx column phases of wq floats at d (see
+ * conv_depthwise.c fill_row) */
+static inline __attribute__((always_inline)) void qfill_row(const int8_t *row, long w, long pl,
+                                                           long sx, long wq, float *d) {
+    for (long px = 0; px < sx; px++, d += wq) {
+        long j0 = pl > px ? (pl - px + sx - 1) / sx : 0;
+        long j1 = w - 1 + pl - px >= 0 ? (w - 1 + pl - px) / sx + 1 : 0;
+        if (j1 > wq) j1 = wq;
+        if (j0 > j1) j0 = j1;
+        for (long j = 0; j < j0; j++) d[j] = 0.0f;
+        const int8_t *s = row + j0 * sx + px - pl;
+        float *e = d + j0;
+        for (long j = 0; j < j1 - j0; j++) e[j] = (float)s[j * sx];
+        for (long j = j1; j < wq; j++) d[j] = 0.0f;
+    }
+}
+
+/* The epilogue of one channel: bias, multiplier, output and residual */
+typedef struct {
+    double b, m, os;
+    float rf, p0, p1, zs;
+    long okind, zkind, act, residual;
+    void *out;     /* the channel's output plane */
+    const void *z; /* its residual plane, or NULL */
+} qepi;
+
+/* simd.h activate(), with the hard_* activations' product kept apart from the sum that
+ * follows (fp-contraction would fuse them: one rounding where the reference has two) */
+static inline __attribute__((always_inline)) v8 qactivate(v8 y, long act, float p0, float p1) {
+    if (act == EI_ACT_HARD_SWISH) {
+        v8 t = y * (1.0f / 6.0f);
+        EI_OPAQUE(t);
+        return y * vmin(vmax(t + 0.5f, splat(0.0f)), splat(1.0f));
+    }
+    if (act == EI_ACT_HARD_SIGMOID) {
+        v8 t = y * p0;
+        EI_OPAQUE(t);
+        return vmin(vmax(t + p1, splat(0.0f)), splat(1.0f));
+    }
+    return activate(y, act, p0, p1);
+}
+
+/* The epilogue of n exact accumulators acc[0, n) (readable up to a whole vector) into
+ * elements [i, i + n) of the channel's planes; OK, RES, ACT constant where inlined */
+static inline __attribute__((always_inline)) void qepi_run(const qepi *e, const float *acc,
+                                                          long i, long n, long OK, long RES,
+                                                          long ACT) {
+    for (long j = 0; j < n; j += 8) {
+        long m = n - j < 8 ? n - j : 8;
+        v8 y = requant(load8(acc + j), e->b, e->m);
+        if (RES) {
+            v8 z = load_real(e->z, e->zkind, i + j, m, e->zs);
+            if (RES == 1) y += z;
+            y = qactivate(y, ACT, e->p0, e->p1);
+            if (RES == 2) y += z;
+        } else {
+            y = qactivate(y, ACT, e->p0, e->p1);
+        }
+        store_real(e->out, OK, i + j, m, y, e->os, e->rf);
+    }
+}
+
+#define QEPI_ACTS(OK)                                                                          \
+    if (e->residual)                                                                           \
+        qepi_run(e, acc, i, n, OK, e->residual, e->act);                                       \
+    else if (e->act == EI_ACT_NONE)                                                            \
+        qepi_run(e, acc, i, n, OK, 0, EI_ACT_NONE);                                            \
+    else if (e->act == EI_ACT_RELU)                                                            \
+        qepi_run(e, acc, i, n, OK, 0, EI_ACT_RELU);                                            \
+    else if (e->act == EI_ACT_CLIP)                                                            \
+        qepi_run(e, acc, i, n, OK, 0, EI_ACT_CLIP);                                            \
+    else                                                                                       \
+        qepi_run(e, acc, i, n, OK, 0, e->act);
+
+/* qepi_run with the storage, and the common activations without a residual, made constant */
+static void qepi_apply(const qepi *e, const float *acc, long i, long n) {
+    if (e->okind == EI_S8) {
+        QEPI_ACTS(EI_S8)
+    } else if (e->okind == EI_F16) {
+        QEPI_ACTS(EI_F16)
+    } else {
+        QEPI_ACTS(EI_F32)
+    }
+}
+
+static inline qepi qepi_of(const conv_int8_dw_args *a, long c) {
+    static const long size[3] = {4, 2, 1};
+    qepi e = {
+        .b = a->bias ? (double)a->bias[c] : 0.0,
+        .m = a->mult[c],
+        .os = a->oscale,
+        .rf = a->okind == EI_S8 ? (float)(1.0 / a->oscale) : 0.0f,
+        .p0 = a->p0,
+        .p1 = a->p1,
+        .zs = a->zscale,
+        .okind = a->okind,
+        .zkind = a->zkind,
+        .act = a->act,
+        .residual = a->z ? a->residual : 0,
+        .out = (char *)a->out + c * a->ocs * size[a->okind],
+        .z = a->z ? (const char *)a->z + c * a->zcs * size[a->zkind] : 0,
+    };
+    return e;
+}
+
+/* One channel, row by row (conv_depthwise.c dw_channel, int8 rows) */
+static inline __attribute__((always_inline)) void qdw_channel(
+    const int8_t *xc, long xrs, long h, long w, long pt, long pl, long sy, long sx, long kh,
+    long kw, long dy, long dx, long wq, float *rows, const float *wc, long ho, long wo,
+    const qepi *e) {
+    long nslots = (kh - 1) * dy + 1, slen = sx * wq;
+    const float *zero = rows + nslots * slen;
+    float *acc = rows + (nslots + 1) * slen; /* an output row's accumulators */
+    long held[nslots];
+    for (long s = 0; s < nslots; s++) held[s] = LONG_MIN;
+    const float *tp[kh * kw];
+    v8 wt[kh * kw];
+    for (long t = 0; t < kh * kw; t++) wt[t] = splat(wc[t]);
+    for (long oy = 0; oy < ho; oy++) {
+        for (long ky = 0; ky < kh; ky++) {
+            long iy = oy * sy - pt + ky * dy;
+            const float *r = zero;
+            if (iy >= 0 && iy < h) {
+                float *slot = rows + (iy % nslots) * slen;
+                if (held[iy % nslots] != iy) {
+                    qfill_row(xc + iy * xrs, w, pl, sx, wq, slot);
+                    held[iy % nslots] = iy;
+                }
+                r = slot;
+            }
+            for (long kx = 0; kx < kw; kx++)
+                tp[ky * kw + kx] = r + ((kx * dx) % sx) * wq + (kx * dx) / sx;
+        }
+        long ox = 0;
+        for (; ox + 16 <= wo; ox += 16) {
+            v8 a0 = {0}, a1 = {0};
+            for (long t = 0; t < kh * kw; t++) {
+                a0 += wt[t] * load8(tp[t] + ox);
+                a1 += wt[t] * load8(tp[t] + ox + 8);
+            }
+            store8(acc + ox, a0);
+            store8(acc + ox + 8, a1);
+        }
+        for (; ox < wo; ox += 8) {
+            v8 a0 = {0};
+            for (long t = 0; t < kh * kw; t++) a0 += wt[t] * load8(tp[t] + ox);
+            store8(acc + ox, a0);
+        }
+        qepi_apply(e, acc, oy * wo, wo);
+    }
+}
+
+#define CV 8
+
+#if defined(__clang__) || __GNUC__ >= 12
+#define SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define SHUF(a, b, ...) __builtin_shuffle(a, b, (v8i){__VA_ARGS__})
+#endif
+
+/* r[i][j] -> r[j][i] */
+static inline __attribute__((always_inline)) void transpose8(v8 r[8]) {
+    v8 t[8], u[8];
+    for (long i = 0; i < 8; i += 2) {
+        t[i] = SHUF(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = SHUF(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (long i = 0; i < 8; i += 4) {
+        u[i] = SHUF(t[i], t[i + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[i + 1] = SHUF(t[i], t[i + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        u[i + 2] = SHUF(t[i + 1], t[i + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[i + 3] = SHUF(t[i + 1], t[i + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+    for (long i = 0; i < 4; i++) {
+        r[i] = SHUF(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        r[i + 4] = SHUF(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+
+/* CV channels [c, c + nc) together, vectors along channels (conv_depthwise.c dw_group) */
+static inline __attribute__((always_inline)) void qdw_group(const conv_int8_dw_args *a, long c,
+                                                           long nc, float *buf, long kh,
+                                                           long kw, long sy, long sx, long dy,
+                                                           long dx) {
+    long ho = a->ho, wo = a->wo, T = kh * kw;
+    long hp = (ho - 1) * sy + (kh - 1) * dy + 1, wp = (wo - 1) * sx + (kw - 1) * dx + 1;
+    float *P = buf, *Q = buf + hp * wp * CV;
+    long x0 = a->pl < wp ? a->pl : wp, x1 = a->pl + a->w < wp ? a->pl + a->w : wp;
+    for (long py = 0; py < hp; py++) {
+        long iy = py - a->pt;
+        float *drow = P + py * wp * CV;
+        if (iy < 0 || iy >= a->h) {
+            memset(drow, 0, (size_t)(wp * CV) * sizeof(float));
+            continue;
+        }
+        memset(drow, 0, (size_t)(x0 * CV) * sizeof(float));
+        memset(drow + x1 * CV, 0, (size_t)((wp - x1) * CV) * sizeof(float));
+        const int8_t *row = (const int8_t *)a->x + c * a->xcs + iy * a->xrs;
+        for (long px = x0; px < x1; px += 8) {
+            long m = x1 - px < 8 ? x1 - px : 8;
+            v8 r[8];
+            for (long ci = 0; ci < CV; ci++)
+                r[ci] = ci >= nc ? (v8){0} : load_s8(row + ci * a->xcs + px - a->pl, m);
+            transpose8(r);
+            for (long k = 0; k < m; k++) store8(drow + (px + k) * CV, r[k]);
+        }
+    }
+    v8 W[T];
+    for (long t = 0; t < T; t++) {
+        float wt[CV] = {0};
+        for (long ci = 0; ci < nc; ci++) wt[ci] = a->wts[(c + ci) * T + t];
+        W[t] = load8(wt);
+    }
+    for (long oy = 0; oy < ho; oy++) {
+        const float *prow = P + oy * sy * wp * CV;
+        float *q = Q + oy * wo * CV;
+        for (long ox = 0; ox < wo; ox++) {
+            v8 acc = {0};
+            for (long ky = 0; ky < kh; ky++)
+                for (long kx = 0; kx < kw; kx++)
+                    acc += W[ky * kw + kx] *
+                           load8(prow + ((ky * dy) * wp + ox * sx + kx * dx) * CV);
+            store8(q + ox * CV, acc);
+        }
+    }
+    /* back to one plane per channel (R, n8 floats each), then the epilogue plane by plane */
+    long n = ho * wo, n8 = (n + 7) / 8 * 8;
+    float *R = Q + n8 * CV;
+    for (long p = 0; p < n; p += 8) {
+        v8 r[8];
+        for (long k = 0; k < 8; k++) r[k] = load8(Q + (p + k) * CV);
+        transpose8(r);
+        for (long ci = 0; ci < nc; ci++) store8(R + ci * n8 + p, r[ci]);
+    }
+    for (long ci = 0; ci < nc; ci++) {
+        qepi e = qepi_of(a, c + ci);
+        qepi_apply(&e, R + ci * n8, 0, n);
+    }
+}
+
+#define QDW_CHANNEL(KH, KW, SX, DY, DX)                                                        \
+    qdw_channel(xc, a->xrs, a->h, a->w, a->pt, a->pl, a->sy, SX, KH, KW, DY, DX, a->wq,       \
+                a->rows, wc, a->ho, a->wo, &e)
+#define QDW_GROUP(KH, KW, SY, SX, DY, DX) qdw_group(a, c, nc, a->rows, KH, KW, SY, SX, DY, DX)
+
+/* Channels [c0, c1) of one image; by groups of CV channels when a->grouped (buffer: see
+ * cpu_qdepthwise.py), else one channel at a time, row by row. */
+void conv_int8_dw_f32(const conv_int8_dw_args *a) {
+    long kh = a->kh, kw = a->kw, sx = a->sx, dy = a->dy, dx = a->dx;
+    long unit = dy == 1 && dx == 1;
+    if (a->grouped) {
+        for (long c = a->c0; c < a->c1; c += CV) {
+            long nc = a->c1 - c < CV ? a->c1 - c : CV;
+            if (unit && kh == 3 && kw == 3 && a->sy == 1 && sx == 1)
+                QDW_GROUP(3, 3, 1, 1, 1, 1);
+            else if (unit && kh == 3 && kw == 3 && a->sy == 2 && sx == 2)
+                QDW_GROUP(3, 3, 2, 2, 1, 1);
+            else if (unit && kh == 5 && kw == 5 && a->sy == 1 && sx == 1)
+                QDW_GROUP(5, 5, 1, 1, 1, 1);
+            else if (unit && kh == 5 && kw == 5 && a->sy == 2 && sx == 2)
+                QDW_GROUP(5, 5, 2, 2, 1, 1);
+            else
+                QDW_GROUP(kh, kw, a->sy, sx, dy, dx);
+        }
+        return;
+    }
+    long slen = sx * a->wq;
+    memset(a->rows + ((kh - 1) * dy + 1) * slen, 0, (size_t)slen * sizeof(float));
+    for (long c = a->c0; c < a->c1; c++) {
+        const int8_t *xc = (const int8_t *)a->x + c * a->xcs;
+        const float *wc = a->wts + c * kh * kw;
+        qepi e = qepi_of(a, c);
+        if (unit && kh == 3 && kw == 3 && sx == 1)
+            QDW_CHANNEL(3, 3, 1, 1, 1);
+        else if (unit && kh == 3 && kw == 3 && sx == 2)
+            QDW_CHANNEL(3, 3, 2, 1, 1);
+        else if (unit && kh == 5 && kw == 5 && sx == 1)
+            QDW_CHANNEL(5, 5, 1, 1, 1);
+        else if (unit && kh == 5 && kw == 5 && sx == 2)
+            QDW_CHANNEL(5, 5, 2, 1, 1);
+        else
+            QDW_CHANNEL(kh, kw, sx, dy, dx);
+    }
+}
+
+EI_TASK(conv_int8_dw)

@@ -1,0 +1,222 @@
+"""INT8 depthwise convolution tactic: ``qdepthwise_native`` (``kernels/conv_int8_dw.c``).
+
+A depthwise QConv (``group == C``) is the FP32 depthwise kernel's data movement over int8
+input, with float32 fma accumulating the exact int32 accumulator (every partial sum of
+int8 x int8 products over at most 1024 taps is an integer below 2^24), then the reference
+op's epilogue (:func:`edge_infer.engine.ops.quantize.qconv`): float64 requantization,
+residual, float32 activation and the fp32/fp16/int8 store, bit for bit except where an
+exp-based activation's float32 result differs in its last bit from numpy's.
+
+Small planes and strided layers go 8 channels at a time, vectors along channels; large
+stride-1 planes row by row (see conv_int8_dw.c). A float input (the engine input) is
+quantized first by the ``reformat`` kernel into a scratch int8 copy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu.activations import ACTIVATION_CODES
+from edge_infer.engine.backends.cpu.parallel import split
+from edge_infer.engine.tactics.base import Run, Scratch, Tactic
+from edge_infer.engine.tactics.quantized import QConvSpec
+
+#: storage kinds of the INT8 kernels (kernels/qsimd.h enum ei_storage)
+STORAGE_KINDS = {np.dtype(np.float32): 0, np.dtype(np.float16): 1, np.dtype(np.int8): 2}
+_OUT_KINDS = {"fp32": 0, "fp16": 1, "int8": 2}
+_RESIDUAL = {"none": 0, "pre": 1, "post": 2}
+#: parameter defaults of the activations that take two (as in cpu_direct)
+_DEFAULTS = {2: (0.01, 0.0), 3: (-np.inf, np.inf), 7: (0.2, 0.5)}
+#: float32 accumulation is exact while a sum has at most this many int8 x int8 terms
+MAX_TAPS = 1024
+#: channels per group of the grouped path (conv_int8_dw.c CV)
+DW_GROUP = 8
+#: the grouped path (vectors along channels) for inputs at most this wide, and for strided
+#: layers at most GROUPED_STRIDED_MAX_WIDTH wide; row by row otherwise. Measured on
+#: MobileNetV2's 3x3 layers, one thread, int8 out: grouped 2.5x faster at 7 wide, 2x at 14,
+#: 1.25x at 28 and at 56 stride 2; row by row 1.4x faster at 112 stride 2 and 1.2-1.5x at
+#: 56 and 112 stride 1.
+GROUPED_MAX_WIDTH = 32
+GROUPED_STRIDED_MAX_WIDTH = 64
+#: a chunk below this many outputs is not worth a thread hand-off
+MIN_CHUNK = 4096
+
+
+def _planes(a: np.ndarray) -> bool:
+    """Rows of unit stride, planes of contiguous rows (a channel slice qualifies)."""
+    isz = a.itemsize
+    return (
+        a.ndim == 4
+        and a.strides[3] == isz
+        and a.strides[2] == a.shape[3] * isz
+        and not any(s % isz for s in a.strides)
+    )
+
+
+class QDepthwiseNative(Tactic):
+    """INT8 depthwise convolution in C (see the module docstring)."""
+
+    name = "qdepthwise_native"
+
+    def __init__(self, spec: QConvSpec) -> None:
+        self.spec = spec
+        code = ACTIVATION_CODES[spec.activation]
+        params = list(spec.activation_params)
+        defaults = _DEFAULTS.get(code, (0.0, 0.0))
+        self.act = int(code)
+        self.params = tuple(float(v) for v in (*params, *defaults[len(params) :])[:2])
+
+    @classmethod
+    def applicable(cls, spec: QConvSpec) -> bool:
+        kh, kw = spec.kernel
+        out_ok = spec.out_precision in _OUT_KINDS and (
+            spec.out_precision != "int8"
+            or (spec.out_scale > 0 and 1.0 / spec.out_scale < float(np.finfo(np.float32).max))
+        )
+        return (
+            spec.depthwise
+            and spec.weight.shape[1] == 1
+            and kh * kw <= MAX_TAPS
+            and np.dtype(spec.weight.dtype) == np.int8
+            and spec.activation in ACTIVATION_CODES
+            and np.dtype(spec.x_dtype) in STORAGE_KINDS
+            and (spec.z_dtype is None or np.dtype(spec.z_dtype) in STORAGE_KINDS)
+            and spec.residual in _RESIDUAL
+            and out_ok
+            and native.available()
+        )
+
+    def _grouped(self) -> bool:
+        w = self.spec.x_shape[3]
+        strided = self.spec.strides != (1, 1)
+        return w <= GROUPED_MAX_WIDTH or (strided and w <= GROUPED_STRIDED_MAX_WIDTH)
+
+    def _buffer_floats(self, grouped: bool, wq: int) -> int:
+        s = self.spec
+        _, _, ho, wo = s.out_shape
+        (kh, kw), (sy, sx), (dy, dx) = s.kernel, s.strides, s.dilations
+        if grouped:  # interleaved padded planes, the accumulators, then one plane per channel
+            hp, wp = (ho - 1) * sy + (kh - 1) * dy + 1, (wo - 1) * sx + (kw - 1) * dx + 1
+            return DW_GROUP * (hp * wp + 2 * (-(-ho * wo // 8) * 8))
+        return ((kh - 1) * dy + 2) * sx * wq + wq  # the ring, a zero slot, a row's sums
+
+    def _int8_input(self, x: np.ndarray, scratch: Scratch, before: list[Run]) -> np.ndarray:
+        """``x`` as the kernel reads it: int8 planes; a float input quantized (reformat)."""
+        s = self.spec
+        if x.dtype == np.int8 and _planes(x):
+            return x
+        xq = scratch(x.shape, np.int8, "qdw_in")
+        if x.dtype == np.int8:
+            before.append(lambda: np.copyto(xq, x))
+            return xq
+        if not _planes(x):
+            xc = scratch(x.shape, x.dtype, "qdw_in_float")
+            before.append(lambda: np.copyto(xc, x))
+            x = xc
+        n, c, h, w = x.shape
+        for b in range(n):
+            args = dict(
+                x=x.ctypes.data + x.strides[0] * b,
+                xkind=STORAGE_KINDS[x.dtype],
+                xscale=0.0,
+                xrs=x.strides[1] // x.itemsize,
+                y=xq.ctypes.data + xq.strides[0] * b,
+                ykind=2,
+                yscale=float(s.x_scale),
+                yrs=h * w,
+                rows=c,
+                n=h * w,
+            )
+            before.append(native.NativeCall("reformat_f32", args, (x, xq)))
+        return xq
+
+    def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
+        s = self.spec
+        before: list[Run] = []
+        after: list[Run] = []
+        x = self._int8_input(np.asarray(inputs[0]), scratch, before)
+        out = outputs[0]
+        if not _planes(out):
+            tmp = scratch(out.shape, out.dtype, "qdw_out")
+            after.append(lambda: np.copyto(out, tmp))
+            out = tmp
+        z = inputs[4] if len(inputs) > 4 and s.residual != "none" else None
+        if z is not None and not _planes(z):
+            zc = scratch(z.shape, z.dtype, "qdw_residual")
+            before.append(lambda z=z: np.copyto(zc, z))
+            z = zc
+        n, c, h, w = s.x_shape
+        _, _, ho, wo = s.out_shape
+        (kh, kw), (sy, sx), (dy, dx) = s.kernel, s.strides, s.dilations
+        wq = -(-wo // 8) * 8 + ((kw - 1) * dx) // sx
+        grouped = self._grouped()
+        size = self._buffer_floats(grouped, wq)
+        weights = np.ascontiguousarray(np.asarray(s.weight, np.float32).reshape(c, kh * kw))
+        bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.int32)
+        mult = np.ascontiguousarray(float(s.x_scale) * np.asarray(s.w_scale, np.float64))
+        workers = getattr(scratch, "workers", 1)
+        parts = max(1, min(2 * workers, c * ho * wo // MIN_CHUNK)) if workers > 1 else 1
+        chunks: list[Any] = []
+        for b in range(n):
+            for c0, c1 in split(c, parts, align=DW_GROUP if grouped else 1):
+                rows = scratch((size,), np.float32, None)  # one per chunk: they run together
+                args = dict(
+                    x=x.ctypes.data + x.strides[0] * b,
+                    xcs=x.strides[1],
+                    xrs=x.strides[2],
+                    h=h,
+                    w=w,
+                    pt=s.pads[0],
+                    pl=s.pads[1],
+                    sy=sy,
+                    sx=sx,
+                    kh=kh,
+                    kw=kw,
+                    dy=dy,
+                    dx=dx,
+                    wq=wq,
+                    grouped=int(grouped),
+                    rows=rows.ctypes.data,
+                    wts=weights.ctypes.data,
+                    bias=None if bias is None else bias.ctypes.data,
+                    mult=mult.ctypes.data,
+                    c0=c0,
+                    c1=c1,
+                    ho=ho,
+                    wo=wo,
+                    out=out.ctypes.data + out.strides[0] * b,
+                    okind=_OUT_KINDS[s.out_precision],
+                    ocs=out.strides[1] // out.itemsize,
+                    oscale=float(s.out_scale),
+                    act=self.act,
+                    p0=self.params[0],
+                    p1=self.params[1],
+                    residual=_RESIDUAL[s.residual] if z is not None else 0,
+                    z=None if z is None else z.ctypes.data + z.strides[0] * b,
+                    zkind=0 if z is None else STORAGE_KINDS[z.dtype],
+                    zcs=0 if z is None else z.strides[1] // z.itemsize,
+                    zscale=float(s.z_scale),
+                )
+                keep = (x, out, z, rows, weights, bias, mult)
+                chunks.append(native.NativeCall("conv_int8_dw_f32", args, keep))
+        pool = getattr(scratch, "pool", None)
+        steps: list[Run] = list(before)
+        if pool is not None and len(chunks) > 1:
+            steps.append(pool.bind(chunks))
+        else:
+            steps.extend(chunks)
+        steps.extend(after)
+        if len(steps) == 1:
+            return steps[0]
+
+        def run() -> None:
+            for step in steps:
+                step()
+
+        return run
+
+
+__all__ = ["QDepthwiseNative"]
