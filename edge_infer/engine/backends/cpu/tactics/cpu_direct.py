@@ -524,10 +524,10 @@ class DepthwiseNative(_NativeConv):
         # a phase row: the output row rounded up to whole vectors, plus the taps' reach
         wq = -(-wo // 8) * 8 + ((kw - 1) * dx) // sx
         grouped = s.x_shape[3] <= GROUPED_MAX_WIDTH or (GROUPED_STRIDED and s.strides != (1, 1))
-        if grouped:  # DW_GROUP channels interleaved: padded input planes, then outputs
+        if grouped:  # DW_GROUP channels' padded input planes, interleaved
             sy = s.strides[0]
             hp, wp = (ho - 1) * sy + (kh - 1) * dy + 1, (wo - 1) * sx + (kw - 1) * dx + 1
-            size = DW_GROUP * (hp * wp + -(-ho * wo // 8) * 8)
+            size = DW_GROUP * hp * wp
         else:  # the ring, then a zero slot
             size = ((kh - 1) * dy + 2) * sx * wq
         weights = np.ascontiguousarray(s.weight.reshape(c, -1), np.float32)
