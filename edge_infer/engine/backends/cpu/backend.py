@@ -77,6 +77,8 @@ class CpuBackend(Backend):
     def precision_note(self, precision: str) -> str | None:
         if precision == "fp32":
             return None
+        if precision == "fp16":
+            return _fp16_note()
         return (
             f"{precision.upper()} on the CPU backend runs validation kernels: the numbers "
             "a GPU engine of this precision must match, about 3x slower than FP32 here "
@@ -187,6 +189,20 @@ class CpuBackend(Backend):
             for layer in program.layers
         ]
         return sorted(layers, key=lambda entry: -entry["time_us"])
+
+
+def _fp16_note() -> str | None:
+    """FP16 runs the FP32 kernels on float16 storage (tactics/cpu_fp16.py): nothing to say
+    where the native float16 conversions are here; without them numpy converts, slowly."""
+    from edge_infer.engine.backends.cpu import native
+
+    if native.available():
+        return None
+    return (
+        "FP16 on the CPU backend without native kernels (no C compiler) converts its float16 "
+        "storage with numpy: slower than FP32 here. Build FP32 for speed on this CPU, or "
+        "install a C compiler (EDGE_INFER_CC)"
+    )
 
 
 def _self_check(node: Node, pool: WorkPool | None, bound: dict[str, Any]) -> Any:

@@ -33,9 +33,8 @@ CPU_TACTICS: TacticTable = {
     ),
     "recurrent": (RecurrentNative, RecurrentGemm),
     "qconv": (QConvReference, QConvNative, QDepthwiseNative),
-    "fp16": fp16_tactics(
-        (*CONV_TACTICS, DirectNative, OcVecNative, DepthwiseNative, WinogradNative)
-    ),
 }
+#: FP16 layers: the FP16 form of every FP32 conv tactic above, then the other candidates
+CPU_TACTICS = {**CPU_TACTICS, "fp16": fp16_tactics(tuple(CPU_TACTICS["conv"]))}
 
 __all__ = ["CPU_TACTICS"]
