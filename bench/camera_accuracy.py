@@ -143,12 +143,13 @@ def markdown(result: dict, args: argparse.Namespace) -> str:
     lines = [
         "# Demo detector on the synthetic camera videos",
         "",
-        f"Model `{args.model}`; {args.cameras} cameras × {args.seconds:g} s at 15 fps, "
-        f"640×360, H.264, seed {args.seed} (`edge_infer.synth.video`, as `edge-infer demo` "
-        f"renders them). Daemon preprocessing and postprocessing (NMS IoU "
-        f"{POST.iou_threshold}, max {POST.max_detections} detections), greedy class-aware "
-        f"matching at IoU 0.5 (`edge_infer.synth.camera_eval`). Operating threshold: the "
-        f"daemon's default `postprocess.score_threshold` {POST.score_threshold}.",
+        f"Model `{args.model}` (input {result['input']}, W×H); {args.cameras} cameras × "
+        f"{args.seconds:g} s at 15 fps, 640×360, H.264, seed {args.seed} "
+        f"(`edge_infer.synth.video`, as `edge-infer demo` renders them). Daemon preprocessing "
+        f"(letterbox to the input) and postprocessing (NMS IoU {POST.iou_threshold}, max "
+        f"{POST.max_detections} detections), greedy class-aware matching at IoU 0.5 "
+        f"(`edge_infer.synth.camera_eval`). Operating threshold: the daemon's default "
+        f"`postprocess.score_threshold` {POST.score_threshold}.",
         "",
         "```sh",
         "python bench/camera_accuracy.py " + " ".join(args.argv),
@@ -209,8 +210,10 @@ def main() -> None:
         runners.append(engine_runner(args.model, args.batch))
     if args.runtime in ("onnxruntime", "both"):
         runners.append(onnxruntime_runner(args.model, args.threads))
+    w, h = runners[0].input_size
     result = {
         "model": args.model,
+        "input": f"{w}x{h}",
         "cameras": args.cameras,
         "seconds": args.seconds,
         "seed": args.seed,
