@@ -32,6 +32,8 @@ PACK_FLOATS = 32768
 PIXEL_ALIGN = 48
 #: a chunk below this many multiply-adds is not worth a thread hand-off
 MIN_CHUNK_MACS = 1 << 18
+#: split layers with more output channels than pixels by output channels (see _ranges)
+SPLIT_BY_WEIGHTS = True
 
 
 class PointwiseNative(_NativeConv):
@@ -111,13 +113,20 @@ class PointwiseNative(_NativeConv):
     def _ranges(
         self, scratch: Scratch, pixels: int, panels: int
     ) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-        """The chunks: (pixel range, weight panel range) pairs. Pixels first (each chunk
-        packs only its own input); output channels too when the pixels are too few."""
+        """The chunks: (pixel range, weight panel range) pairs. Each chunk reads the weights
+        of its panels and packs the inputs of its pixels, so the layer is split along the
+        smaller of the two (the other is read once per chunk): pixels where there are more
+        pixels than output channels (early layers), output channels where the weights are
+        the larger (late layers, small batches)."""
         workers = getattr(scratch, "workers", 1)
         macs = pixels * panels * PANEL * self.spec.cin
         want = 1 if workers == 1 else min(2 * workers, max(1, macs // MIN_CHUNK_MACS))
-        by_pixels = max(1, min(want, pixels // PIXEL_ALIGN))
-        by_panels = min(panels, max(1, want // by_pixels))
+        if SPLIT_BY_WEIGHTS and self.spec.cout >= pixels:
+            by_panels = min(want, panels)
+            by_pixels = max(1, min(want // by_panels, pixels // PIXEL_ALIGN))
+        else:
+            by_pixels = max(1, min(want, pixels // PIXEL_ALIGN))
+            by_panels = min(panels, max(1, want // by_pixels))
         return [
             (q, o)
             for q in split(pixels, by_pixels, align=PIXEL_ALIGN)

@@ -112,19 +112,24 @@ def test_matches_the_reference(threads: int) -> None:
             pool.close()
 
 
-def test_batch_chunks_split_pixels_and_channels_alike() -> None:
-    """Two threads, many chunks (pixel ranges × weight panels) on a batch of 7×7 planes:
-    the same output as one chunk."""
-    c = _case(0, (8, 64, 7, 7, 96), ("clip", (0.0, 6.0)), "post")
+@pytest.mark.parametrize("shape", [(8, 64, 7, 7, 96), (1, 256, 7, 7, 96)])
+def test_chunks_by_pixels_or_by_output_channels_give_one_chunks_output(shape) -> None:
+    """Two threads, many chunks — pixel ranges (a batch of 7×7 planes: more pixels than
+    output channels) or weight panels (one image: more output channels than pixels): the
+    same output as one chunk."""
+    c = _case(0, shape, ("clip", (0.0, 6.0)), "post")
     one = np.empty_like(c["out"])
     PointwiseNative(c["spec"]).bind(c["ins"], [one], ScratchPool())()
     pool = WorkPool(2)
     try:
-        PointwiseNative(c["spec"]).bind(c["ins"], [c["out"]], ScratchPool(pool))()
+        tactic = PointwiseNative(c["spec"])
+        n, _, h, w, cout = shape
+        assert len(tactic._ranges(ScratchPool(pool), n * h * w, -(-cout // 8))) > 1
+        tactic.bind(c["ins"], [c["out"]], ScratchPool(pool))()
     finally:
         pool.close()
     np.testing.assert_array_equal(c["out"], one)
-    _check(one, c["want"], "batch 8, 7x7")
+    _check(one, c["want"], str(shape))
 
 
 def test_only_plain_float32_1x1_convs_apply() -> None:
