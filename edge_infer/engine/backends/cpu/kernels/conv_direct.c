@@ -74,7 +74,7 @@ static inline void store_strip(float *o, const float *zc, const long *dst, long 
  * bias, residual and activation on all 2 MR vectors together (activate_n), then stored. */
 static inline void store_tile(float *o, long ocs, const float *zc, long zcs, v8 acc[MR][2],
                               const float *bias, long act, float p0, float p1, long residual) {
-    v8 y[2 * MR], z[2 * MR];
+    v8 y[2 * MR], z[2 * MR] = {{0}};
     for (long i = 0; i < MR; i++) {
         v8 b = splat(bias ? bias[i] : 0.0f);
         y[2 * i] = acc[i][0] + b;
