@@ -9,6 +9,7 @@ import ctypes
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -214,37 +215,70 @@ def test_every_x86_vector_path_matches(build: str, tmp_path: Path) -> None:
         _check(outs, _reference(ins, attrs), f"{build} {case}")
 
 
-def test_aarch64_neon_path_matches(tmp_path: Path) -> None:
-    """Cross-compiled for the Jetson's cores and replayed under qemu-user (the replay
-    machinery of tests/engine/backends/cpu/aarch64)."""
-    from tests.engine.backends.cpu.aarch64 import replay
-    from tests.engine.backends.cpu.aarch64.test_aarch64_kernels import (
-        CROSS,
-        QEMU,
-        compile_driver,
-        emulate,
-    )
+def _recurrent_driver(out: Path) -> Path:
+    """The replay driver (aarch64/driver.c) with recurrent.c as its only kernel, for Jetson
+    Orin's cores: linked statically with the other kernels' entry points left unresolved
+    (never called here) — seconds to build where every kernel would take a minute under
+    load. The full driver, every kernel included, is test_aarch64_kernels.py's."""
+    from tests.engine.backends.cpu.aarch64.test_aarch64_kernels import CROSS, HERE, _flags
 
-    need(CROSS, QEMU, "cc")
-    exe = compile_driver(tmp_path, "cortex-a78ae")
-    recs, wants = [], []
+    exe = out / "driver-recurrent"
+    sources = [native.KERNELS / n for n in ("recurrent.c", "args.c", "pool.c")]
+    subprocess.run(
+        [
+            CROSS,
+            *_flags("cortex-a78ae"),
+            f"-I{native.KERNELS}",
+            "-static",
+            "-Wl,--unresolved-symbols=ignore-all",
+            "-o",
+            str(exe),
+            *map(str, sources),
+            str(HERE / "driver.c"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return exe
+
+
+def recordings() -> list[tuple[Any, list[np.ndarray], tuple[np.ndarray, ...]]]:
+    """Every case run on the host with its native calls recorded (aarch64/replay.py): the
+    recording, the outputs (recording.out is Y) and the float64 reference outputs. The
+    aarch64 kernel test can replay these beside its own cases."""
+    from tests.engine.backends.cpu.aarch64 import replay
+
+    out = []
     for k, case in enumerate(CASES):
         spec, ins, attrs = _layer(case, k)
         outs = _outputs(case)
         arrays = [a for a in ins if a is not None] + outs
-        with replay.recording(str(case), arrays, outs[0]) as rec:
+        with replay.recording(f"recurrent_native {case}", arrays, outs[0]) as rec:
             RecurrentNative(spec).bind(ins, outs, ScratchPool())()
-        recs.append((rec, outs))
-        wants.append(_reference(ins, attrs))
-    replay.write(tmp_path / "calls.bin", [r for r, _ in recs])
+        out.append((rec, outs, _reference(ins, attrs)))
+    return out
+
+
+def test_aarch64_neon_path_matches(tmp_path: Path) -> None:
+    """Cross-compiled for the Jetson's cores and replayed under qemu-user (the replay
+    machinery of tests/engine/backends/cpu/aarch64)."""
+    from tests.engine.backends.cpu.aarch64 import replay
+    from tests.engine.backends.cpu.aarch64.test_aarch64_kernels import CROSS, QEMU, emulate
+
+    need(CROSS, QEMU, "cc")
+    exe = _recurrent_driver(tmp_path)
+    cases = recordings()
+    replay.write(tmp_path / "calls.bin", [rec for rec, _, _ in cases])
     emulate(exe, "replay", str(tmp_path / "calls.bin"), str(tmp_path / "out.bin"))
     regions = replay.read(tmp_path / "out.bin")
     first = 0
-    for (rec, outs), want in zip(recs, wants, strict=True):
+    for rec, outs, want in cases:
         mine = regions[first : first + len(rec.regions)]
         first += len(rec.regions)
         got = []
         for o in outs:
             rec.out = o
             got.append(rec.output(mine))
+        rec.out = outs[0]
         _check(got, want, f"aarch64 {rec.name}")
