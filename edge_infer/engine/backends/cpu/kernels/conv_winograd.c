@@ -6,8 +6,7 @@
  * tiles:
  *   1. input transform  V[36][nt / 16][cin][16] = B^T d B of each tile's 6x6 input patch:
  *      each patch row is one vector load, an 8x8 transpose puts 8 tiles across the vector
- *      (zero outside the image: the padding is never materialised, edge tiles go through a
- *      zero-filled copy);
+ *      (masked at the image's edges, zero outside it: the padding is never materialised);
  *   2. 36 matrix products M[36][cout][tb] = U[36] V[36], U = G g G^T the transformed weights
  *      packed [36][ceil(cout / 6)][cin][6]: a 6-channel x 16-tile register tile (tile_6x16,
  *      as conv_direct.c), whose 6-channel weight panel stays in L1 across the block's 16-tile
@@ -28,6 +27,9 @@
 
 #define KR 6
 #define TBMAX 128
+/* floats between consecutive transform points' planes of V and M beyond their data: with
+ * power-of-two plane sizes the 36 planes' rows would share a few cache sets */
+#define PAD 16
 
 /* where tile t of the batch reads and writes */
 typedef struct {
@@ -94,59 +96,78 @@ typedef struct {
     long xis, xcs, xrs, h, w, pt, pl, cin, per_image, tw;
 } wino_input;
 
+/* lanes [q0, q1) of the 8 floats at p, the others zero and never read (masked loads do not
+ * fault on masked lanes, so p may start before the row) */
+static inline v8 load8_lanes(const float *p, long q0, long q1) {
+#if defined(__AVX512VL__)
+    __mmask8 m = (__mmask8)(((1u << q1) - 1u) & ~((1u << q0) - 1u));
+    return (v8)_mm256_maskz_loadu_ps(m, p);
+#elif defined(__AVX__)
+    v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    v8i m = (lane >= (int)q0) & (lane < (int)q1);
+    return (v8)_mm256_maskload_ps(p, (__m256i)m);
+#else
+    v8 v = {0};
+    for (long q = q0; q < q1; q++) v[q] = p[q];
+    return v;
+#endif
+}
+
+/* where a tile's 6x6 input patch lies: its offset from x (row 0, column 0 of the patch, which
+ * may be in the padding), the rows [r0, r1) and columns [q0, q1) inside the image, and
+ * whether its 6 rows can be read as whole 8-float vectors */
+typedef struct {
+    long off, r0, r1, q0, q1, fast;
+} patch_at;
+
 /* 1. input channels [c0, c1) of the 6x6 input patches of nt tiles from t0, transformed into
- * V[36][ceil(nt / 16)][cin][16]: per channel and 8 tiles, each patch row is one vector load
- * (a zero-filled copy for tiles at the image's edges), an 8x8 transpose puts the tiles across
- * the vector, then B^T along the row and B^T down the columns. Lanes past nt are zero. */
-static void input_transform(const wino_input *in, long t0, long nt, long c0, long c1, float *V,
-                            float *edge) {
+ * V[36][ceil(nt / 16)][cin][16] (planes PAD floats apart): per channel and 8 tiles, each patch
+ * row is one vector load (masked at the image's edges, zero outside it: the padding is never
+ * materialised), an 8x8 transpose puts the tiles across the vector, then B^T along the row
+ * and B^T down the columns. Lanes past nt are zero. */
+static void input_transform(const wino_input *in, long t0, long nt, long c0, long c1,
+                            float *V) {
     long groups = (nt + 7) / 8, nsb = (nt + 15) / 16, cin = in->cin;
-    tile_at at[TBMAX];
-    int fast[TBMAX];
+    long estride = nsb * cin * 16 + PAD;
+    patch_at pa[TBMAX];
     for (long j = 0; j < groups * 8; j++) {
-        fast[j] = 0;
-        if (j >= nt) continue;
-        at[j] = locate(t0 + j, in->per_image, in->tw);
-        long y0 = at[j].oy - in->pt, x0 = at[j].ox - in->pl;
-        fast[j] = y0 >= 0 && x0 >= 0 && y0 + 6 <= in->h && x0 + 8 <= in->w; /* 8-float rows */
+        if (j >= nt) {
+            pa[j] = (patch_at){0, 0, 0, 0, 0, 0}; /* no rows: zero */
+            continue;
+        }
+        tile_at at = locate(t0 + j, in->per_image, in->tw);
+        long y0 = at.oy - in->pt, x0 = at.ox - in->pl;
+        patch_at *p = pa + j;
+        p->off = at.b * in->xis + y0 * in->xrs + x0;
+        p->r0 = y0 < 0 ? -y0 : 0;
+        p->r1 = in->h - y0 < 6 ? in->h - y0 : 6;
+        p->q0 = x0 < 0 ? -x0 : 0;
+        p->q1 = in->w - x0 < 6 ? in->w - x0 : 6;
+        if (p->r1 < p->r0) p->r1 = p->r0;
+        if (p->q1 <= p->q0) p->r1 = p->r0; /* no column inside: no rows either */
+        p->fast = p->r0 == 0 && p->r1 == 6 && p->q0 == 0 && x0 + 8 <= in->w;
     }
     for (long c = c0; c < c1; c++) {
+        const float *xc = in->x + c * in->xcs;
         for (long g = 0; g < groups; g++) {
-            const float *src[8];
-            long stride[8];
-            for (long jj = 0; jj < 8; jj++) {
-                long j = g * 8 + jj;
-                float *e = edge + jj * 48; /* [6 rows][8] */
-                if (j < nt && fast[j]) {
-                    src[jj] = in->x + at[j].b * in->xis + c * in->xcs +
-                              (at[j].oy - in->pt) * in->xrs + at[j].ox - in->pl;
-                    stride[jj] = in->xrs;
-                    continue;
-                }
-                src[jj] = e;
-                stride[jj] = 8;
-                memset(e, 0, 48 * sizeof(float));
-                if (j >= nt) continue;
-                const float *p = in->x + at[j].b * in->xis + c * in->xcs;
-                long y0 = at[j].oy - in->pt, x0 = at[j].ox - in->pl;
-                for (long r = 0; r < 6; r++) {
-                    long yy = y0 + r;
-                    if (yy < 0 || yy >= in->h) continue;
-                    for (long q = 0; q < 6; q++) {
-                        long xx = x0 + q;
-                        if (xx >= 0 && xx < in->w) e[r * 8 + q] = p[yy * in->xrs + xx];
-                    }
-                }
-            }
+            const patch_at *pg = pa + g * 8;
             v8 s[6][6]; /* s[patch row][B^T row] */
             for (long r = 0; r < 6; r++) {
                 v8 rows[8], col[6];
-                for (long j = 0; j < 8; j++) rows[j] = load8(src[j] + r * stride[j]);
+                for (long j = 0; j < 8; j++) {
+                    const patch_at *p = pg + j;
+                    const float *src = xc + p->off + r * in->xrs;
+                    if (p->fast)
+                        rows[j] = load8(src);
+                    else if (r >= p->r0 && r < p->r1)
+                        rows[j] = load8_lanes(src, p->q0, p->q1);
+                    else
+                        rows[j] = splat(0.0f);
+                }
                 transpose8x6(rows, col);
                 BT_APPLY(col[0], col[1], col[2], col[3], col[4], col[5], s[r]);
             }
             float *dst = V + ((g / 2) * cin + c) * 16 + (g % 2) * 8;
-            long estride = nsb * cin * 16;
             for (long q = 0; q < 6; q++) {
                 v8 o[6];
                 BT_APPLY(s[0][q], s[1][q], s[2][q], s[3][q], s[4][q], s[5][q], o);
@@ -155,7 +176,7 @@ static void input_transform(const wino_input *in, long t0, long nt, long c0, lon
         }
         if (groups % 2) /* the last 16-tile group's upper half: zero */
             for (long e = 0; e < 36; e++)
-                store8(V + ((e * nsb + nsb - 1) * cin + c) * 16 + 8, splat(0.0f));
+                store8(V + e * estride + ((nsb - 1) * cin + c) * 16 + 8, splat(0.0f));
     }
 }
 
@@ -165,13 +186,13 @@ static void multiply(const float *U, const float *V, long cin, long kblocks, lon
                      long nsb, long tb, float *M) {
     long kc = (k1 - k0) * KR;
     for (long e = 0; e < 36; e++) {
-        const float *ve = V + e * nsb * cin * 16;
+        const float *ve = V + e * (nsb * cin * 16 + PAD);
         for (long kb = k0; kb < k1; kb++) {
             const float *ue = U + (e * kblocks + kb) * cin * KR;
             for (long sb = 0; sb < nsb; sb++) {
                 v8 acc[KR][2];
                 tile_6x16(ue, ve + sb * cin * 16, cin, acc);
-                float *m = M + (e * kc + (kb - k0) * KR) * tb + sb * 16;
+                float *m = M + e * (kc * tb + PAD) + (kb - k0) * KR * tb + sb * 16;
                 for (long i = 0; i < KR; i++, m += tb) {
                     store8(m, acc[i][0]);
                     store8(m + 8, acc[i][1]);
@@ -220,7 +241,7 @@ static void output_transform(const float *M, const wino_output *o, long k0, long
                              long t0, long nt, float *row) {
     tile_run runs[TBMAX / 8][8];
     long nruns[TBMAX / 8];
-    long groups = (nt + 7) / 8, kc = (k1 - k0) * KR, estride = kc * tb;
+    long groups = (nt + 7) / 8, kc = (k1 - k0) * KR, estride = kc * tb + PAD;
     for (long g = 0; g < groups; g++)
         nruns[g] = tile_runs(t0, g * 8, nt < g * 8 + 8 ? nt : g * 8 + 8, o->per_image, o->tw,
                              runs[g]);
@@ -234,7 +255,7 @@ static void output_transform(const float *M, const wino_output *o, long k0, long
             v8 t[4][6];
             for (long q = 0; q < 6; q++) {
                 v8 r[4];
-                const float *m = M + (q * kc + k - k0 * KR) * tb + half;
+                const float *m = M + q * estride + (k - k0 * KR) * tb + half;
                 AT_APPLY(load8(m), load8(m + 6 * estride), load8(m + 12 * estride),
                          load8(m + 18 * estride), load8(m + 24 * estride),
                          load8(m + 30 * estride), r);
@@ -277,13 +298,13 @@ static void output_transform(const float *M, const wino_output *o, long k0, long
 }
 
 /* floats of V (the transformed input of tb tiles) */
-long winograd_v_f32(long cin, long tb) { return 36 * cin * tb; }
+long winograd_v_f32(long cin, long tb) { return 36 * (cin * tb + PAD); }
 
 /* floats of work space a call needs besides V: M for cout output channels (its blocks
- * [k0, k1), cout = 6 (k1 - k0)) of tb tiles, the edge patches and the output row */
+ * [k0, k1), cout = 6 (k1 - k0)) of tb tiles and the output row */
 long winograd_work_f32(long cout, long tb) {
     long coutp = (cout + KR - 1) / KR * KR;
-    return 36 * coutp * tb + 48 * 8 + 64;
+    return 36 * (coutp * tb + PAD) + 64;
 }
 
 void conv_winograd_f32(const conv_winograd_args *a) {
@@ -293,14 +314,15 @@ void conv_winograd_f32(const conv_winograd_args *a) {
                      tw};
     wino_output o = {a->bias, a->cout, a->ho, a->wo, per_image, tw, a->out, a->ois, a->ocs,
                      a->act, a->p0, a->p1, a->residual, a->z, a->zis, a->zcs};
-    float *M = a->work, *edge = M + 36 * (a->k1 - a->k0) * KR * tb, *row = edge + 48 * 8;
+    if (tb < 16 || tb > TBMAX || tb % 16) return; /* the caller's contract (cpu_winograd.py) */
+    float *M = a->work, *row = M + 36 * ((a->k1 - a->k0) * KR * tb + PAD);
     if (a->stage == 1) {
-        input_transform(&in, a->t0, a->t1 - a->t0, a->c0, a->c1, a->V, edge);
+        input_transform(&in, a->t0, a->t1 - a->t0, a->c0, a->c1, a->V);
         return;
     }
     for (long t = a->t0; t < a->t1; t += tb) {
         long nt = a->t1 - t < tb ? a->t1 - t : tb;
-        if (a->stage == 3) input_transform(&in, t, nt, 0, a->cin, a->V, edge);
+        if (a->stage == 3) input_transform(&in, t, nt, 0, a->cin, a->V);
         multiply(a->U, a->V, a->cin, kblocks, a->k0, a->k1, (nt + 15) / 16, tb, M);
         output_transform(M, &o, a->k0, a->k1, tb, t, nt, row);
     }

@@ -36,6 +36,9 @@ TB = 16
 #: with at most this many tiles all tiles are one block, split between threads by channels
 #: instead of by tiles
 SHARED_TILES = 128
+#: one block of all tiles runs this much slower than blocks of TB on one thread (V and M
+#: leave L2; measured 1.03-1.10 at 32-128 tiles, ResNet-50's 3x3 layers)
+ONE_BLOCK_COST = 1.08
 
 #: F(4x4, 3x3) with interpolation points 0, ±1, ±2, ∞ (Lavin & Gray)
 G = np.array(
@@ -93,6 +96,17 @@ class WinogradNative(_NativeConv):
             and native.available()
         )
 
+    def _one_block(self, tiles: int, workers: int) -> bool:
+        """All tiles as one block split by channels, when a split by blocks of ``tb`` tiles
+        would leave a thread idle long enough to cost more than the larger block does."""
+        if workers == 1 or tiles > self.shared_tiles:
+            return False
+        parts = min(2 * workers, -(-tiles // self.tb))
+        loads = [0] * workers  # the pool hands chunks out in order to whichever is free
+        for t0, t1 in split(tiles, parts, align=self.tb):
+            loads[loads.index(min(loads))] += t1 - t0
+        return max(loads) > ONE_BLOCK_COST * tiles / workers
+
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         s = self.spec
         x, out3, z3, before, after = self._io(inputs, outputs, scratch)
@@ -135,7 +149,7 @@ class WinogradNative(_NativeConv):
             return native.NativeCall("conv_winograd_f32", args, (*keep, work, v))
 
         phases: list[list[Run]]
-        if tiles <= self.shared_tiles:
+        if self._one_block(tiles, workers):
             # few tiles: all of them are one block, transformed by input-channel ranges,
             # then multiplied by output-channel ranges — the weights are read once in all
             tb = -(-tiles // 16) * 16
