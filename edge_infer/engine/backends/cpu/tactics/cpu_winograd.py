@@ -39,6 +39,9 @@ SHARED_TILES = 128
 #: one block of all tiles runs this much slower than blocks of TB on one thread (V and M
 #: leave L2; measured 1.03-1.10 at 32-128 tiles, ResNet-50's 3x3 layers)
 ONE_BLOCK_COST = 1.08
+#: transformed weights (bytes) above which few tiles are always one block: 512 -> 512
+#: channels (38 MB) ran 0.70x on one thread as one block of 32 tiles than as two of 16
+WEIGHTS_ONE_BLOCK = 16 << 20
 
 #: F(4x4, 3x3) with interpolation points 0, ±1, ±2, ∞ (Lavin & Gray)
 G = np.array(
@@ -97,9 +100,15 @@ class WinogradNative(_NativeConv):
         )
 
     def _one_block(self, tiles: int, workers: int) -> bool:
-        """All tiles as one block split by channels, when a split by blocks of ``tb`` tiles
-        would leave a thread idle long enough to cost more than the larger block does."""
-        if workers == 1 or tiles > self.shared_tiles:
+        """All tiles as one block split by channels: when the transformed weights are larger
+        than a last-level cache (every block would read them from memory again), or when a
+        split by blocks of ``tb`` tiles would leave a thread idle long enough to cost more
+        than the larger block does."""
+        if tiles > self.shared_tiles:
+            return False
+        if 36 * self.spec.cin * self.spec.cout * 4 > WEIGHTS_ONE_BLOCK:
+            return True
+        if workers == 1:
             return False
         parts = min(2 * workers, -(-tiles // self.tb))
         loads = [0] * workers  # the pool hands chunks out in order to whichever is free
