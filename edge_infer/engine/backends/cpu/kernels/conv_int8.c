@@ -93,29 +93,75 @@
 #endif
 #define NT (NV * VL) /* positions per tile: divides 64, the strip alignment of the callers */
 
+/* 8 doubles, 8 64-bit masks, 8 bytes */
+typedef double v8d __attribute__((vector_size(64)));
+typedef long long v8l __attribute__((vector_size(64)));
+typedef signed char v8c __attribute__((vector_size(8)));
+
+#define EI_ROUND_MAGIC 6755399441055744.0 /* 1.5 * 2^52: (t + M) - M rounds |t| < 2^51 */
+
+/* t clamped to [lo, hi] (a macro: a 64-byte vector crossing a call changes the ABI on AVX2) */
+#define EI_CLAMPD(t, lo, hi)                                                                   \
+    ((v8d)((((t) < (lo)) & (v8l)((v8d){0} + (lo))) | (((t) > (hi)) & (v8l)((v8d){0} + (hi)))  \
+           | (~(((t) < (lo)) | ((t) > (hi))) & (v8l)(t))))
+
 /* which path this library runs (1 generic, 2 AVX2, 3 VNNI 256, 4 VNNI 512, 5 sdot) */
 long qconv_int8_path(void) { return EI_INT8_PATH; }
 
 /* -- the layout ------------------------------------------------------------------------- */
 
-/* rint(double(v) / s) saturated to int8, as quantize_activation: the quotient as a product
- * with 1/s, redone as the quotient when it lies within rounding reach of a half */
-static inline int8_t quantize1(float v, double inv, double s) {
-    double t = (double)v * inv;
-    if (!(t > -200.0)) t = t != t ? 0.0 : -200.0; /* NaN: as numpy's cast leaves it, 0 */
-    if (t > 200.0) t = 200.0;
-    double r = __builtin_rint(t);
-    if (fabs(fabs(t - r) - 0.5) < 1e-9) r = __builtin_rint((double)v / s);
-    return (int8_t)(r < -128.0 ? -128.0 : r > 127.0 ? 127.0 : r);
-}
-
 static inline uint32_t quad(uint8_t b0, uint8_t b1, uint8_t b2, uint8_t b3) {
     return (uint32_t)b0 | (uint32_t)b1 << 8 | (uint32_t)b2 << 16 | (uint32_t)b3 << 24;
 }
 
+static inline v8i quantize8(v8 y, double inv, double s);
+static inline v8c saturate8(v8i q);
+
+/* n floats quantized to int8 as quantize_activation does (see quantize8) */
+static void quantize_row(const float *x, long n, int8_t *q, double inv, double s) {
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8 v;
+        memcpy(&v, x + i, 32);
+        v8c c = saturate8(quantize8(v, inv, s));
+        memcpy(q + i, &c, 8);
+    }
+    if (i < n) {
+        v8 v = splat(0.0f);
+        memcpy(&v, x + i, 4 * (size_t)(n - i));
+        v8c c = saturate8(quantize8(v, inv, s));
+        memcpy(q + i, &c, (size_t)(n - i));
+    }
+}
+
+/* columns [c0, c1) of a layout row: channel k's byte of column c at p[k][(c - c0) * step[k]] */
+static inline void pack_row(uint32_t *orow, long c0, long c1, const uint8_t *const p[4],
+                            const long step[4], uint32_t bias, long sx) {
+    uint32_t *oc = orow + c0;
+    long n = c1 - c0;
+    if (step[3] && sx == 1) { /* every channel present: the common cases, vectorized */
+        const uint8_t *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
+        for (long i = 0; i < n; i++) oc[i] = quad(p0[i], p1[i], p2[i], p3[i]) ^ bias;
+    } else if (step[3] && sx == 2) {
+        const uint8_t *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
+        for (long i = 0; i < n; i++)
+            oc[i] = quad(p0[2 * i], p1[2 * i], p2[2 * i], p3[2 * i]) ^ bias;
+    } else {
+        for (long i = 0; i < n; i++)
+            oc[i] = quad(p[0][i * step[0]], p[1][i * step[1]], p[2][i * step[2]],
+                         p[3][i * step[3]])
+                    ^ bias;
+    }
+}
+
+/* the widest float input row quantized on the stack (wider ones: in pieces) */
+#define EI_QROW 2048
+
 void qconv_split_f32(const qconv_split_args *a) {
     const uint32_t bias = U8 ? 0x80808080u : 0u; /* a zero activation, as the dot reads it */
     const long plen = a->hq * a->wq, sy = a->sy, sx = a->sx;
+    static const uint8_t zeros[1] = {0};
+    int8_t rows[4][EI_QROW];
     for (long q = a->q0; q < a->q1; q++) {
         long ch[4];
         for (int k = 0; k < 4; k++) ch[k] = 4 * q + k < a->cg ? 4 * q + k : -1;
@@ -137,42 +183,32 @@ void qconv_split_f32(const qconv_split_args *a) {
                     for (long c = 0; c < c_lo; c++) orow[c] = bias;
                     for (long c = c_hi; c < a->wq; c++) orow[c] = bias;
                     long ix0 = c_lo * sx + px - a->pl;
-                    if (a->xf) {
-                        const float *p[4];
-                        for (int k = 0; k < 4; k++)
-                            p[k] = ch[k] < 0 ? NULL
-                                             : (const float *)a->x + ch[k] * a->xcs + iy * a->xrs + ix0;
-                        for (long c = c_lo, i = 0; c < c_hi; c++, i += sx) {
-                            uint8_t b[4];
-                            for (int k = 0; k < 4; k++)
-                                b[k] = p[k] ? (uint8_t)quantize1(p[k][i], a->inv, a->scale) : 0;
-                            orow[c] = quad(b[0], b[1], b[2], b[3]) ^ bias;
+                    const uint8_t *p[4];
+                    long step[4];
+                    if (!a->xf) {
+                        for (int k = 0; k < 4; k++) {
+                            p[k] = ch[k] < 0 ? zeros
+                                             : (const uint8_t *)a->x + ch[k] * a->xcs
+                                                   + iy * a->xrs + ix0;
+                            step[k] = ch[k] < 0 ? 0 : sx;
                         }
+                        pack_row(orow, c_lo, c_hi, p, step, bias, sx);
                         continue;
                     }
-                    const uint8_t *p[4];
-                    static const uint8_t zeros[1] = {0};
-                    long step[4];
-                    for (int k = 0; k < 4; k++) {
-                        p[k] = ch[k] < 0 ? zeros
-                                         : (const uint8_t *)a->x + ch[k] * a->xcs + iy * a->xrs + ix0;
-                        step[k] = ch[k] < 0 ? 0 : sx;
-                    }
-                    if (ch[3] >= 0 && sx == 1) { /* the common case, vectorized */
-                        const uint8_t *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
-                        uint32_t *oc = orow + c_lo;
-                        for (long i = 0; i < c_hi - c_lo; i++)
-                            oc[i] = quad(p0[i], p1[i], p2[i], p3[i]) ^ bias;
-                    } else if (ch[3] >= 0 && sx == 2) {
-                        const uint8_t *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
-                        uint32_t *oc = orow + c_lo;
-                        for (long i = 0; i < c_hi - c_lo; i++)
-                            oc[i] = quad(p0[2 * i], p1[2 * i], p2[2 * i], p3[2 * i]) ^ bias;
-                    } else {
-                        for (long c = c_lo, i = 0; c < c_hi; c++, i++)
-                            orow[c] = quad(p[0][i * step[0]], p[1][i * step[1]],
-                                           p[2][i * step[2]], p[3][i * step[3]])
-                                      ^ bias;
+                    /* a float input: its row quantized first, a piece at a time */
+                    long piece = EI_QROW / sx;
+                    for (long c0 = c_lo; c0 < c_hi; c0 += piece) {
+                        long c1 = c0 + piece < c_hi ? c0 + piece : c_hi;
+                        long x0 = c0 * sx + px - a->pl, span = (c1 - c0 - 1) * sx + 1;
+                        for (int k = 0; k < 4; k++) {
+                            if (ch[k] >= 0)
+                                quantize_row((const float *)a->x + ch[k] * a->xcs + iy * a->xrs
+                                                 + x0,
+                                             span, rows[k], a->inv, a->scale);
+                            p[k] = ch[k] < 0 ? zeros : (const uint8_t *)rows[k];
+                            step[k] = ch[k] < 0 ? 0 : sx;
+                        }
+                        pack_row(orow, c0, c1, p, step, bias, sx);
                     }
                 }
             }
@@ -308,7 +344,6 @@ static inline void tile(const int32_t *x, const long *toff, long T, const int32_
 
 /* -- the epilogue ------------------------------------------------------------------------ */
 
-typedef double v8d __attribute__((vector_size(64)));
 
 /* the reference's sigmoid (activations.sigmoid_core): exp of -|y| only */
 static inline v8 q_sigmoid(v8 y) {
@@ -380,39 +415,82 @@ static inline void store_f16(uint16_t *o, v8 y, long n) {
 #endif
 }
 
-/* rint(double(y) / s), half to even, saturated (quantize_int8): as a product with 1/s, the
- * lanes within rounding reach of a half redone as the quotient */
+
+/* rint(double(y) / s), half to even, saturated to int8 (quantize_int8) for 8 floats: the
+ * quotient as a product with 1/s, rounded; where the product lies within rounding reach of a
+ * half (the product and the quotient could round differently) the lane is redone as the
+ * quotient. The product is within 2 ulps (2^-44 here) of the quotient. */
+#define EI_NEAR_HALF (0.5 - 1e-9)
+#if defined(__AVX512F__) && EI_INT8_PATH != EI_Q8_GENERIC
+static inline v8i quantize8(v8 y, double inv, double s) {
+    __m512d yd = _mm512_cvtps_pd((__m256)y);
+    __m512d t = _mm512_mul_pd(yd, _mm512_set1_pd(inv));
+    t = _mm512_min_pd(_mm512_max_pd(t, _mm512_set1_pd(-200.0)), _mm512_set1_pd(200.0));
+    __m512d r = _mm512_roundscale_pd(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __mmask8 near = _mm512_cmp_pd_mask(_mm512_abs_pd(_mm512_sub_pd(t, r)),
+                                       _mm512_set1_pd(EI_NEAR_HALF), _CMP_GT_OQ);
+    if (near) {
+        double rs[8], ys[8];
+        _mm512_storeu_pd(rs, r);
+        _mm512_storeu_pd(ys, yd);
+        for (int k = 0; k < 8; k++)
+            if (near >> k & 1) rs[k] = __builtin_rint(ys[k] / s);
+        r = _mm512_loadu_pd(rs);
+    }
+    return (v8i)_mm512_cvtpd_epi32(r); /* exact: r is an integer in [-200, 200] */
+}
+#else
+static inline v8i quantize8(v8 y, double inv, double s) {
+    v8d yd = __builtin_convertvector(y, v8d);
+    v8d t = yd * inv;
+    t = EI_CLAMPD(t, -200.0, 200.0);
+    v8d r = (t + EI_ROUND_MAGIC) - EI_ROUND_MAGIC;
+    v8d d = t - r;
+    v8l near = (d > EI_NEAR_HALF) | (d < -EI_NEAR_HALF);
+    v8l any = near | __builtin_shufflevector(near, near, 4, 5, 6, 7, 0, 1, 2, 3);
+    any |= __builtin_shufflevector(any, any, 2, 3, 0, 1, 6, 7, 4, 5);
+    if (any[0] | any[1])
+        for (int k = 0; k < 8; k++)
+            if (near[k]) r[k] = __builtin_rint(yd[k] / s);
+    return __builtin_convertvector(r, v8i);
+}
+#endif
+
+/* int8 saturation of quantize8's integers in [-200, 200] */
+static inline v8c saturate8(v8i q) {
+    v8i lo = q < -128, hi = q > 127;
+    q = (lo & -128) | (hi & 127) | (~(lo | hi) & q);
+    return __builtin_convertvector(q, v8c);
+}
+
+/* n (<= 8) int8 stores */
 static inline void store_i8(int8_t *o, v8 y, long n, double inv, double s) {
-    double t[8], r[8];
-    int near = 0;
-    for (int k = 0; k < 8; k++) {
-        double v = (double)y[k] * inv;
-        v = v < -200.0 ? -200.0 : v > 200.0 ? 200.0 : v;
-        t[k] = v;
-        r[k] = __builtin_rint(v);
-        near |= fabs(fabs(v - r[k]) - 0.5) < 1e-9;
-    }
-    if (near)
-        for (int k = 0; k < n; k++)
-            if (fabs(fabs(t[k] - r[k]) - 0.5) < 1e-9) r[k] = __builtin_rint((double)y[k] / s);
-    for (long k = 0; k < n; k++) {
-        double v = r[k];
-        o[k] = (int8_t)(v != v ? 0.0 : v < -128.0 ? -128.0 : v > 127.0 ? 127.0 : v);
-    }
+    v8c c = saturate8(quantize8(y, inv, s));
+    if (n == 8)
+        memcpy(o, &c, 8);
+    else
+        memcpy(o, &c, (size_t)n);
 }
 
 /* n (<= 8) consecutive outputs of channel oc from its accumulators */
-static inline void finish_n(const int32_t *acc, long n, long oc, long pos, const qconv_int8_args *a) {
-    v8i iv = {0};
-    memcpy(&iv, acc, 4 * (size_t)n);
+static inline __attribute__((always_inline)) void finish8(const int32_t *acc, long n, long oc,
+                                                        long pos, const qconv_int8_args *a) {
+    v8i iv;
+    if (n == 8) {
+        memcpy(&iv, acc, 32);
+    } else {
+        iv = (v8i){0};
+        memcpy(&iv, acc, 4 * (size_t)n);
+    }
     v8 y = __builtin_convertvector(__builtin_convertvector(iv, v8d) * a->mult[oc], v8);
     v8 z = splat(0.0f);
     if (a->residual) {
         if (a->ztype == 2) {
-            int8_t zb[8] = {0};
-            memcpy(zb, (const int8_t *)a->z + oc * a->zcs + pos, (size_t)n);
-            v8i zi = {zb[0], zb[1], zb[2], zb[3], zb[4], zb[5], zb[6], zb[7]};
-            z = __builtin_convertvector(zi, v8) * a->zscale;
+            v8c zb = {0};
+            memcpy(&zb, (const int8_t *)a->z + oc * a->zcs + pos, (size_t)n);
+            z = __builtin_convertvector(zb, v8) * a->zscale;
+        } else if (n == 8) {
+            memcpy(&z, (const float *)a->z + oc * a->zcs + pos, 32);
         } else {
             memcpy(&z, (const float *)a->z + oc * a->zcs + pos, 4 * (size_t)n);
         }
@@ -423,8 +501,19 @@ static inline void finish_n(const int32_t *acc, long n, long oc, long pos, const
     switch (a->otype) {
     case 1: store_f16((uint16_t *)a->out + oc * a->ocs + pos, y, n); break;
     case 2: store_i8((int8_t *)a->out + oc * a->ocs + pos, y, n, a->oinv, a->oscale); break;
-    default: memcpy((float *)a->out + oc * a->ocs + pos, &y, 4 * (size_t)n);
+    default:
+        if (n == 8)
+            memcpy((float *)a->out + oc * a->ocs + pos, &y, 32);
+        else
+            memcpy((float *)a->out + oc * a->ocs + pos, &y, 4 * (size_t)n);
     }
+}
+
+/* a run of n outputs of channel oc */
+static void finish_run(const int32_t *acc, long n, long oc, long pos, const qconv_int8_args *a) {
+    long j = 0;
+    for (; j + 8 <= n; j += 8) finish8(acc + j, 8, oc, pos + j, a);
+    if (j < n) finish8(acc + j, n - j, oc, pos + j, a);
 }
 
 /* -- the kernel -------------------------------------------------------------------------- */
@@ -459,9 +548,7 @@ void qconv_int8_f32(const qconv_int8_args *a) {
             tile(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc);
             for (long i = 0; i < rows; i++)
                 for (long s = 0; s < nseg; s++)
-                    for (long j = 0; j < seg_n[s]; j += 8)
-                        finish_n(acc + i * NT + seg_j[s] + j, seg_n[s] - j < 8 ? seg_n[s] - j : 8,
-                                 oc0 + i, seg_pos[s] + j, a);
+                    finish_run(acc + i * NT + seg_j[s], seg_n[s], oc0 + i, seg_pos[s], a);
         }
     }
 }

@@ -28,9 +28,11 @@ from edge_infer.engine.tactics.quantized import QConvSpec
 #: grid strips handed to one kernel call are multiples of this many positions (every path's
 #: register tile width divides it: conv_int8.c NT)
 STRIP = 64
-#: output channels of a group's weight block are padded to a multiple of this (every path's
-#: tile height divides it: conv_int8.c MR)
+#: output channels of a group's weight block are padded to a multiple of COUT_ALIGN, and
+#: split between kernel calls at multiples of OC_ALIGN (every path's tile height divides
+#: both: conv_int8.c MR)
 COUT_ALIGN = 48
+OC_ALIGN = 24
 _RESIDUAL = {"none": 0, "pre": 1, "post": 2}
 _STORE = {"fp32": 0, "fp16": 1, "int8": 2}
 #: a layout split or a GEMM chunk below this many int8 multiply-adds is not worth a thread
@@ -141,85 +143,52 @@ class QConvNative(Tactic):
 
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         s, p = self.spec, self._prepared()
-        x, out = inputs[0], outputs[0]
         z = inputs[4] if len(inputs) > 4 and s.residual != "none" else None
         before: list[Run] = []
         after: list[Run] = []
-        x = _unit_rows(x, scratch, before, "qconv_in")
-        out3 = flat3(out)
-        if out3 is None:
-            tmp = scratch(out.shape, out.dtype, "qconv_out")
-            out3 = flat3(tmp)
-            after.append(lambda: np.copyto(out, tmp))
-        z3 = None
-        if z is not None:
-            z3 = flat3(z)
-            if z3 is None:
-                zc = scratch(z.shape, z.dtype, "qconv_residual")
-                z3 = flat3(zc)
-                before.append(lambda: np.copyto(zc, z))
-        n = s.x_shape[0]
-        groups = s.group
-        _, _, h, w = s.x_shape
-        _, _, ho, wo = s.out_shape
+        x = _unit_rows(inputs[0], scratch, before, "qconv_in")
+        out3 = _flat_or_scratch(outputs[0], scratch, "qconv_out", after, out=True)
+        z3 = None if z is None else _flat_or_scratch(z, scratch, "qconv_residual", before)
+        n, groups = s.x_shape[0], s.group
         workers = getattr(scratch, "workers", 1)
         layouts = scratch((n * groups, p["size"]), np.int32, "qconv_layout")
-        xf = int(np.dtype(x.dtype) == np.float32)
-        isz = x.itemsize
-        keep: tuple[Any, ...] = (p["toff"], p["wts"], p["wsum"], p["mult"], p["bias"], layouts)
+        keep = (p["toff"], p["wts"], p["wsum"], p["mult"], p["bias"], layouts, x, out3, z3)
+        # a few more tasks than threads (a late thread costs less), none too small
+        tasks = 1 if workers == 1 else 3 * workers
+        macs = p["grid"] * p["terms"] * 4 * p["cog"]
+        per = max(1, min(-(-tasks // (n * groups)), macs // MIN_TASK_MACS))
+        gparts = min(per, -(-p["grid"] // STRIP))
+        oparts = min(-(-per // gparts), -(-p["cog"] // OC_ALIGN))
+        qparts = 1 if workers == 1 else max(1, min(p["cq"], workers, x[0].size // 16384))
         splits: list[Any] = []
         gemms: list[Any] = []
-        macs = p["grid"] * p["terms"] * 4 * p["cog"]
-        gparts = max(1, min(p["grid"] // STRIP + 1, macs // MIN_TASK_MACS))
-        gparts = min(gparts, -(-3 * workers // (n * groups))) if workers > 1 else 1
-        qparts = 1 if workers == 1 else max(1, min(p["cq"], workers, x[0].size // 16384))
         for b in range(n):
             for gi in range(groups):
                 lay = layouts[b * groups + gi]
-                xaddr = x.ctypes.data + b * x.strides[0] + gi * p["cg"] * x.strides[1]
                 for q0, q1 in split(p["cq"], qparts):
-                    args = dict(
-                        x=xaddr,
-                        xf=xf,
-                        inv=1.0 / float(s.x_scale),
-                        scale=float(s.x_scale),
-                        xcs=x.strides[1] // isz,
-                        xrs=x.strides[2] // isz,
-                        h=h,
-                        w=w,
-                        pt=s.pads[0],
-                        pl=s.pads[1],
-                        sy=s.strides[0],
-                        sx=s.strides[1],
-                        hq=p["hq"],
-                        wq=p["wq"],
-                        cg=p["cg"],
-                        cq=p["cq"],
-                        q0=q0,
-                        q1=q1,
-                        out=lay.ctypes.data,
-                    )
-                    splits.append(native.NativeCall("qconv_split_f32", args, (*keep, x)))
-                oc0 = gi * p["cog"]
+                    args = self._split_fields(x, b, gi, q0, q1, lay)
+                    splits.append(native.NativeCall("qconv_split_f32", args, keep))
                 for g0, g1 in split(p["grid"], gparts, align=STRIP):
-                    args = dict(
-                        layout=lay.ctypes.data,
-                        toff=p["toff"].ctypes.data,
-                        T=p["terms"],
-                        wts=p["wts"][gi].ctypes.data,
-                        coutp=p["coutp"],
-                        cout=p["cog"],
-                        bias=None if p["bias"] is None else p["bias"].ctypes.data + 4 * oc0,
-                        wsum=p["wsum"].ctypes.data + 4 * oc0,
-                        mult=p["mult"].ctypes.data + 8 * oc0,
-                        g0=g0,
-                        g1=g1,
-                        wg=p["wq"],
-                        ho=ho,
-                        wo=wo,
-                        **self._out_fields(out3, z3, b, oc0),
-                    )
-                    gemms.append(native.NativeCall("qconv_int8_f32", args, (*keep, out3, z3)))
+                    for o0, o1 in split(p["cog"], oparts, align=OC_ALIGN):
+                        oc0 = gi * p["cog"] + o0
+                        args = dict(
+                            layout=lay.ctypes.data,
+                            toff=p["toff"].ctypes.data,
+                            T=p["terms"],
+                            wts=p["wts"][gi].ctypes.data + 4 * o0,
+                            coutp=p["coutp"],
+                            cout=o1 - o0,
+                            bias=None if p["bias"] is None else p["bias"].ctypes.data + 4 * oc0,
+                            wsum=p["wsum"].ctypes.data + 4 * oc0,
+                            mult=p["mult"].ctypes.data + 8 * oc0,
+                            g0=g0,
+                            g1=g1,
+                            wg=p["wq"],
+                            ho=s.out_shape[2],
+                            wo=s.out_shape[3],
+                            **self._out_fields(out3, z3, b, oc0),
+                        )
+                        gemms.append(native.NativeCall("qconv_int8_f32", args, keep))
         pool = getattr(scratch, "pool", None)
         steps: list[Run] = list(before)
         for chunks in (splits, gemms):
@@ -229,6 +198,34 @@ class QConvNative(Tactic):
                 steps.extend(chunks)
         steps.extend(after)
         return _sequence(steps)
+
+    def _split_fields(
+        self, x: np.ndarray, b: int, gi: int, q0: int, q1: int, lay: np.ndarray
+    ) -> dict[str, Any]:
+        """The layout kernel's fields: channel quads [q0, q1) of group gi of image b."""
+        s, p = self.spec, self._prepared()
+        isz = x.itemsize
+        return dict(
+            x=x.ctypes.data + b * x.strides[0] + gi * p["cg"] * x.strides[1],
+            xf=int(np.dtype(x.dtype) == np.float32),
+            inv=1.0 / float(s.x_scale),
+            scale=float(s.x_scale),
+            xcs=x.strides[1] // isz,
+            xrs=x.strides[2] // isz,
+            h=s.x_shape[2],
+            w=s.x_shape[3],
+            pt=s.pads[0],
+            pl=s.pads[1],
+            sy=s.strides[0],
+            sx=s.strides[1],
+            hq=p["hq"],
+            wq=p["wq"],
+            cg=p["cg"],
+            cq=p["cq"],
+            q0=q0,
+            q1=q1,
+            out=lay.ctypes.data,
+        )
 
     def _out_fields(
         self, out3: np.ndarray, z3: np.ndarray | None, b: int, oc0: int
@@ -260,6 +257,19 @@ class QConvNative(Tactic):
 
 
 _Z_DTYPES = (np.dtype(np.float32), np.dtype(np.int8))
+
+
+def _flat_or_scratch(
+    a: np.ndarray, scratch: Scratch, role: str, steps: list[Run], out: bool = False
+) -> np.ndarray:
+    """(N, C, H*W) view of ``a``, or of a scratch copy (copied back after the layer when
+    ``out``, else before) when its planes are not contiguous."""
+    a3 = flat3(a)
+    if a3 is not None:
+        return a3
+    tmp = scratch(a.shape, a.dtype, role)
+    steps.append((lambda: np.copyto(a, tmp)) if out else (lambda: np.copyto(tmp, a)))
+    return flat3(tmp)  # type: ignore[return-value]
 
 
 def _unit_rows(x: np.ndarray, scratch: Scratch, before: list[Run], role: str) -> np.ndarray:

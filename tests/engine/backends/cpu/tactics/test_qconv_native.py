@@ -49,6 +49,7 @@ CONVS = [
     ((2, 12, 8, 8), 18, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 3),
     ((1, 6, 9, 9), 6, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 6),
     ((1, 33, 7, 7), 50, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),
+    ((1, 128, 7, 7), 200, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # calls split by channel
     ((1, 64, 20, 20), 70, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
 ]
 
@@ -224,3 +225,48 @@ def test_every_path_of_this_cpu(path_lib, monkeypatch) -> None:
         spec, inputs = make_case(conv, act, residual, np.int8, out_precision, x_dtype, seed=k)
         want = qconv(*inputs, **spec.attrs())
         check(spec, run_native(spec, inputs, workers=1 + k % 2), want, f"{conv} {act}")
+
+
+# -- aarch64: the Jetson's sdot path (Cortex-A78AE), replayed under qemu -----------------
+# (the generic C path is the x86 "generic C" build above; the same file on both)
+
+
+def _aarch64_cases() -> list[tuple[Any, QConvSpec, np.ndarray]]:
+    from tests.engine.backends.cpu.aarch64 import replay
+
+    cases = []
+    for k, conv in enumerate(CONVS[:-1]):  # the largest costs emulation time, adds no path
+        for j in range(2):
+            act = ACTS[(2 * k + j) % len(ACTS)]
+            residual = ("none", "pre", "post")[(k + j) % 3]
+            out_precision = ("int8", "fp16", "fp32")[(k + 2 * j) % 3]
+            x_dtype = np.float32 if (k + j) % 4 == 0 else np.int8
+            z_dtype = np.int8 if j else np.float32
+            spec, inputs = make_case(conv, act, residual, z_dtype, out_precision, x_dtype, k)
+            want = qconv(*inputs, **spec.attrs())
+            out = np.empty(spec.out_shape, want.dtype)
+            out.view(np.uint8).fill(0x55)  # unwritten outputs show
+            name = f"qconv {conv[0]} {conv[1]} k{conv[2]} s{conv[3]} g{conv[6]} {act[0]}"
+            arrays = [a for a in inputs if isinstance(a, np.ndarray)]
+            with replay.recording(name, arrays, out) as rec:
+                QConvNative(spec).bind(inputs, [out], ScratchPool())()
+            check(spec, out, want, f"host {name}")
+            cases.append((rec, spec, want))
+    return cases
+
+
+def test_aarch64_sdot_path(tmp_path) -> None:
+    from tests.engine.backends.cpu.aarch64 import replay
+    from tests.engine.backends.cpu.aarch64.test_aarch64_kernels import compile_driver, emulate
+
+    build = "cortex-a78ae"
+    exe = compile_driver(tmp_path, build)
+    cases = _aarch64_cases()
+    replay.write(tmp_path / "calls.bin", [c[0] for c in cases])
+    emulate(exe, "replay", str(tmp_path / "calls.bin"), str(tmp_path / "out.bin"))
+    regions = replay.read(tmp_path / "out.bin")
+    first = 0
+    for rec, spec, want in cases:
+        got = rec.output(regions[first : first + len(rec.regions)])
+        first += len(rec.regions)
+        check(spec, got, want, f"{build} {rec.name}")
