@@ -1,7 +1,7 @@
 """INT8 convolution (``edge_infer::QConv``) tactics.
 
 - ``qconv_reference``: the registry's reference op (:func:`edge_infer.engine.ops.quantize
-  .qconv`), the default and the self-check's yardstick.
+  .qconv`, also the self-check's yardstick), for the layers ``qconv_native`` cannot run.
 - ``qconv_native`` (``kernels/conv_int8.c``): the input laid out once as int32 quads (4
   channels' bytes per pixel) in zero-padded stride phases, quantized there when it is the
   float engine input; then an implicit GEMM of int8 dot products (AVX-512 VNNI, AVX-VNNI,
@@ -40,7 +40,11 @@ MIN_TASK_MACS = 1 << 18
 
 
 class QConvReference(Tactic):
-    """The reference op, as the layer ran before it had tactics (it allocates)."""
+    """The reference op, as the layer ran before it had tactics (it allocates): the layers
+    the native kernel cannot run (no C compiler here, a float16 input, an activation it does
+    not implement). Where the native kernel applies it computes the same numbers 10-100x
+    faster, so the reference is no candidate there: a timing disturbed by other processes
+    (a helper thread descheduled for a time slice) must not make it the choice."""
 
     name = "qconv_reference"
 
@@ -49,7 +53,7 @@ class QConvReference(Tactic):
 
     @classmethod
     def applicable(cls, spec: QConvSpec) -> bool:
-        return True
+        return not QConvNative.applicable(spec)
 
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         x, w, ws = inputs[0], inputs[1], inputs[2]

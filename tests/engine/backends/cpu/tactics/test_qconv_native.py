@@ -23,6 +23,7 @@ from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative
 from edge_infer.engine.ops.quantize import qconv
 from edge_infer.engine.tactics.quantized import QConvSpec
+from tests.sysdeps import need
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
 
@@ -255,12 +256,40 @@ def _aarch64_cases() -> list[tuple[Any, QConvSpec, np.ndarray]]:
     return cases
 
 
+def _qconv_driver(out: Path) -> Path:
+    """The replay driver (aarch64/driver.c) with conv_int8.c as its only kernel, for the
+    Jetson's cores: linked statically with the other kernels' entry points left unresolved
+    (never called here), seconds to build (as test_recurrent_native.py's)."""
+    from tests.engine.backends.cpu.aarch64.test_aarch64_kernels import CROSS, HERE, QEMU, _flags
+
+    need(CROSS, QEMU, "cc")
+    exe = out / "driver-qconv"
+    sources = [native.KERNELS / n for n in ("conv_int8.c", "args.c", "pool.c")]
+    subprocess.run(
+        [
+            CROSS,
+            *_flags("cortex-a78ae"),
+            f"-I{native.KERNELS}",
+            "-static",
+            "-Wl,--unresolved-symbols=ignore-all",
+            "-o",
+            str(exe),
+            *map(str, sources),
+            str(HERE / "driver.c"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return exe
+
+
 def test_aarch64_sdot_path(tmp_path) -> None:
     from tests.engine.backends.cpu.aarch64 import replay
-    from tests.engine.backends.cpu.aarch64.test_aarch64_kernels import compile_driver, emulate
+    from tests.engine.backends.cpu.aarch64.test_aarch64_kernels import emulate
 
     build = "cortex-a78ae"
-    exe = compile_driver(tmp_path, build)
+    exe = _qconv_driver(tmp_path)
     cases = _aarch64_cases()
     replay.write(tmp_path / "calls.bin", [c[0] for c in cases])
     emulate(exe, "replay", str(tmp_path / "calls.bin"), str(tmp_path / "out.bin"))

@@ -9,6 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS
+from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative, QConvReference
 from edge_infer.engine.builder import BuildOptions, build
 from edge_infer.engine.calibration import calibrate
 from edge_infer.engine.tactics import layer_kind
@@ -30,17 +31,20 @@ def int8_engines():
     ]
 
 
-def test_qconv_layers_have_a_spec_and_the_reference_default(int8_engines) -> None:
+def test_qconv_layers_have_a_spec_and_a_default(int8_engines) -> None:
+    """The default (untuned) is the native kernel where it applies, else the reference."""
     untuned, tuned = (e.graph(1) for e in int8_engines)
     qconvs = [n for n in untuned.nodes if n.op_type == "QConv"]
     assert len(qconvs) == 3
+    default = "qconv_native" if native.available() else "qconv_reference"
     for node in qconvs:
         kind, spec = layer_kind(node)  # type: ignore[misc]
         assert kind == "qconv"
         assert spec.weight.dtype == np.int8 and spec.x_shape[0] == 1
         assert spec.signature().startswith("qconv x[1, ")
         assert CPU_TACTICS["qconv"][0].name == "qconv_reference"
-        assert node.meta["tactic"] == "qconv_reference"
+        assert node.meta["tactic"] == default
+        assert QConvReference.applicable(spec) != QConvNative.applicable(spec)
     assert qconvs[0].inputs[0].dtype == np.float32  # the first reads the engine input
     assert qconvs[1].inputs[0].dtype == np.int8
     for node in tuned.nodes:
@@ -91,7 +95,7 @@ def exact_net(seed: int = 0) -> onnx.ModelProto:
     return model
 
 
-def test_native_int8_engine_is_bit_exact() -> None:
+def test_native_int8_engine_is_bit_exact(caplog) -> None:
     model = exact_net()
     rng = np.random.default_rng(1)
     cal = calibrate(model, [rng.random((3, 20, 20), dtype=np.float32) for _ in range(4)])
@@ -104,9 +108,14 @@ def test_native_int8_engine_is_bit_exact() -> None:
         )
         for tune in (False, True)
     ]
-    tactics = {n.meta["tactic"] for n in engines[1].graph(2).nodes if n.op_type == "QConv"}
-    if native.available():
-        assert tactics == {"qconv_native"}  # 5-10x faster than the reference here
     x = rng.random((2, 3, 20, 20), dtype=np.float32)
-    untuned, tuned = (e.create_context().execute({"x": x})["y"] for e in engines)
-    np.testing.assert_array_equal(untuned, tuned)
+    tuned = engines[1].create_context().execute({"x": x})["y"]
+    graph = engines[1].graph(2)
+    if native.available():
+        assert {n.meta["tactic"] for n in graph.nodes if n.op_type == "QConv"} == {"qconv_native"}
+    with pytest.MonkeyPatch.context() as mp:  # every layer by its reference op
+        mp.setattr(native, "available", lambda: False)
+        want = engines[0].create_context().execute({"x": x})["y"]
+    if native.available():  # the reference context really ran the reference op
+        assert "running qconv_reference instead" in caplog.text
+    np.testing.assert_array_equal(tuned, want)
