@@ -132,7 +132,8 @@ def test_execute_allocates_no_activation_buffers_after_warmup(
 @pytest.mark.parametrize("batch", [1, 3])
 def test_recurrent_layers_allocate_nothing_after_warmup(batch: int) -> None:
     """The same promise for a model whose time is in LSTMs (the zoo's CRNN): the
-    ``recurrent_gemm`` tactic keeps its projection, gates and state in buffers made at bind."""
+    ``recurrent_native`` tactic (the default for its LSTMs) keeps its projection, gates and state
+    in buffers made at bind."""
     from edge_infer.zoo.crnn import build_crnn
 
     shape = (batch, 3, 32, 128)
@@ -140,7 +141,7 @@ def test_recurrent_layers_allocate_nothing_after_warmup(batch: int) -> None:
         build_crnn(batch=None, width=None, hidden=64), shapes={"image": shape}, tune=False
     )
     graph = engine.graph(batch)
-    assert [n.meta.get("tactic") for n in graph.nodes].count("recurrent_gemm") == 2
+    assert [n.meta.get("tactic") for n in graph.nodes].count("recurrent_native") == 2
     ctx = engine.create_context()
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     for _ in range(3):
