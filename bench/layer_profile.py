@@ -29,6 +29,7 @@ ZOO = {
     "mobilenetv2": ("input", (3, 224, 224), {}),
     "resnet50": ("input", (3, 224, 224), {}),
     "yolov8n": ("images", (3, 320, 320), {"imgsz": 320, "fold_bn": True}),
+    "crnn": ("image", (3, 32, 128), {"width": None}),
 }
 
 
