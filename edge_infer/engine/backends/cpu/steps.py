@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from edge_infer.engine.backends.cpu import half, native
+from edge_infer.engine.backends.cpu.parallel import split
 from edge_infer.engine.ir import Node
 
 Run = Callable[[], None]
@@ -57,6 +58,18 @@ def _planes_ok(*arrays: Any) -> bool:
         if a.strides[3] != 4 or a.strides[2] != 4 * w or a.strides[0] % 4 or a.strides[1] % 4:
             return False
     return True
+
+
+def _int8_planes(*arrays: Any) -> bool:
+    """Every array an int8 (N, C, H, W) ndarray whose (H, W) planes are contiguous."""
+    return all(
+        isinstance(a, np.ndarray)
+        and a.dtype == np.int8
+        and a.ndim == 4
+        and a.strides[3] == 1
+        and a.strides[2] == a.shape[3]
+        for a in arrays
+    )
 
 
 _BINARY = {
@@ -189,6 +202,22 @@ def _resize(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch
     ):
         return None  # other modes pick other source pixels: keep the reference
     n, c, h, w = x.shape
+    if _int8_planes(x, out) and native.library() is not None:  # INT8 engines' storage
+        args = dict(
+            x=x.ctypes.data,
+            y=out.ctypes.data,
+            n=n,
+            c=c,
+            xis=x.strides[0],
+            xcs=x.strides[1],
+            yis=out.strides[0],
+            ycs=out.strides[1],
+            h=h,
+            w=w,
+            fh=fh,
+            fw=fw,
+        )
+        return native.NativeCall("upsample_nearest_s8_f32", args, (x, out))
     if _planes_ok(x, out) and native.library() is not None:  # channel slices (concat) too
         args = dict(
             x=x.ctypes.data,
@@ -310,3 +339,52 @@ def _softmax(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
         np.divide(out, tmp, out=out)
 
     return run
+
+
+#: storage kinds of the INT8 kernels (kernels/qsimd.h enum ei_storage)
+_KINDS = {np.dtype(np.float32): 0, np.dtype(np.float16): 1, np.dtype(np.int8): 2}
+#: a storage conversion is split between threads from this many values (each part at least
+#: half of it)
+_REFORMAT_SPLIT = 1 << 16
+
+
+@step("edge_infer::Reformat")
+def _reformat(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
+    """edge_infer::Reformat (int8 <-> fp32 / fp16, fp32 <-> fp16) with the reformat kernel:
+    the reference's numbers (ops/quantize.py reformat), in one pass, threaded when large."""
+    x, out = ins[0], outs[0]
+    if not (
+        isinstance(x, np.ndarray)
+        and x.dtype in _KINDS
+        and out.dtype in _KINDS
+        and x.shape == out.shape
+        and x.flags.c_contiguous
+        and out.flags.c_contiguous
+        and native.library() is not None
+    ):
+        return None
+    x_scale = float(node.attrs.get("x_scale", 0.0))
+    y_scale = float(node.attrs.get("y_scale", 0.0))
+    if out.dtype == np.int8 and not (y_scale > 0 and 1.0 / y_scale < np.finfo(np.float32).max):
+        return None
+    workers = getattr(scratch, "workers", 1)
+    parts = max(1, min(workers, x.size // (_REFORMAT_SPLIT // 2))) if workers > 1 else 1
+    calls = []
+    for a, b in split(x.size, parts, align=64):
+        args = dict(
+            x=x.ctypes.data + a * x.itemsize,
+            xkind=_KINDS[x.dtype],
+            xscale=x_scale,
+            xrs=0,
+            y=out.ctypes.data + a * out.itemsize,
+            ykind=_KINDS[out.dtype],
+            yscale=y_scale,
+            yrs=0,
+            rows=1,
+            n=b - a,
+        )
+        calls.append(native.NativeCall("reformat_f32", args, (x, out)))
+    pool = getattr(scratch, "pool", None)
+    if pool is not None and len(calls) > 1:
+        return pool.bind(calls)
+    return calls[0]

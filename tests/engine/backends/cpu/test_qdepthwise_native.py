@@ -12,7 +12,9 @@ of the outputs. Each vector path is the same source compiled with other flags: t
 from __future__ import annotations
 
 import ctypes
+import functools
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -217,9 +219,12 @@ _BUILDS = {
 }
 
 
-def build_library(flags: list[str], folder: Path) -> Any:
+@functools.cache
+def build_library(flags: tuple[str, ...]) -> Any:
     """conv_int8_dw.c, reformat.c and the pool compiled with ``flags`` instead of the
-    device's CPU option, as a library (ctypes)."""
+    device's CPU option, as a library (ctypes); once per session (test_int8_layers.py
+    shares them)."""
+    folder = Path(tempfile.mkdtemp(prefix="qdw-"))
     cc = native._compiler()
     assert cc is not None
     keep = [f for f in native._flags() if not f.startswith(("-march", "-mcpu"))]
@@ -240,13 +245,13 @@ def build_library(flags: list[str], folder: Path) -> Any:
 
 
 @pytest.fixture(scope="module", params=sorted(_BUILDS))
-def path_lib(request, tmp_path_factory) -> Any:
+def path_lib(request) -> Any:
     if (
         native._compiler() is None
         or "x86_64" not in subprocess.run(["uname", "-m"], capture_output=True, text=True).stdout
     ):
         pytest.skip("x86-64 builds")
-    return build_library(_BUILDS[request.param], tmp_path_factory.mktemp("qdw"))
+    return build_library(tuple(_BUILDS[request.param]))
 
 
 def test_every_vector_path(path_lib, monkeypatch) -> None:

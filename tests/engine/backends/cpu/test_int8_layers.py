@@ -1,0 +1,176 @@
+"""The non-conv layers of INT8 engines on their native fast paths, against the reference:
+edge_infer::Reformat (kernels/reformat.c: every storage conversion, bit for bit), nearest
+Resize on int8 storage (upsample_nearest_s8), and a whole small INT8 engine whose depthwise
+layers run qdepthwise_native equal to the same engine on the reference kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu.parallel import WorkPool
+from edge_infer.engine.backends.cpu.program import ScratchPool
+from edge_infer.engine.backends.cpu.steps import STEPS
+from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS
+from edge_infer.engine.backends.cpu.tactics.cpu_qdepthwise import QDepthwiseNative
+from edge_infer.engine.builder import BuildOptions, build
+from edge_infer.engine.calibration import calibrate
+from edge_infer.engine.ir import Node
+from edge_infer.engine.ops.quantize import reformat
+from tests.engine.backends.cpu.test_qdepthwise_native import _BUILDS, build_library
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
+
+STORAGE = {"fp32": np.float32, "fp16": np.float16, "int8": np.int8}
+CONVERSIONS = [
+    ("int8", "fp32"),
+    ("int8", "fp16"),
+    ("int8", "int8"),
+    ("fp32", "int8"),
+    ("fp16", "int8"),
+    ("fp32", "fp16"),
+    ("fp16", "fp32"),
+]
+
+
+def _source(dtype: str, size: int, scale: float, rng: np.random.Generator) -> np.ndarray:
+    if dtype == "int8":
+        return rng.integers(-128, 128, size).astype(np.int8)
+    x = rng.standard_normal(size) * 60 * scale  # some saturate
+    x[::5] = (np.round(x[::5] / scale) + 0.5) * scale  # ties at half steps
+    x[1::97] = 70000.0  # past float16's range
+    with np.errstate(over="ignore"):
+        return x.astype(STORAGE[dtype])
+
+
+def _reformat_run(x: np.ndarray, to: str, attrs: dict, workers: int = 1) -> np.ndarray:
+    out = np.full(x.shape, 77, STORAGE[to])
+    node = Node("Reformat", "r", "edge_infer", {"to": to, **attrs})
+    pool = WorkPool(workers) if workers > 1 else None
+    try:
+        run = STEPS["edge_infer::Reformat"](node, [x], [out], ScratchPool(pool))
+        assert run is not None
+        run()
+    finally:
+        if pool is not None:
+            pool.close()
+    return out
+
+
+@pytest.mark.parametrize("src,to", CONVERSIONS)
+def test_reformat_every_conversion_bit_for_bit(src: str, to: str) -> None:
+    rng = np.random.default_rng(len(src) + 3 * len(to))
+    attrs = {"x_scale": 0.0371, "y_scale": 0.0523}
+    for size, workers in ((37, 1), (200_003, 2)):
+        x = _source(src, size, 0.0523, rng)
+        with np.errstate(over="ignore"):
+            want = reformat(x, to=to, **attrs)
+        got = _reformat_run(x, to, attrs, workers)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want, err_msg=f"{src}->{to} n={size}")
+
+
+def test_reformat_on_every_vector_path(monkeypatch) -> None:
+    rng = np.random.default_rng(5)
+    for name, flags in _BUILDS.items():
+        lib = build_library(tuple(flags))
+        monkeypatch.setattr(native, "library", lambda lib=lib: lib)
+        for src, to in CONVERSIONS:
+            x = _source(src, 301, 0.0523, rng)
+            attrs = {"x_scale": 0.0371, "y_scale": 0.0523}
+            with np.errstate(over="ignore"):
+                want = reformat(x, to=to, **attrs)
+            np.testing.assert_array_equal(_reformat_run(x, to, attrs), want, err_msg=name)
+
+
+def test_resize_on_int8_storage_is_the_native_copy() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.integers(-128, 128, (2, 5, 7, 9)).astype(np.int8)
+    attrs = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric"}
+    for fh, fw in ((2, 2), (3, 1)):
+        big = np.zeros((2, 8, 7 * fh, 9 * fw), np.int8)  # the output is a concat's slice
+        out = big[:, 2:7]
+        node = Node("Resize", "up", "", {**attrs, "nearest_mode": "floor"})
+        scales = np.array([1, 1, fh, fw], np.float32)
+        run = STEPS["Resize"](node, [x, None, scales], [out], ScratchPool())
+        assert isinstance(run, native.NativeCall) and run.name == "upsample_nearest_s8_f32"
+        run()
+        np.testing.assert_array_equal(out, x.repeat(fh, axis=2).repeat(fw, axis=3))
+        assert not big[:, :2].any() and not big[:, 7:].any()
+
+
+def _init(name: str, a: np.ndarray) -> onnx.TensorProto:
+    return numpy_helper.from_array(a, name)
+
+
+def depthwise_net(seed: int = 0) -> onnx.ModelProto:
+    """conv + relu, depthwise 3x3 + clip, depthwise 5x5 stride 2 + relu, nearest 2x resize,
+    concat, SPPF-style max pool, 1x1 conv."""
+    rng = np.random.default_rng(seed)
+
+    def w(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
+
+    inits = [
+        _init("w0", w(16, 3, 3, 3)),
+        _init("b0", w(16)),
+        _init("w1", w(16, 1, 3, 3)),
+        _init("b1", w(16)),
+        _init("w2", w(16, 1, 5, 5)),
+        _init("b2", w(16)),
+        _init("w3", w(8, 32, 1, 1)),
+        _init("lo", np.array(0.0, np.float32)),
+        _init("hi", np.array(6.0, np.float32)),
+        _init("sc", np.array([1, 1, 2, 2], np.float32)),
+    ]
+    conv = lambda i, o, wn, bn, **kw: helper.make_node("Conv", [i, wn, bn], [o], **kw)  # noqa: E731
+    nodes = [
+        conv("x", "c0", "w0", "b0", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c0"], ["a"]),
+        conv("a", "c1", "w1", "b1", pads=[1, 1, 1, 1], group=16),
+        helper.make_node("Clip", ["c1", "lo", "hi"], ["d"]),
+        conv("d", "c2", "w2", "b2", pads=[2, 2, 2, 2], strides=[2, 2], group=16),
+        helper.make_node("Relu", ["c2"], ["e"]),
+        helper.make_node(
+            "Resize",
+            ["e", "", "sc"],
+            ["u"],
+            mode="nearest",
+            coordinate_transformation_mode="asymmetric",
+            nearest_mode="floor",
+        ),
+        helper.make_node("Concat", ["u", "a"], ["c"], axis=1),
+        helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[5, 5], pads=[2, 2, 2, 2]),
+        helper.make_node("Conv", ["p", "w3"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "dw",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 24, 24])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 24, 24])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_int8_engine_with_native_depthwise_equals_the_reference(monkeypatch) -> None:
+    model = depthwise_net()
+    rng = np.random.default_rng(1)
+    frames = [rng.uniform(0, 1, (3, 24, 24)).astype(np.float32) for _ in range(4)]
+    cal = calibrate(model, frames, calibrator="minmax")
+    opts = BuildOptions(
+        shapes={"x": (1, 3, 24, 24)}, tune=False, precision="int8", calibration=cal.cache
+    )
+    reference = build(model, options=opts)
+    # the first applicable candidate is each layer's tactic when not tuned
+    monkeypatch.setitem(CPU_TACTICS, "qconv", (QDepthwiseNative, *CPU_TACTICS["qconv"]))
+    native_dw = build(model, options=opts)
+    tactics = [n.meta.get("tactic") for n in native_dw.graph(1).nodes if n.op_type == "QConv"]
+    assert tactics.count("qdepthwise_native") == 2, tactics
+    x = frames[0][None]
+    want = reference.create_context().execute({"x": x})["y"]
+    got = native_dw.create_context().execute({"x": x})["y"]
+    np.testing.assert_array_equal(got, want)
