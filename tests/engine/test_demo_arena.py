@@ -63,14 +63,26 @@ def test_fp32_engine_matches_the_reference_executor(engines: dict[str, Engine]) 
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
 
 
+#: FP16 engines run the FP32 tactics on float16 storage (e8dd792), each layer within one
+#: float16 step of the reference's: over the network the boxes (input pixels, up to 416)
+#: differ by up to 0.5 px and the scores by 5e-4 - as much as either differs from FP32.
+#: An arena or in-place error gives garbage, far beyond these.
+FP16_ATOL = {"boxes": 1.5, "scores": 5e-3}
+
+
 @pytest.mark.parametrize("kind", ["fp16", "int8", "int8+fp16"])
 def test_reduced_precision_engine_matches_its_graph_on_the_reference(
     engines: dict[str, Engine], kind: str
 ) -> None:
     """The engine (arena views, in-place layers, CPU tactics) computes what the reference
-    executor computes on the same lowered graph."""
+    executor computes on the same lowered graph (FP16: to float16 rounding)."""
     x = np.random.default_rng(8).random(SHAPES["images"], dtype=np.float32)
     engine = engines[kind]
     want = execute_graph(engine.graph(1), {"images": x})["output0"]
     got = engine.create_context().execute({"images": x})["output0"]
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+    if kind == "fp16":
+        boxes, scores = np.s_[:, :4], np.s_[:, 4:]
+        np.testing.assert_allclose(got[boxes], want[boxes], rtol=0, atol=FP16_ATOL["boxes"])
+        np.testing.assert_allclose(got[scores], want[scores], rtol=0, atol=FP16_ATOL["scores"])
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
