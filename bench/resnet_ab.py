@@ -1,5 +1,5 @@
 """ResNet-50 (or another zoo classifier) end to end, in one process: our FP32 engine with
-winograd_native's thread split as it is now (one block staged by channels where blocks of
+winograd_native's thread split as it is now (one block split by output channels where blocks of
 tiles would leave a thread idle) and as it was (blocks of 16 tiles only), beside
 onnxruntime — each round runs the three once, in rotating order; the report is each one's
 median and its median ratio to onnxruntime over the rounds (same-round ratios: the host's

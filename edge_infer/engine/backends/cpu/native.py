@@ -183,7 +183,7 @@ class ConvWinogradArgs(KernelArgs):
         ("zis", _L),
         ("work", _P),
         ("V", _P),
-        *_longs("tb", "k0", "k1", "c0", "c1", "stage"),
+        *_longs("tb", "k0", "k1"),
     ]
 
 

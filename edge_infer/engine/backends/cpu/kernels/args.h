@@ -78,14 +78,14 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, const float *, bias) X(K, long, ob0) X(K, long, ob1) X(K, long, cout) X(K, long, P)   \
     X(K, float *, out) X(K, long, ocs) EI_EPILOGUE_ARGS(X, K)
 
-/* conv_winograd.c (z also has an image stride, zis; stages and blocks: see there) */
+/* conv_winograd.c (z also has an image stride, zis; tiles and channel blocks: see there) */
 #define EI_CONV_WINOGRAD_ARGS(X, K)                                                            \
     X(K, const float *, x) X(K, long, xis) X(K, long, xcs) X(K, long, xrs) X(K, long, h)       \
     X(K, long, w) X(K, long, pt) X(K, long, pl) X(K, long, cin) X(K, const float *, U)         \
     X(K, const float *, bias) X(K, long, cout) X(K, long, ho) X(K, long, wo) X(K, long, t0)    \
     X(K, long, t1) X(K, float *, out) X(K, long, ois) X(K, long, ocs) EI_EPILOGUE_ARGS(X, K)   \
     X(K, long, zis) X(K, float *, work) X(K, float *, V) X(K, long, tb) X(K, long, k0)         \
-    X(K, long, k1) X(K, long, c0) X(K, long, c1) X(K, long, stage)
+    X(K, long, k1)
 
 /* conv_pointwise.c: plain 1x1 convs as a GEMM over the pixels q = b * hw + p of all images
  * (see there): pixels [q0, q1), weight panels [ob0, ob1); pk holds pkn floats */

@@ -15,11 +15,10 @@
  *      row of 8 tiles interleaved back into 32 contiguous floats, where bias, residual and
  *      activation (finish() in simd.h) apply before it is copied out run by run.
  *
- * A call does stage 1 (input channels [c0, c1) of tiles [t0, t1), one block, into V), stage 2
- * (output-channel blocks [k0, k1) of that block, from V) or both (stage 3: every block of
- * [t0, t1), all input channels, output blocks [k0, k1)). With few tiles (small grids, batch 1)
- * the caller runs stage 1 split by input channels, then stage 2 split by output channels:
- * every thread busy, the weights read once in all.
+ * A call covers tiles [t0, t1) and output-channel blocks [k0, k1). With few tiles (small
+ * grids at batch 1) the caller makes them all one block and splits the output channels
+ * between threads (each transforms the whole input: a few percent of the work, and no wait
+ * between two phases): every thread busy, the weights read once in all.
  *
  * FP32 error: the transforms' coefficients (up to 8 in A, 5 in B) cost about four bits
  * against the direct sum; tests hold it to 2e-5 of the output's scale. */
@@ -120,13 +119,12 @@ typedef struct {
     long off, r0, r1, q0, q1, fast;
 } patch_at;
 
-/* 1. input channels [c0, c1) of the 6x6 input patches of nt tiles from t0, transformed into
+/* 1. the 6x6 input patches of nt tiles from t0, transformed into
  * V[36][ceil(nt / 16)][cin][16] (planes PAD floats apart): per channel and 8 tiles, each patch
  * row is one vector load (masked at the image's edges, zero outside it: the padding is never
  * materialised), an 8x8 transpose puts the tiles across the vector, then B^T along the row
  * and B^T down the columns. Lanes past nt are zero. */
-static void input_transform(const wino_input *in, long t0, long nt, long c0, long c1,
-                            float *V) {
+static void input_transform(const wino_input *in, long t0, long nt, float *V) {
     long groups = (nt + 7) / 8, nsb = (nt + 15) / 16, cin = in->cin;
     long estride = nsb * cin * 16 + PAD;
     patch_at pa[TBMAX];
@@ -147,7 +145,7 @@ static void input_transform(const wino_input *in, long t0, long nt, long c0, lon
         if (p->q1 <= p->q0) p->r1 = p->r0; /* no column inside: no rows either */
         p->fast = p->r0 == 0 && p->r1 == 6 && p->q0 == 0 && x0 + 8 <= in->w;
     }
-    for (long c = c0; c < c1; c++) {
+    for (long c = 0; c < cin; c++) {
         const float *xc = in->x + c * in->xcs;
         for (long g = 0; g < groups; g++) {
             const patch_at *pg = pa + g * 8;
@@ -316,13 +314,9 @@ void conv_winograd_f32(const conv_winograd_args *a) {
                      a->act, a->p0, a->p1, a->residual, a->z, a->zis, a->zcs};
     if (tb < 16 || tb > TBMAX || tb % 16) return; /* the caller's contract (cpu_winograd.py) */
     float *M = a->work, *row = M + 36 * ((a->k1 - a->k0) * KR * tb + PAD);
-    if (a->stage == 1) {
-        input_transform(&in, a->t0, a->t1 - a->t0, a->c0, a->c1, a->V);
-        return;
-    }
     for (long t = a->t0; t < a->t1; t += tb) {
         long nt = a->t1 - t < tb ? a->t1 - t : tb;
-        if (a->stage == 3) input_transform(&in, t, nt, 0, a->cin, a->V);
+        input_transform(&in, t, nt, a->V);
         multiply(a->U, a->V, a->cin, kblocks, a->k0, a->k1, (nt + 15) / 16, tb, M);
         output_transform(M, &o, a->k0, a->k1, tb, t, nt, row);
     }

@@ -8,11 +8,11 @@ residual and activation; the padded input is never materialised. The weights are
 transformed once, at bind, in float64.
 
 Two ways to share a layer between threads: with many tiles (large grids, batches) each
-thread takes whole blocks of ``TB`` tiles; with few (at most ``SHARED_TILES``: the 14×14 and
-7×7 layers of a ResNet at batch 1, where a 16-tile split left one thread idle) all tiles are
-one block, input-transformed by input-channel ranges, then multiplied and output-transformed
-by output-channel ranges — every thread busy and the transformed weights (4× the weights)
-read once in all.
+thread takes whole blocks of ``TB`` tiles; with few (at most ``SHARED_TILES``: the 14×14
+layers of a ResNet at batch 1, where a 16-tile split left one thread idle) all tiles are one
+block whose output channels are split between threads — every thread busy, the transformed
+weights (4× the weights) read once in all. Transformed weights past ``WEIGHTS_ONE_BLOCK``
+(512 channels: 38 MB) are one block whenever the tiles allow, on any number of threads.
 
 FP32 error grows by the transforms' coefficients: about 2e-5 of the output's scale against
 ~1e-6 for a direct sum (tests/engine/backends/cpu/tactics/test_native.py and
@@ -36,9 +36,10 @@ TB = 16
 #: with at most this many tiles all tiles are one block, split between threads by channels
 #: instead of by tiles
 SHARED_TILES = 128
-#: one block of all tiles runs this much slower than blocks of TB on one thread (V and M
-#: leave L2; measured 1.03-1.10 at 32-128 tiles, ResNet-50's 3x3 layers)
-ONE_BLOCK_COST = 1.08
+#: one block of all tiles split by output channels costs this much more than the same tiles
+#: in blocks of TB, per thread: V and M leave L2 (1.03-1.15 at 32-128 tiles, ResNet-50's
+#: 3x3 layers, one thread) and every thread transforms the whole input (5-8%)
+ONE_BLOCK_COST = 1.35
 #: transformed weights (bytes) above which few tiles are always one block: 512 -> 512
 #: channels (38 MB) ran 0.70x on one thread as one block of 32 tiles than as two of 16
 WEIGHTS_ONE_BLOCK = 16 << 20
@@ -151,49 +152,27 @@ class WinogradNative(_NativeConv):
         )
         keep = (u, bias, x, out3, zres)
 
-        def call(k: int, tb: int, v: np.ndarray, **fields: Any) -> Any:
-            channels = (fields["k1"] - fields["k0"]) * KR  # the products M this call holds
-            work = scratch((int(lib.winograd_work_f32(channels, tb)),), np.float32, f"wino_work{k}")
-            args = dict(fixed, work=work.ctypes.data, V=v.ctypes.data, tb=tb, **fields)
-            return native.NativeCall("conv_winograd_f32", args, (*keep, work, v))
-
-        phases: list[list[Run]]
         if self._one_block(tiles, workers):
-            # few tiles: all of them are one block, transformed by input-channel ranges,
-            # then multiplied by output-channel ranges — the weights are read once in all
-            tb = -(-tiles // 16) * 16
-            v = scratch((int(lib.winograd_v_f32(cin, tb)),), np.float32, "wino_v")
-            spans = dict(t0=0, t1=tiles, tb=tb, v=v)
-            phases = [
-                [
-                    call(k, c0=c0, c1=c1, k0=0, k1=0, stage=1, **spans)
-                    for k, (c0, c1) in enumerate(split(cin, workers))
-                ],
-                [
-                    call(k, c0=0, c1=cin, k0=k0, k1=k1, stage=2, **spans)
-                    for k, (k0, k1) in enumerate(split(kblocks, workers))
-                ],
-            ]
+            # few tiles: all of them one block, output channels split between threads (each
+            # transforms the whole input; no wait between phases) — weights read once in all
+            tb, ranges = -(-tiles // 16) * 16, [(0, tiles)]
+            kparts = split(kblocks, workers)
         else:
-            tb = self.tb
+            tb, kparts = self.tb, [(0, kblocks)]
             parts = 1 if workers == 1 else min(2 * workers, -(-tiles // tb))
-            phases = [
-                [
-                    call(
-                        k,
-                        tb,
-                        scratch((int(lib.winograd_v_f32(cin, tb)),), np.float32, f"wino_v{k}"),
-                        t0=t0,
-                        t1=t1,
-                        c0=0,
-                        c1=cin,
-                        k0=0,
-                        k1=kblocks,
-                        stage=3,
-                    )
-                    for k, (t0, t1) in enumerate(split(tiles, parts, align=tb))
-                ]
-            ]
+            ranges = split(tiles, parts, align=tb)
+        chunks: list[Run] = []
+        for t0, t1 in ranges:
+            for k0, k1 in kparts:
+                k = len(chunks)
+                v = scratch((int(lib.winograd_v_f32(cin, tb)),), np.float32, f"wino_v{k}")
+                work = scratch(
+                    (int(lib.winograd_work_f32((k1 - k0) * KR, tb)),), np.float32, f"wino_work{k}"
+                )
+                args = dict(fixed, work=work.ctypes.data, V=v.ctypes.data, tb=tb)
+                args.update(t0=t0, t1=t1, k0=k0, k1=k1)
+                chunks.append(native.NativeCall("conv_winograd_f32", args, (*keep, work, v)))
+        phases: list[list[Run]] = [chunks]
         if not self.fused:  # the kernel added the bias; the shared epilogue does the rest
             phases.append([self._epilogue(out3, z3, b, 0, ho * wo) for b in range(n)])
         return self._assemble(scratch, phases, before, after)

@@ -94,8 +94,8 @@ def _blocked(tb: int) -> type[WinogradNative]:
 
 
 class OneBlock(WinogradNative):
-    """winograd_native taking all tiles as one block (staged by channels) whenever it can,
-    one thread or several."""
+    """winograd_native taking all tiles as one block whenever it can, one thread or
+    several."""
 
     def _one_block(self, tiles: int, workers: int) -> bool:
         return tiles <= self.shared_tiles
@@ -122,7 +122,7 @@ def test_matches_float64_every_activation_and_residual(case, workers) -> None:
 
 
 def test_few_tiles_split_by_channels_many_by_tiles() -> None:
-    """The two ways of sharing: one block staged by channel ranges, or blocks of tiles."""
+    """The two ways of sharing: one block split by output channels, or blocks of tiles."""
     calls: list[Any] = []
     init = native.NativeCall.__init__
 
@@ -133,20 +133,18 @@ def test_few_tiles_split_by_channels_many_by_tiles() -> None:
     pool = WorkPool(2)
     try:
         native.NativeCall.__init__ = record  # type: ignore[method-assign]
-        for case, stages in ((CASES[4], [1, 1, 2, 2]), (CASES[3], [3] * 4)):
+        for case in (CASES[4], CASES[3]):
             calls.clear()
             spec, ins, _ = _layer(case, ("relu", ()), "none", 0)
-            WinogradNative(spec).bind(
-                ins, [np.zeros(spec.out_shape, np.float32)], ScratchPool(pool)
-            )
-            assert [a.stage for a in calls] == stages
-            if stages[0] == 1:  # input channels, then output-channel blocks, all tiles
-                assert [(a.c0, a.c1) for a in calls[:2]] == [(0, 32), (32, 64)]
-                assert [(a.k0, a.k1) for a in calls[2:]] == [(0, 5), (5, 11)]
-                assert all((a.t0, a.t1, a.tb) == (0, 16, 16) for a in calls)
-            else:
-                assert calls[0].t0 == 0 and calls[-1].t1 == 240
-                assert all(a.t0 % cpu_winograd.TB == 0 for a in calls)
+            out = np.zeros(spec.out_shape, np.float32)
+            WinogradNative(spec).bind(ins, [out], ScratchPool(pool))
+            spans = [(a.t0, a.t1, a.k0, a.k1, a.tb) for a in calls]
+            if case is CASES[4]:  # 16 tiles, 64 channels = 11 blocks of 6
+                assert spans == [(0, 16, 0, 5, 16), (0, 16, 5, 11, 16)]
+            else:  # 240 tiles, 11 channels: 4 chunks of whole 16-tile blocks
+                assert [s[2:] for s in spans] == [(0, 2, cpu_winograd.TB)] * 4
+                assert spans[0][0] == 0 and spans[-1][1] == 240
+                assert all(s[0] % cpu_winograd.TB == 0 for s in spans)
     finally:
         native.NativeCall.__init__ = init  # type: ignore[method-assign]
         pool.close()
