@@ -509,9 +509,89 @@ static inline __attribute__((always_inline)) void finish8(const int32_t *acc, lo
     }
 }
 
+#if defined(__AVX512F__) && EI_INT8_PATH != EI_Q8_GENERIC
+/* finish8 on 16 outputs in zmm registers: the same operations, half the instructions */
+static inline __m512 join16(__m256 lo, __m256 hi) {
+    return _mm512_castpd_ps(
+        _mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
+}
+
+static inline __m256 high8(__m512 v) {
+    return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+}
+
+static inline __m512 activate16(__m512 y, long act, float p0, float p1) {
+    const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+    switch (act) {
+    case EI_ACT_NONE: return y;
+    case EI_ACT_RELU:
+        return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, zero, _CMP_GT_OQ), zero, y);
+    case EI_ACT_LEAKY_RELU:
+        return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, zero, _CMP_GE_OQ),
+                                    _mm512_mul_ps(y, _mm512_set1_ps(p0)), y);
+    case EI_ACT_CLIP:
+        return _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps(p0)), _mm512_set1_ps(p1));
+    case EI_ACT_HARD_SWISH: {
+        __m512 t = _mm512_add_ps(_mm512_mul_ps(y, _mm512_set1_ps((float)(1.0 / 6.0))),
+                                 _mm512_set1_ps(0.5f));
+        return _mm512_mul_ps(y, _mm512_min_ps(_mm512_max_ps(t, zero), one));
+    }
+    case EI_ACT_HARD_SIGMOID: {
+        __m512 t = _mm512_add_ps(_mm512_mul_ps(y, _mm512_set1_ps(p0)), _mm512_set1_ps(p1));
+        return _mm512_min_ps(_mm512_max_ps(t, zero), one);
+    }
+    default: /* the exp-based ones, 8 at a time */
+        return join16((__m256)q_activate((v8)_mm512_castps512_ps256(y), act, p0, p1),
+                      (__m256)q_activate((v8)high8(y), act, p0, p1));
+    }
+}
+
+static inline void finish16(const int32_t *acc, long oc, long pos, const qconv_int8_args *a) {
+    __m512i iv = _mm512_loadu_si512(acc);
+    __m512d m = _mm512_set1_pd(a->mult[oc]);
+    __m256 lo = _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_cvtepi32_pd(_mm512_castsi512_si256(iv)), m));
+    __m256 hi =
+        _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(iv, 1)), m));
+    __m512 y = join16(lo, hi), z = _mm512_setzero_ps();
+    if (a->residual) {
+        if (a->ztype == 2) {
+            __m128i zb = _mm_loadu_si128((const __m128i *)((const int8_t *)a->z + oc * a->zcs + pos));
+            z = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(zb)),
+                              _mm512_set1_ps(a->zscale));
+        } else {
+            z = _mm512_loadu_ps((const float *)a->z + oc * a->zcs + pos);
+        }
+    }
+    if (a->residual == 1) y = _mm512_add_ps(y, z);
+    y = activate16(y, a->act, a->p0, a->p1);
+    if (a->residual == 2) y = _mm512_add_ps(y, z);
+    switch (a->otype) {
+    case 1:
+        _mm256_storeu_si256((__m256i *)((uint16_t *)a->out + oc * a->ocs + pos),
+                            _mm512_cvtps_ph(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        break;
+    case 2: {
+        __m256i q0 = (__m256i)quantize8((v8)_mm512_castps512_ps256(y), a->oinv, a->oscale);
+        __m256i q1 = (__m256i)quantize8((v8)high8(y), a->oinv, a->oscale);
+        __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
+        _mm_storeu_si128((__m128i *)((int8_t *)a->out + oc * a->ocs + pos),
+                         _mm512_cvtsepi32_epi8(q));
+        break;
+    }
+    default: _mm512_storeu_ps((float *)a->out + oc * a->ocs + pos, y);
+    }
+}
+#define EI_WIDE 16
+#else
+#define EI_WIDE 0
+#endif
+
 /* a run of n outputs of channel oc */
 static void finish_run(const int32_t *acc, long n, long oc, long pos, const qconv_int8_args *a) {
     long j = 0;
+#if EI_WIDE
+    for (; j + 16 <= n; j += 16) finish16(acc + j, oc, pos + j, a);
+#endif
     for (; j + 8 <= n; j += 8) finish8(acc + j, 8, oc, pos + j, a);
     if (j < n) finish8(acc + j, n - j, oc, pos + j, a);
 }
@@ -527,6 +607,11 @@ void qconv_int8_f32(const qconv_int8_args *a) {
     const long blocks = (a->cout + MR - 1) / MR;
     for (long g = a->g0; g < a->g1; g += NT) {
         long nseg = 0, gend = g + NT < a->g1 ? g + NT : a->g1;
+        if (a->wg == a->wo) { /* no dropped columns: grid positions are output positions */
+            long last = a->ho * a->wo < gend ? a->ho * a->wo : gend;
+            if (last > g) seg_j[0] = 0, seg_n[0] = last - g, seg_pos[0] = g, nseg = 1;
+            gend = g; /* done */
+        }
         for (long gg = g; gg < gend;) {
             long oy = gg / a->wg, ox = gg % a->wg;
             long row_end = gg + (a->wg - ox) < gend ? gg + (a->wg - ox) : gend;
