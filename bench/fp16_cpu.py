@@ -8,7 +8,8 @@ each convolution's tactic set to the FP16 form of the FP32 engine's choice ("ali
 loaded machine the two builds' timings pick different tactics, and this isolates what the
 float16 storage itself costs). Prints the median of the per-round ratios FP16 / FP32 and the
 largest difference of the FP16 engine's outputs from the FP16 reference (the graph run by
-the reference evaluator).
+the reference evaluator). ``--threads 1 --cpu-time`` times the calling thread's CPU time on
+one thread: less at the mercy of other processes on a loaded machine than wall time.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _aligned(fp16_graph: Any, fp32_graph: Any) -> CpuProgram:
     return CpuProgram(fp16_graph)
 
 
-def run_model(name: str, rounds: int) -> dict[str, Any]:
+def run_model(name: str, rounds: int, cpu_time: bool = False) -> dict[str, Any]:
     model, inp, shape = _model(name)
     feeds = {inp: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
     engines = {
@@ -81,11 +82,12 @@ def run_model(name: str, rounds: int) -> dict[str, Any]:
         for k, p in programs.items():
             p.run(states[k], feeds)
     times: dict[str, list[float]] = {k: [] for k in programs}
+    clock = time.thread_time if cpu_time else time.perf_counter
     for _ in range(rounds):
         for k, p in programs.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             p.run(states[k], feeds)
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(clock() - t0)
     for s in states.values():
         s.close()
     base = np.array(times["fp32"])
@@ -104,9 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=None, help="threads per context")
+    parser.add_argument("--cpu-time", action="store_true", help="the thread's CPU time")
     args = parser.parse_args(argv)
+    if args.threads:
+        from edge_infer.engine.backends.cpu.threads import set_thread_budget
+
+        set_thread_budget(args.threads)
     for name in args.models:
-        print(name, run_model(name, args.rounds), flush=True)
+        print(name, run_model(name, args.rounds, args.cpu_time), flush=True)
     return 0
 
 

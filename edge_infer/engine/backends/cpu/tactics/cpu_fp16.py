@@ -46,6 +46,15 @@ def _sequence(runs: list[Run]) -> Run:
     return run
 
 
+def _float32(scratch: Scratch, shape: tuple[int, ...], role: str) -> np.ndarray:
+    """A contiguous float32 scratch array of ``shape``: the front of a buffer shared by role
+    and power-of-two size class, so that layers of many shapes reuse a few buffers, which
+    stay in cache (one buffer per shape would spread the conversions over cold memory)."""
+    size = int(np.prod(shape, dtype=np.int64))
+    flat = scratch((1 << max(10, (size - 1).bit_length()),), F32, role)
+    return flat[:size].reshape(shape)
+
+
 class _Fp16Tactic(Tactic):
     """Shared: widening the inputs, rounding the outputs, around an FP32 run."""
 
@@ -63,11 +72,11 @@ class _Fp16Tactic(Tactic):
             if k in self.spec.consts:
                 out.append(self.spec.consts[k])
             elif isinstance(x, np.ndarray) and x.dtype == F16:
-                x32 = scratch(x.shape, F32, f"fp16_in{k}")
+                x32 = _float32(scratch, x.shape, f"fp16_in{k}")
                 before.append(half.convert(x, x32, half.WIDEN, pool))
                 out.append(x32)
             elif isinstance(x, np.ndarray) and x.dtype == F32 and k in self.spec.round_inputs:
-                x32 = scratch(x.shape, F32, f"fp16_in{k}")
+                x32 = _float32(scratch, x.shape, f"fp16_in{k}")
                 before.append(half.convert(x, x32, half.ROUND, pool))
                 out.append(x32)
             else:
@@ -81,7 +90,7 @@ class _Fp16Tactic(Tactic):
         out: list[Any] = []
         for k, y in enumerate(outputs):
             if y.dtype == F16:
-                y32 = scratch(y.shape, F32, f"fp16_out{k}")
+                y32 = _float32(scratch, y.shape, f"fp16_out{k}")
                 after.append(half.convert(y32, y, half.NARROW, pool))
                 out.append(y32)
             elif y.dtype == F32:
