@@ -228,6 +228,21 @@ def test_every_path_of_this_cpu(path_lib, monkeypatch) -> None:
         check(spec, run_native(spec, inputs, workers=1 + k % 2), want, f"{conv} {act}")
 
 
+def test_avx_vnni_path_compiles_to_vex_dot_products() -> None:
+    """AVX-VNNI (VEX, no AVX-512: Alder Lake and later) is not on this CPU: compiled only,
+    for a CPU that has it (its arithmetic is the EVEX "VNNI 256" path's, run above)."""
+    cc = native._compiler()
+    assert cc is not None
+    if " __x86_64__ " not in _macros():
+        pytest.skip("an x86 compiler is needed")
+    asm = subprocess.run(
+        [cc, "-O2", "-march=alderlake", "-std=c11", "-S", "-o", "-", "-I", str(native.KERNELS),
+         str(native.KERNELS / "conv_int8.c")],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "{vex} vpdpbusd" in asm
+
+
 # -- aarch64: the Jetson's sdot path (Cortex-A78AE), replayed under qemu -----------------
 # (the generic C path is the x86 "generic C" build above; the same file on both)
 
