@@ -167,6 +167,27 @@ def test_epilogue_and_storage(residual, z_dtype, out_precision, x_dtype) -> None
         check(spec, run_native(spec, inputs, workers=2), want, f"{conv} {act}")
 
 
+def tie_case() -> tuple[QConvSpec, list]:
+    """Requantization landing exactly on halves (acc * 2^-4 / 2^-3 = acc / 2), and a float
+    input whose every value quantizes to a half: rint rounds them half to even."""
+    spec, inputs = make_case(CONVS[1], ("", ()), "none", None, "int8", np.float32, seed=5)
+    x = (np.arange(inputs[0].size) % 21 - 10).reshape(inputs[0].shape) * 0.125 + 0.0625
+    inputs[0] = x.astype(np.float32)  # at x_scale 0.125: k + 0.5
+    inputs[2] = np.full(spec.cout, 0.5, np.float32)  # y = acc * 0.125 * 0.5
+    spec = QConvSpec(
+        **{**spec.__dict__, "x_scale": 0.125, "w_scale": inputs[2], "out_scale": 0.125}
+    )
+    return spec, inputs
+
+
+def test_int8_ties_round_half_to_even() -> None:
+    spec, inputs = tie_case()
+    want = qconv(*inputs, **spec.attrs())
+    assert (np.abs(want) < 127).mean() > 0.3  # not all saturated
+    for workers in (1, 2):
+        np.testing.assert_array_equal(run_native(spec, inputs, workers), want)
+
+
 # -- the other dot-product paths of this CPU, each compiled into a library of its own -----
 
 PATHS = {1: "generic C", 2: "AVX2 vpmaddwd", 3: "VNNI 256", 4: "AVX-512 VNNI"}
@@ -218,6 +239,8 @@ def path_lib(request, tmp_path_factory):
 
 def test_every_path_of_this_cpu(path_lib, monkeypatch) -> None:
     monkeypatch.setattr(native, "library", lambda: path_lib)
+    spec, inputs = tie_case()
+    np.testing.assert_array_equal(run_native(spec, inputs), qconv(*inputs, **spec.attrs()))
     for k, conv in enumerate(CONVS):
         act = ACTS[k % len(ACTS)]
         residual = ("none", "pre", "post")[k % 3]
