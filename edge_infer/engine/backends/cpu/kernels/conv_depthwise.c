@@ -185,16 +185,14 @@ static inline __attribute__((always_inline)) void transpose8(v8 r[8]) {
     }
 }
 
-static inline __attribute__((always_inline)) void dw_group(
-    const conv_depthwise_args *a, long c, long nc, float *buf, long kh, long kw, long sy,
-    long sx, long dy, long dx) {
-    long ho = a->ho, wo = a->wo, T = kh * kw;
-    long hp = (ho - 1) * sy + (kh - 1) * dy + 1, wp = (wo - 1) * sx + (kw - 1) * dx + 1;
-    float *P = buf;
+/* P rows [py0, py1) of the group's padded planes, at P (row py at P + (py - py0) * wp * CV) */
+static inline __attribute__((always_inline)) void dw_fill(const conv_depthwise_args *a, long c,
+                                                         long nc, float *P, long wp, long py0,
+                                                         long py1) {
     long x0 = a->pl < wp ? a->pl : wp, x1 = a->pl + a->w < wp ? a->pl + a->w : wp;
-    for (long py = 0; py < hp; py++) {
+    for (long py = py0; py < py1; py++) {
         long iy = py - a->pt;
-        float *drow = P + py * wp * CV;
+        float *drow = P + (py - py0) * wp * CV;
         if (iy < 0 || iy >= a->h) {
             memset(drow, 0, (size_t)(wp * CV) * sizeof(float));
             continue;
@@ -213,55 +211,79 @@ static inline __attribute__((always_inline)) void dw_group(
             for (long k = 0; k < m; k++) store8(drow + (px + k) * CV, r[k]);
         }
     }
+}
+
+/* the P rows a band of output rows reads are laid out about DW_BAND_BYTES at a time (in L1
+ * while the band is computed); the kernel's reach is laid out again for the next band */
+#ifndef DW_BAND_BYTES
+#define DW_BAND_BYTES 49152
+#endif
+
+static inline __attribute__((always_inline)) void dw_group(
+    const conv_depthwise_args *a, long c, long nc, float *buf, long kh, long kw, long sy,
+    long sx, long dy, long dx) {
+    long ho = a->ho, wo = a->wo, T = kh * kw;
+    long wp = (wo - 1) * sx + (kw - 1) * dx + 1, reach = (kh - 1) * dy + 1;
+    long rows = DW_BAND_BYTES / (wp * CV * (long)sizeof(float));
+    long band = rows > reach ? (rows - reach) / sy + 1 : 1;
+    if (band > ho) band = ho;
+    float *P = buf;
     v8 W[T];
     for (long t = 0; t < T; t++) {
         float wt[CV] = {0};
         for (long ci = 0; ci < nc; ci++) wt[ci] = a->wts[(c + ci) * T + t];
         W[t] = load8(wt);
     }
-    /* 8 output positions at a time (in the plane's row-major order, so stores are whole
-     * vectors but at the plane's end): 8 independent accumulators, position j's CV
-     * channels, transposed to each channel's 8 positions and stored with the epilogue */
-    long n = ho * wo, toff[T];
+    long toff[T];
     for (long ky = 0; ky < kh; ky++)
         for (long kx = 0; kx < kw; kx++) toff[ky * kw + kx] = ((ky * dy) * wp + kx * dx) * CV;
-    long oy = 0, ox = 0; /* the block's first position */
-    for (long p = 0; p < n; p += 8) {
-        const float *base[8];
-        for (long j = 0, y = oy, x = ox; j < 8; j++) {
-            base[j] = P + (y * sy * wp + x * sx) * CV; /* past the end: a valid repeat */
-            if (p + j + 1 < n && ++x == wo) {
-                x = 0;
-                y++;
-            }
-        }
-        v8 acc[8] = {{0}};
-        if (ox + 8 <= wo) { /* in one row: constant offsets, adjacent taps share loads */
-            for (long ky = 0; ky < kh; ky++)
-                for (long kx = 0; kx < kw; kx++) {
-                    const float *q = base[0] + ((ky * dy) * wp + kx * dx) * CV;
-                    v8 wt = W[ky * kw + kx];
-#pragma GCC unroll 8
-                    for (long j = 0; j < 8; j++) acc[j] += wt * load8(q + j * sx * CV);
+    for (long oy0 = 0; oy0 < ho; oy0 += band) {
+        long oy1 = oy0 + band < ho ? oy0 + band : ho;
+        dw_fill(a, c, nc, P, wp, oy0 * sy, (oy1 - 1) * sy + reach);
+        /* 8 output positions at a time (in the plane's row-major order, so stores are
+         * whole vectors but at the band's end): 8 independent accumulators, position j's
+         * CV channels, transposed to each channel's 8 positions and stored with the
+         * epilogue */
+        long n = oy1 * wo, oy = oy0, ox = 0; /* the block's first position */
+        for (long p = oy0 * wo; p < n; p += 8) {
+            const float *base[8];
+            for (long j = 0, y = oy, x = ox; j < 8; j++) {
+                /* past the band's end: a valid repeat */
+                base[j] = P + ((y - oy0) * sy * wp + x * sx) * CV;
+                if (p + j + 1 < n && ++x == wo) {
+                    x = 0;
+                    y++;
                 }
-        } else {
-            for (long t = 0; t < T; t++) {
-                v8 wt = W[t];
-#pragma GCC unroll 8
-                for (long j = 0; j < 8; j++) acc[j] += wt * load8(base[j] + toff[t]);
             }
-        }
-        transpose8(acc);
-        long m = n - p < 8 ? n - p : 8;
-        for (long ci = 0; ci < nc; ci++) {
-            const float *zc = a->z ? a->z + (c + ci) * a->zcs + p : 0;
-            store_row8(a->out + (c + ci) * a->ocs + p, zc, m, acc[ci],
-                       a->bias ? a->bias[c + ci] : 0.0f, a->act, a->p0, a->p1, a->residual);
-        }
-        ox += 8;
-        while (ox >= wo && oy < ho) {
-            ox -= wo;
-            oy++;
+            v8 acc[8] = {{0}};
+            if (ox + 8 <= wo) { /* in one row: constant offsets, adjacent taps share loads */
+                for (long ky = 0; ky < kh; ky++)
+                    for (long kx = 0; kx < kw; kx++) {
+                        const float *q = base[0] + ((ky * dy) * wp + kx * dx) * CV;
+                        v8 wt = W[ky * kw + kx];
+#pragma GCC unroll 8
+                        for (long j = 0; j < 8; j++) acc[j] += wt * load8(q + j * sx * CV);
+                    }
+            } else {
+                for (long t = 0; t < T; t++) {
+                    v8 wt = W[t];
+#pragma GCC unroll 8
+                    for (long j = 0; j < 8; j++) acc[j] += wt * load8(base[j] + toff[t]);
+                }
+            }
+            transpose8(acc);
+            long m = n - p < 8 ? n - p : 8;
+            for (long ci = 0; ci < nc; ci++) {
+                const float *zc = a->z ? a->z + (c + ci) * a->zcs + p : 0;
+                store_row8(a->out + (c + ci) * a->ocs + p, zc, m, acc[ci],
+                           a->bias ? a->bias[c + ci] : 0.0f, a->act, a->p0, a->p1,
+                           a->residual);
+            }
+            ox += 8;
+            while (ox >= wo && oy < oy1) {
+                ox -= wo;
+                oy++;
+            }
         }
     }
 }
