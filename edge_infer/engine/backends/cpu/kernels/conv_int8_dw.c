@@ -24,6 +24,23 @@
  * conv_depthwise.c fill_row) */
 static inline __attribute__((always_inline)) void qfill_row(const int8_t *row, long w, long pl,
                                                            long sx, long wq, float *d) {
+    if (sx > 1) { /* strided: widen the row first (vectorized), then split the phases from
+                   * floats (int8 -> float conversions at a stride stay scalar) */
+        float f[w];
+        for (long j = 0; j < w; j++) f[j] = (float)row[j];
+        for (long px = 0; px < sx; px++, d += wq) {
+            long j0 = pl > px ? (pl - px + sx - 1) / sx : 0;
+            long j1 = w - 1 + pl - px >= 0 ? (w - 1 + pl - px) / sx + 1 : 0;
+            if (j1 > wq) j1 = wq;
+            if (j0 > j1) j0 = j1;
+            for (long j = 0; j < j0; j++) d[j] = 0.0f;
+            const float *s = f + j0 * sx + px - pl;
+            float *e = d + j0;
+            for (long j = 0; j < j1 - j0; j++) e[j] = s[j * sx];
+            for (long j = j1; j < wq; j++) d[j] = 0.0f;
+        }
+        return;
+    }
     for (long px = 0; px < sx; px++, d += wq) {
         long j0 = pl > px ? (pl - px + sx - 1) / sx : 0;
         long j1 = w - 1 + pl - px >= 0 ? (w - 1 + pl - px) / sx + 1 : 0;

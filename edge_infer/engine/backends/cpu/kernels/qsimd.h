@@ -15,6 +15,12 @@
 
 #include "simd.h"
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
+
 enum ei_storage { EI_F32 = 0, EI_F16 = 1, EI_S8 = 2 };
 
 typedef float v4f __attribute__((vector_size(16)));
@@ -83,6 +89,44 @@ static inline void store_b8(int8_t *o, v8c q, long n) {
 }
 #endif
 
+/* 8 int8 values as floats / 8 integral floats in [-128, 127] as int8 values: explicit
+ * widening and narrowing (GCC 12 scalarizes __builtin_convertvector between 8-byte and
+ * 32-byte vectors) */
+static inline v8 widen_s8(v8c q) {
+#if defined(__AVX2__)
+    __m128i v = _mm_setzero_si128();
+    memcpy(&v, &q, 8);
+    return (v8)_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+    int16x8_t h = vmovl_s8((int8x8_t)q);
+    return join4(vcvtq_f32_s32(vmovl_s16(vget_low_s16(h))),
+                 vcvtq_f32_s32(vmovl_s16(vget_high_s16(h))));
+#else
+    float t[8];
+    for (long j = 0; j < 8; j++) t[j] = (float)q[j];
+    return load8(t);
+#endif
+}
+
+static inline v8c narrow_s8(v8 n) {
+    v8c q;
+#if defined(__AVX512VL__)
+    __m128i b = _mm256_cvtepi32_epi8(_mm256_cvtps_epi32((__m256)n));
+    memcpy(&q, &b, 8);
+#elif defined(__AVX2__)
+    __m256i i = _mm256_cvtps_epi32((__m256)n);
+    __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+    __m128i b = _mm_packs_epi16(w, w);
+    memcpy(&q, &b, 8);
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+    int16x8_t w = vcombine_s16(vmovn_s32(vcvtq_s32_f32(lo4(n))), vmovn_s32(vcvtq_s32_f32(hi4(n))));
+    q = (v8c)vmovn_s16(w);
+#else
+    for (long j = 0; j < 8; j++) q[j] = (int8_t)n[j];
+#endif
+    return q;
+}
+
 /* the first n (<= 8) int8 values at p as floats (the others zero) */
 static inline v8 load_s8(const int8_t *p, long n) {
     v8c q;
@@ -90,7 +134,7 @@ static inline v8 load_s8(const int8_t *p, long n) {
         memcpy(&q, p, 8);
     else
         q = load_b8(p, n);
-    return __builtin_convertvector(q, v8);
+    return widen_s8(q);
 }
 
 /* y = float32((double(acc) + b) * m): the reference's requantization of an exact integer
@@ -148,7 +192,7 @@ static inline v8 quant8(v8 y, float rf, double s) {
 
 /* 8 real values to int8 (rint of y / s, clipped), the first n stored at o */
 static inline void store_s8(int8_t *o, v8 y, long n, double s, float rf) {
-    v8c q = __builtin_convertvector(__builtin_convertvector(quant8(y, rf, s), v8i), v8c);
+    v8c q = narrow_s8(quant8(y, rf, s));
     if (n == 8)
         memcpy(o, &q, 8);
     else
