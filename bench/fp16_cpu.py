@@ -28,7 +28,7 @@ from edge_infer.engine.reference import execute_graph
 MODELS: dict[str, tuple[str, dict[str, Any], str, tuple[int, ...]]] = {
     "yolov8n-320": ("zoo:yolov8n", {"imgsz": 320, "fold_bn": True}, "images", (1, 3, 320, 320)),
     "mobilenetv2": ("zoo:mobilenetv2", {}, "input", (1, 3, 224, 224)),
-    "demo": ("models/edge_demo_det.onnx", {}, "", ()),
+    "demo": ("models/edge_demo_det.onnx", {}, "images", (1, 3, 256, 416)),
 }
 
 
@@ -38,10 +38,7 @@ def _model(name: str) -> tuple[onnx.ModelProto, str, tuple[int, ...]]:
         from edge_infer.zoo import build_model
 
         return build_model(source[4:], batch=None, **kwargs), inp, shape
-    model = onnx.load(source)
-    first = model.graph.input[0]
-    dims = tuple(d.dim_value or 1 for d in first.type.tensor_type.shape.dim)
-    return model, first.name, dims
+    return onnx.load(source), inp, shape  # the 416x256 export (W x H)
 
 
 def _aligned(fp16_graph: Any, fp32_graph: Any) -> CpuProgram:
