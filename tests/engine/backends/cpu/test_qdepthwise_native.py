@@ -44,7 +44,7 @@ ACTS = [
     ("tanh", ()),
 ]
 # x shape, kernel, strides, pads (t, l, b, r), dilations: odd sizes, partial vectors and
-# channel groups, both paths (width <= 32 or strided: grouped), 3x3 / 5x5, s1 / s2, pads
+# channel groups, 3x3 / 5x5, s1 / s2, pads (each case runs on both paths)
 CONVS = [
     ((1, 13, 9, 11), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
     ((2, 10, 17, 15), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),

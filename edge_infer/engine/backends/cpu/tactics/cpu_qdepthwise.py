@@ -35,12 +35,12 @@ MAX_TAPS = 1024
 #: channels per group of the grouped path (conv_int8_dw.c CV)
 DW_GROUP = 8
 #: the grouped path (vectors along channels) for inputs at most this wide, and for strided
-#: layers at most GROUPED_STRIDED_MAX_WIDTH wide; row by row otherwise. Measured on
-#: MobileNetV2's 3x3 layers, one thread, int8 out: grouped 2.5x faster at 7 wide, 2x at 14,
-#: 1.25x at 28 and at 56 stride 2; row by row 1.4x faster at 112 stride 2 and 1.2-1.5x at
-#: 56 and 112 stride 1.
-GROUPED_MAX_WIDTH = 32
-GROUPED_STRIDED_MAX_WIDTH = 64
+#: layers at most GROUPED_STRIDED_MAX_WIDTH wide (its buffer holds a whole padded plane per
+#: channel group); row by row otherwise. Measured on MobileNetV2's 3x3 layers, one thread,
+#: int8 out, under load: grouped 3.6x faster at 7 wide, 2.7x at 14, 1.9x at 28, 1.2x at 56,
+#: 2.2x at 56 stride 2, 1.6x at 112 stride 2; at 112 stride 1 row by row 1.07x faster.
+GROUPED_MAX_WIDTH = 64
+GROUPED_STRIDED_MAX_WIDTH = 128
 #: a chunk below this many outputs is not worth a thread hand-off
 MIN_CHUNK = 4096
 
