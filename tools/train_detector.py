@@ -42,6 +42,7 @@ from edge_infer.synth.shapes import CLASSES
 
 log = logging.getLogger("train_detector")
 IMGSZ = 320
+CAMERA_SIZE = (256, 416)  # (height, width): 640x360 camera frames letterbox to 416x234
 #: channels of the stem and the four backbone stages
 WIDTH = (16, 24, 48, 64, 96)
 
@@ -188,16 +189,28 @@ def lr_at(it: int, total: int, base: float, warmup: int) -> float:
     return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def export_onnx(model: Detector, path: Path, size: tuple[int, int] = (IMGSZ, IMGSZ)) -> None:
-    """Fuse BN, freeze anchors and export with the ultralytics output layout.
+def export_onnx(model: Detector, path: Path, size: tuple[int, int] | None = None) -> None:
+    """Fuse BN and export with the ultralytics output layout.
 
-    ``size`` is the input ``(height, width)``, multiples of 32."""
-    h, w = size
+    ``size`` None (the default): dynamic batch, height and width (``[N, 3, H, W]``, H and W
+    multiples of 32), the anchors computed in the graph from the feature maps' shapes, as
+    ultralytics' ``dynamic=True`` export; an engine is built for one input shape and folds
+    them to constants. ``size`` ``(height, width)``, multiples of 32: that input only, the
+    anchors frozen as constants."""
+    # a dynamic export is traced at (and its metadata names) the cameras' 416x256 input
+    h, w = size if size is not None else CAMERA_SIZE
     if h % 32 or w % 32:
         raise ValueError(f"input size must be a multiple of 32, got {w}x{h}")
     m = copy.deepcopy(model).eval().fuse()
-    m.detect.prepare_export((h, w))
+    m.detect.prepare_export(size)
     tmp = path.with_name(f".{path.name}.tmp")
+    if size is None:
+        axes = {
+            "images": {0: "batch", 2: "height", 3: "width"},
+            "output0": {0: "batch", 2: "anchors"},
+        }
+    else:
+        axes = {"images": {0: "batch"}, "output0": {0: "batch"}}
     torch.onnx.export(
         m,
         (torch.zeros(1, 3, h, w),),
@@ -205,19 +218,20 @@ def export_onnx(model: Detector, path: Path, size: tuple[int, int] = (IMGSZ, IMG
         opset_version=17,
         input_names=["images"],
         output_names=["output0"],
-        dynamic_axes={"images": {0: "batch"}, "output0": {0: "batch"}},
+        dynamic_axes=axes,
         dynamo=False,
     )
     import onnx
 
     proto = onnx.load(str(tmp))
-    # the tracer leaves the output's channel and anchor dims symbolic; pin them as ultralytics'
-    # exports do: [batch, 4 + classes, anchors]
-    anchors = sum((h // s) * (w // s) for s in STRIDES)
+    # the tracer leaves the output's channel (and, fixed-size, anchor) dims symbolic; pin them
+    # as ultralytics' exports do: [batch, 4 + classes, anchors]
     dims = proto.graph.output[0].type.tensor_type.shape.dim
-    for d, value in zip(dims[1:], (4 + len(CLASSES), anchors)):
-        d.Clear()
-        d.dim_value = value
+    dims[1].Clear()
+    dims[1].dim_value = 4 + len(CLASSES)
+    if size is not None:
+        dims[2].Clear()
+        dims[2].dim_value = sum((h // s) * (w // s) for s in STRIDES)
     proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
     onnx.checker.check_model(proto)
     # metadata as ultralytics writes it (Python literals, read back with ast.literal_eval)
@@ -408,8 +422,8 @@ def main() -> None:
     p.add_argument(
         "--export-size",
         type=_size,
-        default=(IMGSZ, IMGSZ),
-        help="exported input size WxH (default 320x320)",
+        default=None,
+        help="export for this input size WxH only (default: dynamic height and width)",
     )
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

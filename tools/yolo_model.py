@@ -10,6 +10,7 @@ DFL decoded inside the graph (Reshape, Transpose, Softmax, 1×1 Conv with arange
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -109,12 +110,17 @@ class DFL(nn.Module):
 
 
 def make_anchors(
-    shapes: list[tuple[int, int]], strides: tuple[int, ...], offset: float = 0.5
+    shapes: Sequence[Sequence[int]], strides: tuple[int, ...], offset: float = 0.5
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Anchor centres in grid units ``[A, 2]`` and the stride of each anchor ``[A, 1]``."""
+    """Anchor centres in grid units ``[A, 2]`` and the stride of each anchor ``[A, 1]``.
+
+    ``shapes`` are the levels' ``(height, width)``; traced feature-map sizes export as
+    Shape/Range/Expand nodes (ultralytics' dynamic export)."""
     points, stride_t = [], []
     for (h, w), s in zip(shapes, strides):
-        sy, sx = torch.meshgrid(torch.arange(h) + offset, torch.arange(w) + offset, indexing="ij")
+        sx = torch.arange(end=w, dtype=torch.float) + offset
+        sy = torch.arange(end=h, dtype=torch.float) + offset
+        sy, sx = torch.meshgrid(sy, sx, indexing="ij")
         points.append(torch.stack((sx, sy), -1).view(-1, 2))
         stride_t.append(torch.full((h * w, 1), float(s)))
     return torch.cat(points).float(), torch.cat(stride_t)
@@ -127,6 +133,7 @@ class Detect(nn.Module):
         super().__init__()
         self.nc, self.no = nc, nc + 4 * REG_MAX
         self.export = False
+        self.dynamic = False  # export: anchors from the feature maps' shapes (any input size)
         self.cv2 = nn.ModuleList(
             nn.Sequential(
                 Conv(c, hidden, 3), Conv(hidden, hidden, 3), nn.Conv2d(hidden, 4 * REG_MAX, 1)
@@ -155,20 +162,30 @@ class Detect(nn.Module):
         x_cat = torch.cat([o.view(b, self.no, -1) for o in out], 2)
         box, cls = x_cat.split((4 * REG_MAX, self.nc), 1)
         lt, rb = self.dfl(box).chunk(2, 1)
-        anchors = self.anchors.unsqueeze(0)
+        if self.dynamic:
+            # as ultralytics' dynamic export: Shape -> Range/Expand in the graph, which an
+            # engine built for one input shape folds to constants
+            points, stride_t = make_anchors([o.shape[2:] for o in out], STRIDES)
+            anchors, strides = points.transpose(0, 1).unsqueeze(0), stride_t.transpose(0, 1)
+        else:
+            anchors, strides = self.anchors.unsqueeze(0), self.strides
         x1y1, x2y2 = anchors - lt, anchors + rb
-        dbox = torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) * self.strides
+        dbox = torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) * strides
         return torch.cat((dbox, cls.sigmoid()), 1)
 
-    def prepare_export(self, imgsz: int | tuple[int, int]) -> None:
-        """Freeze anchors for an ``imgsz`` input (side, or ``(height, width)``) and switch to
-        the export output."""
+    def prepare_export(self, imgsz: int | tuple[int, int] | None) -> None:
+        """Switch to the export output with anchors for any input size (``imgsz`` None: they
+        are computed from the feature maps' shapes), or frozen for an ``imgsz`` input (side,
+        or ``(height, width)``)."""
+        self.export = True
+        self.dynamic = imgsz is None
+        if imgsz is None:
+            return
         h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
         shapes = [(h // s, w // s) for s in STRIDES]
         points, stride_t = make_anchors(shapes, STRIDES)
         self.anchors = points.transpose(0, 1).contiguous()
         self.strides = stride_t.transpose(0, 1).contiguous()
-        self.export = True
 
 
 class Detector(nn.Module):

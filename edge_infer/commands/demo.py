@@ -20,6 +20,9 @@ from pathlib import Path
 from edge_infer.errors import EdgeInferError
 
 DEMO_MODEL = Path("models/edge_demo_det.onnx")
+#: engine input for the demo's 16:9 cameras (640x360 letterboxes to 416x234): what a model with
+#: dynamic height/width (the demo detector) is built for
+CAMERA_INPUT = "416x256"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,6 +87,14 @@ def _model(arg: str | None, cache: Path) -> tuple[Path, list[str]]:
     ]
 
 
+def _dynamic_hw(model: Path) -> bool:
+    """Whether the model's first input has a dynamic height or width."""
+    import onnx
+
+    dims = onnx.load(str(model), load_external_data=False).graph.input[0].type.tensor_type.shape
+    return any(not d.HasField("dim_value") for d in list(dims.dim)[2:4])
+
+
 def write_config(
     path: Path, cams: list[dict], model: Path, engine: Path, endpoint: str, classes: list[str]
 ) -> None:
@@ -96,7 +107,13 @@ def write_config(
             "path": str(engine),
             "onnx": str(model),
             "rebuild_on_mismatch": True,
-            "build": {"min_batch": 1, "opt_batch": 4, "max_batch": 4, "tune": True},
+            "build": {
+                "min_batch": 1,
+                "opt_batch": 4,
+                "max_batch": 4,
+                **({"input_size": CAMERA_INPUT} if _dynamic_hw(model) else {}),
+                "tune": True,
+            },
         },
         "cameras": cams,
         "batching": {"latency_budget_ms": 400},

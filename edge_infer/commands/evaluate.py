@@ -26,6 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch", type=int, default=8, help="images per inference call (default 8)")
     p.add_argument(
+        "--input-size",
+        metavar="WxH",
+        help="network input width x height (multiples of 32, e.g. 416x256): required for an "
+        "ONNX model with dynamic height/width (the engine is built for it, images letterboxed "
+        "to it); must match a fixed-size model or an engine",
+    )
+    p.add_argument(
         "--runtime",
         choices=("edge_infer", "onnxruntime"),
         default="edge_infer",
@@ -54,8 +61,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge_infer.synth.dataset import load_coco
-    from edge_infer.synth.detect_eval import engine_runner, evaluate_on_coco, onnxruntime_runner
+    from edge_infer.synth.detect_eval import (
+        engine_runner,
+        evaluate_on_coco,
+        onnxruntime_runner,
+        parse_input_size,
+    )
 
+    size = parse_input_size(args.input_size) if args.input_size else None
     if args.batch < 1:
         raise EdgeInferError(f"--batch must be at least 1, got {args.batch}")
     if not 0.0 <= args.conf < 1.0 or not 0.0 < args.iou <= 1.0:
@@ -74,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
     if args.runtime == "onnxruntime":
         if model.suffix.lower() != ".onnx":
             raise EdgeInferError("--runtime onnxruntime takes an .onnx model, not an engine")
-        runner = onnxruntime_runner(model, args.threads)
+        runner = onnxruntime_runner(model, args.threads, size)
     else:
-        runner = engine_runner(model, args.batch)
+        runner = engine_runner(model, args.batch, size)
     result = evaluate_on_coco(
         runner,
         coco,
@@ -88,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     names = {int(c["id"]): str(c["name"]) for c in coco["categories"]}
-    print(f"model:   {model} ({runner.description})")
+    w, h = runner.input_size
+    print(f"model:   {model} ({runner.description}, input {w}x{h})")
     print(f"dataset: {args.dataset} ({len(coco['images'])} images)")
     print(result.table(names))
     print(f"mAP@0.5 {result.map50:.4f}  mAP@0.5:0.95 {result.map50_95:.4f}")
@@ -96,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         out = {
             "model": str(model),
             "runtime": runner.description,
+            "input_size": f"{w}x{h}",
             "dataset": str(args.dataset),
             "images": len(coco["images"]),
             "map50": result.map50,

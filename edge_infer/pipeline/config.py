@@ -62,6 +62,13 @@ class BuildConfig(_Model):
     min_batch: int = Field(1, ge=1, le=256, description="smallest batch of the profile")
     opt_batch: int = Field(4, ge=1, le=256, description="batch the engine is tuned for")
     max_batch: int = Field(8, ge=1, le=256, description="largest batch of the profile")
+    input_size: str | None = Field(
+        None,
+        pattern=r"^[0-9]+x[0-9]+$",
+        description="network input `WxH` (multiples of 32) the engine is built for: required "
+        "when the ONNX model's height/width are dynamic (the demo detector: 416x256 for 16:9 "
+        "cameras); must match a fixed-size model's",
+    )
     precision: Literal["fp32", "fp16", "int8"] | None = Field(
         None,
         description="engine precision (int8 needs `calibration`); default per backend: "
@@ -89,10 +96,21 @@ class BuildConfig(_Model):
                 f"need min_batch <= opt_batch <= max_batch, got "
                 f"{self.min_batch}, {self.opt_batch}, {self.max_batch}"
             )
+        if self.input_size is not None:
+            w, h = self.input_size_wh() or (0, 0)
+            if w < 32 or h < 32 or w % 32 or h % 32:
+                raise ValueError(f"input_size must be WxH, multiples of 32, got {self.input_size}")
         cal = self.calibration
         if self.precision == "int8" and cal.cache is None and cal.data is None:
             raise ValueError(f"precision int8 needs calibration scales: {_INT8_FIX}")
         return self
+
+    def input_size_wh(self) -> tuple[int, int] | None:
+        """``input_size`` as ``(width, height)``, or None."""
+        if self.input_size is None:
+            return None
+        w, h = self.input_size.split("x")
+        return int(w), int(h)
 
     def precision_for(self, backend: str) -> str:
         """The precision an engine for ``backend`` is built in: the configured one, else

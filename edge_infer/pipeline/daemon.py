@@ -73,6 +73,29 @@ def _onnx_input_shape(path: Path) -> tuple[str, list[int]]:
     raise ConfigError(f"engine.onnx {path}: the model has no input")
 
 
+def _build_dims(
+    onnx_path: Path, name: str, dims: list[int], size: tuple[int, int] | None
+) -> list[int]:
+    """The ``[N, C, H, W]`` input an engine is built for: the model's, with dynamic H and W
+    taken from ``engine.build.input_size`` (required then; it must match fixed ones)."""
+    if len(dims) != 4 or dims[1] < 1:
+        raise ConfigError(f"engine.onnx {onnx_path}: input {name} must be [N, 3, H, W], got {dims}")
+    if size is None:
+        if min(dims[2:]) < 1:
+            raise ConfigError(
+                f"engine.onnx {onnx_path}: input {name} has dynamic height/width {dims}; set "
+                "engine.build.input_size (WxH, e.g. 416x256 for 16:9 cameras)"
+            )
+        return dims
+    w, h = size
+    if (dims[2] > 0 and dims[2] != h) or (dims[3] > 0 and dims[3] != w):
+        raise ConfigError(
+            f"engine.build.input_size {w}x{h} does not match engine.onnx {onnx_path}'s fixed "
+            f"input {name} {dims}"
+        )
+    return [dims[0], dims[1], h, w]
+
+
 def calibration_cache(
     cfg: EngineConfig, input_size: tuple[int, int], color_order: str = "rgb"
 ) -> Path:
@@ -138,9 +161,8 @@ def build_engine(
     if cfg.onnx is None or not cfg.onnx.is_file():
         raise ConfigError(f"engine.onnx: {cfg.onnx} is not a file; cannot build {cfg.path}")
     name, dims = _onnx_input_shape(cfg.onnx)
-    if len(dims) != 4 or min(dims[1:]) < 1:
-        raise ConfigError(f"engine.onnx {cfg.onnx}: input {name} must be [N, 3, H, W], got {dims}")
     b = cfg.build
+    dims = _build_dims(cfg.onnx, name, dims, b.input_size_wh())
     precision = b.precision_for(backend)
 
     def shape(n: int) -> dict[str, tuple[int, ...]]:

@@ -34,7 +34,22 @@ class ModelRunner:
     description: str
 
 
-def _onnx_input(path: Path) -> tuple[str, tuple[int, int]]:
+def parse_input_size(text: str) -> tuple[int, int]:
+    """``WxH`` (e.g. ``416x256``) → ``(width, height)``, both positive multiples of 32."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise EdgeInferError(f"input size must be WxH (e.g. 416x256), got {text!r}") from None
+    if w < 32 or h < 32 or w % 32 or h % 32:
+        raise EdgeInferError(f"input size must be WxH, multiples of 32, got {text!r}")
+    return w, h
+
+
+def _onnx_input(
+    path: Path, input_size: tuple[int, int] | None = None
+) -> tuple[str, tuple[int, int]]:
+    """The model's input name and ``(width, height)``: its fixed H and W, or ``input_size``
+    for a model with dynamic H and W (which needs one)."""
     import onnx
 
     try:
@@ -43,15 +58,29 @@ def _onnx_input(path: Path) -> tuple[str, tuple[int, int]]:
         raise ModelLoadError(f"{path}: not a readable ONNX model ({exc})") from exc
     inp = model.graph.input[0]
     dims = [d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim]
-    if len(dims) != 4 or dims[2] < 1 or dims[3] < 1:
+    if len(dims) != 4:
+        raise ModelLoadError(f"{path}: input '{inp.name}' must be [N, 3, H, W], got {dims}")
+    fixed = (dims[3], dims[2])
+    if min(fixed) < 1:
+        if input_size is None:
+            raise ModelLoadError(
+                f"{path}: input '{inp.name}' has dynamic height/width {dims}; "
+                "give the input size with --input-size WxH (e.g. 416x256)"
+            )
+        return inp.name, input_size
+    if input_size is not None and input_size != fixed:
         raise ModelLoadError(
-            f"{path}: input '{inp.name}' must be [N, 3, H, W] with fixed H and W, got {dims}"
+            f"{path}: input '{inp.name}' is fixed at {fixed[0]}x{fixed[1]} (WxH); "
+            f"--input-size gave {input_size[0]}x{input_size[1]}"
         )
-    return inp.name, (dims[3], dims[2])
+    return inp.name, fixed
 
 
-def onnxruntime_runner(path: str | os.PathLike[str], threads: int = 0) -> ModelRunner:
-    """A runner backed by onnxruntime's CPU provider (a reference, not our engine)."""
+def onnxruntime_runner(
+    path: str | os.PathLike[str], threads: int = 0, input_size: tuple[int, int] | None = None
+) -> ModelRunner:
+    """A runner backed by onnxruntime's CPU provider (a reference, not our engine);
+    ``input_size`` ``(width, height)`` is needed for a model with dynamic H and W."""
     try:
         import onnxruntime as ort
     except ImportError as exc:
@@ -59,7 +88,7 @@ def onnxruntime_runner(path: str | os.PathLike[str], threads: int = 0) -> ModelR
             "--runtime onnxruntime needs the onnxruntime package (pip install onnxruntime)"
         ) from exc
     p = Path(path)
-    name, size = _onnx_input(p)
+    name, size = _onnx_input(p, input_size)
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     # idle worker threads sleep instead of spinning: kinder to a shared CPU, same results
@@ -73,8 +102,11 @@ def onnxruntime_runner(path: str | os.PathLike[str], threads: int = 0) -> ModelR
     return ModelRunner(run, size, 1 << 16, f"onnxruntime {ort.__version__} (CPU)")
 
 
-def engine_runner(path: str | os.PathLike[str], batch: int) -> ModelRunner:
-    """A runner backed by an edge_infer engine file, or an ONNX model built on the spot."""
+def engine_runner(
+    path: str | os.PathLike[str], batch: int, input_size: tuple[int, int] | None = None
+) -> ModelRunner:
+    """A runner backed by an edge_infer engine file, or an ONNX model built on the spot
+    (for ``input_size`` ``(width, height)`` if its H and W are dynamic)."""
     p = Path(path)
     if not p.is_file():
         raise ModelLoadError(f"{p}: no such model or engine file")
@@ -87,7 +119,7 @@ def engine_runner(path: str | os.PathLike[str], batch: int) -> ModelRunner:
                 f"with --runtime onnxruntime instead"
             ) from exc
 
-        name, (w, h) = _onnx_input(p)
+        name, (w, h) = _onnx_input(p, input_size)
         engine = build(
             str(p),
             min_shapes={name: (1, 3, h, w)},
@@ -103,6 +135,11 @@ def engine_runner(path: str | os.PathLike[str], batch: int) -> ModelRunner:
     inp = engine.inputs[0]
     if len(inp.shape) != 4:
         raise BindingError(f"engine input '{inp.name}' must be [N, 3, H, W], got {inp.shape}")
+    if input_size is not None and input_size != (inp.shape[3], inp.shape[2]):
+        raise BindingError(
+            f"{p}: the engine's input is {inp.shape[3]}x{inp.shape[2]} (WxH); "
+            f"--input-size gave {input_size[0]}x{input_size[1]}"
+        )
     out_name = engine.outputs[0].name
     ctx = engine.create_context()
 

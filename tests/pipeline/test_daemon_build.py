@@ -1,5 +1,6 @@
-"""The daemon's engine build on first start with INT8: calibration cache or data, and the
-config errors that name the field when neither is usable."""
+"""The daemon's engine build on first start: the input size of a model with dynamic height/width
+(``engine.build.input_size``); INT8 from a calibration cache or data, and the config errors
+that name the field when neither is usable."""
 
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ from edge_infer.engine.precision.cache import CalibrationCache
 from edge_infer.errors import ConfigError
 from edge_infer.pipeline.calibration_data import CalibrationData
 from edge_infer.pipeline.config import file_sha256, load_config, parse_config
-from edge_infer.pipeline.daemon import load_engine
+from edge_infer.pipeline.daemon import build_engine, load_engine
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "edge_demo_det.onnx"
 needs_model = pytest.mark.skipif(not MODEL.is_file(), reason=f"{MODEL} not trained yet")
-SIZE = (416, 256)  # the demo model's input (width, height)
+SIZE = (416, 256)  # the cameras' input of the demo model (dynamic H and W): width, height
 ANCHORS = 52 * 32 + 26 * 16 + 13 * 8  # strides 8, 16, 32 over 416x256: 2184
 
 
@@ -49,7 +50,45 @@ def _config(tmp_path: Path, build: dict, **engine) -> Path:
     return path
 
 
-INT8 = {"min_batch": 1, "opt_batch": 1, "max_batch": 2, "tune": False, "precision": "int8"}
+INT8 = {
+    "min_batch": 1,
+    "opt_batch": 1,
+    "max_batch": 2,
+    "input_size": "416x256",
+    "tune": False,
+    "precision": "int8",
+}
+FP32 = {"min_batch": 1, "opt_batch": 1, "max_batch": 1, "tune": False, "precision": "fp32"}
+
+
+@needs_model
+def test_a_dynamic_size_model_is_built_for_the_configured_input_size(tmp_path: Path) -> None:
+    cfg = load_config(_config(tmp_path, {**FP32, "input_size": "320x320"}))
+    engine = load_engine(cfg.engine)
+    assert engine.inputs[0].shape[1:] == (3, 320, 320)
+    y = engine.create_context().execute({"images": np.zeros((1, 3, 320, 320), np.float32)})
+    assert y["output0"].shape == (1, 10, 2100)  # 40x40 + 20x20 + 10x10 anchors
+
+
+@needs_model
+def test_a_dynamic_size_model_without_input_size_is_refused(tmp_path: Path) -> None:
+    cfg = load_config(_config(tmp_path, FP32))
+    with pytest.raises(ConfigError, match=r"dynamic height/width .*set engine\.build\.input_size"):
+        build_engine(cfg.engine)
+
+
+def test_input_size_must_match_a_fixed_size_model(tmp_path: Path) -> None:
+    import onnx
+
+    from edge_infer.zoo import build_model
+
+    fixed = tmp_path / "fixed.onnx"
+    onnx.save(build_model("yolov8n", batch=1, imgsz=64), str(fixed))
+    cfg = load_config(_config(tmp_path, {**FP32, "input_size": "96x64"}, onnx=str(fixed)))
+    with pytest.raises(ConfigError, match=r"input_size 96x64 does not match .*fixed.onnx"):
+        build_engine(cfg.engine)
+    with pytest.raises(ConfigError, match="multiples of 32"):
+        load_config(_config(tmp_path, {**FP32, "input_size": "100x64"}))
 
 
 def _check_int8(engine, cache: Path) -> None:
