@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS: dict[str, tuple[str, str, tuple[int, ...]]] = {
     "yolov8n-320": ("zoo:yolov8n:320", "images", (1, 3, 320, 320)),
     "yolov8n-640": ("zoo:yolov8n:640", "images", (1, 3, 640, 640)),
+    # dynamic H/W: built at 416x256 (W x H), the cameras' input
     "demo-det": (str(ROOT / "models" / "edge_demo_det.onnx"), "images", (1, 3, 256, 416)),
 }
 

@@ -11,6 +11,9 @@ matcher of :mod:`edge_infer.synth.camera_eval`.
     python bench/camera_accuracy.py --runtime both        # and onnxruntime as a cross-check
     python bench/camera_accuracy.py --model /tmp/new.onnx --out /tmp/cam  # another model
 
+A model with dynamic height/width (the demo detector) runs at ``--input-size`` (default
+416x256, what the daemon builds it for: a 640x360 frame letterboxes to 416x234).
+
 Writes ``OUT.json`` and ``OUT.md`` (default ``bench/results/camera_accuracy``).
 """
 
@@ -34,7 +37,13 @@ from edge_infer.synth.camera_eval import (
     load_camera_truth,
     match_frame,
 )
-from edge_infer.synth.detect_eval import ModelRunner, engine_runner, onnxruntime_runner
+from edge_infer.synth.detect_eval import (
+    ModelRunner,
+    dynamic_hw,
+    engine_runner,
+    onnxruntime_runner,
+    parse_input_size,
+)
 from edge_infer.synth.video import write_videos
 
 POST = PostprocessConfig()
@@ -196,6 +205,13 @@ def main() -> None:
     p.add_argument("--runtime", choices=("edge_infer", "onnxruntime", "both"), default="edge_infer")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
+    p.add_argument(
+        "--input-size",
+        default="416x256",
+        metavar="WxH",
+        help="input of a model with dynamic height/width (default 416x256, the cameras'); a "
+        "fixed-size model runs at its own",
+    )
     p.add_argument("--out", default="bench/results/camera_accuracy", help="OUT.json and OUT.md")
     args = p.parse_args()
     args.argv = [
@@ -205,11 +221,12 @@ def main() -> None:
     ]
     folder = Path(args.videos)
     cams = videos(folder, args.cameras, args.seconds, args.seed)
+    size = parse_input_size(args.input_size) if dynamic_hw(args.model) else None
     runners = []
     if args.runtime in ("edge_infer", "both"):
-        runners.append(engine_runner(args.model, args.batch))
+        runners.append(engine_runner(args.model, args.batch, size))
     if args.runtime in ("onnxruntime", "both"):
-        runners.append(onnxruntime_runner(args.model, args.threads))
+        runners.append(onnxruntime_runner(args.model, args.threads, size))
     w, h = runners[0].input_size
     result = {
         "model": args.model,

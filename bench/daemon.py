@@ -45,6 +45,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the engine input a model with dynamic height/width is built for (640x360 -> 416x234)
+CAMERA_INPUT = "416x256"
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -146,6 +148,10 @@ def daemon_config(
         "max_batch": args.max_batch,
         "tune": args.tune,
     }
+    from edge_infer.synth.detect_eval import dynamic_hw
+
+    if dynamic_hw(model):  # the demo detector (dynamic H/W): built for 16:9 cameras
+        build["input_size"] = CAMERA_INPUT
     if backend == "cuda":
         inference.update(backend="cuda", device=args.device)
         engine = cache / f"bench-cuda-{args.device}.engine"

@@ -90,15 +90,26 @@ def camera_loop(
             stop.wait(wait)
 
 
-def cpu_model(model: str) -> tuple[Callable[[], InferFn], tuple[int, int], dict[str, Any]]:
-    """onnxruntime on one thread, one session shared by every camera thread."""
+def cpu_model(
+    model: str, config: str
+) -> tuple[Callable[[], InferFn], tuple[int, int], dict[str, Any]]:
+    """onnxruntime on one thread, one session shared by every camera thread; a model with
+    dynamic height/width runs at the config's ``engine.build.input_size`` (the daemon's)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
     inp = session.get_inputs()[0]
-    h, w = (int(d) for d in inp.shape[2:4])
+    if all(isinstance(d, int) for d in inp.shape[2:4]):
+        h, w = (int(d) for d in inp.shape[2:4])
+    else:
+        from edge_infer.pipeline.config import load_config
+
+        size = load_config(config).engine.build.input_size_wh()
+        if size is None:
+            raise SystemExit(f"{model}: dynamic height/width; set engine.build.input_size")
+        w, h = size
 
     def make() -> InferFn:
         return lambda x: session.run(None, {inp.name: x[None]})[0]
@@ -157,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.backend == "cpu":
         if not args.model:
             p.error("--backend cpu needs --model")
-        make, size, post = cpu_model(args.model)
+        make, size, post = cpu_model(args.model, args.config)
     else:
         make, size, post = cuda_model(args.config)
     ctx = zmq.Context()

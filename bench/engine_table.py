@@ -57,7 +57,7 @@ MODELS: dict[str, Model] = {
     "yolov8n-640": Model(
         "zoo:yolov8n", (("imgsz", 640), ("fold_bn", True)), "images", (3, 640, 640), "detector"
     ),
-    "demo-det": Model(  # the 416x256 export (W x H)
+    "demo-det": Model(  # dynamic H/W: measured at 416x256 (W x H), the cameras' input
         str(ROOT / "models" / "edge_demo_det.onnx"), (), "images", (3, 256, 416), "detector"
     ),
     "crnn-w128": Model("zoo:crnn", (("width", None),), "image", (3, 32, 128), "sequence"),

@@ -5,6 +5,8 @@
     # mAP of FP32 / FP16 / INT8 engines of a detector on a COCO-format val set
     python bench/precision.py detector models/edge_demo_det.onnx --calib DATA/calib \
         --val DATA/val.json --frames 500 --out bench/results/precision_det.md
+    # a model with dynamic height/width (the demo detector) runs at --input-size (default
+    # 416x256, the cameras'; 320x320 for the square val images); a fixed one at its own
 
 Every engine is built with ``tune=False`` (tactic choice does not change the numerics).
 """
@@ -91,12 +93,13 @@ def detector(args: argparse.Namespace) -> list[str]:
         coco["images"] = coco["images"][: args.limit]
         keep = {i["id"] for i in coco["images"]}
         coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] in keep]
-    from edge_infer.synth.detect_eval import _onnx_input
+    from edge_infer.synth.detect_eval import _onnx_input, dynamic_hw, parse_input_size
 
     root = Path(args.val).parent
     import onnx
 
-    name, (w, h) = _onnx_input(Path(args.model))
+    size = parse_input_size(args.input_size) if dynamic_hw(args.model) else None
+    name, (w, h) = _onnx_input(Path(args.model), size)
     dim0 = (
         onnx.load(args.model, load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
     )
@@ -122,7 +125,7 @@ def detector(args: argparse.Namespace) -> list[str]:
             cal.cache.save(args.cache)
     print(f"calibrated on {cal.frames_used} frames in {time.perf_counter() - t0:.0f} s")
     rows = [
-        f"val set: {args.val} ({len(coco['images'])} images); calibration: "
+        f"input {w}x{h}; val set: {args.val} ({len(coco['images'])} images); calibration: "
         f"{cal.frames_used} frames of {args.calib}, {args.calibrator}",
         "",
         "| precision | engine MB | % of FP32 | mAP@0.5 | Δ vs FP32 | mAP@0.5:0.95 |",
@@ -179,6 +182,13 @@ def main() -> None:
     d.add_argument("--frames", type=int, default=500)
     d.add_argument("--limit", type=int, default=0, help="first N val images only")
     d.add_argument("--calibrator", default="entropy")
+    d.add_argument(
+        "--input-size",
+        default="416x256",
+        metavar="WxH",
+        help="input of a model with dynamic height/width (default 416x256, the cameras'); "
+        "calibration frames and val images are letterboxed to it",
+    )
     d.add_argument("--cache", help="calibration cache: reused when it exists, else written")
     d.add_argument(
         "--precisions",

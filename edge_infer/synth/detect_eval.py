@@ -45,6 +45,17 @@ def parse_input_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def dynamic_hw(path: str | os.PathLike[str]) -> bool:
+    """Whether an ONNX model's first input has a dynamic height or width (False for an
+    engine file or any other file)."""
+    import onnx
+
+    if Path(path).suffix.lower() != ".onnx":
+        return False
+    shape = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape
+    return any(not d.HasField("dim_value") or d.dim_value < 1 for d in list(shape.dim)[2:4])
+
+
 def _onnx_input(
     path: Path, input_size: tuple[int, int] | None = None
 ) -> tuple[str, tuple[int, int]]:

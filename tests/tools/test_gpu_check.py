@@ -28,6 +28,7 @@ from tools.gpucheck import (
     setup_steps,
     torch_baseline,
 )
+from tools.gpucheck.models import MODELS
 from tools.gpucheck.steps import FAILED, OK, SKIPPED, TIMEOUT, Runner, StepResult
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -215,7 +216,7 @@ def test_bad_arguments_exit_2_naming_the_option(
 
 def test_defaults() -> None:
     args = cli.parse_args(["--out", "x"])
-    assert args.models == ["yolov8n-640", "demo-det-320"]
+    assert args.models == ["yolov8n-640", "demo-det"]
     assert args.precisions == ["fp16", "int8", "fp32"] and args.batches == [1, 8]
     assert args.budget < 480  # inside the 8 minutes the issue gives the whole check
 
@@ -366,10 +367,10 @@ def test_plan_with_a_toolkit_and_compiler_builds_then_installs(
 
 # -- benchmark commands and results -------------------------------------------------------------
 def test_configs_put_the_targets_first_and_tune_them() -> None:
-    cfgs = bench.configs(["demo-det-320", "yolov8n-640"], ["fp32", "int8", "fp16"], "headline")
+    cfgs = bench.configs(["demo-det", "yolov8n-640"], ["fp32", "int8", "fp16"], "headline")
     assert [c.name for c in cfgs][:2] == ["yolov8n-640-fp16", "yolov8n-640-int8"]
     assert [c.tune for c in cfgs] == [True, True, False, False, False, False]
-    assert all(c.tune for c in bench.configs(["demo-det-320"], ["fp16"], "all"))
+    assert all(c.tune for c in bench.configs(["demo-det"], ["fp16"], "all"))
 
 
 def test_build_and_bench_commands(tmp_path: Path) -> None:
@@ -386,13 +387,17 @@ def test_build_and_bench_commands(tmp_path: Path) -> None:
     assert b[b.index("--batch") + 1] == "8" and "--json" in b and b[-2:] == ["--device", "1"]
 
 
-def test_demo_detector_is_built_at_its_onnx_input_shape(tmp_path: Path) -> None:
+def test_demo_detector_is_built_and_calibrated_at_the_cameras_input(tmp_path: Path) -> None:
     model = onnx.load(str(ROOT / "models" / "edge_demo_det.onnx"), load_external_data=False)
-    c, h, w = (d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:])
-    cfg = bench.configs(["demo-det-320"], ["fp32"], "none")[0]
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert dims[1].dim_value == 3 and not dims[2].HasField("dim_value")  # dynamic H/W
+    cfg = bench.configs(["demo-det"], ["fp32"], "none")[0]
     cmd = bench.build_command("py", cfg, tmp_path, "0", None, has_device_flag=True)
-    assert cmd[cmd.index("--min-shapes") + 1] == f"images:1x{c}x{h}x{w}"
-    assert (c, h, w) == (3, 256, 416)  # the 416x256 export (issue 17 item 21)
+    assert cmd[cmd.index("--min-shapes") + 1] == "images:1x3x256x416"  # W x H 416x256
+    cal = bench.calibrate_command("py", MODELS["demo-det"], tmp_path, tmp_path / "frames")
+    assert cal[cal.index("--shapes") + 1] == "images:1x3x256x416"
+    # entropy clips the input at the letterbox gray (-0.35 mAP@0.5): percentile
+    assert cal[cal.index("--calibrator") + 1] == "percentile"
 
 
 def test_parse_bench_reads_cpu_and_gpu_reports() -> None:
@@ -495,9 +500,10 @@ def test_junit_counts(tmp_path: Path) -> None:
 # -- the PyTorch baseline's plan (the torch part runs on a GPU only) ----------------------------
 def test_torch_plan_folds_shape_subgraphs_and_fuses_silu() -> None:
     model = onnx.load(str(ROOT / "models" / "edge_demo_det.onnx"))
-    plan = torch_baseline.plan(model, 8)
+    plan = torch_baseline.plan(model, 8, (256, 416))  # dynamic H/W: the anchor grid folds too
     ops = [s.op for s in plan.steps]
-    assert {"Shape", "Gather", "Unsqueeze", "Constant"}.isdisjoint(ops)
+    shape_ops = {"Shape", "Gather", "Unsqueeze", "Constant", "Range", "Expand", "ConstantOfShape"}
+    assert shape_ops.isdisjoint(ops)
     assert ops.count("Conv") == 64 and ops.count("SiLU") == 57
     assert set(ops) <= torch_baseline.SUPPORTED
     reshapes = [plan.consts[s.inputs[1]] for s in plan.steps if s.op == "Reshape"]

@@ -50,7 +50,7 @@ def test_engine_stage_leaves_the_daemon_step_its_time(tmp_path: Path) -> None:
     assert bench_steps.daemon_reserve(check) == 0
     skipped = _check(tmp_path / "s", "--skip", "daemon")
     assert bench_steps.daemon_reserve(skipped) == 0
-    assert ("yolov8n-640", "fp16") in bench.HEADLINE and ("demo-det-320", "fp32") not in (
+    assert ("yolov8n-640", "fp16") in bench.HEADLINE and ("demo-det", "fp32") not in (
         bench.HEADLINE
     )
 

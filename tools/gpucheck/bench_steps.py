@@ -102,6 +102,9 @@ def pytorch(check: Check) -> None:
     ]
     for m in models:
         cmd += ["--model", m]
+    for n in check.args.models:  # the size each model is built at (dynamic H/W: the demo's)
+        if n not in check.blocked:
+            cmd += ["--input-size", f"{n}={MODELS[n].width}x{MODELS[n].height}"]
     if check.args.dry_run:
         check.results["torch"] = {"reason": "dry run"}
         check.skip("pytorch", "dry run", command=cmd)

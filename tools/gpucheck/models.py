@@ -32,10 +32,10 @@ class ModelSpec:
 
 MODELS = {
     "yolov8n-640": ModelSpec("yolov8n-640", "YOLOv8n 640", "images", 640, 640, None),
-    # the key keeps its old name (tools/gpucheck/bench.py's HEADLINE names it); the model's
-    # input is 416x256 (W x H) since the 416x256 export (issue 17 item 21)
-    "demo-det-320": ModelSpec(
-        "demo-det-320",
+    # dynamic height/width: built, calibrated and run at 416x256 (W x H), the input the daemon
+    # builds it for from 16:9 cameras (issue 17 item 21)
+    "demo-det": ModelSpec(
+        "demo-det",
         "demo detector 416x256",
         "images",
         416,

@@ -70,13 +70,22 @@ class Plan:
     outputs: list[str]
 
 
-def _fix_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
+def _fix_batch(
+    model: onnx.ModelProto, batch: int, hw: tuple[int, int] | None = None
+) -> onnx.ModelProto:
+    """The model with its inputs' batch fixed at ``batch`` and, given ``hw``, the first
+    input's dynamic height and width at ``(height, width)``."""
     fixed = onnx.ModelProto()
     fixed.CopyFrom(model)
-    for value in fixed.graph.input:
-        dim = value.type.tensor_type.shape.dim[0]
-        dim.ClearField("dim_param")
-        dim.dim_value = batch
+    for k, value in enumerate(fixed.graph.input):
+        dims = value.type.tensor_type.shape.dim
+        sizes = {0: batch}
+        if k == 0 and hw is not None:
+            sizes.update({2: hw[0], 3: hw[1]})
+        for i, n in sizes.items():
+            if i == 0 or not dims[i].HasField("dim_value"):
+                dims[i].ClearField("dim_param")
+                dims[i].dim_value = n
     # an exporter's value_info keeps its symbolic dims ("unk__0"): they are inferred afresh
     del fixed.graph.value_info[:]
     return fixed
@@ -91,14 +100,15 @@ def _static_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     return shapes
 
 
-def plan(model: onnx.ModelProto, batch: int) -> Plan:
-    """Fold every node computable from constants and static shapes at ``batch``; fuse
+def plan(model: onnx.ModelProto, batch: int, hw: tuple[int, int] | None = None) -> Plan:
+    """Fold every node computable from constants and static shapes at ``batch`` (and input
+    ``(height, width)`` ``hw``, for a model with dynamic ones: anchor grids fold too); fuse
     ``Mul(x, Sigmoid(x))`` into ``SiLU``; what is left must be in :data:`SUPPORTED`.
 
     Folding and shape inference alternate until nothing more folds: ONNX's inference cannot
     see through a Slice whose bounds are computed from a Shape, but once those bounds are
     constants it can, and the next Shape folds."""
-    fixed = _fix_batch(model, batch)
+    fixed = _fix_batch(model, batch, hw)
     consts = {t.name: numpy_helper.to_array(t) for t in fixed.graph.initializer}
     nodes = list(fixed.graph.node)
     while True:
@@ -293,16 +303,19 @@ def _device_consts(plan_: Plan, dtype: Any) -> dict[str, Any]:  # pragma: no cov
     return out
 
 
-def time_model(path: Path, batch: int, iterations: int, warmup: int) -> dict[str, Any]:
-    """Eager and CUDA-graph latency of one model at one batch (CUDA events; ms)."""
+def time_model(
+    path: Path, batch: int, iterations: int, warmup: int, hw: tuple[int, int] | None = None
+) -> dict[str, Any]:
+    """Eager and CUDA-graph latency of one model at one batch (CUDA events; ms), at input
+    ``(height, width)`` ``hw`` for a model with dynamic ones."""
     import torch  # pragma: no cover (GPU)
 
     torch.backends.cudnn.benchmark = True
     model = onnx.load(str(path))
-    p = plan(model, batch)
+    p = plan(model, batch, hw)
     consts = _device_consts(p, torch.float16)
-    size = model.graph.input[0].type.tensor_type.shape.dim
-    shape = (batch, *(d.dim_value for d in size[1:]))
+    size = _fix_batch(model, batch, hw).graph.input[0].type.tensor_type.shape.dim
+    shape = tuple(d.dim_value for d in size)
     x = torch.rand(shape, device="cuda", dtype=torch.float16).contiguous(
         memory_format=torch.channels_last
     )
@@ -363,6 +376,13 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover (GPU)
     p = argparse.ArgumentParser(description="PyTorch FP16 channels-last baseline (cuDNN)")
     p.add_argument("--model", action="append", required=True, metavar="NAME=FILE.onnx")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    p.add_argument(
+        "--input-size",
+        action="append",
+        default=[],
+        metavar="NAME=WxH",
+        help="input of model NAME if its height/width are dynamic",
+    )
     p.add_argument("--iterations", type=int, default=200)
     p.add_argument("--warmup", type=int, default=20)
     args = p.parse_args(argv)
@@ -378,11 +398,16 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover (GPU)
         "gpu": torch.cuda.get_device_name(0),
     }
     print(json.dumps({"env": env}), flush=True)
+    sizes = {}
+    for item in args.input_size:
+        name, _, wh = item.partition("=")
+        w, h = (int(v) for v in wh.lower().split("x"))
+        sizes[name] = (h, w)
     for item in args.model:
         name, _, path = item.partition("=")
         for batch in args.batch:
             try:
-                row = time_model(Path(path), batch, args.iterations, args.warmup)
+                row = time_model(Path(path), batch, args.iterations, args.warmup, sizes.get(name))
             except Exception as exc:
                 row = {"batch": batch, "error": f"{type(exc).__name__}: {exc}"[:500]}
             print(json.dumps({"model": name, **row}), flush=True)
