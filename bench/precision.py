@@ -120,7 +120,7 @@ def detector(args: argparse.Namespace) -> list[str]:
         cal = CalibrationResult(cache, frames_used=cache.frames)
     else:
         data = CalibrationData(args.calib, (w, h), args.frames)
-        cal = calibrate(args.model, data, calibrator=args.calibrator)
+        cal = calibrate(args.model, data, calibrator=args.calibrator, shapes={name: (1, 3, h, w)})
         if args.cache:
             cal.cache.save(args.cache)
     print(f"calibrated on {cal.frames_used} frames in {time.perf_counter() - t0:.0f} s")

@@ -130,7 +130,10 @@ def calibration_cache(
         cal.frames,
         cal.data,
     )
-    result = calibrate(cfg.onnx, data, calibrator=cal.calibrator)
+    # at the engine's input size (a model with dynamic height/width has none of its own)
+    name, _ = _onnx_input_shape(cfg.onnx)
+    shapes = {name: (1, 3, input_size[1], input_size[0])}
+    result = calibrate(cfg.onnx, data, calibrator=cal.calibrator, shapes=shapes)
     path.parent.mkdir(parents=True, exist_ok=True)
     result.cache.save(path)
     log.info(

@@ -59,9 +59,11 @@ def test_zoo_model_fp32_matches_the_cpu_engine(name) -> None:
     assert len(launched) >= 0.8 * len([n for n in cuda.graph(2).nodes if "cuda_kernels" in n.meta])
 
 
-def test_demo_detector_fp32_at_416x256_matches_the_cpu_engine() -> None:
+@pytest.mark.parametrize("hw", [(256, 416), (320, 320)], ids=["416x256", "320x320"])
+def test_demo_detector_fp32_matches_the_cpu_engine(hw: tuple[int, int]) -> None:
+    """Dynamic H/W: the cameras' 416x256 and the square val images' 320x320."""
     cpu, cuda = build_pair(
-        str(REPO / "models" / "edge_demo_det.onnx"), **_profile("images", (3, 256, 416))
+        str(REPO / "models" / "edge_demo_det.onnx"), **_profile("images", (3, *hw))
     )
     _check_batches(cpu, cuda)
 

@@ -14,7 +14,7 @@ from edge_infer.engine.reference import execute_graph, run_onnx
 from edge_infer.engine.runtime import Engine
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "edge_demo_det.onnx"
-SHAPES = {"images": (1, 3, 256, 416)}  # the 416x256 export (W x H)
+SHAPES = {"images": (1, 3, 256, 416)}  # dynamic H/W: at the cameras' 416x256 (W x H)
 
 pytestmark = pytest.mark.skipif(not MODEL.is_file(), reason="models/edge_demo_det.onnx missing")
 
@@ -29,7 +29,7 @@ def _images(count: int, seed: int) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def engines() -> dict[str, Engine]:
-    cache = calibrate(str(MODEL), _images(4, seed=1), calibrator="entropy").cache
+    cache = calibrate(str(MODEL), _images(4, seed=1), calibrator="entropy", shapes=SHAPES).cache
     kinds = {
         "fp32": {},
         "fp16": {"precision": "fp16"},

@@ -107,7 +107,8 @@ def _check_int8(engine, cache: Path) -> None:
 def test_int8_engine_built_from_a_calibration_cache(tmp_path: Path, caplog) -> None:
     data = CalibrationData(str(_frames(tmp_path / "frames")), SIZE, 4)
     cache = tmp_path / "demo.calib"
-    calibrate(MODEL, data, calibrator="minmax").cache.save(cache)
+    shapes = {"images": (1, 3, SIZE[1], SIZE[0])}
+    calibrate(MODEL, data, calibrator="minmax", shapes=shapes).cache.save(cache)
     cfg = load_config(_config(tmp_path, {**INT8, "calibration": {"cache": "demo.calib"}}))
     assert cfg.engine.build.calibration.cache == cache  # relative to the config's folder
     engine = load_engine(cfg.engine, cfg.preprocess.color_order)

@@ -58,7 +58,14 @@ def test_published_detections_match_ground_truth(synth_cameras: Path, tmp_path: 
         engine={
             "path": str(tmp_path / "demo.engine"),
             "onnx": str(MODEL),
-            "build": {"min_batch": 1, "opt_batch": 1, "max_batch": 1, "tune": False},
+            # dynamic H/W: built for the cameras' 416x256, as the demo builds it
+            "build": {
+                "min_batch": 1,
+                "opt_batch": 1,
+                "max_batch": 1,
+                "input_size": "416x256",
+                "tune": False,
+            },
         },
         inference={"warmup": False},
         batching={"latency_budget_ms": 2000},
