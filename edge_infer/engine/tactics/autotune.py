@@ -1,8 +1,13 @@
 """Auto-tuning: time each candidate tactic of a layer on this device; remember the winner.
 
 Each candidate is bound to random inputs of the layer's real shapes, run once to warm up,
-then timed a few times (stopping early once it is clearly slower than the best so far); the
-median wins. Results go to a :class:`TimingCache` keyed by layer signature (its own module,
+then timed a few times, round-robin (stopping early once it is clearly slower than the best so
+far); the fastest sample wins. Disturbance only ever adds time, so a candidate's fastest
+sample is its least disturbed one: on a busy machine (a build beside running cameras, CI) a
+median can be all preemption and crown a fallback ten times slower; one undisturbed
+sample is enough for the minimum.
+
+Results go to a :class:`TimingCache` keyed by layer signature (its own module,
 ``timing_cache.py``), so rebuilding the same model (or another with the same layer shapes) on
 this device skips the timing.
 """
@@ -11,8 +16,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-
-import numpy as np
 
 from edge_infer.engine.backends.base import Timer
 from edge_infer.engine.tactics.base import Tactic
@@ -30,7 +33,7 @@ def time_run(
     give_up_after: float | None = None,
     timer: Timer | None = None,
 ) -> float:
-    """Median seconds of ``run`` (after one warm-up), stopping early when clearly slower;
+    """Fastest seconds of ``run`` (after one warm-up), stopping early when clearly slower;
     each sample measured by ``timer`` (the backend's; default the host clock)."""
     measure = (timer or Timer()).measure
     run()
@@ -42,7 +45,7 @@ def time_run(
             break
         if time.perf_counter() > deadline and len(samples) >= 2:
             break
-    return float(np.median(samples))
+    return min(samples)
 
 
 def time_interleaved(
@@ -52,13 +55,14 @@ def time_interleaved(
     budget_s: float = 1.0,
     timer: Timer | None = None,
 ) -> dict[str, float]:
-    """Median microseconds of each run, measured round-robin (one run of each candidate per
-    round, after one warm-up each).
+    """The fastest sample of each run in microseconds, measured round-robin (one run of each
+    candidate per round, after one warm-up each).
 
     Interleaving matters on shared machines: a phase of contention (another VM on the host,
     a busy sibling process) slows every candidate of a round alike instead of whichever was
-    being timed. A candidate clearly slower than the best so far (its fastest sample above
-    1.5× the best median after two rounds) stops being timed. Samples are measured by
+    being timed; taking each candidate's fastest sample discards the rounds it was preempted
+    in. A candidate clearly slower than the best so far (its fastest sample above 1.5× the
+    best's after two rounds) stops being timed. Samples are measured by
     ``timer`` (the backend's: host clock on the CPU, events on a GPU); the time budget is
     the host's.
     """
@@ -72,11 +76,11 @@ def time_interleaved(
         for name in live:
             samples[name].append(measure(runs[name]))
         if k >= 1:
-            best = min(float(np.median(samples[n])) for n in live)
+            best = min(min(samples[n]) for n in live)
             live = [n for n in live if min(samples[n]) <= 1.5 * best]
         if len(live) == 1 or (k >= 2 and time.perf_counter() > deadline):
             break
-    return {name: round(float(np.median(v)) * 1e6, 1) for name, v in samples.items()}
+    return {name: round(min(v) * 1e6, 1) for name, v in samples.items()}
 
 
 def tune_layer(
