@@ -343,6 +343,24 @@ class UpsampleNearestS8Args(KernelArgs):
     ]
 
 
+class QgemmS8Args(KernelArgs):
+    """gemm_int8.c: INT8 fully connected, outputs [n0, n1) of every row (okind: 0 float32,
+    1 float16, 2 int8)."""
+
+    _fields_ = [
+        ("x", _P),
+        ("xrs", _L),
+        ("w", _P),
+        *_longs("k", "n0", "n1"),
+        ("bias", _P),
+        ("mult", _P),
+        ("rows", _L),
+        ("out", _P),
+        *_longs("okind", "ors"),
+        ("oscale", ctypes.c_double),
+    ]
+
+
 #: exported kernel ``<name>_f32`` → its argument struct (``<name>_args`` in args.h)
 ARGS: dict[str, type[KernelArgs]] = {
     "conv_direct_f32": ConvDirectArgs,
@@ -364,6 +382,7 @@ ARGS: dict[str, type[KernelArgs]] = {
     "conv_int8_dw_f32": ConvInt8DwArgs,
     "reformat_f32": ReformatArgs,
     "upsample_nearest_s8_f32": UpsampleNearestS8Args,
+    "qgemm_s8_f32": QgemmS8Args,
 }
 
 

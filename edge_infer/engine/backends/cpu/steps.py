@@ -388,3 +388,67 @@ def _reformat(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scrat
     if pool is not None and len(calls) > 1:
         return pool.bind(calls)
     return calls[0]
+
+
+#: a QGemm is split between threads by outputs from this many int8 multiply-adds
+_QGEMM_SPLIT = 1 << 18
+
+
+@step("edge_infer::QGemm")
+def _qgemm(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
+    """edge_infer::QGemm with the qgemm_s8 kernel (exact int32 dot products, the reference's
+    float64 requantization and fp32 / fp16 / int8 store); a float X quantized first."""
+    x, w, w_scale = ins[0], ins[1], ins[2]
+    bias = ins[3] if len(ins) > 3 else None
+    out = outs[0]
+    a = node.attrs
+    out_kind = {"fp32": 0, "fp16": 1, "int8": 2}.get(a.get("out_precision", "fp32"))
+    out_scale, x_scale = float(a.get("out_scale", 0.0)), float(a["x_scale"])
+    if not (
+        isinstance(x, np.ndarray)
+        and x.dtype in _KINDS
+        and x.flags.c_contiguous
+        and isinstance(w, np.ndarray)
+        and w.dtype == np.int8
+        and w.ndim == 2
+        and (bias is None or (isinstance(bias, np.ndarray) and bias.dtype == np.int32))
+        and out_kind is not None
+        and out.flags.c_contiguous
+        and (out_kind != 2 or (out_scale > 0 and 1.0 / out_scale < np.finfo(np.float32).max))
+        and native.library() is not None
+    ):
+        return None
+    n, k = w.shape
+    rows = x.size // k
+    wq = np.ascontiguousarray(w)
+    bq = None if bias is None else np.ascontiguousarray(bias)
+    mult = np.ascontiguousarray(x_scale * np.asarray(w_scale, np.float64))
+    before: list[Run] = []
+    if x.dtype != np.int8:  # the float input quantized as the reference does
+        xq = scratch((rows, k), np.int8, "qgemm_in")
+        args = dict(x=x.ctypes.data, xkind=_KINDS[x.dtype], xscale=0.0, xrs=0, y=xq.ctypes.data,
+                    ykind=2, yscale=x_scale, yrs=0, rows=1, n=x.size)  # fmt: skip
+        before.append(native.NativeCall("reformat_f32", args, (x, xq)))
+        x = xq
+    workers = getattr(scratch, "workers", 1)
+    parts = max(1, min(2 * workers, rows * n * k // _QGEMM_SPLIT)) if workers > 1 else 1
+    calls = []
+    for n0, n1 in split(n, parts, align=8):
+        args = dict(x=x.ctypes.data, xrs=k, w=wq.ctypes.data, k=k, n0=n0, n1=n1,
+                    bias=None if bq is None else bq.ctypes.data, mult=mult.ctypes.data,
+                    rows=rows, out=out.ctypes.data, okind=out_kind, ors=n,
+                    oscale=out_scale)  # fmt: skip
+        calls.append(native.NativeCall("qgemm_s8_f32", args, (x, wq, bq, mult, out)))
+    pool = getattr(scratch, "pool", None)
+    if pool is not None and len(calls) > 1:
+        steps: list[Run] = [*before, pool.bind(calls)]
+    else:
+        steps = [*before, *calls]
+    if len(steps) == 1:
+        return steps[0]
+
+    def run() -> None:
+        for one in steps:
+            one()
+
+    return run

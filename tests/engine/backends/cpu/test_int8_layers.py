@@ -1,7 +1,8 @@
 """The non-conv layers of INT8 engines on their native fast paths, against the reference:
-edge_infer::Reformat (kernels/reformat.c: every storage conversion, bit for bit), nearest
-Resize on int8 storage (upsample_nearest_s8), and a whole small INT8 engine whose depthwise
-layers run qdepthwise_native equal to the same engine on the reference kernels."""
+edge_infer::Reformat (kernels/reformat.c: every storage conversion, bit for bit),
+edge_infer::QGemm (kernels/gemm_int8.c), nearest Resize on int8 storage
+(upsample_nearest_s8), and a whole small INT8 engine whose depthwise layers run
+qdepthwise_native equal to the same engine on the reference kernels."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from edge_infer.engine.backends.cpu.tactics.cpu_qdepthwise import QDepthwiseNati
 from edge_infer.engine.builder import BuildOptions, build
 from edge_infer.engine.calibration import calibrate
 from edge_infer.engine.ir import Node
-from edge_infer.engine.ops.quantize import reformat
+from edge_infer.engine.ops.quantize import qgemm, reformat
 from tests.engine.backends.cpu.test_qdepthwise_native import _BUILDS, build_library
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
@@ -73,7 +74,7 @@ def test_reformat_every_conversion_bit_for_bit(src: str, to: str) -> None:
         np.testing.assert_array_equal(got, want, err_msg=f"{src}->{to} n={size}")
 
 
-def test_reformat_on_every_vector_path(monkeypatch) -> None:
+def test_reformat_and_qgemm_on_every_vector_path(monkeypatch) -> None:
     rng = np.random.default_rng(5)
     for name, flags in _BUILDS.items():
         lib = build_library(tuple(flags))
@@ -84,6 +85,53 @@ def test_reformat_on_every_vector_path(monkeypatch) -> None:
             with np.errstate(over="ignore"):
                 want = reformat(x, to=to, **attrs)
             np.testing.assert_array_equal(_reformat_run(x, to, attrs), want, err_msg=name)
+        for k, case in enumerate(QGEMMS):
+            ins, attrs, want = qgemm_case(case, k)
+            np.testing.assert_array_equal(qgemm_run(ins, attrs, want), want, err_msg=name)
+
+
+# rows (leading shape), K, N, X storage, output storage, with bias
+QGEMMS = [
+    ((1,), 1280, 1000, "int8", "fp32", True),
+    ((2, 3), 77, 13, "int8", "int8", False),
+    ((2,), 2000, 9, "fp32", "fp16", True),
+    ((3,), 40, 17, "fp16", "int8", True),
+]
+
+
+def qgemm_case(case: tuple, seed: int) -> tuple[list, dict, np.ndarray]:
+    lead, k, n, x_storage, out_precision, with_bias = case
+    rng = np.random.default_rng(seed)
+    x = _source(x_storage, int(np.prod(lead)) * k, 0.02, rng).reshape(*lead, k)
+    w = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    w_scale = rng.uniform(1e-4, 1e-3, n).astype(np.float32)
+    bias = rng.integers(-9000, 9000, n).astype(np.int32) if with_bias else None
+    attrs = {"x_scale": 0.02, "out_precision": out_precision, "out_scale": 0.05}
+    with np.errstate(over="ignore"):
+        want = qgemm(x, w, w_scale, bias, **attrs)
+    return [x, w, w_scale, bias], attrs, want
+
+
+def qgemm_run(ins: list, attrs: dict, want: np.ndarray, workers: int = 1) -> np.ndarray:
+    out = np.full(want.shape, 55, want.dtype)
+    node = Node("QGemm", "fc", "edge_infer", attrs)
+    pool = WorkPool(workers) if workers > 1 else None
+    try:
+        run = STEPS["edge_infer::QGemm"](node, [a for a in ins if a is not None], [out],
+                                         ScratchPool(pool))  # fmt: skip
+        assert run is not None
+        run()
+    finally:
+        if pool is not None:
+            pool.close()
+    return out
+
+
+@pytest.mark.parametrize("case", QGEMMS, ids=lambda c: f"{c[1]}x{c[2]}-{c[3]}-{c[4]}")
+def test_qgemm_bit_for_bit(case: tuple) -> None:
+    ins, attrs, want = qgemm_case(case, 1)
+    for workers in (1, 2):
+        np.testing.assert_array_equal(qgemm_run(ins, attrs, want, workers), want)
 
 
 def test_resize_on_int8_storage_is_the_native_copy() -> None:

@@ -172,6 +172,13 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, long, xis) X(K, long, xcs) X(K, long, yis) X(K, long, ycs) X(K, long, h)              \
     X(K, long, w) X(K, long, fh) X(K, long, fw)
 
+/* gemm_int8.c: INT8 fully connected, outputs [n0, n1) of rows x k int8 values (row stride
+ * xrs) by w [N, k]; storage kind okind, output row stride ors */
+#define EI_QGEMM_S8_ARGS(X, K)                                                                 \
+    X(K, const signed char *, x) X(K, long, xrs) X(K, const signed char *, w) X(K, long, k)    \
+    X(K, long, n0) X(K, long, n1) X(K, const int *, bias) X(K, const double *, mult)           \
+    X(K, long, rows) X(K, void *, out) X(K, long, okind) X(K, long, ors) X(K, double, oscale)
+
 /* every kernel: X(kernel name, its field list); a field list is FIELDS(X, kernel) and
  * calls X(kernel, type, name) once per field */
 #define EI_KERNELS(X)                                                                         \
@@ -193,7 +200,8 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(convert_half, EI_CONVERT_HALF_ARGS)                                                     \
     X(conv_int8_dw, EI_CONV_INT8_DW_ARGS)                                                     \
     X(reformat, EI_REFORMAT_ARGS)                                                             \
-    X(upsample_nearest_s8, EI_UPSAMPLE_NEAREST_S8_ARGS)
+    X(upsample_nearest_s8, EI_UPSAMPLE_NEAREST_S8_ARGS)                                       \
+    X(qgemm_s8, EI_QGEMM_S8_ARGS)
 
 /* the structs: <name>_args, and their entry points void <name>_f32(const <name>_args *) and
  * pool tasks void <name>_task(const void *) */
