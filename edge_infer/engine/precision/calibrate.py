@@ -135,6 +135,7 @@ def calibrate_graph(
         )
     cache = result.cache
     cache.frames = result.frames_used
+    inputs = {v.name for v in graph.inputs}
     for name, s in stats.items():
         if s.nonfinite:
             log.warning(
@@ -143,7 +144,10 @@ def calibrate_graph(
                 name,
                 s.nonfinite,
             )
-        amax = compute_amax(s, calibrator, percentile)
+        # the network input's full range: a value clipped there is lost to every layer after
+        # it, and its distribution (an image with letterbox padding: a spike at one gray
+        # level) is what an entropy or percentile threshold misreads worst
+        amax = compute_amax(s, "minmax" if name in inputs else calibrator, percentile)
         cache.scales[name] = scale_from_amax(amax)
         cache.amax[name] = float(amax)
     cache.fp16_overflow = sorted(n for n, p in peaks.items() if p > FP16_MAX)

@@ -22,6 +22,24 @@ def calibrated(model: onnx.ModelProto):
     return calibrate(model, frames(6), calibrator="entropy")
 
 
+@pytest.mark.parametrize("calibrator", ["entropy", "percentile"])
+def test_network_input_keeps_its_full_range(model: onnx.ModelProto, calibrator: str) -> None:
+    """Letterboxed frames: 60 % of the pixels are the padding's gray (114/255), the rest
+    spread up to 1.0. A threshold search fits the spike and would clip every brighter pixel
+    before the first layer; the input's amax is its true maximum whatever the calibrator."""
+    rng = np.random.default_rng(3)
+    data = []
+    for _ in range(6):
+        x = np.full((3, SIZE, SIZE), 114 / 255, np.float32)
+        rows = SIZE * 2 // 5
+        x[:, :rows] = rng.random((3, rows, SIZE), dtype=np.float32)
+        data.append(x)
+    cache = calibrate(model, data, calibrator=calibrator).cache
+    top = max(float(x.max()) for x in data)
+    assert cache.amax["x"] == pytest.approx(top, rel=1e-6)
+    assert cache.scales["x"] == pytest.approx(top / 127, rel=1e-6)
+
+
 def _build(model: onnx.ModelProto, **kw: object):
     return build(model, options=BuildOptions(shapes=SHAPES, tune=False, **kw))
 
