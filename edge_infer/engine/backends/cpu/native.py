@@ -361,6 +361,17 @@ class QgemmS8Args(KernelArgs):
     ]
 
 
+class MaxpoolS8Args(KernelArgs):
+    """reformat.c: max pooling of int8 planes, N x C strides (in elements)."""
+
+    _fields_ = [
+        ("x", _P),
+        ("y", _P),
+        *_longs("n", "c", "xis", "xcs", "yis", "ycs", "h", "w", "ho", "wo", "kh", "kw", "sy"),
+        *_longs("sx", "pt", "pl", "dy", "dx"),
+    ]
+
+
 #: exported kernel ``<name>_f32`` → its argument struct (``<name>_args`` in args.h)
 ARGS: dict[str, type[KernelArgs]] = {
     "conv_direct_f32": ConvDirectArgs,
@@ -383,6 +394,7 @@ ARGS: dict[str, type[KernelArgs]] = {
     "reformat_f32": ReformatArgs,
     "upsample_nearest_s8_f32": UpsampleNearestS8Args,
     "qgemm_s8_f32": QgemmS8Args,
+    "maxpool_s8_f32": MaxpoolS8Args,
 }
 
 

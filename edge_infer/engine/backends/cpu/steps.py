@@ -242,7 +242,8 @@ def _resize(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch
 @step("MaxPool")
 def _maxpool(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
     """Max pooling: stride-1 'same' (SPPF) as separable running maxima over shifted views;
-    other 2-D float32 poolings with the native kernel (one pass, padding never wins)."""
+    other 2-D float32 poolings, and every int8 one, with the native kernel (one pass,
+    padding never wins)."""
     x, out = ins[0], outs[0]
     if half.is_half(x, out) and native.available():  # float16 storage: exact through float32
         return half.around_f32(_maxpool, node, ins, outs, scratch)
@@ -250,6 +251,19 @@ def _maxpool(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
     strides = node.attrs.get("strides", [1, 1])
     pads = node.attrs.get("pads", [0, 0, 0, 0])
     dil = node.attrs.get("dilations", [1, 1])
+    if (
+        _int8_planes(x, out)
+        and len(outs) == 1
+        and len(k) == 2
+        and node.attrs.get("auto_pad", "NOTSET") == "NOTSET"
+        and native.library() is not None
+    ):  # int8 storage, any geometry (channel slices of a concat too): one native pass
+        n, c, h, w = x.shape
+        args = dict(x=x.ctypes.data, y=out.ctypes.data, n=n, c=c, xis=x.strides[0],
+                    xcs=x.strides[1], yis=out.strides[0], ycs=out.strides[1], h=h, w=w,
+                    ho=out.shape[2], wo=out.shape[3], kh=k[0], kw=k[1], sy=strides[0],
+                    sx=strides[1], pt=pads[0], pl=pads[1], dy=dil[0], dx=dil[1])  # fmt: skip
+        return native.NativeCall("maxpool_s8_f32", args, (x, out))
     lib = _native_ok(x, out)
     if (
         lib is not None

@@ -1,7 +1,7 @@
 """The non-conv layers of INT8 engines on their native fast paths, against the reference:
 edge_infer::Reformat (kernels/reformat.c: every storage conversion, bit for bit),
-edge_infer::QGemm (kernels/gemm_int8.c), nearest Resize on int8 storage
-(upsample_nearest_s8), and a whole small INT8 engine whose depthwise layers run
+edge_infer::QGemm (kernels/gemm_int8.c), nearest Resize and MaxPool on int8 storage
+(upsample_nearest_s8, maxpool_s8), and a whole small INT8 engine whose depthwise layers run
 qdepthwise_native equal to the same engine on the reference kernels."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from edge_infer.engine.backends.cpu.tactics.cpu_qdepthwise import QDepthwiseNati
 from edge_infer.engine.builder import BuildOptions, build
 from edge_infer.engine.calibration import calibrate
 from edge_infer.engine.ir import Node
+from edge_infer.engine.ops import get_registry
 from edge_infer.engine.ops.quantize import qgemm, reformat
 from tests.engine.backends.cpu.test_qdepthwise_native import _BUILDS, build_library
 
@@ -148,6 +149,37 @@ def test_resize_on_int8_storage_is_the_native_copy() -> None:
         run()
         np.testing.assert_array_equal(out, x.repeat(fh, axis=2).repeat(fw, axis=3))
         assert not big[:, :2].any() and not big[:, 7:].any()
+
+
+# (h, w), kernel, strides, pads (t, l, b, r), dilations
+POOLS = [
+    ((10, 10), (5, 5), (1, 1), (2, 2, 2, 2), (1, 1)),  # SPPF
+    ((13, 11), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+    ((9, 14), (2, 3), (1, 2), (0, 1, 0, 1), (1, 1)),
+    ((17, 15), (3, 3), (2, 1), (2, 2, 2, 2), (2, 2)),
+]
+
+
+def pool_case(case: tuple, seed: int) -> tuple[Node, np.ndarray, np.ndarray, np.ndarray]:
+    """An int8 MaxPool whose input and output are channel slices of bigger buffers."""
+    (h, w), k, s, p, d = case
+    rng = np.random.default_rng(seed)
+    big = rng.integers(-128, 128, (2, 7, h, w)).astype(np.int8)
+    x = big[:, 1:6]
+    attrs = {"kernel_shape": list(k), "strides": list(s), "pads": list(p), "dilations": list(d)}
+    want = get_registry().resolve("", "MaxPool", 17).kernel(x, **attrs)
+    want = np.asarray(want[0] if isinstance(want, tuple | list) else want)
+    out = np.full((2, 8, *want.shape[2:]), 3, np.int8)[:, 2:7]
+    return Node("MaxPool", "mp", "", attrs), x, out, want
+
+
+@pytest.mark.parametrize("case", POOLS, ids=str)
+def test_maxpool_on_int8_storage_is_the_native_pass(case: tuple) -> None:
+    node, x, out, want = pool_case(case, 4)
+    run = STEPS["MaxPool"](node, [x], [out], ScratchPool())
+    assert isinstance(run, native.NativeCall) and run.name == "maxpool_s8_f32"
+    run()
+    np.testing.assert_array_equal(out, want)
 
 
 def _init(name: str, a: np.ndarray) -> onnx.TensorProto:

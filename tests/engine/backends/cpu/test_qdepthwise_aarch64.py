@@ -1,8 +1,8 @@
 """The INT8 kernels of qdepthwise_native and the INT8 steps (conv_int8_dw.c, reformat.c,
-gemm_int8.c) as the Jetson's Arm cores run them: the calls the host's tactic and steps make are recorded
-and replayed on aarch64 (-mcpu=cortex-a78ae) under qemu-user by the aarch64 driver
-(tests/engine/backends/cpu/aarch64), and the results compared with the reference op's, bit
-for bit (the activations here are the exact ones)."""
+gemm_int8.c) as the Jetson's Arm cores run them: the calls the host's tactic and steps
+make are recorded and replayed on aarch64 (-mcpu=cortex-a78ae) under qemu-user by the
+aarch64 driver (tests/engine/backends/cpu/aarch64), and the results compared with the
+reference op's, bit for bit (the activations here are the exact ones)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ from tests.engine.backends.cpu.aarch64 import replay
 from tests.engine.backends.cpu.aarch64.test_aarch64_kernels import compile_driver, emulate
 from tests.engine.backends.cpu.test_int8_layers import (
     CONVERSIONS,
+    POOLS,
     QGEMMS,
     STORAGE,
     _source,
+    pool_case,
     qgemm_case,
 )
 from tests.engine.backends.cpu.test_qdepthwise_native import CONVS, make_case
@@ -78,6 +80,11 @@ def _step_cases() -> list[tuple[replay.Recording, np.ndarray]]:
     with replay.recording("resize int8 x2", [x], out) as rec:
         STEPS["Resize"](node, [x, None, np.array([1, 1, 2, 2], np.float32)], [out], ScratchPool())()  # type: ignore[misc]
     cases.append((rec, x.repeat(2, axis=2).repeat(2, axis=3)))
+    for k, case in enumerate(POOLS):
+        node, x, out, want = pool_case(case, k)
+        with replay.recording(f"maxpool int8 {case}", [x], out) as rec:
+            STEPS["MaxPool"](node, [x], [out], ScratchPool())()  # type: ignore[misc]
+        cases.append((rec, want))
     for k, case in enumerate(QGEMMS):
         ins, attrs, want = qgemm_case(case, k)
         out = np.full(want.shape, 55, want.dtype)
@@ -93,7 +100,8 @@ def test_int8_kernels_on_aarch64_equal_the_reference(tmp_path) -> None:
     exe = compile_driver(tmp_path, "cortex-a78ae")
     cases = [*_dw_cases(), *_step_cases()]
     names = {c.name for rec, _ in cases for c in rec.calls}
-    assert {"conv_int8_dw_f32", "reformat_f32", "upsample_nearest_s8_f32", "qgemm_s8_f32"} <= names
+    assert {"conv_int8_dw_f32", "reformat_f32", "upsample_nearest_s8_f32", "qgemm_s8_f32",
+            "maxpool_s8_f32"} <= names  # fmt: skip
     replay.write(tmp_path / "calls.bin", [rec for rec, _ in cases])
     emulate(exe, "replay", str(tmp_path / "calls.bin"), str(tmp_path / "out.bin"))
     regions = replay.read(tmp_path / "out.bin")

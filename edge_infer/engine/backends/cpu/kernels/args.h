@@ -179,6 +179,13 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, long, n0) X(K, long, n1) X(K, const int *, bias) X(K, const double *, mult)           \
     X(K, long, rows) X(K, void *, out) X(K, long, okind) X(K, long, ors) X(K, double, oscale)
 
+/* reformat.c: max pooling of int8 planes (maxpool's geometry, N x C strides) */
+#define EI_MAXPOOL_S8_ARGS(X, K)                                                               \
+    X(K, const signed char *, x) X(K, signed char *, y) X(K, long, n) X(K, long, c)            \
+    X(K, long, xis) X(K, long, xcs) X(K, long, yis) X(K, long, ycs) X(K, long, h)              \
+    X(K, long, w) X(K, long, ho) X(K, long, wo) X(K, long, kh) X(K, long, kw) X(K, long, sy)   \
+    X(K, long, sx) X(K, long, pt) X(K, long, pl) X(K, long, dy) X(K, long, dx)
+
 /* every kernel: X(kernel name, its field list); a field list is FIELDS(X, kernel) and
  * calls X(kernel, type, name) once per field */
 #define EI_KERNELS(X)                                                                         \
@@ -201,7 +208,8 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(conv_int8_dw, EI_CONV_INT8_DW_ARGS)                                                     \
     X(reformat, EI_REFORMAT_ARGS)                                                             \
     X(upsample_nearest_s8, EI_UPSAMPLE_NEAREST_S8_ARGS)                                       \
-    X(qgemm_s8, EI_QGEMM_S8_ARGS)
+    X(qgemm_s8, EI_QGEMM_S8_ARGS)                                                             \
+    X(maxpool_s8, EI_MAXPOOL_S8_ARGS)
 
 /* the structs: <name>_args, and their entry points void <name>_f32(const <name>_args *) and
  * pool tasks void <name>_task(const void *) */
