@@ -149,10 +149,13 @@ def measure(runner: ModelRunner, cams: list[dict], folder: Path, batch: int) -> 
 
 
 def markdown(result: dict, args: argparse.Namespace) -> str:
+    size_given = bool(result.get("dynamic_input"))
     lines = [
         "# Demo detector on the synthetic camera videos",
         "",
-        f"Model `{args.model}` (input {result['input']}, W×H); {args.cameras} cameras × "
+        f"Model `{args.model}` (input {result['input']}, W×H"
+        + ("; its height and width are dynamic, this is `--input-size`" if size_given else "")
+        + f"); {args.cameras} cameras × "
         f"{args.seconds:g} s at 15 fps, 640×360, H.264, seed {args.seed} "
         f"(`edge_infer.synth.video`, as `edge-infer demo` renders them). Daemon preprocessing "
         f"(letterbox to the input) and postprocessing (NMS IoU {POST.iou_threshold}, max "
@@ -231,6 +234,7 @@ def main() -> None:
     result = {
         "model": args.model,
         "input": f"{w}x{h}",
+        "dynamic_input": size is not None,
         "cameras": args.cameras,
         "seconds": args.seconds,
         "seed": args.seed,

@@ -262,6 +262,17 @@ def load_engine(
                     wanted,
                     "" if cfg.build.precision else f" (backend {backend}'s default)",
                 )
+            size = cfg.build.input_size_wh()
+            shape = tuple(engine.inputs[0].shape)
+            if size is not None and len(shape) == 4 and (shape[3], shape[2]) != size:
+                log.warning(
+                    "%s was built for input %dx%d, engine.build.input_size is %s: delete it "
+                    "to rebuild",
+                    cfg.path,
+                    shape[3],
+                    shape[2],
+                    cfg.build.input_size,
+                )
             return engine
         if not cfg.rebuild_on_mismatch:
             log.warning(

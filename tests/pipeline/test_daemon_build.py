@@ -62,12 +62,18 @@ FP32 = {"min_batch": 1, "opt_batch": 1, "max_batch": 1, "tune": False, "precisio
 
 
 @needs_model
-def test_a_dynamic_size_model_is_built_for_the_configured_input_size(tmp_path: Path) -> None:
+def test_a_dynamic_size_model_is_built_for_the_configured_input_size(
+    tmp_path: Path, caplog
+) -> None:
     cfg = load_config(_config(tmp_path, {**FP32, "input_size": "320x320"}))
     engine = load_engine(cfg.engine)
-    assert engine.inputs[0].shape[1:] == (3, 320, 320)
+    assert tuple(engine.inputs[0].shape[1:]) == (3, 320, 320)
     y = engine.create_context().execute({"images": np.zeros((1, 3, 320, 320), np.float32)})
     assert y["output0"].shape == (1, 10, 2100)  # 40x40 + 20x20 + 10x10 anchors
+    # another size later: the existing engine is kept, with a warning
+    other = load_config(_config(tmp_path, {**FP32, "input_size": "416x256"}))
+    assert tuple(load_engine(other.engine).inputs[0].shape[2:]) == (320, 320)
+    assert "was built for input 320x320, engine.build.input_size is 416x256" in caplog.text
 
 
 @needs_model
