@@ -28,13 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.engine_table import MODELS, _load_model, synth_frames
 
 
-def _median_ms(ctx, feeds: dict, runs: int) -> float:
+def _samples_ms(ctx, feeds: dict, runs: int) -> list[float]:
     samples = []
     for _ in range(runs):
         t0 = time.perf_counter()
         ctx.execute(feeds)
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples) * 1e3
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return samples
 
 
 def bench_model(name: str, args: argparse.Namespace, work: Path) -> dict:
@@ -76,10 +76,13 @@ def bench_model(name: str, args: argparse.Namespace, work: Path) -> dict:
         for _ in range(3):
             ctx.execute(feeds)
     rounds: dict[str, list[float]] = defaultdict(list)
+    every: dict[str, list[float]] = defaultdict(list)
     for r in range(args.rounds):
         order = ("fp32", "int8") if r % 2 == 0 else ("int8", "fp32")
         for prec in order:
-            rounds[prec].append(_median_ms(ctxs[prec], feeds, args.runs))
+            samples = _samples_ms(ctxs[prec], feeds, args.runs)
+            rounds[prec].append(statistics.median(samples))
+            every[prec].extend(samples)
     ratios = [i / f for i, f in zip(rounds["int8"], rounds["fp32"], strict=True)]
     result = {
         "model": name,
@@ -88,6 +91,9 @@ def bench_model(name: str, args: argparse.Namespace, work: Path) -> dict:
         "int8_ms": statistics.median(rounds["int8"]),
         "int8_over_fp32": statistics.median(ratios),
         "ratio_spread": (min(ratios), max(ratios)),
+        # the least disturbed run of each side: the nearest to a quiet machine's times
+        "fp32_min_ms": min(every["fp32"]),
+        "int8_min_ms": min(every["int8"]),
     }
     if args.profile:
         graph = engines["int8"].graph(args.batch)
@@ -98,6 +104,10 @@ def bench_model(name: str, args: argparse.Namespace, work: Path) -> dict:
             key = f"{layer['op']}:{tactics.get(layer['name']) or '-'}"
             by_op[key] += layer["time_us"]
         result["int8_by_op_us"] = dict(sorted(by_op.items(), key=lambda kv: -kv[1]))
+        fp32_ops: dict[str, float] = defaultdict(float)
+        for layer in engines["fp32"].profile_layers(feeds, iterations=args.runs):
+            fp32_ops[f"{layer['op']}:{layer['tactic'] or '-'}"] += layer["time_us"]
+        result["fp32_by_op_us"] = dict(sorted(fp32_ops.items(), key=lambda kv: -kv[1]))
         result["int8_top_layers"] = [
             (layer["name"], layer["op"], layer["tactic"], round(layer["time_us"], 1))
             for layer in layers[: args.top]
@@ -125,9 +135,12 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{name} b{args.batch}: FP32 {result['fp32_ms']:.2f} ms, INT8 "
                 f"{result['int8_ms']:.2f} ms, INT8/FP32 {result['int8_over_fp32']:.3f} "
-                f"(rounds {result['ratio_spread'][0]:.3f}-{result['ratio_spread'][1]:.3f})"
+                f"(rounds {result['ratio_spread'][0]:.3f}-{result['ratio_spread'][1]:.3f}); "
+                f"fastest runs: FP32 {result['fp32_min_ms']:.2f} ms, INT8 "
+                f"{result['int8_min_ms']:.2f} ms, ratio "
+                f"{result['int8_min_ms'] / result['fp32_min_ms']:.3f}"
             )
-            for key in ("int8_by_op_us", "int8_top_layers"):
+            for key in ("int8_by_op_us", "fp32_by_op_us", "int8_top_layers"):
                 if key in result:
                     print(f"  {key}: {result[key]}")
             sys.stdout.flush()
