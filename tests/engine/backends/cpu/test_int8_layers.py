@@ -177,7 +177,9 @@ def pool_case(case: tuple, seed: int) -> tuple[Node, np.ndarray, np.ndarray, np.
 def test_maxpool_on_int8_storage_is_the_native_pass(case: tuple) -> None:
     node, x, out, want = pool_case(case, 4)
     run = STEPS["MaxPool"](node, [x], [out], ScratchPool())
-    assert isinstance(run, native.NativeCall) and run.name == "maxpool_s8_f32"
+    assert run is not None
+    sppf = out.shape == x.shape  # separable numpy maxima there, the native pass elsewhere
+    assert sppf or (isinstance(run, native.NativeCall) and run.name == "maxpool_s8_f32")
     run()
     np.testing.assert_array_equal(out, want)
 

@@ -80,7 +80,7 @@ def _step_cases() -> list[tuple[replay.Recording, np.ndarray]]:
     with replay.recording("resize int8 x2", [x], out) as rec:
         STEPS["Resize"](node, [x, None, np.array([1, 1, 2, 2], np.float32)], [out], ScratchPool())()  # type: ignore[misc]
     cases.append((rec, x.repeat(2, axis=2).repeat(2, axis=3)))
-    for k, case in enumerate(POOLS):
+    for k, case in enumerate(POOLS[1:]):  # POOLS[0], stride-1 'same', runs in numpy
         node, x, out, want = pool_case(case, k)
         with replay.recording(f"maxpool int8 {case}", [x], out) as rec:
             STEPS["MaxPool"](node, [x], [out], ScratchPool())()  # type: ignore[misc]
