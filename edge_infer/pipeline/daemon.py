@@ -189,10 +189,12 @@ def build_engine(
     cfg.path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     log.info(
-        "building %s from %s for backend %s (batch %d..%d, %s)",
+        "building %s from %s for backend %s (input %dx%d, batch %d..%d, %s)",
         cfg.path,
         cfg.onnx,
         backend,
+        dims[3],
+        dims[2],
         b.min_batch,
         b.max_batch,
         precision,
