@@ -16,7 +16,7 @@ from typing import Any
 from edge_infer.engine.ir import Node
 from edge_infer.engine.tactics.base import ConvSpec, Tactic, conv_spec
 from edge_infer.engine.tactics.fp16 import fp16_spec
-from edge_infer.engine.tactics.quantized import QConvSpec, qconv_spec, qgemm_spec
+from edge_infer.engine.tactics.quantized import QConvSpec, qconv_spec
 from edge_infer.engine.tactics.recurrent import recurrent_spec
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,6 @@ def layer_kind(node: Node) -> tuple[str, Any] | None:
     qspec = qconv_spec(node)
     if qspec is not None:
         return "qconv", qspec
-    qgemm = qgemm_spec(node)
-    if qgemm is not None:
-        return "qgemm", qgemm
     fp16 = fp16_spec(node)
     if fp16 is not None:
         return "fp16", fp16

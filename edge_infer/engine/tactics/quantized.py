@@ -1,5 +1,4 @@
-"""What an INT8 convolution (``edge_infer::QConv``) and an INT8 fully connected layer
-(``edge_infer::QGemm``) are to the tactic machinery: their specs.
+"""What an INT8 convolution (``edge_infer::QConv``) is to the tactic machinery: its spec.
 
 Backend-generic: the static shapes, storage dtypes, int8 weights with their per-channel
 scales, geometry and epilogue (residual, activation, output storage) that a backend's
@@ -146,55 +145,4 @@ def qconv_spec(node: Node) -> QConvSpec | None:
     )
 
 
-@dataclass(frozen=True)
-class QGemmSpec:
-    """An INT8 fully connected layer (``edge_infer::QGemm``) with static shapes."""
-
-    x_shape: tuple[int, ...]
-    x_dtype: np.dtype
-    weight: np.ndarray  # int8 [N, K]
-    w_scale: np.ndarray  # per output
-    bias: np.ndarray | None  # int32, in units of x_scale * w_scale
-    x_scale: float
-    out_precision: str = "fp32"
-    out_scale: float = 0.0
-
-    def attrs(self) -> dict[str, Any]:
-        """The reference op's keyword arguments (``ops.quantize.qgemm``)."""
-        return dict(
-            x_scale=self.x_scale, out_precision=self.out_precision, out_scale=self.out_scale
-        )
-
-    def signature(self) -> str:
-        """What determines a tactic's speed: the timing-cache key of this layer."""
-        return (
-            f"qgemm x{list(self.x_shape)}:{np.dtype(self.x_dtype).name} "
-            f"w{list(self.weight.shape)} out={self.out_precision}"
-        )
-
-
-def qgemm_spec(node: Node) -> QGemmSpec | None:
-    """The QGemmSpec of a QGemm node with static shapes and constant weights, else None."""
-    if node.op_type != "QGemm" or node.domain != QCONV_DOMAIN:
-        return None
-    x = node.inputs[0]
-    w, ws, b = (_const(node, k) for k in (1, 2, 3))
-    has_b = len(node.inputs) > 3 and node.inputs[3] is not None
-    if x is None or x.type is None or not x.type.is_static or w is None or ws is None:
-        return None
-    if has_b and b is None:
-        return None
-    a = node.attrs
-    return QGemmSpec(
-        x_shape=tuple(x.shape),
-        x_dtype=np.dtype(x.dtype),
-        weight=w,
-        w_scale=np.asarray(ws),
-        bias=b,
-        x_scale=float(a["x_scale"]),
-        out_precision=a.get("out_precision", "fp32"),
-        out_scale=float(a.get("out_scale", 0.0)),
-    )
-
-
-__all__ = ["QConvSpec", "QGemmSpec", "qconv_spec", "qgemm_spec"]
+__all__ = ["QConvSpec", "qconv_spec"]

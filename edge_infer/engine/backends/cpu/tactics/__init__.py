@@ -17,7 +17,6 @@ from edge_infer.engine.backends.cpu.tactics.cpu_fp16 import fp16_tactics
 from edge_infer.engine.backends.cpu.tactics.cpu_pointwise import PointwiseNative
 from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative, QConvReference
 from edge_infer.engine.backends.cpu.tactics.cpu_qdepthwise import QDepthwiseNative
-from edge_infer.engine.backends.cpu.tactics.cpu_qgemm import QGemmPrepared
 from edge_infer.engine.backends.cpu.tactics.cpu_recurrent import RecurrentGemm, RecurrentNative
 from edge_infer.engine.backends.cpu.tactics.cpu_winograd import WinogradNative
 from edge_infer.engine.tactics import TacticTable
@@ -34,7 +33,6 @@ CPU_TACTICS: TacticTable = {
     ),
     "recurrent": (RecurrentNative, RecurrentGemm),
     "qconv": (QConvReference, QConvNative, QDepthwiseNative),
-    "qgemm": (QGemmPrepared,),
 }
 #: FP16 layers: the FP16 form of every FP32 conv tactic above, then the other candidates
 CPU_TACTICS = {**CPU_TACTICS, "fp16": fp16_tactics(tuple(CPU_TACTICS["conv"]))}

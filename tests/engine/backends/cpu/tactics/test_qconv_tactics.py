@@ -1,5 +1,5 @@
-"""QConv and QGemm layers are tunable: their specs, the "qconv" / "qgemm" tactic tables, the
-defaults, whole INT8 engines against the reference ops."""
+"""QConv layers are tunable: their spec, the "qconv" tactic table, the defaults, whole INT8
+engines against the reference op."""
 
 from __future__ import annotations
 
@@ -11,12 +11,9 @@ from onnx import TensorProto, helper, numpy_helper
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS
 from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative, QConvReference
-from edge_infer.engine.backends.cpu.tactics.cpu_qgemm import QGemmPrepared
 from edge_infer.engine.builder import BuildOptions, build
 from edge_infer.engine.calibration import calibrate
-from edge_infer.engine.ops.quantize import qgemm
 from edge_infer.engine.tactics import layer_kind
-from edge_infer.engine.tactics.quantized import QGemmSpec
 from tests.engine.precision.conftest import SIZE, conv_net, frames
 
 SHAPES = {"x": (1, 3, SIZE, SIZE)}
@@ -123,22 +120,3 @@ def test_native_int8_engine_is_bit_exact(caplog) -> None:
     if native.available():  # the reference context really ran the reference op
         assert "running qconv_reference instead" in caplog.text
     np.testing.assert_array_equal(tuned, want)
-
-
-@pytest.mark.parametrize("x_dtype", [np.int8, np.float32])
-@pytest.mark.parametrize("out_precision", ["fp32", "fp16", "int8"])
-def test_qgemm_prepared_is_the_reference(x_dtype, out_precision) -> None:
-    rng = np.random.default_rng(3)
-    for (m, k, n), bias in (((1, 1280, 100), True), ((3, 2500, 17), False), ((2, 7, 5), True)):
-        if x_dtype == np.int8:
-            x = rng.integers(-128, 128, (m, k)).astype(np.int8)
-        else:
-            x = (rng.standard_normal((m, k)) * 2).astype(np.float32)
-        w = rng.integers(-127, 128, (n, k)).astype(np.int8)
-        ws = rng.uniform(1e-4, 1e-3, n).astype(np.float32)
-        b = rng.integers(-9000, 9000, n).astype(np.int32) if bias else None
-        spec = QGemmSpec((m, k), np.dtype(x_dtype), w, ws, b, 0.03, out_precision, 0.05)
-        want = qgemm(x, w, ws, b, **spec.attrs())
-        out = np.empty(want.shape, want.dtype)
-        QGemmPrepared(spec).bind([x, w, ws, b], [out], None)()  # type: ignore[arg-type]
-        np.testing.assert_array_equal(out, want)
