@@ -145,7 +145,7 @@ class CpuProgram(Program):
         tactic = select_tactic(node, CPU_TACTICS, node.meta.get("tactic"))
         if tactic is not None:
             return lambda ins, outs, scratch: tactic.bind(ins, outs, scratch)
-        factory = STEPS.get(node.op_type) if not node.domain else None
+        factory = STEPS.get(f"{node.domain}::{node.op_type}" if node.domain else node.op_type)
         reference = _reference_layer(self.graph, node)
         if factory is None:
             return reference

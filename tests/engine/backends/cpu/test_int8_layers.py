@@ -256,3 +256,48 @@ def test_int8_engine_with_native_depthwise_equals_the_reference(monkeypatch) -> 
     want = reference.create_context().execute({"x": x})["y"]
     got = native_dw.create_context().execute({"x": x})["y"]
     np.testing.assert_array_equal(got, want)
+
+
+def test_an_int8_engine_runs_its_domain_layers_through_their_steps(monkeypatch) -> None:
+    """The engine binds ``edge_infer::Reformat`` to its step (steps are keyed
+    ``domain::op``), not to the reference kernel."""
+    rng = np.random.default_rng(2)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.standard_normal((4, 8, 3, 3)).astype(np.float32), "w2"),
+    ]
+    nodes = [  # r is read by an INT8 conv and a float Sigmoid: stored in float, reformatted
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r"]),
+        helper.make_node("Conv", ["r", "w2"], ["y"], pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["r"], ["s"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "reformat_net",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 12, 12])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 12, 12]),
+            helper.make_tensor_value_info("s", TensorProto.FLOAT, [1, 8, 12, 12]),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    data = [rng.uniform(0, 1, (3, 12, 12)).astype(np.float32) for _ in range(4)]
+    cal = calibrate(model, data, calibrator="minmax")
+    opts = BuildOptions(
+        shapes={"x": (1, 3, 12, 12)}, tune=False, precision="int8", calibration=cal.cache
+    )
+    engine = build(model, options=opts)
+    reformats = [n for n in engine.graph(1).nodes if n.op_type == "Reformat"]
+    assert reformats, "the INT8 engine has no Reformat layer to check"
+    calls: list[str] = []
+    step = STEPS["edge_infer::Reformat"]
+
+    def counted(node, ins, outs, scratch):  # type: ignore[no-untyped-def]
+        calls.append(node.name)
+        return step(node, ins, outs, scratch)
+
+    monkeypatch.setitem(STEPS, "edge_infer::Reformat", counted)
+    engine.create_context().execute({"x": data[0][None]})
+    assert sorted(calls) == sorted(n.name for n in reformats)
