@@ -88,9 +88,12 @@ def _model(arg: str | None, cache: Path) -> tuple[Path, list[str]]:
 
 
 def _dynamic_hw(model: Path) -> bool:
-    """Whether the model's first input has a dynamic height or width."""
+    """Whether the model's first input has a dynamic height or width (False if it is not
+    there yet: the daemon's config check names a missing model)."""
     import onnx
 
+    if not model.is_file():
+        return False
     dims = onnx.load(str(model), load_external_data=False).graph.input[0].type.tensor_type.shape
     return any(not d.HasField("dim_value") for d in list(dims.dim)[2:4])
 
