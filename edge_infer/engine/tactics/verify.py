@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 #: (at least 1), by output dtype. FP32: Winograd's transforms cost ~2e-5 of the scale and
 #: long sums (thousands of terms) a few 1e-6; a real bug is off by far more.
 TOLERANCES = {"float32": 1e-4, "float16": 4e-3}
+#: integer outputs (int8 storage): an absolute error in steps. One step: an INT8 layer's
+#: exp-based activation (SiLU, sigmoid, tanh) in float32 may differ from numpy's in the last
+#: bit, which moves a value lying on a rounding half by one step; a real bug is off by more
+INTEGER_STEPS = 1
 
 #: bind(tactic, inputs, outputs) → a run writing ``outputs`` from ``inputs``
 Bind = Callable[[Tactic, list[Any], list[np.ndarray]], Callable[[], None]]
@@ -63,6 +67,9 @@ def layer_inputs(node: Node, seed: int = 0) -> list[Any]:
             ins.append(rng.standard_normal(v.shape, dtype=v.dtype))
         elif np.dtype(v.dtype).kind == "f":
             ins.append(rng.standard_normal(v.shape, dtype=np.float32).astype(v.dtype))
+        elif np.dtype(v.dtype) in (np.int8, np.uint8):  # int8 storage: the whole range
+            info = np.iinfo(v.dtype)
+            ins.append(rng.integers(info.min, info.max + 1, v.shape, dtype=v.dtype))
         else:
             ins.append(np.zeros(v.shape, v.dtype))
     return ins
@@ -82,6 +89,15 @@ def disagreement(got: np.ndarray, want: np.ndarray) -> str | None:
     """Why ``got`` is not ``want`` within the dtype's tolerance (None when it is)."""
     if got.shape != want.shape:
         return f"output shape {list(got.shape)}, expected {list(want.shape)}"
+    if np.dtype(got.dtype).kind in "iu" and got.size:
+        err = np.abs(got.astype(np.int64) - np.asarray(want).astype(np.int64))
+        if int(err.max()) <= INTEGER_STEPS:
+            return None
+        at = np.unravel_index(int(np.argmax(err)), err.shape)
+        return (
+            f"max |error| {int(err.max())} steps at {tuple(int(i) for i in at)} (got "
+            f"{int(got[at])}, reference {int(want[at])}); tolerance {INTEGER_STEPS} step"
+        )
     tol = TOLERANCES.get(np.dtype(got.dtype).name, 0.0)
     if got.size == 0:
         return None
@@ -111,6 +127,14 @@ def disagreement(got: np.ndarray, want: np.ndarray) -> str | None:
     return None
 
 
+def _unwritten(dtype: Any) -> Any:
+    """What an output is filled with before a candidate runs: NaN for floats (never a
+    result), the lowest value for integers (an unwritten element then disagrees wherever the
+    reference is not that value)."""
+    dt = np.dtype(dtype)
+    return np.nan if dt.kind in "fc" else np.iinfo(dt).min if dt.kind in "iu" else 0
+
+
 def check_tactic(
     node: Node,
     tactic: Tactic,
@@ -122,7 +146,7 @@ def check_tactic(
     """Run ``tactic`` once on ``ins``; why its outputs differ from ``want`` (None: agree).
     A tactic that agrees leaves its bound run in ``bound`` (the autotuner times it: binding
     again would prepare the same weights twice)."""
-    outs = [np.full(v.shape, np.nan, v.dtype) for v in node.outputs]
+    outs = [np.full(v.shape, _unwritten(v.dtype), v.dtype) for v in node.outputs]
     try:
         run = bind(tactic, ins, outs)
         run()

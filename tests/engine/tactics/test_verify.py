@@ -213,3 +213,66 @@ def test_a_cached_winner_is_checked_before_it_is_used(tmp_path) -> None:
     checked.clear()
     assert tune_layer("layer2", good, lambda t: t.run, cache, check=check)[0] == "b"
     assert checked == [["b"]] and good[0].calls == good[1].calls == 0
+
+
+def test_integer_outputs_allow_one_step_and_no_more() -> None:
+    want = np.array([[-128, -3, 0, 5, 127]], np.int8)
+    assert disagreement(want.copy(), want) is None
+    one = want.copy()
+    one[0, 2] = 1  # an exp activation's last float32 bit moved a half by one step
+    assert disagreement(one, want) is None
+    two = want.copy()
+    two[0, 3] = 7
+    why = disagreement(two, want)
+    assert why is not None and "2 steps" in why and "(0, 3)" in why
+
+
+def _int8_layer():  # type: ignore[no-untyped-def]
+    """A QConv layer reading an int8 tensor, from a real INT8 engine."""
+    from edge_infer.engine.calibration import calibrate
+    from tests.engine.precision.conftest import SIZE, conv_net, frames
+
+    cache = calibrate(conv_net(), frames(3), calibrator="minmax").cache
+    engine = edge_infer.build(
+        conv_net(),
+        options=BuildOptions(
+            shapes={"x": (1, 3, SIZE, SIZE)}, tune=False, precision="int8", calibration=cache
+        ),
+    )
+    return next(
+        n
+        for n in engine.graph(1).nodes
+        if n.op_type == "QConv" and np.dtype(n.inputs[0].dtype) == np.int8
+    )
+
+
+def test_int8_layers_are_checked_on_random_int8_inputs() -> None:
+    """Zeros would make every conv output its bias: a kernel ignoring its input would pass."""
+    node = _int8_layer()
+    x = layer_inputs(node)[0]
+    assert x.dtype == np.int8 and x.min() < -100 and x.max() > 100
+    assert len(np.unique(x)) > 200
+
+
+class Silent(Tactic):
+    """Writes nothing at all."""
+
+    name = "silent"
+
+    def __init__(self, spec: Any) -> None:
+        pass
+
+    @classmethod
+    def applicable(cls, spec: Any) -> bool:
+        return True
+
+    def bind(self, inputs, outputs, scratch):  # type: ignore[no-untyped-def]
+        return lambda: None
+
+
+def test_an_int8_output_never_written_is_caught() -> None:
+    node = _int8_layer()
+    ins = layer_inputs(node)
+    want = reference_outputs(node, ins)
+    why = check_tactic(node, Silent(None), ins, want, lambda t, i, o: t.bind(i, o, None))
+    assert why is not None and "steps" in why
