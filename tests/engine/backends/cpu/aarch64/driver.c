@@ -11,7 +11,7 @@
  *                          u64 field offset, u64 region, u64 offset in region);
  *                          OUT: each region again (u64 bytes, data)
  *   driver layouts         the argument structs' layouts and activation codes, one per line
- *   driver work CIN COUT   winograd_work_f32(CIN, COUT)
+ *   driver work COUT TB    winograd_work_f32(COUT, TB)
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -30,7 +30,7 @@ void *pool_create(long workers, long spin_us);
 void pool_run(void *handle, const task *tasks, long n);
 void pool_destroy(void *handle);
 void seq_task(const void *args);
-long winograd_work_f32(long cin, long cout);
+long winograd_work_f32(long cout, long tb);
 
 #define EI_TASK_ROW(kernel, FIELDS) {#kernel "_f32", kernel##_task},
 static const struct {
@@ -119,6 +119,6 @@ int main(int argc, char **argv) {
         printf("%ld\n", winograd_work_f32(atol(argv[2]), atol(argv[3])));
         return 0;
     }
-    die("usage: driver replay IN OUT | layouts | work CIN COUT");
+    die("usage: driver replay IN OUT | layouts | work COUT TB");
     return 2;
 }
