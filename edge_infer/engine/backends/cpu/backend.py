@@ -79,12 +79,7 @@ class CpuBackend(Backend):
             return None
         if precision == "fp16":
             return _fp16_note()
-        return (
-            f"{precision.upper()} on the CPU backend runs validation kernels: the numbers "
-            "a GPU engine of this precision must match, about 3x slower than FP32 here "
-            "(the CPU's fast kernels are FP32). Build FP32 for speed on this CPU; build "
-            f"{precision.upper()} to check accuracy before deploying to a GPU"
-        )
+        return _int8_note(precision)
 
     def compile(
         self,
@@ -202,6 +197,22 @@ def _fp16_note() -> str | None:
         "FP16 on the CPU backend without native kernels (no C compiler) converts its float16 "
         "storage with numpy: slower than FP32 here. Build FP32 for speed on this CPU, or "
         "install a C compiler (EDGE_INFER_CC)"
+    )
+
+
+def _int8_note(precision: str) -> str | None:
+    """INT8 layers run native integer kernels (tactics/cpu_qconv.py, cpu_qdepthwise.py:
+    VNNI / AVX2 / sdot dot products): nothing to say where they are here; without a C
+    compiler every INT8 layer runs the reference op."""
+    from edge_infer.engine.backends.cpu import native
+
+    if native.available():
+        return None
+    return (
+        f"{precision.upper()} on the CPU backend without native kernels (no C compiler) runs "
+        "validation kernels: the numbers a GPU engine of this precision must match, several "
+        "times slower than FP32 here. Build FP32 for speed on this CPU, or install a C "
+        "compiler (EDGE_INFER_CC)"
     )
 
 
