@@ -396,7 +396,7 @@ def test_demo_detector_is_built_and_calibrated_at_the_cameras_input(tmp_path: Pa
     assert cmd[cmd.index("--min-shapes") + 1] == "images:1x3x256x416"  # W x H 416x256
     cal = bench.calibrate_command("py", MODELS["demo-det"], tmp_path, tmp_path / "frames")
     assert cal[cal.index("--shapes") + 1] == "images:1x3x256x416"
-    # entropy clips the input at the letterbox gray (-0.35 mAP@0.5): percentile
+    # entropy clips the stride-8 box branch (models/edge_demo_det.md): percentile
     assert cal[cal.index("--calibrator") + 1] == "percentile"
 
 

@@ -132,8 +132,9 @@ def calibrate_command(python: str, spec: ModelSpec, work: Path, images: Path) ->
         "--quiet",
         "--shapes",
         spec.shape(1),
-        # entropy clips the demo detector's input at the letterbox gray of square images
-        # (-0.35 mAP@0.5 at 416x256); percentile loses 0.0013 (models/edge_demo_det.md)
+        # the demo detector's calibrator: entropy clips its stride-8 box branch (-0.05
+        # mAP@0.5 at 320x320; -0.35 at 416x256 before 9d07e7f), percentile loses <= 0.001
+        # (models/edge_demo_det.md)
         "--calibrator",
         "percentile",
     ]
