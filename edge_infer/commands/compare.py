@@ -50,6 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dataset", metavar="COCO.json", help="also report mAP@0.5 per runner")
     p.add_argument("--batch", type=int, default=8, help="batch for --dataset (default 8)")
+    p.add_argument(
+        "--input-size",
+        metavar="WxH",
+        help="input width x height for .onnx models with dynamic height/width (e.g. 416x256; "
+        "engines have theirs)",
+    )
     add_device_argument(p)
     p.set_defaults(func=run)
 
@@ -57,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 class _Runner:
     """One engine or onnxruntime session as ``feeds -> outputs``."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, input_size: tuple[int, int] | None = None) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise EdgeInferError(f"{path}: no such model or engine file")
@@ -68,7 +74,7 @@ class _Runner:
             sess = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
             i = sess.get_inputs()[0]
             self.input_name = i.name
-            self.shape = tuple(d if isinstance(d, int) else 1 for d in i.shape)
+            self.shape = _onnx_shape(self.path, list(i.shape), input_size)
             self.output_names = [o.name for o in sess.get_outputs()]
             self._run: Callable[[Feeds], dict[str, np.ndarray]] = lambda f: dict(
                 zip(self.output_names, sess.run(None, f), strict=True)
@@ -89,6 +95,19 @@ class _Runner:
 
     def __call__(self, feeds: Feeds) -> dict[str, np.ndarray]:
         return self._run(feeds)
+
+
+def _onnx_shape(path: Path, dims: list[Any], input_size: tuple[int, int] | None) -> tuple[int, ...]:
+    """An ONNX input's shape to run: a dynamic batch is 1, dynamic height/width (NCHW) come
+    from ``input_size`` (width, height)."""
+    shape = [d if isinstance(d, int) and d > 0 else 1 for d in dims]
+    if len(dims) == 4 and not all(isinstance(d, int) and d > 0 for d in dims[2:]):
+        if input_size is None:
+            raise EdgeInferError(
+                f"{path.name}: its input has dynamic height/width; give --input-size WxH"
+            )
+        shape[2], shape[3] = input_size[1], input_size[0]
+    return tuple(shape)
 
 
 def _inputs(args: argparse.Namespace, ref: _Runner) -> list[Feeds]:
@@ -113,7 +132,10 @@ def run(args: argparse.Namespace) -> int:
             "compare needs at least two models/engines (the first is the reference), or --dataset"
         )
     apply_device(args)
-    runners = [_Runner(p) for p in args.runners]
+    from edge_infer.synth.detect_eval import parse_input_size
+
+    size = parse_input_size(args.input_size) if args.input_size else None
+    runners = [_Runner(p, size) for p in args.runners]
     ref = runners[0]
     feeds = _inputs(args, ref)
     results = [[r(f) for f in feeds] for r in runners]
@@ -169,7 +191,12 @@ def _per_layer(runners: list[_Runner], feed: Feeds) -> None:
 
 def _dataset(args: argparse.Namespace, runners: list[_Runner]) -> None:
     from edge_infer.synth.dataset import load_coco
-    from edge_infer.synth.detect_eval import engine_runner, evaluate_on_coco, onnxruntime_runner
+    from edge_infer.synth.detect_eval import (
+        engine_runner,
+        evaluate_on_coco,
+        onnxruntime_runner,
+        parse_input_size,
+    )
 
     try:
         coco = load_coco(args.dataset)
@@ -177,9 +204,10 @@ def _dataset(args: argparse.Namespace, runners: list[_Runner]) -> None:
         raise EdgeInferError(str(exc)) from exc
     root = Path(args.dataset).parent
     print(f"\nmAP on {args.dataset} ({len(coco['images'])} images)")
+    size = parse_input_size(args.input_size) if args.input_size else None
     for r in runners:
         if r.engine is None:
-            model = onnxruntime_runner(r.path)
+            model = onnxruntime_runner(r.path, input_size=size)
         else:
             model = engine_runner(r.path, args.batch)
         batch = min(args.batch, model.max_batch)
