@@ -14,6 +14,23 @@ from typing import Any
 from edge_infer.engine.ir import Graph
 from edge_infer.errors import BuildError
 
+
+def shape_example(declared: Sequence[Any]) -> str:
+    """A ``--shapes`` value for a declared shape, for the user to fill in: its fixed dims, 1
+    for a dynamic batch (the first dim), ``H``/``W`` for dims named so (``height``,
+    ``width``), ``D<k>`` for the others (``[N, 3, height, width]`` → ``1x3xHxW``)."""
+    letters = {"h": "H", "height": "H", "w": "W", "width": "W"}
+    parts = []
+    for k, d in enumerate(declared):
+        if isinstance(d, int) and d > 0:
+            parts.append(str(d))
+        elif k == 0:
+            parts.append("1")
+        else:
+            parts.append(letters.get(str(d).lower(), f"D{k}") if isinstance(d, str) else f"D{k}")
+    return "x".join(parts)
+
+
 #: a profile range longer than this is specialized at a subset of batch sizes (inputs padded)
 MAX_SPECIALIZATIONS = 16
 
@@ -152,10 +169,9 @@ def make_profile(
                 one = (1, *declared[1:])
                 picks = [one, one, one]  # default: the symbolic batch bound to 1
             else:
-                example = "x".join(str(d) if isinstance(d, int) else "1" for d in declared)
                 raise BuildError(
                     f"input '{value.name}' has dynamic dims {list(declared)}; fix them with "
-                    f"--shapes {value.name}:{example}"
+                    f"--shapes {value.name}:{shape_example(declared)}"
                 )
         a, b, c = (tuple(int(d) for d in p) for p in picks)  # type: ignore[union-attr]
         if not (len(a) == len(b) == len(c) == len(declared)):

@@ -43,10 +43,11 @@ def bind_input_shapes(graph: Graph, shapes: Mapping[str, Sequence[int]]) -> dict
         given = shapes.get(value.name)
         if given is None:
             if not value.type.is_static:  # type: ignore[union-attr]
-                example = "x".join(str(d if isinstance(d, int) else 1) for d in declared)
+                from edge_infer.engine.profiles import shape_example
+
                 raise BuildError(
                     f"input '{value.name}' has dynamic shape {list(declared)}; give it with "
-                    f"--shapes {value.name}:{example}"
+                    f"--shapes {value.name}:{shape_example(declared)}"
                 )
             continue
         given = tuple(int(d) for d in given)
