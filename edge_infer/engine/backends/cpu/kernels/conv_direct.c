@@ -193,7 +193,13 @@ static void split_band(const float *xc, long xrs, long h, long w, long pt, long 
                 } else if (sx == 1) {
                     memcpy(d, row + k0, (size_t)m * sizeof(float));
                 } else if (sx == 2) {
-                    for (long j = 0; j < m; j++) d[j] = row[k0 + 2 * j];
+                    long j = 0;
+                    /* even lanes of 16 consecutive floats, while they stay inside the row */
+                    for (; j + 8 <= m && k0 + 2 * j + 16 <= w; j += 8) {
+                        v8 lo = load8(row + k0 + 2 * j), hi = load8(row + k0 + 2 * j + 8);
+                        store8(d + j, __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14));
+                    }
+                    for (; j < m; j++) d[j] = row[k0 + 2 * j];
                 } else {
                     for (long j = 0; j < m; j++) d[j] = row[k0 + j * sx];
                 }

@@ -12,14 +12,44 @@
 #define PB 6
 #define OB 16
 
+/* A block whose positions form at most two runs of consecutive offsets (a block inside one
+ * output row, or straddling two rows) packs a term with two 8-float loads and a blend; the
+ * loads may reach 2 floats past the block's last position, so they are used only below
+ * `lim`, the end of everything the terms read (every term of a layer lies in one buffer).
+ * Each term's 8-float store spills 2 floats into the next term's slot, which is written
+ * after it; the block's last term stores exactly PB. Other blocks (short rows, the last
+ * one) go position by position. */
 void pack_positions_f32(const pack_positions_args *a) {
     const float *base = a->base;
     const long *toff = a->toff, *posoff = a->posoff;
-    long T = a->T, P = a->P;
+    long T = a->T, P = a->P, tmax = 0, pmax = 0;
+    for (long t = 0; t < T; t++) tmax = toff[t] > tmax ? toff[t] : tmax;
+    for (long p = 0; p < P; p++) pmax = posoff[p] > pmax ? posoff[p] : pmax;
+    long lim = tmax + pmax + 1;
     for (long pb = a->pb0; pb < a->pb1; pb++) {
         float *dst = a->pk + pb * T * PB;
-        long off[PB];
+        long off[PB], split = PB, runs = 1;
         for (long j = 0; j < PB; j++) off[j] = pb * PB + j < P ? posoff[pb * PB + j] : -1;
+        for (long j = 1; j < PB; j++) {
+            if (off[j] < 0) runs = 3;
+            else if (off[j] != off[j - 1] + 1) runs++, split = split == PB ? j : split;
+        }
+        if (off[0] < 0) runs = 3;
+        if (runs <= 2 && T > 0) {
+            /* lane j of the second run reads src[o1 + j] */
+            long o0 = off[0], o1 = split < PB ? off[split] - split : o0;
+            v8i first = (v8i){0, 1, 2, 3, 4, 5, 6, 7} < (int)split;
+            long reach = (o0 > o1 ? o0 : o1) + 8, t = 0;
+            for (; t < T - 1 && o1 >= 0 && toff[t] + reach <= lim; t++, dst += PB) {
+                const float *src = base + toff[t];
+                store8(dst, vsel(first, load8(src + o0), load8(src + o1)));
+            }
+            for (; t < T; t++, dst += PB) {
+                const float *src = base + toff[t];
+                for (long j = 0; j < PB; j++) dst[j] = src[off[j]];
+            }
+            continue;
+        }
         for (long t = 0; t < T; t++, dst += PB) {
             const float *src = base + toff[t];
             for (long j = 0; j < PB; j++) dst[j] = off[j] >= 0 ? src[off[j]] : 0.0f;
