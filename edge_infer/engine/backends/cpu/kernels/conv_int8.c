@@ -520,6 +520,47 @@ static inline __m256 high8(__m512 v) {
     return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
 }
 
+/* vexp, q_sigmoid and q_tanh on 16 lanes: the same float32 operations in the same order
+ * (no fused multiply-adds in this file), so the same bits as two 8-lane calls */
+typedef float v16 __attribute__((vector_size(64)));
+typedef int v16i __attribute__((vector_size(64)));
+
+static inline v16 vsel16(v16i m, v16 a, v16 b) { return (v16)((m & (v16i)a) | (~m & (v16i)b)); }
+
+static inline v16 vexp16(v16 x) {
+    x = (v16)_mm512_min_ps(_mm512_max_ps((__m512)x, _mm512_set1_ps(-87.0f)),
+                           _mm512_set1_ps(88.0f));
+    v16 nf = (v16)_mm512_roundscale_ps((__m512)(x * 1.4426950408889634f),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    v16 r = x - nf * 0.693359375f - nf * -2.12194440e-4f;
+    v16 p = 1.9875691500e-4f * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    v16 y = p * r * r + r + 1.0f;
+    return y * (v16)((__builtin_convertvector(nf, v16i) + 127) << 23);
+}
+
+static inline v16 sigmoid16(v16 y) {
+    v16 e = vexp16(vsel16(y < 0.0f, y, -y));
+    v16 r = 1.0f / (1.0f + e);
+    return vsel16(y >= 0.0f, r, e * r);
+}
+
+static inline v16 tanh16(v16 y) {
+    v16 ay = vsel16(y < 0.0f, -y, y);
+    v16 z = y * y;
+    v16 p = -5.70498872745e-3f * z + 2.06390887954e-2f;
+    p = p * z - 5.37397155531e-2f;
+    p = p * z + 1.33314422036e-1f;
+    p = p * z - 3.33332819422e-1f;
+    v16 small = p * z * y + y;
+    v16 big = 1.0f - 2.0f / (vexp16(2.0f * ay) + 1.0f);
+    big = vsel16(y < 0.0f, -big, big);
+    return vsel16(ay < 0.625f, small, big);
+}
+
 static inline __m512 activate16(__m512 y, long act, float p0, float p1) {
     const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
     switch (act) {
@@ -540,9 +581,10 @@ static inline __m512 activate16(__m512 y, long act, float p0, float p1) {
         __m512 t = _mm512_add_ps(_mm512_mul_ps(y, _mm512_set1_ps(p0)), _mm512_set1_ps(p1));
         return _mm512_min_ps(_mm512_max_ps(t, zero), one);
     }
-    default: /* the exp-based ones, 8 at a time */
-        return join16((__m256)q_activate((v8)_mm512_castps512_ps256(y), act, p0, p1),
-                      (__m256)q_activate((v8)high8(y), act, p0, p1));
+    case EI_ACT_SIGMOID: return (__m512)sigmoid16((v16)y);
+    case EI_ACT_SILU: return (__m512)((v16)y * sigmoid16((v16)y));
+    case EI_ACT_TANH: return (__m512)tanh16((v16)y);
+    default: return y;
     }
 }
 
@@ -612,9 +654,132 @@ static inline void finish16(const int32_t *acc, long oc, long pos, const qconv_i
     default: _mm512_storeu_ps((float *)a->out + oc * a->ocs + pos, y);
     }
 }
+#if EI_INT8_PATH == EI_Q8_VNNI512 /* NT = 4 x 16 lanes */
+/* y = float32(double(acc) * mult) for 16 accumulators */
+static inline __m512 requant16(const int32_t *acc, double mult) {
+    __m512i iv = _mm512_loadu_si512(acc);
+    __m512d m = _mm512_set1_pd(mult);
+    __m256 lo = _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_cvtepi32_pd(_mm512_castsi512_si256(iv)), m));
+    __m256 hi =
+        _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(iv, 1)), m));
+    return join16(lo, hi);
+}
+
+/* activate16 on a row of NV vectors: the activation chosen once, the NV evaluations
+ * independent (their exp and division chains overlap in the core) */
+static inline __attribute__((always_inline)) void activate_row(__m512 *y, long act, float p0,
+                                                               float p1) {
+    switch (act) {
+    case EI_ACT_NONE: return;
+    case EI_ACT_SILU:
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) y[v] = (__m512)((v16)y[v] * sigmoid16((v16)y[v]));
+        return;
+    case EI_ACT_SIGMOID:
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) y[v] = (__m512)sigmoid16((v16)y[v]);
+        return;
+    default:
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) y[v] = activate16(y[v], act, p0, p1);
+    }
+}
+
+/* the epilogue of a whole register tile (rows x NT accumulators, the dropped grid columns
+ * too): each row finished in registers into a staging row, then its runs copied out.
+ * The same operations as finish16 on every output. */
+static void finish_tile(const int32_t *acc, long rows, long oc0, const long *seg_j,
+                        const long *seg_n, const long *seg_pos, long nseg,
+                        const qconv_int8_args *a) {
+    int32_t stage[NT] __attribute__((aligned(64)));
+    int32_t zrow[NT] __attribute__((aligned(64)));
+    const long es = a->otype == 2 ? 1 : a->otype == 1 ? 2 : 4;
+    const long zes = a->ztype == 2 ? 1 : 4;
+    const float inv = (float)a->oinv;
+    const int narrow = inv > 1e-30f && inv < 1e30f; /* quantize16's error bound holds */
+    long covered = 0;
+    for (long s = 0; s < nseg; s++) covered += seg_n[s];
+    if (a->residual && covered < NT) memset(zrow, 0, sizeof zrow);
+    /* one run over the whole tile (no dropped columns): read and write in place */
+    const int whole = nseg == 1 && seg_n[0] == NT;
+    for (long i = 0; i < rows; i++) {
+        const long oc = oc0 + i;
+        __m512 y[NV], z[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) z[v] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) y[v] = requant16(acc + i * NT + v * VL, a->mult[oc]);
+        if (a->residual) {
+            const char *zc = (const char *)a->z + oc * a->zcs * zes, *zr = (const char *)zrow;
+            if (whole)
+                zr = zc + seg_pos[0] * zes;
+            else
+                for (long s = 0; s < nseg; s++)
+                    memcpy((char *)zrow + seg_j[s] * zes, zc + seg_pos[s] * zes,
+                           (size_t)(seg_n[s] * zes));
+            if (a->ztype == 2) {
+                const __m512 zs = _mm512_set1_ps(a->zscale);
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++)
+                    z[v] = _mm512_mul_ps(
+                        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                            _mm_loadu_si128((const __m128i *)((const int8_t *)zr + v * VL)))),
+                        zs);
+            } else {
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++) z[v] = _mm512_loadu_ps((const float *)zr + v * VL);
+            }
+            if (a->residual == 1)
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++) y[v] = _mm512_add_ps(y[v], z[v]);
+        }
+        activate_row(y, a->act, a->p0, a->p1);
+        char *oc_out = (char *)a->out + oc * a->ocs * es;
+        char *dst = whole ? oc_out + seg_pos[0] * es : (char *)stage;
+        if (a->residual == 2)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) y[v] = _mm512_add_ps(y[v], z[v]);
+        switch (a->otype) {
+        case 1:
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                _mm256_storeu_si256(
+                    (__m256i *)((uint16_t *)dst + v * VL),
+                    _mm512_cvtps_ph(y[v], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            break;
+        case 2:
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) {
+                __m512i q;
+                if (narrow) {
+                    q = quantize16(y[v], inv, a->oscale);
+                } else {
+                    __m256i q0 =
+                        (__m256i)quantize8((v8)_mm512_castps512_ps256(y[v]), a->oinv, a->oscale);
+                    __m256i q1 = (__m256i)quantize8((v8)high8(y[v]), a->oinv, a->oscale);
+                    q = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
+                }
+                _mm_storeu_si128((__m128i *)((int8_t *)dst + v * VL), _mm512_cvtsepi32_epi8(q));
+            }
+            break;
+        default:
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) _mm512_storeu_ps((float *)dst + v * VL, y[v]);
+        }
+        if (whole) continue;
+        for (long s = 0; s < nseg; s++)
+            memcpy(oc_out + seg_pos[s] * es, (const char *)stage + seg_j[s] * es,
+                   (size_t)(seg_n[s] * es));
+    }
+}
+#define EI_TILE_EPILOGUE 1
+#else
+#define EI_TILE_EPILOGUE 0
+#endif
 #define EI_WIDE 16
 #else
 #define EI_WIDE 0
+#define EI_TILE_EPILOGUE 0
 #endif
 
 /* a run of n outputs of channel oc */
@@ -662,6 +827,10 @@ void qconv_int8_f32(const qconv_int8_args *a) {
                 init[i] = i < rows ? (a->bias ? a->bias[oc] : 0) - (U8 ? 128 * a->wsum[oc] : 0) : 0;
             }
             tile(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc);
+#if EI_TILE_EPILOGUE
+            finish_tile(acc, rows, oc0, seg_j, seg_n, seg_pos, nseg, a);
+            continue;
+#endif
             for (long i = 0; i < rows; i++)
                 for (long s = 0; s < nseg; s++)
                     finish_run(acc + i * NT + seg_j[s], seg_n[s], oc0 + i, seg_pos[s], a);
