@@ -276,3 +276,47 @@ def test_an_int8_output_never_written_is_caught() -> None:
     want = reference_outputs(node, ins)
     why = check_tactic(node, Silent(None), ins, want, lambda t, i, o: t.bind(i, o, None))
     assert why is not None and "steps" in why
+
+
+class OneStepOff(Tactic):
+    """The reference's result with one element a float16 step away (a flipped rounding)."""
+
+    name = "one_step_off"
+
+    def __init__(self, want: np.ndarray) -> None:
+        self.want = want
+
+    @classmethod
+    def applicable(cls, spec: Any) -> bool:
+        return True
+
+    def bind(self, inputs, outputs, scratch):  # type: ignore[no-untyped-def]
+        def run() -> None:
+            outputs[0][...] = self.want
+            flat = outputs[0].reshape(-1)
+            i = int(np.argmax(np.abs(flat)))
+            flat[i] = np.nextafter(np.float16(flat[i]), np.float16(np.inf)).astype(flat.dtype)
+
+        return run
+
+
+def test_an_fp16_layer_stored_in_float32_is_checked_at_float16_tolerance() -> None:
+    """YOLO's last Sigmoid: an FP16 layer whose output the engine keeps in float32. Its
+    results are float16 roundings; one flipped rounding must not reject the candidate."""
+    from tests.engine.precision.conftest import SIZE, conv_net
+
+    engine = edge_infer.build(
+        conv_net(),
+        options=BuildOptions(shapes={"x": (1, 3, SIZE, SIZE)}, tune=False, precision="fp16"),
+    )
+    node = next(
+        n
+        for n in engine.graph(1).nodes
+        if n.op_type == "Fp16Layer" and np.dtype(n.outputs[0].dtype) == np.float32
+    )
+    ins = layer_inputs(node)
+    want = reference_outputs(node, ins)
+    bind = lambda t, i, o: t.bind(i, o, None)  # noqa: E731
+    assert check_tactic(node, OneStepOff(want[0]), ins, want, bind) is None
+    twice = OneStepOff(want[0] * np.float32(1.01))
+    assert check_tactic(node, twice, ins, want, bind) is not None
