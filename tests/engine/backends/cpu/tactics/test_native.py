@@ -378,3 +378,13 @@ def test_direct_native_in_bands(monkeypatch, case, rows, workers) -> None:
         if pool is not None:
             pool.close()
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=2e-5 * max(1.0, np.abs(want).max()))
+
+
+@pytest.mark.parametrize(
+    "parts,workers,want", [(3, 2, 4), (2, 2, 2), (1, 2, 1), (5, 4, 8), (3, 1, 3)]
+)
+def test_ocvec_chunks_whole_rounds(parts: int, workers: int, want: int) -> None:
+    """ocvec_native splits a layer in whole rounds of its workers (3 chunks on 2 threads
+    left one thread 2/3 of the work)."""
+    scratch = type("S", (), {"workers": workers})()
+    assert OcVecNative._whole_rounds(parts, scratch) == want
