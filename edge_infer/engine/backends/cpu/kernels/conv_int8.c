@@ -117,9 +117,20 @@ static inline uint32_t quad(uint8_t b0, uint8_t b1, uint8_t b2, uint8_t b3) {
 static inline v8i quantize8(v8 y, double inv, double s);
 static inline v8c saturate8(v8i q);
 
-/* n floats quantized to int8 as quantize_activation does (see quantize8) */
+#if defined(__AVX512F__) && EI_INT8_PATH != EI_Q8_GENERIC
+static inline __m512i quantize16(__m512 y, float inv, double s);
+#endif
+
+/* n floats quantized to int8 as quantize_activation does (see quantize8, quantize16) */
 static void quantize_row(const float *x, long n, int8_t *q, double inv, double s) {
     long i = 0;
+#if defined(__AVX512F__) && EI_INT8_PATH != EI_Q8_GENERIC
+    const float finv = (float)inv;
+    if (finv > 1e-30f && finv < 1e30f) /* quantize16's error bound holds */
+        for (; i + 16 <= n; i += 16)
+            _mm_storeu_si128((__m128i *)(q + i),
+                             _mm512_cvtsepi32_epi8(quantize16(_mm512_loadu_ps(x + i), finv, s)));
+#endif
     for (; i + 8 <= n; i += 8) {
         v8 v;
         memcpy(&v, x + i, 32);
@@ -144,7 +155,39 @@ static inline void pack_row(uint32_t *orow, long c0, long c1, const uint8_t *con
         for (long i = 0; i < n; i++) oc[i] = quad(p0[i], p1[i], p2[i], p3[i]) ^ bias;
     } else if (step[3] && sx == 2) {
         const uint8_t *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
-        for (long i = 0; i < n; i++)
+        long i = 0;
+#if defined(__AVX512BW__)
+        /* 64 columns (i + 64 < n: the 128 bytes read end before the row's last byte + 2):
+         * the even bytes (the int16 words' low bytes), interleaved within 128-bit lanes
+         * (lane k of q[m]: columns 16 k + 4 m .. + 3), then the 4 x 4 lanes transposed */
+        const __m512i b = _mm512_set1_epi32((int)bias);
+#define EI_EVEN64(p)                                                                           \
+    _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_loadu_si512(p))),    \
+                       _mm512_cvtepi16_epi8(_mm512_loadu_si512((p) + 64)), 1)
+        for (; i + 64 < n; i += 64) {
+            __m512i c0 = EI_EVEN64(p0 + 2 * i), c1 = EI_EVEN64(p1 + 2 * i);
+            __m512i c2 = EI_EVEN64(p2 + 2 * i), c3 = EI_EVEN64(p3 + 2 * i);
+            __m512i lo01 = _mm512_unpacklo_epi8(c0, c1), hi01 = _mm512_unpackhi_epi8(c0, c1);
+            __m512i lo23 = _mm512_unpacklo_epi8(c2, c3), hi23 = _mm512_unpackhi_epi8(c2, c3);
+            __m512i q0 = _mm512_unpacklo_epi16(lo01, lo23);
+            __m512i q1 = _mm512_unpackhi_epi16(lo01, lo23);
+            __m512i q2 = _mm512_unpacklo_epi16(hi01, hi23);
+            __m512i q3 = _mm512_unpackhi_epi16(hi01, hi23);
+            __m512i t0 = _mm512_shuffle_i64x2(q0, q1, 0x44);
+            __m512i t1 = _mm512_shuffle_i64x2(q2, q3, 0x44);
+            __m512i t2 = _mm512_shuffle_i64x2(q0, q1, 0xEE);
+            __m512i t3 = _mm512_shuffle_i64x2(q2, q3, 0xEE);
+            _mm512_storeu_si512(oc + i, _mm512_xor_si512(_mm512_shuffle_i64x2(t0, t1, 0x88), b));
+            _mm512_storeu_si512(oc + i + 16,
+                                _mm512_xor_si512(_mm512_shuffle_i64x2(t0, t1, 0xDD), b));
+            _mm512_storeu_si512(oc + i + 32,
+                                _mm512_xor_si512(_mm512_shuffle_i64x2(t2, t3, 0x88), b));
+            _mm512_storeu_si512(oc + i + 48,
+                                _mm512_xor_si512(_mm512_shuffle_i64x2(t2, t3, 0xDD), b));
+        }
+#undef EI_EVEN64
+#endif
+        for (; i < n; i++)
             oc[i] = quad(p0[2 * i], p1[2 * i], p2[2 * i], p3[2 * i]) ^ bias;
     } else {
         for (long i = 0; i < n; i++)
@@ -157,11 +200,61 @@ static inline void pack_row(uint32_t *orow, long c0, long c1, const uint8_t *con
 /* the widest float input row quantized on the stack (wider ones: in pieces) */
 #define EI_QROW 2048
 
+/* a float input row no wider than EI_QROW: quantized once for all sx column phases */
+static void split_float_rows(const qconv_split_args *a, uint32_t bias) {
+    const long plen = a->hq * a->wq, sy = a->sy, sx = a->sx;
+    int8_t rows[4][EI_QROW], zrow[EI_QROW];
+    memset(zrow, 0, sizeof zrow); /* a missing channel: zeros, read as the others are */
+    long c_lo[8], c_hi[8];
+    for (long px = 0; px < sx; px++) {
+        c_lo[px] = a->pl > px ? (a->pl - px + sx - 1) / sx : 0;
+        c_hi[px] = (a->w + a->pl - px + sx - 1) / sx;
+        if (c_hi[px] > a->wq) c_hi[px] = a->wq;
+        if (c_lo[px] > c_hi[px]) c_lo[px] = c_hi[px];
+    }
+    for (long q = a->q0; q < a->q1; q++) {
+        long ch[4];
+        for (int k = 0; k < 4; k++) ch[k] = 4 * q + k < a->cg ? 4 * q + k : -1;
+        for (long py = 0; py < sy; py++)
+            for (long r = 0; r < a->hq; r++) {
+                long iy = r * sy + py - a->pt;
+                int inside = iy >= 0 && iy < a->h;
+                if (inside)
+                    for (int k = 0; k < 4; k++)
+                        if (ch[k] >= 0)
+                            quantize_row((const float *)a->x + ch[k] * a->xcs + iy * a->xrs,
+                                         a->w, rows[k], a->inv, a->scale);
+                for (long px = 0; px < sx; px++) {
+                    uint32_t *orow = (uint32_t *)a->out + ((py * sx + px) * a->cq + q) * plen
+                                     + r * a->wq;
+                    if (!inside) {
+                        for (long c = 0; c < a->wq; c++) orow[c] = bias;
+                        continue;
+                    }
+                    for (long c = 0; c < c_lo[px]; c++) orow[c] = bias;
+                    for (long c = c_hi[px]; c < a->wq; c++) orow[c] = bias;
+                    long ix0 = c_lo[px] * sx + px - a->pl;
+                    const uint8_t *p[4];
+                    long step[4];
+                    for (int k = 0; k < 4; k++) {
+                        p[k] = (const uint8_t *)(ch[k] < 0 ? zrow : rows[k]) + ix0;
+                        step[k] = sx;
+                    }
+                    pack_row(orow, c_lo[px], c_hi[px], p, step, bias, sx);
+                }
+            }
+    }
+}
+
 void qconv_split_f32(const qconv_split_args *a) {
     const uint32_t bias = U8 ? 0x80808080u : 0u; /* a zero activation, as the dot reads it */
     const long plen = a->hq * a->wq, sy = a->sy, sx = a->sx;
     static const uint8_t zeros[1] = {0};
     int8_t rows[4][EI_QROW];
+    if (a->xf && a->w <= EI_QROW && sx <= 8) {
+        split_float_rows(a, bias);
+        return;
+    }
     for (long q = a->q0; q < a->q1; q++) {
         long ch[4];
         for (int k = 0; k < 4; k++) ch[k] = 4 * q + k < a->cg ? 4 * q + k : -1;

@@ -52,6 +52,10 @@ CONVS = [
     ((1, 33, 7, 7), 50, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),
     ((1, 128, 7, 7), 200, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # calls split by channel
     ((1, 64, 20, 20), 70, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    # rows of 64 columns and more: the layout's 64-column blocks and their tails
+    ((1, 8, 5, 70), 12, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    ((1, 12, 2, 133), 10, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    ((1, 5, 4, 140), 8, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),
 ]
 
 
@@ -165,6 +169,15 @@ def test_epilogue_and_storage(residual, z_dtype, out_precision, x_dtype) -> None
         spec, inputs = make_case(conv, act, residual, z_dtype, out_precision, x_dtype, seed=k)
         want = qconv(*inputs, **spec.attrs())
         check(spec, run_native(spec, inputs, workers=2), want, f"{conv} {act}")
+
+
+@pytest.mark.parametrize("conv", CONVS[-3:], ids=lambda c: f"{c[0]}-k{c[2][0]}s{c[3][0]}")
+def test_float_input_wide_rows(conv) -> None:
+    """A float input quantized in the layout, its rows wider than a 64-column block."""
+    for k, act in enumerate((ACTS[0], ACTS[5])):
+        spec, inputs = make_case(conv, act, "none", None, "int8", np.float32, seed=k)
+        want = qconv(*inputs, **spec.attrs())
+        check(spec, run_native(spec, inputs, workers=1 + k), want, f"{act}")
 
 
 def tie_case() -> tuple[QConvSpec, list]:
