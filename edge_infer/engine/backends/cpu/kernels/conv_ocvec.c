@@ -12,13 +12,26 @@
 #define PB 6
 #define OB 16
 
-/* A block whose positions form at most two runs of consecutive offsets (a block inside one
- * output row, or straddling two rows) packs a term with two 8-float loads and a blend; the
- * loads may reach 2 floats past the block's last position, so they are used only below
- * `lim`, the end of everything the terms read (every term of a layer lies in one buffer).
- * Each term's 8-float store spills 2 floats into the next term's slot, which is written
- * after it; the block's last term stores exactly PB. Other blocks (short rows, the last
- * one) go position by position. */
+/* Runs of offsets d apart in a block (3 stands for "more than two, or a missing position");
+ * *split: where the second run starts (PB for one run). */
+static long block_runs(const long *off, long d, long *split) {
+    long runs = off[0] < 0 ? 3 : 1;
+    *split = PB;
+    for (long j = 1; j < PB; j++) {
+        if (off[j] < 0) runs = 3;
+        else if (off[j] != off[j - 1] + d) runs++, *split = *split == PB ? j : *split;
+    }
+    return runs;
+}
+
+/* A block whose positions form at most two runs of offsets 1 apart (a block inside one
+ * output row, or straddling two) packs a term with two 8-float loads and a blend; 2 apart
+ * (a stride-2 conv read in place), the even lanes of 16-float loads. The loads may reach
+ * past the block's last position, so they are used only below `lim`, the end of everything
+ * the terms read (every term of a layer lies in one buffer). Each term's 8-float store
+ * spills 2 floats into the next term's slot, which is written after it; the block's last
+ * term stores exactly PB. Other blocks (short rows, the last one) go position by
+ * position. */
 void pack_positions_f32(const pack_positions_args *a) {
     const float *base = a->base;
     const long *toff = a->toff, *posoff = a->posoff;
@@ -28,21 +41,29 @@ void pack_positions_f32(const pack_positions_args *a) {
     long lim = tmax + pmax + 1;
     for (long pb = a->pb0; pb < a->pb1; pb++) {
         float *dst = a->pk + pb * T * PB;
-        long off[PB], split = PB, runs = 1;
+        long off[PB], split, d = 1;
         for (long j = 0; j < PB; j++) off[j] = pb * PB + j < P ? posoff[pb * PB + j] : -1;
-        for (long j = 1; j < PB; j++) {
-            if (off[j] < 0) runs = 3;
-            else if (off[j] != off[j - 1] + 1) runs++, split = split == PB ? j : split;
-        }
-        if (off[0] < 0) runs = 3;
+        long runs = block_runs(off, 1, &split);
+        if (runs > 2) runs = block_runs(off, d = 2, &split);
         if (runs <= 2 && T > 0) {
-            /* lane j of the second run reads src[o1 + j] */
-            long o0 = off[0], o1 = split < PB ? off[split] - split : o0;
+            /* lane j of the second run reads src[o1 + d * j] */
+            long o0 = off[0], o1 = split < PB ? off[split] - d * split : o0;
             v8i first = (v8i){0, 1, 2, 3, 4, 5, 6, 7} < (int)split;
-            long reach = (o0 > o1 ? o0 : o1) + 8, t = 0;
-            for (; t < T - 1 && o1 >= 0 && toff[t] + reach <= lim; t++, dst += PB) {
-                const float *src = base + toff[t];
-                store8(dst, vsel(first, load8(src + o0), load8(src + o1)));
+            long reach = (o0 > o1 ? o0 : o1) + 8 * d, t = 0;
+            if (d == 1) {
+                for (; t < T - 1 && o1 >= 0 && toff[t] + reach <= lim; t++, dst += PB) {
+                    const float *src = base + toff[t];
+                    store8(dst, vsel(first, load8(src + o0), load8(src + o1)));
+                }
+            } else {
+                for (; t < T - 1 && o1 >= 0 && toff[t] + reach <= lim; t++, dst += PB) {
+                    const float *s0 = base + toff[t] + o0, *s1 = base + toff[t] + o1;
+                    v8 e0 = __builtin_shufflevector(load8(s0), load8(s0 + 8), 0, 2, 4, 6, 8, 10,
+                                                    12, 14);
+                    v8 e1 = __builtin_shufflevector(load8(s1), load8(s1 + 8), 0, 2, 4, 6, 8, 10,
+                                                    12, 14);
+                    store8(dst, vsel(first, e0, e1));
+                }
             }
             for (; t < T; t++, dst += PB) {
                 const float *src = base + toff[t];

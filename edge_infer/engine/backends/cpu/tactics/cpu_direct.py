@@ -420,6 +420,28 @@ class OcVecNative(_NativeConv):
             and native.available()
         )
 
+    def _in_place(
+        self, x: np.ndarray, scratch: Scratch, before: list[Run]
+    ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray] | None:
+        """For an unpadded strided or k×k conv: (base, floats per image, term offsets,
+        position offsets) reading ``x`` in place — the pack gathers straight from the input
+        (ResNet-50's 1×1 stride-2 shortcuts: the phase split wrote four planes for the one
+        they read). None where the input needs its zero-padded layout, or is plain."""
+        s = self.spec
+        if any(s.pads) or is_plain(s):
+            return None
+        x = self._unit_rows(x, scratch, before)
+        if any(v <= 0 for v in x.strides):
+            return None
+        (sy, sx), (dy, dx), (kh, kw) = s.strides, s.dilations, s.kernel
+        xcs, xrs = x.strides[1] // 4, x.strides[2] // 4
+        taps = np.asarray([i * dy * xrs + j * dx for i in range(kh) for j in range(kw)])
+        toff = (np.arange(s.x_shape[1], dtype=np.int64)[:, None] * xcs + taps[None, :]).ravel()
+        _, _, ho, wo = s.out_shape
+        p = np.arange(ho * wo, dtype=np.int64)
+        posoff = (p // wo) * sy * xrs + (p % wo) * sx
+        return x, x.strides[0] // 4, toff.astype(np.int64), posoff
+
     @staticmethod
     def _whole_rounds(parts: int, scratch: Scratch) -> int:
         """``parts`` rounded up to a multiple of the workers: 3 equal chunks on 2 threads
@@ -438,9 +460,14 @@ class OcVecNative(_NativeConv):
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
         per_image = self._per_image(scratch, n)
         parts = 1 if per_image else self._whole_rounds(self._chunks(scratch), scratch)
-        base, image, toff, wg, _, copies = self._terms(x, scratch, parts, before)
-        p = np.arange(positions, dtype=np.int64)
-        posoff = (p // wo) * wg + p % wo
+        direct = self._in_place(x, scratch, before)
+        if direct is not None:  # no padding: terms read the input itself, no layout pass
+            base, image, toff, posoff = direct
+            copies: list[list[Any]] = [[] for _ in range(n)]
+        else:
+            base, image, toff, wg, _, copies = self._terms(x, scratch, parts, before)
+            p = np.arange(positions, dtype=np.int64)
+            posoff = (p // wo) * wg + p % wo
         packs = [
             scratch((npb * len(toff) * PB,), np.float32, f"ocvec_pack{k}")
             for k in range(n if per_image else 1)

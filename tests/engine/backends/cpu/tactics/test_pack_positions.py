@@ -62,6 +62,19 @@ def test_grid_positions(wo: int, wg: int) -> None:
     assert np.isnan(mid[0]).all() and (npb < 3 or np.isnan(mid[npb - 1]).all())
 
 
+@pytest.mark.parametrize("wo,xrs", [(14, 28), (7, 14), (10, 21), (3, 7)])
+def test_stride2_positions(wo: int, xrs: int) -> None:
+    """A stride-2 conv read in place: positions 2 apart along a row of the input."""
+    rng = np.random.default_rng(xrs)
+    plane = xrs * 2 * wo
+    toff = (np.arange(4)[:, None] * plane + np.array([0, 1, xrs])).ravel()
+    p = np.arange(wo * wo)
+    posoff = (p // wo) * 2 * xrs + (p % wo) * 2
+    base = rng.standard_normal(int(toff.max() + posoff.max() + 1)).astype(np.float32)
+    npb = -(-len(posoff) // PB)
+    np.testing.assert_array_equal(pack(base, toff, posoff, 0, npb), gather(base, toff, posoff))
+
+
 def test_unordered_offsets() -> None:
     rng = np.random.default_rng(1)
     posoff = rng.permutation(40).astype(np.int64)
