@@ -152,7 +152,34 @@ static inline void pack_row(uint32_t *orow, long c0, long c1, const uint8_t *con
     long n = c1 - c0;
     if (step[3] && sx == 1) { /* every channel present: the common cases, vectorized */
         const uint8_t *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
-        for (long i = 0; i < n; i++) oc[i] = quad(p0[i], p1[i], p2[i], p3[i]) ^ bias;
+        long i = 0;
+#if defined(__AVX512BW__)
+        /* 64 columns: bytes interleaved within 128-bit lanes (lane k of q[m]: columns
+         * 16 k + 4 m .. + 3), then the 4 x 4 lanes transposed */
+        const __m512i b = _mm512_set1_epi32((int)bias);
+        for (; i + 64 <= n; i += 64) {
+            __m512i c0 = _mm512_loadu_si512(p0 + i), c1 = _mm512_loadu_si512(p1 + i);
+            __m512i c2 = _mm512_loadu_si512(p2 + i), c3 = _mm512_loadu_si512(p3 + i);
+            __m512i lo01 = _mm512_unpacklo_epi8(c0, c1), hi01 = _mm512_unpackhi_epi8(c0, c1);
+            __m512i lo23 = _mm512_unpacklo_epi8(c2, c3), hi23 = _mm512_unpackhi_epi8(c2, c3);
+            __m512i q0 = _mm512_unpacklo_epi16(lo01, lo23);
+            __m512i q1 = _mm512_unpackhi_epi16(lo01, lo23);
+            __m512i q2 = _mm512_unpacklo_epi16(hi01, hi23);
+            __m512i q3 = _mm512_unpackhi_epi16(hi01, hi23);
+            __m512i t0 = _mm512_shuffle_i64x2(q0, q1, 0x44);
+            __m512i t1 = _mm512_shuffle_i64x2(q2, q3, 0x44);
+            __m512i t2 = _mm512_shuffle_i64x2(q0, q1, 0xEE);
+            __m512i t3 = _mm512_shuffle_i64x2(q2, q3, 0xEE);
+            _mm512_storeu_si512(oc + i, _mm512_xor_si512(_mm512_shuffle_i64x2(t0, t1, 0x88), b));
+            _mm512_storeu_si512(oc + i + 16,
+                                _mm512_xor_si512(_mm512_shuffle_i64x2(t0, t1, 0xDD), b));
+            _mm512_storeu_si512(oc + i + 32,
+                                _mm512_xor_si512(_mm512_shuffle_i64x2(t2, t3, 0x88), b));
+            _mm512_storeu_si512(oc + i + 48,
+                                _mm512_xor_si512(_mm512_shuffle_i64x2(t2, t3, 0xDD), b));
+        }
+#endif
+        for (; i < n; i++) oc[i] = quad(p0[i], p1[i], p2[i], p3[i]) ^ bias;
     } else if (step[3] && sx == 2) {
         const uint8_t *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
         long i = 0;
@@ -253,6 +280,20 @@ void qconv_split_f32(const qconv_split_args *a) {
     int8_t rows[4][EI_QROW];
     if (a->xf && a->w <= EI_QROW && sx <= 8) {
         split_float_rows(a, bias);
+        return;
+    }
+    if (!a->xf && sy == 1 && sx == 1 && !a->pt && !a->pl && a->hq == a->h && a->wq == a->w
+        && a->xrs == a->w) { /* an unpadded int8 plane (1 x 1, stride 1): one row of h * w */
+        for (long q = a->q0; q < a->q1; q++) {
+            const uint8_t *p[4];
+            long step[4];
+            for (int k = 0; k < 4; k++) {
+                long c = 4 * q + k;
+                p[k] = c < a->cg ? (const uint8_t *)a->x + c * a->xcs : zeros;
+                step[k] = c < a->cg;
+            }
+            pack_row((uint32_t *)a->out + q * plen, 0, plen, p, step, bias, 1);
+        }
         return;
     }
     for (long q = a->q0; q < a->q1; q++) {
