@@ -146,6 +146,13 @@ class _NativeConv(_ConvTactic):
             parts = min(2 * workers, max(parts, (cout * ho * wo) // (4 * 4096)))
         return parts
 
+    @staticmethod
+    def _whole_rounds(parts: int, scratch: Scratch) -> int:
+        """``parts`` rounded up to a multiple of the workers: 3 equal chunks on 2 threads
+        leave one thread 2/3 of the work (ResNet-50's 14x14x256 layers: 11 of 16 blocks)."""
+        workers = max(1, getattr(scratch, "workers", 1))
+        return -(-parts // workers) * workers if parts > 1 else parts
+
     def _padded_phases(
         self, x: np.ndarray, scratch: Scratch, parts: int
     ) -> tuple[np.ndarray, int, np.ndarray, int, list[list[Any]]]:
@@ -257,7 +264,7 @@ class DirectNative(_NativeConv):
         wpack = pack_weights(s.weight)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
         per_image = self._per_image(scratch, n)
-        parts = 1 if per_image else self._chunks(scratch)
+        parts = 1 if per_image else self._whole_rounds(self._chunks(scratch), scratch)
         banding = self._banding()
         if banding is not None:
             return self._bind_banded(
@@ -441,13 +448,6 @@ class OcVecNative(_NativeConv):
         p = np.arange(ho * wo, dtype=np.int64)
         posoff = (p // wo) * sy * xrs + (p % wo) * sx
         return x, x.strides[0] // 4, toff.astype(np.int64), posoff
-
-    @staticmethod
-    def _whole_rounds(parts: int, scratch: Scratch) -> int:
-        """``parts`` rounded up to a multiple of the workers: 3 equal chunks on 2 threads
-        leave one thread 2/3 of the work (ResNet-50's 14x14x256 layers: 11 of 16 blocks)."""
-        workers = max(1, getattr(scratch, "workers", 1))
-        return -(-parts // workers) * workers if parts > 1 else parts
 
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         s = self.spec
