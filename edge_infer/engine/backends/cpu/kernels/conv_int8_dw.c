@@ -79,11 +79,114 @@ static inline __attribute__((always_inline)) v8 qactivate(v8 y, long act, float 
     return activate(y, act, p0, p1);
 }
 
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define QEPI16 1
+/* The epilogue on 16 lanes in zmm registers (int8 and fp32 outputs): the same operations as
+ * the 8-lane loop below (requant, load_real, qactivate on each half, quant8), so the same
+ * bits, with half the instructions and no spill of the vector between steps */
+static inline __m512 qjoin16(v8 lo, v8 hi) {
+    __m512d l = _mm512_castps_pd(_mm512_castps256_ps512((__m256)lo));
+    return _mm512_castpd_ps(_mm512_insertf64x4(l, _mm256_castps_pd((__m256)hi), 1));
+}
+
+static inline v8 qhigh8(__m512 v) {
+    return (v8)_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+}
+
+/* y = float32((double(acc) + b) * m) of 16 accumulators (the first n, the others zero) */
+static inline __m512 requant16(const float *acc, long n, double b, double m) {
+    __m512 a = n >= 16 ? _mm512_loadu_ps(acc)
+                       : _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), acc);
+    __m512d vb = _mm512_set1_pd(b), vm = _mm512_set1_pd(m);
+    __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(a));
+    __m512d hi = _mm512_cvtps_pd((__m256)qhigh8(a));
+    lo = _mm512_mul_pd(_mm512_add_pd(lo, vb), vm);
+    hi = _mm512_mul_pd(_mm512_add_pd(hi, vb), vm);
+    return qjoin16((v8)_mm512_cvtpd_ps(lo), (v8)_mm512_cvtpd_ps(hi));
+}
+
+/* load_real on 16 lanes (opaque to fp-contraction) */
+static inline __m512 load_real16(const void *base, long kind, long i, long n, float scale) {
+    __mmask16 k = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+    __m512 v;
+    if (kind == EI_S8) {
+        __m128i q = _mm_maskz_loadu_epi8(k, (const int8_t *)base + i);
+        v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(scale));
+        __asm__("" : "+v"(v));
+    } else if (kind == EI_F16) {
+        v = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, (const uint16_t *)base + i));
+    } else {
+        v = _mm512_maskz_loadu_ps(k, (const float *)base + i);
+    }
+    return v;
+}
+
+/* quant8 on 16 lanes: the float32 quotient, or the exact double one for all 16 lanes when
+ * one lies within 1e-4 of a half */
+static inline __m512i quant16(__m512 y, float rf, double s) {
+    __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(y, _mm512_set1_ps(rf)),
+                                           _mm512_set1_ps(-128.0f)),
+                             _mm512_set1_ps(127.0f));
+    __m512 n = _mm512_roundscale_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 d = _mm512_sub_ps(q, n);
+    __mmask16 near = _mm512_cmp_ps_mask(d, _mm512_set1_ps(0.4999f), _CMP_GT_OQ) |
+                     _mm512_cmp_ps_mask(d, _mm512_set1_ps(-0.4999f), _CMP_LT_OQ);
+    if (__builtin_expect(near != 0, 0)) {
+        __m512d vs = _mm512_set1_pd(s), lo = _mm512_set1_pd(-128.0), hi = _mm512_set1_pd(127.0);
+        __m512d a = _mm512_div_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(y)), vs);
+        __m512d b = _mm512_div_pd(_mm512_cvtps_pd((__m256)qhigh8(y)), vs);
+        a = _mm512_roundscale_pd(_mm512_min_pd(_mm512_max_pd(a, lo), hi),
+                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        b = _mm512_roundscale_pd(_mm512_min_pd(_mm512_max_pd(b, lo), hi),
+                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        n = qjoin16((v8)_mm512_cvtpd_ps(a), (v8)_mm512_cvtpd_ps(b));
+    }
+    return _mm512_cvtps_epi32(n); /* exact: integers in [-128, 127] */
+}
+
+static inline __attribute__((always_inline)) __m512 qactivate16(__m512 y, long act, float p0,
+                                                                float p1) {
+    if (act == EI_ACT_NONE) return y;
+    v8 lo = qactivate((v8)_mm512_castps512_ps256(y), act, p0, p1);
+    v8 hi = qactivate(qhigh8(y), act, p0, p1);
+    return qjoin16(lo, hi);
+}
+
+static inline __attribute__((always_inline)) void qepi_run16(const qepi *e, const float *acc,
+                                                            long i, long n, long OK, long RES,
+                                                            long ACT) {
+    for (long j = 0; j < n; j += 16) {
+        long m = n - j < 16 ? n - j : 16;
+        __mmask16 k = m == 16 ? (__mmask16)0xffff : (__mmask16)((1u << m) - 1);
+        __m512 y = requant16(acc + j, m, e->b, e->m);
+        if (RES) {
+            __m512 z = load_real16(e->z, e->zkind, i + j, m, e->zs);
+            if (RES == 1) y = _mm512_add_ps(y, z);
+            y = qactivate16(y, ACT, e->p0, e->p1);
+            if (RES == 2) y = _mm512_add_ps(y, z);
+        } else {
+            y = qactivate16(y, ACT, e->p0, e->p1);
+        }
+        if (OK == EI_S8)
+            _mm_mask_storeu_epi8((int8_t *)e->out + i + j, k,
+                                 _mm512_cvtsepi32_epi8(quant16(y, e->rf, e->os)));
+        else
+            _mm512_mask_storeu_ps((float *)e->out + i + j, k, y);
+    }
+}
+#endif
+
 /* The epilogue of n exact accumulators acc[0, n) (readable up to a whole vector) into
  * elements [i, i + n) of the channel's planes; OK, RES, ACT constant where inlined */
 static inline __attribute__((always_inline)) void qepi_run(const qepi *e, const float *acc,
                                                           long i, long n, long OK, long RES,
                                                           long ACT) {
+#ifdef QEPI16
+    if (OK != EI_F16) {
+        qepi_run16(e, acc, i, n, OK, RES, ACT);
+        return;
+    }
+#endif
     for (long j = 0; j < n; j += 8) {
         long m = n - j < 8 ? n - j : 8;
         v8 y = requant(load8(acc + j), e->b, e->m);
