@@ -216,31 +216,11 @@ def test_every_x86_vector_path_matches(build: str, tmp_path: Path) -> None:
 
 
 def _recurrent_driver(out: Path) -> Path:
-    """The replay driver (aarch64/driver.c) with recurrent.c as its only kernel, for Jetson
-    Orin's cores: linked statically with the other kernels' entry points left unresolved
-    (never called here) — seconds to build where every kernel would take a minute under
-    load. The full driver, every kernel included, is test_aarch64_kernels.py's."""
-    from tests.engine.backends.cpu.aarch64.test_aarch64_kernels import CROSS, HERE, _flags
+    """The replay driver (aarch64/driver.c) with recurrent.c as its only kernel, for the Jetson's
+    cores (the full driver, every kernel included, is test_aarch64_kernels.py's)."""
+    from tests.engine.backends.cpu.aarch64.test_aarch64_kernels import compile_driver
 
-    exe = out / "driver-recurrent"
-    sources = [native.KERNELS / n for n in ("recurrent.c", "args.c", "pool.c")]
-    subprocess.run(
-        [
-            CROSS,
-            *_flags("cortex-a78ae"),
-            f"-I{native.KERNELS}",
-            "-static",
-            "-Wl,--unresolved-symbols=ignore-all",
-            "-o",
-            str(exe),
-            *map(str, sources),
-            str(HERE / "driver.c"),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return exe
+    return compile_driver(out, "cortex-a78ae", only=("recurrent.c",))
 
 
 def recordings() -> list[tuple[Any, list[np.ndarray], tuple[np.ndarray, ...]]]:

@@ -23,7 +23,6 @@ from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative
 from edge_infer.engine.ops.quantize import qconv
 from edge_infer.engine.tactics.quantized import QConvSpec
-from tests.sysdeps import need
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
 
@@ -308,31 +307,11 @@ def _aarch64_cases() -> list[tuple[Any, QConvSpec, np.ndarray]]:
 
 
 def _qconv_driver(out: Path) -> Path:
-    """The replay driver (aarch64/driver.c) with conv_int8.c as its only kernel, for the
-    Jetson's cores: linked statically with the other kernels' entry points left unresolved
-    (never called here), seconds to build (as test_recurrent_native.py's)."""
-    from tests.engine.backends.cpu.aarch64.test_aarch64_kernels import CROSS, HERE, QEMU, _flags
+    """The replay driver (aarch64/driver.c) with conv_int8.c as its only kernel, for the Jetson's
+    cores (the full driver, every kernel included, is test_aarch64_kernels.py's)."""
+    from tests.engine.backends.cpu.aarch64.test_aarch64_kernels import compile_driver
 
-    need(CROSS, QEMU, "cc")
-    exe = out / "driver-qconv"
-    sources = [native.KERNELS / n for n in ("conv_int8.c", "args.c", "pool.c")]
-    subprocess.run(
-        [
-            CROSS,
-            *_flags("cortex-a78ae"),
-            f"-I{native.KERNELS}",
-            "-static",
-            "-Wl,--unresolved-symbols=ignore-all",
-            "-o",
-            str(exe),
-            *map(str, sources),
-            str(HERE / "driver.c"),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return exe
+    return compile_driver(out, "cortex-a78ae", only=("conv_int8.c",))
 
 
 def test_aarch64_sdot_path(tmp_path) -> None:
