@@ -15,21 +15,14 @@ Run = Callable[[], None]
 Scratch = Callable[[tuple[int, ...], Any, "str | None"], np.ndarray]
 
 
-@dataclass(frozen=True)
-class ConvSpec:
-    """A (fused) 2-D convolution, read off a Conv or FusedConv node with static shapes."""
+class ConvGeometry:
+    """What every convolution spec derives from its shapes and weight (FP32 ``ConvSpec``,
+    INT8 ``QConvSpec``): the fields below are the dataclasses'."""
 
     x_shape: tuple[int, int, int, int]
     out_shape: tuple[int, int, int, int]
     weight: np.ndarray  # (Cout, Cin/group, kh, kw)
-    bias: np.ndarray | None
-    strides: tuple[int, int]
-    pads: tuple[int, int, int, int]  # top, left, bottom, right
-    dilations: tuple[int, int]
     group: int
-    activation: str = ""
-    activation_params: tuple[float, ...] = ()
-    residual: str = "none"  # none | pre (act(conv + z)) | post (act(conv) + z)
 
     @property
     def kernel(self) -> tuple[int, int]:
@@ -48,6 +41,23 @@ class ConvSpec:
         n, _, ho, wo = self.out_shape
         kh, kw = self.kernel
         return 2 * n * self.cout * ho * wo * (self.cin // self.group) * kh * kw
+
+
+@dataclass(frozen=True)
+class ConvSpec(ConvGeometry):
+    """A (fused) 2-D convolution, read off a Conv or FusedConv node with static shapes."""
+
+    x_shape: tuple[int, int, int, int]
+    out_shape: tuple[int, int, int, int]
+    weight: np.ndarray  # (Cout, Cin/group, kh, kw)
+    bias: np.ndarray | None
+    strides: tuple[int, int]
+    pads: tuple[int, int, int, int]  # top, left, bottom, right
+    dilations: tuple[int, int]
+    group: int
+    activation: str = ""
+    activation_params: tuple[float, ...] = ()
+    residual: str = "none"  # none | pre (act(conv + z)) | post (act(conv) + z)
 
     def signature(self) -> str:
         """What determines a tactic's speed: the timing-cache key of this layer."""

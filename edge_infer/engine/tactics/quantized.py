@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 
 from edge_infer.engine.ir import Node
+from edge_infer.engine.tactics.base import ConvGeometry
 
 QCONV_DOMAIN = "edge_infer"
 
 
 @dataclass(frozen=True)
-class QConvSpec:
+class QConvSpec(ConvGeometry):
     """An INT8 2-D convolution with static shapes, read off a QConv node."""
 
     x_shape: tuple[int, int, int, int]
@@ -44,26 +45,8 @@ class QConvSpec:
     out_scale: float = 0.0
 
     @property
-    def kernel(self) -> tuple[int, int]:
-        return self.weight.shape[2], self.weight.shape[3]
-
-    @property
-    def cin(self) -> int:
-        return self.x_shape[1]
-
-    @property
-    def cout(self) -> int:
-        return self.weight.shape[0]
-
-    @property
     def depthwise(self) -> bool:
         return self.group > 1 and self.group == self.cin == self.cout
-
-    @property
-    def flops(self) -> int:
-        n, _, ho, wo = self.out_shape
-        kh, kw = self.kernel
-        return 2 * n * self.cout * ho * wo * (self.cin // self.group) * kh * kw
 
     def attrs(self) -> dict[str, Any]:
         """The reference op's keyword arguments (``ops.quantize.qconv``)."""
