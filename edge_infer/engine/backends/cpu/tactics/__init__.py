@@ -21,20 +21,23 @@ from edge_infer.engine.backends.cpu.tactics.cpu_recurrent import RecurrentGemm, 
 from edge_infer.engine.backends.cpu.tactics.cpu_winograd import WinogradNative
 from edge_infer.engine.tactics import TacticTable
 
-#: layer kind → CPU candidates, in the order tried (the first applicable is the default)
+#: FP32 convolutions, in the order tried (the first applicable is the default)
+_CONV = (
+    *CONV_TACTICS,
+    DirectNative,
+    OcVecNative,
+    DepthwiseNative,
+    WinogradNative,
+    PointwiseNative,
+)
+
+#: layer kind → CPU candidates, in the order tried (the first applicable is the default);
+#: FP16 layers get the FP16 form of every FP32 conv tactic, then the other candidates
 CPU_TACTICS: TacticTable = {
-    "conv": (
-        *CONV_TACTICS,
-        DirectNative,
-        OcVecNative,
-        DepthwiseNative,
-        WinogradNative,
-        PointwiseNative,
-    ),
+    "conv": _CONV,
     "recurrent": (RecurrentNative, RecurrentGemm),
     "qconv": (QConvReference, QConvNative, QDepthwiseNative),
+    "fp16": fp16_tactics(_CONV),
 }
-#: FP16 layers: the FP16 form of every FP32 conv tactic above, then the other candidates
-CPU_TACTICS = {**CPU_TACTICS, "fp16": fp16_tactics(tuple(CPU_TACTICS["conv"]))}
 
 __all__ = ["CPU_TACTICS"]
