@@ -28,21 +28,10 @@ from edge_infer.engine.backends.cpu.tactics import cpu_qdepthwise
 from edge_infer.engine.backends.cpu.tactics.cpu_qdepthwise import QDepthwiseNative
 from edge_infer.engine.ops.quantize import qconv
 from edge_infer.engine.tactics.quantized import QConvSpec
+from tests.engine.backends.cpu.tactics.test_qconv_native import ACTS, EXP_ACTS
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
 
-EXP_ACTS = {"sigmoid", "silu", "tanh"}
-ACTS = [
-    ("", ()),
-    ("relu", ()),
-    ("leaky_relu", (0.1,)),
-    ("clip", (0.0, 6.0)),
-    ("sigmoid", ()),
-    ("silu", ()),
-    ("hard_swish", ()),
-    ("hard_sigmoid", (0.2, 0.5)),
-    ("tanh", ()),
-]
 # x shape, kernel, strides, pads (t, l, b, r), dilations: odd sizes, partial vectors and
 # channel groups, 3x3 / 5x5, s1 / s2, pads (each case runs on both paths)
 CONVS = [
