@@ -6,7 +6,6 @@ vector fallbacks of simd.h) built from the same source, and aarch64 NEON under q
 from __future__ import annotations
 
 import ctypes
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from edge_infer.engine.backends.cpu.tactics.cpu_recurrent import RecurrentGemm, 
 from edge_infer.engine.ops.recurrent import lstm
 from edge_infer.engine.ops.recurrent_cells import cell_spec
 from edge_infer.engine.tactics.recurrent import RecurrentSpec
+from tests.engine.backends.cpu import isa_builds
 from tests.engine.ops.test_recurrent import layer_inputs
 from tests.sysdeps import need
 
@@ -173,37 +173,11 @@ def test_only_the_default_activations_and_lstm_are_taken() -> None:
 # -- every vector path, from the same source ---------------------------------------------------
 
 
-def _host_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    return {f for line in text.splitlines() if line.startswith("flags") for f in line.split()}
-
-
-#: build → (flags, the CPU features it needs on this host)
-X86_BUILDS = {
-    "avx512": (["-march=skylake-avx512"], {"avx512f", "avx512vl"}),
-    "avx2": (["-march=haswell"], {"avx2", "fma"}),
-    "x86-64": (["-march=x86-64", "-Wno-psabi"], set()),
-}
-
-
-def _kernel_only(out: Path, flags: list[str]) -> ctypes.CDLL:
-    """recurrent.c alone (with args.c) built with ``flags``; -Werror: no warnings."""
-    keep = [f for f in native._flags() if not f.startswith(("-march", "-mcpu"))]
-    lib = out / "recurrent.so"
-    src = [str(native.KERNELS / n) for n in ("recurrent.c", "args.c")]
-    subprocess.run(["cc", *keep, "-Wall", "-Werror", *flags, "-o", str(lib), *src], check=True)
-    return ctypes.CDLL(str(lib))
-
-
-@pytest.mark.parametrize("build", list(X86_BUILDS))
+@pytest.mark.parametrize("build", list(isa_builds.X86_BUILDS))
 def test_every_x86_vector_path_matches(build: str, tmp_path: Path) -> None:
-    flags, needs = X86_BUILDS[build]
-    if not needs <= _host_flags():
-        pytest.skip(f"this CPU lacks {sorted(needs - _host_flags())}")
-    fn = _kernel_only(tmp_path, flags).lstm_seq_f32
+    flags, needs = isa_builds.X86_BUILDS[build]
+    isa_builds.need_features(needs)
+    fn = isa_builds.build_kernels(tmp_path, ["recurrent.c", "args.c"], flags).lstm_seq_f32
     fn.restype = None
     for k, case in enumerate(CASES):
         spec, ins, attrs = _layer(case, k)

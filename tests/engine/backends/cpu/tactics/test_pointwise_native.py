@@ -6,7 +6,6 @@ reference, on this host's vector path and on every other one the kernel compiles
 from __future__ import annotations
 
 import ctypes
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.backends.cpu.tactics.cpu_pointwise import PointwiseNative
 from edge_infer.engine.tactics.base import ConvSpec
+from tests.engine.backends.cpu import isa_builds
 from tests.engine.backends.cpu.aarch64 import replay
 from tests.engine.backends.cpu.tactics.test_cpu_conv import expected
 from tests.sysdeps import need
@@ -170,31 +170,12 @@ def test_only_plain_float32_1x1_convs_apply() -> None:
 # -- every vector path, from the same source ---------------------------------------------------
 
 
-def _host_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    return {f for line in text.splitlines() if line.startswith("flags") for f in line.split()}
-
-
 #: build → (flags, the CPU features it needs on this host)
 X86_BUILDS = {
-    "avx512": (["-march=skylake-avx512"], {"avx512f", "avx512vl"}),
-    "avx2": (["-march=haswell"], {"avx2", "fma"}),
-    "x86-64": (["-march=x86-64", "-Wno-psabi"], set()),
+    **isa_builds.X86_BUILDS,
     # a one-vector tile (the strips' widths, the tail tiles); 4 x 16 is aarch64's
     "avx2 tile 8x8": (["-march=haswell", "-DEI_PW_TR=8", "-DEI_PW_TV=1"], {"avx2", "fma"}),
 }
-
-
-def _kernel_only(out: Path, flags: list[str]) -> ctypes.CDLL:
-    """conv_pointwise.c alone (with args.c) built with ``flags``; -Werror: no warnings."""
-    keep = [f for f in native._flags() if not f.startswith(("-march", "-mcpu"))]
-    lib = out / "pointwise.so"
-    src = [str(native.KERNELS / n) for n in ("conv_pointwise.c", "args.c")]
-    subprocess.run(["cc", *keep, "-Wall", "-Werror", *flags, "-o", str(lib), *src], check=True)
-    return ctypes.CDLL(str(lib))
 
 
 def _recorded(c: dict, pool: WorkPool | None = None) -> replay.Recording:
@@ -209,9 +190,10 @@ def _recorded(c: dict, pool: WorkPool | None = None) -> replay.Recording:
 @pytest.mark.parametrize("build", list(X86_BUILDS))
 def test_every_x86_vector_path_matches(build: str, tmp_path: Path) -> None:
     flags, needs = X86_BUILDS[build]
-    if not needs <= _host_flags():
-        pytest.skip(f"this CPU lacks {sorted(needs - _host_flags())}")
-    fn = _kernel_only(tmp_path, flags).conv_pointwise_f32
+    isa_builds.need_features(needs)
+    fn = isa_builds.build_kernels(
+        tmp_path, ["conv_pointwise.c", "args.c"], flags
+    ).conv_pointwise_f32
     fn.restype = None
     for c in _kernel_cases():
         rec = _recorded(c)

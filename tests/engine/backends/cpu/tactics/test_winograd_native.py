@@ -10,7 +10,6 @@ sum stays near 1e-6)."""
 from __future__ import annotations
 
 import ctypes
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.backends.cpu.tactics import cpu_winograd
 from edge_infer.engine.backends.cpu.tactics.cpu_winograd import WinogradNative
 from edge_infer.engine.tactics.base import ConvSpec
+from tests.engine.backends.cpu import isa_builds
 from tests.sysdeps import need
 
 #: the kernel sources the aarch64 replay driver links (the cases call nothing else)
@@ -156,19 +156,6 @@ def test_few_tiles_split_by_channels_many_by_tiles() -> None:
 # -- the same calls through the kernel built for other vector ISAs --------------------------
 
 
-def _host_flags() -> set[str]:
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    return {f for line in text.splitlines() if line.startswith("flags") for f in line.split()}
-
-
-#: build → (flags, the CPU features it needs on this host)
-X86_BUILDS = {
-    "avx512": (["-march=skylake-avx512"], {"avx512f", "avx512vl"}),
-    "avx2": (["-march=haswell"], {"avx2", "fma"}),
-    "x86-64": (["-march=x86-64", "-Wno-psabi"], set()),
-}
-
-
 def _recorded(tactic: type[WinogradNative], spec: ConvSpec, ins: list, out: np.ndarray) -> list:
     """The native calls a one-thread bind makes, in the order they run."""
     calls: list[Any] = []
@@ -186,16 +173,11 @@ def _recorded(tactic: type[WinogradNative], spec: ConvSpec, ins: list, out: np.n
     return calls
 
 
-@pytest.mark.parametrize("build", list(X86_BUILDS))
+@pytest.mark.parametrize("build", list(isa_builds.X86_BUILDS))
 def test_every_x86_vector_path_matches(build: str, tmp_path: Path) -> None:
-    flags, needs = X86_BUILDS[build]
-    if not needs <= _host_flags():
-        pytest.skip(f"this CPU lacks {sorted(needs - _host_flags())}")
-    keep = [f for f in native._flags() if not f.startswith(("-march", "-mcpu"))]
-    so = tmp_path / "winograd.so"
-    src = [str(native.KERNELS / "conv_winograd.c")]
-    subprocess.run(["cc", *keep, "-Wall", "-Werror", *flags, "-o", str(so), *src], check=True)
-    fn = ctypes.CDLL(str(so)).conv_winograd_f32
+    flags, needs = isa_builds.X86_BUILDS[build]
+    isa_builds.need_features(needs)
+    fn = isa_builds.build_kernels(tmp_path, ["conv_winograd.c"], flags).conv_winograd_f32
     fn.restype = None
     for k, case in enumerate(CASES):
         for act in (ACTS[k % len(ACTS)], ("silu", ())):
