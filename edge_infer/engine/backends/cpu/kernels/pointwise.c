@@ -86,42 +86,14 @@ EI_TASK(softmax)
 EI_TASK(upsample_nearest)
 
 /* 2-D max pooling, any kernel / stride / padding / dilation (padding never wins): planes of
- * h x w into ho x wo. One output row at a time: for each tap, the valid output columns are
- * a contiguous range, so the inner loop is a plain (vectorizable for stride 1) max. */
+ * h x w into ho x wo, one plane at a time (EI_MAXPOOL_PLANE, simd.h). */
+EI_MAXPOOL_PLANE(maxpool_plane_f32, float, -__builtin_inff())
+
 void maxpool_f32(const maxpool_args *args) {
-    const float *x = args->x;
-    float *y = args->y;
     long planes = args->planes, h = args->h, w = args->w, ho = args->ho, wo = args->wo;
-    long kh = args->kh, kw = args->kw, sy = args->sy, sx = args->sx, pt = args->pt;
-    long pl = args->pl, dy = args->dy, dx = args->dx;
-    for (long p = 0; p < planes; p++) {
-        const float *xp = x + p * h * w;
-        float *yp = y + p * ho * wo;
-        for (long i = 0; i < ho; i++) {
-            float *row = yp + i * wo;
-            for (long j = 0; j < wo; j++) row[j] = -__builtin_inff();
-            for (long a = 0; a < kh; a++) {
-                long r = i * sy - pt + a * dy;
-                if (r < 0 || r >= h) continue;
-                const float *src = xp + r * w;
-                for (long b = 0; b < kw; b++) {
-                    long off = b * dx - pl; /* column = j * sx + off */
-                    long lo = off >= 0 ? 0 : (-off + sx - 1) / sx;
-                    long hi = (w - 1 - off) >= 0 ? (w - 1 - off) / sx : -1;
-                    if (hi > wo - 1) hi = wo - 1;
-                    if (sx == 1) {
-                        for (long j = lo; j <= hi; j++)
-                            row[j] = src[j + off] > row[j] ? src[j + off] : row[j];
-                    } else {
-                        for (long j = lo; j <= hi; j++) {
-                            float v = src[j * sx + off];
-                            row[j] = v > row[j] ? v : row[j];
-                        }
-                    }
-                }
-            }
-        }
-    }
+    for (long p = 0; p < planes; p++)
+        maxpool_plane_f32(args->x + p * h * w, args->y + p * ho * wo, h, w, ho, wo, args->kh,
+                          args->kw, args->sy, args->sx, args->pt, args->pl, args->dy, args->dx);
 }
 
 EI_TASK(maxpool)

@@ -59,38 +59,14 @@ EI_TASK(upsample_nearest_s8)
 
 /* maxpool_f32 (pointwise.c) on int8 planes, any N x C strides (channel slices of a concat);
  * a window always holds an input value (pads < kernel), so -128 stands for padding */
+EI_MAXPOOL_PLANE(maxpool_plane_s8, int8_t, -128)
+
 void maxpool_s8_f32(const maxpool_s8_args *a) {
-    long n = a->n, c = a->c, h = a->h, w = a->w, ho = a->ho, wo = a->wo;
-    long kh = a->kh, kw = a->kw, sy = a->sy, sx = a->sx, pt = a->pt, pl = a->pl;
-    long dy = a->dy, dx = a->dx;
-    for (long p = 0; p < n * c; p++) {
-        const int8_t *xp = (const int8_t *)a->x + (p / c) * a->xis + (p % c) * a->xcs;
-        int8_t *yp = (int8_t *)a->y + (p / c) * a->yis + (p % c) * a->ycs;
-        for (long i = 0; i < ho; i++) {
-            int8_t *row = yp + i * wo;
-            for (long j = 0; j < wo; j++) row[j] = -128;
-            for (long r0 = 0; r0 < kh; r0++) {
-                long r = i * sy - pt + r0 * dy;
-                if (r < 0 || r >= h) continue;
-                const int8_t *src = xp + r * w;
-                for (long b = 0; b < kw; b++) {
-                    long off = b * dx - pl; /* column = j * sx + off */
-                    long lo = off >= 0 ? 0 : (-off + sx - 1) / sx;
-                    long hi = (w - 1 - off) >= 0 ? (w - 1 - off) / sx : -1;
-                    if (hi > wo - 1) hi = wo - 1;
-                    if (sx == 1) {
-                        for (long j = lo; j <= hi; j++)
-                            row[j] = src[j + off] > row[j] ? src[j + off] : row[j];
-                    } else {
-                        for (long j = lo; j <= hi; j++) {
-                            int8_t v = src[j * sx + off];
-                            row[j] = v > row[j] ? v : row[j];
-                        }
-                    }
-                }
-            }
-        }
-    }
+    long c = a->c;
+    for (long p = 0; p < a->n * c; p++)
+        maxpool_plane_s8((const int8_t *)a->x + (p / c) * a->xis + (p % c) * a->xcs,
+                         (int8_t *)a->y + (p / c) * a->yis + (p % c) * a->ycs, a->h, a->w,
+                         a->ho, a->wo, a->kh, a->kw, a->sy, a->sx, a->pt, a->pl, a->dy, a->dx);
 }
 
 EI_TASK(maxpool_s8)

@@ -121,4 +121,38 @@ static inline __attribute__((always_inline)) void tile_6x16(const float *u, cons
     acc[4][0] = a40; acc[4][1] = a41; acc[5][0] = a50; acc[5][1] = a51;
 }
 
+
+/* One plane of 2-D max pooling, for any element type T (float, int8_t): for each output row
+ * and tap the valid output columns are a contiguous range, so the inner loop is a plain
+ * (vectorizable for stride 1) max; LOWEST fills the row first (padding never wins). Defines
+ * `static void NAME(const T *xp, T *yp, h, w, ho, wo, kh, kw, sy, sx, pt, pl, dy, dx)`. */
+#define EI_MAXPOOL_PLANE(NAME, T, LOWEST)                                                      \
+    static void NAME(const T *xp, T *yp, long h, long w, long ho, long wo, long kh, long kw,   \
+                     long sy, long sx, long pt, long pl, long dy, long dx) {                   \
+        for (long i = 0; i < ho; i++) {                                                        \
+            T *row = yp + i * wo;                                                              \
+            for (long j = 0; j < wo; j++) row[j] = (LOWEST);                                   \
+            for (long a = 0; a < kh; a++) {                                                    \
+                long r = i * sy - pt + a * dy;                                                 \
+                if (r < 0 || r >= h) continue;                                                 \
+                const T *src = xp + r * w;                                                     \
+                for (long b = 0; b < kw; b++) {                                                \
+                    long off = b * dx - pl; /* column = j * sx + off */                        \
+                    long lo = off >= 0 ? 0 : (-off + sx - 1) / sx;                             \
+                    long hi = (w - 1 - off) >= 0 ? (w - 1 - off) / sx : -1;                    \
+                    if (hi > wo - 1) hi = wo - 1;                                              \
+                    if (sx == 1) {                                                             \
+                        for (long j = lo; j <= hi; j++)                                        \
+                            row[j] = src[j + off] > row[j] ? src[j + off] : row[j];            \
+                    } else {                                                                   \
+                        for (long j = lo; j <= hi; j++) {                                      \
+                            T v = src[j * sx + off];                                           \
+                            row[j] = v > row[j] ? v : row[j];                                  \
+                        }                                                                      \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
 #endif
