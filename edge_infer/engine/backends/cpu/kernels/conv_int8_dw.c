@@ -58,6 +58,8 @@ static inline __attribute__((always_inline)) void qfill_row(const int8_t *row, l
 typedef struct {
     double b, m, os;
     float rf, p0, p1, zs;
+    float bf, mq, lo, hi; /* the direct int8 path (qfast_ok): bias, m / os, clip bounds */
+    long fast;
     long okind, zkind, act, residual;
     void *out;     /* the channel's output plane */
     const void *z; /* its residual plane, or NULL */
@@ -78,6 +80,17 @@ static inline __attribute__((always_inline)) v8 qactivate(v8 y, long act, float 
     }
     return activate(y, act, p0, p1);
 }
+
+/* The direct int8 path (qepi.fast): an int8 output without residual after no activation,
+ * relu or clip is rint(clamp(y / os)) with y = float32((double(acc) + b) * m) and the clamp
+ * [lo, hi] the activation's bounds over os met with [-128, 127] (qfast_ok). It is computed
+ * in float32 as q = clamp((acc + b) * mq), mq = float32(m / os): acc + b is exact (an
+ * integer below 2^24), and q lies within 3.01 * 2^-24 * |y / os| <= 2.3e-5 of the exact
+ * quotient y / os where |y / os| <= 128 (y, mq and the product each round once to float32,
+ * y a normal float, the bounds round once; beyond +-128 both saturate), so rint(q) is the
+ * reference's integer unless q lies within 1e-4 of a half: then the vector is redone by the
+ * reference's steps (double requantization, float32 activation, the exact quotient). */
+#define QNEAR 0.4999f
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #define QEPI16 1
@@ -152,9 +165,36 @@ static inline __attribute__((always_inline)) __m512 qactivate16(__m512 y, long a
     return qjoin16(lo, hi);
 }
 
+/* the direct int8 path (see QNEAR) on 16 lanes: a = the exact accumulator with its bias,
+ * mq = float32(m / os) (one value, or one per lane); near: the lanes to redo exactly */
+static inline __m512i qfast16(__m512 a, __m512 mq, __m512 lo, __m512 hi, __mmask16 *near) {
+    __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(a, mq), lo), hi);
+    __m512 r = _mm512_roundscale_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 d = _mm512_sub_ps(q, r);
+    *near = _mm512_cmp_ps_mask(d, _mm512_set1_ps(QNEAR), _CMP_GT_OQ) |
+            _mm512_cmp_ps_mask(d, _mm512_set1_ps(-QNEAR), _CMP_LT_OQ);
+    return _mm512_cvtps_epi32(r); /* exact: integers in [-128, 127] */
+}
+
 static inline __attribute__((always_inline)) void qepi_run16(const qepi *e, const float *acc,
                                                             long i, long n, long OK, long RES,
                                                             long ACT) {
+    if (OK == EI_S8 && !RES && e->fast) {
+        const __m512 bf = _mm512_set1_ps(e->bf), mq = _mm512_set1_ps(e->mq);
+        const __m512 lo = _mm512_set1_ps(e->lo), hi = _mm512_set1_ps(e->hi);
+        for (long j = 0; j < n; j += 16) {
+            long m = n - j < 16 ? n - j : 16;
+            __mmask16 k = m == 16 ? (__mmask16)0xffff : (__mmask16)((1u << m) - 1);
+            __mmask16 near;
+            __m512i q = qfast16(_mm512_add_ps(_mm512_maskz_loadu_ps(k, acc + j), bf), mq, lo, hi,
+                                &near);
+            if (__builtin_expect(near != 0, 0))
+                q = quant16(qactivate16(requant16(acc + j, m, e->b, e->m), ACT, e->p0, e->p1),
+                            e->rf, e->os);
+            _mm_mask_storeu_epi8((int8_t *)e->out + i + j, k, _mm512_cvtsepi32_epi8(q));
+        }
+        return;
+    }
     for (long j = 0; j < n; j += 16) {
         long m = n - j < 16 ? n - j : 16;
         __mmask16 k = m == 16 ? (__mmask16)0xffff : (__mmask16)((1u << m) - 1);
@@ -187,6 +227,23 @@ static inline __attribute__((always_inline)) void qepi_run(const qepi *e, const 
         return;
     }
 #endif
+    if (OK == EI_S8 && !RES && e->fast) {
+        for (long j = 0; j < n; j += 8) {
+            long m = n - j < 8 ? n - j : 8;
+            v8 a = load8(acc + j) + e->bf;
+            v8 q = vmin(vmax(a * e->mq, splat(e->lo)), splat(e->hi));
+            v8 r = vround(q), d = q - r;
+            if (__builtin_expect(any8((d > QNEAR) | (d < -QNEAR)), 0))
+                r = quant8(qactivate(requant(load8(acc + j), e->b, e->m), ACT, e->p0, e->p1),
+                           e->rf, e->os);
+            v8c c = narrow_s8(r);
+            if (m == 8)
+                memcpy((int8_t *)e->out + i + j, &c, 8);
+            else
+                store_b8((int8_t *)e->out + i + j, c, m);
+        }
+        return;
+    }
     for (long j = 0; j < n; j += 8) {
         long m = n - j < 8 ? n - j : 8;
         v8 y = requant(load8(acc + j), e->b, e->m);
@@ -225,6 +282,33 @@ static void qepi_apply(const qepi *e, const float *acc, long i, long n) {
     }
 }
 
+/* the bounds of the direct int8 path for activation act (params p0, p1), output scale os;
+ * 0 where it does not apply (see QNEAR) */
+static int qfast_bounds(long act, float p0, float p1, double os, float *lo, float *hi) {
+    double l = -128.0, h = 127.0;
+    if (act == EI_ACT_RELU) {
+        l = 0.0;
+    } else if (act == EI_ACT_CLIP) {
+        l = (double)p0 / os;
+        h = (double)p1 / os;
+        l = l < -128.0 ? -128.0 : l > 127.0 ? 127.0 : l; /* NaN fails below */
+        h = h < -128.0 ? -128.0 : h > 127.0 ? 127.0 : h;
+    } else if (act != EI_ACT_NONE) {
+        return 0;
+    }
+    *lo = (float)l;
+    *hi = (float)h;
+    return l >= -128.0 && h <= 127.0;
+}
+
+/* whether channel c takes the direct int8 path: |acc + b| < 2^24, y normal or zero, mq a
+ * normal float32 whose products stay finite */
+static int qfast_ok(const conv_int8_dw_args *a, double b, double m) {
+    double taps = (double)(a->kh * a->kw), mq = m / a->oscale;
+    return a->okind == EI_S8 && !a->z && taps * 16384.0 + (b < 0 ? -b : b) < 16777216.0 &&
+           m >= 1e-37 && m <= 1e30 && mq >= 1e-30 && mq <= 1e30;
+}
+
 static inline qepi qepi_of(const conv_int8_dw_args *a, long c) {
     static const long size[3] = {4, 2, 1};
     qepi e = {
@@ -242,6 +326,11 @@ static inline qepi qepi_of(const conv_int8_dw_args *a, long c) {
         .out = (char *)a->out + c * a->ocs * size[a->okind],
         .z = a->z ? (const char *)a->z + c * a->zcs * size[a->zkind] : 0,
     };
+    e.fast = qfast_ok(a, e.b, e.m) && qfast_bounds(a->act, a->p0, a->p1, a->oscale, &e.lo, &e.hi);
+    if (e.fast) {
+        e.bf = (float)e.b;
+        e.mq = (float)(e.m / e.os);
+    }
     return e;
 }
 
