@@ -13,9 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from edge_infer.engine.backends.cpu import half, native
+from edge_infer.engine.backends.cpu import dense, half, native
 from edge_infer.engine.backends.cpu.parallel import split
 from edge_infer.engine.ir import Node
+from edge_infer.engine.ops.linalg import matmul_shape
+from edge_infer.errors import ShapeInferenceError
 
 Run = Callable[[], None]
 Scratch = Callable[[tuple[int, ...], Any, "str | None"], np.ndarray]
@@ -468,3 +470,74 @@ def _qgemm(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch)
             one()
 
     return run
+
+
+def _const(node: Node, k: int) -> bool:
+    """Input ``k`` of ``node`` is a constant (its array never changes after bind). A node
+    without inputs (an FP16 layer's wrapped op) says nothing: treated as changing."""
+    return k < len(node.inputs) and node.inputs[k] is not None and node.inputs[k].const is not None
+
+
+def _threads(scratch: Scratch) -> dict[str, Any]:
+    return {"workers": getattr(scratch, "workers", 1), "pool": getattr(scratch, "pool", None)}
+
+
+@step("Gemm")
+def _gemm(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
+    """Float32 Gemm in place with BLAS (dense.py): a constant B laid out once for BLAS,
+    ``beta * C`` once, columns split between threads. Other dtypes: the reference."""
+    a, b, out = ins[0], ins[1], outs[0]
+    c = ins[2] if len(ins) > 2 else None
+    if not (dense.is_f32(a, b, c, out) and a.ndim == b.ndim == out.ndim == 2 and a.size):
+        return None
+    op_a = a.T if node.attrs.get("transA", 0) else a
+    op_b = b.T if node.attrs.get("transB", 0) else b
+    shape = (op_a.shape[0], op_b.shape[1])
+    if op_a.shape[1] != op_b.shape[0] or out.shape != shape or not out.size:
+        return None
+    if c is not None and (c.ndim > 2 or np.broadcast_shapes(c.shape, shape) != shape):
+        return None
+    return dense.bind_product(
+        op_a,
+        op_b,
+        out,
+        b_const=_const(node, 1),
+        c=c,
+        c_const=_const(node, 2),
+        alpha=float(node.attrs.get("alpha", 1.0)),
+        beta=float(node.attrs.get("beta", 1.0)),
+        **_threads(scratch),
+    )
+
+
+@step("MatMul")
+def _matmul(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
+    """Float32 MatMul in place: (..., K) @ a 2-D B as one BLAS product over every row
+    (dense.py; a constant B laid out once); other shapes numpy's ``matmul`` into the
+    output (the reference's own product, without its copy). Other dtypes: the reference."""
+    a, b, out = ins[0], ins[1], outs[0]
+    if not dense.is_f32(a, b, out) or a.ndim == 0 or b.ndim == 0:
+        return None
+    try:
+        if matmul_shape(a.shape, b.shape) != out.shape:
+            return None
+    except ShapeInferenceError:
+        return None
+    if a.ndim >= 2 and b.ndim == 2 and a.size and out.size and a.flags.c_contiguous:
+        a2 = a.reshape(-1, a.shape[-1])
+        out2 = out.reshape(-1, out.shape[-1]) if out.flags.c_contiguous else None
+        if out2 is not None:
+            return dense.bind_product(a2, b, out2, b_const=_const(node, 1), **_threads(scratch))
+    return lambda: np.matmul(a, b, out=out)
+
+
+@step("GlobalAveragePool")
+def _global_average_pool(
+    node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch
+) -> Run | None:
+    """Float32 plane means as BLAS matrix-vector products (dense.py), split between
+    threads. Other dtypes (int8 storage, float16): the reference."""
+    x, out = ins[0], outs[0]
+    if not dense.is_f32(x, out) or x.ndim < 3 or out.shape != (*x.shape[:2], *[1] * (x.ndim - 2)):
+        return None
+    return dense.bind_global_average_pool(x, out, **_threads(scratch))

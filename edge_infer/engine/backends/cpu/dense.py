@@ -1,0 +1,209 @@
+"""Float32 dense layers as BLAS products: Gemm, MatMul and GlobalAveragePool.
+
+The reference kernels (``engine/ops/linalg.py``, ``ops/pool.py``) allocate their results and
+are copied into the arena; here each layer is bound once to its arena views and writes in
+place, its products split by output columns between the context's threads:
+
+- ``Gemm`` / ``MatMul`` with a constant B: B is laid out once, at bind, in the order BLAS
+  reads fastest for the layer's row count: one row (a classifier at batch 1, a memory-bound
+  matrix-vector product) keeps op(B) as contiguous rows of K, each output a dot product of
+  one row; more rows get a contiguous (K, N) for ``sgemm``. ``beta * C`` is computed once
+  (the reference's float32 product) and broadcast to the output's shape; ``sgemm`` adds
+  ``alpha * A @ B`` to it.
+- ``GlobalAveragePool``: each (H·W) plane summed as one matrix-vector product with a
+  vector of ones, then divided by H·W as the reference does.
+
+Numbers: float32 products like the reference's (it computes in float32 too, through numpy's
+BLAS); only the order of the float32 additions differs (BLAS's blocking against numpy's
+pairwise sums), a few float32 ulps of the output scale. Other dtypes are not bound here
+(the callers return None and the reference kernel runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from edge_infer.engine.backends.cpu.blas import bound_sgemm
+from edge_infer.engine.backends.cpu.parallel import split
+
+Run = Callable[[], None]
+F32 = np.dtype(np.float32)
+#: a product is split between threads from this many multiply-adds per part
+MIN_PART_MACS = 1 << 18
+#: a global average pool is split between threads from this many inputs per part
+MIN_PART_VALUES = 1 << 15
+#: output columns per part are a multiple of this (whole 64-byte lines of the output)
+COLUMN_ALIGN = 16
+
+
+def is_f32(*arrays: Any) -> bool:
+    """Every array a float32 ndarray (None counts as absent)."""
+    return all(a is None or (isinstance(a, np.ndarray) and a.dtype == F32) for a in arrays)
+
+
+def _sequence(runs: Sequence[Run]) -> Run:
+    runs = list(runs)
+    if len(runs) == 1:
+        return runs[0]
+
+    def run() -> None:
+        for one in runs:
+            one()
+
+    return run
+
+
+def _share(chunks: list[Run], pool: Any) -> Run:
+    """``chunks`` shared between the pool's threads (in order without a pool)."""
+    if pool is not None and len(chunks) > 1:
+        return pool.bind(chunks)
+    return _sequence(chunks)
+
+
+def bind_product(
+    a: np.ndarray,
+    b: np.ndarray,
+    out: np.ndarray,
+    *,
+    b_const: bool,
+    c: np.ndarray | None = None,
+    c_const: bool = True,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    workers: int = 1,
+    pool: Any = None,
+) -> Run:
+    """A run writing ``out = alpha * a @ b + beta * c`` (the ONNX Gemm, with op(A) and op(B)
+    already applied as views): ``a`` (M, K), ``b`` (K, N), ``out`` (M, N), ``c`` broadcast to
+    (M, N), all float32. ``b_const``: ``b`` never changes (laid out once here);
+    ``c_const``: ``c`` never changes (``beta * c`` computed once)."""
+    m, k = a.shape
+    n = b.shape[1]
+    bias = _bias(c, c_const, beta, (m, n))
+    parts = max(1, min(workers, m * n * k // MIN_PART_MACS)) if workers > 1 else 1
+    ranges = split(n, parts, align=COLUMN_ALIGN)
+    if m == 1:  # a matrix-vector product: dot products of contiguous rows of K
+        rows = np.ascontiguousarray(b.T) if b_const else b.T
+        chunks = [_gemv(a[0], rows[n0:n1], out[0, n0:n1], alpha, bias, n0, n1) for n0, n1 in ranges]
+        return _share(chunks, pool)
+    panel = np.ascontiguousarray(b) if b_const else b
+    chunks = []
+    for n0, n1 in ranges:
+        y = out[:, n0:n1]
+        gemm = bound_sgemm(a, panel[:, n0:n1], y, alpha=alpha, beta=0.0 if bias is None else 1.0)
+        if bias is None:
+            chunks.append(gemm)
+        else:
+            chunks.append(_sequence([_fill(bias, y, n0, n1), gemm]))
+    return _share(chunks, pool)
+
+
+def _bias(
+    c: np.ndarray | None, c_const: bool, beta: float, shape: tuple[int, int]
+) -> tuple[np.ndarray, float] | None:
+    """(C broadcast to ``shape``, the factor still to apply at run time) or None: a constant
+    C is multiplied by beta once, in float32 as the reference does."""
+    if c is None or beta == 0.0:
+        return None
+    if c_const:
+        scaled = np.asarray(c, F32) if beta == 1.0 else np.float32(beta) * np.asarray(c, F32)
+        return np.ascontiguousarray(np.broadcast_to(scaled, shape)), 1.0
+    return np.broadcast_to(c, shape), beta
+
+
+def _fill(bias: tuple[np.ndarray, float], y: np.ndarray, n0: int, n1: int) -> Run:
+    """A run writing ``beta * C`` into the output columns ``y`` (= columns n0:n1)."""
+    src, factor = bias[0][:, n0:n1], np.float32(bias[1])
+    if factor == 1.0:
+        return lambda: np.copyto(y, src)
+    return lambda: np.multiply(src, factor, out=y)
+
+
+def _gemv(
+    x: np.ndarray,
+    rows: np.ndarray,
+    y: np.ndarray,
+    alpha: float,
+    bias: tuple[np.ndarray, float] | None,
+    n0: int,
+    n1: int,
+) -> Run:
+    """``y = alpha * rows @ x + beta * C[n0:n1]``: products, alpha, then the bias added, in
+    the reference's order."""
+    scale = np.float32(alpha)
+    c_row = None if bias is None else bias[0][0, n0:n1]
+    factor = np.float32(1.0 if bias is None else bias[1])
+    tmp = np.empty(n1 - n0, F32) if factor != 1.0 else None  # beta * C of a C that changes
+
+    def run() -> None:
+        np.matmul(rows, x, out=y)
+        if scale != 1.0:
+            np.multiply(y, scale, out=y)
+        if c_row is not None:
+            if tmp is not None:
+                np.add(y, np.multiply(c_row, factor, out=tmp), out=y)
+            else:
+                np.add(y, c_row, out=y)
+
+    return run
+
+
+def bind_global_average_pool(
+    x: np.ndarray, out: np.ndarray, *, workers: int = 1, pool: Any = None
+) -> Run | None:
+    """A run writing ``out`` (N, C, 1, ...) = the mean of each (spatial) plane of ``x``
+    (N, C, ...), float32, or None where the views are not (N, C, plane) matrices."""
+    n, c = x.shape[:2]
+    size = int(np.prod(x.shape[2:], dtype=np.int64))
+    if size == 0 or n * c == 0:
+        return None
+    x3 = _planes(x, size)
+    y2 = out.reshape(n, c) if out.flags.c_contiguous else None
+    if x3 is None or y2 is None:
+        return None
+    ones = np.ones(size, F32)
+    count = np.float32(size)
+    if x.flags.c_contiguous:  # one (N·C, plane) matrix
+        mats, outs = [x.reshape(n * c, size)], [y2.reshape(n * c)]
+    else:  # one (C, plane) matrix per image, rows at the channel stride
+        mats, outs = list(x3), list(y2)
+    parts = max(1, min(workers, x.size // MIN_PART_VALUES)) if workers > 1 else 1
+    chunks: list[Run] = []
+    for mat, y in zip(mats, outs, strict=True):
+        for r0, r1 in split(mat.shape[0], max(1, parts // len(mats)), align=COLUMN_ALIGN):
+            chunks.append(_plane_means(mat[r0:r1], ones, count, y[r0:r1]))
+    return _share(chunks, pool)
+
+
+def _planes(x: np.ndarray, size: int) -> np.ndarray | None:
+    """``x`` as an (N, C, plane) view (no copy), or None: each plane contiguous, the planes
+    of an image at one stride (a channel slice of a bigger buffer qualifies)."""
+    inner = x.reshape(x.shape[0], x.shape[1], -1) if x.flags.c_contiguous else None
+    if inner is not None:
+        return inner
+    n, c = x.shape[:2]
+    item = x.itemsize
+    expect = item
+    for dim, stride in zip(reversed(x.shape[2:]), reversed(x.strides[2:]), strict=True):
+        if dim != 1 and stride != expect:
+            return None
+        expect *= dim
+    if c > 1 and x.strides[1] < size * item:
+        return None
+    return np.lib.stride_tricks.as_strided(
+        x, (n, c, size), (x.strides[0], x.strides[1], item), writeable=False
+    )
+
+
+def _plane_means(mat: np.ndarray, ones: np.ndarray, count: np.float32, y: np.ndarray) -> Run:
+    def run() -> None:
+        np.matmul(mat, ones, out=y)
+        np.divide(y, count, out=y)
+
+    return run
+
+
+__all__ = ["bind_global_average_pool", "bind_product", "is_f32"]
