@@ -20,7 +20,11 @@
  *   aarch64 sdot  s8 x s8 by lane (Cortex-A78AE, Jetson Orin);
  *   generic C.
  * The weights ([term][coutp] quads), term offsets and layouts are the same on every path, so
- * a recorded call replays anywhere (tests/engine/backends/cpu/aarch64). */
+ * a recorded call replays anywhere (tests/engine/backends/cpu/aarch64).
+ * An int8 output under no activation, relu or clip (and no residual or an int8 one added
+ * first) is finished in float32 with an exactness guard and the double path near halves
+ * (fastq below); on AVX-512 VNNI a strip's last tile computes only the 16-position vectors
+ * it has. */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #elif defined(__GNUC__)
@@ -353,34 +357,48 @@ EI_TASK(qconv_split)
 /* -- the register tile: acc[i][j] = init[i] + sum over terms of x quad . w quad ------------ */
 
 #if EI_INT8_PATH == EI_Q8_VNNI512
-static inline void tile(const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
-                        const int32_t *init, int32_t *acc) {
+/* the first nv vectors (16 positions each) of the tile: a strip's last tile computes only
+ * the positions it has (a 14 x 14 map: 196 = 3 x 64 + 4, one vector instead of four) */
+static inline __attribute__((always_inline)) void tile_nv(const int32_t *x, const long *toff,
+                                                        long T, const int32_t *w,
+                                                        long wstride, const int32_t *init,
+                                                        int32_t *acc, const int nv) {
     __m512i a[MR][NV];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) a[i][v] = _mm512_set1_epi32(init[i]);
+        for (int v = 0; v < nv; v++) a[i][v] = _mm512_set1_epi32(init[i]);
     for (long t = 0; t < T; t++) {
         const int32_t *xp = x + toff[t], *wp = w + t * wstride;
-        __m512i x0 = _mm512_loadu_si512(xp), x1 = _mm512_loadu_si512(xp + 16);
-        __m512i x2 = _mm512_loadu_si512(xp + 32), x3 = _mm512_loadu_si512(xp + 48);
+        __m512i xv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) xv[v] = _mm512_loadu_si512(xp + v * VL);
 #pragma GCC unroll 8
         for (int i = 0; i < MR; i++) {
             __m512i b = _mm512_set1_epi32(wp[i]);
-            a[i][0] = _mm512_dpbusd_epi32(a[i][0], x0, b);
-            a[i][1] = _mm512_dpbusd_epi32(a[i][1], x1, b);
-            a[i][2] = _mm512_dpbusd_epi32(a[i][2], x2, b);
-            a[i][3] = _mm512_dpbusd_epi32(a[i][3], x3, b);
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++) a[i][v] = _mm512_dpbusd_epi32(a[i][v], xv[v], b);
         }
     }
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) _mm512_storeu_si512(acc + i * NT + v * VL, a[i][v]);
+        for (int v = 0; v < nv; v++) _mm512_store_si512(acc + i * NT + v * VL, a[i][v]);
+}
+
+static void tile(const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
+                 const int32_t *init, int32_t *acc, long nv) {
+    switch (nv) {
+    case 1: tile_nv(x, toff, T, w, wstride, init, acc, 1); break;
+    case 2: tile_nv(x, toff, T, w, wstride, init, acc, 2); break;
+    case 3: tile_nv(x, toff, T, w, wstride, init, acc, 3); break;
+    default: tile_nv(x, toff, T, w, wstride, init, acc, 4);
+    }
 }
 #elif EI_INT8_PATH == EI_Q8_VNNI256
 static inline void tile(const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
-                        const int32_t *init, int32_t *acc) {
+                        const int32_t *init, int32_t *acc, long nv) {
+    (void)nv; /* the whole tile */
     __m256i a[MR][NV];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
@@ -408,7 +426,8 @@ static inline void tile(const int32_t *x, const long *toff, long T, const int32_
  * the weight quad as int16 gives pairs of products per position; the pairs are added once,
  * at the end (hadd, then the 64-bit lanes back in order) */
 static inline void tile(const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
-                        const int32_t *init, int32_t *acc) {
+                        const int32_t *init, int32_t *acc, long nv) {
+    (void)nv; /* the whole tile */
     __m256i lo[MR], hi[MR];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) lo[i] = hi[i] = _mm256_setzero_si256();
@@ -434,7 +453,8 @@ static inline void tile(const int32_t *x, const long *toff, long T, const int32_
 #elif EI_INT8_PATH == EI_Q8_SDOT
 /* the weight quads of 4 channels in one register, each broadcast by lane */
 static inline void tile(const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
-                        const int32_t *init, int32_t *acc) {
+                        const int32_t *init, int32_t *acc, long nv) {
+    (void)nv; /* the whole tile */
     int32x4_t a[MR][NV];
     for (int i = 0; i < MR; i++)
         for (int v = 0; v < NV; v++) a[i][v] = vdupq_n_s32(init[i]);
@@ -460,7 +480,8 @@ static inline void tile(const int32_t *x, const long *toff, long T, const int32_
 }
 #else
 static inline void tile(const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
-                        const int32_t *init, int32_t *acc) {
+                        const int32_t *init, int32_t *acc, long nv) {
+    (void)nv; /* the whole tile */
     int32_t a[MR][NT];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NT; j++) a[i][j] = init[i];
@@ -606,6 +627,57 @@ static inline void store_i8(int8_t *o, v8 y, long n, double inv, double s) {
         memcpy(o, &c, (size_t)n);
 }
 
+/* -- the int8 fast epilogue ------------------------------------------------------------ */
+/* An int8 output with no activation, relu or clip, and no residual or an int8 one added
+ * before the activation: q = saturate(f(act(y))), f(v) = rint(double(v) / s), depends on y
+ * only through the quotient y / s, and these activations are monotone, so
+ * f(act(y)) = clamp(f(y), f(lo), f(hi)) (relu: lo = 0). The quotient is taken in float32,
+ *     t = float(acc) * float(mult / s) + float(zq) * float(zscale / s),
+ * within u (4 |t1| + 3 |tz| + 2 |t|) (u = 2^-24: the roundings of both computations) of the
+ * reference's double(y) / s; where the result is not saturated |t| <= 200, so
+ * |t1| <= 200 + 128 zscale / s: eps below bounds the difference 5x over. Where t lies
+ * farther than eps from a half it rounds as the reference's quotient; a vector with a lane
+ * nearer (a few in a thousand) takes the exact path. */
+typedef struct {
+    int on;
+    float eps, zs, lo, hi;
+} fastq;
+
+static fastq fastq_setup(const qconv_int8_args *a) {
+    fastq f = {0, 0.0f, 0.0f, -200.0f, 200.0f};
+    const double s = a->oscale;
+    if (a->otype != 2 || !(s > 0.0) || !(s < 1e30)) return f;
+    if (a->residual && !(a->residual == 1 && a->ztype == 2)) return f;
+    double bound = 400.0;
+    if (a->residual) {
+        double zs = (double)a->zscale / s;
+        if (!(fabs(zs) < 1e6)) return f; /* NaN too */
+        f.zs = (float)zs;
+        bound += 2.0 * 128.0 * fabs(zs);
+    }
+    f.eps = (float)(bound * 0x1p-20);
+    if (!(f.eps < 0.01f)) return f;
+    if (a->act == EI_ACT_RELU) {
+        f.lo = 0.0f;
+    } else if (a->act == EI_ACT_CLIP) {
+        if (!isfinite(a->p0) || !isfinite(a->p1)) return f;
+        double lo = rint((double)a->p0 / s), hi = rint((double)a->p1 / s);
+        f.lo = (float)(lo < -200.0 ? -200.0 : lo > 200.0 ? 200.0 : lo);
+        f.hi = (float)(hi < -200.0 ? -200.0 : hi > 200.0 ? 200.0 : hi);
+    } else if (a->act != EI_ACT_NONE) {
+        return f;
+    }
+    f.on = 1;
+    return f;
+}
+
+/* float(mult[oc] / s), or 0 where the fast epilogue does not hold for channel oc */
+static inline float fastq_mult(const fastq *f, const qconv_int8_args *a, long oc) {
+    if (!f->on) return 0.0f;
+    double m = a->mult[oc] / a->oscale;
+    return fabs(m) < 1e20 ? (float)m : 0.0f; /* NaN: 0 too */
+}
+
 /* n (<= 8) consecutive outputs of channel oc from its accumulators */
 static inline __attribute__((always_inline)) void finish8(const int32_t *acc, long n, long oc,
                                                         long pos, const qconv_int8_args *a) {
@@ -641,6 +713,34 @@ static inline __attribute__((always_inline)) void finish8(const int32_t *acc, lo
         else
             memcpy((float *)a->out + oc * a->ocs + pos, &y, 4 * (size_t)n);
     }
+}
+
+/* finish8 of an int8 output by the fast epilogue (m = fastq_mult(f, a, oc), nonzero); a
+ * group of 8 with a lane near a half is finished by finish8 */
+static inline __attribute__((always_inline)) void finish8_q(const int32_t *acc, long n, long oc,
+                                                          long pos, const qconv_int8_args *a,
+                                                          const fastq *f, float m) {
+    v8i iv = (v8i){0};
+    memcpy(&iv, acc, 4 * (size_t)n);
+    v8 t = __builtin_convertvector(iv, v8) * m;
+    if (a->residual) {
+        v8c zb = {0};
+        memcpy(&zb, (const int8_t *)a->z + oc * a->zcs + pos, (size_t)n);
+        t = t + __builtin_convertvector(zb, v8) * f->zs;
+    }
+    t = vmin(vmax(t, splat(f->lo)), splat(f->hi));
+    v8 r = vround(t), d = t - r;
+    const float lim = 0.5f - f->eps;
+    v8i near = (d > lim) | (d < -lim);
+    v8i any = near | __builtin_shufflevector(near, near, 4, 5, 6, 7, 0, 1, 2, 3);
+    any |= __builtin_shufflevector(any, any, 2, 3, 0, 1, 6, 7, 4, 5);
+    any |= __builtin_shufflevector(any, any, 1, 0, 3, 2, 5, 4, 7, 6);
+    if (any[0]) {
+        finish8(acc, n, oc, pos, a);
+        return;
+    }
+    v8c c = saturate8(__builtin_convertvector(r, v8i)); /* r: an integer in [-200, 200] */
+    memcpy((int8_t *)a->out + oc * a->ocs + pos, &c, (size_t)n);
 }
 
 #if defined(__AVX512F__) && EI_INT8_PATH != EI_Q8_GENERIC
@@ -799,6 +899,47 @@ static inline __m512 requant16(const int32_t *acc, double mult) {
     return join16(lo, hi);
 }
 
+/* 16 int8 outputs of channel oc as the reference computes them (the fast epilogue's
+ * fallback): requantization in double, the int8 residual, the activation, quantize16 */
+static __m512i exact16_i8(const int32_t *acc, long oc, const int8_t *zr,
+                          const qconv_int8_args *a) {
+    __m512 y = requant16(acc, a->mult[oc]);
+    if (a->residual)
+        y = _mm512_add_ps(
+            y, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                 _mm_loadu_si128((const __m128i *)zr))),
+                             _mm512_set1_ps(a->zscale)));
+    y = activate16(y, a->act, a->p0, a->p1);
+    const float inv = (float)a->oinv;
+    if (inv > 1e-30f && inv < 1e30f) return quantize16(y, inv, a->oscale);
+    __m256i q0 = (__m256i)quantize8((v8)_mm512_castps512_ps256(y), a->oinv, a->oscale);
+    __m256i q1 = (__m256i)quantize8((v8)high8(y), a->oinv, a->oscale);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
+}
+
+/* a row of nv vectors of int8 outputs by the fast epilogue (m = fastq_mult, nonzero) */
+static inline __attribute__((always_inline)) void fast_row(const int32_t *acc, long oc,
+                                                         const int8_t *zr, int8_t *dst, long nv,
+                                                         const qconv_int8_args *a,
+                                                         const fastq *f, float m) {
+    const __m512 mv = _mm512_set1_ps(m), zs = _mm512_set1_ps(f->zs);
+    const __m512 lo = _mm512_set1_ps(f->lo), hi = _mm512_set1_ps(f->hi);
+    const __m512 lim = _mm512_set1_ps(0.5f - f->eps);
+    for (long v = 0; v < nv; v++) {
+        __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(acc + v * VL)), mv);
+        if (a->residual)
+            t = _mm512_add_ps(t, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                                   _mm_loadu_si128((const __m128i *)(zr + v * VL)))),
+                                               zs));
+        t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
+        __m512 r = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __mmask16 near =
+            _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(t, r)), lim, _CMP_GT_OQ);
+        __m512i q = near ? exact16_i8(acc + v * VL, oc, zr + v * VL, a) : _mm512_cvtps_epi32(r);
+        _mm_storeu_si128((__m128i *)(dst + v * VL), _mm512_cvtsepi32_epi8(q));
+    }
+}
+
 /* activate16 on a row of NV vectors: the activation chosen once, the NV evaluations
  * independent (their exp and division chains overlap in the core) */
 static inline __attribute__((always_inline)) void activate_row(__m512 *y, long act, float p0,
@@ -824,7 +965,7 @@ static inline __attribute__((always_inline)) void activate_row(__m512 *y, long a
  * The same operations as finish16 on every output. */
 static void finish_tile(const int32_t *acc, long rows, long oc0, const long *seg_j,
                         const long *seg_n, const long *seg_pos, long nseg,
-                        const qconv_int8_args *a) {
+                        const qconv_int8_args *a, const fastq *fq, long nv) {
     int32_t stage[NT] __attribute__((aligned(64)));
     int32_t zrow[NT] __attribute__((aligned(64)));
     const long es = a->otype == 2 ? 1 : a->otype == 1 ? 2 : 4;
@@ -838,6 +979,25 @@ static void finish_tile(const int32_t *acc, long rows, long oc0, const long *seg
     const int whole = nseg == 1 && seg_n[0] == NT;
     for (long i = 0; i < rows; i++) {
         const long oc = oc0 + i;
+        const float m = fastq_mult(fq, a, oc);
+        if (m != 0.0f) {
+            const int8_t *zr = (const int8_t *)zrow;
+            if (a->residual) {
+                const int8_t *zc = (const int8_t *)a->z + oc * a->zcs;
+                if (whole)
+                    zr = zc + seg_pos[0];
+                else
+                    for (long s = 0; s < nseg; s++)
+                        memcpy((int8_t *)zrow + seg_j[s], zc + seg_pos[s], (size_t)seg_n[s]);
+            }
+            int8_t *oc_out = (int8_t *)a->out + oc * a->ocs;
+            int8_t *dst = whole ? oc_out + seg_pos[0] : (int8_t *)stage;
+            fast_row(acc + i * NT, oc, zr, dst, nv, a, fq, m);
+            if (whole) continue;
+            for (long s = 0; s < nseg; s++)
+                memcpy(oc_out + seg_pos[s], (const int8_t *)stage + seg_j[s], (size_t)seg_n[s]);
+            continue;
+        }
         __m512 y[NV], z[NV];
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) z[v] = _mm512_setzero_ps();
@@ -926,17 +1086,28 @@ static void finish_run(const int32_t *acc, long n, long oc, long pos, const qcon
     if (j < n) finish8(acc + j, n - j, oc, pos + j, a);
 }
 
+/* a run of n int8 outputs of channel oc by the fast epilogue */
+static void finish_run_q(const int32_t *acc, long n, long oc, long pos, const qconv_int8_args *a,
+                         const fastq *f, float m) {
+    long j = 0;
+    for (; j + 8 <= n; j += 8) finish8_q(acc + j, 8, oc, pos + j, a, f, m);
+    if (j < n) finish8_q(acc + j, n - j, oc, pos + j, a, f, m);
+}
+
 /* -- the kernel -------------------------------------------------------------------------- */
 
 /* grid positions [g0, g1) (g0 a multiple of NT), every output channel */
 void qconv_int8_f32(const qconv_int8_args *a) {
     int32_t acc[MR * NT] __attribute__((aligned(64)));
     int32_t init[MR];
+    const fastq fq = fastq_setup(a);
+    memset(acc, 0, sizeof acc); /* columns a short tile leaves: finished, then dropped */
     /* the strip's output runs: (first tile column, length, output position) */
     long seg_j[NT + 1], seg_n[NT + 1], seg_pos[NT + 1];
     const long blocks = (a->cout + MR - 1) / MR;
     for (long g = a->g0; g < a->g1; g += NT) {
         long nseg = 0, gend = g + NT < a->g1 ? g + NT : a->g1;
+        const long nv = EI_INT8_PATH == EI_Q8_VNNI512 ? (gend - g + VL - 1) / VL : NV;
         if (a->wg == a->wo) { /* no dropped columns: grid positions are output positions */
             long last = a->ho * a->wo < gend ? a->ho * a->wo : gend;
             if (last > g) seg_j[0] = 0, seg_n[0] = last - g, seg_pos[0] = g, nseg = 1;
@@ -960,14 +1131,20 @@ void qconv_int8_f32(const qconv_int8_args *a) {
                 long oc = oc0 + i;
                 init[i] = i < rows ? (a->bias ? a->bias[oc] : 0) - (U8 ? 128 * a->wsum[oc] : 0) : 0;
             }
-            tile(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc);
+            tile(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc, nv);
 #if EI_TILE_EPILOGUE
-            finish_tile(acc, rows, oc0, seg_j, seg_n, seg_pos, nseg, a);
+            finish_tile(acc, rows, oc0, seg_j, seg_n, seg_pos, nseg, a, &fq, nv);
             continue;
 #endif
-            for (long i = 0; i < rows; i++)
+            for (long i = 0; i < rows; i++) {
+                const float m = fastq_mult(&fq, a, oc0 + i);
                 for (long s = 0; s < nseg; s++)
-                    finish_run(acc + i * NT + seg_j[s], seg_n[s], oc0 + i, seg_pos[s], a);
+                    if (m != 0.0f)
+                        finish_run_q(acc + i * NT + seg_j[s], seg_n[s], oc0 + i, seg_pos[s], a,
+                                     &fq, m);
+                    else
+                        finish_run(acc + i * NT + seg_j[s], seg_n[s], oc0 + i, seg_pos[s], a);
+            }
         }
     }
 }
