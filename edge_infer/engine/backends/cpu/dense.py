@@ -4,12 +4,13 @@ The reference kernels (``engine/ops/linalg.py``, ``ops/pool.py``) allocate their
 are copied into the arena; here each layer is bound once to its arena views and writes in
 place, its products split by output columns between the context's threads:
 
-- ``Gemm`` / ``MatMul`` with a constant B: B is laid out once, at bind, in the order BLAS
-  reads fastest for the layer's row count: one row (a classifier at batch 1, a memory-bound
-  matrix-vector product) keeps op(B) as contiguous rows of K, each output a dot product of
-  one row; more rows get a contiguous (K, N) for ``sgemm``. ``beta * C`` is computed once
-  (the reference's float32 product) and broadcast to the output's shape; ``sgemm`` adds
-  ``alpha * A @ B`` to it.
+- ``Gemm`` / ``MatMul`` with a constant B: B is laid out once, at bind, in the order the
+  product reads fastest for the layer's row count. Up to ``NATIVE_ROWS`` rows (a classifier
+  at batch 1..8, memory-bound) keep op(B) as contiguous rows of K for ``kernels/gemv.c``,
+  which reads each row once for every row of A, its column ranges native pool tasks (no
+  Python between threads); more rows (or no compiler) get a contiguous (K, N) for BLAS
+  ``sgemm`` (one row without a compiler: numpy's matrix-vector product). ``beta * C`` is
+  computed once (the reference's float32 product) and broadcast to the output's shape.
 - ``GlobalAveragePool``: each (H·W) plane summed as one matrix-vector product with a
   vector of ones, then divided by H·W as the reference does.
 
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.blas import bound_sgemm
 from edge_infer.engine.backends.cpu.parallel import split
 
@@ -35,6 +37,9 @@ F32 = np.dtype(np.float32)
 MIN_PART_MACS = 1 << 18
 #: a global average pool is split between threads from this many inputs per part
 MIN_PART_VALUES = 1 << 15
+#: products of up to this many rows run kernels/gemv.c (each row of B read once for all rows
+#: of A); more rows run BLAS sgemm (measured at 8 x 1280 x 1000: gemv.c 459 µs, sgemm 556)
+NATIVE_ROWS = 8
 #: output columns per part are a multiple of this (whole 64-byte lines of the output)
 COLUMN_ALIGN = 16
 
@@ -85,6 +90,9 @@ def bind_product(
     bias = _bias(c, c_const, beta, (m, n))
     parts = max(1, min(workers, m * n * k // MIN_PART_MACS)) if workers > 1 else 1
     ranges = split(n, parts, align=COLUMN_ALIGN)
+    native_run = _native_product(a, b, out, b_const, bias, alpha, ranges, pool)
+    if native_run is not None:
+        return native_run
     if m == 1:  # a matrix-vector product: dot products of contiguous rows of K
         rows = np.ascontiguousarray(b.T) if b_const else b.T
         chunks = [_gemv(a[0], rows[n0:n1], out[0, n0:n1], alpha, bias, n0, n1) for n0, n1 in ranges]
@@ -99,6 +107,44 @@ def bind_product(
         else:
             chunks.append(_sequence([_fill(bias, y, n0, n1), gemm]))
     return _share(chunks, pool)
+
+
+def _native_product(
+    a: np.ndarray,
+    b: np.ndarray,
+    out: np.ndarray,
+    b_const: bool,
+    bias: tuple[np.ndarray, float] | None,
+    alpha: float,
+    ranges: list[tuple[int, int]],
+    pool: Any,
+) -> Run | None:
+    """The product by kernels/gemv.c (rows of op(B) dotted with each row of A) for at most
+    ``NATIVE_ROWS`` rows, the column ranges one native pool task each; None where the
+    library or the views do not allow it."""
+    m = a.shape[0]
+    if m > NATIVE_ROWS or native.library() is None:
+        return None
+    rows = np.ascontiguousarray(b.T) if b_const else b.T
+    if not (_rows_ok(a) and _rows_ok(out) and rows.flags.c_contiguous):
+        return None
+    if bias is not None and (bias[1] != 1.0 or not _rows_ok(bias[0])):
+        return None  # a changing C scaled at run time, or broadcast along rows: BLAS path
+    c = None if bias is None else bias[0]
+    k = a.shape[1]
+    calls = []
+    for n0, n1 in ranges:
+        args = dict(x=a.ctypes.data, xrs=a.strides[0] // 4, rows=m, k=k, w=rows.ctypes.data,
+                    n0=n0, n1=n1, alpha=alpha, bias=None if c is None else c.ctypes.data,
+                    brs=0 if c is None else c.strides[0] // 4, out=out.ctypes.data,
+                    ors=out.strides[0] // 4)  # fmt: skip
+        calls.append(native.NativeCall("gemv_f32", args, (a, rows, c, out)))
+    return _share(list(calls), pool)
+
+
+def _rows_ok(x: np.ndarray) -> bool:
+    """A 2-D float32 view of contiguous rows at a non-negative whole-float row stride."""
+    return x.strides[1] == 4 and x.strides[0] >= 0 and x.strides[0] % 4 == 0
 
 
 def _bias(

@@ -372,6 +372,16 @@ class MaxpoolS8Args(KernelArgs):
     ]
 
 
+class GemvArgs(KernelArgs):
+    """gemv.c: bias None for none; brs 0 for one bias row for every row."""
+
+    _fields_ = [
+        *[("x", _P), *_longs("xrs", "rows", "k")],
+        *[("w", _P), *_longs("n0", "n1"), ("alpha", _F)],
+        *[("bias", _P), ("brs", _L), ("out", _P), ("ors", _L)],
+    ]
+
+
 #: exported kernel ``<name>_f32`` → its argument struct (``<name>_args`` in args.h)
 ARGS: dict[str, type[KernelArgs]] = {
     "conv_direct_f32": ConvDirectArgs,
@@ -395,6 +405,7 @@ ARGS: dict[str, type[KernelArgs]] = {
     "upsample_nearest_s8_f32": UpsampleNearestS8Args,
     "qgemm_s8_f32": QgemmS8Args,
     "maxpool_s8_f32": MaxpoolS8Args,
+    "gemv_f32": GemvArgs,
 }
 
 

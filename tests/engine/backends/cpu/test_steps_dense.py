@@ -16,6 +16,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import edge_infer
+from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.backends.cpu.steps import STEPS
@@ -70,6 +71,22 @@ def _run_step(
     return True
 
 
+def _use_native(monkeypatch, on: bool) -> set[str]:
+    """Native kernels on (recording which ones are bound) or off (the BLAS paths)."""
+    if on and not native.available():
+        pytest.skip("no C compiler on this machine")
+    used: set[str] = set()
+    lib = native.library() if on else None
+
+    class Recorder:
+        def __getattr__(self, name: str):
+            used.add(name)
+            return getattr(lib, name)
+
+    monkeypatch.setattr(native, "library", lambda: Recorder() if on else None)
+    return used
+
+
 GEMMS = [  # (M, K, N)
     (1, 1280, 1000),  # MobileNetV2's classifier at batch 1
     (8, 2048, 1000),  # ResNet-50's at batch 8
@@ -85,9 +102,11 @@ def _bias(kind: str, m: int, n: int, rng: np.random.Generator) -> np.ndarray | N
     return None if kind == "none" else rng.standard_normal(shape[kind], dtype=np.float32)
 
 
+@pytest.mark.parametrize("native_on", [True, False], ids=["native", "blas"])
 @pytest.mark.parametrize("m,k,n", GEMMS)
 @pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)])
-def test_gemm_step_matches_reference(m: int, k: int, n: int, trans_a: int, trans_b: int) -> None:
+def test_gemm_step_matches_reference(monkeypatch, native_on, m, k, n, trans_a, trans_b) -> None:
+    used = _use_native(monkeypatch, native_on)
     rng = np.random.default_rng(m * 1000 + k + n + 10 * trans_a + trans_b)
     a = rng.standard_normal((k, m) if trans_a else (m, k), dtype=np.float32)
     b = rng.standard_normal((n, k) if trans_b else (k, n), dtype=np.float32)
@@ -107,10 +126,14 @@ def test_gemm_step_matches_reference(m: int, k: int, n: int, trans_a: int, trans
         out = np.empty((m, n), np.float32)
         assert _run_step("Gemm", [a, b, c], out, const, attrs, workers)
         _close(out, want, PRODUCT_TOL)
+    # few rows with A's rows contiguous run the native kernel (with a constant C at least)
+    assert ("gemv_f32" in used) == (native_on and m <= 8 and (m == 1 or not trans_a)), used
 
 
-def test_gemm_step_writes_a_strided_output() -> None:
+@pytest.mark.parametrize("native_on", [True, False], ids=["native", "blas"])
+def test_gemm_step_writes_a_strided_output(monkeypatch, native_on) -> None:
     """An output that is a column slice of a bigger buffer (a concat's part)."""
+    _use_native(monkeypatch, native_on)
     rng = np.random.default_rng(3)
     a = rng.standard_normal((4, 96), dtype=np.float32)
     b = rng.standard_normal((80, 96), dtype=np.float32)
@@ -145,9 +168,13 @@ MATMULS = [  # (A shape, B shape, B constant)
 ]
 
 
+@pytest.mark.parametrize("native_on", [True, False], ids=["native", "blas"])
 @pytest.mark.parametrize("a_shape,b_shape,b_const", MATMULS)
 @pytest.mark.parametrize("workers", [1, 2])
-def test_matmul_step_matches_reference(a_shape, b_shape, b_const, workers) -> None:
+def test_matmul_step_matches_reference(
+    monkeypatch, native_on, a_shape, b_shape, b_const, workers
+) -> None:
+    _use_native(monkeypatch, native_on)
     rng = np.random.default_rng(len(a_shape) * 7 + len(b_shape) + workers)
     a = rng.standard_normal(a_shape, dtype=np.float32)
     b = rng.standard_normal(b_shape, dtype=np.float32)
@@ -232,12 +259,14 @@ def _recording(monkeypatch) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("batch", [1, 8])
 def test_fp32_engine_runs_the_steps_and_agrees(monkeypatch, batch: int) -> None:
+    used = _use_native(monkeypatch, native.available())
     bound = _recording(monkeypatch)
     model = _classifier(batch)
     engine = edge_infer.build(model, tune=False)
     x = np.random.default_rng(batch).standard_normal((batch, 8, 7, 7), dtype=np.float32)
     got = engine.create_context().execute({"x": x})["z"]
     assert set(bound) == {"Gemm", "MatMul", "GlobalAveragePool"}, bound
+    assert "gemv_f32" in used or not native.available()
     want = execute_graph(engine.graph(batch), {"x": x})["z"]
     _close(got, want, PRODUCT_TOL)
 

@@ -186,6 +186,13 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, long, w) X(K, long, ho) X(K, long, wo) X(K, long, kh) X(K, long, kw) X(K, long, sy)   \
     X(K, long, sx) X(K, long, pt) X(K, long, pl) X(K, long, dy) X(K, long, dx)
 
+/* gemv.c: out[m * ors + n] = alpha * (x[m * xrs] . w[n * k]) + bias[m * brs + n] (bias
+ * NULL: none; brs 0: one row for all) for m < rows, n in [n0, n1); w rows of k floats */
+#define EI_GEMV_ARGS(X, K)                                                                     \
+    X(K, const float *, x) X(K, long, xrs) X(K, long, rows) X(K, long, k)                      \
+    X(K, const float *, w) X(K, long, n0) X(K, long, n1) X(K, float, alpha)                    \
+    X(K, const float *, bias) X(K, long, brs) X(K, float *, out) X(K, long, ors)
+
 /* every kernel: X(kernel name, its field list); a field list is FIELDS(X, kernel) and
  * calls X(kernel, type, name) once per field */
 #define EI_KERNELS(X)                                                                         \
@@ -209,7 +216,8 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(reformat, EI_REFORMAT_ARGS)                                                             \
     X(upsample_nearest_s8, EI_UPSAMPLE_NEAREST_S8_ARGS)                                       \
     X(qgemm_s8, EI_QGEMM_S8_ARGS)                                                             \
-    X(maxpool_s8, EI_MAXPOOL_S8_ARGS)
+    X(maxpool_s8, EI_MAXPOOL_S8_ARGS)                                                         \
+    X(gemv, EI_GEMV_ARGS)
 
 /* the structs: <name>_args, and their entry points void <name>_f32(const <name>_args *) and
  * pool tasks void <name>_task(const void *) */
