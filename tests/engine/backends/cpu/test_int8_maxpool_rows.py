@@ -1,0 +1,41 @@
+"""maxpool_s8 (kernels/reformat.c) on the 3-wide stride-2 windows of ResNet's stem pool:
+rows wider than the 64-output vector blocks, odd and even widths, left pad 0 or 1, row
+stride 1 or 2, a padded tail; against the reference MaxPool, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu.program import ScratchPool
+from edge_infer.engine.backends.cpu.steps import STEPS
+from edge_infer.engine.ir import Node
+from edge_infer.engine.ops import get_registry
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
+
+# (h, w), kernel, strides, pads (t, l, b, r)
+POOLS = [
+    ((112, 112), (3, 3), (2, 2), (1, 1, 1, 1)),  # ResNet-50's stem pool
+    ((9, 151), (3, 3), (2, 2), (1, 1, 1, 1)),  # 76 outputs: a block and a tail
+    ((8, 130), (3, 3), (1, 2), (0, 0, 0, 1)),  # no left pad, a right one
+    ((7, 129), (2, 3), (2, 2), (0, 1, 0, 1)),
+    ((5, 3), (3, 3), (2, 2), (1, 1, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("case", POOLS, ids=str)
+def test_stride2_rows(case: tuple) -> None:
+    (h, w), k, s, p = case
+    rng = np.random.default_rng(h * w)
+    big = rng.integers(-128, 128, (2, 6, h, w)).astype(np.int8)
+    x = big[:, 1:5]  # planes strided within a bigger buffer
+    attrs = {"kernel_shape": list(k), "strides": list(s), "pads": list(p)}
+    want = get_registry().resolve("", "MaxPool", 17).kernel(x, **attrs)
+    want = np.asarray(want[0] if isinstance(want, tuple | list) else want)
+    out = np.full((2, 7, *want.shape[2:]), 3, np.int8)[:, 1:5]
+    run = STEPS["MaxPool"](Node("MaxPool", "mp", "", attrs), [x], [out], ScratchPool())
+    assert isinstance(run, native.NativeCall) and run.name == "maxpool_s8_f32"
+    run()
+    np.testing.assert_array_equal(out, want)
