@@ -1,5 +1,8 @@
-/* Depthwise convolution: compiled on the target device (-march/-mcpu=native). Two paths,
- * picked by the tactic (cpu_direct.py: GROUPED_MAX_WIDTH, measured):
+/* Depthwise convolution: compiled on the target device (-march/-mcpu=native). Three paths,
+ * picked by the tactic (cpu_direct.py: DW_WIDE, GROUPED_MAX_WIDTH, measured) through the
+ * path field `grouped`: bit 1 asks for vectors along rows (dw_wide below: AVX-512 builds,
+ * 3 x 3 kernels at stride 1 or 2), which builds without it and other kernels replace with
+ * bit 0's path: channel groups (1) or row by row (0).
  *
  * Row by row (large planes at stride 1): one channel at a time, one output row at a time.
  * The kh input rows an output row reads are laid out in a ring of row slots (each input row
@@ -288,17 +291,217 @@ static inline __attribute__((always_inline)) void dw_group(
     }
 }
 
+/* Vectors along rows (AVX-512; 3 x 3 kernels at stride 1 and 2, no dilation; path field
+ * bit 1, see conv_depthwise_f32): one channel at a time in NCHW, straight from the input (no
+ * layout pass, no transposes), 16 output columns a vector, two output rows at a time (they
+ * share their input rows' loads). Tap kx of output columns ox0 .. ox0 + 15 reads input
+ * columns (ox0 + l) * s + kx - pl: at stride 1 one unaligned load, at stride 2 the even or
+ * odd lanes of two loads (vpermt2ps). Columns outside the input are masked off the loads
+ * (they read as zero padding); rows outside it are skipped. Each row's last vector is
+ * stored under a mask. */
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+#define DW_WIDE 1
+
+/* the lanes l (of 16) with lo <= l < hi */
+static inline __mmask16 lanes(long lo, long hi) {
+    if (lo < 0) lo = 0;
+    if (hi > 16) hi = 16;
+    return hi <= lo ? 0 : (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+}
+
+/* 16 input columns from col of row (mask m: those inside the input; the others zero) */
+#define LOADC(row, col, m) _mm512_maskz_loadu_ps(m, (row) + (col))
+
+/* acc += the taps of kernel row k (weights W[3 k .. 3 k + 2]) on the tap vectors t0, t1, t2 */
+#define TAPROW(acc, k, t0, t1, t2)                                                             \
+    acc = _mm512_fmadd_ps(W[3 * (k) + 2], t2,                                                  \
+                          _mm512_fmadd_ps(W[3 * (k) + 1], t1, _mm512_fmadd_ps(W[3 * (k)], t0, acc)))
+
+/* bias, residual z and activation on 16 outputs y: none, relu and clip in 16 lanes; the
+ * others through simd.h finish() on each half (the other paths' arithmetic) */
+static inline __attribute__((always_inline)) __m512 epilogue_wide(__m512 y, __m512 z, float b,
+                                                                 long act, float p0, float p1,
+                                                                 long residual) {
+    if (act == EI_ACT_NONE || act == EI_ACT_RELU || act == EI_ACT_CLIP) {
+        y = _mm512_add_ps(y, _mm512_set1_ps(b));
+        if (residual == 1) y = _mm512_add_ps(y, z);
+        if (act == EI_ACT_RELU) y = _mm512_max_ps(y, _mm512_setzero_ps());
+        if (act == EI_ACT_CLIP)
+            y = _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps(p0)), _mm512_set1_ps(p1));
+        if (residual == 2) y = _mm512_add_ps(y, z);
+        return y;
+    }
+    v8 y0 = (v8)_mm512_castps512_ps256(y), y1 = (v8)_mm512_extractf32x8_ps(y, 1);
+    v8 z0 = (v8)_mm512_castps512_ps256(z), z1 = (v8)_mm512_extractf32x8_ps(z, 1);
+    y0 = finish(y0, splat(b), z0, act, p0, p1, residual);
+    y1 = finish(y1, splat(b), z1, act, p0, p1, residual);
+    return _mm512_insertf32x8(_mm512_castps256_ps512((__m256)y0), (__m256)y1, 1);
+}
+
+/* the epilogue on y, stored to o under m (residual at zr) */
+static inline __attribute__((always_inline)) void finish_wide(float *o, const float *zr,
+                                                             __mmask16 m, __m512 y, float b,
+                                                             long act, float p0, float p1,
+                                                             long residual) {
+    __m512 z = residual ? _mm512_maskz_loadu_ps(m, zr) : _mm512_setzero_ps();
+    _mm512_mask_storeu_ps(o, m, epilogue_wide(y, z, b, act, p0, p1, residual));
+}
+
+/* one channel, 3 x 3 at stride s (1 or 2), R output rows at a time: output rows oy + r read
+ * input rows oy * s - pt + j, j < 3 + (R - 1) s; row j feeds output row r as kernel row
+ * j - r s. An accumulator per output row and kernel row: chains of 3 FMAs, not 9. */
+static inline __attribute__((always_inline)) void dw_wide3(const conv_depthwise_args *a,
+                                                          const float *xc, const float *wc,
+                                                          float b, float *oc, const float *zc,
+                                                          long s, long R) {
+    long h = a->h, w = a->w, pt = a->pt, pl = a->pl, ho = a->ho, wo = a->wo, xrs = a->xrs;
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                           28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    __m512 W[9];
+    for (long t = 0; t < 9; t++) W[t] = _mm512_set1_ps(wc[t]);
+    for (long oy = 0; oy < ho; oy += R) {
+        long iy0 = oy * s - pt;
+        for (long ox0 = 0; ox0 < wo; ox0 += 16) {
+            long c = ox0 * s - pl; /* the first input column tap 0 reads */
+            /* stride 1: taps at c, c + 1, c + 2; stride 2: windows at c, c + 16 (taps 0, 1)
+             * and c + 2, c + 18 (tap 2) */
+            __mmask16 m0 = lanes(-c, w - c), m1 = lanes(-c - 1, w - c - 1);
+            __mmask16 m2 = lanes(-c - 2, w - c - 2);
+            __mmask16 m16 = lanes(-c - 16, w - c - 16), m18 = lanes(-c - 18, w - c - 18);
+            __m512 acc[4][3];
+#pragma GCC unroll 4
+            for (long r = 0; r < R; r++)
+                for (long k = 0; k < 3; k++) acc[r][k] = _mm512_setzero_ps();
+#pragma GCC unroll 9
+            for (long j = 0; j < 3 + (R - 1) * s; j++) {
+                long iy = iy0 + j;
+                if (iy < 0 || iy >= h) continue;
+                const float *row = xc + iy * xrs;
+                __m512 t0, t1, t2;
+                if (s == 1) {
+                    t0 = LOADC(row, c, m0);
+                    t1 = LOADC(row, c + 1, m1);
+                    t2 = LOADC(row, c + 2, m2);
+                } else {
+                    __m512 lo = LOADC(row, c, m0), hi = LOADC(row, c + 16, m16);
+                    t0 = _mm512_permutex2var_ps(lo, even, hi);
+                    t1 = _mm512_permutex2var_ps(lo, odd, hi);
+                    t2 = _mm512_permutex2var_ps(LOADC(row, c + 2, m2), even,
+                                                LOADC(row, c + 18, m18));
+                }
+#pragma GCC unroll 4
+                for (long r = 0; r < R; r++)
+                    if (j >= r * s && j - r * s < 3)
+                        TAPROW(acc[r][j - r * s], j - r * s, t0, t1, t2);
+            }
+            __mmask16 m = lanes(0, wo - ox0);
+#pragma GCC unroll 4
+            for (long r = 0; r < R; r++) {
+                if (oy + r >= ho) break;
+                __m512 y = _mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]), acc[r][2]);
+                long q = (oy + r) * wo + ox0;
+                finish_wide(oc + q, zc ? zc + q : 0, m, y, b, a->act, a->p0, a->p1,
+                            a->residual);
+            }
+        }
+    }
+}
+
+/* Narrow outputs ((wo - 1) * s + 2 < 16, wo <= 8: MobileNetV2's 7 x 7): a vector holds two
+ * output rows, oy in lanes 0 .. 7 and oy + 1 in lanes 8 .. 15. Each input row is loaded once
+ * (16 columns from -pl, masked) and the tap vectors are picked from two rows' loads by one
+ * vpermt2ps each: lane l < 8 column l * s + kx of the first row, lane 8 + l of the second.
+ * The two rows' outputs are compressed to 2 wo contiguous lanes (their places in the output
+ * plane) and stored under a mask; the residual is loaded the same way and expanded. */
+static inline __attribute__((always_inline)) void dw_wide3_pairs(const conv_depthwise_args *a,
+                                                                const float *xc,
+                                                                const float *wc, float b,
+                                                                float *oc, const float *zc,
+                                                                long s) {
+    long h = a->h, w = a->w, pt = a->pt, pl = a->pl, ho = a->ho, wo = a->wo, xrs = a->xrs;
+    __m512i idx[3];
+    for (long kx = 0; kx < 3; kx++) {
+        int t[16];
+        for (int l = 0; l < 8; l++) t[l] = (int)(l * s + kx), t[8 + l] = (int)(16 + l * s + kx);
+        idx[kx] = _mm512_loadu_si512(t);
+    }
+    __m512 W[9];
+    for (long t = 0; t < 9; t++) W[t] = _mm512_set1_ps(wc[t]);
+    __mmask16 mload = lanes(pl, pl + w), one = lanes(0, wo);
+    __mmask16 both = (__mmask16)(one | (one << 8));
+    for (long oy = 0; oy < ho; oy += 2) {
+        long iy0 = oy * s - pt;
+        __m512 L[5], acc[3] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (long j = 0; j < 2 + s; j++) { /* input rows iy0 + j, j <= 2 + s */
+            long iy = iy0 + j;
+            L[j] = iy < 0 || iy >= h ? _mm512_setzero_ps() : LOADC(xc + iy * xrs, -pl, mload);
+        }
+        {
+            long iy = iy0 + 2 + s;
+            L[2 + s] = iy < 0 || iy >= h ? _mm512_setzero_ps()
+                                         : LOADC(xc + iy * xrs, -pl, mload);
+        }
+        for (long ky = 0; ky < 3; ky++) /* a chain of 3 FMAs per kernel row */
+            for (long kx = 0; kx < 3; kx++)
+                acc[ky] = _mm512_fmadd_ps(W[3 * ky + kx],
+                                          _mm512_permutex2var_ps(L[ky], idx[kx], L[ky + s]),
+                                          acc[ky]);
+        __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), acc[2]);
+        __mmask16 m = oy + 1 < ho ? both : one;
+        long n = oy + 1 < ho ? 2 * wo : wo;
+        __m512 z = _mm512_setzero_ps();
+        if (a->residual) z = _mm512_maskz_expand_ps(m, LOADC(zc + oy * wo, 0, lanes(0, n)));
+        __m512 y = epilogue_wide(sum, z, b, a->act, a->p0, a->p1, a->residual);
+        _mm512_mask_storeu_ps(oc + oy * wo, lanes(0, n), _mm512_maskz_compress_ps(m, y));
+    }
+}
+
+/* channels [c0, c1) of a 3 x 3 layer at stride 1 or 2, vectors along rows */
+static void dw_wide_range(const conv_depthwise_args *a) {
+    /* two rows a vector: each output row's reach within one 16-column load */
+    int pairs = a->wo <= 8 && (a->wo - 1) * a->sx + 2 < 16;
+    for (long c = a->c0; c < a->c1; c++) {
+        const float *xc = a->x + c * a->xcs, *wc = a->wts + c * 9;
+        float b = a->bias ? a->bias[c] : 0.0f;
+        float *oc = a->out + c * a->ocs;
+        const float *zc = a->z ? a->z + c * a->zcs : 0;
+        if (pairs && a->sx == 1)
+            dw_wide3_pairs(a, xc, wc, b, oc, zc, 1);
+        else if (pairs)
+            dw_wide3_pairs(a, xc, wc, b, oc, zc, 2);
+        else if (a->sx == 1)
+            dw_wide3(a, xc, wc, b, oc, zc, 1, 4);
+        else
+            dw_wide3(a, xc, wc, b, oc, zc, 2, 2);
+    }
+}
+
+/* the layers dw_wide_range takes */
+static int wide_fits(const conv_depthwise_args *a) {
+    return a->kh == 3 && a->kw == 3 && a->dy == 1 && a->dx == 1 && a->sy == a->sx &&
+           (a->sx == 1 || a->sx == 2);
+}
+#endif
+
 #define DW_CHANNEL(KH, KW, SX, DY, DX)                                                         \
     dw_channel(xc, a->xrs, a->h, a->w, a->pt, a->pl, a->sy, SX, KH, KW, DY, DX, a->wq,        \
                a->rows, wc, b, a->ho, a->wo, oc, zc, a->act, a->p0, a->p1, a->residual)
 #define DW_GROUP(KH, KW, SY, SX, DY, DX) dw_group(a, c, nc, a->rows, KH, KW, SY, SX, DY, DX)
 
-/* Channels [c0, c1) of one image; by groups of CV channels when a->grouped (buffer: see
+/* Channels [c0, c1) of one image: vectors along rows when a->grouped & 2 and this build
+ * has them (no buffer); else by groups of CV channels when a->grouped & 1 (buffer: see
  * cpu_direct.py), else one channel at a time, row by row. */
 void conv_depthwise_f32(const conv_depthwise_args *a) {
     long kh = a->kh, kw = a->kw, sx = a->sx, dy = a->dy, dx = a->dx;
     long unit = dy == 1 && dx == 1;
-    if (a->grouped) {
+#ifdef DW_WIDE
+    if ((a->grouped & 2) && wide_fits(a)) {
+        dw_wide_range(a);
+        return;
+    }
+#endif
+    if (a->grouped & 1) {
         for (long c = a->c0; c < a->c1; c += CV) {
             long nc = a->c1 - c < CV ? a->c1 - c : CV;
             if (unit && kh == 3 && kw == 3 && a->sy == 1 && sx == 1)

@@ -9,8 +9,10 @@ larger strides, or the input itself for a plain 1×1 conv. Then:
 - ``ocvec_native`` (``kernels/conv_ocvec.c``): the terms of 6 positions packed in tile order
   (a small im2col), a 16-channel × 6-position tile, vectors along output channels — for the
   small grids of late layers, where positions cannot fill a vector;
-- ``depthwise_native`` (``kernels/conv_depthwise.c``): 8 channels at a time, vectors along
-  channels, for small planes and strides; row by row for large stride-1 planes.
+- ``depthwise_native`` (``kernels/conv_depthwise.c``): on AVX-512, 3×3 at stride 1 or 2,
+  one channel at a time with vectors along output rows, straight from the input; elsewhere
+  8 channels at a time, vectors along channels, for small planes and strides, and row by
+  row for large stride-1 planes.
 
 Each applies bias, residual and activation to the tile in registers before storing it: no
 accumulation or epilogue passes through memory. Activations the kernels do not implement run
@@ -55,6 +57,14 @@ _RESIDUAL = {"none": 0, "pre": 1, "post": 2}
 GROUPED_MAX_WIDTH = 32
 GROUPED_STRIDED = True
 DW_GROUP = 8
+#: depthwise_native on AVX-512 builds: vectors along output rows straight from the input
+#: (conv_depthwise.c: dw_wide) at column strides 1 and 2; the paths above are its fallback
+#: elsewhere (the kernel picks by what it was compiled for). Measured on MobileNetV2's 3x3
+#: layers, one thread: see DepthwiseNative.
+DW_WIDE = True
+#: the kernel's path field ("grouped" in args.h): bit 0 channel groups (else row by row),
+#: bit 1 vectors along rows where the build has them (else bit 0's path)
+_DW_GROUPS, _DW_WIDE = 1, 2
 
 
 def pack_weights(weight: np.ndarray, block: int = MR) -> np.ndarray:
@@ -531,9 +541,12 @@ class OcVecNative(_NativeConv):
 
 
 class DepthwiseNative(_NativeConv):
-    """Depthwise convs (conv_depthwise.c): small planes and strided layers DW_GROUP channels
-    at a time, vectors along channels; large stride-1 planes row by row, each input row laid
-    out once per channel as zero-padded column phases in a small ring of row slots."""
+    """Depthwise convs (conv_depthwise.c): on AVX-512 builds 3x3 layers at stride 1 or 2
+    with vectors along output rows, read straight from the input (DW_WIDE); otherwise small
+    planes and strided layers DW_GROUP channels at a time, vectors along channels, and large
+    stride-1 planes row by row, each input row laid out once per channel as zero-padded
+    column phases in a small ring of row slots. The kernel field ``grouped`` carries both:
+    bit 1 the wide path where the build has it, bit 0 its fallback."""
 
     name = "depthwise_native"
 
@@ -564,6 +577,8 @@ class DepthwiseNative(_NativeConv):
             size = DW_GROUP * hp * wp
         else:  # the ring, then a zero slot
             size = ((kh - 1) * dy + 2) * sx * wq
+        wide = DW_WIDE and sx in (1, 2)
+        mode = (_DW_GROUPS if grouped else 0) | (_DW_WIDE if wide else 0)
         weights = np.ascontiguousarray(s.weight.reshape(c, -1), np.float32)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
         chunks: list[Run] = []
@@ -579,7 +594,7 @@ class DepthwiseNative(_NativeConv):
                     dy=dy,
                     dx=dx,
                     wq=wq,
-                    grouped=int(grouped),
+                    grouped=mode,
                     rows=rows.ctypes.data,
                     wts=weights.ctypes.data,
                     bias=None if bias is None else bias.ctypes.data,

@@ -1,12 +1,17 @@
-"""depthwise_native (kernels/conv_depthwise.c, row by row) against the reference Conv: every
-row-slot path (stride 1 and 2 column phases, larger strides, dilations, pads wider than the
-kernel's reach, rows above and below the input), output widths that end in partial vectors
-(1, 3, 5, 7, 14 columns) or whole ones (16, 112), the fused epilogue, channel-slice views,
-batches and thread splits."""
+"""depthwise_native (kernels/conv_depthwise.c) against the reference Conv, on each of its
+paths (row by row, channel groups, vectors along rows on AVX-512 builds): every row-slot path
+(stride 1 and 2 column phases, larger strides, dilations, pads wider than the kernel's reach,
+rows above and below the input), output widths that end in partial vectors (1, 3, 5, 7, 8, 14
+columns, two rows a vector up to 8) or whole ones (16, 112), the fused epilogue,
+channel-slice views, batches, thread splits, and the kernel built for each x86 vector
+path."""
 
 from __future__ import annotations
 
+import ctypes
 import shutil
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +23,7 @@ from edge_infer.engine.backends.cpu.tactics import cpu_direct
 from edge_infer.engine.backends.cpu.tactics.cpu_direct import DepthwiseNative
 from edge_infer.engine.ops import get_registry
 from edge_infer.engine.tactics.base import ConvSpec
+from tests.engine.backends.cpu import isa_builds
 from tests.engine.backends.cpu.tactics.test_cpu_conv import expected
 
 CONV = get_registry().resolve("", "Conv", 17).kernel
@@ -41,6 +47,15 @@ CASES = [
     ((1, 4, 13, 13), (3, 3), (1, 1), (2, 2, 2, 2), (2, 2)),
     ((1, 4, 17, 19), (3, 5), (3, 2), (1, 2, 1, 2), (2, 1)),
     ((2, 3, 9, 9), (7, 7), (1, 1), (3, 3, 3, 3), (1, 1)),
+    # vectors along rows: two rows a vector (wo <= 8) at strides 1 and 2, odd pads, wo = 8
+    # at stride 2 (one row a vector), wide rows ending in partial vectors
+    ((1, 3, 9, 9), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+    ((1, 4, 8, 8), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    ((1, 3, 6, 6), (3, 3), (1, 1), (0, 2, 1, 0), (1, 1)),
+    ((1, 3, 11, 13), (3, 3), (2, 2), (2, 2, 2, 2), (1, 1)),
+    ((2, 3, 16, 16), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+    ((1, 3, 10, 37), (3, 3), (2, 2), (0, 1, 1, 0), (1, 1)),
+    ((1, 2, 5, 50), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
 ]
 ACTS = [("", ()), ("relu", ()), ("clip", (0.0, 6.0)), ("silu", ()), ("mish", ())]
 
@@ -66,13 +81,23 @@ def _close(got: np.ndarray, want: np.ndarray) -> None:
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5 * scale)
 
 
-@pytest.fixture(params=["rows", "grouped"], autouse=True)
+@pytest.fixture(params=["rows", "grouped", "wide"], autouse=True)
 def path(request, monkeypatch) -> str:
-    """Every test runs both kernel paths on every case: row by row, and channel groups."""
+    """Every test runs each kernel path on every case: row by row, channel groups, and
+    vectors along rows (3 x 3 at stride 1 or 2 on AVX-512 builds; elsewhere, and for other
+    kernels, its fallback: row by row here)."""
     grouped = request.param == "grouped"
     monkeypatch.setattr(cpu_direct, "GROUPED_MAX_WIDTH", 1 << 20 if grouped else 0)
     monkeypatch.setattr(cpu_direct, "GROUPED_STRIDED", grouped)
+    monkeypatch.setattr(cpu_direct, "DW_WIDE", request.param == "wide")
     return request.param
+
+
+def _mode(path: str, spec: ConvSpec) -> int:
+    """The kernel's path field a bind on ``path`` sets (cpu_direct: _DW_GROUPS, _DW_WIDE)."""
+    if path == "wide":
+        return 2 if spec.strides[1] in (1, 2) else 0
+    return int(path == "grouped")
 
 
 def test_native_kernels_are_here() -> None:
@@ -100,7 +125,7 @@ def test_matches_the_reference(case, act, residual, path) -> None:
         run = DepthwiseNative(spec).bind(
             [x, w, b] + ([z] if residual != "none" else []), [out], ScratchPool()
         )
-    assert set(made) == {int(path == "grouped")}
+    assert set(made) == {_mode(path, spec)}
     run()
     _close(out, expected(conv, z, act[0], act[1], residual))
     out[:] = np.nan
@@ -163,3 +188,41 @@ def test_channel_slice_views(case) -> None:
         DepthwiseNative(spec).bind([x, w, b, z], [view], ScratchPool())()
         _close(view, expected(conv, np.ascontiguousarray(z), "clip", (0.0, 6.0), "post"))
         assert (big[:, :1] == -7).all() and (big[:, 1 + c :] == -7).all()
+
+
+def _recorded(spec: ConvSpec, ins: list[Any], out: np.ndarray) -> list[native.NativeCall]:
+    """The native calls a one-thread bind makes."""
+    calls: list[native.NativeCall] = []
+    init = native.NativeCall.__init__
+
+    def record(self: Any, *args: Any, **kw: Any) -> None:
+        init(self, *args, **kw)
+        calls.append(self)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(native.NativeCall, "__init__", record)
+        DepthwiseNative(spec).bind(ins, [out], ScratchPool())
+    return calls
+
+
+@pytest.mark.parametrize("build", list(isa_builds.X86_BUILDS))
+def test_every_x86_vector_path_matches(build: str, path: str, tmp_path: Path) -> None:
+    """The same bound calls through the kernel built for AVX-512, AVX2 and plain x86-64 (the
+    path field's vectors along rows: AVX-512 only, the fallback elsewhere)."""
+    flags, needs = isa_builds.X86_BUILDS[build]
+    isa_builds.need_features(needs)
+    fn = isa_builds.build_kernels(tmp_path, ["conv_depthwise.c"], flags)
+    fn = fn.conv_depthwise_f32
+    fn.restype = None
+    for k, case in enumerate(CASES):
+        act = ACTS[k % 4]  # the fused ones (mish runs in the Python epilogue)
+        residual = ("none", "pre", "post")[k % 3]
+        x, w, b, conv = _data(case, seed=k)
+        z = np.random.default_rng(k).standard_normal(conv.shape).astype(np.float32)
+        spec = _spec(case, conv, w, b, act, residual)
+        out = np.full(conv.shape, np.nan, np.float32)
+        ins = [x, w, b] + ([z] if residual != "none" else [])
+        for call in _recorded(spec, ins, out):
+            assert call.args.grouped == _mode(path, spec)
+            fn(ctypes.byref(call.args))
+        _close(out, expected(conv, z, act[0], act[1], residual))
