@@ -382,6 +382,23 @@ class GemvArgs(KernelArgs):
     ]
 
 
+class ConvStemArgs(KernelArgs):
+    """conv_stem.c: output rows [r0, r1) of a few-channel conv, a band of rows at a time
+    laid out in buf (args.h)."""
+
+    _fields_ = [
+        *_PHASE_INPUT,
+        *_longs("cin", "kh", "kw", "wq", "band", "r0", "r1"),
+        ("wpack", _P),
+        ("bias", _P),
+        *_longs("cout", "wo"),
+        ("out", _P),
+        ("ocs", _L),
+        *_EPILOGUE,
+        ("buf", _P),
+    ]
+
+
 #: exported kernel ``<name>_f32`` → its argument struct (``<name>_args`` in args.h)
 ARGS: dict[str, type[KernelArgs]] = {
     "conv_direct_f32": ConvDirectArgs,
@@ -406,6 +423,7 @@ ARGS: dict[str, type[KernelArgs]] = {
     "qgemm_s8_f32": QgemmS8Args,
     "maxpool_s8_f32": MaxpoolS8Args,
     "gemv_f32": GemvArgs,
+    "conv_stem_f32": ConvStemArgs,
 }
 
 

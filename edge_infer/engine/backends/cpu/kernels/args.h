@@ -193,6 +193,16 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, const float *, w) X(K, long, n0) X(K, long, n1) X(K, float, alpha)                    \
     X(K, const float *, bias) X(K, long, brs) X(K, float *, out) X(K, long, ors)
 
+/* conv_stem.c: output rows [r0, r1) of a few-channel conv (cin * kh * kw <= 1024), a band
+ * of output rows at a time, the band's input laid out in buf ([cin][(band - 1) sy + kh][sx]
+ * [wq] floats; wq >= 16 * ceil(wo / 16) + (kw - 1) / sx and >= (w + pl + sx - 1) / sx);
+ * output planes of wo-wide rows */
+#define EI_CONV_STEM_ARGS(X, K)                                                                \
+    EI_PHASE_INPUT_ARGS(X, K) X(K, long, cin) X(K, long, kh) X(K, long, kw) X(K, long, wq)     \
+    X(K, long, band) X(K, long, r0) X(K, long, r1) X(K, const float *, wpack)                  \
+    X(K, const float *, bias) X(K, long, cout) X(K, long, wo) X(K, float *, out)               \
+    X(K, long, ocs) EI_EPILOGUE_ARGS(X, K) X(K, float *, buf)
+
 /* every kernel: X(kernel name, its field list); a field list is FIELDS(X, kernel) and
  * calls X(kernel, type, name) once per field */
 #define EI_KERNELS(X)                                                                         \
@@ -217,7 +227,8 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(upsample_nearest_s8, EI_UPSAMPLE_NEAREST_S8_ARGS)                                       \
     X(qgemm_s8, EI_QGEMM_S8_ARGS)                                                             \
     X(maxpool_s8, EI_MAXPOOL_S8_ARGS)                                                         \
-    X(gemv, EI_GEMV_ARGS)
+    X(gemv, EI_GEMV_ARGS)                                                                     \
+    X(conv_stem, EI_CONV_STEM_ARGS)
 
 /* the structs: <name>_args, and their entry points void <name>_f32(const <name>_args *) and
  * pool tasks void <name>_task(const void *) */

@@ -18,6 +18,7 @@ from edge_infer.engine.backends.cpu.tactics.cpu_pointwise import PointwiseNative
 from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative, QConvReference
 from edge_infer.engine.backends.cpu.tactics.cpu_qdepthwise import QDepthwiseNative
 from edge_infer.engine.backends.cpu.tactics.cpu_recurrent import RecurrentGemm, RecurrentNative
+from edge_infer.engine.backends.cpu.tactics.cpu_stem import StemNative
 from edge_infer.engine.backends.cpu.tactics.cpu_winograd import WinogradNative
 from edge_infer.engine.tactics import TacticTable
 
@@ -29,6 +30,7 @@ _CONV = (
     DepthwiseNative,
     WinogradNative,
     PointwiseNative,
+    StemNative,
 )
 
 #: layer kind → CPU candidates, in the order tried (the first applicable is the default);

@@ -1,0 +1,288 @@
+/* Full convolutions with few input channels (a network's stem: 3 -> 16..64 channels, 3x3 to
+ * 7x7, stride 2): compiled on the target device (-march/-mcpu=native).
+ *
+ *     out[oc, oy, ox] = bias[oc] + sum_{ci, ky, kx} W[oc, ci, ky, kx] x[ci, oy sy + ky - pt,
+ *                                                                          ox sx + kx - pl]
+ *
+ * With cin <= 4 there are only cin kh kw (27 to 196) terms per output, so the general
+ * kernels' per-strip input packing and whole-image phase split cost as much as the products.
+ * Here the output rows of a chunk go a band at a time: the band's input rows are laid out
+ * once in `buf`, zero-padded and split into sx column phases ([cin][band rows][sx][wq]), so
+ * every (channel, tap) term of VW consecutive outputs of a row is one contiguous vector read
+ * (VW = 16 floats with AVX-512, 8 otherwise). The register tile is TR output channels x PV
+ * such output vectors (one broadcast weight per channel and term, PV input vectors): 8 x 3
+ * with 32 vector registers (AVX-512), 4 x 3 elsewhere (AVX2: 12 + 3 of 16 ymm; NEON: two q
+ * registers per 8-float vector). The PV vectors of a tile are consecutive in the band's
+ * (row, column) order, so they continue on the next output row, and the output is stored
+ * NCHW straight from the registers (the row's last vector masked), after bias, residual and
+ * activation (simd.h). Weights are packed at bind as [ceil(cout / 8)][cin kh kw][8], zero past
+ * cout; a tile takes TR rows of a panel.
+ */
+#include "simd.h"
+
+#define PANEL 8 /* output channels per packed weight panel (the tactic packs with this) */
+#if defined(EI_STEM_TR) && defined(EI_STEM_PV) /* forced tile (tests, measurements) */
+#define TR EI_STEM_TR
+#define PV EI_STEM_PV
+#elif defined(__AVX512F__)
+#define TR 8
+#define PV 3
+#else
+#define TR 4
+#define PV 3
+#endif
+
+#if defined(__AVX512F__) && !defined(EI_STEM_V8)
+#include <immintrin.h>
+#define VW 16
+typedef float vf __attribute__((vector_size(64)));
+static inline vf loadv(const float *p) { return (vf)_mm512_loadu_ps(p); }
+static inline void storev(float *p, vf v) { _mm512_storeu_ps(p, (__m512)v); }
+/* the first n lanes: loaded (others zero) / stored (others untouched) */
+static inline vf loadv_n(const float *p, long n) {
+    return (vf)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
+}
+static inline void storev_n(float *p, vf v, long n) {
+    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v);
+}
+/* even and odd lanes of 2 VW consecutive floats */
+static inline vf evens(vf a, vf b) {
+    return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28,
+                                   30);
+}
+static inline vf odds(vf a, vf b) {
+    return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29,
+                                   31);
+}
+#else
+#define VW 8
+typedef v8 vf;
+static inline vf loadv(const float *p) { return load8(p); }
+static inline void storev(float *p, vf v) { store8(p, v); }
+#if defined(__AVX2__)
+#include <immintrin.h>
+static inline __m256i lanes(long n) {
+    v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    return (__m256i)(lane < (int)n);
+}
+static inline vf loadv_n(const float *p, long n) { return (vf)_mm256_maskload_ps(p, lanes(n)); }
+static inline void storev_n(float *p, vf v, long n) {
+    _mm256_maskstore_ps(p, lanes(n), (__m256)v);
+}
+#else
+static inline vf loadv_n(const float *p, long n) {
+    float t[8];
+    for (long j = 0; j < 8; j++) t[j] = j < n ? p[j] : 0.0f;
+    return load8(t);
+}
+static inline void storev_n(float *p, vf v, long n) {
+    float t[8];
+    store8(t, v);
+    for (long j = 0; j < n; j++) p[j] = t[j];
+}
+#endif
+static inline vf evens(vf a, vf b) { return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14); }
+static inline vf odds(vf a, vf b) { return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15); }
+#endif
+#if VW == 16
+static inline vf vmaxv(vf a, vf b) { return (vf)_mm512_max_ps((__m512)a, (__m512)b); }
+static inline vf vminv(vf a, vf b) { return (vf)_mm512_min_ps((__m512)a, (__m512)b); }
+static inline vf splatv(float a) { return (vf)_mm512_set1_ps(a); }
+/* simd.h's vexp on 16 lanes: the same range reduction and polynomial, 2^n by scalef */
+static inline vf vexpv(vf x) {
+    x = vminv(vmaxv(x, splatv(-87.0f)), splatv(88.0f));
+    vf nf = (vf)_mm512_roundscale_ps((__m512)(x * 1.4426950408889634f),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    vf r = x - nf * 0.693359375f - nf * -2.12194440e-4f;
+    vf p = 1.9875691500e-4f * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    vf y = p * r * r + r + 1.0f;
+    return (vf)_mm512_scalef_ps((__m512)y, (__m512)nf);
+}
+/* 1 / d: the 14-bit estimate and one Newton step (d >= 1 here) */
+static inline vf vrecip(vf d) {
+    vf e = (vf)_mm512_rcp14_ps((__m512)d);
+    return e * (2.0f - d * e);
+}
+static inline vf activatev(vf y, long act, float p0, float p1) {
+    switch (act) {
+    case EI_ACT_RELU: return vmaxv(y, splatv(0.0f));
+    case EI_ACT_LEAKY_RELU:
+        return (vf)_mm512_mask_mul_ps((__m512)y, _mm512_cmp_ps_mask((__m512)y, _mm512_setzero_ps(),
+                                                                     _CMP_LT_OQ),
+                                      (__m512)y, _mm512_set1_ps(p0));
+    case EI_ACT_CLIP: return vminv(vmaxv(y, splatv(p0)), splatv(p1));
+    case EI_ACT_SIGMOID: return vrecip(1.0f + vexpv(-y));
+    case EI_ACT_SILU: return y * vrecip(1.0f + vexpv(-y));
+    case EI_ACT_HARD_SWISH:
+        return y * vminv(vmaxv(y * (1.0f / 6.0f) + 0.5f, splatv(0.0f)), splatv(1.0f));
+    case EI_ACT_HARD_SIGMOID: return vminv(vmaxv(y * p0 + p1, splatv(0.0f)), splatv(1.0f));
+    case EI_ACT_TANH: return 2.0f / (1.0f + vexpv(-2.0f * y)) - 1.0f;
+    default: return y;
+    }
+}
+#else
+static inline vf activatev(vf y, long act, float p0, float p1) { return activate(y, act, p0, p1); }
+#endif
+
+/* Input rows [iy0, iy0 + rows) of every channel into buf[ci][rows_max][sx][wq]: padded
+ * column c (input column c - pl) goes to phase c % sx, position c / sx; zero outside the
+ * input. */
+static void layout_rows(const conv_stem_args *a, long iy0, long rows, long rows_max) {
+    long sx = a->sx, wq = a->wq, w = a->w, pl = a->pl;
+    for (long ci = 0; ci < a->cin; ci++) {
+        for (long r = 0; r < rows; r++) {
+            float *d = a->buf + ((ci * rows_max + r) * sx) * wq;
+            long iy = iy0 + r;
+            if (iy < 0 || iy >= a->h) {
+                memset(d, 0, sizeof(float) * sx * wq);
+                continue;
+            }
+            const float *s = a->x + ci * a->xcs + iy * a->xrs;
+            long q = 0;
+            if (sx == 2) { /* whole vectors: positions q .. q + VW from columns 2 q - pl on */
+                float *d0 = d, *d1 = d + wq;
+                for (; q < wq && 2 * q - pl < 0; q++) { /* left padding */
+                    long c = 2 * q - pl;
+                    d0[q] = c >= 0 && c < w ? s[c] : 0.0f;
+                    d1[q] = c + 1 >= 0 && c + 1 < w ? s[c + 1] : 0.0f;
+                }
+                for (; q + VW <= wq && 2 * (q + VW) - pl <= w; q += VW) {
+                    vf u = loadv(s + 2 * q - pl), v = loadv(s + 2 * q - pl + VW);
+                    storev(d0 + q, evens(u, v));
+                    storev(d1 + q, odds(u, v));
+                }
+                for (; q < wq; q++) {
+                    long c = 2 * q - pl;
+                    d0[q] = c >= 0 && c < w ? s[c] : 0.0f;
+                    d1[q] = c + 1 >= 0 && c + 1 < w ? s[c + 1] : 0.0f;
+                }
+            } else if (sx == 1) {
+                long lo = pl < wq ? pl : wq, n = w < wq - lo ? w : wq - lo;
+                memset(d, 0, sizeof(float) * lo);
+                memcpy(d + lo, s, sizeof(float) * n);
+                memset(d + lo + n, 0, sizeof(float) * (wq - lo - n));
+            } else {
+                for (long ph = 0; ph < sx; ph++)
+                    for (q = 0; q < wq; q++) {
+                        long c = q * sx + ph - pl;
+                        d[ph * wq + q] = c >= 0 && c < w ? s[c] : 0.0f;
+                    }
+            }
+        }
+    }
+}
+
+/* acc[i][p] = sum_t wp[PANEL t + i] * xb[p][toff[t] .. + VW], i < TR, p < nv */
+static inline __attribute__((always_inline)) void micro(const float *wp, const float *const *xb,
+                                                       const long *toff, long T, long nv,
+                                                       vf acc[TR][PV]) {
+    vf c[TR][PV];
+    for (long i = 0; i < TR; i++)
+        for (long p = 0; p < PV; p++) c[i][p] = (vf){0};
+    for (long t = 0; t < T; t++, wp += PANEL) {
+        long off = toff[t];
+        vf v[PV];
+#pragma GCC unroll 4
+        for (long p = 0; p < PV; p++)
+            if (p < nv) v[p] = loadv(xb[p] + off);
+#pragma GCC unroll 8
+        for (long i = 0; i < TR; i++) {
+            float s = wp[i];
+#pragma GCC unroll 4
+            for (long p = 0; p < PV; p++)
+                if (p < nv) c[i][p] += s * v[p];
+        }
+    }
+    for (long i = 0; i < TR; i++)
+        for (long p = 0; p < PV; p++) acc[i][p] = c[i][p];
+}
+
+/* where each vector of a tile goes: its offset in the output plane and its valid lanes */
+typedef struct {
+    long off[PV];
+    long n[PV];
+} targets;
+
+/* bias, residual, activation on the tile's rows [oc, oc + nr), stored at the targets */
+static inline __attribute__((always_inline)) void store(const conv_stem_args *a, long oc,
+                                                       long nr, long nv, const targets *tg,
+                                                       vf acc[TR][PV]) {
+    long act = a->act, residual = a->residual;
+    float p0 = a->p0, p1 = a->p1;
+    for (long i = 0; i < TR; i++) {
+        if (i >= nr) break;
+        float b = a->bias ? a->bias[oc + i] : 0.0f;
+        float *o = a->out + (oc + i) * a->ocs;
+        const float *zc = residual ? a->z + (oc + i) * a->zcs : 0;
+        for (long p = 0; p < nv; p++) {
+            vf y = acc[i][p] + b, z = {0};
+            if (residual) z = tg->n[p] == VW ? loadv(zc + tg->off[p]) : loadv_n(zc + tg->off[p], tg->n[p]);
+            if (residual == 1) y += z;
+            y = activatev(y, act, p0, p1);
+            if (residual == 2) y += z;
+            if (tg->n[p] == VW)
+                storev(o + tg->off[p], y);
+            else
+                storev_n(o + tg->off[p], y, tg->n[p]);
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void tiles(const conv_stem_args *a,
+                                                       const float *const *xb, const long *toff,
+                                                       long T, long nv, const targets *tg) {
+    for (long ob = 0; ob * PANEL < a->cout; ob++)
+        for (long r = 0; r < PANEL; r += TR) {
+            long oc = ob * PANEL + r;
+            if (oc >= a->cout) break;
+            long nr = a->cout - oc < TR ? a->cout - oc : TR;
+            vf acc[TR][PV];
+            micro(a->wpack + ob * T * PANEL + r, xb, toff, T, nv, acc);
+            store(a, oc, nr, nv, tg, acc);
+        }
+}
+
+#define MAX_TERMS 1024
+
+void conv_stem_f32(const conv_stem_args *a) {
+    long sy = a->sy, sx = a->sx, kh = a->kh, kw = a->kw, wq = a->wq, wo = a->wo;
+    long rows_max = (a->band - 1) * sy + kh; /* input rows of a band */
+    long T = a->cin * kh * kw;
+    if (T > MAX_TERMS) return; /* the tactic never binds more */
+    long toff[MAX_TERMS];
+    for (long ci = 0, t = 0; ci < a->cin; ci++)
+        for (long ky = 0; ky < kh; ky++)
+            for (long kx = 0; kx < kw; kx++, t++)
+                toff[t] = ((ci * rows_max + ky) * sx + kx % sx) * wq + kx / sx;
+    long rowvecs = (wo + VW - 1) / VW;
+    for (long oy0 = a->r0; oy0 < a->r1; oy0 += a->band) {
+        long nb = a->r1 - oy0 < a->band ? a->r1 - oy0 : a->band;
+        layout_rows(a, oy0 * sy - a->pt, (nb - 1) * sy + kh, rows_max);
+        long P = nb * rowvecs; /* output vectors of the band, row by row */
+        for (long g = 0; g < P; g += PV) {
+            long nv = P - g < PV ? P - g : PV;
+            const float *xb[PV];
+            targets tg;
+            for (long p = 0; p < PV; p++) {
+                long v = g + (p < nv ? p : 0), row = v / rowvecs, col = (v - row * rowvecs) * VW;
+                xb[p] = a->buf + row * sy * sx * wq + col;
+                tg.off[p] = (oy0 + row) * wo + col;
+                tg.n[p] = wo - col < VW ? wo - col : VW;
+            }
+            if (nv == PV)
+                tiles(a, xb, toff, T, PV, &tg);
+#if PV > 2
+            else if (nv == 2)
+                tiles(a, xb, toff, T, 2, &tg);
+#endif
+            else
+                tiles(a, xb, toff, T, 1, &tg);
+        }
+    }
+}
+
+EI_TASK(conv_stem)
