@@ -183,7 +183,7 @@ class ConvWinogradArgs(KernelArgs):
         ("zis", _L),
         ("work", _P),
         ("V", _P),
-        *_longs("tb", "k0", "k1"),
+        *_longs("tb", "k0", "k1", "half"),
     ]
 
 
@@ -226,6 +226,7 @@ class ConvPointwiseArgs(KernelArgs):
         ("zis", _L),
         ("pk", _P),
         ("pkn", _L),
+        ("half", _L),
     ]
 
 

@@ -78,22 +78,25 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, const float *, bias) X(K, long, ob0) X(K, long, ob1) X(K, long, cout) X(K, long, P)   \
     X(K, float *, out) X(K, long, ocs) EI_EPILOGUE_ARGS(X, K)
 
-/* conv_winograd.c (z also has an image stride, zis; tiles and channel blocks: see there) */
+/* conv_winograd.c (z also has an image stride, zis; tiles and channel blocks: see there;
+ * half: bits 1, 2, 4 when x, out, z are float16) */
 #define EI_CONV_WINOGRAD_ARGS(X, K)                                                            \
     X(K, const float *, x) X(K, long, xis) X(K, long, xcs) X(K, long, xrs) X(K, long, h)       \
     X(K, long, w) X(K, long, pt) X(K, long, pl) X(K, long, cin) X(K, const float *, U)         \
     X(K, const float *, bias) X(K, long, cout) X(K, long, ho) X(K, long, wo) X(K, long, t0)    \
     X(K, long, t1) X(K, float *, out) X(K, long, ois) X(K, long, ocs) EI_EPILOGUE_ARGS(X, K)   \
     X(K, long, zis) X(K, float *, work) X(K, float *, V) X(K, long, tb) X(K, long, k0)         \
-    X(K, long, k1)
+    X(K, long, k1) X(K, long, half)
 
 /* conv_pointwise.c: plain 1x1 convs as a GEMM over the pixels q = b * hw + p of all images
- * (see there): pixels [q0, q1), weight panels [ob0, ob1); pk holds pkn floats */
+ * (see there): pixels [q0, q1), weight panels [ob0, ob1); pk holds pkn floats; half: bits
+ * 1, 2, 4 when x, out, z are float16 */
 #define EI_CONV_POINTWISE_ARGS(X, K)                                                           \
     X(K, const float *, x) X(K, long, xis) X(K, long, xcs) X(K, long, hw) X(K, long, cin)      \
     X(K, const float *, wpack) X(K, const float *, bias) X(K, long, cout) X(K, long, q0)       \
     X(K, long, q1) X(K, long, ob0) X(K, long, ob1) X(K, float *, out) X(K, long, ois)          \
-    X(K, long, ocs) EI_EPILOGUE_ARGS(X, K) X(K, long, zis) X(K, float *, pk) X(K, long, pkn)
+    X(K, long, ocs) EI_EPILOGUE_ARGS(X, K) X(K, long, zis) X(K, float *, pk) X(K, long, pkn)   \
+    X(K, long, half)
 
 /* pointwise.c; unary kind: EI_ACT_SIGMOID or EI_ACT_TANH */
 #define EI_UNARY_ARGS(X, K) X(K, const float *, x) X(K, float *, y) X(K, long, n) X(K, long, kind) \

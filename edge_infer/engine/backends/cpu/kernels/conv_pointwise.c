@@ -19,8 +19,19 @@
  *
  * The epilogue (bias, residual before or after, activation: simd.h) runs on the tile in
  * registers before it is stored.
+ *
+ * Float16 storage (FP16 engines; `half`'s bits PW_XH, PW_OH, PW_ZH: x, out, z are float16,
+ * strides still in elements): inputs are widened while they are packed, the residual as it
+ * is loaded, outputs narrowed (round to nearest even, half.h) as they are stored — the bits
+ * of widening into float32, this kernel on float32, narrowing after. A float16 output holds
+ * no partial sums: its channels are one block however many (the tactic sizes pk for it).
  */
 #include "simd.h"
+#include "half.h"
+
+#define PW_XH 1 /* x is float16 */
+#define PW_OH 2 /* out is float16 */
+#define PW_ZH 4 /* z is float16 */
 
 #define PANEL 8 /* output channels per packed weight panel (the tactic packs with this) */
 #if defined(EI_PW_TR) && defined(EI_PW_TV) /* forced tile (tests, measurements) */
@@ -66,6 +77,17 @@ static inline void pw_store_n(float *p, v8 y, long n) {
         if (j < n) p[j] = t[j];
 }
 #endif
+
+/* element i of storage p (float16 when h), as float32: one, 8, the first n < 8 */
+static inline __attribute__((always_inline)) float at1(const void *p, long i, long h) {
+    return h ? ei_float_from_half(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+static inline __attribute__((always_inline)) v8 at8(const void *p, long i, long h) {
+    return h ? h8_load((const uint16_t *)p + i) : load8((const float *)p + i);
+}
+static inline __attribute__((always_inline)) v8 at_n(const void *p, long i, long n, long h) {
+    return h ? h8_load_n((const uint16_t *)p + i, n) : pw_load_n((const float *)p + i, n);
+}
 
 /* acc[i][j] += sum_k a[8 k + i] * b[NR k + 8 j .. + 8], i < TR, j < nv: a panel's weights
  * (stride PANEL per channel) times a packed strip */
@@ -121,46 +143,58 @@ static inline long lane_offset(const strip *s, long j, long hw, long is) {
     return b * is + p;
 }
 
-/* pack channels [k0, k0 + kc) of pixels [qa, qb) into pk[strip][k][NR] */
-static void pack(const conv_pointwise_args *a, long k0, long kc, long qa, long qb, float *pk) {
+/* pack channels [k0, k0 + kc) of pixels [qa, qb) into pk[strip][k][NR] (xh: x is float16) */
+static inline __attribute__((always_inline)) void pack_as(const conv_pointwise_args *a, long k0,
+                                                         long kc, long qa, long qb, float *pk,
+                                                         long xh) {
     long hw = a->hw;
+    const void *x = a->x;
     for (long q = qa, s = 0; q < qb; q += NR, s++) {
         strip st = strip_at(q, qb, hw);
         float *d = pk + s * kc * NR;
-        const float *x = a->x + k0 * a->xcs;
+        long base = k0 * a->xcs;
         if (st.inside && st.np == NR) {
-            const float *src = x + st.b * a->xis + st.p;
+            long src = base + st.b * a->xis + st.p;
             for (long k = 0; k < kc; k++, src += a->xcs, d += NR)
-                for (long j = 0; j < TV; j++) store8(d + 8 * j, load8(src + 8 * j));
+                for (long j = 0; j < TV; j++) store8(d + 8 * j, at8(x, src + 8 * j, xh));
         } else if (st.inside) {
-            const float *src = x + st.b * a->xis + st.p;
+            long src = base + st.b * a->xis + st.p;
             for (long k = 0; k < kc; k++, src += a->xcs, d += NR)
                 for (long j = 0; j < TV; j++) {
                     long m = st.np - 8 * j;
-                    store8(d + 8 * j, m >= 8 ? load8(src + 8 * j)
-                                      : m > 0 ? pw_load_n(src + 8 * j, m)
+                    store8(d + 8 * j, m >= 8 ? at8(x, src + 8 * j, xh)
+                                      : m > 0 ? at_n(x, src + 8 * j, m, xh)
                                               : (v8){0});
                 }
         } else {
             long off[NR];
             for (long j = 0; j < NR; j++)
                 off[j] = j < st.np ? lane_offset(&st, j, hw, a->xis) : -1;
-            for (long k = 0; k < kc; k++, x += a->xcs, d += NR)
-                for (long j = 0; j < NR; j++) d[j] = off[j] >= 0 ? x[off[j]] : 0.0f;
+            for (long k = 0; k < kc; k++, base += a->xcs, d += NR)
+                for (long j = 0; j < NR; j++) d[j] = off[j] >= 0 ? at1(x, base + off[j], xh) : 0.0f;
         }
     }
 }
 
+static void pack(const conv_pointwise_args *a, long k0, long kc, long qa, long qb, float *pk) {
+    if (a->half & PW_XH)
+        pack_as(a, k0, kc, qa, qb, pk, 1);
+    else
+        pack_as(a, k0, kc, qa, qb, pk, 0);
+}
+
 /* The tile's rows [oc, oc + nr) and strip st: loaded (partial sums, acc) or stored with the
- * epilogue (last: bias, residual, activation) or without (partial sums). */
+ * epilogue (last: bias, residual, activation) or without (partial sums). oh: out is float16
+ * (never loaded: no partial sums). */
 static inline __attribute__((always_inline)) void tile_io(const conv_pointwise_args *a,
                                                          const strip *st, long oc, long nr,
                                                          long nv, v8 acc[TR][TV], long load,
-                                                         long last) {
-    long hw = a->hw;
+                                                         long last, long oh) {
+    long hw = a->hw, zh = a->half & PW_ZH;
     if (st->inside && nr == TR) { /* the common case: rows of contiguous pixels */
-        float *o = a->out + st->b * a->ois + oc * a->ocs + st->p;
+        long ob = st->b * a->ois + oc * a->ocs + st->p;
         if (load) {
+            const float *o = a->out + ob;
             for (long i = 0; i < TR; i++)
                 for (long j = 0; j < nv; j++) {
                     long m = st->np - 8 * j;
@@ -170,17 +204,15 @@ static inline __attribute__((always_inline)) void tile_io(const conv_pointwise_a
             return;
         }
         v8 y[TR * TV], z[TR * TV];
-        long n = 0;
-        const float *zb = a->residual && last ? a->z + st->b * a->zis + oc * a->zcs + st->p : 0;
+        long n = 0, zb = st->b * a->zis + oc * a->zcs + st->p, zon = a->residual && last;
         for (long i = 0; i < TR; i++) {
             v8 bi = splat(last && a->bias ? a->bias[oc + i] : 0.0f);
             for (long j = 0; j < nv; j++, n++) {
                 y[n] = acc[i][j] + bi;
                 z[n] = (v8){0};
-                if (zb) {
-                    long m = st->np - 8 * j;
-                    z[n] = m >= 8 ? load8(zb + i * a->zcs + 8 * j)
-                                  : pw_load_n(zb + i * a->zcs + 8 * j, m);
+                if (zon) {
+                    long m = st->np - 8 * j, zi = zb + i * a->zcs + 8 * j;
+                    z[n] = m >= 8 ? at8(a->z, zi, zh) : at_n(a->z, zi, m, zh);
                 }
             }
         }
@@ -194,11 +226,17 @@ static inline __attribute__((always_inline)) void tile_io(const conv_pointwise_a
         n = 0;
         for (long i = 0; i < TR; i++)
             for (long j = 0; j < nv; j++, n++) {
-                long m = st->np - 8 * j;
-                if (m >= 8)
-                    store8(o + i * a->ocs + 8 * j, y[n]);
+                long m = st->np - 8 * j, oi = ob + i * a->ocs + 8 * j;
+                if (oh) {
+                    uint16_t *o = (uint16_t *)a->out + oi;
+                    if (m >= 8)
+                        h8_store(o, y[n]);
+                    else
+                        h8_store_n(o, y[n], m);
+                } else if (m >= 8)
+                    store8(a->out + oi, y[n]);
                 else
-                    pw_store_n(o + i * a->ocs + 8 * j, y[n], m);
+                    pw_store_n(a->out + oi, y[n], m);
             }
         return;
     }
@@ -209,18 +247,16 @@ static inline __attribute__((always_inline)) void tile_io(const conv_pointwise_a
         zoff[j] = a->residual ? lane_offset(st, j, hw, a->zis) : 0;
     }
     for (long i = 0; i < nr; i++) {
-        float *o = a->out + (oc + i) * a->ocs;
+        long orow = (oc + i) * a->ocs;
         float t[NR] = {0};
         if (load) {
-            for (long j = 0; j < st->np; j++) t[j] = o[off[j]];
+            for (long j = 0; j < st->np; j++) t[j] = a->out[orow + off[j]];
             for (long j = 0; j < nv; j++) acc[i][j] = load8(t + 8 * j);
             continue;
         }
         float zt[NR] = {0};
-        if (last && a->residual) {
-            const float *zc = a->z + (oc + i) * a->zcs;
-            for (long j = 0; j < st->np; j++) zt[j] = zc[zoff[j]];
-        }
+        if (last && a->residual)
+            for (long j = 0; j < st->np; j++) zt[j] = at1(a->z, (oc + i) * a->zcs + zoff[j], zh);
         float bi = last && a->bias ? a->bias[oc + i] : 0.0f;
         for (long j = 0; j < nv; j++) {
             v8 y = acc[i][j];
@@ -228,7 +264,12 @@ static inline __attribute__((always_inline)) void tile_io(const conv_pointwise_a
                 y = finish(y, splat(bi), load8(zt + 8 * j), a->act, a->p0, a->p1, a->residual);
             store8(t + 8 * j, y);
         }
-        for (long j = 0; j < st->np; j++) o[off[j]] = t[j];
+        if (oh) { /* through vectors: the bits of the vector path's narrowing */
+            uint16_t th[NR];
+            for (long j = 0; j < nv; j++) h8_store(th + 8 * j, load8(t + 8 * j));
+            for (long j = 0; j < st->np; j++) ((uint16_t *)a->out)[orow + off[j]] = th[j];
+        } else
+            for (long j = 0; j < st->np; j++) a->out[orow + off[j]] = t[j];
     }
 }
 
@@ -238,18 +279,19 @@ static inline __attribute__((always_inline)) void tile(const conv_pointwise_args
                                                       const float *wp, const float *bs,
                                                       const strip *st, long oc, long nr,
                                                       long kc, long first, long last,
-                                                      long nv) {
+                                                      long nv, long oh) {
     v8 acc[TR][TV];
     for (long i = 0; i < TR; i++)
         for (long j = 0; j < TV; j++) acc[i][j] = (v8){0};
-    if (!first) tile_io(a, st, oc, nr, nv, acc, 1, 0);
+    if (!first) tile_io(a, st, oc, nr, nv, acc, 1, 0, oh);
     micro(wp, bs, kc, nv, acc);
-    tile_io(a, st, oc, nr, nv, acc, 0, last);
+    tile_io(a, st, oc, nr, nv, acc, 0, last, oh);
 }
 
-void conv_pointwise_f32(const conv_pointwise_args *a) {
+/* oh: out is float16 (its channels one block) */
+static inline __attribute__((always_inline)) void conv(const conv_pointwise_args *a, long oh) {
     long K = a->cin, hw = a->hw;
-    long kblocks = (K + KC_MAX - 1) / KC_MAX;
+    long kblocks = oh ? 1 : (K + KC_MAX - 1) / KC_MAX;
     long KC = (K + kblocks - 1) / kblocks;
     long NC = a->pkn / (KC * NR) * NR;
     if (NC < NR) NC = NR; /* the tactic sizes pk for at least one strip */
@@ -270,18 +312,29 @@ void conv_pointwise_f32(const conv_pointwise_args *a) {
                         strip st = strip_at(q, qb, hw);
                         long nv = (st.np + 7) / 8;
                         if (nv == TV)
-                            tile(a, wp, bs, &st, oc, nr, kc, first, last, TV);
+                            tile(a, wp, bs, &st, oc, nr, kc, first, last, TV, oh);
 #if TV > 2
                         else if (nv == 2)
-                            tile(a, wp, bs, &st, oc, nr, kc, first, last, 2);
+                            tile(a, wp, bs, &st, oc, nr, kc, first, last, 2, oh);
 #endif
                         else
-                            tile(a, wp, bs, &st, oc, nr, kc, first, last, 1);
+                            tile(a, wp, bs, &st, oc, nr, kc, first, last, 1, oh);
                     }
                 }
             }
         }
     }
 }
+
+void conv_pointwise_f32(const conv_pointwise_args *a) {
+    if (a->half & PW_OH)
+        conv(a, 1);
+    else
+        conv(a, 0);
+}
+
+/* the float16 vector path this file was compiled with (half.h EI_H8_PATH: 0 portable, 1 F16C,
+ * 2 NEON), for tests */
+long conv_pointwise_half_path(void) { return EI_H8_PATH; }
 
 EI_TASK(conv_pointwise)

@@ -21,8 +21,19 @@
  * between two phases): every thread busy, the weights read once in all.
  *
  * FP32 error: the transforms' coefficients (up to 8 in A, 5 in B) cost about four bits
- * against the direct sum; tests hold it to 2e-5 of the output's scale. */
+ * against the direct sum; tests hold it to 2e-5 of the output's scale.
+ *
+ * Float16 storage (FP16 engines; `half`'s bits WG_XH, WG_OH, WG_ZH: x, out, z are float16,
+ * strides still in elements): the input transform widens each patch row as it loads it, the
+ * residual is widened as it is copied into the row buffer, and each finished output row is
+ * narrowed (round to nearest even, half.h) as it is copied out — the bits of widening into
+ * float32, this kernel on float32, narrowing after. */
 #include "simd.h"
+#include "half.h"
+
+#define WG_XH 1 /* x is float16 */
+#define WG_OH 2 /* out is float16 */
+#define WG_ZH 4 /* z is float16 */
 
 #define KR 6
 #define TBMAX 128
@@ -89,10 +100,10 @@ static inline void transpose8x6(const v8 r[8], v8 c[6]) {
     c[5] = SHUF(v1, v5, 4, 5, 6, 7, 12, 13, 14, 15);
 }
 
-/* the input geometry of a layer */
+/* the input geometry of a layer (x: float16 when xh) */
 typedef struct {
-    const float *x;
-    long xis, xcs, xrs, h, w, pt, pl, cin, per_image, tw;
+    const void *x;
+    long xis, xcs, xrs, h, w, pt, pl, cin, per_image, tw, xh;
 } wino_input;
 
 /* lanes [q0, q1) of the 8 floats at p, the others zero and never read (masked loads do not
@@ -112,6 +123,24 @@ static inline v8 load8_lanes(const float *p, long q0, long q1) {
 #endif
 }
 
+/* the same, from float16 storage */
+static inline v8 load8_lanes_h(const uint16_t *p, long q0, long q1) {
+    uint16_t t[8];
+    for (long q = 0; q < 8; q++) t[q] = q >= q0 && q < q1 ? p[q] : 0;
+    return h8_load(t);
+}
+
+/* 8 values of x from element i: float32, or float16 widened (xh) */
+static inline __attribute__((always_inline)) v8 x8(const void *x, long i, long xh) {
+    return xh ? h8_load((const uint16_t *)x + i) : load8((const float *)x + i);
+}
+
+static inline __attribute__((always_inline)) v8 x8_lanes(const void *x, long i, long q0, long q1,
+                                                        long xh) {
+    return xh ? load8_lanes_h((const uint16_t *)x + i, q0, q1)
+              : load8_lanes((const float *)x + i, q0, q1);
+}
+
 /* where a tile's 6x6 input patch lies: its offset from x (row 0, column 0 of the patch, which
  * may be in the padding), the rows [r0, r1) and columns [q0, q1) inside the image, and
  * whether its 6 rows can be read as whole 8-float vectors */
@@ -124,7 +153,9 @@ typedef struct {
  * row is one vector load (masked at the image's edges, zero outside it: the padding is never
  * materialised), an 8x8 transpose puts the tiles across the vector, then B^T along the row
  * and B^T down the columns. Lanes past nt are zero. */
-static void input_transform(const wino_input *in, long t0, long nt, float *V) {
+static inline __attribute__((always_inline)) void input_transform_as(const wino_input *in,
+                                                                    long t0, long nt, float *V,
+                                                                    long xh) {
     long groups = (nt + 7) / 8, nsb = (nt + 15) / 16, cin = in->cin;
     long estride = nsb * cin * 16 + PAD;
     patch_at pa[TBMAX];
@@ -146,7 +177,7 @@ static void input_transform(const wino_input *in, long t0, long nt, float *V) {
         p->fast = p->r0 == 0 && p->r1 == 6 && p->q0 == 0 && x0 + 8 <= in->w;
     }
     for (long c = 0; c < cin; c++) {
-        const float *xc = in->x + c * in->xcs;
+        long xc = c * in->xcs;
         for (long g = 0; g < groups; g++) {
             const patch_at *pg = pa + g * 8;
             v8 s[6][6]; /* s[patch row][B^T row] */
@@ -154,11 +185,11 @@ static void input_transform(const wino_input *in, long t0, long nt, float *V) {
                 v8 rows[8], col[6];
                 for (long j = 0; j < 8; j++) {
                     const patch_at *p = pg + j;
-                    const float *src = xc + p->off + r * in->xrs;
+                    long src = xc + p->off + r * in->xrs;
                     if (p->fast)
-                        rows[j] = load8(src);
+                        rows[j] = x8(in->x, src, xh);
                     else if (r >= p->r0 && r < p->r1)
-                        rows[j] = load8_lanes(src, p->q0, p->q1);
+                        rows[j] = x8_lanes(in->x, src, p->q0, p->q1, xh);
                     else
                         rows[j] = splat(0.0f);
                 }
@@ -176,6 +207,13 @@ static void input_transform(const wino_input *in, long t0, long nt, float *V) {
             for (long e = 0; e < 36; e++)
                 store8(V + e * estride + ((nsb - 1) * cin + c) * 16 + 8, splat(0.0f));
     }
+}
+
+static void input_transform(const wino_input *in, long t0, long nt, float *V) {
+    if (in->xh)
+        input_transform_as(in, t0, nt, V, 1);
+    else
+        input_transform_as(in, t0, nt, V, 0);
 }
 
 /* 2. M[e][kb - k0][tb] = U[e][kb] V[e] for the 36 transform points e, output-channel blocks
@@ -219,17 +257,28 @@ static long tile_runs(long t0, long j0, long j1, long per_image, long tw, tile_r
     return n;
 }
 
-/* the output geometry and epilogue of a layer */
+/* the output geometry and epilogue of a layer (out, z: float16 when oh, zh) */
 typedef struct {
     const float *bias;
     long cout, ho, wo, per_image, tw;
-    float *out;
+    void *out;
     long ois, ocs, act;
     float p0, p1;
     long residual;
-    const float *z;
-    long zis, zcs;
+    const void *z;
+    long zis, zcs, oh, zh;
 } wino_output;
+
+/* n float16 values widened into y */
+static void widen_run(const uint16_t *x, float *y, long n) {
+    long i = 0;
+    for (; i + 8 <= n; i += 8) store8(y + i, h8_load(x + i));
+    if (i < n) {
+        float t[8];
+        store8(t, h8_load_n(x + i, n - i));
+        memcpy(y + i, t, (size_t)(n - i) * sizeof(float));
+    }
+}
 
 /* 3. Y = A^T M A for output channels [k0 * 6, min(k1 * 6, cout)) and nt tiles from t0, 8
  * tiles at a time; each output row of the 8 tiles is interleaved into 32 floats
@@ -244,6 +293,7 @@ static void output_transform(const float *M, const wino_output *o, long k0, long
         nruns[g] = tile_runs(t0, g * 8, nt < g * 8 + 8 ? nt : g * 8 + 8, o->per_image, o->tw,
                              runs[g]);
     float *zrow = row + 32;
+    uint16_t hrow[32];
     long kend = k1 * KR < o->cout ? k1 * KR : o->cout;
     for (long k = k0 * KR; k < kend; k++) {
         v8 bk = splat(o->bias ? o->bias[k] : 0.0f);
@@ -273,22 +323,32 @@ static void output_transform(const float *M, const wino_output *o, long k0, long
                         const tile_run *ru = rs + u;
                         long len = 4 * (ru->j1 - ru->j0), yy = ru->oy + i;
                         if (ru->ox + len > o->wo) len = o->wo - ru->ox;
-                        if (yy < o->ho)
-                            memcpy(zrow + 4 * (ru->j0 - half),
-                                   o->z + ru->b * o->zis + k * o->zcs + yy * o->wo + ru->ox,
+                        long zi = ru->b * o->zis + k * o->zcs + yy * o->wo + ru->ox;
+                        if (yy >= o->ho) continue;
+                        if (o->zh)
+                            widen_run((const uint16_t *)o->z + zi, zrow + 4 * (ru->j0 - half), len);
+                        else
+                            memcpy(zrow + 4 * (ru->j0 - half), (const float *)o->z + zi,
                                    (size_t)len * sizeof(float));
                     }
                 for (long v = 0; v < 4; v++)
                     store8(row + 8 * v,
                            finish(e[v], bk, o->residual ? load8(zrow + 8 * v) : splat(0.0f),
                                   o->act, o->p0, o->p1, o->residual));
+                if (o->oh) /* the whole row narrowed once, then copied out run by run */
+                    for (long v = 0; v < 4; v++) h8_store(hrow + 8 * v, load8(row + 8 * v));
                 for (long u = 0; u < nr; u++) {
                     const tile_run *ru = rs + u;
                     long len = 4 * (ru->j1 - ru->j0), yy = ru->oy + i;
                     if (ru->ox + len > o->wo) len = o->wo - ru->ox;
-                    if (yy < o->ho)
-                        memcpy(o->out + ru->b * o->ois + k * o->ocs + yy * o->wo + ru->ox,
-                               row + 4 * (ru->j0 - half), (size_t)len * sizeof(float));
+                    long oi = ru->b * o->ois + k * o->ocs + yy * o->wo + ru->ox;
+                    if (yy >= o->ho) continue;
+                    if (o->oh)
+                        memcpy((uint16_t *)o->out + oi, hrow + 4 * (ru->j0 - half),
+                               (size_t)len * sizeof(uint16_t));
+                    else
+                        memcpy((float *)o->out + oi, row + 4 * (ru->j0 - half),
+                               (size_t)len * sizeof(float));
                 }
             }
         }
@@ -308,10 +368,12 @@ long winograd_work_f32(long cout, long tb) {
 void conv_winograd_f32(const conv_winograd_args *a) {
     long th = (a->ho + 3) / 4, tw = (a->wo + 3) / 4, per_image = th * tw;
     long kblocks = (a->cout + KR - 1) / KR, tb = a->tb;
-    wino_input in = {a->x, a->xis, a->xcs, a->xrs, a->h, a->w, a->pt, a->pl, a->cin, per_image,
-                     tw};
-    wino_output o = {a->bias, a->cout, a->ho, a->wo, per_image, tw, a->out, a->ois, a->ocs,
-                     a->act, a->p0, a->p1, a->residual, a->z, a->zis, a->zcs};
+    wino_input in = {a->x,   a->xis, a->xcs,    a->xrs, a->h,
+                     a->w,   a->pt,  a->pl,     a->cin, per_image,
+                     tw,     (a->half & WG_XH) != 0};
+    wino_output o = {a->bias, a->cout, a->ho,  a->wo,       per_image, tw,     a->out,
+                     a->ois,  a->ocs,  a->act, a->p0,       a->p1,     a->residual,
+                     a->z,    a->zis,  a->zcs, (a->half & WG_OH) != 0, (a->half & WG_ZH) != 0};
     if (tb < 16 || tb > TBMAX || tb % 16) return; /* the caller's contract (cpu_winograd.py) */
     float *M = a->work, *row = M + 36 * ((a->k1 - a->k0) * KR * tb + PAD);
     for (long t = a->t0; t < a->t1; t += tb) {
@@ -321,5 +383,8 @@ void conv_winograd_f32(const conv_winograd_args *a) {
         output_transform(M, &o, a->k0, a->k1, tb, t, nt, row);
     }
 }
+
+/* the float16 vector path this file was compiled with (half.h EI_H8_PATH), for tests */
+long conv_winograd_half_path(void) { return EI_H8_PATH; }
 
 EI_TASK(conv_winograd)

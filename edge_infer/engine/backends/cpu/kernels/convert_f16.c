@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "half.h" /* the portable path: ei_half_from_float, ei_float_from_half */
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -24,40 +25,6 @@
 #else
 #define EI_HALF_LANES 1
 #endif
-
-/* the portable path: IEEE binary32 -> binary16 bits, round to nearest even */
-static inline uint16_t half_from_float(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
-    if (ax >= 0x7f800000u) /* inf, or NaN made quiet with the payload's top bits */
-        return (uint16_t)(sign | (ax > 0x7f800000u ? 0x7e00u | ((ax >> 13) & 0x3ffu) : 0x7c00u));
-    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* >= 65520: rounds to inf */
-    if (ax < 0x38800000u) { /* below 2^-14: a float16 subnormal (or zero) */
-        if (ax < 0x33000000u) return (uint16_t)sign; /* below 2^-25 */
-        uint32_t e = ax >> 23, m = (ax & 0x7fffffu) | 0x800000u, shift = 126u - e;
-        uint32_t q = m >> shift, rem = m & ((1u << shift) - 1u), tie = 1u << (shift - 1u);
-        q += rem > tie || (rem == tie && (q & 1u));
-        return (uint16_t)(sign | q); /* q may carry into the smallest normal: still right */
-    }
-    uint32_t r = ax - 0x38000000u; /* rebias the exponent (127 - 15), then round 13 bits */
-    r += 0x0fffu + ((r >> 13) & 1u);
-    return (uint16_t)(sign | (r >> 13));
-}
-
-static inline float float_from_half(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, x;
-    if (e == 0x1fu) x = sign | 0x7f800000u | (m << 13) | (m ? 0x400000u : 0u);
-    else if (e) x = sign | ((e + 112u) << 23) | (m << 13);
-    else {
-        float v = (float)m * 0x1p-24f; /* exact: m < 2^10 */
-        memcpy(&x, &v, 4);
-        x |= sign;
-    }
-    float f;
-    memcpy(&f, &x, 4);
-    return f;
-}
 
 /* one block of EI_HALF_LANES values each */
 #if defined(__AVX512F__)
@@ -101,10 +68,10 @@ static inline void round_block(const float *x, float *y) {
     vst1q_f32(y + 4, vcvt_high_f32_f16(h));
 }
 #else
-static inline void widen(const uint16_t *x, float *y) { *y = float_from_half(*x); }
-static inline void narrow(const float *x, uint16_t *y) { *y = half_from_float(*x); }
+static inline void widen(const uint16_t *x, float *y) { *y = ei_float_from_half(*x); }
+static inline void narrow(const float *x, uint16_t *y) { *y = ei_half_from_float(*x); }
 static inline void round_block(const float *x, float *y) {
-    *y = float_from_half(half_from_float(*x));
+    *y = ei_float_from_half(ei_half_from_float(*x));
 }
 #endif
 

@@ -8,6 +8,21 @@ float16, or in float32 for the outputs the engine keeps in float32. Those are th
 rounding points (ops/quantize.py ``fp16_layer``), so only the FP32 kernel's summation order
 differs from it.
 
+Float16 in the kernels themselves (``half_io``): those conversions are whole passes over the
+layer's tensors. An FP32 convolution tactic whose kernels can read and write float16 storage
+sets ``half_io: ClassVar[bool] = True``; its ``fp16_`` form then gives it the float16 arrays
+directly — float16 inputs (the residual input too) and float16 outputs, no scratch, no
+passes — while float32 inputs the layer rounds still arrive rounded into float32 scratch,
+and float32 outputs are still float32 arrays rounded in place afterwards. The contract: its
+run must write exactly the bits of the wrapper's route, widen → the FP32 kernel →
+round to nearest even float16 (float16 inputs widened exactly as they are read, float16
+outputs narrowed from the float32 values the FP32 kernel would have stored, after its whole
+epilogue; no partial sums kept in float16), so that a build may pick either and the tests
+compare them bit for bit. An instance may decline for its layer with
+``half_ready() -> bool`` (e.g. an activation its kernel does not fuse, applied by a float32
+epilogue afterwards): False gives it the float32 route. ``pointwise_native`` and
+``winograd_native`` implement it; ``takes_half`` says whether a tactic instance does.
+
 - ``fp16_<conv tactic>``: one per FP32 convolution tactic (``cpu_conv``, ``cpu_direct``,
   ``cpu_winograd``), applicable where that tactic is; chosen by timing like the FP32 ones.
 - ``fp16_step``: an op with an FP32 step (``steps.STEPS``), through it.
@@ -63,14 +78,19 @@ class _Fp16Tactic(Tactic):
     def __init__(self, spec: Fp16Spec) -> None:
         self.spec = spec
 
-    def _inputs(self, inputs: list[Any], scratch: Scratch, before: list[Run]) -> list[Any]:
+    def _inputs(
+        self, inputs: list[Any], scratch: Scratch, before: list[Run], direct: bool = False
+    ) -> list[Any]:
         """The float32 arrays the FP32 run reads: constants upcast once, float16 views
-        widened into scratch, rounded float32 inputs rounded into scratch."""
+        widened into scratch (passed as they are with ``direct``), rounded float32 inputs
+        rounded into scratch."""
         pool = getattr(scratch, "pool", None)
         out: list[Any] = []
         for k, x in enumerate(inputs):
             if k in self.spec.consts:
                 out.append(self.spec.consts[k])
+            elif direct and isinstance(x, np.ndarray) and x.dtype == F16:
+                out.append(x)
             elif isinstance(x, np.ndarray) and x.dtype == F16:
                 x32 = _float32(scratch, x.shape, f"fp16_in{k}")
                 before.append(half.convert(x, x32, half.WIDEN, pool))
@@ -83,13 +103,18 @@ class _Fp16Tactic(Tactic):
                 out.append(x)
         return out
 
-    def _outputs(self, outputs: list[np.ndarray], scratch: Scratch, after: list[Run]) -> list[Any]:
+    def _outputs(
+        self, outputs: list[np.ndarray], scratch: Scratch, after: list[Run], direct: bool = False
+    ) -> list[Any]:
         """The float32 arrays the FP32 run writes, and (in ``after``) their rounding into the
-        layer's outputs: float16 ones narrowed from scratch, float32 ones rounded in place."""
+        layer's outputs: float16 ones narrowed from scratch (written directly with ``direct``),
+        float32 ones rounded in place."""
         pool = getattr(scratch, "pool", None)
         out: list[Any] = []
         for k, y in enumerate(outputs):
-            if y.dtype == F16:
+            if direct and y.dtype == F16:
+                out.append(y)
+            elif y.dtype == F16:
                 y32 = _float32(scratch, y.shape, f"fp16_out{k}")
                 after.append(half.convert(y32, y, half.NARROW, pool))
                 out.append(y32)
@@ -99,6 +124,15 @@ class _Fp16Tactic(Tactic):
             else:
                 out.append(y)
         return out
+
+
+def takes_half(tactic: Tactic) -> bool:
+    """Whether FP32 tactic instance ``tactic`` takes float16 arrays itself (``half_io``,
+    and ``half_ready()`` where it defines one: see the module's docstring)."""
+    if not getattr(type(tactic), "half_io", False):
+        return False
+    ready = getattr(tactic, "half_ready", None)
+    return bool(ready()) if callable(ready) else True
 
 
 def fp16_conv(inner: type[Tactic]) -> type[Tactic]:
@@ -119,8 +153,9 @@ def fp16_conv(inner: type[Tactic]) -> type[Tactic]:
         def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
             before: list[Run] = []
             after: list[Run] = []
-            ins = self._inputs(inputs, scratch, before)
-            outs = self._outputs(outputs, scratch, after)
+            direct = takes_half(self.inner)
+            ins = self._inputs(inputs, scratch, before, direct)
+            outs = self._outputs(outputs, scratch, after, direct)
             return _sequence([*before, self.inner.bind(ins, outs, scratch), *after])
 
     Fp16Conv.__name__ = Fp16Conv.__qualname__ = f"Fp16_{inner.__name__}"
@@ -190,4 +225,4 @@ def fp16_tactics(conv_tactics: tuple[type[Tactic], ...]) -> tuple[type[Tactic], 
     return (*(fp16_conv(t) for t in conv_tactics), Fp16Step, Fp16Kernel)
 
 
-__all__ = ["Fp16Kernel", "Fp16Step", "fp16_conv", "fp16_tactics"]
+__all__ = ["Fp16Kernel", "Fp16Step", "fp16_conv", "fp16_tactics", "takes_half"]

@@ -9,11 +9,15 @@ once per block of pixels, not once per image. Weights are packed at bind in pane
 tile (the tile's shape is the kernel's, per instruction set). Bias, residual and the
 activation are applied in registers; activations the kernel lacks run in the shared
 epilogue afterwards.
+
+FP16 layers (``half_io``, tactics/cpu_fp16.py): the kernel reads a float16 input as it packs
+it and a float16 residual as it loads it, and stores a float16 output from its registers
+(round to nearest even) — no conversion passes; the bits of the FP32 route between them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -34,6 +38,11 @@ PIXEL_ALIGN = 48
 MIN_CHUNK_MACS = 1 << 18
 #: split layers with more output channels than pixels by output channels (see _ranges)
 SPLIT_BY_WEIGHTS = True
+#: a float16 output holds no partial sums, so all input channels are one block: its packing
+#: buffer holds this many strips of the widest tile (24 pixels) of every channel
+HALF_STRIPS = 3
+#: the kernel's ``half`` bits: x, out, z float16
+X_HALF, OUT_HALF, Z_HALF = 1, 2, 4
 
 
 class PointwiseNative(_NativeConv):
@@ -41,6 +50,12 @@ class PointwiseNative(_NativeConv):
     bind, the epilogue in registers."""
 
     name = "pointwise_native"
+    half_io: ClassVar[bool] = True
+
+    def half_ready(self) -> bool:
+        """Float16 arrays in and out (cpu_fp16.py): when the kernel does the whole epilogue
+        (the shared one runs on float32 outputs)."""
+        return self.fused
 
     @classmethod
     def applicable(cls, spec: ConvSpec) -> bool:
@@ -57,7 +72,7 @@ class PointwiseNative(_NativeConv):
         n, cin, h, w = s.x_shape
         cout = s.cout
         x3 = flat3(x)
-        if x3 is None:
+        if x3 is None:  # (a float16 input widened: exact)
             xc = scratch(x.shape, np.float32, "conv_in")
             x3 = flat3(xc)
             before.append(lambda: np.copyto(xc, x))
@@ -66,15 +81,21 @@ class PointwiseNative(_NativeConv):
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
         ranges = self._ranges(scratch, n * h * w, -(-cout // PANEL))
         zres = z3 if self.residual else None
+        half = _half_bits(x3, out3, zres)
+        if half and not self.fused:
+            raise ValueError(f"{self.name}: float16 storage needs the kernel's epilogue")
+        pkn = PACK_FLOATS
+        if half & OUT_HALF:
+            pkn = max(pkn, HALF_STRIPS * 24 * cin)
         keep = (wpack, bias, x3, out3, zres)
         chunks: list[Run] = []
         for k, ((q0, q1), (o0, o1)) in enumerate(ranges):
             # one packing buffer per chunk: the pool runs chunks concurrently
-            pk = scratch((PACK_FLOATS,), np.float32, f"pw_pack{k}")
+            pk = scratch((pkn,), np.float32, f"pw_pack{k}")
             args = dict(
                 x=x3.ctypes.data,
-                xis=x3.strides[0] // 4,
-                xcs=x3.strides[1] // 4,
+                xis=x3.strides[0] // x3.itemsize,
+                xcs=x3.strides[1] // x3.itemsize,
                 hw=h * w,
                 cin=cin,
                 wpack=wpack.ctypes.data,
@@ -85,17 +106,18 @@ class PointwiseNative(_NativeConv):
                 ob0=o0,
                 ob1=o1,
                 out=out3.ctypes.data,
-                ois=out3.strides[0] // 4,
-                ocs=out3.strides[1] // 4,
+                ois=out3.strides[0] // out3.itemsize,
+                ocs=out3.strides[1] // out3.itemsize,
                 act=self.act,
                 p0=self.params[0],
                 p1=self.params[1],
                 residual=self.residual,
                 z=None if zres is None else zres.ctypes.data,
-                zcs=0 if zres is None else zres.strides[1] // 4,
-                zis=0 if zres is None else zres.strides[0] // 4,
+                zcs=0 if zres is None else zres.strides[1] // zres.itemsize,
+                zis=0 if zres is None else zres.strides[0] // zres.itemsize,
                 pk=pk.ctypes.data,
-                pkn=PACK_FLOATS,
+                pkn=pkn,
+                half=half,
             )
             chunks.append(native.NativeCall("conv_pointwise_f32", args, (*keep, pk)))
         phases: list[list[Run]] = [chunks]
@@ -132,3 +154,13 @@ class PointwiseNative(_NativeConv):
             for q in split(pixels, by_pixels, align=PIXEL_ALIGN)
             for o in split(panels, by_panels)
         ]
+
+
+def _half_bits(x: np.ndarray, out: np.ndarray, z: np.ndarray | None) -> int:
+    """The kernel's ``half`` field: which of the input, output and residual are float16."""
+    f16 = np.dtype(np.float16)
+    return (
+        (X_HALF if x.dtype == f16 else 0)
+        | (OUT_HALF if out.dtype == f16 else 0)
+        | (Z_HALF if z is not None and z.dtype == f16 else 0)
+    )

@@ -14,6 +14,10 @@ block whose output channels are split between threads — every thread busy, the
 weights (4× the weights) read once in all. Transformed weights past ``WEIGHTS_ONE_BLOCK``
 (512 channels: 38 MB) are one block whenever the tiles allow, on any number of threads.
 
+FP16 layers (``half_io``, tactics/cpu_fp16.py): the kernel widens a float16 input as its
+input transform loads it and a float16 residual as it copies it, and narrows each finished
+output row (round to nearest even) — no conversion passes; the bits of the FP32 route.
+
 FP32 error grows by the transforms' coefficients: about 2e-5 of the output's scale against
 ~1e-6 for a direct sum (tests/engine/backends/cpu/tactics/test_native.py and
 test_winograd_native.py hold every case to 2e-5 of the scale plus 1e-4 relative).
@@ -21,7 +25,7 @@ test_winograd_native.py hold every case to 2e-5 of the scale plus 1e-4 relative)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -43,6 +47,9 @@ ONE_BLOCK_COST = 1.35
 #: transformed weights (bytes) above which few tiles are always one block: 512 -> 512
 #: channels (38 MB) ran 0.70x on one thread as one block of 32 tiles than as two of 16
 WEIGHTS_ONE_BLOCK = 16 << 20
+#: the kernel's ``half`` bits: x, out, z float16
+X_HALF, OUT_HALF, Z_HALF = 1, 2, 4
+F16 = np.dtype(np.float16)
 
 #: F(4x4, 3x3) with interpolation points 0, ±1, ±2, ∞ (Lavin & Gray)
 G = np.array(
@@ -88,6 +95,12 @@ class WinogradNative(_NativeConv):
     name = "winograd_native"
     tb = TB
     shared_tiles = SHARED_TILES
+    half_io: ClassVar[bool] = True
+
+    def half_ready(self) -> bool:
+        """Float16 arrays in and out (cpu_fp16.py): when the kernel does the whole epilogue
+        (the shared one runs on float32 outputs)."""
+        return self.fused
 
     @classmethod
     def applicable(cls, spec: ConvSpec) -> bool:
@@ -120,7 +133,8 @@ class WinogradNative(_NativeConv):
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         s = self.spec
         x, out3, z3, before, after = self._io(inputs, outputs, scratch)
-        x = self._unit_rows(x, scratch, before)
+        if x.dtype != F16 or x.strides[3] != 2 or any(v % 2 for v in x.strides):
+            x = self._unit_rows(x, scratch, before)  # (a float16 input widened: exact)
         n, cin, h, w = s.x_shape
         _, cout, ho, wo = s.out_shape
         tiles = n * -(-ho // 4) * -(-wo // 4)
@@ -131,11 +145,18 @@ class WinogradNative(_NativeConv):
         kblocks = -(-cout // KR)
         workers = getattr(scratch, "workers", 1)
         zres = z3 if self.residual else None
+        half = (
+            (X_HALF if x.dtype == F16 else 0)
+            | (OUT_HALF if out3.dtype == F16 else 0)
+            | (Z_HALF if zres is not None and zres.dtype == F16 else 0)
+        )
+        if half and not self.fused:
+            raise ValueError(f"{self.name}: float16 storage needs the kernel's epilogue")
         fixed = dict(
             x=x.ctypes.data,
-            xis=x.strides[0] // 4,
-            xcs=x.strides[1] // 4,
-            xrs=x.strides[2] // 4,
+            xis=x.strides[0] // x.itemsize,
+            xcs=x.strides[1] // x.itemsize,
+            xrs=x.strides[2] // x.itemsize,
             h=h,
             w=w,
             pt=s.pads[0],
@@ -146,10 +167,14 @@ class WinogradNative(_NativeConv):
             cout=cout,
             ho=ho,
             wo=wo,
-            ois=out3.strides[0] // 4,
-            zis=0 if zres is None else zres.strides[0] // 4,
+            ois=out3.strides[0] // out3.itemsize,
+            zis=0 if zres is None else zres.strides[0] // zres.itemsize,
             **self._output_args(out3, z3, 0),
+            half=half,
         )
+        if half:  # _output_args counts strides in float32 elements
+            fixed["ocs"] = out3.strides[1] // out3.itemsize
+            fixed["zcs"] = 0 if zres is None else zres.strides[1] // zres.itemsize
         keep = (u, bias, x, out3, zres)
 
         if self._one_block(tiles, workers):
