@@ -1,6 +1,7 @@
-"""maxpool_s8 (kernels/reformat.c) on the 3-wide stride-2 windows of ResNet's stem pool:
-rows wider than the 64-output vector blocks, odd and even widths, left pad 0 or 1, row
-stride 1 or 2, a padded tail; against the reference MaxPool, bit for bit."""
+"""maxpool_s8 (kernels/reformat.c) row by row: ResNet's stem pool (3 x 3 stride 2) and
+CRNN's (2 x 2 stride 2, 2 x 1 stride 2 x 1), rows wider than the 64-output vector blocks, odd
+and even widths, left pads 0 to 8, column stride 1 or 2, padded tails; against the
+reference MaxPool, bit for bit."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ POOLS = [
     ((8, 130), (3, 3), (1, 2), (0, 0, 0, 1)),  # no left pad, a right one
     ((7, 129), (2, 3), (2, 2), (0, 1, 0, 1)),
     ((5, 3), (3, 3), (2, 2), (1, 1, 1, 1)),
+    ((32, 128), (2, 2), (2, 2), (0, 0, 0, 0)),  # CRNN's pools
+    ((8, 33), (2, 1), (2, 1), (0, 0, 0, 0)),
+    ((6, 131), (2, 2), (2, 2), (0, 0, 1, 1)),  # ceil-mode style right pad
+    ((7, 70), (3, 3), (1, 1), (0, 1, 0, 0)),  # stride 1 (the compiler's vectors)
+    ((5, 9), (1, 8), (1, 1), (0, 8, 0, 0)),  # the widest window, the widest left pad
 ]
 
 

@@ -61,17 +61,19 @@ EI_TASK(upsample_nearest_s8)
  * a window always holds an input value (pads < kernel), so -128 stands for padding */
 EI_MAXPOOL_PLANE(maxpool_plane_s8, int8_t, -128)
 
-/* the widest input row of the 3-wide stride-2 pass (ResNet's stem pool: 112) */
+/* the widest input row of the row-wise pass */
 #define EI_MP_ROW 1024
+#define EI_MP_BUF (2 * EI_MP_ROW + 512)
 
-/* a 3-wide, stride-2 window (pl <= 1, no column dilation): each output row from its input
- * rows' maximum, laid into a row padded with -128 (vp[c + 1]: input column c), then the
- * maximum of each column triple: on AVX-512BW 64 outputs at a time from the even and odd
- * bytes (the int16 words' low and high bytes) */
-static void maxpool_plane_s8_k3s2(const int8_t *xp, int8_t *yp, const maxpool_s8_args *a) {
-    int8_t vp[2 * EI_MP_ROW + 320] __attribute__((aligned(64)));
-    const long h = a->h, w = a->w, wo = a->wo, off = 1 - a->pl;
-    const long wo64 = (wo + 63) / 64 * 64, end = 2 * wo64 + off + 2 + 128;
+/* windows of at most 8 columns, column stride 1 or 2, no column dilation, left pad <= 8:
+ * each output row from its input rows' maximum, laid into a row padded with -128 (vp[c + pl]:
+ * input column c), then each output's columns' maximum; on AVX-512BW stride 2 takes 64
+ * outputs at a time from the even and odd bytes (the int16 words' low and high bytes), and
+ * stride 1 is left to the compiler's vectors */
+static void maxpool_plane_s8_rows(const int8_t *xp, int8_t *yp, const maxpool_s8_args *a,
+                                  long end) {
+    int8_t vp[EI_MP_BUF] __attribute__((aligned(64)));
+    const long h = a->h, w = a->w, wo = a->wo, pl = a->pl, kw = a->kw, sx = a->sx;
     for (long i = 0; i < a->ho; i++) {
         int8_t *y = yp + i * wo;
         long rows = 0;
@@ -79,50 +81,61 @@ static void maxpool_plane_s8_k3s2(const int8_t *xp, int8_t *yp, const maxpool_s8
             long r = i * a->sy - a->pt + t * a->dy;
             if (r < 0 || r >= h) continue;
             const int8_t *src = xp + r * w;
+            int8_t *v = vp + pl;
             if (!rows++)
-                memcpy(vp + 1, src, (size_t)w);
+                memcpy(v, src, (size_t)w);
             else
-                for (long c = 0; c < w; c++) vp[c + 1] = src[c] > vp[c + 1] ? src[c] : vp[c + 1];
+                for (long c = 0; c < w; c++) v[c] = src[c] > v[c] ? src[c] : v[c];
         }
         if (!rows) { /* a window of padding only */
             memset(y, -128, (size_t)wo);
             continue;
         }
-        vp[0] = -128;
-        if (end > w + 1) memset(vp + w + 1, -128, (size_t)(end - w - 1));
+        memset(vp, -128, (size_t)pl);
+        memset(vp + pl + w, -128, (size_t)(end - pl - w));
         long j = 0;
-#if defined(__AVX512BW__)
-        for (; j < wo; j += 64) {
-            const int8_t *v = vp + 2 * j + off;
-            __m512i l0 = _mm512_loadu_si512(v), l1 = _mm512_loadu_si512(v + 64);
-            __m512i r0 = _mm512_loadu_si512(v + 2), r1 = _mm512_loadu_si512(v + 66);
-            __m512i even = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(l0)),
-                                              _mm512_cvtepi16_epi8(l1), 1);
-            __m512i odd = _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_srli_epi16(l0, 8))),
-                _mm512_cvtepi16_epi8(_mm512_srli_epi16(l1, 8)), 1);
-            __m512i next = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(r0)),
-                                              _mm512_cvtepi16_epi8(r1), 1);
-            __m512i m = _mm512_max_epi8(_mm512_max_epi8(even, odd), next);
-            __mmask64 keep = wo - j >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (wo - j)) - 1;
-            _mm512_mask_storeu_epi8(y + j, keep, m);
+        if (kw == 1 && sx == 1) {
+            memcpy(y, vp, (size_t)wo);
+            continue;
         }
+#if defined(__AVX512BW__)
+#define EI_EVEN(p)                                                                             \
+    _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_loadu_si512(p))),    \
+                       _mm512_cvtepi16_epi8(_mm512_loadu_si512((p) + 64)), 1)
+#define EI_ODD(p)                                                                              \
+    _mm512_inserti64x4(                                                                        \
+        _mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_srli_epi16(_mm512_loadu_si512(p), 8))), \
+        _mm512_cvtepi16_epi8(_mm512_srli_epi16(_mm512_loadu_si512((p) + 64), 8)), 1)
+        if (sx == 2 && (kw == 2 || kw == 3))
+            for (; j < wo; j += 64) {
+                const int8_t *v = vp + 2 * j;
+                __m512i m = _mm512_max_epi8(EI_EVEN(v), EI_ODD(v));
+                if (kw == 3) m = _mm512_max_epi8(m, EI_EVEN(v + 2));
+                __mmask64 keep = wo - j >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (wo - j)) - 1;
+                _mm512_mask_storeu_epi8(y + j, keep, m);
+            }
+#undef EI_EVEN
+#undef EI_ODD
 #endif
         for (; j < wo; j++) {
-            const int8_t *v = vp + 2 * j + off;
-            int8_t m = v[0] > v[1] ? v[0] : v[1];
-            y[j] = v[2] > m ? v[2] : m;
+            const int8_t *v = vp + j * sx;
+            int8_t m = v[0];
+            for (long b = 1; b < kw; b++) m = v[b] > m ? v[b] : m;
+            y[j] = m;
         }
     }
 }
 
 void maxpool_s8_f32(const maxpool_s8_args *a) {
     long c = a->c;
-    if (a->kw == 3 && a->sx == 2 && a->dx == 1 && a->pl >= 0 && a->pl <= 1 && a->w <= EI_MP_ROW
-        && 2 * (a->wo - 1) + 2 - a->pl <= a->w + 1) { /* windows end inside the padded row */
+    /* the padded row: the last window, and stride 2's 64-output blocks (128 + 2 bytes read) */
+    const long end = a->sx * ((a->wo + 63) / 64 * 64) + a->kw + 130;
+    if (a->dx == 1 && a->kw <= 8 && (a->sx == 1 || a->sx == 2) && a->pl >= 0 && a->pl <= 8
+        && a->w <= EI_MP_ROW && end <= EI_MP_BUF && (a->wo - 1) * a->sx + a->kw <= a->pl + a->w + 8
+        && end >= a->pl + a->w) {
         for (long p = 0; p < a->n * c; p++)
-            maxpool_plane_s8_k3s2((const int8_t *)a->x + (p / c) * a->xis + (p % c) * a->xcs,
-                                  (int8_t *)a->y + (p / c) * a->yis + (p % c) * a->ycs, a);
+            maxpool_plane_s8_rows((const int8_t *)a->x + (p / c) * a->xis + (p % c) * a->xcs,
+                                  (int8_t *)a->y + (p / c) * a->yis + (p % c) * a->ycs, a, end);
         return;
     }
     for (long p = 0; p < a->n * c; p++)
