@@ -293,12 +293,14 @@ static inline __attribute__((always_inline)) void dw_group(
 
 /* Vectors along rows (AVX-512; 3 x 3 kernels at stride 1 and 2, no dilation; path field
  * bit 1, see conv_depthwise_f32): one channel at a time in NCHW, straight from the input (no
- * layout pass, no transposes), 16 output columns a vector, two output rows at a time (they
+ * layout pass, no transposes), 16 output columns a vector, four output rows at a time (they
  * share their input rows' loads). Tap kx of output columns ox0 .. ox0 + 15 reads input
  * columns (ox0 + l) * s + kx - pl: at stride 1 one unaligned load, at stride 2 the even or
  * odd lanes of two loads (vpermt2ps). Columns outside the input are masked off the loads
  * (they read as zero padding); rows outside it are skipped. Each row's last vector is
- * stored under a mask. */
+ * stored under a mask. Measured against one accumulator per output row and two rows at a
+ * time (MobileNetV2's layers, one thread): the FMA chains of 9 were the bound, 1.3-2x
+ * slower. */
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
 #define DW_WIDE 1
 
@@ -358,17 +360,19 @@ static inline __attribute__((always_inline)) void dw_wide3(const conv_depthwise_
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
                                            28, 30);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const __m512i next = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
     __m512 W[9];
     for (long t = 0; t < 9; t++) W[t] = _mm512_set1_ps(wc[t]);
     for (long oy = 0; oy < ho; oy += R) {
         long iy0 = oy * s - pt;
         for (long ox0 = 0; ox0 < wo; ox0 += 16) {
             long c = ox0 * s - pl; /* the first input column tap 0 reads */
-            /* stride 1: taps at c, c + 1, c + 2; stride 2: windows at c, c + 16 (taps 0, 1)
-             * and c + 2, c + 18 (tap 2) */
+            /* stride 1: taps at c, c + 1, c + 2; stride 2: the window c .. c + 31 (taps 0,
+             * 1: its even and odd columns) and column c + 32 (tap 2: tap 0's lanes 1 .. 15,
+             * then that column) */
             __mmask16 m0 = lanes(-c, w - c), m1 = lanes(-c - 1, w - c - 1);
             __mmask16 m2 = lanes(-c - 2, w - c - 2);
-            __mmask16 m16 = lanes(-c - 16, w - c - 16), m18 = lanes(-c - 18, w - c - 18);
+            __mmask16 m16 = lanes(-c - 16, w - c - 16), m32 = lanes(-c - 32, w - c - 32) & 1;
             __m512 acc[4][3];
 #pragma GCC unroll 4
             for (long r = 0; r < R; r++)
@@ -387,8 +391,7 @@ static inline __attribute__((always_inline)) void dw_wide3(const conv_depthwise_
                     __m512 lo = LOADC(row, c, m0), hi = LOADC(row, c + 16, m16);
                     t0 = _mm512_permutex2var_ps(lo, even, hi);
                     t1 = _mm512_permutex2var_ps(lo, odd, hi);
-                    t2 = _mm512_permutex2var_ps(LOADC(row, c + 2, m2), even,
-                                                LOADC(row, c + 18, m18));
+                    t2 = _mm512_permutex2var_ps(t0, next, LOADC(row, c + 32, m32));
                 }
 #pragma GCC unroll 4
                 for (long r = 0; r < R; r++)
@@ -418,42 +421,42 @@ static inline __attribute__((always_inline)) void dw_wide3_pairs(const conv_dept
                                                                 const float *xc,
                                                                 const float *wc, float b,
                                                                 float *oc, const float *zc,
-                                                                long s) {
+                                                                long s, const __m512i *idx) {
     long h = a->h, w = a->w, pt = a->pt, pl = a->pl, ho = a->ho, wo = a->wo, xrs = a->xrs;
-    __m512i idx[3];
-    for (long kx = 0; kx < 3; kx++) {
-        int t[16];
-        for (int l = 0; l < 8; l++) t[l] = (int)(l * s + kx), t[8 + l] = (int)(16 + l * s + kx);
-        idx[kx] = _mm512_loadu_si512(t);
-    }
     __m512 W[9];
     for (long t = 0; t < 9; t++) W[t] = _mm512_set1_ps(wc[t]);
     __mmask16 mload = lanes(pl, pl + w), one = lanes(0, wo);
     __mmask16 both = (__mmask16)(one | (one << 8));
-    for (long oy = 0; oy < ho; oy += 2) {
+    /* 4 output rows a pass, two vectors: v = 0 rows oy, oy + 1; v = 1 rows oy + 2, oy + 3 */
+    for (long oy = 0; oy < ho; oy += 4) {
         long iy0 = oy * s - pt;
-        __m512 L[5], acc[3] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        for (long j = 0; j < 2 + s; j++) { /* input rows iy0 + j, j <= 2 + s */
+        __m512 L[9];
+#pragma GCC unroll 9
+        for (long j = 0; j < 3 + 3 * s; j++) { /* input rows iy0 + j */
             long iy = iy0 + j;
             L[j] = iy < 0 || iy >= h ? _mm512_setzero_ps() : LOADC(xc + iy * xrs, -pl, mload);
         }
-        {
-            long iy = iy0 + 2 + s;
-            L[2 + s] = iy < 0 || iy >= h ? _mm512_setzero_ps()
-                                         : LOADC(xc + iy * xrs, -pl, mload);
+#pragma GCC unroll 2
+        for (long v = 0; v < 2; v++) {
+            long y0 = oy + 2 * v;
+            if (y0 >= ho) break;
+            __m512 acc[3];
+            for (long ky = 0; ky < 3; ky++) { /* a chain of 3 FMAs per kernel row */
+                const __m512 r0 = L[2 * v * s + ky], r1 = L[(2 * v + 1) * s + ky];
+                __m512 t[3];
+                for (long kx = 0; kx < 3; kx++) t[kx] = _mm512_permutex2var_ps(r0, idx[kx], r1);
+                acc[ky] = _mm512_mul_ps(W[3 * ky], t[0]);
+                acc[ky] = _mm512_fmadd_ps(W[3 * ky + 1], t[1], acc[ky]);
+                acc[ky] = _mm512_fmadd_ps(W[3 * ky + 2], t[2], acc[ky]);
+            }
+            __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), acc[2]);
+            __mmask16 m = y0 + 1 < ho ? both : one;
+            long n = y0 + 1 < ho ? 2 * wo : wo;
+            __m512 z = _mm512_setzero_ps();
+            if (a->residual) z = _mm512_maskz_expand_ps(m, LOADC(zc + y0 * wo, 0, lanes(0, n)));
+            __m512 y = epilogue_wide(sum, z, b, a->act, a->p0, a->p1, a->residual);
+            _mm512_mask_storeu_ps(oc + y0 * wo, lanes(0, n), _mm512_maskz_compress_ps(m, y));
         }
-        for (long ky = 0; ky < 3; ky++) /* a chain of 3 FMAs per kernel row */
-            for (long kx = 0; kx < 3; kx++)
-                acc[ky] = _mm512_fmadd_ps(W[3 * ky + kx],
-                                          _mm512_permutex2var_ps(L[ky], idx[kx], L[ky + s]),
-                                          acc[ky]);
-        __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), acc[2]);
-        __mmask16 m = oy + 1 < ho ? both : one;
-        long n = oy + 1 < ho ? 2 * wo : wo;
-        __m512 z = _mm512_setzero_ps();
-        if (a->residual) z = _mm512_maskz_expand_ps(m, LOADC(zc + oy * wo, 0, lanes(0, n)));
-        __m512 y = epilogue_wide(sum, z, b, a->act, a->p0, a->p1, a->residual);
-        _mm512_mask_storeu_ps(oc + oy * wo, lanes(0, n), _mm512_maskz_compress_ps(m, y));
     }
 }
 
@@ -461,19 +464,27 @@ static inline __attribute__((always_inline)) void dw_wide3_pairs(const conv_dept
 static void dw_wide_range(const conv_depthwise_args *a) {
     /* two rows a vector: each output row's reach within one 16-column load */
     int pairs = a->wo <= 8 && (a->wo - 1) * a->sx + 2 < 16;
+    /* pairs: tap kx's lanes of two rows' loads (lane l < 8: column l * s + kx of the first) */
+    __m512i idx[3];
+    for (long kx = 0; kx < 3; kx++) {
+        int t[16];
+        for (int l = 0; l < 8; l++)
+            t[l] = (int)(l * a->sx + kx), t[8 + l] = (int)(16 + l * a->sx + kx);
+        idx[kx] = _mm512_loadu_si512(t);
+    }
     for (long c = a->c0; c < a->c1; c++) {
         const float *xc = a->x + c * a->xcs, *wc = a->wts + c * 9;
         float b = a->bias ? a->bias[c] : 0.0f;
         float *oc = a->out + c * a->ocs;
         const float *zc = a->z ? a->z + c * a->zcs : 0;
         if (pairs && a->sx == 1)
-            dw_wide3_pairs(a, xc, wc, b, oc, zc, 1);
+            dw_wide3_pairs(a, xc, wc, b, oc, zc, 1, idx);
         else if (pairs)
-            dw_wide3_pairs(a, xc, wc, b, oc, zc, 2);
+            dw_wide3_pairs(a, xc, wc, b, oc, zc, 2, idx);
         else if (a->sx == 1)
             dw_wide3(a, xc, wc, b, oc, zc, 1, 4);
         else
-            dw_wide3(a, xc, wc, b, oc, zc, 2, 2);
+            dw_wide3(a, xc, wc, b, oc, zc, 2, 4);
     }
 }
 
