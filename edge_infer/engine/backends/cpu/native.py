@@ -316,6 +316,7 @@ class ConvInt8DwArgs(KernelArgs):
         ("z", _P),
         *_longs("zkind", "zcs"),
         ("zscale", _F),
+        *_longs("oy0", "oy1"),
     ]
 
 
@@ -553,6 +554,8 @@ def declare(lib: Any) -> None:
     lib.winograd_v_f32.argtypes = [_L, _L]
     lib.qconv_int8_path.restype = _L
     lib.qconv_int8_path.argtypes = []
+    lib.conv_int8_dw_group.restype = _L
+    lib.conv_int8_dw_group.argtypes = []
     lib.pool_create.restype = _P
     lib.pool_create.argtypes = [_L, _L]
     lib.pool_run.restype = None

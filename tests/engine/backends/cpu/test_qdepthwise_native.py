@@ -28,6 +28,7 @@ from edge_infer.engine.backends.cpu.tactics import cpu_qdepthwise
 from edge_infer.engine.backends.cpu.tactics.cpu_qdepthwise import QDepthwiseNative
 from edge_infer.engine.ops.quantize import qconv
 from edge_infer.engine.tactics.quantized import QConvSpec
+from tests.engine.backends.cpu import isa_builds
 from tests.engine.backends.cpu.tactics.test_qconv_native import ACTS, EXP_ACTS
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
@@ -202,6 +203,7 @@ def test_int8_rounding_ties_and_saturation() -> None:
 
 
 _BUILDS = {
+    "avx512-no-vnni": ["-march=skylake-avx512"],  # the float32 16-channel grouped path
     "avx2-f16c": ["-mavx2", "-mfma", "-mf16c"],
     "avx2-soft-f16": ["-mavx2", "-mfma", "-DEI_SOFT_F16"],
     "x86-64": ["-march=x86-64", "-Wno-psabi"],
@@ -241,6 +243,8 @@ def path_lib(request) -> Any:
         or "x86_64" not in subprocess.run(["uname", "-m"], capture_output=True, text=True).stdout
     ):
         pytest.skip("x86-64 builds")
+    if request.param.startswith("avx512"):
+        isa_builds.need_features({"avx512f", "avx512bw", "avx512vl", "avx512dq"})
     return build_library(tuple(_BUILDS[request.param]))
 
 

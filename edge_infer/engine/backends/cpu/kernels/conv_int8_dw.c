@@ -337,8 +337,8 @@ static inline qepi qepi_of(const conv_int8_dw_args *a, long c) {
 /* One channel, row by row (conv_depthwise.c dw_channel, int8 rows) */
 static inline __attribute__((always_inline)) void qdw_channel(
     const int8_t *xc, long xrs, long h, long w, long pt, long pl, long sy, long sx, long kh,
-    long kw, long dy, long dx, long wq, float *rows, const float *wc, long ho, long wo,
-    const qepi *e) {
+    long kw, long dy, long dx, long wq, float *rows, const float *wc, long oy0, long oy1,
+    long wo, const qepi *e) {
     long nslots = (kh - 1) * dy + 1, slen = sx * wq;
     const float *zero = rows + nslots * slen;
     float *acc = rows + (nslots + 1) * slen; /* an output row's accumulators */
@@ -347,7 +347,7 @@ static inline __attribute__((always_inline)) void qdw_channel(
     const float *tp[kh * kw];
     v8 wt[kh * kw];
     for (long t = 0; t < kh * kw; t++) wt[t] = splat(wc[t]);
-    for (long oy = 0; oy < ho; oy++) {
+    for (long oy = oy0; oy < oy1; oy++) {
         for (long ky = 0; ky < kh; ky++) {
             long iy = oy * sy - pt + ky * dy;
             const float *r = zero;
@@ -410,14 +410,15 @@ static inline __attribute__((always_inline)) void transpose8(v8 r[8]) {
 
 /* CV channels [c, c + nc) together, vectors along channels (conv_depthwise.c dw_group) */
 static inline __attribute__((always_inline)) void qdw_group(const conv_int8_dw_args *a, long c,
-                                                           long nc, float *buf, long kh,
-                                                           long kw, long sy, long sx, long dy,
-                                                           long dx) {
+                                                           long nc, long oy0, long oy1,
+                                                           float *buf, long kh, long kw,
+                                                           long sy, long sx, long dy, long dx) {
     long ho = a->ho, wo = a->wo, T = kh * kw;
     long hp = (ho - 1) * sy + (kh - 1) * dy + 1, wp = (wo - 1) * sx + (kw - 1) * dx + 1;
     float *P = buf, *Q = buf + hp * wp * CV;
     long x0 = a->pl < wp ? a->pl : wp, x1 = a->pl + a->w < wp ? a->pl + a->w : wp;
-    for (long py = 0; py < hp; py++) {
+    long py1 = (oy1 - 1) * sy + (kh - 1) * dy + 1; /* the padded rows output rows need */
+    for (long py = oy0 * sy; py < py1; py++) {
         long iy = py - a->pt;
         float *drow = P + py * wp * CV;
         if (iy < 0 || iy >= a->h) {
@@ -442,7 +443,7 @@ static inline __attribute__((always_inline)) void qdw_group(const conv_int8_dw_a
         for (long ci = 0; ci < nc; ci++) wt[ci] = a->wts[(c + ci) * T + t];
         W[t] = load8(wt);
     }
-    for (long oy = 0; oy < ho; oy++) {
+    for (long oy = oy0; oy < oy1; oy++) {
         const float *prow = P + oy * sy * wp * CV;
         float *q = Q + oy * wo * CV;
         for (long ox = 0; ox < wo; ox++) {
@@ -455,9 +456,9 @@ static inline __attribute__((always_inline)) void qdw_group(const conv_int8_dw_a
         }
     }
     /* back to one plane per channel (R, n8 floats each), then the epilogue plane by plane */
-    long n = ho * wo, n8 = (n + 7) / 8 * 8;
+    long n = ho * wo, n8 = (n + 7) / 8 * 8, p0 = oy0 * wo, p1 = oy1 * wo;
     float *R = Q + n8 * CV;
-    for (long p = 0; p < n; p += 8) {
+    for (long p = p0 / 8 * 8; p < p1; p += 8) {
         v8 r[8];
         for (long k = 0; k < 8; k++) r[k] = load8(Q + (p + k) * CV);
         transpose8(r);
@@ -465,20 +466,393 @@ static inline __attribute__((always_inline)) void qdw_group(const conv_int8_dw_a
     }
     for (long ci = 0; ci < nc; ci++) {
         qepi e = qepi_of(a, c + ci);
-        qepi_apply(&e, R + ci * n8, 0, n);
+        qepi_apply(&e, R + ci * n8 + p0, p0, p1 - p0);
     }
+}
+
+#ifdef QEPI16
+/* The grouped path on AVX-512: 16 channels at a time, vectors along channels, row by row.
+ * Input rows go through a ring of (kh - 1) * dy + 1 slots, each a zero-padded row of wp
+ * pixels x 16 channels (floats; a 16 x 16 byte transpose, then widened), so everything stays
+ * in L1 whatever the plane's size. An output row's 16-channel accumulators (starting at the
+ * bias on the direct int8 path) are finished in place: on the direct int8 path (qepi.fast for
+ * all 16 channels) each pixel's vector is requantized with per-lane multipliers and the int8
+ * row transposed back to the 16 planes; otherwise the accumulators go back to 16 channel rows
+ * (8 x 8 float transposes) and through qepi_apply, as the 8-channel path does. */
+#define CV16 16
+#define QB 1 /* output pixels computed together (more measured slower) */
+
+/* r[i] byte j -> r[j] byte i (16 x 16 bytes) */
+static inline __attribute__((always_inline)) void transpose16b(__m128i r[16]) {
+    __m128i a[16], b[16], c[16];
+    for (int j = 0; j < 8; j++) {
+        a[j] = _mm_unpacklo_epi8(r[2 * j], r[2 * j + 1]);
+        a[j + 8] = _mm_unpackhi_epi8(r[2 * j], r[2 * j + 1]);
+    }
+    for (int h = 0; h < 2; h++)
+        for (int q = 0; q < 4; q++) {
+            b[4 * (2 * h) + q] = _mm_unpacklo_epi16(a[8 * h + 2 * q], a[8 * h + 2 * q + 1]);
+            b[4 * (2 * h + 1) + q] = _mm_unpackhi_epi16(a[8 * h + 2 * q], a[8 * h + 2 * q + 1]);
+        }
+    for (int p = 0; p < 4; p++)
+        for (int o = 0; o < 2; o++) {
+            c[4 * p + o] = _mm_unpacklo_epi32(b[4 * p + 2 * o], b[4 * p + 2 * o + 1]);
+            c[4 * p + 2 + o] = _mm_unpackhi_epi32(b[4 * p + 2 * o], b[4 * p + 2 * o + 1]);
+        }
+    for (int e = 0; e < 8; e++) {
+        r[2 * e] = _mm_unpacklo_epi64(c[2 * e], c[2 * e + 1]);
+        r[2 * e + 1] = _mm_unpackhi_epi64(c[2 * e], c[2 * e + 1]);
+    }
+}
+
+/* input row iy of channels [c, c + nc) as wp pixels x 16 floats at d (zero padded) */
+static inline void qfill_row16(const conv_int8_dw_args *a, long c, long nc, long iy, long wp,
+                               float *d) {
+    long x0 = a->pl < wp ? a->pl : wp, x1 = a->pl + a->w < wp ? a->pl + a->w : wp;
+    memset(d, 0, (size_t)(x0 * CV16) * sizeof(float));
+    memset(d + x1 * CV16, 0, (size_t)((wp - x1) * CV16) * sizeof(float));
+    const int8_t *row = (const int8_t *)a->x + c * a->xcs + iy * a->xrs - a->pl;
+    for (long px = x0; px < x1; px += 16) {
+        long m = x1 - px < 16 ? x1 - px : 16;
+        __mmask16 k = m == 16 ? (__mmask16)0xffff : (__mmask16)((1u << m) - 1);
+        __m128i r[16];
+        for (long ci = 0; ci < CV16; ci++)
+            r[ci] = ci < nc ? _mm_maskz_loadu_epi8(k, row + ci * a->xcs + px)
+                            : _mm_setzero_si128();
+        transpose16b(r);
+        for (long j = 0; j < m; j++)
+            _mm512_storeu_ps(d + (px + j) * CV16, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(r[j])));
+    }
+}
+
+/* lanes of q (direct int8 path) near a half redone as the reference does, lane by lane:
+ * y = float32(double(acc + b) * m), the activation in float32, rint(clip(double(y) / os)) */
+static __attribute__((noinline)) __m512i qexact16(__m512 acc, __mmask16 near, __m512i q,
+                                                  const double *mult, const qepi *e) {
+    float av[16];
+    int qv[16];
+    _mm512_storeu_ps(av, acc);
+    _mm512_storeu_si512(qv, q);
+    for (int k = 0; k < 16; k++) {
+        if (!(near >> k & 1)) continue;
+        float y = (float)((double)av[k] * mult[k]);
+        if (e->act == EI_ACT_RELU) y = y > 0.0f ? y : 0.0f;
+        if (e->act == EI_ACT_CLIP) {
+            y = y < e->p0 ? e->p0 : y;
+            y = y > e->p1 ? e->p1 : y;
+        }
+        double r = __builtin_rint((double)y / e->os);
+        qv[k] = r < -128.0 ? -128 : r > 127.0 ? 127 : (int)r;
+    }
+    return _mm512_loadu_si512(qv);
+}
+
+static inline __attribute__((always_inline)) void qdw_group16(const conv_int8_dw_args *a, long c,
+                                                             long nc, long oy0, long oy1,
+                                                             long kh, long kw, long sy, long sx,
+                                                             long dy, long dx) {
+    long wo = a->wo, T = kh * kw, nslots = (kh - 1) * dy + 1;
+    long wo4 = (wo + QB - 1) / QB * QB, wo16 = (wo + 15) / 16 * 16;
+    long wp = (wo4 - 1) * sx + (kw - 1) * dx + 1; /* the pixels whole blocks of QB read */
+    float *ring = a->rows, *zero = ring + nslots * wp * CV16;
+    float *acc = zero + wp * CV16;  /* an output row: wo x 16 accumulators */
+    float *R = acc + wo16 * CV16;   /* the general epilogue's 16 channel rows */
+    int8_t *ob = (int8_t *)R;       /* the direct path's int8 row, wo16 x 16 */
+    memset(zero, 0, (size_t)(wp * CV16) * sizeof(float));
+    long held[nslots];
+    for (long s = 0; s < nslots; s++) held[s] = LONG_MIN;
+    __m512 W[T];
+    __mmask16 kc = nc >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nc) - 1);
+    for (long t = 0; t < T; t++) {
+        float wt[CV16] = {0};
+        for (long ci = 0; ci < nc; ci++) wt[ci] = a->wts[(c + ci) * T + t];
+        W[t] = _mm512_loadu_ps(wt);
+    }
+    qepi e[CV16];
+    int fast = 1;
+    float bv[CV16] = {0}, mv[CV16] = {0};
+    double mult[CV16] = {0};
+    for (long ci = 0; ci < CV16; ci++) {
+        e[ci] = qepi_of(a, c + (ci < nc ? ci : 0));
+        fast &= (int)e[ci].fast;
+        bv[ci] = e[ci].bf;
+        mv[ci] = e[ci].mq;
+        mult[ci] = e[ci].m;
+    }
+    const __m512 b0 = fast ? _mm512_loadu_ps(bv) : _mm512_setzero_ps(), mq = _mm512_loadu_ps(mv);
+    const __m512 lo = _mm512_set1_ps(e[0].lo), hi = _mm512_set1_ps(e[0].hi);
+    for (long oy = oy0; oy < oy1; oy++) {
+        const float *rp[kh];
+        for (long ky = 0; ky < kh; ky++) {
+            long iy = oy * sy - a->pt + ky * dy;
+            rp[ky] = zero;
+            if (iy >= 0 && iy < a->h) {
+                long s = iy % nslots;
+                if (held[s] != iy) {
+                    qfill_row16(a, c, nc, iy, wp, ring + s * wp * CV16);
+                    held[s] = iy;
+                }
+                rp[ky] = ring + s * wp * CV16;
+            }
+        }
+        for (long ox = 0; ox < wo; ox += QB) { /* QB independent fma chains */
+            long nb = wo - ox < QB ? wo - ox : QB;
+            __m512 v[QB];
+            for (long u = 0; u < QB; u++) v[u] = b0;
+            for (long ky = 0; ky < kh; ky++)
+                for (long kx = 0; kx < kw; kx++) {
+                    const float *src = rp[ky] + (ox * sx + kx * dx) * CV16;
+                    for (long u = 0; u < QB; u++)
+                        v[u] = _mm512_fmadd_ps(W[ky * kw + kx],
+                                               _mm512_loadu_ps(src + u * sx * CV16), v[u]);
+                }
+            for (long u = 0; u < nb; u++) {
+                if (fast) {
+                    __mmask16 near;
+                    __m512i q = qfast16(v[u], mq, lo, hi, &near);
+                    if (__builtin_expect((near & kc) != 0, 0))
+                        q = qexact16(v[u], near & kc, q, mult, e);
+                    _mm_storeu_si128((__m128i *)(ob + (ox + u) * CV16),
+                                     _mm512_cvtsepi32_epi8(q));
+                } else {
+                    _mm512_storeu_ps(acc + (ox + u) * CV16, v[u]);
+                }
+            }
+        }
+        if (fast) {
+            for (long ox = 0; ox < wo; ox += 16) {
+                long m = wo - ox < 16 ? wo - ox : 16;
+                __mmask16 k = m == 16 ? (__mmask16)0xffff : (__mmask16)((1u << m) - 1);
+                __m128i r[16];
+                for (long j = 0; j < 16; j++)
+                    r[j] = j < m ? _mm_loadu_si128((const __m128i *)(ob + (ox + j) * CV16))
+                                 : _mm_setzero_si128();
+                transpose16b(r);
+                for (long ci = 0; ci < nc; ci++)
+                    _mm_mask_storeu_epi8((int8_t *)e[ci].out + oy * wo + ox, k, r[ci]);
+            }
+            continue;
+        }
+        for (long ox = 0; ox < wo; ox += 8) {
+            for (long h = 0; h < 2; h++) {
+                v8 r[8];
+                for (long j = 0; j < 8; j++)
+                    r[j] = ox + j < wo ? load8(acc + (ox + j) * CV16 + 8 * h) : (v8){0};
+                transpose8(r);
+                for (long ci = 0; ci < 8; ci++) store8(R + (8 * h + ci) * wo16 + ox, r[ci]);
+            }
+        }
+        for (long ci = 0; ci < nc; ci++) qepi_apply(&e[ci], R + ci * wo16, oy * wo, wo);
+    }
+}
+
+#define QDW_GROUP16(KH, KW, SY, SX, DY, DX) qdw_group16(a, c, nc, oy0, oy1, KH, KW, SY, SX, DY, DX)
+
+#if defined(__AVX512VNNI__)
+#define QDW_VNNI 1
+/* The grouped path with AVX-512 VNNI (dx == 1): the int32 accumulator itself, 4 taps of a
+ * kernel row per instruction (vpdpbusd: 16 lanes x 4 u8 x s8 products). The inputs are
+ * offset to unsigned (x + 128, the weights' sum times 128 taken off the accumulator's start);
+ * each input row of the ring is stored as "quads": for pixel p, 16 channels x the 4 bytes of
+ * pixels p .. p + 3 (a dword per channel), so that a kernel row of up to 4 taps at output
+ * pixel ox is one vpdpbusd on the quad at ox * sx. Exact: the products' sums are the
+ * accumulator (int32), converted to float (below 2^24) for the same epilogue as qdw_group16. */
+
+/* input row iy of channels [c, c + nc) as the quads of pixels 0, st, 2 st, ... < nq at d;
+ * brow: (nq + 3) x 16 bytes scratch */
+static inline void qfill_quads(const conv_int8_dw_args *a, long c, long nc, long iy, long nq,
+                               long st, uint8_t *brow, uint8_t *d) {
+    long nb = nq + 3;
+    long x0 = a->pl < nb ? a->pl : nb, x1 = a->pl + a->w < nb ? a->pl + a->w : nb;
+    memset(brow, 0x80, (size_t)(x0 * CV16));
+    memset(brow + x1 * CV16, 0x80, (size_t)((nb - x1) * CV16));
+    const int8_t *row = (const int8_t *)a->x + c * a->xcs + iy * a->xrs - a->pl;
+    const __m128i bias = _mm_set1_epi8((char)0x80);
+    for (long px = x0; px < x1; px += 16) {
+        long m = x1 - px < 16 ? x1 - px : 16;
+        __mmask16 k = m == 16 ? (__mmask16)0xffff : (__mmask16)((1u << m) - 1);
+        __m128i r[16];
+        for (long ci = 0; ci < CV16; ci++)
+            r[ci] = ci < nc ? _mm_maskz_loadu_epi8(k, row + ci * a->xcs + px)
+                            : _mm_setzero_si128();
+        transpose16b(r);
+        for (long j = 0; j < m; j++)
+            _mm_storeu_si128((__m128i *)(brow + (px + j) * CV16), _mm_xor_si128(r[j], bias));
+    }
+    /* 4 pixels x 16 channels -> 16 channels x 4 pixels: dwords (pixel, group of 4 channels)
+     * to (group, pixel), then bytes (pixel, channel) to (channel, pixel) in each lane */
+    const __m512i idx = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+    const __m512i shuf = _mm512_broadcast_i32x4(
+        _mm_set_epi8(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0));
+    for (long p = 0, j = 0; p < nq; p += st, j++) {
+        __m512i q = _mm512_loadu_si512(brow + p * CV16);
+        q = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(idx, q), shuf);
+        _mm512_storeu_si512(d + j * 64, q);
+    }
+}
+
+static inline __attribute__((always_inline)) void qdw_group16v(const conv_int8_dw_args *a,
+                                                              long c, long nc, long oy0,
+                                                              long oy1, long kh, long kw,
+                                                              long sy, long sx, long dy) {
+    long wo = a->wo, T = kh * kw, G = (kw + 3) / 4, nslots = (kh - 1) * dy + 1;
+    long nq = (wo - 1) * sx + 4 * (G - 1) + 1, wo16 = (wo + 15) / 16 * 16;
+    long st = sx == 2 || sx == 4 ? sx : 1; /* the quads read start at multiples of st */
+    uint8_t *ring = (uint8_t *)a->rows, *zero = ring + nslots * nq * 64;
+    uint8_t *brow = zero + nq * 64;
+    float *acc = (float *)(brow + ((nq + 3) * CV16 + 63) / 64 * 64);
+    float *R = acc + wo16 * CV16;
+    int8_t *ob = (int8_t *)R;
+    memset(zero, 0x80, (size_t)(nq * 64));
+    long held[nslots];
+    for (long s = 0; s < nslots; s++) held[s] = LONG_MIN;
+    __m512i W[kh * G];
+    int32_t start[CV16] = {0};
+    for (long ky = 0; ky < kh; ky++)
+        for (long g = 0; g < G; g++) {
+            int8_t wb[CV16 * 4] = {0};
+            for (long ci = 0; ci < nc; ci++)
+                for (long j = 0; j < 4 && 4 * g + j < kw; j++)
+                    wb[ci * 4 + j] = (int8_t)a->wts[(c + ci) * T + ky * kw + 4 * g + j];
+            W[ky * G + g] = _mm512_loadu_si512(wb);
+        }
+    for (long ci = 0; ci < nc; ci++) {
+        long sum = 0;
+        for (long t = 0; t < T; t++) sum += (long)a->wts[(c + ci) * T + t];
+        start[ci] = (int32_t)(-128 * sum);
+    }
+    qepi e[CV16];
+    int fast = 1;
+    float mv[CV16] = {0};
+    double mult[CV16] = {0};
+    for (long ci = 0; ci < CV16; ci++) {
+        e[ci] = qepi_of(a, c + (ci < nc ? ci : 0));
+        fast &= (int)e[ci].fast;
+        mv[ci] = e[ci].mq;
+        mult[ci] = e[ci].m;
+    }
+    if (fast)
+        for (long ci = 0; ci < nc; ci++) start[ci] += (int32_t)e[ci].b;
+    __mmask16 kc = nc >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nc) - 1);
+    const __m512i v0 = _mm512_loadu_si512(start);
+    const __m512 mq = _mm512_loadu_ps(mv);
+    const __m512 lo = _mm512_set1_ps(e[0].lo), hi = _mm512_set1_ps(e[0].hi);
+    for (long oy = oy0; oy < oy1; oy++) {
+        const uint8_t *rp[kh];
+        for (long ky = 0; ky < kh; ky++) {
+            long iy = oy * sy - a->pt + ky * dy;
+            rp[ky] = zero;
+            if (iy >= 0 && iy < a->h) {
+                long s = iy % nslots;
+                if (held[s] != iy) {
+                    qfill_quads(a, c, nc, iy, nq, st, brow, ring + s * nq * 64);
+                    held[s] = iy;
+                }
+                rp[ky] = ring + s * nq * 64;
+            }
+        }
+        for (long ox = 0; ox < wo; ox++) {
+            __m512i v = v0;
+            for (long ky = 0; ky < kh; ky++)
+                for (long g = 0; g < G; g++)
+                    v = _mm512_dpbusd_epi32(
+                        v, _mm512_loadu_si512(rp[ky] + (ox * sx + 4 * g) / st * 64),
+                        W[ky * G + g]);
+            __m512 y = _mm512_cvtepi32_ps(v); /* exact: below 2^24 */
+            if (fast) {
+                __mmask16 near;
+                __m512i q = qfast16(y, mq, lo, hi, &near);
+                if (__builtin_expect((near & kc) != 0, 0)) q = qexact16(y, near & kc, q, mult, e);
+                _mm_storeu_si128((__m128i *)(ob + ox * CV16), _mm512_cvtsepi32_epi8(q));
+            } else {
+                _mm512_storeu_ps(acc + ox * CV16, y);
+            }
+        }
+        if (fast) {
+            for (long ox = 0; ox < wo; ox += 16) {
+                long m = wo - ox < 16 ? wo - ox : 16;
+                __mmask16 k = m == 16 ? (__mmask16)0xffff : (__mmask16)((1u << m) - 1);
+                __m128i r[16];
+                for (long j = 0; j < 16; j++)
+                    r[j] = j < m ? _mm_loadu_si128((const __m128i *)(ob + (ox + j) * CV16))
+                                 : _mm_setzero_si128();
+                transpose16b(r);
+                for (long ci = 0; ci < nc; ci++)
+                    _mm_mask_storeu_epi8((int8_t *)e[ci].out + oy * wo + ox, k, r[ci]);
+            }
+            continue;
+        }
+        for (long ox = 0; ox < wo; ox += 8) {
+            for (long h = 0; h < 2; h++) {
+                v8 r[8];
+                for (long j = 0; j < 8; j++)
+                    r[j] = ox + j < wo ? load8(acc + (ox + j) * CV16 + 8 * h) : (v8){0};
+                transpose8(r);
+                for (long ci = 0; ci < 8; ci++) store8(R + (8 * h + ci) * wo16 + ox, r[ci]);
+            }
+        }
+        for (long ci = 0; ci < nc; ci++) qepi_apply(&e[ci], R + ci * wo16, oy * wo, wo);
+    }
+}
+
+#define QDW_GROUP16V(KH, KW, SY, SX, DY) qdw_group16v(a, c, nc, oy0, oy1, KH, KW, SY, SX, DY)
+#endif
+#endif
+
+/* channels per group of the grouped path (the tactic aligns its chunks to 16) */
+long conv_int8_dw_group(void) {
+#ifdef QEPI16
+    return CV16;
+#else
+    return CV;
+#endif
 }
 
 #define QDW_CHANNEL(KH, KW, SX, DY, DX)                                                        \
     qdw_channel(xc, a->xrs, a->h, a->w, a->pt, a->pl, a->sy, SX, KH, KW, DY, DX, a->wq,       \
-                a->rows, wc, a->ho, a->wo, &e)
-#define QDW_GROUP(KH, KW, SY, SX, DY, DX) qdw_group(a, c, nc, a->rows, KH, KW, SY, SX, DY, DX)
+                a->rows, wc, oy0, oy1, a->wo, &e)
+#define QDW_GROUP(KH, KW, SY, SX, DY, DX)                                                      \
+    qdw_group(a, c, nc, oy0, oy1, a->rows, KH, KW, SY, SX, DY, DX)
 
 /* Channels [c0, c1) of one image; by groups of CV channels when a->grouped (buffer: see
  * cpu_qdepthwise.py), else one channel at a time, row by row. */
 void conv_int8_dw_f32(const conv_int8_dw_args *a) {
     long kh = a->kh, kw = a->kw, sx = a->sx, dy = a->dy, dx = a->dx;
     long unit = dy == 1 && dx == 1;
+    long oy0 = a->oy0 > 0 ? a->oy0 : 0, oy1 = a->oy1 > 0 && a->oy1 < a->ho ? a->oy1 : a->ho;
+#ifdef QEPI16
+    if (a->grouped) {
+        for (long c = a->c0; c < a->c1; c += CV16) {
+            long nc = a->c1 - c < CV16 ? a->c1 - c : CV16;
+#ifdef QDW_VNNI
+            if (dx == 1) {
+                if (unit && kh == 3 && kw == 3 && a->sy == 1 && sx == 1)
+                    QDW_GROUP16V(3, 3, 1, 1, 1);
+                else if (unit && kh == 3 && kw == 3 && a->sy == 2 && sx == 2)
+                    QDW_GROUP16V(3, 3, 2, 2, 1);
+                else if (unit && kh == 5 && kw == 5 && a->sy == 1 && sx == 1)
+                    QDW_GROUP16V(5, 5, 1, 1, 1);
+                else if (unit && kh == 5 && kw == 5 && a->sy == 2 && sx == 2)
+                    QDW_GROUP16V(5, 5, 2, 2, 1);
+                else
+                    QDW_GROUP16V(kh, kw, a->sy, sx, dy);
+                continue;
+            }
+#endif
+            if (unit && kh == 3 && kw == 3 && a->sy == 1 && sx == 1)
+                QDW_GROUP16(3, 3, 1, 1, 1, 1);
+            else if (unit && kh == 3 && kw == 3 && a->sy == 2 && sx == 2)
+                QDW_GROUP16(3, 3, 2, 2, 1, 1);
+            else if (unit && kh == 5 && kw == 5 && a->sy == 1 && sx == 1)
+                QDW_GROUP16(5, 5, 1, 1, 1, 1);
+            else if (unit && kh == 5 && kw == 5 && a->sy == 2 && sx == 2)
+                QDW_GROUP16(5, 5, 2, 2, 1, 1);
+            else
+                QDW_GROUP16(kh, kw, a->sy, sx, dy, dx);
+        }
+        return;
+    }
+#endif
     if (a->grouped) {
         for (long c = a->c0; c < a->c1; c += CV) {
             long nc = a->c1 - c < CV ? a->c1 - c : CV;

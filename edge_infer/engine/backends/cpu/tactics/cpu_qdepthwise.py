@@ -32,8 +32,9 @@ _RESIDUAL = {"none": 0, "pre": 1, "post": 2}
 _DEFAULTS = {2: (0.01, 0.0), 3: (-np.inf, np.inf), 7: (0.2, 0.5)}
 #: float32 accumulation is exact while a sum has at most this many int8 x int8 terms
 MAX_TAPS = 1024
-#: channels per group of the grouped path (conv_int8_dw.c CV)
-DW_GROUP = 8
+#: channels per group of the grouped path: conv_int8_dw.c CV (8) or, built for AVX-512,
+#: CV16 (16; ``conv_int8_dw_group()``); chunks of channels are aligned to the larger
+DW_GROUP = 16
 #: the grouped path (vectors along channels) for inputs at most this wide, and for strided
 #: layers at most GROUPED_STRIDED_MAX_WIDTH wide (its buffer holds a whole padded plane per
 #: channel group); row by row otherwise. Measured on MobileNetV2's 3x3 layers, one thread,
@@ -54,6 +55,12 @@ def _planes(a: np.ndarray) -> bool:
         and a.strides[2] == a.shape[3] * isz
         and not any(s % isz for s in a.strides)
     )
+
+
+def group_width() -> int:
+    """Channels per group of the library's grouped path (8, or 16 built for AVX-512)."""
+    lib = native.library()
+    return int(lib.conv_int8_dw_group()) if lib is not None else 8
 
 
 class QDepthwiseNative(Tactic):
@@ -90,6 +97,8 @@ class QDepthwiseNative(Tactic):
         )
 
     def _grouped(self) -> bool:
+        if group_width() == 16:  # its buffers are a few rows: grouped at any width
+            return True
         w = self.spec.x_shape[3]
         strided = self.spec.strides != (1, 1)
         return w <= GROUPED_MAX_WIDTH or (strided and w <= GROUPED_STRIDED_MAX_WIDTH)
@@ -98,10 +107,37 @@ class QDepthwiseNative(Tactic):
         s = self.spec
         _, _, ho, wo = s.out_shape
         (kh, kw), (sy, sx), (dy, dx) = s.kernel, s.strides, s.dilations
-        if grouped:  # interleaved padded planes, the accumulators, then one plane per channel
+        if grouped:
             hp, wp = (ho - 1) * sy + (kh - 1) * dy + 1, (wo - 1) * sx + (kw - 1) * dx + 1
-            return DW_GROUP * (hp * wp + 2 * (-(-ho * wo // 8) * 8))
+            # CV = 8: interleaved padded planes, the accumulators, one plane per channel;
+            # CV16: the row ring and a zero row, a row's accumulators, 16 channel rows (a
+            # library built for another CPU, as the aarch64 replay runs it, may take either)
+            eight = 8 * (hp * wp + 2 * (-(-ho * wo // 8) * 8))
+            wp16 = (-(-wo // 4) * 4 - 1) * sx + (kw - 1) * dx + 1  # blocks of 4 pixels (QB)
+            wo16 = -(-wo // 16) * 16
+            sixteen = 16 * (((kh - 1) * dy + 2) * wp16 + 2 * wo16)
+            # VNNI (int8 quads of 16 channels x 4 pixels, 16 floats' bytes each): the ring and
+            # a zero row of nq quads, a byte row, then as CV16
+            nq = (wo - 1) * sx + 4 * (-(-kw // 4) - 1) + 1
+            vnni = 16 * (((kh - 1) * dy + 2) * nq + -(-(nq + 3) // 4) + 2 * wo16)
+            return max(eight, sixteen, vnni)
         return ((kh - 1) * dy + 2) * sx * wq + wq  # the ring, a zero slot, a row's sums
+
+    def _chunks(self, c: int, ho: int, workers: int) -> list[tuple[int, int, int, int]]:
+        """(c0, c1, oy0, oy1) of one image: 2 * workers chunks (workers if that many are
+        too small), of whole channel groups when the groups divide evenly, else of rows
+        (all channels), so that every thread gets the same work at batch 1."""
+        _, _, _, wo = self.spec.out_shape
+        if workers <= 1:
+            return [(0, c, 0, ho)]
+        groups = -(-c // DW_GROUP)
+        for parts in (2 * workers, workers):
+            if parts > 1 and c * ho * wo // parts >= MIN_CHUNK and groups % parts == 0:
+                return [(c0, c1, 0, ho) for c0, c1 in split(c, parts, align=DW_GROUP)]
+        parts = max(1, min(workers, c * ho * wo // MIN_CHUNK, ho))
+        if parts == 1:
+            return [(0, c, 0, ho)]
+        return [(0, c, oy0, oy1) for oy0, oy1 in split(ho, parts)]
 
     def _int8_input(self, x: np.ndarray, scratch: Scratch, before: list[Run]) -> np.ndarray:
         """``x`` as the kernel reads it: int8 planes; a float input quantized (reformat)."""
@@ -158,10 +194,9 @@ class QDepthwiseNative(Tactic):
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.int32)
         mult = np.ascontiguousarray(float(s.x_scale) * np.asarray(s.w_scale, np.float64))
         workers = getattr(scratch, "workers", 1)
-        parts = max(1, min(2 * workers, c * ho * wo // MIN_CHUNK)) if workers > 1 else 1
         chunks: list[Any] = []
         for b in range(n):
-            for c0, c1 in split(c, parts, align=DW_GROUP if grouped else 1):
+            for c0, c1, oy0, oy1 in self._chunks(c, ho, workers):
                 rows = scratch((size,), np.float32, None)  # one per chunk: they run together
                 args = dict(
                     x=x.ctypes.data + x.strides[0] * b,
@@ -199,6 +234,8 @@ class QDepthwiseNative(Tactic):
                     zkind=0 if z is None else STORAGE_KINDS[z.dtype],
                     zcs=0 if z is None else z.strides[1] // z.itemsize,
                     zscale=float(s.z_scale),
+                    oy0=oy0,
+                    oy1=oy1,
                 )
                 keep = (x, out, z, rows, weights, bias, mult)
                 chunks.append(native.NativeCall("conv_int8_dw_f32", args, keep))
