@@ -15,8 +15,14 @@
  * registers per 8-float vector). The PV vectors of a tile are consecutive in the band's
  * (row, column) order, so they continue on the next output row, and the output is stored
  * NCHW straight from the registers (the row's last vector masked), after bias, residual and
- * activation (simd.h). Weights are packed at bind as [ceil(cout / 8)][cin kh kw][8], zero past
- * cout; a tile takes TR rows of a panel.
+ * activation (simd.h's on 8-float vectors; on 16-float ones the same exp on 16 lanes, and for
+ * sigmoid and SiLU the reciprocal estimate with one Newton step instead of a division).
+ * Weights are packed at bind as [ceil(cout / 8)][cin kh kw][8], zero past cout; a tile takes
+ * TR rows of a panel.
+ *
+ * Vectors along output columns rather than output channels: the tile's rows are then NCHW
+ * output runs (no transpose before the store), at the cost of the band's column-phase split
+ * (a vector deinterleave, once per input row).
  */
 #include "simd.h"
 
