@@ -34,7 +34,8 @@ RTOL, ATOL = 1e-4, 3e-5
 # x shape, Cout, kernel, strides, pads (t, l, b, r): Cin 1..4, kernels 3/5/7, strides 1 and
 # 2 (and 3, and different per axis), asymmetric pads, odd sizes; Cout off the 8-channel
 # panels and the 4-row tiles; rows narrower than a vector, rows not a multiple of 8 or 16
-# (masked last vectors), rows wide enough for the vectorized stride-2 layout; batches
+# (masked last vectors), rows wide enough for the vectorized stride-2 layout; batches (split
+# by rows, or by images)
 SHAPES = [
     ((1, 3, 19, 23), 16, (3, 3), (2, 2), (1, 1, 1, 1)),
     ((2, 1, 13, 11), 7, (5, 5), (1, 1), (2, 2, 2, 2)),
@@ -45,6 +46,7 @@ SHAPES = [
     ((1, 4, 9, 9), 5, (5, 5), (3, 3), (2, 2, 1, 1)),
     ((1, 3, 8, 130), 24, (3, 3), (1, 1), (1, 1, 1, 1)),
     ((2, 2, 16, 12), 17, (3, 5), (2, 1), (1, 2, 1, 2)),
+    ((4, 3, 10, 21), 8, (3, 3), (2, 2), (1, 1, 1, 1)),  # two threads: a chunk per image
 ]
 ACTS = [
     ("", ()),
