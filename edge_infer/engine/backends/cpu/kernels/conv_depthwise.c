@@ -298,9 +298,9 @@ static inline __attribute__((always_inline)) void dw_group(
  * columns (ox0 + l) * s + kx - pl: at stride 1 one unaligned load, at stride 2 the even or
  * odd columns of two loads (shuffles, see dw_wide3). Columns outside the input are masked
  * off the loads (they read as zero padding); rows outside it are skipped. Each row's last
- * vector is stored under a mask. Measured against one accumulator per output row and two rows at a
- * time (MobileNetV2's layers, one thread): the FMA chains of 9 were the bound, 1.3-2x
- * slower. */
+ * vector is stored under a mask. Measured against one accumulator per output row and two
+ * rows at a time (MobileNetV2's layers, one thread): the FMA chains of 9 were the bound,
+ * 1.3-2x slower. */
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
 #define DW_WIDE 1
 
@@ -316,8 +316,9 @@ static inline __mmask16 lanes(long lo, long hi) {
 
 /* acc += the taps of kernel row k (weights W[3 k .. 3 k + 2]) on the tap vectors t0, t1, t2 */
 #define TAPROW(acc, k, t0, t1, t2)                                                             \
-    acc = _mm512_fmadd_ps(W[3 * (k) + 2], t2,                                                  \
-                          _mm512_fmadd_ps(W[3 * (k) + 1], t1, _mm512_fmadd_ps(W[3 * (k)], t0, acc)))
+    acc = _mm512_fmadd_ps(                                                                     \
+        W[3 * (k) + 2], t2,                                                                    \
+        _mm512_fmadd_ps(W[3 * (k) + 1], t1, _mm512_fmadd_ps(W[3 * (k)], t0, acc)))
 
 /* bias, residual z and activation on 16 outputs y: none, relu and clip in 16 lanes; the
  * others through simd.h finish() on each half (the other paths' arithmetic) */
@@ -358,7 +359,8 @@ static inline __attribute__((always_inline)) void dw_wide3(const conv_depthwise_
                                                           long s, long R) {
     long h = a->h, w = a->w, pt = a->pt, pl = a->pl, ho = a->ho, wo = a->wo, xrs = a->xrs;
     /* stride 2: output column ox0 + l sits in lane order[l] of the shuffled taps */
-    const __m512i order = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    const __m512i order =
+        _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
     __m512 W[9];
     for (long t = 0; t < 9; t++) W[t] = _mm512_set1_ps(wc[t]);
     for (long oy = 0; oy < ho; oy += R) {

@@ -581,9 +581,12 @@ class DepthwiseNative(_NativeConv):
         mode = (_DW_GROUPS if grouped else 0) | (_DW_WIDE if wide else 0)
         weights = np.ascontiguousarray(s.weight.reshape(c, -1), np.float32)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
+        parts = self._chunks(scratch)
+        if parts > 1:  # 2 chunks a thread: a descheduled thread holds up half as much
+            parts = max(parts, 2 * getattr(scratch, "workers", 1))
         chunks: list[Run] = []
         for b in range(n):
-            for c0, c1 in split(c, self._chunks(scratch), align=DW_GROUP if grouped else 1):
+            for c0, c1 in split(c, parts, align=DW_GROUP if grouped else 1):
                 # one buffer per chunk: chunks run concurrently
                 rows = scratch((size,), np.float32, None)
                 keep = (weights, bias, rows, x, out3, z3)
