@@ -24,7 +24,8 @@
  * An int8 output under no activation, relu or clip (and no residual or an int8 one added
  * first) is finished in float32 with an exactness guard and the double path near halves
  * (fastq below); on AVX-512 VNNI a strip's last tile computes only the 16-position vectors
- * it has. */
+ * it has, and small deep maps (7 x 7) take tiles with vectors along output channels instead
+ * (qconv_int8_oc), where those compute less. */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #elif defined(__GNUC__)
@@ -1096,11 +1097,120 @@ static void finish_run_q(const int32_t *acc, long n, long oc, long pos, const qc
 
 /* -- the kernel -------------------------------------------------------------------------- */
 
+#if EI_INT8_PATH == EI_Q8_VNNI512
+/* -- small maps: vectors along output channels -------------------------------------------
+ * A 7 x 7 map has 49 positions: position vectors of 16 compute 64. Here the lanes are 48
+ * output channels (3 vectors of the [term][coutp] weight rows, read as they lie) and the
+ * register tile takes 7 consecutive output positions (each quad broadcast from its own grid
+ * position, dropped grid columns skipped): 49 = 7 x 7. The accumulators are transposed to
+ * the position tile's [channel][position] rows and finished as those are. */
+#define EI_OCP 7  /* positions of an output-channel tile */
+#define EI_OCV 3  /* its vectors of 16 output channels */
+#define EI_OCN (EI_OCV * 16)
+#define EI_OCRUN (NT / EI_OCP * EI_OCP) /* positions finished together: 63 */
+
+/* (not inlined: in the caller the compiler spills the tile's pointers) */
+static __attribute__((noinline)) void tile_oc(const int32_t *const xs[EI_OCP], const long *toff,
+                                              long T, const int32_t *w, long wstride,
+                                              const int32_t *init, int32_t *acc) {
+    __m512i a[EI_OCP][EI_OCV];
+#pragma GCC unroll 8
+    for (int p = 0; p < EI_OCP; p++)
+#pragma GCC unroll 4
+        for (int v = 0; v < EI_OCV; v++) a[p][v] = _mm512_loadu_si512(init + 16 * v);
+    for (long t = 0; t < T; t++) {
+        const int32_t *wp = w + t * wstride;
+        const long o = toff[t];
+        __m512i wv[EI_OCV];
+#pragma GCC unroll 4
+        for (int v = 0; v < EI_OCV; v++) wv[v] = _mm512_loadu_si512(wp + 16 * v);
+#pragma GCC unroll 8
+        for (int p = 0; p < EI_OCP; p++) {
+            __m512i b = _mm512_set1_epi32(xs[p][o]);
+#pragma GCC unroll 4
+            for (int v = 0; v < EI_OCV; v++) a[p][v] = _mm512_dpbusd_epi32(a[p][v], b, wv[v]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int p = 0; p < EI_OCP; p++)
+#pragma GCC unroll 4
+        for (int v = 0; v < EI_OCV; v++) _mm512_storeu_si512(acc + p * EI_OCN + 16 * v, a[p][v]);
+}
+
+/* output positions before grid position g (of rows of wg, the first wo of them real) */
+static inline long real_before(long g, long wg, long wo, long ho) {
+    long p = g / wg * wo + (g % wg < wo ? g % wg : wo);
+    return p < ho * wo ? p : ho * wo;
+}
+
+/* whether output-channel tiles cost 10 % less than position tiles on [g0, g1) */
+static int oc_tiles_pay(const qconv_int8_args *a) {
+    long grid = 0;
+    for (long g = a->g0; g < a->g1; g += NT) {
+        long n = a->g1 - g < NT ? a->g1 - g : NT;
+        grid += (n + VL - 1) / VL * VL;
+    }
+    long p = real_before(a->g1, a->wg, a->wo, a->ho) - real_before(a->g0, a->wg, a->wo, a->ho);
+    /* dot products (16 a cycle) and about a cycle an output for the epilogue, three on
+     * this side (the transposition, shorter runs; measured on ResNet-50's 7 x 7 layers) */
+    long by_pos = grid * ((a->cout + MR - 1) / MR * MR) * a->T / 16 + p * a->cout;
+    long by_oc = (p + EI_OCP - 1) / EI_OCP * EI_OCP
+                     * ((a->cout + EI_OCN - 1) / EI_OCN * EI_OCN) * a->T / 16
+                 + 3 * p * a->cout;
+    return p > 0 && 10 * by_oc < 9 * by_pos;
+}
+
+/* qconv_int8_f32 by output-channel tiles (the weights are readable EI_OCN channels past
+ * each row's coutp: cpu_qconv.py pads the array) */
+static void qconv_int8_oc(const qconv_int8_args *a, const fastq *fq) {
+    int32_t acc[EI_OCP * EI_OCN] __attribute__((aligned(64)));
+    int32_t rows[EI_OCN * NT] __attribute__((aligned(64))); /* [channel][position] */
+    int32_t init[EI_OCN];
+    const long p0 = real_before(a->g0, a->wg, a->wo, a->ho);
+    const long p1 = real_before(a->g1, a->wg, a->wo, a->ho);
+    for (long oc0 = 0; oc0 < a->cout; oc0 += EI_OCN) {
+        const long nrows = a->cout - oc0 < EI_OCN ? a->cout - oc0 : EI_OCN;
+        for (long i = 0; i < EI_OCN; i++) {
+            long oc = oc0 + i;
+            init[i] = i < nrows ? (a->bias ? a->bias[oc] : 0) - 128 * a->wsum[oc] : 0;
+        }
+        float m[EI_OCN];
+        for (long i = 0; i < nrows; i++) m[i] = fastq_mult(fq, a, oc0 + i);
+        /* runs of up to EI_OCRUN positions gathered in rows, then finished as runs */
+        for (long pr = p0; pr < p1; pr += EI_OCRUN) {
+            const long run = p1 - pr < EI_OCRUN ? p1 - pr : EI_OCRUN;
+            for (long p = pr; p < pr + run; p += EI_OCP) {
+                const long n = pr + run - p < EI_OCP ? pr + run - p : EI_OCP;
+                const int32_t *xs[EI_OCP];
+                for (long k = 0; k < EI_OCP; k++) {
+                    long q = p + (k < n ? k : n - 1); /* a short group repeats its last */
+                    xs[k] = a->layout + q / a->wo * a->wg + q % a->wo;
+                }
+                tile_oc(xs, a->toff, a->T, a->wts + oc0, a->coutp, init, acc);
+                for (long i = 0; i < nrows; i++)
+                    for (long k = 0; k < n; k++) rows[i * NT + (p - pr) + k] = acc[k * EI_OCN + i];
+            }
+            for (long i = 0; i < nrows; i++)
+                if (m[i] != 0.0f)
+                    finish_run_q(rows + i * NT, run, oc0 + i, pr, a, fq, m[i]);
+                else
+                    finish_run(rows + i * NT, run, oc0 + i, pr, a);
+        }
+    }
+}
+#endif
+
 /* grid positions [g0, g1) (g0 a multiple of NT), every output channel */
 void qconv_int8_f32(const qconv_int8_args *a) {
     int32_t acc[MR * NT] __attribute__((aligned(64)));
     int32_t init[MR];
     const fastq fq = fastq_setup(a);
+#if EI_INT8_PATH == EI_Q8_VNNI512
+    if (oc_tiles_pay(a)) {
+        qconv_int8_oc(a, &fq);
+        return;
+    }
+#endif
     memset(acc, 0, sizeof acc); /* columns a short tile leaves: finished, then dropped */
     /* the strip's output runs: (first tile column, length, output position) */
     long seg_j[NT + 1], seg_n[NT + 1], seg_pos[NT + 1];

@@ -33,6 +33,9 @@ STRIP = 64
 #: both: conv_int8.c MR)
 COUT_ALIGN = 48
 OC_ALIGN = 24
+#: int32 the weight array holds past its last row: an output-channel tile of conv_int8.c
+#: reads 48 channels from a call's first (EI_OCN)
+WEIGHT_TAIL = 64
 _RESIDUAL = {"none": 0, "pre": 1, "post": 2}
 _STORE = {"fp32": 0, "fp16": 1, "int8": 2}
 #: a layout split or a GEMM chunk below this many int8 multiply-adds is not worth a thread
@@ -127,7 +130,10 @@ class QConvNative(Tactic):
         # [group][quad][tap][oc][4 channels] -> int32 quads [group][term][coutp]
         quads = np.zeros((groups, cq, taps, coutp, 4), np.int8)
         quads[:, :, :, :cog] = w.reshape(groups, cog, cq, 4, taps).transpose(0, 2, 4, 1, 3)
-        wts = np.ascontiguousarray(quads).view(np.int32).reshape(groups, terms, coutp)
+        # readable WEIGHT_TAIL int32 past the last row (conv_int8.c's output-channel tiles)
+        flat = np.zeros(groups * terms * coutp + WEIGHT_TAIL, np.int32)
+        flat[: groups * terms * coutp] = np.ascontiguousarray(quads).view(np.int32).ravel()
+        wts = flat[: groups * terms * coutp].reshape(groups, terms, coutp)
         wsum = np.asarray(s.weight, np.int64).reshape(cout, -1).sum(axis=1).astype(np.int32)
         mult = float(s.x_scale) * np.asarray(s.w_scale, np.float64).reshape(cout)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.int32).reshape(cout)

@@ -51,6 +51,10 @@ CONVS = [
     ((1, 33, 7, 7), 50, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),
     ((1, 128, 7, 7), 200, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # calls split by channel
     ((1, 64, 20, 20), 70, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    # small maps, deep: AVX-512 VNNI's output-channel tiles (a partial 48-channel block;
+    # with 2 workers a call from channel 48)
+    ((1, 256, 5, 5), 64, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    ((2, 192, 7, 7), 96, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
     # rows of 64 columns and more: the layout's 64-column blocks and their tails
     ((1, 8, 5, 70), 12, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
     ((1, 14, 2, 133), 10, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
