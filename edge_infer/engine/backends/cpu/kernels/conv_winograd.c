@@ -123,11 +123,25 @@ static inline v8 load8_lanes(const float *p, long q0, long q1) {
 #endif
 }
 
-/* the same, from float16 storage */
+/* the same, from float16 storage: a masked load (AVX-512BW), lanes inserted in registers
+ * (F16C: a buffer written lane by lane and read as a vector would stall the load on
+ * store forwarding), or through a buffer */
 static inline v8 load8_lanes_h(const uint16_t *p, long q0, long q1) {
+#if defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__F16C__)
+    __mmask8 m = (__mmask8)(((1u << q1) - 1u) & ~((1u << q0) - 1u));
+    return (v8)_mm256_cvtph_ps(_mm_maskz_loadu_epi16(m, p));
+#elif defined(__F16C__)
+    __m128i h = _mm_setzero_si128();
+#define EI_LANE(k)                                                                            \
+    if (q0 <= k && k < q1) h = _mm_insert_epi16(h, p[k], k);
+    EI_LANE(0) EI_LANE(1) EI_LANE(2) EI_LANE(3) EI_LANE(4) EI_LANE(5) EI_LANE(6) EI_LANE(7)
+#undef EI_LANE
+    return (v8)_mm256_cvtph_ps(h);
+#else
     uint16_t t[8];
     for (long q = 0; q < 8; q++) t[q] = q >= q0 && q < q1 ? p[q] : 0;
     return h8_load(t);
+#endif
 }
 
 /* 8 values of x from element i: float32, or float16 widened (xh) */

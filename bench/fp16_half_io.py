@@ -1,0 +1,109 @@
+"""FP16 engines with and without the conversion passes that ``half_io`` tactics skip, in one
+process, alternating (issue 18, FP16 item).
+
+    .venv/bin/python bench/fp16_half_io.py [--models yolov8n-320 demo mobilenetv2] [--rounds 30]
+
+Builds each model (bench/fp16_cpu.py's) in FP32 and FP16, then times, round by round: FP32;
+the FP16 engine with every layer on the conversion route (widen, FP32 kernel, narrow:
+``takes_half`` off); the same engine as it runs (float16 read and written by the kernels of
+``half_io`` tactics). Same graph, same tactics: only the conversions differ. Prints the
+median per-round ratios to FP32 and checks that both FP16 programs give the same bits.
+``--threads 1 --cpu-time`` times the calling thread's CPU time on one thread (less at the
+mercy of other processes on a loaded machine than wall time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fp16_cpu import MODELS, _model
+
+from edge_infer.engine.backends.cpu.program import CpuProgram
+from edge_infer.engine.backends.cpu.tactics import cpu_fp16
+from edge_infer.engine.builder import BuildOptions, build
+
+
+def _program(graph: Any, direct: bool | None = None) -> tuple[CpuProgram, Any]:
+    """``graph``'s program and a state, its layers bound (in ``new_state``) with the half_io
+    route as it is (None), on or off."""
+    takes = cpu_fp16.takes_half
+    if direct is not None:
+        cpu_fp16.takes_half = lambda t: direct and takes(t)  # type: ignore[assignment]
+    try:
+        program = CpuProgram(graph)
+        return program, program.new_state()
+    finally:
+        cpu_fp16.takes_half = takes  # type: ignore[assignment]
+
+
+def run_model(name: str, rounds: int, cpu_time: bool = False) -> dict[str, Any]:
+    model, inp, shape = _model(name)
+    feeds = {inp: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    engines = {
+        p: build(model, options=BuildOptions(shapes={inp: shape}, precision=p))
+        for p in ("fp32", "fp16")
+    }
+    made = {
+        "fp32": _program(engines["fp32"].graph(1)),
+        "fp16 conversions": _program(engines["fp16"].graph(1), False),
+        "fp16 half_io": _program(engines["fp16"].graph(1), True),
+    }
+    programs = {k: m[0] for k, m in made.items()}
+    states = {k: m[1] for k, m in made.items()}
+    outs = {k: p.run(states[k], feeds) for k, p in programs.items()}
+    same = all(
+        np.array_equal(outs["fp16 conversions"][n], outs["fp16 half_io"][n]) for n in outs["fp32"]
+    )
+    for _ in range(3):
+        for k, p in programs.items():
+            p.run(states[k], feeds)
+    times: dict[str, list[float]] = {k: [] for k in programs}
+    clock = time.thread_time if cpu_time else time.perf_counter
+    for _ in range(rounds):
+        for k, p in programs.items():
+            t0 = clock()
+            p.run(states[k], feeds)
+            times[k].append(clock() - t0)
+    for s in states.values():
+        s.close()
+    base = np.array(times["fp32"])
+    return {
+        "ms": {k: round(float(np.median(v)) * 1e3, 2) for k, v in times.items()},
+        "ratio_to_fp32": {
+            k: round(float(np.median(np.array(v) / base)), 3)
+            for k, v in times.items()
+            if k != "fp32"
+        },
+        "half_io_over_conversions": round(
+            float(np.median(np.array(times["fp16 half_io"]) / times["fp16 conversions"])), 3
+        ),
+        "same_bits": same,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=None, help="threads per context")
+    parser.add_argument("--cpu-time", action="store_true", help="the thread's CPU time")
+    args = parser.parse_args(argv)
+    if args.threads:
+        from edge_infer.engine.backends.cpu.threads import set_thread_budget
+
+        set_thread_budget(args.threads)
+    for name in args.models:
+        print(name, run_model(name, args.rounds, args.cpu_time), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
