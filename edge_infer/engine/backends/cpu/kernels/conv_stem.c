@@ -285,8 +285,12 @@ void conv_stem_f32(const conv_stem_args *a) {
             else if (nv == 2)
                 tiles(a, xb, toff, T, 2, &tg);
 #endif
-            else
-                tiles(a, xb, toff, T, 1, &tg);
+            else /* the band's last vectors one at a time */
+                for (long p = 0; p < nv; p++) {
+                    const float *x1[PV] = {xb[p]};
+                    targets t1 = {{tg.off[p]}, {tg.n[p]}};
+                    tiles(a, x1, toff, T, 1, &t1);
+                }
         }
     }
 }

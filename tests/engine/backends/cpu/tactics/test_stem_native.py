@@ -167,8 +167,12 @@ X86_BUILDS = {
         ["-march=skylake-avx512", "-DEI_STEM_V8"],
         {"avx512f", "avx512vl"},
     ),
-    # one vector per tile and 2 channels (the tiles' tails)
+    # one vector per tile and 2 channels (the tiles' tails); 5 vectors (tails of 1 to 4)
     "avx2 tile 2x1": (["-march=haswell", "-DEI_STEM_TR=2", "-DEI_STEM_PV=1"], {"avx2", "fma"}),
+    "avx512 tile 4x5": (
+        ["-march=skylake-avx512", "-DEI_STEM_TR=4", "-DEI_STEM_PV=5"],
+        {"avx512f", "avx512vl"},
+    ),
 }
 
 
