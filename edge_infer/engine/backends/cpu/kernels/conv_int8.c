@@ -25,7 +25,8 @@
  * first) is finished in float32 with an exactness guard and the double path near halves
  * (fastq below); on AVX-512 VNNI a strip's last tile computes only the 16-position vectors
  * it has, and small deep maps (7 x 7) take tiles with vectors along output channels instead
- * (qconv_int8_oc), where those compute less. */
+ * (qconv_int8_oc), where those compute less. A strided 1 x 1 kernel's layout holds only the
+ * first stride phase, the one it reads (xf's EI_FIRST_PHASE bit). */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #elif defined(__GNUC__)
@@ -229,12 +230,16 @@ static inline void pack_row(uint32_t *orow, long c0, long c1, const uint8_t *con
     }
 }
 
+/* xf's second bit: lay out the first stride phase only (a 1 x 1 kernel reads no other) */
+#define EI_FIRST_PHASE 2
+
 /* the widest float input row quantized on the stack (wider ones: in pieces) */
 #define EI_QROW 2048
 
 /* a float input row no wider than EI_QROW: quantized once for all sx column phases */
 static void split_float_rows(const qconv_split_args *a, uint32_t bias) {
     const long plen = a->hq * a->wq, sy = a->sy, sx = a->sx;
+    const long nsy = a->xf & EI_FIRST_PHASE ? 1 : sy, nsx = a->xf & EI_FIRST_PHASE ? 1 : sx;
     int8_t rows[4][EI_QROW], zrow[EI_QROW];
     memset(zrow, 0, sizeof zrow); /* a missing channel: zeros, read as the others are */
     long c_lo[8], c_hi[8];
@@ -247,7 +252,7 @@ static void split_float_rows(const qconv_split_args *a, uint32_t bias) {
     for (long q = a->q0; q < a->q1; q++) {
         long ch[4];
         for (int k = 0; k < 4; k++) ch[k] = 4 * q + k < a->cg ? 4 * q + k : -1;
-        for (long py = 0; py < sy; py++)
+        for (long py = 0; py < nsy; py++)
             for (long r = 0; r < a->hq; r++) {
                 long iy = r * sy + py - a->pt;
                 int inside = iy >= 0 && iy < a->h;
@@ -256,7 +261,7 @@ static void split_float_rows(const qconv_split_args *a, uint32_t bias) {
                         if (ch[k] >= 0)
                             quantize_row((const float *)a->x + ch[k] * a->xcs + iy * a->xrs,
                                          a->w, rows[k], a->inv, a->scale);
-                for (long px = 0; px < sx; px++) {
+                for (long px = 0; px < nsx; px++) {
                     uint32_t *orow = (uint32_t *)a->out + ((py * sx + px) * a->cq + q) * plen
                                      + r * a->wq;
                     if (!inside) {
@@ -281,13 +286,15 @@ static void split_float_rows(const qconv_split_args *a, uint32_t bias) {
 void qconv_split_f32(const qconv_split_args *a) {
     const uint32_t bias = U8 ? 0x80808080u : 0u; /* a zero activation, as the dot reads it */
     const long plen = a->hq * a->wq, sy = a->sy, sx = a->sx;
+    const long nsy = a->xf & EI_FIRST_PHASE ? 1 : sy, nsx = a->xf & EI_FIRST_PHASE ? 1 : sx;
+    const int xf = a->xf & 1;
     static const uint8_t zeros[1] = {0};
     int8_t rows[4][EI_QROW];
-    if (a->xf && a->w <= EI_QROW && sx <= 8) {
+    if (xf && a->w <= EI_QROW && sx <= 8) {
         split_float_rows(a, bias);
         return;
     }
-    if (!a->xf && sy == 1 && sx == 1 && !a->pt && !a->pl && a->hq == a->h && a->wq == a->w
+    if (!xf && sy == 1 && sx == 1 && !a->pt && !a->pl && a->hq == a->h && a->wq == a->w
         && a->xrs == a->w) { /* an unpadded int8 plane (1 x 1, stride 1): one row of h * w */
         for (long q = a->q0; q < a->q1; q++) {
             const uint8_t *p[4];
@@ -304,8 +311,8 @@ void qconv_split_f32(const qconv_split_args *a) {
     for (long q = a->q0; q < a->q1; q++) {
         long ch[4];
         for (int k = 0; k < 4; k++) ch[k] = 4 * q + k < a->cg ? 4 * q + k : -1;
-        for (long py = 0; py < sy; py++)
-            for (long px = 0; px < sx; px++) {
+        for (long py = 0; py < nsy; py++)
+            for (long px = 0; px < nsx; px++) {
                 uint32_t *o = (uint32_t *)a->out + ((py * sx + px) * a->cq + q) * plen;
                 /* columns c reading input column c * sx + px - pl inside [0, w) */
                 long c_lo = a->pl > px ? (a->pl - px + sx - 1) / sx : 0;
@@ -324,7 +331,7 @@ void qconv_split_f32(const qconv_split_args *a) {
                     long ix0 = c_lo * sx + px - a->pl;
                     const uint8_t *p[4];
                     long step[4];
-                    if (!a->xf) {
+                    if (!xf) {
                         for (int k = 0; k < 4; k++) {
                             p[k] = ch[k] < 0 ? zeros
                                              : (const uint8_t *)a->x + ch[k] * a->xcs

@@ -33,6 +33,8 @@ STRIP = 64
 #: both: conv_int8.c MR)
 COUT_ALIGN = 48
 OC_ALIGN = 24
+#: the layout kernel's ``xf`` bit for "lay out the first stride phase only" (conv_int8.c)
+FIRST_PHASE = 2
 #: int32 the weight array holds past its last row: an output-channel tile of conv_int8.c
 #: reads 48 channels from a call's first (EI_OCN)
 WEIGHT_TAIL = 64
@@ -217,7 +219,9 @@ class QConvNative(Tactic):
         isz = x.itemsize
         return dict(
             x=x.ctypes.data + b * x.strides[0] + gi * p["cg"] * x.strides[1],
-            xf=int(np.dtype(x.dtype) == np.float32),
+            # bit 1: a strided 1x1 kernel reads only the first stride phase (EI_FIRST_PHASE)
+            xf=int(np.dtype(x.dtype) == np.float32)
+            | (FIRST_PHASE if s.kernel == (1, 1) and s.strides != (1, 1) else 0),
             inv=1.0 / float(s.x_scale),
             scale=float(s.x_scale),
             xcs=x.strides[1] // isz,
