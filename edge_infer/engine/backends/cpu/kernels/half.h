@@ -10,7 +10,7 @@
  * - h8_load / h8_store (only after simd.h: v8): 8 values, F16C's vcvtph2ps / vcvtps2ph on
  *   x86-64 (AVX-512 machines have F16C), NEON fcvtl / fcvtn on aarch64 (FPCR's nearest
  *   even), else the portable functions lane by lane; h8_load_n / h8_store_n: the first n
- *   (< 8) of them, through a buffer (the others zero / untouched). */
+ *   (0 < n < 8) of them (the others zero / untouched). */
 #ifndef EDGE_INFER_HALF_H
 #define EDGE_INFER_HALF_H
 
@@ -92,17 +92,41 @@ static inline void h8_store(uint16_t *p, v8 v) {
 #define EI_H8_PATH 0
 #endif
 
+/* (AVX-512BW: masked moves; F16C: lanes moved in registers, since a buffer written lane by
+ * lane and read back as a vector stalls on store forwarding) */
 static inline v8 h8_load_n(const uint16_t *p, long n) {
+#if defined(__F16C__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    return (v8)_mm256_cvtph_ps(_mm_maskz_loadu_epi16((__mmask8)((1u << n) - 1u), p));
+#elif defined(__F16C__)
+    __m128i h = _mm_setzero_si128();
+#define EI_LANE(k)                                                                            \
+    if (k < n) h = _mm_insert_epi16(h, p[k], k);
+    EI_LANE(0) EI_LANE(1) EI_LANE(2) EI_LANE(3) EI_LANE(4) EI_LANE(5) EI_LANE(6)
+#undef EI_LANE
+    return (v8)_mm256_cvtph_ps(h);
+#else
     uint16_t t[8];
     for (long j = 0; j < 8; j++) t[j] = j < n ? p[j] : 0;
     return h8_load(t);
+#endif
 }
 
 static inline void h8_store_n(uint16_t *p, v8 v, long n) {
+#if defined(__F16C__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    __m128i h = _mm256_cvtps_ph((__m256)v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_mask_storeu_epi16(p, (__mmask8)((1u << n) - 1u), h);
+#elif defined(__F16C__)
+    __m128i h = _mm256_cvtps_ph((__m256)v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#define EI_LANE(k)                                                                            \
+    if (k < n) p[k] = (uint16_t)_mm_extract_epi16(h, k);
+    EI_LANE(0) EI_LANE(1) EI_LANE(2) EI_LANE(3) EI_LANE(4) EI_LANE(5) EI_LANE(6)
+#undef EI_LANE
+#else
     uint16_t t[8];
     h8_store(t, v);
     for (long j = 0; j < 8; j++)
         if (j < n) p[j] = t[j];
+#endif
 }
 #endif
 
