@@ -17,6 +17,7 @@ from edge_infer.engine.backends.cpu import dense, half, native
 from edge_infer.engine.backends.cpu.parallel import split
 from edge_infer.engine.ir import Node
 from edge_infer.engine.ops.linalg import matmul_shape
+from edge_infer.engine.ops.slice_pad import slice_index
 from edge_infer.errors import ShapeInferenceError
 
 Run = Callable[[], None]
@@ -541,3 +542,65 @@ def _global_average_pool(
     if not dense.is_f32(x, out) or x.ndim < 3 or out.shape != (*x.shape[:2], *[1] * (x.ndim - 2)):
         return None
     return dense.bind_global_average_pool(x, out, **_threads(scratch))
+
+
+@step("Slice")
+def _slice(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
+    """A Slice with constant starts/ends/axes/steps: the reference's own index (ops/
+    slice_pad.py slice_index), taken once as a view and copied at run time (any dtype)."""
+    x, out = ins[0], outs[0]
+    if not isinstance(x, np.ndarray):
+        return None
+    if len(node.inputs) > 1:  # opset 10+: inputs
+        if not all(ins[k] is None or _const(node, k) for k in range(1, len(ins))):
+            return None
+        args = [ins[k] if k < len(ins) else None for k in range(1, 5)]
+    elif "starts" in node.attrs and "ends" in node.attrs:  # opset 1: attributes
+        args = [node.attrs["starts"], node.attrs["ends"], node.attrs.get("axes"), None]
+    else:
+        return None
+    try:
+        view = x[slice_index(x.shape, *args)]
+    except (ValueError, TypeError, IndexError):
+        return None  # the reference kernel reports it
+    if view.shape != out.shape or view.dtype != out.dtype:
+        return None
+    return lambda: np.copyto(out, view)
+
+
+#: the ops a float32 edge_infer::Pointwise chain runs here: the same numpy ufuncs as their
+#: reference kernels (ops/elementwise.py) for float32
+_CHAIN: dict[str, Any] = {**_BINARY, **_UNARY}
+
+
+@step("edge_infer::Pointwise")
+def _pointwise(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
+    """A float32 chain of elementwise ops (fused Add/Sub/Mul/Div/... with constants) as
+    ufuncs writing the output in place, step after step; anything else: the reference."""
+    out = outs[0]
+    steps = node.attrs.get("steps")
+    if not (steps and dense.is_f32(out) and all(dense.is_f32(a) for a in ins if a is not None)):
+        return None
+    calls: list[tuple[Any, list[Any]]] = []
+    acc: Any = ins[0]
+    for one in steps:
+        ufunc = _CHAIN.get(one.get("op")) if isinstance(one, dict) else None
+        if ufunc is None or one.get("attrs") or ufunc.nin != len(one.get("args", ())):
+            return None
+        args = []
+        for a in one["args"]:
+            arg = acc if a == "$acc" else None if a is None else ins[int(a)]
+            if arg is None:
+                return None
+            args.append(arg)
+        if np.broadcast_shapes(*(np.shape(a) for a in args)) != out.shape:
+            return None
+        calls.append((ufunc, args))
+        acc = out
+
+    def run() -> None:
+        with np.errstate(divide="ignore", invalid="ignore"):  # as the reference's Div
+            for ufunc, args in calls:
+                ufunc(*args, out=out)
+
+    return run
