@@ -9,6 +9,8 @@ per plane); the build's self-check allows 1e-4 (engine/tactics/verify.py).
 
 from __future__ import annotations
 
+import ctypes
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,7 @@ from edge_infer.engine.ir import Graph, Node, TensorType
 from edge_infer.engine.ops.linalg import gemm, matmul
 from edge_infer.engine.ops.pool import global_average_pool
 from edge_infer.engine.reference import execute_graph
+from tests.engine.backends.cpu import isa_builds
 
 PRODUCT_TOL = 1e-5
 MEAN_TOL = 1e-6
@@ -282,3 +285,27 @@ def test_fp16_engine_can_run_the_gemm_step(monkeypatch) -> None:
     assert "fp16/Gemm" in bound.get("Gemm", []), bound
     want = execute_graph(engine.graph(1), {"x": x})["z"]
     _close(got.astype(np.float32), want.astype(np.float32), 4e-3)
+
+
+# -- every x86 vector path of gemv.c, from the same source -------------------------------------
+
+
+@pytest.mark.parametrize("build", list(isa_builds.X86_BUILDS))
+def test_gemv_every_x86_vector_path_matches(build: str, tmp_path: Path) -> None:
+    if not native.available():
+        pytest.skip("no C compiler on this machine")
+    flags, needs = isa_builds.X86_BUILDS[build]
+    isa_builds.need_features(needs)
+    fn = isa_builds.build_kernels(tmp_path, ["gemv.c", "args.c"], flags).gemv_f32
+    fn.restype = None
+    rng = np.random.default_rng(23)
+    for m, k, n in [(1, 1280, 1000), (3, 37, 45), (8, 64, 21)]:
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((n, k), dtype=np.float32)
+        c = rng.standard_normal(n, dtype=np.float32)
+        out = np.full((m, n), np.nan, np.float32)
+        run = STEPS["Gemm"](_node("Gemm", [a, b, c], {1, 2}, {"transB": 1}), [a, b, c], [out],
+                            ScratchPool())  # fmt: skip
+        assert isinstance(run, native.NativeCall) and run.name == "gemv_f32"
+        fn(ctypes.byref(run.args))  # the bound call, through this build's kernel
+        _close(out, gemm(a, b, c, transB=1), PRODUCT_TOL)
