@@ -15,6 +15,12 @@
  * the loads (int8 -> float) and the stores differ: the accumulators of an output row (or of
  * a channel group's planes) go through a small buffer to the epilogue, which runs a loop
  * specialised for the output's storage and the common activations (qepi_apply).
+ *
+ * Built for AVX-512 (BW, VL) every layer goes 16 channels at a time, row by row through a
+ * ring of interleaved rows (qdw_group16; with VNNI and dx == 1 the int32 accumulator by
+ * vpdpbusd, qdw_group16v), the epilogue per pixel on the direct int8 path (QNEAR). Output
+ * rows [oy0, oy1) of channels [c0, c1): the tactic splits an image's work evenly between
+ * the threads.
  */
 #include <limits.h>
 

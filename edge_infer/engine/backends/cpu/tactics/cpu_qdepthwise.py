@@ -1,15 +1,20 @@
 """INT8 depthwise convolution tactic: ``qdepthwise_native`` (``kernels/conv_int8_dw.c``).
 
-A depthwise QConv (``group == C``) is the FP32 depthwise kernel's data movement over int8
-input, with float32 fma accumulating the exact int32 accumulator (every partial sum of
-int8 x int8 products over at most 1024 taps is an integer below 2^24), then the reference
-op's epilogue (:func:`edge_infer.engine.ops.quantize.qconv`): float64 requantization,
-residual, float32 activation and the fp32/fp16/int8 store, bit for bit except where an
-exp-based activation's float32 result differs in its last bit from numpy's.
+A depthwise QConv (``group == C``) computes the exact int32 accumulator (float32 fma over
+int8 values read as floats: every partial sum of int8 x int8 products over at most 1024
+taps is an integer below 2^24; with AVX-512 VNNI vpdpbusd on int8 directly), then the
+reference op's epilogue (:func:`edge_infer.engine.ops.quantize.qconv`): float64
+requantization, residual, float32 activation and the fp32/fp16/int8 store, bit for bit
+except where an exp-based activation's float32 result differs in its last bit from numpy's.
+An int8 output without residual after no activation, relu or clip takes a direct float32
+path that gives the same integers (conv_int8_dw.c QNEAR; test_qdepthwise_requant.py).
 
-Small planes and strided layers go 8 channels at a time, vectors along channels; large
-stride-1 planes row by row (see conv_int8_dw.c). A float input (the engine input) is
-quantized first by the ``reformat`` kernel into a scratch int8 copy.
+Built for AVX-512 every layer goes 16 channels at a time, vectors along channels, row by
+row through a ring of a few rows (any width); elsewhere small planes and strided layers go
+8 channels at a time and large stride-1 planes one channel at a time, row by row (see
+conv_int8_dw.c). An image's work is split in chunks of whole channel groups, or of output
+rows when the groups do not divide evenly between the threads. A float input (the engine
+input) is quantized first by the ``reformat`` kernel into a scratch int8 copy.
 """
 
 from __future__ import annotations
@@ -35,11 +40,13 @@ MAX_TAPS = 1024
 #: channels per group of the grouped path: conv_int8_dw.c CV (8) or, built for AVX-512,
 #: CV16 (16; ``conv_int8_dw_group()``); chunks of channels are aligned to the larger
 DW_GROUP = 16
-#: the grouped path (vectors along channels) for inputs at most this wide, and for strided
-#: layers at most GROUPED_STRIDED_MAX_WIDTH wide (its buffer holds a whole padded plane per
-#: channel group); row by row otherwise. Measured on MobileNetV2's 3x3 layers, one thread,
-#: int8 out, under load: grouped 3.6x faster at 7 wide, 2.7x at 14, 1.9x at 28, 1.2x at 56,
-#: 2.2x at 56 stride 2, 1.6x at 112 stride 2; at 112 stride 1 row by row 1.07x faster.
+#: the 8-channel grouped path (vectors along channels) for inputs at most this wide, and
+#: for strided layers at most GROUPED_STRIDED_MAX_WIDTH wide (its buffer holds a whole padded
+#: plane per channel group); row by row otherwise. Measured on MobileNetV2's 3x3 layers, one
+#: thread, int8 out, under load: grouped 3.6x faster at 7 wide, 2.7x at 14, 1.9x at 28, 1.2x
+#: at 56, 2.2x at 56 stride 2, 1.6x at 112 stride 2; at 112 stride 1 row by row 1.07x faster.
+#: The 16-channel path (AVX-512) runs every width: at 112 stride 1, 2.3x faster than row by
+#: row with VNNI, 1.8x without (one thread, int8 out, under load).
 GROUPED_MAX_WIDTH = 64
 GROUPED_STRIDED_MAX_WIDTH = 128
 #: a chunk below this many outputs is not worth a thread hand-off
