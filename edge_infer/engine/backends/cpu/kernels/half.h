@@ -10,7 +10,9 @@
  * - h8_load / h8_store (only after simd.h: v8): 8 values, F16C's vcvtph2ps / vcvtps2ph on
  *   x86-64 (AVX-512 machines have F16C), NEON fcvtl / fcvtn on aarch64 (FPCR's nearest
  *   even), else the portable functions lane by lane; h8_load_n / h8_store_n: the first n
- *   (0 < n < 8) of them (the others zero / untouched). */
+ *   (0 < n < 8) of them (the others zero / untouched);
+ * - h16_load / h16_store / h16_load_mask / h16_store_mask (AVX-512 with BW and VL: EI_H16):
+ *   16 values in an __m512, whole or under a lane mask. */
 #ifndef EDGE_INFER_HALF_H
 #define EDGE_INFER_HALF_H
 
@@ -127,6 +129,28 @@ static inline void h8_store_n(uint16_t *p, v8 v, long n) {
     for (long j = 0; j < 8; j++)
         if (j < n) p[j] = t[j];
 #endif
+}
+#endif
+
+/* 16 values in an AVX-512 register (kernels with __m512 tiles): whole, or the lanes of mask
+ * m (the others zero / untouched; masked lanes are never read or written, so a row's first
+ * or last lanes may lie outside the array) */
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#include <immintrin.h>
+#define EI_H16 1
+static inline __m512 h16_load(const uint16_t *p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+static inline void h16_store(uint16_t *p, __m512 v) {
+    _mm256_storeu_si256((__m256i *)p,
+                        _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+static inline __m512 h16_load_mask(const uint16_t *p, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+static inline void h16_store_mask(uint16_t *p, __mmask16 m, __m512 v) {
+    _mm256_mask_storeu_epi16(p, m,
+                             _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 #endif
 

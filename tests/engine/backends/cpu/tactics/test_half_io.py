@@ -11,6 +11,7 @@ one FP16 engine give the same bits."""
 from __future__ import annotations
 
 import ctypes
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -340,3 +341,57 @@ def test_an_fp16_engine_is_the_same_with_and_without_the_conversions(
         finally:
             state.close()
     _assert_bits(got[0], got[1], "engine")
+
+
+# -- half.h's 16-lane AVX-512 helpers (for kernels with __m512 tiles) ----------------------
+
+H16_SOURCE = r"""
+#include <stdint.h>
+#include "half.h"
+/* n values through the 16-lane helpers: whole vectors, then the tail under a mask */
+void narrow16(const float *x, uint16_t *y, long n) {
+    long i = 0;
+    for (; i + 16 <= n; i += 16) h16_store(y + i, _mm512_loadu_ps(x + i));
+    __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+    h16_store_mask(y + i, m, _mm512_maskz_loadu_ps(m, x + i));
+}
+void widen16(const uint16_t *x, float *y, long n) {
+    long i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, h16_load(x + i));
+    __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+    _mm512_mask_storeu_ps(y + i, m, h16_load_mask(x + i, m));
+}
+long h16(void) { return EI_H16; }
+"""
+
+
+def test_the_16_lane_helpers_are_numpys_conversions(tmp_path: Path) -> None:
+    from tests.engine.backends.cpu.test_fp16_native import _values
+
+    isa_builds.need_features({"avx512f", "avx512bw", "avx512vl"})
+    src = tmp_path / "h16.c"
+    src.write_text(H16_SOURCE)
+    need("cc")
+    so = tmp_path / "h16.so"
+    flags = [f for f in native._flags() if not f.startswith(("-march", "-mcpu"))]
+    cmd = ["cc", *flags, "-Wall", "-Werror", "-march=skylake-avx512", f"-I{native.KERNELS}"]
+    subprocess.run([*cmd, "-o", str(so), str(src)], check=True)
+    lib = ctypes.CDLL(str(so))
+    assert lib.h16() == 1
+    x = _values()
+    with np.errstate(over="ignore"):
+        want = x.astype(F16)
+    every = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(F16)
+    every = every[~np.isnan(every) | ((every.view(np.uint16) & 0x200) != 0)]  # quiet NaNs
+    for n in (x.size, 1, 15, 16, 17, 33):
+        got = np.full(n + 1, 7, F16)  # one past the end: untouched
+        lib.narrow16(ctypes.c_void_p(x.ctypes.data), ctypes.c_void_p(got.ctypes.data),
+                     ctypes.c_long(n))  # fmt: skip
+        _assert_bits(got[:n], want[:n], f"narrow {n}")
+        assert got[n] == 7
+        n = min(n, every.size)
+        wide = np.full(n + 1, 7, F32)
+        lib.widen16(ctypes.c_void_p(every.ctypes.data), ctypes.c_void_p(wide.ctypes.data),
+                    ctypes.c_long(n))  # fmt: skip
+        _assert_bits(wide[:n], every[:n].astype(F32), f"widen {n}")
+        assert wide[n] == 7
