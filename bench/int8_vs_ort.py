@@ -1,0 +1,175 @@
+"""Our INT8 engine against onnxruntime's quantized model, in ONE process, alternating.
+
+Both sides are built as ``bench/engine_table.py`` builds them (our INT8 engine calibrated on
+synthetic camera frames; onnxruntime's ``quantize_static`` QDQ per-channel model from the
+same frames). Each round times every side ``--runs`` times, in a rotating order, and keeps
+each side's median; the ratio ours / onnxruntime of each round's medians is robust to other
+jobs loading the machine (report it "under load"). ``--old-kernels DIR`` adds a third side:
+the same engine file run on the native kernels compiled from DIR (a copy of
+``backends/cpu/kernels`` at an older commit), for a before/after in the same process.
+``--profile`` adds our layers' times by op and tactic.
+
+Run (2 threads, BLAS unthrottled):
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/int8_vs_ort.py \
+        --rows resnet50-b1 crnn-w128-b8 --work /tmp/int8-vs-ort
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.engine_table import (
+    MODELS,
+    FramesReader,
+    _load_model,
+    parse_row,
+    quantize_ort,
+    synth_frames,
+)
+
+
+def _build(row: str, work: Path, args: argparse.Namespace) -> tuple[Path, Path, Any]:
+    import edge_infer
+    from edge_infer.engine.calibration import calibrate
+    from edge_infer.engine.options import BuildOptions
+
+    name, batch = parse_row(row)
+    model = MODELS[name]
+    fp32 = _load_model(model, work)
+    calib = synth_frames(args.calib_frames, model.chw, "calib")
+    engine = work / f"{row}-int8.engine"
+    if not engine.exists() or args.rebuild:
+        cal = calibrate(
+            str(fp32), calib, calibrator=args.calibrator, shapes={model.input_name: (1, *model.chw)}
+        )
+        opts = BuildOptions(
+            shapes={model.input_name: (batch, *model.chw)},
+            timing_cache=str(work / f"{name}.timing.json"),
+            precision="int8",
+            calibration=cal.cache,
+            backend_options={"threads": args.threads},
+        )
+        edge_infer.build(str(fp32), str(engine), options=opts)
+    q_path = work / f"{name}-ort-int8.onnx"
+    if not q_path.exists():
+        quantize_ort(fp32, q_path, FramesReader(model.input_name, calib), args.calibrator)
+    feed = np.stack(synth_frames(batch, model.chw, "val"))
+    return engine, q_path, {model.input_name: feed}
+
+
+def _ours(engine: Path, kernels: Path | None) -> Any:
+    """A context of ``engine``; on the kernels compiled from ``kernels`` when given (the
+    bound native calls keep that library)."""
+    from edge_infer.engine.backends.cpu import native
+    from edge_infer.engine.runtime import Engine
+
+    if kernels is None:
+        return Engine.load(str(engine)).create_context()
+    saved = native.KERNELS
+    native.KERNELS = kernels
+    native.library.cache_clear()
+    try:
+        return Engine.load(str(engine)).create_context()
+    finally:
+        native.KERNELS = saved
+        native.library.cache_clear()
+
+
+def _ort(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def bench_row(row: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from edge_infer.engine.backends import get_backend
+    from edge_infer.engine.benchmark import set_threads
+
+    set_threads(args.threads)
+    get_backend("cpu").configure(cores=args.threads)
+    engine, q_path, feeds = _build(row, work, args)
+    session = _ort(q_path, args.threads)
+    sides: dict[str, Any] = {"ort": lambda: session.run(None, feeds)}
+    ctx = _ours(engine, None)
+    sides["ours"] = lambda: ctx.execute(feeds)
+    if args.old_kernels:
+        old = _ours(engine, Path(args.old_kernels))
+        sides["old"] = lambda: old.execute(feeds)
+    for run in sides.values():
+        for _ in range(3):
+            run()
+    medians: dict[str, list[float]] = defaultdict(list)
+    names = list(sides)
+    for r in range(args.rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for side in order:
+            samples = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                sides[side]()
+                samples.append((time.perf_counter() - t0) * 1e3)
+            medians[side].append(statistics.median(samples))
+            time.sleep(0.05)  # onnxruntime's threads stop spinning before the next side
+    result: dict[str, Any] = {
+        "row": row,
+        "ms": {s: statistics.median(m) for s, m in medians.items()},
+    }
+    for side in names[1:]:
+        ratios = [a / b for a, b in zip(medians[side], medians["ort"], strict=True)]
+        result[f"{side}/ort"] = (statistics.median(ratios), min(ratios), max(ratios))
+    if args.old_kernels:
+        ratios = [a / b for a, b in zip(medians["ours"], medians["old"], strict=True)]
+        result["ours/old"] = (statistics.median(ratios), min(ratios), max(ratios))
+    if args.profile:
+        from edge_infer.engine.runtime import Engine
+
+        by_op: dict[str, float] = defaultdict(float)
+        for layer in Engine.load(str(engine)).profile_layers(feeds, iterations=args.runs):
+            by_op[f"{layer['op']}:{layer['tactic'] or '-'}"] += layer["time_us"]
+        result["by_op_us"] = dict(sorted(by_op.items(), key=lambda kv: -kv[1]))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", nargs="+", default=["resnet50-b1"])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--runs", type=int, default=10, help="runs per round and side")
+    p.add_argument("--calib-frames", type=int, default=32)
+    p.add_argument("--calibrator", choices=["minmax", "entropy"], default="minmax")
+    p.add_argument("--old-kernels", default=None, help="kernels folder of the 'old' side")
+    p.add_argument("--rebuild", action="store_true", help="rebuild our engine")
+    p.add_argument("--profile", action="store_true")
+    p.add_argument("--work", required=True, help="folder for models, engines, timing caches")
+    args = p.parse_args(argv)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    for row in args.rows:
+        r = bench_row(row, work, args)
+        ms = ", ".join(f"{s} {v:.2f} ms" for s, v in r["ms"].items())
+        ratios = ", ".join(
+            f"{k} {v[0]:.3f} ({v[1]:.3f}-{v[2]:.3f})" for k, v in r.items() if "/" in k
+        )
+        print(f"{row}: {ms}; {ratios}", flush=True)
+        for op, us in list(r.get("by_op_us", {}).items())[:8]:
+            print(f"    {op:40s} {us:8.0f} us")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
