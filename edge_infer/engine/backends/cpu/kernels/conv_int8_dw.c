@@ -712,37 +712,44 @@ static inline __attribute__((always_inline)) void qdw_group16v(const conv_int8_d
     memset(zero, 0x80, (size_t)(nq * 64));
     long held[nslots];
     for (long s = 0; s < nslots; s++) held[s] = LONG_MIN;
+    /* the group's constants, lean (they cost as much as a 7 x 7 plane's arithmetic): the
+     * weights as dwords of 4 taps, the accumulators' start, the direct path's mq */
     __m512i W[kh * G];
-    int32_t start[CV16] = {0};
-    for (long ky = 0; ky < kh; ky++)
-        for (long g = 0; g < G; g++) {
-            int8_t wb[CV16 * 4] = {0};
-            for (long ci = 0; ci < nc; ci++)
-                for (long j = 0; j < 4 && 4 * g + j < kw; j++)
-                    wb[ci * 4 + j] = (int8_t)a->wts[(c + ci) * T + ky * kw + 4 * g + j];
-            W[ky * G + g] = _mm512_loadu_si512(wb);
-        }
-    for (long ci = 0; ci < nc; ci++) {
-        long sum = 0;
-        for (long t = 0; t < T; t++) sum += (long)a->wts[(c + ci) * T + t];
-        start[ci] = (int32_t)(-128 * sum);
-    }
-    qepi e[CV16];
-    int fast = 1;
-    float mv[CV16] = {0};
+    int8_t wb[kh * G][CV16 * 4];
+    memset(wb, 0, sizeof wb);
+    int32_t start[CV16] = {0}, bias[CV16] = {0};
+    float mv[CV16] = {0}, lo = 0.0f, hi = 0.0f;
     double mult[CV16] = {0};
-    for (long ci = 0; ci < CV16; ci++) {
-        e[ci] = qepi_of(a, c + (ci < nc ? ci : 0));
-        fast &= (int)e[ci].fast;
-        mv[ci] = e[ci].mq;
-        mult[ci] = e[ci].m;
+    int fast = a->okind == EI_S8 && !a->z &&
+               qfast_bounds(a->act, a->p0, a->p1, a->oscale, &lo, &hi);
+    for (long ci = 0; ci < nc; ci++) {
+        const float *w = a->wts + (c + ci) * T;
+        long sum = 0;
+        for (long ky = 0; ky < kh; ky++)
+            for (long kx = 0; kx < kw; kx++) {
+                int8_t v = (int8_t)w[ky * kw + kx];
+                sum += v;
+                wb[ky * G + kx / 4][ci * 4 + kx % 4] = v;
+            }
+        double b = a->bias ? (double)a->bias[c + ci] : 0.0, m = a->mult[c + ci];
+        double q = m / a->oscale; /* as qepi_of */
+        fast &= (double)T * 16384.0 + (b < 0 ? -b : b) < 16777216.0 && m >= 1e-37 &&
+                m <= 1e30 && q >= 1e-30 && q <= 1e30;
+        start[ci] = (int32_t)(-128 * sum);
+        bias[ci] = a->bias ? a->bias[c + ci] : 0;
+        mult[ci] = m;
+        mv[ci] = (float)q;
     }
+    for (long t = 0; t < kh * G; t++) W[t] = _mm512_loadu_si512(wb[t]);
     if (fast)
-        for (long ci = 0; ci < nc; ci++) start[ci] += (int32_t)e[ci].b;
+        for (long ci = 0; ci < nc; ci++) start[ci] += bias[ci];
+    qepi e[CV16], el = {.os = a->oscale, .p0 = a->p0, .p1 = a->p1, .act = a->act};
+    if (!fast)
+        for (long ci = 0; ci < nc; ci++) e[ci] = qepi_of(a, c + ci);
     __mmask16 kc = nc >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nc) - 1);
     const __m512i v0 = _mm512_loadu_si512(start);
     const __m512 mq = _mm512_loadu_ps(mv);
-    const __m512 lo = _mm512_set1_ps(e[0].lo), hi = _mm512_set1_ps(e[0].hi);
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
     for (long oy = oy0; oy < oy1; oy++) {
         const uint8_t *rp[kh];
         for (long ky = 0; ky < kh; ky++) {
@@ -767,8 +774,9 @@ static inline __attribute__((always_inline)) void qdw_group16v(const conv_int8_d
             __m512 y = _mm512_cvtepi32_ps(v); /* exact: below 2^24 */
             if (fast) {
                 __mmask16 near;
-                __m512i q = qfast16(y, mq, lo, hi, &near);
-                if (__builtin_expect((near & kc) != 0, 0)) q = qexact16(y, near & kc, q, mult, e);
+                __m512i q = qfast16(y, mq, vlo, vhi, &near);
+                if (__builtin_expect((near & kc) != 0, 0))
+                    q = qexact16(y, near & kc, q, mult, &el);
                 _mm_storeu_si128((__m128i *)(ob + ox * CV16), _mm512_cvtsepi32_epi8(q));
             } else {
                 _mm512_storeu_ps(acc + ox * CV16, y);
@@ -784,7 +792,8 @@ static inline __attribute__((always_inline)) void qdw_group16v(const conv_int8_d
                                  : _mm_setzero_si128();
                 transpose16b(r);
                 for (long ci = 0; ci < nc; ci++)
-                    _mm_mask_storeu_epi8((int8_t *)e[ci].out + oy * wo + ox, k, r[ci]);
+                    _mm_mask_storeu_epi8((int8_t *)a->out + (c + ci) * a->ocs + oy * wo + ox, k,
+                                         r[ci]);
             }
             continue;
         }
