@@ -712,43 +712,28 @@ static inline __attribute__((always_inline)) void qdw_group16v(const conv_int8_d
     memset(zero, 0x80, (size_t)(nq * 64));
     long held[nslots];
     for (long s = 0; s < nslots; s++) held[s] = LONG_MIN;
-    /* the group's constants, lean (they cost as much as a 7 x 7 plane's arithmetic): the
-     * weights as dwords of 4 taps, the accumulators' start, the direct path's mq */
+    /* the group's constants, made by the tactic (a->qw, qstart, qmq): the weights as dwords
+     * of 4 taps, -128 x the weights' sum; the bias added to it on the direct path */
+    __mmask16 kc = nc >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nc) - 1);
     __m512i W[kh * G];
-    int8_t wb[kh * G][CV16 * 4];
-    memset(wb, 0, sizeof wb);
-    int32_t start[CV16] = {0}, bias[CV16] = {0};
-    float mv[CV16] = {0}, lo = 0.0f, hi = 0.0f;
+    for (long t = 0; t < kh * G; t++) W[t] = _mm512_maskz_loadu_epi32(kc, a->qw + t * a->qn + c);
+    float lo = 0.0f, hi = 0.0f;
     double mult[CV16] = {0};
     int fast = a->okind == EI_S8 && !a->z &&
                qfast_bounds(a->act, a->p0, a->p1, a->oscale, &lo, &hi);
     for (long ci = 0; ci < nc; ci++) {
-        const float *w = a->wts + (c + ci) * T;
-        long sum = 0;
-        for (long ky = 0; ky < kh; ky++)
-            for (long kx = 0; kx < kw; kx++) {
-                int8_t v = (int8_t)w[ky * kw + kx];
-                sum += v;
-                wb[ky * G + kx / 4][ci * 4 + kx % 4] = v;
-            }
         double b = a->bias ? (double)a->bias[c + ci] : 0.0, m = a->mult[c + ci];
-        double q = m / a->oscale; /* as qepi_of */
+        float q = a->qmq[c + ci]; /* float32(m / os), as qepi_of */
         fast &= (double)T * 16384.0 + (b < 0 ? -b : b) < 16777216.0 && m >= 1e-37 &&
-                m <= 1e30 && q >= 1e-30 && q <= 1e30;
-        start[ci] = (int32_t)(-128 * sum);
-        bias[ci] = a->bias ? a->bias[c + ci] : 0;
+                m <= 1e30 && q >= 1e-30f && q <= 1e30f;
         mult[ci] = m;
-        mv[ci] = (float)q;
     }
-    for (long t = 0; t < kh * G; t++) W[t] = _mm512_loadu_si512(wb[t]);
-    if (fast)
-        for (long ci = 0; ci < nc; ci++) start[ci] += bias[ci];
+    __m512i v0 = _mm512_maskz_loadu_epi32(kc, a->qstart + c);
+    if (fast && a->bias) v0 = _mm512_add_epi32(v0, _mm512_maskz_loadu_epi32(kc, a->bias + c));
+    const __m512 mq = _mm512_maskz_loadu_ps(kc, a->qmq + c);
     qepi e[CV16], el = {.os = a->oscale, .p0 = a->p0, .p1 = a->p1, .act = a->act};
     if (!fast)
         for (long ci = 0; ci < nc; ci++) e[ci] = qepi_of(a, c + ci);
-    __mmask16 kc = nc >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nc) - 1);
-    const __m512i v0 = _mm512_loadu_si512(start);
-    const __m512 mq = _mm512_loadu_ps(mv);
     const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
     for (long oy = oy0; oy < oy1; oy++) {
         const uint8_t *rp[kh];

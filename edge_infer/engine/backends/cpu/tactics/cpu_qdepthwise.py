@@ -64,6 +64,24 @@ def _planes(a: np.ndarray) -> bool:
     )
 
 
+def _vnni_constants(
+    weight: np.ndarray, mult: np.ndarray, spec: QConvSpec
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The VNNI path's per-layer constants (conv_int8_dw.c qdw_group16v): the weights as
+    dwords of 4 taps of a kernel row, [kh * ceil(kw / 4)][C] (bytes in tap order, little
+    endian), -128 x each channel's weight sum (int32), float32(mult / out_scale)."""
+    c, _, kh, kw = weight.shape
+    g = -(-kw // 4)
+    taps = np.zeros((c, kh, 4 * g), np.int8)
+    taps[:, :, :kw] = weight.reshape(c, kh, kw)
+    qw = np.ascontiguousarray(taps.reshape(c, kh, g, 4).transpose(1, 2, 0, 3))
+    qw = np.ascontiguousarray(qw.view("<i4").reshape(kh * g, c))
+    qstart = (-128 * weight.reshape(c, -1).astype(np.int64).sum(1)).astype(np.int32)
+    scale = spec.out_scale if spec.out_precision == "int8" else 0.0
+    qmq = (mult / scale).astype(np.float32) if scale > 0 else np.zeros(c, np.float32)
+    return qw, qstart, np.ascontiguousarray(qmq)
+
+
 def group_width() -> int:
     """Channels per group of the library's grouped path (8, or 16 built for AVX-512)."""
     lib = native.library()
@@ -200,6 +218,7 @@ class QDepthwiseNative(Tactic):
         weights = np.ascontiguousarray(np.asarray(s.weight, np.float32).reshape(c, kh * kw))
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.int32)
         mult = np.ascontiguousarray(float(s.x_scale) * np.asarray(s.w_scale, np.float64))
+        qw, qstart, qmq = _vnni_constants(np.asarray(s.weight, np.int8), mult, s)
         workers = getattr(scratch, "workers", 1)
         chunks: list[Any] = []
         for b in range(n):
@@ -243,8 +262,12 @@ class QDepthwiseNative(Tactic):
                     zscale=float(s.z_scale),
                     oy0=oy0,
                     oy1=oy1,
+                    qw=qw.ctypes.data,
+                    qstart=qstart.ctypes.data,
+                    qmq=qmq.ctypes.data,
+                    qn=c,
                 )
-                keep = (x, out, z, rows, weights, bias, mult)
+                keep = (x, out, z, rows, weights, bias, mult, qw, qstart, qmq)
                 chunks.append(native.NativeCall("conv_int8_dw_f32", args, keep))
         pool = getattr(scratch, "pool", None)
         steps: list[Run] = list(before)
