@@ -141,6 +141,7 @@ class ConvDepthwiseArgs(KernelArgs):
         ("out", _P),
         ("ocs", _L),
         *_EPILOGUE,
+        ("half", _L),
     ]
 
 
@@ -317,8 +318,6 @@ class ConvInt8DwArgs(KernelArgs):
         *_longs("zkind", "zcs"),
         ("zscale", _F),
         *_longs("oy0", "oy1"),
-        *[(n, _P) for n in ("qw", "qstart", "qmq")],
-        ("qn", _L),
     ]
 
 

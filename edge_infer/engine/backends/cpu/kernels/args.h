@@ -60,12 +60,13 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
 
 /* conv_depthwise.c: kernel kh x kw, dilations dy, dx; row by row, each input row laid out as
  * sx column phases of wq floats in `rows` ((kh - 1) * dy + 2 slots of sx * wq floats), or
- * (grouped != 0) 8 channels at a time interleaved in `rows` (see there) */
+ * (grouped != 0) 8 channels at a time interleaved in `rows` (see there); half: bits 1, 2, 4
+ * when x, out, z are float16 */
 #define EI_CONV_DEPTHWISE_ARGS(X, K)                                                           \
     EI_PHASE_INPUT_ARGS(X, K) X(K, long, kh) X(K, long, kw) X(K, long, dy) X(K, long, dx)      \
     X(K, long, wq) X(K, long, grouped) X(K, float *, rows) X(K, const float *, wts)            \
     X(K, const float *, bias) X(K, long, c0) X(K, long, c1) X(K, long, ho) X(K, long, wo)      \
-    X(K, float *, out) X(K, long, ocs) EI_EPILOGUE_ARGS(X, K)
+    X(K, float *, out) X(K, long, ocs) EI_EPILOGUE_ARGS(X, K) X(K, long, half)
 
 /* conv_ocvec.c */
 #define EI_PACK_POSITIONS_ARGS(X, K)                                                           \
@@ -152,8 +153,7 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
 
 /* conv_int8_dw.c: INT8 depthwise (edge_infer::QConv) over int8 input; storage kinds
  * (qsimd.h) okind, zkind; mult[c] = x_scale * w_scale[c]; output rows [oy0, oy1) (oy1 0:
- * all); for the VNNI path: qw[kh * ceil(kw / 4)][qn] the weights as dwords of 4 taps,
- * qstart[c] = -128 x their sum, qmq[c] = float32(mult[c] / oscale) */
+ * all) */
 #define EI_CONV_INT8_DW_ARGS(X, K)                                                             \
     X(K, const signed char *, x) X(K, long, xcs) X(K, long, xrs) X(K, long, h) X(K, long, w)   \
     X(K, long, pt) X(K, long, pl) X(K, long, sy) X(K, long, sx) X(K, long, kh) X(K, long, kw)  \
@@ -162,8 +162,7 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, long, c0) X(K, long, c1) X(K, long, ho) X(K, long, wo) X(K, void *, out)              \
     X(K, long, okind) X(K, long, ocs) X(K, double, oscale) X(K, long, act) X(K, float, p0)     \
     X(K, float, p1) X(K, long, residual) X(K, const void *, z) X(K, long, zkind)               \
-    X(K, long, zcs) X(K, float, zscale) X(K, long, oy0) X(K, long, oy1) X(K, const int *, qw)   \
-    X(K, const int *, qstart) X(K, const float *, qmq) X(K, long, qn)
+    X(K, long, zcs) X(K, float, zscale) X(K, long, oy0) X(K, long, oy1)
 
 /* reformat.c: rows x n values of kind xkind (int8 at xscale; row stride xrs) to kind ykind
  * (int8 at yscale; row stride yrs) */

@@ -2,7 +2,9 @@
  * picked by the tactic (cpu_direct.py: DW_WIDE, GROUPED_MAX_WIDTH, measured) through the
  * path field `grouped`: bit 1 asks for vectors along rows (dw_wide below: AVX-512 builds,
  * 3 x 3 kernels at stride 1 or 2), which builds without it and other kernels replace with
- * bit 0's path: channel groups (1) or row by row (0).
+ * bit 0's path: channel groups (1) or row by row (0). Float16 storage (field `half`: FP16
+ * engines, tactics/cpu_fp16.py half_io) only on the vectors along rows: their loads widen
+ * and their stores narrow (half.h); builds without them compute it one output at a time.
  *
  * Row by row (large planes at stride 1): one channel at a time, one output row at a time.
  * The kh input rows an output row reads are laid out in a ring of row slots (each input row
@@ -25,6 +27,8 @@
 #include <limits.h>
 
 #include "simd.h"
+
+#include "half.h"
 
 /* Input row `row` (w floats) as sx column phases of wq floats at d: phase px, element j is
  * padded column j * sx + px, i.e. input column j * sx + px - pl, zero outside [0, w). */
@@ -301,7 +305,8 @@ static inline __attribute__((always_inline)) void dw_group(
  * vector is stored under a mask. Measured against one accumulator per output row and two
  * rows at a time (MobileNetV2's layers, one thread): the FMA chains of 9 were the bound,
  * 1.3-2x slower. */
-#if defined(__AVX512F__) && defined(__AVX512DQ__)
+#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) &&                  \
+    defined(__AVX512VL__)
 #define DW_WIDE 1
 
 /* the lanes l (of 16) with lo <= l < hi */
@@ -311,8 +316,27 @@ static inline __mmask16 lanes(long lo, long hi) {
     return hi <= lo ? 0 : (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
 }
 
-/* 16 input columns from col of row (mask m: those inside the input; the others zero) */
-#define LOADC(row, col, m) _mm512_maskz_loadu_ps(m, (row) + (col))
+/* 16 values from element i of p, float16 when h (widened: exact), else float32; the lanes
+ * outside mask m zero (not read) */
+static inline __attribute__((always_inline)) __m512 load16(const void *p, long i, __mmask16 m,
+                                                          long h) {
+    if (h) return h16_load_mask((const uint16_t *)p + i, m);
+    return _mm512_maskz_loadu_ps(m, (const float *)p + i);
+}
+
+/* y's lanes in mask m to element i of p: float16 when h (nearest even: half.h), else
+ * float32 */
+static inline __attribute__((always_inline)) void store16(void *p, long i, __mmask16 m,
+                                                         __m512 y, long h) {
+    if (h)
+        h16_store_mask((uint16_t *)p + i, m, y);
+    else
+        _mm512_mask_storeu_ps((float *)p + i, m, y);
+}
+
+/* 16 input columns from col of the row at element r of the channel (mask m: those inside
+ * the input; the others zero) */
+#define LOADC(r, col, m) load16(xc, (r) + (col), m, xh)
 
 /* acc += the taps of kernel row k (weights W[3 k .. 3 k + 2]) on the tap vectors t0, t1, t2 */
 #define TAPROW(acc, k, t0, t1, t2)                                                             \
@@ -341,22 +365,22 @@ static inline __attribute__((always_inline)) __m512 epilogue_wide(__m512 y, __m5
     return _mm512_insertf32x8(_mm512_castps256_ps512((__m256)y0), (__m256)y1, 1);
 }
 
-/* the epilogue on y, stored to o under m (residual at zr) */
-static inline __attribute__((always_inline)) void finish_wide(float *o, const float *zr,
-                                                             __mmask16 m, __m512 y, float b,
-                                                             long act, float p0, float p1,
-                                                             long residual) {
-    __m512 z = residual ? _mm512_maskz_loadu_ps(m, zr) : _mm512_setzero_ps();
-    _mm512_mask_storeu_ps(o, m, epilogue_wide(y, z, b, act, p0, p1, residual));
+/* the epilogue on y, stored to element q of the output plane oc under m (residual: element
+ * q of zc); a->half bits 2, 4: output, residual float16 */
+static inline __attribute__((always_inline)) void finish_wide(const conv_depthwise_args *a,
+                                                             void *oc, const void *zc, long q,
+                                                             __mmask16 m, __m512 y, float b) {
+    __m512 z = a->residual ? load16(zc, q, m, a->half & 4) : _mm512_setzero_ps();
+    store16(oc, q, m, epilogue_wide(y, z, b, a->act, a->p0, a->p1, a->residual), a->half & 2);
 }
 
 /* one channel, 3 x 3 at stride s (1 or 2), R output rows at a time: output rows oy + r read
  * input rows oy * s - pt + j, j < 3 + (R - 1) s; row j feeds output row r as kernel row
  * j - r s. An accumulator per output row and kernel row: chains of 3 FMAs, not 9. */
 static inline __attribute__((always_inline)) void dw_wide3(const conv_depthwise_args *a,
-                                                          const float *xc, const float *wc,
-                                                          float b, float *oc, const float *zc,
-                                                          long s, long R) {
+                                                          const void *xc, const float *wc,
+                                                          float b, void *oc, const void *zc,
+                                                          long s, long R, long xh) {
     long h = a->h, w = a->w, pt = a->pt, pl = a->pl, ho = a->ho, wo = a->wo, xrs = a->xrs;
     /* stride 2: output column ox0 + l sits in lane order[l] of the shuffled taps */
     const __m512i order =
@@ -385,7 +409,7 @@ static inline __attribute__((always_inline)) void dw_wide3(const conv_depthwise_
             for (long j = 0; j < 3 + (R - 1) * s; j++) {
                 long iy = iy0 + j;
                 if (iy < 0 || iy >= h) continue;
-                const float *row = xc + iy * xrs;
+                long row = iy * xrs;
                 __m512 t0, t1, t2;
                 if (s == 1) {
                     t0 = LOADC(row, c, m0);
@@ -409,9 +433,7 @@ static inline __attribute__((always_inline)) void dw_wide3(const conv_depthwise_
                 if (oy + r >= ho) break;
                 __m512 y = _mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]), acc[r][2]);
                 if (s == 2) y = _mm512_permutexvar_ps(order, y);
-                long q = (oy + r) * wo + ox0;
-                finish_wide(oc + q, zc ? zc + q : 0, m, y, b, a->act, a->p0, a->p1,
-                            a->residual);
+                finish_wide(a, oc, zc, (oy + r) * wo + ox0, m, y, b);
             }
         }
     }
@@ -424,10 +446,11 @@ static inline __attribute__((always_inline)) void dw_wide3(const conv_depthwise_
  * The two rows' outputs are compressed to 2 wo contiguous lanes (their places in the output
  * plane) and stored under a mask; the residual is loaded the same way and expanded. */
 static inline __attribute__((always_inline)) void dw_wide3_pairs(const conv_depthwise_args *a,
-                                                                const float *xc,
+                                                                const void *xc,
                                                                 const float *wc, float b,
-                                                                float *oc, const float *zc,
-                                                                long s, const __m512i *idx) {
+                                                                void *oc, const void *zc,
+                                                                long s, const __m512i *idx,
+                                                                long xh) {
     long h = a->h, w = a->w, pt = a->pt, pl = a->pl, ho = a->ho, wo = a->wo, xrs = a->xrs;
     __m512 W[9];
     for (long t = 0; t < 9; t++) W[t] = _mm512_set1_ps(wc[t]);
@@ -440,7 +463,7 @@ static inline __attribute__((always_inline)) void dw_wide3_pairs(const conv_dept
 #pragma GCC unroll 9
         for (long j = 0; j < 3 + 3 * s; j++) { /* input rows iy0 + j */
             long iy = iy0 + j;
-            L[j] = iy < 0 || iy >= h ? _mm512_setzero_ps() : LOADC(xc + iy * xrs, -pl, mload);
+            L[j] = iy < 0 || iy >= h ? _mm512_setzero_ps() : LOADC(iy * xrs, -pl, mload);
         }
 #pragma GCC unroll 2
         for (long v = 0; v < 2; v++) {
@@ -459,15 +482,18 @@ static inline __attribute__((always_inline)) void dw_wide3_pairs(const conv_dept
             __mmask16 m = y0 + 1 < ho ? both : one;
             long n = y0 + 1 < ho ? 2 * wo : wo;
             __m512 z = _mm512_setzero_ps();
-            if (a->residual) z = _mm512_maskz_expand_ps(m, LOADC(zc + y0 * wo, 0, lanes(0, n)));
+            if (a->residual)
+                z = _mm512_maskz_expand_ps(m, load16(zc, y0 * wo, lanes(0, n), a->half & 4));
             __m512 y = epilogue_wide(sum, z, b, a->act, a->p0, a->p1, a->residual);
-            _mm512_mask_storeu_ps(oc + y0 * wo, lanes(0, n), _mm512_maskz_compress_ps(m, y));
+            store16(oc, y0 * wo, lanes(0, n), _mm512_maskz_compress_ps(m, y), a->half & 2);
         }
     }
 }
 
-/* channels [c0, c1) of a 3 x 3 layer at stride 1 or 2, vectors along rows */
-static void dw_wide_range(const conv_depthwise_args *a) {
+/* channels [c0, c1) of a 3 x 3 layer at stride 1 or 2, vectors along rows; the input
+ * float16 when xh (a->half bit 1) */
+static inline __attribute__((always_inline)) void dw_wide_channels(const conv_depthwise_args *a,
+                                                                  long xh) {
     /* two rows a vector: each output row's reach within one 16-column load */
     int pairs = a->wo <= 8 && (a->wo - 1) * a->sx + 2 < 16;
     /* pairs: tap kx's lanes of two rows' loads (lane l < 8: column l * s + kx of the first) */
@@ -478,20 +504,29 @@ static void dw_wide_range(const conv_depthwise_args *a) {
             t[l] = (int)(l * a->sx + kx), t[8 + l] = (int)(16 + l * a->sx + kx);
         idx[kx] = _mm512_loadu_si512(t);
     }
+    long xb = xh ? 2 : 4, ob = a->half & 2 ? 2 : 4, zb = a->half & 4 ? 2 : 4; /* bytes */
     for (long c = a->c0; c < a->c1; c++) {
-        const float *xc = a->x + c * a->xcs, *wc = a->wts + c * 9;
+        const void *xc = (const char *)a->x + c * a->xcs * xb;
+        const float *wc = a->wts + c * 9;
         float b = a->bias ? a->bias[c] : 0.0f;
-        float *oc = a->out + c * a->ocs;
-        const float *zc = a->z ? a->z + c * a->zcs : 0;
+        void *oc = (char *)a->out + c * a->ocs * ob;
+        const void *zc = a->z ? (const char *)a->z + c * a->zcs * zb : 0;
         if (pairs && a->sx == 1)
-            dw_wide3_pairs(a, xc, wc, b, oc, zc, 1, idx);
+            dw_wide3_pairs(a, xc, wc, b, oc, zc, 1, idx, xh);
         else if (pairs)
-            dw_wide3_pairs(a, xc, wc, b, oc, zc, 2, idx);
+            dw_wide3_pairs(a, xc, wc, b, oc, zc, 2, idx, xh);
         else if (a->sx == 1)
-            dw_wide3(a, xc, wc, b, oc, zc, 1, 4);
+            dw_wide3(a, xc, wc, b, oc, zc, 1, 4, xh);
         else
-            dw_wide3(a, xc, wc, b, oc, zc, 2, 4);
+            dw_wide3(a, xc, wc, b, oc, zc, 2, 4, xh);
     }
+}
+
+static void dw_wide_range(const conv_depthwise_args *a) {
+    if (a->half & 1)
+        dw_wide_channels(a, 1);
+    else
+        dw_wide_channels(a, 0);
 }
 
 /* the layers dw_wide_range takes */
@@ -506,6 +541,53 @@ static int wide_fits(const conv_depthwise_args *a) {
                a->rows, wc, b, a->ho, a->wo, oc, zc, a->act, a->p0, a->p1, a->residual)
 #define DW_GROUP(KH, KW, SY, SX, DY, DX) dw_group(a, c, nc, a->rows, KH, KW, SY, SX, DY, DX)
 
+/* Float16 storage (a->half bits 1, 2, 4: input, output, residual) where the vectors along
+ * rows are not built (the tactic sends float16 only to layers that path takes on a build
+ * that has it: cpu_direct.py, conv_depthwise_wide): one output at a time, any kernel,
+ * strides, dilations; the float32 epilogue on lane 0. */
+static void dw_half_scalar(const conv_depthwise_args *a) {
+    long xh = a->half & 1, oh = a->half & 2, zh = a->half & 4;
+    for (long c = a->c0; c < a->c1; c++) {
+        float b = a->bias ? a->bias[c] : 0.0f;
+        const float *wc = a->wts + c * a->kh * a->kw;
+        for (long oy = 0; oy < a->ho; oy++)
+            for (long ox = 0; ox < a->wo; ox++) {
+                float acc = 0.0f;
+                for (long ky = 0; ky < a->kh; ky++) {
+                    long iy = oy * a->sy - a->pt + ky * a->dy;
+                    if (iy < 0 || iy >= a->h) continue;
+                    for (long kx = 0; kx < a->kw; kx++) {
+                        long ix = ox * a->sx - a->pl + kx * a->dx;
+                        if (ix < 0 || ix >= a->w) continue;
+                        long i = c * a->xcs + iy * a->xrs + ix;
+                        float v =
+                            xh ? ei_float_from_half(((const uint16_t *)a->x)[i]) : a->x[i];
+                        acc += wc[ky * a->kw + kx] * v;
+                    }
+                }
+                long q = oy * a->wo + ox, zi = c * a->zcs + q, oi = c * a->ocs + q;
+                float z = !a->residual ? 0.0f
+                          : zh         ? ei_float_from_half(((const uint16_t *)a->z)[zi])
+                                       : a->z[zi];
+                v8 y =
+                    finish(splat(acc), splat(b), splat(z), a->act, a->p0, a->p1, a->residual);
+                if (oh)
+                    ((uint16_t *)a->out)[oi] = ei_half_from_float(y[0]);
+                else
+                    a->out[oi] = y[0];
+            }
+    }
+}
+
+/* whether this build has the vectors along rows (and so float16 storage at full speed) */
+long conv_depthwise_wide(void) {
+#ifdef DW_WIDE
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 /* Channels [c0, c1) of one image: vectors along rows when a->grouped & 2 and this build
  * has them (no buffer); else by groups of CV channels when a->grouped & 1 (buffer: see
  * cpu_direct.py), else one channel at a time, row by row. */
@@ -513,11 +595,15 @@ void conv_depthwise_f32(const conv_depthwise_args *a) {
     long kh = a->kh, kw = a->kw, sx = a->sx, dy = a->dy, dx = a->dx;
     long unit = dy == 1 && dx == 1;
 #ifdef DW_WIDE
-    if ((a->grouped & 2) && wide_fits(a)) {
+    if ((a->grouped & 2 || a->half) && wide_fits(a)) {
         dw_wide_range(a);
         return;
     }
 #endif
+    if (a->half) {
+        dw_half_scalar(a);
+        return;
+    }
     if (a->grouped & 1) {
         for (long c = a->c0; c < a->c1; c += CV) {
             long nc = a->c1 - c < CV ? a->c1 - c : CV;

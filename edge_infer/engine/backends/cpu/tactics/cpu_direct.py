@@ -10,9 +10,9 @@ larger strides, or the input itself for a plain 1×1 conv. Then:
   (a small im2col), a 16-channel × 6-position tile, vectors along output channels — for the
   small grids of late layers, where positions cannot fill a vector;
 - ``depthwise_native`` (``kernels/conv_depthwise.c``): on AVX-512, 3×3 at stride 1 or 2,
-  one channel at a time with vectors along output rows, straight from the input; elsewhere
-  8 channels at a time, vectors along channels, for small planes and strides, and row by
-  row for large stride-1 planes.
+  one channel at a time with vectors along output rows, straight from the input (float16
+  storage read and written there, ``half_io``); elsewhere 8 channels at a time, vectors
+  along channels, for small planes and strides, and row by row for large stride-1 planes.
 
 Each applies bias, residual and activation to the tile in registers before storing it: no
 accumulation or epilogue passes through memory. Activations the kernels do not implement run
@@ -22,7 +22,7 @@ in the shared fused epilogue. Every chunk is a :class:`~edge_infer.engine.backen
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -65,6 +65,25 @@ DW_WIDE = True
 #: the kernel's path field ("grouped" in args.h): bit 0 channel groups (else row by row),
 #: bit 1 vectors along rows where the build has them (else bit 0's path)
 _DW_GROUPS, _DW_WIDE = 1, 2
+#: the kernel's ``half`` bits: x, out, z float16
+_X_HALF, _OUT_HALF, _Z_HALF = 1, 2, 4
+F16 = np.dtype(np.float16)
+
+
+def wide_fits(spec: ConvSpec) -> bool:
+    """A layer the depthwise kernel's vectors along rows take (conv_depthwise.c: wide_fits)."""
+    return (
+        spec.kernel == (3, 3)
+        and spec.dilations == (1, 1)
+        and spec.strides[0] == spec.strides[1]
+        and spec.strides[1] in (1, 2)
+    )
+
+
+def wide_built() -> bool:
+    """Whether this machine's kernel library has the vectors along rows (AVX-512)."""
+    lib = native.library()
+    return lib is not None and bool(lib.conv_depthwise_wide())
 
 
 def pack_weights(weight: np.ndarray, block: int = MR) -> np.ndarray:
@@ -549,6 +568,13 @@ class DepthwiseNative(_NativeConv):
     bit 1 the wide path where the build has it, bit 0 its fallback."""
 
     name = "depthwise_native"
+    half_io: ClassVar[bool] = True
+
+    def half_ready(self) -> bool:
+        """Float16 arrays in and out (cpu_fp16.py): where the vectors along rows take the
+        layer (their loads widen and their stores narrow, as the conversion passes do) and
+        the kernel does the whole epilogue; elsewhere the conversion route."""
+        return self.fused and wide_fits(self.spec) and wide_built()
 
     @classmethod
     def applicable(cls, spec: ConvSpec) -> bool:
@@ -567,7 +593,21 @@ class DepthwiseNative(_NativeConv):
         kh, kw = s.kernel
         sx = s.strides[1]
         dy, dx = s.dilations
-        x = self._unit_rows(x, scratch, before)
+        zres = z3 if self.residual else None
+        if x.dtype == F16:  # a float16 input read as it is (rows of unit stride)
+            if x.strides[3] != 2 or any(v % 2 for v in x.strides):
+                xc = scratch(x.shape, F16, "conv_in_half")
+                before.append(lambda: np.copyto(xc, x))
+                x = xc
+        else:
+            x = self._unit_rows(x, scratch, before)
+        half = (
+            (_X_HALF if x.dtype == F16 else 0)
+            | (_OUT_HALF if out3.dtype == F16 else 0)
+            | (_Z_HALF if zres is not None and zres.dtype == F16 else 0)
+        )
+        if half and not self.fused:
+            raise ValueError(f"{self.name}: float16 storage needs the kernel's epilogue")
         # a phase row: the output row rounded up to whole vectors, plus the taps' reach
         wq = -(-wo // 8) * 8 + ((kw - 1) * dx) // sx
         grouped = s.x_shape[3] <= GROUPED_MAX_WIDTH or (GROUPED_STRIDED and s.strides != (1, 1))
@@ -592,6 +632,8 @@ class DepthwiseNative(_NativeConv):
                 keep = (weights, bias, rows, x, out3, z3)
                 args = dict(
                     self._phase_input(x, b),
+                    xcs=x.strides[1] // x.itemsize,
+                    xrs=x.strides[2] // x.itemsize,
                     kh=kh,
                     kw=kw,
                     dy=dy,
@@ -606,7 +648,11 @@ class DepthwiseNative(_NativeConv):
                     ho=ho,
                     wo=wo,
                     **self._output_args(out3, z3, b),
+                    half=half,
                 )
+                # element strides (float16 arrays: 2 bytes an element)
+                args["ocs"] = out3.strides[1] // out3.itemsize
+                args["zcs"] = 0 if zres is None else zres.strides[1] // zres.itemsize
                 steps: list[Run] = [native.NativeCall("conv_depthwise_f32", args, keep)]
                 if not self.fused:
                     steps.append(self._epilogue(out3, z3, b, 0, ho * wo, c0, c1))
