@@ -318,6 +318,8 @@ class ConvInt8DwArgs(KernelArgs):
         *_longs("zkind", "zcs"),
         ("zscale", _F),
         *_longs("oy0", "oy1"),
+        *[(n, _P) for n in ("qw", "qstart", "qmq")],
+        ("qn", _L),
     ]
 
 

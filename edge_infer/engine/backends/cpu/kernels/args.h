@@ -153,7 +153,8 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
 
 /* conv_int8_dw.c: INT8 depthwise (edge_infer::QConv) over int8 input; storage kinds
  * (qsimd.h) okind, zkind; mult[c] = x_scale * w_scale[c]; output rows [oy0, oy1) (oy1 0:
- * all) */
+ * all); for the VNNI path: qw[kh * ceil(kw / 4)][qn] the weights as dwords of 4 taps,
+ * qstart[c] = -128 x their sum, qmq[c] = float32(mult[c] / oscale) */
 #define EI_CONV_INT8_DW_ARGS(X, K)                                                             \
     X(K, const signed char *, x) X(K, long, xcs) X(K, long, xrs) X(K, long, h) X(K, long, w)   \
     X(K, long, pt) X(K, long, pl) X(K, long, sy) X(K, long, sx) X(K, long, kh) X(K, long, kw)  \
@@ -162,7 +163,8 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, long, c0) X(K, long, c1) X(K, long, ho) X(K, long, wo) X(K, void *, out)              \
     X(K, long, okind) X(K, long, ocs) X(K, double, oscale) X(K, long, act) X(K, float, p0)     \
     X(K, float, p1) X(K, long, residual) X(K, const void *, z) X(K, long, zkind)               \
-    X(K, long, zcs) X(K, float, zscale) X(K, long, oy0) X(K, long, oy1)
+    X(K, long, zcs) X(K, float, zscale) X(K, long, oy0) X(K, long, oy1) X(K, const int *, qw)   \
+    X(K, const int *, qstart) X(K, const float *, qmq) X(K, long, qn)
 
 /* reformat.c: rows x n values of kind xkind (int8 at xscale; row stride xrs) to kind ykind
  * (int8 at yscale; row stride yrs) */
