@@ -143,35 +143,45 @@ static inline long lane_offset(const strip *s, long j, long hw, long is) {
     return b * is + p;
 }
 
-/* pack channels [k0, k0 + kc) of pixels [qa, qb) into pk[strip][k][NR] (xh: x is float16) */
+/* pack channels [k0, k0 + kc) of pixels [qa, qb) into pk[strip][k][NR] (xh: x is float16;
+ * both pointer forms kept, the float32 specialisation compiles as the float32 kernel) */
 static inline __attribute__((always_inline)) void pack_as(const conv_pointwise_args *a, long k0,
                                                          long kc, long qa, long qb, float *pk,
                                                          long xh) {
     long hw = a->hw;
-    const void *x = a->x;
     for (long q = qa, s = 0; q < qb; q += NR, s++) {
         strip st = strip_at(q, qb, hw);
         float *d = pk + s * kc * NR;
-        long base = k0 * a->xcs;
+        const float *x = a->x + k0 * a->xcs;
+        const uint16_t *xq = (const uint16_t *)(const void *)a->x + k0 * a->xcs;
         if (st.inside && st.np == NR) {
-            long src = base + st.b * a->xis + st.p;
-            for (long k = 0; k < kc; k++, src += a->xcs, d += NR)
-                for (long j = 0; j < TV; j++) store8(d + 8 * j, at8(x, src + 8 * j, xh));
+            long at = st.b * a->xis + st.p;
+            const float *src = x + at;
+            const uint16_t *srq = xq + at;
+            for (long k = 0; k < kc; k++, src += a->xcs, srq += a->xcs, d += NR)
+                for (long j = 0; j < TV; j++)
+                    store8(d + 8 * j, xh ? h8_load(srq + 8 * j) : load8(src + 8 * j));
         } else if (st.inside) {
-            long src = base + st.b * a->xis + st.p;
-            for (long k = 0; k < kc; k++, src += a->xcs, d += NR)
+            long at = st.b * a->xis + st.p;
+            const float *src = x + at;
+            const uint16_t *srq = xq + at;
+            for (long k = 0; k < kc; k++, src += a->xcs, srq += a->xcs, d += NR)
                 for (long j = 0; j < TV; j++) {
                     long m = st.np - 8 * j;
-                    store8(d + 8 * j, m >= 8 ? at8(x, src + 8 * j, xh)
-                                      : m > 0 ? at_n(x, src + 8 * j, m, xh)
-                                              : (v8){0});
+                    v8 v = (v8){0};
+                    if (m >= 8)
+                        v = xh ? h8_load(srq + 8 * j) : load8(src + 8 * j);
+                    else if (m > 0)
+                        v = xh ? h8_load_n(srq + 8 * j, m) : pw_load_n(src + 8 * j, m);
+                    store8(d + 8 * j, v);
                 }
         } else {
             long off[NR];
             for (long j = 0; j < NR; j++)
                 off[j] = j < st.np ? lane_offset(&st, j, hw, a->xis) : -1;
-            for (long k = 0; k < kc; k++, base += a->xcs, d += NR)
-                for (long j = 0; j < NR; j++) d[j] = off[j] >= 0 ? at1(x, base + off[j], xh) : 0.0f;
+            for (long k = 0; k < kc; k++, x += a->xcs, xq += a->xcs, d += NR)
+                for (long j = 0; j < NR; j++)
+                    d[j] = off[j] >= 0 ? (xh ? ei_float_from_half(xq[off[j]]) : x[off[j]]) : 0.0f;
         }
     }
 }
@@ -185,12 +195,12 @@ static void pack(const conv_pointwise_args *a, long k0, long kc, long qa, long q
 
 /* The tile's rows [oc, oc + nr) and strip st: loaded (partial sums, acc) or stored with the
  * epilogue (last: bias, residual, activation) or without (partial sums). oh: out is float16
- * (never loaded: no partial sums). */
+ * (never loaded: no partial sums); pure: nothing is float16 (the float32 kernel as it was). */
 static inline __attribute__((always_inline)) void tile_io(const conv_pointwise_args *a,
                                                          const strip *st, long oc, long nr,
                                                          long nv, v8 acc[TR][TV], long load,
-                                                         long last, long oh) {
-    long hw = a->hw, zh = a->half & PW_ZH;
+                                                         long last, long oh, long pure) {
+    long hw = a->hw, zh = pure ? 0 : a->half & PW_ZH;
     if (st->inside && nr == TR) { /* the common case: rows of contiguous pixels */
         long ob = st->b * a->ois + oc * a->ocs + st->p;
         if (load) {
@@ -204,14 +214,15 @@ static inline __attribute__((always_inline)) void tile_io(const conv_pointwise_a
             return;
         }
         v8 y[TR * TV], z[TR * TV];
-        long n = 0, zb = st->b * a->zis + oc * a->zcs + st->p, zon = a->residual && last;
+        long n = 0, zo = st->b * a->zis + oc * a->zcs + st->p;
+        const float *zb = a->residual && last ? a->z + zo : 0;
         for (long i = 0; i < TR; i++) {
             v8 bi = splat(last && a->bias ? a->bias[oc + i] : 0.0f);
             for (long j = 0; j < nv; j++, n++) {
                 y[n] = acc[i][j] + bi;
                 z[n] = (v8){0};
-                if (zon) {
-                    long m = st->np - 8 * j, zi = zb + i * a->zcs + 8 * j;
+                if (zb) {
+                    long m = st->np - 8 * j, zi = zo + i * a->zcs + 8 * j;
                     z[n] = m >= 8 ? at8(a->z, zi, zh) : at_n(a->z, zi, m, zh);
                 }
             }
@@ -223,20 +234,20 @@ static inline __attribute__((always_inline)) void tile_io(const conv_pointwise_a
             if (a->residual == 2)
                 for (long t = 0; t < n; t++) y[t] += z[t];
         }
+        float *o = a->out + ob;
+        uint16_t *oq = (uint16_t *)(void *)a->out + ob;
         n = 0;
         for (long i = 0; i < TR; i++)
             for (long j = 0; j < nv; j++, n++) {
-                long m = st->np - 8 * j, oi = ob + i * a->ocs + 8 * j;
-                if (oh) {
-                    uint16_t *o = (uint16_t *)a->out + oi;
-                    if (m >= 8)
-                        h8_store(o, y[n]);
-                    else
-                        h8_store_n(o, y[n], m);
-                } else if (m >= 8)
-                    store8(a->out + oi, y[n]);
+                long m = st->np - 8 * j;
+                if (oh && m >= 8)
+                    h8_store(oq + i * a->ocs + 8 * j, y[n]);
+                else if (oh)
+                    h8_store_n(oq + i * a->ocs + 8 * j, y[n], m);
+                else if (m >= 8)
+                    store8(o + i * a->ocs + 8 * j, y[n]);
                 else
-                    pw_store_n(a->out + oi, y[n], m);
+                    pw_store_n(o + i * a->ocs + 8 * j, y[n], m);
             }
         return;
     }
@@ -279,17 +290,18 @@ static inline __attribute__((always_inline)) void tile(const conv_pointwise_args
                                                       const float *wp, const float *bs,
                                                       const strip *st, long oc, long nr,
                                                       long kc, long first, long last,
-                                                      long nv, long oh) {
+                                                      long nv, long oh, long pure) {
     v8 acc[TR][TV];
     for (long i = 0; i < TR; i++)
         for (long j = 0; j < TV; j++) acc[i][j] = (v8){0};
-    if (!first) tile_io(a, st, oc, nr, nv, acc, 1, 0, oh);
+    if (!first) tile_io(a, st, oc, nr, nv, acc, 1, 0, oh, pure);
     micro(wp, bs, kc, nv, acc);
-    tile_io(a, st, oc, nr, nv, acc, 0, last, oh);
+    tile_io(a, st, oc, nr, nv, acc, 0, last, oh, pure);
 }
 
-/* oh: out is float16 (its channels one block) */
-static inline __attribute__((always_inline)) void conv(const conv_pointwise_args *a, long oh) {
+/* oh: out is float16 (its channels one block); pure: nothing is float16 */
+static inline __attribute__((always_inline)) void conv(const conv_pointwise_args *a, long oh,
+                                                      long pure) {
     long K = a->cin, hw = a->hw;
     long kblocks = oh ? 1 : (K + KC_MAX - 1) / KC_MAX;
     long KC = (K + kblocks - 1) / kblocks;
@@ -300,7 +312,10 @@ static inline __attribute__((always_inline)) void conv(const conv_pointwise_args
         for (long k0 = 0; k0 < K; k0 += KC) {
             long kc = K - k0 < KC ? K - k0 : KC;
             long first = k0 == 0, last = k0 + kc == K;
-            pack(a, k0, kc, qa, qb, a->pk);
+            if (pure)
+                pack_as(a, k0, kc, qa, qb, a->pk, 0);
+            else
+                pack(a, k0, kc, qa, qb, a->pk);
             for (long ob = a->ob0; ob < a->ob1; ob++) {
                 for (long r = 0; r < PANEL; r += TR) {
                     long oc = ob * PANEL + r;
@@ -312,13 +327,13 @@ static inline __attribute__((always_inline)) void conv(const conv_pointwise_args
                         strip st = strip_at(q, qb, hw);
                         long nv = (st.np + 7) / 8;
                         if (nv == TV)
-                            tile(a, wp, bs, &st, oc, nr, kc, first, last, TV, oh);
+                            tile(a, wp, bs, &st, oc, nr, kc, first, last, TV, oh, pure);
 #if TV > 2
                         else if (nv == 2)
-                            tile(a, wp, bs, &st, oc, nr, kc, first, last, 2, oh);
+                            tile(a, wp, bs, &st, oc, nr, kc, first, last, 2, oh, pure);
 #endif
                         else
-                            tile(a, wp, bs, &st, oc, nr, kc, first, last, 1, oh);
+                            tile(a, wp, bs, &st, oc, nr, kc, first, last, 1, oh, pure);
                     }
                 }
             }
@@ -326,11 +341,20 @@ static inline __attribute__((always_inline)) void conv(const conv_pointwise_args
     }
 }
 
-void conv_pointwise_f32(const conv_pointwise_args *a) {
+/* float16 storage (a float16 or a float32 output) out of line: the float32 kernel is
+ * compiled as it would be alone */
+static __attribute__((noinline)) void conv_half(const conv_pointwise_args *a) {
     if (a->half & PW_OH)
-        conv(a, 1);
+        conv(a, 1, 0);
     else
-        conv(a, 0);
+        conv(a, 0, 0);
+}
+
+void conv_pointwise_f32(const conv_pointwise_args *a) {
+    if (a->half)
+        conv_half(a);
+    else
+        conv(a, 0, 1);
 }
 
 /* the float16 vector path this file was compiled with (half.h EI_H8_PATH: 0 portable, 1 F16C,
