@@ -20,8 +20,11 @@ outputs narrowed from the float32 values the FP32 kernel would have stored, afte
 epilogue; no partial sums kept in float16), so that a build may pick either and the tests
 compare them bit for bit. An instance may decline for its layer with
 ``half_ready() -> bool`` (e.g. an activation its kernel does not fuse, applied by a float32
-epilogue afterwards): False gives it the float32 route. ``pointwise_native`` and
-``winograd_native`` implement it; ``takes_half`` says whether a tactic instance does.
+epilogue afterwards): False gives it the float32 route. ``pointwise_native``,
+``winograd_native`` and ``depthwise_native`` (its AVX-512 path) implement it, with the
+conversions of kernels/half.h (8 and 16 lanes, the same bits as kernels/convert_f16.c);
+``takes_half`` says whether a tactic instance does (bench/fp16_layers.py lists the layers
+of an FP16 engine still on the conversion route).
 
 - ``fp16_<conv tactic>``: one per FP32 convolution tactic (``cpu_conv``, ``cpu_direct``,
   ``cpu_winograd``), applicable where that tactic is; chosen by timing like the FP32 ones.
