@@ -9,6 +9,9 @@
   epilogue (requantization in float64, residual, activation, fp32/fp16/int8 store) applied
   to the register tile. Bit-identical to the reference except where an exp-based
   activation's float32 result differs in its last bit (see conv_int8.c).
+  One pool call a layer where it can: an unpadded 1x1 stride-1 layer of an int8 input in
+  chunks of positions (each its own small layout, then its GEMM), a batch image by image;
+  small maps lay out every channel quad, then split the GEMM between the threads.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ FIRST_PHASE = 2
 WEIGHT_TAIL = 64
 _RESIDUAL = {"none": 0, "pre": 1, "post": 2}
 _STORE = {"fp32": 0, "fp16": 1, "int8": 2}
+#: a position chunk's layout (1x1 layers, see QConvNative._position_chunks) at most this big
+CHUNK_LAYOUT_BYTES = 192 << 10
 #: a layout split or a GEMM chunk below this many int8 multiply-adds is not worth a thread
 MIN_TASK_MACS = 1 << 18
 
@@ -163,6 +168,15 @@ class QConvNative(Tactic):
         z3 = None if z is None else _flat_or_scratch(z, scratch, "qconv_residual", before)
         n, groups = s.x_shape[0], s.group
         workers = getattr(scratch, "workers", 1)
+        pool = getattr(scratch, "pool", None)
+        chunks = self._position_chunks(x, out3, z3, workers, scratch)
+        if chunks is not None:
+            steps_: list[Run] = list(before)
+            if pool is not None and workers > 1:
+                steps_.append(pool.bind(chunks))
+            else:
+                steps_.extend(chunks)
+            return _sequence([*steps_, *after])
         layouts = scratch((n * groups, p["size"]), np.int32, "qconv_layout")
         keep = (p["toff"], p["wts"], p["wsum"], p["mult"], p["bias"], layouts, x, out3, z3)
         # a few more tasks than threads (a late thread costs less), none too small
@@ -172,11 +186,14 @@ class QConvNative(Tactic):
         gparts = min(per, -(-p["grid"] // STRIP))
         oparts = min(-(-per // gparts), -(-p["cog"] // OC_ALIGN))
         qparts = 1 if workers == 1 else max(1, min(p["cq"], workers, x[0].size // 16384))
-        splits: list[Any] = []
-        gemms: list[Any] = []
+        # per image and group: its layout calls, then its GEMM calls
+        units: list[tuple[list[Any], list[Any]]] = []
         for b in range(n):
             for gi in range(groups):
                 lay = layouts[b * groups + gi]
+                splits: list[Any] = []
+                gemms: list[Any] = []
+                units.append((splits, gemms))
                 for q0, q1 in split(p["cq"], qparts):
                     args = self._split_fields(x, b, gi, q0, q1, lay)
                     splits.append(native.NativeCall("qconv_split_f32", args, keep))
@@ -201,15 +218,86 @@ class QConvNative(Tactic):
                             **self._out_fields(out3, z3, b, oc0),
                         )
                         gemms.append(native.NativeCall("qconv_int8_f32", args, keep))
-        pool = getattr(scratch, "pool", None)
         steps: list[Run] = list(before)
-        for chunks in (splits, gemms):
-            if pool is not None and len(chunks) > 1:
-                steps.append(pool.bind(chunks))
-            else:
-                steps.extend(chunks)
+        if pool is None or workers == 1:
+            # image by image: each layout is read back while it is still in the caches (a
+            # batch's layouts together outgrow them)
+            for unit_splits, unit_gemms in units:
+                steps.extend([*unit_splits, *unit_gemms])
+        elif len(units) >= 2 * workers:
+            # whole images per task: one pool call a layer, no wait between layout and GEMM
+            steps.append(pool.bind([native.NativeSequence([*us, *ug]) for us, ug in units]))
+        else:
+            # every layout, then every GEMM chunk (they read other chunks' layouts)
+            for chunks in ([c for us, _ in units for c in us], [c for _, ug in units for c in ug]):
+                steps.append(pool.bind(chunks) if len(chunks) > 1 else chunks[0])
         steps.extend(after)
         return _sequence(steps)
+
+    def _position_chunks(
+        self,
+        x: np.ndarray,
+        out3: np.ndarray,
+        z3: np.ndarray | None,
+        workers: int,
+        scratch: Scratch,
+    ) -> list[Any] | None:
+        """An unpadded 1x1 stride-1 conv of an int8 input in chunks of positions, each its
+        own layout (``[quad][chunk]``, small enough for the caches) then its GEMM, one pool
+        task: a batch's layouts are never all written before they are read back, and the
+        layer is one pool call. None where the layer is not such, or has too few chunks to
+        share between the threads (small maps: the layout and GEMM calls split apart)."""
+        s, p = self.spec, self._prepared()
+        n, _, h, w = s.x_shape
+        isz = x.itemsize
+        if (
+            s.kernel != (1, 1)
+            or tuple(s.strides) != (1, 1)
+            or any(s.pads)
+            or s.group != 1
+            or np.dtype(x.dtype) != np.int8
+            or x.strides[2] != w * isz
+        ):
+            return None
+        cq, positions = p["cq"], h * w
+        fit = max(STRIP, CHUNK_LAYOUT_BYTES // (4 * cq) // STRIP * STRIP)
+        per_image = -(-positions // fit)
+        if workers > 1:
+            per_image = max(per_image, -(-3 * workers // n))
+        per_image = min(per_image, -(-positions // STRIP))
+        if workers > 1 and n * per_image < 2 * workers:
+            return None
+        even = -(-positions // per_image)
+        size = -(-even // STRIP) * STRIP  # positions of a chunk
+        bounds = [(g0, min(g0 + size, positions)) for g0 in range(0, positions, size)]
+        toffs = {m: np.arange(cq, dtype=np.int64) * m for m in {g1 - g0 for g0, g1 in bounds}}
+        bufs = scratch((n * len(bounds), cq * size + STRIP), np.int32, "qconv_layout")
+        keep = (p["toff"], p["wts"], p["wsum"], p["mult"], p["bias"], bufs, x, out3, z3, toffs)
+        osz = out3.itemsize
+        tasks = []
+        for b in range(n):
+            for k, (g0, g1) in enumerate(bounds):
+                m, buf = g1 - g0, bufs[b * len(bounds) + k]
+                fields = self._split_fields(x, b, 0, 0, cq, buf)
+                fields.update(x=fields["x"] + g0 * isz, h=1, w=m, hq=1, wq=m, xrs=m)
+                lay = native.NativeCall("qconv_split_f32", fields, keep)
+                out = self._out_fields(out3, z3, b, 0)
+                out["out"] += g0 * osz
+                if z3 is not None:
+                    out["z"] += g0 * z3.itemsize
+                gemm = native.NativeCall(
+                    "qconv_int8_f32",
+                    dict(
+                        layout=buf.ctypes.data, toff=toffs[m].ctypes.data, T=p["terms"],
+                        wts=p["wts"][0].ctypes.data, coutp=p["coutp"], cout=s.cout,
+                        bias=None if p["bias"] is None else p["bias"].ctypes.data,
+                        wsum=p["wsum"].ctypes.data, mult=p["mult"].ctypes.data,
+                        g0=0, g1=m, wg=m, ho=1, wo=m, **out,
+                    ),
+                    keep,
+                )  # fmt: skip
+                tasks.append(native.NativeSequence([lay, gemm]))
+        return tasks
 
     def _split_fields(
         self, x: np.ndarray, b: int, gi: int, q0: int, q1: int, lay: np.ndarray

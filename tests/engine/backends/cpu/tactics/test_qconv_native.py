@@ -183,6 +183,29 @@ def test_float_input_wide_rows(conv) -> None:
         check(spec, run_native(spec, inputs, workers=1 + k), want, f"{act}")
 
 
+# unpadded 1x1 stride-1 layers of an int8 input: chunks of positions with their own layouts
+# (two chunks of one image: 512 channels over 400 positions; three of each of two images
+# with 2 workers, the last short)
+CHUNKED = [
+    ((1, 512, 20, 20), 40, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    ((2, 16, 12, 12), 24, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+]
+
+
+@pytest.mark.parametrize("conv", CHUNKED, ids=lambda c: f"{c[0]}-{c[1]}")
+@pytest.mark.parametrize(
+    "residual,z_dtype,out_precision",
+    [("none", None, "int8"), ("pre", np.int8, "int8"), ("post", np.float32, "fp32"),
+     ("pre", np.float32, "fp16")],
+)  # fmt: skip
+def test_position_chunks(conv, residual, z_dtype, out_precision) -> None:
+    for k, act in enumerate((ACTS[1], ACTS[3], ACTS[5])):
+        spec, inputs = make_case(conv, act, residual, z_dtype, out_precision, np.int8, seed=k)
+        want = qconv(*inputs, **spec.attrs())
+        for workers in (1, 2):
+            check(spec, run_native(spec, inputs, workers), want, f"{act} {workers} workers")
+
+
 def tie_case() -> tuple[QConvSpec, list]:
     """Requantization landing exactly on halves (acc * 2^-4 / 2^-3 = acc / 2), and a float
     input whose every value quantizes to a half: rint rounds them half to even."""
