@@ -237,9 +237,29 @@ def _resize(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch
             fw=fw,
         )
         return native.NativeCall("upsample_nearest_f32", args, (x, out))
-    view = out.reshape(n, c, h, fh, w, fw)
-    src = x[:, :, :, None, :, None]
-    return lambda: np.copyto(view, src)
+    return _upsample_copies(x, out, fh, fw)
+
+
+#: above this many output phases (fh * fw) one broadcast copy beats a copy per phase
+_UPSAMPLE_PHASES = 16
+
+
+def _upsample_copies(x: np.ndarray, out: np.ndarray, fh: int, fw: int) -> Run:
+    """Nearest upsampling without native kernels (any dtype, any strides): one plain strided
+    copy of ``x`` per output phase ``out[..., r::fh, k::fw]``. numpy's broadcast copy into the
+    6-D view (n, c, h, fh, w, fw) walks its two innermost axes of size 2 and 1 element by
+    element: 790 µs against 280 µs on YOLOv8n-640's 256 x 20 x 20 layer (under load)."""
+    if fh * fw > _UPSAMPLE_PHASES:  # splitting h and w: a view of any strided out
+        n, c, h, w = x.shape
+        view, src = out.reshape(n, c, h, fh, w, fw), x[:, :, :, None, :, None]
+        return lambda: np.copyto(view, src)
+    pairs = [(out[:, :, r::fh, k::fw], x) for r in range(fh) for k in range(fw)]
+
+    def run() -> None:
+        for dst, src in pairs:
+            np.copyto(dst, src)
+
+    return run
 
 
 @step("MaxPool")
