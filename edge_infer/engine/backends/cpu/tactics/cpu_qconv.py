@@ -272,7 +272,7 @@ class QConvNative(Tactic):
         bounds = [(g0, min(g0 + size, positions)) for g0 in range(0, positions, size)]
         toffs = {m: np.arange(cq, dtype=np.int64) * m for m in {g1 - g0 for g0, g1 in bounds}}
         bufs = scratch((n * len(bounds), cq * size + STRIP), np.int32, "qconv_layout")
-        keep = (p["toff"], p["wts"], p["wsum"], p["mult"], p["bias"], bufs, x, out3, z3, toffs)
+        keep = (p["wts"], p["wsum"], p["mult"], p["bias"], bufs, x, out3, z3, *toffs.values())
         osz = out3.itemsize
         tasks = []
         for b in range(n):
