@@ -60,8 +60,9 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
 
 /* conv_depthwise.c: kernel kh x kw, dilations dy, dx; row by row, each input row laid out as
  * sx column phases of wq floats in `rows` ((kh - 1) * dy + 2 slots of sx * wq floats), or
- * (grouped != 0) 8 channels at a time interleaved in `rows` (see there); half: bits 1, 2, 4
- * when x, out, z are float16 */
+ * (grouped bit 0) 8 channels at a time interleaved in `rows`, or (grouped bit 1, where the
+ * build has it) vectors along rows, no buffer (see there); half: bits 1, 2, 4 when x, out, z
+ * are float16 */
 #define EI_CONV_DEPTHWISE_ARGS(X, K)                                                           \
     EI_PHASE_INPUT_ARGS(X, K) X(K, long, kh) X(K, long, kw) X(K, long, dy) X(K, long, dx)      \
     X(K, long, wq) X(K, long, grouped) X(K, float *, rows) X(K, const float *, wts)            \
