@@ -105,11 +105,17 @@ class ConvDirectArgs(KernelArgs):
         ("ocs", _L),
         *_EPILOGUE,
         ("pk", _P),
+        ("half", _L),
     ]
 
 
 class SplitPhasesArgs(KernelArgs):
-    _fields_ = [*_PHASE_INPUT, *_longs("hq", "wq", "cin", "c0", "c1"), ("planes", _P)]
+    _fields_ = [
+        *_PHASE_INPUT,
+        *_longs("hq", "wq", "cin", "c0", "c1"),
+        ("planes", _P),
+        ("half", _L),
+    ]
 
 
 class ConvBandedArgs(KernelArgs):
@@ -127,6 +133,7 @@ class ConvBandedArgs(KernelArgs):
         *_EPILOGUE,
         ("buf", _P),
         ("pk", _P),
+        ("half", _L),
     ]
 
 
@@ -153,6 +160,7 @@ class PackPositionsArgs(KernelArgs):
         ("posoff", _P),
         *_longs("P", "pb0", "pb1"),
         ("pk", _P),
+        ("half", _L),
     ]
 
 
@@ -167,6 +175,7 @@ class ConvOcvecArgs(KernelArgs):
         ("out", _P),
         ("ocs", _L),
         *_EPILOGUE,
+        ("half", _L),
     ]
 
 
@@ -401,6 +410,7 @@ class ConvStemArgs(KernelArgs):
         ("ocs", _L),
         *_EPILOGUE,
         ("buf", _P),
+        ("half", _L),
     ]
 
 

@@ -33,13 +33,14 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, long, act) X(K, float, p0) X(K, float, p1) X(K, long, residual)                       \
     X(K, const float *, z) X(K, long, zcs)
 
-/* conv_direct.c: terms over a grid (see there) */
+/* conv_direct.c: terms over a grid (see there); half (here, split_phases, conv_banded,
+ * pack_positions, conv_ocvec): bits 1, 2, 4 when x (base), out, z are float16 */
 #define EI_CONV_DIRECT_ARGS(X, K)                                                              \
     X(K, const float *, base) X(K, const long *, toff) X(K, long, T)                           \
     X(K, const float *, wpack) X(K, const float *, bias) X(K, long, ob0) X(K, long, ob1)       \
     X(K, long, cout) X(K, long, g0) X(K, long, g1) X(K, long, gsafe) X(K, long, wg)            \
     X(K, long, wo) X(K, float *, out) X(K, long, ocs) EI_EPILOGUE_ARGS(X, K)                   \
-    X(K, float *, pk)
+    X(K, float *, pk) X(K, long, half)
 
 /* the input geometry the phase-split kernels read: channel and row strides, size, pads,
  * strides */
@@ -49,14 +50,14 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
 
 #define EI_SPLIT_PHASES_ARGS(X, K)                                                             \
     EI_PHASE_INPUT_ARGS(X, K) X(K, long, hq) X(K, long, wq) X(K, long, cin) X(K, long, c0)     \
-    X(K, long, c1) X(K, float *, planes)
+    X(K, long, c1) X(K, float *, planes) X(K, long, half)
 
 #define EI_CONV_BANDED_ARGS(X, K)                                                              \
     EI_PHASE_INPUT_ARGS(X, K) X(K, long, wq) X(K, long, cin) X(K, long, ext) X(K, long, band)  \
     X(K, long, r0) X(K, long, r1) X(K, const long *, toff) X(K, long, T)                       \
     X(K, const float *, wpack) X(K, const float *, bias) X(K, long, cout) X(K, long, wo)       \
     X(K, float *, out) X(K, long, ocs) EI_EPILOGUE_ARGS(X, K) X(K, float *, buf)               \
-    X(K, float *, pk)
+    X(K, float *, pk) X(K, long, half)
 
 /* conv_depthwise.c: kernel kh x kw, dilations dy, dx; row by row, each input row laid out as
  * sx column phases of wq floats in `rows` ((kh - 1) * dy + 2 slots of sx * wq floats), or
@@ -73,12 +74,12 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
 #define EI_PACK_POSITIONS_ARGS(X, K)                                                           \
     X(K, const float *, base) X(K, const long *, toff) X(K, long, T)                           \
     X(K, const long *, posoff) X(K, long, P) X(K, long, pb0) X(K, long, pb1)                   \
-    X(K, float *, pk)
+    X(K, float *, pk) X(K, long, half)
 
 #define EI_CONV_OCVEC_ARGS(X, K)                                                               \
     X(K, const float *, pk) X(K, long, T) X(K, long, npb) X(K, const float *, wpack)           \
     X(K, const float *, bias) X(K, long, ob0) X(K, long, ob1) X(K, long, cout) X(K, long, P)   \
-    X(K, float *, out) X(K, long, ocs) EI_EPILOGUE_ARGS(X, K)
+    X(K, float *, out) X(K, long, ocs) EI_EPILOGUE_ARGS(X, K) X(K, long, half)
 
 /* conv_winograd.c (z also has an image stride, zis; tiles and channel blocks: see there;
  * half: bits 1, 2, 4 when x, out, z are float16) */
@@ -204,12 +205,12 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
 /* conv_stem.c: output rows [r0, r1) of a few-channel conv (cin * kh * kw <= 1024), a band
  * of output rows at a time, the band's input laid out in buf ([cin][(band - 1) sy + kh][sx]
  * [wq] floats; wq >= 16 * ceil(wo / 16) + (kw - 1) / sx and >= (w + pl + sx - 1) / sx);
- * output planes of wo-wide rows */
+ * output planes of wo-wide rows; half: bits 1, 2, 4 when x, out, z are float16) */
 #define EI_CONV_STEM_ARGS(X, K)                                                                \
     EI_PHASE_INPUT_ARGS(X, K) X(K, long, cin) X(K, long, kh) X(K, long, kw) X(K, long, wq)     \
     X(K, long, band) X(K, long, r0) X(K, long, r1) X(K, const float *, wpack)                  \
     X(K, const float *, bias) X(K, long, cout) X(K, long, wo) X(K, float *, out)               \
-    X(K, long, ocs) EI_EPILOGUE_ARGS(X, K) X(K, float *, buf)
+    X(K, long, ocs) EI_EPILOGUE_ARGS(X, K) X(K, float *, buf) X(K, long, half)
 
 /* every kernel: X(kernel name, its field list); a field list is FIELDS(X, kernel) and
  * calls X(kernel, type, name) once per field */

@@ -20,11 +20,19 @@
  * Weights are packed at bind as [ceil(cout / 8)][cin kh kw][8], zero past cout; a tile takes
  * TR rows of a panel.
  *
+ * Float16 storage (FP16 engines; `half`'s bits STEM_XH, STEM_OH, STEM_ZH: x, out, z are
+ * float16, their strides counted in float16 elements): the band's input rows are widened
+ * (exactly) as they are laid out, the residual widened as it is loaded, and each output vector
+ * narrowed to nearest even (half.h) as it is stored, after the whole epilogue: the bits of
+ * widening into float32, this kernel on float32, then narrowing.
+ *
  * Vectors along output columns rather than output channels: the tile's rows are then NCHW
  * output runs (no transpose before the store), at the cost of the band's column-phase split
  * (a vector deinterleave, once per input row).
  */
 #include "simd.h"
+/* (after simd.h: half.h's 8-lane helpers are on its v8) */
+#include "half.h"
 
 #define PANEL 8 /* output channels per packed weight panel (the tactic packs with this) */
 #if defined(EI_STEM_TR) && defined(EI_STEM_PV) /* forced tile (tests, measurements) */
@@ -134,11 +142,56 @@ static inline vf activatev(vf y, long act, float p0, float p1) {
 static inline vf activatev(vf y, long act, float p0, float p1) { return activate(y, act, p0, p1); }
 #endif
 
+/* `half` bits: x, out, z float16 */
+#define STEM_XH 1
+#define STEM_OH 2
+#define STEM_ZH 4
+#define STEM_RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+/* float16 vectors: loaded (widened; the first n lanes, others zero) / stored (narrowed to
+ * nearest even; the first n lanes, others untouched) */
+#if VW == 16
+static inline vf loadh(const uint16_t *p) {
+    return (vf)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+static inline void storeh(uint16_t *p, vf v) {
+    _mm256_storeu_si256((__m256i *)p, _mm512_cvtps_ph((__m512)v, STEM_RNE));
+}
+#if defined(EI_H16)
+static inline vf loadh_n(const uint16_t *p, long n) {
+    return (vf)h16_load_mask(p, (__mmask16)((1u << n) - 1u));
+}
+static inline void storeh_n(uint16_t *p, vf v, long n) {
+    h16_store_mask(p, (__mmask16)((1u << n) - 1u), (__m512)v);
+}
+#else
+static inline vf loadh_n(const uint16_t *p, long n) {
+    uint16_t t[16] = {0};
+    for (long j = 0; j < n; j++) t[j] = p[j];
+    return loadh(t);
+}
+static inline void storeh_n(uint16_t *p, vf v, long n) {
+    uint16_t t[16];
+    storeh(t, v);
+    for (long j = 0; j < n; j++) p[j] = t[j];
+}
+#endif
+#else
+static inline vf loadh(const uint16_t *p) { return h8_load(p); }
+static inline void storeh(uint16_t *p, vf v) { h8_store(p, v); }
+static inline vf loadh_n(const uint16_t *p, long n) { return h8_load_n(p, n); }
+static inline void storeh_n(uint16_t *p, vf v, long n) { h8_store_n(p, v, n); }
+#endif
+
+/* input element c of a row (float32 or float16) */
+static inline float xat(const float *s, long c, long xh) {
+    return xh ? ei_float_from_half(((const uint16_t *)s)[c]) : s[c];
+}
+
 /* Input rows [iy0, iy0 + rows) of every channel into buf[ci][rows_max][sx][wq]: padded
  * column c (input column c - pl) goes to phase c % sx, position c / sx; zero outside the
  * input. */
 static void layout_rows(const conv_stem_args *a, long iy0, long rows, long rows_max) {
-    long sx = a->sx, wq = a->wq, w = a->w, pl = a->pl;
+    long sx = a->sx, wq = a->wq, w = a->w, pl = a->pl, xh = a->half & STEM_XH;
     for (long ci = 0; ci < a->cin; ci++) {
         for (long r = 0; r < rows; r++) {
             float *d = a->buf + ((ci * rows_max + r) * sx) * wq;
@@ -147,35 +200,49 @@ static void layout_rows(const conv_stem_args *a, long iy0, long rows, long rows_
                 memset(d, 0, sizeof(float) * sx * wq);
                 continue;
             }
-            const float *s = a->x + ci * a->xcs + iy * a->xrs;
+            long at = ci * a->xcs + iy * a->xrs; /* in elements of x's type */
+            const float *s = xh ? (const float *)((const uint16_t *)a->x + at) : a->x + at;
+            const uint16_t *sh = (const uint16_t *)s;
             long q = 0;
             if (sx == 2) { /* whole vectors: positions q .. q + VW from columns 2 q - pl on */
                 float *d0 = d, *d1 = d + wq;
                 for (; q < wq && 2 * q - pl < 0; q++) { /* left padding */
                     long c = 2 * q - pl;
-                    d0[q] = c >= 0 && c < w ? s[c] : 0.0f;
-                    d1[q] = c + 1 >= 0 && c + 1 < w ? s[c + 1] : 0.0f;
+                    d0[q] = c >= 0 && c < w ? xat(s, c, xh) : 0.0f;
+                    d1[q] = c + 1 >= 0 && c + 1 < w ? xat(s, c + 1, xh) : 0.0f;
                 }
-                for (; q + VW <= wq && 2 * (q + VW) - pl <= w; q += VW) {
-                    vf u = loadv(s + 2 * q - pl), v = loadv(s + 2 * q - pl + VW);
-                    storev(d0 + q, evens(u, v));
-                    storev(d1 + q, odds(u, v));
-                }
+                if (xh)
+                    for (; q + VW <= wq && 2 * (q + VW) - pl <= w; q += VW) {
+                        vf u = loadh(sh + 2 * q - pl), v = loadh(sh + 2 * q - pl + VW);
+                        storev(d0 + q, evens(u, v));
+                        storev(d1 + q, odds(u, v));
+                    }
+                else
+                    for (; q + VW <= wq && 2 * (q + VW) - pl <= w; q += VW) {
+                        vf u = loadv(s + 2 * q - pl), v = loadv(s + 2 * q - pl + VW);
+                        storev(d0 + q, evens(u, v));
+                        storev(d1 + q, odds(u, v));
+                    }
                 for (; q < wq; q++) {
                     long c = 2 * q - pl;
-                    d0[q] = c >= 0 && c < w ? s[c] : 0.0f;
-                    d1[q] = c + 1 >= 0 && c + 1 < w ? s[c + 1] : 0.0f;
+                    d0[q] = c >= 0 && c < w ? xat(s, c, xh) : 0.0f;
+                    d1[q] = c + 1 >= 0 && c + 1 < w ? xat(s, c + 1, xh) : 0.0f;
                 }
             } else if (sx == 1) {
                 long lo = pl < wq ? pl : wq, n = w < wq - lo ? w : wq - lo;
                 memset(d, 0, sizeof(float) * lo);
-                memcpy(d + lo, s, sizeof(float) * n);
+                if (xh) {
+                    long j = 0;
+                    for (; j + VW <= n; j += VW) storev(d + lo + j, loadh(sh + j));
+                    for (; j < n; j++) d[lo + j] = ei_float_from_half(sh[j]);
+                } else
+                    memcpy(d + lo, s, sizeof(float) * n);
                 memset(d + lo + n, 0, sizeof(float) * (wq - lo - n));
             } else {
                 for (long ph = 0; ph < sx; ph++)
                     for (q = 0; q < wq; q++) {
                         long c = q * sx + ph - pl;
-                        d[ph * wq + q] = c >= 0 && c < w ? s[c] : 0.0f;
+                        d[ph * wq + q] = c >= 0 && c < w ? xat(s, c, xh) : 0.0f;
                     }
             }
         }
@@ -217,23 +284,33 @@ typedef struct {
 static inline __attribute__((always_inline)) void store(const conv_stem_args *a, long oc,
                                                        long nr, long nv, const targets *tg,
                                                        vf acc[TR][PV]) {
-    long act = a->act, residual = a->residual;
+    long act = a->act, residual = a->residual, oh = a->half & STEM_OH, zh = a->half & STEM_ZH;
     float p0 = a->p0, p1 = a->p1;
     for (long i = 0; i < TR; i++) {
         if (i >= nr) break;
         float b = a->bias ? a->bias[oc + i] : 0.0f;
-        float *o = a->out + (oc + i) * a->ocs;
-        const float *zc = residual ? a->z + (oc + i) * a->zcs : 0;
+        long oat = (oc + i) * a->ocs, zat = (oc + i) * a->zcs; /* in elements of their type */
+        float *o = a->out + oat;
+        uint16_t *oq = (uint16_t *)a->out + oat;
+        const float *zc = residual ? a->z + zat : 0;
+        const uint16_t *zq = residual ? (const uint16_t *)a->z + zat : 0;
         for (long p = 0; p < nv; p++) {
             vf y = acc[i][p] + b, z = {0};
-            if (residual) z = tg->n[p] == VW ? loadv(zc + tg->off[p]) : loadv_n(zc + tg->off[p], tg->n[p]);
+            long off = tg->off[p], n = tg->n[p];
+            if (residual && zh) z = n == VW ? loadh(zq + off) : loadh_n(zq + off, n);
+            else if (residual) z = n == VW ? loadv(zc + off) : loadv_n(zc + off, n);
             if (residual == 1) y += z;
             y = activatev(y, act, p0, p1);
             if (residual == 2) y += z;
-            if (tg->n[p] == VW)
-                storev(o + tg->off[p], y);
+            if (oh) {
+                if (n == VW)
+                    storeh(oq + off, y);
+                else
+                    storeh_n(oq + off, y, n);
+            } else if (n == VW)
+                storev(o + off, y);
             else
-                storev_n(o + tg->off[p], y, tg->n[p]);
+                storev_n(o + off, y, n);
         }
     }
 }
@@ -294,5 +371,9 @@ void conv_stem_f32(const conv_stem_args *a) {
         }
     }
 }
+
+/* the float16 vector path this file was compiled with (half.h EI_H8_PATH: 0 portable, 1 F16C,
+ * 2 NEON; 16-lane builds use F16C's 16-lane forms) */
+long conv_stem_half_path(void) { return EI_H8_PATH; }
 
 EI_TASK(conv_stem)

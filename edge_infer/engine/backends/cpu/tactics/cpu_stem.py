@@ -9,11 +9,15 @@ input rows laid out once (zero-padded, split into column phases) in a small buff
 register tile of output channels × vectors of consecutive outputs reads every term as one
 vector. Outputs are stored NCHW from the registers after bias, residual and activation;
 activations the kernel lacks run in the shared epilogue afterwards.
+
+FP16 layers (``half_io``, tactics/cpu_fp16.py): the kernel widens a float16 input as it lays
+out the band's rows, widens a float16 residual as it loads it and narrows float16 outputs as
+it stores them — when it does the whole epilogue (``half_ready``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -34,6 +38,9 @@ MAX_TERMS = 1024
 MAX_CIN = 4
 #: a band's laid-out input rows take about this many bytes (they stay in L2)
 BAND_BYTES = 48 << 10
+#: the kernel's ``half`` bits: x, out, z float16
+X_HALF, OUT_HALF, Z_HALF = 1, 2, 4
+F16 = np.dtype(np.float16)
 
 
 def _layout_width(spec: ConvSpec) -> int:
@@ -51,6 +58,12 @@ class StemNative(_NativeConv):
     columns, output channels broadcast (conv_stem.c)."""
 
     name = "stem_native"
+    half_io: ClassVar[bool] = True
+
+    def half_ready(self) -> bool:
+        """Float16 arrays in and out (cpu_fp16.py): when the kernel does the whole epilogue
+        (the shared one runs on float32 outputs)."""
+        return self.fused
 
     @classmethod
     def applicable(cls, spec: ConvSpec) -> bool:
@@ -76,7 +89,16 @@ class StemNative(_NativeConv):
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         s = self.spec
         x, out3, z3, before, after = self._io(inputs, outputs, scratch)
-        x = self._unit_rows(x, scratch, before)
+        if x.dtype != F16 or x.strides[3] != 2 or any(v % 2 for v in x.strides):
+            x = self._unit_rows(x, scratch, before)  # (a float16 input widened: exact)
+        zres = z3 if self.residual else None
+        half = (
+            (X_HALF if x.dtype == F16 else 0)
+            | (OUT_HALF if out3.dtype == F16 else 0)
+            | (Z_HALF if zres is not None and zres.dtype == F16 else 0)
+        )
+        if half and not self.fused:
+            raise ValueError(f"{self.name}: float16 storage needs the kernel's epilogue")
         n, cin, _, _ = s.x_shape
         _, cout, ho, wo = s.out_shape
         (sy, sx), (kh, kw) = s.strides, s.kernel
@@ -115,7 +137,12 @@ class StemNative(_NativeConv):
                 wo=wo,
                 **self._output_args(out3, z3, b),
                 buf=buf.ctypes.data,
+                half=half,
             )
+            if half:  # _phase_input and _output_args count strides in float32 elements
+                args.update(xcs=x.strides[1] // x.itemsize, xrs=x.strides[2] // x.itemsize)
+                args.update(ocs=out3.strides[1] // out3.itemsize)
+                args.update(zcs=0 if zres is None else zres.strides[1] // zres.itemsize)
             call = native.NativeCall("conv_stem_f32", args, (*keep, buf))
             chunks.append(
                 call

@@ -1,0 +1,201 @@
+"""Float16 storage read and written by ``stem_native`` itself (``half_io``,
+tactics/cpu_fp16.py; kernels/conv_stem.c): float16 inputs (widened as the band's rows are laid
+out), residuals and outputs must write exactly the bits of the conversion route — inputs
+widened into float32, the same kernel on float32, outputs narrowed to nearest even float16 —
+on this host's library, on every x86 vector path the kernel compiles to (AVX-512 with 16- and
+8-float vectors, AVX2 + F16C, plain x86-64) and on aarch64 NEON under qemu-user; special
+values, odd sizes, strided views, residuals, every fused activation, each column-phase path
+(stride 2, 1 and 3)."""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu.parallel import WorkPool
+from edge_infer.engine.backends.cpu.program import ScratchPool
+from edge_infer.engine.backends.cpu.tactics import cpu_fp16
+from edge_infer.engine.backends.cpu.tactics.cpu_stem import StemNative
+from edge_infer.engine.tactics.base import ConvSpec
+from tests.engine.backends.cpu import isa_builds
+from tests.engine.backends.cpu.aarch64 import replay
+from tests.engine.backends.cpu.tactics.test_half_io import (
+    ACTS,
+    HALF_PATH,
+    _assert_bits,
+    _narrowed,
+    _special,
+    _wide,
+)
+from tests.sysdeps import need
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler: no native path")
+
+F16, F32 = np.dtype(np.float16), np.dtype(np.float32)
+# (batch, cin, h, w, cout, kernel, strides, pads t l b r): 3x3/2 and 7x7/2 stems (whole vectors
+# and row tails, asymmetric pads), stride 1 (the copied rows), stride 3 (the general phases),
+# several images, a wide row (several vectors a row, bands across rows)
+SHAPES = [
+    (1, 3, 33, 45, 16, (3, 3), (2, 2), (1, 1, 1, 1)),
+    (2, 3, 21, 19, 20, (7, 7), (2, 2), (3, 3, 3, 3)),
+    (1, 2, 9, 23, 9, (3, 3), (1, 1), (1, 0, 1, 2)),
+    (3, 4, 11, 14, 5, (5, 5), (3, 3), (2, 2, 1, 1)),
+    (1, 3, 40, 130, 12, (3, 3), (2, 2), (0, 1, 1, 0)),
+]
+
+
+def _out_size(n: int, k: int, s: int, p0: int, p1: int) -> int:
+    return (n + p0 + p1 - k) // s + 1
+
+
+def _case(k: int, bits: int, views: bool, special: bool) -> dict:
+    """One layer's arrays: x, z float16 or float32 and out float16 or float32 as ``bits``
+    says (1 x, 2 out, 4 z); with ``views`` channel slices of larger tensors."""
+    rng = np.random.default_rng(k)
+    act = ACTS[k % len(ACTS)]
+    residual = ("none", "pre", "post")[k % 3]
+    n, cin, h, w, cout, kernel, strides, pads = SHAPES[k % len(SHAPES)]
+    ho = _out_size(h, kernel[0], strides[0], pads[0], pads[2])
+    wo = _out_size(w, kernel[1], strides[1], pads[1], pads[3])
+    fan = cin * kernel[0] * kernel[1]
+    wt = (rng.standard_normal((cout, cin, *kernel)) / np.sqrt(fan)).astype(F32)
+    b = rng.standard_normal(cout).astype(F32)
+    extra = 2 if views else 0
+    xs = (
+        _special(rng, (n, cin + extra, h, w), 2.0)
+        if special
+        else rng.standard_normal((n, cin + extra, h, w)).astype(F32) * 2
+    )
+    zs = (
+        _special(rng, (n, cout + extra, ho, wo), 1.0)
+        if special
+        else rng.standard_normal((n, cout + extra, ho, wo)).astype(F32)
+    )
+    with np.errstate(over="ignore"):
+        x = xs.astype(F16 if bits & 1 else F32)[:, extra:]
+        z = zs.astype(F16 if bits & 4 else F32)[:, :cout]
+    obig = np.full((n, cout + extra, ho, wo), np.nan, F16 if bits & 2 else F32)
+    out = obig[:, extra:]
+    spec = ConvSpec(x.shape, out.shape, wt, b, strides, pads, (1, 1), 1, *act, residual)
+    ins = [x, wt, b] + ([z] if residual != "none" else [])
+    return dict(spec=spec, ins=ins, out=out, name=f"stem {k} {bits}")
+
+
+def _cases() -> list[dict]:
+    return [
+        _case(k, bits, views=k % 4 == 3, special=k % 4 == 1)
+        for k in range(2 * len(ACTS))
+        for bits in (7, 1 + 2 * (k % 2), 2 + 4 * (k % 2))
+    ]
+
+
+def _float32_route(c: dict, pool: WorkPool | None = None) -> np.ndarray:
+    out32 = np.full(c["out"].shape, np.nan, F32)
+    StemNative(c["spec"]).bind([_wide(a) for a in c["ins"]], [out32], ScratchPool(pool))()
+    return _narrowed(out32, c["out"])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_half_storage_is_the_conversion_route_bit_for_bit(threads: int) -> None:
+    pool = WorkPool(threads) if threads > 1 else None
+    try:
+        for c in _cases():
+            t = StemNative(c["spec"])
+            assert cpu_fp16.takes_half(t)
+            t.bind(c["ins"], [c["out"]], ScratchPool(pool))()
+            _assert_bits(c["out"], _float32_route(c, pool), c["name"])
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def test_the_cases_reach_every_float16_case_and_both_storages() -> None:
+    """The float16 outputs hold infinities, NaNs and subnormals, and the outputs are not all
+    NaN (the kernel wrote them)."""
+    kinds = set()
+    for c in _cases():
+        want = _float32_route(c)
+        assert not np.isnan(want).all(), c["name"]
+        if c["out"].dtype != F16:
+            continue
+        kinds |= {"inf"} if np.isinf(want).any() else set()
+        kinds |= {"nan"} if np.isnan(want).any() else set()
+        kinds |= {"subnormal"} if ((want != 0) & (np.abs(want) < 2**-14)).any() else set()
+    assert kinds == {"inf", "nan", "subnormal"}
+
+
+def test_an_unfused_activation_declines_half_storage() -> None:
+    w = np.ones((4, 3, 3, 3), F32)
+    args = ((1, 3, 9, 9), (1, 4, 4, 4), w, None, (2, 2), (0, 0, 0, 0), (1, 1), 1)
+    assert not cpu_fp16.takes_half(StemNative(ConvSpec(*args, "mish")))
+    assert cpu_fp16.takes_half(StemNative(ConvSpec(*args, "relu")))
+
+
+# -- every vector path ------------------------------------------------------------------------
+
+
+def _recorded(c: dict, half: bool) -> replay.Recording:
+    ins = c["ins"] if half else [_wide(a) for a in c["ins"]]
+    out = c["out"] if half else np.full(c["out"].shape, np.nan, F32)
+    keep = [a for a in ins if isinstance(a, np.ndarray)]
+    with replay.recording(c["name"] + (" half" if half else " f32"), keep, out) as rec:
+        StemNative(c["spec"]).bind(ins, [out], ScratchPool())()
+    out.fill(np.nan)
+    return rec
+
+
+BUILDS = {
+    **isa_builds.X86_BUILDS,
+    "avx512-v8": (["-march=skylake-avx512", "-DEI_STEM_V8"], {"avx512f", "avx512vl"}),
+}
+
+
+@pytest.mark.parametrize("build", list(BUILDS))
+def test_every_x86_vector_path_is_the_conversion_route(build: str, tmp_path: Path) -> None:
+    flags, needs = BUILDS[build]
+    isa_builds.need_features(needs)
+    lib = isa_builds.build_kernels(tmp_path, ["conv_stem.c", "args.c"], flags)
+    assert lib.conv_stem_half_path() == HALF_PATH[build.split("-v")[0]]  # the path under test
+    fn = lib.conv_stem_f32
+    fn.restype = None
+    for c in _cases():
+        got = []
+        for half in (True, False):
+            rec = _recorded(c, half)
+            assert {call.name for call in rec.calls} == {"conv_stem_f32"}
+            for call in rec.calls:
+                fn(ctypes.byref(call.args))
+            assert rec.out is not None
+            got.append(rec.out.copy())
+        assert not np.isnan(got[1]).all(), c["name"]
+        _assert_bits(got[0], _narrowed(got[1], got[0]), f"{build} {c['name']}")
+
+
+def test_aarch64_neon_path_is_the_conversion_route(tmp_path: Path) -> None:
+    """Both routes' calls replayed under qemu-user (-mcpu=cortex-a78ae, as on Jetson Orin)."""
+    from tests.engine.backends.cpu.aarch64.test_aarch64_kernels import (
+        CROSS,
+        QEMU,
+        compile_driver,
+        emulate,
+    )
+
+    need(CROSS, QEMU, "cc")
+    exe = compile_driver(tmp_path, "cortex-a78ae", only=("conv_stem.c",))
+    cases = _cases()
+    recs = [_recorded(c, half) for c in cases for half in (True, False)]
+    replay.write(tmp_path / "calls.bin", recs)
+    emulate(exe, "replay", str(tmp_path / "calls.bin"), str(tmp_path / "out.bin"))
+    regions = replay.read(tmp_path / "out.bin")
+    outs, first = [], 0
+    for rec in recs:
+        outs.append(rec.output(regions[first : first + len(rec.regions)]))
+        first += len(rec.regions)
+    for k, c in enumerate(cases):
+        got, f32 = outs[2 * k], outs[2 * k + 1]
+        assert not np.isnan(f32).all(), c["name"]  # the replay wrote the output
+        _assert_bits(got, _narrowed(f32, got), f"aarch64 {c['name']}")
