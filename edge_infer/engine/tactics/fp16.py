@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from edge_infer.engine.ir import Node, Value
+from edge_infer.engine.ops.recurrent_cells import cell_spec
 from edge_infer.engine.tactics.base import ConvSpec
+from edge_infer.engine.tactics.recurrent import _ATTRS, RECURRENT_OPS, RecurrentSpec
 
 #: (shape, dtype name) of one input or output; None for an omitted optional input
 IoType = tuple[tuple[int, ...], str] | None
@@ -39,6 +41,8 @@ class Fp16Spec:
     consts: Mapping[int, np.ndarray] = field(hash=False, compare=False)
     #: the wrapped (Fused)Conv with float32 weights, when the layer is one
     conv: ConvSpec | None = field(default=None, hash=False, compare=False)
+    #: the wrapped LSTM/GRU/RNN (float32 weights), when the layer is one
+    recurrent: RecurrentSpec | None = field(default=None, hash=False, compare=False)
 
     def signature(self) -> str:
         """The timing-cache key: the wrapped layer's own (a ConvSpec's, or op and shapes),
@@ -46,6 +50,8 @@ class Fp16Spec:
         io = f"in{[t and t[1] for t in self.inputs]} out{[t and t[1] for t in self.outputs]}"
         if self.conv is not None:
             return f"fp16 {self.conv.signature()} {io}"
+        if self.recurrent is not None:
+            return f"fp16 {self.recurrent.signature()} {io}"
         shapes = [t and list(t[0]) for t in self.inputs]
         attrs = sorted((k, repr(v)) for k, v in self.op_attrs.items())
         return f"fp16 {self.op_domain or 'ai.onnx'}::{self.op} {shapes} {io} {attrs}"
@@ -82,7 +88,38 @@ def fp16_spec(node: Node) -> Fp16Spec | None:
         consts=consts,
     )
     conv = _wrapped_conv(spec)
-    return spec if conv is None else replace(spec, conv=conv)
+    if conv is not None:
+        return replace(spec, conv=conv)
+    recurrent = _wrapped_recurrent(spec)
+    return spec if recurrent is None else replace(spec, recurrent=recurrent)
+
+
+def _wrapped_recurrent(spec: Fp16Spec) -> RecurrentSpec | None:
+    """The RecurrentSpec of the wrapped ONNX LSTM/GRU/RNN (as
+    :func:`~edge_infer.engine.tactics.recurrent.recurrent_spec` reads one: a static 3-D
+    input, constant recurrence weights, sequence lengths absent or constant), or None."""
+    if spec.op_domain or spec.op not in RECURRENT_OPS:
+        return None
+    x = spec.inputs[0] if spec.inputs else None
+    r = spec.consts.get(2)
+    has_lens = len(spec.inputs) > 4 and spec.inputs[4] is not None
+    if (
+        x is None
+        or len(x[0]) != 3
+        or x[1] not in ("float16", "float32")
+        or r is None
+        or r.dtype != np.float32
+        or (has_lens and 4 not in spec.consts)
+        or any(t is not None and t[1] not in ("float16", "float32") for t in spec.outputs)
+    ):
+        return None
+    a = spec.op_attrs
+    attrs = {k: a[k] for k in _ATTRS if a.get(k) is not None}
+    try:
+        cell = cell_spec(spec.op, hidden_size=a.get("hidden_size"), R_shape=r.shape, **attrs)
+    except Exception:  # invalid attributes: the reference kernel reports them
+        return None
+    return RecurrentSpec(spec.op, cell, x[0], len(spec.outputs), attrs)  # type: ignore[arg-type]
 
 
 def _wrapped_conv(spec: Fp16Spec) -> ConvSpec | None:

@@ -39,7 +39,7 @@ CPU_TACTICS: TacticTable = {
     "conv": _CONV,
     "recurrent": (RecurrentNative, RecurrentGemm),
     "qconv": (QConvReference, QConvNative, QDepthwiseNative),
-    "fp16": fp16_tactics(_CONV),
+    "fp16": fp16_tactics(_CONV, (RecurrentNative, RecurrentGemm)),
 }
 
 __all__ = ["CPU_TACTICS"]

@@ -28,6 +28,10 @@ of an FP16 engine still on the conversion route).
 
 - ``fp16_<conv tactic>``: one per FP32 convolution tactic (``cpu_conv``, ``cpu_direct``,
   ``cpu_winograd``), applicable where that tactic is; chosen by timing like the FP32 ones.
+- ``fp16_<recurrent tactic>``: one per FP32 recurrent tactic (``recurrent_native``,
+  ``recurrent_gemm``), applicable where that tactic is (``Fp16Spec.recurrent``): the
+  conversion route around it (its kernels read float32), the weights upcast once and packed
+  at bind as the FP32 layer's.
 - ``fp16_step``: an op with an FP32 step (``steps.STEPS``), through it.
 - ``fp16_kernel``: any layer, through the wrapped op's reference kernel: bit for bit the
   reference's numbers (the self-check never rejects it, so a build never fails for want of
@@ -165,6 +169,45 @@ def fp16_conv(inner: type[Tactic]) -> type[Tactic]:
     return Fp16Conv
 
 
+def _read_only(a: Any) -> Any:
+    """A read-only view of array ``a``: what the recurrent tactics take for a constant
+    (weights packed once at bind)."""
+    if not isinstance(a, np.ndarray):
+        return a
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+def fp16_recurrent(inner: type[Tactic]) -> type[Tactic]:
+    """The FP16 form of FP32 recurrent tactic ``inner``: ``fp16_<inner.name>``, the FP32
+    kernel between the conversions (float16 inputs widened, float32 inputs the layer rounds
+    rounded, every float output rounded to nearest even float16)."""
+
+    class Fp16Recurrent(_Fp16Tactic):
+        name = f"fp16_{inner.name}"
+        wraps = inner
+
+        @classmethod
+        def applicable(cls, spec: Fp16Spec) -> bool:
+            return spec.recurrent is not None and inner.applicable(spec.recurrent)
+
+        def __init__(self, spec: Fp16Spec) -> None:
+            super().__init__(spec)
+            self.inner = inner(spec.recurrent)  # type: ignore[call-arg]
+
+        def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
+            before: list[Run] = []
+            after: list[Run] = []
+            ins = self._inputs(inputs, scratch, before)
+            ins = [_read_only(a) if k in self.spec.consts else a for k, a in enumerate(ins)]
+            outs = self._outputs(outputs, scratch, after)
+            return _sequence([*before, self.inner.bind(ins, outs, scratch), *after])
+
+    Fp16Recurrent.__name__ = Fp16Recurrent.__qualname__ = f"Fp16_{inner.__name__}"
+    return Fp16Recurrent
+
+
 class Fp16Kernel(_Fp16Tactic):
     """The wrapped op's reference kernel between the native conversions: the reference's
     numbers bit for bit (it computes exactly what ``fp16_layer`` does), without its copies."""
@@ -222,10 +265,18 @@ class Fp16Step(Fp16Kernel):
         return run if run is not None else super()._inner(ins, outs, scratch)
 
 
-def fp16_tactics(conv_tactics: tuple[type[Tactic], ...]) -> tuple[type[Tactic], ...]:
+def fp16_tactics(
+    conv_tactics: tuple[type[Tactic], ...], recurrent_tactics: tuple[type[Tactic], ...] = ()
+) -> tuple[type[Tactic], ...]:
     """The CPU's FP16 candidates, in the order tried: the FP32 convolution tactics' FP16
-    forms (in their order), the step, the op's kernel (the reference's numbers exactly)."""
-    return (*(fp16_conv(t) for t in conv_tactics), Fp16Step, Fp16Kernel)
+    forms (in their order), the recurrent ones', the step, the op's kernel (the reference's
+    numbers exactly)."""
+    return (
+        *(fp16_conv(t) for t in conv_tactics),
+        *(fp16_recurrent(t) for t in recurrent_tactics),
+        Fp16Step,
+        Fp16Kernel,
+    )
 
 
-__all__ = ["Fp16Kernel", "Fp16Step", "fp16_conv", "fp16_tactics", "takes_half"]
+__all__ = ["Fp16Kernel", "Fp16Step", "fp16_conv", "fp16_recurrent", "fp16_tactics", "takes_half"]
