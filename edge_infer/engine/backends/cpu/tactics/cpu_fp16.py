@@ -32,7 +32,9 @@ of an FP16 engine still on the conversion route).
   ``recurrent_gemm``), applicable where that tactic is (``Fp16Spec.recurrent``): the
   conversion route around it (its kernels read float32), the weights upcast once and packed
   at bind as the FP32 layer's.
-- ``fp16_step``: an op with an FP32 step (``steps.STEPS``), through it.
+- ``fp16_step``: an op with an FP32 step (``steps.STEPS``; of the domain ops,
+  ``edge_infer::Pointwise``), through it; the layer's constant inputs are constants to the
+  step (a constant operand laid out once, at bind).
 - ``fp16_kernel``: any layer, through the wrapped op's reference kernel: bit for bit the
   reference's numbers (the self-check never rejects it, so a build never fails for want of
   a candidate), which is what a layer gets when its step's float32 rounding differences
@@ -47,7 +49,7 @@ import numpy as np
 
 from edge_infer.engine.backends.cpu import half
 from edge_infer.engine.backends.cpu.steps import STEPS
-from edge_infer.engine.ir import Node
+from edge_infer.engine.ir import Node, TensorType, Value
 from edge_infer.engine.ops import get_registry
 from edge_infer.engine.tactics.base import Run, Scratch, Tactic
 from edge_infer.engine.tactics.fp16 import Fp16Spec
@@ -244,6 +246,18 @@ class Fp16Kernel(_Fp16Tactic):
         return run
 
 
+#: wrapped ops of a domain whose FP32 step an FP16 layer may take (steps.STEPS' key)
+_DOMAIN_STEPS = ("edge_infer::Pointwise",)
+
+
+def _step_key(spec: Fp16Spec) -> str:
+    """The wrapped op's key in steps.STEPS ("" for a domain op without an FP16 step here)."""
+    if not spec.op_domain:
+        return spec.op
+    key = f"{spec.op_domain}::{spec.op}"
+    return key if key in _DOMAIN_STEPS else ""
+
+
 class Fp16Step(Fp16Kernel):
     """A non-convolution layer through the wrapped op's FP32 step (``steps.STEPS``; the
     op's kernel where the step declines these arrays), between the conversions."""
@@ -252,7 +266,7 @@ class Fp16Step(Fp16Kernel):
 
     @classmethod
     def applicable(cls, spec: Fp16Spec) -> bool:
-        if spec.conv is not None or spec.op_domain or spec.op not in STEPS:
+        if spec.conv is not None or _step_key(spec) not in STEPS:
             return False
         if spec.op == "Softmax" and spec.opset < 13:
             return False  # flatten-to-2D semantics: the step does not do them
@@ -260,8 +274,20 @@ class Fp16Step(Fp16Kernel):
 
     def _inner(self, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run:
         s = self.spec
-        node = Node(s.op, f"fp16/{s.op}", "", dict(s.op_attrs))
-        run = STEPS[s.op](node, ins, outs, scratch)
+        node = Node(s.op, f"fp16/{s.op}", s.op_domain, dict(s.op_attrs))
+        # the layer's constants as constants (a step lays out a constant operand once, at
+        # bind); the other inputs typed as the float32 arrays the step gets
+        node.set_inputs(
+            [
+                Value(f"fp16/{s.op}/in{k}", const=s.consts[k])
+                if k in s.consts
+                else None
+                if t is None
+                else Value(f"fp16/{s.op}/in{k}", TensorType(t[0], F32))
+                for k, t in enumerate(s.inputs)
+            ]
+        )
+        run = STEPS[_step_key(s)](node, ins, outs, scratch)
         return run if run is not None else super()._inner(ins, outs, scratch)
 
 
