@@ -6,8 +6,26 @@
  * (terms and input layout as in conv_direct.c; posoff[p] is output position p's offset in
  * the input grid) into pk[block][T][PB] — an im2col in register-tile order. conv_ocvec_f32
  * then keeps a 16-channel x PB-position tile in registers: per term, two weight vectors and
- * PB broadcast inputs. Weights are packed [ceil(cout / 16)][T][16], zero past cout. */
+ * PB broadcast inputs. Weights are packed [ceil(cout / 16)][T][16], zero past cout.
+ *
+ * Float16 storage (FP16 engines, `half` bits: 1 base, 2 out, 4 z): the pack widens the
+ * input as it gathers it (exact), the residual is widened as it is loaded and each
+ * position's 16 channels narrowed to nearest even after the whole epilogue — the bits of
+ * widen, the float32 kernel, narrow (half.h). The pack and the tile stay float32. */
 #include "simd.h"
+#include "half.h"
+
+#define HALF_X 1
+#define HALF_OUT 2
+#define HALF_Z 4
+
+/* element i of float32 (h == 0) or float16 (h != 0) storage: 8-vector and single loads */
+static inline v8 ld8(const void *p, long i, long h) {
+    return h ? h8_load((const uint16_t *)p + i) : load8((const float *)p + i);
+}
+static inline float ld1(const void *p, long i, long h) {
+    return h ? ei_float_from_half(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
 
 #define PB 6
 #define OB 16
@@ -31,9 +49,10 @@ static long block_runs(const long *off, long d, long *split) {
  * the terms read (every term of a layer lies in one buffer). Each term's 8-float store
  * spills 2 floats into the next term's slot, which is written after it; the block's last
  * term stores exactly PB. Other blocks (short rows, the last one) go position by
- * position. */
-void pack_positions_f32(const pack_positions_args *a) {
-    const float *base = a->base;
+ * position. hx: base is float16 (inlined twice: the float32 build keeps its plain loads). */
+static inline __attribute__((always_inline)) void pack_positions(const pack_positions_args *a,
+                                                                 long hx) {
+    const void *base = a->base;
     const long *toff = a->toff, *posoff = a->posoff;
     long T = a->T, P = a->P, tmax = 0, pmax = 0;
     for (long t = 0; t < T; t++) tmax = toff[t] > tmax ? toff[t] : tmax;
@@ -52,37 +71,42 @@ void pack_positions_f32(const pack_positions_args *a) {
             long reach = (o0 > o1 ? o0 : o1) + 8 * d, t = 0;
             if (d == 1) {
                 for (; t < T - 1 && o1 >= 0 && toff[t] + reach <= lim; t++, dst += PB) {
-                    const float *src = base + toff[t];
-                    store8(dst, vsel(first, load8(src + o0), load8(src + o1)));
+                    long src = toff[t];
+                    store8(dst, vsel(first, ld8(base, src + o0, hx), ld8(base, src + o1, hx)));
                 }
             } else {
                 for (; t < T - 1 && o1 >= 0 && toff[t] + reach <= lim; t++, dst += PB) {
-                    const float *s0 = base + toff[t] + o0, *s1 = base + toff[t] + o1;
-                    v8 e0 = __builtin_shufflevector(load8(s0), load8(s0 + 8), 0, 2, 4, 6, 8, 10,
-                                                    12, 14);
-                    v8 e1 = __builtin_shufflevector(load8(s1), load8(s1 + 8), 0, 2, 4, 6, 8, 10,
-                                                    12, 14);
+                    long s0 = toff[t] + o0, s1 = toff[t] + o1;
+                    v8 e0 = __builtin_shufflevector(ld8(base, s0, hx), ld8(base, s0 + 8, hx), 0,
+                                                    2, 4, 6, 8, 10, 12, 14);
+                    v8 e1 = __builtin_shufflevector(ld8(base, s1, hx), ld8(base, s1 + 8, hx), 0,
+                                                    2, 4, 6, 8, 10, 12, 14);
                     store8(dst, vsel(first, e0, e1));
                 }
             }
-            for (; t < T; t++, dst += PB) {
-                const float *src = base + toff[t];
-                for (long j = 0; j < PB; j++) dst[j] = src[off[j]];
-            }
+            for (; t < T; t++, dst += PB)
+                for (long j = 0; j < PB; j++) dst[j] = ld1(base, toff[t] + off[j], hx);
             continue;
         }
-        for (long t = 0; t < T; t++, dst += PB) {
-            const float *src = base + toff[t];
-            for (long j = 0; j < PB; j++) dst[j] = off[j] >= 0 ? src[off[j]] : 0.0f;
-        }
+        for (long t = 0; t < T; t++, dst += PB)
+            for (long j = 0; j < PB; j++)
+                dst[j] = off[j] >= 0 ? ld1(base, toff[t] + off[j], hx) : 0.0f;
     }
 }
 
-static void conv_ocvec(const float *pk, long T, long npb, const float *wpack,
-                       const float *bias, long ob0, long ob1, long cout, long P, float *out,
-                       long ocs, long act, float p0, float p1, long residual, const float *z,
-                       long zcs) {
+void pack_positions_f32(const pack_positions_args *a) {
+    if (a->half & HALF_X) pack_positions(a, HALF_X);
+    else pack_positions(a, 0);
+}
+
+/* (inlined twice: the float32 build keeps its plain loads and stores) */
+static inline __attribute__((always_inline)) void
+conv_ocvec(const float *pk, long T, long npb, const float *wpack, const float *bias, long ob0,
+           long ob1, long cout, long P, void *out, long ocs, long act, float p0, float p1,
+           long residual, const void *z, long zcs, long half) {
+    long hz = residual ? half & HALF_Z : 0;
     float tile[PB][OB];
+    uint16_t htile[PB][OB];
     for (long ob = ob0; ob < ob1; ob++) {
         long c0 = ob * OB, nc = cout - c0 < OB ? cout - c0 : OB;
         float bt[OB] = {0};
@@ -97,15 +121,26 @@ static void conv_ocvec(const float *pk, long T, long npb, const float *wpack,
                 v8 z0 = {0}, z1 = {0};
                 if (residual) {
                     float zt[OB] = {0};
-                    for (long i = 0; i < nc; i++) zt[i] = z[(c0 + i) * zcs + p];
+                    for (long i = 0; i < nc; i++) zt[i] = ld1(z, (c0 + i) * zcs + p, hz);
                     z0 = load8(zt);
                     z1 = load8(zt + 8);
                 }
                 store8(tile[j], finish(acc[j][0], b0, z0, act, p0, p1, residual));
                 store8(tile[j] + 8, finish(acc[j][1], b1, z1, act, p0, p1, residual));
             }
+            if (half & HALF_OUT) { /* each position's 16 channels narrowed together */
+                for (long j = 0; j < np; j++) {
+                    h8_store(htile[j], load8(tile[j]));
+                    h8_store(htile[j] + 8, load8(tile[j] + 8));
+                }
+                for (long i = 0; i < nc; i++) {
+                    uint16_t *o = (uint16_t *)out + (c0 + i) * ocs + pb * PB;
+                    for (long j = 0; j < np; j++) o[j] = htile[j][i];
+                }
+                continue;
+            }
             for (long i = 0; i < nc; i++) {
-                float *o = out + (c0 + i) * ocs + pb * PB;
+                float *o = (float *)out + (c0 + i) * ocs + pb * PB;
                 for (long j = 0; j < np; j++) o[j] = tile[j][i];
             }
         }
@@ -113,9 +148,17 @@ static void conv_ocvec(const float *pk, long T, long npb, const float *wpack,
 }
 
 void conv_ocvec_f32(const conv_ocvec_args *a) {
-    conv_ocvec(a->pk, a->T, a->npb, a->wpack, a->bias, a->ob0, a->ob1, a->cout, a->P, a->out,
-               a->ocs, a->act, a->p0, a->p1, a->residual, a->z, a->zcs);
+    long half = a->half & (HALF_OUT | (a->residual ? HALF_Z : 0));
+    if (half)
+        conv_ocvec(a->pk, a->T, a->npb, a->wpack, a->bias, a->ob0, a->ob1, a->cout, a->P,
+                   a->out, a->ocs, a->act, a->p0, a->p1, a->residual, a->z, a->zcs, half);
+    else
+        conv_ocvec(a->pk, a->T, a->npb, a->wpack, a->bias, a->ob0, a->ob1, a->cout, a->P,
+                   a->out, a->ocs, a->act, a->p0, a->p1, a->residual, a->z, a->zcs, 0);
 }
+
+/* the float16 vector path this file was compiled with (half.h EI_H8_PATH), for tests */
+long conv_ocvec_half_path(void) { return EI_H8_PATH; }
 
 EI_TASK(pack_positions)
 EI_TASK(conv_ocvec)

@@ -211,6 +211,7 @@ class _NativeConv(_ConvTactic):
                     c0=c0,
                     c1=c1,
                     planes=buf.ctypes.data + 4 * b * planes * plen,
+                    half=_X_HALF if x.dtype == F16 else 0,
                 )
                 copies[b].append(native.NativeCall("split_phases_f32", args, (buf, x)))
         return buf, planes * plen, term_offsets(s, plen, wq), wq, copies
@@ -224,22 +225,54 @@ class _NativeConv(_ConvTactic):
         before.append(lambda: np.copyto(xc, x))
         return xc
 
+    @classmethod
+    def _unit_rows_any(cls, x: np.ndarray, scratch: Scratch, before: list[Run]) -> np.ndarray:
+        """:meth:`_unit_rows`, but a float16 ``x`` stays float16 (the kernels widen it as
+        they read it): ``x``, or a float16 scratch copy when its rows are not unit-stride."""
+        if x.dtype != F16:
+            return cls._unit_rows(x, scratch, before)
+        if x.strides[3] == 2 and not any(v % 2 for v in x.strides):
+            return x
+        xc = scratch(x.shape, F16, "conv_in_half")
+        before.append(lambda: np.copyto(xc, x))
+        return xc
+
+    @staticmethod
+    def _half_bits(x: np.ndarray, out3: np.ndarray, z3: np.ndarray | None) -> int:
+        """The kernels' ``half`` field: which of x, out and z are float16 (args.h)."""
+        return (
+            (_X_HALF if x.dtype == F16 else 0)
+            | (_OUT_HALF if out3.dtype == F16 else 0)
+            | (_Z_HALF if z3 is not None and z3.dtype == F16 else 0)
+        )
+
     def _terms(
-        self, x: np.ndarray, scratch: Scratch, parts: int, before: list[Run]
+        self,
+        x: np.ndarray,
+        scratch: Scratch,
+        parts: int,
+        before: list[Run],
+        half_in_place: bool = False,
     ) -> tuple[np.ndarray, int, np.ndarray, int, int, list[list[Any]]]:
-        """Where each (channel, tap) term reads: (base, floats per image, term offsets, grid
-        width, gsafe, copy-in calls per image). A plain 1x1 conv reads its input in place
-        (gsafe = h * w: no vector read past it, no copies); anything else the padded phases
-        (gsafe unbounded)."""
+        """Where each (channel, tap) term reads: (base, elements per image, term offsets,
+        grid width, gsafe, copy-in calls per image). A plain 1x1 conv reads its input in
+        place (gsafe = h * w: no vector read past it, no copies; a float16 input only with
+        ``half_in_place``); anything else the padded phases (float32, gsafe unbounded; a
+        float16 input widened as they are laid out)."""
         s = self.spec
         _, cin, h, w = s.x_shape
-        x3 = flat3(x) if is_plain(s) else None
+        plain = is_plain(s) and (x.dtype != F16 or half_in_place)
+        x3 = flat3(x) if plain else None
         if x3 is not None:
-            toff = np.arange(cin, dtype=np.int64) * (x3.strides[1] // 4)
-            return x3, x3.strides[0] // 4, toff, w, h * w, [[] for _ in range(s.x_shape[0])]
-        x = self._unit_rows(x, scratch, before)
+            size = x3.itemsize
+            toff = np.arange(cin, dtype=np.int64) * (x3.strides[1] // size)
+            return x3, x3.strides[0] // size, toff, w, h * w, [[] for _ in range(s.x_shape[0])]
+        x = self._unit_rows_any(x, scratch, before)
         base, image, toff, wg, copies = self._padded_phases(x, scratch, parts)
-        return base, image, toff, wg, 1 << 62, copies
+        # a plain 1x1 conv's layout (float16 input) is its input widened: strips and tails
+        # as the float32 input read in place has them (the same bits)
+        gsafe = h * w if is_plain(s) else 1 << 62
+        return base, image, toff, wg, gsafe, copies
 
     @staticmethod
     def _per_image(scratch: Scratch, n: int) -> bool:
@@ -253,13 +286,13 @@ class _NativeConv(_ConvTactic):
         zres = z3 if self.residual else None
         return dict(
             out=out3.ctypes.data + out3.strides[0] * b,
-            ocs=out3.strides[1] // 4,
+            ocs=out3.strides[1] // out3.itemsize,
             act=self.act,
             p0=self.params[0],
             p1=self.params[1],
             residual=self.residual,
             z=None if zres is None else zres.ctypes.data + zres.strides[0] * b,
-            zcs=0 if zres is None else zres.strides[1] // 4,
+            zcs=0 if zres is None else zres.strides[1] // zres.itemsize,
         )
 
     def _phase_input(self, x: np.ndarray, b: int) -> dict[str, Any]:
@@ -268,8 +301,8 @@ class _NativeConv(_ConvTactic):
         _, _, h, w = s.x_shape
         return dict(
             x=x.ctypes.data + x.strides[0] * b,
-            xcs=x.strides[1] // 4,
-            xrs=x.strides[2] // 4,
+            xcs=x.strides[1] // x.itemsize,
+            xrs=x.strides[2] // x.itemsize,
             h=h,
             w=w,
             pt=s.pads[0],
@@ -281,6 +314,12 @@ class _NativeConv(_ConvTactic):
 
 class DirectNative(_NativeConv):
     name = "direct_native"
+    half_io: ClassVar[bool] = True
+
+    def half_ready(self) -> bool:
+        """Float16 arrays in and out (cpu_fp16.py): the layout copies widen the input, the
+        tile stores narrow the output — where the kernel does the whole epilogue."""
+        return self.fused
 
     @classmethod
     def applicable(cls, spec: ConvSpec) -> bool:
@@ -291,6 +330,9 @@ class DirectNative(_NativeConv):
         x, out3, z3, before, after = self._io(inputs, outputs, scratch)
         n = s.x_shape[0]
         _, cout, ho, wo = s.out_shape
+        half = self._half_bits(x, out3, z3 if self.residual else None)
+        if half and not self.fused:
+            raise ValueError(f"{self.name}: float16 storage needs the kernel's epilogue")
         wpack = pack_weights(s.weight)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
         per_image = self._per_image(scratch, n)
@@ -298,7 +340,7 @@ class DirectNative(_NativeConv):
         banding = self._banding()
         if banding is not None:
             return self._bind_banded(
-                x, out3, z3, before, after, scratch, wpack, bias, per_image, parts, *banding
+                x, out3, z3, before, after, scratch, wpack, bias, per_image, parts, *banding, half
             )
         base, image, toff, wg, gsafe, copies = self._terms(x, scratch, parts, before)
         blocks = -(-cout // MR)
@@ -326,6 +368,7 @@ class DirectNative(_NativeConv):
                 wo=wo,
                 **self._output_args(out3, z3, b),
                 pk=pack.ctypes.data,
+                half=half & (_OUT_HALF | _Z_HALF),
             )
             return native.NativeCall("conv_direct_f32", args, (*keep, pack))
 
@@ -381,6 +424,7 @@ class DirectNative(_NativeConv):
         parts: int,
         band: int,
         ext: int,
+        half: int = 0,
     ) -> Run:
         """Each chunk (an image, or a range of its output rows) goes through its rows a band
         at a time: the band's input laid out in a small buffer, convolved while in L2
@@ -392,7 +436,7 @@ class DirectNative(_NativeConv):
         _, wq = phase_grid(s)
         plen = (band + ext) * wq
         toff = term_offsets(s, plen, wq)
-        x = self._unit_rows(x, scratch, before)
+        x = self._unit_rows_any(x, scratch, before)
         ranges = [(0, ho)] if per_image else split(ho, parts)
         # one buffer per chunk that may run at the same time (the pool claims chunks
         # dynamically); one thread runs them in turn through the same, cache-hot one
@@ -425,6 +469,7 @@ class DirectNative(_NativeConv):
                     **self._output_args(out3, z3, b),
                     buf=bufs[k].ctypes.data,
                     pk=packs[k].ctypes.data,
+                    half=half,
                 )
                 call = native.NativeCall("conv_banded_f32", args, (*keep, bufs[k], packs[k]))
                 chunks.append(
@@ -443,6 +488,12 @@ class OcVecNative(_NativeConv):
     channels (conv_ocvec.c)."""
 
     name = "ocvec_native"
+    half_io: ClassVar[bool] = True
+
+    def half_ready(self) -> bool:
+        """Float16 arrays in and out (cpu_fp16.py): the pack (or the layout copy) widens the
+        input, the stores narrow the output — where the kernel does the whole epilogue."""
+        return self.fused
 
     @classmethod
     def applicable(cls, spec: ConvSpec) -> bool:
@@ -467,23 +518,26 @@ class OcVecNative(_NativeConv):
         s = self.spec
         if any(s.pads) or is_plain(s):
             return None
-        x = self._unit_rows(x, scratch, before)
+        x = self._unit_rows_any(x, scratch, before)
         if any(v <= 0 for v in x.strides):
             return None
         (sy, sx), (dy, dx), (kh, kw) = s.strides, s.dilations, s.kernel
-        xcs, xrs = x.strides[1] // 4, x.strides[2] // 4
+        xcs, xrs = x.strides[1] // x.itemsize, x.strides[2] // x.itemsize
         taps = np.asarray([i * dy * xrs + j * dx for i in range(kh) for j in range(kw)])
         toff = (np.arange(s.x_shape[1], dtype=np.int64)[:, None] * xcs + taps[None, :]).ravel()
         _, _, ho, wo = s.out_shape
         p = np.arange(ho * wo, dtype=np.int64)
         posoff = (p // wo) * sy * xrs + (p % wo) * sx
-        return x, x.strides[0] // 4, toff.astype(np.int64), posoff
+        return x, x.strides[0] // x.itemsize, toff.astype(np.int64), posoff
 
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         s = self.spec
         x, out3, z3, before, after = self._io(inputs, outputs, scratch)
         n = s.x_shape[0]
         _, cout, ho, wo = s.out_shape
+        half = self._half_bits(x, out3, z3 if self.residual else None)
+        if half and not self.fused:
+            raise ValueError(f"{self.name}: float16 storage needs the kernel's epilogue")
         positions = ho * wo
         npb = -(-positions // PB)
         wpack = pack_weights(s.weight, OB)
@@ -495,7 +549,9 @@ class OcVecNative(_NativeConv):
             base, image, toff, posoff = direct
             copies: list[list[Any]] = [[] for _ in range(n)]
         else:
-            base, image, toff, wg, _, copies = self._terms(x, scratch, parts, before)
+            base, image, toff, wg, _, copies = self._terms(
+                x, scratch, parts, before, half_in_place=True
+            )
             p = np.arange(positions, dtype=np.int64)
             posoff = (p // wo) * wg + p % wo
         packs = [
@@ -506,7 +562,7 @@ class OcVecNative(_NativeConv):
 
         def pack(b: int, q0: int, q1: int, pk: np.ndarray) -> Any:
             args = dict(
-                base=base.ctypes.data + 4 * b * image,
+                base=base.ctypes.data + base.itemsize * b * image,
                 toff=toff.ctypes.data,
                 T=len(toff),
                 posoff=posoff.ctypes.data,
@@ -514,6 +570,7 @@ class OcVecNative(_NativeConv):
                 pb0=q0,
                 pb1=q1,
                 pk=pk.ctypes.data,
+                half=_X_HALF if base.dtype == F16 else 0,
             )
             return native.NativeCall("pack_positions_f32", args, (*keep, pk))
 
@@ -529,6 +586,7 @@ class OcVecNative(_NativeConv):
                 cout=cout,
                 P=positions,
                 **self._output_args(out3, z3, b),
+                half=half & (_OUT_HALF | _Z_HALF),
             )
             return native.NativeCall("conv_ocvec_f32", args, (*keep, pk))
 
