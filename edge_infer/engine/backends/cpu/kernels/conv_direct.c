@@ -131,7 +131,7 @@ static inline void store_tile(void *o, long ocs, const void *zc, long zcs, v8 ac
 /* out[oc * ocs + dst(g)] for g in [g0, g1) of one image, output channels of MR-blocks
  * [ob0, ob1). Vector reads are allowed for strips with g + NR <= gsafe; later strips are
  * computed one position at a time (no read past the input). out and z: float16 where
- * half says (inlined twice: the float32 build of the loop keeps its plain stores). */
+ * half says (built twice below: the float32 one keeps its plain stores). */
 static inline __attribute__((always_inline)) void
 direct_blocks(const float *base, const long *toff, long T, const float *wpack,
               const float *bias, long ob0, long ob1, long cout, long g0, long g1, long gsafe,
@@ -194,6 +194,26 @@ direct_blocks(const float *base, const long *toff, long T, const float *wpack,
  * from memory once per strip. */
 #define WEIGHT_BLOCK 65536
 
+/* direct_blocks for float32 storage, and for float16 out / z: each its own function (the
+ * float32 one compiled as the loop was before float16 storage) */
+static __attribute__((noinline)) void
+blocks_f32(const float *base, const long *toff, long T, const float *wpack, const float *bias,
+           long ob0, long ob1, long cout, long g0, long g1, long gsafe, long wg, long wo,
+           void *out, long ocs, long act, float p0, float p1, long residual, const void *z,
+           long zcs, float *pk) {
+    direct_blocks(base, toff, T, wpack, bias, ob0, ob1, cout, g0, g1, gsafe, wg, wo, out, ocs,
+                  act, p0, p1, residual, z, zcs, pk, 0);
+}
+
+static __attribute__((noinline)) void
+blocks_half(const float *base, const long *toff, long T, const float *wpack, const float *bias,
+            long ob0, long ob1, long cout, long g0, long g1, long gsafe, long wg, long wo,
+            void *out, long ocs, long act, float p0, float p1, long residual, const void *z,
+            long zcs, float *pk, long half) {
+    direct_blocks(base, toff, T, wpack, bias, ob0, ob1, cout, g0, g1, gsafe, wg, wo, out, ocs,
+                  act, p0, p1, residual, z, zcs, pk, half);
+}
+
 static void conv_direct(const float *base, const long *toff, long T, const float *wpack,
                         const float *bias, long ob0, long ob1, long cout, long g0, long g1,
                         long gsafe, long wg, long wo, void *out, long ocs, long act, float p0,
@@ -205,11 +225,11 @@ static void conv_direct(const float *base, const long *toff, long T, const float
     for (long ob = ob0; ob < ob1; ob += group) {
         long ob2 = ob + group < ob1 ? ob + group : ob1;
         if (half)
-            direct_blocks(base, toff, T, wpack, bias, ob, ob2, cout, g0, g1, gsafe, wg, wo, out,
-                          ocs, act, p0, p1, residual, z, zcs, pk, half);
+            blocks_half(base, toff, T, wpack, bias, ob, ob2, cout, g0, g1, gsafe, wg, wo, out,
+                        ocs, act, p0, p1, residual, z, zcs, pk, half);
         else
-            direct_blocks(base, toff, T, wpack, bias, ob, ob2, cout, g0, g1, gsafe, wg, wo, out,
-                          ocs, act, p0, p1, residual, z, zcs, pk, 0);
+            blocks_f32(base, toff, T, wpack, bias, ob, ob2, cout, g0, g1, gsafe, wg, wo, out,
+                       ocs, act, p0, p1, residual, z, zcs, pk);
     }
 }
 

@@ -94,9 +94,17 @@ static inline __attribute__((always_inline)) void pack_positions(const pack_posi
     }
 }
 
+/* each its own function: the float32 one compiled as the pack was before float16 storage */
+static __attribute__((noinline)) void pack_f32(const pack_positions_args *a) {
+    pack_positions(a, 0);
+}
+static __attribute__((noinline)) void pack_half(const pack_positions_args *a) {
+    pack_positions(a, HALF_X);
+}
+
 void pack_positions_f32(const pack_positions_args *a) {
-    if (a->half & HALF_X) pack_positions(a, HALF_X);
-    else pack_positions(a, 0);
+    if (a->half & HALF_X) pack_half(a);
+    else pack_f32(a);
 }
 
 /* (inlined twice: the float32 build keeps its plain loads and stores) */
@@ -119,9 +127,14 @@ conv_ocvec(const float *pk, long T, long npb, const float *wpack, const float *b
             for (long j = 0; j < np; j++) {
                 long p = pb * PB + j;
                 v8 z0 = {0}, z1 = {0};
-                if (residual) {
+                if (residual && hz) { /* the 16 channels gathered, then widened together */
+                    uint16_t zh[OB] = {0};
+                    for (long i = 0; i < nc; i++) zh[i] = ((const uint16_t *)z)[(c0 + i) * zcs + p];
+                    z0 = h8_load(zh);
+                    z1 = h8_load(zh + 8);
+                } else if (residual) {
                     float zt[OB] = {0};
-                    for (long i = 0; i < nc; i++) zt[i] = ld1(z, (c0 + i) * zcs + p, hz);
+                    for (long i = 0; i < nc; i++) zt[i] = ((const float *)z)[(c0 + i) * zcs + p];
                     z0 = load8(zt);
                     z1 = load8(zt + 8);
                 }
