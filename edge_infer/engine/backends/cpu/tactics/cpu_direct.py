@@ -9,6 +9,9 @@ larger strides, or the input itself for a plain 1×1 conv. Then:
 - ``ocvec_native`` (``kernels/conv_ocvec.c``): the terms of 6 positions packed in tile order
   (a small im2col), a 16-channel × 6-position tile, vectors along output channels — for the
   small grids of late layers, where positions cannot fill a vector;
+- both read and write float16 storage themselves (FP16 engines, ``half_io``) where they do
+  the whole epilogue: the input widened as it is laid out or packed, the residual as it is
+  loaded, the tile narrowed to nearest even as it is stored;
 - ``depthwise_native`` (``kernels/conv_depthwise.c``): on AVX-512, 3×3 at stride 1 or 2,
   one channel at a time with vectors along output rows, straight from the input (float16
   storage read and written there, ``half_io``); elsewhere 8 channels at a time, vectors
