@@ -82,8 +82,9 @@ def apply_precision(graph: Graph, opts: BuildOptions) -> Graph:
         from edge_infer.engine.precision.calibrate import calibration_tensors
 
         # every tensor the INT8 layers quantize has its scale, in its dtype's range: a cut
-        # cache stops the build instead of giving a mostly-FP32 "INT8" engine
-        names = calibration_tensors(graph)
+        # cache stops the build instead of giving a mostly-FP32 "INT8" engine (residual
+        # scales are optional: without one the residual stays float)
+        names = calibration_tensors(graph, residuals=False)
         cache.check_covers(names, {n: graph.value(n).dtype for n in names})
     scales = dict(cache.scales) if cache is not None else {}
     overflow = set(cache.fp16_overflow) if cache is not None else set()

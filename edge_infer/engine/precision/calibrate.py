@@ -58,13 +58,20 @@ class CalibrationResult:
         return "\n".join(lines)
 
 
-def calibration_tensors(graph: Graph) -> list[str]:
-    """The tensors an INT8 build needs scales for: inputs of quantizable convolutions."""
-    names = [
-        n.inputs[0].name
-        for n in graph.nodes  # type: ignore[union-attr]
-        if is_quantizable(n) and int8_exclusion(n) is None
-    ]
+def calibration_tensors(graph: Graph, *, residuals: bool = True) -> list[str]:
+    """The tensors an INT8 build quantizes: inputs of quantizable convolutions and (with
+    ``residuals``) the residuals they add. A residual's scale is optional — a tensor read
+    only as INT8 layers' residual (ResNet's downsample branch) is stored in int8 when the
+    cache has its scale, in float otherwise (caches made before residuals were calibrated
+    still build the same engines)."""
+    names: list[str] = []
+    for n in graph.nodes:  # type: ignore[union-attr]
+        if not is_quantizable(n) or int8_exclusion(n) is not None:
+            continue
+        names.append(n.inputs[0].name)
+        z = n.inputs[3] if n.op_type == "FusedConv" and len(n.inputs) > 3 else None
+        if residuals and z is not None and not z.is_const:
+            names.append(z.name)
     return list(dict.fromkeys(names))
 
 

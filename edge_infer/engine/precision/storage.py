@@ -209,9 +209,10 @@ def plan_storage(
         int8_ok = (
             not has_io
             and writers
+            and wants
             and all("int8" in w for w in writers)
-            and any(s is not None and s.dtype == "int8" for s in wants)
             and all(s is None or s.dtype == "int8" for s in wants)
+            and any(v.name in scales for v in members)
         )
         if int8_ok:
             scored = [v for v in members if v.name in scales]
