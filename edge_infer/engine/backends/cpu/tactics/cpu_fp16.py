@@ -21,7 +21,8 @@ epilogue; no partial sums kept in float16), so that a build may pick either and 
 compare them bit for bit. An instance may decline for its layer with
 ``half_ready() -> bool`` (e.g. an activation its kernel does not fuse, applied by a float32
 epilogue afterwards): False gives it the float32 route. ``pointwise_native``,
-``winograd_native`` and ``depthwise_native`` (its AVX-512 path) implement it, with the
+``winograd_native``, ``depthwise_native`` (its AVX-512 path), ``direct_native``,
+``ocvec_native`` and ``stem_native`` implement it, with the
 conversions of kernels/half.h (8 and 16 lanes, the same bits as kernels/convert_f16.c);
 ``takes_half`` says whether a tactic instance does (bench/fp16_layers.py lists the layers
 of an FP16 engine still on the conversion route).
