@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from alternating import alternate, median_ms, ratios_to
 from fp16_cpu import MODELS, _model
 
 from edge_infer.engine.backends.cpu.program import CpuProgram
@@ -61,26 +61,11 @@ def run_model(name: str, rounds: int) -> dict[str, Any]:
         states["fp16 before"] = programs["fp16 before"].new_state()
     finally:
         StemNative.half_io = True
-    for _ in range(3):
-        for k, p in programs.items():
-            p.run(states[k], feeds)
-    times: dict[str, list[float]] = {k: [] for k in programs}
-    for _ in range(rounds):
-        for k, p in programs.items():
-            t0 = time.perf_counter()
-            p.run(states[k], feeds)
-            times[k].append(time.perf_counter() - t0)
-    for s in states.values():
-        s.close()
-    base = np.array(times["fp32"])
+    times = alternate(programs, states, feeds, rounds)
     return {
         "layers changed": changed,
-        "ms": {k: round(float(np.median(v)) * 1e3, 2) for k, v in times.items()},
-        "ratio to fp32": {
-            k: round(float(np.median(np.array(v) / base)), 3)
-            for k, v in times.items()
-            if k != "fp32"
-        },
+        "ms": median_ms(times),
+        "ratio to fp32": ratios_to(times),
     }
 
 

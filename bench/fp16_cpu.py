@@ -15,11 +15,17 @@ one thread: less at the mercy of other processes on a loaded machine than wall t
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from alternating import alternate, median_ms, ratios_to
 
 from edge_infer.engine.backends.cpu.program import CpuProgram
 from edge_infer.engine.builder import BuildOptions, build
@@ -75,26 +81,11 @@ def run_model(name: str, rounds: int, cpu_time: bool = False) -> dict[str, Any]:
         )
         for k, o in outs.items()
     }
-    for _ in range(3):
-        for k, p in programs.items():
-            p.run(states[k], feeds)
-    times: dict[str, list[float]] = {k: [] for k in programs}
     clock = time.thread_time if cpu_time else time.perf_counter
-    for _ in range(rounds):
-        for k, p in programs.items():
-            t0 = clock()
-            p.run(states[k], feeds)
-            times[k].append(clock() - t0)
-    for s in states.values():
-        s.close()
-    base = np.array(times["fp32"])
+    times = alternate(programs, states, feeds, rounds, clock)
     return {
-        "ms": {k: round(float(np.median(v)) * 1e3, 2) for k, v in times.items()},
-        "ratio": {
-            k: round(float(np.median(np.array(v) / base)), 3)
-            for k, v in times.items()
-            if k != "fp32"
-        },
+        "ms": median_ms(times),
+        "ratio": ratios_to(times),
         "max_rel_diff_vs_fp16_reference": {k: float(f"{v:.3g}") for k, v in worst.items()},
     }
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from alternating import alternate, median_ms, median_ratio, ratios_to
 from fp16_cpu import MODELS, _model
 
 from edge_infer.engine.backends.cpu.program import CpuProgram
@@ -62,28 +62,11 @@ def run_model(name: str, rounds: int) -> dict[str, Any]:
     outs = {k: p.run(states[k], feeds) for k, p in programs.items()}
     same = all(np.array_equal(outs["fp16 before"][n], outs["fp16 after"][n]) for n in outs["fp32"])
     tactics = [n.meta.get("tactic") for n in engines["fp16"].graph(1).nodes]
-    for _ in range(3):
-        for k, p in programs.items():
-            p.run(states[k], feeds)
-    times: dict[str, list[float]] = {k: [] for k in programs}
-    for _ in range(rounds):
-        for k, p in programs.items():
-            t0 = time.perf_counter()
-            p.run(states[k], feeds)
-            times[k].append(time.perf_counter() - t0)
-    for s in states.values():
-        s.close()
-    base = np.array(times["fp32"])
+    times = alternate(programs, states, feeds, rounds)
     return {
-        "ms": {k: round(float(np.median(v)) * 1e3, 2) for k, v in times.items()},
-        "ratio_to_fp32": {
-            k: round(float(np.median(np.array(v) / base)), 3)
-            for k, v in times.items()
-            if k != "fp32"
-        },
-        "after_over_before": round(
-            float(np.median(np.array(times["fp16 after"]) / times["fp16 before"])), 3
-        ),
+        "ms": median_ms(times),
+        "ratio_to_fp32": ratios_to(times),
+        "after_over_before": median_ratio(times["fp16 after"], times["fp16 before"]),
         "layers": {t: tactics.count(t) for t in ("fp16_direct_native", "fp16_ocvec_native")},
         "same_bits": same,
     }

@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from alternating import alternate, median_ms, median_ratio, ratios_to
 from fp16_cpu import MODELS, _model
 
 from edge_infer.engine.backends.cpu.program import CpuProgram
@@ -62,29 +63,12 @@ def run_model(name: str, rounds: int, cpu_time: bool = False) -> dict[str, Any]:
     same = all(
         np.array_equal(outs["fp16 conversions"][n], outs["fp16 half_io"][n]) for n in outs["fp32"]
     )
-    for _ in range(3):
-        for k, p in programs.items():
-            p.run(states[k], feeds)
-    times: dict[str, list[float]] = {k: [] for k in programs}
     clock = time.thread_time if cpu_time else time.perf_counter
-    for _ in range(rounds):
-        for k, p in programs.items():
-            t0 = clock()
-            p.run(states[k], feeds)
-            times[k].append(clock() - t0)
-    for s in states.values():
-        s.close()
-    base = np.array(times["fp32"])
+    times = alternate(programs, states, feeds, rounds, clock)
     return {
-        "ms": {k: round(float(np.median(v)) * 1e3, 2) for k, v in times.items()},
-        "ratio_to_fp32": {
-            k: round(float(np.median(np.array(v) / base)), 3)
-            for k, v in times.items()
-            if k != "fp32"
-        },
-        "half_io_over_conversions": round(
-            float(np.median(np.array(times["fp16 half_io"]) / times["fp16 conversions"])), 3
-        ),
+        "ms": median_ms(times),
+        "ratio_to_fp32": ratios_to(times),
+        "half_io_over_conversions": median_ratio(times["fp16 half_io"], times["fp16 conversions"]),
         "same_bits": same,
     }
 

@@ -1,0 +1,47 @@
+"""Timing shared by the FP16 benches: programs run in turn, round by round, in one process
+(a loaded machine slows them alike), and the medians of the per-round ratios."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+
+def alternate(
+    programs: Mapping[str, Any],
+    states: Mapping[str, Any],
+    feeds: dict[str, np.ndarray],
+    rounds: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, list[float]]:
+    """Three warm-up runs of each program, then ``rounds`` rounds of one timed run each, in
+    turn; the states closed afterwards. Seconds per run, by program."""
+    for _ in range(3):
+        for k, p in programs.items():
+            p.run(states[k], feeds)
+    times: dict[str, list[float]] = {k: [] for k in programs}
+    for _ in range(rounds):
+        for k, p in programs.items():
+            t0 = clock()
+            p.run(states[k], feeds)
+            times[k].append(clock() - t0)
+    for s in states.values():
+        s.close()
+    return times
+
+
+def median_ms(times: Mapping[str, list[float]]) -> dict[str, float]:
+    return {k: round(float(np.median(v)) * 1e3, 2) for k, v in times.items()}
+
+
+def median_ratio(num: list[float], den: list[float]) -> float:
+    """The median of the per-round ratios ``num / den``."""
+    return round(float(np.median(np.array(num) / den)), 3)
+
+
+def ratios_to(times: Mapping[str, list[float]], base: str = "fp32") -> dict[str, float]:
+    """Each program's median per-round ratio to ``base``'s."""
+    return {k: median_ratio(v, times[base]) for k, v in times.items() if k != base}
