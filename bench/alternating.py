@@ -45,3 +45,19 @@ def median_ratio(num: list[float], den: list[float]) -> float:
 def ratios_to(times: Mapping[str, list[float]], base: str = "fp32") -> dict[str, float]:
     """Each program's median per-round ratio to ``base``'s."""
     return {k: median_ratio(v, times[base]) for k, v in times.items() if k != base}
+
+
+def bound(graph: Any, takes_half: Callable[[Any], bool] | None = None) -> tuple[Any, Any]:
+    """``graph``'s program and a state, its layers bound (in ``new_state``) with
+    ``cpu_fp16.takes_half`` replaced by ``takes_half`` (None: as it is)."""
+    from edge_infer.engine.backends.cpu.program import CpuProgram
+    from edge_infer.engine.backends.cpu.tactics import cpu_fp16
+
+    takes = cpu_fp16.takes_half
+    if takes_half is not None:
+        cpu_fp16.takes_half = takes_half  # type: ignore[assignment]
+    try:
+        program = CpuProgram(graph)
+        return program, program.new_state()
+    finally:
+        cpu_fp16.takes_half = takes  # type: ignore[assignment]

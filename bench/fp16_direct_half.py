@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from alternating import alternate, median_ms, median_ratio, ratios_to
+from alternating import alternate, bound, median_ms, median_ratio, ratios_to
 from fp16_cpu import MODELS, _model
 
 from edge_infer.engine.backends.cpu.program import CpuProgram
@@ -36,13 +36,7 @@ def _program(graph: Any, before: bool) -> tuple[CpuProgram, Any]:
     """``graph``'s program and a state; with ``before`` direct_native and ocvec_native
     decline float16 storage."""
     takes = cpu_fp16.takes_half
-    if before:
-        cpu_fp16.takes_half = lambda t: not isinstance(t, MINE) and takes(t)  # type: ignore[assignment]
-    try:
-        program = CpuProgram(graph)
-        return program, program.new_state()
-    finally:
-        cpu_fp16.takes_half = takes  # type: ignore[assignment]
+    return bound(graph, (lambda t: not isinstance(t, MINE) and takes(t)) if before else None)
 
 
 def run_model(name: str, rounds: int) -> dict[str, Any]:

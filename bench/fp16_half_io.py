@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from alternating import alternate, median_ms, median_ratio, ratios_to
+from alternating import alternate, bound, median_ms, median_ratio, ratios_to
 from fp16_cpu import MODELS, _model
 
 from edge_infer.engine.backends.cpu.program import CpuProgram
@@ -33,16 +33,10 @@ from edge_infer.engine.builder import BuildOptions, build
 
 
 def _program(graph: Any, direct: bool | None = None) -> tuple[CpuProgram, Any]:
-    """``graph``'s program and a state, its layers bound (in ``new_state``) with the half_io
-    route as it is (None), on or off."""
+    """``graph``'s program and a state, its layers bound with the half_io route as it is
+    (None), on or off."""
     takes = cpu_fp16.takes_half
-    if direct is not None:
-        cpu_fp16.takes_half = lambda t: direct and takes(t)  # type: ignore[assignment]
-    try:
-        program = CpuProgram(graph)
-        return program, program.new_state()
-    finally:
-        cpu_fp16.takes_half = takes  # type: ignore[assignment]
+    return bound(graph, None if direct is None else (lambda t: direct and takes(t)))
 
 
 def run_model(name: str, rounds: int, cpu_time: bool = False) -> dict[str, Any]:
