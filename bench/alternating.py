@@ -61,3 +61,34 @@ def bound(graph: Any, takes_half: Callable[[Any], bool] | None = None) -> tuple[
         return program, program.new_state()
     finally:
         cpu_fp16.takes_half = takes  # type: ignore[assignment]
+
+
+def first_runs_checked(
+    name: str,
+    runs: Mapping[str, Callable[[], Any]],
+    outs: Mapping[str, np.ndarray],
+    ref: np.ndarray,
+    ref_key: str = "onnxruntime",
+) -> None:
+    """Each of ``runs`` once (a warm-up); those with an output in ``outs`` compared with
+    ``ref``: a line printed where the largest difference exceeds 1e-3 of ``ref``'s largest."""
+    for key, r in runs.items():
+        r()
+        if key != ref_key:
+            err = float(np.abs(outs[key] - ref).max() / np.abs(ref).max())
+            if err > 1e-3:
+                print(f"  {name} {key}: max diff {err:.1e} (wrong?)")
+
+
+def rotated(runs: Mapping[str, Callable[[], Any]], rounds: int) -> dict[str, list[float]]:
+    """``rounds`` rounds of one timed call of each of ``runs``, each round starting one
+    further along the list. Seconds per call, by run."""
+    names = list(runs)
+    times: dict[str, list[float]] = {key: [] for key in names}
+    for rnd in range(rounds):
+        order = names[rnd % len(names) :] + names[: rnd % len(names)]
+        for key in order:
+            t = time.perf_counter()
+            runs[key]()
+            times[key].append(time.perf_counter() - t)
+    return times

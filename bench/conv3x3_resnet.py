@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from alternating import first_runs_checked, rotated
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -111,20 +114,9 @@ def main() -> int:
         feeds = {"x": x}
         ref = sess.run(None, feeds)[0]
         runs["onnxruntime"] = lambda s=sess, f=feeds: s.run(None, f)
-        for k, r in runs.items():
-            r()
-            if k != "onnxruntime":
-                err = float(np.abs(outs[k] - ref).max() / np.abs(ref).max())
-                if err > 1e-3:
-                    print(f"  {name} {k}: max diff {err:.1e} (wrong?)")
+        first_runs_checked(name, runs, outs, ref)
         names = list(runs)
-        times: dict[str, list[float]] = {k: [] for k in names}
-        for rnd in range(args.rounds):
-            order = names[rnd % len(names) :] + names[: rnd % len(names)]
-            for k in order:
-                t = time.perf_counter()
-                runs[k]()
-                times[k].append(time.perf_counter() - t)
+        times = rotated(runs, args.rounds)
         ort_t = np.array(times["onnxruntime"])
         gflop = 2 * c * c * 9 * ho * ho * args.batch / 1e9
         print(f"{name} b{args.batch} ({gflop:.2f} GFLOP)")

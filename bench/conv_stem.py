@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from alternating import first_runs_checked, rotated
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -113,20 +116,9 @@ def main() -> int:
         feeds = {"x": x}
         ref = sess.run(None, feeds)[0]
         runs["onnxruntime"] = lambda s=sess, f=feeds: s.run(None, f)
-        for key, r in runs.items():
-            r()
-            if key != "onnxruntime":
-                err = float(np.abs(outs[key] - ref).max() / np.abs(ref).max())
-                if err > 1e-3:
-                    print(f"  {name} {key}: max diff {err:.1e} (wrong?)")
+        first_runs_checked(name, runs, outs, ref)
         names = list(runs)
-        times: dict[str, list[float]] = {key: [] for key in names}
-        for rnd in range(args.rounds):
-            order = names[rnd % len(names) :] + names[: rnd % len(names)]
-            for key in order:
-                t = time.perf_counter()
-                runs[key]()
-                times[key].append(time.perf_counter() - t)
+        times = rotated(runs, args.rounds)
         ort_t = np.array(times["onnxruntime"])
         gflop = 2 * cout * c * k * k * ho * wo * args.batch / 1e9
         print(f"{name} b{args.batch} ({gflop:.3f} GFLOP)")
