@@ -15,12 +15,15 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from alternating import rotated
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -74,12 +77,7 @@ def main() -> int:
             for _ in range(3):
                 fn()
         names = list(runs)
-        times: dict[str, list[float]] = {k: [] for k in names}
-        for r in range(args.rounds):
-            for k in names[r % 3 :] + names[: r % 3]:
-                t = time.perf_counter()
-                runs[k]()
-                times[k].append(time.perf_counter() - t)
+        times = rotated(runs, args.rounds)  # (three runs)
     ort_t = np.array(times["onnxruntime"])
     print(f"{args.model} b{args.batch}, {args.threads} threads, {args.rounds} rounds")
     print(f"  winograd_native layers: {sum(t == 'winograd_native' for t in tactics)}")

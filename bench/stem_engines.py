@@ -17,11 +17,14 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from alternating import rotated
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -94,12 +97,7 @@ def main() -> int:
                 err = float(np.abs(got - ref).max() / max(1e-6, np.abs(ref).max()))
                 print(f"  {label}: max rel diff vs onnxruntime {err:.1e}")
             names = list(runs)
-            times: dict[str, list[float]] = {k: [] for k in names}
-            for rnd in range(args.rounds):
-                for k in names[rnd % len(names) :] + names[: rnd % len(names)]:
-                    t = time.perf_counter()
-                    runs[k]()
-                    times[k].append(time.perf_counter() - t)
+            times = rotated(runs, args.rounds)
             ort_t = np.array(times["onnxruntime"])
             for k in names:
                 t = np.array(times[k])
