@@ -18,18 +18,27 @@ import numpy as np
 import pytest
 
 from edge_infer.engine.backends.cpu import native
-from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.backends.cpu.tactics import cpu_direct, cpu_fp16
 from edge_infer.engine.backends.cpu.tactics.cpu_direct import DepthwiseNative
 from edge_infer.engine.ops import get_registry
 from edge_infer.engine.tactics.base import ConvSpec
 from tests.engine.backends.cpu import isa_builds
+from tests.engine.backends.cpu.tactics.half_io_support import (
+    F16,
+    F32,
+    assert_bits,
+    assert_half_storage_bit_for_bit,
+    float16_kinds,
+    float32_route,
+    narrowed,
+    special_values,
+    wide,
+)
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler: no native path")
 
 CONV = get_registry().resolve("", "Conv", 17).kernel
-F16, F32 = np.dtype(np.float16), np.dtype(np.float32)
 ACTS = [
     ("", ()),
     ("relu", ()),
@@ -52,19 +61,6 @@ CASES = [
 ]
 
 
-def _special(rng: np.random.Generator, shape: tuple[int, ...], scale: float) -> np.ndarray:
-    """Random values with float16's special cases: infinities, NaN, values that round to
-    subnormals or to infinity, exact ties."""
-    x = (rng.standard_normal(shape) * scale).astype(F32)
-    flat = x.reshape(-1)
-    pick = rng.choice(flat.size, min(flat.size, 24), replace=False)
-    halves = rng.integers(0, 0x7C00, pick.size).astype(np.uint16).view(F16).astype(F32)
-    ties = (halves.view(np.uint32) + (1 << 12)).view(F32)
-    values = [np.inf, -np.inf, np.nan, 65520.0, -70000.0, 3e-6, -(2**-25), 2**-24 * 1.5]
-    flat[pick] = np.resize(np.concatenate([values, ties]), pick.size)
-    return x
-
-
 def _case(k: int, bits: int, special: bool) -> dict[str, Any]:
     """Layer k's arrays: x, z float16 or float32 and out float16 or float32 as ``bits``
     says (1 x, 2 out, 4 z), channel slices of larger tensors on odd k."""
@@ -78,14 +74,19 @@ def _case(k: int, bits: int, special: bool) -> dict[str, Any]:
     ho = (h + pads[0] + pads[2] - 3) // strides[0] + 1
     wo = (w + pads[1] + pads[3] - 3) // strides[1] + 1
     extra = 2 if k % 2 else 0
-    make = _special if special else (lambda r, s, sc: (r.standard_normal(s) * sc).astype(F32))
+    make = (
+        (lambda r, s, sc: special_values(r, s, sc, picks=24))
+        if special
+        else (lambda r, s, sc: (r.standard_normal(s) * sc).astype(F32))
+    )
     with np.errstate(over="ignore"):
         x = make(rng, (n, c + extra, h, w), 2.0).astype(F16 if bits & 1 else F32)[:, extra:]
         z = make(rng, (n, c + extra, ho, wo), 1.0).astype(F16 if bits & 4 else F32)[:, :c]
     out = np.full((n, c + extra, ho, wo), np.nan, F16 if bits & 2 else F32)[:, extra:]
     spec = ConvSpec(x.shape, out.shape, wt, b, strides, pads, (1, 1), c, *act, residual)
     ins = [x, wt, b] + ([z] if residual != "none" else [])
-    return dict(spec=spec, ins=ins, out=out, name=f"case {k} bits {bits} {act[0]} {residual}")
+    name = f"case {k} bits {bits} {act[0]} {residual}"
+    return dict(tactic=DepthwiseNative, spec=spec, ins=ins, out=out, name=name)
 
 
 def _cases() -> list[dict[str, Any]]:
@@ -96,27 +97,6 @@ def _cases() -> list[dict[str, Any]]:
     ]
 
 
-def _wide(a: Any) -> Any:
-    return a.astype(F32) if isinstance(a, np.ndarray) and a.dtype == F16 else a
-
-
-def _narrowed(f32: np.ndarray, like: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore", invalid="ignore"):
-        return f32.astype(like.dtype)
-
-
-def _float32_route(c: dict[str, Any], pool: WorkPool | None = None) -> np.ndarray:
-    out32 = np.full(c["out"].shape, np.nan, F32)
-    DepthwiseNative(c["spec"]).bind([_wide(a) for a in c["ins"]], [out32], ScratchPool(pool))()
-    return _narrowed(out32, c["out"])
-
-
-def _assert_bits(got: np.ndarray, want: np.ndarray, what: str) -> None:
-    u = np.uint16 if got.dtype == F16 else np.uint32
-    same = got.view(u) == want.view(u)
-    assert same.all(), f"{what}: {int((~same).sum())} of {same.size} values differ in bits"
-
-
 def _need_wide() -> None:
     if not cpu_direct.wide_built():
         pytest.skip("this machine's kernels lack the AVX-512 vectors along rows")
@@ -125,16 +105,7 @@ def _need_wide() -> None:
 @pytest.mark.parametrize("threads", [1, 2])
 def test_half_storage_is_the_conversion_route_bit_for_bit(threads: int) -> None:
     _need_wide()
-    pool = WorkPool(threads) if threads > 1 else None
-    try:
-        for c in _cases():
-            t = DepthwiseNative(c["spec"])
-            assert cpu_fp16.takes_half(t)
-            t.bind(c["ins"], [c["out"]], ScratchPool(pool))()
-            _assert_bits(c["out"], _float32_route(c, pool), c["name"])
-    finally:
-        if pool is not None:
-            pool.close()
+    assert_half_storage_bit_for_bit(_cases(), threads)
 
 
 def test_the_cases_reach_every_float16_case() -> None:
@@ -143,10 +114,7 @@ def test_the_cases_reach_every_float16_case() -> None:
     kinds = set()
     for c in _cases():
         if c["out"].dtype == F16:
-            want = _float32_route(c)
-            kinds |= {"inf"} if np.isinf(want).any() else set()
-            kinds |= {"nan"} if np.isnan(want).any() else set()
-            kinds |= {"subnormal"} if ((want != 0) & (np.abs(want) < 2**-14)).any() else set()
+            kinds |= float16_kinds(float32_route(c))
     assert kinds == {"inf", "nan", "subnormal"}
 
 
@@ -169,7 +137,7 @@ def test_other_layers_decline_half_storage() -> None:
 def _recorded(c: dict[str, Any], half: bool) -> tuple[list[native.NativeCall], np.ndarray]:
     """A one-thread bind's native calls (float16 storage, or the float32 route) and the
     output they write."""
-    ins = c["ins"] if half else [_wide(a) for a in c["ins"]]
+    ins = c["ins"] if half else [wide(a) for a in c["ins"]]
     out = c["out"] if half else np.full(c["out"].shape, np.nan, F32)
     calls: list[native.NativeCall] = []
     init = native.NativeCall.__init__
@@ -203,9 +171,9 @@ def test_every_x86_vector_path(build: str, tmp_path: Path) -> None:
             for call in calls:
                 fn(ctypes.byref(call.args))
             outs.append(out.copy())
-        want = _narrowed(outs[1], outs[0])
+        want = narrowed(outs[1], outs[0])
         if build == "avx512":
-            _assert_bits(outs[0], want, f"{build} {c['name']}")
+            assert_bits(outs[0], want, f"{build} {c['name']}")
         else:
             got, ref = outs[0].astype(np.float64), want.astype(np.float64)
             # float16 outputs: one float16 step apart where float32 sums round differently

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from edge_infer.engine.backends.cpu import native
-from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import CpuProgram, ScratchPool
 from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS, cpu_fp16
 from edge_infer.engine.backends.cpu.tactics.cpu_pointwise import PointwiseNative
@@ -28,24 +27,26 @@ from edge_infer.engine.tactics import candidates
 from edge_infer.engine.tactics.base import ConvSpec
 from edge_infer.engine.tactics.verify import layer_inputs
 from tests.engine.backends.cpu import isa_builds
-from tests.engine.backends.cpu.aarch64 import replay
+from tests.engine.backends.cpu.aarch64 import emulated
+from tests.engine.backends.cpu.tactics.half_io_support import (
+    ACTS,
+    F16,
+    F32,
+    HALF_PATH,
+    assert_aarch64_is_the_conversion_route,
+    assert_bits,
+    assert_half_storage_bit_for_bit,
+    float16_kinds,
+    float32_route,
+    narrowed,
+    recorded,
+    special_values,
+)
 from tests.sysdeps import need
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler: no native path")
 
-F16, F32 = np.dtype(np.float16), np.dtype(np.float32)
 KERNELS = {PointwiseNative: "conv_pointwise", WinogradNative: "conv_winograd"}
-ACTS = [
-    ("", ()),
-    ("relu", ()),
-    ("leaky_relu", (0.2,)),
-    ("clip", (-0.5, 6.0)),
-    ("sigmoid", ()),
-    ("silu", ()),
-    ("hard_swish", ()),
-    ("hard_sigmoid", (0.3, 0.4)),
-    ("tanh", ()),
-]
 # pointwise (batch, cin, h, w, cout): tile tails, strips across images, > 512 input channels
 # (one channel block for a float16 output), one pixel per image, a large plane
 PW_SHAPES = [
@@ -66,19 +67,6 @@ WG_SHAPES = [
 ]
 
 
-def _special(rng: np.random.Generator, shape: tuple[int, ...], scale: float) -> np.ndarray:
-    """Random float32 values with float16's special cases sprinkled in: infinities, NaN,
-    values that round to float16 subnormals, to infinity (>= 65520), exact ties."""
-    x = (rng.standard_normal(shape) * scale).astype(F32)
-    flat = x.reshape(-1)
-    pick = rng.choice(flat.size, min(flat.size, 40), replace=False)
-    halves = rng.integers(0, 0x7C00, pick.size).astype(np.uint16).view(F16).astype(F32)
-    ties = (halves.view(np.uint32) + (1 << 12)).view(F32)  # halfway between two float16s
-    values = [np.inf, -np.inf, np.nan, 65520.0, -70000.0, 3e-6, -(2**-25), 2**-24 * 1.5]
-    flat[pick] = np.resize(np.concatenate([values, ties]), pick.size)
-    return x
-
-
 def _case(tactic: type, k: int, bits: int, views: bool, special: bool) -> dict:
     """One layer's arrays: x, z float16 or float32 and out float16 or float32 as ``bits``
     says (1 x, 2 out, 4 z); with ``views`` channel slices of larger tensors."""
@@ -95,12 +83,12 @@ def _case(tactic: type, k: int, bits: int, views: bool, special: bool) -> dict:
     b = rng.standard_normal(cout).astype(F32)
     extra = 3 if views else 0
     xs = (
-        _special(rng, (n, cin + extra, h, w), 2.0)
+        special_values(rng, (n, cin + extra, h, w), 2.0)
         if special
         else rng.standard_normal((n, cin + extra, h, w)).astype(F32) * 2
     )
     zs = (
-        _special(rng, (n, cout + extra, ho, wo), 1.0)
+        special_values(rng, (n, cout + extra, ho, wo), 1.0)
         if special
         else rng.standard_normal((n, cout + extra, ho, wo)).astype(F32)
     )
@@ -124,38 +112,10 @@ def _cases(tactic: type) -> list[dict]:
     ]
 
 
-def _wide(a: object) -> object:
-    return a.astype(F32) if isinstance(a, np.ndarray) and a.dtype == F16 else a
-
-
-def _float32_route(c: dict, pool: WorkPool | None = None) -> np.ndarray:
-    """The conversion route's bits: inputs widened, the kernel on float32, the output
-    narrowed to the layer's storage (numpy's astype: nearest even)."""
-    out32 = np.full(c["out"].shape, np.nan, F32)
-    c["tactic"](c["spec"]).bind([_wide(a) for a in c["ins"]], [out32], ScratchPool(pool))()
-    with np.errstate(over="ignore", invalid="ignore"):
-        return out32.astype(c["out"].dtype)
-
-
-def _assert_bits(got: np.ndarray, want: np.ndarray, what: str) -> None:
-    u = np.uint16 if got.dtype == F16 else np.uint32
-    same = got.view(u) == want.view(u)
-    assert same.all(), f"{what}: {int((~same).sum())} of {same.size} values differ in bits"
-
-
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("tactic", [PointwiseNative, WinogradNative])
 def test_half_storage_is_the_conversion_route_bit_for_bit(tactic: type, threads: int) -> None:
-    pool = WorkPool(threads) if threads > 1 else None
-    try:
-        for c in _cases(tactic):
-            t = tactic(c["spec"])
-            assert cpu_fp16.takes_half(t)
-            t.bind(c["ins"], [c["out"]], ScratchPool(pool))()
-            _assert_bits(c["out"], _float32_route(c, pool), c["name"])
-    finally:
-        if pool is not None:
-            pool.close()
+    assert_half_storage_bit_for_bit(_cases(tactic), threads)
 
 
 def test_special_values_reach_every_float16_case() -> None:
@@ -166,11 +126,7 @@ def test_special_values_reach_every_float16_case() -> None:
         for c in _cases(tactic):
             if c["out"].dtype != F16:
                 continue
-            want = _float32_route(c)
-            kinds |= {"inf"} if np.isinf(want).any() else set()
-            kinds |= {"nan"} if np.isnan(want).any() else set()
-            tiny = (want != 0) & (np.abs(want) < 2**-14)
-            kinds |= {"subnormal"} if tiny.any() else set()
+            kinds |= float16_kinds(float32_route(c))
     assert kinds == {"inf", "nan", "subnormal"}
 
 
@@ -191,7 +147,7 @@ def test_a_unit_1x1_conv_narrows_ties_and_subnormals_as_numpy() -> None:
         out = np.empty(xs.shape, F16)
         PointwiseNative(spec).bind([xs, spec.weight, None], [out], ScratchPool())()
         with np.errstate(over="ignore"):
-            _assert_bits(out, xs.astype(F16), f"width {width}")
+            assert_bits(out, xs.astype(F16), f"width {width}")
 
 
 def test_an_unfused_activation_declines_half_storage() -> None:
@@ -203,27 +159,6 @@ def test_an_unfused_activation_declines_half_storage() -> None:
 
 
 # -- every vector path ------------------------------------------------------------------------
-
-
-def _recorded(c: dict, half: bool) -> replay.Recording:
-    """The case's native calls, float16 storage (``half``) or the float32 route's, bound and
-    run on the host and recorded; the output NaN again."""
-    ins = c["ins"] if half else [_wide(a) for a in c["ins"]]
-    out = c["out"] if half else np.full(c["out"].shape, np.nan, F32)
-    keep = [a for a in ins if isinstance(a, np.ndarray)]
-    with replay.recording(c["name"] + (" half" if half else " f32"), keep, out) as rec:
-        c["tactic"](c["spec"]).bind(ins, [out], ScratchPool())()
-    out.fill(np.nan)
-    return rec
-
-
-def _narrowed(f32: np.ndarray, like: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore", invalid="ignore"):
-        return f32.astype(like.dtype)
-
-
-#: build → the float16 path its kernels must report (half.h EI_H8_PATH)
-HALF_PATH = {"avx512": 1, "avx2": 1, "x86-64": 0}
 
 
 @pytest.mark.parametrize("build", list(isa_builds.X86_BUILDS))
@@ -241,39 +176,21 @@ def test_every_x86_vector_path_is_the_conversion_route(
     for c in _cases(tactic):
         got = []
         for half in (True, False):
-            rec = _recorded(c, half)
+            rec = recorded(c, half)
             assert {call.name for call in rec.calls} == {f"{name}_f32"}
             for call in rec.calls:
                 fn(ctypes.byref(call.args))
             assert rec.out is not None
             got.append(rec.out.copy())
-        _assert_bits(got[0], _narrowed(got[1], got[0]), f"{build} {c['name']}")
+        assert_bits(got[0], narrowed(got[1], got[0]), f"{build} {c['name']}")
 
 
 def test_aarch64_neon_path_is_the_conversion_route(tmp_path: Path) -> None:
     """Both routes' calls replayed under qemu-user (-mcpu=cortex-a78ae, as on Jetson Orin)."""
-    from tests.engine.backends.cpu.aarch64.test_aarch64_kernels import (
-        CROSS,
-        QEMU,
-        compile_driver,
-        emulate,
-    )
-
-    need(CROSS, QEMU, "cc")
-    exe = compile_driver(tmp_path, "cortex-a78ae", only=("conv_pointwise.c", "conv_winograd.c"))
+    exe = emulated.driver(tmp_path, ("conv_pointwise.c", "conv_winograd.c"))
     cases = [c for t in (PointwiseNative, WinogradNative) for c in _cases(t)]
-    recs = [_recorded(c, half) for c in cases for half in (True, False)]
-    replay.write(tmp_path / "calls.bin", recs)
-    emulate(exe, "replay", str(tmp_path / "calls.bin"), str(tmp_path / "out.bin"))
-    regions = replay.read(tmp_path / "out.bin")
-    outs, first = [], 0
-    for rec in recs:
-        outs.append(rec.output(regions[first : first + len(rec.regions)]))
-        first += len(rec.regions)
-    for k, c in enumerate(cases):
-        got, f32 = outs[2 * k], outs[2 * k + 1]
-        assert not np.isnan(f32).all(), c["name"]  # the replay wrote the output
-        _assert_bits(got, _narrowed(f32, got), f"aarch64 {c['name']}")
+    recs = [recorded(c, half) for c in cases for half in (True, False)]
+    assert_aarch64_is_the_conversion_route(exe, tmp_path, cases, recs)
 
 
 # -- the FP16 wrappers --------------------------------------------------------------------------
@@ -310,7 +227,7 @@ def test_the_wrappers_direct_route_is_their_conversion_route(fp16_graph, monkeyp
             assert outs[0].dtype == F16 or any(
                 isinstance(a, np.ndarray) and a.dtype == F16 for a in ins
             )
-            _assert_bits(outs[0], outs[1], f"{tactic.name} {node.name}")
+            assert_bits(outs[0], outs[1], f"{tactic.name} {node.name}")
             seen.add(tactic.name)
     assert seen == {"fp16_pointwise_native", "fp16_winograd_native"}
 
@@ -340,7 +257,7 @@ def test_an_fp16_engine_is_the_same_with_and_without_the_conversions(
             got.append(program.run(state, {"x": x})["y"].copy())
         finally:
             state.close()
-    _assert_bits(got[0], got[1], "engine")
+    assert_bits(got[0], got[1], "engine")
 
 
 # -- half.h's 16-lane AVX-512 helpers (for kernels with __m512 tiles) ----------------------
@@ -387,11 +304,11 @@ def test_the_16_lane_helpers_are_numpys_conversions(tmp_path: Path) -> None:
         got = np.full(n + 1, 7, F16)  # one past the end: untouched
         lib.narrow16(ctypes.c_void_p(x.ctypes.data), ctypes.c_void_p(got.ctypes.data),
                      ctypes.c_long(n))  # fmt: skip
-        _assert_bits(got[:n], want[:n], f"narrow {n}")
+        assert_bits(got[:n], want[:n], f"narrow {n}")
         assert got[n] == 7
         n = min(n, every.size)
         wide = np.full(n + 1, 7, F32)
         lib.widen16(ctypes.c_void_p(every.ctypes.data), ctypes.c_void_p(wide.ctypes.data),
                     ctypes.c_long(n))  # fmt: skip
-        _assert_bits(wide[:n], every[:n].astype(F32), f"widen {n}")
+        assert_bits(wide[:n], every[:n].astype(F32), f"widen {n}")
         assert wide[n] == 7

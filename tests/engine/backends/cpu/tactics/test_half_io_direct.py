@@ -17,29 +17,28 @@ import numpy as np
 import pytest
 
 from edge_infer.engine.backends.cpu import native
-from edge_infer.engine.backends.cpu.parallel import WorkPool
-from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.backends.cpu.tactics import cpu_direct, cpu_fp16
 from edge_infer.engine.backends.cpu.tactics.cpu_direct import DirectNative, OcVecNative
 from edge_infer.engine.tactics.base import ConvSpec
 from tests.engine.backends.cpu import isa_builds
-from tests.engine.backends.cpu.aarch64 import replay
-from tests.sysdeps import need
+from tests.engine.backends.cpu.aarch64 import emulated, replay
+from tests.engine.backends.cpu.tactics.half_io_support import (
+    ACTS,
+    F16,
+    F32,
+    HALF_PATH,
+    assert_aarch64_is_the_conversion_route,
+    assert_bits,
+    assert_half_storage_bit_for_bit,
+    float16_kinds,
+    float32_route,
+    narrowed,
+    recorded,
+    special_values,
+)
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler: no native path")
 
-F16, F32 = np.dtype(np.float16), np.dtype(np.float32)
-ACTS = [
-    ("", ()),
-    ("relu", ()),
-    ("leaky_relu", (0.2,)),
-    ("clip", (-0.5, 6.0)),
-    ("sigmoid", ()),
-    ("silu", ()),
-    ("hard_swish", ()),
-    ("hard_sigmoid", (0.3, 0.4)),
-    ("tanh", ()),
-]
 # (batch, cin, h, w, cout, kernel, strides, pads t l b r): 3x3 at strides 1 and 2, odd
 # sizes and channel counts (tile tails), asymmetric pads, a plain 1x1, an unpadded strided
 # 1x1 (ocvec reads it in place), a batch
@@ -52,19 +51,6 @@ SHAPES = [
     (1, 7, 10, 23, 8, (5, 3), (1, 2), (2, 1, 2, 1)),
 ]
 TACTICS = [DirectNative, OcVecNative]
-
-
-def _special(rng: np.random.Generator, shape: tuple[int, ...], scale: float) -> np.ndarray:
-    """Random float32 values with float16's special cases sprinkled in: infinities, NaN,
-    values that round to float16 subnormals, to infinity (>= 65520), exact ties."""
-    x = (rng.standard_normal(shape) * scale).astype(F32)
-    flat = x.reshape(-1)
-    pick = rng.choice(flat.size, min(flat.size, 40), replace=False)
-    halves = rng.integers(0, 0x7C00, pick.size).astype(np.uint16).view(F16).astype(F32)
-    ties = (halves.view(np.uint32) + (1 << 12)).view(F32)  # halfway between two float16s
-    values = [np.inf, -np.inf, np.nan, 65520.0, -70000.0, 3e-6, -(2**-25), 2**-24 * 1.5]
-    flat[pick] = np.resize(np.concatenate([values, ties]), pick.size)
-    return x
 
 
 def _case(tactic: type, k: int, bits: int, views: int, special: bool) -> dict:
@@ -82,7 +68,7 @@ def _case(tactic: type, k: int, bits: int, views: int, special: bool) -> dict:
     b = rng.standard_normal(cout).astype(F32)
     extra = 3 if views else 0
     cols = 2 if views == 2 else 1
-    make = _special if special else lambda r, s, c: (r.standard_normal(s) * c).astype(F32)
+    make = special_values if special else lambda r, s, c: (r.standard_normal(s) * c).astype(F32)
     xs = make(rng, (n, cin + extra, h, w * cols), 2.0)
     zs = make(rng, (n, cout + extra, ho, wo), 1.0)
     with np.errstate(over="ignore"):
@@ -105,25 +91,6 @@ def _cases(tactic: type) -> list[dict]:
     ]
 
 
-def _wide(a: object) -> object:
-    return a.astype(F32) if isinstance(a, np.ndarray) and a.dtype == F16 else a
-
-
-def _float32_route(c: dict, pool: WorkPool | None = None) -> np.ndarray:
-    """The conversion route's bits: inputs widened, the kernel on float32, the output
-    narrowed to the layer's storage (numpy's astype: nearest even)."""
-    out32 = np.full(c["out"].shape, np.nan, F32)
-    c["tactic"](c["spec"]).bind([_wide(a) for a in c["ins"]], [out32], ScratchPool(pool))()
-    with np.errstate(over="ignore", invalid="ignore"):
-        return out32.astype(c["out"].dtype)
-
-
-def _assert_bits(got: np.ndarray, want: np.ndarray, what: str) -> None:
-    u = np.uint16 if got.dtype == F16 else np.uint32
-    same = got.view(u) == want.view(u)
-    assert same.all(), f"{what}: {int((~same).sum())} of {same.size} values differ in bits"
-
-
 def _force_bands(monkeypatch: pytest.MonkeyPatch) -> None:
     """direct_native's bands instead of its whole-image layout: a tiny band buffer."""
     monkeypatch.setattr(cpu_direct, "WHOLE_MAX_BYTES", 0)
@@ -140,18 +107,8 @@ def test_half_storage_is_the_conversion_route_bit_for_bit(
 ) -> None:
     if banded:
         _force_bands(monkeypatch)
-    pool = WorkPool(threads) if threads > 1 else None
-    try:
-        for c in _cases(tactic):
-            t = tactic(c["spec"])
-            if not tactic.applicable(c["spec"]):
-                continue
-            assert cpu_fp16.takes_half(t)
-            t.bind(c["ins"], [c["out"]], ScratchPool(pool))()
-            _assert_bits(c["out"], _float32_route(c, pool), c["name"])
-    finally:
-        if pool is not None:
-            pool.close()
+    cases = [c for c in _cases(tactic) if tactic.applicable(c["spec"])]
+    assert_half_storage_bit_for_bit(cases, threads)
 
 
 def test_the_bands_are_taken_when_forced(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -170,11 +127,7 @@ def test_special_values_reach_every_float16_case() -> None:
         for c in _cases(tactic):
             if c["out"].dtype != F16 or not tactic.applicable(c["spec"]):
                 continue
-            want = _float32_route(c)
-            kinds |= {"inf"} if np.isinf(want).any() else set()
-            kinds |= {"nan"} if np.isnan(want).any() else set()
-            tiny = (want != 0) & (np.abs(want) < 2**-14)
-            kinds |= {"subnormal"} if tiny.any() else set()
+            kinds |= float16_kinds(float32_route(c))
     assert kinds == {"inf", "nan", "subnormal"}
 
 
@@ -191,23 +144,6 @@ def test_an_unfused_activation_declines_half_storage(tactic: type) -> None:
 # -- every vector path ------------------------------------------------------------------------
 
 
-def _recorded(c: dict, half: bool) -> replay.Recording:
-    """The case's native calls, float16 storage (``half``) or the float32 route's, bound and
-    run on the host and recorded; the output NaN again."""
-    ins = c["ins"] if half else [_wide(a) for a in c["ins"]]
-    out = c["out"] if half else np.full(c["out"].shape, np.nan, F32)
-    keep = [a for a in ins if isinstance(a, np.ndarray)]
-    with replay.recording(c["name"] + (" half" if half else " f32"), keep, out) as rec:
-        c["tactic"](c["spec"]).bind(ins, [out], ScratchPool())()
-    out.fill(np.nan)
-    return rec
-
-
-def _narrowed(f32: np.ndarray, like: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore", invalid="ignore"):
-        return f32.astype(like.dtype)
-
-
 def _all_cases() -> list[dict]:
     """Both tactics' cases their tactic takes, x not strided (replay: one region each)."""
     return [
@@ -218,8 +154,6 @@ def _all_cases() -> list[dict]:
     ]
 
 
-#: build → the float16 path its kernels must report (half.h EI_H8_PATH)
-HALF_PATH = {"avx512": 1, "avx2": 1, "x86-64": 0}
 SOURCES = ["conv_direct.c", "conv_ocvec.c", "args.c"]
 
 
@@ -227,10 +161,10 @@ def _recordings(monkeypatch: pytest.MonkeyPatch) -> tuple[list[dict], list[repla
     """The cases and their recordings (float16, float32 route, in turn): every case, then
     direct_native's again in bands."""
     cases = _all_cases()
-    recs = [_recorded(c, half) for c in cases for half in (True, False)]
+    recs = [recorded(c, half) for c in cases for half in (True, False)]
     _force_bands(monkeypatch)
     banded = [c for c in cases if c["tactic"] is DirectNative]
-    recs += [_recorded(c, half) for c in banded for half in (True, False)]
+    recs += [recorded(c, half) for c in banded for half in (True, False)]
     return cases + banded, recs
 
 
@@ -267,7 +201,7 @@ def test_every_x86_vector_path_is_the_conversion_route(
                 fn(ctypes.byref(call.args))
             got.append(rec.out.copy())
         assert not np.isnan(got[1]).all(), c["name"]  # the build wrote the output
-        _assert_bits(got[0], _narrowed(got[1], got[0]), f"{build} {c['name']}")
+        assert_bits(got[0], narrowed(got[1], got[0]), f"{build} {c['name']}")
     assert names == CALLS
 
 
@@ -275,25 +209,7 @@ def test_aarch64_neon_path_is_the_conversion_route(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Both routes' calls replayed under qemu-user (-mcpu=cortex-a78ae, as on Jetson Orin)."""
-    from tests.engine.backends.cpu.aarch64.test_aarch64_kernels import (
-        CROSS,
-        QEMU,
-        compile_driver,
-        emulate,
-    )
-
-    need(CROSS, QEMU, "cc")
-    exe = compile_driver(tmp_path, "cortex-a78ae", only=("conv_direct.c", "conv_ocvec.c"))
+    exe = emulated.driver(tmp_path, ("conv_direct.c", "conv_ocvec.c"))
     cases, recs = _recordings(monkeypatch)
     assert {call.name for rec in recs for call in rec.calls} == CALLS
-    replay.write(tmp_path / "calls.bin", recs)
-    emulate(exe, "replay", str(tmp_path / "calls.bin"), str(tmp_path / "out.bin"))
-    regions = replay.read(tmp_path / "out.bin")
-    outs, first = [], 0
-    for rec in recs:
-        outs.append(rec.output(regions[first : first + len(rec.regions)]))
-        first += len(rec.regions)
-    for k, c in enumerate(cases):
-        got, f32 = outs[2 * k], outs[2 * k + 1]
-        assert not np.isnan(f32).all(), c["name"]  # the replay wrote the output
-        _assert_bits(got, _narrowed(f32, got), f"aarch64 {c['name']}")
+    assert_aarch64_is_the_conversion_route(exe, tmp_path, cases, recs)

@@ -16,26 +16,28 @@ import numpy as np
 import pytest
 
 from edge_infer.engine.backends.cpu import native
-from edge_infer.engine.backends.cpu.parallel import WorkPool
-from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.backends.cpu.tactics import cpu_fp16
 from edge_infer.engine.backends.cpu.tactics.cpu_stem import StemNative
 from edge_infer.engine.tactics.base import ConvSpec
 from tests.engine.backends.cpu import isa_builds
-from tests.engine.backends.cpu.aarch64 import replay
-from tests.engine.backends.cpu.tactics.test_half_io import (
+from tests.engine.backends.cpu.aarch64 import emulated
+from tests.engine.backends.cpu.tactics.half_io_support import (
     ACTS,
+    F16,
+    F32,
     HALF_PATH,
-    _assert_bits,
-    _narrowed,
-    _special,
-    _wide,
+    assert_aarch64_is_the_conversion_route,
+    assert_bits,
+    assert_half_storage_bit_for_bit,
+    float16_kinds,
+    float32_route,
+    narrowed,
+    recorded,
+    special_values,
 )
-from tests.sysdeps import need
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler: no native path")
 
-F16, F32 = np.dtype(np.float16), np.dtype(np.float32)
 # (batch, cin, h, w, cout, kernel, strides, pads t l b r): 3x3/2 and 7x7/2 stems (whole vectors
 # and row tails, asymmetric pads), stride 1 (the copied rows), stride 3 (the general phases),
 # several images, a wide row (several vectors a row, bands across rows)
@@ -66,12 +68,12 @@ def _case(k: int, bits: int, views: bool, special: bool) -> dict:
     b = rng.standard_normal(cout).astype(F32)
     extra = 2 if views else 0
     xs = (
-        _special(rng, (n, cin + extra, h, w), 2.0)
+        special_values(rng, (n, cin + extra, h, w), 2.0)
         if special
         else rng.standard_normal((n, cin + extra, h, w)).astype(F32) * 2
     )
     zs = (
-        _special(rng, (n, cout + extra, ho, wo), 1.0)
+        special_values(rng, (n, cout + extra, ho, wo), 1.0)
         if special
         else rng.standard_normal((n, cout + extra, ho, wo)).astype(F32)
     )
@@ -82,7 +84,7 @@ def _case(k: int, bits: int, views: bool, special: bool) -> dict:
     out = obig[:, extra:]
     spec = ConvSpec(x.shape, out.shape, wt, b, strides, pads, (1, 1), 1, *act, residual)
     ins = [x, wt, b] + ([z] if residual != "none" else [])
-    return dict(spec=spec, ins=ins, out=out, name=f"stem {k} {bits}")
+    return dict(tactic=StemNative, spec=spec, ins=ins, out=out, name=f"stem {k} {bits}")
 
 
 def _cases() -> list[dict]:
@@ -93,24 +95,9 @@ def _cases() -> list[dict]:
     ]
 
 
-def _float32_route(c: dict, pool: WorkPool | None = None) -> np.ndarray:
-    out32 = np.full(c["out"].shape, np.nan, F32)
-    StemNative(c["spec"]).bind([_wide(a) for a in c["ins"]], [out32], ScratchPool(pool))()
-    return _narrowed(out32, c["out"])
-
-
 @pytest.mark.parametrize("threads", [1, 2])
 def test_half_storage_is_the_conversion_route_bit_for_bit(threads: int) -> None:
-    pool = WorkPool(threads) if threads > 1 else None
-    try:
-        for c in _cases():
-            t = StemNative(c["spec"])
-            assert cpu_fp16.takes_half(t)
-            t.bind(c["ins"], [c["out"]], ScratchPool(pool))()
-            _assert_bits(c["out"], _float32_route(c, pool), c["name"])
-    finally:
-        if pool is not None:
-            pool.close()
+    assert_half_storage_bit_for_bit(_cases(), threads)
 
 
 def test_the_cases_reach_every_float16_case_and_both_storages() -> None:
@@ -118,13 +105,11 @@ def test_the_cases_reach_every_float16_case_and_both_storages() -> None:
     NaN (the kernel wrote them)."""
     kinds = set()
     for c in _cases():
-        want = _float32_route(c)
+        want = float32_route(c)
         assert not np.isnan(want).all(), c["name"]
         if c["out"].dtype != F16:
             continue
-        kinds |= {"inf"} if np.isinf(want).any() else set()
-        kinds |= {"nan"} if np.isnan(want).any() else set()
-        kinds |= {"subnormal"} if ((want != 0) & (np.abs(want) < 2**-14)).any() else set()
+        kinds |= float16_kinds(want)
     assert kinds == {"inf", "nan", "subnormal"}
 
 
@@ -136,16 +121,6 @@ def test_an_unfused_activation_declines_half_storage() -> None:
 
 
 # -- every vector path ------------------------------------------------------------------------
-
-
-def _recorded(c: dict, half: bool) -> replay.Recording:
-    ins = c["ins"] if half else [_wide(a) for a in c["ins"]]
-    out = c["out"] if half else np.full(c["out"].shape, np.nan, F32)
-    keep = [a for a in ins if isinstance(a, np.ndarray)]
-    with replay.recording(c["name"] + (" half" if half else " f32"), keep, out) as rec:
-        StemNative(c["spec"]).bind(ins, [out], ScratchPool())()
-    out.fill(np.nan)
-    return rec
 
 
 BUILDS = {
@@ -165,37 +140,19 @@ def test_every_x86_vector_path_is_the_conversion_route(build: str, tmp_path: Pat
     for c in _cases():
         got = []
         for half in (True, False):
-            rec = _recorded(c, half)
+            rec = recorded(c, half)
             assert {call.name for call in rec.calls} == {"conv_stem_f32"}
             for call in rec.calls:
                 fn(ctypes.byref(call.args))
             assert rec.out is not None
             got.append(rec.out.copy())
         assert not np.isnan(got[1]).all(), c["name"]
-        _assert_bits(got[0], _narrowed(got[1], got[0]), f"{build} {c['name']}")
+        assert_bits(got[0], narrowed(got[1], got[0]), f"{build} {c['name']}")
 
 
 def test_aarch64_neon_path_is_the_conversion_route(tmp_path: Path) -> None:
     """Both routes' calls replayed under qemu-user (-mcpu=cortex-a78ae, as on Jetson Orin)."""
-    from tests.engine.backends.cpu.aarch64.test_aarch64_kernels import (
-        CROSS,
-        QEMU,
-        compile_driver,
-        emulate,
-    )
-
-    need(CROSS, QEMU, "cc")
-    exe = compile_driver(tmp_path, "cortex-a78ae", only=("conv_stem.c",))
+    exe = emulated.driver(tmp_path, ("conv_stem.c",))
     cases = _cases()
-    recs = [_recorded(c, half) for c in cases for half in (True, False)]
-    replay.write(tmp_path / "calls.bin", recs)
-    emulate(exe, "replay", str(tmp_path / "calls.bin"), str(tmp_path / "out.bin"))
-    regions = replay.read(tmp_path / "out.bin")
-    outs, first = [], 0
-    for rec in recs:
-        outs.append(rec.output(regions[first : first + len(rec.regions)]))
-        first += len(rec.regions)
-    for k, c in enumerate(cases):
-        got, f32 = outs[2 * k], outs[2 * k + 1]
-        assert not np.isnan(f32).all(), c["name"]  # the replay wrote the output
-        _assert_bits(got, _narrowed(f32, got), f"aarch64 {c['name']}")
+    recs = [recorded(c, half) for c in cases for half in (True, False)]
+    assert_aarch64_is_the_conversion_route(exe, tmp_path, cases, recs)
