@@ -17,9 +17,8 @@ from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.backends.cpu.tactics.cpu_pointwise import PointwiseNative
 from edge_infer.engine.tactics.base import ConvSpec
 from tests.engine.backends.cpu import isa_builds
-from tests.engine.backends.cpu.aarch64 import replay
+from tests.engine.backends.cpu.aarch64 import emulated, replay
 from tests.engine.backends.cpu.tactics.test_cpu_conv import expected
-from tests.sysdeps import need
 
 #: the kernel sources the aarch64 replay driver links (the cases call nothing else)
 ONLY = ("conv_pointwise.c",)
@@ -206,22 +205,9 @@ def test_every_x86_vector_path_matches(build: str, tmp_path: Path) -> None:
 def test_aarch64_neon_path_matches(tmp_path: Path) -> None:
     """Cross-compiled for the Jetson's cores and replayed under qemu-user (the replay
     machinery of tests/engine/backends/cpu/aarch64)."""
-    from tests.engine.backends.cpu.aarch64.test_aarch64_kernels import (
-        CROSS,
-        QEMU,
-        compile_driver,
-        emulate,
-    )
-
-    need(CROSS, QEMU, "cc")
-    exe = compile_driver(tmp_path, "cortex-a78ae", only=ONLY)
+    exe = emulated.driver(tmp_path, ONLY)
     cases = _kernel_cases()
     recs = [_recorded(c) for c in cases]
-    replay.write(tmp_path / "calls.bin", recs)
-    emulate(exe, "replay", str(tmp_path / "calls.bin"), str(tmp_path / "out.bin"))
-    regions = replay.read(tmp_path / "out.bin")
-    first = 0
-    for c, rec in zip(cases, recs, strict=True):
-        got = rec.output(regions[first : first + len(rec.regions)])
-        first += len(rec.regions)
+    outs = emulated.replayed(exe, tmp_path, recs)
+    for c, rec, got in zip(cases, recs, outs, strict=True):
         _check(got, c["want"], f"aarch64 {rec.name}")

@@ -24,7 +24,7 @@ from edge_infer.engine.backends.cpu.tactics import cpu_winograd
 from edge_infer.engine.backends.cpu.tactics.cpu_winograd import WinogradNative
 from edge_infer.engine.tactics.base import ConvSpec
 from tests.engine.backends.cpu import isa_builds
-from tests.sysdeps import need
+from tests.engine.backends.cpu.aarch64 import emulated
 
 #: the kernel sources the aarch64 replay driver links (the cases call nothing else)
 ONLY = ("conv_winograd.c",)
@@ -193,15 +193,8 @@ def test_aarch64_neon_path_matches(tmp_path: Path) -> None:
     """Cross-compiled for the Jetson's cores and replayed under qemu-user (the replay
     machinery of tests/engine/backends/cpu/aarch64): both sharing modes, blocks of 32."""
     from tests.engine.backends.cpu.aarch64 import replay
-    from tests.engine.backends.cpu.aarch64.test_aarch64_kernels import (
-        CROSS,
-        QEMU,
-        compile_driver,
-        emulate,
-    )
 
-    need(CROSS, QEMU, "cc")
-    exe = compile_driver(tmp_path, "cortex-a78ae", only=ONLY)
+    exe = emulated.driver(tmp_path, ONLY)
     recs, wants = [], []
     for k, case in enumerate(CASES):
         if case[0][1] > 32:
@@ -214,11 +207,6 @@ def test_aarch64_neon_path_matches(tmp_path: Path) -> None:
                 tactic(spec).bind(ins, [out], ScratchPool())()
             recs.append(rec)
             wants.append(want)
-    replay.write(tmp_path / "calls.bin", recs)
-    emulate(exe, "replay", str(tmp_path / "calls.bin"), str(tmp_path / "out.bin"))
-    regions = replay.read(tmp_path / "out.bin")
-    first = 0
-    for rec, want in zip(recs, wants, strict=True):
-        got = rec.output(regions[first : first + len(rec.regions)])
-        first += len(rec.regions)
+    outs = emulated.replayed(exe, tmp_path, recs)
+    for rec, got, want in zip(recs, outs, wants, strict=True):
         _check(got, want, f"aarch64 {rec.name}")
