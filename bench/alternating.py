@@ -92,3 +92,34 @@ def rotated(runs: Mapping[str, Callable[[], Any]], rounds: int) -> dict[str, lis
             runs[key]()
             times[key].append(time.perf_counter() - t)
     return times
+
+
+def run_models(
+    argv: list[str] | None,
+    doc: str,
+    run: Callable[..., dict[str, Any]],
+    choices: list[str],
+    default: list[str],
+    rounds: int,
+    timing_options: bool = False,
+) -> int:
+    """A model bench's command line: ``--models``, ``--rounds`` and, with ``timing_options``,
+    ``--threads`` (threads per context) and ``--cpu-time`` (passed to ``run``); prints
+    ``run``'s result for each model."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=default, choices=choices)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    if timing_options:
+        parser.add_argument("--threads", type=int, default=None, help="threads per context")
+        parser.add_argument("--cpu-time", action="store_true", help="the thread's CPU time")
+    args = parser.parse_args(argv)
+    if timing_options and args.threads:
+        from edge_infer.engine.backends.cpu.threads import set_thread_budget
+
+        set_thread_budget(args.threads)
+    for name in args.models:
+        extra = (args.cpu_time,) if timing_options else ()
+        print(name, run(name, args.rounds, *extra), flush=True)
+    return 0

@@ -12,7 +12,6 @@ per-round ratios to FP32.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from alternating import alternate, median_ms, ratios_to
+from alternating import alternate, median_ms, ratios_to, run_models
 from fp16_cpu import MODELS, _model
 
 from edge_infer.engine.backends.cpu.program import CpuProgram
@@ -70,14 +69,8 @@ def run_model(name: str, rounds: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     names = [*MODELS, "crnn"]
-    parser.add_argument("--models", nargs="+", default=names, choices=names)
-    parser.add_argument("--rounds", type=int, default=30)
-    args = parser.parse_args(argv)
-    for name in args.models:
-        print(name, run_model(name, args.rounds), flush=True)
-    return 0
+    return run_models(argv, __doc__, run_model, names, names, 30)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ one thread: less at the mercy of other processes on a loaded machine than wall t
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ import onnx
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from alternating import alternate, median_ms, ratios_to
+from alternating import alternate, median_ms, ratios_to, run_models
 
 from edge_infer.engine.backends.cpu.program import CpuProgram
 from edge_infer.engine.builder import BuildOptions, build
@@ -91,19 +90,7 @@ def run_model(name: str, rounds: int, cpu_time: bool = False) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--threads", type=int, default=None, help="threads per context")
-    parser.add_argument("--cpu-time", action="store_true", help="the thread's CPU time")
-    args = parser.parse_args(argv)
-    if args.threads:
-        from edge_infer.engine.backends.cpu.threads import set_thread_budget
-
-        set_thread_budget(args.threads)
-    for name in args.models:
-        print(name, run_model(name, args.rounds, args.cpu_time), flush=True)
-    return 0
+    return run_models(argv, __doc__, run_model, list(MODELS), list(MODELS), 40, True)
 
 
 if __name__ == "__main__":

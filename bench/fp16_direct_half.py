@@ -12,7 +12,6 @@ and whether both FP16 programs give the same bits.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from alternating import alternate, bound, median_ms, median_ratio, ratios_to
+from alternating import alternate, bound, median_ms, median_ratio, ratios_to, run_models
 from fp16_cpu import MODELS, _model
 
 from edge_infer.engine.backends.cpu.program import CpuProgram
@@ -67,15 +66,7 @@ def run_model(name: str, rounds: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--models", nargs="+", default=["demo", "yolov8n-320"], choices=list(MODELS)
-    )
-    parser.add_argument("--rounds", type=int, default=30)
-    args = parser.parse_args(argv)
-    for name in args.models:
-        print(name, run_model(name, args.rounds), flush=True)
-    return 0
+    return run_models(argv, __doc__, run_model, list(MODELS), ["demo", "yolov8n-320"], 30)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ mercy of other processes on a loaded machine than wall time).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from alternating import alternate, bound, median_ms, median_ratio, ratios_to
+from alternating import alternate, bound, median_ms, median_ratio, ratios_to, run_models
 from fp16_cpu import MODELS, _model
 
 from edge_infer.engine.backends.cpu.program import CpuProgram
@@ -68,19 +67,7 @@ def run_model(name: str, rounds: int, cpu_time: bool = False) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=None, help="threads per context")
-    parser.add_argument("--cpu-time", action="store_true", help="the thread's CPU time")
-    args = parser.parse_args(argv)
-    if args.threads:
-        from edge_infer.engine.backends.cpu.threads import set_thread_budget
-
-        set_thread_budget(args.threads)
-    for name in args.models:
-        print(name, run_model(name, args.rounds, args.cpu_time), flush=True)
-    return 0
+    return run_models(argv, __doc__, run_model, list(MODELS), list(MODELS), 30, True)
 
 
 if __name__ == "__main__":
