@@ -50,6 +50,20 @@ def special_values(
     return x
 
 
+def random_values(
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    scale: float,
+    special: bool,
+    picks: int = 40,
+) -> np.ndarray:
+    """Normal float32 values times ``scale``; with ``special`` float16's special cases
+    sprinkled in (special_values)."""
+    if special:
+        return special_values(rng, shape, scale, picks)
+    return (rng.standard_normal(shape) * scale).astype(F32)
+
+
 def wide(a: Any) -> Any:
     """A float16 array widened to float32; anything else as it is."""
     return a.astype(F32) if isinstance(a, np.ndarray) and a.dtype == F16 else a

@@ -24,17 +24,8 @@ from edge_infer.engine.backends.cpu.tactics.cpu_direct import DepthwiseNative
 from edge_infer.engine.ops import get_registry
 from edge_infer.engine.tactics.base import ConvSpec
 from tests.engine.backends.cpu import isa_builds
-from tests.engine.backends.cpu.tactics.half_io_support import (
-    F16,
-    F32,
-    assert_bits,
-    assert_half_storage_bit_for_bit,
-    float16_kinds,
-    float32_route,
-    narrowed,
-    special_values,
-    wide,
-)
+from tests.engine.backends.cpu.tactics import half_io_support as hs
+from tests.engine.backends.cpu.tactics.half_io_support import F16, F32
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler: no native path")
 
@@ -74,14 +65,11 @@ def _case(k: int, bits: int, special: bool) -> dict[str, Any]:
     ho = (h + pads[0] + pads[2] - 3) // strides[0] + 1
     wo = (w + pads[1] + pads[3] - 3) // strides[1] + 1
     extra = 2 if k % 2 else 0
-    make = (
-        (lambda r, s, sc: special_values(r, s, sc, picks=24))
-        if special
-        else (lambda r, s, sc: (r.standard_normal(s) * sc).astype(F32))
-    )
     with np.errstate(over="ignore"):
-        x = make(rng, (n, c + extra, h, w), 2.0).astype(F16 if bits & 1 else F32)[:, extra:]
-        z = make(rng, (n, c + extra, ho, wo), 1.0).astype(F16 if bits & 4 else F32)[:, :c]
+        xs = hs.random_values(rng, (n, c + extra, h, w), 2.0, special, picks=24)
+        x = xs.astype(F16 if bits & 1 else F32)[:, extra:]
+        zs = hs.random_values(rng, (n, c + extra, ho, wo), 1.0, special, picks=24)
+        z = zs.astype(F16 if bits & 4 else F32)[:, :c]
     out = np.full((n, c + extra, ho, wo), np.nan, F16 if bits & 2 else F32)[:, extra:]
     spec = ConvSpec(x.shape, out.shape, wt, b, strides, pads, (1, 1), c, *act, residual)
     ins = [x, wt, b] + ([z] if residual != "none" else [])
@@ -105,7 +93,7 @@ def _need_wide() -> None:
 @pytest.mark.parametrize("threads", [1, 2])
 def test_half_storage_is_the_conversion_route_bit_for_bit(threads: int) -> None:
     _need_wide()
-    assert_half_storage_bit_for_bit(_cases(), threads)
+    hs.assert_half_storage_bit_for_bit(_cases(), threads)
 
 
 def test_the_cases_reach_every_float16_case() -> None:
@@ -114,7 +102,7 @@ def test_the_cases_reach_every_float16_case() -> None:
     kinds = set()
     for c in _cases():
         if c["out"].dtype == F16:
-            kinds |= float16_kinds(float32_route(c))
+            kinds |= hs.float16_kinds(hs.float32_route(c))
     assert kinds == {"inf", "nan", "subnormal"}
 
 
@@ -137,7 +125,7 @@ def test_other_layers_decline_half_storage() -> None:
 def _recorded(c: dict[str, Any], half: bool) -> tuple[list[native.NativeCall], np.ndarray]:
     """A one-thread bind's native calls (float16 storage, or the float32 route) and the
     output they write."""
-    ins = c["ins"] if half else [wide(a) for a in c["ins"]]
+    ins = c["ins"] if half else [hs.wide(a) for a in c["ins"]]
     out = c["out"] if half else np.full(c["out"].shape, np.nan, F32)
     calls: list[native.NativeCall] = []
     init = native.NativeCall.__init__
@@ -171,9 +159,9 @@ def test_every_x86_vector_path(build: str, tmp_path: Path) -> None:
             for call in calls:
                 fn(ctypes.byref(call.args))
             outs.append(out.copy())
-        want = narrowed(outs[1], outs[0])
+        want = hs.narrowed(outs[1], outs[0])
         if build == "avx512":
-            assert_bits(outs[0], want, f"{build} {c['name']}")
+            hs.assert_bits(outs[0], want, f"{build} {c['name']}")
         else:
             got, ref = outs[0].astype(np.float64), want.astype(np.float64)
             # float16 outputs: one float16 step apart where float32 sums round differently

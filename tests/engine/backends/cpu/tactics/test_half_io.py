@@ -28,20 +28,8 @@ from edge_infer.engine.tactics.base import ConvSpec
 from edge_infer.engine.tactics.verify import layer_inputs
 from tests.engine.backends.cpu import isa_builds
 from tests.engine.backends.cpu.aarch64 import emulated
-from tests.engine.backends.cpu.tactics.half_io_support import (
-    ACTS,
-    F16,
-    F32,
-    HALF_PATH,
-    assert_aarch64_is_the_conversion_route,
-    assert_bits,
-    assert_half_storage_bit_for_bit,
-    float16_kinds,
-    float32_route,
-    narrowed,
-    recorded,
-    special_values,
-)
+from tests.engine.backends.cpu.tactics import half_io_support as hs
+from tests.engine.backends.cpu.tactics.half_io_support import ACTS, F16, F32, HALF_PATH
 from tests.sysdeps import need
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler: no native path")
@@ -82,16 +70,8 @@ def _case(tactic: type, k: int, bits: int, views: bool, special: bool) -> dict:
     wt = (rng.standard_normal((cout, cin, *kernel)) / np.sqrt(cin * kernel[0] ** 2)).astype(F32)
     b = rng.standard_normal(cout).astype(F32)
     extra = 3 if views else 0
-    xs = (
-        special_values(rng, (n, cin + extra, h, w), 2.0)
-        if special
-        else rng.standard_normal((n, cin + extra, h, w)).astype(F32) * 2
-    )
-    zs = (
-        special_values(rng, (n, cout + extra, ho, wo), 1.0)
-        if special
-        else rng.standard_normal((n, cout + extra, ho, wo)).astype(F32)
-    )
+    xs = hs.random_values(rng, (n, cin + extra, h, w), 2.0, special)
+    zs = hs.random_values(rng, (n, cout + extra, ho, wo), 1.0, special)
     with np.errstate(over="ignore"):
         x = xs.astype(F16 if bits & 1 else F32)[:, extra:]
         z = zs.astype(F16 if bits & 4 else F32)[:, :cout]
@@ -115,7 +95,7 @@ def _cases(tactic: type) -> list[dict]:
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("tactic", [PointwiseNative, WinogradNative])
 def test_half_storage_is_the_conversion_route_bit_for_bit(tactic: type, threads: int) -> None:
-    assert_half_storage_bit_for_bit(_cases(tactic), threads)
+    hs.assert_half_storage_bit_for_bit(_cases(tactic), threads)
 
 
 def test_special_values_reach_every_float16_case() -> None:
@@ -126,7 +106,7 @@ def test_special_values_reach_every_float16_case() -> None:
         for c in _cases(tactic):
             if c["out"].dtype != F16:
                 continue
-            kinds |= float16_kinds(float32_route(c))
+            kinds |= hs.float16_kinds(hs.float32_route(c))
     assert kinds == {"inf", "nan", "subnormal"}
 
 
@@ -147,7 +127,7 @@ def test_a_unit_1x1_conv_narrows_ties_and_subnormals_as_numpy() -> None:
         out = np.empty(xs.shape, F16)
         PointwiseNative(spec).bind([xs, spec.weight, None], [out], ScratchPool())()
         with np.errstate(over="ignore"):
-            assert_bits(out, xs.astype(F16), f"width {width}")
+            hs.assert_bits(out, xs.astype(F16), f"width {width}")
 
 
 def test_an_unfused_activation_declines_half_storage() -> None:
@@ -176,21 +156,21 @@ def test_every_x86_vector_path_is_the_conversion_route(
     for c in _cases(tactic):
         got = []
         for half in (True, False):
-            rec = recorded(c, half)
+            rec = hs.recorded(c, half)
             assert {call.name for call in rec.calls} == {f"{name}_f32"}
             for call in rec.calls:
                 fn(ctypes.byref(call.args))
             assert rec.out is not None
             got.append(rec.out.copy())
-        assert_bits(got[0], narrowed(got[1], got[0]), f"{build} {c['name']}")
+        hs.assert_bits(got[0], hs.narrowed(got[1], got[0]), f"{build} {c['name']}")
 
 
 def test_aarch64_neon_path_is_the_conversion_route(tmp_path: Path) -> None:
     """Both routes' calls replayed under qemu-user (-mcpu=cortex-a78ae, as on Jetson Orin)."""
     exe = emulated.driver(tmp_path, ("conv_pointwise.c", "conv_winograd.c"))
     cases = [c for t in (PointwiseNative, WinogradNative) for c in _cases(t)]
-    recs = [recorded(c, half) for c in cases for half in (True, False)]
-    assert_aarch64_is_the_conversion_route(exe, tmp_path, cases, recs)
+    recs = [hs.recorded(c, half) for c in cases for half in (True, False)]
+    hs.assert_aarch64_is_the_conversion_route(exe, tmp_path, cases, recs)
 
 
 # -- the FP16 wrappers --------------------------------------------------------------------------
@@ -227,7 +207,7 @@ def test_the_wrappers_direct_route_is_their_conversion_route(fp16_graph, monkeyp
             assert outs[0].dtype == F16 or any(
                 isinstance(a, np.ndarray) and a.dtype == F16 for a in ins
             )
-            assert_bits(outs[0], outs[1], f"{tactic.name} {node.name}")
+            hs.assert_bits(outs[0], outs[1], f"{tactic.name} {node.name}")
             seen.add(tactic.name)
     assert seen == {"fp16_pointwise_native", "fp16_winograd_native"}
 
@@ -257,7 +237,7 @@ def test_an_fp16_engine_is_the_same_with_and_without_the_conversions(
             got.append(program.run(state, {"x": x})["y"].copy())
         finally:
             state.close()
-    assert_bits(got[0], got[1], "engine")
+    hs.assert_bits(got[0], got[1], "engine")
 
 
 # -- half.h's 16-lane AVX-512 helpers (for kernels with __m512 tiles) ----------------------
@@ -304,11 +284,11 @@ def test_the_16_lane_helpers_are_numpys_conversions(tmp_path: Path) -> None:
         got = np.full(n + 1, 7, F16)  # one past the end: untouched
         lib.narrow16(ctypes.c_void_p(x.ctypes.data), ctypes.c_void_p(got.ctypes.data),
                      ctypes.c_long(n))  # fmt: skip
-        assert_bits(got[:n], want[:n], f"narrow {n}")
+        hs.assert_bits(got[:n], want[:n], f"narrow {n}")
         assert got[n] == 7
         n = min(n, every.size)
         wide = np.full(n + 1, 7, F32)
         lib.widen16(ctypes.c_void_p(every.ctypes.data), ctypes.c_void_p(wide.ctypes.data),
                     ctypes.c_long(n))  # fmt: skip
-        assert_bits(wide[:n], every[:n].astype(F32), f"widen {n}")
+        hs.assert_bits(wide[:n], every[:n].astype(F32), f"widen {n}")
         assert wide[n] == 7

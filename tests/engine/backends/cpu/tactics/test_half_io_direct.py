@@ -22,20 +22,8 @@ from edge_infer.engine.backends.cpu.tactics.cpu_direct import DirectNative, OcVe
 from edge_infer.engine.tactics.base import ConvSpec
 from tests.engine.backends.cpu import isa_builds
 from tests.engine.backends.cpu.aarch64 import emulated, replay
-from tests.engine.backends.cpu.tactics.half_io_support import (
-    ACTS,
-    F16,
-    F32,
-    HALF_PATH,
-    assert_aarch64_is_the_conversion_route,
-    assert_bits,
-    assert_half_storage_bit_for_bit,
-    float16_kinds,
-    float32_route,
-    narrowed,
-    recorded,
-    special_values,
-)
+from tests.engine.backends.cpu.tactics import half_io_support as hs
+from tests.engine.backends.cpu.tactics.half_io_support import ACTS, F16, F32, HALF_PATH
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler: no native path")
 
@@ -68,9 +56,8 @@ def _case(tactic: type, k: int, bits: int, views: int, special: bool) -> dict:
     b = rng.standard_normal(cout).astype(F32)
     extra = 3 if views else 0
     cols = 2 if views == 2 else 1
-    make = special_values if special else lambda r, s, c: (r.standard_normal(s) * c).astype(F32)
-    xs = make(rng, (n, cin + extra, h, w * cols), 2.0)
-    zs = make(rng, (n, cout + extra, ho, wo), 1.0)
+    xs = hs.random_values(rng, (n, cin + extra, h, w * cols), 2.0, special)
+    zs = hs.random_values(rng, (n, cout + extra, ho, wo), 1.0, special)
     with np.errstate(over="ignore"):
         x = xs.astype(F16 if bits & 1 else F32)[:, extra:, :, ::cols]
         z = zs.astype(F16 if bits & 4 else F32)[:, :cout]
@@ -108,7 +95,7 @@ def test_half_storage_is_the_conversion_route_bit_for_bit(
     if banded:
         _force_bands(monkeypatch)
     cases = [c for c in _cases(tactic) if tactic.applicable(c["spec"])]
-    assert_half_storage_bit_for_bit(cases, threads)
+    hs.assert_half_storage_bit_for_bit(cases, threads)
 
 
 def test_the_bands_are_taken_when_forced(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -127,7 +114,7 @@ def test_special_values_reach_every_float16_case() -> None:
         for c in _cases(tactic):
             if c["out"].dtype != F16 or not tactic.applicable(c["spec"]):
                 continue
-            kinds |= float16_kinds(float32_route(c))
+            kinds |= hs.float16_kinds(hs.float32_route(c))
     assert kinds == {"inf", "nan", "subnormal"}
 
 
@@ -161,10 +148,10 @@ def _recordings(monkeypatch: pytest.MonkeyPatch) -> tuple[list[dict], list[repla
     """The cases and their recordings (float16, float32 route, in turn): every case, then
     direct_native's again in bands."""
     cases = _all_cases()
-    recs = [recorded(c, half) for c in cases for half in (True, False)]
+    recs = [hs.recorded(c, half) for c in cases for half in (True, False)]
     _force_bands(monkeypatch)
     banded = [c for c in cases if c["tactic"] is DirectNative]
-    recs += [recorded(c, half) for c in banded for half in (True, False)]
+    recs += [hs.recorded(c, half) for c in banded for half in (True, False)]
     return cases + banded, recs
 
 
@@ -201,7 +188,7 @@ def test_every_x86_vector_path_is_the_conversion_route(
                 fn(ctypes.byref(call.args))
             got.append(rec.out.copy())
         assert not np.isnan(got[1]).all(), c["name"]  # the build wrote the output
-        assert_bits(got[0], narrowed(got[1], got[0]), f"{build} {c['name']}")
+        hs.assert_bits(got[0], hs.narrowed(got[1], got[0]), f"{build} {c['name']}")
     assert names == CALLS
 
 
@@ -212,4 +199,4 @@ def test_aarch64_neon_path_is_the_conversion_route(
     exe = emulated.driver(tmp_path, ("conv_direct.c", "conv_ocvec.c"))
     cases, recs = _recordings(monkeypatch)
     assert {call.name for rec in recs for call in rec.calls} == CALLS
-    assert_aarch64_is_the_conversion_route(exe, tmp_path, cases, recs)
+    hs.assert_aarch64_is_the_conversion_route(exe, tmp_path, cases, recs)

@@ -21,20 +21,8 @@ from edge_infer.engine.backends.cpu.tactics.cpu_stem import StemNative
 from edge_infer.engine.tactics.base import ConvSpec
 from tests.engine.backends.cpu import isa_builds
 from tests.engine.backends.cpu.aarch64 import emulated
-from tests.engine.backends.cpu.tactics.half_io_support import (
-    ACTS,
-    F16,
-    F32,
-    HALF_PATH,
-    assert_aarch64_is_the_conversion_route,
-    assert_bits,
-    assert_half_storage_bit_for_bit,
-    float16_kinds,
-    float32_route,
-    narrowed,
-    recorded,
-    special_values,
-)
+from tests.engine.backends.cpu.tactics import half_io_support as hs
+from tests.engine.backends.cpu.tactics.half_io_support import ACTS, F16, F32, HALF_PATH
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler: no native path")
 
@@ -67,16 +55,8 @@ def _case(k: int, bits: int, views: bool, special: bool) -> dict:
     wt = (rng.standard_normal((cout, cin, *kernel)) / np.sqrt(fan)).astype(F32)
     b = rng.standard_normal(cout).astype(F32)
     extra = 2 if views else 0
-    xs = (
-        special_values(rng, (n, cin + extra, h, w), 2.0)
-        if special
-        else rng.standard_normal((n, cin + extra, h, w)).astype(F32) * 2
-    )
-    zs = (
-        special_values(rng, (n, cout + extra, ho, wo), 1.0)
-        if special
-        else rng.standard_normal((n, cout + extra, ho, wo)).astype(F32)
-    )
+    xs = hs.random_values(rng, (n, cin + extra, h, w), 2.0, special)
+    zs = hs.random_values(rng, (n, cout + extra, ho, wo), 1.0, special)
     with np.errstate(over="ignore"):
         x = xs.astype(F16 if bits & 1 else F32)[:, extra:]
         z = zs.astype(F16 if bits & 4 else F32)[:, :cout]
@@ -97,7 +77,7 @@ def _cases() -> list[dict]:
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_half_storage_is_the_conversion_route_bit_for_bit(threads: int) -> None:
-    assert_half_storage_bit_for_bit(_cases(), threads)
+    hs.assert_half_storage_bit_for_bit(_cases(), threads)
 
 
 def test_the_cases_reach_every_float16_case_and_both_storages() -> None:
@@ -105,11 +85,11 @@ def test_the_cases_reach_every_float16_case_and_both_storages() -> None:
     NaN (the kernel wrote them)."""
     kinds = set()
     for c in _cases():
-        want = float32_route(c)
+        want = hs.float32_route(c)
         assert not np.isnan(want).all(), c["name"]
         if c["out"].dtype != F16:
             continue
-        kinds |= float16_kinds(want)
+        kinds |= hs.float16_kinds(want)
     assert kinds == {"inf", "nan", "subnormal"}
 
 
@@ -140,19 +120,19 @@ def test_every_x86_vector_path_is_the_conversion_route(build: str, tmp_path: Pat
     for c in _cases():
         got = []
         for half in (True, False):
-            rec = recorded(c, half)
+            rec = hs.recorded(c, half)
             assert {call.name for call in rec.calls} == {"conv_stem_f32"}
             for call in rec.calls:
                 fn(ctypes.byref(call.args))
             assert rec.out is not None
             got.append(rec.out.copy())
         assert not np.isnan(got[1]).all(), c["name"]
-        assert_bits(got[0], narrowed(got[1], got[0]), f"{build} {c['name']}")
+        hs.assert_bits(got[0], hs.narrowed(got[1], got[0]), f"{build} {c['name']}")
 
 
 def test_aarch64_neon_path_is_the_conversion_route(tmp_path: Path) -> None:
     """Both routes' calls replayed under qemu-user (-mcpu=cortex-a78ae, as on Jetson Orin)."""
     exe = emulated.driver(tmp_path, ("conv_stem.c",))
     cases = _cases()
-    recs = [recorded(c, half) for c in cases for half in (True, False)]
-    assert_aarch64_is_the_conversion_route(exe, tmp_path, cases, recs)
+    recs = [hs.recorded(c, half) for c in cases for half in (True, False)]
+    hs.assert_aarch64_is_the_conversion_route(exe, tmp_path, cases, recs)
