@@ -612,6 +612,8 @@ def _pointwise(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scra
             arg = acc if a == "$acc" else None if a is None else ins[int(a)]
             if arg is None:
                 return None
+            if calls and a != "$acc" and np.may_share_memory(arg, out):
+                return None  # an input in the output's memory, read after a step wrote it
             args.append(arg)
         if np.broadcast_shapes(*(np.shape(a) for a in args)) != out.shape:
             return None

@@ -122,3 +122,35 @@ def test_head_engine_runs_slice_and_pointwise_steps(monkeypatch) -> None:
     assert "Pointwise" in ops and "Pointwise" in bound, (ops, bound)
     assert bound.count("Slice") == sum(n.op_type == "Slice" for n in graph.nodes), bound
     np.testing.assert_array_equal(got, execute_graph(graph, {"d": x})["c"])
+
+
+def test_pointwise_step_with_an_input_in_the_output_memory() -> None:
+    """The memory plan may give a chain's output the buffer of one of its inputs: a step
+    that reads that input after an earlier step wrote the output would read its own result
+    (LayerNorm's expanded form: 1 - m·m + eps, with the output in the second input's
+    buffer). The step must give the reference's numbers — here by declining."""
+    from edge_infer.engine.ops.fused import pointwise
+
+    steps = [
+        {"op": "Mul", "args": ["$acc", "$acc"], "attrs": {}},
+        {"op": "Sub", "args": [1, "$acc"], "attrs": {}},
+        {"op": "Add", "args": ["$acc", 2], "attrs": {}},
+        {"op": "Sqrt", "args": ["$acc"], "attrs": {}},
+    ]
+    rng = np.random.default_rng(3)
+    m = rng.random((3, 5), dtype=np.float32)
+    shared = (rng.random((3, 5), dtype=np.float32) + 2).astype(np.float32)
+    eps = np.array(1e-5, np.float32)
+    want = pointwise(m, shared.copy(), eps, steps=steps)
+    graph = Graph()
+    vals = [graph.add_input(k, TensorType(a.shape, a.dtype)) for k, a in (("m", m), ("v", shared))]
+    node = graph.add_node(
+        "Pointwise", [*vals, graph.add_constant("eps", eps)], 1, domain="edge_infer",
+        name="chain", attrs={"steps": steps},
+    )  # fmt: skip
+    out = shared  # the output in the second input's buffer
+    run = STEPS["edge_infer::Pointwise"](node, [m, shared, eps], [out], ScratchPool())
+    if run is None:
+        return  # declined: the reference kernel runs it (what the step does now)
+    run()
+    np.testing.assert_array_equal(out, want)

@@ -39,6 +39,7 @@ def pack(base: np.ndarray, toff: np.ndarray, posoff: np.ndarray, pb0: int, pb1: 
         pb0=pb0,
         pb1=pb1,
         pk=pk.ctypes.data,
+        half=0,  # float32 base
     )
     native.library().pack_positions_f32(ctypes.byref(args))
     return pk.reshape(npb, len(toff), PB)
