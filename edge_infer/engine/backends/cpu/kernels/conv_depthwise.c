@@ -1,5 +1,5 @@
 /* Depthwise convolution: compiled on the target device (-march/-mcpu=native). Three paths,
- * picked by the tactic (cpu_direct.py: DW_WIDE, GROUPED_MAX_WIDTH, measured) through the
+ * picked by the tactic (cpu_depthwise.py: DW_WIDE, GROUPED_MAX_WIDTH, measured) through the
  * path field `grouped`: bit 1 asks for vectors along rows (dw_wide below: AVX-512 builds,
  * 3 x 3 kernels at stride 1 or 2), which builds without it and other kernels replace with
  * bit 0's path: channel groups (1) or row by row (0). Float16 storage (field `half`: FP16
@@ -543,7 +543,7 @@ static int wide_fits(const conv_depthwise_args *a) {
 
 /* Float16 storage (a->half bits 1, 2, 4: input, output, residual) where the vectors along
  * rows are not built (the tactic sends float16 only to layers that path takes on a build
- * that has it: cpu_direct.py, conv_depthwise_wide): one output at a time, any kernel,
+ * that has it: cpu_depthwise.py, conv_depthwise_wide): one output at a time, any kernel,
  * strides, dilations; the float32 epilogue on lane 0. */
 static void dw_half_scalar(const conv_depthwise_args *a) {
     long xh = a->half & 1, oh = a->half & 2, zh = a->half & 4;
@@ -590,7 +590,7 @@ long conv_depthwise_wide(void) {
 
 /* Channels [c0, c1) of one image: vectors along rows when a->grouped & 2 and this build
  * has them (no buffer); else by groups of CV channels when a->grouped & 1 (buffer: see
- * cpu_direct.py), else one channel at a time, row by row. */
+ * cpu_depthwise.py), else one channel at a time, row by row. */
 void conv_depthwise_f32(const conv_depthwise_args *a) {
     long kh = a->kh, kw = a->kw, sx = a->sx, dy = a->dy, dx = a->dx;
     long unit = dy == 1 && dx == 1;

@@ -8,11 +8,8 @@ applicable, so the table is the same on every machine.
 from __future__ import annotations
 
 from edge_infer.engine.backends.cpu.tactics.cpu_conv import CONV_TACTICS
-from edge_infer.engine.backends.cpu.tactics.cpu_direct import (
-    DepthwiseNative,
-    DirectNative,
-    OcVecNative,
-)
+from edge_infer.engine.backends.cpu.tactics.cpu_depthwise import DepthwiseNative
+from edge_infer.engine.backends.cpu.tactics.cpu_direct import DirectNative, OcVecNative
 from edge_infer.engine.backends.cpu.tactics.cpu_fp16 import fp16_tactics
 from edge_infer.engine.backends.cpu.tactics.cpu_pointwise import PointwiseNative
 from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative, QConvReference

@@ -24,11 +24,8 @@ import pytest
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.backends.cpu.tactics import cpu_direct
-from edge_infer.engine.backends.cpu.tactics.cpu_direct import (
-    DepthwiseNative,
-    DirectNative,
-    OcVecNative,
-)
+from edge_infer.engine.backends.cpu.tactics.cpu_depthwise import DepthwiseNative
+from edge_infer.engine.backends.cpu.tactics.cpu_direct import DirectNative, OcVecNative
 from edge_infer.engine.backends.cpu.tactics.cpu_pointwise import PointwiseNative
 from edge_infer.engine.backends.cpu.tactics.cpu_winograd import WinogradNative
 from edge_infer.engine.tactics.base import ConvSpec
@@ -52,7 +49,7 @@ CONVS = [
     ((1, 20, 7, 9), 33, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
     ((2, 12, 11, 9), 12, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 12),
     ((1, 9, 17, 15), 9, (5, 5), (2, 2), (2, 2, 2, 2), (1, 1), 9),
-    # depthwise row by row (wider than cpu_direct.GROUPED_MAX_WIDTH, stride 1)
+    # depthwise row by row (wider than cpu_depthwise.GROUPED_MAX_WIDTH, stride 1)
     ((1, 5, 6, 37), 5, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 5),
 ]
 # every activation code of the fused epilogue (args.h), with its parameters

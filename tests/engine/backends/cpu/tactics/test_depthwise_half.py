@@ -19,8 +19,8 @@ import pytest
 
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.program import ScratchPool
-from edge_infer.engine.backends.cpu.tactics import cpu_direct, cpu_fp16
-from edge_infer.engine.backends.cpu.tactics.cpu_direct import DepthwiseNative
+from edge_infer.engine.backends.cpu.tactics import cpu_depthwise, cpu_fp16
+from edge_infer.engine.backends.cpu.tactics.cpu_depthwise import DepthwiseNative
 from edge_infer.engine.ops import get_registry
 from edge_infer.engine.tactics.base import ConvSpec
 from tests.engine.backends.cpu import isa_builds
@@ -86,7 +86,7 @@ def _cases() -> list[dict[str, Any]]:
 
 
 def _need_wide() -> None:
-    if not cpu_direct.wide_built():
+    if not cpu_depthwise.wide_built():
         pytest.skip("this machine's kernels lack the AVX-512 vectors along rows")
 
 
@@ -119,7 +119,7 @@ def test_other_layers_decline_half_storage() -> None:
 
     for declined in (spec(w3, act="mish"), spec(w5), spec(w3, d=2), spec(w3, s=3)):
         assert not cpu_fp16.takes_half(DepthwiseNative(declined))
-    assert cpu_fp16.takes_half(DepthwiseNative(spec(w3, s=2))) == cpu_direct.wide_built()
+    assert cpu_fp16.takes_half(DepthwiseNative(spec(w3, s=2))) == cpu_depthwise.wide_built()
 
 
 def _recorded(c: dict[str, Any], half: bool) -> tuple[list[native.NativeCall], np.ndarray]:

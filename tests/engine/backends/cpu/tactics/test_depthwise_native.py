@@ -19,8 +19,8 @@ import pytest
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import ScratchPool
-from edge_infer.engine.backends.cpu.tactics import cpu_direct
-from edge_infer.engine.backends.cpu.tactics.cpu_direct import DepthwiseNative
+from edge_infer.engine.backends.cpu.tactics import cpu_depthwise
+from edge_infer.engine.backends.cpu.tactics.cpu_depthwise import DepthwiseNative
 from edge_infer.engine.ops import get_registry
 from edge_infer.engine.tactics.base import ConvSpec
 from tests.engine.backends.cpu import isa_builds
@@ -87,14 +87,14 @@ def path(request, monkeypatch) -> str:
     vectors along rows (3 x 3 at stride 1 or 2 on AVX-512 builds; elsewhere, and for other
     kernels, its fallback: row by row here)."""
     grouped = request.param == "grouped"
-    monkeypatch.setattr(cpu_direct, "GROUPED_MAX_WIDTH", 1 << 20 if grouped else 0)
-    monkeypatch.setattr(cpu_direct, "GROUPED_STRIDED", grouped)
-    monkeypatch.setattr(cpu_direct, "DW_WIDE", request.param == "wide")
+    monkeypatch.setattr(cpu_depthwise, "GROUPED_MAX_WIDTH", 1 << 20 if grouped else 0)
+    monkeypatch.setattr(cpu_depthwise, "GROUPED_STRIDED", grouped)
+    monkeypatch.setattr(cpu_depthwise, "DW_WIDE", request.param == "wide")
     return request.param
 
 
 def _mode(path: str, spec: ConvSpec) -> int:
-    """The kernel's path field a bind on ``path`` sets (cpu_direct: _DW_GROUPS, _DW_WIDE)."""
+    """The kernel's path field a bind on ``path`` sets (cpu_depthwise: _DW_GROUPS, _DW_WIDE)."""
     if path == "wide":
         return 2 if spec.strides[1] in (1, 2) else 0
     return int(path == "grouped")

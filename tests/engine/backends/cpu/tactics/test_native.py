@@ -11,9 +11,9 @@ import pytest
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import ScratchPool
+from edge_infer.engine.backends.cpu.tactics.cpu_depthwise import DepthwiseNative
 from edge_infer.engine.backends.cpu.tactics.cpu_direct import (
     MR,
-    DepthwiseNative,
     DirectNative,
     OcVecNative,
     pack_weights,
