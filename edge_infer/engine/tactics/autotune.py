@@ -61,8 +61,12 @@ def time_interleaved(
     Interleaving matters on shared machines: a phase of contention (another VM on the host,
     a busy sibling process) slows every candidate of a round alike instead of whichever was
     being timed; taking each candidate's fastest sample discards the rounds it was preempted
-    in. A candidate clearly slower than the best so far (its fastest sample above 1.5× the
-    best's after two rounds) stops being timed. Samples are measured by
+    in. A candidate clearly slower than the best so far stops being timed: after two rounds
+    when its fastest sample is above 4× the best's (a reference kernel beside a native
+    one), after four rounds when above 1.5× — and never while its fastest sample is within
+    the best candidate's own spread (below the best's slowest sample). On a loaded machine a
+    multithreaded kernel can lose its first two rounds to descheduled pool threads; dropping
+    it then at 1.5× crowned a single-threaded fallback. Samples are measured by
     ``timer`` (the backend's: host clock on the CPU, events on a GPU); the time budget is
     the host's.
     """
@@ -76,11 +80,24 @@ def time_interleaved(
         for name in live:
             samples[name].append(measure(runs[name]))
         if k >= 1:
-            best = min(min(samples[n]) for n in live)
-            live = [n for n in live if min(samples[n]) <= 1.5 * best]
+            live = _survivors(samples, live, _DROP_EARLY if k < _ROUNDS_EARLY else _DROP_LATE)
         if len(live) == 1 or (k >= 2 and time.perf_counter() > deadline):
             break
     return {name: round(min(v) * 1e6, 1) for name, v in samples.items()}
+
+
+#: a candidate this many times slower than the best is dropped after two rounds ...
+_DROP_EARLY = 4.0
+#: ... and one this many times slower once every candidate has this many samples
+_DROP_LATE, _ROUNDS_EARLY = 1.5, 3
+
+
+def _survivors(samples: dict[str, list[float]], live: list[str], factor: float) -> list[str]:
+    """The candidates still worth timing: fastest sample within ``factor`` of the best's, or
+    below the best candidate's slowest sample (its timings still overlap the best's)."""
+    best = min(live, key=lambda n: min(samples[n]))
+    fastest, spread = min(samples[best]), max(samples[best])
+    return [n for n in live if min(samples[n]) <= max(factor * fastest, spread)]
 
 
 def tune_layer(

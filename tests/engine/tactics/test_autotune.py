@@ -72,6 +72,47 @@ def test_preempted_rounds_do_not_crown_a_slow_fallback() -> None:
     assert winner == "kernel" and times == {"kernel": 2000.0, "fallback": 10000.0}
 
 
+def test_a_kernel_slowed_in_its_first_rounds_is_not_dropped() -> None:
+    """A multithreaded kernel loses its first three rounds to descheduled pool threads (2.5-3x
+    the steady single-threaded fallback), then runs undisturbed: it must still be timed then
+    and win (the old rule dropped it after two rounds at 1.5x)."""
+    kernel, fallback = Sleeper("kernel", 0.0), Sleeper("fallback", 0.0)
+    timer = Script(
+        {
+            "kernel": [9.0, 0.030, 0.028, 0.025, 0.004, 0.005, 0.004, 0.004],
+            "fallback": [9.0, 0.010, 0.010, 0.010, 0.010, 0.010, 0.010, 0.010],
+        }
+    )
+    winner, times = tune_layer(
+        "sig4",
+        [fallback, kernel],  # type: ignore[list-item]
+        lambda t: t.run,
+        None,
+        timer,  # type: ignore[arg-type]
+    )
+    assert winner == "kernel" and times == {"kernel": 4000.0, "fallback": 10000.0}
+
+
+def test_a_candidate_within_the_best_ones_spread_is_timed_on() -> None:
+    """1.6x slower by fastest samples but inside the best's own spread (the best ran 0.010
+    to 0.020): not yet clearly slower, so still timed after the fourth round."""
+    steady, noisy = Sleeper("steady", 0.0), Sleeper("noisy", 0.0)
+    timer = Script(
+        {
+            "noisy": [9.0, 0.020, 0.010, 0.019, 0.018, 0.020, 0.019, 0.020],
+            "steady": [9.0, 0.016, 0.016, 0.016, 0.016, 0.016, 0.009, 0.016],
+        }
+    )
+    winner, _ = tune_layer(
+        "sig5",
+        [noisy, steady],  # type: ignore[list-item]
+        lambda t: t.run,
+        None,
+        timer,  # type: ignore[arg-type]
+    )
+    assert winner == "steady" and steady.calls == noisy.calls == 8
+
+
 def test_cache_round_trip_and_hits(tmp_path) -> None:
     path = tmp_path / "timing.json"
     cache = TimingCache(DEVICE, path)
