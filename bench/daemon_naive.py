@@ -120,7 +120,7 @@ def cpu_model(
 def cuda_model(config: str) -> tuple[Callable[[], InferFn], tuple[int, int], dict[str, Any]]:
     """The daemon's engine (as its config resolves it), an execution context per thread."""
     from edge_infer.pipeline.config import load_config
-    from edge_infer.pipeline.daemon import engine_for
+    from edge_infer.pipeline.engine_setup import engine_for
 
     cfg = load_config(config)
     _, engine = engine_for(cfg)  # selects the device; builds the engine if it is missing

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.config}: valid ({len(cfg.cameras)} cameras, device {cfg.device_id})")
         return 0
     if args.build_only:
-        from edge_infer.pipeline.daemon import engine_for
+        from edge_infer.pipeline.engine_setup import engine_for
 
         _, engine = engine_for(cfg)
         print(

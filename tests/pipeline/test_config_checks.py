@@ -187,7 +187,7 @@ def test_inference_cores_above_the_machine_are_clamped_with_a_warning(
 ) -> None:
     import os
 
-    from edge_infer.pipeline.daemon import usable_cores
+    from edge_infer.pipeline.engine_setup import usable_cores
 
     available = len(os.sched_getaffinity(0))
     assert usable_cores(None) is None

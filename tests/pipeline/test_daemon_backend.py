@@ -15,7 +15,7 @@ import pytest
 from edge_infer.errors import ConfigError
 from edge_infer.pipeline.backend_choice import resolve_backend
 from edge_infer.pipeline.config import EngineConfig, InferenceConfig, parse_config
-from edge_infer.pipeline.daemon import load_engine
+from edge_infer.pipeline.engine_setup import load_engine
 from tests.pipeline.helpers import TINY_SIZE, tiny_detector
 
 HAS_PYCUDA = importlib.util.find_spec("pycuda") is not None

@@ -16,7 +16,7 @@ from edge_infer.engine.precision.cache import CalibrationCache
 from edge_infer.errors import ConfigError
 from edge_infer.pipeline.calibration_data import CalibrationData
 from edge_infer.pipeline.config import file_sha256, load_config, parse_config
-from edge_infer.pipeline.daemon import build_engine, load_engine
+from edge_infer.pipeline.engine_setup import build_engine, load_engine
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "edge_demo_det.onnx"
 needs_model = pytest.mark.skipif(not MODEL.is_file(), reason=f"{MODEL} not trained yet")

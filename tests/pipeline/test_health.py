@@ -122,7 +122,7 @@ def test_json_log_lines() -> None:
     import json
     import logging
 
-    from edge_infer.pipeline.daemon import JsonFormatter
+    from edge_infer.pipeline.logs import JsonFormatter
 
     rec = logging.LogRecord(
         "edge_infer.daemon", logging.WARNING, __file__, 1, "camera %s: %s", ("c0", "stalled"), None

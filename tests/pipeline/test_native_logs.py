@@ -14,7 +14,7 @@ from edge_infer.pipeline.native_logs import classify
 SCRIPT = r"""
 import os, sys, logging
 from edge_infer.pipeline.config import parse_config
-from edge_infer.pipeline.daemon import setup_logging
+from edge_infer.pipeline.logs import setup_logging
 cfg = parse_config({"device_id": "d", "engine": {"path": "e.engine"},
                     "cameras": [{"type": "file", "id": "c", "path": "c.mp4"}],
                     "logging": {"json": True, "level": sys.argv[1]}})
