@@ -105,8 +105,8 @@ def test_maxpool_matches_onnxruntime(monkeypatch, native_on, attrs) -> None:
     got = edge_infer.build(data, tune=False).create_context().execute({"x": x})["y"]
     want = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_array_equal(got, want)
-    if native_on and attrs["kernel_shape"] != [5, 5]:  # SPPF keeps its separable path
-        assert "maxpool_f32" in used
+    if native_on:  # float SPPF too: the row kernel beats the separable views 2.3x
+        assert "maxpool_planes_f32" in used
 
 
 @pytest.mark.parametrize("native_on", [True, False], ids=["native", "numpy"])

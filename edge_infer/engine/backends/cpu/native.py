@@ -414,6 +414,18 @@ class ConvStemArgs(KernelArgs):
     ]
 
 
+class MaxpoolPlanesArgs(KernelArgs):
+    """maxpool.c: planes [p0, p1) of n x c float32 / float16 planes (half: bit 1 x, bit 2 y),
+    N x C strides in elements; maxpool's geometry."""
+
+    _fields_ = [
+        ("x", _P),
+        ("y", _P),
+        *_longs("n", "c", "xis", "xcs", "yis", "ycs", "h", "w", "ho", "wo", "kh", "kw", "sy"),
+        *_longs("sx", "pt", "pl", "dy", "dx", "p0", "p1", "half"),
+    ]
+
+
 #: exported kernel ``<name>_f32`` → its argument struct (``<name>_args`` in args.h)
 ARGS: dict[str, type[KernelArgs]] = {
     "conv_direct_f32": ConvDirectArgs,
@@ -439,6 +451,7 @@ ARGS: dict[str, type[KernelArgs]] = {
     "maxpool_s8_f32": MaxpoolS8Args,
     "gemv_f32": GemvArgs,
     "conv_stem_f32": ConvStemArgs,
+    "maxpool_planes_f32": MaxpoolPlanesArgs,
 }
 
 

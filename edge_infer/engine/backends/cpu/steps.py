@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_infer.engine.backends.cpu import dense, half, native
+from edge_infer.engine.backends.cpu import dense, half, native, pooling
 from edge_infer.engine.backends.cpu.parallel import split
 from edge_infer.engine.ir import Node
 from edge_infer.engine.ops.linalg import matmul_shape
@@ -264,59 +264,22 @@ def _upsample_copies(x: np.ndarray, out: np.ndarray, fh: int, fw: int) -> Run:
 
 @step("MaxPool")
 def _maxpool(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
-    """Max pooling: stride-1 'same' (SPPF) as separable running maxima over shifted views;
-    other 2-D float32 and int8 poolings with the native kernel (one pass, padding never
-    wins)."""
+    """Max pooling: 2-D float32, float16 and int8 poolings with the native kernels (pooling.py:
+    one pass, padding never wins, planes split between threads); int8 stride-1 'same' pools
+    (SPPF) as separable running maxima over shifted views."""
     x, out = ins[0], outs[0]
-    if half.is_half(x, out) and native.available():  # float16 storage: exact through float32
-        return half.around_f32(_maxpool, node, ins, outs, scratch)
     k = node.attrs.get("kernel_shape", [])
     strides = node.attrs.get("strides", [1, 1])
     pads = node.attrs.get("pads", [0, 0, 0, 0])
-    dil = node.attrs.get("dilations", [1, 1])
-    if (
-        _int8_planes(x, out)
-        and len(outs) == 1
-        and len(k) == 2
-        and node.attrs.get("auto_pad", "NOTSET") == "NOTSET"
-        and not (list(strides) == [1, 1] and out.shape == x.shape)
-        and native.library() is not None
-    ):  # int8 storage (channel slices of a concat too): one native pass; stride-1 'same'
-        # pools (SPPF) are faster separable below (measured: 3x at 10 x 10)
-        n, c, h, w = x.shape
-        args = dict(x=x.ctypes.data, y=out.ctypes.data, n=n, c=c, xis=x.strides[0],
-                    xcs=x.strides[1], yis=out.strides[0], ycs=out.strides[1], h=h, w=w,
-                    ho=out.shape[2], wo=out.shape[3], kh=k[0], kw=k[1], sy=strides[0],
-                    sx=strides[1], pt=pads[0], pl=pads[1], dy=dil[0], dx=dil[1])  # fmt: skip
-        return native.NativeCall("maxpool_s8_f32", args, (x, out))
-    lib = _native_ok(x, out)
-    if (
-        lib is not None
-        and len(outs) == 1
-        and x.ndim == 4
-        and len(k) == 2
-        and node.attrs.get("auto_pad", "NOTSET") == "NOTSET"
-        and not (list(strides) == [1, 1] and out.shape == x.shape)
-    ):
-        n, c, h, w = x.shape
-        args = dict(
-            x=x.ctypes.data,
-            y=out.ctypes.data,
-            planes=n * c,
-            h=h,
-            w=w,
-            ho=out.shape[2],
-            wo=out.shape[3],
-            kh=k[0],
-            kw=k[1],
-            sy=strides[0],
-            sx=strides[1],
-            pt=pads[0],
-            pl=pads[1],
-            dy=dil[0],
-            dx=dil[1],
-        )
-        return native.NativeCall("maxpool_f32", args, (x, out))
+    window = pooling.Window.of(node.attrs)
+    same = list(strides) == [1, 1] and np.shape(out) == np.shape(x)
+    if window is not None and len(outs) == 1 and not (same and out.dtype == np.int8):
+        # int8 stride-1 'same' pools (SPPF) are faster separable below (measured: 3x at 10 x 10)
+        run = pooling.bind_maxpool(x, out, window, **_threads(scratch))
+        if run is not None:
+            return run
+    if half.is_half(x, out) and native.available():  # float16 storage: exact through float32
+        return half.around_f32(_maxpool, node, ins, outs, scratch)
     if (
         len(outs) != 1
         or x.ndim != 4

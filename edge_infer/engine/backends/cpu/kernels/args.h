@@ -212,6 +212,15 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, const float *, bias) X(K, long, cout) X(K, long, wo) X(K, float *, out)               \
     X(K, long, ocs) EI_EPILOGUE_ARGS(X, K) X(K, float *, buf) X(K, long, half)
 
+/* maxpool.c: planes [p0, p1) of n x c (element strides xis, xcs, yis, ycs), maxpool's
+ * geometry; half: bit 1 x, bit 2 y float16 (else float32) */
+#define EI_MAXPOOL_PLANES_ARGS(X, K)                                                           \
+    X(K, const void *, x) X(K, void *, y) X(K, long, n) X(K, long, c) X(K, long, xis)         \
+    X(K, long, xcs) X(K, long, yis) X(K, long, ycs) X(K, long, h) X(K, long, w)               \
+    X(K, long, ho) X(K, long, wo) X(K, long, kh) X(K, long, kw) X(K, long, sy) X(K, long, sx)  \
+    X(K, long, pt) X(K, long, pl) X(K, long, dy) X(K, long, dx) X(K, long, p0) X(K, long, p1)  \
+    X(K, long, half)
+
 /* every kernel: X(kernel name, its field list); a field list is FIELDS(X, kernel) and
  * calls X(kernel, type, name) once per field */
 #define EI_KERNELS(X)                                                                         \
@@ -237,7 +246,8 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(qgemm_s8, EI_QGEMM_S8_ARGS)                                                             \
     X(maxpool_s8, EI_MAXPOOL_S8_ARGS)                                                         \
     X(gemv, EI_GEMV_ARGS)                                                                     \
-    X(conv_stem, EI_CONV_STEM_ARGS)
+    X(conv_stem, EI_CONV_STEM_ARGS)                                                           \
+    X(maxpool_planes, EI_MAXPOOL_PLANES_ARGS)
 
 /* the structs: <name>_args, and their entry points void <name>_f32(const <name>_args *) and
  * pool tasks void <name>_task(const void *) */

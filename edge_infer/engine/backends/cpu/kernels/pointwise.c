@@ -84,16 +84,3 @@ void upsample_nearest_f32(const upsample_nearest_args *a) {
 EI_TASK(unary)
 EI_TASK(softmax)
 EI_TASK(upsample_nearest)
-
-/* 2-D max pooling, any kernel / stride / padding / dilation (padding never wins): planes of
- * h x w into ho x wo, one plane at a time (EI_MAXPOOL_PLANE, simd.h). */
-EI_MAXPOOL_PLANE(maxpool_plane_f32, float, -__builtin_inff())
-
-void maxpool_f32(const maxpool_args *args) {
-    long planes = args->planes, h = args->h, w = args->w, ho = args->ho, wo = args->wo;
-    for (long p = 0; p < planes; p++)
-        maxpool_plane_f32(args->x + p * h * w, args->y + p * ho * wo, h, w, ho, wo, args->kh,
-                          args->kw, args->sy, args->sx, args->pt, args->pl, args->dy, args->dx);
-}
-
-EI_TASK(maxpool)
