@@ -17,6 +17,15 @@
  * block takes as few vectors as its pixels need. With more than KC input channels, partial
  * sums go through the output and the epilogue runs on the last channel block.
  *
+ * Planes of at least ROWS_MIN_HW pixels and up to KC_MAX input channels skip the packing
+ * (conv_rows): the tiles read the input where it lies (each channel's pixels contiguous), a
+ * block of up to ROWS_BLOCK_FLOATS / cin pixels of one image at a time (in L2 while every
+ * panel sweeps it), the first panel prefetching the strips PFD pixels ahead; only the
+ * strip short of NR pixels at an image's (or the range's) end is packed. Per output value
+ * the same products in the same order as the packed path: the same bits. This is what the
+ * layers of few output channels on large planes need (MobileNetV2's 32 -> 16 at 112 x 112:
+ * there the packing copy cost as much as a panel's products), and large planes of any width.
+ *
  * The epilogue (bias, residual before or after, activation: simd.h) runs on the tile in
  * registers before it is stored.
  *
@@ -50,6 +59,11 @@
 #define NR (8 * TV)
 /* input channels per block: the panel's KC x 8 weights (16 KB) stay in L1 */
 #define KC_MAX 512
+/* conv_rows: planes from this many pixels (smaller ones waste a tail tile per image), up to
+ * this many floats of input per block (half of L2), prefetch distance in pixels */
+#define ROWS_MIN_HW (8 * NR)
+#define ROWS_BLOCK_FLOATS 65536
+#define PFD (4 * NR)
 
 /* the first n (< 8) lanes of a vector: loaded (others zero) / stored (others untouched) */
 #if defined(__AVX2__)
@@ -89,18 +103,28 @@ static inline __attribute__((always_inline)) v8 at_n(const void *p, long i, long
     return h ? h8_load_n((const uint16_t *)p + i, n) : pw_load_n((const float *)p + i, n);
 }
 
-/* acc[i][j] += sum_k a[8 k + i] * b[NR k + 8 j .. + 8], i < TR, j < nv: a panel's weights
- * (stride PANEL per channel) times a packed strip */
+/* acc[i][j] += sum_k a[8 k + i] * b[bs k + 8 j .. + 8], i < TR, j < nv: a panel's weights
+ * (stride PANEL per channel) times a strip, packed (bs = NR) or in place (bs: the input's
+ * channel stride; bh: float16, at bq); pfd: prefetch the strip that many floats ahead */
 static inline __attribute__((always_inline)) void micro(const float *a, const float *b,
-                                                       long kc, long nv, v8 acc[TR][TV]) {
+                                                       const uint16_t *bq, long bs, long bh,
+                                                       long kc, long nv, long pfd,
+                                                       v8 acc[TR][TV]) {
     v8 c[TR][TV];
     for (long i = 0; i < TR; i++)
         for (long j = 0; j < TV; j++) c[i][j] = acc[i][j];
-    for (long k = 0; k < kc; k++, a += PANEL, b += NR) {
+    for (long k = 0; k < kc; k++, a += PANEL, b += bs, bq += bs) {
         v8 v[TV];
+        if (pfd && bh) {
+            __builtin_prefetch(bq + pfd);
+            __builtin_prefetch(bq + pfd + NR - 1);
+        } else if (pfd) {
+            __builtin_prefetch(b + pfd);
+            __builtin_prefetch(b + pfd + NR - 1);
+        }
 #pragma GCC unroll 4
         for (long j = 0; j < TV; j++)
-            if (j < nv) v[j] = load8(b + 8 * j);
+            if (j < nv) v[j] = bh ? h8_load(bq + 8 * j) : load8(b + 8 * j);
 #pragma GCC unroll 8
         for (long i = 0; i < TR; i++) {
             v8 s = splat(a[i]);
@@ -284,10 +308,20 @@ static inline __attribute__((always_inline)) void tile_io(const conv_pointwise_a
     }
 }
 
-/* one tile: rows [oc, oc + nr) of panel wp (row offset r within it), strip s of the packed
- * block (nv vectors) */
+/* the strip a tile reads: packed (stride NR) or in place (stride: channel stride; xh: float16
+ * at q), prefetching pfd floats ahead */
+typedef struct {
+    const float *b;
+    const uint16_t *q;
+    long stride, xh, pfd;
+} source;
+
+static inline source packed(const float *b) { return (source){b, 0, NR, 0, 0}; }
+
+/* one tile: rows [oc, oc + nr) of panel wp (row offset r within it), strip st read from src
+ * (nv vectors) */
 static inline __attribute__((always_inline)) void tile(const conv_pointwise_args *a,
-                                                      const float *wp, const float *bs,
+                                                      const float *wp, source src,
                                                       const strip *st, long oc, long nr,
                                                       long kc, long first, long last,
                                                       long nv, long oh, long pure) {
@@ -295,7 +329,7 @@ static inline __attribute__((always_inline)) void tile(const conv_pointwise_args
     for (long i = 0; i < TR; i++)
         for (long j = 0; j < TV; j++) acc[i][j] = (v8){0};
     if (!first) tile_io(a, st, oc, nr, nv, acc, 1, 0, oh, pure);
-    micro(wp, bs, kc, nv, acc);
+    micro(wp, src.b, src.q, src.stride, src.xh, kc, nv, src.pfd, acc);
     tile_io(a, st, oc, nr, nv, acc, 0, last, oh, pure);
 }
 
@@ -327,13 +361,13 @@ static inline __attribute__((always_inline)) void conv(const conv_pointwise_args
                         strip st = strip_at(q, qb, hw);
                         long nv = (st.np + 7) / 8;
                         if (nv == TV)
-                            tile(a, wp, bs, &st, oc, nr, kc, first, last, TV, oh, pure);
+                            tile(a, wp, packed(bs), &st, oc, nr, kc, first, last, TV, oh, pure);
 #if TV > 2
                         else if (nv == 2)
-                            tile(a, wp, bs, &st, oc, nr, kc, first, last, 2, oh, pure);
+                            tile(a, wp, packed(bs), &st, oc, nr, kc, first, last, 2, oh, pure);
 #endif
                         else
-                            tile(a, wp, bs, &st, oc, nr, kc, first, last, 1, oh, pure);
+                            tile(a, wp, packed(bs), &st, oc, nr, kc, first, last, 1, oh, pure);
                     }
                 }
             }
@@ -341,10 +375,82 @@ static inline __attribute__((always_inline)) void conv(const conv_pointwise_args
     }
 }
 
+/* the tiles of rows [oc, oc + nr) (panel ob) over a block's strips: nfull in place from src
+ * (the first `pf` of them prefetching ahead), then a tail of np pixels packed in pk */
+static inline __attribute__((always_inline)) void rows_panel(const conv_pointwise_args *a,
+                                                            source src, strip st, long ob,
+                                                            long oc, long nr, long nfull,
+                                                            long tail, long oh, long pure) {
+    long K = a->cin;
+    const float *wp = a->wpack + ob * K * PANEL + (oc - ob * PANEL);
+    for (long j = 0; j < nfull; j++, st.q += NR, st.p += NR) {
+        tile(a, wp, src, &st, oc, nr, K, 1, 1, TV, oh, pure);
+        src.b += NR;
+        src.q += NR;
+    }
+    if (!tail) return;
+    st.np = tail;
+    long nv = (tail + 7) / 8;
+    if (nv == 1)
+        tile(a, wp, packed(a->pk), &st, oc, nr, K, 1, 1, 1, oh, pure);
+#if TV > 2
+    else if (nv == 2)
+        tile(a, wp, packed(a->pk), &st, oc, nr, K, 1, 1, 2, oh, pure);
+#endif
+    else
+        tile(a, wp, packed(a->pk), &st, oc, nr, K, 1, 1, TV, oh, pure);
+}
+
+/* the input read in place (all its channels one block; xh: float16): blocks of pixels of
+ * one image, every panel sweeping a block's strips while its inputs are in L2 */
+static inline __attribute__((always_inline)) void conv_rows(const conv_pointwise_args *a,
+                                                           long xh, long oh, long pure) {
+    long K = a->cin, hw = a->hw;
+    long PB = ROWS_BLOCK_FLOATS / K / NR * NR;
+    if (PB < NR) PB = NR;
+    for (long q = a->q0; q < a->q1;) {
+        long b = q / hw, p = q - b * hw;
+        long np = hw - p < a->q1 - q ? hw - p : a->q1 - q;
+        if (np > PB) np = PB;
+        long nfull = np / NR, tail = np - nfull * NR;
+        long at = b * a->xis + p;
+        source src = {a->x + at, (const uint16_t *)(const void *)a->x + at, a->xcs, xh, 0};
+        if (tail) pack_as(a, 0, K, q + nfull * NR, q + np, a->pk, xh);
+        strip st = {q, NR, b, p, 1};
+        for (long ob = a->ob0; ob < a->ob1; ob++)
+            for (long r = 0; r < PANEL; r += TR) {
+                long oc = ob * PANEL + r;
+                if (oc >= a->cout) break;
+                long nr = a->cout - oc < TR ? a->cout - oc : TR;
+                source s = src;
+                s.pfd = ob == a->ob0 && r == 0 ? PFD : 0;
+                if (s.pfd)
+                    rows_panel(a, s, st, ob, oc, nr, nfull, tail, oh, pure);
+                else
+                    rows_panel(a, src, st, ob, oc, nr, nfull, tail, oh, pure);
+            }
+        q += np;
+    }
+}
+
+/* the packed path for small planes (strips across images) and more than KC_MAX channels */
+static inline long rows_fit(const conv_pointwise_args *a) {
+    return a->hw >= ROWS_MIN_HW && a->cin <= KC_MAX;
+}
+
 /* float16 storage (a float16 or a float32 output) out of line: the float32 kernel is
  * compiled as it would be alone */
 static __attribute__((noinline)) void conv_half(const conv_pointwise_args *a) {
-    if (a->half & PW_OH)
+    long xh = a->half & PW_XH, oh = a->half & PW_OH;
+    if (rows_fit(a) && xh && oh)
+        conv_rows(a, 1, 1, 0);
+    else if (rows_fit(a) && xh)
+        conv_rows(a, 1, 0, 0);
+    else if (rows_fit(a) && oh)
+        conv_rows(a, 0, 1, 0);
+    else if (rows_fit(a))
+        conv_rows(a, 0, 0, 0);
+    else if (a->half & PW_OH)
         conv(a, 1, 0);
     else
         conv(a, 0, 0);
@@ -353,6 +459,8 @@ static __attribute__((noinline)) void conv_half(const conv_pointwise_args *a) {
 void conv_pointwise_f32(const conv_pointwise_args *a) {
     if (a->half)
         conv_half(a);
+    else if (rows_fit(a))
+        conv_rows(a, 0, 0, 1);
     else
         conv(a, 0, 1);
 }

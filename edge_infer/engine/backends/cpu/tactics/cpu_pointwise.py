@@ -6,9 +6,12 @@
 batch of 7×7 planes fills register tiles like one large plane and each weight panel is read
 once per block of pixels, not once per image. Weights are packed at bind in panels of
 ``PANEL`` output channels; the kernel packs the input a block at a time for its register
-tile (the tile's shape is the kernel's, per instruction set). Bias, residual and the
-activation are applied in registers; activations the kernel lacks run in the shared
-epilogue afterwards.
+tile (the tile's shape is the kernel's, per instruction set). On planes of at least 8 tile
+widths (up to 512 input channels) the kernel skips that packing and reads the input where
+it lies, a block of one image's pixels at a time, only a plane's last short strip packed:
+the layers of few output channels on large planes (MobileNetV2's early projections) spent
+as much on the copy as on a panel's products. Bias, residual and the activation are
+applied in registers; activations the kernel lacks run in the shared epilogue afterwards.
 
 FP16 layers (``half_io``, tactics/cpu_fp16.py): the kernel reads a float16 input as it packs
 it and a float16 residual as it loads it, and stores a float16 output from its registers
