@@ -925,26 +925,72 @@ static __m512i exact16_i8(const int32_t *acc, long oc, const int8_t *zr,
     return _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
 }
 
-/* a row of nv vectors of int8 outputs by the fast epilogue (m = fastq_mult, nonzero) */
+/* a row of nv vectors of int8 outputs by the fast epilogue (m = fastq_mult, nonzero): the
+ * nv vectors computed side by side (their chains overlap in the core), one branch for the
+ * row; a row with a lane near a half redoes those vectors by exact16_i8 */
+static inline __attribute__((always_inline)) void fast_row_nv(const int32_t *acc, long oc,
+                                                            const int8_t *zr, int8_t *dst,
+                                                            const qconv_int8_args *a,
+                                                            const fastq *f, float m,
+                                                            const int nv, const int res) {
+    const __m512 mv = _mm512_set1_ps(m);
+    const __m512 lo = _mm512_set1_ps(f->lo), hi = _mm512_set1_ps(f->hi);
+    const __m512 lim = _mm512_set1_ps(0.5f - f->eps);
+    const __m512i absm = _mm512_set1_epi32(0x7fffffff);
+    __m512i r[NV];
+    __mmask16 near[NV], any = 0;
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; v++) {
+        __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(acc + v * VL)), mv);
+        if (res)
+            t = _mm512_add_ps(t, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                                   _mm_loadu_si128((const __m128i *)(zr + v * VL)))),
+                                               _mm512_set1_ps(f->zs)));
+        t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
+        /* t - rint(t) in one instruction (AVX-512 DQ vreduceps; exact), the integer by the
+         * conversion's own round to nearest even (the default rounding mode, as
+         * _mm512_cvtps_epi32 everywhere in this file) */
+#if defined(__AVX512DQ__)
+        __m512 d = _mm512_reduce_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#else
+        __m512 d = _mm512_sub_ps(
+            t, _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#endif
+        d = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(d), absm));
+        r[v] = _mm512_cvtps_epi32(t);
+        near[v] = _mm512_cmp_ps_mask(d, lim, _CMP_GT_OQ);
+        any |= near[v];
+    }
+    if (__builtin_expect(any != 0, 0)) {
+        for (int v = 0; v < nv; v++) {
+            __m512i q = near[v] ? exact16_i8(acc + v * VL, oc, zr + v * VL, a) : r[v];
+            _mm_storeu_si128((__m128i *)(dst + v * VL), _mm512_cvtsepi32_epi8(q));
+        }
+        return;
+    }
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; v++)
+        _mm_storeu_si128((__m128i *)(dst + v * VL), _mm512_cvtsepi32_epi8(r[v]));
+}
+
 static inline __attribute__((always_inline)) void fast_row(const int32_t *acc, long oc,
                                                          const int8_t *zr, int8_t *dst, long nv,
                                                          const qconv_int8_args *a,
                                                          const fastq *f, float m) {
-    const __m512 mv = _mm512_set1_ps(m), zs = _mm512_set1_ps(f->zs);
-    const __m512 lo = _mm512_set1_ps(f->lo), hi = _mm512_set1_ps(f->hi);
-    const __m512 lim = _mm512_set1_ps(0.5f - f->eps);
-    for (long v = 0; v < nv; v++) {
-        __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(acc + v * VL)), mv);
-        if (a->residual)
-            t = _mm512_add_ps(t, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                                                   _mm_loadu_si128((const __m128i *)(zr + v * VL)))),
-                                               zs));
-        t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
-        __m512 r = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        __mmask16 near =
-            _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(t, r)), lim, _CMP_GT_OQ);
-        __m512i q = near ? exact16_i8(acc + v * VL, oc, zr + v * VL, a) : _mm512_cvtps_epi32(r);
-        _mm_storeu_si128((__m128i *)(dst + v * VL), _mm512_cvtsepi32_epi8(q));
+    if (a->residual) {
+        switch (nv) {
+        case 1: fast_row_nv(acc, oc, zr, dst, a, f, m, 1, 1); break;
+        case 2: fast_row_nv(acc, oc, zr, dst, a, f, m, 2, 1); break;
+        case 3: fast_row_nv(acc, oc, zr, dst, a, f, m, 3, 1); break;
+        default: fast_row_nv(acc, oc, zr, dst, a, f, m, 4, 1);
+        }
+        return;
+    }
+    switch (nv) {
+    case 1: fast_row_nv(acc, oc, zr, dst, a, f, m, 1, 0); break;
+    case 2: fast_row_nv(acc, oc, zr, dst, a, f, m, 2, 0); break;
+    case 3: fast_row_nv(acc, oc, zr, dst, a, f, m, 3, 0); break;
+    default: fast_row_nv(acc, oc, zr, dst, a, f, m, 4, 0);
     }
 }
 
@@ -973,7 +1019,7 @@ static inline __attribute__((always_inline)) void activate_row(__m512 *y, long a
  * The same operations as finish16 on every output. */
 static void finish_tile(const int32_t *acc, long rows, long oc0, const long *seg_j,
                         const long *seg_n, const long *seg_pos, long nseg,
-                        const qconv_int8_args *a, const fastq *fq, long nv) {
+                        const qconv_int8_args *a, const fastq *fq, const float *fm, long nv) {
     int32_t stage[NT] __attribute__((aligned(64)));
     int32_t zrow[NT] __attribute__((aligned(64)));
     const long es = a->otype == 2 ? 1 : a->otype == 1 ? 2 : 4;
@@ -987,7 +1033,7 @@ static void finish_tile(const int32_t *acc, long rows, long oc0, const long *seg
     const int whole = nseg == 1 && seg_n[0] == NT;
     for (long i = 0; i < rows; i++) {
         const long oc = oc0 + i;
-        const float m = fastq_mult(fq, a, oc);
+        const float m = fm ? fm[oc] : fastq_mult(fq, a, oc);
         if (m != 0.0f) {
             const int8_t *zr = (const int8_t *)zrow;
             if (a->residual) {
@@ -1075,6 +1121,7 @@ static void finish_tile(const int32_t *acc, long rows, long oc0, const long *seg
     }
 }
 #define EI_TILE_EPILOGUE 1
+#define EI_FM_MAX 4096 /* output channels of a call whose multipliers are kept on the stack */
 #else
 #define EI_TILE_EPILOGUE 0
 #endif
@@ -1219,6 +1266,15 @@ void qconv_int8_f32(const qconv_int8_args *a) {
     }
 #endif
     memset(acc, 0, sizeof acc); /* columns a short tile leaves: finished, then dropped */
+#if EI_TILE_EPILOGUE
+    /* the fast epilogue's multipliers, once per call (not per tile) */
+    float fmv[EI_FM_MAX];
+    const float *fm = NULL;
+    if (fq.on && a->cout <= EI_FM_MAX) {
+        for (long oc = 0; oc < a->cout; oc++) fmv[oc] = fastq_mult(&fq, a, oc);
+        fm = fmv;
+    }
+#endif
     /* the strip's output runs: (first tile column, length, output position) */
     long seg_j[NT + 1], seg_n[NT + 1], seg_pos[NT + 1];
     const long blocks = (a->cout + MR - 1) / MR;
@@ -1250,7 +1306,7 @@ void qconv_int8_f32(const qconv_int8_args *a) {
             }
             tile(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc, nv);
 #if EI_TILE_EPILOGUE
-            finish_tile(acc, rows, oc0, seg_j, seg_n, seg_pos, nseg, a, &fq, nv);
+            finish_tile(acc, rows, oc0, seg_j, seg_n, seg_pos, nseg, a, &fq, fm, nv);
             continue;
 #endif
             for (long i = 0; i < rows; i++) {
