@@ -6,7 +6,8 @@ place, its products split by output columns between the context's threads:
 
 - ``Gemm`` / ``MatMul`` with a constant B: B is laid out once, at bind, in the order the
   product reads fastest for the layer's row count. Up to ``NATIVE_ROWS`` rows (a classifier
-  at batch 1..8, memory-bound) keep op(B) as contiguous rows of K for ``kernels/gemv.c``,
+  at batch 1..8, memory-bound) get op(B)'s rows of K packed by groups of four for
+  ``kernels/gemv.c`` (``pack_rows``: each thread's columns one forward stream of memory),
   which reads each row once for every row of A, its column ranges native pool tasks (no
   Python between threads); more rows (or no compiler) get a contiguous (K, N) for BLAS
   ``sgemm`` (one row without a compiler: numpy's matrix-vector product). ``beta * C`` is
@@ -130,6 +131,9 @@ def _native_product(
         return None
     if bias is not None and (bias[1] != 1.0 or not _rows_ok(bias[0])):
         return None  # a changing C scaled at run time, or broadcast along rows: BLAS path
+    kernel = "gemv_f32"
+    if b_const and all(n0 % 4 == 0 for n0, _ in ranges):  # packed once, read as one stream
+        rows, kernel = pack_rows(rows), "gemv_packed_f32"
     c = None if bias is None else bias[0]
     k = a.shape[1]
     calls = []
@@ -138,8 +142,22 @@ def _native_product(
                     n0=n0, n1=n1, alpha=alpha, bias=None if c is None else c.ctypes.data,
                     brs=0 if c is None else c.strides[0] // 4, out=out.ctypes.data,
                     ors=out.strides[0] // 4)  # fmt: skip
-        calls.append(native.NativeCall("gemv_f32", args, (a, rows, c, out)))
+        calls.append(native.NativeCall(kernel, args, (a, rows, c, out)))
     return _share(list(calls), pool)
+
+
+def pack_rows(rows: np.ndarray) -> np.ndarray:
+    """``rows`` (N, K) in gemv_packed's order: groups of four rows (the last one padded with
+    zero rows), each group the four rows' 16 values of every 16 columns one after another,
+    then the four rows' last K % 16 values. Group g starts at 4 g K."""
+    n, k = rows.shape
+    groups = -(-n // 4)
+    padded = np.zeros((groups * 4, k), F32)
+    padded[:n] = rows
+    k16 = k // 16 * 16
+    body = padded[:, :k16].reshape(groups, 4, k16 // 16, 16).transpose(0, 2, 1, 3)
+    tail = padded[:, k16:].reshape(groups, 4 * (k - k16))
+    return np.ascontiguousarray(np.concatenate([body.reshape(groups, -1), tail], axis=1).ravel())
 
 
 def _rows_ok(x: np.ndarray) -> bool:

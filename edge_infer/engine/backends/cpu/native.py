@@ -426,6 +426,17 @@ class MaxpoolPlanesArgs(KernelArgs):
     ]
 
 
+class TransposeArgs(KernelArgs):
+    """transpose.c: dims points to 12 longs (the output's shape, then the input's strides in
+    elements); the output's first-axis indices [r0, r1)."""
+
+    _fields_ = [("x", _P), ("y", _P), *_longs("es", "nd"), ("dims", _P), *_longs("r0", "r1")]
+
+
+class GemvPackedArgs(GemvArgs):
+    """gemv.c: gemv's fields, w packed by groups of four rows (dense.pack_rows)."""
+
+
 #: exported kernel ``<name>_f32`` → its argument struct (``<name>_args`` in args.h)
 ARGS: dict[str, type[KernelArgs]] = {
     "conv_direct_f32": ConvDirectArgs,
@@ -452,6 +463,8 @@ ARGS: dict[str, type[KernelArgs]] = {
     "gemv_f32": GemvArgs,
     "conv_stem_f32": ConvStemArgs,
     "maxpool_planes_f32": MaxpoolPlanesArgs,
+    "transpose_f32": TransposeArgs,
+    "gemv_packed_f32": GemvPackedArgs,
 }
 
 

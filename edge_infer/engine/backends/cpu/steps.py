@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_infer.engine.backends.cpu import dense, half, native, pooling
+from edge_infer.engine.backends.cpu import dense, half, native, permute, pooling
 from edge_infer.engine.backends.cpu.parallel import split
 from edge_infer.engine.ir import Node
 from edge_infer.engine.ops.linalg import matmul_shape
@@ -142,7 +142,12 @@ def _sigmoid(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
 
 @step("Transpose")
 def _transpose(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run:
+    """One native pass over the merged axes, split between threads (permute.py); numpy's
+    strided copy where the kernel cannot run it."""
     perm = node.attrs.get("perm") or list(reversed(range(np.ndim(ins[0]))))
+    run = permute.bind_transpose(ins[0], outs[0], perm, **_threads(scratch))
+    if run is not None:
+        return run
     src, out = np.transpose(ins[0], perm), outs[0]
     return lambda: np.copyto(out, src)
 

@@ -98,6 +98,8 @@ GEMMS = [  # (M, K, N)
     (8, 64, 40),
 ]
 BIASES = ["none", "row", "row2d", "column", "full", "scalar"]
+#: the native matrix-vector kernels (kernels/gemv.c)
+GEMV = {"gemv_f32", "gemv_packed_f32"}
 
 
 def _bias(kind: str, m: int, n: int, rng: np.random.Generator) -> np.ndarray | None:
@@ -129,8 +131,11 @@ def test_gemm_step_matches_reference(monkeypatch, native_on, m, k, n, trans_a, t
         out = np.empty((m, n), np.float32)
         assert _run_step("Gemm", [a, b, c], out, const, attrs, workers)
         _close(out, want, PRODUCT_TOL)
-    # few rows with A's rows contiguous run the native kernel (with a constant C at least)
-    assert ("gemv_f32" in used) == (native_on and m <= 8 and (m == 1 or not trans_a)), used
+    # few rows with A's rows contiguous run the native kernel (with a constant C at least);
+    # a constant B packed (gemv_packed_f32), the changing one as rows (gemv_f32)
+    gemv = bool(GEMV & used)
+    assert gemv == (native_on and m <= 8 and (m == 1 or not trans_a)), used
+    assert ("gemv_packed_f32" in used) == gemv, used
 
 
 @pytest.mark.parametrize("native_on", [True, False], ids=["native", "blas"])
@@ -269,7 +274,7 @@ def test_fp32_engine_runs_the_steps_and_agrees(monkeypatch, batch: int) -> None:
     x = np.random.default_rng(batch).standard_normal((batch, 8, 7, 7), dtype=np.float32)
     got = engine.create_context().execute({"x": x})["z"]
     assert set(bound) == {"Gemm", "MatMul", "GlobalAveragePool"}, bound
-    assert "gemv_f32" in used or not native.available()
+    assert "gemv_packed_f32" in used or not native.available()
     want = execute_graph(engine.graph(batch), {"x": x})["z"]
     _close(got, want, PRODUCT_TOL)
 
@@ -296,16 +301,39 @@ def test_gemv_every_x86_vector_path_matches(build: str, tmp_path: Path) -> None:
         pytest.skip("no C compiler on this machine")
     flags, needs = isa_builds.X86_BUILDS[build]
     isa_builds.need_features(needs)
-    fn = isa_builds.build_kernels(tmp_path, ["gemv.c", "args.c"], flags).gemv_f32
-    fn.restype = None
+    lib = isa_builds.build_kernels(tmp_path, ["gemv.c", "args.c"], flags)
     rng = np.random.default_rng(23)
     for m, k, n in [(1, 1280, 1000), (3, 37, 45), (8, 64, 21)]:
         a = rng.standard_normal((m, k), dtype=np.float32)
         b = rng.standard_normal((n, k), dtype=np.float32)
         c = rng.standard_normal(n, dtype=np.float32)
-        out = np.full((m, n), np.nan, np.float32)
-        run = STEPS["Gemm"](_node("Gemm", [a, b, c], {1, 2}, {"transB": 1}), [a, b, c], [out],
-                            ScratchPool())  # fmt: skip
-        assert isinstance(run, native.NativeCall) and run.name == "gemv_f32"
-        fn(ctypes.byref(run.args))  # the bound call, through this build's kernel
-        _close(out, gemm(a, b, c, transB=1), PRODUCT_TOL)
+        for const, kernel in (({1, 2}, "gemv_packed_f32"), ({2}, "gemv_f32")):
+            out = np.full((m, n), np.nan, np.float32)
+            run = STEPS["Gemm"](_node("Gemm", [a, b, c], const, {"transB": 1}), [a, b, c],
+                                [out], ScratchPool())  # fmt: skip
+            assert isinstance(run, native.NativeCall) and run.name == kernel
+            fn = getattr(lib, kernel)
+            fn.restype = None
+            fn(ctypes.byref(run.args))  # the bound call, through this build's kernel
+            _close(out, gemm(a, b, c, transB=1), PRODUCT_TOL)
+
+
+def test_packed_weights_give_the_rows_bits() -> None:
+    """gemv_packed sums in gemv's order: the same bits wherever gemv takes four rows at a
+    time (its last partial group goes one row at a time: within the tolerance)."""
+    if not native.available():
+        pytest.skip("no C compiler on this machine")
+    rng = np.random.default_rng(29)
+    for m, k, n in [(1, 1280, 1000), (3, 37, 45), (8, 24, 9), (2, 7, 3)]:
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((n, k), dtype=np.float32)
+        outs = []
+        for const in ({1}, set()):
+            out = np.full((m, n), np.nan, np.float32)
+            scratch = ScratchPool()
+            scratch.workers = 2
+            STEPS["Gemm"](_node("Gemm", [a, b], const, {"transB": 1}), [a, b], [out], scratch)()
+            outs.append(out)
+        q = n // 4 * 4
+        assert outs[0][:, :q].tobytes() == outs[1][:, :q].tobytes()
+        _close(outs[0], gemm(a, b, None, transB=1), PRODUCT_TOL)

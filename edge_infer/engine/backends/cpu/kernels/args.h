@@ -221,6 +221,15 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, long, pt) X(K, long, pl) X(K, long, dy) X(K, long, dx) X(K, long, p0) X(K, long, p1)  \
     X(K, long, half)
 
+/* transpose.c: the output's first-axis indices [r0, r1) of a permuted copy; dims: the
+ * output's shape (nd <= 6 axes), then from dims[6] the input's strides (elements of es bytes) */
+#define EI_TRANSPOSE_ARGS(X, K)                                                                \
+    X(K, const void *, x) X(K, void *, y) X(K, long, es) X(K, long, nd)                        \
+    X(K, const long *, dims) X(K, long, r0) X(K, long, r1)
+
+/* gemv.c: gemv's fields, w packed by groups of four rows (see gemv_packed_f32) */
+#define EI_GEMV_PACKED_ARGS(X, K) EI_GEMV_ARGS(X, K)
+
 /* every kernel: X(kernel name, its field list); a field list is FIELDS(X, kernel) and
  * calls X(kernel, type, name) once per field */
 #define EI_KERNELS(X)                                                                         \
@@ -247,7 +256,9 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(maxpool_s8, EI_MAXPOOL_S8_ARGS)                                                         \
     X(gemv, EI_GEMV_ARGS)                                                                     \
     X(conv_stem, EI_CONV_STEM_ARGS)                                                           \
-    X(maxpool_planes, EI_MAXPOOL_PLANES_ARGS)
+    X(maxpool_planes, EI_MAXPOOL_PLANES_ARGS)                                                 \
+    X(transpose, EI_TRANSPOSE_ARGS)                                                           \
+    X(gemv_packed, EI_GEMV_PACKED_ARGS)
 
 /* the structs: <name>_args, and their entry points void <name>_f32(const <name>_args *) and
  * pool tasks void <name>_task(const void *) */
