@@ -367,11 +367,10 @@ EI_TASK(qconv_split)
 #if EI_INT8_PATH == EI_Q8_VNNI512
 /* the first nv vectors (16 positions each) of the tile: a strip's last tile computes only
  * the positions it has (a 14 x 14 map: 196 = 3 x 64 + 4, one vector instead of four) */
-static inline __attribute__((always_inline)) void tile_nv(const int32_t *x, const long *toff,
-                                                        long T, const int32_t *w,
-                                                        long wstride, const int32_t *init,
-                                                        int32_t *acc, const int nv) {
-    __m512i a[MR][NV];
+static inline __attribute__((always_inline)) void tile_regs(const int32_t *x, const long *toff,
+                                                          long T, const int32_t *w,
+                                                          long wstride, const int32_t *init,
+                                                          __m512i a[MR][NV], const int nv) {
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
@@ -388,6 +387,14 @@ static inline __attribute__((always_inline)) void tile_nv(const int32_t *x, cons
             for (int v = 0; v < nv; v++) a[i][v] = _mm512_dpbusd_epi32(a[i][v], xv[v], b);
         }
     }
+}
+
+static inline __attribute__((always_inline)) void tile_nv(const int32_t *x, const long *toff,
+                                                        long T, const int32_t *w,
+                                                        long wstride, const int32_t *init,
+                                                        int32_t *acc, const int nv) {
+    __m512i a[MR][NV];
+    tile_regs(x, toff, T, w, wstride, init, a, nv);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
@@ -928,7 +935,7 @@ static __m512i exact16_i8(const int32_t *acc, long oc, const int8_t *zr,
 /* a row of nv vectors of int8 outputs by the fast epilogue (m = fastq_mult, nonzero): the
  * nv vectors computed side by side (their chains overlap in the core), one branch for the
  * row; a row with a lane near a half redoes those vectors by exact16_i8 */
-static inline __attribute__((always_inline)) void fast_row_nv(const int32_t *acc, long oc,
+static inline __attribute__((always_inline)) void fast_row_nv(const __m512i *acc, long oc,
                                                             const int8_t *zr, int8_t *dst,
                                                             const qconv_int8_args *a,
                                                             const fastq *f, float m,
@@ -941,7 +948,7 @@ static inline __attribute__((always_inline)) void fast_row_nv(const int32_t *acc
     __mmask16 near[NV], any = 0;
 #pragma GCC unroll 4
     for (int v = 0; v < nv; v++) {
-        __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(acc + v * VL)), mv);
+        __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[v]), mv);
         if (res)
             t = _mm512_add_ps(t, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
                                                    _mm_loadu_si128((const __m128i *)(zr + v * VL)))),
@@ -962,8 +969,10 @@ static inline __attribute__((always_inline)) void fast_row_nv(const int32_t *acc
         any |= near[v];
     }
     if (__builtin_expect(any != 0, 0)) {
+        int32_t mem[NT] __attribute__((aligned(64)));
+        for (int v = 0; v < nv; v++) _mm512_store_si512(mem + v * VL, acc[v]);
         for (int v = 0; v < nv; v++) {
-            __m512i q = near[v] ? exact16_i8(acc + v * VL, oc, zr + v * VL, a) : r[v];
+            __m512i q = near[v] ? exact16_i8(mem + v * VL, oc, zr + v * VL, a) : r[v];
             _mm_storeu_si128((__m128i *)(dst + v * VL), _mm512_cvtsepi32_epi8(q));
         }
         return;
@@ -973,10 +982,13 @@ static inline __attribute__((always_inline)) void fast_row_nv(const int32_t *acc
         _mm_storeu_si128((__m128i *)(dst + v * VL), _mm512_cvtsepi32_epi8(r[v]));
 }
 
-static inline __attribute__((always_inline)) void fast_row(const int32_t *acc, long oc,
+static inline __attribute__((always_inline)) void fast_row(const int32_t *mem, long oc,
                                                          const int8_t *zr, int8_t *dst, long nv,
                                                          const qconv_int8_args *a,
                                                          const fastq *f, float m) {
+    __m512i acc[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) acc[v] = _mm512_load_si512(mem + v * VL);
     if (a->residual) {
         switch (nv) {
         case 1: fast_row_nv(acc, oc, zr, dst, a, f, m, 1, 1); break;
@@ -991,6 +1003,27 @@ static inline __attribute__((always_inline)) void fast_row(const int32_t *acc, l
     case 2: fast_row_nv(acc, oc, zr, dst, a, f, m, 2, 0); break;
     case 3: fast_row_nv(acc, oc, zr, dst, a, f, m, 3, 0); break;
     default: fast_row_nv(acc, oc, zr, dst, a, f, m, 4, 0);
+    }
+}
+
+/* a whole tile (NT positions, one output run from pos) of int8 outputs by the fast epilogue
+ * (fm[oc] nonzero for each of its rows), finished from the registers the dot products leave:
+ * the same operations as tile then finish_tile */
+static void tile_fast(const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
+                      const int32_t *init, long rows, long oc0, long pos, const float *fm,
+                      const qconv_int8_args *a, const fastq *f) {
+    __m512i acc[MR][NV];
+    tile_regs(x, toff, T, w, wstride, init, acc, NV);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        if (i >= rows) break;
+        const long oc = oc0 + i;
+        int8_t *dst = (int8_t *)a->out + oc * a->ocs + pos;
+        if (a->residual)
+            fast_row_nv(acc[i], oc, (const int8_t *)a->z + oc * a->zcs + pos, dst, a, f, fm[oc],
+                        NV, 1);
+        else
+            fast_row_nv(acc[i], oc, dst, dst, a, f, fm[oc], NV, 0); /* (zr not read) */
     }
 }
 
@@ -1304,6 +1337,17 @@ void qconv_int8_f32(const qconv_int8_args *a) {
                 long oc = oc0 + i;
                 init[i] = i < rows ? (a->bias ? a->bias[oc] : 0) - (U8 ? 128 * a->wsum[oc] : 0) : 0;
             }
+#if EI_TILE_EPILOGUE
+            if (fm && nseg == 1 && seg_n[0] == NT) {
+                int all = 1;
+                for (long i = 0; i < rows; i++) all &= fm[oc0 + i] != 0.0f;
+                if (all) {
+                    tile_fast(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, rows,
+                              oc0, seg_pos[0], fm, a, &fq);
+                    continue;
+                }
+            }
+#endif
             tile(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc, nv);
 #if EI_TILE_EPILOGUE
             finish_tile(acc, rows, oc0, seg_j, seg_n, seg_pos, nseg, a, &fq, fm, nv);
