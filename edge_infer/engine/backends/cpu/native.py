@@ -161,6 +161,7 @@ class PackPositionsArgs(KernelArgs):
         *_longs("P", "pb0", "pb1"),
         ("pk", _P),
         ("half", _L),
+        ("pb", _L),
     ]
 
 
@@ -176,6 +177,7 @@ class ConvOcvecArgs(KernelArgs):
         ("ocs", _L),
         *_EPILOGUE,
         ("half", _L),
+        ("pb", _L),
     ]
 
 

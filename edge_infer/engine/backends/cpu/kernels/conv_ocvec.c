@@ -2,11 +2,16 @@
  * run along output channels instead of positions, so a 10x10 output fills registers as well
  * as a 160x160 one does.
  *
- * pack_positions_f32 gathers, for blocks of PB output positions, every term's input value
+ * pack_positions_f32 gathers, for blocks of pb output positions, every term's input value
  * (terms and input layout as in conv_direct.c; posoff[p] is output position p's offset in
- * the input grid) into pk[block][T][PB] — an im2col in register-tile order. conv_ocvec_f32
- * then keeps a 16-channel x PB-position tile in registers: per term, two weight vectors and
- * PB broadcast inputs. Weights are packed [ceil(cout / 16)][T][16], zero past cout.
+ * the input grid) into pk[block][T][pb] — an im2col in register-tile order. conv_ocvec_f32
+ * then keeps a 16-channel x pb-position tile in registers: per term, two weight vectors and
+ * pb broadcast inputs. Weights are packed [ceil(cout / 16)][T][16], zero past cout.
+ *
+ * pb (the `pb` field; 0 stands for 6) is 6 or 7: 7 fills the 7x7, 14x14 and 28x28 grids of
+ * late layers exactly (6 pads 49 positions to 54), and its 14 accumulators plus two weight
+ * vectors and a broadcast need the 32 vector registers of AVX-512 (conv_ocvec_pb7_fits:
+ * elsewhere the 7-position tile works, with spills).
  *
  * Float16 storage (FP16 engines, `half` bits: 1 base, 2 out, 4 z): the pack widens the
  * input as it gathers it (exact), the residual is widened as it is loaded and each
@@ -27,12 +32,17 @@ static inline float ld1(const void *p, long i, long h) {
     return h ? ei_float_from_half(((const uint16_t *)p)[i]) : ((const float *)p)[i];
 }
 
-#define PB 6
+#define PB_MAX 7
+/* bytes of packed terms a group of position blocks keeps in L2 (conv_ocvec) */
+#define PACK_L2 (384L << 10)
 #define OB 16
+
+/* the tile's positions: 6, or 7 where asked */
+static inline long tile_pb(long pb) { return pb == 7 ? 7 : 6; }
 
 /* Runs of offsets d apart in a block (3 stands for "more than two, or a missing position");
  * *split: where the second run starts (PB for one run). */
-static long block_runs(const long *off, long d, long *split) {
+static long block_runs(const long *off, long PB, long d, long *split) {
     long runs = off[0] < 0 ? 3 : 1;
     *split = PB;
     for (long j = 1; j < PB; j++) {
@@ -47,23 +57,23 @@ static long block_runs(const long *off, long d, long *split) {
  * (a stride-2 conv read in place), the even lanes of 16-float loads. The loads may reach
  * past the block's last position, so they are used only below `lim`, the end of everything
  * the terms read (every term of a layer lies in one buffer). Each term's 8-float store
- * spills 2 floats into the next term's slot, which is written after it; the block's last
+ * spills 8 - PB floats into the next term's slot, which is written after it; the block's last
  * term stores exactly PB. Other blocks (short rows, the last one) go position by
  * position. hx: base is float16 (inlined twice: the float32 build keeps its plain loads). */
 static inline __attribute__((always_inline)) void pack_positions(const pack_positions_args *a,
                                                                  long hx) {
     const void *base = a->base;
     const long *toff = a->toff, *posoff = a->posoff;
-    long T = a->T, P = a->P, tmax = 0, pmax = 0;
+    long T = a->T, P = a->P, PB = tile_pb(a->pb), tmax = 0, pmax = 0;
     for (long t = 0; t < T; t++) tmax = toff[t] > tmax ? toff[t] : tmax;
     for (long p = 0; p < P; p++) pmax = posoff[p] > pmax ? posoff[p] : pmax;
     long lim = tmax + pmax + 1;
     for (long pb = a->pb0; pb < a->pb1; pb++) {
         float *dst = a->pk + pb * T * PB;
-        long off[PB], split, d = 1;
+        long off[PB_MAX], split, d = 1;
         for (long j = 0; j < PB; j++) off[j] = pb * PB + j < P ? posoff[pb * PB + j] : -1;
-        long runs = block_runs(off, 1, &split);
-        if (runs > 2) runs = block_runs(off, d = 2, &split);
+        long runs = block_runs(off, PB, 1, &split);
+        if (runs > 2) runs = block_runs(off, PB, d = 2, &split);
         if (runs <= 2 && T > 0) {
             /* lane j of the second run reads src[o1 + d * j] */
             long o0 = off[0], o1 = split < PB ? off[split] - d * split : o0;
@@ -107,22 +117,52 @@ void pack_positions_f32(const pack_positions_args *a) {
     else pack_f32(a);
 }
 
-/* (inlined twice: the float32 build keeps its plain loads and stores) */
+/* tile_6x16 (simd.h) with a seventh position: for k < n, acc[i] += u[7 k + i] * v[16 k ..] */
+static inline __attribute__((always_inline)) void tile_7x16(const float *u, const float *v,
+                                                          long n, v8 acc[7][2]) {
+    v8 a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0}, a30 = {0};
+    v8 a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0}, a60 = {0}, a61 = {0};
+    for (long k = 0; k < n; k++, u += 7, v += 16) {
+        v8 v0 = load8(v), v1 = load8(v + 8);
+        a00 += u[0] * v0; a01 += u[0] * v1;
+        a10 += u[1] * v0; a11 += u[1] * v1;
+        a20 += u[2] * v0; a21 += u[2] * v1;
+        a30 += u[3] * v0; a31 += u[3] * v1;
+        a40 += u[4] * v0; a41 += u[4] * v1;
+        a50 += u[5] * v0; a51 += u[5] * v1;
+        a60 += u[6] * v0; a61 += u[6] * v1;
+    }
+    acc[0][0] = a00; acc[0][1] = a01; acc[1][0] = a10; acc[1][1] = a11;
+    acc[2][0] = a20; acc[2][1] = a21; acc[3][0] = a30; acc[3][1] = a31;
+    acc[4][0] = a40; acc[4][1] = a41; acc[5][0] = a50; acc[5][1] = a51;
+    acc[6][0] = a60; acc[6][1] = a61;
+}
+
+/* (inlined for each tile width and storage: the float32 build keeps its plain loads and
+ * stores) */
 static inline __attribute__((always_inline)) void
 conv_ocvec(const float *pk, long T, long npb, const float *wpack, const float *bias, long ob0,
            long ob1, long cout, long P, void *out, long ocs, long act, float p0, float p1,
-           long residual, const void *z, long zcs, long half) {
+           long residual, const void *z, long zcs, long half, long PB) {
     long hz = residual ? half & HALF_Z : 0;
-    float tile[PB][OB];
-    uint16_t htile[PB][OB];
-    for (long ob = ob0; ob < ob1; ob++) {
+    float tile[PB_MAX][OB];
+    uint16_t htile[PB_MAX][OB];
+    /* position blocks go a group at a time, the group's packed terms (at most PACK_L2
+     * bytes) kept in L2 while every channel block goes through them: a large pack (28x28
+     * outputs of 1152 terms: 3.6 MB) is read from L3 once, not once per channel block */
+    long group = T > 0 ? PACK_L2 / (T * PB * (long)sizeof(float)) : npb;
+    group = group < 1 ? 1 : group;
+    long nob = ob1 - ob0, ngroups = (npb + group - 1) / group;
+    for (long it = 0; it < ngroups * nob; it++) { /* each group, each channel block */
+        long g0 = it / nob * group, ob = ob0 + it % nob;
         long c0 = ob * OB, nc = cout - c0 < OB ? cout - c0 : OB;
         float bt[OB] = {0};
         for (long i = 0; i < nc; i++) bt[i] = bias ? bias[c0 + i] : 0.0f;
         v8 b0 = load8(bt), b1 = load8(bt + 8);
-        for (long pb = 0; pb < npb; pb++) {
-            v8 acc[PB][2]; /* acc[j]: position j's 16 channels */
-            tile_6x16(pk + pb * T * PB, wpack + ob * T * OB, T, acc);
+        for (long pb = g0; pb < npb && pb < g0 + group; pb++) {
+            v8 acc[PB_MAX][2]; /* acc[j]: position j's 16 channels */
+            if (PB == 7) tile_7x16(pk + pb * T * PB, wpack + ob * T * OB, T, acc);
+            else tile_6x16(pk + pb * T * PB, wpack + ob * T * OB, T, acc);
             long np = P - pb * PB < PB ? P - pb * PB : PB;
             for (long j = 0; j < np; j++) {
                 long p = pb * PB + j;
@@ -160,14 +200,38 @@ conv_ocvec(const float *pk, long T, long npb, const float *wpack, const float *b
     }
 }
 
+#define OCVEC_CALL(a, half, PB)                                                                \
+    conv_ocvec(a->pk, a->T, a->npb, a->wpack, a->bias, a->ob0, a->ob1, a->cout, a->P, a->out,  \
+               a->ocs, a->act, a->p0, a->p1, a->residual, a->z, a->zcs, half, PB)
+
+/* each its own function: the float32 6-position one compiled as the kernel was before */
+static __attribute__((noinline)) void ocvec6(const conv_ocvec_args *a) { OCVEC_CALL(a, 0, 6); }
+static __attribute__((noinline)) void ocvec7(const conv_ocvec_args *a) { OCVEC_CALL(a, 0, 7); }
+static __attribute__((noinline)) void ocvec6_half(const conv_ocvec_args *a, long half) {
+    OCVEC_CALL(a, half, 6);
+}
+static __attribute__((noinline)) void ocvec7_half(const conv_ocvec_args *a, long half) {
+    OCVEC_CALL(a, half, 7);
+}
+
 void conv_ocvec_f32(const conv_ocvec_args *a) {
     long half = a->half & (HALF_OUT | (a->residual ? HALF_Z : 0));
-    if (half)
-        conv_ocvec(a->pk, a->T, a->npb, a->wpack, a->bias, a->ob0, a->ob1, a->cout, a->P,
-                   a->out, a->ocs, a->act, a->p0, a->p1, a->residual, a->z, a->zcs, half);
-    else
-        conv_ocvec(a->pk, a->T, a->npb, a->wpack, a->bias, a->ob0, a->ob1, a->cout, a->P,
-                   a->out, a->ocs, a->act, a->p0, a->p1, a->residual, a->z, a->zcs, 0);
+    long seven = tile_pb(a->pb) == 7;
+    if (half && seven) ocvec7_half(a, half);
+    else if (half) ocvec6_half(a, half);
+    else if (seven) ocvec7(a);
+    else ocvec6(a);
+}
+
+/* 1 where the 7-position tile keeps its 17 vectors in registers (32 of them: AVX-512, where
+ * 8-float vectors have ymm16-31), 0 where it spills (AVX2, SSE; NEON, where an 8-float
+ * vector takes two of the 32 q registers): the tactic asks for pb 7 only where it fits */
+long conv_ocvec_pb7_fits(void) {
+#if defined(__AVX512VL__)
+    return 1;
+#else
+    return 0;
+#endif
 }
 
 /* the float16 vector path this file was compiled with (half.h EI_H8_PATH), for tests */

@@ -6,9 +6,9 @@ larger strides, or the input itself for a plain 1×1 conv. Then:
 
 - ``direct_native`` (``kernels/conv_direct.c``): a 6-channel × 16-position output tile in
   vector registers, vectors along positions — for large grids;
-- ``ocvec_native`` (``kernels/conv_ocvec.c``): the terms of 6 positions packed in tile order
-  (a small im2col), a 16-channel × 6-position tile, vectors along output channels — for the
-  small grids of late layers, where positions cannot fill a vector;
+- ``ocvec_native`` (``kernels/conv_ocvec.c``): the terms of 6 or 7 positions packed in tile
+  order (a small im2col), a 16-channel × 6- or 7-position tile, vectors along output
+  channels — for the small grids of late layers, where positions cannot fill a vector;
 - both read and write float16 storage themselves (FP16 engines, ``half_io``) where they do
   the whole epilogue: the input widened as it is laid out or packed, the residual as it is
   loaded, the tile narrowed to nearest even as it is stored;
@@ -36,7 +36,9 @@ from edge_infer.engine.backends.cpu.tactics.cpu_conv import _ConvTactic, _sequen
 from edge_infer.engine.tactics.base import ConvSpec, Run, Scratch
 
 MR, NR = 6, 16  # the kernel's register tile (conv_direct.c)
-PB, OB = 6, 16  # conv_ocvec.c: positions per tile, output channels per tile
+PB, OB = 6, 16  # conv_ocvec.c: positions per tile (or PB7), output channels per tile
+#: conv_ocvec's other tile width: 7 positions fill 7x7, 14x14 and 28x28 grids exactly
+PB7 = 7
 #: conv_ocvec packs an im2col of the whole layer: only for small grids
 OCVEC_MAX_POSITIONS = 1024
 OCVEC_MAX_PACK_BYTES = 16 << 20
@@ -453,12 +455,24 @@ class DirectNative(_NativeConv):
         return self._assemble(scratch, phases, before, after)
 
 
+def positions_per_tile(positions: int) -> int:
+    """conv_ocvec's ``pb``: 7 where the library's 7-position tile keeps its vectors in
+    registers (AVX-512) and pads the grid no more than 6 does (49 positions: 49, not 54),
+    else 6."""
+    lib = native.library()
+    if lib is None or not lib.conv_ocvec_pb7_fits():
+        return PB
+    return PB7 if -(-positions // PB7) * PB7 <= -(-positions // PB) * PB else PB
+
+
 class OcVecNative(_NativeConv):
     """Small output grids: an im2col packed in register-tile order, vectors along output
     channels (conv_ocvec.c)."""
 
     name = "ocvec_native"
     half_io: ClassVar[bool] = True
+    #: positions per tile (conv_ocvec's pb); None: :func:`positions_per_tile` (benches force 6)
+    tile_positions: ClassVar[int | None] = None
 
     def half_ready(self) -> bool:
         """Float16 arrays in and out (cpu_fp16.py): the pack (or the layout copy) widens the
@@ -509,7 +523,8 @@ class OcVecNative(_NativeConv):
         if half and not self.fused:
             raise ValueError(f"{self.name}: float16 storage needs the kernel's epilogue")
         positions = ho * wo
-        npb = -(-positions // PB)
+        pb = self.tile_positions or positions_per_tile(positions)
+        npb = -(-positions // pb)
         wpack = pack_weights(s.weight, OB)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
         per_image = self._per_image(scratch, n)
@@ -525,7 +540,7 @@ class OcVecNative(_NativeConv):
             p = np.arange(positions, dtype=np.int64)
             posoff = (p // wo) * wg + p % wo
         packs = [
-            scratch((npb * len(toff) * PB,), np.float32, f"ocvec_pack{k}")
+            scratch((npb * len(toff) * pb,), np.float32, f"ocvec_pack{k}")
             for k in range(n if per_image else 1)
         ]
         keep = (wpack, bias, toff, posoff, base, out3, z3)
@@ -541,6 +556,7 @@ class OcVecNative(_NativeConv):
                 pb1=q1,
                 pk=pk.ctypes.data,
                 half=_X_HALF if base.dtype == F16 else 0,
+                pb=pb,
             )
             return native.NativeCall("pack_positions_f32", args, (*keep, pk))
 
@@ -557,6 +573,7 @@ class OcVecNative(_NativeConv):
                 P=positions,
                 **self._output_args(out3, z3, b),
                 half=half & (_OUT_HALF | _Z_HALF),
+                pb=pb,
             )
             return native.NativeCall("conv_ocvec_f32", args, (*keep, pk))
 
