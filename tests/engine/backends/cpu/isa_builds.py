@@ -1,11 +1,24 @@
 """One kernel source built for the x86 vector paths other than this host's default, for the
-tests that run the same bound calls through each (shared by the native kernel tests)."""
+tests that run the same bound calls through each (shared by the native kernel tests).
+
+Builds are compiled per object file, each object once per test process: keyed by the
+compiler, its flags, the source and every header it may include, so the tests that build the
+same sources for the same path (args.c in nearly all of them, the half_io and FP32 tests of one
+kernel, a module's parametrized cases) share the compile; the objects of one build compile in
+parallel, one per core."""
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import hashlib
+import os
+import shutil
 import subprocess
+import tempfile
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,6 +31,9 @@ X86_BUILDS: dict[str, tuple[list[str], set[str]]] = {
     "avx2": (["-march=haswell"], {"avx2", "fma"}),
     "x86-64": (["-march=x86-64", "-Wno-psabi"], set()),
 }
+
+_cache: Path | None = None
+_cache_lock = threading.Lock()
 
 
 def host_flags() -> set[str]:
@@ -36,11 +52,97 @@ def need_features(needs: set[str]) -> None:
         pytest.skip(f"this CPU lacks {sorted(missing)}")
 
 
+def cache_dir() -> Path:
+    """This process's folder of compiled objects and libraries (removed at exit)."""
+    global _cache
+    with _cache_lock:
+        if _cache is None:
+            _cache = Path(tempfile.mkdtemp(prefix="ei-test-objects-"))
+            atexit.register(shutil.rmtree, _cache, True)
+        return _cache
+
+
+def _key(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p)
+        h.update(b"\0")
+    return h.hexdigest()[:24]
+
+
+def _headers(include: Sequence[Path]) -> list[bytes]:
+    return [
+        p.name.encode() + b"\0" + p.read_bytes()
+        for d in include
+        for p in sorted(Path(d).glob("*.h"))
+    ]
+
+
+def objects(
+    cc: str, flags: Sequence[str], sources: Sequence[Path], include: Sequence[Path] = ()
+) -> list[Path]:
+    """``sources`` compiled (``cc -c flags``) to object files, each compiled once per
+    process for the same compiler, flags, source text and headers (those beside it and in
+    ``include``); the missing ones in parallel. Raises CalledProcessError (with the
+    compiler's output) when one does not compile."""
+    out = cache_dir()
+    todo: list[tuple[Path, Path]] = []
+    objs = []
+    for src in sources:
+        dirs = [Path(src).parent, *map(Path, include)]
+        key = _key(cc.encode(), " ".join(flags).encode(), Path(src).read_bytes(), *_headers(dirs))
+        obj = out / f"{Path(src).stem}-{key}.o"
+        objs.append(obj)
+        if not obj.is_file() and (src, obj) not in todo:
+            todo.append((Path(src), obj))
+
+    def compile_one(job: tuple[Path, Path]) -> None:
+        src, obj = job
+        tmp = obj.with_suffix(f".{threading.get_ident()}.tmp")
+        inc = [f"-I{d}" for d in include]
+        proc = subprocess.run(
+            [cc, *flags, *inc, "-c", "-o", str(tmp), str(src)], capture_output=True, text=True
+        )
+        if proc.returncode:
+            raise subprocess.CalledProcessError(
+                proc.returncode, proc.args, proc.stdout, proc.stderr
+            )
+        tmp.replace(obj)
+
+    if todo:
+        workers = min(len(todo), len(os.sched_getaffinity(0)))
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            list(pool.map(compile_one, todo))
+    return objs
+
+
+def link(cc: str, objs: Sequence[Path], flags: Sequence[str], name: str) -> Path:
+    """``objs`` linked (``cc flags``) once per process into ``name`` with a key of the
+    inputs added to its stem."""
+    key = _key(cc.encode(), " ".join(flags).encode(), *(o.name.encode() for o in objs))
+    stem, dot, suffix = name.partition(".")
+    target = cache_dir() / f"{stem}-{key}{dot}{suffix}"
+    if not target.is_file():
+        tmp = target.with_name(target.name + ".tmp")
+        proc = subprocess.run(
+            [cc, *flags, "-o", str(tmp), *map(str, objs)], capture_output=True, text=True
+        )
+        if proc.returncode:
+            raise subprocess.CalledProcessError(
+                proc.returncode, proc.args, proc.stdout, proc.stderr
+            )
+        tmp.replace(target)
+    return target
+
+
 def build_kernels(out: Path, sources: Sequence[str], flags: Sequence[str]) -> ctypes.CDLL:
     """``sources`` (names in kernels/) alone, with the device compile's flags but ``flags``
-    for the CPU; -Werror: no warnings."""
+    for the CPU; -Werror: no warnings. Built once per process for the same sources and flags
+    (``out`` is unused, kept for the callers); each call returns its own CDLL object, so
+    the restype/argtypes a test sets on its functions stay its own."""
+    del out
     keep = [f for f in native._flags() if not f.startswith(("-march", "-mcpu"))]
-    lib = out / f"{Path(sources[0]).stem}.so"
-    src = [str(native.KERNELS / n) for n in sources]
-    subprocess.run(["cc", *keep, "-Wall", "-Werror", *flags, "-o", str(lib), *src], check=True)
+    compile_flags = [f for f in keep if f != "-shared"] + ["-Wall", "-Werror", *flags]
+    objs = objects("cc", compile_flags, [native.KERNELS / n for n in sources])
+    lib = link("cc", objs, [*keep, *flags], f"{Path(sources[0]).stem}.so")
     return ctypes.CDLL(str(lib))

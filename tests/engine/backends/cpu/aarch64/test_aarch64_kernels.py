@@ -29,6 +29,7 @@ from edge_infer.engine.backends.cpu.tactics.cpu_direct import DirectNative, OcVe
 from edge_infer.engine.backends.cpu.tactics.cpu_pointwise import PointwiseNative
 from edge_infer.engine.backends.cpu.tactics.cpu_winograd import WinogradNative
 from edge_infer.engine.tactics.base import ConvSpec
+from tests.engine.backends.cpu import isa_builds
 from tests.engine.backends.cpu.aarch64 import replay
 from tests.engine.backends.cpu.tactics.test_cpu_conv import expected
 from tests.engine.backends.cpu.tactics.test_native import _data
@@ -102,29 +103,18 @@ def compile_driver(
     """The replay driver for ``build`` with every kernel, or ``only`` the named kernel
     sources (plus args.c and pool.c), linked statically with the other kernels' entry
     points left unresolved (never called by those cases): seconds to build where every
-    kernel takes a minute under load."""
+    kernel takes a minute under load. Each object compiles once per test process
+    (isa_builds.objects: the full driver and the single-kernel ones share them), in
+    parallel; ``out`` is unused, kept for the callers."""
+    del out
     need(CROSS, QEMU, "cc")  # cc: the host records the calls through its own native kernels
     sources = (
         [kernels / n for n in (*only, "args.c", "pool.c")] if only else sorted(kernels.glob("*.c"))
     )
     partial = ["-static", "-Wl,--unresolved-symbols=ignore-all"] if only else []
-    exe = out / f"driver-{build}{'-' + '-'.join(Path(n).stem for n in only) if only else ''}"
-    subprocess.run(
-        [
-            CROSS,
-            *_flags(build),
-            f"-I{kernels}",
-            *partial,
-            "-o",
-            str(exe),
-            *map(str, sources),
-            str(HERE / "driver.c"),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return exe
+    name = f"driver-{build}{'-' + '-'.join(Path(n).stem for n in only) if only else ''}"
+    objs = isa_builds.objects(CROSS, _flags(build), [*sources, HERE / "driver.c"], [kernels])
+    return isa_builds.link(CROSS, objs, [*_flags(build), *partial], name)
 
 
 def emulate(exe: Path, *args: str) -> str:
