@@ -195,26 +195,37 @@ def test_matmul_step_matches_reference(
 POOLS = [(1, 1280, 7, 7), (8, 2048, 7, 7), (2, 3, 300, 300), (3, 5, 11), (1, 2, 3, 4, 5)]
 
 
+@pytest.mark.parametrize("native_on", [True, False], ids=["native", "blas"])
 @pytest.mark.parametrize("shape", POOLS)
 @pytest.mark.parametrize("workers", [1, 2])
-def test_global_average_pool_step_matches_reference(shape, workers) -> None:
+def test_global_average_pool_step_matches_reference(shape, workers, native_on, monkeypatch) -> None:
+    """The planes' sums by kernels/gemv.c where the library is (numpy's BLAS wakes its
+    threads for every pool), by BLAS without it; the same means within the tolerance."""
+    used = _use_native(monkeypatch, native_on)
     rng = np.random.default_rng(sum(shape) + workers)
     x = rng.standard_normal(shape, dtype=np.float32) + 0.3
     want = global_average_pool(x)
     out = np.empty(want.shape, np.float32)
     assert _run_step("GlobalAveragePool", [x], out, set(), {}, workers)
     _close(out, want, MEAN_TOL)
+    assert ("gemv_f32" in used) == native_on, used
 
 
-def test_global_average_pool_step_reads_a_channel_slice() -> None:
-    """The input is a channel slice of a concat's buffer: strided planes, no copy."""
+@pytest.mark.parametrize("channels", [(8, 32), (0, 40)], ids=["slice", "whole"])
+def test_global_average_pool_step_reads_a_channel_slice(channels, monkeypatch) -> None:
+    """The input is a channel slice of a concat's buffer: strided planes, no copy (each
+    image's planes are rows of the native kernel); a plane stride wider than the plane (a
+    slice along H) goes through BLAS."""
+    used = _use_native(monkeypatch, True)
     rng = np.random.default_rng(5)
     big = rng.standard_normal((2, 40, 6, 9), dtype=np.float32)
-    x = big[:, 8:32]
-    want = global_average_pool(np.ascontiguousarray(x))
-    out = np.empty(want.shape, np.float32)
-    assert _run_step("GlobalAveragePool", [x], out, set(), {}, 2)
-    _close(out, want, MEAN_TOL)
+    for x, native_kernel in ((big[:, channels[0] : channels[1]], True), (big[:, :, :3], False)):
+        used.clear()
+        want = global_average_pool(np.ascontiguousarray(x))
+        out = np.empty(want.shape, np.float32)
+        assert _run_step("GlobalAveragePool", [x], out, set(), {}, 2)
+        _close(out, want, MEAN_TOL)
+        assert ("gemv_f32" in used) == native_kernel, used
 
 
 # -- engines ----------------------------------------------------------------------------------
