@@ -45,6 +45,7 @@ CONVS = [
     ((1, 5, 13, 40), (5, 5), (1, 1), (2, 1, 2, 3), (1, 1)),
     ((2, 16, 7, 7), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
     ((1, 6, 16, 36), (3, 3), (1, 2), (2, 2, 2, 2), (2, 2)),
+    ((1, 5, 9, 13), (5, 5), (2, 2), (2, 2, 2, 2), (1, 1)),  # 7 wide: two rows a vector
 ]
 
 
@@ -204,6 +205,7 @@ def test_int8_rounding_ties_and_saturation() -> None:
 
 _BUILDS = {
     "avx512-no-vnni": ["-march=skylake-avx512"],  # the float32 16-channel grouped path
+    "avx512-vnni-no-vbmi": ["-march=cascadelake"],  # rows path: windows without vpermb
     "avx2-f16c": ["-mavx2", "-mfma", "-mf16c"],
     "avx2-soft-f16": ["-mavx2", "-mfma", "-DEI_SOFT_F16"],
     "x86-64": ["-march=x86-64", "-Wno-psabi"],
@@ -245,6 +247,8 @@ def path_lib(request) -> Any:
         pytest.skip("x86-64 builds")
     if request.param.startswith("avx512"):
         isa_builds.need_features({"avx512f", "avx512bw", "avx512vl", "avx512dq"})
+    if "-vnni-" in request.param:
+        isa_builds.need_features({"avx512_vnni"})
     return build_library(tuple(_BUILDS[request.param]))
 
 

@@ -96,6 +96,25 @@ def test_direct_int8_epilogue_equals_the_reference(kernel: int, monkeypatch) -> 
             np.testing.assert_array_equal(got, want, err_msg=f"{act} grouped={grouped}")
 
 
+def test_bounds_near_a_half_and_large_multipliers() -> None:
+    """The rows path's byte clamp (conv_int8_dw.c qdw_rows) is declined where a clip bound
+    over out_scale lies near a half (the whole layer) or m / out_scale exceeds 64 (those
+    channels): they take the float clamp, still the reference's integers."""
+    spec, inputs = make_case(30, ("clip", (0.0, 6.0)), 3)
+    spec = QConvSpec(**{**spec.__dict__, "out_scale": 6.0 / 100.5})  # the bound at 100.5
+    want = qconv(*inputs, **spec.attrs())
+    assert np.sum(want == 100) + np.sum(want == 101) > 0
+    np.testing.assert_array_equal(run_native(spec, inputs), want)
+    spec, inputs = make_case(31, ("relu", ()), 3)
+    w_scale = spec.w_scale.copy()
+    w_scale[16:24] *= 80.0 / (w_scale[16:24] * spec.x_scale / spec.out_scale)  # m / os 80
+    spec = QConvSpec(**{**spec.__dict__, "w_scale": w_scale})
+    inputs[2] = w_scale
+    want = qconv(*inputs, **spec.attrs())
+    assert (want[:, 16:24] == 127).any() and (want[:, 16:24] == 0).any()
+    np.testing.assert_array_equal(run_native(spec, inputs), want)
+
+
 def test_every_vector_path(path_lib, monkeypatch) -> None:  # noqa: F811
     monkeypatch.setattr(native, "library", lambda: path_lib)
     for grouped in (True, False):

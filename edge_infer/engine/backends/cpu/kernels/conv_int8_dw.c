@@ -16,7 +16,11 @@
  * a channel group's planes) go through a small buffer to the epilogue, which runs a loop
  * specialised for the output's storage and the common activations (qepi_apply).
  *
- * Built for AVX-512 (BW, VL) every layer goes 16 channels at a time, row by row through a
+ * Built for AVX-512 with VNNI (and DQ), unit-dilation layers with kernels up to 8 wide at
+ * strides 1 and 2 (all of MobileNetV2's) go one channel at a time straight from the int8
+ * planes, vectors along output rows, the int32 accumulator by vpdpbusd on byte windows and
+ * the requantization in registers (qdw_rows). Otherwise, built for AVX-512 (BW, VL),
+ * every layer goes 16 channels at a time, row by row through a
  * ring of interleaved rows (qdw_group16; with VNNI and dx == 1 the int32 accumulator by
  * vpdpbusd, qdw_group16v), the epilogue per pixel on the direct int8 path (QNEAR). Output
  * rows [oy0, oy1) of channels [c0, c1): the tactic splits an image's work evenly between
@@ -796,6 +800,199 @@ static inline __attribute__((always_inline)) void qdw_group16v(const conv_int8_d
 }
 
 #define QDW_GROUP16V(KH, KW, SY, SX, DY) qdw_group16v(a, c, nc, oy0, oy1, KH, KW, SY, SX, DY)
+
+#if defined(__AVX512DQ__)
+/* Vectors along output rows with VNNI (dy = dx = 1, kw <= 8, strides 1 or 2): one channel at
+ * a time straight from its int8 NCHW plane (no layout pass, no transposes), 16 int32
+ * accumulators a vector: 16 columns of an output row, or where the output is at most 8 wide
+ * two rows of it (columns 0 .. 7 of rows o and o + 1: MobileNetV2's 7 x 7 planes fill 14 of
+ * 16 lanes, not 7); 4 vectors a pass, which share their input rows' loads. An input row's
+ * 16 s + kw - 1 bytes from column ox0 * s - pl are one masked load (columns outside the input
+ * masked off; two rows' 32 bytes each for pairs), offset to unsigned (x ^ 0x80: padding and
+ * rows outside the input read as 0x80, zero after the offset), then picked into windows:
+ * lane l's dword holds the bytes of columns l * s + 4 g .. + 3 (vpermb; without VBMI a dword
+ * permute and an in-lane byte shuffle), so that taps 4 g .. 4 g + 3 of a kernel row are one
+ * vpdpbusd with the channel's weight dword broadcast (a->qw, zero past kw; a->qstart = -128 x
+ * the weights' sum undoes the offset). The accumulators (exact int32 below 2^24, so exact as
+ * floats) go through the direct int8 epilogue in registers and a masked store to the output
+ * rows; other outputs through qepi_apply, 16 (or 2 x 8) values at a time.
+ *
+ * The direct epilogue (QNEAR): q = float32(acc * mq), rounded to int32 (nearest even, as
+ * rint), the lanes near a half redone exactly (qexact16), then narrowed with saturation to
+ * [-128, 127] and clamped to the activation's bounds as bytes: rint(clamp(q, lo, hi)) =
+ * clamp(rint(q), rint(lo), rint(hi)) (rint is monotonic), so this is qfast16's integer
+ * where lo and hi are not within QNEAR of a half themselves (else a clamped lane is "near"
+ * there) and |q| < 2^31 (mq <= 64); other channels take qfast16 as it is. */
+#define QDW_ROWS 1
+#define QNV 4 /* accumulator vectors a pass */
+
+/* the window permutes of stride s, taps 4 g .. 4 g + 3, u output rows a vector (see qwin) */
+static inline __m512i qwin_index(long s, long g, long u) {
+#ifdef __AVX512VBMI__
+    uint8_t b[64];
+    for (long l = 0; l < 16; l++) {
+        long base = u == 2 && l >= 8 ? 32 + (l - 8) * s : l * s; /* pairs: row 2 at byte 32 */
+        for (long k = 0; k < 4; k++) b[4 * l + k] = (uint8_t)(base + 4 * g + k);
+    }
+    return _mm512_loadu_si512(b);
+#else
+    /* 128-bit lane i (columns 4 i .. 4 i + 3) gets the dwords from s i + g on */
+    int d[16];
+    for (long i = 0; i < 4; i++) {
+        long base = u == 2 && i >= 2 ? 8 + s * (i - 2) : s * i;
+        for (long k = 0; k < 4; k++) d[4 * i + k] = (int)(base + g + k);
+    }
+    return _mm512_loadu_si512(d);
+#endif
+}
+
+/* lane l: the dword of bytes l * s + 4 g .. + 3 of t (idx: qwin_index(s, g, u); sh: the
+ * in-lane byte shuffle of stride s, used without VBMI) */
+static inline __attribute__((always_inline)) __m512i qwin(__m512i t, __m512i idx, __m512i sh) {
+#ifdef __AVX512VBMI__
+    (void)sh;
+    return _mm512_permutexvar_epi8(idx, t);
+#else
+    return _mm512_shuffle_epi8(_mm512_permutexvar_epi32(idx, t), sh);
+#endif
+}
+
+/* the lanes l (of 64) with lo <= l < hi */
+static inline __mmask64 qlanes64(long lo, long hi) {
+    if (lo < 0) lo = 0;
+    if (hi > 64) hi = 64;
+    if (hi <= lo) return 0;
+    __mmask64 top = hi == 64 ? ~(__mmask64)0 : ((__mmask64)1 << hi) - 1;
+    return top & ~(((__mmask64)1 << lo) - 1);
+}
+
+/* whether v lies within QNEAR of a half */
+static int qnear_half(float v) {
+    float d = v - __builtin_rintf(v);
+    return d > QNEAR || d < -QNEAR;
+}
+
+static inline __attribute__((always_inline)) void qdw_rows(const conv_int8_dw_args *a, long c0,
+                                                          long c1, long oy0, long oy1, long kh,
+                                                          long kw, long sy, long sx, long u) {
+    long G = (kw + 3) / 4, T = kh * kw, wo = a->wo, w = a->w, h = a->h;
+    long nj = kh + (QNV - 1) * u * sy; /* input rows (or pairs of rows) of a pass */
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const __m512i sh = _mm512_broadcast_i32x4(
+        sx == 1 ? _mm_setr_epi8(0, 1, 2, 3, 1, 2, 3, 4, 2, 3, 4, 5, 3, 4, 5, 6)
+                : _mm_setr_epi8(0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7, 8, 9));
+    __m512i idx[2];
+    for (long g = 0; g < G; g++) idx[g] = qwin_index(sx, g, u);
+    /* pairs: rows o, o + 1 (lanes 0 .. wo - 1, 8 .. 8 + wo - 1) to 2 wo contiguous bytes */
+    uint8_t pk[16];
+    for (long l = 0; l < 16; l++) pk[l] = (uint8_t)(l < wo ? l : 8 + l - wo);
+    const __m128i pack = _mm_loadu_si128((const __m128i *)pk);
+    float lo = 0.0f, hi = 0.0f;
+    int layer_fast = a->okind == EI_S8 && !a->z &&
+                     qfast_bounds(a->act, a->p0, a->p1, a->oscale, &lo, &hi);
+    int bytes_ok = layer_fast && !qnear_half(lo) && !qnear_half(hi);
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    const __m128i blo = _mm_set1_epi8((char)(int)__builtin_rintf(lo));
+    const __m128i bhi = _mm_set1_epi8((char)(int)__builtin_rintf(hi));
+    qepi el = {.os = a->oscale, .p0 = a->p0, .p1 = a->p1, .act = a->act};
+    for (long c = c0; c < c1; c++) {
+        const int8_t *xc = (const int8_t *)a->x + c * a->xcs;
+        int8_t *oc = (int8_t *)a->out + c * a->ocs;
+        double b = a->bias ? (double)a->bias[c] : 0.0, m = a->mult[c];
+        float q = a->qmq[c];
+        /* 2: the byte clamp; 1: qfast16; 0: qepi_apply (see qfast_ok) */
+        int mode = layer_fast && (double)T * 16384.0 + (b < 0 ? -b : b) < 16777216.0 &&
+                   m >= 1e-37 && m <= 1e30 && q >= 1e-30f && q <= 1e30f;
+        if (mode && bytes_ok && q <= 64.0f) mode = 2;
+        qepi e;
+        if (!mode) e = qepi_of(a, c);
+        double mult[16];
+        for (long k = 0; k < 16; k++) mult[k] = m;
+        __m512i W[kh * G];
+        for (long t = 0; t < kh * G; t++) W[t] = _mm512_set1_epi32(a->qw[t * a->qn + c]);
+        const __m512i v0 = _mm512_set1_epi32(a->qstart[c] + (mode && a->bias ? a->bias[c] : 0));
+        const __m512 mq = _mm512_set1_ps(q);
+        for (long oy = oy0; oy < oy1; oy += QNV * u) {
+            long iy0 = oy * sy - a->pt;
+            for (long ox0 = 0; ox0 < wo; ox0 += 16) {
+                long col = ox0 * sx - a->pl;
+                __mmask64 mrow = qlanes64(-col, w - col);
+                __m512i acc[QNV];
+#pragma GCC unroll 4
+                for (long v = 0; v < QNV; v++) acc[v] = v0;
+#pragma GCC unroll 16
+                for (long j = 0; j < nj; j++) {
+                    long iy = iy0 + j;
+                    __m512i t;
+                    if (u == 1) {
+                        t = iy >= 0 && iy < h ? _mm512_maskz_loadu_epi8(mrow, xc + iy * a->xrs + col)
+                                              : _mm512_setzero_si512();
+                    } else {
+                        __m256i r0 = _mm256_setzero_si256(), r1 = _mm256_setzero_si256();
+                        if (iy >= 0 && iy < h)
+                            r0 = _mm256_maskz_loadu_epi8((__mmask32)mrow, xc + iy * a->xrs + col);
+                        if (iy + sy >= 0 && iy + sy < h)
+                            r1 = _mm256_maskz_loadu_epi8((__mmask32)mrow,
+                                                         xc + (iy + sy) * a->xrs + col);
+                        t = _mm512_inserti64x4(_mm512_castsi256_si512(r0), r1, 1);
+                    }
+                    t = _mm512_xor_si512(t, flip);
+                    __m512i tw[2];
+                    for (long g = 0; g < G; g++) tw[g] = qwin(t, idx[g], sh);
+#pragma GCC unroll 4
+                    for (long v = 0; v < QNV; v++) {
+                        long ky = j - v * u * sy;
+                        if (ky < 0 || ky >= kh) continue;
+                        for (long g = 0; g < G; g++)
+                            acc[v] = _mm512_dpbusd_epi32(acc[v], tw[g], W[ky * G + g]);
+                    }
+                }
+                long n = wo - ox0 < 16 ? wo - ox0 : 16;
+#pragma GCC unroll 4
+                for (long v = 0; v < QNV; v++) {
+                    long o = oy + v * u; /* the vector's (first) output row */
+                    if (o >= oy1) break;
+                    long two = u == 2 && o + 1 < oy1;
+                    __mmask16 mo = (__mmask16)((1u << n) - 1);
+                    if (two) mo |= (__mmask16)(mo << 8);
+                    __m512 y = _mm512_cvtepi32_ps(acc[v]); /* exact: below 2^24 */
+                    long i = o * wo + ox0;
+                    if (!mode) {
+                        float buf[16];
+                        _mm512_storeu_ps(buf, y);
+                        qepi_apply(&e, buf, i, n);
+                        if (two) qepi_apply(&e, buf + 8, i + wo, n);
+                        continue;
+                    }
+                    __mmask16 near;
+                    __m512i qv;
+                    if (mode == 2) {
+                        __m512 f = _mm512_mul_ps(y, mq);
+                        __m512 d = _mm512_reduce_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                        near = _mm512_cmp_ps_mask(_mm512_abs_ps(d), _mm512_set1_ps(QNEAR),
+                                                  _CMP_GT_OQ);
+                        qv = _mm512_cvt_roundps_epi32(f, _MM_FROUND_TO_NEAREST_INT |
+                                                             _MM_FROUND_NO_EXC);
+                    } else {
+                        qv = qfast16(y, mq, vlo, vhi, &near);
+                    }
+                    if (__builtin_expect((near & mo) != 0, 0))
+                        qv = qexact16(y, near & mo, qv, mult, &el);
+                    __m128i r = _mm512_cvtsepi32_epi8(qv);
+                    if (mode == 2) r = _mm_min_epi8(_mm_max_epi8(r, blo), bhi);
+                    if (u == 2) {
+                        r = _mm_shuffle_epi8(r, pack);
+                        mo = (__mmask16)((1u << (two ? 2 * wo : wo)) - 1);
+                    }
+                    _mm_mask_storeu_epi8(oc + i, mo, r);
+                }
+            }
+        }
+    }
+}
+
+#define QDW_ROWS_CALL(KH, KW, SY, SX, U) qdw_rows(a, a->c0, a->c1, oy0, oy1, KH, KW, SY, SX, U)
+#endif
 #endif
 #endif
 
@@ -820,6 +1017,29 @@ void conv_int8_dw_f32(const conv_int8_dw_args *a) {
     long kh = a->kh, kw = a->kw, sx = a->sx, dy = a->dy, dx = a->dx;
     long unit = dy == 1 && dx == 1;
     long oy0 = a->oy0 > 0 ? a->oy0 : 0, oy1 = a->oy1 > 0 && a->oy1 < a->ho ? a->oy1 : a->ho;
+#ifdef QDW_ROWS
+    if (unit && kw <= 8 && sx <= 2 && a->sy <= 2) {
+        if (a->wo <= 8) { /* two output rows a vector */
+            if (kh == 3 && kw == 3 && a->sy == 1 && sx == 1)
+                QDW_ROWS_CALL(3, 3, 1, 1, 2);
+            else if (kh == 3 && kw == 3 && a->sy == 2 && sx == 2)
+                QDW_ROWS_CALL(3, 3, 2, 2, 2);
+            else
+                QDW_ROWS_CALL(kh, kw, a->sy, sx, 2);
+        } else if (kh == 3 && kw == 3 && a->sy == 1 && sx == 1) {
+            QDW_ROWS_CALL(3, 3, 1, 1, 1);
+        } else if (kh == 3 && kw == 3 && a->sy == 2 && sx == 2) {
+            QDW_ROWS_CALL(3, 3, 2, 2, 1);
+        } else if (kh == 5 && kw == 5 && a->sy == 1 && sx == 1) {
+            QDW_ROWS_CALL(5, 5, 1, 1, 1);
+        } else if (kh == 5 && kw == 5 && a->sy == 2 && sx == 2) {
+            QDW_ROWS_CALL(5, 5, 2, 2, 1);
+        } else {
+            QDW_ROWS_CALL(kh, kw, a->sy, sx, 1);
+        }
+        return;
+    }
+#endif
 #ifdef QEPI16
     if (a->grouped) {
         for (long c = a->c0; c < a->c1; c += CV16) {
