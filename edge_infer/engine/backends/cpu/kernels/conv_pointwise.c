@@ -20,7 +20,7 @@
  * Planes of at least ROWS_MIN_HW pixels and up to KC_MAX input channels skip the packing
  * (conv_rows): the tiles read the input where it lies (each channel's pixels contiguous), a
  * block of up to ROWS_BLOCK_FLOATS / cin pixels of one image at a time (in L2 while every
- * panel sweeps it), the first panel prefetching the strips PFD pixels ahead; only the
+ * panel sweeps it), prefetching the strips PFD pixels ahead; only the
  * strip short of NR pixels at an image's (or the range's) end is packed. Per output value
  * the same products in the same order as the packed path: the same bits. This is what the
  * layers of few output channels on large planes need (MobileNetV2's 32 -> 16 at 112 x 112:
@@ -232,8 +232,9 @@ static inline __attribute__((always_inline)) void tile_io(const conv_pointwise_a
             for (long i = 0; i < TR; i++)
                 for (long j = 0; j < nv; j++) {
                     long m = st->np - 8 * j;
-                    acc[i][j] = m >= 8 ? load8(o + i * a->ocs + 8 * j)
-                                       : pw_load_n(o + i * a->ocs + 8 * j, m);
+                    acc[i][j] = m >= 8  ? load8(o + i * a->ocs + 8 * j)
+                                : m > 0 ? pw_load_n(o + i * a->ocs + 8 * j, m)
+                                        : (v8){0};
                 }
             return;
         }
@@ -245,10 +246,11 @@ static inline __attribute__((always_inline)) void tile_io(const conv_pointwise_a
             for (long j = 0; j < nv; j++, n++) {
                 y[n] = acc[i][j] + bi;
                 z[n] = (v8){0};
-                if (zb) {
-                    long m = st->np - 8 * j, zi = zo + i * a->zcs + 8 * j;
-                    z[n] = m >= 8 ? at8(a->z, zi, zh) : at_n(a->z, zi, m, zh);
-                }
+                long m = st->np - 8 * j, zi = zo + i * a->zcs + 8 * j;
+                if (zb && m >= 8)
+                    z[n] = at8(a->z, zi, zh);
+                else if (zb && m > 0) /* (a packed tail's vectors past its pixels: none) */
+                    z[n] = at_n(a->z, zi, m, zh);
             }
         }
         if (last) {
@@ -264,7 +266,9 @@ static inline __attribute__((always_inline)) void tile_io(const conv_pointwise_a
         for (long i = 0; i < TR; i++)
             for (long j = 0; j < nv; j++, n++) {
                 long m = st->np - 8 * j;
-                if (oh && m >= 8)
+                if (m <= 0)
+                    continue;
+                else if (oh && m >= 8)
                     h8_store(oq + i * a->ocs + 8 * j, y[n]);
                 else if (oh)
                     h8_store_n(oq + i * a->ocs + 8 * j, y[n], m);
@@ -375,30 +379,25 @@ static inline __attribute__((always_inline)) void conv(const conv_pointwise_args
     }
 }
 
-/* the tiles of rows [oc, oc + nr) (panel ob) over a block's strips: nfull in place from src
- * (the first `pf` of them prefetching ahead), then a tail of np pixels packed in pk */
+/* the tiles of rows [oc, oc + nr) (panel ob) over a block's strips: nfull in place from src,
+ * then a tail of `tail` pixels packed in pk (zero past them: a whole tile, its stores cut
+ * to the pixels); one tile instance (the kernel's compile time) */
 static inline __attribute__((always_inline)) void rows_panel(const conv_pointwise_args *a,
                                                             source src, strip st, long ob,
                                                             long oc, long nr, long nfull,
                                                             long tail, long oh, long pure) {
     long K = a->cin;
     const float *wp = a->wpack + ob * K * PANEL + (oc - ob * PANEL);
-    for (long j = 0; j < nfull; j++, st.q += NR, st.p += NR) {
-        tile(a, wp, src, &st, oc, nr, K, 1, 1, TV, oh, pure);
+    for (long j = 0; j < nfull + (tail > 0); j++, st.q += NR, st.p += NR) {
+        source s = src;
+        if (j == nfull) {
+            s = packed(a->pk);
+            st.np = tail;
+        }
+        tile(a, wp, s, &st, oc, nr, K, 1, 1, TV, oh, pure);
         src.b += NR;
         src.q += NR;
     }
-    if (!tail) return;
-    st.np = tail;
-    long nv = (tail + 7) / 8;
-    if (nv == 1)
-        tile(a, wp, packed(a->pk), &st, oc, nr, K, 1, 1, 1, oh, pure);
-#if TV > 2
-    else if (nv == 2)
-        tile(a, wp, packed(a->pk), &st, oc, nr, K, 1, 1, 2, oh, pure);
-#endif
-    else
-        tile(a, wp, packed(a->pk), &st, oc, nr, K, 1, 1, TV, oh, pure);
 }
 
 /* the input read in place (all its channels one block; xh: float16): blocks of pixels of
@@ -414,7 +413,7 @@ static inline __attribute__((always_inline)) void conv_rows(const conv_pointwise
         if (np > PB) np = PB;
         long nfull = np / NR, tail = np - nfull * NR;
         long at = b * a->xis + p;
-        source src = {a->x + at, (const uint16_t *)(const void *)a->x + at, a->xcs, xh, 0};
+        source src = {a->x + at, (const uint16_t *)(const void *)a->x + at, a->xcs, xh, PFD};
         if (tail) pack_as(a, 0, K, q + nfull * NR, q + np, a->pk, xh);
         strip st = {q, NR, b, p, 1};
         for (long ob = a->ob0; ob < a->ob1; ob++)
@@ -422,12 +421,7 @@ static inline __attribute__((always_inline)) void conv_rows(const conv_pointwise
                 long oc = ob * PANEL + r;
                 if (oc >= a->cout) break;
                 long nr = a->cout - oc < TR ? a->cout - oc : TR;
-                source s = src;
-                s.pfd = ob == a->ob0 && r == 0 ? PFD : 0;
-                if (s.pfd)
-                    rows_panel(a, s, st, ob, oc, nr, nfull, tail, oh, pure);
-                else
-                    rows_panel(a, src, st, ob, oc, nr, nfull, tail, oh, pure);
+                rows_panel(a, src, st, ob, oc, nr, nfull, tail, oh, pure);
             }
         q += np;
     }
@@ -441,15 +435,8 @@ static inline long rows_fit(const conv_pointwise_args *a) {
 /* float16 storage (a float16 or a float32 output) out of line: the float32 kernel is
  * compiled as it would be alone */
 static __attribute__((noinline)) void conv_half(const conv_pointwise_args *a) {
-    long xh = a->half & PW_XH, oh = a->half & PW_OH;
-    if (rows_fit(a) && xh && oh)
-        conv_rows(a, 1, 1, 0);
-    else if (rows_fit(a) && xh)
-        conv_rows(a, 1, 0, 0);
-    else if (rows_fit(a) && oh)
-        conv_rows(a, 0, 1, 0);
-    else if (rows_fit(a))
-        conv_rows(a, 0, 0, 0);
+    if (rows_fit(a) && (a->half & PW_XH) && (a->half & PW_OH))
+        conv_rows(a, 1, 1, 0); /* an FP16 engine's layers; other mixes packed (same bits) */
     else if (a->half & PW_OH)
         conv(a, 1, 0);
     else
