@@ -12,9 +12,9 @@ path that gives the same integers (conv_int8_dw.c QNEAR; test_qdepthwise_requant
 Built for AVX-512 with VNNI, layers of unit dilation, kernels up to 8 wide and strides 1 or
 2 go one channel at a time straight from the int8 planes, vectors along output rows (two rows
 a vector where the output is at most 8 wide), requantized in registers (conv_int8_dw.c
-qdw_rows; the grouped flag does not matter there). Otherwise, built for AVX-512, every layer
-goes 16 channels at a time, vectors along channels, row by row through a ring of a few rows
-(any width); elsewhere small planes and strided layers go
+qdw_rows; outputs 9 to 16 wide at stride 1 go the 16-channel way when grouped). Otherwise,
+built for AVX-512, every layer goes 16 channels at a time, vectors along channels, row by row
+through a ring of a few rows (any width); elsewhere small planes and strided layers go
 8 channels at a time and large stride-1 planes one channel at a time, row by row (see
 conv_int8_dw.c). An image's work is split in chunks of whole channel groups, or of output
 rows when the groups do not divide evenly between the threads. A float input (the engine
