@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,10 +227,24 @@ def test_a_failing_compiler_warns_and_disables(monkeypatch, tmp_path, caplog) ->
 
 @needs_cc
 def test_compiled_once_into_the_cache(monkeypatch, tmp_path) -> None:
+    """One object per source (compiled side by side), one link; then the cached library."""
     monkeypatch.setenv("EDGE_INFER_CACHE", str(tmp_path))
     native.library.cache_clear()
+    calls: list[list[str]] = []
+    real_run = native.subprocess.run
+
+    def run(args, **kw):  # type: ignore[no-untyped-def]
+        calls.append(list(args))
+        return real_run(args, **kw)
+
+    monkeypatch.setattr(native.subprocess, "run", run)
     try:
         assert native.library() is not None
+        sources = sorted(native.KERNELS.glob("*.c"))
+        compiled = sorted(Path(c[-1]).name for c in calls if "-c" in c)
+        assert compiled == [s.name for s in sources]
+        links = [c for c in calls if "-shared" in c]
+        assert len(links) == 1 and sum(a.endswith(".o") for a in links[0]) == len(sources)
         (so,) = tmp_path.rglob("*.so")
         stamp = so.stat().st_mtime_ns
         native.library.cache_clear()
