@@ -17,10 +17,11 @@
  * block takes as few vectors as its pixels need. With more than KC input channels, partial
  * sums go through the output and the epilogue runs on the last channel block.
  *
- * Planes of at least ROWS_MIN_HW pixels and up to KC_MAX input channels skip the packing
+ * Planes of at least ROWS_MIN_HW pixels, up to KC_MAX input channels and no more output
+ * than input channels (projections) skip the packing
  * (conv_rows): the tiles read the input where it lies (each channel's pixels contiguous), a
  * block of up to ROWS_BLOCK_FLOATS / cin pixels of one image at a time (in L2 while every
- * panel sweeps it), prefetching the strips PFD pixels ahead; only the
+ * panel sweeps it), the first panel prefetching the strips PFD pixels ahead; only the
  * strip short of NR pixels at an image's (or the range's) end is packed. Per output value
  * the same products in the same order as the packed path: the same bits. This is what the
  * layers of few output channels on large planes need (MobileNetV2's 32 -> 16 at 112 x 112:
@@ -421,15 +422,19 @@ static inline __attribute__((always_inline)) void conv_rows(const conv_pointwise
                 long oc = ob * PANEL + r;
                 if (oc >= a->cout) break;
                 long nr = a->cout - oc < TR ? a->cout - oc : TR;
-                rows_panel(a, src, st, ob, oc, nr, nfull, tail, oh, pure);
+                source s = src; /* the first panel's tiles bring the inputs in */
+                s.pfd = ob == a->ob0 && r == 0 ? PFD : 0;
+                rows_panel(a, s, st, ob, oc, nr, nfull, tail, oh, pure);
             }
         q += np;
     }
 }
 
-/* the packed path for small planes (strips across images) and more than KC_MAX channels */
+/* the packed path for small planes (strips across images), more than KC_MAX channels and
+ * more output than input channels (expansions: many panels over few channels, measured
+ * 1.04-1.3x slower in place) */
 static inline long rows_fit(const conv_pointwise_args *a) {
-    return a->hw >= ROWS_MIN_HW && a->cin <= KC_MAX;
+    return a->hw >= ROWS_MIN_HW && a->cin <= KC_MAX && a->cout <= a->cin;
 }
 
 /* float16 storage (a float16 or a float32 output) out of line: the float32 kernel is

@@ -7,7 +7,8 @@ batch of 7×7 planes fills register tiles like one large plane and each weight p
 once per block of pixels, not once per image. Weights are packed at bind in panels of
 ``PANEL`` output channels; the kernel packs the input a block at a time for its register
 tile (the tile's shape is the kernel's, per instruction set). On planes of at least 8 tile
-widths (up to 512 input channels) the kernel skips that packing and reads the input where
+widths with up to 512 input channels and no more output channels than input channels
+(projections) the kernel skips that packing and reads the input where
 it lies, a block of one image's pixels at a time, only a plane's last short strip packed:
 the layers of few output channels on large planes (MobileNetV2's early projections) spent
 as much on the copy as on a panel's products. Bias, residual and the activation are

@@ -31,8 +31,9 @@ RTOL, ATOL = 1e-4, 3e-5
 # (batch, cin, h, w, cout): channels off the vector width and the 8-channel panels, pixels
 # off the tile widths (strips across image boundaries), more than 512 input channels
 # (channel blocks, partial sums through the output), a single pixel per image; planes of
-# at least 8 strips read in place (conv_rows): short strips at each image's end (3, 18
-# pixels), a plane in several pixel blocks (400 channels), rows off the panels
+# at least 8 strips and cout <= cin read in place (conv_rows): short strips at each
+# image's end (3, 18 pixels), a plane in several pixel blocks (400 channels), rows off the
+# panels
 SHAPES = [
     (1, 17, 9, 13, 23),
     (2, 5, 3, 5, 9),
@@ -41,7 +42,7 @@ SHAPES = [
     (1, 1100, 3, 3, 20),
     (4, 8, 1, 1, 6),
     (1, 24, 56, 56, 16),
-    (2, 17, 13, 15, 23),
+    (2, 29, 13, 15, 23),
     (1, 400, 10, 21, 12),
 ]
 ACTS = [
