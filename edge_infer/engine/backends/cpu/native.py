@@ -21,6 +21,7 @@ import logging
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -715,9 +716,18 @@ def _compile(cc: str, sources: list[Path], target: Path) -> None:
         cores = os.cpu_count() or 1
 
     def run(args: list[str]) -> None:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
+        # its own process group: a timeout kills the driver's cc1/as/ld too, not only cc
+        with subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        ) as proc:
+            try:
+                _, err = proc.communicate(timeout=COMPILE_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+                raise
         if proc.returncode != 0:
-            raise RuntimeError(f"{cc} failed: {proc.stderr.strip()[:500]}")
+            raise RuntimeError(f"{cc} failed: {err.strip()[:500]}")
 
     with tempfile.TemporaryDirectory(prefix="ei-kernels-") as tmpdir:
         objs = [Path(tmpdir) / f"{src.stem}.o" for src in sources]
@@ -726,8 +736,13 @@ def _compile(cc: str, sources: list[Path], target: Path) -> None:
                 ex.submit(run, [cc, *objects_flags, "-c", "-o", str(obj), str(src)])
                 for src, obj in zip(sources, objs, strict=True)
             ]
-            for job in jobs:
-                job.result()
+            try:
+                for job in jobs:
+                    job.result()
+            except BaseException:
+                for job in jobs:  # the rest would fail the same way: not started
+                    job.cancel()
+                raise
         with atomic_path(target) as tmp:
             run([cc, *flags, "-o", str(tmp), *map(str, objs)])
 

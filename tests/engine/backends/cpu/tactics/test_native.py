@@ -231,13 +231,13 @@ def test_compiled_once_into_the_cache(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("EDGE_INFER_CACHE", str(tmp_path))
     native.library.cache_clear()
     calls: list[list[str]] = []
-    real_run = native.subprocess.run
+    real_popen = native.subprocess.Popen
 
-    def run(args, **kw):  # type: ignore[no-untyped-def]
+    def popen(args, **kw):  # type: ignore[no-untyped-def]
         calls.append(list(args))
-        return real_run(args, **kw)
+        return real_popen(args, **kw)
 
-    monkeypatch.setattr(native.subprocess, "run", run)
+    monkeypatch.setattr(native.subprocess, "Popen", popen)
     try:
         assert native.library() is not None
         sources = sorted(native.KERNELS.glob("*.c"))
@@ -251,6 +251,22 @@ def test_compiled_once_into_the_cache(monkeypatch, tmp_path) -> None:
         assert native.library() is not None
         assert so.stat().st_mtime_ns == stamp  # reused, not rebuilt
         assert not list(tmp_path.rglob("*.tmp"))
+    finally:
+        native.library.cache_clear()
+
+
+@needs_cc
+def test_a_compile_past_its_time_limit_disables_native_kernels(monkeypatch, tmp_path, caplog):
+    """A compile killed at its limit (the whole process group: cc1 too) leaves no library
+    and no temp file; the build goes on without native kernels and says why."""
+    monkeypatch.setenv("EDGE_INFER_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "COMPILE_TIMEOUT_S", 0.05)
+    native.library.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert native.library() is None
+        assert "native CPU kernels not compiled" in caplog.text and "timed out" in caplog.text
+        assert not list(tmp_path.rglob("*.so")) and not list(tmp_path.rglob("*.tmp"))
     finally:
         native.library.cache_clear()
 
