@@ -119,7 +119,7 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, const void *, x) X(K, void *, y) X(K, long, rows) X(K, long, n) X(K, long, xrs)       \
     X(K, long, yrs) X(K, long, mode)
 
-/* pool.c */
+/* maxpool.c */
 #define EI_MAXPOOL_ARGS(X, K)                                                                  \
     X(K, const float *, x) X(K, float *, y) X(K, long, planes) X(K, long, h) X(K, long, w)     \
     X(K, long, ho) X(K, long, wo) X(K, long, kh) X(K, long, kw) X(K, long, sy) X(K, long, sx)  \
