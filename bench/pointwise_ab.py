@@ -10,7 +10,7 @@ round's time is the kernel time of its non-reorder nodes (what bench/layer_profi
 compares). Ours are wall times of the bound call (the pool's hand-off included).
 
 Run (BLAS unthrottled):
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/pointwise_ab.py \
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python -m bench.pointwise_ab \
         --layers f1p f2p --batches 1 8 --base HEAD
 """
 
