@@ -25,7 +25,8 @@ from fp16_cpu import MODELS, _model
 
 from edge_infer.engine.backends.cpu.program import CpuProgram
 from edge_infer.engine.backends.cpu.tactics import cpu_fp16
-from edge_infer.engine.backends.cpu.tactics.cpu_direct import DirectNative, OcVecNative
+from edge_infer.engine.backends.cpu.tactics.cpu_direct import DirectNative
+from edge_infer.engine.backends.cpu.tactics.cpu_ocvec import OcVecNative
 from edge_infer.engine.builder import BuildOptions, build
 
 MINE = (DirectNative, OcVecNative)

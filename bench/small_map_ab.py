@@ -77,7 +77,7 @@ def ort_session(
 
 def variants() -> list[type]:
     """ocvec_native with the 6-position tile (as before the 7-position one)."""
-    from edge_infer.engine.backends.cpu.tactics.cpu_direct import PB, OcVecNative
+    from edge_infer.engine.backends.cpu.tactics.cpu_ocvec import PB, OcVecNative
 
     return [type("OcVec6", (OcVecNative,), {"name": "ocvec_pb6", "tile_positions": PB})]
 

@@ -24,14 +24,14 @@ pairwise sums), a few float32 ulps of the output scale. Other dtypes are not bou
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.blas import bound_sgemm
-from edge_infer.engine.backends.cpu.parallel import split
+from edge_infer.engine.backends.cpu.parallel import sequence, share, split
 
 Run = Callable[[], None]
 F32 = np.dtype(np.float32)
@@ -49,25 +49,6 @@ COLUMN_ALIGN = 16
 def is_f32(*arrays: Any) -> bool:
     """Every array a float32 ndarray (None counts as absent)."""
     return all(a is None or (isinstance(a, np.ndarray) and a.dtype == F32) for a in arrays)
-
-
-def _sequence(runs: Sequence[Run]) -> Run:
-    runs = list(runs)
-    if len(runs) == 1:
-        return runs[0]
-
-    def run() -> None:
-        for one in runs:
-            one()
-
-    return run
-
-
-def _share(chunks: list[Run], pool: Any) -> Run:
-    """``chunks`` shared between the pool's threads (in order without a pool)."""
-    if pool is not None and len(chunks) > 1:
-        return pool.bind(chunks)
-    return _sequence(chunks)
 
 
 def bind_product(
@@ -98,7 +79,7 @@ def bind_product(
     if m == 1:  # a matrix-vector product: dot products of contiguous rows of K
         rows = np.ascontiguousarray(b.T) if b_const else b.T
         chunks = [_gemv(a[0], rows[n0:n1], out[0, n0:n1], alpha, bias, n0, n1) for n0, n1 in ranges]
-        return _share(chunks, pool)
+        return share(chunks, pool)
     panel = np.ascontiguousarray(b) if b_const else b
     chunks = []
     for n0, n1 in ranges:
@@ -107,8 +88,8 @@ def bind_product(
         if bias is None:
             chunks.append(gemm)
         else:
-            chunks.append(_sequence([_fill(bias, y, n0, n1), gemm]))
-    return _share(chunks, pool)
+            chunks.append(sequence([_fill(bias, y, n0, n1), gemm]))
+    return share(chunks, pool)
 
 
 def _native_product(
@@ -144,7 +125,7 @@ def _native_product(
                     brs=0 if c is None else c.strides[0] // 4, out=out.ctypes.data,
                     ors=out.strides[0] // 4)  # fmt: skip
         calls.append(native.NativeCall(kernel, args, (a, rows, c, out)))
-    return _share(list(calls), pool)
+    return share(list(calls), pool)
 
 
 def pack_rows(rows: np.ndarray) -> np.ndarray:
@@ -239,12 +220,12 @@ def bind_global_average_pool(
     sums = _native_plane_sums(mats, outs, ones, parts, pool)
     if sums is not None:  # then one division, as the reference's
         flat = y2.reshape(-1)
-        return _sequence([sums, lambda: np.divide(flat, count, out=flat)])
+        return sequence([sums, lambda: np.divide(flat, count, out=flat)])
     chunks: list[Run] = []
     for mat, y in zip(mats, outs, strict=True):
         for r0, r1 in split(mat.shape[0], max(1, parts // len(mats)), align=COLUMN_ALIGN):
             chunks.append(_plane_means(mat[r0:r1], ones, count, y[r0:r1]))
-    return _share(chunks, pool)
+    return share(chunks, pool)
 
 
 def _native_plane_sums(
@@ -268,7 +249,7 @@ def _native_plane_sums(
                         n0=0, n1=r1 - r0, alpha=1.0, bias=None, brs=0, out=y[r0:r1].ctypes.data,
                         ors=0)  # fmt: skip
             calls.append(native.NativeCall("gemv_f32", args, (ones, mat, y)))
-    return _share(list(calls), pool)
+    return share(list(calls), pool)
 
 
 def _planes(x: np.ndarray, size: int) -> np.ndarray | None:

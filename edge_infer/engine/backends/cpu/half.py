@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edge_infer.engine.backends.cpu import native
-from edge_infer.engine.backends.cpu.parallel import split
+from edge_infer.engine.backends.cpu.parallel import sequence, split
 
 Run = Callable[[], None]
 
@@ -72,7 +72,7 @@ def convert(src: np.ndarray, dst: np.ndarray, mode: int, pool: Any = None) -> Ru
             for i0, i1 in split(n, max(1, parts // rows), align=64):
                 calls.append(_call(src, dst, mode, r, 1, i0, i1 - i0, a[2], b[2]))
     if len(calls) == 1 or pool is None:
-        return calls[0] if len(calls) == 1 else _sequence(calls)
+        return sequence(calls)
     return pool.bind(calls)
 
 
@@ -91,14 +91,6 @@ def _call(
     y = dst.ctypes.data + (r0 * yrs + i0) * dst.itemsize
     args = dict(x=x, y=y, rows=rows, n=n, xrs=xrs, yrs=yrs, mode=mode)
     return native.NativeCall("convert_half_f32", args, (src, dst))
-
-
-def _sequence(runs: list[Any]) -> Run:
-    def run() -> None:
-        for fn in runs:
-            fn()
-
-    return run
 
 
 def _numpy(src: np.ndarray, dst: np.ndarray, mode: int) -> Run:
@@ -146,7 +138,7 @@ def around_f32(
     run = factory(node, ins32, outs32, scratch)
     if run is None:
         return None
-    return _sequence([*before, run, *after])
+    return sequence([*before, run, *after])
 
 
 __all__ = ["NARROW", "ROUND", "WIDEN", "around_f32", "convert", "is_half"]

@@ -153,3 +153,24 @@ def split(total: int, parts: int, *, align: int = 1) -> list[tuple[int, int]]:
     bounds = [min(total, (units * k // parts) * align) for k in range(parts + 1)]
     bounds[-1] = total
     return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def sequence(runs: Sequence[Run | None]) -> Run:
+    """``runs`` one after another as one run (the run itself when there is one; Nones
+    skipped)."""
+    runs = [r for r in runs if r is not None]
+    if len(runs) == 1:
+        return runs[0]
+
+    def run() -> None:
+        for one in runs:
+            one()
+
+    return run
+
+
+def share(chunks: Sequence[Run], pool: Any) -> Run:
+    """``chunks`` shared between the pool's threads (one after another without a pool)."""
+    if pool is not None and len(chunks) > 1:
+        return pool.bind(chunks)
+    return sequence(chunks)

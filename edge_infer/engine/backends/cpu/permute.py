@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edge_infer.engine.backends.cpu import native
-from edge_infer.engine.backends.cpu.parallel import split
+from edge_infer.engine.backends.cpu.parallel import share, split
 
 Run = Callable[[], None]
 
@@ -71,13 +71,4 @@ def bind_transpose(
         native.NativeCall("transpose_f32", {**fields, "r0": r0, "r1": r1}, (x, out, dims))
         for r0, r1 in split(shape[0], parts)
     ]
-    if pool is not None and len(calls) > 1:
-        return pool.bind(calls)
-    if len(calls) == 1:
-        return calls[0]
-
-    def run() -> None:
-        for call in calls:
-            call()
-
-    return run
+    return share(calls, pool)

@@ -8,14 +8,14 @@ both give the reference's values exactly (a maximum is one of its inputs; paddin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from edge_infer.engine.backends.cpu import native
-from edge_infer.engine.backends.cpu.parallel import split
+from edge_infer.engine.backends.cpu.parallel import share, split
 
 Run = Callable[[], None]
 
@@ -104,16 +104,4 @@ def bind_maxpool(
             calls.append(native.NativeCall("maxpool_planes_f32", args, (x, out)))
     else:
         return None
-    if pool is not None and len(calls) > 1:
-        return pool.bind(calls)
-    if len(calls) == 1:
-        return calls[0]
-    return _sequence(calls)
-
-
-def _sequence(calls: Sequence[Run]) -> Run:
-    def run() -> None:
-        for call in calls:
-            call()
-
-    return run
+    return share(calls, pool)

@@ -95,7 +95,9 @@ static float dot1(const float *x, const float *w, long k) {
     return r;
 }
 
-void gemv_f32(const gemv_args *a) {
+/* the output columns [n0, n1) four at a time, each group of w's rows (laid out as rows of k,
+ * or packed: gemv_packed_f32) dotted with every row of x, then alpha and the bias */
+static void gemv_columns(const gemv_args *a, int packed) {
     long k = a->k;
     for (long n = a->n0; n < a->n1; n += 4) {
         long cnt = a->n1 - n < 4 ? a->n1 - n : 4;
@@ -103,7 +105,8 @@ void gemv_f32(const gemv_args *a) {
         for (long m = 0; m < a->rows; m++) {
             const float *x = a->x + m * a->xrs;
             float r[4];
-            if (cnt == 4) dot4(x, w, k, r);
+            if (packed) dot4_packed(x, w, k, r);
+            else if (cnt == 4) dot4(x, w, k, r);
             else
                 for (long j = 0; j < cnt; j++) r[j] = dot1(x, w + j * k, k);
             float *y = a->out + m * a->ors + n;
@@ -112,6 +115,8 @@ void gemv_f32(const gemv_args *a) {
         }
     }
 }
+
+void gemv_f32(const gemv_args *a) { gemv_columns(a, 0); }
 
 EI_TASK(gemv)
 
@@ -122,19 +127,11 @@ EI_TASK(gemv)
  * restart every four rows: measured 2x slower once w is out of the caches). n0 is a
  * multiple of 4. */
 void gemv_packed_f32(const gemv_packed_args *a) {
-    long k = a->k;
-    for (long n = a->n0; n < a->n1; n += 4) {
-        long cnt = a->n1 - n < 4 ? a->n1 - n : 4;
-        const float *w = a->w + n * k;
-        for (long m = 0; m < a->rows; m++) {
-            const float *x = a->x + m * a->xrs;
-            float r[4];
-            dot4_packed(x, w, k, r);
-            float *y = a->out + m * a->ors + n;
-            const float *b = a->bias ? a->bias + m * a->brs + n : NULL;
-            for (long j = 0; j < cnt; j++) y[j] = b ? r[j] * a->alpha + b[j] : r[j] * a->alpha;
-        }
-    }
+    /* the same fields (EI_GEMV_PACKED_ARGS is EI_GEMV_ARGS): copied, not type-punned */
+    _Static_assert(sizeof(gemv_args) == sizeof(gemv_packed_args), "gemv's fields");
+    gemv_args g;
+    memcpy(&g, a, sizeof g);
+    gemv_columns(&g, 1);
 }
 
 EI_TASK(gemv_packed)

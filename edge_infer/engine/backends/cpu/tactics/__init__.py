@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from edge_infer.engine.backends.cpu.tactics.cpu_conv import CONV_TACTICS
 from edge_infer.engine.backends.cpu.tactics.cpu_depthwise import DepthwiseNative
-from edge_infer.engine.backends.cpu.tactics.cpu_direct import DirectNative, OcVecNative
+from edge_infer.engine.backends.cpu.tactics.cpu_direct import DirectNative
 from edge_infer.engine.backends.cpu.tactics.cpu_fp16 import fp16_tactics
+from edge_infer.engine.backends.cpu.tactics.cpu_ocvec import OcVecNative
 from edge_infer.engine.backends.cpu.tactics.cpu_pointwise import PointwiseNative
 from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative, QConvReference
 from edge_infer.engine.backends.cpu.tactics.cpu_qdepthwise import QDepthwiseNative

@@ -25,7 +25,7 @@ from numpy.lib.stride_tricks import as_strided
 from edge_infer.engine.backends.cpu import jit
 from edge_infer.engine.backends.cpu.activations import make_epilogue
 from edge_infer.engine.backends.cpu.blas import bound_sgemm
-from edge_infer.engine.backends.cpu.parallel import split
+from edge_infer.engine.backends.cpu.parallel import sequence, split
 from edge_infer.engine.tactics.base import ConvSpec, Run, Scratch, Tactic
 
 #: chunks below this many output values are not worth a thread hand-off
@@ -46,17 +46,6 @@ def flat3(a: np.ndarray) -> np.ndarray | None:
     if a.strides[3] != isz or (h > 1 and a.strides[2] != w * isz):
         return None
     return as_strided(a, (n, c, h * w), (a.strides[0], a.strides[1], isz))
-
-
-def _sequence(runs: list[Run]) -> Run:
-    if len(runs) == 1:
-        return runs[0]
-
-    def run() -> None:
-        for fn in runs:
-            fn()
-
-    return run
 
 
 class _ConvTactic(Tactic):
@@ -125,7 +114,7 @@ class _ConvTactic(Tactic):
             else:
                 steps.extend(chunks)
         steps.extend(after)
-        return _sequence(steps)
+        return sequence(steps)
 
     def _padded(
         self,
@@ -176,7 +165,7 @@ class Gemm1x1(_ConvTactic):
         for b in range(n):
             for l0, l1 in split(length, self._parts(scratch, out3[b].size), align=16):
                 chunks.append(
-                    _sequence(
+                    sequence(
                         [
                             bound_sgemm(w2, x3[b][:, l0:l1], out3[b][:, l0:l1]),
                             self._epilogue(out3, z3, b, l0, l1),
@@ -223,7 +212,7 @@ class Im2colGemm(_ConvTactic):
                 for r0, r1 in split(ho, self._parts(scratch, og * ho * wo)):
                     l0, l1 = r0 * wo, r1 * wo
                     chunks.append(
-                        _sequence(
+                        sequence(
                             [
                                 lambda w=window, r0=r0, r1=r1: np.copyto(
                                     col5[..., r0:r1, :], w[..., r0:r1, :]
@@ -279,7 +268,7 @@ class ImplicitGemm(_ConvTactic):
                     np.copyto(out4[b, :, r0:r1], acc3[:, r0:r1, :wo])
 
                 chunks.append(
-                    _sequence([*gemms, crop, self._epilogue(out3, z3, b, r0 * wo, r1 * wo)])
+                    sequence([*gemms, crop, self._epilogue(out3, z3, b, r0 * wo, r1 * wo)])
                 )
             phases.append(chunks)
         return self._assemble(scratch, phases, before, after)
@@ -390,7 +379,7 @@ class DepthwiseDirect(_ConvTactic):
         if jit.available() and x.dtype == np.float32:
             w3 = np.ascontiguousarray(s.weight[:, 0], dtype=np.float32)
             chunks = [
-                _sequence(
+                sequence(
                     [
                         lambda a=a, b=b: jit.depthwise(
                             four[:, a:b], w3[a:b], out4[:, a:b], sy, sx, dy, dx

@@ -9,8 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edge_infer.engine.backends.cpu import native
-from edge_infer.engine.backends.cpu.parallel import split
-from edge_infer.engine.backends.cpu.tactics.cpu_conv import _sequence
+from edge_infer.engine.backends.cpu.parallel import sequence, split
 from edge_infer.engine.backends.cpu.tactics.cpu_direct import (
     _OUT_HALF,
     _X_HALF,
@@ -152,5 +151,5 @@ class DepthwiseNative(_NativeConv):
                 steps: list[Run] = [native.NativeCall("conv_depthwise_f32", args, keep)]
                 if not self.fused:
                     steps.append(self._epilogue(out3, z3, b, 0, ho * wo, c0, c1))
-                chunks.append(_sequence(steps))
+                chunks.append(sequence(steps))
         return self._assemble(scratch, [chunks], before, after)

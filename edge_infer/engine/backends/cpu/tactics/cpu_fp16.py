@@ -49,6 +49,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edge_infer.engine.backends.cpu import half
+from edge_infer.engine.backends.cpu.parallel import sequence
 from edge_infer.engine.backends.cpu.steps import STEPS
 from edge_infer.engine.ir import Node, TensorType, Value
 from edge_infer.engine.ops import get_registry
@@ -57,18 +58,6 @@ from edge_infer.engine.tactics.fp16 import Fp16Spec
 from edge_infer.errors import EdgeInferError
 
 F16, F32 = np.dtype(np.float16), np.dtype(np.float32)
-
-
-def _sequence(runs: list[Run]) -> Run:
-    runs = [r for r in runs if r is not None]
-    if len(runs) == 1:
-        return runs[0]
-
-    def run() -> None:
-        for fn in runs:
-            fn()
-
-    return run
 
 
 def _float32(scratch: Scratch, shape: tuple[int, ...], role: str) -> np.ndarray:
@@ -166,7 +155,7 @@ def fp16_conv(inner: type[Tactic]) -> type[Tactic]:
             direct = takes_half(self.inner)
             ins = self._inputs(inputs, scratch, before, direct)
             outs = self._outputs(outputs, scratch, after, direct)
-            return _sequence([*before, self.inner.bind(ins, outs, scratch), *after])
+            return sequence([*before, self.inner.bind(ins, outs, scratch), *after])
 
     Fp16Conv.__name__ = Fp16Conv.__qualname__ = f"Fp16_{inner.__name__}"
     return Fp16Conv
@@ -205,7 +194,7 @@ def fp16_recurrent(inner: type[Tactic]) -> type[Tactic]:
             ins = self._inputs(inputs, scratch, before)
             ins = [_read_only(a) if k in self.spec.consts else a for k, a in enumerate(ins)]
             outs = self._outputs(outputs, scratch, after)
-            return _sequence([*before, self.inner.bind(ins, outs, scratch), *after])
+            return sequence([*before, self.inner.bind(ins, outs, scratch), *after])
 
     Fp16Recurrent.__name__ = Fp16Recurrent.__qualname__ = f"Fp16_{inner.__name__}"
     return Fp16Recurrent
@@ -226,7 +215,7 @@ class Fp16Kernel(_Fp16Tactic):
         after: list[Run] = []
         ins = self._inputs(inputs, scratch, before)
         outs = self._outputs(outputs, scratch, after)
-        return _sequence([*before, self._inner(ins, outs, scratch), *after])
+        return sequence([*before, self._inner(ins, outs, scratch), *after])
 
     def _inner(self, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run:
         s = self.spec

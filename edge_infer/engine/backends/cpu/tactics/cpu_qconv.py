@@ -22,8 +22,8 @@ import numpy as np
 
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.activations import ACTIVATION_CODES
-from edge_infer.engine.backends.cpu.parallel import split
-from edge_infer.engine.backends.cpu.tactics.cpu_conv import _sequence, flat3
+from edge_infer.engine.backends.cpu.parallel import sequence, split
+from edge_infer.engine.backends.cpu.tactics.cpu_conv import flat3
 from edge_infer.engine.ops.quantize import qconv
 from edge_infer.engine.tactics.base import Run, Scratch, Tactic
 from edge_infer.engine.tactics.quantized import QConvSpec
@@ -176,7 +176,7 @@ class QConvNative(Tactic):
                 steps_.append(pool.bind(chunks))
             else:
                 steps_.extend(chunks)
-            return _sequence([*steps_, *after])
+            return sequence([*steps_, *after])
         layouts = scratch((n * groups, p["size"]), np.int32, "qconv_layout")
         keep = (p["toff"], p["wts"], p["wsum"], p["mult"], p["bias"], layouts, x, out3, z3)
         # a few more tasks than threads (a late thread costs less), none too small
@@ -232,7 +232,7 @@ class QConvNative(Tactic):
             for chunks in ([c for us, _ in units for c in us], [c for _, ug in units for c in ug]):
                 steps.append(pool.bind(chunks) if len(chunks) > 1 else chunks[0])
         steps.extend(after)
-        return _sequence(steps)
+        return sequence(steps)
 
     def _position_chunks(
         self,

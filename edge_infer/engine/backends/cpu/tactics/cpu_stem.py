@@ -22,8 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edge_infer.engine.backends.cpu import native
-from edge_infer.engine.backends.cpu.parallel import split
-from edge_infer.engine.backends.cpu.tactics.cpu_conv import _sequence
+from edge_infer.engine.backends.cpu.parallel import sequence, split
 from edge_infer.engine.backends.cpu.tactics.cpu_direct import _NativeConv, pack_weights
 from edge_infer.engine.tactics.base import ConvSpec, Run, Scratch
 
@@ -147,6 +146,6 @@ class StemNative(_NativeConv):
             chunks.append(
                 call
                 if self.fused
-                else _sequence([call, self._epilogue(out3, z3, b, r0 * wo, r1 * wo)])
+                else sequence([call, self._epilogue(out3, z3, b, r0 * wo, r1 * wo)])
             )
         return self._assemble(scratch, [chunks], before, after)

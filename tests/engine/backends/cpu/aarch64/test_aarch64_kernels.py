@@ -25,7 +25,8 @@ from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.backends.cpu.tactics import cpu_direct
 from edge_infer.engine.backends.cpu.tactics.cpu_depthwise import DepthwiseNative
-from edge_infer.engine.backends.cpu.tactics.cpu_direct import DirectNative, OcVecNative
+from edge_infer.engine.backends.cpu.tactics.cpu_direct import DirectNative
+from edge_infer.engine.backends.cpu.tactics.cpu_ocvec import OcVecNative
 from edge_infer.engine.backends.cpu.tactics.cpu_pointwise import PointwiseNative
 from edge_infer.engine.backends.cpu.tactics.cpu_winograd import WinogradNative
 from edge_infer.engine.tactics.base import ConvSpec

@@ -18,7 +18,8 @@ import pytest
 
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.tactics import cpu_direct, cpu_fp16
-from edge_infer.engine.backends.cpu.tactics.cpu_direct import DirectNative, OcVecNative
+from edge_infer.engine.backends.cpu.tactics.cpu_direct import DirectNative
+from edge_infer.engine.backends.cpu.tactics.cpu_ocvec import OcVecNative
 from edge_infer.engine.tactics.base import ConvSpec
 from tests.engine.backends.cpu import isa_builds
 from tests.engine.backends.cpu.aarch64 import emulated, replay

@@ -13,12 +13,8 @@ from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.backends.cpu.tactics.cpu_depthwise import DepthwiseNative
-from edge_infer.engine.backends.cpu.tactics.cpu_direct import (
-    MR,
-    DirectNative,
-    OcVecNative,
-    pack_weights,
-)
+from edge_infer.engine.backends.cpu.tactics.cpu_direct import MR, DirectNative, pack_weights
+from edge_infer.engine.backends.cpu.tactics.cpu_ocvec import OcVecNative
 from edge_infer.engine.backends.cpu.tactics.cpu_winograd import WinogradNative, transform_weights
 from edge_infer.engine.ops import get_registry
 from edge_infer.engine.tactics.base import ConvSpec

@@ -14,7 +14,7 @@ import pytest
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import ScratchPool
-from edge_infer.engine.backends.cpu.tactics.cpu_direct import (
+from edge_infer.engine.backends.cpu.tactics.cpu_ocvec import (
     PB,
     PB7,
     OcVecNative,

@@ -1,0 +1,182 @@
+"""``ocvec_native``: convolutions on small output grids by the native kernel
+(kernels/conv_ocvec.c), on the shared native-conv machinery of :mod:`.cpu_direct`
+(``_NativeConv``: argument layout, epilogue, float16 storage bits, thread chunks): the terms
+of 6 or 7 positions packed in tile order (a small im2col), a 16-channel × 6- or 7-position
+tile with vectors along output channels — for the late layers, where positions cannot fill a
+vector."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu.parallel import sequence, split
+from edge_infer.engine.backends.cpu.tactics.cpu_direct import (
+    _OUT_HALF,
+    _X_HALF,
+    _Z_HALF,
+    F16,
+    _NativeConv,
+    is_plain,
+    pack_weights,
+)
+from edge_infer.engine.tactics.base import ConvSpec, Run, Scratch
+
+PB, OB = 6, 16  # conv_ocvec.c: positions per tile (or PB7), output channels per tile
+#: conv_ocvec's other tile width: 7 positions fill 7x7, 14x14 and 28x28 grids exactly
+PB7 = 7
+#: conv_ocvec packs an im2col of the whole layer: only for small grids
+OCVEC_MAX_POSITIONS = 1024
+OCVEC_MAX_PACK_BYTES = 16 << 20
+
+
+def positions_per_tile(positions: int) -> int:
+    """conv_ocvec's ``pb``: 7 where the library's 7-position tile keeps its vectors in
+    registers (AVX-512) and pads the grid no more than 6 does (49 positions: 49, not 54),
+    else 6."""
+    lib = native.library()
+    if lib is None or not lib.conv_ocvec_pb7_fits():
+        return PB
+    return PB7 if -(-positions // PB7) * PB7 <= -(-positions // PB) * PB else PB
+
+
+class OcVecNative(_NativeConv):
+    """Small output grids: an im2col packed in register-tile order, vectors along output
+    channels (conv_ocvec.c)."""
+
+    name = "ocvec_native"
+    half_io: ClassVar[bool] = True
+    #: positions per tile (conv_ocvec's pb); None: :func:`positions_per_tile` (benches force 6)
+    tile_positions: ClassVar[int | None] = None
+
+    def half_ready(self) -> bool:
+        """Float16 arrays in and out (cpu_fp16.py): the pack (or the layout copy) widens the
+        input, the stores narrow the output — where the kernel does the whole epilogue."""
+        return self.fused
+
+    @classmethod
+    def applicable(cls, spec: ConvSpec) -> bool:
+        _, _, ho, wo = spec.out_shape
+        terms = spec.cin * spec.kernel[0] * spec.kernel[1]
+        return (
+            spec.group == 1
+            and spec.weight.dtype == np.float32
+            and spec.cout >= 8
+            and ho * wo <= OCVEC_MAX_POSITIONS
+            and terms * (-(-ho * wo // PB) * PB) * 4 <= OCVEC_MAX_PACK_BYTES
+            and native.available()
+        )
+
+    def _in_place(
+        self, x: np.ndarray, scratch: Scratch, before: list[Run]
+    ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray] | None:
+        """For an unpadded strided or k×k conv: (base, floats per image, term offsets,
+        position offsets) reading ``x`` in place — the pack gathers straight from the input
+        (ResNet-50's 1×1 stride-2 shortcuts: the phase split wrote four planes for the one
+        they read). None where the input needs its zero-padded layout, or is plain."""
+        s = self.spec
+        if any(s.pads) or is_plain(s):
+            return None
+        x = self._unit_rows_any(x, scratch, before)
+        if any(v <= 0 for v in x.strides):
+            return None
+        (sy, sx), (dy, dx), (kh, kw) = s.strides, s.dilations, s.kernel
+        xcs, xrs = x.strides[1] // x.itemsize, x.strides[2] // x.itemsize
+        taps = np.asarray([i * dy * xrs + j * dx for i in range(kh) for j in range(kw)])
+        toff = (np.arange(s.x_shape[1], dtype=np.int64)[:, None] * xcs + taps[None, :]).ravel()
+        _, _, ho, wo = s.out_shape
+        p = np.arange(ho * wo, dtype=np.int64)
+        posoff = (p // wo) * sy * xrs + (p % wo) * sx
+        return x, x.strides[0] // x.itemsize, toff.astype(np.int64), posoff
+
+    def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
+        s = self.spec
+        x, out3, z3, before, after = self._io(inputs, outputs, scratch)
+        n = s.x_shape[0]
+        _, cout, ho, wo = s.out_shape
+        half = self._half_bits(x, out3, z3 if self.residual else None)
+        if half and not self.fused:
+            raise ValueError(f"{self.name}: float16 storage needs the kernel's epilogue")
+        positions = ho * wo
+        pb = self.tile_positions or positions_per_tile(positions)
+        npb = -(-positions // pb)
+        wpack = pack_weights(s.weight, OB)
+        bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
+        per_image = self._per_image(scratch, n)
+        parts = 1 if per_image else self._whole_rounds(self._chunks(scratch), scratch)
+        direct = self._in_place(x, scratch, before)
+        if direct is not None:  # no padding: terms read the input itself, no layout pass
+            base, image, toff, posoff = direct
+            copies: list[list[Any]] = [[] for _ in range(n)]
+        else:
+            base, image, toff, wg, _, copies = self._terms(
+                x, scratch, parts, before, half_in_place=True
+            )
+            p = np.arange(positions, dtype=np.int64)
+            posoff = (p // wo) * wg + p % wo
+        packs = [
+            scratch((npb * len(toff) * pb,), np.float32, f"ocvec_pack{k}")
+            for k in range(n if per_image else 1)
+        ]
+        keep = (wpack, bias, toff, posoff, base, out3, z3)
+
+        def pack(b: int, q0: int, q1: int, pk: np.ndarray) -> Any:
+            args = dict(
+                base=base.ctypes.data + base.itemsize * b * image,
+                toff=toff.ctypes.data,
+                T=len(toff),
+                posoff=posoff.ctypes.data,
+                P=positions,
+                pb0=q0,
+                pb1=q1,
+                pk=pk.ctypes.data,
+                half=_X_HALF if base.dtype == F16 else 0,
+                pb=pb,
+            )
+            return native.NativeCall("pack_positions_f32", args, (*keep, pk))
+
+        def conv(b: int, o0: int, o1: int, pk: np.ndarray) -> Any:
+            args = dict(
+                pk=pk.ctypes.data,
+                T=len(toff),
+                npb=npb,
+                wpack=wpack.ctypes.data,
+                bias=None if bias is None else bias.ctypes.data,
+                ob0=o0,
+                ob1=o1,
+                cout=cout,
+                P=positions,
+                **self._output_args(out3, z3, b),
+                half=half & (_OUT_HALF | _Z_HALF),
+                pb=pb,
+            )
+            return native.NativeCall("conv_ocvec_f32", args, (*keep, pk))
+
+        blocks = -(-cout // OB)
+        if per_image:
+            chunks: list[Run] = []
+            for b in range(n):
+                call = native.NativeSequence(
+                    [*copies[b], pack(b, 0, npb, packs[b]), conv(b, 0, blocks, packs[b])]
+                )
+                chunks.append(
+                    call
+                    if self.fused
+                    else sequence([call, self._epilogue(out3, z3, b, 0, positions)])
+                )
+            return self._assemble(scratch, [chunks], before, after)
+        phases: list[list[Run]] = [[c for per in copies for c in per]]
+        for b in range(n):
+            phases.append([pack(b, q0, q1, packs[0]) for q0, q1 in split(npb, parts)])
+            chunks = []
+            for o0, o1 in split(blocks, parts):
+                steps: list[Run] = [conv(b, o0, o1, packs[0])]
+                if not self.fused:
+                    steps.append(
+                        self._epilogue(out3, z3, b, 0, positions, o0 * OB, min(o1 * OB, cout))
+                    )
+                chunks.append(sequence(steps))
+            phases.append(chunks)
+        return self._assemble(scratch, [p for p in phases if p], before, after)
