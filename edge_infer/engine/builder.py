@@ -184,6 +184,7 @@ def _build_parts(
             tuned[batch] = {
                 "tactics": {n.name: n.meta["tactic"] for n in g.nodes if "tactic" in n.meta},
                 "schedule": g.meta.get("schedule", "sequential"),
+                "chains": g.meta.get("chains", []),  # a backend's multi-layer runs, if any
             }
         plan, plan_tensors = graph_to_plan(g)
         plans[str(batch)] = plan

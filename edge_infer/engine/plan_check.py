@@ -320,6 +320,7 @@ def _check_meta(graph: Graph, tactic_names: Collection[str] | None, where: str) 
                    f"{', '.join(_SCHEDULES)}")  # fmt: skip
     if not _is_int(graph.meta.get("branch_workers", 2), 1, 256):
         raise _bad(f"{where}: branch_workers {graph.meta.get('branch_workers')!r} is not 1..256")
+    _check_chains(graph, tactic_names, where)
     for node in graph.nodes:
         tactic = node.meta.get("tactic")
         if tactic is None:
@@ -328,6 +329,27 @@ def _check_meta(graph: Graph, tactic_names: Collection[str] | None, where: str) 
             known = ", ".join(sorted(tactic_names or ()))
             raise _bad(f"{where}: node '{node.name}' has unknown tactic {tactic!r} "
                        f"(known: {known})")  # fmt: skip
+
+
+def _check_chains(graph: Graph, tactic_names: Collection[str] | None, where: str) -> None:
+    """``graph.meta["chains"]``: runs of 2-3 layers a backend computes as one (the CPU's
+    conv chains), each naming layers of this plan and a known tactic."""
+    chains = graph.meta.get("chains", [])
+    if not isinstance(chains, list):
+        raise _bad(f"{where}: chains must be a list, got {type(chains).__name__}")
+    names = {node.name for node in graph.nodes}
+    for k, entry in enumerate(chains):
+        members = entry.get("members") if isinstance(entry, Mapping) else None
+        tactic = entry.get("tactic") if isinstance(entry, Mapping) else None
+        if (
+            not isinstance(members, list)
+            or not 2 <= len(members) <= 3
+            or not all(isinstance(m, str) and m in names for m in members)
+            or len(set(members)) != len(members)
+        ):
+            raise _bad(f"{where}: chain {k} must name 2 or 3 layers of the plan, got {members!r}")
+        if not isinstance(tactic, str) or (tactic_names is not None and tactic not in tactic_names):
+            raise _bad(f"{where}: chain {k} has unknown tactic {tactic!r}")
 
 
 def _check_io(graph: Graph, batch: int, bindings: Mapping[str, Any], where: str) -> None:

@@ -71,6 +71,11 @@ PLAN_EDITS: dict[str, tuple[Edit, str]] = {
     "input": (lambda p: node(p)["inputs"].__setitem__(0, "nowhere"), "name values"),
     "schedule": (lambda p: p["meta"].update(schedule="sideways"), "schedule"),
     "workers": (lambda p: p["meta"].update(branch_workers="two"), "branch_workers"),
+    "chains": (lambda p: p["meta"].update(chains="all"), "chains must be a list"),
+    "chain members": (
+        lambda p: p["meta"].update(chains=[{"members": ["conv", "ghost"], "tactic": "x"}]),
+        "must name 2 or 3 layers",
+    ),
     "nested": (
         lambda p: node(p)["attrs"].update(deep=json.loads("[" * 900 + "]" * 900)),
         "engine plan",

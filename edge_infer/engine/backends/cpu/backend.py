@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge_infer.engine.backends.base import Backend, Program, Timer
+from edge_infer.engine.backends.cpu.chains import choose_chains
 from edge_infer.engine.backends.cpu.device import cpu_fingerprint, describe
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import CpuProgram, ScratchPool
@@ -115,6 +116,17 @@ class CpuBackend(Backend):
             single_threaded_blas()
         try:
             self._choose_tactics(graph, tune, chosen, rng, cache, pool, verify)
+            choose_chains(
+                graph,
+                tune=tune,
+                hints=hints,
+                rng=rng,
+                cache=cache,
+                timer=self.timer(),
+                scratch=lambda: ScratchPool(pool),
+                verify=verify,
+                width=_pool_width(pool),
+            )
         finally:
             if pool is not None:
                 pool.close()
@@ -176,9 +188,9 @@ class CpuBackend(Backend):
         layers = [
             {
                 "name": layer.node.name,
-                "op": layer.node.op_type,
-                "members": layer.node.meta.get("members", [layer.node.name]),
-                "tactic": layer.node.meta.get("tactic"),
+                "op": "Chain" if layer.chain else layer.node.op_type,
+                "members": layer.members,
+                "tactic": layer.tactic,
                 "time_us": times[layer.node.name],
             }
             for layer in program.layers

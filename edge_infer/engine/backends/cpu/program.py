@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 
 from edge_infer.engine.backends.base import Program
+from edge_infer.engine.backends.cpu.chains import plan_steps, recorded_chains
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.schedule import ParallelRunner, lanes, stage_of
 from edge_infer.engine.backends.cpu.steps import STEPS
 from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS
 from edge_infer.engine.backends.cpu.threads import single_threaded_blas, thread_budget
-from edge_infer.engine.ir import Graph, Node
+from edge_infer.engine.ir import Graph, Node, Value
 from edge_infer.engine.memory import MemoryPlan, make_views, plan_memory, view_of
 from edge_infer.engine.shape_inference import node_attrs, resolve_op
 from edge_infer.engine.tactics import select_tactic
@@ -69,8 +70,23 @@ def _touched(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 @dataclass
 class _Layer:
+    """One run of the program: a node, or a chain of nodes (``members``) at its first one's
+    place, reading ``inputs`` and writing ``outputs``."""
+
     node: Node
     make: Callable[[list[Any], list[np.ndarray], ScratchPool], Run]
+    inputs: list[Value | None] = field(default_factory=list)
+    outputs: list[Value] = field(default_factory=list)
+    members: list[str] = field(default_factory=list)
+    tactic: str | None = None
+    chain: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.members:
+            self.inputs = list(self.node.inputs)
+            self.outputs = list(self.node.outputs)
+            self.members = self.node.meta.get("members", [self.node.name])
+            self.tactic = self.node.meta.get("tactic")
 
 
 @dataclass
@@ -124,12 +140,31 @@ class CpuProgram(Program):
         self.schedule = schedule or graph.meta.get("schedule", "sequential")
         self.workers = int(graph.meta.get("branch_workers", 2))
         self.stages = stage_of(graph)
-        times = self.stages if self.schedule == "parallel" else None
+        # chains run at their first member's place; a parallel plan runs layers one by one
+        chains = recorded_chains(graph) if self.schedule != "parallel" else []
+        self.chains = [chain for chain, _ in chains]
+        times = self.stages if self.schedule == "parallel" else plan_steps(graph, self.chains)
         self.plan: MemoryPlan = plan_memory(graph, times)
         self.layers: list[_Layer] = []
         explicit = _explicit_aliases(graph)
+        starts = {chain.members[0].name: (chain, tactic) for chain, tactic in chains}
+        inside = {m.name for chain in self.chains for m in chain.members[1:]}
         for node in graph.nodes:
-            if node.meta.get("noop"):
+            if node.meta.get("noop") or node.name in inside:
+                continue
+            if node.name in starts:
+                chain, tactic = starts[node.name]
+                self.layers.append(
+                    _Layer(
+                        node,
+                        lambda ins, outs, scratch, t=tactic: t.bind(ins, outs, scratch),
+                        inputs=list(chain.inputs),
+                        outputs=list(chain.outputs),
+                        members=chain.names,
+                        tactic=tactic.name,
+                        chain=True,
+                    )
+                )
                 continue
             if (
                 len(node.outputs) == 1
@@ -204,13 +239,13 @@ class CpuProgram(Program):
         return state
 
     def _bind_layer(self, state: CpuState, k: int) -> Run:
-        node, views = self.layers[k].node, state.views
+        layer, views = self.layers[k], state.views
         ins = [
             None if v is None else (v.const if v.const is not None else views[v.name])
-            for v in node.inputs
+            for v in layer.inputs
         ]
-        outs = [views[v.name] for v in node.outputs if v.name in views]
-        return self.layers[k].make(ins, outs, state.pools[state.lane_of.get(node.name, 0)])
+        outs = [views[v.name] for v in layer.outputs if v.name in views]
+        return layer.make(ins, outs, state.pools[state.lane_of.get(layer.node.name, 0)])
 
     def _lanes(self, state: CpuState) -> list[list[list[Run]]]:
         grouped: dict[int, list[list[Run]]] = {}
@@ -243,8 +278,8 @@ class CpuProgram(Program):
                 )
                 changed.add(value)
         for pos, k in enumerate(state.order):
-            node = self.layers[k].node
-            if any(v is not None and v.name in changed for v in (*node.inputs, *node.outputs)):
+            layer = self.layers[k]
+            if any(v is not None and v.name in changed for v in (*layer.inputs, *layer.outputs)):
                 state.runs[pos] = self._bind_layer(state, k)
         if state.runner is not None:
             state.runner.stages = self._lanes(state)
@@ -339,8 +374,9 @@ class CpuProgram(Program):
             "layers": [
                 {
                     "name": layer.node.name,
-                    "op": layer.node.op_type,
-                    "tactic": layer.node.meta.get("tactic"),
+                    "op": "Chain" if layer.chain else layer.node.op_type,
+                    "tactic": layer.tactic,
+                    **({"members": layer.members} if layer.chain else {}),
                 }
                 for layer in self.layers
             ],
