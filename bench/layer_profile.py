@@ -129,6 +129,15 @@ def compare(model: onnx.ModelProto, ours: list[dict], theirs: dict) -> dict[str,
     rows = []
     matched = set()
     for layer in ours:
+        if layer["op"] == "Chain":  # a conv chain (backends/cpu/chains.py): its members' sum
+            convs = [m for m in layer["members"] if m in by_conv]
+            kind, ort_us = "chain", (sum(by_conv[c] for c in convs) if convs else None)
+            matched.update(convs)
+            by_kind[kind][0] += layer["time_us"]
+            by_kind[kind][1] += ort_us or 0.0
+            by_kind[kind][2] += 1
+            rows.append((layer["name"], kind, layer.get("tactic"), layer["time_us"], ort_us))
+            continue
         conv = next((m for m in layer["members"] if m in kinds), None)
         kind = kinds[conv] if conv else layer["op"]
         ort_us = by_conv.get(conv) if conv else None
