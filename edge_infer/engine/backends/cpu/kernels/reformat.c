@@ -126,8 +126,63 @@ static void maxpool_plane_s8_rows(const int8_t *xp, int8_t *yp, const maxpool_s8
     }
 }
 
+/* windows inside the plane (no padding), no dilation: each output row straight from its input
+ * rows, no padded row between. Column stride 1 with one column (CRNN's 2 x 1 pools): the rows'
+ * maximum; on AVX-512BW column stride 2 with two columns (2 x 2 stride 2): 64 outputs at a
+ * time from the rows' maximum's even and odd bytes (masked loads: nothing read past a row). */
+static int maxpool_direct_s8(const maxpool_s8_args *a) {
+    long h = a->h, w = a->w, ho = a->ho, wo = a->wo, kh = a->kh, sy = a->sy;
+    if (a->pt || a->pl || a->dy != 1 || a->dx != 1 || (ho - 1) * sy + kh > h) return 0;
+    int vertical = a->kw == 1 && a->sx == 1 && wo == w;
+#if defined(__AVX512BW__)
+    int pairs = a->kw == 2 && a->sx == 2 && 2 * wo <= w;
+#else
+    int pairs = 0;
+#endif
+    if (!vertical && !pairs) return 0;
+    for (long p = 0; p < a->n * a->c; p++) {
+        const int8_t *xp = (const int8_t *)a->x + (p / a->c) * a->xis + (p % a->c) * a->xcs;
+        int8_t *yp = (int8_t *)a->y + (p / a->c) * a->yis + (p % a->c) * a->ycs;
+        for (long i = 0; i < ho; i++) {
+            const int8_t *r0 = xp + i * sy * w;
+            int8_t *y = yp + i * wo;
+            if (vertical) {
+                const int8_t *r1 = kh > 1 ? r0 + w : r0;
+                for (long j = 0; j < w; j++) y[j] = r0[j] > r1[j] ? r0[j] : r1[j];
+                for (long t = 2; t < kh; t++)
+                    for (long j = 0; j < w; j++) y[j] = r0[t * w + j] > y[j] ? r0[t * w + j] : y[j];
+                continue;
+            }
+#if defined(__AVX512BW__)
+            for (long j = 0; j < wo; j += 64) {
+                long left = 2 * (wo - j); /* input bytes this block's outputs use */
+                __mmask64 lo = left >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << left) - 1;
+                __mmask64 hi = left >= 128 ? ~(__mmask64)0
+                               : left <= 64 ? 0
+                                            : ((__mmask64)1 << (left - 64)) - 1;
+                __m512i m0 = _mm512_maskz_loadu_epi8(lo, r0 + 2 * j);
+                __m512i m1 = _mm512_maskz_loadu_epi8(hi, r0 + 2 * j + 64);
+                for (long t = 1; t < kh; t++) {
+                    m0 = _mm512_max_epi8(m0, _mm512_maskz_loadu_epi8(lo, r0 + t * w + 2 * j));
+                    m1 = _mm512_max_epi8(m1, _mm512_maskz_loadu_epi8(hi, r0 + t * w + 2 * j + 64));
+                }
+                __m512i even = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(m0)),
+                                                  _mm512_cvtepi16_epi8(m1), 1);
+                __m512i odd = _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_srli_epi16(m0, 8))),
+                    _mm512_cvtepi16_epi8(_mm512_srli_epi16(m1, 8)), 1);
+                __mmask64 keep = wo - j >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (wo - j)) - 1;
+                _mm512_mask_storeu_epi8(y + j, keep, _mm512_max_epi8(even, odd));
+            }
+#endif
+        }
+    }
+    return 1;
+}
+
 void maxpool_s8_f32(const maxpool_s8_args *a) {
     long c = a->c;
+    if (maxpool_direct_s8(a)) return;
     /* the padded row: the last window, and stride 2's 64-output blocks (128 + 2 bytes read) */
     const long end = a->sx * ((a->wo + 63) / 64 * 64) + a->kw + 130;
     if (a->dx == 1 && a->kw <= 8 && (a->sx == 1 || a->sx == 2) && a->pl >= 0 && a->pl <= 8
