@@ -24,8 +24,9 @@
  * An int8 output under no activation, relu or clip (and no residual or an int8 one added
  * first) is finished in float32 with an exactness guard and the double path near halves
  * (fastq below); on AVX-512 VNNI a strip's last tile computes only the 16-position vectors
- * it has, and small deep maps (7 x 7) take tiles with vectors along output channels instead
- * (qconv_int8_oc), where those compute less. A strided 1 x 1 kernel's layout holds only the
+ * it has, and small deep maps (7 x 7, 14 x 14 under a 3 x 3 kernel) take tiles with vectors
+ * along output channels instead (qconv_int8_oc: 7 positions x 48 channels or 6 x 64), where
+ * those compute less. A strided 1 x 1 kernel's layout holds only the
  * first stride phase, the one it reads (xf's EI_FIRST_PHASE bit). */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
@@ -1186,42 +1187,57 @@ static void finish_run_q(const int32_t *acc, long n, long oc, long pos, const qc
 
 #if EI_INT8_PATH == EI_Q8_VNNI512
 /* -- small maps: vectors along output channels -------------------------------------------
- * A 7 x 7 map has 49 positions: position vectors of 16 compute 64. Here the lanes are 48
- * output channels (3 vectors of the [term][coutp] weight rows, read as they lie) and the
- * register tile takes 7 consecutive output positions (each quad broadcast from its own grid
- * position, dropped grid columns skipped): 49 = 7 x 7. The accumulators are transposed to
- * the position tile's [channel][position] rows and finished as those are. */
-#define EI_OCP 7  /* positions of an output-channel tile */
-#define EI_OCV 3  /* its vectors of 16 output channels */
-#define EI_OCN (EI_OCV * 16)
-#define EI_OCRUN (NT / EI_OCP * EI_OCP) /* positions finished together: 63 */
+ * A 7 x 7 map has 49 positions: position vectors of 16 compute 64; a 14 x 14 map under a
+ * 3 x 3 kernel computes 16 grid columns a row for 14. Here the lanes are output channels
+ * (vectors of the [term][coutp] weight rows, read as they lie) and the register tile takes
+ * consecutive output positions (each quad broadcast from its own grid position, dropped
+ * grid columns skipped). Two shapes: 7 positions x 48 channels (49 = 7 x 7) and
+ * 6 positions x 64 channels (64 divides 64 ... 2048 channels, 196 = 32 x 6 + 4); the
+ * cheaper for the layer is taken (oc_shape). The accumulators are transposed to the
+ * position tile's [channel][position] rows and finished by finish_tile, as those are. */
+#define EI_OCN_MAX 64 /* channels of the widest output-channel tile */
 
-/* (not inlined: in the caller the compiler spills the tile's pointers) */
-static __attribute__((noinline)) void tile_oc(const int32_t *const xs[EI_OCP], const long *toff,
-                                              long T, const int32_t *w, long wstride,
-                                              const int32_t *init, int32_t *acc) {
-    __m512i a[EI_OCP][EI_OCV];
+/* a tile of P positions x V vectors of 16 channels: acc[p * EI_OCN_MAX + channel] */
+static inline __attribute__((always_inline)) void tile_oc_pv(const int32_t *const *xs,
+                                                           const long *toff, long T,
+                                                           const int32_t *w, long wstride,
+                                                           const int32_t *init, int32_t *acc,
+                                                           const int P, const int V) {
+    __m512i a[7][4];
 #pragma GCC unroll 8
-    for (int p = 0; p < EI_OCP; p++)
+    for (int p = 0; p < P; p++)
 #pragma GCC unroll 4
-        for (int v = 0; v < EI_OCV; v++) a[p][v] = _mm512_loadu_si512(init + 16 * v);
+        for (int v = 0; v < V; v++) a[p][v] = _mm512_loadu_si512(init + 16 * v);
     for (long t = 0; t < T; t++) {
         const int32_t *wp = w + t * wstride;
         const long o = toff[t];
-        __m512i wv[EI_OCV];
+        __m512i wv[4];
 #pragma GCC unroll 4
-        for (int v = 0; v < EI_OCV; v++) wv[v] = _mm512_loadu_si512(wp + 16 * v);
+        for (int v = 0; v < V; v++) wv[v] = _mm512_loadu_si512(wp + 16 * v);
 #pragma GCC unroll 8
-        for (int p = 0; p < EI_OCP; p++) {
+        for (int p = 0; p < P; p++) {
             __m512i b = _mm512_set1_epi32(xs[p][o]);
 #pragma GCC unroll 4
-            for (int v = 0; v < EI_OCV; v++) a[p][v] = _mm512_dpbusd_epi32(a[p][v], b, wv[v]);
+            for (int v = 0; v < V; v++) a[p][v] = _mm512_dpbusd_epi32(a[p][v], b, wv[v]);
         }
     }
 #pragma GCC unroll 8
-    for (int p = 0; p < EI_OCP; p++)
+    for (int p = 0; p < P; p++)
 #pragma GCC unroll 4
-        for (int v = 0; v < EI_OCV; v++) _mm512_storeu_si512(acc + p * EI_OCN + 16 * v, a[p][v]);
+        for (int v = 0; v < V; v++) _mm512_storeu_si512(acc + p * EI_OCN_MAX + 16 * v, a[p][v]);
+}
+
+/* (not inlined: in the caller the compiler spills the tile's pointers) */
+static __attribute__((noinline)) void tile_oc73(const int32_t *const *xs, const long *toff,
+                                                long T, const int32_t *w, long wstride,
+                                                const int32_t *init, int32_t *acc) {
+    tile_oc_pv(xs, toff, T, w, wstride, init, acc, 7, 3);
+}
+
+static __attribute__((noinline)) void tile_oc64(const int32_t *const *xs, const long *toff,
+                                                long T, const int32_t *w, long wstride,
+                                                const int32_t *init, int32_t *acc) {
+    tile_oc_pv(xs, toff, T, w, wstride, init, acc, 6, 4);
 }
 
 /* output positions before grid position g (of rows of wg, the first wo of them real) */
@@ -1230,75 +1246,88 @@ static inline long real_before(long g, long wg, long wo, long ho) {
     return p < ho * wo ? p : ho * wo;
 }
 
-/* whether output-channel tiles cost 10 % less than position tiles on [g0, g1) */
-static int oc_tiles_pay(const qconv_int8_args *a) {
+/* the output-channel tile's positions (7 or 6) where it costs less than position tiles on
+ * [g0, g1), else 0 */
+static int oc_shape(const qconv_int8_args *a) {
     long grid = 0;
     for (long g = a->g0; g < a->g1; g += NT) {
         long n = a->g1 - g < NT ? a->g1 - g : NT;
         grid += (n + VL - 1) / VL * VL;
     }
     long p = real_before(a->g1, a->wg, a->wo, a->ho) - real_before(a->g0, a->wg, a->wo, a->ho);
+    if (p <= 0) return 0;
     /* dot products (16 a cycle) and about a cycle an output for the epilogue, three on
-     * this side (the transposition, shorter runs; measured on ResNet-50's 7 x 7 layers) */
+     * this side (the transposition, a tile's fixed costs: measured on ResNet-50's and
+     * MobileNetV2's 7 x 7 and 14 x 14 layers, one thread) */
     long by_pos = grid * ((a->cout + MR - 1) / MR * MR) * a->T / 16 + p * a->cout;
-    long by_oc = (p + EI_OCP - 1) / EI_OCP * EI_OCP
-                     * ((a->cout + EI_OCN - 1) / EI_OCN * EI_OCN) * a->T / 16
-                 + 3 * p * a->cout;
-    return p > 0 && 10 * by_oc < 9 * by_pos;
+    long by_7 = (p + 6) / 7 * 7 * ((a->cout + 47) / 48 * 48) * a->T / 16 + 3 * p * a->cout;
+    long by_6 = (p + 5) / 6 * 6 * ((a->cout + 63) / 64 * 64) * a->T / 16 + 3 * p * a->cout;
+    long best = by_7 <= by_6 ? by_7 : by_6;
+    if (best >= by_pos) return 0;
+    return by_7 <= by_6 ? 7 : 6;
 }
 
-/* qconv_int8_f32 by output-channel tiles (the weights are readable EI_OCN channels past
- * each row's coutp: cpu_qconv.py pads the array) */
-static void qconv_int8_oc(const qconv_int8_args *a, const fastq *fq) {
-    int32_t acc[EI_OCP * EI_OCN] __attribute__((aligned(64)));
-    int32_t rows[EI_OCN * NT] __attribute__((aligned(64))); /* [channel][position] */
-    int32_t init[EI_OCN];
+/* qconv_int8_f32 by output-channel tiles of P positions (oc_shape; the weights are readable
+ * EI_OCN_MAX channels past each row's coutp: cpu_qconv.py pads the array) */
+static void qconv_int8_oc(const qconv_int8_args *a, const fastq *fq, const float *fm,
+                          const int P) {
+    int32_t acc[7 * EI_OCN_MAX] __attribute__((aligned(64)));
+    int32_t rows[EI_OCN_MAX * NT] __attribute__((aligned(64))); /* [channel][position] */
+    int32_t init[EI_OCN_MAX];
+    const long ocn = P == 7 ? 48 : 64, orun = NT / P * P; /* positions finished together */
     const long p0 = real_before(a->g0, a->wg, a->wo, a->ho);
     const long p1 = real_before(a->g1, a->wg, a->wo, a->ho);
-    for (long oc0 = 0; oc0 < a->cout; oc0 += EI_OCN) {
-        const long nrows = a->cout - oc0 < EI_OCN ? a->cout - oc0 : EI_OCN;
-        for (long i = 0; i < EI_OCN; i++) {
+    memset(rows, 0, sizeof rows); /* the lanes past a run: finished, then dropped */
+    for (long oc0 = 0; oc0 < a->cout; oc0 += ocn) {
+        const long nrows = a->cout - oc0 < ocn ? a->cout - oc0 : ocn;
+        for (long i = 0; i < ocn; i++) {
             long oc = oc0 + i;
             init[i] = i < nrows ? (a->bias ? a->bias[oc] : 0) - 128 * a->wsum[oc] : 0;
         }
-        float m[EI_OCN];
-        for (long i = 0; i < nrows; i++) m[i] = fastq_mult(fq, a, oc0 + i);
-        /* runs of up to EI_OCRUN positions gathered in rows, then finished as runs */
-        for (long pr = p0; pr < p1; pr += EI_OCRUN) {
-            const long run = p1 - pr < EI_OCRUN ? p1 - pr : EI_OCRUN;
-            for (long p = pr; p < pr + run; p += EI_OCP) {
-                const long n = pr + run - p < EI_OCP ? pr + run - p : EI_OCP;
-                const int32_t *xs[EI_OCP];
-                for (long k = 0; k < EI_OCP; k++) {
+        /* runs of up to orun positions gathered in rows, then finished as a tile's run */
+        for (long pr = p0; pr < p1; pr += orun) {
+            const long run = p1 - pr < orun ? p1 - pr : orun;
+            for (long p = pr; p < pr + run; p += P) {
+                const long n = pr + run - p < P ? pr + run - p : P;
+                const int32_t *xs[7];
+                for (long k = 0; k < P; k++) {
                     long q = p + (k < n ? k : n - 1); /* a short group repeats its last */
                     xs[k] = a->layout + q / a->wo * a->wg + q % a->wo;
                 }
-                tile_oc(xs, a->toff, a->T, a->wts + oc0, a->coutp, init, acc);
-                for (long i = 0; i < nrows; i++)
-                    for (long k = 0; k < n; k++) rows[i * NT + (p - pr) + k] = acc[k * EI_OCN + i];
-            }
-            for (long i = 0; i < nrows; i++)
-                if (m[i] != 0.0f)
-                    finish_run_q(rows + i * NT, run, oc0 + i, pr, a, fq, m[i]);
+                if (P == 7)
+                    tile_oc73(xs, a->toff, a->T, a->wts + oc0, a->coutp, init, acc);
                 else
-                    finish_run(rows + i * NT, run, oc0 + i, pr, a);
+                    tile_oc64(xs, a->toff, a->T, a->wts + oc0, a->coutp, init, acc);
+                for (long k = 0; k < n; k++) {
+                    int32_t *dst = rows + (p - pr) + k;
+                    const int32_t *src = acc + k * EI_OCN_MAX;
+                    for (long i = 0; i < nrows; i++) dst[i * NT] = src[i];
+                }
+            }
+            const long seg_j = 0, seg_n = run, seg_pos = pr;
+            finish_tile(rows, nrows, oc0, &seg_j, &seg_n, &seg_pos, 1, a, fq, fm,
+                        (run + VL - 1) / VL);
         }
     }
 }
 #endif
+
+/* the register tile qconv_int8_f32 takes for a call: 7 or 6 (output-channel tiles of that
+ * many positions), 0 (position tiles) */
+long qconv_int8_tile(const qconv_int8_args *a) {
+#if EI_INT8_PATH == EI_Q8_VNNI512
+    return oc_shape(a);
+#else
+    (void)a;
+    return 0;
+#endif
+}
 
 /* grid positions [g0, g1) (g0 a multiple of NT), every output channel */
 void qconv_int8_f32(const qconv_int8_args *a) {
     int32_t acc[MR * NT] __attribute__((aligned(64)));
     int32_t init[MR];
     const fastq fq = fastq_setup(a);
-#if EI_INT8_PATH == EI_Q8_VNNI512
-    if (oc_tiles_pay(a)) {
-        qconv_int8_oc(a, &fq);
-        return;
-    }
-#endif
-    memset(acc, 0, sizeof acc); /* columns a short tile leaves: finished, then dropped */
 #if EI_TILE_EPILOGUE
     /* the fast epilogue's multipliers, once per call (not per tile) */
     float fmv[EI_FM_MAX];
@@ -1308,6 +1337,14 @@ void qconv_int8_f32(const qconv_int8_args *a) {
         fm = fmv;
     }
 #endif
+#if EI_INT8_PATH == EI_Q8_VNNI512
+    const int ocp = oc_shape(a);
+    if (ocp) {
+        qconv_int8_oc(a, &fq, fm, ocp);
+        return;
+    }
+#endif
+    memset(acc, 0, sizeof acc); /* columns a short tile leaves: finished, then dropped */
     /* the strip's output runs: (first tile column, length, output position) */
     long seg_j[NT + 1], seg_n[NT + 1], seg_pos[NT + 1];
     const long blocks = (a->cout + MR - 1) / MR;

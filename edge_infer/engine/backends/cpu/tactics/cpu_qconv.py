@@ -39,7 +39,7 @@ OC_ALIGN = 24
 #: the layout kernel's ``xf`` bit for "lay out the first stride phase only" (conv_int8.c)
 FIRST_PHASE = 2
 #: int32 the weight array holds past its last row: an output-channel tile of conv_int8.c
-#: reads 48 channels from a call's first (EI_OCN)
+#: reads 64 channels from a call's first (EI_OCN_MAX)
 WEIGHT_TAIL = 64
 _RESIDUAL = {"none": 0, "pre": 1, "post": 2}
 _STORE = {"fp32": 0, "fp16": 1, "int8": 2}

@@ -155,6 +155,46 @@ def test_every_geometry_int8_in_int8_out(conv) -> None:
         check(spec, run_native(spec, inputs, workers=1 + k % 2), want, f"{act}")
 
 
+def tile_choice(T: int, cout: int, g1: int, wg: int, ho: int, wo: int) -> int:
+    """conv_int8.c's register tile for a call over grid positions [0, g1): 7 or 6 positions
+    of an output-channel tile, 0 for position tiles."""
+    lib = native.library()
+    fn = lib.qconv_int8_tile
+    fn.restype, fn.argtypes = ctypes.c_long, [ctypes.c_void_p]
+    fields = {name: None for name, kind in native.ARGS["qconv_int8_f32"]._fields_}
+    fields.update({k: 0 for k, v in fields.items() if k not in ("layout", "toff", "wts",
+                   "bias", "wsum", "mult", "out", "z")})  # fmt: skip
+    fields.update(T=T, coutp=-(-cout // 48) * 48, cout=cout, g0=0, g1=g1, wg=wg, ho=ho, wo=wo)
+    args = native.ARGS["qconv_int8_f32"](**fields)
+    return int(fn(ctypes.byref(args)))
+
+
+def test_output_channel_tiles() -> None:
+    """AVX-512 VNNI: a ResNet-50 3x3 layer at 14x14 (16 grid columns a row for 14, 256
+    channels) takes 6-position x 64-channel tiles, a 7x7 map 7 x 48, a 1x1 of few terms
+    position tiles; a layer that takes the 6 x 64 tile (runs of 60 positions; with 2 workers
+    calls of part of the channels and grid strips) gives the reference's bits under every
+    epilogue."""
+    if native.library().qconv_int8_path() == 4:
+        assert tile_choice(576, 256, 224, 16, 14, 14) == 6
+        assert tile_choice(128, 2048, 49, 7, 7, 7) == 7
+        assert tile_choice(64, 1024, 196, 14, 14, 14) == 0
+        assert tile_choice(216, 128, 224, 16, 14, 14) == 6
+    conv = ((1, 96, 14, 14), 128, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    cases = [
+        (("relu", ()), "none", None, "int8"),
+        (("", ()), "pre", np.int8, "int8"),
+        (("clip", (0.0, 6.0)), "post", np.float32, "fp32"),
+        (("silu", ()), "none", None, "fp16"),
+        (("silu", ()), "none", None, "int8"),
+    ]
+    for k, (act, residual, z_dtype, out_precision) in enumerate(cases):
+        spec, inputs = make_case(conv, act, residual, z_dtype, out_precision, np.int8, seed=k)
+        want = qconv(*inputs, **spec.attrs())
+        got = run_native(spec, inputs, workers=1 + k % 2)
+        check(spec, got, want, f"{act} {residual} {out_precision}")
+
+
 @pytest.mark.parametrize(
     "residual,z_dtype,out_precision,x_dtype",
     [
