@@ -442,6 +442,32 @@ class GemvPackedArgs(GemvArgs):
     """gemv.c: gemv's fields, w packed by groups of four rows (dense.pack_rows)."""
 
 
+class ConvChainArgs(KernelArgs):
+    """conv_chain.c: [expand 1x1 ->] depthwise 3x3 -> project 1x1 in one pass."""
+
+    _fields_ = [
+        ("x", _P),
+        *_longs("xis", "xcs", "h", "w", "cin", "cmid", "cout", "sy", "ho", "wo"),
+        ("ew", _P),
+        ("eb", _P),
+        ("eact", _L),
+        ("ep0", _F),
+        ("ep1", _F),
+        ("dw", _P),
+        ("db", _P),
+        ("dact", _L),
+        ("dp0", _F),
+        ("dp1", _F),
+        ("pw", _P),
+        ("pb", _P),
+        ("out", _P),
+        *_longs("ois", "ocs"),
+        *_EPILOGUE,
+        *_longs("zis", "g0", "g1", "rows", "ns", "ws", "ds"),
+        ("work", _P),
+    ]
+
+
 #: exported kernel ``<name>_f32`` → its argument struct (``<name>_args`` in args.h)
 ARGS: dict[str, type[KernelArgs]] = {
     "conv_direct_f32": ConvDirectArgs,
@@ -470,6 +496,7 @@ ARGS: dict[str, type[KernelArgs]] = {
     "maxpool_planes_f32": MaxpoolPlanesArgs,
     "transpose_f32": TransposeArgs,
     "gemv_packed_f32": GemvPackedArgs,
+    "conv_chain_f32": ConvChainArgs,
 }
 
 

@@ -230,6 +230,20 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
 /* gemv.c: gemv's fields, w packed by groups of four rows (see gemv_packed_f32) */
 #define EI_GEMV_PACKED_ARGS(X, K) EI_GEMV_ARGS(X, K)
 
+/* conv_chain.c: [expand 1x1 ->] depthwise 3x3 (stride sy, pads 1) -> project 1x1 in one
+ * pass, output rows g = b * ho + oy in [g0, g1), `rows` a strip; ew NULL: no expand; eb,
+ * db, pb NULL: no bias; work: the ring (cmid * ns * ws), D (cmid * ds), the tail buffer and a
+ * zero row (see there); the project's epilogue EI_EPILOGUE_ARGS, z's image stride zis */
+#define EI_CONV_CHAIN_ARGS(X, K)                                                               \
+    X(K, const float *, x) X(K, long, xis) X(K, long, xcs) X(K, long, h) X(K, long, w)         \
+    X(K, long, cin) X(K, long, cmid) X(K, long, cout) X(K, long, sy) X(K, long, ho)            \
+    X(K, long, wo) X(K, const float *, ew) X(K, const float *, eb) X(K, long, eact)            \
+    X(K, float, ep0) X(K, float, ep1) X(K, const float *, dw) X(K, const float *, db)          \
+    X(K, long, dact) X(K, float, dp0) X(K, float, dp1) X(K, const float *, pw)                 \
+    X(K, const float *, pb) X(K, float *, out) X(K, long, ois) X(K, long, ocs)                 \
+    EI_EPILOGUE_ARGS(X, K) X(K, long, zis) X(K, long, g0) X(K, long, g1) X(K, long, rows)     \
+    X(K, long, ns) X(K, long, ws) X(K, long, ds) X(K, float *, work)
+
 /* every kernel: X(kernel name, its field list); a field list is FIELDS(X, kernel) and
  * calls X(kernel, type, name) once per field */
 #define EI_KERNELS(X)                                                                         \
@@ -258,7 +272,8 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(conv_stem, EI_CONV_STEM_ARGS)                                                           \
     X(maxpool_planes, EI_MAXPOOL_PLANES_ARGS)                                                 \
     X(transpose, EI_TRANSPOSE_ARGS)                                                           \
-    X(gemv_packed, EI_GEMV_PACKED_ARGS)
+    X(gemv_packed, EI_GEMV_PACKED_ARGS)                                                       \
+    X(conv_chain, EI_CONV_CHAIN_ARGS)
 
 /* the structs: <name>_args, and their entry points void <name>_f32(const <name>_args *) and
  * pool tasks void <name>_task(const void *) */

@@ -7,6 +7,7 @@ applicable, so the table is the same on every machine.
 
 from __future__ import annotations
 
+from edge_infer.engine.backends.cpu.tactics.cpu_chain import ChainNative
 from edge_infer.engine.backends.cpu.tactics.cpu_conv import CONV_TACTICS
 from edge_infer.engine.backends.cpu.tactics.cpu_depthwise import DepthwiseNative
 from edge_infer.engine.backends.cpu.tactics.cpu_direct import DirectNative
@@ -38,6 +39,7 @@ CPU_TACTICS: TacticTable = {
     "recurrent": (RecurrentNative, RecurrentGemm),
     "qconv": (QConvReference, QConvNative, QDepthwiseNative),
     "fp16": fp16_tactics(_CONV, (RecurrentNative, RecurrentGemm)),
+    "chain": (ChainNative,),
 }
 
 __all__ = ["CPU_TACTICS"]

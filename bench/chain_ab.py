@@ -1,0 +1,230 @@
+"""MobileNetV2's inverted-residual blocks: ``chain_native`` (one pass, kernels/conv_chain.c)
+against the same three layers run one after another with the tactics the CPU backend would
+pick (the fastest of the native candidates of each layer, timed here), and onnxruntime on a
+one-block model of the same shapes — in one process, round by round (a loaded machine slows
+all three alike), medians of the per-round ratios.
+
+The blocks are built by hand with MobileNetV2's shapes (expand 1x1 + ReLU6, depthwise 3x3 +
+ReLU6, project 1x1, the residual where input and output match) and random weights.
+
+Run (BLAS unthrottled):
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python -m bench.chain_ab \
+        --blocks f1 f2 f3 f4 --batches 1 8 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from bench.alternating import median_ratio
+from edge_infer.engine.backends.cpu.parallel import WorkPool
+from edge_infer.engine.backends.cpu.program import ScratchPool
+from edge_infer.engine.backends.cpu.tactics.chain_spec import ChainSpec
+from edge_infer.engine.backends.cpu.tactics.cpu_chain import ChainNative, geometry
+from edge_infer.engine.backends.cpu.tactics.cpu_depthwise import DepthwiseNative
+from edge_infer.engine.backends.cpu.tactics.cpu_direct import DirectNative
+from edge_infer.engine.backends.cpu.tactics.cpu_ocvec import OcVecNative
+from edge_infer.engine.backends.cpu.tactics.cpu_pointwise import PointwiseNative
+from edge_infer.engine.tactics.base import ConvSpec
+
+#: block → (cin, expansion t, cout, input side, depthwise stride) of MobileNetV2
+BLOCKS: dict[str, tuple[int, int, int, int, int]] = {
+    "f1": (32, 1, 16, 112, 1),
+    "f2": (16, 6, 24, 112, 2),
+    "f3": (24, 6, 24, 56, 1),
+    "f4": (24, 6, 32, 56, 2),
+    "f7": (32, 6, 64, 28, 2),
+    "f11": (64, 6, 96, 14, 1),
+    "f14": (96, 6, 160, 14, 2),
+    "f17": (160, 6, 320, 7, 1),
+}
+LAYER_TACTICS = (PointwiseNative, DirectNative, OcVecNative, DepthwiseNative)
+RELU6 = ("clip", (0.0, 6.0))
+Run = Callable[[], None]
+
+
+def _conv(
+    xs: tuple[int, ...], w: np.ndarray, b: np.ndarray, s: int, act: tuple, res: str = "none"
+) -> ConvSpec:
+    k = w.shape[2]
+    p = k // 2
+    n, _, h, wd = xs
+    out = (n, w.shape[0], (h + 2 * p - k) // s + 1, (wd + 2 * p - k) // s + 1)
+    g = xs[1] if w.shape[1] == 1 and k == 3 else 1
+    return ConvSpec(xs, out, w, b, (s, s), (p, p, p, p), (1, 1), g, act[0], act[1], res)  # type: ignore[arg-type]
+
+
+def block_spec(name: str, batch: int, seed: int = 0) -> ChainSpec:
+    cin, t, cout, side, s = BLOCKS[name]
+    rng = np.random.default_rng(seed)
+    f32 = np.float32
+    cmid = cin * t
+    xs = (batch, cin, side, side)
+    expand = None
+    if t != 1:
+        we = (rng.standard_normal((cmid, cin, 1, 1)) / np.sqrt(cin)).astype(f32)
+        expand = _conv(xs, we, rng.standard_normal(cmid).astype(f32), 1, RELU6)
+    mid = expand.out_shape if expand is not None else xs
+    wd = (rng.standard_normal((cmid, 1, 3, 3)) / 3).astype(f32)
+    dw = _conv(mid, wd, rng.standard_normal(cmid).astype(f32), s, RELU6)
+    wp = (rng.standard_normal((cout, cmid, 1, 1)) / np.sqrt(cmid)).astype(f32)
+    res = "pre" if s == 1 and cin == cout else "none"
+    project = _conv(dw.out_shape, wp, rng.standard_normal(cout).astype(f32), 1, ("", ()), res)
+    return ChainSpec(expand, dw, project)
+
+
+def _best_layer(spec: ConvSpec, x: np.ndarray, out: np.ndarray, z: Any, scratch: Any) -> Any:
+    """The fastest native tactic of one layer here (what the build's timing would pick)."""
+    inputs = [x, spec.weight, spec.bias] + ([z] if z is not None else [])
+    best = None
+    for tactic in LAYER_TACTICS:
+        if not tactic.applicable(spec):
+            continue
+        run = tactic(spec).bind(inputs, [out], scratch)
+        for _ in range(2):
+            run()
+        t0 = time.perf_counter()
+        for _ in range(5):
+            run()
+        dt = time.perf_counter() - t0
+        if best is None or dt < best[0]:
+            best = (dt, tactic.name, run)
+    assert best is not None
+    return best[1], best[2]
+
+
+def _ort_session(spec: ChainSpec, threads: int) -> Any:
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits = [], []
+    prev = "x"
+    for k, m in enumerate(spec.layers):
+        w = f"w{k}"
+        inits.append(numpy_helper.from_array(m.weight, w))
+        inputs = [prev, w]
+        if m.bias is not None:
+            inits.append(numpy_helper.from_array(m.bias, f"b{k}"))
+            inputs.append(f"b{k}")
+        out = f"c{k}"
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                inputs,
+                [out],
+                strides=list(m.strides),
+                pads=list(m.pads),
+                group=m.group,
+                kernel_shape=list(m.kernel),
+            )
+        )
+        if m.residual == "pre":
+            nodes.append(helper.make_node("Add", [out, "z"], [f"a{k}"]))
+            out = f"a{k}"
+        if m.activation == "clip":
+            lo, hi = (
+                numpy_helper.from_array(np.float32(v), f"{n}{k}")
+                for v, n in zip(m.activation_params, "lh")
+            )
+            inits += [lo, hi]
+            nodes.append(helper.make_node("Clip", [out, f"l{k}", f"h{k}"], [f"r{k}"]))
+            out = f"r{k}"
+        prev = out
+    ins = [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(spec.x_shape))]
+    if spec.residual != "none":
+        ins.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, list(spec.out_shape)))
+    nodes.append(helper.make_node("Identity", [prev], ["y"]))
+    outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(spec.out_shape))]
+    graph = helper.make_graph(nodes, "block", ins, outs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def bench_block(name: str, batch: int, threads: int, rounds: int, with_ort: bool) -> dict[str, Any]:
+    spec = block_spec(name, batch)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(spec.x_shape).astype(np.float32)
+    z = x if spec.residual != "none" else None
+    pool = WorkPool(threads) if threads > 1 else None
+    scratch = ScratchPool(pool)
+    out_chain = np.zeros(spec.out_shape, np.float32)
+    chain = ChainNative(spec).bind([x] + ([z] if z is not None else []), [out_chain], scratch)
+    # the layers one after another, each with its fastest tactic, on their own buffers
+    runs: list[Run] = []
+    picked = []
+    cur = x
+    for m in spec.layers:
+        o = np.zeros(m.out_shape, np.float32)
+        tname, run = _best_layer(m, cur, o, z if m.residual != "none" else None, scratch)
+        picked.append(tname)
+        runs.append(run)
+        cur = o
+    out_split = cur
+
+    def split_run() -> None:
+        for r in runs:
+            r()
+
+    progs: dict[str, Run] = {"chain": chain, "split": split_run}
+    if with_ort:
+        sess = _ort_session(spec, threads)
+        feeds = {"x": x} | ({"z": z} if z is not None else {})
+        progs["ort"] = lambda: sess.run(None, feeds)
+    chain()
+    split_run()
+    err = float(np.abs(out_chain - out_split).max() / max(1.0, np.abs(out_split).max()))
+    if with_ort:
+        ref = sess.run(None, feeds)[0]
+        err = max(err, float(np.abs(out_chain - ref).max() / max(1.0, np.abs(ref).max())))
+    for _ in range(3):
+        for p in progs.values():
+            p()
+    times: dict[str, list[float]] = {k: [] for k in progs}
+    for _ in range(rounds):
+        for k, p in progs.items():
+            t0 = time.perf_counter()
+            p()
+            times[k].append(time.perf_counter() - t0)
+    if pool is not None:
+        pool.close()
+    row: dict[str, Any] = {
+        "block": name,
+        "batch": batch,
+        "strip_rows": geometry(spec)["rows"],
+        "layers": "/".join(picked),
+        "chain_us": round(float(np.median(times["chain"])) * 1e6),
+        "split_us": round(float(np.median(times["split"])) * 1e6),
+        "chain/split": median_ratio(times["chain"], times["split"]),
+        "max_rel_err": f"{err:.1e}",
+    }
+    if with_ort:
+        row["ort_us"] = round(float(np.median(times["ort"])) * 1e6)
+        row["chain/ort"] = median_ratio(times["chain"], times["ort"])
+        row["split/ort"] = median_ratio(times["split"], times["ort"])
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--blocks", nargs="+", default=list(BLOCKS), choices=list(BLOCKS))
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--no-ort", action="store_true", help="skip onnxruntime")
+    args = parser.parse_args()
+    for batch in args.batches:
+        for name in args.blocks:
+            row = bench_block(name, batch, args.threads, args.rounds, not args.no_ort)
+            print("  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+
+
+if __name__ == "__main__":
+    main()

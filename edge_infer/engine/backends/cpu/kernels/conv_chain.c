@@ -1,0 +1,311 @@
+/* An inverted-residual chain in one pass over memory: [expand 1x1 ->] depthwise 3x3 (stride 1
+ * or 2, pads 1) -> project 1x1, float32 NCHW, each member with its bias and activation, the
+ * project with the residual before or after its activation (args.h: EI_EPILOGUE_ARGS).
+ *
+ * A task takes the output rows g in [g0, g1) of all images (g = b * ho + oy) and goes
+ * through them image by image, `rows` output rows (a strip) at a time:
+ *
+ *   - expand: the input rows the strip's depthwise reads that are not in the ring yet, each
+ *     as a GEMM over one input row (TR x TV register tiles, vectors along the row, weights
+ *     packed at bind as [ceil(cmid / 8)][cin][8]), bias + activation in registers, stored
+ *     into a ring of `ns` expanded rows per channel, E[cmid][ns][ws]: input column c at
+ *     PADL + c, zeros at PADL - 1 and PADL + w (the depthwise's padding pads the activated
+ *     tensor with zeros); rows above or below the image read a zero row. Without an expand
+ *     the input rows are copied into the ring. A strip's rows overlap the previous strip's
+ *     by 2 (stride 1) or 1 (stride 2) rows: those stay in the ring, so only the first strip
+ *     of a task computes halo rows twice (once per task boundary).
+ *   - depthwise: per channel, per output row, 8 output columns a vector (stride 2: the even
+ *     and odd columns of two loads), bias + activation, into D[cmid][ds] (the strip's
+ *     output rows back to back, `wo` apart).
+ *   - project: a GEMM over the strip's rows * wo pixels of D (register tiles as above,
+ *     weights [ceil(cout / 8)][cmid][8]), bias, residual and activation in registers,
+ *     stored straight into the output rows (the partial vector masked).
+ *
+ * Only the block's input and output touch memory; the tactic (tactics/cpu_chain.py) sizes
+ * `rows` so that the ring and D stay in L2, and gives each task its own `work`:
+ * E (cmid * ns * ws floats), D (cmid * ds), a tail buffer (cin * NR), a zero row (ws).
+ * Lanes past a row's end compute garbage that no valid lane reads (the zero pad columns are
+ * rewritten after each row; D's tail lanes are masked at the output).
+ */
+#include "simd.h"
+
+#define PANEL 8 /* output channels per packed weight panel (the tactic packs with this) */
+#if defined(__AVX512F__)
+#define TR 8
+#define TV 3
+#elif defined(__aarch64__)
+#define TR 4
+#define TV 2
+#else
+#define TR 4
+#define TV 3
+#endif
+#define NR (8 * TV)
+#define PADL 8 /* an expanded row's column c is at PADL + c */
+
+/* the first n (< 8) lanes of a vector: loaded (others zero) / stored (others untouched) */
+#if defined(__AVX2__)
+#include <immintrin.h>
+static inline v8i ch_lanes(long n) {
+    v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    return lane < (int)n;
+}
+static inline v8 ch_load_n(const float *p, long n) {
+    return (v8)_mm256_maskload_ps(p, (__m256i)ch_lanes(n));
+}
+static inline void ch_store_n(float *p, v8 y, long n) {
+    _mm256_maskstore_ps(p, (__m256i)ch_lanes(n), (__m256)y);
+}
+#else
+static inline v8 ch_load_n(const float *p, long n) {
+    float t[8];
+    for (long j = 0; j < 8; j++) t[j] = j < n ? p[j] : 0.0f;
+    return load8(t);
+}
+static inline void ch_store_n(float *p, v8 y, long n) {
+    float t[8];
+    store8(t, y);
+    for (long j = 0; j < 8; j++)
+        if (j < n) p[j] = t[j];
+}
+#endif
+
+/* acc[i][j] = sum_k a[PANEL k + i] * b[bs k + 8 j .. + 8], i < TR, j < nv */
+static inline __attribute__((always_inline)) void micro(const float *a, const float *b, long bs,
+                                                       long kc, long nv, v8 acc[TR][TV]) {
+    v8 c[TR][TV];
+    for (long i = 0; i < TR; i++)
+        for (long j = 0; j < TV; j++) c[i][j] = (v8){0};
+    for (long k = 0; k < kc; k++, a += PANEL, b += bs) {
+        v8 v[TV];
+#pragma GCC unroll 4
+        for (long j = 0; j < TV; j++)
+            if (j < nv) v[j] = load8(b + 8 * j);
+#pragma GCC unroll 8
+        for (long i = 0; i < TR; i++) {
+            v8 s = splat(a[i]);
+#pragma GCC unroll 4
+            for (long j = 0; j < TV; j++)
+                if (j < nv) c[i][j] += s * v[j];
+        }
+    }
+    for (long i = 0; i < TR; i++)
+        for (long j = 0; j < TV; j++) acc[i][j] = c[i][j];
+}
+
+/* the tile micro() for a run-time nv, each nv its own instance */
+static inline __attribute__((always_inline)) void tile(const float *a, const float *b, long bs,
+                                                      long kc, long nv, v8 acc[TR][TV]) {
+    if (nv == TV)
+        micro(a, b, bs, kc, TV, acc);
+#if TV > 2
+    else if (nv == 2)
+        micro(a, b, bs, kc, 2, acc);
+#endif
+    else
+        micro(a, b, bs, kc, 1, acc);
+}
+
+/* the geometry every stage of a task reads */
+typedef struct {
+    const conv_chain_args *a;
+    float *E, *D, *pk, *zrow;
+    long ech; /* floats per channel of E: ns * ws */
+} chain;
+
+/* the ring row of input row r, channel 0 (rows outside the image: the zero row, any
+ * channel) */
+static inline float *ring_row(const chain *c, long r) {
+    return c->E + (r % c->a->ns) * c->a->ws;
+}
+
+/* input row r of image b into the ring: the expand GEMM (bias + activation in registers) or
+ * a copy, then the pad columns zeroed */
+static void expand_row(const chain *c, long b, long r) {
+    const conv_chain_args *a = c->a;
+    long w = a->w, cin = a->cin, cmid = a->cmid;
+    float *dst = ring_row(c, r) + PADL;
+    const float *x = a->x + b * a->xis + r * w;
+    if (!a->ew) { /* no expand: the row itself */
+        for (long m = 0; m < cmid; m++) {
+            const float *s = x + m * a->xcs;
+            float *d = dst + m * c->ech;
+            long j = 0;
+            for (; j + 8 <= w; j += 8) store8(d + j, load8(s + j));
+            for (; j < w; j++) d[j] = s[j];
+        }
+    } else {
+        for (long j0 = 0; j0 < w; j0 += NR) {
+            long np = w - j0 < NR ? w - j0 : NR, nv = (np + 7) / 8;
+            const float *src = x + j0;
+            long bs = a->xcs;
+            if (r == a->h - 1 && np < 8 * nv) { /* past the plane's end: a zero-filled copy */
+                for (long k = 0; k < cin; k++)
+                    for (long j = 0; j < nv; j++) {
+                        long m = np - 8 * j;
+                        store8(c->pk + k * NR + 8 * j,
+                               m >= 8 ? load8(src + k * bs + 8 * j)
+                                      : ch_load_n(src + k * bs + 8 * j, m));
+                    }
+                src = c->pk;
+                bs = NR;
+            }
+            for (long m0 = 0; m0 < cmid; m0 += TR) {
+                v8 acc[TR][TV];
+                const float *wp = a->ew + (m0 / PANEL) * cin * PANEL + m0 % PANEL;
+                tile(wp, src, bs, cin, nv, acc);
+                long nr = cmid - m0 < TR ? cmid - m0 : TR;
+                v8 y[TR * TV];
+                long n = 0;
+                for (long i = 0; i < nr; i++) {
+                    v8 bi = splat(a->eb ? a->eb[m0 + i] : 0.0f);
+                    for (long j = 0; j < nv; j++) y[n++] = acc[i][j] + bi;
+                }
+                activate_n(y, n, a->eact, a->ep0, a->ep1);
+                n = 0;
+                for (long i = 0; i < nr; i++)
+                    for (long j = 0; j < nv; j++)
+                        store8(dst + (m0 + i) * c->ech + j0 + 8 * j, y[n++]);
+            }
+        }
+    }
+    for (long m = 0; m < cmid; m++) {
+        dst[m * c->ech - 1] = 0.0f;
+        dst[m * c->ech + w] = 0.0f;
+    }
+}
+
+/* one output row of one channel: rows r0..r2 at padded column 0 (PADL - 1), 9 taps k,
+ * bias, activation, into d (wo columns; the last vector whole: D has room) */
+static inline __attribute__((always_inline)) void dw_row(const float *r0, const float *r1,
+                                                        const float *r2, const float *k,
+                                                        float bias, long wo, long sy, float *d,
+                                                        long act, float p0, float p1) {
+    v8 k0 = splat(k[0]), k1 = splat(k[1]), k2 = splat(k[2]), k3 = splat(k[3]);
+    v8 k4 = splat(k[4]), k5 = splat(k[5]), k6 = splat(k[6]), k7 = splat(k[7]);
+    v8 k8 = splat(k[8]), bi = splat(bias);
+    for (long j0 = 0; j0 < wo; j0 += 32) {
+        v8 y[4];
+        long n = 0;
+        for (long j = j0; j < wo && j < j0 + 32; j += 8, n++) {
+            v8 s;
+            if (sy == 1) {
+                s = bi + k0 * load8(r0 + j) + k1 * load8(r0 + j + 1) + k2 * load8(r0 + j + 2);
+                s += k3 * load8(r1 + j) + k4 * load8(r1 + j + 1) + k5 * load8(r1 + j + 2);
+                s += k6 * load8(r2 + j) + k7 * load8(r2 + j + 1) + k8 * load8(r2 + j + 2);
+            } else {
+                const float *rr[3] = {r0, r1, r2};
+                v8 kk[9] = {k0, k1, k2, k3, k4, k5, k6, k7, k8};
+                s = bi;
+                for (long t = 0; t < 3; t++) {
+                    const float *p = rr[t] + 2 * j;
+                    v8 lo = load8(p), hi = load8(p + 8);
+                    v8 lo2 = load8(p + 2), hi2 = load8(p + 10);
+                    v8 e0 = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+                    v8 o0 = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
+                    v8 e2 = __builtin_shufflevector(lo2, hi2, 0, 2, 4, 6, 8, 10, 12, 14);
+                    s += kk[3 * t] * e0 + kk[3 * t + 1] * o0 + kk[3 * t + 2] * e2;
+                }
+            }
+            y[n] = s;
+        }
+        activate_n(y, n, act, p0, p1);
+        for (long t = 0; t < n; t++) store8(d + j0 + 8 * t, y[t]);
+    }
+}
+
+/* the strip's output rows [oy0, oy0 + nr) of every channel into D */
+static void depthwise(const chain *c, long oy0, long nr) {
+    const conv_chain_args *a = c->a;
+    long h = a->h, sy = a->sy, wo = a->wo;
+    for (long m = 0; m < a->cmid; m++) {
+        const float *k = a->dw + 9 * m;
+        float bias = a->db ? a->db[m] : 0.0f;
+        for (long i = 0; i < nr; i++) {
+            const float *rp[3];
+            for (long t = 0; t < 3; t++) {
+                long r = (oy0 + i) * sy - 1 + t;
+                rp[t] = (r < 0 || r >= h ? c->zrow : ring_row(c, r) + m * c->ech) + PADL - 1;
+            }
+            float *d = c->D + m * a->ds + i * wo;
+            if (sy == 1)
+                dw_row(rp[0], rp[1], rp[2], k, bias, wo, 1, d, a->dact, a->dp0, a->dp1);
+            else
+                dw_row(rp[0], rp[1], rp[2], k, bias, wo, 2, d, a->dact, a->dp0, a->dp1);
+        }
+    }
+}
+
+/* the strip's P pixels of D through the project GEMM into output pixels [p0, p0 + P) of
+ * image b (bias, residual, activation in registers) */
+static void project(const chain *c, long b, long p0, long P) {
+    const conv_chain_args *a = c->a;
+    long cmid = a->cmid, cout = a->cout;
+    for (long q = 0; q < P; q += NR) {
+        long np = P - q < NR ? P - q : NR, nv = (np + 7) / 8;
+        for (long o0 = 0; o0 < cout; o0 += TR) {
+            v8 acc[TR][TV];
+            const float *wp = a->pw + (o0 / PANEL) * cmid * PANEL + o0 % PANEL;
+            tile(wp, c->D + q, a->ds, cmid, nv, acc);
+            long nr = cout - o0 < TR ? cout - o0 : TR;
+            float *o = a->out + b * a->ois + o0 * a->ocs + p0 + q;
+            const float *zb = a->residual ? a->z + b * a->zis + o0 * a->zcs + p0 + q : 0;
+            v8 y[TR * TV], z[TR * TV];
+            long n = 0;
+            for (long i = 0; i < nr; i++) {
+                v8 bi = splat(a->pb ? a->pb[o0 + i] : 0.0f);
+                for (long j = 0; j < nv; j++, n++) {
+                    long m = np - 8 * j;
+                    y[n] = acc[i][j] + bi;
+                    if (zb)
+                        z[n] = m >= 8 ? load8(zb + i * a->zcs + 8 * j)
+                                      : ch_load_n(zb + i * a->zcs + 8 * j, m);
+                }
+            }
+            if (a->residual == 1)
+                for (long t = 0; t < n; t++) y[t] += z[t];
+            activate_n(y, n, a->act, a->p0, a->p1);
+            if (a->residual == 2)
+                for (long t = 0; t < n; t++) y[t] += z[t];
+            n = 0;
+            for (long i = 0; i < nr; i++)
+                for (long j = 0; j < nv; j++, n++) {
+                    long m = np - 8 * j;
+                    if (m >= 8)
+                        store8(o + i * a->ocs + 8 * j, y[n]);
+                    else
+                        ch_store_n(o + i * a->ocs + 8 * j, y[n], m);
+                }
+        }
+    }
+}
+
+void conv_chain_f32(const conv_chain_args *a) {
+    chain c;
+    c.a = a;
+    c.ech = a->ns * a->ws;
+    c.E = a->work;
+    c.D = c.E + a->cmid * c.ech;
+    c.pk = c.D + a->cmid * a->ds;
+    c.zrow = c.pk + a->cin * NR;
+    memset(c.zrow, 0, sizeof(float) * a->ws);
+    long ho = a->ho, h = a->h, sy = a->sy;
+    for (long g = a->g0; g < a->g1;) {
+        long b = g / ho, oy = g - b * ho;
+        long end = (b + 1) * ho < a->g1 ? ho : a->g1 - b * ho;
+        long have = -1; /* the ring holds input rows up to `have` (exclusive) */
+        for (; oy < end; oy += a->rows) {
+            long nr = end - oy < a->rows ? end - oy : a->rows;
+            long lo = oy * sy - 1, hi = (oy + nr - 1) * sy + 2;
+            if (lo < 0) lo = 0;
+            if (hi > h) hi = h;
+            for (long r = have > lo ? have : lo; r < hi; r++) expand_row(&c, b, r);
+            have = hi;
+            depthwise(&c, oy, nr);
+            project(&c, b, oy * a->wo, nr * a->wo);
+        }
+        g = b * ho + end;
+    }
+}
+
+EI_TASK(conv_chain)

@@ -1,0 +1,227 @@
+"""``chain_native``: an inverted-residual chain (``[expand 1x1 →] depthwise 3x3 → project
+1x1``, :class:`~.chain_spec.ChainSpec`) in one pass over memory (kernels/conv_chain.c).
+
+Run layer by layer, MobileNet's expanded tensors (6× the block's channels, on the largest
+planes) go out to memory and come back, and the 1×1 layers on them are memory-bound. The
+kernel goes through the output a strip of rows at a time: the expanded rows the strip's
+depthwise reads (kept in a ring across strips, so only a task's first strip recomputes its
+halo), the depthwise rows, then the project GEMM writing the output rows — the middle
+tensors stay in L2, only the block's input and output touch memory.
+
+The kernel takes the MobileNet depthwise: 3×3, stride 1 or 2 (both axes), pads 1, no
+dilation; members' activations the fused epilogues implement (``ACTIVATION_CODES``);
+float32 NCHW. Weights are packed at bind for the kernel's register tiles; each task (a
+range of output rows of the batch, images one after another) has its own ring.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu.activations import ACTIVATION_CODES
+from edge_infer.engine.backends.cpu.parallel import sequence, share, split
+from edge_infer.engine.backends.cpu.tactics.chain_spec import ChainSpec
+from edge_infer.engine.backends.cpu.tactics.cpu_conv import flat3
+from edge_infer.engine.backends.cpu.tactics.cpu_direct import _DEFAULTS, _RESIDUAL, pack_weights
+from edge_infer.engine.tactics.base import ConvSpec, Run, Scratch, Tactic
+
+#: output channels per packed weight panel (conv_chain.c: PANEL)
+PANEL = 8
+#: the widest register tile in pixels (conv_chain.c: NR on any build) and an expanded row's
+#: left margin (PADL)
+NR_MAX, PADL = 24, 8
+#: floats of a task's ring of expanded rows plus its depthwise rows: strips are as many
+#: output rows as fit (at least one); about half an L2
+WORK_FLOATS = 64 * 1024
+#: output rows per task at least (each task recomputes its first strip's halo rows)
+MIN_TASK_ROWS = 2
+F32 = np.dtype(np.float32)
+
+
+def _up(v: int, m: int) -> int:
+    return -(-v // m) * m
+
+
+def _activation(spec: ConvSpec) -> tuple[int, float, float] | None:
+    """(code, p0, p1) of a member's activation in the kernels' epilogue, None if it has none."""
+    code = ACTIVATION_CODES.get(spec.activation)
+    if code is None:
+        return None
+    defaults = _DEFAULTS.get(code, (0.0, 0.0))
+    params = (*spec.activation_params, *defaults[len(spec.activation_params) :])[:2]
+    return code, float(params[0]), float(params[1])
+
+
+def kernel_takes(spec: ChainSpec) -> bool:
+    """The depthwise the kernel computes (3x3, stride 1 or 2, pads 1, no dilation), float32
+    weights, and activations the kernel's epilogue has."""
+    dw = spec.depthwise
+    return (
+        dw.kernel == (3, 3)
+        and dw.strides in ((1, 1), (2, 2))
+        and dw.pads == (1, 1, 1, 1)
+        and dw.dilations == (1, 1)
+        and all(s.weight.dtype == F32 for s in spec.layers)
+        and all(_activation(s) is not None for s in spec.layers)
+        and spec.project.residual in _RESIDUAL
+    )
+
+
+def geometry(spec: ChainSpec) -> dict[str, int]:
+    """The kernel's buffer geometry: strip rows, ring rows ns, ring row width ws, D's
+    channel stride ds, and ``work``: floats of a task's buffer (conv_chain.c)."""
+    _, cin, _, w = spec.x_shape
+    cmid = spec.depthwise.cin
+    _, _, ho, wo = spec.out_shape
+    sy = spec.depthwise.strides[0]
+    # a ring row: the input row, its pads and the reach of the last vectors' taps
+    reach = _up(w, 8) if sy == 1 else max(_up(w, 8), 2 * _up(wo, 8) + 2)
+    ws = _up(PADL + reach + 8, 8)
+
+    def size(rows: int) -> tuple[int, int, int]:
+        # D's rows back to back; its channel stride an odd number of cache lines (the
+        # project's loads down the channels then spread over every L1 set)
+        ns, ds = (rows - 1) * sy + 3, _up(rows * wo + 8, 16)
+        ds += 16 * (1 - (ds // 16) % 2)
+        return ns, ds, cmid * (ns * ws + ds)
+
+    rows = 1
+    while rows < ho and size(rows + 1)[2] <= WORK_FLOATS:
+        rows += 1
+    ns, ds, floats = size(rows)
+    return dict(rows=rows, ns=ns, ws=ws, ds=ds, work=floats + cin * NR_MAX + ws)
+
+
+class ChainNative(Tactic):
+    """An inverted-residual chain in one pass (conv_chain.c): strips of output rows through
+    expand, depthwise and project while they are in cache."""
+
+    name: ClassVar[str] = "chain_native"
+
+    def __init__(self, spec: ChainSpec) -> None:
+        self.spec = spec
+
+    @classmethod
+    def applicable(cls, spec: Any) -> bool:
+        return isinstance(spec, ChainSpec) and kernel_takes(spec) and native.available()
+
+    def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
+        s = self.spec
+        if not kernel_takes(s):
+            raise ValueError(f"{self.name}: not a chain the kernel takes: {s.signature()}")
+        residual = _RESIDUAL[s.residual]
+        if len(inputs) != 1 + (residual != 0):
+            raise ValueError(f"{self.name}: {len(inputs)} inputs, residual {s.residual}")
+        before: list[Run] = []
+        after: list[Run] = []
+        x3 = _planes(inputs[0], s.x_shape, scratch, "chain_in", before)
+        z3 = (
+            _planes(inputs[1], s.out_shape, scratch, "chain_residual", before) if residual else None
+        )
+        out = outputs[0]
+        if tuple(out.shape) != s.out_shape:
+            raise ValueError(f"{self.name}: output {out.shape}, expected {s.out_shape}")
+        out3 = flat3(out) if out.dtype == F32 else None
+        if out3 is None:
+            tmp = scratch(out.shape, F32, "chain_out")
+            out3 = flat3(tmp)
+            after.append(lambda: np.copyto(out, tmp))
+        assert out3 is not None
+        n, cin, h, w = s.x_shape
+        cmid = s.depthwise.cin
+        _, cout, ho, wo = s.out_shape
+        geo = geometry(s)
+        ew = None if s.expand is None else pack_weights(s.expand.weight, PANEL)
+        dw = np.ascontiguousarray(s.depthwise.weight.reshape(cmid, 9), F32)
+        pw = pack_weights(s.project.weight, PANEL)
+        eb, db, pb = (
+            None if m is None or m.bias is None else np.ascontiguousarray(m.bias, F32)
+            for m in (s.expand, s.depthwise, s.project)
+        )
+        acts = [
+            _activation(m) if m is not None else (0, 0.0, 0.0)
+            for m in (s.expand, s.depthwise, s.project)
+        ]
+        (eact, ep0, ep1), (dact, dp0, dp1), (act, p0, p1) = acts  # type: ignore[misc]
+        isz = 4
+
+        def addr(a: np.ndarray | None) -> int | None:
+            return None if a is None else a.ctypes.data
+
+        calls = []
+        for g0, g1 in split(n * ho, self._tasks(scratch, n * ho)):
+            work = scratch((geo["work"],), F32, None)  # one per task: tasks run at once
+            args = dict(
+                x=x3.ctypes.data,
+                xis=x3.strides[0] // isz,
+                xcs=x3.strides[1] // isz,
+                h=h,
+                w=w,
+                cin=cin,
+                cmid=cmid,
+                cout=cout,
+                sy=s.depthwise.strides[0],
+                ho=ho,
+                wo=wo,
+                ew=addr(ew),
+                eb=addr(eb),
+                eact=eact,
+                ep0=ep0,
+                ep1=ep1,
+                dw=dw.ctypes.data,
+                db=addr(db),
+                dact=dact,
+                dp0=dp0,
+                dp1=dp1,
+                pw=pw.ctypes.data,
+                pb=addr(pb),
+                out=out3.ctypes.data,
+                ois=out3.strides[0] // isz,
+                ocs=out3.strides[1] // isz,
+                act=act,
+                p0=p0,
+                p1=p1,
+                residual=residual,
+                z=addr(z3),
+                zcs=0 if z3 is None else z3.strides[1] // isz,
+                zis=0 if z3 is None else z3.strides[0] // isz,
+                g0=g0,
+                g1=g1,
+                rows=geo["rows"],
+                ns=geo["ns"],
+                ws=geo["ws"],
+                ds=geo["ds"],
+                work=work.ctypes.data,
+            )
+            keep = (ew, eb, dw, db, pw, pb, x3, z3, out3, work)
+            calls.append(native.NativeCall("conv_chain_f32", args, keep))
+        pool = getattr(scratch, "pool", None)
+        return sequence([*before, share(calls, pool), *after])
+
+    @staticmethod
+    def _tasks(scratch: Scratch, rows: int) -> int:
+        """Tasks (ranges of the batch's output rows): two per thread, a late thread costs
+        less; one without helpers."""
+        workers = getattr(scratch, "workers", 1)
+        if workers <= 1:
+            return 1
+        return max(1, min(2 * workers, rows // MIN_TASK_ROWS))
+
+
+def _planes(
+    a: np.ndarray, shape: tuple[int, ...], scratch: Scratch, role: str, before: list[Run]
+) -> np.ndarray:
+    """``a`` as (N, C, H*W) float32 planes of unit-stride rows, or a scratch copy of it."""
+    if tuple(a.shape) != tuple(shape):
+        raise ValueError(f"chain_native: input {a.shape}, expected {shape}")
+    a3 = flat3(a) if a.dtype == F32 else None
+    if a3 is not None:
+        return a3
+    copy = scratch(a.shape, F32, role)
+    before.append(lambda: np.copyto(copy, a))
+    c3 = flat3(copy)
+    assert c3 is not None
+    return c3
