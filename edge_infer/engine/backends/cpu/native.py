@@ -181,6 +181,7 @@ class ConvOcvecArgs(KernelArgs):
         *_EPILOGUE,
         ("half", _L),
         ("pb", _L),
+        ("xcs", _L),
     ]
 
 

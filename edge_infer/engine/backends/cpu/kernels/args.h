@@ -70,7 +70,8 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, const float *, bias) X(K, long, c0) X(K, long, c1) X(K, long, ho) X(K, long, wo)      \
     X(K, float *, out) X(K, long, ocs) EI_EPILOGUE_ARGS(X, K) X(K, long, half)
 
-/* conv_ocvec.c (pb: positions per tile, 6 or 7; 0 stands for 6) */
+/* conv_ocvec.c (pb: positions per tile, 6 or 7; 0 stands for 6; conv_ocvec's xcs: pk is a
+ * plain 1x1 conv's float32 input read in place, channels xcs floats apart; 0: pk packed) */
 #define EI_PACK_POSITIONS_ARGS(X, K)                                                           \
     X(K, const float *, base) X(K, const long *, toff) X(K, long, T)                           \
     X(K, const long *, posoff) X(K, long, P) X(K, long, pb0) X(K, long, pb1)                   \
@@ -79,7 +80,8 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
 #define EI_CONV_OCVEC_ARGS(X, K)                                                               \
     X(K, const float *, pk) X(K, long, T) X(K, long, npb) X(K, const float *, wpack)           \
     X(K, const float *, bias) X(K, long, ob0) X(K, long, ob1) X(K, long, cout) X(K, long, P)   \
-    X(K, float *, out) X(K, long, ocs) EI_EPILOGUE_ARGS(X, K) X(K, long, half) X(K, long, pb)
+    X(K, float *, out) X(K, long, ocs) EI_EPILOGUE_ARGS(X, K) X(K, long, half) X(K, long, pb)   \
+    X(K, long, xcs)
 
 /* conv_winograd.c (z also has an image stride, zis; tiles and channel blocks: see there;
  * half: bits 1, 2, 4 when x, out, z are float16) */

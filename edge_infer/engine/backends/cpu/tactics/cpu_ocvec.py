@@ -13,6 +13,7 @@ import numpy as np
 
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.parallel import sequence, split
+from edge_infer.engine.backends.cpu.tactics.cpu_conv import flat3
 from edge_infer.engine.backends.cpu.tactics.cpu_direct import (
     _OUT_HALF,
     _X_HALF,
@@ -27,6 +28,10 @@ from edge_infer.engine.tactics.base import ConvSpec, Run, Scratch
 PB, OB = 6, 16  # conv_ocvec.c: positions per tile (or PB7), output channels per tile
 #: conv_ocvec's other tile width: 7 positions fill 7x7, 14x14 and 28x28 grids exactly
 PB7 = 7
+#: plain 1×1 projections on grids above this many positions read their input in place (no
+#: pack phase); at 7×7 in place measured no less work than pack + tile (one thread) and
+#: up to 1.09x slower on two threads under load (960->320)
+PLAIN_MIN_POSITIONS = 65
 #: conv_ocvec packs an im2col of the whole layer: only for small grids
 OCVEC_MAX_POSITIONS = 1024
 OCVEC_MAX_PACK_BYTES = 16 << 20
@@ -50,6 +55,9 @@ class OcVecNative(_NativeConv):
     half_io: ClassVar[bool] = True
     #: positions per tile (conv_ocvec's pb); None: :func:`positions_per_tile` (benches force 6)
     tile_positions: ClassVar[int | None] = None
+    #: a plain 1×1 conv whose positions fill whole tiles reads its float32 input in place
+    #: (no pack phase); False: packed as any other conv (benches, tests)
+    plain_in_place: ClassVar[bool] = True
 
     def half_ready(self) -> bool:
         """Float16 arrays in and out (cpu_fp16.py): the pack (or the layout copy) widens the
@@ -106,6 +114,9 @@ class OcVecNative(_NativeConv):
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
         per_image = self._per_image(scratch, n)
         parts = 1 if per_image else self._whole_rounds(self._chunks(scratch), scratch)
+        plain = self._plain_rows(x, positions, pb)
+        if plain is not None:
+            return self._bind_plain(plain, out3, z3, scratch, before, after, pb, per_image, parts)
         direct = self._in_place(x, scratch, before)
         if direct is not None:  # no padding: terms read the input itself, no layout pass
             base, image, toff, posoff = direct
@@ -151,6 +162,7 @@ class OcVecNative(_NativeConv):
                 **self._output_args(out3, z3, b),
                 half=half & (_OUT_HALF | _Z_HALF),
                 pb=pb,
+                xcs=0,
             )
             return native.NativeCall("conv_ocvec_f32", args, (*keep, pk))
 
@@ -180,3 +192,75 @@ class OcVecNative(_NativeConv):
                 chunks.append(sequence(steps))
             phases.append(chunks)
         return self._assemble(scratch, [p for p in phases if p], before, after)
+
+    def _plain_rows(self, x: np.ndarray, positions: int, pb: int) -> np.ndarray | None:
+        """A plain 1×1 projection's float32 input as (N, C, H·W) with unit-stride positions,
+        when its positions fill whole tiles (a tile's reads stay inside its channel's row):
+        the kernel reads its terms there, a channel stride apart. None: pack as any other
+        conv — and expansions (more output than input channels: in place they measured
+        4-9 % slower, one thread, their many channel blocks each reading the input again)."""
+        s = self.spec
+        if not (self.plain_in_place and is_plain(s)) or positions % pb or s.cout > s.cin:
+            return None
+        if positions < PLAIN_MIN_POSITIONS:
+            return None
+        x3 = flat3(x)
+        if x3 is None or x3.dtype != np.float32 or x3.strides[2] != x3.itemsize:
+            return None
+        if any(v % x3.itemsize for v in x3.strides):
+            return None
+        return x3
+
+    def _bind_plain(
+        self,
+        x3: np.ndarray,
+        out3: np.ndarray,
+        z3: np.ndarray | None,
+        scratch: Scratch,
+        before: list[Run],
+        after: list[Run],
+        pb: int,
+        per_image: bool,
+        parts: int,
+    ) -> Run:
+        """No pack: each chunk (an image, or a range of its channel blocks) one kernel call
+        reading the input in place — one phase per image instead of a pack phase and a
+        convolution phase."""
+        s = self.spec
+        n, cin = s.x_shape[0], s.x_shape[1]
+        _, cout, ho, wo = s.out_shape
+        positions = ho * wo
+        half = self._half_bits(x3, out3, z3 if self.residual else None)
+        wpack = pack_weights(s.weight, OB)
+        bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
+        keep = (wpack, bias, x3, out3, z3)
+        blocks = -(-cout // OB)
+        xis, xcs = x3.strides[0] // x3.itemsize, x3.strides[1] // x3.itemsize
+
+        def conv(b: int, o0: int, o1: int) -> Run:
+            args = dict(
+                pk=x3.ctypes.data + x3.itemsize * b * xis,
+                T=cin,
+                npb=positions // pb,
+                wpack=wpack.ctypes.data,
+                bias=None if bias is None else bias.ctypes.data,
+                ob0=o0,
+                ob1=o1,
+                cout=cout,
+                P=positions,
+                **self._output_args(out3, z3, b),
+                half=half & (_OUT_HALF | _Z_HALF),
+                pb=pb,
+                xcs=xcs,
+            )
+            call = native.NativeCall("conv_ocvec_f32", args, keep)
+            if self.fused:
+                return call
+            return sequence(
+                [call, self._epilogue(out3, z3, b, 0, positions, o0 * OB, min(o1 * OB, cout))]
+            )
+
+        if per_image:
+            return self._assemble(scratch, [[conv(b, 0, blocks) for b in range(n)]], before, after)
+        phases = [[conv(b, o0, o1) for o0, o1 in split(blocks, parts)] for b in range(n)]
+        return self._assemble(scratch, phases, before, after)
