@@ -381,6 +381,13 @@ class QgemmS8Args(KernelArgs):
     ]
 
 
+class QgemmPackedS8Args(KernelArgs):
+    """qgemm_packed.c: qgemm_s8's fields, rows [r0, r1), the weights packed for the vector
+    dot products (wp) and 128 x their row sums (wsum)."""
+
+    _fields_ = [*QgemmS8Args._fields_, ("wp", _P), ("wsum", _P), *_longs("r0", "r1")]
+
+
 class MaxpoolS8Args(KernelArgs):
     """reformat.c: max pooling of int8 planes, N x C strides (in elements)."""
 
@@ -491,6 +498,7 @@ ARGS: dict[str, type[KernelArgs]] = {
     "reformat_f32": ReformatArgs,
     "upsample_nearest_s8_f32": UpsampleNearestS8Args,
     "qgemm_s8_f32": QgemmS8Args,
+    "qgemm_packed_s8_f32": QgemmPackedS8Args,
     "maxpool_s8_f32": MaxpoolS8Args,
     "gemv_f32": GemvArgs,
     "conv_stem_f32": ConvStemArgs,

@@ -397,14 +397,31 @@ def _reformat(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scrat
     return calls[0]
 
 
-#: a QGemm is split between threads by outputs from this many int8 multiply-adds
-_QGEMM_SPLIT = 1 << 18
+#: a QGemm is split between threads from this many int8 multiply-adds
+_QGEMM_SPLIT = 1 << 20
+#: qgemm_packed.c's output block (the packed weights' 16 outputs) and row tile
+_QGEMM_BLOCK, _QGEMM_ROWS = 16, 8
+
+
+def pack_qgemm(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 W [n, k] → qgemm_packed.c's wp [n / 16][ceil(k / 4)][16][4] (zeros past n and k)
+    and wsum [n / 16 * 16] = 128 x each row's sum (int32)."""
+    n, k = w.shape
+    nb, kq = -(-n // _QGEMM_BLOCK), -(-k // 4)
+    padded = np.zeros((nb * _QGEMM_BLOCK, kq * 4), np.int8)
+    padded[:n, :k] = w
+    wp = np.ascontiguousarray(padded.reshape(nb, _QGEMM_BLOCK, kq, 4).transpose(0, 2, 1, 3))
+    wsum = np.zeros(nb * _QGEMM_BLOCK, np.int32)
+    wsum[:n] = 128 * w.sum(axis=1, dtype=np.int64)
+    return wp, wsum
 
 
 @step("edge_infer::QGemm")
 def _qgemm(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
-    """edge_infer::QGemm with the qgemm_s8 kernel (exact int32 dot products, the reference's
-    float64 requantization and fp32 / fp16 / int8 store); a float X quantized first."""
+    """edge_infer::QGemm with the qgemm_packed_s8 kernel (exact int32 dot products: VNNI's
+    over the packed weights where compiled, else row by row; the reference's float64
+    requantization and fp32 / fp16 / int8 store); a float X quantized first. Threads split
+    the rows (8-row tiles), or the outputs (16-output blocks) when the rows are few."""
     x, w, w_scale = ins[0], ins[1], ins[2]
     bias = ins[3] if len(ins) > 3 else None
     out = outs[0]
@@ -428,6 +445,7 @@ def _qgemm(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch)
     n, k = w.shape
     rows = x.size // k
     wq = np.ascontiguousarray(w)
+    wp, wsum = pack_qgemm(wq)
     bq = None if bias is None else np.ascontiguousarray(bias)
     mult = np.ascontiguousarray(x_scale * np.asarray(w_scale, np.float64))
     before: list[Run] = []
@@ -439,13 +457,21 @@ def _qgemm(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch)
         x = xq
     workers = getattr(scratch, "workers", 1)
     parts = max(1, min(2 * workers, rows * n * k // _QGEMM_SPLIT)) if workers > 1 else 1
+    by_rows = rows >= parts * _QGEMM_ROWS
+    ranges = [
+        ((r0, r1), (0, n)) if by_rows else ((0, rows), (r0, r1))
+        for r0, r1 in split(
+            rows if by_rows else n, parts, align=_QGEMM_ROWS if by_rows else _QGEMM_BLOCK
+        )
+    ]
     calls = []
-    for n0, n1 in split(n, parts, align=8):
+    for (r0, r1), (n0, n1) in ranges:
         args = dict(x=x.ctypes.data, xrs=k, w=wq.ctypes.data, k=k, n0=n0, n1=n1,
                     bias=None if bq is None else bq.ctypes.data, mult=mult.ctypes.data,
-                    rows=rows, out=out.ctypes.data, okind=out_kind, ors=n,
-                    oscale=out_scale)  # fmt: skip
-        calls.append(native.NativeCall("qgemm_s8_f32", args, (x, wq, bq, mult, out)))
+                    rows=rows, out=out.ctypes.data, okind=out_kind, ors=n, oscale=out_scale,
+                    wp=wp.ctypes.data, wsum=wsum.ctypes.data, r0=r0, r1=r1)  # fmt: skip
+        keep = (x, wq, wp, wsum, bq, mult, out)
+        calls.append(native.NativeCall("qgemm_packed_s8_f32", args, keep))
     pool = getattr(scratch, "pool", None)
     if pool is not None and len(calls) > 1:
         steps: list[Run] = [*before, pool.bind(calls)]

@@ -97,6 +97,11 @@ QGEMMS = [
     ((2, 3), 77, 13, "int8", "int8", False),
     ((2,), 2000, 9, "fp32", "fp16", True),
     ((3,), 40, 17, "fp16", "int8", True),
+    # qgemm_packed.c: CRNN's fc (8-row tiles, k % 4 = 2, a 5-output block tail; threads
+    # split the rows), 3 tail rows and k % 4 = 1, two rows split by 16-output blocks
+    ((256,), 258, 37, "fp32", "fp32", True),
+    ((19,), 61, 33, "int8", "fp16", False),
+    ((2,), 2000, 600, "int8", "int8", True),
 ]
 
 

@@ -29,7 +29,7 @@ from tests.engine.backends.cpu.test_int8_layers import (
 from tests.engine.backends.cpu.test_qdepthwise_native import CONVS, make_case
 
 #: the kernel sources the aarch64 replay driver links (the cases call nothing else)
-ONLY = ("conv_int8_dw.c", "reformat.c", "gemm_int8.c")
+ONLY = ("conv_int8_dw.c", "reformat.c", "gemm_int8.c", "qgemm_packed.c")
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
 
@@ -103,8 +103,9 @@ def test_int8_kernels_on_aarch64_equal_the_reference(tmp_path) -> None:
     exe = compile_driver(tmp_path, "cortex-a78ae", only=ONLY)
     cases = [*_dw_cases(), *_step_cases()]
     names = {c.name for rec, _ in cases for c in rec.calls}
-    assert {"conv_int8_dw_f32", "reformat_f32", "upsample_nearest_s8_f32", "qgemm_s8_f32",
-            "maxpool_s8_f32"} <= names  # fmt: skip
+    # the QGemm step binds qgemm_packed_s8_f32 (gemm_int8.c's qgemm_s8 no longer)
+    assert {"conv_int8_dw_f32", "reformat_f32", "upsample_nearest_s8_f32",
+            "qgemm_packed_s8_f32", "maxpool_s8_f32"} <= names  # fmt: skip
     replay.write(tmp_path / "calls.bin", [rec for rec, _ in cases])
     emulate(exe, "replay", str(tmp_path / "calls.bin"), str(tmp_path / "out.bin"))
     regions = replay.read(tmp_path / "out.bin")

@@ -214,15 +214,15 @@ _BUILDS = {
 
 @functools.cache
 def build_library(flags: tuple[str, ...]) -> Any:
-    """conv_int8_dw.c, reformat.c, gemm_int8.c and the pool compiled with ``flags`` instead of the
-    device's CPU option, as a library (ctypes); once per session (test_int8_layers.py
-    shares them)."""
+    """conv_int8_dw.c, reformat.c, gemm_int8.c, qgemm_packed.c and the pool compiled with
+    ``flags`` instead of the device's CPU option, as a library (ctypes); once per session
+    (test_int8_layers.py shares them)."""
     folder = Path(tempfile.mkdtemp(prefix="qdw-"))
     cc = native._compiler()
     assert cc is not None
     keep = [f for f in native._flags() if not f.startswith(("-march", "-mcpu"))]
     target = folder / "qdw.so"
-    files = ("conv_int8_dw.c", "reformat.c", "gemm_int8.c", "pool.c", "args.c")
+    files = ("conv_int8_dw.c", "reformat.c", "gemm_int8.c", "qgemm_packed.c", "pool.c", "args.c")
     sources = [native.KERNELS / f for f in files]
     subprocess.run(
         [cc, *keep, *flags, "-o", str(target), *map(str, sources)],

@@ -190,6 +190,12 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, long, n0) X(K, long, n1) X(K, const int *, bias) X(K, const double *, mult)           \
     X(K, long, rows) X(K, void *, out) X(K, long, okind) X(K, long, ors) X(K, double, oscale)
 
+/* qgemm_packed.c: qgemm_s8's fields, rows [r0, r1), wp the weights packed for vpdpbusd
+ * ([n / 16][ceil(k / 4)][16][4]) and wsum[n] = 128 sum_k w[n, k] (see there) */
+#define EI_QGEMM_PACKED_S8_ARGS(X, K)                                                          \
+    EI_QGEMM_S8_ARGS(X, K) X(K, const signed char *, wp) X(K, const int *, wsum)               \
+    X(K, long, r0) X(K, long, r1)
+
 /* reformat.c: max pooling of int8 planes (maxpool's geometry, N x C strides) */
 #define EI_MAXPOOL_S8_ARGS(X, K)                                                               \
     X(K, const signed char *, x) X(K, signed char *, y) X(K, long, n) X(K, long, c)            \
@@ -269,6 +275,7 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(reformat, EI_REFORMAT_ARGS)                                                             \
     X(upsample_nearest_s8, EI_UPSAMPLE_NEAREST_S8_ARGS)                                       \
     X(qgemm_s8, EI_QGEMM_S8_ARGS)                                                             \
+    X(qgemm_packed_s8, EI_QGEMM_PACKED_S8_ARGS)                                               \
     X(maxpool_s8, EI_MAXPOOL_S8_ARGS)                                                         \
     X(gemv, EI_GEMV_ARGS)                                                                     \
     X(conv_stem, EI_CONV_STEM_ARGS)                                                           \

@@ -77,6 +77,7 @@ ELSEWHERE = {
         "reformat_f32",
         "upsample_nearest_s8_f32",
         "qgemm_s8_f32",
+        "qgemm_packed_s8_f32",
         "maxpool_s8_f32",
     },
     "tests/engine/backends/cpu/test_recurrent_native.py": {"lstm_seq_f32"},
