@@ -334,6 +334,16 @@ static inline __attribute__((always_inline)) void store16(void *p, long i, __mma
         _mm512_mask_storeu_ps((float *)p + i, m, y);
 }
 
+/* store16 of all 16 lanes: a plain store (a masked one costs about a third of a layer's
+ * time on Zen 4, measured) */
+static inline __attribute__((always_inline)) void store16_all(void *p, long i, __m512 y,
+                                                             long h) {
+    if (h)
+        h16_store((uint16_t *)p + i, y);
+    else
+        _mm512_storeu_ps((float *)p + i, y);
+}
+
 /* 16 input columns from col of the row at element r of the channel (mask m: those inside
  * the input; the others zero) */
 #define LOADC(r, col, m) load16(xc, (r) + (col), m, xh)
@@ -369,9 +379,88 @@ static inline __attribute__((always_inline)) __m512 epilogue_wide(__m512 y, __m5
  * q of zc); a->half bits 2, 4: output, residual float16 */
 static inline __attribute__((always_inline)) void finish_wide(const conv_depthwise_args *a,
                                                              void *oc, const void *zc, long q,
-                                                             __mmask16 m, __m512 y, float b) {
+                                                             __mmask16 m, __m512 y, float b,
+                                                             long simple) {
+    if (simple) { /* float32 output, no residual, none / relu / clip (see dw_wide_range) */
+        y = _mm512_add_ps(y, _mm512_set1_ps(b));
+        if (a->act == EI_ACT_RELU) y = _mm512_max_ps(y, _mm512_setzero_ps());
+        if (a->act == EI_ACT_CLIP)
+            y = _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps(a->p0)), _mm512_set1_ps(a->p1));
+        if (m == 0xffff)
+            _mm512_storeu_ps((float *)oc + q, y);
+        else
+            _mm512_mask_storeu_ps((float *)oc + q, m, y);
+        return;
+    }
     __m512 z = a->residual ? load16(zc, q, m, a->half & 4) : _mm512_setzero_ps();
-    store16(oc, q, m, epilogue_wide(y, z, b, a->act, a->p0, a->p1, a->residual), a->half & 2);
+    y = epilogue_wide(y, z, b, a->act, a->p0, a->p1, a->residual);
+    if (m == 0xffff)
+        store16_all(oc, q, y, a->half & 2);
+    else
+        store16(oc, q, m, y, a->half & 2);
+}
+
+/* one pass of dw_wide3: output rows oy .. oy + R - 1 (those below ho). `full` (the pass has
+ * a row below it, and the epilogue is simple: no residual is read, the output is float32):
+ * every vector stored whole (a masked store costs about a third of a layer's time on Zen 4,
+ * measured), a row's last, partial vector spilling into the next row's first columns, which
+ * are stored afterwards (vectors right to left, rows top to bottom). Otherwise the row ends
+ * are stored under their masks. */
+static inline __attribute__((always_inline)) void dw_wide3_pass(
+    const conv_depthwise_args *a, const void *xc, const __m512 *W, float b, void *oc,
+    const void *zc, long s, long R, long xh, long simple, long oy, long full) {
+    long h = a->h, w = a->w, pt = a->pt, pl = a->pl, ho = a->ho, wo = a->wo, xrs = a->xrs;
+    /* stride 2: output column ox0 + l sits in lane order[l] of the shuffled taps */
+    const __m512i order =
+        _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    long iy0 = oy * s - pt;
+    for (long ox0 = (wo - 1) / 16 * 16; ox0 >= 0; ox0 -= 16) {
+        long c = ox0 * s - pl; /* the first input column tap 0 reads */
+        /* stride 1: taps at c, c + 1, c + 2; stride 2: the window c .. c + 31 (taps 0, 1:
+         * its even and odd columns) and c + 2 .. c + 33 (tap 2: its even columns), picked by
+         * in-lane shuffles (vshufps: 4 columns of each 128-bit lane from lo, 4 from hi), so
+         * that lane 4 k + j holds output column 2 k + j (j < 2) or 8 + 2 k + j - 2: every
+         * tap and accumulator in that order, put back in column order once per output
+         * vector (`order`). Measured against vpermt2ps per tap (column order, no put-back):
+         * 4-7 % faster on MobileNetV2's stride-2 layers. */
+        __mmask16 m0 = lanes(-c, w - c), m1 = lanes(-c - 1, w - c - 1);
+        __mmask16 m2 = lanes(-c - 2, w - c - 2);
+        __mmask16 m16 = lanes(-c - 16, w - c - 16), m18 = lanes(-c - 18, w - c - 18);
+        __m512 acc[4][3];
+#pragma GCC unroll 4
+        for (long r = 0; r < R; r++)
+            for (long k = 0; k < 3; k++) acc[r][k] = _mm512_setzero_ps();
+#pragma GCC unroll 9
+        for (long j = 0; j < 3 + (R - 1) * s; j++) {
+            long iy = iy0 + j;
+            if (iy < 0 || iy >= h) continue;
+            long row = iy * xrs;
+            __m512 t0, t1, t2;
+            if (s == 1) {
+                t0 = LOADC(row, c, m0);
+                t1 = LOADC(row, c + 1, m1);
+                t2 = LOADC(row, c + 2, m2);
+            } else {
+                __m512 lo = LOADC(row, c, m0), hi = LOADC(row, c + 16, m16);
+                t0 = _mm512_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+                t1 = _mm512_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+                t2 = _mm512_shuffle_ps(LOADC(row, c + 2, m2), LOADC(row, c + 18, m18),
+                                       _MM_SHUFFLE(2, 0, 2, 0));
+            }
+#pragma GCC unroll 4
+            for (long r = 0; r < R; r++)
+                if (j >= r * s && j - r * s < 3)
+                    TAPROW(acc[r][j - r * s], j - r * s, t0, t1, t2);
+        }
+        __mmask16 m = full ? (__mmask16)0xffff : lanes(0, wo - ox0);
+#pragma GCC unroll 4
+        for (long r = 0; r < R; r++) {
+            if (!full && oy + r >= ho) break;
+            __m512 y = _mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]), acc[r][2]);
+            if (s == 2) y = _mm512_permutexvar_ps(order, y);
+            finish_wide(a, oc, zc, (oy + r) * wo + ox0, m, y, b, simple);
+        }
+    }
 }
 
 /* one channel, 3 x 3 at stride s (1 or 2), R output rows at a time: output rows oy + r read
@@ -380,63 +469,15 @@ static inline __attribute__((always_inline)) void finish_wide(const conv_depthwi
 static inline __attribute__((always_inline)) void dw_wide3(const conv_depthwise_args *a,
                                                           const void *xc, const float *wc,
                                                           float b, void *oc, const void *zc,
-                                                          long s, long R, long xh) {
-    long h = a->h, w = a->w, pt = a->pt, pl = a->pl, ho = a->ho, wo = a->wo, xrs = a->xrs;
-    /* stride 2: output column ox0 + l sits in lane order[l] of the shuffled taps */
-    const __m512i order =
-        _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+                                                          long s, long R, long xh,
+                                                          long simple) {
     __m512 W[9];
     for (long t = 0; t < 9; t++) W[t] = _mm512_set1_ps(wc[t]);
-    for (long oy = 0; oy < ho; oy += R) {
-        long iy0 = oy * s - pt;
-        for (long ox0 = 0; ox0 < wo; ox0 += 16) {
-            long c = ox0 * s - pl; /* the first input column tap 0 reads */
-            /* stride 1: taps at c, c + 1, c + 2; stride 2: the window c .. c + 31 (taps 0,
-             * 1: its even and odd columns) and c + 2 .. c + 33 (tap 2: its even columns),
-             * picked by in-lane shuffles (vshufps: 4 columns of each 128-bit lane from lo,
-             * 4 from hi), so that lane 4 k + j holds output column 2 k + j (j < 2) or
-             * 8 + 2 k + j - 2: every tap and accumulator in that order, put back in column
-             * order once per output vector (`order`). Measured against vpermt2ps per tap
-             * (column order, no put-back): 4-7 % faster on MobileNetV2's stride-2 layers. */
-            __mmask16 m0 = lanes(-c, w - c), m1 = lanes(-c - 1, w - c - 1);
-            __mmask16 m2 = lanes(-c - 2, w - c - 2);
-            __mmask16 m16 = lanes(-c - 16, w - c - 16), m18 = lanes(-c - 18, w - c - 18);
-            __m512 acc[4][3];
-#pragma GCC unroll 4
-            for (long r = 0; r < R; r++)
-                for (long k = 0; k < 3; k++) acc[r][k] = _mm512_setzero_ps();
-#pragma GCC unroll 9
-            for (long j = 0; j < 3 + (R - 1) * s; j++) {
-                long iy = iy0 + j;
-                if (iy < 0 || iy >= h) continue;
-                long row = iy * xrs;
-                __m512 t0, t1, t2;
-                if (s == 1) {
-                    t0 = LOADC(row, c, m0);
-                    t1 = LOADC(row, c + 1, m1);
-                    t2 = LOADC(row, c + 2, m2);
-                } else {
-                    __m512 lo = LOADC(row, c, m0), hi = LOADC(row, c + 16, m16);
-                    t0 = _mm512_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
-                    t1 = _mm512_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
-                    t2 = _mm512_shuffle_ps(LOADC(row, c + 2, m2), LOADC(row, c + 18, m18),
-                                           _MM_SHUFFLE(2, 0, 2, 0));
-                }
-#pragma GCC unroll 4
-                for (long r = 0; r < R; r++)
-                    if (j >= r * s && j - r * s < 3)
-                        TAPROW(acc[r][j - r * s], j - r * s, t0, t1, t2);
-            }
-            __mmask16 m = lanes(0, wo - ox0);
-#pragma GCC unroll 4
-            for (long r = 0; r < R; r++) {
-                if (oy + r >= ho) break;
-                __m512 y = _mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]), acc[r][2]);
-                if (s == 2) y = _mm512_permutexvar_ps(order, y);
-                finish_wide(a, oc, zc, (oy + r) * wo + ox0, m, y, b);
-            }
-        }
-    }
+    long oy = 0;
+    /* whole stores spill at most one row (2 wo >= 16: dw_wide3_pairs takes narrower rows) */
+    if (simple && 2 * a->wo >= 16)
+        for (; oy + R < a->ho; oy += R) dw_wide3_pass(a, xc, W, b, oc, zc, s, R, xh, 1, oy, 1);
+    for (; oy < a->ho; oy += R) dw_wide3_pass(a, xc, W, b, oc, zc, s, R, xh, simple, oy, 0);
 }
 
 /* Narrow outputs ((wo - 1) * s + 2 < 16, wo <= 8: MobileNetV2's 7 x 7): a vector holds two
@@ -450,7 +491,7 @@ static inline __attribute__((always_inline)) void dw_wide3_pairs(const conv_dept
                                                                 const float *wc, float b,
                                                                 void *oc, const void *zc,
                                                                 long s, const __m512i *idx,
-                                                                long xh) {
+                                                                long xh, long simple) {
     long h = a->h, w = a->w, pt = a->pt, pl = a->pl, ho = a->ho, wo = a->wo, xrs = a->xrs;
     __m512 W[9];
     for (long t = 0; t < 9; t++) W[t] = _mm512_set1_ps(wc[t]);
@@ -485,7 +526,13 @@ static inline __attribute__((always_inline)) void dw_wide3_pairs(const conv_dept
             if (a->residual)
                 z = _mm512_maskz_expand_ps(m, load16(zc, y0 * wo, lanes(0, n), a->half & 4));
             __m512 y = epilogue_wide(sum, z, b, a->act, a->p0, a->p1, a->residual);
-            store16(oc, y0 * wo, lanes(0, n), _mm512_maskz_compress_ps(m, y), a->half & 2);
+            y = _mm512_maskz_compress_ps(m, y);
+            /* whole stores (see dw_wide3_pass) within the plane: the lanes past these two
+             * rows land on rows stored afterwards */
+            if (simple && y0 * wo + 16 <= ho * wo)
+                _mm512_storeu_ps((float *)oc + y0 * wo, y);
+            else
+                store16(oc, y0 * wo, lanes(0, n), y, a->half & 2);
         }
     }
 }
@@ -493,7 +540,7 @@ static inline __attribute__((always_inline)) void dw_wide3_pairs(const conv_dept
 /* channels [c0, c1) of a 3 x 3 layer at stride 1 or 2, vectors along rows; the input
  * float16 when xh (a->half bit 1) */
 static inline __attribute__((always_inline)) void dw_wide_channels(const conv_depthwise_args *a,
-                                                                  long xh) {
+                                                                  long xh, long simple) {
     /* two rows a vector: each output row's reach within one 16-column load */
     int pairs = a->wo <= 8 && (a->wo - 1) * a->sx + 2 < 16;
     /* pairs: tap kx's lanes of two rows' loads (lane l < 8: column l * s + kx of the first) */
@@ -512,21 +559,28 @@ static inline __attribute__((always_inline)) void dw_wide_channels(const conv_de
         void *oc = (char *)a->out + c * a->ocs * ob;
         const void *zc = a->z ? (const char *)a->z + c * a->zcs * zb : 0;
         if (pairs && a->sx == 1)
-            dw_wide3_pairs(a, xc, wc, b, oc, zc, 1, idx, xh);
+            dw_wide3_pairs(a, xc, wc, b, oc, zc, 1, idx, xh, simple);
         else if (pairs)
-            dw_wide3_pairs(a, xc, wc, b, oc, zc, 2, idx, xh);
+            dw_wide3_pairs(a, xc, wc, b, oc, zc, 2, idx, xh, simple);
         else if (a->sx == 1)
-            dw_wide3(a, xc, wc, b, oc, zc, 1, 4, xh);
+            dw_wide3(a, xc, wc, b, oc, zc, 1, 4, xh, simple);
         else
-            dw_wide3(a, xc, wc, b, oc, zc, 2, 4, xh);
+            dw_wide3(a, xc, wc, b, oc, zc, 2, 4, xh, simple);
     }
 }
 
-static void dw_wide_range(const conv_depthwise_args *a) {
-    if (a->half & 1)
-        dw_wide_channels(a, 1);
+static void dw_wide_range(const conv_depthwise_args *args) {
+    /* a private copy: the output stores cannot alias it, so its fields stay in registers
+     * and the epilogue's tests leave the loops (through `args`, every store reloaded them) */
+    conv_depthwise_args copy = *args;
+    const conv_depthwise_args *a = &copy;
+    if (!a->half && !a->residual &&
+        (a->act == EI_ACT_NONE || a->act == EI_ACT_RELU || a->act == EI_ACT_CLIP))
+        dw_wide_channels(a, 0, 1); /* the common layers: a lean epilogue */
+    else if (a->half & 1)
+        dw_wide_channels(a, 1, 0);
     else
-        dw_wide_channels(a, 0);
+        dw_wide_channels(a, 0, 0);
 }
 
 /* the layers dw_wide_range takes */

@@ -226,3 +226,34 @@ def test_every_x86_vector_path_matches(build: str, path: str, tmp_path: Path) ->
             assert call.args.grouped == _mode(path, spec)
             fn(ctypes.byref(call.args))
         _close(out, expected(conv, z, act[0], act[1], residual))
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ((2, 5, 9, 9), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+        ((1, 4, 14, 14), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+        ((1, 3, 17, 31), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+        ((1, 2, 6, 50), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+        ((1, 3, 7, 7), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+        ((1, 3, 3, 3), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+        ((1, 3, 14, 14), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+    ],
+    ids=["9", "14", "16s2", "50", "7pairs", "3pairs", "7pairs_s2"],
+)
+@pytest.mark.parametrize("act", ACTS[:3], ids=lambda a: a[0] or "none")
+def test_whole_vector_stores_stay_in_the_slice(case, act) -> None:
+    """Without a residual the vectors along rows store whole vectors, a row's last one
+    spilling into the rows stored after it (conv_depthwise.c: dw_wide3_pass): into a
+    channel slice of a bigger buffer, every output right and nothing past a channel's plane
+    written (the neighbouring channels, the planes outside the slice)."""
+    x, w, b, conv = _data(case, seed=11)
+    n, c, ho, wo = conv.shape
+    spec = _spec(case, conv, w, b, act)
+    big = np.full((n, c + 2, ho, wo), -7.0, np.float32)
+    view = big[:, 1 : 1 + c]
+    for _ in range(2):
+        DepthwiseNative(spec).bind([x, w, b], [view], ScratchPool())()
+        _close(view, expected(conv, None, act[0], act[1], "none"))
+        assert (big[:, :1] == -7).all() and (big[:, 1 + c :] == -7).all()
+        view[:] = np.nan
