@@ -14,9 +14,10 @@
  *     the input rows are copied into the ring. A strip's rows overlap the previous strip's
  *     by 2 (stride 1) or 1 (stride 2) rows: those stay in the ring, so only the first strip
  *     of a task computes halo rows twice (once per task boundary).
- *   - depthwise: per channel, per output row, 8 output columns a vector (stride 2: the even
- *     and odd columns of two loads), bias + activation, into D[cmid][ds] (the strip's
- *     output rows back to back, `wo` apart).
+ *   - depthwise: per channel, two output rows at a time (independent accumulators sharing
+ *     their common input rows' loads), 16 (AVX-512) or 8 output columns a vector (stride 2: the even and
+ *     odd columns of two loads), bias + activation, into D[cmid][ds] (the strip's output
+ *     rows back to back, `wo` apart).
  *   - project: a GEMM over the strip's rows * wo pixels of D (register tiles as above,
  *     weights [ceil(cout / 8)][cmid][8]), bias, residual and activation in registers,
  *     stored straight into the output rows (the partial vector masked).
@@ -175,63 +176,112 @@ static void expand_row(const chain *c, long b, long r) {
     }
 }
 
-/* one output row of one channel: rows r0..r2 at padded column 0 (PADL - 1), 9 taps k,
- * bias, activation, into d (wo columns; the last vector whole: D has room) */
-static inline __attribute__((always_inline)) void dw_row(const float *r0, const float *r1,
-                                                        const float *r2, const float *k,
-                                                        float bias, long wo, long sy, float *d,
-                                                        long act, float p0, float p1) {
-    v8 k0 = splat(k[0]), k1 = splat(k[1]), k2 = splat(k[2]), k3 = splat(k[3]);
-    v8 k4 = splat(k[4]), k5 = splat(k[5]), k6 = splat(k[6]), k7 = splat(k[7]);
-    v8 k8 = splat(k[8]), bi = splat(bias);
-    for (long j0 = 0; j0 < wo; j0 += 32) {
-        v8 y[4];
-        long n = 0;
-        for (long j = j0; j < wo && j < j0 + 32; j += 8, n++) {
-            v8 s;
-            if (sy == 1) {
-                s = bi + k0 * load8(r0 + j) + k1 * load8(r0 + j + 1) + k2 * load8(r0 + j + 2);
-                s += k3 * load8(r1 + j) + k4 * load8(r1 + j + 1) + k5 * load8(r1 + j + 2);
-                s += k6 * load8(r2 + j) + k7 * load8(r2 + j + 1) + k8 * load8(r2 + j + 2);
-            } else {
-                const float *rr[3] = {r0, r1, r2};
-                v8 kk[9] = {k0, k1, k2, k3, k4, k5, k6, k7, k8};
-                s = bi;
-                for (long t = 0; t < 3; t++) {
-                    const float *p = rr[t] + 2 * j;
-                    v8 lo = load8(p), hi = load8(p + 8);
-                    v8 lo2 = load8(p + 2), hi2 = load8(p + 10);
-                    v8 e0 = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
-                    v8 o0 = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
-                    v8 e2 = __builtin_shufflevector(lo2, hi2, 0, 2, 4, 6, 8, 10, 12, 14);
-                    s += kk[3 * t] * e0 + kk[3 * t + 1] * o0 + kk[3 * t + 2] * e2;
-                }
+/* the depthwise's vectors: DV floats, one register where the build has 16-float ones
+ * (AVX-512), else simd.h's 8 floats */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define DV 16
+#define EVEN 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
+#define ODD 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31
+#else
+#define DV 8
+#define EVEN 0, 2, 4, 6, 8, 10, 12, 14
+#define ODD 1, 3, 5, 7, 9, 11, 13, 15
+#endif
+typedef float dv __attribute__((vector_size(4 * DV)));
+
+static inline __attribute__((always_inline)) dv dload(const float *p) {
+    dv v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* tap kx (0, 1, 2) of DV output columns from the row at padded column 0 (stride s: the
+ * even or odd columns of two loads) */
+static inline __attribute__((always_inline)) dv tap(const float *r, long j, long kx, long s) {
+    if (s == 1) return dload(r + j + kx);
+    const float *p = r + 2 * j + (kx & 2);
+    dv lo = dload(p), hi = dload(p + DV);
+    if (kx & 1) return __builtin_shufflevector(lo, hi, ODD);
+    return __builtin_shufflevector(lo, hi, EVEN);
+}
+
+#if DV == 16
+static inline dv dmax(dv a, dv b) { return (dv)_mm512_max_ps((__m512)a, (__m512)b); }
+static inline dv dmin(dv a, dv b) { return (dv)_mm512_min_ps((__m512)a, (__m512)b); }
+#else
+static inline dv dmax(dv a, dv b) { return vmax(a, b); }
+static inline dv dmin(dv a, dv b) { return vmin(a, b); }
+#endif
+
+/* act(y) (bias added) stored to d: none / relu / clip in registers, the others through
+ * simd.h's activate on each 8 floats */
+static inline __attribute__((always_inline)) void dw_store(float *d, dv y, long act, float p0,
+                                                          float p1) {
+    if (act == EI_ACT_RELU)
+        y = dmax(y, (dv){0});
+    else if (act == EI_ACT_CLIP)
+        y = dmin(dmax(y, (dv){0} + p0), (dv){0} + p1);
+    else if (act != EI_ACT_NONE) {
+        v8 h[DV / 8];
+        memcpy(h, &y, sizeof y);
+        for (long t = 0; t < DV / 8; t++) h[t] = activate(h[t], act, p0, p1);
+        memcpy(&y, h, sizeof y);
+    }
+    memcpy(d, &y, sizeof y);
+}
+
+/* nr (1 or 2) output rows of one channel from their input rows rp[0 .. 2 + (nr - 1) s] (at
+ * padded column 0), DV columns a vector, the rows' accumulators independent (an FMA chain
+ * of 9 per vector is the bound otherwise) and sharing their common input rows' loads; into
+ * d (rows wo apart, each row's last vector whole: D has room; see below) */
+static inline __attribute__((always_inline)) void dw_rows(const float *const *rp, long nr,
+                                                         const float *k, float bias, long wo,
+                                                         long s, float *d, long act, float p0,
+                                                         float p1) {
+    dv w[9];
+    for (long t = 0; t < 9; t++) w[t] = (dv){0} + k[t];
+    dv bi = (dv){0} + bias;
+    /* the last vectors first: a row's last vector runs on into the next row (D's rows are
+     * back to back), whose first vector must be stored after it */
+    for (long j = (wo - 1) / DV * DV; j >= 0; j -= DV) {
+        dv y0 = bi, y1 = bi;
+        for (long ky = 0; ky < 3 + s; ky++) { /* input row ky: row 0's tap ky, row 1's ky - s */
+            if (ky >= 3 && nr < 2) break;
+            for (long kx = 0; kx < 3; kx++) {
+                dv v = tap(rp[ky], j, kx, s);
+                if (ky < 3) y0 += w[3 * ky + kx] * v;
+                if (nr > 1 && ky >= s && ky - s < 3) y1 += w[3 * (ky - s) + kx] * v;
             }
-            y[n] = s;
         }
-        activate_n(y, n, act, p0, p1);
-        for (long t = 0; t < n; t++) store8(d + j0 + 8 * t, y[t]);
+        dw_store(d + j, y0, act, p0, p1);
+        if (nr > 1) dw_store(d + wo + j, y1, act, p0, p1);
     }
 }
 
-/* the strip's output rows [oy0, oy0 + nr) of every channel into D */
+/* the strip's output rows [oy0, oy0 + nr) of every channel into D, two rows at a time */
 static void depthwise(const chain *c, long oy0, long nr) {
     const conv_chain_args *a = c->a;
     long h = a->h, sy = a->sy, wo = a->wo;
     for (long m = 0; m < a->cmid; m++) {
         const float *k = a->dw + 9 * m;
         float bias = a->db ? a->db[m] : 0.0f;
-        for (long i = 0; i < nr; i++) {
-            const float *rp[3];
-            for (long t = 0; t < 3; t++) {
+        for (long i = 0; i < nr; i += 2) {
+            const float *rp[5];
+            for (long t = 0; t < 3 + sy; t++) {
                 long r = (oy0 + i) * sy - 1 + t;
                 rp[t] = (r < 0 || r >= h ? c->zrow : ring_row(c, r) + m * c->ech) + PADL - 1;
             }
             float *d = c->D + m * a->ds + i * wo;
-            if (sy == 1)
-                dw_row(rp[0], rp[1], rp[2], k, bias, wo, 1, d, a->dact, a->dp0, a->dp1);
+            long two = nr - i >= 2;
+            if (sy == 1 && two)
+                dw_rows(rp, 2, k, bias, wo, 1, d, a->dact, a->dp0, a->dp1);
+            else if (sy == 1)
+                dw_rows(rp, 1, k, bias, wo, 1, d, a->dact, a->dp0, a->dp1);
+            else if (two)
+                dw_rows(rp, 2, k, bias, wo, 2, d, a->dact, a->dp0, a->dp1);
             else
-                dw_row(rp[0], rp[1], rp[2], k, bias, wo, 2, d, a->dact, a->dp0, a->dp1);
+                dw_rows(rp, 1, k, bias, wo, 2, d, a->dact, a->dp0, a->dp1);
         }
     }
 }

@@ -78,13 +78,14 @@ def geometry(spec: ChainSpec) -> dict[str, int]:
     _, _, ho, wo = spec.out_shape
     sy = spec.depthwise.strides[0]
     # a ring row: the input row, its pads and the reach of the last vectors' taps
-    reach = _up(w, 8) if sy == 1 else max(_up(w, 8), 2 * _up(wo, 8) + 2)
+    # (the depthwise reads 16 columns a vector)
+    reach = _up(w, 16) + 2 if sy == 1 else max(_up(w, 8), 2 * _up(wo, 16) + 2)
     ws = _up(PADL + reach + 8, 8)
 
     def size(rows: int) -> tuple[int, int, int]:
         # D's rows back to back; its channel stride an odd number of cache lines (the
         # project's loads down the channels then spread over every L1 set)
-        ns, ds = (rows - 1) * sy + 3, _up(rows * wo + 8, 16)
+        ns, ds = (rows - 1) * sy + 3, _up(rows * wo + 16, 16)
         ds += 16 * (1 - (ds // 16) % 2)
         return ns, ds, cmid * (ns * ws + ds)
 
