@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edge_infer.engine.backends.cpu import dense, half, native, permute, pooling
-from edge_infer.engine.backends.cpu.parallel import split
+from edge_infer.engine.backends.cpu.parallel import share, split
 from edge_infer.engine.ir import Node
 from edge_infer.engine.ops.linalg import matmul_shape
 from edge_infer.engine.ops.slice_pad import slice_index
@@ -75,6 +75,19 @@ def _int8_planes(*arrays: Any) -> bool:
     )
 
 
+#: an elementwise or per-row native pass is split between threads from this many values
+#: (each part at least half of it)
+_ELEMENTWISE_SPLIT = 1 << 16
+
+
+def _parts(size: int, scratch: Scratch, units: int) -> list[tuple[int, int]]:
+    """``units`` (planes, rows, values) of a pass over ``size`` values split into ranges for
+    the layer's threads: one range below _ELEMENTWISE_SPLIT values or without threads."""
+    workers = getattr(scratch, "workers", 1)
+    parts = max(1, min(workers, size // (_ELEMENTWISE_SPLIT // 2))) if workers > 1 else 1
+    return split(units, parts)
+
+
 _BINARY = {
     "Add": np.add,
     "Sub": np.subtract,
@@ -126,9 +139,14 @@ def _sigmoid(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
         return None
     x, out = ins[0], outs[0]
     lib = _native_ok(x, out)
-    if lib is not None and x.shape == out.shape:  # one vectorized pass
-        args = dict(x=x.ctypes.data, y=out.ctypes.data, n=x.size, kind=native.Activation.SIGMOID)
-        return native.NativeCall("unary_f32", args, (x, out))
+    if lib is not None and x.shape == out.shape:  # one vectorized pass, split between threads
+        calls = [
+            native.NativeCall("unary_f32", dict(x=x.ctypes.data + 4 * a, y=out.ctypes.data + 4 * a,
+                              n=b - a, kind=native.Activation.SIGMOID), (x, out))
+            for a, b in _parts(x.size, scratch, -(-x.size // 64))
+            for a, b in [(64 * a, min(x.size, 64 * b))]
+        ]  # fmt: skip
+        return share(calls, getattr(scratch, "pool", None))
 
     def run() -> None:  # 1 / (1 + exp(-x)), in place; exp overflow gives the right limit
         np.negative(x, out=out)
@@ -211,21 +229,24 @@ def _resize(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch
         return None  # other modes pick other source pixels: keep the reference
     n, c, h, w = x.shape
     if _int8_planes(x, out) and native.library() is not None:  # INT8 engines' storage
-        args = dict(
-            x=x.ctypes.data,
-            y=out.ctypes.data,
-            n=n,
-            c=c,
-            xis=x.strides[0],
-            xcs=x.strides[1],
-            yis=out.strides[0],
-            ycs=out.strides[1],
-            h=h,
-            w=w,
-            fh=fh,
-            fw=fw,
-        )
-        return native.NativeCall("upsample_nearest_s8_f32", args, (x, out))
+        calls = []
+        for c0, c1 in _parts(out.size, scratch, c):  # channel ranges, every image
+            args = dict(
+                x=x.ctypes.data + c0 * x.strides[1],
+                y=out.ctypes.data + c0 * out.strides[1],
+                n=n,
+                c=c1 - c0,
+                xis=x.strides[0],
+                xcs=x.strides[1],
+                yis=out.strides[0],
+                ycs=out.strides[1],
+                h=h,
+                w=w,
+                fh=fh,
+                fw=fw,
+            )
+            calls.append(native.NativeCall("upsample_nearest_s8_f32", args, (x, out)))
+        return share(calls, getattr(scratch, "pool", None))
     if _planes_ok(x, out) and native.library() is not None:  # channel slices (concat) too
         args = dict(
             x=x.ctypes.data,
@@ -330,10 +351,14 @@ def _softmax(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
     lib = _native_ok(x, out)
     if lib is not None and x.shape == out.shape:
         outer, inner = int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis + 1 :]))
-        args = dict(
-            x=x.ctypes.data, y=out.ctypes.data, outer=outer, axis=x.shape[axis], inner=inner
-        )
-        return native.NativeCall("softmax_f32", args, (x, out))
+        block = 4 * x.shape[axis] * inner  # bytes of one outer index
+        calls = [
+            native.NativeCall("softmax_f32", dict(x=x.ctypes.data + a * block,
+                              y=out.ctypes.data + a * block, outer=b - a, axis=x.shape[axis],
+                              inner=inner), (x, out))
+            for a, b in _parts(x.size, scratch, outer)
+        ]  # fmt: skip
+        return share(calls, getattr(scratch, "pool", None))
     reduced = list(x.shape)
     reduced[axis] = 1
     tmp = scratch(tuple(reduced), x.dtype, "softmax")
