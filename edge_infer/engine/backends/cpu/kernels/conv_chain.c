@@ -245,15 +245,17 @@ static inline __attribute__((always_inline)) void dw_rows(const float *const *rp
     /* the last vectors first: a row's last vector runs on into the next row (D's rows are
      * back to back), whose first vector must be stored after it */
     for (long j = (wo - 1) / DV * DV; j >= 0; j -= DV) {
-        dv y0 = bi, y1 = bi;
+        /* a partial sum per kernel row: three FMA chains of 3, not one of 9 */
+        dv u[3] = {bi, (dv){0}, (dv){0}}, v1[3] = {bi, (dv){0}, (dv){0}};
         for (long ky = 0; ky < 3 + s; ky++) { /* input row ky: row 0's tap ky, row 1's ky - s */
             if (ky >= 3 && nr < 2) break;
             for (long kx = 0; kx < 3; kx++) {
                 dv v = tap(rp[ky], j, kx, s);
-                if (ky < 3) y0 += w[3 * ky + kx] * v;
-                if (nr > 1 && ky >= s && ky - s < 3) y1 += w[3 * (ky - s) + kx] * v;
+                if (ky < 3) u[ky] += w[3 * ky + kx] * v;
+                if (nr > 1 && ky >= s && ky - s < 3) v1[ky - s] += w[3 * (ky - s) + kx] * v;
             }
         }
+        dv y0 = u[0] + u[1] + u[2], y1 = v1[0] + v1[1] + v1[2];
         dw_store(d + j, y0, act, p0, p1);
         if (nr > 1) dw_store(d + wo + j, y1, act, p0, p1);
     }
