@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import ctypes
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,9 @@ STRIP = 64
 #: both: conv_int8.c MR)
 COUT_ALIGN = 48
 OC_ALIGN = 24
+#: channels of conv_int8.c's output-channel tiles by their positions (qconv_int8_tile): a
+#: layer taking them splits its channels between calls at multiples of these
+OC_TILE_CHANNELS = {6: 64, 7: 48}
 #: the layout kernel's ``xf`` bit for "lay out the first stride phase only" (conv_int8.c)
 FIRST_PHASE = 2
 #: int32 the weight array holds past its last row: an output-channel tile of conv_int8.c
@@ -183,8 +187,16 @@ class QConvNative(Tactic):
         tasks = 1 if workers == 1 else 3 * workers
         macs = p["grid"] * p["terms"] * 4 * p["cog"]
         per = max(1, min(-(-tasks // (n * groups)), macs // MIN_TASK_MACS))
-        gparts = min(per, -(-p["grid"] // STRIP))
-        oparts = min(-(-per // gparts), -(-p["cog"] // OC_ALIGN))
+        # output-channel tiles (conv_int8.c): channel parts of whole tiles first (a part of
+        # 24 channels would pad a 64-channel tile), then grid strips
+        oc_align = OC_TILE_CHANNELS.get(self._oc_tile(), 0)
+        if oc_align:
+            oparts = min(per, -(-p["cog"] // oc_align))
+            gparts = min(-(-per // oparts), -(-p["grid"] // STRIP))
+        else:
+            oc_align = OC_ALIGN
+            gparts = min(per, -(-p["grid"] // STRIP))
+            oparts = min(-(-per // gparts), -(-p["cog"] // OC_ALIGN))
         qparts = 1 if workers == 1 else max(1, min(p["cq"], workers, x[0].size // 16384))
         # per image and group: its layout calls, then its GEMM calls
         units: list[tuple[list[Any], list[Any]]] = []
@@ -198,7 +210,7 @@ class QConvNative(Tactic):
                     args = self._split_fields(x, b, gi, q0, q1, lay)
                     splits.append(native.NativeCall("qconv_split_f32", args, keep))
                 for g0, g1 in split(p["grid"], gparts, align=STRIP):
-                    for o0, o1 in split(p["cog"], oparts, align=OC_ALIGN):
+                    for o0, o1 in split(p["cog"], oparts, align=oc_align):
                         oc0 = gi * p["cog"] + o0
                         args = dict(
                             layout=lay.ctypes.data,
@@ -233,6 +245,26 @@ class QConvNative(Tactic):
                 steps.append(pool.bind(chunks) if len(chunks) > 1 else chunks[0])
         steps.extend(after)
         return sequence(steps)
+
+    def _oc_tile(self) -> int:
+        """The register tile conv_int8.c takes for one image's whole grid and every output
+        channel of a group (``qconv_int8_tile``): 7 or 6 positions of an output-channel
+        tile, 0 for position tiles (and on builds without that path)."""
+        s, p = self.spec, self._prepared()
+        lib = native.library()
+        fn = getattr(lib, "qconv_int8_tile", None) if lib is not None else None
+        if fn is None:
+            return 0
+        fn.restype, fn.argtypes = ctypes.c_long, [ctypes.c_void_p]
+        struct = native.ARGS["qconv_int8_f32"]
+        fields: dict[str, Any] = {name: 0 for name, _ in struct._fields_}
+        fields.update({k: None for k in ("layout", "toff", "wts", "bias", "wsum", "mult")})
+        fields.update(out=None, z=None, oinv=0.0, oscale=0.0, p0=0.0, p1=0.0, zscale=0.0)
+        fields.update(
+            T=p["terms"], coutp=p["coutp"], cout=p["cog"], g0=0, g1=p["grid"], wg=p["wq"],
+            ho=s.out_shape[2], wo=s.out_shape[3],
+        )  # fmt: skip
+        return int(fn(ctypes.byref(struct(**fields))))
 
     def _position_chunks(
         self,

@@ -190,6 +190,8 @@ def test_output_channel_tiles() -> None:
     ]
     for k, (act, residual, z_dtype, out_precision) in enumerate(cases):
         spec, inputs = make_case(conv, act, residual, z_dtype, out_precision, np.int8, seed=k)
+        if native.library().qconv_int8_path() == 4:  # 2 workers: calls of 64 channels each
+            assert QConvNative(spec)._oc_tile() == 6
         want = qconv(*inputs, **spec.attrs())
         got = run_native(spec, inputs, workers=1 + k % 2)
         check(spec, got, want, f"{act} {residual} {out_precision}")
