@@ -291,16 +291,15 @@ def _upsample_copies(x: np.ndarray, out: np.ndarray, fh: int, fw: int) -> Run:
 @step("MaxPool")
 def _maxpool(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
     """Max pooling: 2-D float32, float16 and int8 poolings with the native kernels (pooling.py:
-    one pass, padding never wins, planes split between threads); int8 stride-1 'same' pools
-    (SPPF) as separable running maxima over shifted views."""
+    one pass, padding never wins, planes split between threads; int8 column-stride-1 pools
+    such as SPPF's separable: rows' running maxima, then columns'); else stride-1 'same'
+    pools as separable running maxima over shifted views (numpy)."""
     x, out = ins[0], outs[0]
     k = node.attrs.get("kernel_shape", [])
     strides = node.attrs.get("strides", [1, 1])
     pads = node.attrs.get("pads", [0, 0, 0, 0])
     window = pooling.Window.of(node.attrs)
-    same = list(strides) == [1, 1] and np.shape(out) == np.shape(x)
-    if window is not None and len(outs) == 1 and not (same and out.dtype == np.int8):
-        # int8 stride-1 'same' pools (SPPF) are faster separable below (measured: 3x at 10 x 10)
+    if window is not None and len(outs) == 1:
         run = pooling.bind_maxpool(x, out, window, **_threads(scratch))
         if run is not None:
             return run

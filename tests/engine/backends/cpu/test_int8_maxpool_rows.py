@@ -2,7 +2,8 @@
 CRNN's (2 x 2 stride 2, 2 x 1 stride 2 x 1), rows wider than the 64-output vector blocks, odd
 and even widths, left pads 0 to 8, column stride 1 or 2, padded tails; the pools with no
 padding straight from their input rows (kh x 1 stride 1 column, kh x 2 stride 2 on
-AVX-512BW: block tails, an unused last column, windows of 3 rows); against the reference
+AVX-512BW: block tails, an unused last column, windows of 3 rows); column stride 1 (SPPF)
+as rows' then columns' running maxima; against the reference
 MaxPool, bit for bit, here and through every x86 vector path."""
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ POOLS = [
     ((9, 40), (3, 1), (2, 1), (0, 0, 0, 0)),  # 3 rows a window, an unused last row
     ((5, 259), (2, 2), (2, 2), (0, 0, 0, 0)),  # 129 outputs: two blocks, a 1-output tail
     ((7, 67), (3, 2), (2, 2), (0, 0, 0, 0)),  # 3 rows, an unused last column
+    ((10, 10), (5, 5), (1, 1), (2, 2, 2, 2)),  # SPPF: rows' then columns' running maxima
+    ((20, 37), (5, 5), (1, 1), (2, 2, 2, 2)),  # three 16-output vectors a row
+    ((9, 19), (3, 4), (2, 1), (1, 3, 0, 2)),  # row stride 2, left pad 3
 ]
 
 

@@ -180,9 +180,78 @@ static int maxpool_direct_s8(const maxpool_s8_args *a) {
     return 1;
 }
 
+/* column stride 1 (SPPF's 5 x 5 'same' pools): each input row's running maximum over kw
+ * columns, 16 outputs a vector, into hm (rows padded with -128 on the left and right), then
+ * each output row the maximum of its input rows' (padding rows skipped) */
+typedef int8_t ei_v16c __attribute__((vector_size(16)));
+#define EI_MS_HM 65536 /* bytes of the row maxima: h x (wo rounded up to 16) */
+
+static inline ei_v16c max16c(ei_v16c x, ei_v16c y) {
+#if defined(__AVX__) /* simd.h includes immintrin.h */
+    return (ei_v16c)_mm_max_epi8((__m128i)x, (__m128i)y);
+#elif defined(__aarch64__)
+    return vmaxq_s8(x, y);
+#else
+    ei_v16c m = x > y;
+    return (x & m) | (y & ~m);
+#endif
+}
+
+static int maxpool_cols1_s8(const maxpool_s8_args *a) {
+    const long h = a->h, w = a->w, wo = a->wo, kw = a->kw, pl = a->pl;
+    const long wr = (wo + 15) / 16 * 16;
+    if (a->sx != 1 || a->dx != 1 || a->dy < 1 || kw > 16 || pl < 0 || pl >= kw
+        || h * wr > EI_MS_HM || wr + 32 > EI_MP_BUF)
+        return 0;
+    int8_t hm[EI_MS_HM] __attribute__((aligned(16)));
+    int8_t row[EI_MP_BUF] __attribute__((aligned(16)));
+    memset(row, -128, (size_t)(wr + 32)); /* the padding columns, kept: rows go in between */
+    for (long p = 0; p < a->n * a->c; p++) {
+        const int8_t *xp = (const int8_t *)a->x + (p / a->c) * a->xis + (p % a->c) * a->xcs;
+        int8_t *yp = (int8_t *)a->y + (p / a->c) * a->yis + (p % a->c) * a->ycs;
+        for (long r = 0; r < h; r++) {
+            memcpy(row + pl, xp + r * w, (size_t)w);
+            for (long j = 0; j < wr; j += 16) {
+                ei_v16c m;
+                memcpy(&m, row + j, 16);
+                for (long b = 1; b < kw; b++) {
+                    ei_v16c v;
+                    memcpy(&v, row + j + b, 16);
+                    m = max16c(m, v);
+                }
+                memcpy(hm + r * wr + j, &m, 16);
+            }
+        }
+        for (long i = 0; i < a->ho; i++) {
+            int8_t *y = yp + i * wo;
+            long first = i * a->sy - a->pt, r0 = first;
+            long r1 = first + (a->kh - 1) * a->dy + 1;
+            while (r0 < 0) r0 += a->dy; /* the first window row inside the plane */
+            if (r1 > h) r1 = h;
+            if (r0 >= r1) { /* a window of padding only */
+                memset(y, -128, (size_t)wo);
+                continue;
+            }
+            for (long j = 0; j < wo; j += 16) {
+                ei_v16c m;
+                memcpy(&m, hm + r0 * wr + j, 16);
+                for (long r = r0 + a->dy; r < r1; r += a->dy) {
+                    ei_v16c v;
+                    memcpy(&v, hm + r * wr + j, 16);
+                    m = max16c(m, v);
+                }
+                /* a whole vector where the plane goes on (the next row's bytes are
+                 * rewritten after), the row's last bytes alone at the plane's end */
+                memcpy(y + j, &m, y + j + 16 <= yp + a->ho * wo ? 16 : (size_t)(wo - j));
+            }
+        }
+    }
+    return 1;
+}
+
 void maxpool_s8_f32(const maxpool_s8_args *a) {
     long c = a->c;
-    if (maxpool_direct_s8(a)) return;
+    if (maxpool_direct_s8(a) || maxpool_cols1_s8(a)) return;
     /* the padded row: the last window, and stride 2's 64-output blocks (128 + 2 bytes read) */
     const long end = a->sx * ((a->wo + 63) / 64 * 64) + a->kw + 130;
     if (a->dx == 1 && a->kw <= 8 && (a->sx == 1 || a->sx == 2) && a->pl >= 0 && a->pl <= 8
