@@ -165,6 +165,97 @@ static inline __attribute__((always_inline)) void tile_6x16s(const float *u, lon
     acc[4][0] = a40; acc[4][1] = a41; acc[5][0] = a50; acc[5][1] = a51;
 }
 
+/* the first n (< 8) lanes of a vector: loaded (others zero) / stored (others untouched);
+ * AVX-512 mask registers where there are (AVX2's vmaskmovps store is slow on AMD cores) */
+#if defined(__AVX512VL__)
+#include <immintrin.h>
+static inline v8 oc_load_n(const float *p, long n) {
+    return n >= 8 ? load8(p) : (v8)_mm256_maskz_loadu_ps((__mmask8)((1u << n) - 1), p);
+}
+static inline void oc_store_n(float *p, v8 y, long n) {
+    if (n >= 8) store8(p, y);
+    else _mm256_mask_storeu_ps(p, (__mmask8)((1u << n) - 1), (__m256)y);
+}
+#elif defined(__AVX2__)
+#include <immintrin.h>
+static inline v8i oc_lanes(long n) {
+    v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    return lane < (int)n;
+}
+static inline v8 oc_load_n(const float *p, long n) {
+    return n >= 8 ? load8(p) : (v8)_mm256_maskload_ps(p, (__m256i)oc_lanes(n));
+}
+static inline void oc_store_n(float *p, v8 y, long n) {
+    if (n >= 8) store8(p, y);
+    else _mm256_maskstore_ps(p, (__m256i)oc_lanes(n), (__m256)y);
+}
+#else
+static inline v8 oc_load_n(const float *p, long n) {
+    float t[8] = {0};
+    for (long j = 0; j < 8 && j < n; j++) t[j] = p[j];
+    return load8(t);
+}
+static inline void oc_store_n(float *p, v8 y, long n) {
+    float t[8];
+    store8(t, y);
+    for (long j = 0; j < 8 && j < n; j++) p[j] = t[j];
+}
+#endif
+
+/* r[i][j] = r[j][i]: an 8 x 8 block of floats transposed in registers */
+static inline __attribute__((always_inline)) void transpose8(v8 r[8]) {
+    v8 t[8], u[8];
+    for (long i = 0; i < 8; i += 2) {
+        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (long i = 0; i < 8; i += 4)
+        for (long h = 0; h < 2; h++) {
+            v8 a = t[i + h], b = t[i + h + 2];
+            u[i + 2 * h] = __builtin_shufflevector(a, b, 0, 1, 8, 9, 4, 5, 12, 13);
+            u[i + 2 * h + 1] = __builtin_shufflevector(a, b, 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    for (long i = 0; i < 4; i++) {
+        r[i] = __builtin_shufflevector(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        r[i + 4] = __builtin_shufflevector(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+
+/* A float32 tile's epilogue: acc[j] (position j's 16 channels, j < np) plus the bias b0,
+ * b1, the residual rows at zp (channel i at zp + i * zcs, positions in a row) and the
+ * activation, stored as the first nc channel rows (o + i * ocs) of np positions. The
+ * residual rows are turned into position vectors and the results into channel rows by
+ * 8 x 8 transposes (the scalar path gathered and scattered them element by element); the
+ * epilogue itself is the scalar path's loop, so that the compiler fuses its operations as
+ * it did there: the same bits. */
+static inline __attribute__((always_inline)) void rows_out(v8 acc[PB_MAX][2], long np,
+                                                          long nc, v8 b0, v8 b1,
+                                                          const float *zp, long zcs, float *o,
+                                                          long ocs, long act, float p0,
+                                                          float p1, long residual) {
+    float tile[8][OB], zt[8][OB];
+    if (zp)
+        for (long h = 0; h < 2; h++) {
+            v8 r[8];
+            for (long i = 0; i < 8; i++)
+                r[i] = 8 * h + i < nc ? oc_load_n(zp + (8 * h + i) * zcs, np) : (v8){0};
+            transpose8(r); /* r[j]: position j's 8 channels */
+            for (long j = 0; j < 8; j++) store8(zt[j] + 8 * h, r[j]);
+        }
+    for (long j = 0; j < np; j++) {
+        v8 z0 = zp ? load8(zt[j]) : (v8){0}, z1 = zp ? load8(zt[j] + 8) : (v8){0};
+        store8(tile[j], finish(acc[j][0], b0, z0, act, p0, p1, residual));
+        store8(tile[j] + 8, finish(acc[j][1], b1, z1, act, p0, p1, residual));
+    }
+    for (long j = np; j < 8; j++) store8(tile[j], (v8){0}), store8(tile[j] + 8, (v8){0});
+    for (long h = 0; h < 2; h++) {
+        v8 r[8];
+        for (long j = 0; j < 8; j++) r[j] = load8(tile[j] + 8 * h);
+        transpose8(r); /* r[i]: channel 8 h + i's positions */
+        for (long i = 0; i < 8 && 8 * h + i < nc; i++) oc_store_n(o + (8 * h + i) * ocs, r[i], np);
+    }
+}
+
 /* (inlined for each tile width and storage: the float32 build keeps its plain loads and
  * stores) */
 static inline __attribute__((always_inline)) void
@@ -195,6 +286,12 @@ conv_ocvec(const float *pk, long T, long npb, const float *wpack, const float *b
             else if (xcs) tile_6x16s(pk + pb * bs, us, wpack + ob * T * OB, T, acc);
             else tile_6x16(pk + pb * T * PB, wpack + ob * T * OB, T, acc);
             long np = P - pb * PB < PB ? P - pb * PB : PB;
+            if (!half) { /* float32: the tile turned into channel rows in registers */
+                float *o = (float *)out + c0 * ocs + pb * PB;
+                const float *zp = residual ? (const float *)z + c0 * zcs + pb * PB : 0;
+                rows_out(acc, np, nc, b0, b1, zp, zcs, o, ocs, act, p0, p1, residual);
+                continue;
+            }
             for (long j = 0; j < np; j++) {
                 long p = pb * PB + j;
                 v8 z0 = {0}, z1 = {0};
