@@ -12,6 +12,11 @@ The kernel takes the MobileNet depthwise: 3×3, stride 1 or 2 (both axes), pads 
 dilation; members' activations the fused epilogues implement (``ACTIVATION_CODES``);
 float32 NCHW. Weights are packed at bind for the kernel's register tiles; each task (a
 range of output rows of the batch, images one after another) has its own ring.
+
+Measured (bench/chain_ab.py, 2 threads, a loaded machine): faster than the members' own
+tactics where the middle tensors are large, MobileNetV2's blocks at 112 and 56 pixels at
+batch 8 (features.1-3: 0.92-0.98x); slower at batch 1 and on 28 pixels and below (1.05-1.9x),
+where the build keeps the layers separate.
 """
 
 from __future__ import annotations
@@ -34,8 +39,11 @@ PANEL = 8
 #: left margin (PADL)
 NR_MAX, PADL = 24, 8
 #: floats of a task's ring of expanded rows plus its depthwise rows: strips are as many
-#: output rows as fit (at least one); about half an L2
+#: output rows as fit (at least one); 256 KB, a quarter of this host's L2 (1 MB; 128K floats
+#: measured no better under load)
 WORK_FLOATS = 64 * 1024
+#: pixels a strip should have at least (two register tiles of the widest build)
+MIN_STRIP_PIXELS = 48
 #: output rows per task at least (each task recomputes its first strip's halo rows)
 MIN_TASK_ROWS = 2
 F32 = np.dtype(np.float32)
@@ -91,6 +99,11 @@ def geometry(spec: ChainSpec) -> dict[str, int]:
 
     rows = 1
     while rows < ho and size(rows + 1)[2] <= WORK_FLOATS:
+        rows += 1
+    # narrow planes: strips of at least MIN_STRIP_PIXELS pixels (whole register tiles for
+    # the project GEMM) where they fit in twice the budget
+    want = min(ho, -(-MIN_STRIP_PIXELS // wo))
+    while rows < want and size(rows + 1)[2] <= 2 * WORK_FLOATS:
         rows += 1
     ns, ds, floats = size(rows)
     return dict(rows=rows, ns=ns, ws=ws, ds=ds, work=floats + cin * NR_MAX + ws)

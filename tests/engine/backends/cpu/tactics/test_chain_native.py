@@ -134,6 +134,7 @@ def test_strips_of_one_and_of_several_rows(case, rows, monkeypatch) -> None:
     """One output row a strip (the smallest ring), and a few rows a strip (rows carried
     over in the ring from strip to strip, a short last strip)."""
     spec = _spec(case, seed=3)
+    monkeypatch.setattr(cpu_chain, "MIN_STRIP_PIXELS", 0)
     floats = 1
     monkeypatch.setattr(cpu_chain, "WORK_FLOATS", floats)
     while cpu_chain.geometry(spec)["rows"] < rows:
