@@ -85,6 +85,7 @@ ELSEWHERE = {
     "tests/engine/backends/cpu/tactics/test_stem_native.py": {"conv_stem_f32"},
     "tests/engine/backends/cpu/test_steps_gemv_aarch64.py": {"gemv_f32", "gemv_packed_f32"},
     "tests/engine/backends/cpu/test_maxpool_native.py": {"maxpool_planes_f32"},
+    "tests/engine/backends/cpu/tactics/test_chain_native.py": {"conv_chain_f32"},
     "tests/engine/backends/cpu/test_transpose_native.py": {"transpose_f32"},
 }
 
