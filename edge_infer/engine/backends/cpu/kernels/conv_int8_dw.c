@@ -25,6 +25,11 @@
  * vpdpbusd, qdw_group16v), the epilogue per pixel on the direct int8 path (QNEAR). Output
  * rows [oy0, oy1) of channels [c0, c1): the tactic splits an image's work evenly between
  * the threads.
+ *
+ * Proved channels (QPROVED; tactics/qdw_requant.py): where the tactic proved a float32
+ * multiplier exact for every accumulator a channel can make, the direct int8 path drops its
+ * check near half steps; on the rows path (qdw_plane) the 4 vectors of a pass are then
+ * rounded, packed to bytes and clamped together (qdw_store_proved).
  */
 #include <limits.h>
 
@@ -69,7 +74,8 @@ typedef struct {
     double b, m, os;
     float rf, p0, p1, zs;
     float bf, mq, lo, hi; /* the direct int8 path (qfast_ok): bias, m / os, clip bounds */
-    long fast;
+    float vmq, vlo, vhi;  /* a proved channel (QPROVED): its multiplier and byte bounds */
+    long fast, exact;     /* exact: proved, the direct path with no check near halves */
     long okind, zkind, act, residual;
     void *out;     /* the channel's output plane */
     const void *z; /* its residual plane, or NULL */
@@ -189,6 +195,19 @@ static inline __m512i qfast16(__m512 a, __m512 mq, __m512 lo, __m512 hi, __mmask
 static inline __attribute__((always_inline)) void qepi_run16(const qepi *e, const float *acc,
                                                             long i, long n, long OK, long RES,
                                                             long ACT) {
+    if (OK == EI_S8 && !RES && e->exact) { /* proved: rounded, clamped, no check */
+        const __m512 bf = _mm512_set1_ps(e->bf), mq = _mm512_set1_ps(e->vmq);
+        const __m512i lo = _mm512_set1_epi32((int)e->vlo), hi = _mm512_set1_epi32((int)e->vhi);
+        for (long j = 0; j < n; j += 16) {
+            long m = n - j < 16 ? n - j : 16;
+            __mmask16 k = m == 16 ? (__mmask16)0xffff : (__mmask16)((1u << m) - 1);
+            __m512 f = _mm512_mul_ps(_mm512_add_ps(_mm512_maskz_loadu_ps(k, acc + j), bf), mq);
+            __m512i q = _mm512_cvt_roundps_epi32(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+            _mm_mask_storeu_epi8((int8_t *)e->out + i + j, k, _mm512_cvtepi32_epi8(q));
+        }
+        return;
+    }
     if (OK == EI_S8 && !RES && e->fast) {
         const __m512 bf = _mm512_set1_ps(e->bf), mq = _mm512_set1_ps(e->mq);
         const __m512 lo = _mm512_set1_ps(e->lo), hi = _mm512_set1_ps(e->hi);
@@ -240,12 +259,17 @@ static inline __attribute__((always_inline)) void qepi_run(const qepi *e, const 
     if (OK == EI_S8 && !RES && e->fast) {
         for (long j = 0; j < n; j += 8) {
             long m = n - j < 8 ? n - j : 8;
-            v8 a = load8(acc + j) + e->bf;
-            v8 q = vmin(vmax(a * e->mq, splat(e->lo)), splat(e->hi));
-            v8 r = vround(q), d = q - r;
-            if (__builtin_expect(any8((d > QNEAR) | (d < -QNEAR)), 0))
-                r = quant8(qactivate(requant(load8(acc + j), e->b, e->m), ACT, e->p0, e->p1),
-                           e->rf, e->os);
+            v8 a = load8(acc + j) + e->bf, r;
+            if (e->exact) { /* proved: lo, hi integers, so rint(clamp(x)) = clamp(rint(x)) */
+                r = vround(vmin(vmax(a * e->vmq, splat(e->vlo)), splat(e->vhi)));
+            } else {
+                v8 q = vmin(vmax(a * e->mq, splat(e->lo)), splat(e->hi));
+                r = vround(q);
+                v8 d = q - r;
+                if (__builtin_expect(any8((d > QNEAR) | (d < -QNEAR)), 0))
+                    r = quant8(qactivate(requant(load8(acc + j), e->b, e->m), ACT, e->p0, e->p1),
+                               e->rf, e->os);
+            }
             v8c c = narrow_s8(r);
             if (m == 8)
                 memcpy((int8_t *)e->out + i + j, &c, 8);
@@ -319,6 +343,19 @@ static int qfast_ok(const conv_int8_dw_args *a, double b, double m) {
            m >= 1e-37 && m <= 1e30 && mq >= 1e-30 && mq <= 1e30;
 }
 
+/* QPROVED: the tactic's proved channels (tactics/qdw_requant.py): a->qmq holds 4 rows of
+ * qn floats, float32(m / os), then per channel vmq (0: not proved), lo and hi, such that
+ * clamp(rint(float32(acc + b) * vmq), lo, hi) is the reference's integer for every
+ * accumulator the channel can make (no check near halves). Only for a layer of int8
+ * output without residual (the tactic leaves vmq 0 otherwise), on the direct path. */
+static inline int qproved(const conv_int8_dw_args *a, long c, float *vmq, float *lo, float *hi) {
+    if (!a->qmq || a->okind != EI_S8 || a->z || !(a->qmq[a->qn + c] > 0.0f)) return 0;
+    *vmq = a->qmq[a->qn + c];
+    *lo = a->qmq[2 * a->qn + c];
+    *hi = a->qmq[3 * a->qn + c];
+    return 1;
+}
+
 static inline qepi qepi_of(const conv_int8_dw_args *a, long c) {
     static const long size[3] = {4, 2, 1};
     qepi e = {
@@ -340,6 +377,7 @@ static inline qepi qepi_of(const conv_int8_dw_args *a, long c) {
     if (e.fast) {
         e.bf = (float)e.b;
         e.mq = (float)(e.m / e.os);
+        e.exact = qproved(a, c, &e.vmq, &e.vlo, &e.vhi);
     }
     return e;
 }
@@ -579,18 +617,26 @@ static inline __attribute__((always_inline)) void qdw_group16(const conv_int8_dw
         W[t] = _mm512_loadu_ps(wt);
     }
     qepi e[CV16];
-    int fast = 1;
-    float bv[CV16] = {0}, mv[CV16] = {0};
+    int fast = 1, proved = 1; /* proved: all 16 lanes QPROVED, no check near halves */
+    float bv[CV16] = {0}, mv[CV16] = {0}, pv[CV16] = {0}, pl[CV16] = {0}, ph[CV16] = {0};
     double mult[CV16] = {0};
     for (long ci = 0; ci < CV16; ci++) {
         e[ci] = qepi_of(a, c + (ci < nc ? ci : 0));
         fast &= (int)e[ci].fast;
+        proved &= (int)e[ci].exact;
         bv[ci] = e[ci].bf;
         mv[ci] = e[ci].mq;
         mult[ci] = e[ci].m;
+        pv[ci] = e[ci].vmq;
+        pl[ci] = e[ci].vlo;
+        ph[ci] = e[ci].vhi;
     }
-    const __m512 b0 = fast ? _mm512_loadu_ps(bv) : _mm512_setzero_ps(), mq = _mm512_loadu_ps(mv);
+    proved &= fast;
+    const __m512 b0 = fast ? _mm512_loadu_ps(bv) : _mm512_setzero_ps();
+    const __m512 mq = _mm512_loadu_ps(proved ? pv : mv);
     const __m512 lo = _mm512_set1_ps(e[0].lo), hi = _mm512_set1_ps(e[0].hi);
+    const __m512i plo = _mm512_cvtps_epi32(_mm512_loadu_ps(pl));
+    const __m512i phi = _mm512_cvtps_epi32(_mm512_loadu_ps(ph));
     for (long oy = oy0; oy < oy1; oy++) {
         const float *rp[kh];
         for (long ky = 0; ky < kh; ky++) {
@@ -617,7 +663,13 @@ static inline __attribute__((always_inline)) void qdw_group16(const conv_int8_dw
                                                _mm512_loadu_ps(src + u * sx * CV16), v[u]);
                 }
             for (long u = 0; u < nb; u++) {
-                if (fast) {
+                if (proved) {
+                    __m512i q = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v[u], mq),
+                                                         _MM_FROUND_TO_NEAREST_INT |
+                                                             _MM_FROUND_NO_EXC);
+                    q = _mm512_min_epi32(_mm512_max_epi32(q, plo), phi);
+                    _mm_storeu_si128((__m128i *)(ob + (ox + u) * CV16), _mm512_cvtepi32_epi8(q));
+                } else if (fast) {
                     __mmask16 near;
                     __m512i q = qfast16(v[u], mq, lo, hi, &near);
                     if (__builtin_expect((near & kc) != 0, 0))
@@ -872,9 +924,48 @@ static int qnear_half(float v) {
     return d > QNEAR || d < -QNEAR;
 }
 
-static inline __attribute__((always_inline)) void qdw_rows(const conv_int8_dw_args *a, long c0,
-                                                          long c1, long oy0, long oy1, long kh,
-                                                          long kw, long sy, long sx, long u) {
+/* float32(acc) * mq rounded to int32 (nearest even) */
+static inline __attribute__((always_inline)) __m512i qround16(__m512i acc, __m512 mq) {
+    return _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), mq),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+/* vector v's (lane v's) bytes to output row o (n bytes; pairs: 1 or 2 rows of wo) */
+#define QDW_STORE_LANE(V, R)                                                                   \
+    do {                                                                                       \
+        long o = oy + (V) * u;                                                                 \
+        if (o >= oy1) break;                                                                   \
+        long len = u == 2 ? (o + 1 < oy1 ? 2 * wo : wo) : n;                                   \
+        _mm_mask_storeu_epi8(oc + o * wo + ox0, (__mmask16)((1u << len) - 1), (R));            \
+    } while (0)
+
+/* The QNV (4) accumulator vectors of a pass of a proved channel (mode 3) to int8: rounded to
+ * int32, packed with saturation (vpackssdw, vpacksswb: 128-bit lane l holds dword l of each
+ * vector), the 4 x 4 dwords transposed (lane v = vector v's 16 bytes), clamped to the
+ * channel's bounds (lo, hi bytes) once for all, lane v stored to its row (or 2 rows) */
+#if QNV != 4
+#error "qdw_store_proved packs 4 vectors"
+#endif
+static inline __attribute__((always_inline)) void qdw_store_proved(
+    __m512i a0, __m512i a1, __m512i a2, __m512i a3, __m512 mq, __m512i lo, __m512i hi,
+    int8_t *oc, long oy, long oy1, long ox0, long wo, long n, long u, __m512i pack512) {
+    __m512i b = _mm512_packs_epi16(_mm512_packs_epi32(qround16(a0, mq), qround16(a1, mq)),
+                                   _mm512_packs_epi32(qround16(a2, mq), qround16(a3, mq)));
+    b = _mm512_permutexvar_epi32(
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), b);
+    b = _mm512_min_epi8(_mm512_max_epi8(b, lo), hi);
+    if (u == 2) b = _mm512_shuffle_epi8(b, pack512);
+    QDW_STORE_LANE(0, _mm512_castsi512_si128(b));
+    QDW_STORE_LANE(1, _mm512_extracti32x4_epi32(b, 1));
+    QDW_STORE_LANE(2, _mm512_extracti32x4_epi32(b, 2));
+    QDW_STORE_LANE(3, _mm512_extracti32x4_epi32(b, 3));
+}
+
+/* qdw_rows for two output rows a vector (outputs at most 8 wide): the checked epilogue for
+ * every channel (measured faster there than qdw_rows' planes, 7 x 7, one thread) */
+static inline __attribute__((always_inline)) void qdw_rows_pairs(
+    const conv_int8_dw_args *a, long c0, long c1, long oy0, long oy1, long kh, long kw, long sy,
+    long sx, long u) {
     long G = (kw + 3) / 4, T = kh * kw, wo = a->wo, w = a->w, h = a->h;
     long nj = kh + (QNV - 1) * u * sy; /* input rows (or pairs of rows) of a pass */
     const __m512i flip = _mm512_set1_epi8((char)0x80);
@@ -988,6 +1079,180 @@ static inline __attribute__((always_inline)) void qdw_rows(const conv_int8_dw_ar
                 }
             }
         }
+    }
+}
+
+/* qdw_rows' byte permutes, made once a call: the windows of stride sx (qwin_index, qwin),
+ * the pairs' packing (rows o, o + 1: lanes 0 .. wo - 1, 8 .. 8 + wo - 1 to 2 wo contiguous
+ * bytes, in each 128-bit lane) */
+typedef struct {
+    __m512i sh, idx[2], pack;
+} qdw_perm;
+
+static inline qdw_perm qdw_perm_of(long G, long sx, long u, long wo) {
+    qdw_perm k;
+    k.sh = _mm512_broadcast_i32x4(
+        sx == 1 ? _mm_setr_epi8(0, 1, 2, 3, 1, 2, 3, 4, 2, 3, 4, 5, 3, 4, 5, 6)
+                : _mm_setr_epi8(0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7, 8, 9));
+    k.idx[0] = k.idx[1] = _mm512_setzero_si512();
+    for (long g = 0; g < G && g < 2; g++) k.idx[g] = qwin_index(sx, g, u);
+    uint8_t pk[16];
+    for (long l = 0; l < 16; l++) pk[l] = (uint8_t)(l < wo ? l : 8 + l - wo);
+    k.pack = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)pk));
+    return k;
+}
+
+/* qdw_rows' output rows [oy0, oy1) of one channel (xc -> oc); MODE: the channel's epilogue
+ * (see qdw_rows), a constant where inlined so that each loop keeps only its own values in
+ * registers */
+static inline __attribute__((always_inline)) void qdw_plane(
+    const conv_int8_dw_args *a, const int8_t *xc, int8_t *oc, long oy0, long oy1, long kh,
+    long kw, long sy, long sx, long u, int mode, const __m512i *W, __m512i v0, __m512 mq,
+    __m512 vlo, __m512 vhi, __m128i clo, __m128i chi, const qepi *pe, const qepi *pel,
+    const double *mult, const qdw_perm *k) {
+    long G = (kw + 3) / 4, wo = a->wo, w = a->w, h = a->h;
+    long nj = kh + (QNV - 1) * u * sy; /* input rows (or pairs of rows) of a pass */
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const __m512i sh = k->sh, idx[2] = {k->idx[0], k->idx[1]};
+    const __m128i pack = _mm512_castsi512_si128(k->pack);
+    const __m512i pack512 = k->pack;
+    const __m512i cb0 = _mm512_broadcast_i32x4(clo), cb1 = _mm512_broadcast_i32x4(chi);
+    for (long oy = oy0; oy < oy1; oy += QNV * u) {
+        long iy0 = oy * sy - a->pt;
+        for (long ox0 = 0; ox0 < wo; ox0 += 16) {
+            long col = ox0 * sx - a->pl;
+            __mmask64 mrow = qlanes64(-col, w - col);
+            __m512i acc[QNV];
+#pragma GCC unroll 4
+            for (long v = 0; v < QNV; v++) acc[v] = v0;
+#pragma GCC unroll 16
+            for (long j = 0; j < nj; j++) {
+                long iy = iy0 + j;
+                __m512i t;
+                if (u == 1) {
+                    t = iy >= 0 && iy < h ? _mm512_maskz_loadu_epi8(mrow, xc + iy * a->xrs + col)
+                                          : _mm512_setzero_si512();
+                } else {
+                    __m256i r0 = _mm256_setzero_si256(), r1 = _mm256_setzero_si256();
+                    if (iy >= 0 && iy < h)
+                        r0 = _mm256_maskz_loadu_epi8((__mmask32)mrow, xc + iy * a->xrs + col);
+                    if (iy + sy >= 0 && iy + sy < h)
+                        r1 = _mm256_maskz_loadu_epi8((__mmask32)mrow,
+                                                     xc + (iy + sy) * a->xrs + col);
+                    t = _mm512_inserti64x4(_mm512_castsi256_si512(r0), r1, 1);
+                }
+                t = _mm512_xor_si512(t, flip);
+                __m512i tw[2];
+                for (long g = 0; g < G; g++) tw[g] = qwin(t, idx[g], sh);
+#pragma GCC unroll 4
+                for (long v = 0; v < QNV; v++) {
+                    long ky = j - v * u * sy;
+                    if (ky < 0 || ky >= kh) continue;
+                    for (long g = 0; g < G; g++)
+                        acc[v] = _mm512_dpbusd_epi32(acc[v], tw[g], W[ky * G + g]);
+                }
+            }
+            long n = wo - ox0 < 16 ? wo - ox0 : 16;
+            if (mode == 3) { /* proved: the QNV vectors requantized together */
+                qdw_store_proved(acc[0], acc[1], acc[2], acc[3], mq, cb0, cb1, oc, oy, oy1,
+                                 ox0, wo, n, u, pack512);
+                continue;
+            }
+#pragma GCC unroll 4
+            for (long v = 0; v < QNV; v++) {
+                long o = oy + v * u; /* the vector's (first) output row */
+                if (o >= oy1) break;
+                long two = u == 2 && o + 1 < oy1;
+                __mmask16 mo = (__mmask16)((1u << n) - 1);
+                if (two) mo |= (__mmask16)(mo << 8);
+                __m512 y = _mm512_cvtepi32_ps(acc[v]); /* exact: below 2^24 */
+                long i = o * wo + ox0;
+                if (!mode) {
+                    float buf[16];
+                    _mm512_storeu_ps(buf, y);
+                    qepi_apply(pe, buf, i, n);
+                    if (two) qepi_apply(pe, buf + 8, i + wo, n);
+                    continue;
+                }
+                __mmask16 near;
+                __m512i qv;
+                if (mode == 2) {
+                    __m512 f = _mm512_mul_ps(y, mq);
+                    __m512 d = _mm512_reduce_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                    near = _mm512_cmp_ps_mask(_mm512_abs_ps(d), _mm512_set1_ps(QNEAR),
+                                              _CMP_GT_OQ);
+                    qv = _mm512_cvt_roundps_epi32(f, _MM_FROUND_TO_NEAREST_INT |
+                                                         _MM_FROUND_NO_EXC);
+                } else {
+                    qv = qfast16(y, mq, vlo, vhi, &near);
+                }
+                if (__builtin_expect((near & mo) != 0, 0))
+                    qv = qexact16(y, near & mo, qv, mult, pel);
+                __m128i r = _mm512_cvtsepi32_epi8(qv);
+                if (mode == 2) r = _mm_min_epi8(_mm_max_epi8(r, clo), chi);
+                if (u == 2) {
+                    r = _mm_shuffle_epi8(r, pack);
+                    mo = (__mmask16)((1u << (two ? 2 * wo : wo)) - 1);
+                }
+                _mm_mask_storeu_epi8(oc + i, mo, r);
+            }
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void qdw_rows(const conv_int8_dw_args *a, long c0,
+                                                          long c1, long oy0, long oy1, long kh,
+                                                          long kw, long sy, long sx, long u) {
+    if (u == 2) {
+        qdw_rows_pairs(a, c0, c1, oy0, oy1, kh, kw, sy, sx, u);
+        return;
+    }
+    long G = (kw + 3) / 4, T = kh * kw;
+    const qdw_perm perm = qdw_perm_of(G, sx, u, a->wo);
+    float lo = 0.0f, hi = 0.0f;
+    int layer_fast = a->okind == EI_S8 && !a->z &&
+                     qfast_bounds(a->act, a->p0, a->p1, a->oscale, &lo, &hi);
+    int bytes_ok = layer_fast && !qnear_half(lo) && !qnear_half(hi);
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    const __m128i blo = _mm_set1_epi8((char)(int)__builtin_rintf(lo));
+    const __m128i bhi = _mm_set1_epi8((char)(int)__builtin_rintf(hi));
+    qepi el = {.os = a->oscale, .p0 = a->p0, .p1 = a->p1, .act = a->act};
+    for (long c = c0; c < c1; c++) {
+        const int8_t *xc = (const int8_t *)a->x + c * a->xcs;
+        int8_t *oc = (int8_t *)a->out + c * a->ocs;
+        double b = a->bias ? (double)a->bias[c] : 0.0, m = a->mult[c];
+        float q = a->qmq[c];
+        /* 3: proved (QPROVED), the channel's byte clamp and no check; 2: the byte clamp;
+         * 1: qfast16; 0: qepi_apply (see qfast_ok) */
+        int mode = layer_fast && (double)T * 16384.0 + (b < 0 ? -b : b) < 16777216.0 &&
+                   m >= 1e-37 && m <= 1e30 && q >= 1e-30f && q <= 1e30f;
+        if (mode && bytes_ok && q <= 64.0f) mode = 2;
+        float pmq, plo = 0.0f, phi = 0.0f;
+        if (qproved(a, c, &pmq, &plo, &phi)) {
+            mode = 3;
+            q = pmq;
+        }
+        const __m128i clo = mode == 3 ? _mm_set1_epi8((char)(int)plo) : blo;
+        const __m128i chi = mode == 3 ? _mm_set1_epi8((char)(int)phi) : bhi;
+        qepi e;
+        const qepi *pe = &el; /* the general path's (mode 0) epilogue */
+        if (!mode) {
+            e = qepi_of(a, c);
+            pe = &e;
+        }
+        double mult[16];
+        if (mode == 1 || mode == 2)
+            for (long k = 0; k < 16; k++) mult[k] = m;
+        __m512i W[kh * G];
+        for (long t = 0; t < kh * G; t++) W[t] = _mm512_set1_epi32(a->qw[t * a->qn + c]);
+        const __m512i v0 = _mm512_set1_epi32(a->qstart[c] + (mode && a->bias ? a->bias[c] : 0));
+        const __m512 mq = _mm512_set1_ps(q);
+        if (mode == 3)
+            qdw_plane(a, xc, oc, oy0, oy1, kh, kw, sy, sx, u, 3, W, v0, mq, vlo, vhi, clo, chi, pe,
+                      &el, mult, &perm);
+        else
+            qdw_plane(a, xc, oc, oy0, oy1, kh, kw, sy, sx, u, mode, W, v0, mq, vlo, vhi, clo, chi,
+                      pe, &el, mult, &perm);
     }
 }
 

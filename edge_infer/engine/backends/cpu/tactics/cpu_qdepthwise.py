@@ -7,7 +7,9 @@ reference op's epilogue (:func:`edge_infer.engine.ops.quantize.qconv`): float64
 requantization, residual, float32 activation and the fp32/fp16/int8 store, bit for bit
 except where an exp-based activation's float32 result differs in its last bit from numpy's.
 An int8 output without residual after no activation, relu or clip takes a direct float32
-path that gives the same integers (conv_int8_dw.c QNEAR; test_qdepthwise_requant.py).
+path that gives the same integers (conv_int8_dw.c QNEAR; test_qdepthwise_requant.py); where
+relu, clip or no activation follows, channels whose float32 multiplier is proved exact for
+every accumulator they can make (:mod:`.qdw_requant`) skip the check near half steps.
 
 Built for AVX-512 with VNNI, layers of unit dilation, kernels up to 8 wide and strides 1 or
 2 go one channel at a time straight from the int8 planes, vectors along output rows (two rows
@@ -30,6 +32,7 @@ import numpy as np
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.activations import ACTIVATION_CODES
 from edge_infer.engine.backends.cpu.parallel import split
+from edge_infer.engine.backends.cpu.tactics.qdw_requant import proved_multipliers
 from edge_infer.engine.tactics.base import Run, Scratch, Tactic
 from edge_infer.engine.tactics.quantized import QConvSpec
 
@@ -73,7 +76,9 @@ def _vnni_constants(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The VNNI path's per-layer constants (conv_int8_dw.c qdw_group16v): the weights as
     dwords of 4 taps of a kernel row, [kh * ceil(kw / 4)][C] (bytes in tap order, little
-    endian), -128 x each channel's weight sum (int32), float32(mult / out_scale)."""
+    endian), -128 x each channel's weight sum (int32), and 4 rows of C floats: float32(mult /
+    out_scale), then the proved multipliers and byte bounds of :mod:`.qdw_requant` (vmq, lo,
+    hi; vmq 0 where not proved, and for layers other than int8 out without residual)."""
     c, _, kh, kw = weight.shape
     g = -(-kw // 4)
     taps = np.zeros((c, kh, 4 * g), np.int8)
@@ -83,7 +88,12 @@ def _vnni_constants(
     qstart = (-128 * weight.reshape(c, -1).astype(np.int64).sum(1)).astype(np.int32)
     scale = spec.out_scale if spec.out_precision == "int8" else 0.0
     qmq = (mult / scale).astype(np.float32) if scale > 0 else np.zeros(c, np.float32)
-    return qw, qstart, np.ascontiguousarray(qmq)
+    proved = [np.zeros(c, np.float32) for _ in range(3)]
+    if scale > 0 and spec.residual == "none":
+        bias = None if spec.bias is None else np.asarray(spec.bias)
+        act, params = spec.activation, tuple(float(p) for p in spec.activation_params)
+        proved = list(proved_multipliers(weight, bias, mult, scale, act, params))
+    return qw, qstart, np.ascontiguousarray(np.concatenate([qmq, *proved]))
 
 
 def group_width() -> int:

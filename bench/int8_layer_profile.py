@@ -1,0 +1,106 @@
+"""Where the INT8 time goes, per layer: our INT8 engine's layer profile beside onnxruntime's
+profiler on its quantized model (static QDQ per-channel), both as ``bench/int8_vs_ort.py``
+builds them (same ``--work`` folder: engines and models are reused).
+
+A layer of ours is matched to onnxruntime's node by the ONNX Conv it holds: onnxruntime's
+fused QLinearConv nodes are named after the float model's Conv (plus a suffix such as
+``_quant``). Kernel work per layer, profilers on: data for kernel work, not a latency claim.
+
+Run (2 threads, BLAS unthrottled):
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/int8_layer_profile.py \
+        --rows mobilenetv2-b1 mobilenetv2-b8 --work /tmp/int8-vs-ort
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.engine_table import MODELS, _load_model, parse_row
+from bench.int8_vs_ort import _build
+from bench.layer_profile import conv_kinds, ort_profile
+
+
+def _conv_of(node: str, convs: list[str]) -> str | None:
+    """The float model's Conv an onnxruntime node computes (the longest name it starts with)."""
+    hits = [c for c in convs if node.startswith(c)]
+    return max(hits, key=len) if hits else None
+
+
+def profile_row(row: str, work: Path, args: argparse.Namespace) -> str:
+    from edge_infer.engine.backends import get_backend
+    from edge_infer.engine.benchmark import set_threads
+    from edge_infer.engine.runtime import Engine
+
+    set_threads(args.threads)
+    get_backend("cpu").configure(cores=args.threads)
+    engine, q_path, feeds = _build(row, work, args)
+    fp32 = _load_model(MODELS[parse_row(row)[0]], work)
+    kinds = conv_kinds(onnx.load(str(fp32)))
+    convs = sorted(kinds)
+    ours = Engine.load(str(engine)).profile_layers(feeds, iterations=args.runs)
+    theirs = ort_profile(q_path, feeds, args.threads, args.runs)
+    ort_by_conv: dict[str, float] = {}
+    other_ort = 0.0
+    for node, (us, _op) in theirs.items():
+        conv = _conv_of(node, convs)
+        if conv is None:
+            other_ort += us
+        else:
+            ort_by_conv[conv] = ort_by_conv.get(conv, 0.0) + us
+    lines = [
+        f"## {row}: INT8 per layer (µs per inference, profilers on), {args.threads} threads",
+        "",
+        "| layer | kind | tactic | ours µs | ORT µs | ours/ORT |",
+        "|---|---|---|---|---|---|",
+    ]
+    by_kind: dict[str, list[float]] = {}
+    other_ours = 0.0
+    for layer in ours:
+        conv = next((m for m in layer["members"] if m in kinds), None)
+        ort_us = ort_by_conv.get(conv) if conv else None
+        if conv is None or ort_us is None:
+            other_ours += layer["time_us"]
+            continue
+        kind = kinds[conv]
+        acc = by_kind.setdefault(kind, [0.0, 0.0, 0])
+        acc[0] += layer["time_us"]
+        acc[1] += ort_us
+        acc[2] += 1
+        ratio = layer["time_us"] / ort_us if ort_us else float("nan")
+        lines.append(
+            f"| {conv} | {kind} | {layer.get('tactic')} | {layer['time_us']:.0f} | "
+            f"{ort_us:.0f} | {ratio:.2f} |"
+        )
+    lines += ["", "| kind | layers | ours µs | ORT µs | ours/ORT |", "|---|---|---|---|---|"]
+    for kind, (o, t, n) in sorted(by_kind.items(), key=lambda kv: -kv[1][0]):
+        lines.append(f"| {kind} | {n} | {o:.0f} | {t:.0f} | {o / t:.2f} |")
+    lines.append(f"| other (not a matched conv) | | {other_ours:.0f} | {other_ort:.0f} | |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", nargs="+", default=["mobilenetv2-b1"])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--calib-frames", type=int, default=32)
+    p.add_argument("--calibrator", choices=["minmax", "entropy"], default="minmax")
+    p.add_argument("--rebuild", action="store_true")
+    p.add_argument("--work", required=True, help="folder for models, engines, timing caches")
+    args: Any = p.parse_args(argv)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    for row in args.rows:
+        print(profile_row(row, work, args), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
