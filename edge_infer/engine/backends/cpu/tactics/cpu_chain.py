@@ -44,6 +44,13 @@ NR_MAX, PADL = 24, 8
 WORK_FLOATS = 64 * 1024
 #: pixels a strip should have at least (two register tiles of the widest build)
 MIN_STRIP_PIXELS = 48
+#: output rows a strip should have at least (the depthwise's passes of 4 rows share their
+#: input rows' loads)
+MIN_STRIP_ROWS = 4
+#: strips grow to MIN_STRIP_PIXELS / MIN_STRIP_ROWS where they fit in this many budgets
+#: (with the depthwise's 4-row passes: old kernel and strips / new, one thread, alternating,
+#: under load: MobileNetV2 features.2, 3, 14, 17 0.71-0.92 at batch 1, 0.84-1.00 at batch 8)
+WANT_BUDGETS = 4
 #: output rows per task at least (each task recomputes its first strip's halo rows)
 MIN_TASK_ROWS = 2
 F32 = np.dtype(np.float32)
@@ -100,10 +107,10 @@ def geometry(spec: ChainSpec) -> dict[str, int]:
     rows = 1
     while rows < ho and size(rows + 1)[2] <= WORK_FLOATS:
         rows += 1
-    # narrow planes: strips of at least MIN_STRIP_PIXELS pixels (whole register tiles for
-    # the project GEMM) where they fit in twice the budget
-    want = min(ho, -(-MIN_STRIP_PIXELS // wo))
-    while rows < want and size(rows + 1)[2] <= 2 * WORK_FLOATS:
+    # strips of at least MIN_STRIP_PIXELS pixels (whole register tiles for the project
+    # GEMM) and MIN_STRIP_ROWS rows where they fit in WANT_BUDGETS budgets
+    want = min(ho, max(-(-MIN_STRIP_PIXELS // wo), MIN_STRIP_ROWS))
+    while rows < want and size(rows + 1)[2] <= WANT_BUDGETS * WORK_FLOATS:
         rows += 1
     ns, ds, floats = size(rows)
     return dict(rows=rows, ns=ns, ws=ws, ds=ds, work=floats + cin * NR_MAX + ws)

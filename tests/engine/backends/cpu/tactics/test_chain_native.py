@@ -128,13 +128,15 @@ def test_matches_the_reference(case, workers) -> None:
         pool.close()
 
 
-@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("rows", [1, 3, 7])
 @pytest.mark.parametrize("case", [CASES[1], CASES[2]], ids=["s1", "s2"])
 def test_strips_of_one_and_of_several_rows(case, rows, monkeypatch) -> None:
     """One output row a strip (the smallest ring), and a few rows a strip (rows carried
-    over in the ring from strip to strip, a short last strip)."""
+    over in the ring from strip to strip, a short last strip; 7: the depthwise's passes of
+    4 and 3 rows, then 2 (s1) or 1 (s2) in the last strip)."""
     spec = _spec(case, seed=3)
     monkeypatch.setattr(cpu_chain, "MIN_STRIP_PIXELS", 0)
+    monkeypatch.setattr(cpu_chain, "MIN_STRIP_ROWS", 1)
     floats = 1
     monkeypatch.setattr(cpu_chain, "WORK_FLOATS", floats)
     while cpu_chain.geometry(spec)["rows"] < rows:
