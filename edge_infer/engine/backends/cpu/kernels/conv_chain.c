@@ -191,12 +191,6 @@ static void expand_row(const chain *c, long b, long r) {
 #endif
 typedef float dv __attribute__((vector_size(4 * DV)));
 
-static inline __attribute__((always_inline)) dv dload(const float *p) {
-    dv v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 /* stride 2 on x86: the taps' columns picked by in-lane shuffles (vshufps: per 128-bit lane
  * two columns from lo, two from hi), so that lane 4 k + j holds output column 2 k + j (j < 2)
  * or DV / 2 + 2 k + j - 2; the accumulators stay in that order, put back in column order
@@ -218,22 +212,6 @@ static inline __attribute__((always_inline)) dv dload(const float *p) {
 #define S_ODD ODD
 #endif
 
-/* taps 0, 1, 2 of DV output columns from the row at padded column 0 (stride s: the even or
- * odd columns of two loads, in the order above) */
-static inline __attribute__((always_inline)) void taps(const float *r, long j, long s, dv t[3]) {
-    if (s == 1) {
-        t[0] = dload(r + j);
-        t[1] = dload(r + j + 1);
-        t[2] = dload(r + j + 2);
-        return;
-    }
-    const float *p = r + 2 * j;
-    dv lo = dload(p), hi = dload(p + DV), lo2 = dload(p + 2), hi2 = dload(p + 2 + DV);
-    t[0] = __builtin_shufflevector(lo, hi, S_EVEN);
-    t[1] = __builtin_shufflevector(lo, hi, S_ODD);
-    t[2] = __builtin_shufflevector(lo2, hi2, S_EVEN);
-}
-
 #if DV == 16
 static inline dv dmax(dv a, dv b) { return (dv)_mm512_max_ps((__m512)a, (__m512)b); }
 static inline dv dmin(dv a, dv b) { return (dv)_mm512_min_ps((__m512)a, (__m512)b); }
@@ -242,65 +220,123 @@ static inline dv dmax(dv a, dv b) { return vmax(a, b); }
 static inline dv dmin(dv a, dv b) { return vmin(a, b); }
 #endif
 
-/* act(y) (bias added) stored to d: none / relu / clip in registers, the others through
- * simd.h's activate on each 8 floats */
-static inline __attribute__((always_inline)) void dw_store(float *d, dv y, long act, float p0,
-                                                          float p1) {
-    if (act == EI_ACT_RELU)
-        y = dmax(y, (dv){0});
-    else if (act == EI_ACT_CLIP)
-        y = dmin(dmax(y, (dv){0} + p0), (dv){0} + p1);
-    else if (act != EI_ACT_NONE) {
-        v8 h[DV / 8];
-        memcpy(h, &y, sizeof y);
-        for (long t = 0; t < DV / 8; t++) h[t] = activate(h[t], act, p0, p1);
-        memcpy(&y, h, sizeof y);
+/* taps 0, 1, 2 of W output columns from the row at padded column 0 (stride s: the even or
+ * odd columns of two loads, in the order above); act(y) (bias added) stored to d: none /
+ * relu / clip in registers, the others through simd.h's activate on each 8 floats; R (1 to 4)
+ * output rows of one channel from their input rows rp[0 .. 2 + (R - 1) s] (at padded column
+ * 0), W columns a vector: input row t feeds output row r as kernel row t - r s, each input
+ * row's taps loaded once for all R rows; an accumulator per output row and kernel row (FMA
+ * chains of 3, not 9). Into d (rows wo apart, every vector stored whole: a row's last vector
+ * runs on into the next row (D's rows are back to back, D has room past the last), whose
+ * first vector is stored after it: vectors right to left, rows top to bottom). One set per
+ * vector width (SFX: T, W floats, the shuffles EV / OD, put back by PT where INL). */
+#define DW_FUNCS(SFX, T, W, EV, OD, PT, INL, MAXF, MINF)                                    \
+    static inline __attribute__((always_inline)) T load_##SFX(const float *p) {              \
+        T v;                                                                                 \
+        memcpy(&v, p, sizeof v);                                                             \
+        return v;                                                                            \
+    }                                                                                        \
+    static inline __attribute__((always_inline)) void taps_##SFX(const float *r, long j,     \
+                                                                 long s, T t[3]) {           \
+        if (s == 1) {                                                                        \
+            t[0] = load_##SFX(r + j);                                                        \
+            t[1] = load_##SFX(r + j + 1);                                                    \
+            t[2] = load_##SFX(r + j + 2);                                                    \
+            return;                                                                          \
+        }                                                                                    \
+        const float *p = r + 2 * j;                                                          \
+        T lo = load_##SFX(p), hi = load_##SFX(p + W);                                        \
+        T lo2 = load_##SFX(p + 2), hi2 = load_##SFX(p + 2 + W);                              \
+        t[0] = __builtin_shufflevector(lo, hi, EV);                                          \
+        t[1] = __builtin_shufflevector(lo, hi, OD);                                          \
+        t[2] = __builtin_shufflevector(lo2, hi2, EV);                                        \
+    }                                                                                        \
+    static inline __attribute__((always_inline)) void store_##SFX(float *d, T y, long act,   \
+                                                                  float p0, float p1) {      \
+        if (act == EI_ACT_RELU)                                                              \
+            y = MAXF(y, (T){0});                                                             \
+        else if (act == EI_ACT_CLIP)                                                         \
+            y = MINF(MAXF(y, (T){0} + p0), (T){0} + p1);                                     \
+        else if (act != EI_ACT_NONE) {                                                       \
+            v8 h[W / 8];                                                                     \
+            memcpy(h, &y, sizeof y);                                                         \
+            for (long t = 0; t < W / 8; t++) h[t] = activate(h[t], act, p0, p1);             \
+            memcpy(&y, h, sizeof y);                                                         \
+        }                                                                                    \
+        memcpy(d, &y, sizeof y);                                                             \
+    }                                                                                        \
+    static inline __attribute__((always_inline)) void dw_rows_##SFX(                         \
+        const float *const *rp, long R, const float *k, float bias, long wo, long s,         \
+        float *d, long act, float p0, float p1) {                                            \
+        T w[9];                                                                              \
+        for (long t = 0; t < 9; t++) w[t] = (T){0} + k[t];                                   \
+        T bi = (T){0} + bias;                                                                \
+        for (long j = (wo - 1) / W * W; j >= 0; j -= W) {                                    \
+            T acc[4][3];                                                                     \
+            _Pragma("GCC unroll 4") for (long r = 0; r < R; r++) {                           \
+                acc[r][0] = bi;                                                              \
+                acc[r][1] = acc[r][2] = (T){0};                                              \
+            }                                                                                \
+            _Pragma("GCC unroll 9") for (long t = 0; t < 3 + (R - 1) * s; t++) {             \
+                T v[3];                                                                      \
+                taps_##SFX(rp[t], j, s, v);                                                  \
+                _Pragma("GCC unroll 4") for (long r = 0; r < R; r++) if (t >= r * s &&       \
+                                                                       t - r * s < 3) {      \
+                    long ky = t - r * s;                                                     \
+                    acc[r][ky] +=                                                            \
+                        w[3 * ky] * v[0] + w[3 * ky + 1] * v[1] + w[3 * ky + 2] * v[2];      \
+                }                                                                            \
+            }                                                                                \
+            _Pragma("GCC unroll 4") for (long r = 0; r < R; r++) {                           \
+                T y = acc[r][0] + acc[r][1] + acc[r][2];                                     \
+                if (INL && s == 2) y = __builtin_shufflevector(y, y, PT);                    \
+                store_##SFX(d + r * wo + j, y, act, p0, p1);                                 \
+            }                                                                                \
+        }                                                                                    \
     }
-    memcpy(d, &y, sizeof y);
-}
 
-/* R (1 to 4) output rows of one channel from their input rows rp[0 .. 2 + (R - 1) s] (at
- * padded column 0), DV columns a vector: input row t feeds output row r as kernel row
- * t - r s, each input row's taps loaded once for all R rows; an accumulator per output row
- * and kernel row (FMA chains of 3, not 9). Into d (rows wo apart, every vector stored whole:
- * a row's last vector runs on into the next row (D's rows are back to back, D has room past
- * the last), whose first vector is stored after it: vectors right to left, rows top to
- * bottom) */
-static inline __attribute__((always_inline)) void dw_rows(const float *const *rp, long R,
-                                                         const float *k, float bias, long wo,
-                                                         long s, float *d, long act, float p0,
-                                                         float p1) {
-    dv w[9];
-    for (long t = 0; t < 9; t++) w[t] = (dv){0} + k[t];
-    dv bi = (dv){0} + bias;
-    for (long j = (wo - 1) / DV * DV; j >= 0; j -= DV) {
-        dv acc[4][3];
-#pragma GCC unroll 4
-        for (long r = 0; r < R; r++) {
-            acc[r][0] = bi;
-            acc[r][1] = acc[r][2] = (dv){0};
-        }
-#pragma GCC unroll 9
-        for (long t = 0; t < 3 + (R - 1) * s; t++) {
-            dv v[3];
-            taps(rp[t], j, s, v);
-#pragma GCC unroll 4
-            for (long r = 0; r < R; r++)
-                if (t >= r * s && t - r * s < 3) {
-                    long ky = t - r * s;
-                    acc[r][ky] += w[3 * ky] * v[0] + w[3 * ky + 1] * v[1] + w[3 * ky + 2] * v[2];
-                }
-        }
-#pragma GCC unroll 4
-        for (long r = 0; r < R; r++) {
-            dv y = acc[r][0] + acc[r][1] + acc[r][2];
-#if INLANE
-            if (s == 2) y = __builtin_shufflevector(y, y, PUT);
+#if !INLANE
+#define PUT EVEN
 #endif
-            dw_store(d + r * wo + j, y, act, p0, p1);
-        }
+DW_FUNCS(w, dv, DV, S_EVEN, S_ODD, PUT, INLANE, dmax, dmin)
+#if DV == 16
+/* rows of at most 8 outputs (MobileNetV2's 7 x 7 planes): 8 floats a vector, not 16 */
+#define NARROW 1
+#define S_EVEN8 0, 2, 8, 10, 4, 6, 12, 14
+#define S_ODD8 1, 3, 9, 11, 5, 7, 13, 15
+#define PUT8 0, 1, 4, 5, 2, 3, 6, 7
+DW_FUNCS(n, v8, 8, S_EVEN8, S_ODD8, PUT8, 1, vmax, vmin)
+#else
+#define NARROW 0
+#endif
+
+/* dw_rows_SFX for a run-time R and stride, each its own instance */
+#define DW_PASS(SFX)                                                                          \
+    static void dw_pass_##SFX(const float *const *rp, long R, const float *k, float bias,   \
+                              long wo, long s, float *d, long act, float p0, float p1) {     \
+        if (s == 1 && R == 4)                                                                \
+            dw_rows_##SFX(rp, 4, k, bias, wo, 1, d, act, p0, p1);                            \
+        else if (s == 1 && R == 3)                                                           \
+            dw_rows_##SFX(rp, 3, k, bias, wo, 1, d, act, p0, p1);                            \
+        else if (s == 1 && R == 2)                                                           \
+            dw_rows_##SFX(rp, 2, k, bias, wo, 1, d, act, p0, p1);                            \
+        else if (s == 1)                                                                     \
+            dw_rows_##SFX(rp, 1, k, bias, wo, 1, d, act, p0, p1);                            \
+        else if (R == 4)                                                                     \
+            dw_rows_##SFX(rp, 4, k, bias, wo, 2, d, act, p0, p1);                            \
+        else if (R == 3)                                                                     \
+            dw_rows_##SFX(rp, 3, k, bias, wo, 2, d, act, p0, p1);                            \
+        else if (R == 2)                                                                     \
+            dw_rows_##SFX(rp, 2, k, bias, wo, 2, d, act, p0, p1);                            \
+        else                                                                                 \
+            dw_rows_##SFX(rp, 1, k, bias, wo, 2, d, act, p0, p1);                            \
     }
-}
+DW_PASS(w)
+#if NARROW
+DW_PASS(n)
+#else
+#define dw_pass_n dw_pass_w
+#endif
 
 /* the strip's output rows [oy0, oy0 + nr) of every channel into D, up to four rows at a time */
 static void depthwise(const chain *c, long oy0, long nr) {
@@ -321,22 +357,10 @@ static void depthwise(const chain *c, long oy0, long nr) {
                 rp[t] = (r < 0 || r >= h ? zrow : ring_row(c, r) + m * ech) + PADL - 1;
             }
             float *d = D + m * ds + i * wo;
-            if (sy == 1 && R == 4)
-                dw_rows(rp, 4, k, bias, wo, 1, d, act, p0, p1);
-            else if (sy == 1 && R == 3)
-                dw_rows(rp, 3, k, bias, wo, 1, d, act, p0, p1);
-            else if (sy == 1 && R == 2)
-                dw_rows(rp, 2, k, bias, wo, 1, d, act, p0, p1);
-            else if (sy == 1)
-                dw_rows(rp, 1, k, bias, wo, 1, d, act, p0, p1);
-            else if (R == 4)
-                dw_rows(rp, 4, k, bias, wo, 2, d, act, p0, p1);
-            else if (R == 3)
-                dw_rows(rp, 3, k, bias, wo, 2, d, act, p0, p1);
-            else if (R == 2)
-                dw_rows(rp, 2, k, bias, wo, 2, d, act, p0, p1);
+            if (NARROW && wo <= 8)
+                dw_pass_n(rp, R, k, bias, wo, sy, d, act, p0, p1);
             else
-                dw_rows(rp, 1, k, bias, wo, 2, d, act, p0, p1);
+                dw_pass_w(rp, R, k, bias, wo, sy, d, act, p0, p1);
             i += R;
         }
     }
