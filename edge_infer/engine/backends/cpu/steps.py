@@ -357,21 +357,13 @@ def _sigmoid_blocks(x: Any, out: np.ndarray) -> list[native.NativeCall] | None:
         and native.library() is not None
     ):
         return None
-    xm = permute.merged_axes(x.shape, [st // 4 for st in x.strides])[0]
-    om = permute.merged_axes(out.shape, [st // 4 for st in out.strides])[0]
-    shape = tuple(max((xm, om), key=len))  # the blocks of the one less contiguous
-    if len(shape) != 2 or shape[0] > 64:
-        return None
-    try:  # both as [outer, inner] views (no copy)
-        xv, ov = x.view(), out.view()
-        xv.shape, ov.shape = shape, shape
-    except AttributeError:
-        return None
-    if xv.strides[1] != 4 or ov.strides[1] != 4:
+    shape, xs = permute.merged_axes(x.shape, [st // 4 for st in x.strides])
+    oshape, ys = permute.merged_axes(out.shape, [st // 4 for st in out.strides])
+    if len(shape) != 2 or oshape != shape or xs[1] != 1 or ys[1] != 1 or shape[0] > 64:
         return None
     return [
-        native.NativeCall("unary_f32", dict(x=x.ctypes.data + o * xv.strides[0],
-                          y=out.ctypes.data + o * ov.strides[0], n=shape[1],
+        native.NativeCall("unary_f32", dict(x=x.ctypes.data + 4 * o * xs[0],
+                          y=out.ctypes.data + 4 * o * ys[0], n=shape[1],
                           kind=native.Activation.SIGMOID), (x, out))
         for o in range(shape[0])
     ]  # fmt: skip

@@ -96,16 +96,14 @@ def test_big_passes_are_split() -> None:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-@pytest.mark.parametrize("whole", ["x", "out", "neither"])
-def test_sigmoid_of_a_channel_slice_runs_block_by_block(workers: int, whole: str) -> None:
+def test_sigmoid_of_a_channel_slice_runs_block_by_block(workers: int) -> None:
     """A channel slice (YOLO's head: Split's part of a concat) into a channel slice (the
     next concat) as one unary_f32 call per contiguous block: the contiguous copy's bits."""
     rng = np.random.default_rng(9)
     big = (rng.standard_normal((3, 12, 37, 29)) * 6).astype(np.float32)
-    x = np.ascontiguousarray(big[:, 2:9]) if whole == "x" else big[:, 2:9]
-    dst = np.full((3, 9, 37, 29), 5, np.float32)  # into a slice of a concat
-    out = np.zeros(x.shape, np.float32) if whole == "out" else dst[:, 1:8]
-    got, run = _run("Sigmoid", {}, [x], out, workers)
+    x = big[:, 2:9]
+    dst = np.full((3, 9, 37, 29), 5, np.float32)  # into a slice of a concat too
+    got, run = _run("Sigmoid", {}, [x], dst[:, 1:8], workers)
     want, one = _run("Sigmoid", {}, [np.ascontiguousarray(x)], np.zeros(x.shape, np.float32), 1)
     assert isinstance(one, native.NativeCall) and not isinstance(run, native.NativeCall)
     np.testing.assert_array_equal(got, want)
