@@ -343,29 +343,29 @@ def _maxpool(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
 
 
 def _sigmoid_blocks(x: Any, out: np.ndarray) -> list[native.NativeCall] | None:
-    """unary_f32 calls over the contiguous blocks of ``x`` and ``out`` (channel slices: each
-    one's axes merged to [outer, inner], the inner one contiguous, the same sizes; at most
-    64 blocks)."""
+    """unary_f32 calls over ``x``'s contiguous blocks (its axes merged: [outer, inner], the
+    inner one contiguous; at most 64 blocks) into a C-contiguous ``out`` of its shape."""
     if not (
         isinstance(x, np.ndarray)
         and x.dtype == np.float32
         and out.dtype == np.float32
+        and out.flags.c_contiguous
         and x.shape == out.shape
         and x.size
         and not np.may_share_memory(x, out)
-        and all(st >= 0 and st % 4 == 0 for st in (*x.strides, *out.strides))
+        and all(st >= 0 and st % 4 == 0 for st in x.strides)
         and native.library() is not None
     ):
         return None
-    shape, xs = permute.merged_axes(x.shape, [st // 4 for st in x.strides])
-    oshape, ys = permute.merged_axes(out.shape, [st // 4 for st in out.strides])
-    if len(shape) != 2 or oshape != shape or xs[1] != 1 or ys[1] != 1 or shape[0] > 64:
+    shape, strides = permute.merged_axes(x.shape, [st // 4 for st in x.strides])
+    if len(shape) != 2 or strides[1] != 1 or shape[0] > 64:
         return None
+    outer, inner = shape
     return [
-        native.NativeCall("unary_f32", dict(x=x.ctypes.data + 4 * o * xs[0],
-                          y=out.ctypes.data + 4 * o * ys[0], n=shape[1],
+        native.NativeCall("unary_f32", dict(x=x.ctypes.data + 4 * o * strides[0],
+                          y=out.ctypes.data + 4 * o * inner, n=inner,
                           kind=native.Activation.SIGMOID), (x, out))
-        for o in range(shape[0])
+        for o in range(outer)
     ]  # fmt: skip
 
 
