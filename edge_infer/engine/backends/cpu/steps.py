@@ -148,10 +148,6 @@ def _sigmoid(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
         ]  # fmt: skip
         return share(calls, getattr(scratch, "pool", None))
 
-    blocks = _sigmoid_blocks(x, out)
-    if blocks is not None:  # a channel slice (YOLO's head): one call per contiguous block
-        return share(blocks, getattr(scratch, "pool", None))
-
     def run() -> None:  # 1 / (1 + exp(-x)), in place; exp overflow gives the right limit
         np.negative(x, out=out)
         with np.errstate(over="ignore"):
@@ -340,33 +336,6 @@ def _maxpool(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
             np.maximum(out, rows[:, :, :, d : d + w], out=out)
 
     return run
-
-
-def _sigmoid_blocks(x: Any, out: np.ndarray) -> list[native.NativeCall] | None:
-    """unary_f32 calls over ``x``'s contiguous blocks (its axes merged: [outer, inner], the
-    inner one contiguous; at most 64 blocks) into a C-contiguous ``out`` of its shape."""
-    if not (
-        isinstance(x, np.ndarray)
-        and x.dtype == np.float32
-        and out.dtype == np.float32
-        and out.flags.c_contiguous
-        and x.shape == out.shape
-        and x.size
-        and not np.may_share_memory(x, out)
-        and all(st >= 0 and st % 4 == 0 for st in x.strides)
-        and native.library() is not None
-    ):
-        return None
-    shape, strides = permute.merged_axes(x.shape, [st // 4 for st in x.strides])
-    if len(shape) != 2 or strides[1] != 1 or shape[0] > 64:
-        return None
-    outer, inner = shape
-    return [
-        native.NativeCall("unary_f32", dict(x=x.ctypes.data + 4 * o * strides[0],
-                          y=out.ctypes.data + 4 * o * inner, n=inner,
-                          kind=native.Activation.SIGMOID), (x, out))
-        for o in range(outer)
-    ]  # fmt: skip
 
 
 @step("Softmax")

@@ -93,16 +93,3 @@ def test_big_passes_are_split() -> None:
         assert run is not None and not isinstance(run, native.NativeCall)
     finally:
         pool.close()
-
-
-@pytest.mark.parametrize("workers", [1, 2])
-def test_sigmoid_of_a_channel_slice_runs_block_by_block(workers: int) -> None:
-    """A channel slice (YOLO's head: Split's part of the concat) as one unary_f32 call per
-    contiguous block: the bits of the contiguous copy's one call."""
-    rng = np.random.default_rng(9)
-    big = (rng.standard_normal((3, 12, 37, 29)) * 6).astype(np.float32)
-    x = big[:, 2:9]
-    got, run = _run("Sigmoid", {}, [x], np.full(x.shape, 5, np.float32), workers)
-    want, one = _run("Sigmoid", {}, [np.ascontiguousarray(x)], np.zeros(x.shape, np.float32), 1)
-    assert isinstance(one, native.NativeCall) and not isinstance(run, native.NativeCall)
-    np.testing.assert_array_equal(got, want)
