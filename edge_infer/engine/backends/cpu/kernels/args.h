@@ -158,7 +158,8 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
 /* conv_int8_dw.c: INT8 depthwise (edge_infer::QConv) over int8 input; storage kinds
  * (qsimd.h) okind, zkind; mult[c] = x_scale * w_scale[c]; output rows [oy0, oy1) (oy1 0:
  * all); for the VNNI path: qw[kh * ceil(kw / 4)][qn] the weights as dwords of 4 taps,
- * qstart[c] = -128 x their sum, qmq[c] = float32(mult[c] / oscale) */
+ * qstart[c] = -128 x their sum; qmq: 4 rows of qn floats: float32(mult[c] / oscale), the
+ * proved multiplier vmq[c] (0: not proved, tactics/qdw_requant.py), its byte bounds lo, hi */
 #define EI_CONV_INT8_DW_ARGS(X, K)                                                             \
     X(K, const signed char *, x) X(K, long, xcs) X(K, long, xrs) X(K, long, h) X(K, long, w)   \
     X(K, long, pt) X(K, long, pl) X(K, long, sy) X(K, long, sx) X(K, long, kh) X(K, long, kw)  \
