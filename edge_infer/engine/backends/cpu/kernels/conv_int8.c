@@ -1060,11 +1060,6 @@ static void finish_tile(const int32_t *acc, long rows, long oc0, const long *seg
     const long zes = a->ztype == 2 ? 1 : 4;
     const float inv = (float)a->oinv;
     const int narrow = inv > 1e-30f && inv < 1e30f; /* quantize16's error bound holds */
-    /* an exp-based activation (its float32 exp already differs from numpy's in the last bit
-     * now and then: the self-check allows a value on a rounding half one int8 step either
-     * way, verify.py INTEGER_STEPS) takes y = float(acc) * float(mult), within 2 ulps of the
-     * reference's float32(double(acc) * mult), instead of the double product */
-    const int expact = a->act == EI_ACT_SIGMOID || a->act == EI_ACT_SILU || a->act == EI_ACT_TANH;
     long covered = 0;
     for (long s = 0; s < nseg; s++) covered += seg_n[s];
     if (a->residual && covered < NT) memset(zrow, 0, sizeof zrow);
@@ -1094,17 +1089,8 @@ static void finish_tile(const int32_t *acc, long rows, long oc0, const long *seg
         __m512 y[NV], z[NV];
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) z[v] = _mm512_setzero_ps();
-        const float mf = (float)a->mult[oc];
-        if (expact && fabsf(mf) > 1e-30f && fabsf(mf) < 1e30f) {
-            const __m512 m = _mm512_set1_ps(mf);
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++)
-                y[v] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(acc + i * NT + v * VL)),
-                                     m);
-        } else {
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) y[v] = requant16(acc + i * NT + v * VL, a->mult[oc]);
-        }
+        for (int v = 0; v < NV; v++) y[v] = requant16(acc + i * NT + v * VL, a->mult[oc]);
         if (a->residual) {
             const char *zc = (const char *)a->z + oc * a->zcs * zes, *zr = (const char *)zrow;
             if (whole)
