@@ -45,32 +45,6 @@
 #define NR (8 * TV)
 #define PADL 8 /* an expanded row's column c is at PADL + c */
 
-/* the first n (< 8) lanes of a vector: loaded (others zero) / stored (others untouched) */
-#if defined(__AVX2__)
-#include <immintrin.h>
-static inline v8i ch_lanes(long n) {
-    v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
-    return lane < (int)n;
-}
-static inline v8 ch_load_n(const float *p, long n) {
-    return (v8)_mm256_maskload_ps(p, (__m256i)ch_lanes(n));
-}
-static inline void ch_store_n(float *p, v8 y, long n) {
-    _mm256_maskstore_ps(p, (__m256i)ch_lanes(n), (__m256)y);
-}
-#else
-static inline v8 ch_load_n(const float *p, long n) {
-    float t[8];
-    for (long j = 0; j < 8; j++) t[j] = j < n ? p[j] : 0.0f;
-    return load8(t);
-}
-static inline void ch_store_n(float *p, v8 y, long n) {
-    float t[8];
-    store8(t, y);
-    for (long j = 0; j < 8; j++)
-        if (j < n) p[j] = t[j];
-}
-#endif
 
 /* acc[i][j] = sum_k a[PANEL k + i] * b[bs k + 8 j .. + 8], i < TR, j < nv */
 static inline __attribute__((always_inline)) void micro(const float *a, const float *b, long bs,
@@ -147,7 +121,7 @@ static void expand_row(const chain *c, long b, long r) {
                         long m = np - 8 * j;
                         store8(c->pk + k * NR + 8 * j,
                                m >= 8 ? load8(src + k * bs + 8 * j)
-                                      : ch_load_n(src + k * bs + 8 * j, m));
+                                      : load8_n(src + k * bs + 8 * j, m));
                     }
                 src = c->pk;
                 bs = NR;
@@ -389,7 +363,7 @@ static void project(const chain *c, long b, long p0, long P) {
                     y[n] = acc[i][j] + bi;
                     if (zb)
                         z[n] = m >= 8 ? load8(zb + i * a->zcs + 8 * j)
-                                      : ch_load_n(zb + i * a->zcs + 8 * j, m);
+                                      : load8_n(zb + i * a->zcs + 8 * j, m);
                 }
             }
             if (a->residual == 1)
@@ -404,7 +378,7 @@ static void project(const chain *c, long b, long p0, long P) {
                     if (m >= 8)
                         store8(o + i * a->ocs + 8 * j, y[n]);
                     else
-                        ch_store_n(o + i * a->ocs + 8 * j, y[n], m);
+                        store8_n(o + i * a->ocs + 8 * j, y[n], m);
                 }
         }
     }

@@ -122,8 +122,8 @@ void pack_positions_f32(const pack_positions_args *a) {
     else pack_f32(a);
 }
 
-/* tile_6x16 (simd.h) with a seventh position, and both with the terms `us` floats apart
- * (us = PB: the pack; a channel stride: a plain 1x1 conv's input read in place): for k < n,
+/* tile_6x16s (simd.h) with a seventh position, the terms `us` floats apart (us = PB: the
+ * pack; a channel stride: a plain 1x1 conv's input read in place): for k < n,
  * acc[i] += u[us k + i] * v[16 k ..] (acc written once, at the end): tile_6x16's products
  * in its order, the same bits */
 static inline __attribute__((always_inline)) void tile_7x16(const float *u, long us,
@@ -146,62 +146,6 @@ static inline __attribute__((always_inline)) void tile_7x16(const float *u, long
     acc[4][0] = a40; acc[4][1] = a41; acc[5][0] = a50; acc[5][1] = a51;
     acc[6][0] = a60; acc[6][1] = a61;
 }
-static inline __attribute__((always_inline)) void tile_6x16s(const float *u, long us,
-                                                           const float *v, long n,
-                                                           v8 acc[6][2]) {
-    v8 a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
-    v8 a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
-    for (long k = 0; k < n; k++, u += us, v += 16) {
-        v8 v0 = load8(v), v1 = load8(v + 8);
-        a00 += u[0] * v0; a01 += u[0] * v1;
-        a10 += u[1] * v0; a11 += u[1] * v1;
-        a20 += u[2] * v0; a21 += u[2] * v1;
-        a30 += u[3] * v0; a31 += u[3] * v1;
-        a40 += u[4] * v0; a41 += u[4] * v1;
-        a50 += u[5] * v0; a51 += u[5] * v1;
-    }
-    acc[0][0] = a00; acc[0][1] = a01; acc[1][0] = a10; acc[1][1] = a11;
-    acc[2][0] = a20; acc[2][1] = a21; acc[3][0] = a30; acc[3][1] = a31;
-    acc[4][0] = a40; acc[4][1] = a41; acc[5][0] = a50; acc[5][1] = a51;
-}
-
-/* the first n (< 8) lanes of a vector: loaded (others zero) / stored (others untouched);
- * AVX-512 mask registers where there are (AVX2's vmaskmovps store is slow on AMD cores) */
-#if defined(__AVX512VL__)
-#include <immintrin.h>
-static inline v8 oc_load_n(const float *p, long n) {
-    return n >= 8 ? load8(p) : (v8)_mm256_maskz_loadu_ps((__mmask8)((1u << n) - 1), p);
-}
-static inline void oc_store_n(float *p, v8 y, long n) {
-    if (n >= 8) store8(p, y);
-    else _mm256_mask_storeu_ps(p, (__mmask8)((1u << n) - 1), (__m256)y);
-}
-#elif defined(__AVX2__)
-#include <immintrin.h>
-static inline v8i oc_lanes(long n) {
-    v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
-    return lane < (int)n;
-}
-static inline v8 oc_load_n(const float *p, long n) {
-    return n >= 8 ? load8(p) : (v8)_mm256_maskload_ps(p, (__m256i)oc_lanes(n));
-}
-static inline void oc_store_n(float *p, v8 y, long n) {
-    if (n >= 8) store8(p, y);
-    else _mm256_maskstore_ps(p, (__m256i)oc_lanes(n), (__m256)y);
-}
-#else
-static inline v8 oc_load_n(const float *p, long n) {
-    float t[8] = {0};
-    for (long j = 0; j < 8 && j < n; j++) t[j] = p[j];
-    return load8(t);
-}
-static inline void oc_store_n(float *p, v8 y, long n) {
-    float t[8];
-    store8(t, y);
-    for (long j = 0; j < 8 && j < n; j++) p[j] = t[j];
-}
-#endif
-
 /* r[i][j] = r[j][i]: an 8 x 8 block of floats transposed in registers */
 static inline __attribute__((always_inline)) void transpose8(v8 r[8]) {
     v8 t[8], u[8];
@@ -238,7 +182,7 @@ static inline __attribute__((always_inline)) void rows_out(v8 acc[PB_MAX][2], lo
         for (long h = 0; h < 2; h++) {
             v8 r[8];
             for (long i = 0; i < 8; i++)
-                r[i] = 8 * h + i < nc ? oc_load_n(zp + (8 * h + i) * zcs, np) : (v8){0};
+                r[i] = 8 * h + i < nc ? load8_n(zp + (8 * h + i) * zcs, np) : (v8){0};
             transpose8(r); /* r[j]: position j's 8 channels */
             for (long j = 0; j < 8; j++) store8(zt[j] + 8 * h, r[j]);
         }
@@ -252,7 +196,7 @@ static inline __attribute__((always_inline)) void rows_out(v8 acc[PB_MAX][2], lo
         v8 r[8];
         for (long j = 0; j < 8; j++) r[j] = load8(tile[j] + 8 * h);
         transpose8(r); /* r[i]: channel 8 h + i's positions */
-        for (long i = 0; i < 8 && 8 * h + i < nc; i++) oc_store_n(o + (8 * h + i) * ocs, r[i], np);
+        for (long i = 0; i < 8 && 8 * h + i < nc; i++) store8_n(o + (8 * h + i) * ocs, r[i], np);
     }
 }
 

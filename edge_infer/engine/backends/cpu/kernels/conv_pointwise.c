@@ -66,32 +66,6 @@
 #define ROWS_BLOCK_FLOATS 65536
 #define PFD (4 * NR)
 
-/* the first n (< 8) lanes of a vector: loaded (others zero) / stored (others untouched) */
-#if defined(__AVX2__)
-#include <immintrin.h>
-static inline v8i pw_lanes(long n) {
-    v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
-    return lane < (int)n;
-}
-static inline v8 pw_load_n(const float *p, long n) {
-    return (v8)_mm256_maskload_ps(p, (__m256i)pw_lanes(n));
-}
-static inline void pw_store_n(float *p, v8 y, long n) {
-    _mm256_maskstore_ps(p, (__m256i)pw_lanes(n), (__m256)y);
-}
-#else
-static inline v8 pw_load_n(const float *p, long n) {
-    float t[8];
-    for (long j = 0; j < 8; j++) t[j] = j < n ? p[j] : 0.0f;
-    return load8(t);
-}
-static inline void pw_store_n(float *p, v8 y, long n) {
-    float t[8];
-    store8(t, y);
-    for (long j = 0; j < 8; j++)
-        if (j < n) p[j] = t[j];
-}
-#endif
 
 /* element i of storage p (float16 when h), as float32: one, 8, the first n < 8 */
 static inline __attribute__((always_inline)) float at1(const void *p, long i, long h) {
@@ -101,7 +75,7 @@ static inline __attribute__((always_inline)) v8 at8(const void *p, long i, long 
     return h ? h8_load((const uint16_t *)p + i) : load8((const float *)p + i);
 }
 static inline __attribute__((always_inline)) v8 at_n(const void *p, long i, long n, long h) {
-    return h ? h8_load_n((const uint16_t *)p + i, n) : pw_load_n((const float *)p + i, n);
+    return h ? h8_load_n((const uint16_t *)p + i, n) : load8_n((const float *)p + i, n);
 }
 
 /* acc[i][j] += sum_k a[8 k + i] * b[bs k + 8 j .. + 8], i < TR, j < nv: a panel's weights
@@ -197,7 +171,7 @@ static inline __attribute__((always_inline)) void pack_as(const conv_pointwise_a
                     if (m >= 8)
                         v = xh ? h8_load(srq + 8 * j) : load8(src + 8 * j);
                     else if (m > 0)
-                        v = xh ? h8_load_n(srq + 8 * j, m) : pw_load_n(src + 8 * j, m);
+                        v = xh ? h8_load_n(srq + 8 * j, m) : load8_n(src + 8 * j, m);
                     store8(d + 8 * j, v);
                 }
         } else {
@@ -234,7 +208,7 @@ static inline __attribute__((always_inline)) void tile_io(const conv_pointwise_a
                 for (long j = 0; j < nv; j++) {
                     long m = st->np - 8 * j;
                     acc[i][j] = m >= 8  ? load8(o + i * a->ocs + 8 * j)
-                                : m > 0 ? pw_load_n(o + i * a->ocs + 8 * j, m)
+                                : m > 0 ? load8_n(o + i * a->ocs + 8 * j, m)
                                         : (v8){0};
                 }
             return;
@@ -276,7 +250,7 @@ static inline __attribute__((always_inline)) void tile_io(const conv_pointwise_a
                 else if (m >= 8)
                     store8(o + i * a->ocs + 8 * j, y[n]);
                 else
-                    pw_store_n(o + i * a->ocs + 8 * j, y[n], m);
+                    store8_n(o + i * a->ocs + 8 * j, y[n], m);
             }
         return;
     }

@@ -101,13 +101,16 @@ static inline __attribute__((always_inline)) void activate_n(v8 *y, long n, long
     }
 }
 
-/* The register tile every conv kernel shares: for k < n, acc[i] += u[6 k + i] * v[16 k .. +16]
- * (6 broadcasts, 12 accumulator vectors); acc is written once, at the end. */
-static inline __attribute__((always_inline)) void tile_6x16(const float *u, const float *v,
-                                                          long n, v8 acc[6][2]) {
+/* The register tile every conv kernel shares: for k < n, acc[i] += u[us k + i] * v[16 k .. +16]
+ * (6 broadcasts, 12 accumulator vectors; the terms us floats apart: 6 in a packed tile, a
+ * channel stride where a plain 1x1 conv's input is read in place); acc is written once, at the
+ * end. */
+static inline __attribute__((always_inline)) void tile_6x16s(const float *u, long us,
+                                                           const float *v, long n,
+                                                           v8 acc[6][2]) {
     v8 a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
     v8 a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
-    for (long k = 0; k < n; k++, u += 6, v += 16) {
+    for (long k = 0; k < n; k++, u += us, v += 16) {
         v8 v0 = load8(v), v1 = load8(v + 8);
         a00 += u[0] * v0; a01 += u[0] * v1;
         a10 += u[1] * v0; a11 += u[1] * v1;
@@ -120,6 +123,47 @@ static inline __attribute__((always_inline)) void tile_6x16(const float *u, cons
     acc[2][0] = a20; acc[2][1] = a21; acc[3][0] = a30; acc[3][1] = a31;
     acc[4][0] = a40; acc[4][1] = a41; acc[5][0] = a50; acc[5][1] = a51;
 }
+static inline __attribute__((always_inline)) void tile_6x16(const float *u, const float *v,
+                                                          long n, v8 acc[6][2]) {
+    tile_6x16s(u, 6, v, n, acc);
+}
+
+/* The first n lanes of a vector (all 8 when n >= 8): loaded (the others zero) / stored (the
+ * others untouched); AVX-512 mask registers where the build has them (AVX2's vmaskmovps store
+ * is slow on AMD cores). */
+#if defined(__AVX512VL__)
+static inline v8 load8_n(const float *p, long n) {
+    return n >= 8 ? load8(p) : (v8)_mm256_maskz_loadu_ps((__mmask8)((1u << n) - 1), p);
+}
+static inline void store8_n(float *p, v8 y, long n) {
+    if (n >= 8) store8(p, y);
+    else _mm256_mask_storeu_ps(p, (__mmask8)((1u << n) - 1), (__m256)y);
+}
+#elif defined(__AVX2__)
+static inline v8i first8_lanes(long n) {
+    v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    return lane < (int)n;
+}
+static inline v8 load8_n(const float *p, long n) {
+    return n >= 8 ? load8(p) : (v8)_mm256_maskload_ps(p, (__m256i)first8_lanes(n));
+}
+static inline void store8_n(float *p, v8 y, long n) {
+    if (n >= 8) store8(p, y);
+    else _mm256_maskstore_ps(p, (__m256i)first8_lanes(n), (__m256)y);
+}
+#else
+static inline v8 load8_n(const float *p, long n) {
+    float t[8];
+    for (long j = 0; j < 8; j++) t[j] = j < n ? p[j] : 0.0f;
+    return load8(t);
+}
+static inline void store8_n(float *p, v8 y, long n) {
+    float t[8];
+    store8(t, y);
+    for (long j = 0; j < 8; j++)
+        if (j < n) p[j] = t[j];
+}
+#endif
 
 
 /* One plane of 2-D max pooling, for any element type T (float, int8_t): for each output row
