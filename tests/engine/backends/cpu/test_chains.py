@@ -93,7 +93,7 @@ def force_chain(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def tune(signature: str, tactics: list[Any], bind: Any, cache: Any, timer: Any, check: Any):
         kept = check(tactics) if check is not None else tactics
-        return kept[-1].name, {t.name: 1.0 for t in kept}
+        return kept[-1].name, {t.name: 1.0 if t.name == chains.SPLIT else 0.5 for t in kept}
 
     monkeypatch.setattr(chains, "tune_layer", tune)
     monkeypatch.setitem(CPU_TACTICS, "chain", (NumpyChain,))
@@ -234,3 +234,19 @@ def test_an_engine_file_with_a_bad_chain_is_refused(
     bad = rewrite(path, tmp_path / "bad.engine", plan_edit=unknown_tactic)
     with pytest.raises(EngineFileError, match="chain 0 has unknown tactic 'chain_fastest_ever'"):
         api.Engine.load(bad)
+
+
+def test_a_chain_barely_faster_than_its_members_is_not_kept(
+    model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Build-time timings within KEEP_BELOW decide nothing: the members stay separate."""
+    monkeypatch.setitem(CPU_TACTICS, "chain", (NumpyChain,))
+    ratio = {"r": chains.KEEP_BELOW + 0.05}
+
+    def tune(signature: str, tactics: list[Any], bind: Any, cache: Any, timer: Any, check: Any):
+        return tactics[-1].name, {chains.SPLIT: 1.0, tactics[-1].name: ratio["r"]}
+
+    monkeypatch.setattr(chains, "tune_layer", tune)
+    assert not api.build(model, options=_opts()).graph(2).meta.get("chains")
+    ratio["r"] = chains.KEEP_BELOW - 0.05
+    assert len(api.build(model, options=_opts()).graph(2).meta["chains"]) == 17
