@@ -116,7 +116,9 @@ class OcVecNative(_NativeConv):
         parts = 1 if per_image else self._whole_rounds(self._chunks(scratch), scratch)
         plain = self._plain_rows(x, positions, pb)
         if plain is not None:
-            return self._bind_plain(plain, out3, z3, scratch, before, after, pb, per_image, parts)
+            return self._bind_plain(
+                plain, out3, z3, scratch, before, after, pb, per_image, parts, wpack, bias, half
+            )
         direct = self._in_place(x, scratch, before)
         if direct is not None:  # no padding: terms read the input itself, no layout pass
             base, image, toff, posoff = direct
@@ -149,21 +151,8 @@ class OcVecNative(_NativeConv):
             return native.NativeCall("pack_positions_f32", args, (*keep, pk))
 
         def conv(b: int, o0: int, o1: int, pk: np.ndarray) -> Any:
-            args = dict(
-                pk=pk.ctypes.data,
-                T=len(toff),
-                npb=npb,
-                wpack=wpack.ctypes.data,
-                bias=None if bias is None else bias.ctypes.data,
-                ob0=o0,
-                ob1=o1,
-                cout=cout,
-                P=positions,
-                **self._output_args(out3, z3, b),
-                half=half & (_OUT_HALF | _Z_HALF),
-                pb=pb,
-                xcs=0,
-            )
+            args = self._conv_args(pk.ctypes.data, len(toff), npb, 0, wpack, bias, half, pb)
+            args.update(ob0=o0, ob1=o1, **self._output_args(out3, z3, b))
             return native.NativeCall("conv_ocvec_f32", args, (*keep, pk))
 
         blocks = -(-cout // OB)
@@ -192,6 +181,33 @@ class OcVecNative(_NativeConv):
                 chunks.append(sequence(steps))
             phases.append(chunks)
         return self._assemble(scratch, [p for p in phases if p], before, after)
+
+    def _conv_args(
+        self,
+        pk: int,
+        terms: int,
+        npb: int,
+        xcs: int,
+        wpack: np.ndarray,
+        bias: np.ndarray | None,
+        half: int,
+        pb: int,
+    ) -> dict[str, Any]:
+        """conv_ocvec_f32's fields common to every call of this layer: the terms at ``pk``
+        (a pack, or the input itself ``xcs`` floats a channel apart), weights, bias, tile."""
+        _, cout, ho, wo = self.spec.out_shape
+        return dict(
+            pk=pk,
+            T=terms,
+            npb=npb,
+            wpack=wpack.ctypes.data,
+            bias=None if bias is None else bias.ctypes.data,
+            cout=cout,
+            P=ho * wo,
+            half=half & (_OUT_HALF | _Z_HALF),
+            pb=pb,
+            xcs=xcs,
+        )
 
     def _plain_rows(self, x: np.ndarray, positions: int, pb: int) -> np.ndarray | None:
         """A plain 1×1 projection's float32 input as (N, C, H·W) with unit-stride positions,
@@ -222,6 +238,9 @@ class OcVecNative(_NativeConv):
         pb: int,
         per_image: bool,
         parts: int,
+        wpack: np.ndarray,
+        bias: np.ndarray | None,
+        half: int,
     ) -> Run:
         """No pack: each chunk (an image, or a range of its channel blocks) one kernel call
         reading the input in place — one phase per image instead of a pack phase and a
@@ -230,29 +249,14 @@ class OcVecNative(_NativeConv):
         n, cin = s.x_shape[0], s.x_shape[1]
         _, cout, ho, wo = s.out_shape
         positions = ho * wo
-        half = self._half_bits(x3, out3, z3 if self.residual else None)
-        wpack = pack_weights(s.weight, OB)
-        bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
         keep = (wpack, bias, x3, out3, z3)
         blocks = -(-cout // OB)
         xis, xcs = x3.strides[0] // x3.itemsize, x3.strides[1] // x3.itemsize
 
         def conv(b: int, o0: int, o1: int) -> Run:
-            args = dict(
-                pk=x3.ctypes.data + x3.itemsize * b * xis,
-                T=cin,
-                npb=positions // pb,
-                wpack=wpack.ctypes.data,
-                bias=None if bias is None else bias.ctypes.data,
-                ob0=o0,
-                ob1=o1,
-                cout=cout,
-                P=positions,
-                **self._output_args(out3, z3, b),
-                half=half & (_OUT_HALF | _Z_HALF),
-                pb=pb,
-                xcs=xcs,
-            )
+            pk = x3.ctypes.data + x3.itemsize * b * xis
+            args = self._conv_args(pk, cin, positions // pb, xcs, wpack, bias, half, pb)
+            args.update(ob0=o0, ob1=o1, **self._output_args(out3, z3, b))
             call = native.NativeCall("conv_ocvec_f32", args, keep)
             if self.fused:
                 return call
