@@ -364,7 +364,7 @@ class UpsampleNearestS8Args(KernelArgs):
 
 
 class QgemmS8Args(KernelArgs):
-    """gemm_int8.c: INT8 fully connected, outputs [n0, n1) of every row (okind: 0 float32,
+    """qgemm_packed.c: INT8 fully connected, outputs [n0, n1) of every row (okind: 0 float32,
     1 float16, 2 int8)."""
 
     _fields_ = [
@@ -497,7 +497,6 @@ ARGS: dict[str, type[KernelArgs]] = {
     "conv_int8_dw_f32": ConvInt8DwArgs,
     "reformat_f32": ReformatArgs,
     "upsample_nearest_s8_f32": UpsampleNearestS8Args,
-    "qgemm_s8_f32": QgemmS8Args,
     "qgemm_packed_s8_f32": QgemmPackedS8Args,
     "maxpool_s8_f32": MaxpoolS8Args,
     "gemv_f32": GemvArgs,

@@ -1,6 +1,6 @@
 """The non-conv layers of INT8 engines on their native fast paths, against the reference:
 edge_infer::Reformat (kernels/reformat.c: every storage conversion, bit for bit),
-edge_infer::QGemm (kernels/gemm_int8.c), nearest Resize and MaxPool on int8 storage
+edge_infer::QGemm (kernels/qgemm_packed.c), nearest Resize and MaxPool on int8 storage
 (upsample_nearest_s8, maxpool_s8), and a whole small INT8 engine whose depthwise layers run
 qdepthwise_native equal to the same engine on the reference kernels."""
 

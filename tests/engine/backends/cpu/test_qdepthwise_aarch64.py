@@ -1,5 +1,5 @@
 """The INT8 kernels of qdepthwise_native and the INT8 steps (conv_int8_dw.c, reformat.c,
-gemm_int8.c) as the Jetson's Arm cores run them: the calls the host's tactic and steps
+qgemm_packed.c) as the Jetson's Arm cores run them: the calls the host's tactic and steps
 make are recorded and replayed on aarch64 (-mcpu=cortex-a78ae) under qemu-user by the
 aarch64 driver (tests/engine/backends/cpu/aarch64), and the results compared with the
 reference op's, bit for bit (the activations here are the exact ones)."""
@@ -29,7 +29,7 @@ from tests.engine.backends.cpu.test_int8_layers import (
 from tests.engine.backends.cpu.test_qdepthwise_native import CONVS, make_case
 
 #: the kernel sources the aarch64 replay driver links (the cases call nothing else)
-ONLY = ("conv_int8_dw.c", "reformat.c", "gemm_int8.c", "qgemm_packed.c")
+ONLY = ("conv_int8_dw.c", "reformat.c", "qgemm_packed.c")
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
 
@@ -103,7 +103,7 @@ def test_int8_kernels_on_aarch64_equal_the_reference(tmp_path) -> None:
     exe = compile_driver(tmp_path, "cortex-a78ae", only=ONLY)
     cases = [*_dw_cases(), *_step_cases()]
     names = {c.name for rec, _ in cases for c in rec.calls}
-    # the QGemm step binds qgemm_packed_s8_f32 (gemm_int8.c's qgemm_s8 no longer)
+    # the QGemm step binds qgemm_packed_s8_f32
     assert {"conv_int8_dw_f32", "reformat_f32", "upsample_nearest_s8_f32",
             "qgemm_packed_s8_f32", "maxpool_s8_f32"} <= names  # fmt: skip
     replay.write(tmp_path / "calls.bin", [rec for rec, _ in cases])

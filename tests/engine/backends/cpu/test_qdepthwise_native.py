@@ -214,7 +214,7 @@ _BUILDS = {
 
 @functools.cache
 def build_library(flags: tuple[str, ...]) -> Any:
-    """conv_int8_dw.c, reformat.c, gemm_int8.c, qgemm_packed.c and the pool compiled with
+    """conv_int8_dw.c, reformat.c, qgemm_packed.c and the pool compiled with
     ``flags`` instead of the device's CPU option, as a library (ctypes); once per session
     (test_int8_layers.py shares them)."""
     folder = Path(tempfile.mkdtemp(prefix="qdw-"))
@@ -222,7 +222,7 @@ def build_library(flags: tuple[str, ...]) -> Any:
     assert cc is not None
     keep = [f for f in native._flags() if not f.startswith(("-march", "-mcpu"))]
     target = folder / "qdw.so"
-    files = ("conv_int8_dw.c", "reformat.c", "gemm_int8.c", "qgemm_packed.c", "pool.c", "args.c")
+    files = ("conv_int8_dw.c", "reformat.c", "qgemm_packed.c", "pool.c", "args.c")
     sources = [native.KERNELS / f for f in files]
     subprocess.run(
         [cc, *keep, *flags, "-o", str(target), *map(str, sources)],
@@ -231,7 +231,7 @@ def build_library(flags: tuple[str, ...]) -> Any:
         text=True,
     )
     lib = ctypes.CDLL(str(target))
-    for name in ("conv_int8_dw_f32", "reformat_f32", "qgemm_s8_f32"):
+    for name in ("conv_int8_dw_f32", "reformat_f32"):
         getattr(lib, name).restype = None
         getattr(lib, name).argtypes = [ctypes.POINTER(native.ARGS[name])]
     lib.pool_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]

@@ -184,7 +184,7 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, long, xis) X(K, long, xcs) X(K, long, yis) X(K, long, ycs) X(K, long, h)              \
     X(K, long, w) X(K, long, fh) X(K, long, fw)
 
-/* gemm_int8.c: INT8 fully connected, outputs [n0, n1) of rows x k int8 values (row stride
+/* qgemm_packed.c: INT8 fully connected, outputs [n0, n1) of rows x k int8 values (row stride
  * xrs) by w [N, k]; storage kind okind, output row stride ors */
 #define EI_QGEMM_S8_ARGS(X, K)                                                                 \
     X(K, const signed char *, x) X(K, long, xrs) X(K, const signed char *, w) X(K, long, k)    \
@@ -275,7 +275,6 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(conv_int8_dw, EI_CONV_INT8_DW_ARGS)                                                     \
     X(reformat, EI_REFORMAT_ARGS)                                                             \
     X(upsample_nearest_s8, EI_UPSAMPLE_NEAREST_S8_ARGS)                                       \
-    X(qgemm_s8, EI_QGEMM_S8_ARGS)                                                             \
     X(qgemm_packed_s8, EI_QGEMM_PACKED_S8_ARGS)                                               \
     X(maxpool_s8, EI_MAXPOOL_S8_ARGS)                                                         \
     X(gemv, EI_GEMV_ARGS)                                                                     \

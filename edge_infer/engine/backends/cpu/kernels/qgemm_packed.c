@@ -1,5 +1,5 @@
 /* INT8 fully connected layer (edge_infer::QGemm, ops/quantize.py qgemm) with the weights
- * packed for the vector dot products, bit for bit gemm_int8.c's: for each row m of X (int8 at
+ * packed for the vector dot products, bit for bit the reference: for each row m of X (int8 at
  * x_scale) and output n the exact int32 accumulator sum_k x[m, k] w[n, k], then
  * float32((double(acc) + bias[n]) * mult[n]) stored as fp32, fp16 or int8 (qsimd.h).
  *
@@ -7,7 +7,7 @@
  * 4 consecutive k bytes side by side, zeros past n and k): one vpdpbusd multiplies 4 x bytes
  * by 16 outputs' 4 weights. It takes unsigned x, so x + 128 (x ^ 0x80) goes in and
  * wsum[n] = 128 sum_k w[n, k] comes off (int32 sums are exact: any order gives the same
- * bits). Tiles of up to 8 rows x 16 outputs. Elsewhere the row-major w as gemm_int8.c.
+ * bits). Tiles of up to 8 rows x 16 outputs. Elsewhere row dot products over the row-major w.
  *
  * Rows [r0, r1) and outputs [n0, n1) (n0 a multiple of 16) of a call: the threads' parts. */
 #include "qsimd.h"

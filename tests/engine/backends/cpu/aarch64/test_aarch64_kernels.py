@@ -76,7 +76,6 @@ ELSEWHERE = {
         "conv_int8_dw_f32",
         "reformat_f32",
         "upsample_nearest_s8_f32",
-        "qgemm_s8_f32",
         "qgemm_packed_s8_f32",
         "maxpool_s8_f32",
     },
