@@ -35,6 +35,10 @@ PLAIN_MIN_POSITIONS = 65
 #: conv_ocvec packs an im2col of the whole layer: only for small grids
 OCVEC_MAX_POSITIONS = 1024
 OCVEC_MAX_PACK_BYTES = 16 << 20
+#: a chunk below this many multiply-adds is not worth a thread hand-off. The shared
+#: ``_chunks`` counts output values (4096 per chunk), which kept 960->160 and 576->160
+#: projections on 7x7 (7840 outputs, 7.5 M multiply-adds) on one thread
+OCVEC_MIN_CHUNK_MACS = 1 << 18
 
 
 def positions_per_tile(positions: int) -> int:
@@ -76,6 +80,19 @@ class OcVecNative(_NativeConv):
             and terms * (-(-ho * wo // PB) * PB) * 4 <= OCVEC_MAX_PACK_BYTES
             and native.available()
         )
+
+    def _chunks(self, scratch: Scratch) -> int:
+        """Chunks of one image's channel blocks: by multiply-adds, not output values (a
+        1x1 conv on 7x7 with 960 input channels has few outputs and much work), a few more
+        than threads where there is work enough (a late thread costs less)."""
+        s = self.spec
+        _, cout, ho, wo = s.out_shape
+        macs = cout * ho * wo * s.cin * s.kernel[0] * s.kernel[1]
+        workers = getattr(scratch, "workers", 1)
+        parts = max(1, min(workers, macs // OCVEC_MIN_CHUNK_MACS))
+        if parts > 1:
+            parts = min(2 * workers, max(parts, macs // (8 * OCVEC_MIN_CHUNK_MACS)))
+        return parts
 
     def _in_place(
         self, x: np.ndarray, scratch: Scratch, before: list[Run]
