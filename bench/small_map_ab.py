@@ -45,6 +45,7 @@ LAYERS = {
     "mnv2_f18_320x1280@7": (320, 1280, 7, 1, 1, 0),
     "mnv2_f17_960x320@7": (960, 320, 7, 1, 1, 0),
     "mnv2_f15_960x160@7": (960, 160, 7, 1, 1, 0),
+    "mnv2_f14_576x160@7": (576, 160, 7, 1, 1, 0),
     "mnv2_f12_576x96@14": (576, 96, 14, 1, 1, 0),
     "mnv2_f12_expand_96x576@14": (96, 576, 14, 1, 1, 0),
     "mnv2_f4_192x32@28": (192, 32, 28, 1, 1, 0),
@@ -85,17 +86,24 @@ def variants() -> list[type]:
 
 
 def rotated(
-    runs: dict[str, Any], rounds: int, clock: Callable[[], float]
+    runs: dict[str, Any], rounds: int, clock: Callable[[], float], repeat: int = 1
 ) -> dict[str, list[float]]:
-    """``rounds`` rounds of one timed call of each of ``runs``, each round starting one
-    further along the list (alternating.rotated, with a choice of clock)."""
+    """``rounds`` rounds of one timed sample of each of ``runs``, each round starting one
+    further along the list (alternating.rotated, with a choice of clock). A sample is the
+    mean of ``repeat`` calls back to back: after the first, each side's helper threads are
+    still awake (spinning), as between the layers of a model — a single call after another
+    candidate's may first wait for its helper to wake, or for the other side's spinning
+    threads to yield the core."""
     names = list(runs)
     times: dict[str, list[float]] = {key: [] for key in names}
     for rnd in range(rounds):
         for key in names[rnd % len(names) :] + names[: rnd % len(names)]:
+            if repeat > 1:
+                runs[key]()  # wakes this side's helpers
             t = clock()
-            runs[key]()
-            times[key].append(clock() - t)
+            for _ in range(repeat):
+                runs[key]()
+            times[key].append((clock() - t) / repeat)
     return times
 
 
@@ -107,6 +115,9 @@ def main() -> int:
     p.add_argument("--layers", nargs="*", default=list(LAYERS))
     p.add_argument("--tactics", nargs="*", default=None, help="default: every applicable")
     p.add_argument("--cpu-time", action="store_true", help="the thread's CPU time (1 thread)")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="calls per timed sample (above 1: after one untimed)"
+    )
     args = p.parse_args()
     if args.cpu_time and args.threads != 1:
         p.error("--cpu-time times one thread: use --threads 1")
@@ -147,7 +158,7 @@ def main() -> int:
         ref = sess.run(None, feeds)[0]
         runs["onnxruntime"] = lambda s=sess, f=feeds: s.run(None, f)
         first_runs_checked(name, runs, outs, ref)
-        times = rotated(runs, args.rounds, clock)
+        times = rotated(runs, args.rounds, clock, args.repeat)
         ort_t = np.array(times["onnxruntime"])
         gflop = 2 * cout * cin * k * k * ho * ho * args.batch / 1e9
         print(f"{name} b{args.batch} ({gflop:.3f} GFLOP)", flush=True)
