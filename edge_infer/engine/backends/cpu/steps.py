@@ -4,158 +4,48 @@
 constants), its output views and a scratch allocator, and returns ``run() -> None``. Ops
 without a factory fall back to the registry's reference kernel plus a copy into the output
 (correct, but it allocates). Conv-like layers get their factory from the chosen tactic.
+
+Here: layout and glue ops (Transpose, reshapes, Concat, Split, Slice, Resize, MaxPool) and
+the BLAS products (Gemm, MatMul, GlobalAveragePool); the elementwise steps are in
+steps_elementwise.py, the INT8 ones in steps_int8.py (imported here, so ``STEPS`` holds
+them all; the registry itself is stepkit.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from edge_infer.engine.backends.cpu import dense, half, native, permute, pooling
-from edge_infer.engine.backends.cpu.parallel import share, split
+from edge_infer.engine.backends.cpu import (
+    dense,
+    half,
+    native,
+    permute,
+    pooling,
+    steps_elementwise,
+    steps_int8,
+)
+from edge_infer.engine.backends.cpu.parallel import share
+from edge_infer.engine.backends.cpu.stepkit import (
+    STEPS,
+    Run,
+    Scratch,
+    int8_planes,
+    is_const,
+    planes_ok,
+    step,
+    thread_kwargs,
+    thread_parts,
+)
 from edge_infer.engine.ir import Node
 from edge_infer.engine.ops.linalg import matmul_shape
 from edge_infer.engine.ops.slice_pad import slice_index
 from edge_infer.errors import ShapeInferenceError
 
-Run = Callable[[], None]
-Scratch = Callable[[tuple[int, ...], Any, "str | None"], np.ndarray]
-Factory = Callable[[Node, list[Any], list[np.ndarray], Scratch], Run | None]
-
-STEPS: dict[str, Factory] = {}
-
-
-def step(*op_types: str) -> Callable[[Factory], Factory]:
-    def register(factory: Factory) -> Factory:
-        for op in op_types:
-            if op in STEPS:
-                raise ValueError(f"step factory for {op} registered twice")
-            STEPS[op] = factory
-        return factory
-
-    return register
-
-
-def _float(*arrays: Any) -> bool:
-    return all(a is None or np.asarray(a).dtype.kind == "f" for a in arrays)
-
-
-def _native_ok(*arrays: Any) -> Any | None:
-    """The native kernel library when every array is a C-contiguous float32 ndarray."""
-    if not all(
-        isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous for a in arrays
-    ):
-        return None
-    return native.library()
-
-
-def _planes_ok(*arrays: Any) -> bool:
-    """Every array a float32 (N, C, H, W) ndarray whose (H, W) planes are contiguous (a
-    channel slice of a bigger buffer qualifies)."""
-    for a in arrays:
-        if not (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.ndim == 4):
-            return False
-        w = a.shape[3]
-        if a.strides[3] != 4 or a.strides[2] != 4 * w or a.strides[0] % 4 or a.strides[1] % 4:
-            return False
-    return True
-
-
-def _int8_planes(*arrays: Any) -> bool:
-    """Every array an int8 (N, C, H, W) ndarray whose (H, W) planes are contiguous."""
-    return all(
-        isinstance(a, np.ndarray)
-        and a.dtype == np.int8
-        and a.ndim == 4
-        and a.strides[3] == 1
-        and a.strides[2] == a.shape[3]
-        for a in arrays
-    )
-
-
-#: an elementwise or per-row native pass is split between threads from this many values
-#: (each part at least half of it)
-_ELEMENTWISE_SPLIT = 1 << 16
-
-
-def _parts(size: int, scratch: Scratch, units: int) -> list[tuple[int, int]]:
-    """``units`` (planes, rows, values) of a pass over ``size`` values split into ranges for
-    the layer's threads: one range below _ELEMENTWISE_SPLIT values or without threads."""
-    workers = getattr(scratch, "workers", 1)
-    parts = max(1, min(workers, size // (_ELEMENTWISE_SPLIT // 2))) if workers > 1 else 1
-    return split(units, parts)
-
-
-_BINARY = {
-    "Add": np.add,
-    "Sub": np.subtract,
-    "Mul": np.multiply,
-    "Div": np.divide,
-    "Max": np.maximum,
-    "Min": np.minimum,
-}
-_UNARY = {
-    "Neg": np.negative,
-    "Abs": np.abs,
-    "Exp": np.exp,
-    "Log": np.log,
-    "Sqrt": np.sqrt,
-    "Tanh": np.tanh,
-    "Reciprocal": np.reciprocal,
-    "Floor": np.floor,
-    "Ceil": np.ceil,
-}
-
-
-@step(*_BINARY)
-def _binary(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
-    if len(ins) != 2 or not _float(*ins) or ins[0].dtype != ins[1].dtype:
-        return None
-    ufunc, (a, b), out = _BINARY[node.op_type], ins, outs[0]
-    if np.broadcast_shapes(np.shape(a), np.shape(b)) != out.shape:
-        return None
-    return lambda: ufunc(a, b, out=out)
-
-
-@step(*_UNARY)
-def _unary(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
-    if not _float(ins[0]):
-        return None
-    ufunc, x, out = _UNARY[node.op_type], ins[0], outs[0]
-    return lambda: ufunc(x, out=out)
-
-
-@step("Relu")
-def _relu(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
-    x, out = ins[0], outs[0]
-    return lambda: np.maximum(x, 0, out=out)
-
-
-@step("Sigmoid")
-def _sigmoid(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
-    if not _float(ins[0]):
-        return None
-    x, out = ins[0], outs[0]
-    lib = _native_ok(x, out)
-    if lib is not None and x.shape == out.shape:  # one vectorized pass, split between threads
-        calls = [
-            native.NativeCall("unary_f32", dict(x=x.ctypes.data + 4 * a, y=out.ctypes.data + 4 * a,
-                              n=b - a, kind=native.Activation.SIGMOID), (x, out))
-            for a, b in _parts(x.size, scratch, -(-x.size // 64))
-            for a, b in [(64 * a, min(x.size, 64 * b))]
-        ]  # fmt: skip
-        return share(calls, getattr(scratch, "pool", None))
-
-    def run() -> None:  # 1 / (1 + exp(-x)), in place; exp overflow gives the right limit
-        np.negative(x, out=out)
-        with np.errstate(over="ignore"):
-            np.exp(out, out=out)
-        np.add(out, 1, out=out)
-        np.reciprocal(out, out=out)
-
-    return run
+__all__ = ["STEPS"]
+#: the step modules beside this one: importing them registers their steps in ``STEPS``
+MODULES = (steps_elementwise, steps_int8)
 
 
 @step("Transpose")
@@ -163,7 +53,7 @@ def _transpose(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scra
     """One native pass over the merged axes, split between threads (permute.py); numpy's
     strided copy where the kernel cannot run it."""
     perm = node.attrs.get("perm") or list(reversed(range(np.ndim(ins[0]))))
-    run = permute.bind_transpose(ins[0], outs[0], perm, **_threads(scratch))
+    run = permute.bind_transpose(ins[0], outs[0], perm, **thread_kwargs(scratch))
     if run is not None:
         return run
     src, out = np.transpose(ins[0], perm), outs[0]
@@ -228,9 +118,9 @@ def _resize(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch
     ):
         return None  # other modes pick other source pixels: keep the reference
     n, c, h, w = x.shape
-    if _int8_planes(x, out) and native.library() is not None:  # INT8 engines' storage
+    if int8_planes(x, out) and native.library() is not None:  # INT8 engines' storage
         calls = []
-        for c0, c1 in _parts(out.size, scratch, c):  # channel ranges, every image
+        for c0, c1 in thread_parts(out.size, scratch, c):  # channel ranges, every image
             args = dict(
                 x=x.ctypes.data + c0 * x.strides[1],
                 y=out.ctypes.data + c0 * out.strides[1],
@@ -247,7 +137,7 @@ def _resize(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch
             )
             calls.append(native.NativeCall("upsample_nearest_s8_f32", args, (x, out)))
         return share(calls, getattr(scratch, "pool", None))
-    if _planes_ok(x, out) and native.library() is not None:  # channel slices (concat) too
+    if planes_ok(x, out) and native.library() is not None:  # channel slices (concat) too
         args = dict(
             x=x.ctypes.data,
             y=out.ctypes.data,
@@ -300,7 +190,7 @@ def _maxpool(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
     pads = node.attrs.get("pads", [0, 0, 0, 0])
     window = pooling.Window.of(node.attrs)
     if window is not None and len(outs) == 1:
-        run = pooling.bind_maxpool(x, out, window, **_threads(scratch))
+        run = pooling.bind_maxpool(x, out, window, **thread_kwargs(scratch))
         if run is not None:
             return run
     if half.is_half(x, out) and native.available():  # float16 storage: exact through float32
@@ -338,189 +228,6 @@ def _maxpool(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
     return run
 
 
-@step("Softmax")
-def _softmax(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
-    x, out = ins[0], outs[0]
-    opset_axis = node.attrs.get("axis", -1)
-    if node.graph is not None and node.graph.opsets.get("", 17) < 13:
-        return None  # old flatten-to-2D semantics: keep the reference
-    if not _float(x):
-        return None
-    axis = int(opset_axis) % x.ndim
-    lib = _native_ok(x, out)
-    if lib is not None and x.shape == out.shape:
-        outer, inner = int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis + 1 :]))
-        block = 4 * x.shape[axis] * inner  # bytes of one outer index
-        calls = [
-            native.NativeCall("softmax_f32", dict(x=x.ctypes.data + a * block,
-                              y=out.ctypes.data + a * block, outer=b - a, axis=x.shape[axis],
-                              inner=inner), (x, out))
-            for a, b in _parts(x.size, scratch, outer)
-        ]  # fmt: skip
-        return share(calls, getattr(scratch, "pool", None))
-    reduced = list(x.shape)
-    reduced[axis] = 1
-    tmp = scratch(tuple(reduced), x.dtype, "softmax")
-
-    def run() -> None:
-        np.max(x, axis=axis, keepdims=True, out=tmp)
-        np.subtract(x, tmp, out=out)
-        np.exp(out, out=out)
-        np.sum(out, axis=axis, keepdims=True, out=tmp)
-        np.divide(out, tmp, out=out)
-
-    return run
-
-
-#: storage kinds of the INT8 kernels (kernels/qsimd.h enum ei_storage)
-_KINDS = {np.dtype(np.float32): 0, np.dtype(np.float16): 1, np.dtype(np.int8): 2}
-#: a storage conversion is split between threads from this many values (each part at least
-#: half of it)
-_REFORMAT_SPLIT = 1 << 16
-
-
-@step("edge_infer::Reformat")
-def _reformat(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
-    """edge_infer::Reformat (int8 <-> fp32 / fp16, fp32 <-> fp16) with the reformat kernel:
-    the reference's numbers (ops/quantize.py reformat), in one pass, threaded when large."""
-    x, out = ins[0], outs[0]
-    if not (
-        isinstance(x, np.ndarray)
-        and x.dtype in _KINDS
-        and out.dtype in _KINDS
-        and x.shape == out.shape
-        and x.flags.c_contiguous
-        and out.flags.c_contiguous
-        and native.library() is not None
-    ):
-        return None
-    x_scale = float(node.attrs.get("x_scale", 0.0))
-    y_scale = float(node.attrs.get("y_scale", 0.0))
-    if out.dtype == np.int8 and not (y_scale > 0 and 1.0 / y_scale < np.finfo(np.float32).max):
-        return None
-    workers = getattr(scratch, "workers", 1)
-    parts = max(1, min(workers, x.size // (_REFORMAT_SPLIT // 2))) if workers > 1 else 1
-    calls = []
-    for a, b in split(x.size, parts, align=64):
-        args = dict(
-            x=x.ctypes.data + a * x.itemsize,
-            xkind=_KINDS[x.dtype],
-            xscale=x_scale,
-            xrs=0,
-            y=out.ctypes.data + a * out.itemsize,
-            ykind=_KINDS[out.dtype],
-            yscale=y_scale,
-            yrs=0,
-            rows=1,
-            n=b - a,
-        )
-        calls.append(native.NativeCall("reformat_f32", args, (x, out)))
-    pool = getattr(scratch, "pool", None)
-    if pool is not None and len(calls) > 1:
-        return pool.bind(calls)
-    return calls[0]
-
-
-#: a QGemm is split between threads from this many int8 multiply-adds
-_QGEMM_SPLIT = 1 << 20
-#: qgemm_packed.c's output block (the packed weights' 16 outputs) and row tile
-_QGEMM_BLOCK, _QGEMM_ROWS = 16, 8
-
-
-def pack_qgemm(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """int8 W [n, k] → qgemm_packed.c's wp [n / 16][ceil(k / 4)][16][4] (zeros past n and k)
-    and wsum [n / 16 * 16] = 128 x each row's sum (int32)."""
-    n, k = w.shape
-    nb, kq = -(-n // _QGEMM_BLOCK), -(-k // 4)
-    padded = np.zeros((nb * _QGEMM_BLOCK, kq * 4), np.int8)
-    padded[:n, :k] = w
-    wp = np.ascontiguousarray(padded.reshape(nb, _QGEMM_BLOCK, kq, 4).transpose(0, 2, 1, 3))
-    wsum = np.zeros(nb * _QGEMM_BLOCK, np.int32)
-    wsum[:n] = 128 * w.sum(axis=1, dtype=np.int64)
-    return wp, wsum
-
-
-@step("edge_infer::QGemm")
-def _qgemm(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
-    """edge_infer::QGemm with the qgemm_packed_s8 kernel (exact int32 dot products: VNNI's
-    over the packed weights where compiled, else row by row; the reference's float64
-    requantization and fp32 / fp16 / int8 store); a float X quantized first. Threads split
-    the rows (8-row tiles), or the outputs (16-output blocks) when the rows are few."""
-    x, w, w_scale = ins[0], ins[1], ins[2]
-    bias = ins[3] if len(ins) > 3 else None
-    out = outs[0]
-    a = node.attrs
-    out_kind = {"fp32": 0, "fp16": 1, "int8": 2}.get(a.get("out_precision", "fp32"))
-    out_scale, x_scale = float(a.get("out_scale", 0.0)), float(a["x_scale"])
-    if not (
-        isinstance(x, np.ndarray)
-        and x.dtype in _KINDS
-        and x.flags.c_contiguous
-        and isinstance(w, np.ndarray)
-        and w.dtype == np.int8
-        and w.ndim == 2
-        and (bias is None or (isinstance(bias, np.ndarray) and bias.dtype == np.int32))
-        and out_kind is not None
-        and out.flags.c_contiguous
-        and (out_kind != 2 or (out_scale > 0 and 1.0 / out_scale < np.finfo(np.float32).max))
-        and native.library() is not None
-    ):
-        return None
-    n, k = w.shape
-    rows = x.size // k
-    wq = np.ascontiguousarray(w)
-    wp, wsum = pack_qgemm(wq)
-    bq = None if bias is None else np.ascontiguousarray(bias)
-    mult = np.ascontiguousarray(x_scale * np.asarray(w_scale, np.float64))
-    before: list[Run] = []
-    if x.dtype != np.int8:  # the float input quantized as the reference does
-        xq = scratch((rows, k), np.int8, "qgemm_in")
-        args = dict(x=x.ctypes.data, xkind=_KINDS[x.dtype], xscale=0.0, xrs=0, y=xq.ctypes.data,
-                    ykind=2, yscale=x_scale, yrs=0, rows=1, n=x.size)  # fmt: skip
-        before.append(native.NativeCall("reformat_f32", args, (x, xq)))
-        x = xq
-    workers = getattr(scratch, "workers", 1)
-    parts = max(1, min(2 * workers, rows * n * k // _QGEMM_SPLIT)) if workers > 1 else 1
-    by_rows = rows >= parts * _QGEMM_ROWS
-    ranges = [
-        ((r0, r1), (0, n)) if by_rows else ((0, rows), (r0, r1))
-        for r0, r1 in split(
-            rows if by_rows else n, parts, align=_QGEMM_ROWS if by_rows else _QGEMM_BLOCK
-        )
-    ]
-    calls = []
-    for (r0, r1), (n0, n1) in ranges:
-        args = dict(x=x.ctypes.data, xrs=k, w=wq.ctypes.data, k=k, n0=n0, n1=n1,
-                    bias=None if bq is None else bq.ctypes.data, mult=mult.ctypes.data,
-                    rows=rows, out=out.ctypes.data, okind=out_kind, ors=n, oscale=out_scale,
-                    wp=wp.ctypes.data, wsum=wsum.ctypes.data, r0=r0, r1=r1)  # fmt: skip
-        keep = (x, wq, wp, wsum, bq, mult, out)
-        calls.append(native.NativeCall("qgemm_packed_s8_f32", args, keep))
-    pool = getattr(scratch, "pool", None)
-    if pool is not None and len(calls) > 1:
-        steps: list[Run] = [*before, pool.bind(calls)]
-    else:
-        steps = [*before, *calls]
-    if len(steps) == 1:
-        return steps[0]
-
-    def run() -> None:
-        for one in steps:
-            one()
-
-    return run
-
-
-def _const(node: Node, k: int) -> bool:
-    """Input ``k`` of ``node`` is a constant (its array never changes after bind). A node
-    without inputs (an FP16 layer's wrapped op) says nothing: treated as changing."""
-    return k < len(node.inputs) and node.inputs[k] is not None and node.inputs[k].const is not None
-
-
-def _threads(scratch: Scratch) -> dict[str, Any]:
-    return {"workers": getattr(scratch, "workers", 1), "pool": getattr(scratch, "pool", None)}
-
-
 @step("Gemm")
 def _gemm(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
     """Float32 Gemm in place with BLAS (dense.py): a constant B laid out once for BLAS,
@@ -540,12 +247,12 @@ def _gemm(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) 
         op_a,
         op_b,
         out,
-        b_const=_const(node, 1),
+        b_const=is_const(node, 1),
         c=c,
-        c_const=_const(node, 2),
+        c_const=is_const(node, 2),
         alpha=float(node.attrs.get("alpha", 1.0)),
         beta=float(node.attrs.get("beta", 1.0)),
-        **_threads(scratch),
+        **thread_kwargs(scratch),
     )
 
 
@@ -566,7 +273,9 @@ def _matmul(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch
         a2 = a.reshape(-1, a.shape[-1])
         out2 = out.reshape(-1, out.shape[-1]) if out.flags.c_contiguous else None
         if out2 is not None:
-            return dense.bind_product(a2, b, out2, b_const=_const(node, 1), **_threads(scratch))
+            return dense.bind_product(
+                a2, b, out2, b_const=is_const(node, 1), **thread_kwargs(scratch)
+            )
     return lambda: np.matmul(a, b, out=out)
 
 
@@ -579,7 +288,7 @@ def _global_average_pool(
     x, out = ins[0], outs[0]
     if not dense.is_f32(x, out) or x.ndim < 3 or out.shape != (*x.shape[:2], *[1] * (x.ndim - 2)):
         return None
-    return dense.bind_global_average_pool(x, out, **_threads(scratch))
+    return dense.bind_global_average_pool(x, out, **thread_kwargs(scratch))
 
 
 @step("Slice")
@@ -590,7 +299,7 @@ def _slice(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch)
     if not isinstance(x, np.ndarray):
         return None
     if len(node.inputs) > 1:  # opset 10+: inputs
-        if not all(ins[k] is None or _const(node, k) for k in range(1, len(ins))):
+        if not all(ins[k] is None or is_const(node, k) for k in range(1, len(ins))):
             return None
         args = [ins[k] if k < len(ins) else None for k in range(1, 5)]
     elif "starts" in node.attrs and "ends" in node.attrs:  # opset 1: attributes
@@ -604,43 +313,3 @@ def _slice(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch)
     if view.shape != out.shape or view.dtype != out.dtype:
         return None
     return lambda: np.copyto(out, view)
-
-
-#: the ops a float32 edge_infer::Pointwise chain runs here: the same numpy ufuncs as their
-#: reference kernels (ops/elementwise.py) for float32
-_CHAIN: dict[str, Any] = {**_BINARY, **_UNARY}
-
-
-@step("edge_infer::Pointwise")
-def _pointwise(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
-    """A float32 chain of elementwise ops (fused Add/Sub/Mul/Div/... with constants) as
-    ufuncs writing the output in place, step after step; anything else: the reference."""
-    out = outs[0]
-    steps = node.attrs.get("steps")
-    if not (steps and dense.is_f32(out) and all(dense.is_f32(a) for a in ins if a is not None)):
-        return None
-    calls: list[tuple[Any, list[Any]]] = []
-    acc: Any = ins[0]
-    for one in steps:
-        ufunc = _CHAIN.get(one.get("op")) if isinstance(one, dict) else None
-        if ufunc is None or one.get("attrs") or ufunc.nin != len(one.get("args", ())):
-            return None
-        args = []
-        for a in one["args"]:
-            arg = acc if a == "$acc" else None if a is None else ins[int(a)]
-            if arg is None:
-                return None
-            if calls and a != "$acc" and np.may_share_memory(arg, out):
-                return None  # an input in the output's memory, read after a step wrote it
-            args.append(arg)
-        if np.broadcast_shapes(*(np.shape(a) for a in args)) != out.shape:
-            return None
-        calls.append((ufunc, args))
-        acc = out
-
-    def run() -> None:
-        with np.errstate(divide="ignore", invalid="ignore"):  # as the reference's Div
-            for ufunc, args in calls:
-                ufunc(*args, out=out)
-
-    return run
