@@ -100,6 +100,15 @@ def _best_layer(spec: ConvSpec, x: np.ndarray, out: np.ndarray, z: Any, scratch:
 
 def _ort_session(spec: ChainSpec, threads: int) -> Any:
     import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(ort_model(spec), opts, providers=["CPUExecutionProvider"])
+
+
+def ort_model(spec: ChainSpec) -> bytes:
+    """The block's layers as one onnx model (Conv [+ Add] [+ Clip] per layer), serialized."""
     from onnx import TensorProto, helper, numpy_helper
 
     nodes, inits = [], []
@@ -142,10 +151,7 @@ def _ort_session(spec: ChainSpec, threads: int) -> Any:
     outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(spec.out_shape))]
     graph = helper.make_graph(nodes, "block", ins, outs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return bytes(model.SerializeToString())
 
 
 def bench_block(name: str, batch: int, threads: int, rounds: int, with_ort: bool) -> dict[str, Any]:

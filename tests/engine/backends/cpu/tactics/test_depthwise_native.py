@@ -257,3 +257,25 @@ def test_whole_vector_stores_stay_in_the_slice(case, act) -> None:
         _close(view, expected(conv, None, act[0], act[1], "none"))
         assert (big[:, :1] == -7).all() and (big[:, 1 + c :] == -7).all()
         view[:] = np.nan
+
+
+def test_images_go_last_to_first() -> None:
+    """The batch's images in reverse (REVERSE_IMAGES: the layer before leaves its last images
+    in cache): the bound calls read the last image first, and the output is the same."""
+    case = CASES[7]  # batch 3
+    x, w, b, conv = _data(case, seed=5)
+    spec = _spec(case, conv, w, b)
+    firsts = []
+    record = native.NativeCall.__init__
+
+    def recording(self, name, fields, keep):
+        firsts.append(fields["x"])
+        record(self, name, fields, keep)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(native.NativeCall, "__init__", recording)
+        out = np.full(conv.shape, np.nan, np.float32)
+        DepthwiseNative(spec).bind([x, w, b], [out], ScratchPool())()
+    image = x[0].nbytes
+    assert [(a - x.ctypes.data) // image for a in firsts][:: len(firsts) // 3] == [2, 1, 0]
+    _close(out, conv)
