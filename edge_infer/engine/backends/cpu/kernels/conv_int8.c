@@ -19,15 +19,18 @@
  *                 saturation would not be);
  *   aarch64 sdot  s8 x s8 by lane (Cortex-A78AE, Jetson Orin);
  *   generic C.
- * The weights ([term][coutp] quads), term offsets and layouts are the same on every path, so
+ * The weights ([term][coutp] quads, then the proved rows), term offsets and layouts are the same on every path, so
  * a recorded call replays anywhere (tests/engine/backends/cpu/aarch64).
  * An int8 output under no activation, relu or clip (and no residual or an int8 one added
  * first) is finished in float32 with an exactness guard and the double path near halves
- * (fastq below); on AVX-512 VNNI a strip's last tile computes only the 16-position vectors
+ * (fastq below), a channel with a proved multiplier (cpu_qconv.py: tactics/qdw_requant.py's
+ * proof, rows after the weights) with no guard at all, where a whole tile's channels have one
+ * (tile_proved); on AVX-512 VNNI a strip's last tile computes only the 16-position vectors
  * it has, and small deep maps (7 x 7, 14 x 14 under a 3 x 3 kernel) take tiles with vectors
- * along output channels instead (qconv_int8_oc: 7 positions x 48 channels or 6 x 64), where
- * those compute less. A strided 1 x 1 kernel's layout holds only the
- * first stride phase, the one it reads (xf's EI_FIRST_PHASE bit). */
+ * along output channels instead (qconv_int8_oc: 7 positions x 48 channels or 6 x 64, a
+ * layer's last channels a tile of the 16-channel vectors they fill), where those compute
+ * less. A strided 1 x 1 kernel's layout holds only the first stride phase, the one it reads
+ * (xf's EI_FIRST_PHASE bit). */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #elif defined(__GNUC__)
@@ -694,6 +697,26 @@ static inline float fastq_mult(const fastq *f, const qconv_int8_args *a, long oc
     return fabs(m) < 1e20 ? (float)m : 0.0f; /* NaN: 0 too */
 }
 
+/* -- proved requantization --------------------------------------------------------------
+ * After a group's term rows the weight array holds three rows of float32 a channel
+ * (cpu_qconv.py): vmq (0: not proved), lo, hi, such that for EVERY accumulator the channel
+ * can produce, clamp(rint(float32(float32(acc) * vmq)), lo, hi) is the reference's int8
+ * output (no residual; no activation, relu or clip: tactics/qdw_requant.py's proof). Those
+ * channels store that with no check near half steps. */
+typedef struct {
+    float v, lo, hi;
+} proved;
+
+static inline proved proved_of(const qconv_int8_args *a, long oc) {
+    proved p = {0.0f, 0.0f, 0.0f};
+    if (a->otype != 2 || a->residual) return p;
+    const int32_t *r = a->wts + a->T * a->coutp + oc;
+    memcpy(&p.v, r, 4);
+    memcpy(&p.lo, r + a->coutp, 4);
+    memcpy(&p.hi, r + 2 * a->coutp, 4);
+    return p;
+}
+
 /* n (<= 8) consecutive outputs of channel oc from its accumulators */
 static inline __attribute__((always_inline)) void finish8(const int32_t *acc, long n, long oc,
                                                         long pos, const qconv_int8_args *a) {
@@ -735,9 +758,16 @@ static inline __attribute__((always_inline)) void finish8(const int32_t *acc, lo
  * group of 8 with a lane near a half is finished by finish8 */
 static inline __attribute__((always_inline)) void finish8_q(const int32_t *acc, long n, long oc,
                                                           long pos, const qconv_int8_args *a,
-                                                          const fastq *f, float m) {
+                                                          const fastq *f, float m,
+                                                          const proved pq) {
     v8i iv = (v8i){0};
     memcpy(&iv, acc, 4 * (size_t)n);
+    if (pq.v != 0.0f) { /* clamping first: rint then stays within vround's range */
+        v8 t = vmin(vmax(__builtin_convertvector(iv, v8) * pq.v, splat(pq.lo)), splat(pq.hi));
+        v8c c = saturate8(__builtin_convertvector(vround(t), v8i));
+        memcpy((int8_t *)a->out + oc * a->ocs + pos, &c, (size_t)n);
+        return;
+    }
     v8 t = __builtin_convertvector(iv, v8) * m;
     if (a->residual) {
         v8c zb = {0};
@@ -933,6 +963,24 @@ static __m512i exact16_i8(const int32_t *acc, long oc, const int8_t *zr,
     return _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
 }
 
+/* a row of nv vectors of int8 outputs of a proved channel: clamp(rint(acc * vmq), lo, hi),
+ * no check. |acc * vmq| < 2^30 (the proof's bound): the conversion stays in range, and the
+ * int8 saturation is the clamp where a bound is -128 or 127. */
+static inline __attribute__((always_inline)) void proved_row_nv(const __m512i *acc,
+                                                              const proved pq, int8_t *dst,
+                                                              const int nv) {
+    const __m512 pv = _mm512_set1_ps(pq.v);
+    const __m512 plo = _mm512_set1_ps(pq.lo), phi = _mm512_set1_ps(pq.hi);
+    const int clo = pq.lo > -128.0f, chi = pq.hi < 127.0f;
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; v++) {
+        __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[v]), pv);
+        if (clo) t = _mm512_max_ps(t, plo);
+        if (chi) t = _mm512_min_ps(t, phi);
+        _mm_storeu_si128((__m128i *)(dst + v * VL), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(t)));
+    }
+}
+
 /* a row of nv vectors of int8 outputs by the fast epilogue (m = fastq_mult, nonzero): the
  * nv vectors computed side by side (their chains overlap in the core), one branch for the
  * row; a row with a lane near a half redoes those vectors by exact16_i8 */
@@ -990,6 +1038,16 @@ static inline __attribute__((always_inline)) void fast_row(const int32_t *mem, l
     __m512i acc[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; v++) acc[v] = _mm512_load_si512(mem + v * VL);
+    const proved pq = proved_of(a, oc); /* (none under a residual) */
+    if (pq.v != 0.0f) {
+        switch (nv) {
+        case 1: proved_row_nv(acc, pq, dst, 1); break;
+        case 2: proved_row_nv(acc, pq, dst, 2); break;
+        case 3: proved_row_nv(acc, pq, dst, 3); break;
+        default: proved_row_nv(acc, pq, dst, 4);
+        }
+        return;
+    }
     if (a->residual) {
         switch (nv) {
         case 1: fast_row_nv(acc, oc, zr, dst, a, f, m, 1, 1); break;
@@ -1025,6 +1083,23 @@ static void tile_fast(const int32_t *x, const long *toff, long T, const int32_t 
                         NV, 1);
         else
             fast_row_nv(acc[i], oc, dst, dst, a, f, fm[oc], NV, 0); /* (zr not read) */
+    }
+}
+
+/* a whole tile (NT positions) of int8 outputs whose rows are all proved channels, to out: the accumulators through memory (in registers, beside the rows' epilogue, GCC
+ * spills them in the dot product loop), and a function of its own (inlined, it changes how
+ * the caller's tile_fast is compiled, for the worse) */
+static __attribute__((noinline)) void tile_proved(const int32_t *x, const long *toff, long T,
+                                                  const int32_t *w, long wstride,
+                                                  const int32_t *init, long rows, long oc0,
+                                                  const qconv_int8_args *a, int8_t *out) {
+    int32_t acc[MR * NT] __attribute__((aligned(64)));
+    tile(x, toff, T, w, wstride, init, acc, NV);
+    for (long i = 0; i < rows; i++) {
+        __m512i r[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) r[v] = _mm512_load_si512(acc + i * NT + v * VL);
+        proved_row_nv(r, proved_of(a, oc0 + i), out + i * a->ocs, NV);
     }
 }
 
@@ -1178,9 +1253,10 @@ static void finish_run(const int32_t *acc, long n, long oc, long pos, const qcon
 /* a run of n int8 outputs of channel oc by the fast epilogue */
 static void finish_run_q(const int32_t *acc, long n, long oc, long pos, const qconv_int8_args *a,
                          const fastq *f, float m) {
+    const proved pq = proved_of(a, oc);
     long j = 0;
-    for (; j + 8 <= n; j += 8) finish8_q(acc + j, 8, oc, pos + j, a, f, m);
-    if (j < n) finish8_q(acc + j, n - j, oc, pos + j, a, f, m);
+    for (; j + 8 <= n; j += 8) finish8_q(acc + j, 8, oc, pos + j, a, f, m, pq);
+    if (j < n) finish8_q(acc + j, n - j, oc, pos + j, a, f, m, pq);
 }
 
 /* -- the kernel -------------------------------------------------------------------------- */
@@ -1240,6 +1316,26 @@ static __attribute__((noinline)) void tile_oc64(const int32_t *const *xs, const 
     tile_oc_pv(xs, toff, T, w, wstride, init, acc, 6, 4);
 }
 
+/* a layer's last channels, fewer than a whole tile's: only the vectors they fill (256
+ * channels in 48-channel tiles: 5 tiles and one of 16 channels, not 288) */
+static __attribute__((noinline)) void tile_oc_rest(const int32_t *const *xs, const long *toff,
+                                                   long T, const int32_t *w, long wstride,
+                                                   const int32_t *init, int32_t *acc,
+                                                   const int P, const long V) {
+    if (P == 7) {
+        if (V == 1)
+            tile_oc_pv(xs, toff, T, w, wstride, init, acc, 7, 1);
+        else
+            tile_oc_pv(xs, toff, T, w, wstride, init, acc, 7, 2);
+    } else if (V == 1) {
+        tile_oc_pv(xs, toff, T, w, wstride, init, acc, 6, 1);
+    } else if (V == 2) {
+        tile_oc_pv(xs, toff, T, w, wstride, init, acc, 6, 2);
+    } else {
+        tile_oc_pv(xs, toff, T, w, wstride, init, acc, 6, 3);
+    }
+}
+
 /* output positions before grid position g (of rows of wg, the first wo of them real) */
 static inline long real_before(long g, long wg, long wo, long ho) {
     long p = g / wg * wo + (g % wg < wo ? g % wg : wo);
@@ -1260,8 +1356,10 @@ static int oc_shape(const qconv_int8_args *a) {
      * this side (the transposition, a tile's fixed costs: measured on ResNet-50's and
      * MobileNetV2's 7 x 7 and 14 x 14 layers, one thread) */
     long by_pos = grid * ((a->cout + MR - 1) / MR * MR) * a->T / 16 + p * a->cout;
-    long by_7 = (p + 6) / 7 * 7 * ((a->cout + 47) / 48 * 48) * a->T / 16 + 3 * p * a->cout;
-    long by_6 = (p + 5) / 6 * 6 * ((a->cout + 63) / 64 * 64) * a->T / 16 + 3 * p * a->cout;
+    /* (the last channels: a tile of the 16-channel vectors they fill) */
+    const long c16 = (a->cout + 15) / 16 * 16;
+    long by_7 = (p + 6) / 7 * 7 * c16 * a->T / 16 + 3 * p * a->cout;
+    long by_6 = (p + 5) / 6 * 6 * c16 * a->T / 16 + 3 * p * a->cout;
     long best = by_7 <= by_6 ? by_7 : by_6;
     if (best >= by_pos) return 0;
     return by_7 <= by_6 ? 7 : 6;
@@ -1294,7 +1392,10 @@ static void qconv_int8_oc(const qconv_int8_args *a, const fastq *fq, const float
                     long q = p + (k < n ? k : n - 1); /* a short group repeats its last */
                     xs[k] = a->layout + q / a->wo * a->wg + q % a->wo;
                 }
-                if (P == 7)
+                if (nrows < ocn - 15)
+                    tile_oc_rest(xs, a->toff, a->T, a->wts + oc0, a->coutp, init, acc, P,
+                                 (nrows + 15) / 16);
+                else if (P == 7)
                     tile_oc73(xs, a->toff, a->T, a->wts + oc0, a->coutp, init, acc);
                 else
                     tile_oc64(xs, a->toff, a->T, a->wts + oc0, a->coutp, init, acc);
@@ -1335,6 +1436,14 @@ void qconv_int8_f32(const qconv_int8_args *a) {
     if (fq.on && a->cout <= EI_FM_MAX) {
         for (long oc = 0; oc < a->cout; oc++) fmv[oc] = fastq_mult(&fq, a, oc);
         fm = fmv;
+    }
+    /* the channel blocks whose every channel is proved (tile_proved), once per call */
+    unsigned char bproved[EI_FM_MAX / MR + 1];
+    for (long ob = 0; fm && ob * MR < a->cout; ob++) {
+        int all = !a->residual;
+        for (long oc = ob * MR; all && oc < a->cout && oc < ob * MR + MR; oc++)
+            all = proved_of(a, oc).v != 0.0f;
+        bproved[ob] = (unsigned char)all;
     }
 #endif
 #if EI_INT8_PATH == EI_Q8_VNNI512
@@ -1378,6 +1487,11 @@ void qconv_int8_f32(const qconv_int8_args *a) {
             if (fm && nseg == 1 && seg_n[0] == NT) {
                 int all = 1;
                 for (long i = 0; i < rows; i++) all &= fm[oc0 + i] != 0.0f;
+                if (all && bproved[ob]) {
+                    tile_proved(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init,
+                                rows, oc0, a, (int8_t *)a->out + oc0 * a->ocs + seg_pos[0]);
+                    continue;
+                }
                 if (all) {
                     tile_fast(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, rows,
                               oc0, seg_pos[0], fm, a, &fq);

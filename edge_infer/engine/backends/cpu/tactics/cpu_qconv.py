@@ -7,7 +7,9 @@
   float engine input; then an implicit GEMM of int8 dot products (AVX-512 VNNI, AVX-VNNI,
   AVX2, aarch64 sdot or C, whichever this CPU has) over the phase grid, with the reference's
   epilogue (requantization in float64, residual, activation, fp32/fp16/int8 store) applied
-  to the register tile. Bit-identical to the reference except where an exp-based
+  to the register tile; an int8 output's channels with a proved requantization multiplier
+  (``tactics/qdw_requant.py``'s proof, rows after the weights) skip the near-half check
+  there. Bit-identical to the reference except where an exp-based
   activation's float32 result differs in its last bit (see conv_int8.c).
   One pool call a layer where it can: an unpadded 1x1 stride-1 layer of an int8 input in
   chunks of positions (each its own small layout, then its GEMM), a batch image by image;
@@ -25,6 +27,7 @@ from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.activations import ACTIVATION_CODES
 from edge_infer.engine.backends.cpu.parallel import sequence, split
 from edge_infer.engine.backends.cpu.tactics.cpu_conv import flat3
+from edge_infer.engine.backends.cpu.tactics.qdw_requant import MONOTONIC, proved_multipliers
 from edge_infer.engine.ops.quantize import qconv
 from edge_infer.engine.tactics.base import Run, Scratch, Tactic
 from edge_infer.engine.tactics.quantized import QConvSpec
@@ -45,6 +48,9 @@ FIRST_PHASE = 2
 #: int32 the weight array holds past its last row: an output-channel tile of conv_int8.c
 #: reads 64 channels from a call's first (EI_OCN_MAX)
 WEIGHT_TAIL = 64
+#: rows of float32 after a group's term rows in the weight array: each channel's proved
+#: requantization multiplier (0: not proved) and its byte bounds (conv_int8.c "proved")
+PROVED_ROWS = 3
 _RESIDUAL = {"none": 0, "pre": 1, "post": 2}
 _STORE = {"fp32": 0, "fp16": 1, "int8": 2}
 #: a position chunk's layout (1x1 layers, see QConvNative._position_chunks) at most this big
@@ -141,13 +147,22 @@ class QConvNative(Tactic):
         # [group][quad][tap][oc][4 channels] -> int32 quads [group][term][coutp]
         quads = np.zeros((groups, cq, taps, coutp, 4), np.int8)
         quads[:, :, :, :cog] = w.reshape(groups, cog, cq, 4, taps).transpose(0, 2, 4, 1, 3)
-        # readable WEIGHT_TAIL int32 past the last row (conv_int8.c's output-channel tiles)
-        flat = np.zeros(groups * terms * coutp + WEIGHT_TAIL, np.int32)
-        flat[: groups * terms * coutp] = np.ascontiguousarray(quads).view(np.int32).ravel()
-        wts = flat[: groups * terms * coutp].reshape(groups, terms, coutp)
+        # a group's rows: its terms' weights, then PROVED_ROWS of float32 per channel (the
+        # proved requantization: vmq, lo, hi; conv_int8.c); readable WEIGHT_TAIL int32 past
+        # the last row (conv_int8.c's output-channel tiles)
+        rows = terms + PROVED_ROWS
+        flat = np.zeros(groups * rows * coutp + WEIGHT_TAIL, np.int32)
+        wts = flat[: groups * rows * coutp].reshape(groups, rows, coutp)
+        wts[:, :terms] = (
+            np.ascontiguousarray(quads).view(np.int32)[..., 0].reshape(groups, terms, coutp)
+        )
         wsum = np.asarray(s.weight, np.int64).reshape(cout, -1).sum(axis=1).astype(np.int32)
         mult = float(s.x_scale) * np.asarray(s.w_scale, np.float64).reshape(cout)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.int32).reshape(cout)
+        proved = wts[:, terms:].view(np.float32)
+        proved[:, :, :cog] = (
+            self._proved(mult, bias).reshape(PROVED_ROWS, groups, cog).swapaxes(0, 1)
+        )
         grid = s.out_shape[2] * wq
         strips = -(-grid // STRIP) * STRIP
         layout = sy * sx * cq * plen
@@ -159,6 +174,24 @@ class QConvNative(Tactic):
             size=size,
         )  # fmt: skip
         return self._prep
+
+    def _proved(self, mult: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+        """[PROVED_ROWS, Cout] float32: each channel's proved requantization (vmq, lo, hi:
+        tactics/qdw_requant.py's proof, which holds for any kernel shape: the accumulator
+        with bias lies between the taps' extreme products and the bias), under which
+        conv_int8.c stores clamp(rint(float32(acc) * vmq), lo, hi) with no check near half
+        steps; zeros (the checked path) where it does not apply: not an int8 output, a
+        residual, an activation that is not monotonic, a channel the proof fails."""
+        s = self.spec
+        out = np.zeros((PROVED_ROWS, s.cout), np.float32)
+        if s.out_precision != "int8" or s.residual != "none" or s.activation not in MONOTONIC:
+            return out
+        w = np.asarray(s.weight, np.int8).reshape(s.cout, -1)
+        vmq, lo, hi = proved_multipliers(
+            w, bias, mult, float(s.out_scale), s.activation, tuple(s.activation_params)
+        )
+        out[0], out[1], out[2] = vmq, lo, hi
+        return out
 
     # -- binding ------------------------------------------------------------------------
 

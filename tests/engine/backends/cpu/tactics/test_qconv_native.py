@@ -171,16 +171,20 @@ def tile_choice(T: int, cout: int, g1: int, wg: int, ho: int, wo: int) -> int:
 
 def test_output_channel_tiles() -> None:
     """AVX-512 VNNI: a ResNet-50 3x3 layer at 14x14 (16 grid columns a row for 14, 256
-    channels) takes 6-position x 64-channel tiles, a 7x7 map 7 x 48, a 1x1 of few terms
-    position tiles; a layer that takes the 6 x 64 tile (runs of 60 positions; with 2 workers
-    calls of part of the channels and grid strips) gives the reference's bits under every
+    channels) takes 7-position x 48-channel tiles (the last 16 channels a tile of one
+    vector), a 7x7 map too, a 6x6 map 6 x 64, a 1x1 of few terms position tiles; layers
+    that take each tile, with last tiles of fewer channels (7 x 32, 6 x 16; with 2 workers
+    calls of part of the channels and grid strips), give the reference's bits under every
     epilogue."""
     if native.library().qconv_int8_path() == 4:
-        assert tile_choice(576, 256, 224, 16, 14, 14) == 6
+        assert tile_choice(576, 256, 224, 16, 14, 14) == 7
         assert tile_choice(128, 2048, 49, 7, 7, 7) == 7
         assert tile_choice(64, 1024, 196, 14, 14, 14) == 0
-        assert tile_choice(216, 128, 224, 16, 14, 14) == 6
-    conv = ((1, 96, 14, 14), 128, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1)
+        assert tile_choice(216, 128, 48, 8, 6, 6) == 6
+    convs = [
+        (((1, 96, 14, 14), 128, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1), 7),
+        (((1, 96, 6, 6), 80, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1), 6),
+    ]
     cases = [
         (("relu", ()), "none", None, "int8"),
         (("", ()), "pre", np.int8, "int8"),
@@ -188,13 +192,15 @@ def test_output_channel_tiles() -> None:
         (("silu", ()), "none", None, "fp16"),
         (("silu", ()), "none", None, "int8"),
     ]
-    for k, (act, residual, z_dtype, out_precision) in enumerate(cases):
+    for (conv, tile), (k, (act, residual, z_dtype, out_precision)) in itertools.product(
+        convs, enumerate(cases)
+    ):
         spec, inputs = make_case(conv, act, residual, z_dtype, out_precision, np.int8, seed=k)
-        if native.library().qconv_int8_path() == 4:  # 2 workers: calls of 64 channels each
-            assert QConvNative(spec)._oc_tile() == 6
+        if native.library().qconv_int8_path() == 4:
+            assert QConvNative(spec)._oc_tile() == tile
         want = qconv(*inputs, **spec.attrs())
         got = run_native(spec, inputs, workers=1 + k % 2)
-        check(spec, got, want, f"{act} {residual} {out_precision}")
+        check(spec, got, want, f"{conv[0]} {act} {residual} {out_precision}")
 
 
 @pytest.mark.parametrize(
@@ -330,6 +336,31 @@ def test_every_path_of_this_cpu(path_lib, monkeypatch) -> None:
         spec, inputs = make_case(conv, act, residual, np.int8, out_precision, x_dtype, seed=k)
         want = qconv(*inputs, **spec.attrs())
         check(spec, run_native(spec, inputs, workers=1 + k % 2), want, f"{conv} {act}")
+
+
+def test_proved_requantization(path_lib, monkeypatch) -> None:
+    """An int8 output with no residual and no activation, relu or clip: the channels with a
+    proved multiplier (tactics/qdw_requant.py; most of them) store clamp(rint(acc * vmq), lo,
+    hi) with no check near half steps, on every path the reference's bits; the kernel reads
+    those rows (a multiplier 1.5x off changes the outputs); a residual proves none."""
+    monkeypatch.setattr(native, "library", lambda: path_lib)
+    conv = ((1, 16, 9, 9), 20, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    for k, act in enumerate([("", ()), ("relu", ()), ("clip", (0.0, 3.0))]):
+        spec, inputs = make_case(conv, act, "none", None, "int8", np.int8, seed=k)
+        want = qconv(*inputs, **spec.attrs())
+        tactic = QConvNative(spec)
+        prep = tactic._prepared()
+        vmq = prep["wts"][0, prep["terms"]].view(np.float32)
+        assert (vmq[: spec.cout] != 0).mean() >= 0.75, act
+        out = np.zeros(spec.out_shape, np.int8)
+        tactic.bind(inputs, [out], ScratchPool(None))()
+        np.testing.assert_array_equal(out, want, err_msg=f"{act}")
+        vmq *= 1.5
+        tactic.bind(inputs, [out], ScratchPool(None))()
+        assert (out != want).mean() > 0.1, act
+    spec, _ = make_case(conv, ("relu", ()), "pre", np.int8, "int8", np.int8, seed=0)
+    prep = QConvNative(spec)._prepared()
+    assert not prep["wts"][0, prep["terms"] :].any()
 
 
 def test_avx_vnni_path_compiles_to_vex_dot_products() -> None:

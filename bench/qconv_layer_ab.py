@@ -1,0 +1,132 @@
+"""conv_int8.c before / after on the QConv layers of a real INT8 engine, one thread, in ONE
+process, alternating.
+
+The engine (e.g. one ``bench/int8_vs_ort.py`` built in its ``--work`` folder) is loaded once
+to collect its QConv layers' specs (real weights, scales, epilogues); each distinct layer is
+bound twice on random int8 inputs, once on conv_int8.c compiled from ``--old`` and once from
+``--new`` (each with that folder's pool.c and args.c), checked bit for bit against the
+reference op, then timed in rounds of ``--runs`` calls alternating the sides. The minimum
+per side is robust to other jobs loading the machine (kernel work, one thread: not the
+engine's latency). The cpu_qconv.py of this checkout binds both sides.
+
+Run (a kernels folder at an older commit as ``--old``):
+    mkdir -p /tmp/k_old && git archive HEAD~1 edge_infer/engine/backends/cpu/kernels \\
+        | tar -x --strip-components=5 -C /tmp/k_old
+    .venv/bin/python bench/qconv_layer_ab.py --engine /tmp/int8-vs-ort/resnet50-b1-int8.engine \\
+        --old /tmp/k_old --new edge_infer/engine/backends/cpu/kernels
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _library(folder: Path, target: Path) -> Any:
+    """conv_int8.c, pool.c and args.c of ``folder`` as a library (ctypes)."""
+    from edge_infer.engine.backends.cpu import native
+
+    cc = native._compiler()
+    if cc is None:
+        raise SystemExit("no C compiler")
+    sources = [str(folder / f) for f in ("conv_int8.c", "pool.c", "args.c")]
+    subprocess.run([cc, *native._flags(), "-o", str(target), *sources], check=True)
+    lib = ctypes.CDLL(str(target))
+    for name in ("qconv_split_f32", "qconv_int8_f32"):
+        getattr(lib, name).restype = None
+        getattr(lib, name).argtypes = [ctypes.POINTER(native.ARGS[name])]
+    return lib
+
+
+def _specs(engine: str) -> list[Any]:
+    """The QConvSpec of every qconv_native layer the engine binds, in order."""
+    from edge_infer.engine.backends.cpu.tactics import cpu_qconv
+    from edge_infer.engine.runtime import Engine
+
+    specs: list[Any] = []
+    init = cpu_qconv.QConvNative.__init__
+
+    def spy(self: Any, spec: Any) -> None:
+        init(self, spec)
+        specs.append(spec)
+
+    cpu_qconv.QConvNative.__init__ = spy  # type: ignore[method-assign]
+    try:
+        Engine.load(engine).create_context()
+    finally:
+        cpu_qconv.QConvNative.__init__ = init  # type: ignore[method-assign]
+    return specs
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--engine", required=True)
+    p.add_argument("--old", required=True, help="kernels folder of the 'old' side")
+    p.add_argument("--new", required=True, help="kernels folder of the 'new' side")
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--runs", type=int, default=10, help="calls per round and side")
+    args = p.parse_args(argv)
+
+    from edge_infer.engine.backends.cpu import native
+    from edge_infer.engine.backends.cpu.program import ScratchPool
+    from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative
+    from edge_infer.engine.ops.quantize import qconv
+
+    specs = _specs(args.engine)
+    tmp = Path(tempfile.mkdtemp(prefix="qconv-ab-"))
+    libs = {s: _library(Path(getattr(args, s)), tmp / f"{s}.so") for s in ("old", "new")}
+    rng = np.random.default_rng(0)
+    keys = [(s.x_shape, s.cout, s.kernel, s.strides, s.residual, s.group) for s in specs]
+    totals = {"old": 0.0, "new": 0.0}
+    for k, (spec, key) in enumerate(zip(specs, keys, strict=True)):
+        if keys.index(key) != k or np.dtype(spec.x_dtype) != np.int8:
+            continue  # a layer seen before / a float input (the stem: its own bench)
+        x = rng.integers(-128, 128, spec.x_shape).astype(np.int8)
+        z = None
+        if spec.residual != "none":
+            z = rng.integers(-128, 128, spec.out_shape).astype(np.int8)
+        inputs = [x, spec.weight, spec.w_scale, spec.bias, z]
+        want = qconv(*inputs, **spec.attrs())
+        runs = {}
+        for side, lib in libs.items():
+            native.library = lambda lib=lib: lib  # type: ignore[assignment]
+            out = np.zeros(spec.out_shape, np.int8)
+            run = QConvNative(spec).bind(inputs, [out], ScratchPool(None))
+            run()
+            if not np.array_equal(out, want):
+                raise SystemExit(f"{side}: {key} differs from the reference")
+            runs[side] = run
+        best = {s: float("inf") for s in runs}
+        for r in range(args.rounds):
+            for side in ("old", "new") if r % 2 else ("new", "old"):
+                for _ in range(args.runs):
+                    t0 = time.perf_counter()
+                    runs[side]()
+                    best[side] = min(best[side], time.perf_counter() - t0)
+        n = keys.count(key)
+        for side in totals:
+            totals[side] += n * best[side]
+        print(
+            f"{key[:5]!s:62s} x{n}  old {best['old'] * 1e6:7.0f} us  new "
+            f"{best['new'] * 1e6:7.0f} us  {best['new'] / best['old']:.3f}",
+            flush=True,
+        )
+    print(
+        f"every int8-input layer (x count): old {totals['old'] * 1e3:.2f} ms, new "
+        f"{totals['new'] * 1e3:.2f} ms, new/old {totals['new'] / totals['old']:.3f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
