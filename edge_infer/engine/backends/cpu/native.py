@@ -476,6 +476,31 @@ class ConvChainArgs(KernelArgs):
     ]
 
 
+class QpwInt8Args(KernelArgs):
+    """conv_int8_pw.c: a 1x1 stride-1 INT8 conv, int8 in and out, positions [q0, q1) of
+    output channels [oc0, oc1) of one image (mult = x_scale * w_scale, float64)."""
+
+    _fields_ = [
+        ("x", _P),
+        *_longs("xcs", "cin", "q0", "q1"),
+        ("wts", _P),
+        ("coutp", _L),
+        *[(n, _P) for n in ("bias", "wsum", "mult")],
+        *_longs("oc0", "oc1"),
+        ("out", _P),
+        ("ocs", _L),
+        ("oscale", ctypes.c_double),
+        ("act", _L),
+        ("p0", _F),
+        ("p1", _F),
+        ("residual", _L),
+        ("z", _P),
+        ("zcs", _L),
+        ("zscale", _F),
+        ("buf", _P),
+    ]
+
+
 #: exported kernel ``<name>_f32`` → its argument struct (``<name>_args`` in args.h)
 ARGS: dict[str, type[KernelArgs]] = {
     "conv_direct_f32": ConvDirectArgs,
@@ -505,6 +530,7 @@ ARGS: dict[str, type[KernelArgs]] = {
     "transpose_f32": TransposeArgs,
     "gemv_packed_f32": GemvPackedArgs,
     "conv_chain_f32": ConvChainArgs,
+    "qpw_int8_f32": QpwInt8Args,
 }
 
 
@@ -635,6 +661,8 @@ def declare(lib: Any) -> None:
     lib.qconv_int8_path.argtypes = []
     lib.conv_int8_dw_group.restype = _L
     lib.conv_int8_dw_group.argtypes = []
+    lib.qpw_int8_path.restype = _L
+    lib.qpw_int8_path.argtypes = []
     lib.pool_create.restype = _P
     lib.pool_create.argtypes = [_L, _L]
     lib.pool_run.restype = None

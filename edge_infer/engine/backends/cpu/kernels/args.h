@@ -253,6 +253,18 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     EI_EPILOGUE_ARGS(X, K) X(K, long, zis) X(K, long, g0) X(K, long, g1) X(K, long, rows)     \
     X(K, long, ns) X(K, long, ws) X(K, long, ds) X(K, float *, work)
 
+/* conv_int8_pw.c: a 1x1 stride-1 unpadded INT8 conv of an int8 input to int8, positions
+ * [q0, q1) of output channels [oc0, oc1) of one image; wts: int32 quads [cin / 4][coutp]
+ * (readable 16 channels past oc1); mult = x_scale * w_scale (float64); act none, relu or
+ * clip; residual 0 or 1 (an int8 z added before the activation); buf: the call's layout */
+#define EI_QPW_INT8_ARGS(X, K)                                                                 \
+    X(K, const signed char *, x) X(K, long, xcs) X(K, long, cin) X(K, long, q0)               \
+    X(K, long, q1) X(K, const int *, wts) X(K, long, coutp) X(K, const int *, bias)            \
+    X(K, const int *, wsum) X(K, const double *, mult) X(K, long, oc0) X(K, long, oc1)         \
+    X(K, signed char *, out) X(K, long, ocs) X(K, double, oscale) X(K, long, act)              \
+    X(K, float, p0) X(K, float, p1) X(K, long, residual) X(K, const signed char *, z)          \
+    X(K, long, zcs) X(K, float, zscale) X(K, int *, buf)
+
 /* every kernel: X(kernel name, its field list); a field list is FIELDS(X, kernel) and
  * calls X(kernel, type, name) once per field */
 #define EI_KERNELS(X)                                                                         \
@@ -282,7 +294,8 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(maxpool_planes, EI_MAXPOOL_PLANES_ARGS)                                                 \
     X(transpose, EI_TRANSPOSE_ARGS)                                                           \
     X(gemv_packed, EI_GEMV_PACKED_ARGS)                                                       \
-    X(conv_chain, EI_CONV_CHAIN_ARGS)
+    X(conv_chain, EI_CONV_CHAIN_ARGS)                                                         \
+    X(qpw_int8, EI_QPW_INT8_ARGS)
 
 /* the structs: <name>_args, and their entry points void <name>_f32(const <name>_args *) and
  * pool tasks void <name>_task(const void *) */

@@ -16,6 +16,7 @@ from edge_infer.engine.backends.cpu.tactics.cpu_ocvec import OcVecNative
 from edge_infer.engine.backends.cpu.tactics.cpu_pointwise import PointwiseNative
 from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative, QConvReference
 from edge_infer.engine.backends.cpu.tactics.cpu_qdepthwise import QDepthwiseNative
+from edge_infer.engine.backends.cpu.tactics.cpu_qpointwise import QPointwiseNative
 from edge_infer.engine.backends.cpu.tactics.cpu_recurrent import RecurrentGemm, RecurrentNative
 from edge_infer.engine.backends.cpu.tactics.cpu_stem import StemNative
 from edge_infer.engine.backends.cpu.tactics.cpu_winograd import WinogradNative
@@ -37,7 +38,7 @@ _CONV = (
 CPU_TACTICS: TacticTable = {
     "conv": _CONV,
     "recurrent": (RecurrentNative, RecurrentGemm),
-    "qconv": (QConvReference, QConvNative, QDepthwiseNative),
+    "qconv": (QConvReference, QConvNative, QDepthwiseNative, QPointwiseNative),
     "fp16": fp16_tactics(_CONV, (RecurrentNative, RecurrentGemm)),
     "chain": (ChainNative,),
 }

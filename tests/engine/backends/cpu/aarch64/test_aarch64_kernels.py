@@ -86,6 +86,7 @@ ELSEWHERE = {
     "tests/engine/backends/cpu/test_maxpool_native.py": {"maxpool_planes_f32"},
     "tests/engine/backends/cpu/tactics/test_chain_native.py": {"conv_chain_f32"},
     "tests/engine/backends/cpu/test_transpose_native.py": {"transpose_f32"},
+    "tests/engine/backends/cpu/tactics/test_qpointwise_native.py": {"qpw_int8_f32"},
 }
 
 

@@ -1,0 +1,346 @@
+/* INT8 1 x 1 convolutions on small maps (edge_infer::QConv: kernel 1 x 1, stride 1, no
+ * padding, one group, an int8 input and an int8 output under no activation, relu or clip,
+ * no residual or an int8 one added before the activation), bit for bit the reference's
+ * (ops/quantize.py qconv; see conv_int8.c for the semantics).
+ *
+ * One call computes output positions [q0, q1) of output channels [oc0, oc1) of one image
+ * in one pass: it lays its positions out as int32 quads (4 input channels' bytes of one
+ * position; conv_int8.c's layout, here only the call's own positions, so that the threads'
+ * calls share nothing and a layer is one pool call without a wait between a layout and a
+ * GEMM), then runs the GEMM over them with the requantization on the register tile.
+ *
+ * Built for AVX-512 VNNI: tiles of MR output channels x NV vectors of 16 positions, each
+ * quad a vpdpbusd (activations biased by +128 to u8 in the layout, -128 x the weights' sum
+ * in the accumulator's start), the weight quads broadcast from [quad][coutp] rows; the tile's
+ * shape follows the positions a call has (4 vectors: 6 channels, 3: 8, 2: 12, 1: 16). The
+ * epilogue is conv_int8.c's fast int8 one (fastq): q = rint(clamp(float(acc) * float(m / s)
+ * + float(zq) * float(zs / s), lo, hi)), a vector with a lane within eps of a half redone
+ * exactly (the reference's double arithmetic, lane by lane). Elsewhere (AVX2, plain x86-64,
+ * aarch64) the dot products are plain C over 16 positions and every output takes the exact
+ * path: correct, slower; the build's timing keeps qconv_native there. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+/* the reference rounds every float operation: no fused multiply-adds in this file */
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "args.h"
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__) &&             \
+    defined(__AVX512DQ__)
+#define QPW_VNNI 1
+#endif
+#if defined(__SSE2__) || defined(QPW_VNNI)
+#include <immintrin.h>
+#endif
+
+/* which path this library runs: 1 AVX-512 VNNI, 0 plain C */
+long qpw_int8_path(void) {
+#ifdef QPW_VNNI
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* the zero activation as the dot product reads it (u8 = s8 + 128 on the VNNI path) */
+#ifdef QPW_VNNI
+#define QPW_ZERO 0x80808080u
+#else
+#define QPW_ZERO 0u
+#endif
+
+/* -- the layout ---------------------------------------------------------------------------- */
+
+/* quads [cq][pn] of positions q0 .. q1 - 1 (pn: (q1 - q0) rounded up to 16; the padding
+ * positions hold zero activations) */
+static void qpw_layout(const qpw_int8_args *a, uint32_t *buf, long pn) {
+    const long cq = (a->cin + 3) / 4, n = a->q1 - a->q0;
+    for (long q = 0; q < cq; q++) {
+        const int8_t *p[4];
+        for (int k = 0; k < 4; k++) {
+            long c = 4 * q + k;
+            p[k] = c < a->cin ? a->x + c * a->xcs + a->q0 : NULL;
+        }
+        uint32_t *o = buf + q * pn;
+        long j = 0;
+#if defined(__SSE2__)
+        static const int8_t zeros[16] = {0};
+        const __m128i flip = _mm_set1_epi32((int)QPW_ZERO);
+        for (; j + 16 <= n; j += 16) {
+            __m128i c[4];
+            for (int k = 0; k < 4; k++)
+                c[k] = p[k] ? _mm_loadu_si128((const __m128i *)(p[k] + j))
+                            : _mm_loadu_si128((const __m128i *)zeros);
+            __m128i l01 = _mm_unpacklo_epi8(c[0], c[1]), h01 = _mm_unpackhi_epi8(c[0], c[1]);
+            __m128i l23 = _mm_unpacklo_epi8(c[2], c[3]), h23 = _mm_unpackhi_epi8(c[2], c[3]);
+            _mm_storeu_si128((__m128i *)(o + j), _mm_xor_si128(_mm_unpacklo_epi16(l01, l23), flip));
+            _mm_storeu_si128((__m128i *)(o + j + 4),
+                             _mm_xor_si128(_mm_unpackhi_epi16(l01, l23), flip));
+            _mm_storeu_si128((__m128i *)(o + j + 8),
+                             _mm_xor_si128(_mm_unpacklo_epi16(h01, h23), flip));
+            _mm_storeu_si128((__m128i *)(o + j + 12),
+                             _mm_xor_si128(_mm_unpackhi_epi16(h01, h23), flip));
+        }
+#endif
+        for (; j < n; j++) {
+            uint32_t v = 0;
+            for (int k = 0; k < 4; k++)
+                v |= (uint32_t)(uint8_t)(p[k] ? p[k][j] : 0) << (8 * k);
+            o[j] = v ^ QPW_ZERO;
+        }
+        for (; j < pn; j++) o[j] = QPW_ZERO;
+    }
+}
+
+/* the accumulator's start of channel oc: its bias (less 128 x its weights' sum where the
+ * activations are biased to u8) */
+static inline int32_t qpw_init(const qpw_int8_args *a, long oc) {
+    int32_t b = a->bias ? a->bias[oc] : 0;
+    return QPW_ZERO ? b - 128 * a->wsum[oc] : b;
+}
+
+/* -- the epilogue ---------------------------------------------------------------------------- */
+
+/* conv_int8.c's fastq: where the float32 quotient rounds as the reference's (see there) */
+typedef struct {
+    int on;
+    float eps, zs, lo, hi;
+} qpw_fast;
+
+static qpw_fast qpw_fast_setup(const qpw_int8_args *a) {
+    qpw_fast f = {0, 0.0f, 0.0f, -200.0f, 200.0f};
+    const double s = a->oscale;
+    if (!(s > 0.0) || !(s < 1e30)) return f;
+    double bound = 400.0;
+    if (a->residual) {
+        double zs = (double)a->zscale / s;
+        if (!(fabs(zs) < 1e6)) return f; /* NaN too */
+        f.zs = (float)zs;
+        bound += 2.0 * 128.0 * fabs(zs);
+    }
+    f.eps = (float)(bound * 0x1p-20);
+    if (!(f.eps < 0.01f)) return f;
+    if (a->act == EI_ACT_RELU) {
+        f.lo = 0.0f;
+    } else if (a->act == EI_ACT_CLIP) {
+        if (!isfinite(a->p0) || !isfinite(a->p1)) return f;
+        double lo = rint((double)a->p0 / s), hi = rint((double)a->p1 / s);
+        f.lo = (float)(lo < -200.0 ? -200.0 : lo > 200.0 ? 200.0 : lo);
+        f.hi = (float)(hi < -200.0 ? -200.0 : hi > 200.0 ? 200.0 : hi);
+    } else if (a->act != EI_ACT_NONE) {
+        return f;
+    }
+    f.on = 1;
+    return f;
+}
+
+/* one output as the reference computes it: y = float32(double(acc) * mult) (acc holds the
+ * bias), + float32(zq) * zscale, the activation in float32, rint(double(y) / s) saturated */
+static int8_t qpw_exact(const qpw_int8_args *a, int32_t acc, long oc, long pos) {
+    float y = (float)((double)acc * a->mult[oc]);
+    if (a->residual) {
+        float z = (float)a->z[oc * a->zcs + pos] * a->zscale;
+        __asm__("" : "+m"(z)); /* two roundings, as the reference's */
+        y = y + z;
+    }
+    if (a->act == EI_ACT_RELU)
+        y = y > 0.0f ? y : 0.0f;
+    else if (a->act == EI_ACT_CLIP) {
+        y = y > a->p0 ? y : a->p0;
+        y = y < a->p1 ? y : a->p1;
+    }
+    double q = rint((double)y / a->oscale);
+    return (int8_t)(q < -128.0 ? -128 : q > 127.0 ? 127 : q);
+}
+
+/* -- AVX-512 VNNI ------------------------------------------------------------------------- */
+
+#ifdef QPW_VNNI
+/* n (<= 16) outputs of channel oc from positions pos on, every one exactly */
+static void qpw_exact16(const qpw_int8_args *a, __m512i acc, long oc, long pos, long n) {
+    int32_t v[16];
+    _mm512_storeu_si512(v, acc);
+    for (long j = 0; j < n; j++) a->out[oc * a->ocs + pos + j] = qpw_exact(a, v[j], oc, pos + j);
+}
+
+/* the NV vectors of channel oc's row at positions pos .. (n in the last vector): the fast
+ * epilogue's integers (a lane near a half: the exact one) packed to one row of bytes
+ * (vpackssdw, vpacksswb: 128-bit lane l holds dword l of each vector, then the 4 x 4 dwords
+ * transposed), one store */
+static inline __attribute__((always_inline)) void qpw_row(const qpw_int8_args *a,
+                                                        const qpw_fast *f, const int32_t *mem,
+                                                        float m, long oc, long pos, long n,
+                                                        const int NV) {
+    __m512i acc[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) acc[v] = _mm512_load_si512(mem + 16 * v);
+    if (!f->on || m == 0.0f) {
+        for (int v = 0; v < NV; v++)
+            qpw_exact16(a, acc[v], oc, pos + 16 * v, v == NV - 1 ? n : 16);
+        return;
+    }
+    const __m512 vm = _mm512_set1_ps(m), lo = _mm512_set1_ps(f->lo), hi = _mm512_set1_ps(f->hi);
+    const __m512 lim = _mm512_set1_ps(0.5f - f->eps);
+    __m512i r[4] = {acc[0], acc[0], acc[0], acc[0]};
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) {
+        __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[v]), vm);
+        if (a->residual) {
+            const __mmask16 mz = v == NV - 1 && n < 16 ? (__mmask16)((1u << n) - 1) : 0xffff;
+            __m128i zb = _mm_maskz_loadu_epi8(mz, a->z + oc * a->zcs + pos + 16 * v);
+            __m512 z = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(zb)),
+                                     _mm512_set1_ps(f->zs));
+            t = _mm512_add_ps(t, z);
+        }
+        t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
+        __m512 d = _mm512_reduce_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __mmask16 near = _mm512_cmp_ps_mask(_mm512_abs_ps(d), lim, _CMP_GT_OQ) &
+                         (v == NV - 1 && n < 16 ? (__mmask16)((1u << n) - 1) : (__mmask16)0xffff);
+        r[v] = _mm512_cvt_roundps_epi32(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        if (__builtin_expect(near != 0, 0)) { /* those lanes exactly */
+            int32_t q[16], s[16];
+            _mm512_storeu_si512(q, r[v]);
+            _mm512_storeu_si512(s, acc[v]);
+            for (int j = 0; j < 16; j++)
+                if (near >> j & 1) q[j] = qpw_exact(a, s[j], oc, pos + 16 * v + j);
+            r[v] = _mm512_loadu_si512(q);
+        }
+    }
+    __m512i b = _mm512_packs_epi16(_mm512_packs_epi32(r[0], r[1]), _mm512_packs_epi32(r[2], r[3]));
+    b = _mm512_permutexvar_epi32(
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), b);
+    int8_t *o = a->out + oc * a->ocs + pos;
+    if (n == 16 && NV == 4) {
+        _mm512_storeu_si512(o, b);
+    } else if (n == 16 && NV == 2) {
+        _mm256_storeu_si256((__m256i *)o, _mm512_castsi512_si256(b));
+    } else if (n == 16 && NV == 1) {
+        _mm_storeu_si128((__m128i *)o, _mm512_castsi512_si128(b));
+    } else {
+        long len = 16 * (NV - 1) + n;
+        __mmask64 mo = len >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << len) - 1);
+        _mm512_mask_storeu_epi8(o, mo, b);
+    }
+}
+
+/* a tile: channels oc0 .. oc0 + MR - 1 (the first `rows` stored) x NV vectors of positions
+ * from layout column j0 (output position q0 + j0); n: positions of the last vector */
+static inline __attribute__((always_inline)) void qpw_tile(const qpw_int8_args *a,
+                                                         const qpw_fast *f, const float *fm,
+                                                         const int32_t *init,
+                                                         const uint32_t *buf, long pn, long j0,
+                                                         long oc0, long rows, long nlast,
+                                                         const int MR, const int NV) {
+    const long cq = (a->cin + 3) / 4;
+    __m512i acc[16][4];
+    const int32_t *w = a->wts + oc0;
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+        __m512i s = _mm512_set1_epi32(init[i]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[i][v] = s;
+    }
+    const uint32_t *x = buf + j0;
+    for (long t = 0; t < cq; t++, x += pn, w += a->coutp) {
+        __m512i xv[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) xv[v] = _mm512_loadu_si512(x + 16 * v);
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            __m512i wb = _mm512_set1_epi32(w[i]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], xv[v], wb);
+        }
+    }
+    /* through memory: the epilogue inlined here would keep the accumulators there */
+    int32_t mem[16 * 64] __attribute__((aligned(64)));
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) _mm512_store_si512(mem + i * 64 + 16 * v, acc[i][v]);
+    for (int i = 0; i < MR; i++) {
+        if (i >= rows) break;
+        qpw_row(a, f, mem + i * 64, fm[i], oc0 + i, a->q0 + j0, nlast, NV);
+    }
+}
+
+#define QPW_TILES(MR, NV)                                                                      \
+    static __attribute__((noinline)) void qpw_tile_##MR##x##NV(                                \
+        const qpw_int8_args *a, const qpw_fast *f, const float *fm, const int32_t *init,       \
+        const uint32_t *buf, long pn, long j0, long oc0, long rows, long nlast) {              \
+        qpw_tile(a, f, fm, init, buf, pn, j0, oc0, rows, nlast, MR, NV);                       \
+    }
+QPW_TILES(6, 4)
+QPW_TILES(8, 3)
+QPW_TILES(12, 2)
+QPW_TILES(16, 1)
+
+static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *buf, long pn) {
+    const long n = a->q1 - a->q0;
+    float fm[16];
+    int32_t init[16];
+    for (long j0 = 0; j0 < n; j0 += 64) {
+        const long m = n - j0 < 64 ? n - j0 : 64, nv = (m + 15) / 16, nlast = m - 16 * (nv - 1);
+        const long mr = nv == 4 ? 6 : nv == 3 ? 8 : nv == 2 ? 12 : 16;
+        for (long oc0 = a->oc0; oc0 < a->oc1; oc0 += mr) {
+            const long rows = a->oc1 - oc0 < mr ? a->oc1 - oc0 : mr;
+            for (long i = 0; i < 16; i++) {
+                long oc = oc0 + i;
+                double q = i < rows ? a->mult[oc] / a->oscale : 0.0;
+                fm[i] = fabs(q) < 1e20 ? (float)q : 0.0f; /* NaN: 0 too */
+                init[i] = i < rows ? qpw_init(a, oc) : 0;
+            }
+            if (nv == 4)
+                qpw_tile_6x4(a, f, fm, init, buf, pn, j0, oc0, rows, nlast);
+            else if (nv == 3)
+                qpw_tile_8x3(a, f, fm, init, buf, pn, j0, oc0, rows, nlast);
+            else if (nv == 2)
+                qpw_tile_12x2(a, f, fm, init, buf, pn, j0, oc0, rows, nlast);
+            else
+                qpw_tile_16x1(a, f, fm, init, buf, pn, j0, oc0, rows, nlast);
+        }
+    }
+}
+#else
+/* -- plain C ---------------------------------------------------------------------------- */
+
+static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *buf, long pn) {
+    (void)f;
+    const long cq = (a->cin + 3) / 4, n = a->q1 - a->q0;
+    for (long j0 = 0; j0 < n; j0 += 16) {
+        const long m = n - j0 < 16 ? n - j0 : 16;
+        for (long oc = a->oc0; oc < a->oc1; oc++) {
+            int32_t acc[16];
+            for (long j = 0; j < 16; j++) acc[j] = qpw_init(a, oc);
+            for (long t = 0; t < cq; t++) {
+                const uint32_t wq = (uint32_t)a->wts[t * a->coutp + oc];
+                const uint32_t *x = buf + t * pn + j0;
+                for (int k = 0; k < 4; k++) {
+                    const int32_t wk = (int8_t)(wq >> (8 * k));
+                    for (long j = 0; j < 16; j++) acc[j] += (int8_t)(x[j] >> (8 * k)) * wk;
+                }
+            }
+            int8_t *o = a->out + oc * a->ocs + a->q0 + j0;
+            for (long j = 0; j < m; j++) o[j] = qpw_exact(a, acc[j], oc, a->q0 + j0 + j);
+        }
+    }
+}
+#endif
+
+/* positions [q0, q1) of output channels [oc0, oc1) of one image (a->buf: cin / 4 rows of
+ * (q1 - q0) rounded up to 16 int32, the call's own) */
+void qpw_int8_f32(const qpw_int8_args *a) {
+    if (a->q1 <= a->q0 || a->oc1 <= a->oc0) return;
+    const long pn = (a->q1 - a->q0 + 15) / 16 * 16;
+    uint32_t *buf = (uint32_t *)a->buf;
+    const qpw_fast f = qpw_fast_setup(a);
+    qpw_layout(a, buf, pn);
+    qpw_gemm(a, &f, buf, pn);
+}
+EI_TASK(qpw_int8)

@@ -1,0 +1,176 @@
+"""INT8 1x1 convolution tactic: ``qpointwise_native`` (``kernels/conv_int8_pw.c``).
+
+A 1x1 stride-1 unpadded QConv of one group from an int8 input to an int8 output under no
+activation, relu or clip (no residual, or an int8 one added before the activation): every
+pool task lays out its own positions of one image as int32 quads and runs the GEMM over
+them with conv_int8.c's int8 epilogue on the register tile (see conv_int8_pw.c), so that a
+layer is one pool call with nothing shared between the tasks (``qconv_native`` lays a small
+map out, waits, then splits its GEMM). Bit-identical to the reference. Chosen by timing
+against ``qconv_native`` at build, as every tactic; on builds without AVX-512 VNNI its plain
+C path is correct but slow, and loses there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu.activations import ACTIVATION_CODES
+from edge_infer.engine.backends.cpu.parallel import sequence, split
+from edge_infer.engine.tactics.base import Run, Scratch, Tactic
+from edge_infer.engine.tactics.quantized import QConvSpec
+
+#: the activations the kernel's epilogue implements (and their parameter defaults)
+_ACTS = {"": (0.0, 0.0), "relu": (0.0, 0.0), "clip": (-np.inf, np.inf)}
+#: positions are split between tasks at multiples of this (the kernel's vectors)
+ALIGN = 16
+#: a task's layout (int32 quads of its positions) at most this big, for the caches
+LAYOUT_BYTES = 256 << 10
+#: weight rows are readable this many channels past the last (the widest register tile)
+TILE_CHANNELS = 16
+#: layers with fewer input channels are left to qconv_native (not timed at build): there the
+#: epilogue outweighs the dot products and qconv_native's is faster. MobileNetV2's 1x1 layers,
+#: batch 1, 2 threads, one process alternating, under load (qpointwise / qconv): input
+#: channels 16-64: 0.99-1.67x; 96: 0.95-0.97x; 144-576 on 56x56 to 14x14 maps: 0.82-0.93x;
+#: 160-960 on 7x7 maps: 1.0-1.11x (qconv_native's output-channel tiles compute 49 positions,
+#: these 64)
+MIN_CIN = 96
+
+
+def _planes(a: np.ndarray) -> bool:
+    """Unit-stride rows, contiguous planes: every channel's positions one run."""
+    isz = a.itemsize
+    return (
+        a.ndim == 4
+        and a.strides[3] == isz
+        and a.strides[2] == a.shape[3] * isz
+        and not any(s % isz for s in a.strides)
+    )
+
+
+class QPointwiseNative(Tactic):
+    """INT8 1x1 convolution in C (see the module docstring)."""
+
+    name = "qpointwise_native"
+
+    def __init__(self, spec: QConvSpec) -> None:
+        self.spec = spec
+        self.act = int(ACTIVATION_CODES[spec.activation])
+        params = (*spec.activation_params, *_ACTS[spec.activation][len(spec.activation_params) :])
+        self.params = (float(params[0]), float(params[1]))
+
+    @classmethod
+    def applicable(cls, spec: QConvSpec) -> bool:
+        s = spec
+        return (
+            tuple(s.kernel) == (1, 1)
+            and tuple(s.strides) == (1, 1)
+            and not any(s.pads)
+            and s.group == 1
+            and s.cin >= MIN_CIN
+            and np.dtype(s.x_dtype) == np.int8
+            and np.dtype(s.weight.dtype) == np.int8
+            and s.out_precision == "int8"
+            and 0.0 < s.out_scale < 1e30
+            and s.activation in _ACTS
+            and (s.residual == "none" or (s.residual == "pre" and np.dtype(s.z_dtype) == np.int8))
+            and native.available()
+        )
+
+    def _prepared(self) -> dict[str, Any]:
+        """Weight quads, sums and multipliers, computed once per tactic."""
+        cached = getattr(self, "_prep", None)
+        if cached is not None:
+            return cached
+        s = self.spec
+        cout, cin = s.cout, s.cin
+        cq = -(-cin // 4)
+        coutp = -(-cout // TILE_CHANNELS) * TILE_CHANNELS + TILE_CHANNELS
+        w = np.zeros((coutp, cq * 4), np.int8)
+        w[:cout, :cin] = np.asarray(s.weight, np.int8).reshape(cout, cin)
+        # [oc][quad][4 channels] -> int32 quads [quad][coutp]
+        wts = np.ascontiguousarray(w.reshape(coutp, cq, 4).transpose(1, 0, 2)).view(np.int32)
+        wts = np.ascontiguousarray(wts.reshape(cq, coutp))
+        wsum = np.asarray(s.weight, np.int64).reshape(cout, -1).sum(axis=1).astype(np.int32)
+        mult = float(s.x_scale) * np.asarray(s.w_scale, np.float64).reshape(cout)
+        bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.int32).reshape(cout)
+        self._prep = dict(
+            cq=cq, coutp=coutp, wts=wts, wsum=wsum, mult=np.ascontiguousarray(mult), bias=bias
+        )
+        return self._prep
+
+    def _parts(self, n: int, positions: int, workers: int) -> list[tuple[int, int]]:
+        """An image's position ranges: small enough layouts, at least the threads' count
+        between the images of a batch (whole vectors each)."""
+        cq = self._prepared()["cq"]
+        fit = max(ALIGN, LAYOUT_BYTES // (4 * cq) // ALIGN * ALIGN)
+        parts = -(-positions // fit)
+        if workers > 1:
+            parts = max(parts, -(-workers // n))
+        return split(positions, parts, align=ALIGN)
+
+    def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
+        s, p = self.spec, self._prepared()
+        before: list[Run] = []
+        after: list[Run] = []
+        x = np.asarray(inputs[0])
+        if not _planes(x):
+            xc = scratch(x.shape, x.dtype, "qpw_in")
+            before.append(lambda: np.copyto(xc, x))
+            x = xc
+        out = outputs[0]
+        if not _planes(out):
+            tmp = scratch(out.shape, out.dtype, "qpw_out")
+            after.append(lambda: np.copyto(out, tmp))
+            out = tmp
+        z = inputs[4] if len(inputs) > 4 and s.residual != "none" else None
+        if z is not None and not _planes(z):
+            zc = scratch(z.shape, z.dtype, "qpw_residual")
+            before.append(lambda z=z: np.copyto(zc, z))
+            z = zc
+        n, cin, h, w = s.x_shape
+        positions = h * w
+        workers = getattr(scratch, "workers", 1)
+        keep = (x, out, z, p["wts"], p["wsum"], p["mult"], p["bias"])
+        tasks: list[Any] = []
+        for b in range(n):
+            for q0, q1 in self._parts(n, positions, workers):
+                buf = scratch((p["cq"] * -(-(q1 - q0) // ALIGN) * ALIGN,), np.int32, None)
+                args = dict(
+                    x=x.ctypes.data + b * x.strides[0],
+                    xcs=x.strides[1],
+                    cin=cin,
+                    q0=q0,
+                    q1=q1,
+                    wts=p["wts"].ctypes.data,
+                    coutp=p["coutp"],
+                    bias=None if p["bias"] is None else p["bias"].ctypes.data,
+                    wsum=p["wsum"].ctypes.data,
+                    mult=p["mult"].ctypes.data,
+                    oc0=0,
+                    oc1=s.cout,
+                    out=out.ctypes.data + b * out.strides[0],
+                    ocs=out.strides[1],
+                    oscale=float(s.out_scale),
+                    act=self.act,
+                    p0=self.params[0],
+                    p1=self.params[1],
+                    residual=0 if z is None else 1,
+                    z=None if z is None else z.ctypes.data + b * z.strides[0],
+                    zcs=0 if z is None else z.strides[1],
+                    zscale=float(s.z_scale),
+                    buf=buf.ctypes.data,
+                )
+                tasks.append(native.NativeCall("qpw_int8_f32", args, (*keep, buf)))
+        pool = getattr(scratch, "pool", None)
+        steps: list[Run] = list(before)
+        if pool is not None and workers > 1 and len(tasks) > 1:
+            steps.append(pool.bind(tasks))
+        else:
+            steps.extend(tasks)
+        return sequence([*steps, *after])
+
+
+__all__ = ["QPointwiseNative"]

@@ -1,0 +1,149 @@
+"""qpointwise_native (kernels/conv_int8_pw.c) against the reference QConv, bit for bit: the
+AVX-512 VNNI path of this host (its fast epilogue, the exact lanes near halves, the register
+tiles of 1 to 4 position vectors, tasks of position ranges), the plain C path of the other x86
+builds, and aarch64 under qemu (calls recorded here, replayed there)."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+
+from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu.parallel import WorkPool
+from edge_infer.engine.backends.cpu.program import ScratchPool
+from edge_infer.engine.backends.cpu.tactics.cpu_qpointwise import MIN_CIN, QPointwiseNative
+from edge_infer.engine.ops.quantize import qconv
+from edge_infer.engine.tactics.quantized import QConvSpec
+from tests.engine.backends.cpu import isa_builds
+from tests.engine.backends.cpu.tactics.test_qconv_native import make_case
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
+
+ACTS = [("", ()), ("relu", ()), ("clip", (0.0, 6.0))]
+# x shape, Cout: 49 positions (4 vectors, the last of one position), 2 tasks of 2 vectors,
+# a batch, 3 vectors, rows wider than a vector (Cin not a multiple of 4), many input channels
+SHAPES = [
+    ((1, 24, 7, 7), 20),
+    ((2, 13, 5, 9), 7),
+    ((1, 40, 6, 8), 33),
+    ((1, 9, 3, 70), 17),
+    ((1, 100, 5, 5), 12),
+]
+
+
+def _case(k: int, act: tuple, residual: str) -> tuple[QConvSpec, list]:
+    x_shape, cout = SHAPES[k]
+    conv = (x_shape, cout, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    z_dtype = np.int8 if residual == "pre" else None
+    return make_case(conv, act, residual, z_dtype, "int8", np.int8, seed=k)
+
+
+def run(spec: QConvSpec, inputs: list, workers: int = 1) -> np.ndarray:
+    out = np.zeros(spec.out_shape, np.int8)
+    pool = WorkPool(workers) if workers > 1 else None
+    try:
+        QPointwiseNative(spec).bind(inputs, [out], ScratchPool(pool))()
+    finally:
+        if pool is not None:
+            pool.close()
+    return out
+
+
+def test_applicable_only_to_its_layers() -> None:
+    conv = ((1, MIN_CIN, 4, 4), 8, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    spec, _ = make_case(conv, ACTS[0], "none", None, "int8", np.int8, seed=0)
+    assert QPointwiseNative.applicable(spec)
+    assert not QPointwiseNative.applicable(_case(0, ACTS[0], "none")[0])  # few input channels
+    for change in (
+        {"kernel_shape_3x3": None},
+        {"out_precision": "fp32"},
+        {"activation": "sigmoid"},
+        {"x_dtype": np.dtype(np.float32)},
+        {"strides": (2, 2)},
+        {"residual": "post", "z_dtype": np.dtype(np.int8)},
+    ):
+        fields = {**spec.__dict__, **change}
+        if "kernel_shape_3x3" in change:
+            del fields["kernel_shape_3x3"]
+            fields["weight"] = np.zeros((spec.cout, spec.cin, 3, 3), np.int8)
+        assert not QPointwiseNative.applicable(QConvSpec(**fields)), change
+
+
+@pytest.mark.parametrize("residual", ["none", "pre"])
+@pytest.mark.parametrize("act", ACTS, ids=lambda a: a[0] or "none")
+def test_bit_exact_with_the_reference(act, residual) -> None:
+    for k in range(len(SHAPES)):
+        spec, inputs = _case(k, act, residual)
+        want = qconv(*inputs, **spec.attrs())
+        for workers in (1, 2):
+            got = run(spec, inputs, workers)
+            np.testing.assert_array_equal(got, want, err_msg=f"{SHAPES[k]} {workers}")
+
+
+def tie_case() -> tuple[QConvSpec, list]:
+    """Small accumulators requantized to acc / 2 (x_scale 0.125, w_scale 0.5, out_scale
+    0.03125): every odd one lands on a half, which the fast epilogue redoes exactly, half to
+    even."""
+    spec, _ = _case(0, ACTS[0], "none")
+    rng = np.random.default_rng(7)
+    x = rng.integers(-3, 4, spec.x_shape).astype(np.int8)
+    w = rng.integers(-2, 3, spec.weight.shape).astype(np.int8)
+    ws = np.full(spec.cout, 0.5, np.float32)
+    bias = rng.integers(-20, 21, spec.cout).astype(np.int32)
+    fields = dict(weight=w, w_scale=ws, bias=bias, x_scale=0.125, out_scale=0.03125)
+    return QConvSpec(**{**spec.__dict__, **fields}), [x, w, ws, bias, None]
+
+
+def test_ties_round_half_to_even() -> None:
+    spec, inputs = tie_case()
+    want = qconv(*inputs, **spec.attrs())
+    acc = np.einsum("oc,nchw->nohw", inputs[1][:, :, 0, 0].astype(np.int64), inputs[0])
+    acc = acc + inputs[3][None, :, None, None]
+    assert (acc % 2 != 0).mean() > 0.3 and (np.abs(want) < 127).mean() > 0.1
+    np.testing.assert_array_equal(run(spec, inputs), want)
+
+
+@pytest.mark.parametrize("build", sorted(isa_builds.X86_BUILDS))
+def test_every_x86_build(build, tmp_path, monkeypatch) -> None:
+    flags, needs = isa_builds.X86_BUILDS[build]
+    isa_builds.need_features(needs)
+    lib = isa_builds.build_kernels(tmp_path, ["conv_int8_pw.c", "args.c"], flags)
+    lib.qpw_int8_f32.restype = None
+    lib.qpw_int8_f32.argtypes = [ctypes.POINTER(native.ARGS["qpw_int8_f32"])]
+    monkeypatch.setattr(native, "library", lambda: lib)
+    for k in range(len(SHAPES)):
+        act, residual = ACTS[k % 3], ("none", "pre")[k % 2]
+        spec, inputs = _case(k, act, residual)
+        np.testing.assert_array_equal(run(spec, inputs), qconv(*inputs, **spec.attrs()))
+    spec, inputs = tie_case()
+    np.testing.assert_array_equal(run(spec, inputs), qconv(*inputs, **spec.attrs()))
+
+
+def test_aarch64_replay(tmp_path) -> None:
+    """The calls recorded here replayed under qemu on the Jetson's cores (Cortex-A78AE)."""
+    from tests.engine.backends.cpu.aarch64 import replay
+    from tests.engine.backends.cpu.aarch64.test_aarch64_kernels import compile_driver, emulate
+
+    exe = compile_driver(tmp_path, "cortex-a78ae", only=("conv_int8_pw.c",))
+    cases = []
+    for k in range(len(SHAPES)):
+        act, residual = ACTS[(k + 1) % 3], ("none", "pre")[(k + 1) % 2]
+        spec, inputs = _case(k, act, residual)
+        want = qconv(*inputs, **spec.attrs())
+        out = np.empty(spec.out_shape, np.int8)
+        out.fill(0x55)  # unwritten outputs show
+        arrays = [a for a in inputs if isinstance(a, np.ndarray)]
+        with replay.recording(f"qpw {SHAPES[k]} {act[0]} {residual}", arrays, out) as rec:
+            QPointwiseNative(spec).bind(inputs, [out], ScratchPool())()
+        np.testing.assert_array_equal(out, want)
+        cases.append((rec, want))
+    replay.write(tmp_path / "calls.bin", [rec for rec, _ in cases])
+    emulate(exe, "replay", str(tmp_path / "calls.bin"), str(tmp_path / "out.bin"))
+    regions = replay.read(tmp_path / "out.bin")
+    first = 0
+    for rec, want in cases:
+        got = rec.output(regions[first : first + len(rec.regions)])
+        first += len(rec.regions)
+        np.testing.assert_array_equal(got, want, err_msg=rec.name)
