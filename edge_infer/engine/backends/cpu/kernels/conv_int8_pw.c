@@ -281,8 +281,102 @@ QPW_TILES(8, 3)
 QPW_TILES(12, 2)
 QPW_TILES(16, 1)
 
+/* the last positions of a call, fewer than a vector (a 7 x 7 map: 49 = 3 x 16 + 1), as tiles
+ * with vectors along output channels instead: up to 4 positions (a short group repeats its
+ * last) x OV vectors of 16 channels from oc0 (the weight rows readable 16 channels past the
+ * call's last), each position's quad broadcast; the outputs stored channel by channel */
+#define QPW_OC_TAIL 4 /* at most this many positions (measured on 7 x 7 maps: 9 cost about
+                       * as much as a vector of positions) */
+static inline __attribute__((always_inline)) void qpw_octile(const qpw_int8_args *a,
+                                                           const qpw_fast *f, const uint32_t *buf,
+                                                           long pn, long j0, long np, long oc0,
+                                                           const int OV) {
+    const long cq = (a->cin + 3) / 4, noc = a->oc1 - oc0 < 16 * OV ? a->oc1 - oc0 : 16 * OV;
+    int32_t init[64];
+    float fm[64];
+    for (long i = 0; i < 16 * OV; i++) {
+        double q = i < noc ? a->mult[oc0 + i] / a->oscale : 0.0;
+        fm[i] = fabs(q) < 1e20 ? (float)q : 0.0f; /* NaN: 0 too */
+        init[i] = i < noc ? qpw_init(a, oc0 + i) : 0;
+    }
+    long js[4];
+    for (int p = 0; p < 4; p++) js[p] = j0 + (p < np ? p : np - 1);
+    __m512i acc[4][4];
+#pragma GCC unroll 4
+    for (int v = 0; v < OV; v++) {
+        __m512i s = _mm512_loadu_si512(init + 16 * v);
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) acc[p][v] = s;
+    }
+    const int32_t *w = a->wts + oc0;
+    const uint32_t *x = buf;
+    for (long t = 0; t < cq; t++, x += pn, w += a->coutp) {
+        __m512i wv[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < OV; v++) wv[v] = _mm512_loadu_si512(w + 16 * v);
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) {
+            __m512i b = _mm512_set1_epi32((int)x[js[p]]);
+#pragma GCC unroll 4
+            for (int v = 0; v < OV; v++) acc[p][v] = _mm512_dpbusd_epi32(acc[p][v], b, wv[v]);
+        }
+    }
+    int32_t mem[4 * 64] __attribute__((aligned(64)));
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; p++)
+#pragma GCC unroll 4
+        for (int v = 0; v < OV; v++) _mm512_store_si512(mem + p * 64 + 16 * v, acc[p][v]);
+    const __m512 lo = _mm512_set1_ps(f->lo), hi = _mm512_set1_ps(f->hi);
+    const __m512 lim = _mm512_set1_ps(0.5f - f->eps);
+    for (long p = 0; p < np; p++) {
+        const long pos = a->q0 + j0 + p;
+        for (long v = 0; v < OV && 16 * v < noc; v++) {
+            const long c0 = oc0 + 16 * v, nc = noc - 16 * v < 16 ? noc - 16 * v : 16;
+            __m512i av = _mm512_load_si512(mem + p * 64 + 16 * v);
+            int32_t q[16], s[16];
+            __mmask16 exact = (__mmask16)0xffff;
+            if (f->on) {
+                __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(av), _mm512_loadu_ps(fm + 16 * v));
+                if (a->residual) {
+                    int32_t zt[16] = {0};
+                    for (long j = 0; j < nc; j++) zt[j] = a->z[(c0 + j) * a->zcs + pos];
+                    __m512 z = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(zt)),
+                                             _mm512_set1_ps(f->zs));
+                    t = _mm512_add_ps(t, z);
+                }
+                t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
+                __m512 d = _mm512_reduce_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                exact = _mm512_cmp_ps_mask(_mm512_abs_ps(d), lim, _CMP_GT_OQ) |
+                        _mm512_cmp_ps_mask(_mm512_loadu_ps(fm + 16 * v), _mm512_setzero_ps(),
+                                           _CMP_EQ_OQ);
+                _mm512_storeu_si512(q, _mm512_cvt_roundps_epi32(
+                                           t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            }
+            _mm512_storeu_si512(s, av);
+            for (long j = 0; j < nc; j++) {
+                int8_t b = exact >> j & 1 ? qpw_exact(a, s[j], c0 + j, pos)
+                                          : (int8_t)(q[j] < -128 ? -128 : q[j] > 127 ? 127 : q[j]);
+                a->out[(c0 + j) * a->ocs + pos] = b;
+            }
+        }
+    }
+}
+
+static __attribute__((noinline)) void qpw_oc_tail(const qpw_int8_args *a, const qpw_fast *f,
+                                                  const uint32_t *buf, long pn, long j0,
+                                                  long n) {
+    for (long p0 = j0; p0 < n; p0 += 4) {
+        const long np = n - p0 < 4 ? n - p0 : 4;
+        long oc0 = a->oc0;
+        for (; a->oc1 - oc0 > 48; oc0 += 64) qpw_octile(a, f, buf, pn, p0, np, oc0, 4);
+        for (; oc0 < a->oc1; oc0 += 16) qpw_octile(a, f, buf, pn, p0, np, oc0, 1);
+    }
+}
+
 static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *buf, long pn) {
-    const long n = a->q1 - a->q0;
+    const long all = a->q1 - a->q0, r = all % 16;
+    const long n = r && r <= QPW_OC_TAIL ? all - r : all; /* by position vectors */
+    if (n < all) qpw_oc_tail(a, f, buf, pn, n, all);
     float fm[16];
     int32_t init[16];
     for (long j0 = 0; j0 < n; j0 += 64) {

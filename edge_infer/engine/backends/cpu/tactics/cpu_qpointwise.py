@@ -24,8 +24,9 @@ from edge_infer.engine.tactics.quantized import QConvSpec
 
 #: the activations the kernel's epilogue implements (and their parameter defaults)
 _ACTS = {"": (0.0, 0.0), "relu": (0.0, 0.0), "clip": (-np.inf, np.inf)}
-#: positions are split between tasks at multiples of this (the kernel's vectors)
-ALIGN = 16
+#: positions are split between tasks at multiples of the kernel's vectors (a last vector of
+#: at most 4 positions is computed by output-channel vectors: a 7x7 map, 49 = 3 x 16 + 1)
+ALIGN = VECTOR = 16
 #: a task's layout (int32 quads of its positions) at most this big, for the caches
 LAYOUT_BYTES = 256 << 10
 #: weight rows are readable this many channels past the last (the widest register tile)
@@ -105,7 +106,7 @@ class QPointwiseNative(Tactic):
         """An image's position ranges: small enough layouts, at least the threads' count
         between the images of a batch (whole vectors each)."""
         cq = self._prepared()["cq"]
-        fit = max(ALIGN, LAYOUT_BYTES // (4 * cq) // ALIGN * ALIGN)
+        fit = max(VECTOR, LAYOUT_BYTES // (4 * cq) // VECTOR * VECTOR)
         parts = -(-positions // fit)
         if workers > 1:
             parts = max(parts, -(-workers // n))
@@ -137,7 +138,7 @@ class QPointwiseNative(Tactic):
         tasks: list[Any] = []
         for b in range(n):
             for q0, q1 in self._parts(n, positions, workers):
-                buf = scratch((p["cq"] * -(-(q1 - q0) // ALIGN) * ALIGN,), np.int32, None)
+                buf = scratch((p["cq"] * -(-(q1 - q0) // VECTOR) * VECTOR,), np.int32, None)
                 args = dict(
                     x=x.ctypes.data + b * x.strides[0],
                     xcs=x.strides[1],

@@ -22,14 +22,17 @@ from tests.engine.backends.cpu.tactics.test_qconv_native import make_case
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
 
 ACTS = [("", ()), ("relu", ()), ("clip", (0.0, 6.0))]
-# x shape, Cout: 49 positions (4 vectors, the last of one position), 2 tasks of 2 vectors,
-# a batch, 3 vectors, rows wider than a vector (Cin not a multiple of 4), many input channels
+# x shape, Cout: 49 positions (3 vectors and a tail of one by output-channel vectors; 2 tasks:
+# 2 vectors, a vector and the tail), a batch (a last vector of 13), 3 vectors, 13 vectors and a
+# tail of 2 (Cin not a multiple of 4), many input channels (a last vector of 9), a tail of 2 x
+# 70 output channels
 SHAPES = [
     ((1, 24, 7, 7), 20),
     ((2, 13, 5, 9), 7),
     ((1, 40, 6, 8), 33),
     ((1, 9, 3, 70), 17),
     ((1, 100, 5, 5), 12),
+    ((1, 20, 3, 6), 70),
 ]
 
 
