@@ -32,6 +32,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+_DTYPES = {"fp32": np.float32, "fp16": np.float16, "int8": np.int8}
+
+
 def _library(folder: Path, target: Path) -> Any:
     """conv_int8.c, pool.c and args.c of ``folder`` as a library (ctypes)."""
     from edge_infer.engine.backends.cpu import native
@@ -100,10 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         runs = {}
         for side, lib in libs.items():
             native.library = lambda lib=lib: lib  # type: ignore[assignment]
-            out = np.zeros(spec.out_shape, np.int8)
+            out = np.zeros(spec.out_shape, _DTYPES[spec.out_precision])
             run = QConvNative(spec).bind(inputs, [out], ScratchPool(None))
             run()
-            if not np.array_equal(out, want):
+            if not np.array_equal(out, want.astype(out.dtype)):
                 raise SystemExit(f"{side}: {key} differs from the reference")
             runs[side] = run
         best = {s: float("inf") for s in runs}
