@@ -34,9 +34,9 @@ TILE_CHANNELS = 16
 #: layers with fewer input channels are left to qconv_native (not timed at build): there the
 #: epilogue outweighs the dot products and qconv_native's is faster. MobileNetV2's 1x1 layers,
 #: batch 1, 2 threads, one process alternating, under load (qpointwise / qconv): input
-#: channels 16-64: 0.99-1.67x; 96: 0.95-0.97x; 144-576 on 56x56 to 14x14 maps: 0.82-0.93x;
-#: 160-960 on 7x7 maps: 1.0-1.11x (qconv_native's output-channel tiles compute 49 positions,
-#: these 64)
+#: channels 16-64: 0.99-1.67x; 96 (14x14): 0.95-1.12x; 144-576 on 56x56 to 14x14 maps:
+#: 0.99-1.06x (0.82-0.93x against qconv_native at cd7b51d); 160-960 on 7x7 maps:
+#: 0.88-1.00x
 MIN_CIN = 96
 
 
