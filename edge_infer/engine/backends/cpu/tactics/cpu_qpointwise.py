@@ -1,11 +1,13 @@
 """INT8 1x1 convolution tactic: ``qpointwise_native`` (``kernels/conv_int8_pw.c``).
 
-A 1x1 stride-1 unpadded QConv of one group from an int8 input to an int8 output under no
-activation, relu or clip (no residual, or an int8 one added before the activation): every
-pool task lays out its own positions of one image as int32 quads and runs the GEMM over
-them with conv_int8.c's int8 epilogue on the register tile (see conv_int8_pw.c), so that a
-layer is one pool call with nothing shared between the tasks (``qconv_native`` lays a small
-map out, waits, then splits its GEMM). Bit-identical to the reference. Chosen by timing
+A 1x1 stride-1 unpadded QConv of one group on a small map (MAX_POSITIONS, at least MIN_CIN
+input channels) from an int8 input to an int8 output under no activation, relu or clip (no
+residual, or an int8 one added before the activation): every pool task lays out its own
+positions of one image as int32 quads and runs the GEMM over them with conv_int8.c's int8
+epilogue on the register tile (see conv_int8_pw.c), so that a layer is one pool call with
+nothing shared between the tasks (``qconv_native`` lays a small map out, waits, then splits
+its GEMM); a last vector of at most 4 positions (7x7: 49 = 3 x 16 + 1) goes by output-channel
+vectors. Bit-identical to the reference. Chosen by timing
 against ``qconv_native`` at build, as every tactic; on builds without AVX-512 VNNI its plain
 C path is correct but slow, and loses there.
 """
@@ -38,6 +40,10 @@ TILE_CHANNELS = 16
 #: 0.99-1.06x (0.82-0.93x against qconv_native at cd7b51d); 160-960 on 7x7 maps:
 #: 0.88-1.00x
 MIN_CIN = 96
+#: and maps of more positions: there qconv_native was as fast or faster in the engine
+#: (MobileNetV2 b1, 14x14 projections 1.06-1.19x qconv_native's layer time, 7x7 layers
+#: 0.77-1.00x; one process alternating the two engines, under load)
+MAX_POSITIONS = 100
 
 
 def _planes(a: np.ndarray) -> bool:
@@ -71,6 +77,7 @@ class QPointwiseNative(Tactic):
             and not any(s.pads)
             and s.group == 1
             and s.cin >= MIN_CIN
+            and s.x_shape[2] * s.x_shape[3] <= MAX_POSITIONS
             and np.dtype(s.x_dtype) == np.int8
             and np.dtype(s.weight.dtype) == np.int8
             and s.out_precision == "int8"

@@ -59,6 +59,10 @@ def test_applicable_only_to_its_layers() -> None:
     spec, _ = make_case(conv, ACTS[0], "none", None, "int8", np.int8, seed=0)
     assert QPointwiseNative.applicable(spec)
     assert not QPointwiseNative.applicable(_case(0, ACTS[0], "none")[0])  # few input channels
+    conv = ((1, MIN_CIN, 10, 11), 8, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    assert not QPointwiseNative.applicable(
+        make_case(conv, ACTS[0], "none", None, "int8", np.int8, 0)[0]
+    )
     for change in (
         {"kernel_shape_3x3": None},
         {"out_precision": "fp32"},
