@@ -16,6 +16,7 @@ ratios. Not run by the tests.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
 import time
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from bench.chain_ab import BLOCKS, block_spec, ort_model
+from bench.dw_ab import calls_into, side_library
 from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.backends.cpu.tactics import cpu_depthwise
 from edge_infer.engine.backends.cpu.tactics.cpu_depthwise import DepthwiseNative
@@ -44,7 +46,9 @@ def _one_by_one(spec: ConvSpec, x: np.ndarray, out: np.ndarray, scratch: Any) ->
     raise SystemExit(f"no 1x1 tactic for {spec}")
 
 
-def _layers(block: str, batch: int, reverse: bool) -> tuple[list[Run], np.ndarray, Any]:
+def _layers(
+    block: str, batch: int, reverse: bool, lib: Any = None
+) -> tuple[list[Run], np.ndarray, Any]:
     spec = block_spec(block, batch)
     assert spec.expand is not None, "blocks with an expand layer"
     rng = np.random.default_rng(1)
@@ -55,9 +59,11 @@ def _layers(block: str, batch: int, reverse: bool) -> tuple[list[Run], np.ndarra
     y = np.zeros(spec.out_shape, np.float32)
     cpu_depthwise.REVERSE_IMAGES = reverse
     dws = spec.depthwise
+    with calls_into(lib) if lib is not None else contextlib.nullcontext():
+        dw_run = DepthwiseNative(dws).bind([e, dws.weight, dws.bias], [d], scratch)
     runs = [
         _one_by_one(spec.expand, x, e, scratch),
-        DepthwiseNative(dws).bind([e, dws.weight, dws.bias], [d], scratch),
+        dw_run,
         _one_by_one(spec.project, d, y, scratch),
     ]
     return runs, y, spec
@@ -83,6 +89,12 @@ def main() -> int:
     p.add_argument("--block", default="f2", choices=[b for b in BLOCKS if BLOCKS[b][1] != 1])
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--rounds", type=int, default=15)
+    p.add_argument(
+        "--variant",
+        type=Path,
+        default=None,
+        help="another conv_depthwise.c: its build (reversed order) runs as a third program",
+    )
     args = p.parse_args()
     import onnxruntime as ort
 
@@ -92,11 +104,19 @@ def main() -> int:
     single_threaded_blas()
     fwd, y_fwd, spec = _layers(args.block, args.batch, False)
     rev, y_rev, _ = _layers(args.block, args.batch, True)
+    programs = {"forward": fwd, "reversed": rev}
+    tmp_lib = tempfile.TemporaryDirectory(prefix="dw-order-lib-")
+    if args.variant is not None:
+        lib = side_library(args.variant, Path(tmp_lib.name))
+        programs["variant"], y_var, _ = _layers(args.block, args.batch, True, lib)
     cpu_depthwise.REVERSE_IMAGES = True
-    for r in (*fwd, *rev):
-        r()
+    for runs in programs.values():
+        for r in runs:
+            r()
     if not np.array_equal(y_fwd, y_rev):
         raise SystemExit("forward and reversed depthwise outputs differ")
+    if args.variant is not None and not np.array_equal(y_var, y_rev):
+        raise SystemExit("the variant's outputs differ")
     x = np.random.default_rng(1).standard_normal(spec.x_shape).astype(np.float32)
     feeds = {"x": x}
     tmp = tempfile.TemporaryDirectory(prefix="dw-order-")
@@ -121,10 +141,10 @@ def main() -> int:
             sess.run(None, feeds)
         return _ort_nodes(sess, feeds)
 
-    times: dict[str, list[list[float]]] = {"forward": [], "reversed": [], "ort": []}
+    times: dict[str, list[list[float]]] = {k: [] for k in [*programs, "ort"]}
     ort_cpu: list[float] = []
     for _ in range(args.rounds):
-        for key, runs in (("forward", fwd), ("reversed", rev)):
+        for key, runs in programs.items():
             row = []
             for r in runs:
                 t0 = time.thread_time()
@@ -140,10 +160,10 @@ def main() -> int:
     names = ["expand", "depthwise", "project"]
     head = f"block {args.block} batch {args.batch}, one thread, CPU us per run"
     print(f"{head} (max rel err {err:.1e})")
-    for k in ("forward", "reversed", "ort"):
+    for k in times:
         cells = "  ".join(f"{n} {m:8.0f}" for n, m in zip(names, med[k]))
         print(f"  {k:9s} {cells}  sum {med[k].sum():8.0f}")
-    for k in ("forward", "reversed"):
+    for k in programs:
         ratios = np.median(arr[k] / arr["ort"], axis=0)
         total = np.median(arr[k].sum(axis=1) / arr["ort"].sum(axis=1))
         cells = "  ".join(f"{n} {v:.3f}" for n, v in zip(names, ratios))
@@ -151,7 +171,11 @@ def main() -> int:
     print(f"  ort whole model (with its layout reorders), CPU us: {np.median(ort_cpu):8.0f}")
     rv = np.median(arr["reversed"] / arr["forward"], axis=0)
     print("  reversed/forward  " + "  ".join(f"{n} {v:.3f}" for n, v in zip(names, rv)))
+    if args.variant is not None:
+        rv = np.median(arr["reversed"] / arr["variant"], axis=0)
+        print("  reversed/variant  " + "  ".join(f"{n} {v:.3f}" for n, v in zip(names, rv)))
     tmp.cleanup()
+    tmp_lib.cleanup()
     return 0
 
 

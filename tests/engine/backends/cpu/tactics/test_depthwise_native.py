@@ -56,6 +56,9 @@ CASES = [
     ((2, 3, 16, 16), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
     ((1, 3, 10, 37), (3, 3), (2, 2), (0, 1, 1, 0), (1, 1)),
     ((1, 2, 5, 50), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    # stride 2, left pad 1 (loads at the vectors' own columns): three vectors a row, the last
+    # partial, the input's last column read by it
+    ((1, 2, 5, 70), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
 ]
 ACTS = [("", ()), ("relu", ()), ("clip", (0.0, 6.0)), ("silu", ()), ("mish", ())]
 
