@@ -35,9 +35,12 @@ DW_GROUP = 8
 DW_WIDE = True
 #: images last to first: the layer before (a 1x1 expand, images first to last) leaves its
 #: last images in cache, and the layer after (a 1x1 project, first to last) then finds this
-#: layer's first images, written last, in cache. Measured (one thread, CPU time, after a
-#: first-to-last writer of the input; bench/dw_order_ab.py): MobileNetV2's features.2 depthwise
-#: (96 x 112 x 112 per image, 38.5 MB at batch 8, more than the 32 MB L3) 0.82-0.90x at batch 8.
+#: layer's first images, written last, in cache. Same bits either way. Measured at batch 8
+#: (MobileNetV2 features.2: 38.5 MB of depthwise input, more than the 32 MB L3), one thread,
+#: CPU time, under load: after a first-to-last writer (C harness) the depthwise 0.72-0.82x;
+#: the engine's expand / depthwise / project in sequence (bench/dw_order_ab.py, 15 rounds, 5
+#: runs) depthwise 0.96-1.02x, project 0.86-0.94x (two identical programs differ by up to
+#: 13 % on the project there).
 REVERSE_IMAGES = True
 #: the kernel's path field ("grouped" in args.h): bit 0 channel groups (else row by row),
 #: bit 1 vectors along rows where the build has them (else bit 0's path)
