@@ -155,6 +155,61 @@ static void quantize_row(const float *x, long n, int8_t *q, double inv, double s
     }
 }
 
+#if defined(__AVX512BW__)
+/* 64 columns of 4 channels' bytes (c0 .. c3: column j in byte j) as quads at o: the bytes
+ * interleaved within 128-bit lanes (lane k of q[m]: columns 16 k + 4 m .. + 3), then the
+ * 4 x 4 lanes transposed */
+static inline void quads64(uint32_t *o, __m512i c0, __m512i c1, __m512i c2, __m512i c3,
+                           __m512i b) {
+    __m512i lo01 = _mm512_unpacklo_epi8(c0, c1), hi01 = _mm512_unpackhi_epi8(c0, c1);
+    __m512i lo23 = _mm512_unpacklo_epi8(c2, c3), hi23 = _mm512_unpackhi_epi8(c2, c3);
+    __m512i q0 = _mm512_unpacklo_epi16(lo01, lo23);
+    __m512i q1 = _mm512_unpackhi_epi16(lo01, lo23);
+    __m512i q2 = _mm512_unpacklo_epi16(hi01, hi23);
+    __m512i q3 = _mm512_unpackhi_epi16(hi01, hi23);
+    __m512i t0 = _mm512_shuffle_i64x2(q0, q1, 0x44);
+    __m512i t1 = _mm512_shuffle_i64x2(q2, q3, 0x44);
+    __m512i t2 = _mm512_shuffle_i64x2(q0, q1, 0xEE);
+    __m512i t3 = _mm512_shuffle_i64x2(q2, q3, 0xEE);
+    _mm512_storeu_si512(o, _mm512_xor_si512(_mm512_shuffle_i64x2(t0, t1, 0x88), b));
+    _mm512_storeu_si512(o + 16, _mm512_xor_si512(_mm512_shuffle_i64x2(t0, t1, 0xDD), b));
+    _mm512_storeu_si512(o + 32, _mm512_xor_si512(_mm512_shuffle_i64x2(t2, t3, 0x88), b));
+    _mm512_storeu_si512(o + 48, _mm512_xor_si512(_mm512_shuffle_i64x2(t2, t3, 0xDD), b));
+}
+
+/* the first m (<= 64) bytes at p, zeros past them (no byte past p + m - 1 read) */
+static inline __m512i bytes_upto(const uint8_t *p, long m) {
+    return _mm512_maskz_loadu_epi8(m >= 64 ? ~0ULL : (1ULL << m) - 1, p);
+}
+
+/* the even bytes of the first m (<= 128) bytes at p, as 64 bytes (the int16 words' low
+ * bytes; no byte past p + m - 1 read) */
+static inline __m512i even_upto(const uint8_t *p, long m) {
+    __m512i lo = bytes_upto(p, m), hi = bytes_upto(p + 64, m > 64 ? m - 64 : 0);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(lo)),
+                              _mm512_cvtepi16_epi8(hi), 1);
+}
+
+/* the even bytes of the 128 bytes at p (even_upto without masks) */
+static inline __m512i even128(const uint8_t *p) {
+    __m256i lo = _mm512_cvtepi16_epi8(_mm512_loadu_si512(p));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo),
+                              _mm512_cvtepi16_epi8(_mm512_loadu_si512(p + 64)), 1);
+}
+
+/* the quads of a row's last m (< 64) columns: quads64 into a buffer, m of them copied (a
+ * whole-vector store would write past the row, into columns another thread lays out) */
+static inline void quads_tail(uint32_t *o, long m, __m512i c0, __m512i c1, __m512i c2,
+                              __m512i c3, __m512i b) {
+    uint32_t buf[64] __attribute__((aligned(64)));
+    quads64(buf, c0, c1, c2, c3, b);
+    memcpy(o, buf, 4 * (size_t)m);
+}
+
+/* columns shorter than this at a row's end: one scalar quad each */
+#define EI_TAIL_MIN 4
+#endif
+
 /* columns [c0, c1) of a layout row: channel k's byte of column c at p[k][(c - c0) * step[k]] */
 static inline void pack_row(uint32_t *orow, long c0, long c1, const uint8_t *const p[4],
                             const long step[4], uint32_t bias, long sx) {
@@ -164,29 +219,15 @@ static inline void pack_row(uint32_t *orow, long c0, long c1, const uint8_t *con
         const uint8_t *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
         long i = 0;
 #if defined(__AVX512BW__)
-        /* 64 columns: bytes interleaved within 128-bit lanes (lane k of q[m]: columns
-         * 16 k + 4 m .. + 3), then the 4 x 4 lanes transposed */
         const __m512i b = _mm512_set1_epi32((int)bias);
-        for (; i + 64 <= n; i += 64) {
-            __m512i c0 = _mm512_loadu_si512(p0 + i), c1 = _mm512_loadu_si512(p1 + i);
-            __m512i c2 = _mm512_loadu_si512(p2 + i), c3 = _mm512_loadu_si512(p3 + i);
-            __m512i lo01 = _mm512_unpacklo_epi8(c0, c1), hi01 = _mm512_unpackhi_epi8(c0, c1);
-            __m512i lo23 = _mm512_unpacklo_epi8(c2, c3), hi23 = _mm512_unpackhi_epi8(c2, c3);
-            __m512i q0 = _mm512_unpacklo_epi16(lo01, lo23);
-            __m512i q1 = _mm512_unpackhi_epi16(lo01, lo23);
-            __m512i q2 = _mm512_unpacklo_epi16(hi01, hi23);
-            __m512i q3 = _mm512_unpackhi_epi16(hi01, hi23);
-            __m512i t0 = _mm512_shuffle_i64x2(q0, q1, 0x44);
-            __m512i t1 = _mm512_shuffle_i64x2(q2, q3, 0x44);
-            __m512i t2 = _mm512_shuffle_i64x2(q0, q1, 0xEE);
-            __m512i t3 = _mm512_shuffle_i64x2(q2, q3, 0xEE);
-            _mm512_storeu_si512(oc + i, _mm512_xor_si512(_mm512_shuffle_i64x2(t0, t1, 0x88), b));
-            _mm512_storeu_si512(oc + i + 16,
-                                _mm512_xor_si512(_mm512_shuffle_i64x2(t0, t1, 0xDD), b));
-            _mm512_storeu_si512(oc + i + 32,
-                                _mm512_xor_si512(_mm512_shuffle_i64x2(t2, t3, 0x88), b));
-            _mm512_storeu_si512(oc + i + 48,
-                                _mm512_xor_si512(_mm512_shuffle_i64x2(t2, t3, 0xDD), b));
+        for (; i + 64 <= n; i += 64)
+            quads64(oc + i, _mm512_loadu_si512(p0 + i), _mm512_loadu_si512(p1 + i),
+                    _mm512_loadu_si512(p2 + i), _mm512_loadu_si512(p3 + i), b);
+        if (n - i >= EI_TAIL_MIN) { /* the last columns: masked loads */
+            const long m = n - i;
+            quads_tail(oc + i, m, bytes_upto(p0 + i, m), bytes_upto(p1 + i, m),
+                       bytes_upto(p2 + i, m), bytes_upto(p3 + i, m), b);
+            i = n;
         }
 #endif
         for (; i < n; i++) oc[i] = quad(p0[i], p1[i], p2[i], p3[i]) ^ bias;
@@ -194,35 +235,23 @@ static inline void pack_row(uint32_t *orow, long c0, long c1, const uint8_t *con
         const uint8_t *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
         long i = 0;
 #if defined(__AVX512BW__)
-        /* 64 columns (i + 64 < n: the 128 bytes read end before the row's last byte + 2):
-         * the even bytes (the int16 words' low bytes), interleaved within 128-bit lanes
-         * (lane k of q[m]: columns 16 k + 4 m .. + 3), then the 4 x 4 lanes transposed */
+        /* 64 columns (i + 64 < n: the 128 bytes read end before the row's last byte + 2),
+         * then the last (up to 64) columns by masked loads of their 2 m - 1 bytes: a
+         * strided layer's rows (80, 40, 20 output columns) were a quarter to all scalar */
         const __m512i b = _mm512_set1_epi32((int)bias);
-#define EI_EVEN64(p)                                                                           \
-    _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_loadu_si512(p))),    \
-                       _mm512_cvtepi16_epi8(_mm512_loadu_si512((p) + 64)), 1)
-        for (; i + 64 < n; i += 64) {
-            __m512i c0 = EI_EVEN64(p0 + 2 * i), c1 = EI_EVEN64(p1 + 2 * i);
-            __m512i c2 = EI_EVEN64(p2 + 2 * i), c3 = EI_EVEN64(p3 + 2 * i);
-            __m512i lo01 = _mm512_unpacklo_epi8(c0, c1), hi01 = _mm512_unpackhi_epi8(c0, c1);
-            __m512i lo23 = _mm512_unpacklo_epi8(c2, c3), hi23 = _mm512_unpackhi_epi8(c2, c3);
-            __m512i q0 = _mm512_unpacklo_epi16(lo01, lo23);
-            __m512i q1 = _mm512_unpackhi_epi16(lo01, lo23);
-            __m512i q2 = _mm512_unpacklo_epi16(hi01, hi23);
-            __m512i q3 = _mm512_unpackhi_epi16(hi01, hi23);
-            __m512i t0 = _mm512_shuffle_i64x2(q0, q1, 0x44);
-            __m512i t1 = _mm512_shuffle_i64x2(q2, q3, 0x44);
-            __m512i t2 = _mm512_shuffle_i64x2(q0, q1, 0xEE);
-            __m512i t3 = _mm512_shuffle_i64x2(q2, q3, 0xEE);
-            _mm512_storeu_si512(oc + i, _mm512_xor_si512(_mm512_shuffle_i64x2(t0, t1, 0x88), b));
-            _mm512_storeu_si512(oc + i + 16,
-                                _mm512_xor_si512(_mm512_shuffle_i64x2(t0, t1, 0xDD), b));
-            _mm512_storeu_si512(oc + i + 32,
-                                _mm512_xor_si512(_mm512_shuffle_i64x2(t2, t3, 0x88), b));
-            _mm512_storeu_si512(oc + i + 48,
-                                _mm512_xor_si512(_mm512_shuffle_i64x2(t2, t3, 0xDD), b));
+        for (; i + 64 < n; i += 64)
+            quads64(oc + i, even128(p0 + 2 * i), even128(p1 + 2 * i), even128(p2 + 2 * i),
+                    even128(p3 + 2 * i), b);
+        if (n - i >= EI_TAIL_MIN) {
+            const long m = n - i, nb = 2 * m - 1;
+            if (m == 64)
+                quads64(oc + i, even_upto(p0 + 2 * i, nb), even_upto(p1 + 2 * i, nb),
+                        even_upto(p2 + 2 * i, nb), even_upto(p3 + 2 * i, nb), b);
+            else
+                quads_tail(oc + i, m, even_upto(p0 + 2 * i, nb), even_upto(p1 + 2 * i, nb),
+                           even_upto(p2 + 2 * i, nb), even_upto(p3 + 2 * i, nb), b);
+            i = n;
         }
-#undef EI_EVEN64
 #endif
         for (; i < n; i++)
             oc[i] = quad(p0[2 * i], p1[2 * i], p2[2 * i], p3[2 * i]) ^ bias;

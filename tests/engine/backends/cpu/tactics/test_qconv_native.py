@@ -338,6 +338,32 @@ def test_every_path_of_this_cpu(path_lib, monkeypatch) -> None:
         check(spec, run_native(spec, inputs, workers=1 + k % 2), want, f"{conv} {act}")
 
 
+# layout rows whose last columns are not a whole 64-column block: (stride 2) 64, 40 and 63
+# columns a phase row (the masked tail's whole block, part of one, one short of one), 127
+# columns (stride 1: a block and a 63-column tail), 3 and 2 columns (scalar)
+ROW_TAILS = [
+    ((1, 8, 3, 128), 6, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),
+    ((1, 8, 4, 80), 6, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),
+    ((1, 8, 3, 126), 6, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),
+    ((1, 4, 3, 127), 6, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    ((1, 8, 3, 3), 6, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    ((1, 8, 5, 5), 6, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),
+]
+
+
+def test_layout_row_tails(path_lib, monkeypatch) -> None:
+    """The layout's last columns of a row (AVX-512: masked loads, the real columns copied
+    out; a whole-vector store would overwrite the right padding or another quad's plane),
+    int8 and float inputs, every path: the reference's bits."""
+    monkeypatch.setattr(native, "library", lambda: path_lib)
+    for k, conv in enumerate(ROW_TAILS):
+        for x_dtype in (np.int8, np.float32):
+            spec, inputs = make_case(conv, ACTS[0], "none", None, "int8", x_dtype, seed=k)
+            want = qconv(*inputs, **spec.attrs())
+            got = run_native(spec, inputs, workers=1 + k % 2)
+            np.testing.assert_array_equal(got, want, err_msg=f"{conv} {x_dtype}")
+
+
 def test_proved_requantization(path_lib, monkeypatch) -> None:
     """An int8 output with no residual and no activation, relu or clip: the channels with a
     proved multiplier (tactics/qdw_requant.py; most of them) store clamp(rint(acc * vmq), lo,
