@@ -398,14 +398,17 @@ EI_TASK(qconv_split)
 /* -- the register tile: acc[i][j] = init[i] + sum over terms of x quad . w quad ------------ */
 
 #if EI_INT8_PATH == EI_Q8_VNNI512
-/* the first nv vectors (16 positions each) of the tile: a strip's last tile computes only
- * the positions it has (a 14 x 14 map: 196 = 3 x 64 + 4, one vector instead of four) */
-static inline __attribute__((always_inline)) void tile_regs(const int32_t *x, const long *toff,
-                                                          long T, const int32_t *w,
-                                                          long wstride, const int32_t *init,
-                                                          __m512i a[MR][NV], const int nv) {
+/* the first nv vectors (16 positions each) of the first mr rows of the tile: a strip's last
+ * tile computes only the positions it has (a 14 x 14 map: 196 = 3 x 64 + 4, one vector
+ * instead of four), a layer's last channels only the rows they fill (tile_rows) */
+static inline __attribute__((always_inline)) void tile_regs_mr(const int32_t *x,
+                                                             const long *toff, long T,
+                                                             const int32_t *w, long wstride,
+                                                             const int32_t *init,
+                                                             __m512i a[MR][NV], const int mr,
+                                                             const int nv) {
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; i++)
+    for (int i = 0; i < mr; i++)
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) a[i][v] = _mm512_set1_epi32(init[i]);
     for (long t = 0; t < T; t++) {
@@ -414,7 +417,7 @@ static inline __attribute__((always_inline)) void tile_regs(const int32_t *x, co
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) xv[v] = _mm512_loadu_si512(xp + v * VL);
 #pragma GCC unroll 8
-        for (int i = 0; i < MR; i++) {
+        for (int i = 0; i < mr; i++) {
             __m512i b = _mm512_set1_epi32(wp[i]);
 #pragma GCC unroll 4
             for (int v = 0; v < nv; v++) a[i][v] = _mm512_dpbusd_epi32(a[i][v], xv[v], b);
@@ -422,27 +425,54 @@ static inline __attribute__((always_inline)) void tile_regs(const int32_t *x, co
     }
 }
 
+static inline __attribute__((always_inline)) void tile_regs(const int32_t *x, const long *toff,
+                                                          long T, const int32_t *w,
+                                                          long wstride, const int32_t *init,
+                                                          __m512i a[MR][NV], const int nv) {
+    tile_regs_mr(x, toff, T, w, wstride, init, a, MR, nv);
+}
+
+/* (rows mr and past of acc: left as they were) */
 static inline __attribute__((always_inline)) void tile_nv(const int32_t *x, const long *toff,
                                                         long T, const int32_t *w,
                                                         long wstride, const int32_t *init,
-                                                        int32_t *acc, const int nv) {
+                                                        int32_t *acc, const int mr,
+                                                        const int nv) {
     __m512i a[MR][NV];
-    tile_regs(x, toff, T, w, wstride, init, a, nv);
+    tile_regs_mr(x, toff, T, w, wstride, init, a, mr, nv);
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; i++)
+    for (int i = 0; i < mr; i++)
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) _mm512_store_si512(acc + i * NT + v * VL, a[i][v]);
 }
 
+#define EI_TILE_NV(mr)                                                                         \
+    switch (nv) {                                                                              \
+    case 1: tile_nv(x, toff, T, w, wstride, init, acc, mr, 1); break;                          \
+    case 2: tile_nv(x, toff, T, w, wstride, init, acc, mr, 2); break;                          \
+    case 3: tile_nv(x, toff, T, w, wstride, init, acc, mr, 3); break;                          \
+    default: tile_nv(x, toff, T, w, wstride, init, acc, mr, 4);                                \
+    }
+
 static void tile(const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
                  const int32_t *init, int32_t *acc, long nv) {
-    switch (nv) {
-    case 1: tile_nv(x, toff, T, w, wstride, init, acc, 1); break;
-    case 2: tile_nv(x, toff, T, w, wstride, init, acc, 2); break;
-    case 3: tile_nv(x, toff, T, w, wstride, init, acc, 3); break;
-    default: tile_nv(x, toff, T, w, wstride, init, acc, 4);
+    EI_TILE_NV(MR)
+}
+
+/* tile on the first rows (<= MR) of acc only: a layer's last channel block of 2 or 4
+ * channels (32 channels: 5 x 6 + 2; 16: 2 x 6 + 4) computes those, not 6 (acc's other rows:
+ * left as they were; finish_tile reads only the block's) */
+static void tile_rows(const int32_t *x, const long *toff, long T, const int32_t *w,
+                      long wstride, const int32_t *init, int32_t *acc, long rows, long nv) {
+    if (rows > 4) {
+        EI_TILE_NV(MR)
+    } else if (rows > 2) {
+        EI_TILE_NV(4)
+    } else {
+        EI_TILE_NV(2)
     }
 }
+#undef EI_TILE_NV
 #elif EI_INT8_PATH == EI_Q8_VNNI256
 static inline void tile(const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
                         const int32_t *init, int32_t *acc, long nv) {
@@ -1528,7 +1558,12 @@ void qconv_int8_f32(const qconv_int8_args *a) {
                 }
             }
 #endif
+#if EI_INT8_PATH == EI_Q8_VNNI512
+            tile_rows(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc, rows,
+                      nv);
+#else
             tile(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc, nv);
+#endif
 #if EI_TILE_EPILOGUE
             finish_tile(acc, rows, oc0, seg_j, seg_n, seg_pos, nseg, a, &fq, fm, nv);
             continue;
