@@ -454,12 +454,7 @@ static inline __attribute__((always_inline)) void tile_nv(const int32_t *x, cons
     default: tile_nv(x, toff, T, w, wstride, init, acc, mr, 4);                                \
     }
 
-static void tile(const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
-                 const int32_t *init, int32_t *acc, long nv) {
-    EI_TILE_NV(MR)
-}
-
-/* tile on the first rows (<= MR) of acc only: a layer's last channel block of 2 or 4
+/* the tile on the first rows (<= MR) of acc only: a layer's last channel block of 2 or 4
  * channels (32 channels: 5 x 6 + 2; 16: 2 x 6 + 4) computes those, not 6 (acc's other rows:
  * left as they were; finish_tile reads only the block's) */
 static void tile_rows(const int32_t *x, const long *toff, long T, const int32_t *w,
@@ -1153,7 +1148,7 @@ static __attribute__((noinline)) void tile_proved(const int32_t *x, const long *
                                                   const int32_t *init, long rows, long oc0,
                                                   const qconv_int8_args *a, int8_t *out) {
     int32_t acc[MR * NT] __attribute__((aligned(64)));
-    tile(x, toff, T, w, wstride, init, acc, NV);
+    tile_rows(x, toff, T, w, wstride, init, acc, rows, NV);
     for (long i = 0; i < rows; i++) {
         __m512i r[NV];
 #pragma GCC unroll 4
