@@ -105,15 +105,18 @@ def test_tactics_split_between_threads_match_reference(xs, ws, strides, pads, gr
     pool.close()
 
 
-def test_native_pool_runs_every_task_exactly_once() -> None:
+@pytest.mark.parametrize("workers", [2, 3])
+@pytest.mark.parametrize("shared_only", [False, True])
+def test_native_pool_runs_every_task_exactly_once(workers: int, shared_only: bool) -> None:
     """Layers of native chunks run on the C pool: across many back-to-back runs of varying
     size (late helpers of one run must not claim the next run's tasks) every chunk's output
-    is written, by exactly one run of it."""
+    is written, by exactly one run of it — with each thread taking its own share of the
+    tasks first (then stealing), and with one shared ticket."""
     from edge_infer.engine.backends.cpu import native
 
     if not native.available():
         pytest.skip("no C compiler on this machine")
-    pool = WorkPool(2)
+    pool = WorkPool(workers)
     x = np.linspace(-5, 5, 64 * 97, dtype=np.float32)
     y = np.empty_like(x)
     want = 1 / (1 + np.exp(-x.astype(np.float64)))
@@ -135,6 +138,7 @@ def test_native_pool_runs_every_task_exactly_once() -> None:
         run = pool.bind(calls)
         assert hasattr(run, "keep"), "native chunks must take the native pool"
         layers.append(run)
+    native.library().pool_set_shared_only(pool._native_pool(), int(shared_only))
     for k in range(600):
         y.fill(np.nan)
         layers[k % len(layers)]()

@@ -669,6 +669,8 @@ def declare(lib: Any) -> None:
     lib.pool_run.argtypes = [_P, _P, _L]
     lib.pool_destroy.restype = None
     lib.pool_destroy.argtypes = [_P]
+    lib.pool_set_shared_only.restype = None
+    lib.pool_set_shared_only.argtypes = [_P, _L]
     lib.ei_arg_layouts.restype = ctypes.POINTER(_FieldLayout)
     lib.ei_arg_layouts.argtypes = []
     lib.ei_activation_codes.restype = ctypes.POINTER(_ActivationCode)

@@ -3,6 +3,13 @@
  * other within microseconds) and then sleep on a condition variable. One pool_run at a
  * time per pool; the caller runs tasks too, so a descheduled helper never blocks a layer.
  *
+ * Each thread first takes the tasks of its own contiguous share of the array (the caller
+ * the first, helper i the (i+1)-th), then helps with the others' (work stealing from the
+ * front of each share). Layers split their work in the same order (channel or row ranges
+ * first to last), so the part of a tensor a thread wrote in one layer is mostly the part it
+ * reads in the next, still in its own core's L2, instead of whichever chunk the thread
+ * happened to grab first.
+ *
  * A task is a function taking a pointer to its argument struct (the *_task wrappers, args.h). */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -24,7 +31,9 @@ typedef struct {
     long spin_ns;
     const task *tasks;
     long ntasks;
-    long ticket;    /* (run number << 32) | next task to claim; claimed by CAS (atomic) */
+    long nshares;   /* shares of the task array: the caller's and each helper's */
+    long *ticket;   /* per share: (run number << 32) | its next task; claimed by CAS (atomic) */
+    int shared_only;/* 1: every thread claims from share 0 (one shared ticket; benches) */
     long done;      /* tasks finished in this run (atomic) */
     long generation;/* run number (atomic) */
     int closing;
@@ -36,26 +45,44 @@ static long now_ns(void) {
     return ts.tv_sec * 1000000000L + ts.tv_nsec;
 }
 
-/* Claim and run tasks of run `gen` until none is left. A thread that arrives late (its run
- * is over, another may have started) fails the run-number check and claims nothing. */
-static void drain(pool *p, long gen) {
-    for (;;) {
-        long cur = __atomic_load_n(&p->ticket, __ATOMIC_ACQUIRE);
-        if ((cur >> 32) != (gen & 0x7fffffff)) return;
-        long k = cur & 0xffffffffL;
-        if (k >= __atomic_load_n(&p->ntasks, __ATOMIC_ACQUIRE)) return;
-        if (!__atomic_compare_exchange_n(&p->ticket, &cur, cur + 1, 0, __ATOMIC_ACQ_REL,
-                                         __ATOMIC_ACQUIRE))
-            continue;
-        const task *t = __atomic_load_n(&p->tasks, __ATOMIC_ACQUIRE) + k;
-        t->fn(t->args);
-        __atomic_fetch_add(&p->done, 1, __ATOMIC_ACQ_REL);
+/* The end of share `s` of `n` tasks, ceil((s + 1) n / S): the caller, already running,
+ * takes the larger part of an uneven split */
+static long share_end(const pool *p, long s, long n) {
+    if (__atomic_load_n(&p->shared_only, __ATOMIC_ACQUIRE)) return s ? 0 : n;
+    return ((s + 1) * n + p->nshares - 1) / p->nshares;
+}
+
+/* Claim and run tasks of run `gen` until none is left: this thread's own share first, then
+ * the others'. A thread that arrives late (its run is over, another may have started)
+ * fails the run-number check and claims nothing. */
+static void drain(pool *p, long gen, long me) {
+    long n = __atomic_load_n(&p->ntasks, __ATOMIC_ACQUIRE);
+    for (long j = 0; j < p->nshares; j++) {
+        long s = (me + j) % p->nshares, end = share_end(p, s, n);
+        for (;;) {
+            long cur = __atomic_load_n(&p->ticket[s], __ATOMIC_ACQUIRE);
+            if ((cur >> 32) != (gen & 0x7fffffff)) return;
+            long k = cur & 0xffffffffL;
+            if (k >= end) break;
+            if (!__atomic_compare_exchange_n(&p->ticket[s], &cur, cur + 1, 0, __ATOMIC_ACQ_REL,
+                                             __ATOMIC_ACQUIRE))
+                continue;
+            const task *t = __atomic_load_n(&p->tasks, __ATOMIC_ACQUIRE) + k;
+            t->fn(t->args);
+            __atomic_fetch_add(&p->done, 1, __ATOMIC_ACQ_REL);
+        }
     }
 }
 
+typedef struct {
+    pool *p;
+    long me;
+} helper_arg;
+
 static void *helper(void *arg) {
-    pool *p = arg;
-    long seen = 0;
+    pool *p = ((helper_arg *)arg)->p;
+    long me = ((helper_arg *)arg)->me, seen = 0;
+    free(arg);
     for (;;) {
         long deadline = now_ns() + p->spin_ns;
         long gen;
@@ -71,7 +98,7 @@ static void *helper(void *arg) {
         }
         if (__atomic_load_n(&p->closing, __ATOMIC_ACQUIRE)) return NULL;
         seen = gen;
-        drain(p, gen);
+        drain(p, gen, me);
     }
 }
 
@@ -82,9 +109,26 @@ void *pool_create(long workers, long spin_us) {
     pthread_cond_init(&p->wake, NULL);
     p->spin_ns = spin_us * 1000;
     p->nthreads = workers > 1 ? workers - 1 : 0;
+    p->nshares = p->nthreads + 1;
     p->threads = calloc((size_t)(p->nthreads ? p->nthreads : 1), sizeof(pthread_t));
-    for (long i = 0; i < p->nthreads; i++)
-        if (pthread_create(&p->threads[i], NULL, helper, p) != 0) { p->nthreads = i; break; }
+    p->ticket = calloc((size_t)p->nshares, sizeof(long));
+    if (!p->threads || !p->ticket) {
+        free(p->threads);
+        free(p->ticket);
+        free(p);
+        return NULL;
+    }
+    for (long i = 0; i < p->nthreads; i++) {
+        helper_arg *a = malloc(sizeof *a);
+        if (a) *a = (helper_arg){p, i + 1};
+        if (!a || pthread_create(&p->threads[i], NULL, helper, a) != 0) {
+            free(a);
+            p->nthreads = i;
+            break;
+        }
+    }
+    /* the shares stay one per planned thread: a helper that failed to start leaves its
+     * share to be stolen by the others */
     return p;
 }
 
@@ -93,17 +137,20 @@ void pool_run(void *handle, const task *tasks, long n) {
     pool *p = handle;
     pthread_mutex_lock(&p->lock);
     long gen = p->generation + 1;
-    /* retire the previous run's ticket before touching its tasks: a late thread of that
-     * run can no longer claim anything (index past the end), then publish this run */
-    __atomic_store_n(&p->ticket, ((gen & 0x7fffffff) << 32) | 0x7fffffffL, __ATOMIC_SEQ_CST);
+    long tag = (gen & 0x7fffffff) << 32;
+    /* retire the previous run's tickets before touching its tasks: a late thread of that
+     * run can no longer claim anything (index past every end), then publish this run */
+    for (long s = 0; s < p->nshares; s++)
+        __atomic_store_n(&p->ticket[s], tag | 0x7fffffffL, __ATOMIC_SEQ_CST);
     __atomic_store_n(&p->tasks, tasks, __ATOMIC_RELEASE);
     __atomic_store_n(&p->ntasks, n, __ATOMIC_RELEASE);
     __atomic_store_n(&p->done, 0, __ATOMIC_RELEASE);
-    __atomic_store_n(&p->ticket, (gen & 0x7fffffff) << 32, __ATOMIC_SEQ_CST);
+    for (long s = 0; s < p->nshares; s++)
+        __atomic_store_n(&p->ticket[s], tag | (s ? share_end(p, s - 1, n) : 0), __ATOMIC_SEQ_CST);
     __atomic_store_n(&p->generation, gen, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
-    drain(p, gen);
+    drain(p, gen, 0);
     while (__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) < n) sched_yield();
 }
 
@@ -118,7 +165,17 @@ void pool_destroy(void *handle) {
     pthread_cond_destroy(&p->wake);
     pthread_mutex_destroy(&p->lock);
     free(p->threads);
+    free(p->ticket);
     free(p);
+}
+
+/* 1: every thread claims from one shared ticket, first come first served (the pool before
+ * per-thread shares; kept for benches comparing the two) */
+void pool_set_shared_only(void *handle, long on) {
+    pool *p = handle;
+    pthread_mutex_lock(&p->lock);
+    __atomic_store_n(&p->shared_only, on != 0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&p->lock);
 }
 
 /* A task that runs tasks in order: a[0] = count, then (function, argument struct) address
