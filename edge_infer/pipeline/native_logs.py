@@ -37,6 +37,53 @@ def classify(line: str) -> tuple[str, int, str]:
     return "native.ffmpeg", logging.DEBUG, line
 
 
+class _WholeLines(io.TextIOBase):
+    """Text to a file descriptor a whole line per write: ``print()`` writes its text and its
+    newline in two calls, and the log handler, on the pump thread, would otherwise put a
+    record between them (``python stderr{"ts": …}``). Each thread's unfinished line waits
+    for its newline (or a flush); whole lines go out in one locked write."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+        self._pending = threading.local()
+        #: bytes writers (``sys.stderr.buffer``) go straight to the descriptor
+        self.buffer = os.fdopen(fd, "wb", buffering=0, closefd=False)
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
+    @property
+    def errors(self) -> str:
+        return "backslashreplace"
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def write(self, text: str) -> int:
+        head, newline, tail = (getattr(self._pending, "text", "") + text).rpartition("\n")
+        self._pending.text = tail
+        if newline:
+            self._out(head + newline)
+        return len(text)
+
+    def flush(self) -> None:
+        text = getattr(self._pending, "text", "")
+        if text:
+            self._pending.text = ""
+            self._out(text)
+
+    def _out(self, text: str) -> None:
+        data = memoryview(text.encode("utf-8", "backslashreplace"))
+        with self._lock:
+            while data:
+                data = data[os.write(self._fd, data) :]
+
+
 class NativeStderr:
     """Route fd 2 through logging until :meth:`stop`; see the module docstring."""
 
@@ -55,11 +102,7 @@ class NativeStderr:
         os.close(write)
         self._read = read
         # Python's own writes (tracebacks, warnings) bypass the pipe: they are not C chatter
-        self.stderr = io.TextIOWrapper(
-            os.fdopen(os.dup(self._saved), "wb", buffering=0),
-            write_through=True,
-            errors="backslashreplace",
-        )
+        self.stderr = _WholeLines(os.dup(self._saved))
         sys.stderr = self.stderr
         self._thread = threading.Thread(target=self._pump, name="native-stderr", daemon=True)
         self._thread.start()

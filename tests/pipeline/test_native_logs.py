@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -68,3 +70,24 @@ def test_classify() -> None:
         logging.DEBUG,
         "[h264 @ 0x1] error while decoding MB 3 4",
     )
+
+
+def test_a_line_half_written_by_one_thread_is_not_split_by_another() -> None:
+    """print() writes its text and its newline in two calls; a log record written by the
+    pump thread between them must not land inside the line (the JSON test's flake:
+    'python stderr{"ts": ...}')."""
+    from edge_infer.pipeline.native_logs import _WholeLines
+
+    read, write = os.pipe()
+    stream = _WholeLines(write)
+    stream.write("python stderr")  # print()'s first call
+    other = threading.Thread(target=stream.write, args=('{"msg": "record"}\n',))
+    other.start()
+    other.join()
+    stream.write("\n")  # print()'s second call
+    stream.write("tail without newline")
+    stream.flush()
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        lines = pipe.read().decode().split("\n")
+    assert lines == ['{"msg": "record"}', "python stderr", "tail without newline"]
