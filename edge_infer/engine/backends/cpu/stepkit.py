@@ -59,6 +59,18 @@ def planes_ok(*arrays: Any) -> bool:
     return True
 
 
+def unit_planes(a: np.ndarray) -> bool:
+    """Rows of unit stride, planes of contiguous rows (a channel slice qualifies): every
+    channel's positions one run, strides whole elements."""
+    isz = a.itemsize
+    return (
+        a.ndim == 4
+        and a.strides[3] == isz
+        and a.strides[2] == a.shape[3] * isz
+        and not any(s % isz for s in a.strides)
+    )
+
+
 def int8_planes(*arrays: Any) -> bool:
     """Every array an int8 (N, C, H, W) ndarray whose (H, W) planes are contiguous."""
     return all(

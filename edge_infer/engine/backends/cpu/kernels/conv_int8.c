@@ -854,27 +854,10 @@ static inline __m256 high8(__m512 v) {
     return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
 }
 
-/* vexp, q_sigmoid and q_tanh on 16 lanes: the same float32 operations in the same order
- * (no fused multiply-adds in this file), so the same bits as two 8-lane calls */
-typedef float v16 __attribute__((vector_size(64)));
-typedef int v16i __attribute__((vector_size(64)));
-
+/* q_sigmoid and q_tanh on 16 lanes (simd.h's vexp16): the same float32 operations in the
+ * same order (no fused multiply-adds in this file), so the same bits as two 8-lane calls */
 static inline v16 vsel16(v16i m, v16 a, v16 b) { return (v16)((m & (v16i)a) | (~m & (v16i)b)); }
 
-static inline v16 vexp16(v16 x) {
-    x = (v16)_mm512_min_ps(_mm512_max_ps((__m512)x, _mm512_set1_ps(-87.0f)),
-                           _mm512_set1_ps(88.0f));
-    v16 nf = (v16)_mm512_roundscale_ps((__m512)(x * 1.4426950408889634f),
-                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    v16 r = x - nf * 0.693359375f - nf * -2.12194440e-4f;
-    v16 p = 1.9875691500e-4f * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    v16 y = p * r * r + r + 1.0f;
-    return y * (v16)((__builtin_convertvector(nf, v16i) + 127) << 23);
-}
 
 static inline v16 sigmoid16(v16 y) {
     v16 e = vexp16(vsel16(y < 0.0f, y, -y));

@@ -32,6 +32,7 @@ import numpy as np
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.activations import ACTIVATION_CODES
 from edge_infer.engine.backends.cpu.parallel import split
+from edge_infer.engine.backends.cpu.stepkit import unit_planes
 from edge_infer.engine.backends.cpu.tactics.qdw_requant import proved_multipliers
 from edge_infer.engine.tactics.base import Run, Scratch, Tactic
 from edge_infer.engine.tactics.quantized import QConvSpec
@@ -58,17 +59,6 @@ GROUPED_MAX_WIDTH = 64
 GROUPED_STRIDED_MAX_WIDTH = 128
 #: a chunk below this many outputs is not worth a thread hand-off
 MIN_CHUNK = 4096
-
-
-def _planes(a: np.ndarray) -> bool:
-    """Rows of unit stride, planes of contiguous rows (a channel slice qualifies)."""
-    isz = a.itemsize
-    return (
-        a.ndim == 4
-        and a.strides[3] == isz
-        and a.strides[2] == a.shape[3] * isz
-        and not any(s % isz for s in a.strides)
-    )
 
 
 def _vnni_constants(
@@ -181,13 +171,13 @@ class QDepthwiseNative(Tactic):
     def _int8_input(self, x: np.ndarray, scratch: Scratch, before: list[Run]) -> np.ndarray:
         """``x`` as the kernel reads it: int8 planes; a float input quantized (reformat)."""
         s = self.spec
-        if x.dtype == np.int8 and _planes(x):
+        if x.dtype == np.int8 and unit_planes(x):
             return x
         xq = scratch(x.shape, np.int8, "qdw_in")
         if x.dtype == np.int8:
             before.append(lambda: np.copyto(xq, x))
             return xq
-        if not _planes(x):
+        if not unit_planes(x):
             xc = scratch(x.shape, x.dtype, "qdw_in_float")
             before.append(lambda: np.copyto(xc, x))
             x = xc
@@ -214,12 +204,12 @@ class QDepthwiseNative(Tactic):
         after: list[Run] = []
         x = self._int8_input(np.asarray(inputs[0]), scratch, before)
         out = outputs[0]
-        if not _planes(out):
+        if not unit_planes(out):
             tmp = scratch(out.shape, out.dtype, "qdw_out")
             after.append(lambda: np.copyto(out, tmp))
             out = tmp
         z = inputs[4] if len(inputs) > 4 and s.residual != "none" else None
-        if z is not None and not _planes(z):
+        if z is not None and not unit_planes(z):
             zc = scratch(z.shape, z.dtype, "qdw_residual")
             before.append(lambda z=z: np.copyto(zc, z))
             z = zc

@@ -21,6 +21,7 @@ import numpy as np
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.activations import ACTIVATION_CODES
 from edge_infer.engine.backends.cpu.parallel import sequence, split
+from edge_infer.engine.backends.cpu.stepkit import unit_planes
 from edge_infer.engine.tactics.base import Run, Scratch, Tactic
 from edge_infer.engine.tactics.quantized import QConvSpec
 
@@ -44,17 +45,6 @@ MIN_CIN = 96
 #: (MobileNetV2 b1, 14x14 projections 1.06-1.19x qconv_native's layer time, 7x7 layers
 #: 0.77-1.00x; one process alternating the two engines, under load)
 MAX_POSITIONS = 100
-
-
-def _planes(a: np.ndarray) -> bool:
-    """Unit-stride rows, contiguous planes: every channel's positions one run."""
-    isz = a.itemsize
-    return (
-        a.ndim == 4
-        and a.strides[3] == isz
-        and a.strides[2] == a.shape[3] * isz
-        and not any(s % isz for s in a.strides)
-    )
 
 
 class QPointwiseNative(Tactic):
@@ -124,17 +114,17 @@ class QPointwiseNative(Tactic):
         before: list[Run] = []
         after: list[Run] = []
         x = np.asarray(inputs[0])
-        if not _planes(x):
+        if not unit_planes(x):
             xc = scratch(x.shape, x.dtype, "qpw_in")
             before.append(lambda: np.copyto(xc, x))
             x = xc
         out = outputs[0]
-        if not _planes(out):
+        if not unit_planes(out):
             tmp = scratch(out.shape, out.dtype, "qpw_out")
             after.append(lambda: np.copyto(out, tmp))
             out = tmp
         z = inputs[4] if len(inputs) > 4 and s.residual != "none" else None
-        if z is not None and not _planes(z):
+        if z is not None and not unit_planes(z):
             zc = scratch(z.shape, z.dtype, "qpw_residual")
             before.append(lambda z=z: np.copyto(zc, z))
             z = zc
