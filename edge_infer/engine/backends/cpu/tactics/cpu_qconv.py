@@ -51,6 +51,9 @@ WEIGHT_TAIL = 64
 #: rows of float32 after a group's term rows in the weight array: each channel's proved
 #: requantization multiplier (0: not proved) and its byte bounds (conv_int8.c "proved")
 PROVED_ROWS = 3
+#: then one row of int32 (conv_int8.c EI_SIGN_ROW): 1 in every column where no weight of the
+#: group is -128 (the AVX2 path's |x| . (w * sign(x)) tile is exact there), else 0
+SIGN_ROWS = 1
 _RESIDUAL = {"none": 0, "pre": 1, "post": 2}
 _STORE = {"fp32": 0, "fp16": 1, "int8": 2}
 #: a position chunk's layout (1x1 layers, see QConvNative._position_chunks) at most this big
@@ -148,9 +151,9 @@ class QConvNative(Tactic):
         quads = np.zeros((groups, cq, taps, coutp, 4), np.int8)
         quads[:, :, :, :cog] = w.reshape(groups, cog, cq, 4, taps).transpose(0, 2, 4, 1, 3)
         # a group's rows: its terms' weights, then PROVED_ROWS of float32 per channel (the
-        # proved requantization: vmq, lo, hi; conv_int8.c); readable WEIGHT_TAIL int32 past
-        # the last row (conv_int8.c's output-channel tiles)
-        rows = terms + PROVED_ROWS
+        # proved requantization: vmq, lo, hi; conv_int8.c), then the sign row (SIGN_ROWS);
+        # readable WEIGHT_TAIL int32 past the last row (conv_int8.c's output-channel tiles)
+        rows = terms + PROVED_ROWS + SIGN_ROWS
         flat = np.zeros(groups * rows * coutp + WEIGHT_TAIL, np.int32)
         wts = flat[: groups * rows * coutp].reshape(groups, rows, coutp)
         wts[:, :terms] = (
@@ -159,7 +162,8 @@ class QConvNative(Tactic):
         wsum = np.asarray(s.weight, np.int64).reshape(cout, -1).sum(axis=1).astype(np.int32)
         mult = float(s.x_scale) * np.asarray(s.w_scale, np.float64).reshape(cout)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.int32).reshape(cout)
-        proved = wts[:, terms:].view(np.float32)
+        wts[:, terms + PROVED_ROWS] = (w != -128).all(axis=(1, 2, 3))[:, None]
+        proved = wts[:, terms : terms + PROVED_ROWS].view(np.float32)
         proved[:, :, :cog] = (
             self._proved(mult, bias).reshape(PROVED_ROWS, groups, cog).swapaxes(0, 1)
         )

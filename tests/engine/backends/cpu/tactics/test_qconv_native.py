@@ -20,7 +20,7 @@ import pytest
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import ScratchPool
-from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative
+from edge_infer.engine.backends.cpu.tactics.cpu_qconv import PROVED_ROWS, QConvNative
 from edge_infer.engine.ops.quantize import qconv
 from edge_infer.engine.tactics.quantized import QConvSpec
 
@@ -386,7 +386,34 @@ def test_proved_requantization(path_lib, monkeypatch) -> None:
         assert (out != want).mean() > 0.1, act
     spec, _ = make_case(conv, ("relu", ()), "pre", np.int8, "int8", np.int8, seed=0)
     prep = QConvNative(spec)._prepared()
-    assert not prep["wts"][0, prep["terms"] :].any()
+    assert not prep["wts"][0, prep["terms"] : prep["terms"] + PROVED_ROWS].any()
+
+
+def test_weights_of_minus_128(path_lib, monkeypatch) -> None:
+    """A group with a weight of -128 (an imported model's full int8 range): its sign row is 0
+    and the AVX2 path takes the sign-extended tile there (|x| . (w * sign(x)) would wrap
+    -(-128)), the other group the sign tile; the reference's bits on every path. On the AVX2
+    path a sign row forced to 1 changes the outputs (the row is read)."""
+    monkeypatch.setattr(native, "library", lambda: path_lib)
+    conv = ((1, 16, 9, 9), 24, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2)
+    spec, inputs = make_case(conv, ("", ()), "none", None, "fp32", np.int8, seed=5)
+    x, w = inputs[0].copy(), inputs[1].copy()
+    x.flat[::3] = -128
+    w[:12].flat[::5] = -128  # the first group only
+    spec = QConvSpec(**{**spec.__dict__, "weight": w})
+    inputs = [x, w, *inputs[2:]]
+    want = qconv(*inputs, **spec.attrs())
+    tactic = QConvNative(spec)
+    prep = tactic._prepared()
+    sign_row = prep["wts"][:, prep["terms"] + PROVED_ROWS]
+    assert not sign_row[0].any() and sign_row[1].all()
+    out = np.zeros(spec.out_shape, np.float32)
+    tactic.bind(inputs, [out], ScratchPool(None))()
+    np.testing.assert_array_equal(out, want)
+    if path_lib.qconv_int8_path() == 2:
+        sign_row[0] = 1
+        tactic.bind(inputs, [out], ScratchPool(None))()
+        assert (out[:, :12] != want[:, :12]).mean() > 0.1
 
 
 def test_avx_vnni_path_compiles_to_vex_dot_products() -> None:
