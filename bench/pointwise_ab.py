@@ -47,17 +47,21 @@ LAYERS: dict[str, tuple[int, int, int, str, str]] = {
 KERNEL = "edge_infer/engine/backends/cpu/kernels/conv_pointwise.c"
 
 
-def old_library(base: str, tmp: Path) -> ctypes.CDLL:
-    """conv_pointwise.c at git revision ``base``, compiled with this tree's headers."""
+def old_library(base: str, tmp: Path, kernel: str = KERNEL) -> ctypes.CDLL:
+    """``kernel`` (conv_pointwise.c) at git revision ``base`` (an absolute path: that file),
+    compiled with this tree's headers."""
     from edge_infer.engine.backends.cpu import native
 
-    src = tmp / "conv_pointwise_old.c"
-    src.write_text(
-        subprocess.run(
-            ["git", "show", f"{base}:{KERNEL}"], capture_output=True, text=True, check=True
-        ).stdout
-    )
-    lib = tmp / "old.so"
+    src = tmp / f"{Path(kernel).stem}_old.c"
+    if Path(kernel).is_absolute():  # a source file outside git
+        src.write_text(Path(kernel).read_text())
+    else:
+        src.write_text(
+            subprocess.run(
+                ["git", "show", f"{base}:{kernel}"], capture_output=True, text=True, check=True
+            ).stdout
+        )
+    lib = tmp / f"{Path(kernel).stem}_old.so"
     cmd = [
         "cc",
         *native._flags(),
@@ -72,8 +76,11 @@ def old_library(base: str, tmp: Path) -> ctypes.CDLL:
     return ctypes.CDLL(str(lib))
 
 
-def bound(spec: Any, ins: list, out: np.ndarray, pool: Any, lib: ctypes.CDLL | None) -> Any:
-    """The tactic bound; with ``lib`` its calls run ``lib``'s kernel instead."""
+def bound(
+    spec: Any, ins: list, out: np.ndarray, pool: Any, lib: ctypes.CDLL | None, cls: Any = None
+) -> Any:
+    """The tactic ``cls`` (pointwise_native) bound; with ``lib`` its calls run ``lib``'s
+    kernel instead."""
     from edge_infer.engine.backends.cpu import native
     from edge_infer.engine.backends.cpu.program import ScratchPool
     from edge_infer.engine.backends.cpu.tactics.cpu_pointwise import PointwiseNative
@@ -93,7 +100,7 @@ def bound(spec: Any, ins: list, out: np.ndarray, pool: Any, lib: ctypes.CDLL | N
     if lib is not None:
         native.NativeCall = OldCall  # type: ignore[misc]
     try:
-        return PointwiseNative(spec).bind(ins, [out], ScratchPool(pool))
+        return (cls or PointwiseNative)(spec).bind(ins, [out], ScratchPool(pool))
     finally:
         native.NativeCall = real  # type: ignore[misc]
 

@@ -32,6 +32,11 @@ PB7 = 7
 #: pack phase); at 7×7 in place measured no less work than pack + tile (one thread) and
 #: up to 1.09x slower on two threads under load (960->320)
 PLAIN_MIN_POSITIONS = 65
+#: ... and, where the positions leave a last short tile (AVX2's tiles of 6 on 14x14: 196 =
+#: 32 x 6 + 4), only up to this many input channels: in place on 2 threads, 14x14 to 64
+#: and 96 channels measured 0.88 (192 in), 0.94-0.97 (384 in), but 1.04 (576 in: the 576
+#: input lines a tile reads overflow L1 before the next tile reads them again) of pack + tile
+PLAIN_TAIL_MAX_CIN = 384
 #: conv_ocvec packs an im2col of the whole layer: only for small grids
 OCVEC_MAX_POSITIONS = 1024
 OCVEC_MAX_PACK_BYTES = 16 << 20
@@ -227,13 +232,16 @@ class OcVecNative(_NativeConv):
         )
 
     def _plain_rows(self, x: np.ndarray, positions: int, pb: int) -> np.ndarray | None:
-        """A plain 1×1 projection's float32 input as (N, C, H·W) with unit-stride positions,
-        when its positions fill whole tiles (a tile's reads stay inside its channel's row):
-        the kernel reads its terms there, a channel stride apart. None: pack as any other
-        conv — and expansions (more output than input channels: in place they measured
-        4-9 % slower, one thread, their many channel blocks each reading the input again)."""
+        """A plain 1×1 projection's float32 input as (N, C, H·W) with unit-stride positions:
+        the kernel reads its terms there, a channel stride apart (a last tile of the
+        positions left over reads those only: inside each channel's row). None: pack as
+        any other conv — and expansions (more output than input channels: in place they
+        measured 4-9 % slower, one thread, their many channel blocks each reading the input
+        again), and short last tiles above :data:`PLAIN_TAIL_MAX_CIN` input channels."""
         s = self.spec
-        if not (self.plain_in_place and is_plain(s)) or positions % pb or s.cout > s.cin:
+        if not (self.plain_in_place and is_plain(s)) or s.cout > s.cin:
+            return None
+        if positions % pb and s.cin > PLAIN_TAIL_MAX_CIN:
             return None
         if positions < PLAIN_MIN_POSITIONS:
             return None
@@ -272,7 +280,7 @@ class OcVecNative(_NativeConv):
 
         def conv(b: int, o0: int, o1: int) -> Run:
             pk = x3.ctypes.data + x3.itemsize * b * xis
-            args = self._conv_args(pk, cin, positions // pb, xcs, wpack, bias, half, pb)
+            args = self._conv_args(pk, cin, -(-positions // pb), xcs, wpack, bias, half, pb)
             args.update(ob0=o0, ob1=o1, **self._output_args(out3, z3, b))
             call = native.NativeCall("conv_ocvec_f32", args, keep)
             if self.fused:

@@ -25,10 +25,12 @@ pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler: n
 Packed = type("OcVecPacked", (OcVecNative,), {"plain_in_place": False})
 
 # (batch, cin, h, w, cout, activation, residual, input a channel slice): 12x14 = 168
-# positions fill tiles of 6 and of 7 (in place on every build); cout off the 16-channel
-# blocks; a batch of 4 (a chunk per image on 2 threads); mish: the shared epilogue after
+# positions fill tiles of 6 and of 7 (in place on every build); 11x13 = 143 leave a last
+# tile of 5 or 3; cout off the 16-channel blocks; a batch of 4 (a chunk per image on 2
+# threads); mish: the shared epilogue after
 CASES = [
     (1, 40, 12, 14, 24, ("relu", ()), "none", False),
+    (1, 40, 11, 13, 24, ("clip", (0.0, 6.0)), "pre", True),
     (1, 33, 12, 14, 17, ("clip", (0.0, 6.0)), "pre", True),
     (4, 24, 14, 12, 24, ("hard_swish", ()), "post", True),
     (2, 50, 12, 14, 9, ("mish", ()), "pre", False),
@@ -88,7 +90,7 @@ def test_in_place_projection_gives_the_packed_bits(threads: int) -> None:
     [
         (1, 24, 12, 14, 40, ("relu", ()), "none", False),  # an expansion
         (1, 40, 7, 7, 24, ("relu", ()), "none", False),  # 49 positions: below the minimum
-        (1, 40, 11, 13, 24, ("relu", ()), "none", False),  # 143: no whole tiles
+        (1, 400, 11, 13, 24, ("relu", ()), "none", False),  # a last short tile, 400 in
     ],
 )
 def test_other_plain_convs_stay_packed(case: tuple) -> None:
