@@ -15,7 +15,7 @@ import pytest
 from edge_infer.cuda import library
 from edge_infer.cuda.emulator import sanitizer_env
 from tests.cuda import emu_kernels as ek
-from tests.cuda.conftest import REPO, VARIANT_ENV, emu_variant, run_sanitized
+from tests.cuda.conftest import REPO, VARIANT_ENV, emu_variant, prebuild, run_sanitized
 
 pytestmark = pytest.mark.skipif(
     emu_variant() != "plain", reason="drives the sanitized runs; not run inside one"
@@ -40,7 +40,10 @@ REPORTED = 66
 def _run_bug(variant: str, entry: str) -> subprocess.CompletedProcess[str]:
     from edge_infer.cuda import emulator
 
-    emulator.build([ek.KERNELS / "emu_probe.cu", ek.KERNELS / "sanitizer_bugs.cu"], variant)
+    sources = [ek.KERNELS / "emu_probe.cu", ek.KERNELS / "sanitizer_bugs.cu"]
+    # the variant's whole set at once, side by side: test_kernel_suite_under_sanitizer's too
+    prebuild(variant, [*library.sources(), *sources])
+    emulator.build(sources, variant)
     env = {**os.environ, **sanitizer_env(variant), VARIANT_ENV: variant, "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-c", _SCRIPT, variant, entry],
@@ -51,6 +54,27 @@ def _run_bug(variant: str, entry: str) -> subprocess.CompletedProcess[str]:
         timeout=300,
         check=False,
     )
+
+
+@pytest.mark.parametrize("variant", ["plain", "asan"])
+def test_prebuild_leaves_build_only_the_link(variant: str, monkeypatch) -> None:
+    """conftest.prebuild compiles the very objects emulator.build would: after it, build()
+    compiles nothing (else the suite would compile each variant twice, serially the second
+    time)."""
+    from edge_infer.cuda import emulator
+
+    sources = [*library.sources(), ek.KERNELS / "emu_probe.cu"]
+    prebuild(variant, sources)
+    steps: list[str] = []
+    real = emulator._atomic_run
+
+    def record(cmd: list[str], target: Path, what: str) -> None:
+        steps.append(what)
+        real(cmd, target, what)
+
+    monkeypatch.setattr(emulator, "_atomic_run", record)
+    emulator.build(sources, variant)
+    assert not [s for s in steps if s.startswith("compiling")], steps
 
 
 def test_asan_catches_an_out_of_bounds_read() -> None:
