@@ -98,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new", required=True, help="kernels folder of the 'new' side")
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--runs", type=int, default=10, help="calls per round and side")
+    p.add_argument(
+        "--nonnegative",
+        action="store_true",
+        help="int8 inputs in [0, 127] (as after a relu: ResNet-50's inner layers)",
+    )
     args = p.parse_args(argv)
 
     from edge_infer.engine.backends.cpu import native
@@ -114,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, (spec, key) in enumerate(zip(specs, keys, strict=True)):
         if keys.index(key) != k or np.dtype(spec.x_dtype) != np.int8:
             continue  # a layer seen before / a float input (the stem: its own bench)
-        x = rng.integers(-128, 128, spec.x_shape).astype(np.int8)
+        x = rng.integers(0 if args.nonnegative else -128, 128, spec.x_shape).astype(np.int8)
         z = None
         if spec.residual != "none":
             z = rng.integers(-128, 128, spec.out_shape).astype(np.int8)

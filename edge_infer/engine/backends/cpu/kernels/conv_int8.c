@@ -525,6 +525,30 @@ static inline void tile(const int32_t *x, const long *toff, long T, const int32_
     }
 }
 
+/* the tile where no activation byte is negative (after a relu: most layers): x . w by
+ * vpmaddubsw (x read as u8) then vpmaddwd with ones; a pair is at most 2 x 127 x 128 = 32512
+ * in magnitude, any weight. Returns nonzero where some byte it read was negative (then acc is
+ * not the product: the caller computes the tile again by tile_sign or tile). */
+static inline int tile_ubs(const int32_t *x, const long *toff, long T, const int32_t *w,
+                           long wstride, const int32_t *init, int32_t *acc) {
+    __m256i a[MR], neg = _mm256_setzero_si256();
+    const __m256i ones = _mm256_set1_epi16(1);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) a[i] = _mm256_set1_epi32(init[i]);
+    for (long t = 0; t < T; t++) {
+        const int32_t *xp = x + toff[t], *wp = w + t * wstride;
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)xp);
+        neg = _mm256_or_si256(neg, xv);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++)
+            a[i] = _mm256_add_epi32(
+                a[i], _mm256_madd_epi16(_mm256_maddubs_epi16(xv, _mm256_set1_epi32(wp[i])), ones));
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) _mm256_storeu_si256((__m256i *)(acc + i * NT), a[i]);
+    return _mm256_movemask_epi8(neg) != 0;
+}
+
 /* the tile where no weight of the layer is -128 (the weight array's sign row, cpu_qconv.py:
  * every weight in [-127, 127]): x . w as |x| . (w * sign(x)) by vpmaddubsw (u8 x s8, pairs
  * summed to int16, saturating) then vpmaddwd with ones (the pairs to int32). |x| <= 128 and
@@ -1525,6 +1549,7 @@ void qconv_int8_f32(const qconv_int8_args *a) {
 #if EI_INT8_PATH == EI_Q8_AVX2
     /* the weight array's sign row (after the proved rows): nonzero where no weight is -128 */
     const int wsafe = a->wts[(a->T + EI_SIGN_ROW) * a->coutp] != 0;
+    int xneg = 0; /* a tile read a negative activation byte: tile_ubs no more in this call */
 #endif
     /* the strip's output runs: (first tile column, length, output position) */
     long seg_j[NT + 1], seg_n[NT + 1], seg_pos[NT + 1];
@@ -1576,9 +1601,11 @@ void qconv_int8_f32(const qconv_int8_args *a) {
                       nv);
 #else
 #if EI_INT8_PATH == EI_Q8_AVX2
-            if (wsafe)
+            if (!xneg)
+                xneg = tile_ubs(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc);
+            if (xneg && wsafe)
                 tile_sign(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc);
-            else
+            else if (xneg)
 #endif
                 tile(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc, nv);
 #endif

@@ -416,6 +416,29 @@ def test_weights_of_minus_128(path_lib, monkeypatch) -> None:
         assert (out[:, :12] != want[:, :12]).mean() > 0.1
 
 
+def test_nonnegative_activations(path_lib, monkeypatch) -> None:
+    """Activations in [0, 127] (after a relu; the AVX2 path's vpmaddubsw tile), weights of -128
+    in one group; then negative bytes in the last input rows only (the tiles there, and the
+    call's tiles after them, take the signed tiles): the reference's bits on every path."""
+    monkeypatch.setattr(native, "library", lambda: path_lib)
+    conv = ((1, 16, 12, 12), 24, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2)
+    spec, inputs = make_case(conv, ("", ()), "none", None, "fp32", np.int8, seed=7)
+    w = inputs[1].copy()
+    w[:12].flat[::5] = -128
+    w[12:].flat[::7] = 127
+    spec = QConvSpec(**{**spec.__dict__, "weight": w})
+    x = np.abs(inputs[0].astype(np.int16)).clip(0, 127).astype(np.int8)
+    x.flat[::4] = 127
+    for what in ("nonnegative", "negative last rows"):
+        if what != "nonnegative":
+            x[:, :, -2:] = -128
+        case = [x, w, *inputs[2:]]
+        want = qconv(*case, **spec.attrs())
+        out = np.zeros(spec.out_shape, np.float32)
+        QConvNative(spec).bind(case, [out], ScratchPool(None))()
+        np.testing.assert_array_equal(out, want, err_msg=what)
+
+
 def test_avx_vnni_path_compiles_to_vex_dot_products() -> None:
     """AVX-VNNI (VEX, no AVX-512: Alder Lake and later) is not on this CPU: compiled only,
     for a CPU that has it (its arithmetic is the EVEX "VNNI 256" path's, run above)."""
