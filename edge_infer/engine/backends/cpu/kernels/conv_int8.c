@@ -87,7 +87,7 @@
 #elif EI_INT8_PATH == EI_Q8_AVX2
 #include <immintrin.h>
 #define MR 6
-#define NV 1
+#define NV 8 /* vectors of 8 positions, one at a time: a row's 64 outputs a cache line */
 #define VL 8
 #define U8 0
 #elif EI_INT8_PATH == EI_Q8_SDOT
@@ -496,12 +496,16 @@ static inline void tile(const int32_t *x, const long *toff, long T, const int32_
             _mm256_storeu_si256((__m256i *)(acc + i * NT + v * VL), a[i][v]);
 }
 #elif EI_INT8_PATH == EI_Q8_AVX2
+/* The AVX2 tiles: nv vectors of 8 positions (NT = 64), each vector's MR rows in registers
+ * over all the terms, then the next vector: the epilogue then writes whole 64-byte rows of
+ * int8 outputs (with 8 positions a tile, every output channel's row of the layer took a
+ * partial cache line a tile and the rows outgrew L1). */
+
 /* 8 positions: each half (4 positions x 4 bytes) sign-extended to 16 int16, vpmaddwd with
  * the weight quad as int16 gives pairs of products per position; the pairs are added once,
  * at the end (hadd, then the 64-bit lanes back in order) */
-static inline void tile(const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
-                        const int32_t *init, int32_t *acc, long nv) {
-    (void)nv; /* the whole tile */
+static inline void tile8(const int32_t *x, const long *toff, long T, const int32_t *w,
+                         long wstride, const int32_t *init, int32_t *acc) {
     __m256i lo[MR], hi[MR];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) lo[i] = hi[i] = _mm256_setzero_si256();
@@ -525,12 +529,17 @@ static inline void tile(const int32_t *x, const long *toff, long T, const int32_
     }
 }
 
+static void tile(const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
+                 const int32_t *init, int32_t *acc, long nv) {
+    for (long v = 0; v < nv; v++) tile8(x + v * VL, toff, T, w, wstride, init, acc + v * VL);
+}
+
 /* the tile where no activation byte is negative (after a relu: most layers): x . w by
  * vpmaddubsw (x read as u8) then vpmaddwd with ones; a pair is at most 2 x 127 x 128 = 32512
  * in magnitude, any weight. Returns nonzero where some byte it read was negative (then acc is
  * not the product: the caller computes the tile again by tile_sign or tile). */
-static inline int tile_ubs(const int32_t *x, const long *toff, long T, const int32_t *w,
-                           long wstride, const int32_t *init, int32_t *acc) {
+static inline int tile_ubs8(const int32_t *x, const long *toff, long T, const int32_t *w,
+                            long wstride, const int32_t *init, int32_t *acc) {
     __m256i a[MR], neg = _mm256_setzero_si256();
     const __m256i ones = _mm256_set1_epi16(1);
 #pragma GCC unroll 8
@@ -555,8 +564,8 @@ static inline int tile_ubs(const int32_t *x, const long *toff, long T, const int
  * |w * sign(x)| <= 127 bound a pair by 2 x 128 x 127 = 32512 < 32767: no saturation, the
  * exact products. About twice the throughput of the sign-extended vpmaddwd tile above
  * (Zen 3, one thread, L1-resident: 63 against 31 int8 multiply-adds a ns). */
-static inline void tile_sign(const int32_t *x, const long *toff, long T, const int32_t *w,
-                             long wstride, const int32_t *init, int32_t *acc) {
+static inline void tile_sign8(const int32_t *x, const long *toff, long T, const int32_t *w,
+                              long wstride, const int32_t *init, int32_t *acc) {
     __m256i a[MR];
     const __m256i ones = _mm256_set1_epi16(1);
 #pragma GCC unroll 8
@@ -573,6 +582,20 @@ static inline void tile_sign(const int32_t *x, const long *toff, long T, const i
     }
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) _mm256_storeu_si256((__m256i *)(acc + i * NT), a[i]);
+}
+
+/* tile_ubs8 on nv vectors; nonzero where one read a negative byte (the tile not computed) */
+static int tile_ubs(const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
+                    const int32_t *init, int32_t *acc, long nv) {
+    for (long v = 0; v < nv; v++)
+        if (tile_ubs8(x + v * VL, toff, T, w, wstride, init, acc + v * VL)) return 1;
+    return 0;
+}
+
+static void tile_sign(const int32_t *x, const long *toff, long T, const int32_t *w,
+                      long wstride, const int32_t *init, int32_t *acc, long nv) {
+    for (long v = 0; v < nv; v++)
+        tile_sign8(x + v * VL, toff, T, w, wstride, init, acc + v * VL);
 }
 #elif EI_INT8_PATH == EI_Q8_SDOT
 /* the weight quads of 4 channels in one register, each broadcast by lane */
@@ -1556,7 +1579,9 @@ void qconv_int8_f32(const qconv_int8_args *a) {
     const long blocks = (a->cout + MR - 1) / MR;
     for (long g = a->g0; g < a->g1; g += NT) {
         long nseg = 0, gend = g + NT < a->g1 ? g + NT : a->g1;
-        const long nv = EI_INT8_PATH == EI_Q8_VNNI512 ? (gend - g + VL - 1) / VL : NV;
+        const long nv = EI_INT8_PATH == EI_Q8_VNNI512 || EI_INT8_PATH == EI_Q8_AVX2
+                            ? (gend - g + VL - 1) / VL
+                            : NV;
         if (a->wg == a->wo) { /* no dropped columns: grid positions are output positions */
             long last = a->ho * a->wo < gend ? a->ho * a->wo : gend;
             if (last > g) seg_j[0] = 0, seg_n[0] = last - g, seg_pos[0] = g, nseg = 1;
@@ -1602,9 +1627,10 @@ void qconv_int8_f32(const qconv_int8_args *a) {
 #else
 #if EI_INT8_PATH == EI_Q8_AVX2
             if (!xneg)
-                xneg = tile_ubs(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc);
+                xneg = tile_ubs(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc,
+                                nv);
             if (xneg && wsafe)
-                tile_sign(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc);
+                tile_sign(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc, nv);
             else if (xneg)
 #endif
                 tile(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc, nv);
