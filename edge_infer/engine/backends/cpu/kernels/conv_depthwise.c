@@ -5,6 +5,9 @@
  * bit 0's path: channel groups (1) or row by row (0). Float16 storage (field `half`: FP16
  * engines, tactics/cpu_fp16.py half_io) only on the vectors along rows: their loads widen
  * and their stores narrow (half.h); builds without them compute it one output at a time.
+ * AVX2 builds take bit 1 for 3 x 3 stride-1 layers with output rows ROWS_MIN_WO to
+ * ROWS_MAX_WO wide (dw_rows_range: the same arithmetic on 8-float vectors, from a ring of
+ * zero-padded rows); other layers there go bit 0's way.
  *
  * Row by row (large planes at stride 1): one channel at a time, one output row at a time.
  * The kh input rows an output row reads are laid out in a ring of row slots (each input row
@@ -615,6 +618,150 @@ static int wide_fits(const conv_depthwise_args *a) {
 }
 #endif
 
+#if !defined(DW_WIDE) && defined(__AVX2__)
+/* Vectors along rows on AVX2 builds (8-float vectors; path field bit 1,
+ * 3 x 3 kernels at stride 1 or 2, no dilation, float32, left pad at most RPADL): the
+ * AVX-512 path's arithmetic (an accumulator per output row and kernel row, four output
+ * rows a pass sharing their input rows' loads) on a ring of zero-padded input rows (each
+ * row copied once per channel: input column c at RPADL + c, zeros around it), so that
+ * every tap is a plain load (stride 2: the even / odd columns of two loads). Replaces the
+ * channel groups (their 8 x 8 transposes) and the row by row path (its FMA chains of 9)
+ * where it measured faster: stride 1, output rows ROWS_MIN_WO to ROWS_MAX_WO wide. One
+ * thread, CPU time, hot input, alternating in one process against those paths (Zen 3, AVX2;
+ * the old build through bench/dw_ab.py's side library): MobileNetV2's 144 @ 56 0.81x (b1) / 0.78x (b8), 192 @ 28 0.93x /
+ * 0.81x; 32 @ 112 1.14x (row by row kept), stride 2 (ROWS_S2) 96 @ 112 1.01x, 144 @ 56 1.10x
+ * (channel groups kept). Not built for plain x86-64 (SSE) or
+ * NEON: unmeasured there, and the generic vectors' code doubled the x86-64 build's compile
+ * time. */
+#define DW_ROWS 1
+#define RPADL 8
+#ifndef ROWS_MIN_WO
+#define ROWS_MIN_WO 24
+#endif
+#ifndef ROWS_MAX_WO
+#define ROWS_MAX_WO 64
+#endif
+#ifndef ROWS_S2
+#define ROWS_S2 0
+#endif
+#ifndef ROWS_ACC3
+#define ROWS_ACC3 1
+#endif
+/* vshufps: per 128-bit lane two columns of each load, put back in column order once per
+ * output vector (conv_chain.c measured this faster than a two-source permute per tap) */
+#define R_EVEN 0, 2, 8, 10, 4, 6, 12, 14
+#define R_ODD 1, 3, 9, 11, 5, 7, 13, 15
+
+/* the ring's row width in floats: the pad, the taps' reach of whole output vectors */
+static inline long rows_ws(long wo) { return (RPADL + 2 * ((wo + 7) / 8 * 8) + 8 + 7) / 8 * 8; }
+
+/* R output rows of one channel (the row pointers at padded column 0), 8 columns a vector,
+ * left to right, the epilogue (bias included) on each vector as it is stored */
+static inline __attribute__((always_inline)) void rows_pass(const conv_depthwise_args *a,
+                                                           const float *const *rp, long R,
+                                                           long s, const v8 *W, float b,
+                                                           float *o, const float *zr) {
+    long wo = a->wo;
+    for (long j = 0; j < wo; j += 8) {
+        v8 acc[4][3];
+#pragma GCC unroll 4
+        for (long r = 0; r < R; r++) acc[r][0] = acc[r][1] = acc[r][2] = (v8){0};
+#pragma GCC unroll 9
+        for (long t = 0; t < 3 + (R - 1) * s; t++) {
+            v8 t0, t1, t2;
+            if (s == 1) {
+                t0 = load8(rp[t] + j);
+                t1 = load8(rp[t] + j + 1);
+                t2 = load8(rp[t] + j + 2);
+            } else {
+                const float *q = rp[t] + 2 * j;
+                v8 lo = load8(q), hi = load8(q + 8), lo2 = load8(q + 2), hi2 = load8(q + 10);
+                t0 = SHUF(lo, hi, R_EVEN);
+                t1 = SHUF(lo, hi, R_ODD);
+                t2 = SHUF(lo2, hi2, R_EVEN);
+            }
+#pragma GCC unroll 4
+            for (long r = 0; r < R; r++)
+                if (t >= r * s && t - r * s < 3) {
+                    long ky = t - r * s;
+                    acc[r][ROWS_ACC3 ? ky : 0] +=
+                        W[3 * ky] * t0 + W[3 * ky + 1] * t1 + W[3 * ky + 2] * t2;
+                }
+        }
+        long n = wo - j < 8 ? wo - j : 8;
+#pragma GCC unroll 4
+        for (long r = 0; r < R; r++) {
+            v8 y = acc[r][0] + acc[r][1] + acc[r][2];
+            if (s == 2) y = SHUF(y, y, 0, 1, 4, 5, 2, 3, 6, 7);
+            store_row8(o + r * wo + j, zr ? zr + r * wo + j : 0, n, y, b, a->act, a->p0,
+                       a->p1, a->residual);
+        }
+    }
+}
+
+/* one channel at stride s: ring `ring` (ns rows of ws floats, then a zero row) */
+static inline __attribute__((always_inline)) void rows_channel(const conv_depthwise_args *a,
+                                                              long c, long s, float *ring) {
+    long h = a->h, w = a->w, ho = a->ho, wo = a->wo, ws = rows_ws(wo), ns = 3 + 3 * s;
+    const float *zero = ring + ns * ws, *xc = a->x + c * a->xcs, *wc = a->wts + c * 9;
+    float b = a->bias ? a->bias[c] : 0.0f;
+    float *oc = a->out + c * a->ocs;
+    const float *zc = a->residual ? a->z + c * a->zcs : 0;
+    v8 W[9];
+    for (long t = 0; t < 9; t++) W[t] = splat(wc[t]);
+    long have = LONG_MIN; /* the ring holds input rows up to `have` (exclusive) */
+    for (long oy = 0; oy < ho; oy += 4) {
+        long R = ho - oy < 4 ? ho - oy : 4, iy0 = oy * s - a->pt, n = 3 + (R - 1) * s;
+        const float *rp[9];
+        for (long t = 0; t < n; t++) {
+            long iy = iy0 + t;
+            if (iy < 0 || iy >= h) {
+                rp[t] = zero + RPADL - a->pl;
+                continue;
+            }
+            float *slot = ring + (iy % ns) * ws;
+            if (iy >= have) { /* rows come in order: each copied once */
+                const float *src = xc + iy * a->xrs;
+                float *d = slot + RPADL;
+                long k = 0;
+                for (; k + 8 <= w; k += 8) store8(d + k, load8(src + k));
+                if (k < w) store8(d + k, load_n(src + k, w - k)); /* zeros past the row */
+                have = iy + 1;
+            }
+            rp[t] = slot + RPADL - a->pl;
+        }
+        float *o = oc + oy * wo;
+        const float *zr = zc ? zc + oy * wo : 0;
+        if (R == 4)
+            rows_pass(a, rp, 4, s, W, b, o, zr);
+        else if (R == 3)
+            rows_pass(a, rp, 3, s, W, b, o, zr);
+        else if (R == 2)
+            rows_pass(a, rp, 2, s, W, b, o, zr);
+        else
+            rows_pass(a, rp, 1, s, W, b, o, zr);
+    }
+}
+
+/* the layers the rows path takes (the tactic sizes `rows` for it: cpu_depthwise.py) */
+static int rows_fits(const conv_depthwise_args *a) {
+    return a->kh == 3 && a->kw == 3 && a->dy == 1 && a->dx == 1 && a->sy == a->sx &&
+           (a->sx == 1 || (ROWS_S2 && a->sx == 2)) && a->pl >= 0 && a->pl <= RPADL &&
+           !a->half && a->wo >= ROWS_MIN_WO && a->wo <= ROWS_MAX_WO;
+}
+
+static void dw_rows_range(const conv_depthwise_args *a) {
+    long s = a->sx, ws = rows_ws(a->wo);
+    /* zeros everywhere but where rows are copied (the pads stay zero) */
+    memset(a->rows, 0, (size_t)((3 + 3 * s + 1) * ws) * sizeof(float));
+    for (long c = a->c0; c < a->c1; c++)
+        if (s == 1)
+            rows_channel(a, c, 1, a->rows);
+        else
+            rows_channel(a, c, 2, a->rows);
+}
+#endif
+
 #define DW_CHANNEL(KH, KW, SX, DY, DX)                                                         \
     dw_channel(xc, a->xrs, a->h, a->w, a->pt, a->pl, a->sy, SX, KH, KW, DY, DX, a->wq,        \
                a->rows, wc, b, a->ho, a->wo, oc, zc, a->act, a->p0, a->p1, a->residual)
@@ -680,6 +827,11 @@ void conv_depthwise_f32(const conv_depthwise_args *args) {
 #ifdef DW_WIDE
     if ((a->grouped & 2 || a->half) && wide_fits(a)) {
         dw_wide_range(a);
+        return;
+    }
+#elif defined(DW_ROWS)
+    if (a->grouped & 2 && rows_fits(a)) {
+        dw_rows_range(a);
         return;
     }
 #endif

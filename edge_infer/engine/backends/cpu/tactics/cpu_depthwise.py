@@ -31,7 +31,10 @@ DW_GROUP = 8
 #: (conv_depthwise.c: dw_wide) for 3x3 at stride 1 and 2; the paths above are its fallback
 #: elsewhere (the kernel picks by what it was compiled for). Measured in the MobileNetV2
 #: engine (b1, one thread, layer profile, under load): its 17 depthwise layers 2039 -> 1212
-#: us (onnxruntime's nodes 1282), each layer 0.45-0.85x the fallback paths.
+#: us (onnxruntime's nodes 1282), each layer 0.45-0.85x the fallback paths. AVX2 builds take
+#: it for 3x3 stride-1 layers with output rows 24 to 64 wide (conv_depthwise.c: dw_rows_range,
+#: from a ring of padded rows; MobileNetV2 144 @ 56 0.78-0.81x, 192 @ 28 0.81-0.93x the
+#: fallback's time, one thread, CPU time).
 DW_WIDE = True
 #: images last to first: the layer before (a 1x1 expand, images first to last) leaves its
 #: last images in cache, and the layer after (a 1x1 project, first to last) then finds this
@@ -45,6 +48,12 @@ REVERSE_IMAGES = True
 #: the kernel's path field ("grouped" in args.h): bit 0 channel groups (else row by row),
 #: bit 1 vectors along rows where the build has them (else bit 0's path)
 _DW_GROUPS, _DW_WIDE = 1, 2
+
+
+def _rows_ws(wo: int) -> int:
+    """Floats of a ring row of the vectors along rows on builds without AVX-512
+    (conv_depthwise.c: rows_ws)."""
+    return -(-(8 + 2 * -(-wo // 8) * 8 + 8) // 8) * 8
 
 
 def wide_fits(spec: ConvSpec) -> bool:
@@ -122,6 +131,8 @@ class DepthwiseNative(_NativeConv):
         else:  # the ring, then a zero slot
             size = ((kh - 1) * dy + 2) * sx * wq
         wide = DW_WIDE and sx in (1, 2)
+        if wide:  # builds without AVX-512: the ring of padded rows (conv_depthwise.c: rows_ws)
+            size = max(size, (4 + 3 * sx) * _rows_ws(wo))
         mode = (_DW_GROUPS if grouped else 0) | (_DW_WIDE if wide else 0)
         weights = np.ascontiguousarray(s.weight.reshape(c, -1), np.float32)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)

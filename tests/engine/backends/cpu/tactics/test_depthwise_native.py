@@ -87,7 +87,8 @@ def _close(got: np.ndarray, want: np.ndarray) -> None:
 @pytest.fixture(params=["rows", "grouped", "wide"], autouse=True)
 def path(request, monkeypatch) -> str:
     """Every test runs each kernel path on every case: row by row, channel groups, and
-    vectors along rows (3 x 3 at stride 1 or 2 on AVX-512 builds; elsewhere, and for other
+    vectors along rows (3 x 3 at stride 1 or 2 on AVX-512 builds; on AVX2 builds 3 x 3 at
+    stride 1 with outputs 24 to 64 wide, e.g. 31 and 50 here; elsewhere, and for other
     kernels, its fallback: row by row here)."""
     grouped = request.param == "grouped"
     monkeypatch.setattr(cpu_depthwise, "GROUPED_MAX_WIDTH", 1 << 20 if grouped else 0)
