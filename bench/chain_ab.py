@@ -7,6 +7,10 @@ all three alike), medians of the per-round ratios.
 The blocks are built by hand with MobileNetV2's shapes (expand 1x1 + ReLU6, depthwise 3x3 +
 ReLU6, project 1x1, the residual where input and output match) and random weights.
 
+``--variant FILE.c`` adds the chain tactic with another build of kernels/conv_chain.c (e.g.
+``git show HEAD:...`` of it, compiled alone into a side library); ``--cpu`` times each run's
+CPU time (process_time: with ``--threads 1`` robust to the other processes of a loaded host).
+
 Run (BLAS unthrottled):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python -m bench.chain_ab \
         --blocks f1 f2 f3 f4 --batches 1 8 --threads 2
@@ -15,6 +19,8 @@ Run (BLAS unthrottled):
 from __future__ import annotations
 
 import argparse
+import contextlib
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from bench.alternating import median_ratio
+from bench.dw_ab import calls_into, side_library
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.backends.cpu.tactics.chain_spec import ChainSpec
@@ -104,6 +111,8 @@ def _ort_session(spec: ChainSpec, threads: int) -> Any:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    # spinning onnxruntime threads steal our cores between its runs (in one process)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(ort_model(spec), opts, providers=["CPUExecutionProvider"])
 
 
@@ -154,7 +163,15 @@ def ort_model(spec: ChainSpec) -> bytes:
     return bytes(model.SerializeToString())
 
 
-def bench_block(name: str, batch: int, threads: int, rounds: int, with_ort: bool) -> dict[str, Any]:
+def bench_block(
+    name: str,
+    batch: int,
+    threads: int,
+    rounds: int,
+    with_ort: bool,
+    variant: Any = None,
+    cpu: bool = False,
+) -> dict[str, Any]:
     spec = block_spec(name, batch)
     rng = np.random.default_rng(1)
     x = rng.standard_normal(spec.x_shape).astype(np.float32)
@@ -180,6 +197,12 @@ def bench_block(name: str, batch: int, threads: int, rounds: int, with_ort: bool
             r()
 
     progs: dict[str, Run] = {"chain": chain, "split": split_run}
+    out_variant = np.zeros(spec.out_shape, np.float32)
+    if variant is not None:
+        with calls_into(variant, "conv_chain"):
+            progs["variant"] = ChainNative(spec).bind(
+                [x] + ([z] if z is not None else []), [out_variant], scratch
+            )
     if with_ort:
         sess = _ort_session(spec, threads)
         feeds = {"x": x} | ({"z": z} if z is not None else {})
@@ -187,6 +210,10 @@ def bench_block(name: str, batch: int, threads: int, rounds: int, with_ort: bool
     chain()
     split_run()
     err = float(np.abs(out_chain - out_split).max() / max(1.0, np.abs(out_split).max()))
+    if variant is not None:
+        progs["variant"]()
+        scale = max(1.0, np.abs(out_split).max())
+        err = max(err, float(np.abs(out_variant - out_split).max() / scale))
     if with_ort:
         ref = sess.run(None, feeds)[0]
         err = max(err, float(np.abs(out_chain - ref).max() / max(1.0, np.abs(ref).max())))
@@ -194,11 +221,13 @@ def bench_block(name: str, batch: int, threads: int, rounds: int, with_ort: bool
         for p in progs.values():
             p()
     times: dict[str, list[float]] = {k: [] for k in progs}
-    for _ in range(rounds):
-        for k, p in progs.items():
-            t0 = time.perf_counter()
-            p()
-            times[k].append(time.perf_counter() - t0)
+    clock = time.process_time if cpu else time.perf_counter
+    keys = list(progs)
+    for r in range(rounds):
+        for k in keys[r % len(keys) :] + keys[: r % len(keys)]:  # the order rotates
+            t0 = clock()
+            progs[k]()
+            times[k].append(clock() - t0)
     if pool is not None:
         pool.close()
     row: dict[str, Any] = {
@@ -211,6 +240,9 @@ def bench_block(name: str, batch: int, threads: int, rounds: int, with_ort: bool
         "chain/split": median_ratio(times["chain"], times["split"]),
         "max_rel_err": f"{err:.1e}",
     }
+    if variant is not None:
+        row["variant_us"] = round(float(np.median(times["variant"])) * 1e6)
+        row["chain/variant"] = median_ratio(times["chain"], times["variant"])
     if with_ort:
         row["ort_us"] = round(float(np.median(times["ort"])) * 1e6)
         row["chain/ort"] = median_ratio(times["chain"], times["ort"])
@@ -225,11 +257,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--no-ort", action="store_true", help="skip onnxruntime")
+    parser.add_argument("--variant", default=None, help="another conv_chain.c")
+    parser.add_argument("--cpu", action="store_true", help="CPU time (with --threads 1)")
     args = parser.parse_args()
-    for batch in args.batches:
-        for name in args.blocks:
-            row = bench_block(name, batch, args.threads, args.rounds, not args.no_ort)
-            print("  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="chain-ab-"))
+        from pathlib import Path
+
+        lib = side_library(Path(args.variant), Path(tmp), "conv_chain") if args.variant else None
+        for batch in args.batches:
+            for name in args.blocks:
+                row = bench_block(
+                    name, batch, args.threads, args.rounds, not args.no_ort, lib, args.cpu
+                )
+                print("  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
 
 
 if __name__ == "__main__":

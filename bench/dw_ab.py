@@ -72,6 +72,8 @@ def ort_session(
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    # spinning onnxruntime threads steal our cores between its runs (in one process)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if prof:
         opts.enable_profiling = True
         opts.profile_file_prefix = prof
@@ -93,33 +95,35 @@ def ort_node_us(sess: Any, feeds: dict[str, np.ndarray], rounds: int) -> dict[st
     return {op: float(np.median(d[5:] or d)) for op, d in by_op.items()}
 
 
-def side_library(source: Path, out_dir: Path) -> Any:
-    """``source`` (a conv_depthwise.c) compiled alone with the engine's flags and headers."""
+def side_library(source: Path, out_dir: Path, kernel: str = "conv_depthwise") -> Any:
+    """``source`` (a kernels/<kernel>.c) compiled alone with the engine's flags and headers."""
     from edge_infer.engine.backends.cpu import native
 
-    target = out_dir / "dw_variant.so"
+    target = out_dir / f"{kernel}_variant.so"
     flags = native._flags()
     cmd = [native._compiler() or "cc", *flags, f"-I{native.KERNELS}", "-o", str(target)]
     subprocess.run([*cmd, str(source)], check=True)
     lib = ctypes.CDLL(str(target))
-    lib.conv_depthwise_f32.argtypes = [ctypes.POINTER(native.ARGS["conv_depthwise_f32"])]
-    lib.conv_depthwise_f32.restype = None
+    fn = getattr(lib, f"{kernel}_f32")
+    fn.argtypes = [ctypes.POINTER(native.ARGS[f"{kernel}_f32"])]
+    fn.restype = None
     return lib
 
 
 @contextlib.contextmanager
-def calls_into(lib: Any) -> Iterator[None]:
-    """While bound inside: the tactic's native calls run ``lib``'s conv_depthwise_f32."""
+def calls_into(lib: Any, kernel: str = "conv_depthwise") -> Iterator[None]:
+    """While bound inside: the tactic's native calls run ``lib``'s <kernel>_f32."""
     from edge_infer.engine.backends.cpu import native
 
     real = native.NativeCall
-    task = ctypes.cast(lib.conv_depthwise_task, ctypes.c_void_p).value
+    task = ctypes.cast(getattr(lib, f"{kernel}_task"), ctypes.c_void_p).value
 
     class SideCall(real):  # type: ignore[misc, valid-type]
         def __init__(self, name: str, fields: Any, keep: tuple[Any, ...]) -> None:
             super().__init__(name, fields, keep)
-            self._fn = getattr(lib, name)
-            self.__dict__["task"] = (task, ctypes.addressof(self.args))
+            if name == f"{kernel}_f32":  # the other kernels' calls stay this tree's
+                self._fn = getattr(lib, name)
+                self.__dict__["task"] = (task, ctypes.addressof(self.args))
 
     native.NativeCall = SideCall  # type: ignore[misc]
     try:
