@@ -217,12 +217,16 @@ static inline void store8_part(float *p, v8 y, long n) {
  * residual rows are turned into position vectors and the results into channel rows by
  * 8 x 8 transposes (the scalar path gathered and scattered them element by element); the
  * epilogue itself is the scalar path's loop, so that the compiler fuses its operations as
- * it did there: the same bits. */
+ * it did there: the same bits. wide: each row stored as 8 floats, the ones past np the
+ * next tile's positions of the same row, which it writes after (a layer without residual:
+ * nothing reads the output while it is written) — one store a row, not AVX2's 4 + 2 of a
+ * 6-position tile. */
 static inline __attribute__((always_inline)) void rows_out(v8 acc[PB_MAX][2], long np,
                                                           long nc, v8 b0, v8 b1,
                                                           const float *zp, long zcs, float *o,
                                                           long ocs, long act, float p0,
-                                                          float p1, long residual) {
+                                                          float p1, long residual,
+                                                          long wide) {
     float tile[8][OB], zt[8][OB];
     if (zp)
         for (long h = 0; h < 2; h++) {
@@ -242,7 +246,10 @@ static inline __attribute__((always_inline)) void rows_out(v8 acc[PB_MAX][2], lo
         v8 r[8];
         for (long j = 0; j < 8; j++) r[j] = load8(tile[j] + 8 * h);
         transpose8(r); /* r[i]: channel 8 h + i's positions */
-        for (long i = 0; i < 8 && 8 * h + i < nc; i++) store8_part(o + (8 * h + i) * ocs, r[i], np);
+        for (long i = 0; i < 8 && 8 * h + i < nc; i++) {
+            if (wide) store8(o + (8 * h + i) * ocs, r[i]);
+            else store8_part(o + (8 * h + i) * ocs, r[i], np);
+        }
     }
 }
 
@@ -280,7 +287,8 @@ conv_ocvec(const float *pk, long T, long npb, const float *wpack, const float *b
             if (!half) { /* float32: the tile turned into channel rows in registers */
                 float *o = (float *)out + c0 * ocs + pb * PB;
                 const float *zp = residual ? (const float *)z + c0 * zcs + pb * PB : 0;
-                rows_out(acc, np, nc, b0, b1, zp, zcs, o, ocs, act, p0, p1, residual);
+                long wide = !residual && pb * PB + 8 <= P;
+                rows_out(acc, np, nc, b0, b1, zp, zcs, o, ocs, act, p0, p1, residual, wide);
                 continue;
             }
             for (long j = 0; j < np; j++) {
