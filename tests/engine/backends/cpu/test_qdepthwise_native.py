@@ -203,6 +203,28 @@ def test_int8_rounding_ties_and_saturation() -> None:
         check(s, run_native(s, inputs), want, f"out_scale {out_scale}")
 
 
+def test_int8_near_halves_of_unproved_channels(monkeypatch) -> None:
+    """No channel proved (qdw_requant): small accumulators at out_scale = 2 x channel 0's
+    multiplier put half its outputs on a float32 half step that the reference's double
+    quotient leaves on either side, so they must be redone exactly (both paths)."""
+    real = cpu_qdepthwise.proved_multipliers
+    monkeypatch.setattr(
+        cpu_qdepthwise, "proved_multipliers", lambda *a: tuple(np.zeros_like(v) for v in real(*a))
+    )
+    spec, inputs = make_case(CONVS[0], ACTS[0], "none", None, "int8", np.int8, 6)
+    rng = np.random.default_rng(6)
+    x = rng.integers(-20, 21, spec.x_shape).astype(np.int8)
+    weight = rng.integers(-1, 2, spec.weight.shape).astype(np.int8)
+    bias = np.ones_like(inputs[3])
+    tie_scale = 2.0 * float(spec.x_scale) * float(np.float64(spec.w_scale[0]))
+    s = QConvSpec(**{**spec.__dict__, "weight": weight, "bias": bias, "out_scale": tie_scale})
+    inputs = [x, weight, inputs[2], bias, None]
+    want = qconv(*inputs, **s.attrs())
+    for grouped in (False, True):
+        monkeypatch.setattr(QDepthwiseNative, "_grouped", lambda self, g=grouped: g)
+        check(s, run_native(s, inputs), want, f"grouped={grouped}")
+
+
 _BUILDS = {
     "avx512-no-vnni": ["-march=skylake-avx512"],  # the float32 16-channel grouped path
     "avx512-vnni-no-vbmi": ["-march=cascadelake"],  # rows path: windows without vpermb

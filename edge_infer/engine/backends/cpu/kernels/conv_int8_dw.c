@@ -14,7 +14,11 @@
  * along channels, through 8 x 8 register transposes (small planes, strided layers). Only
  * the loads (int8 -> float) and the stores differ: the accumulators of an output row (or of
  * a channel group's planes) go through a small buffer to the epilogue, which runs a loop
- * specialised for the output's storage and the common activations (qepi_apply).
+ * specialised for the output's storage and the common activations (qepi_apply). Where every
+ * channel of an 8-channel group takes the direct int8 path (QNEAR, QPROVED), the group's
+ * epilogue runs on its channel vectors instead (qgrp: per-lane constants from the tactic's
+ * a->qmq, no per-channel setup) and only integral floats go back to the planes, as bytes:
+ * 2-2.5x faster on MobileNetV2's 7x7 to 28x28 layers (AVX2, one thread, CPU time).
  *
  * Built for AVX-512 with VNNI (and DQ), unit-dilation layers with kernels up to 8 wide at
  * strides 1 and 2 (all of MobileNetV2's) go one channel at a time straight from the int8
@@ -456,6 +460,79 @@ static inline __attribute__((always_inline)) void transpose8(v8 r[8]) {
     }
 }
 
+/* The direct int8 epilogue (see QNEAR, QPROVED) of the 8-channel path's vectors, lanes
+ * along channels: the group's per-lane constants (lanes past the group's channels zero) */
+typedef struct {
+    v8 b, m, lo, hi; /* bias; float32(m / os) (proved lanes: vmq); clip bounds (proved: theirs) */
+    v8i chk;         /* lanes checked near halves: all but the proved */
+    double mult[CV]; /* the reference's multipliers (the exact redo) */
+    float p0, p1;
+    double os;
+    long act;
+} qgrp;
+
+/* qgrp of channels [c, c + nc): 0 unless every channel takes the direct int8 path (as
+ * qepi_of decides, from the tactic's float32(m / os) in a->qmq) */
+static int qgrp_of(const conv_int8_dw_args *a, long c, long nc, long taps, qgrp *g) {
+    float lo, hi;
+    if (!a->qmq || a->okind != EI_S8 || a->z ||
+        !qfast_bounds(a->act, a->p0, a->p1, a->oscale, &lo, &hi))
+        return 0;
+    float bv[CV] = {0}, mv[CV] = {0}, lv[CV] = {0}, hv[CV] = {0};
+    int ck[CV] = {0};
+    for (long ci = 0; ci < nc; ci++) {
+        double b = a->bias ? (double)a->bias[c + ci] : 0.0, m = a->mult[c + ci];
+        float q = a->qmq[c + ci], vmq, vlo, vhi;
+        if (!((double)taps * 16384.0 + (b < 0 ? -b : b) < 16777216.0 && m >= 1e-37 &&
+              m <= 1e30 && q >= 1e-30f && q <= 1e30f))
+            return 0;
+        bv[ci] = (float)b;
+        g->mult[ci] = m;
+        if (qproved(a, c + ci, &vmq, &vlo, &vhi)) {
+            mv[ci] = vmq, lv[ci] = vlo, hv[ci] = vhi;
+        } else {
+            mv[ci] = q, lv[ci] = lo, hv[ci] = hi, ck[ci] = -1;
+        }
+    }
+    for (long ci = nc; ci < CV; ci++) g->mult[ci] = 0.0;
+    g->b = load8(bv);
+    g->m = load8(mv);
+    g->lo = load8(lv);
+    g->hi = load8(hv);
+    memcpy(&g->chk, ck, sizeof ck);
+    g->p0 = a->p0;
+    g->p1 = a->p1;
+    g->os = a->oscale;
+    g->act = a->act;
+    return 1;
+}
+
+/* lanes `near` of r (accumulators acc, with the bias) redone as the reference does, lane by
+ * lane (as qexact16) */
+static __attribute__((noinline)) v8 qgrp_exact(v8 acc, v8 r, v8i near, const qgrp *g) {
+    for (int k = 0; k < CV; k++) {
+        if (!near[k]) continue;
+        float y = (float)((double)acc[k] * g->mult[k]);
+        if (g->act == EI_ACT_RELU) y = y > 0.0f ? y : 0.0f;
+        if (g->act == EI_ACT_CLIP) {
+            y = y < g->p0 ? g->p0 : y;
+            y = y > g->p1 ? g->p1 : y;
+        }
+        double q = __builtin_rint((double)y / g->os);
+        r[k] = q < -128.0 ? -128.0f : q > 127.0 ? 127.0f : (float)q;
+    }
+    return r;
+}
+
+/* the int8 value of each lane of acc (accumulators with the bias): clamp(rint(acc * m)) */
+static inline __attribute__((always_inline)) v8 qgrp_q(v8 acc, const qgrp *g) {
+    v8 q = vmin(vmax(acc * g->m, g->lo), g->hi);
+    v8 r = vround(q), d = q - r;
+    v8i near = ((d > QNEAR) | (d < -QNEAR)) & g->chk;
+    if (__builtin_expect(any8(near), 0)) r = qgrp_exact(acc, r, near, g);
+    return r;
+}
+
 /* CV channels [c, c + nc) together, vectors along channels (conv_depthwise.c dw_group) */
 static inline __attribute__((always_inline)) void qdw_group(const conv_int8_dw_args *a, long c,
                                                            long nc, long oy0, long oy1,
@@ -476,11 +553,15 @@ static inline __attribute__((always_inline)) void qdw_group(const conv_int8_dw_a
         memset(drow, 0, (size_t)(x0 * CV) * sizeof(float));
         memset(drow + x1 * CV, 0, (size_t)((wp - x1) * CV) * sizeof(float));
         const int8_t *row = (const int8_t *)a->x + c * a->xcs + iy * a->xrs;
+        /* a row's last columns read as 8 bytes where the plane's next row holds the rest
+         * (the bytes past the row go to pixels not stored) */
+        long whole = iy + 1 < a->h && a->xrs >= 7;
         for (long px = x0; px < x1; px += 8) {
             long m = x1 - px < 8 ? x1 - px : 8;
             v8 r[8];
             for (long ci = 0; ci < CV; ci++)
-                r[ci] = ci >= nc ? (v8){0} : load_s8(row + ci * a->xcs + px - a->pl, m);
+                r[ci] = ci >= nc ? (v8){0}
+                                 : load_s8(row + ci * a->xcs + px - a->pl, whole ? 8 : m);
             transpose8(r);
             for (long k = 0; k < m; k++) store8(drow + (px + k) * CV, r[k]);
         }
@@ -491,17 +572,24 @@ static inline __attribute__((always_inline)) void qdw_group(const conv_int8_dw_a
         for (long ci = 0; ci < nc; ci++) wt[ci] = a->wts[(c + ci) * T + t];
         W[t] = load8(wt);
     }
+    /* the direct int8 path for the whole group: the epilogue on the channel vectors (the
+     * accumulators start at the bias), the int8 values as floats back to the planes */
+    qgrp g;
+    int direct = qgrp_of(a, c, nc, T, &g);
+    const v8 start = direct ? g.b : (v8){0};
     for (long oy = oy0; oy < oy1; oy++) {
         const float *prow = P + oy * sy * wp * CV;
         float *q = Q + oy * wo * CV;
         for (long ox = 0; ox < wo; ox++) {
-            v8 acc = {0};
+            v8 acc = start;
             for (long ky = 0; ky < kh; ky++)
                 for (long kx = 0; kx < kw; kx++)
                     acc += W[ky * kw + kx] *
                            load8(prow + ((ky * dy) * wp + ox * sx + kx * dx) * CV);
             store8(q + ox * CV, acc);
         }
+        if (direct) /* a pass of its own: in the loop above it would spill the weights */
+            for (long ox = 0; ox < wo; ox++) store8(q + ox * CV, qgrp_q(load8(q + ox * CV), &g));
     }
     /* back to one plane per channel (R, n8 floats each), then the epilogue plane by plane */
     long n = ho * wo, n8 = (n + 7) / 8 * 8, p0 = oy0 * wo, p1 = oy1 * wo;
@@ -511,6 +599,22 @@ static inline __attribute__((always_inline)) void qdw_group(const conv_int8_dw_a
         for (long k = 0; k < 8; k++) r[k] = load8(Q + (p + k) * CV);
         transpose8(r);
         for (long ci = 0; ci < nc; ci++) store8(R + ci * n8 + p, r[ci]);
+    }
+    if (direct) { /* integral floats in [-128, 127]: plane by plane to bytes (measured
+                   * faster than 8 bytes to each of 8 planes in turn) */
+        for (long ci = 0; ci < nc; ci++) {
+            int8_t *o = (int8_t *)a->out + (c + ci) * a->ocs;
+            const float *rc = R + ci * n8;
+            for (long p = p0; p < p1; p += 8) {
+                long m = p1 - p < 8 ? p1 - p : 8;
+                v8c b = narrow_s8(load8(rc + p));
+                if (m == 8)
+                    memcpy(o + p, &b, 8);
+                else
+                    store_b8(o + p, b, m);
+            }
+        }
+        return;
     }
     for (long ci = 0; ci < nc; ci++) {
         qepi e = qepi_of(a, c + ci);
