@@ -88,6 +88,7 @@
 #include <immintrin.h>
 #define MR 6
 #define NV 8 /* vectors of 8 positions, one at a time: a row's 64 outputs a cache line */
+#define EI_WPACK 8192 /* int32 of a channel block's packed weights (T x MR) on the stack */
 #define VL 8
 #define U8 0
 #elif EI_INT8_PATH == EI_Q8_SDOT
@@ -1614,6 +1615,10 @@ void qconv_int8_f32(const qconv_int8_args *a) {
     /* the weight array's sign row (after the proved rows): nonzero where no weight is -128 */
     const int wsafe = a->wts[(a->T + EI_SIGN_ROW) * a->coutp] != 0;
     int xneg = 0; /* a tile read a negative activation byte: tile_ubs no more in this call */
+    /* a channel block's weights packed [term][MR], for each tile (the array's rows are coutp
+     * apart: a block's T terms touched T cache lines, with the layout's more than L1 holds) */
+    int32_t wpk[EI_WPACK] __attribute__((aligned(32)));
+    long wpk_ob = -1; /* the block wpk holds */
 #endif
     /* the strip's output runs: (first tile column, length, output position) */
     long seg_j[NT + 1], seg_n[NT + 1], seg_pos[NT + 1];
@@ -1667,14 +1672,21 @@ void qconv_int8_f32(const qconv_int8_args *a) {
                       nv);
 #else
 #if EI_INT8_PATH == EI_Q8_AVX2
-            if (!xneg)
-                xneg = tile_ubs(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc,
-                                nv);
+            const int32_t *wb = a->wts + oc0;
+            long ws = a->coutp;
+            if (a->T >= 128 && a->T * MR <= EI_WPACK) { /* (fewer terms: no gain measured) */
+                if (wpk_ob != ob)
+                    for (long t = 0; t < a->T; t++) memcpy(wpk + t * MR, wb + t * ws, 4 * MR);
+                wpk_ob = ob, wb = wpk, ws = MR;
+            }
+            if (!xneg) xneg = tile_ubs(a->layout + g, a->toff, a->T, wb, ws, init, acc, nv);
             if (xneg && wsafe)
-                tile_sign(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc, nv);
+                tile_sign(a->layout + g, a->toff, a->T, wb, ws, init, acc, nv);
             else if (xneg)
-#endif
+                tile(a->layout + g, a->toff, a->T, wb, ws, init, acc, nv);
+#else
                 tile(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc, nv);
+#endif
 #endif
 #if EI_TILE_EPILOGUE
             finish_tile(acc, rows, oc0, seg_j, seg_n, seg_pos, nseg, a, &fq, fm, nv);
