@@ -13,8 +13,9 @@
  * output channels (weights packed at bind: [ceil(cout / 8)][cin][8], zero past cout) sweeps
  * the block's strips with its KC x 8 weights in L1. The register tile is TR output channels
  * x TV vectors of 8 pixels: 8 x 3 where there are 32 vector registers (AVX-512), 4 x 3 on
- * AVX2 (16), 4 x 2 on NEON (32 q registers, two per 8-float vector); the last strip of a
- * block takes as few vectors as its pixels need. With more than KC input channels, partial
+ * AVX2 (16), 4 x 2 on NEON (32 q registers, two per 8-float vector), 4 x 1 with SSE only (the
+ * portable x86-64 fallback: two registers per vector); the last strip of a block takes as few
+ * vectors as its pixels need, through the general tile (its epilogue in loops, out of line). With more than KC input channels, partial
  * sums go through the output and the epilogue runs on the last channel block.
  *
  * Planes of at least ROWS_MIN_HW pixels, up to KC_MAX input channels and no more output
@@ -53,9 +54,12 @@
 #elif defined(__aarch64__)
 #define TR 4
 #define TV 2
-#else
+#elif defined(__AVX__)
 #define TR 4
 #define TV 3
+#else /* SSE only (16 registers of 4 floats, two per vector): a portable fallback */
+#define TR 4
+#define TV 1
 #endif
 #define NR (8 * TV)
 /* the packed path's tiles over at most this many input channels go through tile()'s
@@ -260,9 +264,9 @@ static inline __attribute__((always_inline)) void tile_store(const conv_pointwis
         v8 bi = splat(last && a->bias ? a->bias[oc + i] : 0.0f);
 #pragma GCC unroll 4
         for (long j = 0; j < TV; j++) {
-            if (j >= nv) break;
             y[i][j] = acc[i][j] + bi;
             z[i][j] = (v8){0};
+            if (j >= nv) continue;
             long m = st->np - 8 * j, zi = zo + i * a->zcs + 8 * j;
             if (zb && m >= 8)
                 z[i][j] = at8(a->z, zi, zh);
@@ -295,6 +299,39 @@ static inline __attribute__((always_inline)) void tile_store(const conv_pointwis
         }
 }
 
+/* tile_store's work in loops, not unrolled: the general tile's store (out of line, its code
+ * once per storage mix). The same operations on each vector as tile_store: the same bits. */
+static inline __attribute__((always_inline)) void tile_store_loop(const conv_pointwise_args *a,
+                                                                 const strip *st, long oc,
+                                                                 long nv, v8 acc[TR][TV],
+                                                                 long last, long oh, long pure) {
+    long zh = pure ? 0 : a->half & PW_ZH, res = last ? a->residual : 0;
+    long ob = st->b * a->ois + oc * a->ocs + st->p;
+    long zo = st->b * a->zis + oc * a->zcs + st->p;
+#pragma GCC unroll 1
+    for (long i = 0; i < TR; i++) {
+        v8 bi = splat(last && a->bias ? a->bias[oc + i] : 0.0f);
+#pragma GCC unroll 1
+        for (long j = 0; j < nv; j++) {
+            long m = st->np - 8 * j, zi = zo + i * a->zcs + 8 * j, oi = ob + i * a->ocs + 8 * j;
+            if (m <= 0) continue;
+            v8 y = acc[i][j] + bi, z = (v8){0};
+            if (res) z = m >= 8 ? at8(a->z, zi, zh) : at_n(a->z, zi, m, zh);
+            if (res == 1) y += z;
+            if (last) y = activate(y, a->act, a->p0, a->p1);
+            if (res == 2) y += z;
+            if (oh && m >= 8)
+                h8_store((uint16_t *)(void *)a->out + oi, y);
+            else if (oh)
+                h8_store_n((uint16_t *)(void *)a->out + oi, y, m);
+            else if (m >= 8)
+                store8(a->out + oi, y);
+            else
+                store8_n(a->out + oi, y, m);
+        }
+    }
+}
+
 /* The tile's rows [oc, oc + nr) and strip st: loaded (partial sums, acc) or stored with the
  * epilogue (last: bias, residual, activation) or without (partial sums). oh: out is float16
  * (never loaded: no partial sums); pure: nothing is float16 (the float32 kernel as it was). */
@@ -316,7 +353,7 @@ static inline __attribute__((always_inline)) void tile_io(const conv_pointwise_a
                 }
             return;
         }
-        tile_store(a, st, oc, nv, acc, last, oh, pure);
+        tile_store_loop(a, st, oc, nv, acc, last, oh, pure);
         return;
     }
     /* partial rows or a strip across images: lane by lane through a buffer */
@@ -362,6 +399,21 @@ typedef struct {
 
 static inline source packed(const float *b) { return (source){b, 0, NR, 0, 0}; }
 
+/* the general tile's loads and stores (partial rows, strips across images, tail strips,
+ * channel blocks after the first): one out-of-line instance per storage mix, nv at run time
+ * (the kernel's compile time: inlined at every tile site, its unrolled epilogue made up most
+ * of this file's code) */
+static __attribute__((noinline)) void tile_io_at(const conv_pointwise_args *a, const strip *st,
+                                                 long oc, long nr, long nv, v8 acc[TR][TV],
+                                                 long load, long last, long oh, long pure) {
+    if (pure)
+        tile_io(a, st, oc, nr, nv, acc, load, last, 0, 1);
+    else if (oh)
+        tile_io(a, st, oc, nr, nv, acc, load, last, 1, 0);
+    else
+        tile_io(a, st, oc, nr, nv, acc, load, last, 0, 0);
+}
+
 /* one tile: rows [oc, oc + nr) of panel wp (row offset r within it), strip st read from src
  * (nv vectors) */
 static inline __attribute__((always_inline)) void tile(const conv_pointwise_args *a,
@@ -369,14 +421,14 @@ static inline __attribute__((always_inline)) void tile(const conv_pointwise_args
                                                       const strip *st, long oc, long nr,
                                                       long kc, long first, long last,
                                                       long nv, long oh, long pure, long fast) {
-    if (fast && first && st->inside && nr == TR) { /* the common tile, in registers */
+    if (fast && first && st->inside && nr == TR && nv == TV) { /* the common tile */
         v8 c[TR][TV];
 #pragma GCC unroll 8
         for (long i = 0; i < TR; i++)
 #pragma GCC unroll 4
             for (long j = 0; j < TV; j++) c[i][j] = (v8){0};
-        micro(wp, src.b, src.q, src.stride, src.xh, kc, nv, src.pfd, c);
-        tile_store(a, st, oc, nv, c, last, oh, pure);
+        micro(wp, src.b, src.q, src.stride, src.xh, kc, TV, src.pfd, c);
+        tile_store(a, st, oc, TV, c, last, oh, pure);
         return;
     }
     v8 acc[TR][TV];
@@ -384,9 +436,15 @@ static inline __attribute__((always_inline)) void tile(const conv_pointwise_args
     for (long i = 0; i < TR; i++)
 #pragma GCC unroll 4
         for (long j = 0; j < TV; j++) acc[i][j] = (v8){0};
-    if (!first) tile_io(a, st, oc, nr, nv, acc, 1, 0, oh, pure);
+    if (pure && st->inside && nr == TR && nv == TV) { /* the float32 kernel's long channel */
+        if (!first) tile_io(a, st, oc, TR, TV, acc, 1, 0, 0, 1); /* blocks: stored inline */
+        micro(wp, src.b, src.q, src.stride, src.xh, kc, TV, src.pfd, acc);
+        tile_store(a, st, oc, TV, acc, last, 0, 1);
+        return;
+    }
+    if (!first) tile_io_at(a, st, oc, nr, nv, acc, 1, 0, oh, pure);
     micro(wp, src.b, src.q, src.stride, src.xh, kc, nv, src.pfd, acc);
-    tile_io(a, st, oc, nr, nv, acc, 0, last, oh, pure);
+    tile_io_at(a, st, oc, nr, nv, acc, 0, last, oh, pure);
 }
 
 /* oh: out is float16 (its channels one block); pure: nothing is float16 */

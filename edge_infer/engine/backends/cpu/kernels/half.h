@@ -82,13 +82,14 @@ static inline void h8_store(uint16_t *p, v8 v) {
     vst1q_u16(p, vreinterpretq_u16_f16(vcvt_high_f16_f32(vcvt_f16_f32(lo), hi)));
 }
 #define EI_H8_PATH 2
-#else
-static inline v8 h8_load(const uint16_t *p) {
+#else /* (out of line: scalar code unrolled at every use made the plain builds' objects
+        * several times larger and slower to compile; no F16C/NEON: not a fast path anyway) */
+static __attribute__((noinline, unused)) v8 h8_load(const uint16_t *p) {
     v8 v;
     for (int j = 0; j < 8; j++) v[j] = ei_float_from_half(p[j]);
     return v;
 }
-static inline void h8_store(uint16_t *p, v8 v) {
+static __attribute__((noinline, unused)) void h8_store(uint16_t *p, v8 v) {
     for (int j = 0; j < 8; j++) p[j] = ei_half_from_float(v[j]);
 }
 #define EI_H8_PATH 0
