@@ -31,6 +31,11 @@ def main() -> int:
     p.add_argument("--variant", type=Path, required=True)
     p.add_argument("--kernel", default="conv_depthwise")
     p.add_argument("--engine", type=Path, default=None, help="reuse this engine file")
+    p.add_argument(
+        "--split-chains",
+        action="store_true",
+        help="run the engine's conv chains' members one by one (their own tactics)",
+    )
     args = p.parse_args()
 
     import edge_infer
@@ -49,9 +54,17 @@ def main() -> int:
         shapes = {feeds_name: (args.batch, *chw)}
         edge_infer.build(str(onnx_path), str(path), shapes=shapes)
     lib = side_library(args.variant, work, args.kernel)
+
+    def load() -> Engine:
+        engine = Engine.load(str(path))
+        if args.split_chains:  # the plans' record of chains (backends/cpu/chains.py) dropped
+            for plan in engine._plans.values():
+                plan.get("meta", {}).pop("chains", None)
+        return engine
+
     with calls_into(lib, args.kernel):
-        ctx_a = Engine.load(str(path)).create_context()
-    ctx_b = Engine.load(str(path)).create_context()
+        ctx_a = load().create_context()
+    ctx_b = load().create_context()
     x = np.random.default_rng(0).random((args.batch, *chw), dtype=np.float32)
     feeds = {feeds_name: x}
     out_a = next(iter(ctx_a.execute(feeds).values())).copy()

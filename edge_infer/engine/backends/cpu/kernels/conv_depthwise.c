@@ -5,9 +5,9 @@
  * bit 0's path: channel groups (1) or row by row (0). Float16 storage (field `half`: FP16
  * engines, tactics/cpu_fp16.py half_io) only on the vectors along rows: their loads widen
  * and their stores narrow (half.h); builds without them compute it one output at a time.
- * AVX2 builds take bit 1 for 3 x 3 stride-1 layers with output rows ROWS_MIN_WO to
- * ROWS_MAX_WO wide (dw_rows_range: the same arithmetic on 8-float vectors, from a ring of
- * zero-padded rows); other layers there go bit 0's way.
+ * AVX2 builds take bit 1 for 3 x 3 layers at stride 1 or 2 with output rows ROWS_MIN_WO
+ * (ROWS_MIN_WO_S2) to ROWS_MAX_WO wide (dw_rows_range: the same arithmetic on 8-float
+ * vectors, from a ring of zero-padded rows); other layers there go bit 0's way.
  *
  * Row by row (large planes at stride 1): one channel at a time, one output row at a time.
  * The kh input rows an output row reads are laid out in a ring of row slots (each input row
@@ -626,11 +626,12 @@ static int wide_fits(const conv_depthwise_args *a) {
  * row copied once per channel: input column c at RPADL + c, zeros around it), so that
  * every tap is a plain load (stride 2: the even / odd columns of two loads). Replaces the
  * channel groups (their 8 x 8 transposes) and the row by row path (its FMA chains of 9)
- * where it measured faster: stride 1, output rows ROWS_MIN_WO to ROWS_MAX_WO wide. One
- * thread, CPU time, hot input, alternating in one process against those paths (Zen 3, AVX2;
- * the old build through bench/dw_ab.py's side library): MobileNetV2's 144 @ 56 0.81x (b1) / 0.78x (b8), 192 @ 28 0.93x /
- * 0.81x; 32 @ 112 1.14x (row by row kept), stride 2 (ROWS_S2) 96 @ 112 1.01x, 144 @ 56 1.10x
- * (channel groups kept). Not built for plain x86-64 (SSE) or
+ * where it measured faster: output rows ROWS_MIN_WO (stride 2: ROWS_MIN_WO_S2) to
+ * ROWS_MAX_WO wide. One thread, CPU time, hot input, alternating in one process against
+ * those paths (Zen 3, AVX2; the old build through bench/dw_ab.py's side library):
+ * MobileNetV2's 144 @ 56 0.81x (b1) / 0.78x (b8), 192 @ 28 0.93x / 0.81x, 96 @ 112 stride 2
+ * 0.80-0.94x (b1) / 0.99-1.01x (b8); 32 @ 112 1.14x (row by row kept), 144 @ 56 stride 2
+ * 0.99-1.04x (channel groups kept). Not built for plain x86-64 (SSE) or
  * NEON: unmeasured there, and the generic vectors' code doubled the x86-64 build's compile
  * time. */
 #define DW_ROWS 1
@@ -641,8 +642,8 @@ static int wide_fits(const conv_depthwise_args *a) {
 #ifndef ROWS_MAX_WO
 #define ROWS_MAX_WO 64
 #endif
-#ifndef ROWS_S2
-#define ROWS_S2 0
+#ifndef ROWS_MIN_WO_S2
+#define ROWS_MIN_WO_S2 48
 #endif
 #ifndef ROWS_ACC3
 #define ROWS_ACC3 1
@@ -746,8 +747,8 @@ static inline __attribute__((always_inline)) void rows_channel(const conv_depthw
 /* the layers the rows path takes (the tactic sizes `rows` for it: cpu_depthwise.py) */
 static int rows_fits(const conv_depthwise_args *a) {
     return a->kh == 3 && a->kw == 3 && a->dy == 1 && a->dx == 1 && a->sy == a->sx &&
-           (a->sx == 1 || (ROWS_S2 && a->sx == 2)) && a->pl >= 0 && a->pl <= RPADL &&
-           !a->half && a->wo >= ROWS_MIN_WO && a->wo <= ROWS_MAX_WO;
+           (a->sx == 1 || a->sx == 2) && a->pl >= 0 && a->pl <= RPADL && !a->half &&
+           a->wo >= (a->sx == 1 ? ROWS_MIN_WO : ROWS_MIN_WO_S2) && a->wo <= ROWS_MAX_WO;
 }
 
 static void dw_rows_range(const conv_depthwise_args *a) {

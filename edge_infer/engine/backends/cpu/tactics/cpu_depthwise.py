@@ -32,9 +32,9 @@ DW_GROUP = 8
 #: elsewhere (the kernel picks by what it was compiled for). Measured in the MobileNetV2
 #: engine (b1, one thread, layer profile, under load): its 17 depthwise layers 2039 -> 1212
 #: us (onnxruntime's nodes 1282), each layer 0.45-0.85x the fallback paths. AVX2 builds take
-#: it for 3x3 stride-1 layers with output rows 24 to 64 wide (conv_depthwise.c: dw_rows_range,
-#: from a ring of padded rows; MobileNetV2 144 @ 56 0.78-0.81x, 192 @ 28 0.81-0.93x the
-#: fallback's time, one thread, CPU time).
+#: it for 3x3 layers with output rows 24 (stride 2: 48) to 64 wide (conv_depthwise.c:
+#: dw_rows_range, from a ring of padded rows; MobileNetV2 144 @ 56 0.78-0.81x, 192 @ 28
+#: 0.81-0.93x, 96 @ 112 stride 2 0.80-0.94x at b1 the fallback's time, one thread, CPU time).
 DW_WIDE = True
 #: images last to first: the layer before (a 1x1 expand, images first to last) leaves its
 #: last images in cache, and the layer after (a 1x1 project, first to last) then finds this

@@ -59,6 +59,8 @@ CASES = [
     # stride 2, left pad 1 (loads at the vectors' own columns): three vectors a row, the last
     # partial, the input's last column read by it
     ((1, 2, 5, 70), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+    # AVX2 builds' rows at stride 2 (outputs 48 to 64 wide): 50 wide, the last vector partial
+    ((1, 2, 5, 100), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
 ]
 ACTS = [("", ()), ("relu", ()), ("clip", (0.0, 6.0)), ("silu", ()), ("mish", ())]
 
@@ -87,8 +89,8 @@ def _close(got: np.ndarray, want: np.ndarray) -> None:
 @pytest.fixture(params=["rows", "grouped", "wide"], autouse=True)
 def path(request, monkeypatch) -> str:
     """Every test runs each kernel path on every case: row by row, channel groups, and
-    vectors along rows (3 x 3 at stride 1 or 2 on AVX-512 builds; on AVX2 builds 3 x 3 at
-    stride 1 with outputs 24 to 64 wide, e.g. 31 and 50 here; elsewhere, and for other
+    vectors along rows (3 x 3 at stride 1 or 2 on AVX-512 builds; on AVX2 builds 3 x 3 with
+    outputs 24 (stride 2: 48) to 64 wide, e.g. 31, 50, 56 here; elsewhere, and for other
     kernels, its fallback: row by row here)."""
     grouped = request.param == "grouped"
     monkeypatch.setattr(cpu_depthwise, "GROUPED_MAX_WIDTH", 1 << 20 if grouped else 0)
