@@ -43,6 +43,9 @@ LAYERS: dict[str, tuple[int, int, int, str, str]] = {
     "f5p": (192, 32, 28, "", "pre"),  # features.5/project (+ residual)
     "f7p": (384, 64, 14, "", "pre"),  # features.8/project (+ residual)
     "f12e": (96, 576, 14, "clip", "none"),  # features.12/expand
+    "f15e": (160, 960, 7, "clip", "none"),  # features.15/expand
+    "f15p": (960, 160, 7, "", "pre"),  # features.15/project (+ residual)
+    "f17p": (960, 320, 7, "", "none"),  # features.17/project
 }
 KERNEL = "edge_infer/engine/backends/cpu/kernels/conv_pointwise.c"
 
@@ -157,6 +160,8 @@ def layer(
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    # not spinning: its threads would take our cores between its runs
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.enable_profiling = True
     opts.profile_file_prefix = str(tmp / f"ort_{name}_{b}")
     path = tmp / f"{name}.onnx"
