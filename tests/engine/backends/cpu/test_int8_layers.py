@@ -6,6 +6,8 @@ qdepthwise_native equal to the same engine on the reference kernels."""
 
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 import onnx
 import pytest
@@ -22,6 +24,7 @@ from edge_infer.engine.calibration import calibrate
 from edge_infer.engine.ir import Node
 from edge_infer.engine.ops import get_registry
 from edge_infer.engine.ops.quantize import qgemm, reformat
+from tests.engine.backends.cpu import isa_builds
 from tests.engine.backends.cpu.test_qdepthwise_native import _BUILDS, build_library
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
@@ -75,20 +78,28 @@ def test_reformat_every_conversion_bit_for_bit(src: str, to: str) -> None:
         np.testing.assert_array_equal(got, want, err_msg=f"{src}->{to} n={size}")
 
 
-def test_reformat_and_qgemm_on_every_vector_path(monkeypatch) -> None:
+@pytest.mark.parametrize("name", sorted(_BUILDS))
+def test_reformat_and_qgemm_on_every_vector_path(name: str, monkeypatch) -> None:
+    """Each x86 build of test_qdepthwise_native's that this CPU can run (an AVX-512 build on
+    a host without it would die of SIGILL, taking the test process with it)."""
+    if not isa_builds.host_flags() or platform.machine() != "x86_64":
+        pytest.skip("x86-64 builds on an x86-64 host")
+    if name.startswith("avx512"):
+        isa_builds.need_features({"avx512f", "avx512bw", "avx512vl", "avx512dq"})
+    if "-vnni-" in name:
+        isa_builds.need_features({"avx512_vnni"})
     rng = np.random.default_rng(5)
-    for name, flags in _BUILDS.items():
-        lib = build_library(tuple(flags))
-        monkeypatch.setattr(native, "library", lambda lib=lib: lib)
-        for src, to in CONVERSIONS:
-            x = _source(src, 301, 0.0523, rng)
-            attrs = {"x_scale": 0.0371, "y_scale": 0.0523}
-            with np.errstate(over="ignore"):
-                want = reformat(x, to=to, **attrs)
-            np.testing.assert_array_equal(_reformat_run(x, to, attrs), want, err_msg=name)
-        for k, case in enumerate(QGEMMS):
-            ins, attrs, want = qgemm_case(case, k)
-            np.testing.assert_array_equal(qgemm_run(ins, attrs, want), want, err_msg=name)
+    lib = build_library(tuple(_BUILDS[name]))
+    monkeypatch.setattr(native, "library", lambda: lib)
+    for src, to in CONVERSIONS:
+        x = _source(src, 301, 0.0523, rng)
+        attrs = {"x_scale": 0.0371, "y_scale": 0.0523}
+        with np.errstate(over="ignore"):
+            want = reformat(x, to=to, **attrs)
+        np.testing.assert_array_equal(_reformat_run(x, to, attrs), want, err_msg=name)
+    for k, case in enumerate(QGEMMS):
+        ins, attrs, want = qgemm_case(case, k)
+        np.testing.assert_array_equal(qgemm_run(ins, attrs, want), want, err_msg=name)
 
 
 # rows (leading shape), K, N, X storage, output storage, with bias
