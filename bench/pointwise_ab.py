@@ -133,14 +133,14 @@ def ort_model(
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def layer(
-    name: str, b: int, rounds: int, pool: Any, threads: int, old: ctypes.CDLL, tmp: Path
-) -> dict:
-    import onnxruntime as ort
-
+def layer_case(
+    shape: tuple[int, int, int, str, str], b: int
+) -> tuple[Any, list[np.ndarray], np.ndarray, np.ndarray]:
+    """A 1×1 layer of ``shape`` (cin, cout, side, activation, residual) at batch ``b``: its
+    ConvSpec, its inputs (x, w, bias[, z]), random (seed 0), and its weights and bias."""
     from edge_infer.engine.tactics.base import ConvSpec
 
-    cin, cout, side, act, res = LAYERS[name]
+    cin, cout, side, act, res = shape
     rng = np.random.default_rng(0)
     x = rng.standard_normal((b, cin, side, side)).astype(np.float32)
     w = (rng.standard_normal((cout, cin, 1, 1)) / np.sqrt(cin)).astype(np.float32)
@@ -150,7 +150,16 @@ def layer(
     spec = ConvSpec(
         x.shape, (b, cout, side, side), w, bias, (1, 1), (0, 0, 0, 0), (1, 1), 1, act, params, res
     )
-    ins = [x, w, bias] + ([z] if res != "none" else [])
+    return spec, [x, w, bias] + ([z] if res != "none" else []), w, bias
+
+
+def layer(
+    name: str, b: int, rounds: int, pool: Any, threads: int, old: ctypes.CDLL, tmp: Path
+) -> dict:
+    import onnxruntime as ort
+
+    cin, cout, side, act, res = LAYERS[name]
+    spec, ins, w, bias = layer_case(LAYERS[name], b)
     outs = {k: np.empty(spec.out_shape, np.float32) for k in ("old", "new")}
     runs = {
         "old": bound(spec, ins, outs["old"], pool, old),
@@ -167,7 +176,7 @@ def layer(
     path = tmp / f"{name}.onnx"
     onnx.save(ort_model(cin, cout, side, act, res, b, w, bias), path)
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    feeds = {"x": x, **({"z": z} if res != "none" else {})}
+    feeds = {"x": ins[0], **({"z": ins[3]} if res != "none" else {})}
     want = sess.run(None, feeds)[0]
     for k, r in runs.items():
         r()

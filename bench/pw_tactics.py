@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 
 from bench.alternating import median_ratio
-from bench.pointwise_ab import ort_model
+from bench.pointwise_ab import layer_case, ort_model
 
 #: MobileNetV2's 1×1 layers: (cin, cout, side, activation, residual)
 LAYERS: dict[str, tuple[int, int, int, str, str]] = {
@@ -51,19 +51,7 @@ LAYERS: dict[str, tuple[int, int, int, str, str]] = {
 
 
 def spec_and_inputs(name: str, b: int) -> tuple[Any, list[np.ndarray], np.ndarray, np.ndarray]:
-    from edge_infer.engine.tactics.base import ConvSpec
-
-    cin, cout, side, act, res = LAYERS[name]
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((b, cin, side, side)).astype(np.float32)
-    w = (rng.standard_normal((cout, cin, 1, 1)) / np.sqrt(cin)).astype(np.float32)
-    bias = rng.standard_normal(cout).astype(np.float32)
-    z = rng.standard_normal((b, cout, side, side)).astype(np.float32)
-    params = (0.0, 6.0) if act == "clip" else ()
-    spec = ConvSpec(
-        x.shape, (b, cout, side, side), w, bias, (1, 1), (0, 0, 0, 0), (1, 1), 1, act, params, res
-    )
-    return spec, [x, w, bias] + ([z] if res != "none" else []), w, bias
+    return layer_case(LAYERS[name], b)
 
 
 def ort_session(name: str, b: int, w: np.ndarray, bias: np.ndarray, threads: int, tmp: Path) -> Any:
