@@ -5,7 +5,8 @@ Builds are compiled per object file, each object once per test process: keyed by
 compiler, its flags, the source and every header it may include, so the tests that build the
 same sources for the same path (args.c in nearly all of them, the half_io and FP32 tests of one
 kernel, a module's parametrized cases) share the compile; the objects of one build compile in
-parallel, one per core."""
+parallel, one per core, together with those of the other builds of X86_BUILDS this host runs
+(the parametrized test asks for them next; a build is often one large kernel beside args.c)."""
 
 from __future__ import annotations
 
@@ -79,41 +80,67 @@ def _headers(include: Sequence[Path]) -> list[bytes]:
 
 
 def objects(
-    cc: str, flags: Sequence[str], sources: Sequence[Path], include: Sequence[Path] = ()
+    cc: str,
+    flags: Sequence[str],
+    sources: Sequence[Path],
+    include: Sequence[Path] = (),
+    also: Sequence[Sequence[str]] = (),
 ) -> list[Path]:
     """``sources`` compiled (``cc -c flags``) to object files, each compiled once per
     process for the same compiler, flags, source text and headers (those beside it and in
     ``include``); the missing ones in parallel. Raises CalledProcessError (with the
-    compiler's output) when one does not compile."""
+    compiler's output) when one does not compile.
+
+    ``also``: other flag sets the same sources will be built with later in this process (the
+    other builds of a parametrized test), compiled in the same pool after these: one build's
+    objects are often one large kernel and the small args.c, which would leave a core idle.
+    Their failures are left to the call that asks for them (it compiles them again and
+    raises)."""
+    objs, todo = _plan(cc, flags, sources, include)
+    extra = [job for other in also for job in _plan(cc, other, sources, include)[1]]
+    jobs = todo + [job for job in extra if job not in todo]
+
+    def compile_one(job: tuple[Path, Path, tuple[str, ...]]) -> BaseException | None:
+        src, obj, args = job
+        tmp = obj.with_suffix(f".{threading.get_ident()}.tmp")
+        proc = subprocess.run(
+            [cc, *args, "-c", "-o", str(tmp), str(src)], capture_output=True, text=True
+        )
+        if proc.returncode:
+            return subprocess.CalledProcessError(
+                proc.returncode, proc.args, proc.stdout, proc.stderr
+            )
+        tmp.replace(obj)
+        return None
+
+    if jobs:
+        workers = min(len(jobs), len(os.sched_getaffinity(0)))
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            errors = list(pool.map(compile_one, jobs))
+        for error in errors[: len(todo)]:
+            if error is not None:
+                raise error
+    return objs
+
+
+def _plan(
+    cc: str, flags: Sequence[str], sources: Sequence[Path], include: Sequence[Path]
+) -> tuple[list[Path], list[tuple[Path, Path, tuple[str, ...]]]]:
+    """The objects of ``sources`` for ``flags`` and the (source, object, compiler arguments)
+    of those not compiled yet in this process."""
     out = cache_dir()
-    todo: list[tuple[Path, Path]] = []
+    todo: list[tuple[Path, Path, tuple[str, ...]]] = []
     objs = []
+    args = (*flags, *(f"-I{d}" for d in include))
     for src in sources:
         dirs = [Path(src).parent, *map(Path, include)]
         key = _key(cc.encode(), " ".join(flags).encode(), Path(src).read_bytes(), *_headers(dirs))
         obj = out / f"{Path(src).stem}-{key}.o"
         objs.append(obj)
-        if not obj.is_file() and (src, obj) not in todo:
-            todo.append((Path(src), obj))
-
-    def compile_one(job: tuple[Path, Path]) -> None:
-        src, obj = job
-        tmp = obj.with_suffix(f".{threading.get_ident()}.tmp")
-        inc = [f"-I{d}" for d in include]
-        proc = subprocess.run(
-            [cc, *flags, *inc, "-c", "-o", str(tmp), str(src)], capture_output=True, text=True
-        )
-        if proc.returncode:
-            raise subprocess.CalledProcessError(
-                proc.returncode, proc.args, proc.stdout, proc.stderr
-            )
-        tmp.replace(obj)
-
-    if todo:
-        workers = min(len(todo), len(os.sched_getaffinity(0)))
-        with ThreadPoolExecutor(max(1, workers)) as pool:
-            list(pool.map(compile_one, todo))
-    return objs
+        job = (Path(src), obj, args)
+        if not obj.is_file() and job not in todo:
+            todo.append(job)
+    return objs, todo
 
 
 def link(cc: str, objs: Sequence[Path], flags: Sequence[str], name: str) -> Path:
@@ -142,7 +169,15 @@ def build_kernels(out: Path, sources: Sequence[str], flags: Sequence[str]) -> ct
     the restype/argtypes a test sets on its functions stay its own."""
     del out
     keep = [f for f in native._flags() if not f.startswith(("-march", "-mcpu"))]
-    compile_flags = [f for f in keep if f != "-shared"] + ["-Wall", "-Werror", *flags]
-    objs = objects("cc", compile_flags, [native.KERNELS / n for n in sources])
+    base = [f for f in keep if f != "-shared"] + ["-Wall", "-Werror"]
+    # a build of X86_BUILDS asks for the others this host runs too: its parametrized test
+    # asks for them next
+    builds = [f for f, _ in X86_BUILDS.values()]
+    others = [
+        [*base, *f]
+        for f, needs in X86_BUILDS.values()
+        if list(flags) in builds and f != list(flags) and needs <= host_flags()
+    ]
+    objs = objects("cc", [*base, *flags], [native.KERNELS / n for n in sources], also=others)
     lib = link("cc", objs, [*keep, *flags], f"{Path(sources[0]).stem}.so")
     return ctypes.CDLL(str(lib))
