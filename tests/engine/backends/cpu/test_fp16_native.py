@@ -14,7 +14,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edge_infer.engine.backends.cpu import half, native
+from edge_infer.engine.backends.cpu import half, native, native_args
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import CpuProgram, ScratchPool
 from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS
@@ -71,12 +71,12 @@ def _check_paths(call: object) -> None:
 
 def _ctypes_call(lib: ctypes.CDLL) -> object:
     fn = lib.convert_half_f32
-    fn.argtypes = [ctypes.POINTER(native.ConvertHalfArgs)]
+    fn.argtypes = [ctypes.POINTER(native_args.ConvertHalfArgs)]
 
     def call(mode: int, src: np.ndarray, dst: np.ndarray) -> None:
         src = np.ascontiguousarray(src)
         n = src.size
-        fn(native.ConvertHalfArgs(x=src.ctypes.data, y=dst.ctypes.data, rows=1, n=n, xrs=n,
+        fn(native_args.ConvertHalfArgs(x=src.ctypes.data, y=dst.ctypes.data, rows=1, n=n, xrs=n,
                                   yrs=n, mode=mode))  # fmt: skip
 
     return call

@@ -9,7 +9,7 @@ import logging
 import numpy as np
 import pytest
 
-from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu import native, native_args
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler on this machine")
 
@@ -25,7 +25,7 @@ def test_every_struct_and_activation_code_matches_the_library() -> None:
 def test_a_mirror_that_disagrees_disables_the_kernels(monkeypatch, caplog) -> None:
     """Two fields of one mirror swapped: named in the warning, native kernels refused."""
 
-    class Swapped(native.KernelArgs):
+    class Swapped(native_args.KernelArgs):
         _fields_ = (
             ("x", ctypes.c_void_p),
             ("y", ctypes.c_void_p),
@@ -51,8 +51,8 @@ def test_a_mirror_that_disagrees_disables_the_kernels(monkeypatch, caplog) -> No
 
 
 def test_a_field_missing_from_the_library_is_reported(monkeypatch) -> None:
-    class Longer(native.KernelArgs):
-        _fields_ = (*native.SoftmaxArgs._fields_, ("extra", ctypes.c_long))
+    class Longer(native_args.KernelArgs):
+        _fields_ = (*native_args.SoftmaxArgs._fields_, ("extra", ctypes.c_long))
 
     monkeypatch.setitem(native.ARGS, "softmax_f32", Longer)
     problems = native.layout_mismatches(native.library())

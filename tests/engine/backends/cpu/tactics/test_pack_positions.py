@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
-from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu import native, native_args
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.backends.cpu.tactics.cpu_ocvec import (
@@ -42,7 +42,7 @@ def gather(base: np.ndarray, toff: np.ndarray, posoff: np.ndarray, pb: int) -> n
 def pack(base: np.ndarray, toff: np.ndarray, posoff: np.ndarray, pb0: int, pb1: int, pb: int):
     npb = -(-len(posoff) // pb)
     pk = np.full(npb * len(toff) * pb, np.nan, np.float32)
-    args = native.PackPositionsArgs(
+    args = native_args.PackPositionsArgs(
         base=base.ctypes.data,
         toff=toff.ctypes.data,
         T=len(toff),
