@@ -1,6 +1,6 @@
 /* The argument record of every native kernel, written once: each kernel takes a pointer to
  * one struct, filled field by field by name in Python (a ctypes.Structure mirror in
- * backends/cpu/native.py). The lists below are X-macros: each expands into the struct and
+ * backends/cpu/native_args.py). The lists below are X-macros: each expands into the struct and
  * into the layout table (args.c) that native.py compares with its mirror when it loads the
  * library, so a field added, dropped, reordered or retyped on one side only disables the
  * native kernels with a message instead of corrupting memory.
