@@ -133,6 +133,52 @@ def ort_model(
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def ort_session(
+    shape: tuple[int, int, int, str, str],
+    b: int,
+    w: np.ndarray,
+    bias: np.ndarray,
+    threads: int,
+    stem: Path,
+) -> Any:
+    """onnxruntime on a one-layer model of ``shape`` (ORT_ENABLE_ALL, ``threads`` intra-op
+    threads not spinning: they would take our cores between its runs), its profiler on;
+    the model and the profile are written at ``stem`` (+ batch and suffix)."""
+    import onnxruntime as ort
+
+    cin, cout, side, act, res = shape
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.enable_profiling = True
+    opts.profile_file_prefix = f"{stem}_ort_{b}"
+    path = Path(f"{stem}_{b}.onnx")
+    onnx.save(ort_model(cin, cout, side, act, res, b, w, bias), path)
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def ort_kernel_times(sess: Any, rounds: int) -> list[float]:
+    """Seconds per run of the last ``rounds`` runs: the kernel times of non-reorder nodes."""
+    events = json.loads(Path(sess.end_profiling()).read_text())
+    runs = [float(e["dur"]) * 1e-6 for e in events if e.get("name") == "model_run"]
+    kernel = [
+        (float(e["ts"]), float(e["dur"]) * 1e-6)
+        for e in events
+        if e.get("cat") == "Node"
+        and e["name"].endswith("_kernel_time")
+        and "Reorder" not in e.get("args", {}).get("op_name", "")
+    ]
+    starts = sorted(float(e["ts"]) for e in events if e.get("name") == "model_run")
+    sums = [0.0] * len(starts)
+    for ts, dur in kernel:
+        i = int(np.searchsorted(starts, ts, side="right")) - 1
+        sums[max(i, 0)] += dur
+    assert len(sums) == len(runs)
+    return sums[-rounds:]
+
+
 def layer_case(
     shape: tuple[int, int, int, str, str], b: int
 ) -> tuple[Any, list[np.ndarray], np.ndarray, np.ndarray]:
@@ -156,26 +202,14 @@ def layer_case(
 def layer(
     name: str, b: int, rounds: int, pool: Any, threads: int, old: ctypes.CDLL, tmp: Path
 ) -> dict:
-    import onnxruntime as ort
-
-    cin, cout, side, act, res = LAYERS[name]
+    res = LAYERS[name][4]
     spec, ins, w, bias = layer_case(LAYERS[name], b)
     outs = {k: np.empty(spec.out_shape, np.float32) for k in ("old", "new")}
     runs = {
         "old": bound(spec, ins, outs["old"], pool, old),
         "new": bound(spec, ins, outs["new"], pool, None),
     }
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    # not spinning: its threads would take our cores between its runs
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.enable_profiling = True
-    opts.profile_file_prefix = str(tmp / f"ort_{name}_{b}")
-    path = tmp / f"{name}.onnx"
-    onnx.save(ort_model(cin, cout, side, act, res, b, w, bias), path)
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sess = ort_session(LAYERS[name], b, w, bias, threads, tmp / name)
     feeds = {"x": ins[0], **({"z": ins[3]} if res != "none" else {})}
     want = sess.run(None, feeds)[0]
     for k, r in runs.items():
@@ -193,19 +227,7 @@ def layer(
             r()
             times[k].append(time.perf_counter() - t0)
         sess.run(None, feeds)
-    events = json.loads(Path(sess.end_profiling()).read_text())
-    kernel = [
-        float(e["dur"]) * 1e-6
-        for e in events
-        if e.get("cat") == "Node"
-        and e["name"].endswith("_kernel_time")
-        and "Reorder" not in e.get("args", {}).get("op_name", "")
-    ]
-    per_run = len(kernel) // (rounds + 4)
-    sums = np.add.reduceat(
-        np.array(kernel[: per_run * (rounds + 4)]), np.arange(0, per_run * (rounds + 4), per_run)
-    )
-    times["ort"] = list(sums[-rounds:])
+    times["ort"] = ort_kernel_times(sess, rounds)
     med = {k: round(float(np.median(v)) * 1e6) for k, v in times.items()}
     return {
         "layer": name,

@@ -13,7 +13,6 @@ Run (BLAS unthrottled):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -21,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 
 from bench.alternating import median_ratio
-from bench.pointwise_ab import layer_case, ort_model
+from bench.pointwise_ab import layer_case, ort_kernel_times, ort_session
 
 #: MobileNetV2's 1×1 layers: (cin, cout, side, activation, residual)
 LAYERS: dict[str, tuple[int, int, int, str, str]] = {
@@ -54,48 +52,12 @@ def spec_and_inputs(name: str, b: int) -> tuple[Any, list[np.ndarray], np.ndarra
     return layer_case(LAYERS[name], b)
 
 
-def ort_session(name: str, b: int, w: np.ndarray, bias: np.ndarray, threads: int, tmp: Path) -> Any:
-    import onnxruntime as ort
-
-    cin, cout, side, act, res = LAYERS[name]
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.enable_profiling = True
-    opts.profile_file_prefix = str(tmp / f"ort_{name}_{b}")
-    path = tmp / f"{name}_{b}.onnx"
-    onnx.save(ort_model(cin, cout, side, act, res, b, w, bias), path)
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def ort_kernel_times(sess: Any, rounds: int) -> list[float]:
-    """Seconds per run of the last ``rounds`` runs: the kernel times of non-reorder nodes."""
-    events = json.loads(Path(sess.end_profiling()).read_text())
-    runs = [float(e["dur"]) * 1e-6 for e in events if e.get("name") == "model_run"]
-    kernel = [
-        (float(e["ts"]), float(e["dur"]) * 1e-6)
-        for e in events
-        if e.get("cat") == "Node"
-        and e["name"].endswith("_kernel_time")
-        and "Reorder" not in e.get("args", {}).get("op_name", "")
-    ]
-    starts = sorted(float(e["ts"]) for e in events if e.get("name") == "model_run")
-    sums = [0.0] * len(starts)
-    for ts, dur in kernel:
-        i = int(np.searchsorted(starts, ts, side="right")) - 1
-        sums[max(i, 0)] += dur
-    assert len(sums) == len(runs)
-    return sums[-rounds:]
-
-
 def layer(name: str, b: int, rounds: int, pool: Any, threads: int, tmp: Path, only: list) -> dict:
     from edge_infer.engine.backends.cpu.program import ScratchPool
     from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS
 
     spec, ins, w, bias = spec_and_inputs(name, b)
-    sess = ort_session(name, b, w, bias, threads, tmp)
+    sess = ort_session(LAYERS[name], b, w, bias, threads, tmp / name)
     feeds = {"x": ins[0], **({"z": ins[3]} if len(ins) > 3 else {})}
     want = sess.run(None, feeds)[0]
     runs: dict[str, Any] = {}

@@ -6,8 +6,6 @@ qdepthwise_native equal to the same engine on the reference kernels."""
 
 from __future__ import annotations
 
-import platform
-
 import numpy as np
 import onnx
 import pytest
@@ -24,8 +22,7 @@ from edge_infer.engine.calibration import calibrate
 from edge_infer.engine.ir import Node
 from edge_infer.engine.ops import get_registry
 from edge_infer.engine.ops.quantize import qgemm, reformat
-from tests.engine.backends.cpu import isa_builds
-from tests.engine.backends.cpu.test_qdepthwise_native import _BUILDS, build_library
+from tests.engine.backends.cpu.test_qdepthwise_native import _BUILDS, runnable_build
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
 
@@ -80,16 +77,9 @@ def test_reformat_every_conversion_bit_for_bit(src: str, to: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(_BUILDS))
 def test_reformat_and_qgemm_on_every_vector_path(name: str, monkeypatch) -> None:
-    """Each x86 build of test_qdepthwise_native's that this CPU can run (an AVX-512 build on
-    a host without it would die of SIGILL, taking the test process with it)."""
-    if not isa_builds.host_flags() or platform.machine() != "x86_64":
-        pytest.skip("x86-64 builds on an x86-64 host")
-    if name.startswith("avx512"):
-        isa_builds.need_features({"avx512f", "avx512bw", "avx512vl", "avx512dq"})
-    if "-vnni-" in name:
-        isa_builds.need_features({"avx512_vnni"})
+    """Each x86 build of test_qdepthwise_native's that this CPU can run."""
     rng = np.random.default_rng(5)
-    lib = build_library(tuple(_BUILDS[name]))
+    lib = runnable_build(name)
     monkeypatch.setattr(native, "library", lambda: lib)
     for src, to in CONVERSIONS:
         x = _source(src, 301, 0.0523, rng)
