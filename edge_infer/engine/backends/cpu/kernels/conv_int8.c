@@ -742,6 +742,33 @@ static inline v8i quantize8(v8 y, double inv, double s) {
     }
     return (v8i)_mm512_cvtpd_epi32(r); /* exact: r is an integer in [-200, 200] */
 }
+#elif defined(__AVX2__) && EI_INT8_PATH != EI_Q8_GENERIC
+/* the same on two halves of 4 doubles: GCC turns the generic version's 64-bit lane
+ * compares into scalar compares and branches on AVX2 (10x slower); NaN clamps to -200 as
+ * on AVX-512 (both saturate to -128 where the generic version converts NaN) */
+static inline __m256d quantize4(__m256d yd, double inv, double s) {
+    __m256d t = _mm256_mul_pd(yd, _mm256_set1_pd(inv));
+    t = _mm256_min_pd(_mm256_max_pd(t, _mm256_set1_pd(-200.0)), _mm256_set1_pd(200.0));
+    __m256d r = _mm256_round_pd(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256d d = _mm256_andnot_pd(_mm256_set1_pd(-0.0), _mm256_sub_pd(t, r));
+    int near = _mm256_movemask_pd(_mm256_cmp_pd(d, _mm256_set1_pd(EI_NEAR_HALF), _CMP_GT_OQ));
+    if (__builtin_expect(near != 0, 0)) {
+        double rs[4], ys[4];
+        _mm256_storeu_pd(rs, r);
+        _mm256_storeu_pd(ys, yd);
+        for (int k = 0; k < 4; k++)
+            if (near >> k & 1) rs[k] = __builtin_rint(ys[k] / s);
+        r = _mm256_loadu_pd(rs);
+    }
+    return r;
+}
+
+static inline v8i quantize8(v8 y, double inv, double s) {
+    __m256d r0 = quantize4(_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)y)), inv, s);
+    __m256d r1 = quantize4(_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)y, 1)), inv, s);
+    /* exact: r0 and r1 are integers in [-200, 200] */
+    return (v8i)_mm256_set_m128i(_mm256_cvtpd_epi32(r1), _mm256_cvtpd_epi32(r0));
+}
 #else
 static inline v8i quantize8(v8 y, double inv, double s) {
     v8d yd = __builtin_convertvector(y, v8d);

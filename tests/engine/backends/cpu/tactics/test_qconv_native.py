@@ -275,6 +275,41 @@ def test_int8_ties_round_half_to_even() -> None:
         np.testing.assert_array_equal(run_native(spec, inputs, workers), want)
 
 
+def inexact_tie_case() -> tuple[QConvSpec, list]:
+    """Ties where 1/scale is inexact: scales 103 * 2^-10, float input values
+    (k + 0.5) * x_scale and y = acc * 103 * 2^-11 (y / out_scale = acc / 2). x * (1/x_scale)
+    and y * (1/out_scale) then land a hair off the half, on either side; the kernels must see
+    that and round the quotient (half to even). leaky_relu (alpha 0.5: negative ties at
+    acc = 2 mod 4) keeps the epilogue off the fast path (the double-precision quantize8 and
+    quantize_row)."""
+    spec, inputs = make_case(
+        CONVS[1], ("leaky_relu", (0.5,)), "none", None, "int8", np.float32, seed=6
+    )
+    s = 103.0 / 1024
+    x = (np.arange(inputs[0].size) % 33 - 16).reshape(inputs[0].shape) * s + s / 2
+    inputs[0] = x.astype(np.float32)
+    inputs[1] = np.sign(inputs[1]).astype(np.int8)  # small sums: few saturate
+    inputs[2] = np.full(spec.cout, 0.5, np.float32)  # mult = s * 0.5
+    inputs[3] = np.zeros(spec.cout, np.int32)
+    fields = {"weight": inputs[1], "w_scale": inputs[2], "bias": inputs[3]}
+    spec = QConvSpec(**{**spec.__dict__, **fields, "x_scale": s, "out_scale": s})
+    return spec, inputs
+
+
+def test_int8_ties_with_inexact_inverse_scales() -> None:
+    spec, inputs = inexact_tie_case()
+    want = qconv(*inputs, **spec.attrs())
+    assert (np.abs(want.astype(np.float64)) < 127).mean() > 0.8  # few saturated
+    # the float input: every value a tie that x * float64(1/s) misses on some values
+    x = inputs[0].astype(np.float64)
+    assert np.any(np.rint(x * (1 / spec.x_scale)) != np.rint(x / spec.x_scale))
+    acc = np.arange(-200, 200)  # and so do the outputs' ties
+    y = (acc * (spec.x_scale * 0.5)).astype(np.float32).astype(np.float64)
+    assert np.any(np.rint(y * (1 / spec.out_scale)) != np.rint(y / spec.out_scale))
+    for workers in (1, 2):
+        np.testing.assert_array_equal(run_native(spec, inputs, workers), want)
+
+
 # -- the other dot-product paths of this CPU, each compiled into a library of its own -----
 
 PATHS = {1: "generic C", 2: "AVX2 vpmaddwd", 3: "VNNI 256", 4: "AVX-512 VNNI"}
@@ -326,8 +361,9 @@ def path_lib(request, tmp_path_factory):
 
 def test_every_path_of_this_cpu(path_lib, monkeypatch) -> None:
     monkeypatch.setattr(native, "library", lambda: path_lib)
-    spec, inputs = tie_case()
-    np.testing.assert_array_equal(run_native(spec, inputs), qconv(*inputs, **spec.attrs()))
+    for spec, inputs in (tie_case(), inexact_tie_case()):
+        want = qconv(*inputs, **spec.attrs())
+        np.testing.assert_array_equal(run_native(spec, inputs), want)
     for k, conv in enumerate(CONVS):
         act = ACTS[k % len(ACTS)]
         residual = ("none", "pre", "post")[k % 3]
