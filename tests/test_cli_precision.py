@@ -124,6 +124,14 @@ def test_build_int8_fp16_and_compare(work: Path, capsys: pytest.CaptureFixture) 
         ),
         (["--max-map-drop", "0.01"], "needs --int8 and --dataset"),
         (["--layer-precision", "conv1=fp32"], "must be NAME:PREC"),
+        (["--int8-layers", "faster"], "--int8-layers faster is for INT8 engines"),
+        (
+            [
+                *("--int8", "--calib-cache", "{work}/net.calib", "--int8-layers", "faster"),
+                *("--max-map-drop", "0.01", "--dataset", "{work}/val.json"),
+            ],
+            "give one of them",
+        ),
     ],
 )
 def test_build_precision_errors(
@@ -133,6 +141,28 @@ def test_build_precision_errors(
     args = [a.replace("{work}", str(work)) for a in args]
     code = main(["build", str(work / "net.onnx"), "-o", str(work / "e.engine"), "--quiet", *args])
     assert code == 1 and message in capsys.readouterr().err
+
+
+def test_build_int8_layers_faster(work: Path, capsys: pytest.CaptureFixture) -> None:
+    """INT8 kept only where it ran faster here: whatever the timings, the engine is written,
+    loads, and its build record's overrides name exactly the layers it reports in FP32."""
+    from edge_infer.engine import Engine
+
+    out = work / "faster.engine"
+    calib = ["--int8", "--calib-cache", str(work / "net.calib"), "--no-tune"]
+    code = main(
+        ["build", str(work / "net.onnx"), "-o", str(out), *calib, "--int8-layers", "faster"]
+    )
+    text = capsys.readouterr().out
+    assert code == 0 and "INT8 layers slower than FP32 here:" in text
+    line = next(t for t in text.splitlines() if t.startswith("layers kept in FP32"))
+    named = line.split(": ", 1)[1]
+    engine = Engine.load(str(out))
+    overrides = engine.build_record["options"]["layer_precision"]
+    assert sorted(overrides) == ([] if named == "none" else sorted(named.split(", ")))
+    assert set(overrides.values()) <= {"fp32"}
+    y = engine.create_context().execute(engine.random_feeds())["y"]
+    assert np.isfinite(y).all()
 
 
 def test_cache_for_another_model_refused(work: Path, capsys: pytest.CaptureFixture) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from edge_infer.commands.build_precision import (
     add_precision_arguments,
     build_to_budget,
+    build_where_faster,
     precision_options,
 )
 from edge_infer.commands.device_option import add_device_argument
@@ -131,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if args.max_map_drop is not None:
         engine = build_to_budget(args, opts)
+    elif args.int8_layers == "faster":
+        engine = build_where_faster(args, opts)
     else:
         engine = build(args.model, args.output, options=opts)
     if not args.quiet:

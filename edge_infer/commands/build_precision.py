@@ -1,7 +1,8 @@
 """The precision flags of `edge-infer build`, and the accuracy-to-a-budget build.
 
 ``--fp16``, ``--int8`` (both: INT8 with FP16 fallback), ``--calib-cache CACHE``,
-``--layer-precision NAME:fp32,...``, ``--max-map-drop D --dataset VAL.json``.
+``--layer-precision NAME:fp32,...``, ``--int8-layers faster``,
+``--max-map-drop D --dataset VAL.json``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ def add_precision_arguments(p: argparse.ArgumentParser) -> None:
         "--layer-precision",
         metavar="NAME:PREC,...",
         help="per-layer overrides, PREC one of fp32, fp16, int8",
+    )
+    g.add_argument(
+        "--int8-layers",
+        choices=("all", "faster"),
+        default="all",
+        help="with --int8: 'all' quantizes every layer it can (default); 'faster' keeps "
+        "INT8 only where it ran faster than FP32 (FP16 with --fp16) on this device, "
+        "measured layer by layer, then checks the whole engine (about 3 builds)",
     )
     g.add_argument(
         "--max-map-drop",
@@ -73,6 +82,14 @@ def precision_options(args: argparse.Namespace) -> dict[str, Any]:
         raise BuildError("--calib-cache is for INT8 engines: add --int8, or drop --calib-cache")
     if args.calib_cache and not Path(args.calib_cache).is_file():
         raise BuildError(f"--calib-cache {args.calib_cache}: no such file")
+    if args.int8_layers == "faster":
+        if not args.int8:
+            raise BuildError("--int8-layers faster is for INT8 engines: add --int8")
+        if args.max_map_drop is not None:
+            raise BuildError(
+                "--int8-layers faster and --max-map-drop both choose the FP32 layers: "
+                "give one of them"
+            )
     if args.max_map_drop is not None:
         if not args.int8 or not args.dataset:
             raise BuildError("--max-map-drop needs --int8 and --dataset VAL.json")
@@ -139,3 +156,20 @@ def build_to_budget(args: argparse.Namespace, opts: Any) -> Any:
     if not result.within_budget:
         print(f"warning: even with every INT8 layer in {fallback} the drop exceeds the budget")
     return engine
+
+
+def build_where_faster(args: argparse.Namespace, opts: Any) -> Any:
+    """``--int8-layers faster``: INT8 only where it beat the fallback here, then save."""
+    from edge_infer.engine import int8_where_faster
+
+    report = (lambda m: None) if args.quiet else print
+    result = int8_where_faster(args.model, opts, report=report)
+    result.engine.save(args.output)
+    if not args.quiet:
+        fallback = opts.int8_fallback.upper()
+        kept = len(result.fallen_back)
+        print(
+            f"layers kept in {fallback} (faster here): "
+            + (", ".join(result.fallen_back) if kept else "none")
+        )
+    return result.engine

@@ -53,18 +53,7 @@ def _load_inputs(specs: list[str]) -> dict[str, np.ndarray]:
 
 def random_inputs(engine, batch: int | None, seed: int) -> dict[str, np.ndarray]:
     """Random inputs matching the engine's bindings (batch = profile opt by default)."""
-    rng = np.random.default_rng(seed)
-    batch = batch or engine.profile.opt_batch
-    feeds = {}
-    for b in engine.inputs:
-        shape = [batch if d < 0 or (b.batched and i == 0) else d for i, d in enumerate(b.shape)]
-        if b.dtype.kind == "f":
-            feeds[b.name] = rng.standard_normal(shape).astype(b.dtype)
-        elif b.dtype.kind == "b":
-            feeds[b.name] = rng.integers(0, 2, shape).astype(bool)
-        else:
-            feeds[b.name] = rng.integers(0, 10, shape).astype(b.dtype)
-    return feeds
+    return engine.random_feeds(batch, seed)
 
 
 def run(args: argparse.Namespace) -> int:

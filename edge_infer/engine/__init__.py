@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from edge_infer.engine.options import BuildOptions, parse_layer_precision
     from edge_infer.engine.precision.cache import CalibrationCache
     from edge_infer.engine.precision.metrics import compare_arrays, per_layer_errors
+    from edge_infer.engine.precision_speed import SpeedResult, int8_where_faster
     from edge_infer.engine.profiles import parse_shapes
     from edge_infer.engine.runtime import Binding, Engine, ExecutionContext
 
@@ -58,6 +59,8 @@ _LAZY: dict[str, str] = {
     "CalibrationCache": "edge_infer.engine.precision.cache:CalibrationCache",
     "fit_to_budget": "edge_infer.engine.accuracy_budget:fit_to_budget",
     "BudgetResult": "edge_infer.engine.accuracy_budget:BudgetResult",
+    "int8_where_faster": "edge_infer.engine.precision_speed:int8_where_faster",
+    "SpeedResult": "edge_infer.engine.precision_speed:SpeedResult",
     "compare_arrays": "edge_infer.engine.precision.metrics:compare_arrays",
     "per_layer_errors": "edge_infer.engine.precision.metrics:per_layer_errors",
     "compare_latency": "edge_infer.engine.benchmark:compare",
@@ -172,6 +175,7 @@ __all__ = [
     "EngineFileError",
     "ExecutionContext",
     "ModelLoadError",
+    "SpeedResult",
     "UnsupportedOpError",
     "backend_problem",
     "build",
@@ -182,6 +186,7 @@ __all__ = [
     "configure_backend",
     "device_pipeline",
     "fit_to_budget",
+    "int8_where_faster",
     "is_dynamic_dim",
     "load_model",
     "parse_layer_precision",

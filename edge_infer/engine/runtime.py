@@ -109,6 +109,22 @@ class Engine:
         """Write the engine atomically; returns bytes written."""
         return write_engine(path, self.header, self.tensors, self.blobs)
 
+    def random_feeds(self, batch: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+        """Random inputs matching the bindings (batch: the profile's opt by default):
+        standard normal floats, booleans, small integers."""
+        rng = np.random.default_rng(seed)
+        batch = batch or self.profile.opt_batch
+        feeds = {}
+        for b in self.inputs:
+            shape = [batch if d < 0 or (b.batched and i == 0) else d for i, d in enumerate(b.shape)]
+            if b.dtype.kind == "f":
+                feeds[b.name] = rng.standard_normal(shape).astype(b.dtype)
+            elif b.dtype.kind == "b":
+                feeds[b.name] = rng.integers(0, 2, shape).astype(bool)
+            else:
+                feeds[b.name] = rng.integers(0, 10, shape).astype(b.dtype)
+        return feeds
+
     def check_compatible(self, *, check_device: bool = True) -> None:
         rec = self.build_record
         where = self.path or "engine"

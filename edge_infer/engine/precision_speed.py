@@ -1,0 +1,182 @@
+"""INT8 where it is faster: an INT8 engine whose layers run INT8 only where that beat the
+fallback precision on this device (TensorRT's builder treats INT8 the same way: a permission,
+not an order).
+
+On a CPU without 8-bit dot products (x86 without VNNI) an INT8 convolution can be slower than
+the FP32 one, so an all-INT8 engine can be slower than the FP32 engine it was meant to beat.
+This search sits above the builder (as :mod:`edge_infer.engine.accuracy_budget` does):
+
+1. Build the INT8 engine and the fallback-precision engine (FP32, or FP16 with ``--fp16``) and
+   profile both, layer by layer, on the same inputs.
+2. Match their layers by the model's nodes they compute: an INT8 layer and a fallback layer
+   that share a node are one *group* (a fused chain of three convolutions on one side and
+   three layers on the other make one group). A group whose INT8 layers took longer than its
+   fallback layers falls back, every convolution in it.
+3. Build that mixed engine and time it against the all-INT8 one, alternating; the faster is
+   the result (the reformats between INT8 and float layers are in that timing).
+
+Accuracy: a layer that falls back runs at the fallback precision, never worse than INT8.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge_infer.engine.builder import build
+from edge_infer.engine.options import BuildOptions
+from edge_infer.engine.runtime import Engine
+
+log = logging.getLogger(__name__)
+
+#: the plan ops that compute in INT8
+INT8_OPS = ("QConv", "QGemm")
+
+
+@dataclass
+class LayerGroup:
+    """Layers of the two engines that compute the same model nodes."""
+
+    int8_layers: list[str]
+    other_layers: list[str]
+    convs: list[str]  # the model's nodes the INT8 layers compute (the override names)
+    int8_us: float
+    other_us: float
+
+    @property
+    def slower(self) -> bool:
+        return self.int8_us > self.other_us
+
+
+@dataclass
+class SpeedResult:
+    """The engine chosen, its options, and the measurements behind the choice."""
+
+    engine: Engine
+    options: BuildOptions
+    fallen_back: list[str] = field(default_factory=list)
+    groups: list[LayerGroup] = field(default_factory=list)
+    latency_ms: dict[str, float] = field(default_factory=dict)  # int8 / mixed / fallback
+
+
+def layer_groups(
+    int8_profile: Sequence[Mapping[str, Any]], other_profile: Sequence[Mapping[str, Any]]
+) -> list[LayerGroup]:
+    """The groups (see the module docstring) holding at least one INT8 layer, slowest
+    difference first. Profiles are :meth:`Engine.profile_layers` lists."""
+    parent: dict[str, str] = {}
+
+    def find(k: str) -> str:
+        while parent.setdefault(k, k) != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    def nodes(entry: Mapping[str, Any]) -> list[str]:
+        return [str(m) for m in entry.get("members") or [entry["name"]]]
+
+    for side, profile in (("q", int8_profile), ("f", other_profile)):
+        for entry in profile:
+            key = f"{side}:{entry['name']}"
+            for node in nodes(entry):
+                parent[find(key)] = find(f"n:{node}")
+    groups: dict[str, LayerGroup] = {}
+    for side, profile in (("q", int8_profile), ("f", other_profile)):
+        for entry in profile:
+            root = find(f"{side}:{entry['name']}")
+            g = groups.setdefault(root, LayerGroup([], [], [], 0.0, 0.0))
+            if side == "q":
+                g.int8_layers.append(entry["name"])
+                g.int8_us += float(entry["time_us"])
+                if entry.get("op") in INT8_OPS:
+                    g.convs.append(_conv_name(entry))
+            else:
+                g.other_layers.append(entry["name"])
+                g.other_us += float(entry["time_us"])
+    found = [g for g in groups.values() if g.convs and g.other_layers]
+    return sorted(found, key=lambda g: g.other_us - g.int8_us)
+
+
+def _conv_name(entry: Mapping[str, Any]) -> str:
+    """The model node an INT8 layer is named by in ``--layer-precision``: its convolution
+    (the first member, the layer's own node), else the layer's name."""
+    members = entry.get("members") or []
+    return str(members[0]) if members else str(entry["name"])
+
+
+def _alternate(
+    engines: Mapping[str, Engine], feeds: Mapping[str, np.ndarray], rounds: int, runs: int
+) -> dict[str, float]:
+    """Each engine's best per-round median latency (ms), timed in alternating rounds."""
+    contexts = {k: e.create_context() for k, e in engines.items()}
+    for ctx in contexts.values():
+        ctx.execute(dict(feeds))
+    best = {k: float("inf") for k in contexts}
+    for r in range(rounds):
+        order = list(contexts) if r % 2 == 0 else list(reversed(list(contexts)))
+        for k in order:
+            samples = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                contexts[k].execute(dict(feeds))
+                samples.append(time.perf_counter() - t0)
+            best[k] = min(best[k], float(np.median(samples)) * 1e3)
+    return best
+
+
+def int8_where_faster(
+    model: Any,
+    options: BuildOptions,
+    feeds: Mapping[str, np.ndarray] | None = None,
+    *,
+    iterations: int = 10,
+    rounds: int = 5,
+    runs: int = 5,
+    report: Callable[[str], None] = log.info,
+) -> SpeedResult:
+    """Search the fallbacks (see the module docstring); ``options`` is an INT8 BuildOptions.
+    ``feeds`` are inputs at the batch size to compare at (default: random ones at the
+    profile's opt batch; the kernels' speed hardly depends on the values)."""
+    quiet = options.replace(progress=False)
+    int8 = build(model, options=quiet)
+    feeds = feeds if feeds is not None else int8.random_feeds()
+    fallback = options.int8_fallback
+    other = build(model, options=quiet.replace(precision=fallback, layer_precision={}))
+    groups = layer_groups(
+        int8.profile_layers(feeds, iterations=iterations),
+        other.profile_layers(feeds, iterations=iterations),
+    )
+    result = SpeedResult(int8, options, groups=groups)
+    slow = [g for g in groups if g.slower]
+    report(
+        f"INT8 layers slower than {fallback.upper()} here: {len(slow)} of {len(groups)} groups"
+        + (f" ({sum(g.int8_us - g.other_us for g in slow):.0f} us)" if slow else "")
+    )
+    if not slow:
+        return result
+    names = [c for g in slow for c in g.convs]
+    keep = {n: p for n, p in options.layer_precision.items() if n not in names}
+    mixed_opts = quiet.replace(layer_precision={**keep, **{n: fallback for n in names}})
+    mixed = build(model, options=mixed_opts)
+    result.latency_ms = _alternate(
+        {"int8": int8, "mixed": mixed, fallback: other}, feeds, rounds, runs
+    )
+    t = result.latency_ms
+    report(
+        f"latency (best of {rounds} alternating rounds): all INT8 {t['int8']:.2f} ms, "
+        f"{len(names)} layer(s) in {fallback.upper()} {t['mixed']:.2f} ms, "
+        f"all {fallback.upper()} {t[fallback]:.2f} ms"
+    )
+    if t["mixed"] < t["int8"]:
+        result.engine = mixed
+        result.options = options.replace(layer_precision=dict(mixed_opts.layer_precision))
+        result.fallen_back = names
+    return result
+
+
+__all__ = ["LayerGroup", "SpeedResult", "int8_where_faster", "layer_groups"]
