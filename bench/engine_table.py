@@ -211,11 +211,19 @@ def run_row(row: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     calib_s = time.perf_counter() - t0
     engines = {p: work / f"{row}-{p}.engine" for p in ("fp32", "int8")}
     build_s = {}
+    fallen_back: list[str] = []
     for prec, path in engines.items():
         extra = {"calibration": cal.cache} if prec == "int8" else {}
         opts = BuildOptions(shapes=shapes, timing_cache=cache, precision=prec, **extra)
         t0 = time.perf_counter()
-        edge_infer.build(str(fp32), str(path), options=opts)
+        if prec == "int8" and args.int8_layers == "faster":
+            from edge_infer.engine import int8_where_faster
+
+            found = int8_where_faster(str(fp32), opts, {model.input_name: feed}, report=print)
+            found.engine.save(path)
+            fallen_back = found.fallen_back
+        else:
+            edge_infer.build(str(fp32), str(path), options=opts)
         build_s[prec] = time.perf_counter() - t0
     q_path = work / f"{name}-ort-int8.onnx"
     if not q_path.exists():
@@ -224,7 +232,8 @@ def run_row(row: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
         "model": name, "batch": batch, "kind": model.kind, "calibrator": args.calibrator,
         "calib_frames": len(calib), "eval_frames": len(evals), "calibrate_s": calib_s,
-        "build_s": build_s, "threads": args.threads,
+        "build_s": build_s, "threads": args.threads, "int8_layers": args.int8_layers,
+        "int8_fallen_back": fallen_back,
     }  # fmt: skip
     sides = {"fp32": (engines["fp32"], fp32), "int8": (engines["int8"], q_path)}
     for prec, (engine, onnx_path) in sides.items():
@@ -285,6 +294,13 @@ def _agree(r: dict | None, side: str) -> str:
     return text
 
 
+def _fallen(r: dict) -> str:
+    """With ``--int8-layers faster``: how many convolutions our INT8 engine keeps in FP32."""
+    if r.get("int8_layers") != "faster":
+        return ""
+    return f" ({len(r.get('int8_fallen_back', []))} convs FP32)"
+
+
 def markdown(results: dict[str, dict]) -> str:
     """The table, one line per row of :data:`ROWS` (and any other row measured)."""
     lines = [
@@ -305,7 +321,7 @@ def markdown(results: dict[str, dict]) -> str:
             f"{_cell(r, 'fp32', 'onnxruntime', 'median_ms')} | "
             f"{_cell(r, 'fp32', 'ratio', fmt='{:.2f}×')}{_spread(r, 'fp32')} | "
             f"{_best(r, 'fp32')} | "
-            f"{_cell(r, 'int8', 'edge_infer', 'median_ms')} | "
+            f"{_cell(r, 'int8', 'edge_infer', 'median_ms')}{_fallen(r)} | "
             f"{_cell(r, 'int8', 'onnxruntime', 'median_ms')} | "
             f"{_cell(r, 'int8', 'ratio', fmt='{:.2f}×')}{_spread(r, 'int8')} | "
             f"{_best(r, 'int8')} | "
@@ -352,6 +368,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib-frames", type=int, default=32)
     p.add_argument("--eval-frames", type=int, default=16)
     p.add_argument("--calibrator", choices=["minmax", "entropy"], default="minmax")
+    p.add_argument(
+        "--int8-layers",
+        choices=["all", "faster"],
+        default="all",
+        help="our INT8 engine: every layer it can (all) or INT8 only where faster here "
+        "(edge-infer build --int8-layers faster); the INT8 cell then counts the FP32 convs",
+    )
     p.add_argument("--out", default=str(RESULTS), help="folder for engine_table.{json,md}")
     p.add_argument("--render", action="store_true", help="only rewrite the .md from the .json")
     args = p.parse_args(argv)

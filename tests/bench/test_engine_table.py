@@ -60,6 +60,10 @@ def test_markdown_marks_rows_not_run_and_fills_the_measured_one() -> None:
     text = engine_table.markdown(
         {
             "mobilenetv2-b1": {"fp32": report, "int8": report, "int8_over_our_fp32": 1.0},
+            "mobilenetv2-b8": {
+                **{"fp32": report, "int8": report, "int8_over_our_fp32": 1.0},
+                **{"int8_layers": "faster", "int8_fallen_back": ["a", "b"]},
+            },
             "yolov8n-320-b1": {"error": "Exception: Incomplete symbolic shape inference"},
         }
     )
@@ -69,6 +73,8 @@ def test_markdown_marks_rows_not_run_and_fills_the_measured_one() -> None:
     assert "1.5–2.5" in lines["mobilenetv2-b1"]
     assert "| 4.00× |" in lines["mobilenetv2-b1"]  # best process: 8.0 / 2.0
     assert "not measured" not in lines["mobilenetv2-b1"]
+    assert "convs FP32" not in lines["mobilenetv2-b1"]
+    assert "| 10.00 (2 convs FP32) |" in lines["mobilenetv2-b8"]  # --int8-layers faster
     assert lines["resnet50-b8"].count("not measured") == 12
     assert "failed: Exception: Incomplete symbolic" in lines["yolov8n-320-b1"]
 
