@@ -15,9 +15,11 @@
  * shape follows the positions a call has (4 vectors: 6 channels, 3: 8, 2: 12, 1: 16). The
  * epilogue is conv_int8.c's fast int8 one (fastq): q = rint(clamp(float(acc) * float(m / s)
  * + float(zq) * float(zs / s), lo, hi)), a vector with a lane within eps of a half redone
- * exactly (the reference's double arithmetic, lane by lane). Elsewhere (AVX2, plain x86-64,
- * aarch64) the dot products are plain C over 16 positions and every output takes the exact
- * path: correct, slower; the build's timing keeps qconv_native there. */
+ * exactly (the reference's double arithmetic, lane by lane). On AVX2 without VNNI: tiles of
+ * 4 channels x 16 positions by vpmaddubsw (see the AVX2 section), any map size and channel
+ * count (cpu_qpointwise.py). Elsewhere (plain x86-64, aarch64) the dot products are plain C
+ * over 16 positions and every output takes the exact path: correct, slower; the build's
+ * timing keeps qconv_native there. */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #elif defined(__GNUC__)
@@ -34,15 +36,19 @@
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__) &&             \
     defined(__AVX512DQ__)
 #define QPW_VNNI 1
+#elif defined(__AVX2__)
+#define QPW_AVX2 1
 #endif
 #if defined(__SSE2__) || defined(QPW_VNNI)
 #include <immintrin.h>
 #endif
 
-/* which path this library runs: 1 AVX-512 VNNI, 0 plain C */
+/* which path this library runs: 1 AVX-512 VNNI, 2 AVX2, 0 plain C */
 long qpw_int8_path(void) {
 #ifdef QPW_VNNI
     return 1;
+#elif defined(QPW_AVX2)
+    return 2;
 #else
     return 0;
 #endif
@@ -58,9 +64,13 @@ long qpw_int8_path(void) {
 /* -- the layout ---------------------------------------------------------------------------- */
 
 /* quads [cq][pn] of positions q0 .. q1 - 1 (pn: (q1 - q0) rounded up to 16; the padding
- * positions hold zero activations) */
-static void qpw_layout(const qpw_int8_args *a, uint32_t *buf, long pn) {
+ * positions hold zero activations); nonzero where an activation is negative */
+static int qpw_layout(const qpw_int8_args *a, uint32_t *buf, long pn) {
     const long cq = (a->cin + 3) / 4, n = a->q1 - a->q0;
+    uint32_t sign = 0;
+#if defined(__SSE2__)
+    __m128i vsign = _mm_setzero_si128();
+#endif
     for (long q = 0; q < cq; q++) {
         const int8_t *p[4];
         for (int k = 0; k < 4; k++) {
@@ -77,6 +87,8 @@ static void qpw_layout(const qpw_int8_args *a, uint32_t *buf, long pn) {
             for (int k = 0; k < 4; k++)
                 c[k] = p[k] ? _mm_loadu_si128((const __m128i *)(p[k] + j))
                             : _mm_loadu_si128((const __m128i *)zeros);
+            vsign = _mm_or_si128(_mm_or_si128(vsign, _mm_or_si128(c[0], c[1])),
+                                 _mm_or_si128(c[2], c[3]));
             __m128i l01 = _mm_unpacklo_epi8(c[0], c[1]), h01 = _mm_unpackhi_epi8(c[0], c[1]);
             __m128i l23 = _mm_unpacklo_epi8(c[2], c[3]), h23 = _mm_unpackhi_epi8(c[2], c[3]);
             _mm_storeu_si128((__m128i *)(o + j), _mm_xor_si128(_mm_unpacklo_epi16(l01, l23), flip));
@@ -92,10 +104,15 @@ static void qpw_layout(const qpw_int8_args *a, uint32_t *buf, long pn) {
             uint32_t v = 0;
             for (int k = 0; k < 4; k++)
                 v |= (uint32_t)(uint8_t)(p[k] ? p[k][j] : 0) << (8 * k);
+            sign |= v;
             o[j] = v ^ QPW_ZERO;
         }
         for (; j < pn; j++) o[j] = QPW_ZERO;
     }
+#if defined(__SSE2__)
+    if (_mm_movemask_epi8(vsign)) return 1;
+#endif
+    return (sign & 0x80808080u) != 0;
 }
 
 /* the accumulator's start of channel oc: its bias (less 128 x its weights' sum where the
@@ -373,7 +390,9 @@ static __attribute__((noinline)) void qpw_oc_tail(const qpw_int8_args *a, const 
     }
 }
 
-static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *buf, long pn) {
+static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *buf, long pn,
+                     int neg) {
+    (void)neg;
     const long all = a->q1 - a->q0, r = all % 16;
     const long n = r && r <= QPW_OC_TAIL ? all - r : all; /* by position vectors */
     if (n < all) qpw_oc_tail(a, f, buf, pn, n, all);
@@ -401,11 +420,237 @@ static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *
         }
     }
 }
+#elif defined(QPW_AVX2)
+/* -- AVX2 (no VNNI) -------------------------------------------------------------------------
+ * Tiles of QPW_MR output channels x NV (1 or 2) vectors of 8 positions, the layout read in
+ * place (plain s8 quads) and each weight quad broadcast from its [quad][coutp] row; the dot
+ * product as conv_int8.c's AVX2 tiles: vpmaddubsw then vpmaddwd with ones to int32, with x
+ * read as u8 where the call's activations are all non-negative (after a relu: a pair is at
+ * most 2 x 127 x 128 = 32512, any weight), else |x| . (w * sign(x)) where no weight of the
+ * layer is -128 (the sign row after the weights, cpu_qpointwise.py: a pair at most
+ * 2 x 128 x 127), else bytes sign-extended to int16 and vpmaddwd (every product exact). The
+ * epilogue on 8-lane vectors: a proved channel (the rows after the weights, tactics/
+ * qdw_requant.py's proof, as conv_int8.c's) clamp(rint(float(acc) * vmq), lo, hi) with no
+ * check; else the fast one (conv_int8.c's fast8) with the lanes near a half redone exactly. */
+#define QPW_MR 4       /* output channels of a tile */
+#define QPW_FM_MAX 1024 /* output channels whose fast multipliers a pass keeps on the stack */
+enum { QPW_UBS, QPW_SIGN, QPW_WIDE };
+
+/* the accumulators of a tile (init: each channel's start) to mem [MR][16] */
+static inline __attribute__((always_inline)) void qpw_dots(const uint32_t *x, long pn, long cq,
+                                                         const int32_t *w, long ws,
+                                                         const int32_t *init, int32_t *mem,
+                                                         const int NV, const int KIND) {
+    __m256i acc[QPW_MR][2];
+    const __m256i ones = _mm256_set1_epi16(1);
+#pragma GCC unroll 4
+    for (int i = 0; i < QPW_MR; i++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) acc[i][v] = _mm256_set1_epi32(init[i]);
+    for (long t = 0; t < cq; t++, x += pn, w += ws) {
+        __m256i xv[2], ax[2];
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) {
+            xv[v] = _mm256_loadu_si256((const __m256i *)(x + 8 * v));
+            if (KIND == QPW_SIGN) ax[v] = _mm256_abs_epi8(xv[v]); /* -128: read as u8 128 */
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < QPW_MR; i++) {
+            const __m256i wb = _mm256_set1_epi32(w[i]);
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; v++) {
+                const __m256i p = KIND == QPW_SIGN
+                                      ? _mm256_maddubs_epi16(ax[v], _mm256_sign_epi8(wb, xv[v]))
+                                      : _mm256_maddubs_epi16(xv[v], wb);
+                acc[i][v] = _mm256_add_epi32(acc[i][v], _mm256_madd_epi16(p, ones));
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < QPW_MR; i++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++)
+            _mm256_store_si256((__m256i *)(mem + 16 * i + 8 * v), acc[i][v]);
+}
+
+/* the same where a weight is -128 and an activation negative: each vector's 4 + 4 positions
+ * sign-extended to int16, vpmaddwd with the weight quad as int16, the pairs added at the end
+ * (conv_int8.c's tile8) */
+static __attribute__((noinline)) void qpw_dots_wide(const uint32_t *x, long pn, long cq,
+                                                    const int32_t *w, long ws,
+                                                    const int32_t *init, int32_t *mem, long nv) {
+    for (long v = 0; v < nv; v++)
+        for (long i = 0; i < QPW_MR; i++) {
+            __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+            for (long t = 0; t < cq; t++) {
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + t * pn + 8 * v));
+                const __m256i b = _mm256_cvtepi8_epi16(_mm_set1_epi32(w[t * ws + i]));
+                lo = _mm256_add_epi32(
+                    lo, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(xv)), b));
+                hi = _mm256_add_epi32(
+                    hi, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(xv, 1)), b));
+            }
+            __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo, hi), 0xD8);
+            s = _mm256_add_epi32(s, _mm256_set1_epi32(init[i]));
+            _mm256_store_si256((__m256i *)(mem + 16 * i + 8 * v), s);
+        }
+}
+
+/* n (<= 8 NV) outputs of channel oc from positions pos on: m its fast multiplier (0: every
+ * output exactly), pv its proved one (0: none) */
+static inline __attribute__((always_inline)) void qpw_row(const qpw_int8_args *a,
+                                                        const qpw_fast *f, const int32_t *acc,
+                                                        float m, float pv, float plo,
+                                                        float phi, long oc, long pos, long n,
+                                                        const int NV) {
+    __m256i r[2];
+    if (pv != 0.0f) {
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) {
+            const __m256 y = _mm256_cvtepi32_ps(_mm256_load_si256((const __m256i *)(acc + 8 * v)));
+            __m256 t = _mm256_max_ps(_mm256_mul_ps(y, _mm256_set1_ps(pv)), _mm256_set1_ps(plo));
+            r[v] = _mm256_cvtps_epi32(_mm256_min_ps(t, _mm256_set1_ps(phi)));
+        }
+    } else if (m != 0.0f) {
+        const __m256 lo = _mm256_set1_ps(f->lo), hi = _mm256_set1_ps(f->hi);
+        const __m256 lim = _mm256_set1_ps(0.5f - f->eps);
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) {
+            const __m256 y = _mm256_cvtepi32_ps(_mm256_load_si256((const __m256i *)(acc + 8 * v)));
+            __m256 t = _mm256_mul_ps(y, _mm256_set1_ps(m));
+            const long nv = n - 8 * v < 8 ? n - 8 * v : 8; /* this vector's outputs */
+            if (a->residual) {
+                const int8_t *zp = a->z + oc * a->zcs + pos + 8 * v;
+                __m128i zb;
+                if (nv == 8) {
+                    zb = _mm_loadl_epi64((const __m128i *)zp);
+                } else {
+                    int8_t zt[8] = {0};
+                    memcpy(zt, zp, nv > 0 ? (size_t)nv : 0);
+                    zb = _mm_loadl_epi64((const __m128i *)zt);
+                }
+                t = _mm256_add_ps(t, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(zb)),
+                                                   _mm256_set1_ps(f->zs)));
+            }
+            t = _mm256_min_ps(_mm256_max_ps(t, lo), hi);
+            const __m256 rt = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            const __m256 d = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(t, rt));
+            const int near = _mm256_movemask_ps(_mm256_cmp_ps(d, lim, _CMP_GT_OQ)) &
+                             (nv >= 8 ? 0xff : nv > 0 ? (1 << nv) - 1 : 0);
+            r[v] = _mm256_cvtps_epi32(rt);
+            if (__builtin_expect(near != 0, 0)) { /* those lanes exactly */
+                int32_t q[8];
+                _mm256_storeu_si256((__m256i *)q, r[v]);
+                for (int j = 0; j < 8; j++)
+                    if (near >> j & 1) q[j] = qpw_exact(a, acc[8 * v + j], oc, pos + 8 * v + j);
+                r[v] = _mm256_loadu_si256((const __m256i *)q);
+            }
+        }
+    } else {
+        int32_t q[16] = {0};
+        for (long j = 0; j < n; j++) q[j] = qpw_exact(a, acc[j], oc, pos + j);
+        r[0] = _mm256_loadu_si256((const __m256i *)q);
+        r[1] = _mm256_loadu_si256((const __m256i *)(q + 8));
+    }
+    /* integers in [-200, 200]: saturated to int8 by the packs */
+    int8_t *o = a->out + oc * a->ocs + pos;
+    __m128i b;
+    if (NV == 2) {
+        const __m256i p = _mm256_permute4x64_epi64(_mm256_packs_epi32(r[0], r[1]), 0xD8);
+        b = _mm_packs_epi16(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+    } else {
+        const __m128i h = _mm_packs_epi32(_mm256_castsi256_si128(r[0]),
+                                          _mm256_extracti128_si256(r[0], 1));
+        b = _mm_packs_epi16(h, h);
+    }
+    if (n == 16) {
+        _mm_storeu_si128((__m128i *)o, b);
+    } else if (n == 8) {
+        _mm_storel_epi64((__m128i *)o, b);
+    } else {
+        int8_t t[16];
+        _mm_storeu_si128((__m128i *)t, b);
+        memcpy(o, t, (size_t)n);
+    }
+}
+
+/* a tile: channels oc .. oc + rows - 1 (rows <= MR) x the n (<= 8 NV) positions from layout
+ * column j0; fm: the fast multipliers of channels oc on */
+static inline __attribute__((always_inline)) void qpw_tile(const qpw_int8_args *a,
+                                                         const qpw_fast *f, const float *fm,
+                                                         const uint32_t *buf, long pn, long j0,
+                                                         long oc, long rows, long n,
+                                                         const int NV, const int KIND) {
+    const long cq = (a->cin + 3) / 4;
+    int32_t init[QPW_MR];
+    for (long i = 0; i < QPW_MR; i++) init[i] = i < rows ? qpw_init(a, oc + i) : 0;
+    int32_t mem[QPW_MR * 16] __attribute__((aligned(32)));
+    if (KIND == QPW_WIDE)
+        qpw_dots_wide(buf + j0, pn, cq, a->wts + oc, a->coutp, init, mem, NV);
+    else
+        qpw_dots(buf + j0, pn, cq, a->wts + oc, a->coutp, init, mem, NV, KIND);
+    const float *pv = (const float *)(a->wts + cq * a->coutp) + oc;
+    const long cp = a->coutp;
+    for (long i = 0; i < rows; i++) {
+        const float v = a->residual ? 0.0f : pv[i];
+        qpw_row(a, f, mem + 16 * i, fm[i], v, pv[cp + i], pv[2 * cp + i], oc + i,
+                a->q0 + j0, n, NV);
+    }
+}
+
+#define QPW_TILES(NV, KIND)                                                                    \
+    static __attribute__((noinline)) void qpw_tile_##KIND##NV(                                 \
+        const qpw_int8_args *a, const qpw_fast *f, const float *fm, const uint32_t *buf,       \
+        long pn, long j0, long oc, long rows, long n) {                                        \
+        qpw_tile(a, f, fm, buf, pn, j0, oc, rows, n, NV, KIND);                                \
+    }
+QPW_TILES(1, QPW_UBS)
+QPW_TILES(2, QPW_UBS)
+QPW_TILES(1, QPW_SIGN)
+QPW_TILES(2, QPW_SIGN)
+QPW_TILES(1, QPW_WIDE)
+QPW_TILES(2, QPW_WIDE)
+
+static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *buf, long pn,
+                     int neg) {
+    const long cq = (a->cin + 3) / 4, all = a->q1 - a->q0;
+    /* the sign row, after the proved ones: nonzero where no weight of the layer is -128 */
+    const int wsafe = a->wts[(cq + 3) * a->coutp] != 0;
+    const int kind = !neg ? QPW_UBS : wsafe ? QPW_SIGN : QPW_WIDE;
+    float fm[QPW_FM_MAX + QPW_MR];
+    for (long c0 = a->oc0; c0 < a->oc1; c0 += QPW_FM_MAX) {
+        const long c1 = a->oc1 - c0 < QPW_FM_MAX ? a->oc1 : c0 + QPW_FM_MAX;
+        for (long oc = c0; oc < c1; oc++) {
+            double q = f->on ? a->mult[oc] / a->oscale : 0.0;
+            fm[oc - c0] = fabs(q) < 1e20 ? (float)q : 0.0f; /* NaN: 0 too */
+        }
+        for (long j0 = 0; j0 < all; j0 += 16) {
+            const long n = all - j0 < 16 ? all - j0 : 16;
+            for (long oc = c0; oc < c1; oc += QPW_MR) {
+                const long rows = c1 - oc < QPW_MR ? c1 - oc : QPW_MR;
+                const float *m = fm + (oc - c0);
+                if (kind == QPW_UBS && n > 8)
+                    qpw_tile_QPW_UBS2(a, f, m, buf, pn, j0, oc, rows, n);
+                else if (kind == QPW_UBS)
+                    qpw_tile_QPW_UBS1(a, f, m, buf, pn, j0, oc, rows, n);
+                else if (kind == QPW_SIGN && n > 8)
+                    qpw_tile_QPW_SIGN2(a, f, m, buf, pn, j0, oc, rows, n);
+                else if (kind == QPW_SIGN)
+                    qpw_tile_QPW_SIGN1(a, f, m, buf, pn, j0, oc, rows, n);
+                else if (n > 8)
+                    qpw_tile_QPW_WIDE2(a, f, m, buf, pn, j0, oc, rows, n);
+                else
+                    qpw_tile_QPW_WIDE1(a, f, m, buf, pn, j0, oc, rows, n);
+            }
+        }
+    }
+}
 #else
 /* -- plain C ---------------------------------------------------------------------------- */
 
-static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *buf, long pn) {
-    (void)f;
+static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *buf, long pn,
+                     int neg) {
+    (void)f, (void)neg;
     const long cq = (a->cin + 3) / 4, n = a->q1 - a->q0;
     for (long j0 = 0; j0 < n; j0 += 16) {
         const long m = n - j0 < 16 ? n - j0 : 16;
@@ -434,7 +679,7 @@ void qpw_int8_f32(const qpw_int8_args *a) {
     const long pn = (a->q1 - a->q0 + 15) / 16 * 16;
     uint32_t *buf = (uint32_t *)a->buf;
     const qpw_fast f = qpw_fast_setup(a);
-    qpw_layout(a, buf, pn);
-    qpw_gemm(a, &f, buf, pn);
+    const int neg = qpw_layout(a, buf, pn);
+    qpw_gemm(a, &f, buf, pn, neg);
 }
 EI_TASK(qpw_int8)

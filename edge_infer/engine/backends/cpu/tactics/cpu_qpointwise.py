@@ -8,8 +8,11 @@ epilogue on the register tile (see conv_int8_pw.c), so that a layer is one pool 
 nothing shared between the tasks (``qconv_native`` lays a small map out, waits, then splits
 its GEMM); a last vector of at most 4 positions (7x7: 49 = 3 x 16 + 1) goes by output-channel
 vectors. Bit-identical to the reference. Chosen by timing
-against ``qconv_native`` at build, as every tactic; on builds without AVX-512 VNNI its plain
-C path is correct but slow, and loses there.
+against ``qconv_native`` at build, as every tactic. On AVX2 without VNNI (Zen 3) its tiles
+of 4 channels x 16 positions (vpmaddubsw, x read as u8 after a relu, else |x| . (w *
+sign(x)) where no weight is -128; a proved requantization as conv_int8.c's) apply to every
+1x1 layer (no cin / positions limits); on other builds its plain C path is correct but
+slow, and loses there.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.activations import ACTIVATION_CODES
 from edge_infer.engine.backends.cpu.parallel import sequence, split
 from edge_infer.engine.backends.cpu.stepkit import unit_planes
+from edge_infer.engine.backends.cpu.tactics.qdw_requant import proved_multipliers
 from edge_infer.engine.tactics.base import Run, Scratch, Tactic
 from edge_infer.engine.tactics.quantized import QConvSpec
 
@@ -34,6 +38,12 @@ ALIGN = VECTOR = 16
 LAYOUT_BYTES = 256 << 10
 #: weight rows are readable this many channels past the last (the widest register tile)
 TILE_CHANNELS = 16
+#: rows of float32 after the weight quads' rows: each channel's proved requantization
+#: multiplier (0: not proved) and its byte bounds (conv_int8_pw.c's AVX2 path)
+PROVED_ROWS = 3
+#: then one row of int32: 1 in its first column where no weight is -128 (the AVX2 path's
+#: |x| . (w * sign(x)) dot product is exact there), else 0
+SIGN_ROWS = 1
 #: layers with fewer input channels are left to qconv_native (not timed at build): there the
 #: epilogue outweighs the dot products and qconv_native's is faster. MobileNetV2's 1x1 layers,
 #: batch 1, 2 threads, one process alternating, under load (qpointwise / qconv): input
@@ -45,6 +55,17 @@ MIN_CIN = 96
 #: (MobileNetV2 b1, 14x14 projections 1.06-1.19x qconv_native's layer time, 7x7 layers
 #: 0.77-1.00x; one process alternating the two engines, under load)
 MAX_POSITIONS = 100
+
+
+#: conv_int8_pw.c's AVX2 path (qpw_int8_path): no cin / positions limits (timed at build
+#: against qconv_native on every 1x1 layer)
+AVX2 = 2
+
+
+def _path() -> int:
+    """The path of this build's conv_int8_pw.c: 1 AVX-512 VNNI, 2 AVX2, 0 plain C."""
+    lib = native.library()
+    return int(lib.qpw_int8_path()) if lib is not None else 0
 
 
 class QPointwiseNative(Tactic):
@@ -66,8 +87,6 @@ class QPointwiseNative(Tactic):
             and tuple(s.strides) == (1, 1)
             and not any(s.pads)
             and s.group == 1
-            and s.cin >= MIN_CIN
-            and s.x_shape[2] * s.x_shape[3] <= MAX_POSITIONS
             and np.dtype(s.x_dtype) == np.int8
             and np.dtype(s.weight.dtype) == np.int8
             and s.out_precision == "int8"
@@ -75,6 +94,10 @@ class QPointwiseNative(Tactic):
             and s.activation in _ACTS
             and (s.residual == "none" or (s.residual == "pre" and np.dtype(s.z_dtype) == np.int8))
             and native.available()
+            and (
+                _path() == AVX2
+                or (s.cin >= MIN_CIN and s.x_shape[2] * s.x_shape[3] <= MAX_POSITIONS)
+            )
         )
 
     def _prepared(self) -> dict[str, Any]:
@@ -90,10 +113,23 @@ class QPointwiseNative(Tactic):
         w[:cout, :cin] = np.asarray(s.weight, np.int8).reshape(cout, cin)
         # [oc][quad][4 channels] -> int32 quads [quad][coutp]
         wts = np.ascontiguousarray(w.reshape(coutp, cq, 4).transpose(1, 0, 2)).view(np.int32)
-        wts = np.ascontiguousarray(wts.reshape(cq, coutp))
+        wts = np.concatenate(
+            [wts.reshape(cq, coutp), np.zeros((PROVED_ROWS + SIGN_ROWS, coutp), np.int32)]
+        )
         wsum = np.asarray(s.weight, np.int64).reshape(cout, -1).sum(axis=1).astype(np.int32)
         mult = float(s.x_scale) * np.asarray(s.w_scale, np.float64).reshape(cout)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.int32).reshape(cout)
+        if s.residual == "none":
+            proved = wts[cq : cq + PROVED_ROWS].view(np.float32)
+            proved[:, :cout] = proved_multipliers(
+                w[:cout, :cin],
+                bias,
+                mult,
+                float(s.out_scale),
+                s.activation,
+                tuple(s.activation_params),
+            )
+        wts[cq + PROVED_ROWS, 0] = int((w[:cout, :cin] != -128).all())
         self._prep = dict(
             cq=cq, coutp=coutp, wts=wts, wsum=wsum, mult=np.ascontiguousarray(mult), bias=bias
         )

@@ -13,7 +13,11 @@ import pytest
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import ScratchPool
-from edge_infer.engine.backends.cpu.tactics.cpu_qpointwise import MIN_CIN, QPointwiseNative
+from edge_infer.engine.backends.cpu.tactics.cpu_qpointwise import (
+    AVX2,
+    MIN_CIN,
+    QPointwiseNative,
+)
 from edge_infer.engine.ops.quantize import qconv
 from edge_infer.engine.tactics.quantized import QConvSpec
 from tests.engine.backends.cpu import isa_builds
@@ -58,11 +62,12 @@ def test_applicable_only_to_its_layers() -> None:
     conv = ((1, MIN_CIN, 4, 4), 8, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
     spec, _ = make_case(conv, ACTS[0], "none", None, "int8", np.int8, seed=0)
     assert QPointwiseNative.applicable(spec)
-    assert not QPointwiseNative.applicable(_case(0, ACTS[0], "none")[0])  # few input channels
+    # few input channels, many positions: only the AVX2 path takes them
+    avx2 = native.library().qpw_int8_path() == AVX2
+    assert QPointwiseNative.applicable(_case(0, ACTS[0], "none")[0]) == avx2
     conv = ((1, MIN_CIN, 10, 11), 8, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
-    assert not QPointwiseNative.applicable(
-        make_case(conv, ACTS[0], "none", None, "int8", np.int8, 0)[0]
-    )
+    spec_big = make_case(conv, ACTS[0], "none", None, "int8", np.int8, 0)[0]
+    assert QPointwiseNative.applicable(spec_big) == avx2
     for change in (
         {"kernel_shape_3x3": None},
         {"out_precision": "fp32"},
@@ -87,6 +92,36 @@ def test_bit_exact_with_the_reference(act, residual) -> None:
         for workers in (1, 2):
             got = run(spec, inputs, workers)
             np.testing.assert_array_equal(got, want, err_msg=f"{SHAPES[k]} {workers}")
+
+
+def sign_cases() -> list[tuple[str, QConvSpec, list]]:
+    """The AVX2 path's three dot products: activations all non-negative (x read as u8), some
+    negative with no weight -128 (|x| . (w * sign(x))), and with one (int16 products); each
+    with the extreme products (x -128 or 127, w -127, -128 or 127) in one vector."""
+    out = []
+    for k, (name, x_lo, w_min) in enumerate(
+        [("u8", 0, -128), ("sign", -128, -127), ("wide", -128, -128)]
+    ):
+        spec, inputs = _case(k + 1, ACTS[k % 3], "none")
+        rng = np.random.default_rng(11 + k)
+        x = rng.integers(x_lo, 128, spec.x_shape).astype(np.int8)
+        x.flat[:4] = (x_lo, 127, x_lo, 127)
+        w = rng.integers(w_min, 128, spec.weight.shape).astype(np.int8)
+        w[0, :, 0, 0] = w_min
+        w[1, :, 0, 0] = 127
+        fields = dict(weight=w)
+        out.append((name, QConvSpec(**{**spec.__dict__, **fields}), [x, w, *inputs[2:]]))
+    return out
+
+
+@pytest.mark.parametrize("k", range(3), ids=["u8", "sign", "wide"])
+def test_dot_products(k) -> None:
+    name, spec, inputs = sign_cases()[k]
+    assert ((inputs[0] < 0).any(), (inputs[1] == -128).any()) == (
+        name != "u8",
+        name != "sign",
+    )
+    np.testing.assert_array_equal(run(spec, inputs), qconv(*inputs, **spec.attrs()))
 
 
 def tie_case() -> tuple[QConvSpec, list]:
@@ -126,6 +161,8 @@ def test_every_x86_build(build, tmp_path, monkeypatch) -> None:
         np.testing.assert_array_equal(run(spec, inputs), qconv(*inputs, **spec.attrs()))
     spec, inputs = tie_case()
     np.testing.assert_array_equal(run(spec, inputs), qconv(*inputs, **spec.attrs()))
+    for name, spec, inputs in sign_cases():
+        np.testing.assert_array_equal(run(spec, inputs), qconv(*inputs, **spec.attrs()), name)
 
 
 def test_aarch64_replay(tmp_path) -> None:

@@ -1,0 +1,160 @@
+"""qpointwise_native against qconv_native on the 1x1 QConv layers of a real INT8 engine, in
+ONE process, alternating.
+
+The engine (e.g. one ``bench/int8_vs_ort.py`` built in its ``--work`` folder) is loaded once
+to collect its QConv layers' specs (real weights, scales, epilogues); each distinct 1x1 layer
+that qpointwise_native's kernel can run (its cin / positions limits ignored) is bound by both
+tactics on random int8 inputs (signed, or [0, 127] as after a relu with ``--nonnegative``),
+both checked against the reference op bit for bit, then timed in rounds of ``--runs`` calls
+alternating the sides (``--workers`` threads). Per layer: the minimum per side (robust to
+other jobs loading the machine) and the ratio.
+
+Run:
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/qpw_layer_ab.py \\
+        --engine /tmp/int8-vs-ort/mobilenetv2-b1-int8.engine --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _pointwise(spec: Any) -> bool:
+    """qpointwise_native's applicability with its cin / positions limits lifted."""
+    from edge_infer.engine.backends.cpu.tactics import cpu_qpointwise as qp
+
+    old = (qp.MIN_CIN, qp.MAX_POSITIONS)
+    qp.MIN_CIN, qp.MAX_POSITIONS = 0, 1 << 40
+    try:
+        return qp.QPointwiseNative.applicable(spec)
+    finally:
+        qp.MIN_CIN, qp.MAX_POSITIONS = old
+
+
+def _library(folder: Path) -> Any:
+    """conv_int8.c, conv_int8_pw.c, pool.c and args.c of ``folder`` as a library (ctypes)."""
+    from edge_infer.engine.backends.cpu import native
+
+    cc = native._compiler()
+    if cc is None:
+        raise SystemExit("no C compiler")
+    target = Path(tempfile.mkdtemp(prefix="qpw-ab-")) / "k.so"
+    names = ("conv_int8.c", "conv_int8_pw.c", "pool.c", "args.c")
+    subprocess.run(
+        [cc, *native._flags(), "-o", str(target), *(str(folder / f) for f in names)], check=True
+    )
+    lib = ctypes.CDLL(str(target))
+    for name in ("qconv_split_f32", "qconv_int8_f32", "qpw_int8_f32"):
+        getattr(lib, name).restype = None
+        getattr(lib, name).argtypes = [ctypes.POINTER(native.ARGS[name])]
+    lib.qconv_int8_tile.restype = ctypes.c_long
+    lib.qconv_int8_tile.argtypes = [ctypes.POINTER(native.ARGS["qconv_int8_f32"])]
+    lib.qpw_int8_path.restype = ctypes.c_long
+    lib.qpw_int8_path.argtypes = []
+    lib.pool_create.restype = ctypes.c_void_p
+    lib.pool_create.argtypes = [ctypes.c_long, ctypes.c_long]
+    lib.pool_run.restype = None
+    lib.pool_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
+    lib.pool_destroy.restype = None
+    lib.pool_destroy.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--engine", required=True)
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--runs", type=int, default=10, help="calls per round and side")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--nonnegative", action="store_true", help="int8 inputs in [0, 127]")
+    p.add_argument("--only", default="", help="layers whose key contains this text")
+    p.add_argument("--kernels-b", help="a second kernels folder: its qpointwise_native too")
+    p.add_argument(
+        "--kernels", help="a kernels folder to build both sides from (default: the library)"
+    )
+    args = p.parse_args(argv)
+
+    from bench.qconv_layer_ab import _specs
+    from edge_infer.engine.backends.cpu import native
+    from edge_infer.engine.backends.cpu.parallel import WorkPool
+    from edge_infer.engine.backends.cpu.program import ScratchPool
+    from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative
+    from edge_infer.engine.backends.cpu.tactics.cpu_qpointwise import QPointwiseNative
+    from edge_infer.engine.ops.quantize import qconv
+
+    specs = [s for s in _specs(args.engine) if _pointwise(s)]
+    libs = {"qconv": native.library(), "qpw": native.library()}
+    if args.kernels:
+        libs["qconv"] = libs["qpw"] = _library(Path(args.kernels))
+    if args.kernels_b:
+        libs["qpw_b"] = _library(Path(args.kernels_b))
+    tactics = {"qconv": QConvNative, "qpw": QPointwiseNative, "qpw_b": QPointwiseNative}
+    pool = WorkPool(args.workers) if args.workers > 1 else None
+    rng = np.random.default_rng(0)
+    keys = [(s.x_shape, s.cout, s.activation, s.residual) for s in specs]
+    totals = dict.fromkeys(libs, 0.0)
+    try:
+        for k, (spec, key) in enumerate(zip(specs, keys, strict=True)):
+            if keys.index(key) != k or args.only not in str(key):
+                continue
+            x = rng.integers(0 if args.nonnegative else -128, 128, spec.x_shape).astype(np.int8)
+            z = None
+            if spec.residual != "none":
+                z = rng.integers(-128, 128, spec.out_shape).astype(np.int8)
+            inputs = [x, spec.weight, spec.w_scale, spec.bias, z]
+            want = qconv(*inputs, **spec.attrs())
+            runs = {}
+            for side, lib in libs.items():
+                native.library = lambda lib=lib: lib  # type: ignore[assignment]
+                out = np.zeros(spec.out_shape, np.int8)
+                run = tactics[side](spec).bind(inputs, [out], ScratchPool(pool))
+                run()
+                if not np.array_equal(out, want):
+                    raise SystemExit(f"{side}: {key} differs from the reference")
+                runs[side] = run
+            best = {s: float("inf") for s in runs}
+            for r in range(args.rounds):
+                for side in list(runs)[:: 1 if r % 2 else -1]:
+                    for _ in range(args.runs):
+                        t0 = time.perf_counter()
+                        runs[side]()
+                        best[side] = min(best[side], time.perf_counter() - t0)
+            n = keys.count(key)
+            for side in totals:
+                totals[side] += n * best[side]
+            b = (
+                f"  qpw_b {best['qpw_b'] * 1e6:7.1f} us  b/qpw {best['qpw_b'] / best['qpw']:.3f}"
+                if "qpw_b" in best
+                else ""
+            )
+            print(
+                f"{key!s:64s} x{n}  qconv {best['qconv'] * 1e6:7.1f} us  qpw "
+                f"{best['qpw'] * 1e6:7.1f} us  {best['qpw'] / best['qconv']:.3f}{b}",
+                flush=True,
+            )
+    finally:
+        if pool is not None:
+            pool.close()
+    b = ""
+    if "qpw_b" in totals:
+        b = f", qpw_b {totals['qpw_b'] * 1e3:.3f} ms, b/qpw {totals['qpw_b'] / totals['qpw']:.3f}"
+    print(
+        f"all (x count): qconv {totals['qconv'] * 1e3:.3f} ms, qpw {totals['qpw'] * 1e3:.3f} "
+        f"ms, qpw/qconv {totals['qpw'] / max(totals['qconv'], 1e-12):.3f}{b}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
