@@ -359,6 +359,48 @@ def path_lib(request, tmp_path_factory):
     return path_library(request.param, tmp_path_factory.mktemp("qconv"))
 
 
+def float32_tie_case(hw: tuple[int, int]) -> tuple[QConvSpec, list]:
+    """Ties that y * float32(1/s) misses: scale 117 * 2^-10 (float32(1/s) about 2^-24 off,
+    relatively), y = acc * s / 2 with acc = x0 + x1 (odd and even, mostly |acc| > 190), so
+    y / s = acc / 2 lies on a half; in float32 the product rounds off the half for some
+    |acc| > 200 (the exact y / s: half to even). leaky_relu keeps it off the fast epilogue
+    (the AVX2 epilogue's float32 quotient: its near-half lanes must be redone as the
+    quotient in double). h x w with h w = 20 or 28 mod 64: a run's last 3 or 4 vectors, the
+    last partial."""
+    x_shape = (1, 2, *hw)
+    spec, inputs = make_case(
+        (x_shape, 8, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+        ("leaky_relu", (0.5,)), "none", None, "int8", np.int8, seed=7,
+    )  # fmt: skip
+    s = 117.0 / 1024
+    n = hw[0] * hw[1]
+    big = np.r_[np.arange(-128, -95), np.arange(96, 128)]  # |acc| mostly past 190
+    i = np.arange(n)
+    x = np.stack([big[i % 65], big[(7 * i + i // 65) % 65]])
+    inputs[0] = x.reshape(x_shape).astype(np.int8)
+    w = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]] * 2, np.int8)
+    inputs[1] = w.reshape(8, 2, 1, 1)
+    inputs[2] = np.full(8, 0.5, np.float32)  # mult = s / 2
+    inputs[3] = np.zeros(8, np.int32)
+    fields = {"weight": inputs[1], "w_scale": inputs[2], "bias": inputs[3]}
+    spec = QConvSpec(**{**spec.__dict__, **fields, "x_scale": s, "out_scale": s})
+    return spec, inputs
+
+
+@pytest.mark.parametrize("hw", [(12, 23), (4, 71)])
+def test_int8_ties_float32_quotient_misses(hw, path_lib, monkeypatch) -> None:
+    spec, inputs = float32_tie_case(hw)
+    want = qconv(*inputs, **spec.attrs())
+    y = np.float32(spec.x_scale * 0.5) * np.arange(-255, 254, 2, dtype=np.float32)
+    t32 = y * np.float32(1.0 / spec.out_scale)
+    missed = np.rint(t32) != np.rint(y.astype(np.float64) / spec.out_scale)
+    assert missed.sum() > 10  # the float32 quotient misses ties in this range ...
+    acc = inputs[0][0, 0].astype(np.int32) + inputs[0][0, 1]
+    assert np.isin(acc, np.arange(-255, 254, 2)[missed]).sum() > 10  # ... which the layer has
+    monkeypatch.setattr(native, "library", lambda: path_lib)
+    np.testing.assert_array_equal(run_native(spec, inputs), want)
+
+
 def test_every_path_of_this_cpu(path_lib, monkeypatch) -> None:
     monkeypatch.setattr(native, "library", lambda: path_lib)
     for spec, inputs in (tie_case(), inexact_tie_case()):
