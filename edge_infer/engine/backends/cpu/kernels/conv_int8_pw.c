@@ -598,6 +598,88 @@ static inline __attribute__((always_inline)) void qpw_tile(const qpw_int8_args *
     }
 }
 
+/* one output as qpw_row computes it, scalar (the same float32 operations) */
+static inline int8_t qpw_one(const qpw_int8_args *a, const qpw_fast *f, int32_t acc, float m,
+                             float pv, float plo, float phi, long oc, long pos) {
+    if (pv != 0.0f) {
+        float t = (float)acc * pv;
+        t = t > plo ? t : plo;
+        t = t < phi ? t : phi;
+        return (int8_t)(int)rintf(t);
+    }
+    if (m == 0.0f) return qpw_exact(a, acc, oc, pos);
+    float t = (float)acc * m;
+    if (a->residual) t = t + (float)a->z[oc * a->zcs + pos] * f->zs;
+    t = t > f->lo ? t : f->lo;
+    t = t < f->hi ? t : f->hi;
+    const float r = rintf(t);
+    if (fabsf(t - r) > 0.5f - f->eps) return qpw_exact(a, acc, oc, pos);
+    return (int8_t)(r < -128.0f ? -128 : r > 127.0f ? 127 : (int)r);
+}
+
+/* the last np (<= QPW_OC_TAIL) positions of a call from layout column j0, by vectors of 8
+ * output channels (each position's quad broadcast, 8 channels' quads one load from their
+ * row): channels c0 .. c1 - 1 (the weight rows readable past c1), outputs one by one */
+#define QPW_OC_TAIL 2 /* at most this many positions (a 7 x 7 map: 49 = 3 x 16 + 1) */
+static __attribute__((noinline)) void qpw_oc_tail(const qpw_int8_args *a, const qpw_fast *f,
+                                                  const float *fm, const uint32_t *buf, long pn,
+                                                  long j0, long np, long c0, long c1,
+                                                  int kind) {
+    const long cq = (a->cin + 3) / 4, cp = a->coutp;
+    const float *pv = (const float *)(a->wts + cq * cp);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (long oc = c0; oc < c1; oc += 16) {
+        __m256i acc[QPW_OC_TAIL][2];
+        for (int p = 0; p < QPW_OC_TAIL; p++) acc[p][0] = acc[p][1] = _mm256_setzero_si256();
+        const int32_t *w = a->wts + oc;
+        const uint32_t *x = buf + j0;
+        if (kind == QPW_WIDE) { /* int16 products, quad by quad (rare) */
+            for (long t = 0; t < cq; t++, w += cp, x += pn)
+                for (long p = 0; p < np; p++)
+                    for (int v = 0; v < 2; v++) {
+                        const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + 8 * v));
+                        const __m256i xb = _mm256_set1_epi32((int)x[p]);
+                        const __m256i lo = _mm256_madd_epi16(
+                            _mm256_srai_epi16(_mm256_slli_epi16(xb, 8), 8),
+                            _mm256_srai_epi16(_mm256_slli_epi16(wv, 8), 8));
+                        const __m256i hi =
+                            _mm256_madd_epi16(_mm256_srai_epi16(xb, 8), _mm256_srai_epi16(wv, 8));
+                        acc[p][v] = _mm256_add_epi32(acc[p][v], _mm256_add_epi32(lo, hi));
+                    }
+        } else {
+            for (long t = 0; t < cq; t++, w += cp, x += pn) {
+                const __m256i w0 = _mm256_loadu_si256((const __m256i *)w);
+                const __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + 8));
+                for (long p = 0; p < np; p++) {
+                    const __m256i xb = _mm256_set1_epi32((int)x[p]);
+                    __m256i d0, d1;
+                    if (kind == QPW_UBS) {
+                        d0 = _mm256_maddubs_epi16(xb, w0), d1 = _mm256_maddubs_epi16(xb, w1);
+                    } else {
+                        const __m256i ax = _mm256_abs_epi8(xb);
+                        d0 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w0, xb));
+                        d1 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, xb));
+                    }
+                    acc[p][0] = _mm256_add_epi32(acc[p][0], _mm256_madd_epi16(d0, ones));
+                    acc[p][1] = _mm256_add_epi32(acc[p][1], _mm256_madd_epi16(d1, ones));
+                }
+            }
+        }
+        for (long p = 0; p < np; p++) {
+            int32_t s[16];
+            _mm256_storeu_si256((__m256i *)s, acc[p][0]);
+            _mm256_storeu_si256((__m256i *)(s + 8), acc[p][1]);
+            const long pos = a->q0 + j0 + p;
+            for (long i = 0; i < 16 && oc + i < c1; i++) {
+                const long c = oc + i;
+                const float v = a->residual ? 0.0f : pv[c];
+                a->out[c * a->ocs + pos] = qpw_one(a, f, s[i] + qpw_init(a, c), fm[c - c0], v,
+                                                  pv[cp + c], pv[2 * cp + c], c, pos);
+            }
+        }
+    }
+}
+
 #define QPW_TILES(NV, KIND)                                                                    \
     static __attribute__((noinline)) void qpw_tile_##KIND##NV(                                 \
         const qpw_int8_args *a, const qpw_fast *f, const float *fm, const uint32_t *buf,       \
@@ -626,6 +708,10 @@ static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *
         }
         for (long j0 = 0; j0 < all; j0 += 16) {
             const long n = all - j0 < 16 ? all - j0 : 16;
+            if (n <= QPW_OC_TAIL) {
+                qpw_oc_tail(a, f, fm, buf, pn, j0, n, c0, c1, kind);
+                continue;
+            }
             for (long oc = c0; oc < c1; oc += QPW_MR) {
                 const long rows = c1 - oc < QPW_MR ? c1 - oc : QPW_MR;
                 const float *m = fm + (oc - c0);

@@ -97,12 +97,13 @@ def test_bit_exact_with_the_reference(act, residual) -> None:
 def sign_cases() -> list[tuple[str, QConvSpec, list]]:
     """The AVX2 path's three dot products: activations all non-negative (x read as u8), some
     negative with no weight -128 (|x| . (w * sign(x))), and with one (int16 products); each
-    with the extreme products (x -128 or 127, w -127, -128 or 127) in one vector."""
+    with the extreme products (x -128 or 127, w -127, -128 or 127) in one vector; u8 and
+    int16 on maps with a last position or two (the output-channel tail)."""
     out = []
-    for k, (name, x_lo, w_min) in enumerate(
-        [("u8", 0, -128), ("sign", -128, -127), ("wide", -128, -128)]
+    for k, (name, x_lo, w_min, shape) in enumerate(
+        [("u8", 0, -128, 0), ("sign", -128, -127, 2), ("wide", -128, -128, 3)]
     ):
-        spec, inputs = _case(k + 1, ACTS[k % 3], "none")
+        spec, inputs = _case(shape, ACTS[k % 3], "none")
         rng = np.random.default_rng(11 + k)
         x = rng.integers(x_lo, 128, spec.x_shape).astype(np.int8)
         x.flat[:4] = (x_lo, 127, x_lo, 127)
