@@ -12,8 +12,9 @@ This search sits above the builder (as :mod:`edge_infer.engine.accuracy_budget` 
    that share a node are one *group* (a fused chain of three convolutions on one side and
    three layers on the other make one group). A group whose INT8 layers took longer than its
    fallback layers falls back, every convolution in it.
-3. Build that mixed engine and time it against the all-INT8 one, alternating; the faster is
-   the result (the reformats between INT8 and float layers are in that timing).
+3. Build that mixed engine (and one per wider margin: only the groups more than ``m`` times
+   slower, so fewer reformats between INT8 and float layers) and time them against the
+   all-INT8 one, alternating; the fastest is the result (the reformats are in that timing).
 
 Accuracy: a layer that falls back runs at the fallback precision, never worse than INT8.
 """
@@ -134,6 +135,7 @@ def int8_where_faster(
     options: BuildOptions,
     feeds: Mapping[str, np.ndarray] | None = None,
     *,
+    margins: Sequence[float] = (1.0, 1.5),
     iterations: int = 10,
     rounds: int = 5,
     runs: int = 5,
@@ -141,7 +143,10 @@ def int8_where_faster(
 ) -> SpeedResult:
     """Search the fallbacks (see the module docstring); ``options`` is an INT8 BuildOptions.
     ``feeds`` are inputs at the batch size to compare at (default: random ones at the
-    profile's opt batch; the kernels' speed hardly depends on the values)."""
+    profile's opt batch; the kernels' speed hardly depends on the values). One mixed
+    candidate per margin ``m``: the groups whose INT8 layers took over ``m`` times their
+    fallback layers' time fall back (a wider margin moves fewer layers, and so adds fewer
+    reformats between INT8 and float layers); the fastest engine of all is kept."""
     quiet = options.replace(progress=False)
     int8 = build(model, options=quiet)
     feeds = feeds if feeds is not None else int8.random_feeds()
@@ -157,25 +162,33 @@ def int8_where_faster(
         f"INT8 layers slower than {fallback.upper()} here: {len(slow)} of {len(groups)} groups"
         + (f" ({sum(g.int8_us - g.other_us for g in slow):.0f} us)" if slow else "")
     )
-    if not slow:
+    candidates: dict[str, list[str]] = {}
+    for m in sorted(margins):
+        names = [c for g in groups if g.int8_us > g.other_us * m for c in g.convs]
+        if names and names not in candidates.values():
+            candidates[f"mixed@{m:g}"] = names
+    if not candidates:
         return result
-    names = [c for g in slow for c in g.convs]
-    keep = {n: p for n, p in options.layer_precision.items() if n not in names}
-    mixed_opts = quiet.replace(layer_precision={**keep, **{n: fallback for n in names}})
-    mixed = build(model, options=mixed_opts)
-    result.latency_ms = _alternate(
-        {"int8": int8, "mixed": mixed, fallback: other}, feeds, rounds, runs
-    )
-    t = result.latency_ms
+    engines = {"int8": int8}
+    settings: dict[str, BuildOptions] = {}
+    for key, names in candidates.items():
+        keep = {n: p for n, p in options.layer_precision.items() if n not in names}
+        settings[key] = options.replace(layer_precision={**keep, **{n: fallback for n in names}})
+        engines[key] = build(model, options=settings[key].replace(progress=False))
+    result.latency_ms = t = _alternate({**engines, fallback: other}, feeds, rounds, runs)
     report(
         f"latency (best of {rounds} alternating rounds): all INT8 {t['int8']:.2f} ms, "
-        f"{len(names)} layer(s) in {fallback.upper()} {t['mixed']:.2f} ms, "
-        f"all {fallback.upper()} {t[fallback]:.2f} ms"
+        + ", ".join(
+            f"{len(candidates[k])} layer(s) in {fallback.upper()} (INT8 over {k[6:]}x) "
+            f"{t[k]:.2f} ms"
+            for k in candidates
+        )
+        + f", all {fallback.upper()} {t[fallback]:.2f} ms"
     )
-    if t["mixed"] < t["int8"]:
-        result.engine = mixed
-        result.options = options.replace(layer_precision=dict(mixed_opts.layer_precision))
-        result.fallen_back = names
+    best = min(engines, key=lambda k: t[k])
+    if best != "int8":
+        result.engine, result.options = engines[best], settings[best]
+        result.fallen_back = candidates[best]
     return result
 
 

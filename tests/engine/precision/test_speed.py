@@ -51,15 +51,17 @@ def options(model: onnx.ModelProto) -> BuildOptions:
     return BuildOptions(shapes=SHAPES, tune=False, precision="int8", extra={"calibration": cache})
 
 
-def _stand_in_profiles(monkeypatch: pytest.MonkeyPatch, slow: str) -> None:
-    """Profiles where only INT8 layer ``slow`` is slower than its FP32 layer."""
+def _stand_in_profiles(monkeypatch: pytest.MonkeyPatch, slow: str, **int8_us: float) -> None:
+    """Profiles where every FP32 layer takes 10 us and every INT8 layer 1 us, but INT8 layer
+    ``slow`` 1000 us (and those named in ``int8_us`` as given)."""
     real = Engine.profile_layers
+    times = {slow: 1000.0, **int8_us}
 
     def profile(self: Engine, feeds: Any, *, iterations: int = 10) -> list[dict[str, Any]]:
         entries = real(self, feeds, iterations=1)
         int8 = any(e["op"] == "QConv" for e in entries)
         for e in entries:
-            e["time_us"] = 10.0 if not int8 else (1000.0 if e["name"] == slow else 1.0)
+            e["time_us"] = 10.0 if not int8 else times.get(e["name"], 1.0)
         return entries
 
     monkeypatch.setattr(Engine, "profile_layers", profile)
@@ -77,7 +79,7 @@ def test_search_falls_back_the_slower_layers_when_that_is_faster(
     mixed_wins: bool,
 ) -> None:
     _stand_in_profiles(monkeypatch, slow="conv2")
-    times = {"int8": 2.0, "mixed": 1.0 if mixed_wins else 3.0, "fp32": 4.0}
+    times = {"int8": 2.0, "mixed@1": 1.0 if mixed_wins else 3.0, "fp32": 4.0}
     timed: list[list[str]] = []
 
     def alternate(engines: dict[str, Engine], *args: Any) -> dict[str, float]:
@@ -87,7 +89,7 @@ def test_search_falls_back_the_slower_layers_when_that_is_faster(
     monkeypatch.setattr(precision_speed, "_alternate", alternate)
     messages: list[str] = []
     result = int8_where_faster(model, options, report=messages.append)
-    assert timed == [["fp32", "int8", "mixed"]]
+    assert timed == [["fp32", "int8", "mixed@1"]]  # one candidate: both margins move conv2
     assert [g.convs for g in result.groups if g.slower] == [["conv2"]]
     assert result.latency_ms == times
     ops = _ops(result.engine)
@@ -106,6 +108,22 @@ def test_search_falls_back_the_slower_layers_when_that_is_faster(
         result.engine.create_context().execute({"x": x})["y"],
         again.create_context().execute({"x": x})["y"],
     )
+
+
+def test_a_wider_margin_moves_fewer_layers_and_may_win(
+    model: onnx.ModelProto, options: BuildOptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _stand_in_profiles(monkeypatch, slow="conv2", conv3=12.0)  # conv3 only 1.2x its FP32
+    times = {"int8": 2.0, "mixed@1": 1.5, "mixed@1.5": 1.0, "fp32": 4.0}
+    monkeypatch.setattr(precision_speed, "_alternate", lambda e, *a: {k: times[k] for k in e})
+    result = int8_where_faster(model, options, report=lambda m: None)
+    assert result.fallen_back == ["conv2"]
+    assert result.options.layer_precision == {"conv2": "fp32"}
+    times["mixed@1"] = 0.5
+    result = int8_where_faster(model, options, report=lambda m: None)
+    assert sorted(result.fallen_back) == ["conv2", "conv3"]
+    ops = _ops(result.engine)
+    assert ops["conv1"] == "QConv" and "QConv" not in (ops["conv2"], ops["conv3"])
 
 
 def test_search_keeps_all_int8_when_no_layer_is_slower(
