@@ -135,7 +135,7 @@ def int8_where_faster(
     options: BuildOptions,
     feeds: Mapping[str, np.ndarray] | None = None,
     *,
-    margins: Sequence[float] = (1.0, 1.5),
+    margins: Sequence[float] = (0.0, 1.0, 1.5),
     iterations: int = 10,
     rounds: int = 5,
     runs: int = 5,
@@ -146,7 +146,8 @@ def int8_where_faster(
     profile's opt batch; the kernels' speed hardly depends on the values). One mixed
     candidate per margin ``m``: the groups whose INT8 layers took over ``m`` times their
     fallback layers' time fall back (a wider margin moves fewer layers, and so adds fewer
-    reformats between INT8 and float layers); the fastest engine of all is kept."""
+    reformats between INT8 and float layers; margin 0: every convolution, where INT8 does
+    not pay at all on this device); the fastest engine of all is kept."""
     quiet = options.replace(progress=False)
     int8 = build(model, options=quiet)
     feeds = feeds if feeds is not None else int8.random_feeds()
@@ -162,6 +163,8 @@ def int8_where_faster(
         f"INT8 layers slower than {fallback.upper()} here: {len(slow)} of {len(groups)} groups"
         + (f" ({sum(g.int8_us - g.other_us for g in slow):.0f} us)" if slow else "")
     )
+    if not slow:  # INT8 won layer by layer: nothing to try
+        return result
     candidates: dict[str, list[str]] = {}
     for m in sorted(margins):
         names = [c for g in groups if g.int8_us > g.other_us * m for c in g.convs]

@@ -79,7 +79,7 @@ def test_search_falls_back_the_slower_layers_when_that_is_faster(
     mixed_wins: bool,
 ) -> None:
     _stand_in_profiles(monkeypatch, slow="conv2")
-    times = {"int8": 2.0, "mixed@1": 1.0 if mixed_wins else 3.0, "fp32": 4.0}
+    times = {"int8": 2.0, "mixed@0": 5.0, "mixed@1": 1.0 if mixed_wins else 3.0, "fp32": 4.0}
     timed: list[list[str]] = []
 
     def alternate(engines: dict[str, Engine], *args: Any) -> dict[str, float]:
@@ -89,7 +89,8 @@ def test_search_falls_back_the_slower_layers_when_that_is_faster(
     monkeypatch.setattr(precision_speed, "_alternate", alternate)
     messages: list[str] = []
     result = int8_where_faster(model, options, report=messages.append)
-    assert timed == [["fp32", "int8", "mixed@1"]]  # one candidate: both margins move conv2
+    # two candidates: every conv (margin 0), conv2 (margins 1 and 1.5 alike)
+    assert timed == [["fp32", "int8", "mixed@0", "mixed@1"]]
     assert [g.convs for g in result.groups if g.slower] == [["conv2"]]
     assert result.latency_ms == times
     ops = _ops(result.engine)
@@ -114,7 +115,7 @@ def test_a_wider_margin_moves_fewer_layers_and_may_win(
     model: onnx.ModelProto, options: BuildOptions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _stand_in_profiles(monkeypatch, slow="conv2", conv3=12.0)  # conv3 only 1.2x its FP32
-    times = {"int8": 2.0, "mixed@1": 1.5, "mixed@1.5": 1.0, "fp32": 4.0}
+    times = {"int8": 2.0, "mixed@0": 3.0, "mixed@1": 1.5, "mixed@1.5": 1.0, "fp32": 4.0}
     monkeypatch.setattr(precision_speed, "_alternate", lambda e, *a: {k: times[k] for k in e})
     result = int8_where_faster(model, options, report=lambda m: None)
     assert result.fallen_back == ["conv2"]
@@ -124,6 +125,10 @@ def test_a_wider_margin_moves_fewer_layers_and_may_win(
     assert sorted(result.fallen_back) == ["conv2", "conv3"]
     ops = _ops(result.engine)
     assert ops["conv1"] == "QConv" and "QConv" not in (ops["conv2"], ops["conv3"])
+    times["mixed@0"] = 0.1  # INT8 does not pay here at all: every conv falls back
+    result = int8_where_faster(model, options, report=lambda m: None)
+    assert sorted(result.fallen_back) == ["conv1", "conv2", "conv3"]
+    assert "QConv" not in _ops(result.engine).values()
 
 
 def test_search_keeps_all_int8_when_no_layer_is_slower(
