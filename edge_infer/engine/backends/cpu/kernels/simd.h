@@ -21,6 +21,18 @@ static inline void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 typedef int v8i __attribute__((vector_size(32)));
 
 static inline v8 splat(float a) { return (v8){a, a, a, a, a, a, a, a}; }
+
+/* v as it is, held in a register from here on: the GEMM tiles' input vectors. On AVX2 a
+ * 4 x 3 tile's 12 accumulators, 3 input vectors and a broadcast take all 16 ymm registers,
+ * and GCC then folds the input vectors' loads into every FMA (each loaded once per tile
+ * row: 16 loads per 12 FMAs, not 7); this empty asm pins them (x86 with AVX: one ymm
+ * register a v8; elsewhere nothing). */
+static inline __attribute__((always_inline)) v8 in_reg(v8 v) {
+#if defined(__x86_64__) && defined(__AVX__)
+    __asm__("" : "+v"(v));
+#endif
+    return v;
+}
 static inline v8 vsel(v8i m, v8 a, v8 b) { return (v8)((m & (v8i)a) | (~m & (v8i)b)); }
 
 #if defined(__AVX__)
