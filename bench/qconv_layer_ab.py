@@ -103,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="int8 inputs in [0, 127] (as after a relu: ResNet-50's inner layers)",
     )
+    p.add_argument(
+        "--float-input",
+        action="store_true",
+        help="the float-input layers only (the stem: its input quantized in the layout)",
+    )
     args = p.parse_args(argv)
 
     from edge_infer.engine.backends.cpu import native
@@ -117,9 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     keys = [(s.x_shape, s.cout, s.kernel, s.strides, s.residual, s.group) for s in specs]
     totals = {"old": 0.0, "new": 0.0}
     for k, (spec, key) in enumerate(zip(specs, keys, strict=True)):
-        if keys.index(key) != k or np.dtype(spec.x_dtype) != np.int8:
-            continue  # a layer seen before / a float input (the stem: its own bench)
+        if keys.index(key) != k or (np.dtype(spec.x_dtype) == np.int8) == args.float_input:
+            continue  # a layer seen before / not of the input type asked for
         x = rng.integers(0 if args.nonnegative else -128, 128, spec.x_shape).astype(np.int8)
+        if args.float_input:  # over the int8 range and past it, some values on half steps
+            x = (rng.uniform(-140, 140, spec.x_shape) * spec.x_scale).astype(np.float32)
+            x.flat[::7] = ((np.round(x.flat[::7] / spec.x_scale) + 0.5) * spec.x_scale).astype(
+                np.float32
+            )
         z = None
         if spec.residual != "none":
             z = rng.integers(-128, 128, spec.out_shape).astype(np.int8)
@@ -152,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     print(
-        f"every int8-input layer (x count): old {totals['old'] * 1e3:.2f} ms, new "
+        f"every {'float' if args.float_input else 'int8'}-input layer (x count): "
+        f"old {totals['old'] * 1e3:.2f} ms, new "
         f"{totals['new'] * 1e3:.2f} ms, new/old {totals['new'] / totals['old']:.3f}"
     )
     return 0

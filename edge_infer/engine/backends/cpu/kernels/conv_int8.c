@@ -1524,18 +1524,14 @@ static inline __attribute__((always_inline)) void quantize_vecs(const v8 *y, lon
     }
 }
 
-/* n (<= 8 nv, more than 8 (nv - 1)) consecutive outputs of channel oc: finish8 on each 8 */
+/* n (<= 8 nv, more than 8 (nv - 1)) consecutive outputs of channel oc: finish8 on each 8.
+ * Reads 8 nv accumulators (past the run: the tile's next columns or rows, or the 8 ints
+ * after its last row, EI_ACC_PAD: finished, then dropped) */
 static inline __attribute__((always_inline)) void finish_vecs(const int32_t *acc, long n,
                                                               long oc, long pos,
                                                               const qconv_int8_args *a,
                                                               const int nv) {
-    int32_t abuf[32] __attribute__((aligned(32)));
     const int full = n == 8 * nv;
-    if (!full) { /* the last vector partial: zeros past the run (finished, then dropped) */
-        memset(abuf, 0, sizeof abuf);
-        memcpy(abuf, acc, 4 * (size_t)n);
-        acc = abuf;
-    }
     const __m256d m = _mm256_set1_pd(a->mult[oc]);
     v8 y[4];
 #pragma GCC unroll 4
@@ -1620,6 +1616,9 @@ static void finish_run(const int32_t *acc, long n, long oc, long pos, const qcon
     if (j < n) finish8(acc + j, n - j, oc, pos + j, a);
 }
 #endif
+
+/* ints after the tile's accumulators (finish_vecs reads whole vectors) */
+#define EI_ACC_PAD 8
 
 /* -- the kernel -------------------------------------------------------------------------- */
 
@@ -1788,7 +1787,7 @@ long qconv_int8_tile(const qconv_int8_args *a) {
 
 /* grid positions [g0, g1) (g0 a multiple of NT), every output channel */
 void qconv_int8_f32(const qconv_int8_args *a) {
-    int32_t acc[MR * NT] __attribute__((aligned(64)));
+    int32_t acc[MR * NT + EI_ACC_PAD] __attribute__((aligned(64)));
     int32_t init[MR];
     const fastq fq = fastq_setup(a);
 #if EI_TILE_EPILOGUE
