@@ -449,8 +449,9 @@ class ConvChainArgs(KernelArgs):
 
 
 class QpwInt8Args(KernelArgs):
-    """conv_int8_pw.c: a 1x1 stride-1 INT8 conv, int8 in and out, positions [q0, q1) of
-    output channels [oc0, oc1) of one image (mult = x_scale * w_scale, float64)."""
+    """conv_int8_pw.c: a 1x1 stride-1 INT8 conv, int8 in, int8 out (otype 0) or float32
+    (otype 1), positions [q0, q1) of output channels [oc0, oc1) of one image (mult = x_scale
+    * w_scale, float64)."""
 
     _fields_ = [
         ("x", _P),
@@ -470,6 +471,7 @@ class QpwInt8Args(KernelArgs):
         ("zcs", _L),
         ("zscale", _F),
         ("buf", _P),
+        ("otype", _L),
     ]
 
 

@@ -263,7 +263,7 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, const int *, wsum) X(K, const double *, mult) X(K, long, oc0) X(K, long, oc1)         \
     X(K, signed char *, out) X(K, long, ocs) X(K, double, oscale) X(K, long, act)              \
     X(K, float, p0) X(K, float, p1) X(K, long, residual) X(K, const signed char *, z)          \
-    X(K, long, zcs) X(K, float, zscale) X(K, int *, buf)
+    X(K, long, zcs) X(K, float, zscale) X(K, int *, buf) X(K, long, otype)
 
 /* every kernel: X(kernel name, its field list); a field list is FIELDS(X, kernel) and
  * calls X(kernel, type, name) once per field */
