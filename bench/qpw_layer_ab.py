@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = {}
             for side, lib in libs.items():
                 native.library = lambda lib=lib: lib  # type: ignore[assignment]
-                out = np.zeros(spec.out_shape, np.int8)
+                out = np.zeros(spec.out_shape, want.dtype)
                 run = tactics[side](spec).bind(inputs, [out], ScratchPool(pool))
                 run()
                 if not np.array_equal(out, want):

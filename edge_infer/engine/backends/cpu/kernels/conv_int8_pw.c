@@ -158,8 +158,9 @@ static qpw_fast qpw_fast_setup(const qpw_int8_args *a) {
 }
 
 /* one output as the reference computes it: y = float32(double(acc) * mult) (acc holds the
- * bias), + float32(zq) * zscale, the activation in float32, rint(double(y) / s) saturated */
-static int8_t qpw_exact(const qpw_int8_args *a, int32_t acc, long oc, long pos) {
+ * bias), + float32(zq) * zscale, the activation in float32 (a float32 output: y), then
+ * rint(double(y) / s) saturated (qpw_exact) */
+static float qpw_y(const qpw_int8_args *a, int32_t acc, long oc, long pos) {
     float y = (float)((double)acc * a->mult[oc]);
     if (a->residual) {
         float z = (float)a->z[oc * a->zcs + pos] * a->zscale;
@@ -172,6 +173,11 @@ static int8_t qpw_exact(const qpw_int8_args *a, int32_t acc, long oc, long pos) 
         y = y > a->p0 ? y : a->p0;
         y = y < a->p1 ? y : a->p1;
     }
+    return y;
+}
+
+static int8_t qpw_exact(const qpw_int8_args *a, int32_t acc, long oc, long pos) {
+    const float y = qpw_y(a, acc, oc, pos);
     double q = rint((double)y / a->oscale);
     return (int8_t)(q < -128.0 ? -128 : q > 127.0 ? 127 : q);
 }
@@ -574,6 +580,41 @@ static inline __attribute__((always_inline)) void qpw_row(const qpw_int8_args *a
     }
 }
 
+/* qpw_row of a float32 output (otype 1): y = float32(double(acc) * mult) then the activation,
+ * as the reference (relu: y > 0 ? y : 0 is vmaxps(y, 0); clip likewise) */
+static inline __attribute__((always_inline)) void qpw_row_f32(const qpw_int8_args *a,
+                                                            const int32_t *acc, long oc,
+                                                            long pos, long n, const int NV) {
+    float *o = (float *)a->out + oc * a->ocs + pos;
+    if (a->residual) { /* (not bound: cpu_qpointwise.py) */
+        for (long j = 0; j < n; j++) o[j] = qpw_y(a, acc[j], oc, pos + j);
+        return;
+    }
+    const __m256d m = _mm256_set1_pd(a->mult[oc]);
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; v++) {
+        const __m256i iv = _mm256_load_si256((const __m256i *)(acc + 8 * v));
+        const __m128 lo = _mm256_cvtpd_ps(
+            _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(iv)), m));
+        const __m128 hi = _mm256_cvtpd_ps(
+            _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(iv, 1)), m));
+        __m256 y = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+        if (a->act == EI_ACT_RELU) {
+            y = _mm256_max_ps(y, _mm256_setzero_ps());
+        } else if (a->act == EI_ACT_CLIP) {
+            y = _mm256_min_ps(_mm256_max_ps(y, _mm256_set1_ps(a->p0)), _mm256_set1_ps(a->p1));
+        }
+        const long nv = n - 8 * v;
+        if (nv >= 8) {
+            _mm256_storeu_ps(o + 8 * v, y);
+        } else if (nv > 0) {
+            float t[8];
+            _mm256_storeu_ps(t, y);
+            memcpy(o + 8 * v, t, 4 * (size_t)nv);
+        }
+    }
+}
+
 /* a tile: channels oc .. oc + rows - 1 (rows <= MR) x the n (<= 8 NV) positions from layout
  * column j0; fm: the fast multipliers of channels oc on */
 static inline __attribute__((always_inline)) void qpw_tile(const qpw_int8_args *a,
@@ -589,6 +630,10 @@ static inline __attribute__((always_inline)) void qpw_tile(const qpw_int8_args *
         qpw_dots_wide(buf + j0, pn, cq, a->wts + oc, a->coutp, init, mem, NV);
     else
         qpw_dots(buf + j0, pn, cq, a->wts + oc, a->coutp, init, mem, NV, KIND);
+    if (a->otype) {
+        for (long i = 0; i < rows; i++) qpw_row_f32(a, mem + 16 * i, oc + i, a->q0 + j0, n, NV);
+        return;
+    }
     const float *pv = (const float *)(a->wts + cq * a->coutp) + oc;
     const long cp = a->coutp;
     for (long i = 0; i < rows; i++) {
@@ -672,6 +717,10 @@ static __attribute__((noinline)) void qpw_oc_tail(const qpw_int8_args *a, const 
             const long pos = a->q0 + j0 + p;
             for (long i = 0; i < 16 && oc + i < c1; i++) {
                 const long c = oc + i;
+                if (a->otype) {
+                    ((float *)a->out)[c * a->ocs + pos] = qpw_y(a, s[i] + qpw_init(a, c), c, pos);
+                    continue;
+                }
                 const float v = a->residual ? 0.0f : pv[c];
                 a->out[c * a->ocs + pos] = qpw_one(a, f, s[i] + qpw_init(a, c), fm[c - c0], v,
                                                   pv[cp + c], pv[2 * cp + c], c, pos);
@@ -758,10 +807,33 @@ static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *
 }
 #endif
 
+#ifndef QPW_AVX2
+/* a float32 output (otype 1) where no vector path has one (cpu_qpointwise.py binds those on
+ * the AVX2 path only): every output from the input, plain C */
+static void qpw_f32_c(const qpw_int8_args *a) {
+    float *out = (float *)a->out;
+    for (long oc = a->oc0; oc < a->oc1; oc++)
+        for (long pos = a->q0; pos < a->q1; pos++) {
+            int32_t acc = a->bias ? a->bias[oc] : 0;
+            for (long c = 0; c < a->cin; c++) {
+                const uint32_t wq = (uint32_t)a->wts[c / 4 * a->coutp + oc];
+                acc += (int32_t)a->x[c * a->xcs + pos] * (int8_t)(wq >> (8 * (c % 4)));
+            }
+            out[oc * a->ocs + pos] = qpw_y(a, acc, oc, pos);
+        }
+}
+#endif
+
 /* positions [q0, q1) of output channels [oc0, oc1) of one image (a->buf: cin / 4 rows of
  * (q1 - q0) rounded up to 16 int32, the call's own) */
 void qpw_int8_f32(const qpw_int8_args *a) {
     if (a->q1 <= a->q0 || a->oc1 <= a->oc0) return;
+#ifndef QPW_AVX2
+    if (a->otype) {
+        qpw_f32_c(a);
+        return;
+    }
+#endif
     const long pn = (a->q1 - a->q0 + 15) / 16 * 16;
     uint32_t *buf = (uint32_t *)a->buf;
     const qpw_fast f = qpw_fast_setup(a);

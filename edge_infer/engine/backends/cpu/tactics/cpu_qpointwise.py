@@ -2,7 +2,8 @@
 
 A 1x1 stride-1 unpadded QConv of one group on a small map (MAX_POSITIONS, at least MIN_CIN
 input channels) from an int8 input to an int8 output under no activation, relu or clip (no
-residual, or an int8 one added before the activation): every pool task lays out its own
+residual, or an int8 one added before the activation; on the AVX2 path also a float32 output
+with no residual: MobileNetV2's last 1x1 layer): every pool task lays out its own
 positions of one image as int32 quads and runs the GEMM over them with conv_int8.c's int8
 epilogue on the register tile (see conv_int8_pw.c), so that a layer is one pool call with
 nothing shared between the tasks (``qconv_native`` lays a small map out, waits, then splits
@@ -89,11 +90,14 @@ class QPointwiseNative(Tactic):
             and s.group == 1
             and np.dtype(s.x_dtype) == np.int8
             and np.dtype(s.weight.dtype) == np.int8
-            and s.out_precision == "int8"
-            and 0.0 < s.out_scale < 1e30
             and s.activation in _ACTS
             and (s.residual == "none" or (s.residual == "pre" and np.dtype(s.z_dtype) == np.int8))
             and native.available()
+            and (
+                (s.out_precision == "int8" and 0.0 < s.out_scale < 1e30)
+                # a float32 output: the AVX2 path's vector epilogue only (no residual)
+                or (s.out_precision == "fp32" and s.residual == "none" and _path() == AVX2)
+            )
             and (
                 _path() == AVX2
                 or (s.cin >= MIN_CIN and s.x_shape[2] * s.x_shape[3] <= MAX_POSITIONS)
@@ -119,7 +123,7 @@ class QPointwiseNative(Tactic):
         wsum = np.asarray(s.weight, np.int64).reshape(cout, -1).sum(axis=1).astype(np.int32)
         mult = float(s.x_scale) * np.asarray(s.w_scale, np.float64).reshape(cout)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.int32).reshape(cout)
-        if s.residual == "none":
+        if s.residual == "none" and s.out_precision == "int8":
             proved = wts[cq : cq + PROVED_ROWS].view(np.float32)
             proved[:, :cout] = proved_multipliers(
                 w[:cout, :cin],
@@ -186,8 +190,8 @@ class QPointwiseNative(Tactic):
                     oc0=0,
                     oc1=s.cout,
                     out=out.ctypes.data + b * out.strides[0],
-                    ocs=out.strides[1],
-                    oscale=float(s.out_scale),
+                    ocs=out.strides[1] // out.itemsize,
+                    oscale=float(s.out_scale) if s.out_precision == "int8" else 1.0,
                     act=self.act,
                     p0=self.params[0],
                     p1=self.params[1],
@@ -196,6 +200,7 @@ class QPointwiseNative(Tactic):
                     zcs=0 if z is None else z.strides[1],
                     zscale=float(s.z_scale),
                     buf=buf.ctypes.data,
+                    otype=0 if s.out_precision == "int8" else 1,
                 )
                 tasks.append(native.NativeCall("qpw_int8_f32", args, (*keep, buf)))
         pool = getattr(scratch, "pool", None)

@@ -48,7 +48,7 @@ def _case(k: int, act: tuple, residual: str) -> tuple[QConvSpec, list]:
 
 
 def run(spec: QConvSpec, inputs: list, workers: int = 1) -> np.ndarray:
-    out = np.zeros(spec.out_shape, np.int8)
+    out = np.zeros(spec.out_shape, np.int8 if spec.out_precision == "int8" else np.float32)
     pool = WorkPool(workers) if workers > 1 else None
     try:
         QPointwiseNative(spec).bind(inputs, [out], ScratchPool(pool))()
@@ -70,7 +70,8 @@ def test_applicable_only_to_its_layers() -> None:
     assert QPointwiseNative.applicable(spec_big) == avx2
     for change in (
         {"kernel_shape_3x3": None},
-        {"out_precision": "fp32"},
+        {"out_precision": "fp16"},
+        {"out_precision": "fp32", "residual": "pre", "z_dtype": np.dtype(np.int8)},
         {"activation": "sigmoid"},
         {"x_dtype": np.dtype(np.float32)},
         {"strides": (2, 2)},
@@ -125,6 +126,31 @@ def test_dot_products(k) -> None:
     np.testing.assert_array_equal(run(spec, inputs), qconv(*inputs, **spec.attrs()))
 
 
+def f32_case(k: int, act: tuple) -> tuple[QConvSpec, list]:
+    """SHAPES[k] with a float32 output (no residual)."""
+    x_shape, cout = SHAPES[k]
+    conv = (x_shape, cout, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    return make_case(conv, act, "none", None, "fp32", np.int8, seed=k)
+
+
+@pytest.mark.parametrize("act", ACTS, ids=lambda a: a[0] or "none")
+def test_float32_output(act) -> None:
+    """The AVX2 path's float32 epilogue (float32(double(acc) * mult), the activation), the
+    tiles and the output-channel tail; elsewhere not applicable."""
+    spec, inputs = f32_case(0, act)
+    avx2 = native.library().qpw_int8_path() == AVX2
+    assert QPointwiseNative.applicable(spec) == avx2
+    if not avx2:
+        pytest.skip("a float32 output only on the AVX2 path")
+    for k in (0, 1, 3, 5):
+        spec, inputs = f32_case(k, act)
+        want = qconv(*inputs, **spec.attrs())
+        assert want.dtype == np.float32 and (want == 0).mean() < 0.9
+        for workers in (1, 2):
+            got = run(spec, inputs, workers)
+            np.testing.assert_array_equal(got, want, err_msg=f"{SHAPES[k]} {workers}")
+
+
 def tie_case() -> tuple[QConvSpec, list]:
     """Small accumulators requantized to acc / 2 (x_scale 0.125, w_scale 0.5, out_scale
     0.03125): every odd one lands on a half, which the fast epilogue redoes exactly, half to
@@ -164,6 +190,9 @@ def test_every_x86_build(build, tmp_path, monkeypatch) -> None:
     np.testing.assert_array_equal(run(spec, inputs), qconv(*inputs, **spec.attrs()))
     for name, spec, inputs in sign_cases():
         np.testing.assert_array_equal(run(spec, inputs), qconv(*inputs, **spec.attrs()), name)
+    for k, act in ((0, ACTS[1]), (3, ACTS[2])):  # float32 outputs (plain C off AVX2)
+        spec, inputs = f32_case(k, act)
+        np.testing.assert_array_equal(run(spec, inputs), qconv(*inputs, **spec.attrs()))
 
 
 def test_aarch64_replay(tmp_path) -> None:
