@@ -109,7 +109,7 @@ static inline __attribute__((always_inline)) void micro(const float *a, const fl
         }
 #pragma GCC unroll 4
         for (long j = 0; j < TV; j++)
-            if (j < nv) v[j] = bh ? h8_load(bq + 8 * j) : load8(b + 8 * j);
+            if (j < nv) v[j] = in_reg(bh ? h8_load(bq + 8 * j) : load8(b + 8 * j));
 #pragma GCC unroll 8
         for (long i = 0; i < TR; i++) {
             v8 s = splat(a[i]);
