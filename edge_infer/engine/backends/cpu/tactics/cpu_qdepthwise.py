@@ -16,9 +16,12 @@ Built for AVX-512 with VNNI, layers of unit dilation, kernels up to 8 wide and s
 a vector where the output is at most 8 wide), requantized in registers (conv_int8_dw.c
 qdw_rows; outputs 9 to 16 wide at stride 1 go the 16-channel way when grouped). Otherwise,
 built for AVX-512, every layer goes 16 channels at a time, vectors along channels, row by row
-through a ring of a few rows (any width); elsewhere small planes and strided layers go
-8 channels at a time and large stride-1 planes one channel at a time, row by row (see
-conv_int8_dw.c). An image's work is split in chunks of whole channel groups, or of output
+through a ring of a few rows (any width). Built for AVX2 without AVX-512, layers whose
+columns go at stride 2 (unit dilation, kernels up to 8 wide, inputs at least 16 wide) go one
+channel at a time straight from the int8 planes, the products of adjacent input columns
+summed in pairs by vpmaddwd (conv_int8_dw.c qdw_s2). Elsewhere small planes and strided
+layers go 8 channels at a time and large stride-1 planes one channel at a time, row by row
+(see conv_int8_dw.c). An image's work is split in chunks of whole channel groups, or of output
 rows when the groups do not divide evenly between the threads. A float input (the engine
 input) is quantized first by the ``reformat`` kernel into a scratch int8 copy.
 """
@@ -149,8 +152,15 @@ class QDepthwiseNative(Tactic):
             # a zero row of nq quads, a byte row, then as CV16
             nq = (wo - 1) * sx + 4 * (-(-kw // 4) - 1) + 1
             vnni = 16 * (((kh - 1) * dy + 2) * nq + -(-(nq + 3) // 4) + 2 * wo16)
-            return max(eight, sixteen, vnni)
-        return ((kh - 1) * dy + 2) * sx * wq + wq  # the ring, a zero slot, a row's sums
+            return max(eight, sixteen, vnni, self._s2_floats())
+        # the ring, a zero slot, a row's sums
+        return max(((kh - 1) * dy + 2) * sx * wq + wq, self._s2_floats())
+
+    def _s2_floats(self) -> int:
+        """The AVX2 stride-2 path's buffer (conv_int8_dw.c qdw_s2): an output row's
+        accumulators (whole vectors of 8) and a zero input row (bytes)."""
+        w, wo = self.spec.x_shape[3], self.spec.out_shape[3]
+        return -(-wo // 8) * 8 + -(-w // 4)
 
     def _chunks(self, c: int, ho: int, workers: int) -> list[tuple[int, int, int, int]]:
         """(c0, c1, oy0, oy1) of one image: 2 * workers chunks (workers if that many are
