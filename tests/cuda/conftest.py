@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -79,10 +80,19 @@ def prebuild(variant: str, sources: Iterable[Path]) -> None:
     compiled side by side, one per core, largest source first; ``build`` then finds them
     cached and only links. ``build`` compiles one after another: a sanitized variant's 18
     objects take ~45 s that way on a 2-core host, the suite builds three variants.
-    (test_emulator_sanitizers checks that ``build`` compiles nothing after this.)"""
+    (test_emulator_sanitizers checks that ``build`` compiles nothing after this.)
+    One process at a time per variant (a file lock): pytest-xdist's other workers wait for
+    the objects instead of compiling them too."""
     from edge_infer.cuda import emulator as em
 
     cache = em.default_cache_dir() / variant
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".prebuild.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _prebuild(em, cache, variant, sources)
+
+
+def _prebuild(em: Any, cache: Path, variant: str, sources: Iterable[Path]) -> None:
     includes = [em.KERNELS_DIR]
     flags = [*em._COMMON, *em.FLAGS[variant], *(f"-I{d}" for d in includes)]
     version = em.compiler_version()

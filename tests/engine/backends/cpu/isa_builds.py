@@ -6,12 +6,16 @@ compiler, its flags, the source and every header it may include, so the tests th
 same sources for the same path (args.c in nearly all of them, the half_io and FP32 tests of one
 kernel, a module's parametrized cases) share the compile; the objects of one build compile in
 parallel, one per core, together with those of the other builds of X86_BUILDS this host runs
-(the parametrized test asks for them next; a build is often one large kernel beside args.c)."""
+(the parametrized test asks for them next; a build is often one large kernel beside args.c).
+Under pytest-xdist the workers share one folder (tests/conftest.py sets ``SHARED_ENV``): an
+object one worker compiles, the others find, or wait for while it compiles (a lock per
+object), instead of compiling it again."""
 
 from __future__ import annotations
 
 import atexit
 import ctypes
+import fcntl
 import hashlib
 import os
 import shutil
@@ -32,6 +36,10 @@ X86_BUILDS: dict[str, tuple[list[str], set[str]]] = {
     "avx2": (["-march=haswell"], {"avx2", "fma"}),
     "x86-64": (["-march=x86-64", "-Wno-psabi"], set()),
 }
+
+#: a folder of objects shared by the processes of one test session (set by tests/conftest.py
+#: for pytest-xdist's workers; created and removed by the session's main process)
+SHARED_ENV = "EI_TEST_OBJECTS"
 
 _cache: Path | None = None
 _cache_lock = threading.Lock()
@@ -54,13 +62,24 @@ def need_features(needs: set[str]) -> None:
 
 
 def cache_dir() -> Path:
-    """This process's folder of compiled objects and libraries (removed at exit)."""
+    """This test session's folder of compiled objects and libraries: ``SHARED_ENV``'s, else
+    this process's own (removed at exit)."""
     global _cache
     with _cache_lock:
         if _cache is None:
-            _cache = Path(tempfile.mkdtemp(prefix="ei-test-objects-"))
-            atexit.register(shutil.rmtree, _cache, True)
+            shared = os.environ.get(SHARED_ENV)
+            if shared:
+                _cache = Path(shared)
+                _cache.mkdir(parents=True, exist_ok=True)
+            else:
+                _cache = Path(tempfile.mkdtemp(prefix="ei-test-objects-"))
+                atexit.register(shutil.rmtree, _cache, True)
         return _cache
+
+
+def _tmp_name(target: Path) -> Path:
+    """A temporary name beside ``target``, this thread's of this process."""
+    return target.with_name(f"{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
 
 
 def _key(*parts: bytes) -> str:
@@ -102,15 +121,20 @@ def objects(
 
     def compile_one(job: tuple[Path, Path, tuple[str, ...]]) -> BaseException | None:
         src, obj, args = job
-        tmp = obj.with_suffix(f".{threading.get_ident()}.tmp")
-        proc = subprocess.run(
-            [cc, *args, "-c", "-o", str(tmp), str(src)], capture_output=True, text=True
-        )
-        if proc.returncode:
-            return subprocess.CalledProcessError(
-                proc.returncode, proc.args, proc.stdout, proc.stderr
+        # another process of the session (an xdist worker) may be compiling it: wait for it
+        with open(obj.with_name(obj.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if obj.is_file():
+                return None
+            tmp = _tmp_name(obj)
+            proc = subprocess.run(
+                [cc, *args, "-c", "-o", str(tmp), str(src)], capture_output=True, text=True
             )
-        tmp.replace(obj)
+            if proc.returncode:
+                return subprocess.CalledProcessError(
+                    proc.returncode, proc.args, proc.stdout, proc.stderr
+                )
+            tmp.replace(obj)
         return None
 
     if jobs:
@@ -150,7 +174,7 @@ def link(cc: str, objs: Sequence[Path], flags: Sequence[str], name: str) -> Path
     stem, dot, suffix = name.partition(".")
     target = cache_dir() / f"{stem}-{key}{dot}{suffix}"
     if not target.is_file():
-        tmp = target.with_name(target.name + ".tmp")
+        tmp = _tmp_name(target)
         proc = subprocess.run(
             [cc, *flags, "-o", str(tmp), *map(str, objs)], capture_output=True, text=True
         )
@@ -162,11 +186,19 @@ def link(cc: str, objs: Sequence[Path], flags: Sequence[str], name: str) -> Path
     return target
 
 
-def build_kernels(out: Path, sources: Sequence[str], flags: Sequence[str]) -> ctypes.CDLL:
+def build_kernels(
+    out: Path,
+    sources: Sequence[str],
+    flags: Sequence[str],
+    also: Sequence[Sequence[str]] = (),
+) -> ctypes.CDLL:
     """``sources`` (names in kernels/) alone, with the device compile's flags but ``flags``
     for the CPU; -Werror: no warnings. Built once per process for the same sources and flags
     (``out`` is unused, kept for the callers); each call returns its own CDLL object, so
-    the restype/argtypes a test sets on its functions stay its own."""
+    the restype/argtypes a test sets on its functions stay its own.
+
+    ``also``: other CPU flag sets the caller builds the same sources with later (a test's
+    own builds beyond X86_BUILDS, e.g. another tile size), compiled in the same pool."""
     del out
     keep = [f for f in native._flags() if not f.startswith(("-march", "-mcpu"))]
     base = [f for f in keep if f != "-shared"] + ["-Wall", "-Werror"]
@@ -177,7 +209,7 @@ def build_kernels(out: Path, sources: Sequence[str], flags: Sequence[str]) -> ct
         [*base, *f]
         for f, needs in X86_BUILDS.values()
         if list(flags) in builds and f != list(flags) and needs <= host_flags()
-    ]
+    ] + [[*base, *f] for f in also if list(f) != list(flags)]
     objs = objects("cc", [*base, *flags], [native.KERNELS / n for n in sources], also=others)
     lib = link("cc", objs, [*keep, *flags], f"{Path(sources[0]).stem}.so")
     return ctypes.CDLL(str(lib))
