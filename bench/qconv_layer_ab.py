@@ -108,6 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the float-input layers only (the stem: its input quantized in the layout)",
     )
+    p.add_argument(
+        "--tie-every",
+        type=int,
+        default=7,
+        help="with --float-input: every this many values on a half step (the rest random)",
+    )
     args = p.parse_args(argv)
 
     from edge_infer.engine.backends.cpu import native
@@ -127,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         x = rng.integers(0 if args.nonnegative else -128, 128, spec.x_shape).astype(np.int8)
         if args.float_input:  # over the int8 range and past it, some values on half steps
             x = (rng.uniform(-140, 140, spec.x_shape) * spec.x_scale).astype(np.float32)
-            x.flat[::7] = ((np.round(x.flat[::7] / spec.x_scale) + 0.5) * spec.x_scale).astype(
+            t = x.flat[:: args.tie_every]
+            x.flat[:: args.tie_every] = ((np.round(t / spec.x_scale) + 0.5) * spec.x_scale).astype(
                 np.float32
             )
         z = None

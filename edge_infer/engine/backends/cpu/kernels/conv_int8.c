@@ -131,6 +131,10 @@ static inline v8c saturate8(v8i q);
 
 #if defined(__AVX512F__) && EI_INT8_PATH != EI_Q8_GENERIC
 static inline __m512i quantize16(__m512 y, float inv, double s);
+#elif defined(__AVX2__) && EI_INT8_PATH != EI_Q8_GENERIC
+static inline __attribute__((always_inline)) void quantize_vecs(const v8 *y, long n, int8_t *o,
+                                                                float inv, double s,
+                                                                const int nv);
 #endif
 
 /* n floats quantized to int8 as quantize_activation does (see quantize8, quantize16) */
@@ -142,6 +146,25 @@ static void quantize_row(const float *x, long n, int8_t *q, double inv, double s
         for (; i + 16 <= n; i += 16)
             _mm_storeu_si128((__m128i *)(q + i),
                              _mm512_cvtsepi32_epi8(quantize16(_mm512_loadu_ps(x + i), finv, s)));
+#elif defined(__AVX2__) && EI_INT8_PATH != EI_Q8_GENERIC
+    const float finv = (float)inv;
+    if (finv > 1e-30f && finv < 1e30f) { /* quantize_vecs's error bound holds */
+        v8 y[4];
+        for (; i + 32 <= n; i += 32) {
+            memcpy(y, x + i, 128);
+            quantize_vecs(y, 32, q + i, finv, s, 4);
+        }
+        for (; i + 8 <= n; i += 8) {
+            memcpy(y, x + i, 32);
+            quantize_vecs(y, 8, q + i, finv, s, 1);
+        }
+        if (i < n) {
+            y[0] = splat(0.0f);
+            memcpy(y, x + i, 4 * (size_t)(n - i));
+            quantize_vecs(y, n - i, q + i, finv, s, 1);
+            return;
+        }
+    }
 #endif
     for (; i + 8 <= n; i += 8) {
         v8 v;
@@ -1473,29 +1496,33 @@ static inline __attribute__((always_inline)) void quantize_vecs(const v8 *y, lon
                                                                 const int nv) {
     const __m256 fi = _mm256_set1_ps(inv), lim = _mm256_set1_ps(EI_NEAR_HALF_F8);
     const __m256 lo = _mm256_set1_ps(-200.0f), hi = _mm256_set1_ps(200.0f);
-    __m256 r[4];
-    int near[4], any = 0;
+    __m256 r[4], near[4];
+    int any = 0;
 #pragma GCC unroll 4
     for (int v = 0; v < nv; v++) {
         __m256 t = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps((__m256)y[v], fi), lo), hi);
         r[v] = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         __m256 d = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(t, r[v]));
-        near[v] = _mm256_movemask_ps(_mm256_cmp_ps(d, lim, _CMP_GT_OQ));
-        any |= near[v];
+        near[v] = _mm256_cmp_ps(d, lim, _CMP_GT_OQ);
+        any |= _mm256_movemask_ps(near[v]);
     }
-    if (__builtin_expect(any != 0, 0))
+    if (__builtin_expect(any != 0, 0)) { /* the near lanes: rint(double(y) / s), clamped */
+        const __m256d sd = _mm256_set1_pd(s);
+#pragma GCC unroll 4
         for (int v = 0; v < nv; v++) {
-            if (!near[v]) continue;
-            float rs[8], ys[8];
-            _mm256_storeu_ps(rs, r[v]);
-            memcpy(ys, &y[v], 32);
-            for (int k = 0; k < 8; k++)
-                if (near[v] >> k & 1) {
-                    double q = __builtin_rint((double)ys[k] / s);
-                    rs[k] = (float)(q < -200.0 ? -200.0 : q > 200.0 ? 200.0 : q);
-                }
-            r[v] = _mm256_loadu_ps(rs);
+            const __m256 yv = (__m256)y[v];
+            __m256d e0 = _mm256_div_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(yv)), sd);
+            __m256d e1 = _mm256_div_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(yv, 1)), sd);
+            e0 = _mm256_round_pd(e0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            e1 = _mm256_round_pd(e1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            /* (clamped after the conversion to float32: the same, monotone; a near lane is
+             * no NaN) */
+            __m256 e = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(e0)),
+                                            _mm256_cvtpd_ps(e1), 1);
+            e = _mm256_min_ps(_mm256_max_ps(e, lo), hi);
+            r[v] = _mm256_blendv_ps(r[v], e, near[v]);
         }
+    }
     /* exact conversions (integers in [-200, 200]), saturated to int8 by the packs */
     __m256i q[4];
 #pragma GCC unroll 4

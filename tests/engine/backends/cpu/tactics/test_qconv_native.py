@@ -401,6 +401,23 @@ def test_int8_ties_float32_quotient_misses(hw, path_lib, monkeypatch) -> None:
     np.testing.assert_array_equal(run_native(spec, inputs), want)
 
 
+def test_float_input_ties_float32_quotient_misses(path_lib, monkeypatch) -> None:
+    """float32_tie_case on a float input whose values lie on half steps, (k + 0.5) s for
+    |k| up to 140: x * float32(1/s) rounds off the half for some (the float input rows'
+    float32 quotient: near-half lanes redone as the quotient in double)."""
+    spec, inputs = float32_tie_case((12, 23))
+    s = spec.x_scale
+    k = np.arange(inputs[0].size).reshape(inputs[0].shape) * 7 % 281 - 140
+    x = ((k + 0.5) * s).astype(np.float32)
+    missed = np.rint(x * np.float32(1.0 / s)) != np.rint(x.astype(np.float64) / s)
+    assert missed.sum() > 10
+    inputs[0] = x
+    spec = QConvSpec(**{**spec.__dict__, "x_dtype": np.dtype(np.float32)})
+    want = qconv(*inputs, **spec.attrs())
+    monkeypatch.setattr(native, "library", lambda: path_lib)
+    np.testing.assert_array_equal(run_native(spec, inputs), want)
+
+
 def test_every_path_of_this_cpu(path_lib, monkeypatch) -> None:
     monkeypatch.setattr(native, "library", lambda: path_lib)
     for spec, inputs in (tie_case(), inexact_tie_case()):
