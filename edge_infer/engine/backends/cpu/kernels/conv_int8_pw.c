@@ -17,7 +17,7 @@
  * + float(zq) * float(zs / s), lo, hi)), a vector with a lane within eps of a half redone
  * exactly (the reference's double arithmetic, lane by lane). On AVX2 without VNNI: tiles of
  * 4 channels x 16 positions by vpmaddubsw (see the AVX2 section), any map size and channel
- * count (cpu_qpointwise.py). Elsewhere (plain x86-64, aarch64) the dot products are plain C
+ * count (cpu_qpointwise.py), and a float32 output too (otype 1, no residual). Elsewhere (plain x86-64, aarch64) the dot products are plain C
  * over 16 positions and every output takes the exact path: correct, slower; the build's
  * timing keeps qconv_native there. */
 #if defined(__clang__)
@@ -636,6 +636,15 @@ static inline __attribute__((always_inline)) void qpw_tile(const qpw_int8_args *
     }
     const float *pv = (const float *)(a->wts + cq * a->coutp) + oc;
     const long cp = a->coutp;
+    if (NV == 2 && KIND != QPW_WIDE && rows == QPW_MR && n == 16) { /* most tiles: unrolled */
+#pragma GCC unroll 4
+        for (long i = 0; i < QPW_MR; i++) {
+            const float v = a->residual ? 0.0f : pv[i];
+            qpw_row(a, f, mem + 16 * i, fm[i], v, pv[cp + i], pv[2 * cp + i], oc + i,
+                    a->q0 + j0, 16, NV);
+        }
+        return;
+    }
     for (long i = 0; i < rows; i++) {
         const float v = a->residual ? 0.0f : pv[i];
         qpw_row(a, f, mem + 16 * i, fm[i], v, pv[cp + i], pv[2 * cp + i], oc + i,
