@@ -7,11 +7,14 @@ that qpointwise_native's kernel can run (its cin / positions limits ignored) is 
 tactics on random int8 inputs (signed, or [0, 127] as after a relu with ``--nonnegative``),
 both checked against the reference op bit for bit, then timed in rounds of ``--runs`` calls
 alternating the sides (``--workers`` threads). Per layer: the minimum per side (robust to
-other jobs loading the machine) and the ratio.
+other jobs loading the machine) and the ratio. ``--kernels DIR`` builds both sides from a
+kernels folder (conv_int8.c, conv_int8_pw.c, pool.c, args.c) instead of the library;
+``--kernels-b DIR`` adds a third side, qpointwise_native on that folder's conv_int8_pw.c
+(a change to it against ``--kernels``, e.g. the kernels at HEAD from ``git archive``).
 
 Run:
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/qpw_layer_ab.py \\
-        --engine /tmp/int8-vs-ort/mobilenetv2-b1-int8.engine --workers 2
+        --engine /tmp/int8-vs-ort/mobilenetv2-b1-int8.engine --rounds 4 --runs 5
 """
 
 from __future__ import annotations
