@@ -58,6 +58,9 @@ MIN_CIN = 96
 MAX_POSITIONS = 100
 
 
+#: on the AVX2 path, a map of fewer positions than this a thread is split between the threads
+#: by output channels (whole 16-channel vectors)
+CHANNEL_SPLIT = 2 * VECTOR
 #: conv_int8_pw.c's AVX2 path (qpw_int8_path): no cin / positions limits (timed at build
 #: against qconv_native on every 1x1 layer)
 AVX2 = 2
@@ -139,15 +142,21 @@ class QPointwiseNative(Tactic):
         )
         return self._prep
 
-    def _parts(self, n: int, positions: int, workers: int) -> list[tuple[int, int]]:
-        """An image's position ranges: small enough layouts, at least the threads' count
-        between the images of a batch (whole vectors each)."""
-        cq = self._prepared()["cq"]
+    def _parts(self, n: int, positions: int, workers: int) -> list[tuple[int, int, int, int]]:
+        """An image's (positions, output channels) ranges: small enough layouts, at least the
+        threads' count between the images of a batch (whole vectors each); on the AVX2 path
+        a small map's channels where a thread would get fewer than CHANNEL_SPLIT positions
+        (7x7: 32 + 17 positions would leave a thread idle a third of the time; each call lays
+        the map out)."""
+        cq, cout = self._prepared()["cq"], self.spec.cout
         fit = max(VECTOR, LAYOUT_BYTES // (4 * cq) // VECTOR * VECTOR)
         parts = -(-positions // fit)
         if workers > 1:
-            parts = max(parts, -(-workers // n))
-        return split(positions, parts, align=ALIGN)
+            per = -(-workers // n)
+            if parts == 1 and positions < CHANNEL_SPLIT * per and _path() == AVX2:
+                return [(0, positions, o0, o1) for o0, o1 in split(cout, per, align=VECTOR)]
+            parts = max(parts, per)
+        return [(q0, q1, 0, cout) for q0, q1 in split(positions, parts, align=ALIGN)]
 
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         s, p = self.spec, self._prepared()
@@ -174,7 +183,7 @@ class QPointwiseNative(Tactic):
         keep = (x, out, z, p["wts"], p["wsum"], p["mult"], p["bias"])
         tasks: list[Any] = []
         for b in range(n):
-            for q0, q1 in self._parts(n, positions, workers):
+            for q0, q1, oc0, oc1 in self._parts(n, positions, workers):
                 buf = scratch((p["cq"] * -(-(q1 - q0) // VECTOR) * VECTOR,), np.int32, None)
                 args = dict(
                     x=x.ctypes.data + b * x.strides[0],
@@ -187,8 +196,8 @@ class QPointwiseNative(Tactic):
                     bias=None if p["bias"] is None else p["bias"].ctypes.data,
                     wsum=p["wsum"].ctypes.data,
                     mult=p["mult"].ctypes.data,
-                    oc0=0,
-                    oc1=s.cout,
+                    oc0=oc0,
+                    oc1=oc1,
                     out=out.ctypes.data + b * out.strides[0],
                     ocs=out.strides[1] // out.itemsize,
                     oscale=float(s.out_scale) if s.out_precision == "int8" else 1.0,
