@@ -24,6 +24,12 @@ MODES = ["daemon-cuda", "naive-cuda", "daemon-cpu"]
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from edge_infer.cuda import library
+    from tests.cuda.conftest import prebuild
+
+    # the emulator's objects compiled side by side here: the bench's own build compiles them
+    # one after another (then it only links)
+    prebuild("plain", library.sources())
     tmp = tmp_path_factory.mktemp("bench-daemon-cuda")
     model = tmp / "tiny.onnx"
     onnx.save(tiny_detector(), str(model))
