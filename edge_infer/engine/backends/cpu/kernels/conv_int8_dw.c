@@ -725,8 +725,21 @@ static inline __attribute__((always_inline)) void qs2_plane(
     }
 }
 
+/* qs2_plane with every parameter a variable (one copy: compile time) */
+static __attribute__((noinline)) void qs2_plane_any(const conv_int8_dw_args *a,
+                                                    const int8_t *xc, const qepi *e,
+                                                    const __m256i *W, const long *edge,
+                                                    long (*base)[4], __m128i (*pick)[4],
+                                                    long oy0, long oy1, long kh, long G, long sy,
+                                                    int mode) {
+    qs2_plane(a, xc, e, W, edge, base, pick, oy0, oy1, kh, G, sy, mode);
+}
+
+/* FIXED: kh, kw and sy constants where inlined, and the direct int8 path's epilogues (MODE 1,
+ * 2) loops of their own; otherwise qs2_plane_any */
 static inline __attribute__((always_inline)) void qdw_s2(const conv_int8_dw_args *a, long oy0,
-                                                        long oy1, long kh, long kw, long sy) {
+                                                        long oy1, long kh, long kw, long sy,
+                                                        int FIXED) {
     long G = (kw + 1) / 2, w = a->w, nv = (a->wo + 7) / 8;
     memset(a->rows + nv * 8, 0, (size_t)w); /* the zero row */
     /* per vector: 0 where all its loads lie inside the row, else its shuffles */
@@ -752,12 +765,13 @@ static inline __attribute__((always_inline)) void qdw_s2(const conv_int8_dw_args
                 W[ky * G + g] = _mm256_set1_epi32((int)((uint32_t)(uint16_t)lo |
                                                         (uint32_t)(uint16_t)hi << 16));
             }
-        if (e.fast && e.exact)
+        int mode = e.fast && e.exact ? 2 : e.fast ? 1 : 0;
+        if (FIXED && mode == 2)
             qs2_plane(a, xc, &e, W, edge, base, pick, oy0, oy1, kh, G, sy, 2);
-        else if (e.fast)
+        else if (FIXED && mode == 1)
             qs2_plane(a, xc, &e, W, edge, base, pick, oy0, oy1, kh, G, sy, 1);
         else
-            qs2_plane(a, xc, &e, W, edge, base, pick, oy0, oy1, kh, G, sy, 0);
+            qs2_plane_any(a, xc, &e, W, edge, base, pick, oy0, oy1, kh, G, sy, mode);
     }
 }
 #endif
@@ -1556,9 +1570,9 @@ void conv_int8_dw_f32(const conv_int8_dw_args *a) {
 #ifdef QS2
     if (sx == 2 && unit && kw <= 8 && a->w >= 16 && a->wo <= 8 * QS2_MAXV) {
         if (kh == 3 && kw == 3 && a->sy == 2)
-            qdw_s2(a, oy0, oy1, 3, 3, 2);
+            qdw_s2(a, oy0, oy1, 3, 3, 2, 1);
         else
-            qdw_s2(a, oy0, oy1, kh, kw, a->sy);
+            qdw_s2(a, oy0, oy1, kh, kw, a->sy, 0);
         return;
     }
 #endif
