@@ -508,7 +508,7 @@ static inline __attribute__((always_inline)) void qpw_row(const qpw_int8_args *a
                                                         const qpw_fast *f, const int32_t *acc,
                                                         float m, float pv, float plo,
                                                         float phi, long oc, long pos, long n,
-                                                        const int NV) {
+                                                        const int NV, __m256i *rq) {
     __m256i r[2];
     if (pv != 0.0f) {
 #pragma GCC unroll 2
@@ -557,6 +557,10 @@ static inline __attribute__((always_inline)) void qpw_row(const qpw_int8_args *a
         for (long j = 0; j < n; j++) q[j] = qpw_exact(a, acc[j], oc, pos + j);
         r[0] = _mm256_loadu_si256((const __m256i *)q);
         r[1] = _mm256_loadu_si256((const __m256i *)(q + 8));
+    }
+    if (rq) { /* the caller packs and stores */
+        rq[0] = r[0], rq[1] = r[1];
+        return;
     }
     /* integers in [-200, 200]: saturated to int8 by the packs */
     int8_t *o = a->out + oc * a->ocs + pos;
@@ -637,18 +641,33 @@ static inline __attribute__((always_inline)) void qpw_tile(const qpw_int8_args *
     const float *pv = (const float *)(a->wts + cq * a->coutp) + oc;
     const long cp = a->coutp;
     if (NV == 2 && KIND != QPW_WIDE && rows == QPW_MR && n == 16) { /* most tiles: unrolled */
+        __m256i r[QPW_MR][2];
 #pragma GCC unroll 4
         for (long i = 0; i < QPW_MR; i++) {
             const float v = a->residual ? 0.0f : pv[i];
             qpw_row(a, f, mem + 16 * i, fm[i], v, pv[cp + i], pv[2 * cp + i], oc + i,
-                    a->q0 + j0, 16, NV);
+                    a->q0 + j0, 16, NV, r[i]);
+        }
+        /* two rows a store pair: dwords (row i 0-3, 8-11, row i + 1 0-3, 8-11 | 4-7, 12-15
+         * likewise) put in order by one vpermd */
+        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        const long ocs = a->ocs;
+        int8_t *o = a->out + oc * ocs + a->q0 + j0;
+#pragma GCC unroll 2
+        for (long i = 0; i < QPW_MR; i += 2) {
+            const __m256i b = _mm256_permutevar8x32_epi32(
+                _mm256_packs_epi16(_mm256_packs_epi32(r[i][0], r[i][1]),
+                                   _mm256_packs_epi32(r[i + 1][0], r[i + 1][1])),
+                order);
+            _mm_storeu_si128((__m128i *)(o + i * ocs), _mm256_castsi256_si128(b));
+            _mm_storeu_si128((__m128i *)(o + (i + 1) * ocs), _mm256_extracti128_si256(b, 1));
         }
         return;
     }
     for (long i = 0; i < rows; i++) {
         const float v = a->residual ? 0.0f : pv[i];
         qpw_row(a, f, mem + 16 * i, fm[i], v, pv[cp + i], pv[2 * cp + i], oc + i,
-                a->q0 + j0, n, NV);
+                a->q0 + j0, n, NV, NULL);
     }
 }
 
