@@ -1,47 +1,19 @@
-"""Session-wide setup shared by pytest-xdist's workers (``make test`` runs ``-n``).
+"""Session-wide setup for runs under pytest-xdist (``pytest -n``; ``make test`` runs serially).
 
-- The main process makes one folder for the test-built kernel objects
-  (``isa_builds.SHARED_ENV``) before the workers start: an object one worker compiles, the
-  others find instead of compiling it again; removed when the session ends.
 - A worker builds the device kernel library (``native.library()``) under a file lock before
   its first test: the first worker compiles it (one object per core), the others wait and load
   it, instead of every worker compiling the same library at the same time.
+- The test-built kernel objects need nothing here: isa_builds keeps them in one folder for
+  every process, a lock per object (``isa_builds.SHARED_ENV`` names another folder).
 """
 
 from __future__ import annotations
 
 import fcntl
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.engine.backends.cpu.isa_builds import SHARED_ENV
-
-#: the main process's shared objects folder (removed at the end of the session)
-_FOLDER = pytest.StashKey[str]()
-
-
-def _xdist_main(config: pytest.Config) -> bool:
-    """True in the main process of a run with xdist workers."""
-    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    if _xdist_main(config) and not os.environ.get(SHARED_ENV):
-        folder = tempfile.mkdtemp(prefix="ei-test-objects-")
-        os.environ[SHARED_ENV] = folder  # the workers, started after this, inherit it
-        config.stash[_FOLDER] = folder
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    folder = config.stash.get(_FOLDER, None)
-    if folder is not None:
-        shutil.rmtree(folder, ignore_errors=True)
-        os.environ.pop(SHARED_ENV, None)
 
 
 @pytest.fixture(scope="session", autouse=True)

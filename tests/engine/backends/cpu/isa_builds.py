@@ -1,27 +1,34 @@
 """One kernel source built for the x86 vector paths other than this host's default, for the
 tests that run the same bound calls through each (shared by the native kernel tests).
 
-Builds are compiled per object file, each object once per test process: keyed by the
+Builds are compiled per object file, each object once (see below): keyed by the
 compiler, its flags, the source and every header it may include, so the tests that build the
 same sources for the same path (args.c in nearly all of them, the half_io and FP32 tests of one
 kernel, a module's parametrized cases) share the compile; the objects of one build compile in
 parallel, one per core, together with those of the other builds of X86_BUILDS this host runs
 (the parametrized test asks for them next; a build is often one large kernel beside args.c).
-Under pytest-xdist the workers share one folder (tests/conftest.py sets ``SHARED_ENV``): an
-object one worker compiles, the others find, or wait for while it compiles (a lock per
-object), instead of compiling it again."""
+The objects are kept between test runs in the kernel cache's folder (``test-objects`` beside
+native.py's ``kernels``), keyed also by the compiler's ``--version``: a run after one at the
+same kernel sources links them instead of compiling every kernel for every build again (the
+native library is kept there the same way); objects unused for ``KEEP_DAYS`` are removed.
+``SHARED_ENV`` names another folder. An object one process compiles (a pytest-xdist worker,
+another test run), the others find, or wait for while it compiles (a lock per object),
+instead of compiling it again."""
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import fcntl
+import functools
 import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,9 +44,11 @@ X86_BUILDS: dict[str, tuple[list[str], set[str]]] = {
     "x86-64": (["-march=x86-64", "-Wno-psabi"], set()),
 }
 
-#: a folder of objects shared by the processes of one test session (set by tests/conftest.py
-#: for pytest-xdist's workers; created and removed by the session's main process)
+#: names the folder of objects instead of the kernel cache's (kept as it is)
 SHARED_ENV = "EI_TEST_OBJECTS"
+
+#: objects and links unused (not compiled, found or linked) for this long are removed
+KEEP_DAYS = 3
 
 _cache: Path | None = None
 _cache_lock = threading.Lock()
@@ -62,8 +71,9 @@ def need_features(needs: set[str]) -> None:
 
 
 def cache_dir() -> Path:
-    """This test session's folder of compiled objects and libraries: ``SHARED_ENV``'s, else
-    this process's own (removed at exit)."""
+    """The folder of compiled objects and libraries: ``SHARED_ENV``'s, else ``test-objects``
+    in the kernel cache's folder (pruned of the files unused for KEEP_DAYS), else, where that
+    cannot be made, this process's own (removed at exit)."""
     global _cache
     with _cache_lock:
         if _cache is None:
@@ -72,9 +82,36 @@ def cache_dir() -> Path:
                 _cache = Path(shared)
                 _cache.mkdir(parents=True, exist_ok=True)
             else:
-                _cache = Path(tempfile.mkdtemp(prefix="ei-test-objects-"))
-                atexit.register(shutil.rmtree, _cache, True)
+                try:
+                    _cache = native.cache_dir().parent / "test-objects"
+                    _cache.mkdir(parents=True, exist_ok=True)
+                    _prune(_cache)
+                except OSError:  # no writable cache folder: this process's own
+                    _cache = Path(tempfile.mkdtemp(prefix="ei-test-objects-"))
+                    atexit.register(shutil.rmtree, _cache, True)
         return _cache
+
+
+def _prune(folder: Path) -> None:
+    """Remove the files of ``folder`` unused for KEEP_DAYS (kernel sources that changed)."""
+    old = time.time() - KEEP_DAYS * 86400
+    for p in folder.iterdir():
+        with contextlib.suppress(OSError):
+            if p.stat().st_mtime < old:
+                p.unlink()
+
+
+def _used(path: Path) -> None:
+    """Mark ``path`` used now (kept by _prune)."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+@functools.cache
+def _compiler_id(cc: str) -> bytes:
+    """``cc --version``: part of every key (a kept object is this compiler's)."""
+    proc = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False)
+    return f"{shutil.which(cc)}\n{proc.stdout}".encode()
 
 
 def _tmp_name(target: Path) -> Path:
@@ -158,22 +195,28 @@ def _plan(
     args = (*flags, *(f"-I{d}" for d in include))
     for src in sources:
         dirs = [Path(src).parent, *map(Path, include)]
-        key = _key(cc.encode(), " ".join(flags).encode(), Path(src).read_bytes(), *_headers(dirs))
+        key = _key(
+            _compiler_id(cc), " ".join(flags).encode(), Path(src).read_bytes(), *_headers(dirs)
+        )
         obj = out / f"{Path(src).stem}-{key}.o"
         objs.append(obj)
         job = (Path(src), obj, args)
-        if not obj.is_file() and job not in todo:
+        if obj.is_file():
+            _used(obj)
+        elif job not in todo:
             todo.append(job)
     return objs, todo
 
 
 def link(cc: str, objs: Sequence[Path], flags: Sequence[str], name: str) -> Path:
-    """``objs`` linked (``cc flags``) once per process into ``name`` with a key of the
+    """``objs`` linked (``cc flags``) once into ``name`` (cache_dir) with a key of the
     inputs added to its stem."""
-    key = _key(cc.encode(), " ".join(flags).encode(), *(o.name.encode() for o in objs))
+    key = _key(_compiler_id(cc), " ".join(flags).encode(), *(o.name.encode() for o in objs))
     stem, dot, suffix = name.partition(".")
     target = cache_dir() / f"{stem}-{key}{dot}{suffix}"
-    if not target.is_file():
+    if target.is_file():
+        _used(target)
+    else:
         tmp = _tmp_name(target)
         proc = subprocess.run(
             [cc, *flags, "-o", str(tmp), *map(str, objs)], capture_output=True, text=True
@@ -193,7 +236,7 @@ def build_kernels(
     also: Sequence[Sequence[str]] = (),
 ) -> ctypes.CDLL:
     """``sources`` (names in kernels/) alone, with the device compile's flags but ``flags``
-    for the CPU; -Werror: no warnings. Built once per process for the same sources and flags
+    for the CPU; -Werror: no warnings. Built once (cache_dir) for the same sources and flags
     (``out`` is unused, kept for the callers); each call returns its own CDLL object, so
     the restype/argtypes a test sets on its functions stay its own.
 

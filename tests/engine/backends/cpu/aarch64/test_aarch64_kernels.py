@@ -110,7 +110,7 @@ def compile_driver(
     """The replay driver for ``build`` with every kernel, or ``only`` the named kernel
     sources (plus args.c and pool.c), linked statically with the other kernels' entry
     points left unresolved (never called by those cases): seconds to build where every
-    kernel takes a minute under load. Each object compiles once per test process
+    kernel takes a minute under load. Each object compiles once, kept between runs
     (isa_builds.objects: the full driver and the single-kernel ones share them), in
     parallel; ``out`` is unused, kept for the callers."""
     del out
