@@ -184,6 +184,15 @@ def objects(
     return objs
 
 
+def _native_id(flags: Sequence[str]) -> bytes:
+    """This CPU's feature flags where ``flags`` compile for it (-march=native / -mcpu=native):
+    the kept objects outlive the machine they were built on (the same home folder on
+    another CPU would otherwise link them)."""
+    if not any(f.endswith("=native") for f in flags):
+        return b""
+    return " ".join(sorted(host_flags())).encode()
+
+
 def _plan(
     cc: str, flags: Sequence[str], sources: Sequence[Path], include: Sequence[Path]
 ) -> tuple[list[Path], list[tuple[Path, Path, tuple[str, ...]]]]:
@@ -196,7 +205,11 @@ def _plan(
     for src in sources:
         dirs = [Path(src).parent, *map(Path, include)]
         key = _key(
-            _compiler_id(cc), " ".join(flags).encode(), Path(src).read_bytes(), *_headers(dirs)
+            _compiler_id(cc),
+            " ".join(flags).encode(),
+            _native_id(flags),
+            Path(src).read_bytes(),
+            *_headers(dirs),
         )
         obj = out / f"{Path(src).stem}-{key}.o"
         objs.append(obj)

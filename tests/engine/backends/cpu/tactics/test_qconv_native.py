@@ -23,6 +23,7 @@ from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.backends.cpu.tactics.cpu_qconv import PROVED_ROWS, QConvNative
 from edge_infer.engine.ops.quantize import qconv
 from edge_infer.engine.tactics.quantized import QConvSpec
+from tests.engine.backends.cpu import isa_builds
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
 
@@ -327,18 +328,24 @@ def _macros() -> str:
     ).stdout
 
 
+def runnable_paths() -> list[int]:
+    """The paths of PATHS this CPU can run."""
+    macros = _macros()
+    return [p for p in sorted(PATHS) if all(f" {m} " in macros for m in _PATH_FEATURES.get(p, ()))]
+
+
 def path_library(path: int, folder: Path) -> Any:
-    """conv_int8.c with EI_INT8_PATH=path, and the pool, as a library (ctypes)."""
+    """conv_int8.c with EI_INT8_PATH=path, and the pool, as a library (ctypes): compiled
+    once (isa_builds' object cache), beside the other paths this CPU runs (asked for next by
+    the parametrized tests), in parallel. ``folder`` is unused (kept for the callers)."""
+    del folder
     cc = native._compiler()
     assert cc is not None
-    target = folder / f"qconv-path{path}.so"
+    flags = [f for f in native._flags() if f != "-shared"]
     sources = [native.KERNELS / f for f in ("conv_int8.c", "pool.c", "args.c")]
-    subprocess.run(
-        [cc, *native._flags(), f"-DEI_INT8_PATH={path}", "-o", str(target), *map(str, sources)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    others = [[*flags, f"-DEI_INT8_PATH={p}"] for p in runnable_paths() if p != path]
+    objs = isa_builds.objects(cc, [*flags, f"-DEI_INT8_PATH={path}"], sources, also=others)
+    target = isa_builds.link(cc, objs, native._flags(), f"qconv-path{path}.so")
     lib = ctypes.CDLL(str(target))
     lib.pool_create.restype = ctypes.c_void_p
     lib.pool_create.argtypes = [ctypes.c_long, ctypes.c_long]
