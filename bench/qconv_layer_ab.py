@@ -71,6 +71,19 @@ def _matches(got: np.ndarray, want: np.ndarray, activation: str) -> bool:
     return bool(np.allclose(g, w, rtol=rtol, atol=1e-6))
 
 
+def best_times(runs: dict[str, Any], rounds: int, per_round: int) -> dict[str, float]:
+    """Each side's fastest call (seconds): ``rounds`` rounds of ``per_round`` calls a side,
+    the order of the sides reversed every other round."""
+    best = {s: float("inf") for s in runs}
+    for r in range(rounds):
+        for side in list(runs)[:: 1 if r % 2 else -1]:
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                runs[side]()
+                best[side] = min(best[side], time.perf_counter() - t0)
+    return best
+
+
 def _specs(engine: str) -> list[Any]:
     """The QConvSpec of every qconv_native layer the engine binds, in order."""
     from edge_infer.engine.backends.cpu.tactics import cpu_qconv
@@ -153,13 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             runs[side], outs[side] = run, out
         if not np.array_equal(outs["old"], outs["new"]):
             raise SystemExit(f"{key}: old and new differ")
-        best = {s: float("inf") for s in runs}
-        for r in range(args.rounds):
-            for side in ("old", "new") if r % 2 else ("new", "old"):
-                for _ in range(args.runs):
-                    t0 = time.perf_counter()
-                    runs[side]()
-                    best[side] = min(best[side], time.perf_counter() - t0)
+        best = best_times(runs, args.rounds, args.runs)
         n = keys.count(key)
         for side in totals:
             totals[side] += n * best[side]

@@ -24,7 +24,6 @@ import ctypes
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
 
-    from bench.qconv_layer_ab import _specs
+    from bench.qconv_layer_ab import _specs, best_times
     from edge_infer.engine.backends.cpu import native
     from edge_infer.engine.backends.cpu.parallel import WorkPool
     from edge_infer.engine.backends.cpu.program import ScratchPool
@@ -126,13 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not np.array_equal(out, want):
                     raise SystemExit(f"{side}: {key} differs from the reference")
                 runs[side] = run
-            best = {s: float("inf") for s in runs}
-            for r in range(args.rounds):
-                for side in list(runs)[:: 1 if r % 2 else -1]:
-                    for _ in range(args.runs):
-                        t0 = time.perf_counter()
-                        runs[side]()
-                        best[side] = min(best[side], time.perf_counter() - t0)
+            best = best_times(runs, args.rounds, args.runs)
             n = keys.count(key)
             for side in totals:
                 totals[side] += n * best[side]
