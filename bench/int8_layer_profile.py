@@ -63,8 +63,11 @@ def profile_row(row: str, work: Path, args: argparse.Namespace) -> str:
     by_kind: dict[str, list[float]] = {}
     other_ours = 0.0
     for layer in ours:
-        conv = next((m for m in layer["members"] if m in kinds), None)
-        ort_us = ort_by_conv.get(conv) if conv else None
+        # a horizontally merged layer computes several of the model's convs: onnxruntime's
+        # time is that of all of them
+        convs = [m for m in layer["members"] if m in kinds and m in ort_by_conv]
+        conv = convs[0] if convs else None
+        ort_us = sum(ort_by_conv[c] for c in convs) if convs else None
         if conv is None or ort_us is None:
             other_ours += layer["time_us"]
             continue
@@ -75,7 +78,8 @@ def profile_row(row: str, work: Path, args: argparse.Namespace) -> str:
         acc[2] += 1
         ratio = layer["time_us"] / ort_us if ort_us else float("nan")
         lines.append(
-            f"| {conv} | {kind} | {layer.get('tactic')} | {layer['time_us']:.0f} | "
+            f"| {conv}{f' (+{len(convs) - 1} merged)' if len(convs) > 1 else ''} | {kind} | "
+            f"{layer.get('tactic')} | {layer['time_us']:.0f} | "
             f"{ort_us:.0f} | {ratio:.2f} |"
         )
     lines += ["", "| kind | layers | ours µs | ORT µs | ours/ORT |", "|---|---|---|---|---|"]
