@@ -23,7 +23,7 @@ import onnx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.engine_table import MODELS, _load_model, parse_row
-from bench.int8_vs_ort import _build
+from bench.int8_vs_ort import _build, row_arguments, work_folder
 from bench.layer_profile import conv_kinds, ort_profile
 
 
@@ -91,16 +91,10 @@ def profile_row(row: str, work: Path, args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rows", nargs="+", default=["mobilenetv2-b1"])
-    p.add_argument("--threads", type=int, default=2)
+    row_arguments(p, "mobilenetv2-b1")
     p.add_argument("--runs", type=int, default=30)
-    p.add_argument("--calib-frames", type=int, default=32)
-    p.add_argument("--calibrator", choices=["minmax", "entropy"], default="minmax")
-    p.add_argument("--rebuild", action="store_true")
-    p.add_argument("--work", required=True, help="folder for models, engines, timing caches")
     args: Any = p.parse_args(argv)
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_folder(args)
     for row in args.rows:
         print(profile_row(row, work, args), flush=True)
     return 0

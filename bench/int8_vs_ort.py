@@ -144,21 +144,32 @@ def bench_row(row: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rows", nargs="+", default=["resnet50-b1"])
+def row_arguments(p: argparse.ArgumentParser, rows: str) -> None:
+    """The arguments :func:`_build` reads (and the rows to run, ``rows`` by default): shared
+    by the INT8 benches that build their engines and models as this one does."""
+    p.add_argument("--rows", nargs="+", default=[rows])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--runs", type=int, default=10, help="runs per round and side")
     p.add_argument("--calib-frames", type=int, default=32)
     p.add_argument("--calibrator", choices=["minmax", "entropy"], default="minmax")
-    p.add_argument("--old-kernels", default=None, help="kernels folder of the 'old' side")
     p.add_argument("--rebuild", action="store_true", help="rebuild our engine")
-    p.add_argument("--profile", action="store_true")
     p.add_argument("--work", required=True, help="folder for models, engines, timing caches")
-    args = p.parse_args(argv)
+
+
+def work_folder(args: argparse.Namespace) -> Path:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    row_arguments(p, "resnet50-b1")
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--runs", type=int, default=10, help="runs per round and side")
+    p.add_argument("--old-kernels", default=None, help="kernels folder of the 'old' side")
+    p.add_argument("--profile", action="store_true")
+    args = p.parse_args(argv)
+    work = work_folder(args)
     for row in args.rows:
         r = bench_row(row, work, args)
         ms = ", ".join(f"{s} {v:.2f} ms" for s, v in r["ms"].items())

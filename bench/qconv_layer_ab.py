@@ -71,17 +71,26 @@ def _matches(got: np.ndarray, want: np.ndarray, activation: str) -> bool:
     return bool(np.allclose(g, w, rtol=rtol, atol=1e-6))
 
 
-def best_times(runs: dict[str, Any], rounds: int, per_round: int) -> dict[str, float]:
-    """Each side's fastest call (seconds): ``rounds`` rounds of ``per_round`` calls a side,
-    the order of the sides reversed every other round."""
-    best = {s: float("inf") for s in runs}
+def round_bests(
+    runs: dict[str, Any], rounds: int, per_round: int, clock: Any = time.perf_counter
+) -> dict[str, list[float]]:
+    """Each side's fastest call (seconds, by ``clock``) in each of ``rounds`` rounds of
+    ``per_round`` calls a side, the order of the sides reversed every other round."""
+    per: dict[str, list[float]] = {s: [] for s in runs}
     for r in range(rounds):
         for side in list(runs)[:: 1 if r % 2 else -1]:
+            best = float("inf")
             for _ in range(per_round):
-                t0 = time.perf_counter()
+                t0 = clock()
                 runs[side]()
-                best[side] = min(best[side], time.perf_counter() - t0)
-    return best
+                best = min(best, clock() - t0)
+            per[side].append(best)
+    return per
+
+
+def best_times(runs: dict[str, Any], rounds: int, per_round: int) -> dict[str, float]:
+    """Each side's fastest call (seconds) over :func:`round_bests`' rounds."""
+    return {s: min(v) for s, v in round_bests(runs, rounds, per_round).items()}
 
 
 def _specs(engine: str) -> list[Any]:

@@ -31,6 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.qconv_layer_ab import round_bests
+
 _DTYPES = {"fp32": np.float32, "fp16": np.float16, "int8": np.int8}
 
 
@@ -131,15 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             runs[side], outs[side] = run, out
         if not np.array_equal(outs["old"], outs["new"]):
             raise SystemExit(f"{key}: old and new differ")
-        per: dict[str, list[float]] = {"old": [], "new": []}
-        for r in range(args.rounds):
-            for side in ("old", "new") if r % 2 else ("new", "old"):
-                best = float("inf")
-                for _ in range(args.runs):
-                    t0 = clock()
-                    runs[side]()
-                    best = min(best, clock() - t0)
-                per[side].append(best)
+        per = round_bests(runs, args.rounds, args.runs, clock)
         med = {s: min(v) for s, v in per.items()}
         ratio = statistics.median(a / b for a, b in zip(per["new"], per["old"], strict=True))
         n = keys.count(key)

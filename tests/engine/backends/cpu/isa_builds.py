@@ -54,13 +54,16 @@ _cache: Path | None = None
 _cache_lock = threading.Lock()
 
 
-def host_flags() -> set[str]:
+@functools.cache
+def host_flags() -> frozenset[str]:
     """The CPU feature flags of this host (empty where /proc/cpuinfo is not)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return set()
-    return {f for line in text.splitlines() if line.startswith("flags") for f in line.split()}
+        return frozenset()
+    return frozenset(
+        f for line in text.splitlines() if line.startswith("flags") for f in line.split()
+    )
 
 
 def need_features(needs: set[str]) -> None:

@@ -203,22 +203,33 @@ def test_int8_rounding_ties_and_saturation() -> None:
         check(s, run_native(s, inputs), want, f"out_scale {out_scale}")
 
 
-def test_int8_near_halves_of_unproved_channels(monkeypatch) -> None:
-    """No channel proved (qdw_requant): small accumulators at out_scale = 2 x channel 0's
-    multiplier put half its outputs on a float32 half step that the reference's double
-    quotient leaves on either side, so they must be redone exactly (both paths)."""
+def prove_none(monkeypatch) -> None:
+    """No channel proved (qdw_requant): every int8 output takes the checked path."""
     real = cpu_qdepthwise.proved_multipliers
     monkeypatch.setattr(
         cpu_qdepthwise, "proved_multipliers", lambda *a: tuple(np.zeros_like(v) for v in real(*a))
     )
-    spec, inputs = make_case(CONVS[0], ACTS[0], "none", None, "int8", np.int8, 6)
-    rng = np.random.default_rng(6)
+
+
+def tie_case(conv: tuple, case_seed: int, seed: int) -> tuple[QConvSpec, list]:
+    """Small accumulators (inputs in [-20, 20], weights in [-1, 1], bias 1) at out_scale =
+    2 x channel 0's multiplier: half of channel 0's outputs on a float32 half step that the
+    reference's double quotient leaves on either side."""
+    spec, inputs = make_case(conv, ACTS[0], "none", None, "int8", np.int8, case_seed)
+    rng = np.random.default_rng(seed)
     x = rng.integers(-20, 21, spec.x_shape).astype(np.int8)
     weight = rng.integers(-1, 2, spec.weight.shape).astype(np.int8)
     bias = np.ones_like(inputs[3])
-    tie_scale = 2.0 * float(spec.x_scale) * float(np.float64(spec.w_scale[0]))
-    s = QConvSpec(**{**spec.__dict__, "weight": weight, "bias": bias, "out_scale": tie_scale})
-    inputs = [x, weight, inputs[2], bias, None]
+    tie = 2.0 * float(spec.x_scale) * float(np.float64(spec.w_scale[0]))
+    s = QConvSpec(**{**spec.__dict__, "weight": weight, "bias": bias, "out_scale": tie})
+    return s, [x, weight, inputs[2], bias, None]
+
+
+def test_int8_near_halves_of_unproved_channels(monkeypatch) -> None:
+    """No channel proved: the tie case's outputs on half steps must be redone exactly (both
+    paths)."""
+    prove_none(monkeypatch)
+    s, inputs = tie_case(CONVS[0], 6, 6)
     want = qconv(*inputs, **s.attrs())
     for grouped in (False, True):
         monkeypatch.setattr(QDepthwiseNative, "_grouped", lambda self, g=grouped: g)

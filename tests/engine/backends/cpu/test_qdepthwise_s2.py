@@ -15,13 +15,14 @@ import pytest
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.tactics import cpu_qdepthwise
 from edge_infer.engine.ops.quantize import qconv
-from edge_infer.engine.tactics.quantized import QConvSpec
 from tests.engine.backends.cpu.tactics.test_qconv_native import ACTS
 from tests.engine.backends.cpu.test_qdepthwise_native import (
     check,
     make_case,
+    prove_none,
     run_native,
     runnable_build,
+    tie_case,
 )
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
@@ -67,21 +68,9 @@ def test_stride2_ties(proved: bool, workers: tuple[int, ...], monkeypatch) -> No
     """Small accumulators at out_scale = 2 x channel 0's multiplier: half of its outputs on
     a float32 half step (unproved: redone exactly; proved channels are the others)."""
     if not proved:
-        real = cpu_qdepthwise.proved_multipliers
-        monkeypatch.setattr(
-            cpu_qdepthwise,
-            "proved_multipliers",
-            lambda *a: tuple(np.zeros_like(v) for v in real(*a)),
-        )
+        prove_none(monkeypatch)
     for k, conv in enumerate(S2_CONVS):
-        spec, inputs = make_case(conv, ACTS[0], "none", None, "int8", np.int8, 40 + k)
-        rng = np.random.default_rng(k)
-        x = rng.integers(-20, 21, spec.x_shape).astype(np.int8)
-        weight = rng.integers(-1, 2, spec.weight.shape).astype(np.int8)
-        bias = np.ones_like(inputs[3])
-        tie = 2.0 * float(spec.x_scale) * float(np.float64(spec.w_scale[0]))
-        s = QConvSpec(**{**spec.__dict__, "weight": weight, "bias": bias, "out_scale": tie})
-        inputs = [x, weight, inputs[2], bias, None]
+        s, inputs = tie_case(conv, 40 + k, k)
         want = qconv(*inputs, **s.attrs())
         for n in workers:
             check(s, run_native(s, inputs, workers=n), want, f"{conv} x{n}")

@@ -507,20 +507,25 @@ static int qgrp_of(const conv_int8_dw_args *a, long c, long nc, long taps, qgrp 
     return 1;
 }
 
-/* lanes `near` of r (accumulators acc, with the bias) redone as the reference does, lane by
- * lane (as qexact16) */
-static __attribute__((noinline)) v8 qgrp_exact(v8 acc, v8 r, v8i near, const qgrp *g) {
-    for (int k = 0; k < CV; k++) {
-        if (!near[k]) continue;
-        float y = (float)((double)acc[k] * g->mult[k]);
-        if (g->act == EI_ACT_RELU) y = y > 0.0f ? y : 0.0f;
-        if (g->act == EI_ACT_CLIP) {
-            y = y < g->p0 ? g->p0 : y;
-            y = y > g->p1 ? g->p1 : y;
-        }
-        double q = __builtin_rint((double)y / g->os);
-        r[k] = q < -128.0 ? -128.0f : q > 127.0 ? 127.0f : (float)q;
+/* one accumulator (with the bias) as the reference requantizes it: y = float32(double(acc)
+ * * mult), relu / clip in float32, rint(double(y) / os) saturated to int8 (the exact redo of
+ * a lane near a half: qgrp_exact, qexact16) */
+static inline int qexact1(float acc, double mult, long act, float p0, float p1, double os) {
+    float y = (float)((double)acc * mult);
+    if (act == EI_ACT_RELU) y = y > 0.0f ? y : 0.0f;
+    if (act == EI_ACT_CLIP) {
+        y = y < p0 ? p0 : y;
+        y = y > p1 ? p1 : y;
     }
+    double q = __builtin_rint((double)y / os);
+    return q < -128.0 ? -128 : q > 127.0 ? 127 : (int)q;
+}
+
+/* lanes `near` of r (accumulators acc, with the bias) redone as the reference does, lane by
+ * lane */
+static __attribute__((noinline)) v8 qgrp_exact(v8 acc, v8 r, v8i near, const qgrp *g) {
+    for (int k = 0; k < CV; k++)
+        if (near[k]) r[k] = (float)qexact1(acc[k], g->mult[k], g->act, g->p0, g->p1, g->os);
     return r;
 }
 
@@ -839,17 +844,8 @@ static __attribute__((noinline)) __m512i qexact16(__m512 acc, __mmask16 near, __
     int qv[16];
     _mm512_storeu_ps(av, acc);
     _mm512_storeu_si512(qv, q);
-    for (int k = 0; k < 16; k++) {
-        if (!(near >> k & 1)) continue;
-        float y = (float)((double)av[k] * mult[k]);
-        if (e->act == EI_ACT_RELU) y = y > 0.0f ? y : 0.0f;
-        if (e->act == EI_ACT_CLIP) {
-            y = y < e->p0 ? e->p0 : y;
-            y = y > e->p1 ? e->p1 : y;
-        }
-        double r = __builtin_rint((double)y / e->os);
-        qv[k] = r < -128.0 ? -128 : r > 127.0 ? 127 : (int)r;
-    }
+    for (int k = 0; k < 16; k++)
+        if (near >> k & 1) qv[k] = qexact1(av[k], mult[k], e->act, e->p0, e->p1, e->os);
     return _mm512_loadu_si512(qv);
 }
 
