@@ -8,8 +8,10 @@ The blocks are built by hand with MobileNetV2's shapes (expand 1x1 + ReLU6, dept
 ReLU6, project 1x1, the residual where input and output match) and random weights.
 
 ``--variant FILE.c`` adds the chain tactic with another build of kernels/conv_chain.c (e.g.
-``git show HEAD:...`` of it, compiled alone into a side library); ``--cpu`` times each run's
-CPU time (process_time: with ``--threads 1`` robust to the other processes of a loaded host).
+``git show HEAD:...`` of it, compiled alone into a side library), bound by
+``--variant-tactic FILE.py`` (that version's tactics/cpu_chain.py: its buffer geometry) if
+given, else by this tree's; ``--cpu`` times each run's CPU time (process_time: with
+``--threads 1`` robust to the other processes of a loaded host).
 
 Run (BLAS unthrottled):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python -m bench.chain_ab \
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import tempfile
 import time
 from collections.abc import Callable
@@ -45,9 +48,13 @@ BLOCKS: dict[str, tuple[int, int, int, int, int]] = {
     "f2": (16, 6, 24, 112, 2),
     "f3": (24, 6, 24, 56, 1),
     "f4": (24, 6, 32, 56, 2),
+    "f5": (32, 6, 32, 28, 1),
     "f7": (32, 6, 64, 28, 2),
+    "f8": (64, 6, 64, 14, 1),
     "f11": (64, 6, 96, 14, 1),
+    "f12": (96, 6, 96, 14, 1),
     "f14": (96, 6, 160, 14, 2),
+    "f15": (160, 6, 160, 7, 1),
     "f17": (160, 6, 320, 7, 1),
 }
 LAYER_TACTICS = (PointwiseNative, DirectNative, OcVecNative, DepthwiseNative)
@@ -171,6 +178,7 @@ def bench_block(
     with_ort: bool,
     variant: Any = None,
     cpu: bool = False,
+    variant_tactic: Any = ChainNative,
 ) -> dict[str, Any]:
     spec = block_spec(name, batch)
     rng = np.random.default_rng(1)
@@ -200,7 +208,7 @@ def bench_block(
     out_variant = np.zeros(spec.out_shape, np.float32)
     if variant is not None:
         with calls_into(variant, "conv_chain"):
-            progs["variant"] = ChainNative(spec).bind(
+            progs["variant"] = variant_tactic(spec).bind(
                 [x] + ([z] if z is not None else []), [out_variant], scratch
             )
     if with_ort:
@@ -250,6 +258,15 @@ def bench_block(
     return row
 
 
+def _tactic_from(path: str) -> Any:
+    """ChainNative of another version of tactics/cpu_chain.py, loaded from ``path``."""
+    spec = importlib.util.spec_from_file_location("chain_ab_variant_tactic", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ChainNative
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", nargs="+", default=list(BLOCKS), choices=list(BLOCKS))
@@ -258,6 +275,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--no-ort", action="store_true", help="skip onnxruntime")
     parser.add_argument("--variant", default=None, help="another conv_chain.c")
+    parser.add_argument("--variant-tactic", default=None, help="the variant's cpu_chain.py")
     parser.add_argument("--cpu", action="store_true", help="CPU time (with --threads 1)")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
@@ -265,10 +283,11 @@ def main() -> None:
         from pathlib import Path
 
         lib = side_library(Path(args.variant), Path(tmp), "conv_chain") if args.variant else None
+        tactic = _tactic_from(args.variant_tactic) if args.variant_tactic else ChainNative
         for batch in args.batches:
             for name in args.blocks:
                 row = bench_block(
-                    name, batch, args.threads, args.rounds, not args.no_ort, lib, args.cpu
+                    name, batch, args.threads, args.rounds, not args.no_ort, lib, args.cpu, tactic
                 )
                 print("  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
 

@@ -5,29 +5,32 @@
  * A task takes the output rows g in [g0, g1) of all images (g = b * ho + oy) and goes
  * through them image by image, `rows` output rows (a strip) at a time:
  *
- *   - expand: the input rows the strip's depthwise reads that are not in the ring yet, each
- *     as a GEMM over one input row (TR x TV register tiles, vectors along the row, weights
- *     packed at bind as [ceil(cmid / 8)][cin][8]), bias + activation in registers, stored
- *     into a ring of `ns` expanded rows per channel, E[cmid][ns][ws]: input column c at
- *     PADL + c, zeros at PADL - 1 and PADL + w (the depthwise's padding pads the activated
- *     tensor with zeros); rows above or below the image read a zero row. Without an expand
- *     the input rows are copied into the ring. A strip's rows overlap the previous strip's
- *     by 2 (stride 1) or 1 (stride 2) rows: those stay in the ring, so only the first strip
- *     of a task computes halo rows twice (once per task boundary).
+ *   - expand: the input rows the strip's depthwise reads that are not in the ring yet, as
+ *     one GEMM over their pixels (the rows are back to back in the input plane and in the
+ *     ring: TR x TV register tiles over contiguous pixels, a tile's vectors crossing row
+ *     ends; weights packed at bind as [ceil(cmid / 8)][cin][8]; split where the ring wraps),
+ *     bias + activation in registers, stored into a ring of `ns` rows per channel,
+ *     E[cmid][ns * ws]: input row r at slot r % ns, the slots w apart (no pad columns).
+ *     Without an expand the input rows are copied. A strip's rows overlap the previous
+ *     strip's by 2 (stride 1) or 1 (stride 2) rows: those stay in the ring, so only the first
+ *     strip of a task computes halo rows twice (once per task boundary). (Rows of one
+ *     pixel vector each -- 14 or 7 wide -- had left 4 x 2 and 4 x 1 tiles, and pad columns
+ *     tripled a 14-wide ring.)
  *   - depthwise: per channel, up to four output rows a pass (independent accumulators
  *     sharing their common input rows' loads), 16 (AVX-512) or 8 output columns a vector
- *     (stride 2: the even and odd columns of two loads, in-lane shuffles on x86), bias +
- *     activation, into D[cmid][ds] (the strip's output rows back to back, `wo` apart, every
- *     vector stored whole).
+ *     (stride 2: the even and odd columns of two loads, in-lane shuffles on x86); the taps
+ *     reading column -1 or w (the padding: a neighbouring row's pixel in E) are masked to
+ *     zero; rows above or below the image read a zero row. Bias + activation, into D[cmid][ds]
+ *     (the strip's output rows back to back, `wo` apart, every vector stored whole).
  *   - project: a GEMM over the strip's rows * wo pixels of D (register tiles as above,
  *     weights [ceil(cout / 8)][cmid][8]), bias, residual and activation in registers,
  *     stored straight into the output rows (the partial vector masked).
  *
  * Only the block's input and output touch memory; the tactic (tactics/cpu_chain.py) sizes
- * `rows` so that the ring and D stay in L2, and gives each task its own `work`:
- * E (cmid * ns * ws floats), D (cmid * ds), a tail buffer (cin * NR), a zero row (ws).
- * Lanes past a row's end compute garbage that no valid lane reads (the zero pad columns are
- * rewritten after each row; D's tail lanes are masked at the output).
+ * `rows` so that E and D stay in L2, and gives each task its own `work`: E (cmid * ns * ws
+ * floats: EHEAD, ns rows of w, at least ETAIL), D (cmid * ds), a tail buffer (cin * NR), a
+ * zero row (EHEAD + w + ETAIL). Lanes past a row's end compute garbage that no valid lane
+ * reads (the masked taps; D's tail lanes are masked at the output).
  */
 #include "simd.h"
 
@@ -43,7 +46,8 @@
 #define TV 3
 #endif
 #define NR (8 * TV)
-#define PADL 8 /* an expanded row's column c is at PADL + c */
+#define EHEAD 8  /* floats of E before a channel's slot 0 (column -1 is read) */
+#define ETAIL 40 /* floats past a channel's last slot (the depthwise reads up to 2 DV past) */
 
 
 /* acc[i][j] = sum_k a[PANEL k + i] * b[bs k + 8 j .. + 8], i < TR, j < nv */
@@ -82,6 +86,13 @@ static inline __attribute__((always_inline)) void tile(const float *a, const flo
         micro(a, b, bs, kc, 1, acc);
 }
 
+/* vectors for the next tile of nvec left: TV, but 4 as 2 + 2 (not 3 + 1: a tile of one
+ * vector is bound by its 4 accumulators' FMA latency, half the rate of 2) */
+static inline long take(long nvec) {
+    if (nvec < TV) return nvec;
+    return TV == 3 && nvec == 4 ? 2 : TV;
+}
+
 /* the geometry every stage of a task reads */
 typedef struct {
     const conv_chain_args *a;
@@ -89,65 +100,59 @@ typedef struct {
     long ech; /* floats per channel of E: ns * ws */
 } chain;
 
-/* the ring row of input row r, channel 0 (rows outside the image: the zero row, any
- * channel) */
-static inline float *ring_row(const chain *c, long r) {
-    return c->E + (r % c->a->ns) * c->a->ws;
+/* channel 0 of input row r in E (its column 0): slot r % ns of the ring */
+static inline float *slot(const chain *c, long r) {
+    return c->E + EHEAD + (r % c->a->ns) * c->a->w;
 }
 
-/* input row r of image b into the ring: the expand GEMM (bias + activation in registers) or
- * a copy, then the pad columns zeroed */
-static void expand_row(const chain *c, long b, long r) {
+/* input rows [r0, r1) of image b into E (slots not wrapping around the ring's end): one
+ * expand GEMM over their (r1 - r0) * w pixels (bias + activation in registers), or a copy */
+static void expand_rows(const chain *c, long b, long r0, long r1) {
     const conv_chain_args *a = c->a;
-    long w = a->w, cin = a->cin, cmid = a->cmid;
-    float *dst = ring_row(c, r) + PADL;
-    const float *x = a->x + b * a->xis + r * w;
-    if (!a->ew) { /* no expand: the row itself */
-        for (long m = 0; m < cmid; m++) {
-            const float *s = x + m * a->xcs;
-            float *d = dst + m * c->ech;
-            long j = 0;
-            for (; j + 8 <= w; j += 8) store8(d + j, load8(s + j));
-            for (; j < w; j++) d[j] = s[j];
-        }
-    } else {
-        for (long j0 = 0; j0 < w; j0 += NR) {
-            long np = w - j0 < NR ? w - j0 : NR, nv = (np + 7) / 8;
-            const float *src = x + j0;
-            long bs = a->xcs;
-            if (r == a->h - 1 && np < 8 * nv) { /* past the plane's end: a zero-filled copy */
-                for (long k = 0; k < cin; k++)
-                    for (long j = 0; j < nv; j++) {
-                        long m = np - 8 * j;
-                        store8(c->pk + k * NR + 8 * j,
-                               m >= 8 ? load8(src + k * bs + 8 * j)
-                                      : load8_n(src + k * bs + 8 * j, m));
-                    }
-                src = c->pk;
-                bs = NR;
-            }
-            for (long m0 = 0; m0 < cmid; m0 += TR) {
-                v8 acc[TR][TV];
-                const float *wp = a->ew + (m0 / PANEL) * cin * PANEL + m0 % PANEL;
-                tile(wp, src, bs, cin, nv, acc);
-                long nr = cmid - m0 < TR ? cmid - m0 : TR;
-                v8 y[TR * TV];
-                long n = 0;
-                for (long i = 0; i < nr; i++) {
-                    v8 bi = splat(a->eb ? a->eb[m0 + i] : 0.0f);
-                    for (long j = 0; j < nv; j++) y[n++] = acc[i][j] + bi;
-                }
-                activate_n(y, n, a->eact, a->ep0, a->ep1);
-                n = 0;
-                for (long i = 0; i < nr; i++)
-                    for (long j = 0; j < nv; j++)
-                        store8(dst + (m0 + i) * c->ech + j0 + 8 * j, y[n++]);
-            }
-        }
+    long w = a->w, cin = a->cin, cmid = a->cmid, npx = (r1 - r0) * w;
+    float *dst = slot(c, r0);
+    const float *x = a->x + b * a->xis + r0 * w;
+    if (!a->ew) { /* no expand: the rows themselves */
+        for (long m = 0; m < cmid; m++) memcpy(dst + m * c->ech, x + m * a->xcs, 4 * npx);
+        return;
     }
-    for (long m = 0; m < cmid; m++) {
-        dst[m * c->ech - 1] = 0.0f;
-        dst[m * c->ech + w] = 0.0f;
+    for (long q = 0; q < npx;) {
+        long nv = take((npx - q + 7) / 8), np = npx - q < 8 * nv ? npx - q : 8 * nv;
+        const float *src = x + q;
+        long bs = a->xcs;
+        if (r1 == a->h && np < 8 * nv) { /* past the plane's end: a zero-filled copy */
+            for (long k = 0; k < cin; k++)
+                for (long j = 0; j < nv; j++) {
+                    long m = np - 8 * j;
+                    store8(c->pk + k * NR + 8 * j,
+                           m >= 8 ? load8(src + k * bs + 8 * j) : load8_n(src + k * bs + 8 * j, m));
+                }
+            src = c->pk;
+            bs = NR;
+        }
+        for (long m0 = 0; m0 < cmid; m0 += TR) {
+            v8 acc[TR][TV];
+            const float *wp = a->ew + (m0 / PANEL) * cin * PANEL + m0 % PANEL;
+            tile(wp, src, bs, cin, nv, acc);
+            long nr = cmid - m0 < TR ? cmid - m0 : TR;
+            v8 y[TR * TV];
+            long n = 0;
+            for (long i = 0; i < nr; i++) {
+                v8 bi = splat(a->eb ? a->eb[m0 + i] : 0.0f);
+                for (long j = 0; j < nv; j++) y[n++] = acc[i][j] + bi;
+            }
+            activate_n(y, n, a->eact, a->ep0, a->ep1);
+            n = 0; /* the last vector masked: the next slot may hold a row still read */
+            for (long i = 0; i < nr; i++)
+                for (long j = 0; j < nv; j++, n++) {
+                    float *d = dst + (m0 + i) * c->ech + q + 8 * j;
+                    if (np - 8 * j >= 8)
+                        store8(d, y[n]);
+                    else
+                        store8_n(d, y[n], np - 8 * j);
+                }
+        }
+        q += 8 * nv;
     }
 }
 
@@ -164,6 +169,7 @@ static void expand_row(const chain *c, long b, long r) {
 #define ODD 1, 3, 5, 7, 9, 11, 13, 15
 #endif
 typedef float dv __attribute__((vector_size(4 * DV)));
+typedef int dvi __attribute__((vector_size(4 * DV)));
 
 /* stride 2 on x86: the taps' columns picked by in-lane shuffles (vshufps: per 128-bit lane
  * two columns from lo, two from hi), so that lane 4 k + j holds output column 2 k + j (j < 2)
@@ -194,17 +200,21 @@ static inline dv dmax(dv a, dv b) { return vmax(a, b); }
 static inline dv dmin(dv a, dv b) { return vmin(a, b); }
 #endif
 
-/* taps 0, 1, 2 of W output columns from the row at padded column 0 (stride s: the even or
- * odd columns of two loads, in the order above); act(y) (bias added) stored to d: none /
- * relu / clip in registers, the others through simd.h's activate on each 8 floats; R (1 to 4)
- * output rows of one channel from their input rows rp[0 .. 2 + (R - 1) s] (at padded column
- * 0), W columns a vector: input row t feeds output row r as kernel row t - r s, each input
- * row's taps loaded once for all R rows; an accumulator per output row and kernel row (FMA
- * chains of 3, not 9). Into d (rows wo apart, every vector stored whole: a row's last vector
- * runs on into the next row (D's rows are back to back, D has room past the last), whose
- * first vector is stored after it: vectors right to left, rows top to bottom). One set per
- * vector width (SFX: T, W floats, the shuffles EV / OD, put back by PT where INL). */
-#define DW_FUNCS(SFX, T, W, EV, OD, PT, INL, MAXF, MINF)                                    \
+/* taps 0, 1, 2 of W output columns from the row at column -1 (stride s: the even or odd
+ * columns of two loads, in the order above); act(y) (bias added) stored to d: none / relu /
+ * clip in registers, the others through simd.h's activate on each 8 floats; R (1 to 4)
+ * output rows of one channel from their input rows rp[0 .. 2 + (R - 1) s] (at column -1),
+ * W columns a vector: input row t feeds output row r as kernel row t - r s, each input row's
+ * taps loaded once for all R rows; an accumulator per output row and kernel row (FMA chains
+ * of 3, not 9). The rows have no pad columns (E's rows are back to back): tap 0's lanes at
+ * column -1 and tap 2's at column w (the padding) are masked to zero, masks made once per
+ * vector of columns from the lanes' column numbers (IO: 0 .. W - 1 through the same
+ * shuffles). Into d (rows wo apart, every vector stored whole: a row's last vector runs on
+ * into the next row (D's rows are back to back, D has room past the last), whose first
+ * vector is stored after it: vectors right to left, rows top to bottom). One set per vector
+ * width (SFX: T, W floats, TI its int lanes, the shuffles EV / OD, put back by PT where
+ * INL). */
+#define DW_FUNCS(SFX, T, TI, W, EV, OD, PT, INL, MAXF, MINF)                                \
     static inline __attribute__((always_inline)) T load_##SFX(const float *p) {              \
         T v;                                                                                 \
         memcpy(&v, p, sizeof v);                                                             \
@@ -240,12 +250,18 @@ static inline dv dmin(dv a, dv b) { return vmin(a, b); }
         memcpy(d, &y, sizeof y);                                                             \
     }                                                                                        \
     static inline __attribute__((always_inline)) void dw_rows_##SFX(                         \
-        const float *const *rp, long R, const float *k, float bias, long wo, long s,         \
+        const float *const *rp, long R, const float *k, float bias, long wo, long s, long w, \
         float *d, long act, float p0, float p1) {                                            \
-        T w[9];                                                                              \
-        for (long t = 0; t < 9; t++) w[t] = (T){0} + k[t];                                   \
+        T wk[9];                                                                             \
+        for (long t = 0; t < 9; t++) wk[t] = (T){0} + k[t];                                  \
         T bi = (T){0} + bias;                                                                \
+        T io;                                                                                \
+        for (long l = 0; l < W; l++) io[l] = (float)l;                                       \
+        /* a tap lane's column, less 2 j (stride 2) or j (stride 1): tap 2's is tap 0's + 2 */ \
+        T c0 = s == 1 ? io - 1.0f : __builtin_shufflevector(io, io + (float)W, EV) - 1.0f;   \
         for (long j = (wo - 1) / W * W; j >= 0; j -= W) {                                    \
+            T cj = c0 + (float)(s * j);                                                      \
+            TI m0 = cj >= 0.0f, m2 = cj + 2.0f < (float)w;                                   \
             T acc[4][3];                                                                     \
             _Pragma("GCC unroll 4") for (long r = 0; r < R; r++) {                           \
                 acc[r][0] = bi;                                                              \
@@ -254,11 +270,13 @@ static inline dv dmin(dv a, dv b) { return vmin(a, b); }
             _Pragma("GCC unroll 9") for (long t = 0; t < 3 + (R - 1) * s; t++) {             \
                 T v[3];                                                                      \
                 taps_##SFX(rp[t], j, s, v);                                                  \
+                v[0] = (T)((TI)v[0] & m0);                                                   \
+                v[2] = (T)((TI)v[2] & m2);                                                   \
                 _Pragma("GCC unroll 4") for (long r = 0; r < R; r++) if (t >= r * s &&       \
                                                                        t - r * s < 3) {      \
                     long ky = t - r * s;                                                     \
                     acc[r][ky] +=                                                            \
-                        w[3 * ky] * v[0] + w[3 * ky + 1] * v[1] + w[3 * ky + 2] * v[2];      \
+                        wk[3 * ky] * v[0] + wk[3 * ky + 1] * v[1] + wk[3 * ky + 2] * v[2];   \
                 }                                                                            \
             }                                                                                \
             _Pragma("GCC unroll 4") for (long r = 0; r < R; r++) {                           \
@@ -272,14 +290,14 @@ static inline dv dmin(dv a, dv b) { return vmin(a, b); }
 #if !INLANE
 #define PUT EVEN
 #endif
-DW_FUNCS(w, dv, DV, S_EVEN, S_ODD, PUT, INLANE, dmax, dmin)
+DW_FUNCS(w, dv, dvi, DV, S_EVEN, S_ODD, PUT, INLANE, dmax, dmin)
 #if DV == 16
 /* rows of at most 8 outputs (MobileNetV2's 7 x 7 planes): 8 floats a vector, not 16 */
 #define NARROW 1
 #define S_EVEN8 0, 2, 8, 10, 4, 6, 12, 14
 #define S_ODD8 1, 3, 9, 11, 5, 7, 13, 15
 #define PUT8 0, 1, 4, 5, 2, 3, 6, 7
-DW_FUNCS(n, v8, 8, S_EVEN8, S_ODD8, PUT8, 1, vmax, vmin)
+DW_FUNCS(n, v8, v8i, 8, S_EVEN8, S_ODD8, PUT8, 1, vmax, vmin)
 #else
 #define NARROW 0
 #endif
@@ -287,23 +305,23 @@ DW_FUNCS(n, v8, 8, S_EVEN8, S_ODD8, PUT8, 1, vmax, vmin)
 /* dw_rows_SFX for a run-time R and stride, each its own instance */
 #define DW_PASS(SFX)                                                                          \
     static void dw_pass_##SFX(const float *const *rp, long R, const float *k, float bias,   \
-                              long wo, long s, float *d, long act, float p0, float p1) {     \
+                              long wo, long s, long w, float *d, long act, float p0, float p1) { \
         if (s == 1 && R == 4)                                                                \
-            dw_rows_##SFX(rp, 4, k, bias, wo, 1, d, act, p0, p1);                            \
+            dw_rows_##SFX(rp, 4, k, bias, wo, 1, w, d, act, p0, p1);                            \
         else if (s == 1 && R == 3)                                                           \
-            dw_rows_##SFX(rp, 3, k, bias, wo, 1, d, act, p0, p1);                            \
+            dw_rows_##SFX(rp, 3, k, bias, wo, 1, w, d, act, p0, p1);                            \
         else if (s == 1 && R == 2)                                                           \
-            dw_rows_##SFX(rp, 2, k, bias, wo, 1, d, act, p0, p1);                            \
+            dw_rows_##SFX(rp, 2, k, bias, wo, 1, w, d, act, p0, p1);                            \
         else if (s == 1)                                                                     \
-            dw_rows_##SFX(rp, 1, k, bias, wo, 1, d, act, p0, p1);                            \
+            dw_rows_##SFX(rp, 1, k, bias, wo, 1, w, d, act, p0, p1);                            \
         else if (R == 4)                                                                     \
-            dw_rows_##SFX(rp, 4, k, bias, wo, 2, d, act, p0, p1);                            \
+            dw_rows_##SFX(rp, 4, k, bias, wo, 2, w, d, act, p0, p1);                            \
         else if (R == 3)                                                                     \
-            dw_rows_##SFX(rp, 3, k, bias, wo, 2, d, act, p0, p1);                            \
+            dw_rows_##SFX(rp, 3, k, bias, wo, 2, w, d, act, p0, p1);                            \
         else if (R == 2)                                                                     \
-            dw_rows_##SFX(rp, 2, k, bias, wo, 2, d, act, p0, p1);                            \
+            dw_rows_##SFX(rp, 2, k, bias, wo, 2, w, d, act, p0, p1);                            \
         else                                                                                 \
-            dw_rows_##SFX(rp, 1, k, bias, wo, 2, d, act, p0, p1);                            \
+            dw_rows_##SFX(rp, 1, k, bias, wo, 2, w, d, act, p0, p1);                            \
     }
 DW_PASS(w)
 #if NARROW
@@ -315,7 +333,7 @@ DW_PASS(n)
 /* the strip's output rows [oy0, oy0 + nr) of every channel into D, up to four rows at a time */
 static void depthwise(const chain *c, long oy0, long nr) {
     const conv_chain_args *a = c->a;
-    long h = a->h, sy = a->sy, wo = a->wo, cmid = a->cmid, ds = a->ds, ech = c->ech;
+    long h = a->h, w = a->w, sy = a->sy, wo = a->wo, cmid = a->cmid, ds = a->ds, ech = c->ech;
     long act = a->dact;
     float p0 = a->dp0, p1 = a->dp1;
     const float *dwk = a->dw, *db = a->db, *zrow = c->zrow;
@@ -328,13 +346,13 @@ static void depthwise(const chain *c, long oy0, long nr) {
             long R = nr - i >= 4 ? 4 : nr - i;
             for (long t = 0; t < 3 + (R - 1) * sy; t++) {
                 long r = (oy0 + i) * sy - 1 + t;
-                rp[t] = (r < 0 || r >= h ? zrow : ring_row(c, r) + m * ech) + PADL - 1;
+                rp[t] = (r < 0 || r >= h ? zrow + EHEAD : slot(c, r) + m * ech) - 1;
             }
             float *d = D + m * ds + i * wo;
             if (NARROW && wo <= 8)
-                dw_pass_n(rp, R, k, bias, wo, sy, d, act, p0, p1);
+                dw_pass_n(rp, R, k, bias, wo, sy, w, d, act, p0, p1);
             else
-                dw_pass_w(rp, R, k, bias, wo, sy, d, act, p0, p1);
+                dw_pass_w(rp, R, k, bias, wo, sy, w, d, act, p0, p1);
             i += R;
         }
     }
@@ -345,8 +363,9 @@ static void depthwise(const chain *c, long oy0, long nr) {
 static void project(const chain *c, long b, long p0, long P) {
     const conv_chain_args *a = c->a;
     long cmid = a->cmid, cout = a->cout;
-    for (long q = 0; q < P; q += NR) {
-        long np = P - q < NR ? P - q : NR, nv = (np + 7) / 8;
+    for (long q = 0, nv; q < P; q += 8 * nv) {
+        nv = take((P - q + 7) / 8);
+        long np = P - q < 8 * nv ? P - q : 8 * nv;
         for (long o0 = 0; o0 < cout; o0 += TR) {
             v8 acc[TR][TV];
             const float *wp = a->pw + (o0 / PANEL) * cmid * PANEL + o0 % PANEL;
@@ -392,8 +411,8 @@ void conv_chain_f32(const conv_chain_args *a) {
     c.D = c.E + a->cmid * c.ech;
     c.pk = c.D + a->cmid * a->ds;
     c.zrow = c.pk + a->cin * NR;
-    memset(c.zrow, 0, sizeof(float) * a->ws);
-    long ho = a->ho, h = a->h, sy = a->sy;
+    memset(c.zrow, 0, sizeof(float) * (EHEAD + a->w + ETAIL));
+    long ho = a->ho, h = a->h, sy = a->sy, ns = a->ns;
     for (long g = a->g0; g < a->g1;) {
         long b = g / ho, oy = g - b * ho;
         long end = (b + 1) * ho < a->g1 ? ho : a->g1 - b * ho;
@@ -403,7 +422,10 @@ void conv_chain_f32(const conv_chain_args *a) {
             long lo = oy * sy - 1, hi = (oy + nr - 1) * sy + 2;
             if (lo < 0) lo = 0;
             if (hi > h) hi = h;
-            for (long r = have > lo ? have : lo; r < hi; r++) expand_row(&c, b, r);
+            for (long r = have > lo ? have : lo, e; r < hi; r = e) { /* split at the wrap */
+                e = (r / ns + 1) * ns < hi ? (r / ns + 1) * ns : hi;
+                expand_rows(&c, b, r, e);
+            }
             have = hi;
             depthwise(&c, oy, nr);
             project(&c, b, oy * a->wo, nr * a->wo);

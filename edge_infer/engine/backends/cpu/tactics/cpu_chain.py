@@ -13,10 +13,11 @@ dilation; members' activations the fused epilogues implement (``ACTIVATION_CODES
 float32 NCHW. Weights are packed at bind for the kernel's register tiles; each task (a
 range of output rows of the batch, images one after another) has its own ring.
 
-Measured (bench/chain_ab.py, 2 threads, a loaded machine): faster than the members' own
-tactics where the middle tensors are large, MobileNetV2's blocks at 112 and 56 pixels at
-batch 8 (features.1-3: 0.92-0.98x); slower at batch 1 and on 28 pixels and below (1.05-1.9x),
-where the build keeps the layers separate.
+Measured (bench/chain_ab.py --threads 1 --cpu, one process alternating, a loaded host):
+0.64-0.94x the members' own tactics on MobileNetV2's blocks at 112 to 14 pixels at batch 8
+(features.1-12), 0.79-1.1x at batch 1 there; slower on the 7x7 blocks (1.1-1.25x: each task
+recomputes its first strip's halo rows, and the planes are a few strips), where the build
+keeps the layers separate.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from edge_infer.engine.tactics.base import ConvSpec, Run, Scratch, Tactic
 
 #: output channels per packed weight panel (conv_chain.c: PANEL)
 PANEL = 8
-#: the widest register tile in pixels (conv_chain.c: NR on any build) and an expanded row's
-#: left margin (PADL)
-NR_MAX, PADL = 24, 8
+#: the widest register tile in pixels (conv_chain.c: NR on any build); floats of an expanded
+#: channel before its first row and past its last (EHEAD, ETAIL)
+NR_MAX, EHEAD, ETAIL = 24, 8, 40
 #: floats of a task's ring of expanded rows plus its depthwise rows: strips are as many
 #: output rows as fit (at least one); 256 KB, a quarter of this host's L2 (1 MB; 128K floats
 #: measured no better under load)
@@ -92,28 +93,26 @@ def geometry(spec: ChainSpec) -> dict[str, int]:
     cmid = spec.depthwise.cin
     _, _, ho, wo = spec.out_shape
     sy = spec.depthwise.strides[0]
-    # a ring row: the input row, its pads and the reach of the last vectors' taps
-    # (the depthwise reads 16 columns a vector)
-    reach = _up(w, 16) + 2 if sy == 1 else max(_up(w, 8), 2 * _up(wo, 16) + 2)
-    ws = _up(PADL + reach + 8, 8)
 
-    def size(rows: int) -> tuple[int, int, int]:
-        # D's rows back to back; its channel stride an odd number of cache lines (the
-        # project's loads down the channels then spread over every L1 set)
+    def size(rows: int) -> tuple[int, int, int, int]:
+        # E: a channel's ns rows back to back (w apart) between its head and tail, as ns
+        # rows of ws floats; D's rows back to back, its channel stride an odd number of
+        # cache lines (the project's loads down the channels then spread over every L1 set)
         ns, ds = (rows - 1) * sy + 3, _up(rows * wo + 16, 16)
+        ws = -(-(EHEAD + ns * w + ETAIL) // ns)
         ds += 16 * (1 - (ds // 16) % 2)
-        return ns, ds, cmid * (ns * ws + ds)
+        return ns, ws, ds, cmid * (ns * ws + ds)
 
     rows = 1
-    while rows < ho and size(rows + 1)[2] <= WORK_FLOATS:
+    while rows < ho and size(rows + 1)[3] <= WORK_FLOATS:
         rows += 1
     # strips of at least MIN_STRIP_PIXELS pixels (whole register tiles for the project
     # GEMM) and MIN_STRIP_ROWS rows where they fit in WANT_BUDGETS budgets
     want = min(ho, max(-(-MIN_STRIP_PIXELS // wo), MIN_STRIP_ROWS))
-    while rows < want and size(rows + 1)[2] <= WANT_BUDGETS * WORK_FLOATS:
+    while rows < want and size(rows + 1)[3] <= WANT_BUDGETS * WORK_FLOATS:
         rows += 1
-    ns, ds, floats = size(rows)
-    return dict(rows=rows, ns=ns, ws=ws, ds=ds, work=floats + cin * NR_MAX + ws)
+    ns, ws, ds, floats = size(rows)
+    return dict(rows=rows, ns=ns, ws=ws, ds=ds, work=floats + cin * NR_MAX + EHEAD + w + ETAIL)
 
 
 class ChainNative(Tactic):
@@ -173,7 +172,7 @@ class ChainNative(Tactic):
             return None if a is None else a.ctypes.data
 
         calls = []
-        for g0, g1 in split(n * ho, self._tasks(scratch, n * ho)):
+        for g0, g1 in split(n * ho, self._tasks(scratch, n, ho)):
             work = scratch((geo["work"],), F32, None)  # one per task: tasks run at once
             args = dict(
                 x=x3.ctypes.data,
@@ -223,13 +222,17 @@ class ChainNative(Tactic):
         return sequence([*before, share(calls, pool), *after])
 
     @staticmethod
-    def _tasks(scratch: Scratch, rows: int) -> int:
-        """Tasks (ranges of the batch's output rows): two per thread, a late thread costs
-        less; one without helpers."""
+    def _tasks(scratch: Scratch, n: int, ho: int) -> int:
+        """Tasks (ranges of the batch's output rows): two per thread where the batch has an
+        image for each (a late thread costs less, and the tasks start at image starts, no
+        halo), else one per thread (each task boundary inside an image expands its 1-2
+        halo rows twice: 4 tasks on a 14-row image expanded 20 rows for 14; 2 tasks 16);
+        one without helpers."""
         workers = getattr(scratch, "workers", 1)
         if workers <= 1:
             return 1
-        return max(1, min(2 * workers, rows // MIN_TASK_ROWS))
+        tasks = 2 * workers if n >= 2 * workers else workers
+        return max(1, min(tasks, n * ho // MIN_TASK_ROWS))
 
 
 def _planes(
