@@ -113,6 +113,43 @@ def _specs(engine: str) -> list[Any]:
     return specs
 
 
+def _real_inputs(engine: str, model: str) -> list[tuple[Any, np.ndarray, Any]]:
+    """(spec, input, residual input) of every qconv_native layer as the engine runs it on
+    ``bench/engine_table.py``'s validation frames of ``model`` (the activations' real
+    ranges: after a SiLU most bytes lie in [-30, 120], not over the whole int8 range)."""
+    from bench.engine_table import MODELS, synth_frames
+    from edge_infer.engine.backends.cpu.tactics import cpu_qconv
+    from edge_infer.engine.runtime import Engine
+
+    seen: list[tuple[Any, list[Any]]] = []
+    bind = cpu_qconv.QConvNative.bind
+
+    def spy(self: Any, inputs: list[Any], outputs: list[Any], scratch: Any) -> Any:
+        run = bind(self, inputs, outputs, scratch)
+        got: list[Any] = []
+        seen.append((self.spec, got))
+
+        def first() -> None:
+            if not got:
+                z = inputs[4] if len(inputs) > 4 and inputs[4] is not None else None
+                got.extend([np.array(inputs[0]), None if z is None else np.array(z)])
+            run()
+
+        return first
+
+    cpu_qconv.QConvNative.bind = spy  # type: ignore[method-assign]
+    try:
+        eng = Engine.load(engine)
+        name = next(iter(eng.random_feeds()))
+        batch = eng.random_feeds()[name].shape[0]
+        m = MODELS[model]
+        frames = np.stack(synth_frames(batch, m.chw, "val")).astype(np.float32)
+        eng.create_context().execute({name: frames})
+    finally:
+        cpu_qconv.QConvNative.bind = bind  # type: ignore[method-assign]
+    return [(spec, got[0], got[1]) for spec, got in seen if got]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--engine", required=True)
@@ -136,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         default=7,
         help="with --float-input: every this many values on a half step (the rest random)",
     )
+    p.add_argument(
+        "--real-inputs",
+        metavar="MODEL",
+        help="each layer's input as the engine computes it on this model's validation "
+        "frames (bench/engine_table.py), instead of random bytes",
+    )
     args = p.parse_args(argv)
 
     from edge_infer.engine.backends.cpu import native
@@ -143,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative
     from edge_infer.engine.ops.quantize import qconv
 
-    specs = _specs(args.engine)
+    real = _real_inputs(args.engine, args.real_inputs) if args.real_inputs else None
+    specs = [r[0] for r in real] if real else _specs(args.engine)
     tmp = Path(tempfile.mkdtemp(prefix="qconv-ab-"))
     libs = {s: _library(Path(getattr(args, s)), tmp / f"{s}.so") for s in ("old", "new")}
     rng = np.random.default_rng(0)
@@ -162,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         z = None
         if spec.residual != "none":
             z = rng.integers(-128, 128, spec.out_shape).astype(np.int8)
+        if real:
+            x, z = real[k][1], real[k][2] if spec.residual != "none" else None
         inputs = [x, spec.weight, spec.w_scale, spec.bias, z]
         want = qconv(*inputs, **spec.attrs())
         runs, outs = {}, {}

@@ -558,20 +558,31 @@ static void tile(const int32_t *x, const long *toff, long T, const int32_t *w, l
     for (long v = 0; v < nv; v++) tile8(x + v * VL, toff, T, w, wstride, init, acc + v * VL);
 }
 
-/* the tile where no activation byte is negative (after a relu: most layers): x . w by
- * vpmaddubsw (x read as u8) then vpmaddwd with ones; a pair is at most 2 x 127 x 128 = 32512
- * in magnitude, any weight. Returns nonzero where some byte it read was negative (then acc is
- * not the product: the caller computes the tile again by tile_sign or tile). */
-static inline int tile_ubs8(const int32_t *x, const long *toff, long T, const int32_t *w,
-                            long wstride, const int32_t *init, int32_t *acc) {
-    __m256i a[MR], neg = _mm256_setzero_si256();
+/* The tile on shifted activations: x' = x + k (bytes, k in [0, 128]) read as u8, x' . w by
+ * vpmaddubsw (u8 x s8, pairs summed to int16, saturating) then vpmaddwd with ones; the caller
+ * starts the accumulators at init - k * sum(w), so they end at the exact x . w where no pair
+ * saturates: x' <= L with L * (a pair's positive weights) <= 32767 and L * (its negative
+ * weights) >= -32768 (the weight array's limit row, cpu_qconv.py, per channel). No vpsignb
+ * per row and term as in tile_sign8 (Zen 3: 85 against 70 int8 multiply-adds a ns, L1).
+ * Returns the bytewise unsigned maximum of the x' it read: an x below -k wraps to 128 + k
+ * or more, so with k <= 128 every x outside [-k, min(L, 127 + k) - k] shows as a byte past
+ * min(L, 127 + k) (tile_shift checks). The activations after a SiLU (most int8 bytes of a
+ * YOLO layer in [-30, 120]) or a relu (k = 0: the add skipped) take it. */
+static inline __attribute__((always_inline)) __m256i tile_shift8(const int32_t *x,
+                                                                 const long *toff, long T,
+                                                                 const int32_t *w, long wstride,
+                                                                 const int32_t *init,
+                                                                 int32_t *acc, __m256i kb,
+                                                                 const int shifted) {
+    __m256i a[MR], mx = _mm256_setzero_si256();
     const __m256i ones = _mm256_set1_epi16(1);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) a[i] = _mm256_set1_epi32(init[i]);
     for (long t = 0; t < T; t++) {
         const int32_t *xp = x + toff[t], *wp = w + t * wstride;
-        const __m256i xv = _mm256_loadu_si256((const __m256i *)xp);
-        neg = _mm256_or_si256(neg, xv);
+        __m256i xv = _mm256_loadu_si256((const __m256i *)xp);
+        if (shifted) xv = _mm256_add_epi8(xv, kb);
+        mx = _mm256_max_epu8(mx, xv);
 #pragma GCC unroll 8
         for (int i = 0; i < MR; i++)
             a[i] = _mm256_add_epi32(
@@ -579,7 +590,53 @@ static inline int tile_ubs8(const int32_t *x, const long *toff, long T, const in
     }
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) _mm256_storeu_si256((__m256i *)(acc + i * NT), a[i]);
-    return _mm256_movemask_epi8(neg) != 0;
+    return mx;
+}
+
+/* the lanes of a tile's last vector that hold grid positions before the call's end (past
+ * it the layout reads the buffer's slack: bytes of no activation, left out of the checks) */
+static inline __m256i lanes_upto(long n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 8 ? n : 8)),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* tile_shift8 on nv vectors (the last one's first `last` lanes checked); nonzero where some
+ * x read lies outside [-k, lim - k] (then acc is not the product) */
+static int tile_shift(const int32_t *x, const long *toff, long T, const int32_t *w,
+                      long wstride, const int32_t *init, int32_t *acc, long nv, long last,
+                      long k, long lim) {
+    const __m256i kb = _mm256_set1_epi8((char)k), lb = _mm256_set1_epi8((char)lim);
+    for (long v = 0; v < nv; v++) {
+        __m256i m = k ? tile_shift8(x + v * VL, toff, T, w, wstride, init, acc + v * VL, kb, 1)
+                      : tile_shift8(x + v * VL, toff, T, w, wstride, init, acc + v * VL, kb, 0);
+        if (v == nv - 1) m = _mm256_and_si256(m, lanes_upto(last));
+        if (~_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(m, lb), lb))) return 1;
+    }
+    return 0;
+}
+
+/* the signed range [*lo, *hi] of the activation bytes a tile reads (the last vector's first
+ * `last` lanes) */
+static void tile_range(const int32_t *x, const long *toff, long T, long nv, long last,
+                       long *lo, long *hi) {
+    __m256i mn = _mm256_setzero_si256(), mx = mn; /* 0: within any shift's range */
+    const __m256i keep = lanes_upto(last);
+    for (long v = 0; v < nv; v++)
+        for (long t = 0; t < T; t++) {
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(x + toff[t] + v * VL));
+            if (v == nv - 1) xv = _mm256_and_si256(xv, keep);
+            mn = _mm256_min_epi8(mn, xv);
+            mx = _mm256_max_epi8(mx, xv);
+        }
+    int8_t bn[32], bx[32];
+    _mm256_storeu_si256((__m256i *)bn, mn);
+    _mm256_storeu_si256((__m256i *)bx, mx);
+    long l = 127, h = -128;
+    for (int i = 0; i < 32; i++) {
+        l = bn[i] < l ? bn[i] : l;
+        h = bx[i] > h ? bx[i] : h;
+    }
+    *lo = l, *hi = h;
 }
 
 /* the tile where no weight of the layer is -128 (the weight array's sign row, cpu_qconv.py:
@@ -606,14 +663,6 @@ static inline void tile_sign8(const int32_t *x, const long *toff, long T, const 
     }
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) _mm256_storeu_si256((__m256i *)(acc + i * NT), a[i]);
-}
-
-/* tile_ubs8 on nv vectors; nonzero where one read a negative byte (the tile not computed) */
-static int tile_ubs(const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
-                    const int32_t *init, int32_t *acc, long nv) {
-    for (long v = 0; v < nv; v++)
-        if (tile_ubs8(x + v * VL, toff, T, w, wstride, init, acc + v * VL)) return 1;
-    return 0;
 }
 
 static void tile_sign(const int32_t *x, const long *toff, long T, const int32_t *w,
@@ -889,6 +938,9 @@ typedef struct {
 /* the row after the proved ones: int32 1 in every column where no weight of the group is
  * -128 (the AVX2 path's tile_sign), else 0 */
 #define EI_SIGN_ROW 3
+/* then one row of int32: each channel's limit L on shifted activations (AVX2 tile_shift8:
+ * L times its weights' pair sums stays in int16), at most 255 */
+#define EI_LIMIT_ROW 4
 
 static inline proved proved_of(const qconv_int8_args *a, long oc) {
     proved p = {0.0f, 0.0f, 0.0f};
@@ -1904,7 +1956,7 @@ void qconv_int8_f32(const qconv_int8_args *a) {
 #if EI_INT8_PATH == EI_Q8_AVX2
     /* the weight array's sign row (after the proved rows): nonzero where no weight is -128 */
     const int wsafe = a->wts[(a->T + EI_SIGN_ROW) * a->coutp] != 0;
-    int xneg = 0; /* a tile read a negative activation byte: tile_ubs no more in this call */
+    long shift = 0; /* tile_shift's k: the last tile's whose bytes it could not take */
     /* a channel block's weights packed [term][MR], for each tile (the array's rows are coutp
      * apart: a block's T terms touched T cache lines, with the layout's more than L1 holds) */
     int32_t wpk[EI_WPACK] __attribute__((aligned(32)));
@@ -1969,10 +2021,30 @@ void qconv_int8_f32(const qconv_int8_args *a) {
                     for (long t = 0; t < a->T; t++) memcpy(wpk + t * MR, wb + t * ws, 4 * MR);
                 wpk_ob = ob, wb = wpk, ws = MR;
             }
-            if (!xneg) xneg = tile_ubs(a->layout + g, a->toff, a->T, wb, ws, init, acc, nv);
-            if (xneg && wsafe)
+            /* the block's limit on x' (the smallest of its channels'), then tile_shift at
+             * the call's current shift; a tile it cannot take moves the shift to the middle
+             * of the range its bytes allow (computed again there), or failing that takes the
+             * sign tile (tile where a weight is -128) */
+            const int32_t *lrow = a->wts + (a->T + EI_LIMIT_ROW) * a->coutp + oc0;
+            long lim = 255, last = a->g1 - (g + (nv - 1) * VL);
+            for (long i = 0; i < rows; i++) lim = lrow[i] < lim ? lrow[i] : lim;
+            int32_t ik[MR];
+            int done = 0;
+            for (int pass = 0; pass < 2 && !done; pass++) {
+                for (long i = 0; i < MR; i++)
+                    ik[i] = i < rows ? init[i] - (int32_t)shift * a->wsum[oc0 + i] : 0;
+                done = !tile_shift(a->layout + g, a->toff, a->T, wb, ws, ik, acc, nv, last, shift,
+                                   lim < 127 + shift ? lim : 127 + shift);
+                if (done || pass) break;
+                long lo, hi;
+                tile_range(a->layout + g, a->toff, a->T, nv, last, &lo, &hi);
+                long k0 = lo < 0 ? -lo : 0, k1 = lim - hi < 128 ? lim - hi : 128;
+                if (k0 > k1) break;
+                shift = k0 + (k1 - k0) / 2;
+            }
+            if (!done && wsafe)
                 tile_sign(a->layout + g, a->toff, a->T, wb, ws, init, acc, nv);
-            else if (xneg)
+            else if (!done)
                 tile(a->layout + g, a->toff, a->T, wb, ws, init, acc, nv);
 #else
                 tile(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc, nv);

@@ -54,6 +54,9 @@ PROVED_ROWS = 3
 #: then one row of int32 (conv_int8.c EI_SIGN_ROW): 1 in every column where no weight of the
 #: group is -128 (the AVX2 path's |x| . (w * sign(x)) tile is exact there), else 0
 SIGN_ROWS = 1
+#: then one row of int32 (conv_int8.c EI_LIMIT_ROW): each channel's limit L on the AVX2
+#: path's shifted activations x + k in [0, L] (see :func:`shift_limits`)
+LIMIT_ROWS = 1
 _RESIDUAL = {"none": 0, "pre": 1, "post": 2}
 _STORE = {"fp32": 0, "fp16": 1, "int8": 2}
 #: a position chunk's layout (1x1 layers, see QConvNative._position_chunks) at most this big
@@ -153,7 +156,7 @@ class QConvNative(Tactic):
         # a group's rows: its terms' weights, then PROVED_ROWS of float32 per channel (the
         # proved requantization: vmq, lo, hi; conv_int8.c), then the sign row (SIGN_ROWS);
         # readable WEIGHT_TAIL int32 past the last row (conv_int8.c's output-channel tiles)
-        rows = terms + PROVED_ROWS + SIGN_ROWS
+        rows = terms + PROVED_ROWS + SIGN_ROWS + LIMIT_ROWS
         flat = np.zeros(groups * rows * coutp + WEIGHT_TAIL, np.int32)
         wts = flat[: groups * rows * coutp].reshape(groups, rows, coutp)
         wts[:, :terms] = (
@@ -163,6 +166,7 @@ class QConvNative(Tactic):
         mult = float(s.x_scale) * np.asarray(s.w_scale, np.float64).reshape(cout)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.int32).reshape(cout)
         wts[:, terms + PROVED_ROWS] = (w != -128).all(axis=(1, 2, 3))[:, None]
+        wts[:, terms + PROVED_ROWS + SIGN_ROWS] = shift_limits(quads)
         proved = wts[:, terms : terms + PROVED_ROWS].view(np.float32)
         proved[:, :, :cog] = (
             self._proved(mult, bias).reshape(PROVED_ROWS, groups, cog).swapaxes(0, 1)
@@ -428,6 +432,19 @@ class QConvNative(Tactic):
 
 
 _Z_DTYPES = (np.dtype(np.float32), np.dtype(np.int8))
+
+
+def shift_limits(quads: np.ndarray) -> np.ndarray:
+    """[groups, coutp] int32: for each output channel the largest L (at most 255) such that
+    every pair of its weight quads' bytes (0, 1) and (2, 3) (the pairs vpmaddubsw adds in
+    int16), times activations in [0, L], sums within int16: L * (the pair's positive
+    weights) <= 32767 and L * (its negative weights) >= -32768, for every term. From
+    ``quads`` [groups, quads, taps, coutp, 4] int8."""
+    q = quads.astype(np.int32).reshape(*quads.shape[:-1], 2, 2)
+    pos = np.clip(q, 0, None).sum(-1).max(axis=(1, 2, 4))
+    neg = -np.clip(q, None, 0).sum(-1).min(axis=(1, 2, 4))
+    lim = np.minimum(32767 // np.maximum(pos, 1), 32768 // np.maximum(neg, 1))
+    return np.minimum(lim, 255).astype(np.int32)
 
 
 def _flat_or_scratch(
