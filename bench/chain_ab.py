@@ -13,6 +13,12 @@ ReLU6, project 1x1, the residual where input and output match) and random weight
 given, else by this tree's; ``--cpu`` times each run's CPU time (process_time: with
 ``--threads 1`` robust to the other processes of a loaded host).
 
+``--decision N`` instead times each block N times the way a build decides (the members
+against the chain): the ratio of each side's fastest sample over 7 interleaved rounds
+(autotune.time_interleaved, the timing before backends/cpu/chains.tune_chain) and the median
+of paired per-round ratios (chains.time_paired, what the build uses), and prints each
+statistic's mean, spread and how often it keeps the chain (KEEP_BELOW).
+
 Run (BLAS unthrottled):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python -m bench.chain_ab \
         --blocks f1 f2 f3 f4 --batches 1 8 --threads 2
@@ -258,6 +264,50 @@ def bench_block(
     return row
 
 
+def decision_trials(name: str, batch: int, threads: int, trials: int) -> str:
+    """The build's chain-vs-members statistic, old and new, over ``trials`` timings."""
+    import statistics
+
+    from edge_infer.engine.backends.cpu import chains
+    from edge_infer.engine.tactics.autotune import time_interleaved
+
+    spec = block_spec(name, batch)
+    x = np.random.default_rng(1).standard_normal(spec.x_shape).astype(np.float32)
+    z = x if spec.residual != "none" else None
+    pool = WorkPool(threads) if threads > 1 else None
+    scratch = ScratchPool(pool)
+    out = np.zeros(spec.out_shape, np.float32)
+    chain = ChainNative(spec).bind([x] + ([z] if z is not None else []), [out], scratch)
+    runs: list[Run] = []
+    cur = x
+    for m in spec.layers:
+        o = np.zeros(m.out_shape, np.float32)
+        runs.append(_best_layer(m, cur, o, z if m.residual != "none" else None, scratch)[1])
+        cur = o
+
+    def split() -> None:
+        for r in runs:
+            r()
+
+    minima, paired = [], []
+    for _ in range(trials):
+        t = time_interleaved({"split": split, "chain": chain})
+        minima.append(t["chain"] / t["split"])
+        s = chains.time_paired({"split": split, "chain": chain})
+        paired.append(chains.paired_ratio(s["chain"], s["split"]))
+    if pool is not None:
+        pool.close()
+
+    def show(v: list[float]) -> str:
+        kept = sum(r <= chains.KEEP_BELOW for r in v)
+        return (
+            f"mean {statistics.mean(v):.3f} sd {statistics.stdev(v):.3f} "
+            f"range {min(v):.2f}-{max(v):.2f} kept {kept}/{len(v)}"
+        )
+
+    return f"block={name} batch={batch}  minima: {show(minima)}  paired: {show(paired)}"
+
+
 def _tactic_from(path: str) -> Any:
     """ChainNative of another version of tactics/cpu_chain.py, loaded from ``path``."""
     spec = importlib.util.spec_from_file_location("chain_ab_variant_tactic", path)
@@ -277,6 +327,7 @@ def main() -> None:
     parser.add_argument("--variant", default=None, help="another conv_chain.c")
     parser.add_argument("--variant-tactic", default=None, help="the variant's cpu_chain.py")
     parser.add_argument("--cpu", action="store_true", help="CPU time (with --threads 1)")
+    parser.add_argument("--decision", type=int, default=0, help="N build-style timings")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="chain-ab-"))
@@ -286,6 +337,9 @@ def main() -> None:
         tactic = _tactic_from(args.variant_tactic) if args.variant_tactic else ChainNative
         for batch in args.batches:
             for name in args.blocks:
+                if args.decision:
+                    print(decision_trials(name, batch, args.threads, args.decision), flush=True)
+                    continue
                 row = bench_block(
                     name, batch, args.threads, args.rounds, not args.no_ort, lib, args.cpu, tactic
                 )

@@ -95,7 +95,7 @@ def force_chain(monkeypatch: pytest.MonkeyPatch) -> None:
         kept = check(tactics) if check is not None else tactics
         return kept[-1].name, {t.name: 1.0 if t.name == chains.SPLIT else 0.5 for t in kept}
 
-    monkeypatch.setattr(chains, "tune_layer", tune)
+    monkeypatch.setattr(chains, "tune_chain", tune)
     monkeypatch.setitem(CPU_TACTICS, "chain", (NumpyChain,))
 
 
@@ -246,7 +246,58 @@ def test_a_chain_barely_faster_than_its_members_is_not_kept(
     def tune(signature: str, tactics: list[Any], bind: Any, cache: Any, timer: Any, check: Any):
         return tactics[-1].name, {chains.SPLIT: 1.0, tactics[-1].name: ratio["r"]}
 
-    monkeypatch.setattr(chains, "tune_layer", tune)
+    monkeypatch.setattr(chains, "tune_chain", tune)
     assert not api.build(model, options=_opts()).graph(2).meta.get("chains")
     ratio["r"] = chains.KEEP_BELOW - 0.05
     assert len(api.build(model, options=_opts()).graph(2).meta["chains"]) == 17
+
+
+class _Scripted:
+    """A timer whose samples are scripted per run (the run's name), one per call."""
+
+    def __init__(self, script: dict[str, list[float]]) -> None:
+        self.script = {k: iter(v) for k, v in script.items()}
+
+    def measure(self, run: Any) -> float:
+        run()
+        return next(self.script[run.name])
+
+
+class _Named:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self) -> None:
+        pass
+
+
+def _tactic(name: str) -> Any:
+    return type(name, (), {"name": name})()
+
+
+def test_the_chain_timing_takes_the_median_of_paired_ratios() -> None:
+    """A chain 0.85x its members in every round wins though the members' one odd fast sample
+    (taken in another round) is below all of the chain's; a chain 0.95x in most rounds but
+    fastest in one lucky round is timed at 0.95x: not kept (KEEP_BELOW)."""
+    rounds = chains.CHAIN_ROUNDS
+    split = [1.0] * rounds
+    split[3] = 0.6  # a lone fast sample: the minima's ratio 0.85 / 0.6 would keep the members
+    chain = [0.85 * s if k != 3 else 0.85 for k, s in enumerate(split)]
+    timer = _Scripted({chains.SPLIT: split, "c": chain})
+    tactics = [_tactic(chains.SPLIT), _tactic("c")]
+    winner, times = chains.tune_chain("sig", tactics, lambda t: _Named(t.name), None, timer)
+    assert winner == "c" and times["c"] == pytest.approx(0.85 * 0.6e6, rel=1e-3), times
+    assert times["c"] <= chains.KEEP_BELOW * times[chains.SPLIT]
+    lucky = [0.95] * rounds
+    lucky[5] = 0.5  # one undisturbed chain sample: the minima say 0.5, the rounds 0.95
+    timer = _Scripted({chains.SPLIT: [1.0] * rounds, "c": lucky})
+    winner, times = chains.tune_chain("sig", tactics, lambda t: _Named(t.name), None, timer)
+    assert times["c"] == pytest.approx(0.95e6, rel=1e-3), times
+    assert times["c"] > chains.KEEP_BELOW * times[chains.SPLIT]
+
+
+def test_the_chain_timing_stops_early_when_the_chain_is_clearly_slower() -> None:
+    n = chains.CHAIN_ROUNDS
+    timer = _Scripted({chains.SPLIT: [1.0] * n, "c": [2.0] * n})
+    samples = chains.time_paired({chains.SPLIT: _Named(chains.SPLIT), "c": _Named("c")}, timer)
+    assert len(samples["c"]) == chains.CHAIN_MIN_ROUNDS < n
