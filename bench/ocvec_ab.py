@@ -5,7 +5,10 @@ of a git revision ("old") against the working tree's ("new"), in one process, ro
 "old" is conv_ocvec.c at ``--base`` compiled alone (with this tree's args.c: the argument
 struct must not have changed) and swapped into the bound calls; ``--old-whole-tiles`` binds
 it as the tactic did before the last tile of left-over positions (a plain projection read
-in place only where its positions fill whole tiles).
+in place only where its positions fill whole tiles); ``--old-tail-max-cin`` /
+``--old-min-positions`` with the in-place limits of an earlier tactic. ``--evict-mb`` writes
+a buffer before each timed call, so that weights and input come from memory or L3 as they
+do between a model's layers.
 
 Run (BLAS unthrottled):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python -m bench.ocvec_ab \\
@@ -36,13 +39,38 @@ def whole_tiles() -> type:
     from edge_infer.engine.backends.cpu.tactics.cpu_ocvec import OcVecNative
 
     class WholeTiles(OcVecNative):
-        def _plain_rows(self, x: np.ndarray, positions: int, pb: int) -> np.ndarray | None:
-            return None if positions % pb else super()._plain_rows(x, positions, pb)
+        def _plain_rows(
+            self, x: np.ndarray, positions: int, pb: int, per_image: bool = False
+        ) -> np.ndarray | None:
+            if positions % pb:
+                return None
+            return super()._plain_rows(x, positions, pb, per_image)
 
     return WholeTiles
 
 
-def layer(name: str, b: int, rounds: int, pool: Any, old: Any, old_cls: Any) -> dict:
+def tail_cin_limit(limit: int | None, min_positions: int | None) -> type:
+    """ocvec_native reading a plain projection whose positions leave a short last tile in
+    place only up to ``limit`` input channels (as before the kernel blocked its terms:
+    384), and none of fewer than ``min_positions`` positions."""
+    from edge_infer.engine.backends.cpu.tactics.cpu_ocvec import OcVecNative
+
+    class TailLimit(OcVecNative):
+        def _plain_rows(
+            self, x: np.ndarray, positions: int, pb: int, per_image: bool = False
+        ) -> np.ndarray | None:
+            if limit is not None and positions % pb and self.spec.cin > limit:
+                return None
+            if min_positions is not None and positions < min_positions:
+                return None
+            return super()._plain_rows(x, positions, pb, per_image)
+
+    return TailLimit
+
+
+def layer(
+    name: str, b: int, rounds: int, pool: Any, old: Any, old_cls: Any, evict: np.ndarray | None
+) -> dict:
     from edge_infer.engine.backends.cpu.tactics.cpu_ocvec import OcVecNative
 
     spec, ins, _, _ = spec_and_inputs(name, b)
@@ -60,6 +88,8 @@ def layer(name: str, b: int, rounds: int, pool: Any, old: Any, old_cls: Any) -> 
     times: dict[str, list[float]] = {"old": [], "new": []}
     for i in range(rounds):
         for k in ("old", "new") if i % 2 else ("new", "old"):
+            if evict is not None:  # other layers' data through the caches, as in a model
+                evict += 1.0
             t0 = time.perf_counter()
             runs[k]()
             times[k].append(time.perf_counter() - t0)
@@ -77,24 +107,46 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=200)
     p.add_argument("--base", default="HEAD", help="git revision of the old kernel")
     p.add_argument("--base-file", help="the old kernel's source file instead of --base's")
+    p.add_argument(
+        "--evict-mb",
+        type=float,
+        default=0.0,
+        help="write this many MB before each timed call (weights and input leave the caches "
+        "as between a model's layers; 0: every call finds them where the last one left them)",
+    )
     p.add_argument("--old-whole-tiles", action="store_true")
+    p.add_argument(
+        "--old-tail-max-cin",
+        type=int,
+        help="bind old reading in place only up to this many input channels where the "
+        "positions leave a short last tile (384 before the kernel blocked its terms)",
+    )
+    p.add_argument(
+        "--old-min-positions",
+        type=int,
+        help="bind old reading no plain projection of fewer positions in place",
+    )
     args = p.parse_args(argv)
     from edge_infer.engine.backends.cpu.parallel import WorkPool
     from edge_infer.engine.backends.cpu.tactics.cpu_ocvec import OcVecNative
 
     old_cls = whole_tiles() if args.old_whole_tiles else OcVecNative
+    if args.old_tail_max_cin is not None or args.old_min_positions is not None:
+        old_cls = tail_cin_limit(args.old_tail_max_cin, args.old_min_positions)
     with tempfile.TemporaryDirectory() as t:
         kernel = KERNEL
         if args.base_file:  # the file's text as of "HEAD", from a scratch copy
             kernel = str(Path(t) / "base_kernel.c")
             Path(kernel).write_text(Path(args.base_file).read_text())
         old = old_library(args.base, Path(t), kernel)
+        size = int(args.evict_mb * (1 << 20)) // 4
+        evict = np.zeros(size, np.float32) if size else None
         for threads in args.threads:
             pool = WorkPool(threads) if threads > 1 else None
             try:
                 for b in args.batches:
                     for name in args.layers:
-                        r = layer(name, b, args.rounds, pool, old, old_cls)
+                        r = layer(name, b, args.rounds, pool, old, old_cls, evict)
                         print(
                             f"{name} b{b} t{threads}: old {r['us']['old']} new {r['us']['new']}"
                             f" us, new/old {r['new/old']}",

@@ -13,10 +13,13 @@
  * vectors and a broadcast need the 32 vector registers of AVX-512 (conv_ocvec_pb7_fits:
  * elsewhere the 7-position tile works, with spills).
  *
- * A plain 1x1 projection (xcs set: no more output than input channels, positions filling
- * whole tiles) skips the pack: the tile broadcasts its inputs where they lie, a channel
- * stride apart (14x14 projections measured 5-10 % less work than pack + tile, one thread,
- * and the layer is one phase instead of two).
+ * A plain 1x1 projection (xcs set: no more output than input channels) skips the pack: the
+ * tile broadcasts its inputs where they lie, a channel stride apart (14x14 projections
+ * measured 5-10 % less work than pack + tile, one thread, and the layer is one phase
+ * instead of two). Past KB_MIN input channels the tiles go through them KB at a time,
+ * their partial sums kept in memory between blocks: the KB input lines and KB x 16
+ * weights a tile reads stay in L1 for the next tile (576 input lines did not). The same
+ * products in the same order: the bits of the packed path.
  *
  * Float16 storage (FP16 engines, `half` bits: 1 base, 2 out, 4 z): the pack widens the
  * input as it gathers it (exact), the residual is widened as it is loaded and each
@@ -41,6 +44,13 @@ static inline float ld1(const void *p, long i, long h) {
 /* bytes of packed terms a group of position blocks keeps in L2 (conv_ocvec) */
 #define PACK_L2 (384L << 10)
 #define OB 16
+/* layers of more than KB_MIN terms go KB terms at a time (KB x 16 weights: 8 KB), the
+ * partial sums of at most PART_BLOCKS position blocks kept between blocks of terms */
+#ifndef KB
+#define KB 128
+#endif
+#define KB_MIN 192
+#define PART_BLOCKS 48
 
 /* the tile's positions: 6, or 7 where asked */
 static inline long tile_pb(long pb) { return pb == 7 ? 7 : 6; }
@@ -122,15 +132,46 @@ void pack_positions_f32(const pack_positions_args *a) {
     else pack_f32(a);
 }
 
-/* tile_6x16s (simd.h) with a seventh position, the terms `us` floats apart (us = PB: the
- * pack; a channel stride: a plain 1x1 conv's input read in place): for k < n,
- * acc[i] += u[us k + i] * v[16 k ..] (acc written once, at the end): tile_6x16's products
- * in its order, the same bits */
+/* The register tile: for k < n, acc[j] += u[us k + j] * v[16 k ..] (j < 6 positions, 16
+ * channels; the terms `us` floats apart: PB in the pack, a channel stride where a plain 1x1
+ * conv's input is read in place), starting from acc where `more` (a later block of terms:
+ * the partial sums of the ones before) or from zero: per output the products of simd.h's
+ * tile_6x16s in its order, the same bits however the terms are blocked. */
+static inline __attribute__((always_inline)) void tile_6x16k(const float *u, long us,
+                                                           const float *v, long n,
+                                                           v8 acc[PB_MAX][2], long more) {
+    v8 a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
+    v8 a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
+    if (more) {
+        a00 = acc[0][0]; a01 = acc[0][1]; a10 = acc[1][0]; a11 = acc[1][1];
+        a20 = acc[2][0]; a21 = acc[2][1]; a30 = acc[3][0]; a31 = acc[3][1];
+        a40 = acc[4][0]; a41 = acc[4][1]; a50 = acc[5][0]; a51 = acc[5][1];
+    }
+    for (long k = 0; k < n; k++, u += us, v += 16) {
+        v8 v0 = load8(v), v1 = load8(v + 8);
+        a00 += u[0] * v0; a01 += u[0] * v1;
+        a10 += u[1] * v0; a11 += u[1] * v1;
+        a20 += u[2] * v0; a21 += u[2] * v1;
+        a30 += u[3] * v0; a31 += u[3] * v1;
+        a40 += u[4] * v0; a41 += u[4] * v1;
+        a50 += u[5] * v0; a51 += u[5] * v1;
+    }
+    acc[0][0] = a00; acc[0][1] = a01; acc[1][0] = a10; acc[1][1] = a11;
+    acc[2][0] = a20; acc[2][1] = a21; acc[3][0] = a30; acc[3][1] = a31;
+    acc[4][0] = a40; acc[4][1] = a41; acc[5][0] = a50; acc[5][1] = a51;
+}
+/* ... with a seventh position (pb 7: AVX-512's 32 registers) */
 static inline __attribute__((always_inline)) void tile_7x16(const float *u, long us,
                                                           const float *v, long n,
-                                                          v8 acc[7][2]) {
+                                                          v8 acc[7][2], long more) {
     v8 a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0}, a30 = {0};
     v8 a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0}, a60 = {0}, a61 = {0};
+    if (more) {
+        a00 = acc[0][0]; a01 = acc[0][1]; a10 = acc[1][0]; a11 = acc[1][1];
+        a20 = acc[2][0]; a21 = acc[2][1]; a30 = acc[3][0]; a31 = acc[3][1];
+        a40 = acc[4][0]; a41 = acc[4][1]; a50 = acc[5][0]; a51 = acc[5][1];
+        a60 = acc[6][0]; a61 = acc[6][1];
+    }
     for (long k = 0; k < n; k++, u += us, v += 16) {
         v8 v0 = load8(v), v1 = load8(v + 8);
         a00 += u[0] * v0; a01 += u[0] * v1;
@@ -148,12 +189,14 @@ static inline __attribute__((always_inline)) void tile_7x16(const float *u, long
 }
 /* The last position block's r < PB positions (7x7 grids in tiles of 6: 8 tiles and one
  * position): tiles of those r positions only, not of PB of which PB - r are padding. Each
- * accumulator sums tile_7x16's products in its order: the same bits. */
+ * accumulator sums tile_6x16k's products in its order: the same bits. */
 static inline __attribute__((always_inline)) void tile_rx16(const float *u, long us,
                                                           const float *v, long n,
-                                                          v8 acc[PB_MAX][2], long r) {
+                                                          v8 acc[PB_MAX][2], long r,
+                                                          long more) {
     v8 a[PB_MAX][2];
-    for (long j = 0; j < r; j++) a[j][0] = a[j][1] = (v8){0};
+    for (long j = 0; j < r; j++)
+        a[j][0] = more ? acc[j][0] : (v8){0}, a[j][1] = more ? acc[j][1] : (v8){0};
     for (long k = 0; k < n; k++, u += us, v += 16) {
         v8 v0 = load8(v), v1 = load8(v + 8);
         for (long j = 0; j < r; j++) {
@@ -165,11 +208,11 @@ static inline __attribute__((always_inline)) void tile_rx16(const float *u, long
 }
 /* (r positions as tiles of 4, 2 and 1: three tiles compiled, not six) */
 static __attribute__((noinline)) void tile_tail(const float *u, long us, const float *v, long n,
-                                                v8 acc[PB_MAX][2], long r) {
+                                                v8 acc[PB_MAX][2], long r, long more) {
     for (long j = 0; j < r;) {
-        if (r - j >= 4) tile_rx16(u + j, us, v, n, acc + j, 4), j += 4;
-        else if (r - j >= 2) tile_rx16(u + j, us, v, n, acc + j, 2), j += 2;
-        else tile_rx16(u + j, us, v, n, acc + j, 1), j += 1;
+        if (r - j >= 4) tile_rx16(u + j, us, v, n, acc + j, 4, more), j += 4;
+        else if (r - j >= 2) tile_rx16(u + j, us, v, n, acc + j, 2, more), j += 2;
+        else tile_rx16(u + j, us, v, n, acc + j, 1, more), j += 1;
     }
 }
 
@@ -270,6 +313,15 @@ conv_ocvec(const float *pk, long T, long npb, const float *wpack, const float *b
      * outputs of 1152 terms: 3.6 MB) is read from L3 once, not once per channel block */
     long group = T > 0 ? PACK_L2 / (T * PB * (long)sizeof(float)) : npb;
     group = xcs ? npb : group < 1 ? 1 : group;
+    /* terms a block, in place: the tiles of a group go through the first kb terms, then the
+     * next kb (their partial sums in part), so that the kb x 16 weights and the kb input
+     * lines the tiles share stay in L1 (a pack is read once a tile, in order: not blocked) */
+    long kb = xcs && T > KB_MIN ? KB : T;
+    if (kb < T && group > PART_BLOCKS) { /* groups of even size */
+        long n = (npb + PART_BLOCKS - 1) / PART_BLOCKS;
+        group = (npb + n - 1) / n;
+    }
+    v8 part[PART_BLOCKS * PB_MAX][2];
     long nob = ob1 - ob0, ngroups = (npb + group - 1) / group;
     for (long it = 0; it < ngroups * nob; it++) { /* each group, each channel block */
         long g0 = it / nob * group, ob = ob0 + it % nob;
@@ -277,13 +329,25 @@ conv_ocvec(const float *pk, long T, long npb, const float *wpack, const float *b
         float bt[OB] = {0};
         for (long i = 0; i < nc; i++) bt[i] = bias ? bias[c0 + i] : 0.0f;
         v8 b0 = load8(bt), b1 = load8(bt + 8);
+        for (long k0 = 0; k0 < T - kb; k0 += kb) /* every block of terms but the last */
+            for (long pb = g0; pb < npb && pb < g0 + group; pb++) {
+                long np = P - pb * PB < PB ? P - pb * PB : PB;
+                const float *u = pk + pb * bs + k0 * us, *v = wpack + (ob * T + k0) * OB;
+                v8(*acc)[2] = part + (pb - g0) * PB;
+                if (np < PB) tile_tail(u, us, v, kb, acc, np, k0 > 0);
+                else if (PB == 7) tile_7x16(u, us, v, kb, acc, k0 > 0);
+                else tile_6x16k(u, us, v, kb, acc, k0 > 0);
+            }
+        long k0 = kb < T ? (T - 1) / kb * kb : 0, kn = T - k0;
         for (long pb = g0; pb < npb && pb < g0 + group; pb++) {
             v8 acc[PB_MAX][2]; /* acc[j]: position j's 16 channels */
-            long np = P - pb * PB < PB ? P - pb * PB : PB;
-            if (np < PB) tile_tail(pk + pb * bs, us, wpack + ob * T * OB, T, acc, np);
-            else if (PB == 7) tile_7x16(pk + pb * bs, us, wpack + ob * T * OB, T, acc);
-            else if (xcs) tile_6x16s(pk + pb * bs, us, wpack + ob * T * OB, T, acc);
-            else tile_6x16(pk + pb * T * PB, wpack + ob * T * OB, T, acc);
+            long np = P - pb * PB < PB ? P - pb * PB : PB, more = k0 > 0;
+            const float *u = pk + pb * bs + k0 * us, *v = wpack + (ob * T + k0) * OB;
+            for (long j = 0; more && j < np; j++)
+                acc[j][0] = part[(pb - g0) * PB + j][0], acc[j][1] = part[(pb - g0) * PB + j][1];
+            if (np < PB) tile_tail(u, us, v, kn, acc, np, more);
+            else if (PB == 7) tile_7x16(u, us, v, kn, acc, more);
+            else tile_6x16k(u, us, v, kn, acc, more);
             if (!half) { /* float32: the tile turned into channel rows in registers */
                 float *o = (float *)out + c0 * ocs + pb * PB;
                 const float *zp = residual ? (const float *)z + c0 * zcs + pb * PB : 0;

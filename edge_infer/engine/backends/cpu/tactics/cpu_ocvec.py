@@ -33,10 +33,17 @@ PB7 = 7
 #: up to 1.09x slower on two threads under load (960->320)
 PLAIN_MIN_POSITIONS = 65
 #: ... and, where the positions leave a last short tile (AVX2's tiles of 6 on 14x14: 196 =
-#: 32 x 6 + 4), only up to this many input channels: in place on 2 threads, 14x14 to 64
-#: and 96 channels measured 0.88 (192 in), 0.94-0.97 (384 in), but 1.04 (576 in: the 576
-#: input lines a tile reads overflow L1 before the next tile reads them again) of pack + tile
-PLAIN_TAIL_MAX_CIN = 384
+#: 32 x 6 + 4), only up to this many input channels. In place the kernel goes through the
+#: terms 128 at a time past 192 (their input lines and weights stay in L1; without that,
+#: 576 input lines a tile overflowed L1 and 576 in measured 1.04 of pack + tile). One image
+#: (its channel blocks split between threads), input in cache: 384 -> 96, 384 -> 64 and
+#: 576 -> 96 on 14x14 0.91-0.97 of pack + tile (1 and 2 threads); 1024 -> 256 and
+#: 2048 -> 512 on 14x14 1.10-1.15 (one thread: a group's input no longer stays in L2)
+PLAIN_TAIL_MAX_CIN = 768
+#: ... and where each image is a chunk of its own (a batch), up to this many: its input
+#: comes from memory, and the pack's one sweep over it beat the tiles' strided reads there
+#: (576 -> 96 on 14x14 at batch 8: 1.08x on one thread, 1.30x on two, in place)
+PLAIN_TAIL_MAX_CIN_BATCH = 384
 #: conv_ocvec packs an im2col of the whole layer: only for small grids
 OCVEC_MAX_POSITIONS = 1024
 OCVEC_MAX_PACK_BYTES = 16 << 20
@@ -136,7 +143,7 @@ class OcVecNative(_NativeConv):
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)
         per_image = self._per_image(scratch, n)
         parts = 1 if per_image else self._whole_rounds(self._chunks(scratch), scratch)
-        plain = self._plain_rows(x, positions, pb)
+        plain = self._plain_rows(x, positions, pb, per_image)
         if plain is not None:
             return self._bind_plain(
                 plain, out3, z3, scratch, before, after, pb, per_image, parts, wpack, bias, half
@@ -231,17 +238,21 @@ class OcVecNative(_NativeConv):
             xcs=xcs,
         )
 
-    def _plain_rows(self, x: np.ndarray, positions: int, pb: int) -> np.ndarray | None:
+    def _plain_rows(
+        self, x: np.ndarray, positions: int, pb: int, per_image: bool = False
+    ) -> np.ndarray | None:
         """A plain 1×1 projection's float32 input as (N, C, H·W) with unit-stride positions:
         the kernel reads its terms there, a channel stride apart (a last tile of the
         positions left over reads those only: inside each channel's row). None: pack as
         any other conv — and expansions (more output than input channels: in place they
         measured 4-9 % slower, one thread, their many channel blocks each reading the input
-        again), and short last tiles above :data:`PLAIN_TAIL_MAX_CIN` input channels."""
+        again), and short last tiles above :data:`PLAIN_TAIL_MAX_CIN` input channels
+        (:data:`PLAIN_TAIL_MAX_CIN_BATCH` where each image is a chunk: ``per_image``)."""
         s = self.spec
         if not (self.plain_in_place and is_plain(s)) or s.cout > s.cin:
             return None
-        if positions % pb and s.cin > PLAIN_TAIL_MAX_CIN:
+        limit = PLAIN_TAIL_MAX_CIN_BATCH if per_image else PLAIN_TAIL_MAX_CIN
+        if positions % pb and s.cin > limit:
             return None
         if positions < PLAIN_MIN_POSITIONS:
             return None

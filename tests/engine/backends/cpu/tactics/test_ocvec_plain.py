@@ -27,13 +27,16 @@ Packed = type("OcVecPacked", (OcVecNative,), {"plain_in_place": False})
 # (batch, cin, h, w, cout, activation, residual, input a channel slice): 12x14 = 168
 # positions fill tiles of 6 and of 7 (in place on every build); 11x13 = 143 leave a last
 # tile of 5 or 3; cout off the 16-channel blocks; a batch of 4 (a chunk per image on 2
-# threads); mish: the shared epilogue after
+# threads); mish: the shared epilogue after; 300 and 520 input channels: the kernel's
+# blocks of 128 terms (the last one short), 20x20 = 400 positions in two groups
 CASES = [
     (1, 40, 12, 14, 24, ("relu", ()), "none", False),
     (1, 40, 11, 13, 24, ("clip", (0.0, 6.0)), "pre", True),
     (1, 33, 12, 14, 17, ("clip", (0.0, 6.0)), "pre", True),
     (4, 24, 14, 12, 24, ("hard_swish", ()), "post", True),
     (2, 50, 12, 14, 9, ("mish", ()), "pre", False),
+    (1, 300, 11, 13, 24, ("clip", (0.0, 6.0)), "pre", True),
+    (1, 520, 20, 20, 40, ("relu", ()), "post", False),
 ]
 
 
@@ -90,7 +93,8 @@ def test_in_place_projection_gives_the_packed_bits(threads: int) -> None:
     [
         (1, 24, 12, 14, 40, ("relu", ()), "none", False),  # an expansion
         (1, 40, 7, 7, 24, ("relu", ()), "none", False),  # 49 positions: below the minimum
-        (1, 400, 11, 13, 24, ("relu", ()), "none", False),  # a last short tile, 400 in
+        (1, 800, 11, 13, 24, ("relu", ()), "none", False),  # a last short tile, 800 in
+        (2, 520, 11, 13, 24, ("relu", ()), "none", False),  # ... 520 in, a chunk per image
     ],
 )
 def test_other_plain_convs_stay_packed(case: tuple) -> None:
@@ -98,6 +102,22 @@ def test_other_plain_convs_stay_packed(case: tuple) -> None:
     got, names = _run(OcVecNative, c, None)
     assert "pack_positions_f32" in names
     _check(got, c["want"], str(case))
+
+
+def test_in_place_float16_storage_is_the_conversion_route() -> None:
+    """Float16 output and residual of an in-place projection through the blocks of terms:
+    the float32 kernel's output narrowed (round to nearest even), bit for bit."""
+    c = _case(7, (1, 300, 11, 13, 24, ("clip", (0.0, 6.0)), "pre", True))
+    z16 = c["ins"][3].astype(np.float16)
+    out16 = np.full(c["spec"].out_shape, np.nan, np.float16)
+    ins16 = [*c["ins"][:3], z16]
+    with replay.recording(c["spec"].signature(), ins16, out16) as rec:
+        OcVecNative(c["spec"]).bind(ins16, [out16], ScratchPool())()
+    assert {call.name for call in rec.calls} == {"conv_ocvec_f32"}
+    ref = np.full(c["spec"].out_shape, np.nan, np.float32)
+    ins32 = [*c["ins"][:3], z16.astype(np.float32)]
+    Packed(c["spec"]).bind(ins32, [ref], ScratchPool())()
+    np.testing.assert_array_equal(out16, ref.astype(np.float16))
 
 
 def _recorded() -> list[tuple[dict, replay.Recording]]:
