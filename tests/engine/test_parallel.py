@@ -130,6 +130,7 @@ def test_native_pool_runs_every_task_exactly_once(workers: int, shared_only: boo
                     y=y[a:b].ctypes.data,
                     n=b - a,
                     kind=native.Activation.SIGMOID,
+                    half=0,
                 ),
                 (x, y),
             )

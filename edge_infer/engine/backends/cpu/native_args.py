@@ -176,20 +176,20 @@ class ConvWinogradArgs(KernelArgs):
 
 
 class UnaryArgs(KernelArgs):
-    """kind: Activation.SIGMOID or Activation.TANH."""
+    """kind: Activation.SIGMOID or Activation.TANH; half: float16 storage bits (args.h)."""
 
-    _fields_ = [("x", _P), ("y", _P), ("n", _L), ("kind", _L)]
+    _fields_ = [("x", _P), ("y", _P), ("n", _L), ("kind", _L), ("half", _L)]
 
 
 class SoftmaxArgs(KernelArgs):
-    _fields_ = [("x", _P), ("y", _P), *_longs("outer", "axis", "inner")]
+    _fields_ = [("x", _P), ("y", _P), *_longs("outer", "axis", "inner", "half")]
 
 
 class UpsampleNearestArgs(KernelArgs):
     _fields_ = [
         ("x", _P),
         ("y", _P),
-        *_longs("n", "c", "xis", "xcs", "yis", "ycs", "h", "w", "fh", "fw"),
+        *_longs("n", "c", "xis", "xcs", "yis", "ycs", "h", "w", "fh", "fw", "half"),
     ]
 
 

@@ -37,6 +37,7 @@ from edge_infer.engine.backends.cpu.stepkit import (
     step,
     thread_kwargs,
     thread_parts,
+    unit_planes,
 )
 from edge_infer.engine.ir import Node
 from edge_infer.engine.ops.linalg import matmul_shape
@@ -96,7 +97,8 @@ def _split(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch)
 def _resize(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
     """Integer nearest-neighbour upsampling (the YOLO neck) as one broadcast copy."""
     x, out = ins[0], outs[0]
-    if half.is_half(x, out) and native.available():  # float16 storage: exact through float32
+    halves = _half_planes(x, out) and native.library() is not None  # copied as they are
+    if not halves and half.is_half(x, out) and native.available():  # exact through float32
         return half.around_f32(_resize, node, ins, outs, scratch)
     if node.attrs.get("mode", "nearest") != "nearest" or x.ndim != 4:
         return None
@@ -137,23 +139,33 @@ def _resize(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch
             )
             calls.append(native.NativeCall("upsample_nearest_s8_f32", args, (x, out)))
         return share(calls, getattr(scratch, "pool", None))
-    if planes_ok(x, out) and native.library() is not None:  # channel slices (concat) too
+    if halves or (planes_ok(x, out) and native.library() is not None):  # concat slices too
+        size = x.itemsize
         args = dict(
             x=x.ctypes.data,
             y=out.ctypes.data,
             n=n,
             c=c,
-            xis=x.strides[0] // 4,
-            xcs=x.strides[1] // 4,
-            yis=out.strides[0] // 4,
-            ycs=out.strides[1] // 4,
+            xis=x.strides[0] // size,
+            xcs=x.strides[1] // size,
+            yis=out.strides[0] // size,
+            ycs=out.strides[1] // size,
             h=h,
             w=w,
             fh=fh,
             fw=fw,
+            half=int(halves),
         )
         return native.NativeCall("upsample_nearest_f32", args, (x, out))
     return _upsample_copies(x, out, fh, fw)
+
+
+def _half_planes(x: Any, out: np.ndarray) -> bool:
+    """Both float16 (N, C, H, W) ndarrays with contiguous (H, W) planes (float16 storage of
+    FP16 engines: the native upsampling copies the values as they are)."""
+    return all(
+        isinstance(a, np.ndarray) and a.dtype == np.float16 and unit_planes(a) for a in (x, out)
+    )
 
 
 #: above this many output phases (fh * fw) one broadcast copy beats a copy per phase

@@ -19,6 +19,11 @@ from edge_infer.engine.backends.cpu.stepkit import (
 )
 from edge_infer.engine.ir import Node
 
+F16, F32 = np.dtype(np.float16), np.dtype(np.float32)
+#: the most values along a softmax's axis that its float16-storage kernel takes
+#: (kernels/pointwise.c SOFTMAX_HALF_AXIS)
+SOFTMAX_HALF_AXIS = 512
+
 _BINARY = {
     "Add": np.add,
     "Sub": np.subtract,
@@ -64,20 +69,61 @@ def _relu(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) 
     return lambda: np.maximum(x, 0, out=out)
 
 
+def _contiguous(*arrays: Any) -> bool:
+    """Every array a C-contiguous float32 or float16 ndarray."""
+    return all(
+        isinstance(a, np.ndarray) and a.dtype in (F32, F16) and a.flags.c_contiguous for a in arrays
+    )
+
+
+def bind_unary(
+    x: np.ndarray, out: np.ndarray, kind: int, scratch: Scratch, half: int = 0
+) -> Run | None:
+    """``unary_f32`` (sigmoid or tanh) over C-contiguous ``x`` into ``out`` of its shape, one
+    vectorized pass split between the layer's threads; ``half``: its float16 storage bits
+    (kernels/pointwise.c: FP16 layers, tactics/cpu_fp16.py). None where it cannot run."""
+    if native.library() is None or not _contiguous(x, out) or x.shape != out.shape:
+        return None
+    xs, ys = x.itemsize, out.itemsize
+    calls = [
+        native.NativeCall("unary_f32", dict(x=x.ctypes.data + xs * a, y=out.ctypes.data + ys * a,
+                          n=b - a, kind=kind, half=half), (x, out))
+        for a, b in thread_parts(x.size, scratch, -(-x.size // 64))
+        for a, b in [(64 * a, min(x.size, 64 * b))]
+    ]  # fmt: skip
+    return share(calls, getattr(scratch, "pool", None))
+
+
+def bind_softmax(
+    x: np.ndarray, out: np.ndarray, axis: int, scratch: Scratch, half: int = 0
+) -> Run | None:
+    """``softmax_f32`` over axis ``axis`` of C-contiguous ``x`` into ``out`` of its shape,
+    outer indices split between the layer's threads; ``half``: float16 storage bits (at most
+    SOFTMAX_HALF_AXIS values along the axis). None where it cannot run."""
+    if native.library() is None or not _contiguous(x, out) or x.shape != out.shape:
+        return None
+    if half and x.shape[axis] > SOFTMAX_HALF_AXIS:
+        return None
+    outer, inner = int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis + 1 :]))
+    block = x.shape[axis] * inner  # values of one outer index
+    calls = [
+        native.NativeCall("softmax_f32", dict(x=x.ctypes.data + a * block * x.itemsize,
+                          y=out.ctypes.data + a * block * out.itemsize, outer=b - a,
+                          axis=x.shape[axis], inner=inner, half=half), (x, out))
+        for a, b in thread_parts(x.size, scratch, outer)
+    ]  # fmt: skip
+    return share(calls, getattr(scratch, "pool", None))
+
+
 @step("Sigmoid")
 def _sigmoid(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run | None:
     if not is_float(ins[0]):
         return None
     x, out = ins[0], outs[0]
-    lib = native_ok(x, out)
-    if lib is not None and x.shape == out.shape:  # one vectorized pass, split between threads
-        calls = [
-            native.NativeCall("unary_f32", dict(x=x.ctypes.data + 4 * a, y=out.ctypes.data + 4 * a,
-                              n=b - a, kind=native.Activation.SIGMOID), (x, out))
-            for a, b in thread_parts(x.size, scratch, -(-x.size // 64))
-            for a, b in [(64 * a, min(x.size, 64 * b))]
-        ]  # fmt: skip
-        return share(calls, getattr(scratch, "pool", None))
+    if native_ok(x, out) is not None:  # one vectorized pass, split between threads
+        run = bind_unary(x, out, native.Activation.SIGMOID, scratch)
+        if run is not None:
+            return run
 
     def run() -> None:  # 1 / (1 + exp(-x)), in place; exp overflow gives the right limit
         np.negative(x, out=out)
@@ -98,17 +144,10 @@ def _softmax(node: Node, ins: list[Any], outs: list[np.ndarray], scratch: Scratc
     if not is_float(x):
         return None
     axis = int(opset_axis) % x.ndim
-    lib = native_ok(x, out)
-    if lib is not None and x.shape == out.shape:
-        outer, inner = int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis + 1 :]))
-        block = 4 * x.shape[axis] * inner  # bytes of one outer index
-        calls = [
-            native.NativeCall("softmax_f32", dict(x=x.ctypes.data + a * block,
-                              y=out.ctypes.data + a * block, outer=b - a, axis=x.shape[axis],
-                              inner=inner), (x, out))
-            for a, b in thread_parts(x.size, scratch, outer)
-        ]  # fmt: skip
-        return share(calls, getattr(scratch, "pool", None))
+    if native_ok(x, out) is not None:
+        run = bind_softmax(x, out, axis, scratch)
+        if run is not None:
+            return run
     reduced = list(x.shape)
     reduced[axis] = 1
     tmp = scratch(tuple(reduced), x.dtype, "softmax")

@@ -31,6 +31,7 @@ def test_a_mirror_that_disagrees_disables_the_kernels(monkeypatch, caplog) -> No
             ("y", ctypes.c_void_p),
             ("kind", ctypes.c_long),
             ("n", ctypes.c_long),
+            ("half", ctypes.c_long),
         )
 
     monkeypatch.setitem(native.ARGS, "unary_f32", Swapped)
@@ -56,24 +57,31 @@ def test_a_field_missing_from_the_library_is_reported(monkeypatch) -> None:
 
     monkeypatch.setitem(native.ARGS, "softmax_f32", Longer)
     problems = native.layout_mismatches(native.library())
-    assert "softmax_f32.sizeof: native.py (offset, size) (0, 48), library (0, 40)" in problems
-    assert "softmax_f32.extra: native.py (offset, size) (40, 8), library None" in problems
+    assert "softmax_f32.sizeof: native.py (offset, size) (0, 56), library (0, 48)" in problems
+    assert "softmax_f32.extra: native.py (offset, size) (48, 8), library None" in problems
 
 
 def test_a_call_names_every_field_exactly_once() -> None:
     x = np.linspace(-3, 3, 37, dtype=np.float32)
     y = np.empty_like(x)
-    with pytest.raises(TypeError, match=r"missing fields \['kind'\]"):
+    with pytest.raises(TypeError, match=r"missing fields \['kind', 'half'\]"):
         native.NativeCall("unary_f32", dict(x=x.ctypes.data, y=y.ctypes.data, n=x.size), (x, y))
     with pytest.raises(TypeError, match=r"unknown fields \['size'\]"):
         native.NativeCall(
             "unary_f32",
-            dict(x=x.ctypes.data, y=y.ctypes.data, n=x.size, kind=native.Activation.TANH, size=1),
+            dict(
+                x=x.ctypes.data,
+                y=y.ctypes.data,
+                n=x.size,
+                kind=native.Activation.TANH,
+                half=0,
+                size=1,
+            ),
             (x, y),
         )
     call = native.NativeCall(
         "unary_f32",
-        dict(x=x.ctypes.data, y=y.ctypes.data, n=x.size, kind=native.Activation.TANH),
+        dict(x=x.ctypes.data, y=y.ctypes.data, n=x.size, kind=native.Activation.TANH, half=0),
         (x, y),
     )
     call()

@@ -35,7 +35,7 @@ def _lib(build: str, tmp_path: Path) -> Any:
 def _unary(lib: Any, x: np.ndarray, kind: native.Activation) -> np.ndarray:
     y = np.full_like(x, np.nan)
     call = native.NativeCall("unary_f32", dict(x=x.ctypes.data, y=y.ctypes.data, n=x.size,
-                             kind=kind), (x, y))  # fmt: skip
+                             kind=kind, half=0), (x, y))  # fmt: skip
     lib.unary_f32(ctypes.byref(call.args))
     return y
 
@@ -44,7 +44,7 @@ def _softmax(lib: Any, x: np.ndarray) -> np.ndarray:
     y = np.full_like(x, np.nan)
     outer, axis, inner = x.shape
     call = native.NativeCall("softmax_f32", dict(x=x.ctypes.data, y=y.ctypes.data, outer=outer,
-                             axis=axis, inner=inner), (x, y))  # fmt: skip
+                             axis=axis, inner=inner, half=0), (x, y))  # fmt: skip
     lib.softmax_f32(ctypes.byref(call.args))
     return y
 

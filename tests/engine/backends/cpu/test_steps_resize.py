@@ -1,7 +1,7 @@
 """The Resize step (nearest upsampling by integer factors, the YOLO neck) against the reference
-op: native kernels (float32, int8 storage) and the numpy path (no C compiler: one strided copy
-per output phase), into whole buffers and into channel slices of a concat's buffer. Nearest
-upsampling only copies values, so outputs are compared bit for bit."""
+op: native kernels (float32, float16 and int8 storage) and the numpy path (no C compiler:
+one strided copy per output phase), into whole buffers and into channel slices of a concat's
+buffer. Nearest upsampling only copies values, so outputs are compared bit for bit."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def _input(shape: tuple[int, ...], dtype: type, seed: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("native_on", [True, False], ids=["native", "numpy"])
-@pytest.mark.parametrize("dtype", [np.float32, np.int8], ids=["f32", "s8"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int8], ids=["f32", "f16", "s8"])
 @pytest.mark.parametrize(("shape", "factors", "mode"), CASES)
 @pytest.mark.parametrize("into", ["buffer", "concat_slice"])
 def test_resize_step_is_the_reference(
@@ -88,8 +88,8 @@ def test_resize_step_is_the_reference(
     assert run is not None, "the step declined a nearest upsampling it takes"
     kernel = getattr(run, "name", None)
     if native_on:
-        assert kernel == ("upsample_nearest_f32" if dtype is np.float32 else
-                          "upsample_nearest_s8_f32")  # fmt: skip
+        assert kernel == ("upsample_nearest_s8_f32" if dtype is np.int8 else
+                          "upsample_nearest_f32")  # fmt: skip
     else:
         assert kernel is None
     run()

@@ -103,17 +103,20 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, long, ocs) EI_EPILOGUE_ARGS(X, K) X(K, long, zis) X(K, float *, pk) X(K, long, pkn)   \
     X(K, long, half)
 
-/* pointwise.c; unary kind: EI_ACT_SIGMOID or EI_ACT_TANH */
-#define EI_UNARY_ARGS(X, K) X(K, const float *, x) X(K, float *, y) X(K, long, n) X(K, long, kind) \
-   
+/* pointwise.c; unary kind: EI_ACT_SIGMOID or EI_ACT_TANH; half (unary, softmax): float16
+ * storage bits 1 x, 2 y float16, 4 y, 8 x float32 rounded to float16's values (pointwise.c) */
+#define EI_UNARY_ARGS(X, K)                                                                    \
+    X(K, const float *, x) X(K, float *, y) X(K, long, n) X(K, long, kind) X(K, long, half)
+
 #define EI_SOFTMAX_ARGS(X, K)                                                                  \
     X(K, const float *, x) X(K, float *, y) X(K, long, outer) X(K, long, axis)                 \
-    X(K, long, inner)
+    X(K, long, inner) X(K, long, half)
 
+/* half: x and y float16 (strides in elements) */
 #define EI_UPSAMPLE_NEAREST_ARGS(X, K)                                                         \
     X(K, const float *, x) X(K, float *, y) X(K, long, n) X(K, long, c) X(K, long, xis)        \
     X(K, long, xcs) X(K, long, yis) X(K, long, ycs) X(K, long, h) X(K, long, w)                \
-    X(K, long, fh) X(K, long, fw)
+    X(K, long, fh) X(K, long, fw) X(K, long, half)
 
 /* convert_f16.c: rows x n values (row strides xrs, yrs, in elements); mode 0 float16 to
  * float32, 1 float32 to float16, 2 float32 rounded to float16's values (round to nearest even) */

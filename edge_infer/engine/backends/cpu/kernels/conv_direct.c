@@ -17,7 +17,9 @@
  * Float16 storage (FP16 engines, `half` bits: 1 x, 2 out, 4 z): the layout copies widen x
  * as they read it (exact), the residual is widened as it is loaded and the tile narrowed
  * to nearest even as it is stored, after the whole epilogue — the bits of widen, the
- * float32 kernel, narrow (half.h). The layout and the tile stay float32.
+ * float32 kernel, narrow (half.h). The layout and the tile stay float32. A plain 1x1 conv
+ * reads a float16 input in place (conv_direct_f32 with bit 1: `base` is float16), widened
+ * as each strip's runs are packed — no layout pass.
  */
 #include "simd.h"
 #include "half.h"
@@ -69,6 +71,13 @@ static long strip_targets(long g, long count, long wg, long wo, long *dst, long 
         if (++col == wg) { col = 0; row++; }
     }
     return valid;
+}
+
+/* sum over the T terms of w[t * MR] * pk[t * NR]: one position of a strip computed alone */
+static __attribute__((noinline)) float strip_sum(const float *w, const float *pk, long T) {
+    float s = 0.0f;
+    for (long t = 0; t < T; t++) s += w[t * MR] * pk[t * NR];
+    return s;
 }
 
 /* One strip of one output channel: bias, residual (zc: that channel's plane) and activation
@@ -133,11 +142,11 @@ static inline void store_tile(void *o, long ocs, const void *zc, long zcs, v8 ac
  * computed one position at a time (no read past the input). out and z: float16 where
  * half says (built twice below: the float32 one keeps its plain stores). */
 static inline __attribute__((always_inline)) void
-direct_blocks(const float *base, const long *toff, long T, const float *wpack,
+direct_blocks(const void *base, const long *toff, long T, const float *wpack,
               const float *bias, long ob0, long ob1, long cout, long g0, long g1, long gsafe,
               long wg, long wo, void *out, long ocs, long act, float p0, float p1,
               long residual, const void *z, long zcs, float *pk, long half) {
-    long hz = half & HALF_Z, ho = half & HALF_OUT;
+    long hz = half & HALF_Z, ho = half & HALF_OUT, hx = half & HALF_X;
     long dst[NR], contiguous;
     float tile[NR];
     for (long g = g0; g < g1; g += NR) {
@@ -147,8 +156,13 @@ direct_blocks(const float *base, const long *toff, long T, const float *wpack,
             /* the strip's T runs packed contiguously: sequential, aligned loads for every
              * channel block instead of T scattered (often line-crossing) ones */
             for (long t = 0; t < T; t++) {
-                memcpy(pk + t * NR, base + toff[t] + g, NR * 4);
-                __builtin_prefetch(base + toff[t] + g + PREFETCH_IN, 0, 3);
+                if (hx) { /* a float16 input read in place: widened as it is packed */
+                    store8(pk + t * NR, ld8(base, toff[t] + g, 1));
+                    store8(pk + t * NR + 8, ld8(base, toff[t] + g + 8, 1));
+                } else {
+                    memcpy(pk + t * NR, (const float *)base + toff[t] + g, NR * 4);
+                }
+                __builtin_prefetch(at(base, toff[t] + g + PREFETCH_IN, hx), 0, 3);
             }
             for (long ob = ob0; ob < ob1; ob++) {
                 v8 acc[MR][2];
@@ -167,6 +181,14 @@ direct_blocks(const float *base, const long *toff, long T, const float *wpack,
                 }
             }
         } else {
+            /* the strip's valid values packed (a float16 input widened) and summed by
+             * strip_sum, one function for both storages: GCC vectorizes such a sum as
+             * in-order vector products (no FMA) or not at all depending on how its loads
+             * look, which changed the bits between the float32 and float16 inputs */
+            for (long t = 0; t < T; t++)
+                for (long j = 0; j < NR; j++)
+                    pk[t * NR + j] =
+                        j < count && dst[j] >= 0 ? ld1(base, toff[t] + g + j, hx) : 0.0f;
             for (long ob = ob0; ob < ob1; ob++) {
                 for (long i = 0; i < MR; i++) {
                     long oc = ob * MR + i;
@@ -175,8 +197,7 @@ direct_blocks(const float *base, const long *toff, long T, const float *wpack,
                     float b = bias ? bias[oc] : 0.0f;
                     for (long j = 0; j < NR; j++) {
                         float s = 0.0f;
-                        if (j < count && dst[j] >= 0)
-                            for (long t = 0; t < T; t++) s += w[t * MR] * base[toff[t] + g + j];
+                        if (j < count && dst[j] >= 0) s = strip_sum(w, pk + j, T);
                         tile[j] = s;
                     }
                     store_strip(at(out, oc * ocs, ho), z ? at(z, oc * zcs, hz) : 0, dst,
@@ -197,7 +218,7 @@ direct_blocks(const float *base, const long *toff, long T, const float *wpack,
 /* direct_blocks for float32 storage, and for float16 out / z: each its own function (the
  * float32 one compiled as the loop was before float16 storage) */
 static __attribute__((noinline)) void
-blocks_f32(const float *base, const long *toff, long T, const float *wpack, const float *bias,
+blocks_f32(const void *base, const long *toff, long T, const float *wpack, const float *bias,
            long ob0, long ob1, long cout, long g0, long g1, long gsafe, long wg, long wo,
            void *out, long ocs, long act, float p0, float p1, long residual, const void *z,
            long zcs, float *pk) {
@@ -206,7 +227,7 @@ blocks_f32(const float *base, const long *toff, long T, const float *wpack, cons
 }
 
 static __attribute__((noinline)) void
-blocks_half(const float *base, const long *toff, long T, const float *wpack, const float *bias,
+blocks_half(const void *base, const long *toff, long T, const float *wpack, const float *bias,
             long ob0, long ob1, long cout, long g0, long g1, long gsafe, long wg, long wo,
             void *out, long ocs, long act, float p0, float p1, long residual, const void *z,
             long zcs, float *pk, long half) {
@@ -214,14 +235,14 @@ blocks_half(const float *base, const long *toff, long T, const float *wpack, con
                   act, p0, p1, residual, z, zcs, pk, half);
 }
 
-static void conv_direct(const float *base, const long *toff, long T, const float *wpack,
+static void conv_direct(const void *base, const long *toff, long T, const float *wpack,
                         const float *bias, long ob0, long ob1, long cout, long g0, long g1,
                         long gsafe, long wg, long wo, void *out, long ocs, long act, float p0,
                         float p1, long residual, const void *z, long zcs, float *pk,
                         long half) {
     long group = WEIGHT_BLOCK / (T * MR * (long)sizeof(float));
     if (group < 1) group = 1;
-    half &= HALF_OUT | (residual ? HALF_Z : 0);
+    half &= HALF_X | HALF_OUT | (residual ? HALF_Z : 0);
     for (long ob = ob0; ob < ob1; ob += group) {
         long ob2 = ob + group < ob1 ? ob + group : ob1;
         if (half)
@@ -347,7 +368,7 @@ static void conv_banded(const void *x, long xcs, long xrs, long h, long w, long 
                            rb - ra + ext, buf + c * plen, cin * plen);
         conv_direct(buf, toff, T, wpack, bias, 0, blocks, cout, 0, (rb - ra) * wq, 1L << 62, wq,
                     wo, at(out, ra * wo, ho), ocs, act, p0, p1, residual,
-                    z ? at(z, ra * wo, hz) : 0, zcs, pk, half);
+                    z ? at(z, ra * wo, hz) : 0, zcs, pk, half & ~HALF_X); /* buf: float32 */
     }
 }
 

@@ -24,7 +24,9 @@
  * float16, their strides counted in float16 elements): the band's input rows are widened
  * (exactly) as they are laid out, the residual widened as it is loaded, and each output vector
  * narrowed to nearest even (half.h) as it is stored, after the whole epilogue: the bits of
- * widening into float32, this kernel on float32, then narrowing.
+ * widening into float32, this kernel on float32, then narrowing. STEM_XR: x is float32 that
+ * the FP16 layer rounds to float16's values (its input image), rounded as it is laid out
+ * instead of in a pass before.
  *
  * Vectors along output columns rather than output channels: the tile's rows are then NCHW
  * output runs (no transpose before the store), at the cost of the band's column-phase split
@@ -146,6 +148,7 @@ static inline vf activatev(vf y, long act, float p0, float p1) { return activate
 #define STEM_XH 1
 #define STEM_OH 2
 #define STEM_ZH 4
+#define STEM_XR 8
 #define STEM_RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 /* float16 vectors: loaded (widened; the first n lanes, others zero) / stored (narrowed to
  * nearest even; the first n lanes, others untouched) */
@@ -182,9 +185,17 @@ static inline vf loadh_n(const uint16_t *p, long n) { return h8_load_n(p, n); }
 static inline void storeh_n(uint16_t *p, vf v, long n) { h8_store_n(p, v, n); }
 #endif
 
-/* input element c of a row (float32 or float16) */
-static inline float xat(const float *s, long c, long xh) {
-    return xh ? ei_float_from_half(((const uint16_t *)s)[c]) : s[c];
+/* float32 vectors rounded to float16's values (STEM_XR) */
+#if VW == 16
+static inline vf roundv(vf v) { return (vf)_mm512_cvtph_ps(_mm512_cvtps_ph((__m512)v, STEM_RNE)); }
+#else
+static inline vf roundv(vf v) { return h8_round(v); }
+#endif
+
+/* input element c of a row (float32, rounded to float16's values with xr, or float16) */
+static inline float xat(const float *s, long c, long xh, long xr) {
+    if (xh) return ei_float_from_half(((const uint16_t *)s)[c]);
+    return xr ? ei_float_from_half(ei_half_from_float(s[c])) : s[c];
 }
 
 /* Input rows [iy0, iy0 + rows) of every channel into buf[ci][rows_max][sx][wq]: padded
@@ -192,6 +203,7 @@ static inline float xat(const float *s, long c, long xh) {
  * input. */
 static void layout_rows(const conv_stem_args *a, long iy0, long rows, long rows_max) {
     long sx = a->sx, wq = a->wq, w = a->w, pl = a->pl, xh = a->half & STEM_XH;
+    long xr = !xh && (a->half & STEM_XR);
     for (long ci = 0; ci < a->cin; ci++) {
         for (long r = 0; r < rows; r++) {
             float *d = a->buf + ((ci * rows_max + r) * sx) * wq;
@@ -208,10 +220,16 @@ static void layout_rows(const conv_stem_args *a, long iy0, long rows, long rows_
                 float *d0 = d, *d1 = d + wq;
                 for (; q < wq && 2 * q - pl < 0; q++) { /* left padding */
                     long c = 2 * q - pl;
-                    d0[q] = c >= 0 && c < w ? xat(s, c, xh) : 0.0f;
-                    d1[q] = c + 1 >= 0 && c + 1 < w ? xat(s, c + 1, xh) : 0.0f;
+                    d0[q] = c >= 0 && c < w ? xat(s, c, xh, xr) : 0.0f;
+                    d1[q] = c + 1 >= 0 && c + 1 < w ? xat(s, c + 1, xh, xr) : 0.0f;
                 }
-                if (xh)
+                if (xr)
+                    for (; q + VW <= wq && 2 * (q + VW) - pl <= w; q += VW) {
+                        vf u = roundv(loadv(s + 2 * q - pl)), v = roundv(loadv(s + 2 * q - pl + VW));
+                        storev(d0 + q, evens(u, v));
+                        storev(d1 + q, odds(u, v));
+                    }
+                else if (xh)
                     for (; q + VW <= wq && 2 * (q + VW) - pl <= w; q += VW) {
                         vf u = loadh(sh + 2 * q - pl), v = loadh(sh + 2 * q - pl + VW);
                         storev(d0 + q, evens(u, v));
@@ -225,16 +243,17 @@ static void layout_rows(const conv_stem_args *a, long iy0, long rows, long rows_
                     }
                 for (; q < wq; q++) {
                     long c = 2 * q - pl;
-                    d0[q] = c >= 0 && c < w ? xat(s, c, xh) : 0.0f;
-                    d1[q] = c + 1 >= 0 && c + 1 < w ? xat(s, c + 1, xh) : 0.0f;
+                    d0[q] = c >= 0 && c < w ? xat(s, c, xh, xr) : 0.0f;
+                    d1[q] = c + 1 >= 0 && c + 1 < w ? xat(s, c + 1, xh, xr) : 0.0f;
                 }
             } else if (sx == 1) {
                 long lo = pl < wq ? pl : wq, n = w < wq - lo ? w : wq - lo;
                 memset(d, 0, sizeof(float) * lo);
-                if (xh) {
+                if (xh || xr) {
                     long j = 0;
-                    for (; j + VW <= n; j += VW) storev(d + lo + j, loadh(sh + j));
-                    for (; j < n; j++) d[lo + j] = ei_float_from_half(sh[j]);
+                    for (; j + VW <= n; j += VW)
+                        storev(d + lo + j, xh ? loadh(sh + j) : roundv(loadv(s + j)));
+                    for (; j < n; j++) d[lo + j] = xat(s, j, xh, xr);
                 } else
                     memcpy(d + lo, s, sizeof(float) * n);
                 memset(d + lo + n, 0, sizeof(float) * (wq - lo - n));
@@ -242,7 +261,7 @@ static void layout_rows(const conv_stem_args *a, long iy0, long rows, long rows_
                 for (long ph = 0; ph < sx; ph++)
                     for (q = 0; q < wq; q++) {
                         long c = q * sx + ph - pl;
-                        d[ph * wq + q] = c >= 0 && c < w ? xat(s, c, xh) : 0.0f;
+                        d[ph * wq + q] = c >= 0 && c < w ? xat(s, c, xh, xr) : 0.0f;
                     }
             }
         }

@@ -31,6 +31,12 @@
 #include "simd.h"
 #include "half.h"
 
+#if defined(__F16C__) && defined(__SSSE3__) && !(defined(__AVX512BW__) && defined(__AVX512VL__))
+#define EI_WG_SHUF 1
+#else
+#define EI_WG_SHUF 0
+#endif
+
 #define WG_XH 1 /* x is float16 */
 #define WG_OH 2 /* out is float16 */
 #define WG_ZH 4 /* z is float16 */
@@ -160,7 +166,32 @@ static inline __attribute__((always_inline)) v8 x8_lanes(const void *x, long i, 
  * whether its 6 rows can be read as whole 8-float vectors */
 typedef struct {
     long off, r0, r1, q0, q1, fast;
+#if EI_WG_SHUF
+    /* float16 x on F16C: an edge patch's row as 8 values read from off + d (inside the
+     * image row, d < 0 never past its start) and shuffled into lanes [q0, q1), the others
+     * zero (one load and a pshufb where inserting the lanes one by one cost 1.7x the
+     * float32 input transform) */
+    long d, shuf_ok;
+    __m128i shuf;
+#endif
 } patch_at;
+
+#if EI_WG_SHUF
+/* the shuffle of an edge patch (see patch_at): lane k in [q0, q1) from lane k - d */
+static void patch_shuffle(patch_at *p, long x0, long w) {
+    long a = x0 + p->q0; /* the first column needed, or the last 8 of the row */
+    if (a + 8 > w) a = w - 8;
+    p->d = a - x0;
+    unsigned char m[16];
+    for (long k = 0; k < 8; k++) {
+        int in = k >= p->q0 && k < p->q1;
+        m[2 * k] = in ? (unsigned char)(2 * (k - p->d)) : 0x80;
+        m[2 * k + 1] = in ? (unsigned char)(2 * (k - p->d) + 1) : 0x80;
+    }
+    memcpy(&p->shuf, m, 16);
+    p->shuf_ok = 1;
+}
+#endif
 
 /* 1. the 6x6 input patches of nt tiles from t0, transformed into
  * V[36][ceil(nt / 16)][cin][16] (planes PAD floats apart): per channel and 8 tiles, each patch
@@ -189,6 +220,10 @@ static inline __attribute__((always_inline)) void input_transform_as(const wino_
         if (p->r1 < p->r0) p->r1 = p->r0;
         if (p->q1 <= p->q0) p->r1 = p->r0; /* no column inside: no rows either */
         p->fast = p->r0 == 0 && p->r1 == 6 && p->q0 == 0 && x0 + 8 <= in->w;
+#if EI_WG_SHUF
+        p->shuf_ok = 0;
+        if (xh && !p->fast && p->r1 > p->r0 && in->w >= 8) patch_shuffle(p, x0, in->w);
+#endif
     }
     for (long c = 0; c < cin; c++) {
         long xc = c * in->xcs;
@@ -202,6 +237,12 @@ static inline __attribute__((always_inline)) void input_transform_as(const wino_
                     long src = xc + p->off + r * in->xrs;
                     if (p->fast)
                         rows[j] = x8(in->x, src, xh);
+#if EI_WG_SHUF
+                    else if (xh && p->shuf_ok && r >= p->r0 && r < p->r1)
+                        rows[j] = (v8)_mm256_cvtph_ps(_mm_shuffle_epi8(
+                            _mm_loadu_si128((const __m128i *)((const uint16_t *)in->x + src + p->d)),
+                            p->shuf));
+#endif
                     else if (r >= p->r0 && r < p->r1)
                         rows[j] = x8_lanes(in->x, src, p->q0, p->q1, xh);
                     else

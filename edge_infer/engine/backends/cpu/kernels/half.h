@@ -11,6 +11,8 @@
  *   x86-64 (AVX-512 machines have F16C), NEON fcvtl / fcvtn on aarch64 (FPCR's nearest
  *   even), else the portable functions lane by lane; h8_load_n / h8_store_n: the first n
  *   (0 < n < 8) of them (the others zero / untouched);
+ * - h8_round (after simd.h): 8 float32 values rounded to float16's values (nearest even), kept
+ *   in float32: the bits of h8_store then h8_load, in registers where the CPU converts;
  * - h16_load / h16_store / h16_load_mask / h16_store_mask (AVX-512 with BW and VL: EI_H16):
  *   16 values in an __m512, whole or under a lane mask. */
 #ifndef EDGE_INFER_HALF_H
@@ -93,6 +95,19 @@ static __attribute__((noinline, unused)) void h8_store(uint16_t *p, v8 v) {
     for (int j = 0; j < 8; j++) p[j] = ei_half_from_float(v[j]);
 }
 #define EI_H8_PATH 0
+#endif
+
+#if defined(__F16C__)
+static inline v8 h8_round(v8 v) {
+    return (v8)_mm256_cvtph_ps(
+        _mm256_cvtps_ph((__m256)v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+#else
+static inline v8 h8_round(v8 v) {
+    uint16_t h[8];
+    h8_store(h, v);
+    return h8_load(h);
+}
 #endif
 
 /* (AVX-512BW: masked moves; F16C: lanes moved in registers, since a buffer written lane by

@@ -309,7 +309,12 @@ class DirectNative(_NativeConv):
             return self._bind_banded(
                 x, out3, z3, before, after, scratch, wpack, bias, per_image, parts, *banding, half
             )
-        base, image, toff, wg, gsafe, copies = self._terms(x, scratch, parts, before)
+        base, image, toff, wg, gsafe, copies = self._terms(
+            x, scratch, parts, before, half_in_place=True
+        )
+        # a float16 base: a plain 1x1 conv's float16 input read in place, widened as each
+        # strip is packed (no layout pass)
+        half |= _X_HALF if base.dtype == F16 else 0
         blocks = -(-cout // MR)
         keep = (wpack, bias, toff, base, out3, z3)
         # a strip-packing buffer per concurrent chunk
@@ -320,7 +325,7 @@ class DirectNative(_NativeConv):
 
         def conv(b: int, g0: int, g1: int, pack: np.ndarray) -> Any:
             args = dict(
-                base=base.ctypes.data + 4 * b * image,
+                base=base.ctypes.data + base.itemsize * b * image,
                 toff=toff.ctypes.data,
                 T=len(toff),
                 wpack=wpack.ctypes.data,
@@ -335,7 +340,7 @@ class DirectNative(_NativeConv):
                 wo=wo,
                 **self._output_args(out3, z3, b),
                 pk=pack.ctypes.data,
-                half=half & (_OUT_HALF | _Z_HALF),
+                half=half & ((_X_HALF if base.dtype == F16 else 0) | _OUT_HALF | _Z_HALF),
             )
             return native.NativeCall("conv_direct_f32", args, (*keep, pack))
 

@@ -12,8 +12,10 @@ Float16 in the kernels themselves (``half_io``): those conversions are whole pas
 layer's tensors. An FP32 convolution tactic whose kernels can read and write float16 storage
 sets ``half_io: ClassVar[bool] = True``; its ``fp16_`` form then gives it the float16 arrays
 directly — float16 inputs (the residual input too) and float16 outputs, no scratch, no
-passes — while float32 inputs the layer rounds still arrive rounded into float32 scratch,
-and float32 outputs are still float32 arrays rounded in place afterwards. The contract: its
+passes — while float32 inputs the layer rounds still arrive rounded into float32 scratch
+(except the first input of a tactic with ``rounds_input``, ``stem_native``: its ``round_x``
+set, it rounds the image as it lays it out), and float32 outputs are still float32 arrays
+rounded in place afterwards. The contract: its
 run must write exactly the bits of the wrapper's route, widen → the FP32 kernel →
 round to nearest even float16 (float16 inputs widened exactly as they are read, float16
 outputs narrowed from the float32 values the FP32 kernel would have stored, after its whole
@@ -35,7 +37,10 @@ of an FP16 engine still on the conversion route).
   at bind as the FP32 layer's.
 - ``fp16_step``: an op with an FP32 step (``steps.STEPS``; of the domain ops,
   ``edge_infer::Pointwise``), through it; the layer's constant inputs are constants to the
-  step (a constant operand laid out once, at bind).
+  step (a constant operand laid out once, at bind). Sigmoid and Softmax take the float16
+  storage in their native kernels instead (kernels/pointwise.c ``half``: widened as read,
+  float32 inputs the layer rounds rounded as read, outputs narrowed or rounded as written,
+  the float32 kernel's arithmetic in between: the conversion route's bits, no passes).
 - ``fp16_kernel``: any layer, through the wrapped op's reference kernel: bit for bit the
   reference's numbers (the self-check never rejects it, so a build never fails for want of
   a candidate), which is what a layer gets when its step's float32 rounding differences
@@ -48,7 +53,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edge_infer.engine.backends.cpu import half
+from edge_infer.engine.backends.cpu import half, native, steps_elementwise
 from edge_infer.engine.backends.cpu.parallel import sequence
 from edge_infer.engine.backends.cpu.steps import STEPS
 from edge_infer.engine.ir import Node, TensorType, Value
@@ -58,6 +63,8 @@ from edge_infer.engine.tactics.fp16 import Fp16Spec
 from edge_infer.errors import EdgeInferError
 
 F16, F32 = np.dtype(np.float16), np.dtype(np.float32)
+#: kernels/pointwise.c's ``half`` bits: x, y float16; y, x float32 rounded to float16's values
+_PW_XH, _PW_YH, _PW_YR, _PW_XR = 1, 2, 4, 8
 
 
 def _float32(scratch: Scratch, shape: tuple[int, ...], role: str) -> np.ndarray:
@@ -78,11 +85,17 @@ class _Fp16Tactic(Tactic):
         self.spec = spec
 
     def _inputs(
-        self, inputs: list[Any], scratch: Scratch, before: list[Run], direct: bool = False
+        self,
+        inputs: list[Any],
+        scratch: Scratch,
+        before: list[Run],
+        direct: bool = False,
+        rounds: tuple[int, ...] = (),
     ) -> list[Any]:
         """The float32 arrays the FP32 run reads: constants upcast once, float16 views
         widened into scratch (passed as they are with ``direct``), rounded float32 inputs
-        rounded into scratch."""
+        rounded into scratch (passed as they are where listed in ``rounds``: the run rounds
+        them itself)."""
         pool = getattr(scratch, "pool", None)
         out: list[Any] = []
         for k, x in enumerate(inputs):
@@ -94,7 +107,12 @@ class _Fp16Tactic(Tactic):
                 x32 = _float32(scratch, x.shape, f"fp16_in{k}")
                 before.append(half.convert(x, x32, half.WIDEN, pool))
                 out.append(x32)
-            elif isinstance(x, np.ndarray) and x.dtype == F32 and k in self.spec.round_inputs:
+            elif (
+                isinstance(x, np.ndarray)
+                and x.dtype == F32
+                and k in self.spec.round_inputs
+                and k not in rounds
+            ):
                 x32 = _float32(scratch, x.shape, f"fp16_in{k}")
                 before.append(half.convert(x, x32, half.ROUND, pool))
                 out.append(x32)
@@ -153,7 +171,11 @@ def fp16_conv(inner: type[Tactic]) -> type[Tactic]:
             before: list[Run] = []
             after: list[Run] = []
             direct = takes_half(self.inner)
-            ins = self._inputs(inputs, scratch, before, direct)
+            # a tactic that rounds its float32 input itself (``rounds_input``: stem_native)
+            rounds = (0,) if direct and getattr(type(self.inner), "rounds_input", False) else ()
+            if rounds:
+                setattr(self.inner, "round_x", 0 in self.spec.round_inputs)  # noqa: B010
+            ins = self._inputs(inputs, scratch, before, direct, rounds)
             outs = self._outputs(outputs, scratch, after, direct)
             return sequence([*before, self.inner.bind(ins, outs, scratch), *after])
 
@@ -261,6 +283,32 @@ class Fp16Step(Fp16Kernel):
         if spec.op == "Softmax" and spec.opset < 13:
             return False  # flatten-to-2D semantics: the step does not do them
         return super().applicable(spec)
+
+    def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
+        run = self._half_kernel(inputs, outputs, scratch)
+        return run if run is not None else super().bind(inputs, outputs, scratch)
+
+    def _half_kernel(
+        self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch
+    ) -> Run | None:
+        """Sigmoid / Softmax on the float16 storage itself (pointwise.c's ``half`` bits), or
+        None: the conversion route."""
+        s = self.spec
+        if s.op_domain or s.op not in ("Sigmoid", "Softmax") or 0 in s.consts:
+            return None
+        if len(inputs) != 1 or len(outputs) != 1 or not native.available():
+            return None
+        x, y = inputs[0], outputs[0]
+        if not isinstance(x, np.ndarray) or x.dtype not in (F16, F32) or y.dtype not in (F16, F32):
+            return None
+        bits = (
+            (_PW_XH if x.dtype == F16 else _PW_XR if 0 in s.round_inputs else 0)
+            | (_PW_YH if y.dtype == F16 else _PW_YR)  # every float32 output is rounded
+        )
+        if s.op == "Sigmoid":
+            return steps_elementwise.bind_unary(x, y, native.Activation.SIGMOID, scratch, bits)
+        axis = int(s.op_attrs.get("axis", -1)) % max(1, x.ndim)
+        return steps_elementwise.bind_softmax(x, y, axis, scratch, bits)
 
     def _inner(self, ins: list[Any], outs: list[np.ndarray], scratch: Scratch) -> Run:
         s = self.spec

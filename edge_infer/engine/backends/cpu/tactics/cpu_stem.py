@@ -39,6 +39,9 @@ MAX_CIN = 4
 BAND_BYTES = 48 << 10
 #: the kernel's ``half`` bits: x, out, z float16
 X_HALF, OUT_HALF, Z_HALF = 1, 2, 4
+#: ... and x float32, rounded to float16's values as it is laid out (an FP16 layer's rounded
+#: float32 input: ``round_x``)
+X_ROUND = 8
 F16 = np.dtype(np.float16)
 
 
@@ -58,6 +61,10 @@ class StemNative(_NativeConv):
 
     name = "stem_native"
     half_io: ClassVar[bool] = True
+    #: rounds a float32 input to float16's values itself when ``round_x`` is set (cpu_fp16.py:
+    #: the layer's rounded input, the image, without a rounding pass before)
+    rounds_input: ClassVar[bool] = True
+    round_x = False
 
     def half_ready(self) -> bool:
         """Float16 arrays in and out (cpu_fp16.py): when the kernel does the whole epilogue
@@ -98,6 +105,7 @@ class StemNative(_NativeConv):
         )
         if half and not self.fused:
             raise ValueError(f"{self.name}: float16 storage needs the kernel's epilogue")
+        half |= X_ROUND if self.round_x and x.dtype == np.float32 else 0
         n, cin, _, _ = s.x_shape
         _, cout, ho, wo = s.out_shape
         (sy, sx), (kh, kw) = s.strides, s.kernel

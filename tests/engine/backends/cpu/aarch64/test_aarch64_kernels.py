@@ -188,7 +188,7 @@ def _step_cases() -> list[tuple[replay.Recording, np.ndarray, float]]:
                 _step_case(
                     f"unary {kind.name} n{n}",
                     "unary_f32",
-                    dict(x=x.ctypes.data, y=y.ctypes.data, n=n, kind=kind),
+                    dict(x=x.ctypes.data, y=y.ctypes.data, n=n, kind=kind, half=0),
                     x,
                     y,
                     ref(x.astype(np.float64)),
@@ -202,7 +202,7 @@ def _step_cases() -> list[tuple[replay.Recording, np.ndarray, float]]:
             _step_case(
                 f"softmax {outer}x{axis}x{inner}",
                 "softmax_f32",
-                dict(x=x.ctypes.data, y=y.ctypes.data, outer=outer, axis=axis, inner=inner),
+                dict(x=x.ctypes.data, y=y.ctypes.data, outer=outer, axis=axis, inner=inner, half=0),
                 x,
                 y,
                 e / e.sum(axis=1, keepdims=True),
@@ -233,6 +233,7 @@ def _step_cases() -> list[tuple[replay.Recording, np.ndarray, float]]:
                 w=w,
                 fh=fh,
                 fw=fw,
+                half=0,
             ),
             x,
             y,

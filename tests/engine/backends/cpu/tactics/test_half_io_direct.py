@@ -3,7 +3,7 @@
 the bits of the conversion route — inputs widened into float32, the same kernel on float32,
 outputs narrowed to nearest even float16 (numpy's astype) — for every x / out / residual
 dtype mix, every fused activation, the residual modes, odd sizes, strides 1 and 2, pads,
-plain 1x1 layers (read in place by ocvec_native, laid out by direct_native), the banded
+plain 1x1 layers (float16 inputs read in place by both), the banded
 layout, channel-slice and strided views, special values, 1 and 2 threads; on this host's
 library, on every x86 vector path (AVX-512, AVX2 + F16C, plain x86-64) and on aarch64 NEON
 under qemu-user."""

@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 
 from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.backends.cpu.tactics import cpu_fp16
 from edge_infer.engine.backends.cpu.tactics.cpu_stem import StemNative
 from edge_infer.engine.tactics.base import ConvSpec
+from edge_infer.engine.tactics.fp16 import Fp16Spec
 from tests.engine.backends.cpu import isa_builds
 from tests.engine.backends.cpu.aarch64 import emulated
 from tests.engine.backends.cpu.tactics import half_io_support as hs
@@ -91,6 +93,52 @@ def test_the_cases_reach_every_float16_case_and_both_storages() -> None:
             continue
         kinds |= hs.float16_kinds(want)
     assert kinds == {"inf", "nan", "subnormal"}
+
+
+def test_a_rounded_float32_input_rounded_by_the_kernel_is_the_rounding_pass() -> None:
+    """``round_x`` (the FP16 layer's rounded image: cpu_fp16.py ``rounds_input``): the kernel
+    rounding a float32 input to float16's values as it lays it out writes the bits of the
+    same kernel on the input rounded before, every column-phase path, float16 and float32
+    outputs; then the FP16 wrapper around it against its conversion route."""
+    for c in _cases():
+        x = c["ins"][0]
+        if x.dtype != F32:
+            continue
+        x = x * np.float32(1 + 2**-12)  # off float16's values (specials stay)
+        with np.errstate(over="ignore", invalid="ignore"):
+            x16 = x.astype(F16).astype(F32)
+        outs = []
+        for xin, rounds in ((x, True), (x16, False)):
+            out = np.full_like(c["out"], np.nan)
+            t = StemNative(c["spec"])
+            t.round_x = rounds
+            t.bind([xin, *c["ins"][1:]], [out], ScratchPool())()
+            outs.append(out)
+        assert not np.isnan(outs[1]).all(), c["name"]
+        hs.assert_bits(outs[0], outs[1], f"round_x {c['name']}")
+    c = _case(0, 2, views=False, special=True)  # float32 image, float16 output
+    spec = Fp16Spec(
+        op="Conv",
+        op_domain="",
+        opset=17,
+        op_attrs={},
+        round_inputs=(0,),
+        fp16_outputs=(0,),
+        inputs=((c["spec"].x_shape, "float32"),),
+        outputs=((c["spec"].out_shape, "float16"),),
+        consts={},
+        conv=c["spec"],
+    )
+    x = c["ins"][0] * np.float32(1 + 2**-12)
+    got = np.full(c["out"].shape, np.nan, F16)
+    wrapper = cpu_fp16.fp16_conv(StemNative)(spec)
+    wrapper.bind([x, None, None], [got], ScratchPool())()
+    assert wrapper.inner.round_x  # type: ignore[attr-defined]
+    want = np.full_like(got, np.nan)
+    with np.errstate(over="ignore", invalid="ignore"):
+        x16 = x.astype(F16).astype(F32)
+    StemNative(c["spec"]).bind([x16, None, None], [want], ScratchPool())()
+    hs.assert_bits(got, want, "fp16_stem_native on a float32 image")
 
 
 def test_an_unfused_activation_declines_half_storage() -> None:
