@@ -81,8 +81,7 @@ def main() -> int:
             err = float(np.abs(out - ref).max())
             if err > 1e-4 * max(1.0, float(np.abs(ref).max())):
                 raise SystemExit(f"{name}: {key} differs from onnxruntime by {err}")
-        if side is not None and not np.array_equal(outs["ours"], outs["variant"]):
-            raise SystemExit(f"{name}: ours and the variant differ in bits")
+        same = side is None or np.array_equal(outs["ours"], outs["variant"])
         times: dict[str, list[float]] = {k: [] for k in runs}
         keys = list(runs)
         for i in range(args.rounds):
@@ -98,7 +97,7 @@ def main() -> int:
             line += f"  {key} {np.median(t) * 1e6:7.1f} us ({np.median(t / ort_t):.3f}x ORT Conv)"
         if side is not None:
             ratio = np.median(np.array(times["ours"]) / np.array(times["variant"]))
-            line += f"  ours/variant {ratio:.3f}"
+            line += f"  ours/variant {ratio:.3f}" + ("" if same else " (other bits)")
         print(line, flush=True)
     tmp.cleanup()
     return 0

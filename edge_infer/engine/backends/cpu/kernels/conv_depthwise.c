@@ -5,9 +5,8 @@
  * bit 0's path: channel groups (1) or row by row (0). Float16 storage (field `half`: FP16
  * engines, tactics/cpu_fp16.py half_io) only on the vectors along rows: their loads widen
  * and their stores narrow (half.h); builds without them compute it one output at a time.
- * AVX2 builds take bit 1 for 3 x 3 layers at stride 1 or 2 with output rows ROWS_MIN_WO
- * (ROWS_MIN_WO_S2) to ROWS_MAX_WO wide (dw_rows_range: the same arithmetic on 8-float
- * vectors, from a ring of zero-padded rows); other layers there go bit 0's way.
+ * AVX2 builds take bit 1 (and float16 storage) for 3 x 3 layers at stride 1 or 2
+ * (dw_v8_range: 8-float vectors along rows); other layers there go bit 0's way.
  *
  * Row by row (large planes at stride 1): one channel at a time, one output row at a time.
  * The kh input rows an output row reads are laid out in a ring of row slots (each input row
@@ -619,147 +618,223 @@ static int wide_fits(const conv_depthwise_args *a) {
 #endif
 
 #if !defined(DW_WIDE) && defined(__AVX2__)
-/* Vectors along rows on AVX2 builds (8-float vectors; path field bit 1,
- * 3 x 3 kernels at stride 1 or 2, no dilation, float32, left pad at most RPADL): the
- * AVX-512 path's arithmetic (an accumulator per output row and kernel row, four output
- * rows a pass sharing their input rows' loads) on a ring of zero-padded input rows (each
- * row copied once per channel: input column c at RPADL + c, zeros around it), so that
- * every tap is a plain load (stride 2: the even / odd columns of two loads). Replaces the
- * channel groups (their 8 x 8 transposes) and the row by row path (its FMA chains of 9)
- * where it measured faster: output rows ROWS_MIN_WO (stride 2: ROWS_MIN_WO_S2) to
- * ROWS_MAX_WO wide. One thread, CPU time, hot input, alternating in one process against
- * those paths (Zen 3, AVX2; the old build through bench/dw_ab.py's side library):
- * MobileNetV2's 144 @ 56 0.81x (b1) / 0.78x (b8), 192 @ 28 0.93x / 0.81x, 96 @ 112 stride 2
- * 0.80-0.94x (b1) / 0.99-1.01x (b8); 32 @ 112 1.14x (row by row kept), 144 @ 56 stride 2
- * 0.99-1.04x (channel groups kept). Not built for plain x86-64 (SSE) or
- * NEON: unmeasured there, and the generic vectors' code doubled the x86-64 build's compile
- * time. */
-#define DW_ROWS 1
-#define RPADL 8
-#ifndef ROWS_MIN_WO
-#define ROWS_MIN_WO 24
-#endif
-#ifndef ROWS_MAX_WO
-#define ROWS_MAX_WO 64
-#endif
-#ifndef ROWS_MIN_WO_S2
-#define ROWS_MIN_WO_S2 48
-#endif
-#ifndef ROWS_ACC3
-#define ROWS_ACC3 1
-#endif
+/* Vectors along rows on AVX2 builds (8-float vectors; path field bit 1 or float16 storage:
+ * 3 x 3 kernels at stride 1 or 2, no dilation, left pad at most V8_OFF, output rows at most
+ * 8 V8_MAXV wide): one channel at a time in NCHW, 8 output columns a vector (the row's
+ * last vector right-aligned, overlapping the one before it; rows under 8 wide: one vector
+ * whose lanes past the row spill onto the next row, stored afterwards), four output rows a
+ * pass sharing their input rows' loads, one accumulator per output row (its 9 FMAs in tap
+ * order: the channel groups' order, so the same bits as they give). Taps at stride 1 are
+ * plain loads from the channel's plane copied into a zero-padded buffer (rows V8_OFF
+ * columns in, zero rows around); at stride 2 the even / odd columns of two loads straight
+ * from the input (vshufps, put back in column order once per output vector), the columns
+ * outside the row masked off those loads. Float16 storage (half bits 1, 2, 4): the plane
+ * widened into the buffer (exact), the output narrowed to nearest even, the residual
+ * widened: the float32 path's arithmetic, so the conversion route's bits.
+ * Measured against the channel groups (small planes, stride 2) and the row by row path
+ * (one thread, CPU time, alternating in one process, MobileNetV2's layers, Zen 3): 14 x 14
+ * 0.63x, 7 x 7 0.54-0.72x, 28 x 28 0.55-0.6x, 56 x 56 0.67-0.8x, 112 x 112 0.69-0.8x;
+ * stride 2 0.85-0.95x (bench/dw_cpu_ab.py). Measured worse: three accumulators per output
+ * row (chains of 3: the tile spills, 1.2x), 2, 3, 6 or 8 rows a pass, the next channel's
+ * plane copied while this one is computed, masked loads at stride 1 (no copy). Not built
+ * for plain x86-64 (SSE) or NEON. */
+#define DW_V8 1
+#define V8_R 4     /* output rows a pass */
+#define V8_MAXV 32 /* vectors a row: output rows up to 256 wide */
+#define V8_OFF 8   /* the padded plane: input column j at V8_OFF + j */
 /* vshufps: per 128-bit lane two columns of each load, put back in column order once per
  * output vector (conv_chain.c measured this faster than a two-source permute per tap) */
 #define R_EVEN 0, 2, 8, 10, 4, 6, 12, 14
 #define R_ODD 1, 3, 9, 11, 5, 7, 13, 15
 
-/* the ring's row width in floats: the pad, the taps' reach of whole output vectors */
-static inline long rows_ws(long wo) { return (RPADL + 2 * ((wo + 7) / 8 * 8) + 8 + 7) / 8 * 8; }
+/* the padded plane's row width in floats (cpu_depthwise.py: _v8_ws) */
+static inline long v8_ws(long w, long wo) {
+    return (V8_OFF + (w > 2 * wo + 2 ? w : 2 * wo + 2) + 24) / 8 * 8;
+}
 
-/* R output rows of one channel (the row pointers at padded column 0), 8 columns a vector,
- * left to right, the epilogue (bias included) on each vector as it is stored */
-static inline __attribute__((always_inline)) void rows_pass(const conv_depthwise_args *a,
-                                                           const float *const *rp, long R,
-                                                           long s, const v8 *W, float b,
-                                                           float *o, const float *zr) {
-    long wo = a->wo;
-    for (long j = 0; j < wo; j += 8) {
-        v8 acc[4][3];
+/* 8 floats at p, the lanes off in m zero (not read) */
+static inline __attribute__((always_inline)) v8 v8_ld(const float *p, v8i m) {
+    return (v8)_mm256_maskload_ps(p, (__m256i)m);
+}
+
+/* acc + W[3k] t0 + W[3k+1] t1 + W[3k+2] t2: three FMAs in that order */
+static inline __attribute__((always_inline)) v8 v8_taps(v8 acc, const v8 *W, long k, v8 t0,
+                                                       v8 t1, v8 t2) {
+    __m256 r = _mm256_fmadd_ps((__m256)W[3 * k], (__m256)t0, (__m256)acc);
+    r = _mm256_fmadd_ps((__m256)W[3 * k + 1], (__m256)t1, r);
+    return (v8)_mm256_fmadd_ps((__m256)W[3 * k + 2], (__m256)t2, r);
+}
+
+/* the epilogue on y and its n (<= 8) lanes stored to output q (residual: z's q): ep 0, 1
+ * bias and clip (relu: clip(0, inf)), 2 simd.h finish(); float16 out with a->half & 2, z
+ * with a->half & 4. Out of line: the common layers' whole vectors (ep 0, 1) are stored in
+ * v8_pass itself (a copy of this per stride, row and kind took seconds to compile). */
+static __attribute__((noinline)) void v8_finish(const conv_depthwise_args *a, v8 y, float b,
+                                                void *oc, const void *zc, long q, long n,
+                                                long ep) {
+    if (ep != 2) {
+        y = vmin(vmax(y + splat(b), splat(a->p0)), splat(a->p1));
+    } else {
+        v8 z = {0};
+        if (a->residual && n == 8) /* (the _n loads take fewer than 8 lanes) */
+            z = a->half & 4 ? h8_load((const uint16_t *)zc + q) : load8((const float *)zc + q);
+        else if (a->residual)
+            z = a->half & 4 ? h8_load_n((const uint16_t *)zc + q, n)
+                            : load_n((const float *)zc + q, n);
+        y = finish(y, splat(b), z, a->act, a->p0, a->p1, a->residual);
+    }
+    if (a->half & 2 && n == 8)
+        h8_store((uint16_t *)oc + q, y);
+    else if (a->half & 2)
+        h8_store_n((uint16_t *)oc + q, y, n);
+    else if (n == 8)
+        store8((float *)oc + q, y);
+    else
+        store_n((float *)oc + q, y, n);
+}
+
+/* output rows oy .. oy + V8_R - 1 (those below ho) of the vector at output column c0: rp[t]
+ * input row oy * s - pt + t at its padded column 0, mk the stride-2 loads' lanes; ep 0
+ * float32 out, 1 float16 out (both bias and clip only: relu is clip(0, inf)), 2 any
+ * epilogue; lim: the outputs from the plane's start that are this call's to write (see
+ * dw_v8_layer) */
+static inline __attribute__((always_inline)) void v8_pass(
+    const conv_depthwise_args *a, const float *const *rp, long oy, long s, long c0,
+    const v8i *mk, const v8 *W, float b, void *oc, const void *zc, long ep, long lim) {
+    enum { R = V8_R };
+    long ho = a->ho, wo = a->wo, x0 = c0 * s;
+    v8 acc[R];
 #pragma GCC unroll 4
-        for (long r = 0; r < R; r++) acc[r][0] = acc[r][1] = acc[r][2] = (v8){0};
+    for (long r = 0; r < R; r++) acc[r] = (v8){0};
 #pragma GCC unroll 9
-        for (long t = 0; t < 3 + (R - 1) * s; t++) {
-            v8 t0, t1, t2;
-            if (s == 1) {
-                t0 = load8(rp[t] + j);
-                t1 = load8(rp[t] + j + 1);
-                t2 = load8(rp[t] + j + 2);
+    for (long t = 0; t < 3 + (R - 1) * s; t++) {
+        const float *q = rp[t] + x0;
+        v8 t0, t1, t2;
+        if (s == 1) {
+            t0 = load8(q);
+            t1 = load8(q + 1);
+            t2 = load8(q + 2);
+        } else {
+            v8 lo = v8_ld(q, mk[0]), hi = v8_ld(q + 8, mk[1]);
+            v8 lo2 = v8_ld(q + 2, mk[2]), hi2 = v8_ld(q + 10, mk[3]);
+            t0 = SHUF(lo, hi, R_EVEN);
+            t1 = SHUF(lo, hi, R_ODD);
+            t2 = SHUF(lo2, hi2, R_EVEN);
+        }
+#pragma GCC unroll 4
+        for (long r = 0; r < R; r++)
+            if (t >= r * s && t - r * s < 3) acc[r] = v8_taps(acc[r], W, t - r * s, t0, t1, t2);
+    }
+#pragma GCC unroll 4
+    for (long r = 0; r < R; r++) {
+        if (oy + r >= ho) break;
+        v8 y = acc[r];
+        if (s == 2) y = SHUF(y, y, 0, 1, 4, 5, 2, 3, 6, 7);
+        long q = (oy + r) * wo + c0;
+        /* whole vectors: within the row, or spilling onto the next rows' first outputs
+         * (stored afterwards; not past the chunk's outputs, nor onto a residual read
+         * later: then the row's lanes alone) */
+        long n = wo >= 8 || (!a->residual && q + 8 <= lim) ? 8 : wo;
+        if (ep == 0 && n == 8)
+            store8((float *)oc + q, vmin(vmax(y + splat(b), splat(a->p0)), splat(a->p1)));
+        else if (ep == 1 && n == 8)
+            h8_store((uint16_t *)oc + q, vmin(vmax(y + splat(b), splat(a->p0)), splat(a->p1)));
+        else
+            v8_finish(a, y, b, oc, zc, q, n, ep);
+    }
+}
+
+/* channel c's plane into P (rows of ws floats, input column j at V8_OFF + j; the columns
+ * around it stay zero), widened from float16 when a->half & 1 */
+static inline __attribute__((always_inline)) void v8_copy(const conv_depthwise_args *a, long c,
+                                                         float *P, long ws) {
+    long h = a->h, w = a->w;
+    for (long iy = 0; iy < h; iy++) {
+        float *d = P + iy * ws + V8_OFF;
+        if (a->half & 1) {
+            const uint16_t *src = (const uint16_t *)a->x + c * a->xcs + iy * a->xrs;
+            if (w < 8) {
+                store8(d, h8_load_n(src, w)); /* zeros past the row */
             } else {
-                const float *q = rp[t] + 2 * j;
-                v8 lo = load8(q), hi = load8(q + 8), lo2 = load8(q + 2), hi2 = load8(q + 10);
-                t0 = SHUF(lo, hi, R_EVEN);
-                t1 = SHUF(lo, hi, R_ODD);
-                t2 = SHUF(lo2, hi2, R_EVEN);
+                for (long k = 0; k + 8 < w; k += 8) store8(d + k, h8_load(src + k));
+                store8(d + w - 8, h8_load(src + w - 8));
             }
-#pragma GCC unroll 4
-            for (long r = 0; r < R; r++)
-                if (t >= r * s && t - r * s < 3) {
-                    long ky = t - r * s;
-                    acc[r][ROWS_ACC3 ? ky : 0] +=
-                        W[3 * ky] * t0 + W[3 * ky + 1] * t1 + W[3 * ky + 2] * t2;
-                }
-        }
-        long n = wo - j < 8 ? wo - j : 8;
-#pragma GCC unroll 4
-        for (long r = 0; r < R; r++) {
-            v8 y = acc[r][0] + acc[r][1] + acc[r][2];
-            if (s == 2) y = SHUF(y, y, 0, 1, 4, 5, 2, 3, 6, 7);
-            store_row8(o + r * wo + j, zr ? zr + r * wo + j : 0, n, y, b, a->act, a->p0,
-                       a->p1, a->residual);
+        } else {
+            const float *src = a->x + c * a->xcs + iy * a->xrs;
+            if (w < 8) {
+                store8(d, load_n(src, w));
+            } else {
+                for (long k = 0; k + 8 < w; k += 8) store8(d + k, load8(src + k));
+                store8(d + w - 8, load8(src + w - 8));
+            }
         }
     }
 }
 
-/* one channel at stride s: ring `ring` (ns rows of ws floats, then a zero row) */
-static inline __attribute__((always_inline)) void rows_channel(const conv_depthwise_args *a,
-                                                              long c, long s, float *ring) {
-    long h = a->h, w = a->w, ho = a->ho, wo = a->wo, ws = rows_ws(wo), ns = 3 + 3 * s;
-    const float *zero = ring + ns * ws, *xc = a->x + c * a->xcs, *wc = a->wts + c * 9;
-    float b = a->bias ? a->bias[c] : 0.0f;
-    float *oc = a->out + c * a->ocs;
-    const float *zc = a->residual ? a->z + c * a->zcs : 0;
-    v8 W[9];
-    for (long t = 0; t < 9; t++) W[t] = splat(wc[t]);
-    long have = LONG_MIN; /* the ring holds input rows up to `have` (exclusive) */
-    for (long oy = 0; oy < ho; oy += 4) {
-        long R = ho - oy < 4 ? ho - oy : 4, iy0 = oy * s - a->pt, n = 3 + (R - 1) * s;
-        const float *rp[9];
-        for (long t = 0; t < n; t++) {
-            long iy = iy0 + t;
-            if (iy < 0 || iy >= h) {
-                rp[t] = zero + RPADL - a->pl;
-                continue;
+/* channels [c0, c1) at stride s with epilogue kind ep (v8_pass) */
+static inline __attribute__((always_inline)) void dw_v8_layer(const conv_depthwise_args *a,
+                                                             long s, long ep) {
+    long h = a->h, w = a->w, ho = a->ho, wo = a->wo, nv = (wo + 7) / 8, ws = v8_ws(w, wo);
+    float *P = a->rows;
+    const float *zero = P + h * ws; /* a zero row: the rows above and below the input */
+    memset(P, 0, (size_t)((h + 1) * ws) * sizeof(float));
+    long col[V8_MAXV]; /* the vectors' first output columns */
+    for (long j = 0; j < nv; j++) col[j] = wo < 8 ? 0 : j + 1 < nv ? 8 * j : wo - 8;
+    /* stride 2 from a float32 input: the lanes of vector j's loads inside the row (input
+     * columns 2 c0 - pl + 0, 8, 2, 10 on) */
+    v8i mk[V8_MAXV][4], all = (v8i){0} == 0;
+    if (s == 2)
+        for (long j = 0; j < nv; j++)
+            for (long k = 0; k < 4; k++) {
+                long st = 2 * col[j] - a->pl + (k & 1) * 8 + (k & 2);
+                for (int l = 0; l < 8; l++) mk[j][k][l] = st + l >= 0 && st + l < w ? -1 : 0;
             }
-            float *slot = ring + (iy % ns) * ws;
-            if (iy >= have) { /* rows come in order: each copied once */
-                const float *src = xc + iy * a->xrs;
-                float *d = slot + RPADL;
-                long k = 0;
-                for (; k + 8 <= w; k += 8) store8(d + k, load8(src + k));
-                if (k < w) store8(d + k, load_n(src + k, w - k)); /* zeros past the row */
-                have = iy + 1;
+    const v8i ones[4] = {all, all, all, all};
+    long direct = s == 2 && !(a->half & 1);
+    long ob = a->half & 2 ? 2 : 4, zb = a->half & 4 ? 2 : 4;
+    for (long c = a->c0; c < a->c1; c++) {
+        if (!direct) v8_copy(a, c, P, ws);
+        const float *xc = a->x + c * a->xcs, *wc = a->wts + c * 9;
+        v8 W[9];
+        for (long t = 0; t < 9; t++) W[t] = splat(wc[t]);
+        float b = a->bias ? a->bias[c] : 0.0f;
+        void *oc = (char *)a->out + c * a->ocs * ob;
+        const void *zc = a->residual ? (const char *)a->z + c * a->zcs * zb : 0;
+        /* the next channels' planes follow this one's in the chunk: spills land on them */
+        long lim = a->ocs == ho * wo ? (a->c1 - c) * ho * wo : ho * wo;
+        for (long oy = 0; oy < ho; oy += V8_R) {
+            const float *rp[3 + (V8_R - 1) * 2];
+            for (long t = 0; t < 3 + (V8_R - 1) * s; t++) {
+                long iy = oy * s - a->pt + t;
+                rp[t] = iy < 0 || iy >= h ? zero + V8_OFF - a->pl
+                        : direct          ? xc + iy * a->xrs - a->pl
+                                          : P + iy * ws + V8_OFF - a->pl;
             }
-            rp[t] = slot + RPADL - a->pl;
+            for (long j = 0; j < nv; j++)
+                v8_pass(a, rp, oy, s, col[j], direct ? mk[j] : ones, W, b, oc, zc, ep, lim);
         }
-        float *o = oc + oy * wo;
-        const float *zr = zc ? zc + oy * wo : 0;
-        if (R == 4)
-            rows_pass(a, rp, 4, s, W, b, o, zr);
-        else if (R == 3)
-            rows_pass(a, rp, 3, s, W, b, o, zr);
-        else if (R == 2)
-            rows_pass(a, rp, 2, s, W, b, o, zr);
-        else
-            rows_pass(a, rp, 1, s, W, b, o, zr);
     }
 }
 
-/* the layers the rows path takes (the tactic sizes `rows` for it: cpu_depthwise.py) */
-static int rows_fits(const conv_depthwise_args *a) {
+/* the layers dw_v8_range takes (cpu_depthwise.py: wide_fits) */
+static int v8_fits(const conv_depthwise_args *a) {
     return a->kh == 3 && a->kw == 3 && a->dy == 1 && a->dx == 1 && a->sy == a->sx &&
-           (a->sx == 1 || a->sx == 2) && a->pl >= 0 && a->pl <= RPADL && !a->half &&
-           a->wo >= (a->sx == 1 ? ROWS_MIN_WO : ROWS_MIN_WO_S2) && a->wo <= ROWS_MAX_WO;
+           (a->sx == 1 || a->sx == 2) && a->pl >= 0 && a->pl <= V8_OFF &&
+           a->wo <= 8 * V8_MAXV;
 }
 
-static void dw_rows_range(const conv_depthwise_args *a) {
-    long s = a->sx, ws = rows_ws(a->wo);
-    /* zeros everywhere but where rows are copied (the pads stay zero) */
-    memset(a->rows, 0, (size_t)((3 + 3 * s + 1) * ws) * sizeof(float));
-    for (long c = a->c0; c < a->c1; c++)
-        if (s == 1)
-            rows_channel(a, c, 1, a->rows);
-        else
-            rows_channel(a, c, 2, a->rows);
+static void dw_v8_range(const conv_depthwise_args *args) {
+    /* a private copy (see dw_wide_range) */
+    conv_depthwise_args copy = *args;
+    const conv_depthwise_args *a = &copy;
+    long simple = !a->residual && (a->act == EI_ACT_RELU || a->act == EI_ACT_CLIP);
+    if (a->act == EI_ACT_RELU) /* max(y, 0) then min(., inf): relu's bits, NaN included */
+        copy.p0 = 0.0f, copy.p1 = __builtin_inff();
+    long ep = !simple ? 2 : a->half & 2 ? 1 : 0;
+    if (a->sx == 1)
+        dw_v8_layer(a, 1, ep);
+    else
+        dw_v8_layer(a, 2, ep);
 }
 #endif
 
@@ -806,10 +881,13 @@ static void dw_half_scalar(const conv_depthwise_args *a) {
     }
 }
 
-/* whether this build has the vectors along rows (and so float16 storage at full speed) */
+/* whether this build has the vectors along rows (and so float16 storage at full speed):
+ * 1 AVX-512, 2 AVX2 (its float16 layers: cpu_depthwise.py wide_fits), 0 none */
 long conv_depthwise_wide(void) {
-#ifdef DW_WIDE
+#if defined(DW_WIDE)
     return 1;
+#elif defined(DW_V8)
+    return 2;
 #else
     return 0;
 #endif
@@ -830,9 +908,9 @@ void conv_depthwise_f32(const conv_depthwise_args *args) {
         dw_wide_range(a);
         return;
     }
-#elif defined(DW_ROWS)
-    if (a->grouped & 2 && rows_fits(a)) {
-        dw_rows_range(a);
+#elif defined(DW_V8)
+    if ((a->grouped & 2 || a->half) && v8_fits(a)) {
+        dw_v8_range(a);
         return;
     }
 #endif

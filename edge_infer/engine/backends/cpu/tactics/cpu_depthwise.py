@@ -32,9 +32,9 @@ DW_GROUP = 8
 #: elsewhere (the kernel picks by what it was compiled for). Measured in the MobileNetV2
 #: engine (b1, one thread, layer profile, under load): its 17 depthwise layers 2039 -> 1212
 #: us (onnxruntime's nodes 1282), each layer 0.45-0.85x the fallback paths. AVX2 builds take
-#: it for 3x3 layers with output rows 24 (stride 2: 48) to 64 wide (conv_depthwise.c:
-#: dw_rows_range, from a ring of padded rows; MobileNetV2 144 @ 56 0.78-0.81x, 192 @ 28
-#: 0.81-0.93x, 96 @ 112 stride 2 0.80-0.94x at b1 the fallback's time, one thread, CPU time).
+#: it for every 3x3 layer at stride 1 or 2 (conv_depthwise.c: dw_v8_range, 8-float vectors
+#: along rows; MobileNetV2's layers 0.54-0.8x the fallback's time at stride 1, 0.85-0.95x at
+#: stride 2, one thread, CPU time), float16 storage included.
 DW_WIDE = True
 #: images last to first: the layer before (a 1x1 expand, images first to last) leaves its
 #: last images in cache, and the layer after (a 1x1 project, first to last) then finds this
@@ -50,24 +50,27 @@ REVERSE_IMAGES = True
 _DW_GROUPS, _DW_WIDE = 1, 2
 
 
-def _rows_ws(wo: int) -> int:
-    """Floats of a ring row of the vectors along rows on builds without AVX-512
-    (conv_depthwise.c: rows_ws)."""
-    return -(-(8 + 2 * -(-wo // 8) * 8 + 8) // 8) * 8
+def _v8_ws(w: int, wo: int) -> int:
+    """Floats of a padded-plane row of the vectors along rows on AVX2 builds
+    (conv_depthwise.c: v8_ws)."""
+    return (8 + max(w, 2 * wo + 2) + 24) // 8 * 8
 
 
 def wide_fits(spec: ConvSpec) -> bool:
-    """A layer the depthwise kernel's vectors along rows take (conv_depthwise.c: wide_fits)."""
+    """A layer the depthwise kernel's vectors along rows take (conv_depthwise.c: wide_fits,
+    and on AVX2 builds v8_fits: left pad at most 8, output rows at most 256 wide)."""
     return (
         spec.kernel == (3, 3)
         and spec.dilations == (1, 1)
         and spec.strides[0] == spec.strides[1]
         and spec.strides[1] in (1, 2)
+        and 0 <= spec.pads[1] <= 8
+        and spec.out_shape[3] <= 256
     )
 
 
 def wide_built() -> bool:
-    """Whether this machine's kernel library has the vectors along rows (AVX-512)."""
+    """Whether this machine's kernel library has the vectors along rows (AVX-512 or AVX2)."""
     lib = native.library()
     return lib is not None and bool(lib.conv_depthwise_wide())
 
@@ -85,8 +88,9 @@ class DepthwiseNative(_NativeConv):
 
     def half_ready(self) -> bool:
         """Float16 arrays in and out (cpu_fp16.py): where the vectors along rows take the
-        layer (their loads widen and their stores narrow, as the conversion passes do) and
-        the kernel does the whole epilogue; elsewhere the conversion route."""
+        layer (AVX-512 or AVX2 builds: their loads widen and their stores narrow, as the
+        conversion passes do) and the kernel does the whole epilogue; elsewhere the
+        conversion route."""
         return self.fused and wide_fits(self.spec) and wide_built()
 
     @classmethod
@@ -131,8 +135,8 @@ class DepthwiseNative(_NativeConv):
         else:  # the ring, then a zero slot
             size = ((kh - 1) * dy + 2) * sx * wq
         wide = DW_WIDE and sx in (1, 2)
-        if wide:  # builds without AVX-512: the ring of padded rows (conv_depthwise.c: rows_ws)
-            size = max(size, (4 + 3 * sx) * _rows_ws(wo))
+        if wide:  # AVX2 builds: a channel's zero-padded plane (conv_depthwise.c: v8_ws)
+            size = max(size, (s.x_shape[2] + 1) * _v8_ws(s.x_shape[3], wo))
         mode = (_DW_GROUPS if grouped else 0) | (_DW_WIDE if wide else 0)
         weights = np.ascontiguousarray(s.weight.reshape(c, -1), np.float32)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.float32)

@@ -1,12 +1,12 @@
 """Float16 storage in depthwise_native (``half_io``, tactics/cpu_fp16.py): where its vectors
-along rows take the layer (3x3 at stride 1 or 2 on an AVX-512 build), float16 inputs,
+along rows take the layer (3x3 at stride 1 or 2 on an AVX-512 or AVX2 build), float16 inputs,
 residuals and outputs must give exactly the bits of the conversion route — inputs widened,
 the same kernel on float32, the output narrowed to nearest even (numpy's astype) — on both
 of that path's shapes (one row a vector, two rows a vector), pads, odd sizes, channel-slice
 views, special values (infinities, NaN, float16 subnormals, overflow), every fused
-activation, residuals and threads; the AVX-512 build on its own; elsewhere the layer
-declines float16 (the conversion route), and the builds without the path compute float16
-calls one output at a time within float32 tolerance."""
+activation, residuals and threads; the AVX-512 and AVX2 builds on their own; elsewhere the
+layer declines float16 (the conversion route), and the builds without the path compute
+float16 calls one output at a time within float32 tolerance."""
 
 from __future__ import annotations
 
@@ -41,13 +41,15 @@ ACTS = [
     ("tanh", ()),
 ]
 # x shape, strides, pads (t, l, b, r): one row a vector (wide, partial last vector), two rows
-# a vector (outputs up to 8 wide) at strides 1 and 2, asymmetric pads, a batch
+# a vector (outputs up to 8 wide) at strides 1 and 2, asymmetric pads, a batch; on AVX2 also
+# rows under 8 wide (spilling onto the next), stride 2 with vectors inside the row (35 wide)
 CASES = [
     ((1, 6, 7, 7), (1, 1), (1, 1, 1, 1)),
     ((1, 5, 14, 14), (2, 2), (1, 1, 1, 1)),
     ((2, 4, 13, 37), (1, 1), (1, 1, 1, 1)),
     ((1, 3, 17, 40), (2, 2), (0, 1, 1, 0)),
     ((1, 4, 9, 6), (1, 1), (2, 0, 1, 2)),
+    ((1, 2, 9, 70), (2, 2), (1, 1, 1, 1)),
     ((1, 3, 28, 28), (1, 1), (1, 1, 1, 1)),
 ]
 
@@ -87,7 +89,7 @@ def _cases() -> list[dict[str, Any]]:
 
 def _need_wide() -> None:
     if not cpu_depthwise.wide_built():
-        pytest.skip("this machine's kernels lack the AVX-512 vectors along rows")
+        pytest.skip("this machine's kernels lack the vectors along rows (AVX-512, AVX2)")
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -143,12 +145,12 @@ def _recorded(c: dict[str, Any], half: bool) -> tuple[list[native.NativeCall], n
 
 @pytest.mark.parametrize("build", list(isa_builds.X86_BUILDS))
 def test_every_x86_vector_path(build: str, tmp_path: Path) -> None:
-    """The AVX-512 build: the conversion route's bits; AVX2 and plain x86-64 (no vectors
+    """The AVX-512 and AVX2 builds: the conversion route's bits; plain x86-64 (no vectors
     along rows): float16 calls one output at a time, within float32 rounding."""
     flags, needs = isa_builds.X86_BUILDS[build]
     isa_builds.need_features(needs)
     lib = isa_builds.build_kernels(tmp_path, ["conv_depthwise.c"], flags)
-    assert lib.conv_depthwise_wide() == (build == "avx512")
+    assert lib.conv_depthwise_wide() == {"avx512": 1, "avx2": 2}.get(build, 0)
     fn = lib.conv_depthwise_f32
     fn.restype = None
     for c in _cases():
@@ -160,7 +162,7 @@ def test_every_x86_vector_path(build: str, tmp_path: Path) -> None:
                 fn(ctypes.byref(call.args))
             outs.append(out.copy())
         want = hs.narrowed(outs[1], outs[0])
-        if build == "avx512":
+        if build in ("avx512", "avx2"):
             hs.assert_bits(outs[0], want, f"{build} {c['name']}")
         else:
             got, ref = outs[0].astype(np.float64), want.astype(np.float64)
