@@ -558,31 +558,46 @@ static void tile(const int32_t *x, const long *toff, long T, const int32_t *w, l
     for (long v = 0; v < nv; v++) tile8(x + v * VL, toff, T, w, wstride, init, acc + v * VL);
 }
 
-/* The tile on shifted activations: x' = x + k (bytes, k in [0, 128]) read as u8, x' . w by
- * vpmaddubsw (u8 x s8, pairs summed to int16, saturating) then vpmaddwd with ones; the caller
- * starts the accumulators at init - k * sum(w), so they end at the exact x . w where no pair
- * saturates: x' <= L with L * (a pair's positive weights) <= 32767 and L * (its negative
- * weights) >= -32768 (the weight array's limit row, cpu_qconv.py, per channel). No vpsignb
- * per row and term as in tile_sign8 (Zen 3: 85 against 70 int8 multiply-adds a ns, L1).
- * Returns the bytewise unsigned maximum of the x' it read: an x below -k wraps to 128 + k
- * or more, so with k <= 128 every x outside [-k, min(L, 127 + k) - k] shows as a byte past
- * min(L, 127 + k) (tile_shift checks). The activations after a SiLU (most int8 bytes of a
- * YOLO layer in [-30, 120]) or a relu (k = 0: the add skipped) take it. */
-static inline __attribute__((always_inline)) __m256i tile_shift8(const int32_t *x,
-                                                                 const long *toff, long T,
-                                                                 const int32_t *w, long wstride,
-                                                                 const int32_t *init,
-                                                                 int32_t *acc, __m256i kb,
-                                                                 const int shifted) {
-    __m256i a[MR], mx = _mm256_setzero_si256();
+/* The tiles on shifted activations: x' = x + k (bytes) read as u8, x' . w by vpmaddubsw (u8
+ * x s8, pairs summed to int16, saturating) then vpmaddwd with ones; the caller starts the
+ * accumulators at init - k * sum(w), so they end at the exact x . w where no int16 sum
+ * saturates. The caller knows the strip's bytes (tile_range: x in [lo, hi], k = -lo where
+ * lo < 0): tile_shift8 where x' <= L, L times a pair's positive weights <= 32767 and its
+ * negative ones >= -32768 (the weight array's limit row, cpu_qconv.py, per channel);
+ * tile_shift8 with two terms' pairs added in int16 before one vpmaddwd (terms2) where
+ * x' <= L2, the same for the four weights of two consecutive terms' pairs (the row's upper
+ * half): 3 multiplies for 64 products, not 4. No vpsignb per row and term as in tile_sign8
+ * (Zen 3, one thread, L1: 85 against 70 int8 multiply-adds a ns). After a SiLU most int8
+ * bytes of a YOLO layer lie in [-30, 120] (L 129-168 there), after a relu in [0, 127]. */
+static inline __attribute__((always_inline)) void tile_shift8(const int32_t *x, const long *toff,
+                                                              long T, const int32_t *w,
+                                                              long wstride, const int32_t *init,
+                                                              int32_t *acc, __m256i kb,
+                                                              const int shifted,
+                                                              const int terms2) {
+    __m256i a[MR];
     const __m256i ones = _mm256_set1_epi16(1);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) a[i] = _mm256_set1_epi32(init[i]);
-    for (long t = 0; t < T; t++) {
-        const int32_t *xp = x + toff[t], *wp = w + t * wstride;
-        __m256i xv = _mm256_loadu_si256((const __m256i *)xp);
+    long t = 0;
+    if (terms2)
+        for (; t + 2 <= T; t += 2) {
+            const int32_t *wp = w + t * wstride;
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)(x + toff[t]));
+            __m256i x1 = _mm256_loadu_si256((const __m256i *)(x + toff[t + 1]));
+            if (shifted) x0 = _mm256_add_epi8(x0, kb), x1 = _mm256_add_epi8(x1, kb);
+#pragma GCC unroll 8
+            for (int i = 0; i < MR; i++) {
+                __m256i p = _mm256_add_epi16(
+                    _mm256_maddubs_epi16(x0, _mm256_set1_epi32(wp[i])),
+                    _mm256_maddubs_epi16(x1, _mm256_set1_epi32(wp[wstride + i])));
+                a[i] = _mm256_add_epi32(a[i], _mm256_madd_epi16(p, ones));
+            }
+        }
+    for (; t < T; t++) {
+        const int32_t *wp = w + t * wstride;
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(x + toff[t]));
         if (shifted) xv = _mm256_add_epi8(xv, kb);
-        mx = _mm256_max_epu8(mx, xv);
 #pragma GCC unroll 8
         for (int i = 0; i < MR; i++)
             a[i] = _mm256_add_epi32(
@@ -590,48 +605,48 @@ static inline __attribute__((always_inline)) __m256i tile_shift8(const int32_t *
     }
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) _mm256_storeu_si256((__m256i *)(acc + i * NT), a[i]);
-    return mx;
 }
 
-/* the lanes of a tile's last vector that hold grid positions before the call's end (past
- * it the layout reads the buffer's slack: bytes of no activation, left out of the checks) */
-static inline __m256i lanes_upto(long n) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 8 ? n : 8)),
-                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-/* tile_shift8 on nv vectors (the last one's first `last` lanes checked); nonzero where some
- * x read lies outside [-k, lim - k] (then acc is not the product) */
-static int tile_shift(const int32_t *x, const long *toff, long T, const int32_t *w,
-                      long wstride, const int32_t *init, int32_t *acc, long nv, long last,
-                      long k, long lim) {
-    const __m256i kb = _mm256_set1_epi8((char)k), lb = _mm256_set1_epi8((char)lim);
+/* tile_shift8 on nv vectors, at shift k (0: no add), two terms at once where terms2 */
+static void tile_shift(const int32_t *x, const long *toff, long T, const int32_t *w,
+                       long wstride, const int32_t *init, int32_t *acc, long nv, long k,
+                       int terms2) {
+    const __m256i kb = _mm256_set1_epi8((char)k);
     for (long v = 0; v < nv; v++) {
-        __m256i m = k ? tile_shift8(x + v * VL, toff, T, w, wstride, init, acc + v * VL, kb, 1)
-                      : tile_shift8(x + v * VL, toff, T, w, wstride, init, acc + v * VL, kb, 0);
-        if (v == nv - 1) m = _mm256_and_si256(m, lanes_upto(last));
-        if (~_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(m, lb), lb))) return 1;
+        const int32_t *xv = x + v * VL;
+        int32_t *av = acc + v * VL;
+        if (k && terms2)
+            tile_shift8(xv, toff, T, w, wstride, init, av, kb, 1, 1);
+        else if (k)
+            tile_shift8(xv, toff, T, w, wstride, init, av, kb, 1, 0);
+        else if (terms2)
+            tile_shift8(xv, toff, T, w, wstride, init, av, kb, 0, 1);
+        else
+            tile_shift8(xv, toff, T, w, wstride, init, av, kb, 0, 0);
     }
-    return 0;
 }
 
-/* the signed range [*lo, *hi] of the activation bytes a tile reads (the last vector's first
- * `last` lanes) */
+/* the signed range [*lo, *hi] of the activation bytes a strip's tiles read (nv vectors, the
+ * last one's first `last` lanes: past the call's end the layout reads the buffer's slack,
+ * bytes of no activation) */
 static void tile_range(const int32_t *x, const long *toff, long T, long nv, long last,
                        long *lo, long *hi) {
     __m256i mn = _mm256_setzero_si256(), mx = mn; /* 0: within any shift's range */
-    const __m256i keep = lanes_upto(last);
-    for (long v = 0; v < nv; v++)
+    const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(last < 8 ? last : 8)),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    for (long v = 0; v < nv; v++) {
+        const __m256i k = v == nv - 1 ? keep : _mm256_set1_epi32(-1);
         for (long t = 0; t < T; t++) {
-            __m256i xv = _mm256_loadu_si256((const __m256i *)(x + toff[t] + v * VL));
-            if (v == nv - 1) xv = _mm256_and_si256(xv, keep);
+            __m256i xv = _mm256_and_si256(
+                _mm256_loadu_si256((const __m256i *)(x + toff[t] + v * VL)), k);
             mn = _mm256_min_epi8(mn, xv);
             mx = _mm256_max_epi8(mx, xv);
         }
+    }
     int8_t bn[32], bx[32];
     _mm256_storeu_si256((__m256i *)bn, mn);
     _mm256_storeu_si256((__m256i *)bx, mx);
-    long l = 127, h = -128;
+    long l = 0, h = 0;
     for (int i = 0; i < 32; i++) {
         l = bn[i] < l ? bn[i] : l;
         h = bx[i] > h ? bx[i] : h;
@@ -938,8 +953,9 @@ typedef struct {
 /* the row after the proved ones: int32 1 in every column where no weight of the group is
  * -128 (the AVX2 path's tile_sign), else 0 */
 #define EI_SIGN_ROW 3
-/* then one row of int32: each channel's limit L on shifted activations (AVX2 tile_shift8:
- * L times its weights' pair sums stays in int16), at most 255 */
+/* then one row of int32: each channel's limits on shifted activations (AVX2 tile_shift8),
+ * L (low 16 bits: L times its weights' pair sums stays in int16) and L2 (high 16 bits: the
+ * same for two consecutive terms' pairs), at most 255 */
 #define EI_LIMIT_ROW 4
 
 static inline proved proved_of(const qconv_int8_args *a, long oc) {
@@ -1956,7 +1972,6 @@ void qconv_int8_f32(const qconv_int8_args *a) {
 #if EI_INT8_PATH == EI_Q8_AVX2
     /* the weight array's sign row (after the proved rows): nonzero where no weight is -128 */
     const int wsafe = a->wts[(a->T + EI_SIGN_ROW) * a->coutp] != 0;
-    long shift = 0; /* tile_shift's k: the last tile's whose bytes it could not take */
     /* a channel block's weights packed [term][MR], for each tile (the array's rows are coutp
      * apart: a block's T terms touched T cache lines, with the layout's more than L1 holds) */
     int32_t wpk[EI_WPACK] __attribute__((aligned(32)));
@@ -1987,6 +2002,12 @@ void qconv_int8_f32(const qconv_int8_args *a) {
             gg = row_end;
         }
         if (!nseg) continue;
+#if EI_INT8_PATH == EI_Q8_AVX2
+        /* the strip's activation bytes, [lo, hi]: its shift k = -lo (tile_shift) */
+        long lo, hi;
+        tile_range(a->layout + g, a->toff, a->T, nv, a->g1 - (g + (nv - 1) * VL), &lo, &hi);
+        const long shift = -lo;
+#endif
         for (long ob = 0; ob < blocks; ob++) {
             long oc0 = ob * MR, rows = a->cout - oc0 < MR ? a->cout - oc0 : MR;
             for (long i = 0; i < MR; i++) {
@@ -2021,26 +2042,22 @@ void qconv_int8_f32(const qconv_int8_args *a) {
                     for (long t = 0; t < a->T; t++) memcpy(wpk + t * MR, wb + t * ws, 4 * MR);
                 wpk_ob = ob, wb = wpk, ws = MR;
             }
-            /* the block's limit on x' (the smallest of its channels'), then tile_shift at
-             * the call's current shift; a tile it cannot take moves the shift to the middle
-             * of the range its bytes allow (computed again there), or failing that takes the
-             * sign tile (tile where a weight is -128) */
+            /* the block's limits on x' (the smallest of its channels'): tile_shift at the
+             * strip's shift, two terms at once where the bytes allow; else the sign tile
+             * (tile where a weight is -128) */
             const int32_t *lrow = a->wts + (a->T + EI_LIMIT_ROW) * a->coutp + oc0;
-            long lim = 255, last = a->g1 - (g + (nv - 1) * VL);
-            for (long i = 0; i < rows; i++) lim = lrow[i] < lim ? lrow[i] : lim;
-            int32_t ik[MR];
-            int done = 0;
-            for (int pass = 0; pass < 2 && !done; pass++) {
+            long lim = 255, lim2 = 255;
+            for (long i = 0; i < rows; i++) {
+                lim = (lrow[i] & 0xffff) < lim ? (lrow[i] & 0xffff) : lim;
+                lim2 = (lrow[i] >> 16) < lim2 ? (lrow[i] >> 16) : lim2;
+            }
+            const int done = hi + shift <= lim;
+            if (done) {
+                int32_t ik[MR];
                 for (long i = 0; i < MR; i++)
                     ik[i] = i < rows ? init[i] - (int32_t)shift * a->wsum[oc0 + i] : 0;
-                done = !tile_shift(a->layout + g, a->toff, a->T, wb, ws, ik, acc, nv, last, shift,
-                                   lim < 127 + shift ? lim : 127 + shift);
-                if (done || pass) break;
-                long lo, hi;
-                tile_range(a->layout + g, a->toff, a->T, nv, last, &lo, &hi);
-                long k0 = lo < 0 ? -lo : 0, k1 = lim - hi < 128 ? lim - hi : 128;
-                if (k0 > k1) break;
-                shift = k0 + (k1 - k0) / 2;
+                tile_shift(a->layout + g, a->toff, a->T, wb, ws, ik, acc, nv, shift,
+                           hi + shift <= lim2);
             }
             if (!done && wsafe)
                 tile_sign(a->layout + g, a->toff, a->T, wb, ws, init, acc, nv);

@@ -435,16 +435,28 @@ _Z_DTYPES = (np.dtype(np.float32), np.dtype(np.int8))
 
 
 def shift_limits(quads: np.ndarray) -> np.ndarray:
-    """[groups, coutp] int32: for each output channel the largest L (at most 255) such that
-    every pair of its weight quads' bytes (0, 1) and (2, 3) (the pairs vpmaddubsw adds in
-    int16), times activations in [0, L], sums within int16: L * (the pair's positive
-    weights) <= 32767 and L * (its negative weights) >= -32768, for every term. From
-    ``quads`` [groups, quads, taps, coutp, 4] int8."""
-    q = quads.astype(np.int32).reshape(*quads.shape[:-1], 2, 2)
-    pos = np.clip(q, 0, None).sum(-1).max(axis=(1, 2, 4))
-    neg = -np.clip(q, None, 0).sum(-1).min(axis=(1, 2, 4))
-    lim = np.minimum(32767 // np.maximum(pos, 1), 32768 // np.maximum(neg, 1))
-    return np.minimum(lim, 255).astype(np.int32)
+    """[groups, coutp] int32: each output channel's limits on the AVX2 tile's shifted
+    activations (conv_int8.c tile_shift8). Low 16 bits: the largest L (at most 255) such
+    that every pair of its weight quads' bytes (0, 1) and (2, 3) (the pairs vpmaddubsw adds
+    in int16), times activations in [0, L], sums within int16: L * (the pair's positive
+    weights) <= 32767 and L * (its negative weights) >= -32768, for every term. High 16
+    bits: the same L2 for the 4 weights of a pair in two consecutive terms (0 and 1, 2 and
+    3, ...: the tile adds their int16 sums before widening). From ``quads`` [groups, quads,
+    taps, coutp, 4] int8."""
+
+    def limit(q: np.ndarray) -> np.ndarray:  # q [groups, terms, coutp, pairs, weights]
+        pos = np.clip(q, 0, None).sum(-1).max(axis=(1, 3))
+        neg = -np.clip(q, None, 0).sum(-1).min(axis=(1, 3))
+        lim = np.minimum(32767 // np.maximum(pos, 1), 32768 // np.maximum(neg, 1))
+        return np.minimum(lim, 255).astype(np.int32)
+
+    g, cq, taps, coutp, _ = quads.shape
+    q = quads.astype(np.int32).reshape(g, cq * taps, coutp, 2, 2)
+    even = cq * taps // 2 * 2
+    q2 = q[:, :even].reshape(g, even // 2, 2, coutp, 2, 2).transpose(0, 1, 3, 4, 2, 5)
+    q2 = q2.reshape(g, even // 2, coutp, 2, 4)
+    lim2 = limit(q2) if even else np.full((g, coutp), 255, np.int32)
+    return limit(q) | lim2 << 16
 
 
 def _flat_or_scratch(

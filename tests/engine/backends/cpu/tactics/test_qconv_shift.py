@@ -1,7 +1,8 @@
 """qconv_native's AVX2 tile on shifted activations (kernels/conv_int8.c tile_shift8): x + k
 read as u8 by vpmaddubsw, exact where x + k lies in [0, L] (the weight array's limit row,
-cpu_qconv.shift_limits); the kernel learns k from a tile it cannot take, and falls back to
-the sign tile where no k fits. Bit for bit the reference's on every range of inputs."""
+cpu_qconv.shift_limits), two terms' int16 sums added where it lies in [0, L2]; k from each
+strip's range of bytes; the sign tile where no k fits. Bit for bit the reference's on
+every range of inputs."""
 
 from __future__ import annotations
 
@@ -31,12 +32,17 @@ def avx2() -> bool:
     return lib is not None and lib.qconv_int8_path() == 2
 
 
+def limit_row(prep: dict) -> np.ndarray:
+    return prep["wts"][0, prep["terms"] + PROVED_ROWS + SIGN_ROWS]
+
+
 def limit_case(lo: int, hi: int, seed: int = 0) -> tuple:
-    """Weights with a pair (127, 127) in every channel (L = 32767 // 254 = 129), inputs in
-    [lo, hi] with both ends present and the pair's two channels often at hi."""
+    """Weights with a pair (127, 127) in the first two terms of every channel (L = 32767 //
+    254 = 129, L2 = 32767 // 508 = 64), inputs in [lo, hi] with both ends present and the
+    pair's two channels often at hi."""
     spec, inputs = make_case(CONV, ("", ()), "none", None, "fp32", np.int8, seed=seed)
     w = inputs[1].copy()
-    w[:, 0:2, 0, 0] = 127
+    w[:, 0:2, 0, 0:2] = 127
     rng = np.random.default_rng(seed)
     x = rng.integers(lo, hi + 1, inputs[0].shape).astype(np.int8)
     x[:, 0:2].flat[::3] = hi
@@ -53,27 +59,46 @@ def test_shift_limits() -> None:
     q[0, 0, 0, 1] = [-128, -128, 127, 0]
     q[0, 0, 0, 2] = [100, 0, 0, 100]  # two pairs of 100: 327
     lim = shift_limits(q)[0]
-    assert lim.tolist() == [129, 128, 255, 255]
+    assert (lim & 0xFFFF).tolist() == [129, 128, 255, 255]
+    assert (lim >> 16).tolist() == [255] * 4  # one term: no two-term sums
     q[0, 0, 0, 3] = [1, 0, 0, 1]
-    assert shift_limits(q)[0, 3] == 255
+    assert shift_limits(q)[0, 3] & 0xFFFF == 255
+    # two terms: the pairs' 4 weights (127, 127, 127, 1): 32767 // 382; an odd last term
+    # alone counts for L only
+    q3 = np.zeros((1, 1, 3, 2, 4), np.int8)
+    q3[0, 0, 0, 0] = [127, 127, 0, 0]
+    q3[0, 0, 1, 0] = [127, 1, 0, 0]
+    q3[0, 0, 2, 1] = [0, 0, -128, -128]
+    lim = shift_limits(q3)[0]
+    assert (lim >> 16).tolist() == [32767 // 382, 255]
+    assert (lim & 0xFFFF).tolist() == [129, 128]
 
 
 @pytest.mark.skipif(not avx2(), reason="the AVX2 path only")
 def test_shifted_tile_exact_at_the_limit() -> None:
-    """Inputs in [-2, 127]: only k = 2 fits (x + k reaches L = 129 exactly): the reference's
-    bits; the tile took them (wrong sums of weights change the outputs: only the shifted
-    tile reads them on AVX2)."""
+    """Inputs in [-2, 127] (x + 2 reaches L = 129 exactly), then in [-2, 62] (x + 2 reaches
+    L2 = 64: two terms a step): the reference's bits; the shifted tile took them (wrong sums
+    of weights change the outputs: only it reads them on AVX2). With L2 forced to 255 the
+    first inputs take the two-term tile, whose int16 sums wrap (the limit's high half is
+    read)."""
     spec, inputs = limit_case(-2, 127)
-    want = qconv(*inputs, **spec.attrs())
+    narrow = [limit_case(-2, 62)[1][0], *inputs[1:]]
     tactic = QConvNative(spec)
     prep = tactic._prepared()
-    assert (prep["wts"][0, prep["terms"] + PROVED_ROWS + SIGN_ROWS, : spec.cout] == 129).all()
+    assert (limit_row(prep)[: spec.cout] == 129 | 64 << 16).all()
     out = np.zeros(spec.out_shape, np.float32)
+    for case in (inputs, narrow):
+        want = qconv(*case, **spec.attrs())
+        tactic.bind(case, [out], ScratchPool(None))()
+        np.testing.assert_array_equal(out, want)
+        prep["wsum"] += 1000
+        tactic.bind(case, [out], ScratchPool(None))()
+        prep["wsum"] -= 1000
+        assert (out != want).mean() > 0.5
+    want = qconv(*inputs, **spec.attrs())
+    limit_row(prep)[:] = 129 | 255 << 16
     tactic.bind(inputs, [out], ScratchPool(None))()
-    np.testing.assert_array_equal(out, want)
-    prep["wsum"] += 1000
-    tactic.bind(inputs, [out], ScratchPool(None))()
-    assert (out != want).mean() > 0.5
+    assert (out != want).any()
 
 
 @pytest.mark.skipif(not avx2(), reason="the AVX2 path only")
@@ -93,22 +118,21 @@ def test_range_past_the_limit_falls_back() -> None:
     np.testing.assert_array_equal(run_native(spec, alias), qconv(*alias, **spec.attrs()))
     tactic = QConvNative(spec)
     prep = tactic._prepared()
-    prep["wts"][0, prep["terms"] + PROVED_ROWS + SIGN_ROWS] = 255
+    limit_row(prep)[:] = 255 | 255 << 16
     out = np.zeros(spec.out_shape, np.float32)
     tactic.bind(inputs, [out], ScratchPool(None))()
     assert (out != want).any()
 
 
 @pytest.mark.skipif(not avx2(), reason="the AVX2 path only")
-def test_shift_learned_between_tiles() -> None:
-    """The first image's inputs in [-50, 60], the second's in [-3, 120] (k 50 to 68 fits the
-    first, 3 to 9 the second), an int8 output with SiLU and 2 threads: the kernel moves its
-    shift between tiles; the reference's result (SiLU: the exp's last bit, one step on at
-    most 1 %)."""
+def test_shift_per_strip() -> None:
+    """The first image's inputs in [-50, 60], the second's in [-3, 120] (shifts 50 and 3), an
+    int8 output with SiLU, 1 and 2 threads: the reference's result (SiLU: the exp's last
+    bit, one step on at most 1 %)."""
     conv = ((2, 12, 9, 11), 14, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1)
     spec, inputs = make_case(conv, ("silu", ()), "none", None, "int8", np.int8, seed=3)
     w = inputs[1].copy()
-    w[:, 0:2, 0, 0] = 127
+    w[:, 0:2, 0, 0:2] = 127
     rng = np.random.default_rng(3)
     x = np.concatenate(
         [rng.integers(-50, 61, (1, 12, 9, 11)), rng.integers(-3, 121, (1, 12, 9, 11))]
