@@ -792,9 +792,21 @@ static inline __attribute__((always_inline)) void dw_v8_layer(const conv_depthwi
     const v8i ones[4] = {all, all, all, all};
     long direct = s == 2 && !(a->half & 1);
     long ob = a->half & 2 ? 2 : 4, zb = a->half & 4 ? 2 : 4;
+    /* rp[k]: input row k - pt at its padded column 0 (the zero row outside the input), for
+     * every row a pass reads (the last pass's rows past ho included): set once for the
+     * plane's copy, per channel from the input */
+    long nr = (ho + V8_R) * s + 3;
+    const float *rp[nr];
+    for (long k = 0; k < nr; k++) {
+        long iy = k - a->pt;
+        rp[k] = (iy < 0 || iy >= h ? zero : P + iy * ws) + V8_OFF - a->pl;
+    }
     for (long c = a->c0; c < a->c1; c++) {
         if (!direct) v8_copy(a, c, P, ws);
         const float *xc = a->x + c * a->xcs, *wc = a->wts + c * 9;
+        if (direct)
+            for (long k = a->pt > 0 ? a->pt : 0; k < nr && k - a->pt < h; k++)
+                rp[k] = xc + (k - a->pt) * a->xrs - a->pl;
         v8 W[9];
         for (long t = 0; t < 9; t++) W[t] = splat(wc[t]);
         float b = a->bias ? a->bias[c] : 0.0f;
@@ -802,17 +814,10 @@ static inline __attribute__((always_inline)) void dw_v8_layer(const conv_depthwi
         const void *zc = a->residual ? (const char *)a->z + c * a->zcs * zb : 0;
         /* the next channels' planes follow this one's in the chunk: spills land on them */
         long lim = a->ocs == ho * wo ? (a->c1 - c) * ho * wo : ho * wo;
-        for (long oy = 0; oy < ho; oy += V8_R) {
-            const float *rp[3 + (V8_R - 1) * 2];
-            for (long t = 0; t < 3 + (V8_R - 1) * s; t++) {
-                long iy = oy * s - a->pt + t;
-                rp[t] = iy < 0 || iy >= h ? zero + V8_OFF - a->pl
-                        : direct          ? xc + iy * a->xrs - a->pl
-                                          : P + iy * ws + V8_OFF - a->pl;
-            }
+        for (long oy = 0; oy < ho; oy += V8_R)
             for (long j = 0; j < nv; j++)
-                v8_pass(a, rp, oy, s, col[j], direct ? mk[j] : ones, W, b, oc, zc, ep, lim);
-        }
+                v8_pass(a, rp + oy * s, oy, s, col[j], direct ? mk[j] : ones, W, b, oc, zc, ep,
+                        lim);
     }
 }
 
