@@ -40,8 +40,10 @@ PANEL = 8
 #: channel before its first row and past its last (EHEAD, ETAIL)
 NR_MAX, EHEAD, ETAIL = 24, 8, 40
 #: floats of a task's ring of expanded rows plus its depthwise rows: strips are as many
-#: output rows as fit (at least one); 256 KB, a quarter of this host's L2 (1 MB; 128K floats
-#: measured no better under load)
+#: output rows as fit (at least one); 256 KB, half of this host's L2 a core (512 KB; 128K
+#: floats measured no better under load; with the ring without pad columns, strips of 1-14
+#: rows on MobileNetV2's 28x28, 14x14 and 7x7 blocks measured no better than these: 1.0-1.8x,
+#: one thread, batch 1)
 WORK_FLOATS = 64 * 1024
 #: pixels a strip should have at least (two register tiles of the widest build)
 MIN_STRIP_PIXELS = 48
