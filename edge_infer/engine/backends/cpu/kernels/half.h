@@ -6,7 +6,9 @@
  * except signalling NaNs' payload (all return a quiet NaN): infinities and NaNs stay,
  * float16 subnormals are kept (no flush to zero), values from 65520 up round to infinity.
  *
- * - ei_half_from_float / ei_float_from_half: the portable bit arithmetic (one value);
+ * - ei_half_from_float / ei_float_from_half: one value; F16C's vcvtps2ph / vcvtph2ps where
+ *   the build has it (the kernels' scalar edges and tails: the bit arithmetic cost several
+ *   times as much there), else the portable bit arithmetic (ei_half_bits / ei_float_bits);
  * - h8_load / h8_store (only after simd.h: v8): 8 values, F16C's vcvtph2ps / vcvtps2ph on
  *   x86-64 (AVX-512 machines have F16C), NEON fcvtl / fcvtn on aarch64 (FPCR's nearest
  *   even), else the portable functions lane by lane; h8_load_n / h8_store_n: the first n
@@ -20,9 +22,12 @@
 
 #include <stdint.h>
 #include <string.h>
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 
-/* IEEE binary32 -> binary16 bits, round to nearest even */
-static inline uint16_t ei_half_from_float(float f) {
+/* IEEE binary32 -> binary16 bits, round to nearest even (the portable bit arithmetic) */
+static inline uint16_t ei_half_bits(float f) {
     uint32_t x;
     memcpy(&x, &f, 4);
     uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
@@ -41,8 +46,8 @@ static inline uint16_t ei_half_from_float(float f) {
     return (uint16_t)(sign | (r >> 13));
 }
 
-/* binary16 bits -> binary32 (exact) */
-static inline float ei_float_from_half(uint16_t h) {
+/* binary16 bits -> binary32 (exact; the portable bit arithmetic) */
+static inline float ei_float_bits(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, x;
     if (e == 0x1fu) x = sign | 0x7f800000u | (m << 13) | (m ? 0x400000u : 0u);
     else if (e) x = sign | ((e + 112u) << 23) | (m << 13);
@@ -54,6 +59,23 @@ static inline float ei_float_from_half(uint16_t h) {
     float f;
     memcpy(&f, &x, 4);
     return f;
+}
+
+/* one value, as the vector paths convert (the same bits) */
+static inline uint16_t ei_half_from_float(float f) {
+#if defined(__F16C__)
+    return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#else
+    return ei_half_bits(f);
+#endif
+}
+
+static inline float ei_float_from_half(uint16_t h) {
+#if defined(__F16C__)
+    return _cvtsh_ss(h);
+#else
+    return ei_float_bits(h);
+#endif
 }
 
 #if defined(EDGE_INFER_SIMD_H) /* the 8-float vector helpers (v8: simd.h) */
