@@ -15,13 +15,17 @@
  *   AVX-512 VNNI  vpdpbusd zmm (u8 x s8): activations biased by +128 to u8 in the layout,
  *                 the -128 * sum(w) compensation folded into the accumulator's start;
  *   AVX-VNNI      the same on ymm (or AVX-512 VL's EVEX form);
- *   AVX2          |x| . (w * sign(x)) by vpmaddubsw, then vpmaddwd with ones, where no
- *                 weight is -128 (no pair reaches the int16 saturation: tile_sign), else
- *                 bytes sign-extended to int16 and vpmaddwd;
+ *   AVX2          (x + k) . w by vpmaddubsw (x + k read as u8, k = -min of a strip's
+ *                 bytes), then vpmaddwd with ones, the k * sum(w) taken off the start,
+ *                 where no int16 pair sum can saturate (the weights' limit row: tile_shift,
+ *                 two terms a vpmaddwd where it allows); else |x| . (w * sign(x)) the same
+ *                 way where no weight is -128 (tile_sign), else bytes sign-extended to
+ *                 int16 and vpmaddwd;
  *   aarch64 sdot  s8 x s8 by lane (Cortex-A78AE, Jetson Orin);
  *   generic C.
- * The weights ([term][coutp] quads, then the proved rows), term offsets and layouts are the same on every path, so
- * a recorded call replays anywhere (tests/engine/backends/cpu/aarch64).
+ * The weights ([term][coutp] quads, then the proved, sign and limit rows), term offsets and
+ * layouts are the same on every path, so a recorded call replays anywhere
+ * (tests/engine/backends/cpu/aarch64).
  * An int8 output under no activation, relu or clip (and no residual or an int8 one added
  * first) is finished in float32 with an exactness guard and the double path near halves
  * (fastq below), a channel with a proved multiplier (cpu_qconv.py: tactics/qdw_requant.py's

@@ -5,12 +5,13 @@
 - ``qconv_native`` (``kernels/conv_int8.c``): the input laid out once as int32 quads (4
   channels' bytes per pixel) in zero-padded stride phases, quantized there when it is the
   float engine input; then an implicit GEMM of int8 dot products (AVX-512 VNNI, AVX-VNNI,
-  AVX2, aarch64 sdot or C, whichever this CPU has) over the phase grid, with the reference's
-  epilogue (requantization in float64, residual, activation, fp32/fp16/int8 store) applied
-  to the register tile; an int8 output's channels with a proved requantization multiplier
-  (``tactics/qdw_requant.py``'s proof, rows after the weights) skip the near-half check
-  there. Bit-identical to the reference except where an exp-based
-  activation's float32 result differs in its last bit (see conv_int8.c).
+  AVX2 on activations shifted to u8 where the weights' limit row allows
+  (:func:`shift_limits`), aarch64 sdot or C, whichever this CPU has) over the phase grid,
+  with the reference's epilogue (requantization in float64, residual, activation,
+  fp32/fp16/int8 store) applied to the register tile; an int8 output's channels with a
+  proved requantization multiplier (``tactics/qdw_requant.py``'s proof, rows after the
+  weights) skip the near-half check there. Bit-identical to the reference except where an
+  exp-based activation's float32 result differs in its last bit (see conv_int8.c).
   One pool call a layer where it can: an unpadded 1x1 stride-1 layer of an int8 input in
   chunks of positions (each its own small layout, then its GEMM), a batch image by image;
   small maps lay out every channel quad, then split the GEMM between the threads.
