@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fp16_cpu import MODELS, _model
 
 from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS
-from edge_infer.engine.backends.cpu.tactics.cpu_fp16 import takes_half
+from edge_infer.engine.backends.cpu.tactics.cpu_fp16 import Fp16Step, takes_half
 from edge_infer.engine.builder import BuildOptions, build
 from edge_infer.engine.tactics import candidates
 
@@ -35,8 +35,12 @@ def _route(node: Any) -> tuple[str, int]:
     tactics, spec = candidates(node, CPU_TACTICS)
     chosen = node.meta.get("tactic")
     tactic = next((t for t in tactics if t.name == chosen), None)
-    inner = getattr(tactic(spec), "inner", None) if tactic is not None else None
-    direct = inner is not None and takes_half(inner)
+    made = tactic(spec) if tactic is not None else None
+    inner = getattr(made, "inner", None)
+    if isinstance(made, Fp16Step):  # Sigmoid / Softmax on the float16 storage
+        direct = made.takes_half()
+    else:
+        direct = inner is not None and takes_half(inner)
     values = sum(
         int(np.prod(v.shape))
         for v in [*node.inputs, *node.outputs]

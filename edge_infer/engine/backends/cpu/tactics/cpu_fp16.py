@@ -65,6 +65,8 @@ from edge_infer.errors import EdgeInferError
 F16, F32 = np.dtype(np.float16), np.dtype(np.float32)
 #: kernels/pointwise.c's ``half`` bits: x, y float16; y, x float32 rounded to float16's values
 _PW_XH, _PW_YH, _PW_YR, _PW_XR = 1, 2, 4, 8
+#: the ops whose fp16_step runs their native kernel on the float16 storage
+_HALF_STEP_OPS = ("Sigmoid", "Softmax")
 
 
 def _float32(scratch: Scratch, shape: tuple[int, ...], role: str) -> np.ndarray:
@@ -284,6 +286,12 @@ class Fp16Step(Fp16Kernel):
             return False  # flatten-to-2D semantics: the step does not do them
         return super().applicable(spec)
 
+    def takes_half(self) -> bool:
+        """Whether this layer's op runs on the float16 storage itself (Sigmoid, Softmax: see
+        ``_half_kernel``; contiguous arrays at bind), not through the conversions."""
+        s = self.spec
+        return not s.op_domain and s.op in _HALF_STEP_OPS and 0 not in s.consts
+
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         run = self._half_kernel(inputs, outputs, scratch)
         return run if run is not None else super().bind(inputs, outputs, scratch)
@@ -294,7 +302,7 @@ class Fp16Step(Fp16Kernel):
         """Sigmoid / Softmax on the float16 storage itself (pointwise.c's ``half`` bits), or
         None: the conversion route."""
         s = self.spec
-        if s.op_domain or s.op not in ("Sigmoid", "Softmax") or 0 in s.consts:
+        if not self.takes_half():
             return None
         if len(inputs) != 1 or len(outputs) != 1 or not native.available():
             return None

@@ -108,6 +108,8 @@ def test_a_softmax_axis_past_the_kernels_buffer_takes_the_conversion_route() -> 
     x = np.zeros((1, 600, 2), F16)
     spec = _spec("Softmax", {"axis": 1}, x, False, F16)
     y = np.empty_like(x)
+    assert Fp16Step(spec).takes_half()  # the op does, this layer's axis is too long
+    assert not Fp16Step(_spec("Relu", {}, x, False, F16)).takes_half()
     assert Fp16Step(spec)._half_kernel([x], [y], ScratchPool()) is None
     Fp16Step(spec).bind([x], [y], ScratchPool())()
     np.testing.assert_array_equal(y, np.full_like(y, 1 / 600))
