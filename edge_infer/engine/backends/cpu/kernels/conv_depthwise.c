@@ -625,10 +625,11 @@ static int wide_fits(const conv_depthwise_args *a) {
  * whose lanes past the row spill onto the next row, stored afterwards), four output rows a
  * pass sharing their input rows' loads, one accumulator per output row (its 9 FMAs in tap
  * order: the channel groups' order, so the same bits as they give). Taps at stride 1 are
- * plain loads from the channel's plane copied into a zero-padded buffer (rows V8_OFF
- * columns in, zero rows around); at stride 2 the even / odd columns of two loads straight
- * from the input (vshufps, put back in column order once per output vector), the columns
- * outside the row masked off those loads. Float16 storage (half bits 1, 2, 4): the plane
+ * loads straight from the input (the columns outside the row masked off the loads at the
+ * row's ends), or on small planes plain loads from the channel's plane copied into a
+ * zero-padded buffer (rows V8_OFF columns in, zero rows around); at stride 2 the even / odd
+ * columns of two loads from the input (vshufps, put back in column order once per output
+ * vector), masked the same way. Float16 storage (half bits 1, 2, 4): the plane
  * widened into the buffer (exact), the output narrowed to nearest even, the residual
  * widened: the float32 path's arithmetic, so the conversion route's bits.
  * Measured against the channel groups (small planes, stride 2) and the row by row path
@@ -642,6 +643,9 @@ static int wide_fits(const conv_depthwise_args *a) {
 #define V8_R 4     /* output rows a pass */
 #define V8_MAXV 32 /* vectors a row: output rows up to 256 wide */
 #define V8_OFF 8   /* the padded plane: input column j at V8_OFF + j */
+#ifndef V8_COPY_MAX
+#define V8_COPY_MAX 2048 /* floats: larger stride-1 planes read from the input */
+#endif
 /* vshufps: per 128-bit lane two columns of each load, put back in column order once per
  * output vector (conv_chain.c measured this faster than a two-source permute per tap) */
 #define R_EVEN 0, 2, 8, 10, 4, 6, 12, 14
@@ -711,7 +715,11 @@ static inline __attribute__((always_inline)) void v8_pass(
     for (long t = 0; t < 3 + (R - 1) * s; t++) {
         const float *q = rp[t] + x0;
         v8 t0, t1, t2;
-        if (s == 1) {
+        if (s == 1 && masked) {
+            t0 = v8_ld(q, mk[0]);
+            t1 = v8_ld(q + 1, mk[1]);
+            t2 = v8_ld(q + 2, mk[2]);
+        } else if (s == 1) {
             t0 = load8(q);
             t1 = load8(q + 1);
             t2 = load8(q + 2);
@@ -793,12 +801,16 @@ static inline __attribute__((always_inline)) void dw_v8_layer(const conv_depthwi
     for (long j = 0; j < nv; j++) {
         edge[j] = 0;
         for (long k = 0; k < 4; k++) {
-            long st = 2 * col[j] - a->pl + (k & 1) * 8 + (k & 2);
+            long st = s * col[j] - a->pl + (s == 1 ? k : (k & 1) * 8 + (k & 2));
             for (int l = 0; l < 8; l++) mk[j][k][l] = st + l >= 0 && st + l < w ? -1 : 0;
             edge[j] |= st < 0 || st + 8 > w;
         }
     }
-    long direct = s == 2 && !(a->half & 1);
+    /* from the input (masked loads at the rows' ends): stride 2, and stride 1 but on small
+     * planes (measured against the copy, one thread, in one process: 112 x 112 0.68-0.77x,
+     * 56 x 56 0.64-0.73x, 28 x 28 0.91-0.97x; 14 x 14 and 7 x 7 1.02-1.04x); float16
+     * inputs always widened into the copy */
+    long direct = (s == 2 || h * ws > V8_COPY_MAX) && !(a->half & 1);
     long ob = a->half & 2 ? 2 : 4, zb = a->half & 4 ? 2 : 4;
     /* rp[k]: input row k - pt at its padded column 0 (the zero row outside the input), for
      * every row a pass reads (the last pass's rows past ho included): set once for the
