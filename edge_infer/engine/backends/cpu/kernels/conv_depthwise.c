@@ -637,8 +637,8 @@ static int wide_fits(const conv_depthwise_args *a) {
  * 0.63x, 7 x 7 0.54-0.72x, 28 x 28 0.55-0.6x, 56 x 56 0.67-0.8x, 112 x 112 0.69-0.8x;
  * stride 2 0.85-0.95x (bench/dw_cpu_ab.py). Measured worse: three accumulators per output
  * row (chains of 3: the tile spills, 1.2x), 2, 3, 6 or 8 rows a pass, the next channel's
- * plane copied while this one is computed, masked loads at stride 1 (no copy). Not built
- * for plain x86-64 (SSE) or NEON. */
+ * plane copied while this one is computed, every load masked (not only at the rows'
+ * ends). Not built for plain x86-64 (SSE) or NEON. */
 #define DW_V8 1
 #define V8_R 4     /* output rows a pass */
 #define V8_MAXV 32 /* vectors a row: output rows up to 256 wide */
