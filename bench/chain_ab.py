@@ -16,7 +16,7 @@ given, else by this tree's; ``--cpu`` times each run's CPU time (process_time: w
 ``--decision N`` instead times each block N times the way a build decides (the members
 against the chain): the ratio of each side's fastest sample over 7 interleaved rounds
 (autotune.time_interleaved, the timing before backends/cpu/chains.tune_chain) and the median
-of paired per-round ratios (chains.time_paired, what the build uses), and prints each
+of paired per-round ratios (chains.time_chain, what the build uses), and prints each
 statistic's mean, spread and how often it keeps the chain (KEEP_BELOW).
 
 Run (BLAS unthrottled):
@@ -269,7 +269,7 @@ def decision_trials(name: str, batch: int, threads: int, trials: int) -> str:
     import statistics
 
     from edge_infer.engine.backends.cpu import chains
-    from edge_infer.engine.tactics.autotune import time_interleaved
+    from edge_infer.engine.tactics.autotune import paired_ratio, time_interleaved
 
     spec = block_spec(name, batch)
     x = np.random.default_rng(1).standard_normal(spec.x_shape).astype(np.float32)
@@ -293,8 +293,8 @@ def decision_trials(name: str, batch: int, threads: int, trials: int) -> str:
     for _ in range(trials):
         t = time_interleaved({"split": split, "chain": chain})
         minima.append(t["chain"] / t["split"])
-        s = chains.time_paired({"split": split, "chain": chain})
-        paired.append(chains.paired_ratio(s["chain"], s["split"]))
+        s = chains.time_chain({"split": split, "chain": chain})
+        paired.append(paired_ratio(s["chain"], s["split"]))
     if pool is not None:
         pool.close()
 

@@ -14,15 +14,27 @@ this device skips the timing.
 
 from __future__ import annotations
 
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from edge_infer.engine.backends.base import Timer
 from edge_infer.engine.tactics.base import Tactic
 from edge_infer.engine.tactics.timing_cache import TimingCache
 from edge_infer.errors import BuildError
 
-__all__ = ["TimingCache", "time_interleaved", "time_run", "tune_layer"]
+__all__ = [
+    "TimingCache",
+    "paired_ratio",
+    "paired_times",
+    "time_interleaved",
+    "time_paired",
+    "time_run",
+    "tune_layer",
+]
+
+#: a tuning's timing of bound candidates: (runs by name, the timer) -> microseconds by name
+Timing = Callable[[dict[str, Callable[[], None]], Timer | None], dict[str, float]]
 
 
 def time_run(
@@ -86,6 +98,53 @@ def time_interleaved(
     return {name: round(min(v) * 1e6, 1) for name, v in samples.items()}
 
 
+def time_paired(
+    runs: dict[str, Callable[[], None]],
+    *,
+    rounds: int = 15,
+    min_rounds: int = 6,
+    budget_s: float = 2.0,
+    give_up: float = 1.3,
+    timer: Timer | None = None,
+) -> dict[str, list[float]]:
+    """Each run's samples (seconds), one per round, the runs back to back in each round (the
+    order reversed every other round), after one warm-up each. The first run is the baseline:
+    once every other run's median ratio to it (:func:`paired_ratio`) is above ``give_up``
+    after ``min_rounds`` rounds, or the budget is spent, the timing stops. Two runs back to
+    back see the same load; the fastest samples of runs timed apart need not."""
+    measure = (timer or Timer()).measure
+    for run in runs.values():
+        run()
+    names = list(runs)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    deadline = time.perf_counter() + budget_s
+    for k in range(rounds):
+        for name in names if k % 2 == 0 else names[::-1]:
+            samples[name].append(measure(runs[name]))
+        if k + 1 >= min_rounds and (
+            time.perf_counter() > deadline
+            or all(paired_ratio(samples[n], samples[names[0]]) > give_up for n in names[1:])
+        ):
+            break
+    return samples
+
+
+def paired_ratio(a: Sequence[float], b: Sequence[float]) -> float:
+    """The median over rounds of ``a``'s sample over ``b``'s of the same round."""
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
+
+
+def paired_times(samples: dict[str, list[float]]) -> dict[str, float]:
+    """Microseconds from :func:`time_paired`'s samples: the baseline's (first) fastest
+    sample, and for every other run that times the median of its per-round ratios to it."""
+    names = list(samples)
+    base = samples[names[0]]
+    return {
+        name: round(min(base) * (1.0 if k == 0 else paired_ratio(samples[name], base)) * 1e6, 1)
+        for k, name in enumerate(names)
+    }
+
+
 #: a candidate this many times slower than the best is dropped after two rounds ...
 _DROP_EARLY = 4.0
 #: ... and one this many times slower once every candidate has this many samples
@@ -107,8 +166,10 @@ def tune_layer(
     cache: TimingCache | None,
     timer: Timer | None = None,
     check: Callable[[list[Tactic]], list[Tactic]] | None = None,
+    timing: Timing | None = None,
 ) -> tuple[str, dict[str, float]]:
-    """Pick the fastest of ``tactics``; returns (name, {name: microseconds}).
+    """Pick the fastest of ``tactics``; returns (name, {name: microseconds}), timed by
+    ``timing`` (default :func:`time_interleaved`).
 
     ``check`` (the self-check of ``tactics/verify.py``, bound to the layer) keeps the
     candidates that compute the layer right; a rejected candidate is never chosen: a cached
@@ -132,7 +193,8 @@ def tune_layer(
             )
         if len(tactics) == 1:
             return tactics[0].name, {}
-    times = time_interleaved({t.name: bind(t) for t in tactics}, timer=timer)
+    runs = {t.name: bind(t) for t in tactics}
+    times = timing(runs, timer) if timing is not None else time_interleaved(runs, timer=timer)
     winner = min(times, key=times.__getitem__)
     if cache is not None:
         cache.put(signature, winner, times)

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +32,7 @@ from edge_infer.engine.backends.cpu.tactics.chain_spec import ChainSpec, is_dept
 from edge_infer.engine.ir import Graph, Node, Value
 from edge_infer.engine.passes.patterns import only_use
 from edge_infer.engine.tactics import select_tactic
+from edge_infer.engine.tactics.autotune import paired_times, time_paired, tune_layer
 from edge_infer.engine.tactics.base import Tactic, conv_spec
 from edge_infer.engine.tactics.timing_cache import TimingCache
 from edge_infer.engine.tactics.verify import disagreement, reference_outputs
@@ -293,39 +292,19 @@ def _check(chain: Chain, buffers: _Buffers, scratch: Any) -> Callable[[list[Tact
     return check
 
 
-def time_paired(
-    runs: dict[str, Callable[[], None]],
-    timer: Timer | None = None,
-    *,
-    rounds: int = CHAIN_ROUNDS,
-    min_rounds: int = CHAIN_MIN_ROUNDS,
-    budget_s: float = CHAIN_BUDGET_S,
-    give_up: float = CHAIN_GIVE_UP,
+def time_chain(
+    runs: dict[str, Callable[[], None]], timer: Timer | None = None
 ) -> dict[str, list[float]]:
-    """Each run's samples (seconds), one per round, the runs back to back in each round (the
-    order reversed every other round), after one warm-up each. The first run is the baseline:
-    once every other run's median ratio to it (:func:`paired_ratio`) is above ``give_up``
-    after ``min_rounds`` rounds, or the budget is spent, the timing stops."""
-    measure = (timer or Timer()).measure
-    for run in runs.values():
-        run()
-    names = list(runs)
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    deadline = time.perf_counter() + budget_s
-    for k in range(rounds):
-        for name in names if k % 2 == 0 else names[::-1]:
-            samples[name].append(measure(runs[name]))
-        if k + 1 >= min_rounds and (
-            time.perf_counter() > deadline
-            or all(paired_ratio(samples[n], samples[names[0]]) > give_up for n in names[1:])
-        ):
-            break
-    return samples
-
-
-def paired_ratio(a: Sequence[float], b: Sequence[float]) -> float:
-    """The median over rounds of ``a``'s sample over ``b``'s of the same round."""
-    return statistics.median(x / y for x, y in zip(a, b, strict=True))
+    """``autotune.time_paired`` with the chain's rounds, budget and give-up (the members' run
+    first in ``runs``)."""
+    return time_paired(
+        runs,
+        timer=timer,
+        rounds=CHAIN_ROUNDS,
+        min_rounds=CHAIN_MIN_ROUNDS,
+        budget_s=CHAIN_BUDGET_S,
+        give_up=CHAIN_GIVE_UP,
+    )
 
 
 def tune_chain(
@@ -338,34 +317,23 @@ def tune_chain(
 ) -> tuple[str, dict[str, float]]:
     """The chain's counterpart of ``tune_layer`` (same arguments, the members' run first in
     ``tactics``): (winner, {name: microseconds}), the self-check and the timing cache as
-    there, timed by :func:`time_paired`. A chain tactic's time is the members' fastest sample
-    times the median of its per-round ratios to the members' time. Under load the fastest
-    samples of two candidates timed apart come from different moments, and one lucky sample
-    decides; two runs back to back in one round see the same load. Measured on MobileNetV2's
-    blocks at batch 8, 2 threads, load 6-7, 8 timings each (bench/chain_ab.py --decision 8):
-    the chain / members ratio of the minima of 7 interleaved rounds had a
-    standard deviation of 0.29-1.29 between timings (f3 0.54-1.27, f8 0.60-4.31), the
-    median of paired ratios 0.07-0.34 (f3 0.61-0.85)."""
-    names = [t.name for t in tactics]
-    hit = cache.get(signature, names) if cache is not None else None
-    if hit is not None:
-        cached = [t for t in tactics if t.name == hit["tactic"]]
-        if check is None or hit["tactic"] == names[0] or check(cached):
-            return hit["tactic"], dict(hit.get("times_us", {}))
-    if check is not None:
-        tactics = check(tactics)
-        if not any(t.name != names[0] for t in tactics):
-            return names[0], {}
-    samples = time_paired({t.name: bind(t) for t in tactics}, timer)
-    base = samples[names[0]]
-    times = {names[0]: round(min(base) * 1e6, 1)}
-    for name in samples:
-        if name != names[0]:
-            times[name] = round(min(base) * paired_ratio(samples[name], base) * 1e6, 1)
-    winner = min(times, key=times.__getitem__)
-    if cache is not None:
-        cache.put(signature, winner, times)
-    return winner, times
+    there, timed by :func:`time_chain` (``autotune.paired_times``): a chain tactic's time is
+    the members' fastest sample times the median of its per-round ratios to the members'.
+    Under load the fastest samples of two candidates timed apart come from different moments,
+    and one lucky sample decides; two runs back to back in one round see the same load.
+    Measured on MobileNetV2's blocks at batch 8, 2 threads, load 6-7, 8 timings each
+    (bench/chain_ab.py --decision 8): the chain / members ratio of the minima of 7
+    interleaved rounds had a standard deviation of 0.29-1.29 between timings (f3 0.54-1.27,
+    f8 0.60-4.31), the median of paired ratios 0.07-0.34 (f3 0.61-0.85)."""
+    return tune_layer(
+        signature,
+        tactics,
+        bind,
+        cache,
+        timer,
+        check,
+        timing=lambda runs, t: paired_times(time_chain(runs, t)),
+    )
 
 
 def choose_chains(
@@ -427,6 +395,6 @@ __all__ = [
     "find_chains",
     "plan_steps",
     "recorded_chains",
-    "time_paired",
+    "time_chain",
     "tune_chain",
 ]

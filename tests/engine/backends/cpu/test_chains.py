@@ -299,5 +299,5 @@ def test_the_chain_timing_takes_the_median_of_paired_ratios() -> None:
 def test_the_chain_timing_stops_early_when_the_chain_is_clearly_slower() -> None:
     n = chains.CHAIN_ROUNDS
     timer = _Scripted({chains.SPLIT: [1.0] * n, "c": [2.0] * n})
-    samples = chains.time_paired({chains.SPLIT: _Named(chains.SPLIT), "c": _Named("c")}, timer)
+    samples = chains.time_chain({chains.SPLIT: _Named(chains.SPLIT), "c": _Named("c")}, timer)
     assert len(samples["c"]) == chains.CHAIN_MIN_ROUNDS < n
