@@ -216,3 +216,20 @@ def test_aarch64_neon_path_matches(tmp_path: Path) -> None:
     outs = emulated.replayed(exe, tmp_path, recs)
     for c, rec, got in zip(cases, recs, outs, strict=True):
         _check(got, c["want"], f"aarch64 {rec.name}")
+
+
+def test_a_range_from_memory_gives_the_bits_of_one_image_at_a_time() -> None:
+    """A range of more than 2 MB of input (conv_rows' prefetching blocks: PF_MIN_BYTES,
+    smaller blocks, tails at each image's end) gives the bits of its images bound alone
+    (each under 2 MB: the other blocking), and the reference."""
+    c = _case(7, (3, 40, 67, 67, 12), ("clip", (0.0, 6.0)), "pre")
+    x, wt, b, z = c["ins"]
+    assert x.nbytes > 2 << 20 and x[:1].nbytes < 2 << 20
+    PointwiseNative(c["spec"]).bind(c["ins"], [c["out"]], ScratchPool(None))()
+    _check(c["out"], c["want"], "batch of 3")
+    for i in range(3):
+        one = np.empty_like(c["out"][i : i + 1])
+        spec = ConvSpec(x[i : i + 1].shape, one.shape, wt, b, (1, 1), (0, 0, 0, 0), (1, 1), 1,
+                        "clip", (0.0, 6.0), "pre")  # fmt: skip
+        PointwiseNative(spec).bind([x[i : i + 1], wt, b, z[i : i + 1]], [one], ScratchPool(None))()
+        assert np.array_equal(one, c["out"][i : i + 1]), f"image {i}"
