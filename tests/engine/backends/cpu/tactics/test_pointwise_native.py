@@ -233,3 +233,23 @@ def test_a_range_from_memory_gives_the_bits_of_one_image_at_a_time() -> None:
                         "clip", (0.0, 6.0), "pre")  # fmt: skip
         PointwiseNative(spec).bind([x[i : i + 1], wt, b, z[i : i + 1]], [one], ScratchPool(None))()
         assert np.array_equal(one, c["out"][i : i + 1]), f"image {i}"
+
+
+def test_a_float16_range_from_memory_gives_the_bits_of_the_float32_route() -> None:
+    """The same with float16 input and output (FP16 engines' half_io; 2 bytes an element):
+    the bits of the float32 kernel's output narrowed, whole and one image at a time."""
+    c = _case(8, (4, 48, 80, 80, 12), ("clip", (0.0, 6.0)), "none")
+    x, wt, b = c["ins"]
+    xh = x.astype(np.float16)
+    assert xh.nbytes > 2 << 20 and xh[:1].nbytes < 2 << 20
+    want = np.empty(c["out"].shape, np.float32)
+    PointwiseNative(c["spec"]).bind([xh.astype(np.float32), wt, b], [want], ScratchPool(None))()
+    got = np.empty(c["out"].shape, np.float16)
+    PointwiseNative(c["spec"]).bind([xh, wt, b], [got], ScratchPool(None))()
+    assert np.array_equal(got.view(np.uint16), want.astype(np.float16).view(np.uint16))
+    for i in range(4):
+        one = np.empty_like(got[i : i + 1])
+        spec = ConvSpec(x[i : i + 1].shape, one.shape, wt, b, (1, 1), (0, 0, 0, 0), (1, 1), 1,
+                        "clip", (0.0, 6.0))  # fmt: skip
+        PointwiseNative(spec).bind([xh[i : i + 1], wt, b], [one], ScratchPool(None))()
+        assert np.array_equal(one.view(np.uint16), got[i : i + 1].view(np.uint16)), f"image {i}"
