@@ -132,35 +132,9 @@ void pack_positions_f32(const pack_positions_args *a) {
     else pack_f32(a);
 }
 
-/* The register tile: for k < n, acc[j] += u[us k + j] * v[16 k ..] (j < 6 positions, 16
- * channels; the terms `us` floats apart: PB in the pack, a channel stride where a plain 1x1
- * conv's input is read in place), starting from acc where `more` (a later block of terms:
- * the partial sums of the ones before) or from zero: per output the products of simd.h's
- * tile_6x16s in its order, the same bits however the terms are blocked. */
-static inline __attribute__((always_inline)) void tile_6x16k(const float *u, long us,
-                                                           const float *v, long n,
-                                                           v8 acc[PB_MAX][2], long more) {
-    v8 a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
-    v8 a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
-    if (more) {
-        a00 = acc[0][0]; a01 = acc[0][1]; a10 = acc[1][0]; a11 = acc[1][1];
-        a20 = acc[2][0]; a21 = acc[2][1]; a30 = acc[3][0]; a31 = acc[3][1];
-        a40 = acc[4][0]; a41 = acc[4][1]; a50 = acc[5][0]; a51 = acc[5][1];
-    }
-    for (long k = 0; k < n; k++, u += us, v += 16) {
-        v8 v0 = load8(v), v1 = load8(v + 8);
-        a00 += u[0] * v0; a01 += u[0] * v1;
-        a10 += u[1] * v0; a11 += u[1] * v1;
-        a20 += u[2] * v0; a21 += u[2] * v1;
-        a30 += u[3] * v0; a31 += u[3] * v1;
-        a40 += u[4] * v0; a41 += u[4] * v1;
-        a50 += u[5] * v0; a51 += u[5] * v1;
-    }
-    acc[0][0] = a00; acc[0][1] = a01; acc[1][0] = a10; acc[1][1] = a11;
-    acc[2][0] = a20; acc[2][1] = a21; acc[3][0] = a30; acc[3][1] = a31;
-    acc[4][0] = a40; acc[4][1] = a41; acc[5][0] = a50; acc[5][1] = a51;
-}
-/* ... with a seventh position (pb 7: AVX-512's 32 registers) */
+/* The register tile: simd.h's tile_6x16k (6 positions, 16 channels; the terms `us` floats
+ * apart: PB in the pack, a channel stride where a plain 1x1 conv's input is read in place),
+ * here also with a seventh position (pb 7: AVX-512's 32 registers) */
 static inline __attribute__((always_inline)) void tile_7x16(const float *u, long us,
                                                           const float *v, long n,
                                                           v8 acc[7][2], long more) {

@@ -115,13 +115,20 @@ static inline __attribute__((always_inline)) void activate_n(v8 *y, long n, long
 
 /* The register tile every conv kernel shares: for k < n, acc[i] += u[us k + i] * v[16 k .. +16]
  * (6 broadcasts, 12 accumulator vectors; the terms us floats apart: 6 in a packed tile, a
- * channel stride where a plain 1x1 conv's input is read in place); acc is written once, at the
- * end. */
-static inline __attribute__((always_inline)) void tile_6x16s(const float *u, long us,
+ * channel stride where a plain 1x1 conv's input is read in place), starting from acc where
+ * `more` (a later block of terms: the partial sums of the ones before; conv_ocvec.c) or from
+ * zero; acc is written once, at the end. Per output the same products in the same order
+ * however the terms are blocked. */
+static inline __attribute__((always_inline)) void tile_6x16k(const float *u, long us,
                                                            const float *v, long n,
-                                                           v8 acc[6][2]) {
+                                                           v8 acc[][2], long more) {
     v8 a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
     v8 a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
+    if (more) {
+        a00 = acc[0][0]; a01 = acc[0][1]; a10 = acc[1][0]; a11 = acc[1][1];
+        a20 = acc[2][0]; a21 = acc[2][1]; a30 = acc[3][0]; a31 = acc[3][1];
+        a40 = acc[4][0]; a41 = acc[4][1]; a50 = acc[5][0]; a51 = acc[5][1];
+    }
     for (long k = 0; k < n; k++, u += us, v += 16) {
         v8 v0 = load8(v), v1 = load8(v + 8);
         a00 += u[0] * v0; a01 += u[0] * v1;
@@ -137,7 +144,7 @@ static inline __attribute__((always_inline)) void tile_6x16s(const float *u, lon
 }
 static inline __attribute__((always_inline)) void tile_6x16(const float *u, const float *v,
                                                           long n, v8 acc[6][2]) {
-    tile_6x16s(u, 6, v, n, acc);
+    tile_6x16k(u, 6, v, n, acc, 0);
 }
 
 /* The first n lanes of a vector (all 8 when n >= 8): loaded (the others zero) / stored (the
