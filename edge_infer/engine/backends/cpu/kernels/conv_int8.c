@@ -1487,41 +1487,61 @@ static inline void store8_i8(int8_t *o, __m256i q) {
     _mm_storel_epi64((__m128i *)o, _mm_packs_epi16(h, h));
 }
 
-/* finish8_q on 8 outputs in ymm registers: the same float32 operations in the same order
- * (the conversion rounds to nearest even as vround does, then exactly); 0 where a lane lies
- * near a half (nothing stored: the caller finishes the 8 by finish8) */
-static inline __attribute__((always_inline)) int fast8(const int32_t *acc, long oc, long pos,
-                                                       const qconv_int8_args *a,
-                                                       const fastq *f, float m,
-                                                       const proved pq) {
+/* 4 vectors of 8 int32 in [-200, 200] saturated to int8, in order */
+static inline __m256i pack4_i8(const __m256i *q) {
+    /* [q0 0..3, q1 0..3, q2 0..3, q3 0..3 | the same of 4..7] as dwords, then in order */
+    __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    return _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* finish8_q on nv (1 or 4) vectors of 8 outputs side by side in ymm registers (one branch
+ * for them all, one store): the same float32 operations in the same order (the conversion
+ * rounds to nearest even as vround does, then exactly); 0 where a lane lies near a half
+ * (nothing stored: the caller finishes them by finish8 / finish_run) */
+static inline __attribute__((always_inline)) int fast_vecs(const int32_t *acc, long oc, long pos,
+                                                           const qconv_int8_args *a,
+                                                           const fastq *f, float m,
+                                                           const proved pq, const int nv) {
     int8_t *o = (int8_t *)a->out + oc * a->ocs + pos;
-    const __m256 y = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)acc));
+    __m256i q[4];
     if (pq.v != 0.0f) {
-        __m256 t = _mm256_max_ps(_mm256_mul_ps(y, _mm256_set1_ps(pq.v)), _mm256_set1_ps(pq.lo));
-        store8_i8(o, _mm256_cvtps_epi32(_mm256_min_ps(t, _mm256_set1_ps(pq.hi))));
-        return 1;
+        const __m256 pv = _mm256_set1_ps(pq.v);
+        const __m256 plo = _mm256_set1_ps(pq.lo), phi = _mm256_set1_ps(pq.hi);
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) {
+            const __m256 y = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(acc + 8 * v)));
+            __m256 t = _mm256_max_ps(_mm256_mul_ps(y, pv), plo);
+            q[v] = _mm256_cvtps_epi32(_mm256_min_ps(t, phi));
+        }
+    } else {
+        const __m256 mv = _mm256_set1_ps(m), lim = _mm256_set1_ps(0.5f - f->eps);
+        const __m256 lo = _mm256_set1_ps(f->lo), hi = _mm256_set1_ps(f->hi);
+        const int8_t *zr = a->residual ? (const int8_t *)a->z + oc * a->zcs + pos : NULL;
+        int any = 0;
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) {
+            const __m256 y = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(acc + 8 * v)));
+            __m256 t = _mm256_mul_ps(y, mv);
+            if (zr) {
+                __m128i zb = _mm_loadl_epi64((const __m128i *)(zr + 8 * v));
+                t = _mm256_add_ps(t, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(zb)),
+                                                   _mm256_set1_ps(f->zs)));
+            }
+            t = _mm256_min_ps(_mm256_max_ps(t, lo), hi);
+            const __m256 r = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            const __m256 d = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(t, r));
+            any |= _mm256_movemask_ps(_mm256_cmp_ps(d, lim, _CMP_GT_OQ));
+            q[v] = _mm256_cvtps_epi32(r);
+        }
+        if (any) return 0;
     }
-    __m256 t = _mm256_mul_ps(y, _mm256_set1_ps(m));
-    if (a->residual) {
-        __m128i zb = _mm_loadl_epi64((const __m128i *)((const int8_t *)a->z + oc * a->zcs + pos));
-        t = _mm256_add_ps(t, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(zb)),
-                                           _mm256_set1_ps(f->zs)));
-    }
-    t = _mm256_min_ps(_mm256_max_ps(t, _mm256_set1_ps(f->lo)), _mm256_set1_ps(f->hi));
-    const __m256 r = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m256 d = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(t, r));
-    if (_mm256_movemask_ps(_mm256_cmp_ps(d, _mm256_set1_ps(0.5f - f->eps), _CMP_GT_OQ)))
-        return 0;
-    store8_i8(o, _mm256_cvtps_epi32(r));
+    if (nv == 1) store8_i8(o, q[0]);
+    else _mm256_storeu_si256((__m256i *)o, pack4_i8(q));
     return 1;
 }
 #endif
 
 #if defined(__AVX2__) && EI_INT8_PATH != EI_Q8_GENERIC && !EI_WIDE
-static inline __attribute__((always_inline)) int fast32(const int32_t *acc, long oc, long pos,
-                                                        const qconv_int8_args *a,
-                                                        const fastq *f, float m,
-                                                        const proved pq);
 static void finish_run(const int32_t *acc, long n, long oc, long pos, const qconv_int8_args *a);
 #endif
 
@@ -1531,11 +1551,11 @@ static void finish_run_q(const int32_t *acc, long n, long oc, long pos, const qc
     long j = 0;
 #if defined(__AVX2__) && EI_INT8_PATH != EI_Q8_GENERIC && !EI_WIDE
     for (; j + 32 <= n; j += 32)
-        if (!fast32(acc + j, oc, pos + j, a, f, m, pq)) finish_run(acc + j, 32, oc, pos + j, a);
+        if (!fast_vecs(acc + j, oc, pos + j, a, f, m, pq, 4)) finish_run(acc + j, 32, oc, pos + j, a);
 #endif
 #if defined(__AVX2__) && EI_INT8_PATH != EI_Q8_GENERIC
     for (; j + 8 <= n; j += 8)
-        if (!fast8(acc + j, oc, pos + j, a, f, m, pq)) finish8(acc + j, 8, oc, pos + j, a);
+        if (!fast_vecs(acc + j, oc, pos + j, a, f, m, pq, 1)) finish8(acc + j, 8, oc, pos + j, a);
 #endif
     for (; j + 8 <= n; j += 8) finish8_q(acc + j, 8, oc, pos + j, a, f, m, pq);
     if (j < n) finish8_q(acc + j, n - j, oc, pos + j, a, f, m, pq);
@@ -1554,13 +1574,6 @@ static void finish_run_q(const int32_t *acc, long n, long oc, long pos, const qc
  * does; the lanes nearer are redone as the quotient in double (quantize16's bound on
  * AVX-512). */
 #define EI_NEAR_HALF_F8 (0.5f - 5e-5f)
-
-/* 4 vectors of 8 int32 in [-200, 200] saturated to int8, in order */
-static inline __m256i pack4_i8(const __m256i *q) {
-    /* [q0 0..3, q1 0..3, q2 0..3, q3 0..3 | the same of 4..7] as dwords, then in order */
-    __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
-    return _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-}
 
 /* the activation on nv vectors (the activation chosen once: their chains overlap) */
 static inline __attribute__((always_inline)) void activate_vecs(v8 *y, long act, float p0,
@@ -1705,48 +1718,6 @@ static inline __attribute__((always_inline)) void finish_vecs(const int32_t *acc
         else
             memcpy((float *)a->out + oc * a->ocs + pos, y, 4 * (size_t)n);
     }
-}
-
-/* fast8 on 4 vectors side by side (one branch for the 32, one 32-byte store); 0 where a
- * lane lies near a half (nothing stored: the caller finishes the 32 by finish_run) */
-static inline __attribute__((always_inline)) int fast32(const int32_t *acc, long oc, long pos,
-                                                        const qconv_int8_args *a,
-                                                        const fastq *f, float m,
-                                                        const proved pq) {
-    __m256i q[4];
-    if (pq.v != 0.0f) {
-        const __m256 pv = _mm256_set1_ps(pq.v);
-        const __m256 plo = _mm256_set1_ps(pq.lo), phi = _mm256_set1_ps(pq.hi);
-#pragma GCC unroll 4
-        for (int v = 0; v < 4; v++) {
-            const __m256 y = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(acc + 8 * v)));
-            __m256 t = _mm256_max_ps(_mm256_mul_ps(y, pv), plo);
-            q[v] = _mm256_cvtps_epi32(_mm256_min_ps(t, phi));
-        }
-    } else {
-        const __m256 mv = _mm256_set1_ps(m), lim = _mm256_set1_ps(0.5f - f->eps);
-        const __m256 lo = _mm256_set1_ps(f->lo), hi = _mm256_set1_ps(f->hi);
-        const int8_t *zr = a->residual ? (const int8_t *)a->z + oc * a->zcs + pos : NULL;
-        int any = 0;
-#pragma GCC unroll 4
-        for (int v = 0; v < 4; v++) {
-            const __m256 y = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(acc + 8 * v)));
-            __m256 t = _mm256_mul_ps(y, mv);
-            if (zr) {
-                __m128i zb = _mm_loadl_epi64((const __m128i *)(zr + 8 * v));
-                t = _mm256_add_ps(t, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(zb)),
-                                                   _mm256_set1_ps(f->zs)));
-            }
-            t = _mm256_min_ps(_mm256_max_ps(t, lo), hi);
-            const __m256 r = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            const __m256 d = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(t, r));
-            any |= _mm256_movemask_ps(_mm256_cmp_ps(d, lim, _CMP_GT_OQ));
-            q[v] = _mm256_cvtps_epi32(r);
-        }
-        if (any) return 0;
-    }
-    _mm256_storeu_si256((__m256i *)((int8_t *)a->out + oc * a->ocs + pos), pack4_i8(q));
-    return 1;
 }
 
 /* a run of n outputs of channel oc: 32 at a time, then the last (up to 31) */

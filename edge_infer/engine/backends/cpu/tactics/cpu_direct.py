@@ -312,9 +312,10 @@ class DirectNative(_NativeConv):
         base, image, toff, wg, gsafe, copies = self._terms(
             x, scratch, parts, before, half_in_place=True
         )
-        # a float16 base: a plain 1x1 conv's float16 input read in place, widened as each
-        # strip is packed (no layout pass)
-        half |= _X_HALF if base.dtype == F16 else 0
+        # the input's float16 bit only for a float16 base: a plain 1x1 conv's float16 input
+        # read in place, widened as each strip is packed (no layout pass); a laid-out input
+        # is float32
+        half &= (_X_HALF if base.dtype == F16 else 0) | _OUT_HALF | _Z_HALF
         blocks = -(-cout // MR)
         keep = (wpack, bias, toff, base, out3, z3)
         # a strip-packing buffer per concurrent chunk
@@ -340,7 +341,7 @@ class DirectNative(_NativeConv):
                 wo=wo,
                 **self._output_args(out3, z3, b),
                 pk=pack.ctypes.data,
-                half=half & ((_X_HALF if base.dtype == F16 else 0) | _OUT_HALF | _Z_HALF),
+                half=half,
             )
             return native.NativeCall("conv_direct_f32", args, (*keep, pack))
 
