@@ -7,14 +7,17 @@ the FP32 one, so an all-INT8 engine can be slower than the FP32 engine it was me
 This search sits above the builder (as :mod:`edge_infer.engine.accuracy_budget` does):
 
 1. Build the INT8 engine and the fallback-precision engine (FP32, or FP16 with ``--fp16``) and
-   profile both, layer by layer, on the same inputs.
+   profile both, layer by layer, on the same inputs: three profiles each, in alternation, a
+   layer's time the median of its three.
 2. Match their layers by the model's nodes they compute: an INT8 layer and a fallback layer
    that share a node are one *group* (a fused chain of three convolutions on one side and
    three layers on the other make one group). A group whose INT8 layers took longer than its
    fallback layers falls back, every convolution in it.
 3. Build that mixed engine (and one per wider margin: only the groups more than ``m`` times
    slower, so fewer reformats between INT8 and float layers) and time them against the
-   all-INT8 one, alternating; the fastest is the result (the reformats are in that timing).
+   all-INT8 one in paired rounds (an engine's time: the all-INT8 engine's fastest times the
+   median of the per-round ratios to it); the fastest is the result (the reformats are in
+   that timing).
 
 Accuracy: a layer that falls back runs at the fallback precision, never worse than INT8.
 """
@@ -22,7 +25,7 @@ Accuracy: a layer that falls back runs at the fallback precision, never worse th
 from __future__ import annotations
 
 import logging
-import time
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +35,7 @@ import numpy as np
 from edge_infer.engine.builder import build
 from edge_infer.engine.options import BuildOptions
 from edge_infer.engine.runtime import Engine
+from edge_infer.engine.tactics.autotune import paired_times, time_paired
 
 log = logging.getLogger(__name__)
 
@@ -113,21 +117,53 @@ def _conv_name(entry: Mapping[str, Any]) -> str:
 def _alternate(
     engines: Mapping[str, Engine], feeds: Mapping[str, np.ndarray], rounds: int, runs: int
 ) -> dict[str, float]:
-    """Each engine's best per-round median latency (ms), timed in alternating rounds."""
+    """Each engine's latency (ms), timed in paired rounds (:func:`time_paired`: every engine
+    back to back in each round, the order reversed every other round; a sample is ``runs``
+    executions). The first engine (all-INT8) is the baseline: its fastest sample, and every
+    other engine that times the median of its per-round ratios to it. Two engines timed back
+    to back see the same load, so the ratio holds where fastest samples taken apart do not
+    (a build beside running cameras, a host whose clock drifts)."""
     contexts = {k: e.create_context() for k, e in engines.items()}
-    for ctx in contexts.values():
-        ctx.execute(dict(feeds))
-    best = {k: float("inf") for k in contexts}
-    for r in range(rounds):
-        order = list(contexts) if r % 2 == 0 else list(reversed(list(contexts)))
-        for k in order:
-            samples = []
+
+    def run(ctx: Any) -> Callable[[], None]:
+        def go() -> None:
             for _ in range(runs):
-                t0 = time.perf_counter()
-                contexts[k].execute(dict(feeds))
-                samples.append(time.perf_counter() - t0)
-            best[k] = min(best[k], float(np.median(samples)) * 1e3)
-    return best
+                ctx.execute(dict(feeds))
+
+        return go
+
+    samples = time_paired(
+        {k: run(c) for k, c in contexts.items()},
+        rounds=rounds,
+        min_rounds=rounds,
+        budget_s=float("inf"),
+    )
+    return {k: us / 1e3 / runs for k, us in paired_times(samples).items()}
+
+
+def _profiles(
+    engines: Sequence[Engine], feeds: Mapping[str, np.ndarray], iterations: int, repeats: int
+) -> list[list[dict[str, Any]]]:
+    """Each engine's per-layer profile, taken ``repeats`` times in alternation (the engines'
+    profiles see the same load); a layer's time is the median of its repeats."""
+    taken: list[list[list[dict[str, Any]]]] = [[] for _ in engines]
+    for r in range(repeats):
+        order = range(len(engines)) if r % 2 == 0 else reversed(range(len(engines)))
+        for i in order:
+            taken[i].append(engines[i].profile_layers(feeds, iterations=iterations))
+    result = []
+    for profiles in taken:
+        times: dict[str, list[float]] = {}
+        for profile in profiles:
+            for entry in profile:
+                times.setdefault(str(entry["name"]), []).append(float(entry["time_us"]))
+        result.append(
+            [
+                {**entry, "time_us": statistics.median(times[str(entry["name"])])}
+                for entry in profiles[0]
+            ]
+        )
+    return result
 
 
 def int8_where_faster(
@@ -137,8 +173,9 @@ def int8_where_faster(
     *,
     margins: Sequence[float] = (0.0, 1.0, 1.5),
     iterations: int = 10,
-    rounds: int = 5,
-    runs: int = 5,
+    repeats: int = 3,
+    rounds: int = 15,
+    runs: int = 3,
     report: Callable[[str], None] = log.info,
 ) -> SpeedResult:
     """Search the fallbacks (see the module docstring); ``options`` is an INT8 BuildOptions.
@@ -153,10 +190,7 @@ def int8_where_faster(
     feeds = feeds if feeds is not None else int8.random_feeds()
     fallback = options.int8_fallback
     other = build(model, options=quiet.replace(precision=fallback, layer_precision={}))
-    groups = layer_groups(
-        int8.profile_layers(feeds, iterations=iterations),
-        other.profile_layers(feeds, iterations=iterations),
-    )
+    groups = layer_groups(*_profiles((int8, other), feeds, iterations, repeats))
     result = SpeedResult(int8, options, groups=groups)
     slow = [g for g in groups if g.slower]
     report(
@@ -180,7 +214,7 @@ def int8_where_faster(
         engines[key] = build(model, options=settings[key].replace(progress=False))
     result.latency_ms = t = _alternate({**engines, fallback: other}, feeds, rounds, runs)
     report(
-        f"latency (best of {rounds} alternating rounds): all INT8 {t['int8']:.2f} ms, "
+        f"latency ({rounds} paired rounds): all INT8 {t['int8']:.2f} ms, "
         + ", ".join(
             f"{len(candidates[k])} layer(s) in {fallback.upper()} (INT8 over {k[6:]}x) "
             f"{t[k]:.2f} ms"
