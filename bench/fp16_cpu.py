@@ -1,6 +1,7 @@
 """FP16 engines on the CPU against FP32 ones, in one process, alternating (issue 18 item 3).
 
-    .venv/bin/python bench/fp16_cpu.py [--models yolov8n-320 demo mobilenetv2] [--rounds 40]
+    .venv/bin/python bench/fp16_cpu.py [--models yolov8n-320 mobilenetv2-b8 ...]
+        [--rounds 40] [--threads 1 --cpu-time]
 
 Builds each model in FP32 and FP16 (both tuned), then times three programs round by round
 (each round runs each once, in turn, after a warm-up): FP32; FP16 as built; and FP16 with
@@ -10,6 +11,9 @@ float16 storage itself costs). Prints the median of the per-round ratios FP16 / 
 largest difference of the FP16 engine's outputs from the FP16 reference (the graph run by
 the reference evaluator). ``--threads 1 --cpu-time`` times the calling thread's CPU time on
 one thread: less at the mercy of other processes on a loaded machine than wall time.
+
+The models: the engine table's (bench/engine_table.py: ResNet-50, MobileNetV2, YOLOv8n at
+320 and 640, the demo detector, CRNN at width 128), batch 1 by default, batch 8 as NAME-b8.
 """
 
 from __future__ import annotations
@@ -32,9 +36,14 @@ from edge_infer.engine.reference import execute_graph
 
 MODELS: dict[str, tuple[str, dict[str, Any], str, tuple[int, ...]]] = {
     "yolov8n-320": ("zoo:yolov8n", {"imgsz": 320, "fold_bn": True}, "images", (1, 3, 320, 320)),
+    "yolov8n-640": ("zoo:yolov8n", {"imgsz": 640, "fold_bn": True}, "images", (1, 3, 640, 640)),
     "mobilenetv2": ("zoo:mobilenetv2", {}, "input", (1, 3, 224, 224)),
     "demo": ("models/edge_demo_det.onnx", {}, "images", (1, 3, 256, 416)),
+    "resnet50": ("zoo:resnet50", {}, "input", (1, 3, 224, 224)),
+    "crnn-w128": ("zoo:crnn", {"width": None}, "image", (1, 3, 32, 128)),
 }
+#: the same models at batch 8 (the engine table's b8 rows): NAME-b8
+MODELS.update({f"{k}-b8": (*v[:3], (8, *v[3][1:])) for k, v in list(MODELS.items())})
 
 
 def _model(name: str) -> tuple[onnx.ModelProto, str, tuple[int, ...]]:
@@ -62,11 +71,11 @@ def run_model(name: str, rounds: int, cpu_time: bool = False) -> dict[str, Any]:
         p: build(model, options=BuildOptions(shapes={inp: shape}, precision=p))
         for p in ("fp32", "fp16")
     }
-    graphs = {p: e.graph(1) for p, e in engines.items()}
+    graphs = {p: e.graph(shape[0]) for p, e in engines.items()}
     programs = {
         "fp32": CpuProgram(graphs["fp32"]),
         "fp16": CpuProgram(graphs["fp16"]),
-        "fp16 aligned": _aligned(engines["fp16"].graph(1), graphs["fp32"]),
+        "fp16 aligned": _aligned(engines["fp16"].graph(shape[0]), graphs["fp32"]),
     }
     states = {k: p.new_state() for k, p in programs.items()}
     outs = {k: p.run(states[k], feeds) for k, p in programs.items()}
@@ -90,7 +99,8 @@ def run_model(name: str, rounds: int, cpu_time: bool = False) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_models(argv, __doc__, run_model, list(MODELS), list(MODELS), 40, True)
+    b1 = [k for k in MODELS if not k.endswith("-b8")]
+    return run_models(argv, __doc__, run_model, list(MODELS), b1, 40, True)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def run_model(name: str, iterations: int) -> None:
     }
     prof = {p: e.profile_layers(feeds, iterations=iterations) for p, e in engines.items()}
     fp32_us = {row["name"]: row["time_us"] for row in prof["fp32"]}
-    nodes = {n.name: n for n in engines["fp16"].graph(1).nodes}
+    nodes = {n.name: n for n in engines["fp16"].graph(shape[0]).nodes}
     groups: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     converted: list[tuple[float, float, str, str, int]] = []
     total = {"fp16": 0.0, "fp32": 0.0}
@@ -95,7 +95,8 @@ def run_model(name: str, iterations: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    b1 = [k for k in MODELS if not k.endswith("-b8")]
+    parser.add_argument("--models", nargs="+", default=b1, choices=list(MODELS))
     parser.add_argument("--iterations", type=int, default=20)
     args = parser.parse_args(argv)
     for name in args.models:
