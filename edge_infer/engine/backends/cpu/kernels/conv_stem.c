@@ -308,12 +308,48 @@ typedef struct {
 #define PREFETCH_OUT 64
 #define PREFETCH_MIN_COUT 32
 
+/* the rows' output lines PREFETCH_OUT elements on from a full tile's first and last vectors,
+ * for writing */
+static inline __attribute__((always_inline)) void prefetch_out(const conv_stem_args *a,
+                                                              const void *o, long oh, long nv,
+                                                              const targets *tg) {
+    if (nv < PV || a->cout < PREFETCH_MIN_COUT) return;
+    long es = oh ? 2 : 4;
+    __builtin_prefetch((const char *)o + (tg->off[0] + PREFETCH_OUT) * es, 1, 3);
+    __builtin_prefetch((const char *)o + (tg->off[PV - 1] + PREFETCH_OUT) * es, 1, 3);
+}
+
+/* store()'s common case: all TR rows, whole vectors, float32 output, no residual; `act` a
+ * constant where the caller picked it, so the activation is chosen once a tile, not once a
+ * vector (the same operations per vector: the same bits) */
+static inline __attribute__((always_inline)) void store_plain(const conv_stem_args *a, long oc,
+                                                             long nv, const targets *tg,
+                                                             vf acc[TR][PV], long act) {
+    for (long i = 0; i < TR; i++) {
+        float b = a->bias ? a->bias[oc + i] : 0.0f;
+        float *o = a->out + (oc + i) * a->ocs;
+        prefetch_out(a, o, 0, nv, tg);
+        for (long p = 0; p < nv; p++)
+            storev(o + tg->off[p], activatev(acc[i][p] + b, act, a->p0, a->p1));
+    }
+}
+
 /* bias, residual, activation on the tile's rows [oc, oc + nr), stored at the targets */
 static inline __attribute__((always_inline)) void store(const conv_stem_args *a, long oc,
                                                        long nr, long nv, const targets *tg,
                                                        vf acc[TR][PV]) {
     long act = a->act, residual = a->residual, oh = a->half & STEM_OH, zh = a->half & STEM_ZH;
     float p0 = a->p0, p1 = a->p1;
+    long plain = nv == PV && nr == TR && !residual && !oh;
+    for (long p = 0; p < nv; p++) plain = plain && tg->n[p] == VW;
+    if (plain) /* (the band's last vectors and the other activations: below) */
+        switch (act) {
+        case EI_ACT_NONE: store_plain(a, oc, PV, tg, acc, EI_ACT_NONE); return;
+        case EI_ACT_RELU: store_plain(a, oc, PV, tg, acc, EI_ACT_RELU); return;
+        case EI_ACT_CLIP: store_plain(a, oc, PV, tg, acc, EI_ACT_CLIP); return;
+        case EI_ACT_SILU: store_plain(a, oc, PV, tg, acc, EI_ACT_SILU); return;
+        default: break;
+        }
     for (long i = 0; i < TR; i++) {
         if (i >= nr) break;
         float b = a->bias ? a->bias[oc + i] : 0.0f;
@@ -322,12 +358,7 @@ static inline __attribute__((always_inline)) void store(const conv_stem_args *a,
         uint16_t *oq = (uint16_t *)a->out + oat;
         const float *zc = residual ? a->z + zat : 0;
         const uint16_t *zq = residual ? (const uint16_t *)a->z + zat : 0;
-        if (nv == PV && a->cout >= PREFETCH_MIN_COUT) { /* lines PREFETCH_OUT on, to write */
-            __builtin_prefetch(oh ? (void *)(oq + tg->off[0] + PREFETCH_OUT)
-                                  : (void *)(o + tg->off[0] + PREFETCH_OUT), 1, 3);
-            __builtin_prefetch(oh ? (void *)(oq + tg->off[PV - 1] + PREFETCH_OUT)
-                                  : (void *)(o + tg->off[PV - 1] + PREFETCH_OUT), 1, 3);
-        }
+        prefetch_out(a, oh ? (void *)oq : (void *)o, oh, nv, tg);
         for (long p = 0; p < nv; p++) {
             vf y = acc[i][p] + b, z = {0};
             long off = tg->off[p], n = tg->n[p];
