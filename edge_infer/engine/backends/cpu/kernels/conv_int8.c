@@ -1728,17 +1728,18 @@ static inline __attribute__((always_inline)) void finish_vecs(const int32_t *acc
 }
 
 /* -- SiLU to int8 without its exact chain -------------------------------------------------
- * finish_vecs' SiLU (no residual, an int8 output) rounds t = silu(y) / s, y =
- * float32(double(acc) mult), silu in float32 (q_sigmoid's exp and division). silu_q_vecs
- * estimates t in fewer operations: y as float32(acc) * float32(mult), 1 / (1 + exp(-y)) by a
- * degree-5 exp (fused multiply-adds) and the reciprocal's Newton step. The estimate lies
- * within |t| 3e-5 of the chain's t (y within 2 ulps, times at most 1 + |y| through silu where
- * |t| is not tiny; the exp within 3e-6, the chain's own within 6e-7) and 2.4e-5 (the float32
- * quotient), so where it lies farther than 5e-5 + |t| 2^-13 from a half (EI_NEAR_HALF_F8 and
- * EI_SILU_MARGIN) it rounds as the chain does; a vector with a lane nearer is finished by finish_vecs (1 lane in about
- * 400 where |t| is about 10; 0.6 % of the vectors over y's range). Measured: the estimate
- * within 3.5e-6 of silu over every 300th float32 y in [-100, 100], and the same bits as
- * finish_vecs on 1.6e9 accumulators (80 scales and multipliers). test_qconv_silu_fast. */
+ * finish_vecs' SiLU (an int8 output, no residual or an int8 one added after it) rounds t =
+ * silu(y) / s, y = float32(double(acc) mult), silu in float32 (q_sigmoid's exp and
+ * division). silu_q_vecs estimates t in fewer operations: y as float32(acc) *
+ * float32(mult), a degree-5 exp (fused multiply-adds) and one division. The estimate lies
+ * within |t| 3e-5 of the chain's t (y within 2 ulps, times at most 1 + |y| through silu
+ * where |t| is not tiny; the exp within 3e-6, the chain's own within 6e-7) and 2.4e-5 (the
+ * float32 quotient), so where it lies farther than 5e-5 + |t| 2^-13 from a half
+ * (EI_NEAR_HALF_F8, EI_SILU_MARGIN) it rounds as the chain does; a vector with a lane nearer
+ * is finished by finish_vecs (1 lane in about 400 where |t| is about 10; 0.6 % of the
+ * vectors over y's range). Measured: the estimate within 3.5e-6 of silu over every 300th
+ * float32 y in [-100, 100], and the same bits as finish_vecs on 1.6e9 accumulators (80
+ * scales and multipliers). test_qconv_silu_fast. */
 #if defined(__FMA__)
 #define EI_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #else
@@ -1747,16 +1748,24 @@ static inline __attribute__((always_inline)) void finish_vecs(const int32_t *acc
 #define EI_SILU_MARGIN 1.220703125e-4f /* 2^-13 */
 
 /* nv (<= 4) vectors of 8 outputs (n <= 8 nv of them) stored at o; bit v set where vector v
- * has a lane near a half (those outputs stored too, to be redone) */
+ * has a lane near a half (those outputs stored too, to be redone). zr: the int8 residual
+ * added after the activation (residual 2, z = float32(zq) * zs as finish_vecs), or NULL;
+ * the margin then takes |silu / s| + |z / s| for |t| (the sum's terms rounded apart) */
 static inline __attribute__((always_inline)) unsigned silu_q_vecs(const int32_t *acc, long n,
                                                                  int8_t *o, float mf,
-                                                                 float inv, const int nv) {
+                                                                 float inv, const int8_t *zr,
+                                                                 float zs, const int nv) {
     const __m256 vm = _mm256_set1_ps(mf), vi = _mm256_set1_ps(inv);
     const __m256 one = _mm256_set1_ps(1.0f), lim = _mm256_set1_ps(EI_NEAR_HALF_F8);
     const __m256 lo = _mm256_set1_ps(-200.0f), hi = _mm256_set1_ps(200.0f);
     const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 r[4];
-    unsigned near = 0;
+    int8_t zb[32];
+    if (zr && n < 8 * nv) { /* whole vectors of the residual: past the run, zeros */
+        memset(zb, 0, sizeof zb);
+        memcpy(zb, zr, (size_t)n);
+        zr = zb;
+    }
+    __m256 r[4], near[4];
 #pragma GCC unroll 4
     for (int v = 0; v < nv; v++) {
         const __m256i av = _mm256_loadu_si256((const __m256i *)(acc + 8 * v));
@@ -1774,48 +1783,66 @@ static inline __attribute__((always_inline)) unsigned silu_q_vecs(const int32_t 
         __m256 e = _mm256_add_ps(EI_FMA(p, _mm256_mul_ps(u, u), u), one);
         const __m256i sc =
             _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(nf), _mm256_set1_epi32(127)), 23);
-        const __m256 d = _mm256_add_ps(_mm256_mul_ps(e, _mm256_castsi256_ps(sc)), one);
-        /* 1 / d: the reciprocal estimate and one Newton step */
-        __m256 rc = _mm256_rcp_ps(d);
-        rc = _mm256_mul_ps(rc, EI_FMA(_mm256_xor_ps(d, sign), rc, _mm256_set1_ps(2.0f)));
-        __m256 t = _mm256_mul_ps(_mm256_mul_ps(y, vi), rc);
+        /* t = (y / s) / (1 + exp(-y)) */
+        __m256 t = _mm256_div_ps(_mm256_mul_ps(y, vi), EI_FMA(e, _mm256_castsi256_ps(sc), one));
+        __m256 mag = _mm256_andnot_ps(sign, t);
+        if (zr) {
+            const __m128i zq = _mm_loadl_epi64((const __m128i *)(zr + 8 * v));
+            const __m256 z = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(zq)),
+                                           _mm256_set1_ps(zs));
+            const __m256 tz = _mm256_mul_ps(z, vi);
+            mag = _mm256_add_ps(mag, _mm256_andnot_ps(sign, tz));
+            t = _mm256_add_ps(t, tz);
+        }
         t = _mm256_min_ps(_mm256_max_ps(t, lo), hi);
         r[v] = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         const __m256 dist = _mm256_andnot_ps(sign, _mm256_sub_ps(t, r[v]));
-        const __m256 lv = EI_FMA(_mm256_andnot_ps(sign, t), _mm256_set1_ps(-EI_SILU_MARGIN), lim);
-        near |= (_mm256_movemask_ps(_mm256_cmp_ps(dist, lv, _CMP_GT_OQ)) != 0) << v;
+        near[v] = _mm256_cmp_ps(dist, EI_FMA(mag, _mm256_set1_ps(-EI_SILU_MARGIN), lim),
+                                _CMP_GT_OQ);
     }
     store_q_vecs(r, n, o, nv);
-    return near;
+    __m256 any = near[0];
+#pragma GCC unroll 4
+    for (int v = 1; v < nv; v++) any = _mm256_or_ps(any, near[v]);
+    unsigned redo = 0;
+    if (__builtin_expect(_mm256_movemask_ps(any) != 0, 0))
+        for (int v = 0; v < nv; v++) redo |= (unsigned)(_mm256_movemask_ps(near[v]) != 0) << v;
+    return redo;
 }
 
 /* a run of n SiLU int8 outputs of channel oc (silu_fast_ok): 32 at a time, then the last */
 static void silu_run(const int32_t *acc, long n, long oc, long pos, const qconv_int8_args *a,
                      float mf, float inv) {
     int8_t *o = (int8_t *)a->out + oc * a->ocs + pos;
+    const int8_t *zr = a->residual ? (const int8_t *)a->z + oc * a->zcs + pos : NULL;
+    const float zs = a->zscale;
     for (long j = 0; j < n; j += 32) {
         const long r = n - j < 32 ? n - j : 32;
-        unsigned near;
+        const int8_t *zj = zr ? zr + j : NULL;
+        unsigned redo;
         if (r > 24)
-            near = silu_q_vecs(acc + j, r, o + j, mf, inv, 4);
+            redo = silu_q_vecs(acc + j, r, o + j, mf, inv, zj, zs, 4);
         else if (r > 16)
-            near = silu_q_vecs(acc + j, r, o + j, mf, inv, 3);
+            redo = silu_q_vecs(acc + j, r, o + j, mf, inv, zj, zs, 3);
         else if (r > 8)
-            near = silu_q_vecs(acc + j, r, o + j, mf, inv, 2);
+            redo = silu_q_vecs(acc + j, r, o + j, mf, inv, zj, zs, 2);
         else
-            near = silu_q_vecs(acc + j, r, o + j, mf, inv, 1);
-        for (long v = 0; near; v++, near >>= 1)
-            if (near & 1)
+            redo = silu_q_vecs(acc + j, r, o + j, mf, inv, zj, zs, 1);
+        for (long v = 0; redo; v++, redo >>= 1)
+            if (redo & 1)
                 finish_vecs(acc + j + 8 * v, r - 8 * v < 8 ? r - 8 * v : 8, oc, pos + j + 8 * v,
                             a, 1);
     }
 }
 
-/* whether channel oc's SiLU outputs take silu_run: int8, no residual, and no overflow in the
- * estimate (s > 1e-6, |y / s| < 2^31 10^28) */
+/* whether channel oc's SiLU outputs take silu_run: int8, no residual or an int8 one added
+ * after the activation, and no overflow in the estimate (s > 1e-6, |y / s| < 2^31 10^28,
+ * |z / s| < 128 10^28) */
 static inline int silu_fast_ok(const qconv_int8_args *a, float mf, float inv) {
-    return a->act == EI_ACT_SILU && a->otype == 2 && !a->residual && inv > 1e-30f
-           && inv < 1e6f && mf >= 0.0f && mf * inv < 1e28f;
+    return a->act == EI_ACT_SILU && a->otype == 2
+           && (!a->residual
+               || (a->residual == 2 && a->ztype == 2 && fabsf(a->zscale) * inv < 1e28f))
+           && inv > 1e-30f && inv < 1e6f && mf >= 0.0f && mf * inv < 1e28f;
 }
 
 /* a run of n outputs of channel oc: 32 at a time, then the last (up to 31) */
