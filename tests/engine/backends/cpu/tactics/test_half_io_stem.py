@@ -39,18 +39,25 @@ SHAPES = [
     (1, 3, 40, 130, 12, (3, 3), (2, 2), (0, 1, 1, 0)),
 ]
 
+# a 3x3/2 stem whose output rows are 6 whole vectors and a tail (on AVX2 two tiles of 3 whole
+# vectors a row: conv_stem.c's store_plain) and output channels a multiple of 4 and 8
+PLAIN_SHAPE = (1, 3, 8, 110, 16, (3, 3), (2, 2), (1, 1, 1, 1))
+
 
 def _out_size(n: int, k: int, s: int, p0: int, p1: int) -> int:
     return (n + p0 + p1 - k) // s + 1
 
 
-def _case(k: int, bits: int, views: bool, special: bool) -> dict:
+def _case(
+    k: int, bits: int, views: bool, special: bool, act: tuple | None = None, wide: bool = False
+) -> dict:
     """One layer's arrays: x, z float16 or float32 and out float16 or float32 as ``bits``
-    says (1 x, 2 out, 4 z); with ``views`` channel slices of larger tensors."""
+    says (1 x, 2 out, 4 z); with ``views`` channel slices of larger tensors. ``act`` (then
+    no residual) and ``wide`` (PLAIN_SHAPE) override the case's own."""
     rng = np.random.default_rng(k)
-    act = ACTS[k % len(ACTS)]
-    residual = ("none", "pre", "post")[k % 3]
-    n, cin, h, w, cout, kernel, strides, pads = SHAPES[k % len(SHAPES)]
+    residual = ("none", "pre", "post")[k % 3] if act is None else "none"
+    act = ACTS[k % len(ACTS)] if act is None else act
+    n, cin, h, w, cout, kernel, strides, pads = PLAIN_SHAPE if wide else SHAPES[k % len(SHAPES)]
     ho = _out_size(h, kernel[0], strides[0], pads[0], pads[2])
     wo = _out_size(w, kernel[1], strides[1], pads[1], pads[3])
     fan = cin * kernel[0] * kernel[1]
@@ -80,6 +87,14 @@ def _cases() -> list[dict]:
 @pytest.mark.parametrize("threads", [1, 2])
 def test_half_storage_is_the_conversion_route_bit_for_bit(threads: int) -> None:
     hs.assert_half_storage_bit_for_bit(_cases(), threads)
+
+
+@pytest.mark.parametrize("act", [a for a in ACTS if a[0] in ("", "relu", "clip", "silu")])
+def test_whole_tiles_of_each_picked_activation_are_the_conversion_route(act: tuple) -> None:
+    """conv_stem.c's store_plain (whole-vector tiles, no residual; the activations it picks
+    once a tile), a float16 and a float32 output, the same bits as the conversion route."""
+    cases = [_case(k, bits, False, k == 1, act, wide=True) for k in range(2) for bits in (3, 1)]
+    hs.assert_half_storage_bit_for_bit(cases, 1)
 
 
 def test_the_cases_reach_every_float16_case_and_both_storages() -> None:
