@@ -25,9 +25,9 @@
  *
  * Float16 storage (FP16 engines; `half`'s bits WG_XH, WG_OH, WG_ZH: x, out, z are float16,
  * strides still in elements): the input transform widens each patch row as it loads it, the
- * residual is widened as it is copied into the row buffer, and each finished output row is
- * narrowed (round to nearest even, half.h) as it is copied out — the bits of widening into
- * float32, this kernel on float32, narrowing after. */
+ * residual row is copied as float16 and widened a vector at a time as it is added, and each
+ * finished output vector is narrowed (round to nearest even, half.h) into a row copied out
+ * run by run — the bits of widening into float32, this kernel on float32, narrowing after. */
 #include "simd.h"
 #include "half.h"
 
@@ -232,6 +232,9 @@ static inline __attribute__((always_inline)) void input_transform_as(const wino_
             v8 s[6][6]; /* s[patch row][B^T row] */
             for (long r = 0; r < 6; r++) {
                 v8 rows[8], col[6];
+                /* unrolled: rows[] stays in registers (GCC kept the float16 loop rolled,
+                 * every row stored to the stack and loaded back by the transpose) */
+#pragma GCC unroll 8
                 for (long j = 0; j < 8; j++) {
                     const patch_at *p = pg + j;
                     long src = xc + p->off + r * in->xrs;
@@ -324,17 +327,6 @@ typedef struct {
     long zis, zcs, oh, zh;
 } wino_output;
 
-/* n float16 values widened into y */
-static void widen_run(const uint16_t *x, float *y, long n) {
-    long i = 0;
-    for (; i + 8 <= n; i += 8) store8(y + i, h8_load(x + i));
-    if (i < n) {
-        float t[8];
-        store8(t, h8_load_n(x + i, n - i));
-        memcpy(y + i, t, (size_t)(n - i) * sizeof(float));
-    }
-}
-
 /* 3. Y = A^T M A for output channels [k0 * 6, min(k1 * 6, cout)) and nt tiles from t0, 8
  * tiles at a time; each output row of the 8 tiles is interleaved into 32 floats
  * (row[4 j + q] = y[q][j]), finished (bias, residual, activation) as contiguous vectors and
@@ -348,7 +340,7 @@ static void output_transform(const float *M, const wino_output *o, long k0, long
         nruns[g] = tile_runs(t0, g * 8, nt < g * 8 + 8 ? nt : g * 8 + 8, o->per_image, o->tw,
                              runs[g]);
     float *zrow = row + 32;
-    uint16_t hrow[32];
+    uint16_t hrow[32], hzrow[32] = {0};
     long kend = k1 * KR < o->cout ? k1 * KR : o->cout;
     for (long k = k0 * KR; k < kend; k++) {
         v8 bk = splat(o->bias ? o->bias[k] : 0.0f);
@@ -380,18 +372,23 @@ static void output_transform(const float *M, const wino_output *o, long k0, long
                         if (ru->ox + len > o->wo) len = o->wo - ru->ox;
                         long zi = ru->b * o->zis + k * o->zcs + yy * o->wo + ru->ox;
                         if (yy >= o->ho) continue;
-                        if (o->zh)
-                            widen_run((const uint16_t *)o->z + zi, zrow + 4 * (ru->j0 - half), len);
+                        if (o->zh) /* copied as float16, widened a vector at a time below */
+                            memcpy(hzrow + 4 * (ru->j0 - half), (const uint16_t *)o->z + zi,
+                                   (size_t)len * sizeof(uint16_t));
                         else
                             memcpy(zrow + 4 * (ru->j0 - half), (const float *)o->z + zi,
                                    (size_t)len * sizeof(float));
                     }
-                for (long v = 0; v < 4; v++)
-                    store8(row + 8 * v,
-                           finish(e[v], bk, o->residual ? load8(zrow + 8 * v) : splat(0.0f),
-                                  o->act, o->p0, o->p1, o->residual));
-                if (o->oh) /* the whole row narrowed once, then copied out run by run */
-                    for (long v = 0; v < 4; v++) h8_store(hrow + 8 * v, load8(row + 8 * v));
+                for (long v = 0; v < 4; v++) {
+                    v8 zv = !o->residual ? splat(0.0f)
+                            : o->zh      ? h8_load(hzrow + 8 * v)
+                                         : load8(zrow + 8 * v);
+                    v8 yv = finish(e[v], bk, zv, o->act, o->p0, o->p1, o->residual);
+                    if (o->oh) /* the whole row narrowed, then copied out run by run */
+                        h8_store(hrow + 8 * v, yv);
+                    else
+                        store8(row + 8 * v, yv);
+                }
                 for (long u = 0; u < nr; u++) {
                     const tile_run *ru = rs + u;
                     long len = 4 * (ru->j1 - ru->j0), yy = ru->oy + i;
