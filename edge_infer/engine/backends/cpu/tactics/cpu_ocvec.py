@@ -51,15 +51,6 @@ OCVEC_MAX_PACK_BYTES = 16 << 20
 #: ``_chunks`` counts output values (4096 per chunk), which kept 960->160 and 576->160
 #: projections on 7x7 (7840 outputs, 7.5 M multiply-adds) on one thread
 OCVEC_MIN_CHUNK_MACS = 1 << 18
-#: one image split between threads: plain in-place projections with more positions than
-#: output channels (the input larger than the weights) by ranges of position blocks, every
-#: output channel (each thread reads its positions' input and all the weights), not by
-#: output-channel blocks (each reading all the input and its blocks' weights). The input
-#: is the depthwise layer's output, each thread's channel range in its own core's L2: read
-#: by positions, half of a thread's input is its own, not half of all of it. MobileNetV2 b1,
-#: 2 threads, the whole engine in one process (bench/split_ab.py, 2 x 60 and 2 x 40
-#: rounds): the 14x14 and 28x28 projections 0.87-0.95x, 0.94-1.0x of the old split
-SPATIAL_PLAIN = True
 
 
 def positions_per_tile(positions: int) -> int:
@@ -287,9 +278,9 @@ class OcVecNative(_NativeConv):
         bias: np.ndarray | None,
         half: int,
     ) -> Run:
-        """No pack: each chunk (an image, or a range of its positions or of its channel
-        blocks: :data:`SPATIAL_PLAIN`) one kernel call reading the input in place — one
-        phase per image instead of a pack phase and a convolution phase."""
+        """No pack: each chunk (an image, or a range of its channel blocks) one kernel call
+        reading the input in place — one phase per image instead of a pack phase and a
+        convolution phase."""
         s = self.spec
         n, cin = s.x_shape[0], s.x_shape[1]
         _, cout, ho, wo = s.out_shape
@@ -297,31 +288,19 @@ class OcVecNative(_NativeConv):
         keep = (wpack, bias, x3, out3, z3)
         blocks = -(-cout // OB)
         xis, xcs = x3.strides[0] // x3.itemsize, x3.strides[1] // x3.itemsize
-        npb = -(-positions // pb)
 
-        def conv(b: int, o0: int, o1: int, q0: int = 0, q1: int = npb) -> Run:
-            """Output-channel blocks [o0, o1) of image b's position blocks [q0, q1): the
-            layer cut to those positions (input, output and residual offset)."""
-            p0, p1 = q0 * pb, min(positions, q1 * pb)
-            pk = x3.ctypes.data + x3.itemsize * (b * xis + p0)
-            args = self._conv_args(pk, cin, q1 - q0, xcs, wpack, bias, half, pb)
+        def conv(b: int, o0: int, o1: int) -> Run:
+            pk = x3.ctypes.data + x3.itemsize * b * xis
+            args = self._conv_args(pk, cin, -(-positions // pb), xcs, wpack, bias, half, pb)
             args.update(ob0=o0, ob1=o1, **self._output_args(out3, z3, b))
-            args.update(P=p1 - p0, out=args["out"] + out3.itemsize * p0)
-            if args["z"] is not None and z3 is not None:
-                args["z"] += z3.itemsize * p0
             call = native.NativeCall("conv_ocvec_f32", args, keep)
             if self.fused:
                 return call
             return sequence(
-                [call, self._epilogue(out3, z3, b, p0, p1, o0 * OB, min(o1 * OB, cout))]
+                [call, self._epilogue(out3, z3, b, 0, positions, o0 * OB, min(o1 * OB, cout))]
             )
 
         if per_image:
             return self._assemble(scratch, [[conv(b, 0, blocks) for b in range(n)]], before, after)
-        if SPATIAL_PLAIN and positions > cout:
-            phases = [
-                [conv(b, 0, blocks, q0, q1) for q0, q1 in split(npb, parts)] for b in range(n)
-            ]
-        else:
-            phases = [[conv(b, o0, o1) for o0, o1 in split(blocks, parts)] for b in range(n)]
+        phases = [[conv(b, o0, o1) for o0, o1 in split(blocks, parts)] for b in range(n)]
         return self._assemble(scratch, phases, before, after)
