@@ -4,7 +4,12 @@ builds them (same ``--work`` folder: engines and models are reused).
 
 A layer of ours is matched to onnxruntime's node by the ONNX Conv it holds: onnxruntime's
 fused QLinearConv nodes are named after the float model's Conv (plus a suffix such as
-``_quant``). Kernel work per layer, profilers on: data for kernel work, not a latency claim.
+``_quant``). Our layers finish their activation in the conv's epilogue; onnxruntime runs it
+as nodes of its own (SiLU: QLinearSigmoid and QLinearMul), named after the module as the
+Conv is (``/model.2/cv1/act/Sigmoid`` beside ``/model.2/cv1/conv/Conv``): those are its
+"ORT act µs", and ours/ORT compares with conv and activation together. The last table sums
+onnxruntime's time by op type. Kernel work per layer, profilers on: data for kernel work, not
+a latency claim.
 
 Run (2 threads, BLAS unthrottled):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/int8_layer_profile.py \
@@ -33,6 +38,16 @@ def _conv_of(node: str, convs: list[str]) -> str | None:
     return max(hits, key=len) if hits else None
 
 
+def _act_of(node: str, convs: list[str]) -> str | None:
+    """The float model's Conv whose activation an onnxruntime node computes: a node of the
+    module's ``act`` (``M/act/...`` beside the Conv ``M/conv/Conv``)."""
+    for c in convs:
+        module, sep, _ = c.rpartition("/conv/")
+        if sep and node.startswith(f"{module}/act/"):
+            return c
+    return None
+
+
 def profile_row(row: str, work: Path, args: argparse.Namespace) -> str:
     from edge_infer.engine.backends import get_backend
     from edge_infer.engine.benchmark import set_threads
@@ -47,18 +62,26 @@ def profile_row(row: str, work: Path, args: argparse.Namespace) -> str:
     ours = Engine.load(str(engine)).profile_layers(feeds, iterations=args.runs)
     theirs = ort_profile(q_path, feeds, args.threads, args.runs)
     ort_by_conv: dict[str, float] = {}
+    act_by_conv: dict[str, float] = {}
+    by_op: dict[str, list[float]] = {}
     other_ort = 0.0
-    for node, (us, _op) in theirs.items():
+    for node, (us, op) in theirs.items():
+        acc = by_op.setdefault(op, [0.0, 0])
+        acc[0] += us
+        acc[1] += 1
         conv = _conv_of(node, convs)
-        if conv is None:
-            other_ort += us
-        else:
+        act = None if conv is not None else _act_of(node, convs)
+        if conv is not None:
             ort_by_conv[conv] = ort_by_conv.get(conv, 0.0) + us
+        elif act is not None:
+            act_by_conv[act] = act_by_conv.get(act, 0.0) + us
+        else:
+            other_ort += us
     lines = [
         f"## {row}: INT8 per layer (µs per inference, profilers on), {args.threads} threads",
         "",
-        "| layer | kind | tactic | ours µs | ORT µs | ours/ORT |",
-        "|---|---|---|---|---|---|",
+        "| layer | kind | tactic | ours µs | ORT conv µs | ORT act µs | ours/ORT |",
+        "|---|---|---|---|---|---|---|",
     ]
     by_kind: dict[str, list[float]] = {}
     other_ours = 0.0
@@ -68,24 +91,34 @@ def profile_row(row: str, work: Path, args: argparse.Namespace) -> str:
         convs = [m for m in layer["members"] if m in kinds and m in ort_by_conv]
         conv = convs[0] if convs else None
         ort_us = sum(ort_by_conv[c] for c in convs) if convs else None
+        act_us = sum(act_by_conv.get(c, 0.0) for c in convs)
         if conv is None or ort_us is None:
             other_ours += layer["time_us"]
             continue
         kind = kinds[conv]
         acc = by_kind.setdefault(kind, [0.0, 0.0, 0])
         acc[0] += layer["time_us"]
-        acc[1] += ort_us
+        acc[1] += ort_us + act_us
         acc[2] += 1
-        ratio = layer["time_us"] / ort_us if ort_us else float("nan")
+        ratio = layer["time_us"] / (ort_us + act_us) if ort_us + act_us else float("nan")
         lines.append(
             f"| {conv}{f' (+{len(convs) - 1} merged)' if len(convs) > 1 else ''} | {kind} | "
             f"{layer.get('tactic')} | {layer['time_us']:.0f} | "
-            f"{ort_us:.0f} | {ratio:.2f} |"
+            f"{ort_us:.0f} | {act_us:.0f} | {ratio:.2f} |"
         )
-    lines += ["", "| kind | layers | ours µs | ORT µs | ours/ORT |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| kind | layers | ours µs | ORT µs (conv + act) | ours/ORT |",
+        "|---|---|---|---|---|",
+    ]
     for kind, (o, t, n) in sorted(by_kind.items(), key=lambda kv: -kv[1][0]):
         lines.append(f"| {kind} | {n} | {o:.0f} | {t:.0f} | {o / t:.2f} |")
     lines.append(f"| other (not a matched conv) | | {other_ours:.0f} | {other_ort:.0f} | |")
+    total_ours = sum(layer["time_us"] for layer in ours)
+    lines.append(f"| total | | {total_ours:.0f} | {sum(v[0] for v in by_op.values()):.0f} | |")
+    lines += ["", "| onnxruntime op | nodes | µs |", "|---|---|---|"]
+    for op, (us, n) in sorted(by_op.items(), key=lambda kv: -kv[1][0]):
+        lines.append(f"| {op} | {n} | {us:.0f} |")
     return "\n".join(lines)
 
 

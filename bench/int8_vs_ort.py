@@ -7,7 +7,9 @@ each side's median; the ratio ours / onnxruntime of each round's medians is robu
 jobs loading the machine (report it "under load"). ``--old-kernels DIR`` adds a third side:
 the same engine file run on the native kernels compiled from DIR (a copy of
 ``backends/cpu/kernels`` at an older commit), for a before/after in the same process.
-``--profile`` adds our layers' times by op and tactic.
+``--profile`` adds our layers' times by op and tactic. ``--cpu-time`` (with ``--threads 1``:
+both sides then compute on the calling thread) times each run by the thread's CPU time, not
+the wall clock: what other jobs on a loaded host take from it is left out.
 
 Run (2 threads, BLAS unthrottled):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/int8_vs_ort.py \
@@ -114,14 +116,15 @@ def bench_row(row: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
             run()
     medians: dict[str, list[float]] = defaultdict(list)
     names = list(sides)
+    clock = time.thread_time if getattr(args, "cpu_time", False) else time.perf_counter
     for r in range(args.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for side in order:
             samples = []
             for _ in range(args.runs):
-                t0 = time.perf_counter()
+                t0 = clock()
                 sides[side]()
-                samples.append((time.perf_counter() - t0) * 1e3)
+                samples.append((clock() - t0) * 1e3)
             medians[side].append(statistics.median(samples))
             time.sleep(0.05)  # onnxruntime's threads stop spinning before the next side
     result: dict[str, Any] = {
@@ -168,7 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=10, help="runs per round and side")
     p.add_argument("--old-kernels", default=None, help="kernels folder of the 'old' side")
     p.add_argument("--profile", action="store_true")
+    p.add_argument(
+        "--cpu-time", action="store_true", help="the thread's CPU time (needs --threads 1)"
+    )
     args = p.parse_args(argv)
+    if args.cpu_time and args.threads != 1:
+        p.error("--cpu-time needs --threads 1 (the other threads' work is not counted)")
     work = work_folder(args)
     for row in args.rows:
         r = bench_row(row, work, args)
