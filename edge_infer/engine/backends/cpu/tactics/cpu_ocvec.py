@@ -71,9 +71,18 @@ class OcVecNative(_NativeConv):
     half_io: ClassVar[bool] = True
     #: positions per tile (conv_ocvec's pb); None: :func:`positions_per_tile` (benches force 6)
     tile_positions: ClassVar[int | None] = None
-    #: a plain 1×1 conv whose positions fill whole tiles reads its float32 input in place
+    #: a plain 1×1 conv whose positions fill whole tiles reads its input in place
     #: (no pack phase); False: packed as any other conv (benches, tests)
     plain_in_place: ClassVar[bool] = True
+    #: ... and a float16 input too (the kernel widens each group of positions once, every
+    #: channel block reading it there); False: float16 packed (benches, tests)
+    half_in_place: ClassVar[bool] = True
+    #: one image of a float16 input read in place split between threads by ranges of
+    #: position blocks (each chunk the layer cut to its positions, every output channel),
+    #: not by output-channel blocks: each thread widens its positions only, where by channel
+    #: blocks every thread widened all of them (MobileNetV2 b1, 2 threads: 384 -> 96 and
+    #: 576 -> 96 on 14x14 1.07-1.10x of the float16 pack + tile split by channel blocks)
+    half_by_positions: ClassVar[bool] = True
 
     def half_ready(self) -> bool:
         """Float16 arrays in and out (cpu_fp16.py): the pack (or the layout copy) widens the
@@ -233,7 +242,7 @@ class OcVecNative(_NativeConv):
             bias=None if bias is None else bias.ctypes.data,
             cout=cout,
             P=ho * wo,
-            half=half & (_OUT_HALF | _Z_HALF),
+            half=half & (_OUT_HALF | _Z_HALF | (_X_HALF if xcs else 0)),
             pb=pb,
             xcs=xcs,
         )
@@ -241,7 +250,8 @@ class OcVecNative(_NativeConv):
     def _plain_rows(
         self, x: np.ndarray, positions: int, pb: int, per_image: bool = False
     ) -> np.ndarray | None:
-        """A plain 1×1 projection's float32 input as (N, C, H·W) with unit-stride positions:
+        """A plain 1×1 projection's input (float32, or float16 the kernel widens a group of
+        positions at a time: :attr:`half_in_place`) as (N, C, H·W) with unit-stride positions:
         the kernel reads its terms there, a channel stride apart (a last tile of the
         positions left over reads those only: inside each channel's row). None: pack as
         any other conv — and expansions (more output than input channels: in place they
@@ -257,7 +267,8 @@ class OcVecNative(_NativeConv):
         if positions < PLAIN_MIN_POSITIONS:
             return None
         x3 = flat3(x)
-        if x3 is None or x3.dtype != np.float32 or x3.strides[2] != x3.itemsize:
+        dtypes = (np.float32, F16) if self.half_in_place else (np.float32,)
+        if x3 is None or x3.dtype not in dtypes or x3.strides[2] != x3.itemsize:
             return None
         if any(v % x3.itemsize for v in x3.strides):
             return None
@@ -278,9 +289,9 @@ class OcVecNative(_NativeConv):
         bias: np.ndarray | None,
         half: int,
     ) -> Run:
-        """No pack: each chunk (an image, or a range of its channel blocks) one kernel call
-        reading the input in place — one phase per image instead of a pack phase and a
-        convolution phase."""
+        """No pack: each chunk (an image, or a range of its channel blocks, or of its
+        positions: :attr:`half_by_positions`) one kernel call reading the input in place —
+        one phase per image instead of a pack phase and a convolution phase."""
         s = self.spec
         n, cin = s.x_shape[0], s.x_shape[1]
         _, cout, ho, wo = s.out_shape
@@ -288,19 +299,31 @@ class OcVecNative(_NativeConv):
         keep = (wpack, bias, x3, out3, z3)
         blocks = -(-cout // OB)
         xis, xcs = x3.strides[0] // x3.itemsize, x3.strides[1] // x3.itemsize
+        npb = -(-positions // pb)
 
-        def conv(b: int, o0: int, o1: int) -> Run:
-            pk = x3.ctypes.data + x3.itemsize * b * xis
-            args = self._conv_args(pk, cin, -(-positions // pb), xcs, wpack, bias, half, pb)
+        def conv(b: int, o0: int, o1: int, q0: int = 0, q1: int = npb) -> Run:
+            """Output-channel blocks [o0, o1) of image b's position blocks [q0, q1): the
+            layer cut to those positions (input, output and residual offset)."""
+            p0, p1 = q0 * pb, min(positions, q1 * pb)
+            pk = x3.ctypes.data + x3.itemsize * (b * xis + p0)
+            args = self._conv_args(pk, cin, q1 - q0, xcs, wpack, bias, half, pb)
             args.update(ob0=o0, ob1=o1, **self._output_args(out3, z3, b))
+            args.update(P=p1 - p0, out=args["out"] + out3.itemsize * p0)
+            if args["z"] is not None and z3 is not None:
+                args["z"] += z3.itemsize * p0
             call = native.NativeCall("conv_ocvec_f32", args, keep)
             if self.fused:
                 return call
             return sequence(
-                [call, self._epilogue(out3, z3, b, 0, positions, o0 * OB, min(o1 * OB, cout))]
+                [call, self._epilogue(out3, z3, b, p0, p1, o0 * OB, min(o1 * OB, cout))]
             )
 
         if per_image:
             return self._assemble(scratch, [[conv(b, 0, blocks) for b in range(n)]], before, after)
-        phases = [[conv(b, o0, o1) for o0, o1 in split(blocks, parts)] for b in range(n)]
+        if self.half_by_positions and x3.dtype == F16:
+            phases = [
+                [conv(b, 0, blocks, q0, q1) for q0, q1 in split(npb, parts)] for b in range(n)
+            ]
+        else:
+            phases = [[conv(b, o0, o1) for o0, o1 in split(blocks, parts)] for b in range(n)]
         return self._assemble(scratch, phases, before, after)

@@ -23,6 +23,7 @@ from tests.engine.backends.cpu.tactics.test_cpu_conv import expected
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler: no native path")
 
 Packed = type("OcVecPacked", (OcVecNative,), {"plain_in_place": False})
+HalfPacked = type("OcVecHalfPacked", (OcVecNative,), {"half_in_place": False})
 
 # (batch, cin, h, w, cout, activation, residual, input a channel slice): 12x14 = 168
 # positions fill tiles of 6 and of 7 (in place on every build); 11x13 = 143 leave a last
@@ -154,6 +155,94 @@ def test_aarch64_neon_path_matches(tmp_path: Path) -> None:
     """Cross-compiled for the Jetson's cores and replayed under qemu-user."""
     exe = emulated.driver(tmp_path, ("conv_ocvec.c",))
     found = _recorded()
+    outs = emulated.replayed(exe, tmp_path, [rec for _, rec in found])
+    for (c, rec), got in zip(found, outs, strict=True):
+        _check(got, c["want"], f"aarch64 {rec.name}")
+
+
+def _half_case(k: int, case: tuple, bits: int) -> dict:
+    """The case with a float16 input (its view kept), and a float16 output and residual
+    where ``bits`` has 2 and 4; ``want`` from the float16 input's values."""
+    c = _case(k, case)
+    x, spec = c["ins"][0], c["spec"]
+    n, cin = x.shape[:2]
+    big = np.zeros((n, cin + 3, *x.shape[2:]), np.float16)
+    big[:, 2 : 2 + cin] = x
+    x16 = big[:, 2 : 2 + cin] if not x.flags.c_contiguous else np.ascontiguousarray(big[:, 2:-1])
+    ins = [x16, *c["ins"][1:3]]
+    if len(c["ins"]) > 3:
+        ins.append(c["ins"][3].astype(np.float16 if bits & 4 else np.float32))
+    wt = c["ins"][1][:, :, 0, 0].astype(np.float64)
+    conv = np.einsum("ok,nkhw->nohw", wt, x16.astype(np.float64))
+    conv += c["ins"][2][None, :, None, None]
+    z = ins[3].astype(np.float32) if len(ins) > 3 else None
+    want = expected(conv, z, spec.activation, spec.activation_params, spec.residual)
+    dtype = np.float16 if bits & 2 else np.float32
+    return dict(spec=spec, ins=ins, want=want, out=np.full(spec.out_shape, np.nan, dtype))
+
+
+def _run_half(cls: type, c: dict, pool: WorkPool | None) -> tuple[np.ndarray, replay.Recording]:
+    out = np.full_like(c["out"], np.nan)
+    with replay.recording(c["spec"].signature(), c["ins"], out) as rec:
+        cls(c["spec"]).bind(c["ins"], [out], ScratchPool(pool))()
+    return out, rec
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_float16_input_in_place_gives_the_packed_bits(threads: int) -> None:
+    """A float16 input read in place (each group of positions widened once, every channel
+    block reading it there; groups and blocks of terms as the cases make them): the bits
+    of the float16 pack + tile route, float16 or float32 output and residual."""
+    pool = WorkPool(threads) if threads > 1 else None
+    try:
+        for k, case in enumerate(CASES):
+            if case[5][0] == "mish":
+                continue
+            for bits in (1, 7):
+                c = _half_case(k, case, bits)
+                got, rec = _run_half(OcVecNative, c, pool)
+                packed, packed_rec = _run_half(HalfPacked, c, pool)
+                if pool is None:
+                    assert {call.name for call in rec.calls} == {"conv_ocvec_f32"}, case
+                    assert "pack_positions_f32" in {call.name for call in packed_rec.calls}
+                np.testing.assert_array_equal(got, packed, err_msg=f"{case} {bits}")
+                if bits == 1:
+                    _check(got, c["want"], str(case))
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _recorded_half() -> list[tuple[dict, replay.Recording]]:
+    """The fused cases with a float16 input (float32 output), bound and run on the host."""
+    found = []
+    for k, case in enumerate(CASES):
+        if case[5][0] == "mish":
+            continue
+        c = _half_case(k, case, 1)
+        out, rec = _run_half(OcVecNative, c, None)
+        _check(out, c["want"], "host")
+        c["out"] = out
+        out.fill(np.nan)
+        found.append((c, rec))
+    return found
+
+
+@pytest.mark.parametrize("build", list(isa_builds.X86_BUILDS))
+def test_every_x86_vector_path_widens_in_place(build: str, tmp_path: Path) -> None:
+    flags, needs = isa_builds.X86_BUILDS[build]
+    isa_builds.need_features(needs)
+    fn = isa_builds.build_kernels(tmp_path, ["conv_ocvec.c", "args.c"], flags).conv_ocvec_f32
+    fn.restype = None
+    for c, rec in _recorded_half():
+        for call in rec.calls:
+            fn(ctypes.byref(call.args))
+        _check(c["out"], c["want"], f"{build} {rec.name}")
+
+
+def test_aarch64_neon_path_widens_in_place(tmp_path: Path) -> None:
+    exe = emulated.driver(tmp_path, ("conv_ocvec.c",))
+    found = _recorded_half()
     outs = emulated.replayed(exe, tmp_path, [rec for _, rec in found])
     for (c, rec), got in zip(found, outs, strict=True):
         _check(got, c["want"], f"aarch64 {rec.name}")
