@@ -44,6 +44,10 @@ PLAIN_TAIL_MAX_CIN = 768
 #: comes from memory, and the pack's one sweep over it beat the tiles' strided reads there
 #: (576 -> 96 on 14x14 at batch 8: 1.08x on one thread, 1.30x on two, in place)
 PLAIN_TAIL_MAX_CIN_BATCH = 384
+#: a float16 input read in place: at most this many input channels (conv_ocvec.c widens a
+#: group of position blocks, every input channel of at least one block of up to 7
+#: positions, into a WIDE_FLOATS = 16K-float stack buffer); more are packed
+HALF_IN_PLACE_MAX_CIN = (16 << 10) // 7
 #: conv_ocvec packs an im2col of the whole layer: only for small grids
 OCVEC_MAX_POSITIONS = 1024
 OCVEC_MAX_PACK_BYTES = 16 << 20
@@ -269,6 +273,8 @@ class OcVecNative(_NativeConv):
         x3 = flat3(x)
         dtypes = (np.float32, F16) if self.half_in_place else (np.float32,)
         if x3 is None or x3.dtype not in dtypes or x3.strides[2] != x3.itemsize:
+            return None
+        if x3.dtype == F16 and s.cin > HALF_IN_PLACE_MAX_CIN:
             return None
         if any(v % x3.itemsize for v in x3.strides):
             return None

@@ -14,7 +14,7 @@ import pytest
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import ScratchPool
-from edge_infer.engine.backends.cpu.tactics.cpu_ocvec import OcVecNative
+from edge_infer.engine.backends.cpu.tactics.cpu_ocvec import HALF_IN_PLACE_MAX_CIN, OcVecNative
 from edge_infer.engine.tactics.base import ConvSpec
 from tests.engine.backends.cpu import isa_builds
 from tests.engine.backends.cpu.aarch64 import emulated, replay
@@ -211,6 +211,18 @@ def test_float16_input_in_place_gives_the_packed_bits(threads: int) -> None:
     finally:
         if pool is not None:
             pool.close()
+
+
+def test_float16_input_past_the_widening_buffer_is_packed() -> None:
+    """More input channels than one block of positions of the kernel's widening buffer holds
+    (HALF_IN_PLACE_MAX_CIN): a float16 input is packed (the float32 one is read in place)."""
+    case = (1, HALF_IN_PLACE_MAX_CIN + 60, 12, 14, 24, ("relu", ()), "none", False)
+    _, names = _run(OcVecNative, _case(0, case), None)
+    assert "pack_positions_f32" not in names
+    c = _half_case(0, case, 1)
+    got, rec = _run_half(OcVecNative, c, None)
+    assert "pack_positions_f32" in {call.name for call in rec.calls}
+    _check(got, c["want"], str(case))
 
 
 def _recorded_half() -> list[tuple[dict, replay.Recording]]:
