@@ -122,20 +122,21 @@ def test_in_place_float16_storage_is_the_conversion_route() -> None:
 
 
 def _recorded() -> list[tuple[dict, replay.Recording]]:
-    """The fused cases bound and run on the host (their calls recorded)."""
+    """The fused cases bound and run on the host (their calls recorded), with a float32 and
+    with a float16 input (float32 output: each group of positions widened in place)."""
     found = []
     for k, case in enumerate(CASES):
-        c = _case(k, case)
-        if c["spec"].activation == "mish":
+        if case[5][0] == "mish":
             continue
-        out = np.full(c["spec"].out_shape, np.nan, np.float32)
-        with replay.recording(c["spec"].signature(), c["ins"], out) as rec:
-            OcVecNative(c["spec"]).bind(c["ins"], [out], ScratchPool())()
-        _check(out, c["want"], "host")
-        assert {call.name for call in rec.calls} == {"conv_ocvec_f32"}
-        out.fill(np.nan)
-        c["out"] = out
-        found.append((c, rec))
+        for c in (_case(k, case), _half_case(k, case, 1)):
+            out = np.full(c["spec"].out_shape, np.nan, np.float32)
+            with replay.recording(c["spec"].signature(), c["ins"], out) as rec:
+                OcVecNative(c["spec"]).bind(c["ins"], [out], ScratchPool())()
+            _check(out, c["want"], "host")
+            assert {call.name for call in rec.calls} == {"conv_ocvec_f32"}
+            out.fill(np.nan)
+            c["out"] = out
+            found.append((c, rec))
     return found
 
 
@@ -223,38 +224,3 @@ def test_float16_input_past_the_widening_buffer_is_packed() -> None:
     got, rec = _run_half(OcVecNative, c, None)
     assert "pack_positions_f32" in {call.name for call in rec.calls}
     _check(got, c["want"], str(case))
-
-
-def _recorded_half() -> list[tuple[dict, replay.Recording]]:
-    """The fused cases with a float16 input (float32 output), bound and run on the host."""
-    found = []
-    for k, case in enumerate(CASES):
-        if case[5][0] == "mish":
-            continue
-        c = _half_case(k, case, 1)
-        out, rec = _run_half(OcVecNative, c, None)
-        _check(out, c["want"], "host")
-        c["out"] = out
-        out.fill(np.nan)
-        found.append((c, rec))
-    return found
-
-
-@pytest.mark.parametrize("build", list(isa_builds.X86_BUILDS))
-def test_every_x86_vector_path_widens_in_place(build: str, tmp_path: Path) -> None:
-    flags, needs = isa_builds.X86_BUILDS[build]
-    isa_builds.need_features(needs)
-    fn = isa_builds.build_kernels(tmp_path, ["conv_ocvec.c", "args.c"], flags).conv_ocvec_f32
-    fn.restype = None
-    for c, rec in _recorded_half():
-        for call in rec.calls:
-            fn(ctypes.byref(call.args))
-        _check(c["out"], c["want"], f"{build} {rec.name}")
-
-
-def test_aarch64_neon_path_widens_in_place(tmp_path: Path) -> None:
-    exe = emulated.driver(tmp_path, ("conv_ocvec.c",))
-    found = _recorded_half()
-    outs = emulated.replayed(exe, tmp_path, [rec for _, rec in found])
-    for (c, rec), got in zip(found, outs, strict=True):
-        _check(got, c["want"], f"aarch64 {rec.name}")
