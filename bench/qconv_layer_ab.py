@@ -179,11 +179,17 @@ def main(argv: list[str] | None = None) -> int:
         help="each layer's input as the engine computes it on this model's validation "
         "frames (bench/engine_table.py), instead of random bytes",
     )
+    p.add_argument(
+        "--new-tactic",
+        choices=["qconv_native", "qconv_native_oc"],
+        default="qconv_native",
+        help="the tactic binding the new side (qconv_native_oc: the AVX2 output-channel tiles)",
+    )
     args = p.parse_args(argv)
 
     from edge_infer.engine.backends.cpu import native
     from edge_infer.engine.backends.cpu.program import ScratchPool
-    from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative
+    from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative, QConvNativeOC
     from edge_infer.engine.ops.quantize import qconv
 
     real = _real_inputs(args.engine, args.real_inputs) if args.real_inputs else None
@@ -214,7 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         for side, lib in libs.items():
             native.library = lambda lib=lib: lib  # type: ignore[assignment]
             out = np.zeros(spec.out_shape, _DTYPES[spec.out_precision])
-            run = QConvNative(spec).bind(inputs, [out], ScratchPool(None))
+            cls = (
+                QConvNativeOC
+                if side == "new" and args.new_tactic != "qconv_native"
+                else QConvNative
+            )
+            run = cls(spec).bind(inputs, [out], ScratchPool(None))
             run()
             if not _matches(out, want.astype(out.dtype), spec.activation):
                 raise SystemExit(f"{side}: {key} differs from the reference")

@@ -18,7 +18,9 @@
  *   AVX2          (x + k) . w by vpmaddubsw (x + k read as u8, k = -min of a strip's
  *                 bytes), then vpmaddwd with ones, the k * sum(w) taken off the start,
  *                 where no int16 pair sum can saturate (the weights' limit row: tile_shift,
- *                 two terms a vpmaddwd where it allows); else |x| . (w * sign(x)) the same
+ *                 two terms a vpmaddwd where it allows; or, where the weight array's sign
+ *                 row asks, tiles with vectors along output channels: qconv_int8_oc's AVX2
+ *                 form); else |x| . (w * sign(x)) the same
  *                 way where no weight is -128 (tile_sign), else bytes sign-extended to
  *                 int16 and vpmaddwd;
  *   aarch64 sdot  s8 x s8 by lane (Cortex-A78AE, Jetson Orin);
@@ -611,12 +613,117 @@ static inline __attribute__((always_inline)) void tile_shift8(const int32_t *x, 
     for (int i = 0; i < MR; i++) _mm256_storeu_si256((__m256i *)(acc + i * NT), a[i]);
 }
 
+/* tile_shift8's single-term form on 2 vectors (16 positions: one 64-byte line of the
+ * layout) a weight broadcast: half the broadcasts a product; 12 accumulators, the 2
+ * vectors, the weight and a product in the 16 ymm (GCC reads the ones from memory) */
+static inline __attribute__((always_inline)) void tile_shift16(const int32_t *x,
+                                                               const long *toff, long T,
+                                                               const int32_t *w, long wstride,
+                                                               const int32_t *init,
+                                                               int32_t *acc, __m256i kb,
+                                                               const int shifted) {
+    __m256i a[MR][2];
+    const __m256i ones = _mm256_set1_epi16(1);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) a[i][0] = a[i][1] = _mm256_set1_epi32(init[i]);
+    for (long t = 0; t < T; t++) {
+        const int32_t *wp = w + t * wstride, *xp = x + toff[t];
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)xp);
+        __m256i x1 = _mm256_loadu_si256((const __m256i *)(xp + VL));
+        if (shifted) x0 = _mm256_add_epi8(x0, kb), x1 = _mm256_add_epi8(x1, kb);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            const __m256i b = _mm256_set1_epi32(wp[i]);
+            a[i][0] = _mm256_add_epi32(a[i][0],
+                                       _mm256_madd_epi16(_mm256_maddubs_epi16(x0, b), ones));
+            a[i][1] = _mm256_add_epi32(a[i][1],
+                                       _mm256_madd_epi16(_mm256_maddubs_epi16(x1, b), ones));
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        _mm256_storeu_si256((__m256i *)(acc + i * NT), a[i][0]);
+        _mm256_storeu_si256((__m256i *)(acc + i * NT + VL), a[i][1]);
+    }
+}
+
+/* tile_shift8's two-term form on 2 vectors, a block's rows in two passes of 3: 6
+ * accumulators, 4 activation vectors, 2 weights, a sum, a product and the ones (YOLOv8n's
+ * and ResNet-50's position-tile layers 3-4 % faster, one thread) */
+static inline __attribute__((always_inline)) void tile_shift16x2(const int32_t *x,
+                                                                 const long *toff, long T,
+                                                                 const int32_t *w,
+                                                                 long wstride,
+                                                                 const int32_t *init,
+                                                                 int32_t *acc, __m256i kb,
+                                                                 const int shifted) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int r0 = 0; r0 < MR; r0 += 3) {
+        __m256i a[3][2];
+#pragma GCC unroll 8
+        for (int i = 0; i < 3; i++) a[i][0] = a[i][1] = _mm256_set1_epi32(init[r0 + i]);
+        long t = 0;
+        for (; t + 2 <= T; t += 2) {
+            const int32_t *wp = w + t * wstride + r0;
+            const int32_t *xp = x + toff[t], *xq = x + toff[t + 1];
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)xp);
+            __m256i x1 = _mm256_loadu_si256((const __m256i *)(xp + VL));
+            __m256i y0 = _mm256_loadu_si256((const __m256i *)xq);
+            __m256i y1 = _mm256_loadu_si256((const __m256i *)(xq + VL));
+            if (shifted) {
+                x0 = _mm256_add_epi8(x0, kb), x1 = _mm256_add_epi8(x1, kb);
+                y0 = _mm256_add_epi8(y0, kb), y1 = _mm256_add_epi8(y1, kb);
+            }
+#pragma GCC unroll 8
+            for (int i = 0; i < 3; i++) {
+                const __m256i b = _mm256_set1_epi32(wp[i]), c = _mm256_set1_epi32(wp[wstride + i]);
+                __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(x0, b), _mm256_maddubs_epi16(y0, c));
+                __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(x1, b), _mm256_maddubs_epi16(y1, c));
+                a[i][0] = _mm256_add_epi32(a[i][0], _mm256_madd_epi16(p0, ones));
+                a[i][1] = _mm256_add_epi32(a[i][1], _mm256_madd_epi16(p1, ones));
+            }
+        }
+        for (; t < T; t++) {
+            const int32_t *wp = w + t * wstride + r0, *xp = x + toff[t];
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)xp);
+            __m256i x1 = _mm256_loadu_si256((const __m256i *)(xp + VL));
+            if (shifted) x0 = _mm256_add_epi8(x0, kb), x1 = _mm256_add_epi8(x1, kb);
+#pragma GCC unroll 8
+            for (int i = 0; i < 3; i++) {
+                const __m256i b = _mm256_set1_epi32(wp[i]);
+                a[i][0] = _mm256_add_epi32(a[i][0], _mm256_madd_epi16(_mm256_maddubs_epi16(x0, b), ones));
+                a[i][1] = _mm256_add_epi32(a[i][1], _mm256_madd_epi16(_mm256_maddubs_epi16(x1, b), ones));
+            }
+        }
+#pragma GCC unroll 8
+        for (int i = 0; i < 3; i++) {
+            _mm256_storeu_si256((__m256i *)(acc + (r0 + i) * NT), a[i][0]);
+            _mm256_storeu_si256((__m256i *)(acc + (r0 + i) * NT + VL), a[i][1]);
+        }
+    }
+}
+
 /* tile_shift8 on nv vectors, at shift k (0: no add), two terms at once where terms2 */
 static void tile_shift(const int32_t *x, const long *toff, long T, const int32_t *w,
                        long wstride, const int32_t *init, int32_t *acc, long nv, long k,
                        int terms2) {
     const __m256i kb = _mm256_set1_epi8((char)k);
-    for (long v = 0; v < nv; v++) {
+    long v = 0;
+    if (terms2)
+        for (; v + 2 <= nv; v += 2) {
+            if (k)
+                tile_shift16x2(x + v * VL, toff, T, w, wstride, init, acc + v * VL, kb, 1);
+            else
+                tile_shift16x2(x + v * VL, toff, T, w, wstride, init, acc + v * VL, kb, 0);
+        }
+    if (!terms2)
+        for (; v + 2 <= nv; v += 2) {
+            if (k)
+                tile_shift16(x + v * VL, toff, T, w, wstride, init, acc + v * VL, kb, 1);
+            else
+                tile_shift16(x + v * VL, toff, T, w, wstride, init, acc + v * VL, kb, 0);
+        }
+    for (; v < nv; v++) {
         const int32_t *xv = x + v * VL;
         int32_t *av = acc + v * VL;
         if (k && terms2)
@@ -2036,6 +2143,167 @@ static void qconv_int8_oc(const qconv_int8_args *a, const fastq *fq, const float
 }
 #endif
 
+#if EI_INT8_PATH == EI_Q8_AVX2
+/* -- AVX2: vectors along output channels ---------------------------------------------------
+ * qconv_int8_oc's idea on vpmaddubsw: 4 consecutive output positions x 24 channels (3
+ * vectors of the [term][coutp] weight rows, read as they lie, memory operands of the
+ * products), each position's activation quad broadcast (its u8 operand, shifted by k as
+ * tile_shift8's), two terms' int16 pair sums added before one vpmaddwd where the channels'
+ * L2 allows: 12 accumulators, 2 broadcasts, a sum and a product in the 16 ymm. A weight
+ * broadcast feeds one vector in tile_shift8, an activation broadcast 3 here; and no grid
+ * column is computed to be dropped (7 x 7 maps: 49 positions, not 64). Taken where the
+ * sign row asks (EI_OC_MODE: cpu_qconv.py's choice, by timing) and every channel's L
+ * holds the call's bytes; the accumulators are transposed to [channel][position] rows
+ * and finished as the position tiles' are. */
+#define EI_OC_MODE 2 /* the sign row's bit: output-channel tiles */
+#define EI_OCP 4     /* positions of a tile */
+#define EI_OCC 24    /* channels of a tile (OC_ALIGN divides: a call's channels) */
+
+static inline __attribute__((always_inline)) void tile_oc_shift(const int32_t *const *xs,
+                                                                const long *toff, long T,
+                                                                const int32_t *w, long wstride,
+                                                                const int32_t *init,
+                                                                int32_t *acc, __m256i kb,
+                                                                const int shifted,
+                                                                const int terms2) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i a[EI_OCP][3];
+#pragma GCC unroll 4
+    for (int p = 0; p < EI_OCP; p++)
+#pragma GCC unroll 3
+        for (int v = 0; v < 3; v++) a[p][v] = _mm256_loadu_si256((const __m256i *)(init + 8 * v));
+    long t = 0;
+    if (terms2)
+        for (; t + 2 <= T; t += 2) {
+            const int32_t *w0 = w + t * wstride, *w1 = w0 + wstride;
+            const long o0 = toff[t], o1 = toff[t + 1];
+#pragma GCC unroll 4
+            for (int p = 0; p < EI_OCP; p++) {
+                __m256i b0 = _mm256_set1_epi32(xs[p][o0]), b1 = _mm256_set1_epi32(xs[p][o1]);
+                if (shifted) b0 = _mm256_add_epi8(b0, kb), b1 = _mm256_add_epi8(b1, kb);
+#pragma GCC unroll 3
+                for (int v = 0; v < 3; v++) {
+                    __m256i s = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(b0, _mm256_loadu_si256((const __m256i *)(w0 + 8 * v))),
+                        _mm256_maddubs_epi16(b1, _mm256_loadu_si256((const __m256i *)(w1 + 8 * v))));
+                    a[p][v] = _mm256_add_epi32(a[p][v], _mm256_madd_epi16(s, ones));
+                }
+            }
+        }
+    for (; t < T; t++) {
+        const int32_t *w0 = w + t * wstride;
+        const long o0 = toff[t];
+#pragma GCC unroll 4
+        for (int p = 0; p < EI_OCP; p++) {
+            __m256i b0 = _mm256_set1_epi32(xs[p][o0]);
+            if (shifted) b0 = _mm256_add_epi8(b0, kb);
+#pragma GCC unroll 3
+            for (int v = 0; v < 3; v++) {
+                __m256i s = _mm256_maddubs_epi16(b0, _mm256_loadu_si256((const __m256i *)(w0 + 8 * v)));
+                a[p][v] = _mm256_add_epi32(a[p][v], _mm256_madd_epi16(s, ones));
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int p = 0; p < EI_OCP; p++)
+#pragma GCC unroll 3
+        for (int v = 0; v < 3; v++)
+            _mm256_storeu_si256((__m256i *)(acc + p * EI_OCC + 8 * v), a[p][v]);
+}
+
+/* (not inlined: the caller's state would be spilled around the tile) */
+static __attribute__((noinline)) void tile_oc(const int32_t *const *xs, const long *toff, long T,
+                                              const int32_t *w, long wstride,
+                                              const int32_t *init, int32_t *acc, long k,
+                                              int terms2) {
+    const __m256i kb = _mm256_set1_epi8((char)k);
+    if (k && terms2)
+        tile_oc_shift(xs, toff, T, w, wstride, init, acc, kb, 1, 1);
+    else if (k)
+        tile_oc_shift(xs, toff, T, w, wstride, init, acc, kb, 1, 0);
+    else if (terms2)
+        tile_oc_shift(xs, toff, T, w, wstride, init, acc, kb, 0, 1);
+    else
+        tile_oc_shift(xs, toff, T, w, wstride, init, acc, kb, 0, 0);
+}
+
+/* output positions before grid position g (of rows of wg, the first wo of them real) */
+static inline long real_before(long g, long wg, long wo, long ho) {
+    long p = g / wg * wo + (g % wg < wo ? g % wg : wo);
+    return p < ho * wo ? p : ho * wo;
+}
+
+/* calls finished by output-channel tiles (qconv_int8_oc_calls: the tests' proof they ran) */
+static long oc_calls;
+
+/* qconv_int8_f32 by output-channel tiles; 0 (nothing done) where a channel's L does not
+ * hold the call's activation bytes at their shift */
+static int qconv_int8_oc(const qconv_int8_args *a, const fastq *fq) {
+    if (a->g1 <= a->g0) return 1;
+    long lo, hi;
+    const long nvg = (a->g1 - a->g0 + VL - 1) / VL;
+    tile_range(a->layout + a->g0, a->toff, a->T, nvg, a->g1 - (a->g0 + (nvg - 1) * VL), &lo,
+               &hi);
+    const long shift = -lo;
+    const int32_t *lrow = a->wts + (a->T + EI_LIMIT_ROW) * a->coutp;
+    for (long oc = 0; oc < a->cout; oc++)
+        if (hi + shift > (lrow[oc] & 0xffff)) return 0;
+    __atomic_add_fetch(&oc_calls, 1, __ATOMIC_RELAXED);
+    int32_t acc[EI_OCP * EI_OCC] __attribute__((aligned(32)));
+    int32_t rows[EI_OCC * NT + EI_ACC_PAD] __attribute__((aligned(32))); /* [channel][pos] */
+    int32_t init[EI_OCC];
+    const long p0 = real_before(a->g0, a->wg, a->wo, a->ho);
+    const long p1 = real_before(a->g1, a->wg, a->wo, a->ho);
+    memset(rows, 0, sizeof rows); /* the lanes past a run: finished, then dropped */
+    for (long oc0 = 0; oc0 < a->cout; oc0 += EI_OCC) {
+        const long nrows = a->cout - oc0 < EI_OCC ? a->cout - oc0 : EI_OCC;
+        long lim2 = 255;
+        for (long i = 0; i < EI_OCC; i++) {
+            const long oc = oc0 + i;
+            init[i] = i < nrows
+                          ? (a->bias ? a->bias[oc] : 0) - (int32_t)shift * a->wsum[oc]
+                          : 0;
+            if (i < nrows && (lrow[oc] >> 16) < lim2) lim2 = lrow[oc] >> 16;
+        }
+        const int terms2 = hi + shift <= lim2;
+        for (long pr = p0; pr < p1; pr += NT) {
+            const long run = p1 - pr < NT ? p1 - pr : NT;
+            for (long p = pr; p < pr + run; p += EI_OCP) {
+                const long n = pr + run - p < EI_OCP ? pr + run - p : EI_OCP;
+                const int32_t *xs[EI_OCP];
+                for (long k = 0; k < EI_OCP; k++) {
+                    long q = p + (k < n ? k : n - 1); /* a short group repeats its last */
+                    xs[k] = a->layout + q / a->wo * a->wg + q % a->wo;
+                }
+                tile_oc(xs, a->toff, a->T, a->wts + oc0, a->coutp, init, acc, shift, terms2);
+                for (long k = 0; k < n; k++) {
+                    int32_t *dst = rows + (p - pr) + k;
+                    const int32_t *src = acc + k * EI_OCC;
+                    for (long i = 0; i < nrows; i++) dst[i * NT] = src[i];
+                }
+            }
+            for (long i = 0; i < nrows; i++) {
+                const float m = fastq_mult(fq, a, oc0 + i);
+                if (m != 0.0f)
+                    finish_run_q(rows + i * NT, run, oc0 + i, pr, a, fq, m);
+                else
+                    finish_run(rows + i * NT, run, oc0 + i, pr, a);
+            }
+        }
+    }
+    return 1;
+}
+#endif
+
+/* calls the AVX2 path finished by output-channel tiles so far (0 on the other paths) */
+long qconv_int8_oc_calls(void) {
+#if EI_INT8_PATH == EI_Q8_AVX2
+    return __atomic_load_n(&oc_calls, __ATOMIC_RELAXED);
+#else
+    return 0;
+#endif
+}
+
 /* the register tile qconv_int8_f32 takes for a call: 7 or 6 (output-channel tiles of that
  * many positions), 0 (position tiles) */
 long qconv_int8_tile(const qconv_int8_args *a) {
@@ -2079,7 +2347,8 @@ void qconv_int8_f32(const qconv_int8_args *a) {
     memset(acc, 0, sizeof acc); /* columns a short tile leaves: finished, then dropped */
 #if EI_INT8_PATH == EI_Q8_AVX2
     /* the weight array's sign row (after the proved rows): nonzero where no weight is -128 */
-    const int wsafe = a->wts[(a->T + EI_SIGN_ROW) * a->coutp] != 0;
+    const int wsafe = a->wts[(a->T + EI_SIGN_ROW) * a->coutp] & 1;
+    if (a->wts[(a->T + EI_SIGN_ROW) * a->coutp] & EI_OC_MODE && qconv_int8_oc(a, &fq)) return;
     /* a channel block's weights packed [term][MR], for each tile (the array's rows are coutp
      * apart: a block's T terms touched T cache lines, with the layout's more than L1 holds) */
     int32_t wpk[EI_WPACK] __attribute__((aligned(32)));

@@ -15,6 +15,8 @@
   One pool call a layer where it can: an unpadded 1x1 stride-1 layer of an int8 input in
   chunks of positions (each its own small layout, then its GEMM), a batch image by image;
   small maps lay out every channel quad, then split the GEMM between the threads.
+- ``qconv_native_oc``: the same on the AVX2 path with register tiles along output channels
+  (:class:`QConvNativeOC`), chosen against ``qconv_native`` by timing.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ PROVED_ROWS = 3
 #: then one row of int32 (conv_int8.c EI_SIGN_ROW): 1 in every column where no weight of the
 #: group is -128 (the AVX2 path's |x| . (w * sign(x)) tile is exact there), else 0
 SIGN_ROWS = 1
+#: the sign row's bit asking conv_int8.c's AVX2 path for output-channel tiles (EI_OC_MODE,
+#: :class:`QConvNativeOC`), and that path's number (qconv_int8_path)
+OC_MODE = 2
+AVX2_PATH = 2
 #: then one row of int32 (conv_int8.c EI_LIMIT_ROW): each channel's limit L on the AVX2
 #: path's shifted activations x + k in [0, L] (see :func:`shift_limits`)
 LIMIT_ROWS = 1
@@ -158,7 +164,7 @@ class QConvNative(Tactic):
         # proved requantization: vmq, lo, hi; conv_int8.c), then the sign row (SIGN_ROWS);
         # readable WEIGHT_TAIL int32 past the last row (conv_int8.c's output-channel tiles)
         rows = terms + PROVED_ROWS + SIGN_ROWS + LIMIT_ROWS
-        flat = np.zeros(groups * rows * coutp + WEIGHT_TAIL, np.int32)
+        flat = _aligned_zeros(groups * rows * coutp + WEIGHT_TAIL)
         wts = flat[: groups * rows * coutp].reshape(groups, rows, coutp)
         wts[:, :terms] = (
             np.ascontiguousarray(quads).view(np.int32)[..., 0].reshape(groups, terms, coutp)
@@ -432,6 +438,32 @@ class QConvNative(Tactic):
         return fields
 
 
+class QConvNativeOC(QConvNative):
+    """``qconv_native`` with conv_int8.c's AVX2 output-channel tiles (4 positions x 24
+    channels, each activation quad broadcast to 3 vectors of weights): the sign row's
+    :data:`OC_MODE` bit asks for them. The kernel takes them where every channel's shift
+    limit holds the call's bytes (else its position tiles): the same bits either way.
+    Only where the kernel runs the AVX2 path; chosen against ``qconv_native`` by timing."""
+
+    name = "qconv_native_oc"
+
+    @classmethod
+    def applicable(cls, spec: QConvSpec) -> bool:
+        if not QConvNative.applicable(spec):
+            return False
+        lib = native.library()
+        path = getattr(lib, "qconv_int8_path", None) if lib is not None else None
+        return path is not None and int(path()) == AVX2_PATH
+
+    def _prepared(self) -> dict[str, Any]:
+        cached = getattr(self, "_prep", None)
+        if cached is not None:
+            return cached
+        prep = super()._prepared()
+        prep["wts"][:, prep["terms"] + PROVED_ROWS] |= OC_MODE
+        return prep
+
+
 _Z_DTYPES = (np.dtype(np.float32), np.dtype(np.int8))
 
 
@@ -460,6 +492,16 @@ def shift_limits(quads: np.ndarray) -> np.ndarray:
     return limit(q) | lim2 << 16
 
 
+def _aligned_zeros(n: int) -> np.ndarray:
+    """n int32 zeros starting on a 64-byte line: a call's weights (its first channel a
+    multiple of OC_ALIGN, 96 bytes; rows of COUT_ALIGN channels, 192 bytes) start on 32
+    bytes, so no 32-byte vector of them spans two lines (the output-channel tiles read
+    them as they lie: split loads cost up to a third of their time)."""
+    buf = np.zeros(n + 16, np.int32)
+    off = (-buf.ctypes.data % 64) // 4
+    return buf[off : off + n]
+
+
 def _flat_or_scratch(
     a: np.ndarray, scratch: Scratch, role: str, steps: list[Run], out: bool = False
 ) -> np.ndarray:
@@ -483,4 +525,4 @@ def _unit_rows(x: np.ndarray, scratch: Scratch, before: list[Run], role: str) ->
     return xc
 
 
-__all__ = ["QConvNative", "QConvReference"]
+__all__ = ["QConvNative", "QConvNativeOC", "QConvReference"]

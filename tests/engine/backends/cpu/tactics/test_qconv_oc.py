@@ -1,0 +1,129 @@
+"""qconv_native_oc: conv_int8.c's AVX2 output-channel tiles (4 positions x 24 channels, the
+activation quads broadcast, shifted by k and read as u8 by vpmaddubsw, two terms' int16
+sums added where the limit row's L2 allows). Bit for bit the reference's wherever they run
+(the kernel's count of calls they finished proves they did), and the position tiles'
+where the activations' range passes a channel's L."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+
+from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu.parallel import WorkPool
+from edge_infer.engine.backends.cpu.program import ScratchPool
+from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNativeOC
+from edge_infer.engine.ops.quantize import qconv
+from tests.engine.backends.cpu.tactics.test_qconv_native import check, make_case
+from tests.engine.backends.cpu.tactics.test_qconv_shift import limit_case, limit_row
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
+
+
+def avx2() -> bool:
+    lib = native.library()
+    return lib is not None and lib.qconv_int8_path() == 2
+
+
+def oc_calls() -> int:
+    fn = native.library().qconv_int8_oc_calls
+    fn.restype, fn.argtypes = ctypes.c_long, []
+    return int(fn())
+
+
+def run_oc(spec, inputs, workers: int = 1) -> tuple[np.ndarray, int]:
+    """The layer by qconv_native_oc, and how many kernel calls took its tiles."""
+    dtype = {"fp32": np.float32, "fp16": np.float16, "int8": np.int8}[spec.out_precision]
+    out = np.zeros(spec.out_shape, dtype)
+    pool = WorkPool(workers) if workers > 1 else None
+    before = oc_calls()
+    try:
+        QConvNativeOC(spec).bind(inputs, [out], ScratchPool(pool))()
+    finally:
+        if pool is not None:
+            pool.close()
+    return out, oc_calls() - before
+
+
+# x shape, Cout, kernel, strides, pads, dilations, group: positions not a multiple of 4,
+# channels not of 24 (a short last tile), strides, a 1 x 1 (position chunks), groups, a
+# batch, a channel split between calls (2 workers)
+CONVS = [
+    ((1, 13, 9, 11), 14, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    ((2, 8, 11, 9), 30, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),
+    ((1, 20, 7, 7), 50, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),
+    ((1, 16, 6, 10), 24, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    ((1, 12, 8, 8), 18, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 3),
+    ((1, 64, 5, 5), 100, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+]
+# (lo, hi) of the int8 inputs: at k = 0 and shifted, one term a step (hi + k past L2 = 64
+# of random weights) and two (within it)
+RANGES = [(0, 120), (-30, 90), (0, 60), (-7, 50)]
+OUTS = [
+    (("relu", ()), "none", None, "int8"),
+    (("silu", ()), "none", None, "int8"),
+    (("", ()), "pre", np.int8, "int8"),
+    (("clip", (0.0, 6.0)), "post", np.float32, "fp32"),
+    (("hard_swish", ()), "none", None, "fp16"),
+]
+
+
+@pytest.mark.skipif(not avx2(), reason="the AVX2 path only")
+@pytest.mark.parametrize("conv", CONVS, ids=lambda c: f"{c[0]}-{c[1]}-k{c[2][0]}s{c[3][0]}g{c[6]}")
+def test_the_reference_bits_by_output_channel_tiles(conv) -> None:
+    for k, (lo, hi) in enumerate(RANGES):
+        act, residual, z_dtype, store = OUTS[k % len(OUTS)]
+        spec, inputs = make_case(conv, act, residual, z_dtype, store, np.int8, seed=k)
+        rng = np.random.default_rng(k)
+        x = rng.integers(lo, hi + 1, inputs[0].shape).astype(np.int8)
+        x.flat[::5] = hi
+        x.flat[::7] = lo
+        inputs = [x, *inputs[1:]]
+        want = qconv(*inputs, **spec.attrs())
+        got, calls = run_oc(spec, inputs, workers=1 + k % 2)
+        assert calls > 0, (lo, hi)
+        check(spec, got, want, f"{act} {residual} {store} [{lo}, {hi}]")
+
+
+@pytest.mark.skipif(not avx2(), reason="the AVX2 path only")
+def test_float_input_and_the_fifth_output() -> None:
+    """A float input (quantized by the layout: bytes in [0, 127], some on half steps) and
+    the last of OUTS, by the tiles."""
+    conv = ((1, 3, 10, 10), 16, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1)
+    act, residual, z_dtype, store = OUTS[-1]
+    spec, inputs = make_case(conv, act, residual, z_dtype, store, np.float32, seed=9)
+    inputs = [np.abs(inputs[0]), *inputs[1:]]
+    want = qconv(*inputs, **spec.attrs())
+    got, calls = run_oc(spec, inputs)
+    assert calls > 0
+    check(spec, got, want, "float input")
+
+
+@pytest.mark.skipif(not avx2(), reason="the AVX2 path only")
+def test_the_limits_hold_and_are_read() -> None:
+    """Inputs in [-2, 127] (x + 2 reaches L = 129) and in [-2, 62] (L2 = 64: two terms a
+    step): the reference's bits by the tiles. With L2 forced to 255 the first inputs take
+    two terms a step and their int16 sums wrap; past L (inputs in [-128, 127]) the call is
+    left to the position tiles: the reference's bits, no tile call."""
+    spec, inputs = limit_case(-2, 127)
+    narrow = [limit_case(-2, 62)[1][0], *inputs[1:]]
+    for case in (inputs, narrow):
+        got, calls = run_oc(spec, case)
+        assert calls > 0
+        np.testing.assert_array_equal(got, qconv(*case, **spec.attrs()))
+    tactic = QConvNativeOC(spec)
+    limit_row(tactic._prepared())[:] = 129 | 255 << 16
+    out = np.zeros(spec.out_shape, np.float32)
+    tactic.bind(inputs, [out], ScratchPool(None))()
+    assert (out != qconv(*inputs, **spec.attrs())).any()
+    case = [limit_case(-128, 127, seed=1)[1][0], *inputs[1:]]
+    got, calls = run_oc(spec, case, workers=2)
+    assert calls == 0
+    np.testing.assert_array_equal(got, qconv(*case, **spec.attrs()))
+
+
+def test_applicable_on_the_avx2_path_only() -> None:
+    spec, _ = make_case(CONVS[0], ("relu", ()), "none", None, "int8", np.int8, seed=0)
+    assert QConvNativeOC.applicable(spec) == avx2()
