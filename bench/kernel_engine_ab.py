@@ -3,9 +3,11 @@
 of its source, ``--old FILE.c``: bench.dw_ab.side_library), whole inferences in rotating order
 round by round, every layer timed. The report: the chosen layers' medians and median per-round
 ratios new/old, new/old2 and old2/old (old2/old shows the noise), and the same for the whole
-inference. ``--cpu``: thread CPU time instead of wall time (one thread: steadier on a shared
-host). ``--force-stem``: the few-channel stem convs on ``stem_native`` (direct_native not
-applicable there at build) so that conv_stem.c is what runs. Not run by the tests.
+inference; ``--new FILE.c``: the new state bound to a side library too (the engine's own
+library and a side one may differ by a few per cent in the same code). ``--cpu``: thread CPU
+time instead of wall time (one thread: steadier on a shared host). ``--force-stem``: the
+few-channel stem convs on ``stem_native`` (direct_native not applicable there at build) so
+that conv_stem.c is what runs. Not run by the tests.
 
     git show HEAD:edge_infer/engine/backends/cpu/kernels/conv_stem.c > /tmp/old_stem.c
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python -m bench.kernel_engine_ab \\
@@ -57,6 +59,12 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--kernel", default="conv_stem", help="kernels/<kernel>.c, <kernel>_f32")
     p.add_argument("--old", type=Path, required=True, help="the kernel's other source")
+    p.add_argument(
+        "--new",
+        type=Path,
+        help="the new state's source too (a side library like old's: no bias between the "
+        "engine's own library and a side one)",
+    )
     p.add_argument("--cpu", action="store_true", help="thread CPU time (for --threads 1)")
     p.add_argument("--force-stem", action="store_true")
     p.add_argument("--layers", default="features.0/,features.1/,features.2/,features.3/,model.0/")
@@ -77,7 +85,13 @@ def main() -> int:
     get_backend(engine.backend_name).configure(cores=args.threads)
     prog = engine.program(args.batch)
     lib = side_library(args.old, work, args.kernel)
-    states = {"new": prog.new_state()}
+    if args.new is None:
+        states = {"new": prog.new_state()}
+    else:
+        (work / "new").mkdir()
+        new_lib = side_library(args.new, work / "new", args.kernel)
+        with calls_into(new_lib, args.kernel):
+            states = {"new": prog.new_state()}
     with calls_into(lib, args.kernel):
         states["old"] = prog.new_state()
         states["old2"] = prog.new_state()
