@@ -31,6 +31,7 @@ from bench.dw_ab import calls_into, side_library
 #: model name → (input name, C, H, W, build_model keywords)
 MODELS: dict[str, tuple[str, tuple[int, int, int], dict[str, Any]]] = {
     "mobilenetv2": ("input", (3, 224, 224), {}),
+    "resnet50": ("input", (3, 224, 224), {}),
     "yolov8n": ("images", (3, 320, 320), {"imgsz": 320, "fold_bn": True}),
 }
 
