@@ -293,6 +293,7 @@ def path_lib(request) -> Any:
 
 def test_every_vector_path(path_lib, monkeypatch) -> None:
     monkeypatch.setattr(native, "library", lambda: path_lib)
+    monkeypatch.setattr(QDepthwiseNative, "_s1", lambda self: False)  # test_qdepthwise_s1
     for k, conv in enumerate(CONVS):
         for grouped in (False, True):
             monkeypatch.setattr(QDepthwiseNative, "_grouped", lambda self, g=grouped: g)

@@ -30,6 +30,11 @@
  * rows [oy0, oy1) of channels [c0, c1): the tactic splits an image's work evenly between
  * the threads.
  *
+ * Built for AVX2 without AVX-512, stride-2 layers go one channel at a time on int16 pairs
+ * (qdw_s2) and stride-1 layers outputs 17 to 512 wide (the tactic's choice: grouped == 2)
+ * one channel at a time, vectors along output rows, through a zero-padded float plane
+ * (qdw_s1).
+ *
  * Proved channels (QPROVED; tactics/qdw_requant.py): where the tactic proved a float32
  * multiplier exact for every accumulator a channel can make, the direct int8 path drops its
  * check near half steps; on the rows path (qdw_plane) the 4 vectors of a pass are then
@@ -779,6 +784,212 @@ static inline __attribute__((always_inline)) void qdw_s2(const conv_int8_dw_args
             qs2_plane_any(a, xc, &e, W, edge, base, pick, oy0, oy1, kh, G, sy, mode);
     }
 }
+
+/* Stride 1 on AVX2 builds (sy == sx == 1, dy == dx == 1, kw <= 8, outputs up to 512 wide;
+ * the tactic asks for it with grouped == 2): one channel at a time straight from its int8
+ * plane, vectors along output rows, no transposes. A channel's input rows are first widened
+ * into a zero-padded float plane (per 8 padded columns: one 16-byte load from the int8 plane
+ * and a byte shuffle that picks the row's bytes and zeroes the padding, then int8 -> float;
+ * padding rows and columns stay zero from the start), then each 8-column output vector is
+ * kh x kw fmas on unaligned loads, a sum a kernel row (the exact int32 accumulator as a
+ * float, as qdw_channel; unaligned loads measured faster than vpalignr shifts of aligned
+ * ones, and filling the next channel's plane first no faster). On the direct int8
+ * path (QNEAR, QPROVED) the accumulators start at the bias and are requantized in registers
+ * (as qs2_plane); otherwise an output row's accumulators go through qepi_apply. The channel's
+ * setup reads the tactic's float32(m / os) and proved constants (a->qmq); the full qepi is
+ * built only for the rare exact redo and for the general epilogue. */
+#define QS1_MAXC (QS2_MAXV + 2) /* 8-column chunks of a padded row */
+
+/* chunk k of a padded row (columns 8 k .. 8 k + 7, input columns j = 8 k + i - pl): the
+ * 16-byte window from row offset 8 k - pl - 4, and the shuffle that moves its bytes in place
+ * (0x80: padding, zero) */
+static inline __m128i qs1_index(long k, long pl, long w) {
+    int8_t ix[16];
+    for (long i = 0; i < 16; i++) {
+        long j = 8 * k + i - pl;
+        ix[i] = i < 8 && j >= 0 && j < w ? (int8_t)(i + 4) : (int8_t)0x80;
+    }
+    return _mm_loadu_si128((const __m128i *)ix);
+}
+
+/* 8 bytes (low half of b) as floats at d */
+static inline __attribute__((always_inline)) void qs1_widen(__m128i b, float *d) {
+    _mm256_storeu_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)));
+}
+
+/* 8 integral floats in [-128, 127] as bytes at o (n of them where n < 8) */
+static inline __attribute__((always_inline)) void qs1_store(int8_t *o, v8 r, long n) {
+    __m256i i = _mm256_cvtps_epi32((__m256)r);
+    __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+    __m128i b = _mm_packs_epi16(w, w);
+    if (__builtin_expect(n >= 8, 1)) {
+        _mm_storel_epi64((__m128i *)o, b);
+    } else {
+        int8_t t[16];
+        _mm_storeu_si128((__m128i *)t, b);
+        for (long j = 0; j < n; j++) o[j] = t[j];
+    }
+}
+
+/* the direct path of channel c: its mode (2 proved, 1 checked, 0 neither) and constants;
+ * lo, hi: the layer's clip bounds (fast: whether the layer allows the direct path) */
+static inline int qs1_mode(const conv_int8_dw_args *a, long c, int fast, float lo, float hi,
+                           float *bf, float *mq, float *vlo, float *vhi) {
+    if (!fast) return 0;
+    double b = a->bias ? (double)a->bias[c] : 0.0, m = a->mult[c];
+    float q = a->qmq[c];
+    if (!((double)(a->kh * a->kw) * 16384.0 + (b < 0 ? -b : b) < 16777216.0 && m >= 1e-37 &&
+          m <= 1e30 && q >= 1e-30f && q <= 1e30f))
+        return 0;
+    *bf = (float)b;
+    if (qproved(a, c, mq, vlo, vhi)) return 2;
+    *mq = q, *vlo = lo, *vhi = hi;
+    return 1;
+}
+
+/* the exact redo of 8 accumulators (without the bias) of channel c (qepi_run's) */
+static __attribute__((noinline)) v8 qs1_redo(v8 acc, const conv_int8_dw_args *a, long c) {
+    qepi e = qepi_of(a, c);
+    return qs2_redo(acc, &e);
+}
+
+/* The geometry of a call: padded rows np floats apart, the input rows [iy0, iy1) that the
+ * output rows need (plane row iy at P + (iy - iy0 + pt0) * np, pt0 the padding rows above),
+ * the chunks [k0, k1) that hold input columns with their shuffles, and the rows [ia, ib)
+ * whose windows all lie inside the plane (the others byte by byte) */
+typedef struct {
+    long np, iy0, iy1, pt0, k0, k1, ia, ib, end;
+    __m128i ix[QS1_MAXC];
+} qs1_geom;
+
+/* the padded float rows of channel c's input at P (one copy: compile time) */
+static __attribute__((noinline)) void qs1_fill(const conv_int8_dw_args *a, long c,
+                                               const qs1_geom *g, float *P) {
+    const int8_t *xc = (const int8_t *)a->x + c * a->xcs;
+    long xrs = a->xrs, pl = a->pl, w = a->w;
+    for (long iy = g->iy0; iy < g->iy1; iy++) {
+        float *d = P + (iy - g->iy0 + g->pt0) * g->np;
+        if (__builtin_expect(iy >= g->ia && iy < g->ib, 1)) {
+            const int8_t *s = xc + iy * xrs - pl - 4;
+            for (long k = g->k0; k < g->k1; k++)
+                qs1_widen(_mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(s + 8 * k)),
+                                           g->ix[k]),
+                          d + 8 * k);
+            continue;
+        }
+        for (long k = g->k0; k < g->k1; k++) { /* the window reaches outside the plane */
+            long o = iy * xrs + 8 * k - pl - 4;
+            __m128i b;
+            if (g->end >= 16) { /* the window moved inside: its shuffle moved as far */
+                long oc = o < 0 ? 0 : o + 16 > g->end ? g->end - 16 : o;
+                __m128i ix = g->ix[k], pad = _mm_and_si128(ix, _mm_set1_epi8((char)0x80));
+                ix = _mm_or_si128(_mm_add_epi8(ix, _mm_set1_epi8((char)(o - oc))), pad);
+                b = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(xc + oc)), ix);
+            } else {
+                int8_t t[16] = {0};
+                for (long i = 0; i < 8; i++) {
+                    long j = 8 * k + i - pl;
+                    if (j >= 0 && j < w) t[i] = xc[iy * xrs + j];
+                }
+                b = _mm_loadu_si128((const __m128i *)t);
+            }
+            qs1_widen(b, d + 8 * k);
+        }
+    }
+}
+
+/* one channel's output rows [oy0, oy1) from its padded plane P (acc: an output row's
+ * accumulators); MODE as qs2_plane */
+static inline __attribute__((always_inline)) void qs1_plane(
+    const conv_int8_dw_args *a, long c, const qs1_geom *g, const float *P, float *acc,
+    long oy0, long oy1, long kh, long kw, int MODE, float bf, float mqs, float los, float his) {
+    long wo = a->wo, nv = (wo + 7) / 8, np = g->np;
+    const float *wc = a->wts + c * kh * kw;
+    int8_t *out = (int8_t *)a->out + c * a->ocs;
+    v8 W[kh * kw];
+    for (long t = 0; t < kh * kw; t++) W[t] = splat(wc[t]);
+    const v8 s0 = splat(MODE ? bf : 0.0f), mq = splat(mqs), lo = splat(los), hi = splat(his);
+    qepi e;
+    if (!MODE) e = qepi_of(a, c);
+    for (long oy = oy0; oy < oy1; oy++) {
+        const float *rp = P + (oy - oy0) * np;
+        for (long v = 0; v < nv; v++) {
+            v8 f = s0; /* plus each kernel row's sum: short dependency chains (exact sums
+                        * of integers below 2^24, in any order) */
+            for (long ky = 0; ky < kh; ky++) {
+                const float *r = rp + ky * np + 8 * v;
+                v8 s = {0};
+                for (long kx = 0; kx < kw; kx++) s += W[ky * kw + kx] * load8(r + kx);
+                f += s;
+            }
+            if (!MODE) {
+                store8(acc + 8 * v, f);
+                continue;
+            }
+            v8 r;
+            if (MODE == 2) { /* lo, hi integers: rint(clamp(x)) = clamp(rint(x)) */
+                r = vround(vmin(vmax(f * mq, lo), hi));
+            } else {
+                v8 q = vmin(vmax(f * mq, lo), hi);
+                r = vround(q);
+                v8 d = q - r;
+                if (__builtin_expect(any8((d > QNEAR) | (d < -QNEAR)), 0))
+                    r = qs1_redo(f - s0, a, c);
+            }
+            /* a last vector's bytes past the row go to later rows of ours (written after) */
+            long i = oy * wo + 8 * v, n = wo - 8 * v;
+            qs1_store(out + i, r, n >= 8 || i + 8 <= oy1 * wo ? 8 : n);
+        }
+        if (!MODE) qepi_apply(&e, acc, oy * wo, wo);
+    }
+}
+
+/* qs1_plane with every parameter a variable (one copy: compile time) */
+static __attribute__((noinline)) void qs1_plane_any(const conv_int8_dw_args *a, long c,
+                                                    const qs1_geom *g, const float *P,
+                                                    float *acc, long oy0, long oy1, long kh,
+                                                    long kw, int mode, float bf, float mq,
+                                                    float lo, float hi) {
+    qs1_plane(a, c, g, P, acc, oy0, oy1, kh, kw, mode, bf, mq, lo, hi);
+}
+
+/* FIXED: kh and kw constants where inlined (3 x 3), proved channels a loop of their own.
+ * Buffer (cpu_qdepthwise.py _s1_floats): the padded plane of the rows [oy0, oy1) need, then
+ * an output row's accumulators. */
+static inline __attribute__((always_inline)) void qdw_s1(const conv_int8_dw_args *a, long oy0,
+                                                        long oy1, long kh, long kw, int FIXED) {
+    long nv = (a->wo + 7) / 8, pl = a->pl, w = a->w, h = a->h, xrs = a->xrs;
+    qs1_geom g;
+    g.np = (nv * 8 + kw - 1 + 7) / 8 * 8;
+    long r0 = oy0 - a->pt, r1 = oy1 - 1 - a->pt + kh; /* the input rows needed, padded */
+    g.iy0 = r0 > 0 ? r0 : 0;
+    g.iy1 = r1 < h ? r1 : h;
+    g.pt0 = g.iy0 - r0;
+    g.k0 = pl / 8;
+    g.k1 = (pl + w + 7) / 8 < g.np / 8 ? (pl + w + 7) / 8 : g.np / 8;
+    g.end = (h - 1) * xrs + w;
+    /* row iy's windows [iy xrs + 8 k - pl - 4, + 16) inside [0, end) for k in [k0, k1) */
+    long lo_o = 8 * g.k0 - pl - 4, hi_o = 8 * (g.k1 - 1) - pl - 4 + 16;
+    g.ia = lo_o >= 0 ? 0 : (-lo_o + xrs - 1) / xrs;
+    g.ib = g.end - hi_o >= 0 ? (g.end - hi_o) / xrs + 1 : 0;
+    if (g.ib > h) g.ib = h;
+    for (long k = g.k0; k < g.k1; k++) g.ix[k] = qs1_index(k, pl, w);
+    long rows = r1 - r0;
+    float *P = a->rows, *acc = P + rows * g.np;
+    memset(P, 0, (size_t)(rows * g.np) * sizeof(float));
+    float lo = 0.0f, hi = 0.0f;
+    int fast = a->qmq && a->okind == EI_S8 && !a->z &&
+               qfast_bounds(a->act, a->p0, a->p1, a->oscale, &lo, &hi);
+    for (long c = a->c0; c < a->c1; c++) {
+        float bf = 0.0f, mq = 0.0f, vlo = 0.0f, vhi = 0.0f;
+        int mode = qs1_mode(a, c, fast, lo, hi, &bf, &mq, &vlo, &vhi);
+        qs1_fill(a, c, &g, P);
+        if (FIXED && mode == 2) /* nearly every channel of MobileNetV2's is proved */
+            qs1_plane(a, c, &g, P, acc, oy0, oy1, 3, 3, 2, bf, mq, vlo, vhi);
+        else
+            qs1_plane_any(a, c, &g, P, acc, oy0, oy1, kh, kw, mode, bf, mq, vlo, vhi);
+    }
+}
 #endif
 
 #ifdef QEPI16
@@ -1515,6 +1726,15 @@ static inline __attribute__((always_inline)) void qdw_rows(const conv_int8_dw_ar
 #endif
 #endif
 
+/* 1 where a->grouped == 2 takes the stride-1 rows path (qdw_s1), else 0 */
+long conv_int8_dw_s1(void) {
+#ifdef QS2
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 /* channels per group of the grouped path (the tactic aligns its chunks to 16) */
 long conv_int8_dw_group(void) {
 #ifdef QEPI16
@@ -1564,6 +1784,13 @@ void conv_int8_dw_f32(const conv_int8_dw_args *a) {
     }
 #endif
 #ifdef QS2
+    if (a->grouped == 2 && sx == 1 && a->sy == 1 && unit && kw <= 8 && a->wo <= 8 * QS2_MAXV) {
+        if (kh == 3 && kw == 3)
+            qdw_s1(a, oy0, oy1, 3, 3, 1);
+        else
+            qdw_s1(a, oy0, oy1, kh, kw, 0);
+        return;
+    }
     if (sx == 2 && unit && kw <= 8 && a->w >= 16 && a->wo <= 8 * QS2_MAXV) {
         if (kh == 3 && kw == 3 && a->sy == 2)
             qdw_s2(a, oy0, oy1, 3, 3, 2, 1);
@@ -1573,7 +1800,7 @@ void conv_int8_dw_f32(const conv_int8_dw_args *a) {
     }
 #endif
 #ifdef QEPI16
-    if (a->grouped) {
+    if (a->grouped == 1) {
         for (long c = a->c0; c < a->c1; c += CV16) {
             long nc = a->c1 - c < CV16 ? a->c1 - c : CV16;
 #ifdef QDW_VNNI
@@ -1605,7 +1832,7 @@ void conv_int8_dw_f32(const conv_int8_dw_args *a) {
         return;
     }
 #endif
-    if (a->grouped) {
+    if (a->grouped == 1) {
         for (long c = a->c0; c < a->c1; c += CV) {
             long nc = a->c1 - c < CV ? a->c1 - c : CV;
             if (unit && kh == 3 && kw == 3 && a->sy == 1 && sx == 1)

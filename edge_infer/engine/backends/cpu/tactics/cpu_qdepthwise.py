@@ -19,7 +19,9 @@ built for AVX-512, every layer goes 16 channels at a time, vectors along channel
 through a ring of a few rows (any width). Built for AVX2 without AVX-512, layers whose
 columns go at stride 2 (unit dilation, kernels up to 8 wide, inputs at least 16 wide) go one
 channel at a time straight from the int8 planes, the products of adjacent input columns
-summed in pairs by vpmaddwd (conv_int8_dw.c qdw_s2). Elsewhere small planes and strided
+summed in pairs by vpmaddwd (conv_int8_dw.c qdw_s2), and stride-1 layers (unit dilation,
+kernels up to 8 wide, outputs 17 to 512 wide) one channel at a time through a zero-padded
+float plane, vectors along output rows (qdw_s1). Elsewhere small planes and strided
 layers go 8 channels at a time and large stride-1 planes one channel at a time, row by row
 (see conv_int8_dw.c). An image's work is split in chunks of whole channel groups, or of output
 rows when the groups do not divide evenly between the threads. A float input (the engine
@@ -60,6 +62,14 @@ DW_GROUP = 16
 #: row with VNNI, 1.8x without (one thread, int8 out, under load).
 GROUPED_MAX_WIDTH = 64
 GROUPED_STRIDED_MAX_WIDTH = 128
+#: the AVX2 stride-1 rows path (conv_int8_dw.c qdw_s1): kernels up to S1_MAX_KW wide,
+#: outputs S1_MIN_WIDTH to S1_MAX_WIDTH wide. Against the 8-channel path (row by row at 112),
+#: MobileNetV2 b1's 3x3 layers, one thread, CPU time, one process alternating
+#: (bench/qlayer_cpu_ab.py): 0.75-0.79x at 112, 0.62-0.85x at 56, 0.78-0.95x at 28, but
+#: 0.91-1.05x at 14 and 1.07-1.11x at 7 (there the 8-channel path stays)
+S1_MAX_KW = 8
+S1_MIN_WIDTH = 17
+S1_MAX_WIDTH = 512
 #: a chunk below this many outputs is not worth a thread hand-off
 MIN_CHUNK = 4096
 
@@ -87,6 +97,15 @@ def _vnni_constants(
         act, params = spec.activation, tuple(float(p) for p in spec.activation_params)
         proved = list(proved_multipliers(weight, bias, mult, scale, act, params))
     return qw, qstart, np.ascontiguousarray(np.concatenate([qmq, *proved]))
+
+
+def has_s1() -> bool:
+    """Whether the library has the AVX2 stride-1 rows path (conv_int8_dw.c qdw_s1)."""
+    lib = native.library()
+    try:  # an older library (the A/B benches' old side) has no such entry
+        return lib is not None and int(lib.conv_int8_dw_s1()) == 1
+    except AttributeError:
+        return False
 
 
 def group_width() -> int:
@@ -128,6 +147,17 @@ class QDepthwiseNative(Tactic):
             and native.available()
         )
 
+    def _s1(self) -> bool:
+        """The AVX2 stride-1 rows path (conv_int8_dw.c qdw_s1, ``grouped == 2``)."""
+        s = self.spec
+        return (
+            has_s1()
+            and s.strides == (1, 1)
+            and s.dilations == (1, 1)
+            and s.kernel[1] <= S1_MAX_KW
+            and S1_MIN_WIDTH <= s.out_shape[3] <= S1_MAX_WIDTH
+        )
+
     def _grouped(self) -> bool:
         if group_width() == 16:  # its buffers are a few rows: grouped at any width
             return True
@@ -155,6 +185,16 @@ class QDepthwiseNative(Tactic):
             return max(eight, sixteen, vnni, self._s2_floats())
         # the ring, a zero slot, a row's sums
         return max(((kh - 1) * dy + 2) * sx * wq + wq, self._s2_floats())
+
+    def _s1_floats(self) -> int:
+        """The stride-1 rows path's buffer (conv_int8_dw.c qdw_s1): the zero-padded float
+        plane of a chunk's rows (at most ho + kh - 1 rows of whole vectors of 8 and kw - 1
+        columns, rounded up to 8) and an output row's accumulators; at least the row-by-row
+        path's (other builds take it)."""
+        (kh, kw), (_, _, ho, wo) = self.spec.kernel, self.spec.out_shape
+        nv = -(-wo // 8)
+        np_ = -(-(nv * 8 + kw - 1) // 8) * 8
+        return max((ho + kh - 1) * np_ + nv * 8, self._buffer_floats(False, nv * 8 + kw - 1))
 
     def _s2_floats(self) -> int:
         """The AVX2 stride-2 path's buffer (conv_int8_dw.c qdw_s2): an output row's
@@ -227,8 +267,9 @@ class QDepthwiseNative(Tactic):
         _, _, ho, wo = s.out_shape
         (kh, kw), (sy, sx), (dy, dx) = s.kernel, s.strides, s.dilations
         wq = -(-wo // 8) * 8 + ((kw - 1) * dx) // sx
-        grouped = self._grouped()
-        size = self._buffer_floats(grouped, wq)
+        s1 = self._s1()
+        grouped = self._grouped() and not s1
+        size = self._s1_floats() if s1 else self._buffer_floats(grouped, wq)
         weights = np.ascontiguousarray(np.asarray(s.weight, np.float32).reshape(c, kh * kw))
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.int32)
         mult = np.ascontiguousarray(float(s.x_scale) * np.asarray(s.w_scale, np.float64))
@@ -253,7 +294,7 @@ class QDepthwiseNative(Tactic):
                     dy=dy,
                     dx=dx,
                     wq=wq,
-                    grouped=int(grouped),
+                    grouped=2 if s1 else int(grouped),
                     rows=rows.ctypes.data,
                     wts=weights.ctypes.data,
                     bias=None if bias is None else bias.ctypes.data,
