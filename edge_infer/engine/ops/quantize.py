@@ -433,3 +433,57 @@ def fp16_layer(
 def _round_float(x: Any) -> Any:
     arr = np.asarray(x)
     return round_fp16(arr) if arr.dtype == np.float32 else arr
+
+
+# -- the int8 values a tensor can hold -------------------------------------------------------
+
+#: ops whose output holds only values of their (first) input: they pick or move, never compute
+_VALUE_PRESERVING = frozenset(
+    {
+        "MaxPool",
+        "Reshape",
+        "Flatten",
+        "Transpose",
+        "Resize",
+        "Identity",
+        "Slice",
+        "Split",
+        "Squeeze",
+        "Unsqueeze",
+        "Concat",
+    }
+)
+
+
+def int8_value_range(value: Any, _depth: int = 0) -> tuple[int, int]:
+    """The int8 values ``value`` (an int8-stored graph value) can hold, as its producer bounds
+    them: a QConv / QGemm writing int8 under an activation maps every pre-activation onto
+    part of the range (ReLU: [0, 127]; SiLU: [round(-0.2785 / scale), 127]), and ops that only
+    pick or move values (max pooling, reshapes, concatenation) keep their inputs' range.
+    The whole range [-128, 127] where nothing is known. The builder's self-check draws a
+    layer's int8 inputs from this range, so that the tactics are timed on the paths real
+    activations take (the AVX2 INT8 tiles read narrower byte ranges faster)."""
+    full = (int(ACT_QMIN), int(ACT_QMAX))
+    node = getattr(value, "producer", None)
+    if node is None or _depth > 16:
+        return full
+    if node.domain in ("", "ai.onnx") and node.op_type in _VALUE_PRESERVING:
+        ins = [v for v in node.inputs[: None if node.op_type == "Concat" else 1] if v is not None]
+        if not ins or any(v.const is not None for v in ins):
+            return full
+        ranges = [int8_value_range(v, _depth + 1) for v in ins]
+        return min(r[0] for r in ranges), max(r[1] for r in ranges)
+    if node.domain != DOMAIN or node.op_type not in ("QConv", "QGemm"):
+        return full
+    a = node.attrs
+    scale = float(a.get("out_scale", 0.0) or 0.0)
+    if a.get("out_precision") != "int8" or scale <= 0 or a.get("residual") == "post":
+        return full
+    # every pre-activation that stores in int8 and far beyond it (saturating functions)
+    reach = max(256.0 * scale, 64.0)
+    grid = np.concatenate(
+        [np.linspace(-reach, reach, 1 << 16), np.arange(-128, 128) * scale]
+    ).astype(np.float32)
+    y = apply_activation(grid, str(a.get("activation", "")), a.get("activation_params", ()))
+    q = quantize_activation(np.asarray(y, np.float32), scale)
+    return int(q.min()), int(q.max())

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from edge_infer.engine.ir import Node
+from edge_infer.engine.ops.quantize import int8_value_range
 from edge_infer.engine.shape_inference import node_attrs, resolve_op
 from edge_infer.engine.tactics.base import Tactic
 
@@ -55,7 +56,10 @@ class Rejection:
 
 def layer_inputs(node: Node, seed: int = 0) -> list[Any]:
     """The layer's inputs: constants as they are, the others seeded random of their real
-    shapes (the seed mixed with the layer's name, so layers differ but rebuilds agree)."""
+    shapes (the seed mixed with the layer's name, so layers differ but rebuilds agree); an
+    int8 activation uniform over the values its producer can write (after a ReLU [0, 127]:
+    :func:`~edge_infer.engine.ops.quantize.int8_value_range`), so that a candidate is checked
+    and timed on the kernel paths the layer's real inputs take."""
     rng = np.random.default_rng([seed, zlib.crc32(node.name.encode())])
     ins: list[Any] = []
     for v in node.inputs:
@@ -67,9 +71,11 @@ def layer_inputs(node: Node, seed: int = 0) -> list[Any]:
             ins.append(rng.standard_normal(v.shape, dtype=v.dtype))
         elif np.dtype(v.dtype).kind == "f":
             ins.append(rng.standard_normal(v.shape, dtype=np.float32).astype(v.dtype))
-        elif np.dtype(v.dtype) in (np.int8, np.uint8):  # int8 storage: the whole range
-            info = np.iinfo(v.dtype)
-            ins.append(rng.integers(info.min, info.max + 1, v.shape, dtype=v.dtype))
+        elif np.dtype(v.dtype) == np.int8:  # int8 storage: the values its producer can write
+            lo, hi = int8_value_range(v)
+            ins.append(rng.integers(lo, hi + 1, v.shape, dtype=v.dtype))
+        elif np.dtype(v.dtype) == np.uint8:
+            ins.append(rng.integers(0, 256, v.shape, dtype=v.dtype))
         else:
             ins.append(np.zeros(v.shape, v.dtype))
     return ins

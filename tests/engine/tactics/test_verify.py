@@ -13,7 +13,10 @@ import edge_infer
 from edge_infer.cli import main
 from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS
+from edge_infer.engine.ir import Graph, TensorType
 from edge_infer.engine.onnx_export import export_onnx
+from edge_infer.engine.ops.fused import DOMAIN
+from edge_infer.engine.ops.quantize import int8_value_range
 from edge_infer.engine.options import BuildOptions
 from edge_infer.engine.reference import execute_graph
 from edge_infer.engine.tactics.autotune import TimingCache, tune_layer
@@ -247,11 +250,39 @@ def _int8_layer():  # type: ignore[no-untyped-def]
 
 
 def test_int8_layers_are_checked_on_random_int8_inputs() -> None:
-    """Zeros would make every conv output its bias: a kernel ignoring its input would pass."""
+    """Zeros would make every conv output its bias: a kernel ignoring its input would pass.
+    The layer reads a ReLU's int8 output: every value of [0, 127] and none below."""
     node = _int8_layer()
+    assert node.inputs[0].producer.attrs["activation"] == "relu"
     x = layer_inputs(node)[0]
-    assert x.dtype == np.int8 and x.min() < -100 and x.max() > 100
-    assert len(np.unique(x)) > 200
+    assert x.dtype == np.int8 and x.min() == 0 and x.max() == 127
+    assert len(np.unique(x)) == 128
+
+
+def _int8_producer(activation: str, params: tuple = (), residual: str = "none", scale=0.05):  # type: ignore[no-untyped-def]
+    g = Graph()
+    x = g.add_input("x", TensorType((1, 4, 8, 8), np.dtype(np.int8)))
+    attrs = {"activation": activation, "activation_params": params, "residual": residual}
+    attrs |= {"out_precision": "int8", "out_scale": scale, "x_scale": 0.1}
+    return g.add_node("QConv", [x], ["y"], attrs, domain=DOMAIN).outputs[0], g
+
+
+def test_the_int8_range_of_an_activation_output() -> None:
+    """The values a QConv's int8 output can hold under its activation, at its scale."""
+    assert int8_value_range(_int8_producer("relu")[0]) == (0, 127)
+    assert int8_value_range(_int8_producer("")[0]) == (-128, 127)
+    # SiLU's minimum -0.27846 at scale 0.05: -5.57 rounds to -6
+    assert int8_value_range(_int8_producer("silu")[0]) == (-6, 127)
+    assert int8_value_range(_int8_producer("clip", (0.0, 6.0), scale=0.1)[0]) == (0, 60)
+    assert int8_value_range(_int8_producer("sigmoid", scale=0.02)[0]) == (0, 50)
+    # a residual added after the activation can take the sum anywhere
+    assert int8_value_range(_int8_producer("relu", residual="post")[0]) == (-128, 127)
+    # max pooling only picks values
+    y, g = _int8_producer("relu")
+    pooled = g.add_node("MaxPool", [y], ["p"], {"kernel_shape": [2, 2]}).outputs[0]
+    assert int8_value_range(pooled) == (0, 127)
+    # an int8 graph input: nothing known
+    assert int8_value_range(g.inputs[0]) == (-128, 127)
 
 
 class Silent(Tactic):

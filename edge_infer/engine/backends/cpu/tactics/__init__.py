@@ -14,7 +14,11 @@ from edge_infer.engine.backends.cpu.tactics.cpu_direct import DirectNative
 from edge_infer.engine.backends.cpu.tactics.cpu_fp16 import fp16_tactics
 from edge_infer.engine.backends.cpu.tactics.cpu_ocvec import OcVecNative
 from edge_infer.engine.backends.cpu.tactics.cpu_pointwise import PointwiseNative
-from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative, QConvReference
+from edge_infer.engine.backends.cpu.tactics.cpu_qconv import (
+    QConvNative,
+    QConvNativeOC,
+    QConvReference,
+)
 from edge_infer.engine.backends.cpu.tactics.cpu_qdepthwise import QDepthwiseNative
 from edge_infer.engine.backends.cpu.tactics.cpu_qpointwise import QPointwiseNative
 from edge_infer.engine.backends.cpu.tactics.cpu_recurrent import RecurrentGemm, RecurrentNative
@@ -38,7 +42,7 @@ _CONV = (
 CPU_TACTICS: TacticTable = {
     "conv": _CONV,
     "recurrent": (RecurrentNative, RecurrentGemm),
-    "qconv": (QConvReference, QConvNative, QDepthwiseNative, QPointwiseNative),
+    "qconv": (QConvReference, QConvNative, QConvNativeOC, QDepthwiseNative, QPointwiseNative),
     "fp16": fp16_tactics(_CONV, (RecurrentNative, RecurrentGemm)),
     "chain": (ChainNative,),
 }
