@@ -309,3 +309,28 @@ def test_every_vector_path(path_lib, monkeypatch) -> None:
 
 def test_grouping_thresholds_are_the_documented_ones() -> None:
     assert cpu_qdepthwise.GROUPED_MAX_WIDTH <= cpu_qdepthwise.GROUPED_STRIDED_MAX_WIDTH
+
+
+@pytest.mark.parametrize("path", ["grouped", "s1"])
+@pytest.mark.parametrize("first", ["top", "bottom"])
+def test_row_chunks_write_only_their_rows(path: str, first: str, monkeypatch) -> None:
+    """Output rows split in two chunks run one after the other (either first), the split
+    inside a vector of 8 pixels (7 wide): a chunk that wrote a pixel of the other's, before
+    or after its own, would leave a wrong byte (the direct int8 path's stores, 11 channels:
+    a partial group)."""
+    monkeypatch.setattr(QDepthwiseNative, "_grouped", lambda self: path == "grouped")
+    if path == "grouped":
+        monkeypatch.setattr(QDepthwiseNative, "_s1", lambda self: False)
+    monkeypatch.setattr(cpu_qdepthwise, "S1_MIN_WIDTH", 1)  # "s1": where the build has it
+    order = [(3, None), (0, 3)] if first == "bottom" else [(0, 3), (3, None)]
+    monkeypatch.setattr(
+        QDepthwiseNative,
+        "_chunks",
+        lambda self, c, ho, workers: [(0, c, a, ho if b is None else b) for a, b in order],
+    )
+    for k, act in enumerate([ACTS[0], ("clip", (0.0, 6.0))]):
+        conv = ((1, 11, 7, 7), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+        spec, inputs = make_case(conv, act, "none", None, "int8", np.int8, 90 + k)
+        want = qconv(*inputs, **spec.attrs())
+        check(spec, run_native(spec, inputs), want, f"{path} {first} {act}")
+

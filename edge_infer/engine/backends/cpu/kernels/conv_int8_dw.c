@@ -543,6 +543,56 @@ static inline __attribute__((always_inline)) v8 qgrp_q(v8 acc, const qgrp *g) {
     return r;
 }
 
+#if defined(__AVX2__) && !defined(QEPI16)
+#define QGRP_BYTES 1
+/* The direct path's results of 8 pixels p .. p + 7 (r[k]: pixel k's 8 channels, int32 in
+ * [-128, 127]) as bytes into the planes of channels [0, nc) at o (ocs apart), pixels [k0, k1)
+ * of the 8: packed to bytes (pixel-major 4 x 4 blocks a lane), each block transposed by a
+ * byte shuffle, then a channel's 8 bytes from two blocks by a dword unpack. In place of the
+ * float transposes, a pass over planes of floats and 8 narrowings per channel. */
+static inline __attribute__((always_inline)) void qgrp_store(const __m256i r[8], int8_t *o,
+                                                            long ocs, long nc, long p, long k0,
+                                                            long k1) {
+    const __m256i tr = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0,
+                                        4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    /* lane 0: pixels 0-3 x channels 0-3, lane 1: the same pixels x channels 4-7 */
+    __m256i lo = _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
+    __m256i hi = _mm256_packs_epi16(_mm256_packs_epi32(r[4], r[5]), _mm256_packs_epi32(r[6], r[7]));
+    lo = _mm256_shuffle_epi8(lo, tr); /* channel-major: 4 pixels of channel 0, 1, 2, 3 */
+    hi = _mm256_shuffle_epi8(hi, tr);
+    __m256i c01 = _mm256_unpacklo_epi32(lo, hi); /* lane 0: channels 0, 1; lane 1: 4, 5 */
+    __m256i c23 = _mm256_unpackhi_epi32(lo, hi); /* lane 0: channels 2, 3; lane 1: 6, 7 */
+    int8_t b[CV][8] __attribute__((aligned(32)));
+    _mm_store_si128((__m128i *)b[0], _mm256_castsi256_si128(c01));
+    _mm_store_si128((__m128i *)b[2], _mm256_castsi256_si128(c23));
+    _mm_store_si128((__m128i *)b[4], _mm256_extracti128_si256(c01, 1));
+    _mm_store_si128((__m128i *)b[6], _mm256_extracti128_si256(c23, 1));
+    for (long ci = 0; ci < nc; ci++) {
+        int8_t *d = o + ci * ocs + p;
+        if (k0 == 0 && k1 == 8)
+            memcpy(d, b[ci], 8);
+        else
+            for (long k = k0; k < k1; k++) d[k] = b[ci][k];
+    }
+}
+
+/* the direct path's accumulators (with the bias) of pixels [p0, p1) at Q (pixel p's CV
+ * channels at Q + p CV) requantized (qgrp_q) and stored as bytes to the planes of channels
+ * [0, nc) at o, 8 pixels at a time (one copy: compile time) */
+static __attribute__((noinline)) void qgrp_bytes(const float *Q, const qgrp *g, int8_t *o,
+                                                 long ocs, long nc, long p0, long p1) {
+    for (long p = p0 / 8 * 8; p < p1; p += 8) {
+        long k0 = p < p0 ? p0 - p : 0, k1 = p1 - p < 8 ? p1 - p : 8;
+        __m256i r[8];
+        for (long k = 0; k < 8; k++) {
+            v8 v = k >= k0 && k < k1 ? qgrp_q(load8(Q + (p + k) * CV), g) : (v8){0};
+            r[k] = _mm256_cvtps_epi32((__m256)v); /* exact: integers in [-128, 127] */
+        }
+        qgrp_store(r, o, ocs, nc, p, k0, k1);
+    }
+}
+#endif
+
 /* CV channels [c, c + nc) together, vectors along channels (conv_depthwise.c dw_group) */
 static inline __attribute__((always_inline)) void qdw_group(const conv_int8_dw_args *a, long c,
                                                            long nc, long oy0, long oy1,
@@ -598,11 +648,19 @@ static inline __attribute__((always_inline)) void qdw_group(const conv_int8_dw_a
                            load8(prow + ((ky * dy) * wp + ox * sx + kx * dx) * CV);
             store8(q + ox * CV, acc);
         }
+#ifndef QGRP_BYTES
         if (direct) /* a pass of its own: in the loop above it would spill the weights */
             for (long ox = 0; ox < wo; ox++) store8(q + ox * CV, qgrp_q(load8(q + ox * CV), &g));
+#endif
     }
-    /* back to one plane per channel (R, n8 floats each), then the epilogue plane by plane */
     long n = ho * wo, n8 = (n + 7) / 8 * 8, p0 = oy0 * wo, p1 = oy1 * wo;
+#ifdef QGRP_BYTES
+    if (direct) {
+        qgrp_bytes(Q, &g, (int8_t *)a->out + c * a->ocs, a->ocs, nc, p0, p1);
+        return;
+    }
+#endif
+    /* back to one plane per channel (R, n8 floats each), then the epilogue plane by plane */
     float *R = Q + n8 * CV;
     for (long p = p0 / 8 * 8; p < p1; p += 8) {
         v8 r[8];
