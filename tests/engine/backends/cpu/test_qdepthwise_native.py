@@ -333,4 +333,3 @@ def test_row_chunks_write_only_their_rows(path: str, first: str, monkeypatch) ->
         spec, inputs = make_case(conv, act, "none", None, "int8", np.int8, 90 + k)
         want = qconv(*inputs, **spec.attrs())
         check(spec, run_native(spec, inputs), want, f"{path} {first} {act}")
-
