@@ -63,10 +63,25 @@ long qpw_int8_path(void) {
 
 /* -- the layout ---------------------------------------------------------------------------- */
 
-/* quads [cq][pn] of positions q0 .. q1 - 1 (pn: (q1 - q0) rounded up to 16; the padding
- * positions hold zero activations); nonzero where an activation is negative */
+/* the layout's row stride (int32): pn, rows [cq][pn], or on the AVX2 path from
+ * QPW_BLOCK_CQ quads on 16, blocks of 16 positions [pn / 16][cq][16] (a tile's quads one
+ * after another; measured slower on fewer quads); 16 either way on one block */
+#define QPW_BLOCK_CQ 16
+static inline long qpw_rs(long cq, long pn) {
+#ifdef QPW_AVX2
+    return cq >= QPW_BLOCK_CQ ? 16 : pn;
+#else
+    (void)cq;
+    return pn;
+#endif
+}
+
+/* quads of positions q0 .. q1 - 1 (pn: (q1 - q0) rounded up to 16; the padding positions
+ * hold zero activations), quad q of position j at buf[j / 16 * bs + q * rs + j % 16] (rs:
+ * qpw_rs, bs: 16 cq where rs is 16, else 16); nonzero where an activation is negative */
 static int qpw_layout(const qpw_int8_args *a, uint32_t *buf, long pn) {
     const long cq = (a->cin + 3) / 4, n = a->q1 - a->q0;
+    const long rs = qpw_rs(cq, pn), bs = rs == 16 ? 16 * cq : 16;
     uint32_t sign = 0;
 #if defined(__SSE2__)
     __m128i vsign = _mm_setzero_si128();
@@ -77,7 +92,7 @@ static int qpw_layout(const qpw_int8_args *a, uint32_t *buf, long pn) {
             long c = 4 * q + k;
             p[k] = c < a->cin ? a->x + c * a->xcs + a->q0 : NULL;
         }
-        uint32_t *o = buf + q * pn;
+        uint32_t *o = buf + q * rs;
         long j = 0;
 #if defined(__SSE2__)
         static const int8_t zeros[16] = {0};
@@ -91,12 +106,13 @@ static int qpw_layout(const qpw_int8_args *a, uint32_t *buf, long pn) {
                                  _mm_or_si128(c[2], c[3]));
             __m128i l01 = _mm_unpacklo_epi8(c[0], c[1]), h01 = _mm_unpackhi_epi8(c[0], c[1]);
             __m128i l23 = _mm_unpacklo_epi8(c[2], c[3]), h23 = _mm_unpackhi_epi8(c[2], c[3]);
-            _mm_storeu_si128((__m128i *)(o + j), _mm_xor_si128(_mm_unpacklo_epi16(l01, l23), flip));
-            _mm_storeu_si128((__m128i *)(o + j + 4),
+            uint32_t *ob = o + j / 16 * bs;
+            _mm_storeu_si128((__m128i *)ob, _mm_xor_si128(_mm_unpacklo_epi16(l01, l23), flip));
+            _mm_storeu_si128((__m128i *)(ob + 4),
                              _mm_xor_si128(_mm_unpackhi_epi16(l01, l23), flip));
-            _mm_storeu_si128((__m128i *)(o + j + 8),
+            _mm_storeu_si128((__m128i *)(ob + 8),
                              _mm_xor_si128(_mm_unpacklo_epi16(h01, h23), flip));
-            _mm_storeu_si128((__m128i *)(o + j + 12),
+            _mm_storeu_si128((__m128i *)(ob + 12),
                              _mm_xor_si128(_mm_unpackhi_epi16(h01, h23), flip));
         }
 #endif
@@ -105,9 +121,9 @@ static int qpw_layout(const qpw_int8_args *a, uint32_t *buf, long pn) {
             for (int k = 0; k < 4; k++)
                 v |= (uint32_t)(uint8_t)(p[k] ? p[k][j] : 0) << (8 * k);
             sign |= v;
-            o[j] = v ^ QPW_ZERO;
+            o[j / 16 * bs + j % 16] = v ^ QPW_ZERO;
         }
-        for (; j < pn; j++) o[j] = QPW_ZERO;
+        for (; j < pn; j++) o[j / 16 * bs + j % 16] = QPW_ZERO;
     }
 #if defined(__SSE2__)
     if (_mm_movemask_epi8(vsign)) return 1;
@@ -619,6 +635,38 @@ static inline __attribute__((always_inline)) void qpw_row_f32(const qpw_int8_arg
     }
 }
 
+/* qpw_row's fast epilogue with a residual for QPW_MR whole rows of 16 positions (every fm[i]
+ * nonzero): the same float32 operations without a branch, r the integers; nonzero where a
+ * lane is near a half (the caller then runs qpw_row on every row) */
+static inline __attribute__((always_inline)) int qpw_res_rows(const qpw_int8_args *a,
+                                                            const qpw_fast *f,
+                                                            const int32_t *mem, const float *fm,
+                                                            long oc, long pos, __m256i r[][2]) {
+    const __m256 lo = _mm256_set1_ps(f->lo), hi = _mm256_set1_ps(f->hi);
+    const __m256 lim = _mm256_set1_ps(0.5f - f->eps), zs = _mm256_set1_ps(f->zs);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 near = _mm256_setzero_ps();
+    const int8_t *zp = a->z + oc * a->zcs + pos;
+#pragma GCC unroll 4
+    for (int i = 0; i < QPW_MR; i++, zp += a->zcs) {
+        const __m256 m = _mm256_set1_ps(fm[i]);
+#pragma GCC unroll 2
+        for (int v = 0; v < 2; v++) {
+            const __m256 y =
+                _mm256_cvtepi32_ps(_mm256_load_si256((const __m256i *)(mem + 16 * i + 8 * v)));
+            const __m256 z = _mm256_cvtepi32_ps(
+                _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(zp + 8 * v))));
+            __m256 t = _mm256_add_ps(_mm256_mul_ps(y, m), _mm256_mul_ps(z, zs));
+            t = _mm256_min_ps(_mm256_max_ps(t, lo), hi);
+            const __m256 rt = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            near = _mm256_or_ps(
+                near, _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(t, rt)), lim, _CMP_GT_OQ));
+            r[i][v] = _mm256_cvtps_epi32(rt);
+        }
+    }
+    return _mm256_movemask_ps(near);
+}
+
 /* a tile: channels oc .. oc + rows - 1 (rows <= MR) x the n (<= 8 NV) positions from layout
  * column j0; fm: the fast multipliers of channels oc on */
 static inline __attribute__((always_inline)) void qpw_tile(const qpw_int8_args *a,
@@ -630,10 +678,11 @@ static inline __attribute__((always_inline)) void qpw_tile(const qpw_int8_args *
     int32_t init[QPW_MR];
     for (long i = 0; i < QPW_MR; i++) init[i] = i < rows ? qpw_init(a, oc + i) : 0;
     int32_t mem[QPW_MR * 16] __attribute__((aligned(32)));
+    const uint32_t *x = buf + (pn == 16 ? j0 * cq : j0); /* pn: the row stride (qpw_rs) */
     if (KIND == QPW_WIDE)
-        qpw_dots_wide(buf + j0, pn, cq, a->wts + oc, a->coutp, init, mem, NV);
+        qpw_dots_wide(x, pn, cq, a->wts + oc, a->coutp, init, mem, NV);
     else
-        qpw_dots(buf + j0, pn, cq, a->wts + oc, a->coutp, init, mem, NV, KIND);
+        qpw_dots(x, pn, cq, a->wts + oc, a->coutp, init, mem, NV, KIND);
     if (a->otype) {
         for (long i = 0; i < rows; i++) qpw_row_f32(a, mem + 16 * i, oc + i, a->q0 + j0, n, NV);
         return;
@@ -642,11 +691,16 @@ static inline __attribute__((always_inline)) void qpw_tile(const qpw_int8_args *
     const long cp = a->coutp;
     if (NV == 2 && KIND != QPW_WIDE && rows == QPW_MR && n == 16) { /* most tiles: unrolled */
         __m256i r[QPW_MR][2];
+        /* a residual: the rows at once, no branch (a lane near a half: row by row) */
+        const int lean = a->residual && f->on && fm[0] != 0.0f && fm[1] != 0.0f &&
+                         fm[2] != 0.0f && fm[3] != 0.0f;
+        if (!lean || __builtin_expect(qpw_res_rows(a, f, mem, fm, oc, a->q0 + j0, r), 0)) {
 #pragma GCC unroll 4
-        for (long i = 0; i < QPW_MR; i++) {
-            const float v = a->residual ? 0.0f : pv[i];
-            qpw_row(a, f, mem + 16 * i, fm[i], v, pv[cp + i], pv[2 * cp + i], oc + i,
-                    a->q0 + j0, 16, NV, r[i]);
+            for (long i = 0; i < QPW_MR; i++) {
+                const float v = a->residual ? 0.0f : pv[i];
+                qpw_row(a, f, mem + 16 * i, fm[i], v, pv[cp + i], pv[2 * cp + i], oc + i,
+                        a->q0 + j0, 16, NV, r[i]);
+            }
         }
         /* two rows a store pair: dwords (row i 0-3, 8-11, row i + 1 0-3, 8-11 | 4-7, 12-15
          * likewise) put in order by one vpermd */
@@ -705,7 +759,7 @@ static __attribute__((noinline)) void qpw_oc_tail(const qpw_int8_args *a, const 
         __m256i acc[QPW_OC_TAIL][2];
         for (int p = 0; p < QPW_OC_TAIL; p++) acc[p][0] = acc[p][1] = _mm256_setzero_si256();
         const int32_t *w = a->wts + oc;
-        const uint32_t *x = buf + j0;
+        const uint32_t *x = buf + (pn == 16 ? j0 * cq : j0); /* pn: the row stride (qpw_rs) */
         if (kind == QPW_WIDE) { /* int16 products, quad by quad (rare) */
             for (long t = 0; t < cq; t++, w += cp, x += pn)
                 for (long p = 0; p < np; p++)
@@ -776,6 +830,7 @@ static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *
     /* the sign row, after the proved ones: nonzero where no weight of the layer is -128 */
     const int wsafe = a->wts[(cq + 3) * a->coutp] != 0;
     const int kind = !neg ? QPW_UBS : wsafe ? QPW_SIGN : QPW_WIDE;
+    pn = qpw_rs(cq, pn); /* from here the layout's row stride (the tiles' pn) */
     float fm[QPW_FM_MAX + QPW_MR];
     for (long c0 = a->oc0; c0 < a->oc1; c0 += QPW_FM_MAX) {
         const long c1 = a->oc1 - c0 < QPW_FM_MAX ? a->oc1 : c0 + QPW_FM_MAX;
@@ -783,28 +838,34 @@ static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *
             double q = f->on ? a->mult[oc] / a->oscale : 0.0;
             fm[oc - c0] = fabs(q) < 1e20 ? (float)q : 0.0f; /* NaN: 0 too */
         }
-        for (long j0 = 0; j0 < all; j0 += 16) {
-            const long n = all - j0 < 16 ? all - j0 : 16;
-            if (n <= QPW_OC_TAIL) {
-                qpw_oc_tail(a, f, fm, buf, pn, j0, n, c0, c1, kind);
-                continue;
-            }
+        /* groups of up to G blocks of 16 positions, each channel tile over the group's
+         * blocks: the residual's and the output's rows read and written 16 G bytes at a
+         * time, the tile's weights reused G times (the group's quads: <= 16 KB) */
+        const long G = cq <= 64 ? 4 : cq <= 128 ? 2 : 1;
+        for (long g0 = 0; g0 < all; g0 += 16 * G) {
+            const long g1 = all - g0 < 16 * G ? all : g0 + 16 * G;
             for (long oc = c0; oc < c1; oc += QPW_MR) {
                 const long rows = c1 - oc < QPW_MR ? c1 - oc : QPW_MR;
                 const float *m = fm + (oc - c0);
-                if (kind == QPW_UBS && n > 8)
-                    qpw_tile_QPW_UBS2(a, f, m, buf, pn, j0, oc, rows, n);
-                else if (kind == QPW_UBS)
-                    qpw_tile_QPW_UBS1(a, f, m, buf, pn, j0, oc, rows, n);
-                else if (kind == QPW_SIGN && n > 8)
-                    qpw_tile_QPW_SIGN2(a, f, m, buf, pn, j0, oc, rows, n);
-                else if (kind == QPW_SIGN)
-                    qpw_tile_QPW_SIGN1(a, f, m, buf, pn, j0, oc, rows, n);
-                else if (n > 8)
-                    qpw_tile_QPW_WIDE2(a, f, m, buf, pn, j0, oc, rows, n);
-                else
-                    qpw_tile_QPW_WIDE1(a, f, m, buf, pn, j0, oc, rows, n);
+                for (long j0 = g0; j0 < g1; j0 += 16) {
+                    const long n = g1 - j0 < 16 ? g1 - j0 : 16;
+                    if (n <= QPW_OC_TAIL) continue;
+                    if (kind == QPW_UBS && n > 8)
+                        qpw_tile_QPW_UBS2(a, f, m, buf, pn, j0, oc, rows, n);
+                    else if (kind == QPW_UBS)
+                        qpw_tile_QPW_UBS1(a, f, m, buf, pn, j0, oc, rows, n);
+                    else if (kind == QPW_SIGN && n > 8)
+                        qpw_tile_QPW_SIGN2(a, f, m, buf, pn, j0, oc, rows, n);
+                    else if (kind == QPW_SIGN)
+                        qpw_tile_QPW_SIGN1(a, f, m, buf, pn, j0, oc, rows, n);
+                    else if (n > 8)
+                        qpw_tile_QPW_WIDE2(a, f, m, buf, pn, j0, oc, rows, n);
+                    else
+                        qpw_tile_QPW_WIDE1(a, f, m, buf, pn, j0, oc, rows, n);
+                }
             }
+            const long jt = (g1 - 1) / 16 * 16; /* a last block of at most QPW_OC_TAIL */
+            if (g1 - jt <= QPW_OC_TAIL) qpw_oc_tail(a, f, fm, buf, pn, jt, g1 - jt, c0, c1, kind);
         }
     }
 }

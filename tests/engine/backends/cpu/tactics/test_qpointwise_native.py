@@ -165,6 +165,45 @@ def tie_case() -> tuple[QConvSpec, list]:
     return QConvSpec(**{**spec.__dict__, **fields}), [x, w, ws, bias, None]
 
 
+#: the AVX2 path's layouts: blocks of 16 positions from 64 input channels (groups of 4 blocks a
+#: channel tile; 260 channels: 2), else rows (8 channels); Cout 20, 23, 9, 11: a last tile of
+#: 4, 3, 1, 3 channels; positions: 49 (3 blocks and a tail of 1), 81 (a group of 4 blocks,
+#: one of 1 and a tail of 1), 35 (a last block of 3), 24 (a last vector of 8)
+LAYOUT_SHAPES = [((1, 64, 7, 7), 20), ((1, 72, 9, 9), 23), ((1, 260, 5, 7), 9), ((1, 8, 3, 8), 11)]
+
+
+@pytest.mark.parametrize("x_lo", [0, -128], ids=["u8", "signed"])
+@pytest.mark.parametrize("residual", ["none", "pre"])
+def test_layouts(residual, x_lo) -> None:
+    """Activations all non-negative (the u8 tiles; with a residual their branch-free
+    epilogue) or signed."""
+    for k, (x_shape, cout) in enumerate(LAYOUT_SHAPES):
+        conv = (x_shape, cout, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+        z_dtype = np.int8 if residual == "pre" else None
+        spec, inputs = make_case(conv, ACTS[1], residual, z_dtype, "int8", np.int8, seed=20 + k)
+        x = np.random.default_rng(k).integers(x_lo, 128, x_shape).astype(np.int8)
+        inputs = [x, *inputs[1:]]
+        for workers in (1, 2):
+            got = run(spec, inputs, workers)
+            np.testing.assert_array_equal(got, qconv(*inputs, **spec.attrs()), err_msg=str(k))
+
+
+def test_residual_ties_round_half_to_even() -> None:
+    """tie_case's layer with u8 activations and an int8 residual of half an output step per
+    unit (z_scale = out_scale / 2): every odd residual puts a result on a half (the AVX2
+    path's branch-free residual epilogue then redoes the tile's rows lane by lane)."""
+    spec, inputs = tie_case()
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 4, spec.x_shape).astype(np.int8)
+    z = rng.integers(-9, 10, spec.out_shape).astype(np.int8)
+    fields = dict(residual="pre", z_dtype=np.dtype(np.int8), z_scale=spec.out_scale / 2)
+    spec = QConvSpec(**{**spec.__dict__, **fields})
+    inputs = [x, *inputs[1:4], z]
+    want = qconv(*inputs, **spec.attrs())
+    assert (z % 2 != 0).mean() > 0.3 and (np.abs(want) < 127).mean() > 0.1
+    np.testing.assert_array_equal(run(spec, inputs), want)
+
+
 def test_ties_round_half_to_even() -> None:
     spec, inputs = tie_case()
     want = qconv(*inputs, **spec.attrs())
