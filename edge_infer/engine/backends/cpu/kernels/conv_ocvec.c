@@ -167,38 +167,15 @@ static inline __attribute__((always_inline)) void tile_7x16(const float *u, long
     acc[4][0] = a40; acc[4][1] = a41; acc[5][0] = a50; acc[5][1] = a51;
     acc[6][0] = a60; acc[6][1] = a61;
 }
-/* tile_6x16k with each term's input line prefetched PF floats ahead (the line the tile
- * PF / 6 blocks on reads): a plain projection's float32 input read in place, its lines
- * xcs apart, past PF_MIN_BYTES of input (conv_ocvec). MobileNetV2's 576 -> 96 on 14 x 14,
- * one thread, CPU time, whole engine: 0.89-0.96x of the plain tile (PF 12, 24, 40 alike) */
+/* The tile with each term's input line prefetched PF floats ahead (simd.h's tile_6x16kp: the
+ * line the tile PF / 6 blocks on reads): a plain projection's float32 input read in place,
+ * its lines xcs apart, past PF_MIN_BYTES of input (conv_ocvec). MobileNetV2's 576 -> 96 on
+ * 14 x 14, one thread, CPU time, whole engine: 0.89-0.96x of the plain tile (PF 12, 24, 40
+ * alike) */
 #ifndef PF
 #define PF 24
 #endif
 #define PF_MIN_BYTES (384L << 10)
-static inline __attribute__((always_inline)) void tile_6x16p(const float *u, long us,
-                                                           const float *v, long n,
-                                                           v8 acc[][2], long more) {
-    v8 a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
-    v8 a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
-    if (more) {
-        a00 = acc[0][0]; a01 = acc[0][1]; a10 = acc[1][0]; a11 = acc[1][1];
-        a20 = acc[2][0]; a21 = acc[2][1]; a30 = acc[3][0]; a31 = acc[3][1];
-        a40 = acc[4][0]; a41 = acc[4][1]; a50 = acc[5][0]; a51 = acc[5][1];
-    }
-    for (long k = 0; k < n; k++, u += us, v += 16) {
-        __builtin_prefetch(u + PF, 0, 3);
-        v8 v0 = load8(v), v1 = load8(v + 8);
-        a00 += u[0] * v0; a01 += u[0] * v1;
-        a10 += u[1] * v0; a11 += u[1] * v1;
-        a20 += u[2] * v0; a21 += u[2] * v1;
-        a30 += u[3] * v0; a31 += u[3] * v1;
-        a40 += u[4] * v0; a41 += u[4] * v1;
-        a50 += u[5] * v0; a51 += u[5] * v1;
-    }
-    acc[0][0] = a00; acc[0][1] = a01; acc[1][0] = a10; acc[1][1] = a11;
-    acc[2][0] = a20; acc[2][1] = a21; acc[3][0] = a30; acc[3][1] = a31;
-    acc[4][0] = a40; acc[4][1] = a41; acc[5][0] = a50; acc[5][1] = a51;
-}
 /* The last position block's r < PB positions (7x7 grids in tiles of 6: 8 tiles and one
  * position): tiles of those r positions only, not of PB of which PB - r are padding. Each
  * accumulator sums tile_6x16k's products in its order: the same bits. */
@@ -378,7 +355,7 @@ conv_ocvec(const float *pk, long T, long npb, const float *wpack, const float *b
                 v8(*acc)[2] = part + (pb - g0) * PB;
                 if (np < PB) tile_tail(u, ss, v, kb, acc, np, k0 > 0);
                 else if (PB == 7) tile_7x16(u, ss, v, kb, acc, k0 > 0);
-                else if (pf) tile_6x16p(u, ss, v, kb, acc, k0 > 0);
+                else if (pf) tile_6x16kp(u, ss, v, kb, acc, k0 > 0, PF);
                 else tile_6x16k(u, ss, v, kb, acc, k0 > 0);
             }
         long k0 = kb < T ? (T - 1) / kb * kb : 0, kn = T - k0;
@@ -390,7 +367,7 @@ conv_ocvec(const float *pk, long T, long npb, const float *wpack, const float *b
                 acc[j][0] = part[(pb - g0) * PB + j][0], acc[j][1] = part[(pb - g0) * PB + j][1];
             if (np < PB) tile_tail(u, ss, v, kn, acc, np, more);
             else if (PB == 7) tile_7x16(u, ss, v, kn, acc, more);
-            else if (pf) tile_6x16p(u, ss, v, kn, acc, more);
+            else if (pf) tile_6x16kp(u, ss, v, kn, acc, more, PF);
             else tile_6x16k(u, ss, v, kn, acc, more);
             if (!half) { /* float32: the tile turned into channel rows in registers */
                 float *o = (float *)out + c0 * ocs + pb * PB;

@@ -118,10 +118,11 @@ static inline __attribute__((always_inline)) void activate_n(v8 *y, long n, long
  * channel stride where a plain 1x1 conv's input is read in place), starting from acc where
  * `more` (a later block of terms: the partial sums of the ones before; conv_ocvec.c) or from
  * zero; acc is written once, at the end. Per output the same products in the same order
- * however the terms are blocked. */
-static inline __attribute__((always_inline)) void tile_6x16k(const float *u, long us,
-                                                           const float *v, long n,
-                                                           v8 acc[][2], long more) {
+ * however the terms are blocked. tile_6x16kp: each term's input line also prefetched pf floats
+ * ahead (a constant; 0: none). */
+static inline __attribute__((always_inline)) void tile_6x16kp(const float *u, long us,
+                                                            const float *v, long n,
+                                                            v8 acc[][2], long more, long pf) {
     v8 a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
     v8 a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
     if (more) {
@@ -130,6 +131,7 @@ static inline __attribute__((always_inline)) void tile_6x16k(const float *u, lon
         a40 = acc[4][0]; a41 = acc[4][1]; a50 = acc[5][0]; a51 = acc[5][1];
     }
     for (long k = 0; k < n; k++, u += us, v += 16) {
+        if (pf) __builtin_prefetch(u + pf, 0, 3);
         v8 v0 = load8(v), v1 = load8(v + 8);
         a00 += u[0] * v0; a01 += u[0] * v1;
         a10 += u[1] * v0; a11 += u[1] * v1;
@@ -141,6 +143,11 @@ static inline __attribute__((always_inline)) void tile_6x16k(const float *u, lon
     acc[0][0] = a00; acc[0][1] = a01; acc[1][0] = a10; acc[1][1] = a11;
     acc[2][0] = a20; acc[2][1] = a21; acc[3][0] = a30; acc[3][1] = a31;
     acc[4][0] = a40; acc[4][1] = a41; acc[5][0] = a50; acc[5][1] = a51;
+}
+static inline __attribute__((always_inline)) void tile_6x16k(const float *u, long us,
+                                                           const float *v, long n,
+                                                           v8 acc[][2], long more) {
+    tile_6x16kp(u, us, v, n, acc, more, 0);
 }
 static inline __attribute__((always_inline)) void tile_6x16(const float *u, const float *v,
                                                           long n, v8 acc[6][2]) {
