@@ -286,6 +286,46 @@ def runnable_build(name: str) -> Any:
     return build_library(tuple(_BUILDS[name]))
 
 
+#: the epilogues a path test runs each geometry with: (output precision, residual)
+EPILOGUES = [("int8", "none"), ("int8", "none"), ("fp32", "post"), ("int8", "pre")]
+
+
+def library_workers(build: str, monkeypatch) -> tuple[int, ...]:
+    """For a path test: run ``build``'s library (``native``: this CPU's, else another build)
+    and return the thread counts to run it with (the other builds run without the engine's
+    pool); row chunks even on small planes."""
+    monkeypatch.setattr(cpu_qdepthwise, "MIN_CHUNK", 1)
+    if build == "native":
+        return (1, 2)
+    built = runnable_build(build)
+    monkeypatch.setattr(native, "library", lambda: built)
+    return (1,)
+
+
+def check_epilogues(
+    conv: tuple, k: int, seed: int, workers: tuple[int, ...], slicings: tuple[bool, ...] = (False,)
+) -> None:
+    """``conv`` under each of :data:`EPILOGUES` (activations in turn), bit for bit."""
+    for j, (out_precision, residual) in enumerate(EPILOGUES):
+        act = ACTS[(k + j) % 4]
+        spec, inputs = make_case(conv, act, residual, np.int8, out_precision, np.int8, seed + j)
+        want = qconv(*inputs, **spec.attrs())
+        for n in workers:
+            for sliced in slicings:
+                got = run_native(spec, inputs, workers=n, sliced=sliced)
+                check(spec, got, want, f"{conv} {act} {out_precision} {residual} x{n} {sliced=}")
+
+
+def check_ties(convs: list, seed: int, workers: tuple[int, ...]) -> None:
+    """Small accumulators at out_scale = 2 x channel 0's multiplier: half of its outputs on
+    a float32 half step (unproved: redone exactly; proved channels are the others)."""
+    for k, conv in enumerate(convs):
+        s, inputs = tie_case(conv, seed + k, k)
+        want = qconv(*inputs, **s.attrs())
+        for n in workers:
+            check(s, run_native(s, inputs, workers=n), want, f"{conv} x{n}")
+
+
 @pytest.fixture(scope="module", params=sorted(_BUILDS))
 def path_lib(request) -> Any:
     return runnable_build(request.param)

@@ -20,15 +20,13 @@ import pytest
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.tactics import cpu_qdepthwise
 from edge_infer.engine.backends.cpu.tactics.cpu_qdepthwise import QDepthwiseNative
-from edge_infer.engine.ops.quantize import qconv
 from tests.engine.backends.cpu.tactics.test_qconv_native import ACTS
 from tests.engine.backends.cpu.test_qdepthwise_native import (
-    check,
+    check_epilogues,
+    check_ties,
+    library_workers,
     make_case,
     prove_none,
-    run_native,
-    runnable_build,
-    tie_case,
 )
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
@@ -46,45 +44,21 @@ S1_CONVS = [
 
 @pytest.fixture(params=["native", "avx2-f16c", "x86-64"])
 def workers(request, monkeypatch) -> tuple[int, ...]:
-    """The library to run (this CPU's, or another build's), and the thread counts to run
-    it with (the other builds run without the engine's pool); every width takes the path."""
-    monkeypatch.setattr(cpu_qdepthwise, "MIN_CHUNK", 1)  # row chunks even on small planes
+    """(every width takes the path)"""
     monkeypatch.setattr(cpu_qdepthwise, "S1_MIN_WIDTH", 1)
-    if request.param == "native":
-        return (1, 2)
-    built = runnable_build(request.param)
-    monkeypatch.setattr(native, "library", lambda: built)
-    return (1,)
+    return library_workers(request.param, monkeypatch)
 
 
 @pytest.mark.parametrize("k", range(len(S1_CONVS)))
 def test_stride1_rows(k: int, workers: tuple[int, ...]) -> None:
-    for j, (out_precision, residual) in enumerate(
-        [("int8", "none"), ("int8", "none"), ("fp32", "post"), ("int8", "pre")]
-    ):
-        act = ACTS[(k + j) % 4]
-        spec, inputs = make_case(
-            S1_CONVS[k], act, residual, np.int8, out_precision, np.int8, 20 * k + j
-        )
-        want = qconv(*inputs, **spec.attrs())
-        for n in workers:
-            for sliced in (False, True):
-                got = run_native(spec, inputs, workers=n, sliced=sliced)
-                what = f"{S1_CONVS[k]} {act} {out_precision} {residual} x{n} sliced={sliced}"
-                check(spec, got, want, what)
+    check_epilogues(S1_CONVS[k], k, 20 * k, workers, slicings=(False, True))
 
 
 @pytest.mark.parametrize("proved", [False, True], ids=["checked", "proved"])
 def test_stride1_ties(proved: bool, workers: tuple[int, ...], monkeypatch) -> None:
-    """Small accumulators at out_scale = 2 x channel 0's multiplier: half of its outputs on
-    a float32 half step (unproved: redone exactly; proved channels are the others)."""
     if not proved:
         prove_none(monkeypatch)
-    for k, conv in enumerate(S1_CONVS):
-        s, inputs = tie_case(conv, 60 + k, k)
-        want = qconv(*inputs, **s.attrs())
-        for n in workers:
-            check(s, run_native(s, inputs, workers=n), want, f"{conv} x{n}")
+    check_ties(S1_CONVS, 60, workers)
 
 
 def test_the_path_is_taken_where_documented() -> None:
