@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from edge_infer.engine.ir import Node
+from edge_infer.engine.ops.quantize import int8_value_range
 from edge_infer.engine.tactics.base import ConvGeometry
 
 QCONV_DOMAIN = "edge_infer"
@@ -43,6 +44,9 @@ class QConvSpec(ConvGeometry):
     z_scale: float = 0.0
     out_precision: str = "fp32"  # fp32 | fp16 | int8
     out_scale: float = 0.0
+    #: the int8 values the input can hold (ops.quantize.int8_value_range): the AVX2 int8
+    #: tiles' speed depends on it, so it is part of the timing-cache key
+    x_range: tuple[int, int] = (-128, 127)
 
     @property
     def depthwise(self) -> bool:
@@ -73,6 +77,7 @@ class QConvSpec(ConvGeometry):
             f"w{list(self.weight.shape)} s{list(self.strides)} p{list(self.pads)} "
             f"d{list(self.dilations)} g{self.group} act={self.activation or '-'} "
             f"res={self.residual}:{z} out={self.out_precision}"
+            + (f" x_range={list(self.x_range)}" if np.dtype(self.x_dtype) == np.int8 else "")
         )
 
 
@@ -125,6 +130,7 @@ def qconv_spec(node: Node) -> QConvSpec | None:
         z_scale=float(a.get("z_scale", 0.0)),
         out_precision=a.get("out_precision", "fp32"),
         out_scale=float(a.get("out_scale", 0.0)),
+        x_range=int8_value_range(x) if np.dtype(x.dtype) == np.int8 else (-128, 127),
     )
 
 

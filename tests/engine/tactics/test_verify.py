@@ -21,6 +21,7 @@ from edge_infer.engine.options import BuildOptions
 from edge_infer.engine.reference import execute_graph
 from edge_infer.engine.tactics.autotune import TimingCache, tune_layer
 from edge_infer.engine.tactics.base import ConvSpec, Tactic, conv_spec
+from edge_infer.engine.tactics.quantized import qconv_spec
 from edge_infer.engine.tactics.verify import (
     TOLERANCES,
     check_tactic,
@@ -257,6 +258,9 @@ def test_int8_layers_are_checked_on_random_int8_inputs() -> None:
     x = layer_inputs(node)[0]
     assert x.dtype == np.int8 and x.min() == 0 and x.max() == 127
     assert len(np.unique(x)) == 128
+    # the range is part of the timing-cache key: timings taken on other inputs are not reused
+    spec = qconv_spec(node)
+    assert spec is not None and spec.signature().endswith(" x_range=[0, 127]")
 
 
 def _int8_producer(activation: str, params: tuple = (), residual: str = "none", scale=0.05):  # type: ignore[no-untyped-def]
