@@ -30,6 +30,7 @@ the precision pass creates in the ``edge_infer`` domain (version 1).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -479,11 +480,27 @@ def int8_value_range(value: Any, _depth: int = 0) -> tuple[int, int]:
     scale = float(a.get("out_scale", 0.0) or 0.0)
     if a.get("out_precision") != "int8" or scale <= 0 or a.get("residual") == "post":
         return full
-    # every pre-activation that stores in int8 and far beyond it (saturating functions)
+    params = tuple(float(p) for p in a.get("activation_params", ()))
+    return _activation_int8_range(str(a.get("activation", "")), params, scale)
+
+
+@functools.lru_cache(maxsize=1024)
+def _activation_int8_range(
+    activation: str, params: tuple[float, ...], scale: float
+) -> tuple[int, int]:
+    """min and max of the int8 storage of ``activation(y)`` at ``scale`` over every real y: a
+    coarse grid far beyond the stored range (saturating functions reach their limits there)
+    and a fine one over [-8, 8], where the non-monotone activations (SiLU, Mish, GELU, hard
+    swish) have their minimum. Engines are bound at load through this (every int8 layer's
+    spec), hence the cache and the small grids."""
     reach = max(256.0 * scale, 64.0)
     grid = np.concatenate(
-        [np.linspace(-reach, reach, 1 << 16), np.arange(-128, 128) * scale]
+        [
+            np.linspace(-reach, reach, 4097),
+            np.linspace(-8.0, 8.0, 8193),
+            np.arange(-128, 128) * scale,
+        ]
     ).astype(np.float32)
-    y = apply_activation(grid, str(a.get("activation", "")), a.get("activation_params", ()))
+    y = apply_activation(grid, activation, params)
     q = quantize_activation(np.asarray(y, np.float32), scale)
     return int(q.min()), int(q.max())
