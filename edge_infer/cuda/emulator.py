@@ -1,7 +1,7 @@
 """The CUDA emulator: the kernel sources built with the host C++ compiler and run on the CPU.
 
 Every ``.cu`` file is compiled with ``-DEI_EMULATE`` against ``kernels/emu/ei_emu.h`` (the
-CUDA subset on the host: one OS thread per CUDA thread, real barriers, see
+CUDA subset on the host: every CUDA thread a fiber or an OS thread, real barriers, see
 ``docs/cuda-kernels.md``) and linked with the emulator runtime into one shared library, loaded
 with ctypes. Three variants: ``plain`` (-O2), ``asan`` (AddressSanitizer) and ``tsan``
 (ThreadSanitizer). A sanitized library only loads into a process started with its runtime
@@ -241,6 +241,7 @@ class EmuLibrary:
         self.kernels = dict(kernels)
         self._dll = ctypes.CDLL(str(path))
         self._dll.ei_emu_last_error.restype = ctypes.c_char_p
+        self._dll.ei_emu_scheduler.restype = ctypes.c_char_p
         self._checked: set[str] = set()
         #: per entry point: launches, seconds spent in them, block sizes and largest dynamic
         #: shared memory seen (for bench/cuda_kernels.py's table)
@@ -271,10 +272,19 @@ class EmuLibrary:
                 lib.kernels.update(kernels)
             return lib
 
+    @property
+    def scheduler(self) -> str:
+        """How a block's CUDA threads run: ``"fibers"`` (the plain build's default: user-space
+        switches at barriers, on the launching thread) or ``"threads"`` (one OS thread each:
+        the sanitized builds, or the plain build in a process started with
+        ``EI_EMU_THREADS=1``). docs/cuda-kernels.md, "Two schedulers"."""
+        return self._dll.ei_emu_scheduler().decode()
+
     def set_hang_timeout(self, seconds: int) -> None:
-        """Report a launch that makes no progress (no barrier opens, no block ends) for
-        ``seconds`` as hung (default 120): :class:`KernelLaunchError` instead of a test run that
-        never ends. The hung threads stay blocked, so the library refuses later launches."""
+        """With OS threads: report a launch that makes no progress (no barrier opens, no block
+        ends) for ``seconds`` as hung (default 120): :class:`KernelLaunchError` instead of a
+        test run that never ends. The hung threads stay blocked, so the library refuses later
+        launches. With fibers a deadlock is reported at once and the library stays usable."""
         self._dll.ei_emu_set_hang_seconds(int(seconds))
 
     def params_size(self, entry: str) -> int:

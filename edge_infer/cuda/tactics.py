@@ -17,11 +17,11 @@ The emulator's clock measures the emulator, not a GPU, so nothing is timed there
 On the emulator (``emulated=True``) rule 2 becomes: the direct kernel, else (FP16, INT8)
 the tile with the fewest threads per block, a SIMT one before a tensor-core one (the
 emulator's wmma is warp-collective: more barriers), then the largest. The emulator's cost is
-dominated by block barriers (every CUDA thread is an OS thread; the direct kernel has none and
-runs 10-20x faster than a tiled one there), and an engine built for the emulator runs only on
-the emulator (its fingerprint names it), so its choices need to be correct, not fast. Every
-tile shape is checked by the kernel tests; the engine tests run tiled tactics through hints
-and the injected timer.
+dominated by block barriers (a context switch per CUDA thread at each; the direct kernel has
+none and ran 10-20x faster than a tiled one when the emulator's threads were OS threads), and
+an engine built for the emulator runs only on the emulator (its fingerprint names it), so its
+choices need to be correct, not fast. Every tile shape is checked by the kernel tests; the
+engine tests run tiled tactics through hints and the injected timer.
 
 A test drives the timed path on the emulator with an injected timer.
 """

@@ -1,6 +1,6 @@
 """Whole networks on the CUDA backend (emulator, hazard checker on) against the CPU engine:
 the zoo models and the demo detector, batch 1 and 2, FP32; FP16 and INT8 on the small net and
-YOLOv8n. Inputs are small: the emulator runs every CUDA thread as an OS thread."""
+YOLOv8n. Inputs are small: the emulator runs every CUDA thread as a fiber of one OS thread."""
 
 from __future__ import annotations
 

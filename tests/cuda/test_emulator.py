@@ -329,6 +329,7 @@ import numpy as np
 from edge_infer.errors import KernelLaunchError
 from tests.cuda import emu_kernels as ek
 lib = ek.load(sys.argv[1])
+print(lib.scheduler)
 lib.set_hang_timeout(2)
 out = np.zeros(32, np.float32)
 for _ in range(2):
@@ -336,10 +337,24 @@ for _ in range(2):
         lib.launch("ei_probe_deadlock", 1, 32, ek.ProbeParams(out=out.ctypes.data))
     except KernelLaunchError as exc:
         print("refused:", exc)
+x = np.arange(64, dtype=np.float32)
+try:
+    params = ek.ProbeParams(x=x.ctypes.data, out=out.ctypes.data, n=64)
+    lib.launch("ei_probe_block_sum", 1, 64, params)
+    print("sum", out[0])
+except KernelLaunchError as exc:
+    print("refused:", exc)
 """
 
+#: the plain build runs fibers unless EI_EMU_THREADS=1; a sanitized build always OS threads
+SCHEDULERS = ["fibers", "threads"] if emu_variant() == "plain" else ["threads"]
 
-def test_a_deadlocked_kernel_is_reported_not_hung() -> None:
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_a_deadlocked_kernel_is_reported_not_hung(scheduler: str) -> None:
+    """Fibers see the deadlock at once (no thread can run) and the library stays usable; OS
+    threads are reported after the hang timeout and the library then refuses launches (their
+    threads stay blocked)."""
     import os
     import subprocess
     import sys
@@ -350,6 +365,9 @@ def test_a_deadlocked_kernel_is_reported_not_hung() -> None:
     variant = emu_variant()
     ek.load(variant)  # built here: the subprocess only loads it
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("EI_EMU_THREADS", None)
+    if scheduler == "threads":
+        env["EI_EMU_THREADS"] = "1"
     if variant != "plain":
         env.update(sanitizer_env(variant))
     proc = subprocess.run(
@@ -363,8 +381,14 @@ def test_a_deadlocked_kernel_is_reported_not_hung() -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
-    assert "made no progress for 2 s" in lines[0], proc.stdout
-    assert "an earlier launch hung" in lines[1], proc.stdout
+    assert lines[0] == scheduler, proc.stdout
+    if scheduler == "fibers":
+        assert all("kernel deadlocked" in line for line in lines[1:3]), proc.stdout
+        assert lines[3] == f"sum {float(np.arange(64).sum())}", proc.stdout
+    else:
+        assert "made no progress for 2 s" in lines[1], proc.stdout
+        assert "an earlier launch hung" in lines[2], proc.stdout
+        assert "an earlier launch hung" in lines[3], proc.stdout
 
 
 def test_registry_refuses_duplicates_and_missing_sources(monkeypatch) -> None:

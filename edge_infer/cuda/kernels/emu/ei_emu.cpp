@@ -1,11 +1,20 @@
-// The emulator's runtime: a team of OS threads (one per CUDA thread of a block, created once
-// and reused by every launch), futex barriers, per-warp exchange buffers, launch checks.
+// The emulator's runtime: barriers, per-warp exchange buffers, launch checks, and two ways of
+// running a block's CUDA threads (docs/cuda-kernels.md, "Two schedulers"):
 //
-// Barriers are a mutex-protected count plus a generation word that waiters sleep on with a
-// futex: pthread mutexes and acquire/release atomics are what ThreadSanitizer models, so the
-// happens-before edges it sees are exactly the ones a __syncthreads creates. A thread that
-// returns from the kernel leaves the block's barriers (as an exited thread does on the
-// device), so "if (i >= n) return;" before a __syncthreads does not hang.
+// - OS threads: a team of pthreads (one per CUDA thread of a block, created once and reused
+//   by every launch). The sanitized builds always run so (ThreadSanitizer sees real threads
+//   and real happens-before edges); the plain build when EI_EMU_THREADS=1.
+// - Fibers (the plain build's default): every CUDA thread of a block is a fiber with its own
+//   stack on the launching thread, switched only where it waits at a barrier. A barrier then
+//   costs two user-space context switches per thread instead of a futex sleep and wake-up,
+//   and a deadlock (every unfinished thread waits at a barrier others never reach) is seen at
+//   once.
+//
+// Barriers are a mutex-protected count plus a generation word that waiters sleep on (a futex,
+// or a fiber switch): pthread mutexes and acquire/release atomics are what ThreadSanitizer
+// models, so the happens-before edges it sees are exactly the ones a __syncthreads creates. A
+// thread that returns from the kernel leaves the block's barriers (as an exited thread does on
+// the device), so "if (i >= n) return;" before a __syncthreads does not hang.
 #include "ei_emu.h"
 
 #include <limits.h>
@@ -13,9 +22,14 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#if !defined(__x86_64__) || defined(EI_EMU_UCONTEXT)
+#include <ucontext.h>
+#endif
 
 thread_local uint3 threadIdx;
 thread_local uint3 blockIdx;
@@ -44,6 +58,12 @@ void futex_wake(uint32_t* word, int count) {
     syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, count, nullptr, nullptr, 0);
 }
 
+// The running fiber of the launching thread (nullptr in the OS-thread scheduler).
+struct Fiber;
+thread_local Fiber* t_fiber = nullptr;
+// A fiber waiting for ``*word`` to change: back to the scheduler, which resumes it only then.
+void fiber_park(uint32_t* word, uint32_t value);
+
 struct Barrier {
     pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
     int expected = 0;
@@ -64,7 +84,7 @@ struct Barrier {
         arrived = 0;
         __atomic_store_n(&generation, g + 1, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&mutex);
-        futex_wake(&generation, INT_MAX);
+        if (!t_fiber) futex_wake(&generation, INT_MAX);
     }
     // returns how many threads the phase opened with (read before this thread can arrive
     // again, so no later phase can have overwritten it)
@@ -79,7 +99,12 @@ struct Barrier {
             return n;
         }
         pthread_mutex_unlock(&mutex);
-        while (__atomic_load_n(&generation, __ATOMIC_ACQUIRE) == g) futex_wait(&generation, g);
+        while (__atomic_load_n(&generation, __ATOMIC_ACQUIRE) == g) {
+            if (t_fiber)
+                fiber_park(&generation, g);
+            else
+                futex_wait(&generation, g);
+        }
         return opened_with;
     }
     int wait() {
@@ -153,30 +178,43 @@ void reset_block_state(Launch& L) {
     if (L.dynamic_shared) memset(L.dynamic_shared, 0xff, L.shared_bytes);
 }
 
+// One CUDA thread's kernel, then it leaves the block's barriers as an exited thread does.
+void run_thread(ei_emu::Thunk thunk, const void* params) {
+    try {
+        thunk(params);
+    } catch (const Trap&) {
+        // the launch is marked failed; this thread leaves the block like an exited one
+    }
+    progress();
+    g_launch.sync.drop();
+    __atomic_fetch_and(&t_warp->live, ~(1u << t_lane), __ATOMIC_RELAXED);
+    t_warp->barrier.drop();
+}
+
+uint3 thread_index(unsigned tid, const unsigned block[3]) {
+    return uint3{tid % block[0], (tid / block[0]) % block[1], tid / (block[0] * block[1])};
+}
+
+uint3 block_index(uint64_t b, const unsigned grid[3]) {
+    return uint3{unsigned(b % grid[0]), unsigned((b / grid[0]) % grid[1]),
+                 unsigned(b / (uint64_t(grid[0]) * grid[1]))};
+}
+
 void run_blocks(unsigned tid) {
     Launch& L = g_launch;
     // copies: after the last block the launcher may already be writing the next launch
     const ei_emu::Thunk thunk = L.thunk;
     const void* params = L.params;
     const uint64_t nblocks = L.nblocks;
-    const unsigned gx = L.grid[0], gy = L.grid[1];
+    const unsigned grid[3] = {L.grid[0], L.grid[1], L.grid[2]};
     blockDim = dim3(L.block[0], L.block[1], L.block[2]);
     gridDim = dim3(L.grid[0], L.grid[1], L.grid[2]);
-    threadIdx = uint3{tid % L.block[0], (tid / L.block[0]) % L.block[1],
-                      tid / (L.block[0] * L.block[1])};
+    threadIdx = thread_index(tid, L.block);
     t_warp = &L.warps[tid / 32];
     t_lane = tid % 32;
     for (uint64_t b = 0; b < nblocks; ++b) {
-        blockIdx = uint3{unsigned(b % gx), unsigned((b / gx) % gy), unsigned(b / (uint64_t(gx) * gy))};
-        try {
-            thunk(params);
-        } catch (const Trap&) {
-            // the launch is marked failed; this thread leaves the block like an exited one
-        }
-        progress();
-        L.sync.drop();
-        __atomic_fetch_and(&t_warp->live, ~(1u << t_lane), __ATOMIC_RELAXED);
-        t_warp->barrier.drop();
+        blockIdx = block_index(b, grid);
+        run_thread(thunk, params);
         const bool last = b + 1 == nblocks;
         L.block_end.wait([&] {
             if (last) {
@@ -226,9 +264,207 @@ bool grow_team(unsigned n) {
     return ok;
 }
 
+// -- the fiber scheduler ----------------------------------------------------------------------
+
+// A fiber's stack; a PROT_NONE guard page below it turns an overflow into a fault.
+const size_t kFiberStackBytes = 1u << 20;
+
+#if defined(__x86_64__) && !defined(EI_EMU_UCONTEXT)
+// ei_emu_fiber_switch(&from_sp, to_sp): pushes the callee-saved registers, MXCSR and the x87
+// control word, stores the stack pointer in *from_sp, then pops the same from to_sp and
+// returns there (System V: every other register is caller-saved across the call).
+extern "C" void ei_emu_fiber_switch(void** from_sp, void* to_sp);
+asm(R"(
+    .text
+    .p2align 4
+    .type ei_emu_fiber_switch, @function
+ei_emu_fiber_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size ei_emu_fiber_switch, .-ei_emu_fiber_switch
+)");
+
+struct Context {
+    void* sp = nullptr;
+};
+
+void context_switch(Context& from, Context& to) { ei_emu_fiber_switch(&from.sp, to.sp); }
+
+// A context that starts ``entry`` (which never returns) on the stack below ``top``: the frame
+// ei_emu_fiber_switch pops, whose return address is ``entry`` with rsp then = 8 mod 16, as
+// after a call.
+void context_init(Context& c, char* top, void (*entry)()) {
+    uint64_t* sp = reinterpret_cast<uint64_t*>(uintptr_t(top) & ~uintptr_t(15));
+    *--sp = 0;                             // entry's return address: none
+    *--sp = uint64_t(uintptr_t(entry));    // ei_emu_fiber_switch returns here
+    for (int i = 0; i < 6; ++i) *--sp = 0;  // rbp rbx r12 r13 r14 r15
+    uint32_t csr[2] = {0, 0};
+    asm volatile("stmxcsr %0" : "=m"(csr[0]));
+    asm volatile("fnstcw %0" : "=m"(csr[1]));
+    *--sp = uint64_t(csr[0]) | (uint64_t(csr[1]) << 32);
+    c.sp = sp;
+}
+#else
+// elsewhere, ucontext: correct, slower (swapcontext saves the signal mask with a system call)
+struct Context {
+    ucontext_t uc;
+};
+
+void context_switch(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+
+void context_init(Context& c, char* top, void (*entry)()) {
+    getcontext(&c.uc);
+    c.uc.uc_stack.ss_sp = top - kFiberStackBytes;
+    c.uc.uc_stack.ss_size = kFiberStackBytes;
+    c.uc.uc_link = nullptr;
+    makecontext(&c.uc, entry, 0);
+}
+#endif
+
+struct Fiber {
+    Context ctx;
+    char* top = nullptr;  // of its stack
+    uint3 tid3;
+    Warp* warp = nullptr;
+    unsigned lane = 0;
+    uint32_t* wait_word = nullptr;  // parked until *wait_word != wait_value
+    uint32_t wait_value = 0;
+    bool done = false;
+};
+
+Fiber* g_fibers[kMaxThreads];
+unsigned g_fiber_count = 0;
+// the launching thread's context while a fiber runs (launches are serialized)
+Context g_scheduler;
+
+void fiber_park(uint32_t* word, uint32_t value) {
+    Fiber* f = t_fiber;
+    f->wait_word = word;
+    f->wait_value = value;
+    context_switch(f->ctx, g_scheduler);
+}
+
+[[noreturn]] void fiber_main() {
+    Fiber* f = t_fiber;
+    run_thread(g_launch.thunk, g_launch.params);
+    f->done = true;
+    context_switch(f->ctx, g_scheduler);
+    __builtin_trap();  // a finished fiber is never resumed
+}
+
+bool grow_fibers(unsigned n) {
+    const size_t page = size_t(sysconf(_SC_PAGESIZE));
+    while (g_fiber_count < n) {
+        void* mem = mmap(nullptr, kFiberStackBytes + page, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+        if (mem == MAP_FAILED) return false;
+        mprotect(mem, page, PROT_NONE);
+        Fiber* f = new Fiber();
+        f->top = static_cast<char*>(mem) + page + kFiberStackBytes;
+        g_fibers[g_fiber_count++] = f;
+    }
+    return true;
+}
+
+// Every block of the launch, one after another, each thread a fiber run until it waits at a
+// barrier, in thread order, round after round. False when a round finds every unfinished
+// thread parked: they wait at barriers others never reach (their stacks are abandoned; the
+// next block starts every fiber afresh).
+bool run_fiber_blocks(Launch& L) {
+    blockDim = dim3(L.block[0], L.block[1], L.block[2]);
+    gridDim = dim3(L.grid[0], L.grid[1], L.grid[2]);
+    for (unsigned t = 0; t < L.nthreads; ++t) {
+        Fiber* f = g_fibers[t];
+        f->tid3 = thread_index(t, L.block);
+        f->warp = &L.warps[t / 32];
+        f->lane = t % 32;
+    }
+    bool ok = true;
+    for (uint64_t b = 0; b < L.nblocks && ok; ++b) {
+        blockIdx = block_index(b, L.grid);
+        if (b > 0) reset_block_state(L);
+        for (unsigned t = 0; t < L.nthreads; ++t) {
+            Fiber* f = g_fibers[t];
+            f->done = false;
+            f->wait_word = nullptr;
+            context_init(f->ctx, f->top, fiber_main);
+        }
+        unsigned running = L.nthreads;
+        while (running > 0) {
+            bool resumed = false;
+            for (unsigned t = 0; t < L.nthreads; ++t) {
+                Fiber* f = g_fibers[t];
+                if (f->done) continue;
+                if (f->wait_word && __atomic_load_n(f->wait_word, __ATOMIC_ACQUIRE) == f->wait_value)
+                    continue;
+                f->wait_word = nullptr;
+                threadIdx = f->tid3;
+                t_warp = f->warp;
+                t_lane = f->lane;
+                t_fiber = f;
+                context_switch(g_scheduler, f->ctx);
+                resumed = true;
+                if (f->done) --running;
+            }
+            if (!resumed) {
+                ok = false;
+                break;
+            }
+        }
+    }
+    t_fiber = nullptr;
+    t_warp = nullptr;
+    return ok;
+}
+
+// fibers unless a sanitizer runs (it must see OS threads) or EI_EMU_THREADS=1 asks for threads
+bool use_fibers() {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    return false;
+#else
+    static const bool fibers = [] {
+        const char* env = getenv("EI_EMU_THREADS");
+        return !(env && env[0] == '1');
+    }();
+    return fibers;
+#endif
+}
+
 int fail(const char* fmt, unsigned long long a = 0, unsigned long long b = 0) {
     snprintf(t_error, sizeof t_error, fmt, a, b);
     return -1;
+}
+
+// after the last block: the launch's result, and the next launch may start
+int finish_launch(Launch& L) {
+    free(L.dynamic_shared);
+    L.dynamic_shared = nullptr;
+    int rc = 0;
+    if (__atomic_load_n(&L.failed, __ATOMIC_ACQUIRE)) {
+        snprintf(t_error, sizeof t_error, "%s", L.error);
+        rc = -1;
+    }
+    pthread_mutex_unlock(&g_launch_mutex);
+    return rc;
 }
 
 }  // namespace
@@ -255,9 +491,12 @@ int launch(Thunk thunk, const void* params, const unsigned grid[3], const unsign
         return fail("an earlier launch hung and its threads are still blocked; this emulator "
                     "library cannot run kernels until the process restarts");
     }
-    if (!grow_team(unsigned(nthreads))) {
+    const bool fibers = use_fibers();
+    if (fibers ? !grow_fibers(unsigned(nthreads)) : !grow_team(unsigned(nthreads))) {
         pthread_mutex_unlock(&g_launch_mutex);
-        return fail("cannot start %llu emulator threads (have %llu)", nthreads, g_team);
+        return fail(fibers ? "cannot map the stacks of %llu emulator fibers (have %llu)"
+                           : "cannot start %llu emulator threads (have %llu)",
+                    nthreads, fibers ? g_fiber_count : g_team);
     }
     Launch& L = g_launch;
     L.thunk = thunk;
@@ -275,6 +514,16 @@ int launch(Thunk thunk, const void* params, const unsigned grid[3], const unsign
     L.block_end.reset(int(nthreads));
     reset_block_state(L);
     __atomic_store_n(&L.done, 0u, __ATOMIC_RELAXED);
+    if (fibers) {
+        if (!run_fiber_blocks(L)) {
+            // the kernel's trap message, if any, is not the point: it cannot finish
+            L.failed = 1;
+            snprintf(L.error, sizeof L.error, "%s",
+                     "kernel deadlocked: every unfinished thread waits at a barrier "
+                     "(__syncthreads or a warp intrinsic) that others never reach");
+        }
+        return finish_launch(L);
+    }
     for (unsigned t = 0; t < nthreads; ++t) {
         __atomic_fetch_add(&g_workers[t]->start, 1u, __ATOMIC_RELEASE);
         futex_wake(&g_workers[t]->start, 1);
@@ -296,15 +545,7 @@ int launch(Thunk thunk, const void* params, const unsigned grid[3], const unsign
                         (unsigned long long)g_hang_seconds);
         }
     }
-    free(L.dynamic_shared);
-    L.dynamic_shared = nullptr;
-    int rc = 0;
-    if (__atomic_load_n(&L.failed, __ATOMIC_ACQUIRE)) {
-        snprintf(t_error, sizeof t_error, "%s", L.error);
-        rc = -1;
-    }
-    pthread_mutex_unlock(&g_launch_mutex);
-    return rc;
+    return finish_launch(L);
 }
 
 void trap(const char* why) {
@@ -349,4 +590,8 @@ extern "C" __attribute__((visibility("default"))) int ei_emu_team_size(void) { r
 
 extern "C" __attribute__((visibility("default"))) void ei_emu_set_hang_seconds(int seconds) {
     g_hang_seconds = seconds > 0 ? seconds : 1;
+}
+
+extern "C" __attribute__((visibility("default"))) const char* ei_emu_scheduler(void) {
+    return use_fibers() ? "fibers" : "threads";
 }

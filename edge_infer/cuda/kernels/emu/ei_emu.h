@@ -89,6 +89,7 @@ unsigned char* dynamic_shared();
 
 extern "C" const char* ei_emu_last_error(void);
 extern "C" int ei_emu_team_size(void);
+extern "C" const char* ei_emu_scheduler(void);  // "fibers" or "threads"
 extern "C" void ei_emu_set_hang_seconds(int seconds);
 
 inline void __syncthreads() { ei_emu::syncthreads(); }
