@@ -346,8 +346,8 @@ except KernelLaunchError as exc:
     print("refused:", exc)
 """
 
-#: the plain build runs fibers unless EI_EMU_THREADS=1; a sanitized build always OS threads
-SCHEDULERS = ["fibers", "threads"] if emu_variant() == "plain" else ["threads"]
+#: the plain and asan builds run fibers unless EI_EMU_THREADS=1; tsan always OS threads
+SCHEDULERS = ["threads"] if emu_variant() == "tsan" else ["fibers", "threads"]
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS)

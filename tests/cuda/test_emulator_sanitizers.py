@@ -30,7 +30,7 @@ lib = ek.load(sys.argv[1])
 x = np.arange(64, dtype=np.float32)
 out = np.zeros(64, np.float32)
 lib.launch(sys.argv[2], 1, 64, ek.BugParams(x=x.ctypes.data, out=out.ctypes.data, n=64))
-print("finished", float(out.sum()))
+print("finished", float(out.sum()), "on", lib.scheduler)
 """
 
 #: sanitizer reports end the process with this status (emulator.sanitizer_env)
@@ -91,11 +91,12 @@ def test_tsan_catches_a_missing_syncthreads() -> None:
     assert "ei_bug_missing_sync" in proc.stderr
 
 
-@pytest.mark.parametrize("variant", ["asan", "tsan"])
-def test_the_same_kernel_with_its_barrier_is_clean(variant: str) -> None:
+@pytest.mark.parametrize("variant,scheduler", [("asan", "fibers"), ("tsan", "threads")])
+def test_the_same_kernel_with_its_barrier_is_clean(variant: str, scheduler: str) -> None:
+    """ThreadSanitizer must see OS threads; AddressSanitizer follows the fibers' stacks."""
     proc = _run_bug(variant, "ei_bug_fixed_sync")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "finished" in proc.stdout
+    assert "finished" in proc.stdout and proc.stdout.strip().endswith(f"on {scheduler}")
 
 
 def kernel_test_modules() -> list[Path]:

@@ -2,13 +2,13 @@
 // running a block's CUDA threads (docs/cuda-kernels.md, "Two schedulers"):
 //
 // - OS threads: a team of pthreads (one per CUDA thread of a block, created once and reused
-//   by every launch). The sanitized builds always run so (ThreadSanitizer sees real threads
-//   and real happens-before edges); the plain build when EI_EMU_THREADS=1.
-// - Fibers (the plain build's default): every CUDA thread of a block is a fiber with its own
-//   stack on the launching thread, switched only where it waits at a barrier. A barrier then
-//   costs two user-space context switches per thread instead of a futex sleep and wake-up,
-//   and a deadlock (every unfinished thread waits at a barrier others never reach) is seen at
-//   once.
+//   by every launch). The tsan build always runs so (ThreadSanitizer sees real threads and
+//   real happens-before edges); the plain and asan builds when EI_EMU_THREADS=1.
+// - Fibers (the plain and asan builds' default): every CUDA thread of a block is a fiber with
+//   its own stack on the launching thread, switched only where it waits at a barrier. A
+//   barrier then costs two user-space context switches per thread instead of a futex sleep
+//   and wake-up, and a deadlock (every unfinished thread waits at a barrier others never
+//   reach) is seen at once. The asan build announces each switch to AddressSanitizer.
 //
 // Barriers are a mutex-protected count plus a generation word that waiters sleep on (a futex,
 // or a fiber switch): pthread mutexes and acquire/release atomics are what ThreadSanitizer
@@ -29,6 +29,10 @@
 
 #if !defined(__x86_64__) || defined(EI_EMU_UCONTEXT)
 #include <ucontext.h>
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
 #endif
 
 thread_local uint3 threadIdx;
@@ -349,6 +353,7 @@ struct Fiber {
     uint32_t* wait_word = nullptr;  // parked until *wait_word != wait_value
     uint32_t wait_value = 0;
     bool done = false;
+    void* fake_stack = nullptr;  // AddressSanitizer's, while the fiber is switched out
 };
 
 Fiber* g_fibers[kMaxThreads];
@@ -356,18 +361,60 @@ unsigned g_fiber_count = 0;
 // the launching thread's context while a fiber runs (launches are serialized)
 Context g_scheduler;
 
+// AddressSanitizer must know which stack runs (a C++ throw unpoisons the frames it unwinds
+// between the stack pointer and the running stack's top): every switch is announced through
+// its fiber interface. The launching thread's stack bounds are learnt at a fiber's first
+// resumption.
+#if defined(__SANITIZE_ADDRESS__)
+const void* g_thread_stack = nullptr;
+size_t g_thread_stack_size = 0;
+void* g_scheduler_fake_stack = nullptr;
+#endif
+
+// the scheduler runs fiber f until it parks or finishes
+void enter_fiber(Fiber* f) {
+#if defined(__SANITIZE_ADDRESS__)
+    __sanitizer_start_switch_fiber(&g_scheduler_fake_stack, f->top - kFiberStackBytes,
+                                   kFiberStackBytes);
+#endif
+    context_switch(g_scheduler, f->ctx);
+#if defined(__SANITIZE_ADDRESS__)
+    __sanitizer_finish_switch_fiber(g_scheduler_fake_stack, nullptr, nullptr);
+#endif
+}
+
+// in fiber f, just after the scheduler switched to it
+void fiber_resumed(Fiber* f) {
+#if defined(__SANITIZE_ADDRESS__)
+    __sanitizer_finish_switch_fiber(f->fake_stack, &g_thread_stack, &g_thread_stack_size);
+#else
+    (void)f;
+#endif
+}
+
+// fiber f back to the scheduler; a finished fiber is never resumed
+void leave_fiber(Fiber* f, bool finished) {
+#if defined(__SANITIZE_ADDRESS__)
+    __sanitizer_start_switch_fiber(finished ? nullptr : &f->fake_stack, g_thread_stack,
+                                   g_thread_stack_size);
+#endif
+    context_switch(f->ctx, g_scheduler);
+    fiber_resumed(f);
+}
+
 void fiber_park(uint32_t* word, uint32_t value) {
     Fiber* f = t_fiber;
     f->wait_word = word;
     f->wait_value = value;
-    context_switch(f->ctx, g_scheduler);
+    leave_fiber(f, false);
 }
 
 [[noreturn]] void fiber_main() {
     Fiber* f = t_fiber;
+    fiber_resumed(f);
     run_thread(g_launch.thunk, g_launch.params);
     f->done = true;
-    context_switch(f->ctx, g_scheduler);
+    leave_fiber(f, true);
     __builtin_trap();  // a finished fiber is never resumed
 }
 
@@ -414,19 +461,25 @@ bool run_fiber_blocks(Launch& L) {
             for (unsigned t = 0; t < L.nthreads; ++t) {
                 Fiber* f = g_fibers[t];
                 if (f->done) continue;
-                if (f->wait_word && __atomic_load_n(f->wait_word, __ATOMIC_ACQUIRE) == f->wait_value)
-                    continue;
+                const uint32_t* word = f->wait_word;
+                if (word && __atomic_load_n(word, __ATOMIC_ACQUIRE) == f->wait_value) continue;
                 f->wait_word = nullptr;
                 threadIdx = f->tid3;
                 t_warp = f->warp;
                 t_lane = f->lane;
                 t_fiber = f;
-                context_switch(g_scheduler, f->ctx);
+                enter_fiber(f);
                 resumed = true;
                 if (f->done) --running;
             }
             if (!resumed) {
                 ok = false;
+#if defined(__SANITIZE_ADDRESS__)
+                // the parked fibers' frames are abandoned with their redzones poisoned
+                for (unsigned t = 0; t < L.nthreads; ++t)
+                    __asan_unpoison_memory_region(g_fibers[t]->top - kFiberStackBytes,
+                                                  kFiberStackBytes);
+#endif
                 break;
             }
         }
@@ -436,9 +489,10 @@ bool run_fiber_blocks(Launch& L) {
     return ok;
 }
 
-// fibers unless a sanitizer runs (it must see OS threads) or EI_EMU_THREADS=1 asks for threads
+// fibers unless ThreadSanitizer runs (it must see OS threads) or EI_EMU_THREADS=1 asks for
+// threads
 bool use_fibers() {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(__SANITIZE_THREAD__)
     return false;
 #else
     static const bool fibers = [] {
