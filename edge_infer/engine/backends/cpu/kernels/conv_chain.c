@@ -73,19 +73,6 @@ static inline __attribute__((always_inline)) void micro(const float *a, const fl
         for (long j = 0; j < TV; j++) acc[i][j] = c[i][j];
 }
 
-/* the tile micro() for a run-time nv, each nv its own instance */
-static inline __attribute__((always_inline)) void tile(const float *a, const float *b, long bs,
-                                                      long kc, long nv, v8 acc[TR][TV]) {
-    if (nv == TV)
-        micro(a, b, bs, kc, TV, acc);
-#if TV > 2
-    else if (nv == 2)
-        micro(a, b, bs, kc, 2, acc);
-#endif
-    else
-        micro(a, b, bs, kc, 1, acc);
-}
-
 /* vectors for the next tile of nvec left: TV, but 4 as 2 + 2 (not 3 + 1: a tile of one
  * vector is bound by its 4 accumulators' FMA latency, half the rate of 2) */
 static inline long take(long nvec) {
@@ -103,6 +90,73 @@ typedef struct {
 /* channel 0 of input row r in E (its column 0): slot r % ns of the ring */
 static inline float *slot(const chain *c, long r) {
     return c->E + EHEAD + (r % c->a->ns) * c->a->w;
+}
+
+/* the epilogues' loops over a tile's rows and vectors unrolled (the tile stays in registers)
+ * where vectors are native; not on plain x86-64, whose 8-float vectors are pairs of SSE ones
+ * (its compile time: 7 -> 11 s unrolled, and nobody runs it for speed) */
+#if defined(__AVX2__) || defined(__aarch64__)
+#define EPI_UNROLL(n) _Pragma(EPI_STR(GCC unroll n))
+#else
+#define EPI_UNROLL(n) _Pragma("GCC unroll 1")
+#endif
+#define EPI_STR(x) #x
+
+/* simd.h activate on *y, out of line (one copy, not one per unrolled tile vector) */
+static __attribute__((noinline)) void act_other(v8 *y, long act, float p0, float p1) {
+    *y = activate(*y, act, p0, p1);
+}
+
+/* simd.h store8_n / load8_n out of line: the partial vectors (a strip's last) of the
+ * unrolled tiles below share one copy */
+static __attribute__((noinline)) void store_part(float *p, const v8 *y, long n) {
+    store8_n(p, *y, n);
+}
+static __attribute__((noinline)) void load_part(v8 *z, const float *p, long n) {
+    *z = load8_n(p, n);
+}
+
+/* y (bias added) through the activation in registers: none, relu and clip inline (simd.h
+ * activate's operations, so its bits), the others out of line */
+static inline __attribute__((always_inline)) v8 act8(v8 y, long act, float p0, float p1) {
+    if (act == EI_ACT_NONE) return y;
+    if (act == EI_ACT_RELU) return vmax(y, splat(0.0f));
+    if (act == EI_ACT_CLIP) return vmin(vmax(y, splat(p0)), splat(p1));
+    act_other(&y, act, p0, p1);
+    return y;
+}
+
+/* every output channel block of the expand on the np (<= 8 NV) pixels at src (bs floats a
+ * channel apart) into E at d (channel 0's pixel): the tile's NV vectors a row kept in
+ * registers through bias, activation and store (the last vector masked: the next slot may
+ * hold a row still read) */
+static inline __attribute__((always_inline)) void expand_tiles(const chain *c, const float *src,
+                                                              long bs, float *d, long np,
+                                                              long NV) {
+    const conv_chain_args *a = c->a;
+    long cin = a->cin, cmid = a->cmid, ech = c->ech, act = a->eact;
+    float p0 = a->ep0, p1 = a->ep1;
+    long last = np - 8 * (NV - 1); /* lanes of the last vector (1 to 8) */
+    for (long m0 = 0; m0 < cmid; m0 += TR) {
+        v8 acc[TR][TV];
+        const float *wp = a->ew + (m0 / PANEL) * cin * PANEL + m0 % PANEL;
+        micro(wp, src, bs, cin, NV, acc);
+        long nr = cmid - m0 < TR ? cmid - m0 : TR;
+EPI_UNROLL(8)
+        for (long i = 0; i < TR; i++) {
+            if (i >= nr) break;
+            v8 bi = splat(a->eb ? a->eb[m0 + i] : 0.0f);
+            float *o = d + (m0 + i) * ech;
+EPI_UNROLL(4)
+            for (long j = 0; j < NV; j++) {
+                v8 y = act8(acc[i][j] + bi, act, p0, p1);
+                if (j < NV - 1 || last == 8)
+                    store8(o + 8 * j, y);
+                else
+                    store_part(o + 8 * j, &y, last);
+            }
+        }
+    }
 }
 
 /* input rows [r0, r1) of image b into E (slots not wrapping around the ring's end): one
@@ -130,28 +184,15 @@ static void expand_rows(const chain *c, long b, long r0, long r1) {
             src = c->pk;
             bs = NR;
         }
-        for (long m0 = 0; m0 < cmid; m0 += TR) {
-            v8 acc[TR][TV];
-            const float *wp = a->ew + (m0 / PANEL) * cin * PANEL + m0 % PANEL;
-            tile(wp, src, bs, cin, nv, acc);
-            long nr = cmid - m0 < TR ? cmid - m0 : TR;
-            v8 y[TR * TV];
-            long n = 0;
-            for (long i = 0; i < nr; i++) {
-                v8 bi = splat(a->eb ? a->eb[m0 + i] : 0.0f);
-                for (long j = 0; j < nv; j++) y[n++] = acc[i][j] + bi;
-            }
-            activate_n(y, n, a->eact, a->ep0, a->ep1);
-            n = 0; /* the last vector masked: the next slot may hold a row still read */
-            for (long i = 0; i < nr; i++)
-                for (long j = 0; j < nv; j++, n++) {
-                    float *d = dst + (m0 + i) * c->ech + q + 8 * j;
-                    if (np - 8 * j >= 8)
-                        store8(d, y[n]);
-                    else
-                        store8_n(d, y[n], np - 8 * j);
-                }
-        }
+        float *d = dst + q;
+        if (nv == TV)
+            expand_tiles(c, src, bs, d, np, TV);
+#if TV > 2
+        else if (nv == 2)
+            expand_tiles(c, src, bs, d, np, 2);
+#endif
+        else
+            expand_tiles(c, src, bs, d, np, 1);
         q += 8 * nv;
     }
 }
@@ -358,48 +399,65 @@ static void depthwise(const chain *c, long oy0, long nr) {
     }
 }
 
+/* every output channel block of the project on the np (<= 8 NV) pixels of D at q into the
+ * output at o (channel 0's pixel; residual at zb): the tile's vectors kept in registers
+ * through bias, residual, activation and store (the last vector masked) */
+static inline __attribute__((always_inline)) void project_tiles(const chain *c, long q, float *o,
+                                                               const float *zb, long np,
+                                                               long NV) {
+    const conv_chain_args *a = c->a;
+    long cmid = a->cmid, cout = a->cout, act = a->act, res = zb ? a->residual : 0;
+    long ocs = a->ocs, zcs = a->zcs;
+    float p0 = a->p0, p1 = a->p1;
+    long last = np - 8 * (NV - 1);
+    for (long o0 = 0; o0 < cout; o0 += TR) {
+        v8 acc[TR][TV];
+        const float *wp = a->pw + (o0 / PANEL) * cmid * PANEL + o0 % PANEL;
+        micro(wp, c->D + q, a->ds, cmid, NV, acc);
+        long nr = cout - o0 < TR ? cout - o0 : TR;
+EPI_UNROLL(8)
+        for (long i = 0; i < TR; i++) {
+            if (i >= nr) break;
+            v8 bi = splat(a->pb ? a->pb[o0 + i] : 0.0f);
+            float *oi = o + (o0 + i) * ocs;
+            const float *zi = res ? zb + (o0 + i) * zcs : 0;
+EPI_UNROLL(4)
+            for (long j = 0; j < NV; j++) {
+                long whole = j < NV - 1 || last == 8;
+                v8 y = acc[i][j] + bi, z = {0};
+                if (res && whole)
+                    z = load8(zi + 8 * j);
+                else if (res)
+                    load_part(&z, zi + 8 * j, last);
+                if (res == 1) y += z;
+                y = act8(y, act, p0, p1);
+                if (res == 2) y += z;
+                if (whole)
+                    store8(oi + 8 * j, y);
+                else
+                    store_part(oi + 8 * j, &y, last);
+            }
+        }
+    }
+}
+
 /* the strip's P pixels of D through the project GEMM into output pixels [p0, p0 + P) of
  * image b (bias, residual, activation in registers) */
 static void project(const chain *c, long b, long p0, long P) {
     const conv_chain_args *a = c->a;
-    long cmid = a->cmid, cout = a->cout;
     for (long q = 0, nv; q < P; q += 8 * nv) {
         nv = take((P - q + 7) / 8);
         long np = P - q < 8 * nv ? P - q : 8 * nv;
-        for (long o0 = 0; o0 < cout; o0 += TR) {
-            v8 acc[TR][TV];
-            const float *wp = a->pw + (o0 / PANEL) * cmid * PANEL + o0 % PANEL;
-            tile(wp, c->D + q, a->ds, cmid, nv, acc);
-            long nr = cout - o0 < TR ? cout - o0 : TR;
-            float *o = a->out + b * a->ois + o0 * a->ocs + p0 + q;
-            const float *zb = a->residual ? a->z + b * a->zis + o0 * a->zcs + p0 + q : 0;
-            v8 y[TR * TV], z[TR * TV];
-            long n = 0;
-            for (long i = 0; i < nr; i++) {
-                v8 bi = splat(a->pb ? a->pb[o0 + i] : 0.0f);
-                for (long j = 0; j < nv; j++, n++) {
-                    long m = np - 8 * j;
-                    y[n] = acc[i][j] + bi;
-                    if (zb)
-                        z[n] = m >= 8 ? load8(zb + i * a->zcs + 8 * j)
-                                      : load8_n(zb + i * a->zcs + 8 * j, m);
-                }
-            }
-            if (a->residual == 1)
-                for (long t = 0; t < n; t++) y[t] += z[t];
-            activate_n(y, n, a->act, a->p0, a->p1);
-            if (a->residual == 2)
-                for (long t = 0; t < n; t++) y[t] += z[t];
-            n = 0;
-            for (long i = 0; i < nr; i++)
-                for (long j = 0; j < nv; j++, n++) {
-                    long m = np - 8 * j;
-                    if (m >= 8)
-                        store8(o + i * a->ocs + 8 * j, y[n]);
-                    else
-                        store8_n(o + i * a->ocs + 8 * j, y[n], m);
-                }
-        }
+        float *o = a->out + b * a->ois + p0 + q;
+        const float *zb = a->residual ? a->z + b * a->zis + p0 + q : 0;
+        if (nv == TV)
+            project_tiles(c, q, o, zb, np, TV);
+#if TV > 2
+        else if (nv == 2)
+            project_tiles(c, q, o, zb, np, 2);
+#endif
+        else
+            project_tiles(c, q, o, zb, np, 1);
     }
 }
 
