@@ -46,8 +46,10 @@ class Case:
     input_forget: int = 0
 
 
-# hidden sizes on and off the 8-unit groups; batch 1 (two groups a tile), 3, 7 and 8 (full
-# and partial row tiles of 3 and 6 rows); lengths with 0 and full rows; both layouts
+# hidden sizes on and off the 8-unit groups; batch 1 (two groups a tile), 3, 5, 7, 8 and 13
+# (row tiles of 3 to 5 rows: 7 = 4 + 3, 8 = 4 + 4, 13 = 5 + 5 + 3); projections of 5 to 63
+# rows (tiles of 6 rows and a last one of 1, 2, 3, 5 rows); lengths with 0 and full rows; both
+# layouts
 CASES = [
     Case(5, 1, 4, 6),
     Case(5, 3, 4, 6, "reverse", initial=True),
@@ -57,6 +59,8 @@ CASES = [
     Case(9, 7, 5, 33, "forward", 1, None, True, True),
     Case(8, 1, 12, 40, "reverse", 0, (5,), True, False, 0.7),
     Case(32, 1, 64, 32, "bidirectional"),
+    Case(5, 5, 6, 9, "forward", 1),
+    Case(3, 13, 4, 8, "reverse"),
 ]
 
 

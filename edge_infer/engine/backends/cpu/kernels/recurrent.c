@@ -2,16 +2,18 @@
  * tactic, tactics/cpu_recurrent.py; a bidirectional layer is two calls on two threads).
  *
  * Weights are packed at bind by hidden group: group g holds the gates i, o, f, c of hidden
- * units 8g .. 8g+7 side by side (32 columns), so one 32-column register tile of the gate
- * product is all four gates of 8 units and the cell runs on it in registers:
- *   wpack [hp/8][inputs][32]  W^T        rpack [hp/8][hidden][32]  R^T
+ * units 8g .. 8g+7 (32 columns) as two halves of 16 columns (i, o and f, c), each half's
+ * rows one after another, so a 16-column panel is contiguous (in L1 while a GEMM tile's
+ * rows pass) and a group's 32 columns are all four gates of 8 units, the cell's input:
+ *   wpack [hp/8][2][inputs][16]  W^T     rpack [hp/8][2][hidden][16]  R^T
  *   bias  [hp/8][32]          Wb + Rb    peep  [3][hp] (p_i, p_o, p_f) or NULL
  * (hp: hidden rounded up to 8; the padding units have zero weights and are never stored).
  *
  * 1. projection: proj[r] = x[r] W^T + bias for every row r of x (all steps and batch rows),
- *    one GEMM in tiles of RMR rows x 32 columns;
- * 2. recurrence: per step, gates = proj[t, b] + h R^T in tiles of rows x 32 columns (two
- *    groups at once for a single row), then the cell in registers:
+ *    one GEMM in tiles of 6 rows x 16 columns; proj's rows hold the groups' 32 columns;
+ * 2. recurrence: per step, gates = proj[t, b] + h R^T, for a single row two groups at once
+ *    (8 vectors), for more rows tiles of up to 6 rows x 16 columns, a group's two halves
+ *    one after the other; then the cell in registers:
  *      i = s(clip(gi + p_i c)), f = s(clip(gf + p_f c)) or 1 - i (input_forget),
  *      c' = f c + i tanh(clip(gc)), o = s(clip(go + p_o c')), h' = o tanh(c');
  *    sequence_lens: row b is active at step t when t < lens[b]; an inactive row keeps its
@@ -23,23 +25,19 @@
 
 #include "simd.h"
 
-/* rows per register tile: 6 x 4 accumulators need AVX-512's 32 vector registers */
-#if defined(__AVX512F__)
-#define RMR 6
-#else
-#define RMR 3
-#endif
 #define GC 32 /* columns of a hidden group: 4 gates x 8 units */
 
-/* acc[r][j] += sum over k < n of a[r * lda + k] * w[g * wgs + k * GC + 8 q], j = 4 g + q:
- * mr rows by ng groups (constants where it is inlined: the loops unroll into registers) */
+/* acc[r][j] += sum over k < n of a[r * lda + k] * (gate vector q of group g at term k), j =
+ * 4 g + q, group g at w + g * wgs, its half q / 2 (n x 16 floats) at + (q / 2) * 16 n: mr rows
+ * by ng groups (constants where it is inlined: the loops unroll into registers) */
 static inline __attribute__((always_inline)) void gate_tile(const float *a, long lda,
                                                             const float *w, long wgs, long n,
-                                                            int mr, int ng, v8 acc[RMR][8]) {
+                                                            int mr, int ng, v8 acc[][8]) {
     for (long k = 0; k < n; k++) {
         v8 wv[8];
         for (int g = 0; g < ng; g++)
-            for (int q = 0; q < 4; q++) wv[4 * g + q] = load8(w + g * wgs + k * GC + 8 * q);
+            for (int q = 0; q < 4; q++)
+                wv[4 * g + q] = load8(w + g * wgs + (q >> 1) * 16 * n + k * 16 + 8 * (q & 1));
         for (int r = 0; r < mr; r++) {
             v8 s = splat(a[r * lda + k]);
             for (int j = 0; j < 4 * ng; j++) acc[r][j] += s * wv[j];
@@ -47,35 +45,74 @@ static inline __attribute__((always_inline)) void gate_tile(const float *a, long
     }
 }
 
-/* the projection tile: mr rows (stride `inputs`) of one group, bias added, into proj */
-static inline __attribute__((always_inline)) void project_tile(const lstm_seq_args *a,
-                                                               long r0, long g, int mr) {
-    long gcols = 4 * a->hp;
-    v8 acc[RMR][8];
-    for (int r = 0; r < mr; r++)
-        for (int q = 0; q < 4; q++) acc[r][q] = load8(a->bias + g * GC + 8 * q);
-    gate_tile(a->x + r0 * a->inputs, a->inputs, a->wpack + g * a->inputs * GC, 0, a->inputs,
-              mr, 1, acc);
-    for (int r = 0; r < mr; r++)
-        for (int q = 0; q < 4; q++) store8(a->proj + (r0 + r) * gcols + g * GC + 8 * q, acc[r][q]);
+/* the 6 x 16 tile: acc[r][0..1] += sum over k < n of a[r * lda + k] * w[16 k .. +16] for mr
+ * <= 6 rows (12 accumulators, 2 weight loads and 6 broadcasts per term) */
+static inline __attribute__((always_inline)) void half_tile(const float *a, long lda,
+                                                            const float *w, long n, int mr,
+                                                            v8 acc[6][2]) {
+    v8 t[6][2]; /* in registers: stores through acc might alias a and w */
+    for (int r = 0; r < mr; r++) {
+        t[r][0] = acc[r][0];
+        t[r][1] = acc[r][1];
+    }
+    for (long k = 0; k < n; k++) {
+        v8 w0 = in_reg(load8(w + k * 16)), w1 = in_reg(load8(w + k * 16 + 8));
+        for (int r = 0; r < mr; r++) {
+            v8 s = splat(a[r * lda + k]);
+            t[r][0] += s * w0;
+            t[r][1] += s * w1;
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        acc[r][0] = t[r][0];
+        acc[r][1] = t[r][1];
+    }
+}
+
+/* half_tile for a count of rows known only at run time: one copy of the tile per count,
+ * shared by the projection and the recurrence (compile time) */
+static __attribute__((noinline)) void half_tile_rows(const float *a, long lda, const float *w,
+                                                     long n, int mr, v8 acc[6][2]) {
+    switch (mr) {
+    case 1: half_tile(a, lda, w, n, 1, acc); break;
+    case 2: half_tile(a, lda, w, n, 2, acc); break;
+    case 3: half_tile(a, lda, w, n, 3, acc); break;
+    case 4: half_tile(a, lda, w, n, 4, acc); break;
+    case 5: half_tile(a, lda, w, n, 5, acc); break;
+    default: half_tile(a, lda, w, n, 6, acc); break;
+    }
+}
+
+/* the projection tile: rows r0 .. r0+mr-1 (mr <= 6, stride `inputs`) by half h (gates i, o
+ * or f, c) of group g, bias added first, into proj. The half's panel (inputs x 64 bytes,
+ * contiguous) stays in L1 while every row block passes; a 3 x 32 tile over a group's 32 KB
+ * (L1's size) ran at half the FMA rate (4 weight vectors per 3 broadcasts, folded into the
+ * FMAs: 15 loads per 12 FMAs). Per output the same sum in the same order: bias, then term by
+ * term. */
+static void project_tile(const lstm_seq_args *a, long r0, long g, long h, int mr) {
+    long gcols = 4 * a->hp, n = a->inputs;
+    const float *x = a->x + r0 * n, *w = a->wpack + g * n * GC + 16 * n * h;
+    v8 b0 = load8(a->bias + g * GC + 16 * h), b1 = load8(a->bias + g * GC + 16 * h + 8);
+    v8 acc[6][2];
+    for (int r = 0; r < mr; r++) {
+        acc[r][0] = b0;
+        acc[r][1] = b1;
+    }
+    half_tile_rows(x, n, w, n, mr, acc);
+    for (int r = 0; r < mr; r++) {
+        float *o = a->proj + (r0 + r) * gcols + g * GC + 16 * h;
+        store8(o, acc[r][0]);
+        store8(o + 8, acc[r][1]);
+    }
 }
 
 static void project(const lstm_seq_args *a) {
     long groups = a->hp / 8;
-    for (long g = 0; g < groups; g++) {
-        long r0 = 0;
-        for (; r0 + RMR <= a->rows; r0 += RMR) project_tile(a, r0, g, RMR);
-        switch (a->rows - r0) { /* the last rows, a constant count each */
-        case 1: project_tile(a, r0, g, 1); break;
-        case 2: project_tile(a, r0, g, 2); break;
-#if RMR > 3
-        case 3: project_tile(a, r0, g, 3); break;
-        case 4: project_tile(a, r0, g, 4); break;
-        case 5: project_tile(a, r0, g, 5); break;
-#endif
-        default: break;
+    for (long g = 0; g < groups; g++)
+        for (long h = 0; h < 2; h++) {
+            for (long r0 = 0; r0 < a->rows; r0 += 6)
+                project_tile(a, r0, g, h, a->rows - r0 < 6 ? (int)(a->rows - r0) : 6);
         }
-    }
 }
 
 static inline v8 sigmoid8(v8 x) { return 1.0f / (1.0f + vexp(-x)); }
@@ -150,22 +187,40 @@ static inline int is_active(const lstm_seq_args *a, long t, long b) {
     return !a->lens || t < a->lens[b];
 }
 
-/* one step for batch rows b0 .. b0+mr-1, groups g0 .. g0+ng-1 */
-static inline __attribute__((always_inline)) void step_tile(const lstm_seq_args *a, long t,
-                                                            long b0, long g0, int mr, int ng,
-                                                            const float *hc, float *hn,
-                                                            float *c) {
-    long gcols = 4 * a->hp;
-    v8 acc[RMR][8];
+/* one step for batch row 0, groups g0 .. g0+ng-1 (ng <= 2: 8 independent accumulators) */
+static inline __attribute__((always_inline)) void step_row(const lstm_seq_args *a, long t,
+                                                           long g0, int ng, const float *hc,
+                                                           float *hn, float *c) {
+    v8 acc[1][8];
+    const float *p = a->proj + t * a->pts * 4 * a->hp + g0 * GC;
+    for (int j = 0; j < 4 * ng; j++) acc[0][j] = load8(p + 8 * j);
+    gate_tile(hc, a->hp, a->rpack + g0 * a->hidden * GC, a->hidden * GC, a->hidden, 1, ng, acc);
+    int active = is_active(a, t, 0);
+    for (int g = 0; g < ng; g++) cell(a, acc[0] + 4 * g, 0, g0 + g, t, active, hc, hn, c);
+}
+
+/* one step for batch rows b0 .. b0+mr-1 (mr <= 6) of group g: the gates i, o (half 0),
+ * then f, c (half 1) in 6 x 16 tiles, each from proj, then the cell of each row */
+static void step_rows(const lstm_seq_args *a, long t, long b0, long g, int mr,
+                      const float *hc, float *hn, float *c) {
+    long gcols = 4 * a->hp, n = a->hidden;
+    const float *w = a->rpack + g * n * GC, *h = hc + b0 * a->hp;
+    v8 lo[6][2], hi[6][2];
     for (int r = 0; r < mr; r++) {
-        const float *p = a->proj + (t * a->pts + (b0 + r) * a->pbs) * gcols + g0 * GC;
-        for (int j = 0; j < 4 * ng; j++) acc[r][j] = load8(p + 8 * j);
+        const float *p = a->proj + (t * a->pts + (b0 + r) * a->pbs) * gcols + g * GC;
+        lo[r][0] = load8(p);
+        lo[r][1] = load8(p + 8);
     }
-    gate_tile(hc + b0 * a->hp, a->hp, a->rpack + g0 * a->hidden * GC, a->hidden * GC,
-              a->hidden, mr, ng, acc);
+    half_tile_rows(h, a->hp, w, n, mr, lo);
     for (int r = 0; r < mr; r++) {
-        int active = is_active(a, t, b0 + r);
-        for (int g = 0; g < ng; g++) cell(a, acc[r] + 4 * g, b0 + r, g0 + g, t, active, hc, hn, c);
+        const float *p = a->proj + (t * a->pts + (b0 + r) * a->pbs) * gcols + g * GC;
+        hi[r][0] = load8(p + 16);
+        hi[r][1] = load8(p + 24);
+    }
+    half_tile_rows(h, a->hp, w + 16 * n, n, mr, hi);
+    for (int r = 0; r < mr; r++) {
+        v8 gates[4] = {lo[r][0], lo[r][1], hi[r][0], hi[r][1]};
+        cell(a, gates, b0 + r, g, t, is_active(a, t, b0 + r), hc, hn, c);
     }
 }
 
@@ -173,24 +228,16 @@ static void step(const lstm_seq_args *a, long t, const float *hc, float *hn, flo
     long groups = a->hp / 8, batch = a->batch;
     if (batch == 1) { /* one row: two groups at a time for 8 independent accumulators */
         long g = 0;
-        for (; g + 2 <= groups; g += 2) step_tile(a, t, 0, g, 1, 2, hc, hn, c);
-        if (g < groups) step_tile(a, t, 0, g, 1, 1, hc, hn, c);
+        for (; g + 2 <= groups; g += 2) step_row(a, t, g, 2, hc, hn, c);
+        if (g < groups) step_row(a, t, g, 1, hc, hn, c);
         return;
     }
-    for (long g = 0; g < groups; g++) {
-        long b0 = 0;
-        for (; b0 + RMR <= batch; b0 += RMR) step_tile(a, t, b0, g, RMR, 1, hc, hn, c);
-        switch (batch - b0) {
-        case 1: step_tile(a, t, b0, g, 1, 1, hc, hn, c); break;
-        case 2: step_tile(a, t, b0, g, 2, 1, hc, hn, c); break;
-#if RMR > 3
-        case 3: step_tile(a, t, b0, g, 3, 1, hc, hn, c); break;
-        case 4: step_tile(a, t, b0, g, 4, 1, hc, hn, c); break;
-        case 5: step_tile(a, t, b0, g, 5, 1, hc, hn, c); break;
-#endif
-        default: break;
-        }
-    }
+    /* row tiles of at most 6, as even as they go (8 rows: 4 + 4, 8 accumulators each, not
+     * 6 + 2 with a 4-accumulator tile bound by the FMA latency) */
+    long tiles = (batch + 5) / 6, size = (batch + tiles - 1) / tiles;
+    for (long g = 0; g < groups; g++)
+        for (long b0 = 0; b0 < batch; b0 += size)
+            step_rows(a, t, b0, g, (int)(batch - b0 < size ? batch - b0 : size), hc, hn, c);
 }
 
 void lstm_seq_f32(const lstm_seq_args *a) {

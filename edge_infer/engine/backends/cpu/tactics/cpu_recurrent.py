@@ -4,7 +4,7 @@
 of ``kernels/recurrent.c`` — the input projection of every step as one GEMM, then every step
 (the hidden-state product and the cell, gates in registers) in C; the two directions of a
 bidirectional layer run on two threads of the pool. Weights are packed once, at bind (by
-hidden group: see recurrent.c). No Python runs per step.
+hidden group, in halves of 16 columns: see recurrent.c). No Python runs per step.
 
 ``recurrent_gemm`` (every form; the fallback): a
 :class:`~edge_infer.engine.ops.recurrent_cells.RecurrentRunner` whose buffers come from the
@@ -80,15 +80,16 @@ GROUP = 8  # hidden units per packed group (recurrent.c: 4 gates x 8 units = 32 
 
 
 def pack_gates(m: np.ndarray, hidden: int) -> np.ndarray:
-    """[4*hidden, k] (gate rows i, o, f, c) → [groups][k][32]: group g holds columns
-    i, o, f, c of hidden units 8g .. 8g+7 (zero past ``hidden``)."""
+    """[4*hidden, k] (gate rows i, o, f, c) → [groups][2][k][16]: group g holds columns
+    i, o, f, c of hidden units 8g .. 8g+7 (zero past ``hidden``) as two halves (i, o and
+    f, c) of 16 columns, each half's k rows one after another (recurrent.c's 6 x 16 tiles
+    read a half as one contiguous panel)."""
     k = m.shape[1]
     groups = -(-hidden // GROUP)
     padded = np.zeros((4, groups * GROUP, k), np.float32)
     padded[:, :hidden] = m.reshape(4, hidden, k)
-    return np.ascontiguousarray(padded.reshape(4, groups, GROUP, k).transpose(1, 3, 0, 2)).reshape(
-        groups, k, 4 * GROUP
-    )
+    by_gate = padded.reshape(2, 2, groups, GROUP, k)  # [half][gate in half][group][unit][k]
+    return np.ascontiguousarray(by_gate.transpose(2, 0, 4, 1, 3)).reshape(groups, 2, k, 16)
 
 
 def pack_bias(b: np.ndarray | None, hidden: int) -> np.ndarray:
@@ -273,8 +274,8 @@ class _PackedWeights:
     ) -> None:
         self.sources, self.hidden = (w, r, b, p), g.hidden
         groups = g.hp // GROUP
-        self.w = alloc((g.directions, groups, g.inputs, 4 * GROUP))
-        self.r = alloc((g.directions, groups, g.hidden, 4 * GROUP))
+        self.w = alloc((g.directions, groups, 2, g.inputs, 2 * GROUP))
+        self.r = alloc((g.directions, groups, 2, g.hidden, 2 * GROUP))
         self.bias = alloc((g.directions, groups * 4 * GROUP))
         self.peep = alloc((g.directions, 3, g.hp))
         self.constant = all(_constant(a) for a in self.sources)
