@@ -72,6 +72,12 @@ def main() -> int:
     p.add_argument("--kernel", default="", help="kernels/<kernel>.c bound to --old / --new")
     p.add_argument("--old", type=Path, help="the old states' source of --kernel")
     p.add_argument("--new", type=Path, help="the new state's source of --kernel")
+    p.add_argument("--all-chains", action="store_true", help="every chain kept, untimed")
+    p.add_argument(
+        "--two-builds",
+        action="store_true",
+        help="the new state from a second engine built under --switch (its own choices)",
+    )
     p.add_argument(
         "--keep-below", type=float, default=0.0, help="chains.KEEP_BELOW at build (0: as is)"
     )
@@ -90,6 +96,13 @@ def main() -> int:
 
     if args.keep_below:
         chains.KEEP_BELOW = args.keep_below
+    if args.all_chains:  # every chain the chain tactic takes, untimed
+
+        def chain_wins(signature: str, tactics: list, *rest: Any, **kw: Any) -> tuple:
+            return tactics[1].name, {}
+
+        chains.tune_chain = chain_wins  # type: ignore[assignment]
+    prog2: Any = None
     with switched(args.base):
         engine = edge_infer.build(str(path), None, shapes={name: x.shape})
         get_backend(engine.backend_name).configure(cores=args.threads)
@@ -103,26 +116,36 @@ def main() -> int:
             new_ctx = calls_into(side_library(args.new, work / "new", args.kernel), args.kernel)
         with old_ctx:
             states = {"old": prog.new_state(), "old2": prog.new_state()}
-        with switched(args.switch), new_ctx:
-            states["new"] = prog.new_state()
-    graph = getattr(prog, "graph", None)
-    kept = [] if graph is None else graph.meta.get("chains", [])
-    print("chains:", " ".join(e["members"][0].split("/")[1] for e in kept))
+        if args.two_builds:  # the new state from an engine built under --switch
+            with switched(args.switch):
+                engine2 = edge_infer.build(str(path), None, shapes={name: x.shape})
+                prog2 = engine2.program(args.batch)
+                with new_ctx:
+                    states["new"] = prog2.new_state()
+        else:
+            with switched(args.switch), new_ctx:
+                states["new"] = prog.new_state()
+    for what, pr in (("", prog), (" (new)", prog2 if args.two_builds else None)):
+        graph = getattr(pr, "graph", None)
+        kept = [] if graph is None else graph.meta.get("chains", [])
+        print(f"chains{what}:", " ".join(e["members"][0].split("/")[1] for e in kept))
+    progs = {k: prog2 if k == "new" and args.two_builds else prog for k in states}
     outs = {
-        k: {o: np.array(v) for o, v in prog.run(s, {name: x}).items()} for k, s in states.items()
+        k: {o: np.array(v) for o, v in progs[k].run(s, {name: x}).items()}
+        for k, s in states.items()
     }
     for o, v in outs["old"].items():
         err = float(np.max(np.abs(outs["new"][o] - v)) / (np.max(np.abs(v)) + 1e-30))
         print(f"output {o}: new vs old max relative difference {err:.2e}")
-    names = states["new"].names
-    layer_t = {k: {n: [] for n in names} for k in states}
+    names = [n for n in states["new"].names if n in states["old"].names]
+    layer_t = {k: {n: [] for n in states[k].names} for k in states}
     whole: dict[str, list[float]] = {k: [] for k in states}
     order = ["old", "new", "old2"]
     clock = time.perf_counter
     for r in range(args.rounds + 2):
         for k in order[r % 3 :] + order[: r % 3]:
             s = states[k]
-            prog._copy_inputs(s, {name: x})
+            progs[k]._copy_inputs(s, {name: x})
             t00 = clock()
             for n, run in zip(s.names, s.runs, strict=True):
                 t0 = clock()

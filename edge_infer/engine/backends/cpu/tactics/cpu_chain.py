@@ -17,7 +17,9 @@ Measured (bench/chain_ab.py --threads 1 --cpu, one process alternating, a loaded
 0.64-0.94x the members' own tactics on MobileNetV2's blocks at 112 to 14 pixels at batch 8
 (features.1-12), 0.79-1.1x at batch 1 there; slower on the 7x7 blocks (1.1-1.25x: each task
 recomputes its first strip's halo rows, and the planes are a few strips), where the build
-keeps the layers separate.
+keeps the layers separate. One image on such a small plane is therefore split between threads
+by ranges of the middle channels instead (no halo; each thread's project reads only what it
+expanded), the threads' partial project sums added after.
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ MIN_STRIP_ROWS = 4
 WANT_BUDGETS = 4
 #: output rows per task at least (each task recomputes its first strip's halo rows)
 MIN_TASK_ROWS = 2
+#: one image on at most this many output pixels: tasks by middle channels (_by_channels).
+#: MobileNetV2 b1, 2 threads, every chain kept, one engine, by channels / by rows (60
+#: rounds, bench/mnv_fp32_ab.py --all-chains): the 7x7 outputs' chains (features.14-17)
+#: 0.81-0.86, the 14x14 ones 0.89-1.07 (left by rows)
+BY_CHANNELS_MAX_PIXELS = 64
 F32 = np.dtype(np.float32)
 
 
@@ -88,11 +95,12 @@ def kernel_takes(spec: ChainSpec) -> bool:
     )
 
 
-def geometry(spec: ChainSpec) -> dict[str, int]:
+def geometry(spec: ChainSpec, cmid: int | None = None) -> dict[str, int]:
     """The kernel's buffer geometry: strip rows, ring rows ns, ring row width ws, D's
-    channel stride ds, and ``work``: floats of a task's buffer (conv_chain.c)."""
+    channel stride ds, and ``work``: floats of a task's buffer (conv_chain.c); ``cmid``: a
+    task's middle channels where not all of them."""
     _, cin, _, w = spec.x_shape
-    cmid = spec.depthwise.cin
+    cmid = spec.depthwise.cin if cmid is None else cmid
     _, _, ho, wo = spec.out_shape
     sy = spec.depthwise.strides[0]
 
@@ -122,6 +130,9 @@ class ChainNative(Tactic):
     expand, depthwise and project while they are in cache."""
 
     name: ClassVar[str] = "chain_native"
+    #: one image on small planes: each thread's task a range of the middle channels (see
+    #: :meth:`_by_channels`), not of the output rows
+    by_channels: ClassVar[bool] = True
 
     def __init__(self, spec: ChainSpec) -> None:
         self.spec = spec
@@ -173,6 +184,28 @@ class ChainNative(Tactic):
         def addr(a: np.ndarray | None) -> int | None:
             return None if a is None else a.ctypes.data
 
+        common = dict(
+            xis=x3.strides[0] // isz,
+            xcs=x3.strides[1] // isz,
+            h=h,
+            w=w,
+            cin=cin,
+            cout=cout,
+            sy=s.depthwise.strides[0],
+            ho=ho,
+            wo=wo,
+            eact=eact,
+            ep0=ep0,
+            ep1=ep1,
+            dact=dact,
+            dp0=dp0,
+            dp1=dp1,
+        )
+        parts = self._by_channels(scratch, n, act)
+        if parts:
+            return self._bind_by_channels(
+                parts, common, x3, z3, out3, residual, scratch, before, after
+            )
         calls = []
         for g0, g1 in split(n * ho, self._tasks(scratch, n, ho)):
             work = scratch((geo["work"],), F32, None)  # one per task: tasks run at once
@@ -222,6 +255,99 @@ class ChainNative(Tactic):
             calls.append(native.NativeCall("conv_chain_f32", args, keep))
         pool = getattr(scratch, "pool", None)
         return sequence([*before, share(calls, pool), *after])
+
+    def _by_channels(self, scratch: Scratch, n: int, act: int) -> int:
+        """Tasks by ranges of the middle channels (0: by output rows). One image on a small
+        plane split by rows expands each task boundary's halo rows twice (7 x 7 on 2
+        threads: 9 rows for 7) and each thread's project reads rows the other expanded; by
+        channels each task expands, filters and projects its channels on the whole plane
+        into partial sums of every output, added after (the project without activation)."""
+        s = self.spec
+        workers = getattr(scratch, "workers", 1)
+        _, _, ho, wo = s.out_shape
+        cmid = s.depthwise.cin
+        if not self.by_channels or n != 1 or workers < 2 or act != 0:
+            return 0
+        if ho * wo > BY_CHANNELS_MAX_PIXELS or cmid < workers * 2 * PANEL:
+            return 0
+        return workers
+
+    def _bind_by_channels(
+        self,
+        parts: int,
+        common: dict[str, Any],
+        x3: np.ndarray,
+        z3: np.ndarray | None,
+        out3: np.ndarray,
+        residual: int,
+        scratch: Scratch,
+        before: list[Run],
+        after: list[Run],
+    ) -> Run:
+        """Task k: middle channels [m0, m1) on the whole image (its own packed weights),
+        project partial sums into the output (task 0: with the bias and the residual, added
+        before the identity activation) or a buffer of its own, summed into the output
+        after the tasks."""
+        s = self.spec
+        ho = s.out_shape[2]
+        cmid = s.depthwise.cin
+        assert s.expand is None or s.expand.weight.shape[0] == cmid
+        dwk = np.ascontiguousarray(s.depthwise.weight.reshape(cmid, 9), F32)
+        calls, sums = [], []
+        for k, (m0, m1) in enumerate(split(cmid, parts, align=PANEL)):
+            geo = geometry(s, m1 - m0)
+            work = scratch((geo["work"],), F32, None)
+            dst = out3 if k == 0 else flat3(scratch(s.out_shape, F32, None))
+            assert dst is not None
+            if k:
+                sums.append(dst)
+            ew = None if s.expand is None else pack_weights(s.expand.weight[m0:m1], PANEL)
+            pw = pack_weights(np.ascontiguousarray(s.project.weight[:, m0:m1]), PANEL)
+            eb, db = (
+                None if m is None or m.bias is None else np.ascontiguousarray(m.bias[m0:m1], F32)
+                for m in (s.expand, s.depthwise)
+            )
+            dw = np.ascontiguousarray(dwk[m0:m1])
+            pb = None if k or s.project.bias is None else np.ascontiguousarray(s.project.bias, F32)
+            xk = x3 if s.expand is not None else x3[:, m0:m1]
+            zk = z3 if k == 0 and residual else None
+            args = dict(
+                common,
+                x=xk.ctypes.data,
+                cmid=m1 - m0,
+                ew=None if ew is None else ew.ctypes.data,
+                eb=None if eb is None else eb.ctypes.data,
+                dw=dw.ctypes.data,
+                db=None if db is None else db.ctypes.data,
+                pw=pw.ctypes.data,
+                pb=None if pb is None else pb.ctypes.data,
+                out=dst.ctypes.data,
+                ois=dst.strides[0] // 4,
+                ocs=dst.strides[1] // 4,
+                act=0,
+                p0=0.0,
+                p1=0.0,
+                residual=residual if zk is not None else 0,
+                z=None if zk is None else zk.ctypes.data,
+                zcs=0 if zk is None else zk.strides[1] // 4,
+                zis=0 if zk is None else zk.strides[0] // 4,
+                g0=0,
+                g1=ho,
+                rows=geo["rows"],
+                ns=geo["ns"],
+                ws=geo["ws"],
+                ds=geo["ds"],
+                work=work.ctypes.data,
+            )
+            keep = (ew, eb, dw, db, pw, pb, xk, zk, dst, work, x3, z3, out3)
+            calls.append(native.NativeCall("conv_chain_f32", args, keep))
+
+        def add() -> None:
+            for part in sums:
+                np.add(out3, part, out=out3)
+
+        pool = getattr(scratch, "pool", None)
+        return sequence([*before, share(calls, pool), add, *after])
 
     @staticmethod
     def _tasks(scratch: Scratch, n: int, ho: int) -> int:

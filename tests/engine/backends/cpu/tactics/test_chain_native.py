@@ -245,3 +245,30 @@ def test_aarch64_neon_path_matches(tmp_path: Path) -> None:
     outs = emulated.replayed(exe, tmp_path, [rec for rec, _, _ in cases])
     for (rec, _, want), got in zip(cases, outs, strict=True):
         _close(got, want, f"aarch64 {rec.name}")
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ((1, 16, 7, 7), 6, 16, 1, (RELU6, RELU6, NONE), "pre"),  # MobileNetV2's 7x7 blocks
+        ((1, 16, 9, 11), 6, 24, 2, (RELU6, RELU6, NONE), "none"),
+        ((1, 40, 5, 7), 1, 8, 1, (NONE, RELU, NONE), "post"),  # no expand
+    ],
+    ids=["s1pre", "s2", "noexpand"],
+)
+def test_one_image_split_by_middle_channels(case) -> None:
+    """One image on a small plane, 2 threads: tasks by middle-channel ranges, partial sums
+    added after (the by-channels tasks ran: 2 per layer)."""
+    spec = _spec(case)
+    x, z, want = _data(spec)
+    pool = WorkPool(2)
+    scratch = ScratchPool(pool)
+    assert ChainNative(spec)._by_channels(scratch, 1, 0) == 2
+    out = np.full(spec.out_shape, np.nan, F32)
+    run = ChainNative(spec).bind([x] + ([z] if z is not None else []), [out], scratch)
+    run()
+    _close(out, want, "by channels")
+    out.fill(np.nan)
+    run()
+    _close(out, want, "by channels, second run")
+    pool.close()
