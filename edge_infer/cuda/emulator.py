@@ -274,10 +274,9 @@ class EmuLibrary:
 
     @property
     def scheduler(self) -> str:
-        """How a block's CUDA threads run: ``"fibers"`` (the plain and asan builds' default:
-        user-space switches at barriers, on the launching thread) or ``"threads"`` (one OS
-        thread each: the tsan build, or the others in a process started with
-        ``EI_EMU_THREADS=1``). docs/cuda-kernels.md, "Two schedulers"."""
+        """How a block's CUDA threads run: ``"fibers"`` (the default: user-space switches at
+        barriers, on the launching thread) or ``"threads"`` (one OS thread each, in a process
+        started with ``EI_EMU_THREADS=1``). docs/cuda-kernels.md, "Two schedulers"."""
         return self._dll.ei_emu_scheduler().decode()
 
     def set_hang_timeout(self, seconds: int) -> None:

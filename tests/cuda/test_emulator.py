@@ -346,8 +346,8 @@ except KernelLaunchError as exc:
     print("refused:", exc)
 """
 
-#: the plain and asan builds run fibers unless EI_EMU_THREADS=1; tsan always OS threads
-SCHEDULERS = ["threads"] if emu_variant() == "tsan" else ["fibers", "threads"]
+#: every build runs fibers unless EI_EMU_THREADS=1 asks for OS threads
+SCHEDULERS = ["fibers", "threads"]
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS)

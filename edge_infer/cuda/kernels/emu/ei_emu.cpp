@@ -1,14 +1,14 @@
 // The emulator's runtime: barriers, per-warp exchange buffers, launch checks, and two ways of
 // running a block's CUDA threads (docs/cuda-kernels.md, "Two schedulers"):
 //
-// - OS threads: a team of pthreads (one per CUDA thread of a block, created once and reused
-//   by every launch). The tsan build always runs so (ThreadSanitizer sees real threads and
-//   real happens-before edges); the plain and asan builds when EI_EMU_THREADS=1.
-// - Fibers (the plain and asan builds' default): every CUDA thread of a block is a fiber with
-//   its own stack on the launching thread, switched only where it waits at a barrier. A
-//   barrier then costs two user-space context switches per thread instead of a futex sleep
-//   and wake-up, and a deadlock (every unfinished thread waits at a barrier others never
-//   reach) is seen at once. The asan build announces each switch to AddressSanitizer.
+// - Fibers (the default): every CUDA thread of a block is a fiber with its own stack on the
+//   launching thread, switched only where it waits at a barrier. A barrier then costs two
+//   user-space context switches per thread instead of a futex sleep and wake-up, and a
+//   deadlock (every unfinished thread waits at a barrier others never reach) is seen at once.
+//   The sanitized builds announce each switch to their sanitizer (ThreadSanitizer then sees
+//   every fiber as a thread, ordered only by the barriers).
+// - OS threads (EI_EMU_THREADS=1): a team of pthreads, one per CUDA thread of a block,
+//   created once and reused by every launch.
 //
 // Barriers are a mutex-protected count plus a generation word that waiters sleep on (a futex,
 // or a fiber switch): pthread mutexes and acquire/release atomics are what ThreadSanitizer
@@ -33,6 +33,12 @@
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
+#endif
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+// ThreadSanitizer's dynamic annotations (exported by its runtime)
+extern "C" void AnnotateIgnoreWritesBegin(const char* file, int line);
+extern "C" void AnnotateIgnoreWritesEnd(const char* file, int line);
 #endif
 
 thread_local uint3 threadIdx;
@@ -350,10 +356,14 @@ struct Fiber {
     uint3 tid3;
     Warp* warp = nullptr;
     unsigned lane = 0;
+    // written by the fiber, read by the scheduler: relaxed atomics (ThreadSanitizer sees the
+    // two as different threads with no order between them)
     uint32_t* wait_word = nullptr;  // parked until *wait_word != wait_value
     uint32_t wait_value = 0;
     bool done = false;
+    bool started = false;        // in this block (scheduler only)
     void* fake_stack = nullptr;  // AddressSanitizer's, while the fiber is switched out
+    void* tsan = nullptr;        // ThreadSanitizer's context of the fiber
 };
 
 Fiber* g_fibers[kMaxThreads];
@@ -365,14 +375,41 @@ Context g_scheduler;
 // between the stack pointer and the running stack's top): every switch is announced through
 // its fiber interface. The launching thread's stack bounds are learnt at a fiber's first
 // resumption.
+//
+// ThreadSanitizer sees each fiber as a thread of its own. A fiber's first switch-in of a block
+// synchronizes (the launch and the block before happen before its threads); every other
+// switch does not, so the only order between the threads of a block is what the barriers'
+// mutexes and atomics make, as with OS threads, and a missing __syncthreads is still a race
+// it reports. The scheduler's writes of the thread-local indices a fiber reads are hidden
+// from it (they stand for per-thread registers).
 #if defined(__SANITIZE_ADDRESS__)
 const void* g_thread_stack = nullptr;
 size_t g_thread_stack_size = 0;
 void* g_scheduler_fake_stack = nullptr;
 #endif
+#if defined(__SANITIZE_THREAD__)
+void* g_scheduler_tsan = nullptr;
+#endif
 
-// the scheduler runs fiber f until it parks or finishes
+// the scheduler runs fiber f, as CUDA thread f, until it parks or finishes
 void enter_fiber(Fiber* f) {
+#if defined(__SANITIZE_THREAD__)
+    AnnotateIgnoreWritesBegin(__FILE__, __LINE__);
+#endif
+    threadIdx = f->tid3;
+    t_warp = f->warp;
+    t_lane = f->lane;
+    t_fiber = f;
+    const bool first = !f->started;
+    f->started = true;
+#if defined(__SANITIZE_THREAD__)
+    AnnotateIgnoreWritesEnd(__FILE__, __LINE__);
+    // the last thing the scheduler does before the switch: from here on TSan counts the
+    // calling thread's accesses as the fiber's
+    __tsan_switch_to_fiber(f->tsan, first ? 0 : __tsan_switch_to_fiber_no_sync);
+#else
+    (void)first;
+#endif
 #if defined(__SANITIZE_ADDRESS__)
     __sanitizer_start_switch_fiber(&g_scheduler_fake_stack, f->top - kFiberStackBytes,
                                    kFiberStackBytes);
@@ -398,14 +435,22 @@ void leave_fiber(Fiber* f, bool finished) {
     __sanitizer_start_switch_fiber(finished ? nullptr : &f->fake_stack, g_thread_stack,
                                    g_thread_stack_size);
 #endif
+#if defined(__SANITIZE_THREAD__)
+    // never synchronizing: the block's end is ordered by the barriers' mutexes, which every
+    // finished thread released (run_thread) and the scheduler acquires (block_finished)
+    __tsan_switch_to_fiber(__atomic_load_n(&g_scheduler_tsan, __ATOMIC_RELAXED),
+                           __tsan_switch_to_fiber_no_sync);
+#else
+    (void)finished;
+#endif
     context_switch(f->ctx, g_scheduler);
     fiber_resumed(f);
 }
 
 void fiber_park(uint32_t* word, uint32_t value) {
     Fiber* f = t_fiber;
-    f->wait_word = word;
-    f->wait_value = value;
+    __atomic_store_n(&f->wait_word, word, __ATOMIC_RELAXED);
+    __atomic_store_n(&f->wait_value, value, __ATOMIC_RELAXED);
     leave_fiber(f, false);
 }
 
@@ -413,7 +458,7 @@ void fiber_park(uint32_t* word, uint32_t value) {
     Fiber* f = t_fiber;
     fiber_resumed(f);
     run_thread(g_launch.thunk, g_launch.params);
-    f->done = true;
+    __atomic_store_n(&f->done, true, __ATOMIC_RELAXED);
     leave_fiber(f, true);
     __builtin_trap();  // a finished fiber is never resumed
 }
@@ -427,6 +472,9 @@ bool grow_fibers(unsigned n) {
         mprotect(mem, page, PROT_NONE);
         Fiber* f = new Fiber();
         f->top = static_cast<char*>(mem) + page + kFiberStackBytes;
+#if defined(__SANITIZE_THREAD__)
+        f->tsan = __tsan_create_fiber(0);
+#endif
         g_fibers[g_fiber_count++] = f;
     }
     return true;
@@ -436,7 +484,18 @@ bool grow_fibers(unsigned n) {
 // barrier, in thread order, round after round. False when a round finds every unfinished
 // thread parked: they wait at barriers others never reach (their stacks are abandoned; the
 // next block starts every fiber afresh).
+// The scheduler after a block: every finished thread released the block barrier's mutex
+// (run_thread drops it), so taking it orders the whole block before what follows.
+void block_finished(Launch& L) {
+    pthread_mutex_lock(&L.sync.mutex);
+    pthread_mutex_unlock(&L.sync.mutex);
+}
+
 bool run_fiber_blocks(Launch& L) {
+#if defined(__SANITIZE_THREAD__)
+    // atomic: a finished fiber of the last launch read it after its last ordered access
+    __atomic_store_n(&g_scheduler_tsan, __tsan_get_current_fiber(), __ATOMIC_RELAXED);
+#endif
     blockDim = dim3(L.block[0], L.block[1], L.block[2]);
     gridDim = dim3(L.grid[0], L.grid[1], L.grid[2]);
     for (unsigned t = 0; t < L.nthreads; ++t) {
@@ -451,8 +510,9 @@ bool run_fiber_blocks(Launch& L) {
         if (b > 0) reset_block_state(L);
         for (unsigned t = 0; t < L.nthreads; ++t) {
             Fiber* f = g_fibers[t];
-            f->done = false;
-            f->wait_word = nullptr;
+            __atomic_store_n(&f->done, false, __ATOMIC_RELAXED);
+            __atomic_store_n(&f->wait_word, nullptr, __ATOMIC_RELAXED);
+            f->started = false;
             context_init(f->ctx, f->top, fiber_main);
         }
         unsigned running = L.nthreads;
@@ -460,17 +520,16 @@ bool run_fiber_blocks(Launch& L) {
             bool resumed = false;
             for (unsigned t = 0; t < L.nthreads; ++t) {
                 Fiber* f = g_fibers[t];
-                if (f->done) continue;
-                const uint32_t* word = f->wait_word;
-                if (word && __atomic_load_n(word, __ATOMIC_ACQUIRE) == f->wait_value) continue;
-                f->wait_word = nullptr;
-                threadIdx = f->tid3;
-                t_warp = f->warp;
-                t_lane = f->lane;
-                t_fiber = f;
+                if (__atomic_load_n(&f->done, __ATOMIC_RELAXED)) continue;
+                // relaxed: the resumed fiber's own acquire load (Barrier::wait) is the order
+                const uint32_t* word = __atomic_load_n(&f->wait_word, __ATOMIC_RELAXED);
+                if (word && __atomic_load_n(word, __ATOMIC_RELAXED) ==
+                                __atomic_load_n(&f->wait_value, __ATOMIC_RELAXED))
+                    continue;
+                __atomic_store_n(&f->wait_word, nullptr, __ATOMIC_RELAXED);
                 enter_fiber(f);
                 resumed = true;
-                if (f->done) --running;
+                if (__atomic_load_n(&f->done, __ATOMIC_RELAXED)) --running;
             }
             if (!resumed) {
                 ok = false;
@@ -480,27 +539,37 @@ bool run_fiber_blocks(Launch& L) {
                     __asan_unpoison_memory_region(g_fibers[t]->top - kFiberStackBytes,
                                                   kFiberStackBytes);
 #endif
+#if defined(__SANITIZE_THREAD__)
+                // the parked fibers never release their last accesses: a synchronizing
+                // switch there and back (no stack changes) orders them before what follows
+                for (unsigned t = 0; t < L.nthreads; ++t) {
+                    __tsan_switch_to_fiber(g_fibers[t]->tsan, 0);
+                    __tsan_switch_to_fiber(g_scheduler_tsan, 0);
+                }
+#endif
                 break;
             }
         }
+        block_finished(L);
     }
+#if defined(__SANITIZE_THREAD__)
+    AnnotateIgnoreWritesBegin(__FILE__, __LINE__);
+#endif
     t_fiber = nullptr;
     t_warp = nullptr;
+#if defined(__SANITIZE_THREAD__)
+    AnnotateIgnoreWritesEnd(__FILE__, __LINE__);
+#endif
     return ok;
 }
 
-// fibers unless ThreadSanitizer runs (it must see OS threads) or EI_EMU_THREADS=1 asks for
-// threads
+// fibers unless EI_EMU_THREADS=1 asks for OS threads
 bool use_fibers() {
-#if defined(__SANITIZE_THREAD__)
-    return false;
-#else
     static const bool fibers = [] {
         const char* env = getenv("EI_EMU_THREADS");
         return !(env && env[0] == '1');
     }();
     return fibers;
-#endif
 }
 
 int fail(const char* fmt, unsigned long long a = 0, unsigned long long b = 0) {
