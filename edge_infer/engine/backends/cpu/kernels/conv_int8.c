@@ -580,14 +580,14 @@ static inline __attribute__((always_inline)) void tile_shift8(const int32_t *x, 
                                                               long wstride, const int32_t *init,
                                                               int32_t *acc, __m256i kb,
                                                               const int shifted,
-                                                              const int terms2) {
+                                                              const int terms2, long T2) {
     __m256i a[MR];
     const __m256i ones = _mm256_set1_epi16(1);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) a[i] = _mm256_set1_epi32(init[i]);
     long t = 0;
     if (terms2)
-        for (; t + 2 <= T; t += 2) {
+        for (; t + 2 <= T2; t += 2) {
             const int32_t *wp = w + t * wstride;
             __m256i x0 = _mm256_loadu_si256((const __m256i *)(x + toff[t]));
             __m256i x1 = _mm256_loadu_si256((const __m256i *)(x + toff[t + 1]));
@@ -656,14 +656,14 @@ static inline __attribute__((always_inline)) void tile_shift16x2(const int32_t *
                                                                  long wstride,
                                                                  const int32_t *init,
                                                                  int32_t *acc, __m256i kb,
-                                                                 const int shifted) {
+                                                                 const int shifted, long T2) {
     const __m256i ones = _mm256_set1_epi16(1);
     for (int r0 = 0; r0 < MR; r0 += 3) {
         __m256i a[3][2];
 #pragma GCC unroll 8
         for (int i = 0; i < 3; i++) a[i][0] = a[i][1] = _mm256_set1_epi32(init[r0 + i]);
         long t = 0;
-        for (; t + 2 <= T; t += 2) {
+        for (; t + 2 <= T2; t += 2) {
             const int32_t *wp = w + t * wstride + r0;
             const int32_t *xp = x + toff[t], *xq = x + toff[t + 1];
             __m256i x0 = _mm256_loadu_si256((const __m256i *)xp);
@@ -703,18 +703,19 @@ static inline __attribute__((always_inline)) void tile_shift16x2(const int32_t *
     }
 }
 
-/* tile_shift8 on nv vectors, at shift k (0: no add), two terms at once where terms2 */
+/* tile_shift8 on nv vectors, at shift k (0: no add), the first T2 terms two at once where
+ * terms2 */
 static void tile_shift(const int32_t *x, const long *toff, long T, const int32_t *w,
                        long wstride, const int32_t *init, int32_t *acc, long nv, long k,
-                       int terms2) {
+                       int terms2, long T2) {
     const __m256i kb = _mm256_set1_epi8((char)k);
     long v = 0;
     if (terms2)
         for (; v + 2 <= nv; v += 2) {
             if (k)
-                tile_shift16x2(x + v * VL, toff, T, w, wstride, init, acc + v * VL, kb, 1);
+                tile_shift16x2(x + v * VL, toff, T, w, wstride, init, acc + v * VL, kb, 1, T2);
             else
-                tile_shift16x2(x + v * VL, toff, T, w, wstride, init, acc + v * VL, kb, 0);
+                tile_shift16x2(x + v * VL, toff, T, w, wstride, init, acc + v * VL, kb, 0, T2);
         }
     if (!terms2)
         for (; v + 2 <= nv; v += 2) {
@@ -727,13 +728,13 @@ static void tile_shift(const int32_t *x, const long *toff, long T, const int32_t
         const int32_t *xv = x + v * VL;
         int32_t *av = acc + v * VL;
         if (k && terms2)
-            tile_shift8(xv, toff, T, w, wstride, init, av, kb, 1, 1);
+            tile_shift8(xv, toff, T, w, wstride, init, av, kb, 1, 1, T2);
         else if (k)
-            tile_shift8(xv, toff, T, w, wstride, init, av, kb, 1, 0);
+            tile_shift8(xv, toff, T, w, wstride, init, av, kb, 1, 0, T2);
         else if (terms2)
-            tile_shift8(xv, toff, T, w, wstride, init, av, kb, 0, 1);
+            tile_shift8(xv, toff, T, w, wstride, init, av, kb, 0, 1, T2);
         else
-            tile_shift8(xv, toff, T, w, wstride, init, av, kb, 0, 0);
+            tile_shift8(xv, toff, T, w, wstride, init, av, kb, 0, 0, T2);
     }
 }
 
@@ -1068,6 +1069,15 @@ typedef struct {
  * L (low 16 bits: L times its weights' pair sums stays in int16) and L2 (high 16 bits: the
  * same for two consecutive terms' pairs), at most 255 */
 #define EI_LIMIT_ROW 4
+/* the sign row's bits from this one up: how many leading terms the AVX2 tiles read two at a
+ * time, L2 holding for those pairs (cpu_qconv.py pair_terms: the terms ordered so that most
+ * pair; 0: every term, as they come) */
+#define EI_PAIRED_SHIFT 8
+
+static inline long paired_terms(const qconv_int8_args *a) {
+    const long n = a->wts[(a->T + EI_SIGN_ROW) * a->coutp] >> EI_PAIRED_SHIFT;
+    return n ? n : a->T;
+}
 
 static inline proved proved_of(const qconv_int8_args *a, long oc) {
     proved p = {0.0f, 0.0f, 0.0f};
@@ -2165,7 +2175,7 @@ static inline __attribute__((always_inline)) void tile_oc_shift(const int32_t *c
                                                                 const int32_t *init,
                                                                 int32_t *acc, __m256i kb,
                                                                 const int shifted,
-                                                                const int terms2) {
+                                                                const int terms2, long T2) {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i a[EI_OCP][3];
 #pragma GCC unroll 4
@@ -2174,7 +2184,7 @@ static inline __attribute__((always_inline)) void tile_oc_shift(const int32_t *c
         for (int v = 0; v < 3; v++) a[p][v] = _mm256_loadu_si256((const __m256i *)(init + 8 * v));
     long t = 0;
     if (terms2)
-        for (; t + 2 <= T; t += 2) {
+        for (; t + 2 <= T2; t += 2) {
             const int32_t *w0 = w + t * wstride, *w1 = w0 + wstride;
             const long o0 = toff[t], o1 = toff[t + 1];
 #pragma GCC unroll 4
@@ -2215,16 +2225,16 @@ static inline __attribute__((always_inline)) void tile_oc_shift(const int32_t *c
 static __attribute__((noinline)) void tile_oc(const int32_t *const *xs, const long *toff, long T,
                                               const int32_t *w, long wstride,
                                               const int32_t *init, int32_t *acc, long k,
-                                              int terms2) {
+                                              int terms2, long T2) {
     const __m256i kb = _mm256_set1_epi8((char)k);
     if (k && terms2)
-        tile_oc_shift(xs, toff, T, w, wstride, init, acc, kb, 1, 1);
+        tile_oc_shift(xs, toff, T, w, wstride, init, acc, kb, 1, 1, T2);
     else if (k)
-        tile_oc_shift(xs, toff, T, w, wstride, init, acc, kb, 1, 0);
+        tile_oc_shift(xs, toff, T, w, wstride, init, acc, kb, 1, 0, T2);
     else if (terms2)
-        tile_oc_shift(xs, toff, T, w, wstride, init, acc, kb, 0, 1);
+        tile_oc_shift(xs, toff, T, w, wstride, init, acc, kb, 0, 1, T2);
     else
-        tile_oc_shift(xs, toff, T, w, wstride, init, acc, kb, 0, 0);
+        tile_oc_shift(xs, toff, T, w, wstride, init, acc, kb, 0, 0, T2);
 }
 
 /* output positions before grid position g (of rows of wg, the first wo of them real) */
@@ -2275,7 +2285,8 @@ static int qconv_int8_oc(const qconv_int8_args *a, const fastq *fq) {
                     long q = p + (k < n ? k : n - 1); /* a short group repeats its last */
                     xs[k] = a->layout + q / a->wo * a->wg + q % a->wo;
                 }
-                tile_oc(xs, a->toff, a->T, a->wts + oc0, a->coutp, init, acc, shift, terms2);
+                tile_oc(xs, a->toff, a->T, a->wts + oc0, a->coutp, init, acc, shift, terms2,
+                        paired_terms(a));
                 for (long k = 0; k < n; k++) {
                     int32_t *dst = rows + (p - pr) + k;
                     const int32_t *src = acc + k * EI_OCC;
@@ -2434,7 +2445,7 @@ void qconv_int8_f32(const qconv_int8_args *a) {
                 for (long i = 0; i < MR; i++)
                     ik[i] = i < rows ? init[i] - (int32_t)shift * a->wsum[oc0 + i] : 0;
                 tile_shift(a->layout + g, a->toff, a->T, wb, ws, ik, acc, nv, shift,
-                           hi + shift <= lim2);
+                           hi + shift <= lim2, paired_terms(a));
             }
             if (!done && wsafe)
                 tile_sign(a->layout + g, a->toff, a->T, wb, ws, init, acc, nv);
