@@ -2,7 +2,8 @@
 CRNN's (2 x 2 stride 2, 2 x 1 stride 2 x 1), rows wider than the 64-output vector blocks, odd
 and even widths, left pads 0 to 8, column stride 1 or 2, padded tails; the pools with no
 padding straight from their input rows (kh x 1 stride 1 column, kh x 2 stride 2 on
-AVX-512BW: block tails, an unused last column, windows of 3 rows); column stride 1 (SPPF)
+AVX-512BW and AVX2: block tails, AVX2's overlapping last block and rows under one block, an
+unused last column, windows of 3 rows); column stride 1 (SPPF)
 as rows' then columns' running maxima; against the reference
 MaxPool, bit for bit, here and through every x86 vector path."""
 
@@ -41,6 +42,8 @@ POOLS = [
     ((10, 10), (5, 5), (1, 1), (2, 2, 2, 2)),  # SPPF: rows' then columns' running maxima
     ((20, 37), (5, 5), (1, 1), (2, 2, 2, 2)),  # three 16-output vectors a row
     ((9, 19), (3, 4), (2, 1), (1, 3, 0, 2)),  # row stride 2, left pad 3
+    ((4, 77), (2, 2), (2, 2), (0, 0, 0, 0)),  # 38 outputs: AVX2's last block overlaps
+    ((4, 21), (2, 2), (2, 2), (0, 0, 0, 0)),  # 10 outputs: under one AVX2 block
 ]
 
 
@@ -68,7 +71,7 @@ def test_stride2_rows(case: tuple) -> None:
 @pytest.mark.parametrize("build", list(isa_builds.X86_BUILDS))
 def test_every_x86_vector_path_gives_the_same_bits(build: str, tmp_path) -> None:
     """The step's bound calls through reformat.c built for each x86 path (AVX-512BW's stride-2
-    blocks; AVX2's and plain x86-64's padded rows and straight kh x 1 rows)."""
+    and AVX2's stride-2 blocks; plain x86-64's padded rows and straight kh x 1 rows)."""
     flags, needs = isa_builds.X86_BUILDS[build]
     isa_builds.need_features(needs)
     fn = isa_builds.build_kernels(tmp_path, ["reformat.c"], flags).maxpool_s8_f32

@@ -65,11 +65,28 @@ EI_MAXPOOL_PLANE(maxpool_plane_s8, int8_t, -128)
 #define EI_MP_ROW 1024
 #define EI_MP_BUF (2 * EI_MP_ROW + 512)
 
+#if defined(__AVX2__) && !defined(__AVX512BW__)
+/* AVX2's stride 2: 32 outputs from the int16 words of lo (input bytes 0-31) and hi (32-63)
+ * whose low bytes already hold the outputs (the high bytes are dropped): the low bytes as
+ * 0-255 words, packed unsigned (exact), the 128-bit lanes' 64-bit halves put back in order */
+static inline __m256i ei_low_bytes(__m256i lo, __m256i hi) {
+    const __m256i ff = _mm256_set1_epi16(0xff);
+    __m256i p = _mm256_packus_epi16(_mm256_and_si256(lo, ff), _mm256_and_si256(hi, ff));
+    return _mm256_permute4x64_epi64(p, 0xd8);
+}
+
+/* a word's low byte the maximum of its two bytes */
+static inline __m256i ei_pair_max(__m256i v) {
+    return _mm256_max_epi8(v, _mm256_srli_epi16(v, 8));
+}
+#endif
+
 /* windows of at most 8 columns, column stride 1 or 2, no column dilation, left pad <= 8:
  * each output row from its input rows' maximum, laid into a row padded with -128 (vp[c + pl]:
  * input column c), then each output's columns' maximum; on AVX-512BW stride 2 takes 64
- * outputs at a time from the even and odd bytes (the int16 words' low and high bytes), and
- * stride 1 is left to the compiler's vectors */
+ * outputs at a time from the even and odd bytes (the int16 words' low and high bytes), on
+ * AVX2 32 (each word's two bytes' maximum, its low byte packed), and stride 1 is left to the
+ * compiler's vectors */
 static void maxpool_plane_s8_rows(const int8_t *xp, int8_t *yp, const maxpool_s8_args *a,
                                   long end) {
     int8_t vp[EI_MP_BUF] __attribute__((aligned(64)));
@@ -116,6 +133,19 @@ static void maxpool_plane_s8_rows(const int8_t *xp, int8_t *yp, const maxpool_s8
             }
 #undef EI_EVEN
 #undef EI_ODD
+#elif defined(__AVX2__)
+        /* 32 outputs a block (at most 64 + 2 bytes read: inside end), the tail below */
+        if (sx == 2 && (kw == 2 || kw == 3))
+            for (; j + 32 <= wo; j += 32) {
+                const int8_t *v = vp + 2 * j;
+                __m256i lo = ei_pair_max(_mm256_loadu_si256((const __m256i *)v));
+                __m256i hi = ei_pair_max(_mm256_loadu_si256((const __m256i *)(v + 32)));
+                if (kw == 3) {
+                    lo = _mm256_max_epi8(lo, _mm256_loadu_si256((const __m256i *)(v + 2)));
+                    hi = _mm256_max_epi8(hi, _mm256_loadu_si256((const __m256i *)(v + 34)));
+                }
+                _mm256_storeu_si256((__m256i *)(y + j), ei_low_bytes(lo, hi));
+            }
 #endif
         for (; j < wo; j++) {
             const int8_t *v = vp + j * sx;
@@ -129,13 +159,16 @@ static void maxpool_plane_s8_rows(const int8_t *xp, int8_t *yp, const maxpool_s8
 /* windows inside the plane (no padding), no dilation: each output row straight from its input
  * rows, no padded row between. Column stride 1 with one column (CRNN's 2 x 1 pools): the rows'
  * maximum; on AVX-512BW column stride 2 with two columns (2 x 2 stride 2): 64 outputs at a
- * time from the rows' maximum's even and odd bytes (masked loads: nothing read past a row). */
+ * time from the rows' maximum's even and odd bytes (masked loads: nothing read past a row);
+ * on AVX2 32 at a time, rows of at least 32 outputs (the last block overlaps the one before). */
 static int maxpool_direct_s8(const maxpool_s8_args *a) {
     long h = a->h, w = a->w, ho = a->ho, wo = a->wo, kh = a->kh, sy = a->sy;
     if (a->pt || a->pl || a->dy != 1 || a->dx != 1 || (ho - 1) * sy + kh > h) return 0;
     int vertical = a->kw == 1 && a->sx == 1 && wo == w;
 #if defined(__AVX512BW__)
     int pairs = a->kw == 2 && a->sx == 2 && 2 * wo <= w;
+#elif defined(__AVX2__)
+    int pairs = a->kw == 2 && a->sx == 2 && 2 * wo <= w && wo >= 32;
 #else
     int pairs = 0;
 #endif
@@ -173,6 +206,22 @@ static int maxpool_direct_s8(const maxpool_s8_args *a) {
                     _mm512_cvtepi16_epi8(_mm512_srli_epi16(m1, 8)), 1);
                 __mmask64 keep = wo - j >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (wo - j)) - 1;
                 _mm512_mask_storeu_epi8(y + j, keep, _mm512_max_epi8(even, odd));
+            }
+#elif defined(__AVX2__)
+            /* 32 outputs a block; the last block ends at the row's last output (wo >= 32),
+             * rewriting some of the one before: nothing read past 2 wo <= w */
+            for (long j = 0; j < wo; j += 32) {
+                if (j + 32 > wo) j = wo - 32;
+                const int8_t *x0 = r0 + 2 * j;
+                __m256i m0 = _mm256_loadu_si256((const __m256i *)x0);
+                __m256i m1 = _mm256_loadu_si256((const __m256i *)(x0 + 32));
+                for (long t = 1; t < kh; t++) {
+                    m0 = _mm256_max_epi8(m0, _mm256_loadu_si256((const __m256i *)(x0 + t * w)));
+                    m1 = _mm256_max_epi8(m1,
+                                         _mm256_loadu_si256((const __m256i *)(x0 + t * w + 32)));
+                }
+                _mm256_storeu_si256((__m256i *)(y + j),
+                                    ei_low_bytes(ei_pair_max(m0), ei_pair_max(m1)));
             }
 #endif
         }
