@@ -61,6 +61,8 @@ MAX_POSITIONS = 100
 #: on the AVX2 path, a map of fewer positions than this a thread is split between the threads
 #: by output channels (whole 16-channel vectors)
 CHANNEL_SPLIT = 2 * VECTOR
+#: the tasks' layouts in buffers shared by the context's 1x1 layers (_layout_buffer)
+SHARED_LAYOUT = True
 #: conv_int8_pw.c's AVX2 path (qpw_int8_path): no cin / positions limits (timed at build
 #: against qconv_native on every 1x1 layer)
 AVX2 = 2
@@ -158,6 +160,15 @@ class QPointwiseNative(Tactic):
             parts = max(parts, per)
         return [(q0, q1, 0, cout) for q0, q1 in split(positions, parts, align=ALIGN)]
 
+    @staticmethod
+    def _layout_buffer(scratch: Scratch, size: int, k: int) -> np.ndarray:
+        """The layout buffer of a layer's task ``k``: one of the context's shared ones (the
+        same for every 1x1 layer's task k: the layers run one after another, and the buffer
+        stays in the caches instead of a cold one per layer), or a private one if larger."""
+        if SHARED_LAYOUT and size <= LAYOUT_BYTES // 4:
+            return scratch((LAYOUT_BYTES // 4,), np.int32, f"qpw_layout{k}")
+        return scratch((size,), np.int32, None)
+
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         s, p = self.spec, self._prepared()
         before: list[Run] = []
@@ -184,7 +195,9 @@ class QPointwiseNative(Tactic):
         tasks: list[Any] = []
         for b in range(n):
             for q0, q1, oc0, oc1 in self._parts(n, positions, workers):
-                buf = scratch((p["cq"] * -(-(q1 - q0) // VECTOR) * VECTOR,), np.int32, None)
+                buf = self._layout_buffer(
+                    scratch, p["cq"] * -(-(q1 - q0) // VECTOR) * VECTOR, len(tasks)
+                )
                 args = dict(
                     x=x.ctypes.data + b * x.strides[0],
                     xcs=x.strides[1],

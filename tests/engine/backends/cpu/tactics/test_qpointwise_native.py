@@ -95,6 +95,30 @@ def test_bit_exact_with_the_reference(act, residual) -> None:
             np.testing.assert_array_equal(got, want, err_msg=f"{SHAPES[k]} {workers}")
 
 
+def test_layers_share_their_layout_buffers() -> None:
+    """Layers bound in one context lay their tasks out in the same shared buffers (one per
+    task index), and each stays bit-exact when the others ran in between (a layout left by a
+    larger layer with other channels in the buffer)."""
+    pool = WorkPool(2)
+    try:
+        scratch = ScratchPool(pool)
+        layers = []
+        for k in (4, 0, 2):  # 100, 24, 40 input channels
+            spec, inputs = _case(k, ACTS[2], "none")
+            out = np.zeros(spec.out_shape, np.int8)
+            run = QPointwiseNative(spec).bind(inputs, [out], scratch)
+            layers.append((run, out, qconv(*inputs, **spec.attrs())))
+        roles = {key[0] for key in scratch._shared}
+        assert {"qpw_layout0", "qpw_layout1"} <= roles
+        for _ in range(2):
+            for run, out, want in layers:
+                out[...] = 0
+                run()
+                np.testing.assert_array_equal(out, want)
+    finally:
+        pool.close()
+
+
 def sign_cases() -> list[tuple[str, QConvSpec, list]]:
     """The AVX2 path's three dot products: activations all non-negative (x read as u8), some
     negative with no weight -128 (|x| . (w * sign(x))), and with one (int16 products); each
