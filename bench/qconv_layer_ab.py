@@ -16,12 +16,15 @@ Run (a kernels folder at an older commit as ``--old``):
         | tar -x --strip-components=5 -C /tmp/k_old
     .venv/bin/python bench/qconv_layer_ab.py --engine /tmp/int8-vs-ort/resnet50-b1-int8.engine \\
         --old /tmp/k_old --new edge_infer/engine/backends/cpu/kernels
+Kernels from before 3865c7a (cpu_qconv.pair_terms) need ``--old-natural``: they pair every
+two consecutive terms, and a paired order's leftover terms would wrap in int16 there.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import subprocess
 import sys
 import tempfile
@@ -180,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         "frames (bench/engine_table.py), instead of random bytes",
     )
     p.add_argument(
+        "--old-natural",
+        action="store_true",
+        help="bind the old side in the terms' own order (no cpu_qconv.pair_terms: for kernels "
+        "before it, which read every consecutive pair of terms)",
+    )
+    p.add_argument(
         "--new-tactic",
         choices=["qconv_native", "qconv_native_oc"],
         default="qconv_native",
@@ -225,7 +234,10 @@ def main(argv: list[str] | None = None) -> int:
                 if side == "new" and args.new_tactic != "qconv_native"
                 else QConvNative
             )
-            run = cls(spec).bind(inputs, [out], ScratchPool(None))
+            bound = spec
+            if side == "old" and args.old_natural:  # x_range past 254: the natural order
+                bound = dataclasses.replace(spec, x_range=(-128, 127))
+            run = cls(bound).bind(inputs, [out], ScratchPool(None))
             run()
             if not _matches(out, want.astype(out.dtype), spec.activation):
                 raise SystemExit(f"{side}: {key} differs from the reference")
