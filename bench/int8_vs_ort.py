@@ -97,6 +97,21 @@ def _ort(path: Path, threads: int) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def _check_same(new: dict[str, Any], old: dict[str, Any], rel: float = 1e-2) -> None:
+    """The old kernels must compute what the new ones do on this engine's bound data: a
+    kernel from before a change of a tactic's layout (e.g. 3865c7a, the paired-term order of
+    qconv_native) reads the new layout wrongly and would be timed on garbage."""
+    for name, want in new.items():
+        a, b = np.asarray(old[name], np.float64), np.asarray(want, np.float64)
+        err = float(np.max(np.abs(a - b), initial=0.0))
+        if not err <= rel * float(np.max(np.abs(b), initial=0.0)) + 1e-6:
+            raise SystemExit(
+                f"--old-kernels: output {name!r} differs from the new kernels' by {err:.3g}: "
+                f"those kernels do not read this engine's layouts (a tactic's packing changed "
+                f"since); take kernels from after the change"
+            )
+
+
 def bench_row(row: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     from edge_infer.engine.backends import get_backend
     from edge_infer.engine.benchmark import set_threads
@@ -114,6 +129,8 @@ def bench_row(row: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     for run in sides.values():
         for _ in range(3):
             run()
+    if args.old_kernels:
+        _check_same(ctx.execute(feeds), old.execute(feeds))
     medians: dict[str, list[float]] = defaultdict(list)
     names = list(sides)
     clock = time.thread_time if getattr(args, "cpu_time", False) else time.perf_counter
