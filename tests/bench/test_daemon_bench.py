@@ -41,6 +41,11 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "--device",
         "emulator",
         "--quick",
+        # shorter than --quick's 6 s + 2 s warm-up a mode: this checks the run's structure
+        "--seconds",
+        "3",
+        "--warmup",
+        "1",
         "--model",
         str(model),
         "--results",
