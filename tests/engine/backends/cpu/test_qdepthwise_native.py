@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -245,25 +244,25 @@ _BUILDS = {
 }
 
 
+#: what build_library compiles
+_SOURCES = ("conv_int8_dw.c", "reformat.c", "qgemm_packed.c", "pool.c", "args.c")
+
+
+def _runs_here(name: str) -> bool:
+    needs = {"avx512f", "avx512bw", "avx512vl", "avx512dq"} if name.startswith("avx512") else set()
+    if "-vnni-" in name:
+        needs.add("avx512_vnni")
+    return needs <= isa_builds.host_flags()
+
+
 @functools.cache
 def build_library(flags: tuple[str, ...]) -> Any:
-    """conv_int8_dw.c, reformat.c, qgemm_packed.c and the pool compiled with
-    ``flags`` instead of the device's CPU option, as a library (ctypes); once per session
-    (test_int8_layers.py shares them)."""
-    folder = Path(tempfile.mkdtemp(prefix="qdw-"))
-    cc = native._compiler()
-    assert cc is not None
-    keep = [f for f in native._flags() if not f.startswith(("-march", "-mcpu"))]
-    target = folder / "qdw.so"
-    files = ("conv_int8_dw.c", "reformat.c", "qgemm_packed.c", "pool.c", "args.c")
-    sources = [native.KERNELS / f for f in files]
-    subprocess.run(
-        [cc, *keep, *flags, "-o", str(target), *map(str, sources)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    lib = ctypes.CDLL(str(target))
+    """conv_int8_dw.c, reformat.c, qgemm_packed.c and the pool compiled with ``flags``
+    instead of the device's CPU option, as a library (ctypes); once per session
+    (test_int8_layers.py shares them). Through isa_builds: the objects are kept between test
+    runs, and the first call compiles the other builds this host runs beside its own."""
+    others = [f for name, f in _BUILDS.items() if tuple(f) != flags and _runs_here(name)]
+    lib = isa_builds.build_kernels(Path(), _SOURCES, list(flags), also=others)
     for name in ("conv_int8_dw_f32", "reformat_f32"):
         getattr(lib, name).restype = None
         getattr(lib, name).argtypes = [ctypes.POINTER(native.ARGS[name])]
