@@ -16,7 +16,7 @@ Run (a kernels folder at an older commit as ``--old``):
         | tar -x --strip-components=5 -C /tmp/k_old
     .venv/bin/python bench/qconv_layer_ab.py --engine /tmp/int8-vs-ort/resnet50-b1-int8.engine \\
         --old /tmp/k_old --new edge_infer/engine/backends/cpu/kernels
-Kernels from before 3865c7a (cpu_qconv.pair_terms) need ``--old-natural``: they pair every
+Kernels from before 3865c7a (qconv_terms.pair_terms) need ``--old-natural``: they pair every
 two consecutive terms, and a paired order's leftover terms would wrap in int16 there.
 """
 
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--old-natural",
         action="store_true",
-        help="bind the old side in the terms' own order (no cpu_qconv.pair_terms: for kernels "
+        help="bind the old side in the terms' own order (no qconv_terms.pair_terms: for kernels "
         "before it, which read every consecutive pair of terms)",
     )
     p.add_argument(

@@ -166,24 +166,12 @@ class ChainNative(Tactic):
         n, cin, h, w = s.x_shape
         cmid = s.depthwise.cin
         _, cout, ho, wo = s.out_shape
-        geo = geometry(s)
-        ew = None if s.expand is None else pack_weights(s.expand.weight, PANEL)
-        dw = np.ascontiguousarray(s.depthwise.weight.reshape(cmid, 9), F32)
-        pw = pack_weights(s.project.weight, PANEL)
-        eb, db, pb = (
-            None if m is None or m.bias is None else np.ascontiguousarray(m.bias, F32)
-            for m in (s.expand, s.depthwise, s.project)
-        )
         acts = [
             _activation(m) if m is not None else (0, 0.0, 0.0)
             for m in (s.expand, s.depthwise, s.project)
         ]
         (eact, ep0, ep1), (dact, dp0, dp1), (act, p0, p1) = acts  # type: ignore[misc]
         isz = 4
-
-        def addr(a: np.ndarray | None) -> int | None:
-            return None if a is None else a.ctypes.data
-
         common = dict(
             xis=x3.strides[0] // isz,
             xcs=x3.strides[1] // isz,
@@ -202,10 +190,18 @@ class ChainNative(Tactic):
             dp1=dp1,
         )
         parts = self._by_channels(scratch, n, act)
-        if parts:
+        if parts:  # packs each task's slices of the weights itself
             return self._bind_by_channels(
                 parts, common, x3, z3, out3, residual, scratch, before, after
             )
+        geo = geometry(s)
+        ew = None if s.expand is None else pack_weights(s.expand.weight, PANEL)
+        dw = np.ascontiguousarray(s.depthwise.weight.reshape(cmid, 9), F32)
+        pw = pack_weights(s.project.weight, PANEL)
+        eb, db, pb = (
+            None if m is None or m.bias is None else np.ascontiguousarray(m.bias, F32)
+            for m in (s.expand, s.depthwise, s.project)
+        )
         calls = []
         for g0, g1 in split(n * ho, self._tasks(scratch, n, ho)):
             work = scratch((geo["work"],), F32, None)  # one per task: tasks run at once
@@ -213,12 +209,12 @@ class ChainNative(Tactic):
                 common,
                 x=x3.ctypes.data,
                 cmid=cmid,
-                ew=addr(ew),
-                eb=addr(eb),
+                ew=_addr(ew),
+                eb=_addr(eb),
                 dw=dw.ctypes.data,
-                db=addr(db),
+                db=_addr(db),
                 pw=pw.ctypes.data,
-                pb=addr(pb),
+                pb=_addr(pb),
                 out=out3.ctypes.data,
                 ois=out3.strides[0] // isz,
                 ocs=out3.strides[1] // isz,
@@ -226,7 +222,7 @@ class ChainNative(Tactic):
                 p0=p0,
                 p1=p1,
                 residual=residual,
-                z=addr(z3),
+                z=_addr(z3),
                 zcs=0 if z3 is None else z3.strides[1] // isz,
                 zis=0 if z3 is None else z3.strides[0] // isz,
                 g0=g0,
@@ -301,12 +297,12 @@ class ChainNative(Tactic):
                 common,
                 x=xk.ctypes.data,
                 cmid=m1 - m0,
-                ew=None if ew is None else ew.ctypes.data,
-                eb=None if eb is None else eb.ctypes.data,
+                ew=_addr(ew),
+                eb=_addr(eb),
                 dw=dw.ctypes.data,
-                db=None if db is None else db.ctypes.data,
+                db=_addr(db),
                 pw=pw.ctypes.data,
-                pb=None if pb is None else pb.ctypes.data,
+                pb=_addr(pb),
                 out=dst.ctypes.data,
                 ois=dst.strides[0] // 4,
                 ocs=dst.strides[1] // 4,
@@ -314,7 +310,7 @@ class ChainNative(Tactic):
                 p0=0.0,
                 p1=0.0,
                 residual=residual if zk is not None else 0,
-                z=None if zk is None else zk.ctypes.data,
+                z=_addr(zk),
                 zcs=0 if zk is None else zk.strides[1] // 4,
                 zis=0 if zk is None else zk.strides[0] // 4,
                 g0=0,
@@ -347,6 +343,10 @@ class ChainNative(Tactic):
             return 1
         tasks = 2 * workers if n >= 2 * workers else workers
         return max(1, min(tasks, n * ho // MIN_TASK_ROWS))
+
+
+def _addr(a: np.ndarray | None) -> int | None:
+    return None if a is None else a.ctypes.data
 
 
 def _planes(

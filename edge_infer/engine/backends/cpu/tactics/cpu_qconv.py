@@ -6,8 +6,8 @@
   channels' bytes per pixel) in zero-padded stride phases, quantized there when it is the
   float engine input; then an implicit GEMM of int8 dot products (AVX-512 VNNI, AVX-VNNI,
   AVX2 on activations shifted to u8 where the weights' limit row allows
-  (:func:`shift_limits`), aarch64 sdot or C, whichever this CPU has) over the phase grid,
-  with the reference's epilogue (requantization in float64, residual, activation,
+  (:func:`~.qconv_terms.shift_limits`), aarch64 sdot or C, whichever this CPU has) over the
+  phase grid, with the reference's epilogue (requantization in float64, residual, activation,
   fp32/fp16/int8 store) applied to the register tile; an int8 output's channels with a
   proved requantization multiplier (``tactics/qdw_requant.py``'s proof, rows after the
   weights) skip the near-half check there. Bit-identical to the reference except where an
@@ -30,6 +30,7 @@ from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.activations import ACTIVATION_CODES
 from edge_infer.engine.backends.cpu.parallel import sequence, split
 from edge_infer.engine.backends.cpu.tactics.cpu_conv import flat3
+from edge_infer.engine.backends.cpu.tactics.qconv_terms import pair_terms, shift_limits, shift_span
 from edge_infer.engine.backends.cpu.tactics.qdw_requant import MONOTONIC, proved_multipliers
 from edge_infer.engine.ops.quantize import qconv
 from edge_infer.engine.tactics.base import Run, Scratch, Tactic
@@ -62,10 +63,10 @@ SIGN_ROWS = 1
 OC_MODE = 2
 AVX2_PATH = 2
 #: then one row of int32 (conv_int8.c EI_LIMIT_ROW): each channel's limit L on the AVX2
-#: path's shifted activations x + k in [0, L] (see :func:`shift_limits`)
+#: path's shifted activations x + k in [0, L] (see :func:`~.qconv_terms.shift_limits`)
 LIMIT_ROWS = 1
 #: the sign row's bits from this one up: how many leading terms the AVX2 tiles read two at a
-#: time (:func:`pair_terms`; conv_int8.c EI_PAIRED_SHIFT)
+#: time (:func:`~.qconv_terms.pair_terms`; conv_int8.c EI_PAIRED_SHIFT)
 PAIRED_SHIFT = 8
 _RESIDUAL = {"none": 0, "pre": 1, "post": 2}
 _STORE = {"fp32": 0, "fp16": 1, "int8": 2}
@@ -170,7 +171,7 @@ class QConvNative(Tactic):
         flat = _aligned_zeros(groups * rows * coutp + WEIGHT_TAIL)
         wts = flat[: groups * rows * coutp].reshape(groups, rows, coutp)
         # the terms in the order the AVX2 tiles read them in pairs (pair_terms)
-        order, paired = pair_terms(quads.reshape(groups, terms, coutp, 4), _shift_span(s))
+        order, paired = pair_terms(quads.reshape(groups, terms, coutp, 4), shift_span(s))
         toff = np.ascontiguousarray(toff[order])
         quads_t = quads.reshape(groups, terms, coutp, 4)[:, order]
         wts[:, :terms] = np.ascontiguousarray(quads_t).view(np.int32)[..., 0]
@@ -476,105 +477,6 @@ class QConvNativeOC(QConvNative):
 
 
 _Z_DTYPES = (np.dtype(np.float32), np.dtype(np.int8))
-
-
-def _shift_span(spec: QConvSpec) -> int:
-    """The largest shifted activation x + k the AVX2 tiles can read for this layer: its int8
-    input's range (QConvSpec.x_range) from its lowest value (or 0) up; 255 for a float input
-    (quantized in the layout: any int8)."""
-    if np.dtype(spec.x_dtype) != np.int8:
-        return 255
-    lo, hi = spec.x_range
-    return int(hi) - min(int(lo), 0)
-
-
-def pair_terms(terms: np.ndarray, span: int) -> tuple[np.ndarray, int]:
-    """(order, paired): the terms of ``terms`` [groups, terms, coutp, 4] (int8 weight quads)
-    in the order the AVX2 tiles read them, and how many leading ones they read two at a time
-    (conv_int8.c tile_shift8's terms2: two terms' int16 pair sums added, exact where the
-    shifted activations stay within the limit row's L2 of every channel). In their own order
-    where every pair of consecutive terms holds ``span`` (or where no shifted tile can run,
-    span >= 255); else the consecutive pairs that hold ``span`` in every channel and the pairs
-    a greedy matching of the other terms finds, in the order of their first term, then the
-    terms left over. ResNet-50's 3x3 layers at span 127: 76-85 % of consecutive pairs hold,
-    most of the rest pair again."""
-    t = terms.shape[1]
-    natural = np.arange(t), t // 2 * 2
-    if span >= 255 or t < 2:
-        return natural
-    # [terms, channels x pairs]: each byte pair's positive and negative sums
-    q = terms.transpose(1, 0, 2, 3).reshape(t, -1, 2).astype(np.int16)
-    pos = np.maximum(q, 0).sum(-1, dtype=np.int16)
-    neg = -np.minimum(q, 0).sum(-1, dtype=np.int16)
-    pmax, nmax = 32767 // span, 32768 // span
-
-    def holds(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return ((pos[a] + pos[b]).max(axis=-1) <= pmax) & ((neg[a] + neg[b]).max(axis=-1) <= nmax)
-
-    even = np.arange(0, t - 1, 2)
-    good = holds(even, even + 1)
-    if good.all():
-        return natural
-    # the consecutive pairs that hold stay; the others' terms (and an odd last one) are
-    # matched again among themselves: the most conflicting term first, with the free partner
-    # that conflicts with the most
-    pairs = [(int(u), int(u) + 1) for u in even[good]]
-    left = np.setdiff1d(np.arange(t), np.asarray(pairs, np.int64).ravel())
-    bad = np.eye(left.size, dtype=bool)
-    for side, bound in ((pos, pmax), (neg, nmax)):
-        sub = side[left]
-        # a pair breaks a column's bound only where one of its terms is over half of it
-        for u in np.flatnonzero((2 * sub > bound).any(axis=1)):
-            cols = np.flatnonzero(2 * sub[u] > bound)
-            bad[u] |= (sub[:, cols] > bound - sub[u, cols]).any(axis=1)
-    bad |= bad.T
-    degree = bad.sum(axis=1)
-    free = np.ones(left.size, bool)
-    for u in np.argsort(-degree, kind="stable"):
-        if not free[u]:
-            continue
-        cand = np.flatnonzero(free & ~bad[u])
-        if cand.size:
-            v = int(cand[np.argmax(degree[cand])])
-            free[u] = free[v] = False
-            pairs.append((int(min(left[u], left[v])), int(max(left[u], left[v]))))
-    if not pairs:
-        return natural
-    pairs.sort()
-    first = np.asarray(pairs, np.int64).ravel()
-    rest = np.setdiff1d(np.arange(t), first)
-    return np.concatenate([first, rest]), len(first)
-
-
-def shift_limits(quads: np.ndarray, paired: int | None = None) -> np.ndarray:
-    """[groups, coutp] int32: each output channel's limits on the AVX2 tile's shifted
-    activations (conv_int8.c tile_shift8). Low 16 bits: the largest L (at most 255) such
-    that every pair of its weight quads' bytes (0, 1) and (2, 3) (the pairs vpmaddubsw adds
-    in int16), times activations in [0, L], sums within int16: L * (the pair's positive
-    weights) <= 32767 and L * (its negative weights) >= -32768, for every term. High 16
-    bits: the same L2 for the 4 weights of a pair in two consecutive terms (0 and 1, 2 and
-    3, ...: the tile adds their int16 sums before widening), over the first ``paired`` terms
-    (default: all; the terms in quad-major order). From ``quads`` [groups, quads, taps,
-    coutp, 4] int8."""
-
-    g, cq, taps, coutp, _ = quads.shape
-    q = quads.reshape(g, cq * taps, coutp, 2, 2).astype(np.int16)
-    # [groups, terms, coutp, pairs]: each byte pair's positive and negative weights' sums
-    pos = np.maximum(q, 0).sum(-1, dtype=np.int16)
-    neg = -np.minimum(q, 0).sum(-1, dtype=np.int16)
-
-    def limit(p: np.ndarray, n: np.ndarray) -> np.ndarray:
-        p, n = p.max(axis=(1, 3)).astype(np.int32), n.max(axis=(1, 3)).astype(np.int32)
-        lim = np.minimum(32767 // np.maximum(p, 1), 32768 // np.maximum(n, 1))
-        return np.minimum(lim, 255).astype(np.int32)
-
-    even = cq * taps // 2 * 2 if paired is None else paired
-    lim2 = (
-        limit(pos[:, 0:even:2] + pos[:, 1:even:2], neg[:, 0:even:2] + neg[:, 1:even:2])
-        if even
-        else np.full((g, coutp), 255, np.int32)
-    )
-    return limit(pos, neg) | lim2 << 16
 
 
 def _aligned_zeros(n: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""cpu_qconv.pair_terms: the terms of a QConv in the order conv_int8.c's AVX2 tiles read two
+"""qconv_terms.pair_terms: the terms of a QConv in the order conv_int8.c's AVX2 tiles read two
 at a time (two terms' int16 pair sums added before one vpmaddwd), the pairs that hold the
 layer's input range in every channel first, the terms left over after them, each read alone
 (the sign row's paired count). Bit for bit the reference's."""
@@ -16,9 +16,8 @@ from edge_infer.engine.backends.cpu.tactics.cpu_qconv import (
     PROVED_ROWS,
     QConvNative,
     QConvNativeOC,
-    pair_terms,
-    shift_limits,
 )
+from edge_infer.engine.backends.cpu.tactics.qconv_terms import pair_terms, shift_limits
 from edge_infer.engine.ops.quantize import qconv
 from tests.engine.backends.cpu.tactics.test_qconv_native import make_case
 

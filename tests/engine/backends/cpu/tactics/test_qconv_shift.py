@@ -1,6 +1,6 @@
 """qconv_native's AVX2 tile on shifted activations (kernels/conv_int8.c tile_shift8): x + k
 read as u8 by vpmaddubsw, exact where x + k lies in [0, L] (the weight array's limit row,
-cpu_qconv.shift_limits), two terms' int16 sums added where it lies in [0, L2]; k from each
+qconv_terms.shift_limits), two terms' int16 sums added where it lies in [0, L2]; k from each
 strip's range of bytes; the sign tile where no k fits. Bit for bit the reference's on
 every range of inputs."""
 
@@ -15,8 +15,8 @@ from edge_infer.engine.backends.cpu.tactics.cpu_qconv import (
     PROVED_ROWS,
     SIGN_ROWS,
     QConvNative,
-    shift_limits,
 )
+from edge_infer.engine.backends.cpu.tactics.qconv_terms import shift_limits
 from edge_infer.engine.ops.quantize import qconv
 from tests.engine.backends.cpu.tactics.test_qconv_native import make_case, run_native
 
