@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import statistics
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.engine_table import MODELS, _load_model, parse_row
-from bench.int8_vs_ort import _build, _ort, _ours, row_arguments, work_folder
+from bench.int8_vs_ort import (
+    _build,
+    _ort,
+    _ours,
+    alternate,
+    check_timing_arguments,
+    row_arguments,
+    timing_arguments,
+    work_folder,
+)
 
 
 def _gates32(m: np.ndarray, hidden: int) -> np.ndarray:
@@ -102,18 +110,7 @@ def bench_row(row: str, work: Path, args: argparse.Namespace) -> None:
         old, new = sides[f"{label}_old"](), sides[f"{label}_new"]()
         diff = max(float(np.abs(old[k] - new[k]).max()) for k in old)
         print(f"{row} {label}: max |new - old| = {diff:.3g}")
-    clock = time.thread_time if args.cpu_time else time.perf_counter
-    names = list(sides)
-    med: dict[str, list[float]] = {k: [] for k in names}
-    for r in range(args.rounds):
-        for side in names[r % len(names) :] + names[: r % len(names)]:
-            samples = []
-            for _ in range(args.runs):
-                t0 = clock()
-                sides[side]()
-                samples.append((clock() - t0) * 1e3)
-            med[side].append(statistics.median(samples))
-            time.sleep(0.03)  # onnxruntime's threads stop spinning before the next side
+    med, _ = alternate(sides, args)
     ms = ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in med.items())
     print(f"{row} ms: {ms}")
     print(
@@ -131,14 +128,11 @@ def bench_row(row: str, work: Path, args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     row_arguments(p, "crnn-w128-b1")
-    p.add_argument("--rounds", type=int, default=15)
-    p.add_argument("--runs", type=int, default=10, help="runs per round and side")
+    timing_arguments(p, rounds=15)
     p.add_argument("--old-kernels", required=True, help="kernels folder of the 'old' sides")
     p.add_argument("--old-lstm-packing", action="store_true")
-    p.add_argument("--cpu-time", action="store_true", help="thread CPU time (--threads 1)")
     args = p.parse_args(argv)
-    if args.cpu_time and args.threads != 1:
-        p.error("--cpu-time needs --threads 1 (the other threads' work is not counted)")
+    check_timing_arguments(p, args)
     work = work_folder(args)
     for row in args.rows:
         bench_row(row, work, args)

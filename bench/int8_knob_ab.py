@@ -19,14 +19,20 @@ import ast
 import importlib
 import statistics
 import sys
-import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.int8_vs_ort import _build, _ort, row_arguments, work_folder
+from bench.int8_vs_ort import (
+    _build,
+    _ort,
+    alternate,
+    check_timing_arguments,
+    row_arguments,
+    timing_arguments,
+    work_folder,
+)
 
 
 def _knobs(sets: list[str]) -> list[tuple[Any, str, Any]]:
@@ -77,21 +83,7 @@ def bench_row(row: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     for run in sides.values():
         for _ in range(3):
             run()
-    medians: dict[str, list[float]] = defaultdict(list)
-    every: dict[str, list[float]] = defaultdict(list)
-    names = list(sides)
-    clock = time.thread_time if args.cpu_time else time.perf_counter
-    for r in range(args.rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for side in order:
-            samples = []
-            for _ in range(args.runs):
-                t0 = clock()
-                sides[side]()
-                samples.append((clock() - t0) * 1e3)
-            medians[side].append(statistics.median(samples))
-            every[side].extend(samples)
-            time.sleep(0.05)  # onnxruntime's threads stop spinning before the next side
+    medians, every = alternate(sides, args)
     result: dict[str, Any] = {"ms": {s: statistics.median(m) for s, m in medians.items()}}
     # the fastest runs of each side: those no other job interrupted (an oversubscribed host)
     result["min"] = {s: min(v) for s, v in every.items()}
@@ -105,15 +97,10 @@ def bench_row(row: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     row_arguments(p, "mobilenetv2-b1")
-    p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--runs", type=int, default=10, help="runs per round and side")
+    timing_arguments(p, rounds=10)
     p.add_argument("--set", action="append", default=[], help="module:NAME=value (repeatable)")
-    p.add_argument(
-        "--cpu-time", action="store_true", help="the thread's CPU time (needs --threads 1)"
-    )
     args = p.parse_args(argv)
-    if args.cpu_time and args.threads != 1:
-        p.error("--cpu-time needs --threads 1 (the other threads' work is not counted)")
+    check_timing_arguments(p, args)
     work = work_folder(args)
     for row in args.rows:
         r = bench_row(row, work, args)

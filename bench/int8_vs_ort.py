@@ -23,6 +23,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,19 +132,8 @@ def bench_row(row: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
             run()
     if args.old_kernels:
         _check_same(ctx.execute(feeds), old.execute(feeds))
-    medians: dict[str, list[float]] = defaultdict(list)
+    medians, _ = alternate(sides, args)
     names = list(sides)
-    clock = time.thread_time if getattr(args, "cpu_time", False) else time.perf_counter
-    for r in range(args.rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for side in order:
-            samples = []
-            for _ in range(args.runs):
-                t0 = clock()
-                sides[side]()
-                samples.append((clock() - t0) * 1e3)
-            medians[side].append(statistics.median(samples))
-            time.sleep(0.05)  # onnxruntime's threads stop spinning before the next side
     result: dict[str, Any] = {
         "row": row,
         "ms": {s: statistics.median(m) for s, m in medians.items()},
@@ -162,6 +152,43 @@ def bench_row(row: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
             by_op[f"{layer['op']}:{layer['tactic'] or '-'}"] += layer["time_us"]
         result["by_op_us"] = dict(sorted(by_op.items(), key=lambda kv: -kv[1]))
     return result
+
+
+def alternate(
+    sides: dict[str, Callable[[], Any]], args: argparse.Namespace
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """``args.rounds`` rounds, each running every side ``args.runs`` times in a rotating
+    order (by the thread's CPU time with ``args.cpu_time``, else the wall clock): each
+    side's per-round medians and all its runs, in ms."""
+    medians: dict[str, list[float]] = defaultdict(list)
+    every: dict[str, list[float]] = defaultdict(list)
+    names = list(sides)
+    clock = time.thread_time if getattr(args, "cpu_time", False) else time.perf_counter
+    for r in range(args.rounds):
+        for side in names[r % len(names) :] + names[: r % len(names)]:
+            samples = []
+            for _ in range(args.runs):
+                t0 = clock()
+                sides[side]()
+                samples.append((clock() - t0) * 1e3)
+            medians[side].append(statistics.median(samples))
+            every[side].extend(samples)
+            time.sleep(0.05)  # onnxruntime's threads stop spinning before the next side
+    return medians, every
+
+
+def timing_arguments(p: argparse.ArgumentParser, rounds: int) -> None:
+    """--rounds, --runs and --cpu-time, as :func:`alternate` reads them."""
+    p.add_argument("--rounds", type=int, default=rounds)
+    p.add_argument("--runs", type=int, default=10, help="runs per round and side")
+    p.add_argument(
+        "--cpu-time", action="store_true", help="the thread's CPU time (needs --threads 1)"
+    )
+
+
+def check_timing_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.cpu_time and args.threads != 1:
+        p.error("--cpu-time needs --threads 1 (the other threads' work is not counted)")
 
 
 def row_arguments(p: argparse.ArgumentParser, rows: str) -> None:
@@ -184,16 +211,11 @@ def work_folder(args: argparse.Namespace) -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     row_arguments(p, "resnet50-b1")
-    p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--runs", type=int, default=10, help="runs per round and side")
+    timing_arguments(p, rounds=10)
     p.add_argument("--old-kernels", default=None, help="kernels folder of the 'old' side")
     p.add_argument("--profile", action="store_true")
-    p.add_argument(
-        "--cpu-time", action="store_true", help="the thread's CPU time (needs --threads 1)"
-    )
     args = p.parse_args(argv)
-    if args.cpu_time and args.threads != 1:
-        p.error("--cpu-time needs --threads 1 (the other threads' work is not counted)")
+    check_timing_arguments(p, args)
     work = work_folder(args)
     for row in args.rows:
         r = bench_row(row, work, args)
