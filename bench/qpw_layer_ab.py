@@ -7,7 +7,10 @@ that qpointwise_native's kernel can run (its cin / positions limits ignored) is 
 tactics on random int8 inputs (signed, or [0, 127] as after a relu with ``--nonnegative``),
 both checked against the reference op bit for bit, then timed in rounds of ``--runs`` calls
 alternating the sides (``--workers`` threads). Per layer: the minimum per side (robust to
-other jobs loading the machine) and the ratio. ``--kernels DIR`` builds both sides from a
+other jobs loading the machine) and the ratio. ``--x-range``: each layer's inputs signed or
+in [0, 127] as its spec's x_range says (the engine's u8 and signed tiles as in the model);
+``--cpu-time`` (with one worker): each call timed by the thread's CPU time, so that what
+other jobs take from a loaded host is left out. ``--kernels DIR`` builds both sides from a
 kernels folder (conv_int8.c, conv_int8_pw.c, pool.c, args.c) instead of the library;
 ``--kernels-b DIR`` adds a third side, qpointwise_native on that folder's conv_int8_pw.c
 (a change to it against ``--kernels``, e.g. the kernels at HEAD from ``git archive``).
@@ -24,6 +27,7 @@ import ctypes
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,14 +110,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=10, help="calls per round and side")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--nonnegative", action="store_true", help="int8 inputs in [0, 127]")
+    p.add_argument("--x-range", action="store_true", help="inputs signed as each x_range")
+    p.add_argument("--cpu-time", action="store_true", help="the thread's CPU time (1 worker)")
     p.add_argument("--only", default="", help="layers whose key contains this text")
     p.add_argument("--kernels-b", help="a second kernels folder: its qpointwise_native too")
     p.add_argument(
         "--kernels", help="a kernels folder to build both sides from (default: the library)"
     )
     args = p.parse_args(argv)
+    if args.cpu_time and args.workers != 1:
+        p.error("--cpu-time needs --workers 1")
 
-    from bench.qconv_layer_ab import best_times
+    from bench.qconv_layer_ab import round_bests
     from edge_infer.engine.backends.cpu import native
     from edge_infer.engine.backends.cpu.parallel import WorkPool
     from edge_infer.engine.backends.cpu.program import ScratchPool
@@ -136,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         for k, (spec, key) in enumerate(zip(specs, keys, strict=True)):
             if keys.index(key) != k or args.only not in str(key):
                 continue
-            x = rng.integers(0 if args.nonnegative else -128, 128, spec.x_shape).astype(np.int8)
+            lo = 0 if args.nonnegative else -128
+            if args.x_range and spec.x_range is not None:
+                lo = 0 if spec.x_range[0] >= 0 else -128
+            x = rng.integers(lo, 128, spec.x_shape).astype(np.int8)
             z = None
             if spec.residual != "none":
                 z = rng.integers(-128, 128, spec.out_shape).astype(np.int8)
@@ -151,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
                 if not np.array_equal(out, want):
                     raise SystemExit(f"{side}: {key} differs from the reference")
                 runs[side] = run
-            best = best_times(runs, args.rounds, args.runs)
+            clock = time.thread_time if args.cpu_time else time.perf_counter
+            rb = round_bests(runs, args.rounds, args.runs, clock)
+            best = {side: min(v) for side, v in rb.items()}
             n = keys.count(key)
             for side in totals:
                 totals[side] += n * best[side]
