@@ -194,6 +194,23 @@ def main(argv: list[str] | None = None) -> int:
         default="qconv_native",
         help="the tactic binding the new side (qconv_native_oc: the AVX2 output-channel tiles)",
     )
+    p.add_argument(
+        "--old-tactic",
+        choices=["qconv_native", "qconv_native_oc"],
+        default="qconv_native",
+        help="the tactic binding the old side",
+    )
+    p.add_argument(
+        "--kernel",
+        type=int,
+        help="only the layers of this kernel size (3: the 3x3 layers)",
+    )
+    p.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time by the thread's CPU time, each side's median over the rounds of its "
+        "fastest call a round (on a loaded host)",
+    )
     args = p.parse_args(argv)
 
     from edge_infer.engine.backends.cpu import native
@@ -211,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     for k, (spec, key) in enumerate(zip(specs, keys, strict=True)):
         if keys.index(key) != k or (np.dtype(spec.x_dtype) == np.int8) == args.float_input:
             continue  # a layer seen before / not of the input type asked for
+        if args.kernel and spec.kernel != (args.kernel, args.kernel):
+            continue
         x = rng.integers(0 if args.nonnegative else -128, 128, spec.x_shape).astype(np.int8)
         if args.float_input:  # over the int8 range and past it, some values on half steps
             x = (rng.uniform(-140, 140, spec.x_shape) * spec.x_scale).astype(np.float32)
@@ -229,11 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         for side, lib in libs.items():
             native.library = lambda lib=lib: lib  # type: ignore[assignment]
             out = np.zeros(spec.out_shape, _DTYPES[spec.out_precision])
-            cls = (
-                QConvNativeOC
-                if side == "new" and args.new_tactic != "qconv_native"
-                else QConvNative
-            )
+            tactic = args.new_tactic if side == "new" else args.old_tactic
+            cls = QConvNativeOC if tactic == "qconv_native_oc" else QConvNative
             bound = spec
             if side == "old" and args.old_natural:  # x_range past 254: the natural order
                 bound = dataclasses.replace(spec, x_range=(-128, 127))
@@ -244,7 +260,11 @@ def main(argv: list[str] | None = None) -> int:
             runs[side], outs[side] = run, out
         if not np.array_equal(outs["old"], outs["new"]):
             raise SystemExit(f"{key}: old and new differ")
-        best = best_times(runs, args.rounds, args.runs)
+        if args.cpu_time:  # the thread's CPU time: what preemption by other jobs leaves out
+            per = round_bests(runs, args.rounds, args.runs, time.thread_time)
+            best = {side: float(np.median(v)) for side, v in per.items()}
+        else:
+            best = best_times(runs, args.rounds, args.runs)
         n = keys.count(key)
         for side in totals:
             totals[side] += n * best[side]

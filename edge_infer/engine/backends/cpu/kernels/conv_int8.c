@@ -2161,41 +2161,57 @@ static void qconv_int8_oc(const qconv_int8_args *a, const fastq *fq, const float
  * tile_shift8's), two terms' int16 pair sums added before one vpmaddwd where the channels'
  * L2 allows: 12 accumulators, 2 broadcasts, a sum and a product in the 16 ymm. A weight
  * broadcast feeds one vector in tile_shift8, an activation broadcast 3 here; and no grid
- * column is computed to be dropped (7 x 7 maps: 49 positions, not 64). Taken where the
- * sign row asks (EI_OC_MODE: cpu_qconv.py's choice, by timing) and every channel's L
- * holds the call's bytes; the accumulators are transposed to [channel][position] rows
- * and finished as the position tiles' are. */
+ * column is computed to be dropped (7 x 7 maps: 49 positions, not 64). The terms go in
+ * chunks of at most EI_OCT, each chunk over all the tiles of a run of NT positions (the
+ * accumulators kept in memory between chunks), so the chunk's weights (12 KB) and the
+ * activations it reads stay in L1 while the tiles pass: a whole tile's weights (3 x 3 x 256
+ * inputs: 55 KB) outgrew it, and every tile read them from L2 (with transpose_tile:
+ * ResNet-50's 3 x 3 layers 0.92-1.03 the time, one thread; a 4 x 16 tile with its weights
+ * in registers, 12 loads a two-term step instead of about 44, was no faster: the vector
+ * ALUs bound both, at 4 integer operations a cycle, 2 of them multiplies). Taken where the
+ * sign row asks (EI_OC_MODE: cpu_qconv.py's choice, by timing) and every channel's L holds
+ * the call's bytes; the accumulators are transposed to [channel][position] rows (8 x 4
+ * blocks in registers) and finished as the position tiles' are. */
 #define EI_OC_MODE 2 /* the sign row's bit: output-channel tiles */
 #define EI_OCP 4     /* positions of a tile */
 #define EI_OCC 24    /* channels of a tile (OC_ALIGN divides: a call's channels) */
+#define EI_OCT 128   /* terms of a chunk at most */
 
+/* the tile over terms [0, T) (the first T2 two at a time where terms2), added to
+ * acc[p * EI_OCC + channel] (a call's last channels: the tile's whole 24 all the same, those
+ * past them read from the next columns, or the WEIGHT_TAIL past the array, and dropped) */
 static inline __attribute__((always_inline)) void tile_oc_shift(const int32_t *const *xs,
                                                                 const long *toff, long T,
                                                                 const int32_t *w, long wstride,
-                                                                const int32_t *init,
                                                                 int32_t *acc, __m256i kb,
                                                                 const int shifted,
                                                                 const int terms2, long T2) {
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256i a[EI_OCP][3];
+    __m256i a[EI_OCP][EI_OCC / 8];
 #pragma GCC unroll 4
     for (int p = 0; p < EI_OCP; p++)
 #pragma GCC unroll 3
-        for (int v = 0; v < 3; v++) a[p][v] = _mm256_loadu_si256((const __m256i *)(init + 8 * v));
+        for (int v = 0; v < EI_OCC / 8; v++)
+            a[p][v] = _mm256_load_si256((const __m256i *)(acc + p * EI_OCC + 8 * v));
     long t = 0;
     if (terms2)
         for (; t + 2 <= T2; t += 2) {
             const int32_t *w0 = w + t * wstride, *w1 = w0 + wstride;
             const long o0 = toff[t], o1 = toff[t + 1];
+            __m256i u0[EI_OCC / 8], u1[EI_OCC / 8];
+#pragma GCC unroll 3
+            for (int v = 0; v < EI_OCC / 8; v++) {
+                u0[v] = _mm256_loadu_si256((const __m256i *)(w0 + 8 * v));
+                u1[v] = _mm256_loadu_si256((const __m256i *)(w1 + 8 * v));
+            }
 #pragma GCC unroll 4
             for (int p = 0; p < EI_OCP; p++) {
                 __m256i b0 = _mm256_set1_epi32(xs[p][o0]), b1 = _mm256_set1_epi32(xs[p][o1]);
                 if (shifted) b0 = _mm256_add_epi8(b0, kb), b1 = _mm256_add_epi8(b1, kb);
 #pragma GCC unroll 3
-                for (int v = 0; v < 3; v++) {
-                    __m256i s = _mm256_add_epi16(
-                        _mm256_maddubs_epi16(b0, _mm256_loadu_si256((const __m256i *)(w0 + 8 * v))),
-                        _mm256_maddubs_epi16(b1, _mm256_loadu_si256((const __m256i *)(w1 + 8 * v))));
+                for (int v = 0; v < EI_OCC / 8; v++) {
+                    __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(b0, u0[v]),
+                                                 _mm256_maddubs_epi16(b1, u1[v]));
                     a[p][v] = _mm256_add_epi32(a[p][v], _mm256_madd_epi16(s, ones));
                 }
             }
@@ -2203,13 +2219,16 @@ static inline __attribute__((always_inline)) void tile_oc_shift(const int32_t *c
     for (; t < T; t++) {
         const int32_t *w0 = w + t * wstride;
         const long o0 = toff[t];
+        __m256i u0[EI_OCC / 8];
+#pragma GCC unroll 3
+        for (int v = 0; v < EI_OCC / 8; v++) u0[v] = _mm256_loadu_si256((const __m256i *)(w0 + 8 * v));
 #pragma GCC unroll 4
         for (int p = 0; p < EI_OCP; p++) {
             __m256i b0 = _mm256_set1_epi32(xs[p][o0]);
             if (shifted) b0 = _mm256_add_epi8(b0, kb);
 #pragma GCC unroll 3
-            for (int v = 0; v < 3; v++) {
-                __m256i s = _mm256_maddubs_epi16(b0, _mm256_loadu_si256((const __m256i *)(w0 + 8 * v)));
+            for (int v = 0; v < EI_OCC / 8; v++) {
+                __m256i s = _mm256_maddubs_epi16(b0, u0[v]);
                 a[p][v] = _mm256_add_epi32(a[p][v], _mm256_madd_epi16(s, ones));
             }
         }
@@ -2217,24 +2236,49 @@ static inline __attribute__((always_inline)) void tile_oc_shift(const int32_t *c
 #pragma GCC unroll 4
     for (int p = 0; p < EI_OCP; p++)
 #pragma GCC unroll 3
-        for (int v = 0; v < 3; v++)
-            _mm256_storeu_si256((__m256i *)(acc + p * EI_OCC + 8 * v), a[p][v]);
+        for (int v = 0; v < EI_OCC / 8; v++)
+            _mm256_store_si256((__m256i *)(acc + p * EI_OCC + 8 * v), a[p][v]);
 }
 
 /* (not inlined: the caller's state would be spilled around the tile) */
 static __attribute__((noinline)) void tile_oc(const int32_t *const *xs, const long *toff, long T,
-                                              const int32_t *w, long wstride,
-                                              const int32_t *init, int32_t *acc, long k,
-                                              int terms2, long T2) {
+                                              const int32_t *w, long wstride, int32_t *acc,
+                                              long k, int terms2, long T2) {
     const __m256i kb = _mm256_set1_epi8((char)k);
     if (k && terms2)
-        tile_oc_shift(xs, toff, T, w, wstride, init, acc, kb, 1, 1, T2);
+        tile_oc_shift(xs, toff, T, w, wstride, acc, kb, 1, 1, T2);
     else if (k)
-        tile_oc_shift(xs, toff, T, w, wstride, init, acc, kb, 1, 0, T2);
+        tile_oc_shift(xs, toff, T, w, wstride, acc, kb, 1, 0, T2);
     else if (terms2)
-        tile_oc_shift(xs, toff, T, w, wstride, init, acc, kb, 0, 1, T2);
+        tile_oc_shift(xs, toff, T, w, wstride, acc, kb, 0, 1, T2);
     else
-        tile_oc_shift(xs, toff, T, w, wstride, init, acc, kb, 0, 0, T2);
+        tile_oc_shift(xs, toff, T, w, wstride, acc, kb, 0, 0, T2);
+}
+
+/* a tile's accumulators ([position][channel]) as its 4 columns of the [channel][position]
+ * rows (NT apart) */
+static inline void transpose_tile(const int32_t *acc, int32_t *rows) {
+#pragma GCC unroll 3
+    for (int v = 0; v < EI_OCC / 8; v++) {
+        const __m256i a0 = _mm256_load_si256((const __m256i *)(acc + 8 * v));
+        const __m256i a1 = _mm256_load_si256((const __m256i *)(acc + EI_OCC + 8 * v));
+        const __m256i a2 = _mm256_load_si256((const __m256i *)(acc + 2 * EI_OCC + 8 * v));
+        const __m256i a3 = _mm256_load_si256((const __m256i *)(acc + 3 * EI_OCC + 8 * v));
+        const __m256i l01 = _mm256_unpacklo_epi32(a0, a1), h01 = _mm256_unpackhi_epi32(a0, a1);
+        const __m256i l23 = _mm256_unpacklo_epi32(a2, a3), h23 = _mm256_unpackhi_epi32(a2, a3);
+        /* channels (c, c + 4) of each 128-bit lane pair: positions 0-3 */
+        const __m256i c0 = _mm256_unpacklo_epi64(l01, l23), c1 = _mm256_unpackhi_epi64(l01, l23);
+        const __m256i c2 = _mm256_unpacklo_epi64(h01, h23), c3 = _mm256_unpackhi_epi64(h01, h23);
+        int32_t *r = rows + 8 * v * NT;
+        _mm_storeu_si128((__m128i *)r, _mm256_castsi256_si128(c0));
+        _mm_storeu_si128((__m128i *)(r + NT), _mm256_castsi256_si128(c1));
+        _mm_storeu_si128((__m128i *)(r + 2 * NT), _mm256_castsi256_si128(c2));
+        _mm_storeu_si128((__m128i *)(r + 3 * NT), _mm256_castsi256_si128(c3));
+        _mm_storeu_si128((__m128i *)(r + 4 * NT), _mm256_extracti128_si256(c0, 1));
+        _mm_storeu_si128((__m128i *)(r + 5 * NT), _mm256_extracti128_si256(c1, 1));
+        _mm_storeu_si128((__m128i *)(r + 6 * NT), _mm256_extracti128_si256(c2, 1));
+        _mm_storeu_si128((__m128i *)(r + 7 * NT), _mm256_extracti128_si256(c3, 1));
+    }
 }
 
 /* output positions before grid position g (of rows of wg, the first wo of them real) */
@@ -2259,9 +2303,15 @@ static int qconv_int8_oc(const qconv_int8_args *a, const fastq *fq) {
     for (long oc = 0; oc < a->cout; oc++)
         if (hi + shift > (lrow[oc] & 0xffff)) return 0;
     __atomic_add_fetch(&oc_calls, 1, __ATOMIC_RELAXED);
-    int32_t acc[EI_OCP * EI_OCC] __attribute__((aligned(32)));
+    enum { TILES = NT / EI_OCP };
+    int32_t acc[TILES * EI_OCP * EI_OCC] __attribute__((aligned(32)));
     int32_t rows[EI_OCC * NT + EI_ACC_PAD] __attribute__((aligned(32))); /* [channel][pos] */
     int32_t init[EI_OCC];
+    const int32_t *xs[TILES][EI_OCP];
+    const long T = a->T, T2 = paired_terms(a);
+    /* the terms in equal chunks of at most EI_OCT, even (each starts on a pair) */
+    const long nchunks = (T + EI_OCT - 1) / EI_OCT;
+    const long chunk = ((T + nchunks - 1) / nchunks + 1) & ~1L;
     const long p0 = real_before(a->g0, a->wg, a->wo, a->ho);
     const long p1 = real_before(a->g1, a->wg, a->wo, a->ho);
     memset(rows, 0, sizeof rows); /* the lanes past a run: finished, then dropped */
@@ -2278,21 +2328,26 @@ static int qconv_int8_oc(const qconv_int8_args *a, const fastq *fq) {
         const int terms2 = hi + shift <= lim2;
         for (long pr = p0; pr < p1; pr += NT) {
             const long run = p1 - pr < NT ? p1 - pr : NT;
-            for (long p = pr; p < pr + run; p += EI_OCP) {
+            const long tiles = (run + EI_OCP - 1) / EI_OCP;
+            for (long j = 0; j < tiles; j++) {
+                const long p = pr + j * EI_OCP;
                 const long n = pr + run - p < EI_OCP ? pr + run - p : EI_OCP;
-                const int32_t *xs[EI_OCP];
                 for (long k = 0; k < EI_OCP; k++) {
                     long q = p + (k < n ? k : n - 1); /* a short group repeats its last */
-                    xs[k] = a->layout + q / a->wo * a->wg + q % a->wo;
-                }
-                tile_oc(xs, a->toff, a->T, a->wts + oc0, a->coutp, init, acc, shift, terms2,
-                        paired_terms(a));
-                for (long k = 0; k < n; k++) {
-                    int32_t *dst = rows + (p - pr) + k;
-                    const int32_t *src = acc + k * EI_OCC;
-                    for (long i = 0; i < nrows; i++) dst[i * NT] = src[i];
+                    xs[j][k] = a->layout + q / a->wo * a->wg + q % a->wo;
+                    memcpy(acc + (j * EI_OCP + k) * EI_OCC, init, sizeof init);
                 }
             }
+            for (long t0 = 0; t0 < T; t0 += chunk) {
+                const long tc = T - t0 < chunk ? T - t0 : chunk;
+                const long t2 = T2 <= t0 ? 0 : T2 - t0 < tc ? T2 - t0 : tc;
+                const int32_t *wc = a->wts + oc0 + t0 * a->coutp;
+                for (long j = 0; j < tiles; j++) {
+                    int32_t *aj = acc + j * EI_OCP * EI_OCC;
+                    tile_oc(xs[j], a->toff + t0, tc, wc, a->coutp, aj, shift, terms2, t2);
+                }
+            }
+            for (long j = 0; j < tiles; j++) transpose_tile(acc + j * EI_OCP * EI_OCC, rows + 4 * j);
             for (long i = 0; i < nrows; i++) {
                 const float m = fastq_mult(fq, a, oc0 + i);
                 if (m != 0.0f)

@@ -14,7 +14,11 @@ import pytest
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import ScratchPool
-from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNativeOC
+from edge_infer.engine.backends.cpu.tactics.cpu_qconv import (
+    PAIRED_SHIFT,
+    PROVED_ROWS,
+    QConvNativeOC,
+)
 from edge_infer.engine.ops.quantize import qconv
 from tests.engine.backends.cpu.tactics.test_qconv_native import check, make_case
 from tests.engine.backends.cpu.tactics.test_qconv_shift import limit_case, limit_row
@@ -127,3 +131,36 @@ def test_the_limits_hold_and_are_read() -> None:
 def test_applicable_on_the_avx2_path_only() -> None:
     spec, _ = make_case(CONVS[0], ("relu", ()), "none", None, "int8", np.int8, seed=0)
     assert QConvNativeOC.applicable(spec) == avx2()
+
+
+@pytest.mark.skipif(not avx2(), reason="the AVX2 path only")
+def test_paired_and_leftover_terms_across_chunks() -> None:
+    """153 terms (68 input channels, 3 x 3): the tiles read them in chunks (conv_int8.c
+    EI_OCT), here 2 of 78. Quads 10-16 weigh 127 on their first byte pair at every tap (63
+    heavy terms), quads 0-9 are light: no two heavy terms pair, so the 90 light ones pair
+    (past the first chunk's end) and the heavy ones are left over, read one at a time. The
+    reference's bits, 1 and 2 threads; with the paired count forced to every term the heavy
+    sums wrap."""
+    conv = ((1, 68, 6, 7), 5, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    spec, inputs = make_case(conv, ("", ()), "none", None, "fp32", np.int8, seed=3)
+    rng = np.random.default_rng(3)
+    w = rng.integers(-1, 2, inputs[1].shape).astype(np.int8)
+    heavy = np.arange(40, 68).reshape(7, 4)[:, :2].ravel()
+    w[:, heavy] = 127
+    x = rng.integers(0, 128, inputs[0].shape).astype(np.int8)
+    x[:, heavy] = 127
+    spec = type(spec)(**{**spec.__dict__, "weight": w, "x_range": (0, 127)})
+    inputs = [x, w, *inputs[2:]]
+    want = qconv(*inputs, **spec.attrs())
+    tactic = QConvNativeOC(spec)
+    prep = tactic._prepared()
+    sign = prep["wts"][0, prep["terms"] + PROVED_ROWS]
+    assert (sign[: spec.cout] >> PAIRED_SHIFT == 90).all()
+    for workers in (1, 2):
+        got, calls = run_oc(spec, inputs, workers)
+        assert calls > 0
+        np.testing.assert_array_equal(got, want)
+    sign[:] = sign & ((1 << PAIRED_SHIFT) - 1) | 152 << PAIRED_SHIFT
+    out = np.zeros(spec.out_shape, np.float32)
+    tactic.bind(inputs, [out], ScratchPool(None))()
+    assert (out != want).any()
