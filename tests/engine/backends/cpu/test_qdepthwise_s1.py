@@ -7,7 +7,9 @@ moved inside the plane at its first and last rows, channel slices of bigger buff
 rows split between threads (a last vector's bytes past its row go to the next row only where
 that row is the same chunk's), fp32 output and residuals (the general epilogue), and the
 direct int8 path with and without proved multipliers (ties that the exact redo must settle).
-Builds without AVX2 run the same cases on their own paths.
+3 x 3 layers up to 112 wide take the int16 pairs path (conv_int8_dw.c qdw_p3) instead: the
+same cases test it (and a 3 x 3 layer 120 wide qdw_s1's 3 x 3 loop). Builds without AVX2 run
+the same cases on their own paths.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ S1_CONVS = [
     ((1, 4, 12, 24), (5, 5), (1, 1), (2, 2, 2, 2), (1, 1)),
     ((1, 3, 3, 4), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
     ((1, 2, 6, 9), (3, 3), (1, 1), (2, 9, 1, 0), (1, 1)),
+    ((1, 3, 7, 7), (3, 3), (1, 1), (0, 0, 0, 0), (1, 1)),
+    ((1, 2, 4, 120), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
 ]
 
 

@@ -4,7 +4,9 @@ pads of 1 and 2, right padding read, kernels 3, 4 and 7 wide (one, two and four 
 row), rows 16 wide (the narrowest it takes), partial last vectors, output rows split between
 threads (a last vector's bytes past its row go to the next row only where that row is the
 same chunk's), and on the direct int8 path with and without proved multipliers (ties that
-the exact redo must settle). Builds without AVX2 run the same cases on their own paths.
+the exact redo must settle). 3 x 3 layers up to 32 wide take the int16 pairs path
+(conv_int8_dw.c qdw_p3) instead: the same 3 x 3 cases test it, and one 35 wide qdw_s2's
+3 x 3 loop. Builds without AVX2 run the same cases on their own paths.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ S2_CONVS = [
     ((1, 3, 9, 40), (2, 4), (2, 2), (0, 1, 0, 2), (1, 1)),
     ((1, 3, 8, 50), (3, 7), (1, 2), (1, 3, 1, 3), (1, 1)),
     ((1, 4, 12, 16), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+    ((1, 3, 14, 14), (3, 3), (2, 2), (0, 0, 1, 1), (1, 1)),
+    ((1, 2, 5, 70), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
 ]
 
 

@@ -30,10 +30,12 @@
  * rows [oy0, oy1) of channels [c0, c1): the tactic splits an image's work evenly between
  * the threads.
  *
- * Built for AVX2 without AVX-512, stride-2 layers go one channel at a time on int16 pairs
- * (qdw_s2) and stride-1 layers outputs 17 to 512 wide (the tactic's choice: grouped == 2)
- * one channel at a time, vectors along output rows, through a zero-padded float plane
- * (qdw_s1).
+ * Built for AVX2 without AVX-512, 3 x 3 layers (unit dilation, outputs up to 112 wide at
+ * stride 1, 32 at stride 2) go one channel at a time on int16 pairs of taps straight from the
+ * int8 planes, the rows' pairs in registers (qdw_p3); other stride-2 layers go one channel
+ * at a time on int16 pairs (qdw_s2) and stride-1 layers outputs 17 to 512 wide (the
+ * tactic's choice: grouped == 2) one channel at a time, vectors along output rows, through a
+ * zero-padded float plane (qdw_s1).
  *
  * Proved channels (QPROVED; tactics/qdw_requant.py): where the tactic proved a float32
  * multiplier exact for every accumulator a channel can make, the direct int8 path drops its
@@ -1048,6 +1050,179 @@ static inline __attribute__((always_inline)) void qdw_s1(const conv_int8_dw_args
             qs1_plane_any(a, c, &g, P, acc, oy0, oy1, kh, kw, mode, bf, mq, vlo, vhi);
     }
 }
+
+/* 3 x 3 at stride 1 or 2 on AVX2 builds (unit dilation, outputs up to 112 wide at stride 1,
+ * 32 at stride 2, channel planes of at least 16 bytes): one channel at a time straight from
+ * its int8 plane, vectors of 8 output columns, the int32 accumulator by vpmaddwd on int16
+ * pairs of taps (exact: products below 2^14 in magnitude), the input rows' pairs in
+ * registers down the output rows. For each input row and vector, 16-byte windows of the row
+ * (a load and a byte shuffle that zeroes what lies outside the row, as qs1_fill's) give H,
+ * the pairs (taps kx = 0, 1) of the vector's 8 outputs, and E, the 8 inputs of tap kx = 2.
+ * An output row is 5 vpmaddwd: H of its 3 input rows by (w[ky][0], w[ky][1]), the pairs of E
+ * of its rows 0 and 1 by (w[0][2], w[1][2]), and at stride 1 the pairs of E of rows 1 and 2
+ * by (0, w[2][2]), at stride 2 E of row 2 (and zeros) by (w[2][2], 0). No float plane, no
+ * transposes, and per channel only the tactic's constants (qs1_mode); the epilogue as
+ * qs1_plane's. MobileNetV2 b1's 3 x 3 layers, one thread, Zen 3, against the 8-channel path
+ * (7, 14 wide), qdw_s1 (28 to 112) and qdw_s2: 0.67x at 7, 0.82x at 14, 0.76x at 28, 0.84x
+ * at 56, 0.92x at 112; stride 2 to 7, 14 and 28 wide 0.58x, 0.72x, 0.87x (to 56 no faster:
+ * qdw_s2 stays). */
+#define QP3_MAXV 14 /* output vectors a row (outputs up to 112 wide) */
+#define QP3_MAXV2 4 /* at stride 2 (up to 32 wide; wider: qdw_s2 was as fast) */
+
+/* the window of input row iy at offset o0 of the row (ix: its shuffle where the 16 bytes lie
+ * inside the channel's plane [0, end), end >= 16) */
+static inline __attribute__((always_inline)) __m128i qp3_window(const int8_t *xc, long iy,
+                                                               long h, long xrs, long end,
+                                                               long o0, __m128i ix) {
+    if (iy < 0 || iy >= h) return _mm_setzero_si128();
+    long o = iy * xrs + o0;
+    if (__builtin_expect(o >= 0 && o + 16 <= end, 1))
+        return _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(xc + o)), ix);
+    long oc = o < 0 ? 0 : end - 16; /* the window moved inside: its shuffle moved as far */
+    __m128i pad = _mm_and_si128(ix, _mm_set1_epi8((char)0x80));
+    ix = _mm_or_si128(_mm_add_epi8(ix, _mm_set1_epi8((char)(o - oc))), pad);
+    return _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(xc + oc)), ix);
+}
+
+/* the pairs (e[o], f[o]) of the low 8 bytes of e and f, as int16 */
+static inline __attribute__((always_inline)) __m256i qp3_pairs(__m128i e, __m128i f) {
+    return _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(e, f));
+}
+
+/* H and E of input row iy for vector offset o0 (stride S; ix: the windows' shuffles) */
+static inline __attribute__((always_inline)) void qp3_row(const int8_t *xc, long iy, long h,
+                                                         long xrs, long end, long o0,
+                                                         const __m128i *ix, int S,
+                                                         __m256i *hv, __m128i *ev) {
+    __m128i w = qp3_window(xc, iy, h, xrs, end, o0, ix[0]);
+    if (S == 1) { /* H: bytes (o, o + 1), E: bytes o + 2 */
+        const __m128i hsh = _mm_setr_epi8(0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8);
+        *hv = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(w, hsh));
+        *ev = _mm_srli_si128(w, 2);
+    } else { /* H: bytes (2 o, 2 o + 1), E: bytes 2 o + 2 (a window 2 bytes on, evens) */
+        *hv = _mm256_cvtepi8_epi16(w);
+        *ev = qp3_window(xc, iy, h, xrs, end, o0 + 2, ix[1]);
+    }
+}
+
+/* one channel's output rows [oy0, oy1), vector by vector (the last, partial one first: its
+ * bytes past the row go to the next row's first vector, written after), down the rows;
+ * MODE as qs2_plane (0: the accumulators of the rows to the buffer acc, then qepi_apply row
+ * by row); ix: per vector 2 window shuffles */
+static inline __attribute__((always_inline)) void qp3_plane(
+    const conv_int8_dw_args *a, long c, const __m128i (*ix)[2], float *acc, long oy0,
+    long oy1, int S, int MODE, float bf, float mqs, float los, float his) {
+    long wo = a->wo, nv = (wo + 7) / 8, h = a->h, xrs = a->xrs, pl = a->pl, pt = a->pt;
+    long end = (h - 1) * xrs + a->w;
+    const int8_t *xc = (const int8_t *)a->x + c * a->xcs;
+    const float *wc = a->wts + c * 9;
+    int8_t *out = (int8_t *)a->out + c * a->ocs;
+#define QP3_PAIR(L, HI) \
+    _mm256_set1_epi32((int)((uint32_t)(uint16_t)(int)(L) | (uint32_t)(uint16_t)(int)(HI) << 16))
+    const __m256i w0 = QP3_PAIR(wc[0], wc[1]), w1 = QP3_PAIR(wc[3], wc[4]);
+    const __m256i w2 = QP3_PAIR(wc[6], wc[7]), w3 = QP3_PAIR(wc[2], wc[5]);
+    const __m256i w4 = S == 1 ? QP3_PAIR(0, wc[8]) : QP3_PAIR(wc[8], 0);
+#undef QP3_PAIR
+    const __m256i s0 = _mm256_set1_epi32(MODE ? (int)bf : 0);
+    const v8 mq = splat(mqs), lo = splat(los), hi = splat(his);
+    for (long k = 0; k < nv; k++) {
+        long v = k == 0 ? nv - 1 : k - 1, o0 = 8 * S * v - pl, n = wo - 8 * v;
+        __m256i ha, hb, hc;
+        __m128i ea, eb, ec;
+        long iy = oy0 * S - pt; /* the output row's first input row */
+        qp3_row(xc, iy, h, xrs, end, o0, ix[v], S, &ha, &ea);
+        if (S == 1) qp3_row(xc, iy + 1, h, xrs, end, o0, ix[v], S, &hb, &eb);
+        for (long oy = oy0; oy < oy1; oy++, iy += S) {
+            if (S == 2) qp3_row(xc, iy + 1, h, xrs, end, o0, ix[v], S, &hb, &eb);
+            qp3_row(xc, iy + 2, h, xrs, end, o0, ix[v], S, &hc, &ec);
+            __m256i t0 = _mm256_add_epi32(s0, _mm256_madd_epi16(ha, w0));
+            __m256i t1 = _mm256_madd_epi16(hb, w1);
+            __m256i t2 = _mm256_madd_epi16(hc, w2);
+            __m256i t3 = _mm256_madd_epi16(qp3_pairs(ea, eb), w3);
+            __m256i t4 = _mm256_madd_epi16(
+                S == 1 ? qp3_pairs(eb, ec) : qp3_pairs(ec, _mm_setzero_si128()), w4);
+            __m256i t = _mm256_add_epi32(_mm256_add_epi32(t0, t1),
+                                         _mm256_add_epi32(_mm256_add_epi32(t2, t3), t4));
+            if (S == 1) {
+                ha = hb, hb = hc, ea = eb, eb = ec;
+            } else {
+                ha = hc, ea = ec;
+            }
+            v8 f = (v8)_mm256_cvtepi32_ps(t); /* exact: below 2^24 */
+            long i = oy * wo + 8 * v;
+            if (!MODE) {
+                store8(acc + (oy - oy0) * nv * 8 + 8 * v, f);
+                continue;
+            }
+            v8 r;
+            if (MODE == 2) { /* lo, hi integers: rint(clamp(x)) = clamp(rint(x)) */
+                r = vround(vmin(vmax(f * mq, lo), hi));
+            } else {
+                v8 q = vmin(vmax(f * mq, lo), hi);
+                r = vround(q);
+                v8 d = q - r;
+                if (__builtin_expect(any8((d > QNEAR) | (d < -QNEAR)), 0))
+                    r = qs1_redo(f - splat(bf), a, c);
+            }
+            qs1_store(out + i, r, n >= 8 || i + 8 <= oy1 * wo ? 8 : n);
+        }
+    }
+    if (!MODE) {
+        qepi e = qepi_of(a, c);
+        for (long oy = oy0; oy < oy1; oy++)
+            qepi_apply(&e, acc + (oy - oy0) * nv * 8, oy * wo, wo);
+    }
+}
+
+/* qp3_plane with the mode a variable (one copy a stride: compile time) */
+static __attribute__((noinline)) void qp3_plane_any(const conv_int8_dw_args *a, long c,
+                                                    const __m128i (*ix)[2], float *acc,
+                                                    long oy0, long oy1, int S, int mode,
+                                                    float bf, float mq, float lo, float hi) {
+    if (S == 1)
+        qp3_plane(a, c, ix, acc, oy0, oy1, 1, mode, bf, mq, lo, hi);
+    else
+        qp3_plane(a, c, ix, acc, oy0, oy1, 2, mode, bf, mq, lo, hi);
+}
+
+/* whether qdw_p3 takes a layer */
+static inline int qp3_ok(const conv_int8_dw_args *a) {
+    return a->kh == 3 && a->kw == 3 && a->sy == a->sx && (a->sx == 1 || a->sx == 2) &&
+           a->dy == 1 && a->dx == 1 && a->wo <= 8 * (a->sx == 1 ? QP3_MAXV : QP3_MAXV2) &&
+           (a->h - 1) * a->xrs + a->w >= 16;
+}
+
+/* buffer (cpu_qdepthwise.py _p3_floats): the accumulators of the rows (general epilogue) */
+static void qdw_p3(const conv_int8_dw_args *a, long oy0, long oy1) {
+    long nv = (a->wo + 7) / 8, S = a->sx;
+    __m128i ix[QP3_MAXV][2];
+    for (long v = 0; v < nv; v++) {
+        int8_t t[2][16];
+        for (long i = 0; i < 16; i++) {
+            long j = 8 * S * v - a->pl + i, j2 = 8 * S * v - a->pl + 2 + 2 * i;
+            /* stride 1: bytes 0 .. 9 (columns o .. o + 9); stride 2: all 16, and the evens
+             * of the window 2 bytes on */
+            long used = S == 1 ? i < 10 : 1;
+            t[0][i] = used && j >= 0 && j < a->w ? (int8_t)i : (int8_t)0x80;
+            t[1][i] = i < 8 && j2 >= 0 && j2 < a->w ? (int8_t)(2 * i) : (int8_t)0x80;
+        }
+        ix[v][0] = _mm_loadu_si128((const __m128i *)t[0]);
+        ix[v][1] = _mm_loadu_si128((const __m128i *)t[1]);
+    }
+    float lo = 0.0f, hi = 0.0f;
+    int fast = a->qmq && a->okind == EI_S8 && !a->z &&
+               qfast_bounds(a->act, a->p0, a->p1, a->oscale, &lo, &hi);
+    for (long c = a->c0; c < a->c1; c++) {
+        float bf = 0.0f, mq = 0.0f, vlo = 0.0f, vhi = 0.0f;
+        int mode = qs1_mode(a, c, fast, lo, hi, &bf, &mq, &vlo, &vhi);
+        if (mode == 2 && S == 1)
+            qp3_plane(a, c, ix, a->rows, oy0, oy1, 1, 2, bf, mq, vlo, vhi);
+        else if (mode == 2)
+            qp3_plane(a, c, ix, a->rows, oy0, oy1, 2, 2, bf, mq, vlo, vhi);
+        else
+            qp3_plane_any(a, c, ix, a->rows, oy0, oy1, S, mode, bf, mq, vlo, vhi);
+    }
+}
 #endif
 
 #ifdef QEPI16
@@ -1842,6 +2017,10 @@ void conv_int8_dw_f32(const conv_int8_dw_args *a) {
     }
 #endif
 #ifdef QS2
+    if (qp3_ok(a)) {
+        qdw_p3(a, oy0, oy1);
+        return;
+    }
     if (a->grouped == 2 && sx == 1 && a->sy == 1 && unit && kw <= 8 && a->wo <= 8 * QS2_MAXV) {
         if (kh == 3 && kw == 3)
             qdw_s1(a, oy0, oy1, 3, 3, 1);

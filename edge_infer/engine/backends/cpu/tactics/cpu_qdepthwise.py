@@ -16,7 +16,9 @@ Built for AVX-512 with VNNI, layers of unit dilation, kernels up to 8 wide and s
 a vector where the output is at most 8 wide), requantized in registers (conv_int8_dw.c
 qdw_rows; outputs 9 to 16 wide at stride 1 go the 16-channel way when grouped). Otherwise,
 built for AVX-512, every layer goes 16 channels at a time, vectors along channels, row by row
-through a ring of a few rows (any width). Built for AVX2 without AVX-512, layers whose
+through a ring of a few rows (any width). Built for AVX2 without AVX-512, 3x3 layers of unit
+dilation (outputs up to 112 wide at stride 1, 32 at stride 2) go one channel at a time on
+int16 pairs of taps straight from the int8 planes (conv_int8_dw.c qdw_p3); other layers whose
 columns go at stride 2 (unit dilation, kernels up to 8 wide, inputs at least 16 wide) go one
 channel at a time straight from the int8 planes, the products of adjacent input columns
 summed in pairs by vpmaddwd (conv_int8_dw.c qdw_s2), and stride-1 layers (unit dilation,
@@ -196,6 +198,12 @@ class QDepthwiseNative(Tactic):
         np_ = -(-(nv * 8 + kw - 1) // 8) * 8
         return max((ho + kh - 1) * np_ + nv * 8, self._buffer_floats(False, nv * 8 + kw - 1))
 
+    def _p3_floats(self) -> int:
+        """The AVX2 3x3 pairs path's buffer (conv_int8_dw.c qdw_p3, taken in C whatever
+        ``grouped`` says): the accumulators of a chunk's rows (whole vectors of 8) for the
+        general epilogue."""
+        return self.spec.out_shape[2] * -(-self.spec.out_shape[3] // 8) * 8
+
     def _s2_floats(self) -> int:
         """The AVX2 stride-2 path's buffer (conv_int8_dw.c qdw_s2): an output row's
         accumulators (whole vectors of 8) and a zero input row (bytes)."""
@@ -270,6 +278,7 @@ class QDepthwiseNative(Tactic):
         s1 = self._s1()
         grouped = self._grouped() and not s1
         size = self._s1_floats() if s1 else self._buffer_floats(grouped, wq)
+        size = max(size, self._p3_floats())
         weights = np.ascontiguousarray(np.asarray(s.weight, np.float32).reshape(c, kh * kw))
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.int32)
         mult = np.ascontiguousarray(float(s.x_scale) * np.asarray(s.w_scale, np.float64))
