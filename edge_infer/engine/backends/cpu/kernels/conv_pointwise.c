@@ -456,15 +456,16 @@ static inline __attribute__((always_inline)) void tile(const conv_pointwise_args
     tile_io_at(a, st, oc, nr, nv, acc, 0, last, oh, pure);
 }
 
-/* A block's last strip of at most TAIL_PX pixels (7 x 7 planes at batch 1: 49 = 2 x 24 + 1,
- * 14 x 14: 196 = 8 x 24 + 4), packed ([k][NR]), through every panel of the chunk with vectors
+/* A block's last strip of at most TAIL_PX pixels (7 x 7 planes at batch 1: 49 = 2 x 24 + 1;
+ * 4 pixels, 14 x 14's 196 = 8 x 24 + 4, measured no better: each pixel reads every panel's
+ * weights again), packed ([k][NR]), through every panel of the chunk with vectors
  * along the output channels: per pixel and input channel one broadcast and TAIL_G panels'
  * weight rows ([k][8], as packed), TAIL_G independent sums. The register tile there (TR rows
  * x one vector: TR chains of dependent multiply-adds) took 2/3 of a full strip's time for
  * 1/24 of its pixels. Per output the tile's products in its order (outputs equal to the
  * tile's on MobileNetV2's 7 x 7 layers at batch 1; one of 15680 a unit in the last place off
  * at batch 2). Float32 storage only (`pure`). */
-#define TAIL_PX 4
+#define TAIL_PX 2
 #define TAIL_G 8
 static __attribute__((noinline)) void tail_strip(const conv_pointwise_args *a, const float *bs,
                                                  const strip *st, long k0, long kc, long first,
