@@ -6,8 +6,9 @@ timed. Reports the chosen layers' and the whole inference's medians and median p
 ratios new/old, new/old2, old2/old (the noise). ``--kernel K --old A.c --new B.c``: the
 old states' calls of kernels/K.c bound to a side library built from A.c, the new state's to
 one from B.c (bench.dw_ab.side_library); ``--keep-below X``: chains.KEEP_BELOW at build
-(e.g. 10: every chain that is not given up kept, to compare chain kernels). Not run by the
-tests.
+(e.g. 10: every chain that is not given up kept, to compare chain kernels); ``--cpu``: thread
+CPU time instead of wall time (with ``--threads 1``: steadier on a shared host). Not run by
+the tests.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python -m bench.mnv_fp32_ab \\
         --base OcVecNative.plain_in_place=0 --switch OcVecNative.plain_in_place=1
@@ -81,6 +82,7 @@ def main() -> int:
     p.add_argument(
         "--keep-below", type=float, default=0.0, help="chains.KEEP_BELOW at build (0: as is)"
     )
+    p.add_argument("--cpu", action="store_true", help="thread CPU time (for --threads 1)")
     args = p.parse_args()
 
     import edge_infer
@@ -141,7 +143,7 @@ def main() -> int:
     layer_t = {k: {n: [] for n in states[k].names} for k in states}
     whole: dict[str, list[float]] = {k: [] for k in states}
     order = ["old", "new", "old2"]
-    clock = time.perf_counter
+    clock = time.thread_time if args.cpu else time.perf_counter
     for r in range(args.rounds + 2):
         for k in order[r % 3 :] + order[: r % 3]:
             s = states[k]

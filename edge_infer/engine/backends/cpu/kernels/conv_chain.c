@@ -80,6 +80,41 @@ static inline long take(long nvec) {
     return TV == 3 && nvec == 4 ? 2 : TV;
 }
 
+/* a GEMM's last few pixels (TAIL_PX at most: 49 = 2 x 24 + 1 on 7 x 7 planes) go with vectors
+ * along the output channels (gemv_panels), not through a register tile of one or two pixel
+ * vectors, whose TR sums are chains of dependent multiply-adds (each pixel reads every
+ * panel's weights again: 4 pixels, 14 x 14 strips' 28 = 24 + 4, measured 1.03-1.15x slower
+ * than 16 + 12) */
+#define TAIL_PX 2
+#define TAIL_G 8
+
+/* vectors for the next tile of the `left` pixels of a GEMM: whole tiles up to a tail of at
+ * most TAIL_PX pixels, else take() */
+static inline long take_px(long left) {
+    if (left > NR && left - NR <= TAIL_PX) return TV;
+    return take((left + 7) / 8);
+}
+
+/* acc[g] = sum_k w[g][k][0 .. 8] x[k xs] for the ng <= TAIL_G panels at w (packed [panel][kc][8]):
+ * per output the products in the tile's order (micro) */
+static inline __attribute__((always_inline)) void gemv_panels(const float *w, const float *x,
+                                                             long xs, long kc, long ng,
+                                                             v8 acc[TAIL_G]) {
+    for (long g = 0; g < TAIL_G; g++) acc[g] = (v8){0};
+    if (ng == TAIL_G) {
+        for (long k = 0; k < kc; k++) {
+            v8 v = splat(x[k * xs]);
+#pragma GCC unroll 8
+            for (long g = 0; g < TAIL_G; g++) acc[g] += load8(w + (g * kc + k) * PANEL) * v;
+        }
+        return;
+    }
+    for (long k = 0; k < kc; k++) {
+        v8 v = splat(x[k * xs]);
+        for (long g = 0; g < ng; g++) acc[g] += load8(w + (g * kc + k) * PANEL) * v;
+    }
+}
+
 /* the geometry every stage of a task reads */
 typedef struct {
     const conv_chain_args *a;
@@ -159,6 +194,27 @@ EPI_UNROLL(4)
     }
 }
 
+/* the expand on the np <= TAIL_PX pixels at src (bs floats a channel apart) into E at d,
+ * vectors along the middle channels (gemv_panels), bias + activation as expand_tiles' */
+static __attribute__((noinline)) void expand_tail(const chain *c, const float *src, long bs,
+                                                  float *d, long np) {
+    const conv_chain_args *a = c->a;
+    long cin = a->cin, cmid = a->cmid, panels = (cmid + PANEL - 1) / PANEL;
+    for (long j = 0; j < np; j++)
+        for (long ob = 0; ob < panels; ob += TAIL_G) {
+            long ng = panels - ob < TAIL_G ? panels - ob : TAIL_G;
+            v8 acc[TAIL_G];
+            gemv_panels(a->ew + ob * cin * PANEL, src + j, bs, cin, ng, acc);
+            for (long g = 0; g < ng; g++) {
+                long m0 = (ob + g) * PANEL, n = cmid - m0 < PANEL ? cmid - m0 : PANEL;
+                float t[PANEL] = {0};
+                for (long l = 0; l < n; l++) t[l] = a->eb ? a->eb[m0 + l] : 0.0f;
+                store8(t, act8(acc[g] + load8(t), a->eact, a->ep0, a->ep1));
+                for (long l = 0; l < n; l++) d[(m0 + l) * c->ech + j] = t[l];
+            }
+        }
+}
+
 /* input rows [r0, r1) of image b into E (slots not wrapping around the ring's end): one
  * expand GEMM over their (r1 - r0) * w pixels (bias + activation in registers), or a copy */
 static void expand_rows(const chain *c, long b, long r0, long r1) {
@@ -171,7 +227,11 @@ static void expand_rows(const chain *c, long b, long r0, long r1) {
         return;
     }
     for (long q = 0; q < npx;) {
-        long nv = take((npx - q + 7) / 8), np = npx - q < 8 * nv ? npx - q : 8 * nv;
+        if (q && npx - q <= TAIL_PX) { /* (q: a plane of so few pixels keeps its tile) */
+            expand_tail(c, x + q, a->xcs, dst + q, npx - q);
+            return;
+        }
+        long nv = take_px(npx - q), np = npx - q < 8 * nv ? npx - q : 8 * nv;
         const float *src = x + q;
         long bs = a->xcs;
         if (r1 == a->h && np < 8 * nv) { /* past the plane's end: a zero-filled copy */
@@ -441,12 +501,46 @@ EPI_UNROLL(4)
     }
 }
 
+/* the project on the np <= TAIL_PX pixels of D at q into the output at o (residual at zb),
+ * vectors along the output channels (gemv_panels), the epilogue as project_tiles' */
+static __attribute__((noinline)) void project_tail(const chain *c, long q, float *o,
+                                                   const float *zb, long np) {
+    const conv_chain_args *a = c->a;
+    long cmid = a->cmid, cout = a->cout, res = zb ? a->residual : 0;
+    long panels = (cout + PANEL - 1) / PANEL;
+    for (long j = 0; j < np; j++)
+        for (long ob = 0; ob < panels; ob += TAIL_G) {
+            long ng = panels - ob < TAIL_G ? panels - ob : TAIL_G;
+            v8 acc[TAIL_G];
+            gemv_panels(a->pw + ob * cmid * PANEL, c->D + q + j, a->ds, cmid, ng, acc);
+            for (long g = 0; g < ng; g++) {
+                long o0 = (ob + g) * PANEL, n = cout - o0 < PANEL ? cout - o0 : PANEL;
+                float t[PANEL] = {0}, zt[PANEL] = {0};
+                for (long l = 0; l < n; l++) {
+                    t[l] = a->pb ? a->pb[o0 + l] : 0.0f;
+                    if (res) zt[l] = zb[(o0 + l) * a->zcs + j];
+                }
+                v8 y = acc[g] + load8(t), z = load8(zt);
+                if (res == 1) y += z;
+                y = act8(y, a->act, a->p0, a->p1);
+                if (res == 2) y += z;
+                store8(t, y);
+                for (long l = 0; l < n; l++) o[(o0 + l) * a->ocs + j] = t[l];
+            }
+        }
+}
+
 /* the strip's P pixels of D through the project GEMM into output pixels [p0, p0 + P) of
  * image b (bias, residual, activation in registers) */
 static void project(const chain *c, long b, long p0, long P) {
     const conv_chain_args *a = c->a;
     for (long q = 0, nv; q < P; q += 8 * nv) {
-        nv = take((P - q + 7) / 8);
+        if (q && P - q <= TAIL_PX) {
+            project_tail(c, q, a->out + b * a->ois + p0 + q,
+                         a->residual ? a->z + b * a->zis + p0 + q : 0, P - q);
+            return;
+        }
+        nv = take_px(P - q);
         long np = P - q < 8 * nv ? P - q : 8 * nv;
         float *o = a->out + b * a->ois + p0 + q;
         const float *zb = a->residual ? a->z + b * a->zis + p0 + q : 0;
