@@ -240,7 +240,7 @@ _BUILDS = {
     "avx512-vnni-no-vbmi": ["-march=cascadelake"],  # rows path: windows without vpermb
     "avx2-f16c": ["-mavx2", "-mfma", "-mf16c"],
     "avx2-soft-f16": ["-mavx2", "-mfma", "-DEI_SOFT_F16"],
-    "x86-64": ["-march=x86-64", "-Wno-psabi"],
+    "x86-64": isa_builds.X86_BUILDS["x86-64"][0],
 }
 
 

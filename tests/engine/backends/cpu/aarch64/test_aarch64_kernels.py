@@ -38,7 +38,11 @@ from tests.sysdeps import need
 
 CROSS, QEMU, SYSROOT = "aarch64-linux-gnu-gcc", "qemu-aarch64", "/usr/aarch64-linux-gnu"
 HERE = Path(__file__).parent
-BUILDS = {"cortex-a78ae": "-mcpu=cortex-a78ae", "armv8-a": "-march=armv8-a"}
+#: build → its CPU flags (armv8-a, the fallback paths: isa_builds.FALLBACK_OPT)
+BUILDS = {
+    "cortex-a78ae": ["-mcpu=cortex-a78ae"],
+    "armv8-a": ["-march=armv8-a", isa_builds.FALLBACK_OPT],
+}
 
 # x shape, Cout, kernel, strides, pads (t, l, b, r), dilations, group: odd sizes, partial
 # register tiles (Cout % 6, % 16; positions % 16), every layout path
@@ -101,7 +105,7 @@ def _flags(build: str) -> list[str]:
         for f in native._flags()
         if not f.startswith(("-march", "-mcpu")) and f not in ("-shared", "-fPIC")
     ]
-    return [*keep, BUILDS[build]]
+    return [*keep, *BUILDS[build]]
 
 
 def compile_driver(
