@@ -119,6 +119,22 @@ static inline __attribute__((always_inline)) v8 qactivate(v8 y, long act, float 
  * reference's steps (double requantization, float32 activation, the exact quotient). */
 #define QNEAR 0.4999f
 
+/* The direct int8 path's rounding of 8 lanes: rint(clamp(f * mq, lo, hi)). With ``exact``
+ * (lo, hi integers: rint(clamp(x)) = clamp(rint(x)), proved) it is final; otherwise *near
+ * says whether a lane lies within QNEAR's margin of a half, where the caller redoes the
+ * vector by the reference's steps. */
+static inline v8 qround8(v8 f, v8 mq, v8 lo, v8 hi, int exact, int *near) {
+    v8 q = vmin(vmax(f * mq, lo), hi);
+    v8 r = vround(q);
+    if (exact) {
+        *near = 0;
+        return r;
+    }
+    v8 d = q - r;
+    *near = any8((d > QNEAR) | (d < -QNEAR));
+    return r;
+}
+
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #define QEPI16 1
 /* The epilogue on 16 lanes in zmm registers (int8 and fp32 outputs): the same operations as
@@ -773,16 +789,9 @@ static inline __attribute__((always_inline)) void qs2_plane(
                 store8(acc + 8 * v, f);
                 continue;
             }
-            v8 r;
-            if (MODE == 2) { /* lo, hi integers: rint(clamp(x)) = clamp(rint(x)) */
-                r = vround(vmin(vmax(f * mq, lo), hi));
-            } else {
-                v8 q = vmin(vmax(f * mq, lo), hi);
-                r = vround(q);
-                v8 d = q - r;
-                if (__builtin_expect(any8((d > QNEAR) | (d < -QNEAR)), 0))
-                    r = qs2_redo(f - splat(e->bf), e);
-            }
+            int near; /* MODE 2: lo, hi integers (exact) */
+            v8 r = qround8(f, mq, lo, hi, MODE == 2, &near);
+            if (__builtin_expect(near, 0)) r = qs2_redo(f - splat(e->bf), e);
             v8c q8 = narrow_s8(r);
             /* a last vector's bytes past the row go to later rows of ours (written after) */
             long i = oy * wo + 8 * v, n = wo - 8 * v;
@@ -986,16 +995,9 @@ static inline __attribute__((always_inline)) void qs1_plane(
                 store8(acc + 8 * v, f);
                 continue;
             }
-            v8 r;
-            if (MODE == 2) { /* lo, hi integers: rint(clamp(x)) = clamp(rint(x)) */
-                r = vround(vmin(vmax(f * mq, lo), hi));
-            } else {
-                v8 q = vmin(vmax(f * mq, lo), hi);
-                r = vround(q);
-                v8 d = q - r;
-                if (__builtin_expect(any8((d > QNEAR) | (d < -QNEAR)), 0))
-                    r = qs1_redo(f - s0, a, c);
-            }
+            int near; /* MODE 2: lo, hi integers (exact) */
+            v8 r = qround8(f, mq, lo, hi, MODE == 2, &near);
+            if (__builtin_expect(near, 0)) r = qs1_redo(f - s0, a, c);
             /* a last vector's bytes past the row go to later rows of ours (written after) */
             long i = oy * wo + 8 * v, n = wo - 8 * v;
             qs1_store(out + i, r, n >= 8 || i + 8 <= oy1 * wo ? 8 : n);
@@ -1154,16 +1156,9 @@ static inline __attribute__((always_inline)) void qp3_plane(
                 store8(acc + (oy - oy0) * nv * 8 + 8 * v, f);
                 continue;
             }
-            v8 r;
-            if (MODE == 2) { /* lo, hi integers: rint(clamp(x)) = clamp(rint(x)) */
-                r = vround(vmin(vmax(f * mq, lo), hi));
-            } else {
-                v8 q = vmin(vmax(f * mq, lo), hi);
-                r = vround(q);
-                v8 d = q - r;
-                if (__builtin_expect(any8((d > QNEAR) | (d < -QNEAR)), 0))
-                    r = qs1_redo(f - splat(bf), a, c);
-            }
+            int near; /* MODE 2: lo, hi integers (exact) */
+            v8 r = qround8(f, mq, lo, hi, MODE == 2, &near);
+            if (__builtin_expect(near, 0)) r = qs1_redo(f - splat(bf), a, c);
             qs1_store(out + i, r, n >= 8 || i + 8 <= oy1 * wo ? 8 : n);
         }
     }
