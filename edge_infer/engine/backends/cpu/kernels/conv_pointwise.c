@@ -464,13 +464,17 @@ static inline __attribute__((always_inline)) void tile(const conv_pointwise_args
  * x one vector: TR chains of dependent multiply-adds) took 2/3 of a full strip's time for
  * 1/24 of its pixels. Per output the tile's products in its order (outputs equal to the
  * tile's on MobileNetV2's 7 x 7 layers at batch 1; one of 15680 a unit in the last place off
- * at batch 2). Float32 storage only (`pure`). */
+ * at batch 2). Every storage: it reads the packed (float32) inputs, float16 z through
+ * h8_load and stores float16 through h8_store, as the tiles, so an FP16 engine's layer and
+ * its float32 conversion route take the same path and give the same bits (test_half_io). */
 #define TAIL_PX 2
 #define TAIL_G 8
 static __attribute__((noinline)) void tail_strip(const conv_pointwise_args *a, const float *bs,
                                                  const strip *st, long k0, long kc, long first,
-                                                 long last) {
-    long K = a->cin, hw = a->hw, cout = a->cout;
+                                                 long last, long oh) {
+    long K = a->cin, hw = a->hw, cout = a->cout, zh = a->half & PW_ZH;
+    const uint16_t *zq = (const uint16_t *)(const void *)a->z;
+    uint16_t *oq = (uint16_t *)(void *)a->out;
     for (long j = 0; j < st->np; j++) {
         long off = lane_offset(st, j, hw, a->ois);
         long zoff = a->residual ? lane_offset(st, j, hw, a->zis) : 0;
@@ -503,14 +507,25 @@ static __attribute__((noinline)) void tail_strip(const conv_pointwise_args *a, c
             for (long g = 0; g < ng; g++) {
                 long oc = (ob + g) * PANEL, n = cout - oc < PANEL ? cout - oc : PANEL;
                 float t[PANEL], zt[PANEL] = {0};
+                uint16_t th[PANEL] = {0};
                 v8 y = acc[g];
                 if (last) {
                     float bt[PANEL] = {0};
                     for (long l = 0; l < n; l++) {
+                        long zi = (oc + l) * a->zcs + zoff;
                         bt[l] = a->bias ? a->bias[oc + l] : 0.0f;
-                        if (a->residual) zt[l] = a->z[(oc + l) * a->zcs + zoff];
+                        if (a->residual && zh)
+                            th[l] = zq[zi];
+                        else if (a->residual)
+                            zt[l] = a->z[zi];
                     }
-                    y = finish(y, load8(bt), load8(zt), a->act, a->p0, a->p1, a->residual);
+                    v8 z = zh ? h8_load(th) : load8(zt);
+                    y = finish(y, load8(bt), z, a->act, a->p0, a->p1, a->residual);
+                }
+                if (oh) { /* the vector path's narrowing */
+                    h8_store(th, y);
+                    for (long l = 0; l < n; l++) oq[(oc + l) * a->ocs + off] = th[l];
+                    continue;
                 }
                 store8(t, y);
                 for (long l = 0; l < n; l++) a->out[(oc + l) * a->ocs + off] = t[l];
@@ -537,7 +552,7 @@ static inline __attribute__((always_inline)) void conv(const conv_pointwise_args
             else
                 pack(a, k0, kc, qa, qb, a->pk);
             /* a last strip of few pixels: tail_strip, all panels at once */
-            long rem = (qb - qa) % NR, ntail = pure && rem && rem <= TAIL_PX ? rem : 0;
+            long rem = (qb - qa) % NR, ntail = rem && rem <= TAIL_PX ? rem : 0;
             long qe = qb - ntail;
             for (long ob = a->ob0; ob < a->ob1; ob++) {
                 for (long r = 0; r < PANEL; r += TR) {
@@ -562,7 +577,7 @@ static inline __attribute__((always_inline)) void conv(const conv_pointwise_args
             }
             if (ntail) {
                 strip st = strip_at(qe, qb, hw);
-                tail_strip(a, a->pk + (qe - qa) / NR * kc * NR, &st, k0, kc, first, last);
+                tail_strip(a, a->pk + (qe - qa) / NR * kc * NR, &st, k0, kc, first, last, oh);
             }
         }
     }
@@ -623,7 +638,7 @@ static inline __attribute__((always_inline)) void conv_rows(const conv_pointwise
         long at = b * a->xis + p;
         source src = {a->x + at, (const uint16_t *)(const void *)a->x + at, a->xcs, xh, PFD};
         if (tail) pack_as(a, 0, K, q + nfull * NR, q + np, a->pk, xh);
-        long gemv = pure && tail && tail <= TAIL_PX; /* the short strip: tail_strip */
+        long gemv = tail && tail <= TAIL_PX; /* the short strip: tail_strip */
         strip st = {q, NR, b, p, 1};
         /* the next block's start (its tile j prefetches as many pixels on from there; past a
          * shorter next block, lines of no use: a prefetch does not fault) */
@@ -644,7 +659,7 @@ static inline __attribute__((always_inline)) void conv_rows(const conv_pointwise
             }
         if (gemv) {
             strip tl = {q + nfull * NR, tail, b, p + nfull * NR, 1};
-            tail_strip(a, a->pk, &tl, 0, K, 1, 1);
+            tail_strip(a, a->pk, &tl, 0, K, 1, 1, oh);
         }
         q += np;
     }

@@ -36,10 +36,12 @@ pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler: n
 
 KERNELS = {PointwiseNative: "conv_pointwise", WinogradNative: "conv_winograd"}
 # pointwise (batch, cin, h, w, cout): tile tails, strips across images, > 512 input channels
-# (one channel block for a float16 output), one pixel per image, a large plane
+# (one channel block for a float16 output), one pixel per image, a large plane, a last strip
+# of one pixel (49 = 2 x 24 + 1: the kernel's tail_strip)
 PW_SHAPES = [
     (1, 17, 9, 13, 23),
     (2, 5, 3, 5, 9),
+    (1, 32, 7, 7, 40),
     (3, 32, 7, 7, 40),
     (2, 700, 4, 5, 13),
     (4, 8, 1, 1, 6),
