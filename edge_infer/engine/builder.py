@@ -152,7 +152,11 @@ def _build_parts(
     note = be.precision_note(opts.precision)
     if note:
         log.warning("%s", note)
-    cache = TimingCache(be.device_fingerprint(), opts.timing_cache) if opts.tune else None
+    cache = (
+        TimingCache(be.device_fingerprint(), opts.timing_cache, be.kernels_identity())
+        if opts.tune
+        else None
+    )
     profile = make_profile(graph, opts.shapes, opts.min_shapes, opts.opt_shapes, opts.max_shapes)
     batches = sorted(profile.specializations(), key=lambda b: (b not in tuning_batches(profile), b))
     plans: dict[str, Any] = {}

@@ -168,6 +168,12 @@ class Backend(abc.ABC):
     def device_fingerprint(self) -> dict[str, Any]:
         """A stable description of this device; engines built elsewhere are refused."""
 
+    def kernels_identity(self) -> str:
+        """What tactic timings depend on besides the device and edge_infer's version: the
+        build of the kernels they timed (the timing cache keeps a timing only for the same
+        kernels). Empty where nothing besides those two changes them."""
+        return ""
+
     def describe(self, fingerprint: Mapping[str, Any] | None = None) -> str:
         """One line naming a device for people (this one, or the one ``fingerprint`` names)."""
         fp = self.device_fingerprint() if fingerprint is None else fingerprint

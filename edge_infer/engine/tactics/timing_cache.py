@@ -5,11 +5,14 @@ regular file — a directory or a FIFO is never opened for reading, so nothing b
 UTF-8 JSON, nested absurdly deep, of another format, with a time that is not a number) is
 ignored with a warning and the build starts a fresh cache.
 
-A cache written on another device (or by another edge_infer version) is ignored too, and is
-not overwritten: this device's timings go to a file beside it with the device in its name
-(``timing.json`` → ``timing.cpu-1a2b3c4d5e6f.json``), which the next build on this device
-reads. So one cache path can be shared by the builds of several devices. Saving is atomic;
-a save that fails (a read-only folder) is a warning, not a failed build.
+A cache of other kernels (the backend's ``kernels_identity``: the CPU's native kernel
+library's build key, which changes with any kernel source, the compiler or its flags) or of
+another edge_infer version is ignored and rewritten: its timings are not of these kernels.
+A cache written on another device is ignored too, and is not overwritten: this device's
+timings go to a file beside it with the device in its name (``timing.json`` →
+``timing.cpu-1a2b3c4d5e6f.json``), which the next build on this device reads. So one cache
+path can be shared by the builds of several devices. Saving is atomic; a save that fails (a
+read-only folder) is a warning, not a failed build.
 """
 
 from __future__ import annotations
@@ -34,11 +37,15 @@ MAX_CACHE_BYTES = 64 << 20
 
 
 class TimingCache:
-    """Tactic timings keyed by layer signature, valid for one device and edge_infer version
-    (see the module docstring for what is ignored and where it is saved)."""
+    """Tactic timings keyed by layer signature, valid for one device, edge_infer version and
+    kernel build (``kernels``; see the module docstring for what is ignored and where it is
+    saved)."""
 
-    def __init__(self, device: dict[str, Any], path: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self, device: dict[str, Any], path: str | os.PathLike | None = None, kernels: str = ""
+    ) -> None:
         self.device = device
+        self.kernels = kernels
         self.path = Path(path) if path else None
         self.entries: dict[str, dict[str, Any]] = {}
         self.hits = 0
@@ -60,6 +67,11 @@ class TimingCache:
                 log.warning("timing cache %s is another device's too; ignoring it", beside)
                 return
         if data is None or not _this_version(data, self.path):
+            return
+        if data.get("kernels", "") != self.kernels:
+            theirs, ours = data.get("kernels") or "none named", self.kernels or "none named"
+            log.warning("timing cache %s timed other kernels (%s; these are %s); ignoring its "
+                        "timings (a fresh cache is written)", self.path, theirs, ours)  # fmt: skip
             return
         entries = _entries(data["entries"])
         if entries is None:
@@ -91,7 +103,8 @@ class TimingCache:
                         self.path)  # fmt: skip
             return
         data = {"format": CACHE_FORMAT, "edge_infer_version": __version__,
-                "device": self.device, "entries": self.entries}  # fmt: skip
+                "device": self.device, "kernels": self.kernels,
+                "entries": self.entries}  # fmt: skip
         try:
             write_text_atomic(self.path, json.dumps(data, indent=1, sort_keys=True))
         except OSError as exc:

@@ -114,3 +114,33 @@ def test_a_build_with_a_directory_as_timing_cache_succeeds(tmp_path, caplog) -> 
     with caplog.at_level(logging.WARNING):
         edge_infer.build(branchy(), timing_cache=str(folder))
     assert "not saved" in caplog.text
+
+
+def test_a_cache_of_other_kernels_is_ignored_and_rewritten(tmp_path: Path, caplog) -> None:
+    """Timings are of one kernel build: a cache another build wrote (a kernel source edited,
+    another compiler) would choose tactics by timings these kernels never had."""
+    path = tmp_path / "timing.json"
+    first = TimingCache(DEVICE, path, kernels="build-a")
+    first.put("conv", "fast", {"fast": 1.0, "slow": 2.0})
+    first.save()
+    assert TimingCache(DEVICE, path, kernels="build-a").get("conv", ["fast", "slow"])
+    with caplog.at_level(logging.WARNING):
+        other = TimingCache(DEVICE, path, kernels="build-b")
+    assert other.entries == {} and "timed other kernels (build-a; these are build-b)" in (
+        caplog.text
+    )
+    other.put("conv", "slow", {"fast": 3.0, "slow": 2.0})
+    other.save()
+    data = json.loads(path.read_text())
+    assert data["kernels"] == "build-b" and data["entries"]["conv"]["tactic"] == "slow"
+
+
+def test_the_cpu_backend_names_its_kernel_library() -> None:
+    from edge_infer.engine.backends import get_backend
+    from edge_infer.engine.backends.cpu import native
+
+    lib = native.library()
+    if lib is None:
+        pytest.skip("no native kernels here")
+    key = get_backend("cpu").kernels_identity()
+    assert key and Path(lib._name).name == f"kernels-{key}.so"

@@ -41,6 +41,11 @@ class CpuBackend(Backend):
     def device_fingerprint(self) -> dict[str, Any]:
         return dict(cpu_fingerprint())
 
+    def kernels_identity(self) -> str:
+        from edge_infer.engine.backends.cpu import native
+
+        return native.library_id()
+
     def describe(self, fingerprint: Mapping[str, Any] | None = None) -> str:
         return describe(dict(self.device_fingerprint() if fingerprint is None else fingerprint))
 

@@ -86,6 +86,34 @@ def _compiler() -> str | None:
 
 
 @functools.cache
+def _library_key(cc: str) -> str:
+    """The kernel library's build key: its sources and headers, flags, compiler and CPU."""
+    try:
+        version = subprocess.run(
+            [cc, "--version"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        version = ""
+    key = hashlib.sha256()
+    for part in [
+        *(p.read_bytes() for p in sorted(KERNELS.glob("*.c")) + sorted(KERNELS.glob("*.h"))),
+        " ".join(_flags()).encode(),
+        version.encode(),
+        _cpu_id().encode(),
+    ]:
+        key.update(part)
+        key.update(b"\0")
+    return key.hexdigest()[:20]
+
+
+def library_id() -> str:
+    """The loaded kernel library's build key (``kernels-<key>.so``), "" without one: what
+    tactic timings were measured with (the timing cache keeps them for the same key)."""
+    cc = _compiler()
+    return _library_key(cc) if cc is not None and library() is not None else ""
+
+
+@functools.cache
 def library() -> Any | None:
     """The compiled kernel library (ctypes), or None when native kernels are unavailable."""
     if os.environ.get("EDGE_INFER_NATIVE", "1") == "0":
@@ -95,23 +123,7 @@ def library() -> Any | None:
         log.warning("no C compiler found (set EDGE_INFER_CC): native CPU kernels disabled")
         return None
     sources = sorted(KERNELS.glob("*.c"))
-    headers = sorted(KERNELS.glob("*.h"))
-    try:
-        version = subprocess.run(
-            [cc, "--version"], capture_output=True, text=True, timeout=30
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        version = ""
-    key = hashlib.sha256()
-    for part in [
-        *(p.read_bytes() for p in sources + headers),
-        " ".join(_flags()).encode(),
-        version.encode(),
-        _cpu_id().encode(),
-    ]:
-        key.update(part)
-        key.update(b"\0")
-    target = cache_dir() / f"kernels-{key.hexdigest()[:20]}.so"
+    target = cache_dir() / f"kernels-{_library_key(cc)}.so"
     if not target.is_file():
         try:
             _compile(cc, sources, target)
