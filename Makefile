@@ -28,9 +28,10 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports  # layering contracts: pyproject.toml [tool.importlinter]
 	$(VENV)/bin/ruff format --check edge_infer tests tools bench
 
-# --durations: CI's log names the slowest tests (the suite's time is watched: ~12 min aim)
+# --durations: CI's log names the slowest tests (the suite's time is watched: ~12 min aim);
+# EI_PREWARM=1: cold kernel objects compiled in the background at nice 19 (tests/prewarm.py)
 test: $(STAMP) lint
-	$(PY) -m pytest -q --durations=30
+	EI_PREWARM=1 $(PY) -m pytest -q --durations=30
 
 bench: $(STAMP)
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) bench/engine.py
