@@ -45,12 +45,10 @@ def _x86() -> None:
     from edge_infer.engine.backends.cpu import native
     from tests.engine.backends.cpu import isa_builds
 
-    keep = [f for f in native._flags() if not f.startswith(("-march", "-mcpu"))]
-    base = [f for f in keep if f != "-shared"] + ["-Wall", "-Werror"]
     sources = sorted(native.KERNELS.glob("*.c"), key=lambda p: -p.stat().st_size)
     for flags, needs in isa_builds.X86_BUILDS.values():
         if needs <= isa_builds.host_flags():
-            isa_builds.objects("cc", [*base, *flags], sources)
+            isa_builds.objects("cc", isa_builds.object_flags(flags), sources)
 
 
 #: in the order a full run (tests/ alphabetically) first needs them

@@ -252,6 +252,13 @@ def link(cc: str, objs: Sequence[Path], flags: Sequence[str], name: str) -> Path
     return target
 
 
+def object_flags(cpu: Sequence[str]) -> list[str]:
+    """The flags build_kernels compiles its objects with for the CPU flags ``cpu``: the
+    device compile's without its CPU option and -shared, -Wall -Werror (no warnings)."""
+    keep = [f for f in native._flags() if not f.startswith(("-march", "-mcpu"))]
+    return [f for f in keep if f != "-shared"] + ["-Wall", "-Werror", *cpu]
+
+
 def build_kernels(
     out: Path,
     sources: Sequence[str],
@@ -267,15 +274,14 @@ def build_kernels(
     own builds beyond X86_BUILDS, e.g. another tile size), compiled in the same pool."""
     del out
     keep = [f for f in native._flags() if not f.startswith(("-march", "-mcpu"))]
-    base = [f for f in keep if f != "-shared"] + ["-Wall", "-Werror"]
     # a build of X86_BUILDS asks for the others this host runs too: its parametrized test
     # asks for them next
     builds = [f for f, _ in X86_BUILDS.values()]
     others = [
-        [*base, *f]
+        object_flags(f)
         for f, needs in X86_BUILDS.values()
         if list(flags) in builds and f != list(flags) and needs <= host_flags()
-    ] + [[*base, *f] for f in also if list(f) != list(flags)]
-    objs = objects("cc", [*base, *flags], [native.KERNELS / n for n in sources], also=others)
+    ] + [object_flags(f) for f in also if list(f) != list(flags)]
+    objs = objects("cc", object_flags(flags), [native.KERNELS / n for n in sources], also=others)
     lib = link("cc", objs, [*keep, *flags], f"{Path(sources[0]).stem}.so")
     return ctypes.CDLL(str(lib))

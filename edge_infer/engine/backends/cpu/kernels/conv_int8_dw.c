@@ -900,6 +900,13 @@ static inline __attribute__((always_inline)) void qs1_store(int8_t *o, v8 r, lon
     }
 }
 
+/* whether a layer's channels may take qs1_mode's direct int8 path at all (an int8 output
+ * with the tactic's float multipliers, no residual, bounds [lo, hi] from the activation) */
+static inline int qs1_fast(const conv_int8_dw_args *a, float *lo, float *hi) {
+    return a->qmq && a->okind == EI_S8 && !a->z &&
+           qfast_bounds(a->act, a->p0, a->p1, a->oscale, lo, hi);
+}
+
 /* the direct path of channel c: its mode (2 proved, 1 checked, 0 neither) and constants;
  * lo, hi: the layer's clip bounds (fast: whether the layer allows the direct path) */
 static inline int qs1_mode(const conv_int8_dw_args *a, long c, int fast, float lo, float hi,
@@ -1040,8 +1047,7 @@ static inline __attribute__((always_inline)) void qdw_s1(const conv_int8_dw_args
     float *P = a->rows, *acc = P + rows * g.np;
     memset(P, 0, (size_t)(rows * g.np) * sizeof(float));
     float lo = 0.0f, hi = 0.0f;
-    int fast = a->qmq && a->okind == EI_S8 && !a->z &&
-               qfast_bounds(a->act, a->p0, a->p1, a->oscale, &lo, &hi);
+    int fast = qs1_fast(a, &lo, &hi);
     for (long c = a->c0; c < a->c1; c++) {
         float bf = 0.0f, mq = 0.0f, vlo = 0.0f, vhi = 0.0f;
         int mode = qs1_mode(a, c, fast, lo, hi, &bf, &mq, &vlo, &vhi);
@@ -1205,8 +1211,7 @@ static void qdw_p3(const conv_int8_dw_args *a, long oy0, long oy1) {
         ix[v][1] = _mm_loadu_si128((const __m128i *)t[1]);
     }
     float lo = 0.0f, hi = 0.0f;
-    int fast = a->qmq && a->okind == EI_S8 && !a->z &&
-               qfast_bounds(a->act, a->p0, a->p1, a->oscale, &lo, &hi);
+    int fast = qs1_fast(a, &lo, &hi);
     for (long c = a->c0; c < a->c1; c++) {
         float bf = 0.0f, mq = 0.0f, vlo = 0.0f, vhi = 0.0f;
         int mode = qs1_mode(a, c, fast, lo, hi, &bf, &mq, &vlo, &vhi);
