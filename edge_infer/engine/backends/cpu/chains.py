@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,12 @@ from edge_infer.engine.backends.cpu.tactics.chain_spec import ChainSpec, is_dept
 from edge_infer.engine.ir import Graph, Node, Value
 from edge_infer.engine.passes.patterns import only_use
 from edge_infer.engine.tactics import select_tactic
-from edge_infer.engine.tactics.autotune import paired_times, time_paired, tune_layer
+from edge_infer.engine.tactics.autotune import (
+    paired_ratio,
+    paired_times,
+    time_paired,
+    tune_layer,
+)
 from edge_infer.engine.tactics.base import Tactic, conv_spec
 from edge_infer.engine.tactics.timing_cache import TimingCache
 from edge_infer.engine.tactics.verify import disagreement, reference_outputs
@@ -53,6 +59,17 @@ KEEP_BELOW = 0.9
 CHAIN_ROUNDS, CHAIN_MIN_ROUNDS, CHAIN_BUDGET_S = 15, 6, 2.0
 #: a chain slower than its members by this much after CHAIN_MIN_ROUNDS is timed no further
 CHAIN_GIVE_UP = 1.3
+#: per-round chain / members ratios a timing can show: the chain does its members' arithmetic
+#: in one pass, undisturbed 0.64-1.25 on MobileNetV2's blocks (bench/chain_ab.py); a round
+#: outside these bounds, or with a sample above DISTURBED times its side's median, had one
+#: side disturbed (a preempted pool thread) and decides nothing (:func:`plausible_times`).
+#: MobileNetV2 b1 built at load 7, 2 threads: 9 of 13 chains' timings had rounds at 0.06-0.13
+#: or 4.1-19 among rounds at 0.7-1.2
+PLAUSIBLE_RATIO = (0.25, 4.0)
+DISTURBED = 3.0
+#: a timing left with fewer than CHAIN_MIN_ROUNDS plausible rounds is repeated (its rounds
+#: added) at most this many times; then the chain is not kept: disturbed timings keep no chain
+CHAIN_RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -307,6 +324,54 @@ def time_chain(
     )
 
 
+def plausible_rounds(samples: dict[str, list[float]]) -> list[int]:
+    """The rounds of a :func:`time_chain` timing (the members' run first) that no disturbance
+    decided: every run's sample at most DISTURBED times its run's median, and every other
+    run's ratio to the members' within PLAUSIBLE_RATIO."""
+    names = list(samples)
+    base = samples[names[0]]
+    medians = {n: statistics.median(samples[n]) for n in names}
+    lo, hi = PLAUSIBLE_RATIO
+    return [
+        k
+        for k in range(len(base))
+        if all(samples[n][k] <= DISTURBED * medians[n] for n in names)
+        and all(lo <= samples[n][k] / base[k] <= hi for n in names[1:])
+    ]
+
+
+def plausible_times(samples: dict[str, list[float]]) -> dict[str, float] | None:
+    """``autotune.paired_times`` over :func:`plausible_rounds` only; None with fewer than
+    CHAIN_MIN_ROUNDS of them."""
+    keep = plausible_rounds(samples)
+    if len(keep) < CHAIN_MIN_ROUNDS:
+        return None
+    return paired_times({n: [s[k] for k in keep] for n, s in samples.items()})
+
+
+def chain_times(
+    runs: dict[str, Callable[[], None]], timer: Timer | None = None
+) -> dict[str, float]:
+    """Microseconds per run (the members' first in ``runs``): :func:`time_chain` until its
+    rounds hold CHAIN_MIN_ROUNDS plausible ones (:func:`plausible_times`; at most
+    CHAIN_RETRIES repeats, each adding its rounds; none once every other run is slower than
+    the members in most rounds). Where they never do, every other run is timed at no less
+    than the members' time, and the members win."""
+    samples: dict[str, list[float]] = {n: [] for n in runs}
+    names = list(runs)
+    for _ in range(1 + CHAIN_RETRIES):
+        for name, more in time_chain(runs, timer).items():
+            samples[name] += more
+        times = plausible_times(samples)
+        if times is not None:
+            return times
+        if all(paired_ratio(samples[n], samples[names[0]]) > 1.0 for n in names[1:]):
+            break  # slower in most rounds anyway: nothing to keep, nothing to repeat
+    times = paired_times(samples)
+    log.info("chain timing disturbed in most rounds (%s): the members stay separate", times)
+    return {n: max(us, times[names[0]]) for n, us in times.items()}
+
+
 def tune_chain(
     signature: str,
     tactics: list[Tactic],
@@ -317,8 +382,8 @@ def tune_chain(
 ) -> tuple[str, dict[str, float]]:
     """The chain's counterpart of ``tune_layer`` (same arguments, the members' run first in
     ``tactics``): (winner, {name: microseconds}), the self-check and the timing cache as
-    there, timed by :func:`time_chain` (``autotune.paired_times``): a chain tactic's time is
-    the members' fastest sample times the median of its per-round ratios to the members'.
+    there, timed by :func:`chain_times`: a chain tactic's time is the members' fastest sample
+    times the median of its per-round ratios to the members' over the plausible rounds.
     Under load the fastest samples of two candidates timed apart come from different moments,
     and one lucky sample decides; two runs back to back in one round see the same load.
     Measured on MobileNetV2's blocks at batch 8, 2 threads, load 6-7, 8 timings each
@@ -332,7 +397,7 @@ def tune_chain(
         cache,
         timer,
         check,
-        timing=lambda runs, t: paired_times(time_chain(runs, t)),
+        timing=chain_times,
     )
 
 
@@ -391,9 +456,12 @@ __all__ = [
     "Chain",
     "chain_of",
     "chain_tactic",
+    "chain_times",
     "choose_chains",
     "find_chains",
     "plan_steps",
+    "plausible_rounds",
+    "plausible_times",
     "recorded_chains",
     "time_chain",
     "tune_chain",

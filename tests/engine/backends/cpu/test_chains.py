@@ -301,3 +301,39 @@ def test_the_chain_timing_stops_early_when_the_chain_is_clearly_slower() -> None
     timer = _Scripted({chains.SPLIT: [1.0] * n, "c": [2.0] * n})
     samples = chains.time_chain({chains.SPLIT: _Named(chains.SPLIT), "c": _Named("c")}, timer)
     assert len(samples["c"]) == chains.CHAIN_MIN_ROUNDS < n
+
+
+def _tune(script: dict[str, list[float]]) -> tuple[str, dict[str, float], _Scripted]:
+    timer = _Scripted(script)
+    tactics = [_tactic(chains.SPLIT), _tactic("c")]
+    winner, times = chains.tune_chain("sig", tactics, lambda t: _Named(t.name), None, timer)
+    return winner, times, timer
+
+
+def test_rounds_a_disturbance_decided_are_dropped() -> None:
+    """A chain 1.1x its members, whose members' run was preempted (10x) in 8 of 15 rounds and
+    it once (3.5x: a plausible ratio, but over DISTURBED times its median): the median of
+    every round's ratio (0.11) would keep it; the 6 undisturbed rounds time it at 1.1x."""
+    n = chains.CHAIN_ROUNDS
+    split = [10.0 if k % 2 == 0 else 1.0 for k in range(n)]
+    chain = [1.1] * n
+    chain[1] = 3.5
+    assert sum(s == 10.0 for s in split) == 8 and n - 9 >= chains.CHAIN_MIN_ROUNDS
+    assert sum(r < chains.KEEP_BELOW for r in np.divide(chain, split)) > n // 2
+    winner, times, _ = _tune({chains.SPLIT: split, "c": chain})
+    assert winner == chains.SPLIT, times
+    assert times["c"] == pytest.approx(1.1e6, rel=1e-3), times
+    assert len(chains.plausible_rounds({chains.SPLIT: split, "c": chain})) == n - 9
+
+
+def test_a_disturbed_chain_timing_is_repeated_then_gives_up() -> None:
+    """Fewer than CHAIN_MIN_ROUNDS plausible rounds: timed again (rounds added); a timing
+    that never has them keeps the members (the chain timed no faster than they)."""
+    n, need = chains.CHAIN_ROUNDS, chains.CHAIN_MIN_ROUNDS
+    fast = [0.1] * (n - need + 1) + [0.85] * (need - 1)  # members preempted: ratio 0.1
+    winner, times, timer = _tune({chains.SPLIT: [1.0] * 2 * n, "c": fast + [0.85] * n})
+    assert winner == "c" and times["c"] == pytest.approx(0.85e6, rel=1e-3), times
+    assert next(timer.script["c"], None) is None  # both timings' rounds taken
+    runs = 1 + chains.CHAIN_RETRIES
+    winner, times, _ = _tune({chains.SPLIT: [1.0] * runs * n, "c": [0.1] * runs * n})
+    assert winner == chains.SPLIT and times["c"] >= times[chains.SPLIT], times
