@@ -206,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         help="only the layers of this kernel size (3: the 3x3 layers)",
     )
     p.add_argument(
+        "--layers",
+        type=int,
+        nargs="+",
+        help="only these of the distinct layers (their indices, as printed: 0 the first)",
+    )
+    p.add_argument(
         "--cpu-time",
         action="store_true",
         help="time by the thread's CPU time, each side's median over the rounds of its "
@@ -225,9 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     keys = [(s.x_shape, s.cout, s.kernel, s.strides, s.residual, s.group) for s in specs]
     totals = {"old": 0.0, "new": 0.0}
+    distinct = list(dict.fromkeys(keys))
     for k, (spec, key) in enumerate(zip(specs, keys, strict=True)):
         if keys.index(key) != k or (np.dtype(spec.x_dtype) == np.int8) == args.float_input:
             continue  # a layer seen before / not of the input type asked for
+        if args.layers is not None and distinct.index(key) not in args.layers:
+            continue
         if args.kernel and spec.kernel != (args.kernel, args.kernel):
             continue
         x = rng.integers(0 if args.nonnegative else -128, 128, spec.x_shape).astype(np.int8)
@@ -269,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         for side in totals:
             totals[side] += n * best[side]
         print(
-            f"{key[:5]!s:62s} x{n}  old {best['old'] * 1e6:7.0f} us  new "
+            f"{distinct.index(key):2d} {key[:5]!s:62s} x{n}  old {best['old'] * 1e6:7.0f} us  new "
             f"{best['new'] * 1e6:7.0f} us  {best['new'] / best['old']:.3f}",
             flush=True,
         )

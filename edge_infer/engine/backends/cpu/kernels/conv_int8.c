@@ -283,6 +283,25 @@ static inline void pack_row(uint32_t *orow, long c0, long c1, const uint8_t *con
                            even_upto(p2 + 2 * i, nb), even_upto(p3 + 2 * i, nb), b);
             i = n;
         }
+#elif defined(__AVX2__)
+        /* 16 columns (i + 16 < n: the 32 bytes read end before the row's last byte): each
+         * channel's even bytes as words, two channels' words joined, the two pairs
+         * interleaved to quads (lanes 0-3, 8-11 / 4-7, 12-15, put in order) */
+        const __m256i b = _mm256_set1_epi32((int)bias), even = _mm256_set1_epi16(0xff);
+        for (; i + 16 < n; i += 16) {
+            const long j = 2 * i;
+            const __m256i c0 = _mm256_and_si256(_mm256_loadu_si256((const void *)(p0 + j)), even);
+            const __m256i c1 = _mm256_slli_epi16(_mm256_loadu_si256((const void *)(p1 + j)), 8);
+            const __m256i c2 = _mm256_and_si256(_mm256_loadu_si256((const void *)(p2 + j)), even);
+            const __m256i c3 = _mm256_slli_epi16(_mm256_loadu_si256((const void *)(p3 + j)), 8);
+            const __m256i w01 = _mm256_or_si256(c0, c1), w23 = _mm256_or_si256(c2, c3);
+            const __m256i lo = _mm256_unpacklo_epi16(w01, w23);
+            const __m256i hi = _mm256_unpackhi_epi16(w01, w23);
+            _mm256_storeu_si256((__m256i *)(oc + i),
+                                _mm256_xor_si256(_mm256_permute2x128_si256(lo, hi, 0x20), b));
+            _mm256_storeu_si256((__m256i *)(oc + i + 8),
+                                _mm256_xor_si256(_mm256_permute2x128_si256(lo, hi, 0x31), b));
+        }
 #endif
         for (; i < n; i++)
             oc[i] = quad(p0[2 * i], p1[2 * i], p2[2 * i], p3[2 * i]) ^ bias;
@@ -2177,21 +2196,23 @@ static void qconv_int8_oc(const qconv_int8_args *a, const fastq *fq, const float
 #define EI_OCC 24    /* channels of a tile (OC_ALIGN divides: a call's channels) */
 #define EI_OCT 128   /* terms of a chunk at most */
 
-/* the tile over terms [0, T) (the first T2 two at a time where terms2), added to
- * acc[p * EI_OCC + channel] (a call's last channels: the tile's whole 24 all the same, those
- * past them read from the next columns, or the WEIGHT_TAIL past the array, and dropped) */
+/* the tile over terms [0, T) (the first T2 two at a time where terms2), its first nvc
+ * vectors of 8 channels, added to acc[p * EI_OCC + channel] (a call's last channels: the
+ * vectors that hold them, those past them read from the next columns, or the WEIGHT_TAIL
+ * past the array, and dropped) */
 static inline __attribute__((always_inline)) void tile_oc_shift(const int32_t *const *xs,
                                                                 const long *toff, long T,
                                                                 const int32_t *w, long wstride,
                                                                 int32_t *acc, __m256i kb,
                                                                 const int shifted,
-                                                                const int terms2, long T2) {
+                                                                const int terms2, long T2,
+                                                                const int nvc) {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i a[EI_OCP][EI_OCC / 8];
 #pragma GCC unroll 4
     for (int p = 0; p < EI_OCP; p++)
 #pragma GCC unroll 3
-        for (int v = 0; v < EI_OCC / 8; v++)
+        for (int v = 0; v < nvc; v++)
             a[p][v] = _mm256_load_si256((const __m256i *)(acc + p * EI_OCC + 8 * v));
     long t = 0;
     if (terms2)
@@ -2200,7 +2221,7 @@ static inline __attribute__((always_inline)) void tile_oc_shift(const int32_t *c
             const long o0 = toff[t], o1 = toff[t + 1];
             __m256i u0[EI_OCC / 8], u1[EI_OCC / 8];
 #pragma GCC unroll 3
-            for (int v = 0; v < EI_OCC / 8; v++) {
+            for (int v = 0; v < nvc; v++) {
                 u0[v] = _mm256_loadu_si256((const __m256i *)(w0 + 8 * v));
                 u1[v] = _mm256_loadu_si256((const __m256i *)(w1 + 8 * v));
             }
@@ -2209,7 +2230,7 @@ static inline __attribute__((always_inline)) void tile_oc_shift(const int32_t *c
                 __m256i b0 = _mm256_set1_epi32(xs[p][o0]), b1 = _mm256_set1_epi32(xs[p][o1]);
                 if (shifted) b0 = _mm256_add_epi8(b0, kb), b1 = _mm256_add_epi8(b1, kb);
 #pragma GCC unroll 3
-                for (int v = 0; v < EI_OCC / 8; v++) {
+                for (int v = 0; v < nvc; v++) {
                     __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(b0, u0[v]),
                                                  _mm256_maddubs_epi16(b1, u1[v]));
                     a[p][v] = _mm256_add_epi32(a[p][v], _mm256_madd_epi16(s, ones));
@@ -2221,13 +2242,13 @@ static inline __attribute__((always_inline)) void tile_oc_shift(const int32_t *c
         const long o0 = toff[t];
         __m256i u0[EI_OCC / 8];
 #pragma GCC unroll 3
-        for (int v = 0; v < EI_OCC / 8; v++) u0[v] = _mm256_loadu_si256((const __m256i *)(w0 + 8 * v));
+        for (int v = 0; v < nvc; v++) u0[v] = _mm256_loadu_si256((const __m256i *)(w0 + 8 * v));
 #pragma GCC unroll 4
         for (int p = 0; p < EI_OCP; p++) {
             __m256i b0 = _mm256_set1_epi32(xs[p][o0]);
             if (shifted) b0 = _mm256_add_epi8(b0, kb);
 #pragma GCC unroll 3
-            for (int v = 0; v < EI_OCC / 8; v++) {
+            for (int v = 0; v < nvc; v++) {
                 __m256i s = _mm256_maddubs_epi16(b0, u0[v]);
                 a[p][v] = _mm256_add_epi32(a[p][v], _mm256_madd_epi16(s, ones));
             }
@@ -2236,24 +2257,29 @@ static inline __attribute__((always_inline)) void tile_oc_shift(const int32_t *c
 #pragma GCC unroll 4
     for (int p = 0; p < EI_OCP; p++)
 #pragma GCC unroll 3
-        for (int v = 0; v < EI_OCC / 8; v++)
+        for (int v = 0; v < nvc; v++)
             _mm256_store_si256((__m256i *)(acc + p * EI_OCC + 8 * v), a[p][v]);
 }
 
-/* (not inlined: the caller's state would be spilled around the tile) */
-static __attribute__((noinline)) void tile_oc(const int32_t *const *xs, const long *toff, long T,
-                                              const int32_t *w, long wstride, int32_t *acc,
-                                              long k, int terms2, long T2) {
-    const __m256i kb = _mm256_set1_epi8((char)k);
-    if (k && terms2)
-        tile_oc_shift(xs, toff, T, w, wstride, acc, kb, 1, 1, T2);
-    else if (k)
-        tile_oc_shift(xs, toff, T, w, wstride, acc, kb, 1, 0, T2);
-    else if (terms2)
-        tile_oc_shift(xs, toff, T, w, wstride, acc, kb, 0, 1, T2);
-    else
-        tile_oc_shift(xs, toff, T, w, wstride, acc, kb, 0, 0, T2);
-}
+/* (not inlined: the caller's state would be spilled around the tile); nvc vectors of 8
+ * channels (3: the whole tile; 2 or 1: a call's last 16 or 8 channels, not 24 computed) */
+#define EI_TILE_OC(name, nvc)                                                                 \
+    static __attribute__((noinline)) void name(const int32_t *const *xs, const long *toff,    \
+                                               long T, const int32_t *w, long wstride,        \
+                                               int32_t *acc, long k, int terms2, long T2) {   \
+        const __m256i kb = _mm256_set1_epi8((char)k);                                         \
+        if (k && terms2)                                                                      \
+            tile_oc_shift(xs, toff, T, w, wstride, acc, kb, 1, 1, T2, nvc);                   \
+        else if (k)                                                                           \
+            tile_oc_shift(xs, toff, T, w, wstride, acc, kb, 1, 0, T2, nvc);                   \
+        else if (terms2)                                                                      \
+            tile_oc_shift(xs, toff, T, w, wstride, acc, kb, 0, 1, T2, nvc);                   \
+        else                                                                                  \
+            tile_oc_shift(xs, toff, T, w, wstride, acc, kb, 0, 0, T2, nvc);                   \
+    }
+EI_TILE_OC(tile_oc, 3)
+EI_TILE_OC(tile_oc16, 2)
+EI_TILE_OC(tile_oc8, 1)
 
 /* a tile's accumulators ([position][channel]) as its 4 columns of the [channel][position]
  * rows (NT apart) */
@@ -2318,8 +2344,10 @@ static int qconv_int8_oc(const qconv_int8_args *a, const fastq *fq) {
     for (long oc0 = 0; oc0 < a->cout; oc0 += EI_OCC) {
         const long nrows = a->cout - oc0 < EI_OCC ? a->cout - oc0 : EI_OCC;
         long lim2 = 255;
+        float mv[EI_OCC]; /* the fast epilogue's multipliers (a division each), once a block */
         for (long i = 0; i < EI_OCC; i++) {
             const long oc = oc0 + i;
+            mv[i] = i < nrows ? fastq_mult(fq, a, oc) : 0.0f;
             init[i] = i < nrows
                           ? (a->bias ? a->bias[oc] : 0) - (int32_t)shift * a->wsum[oc]
                           : 0;
@@ -2342,14 +2370,17 @@ static int qconv_int8_oc(const qconv_int8_args *a, const fastq *fq) {
                 const long tc = T - t0 < chunk ? T - t0 : chunk;
                 const long t2 = T2 <= t0 ? 0 : T2 - t0 < tc ? T2 - t0 : tc;
                 const int32_t *wc = a->wts + oc0 + t0 * a->coutp;
+                void (*const tf)(const int32_t *const *, const long *, long, const int32_t *,
+                                 long, int32_t *, long, int, long) =
+                    nrows > 16 ? tile_oc : nrows > 8 ? tile_oc16 : tile_oc8;
                 for (long j = 0; j < tiles; j++) {
                     int32_t *aj = acc + j * EI_OCP * EI_OCC;
-                    tile_oc(xs[j], a->toff + t0, tc, wc, a->coutp, aj, shift, terms2, t2);
+                    tf(xs[j], a->toff + t0, tc, wc, a->coutp, aj, shift, terms2, t2);
                 }
             }
             for (long j = 0; j < tiles; j++) transpose_tile(acc + j * EI_OCP * EI_OCC, rows + 4 * j);
             for (long i = 0; i < nrows; i++) {
-                const float m = fastq_mult(fq, a, oc0 + i);
+                const float m = mv[i];
                 if (m != 0.0f)
                     finish_run_q(rows + i * NT, run, oc0 + i, pr, a, fq, m);
                 else

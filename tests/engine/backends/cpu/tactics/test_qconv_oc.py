@@ -53,8 +53,11 @@ def run_oc(spec, inputs, workers: int = 1) -> tuple[np.ndarray, int]:
 
 # x shape, Cout, kernel, strides, pads, dilations, group: positions not a multiple of 4,
 # channels not of 24 (a short last tile), strides, a 1 x 1 (position chunks), groups, a
-# batch, a channel split between calls (2 workers)
+# batch, a channel split between calls (2 workers); stride 2 on rows wide enough for the
+# AVX2 layout's 16 columns a step (then its tail); last tiles of 16 and 8 channels
 CONVS = [
+    ((1, 8, 5, 70), 16, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),
+    ((1, 8, 4, 75), 40, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),
     ((1, 13, 9, 11), 14, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
     ((2, 8, 11, 9), 30, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),
     ((1, 20, 7, 7), 50, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),
