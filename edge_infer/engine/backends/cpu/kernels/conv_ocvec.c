@@ -205,6 +205,61 @@ static __attribute__((noinline)) void tile_tail(const float *u, long us, const f
     }
 }
 
+/* The last position block's r <= 2 positions (7x7 grids at batch 1: 49 = 8 x 6 + 1; at
+ * batch 8, 392 = 65 x 6 + 2) for every channel block of the call before the other tiles:
+ * tile_rx16 there keeps 2 r chains of dependent multiply-adds (FMA-latency bound: about
+ * 2/3 of a 6-position tile's time for one position), here TAIL_OBS_R1 (r 1) or 2 (r 2) channel
+ * blocks at once (8 independent sums; per term one or two broadcasts and their blocks'
+ * weight rows). All T terms in order into tacc[block][position]: per output the products of
+ * tile_rx16 in its order (the kb blocks' partial sums are exact stores): the same bits. */
+#define TAIL_OBS_MAX 128
+#define TAIL_T_MAX 1024
+static __attribute__((noinline)) void tail_blocks(const float *u, long us, const float *w,
+                                                  long T, long nob, long r,
+                                                  v8 (*tacc)[2][2]) {
+    long b = 0;
+    if (r == 1)
+        for (; b + 4 <= nob; b += 4) {
+            v8 a[4][2];
+            for (long c = 0; c < 4; c++) a[c][0] = a[c][1] = (v8){0};
+            const float *v = w + b * T * OB, *x = u;
+            for (long k = 0; k < T; k++, x += us, v += OB) {
+#pragma GCC unroll 4
+                for (long c = 0; c < 4; c++) {
+                    a[c][0] += x[0] * load8(v + c * T * OB);
+                    a[c][1] += x[0] * load8(v + c * T * OB + 8);
+                }
+            }
+            for (long c = 0; c < 4; c++) tacc[b + c][0][0] = a[c][0], tacc[b + c][0][1] = a[c][1];
+        }
+    if (r == 2)
+        for (; b + 2 <= nob; b += 2) {
+            v8 a[2][2][2];
+            for (long c = 0; c < 2; c++)
+                for (long j = 0; j < 2; j++) a[c][j][0] = a[c][j][1] = (v8){0};
+            const float *v = w + b * T * OB, *x = u;
+            for (long k = 0; k < T; k++, x += us, v += OB) {
+#pragma GCC unroll 2
+                for (long c = 0; c < 2; c++) {
+                    v8 v0 = load8(v + c * T * OB), v1 = load8(v + c * T * OB + 8);
+#pragma GCC unroll 2
+                    for (long j = 0; j < 2; j++) {
+                        a[c][j][0] += x[j] * v0;
+                        a[c][j][1] += x[j] * v1;
+                    }
+                }
+            }
+            for (long c = 0; c < 2; c++)
+                for (long j = 0; j < 2; j++)
+                    tacc[b + c][j][0] = a[c][j][0], tacc[b + c][j][1] = a[c][j][1];
+        }
+    for (; b < nob; b++) {
+        v8 acc[PB_MAX][2];
+        tile_tail(u, us, w + b * T * OB, T, acc, r, 0);
+        for (long j = 0; j < r; j++) tacc[b][j][0] = acc[j][0], tacc[b][j][1] = acc[j][1];
+    }
+}
+
 /* r[i][j] = r[j][i]: an 8 x 8 block of floats transposed in registers */
 static inline __attribute__((always_inline)) void transpose8(v8 r[8]) {
     v8 t[8], u[8];
@@ -334,6 +389,20 @@ conv_ocvec(const float *pk, long T, long npb, const float *wpack, const float *b
     long ws = group * PB; /* hx: the widened lines' stride */
     v8 part[PART_BLOCKS * PB_MAX][2];
     long nob = ob1 - ob0, ngroups = (npb + group - 1) / group;
+    /* a last position block of 1 or 2 positions: every channel block's at once (tail_blocks) */
+    long rt = npb > 0 ? P - (npb - 1) * PB : 0;
+    long tb = rt >= 1 && rt <= 2 && nob <= TAIL_OBS_MAX && (!hx || T <= TAIL_T_MAX);
+    v8 tacc[tb ? nob : 1][2][2];
+    if (tb) {
+        const float *u = pk + (npb - 1) * bs;
+        long ts = us;
+        float tw[hx ? 2 * T : 1];
+        if (hx) {
+            widen_lines((const uint16_t *)pk, T, xcs, (npb - 1) * PB, rt, tw, 2);
+            u = tw, ts = 2;
+        }
+        tail_blocks(u, ts, wpack + ob0 * T * OB, T, nob, rt, tacc);
+    }
     for (long it = 0; it < ngroups * nob; it++) { /* each group, each channel block */
         long g0 = it / nob * group, ob = ob0 + it % nob;
         const float *src = pk + g0 * bs; /* the group's first position block */
@@ -353,6 +422,7 @@ conv_ocvec(const float *pk, long T, long npb, const float *wpack, const float *b
                 const float *u = src + (pb - g0) * bs + k0 * ss;
                 const float *v = wpack + (ob * T + k0) * OB;
                 v8(*acc)[2] = part + (pb - g0) * PB;
+                if (np < PB && tb) continue; /* (tail_blocks') */
                 if (np < PB) tile_tail(u, ss, v, kb, acc, np, k0 > 0);
                 else if (PB == 7) tile_7x16(u, ss, v, kb, acc, k0 > 0);
                 else if (pf) tile_6x16kp(u, ss, v, kb, acc, k0 > 0, PF);
@@ -363,9 +433,12 @@ conv_ocvec(const float *pk, long T, long npb, const float *wpack, const float *b
             v8 acc[PB_MAX][2]; /* acc[j]: position j's 16 channels */
             long np = P - pb * PB < PB ? P - pb * PB : PB, more = k0 > 0;
             const float *u = src + (pb - g0) * bs + k0 * ss, *v = wpack + (ob * T + k0) * OB;
-            for (long j = 0; more && j < np; j++)
+            for (long j = 0; more && j < np && !(np < PB && tb); j++)
                 acc[j][0] = part[(pb - g0) * PB + j][0], acc[j][1] = part[(pb - g0) * PB + j][1];
-            if (np < PB) tile_tail(u, ss, v, kn, acc, np, more);
+            if (np < PB && tb)
+                for (long j = 0; j < np; j++)
+                    acc[j][0] = tacc[ob - ob0][j][0], acc[j][1] = tacc[ob - ob0][j][1];
+            else if (np < PB) tile_tail(u, ss, v, kn, acc, np, more);
             else if (PB == 7) tile_7x16(u, ss, v, kn, acc, more);
             else if (pf) tile_6x16kp(u, ss, v, kn, acc, more, PF);
             else tile_6x16k(u, ss, v, kn, acc, more);

@@ -38,6 +38,11 @@ CASES = [
     (2, 50, 12, 14, 9, ("mish", ()), "pre", False),
     (1, 300, 11, 13, 24, ("clip", (0.0, 6.0)), "pre", True),
     (1, 520, 20, 20, 40, ("relu", ()), "post", False),
+    # last position block of 1 (145 = 24 x 6 + 1) and 2 (140 = 23 x 6 + 2) positions, every
+    # channel block's at once (conv_ocvec.c tail_blocks: 6 blocks as 4 + 1 + 1; 5 as 2 + 2 + 1,
+    # its 300 terms otherwise in blocks of KB)
+    (1, 96, 5, 29, 88, ("clip", (0.0, 6.0)), "pre", True),
+    (2, 300, 10, 14, 72, ("relu", ()), "post", False),
 ]
 
 
