@@ -153,6 +153,17 @@ def _real_inputs(engine: str, model: str) -> list[tuple[Any, np.ndarray, Any]]:
     return [(spec, got[0], got[1]) for spec, got in seen if got]
 
 
+def _one_order() -> Any:
+    """QConvNativeOC with the layer's one order of the terms (no order per block)."""
+    from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNativeOC
+
+    class OneOrder(QConvNativeOC):
+        def _block_order(self, prep: dict[str, Any]) -> None:
+            return None
+
+    return OneOrder
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--engine", required=True)
@@ -201,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the tactic binding the old side",
     )
     p.add_argument(
+        "--old-one-order",
+        action="store_true",
+        help="bind the old side's qconv_native_oc with one order of the terms for the layer "
+        "(for kernels before the order per block of channels, BLOCK_ORDER)",
+    )
+    p.add_argument(
         "--kernel",
         type=int,
         help="only the layers of this kernel size (3: the 3x3 layers)",
@@ -224,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative, QConvNativeOC
     from edge_infer.engine.ops.quantize import qconv
 
+    one_order = _one_order() if args.old_one_order else None
     real = _real_inputs(args.engine, args.real_inputs) if args.real_inputs else None
     specs = [r[0] for r in real] if real else _specs(args.engine)
     tmp = Path(tempfile.mkdtemp(prefix="qconv-ab-"))
@@ -259,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
             out = np.zeros(spec.out_shape, _DTYPES[spec.out_precision])
             tactic = args.new_tactic if side == "new" else args.old_tactic
             cls = QConvNativeOC if tactic == "qconv_native_oc" else QConvNative
+            if side == "old" and one_order is not None and cls is QConvNativeOC:
+                cls = one_order
             bound = spec
             if side == "old" and args.old_natural:  # x_range past 254: the natural order
                 bound = dataclasses.replace(spec, x_range=(-128, 127))

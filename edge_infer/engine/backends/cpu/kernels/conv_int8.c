@@ -1098,6 +1098,25 @@ static inline long paired_terms(const qconv_int8_args *a) {
     return n ? n : a->T;
 }
 
+/* the sign row's bit for terms ordered per block of EI_BLOCK_CHANNELS output channels (the
+ * AVX2 tiles, cpu_qconv.py QConvNativeOC): block b of a call reads its terms' offsets at
+ * toff + b T, its weight rows in that order, its paired count in its first column's bits
+ * from EI_PAIRED_SHIFT up (each block's pairs chosen for its own channels) */
+#define EI_BLOCK_ORDER 4
+#define EI_BLOCK_CHANNELS 24
+
+/* the term offsets and the paired count of the channels from oc (a call's channel) on */
+static inline const long *block_toff(const qconv_int8_args *a, long oc, long *T2) {
+    const int32_t *sign = a->wts + (a->T + EI_SIGN_ROW) * a->coutp;
+    if (!(sign[0] & EI_BLOCK_ORDER)) {
+        *T2 = paired_terms(a);
+        return a->toff;
+    }
+    const long b = oc / EI_BLOCK_CHANNELS, n = sign[b * EI_BLOCK_CHANNELS] >> EI_PAIRED_SHIFT;
+    *T2 = n ? n : a->T;
+    return a->toff + b * a->T;
+}
+
 static inline proved proved_of(const qconv_int8_args *a, long oc) {
     proved p = {0.0f, 0.0f, 0.0f};
     if (a->otype != 2 || a->residual) return p;
@@ -2334,7 +2353,7 @@ static int qconv_int8_oc(const qconv_int8_args *a, const fastq *fq) {
     int32_t rows[EI_OCC * NT + EI_ACC_PAD] __attribute__((aligned(32))); /* [channel][pos] */
     int32_t init[EI_OCC];
     const int32_t *xs[TILES][EI_OCP];
-    const long T = a->T, T2 = paired_terms(a);
+    const long T = a->T;
     /* the terms in equal chunks of at most EI_OCT, even (each starts on a pair) */
     const long nchunks = (T + EI_OCT - 1) / EI_OCT;
     const long chunk = ((T + nchunks - 1) / nchunks + 1) & ~1L;
@@ -2343,6 +2362,8 @@ static int qconv_int8_oc(const qconv_int8_args *a, const fastq *fq) {
     memset(rows, 0, sizeof rows); /* the lanes past a run: finished, then dropped */
     for (long oc0 = 0; oc0 < a->cout; oc0 += EI_OCC) {
         const long nrows = a->cout - oc0 < EI_OCC ? a->cout - oc0 : EI_OCC;
+        long T2;
+        const long *toff = block_toff(a, oc0, &T2);
         long lim2 = 255;
         float mv[EI_OCC]; /* the fast epilogue's multipliers (a division each), once a block */
         for (long i = 0; i < EI_OCC; i++) {
@@ -2375,7 +2396,7 @@ static int qconv_int8_oc(const qconv_int8_args *a, const fastq *fq) {
                     nrows > 16 ? tile_oc : nrows > 8 ? tile_oc16 : tile_oc8;
                 for (long j = 0; j < tiles; j++) {
                     int32_t *aj = acc + j * EI_OCP * EI_OCC;
-                    tf(xs[j], a->toff + t0, tc, wc, a->coutp, aj, shift, terms2, t2);
+                    tf(xs[j], toff + t0, tc, wc, a->coutp, aj, shift, terms2, t2);
                 }
             }
             for (long j = 0; j < tiles; j++) transpose_tile(acc + j * EI_OCP * EI_OCC, rows + 4 * j);
@@ -2526,17 +2547,19 @@ void qconv_int8_f32(const qconv_int8_args *a) {
                 lim2 = (lrow[i] >> 16) < lim2 ? (lrow[i] >> 16) : lim2;
             }
             const int done = hi + shift <= lim;
+            long T2;
+            const long *tb = block_toff(a, oc0, &T2);
             if (done) {
                 int32_t ik[MR];
                 for (long i = 0; i < MR; i++)
                     ik[i] = i < rows ? init[i] - (int32_t)shift * a->wsum[oc0 + i] : 0;
-                tile_shift(a->layout + g, a->toff, a->T, wb, ws, ik, acc, nv, shift,
-                           hi + shift <= lim2, paired_terms(a));
+                tile_shift(a->layout + g, tb, a->T, wb, ws, ik, acc, nv, shift,
+                           hi + shift <= lim2, T2);
             }
             if (!done && wsafe)
-                tile_sign(a->layout + g, a->toff, a->T, wb, ws, init, acc, nv);
+                tile_sign(a->layout + g, tb, a->T, wb, ws, init, acc, nv);
             else if (!done)
-                tile(a->layout + g, a->toff, a->T, wb, ws, init, acc, nv);
+                tile(a->layout + g, tb, a->T, wb, ws, init, acc, nv);
 #else
                 tile(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc, nv);
 #endif

@@ -68,6 +68,10 @@ LIMIT_ROWS = 1
 #: the sign row's bits from this one up: how many leading terms the AVX2 tiles read two at a
 #: time (:func:`~.qconv_terms.pair_terms`; conv_int8.c EI_PAIRED_SHIFT)
 PAIRED_SHIFT = 8
+#: the sign row's bit for terms ordered per block of BLOCK_CHANNELS output channels
+#: (:class:`QConvNativeOC`; conv_int8.c EI_BLOCK_ORDER, EI_BLOCK_CHANNELS)
+BLOCK_ORDER = 4
+BLOCK_CHANNELS = 24
 _RESIDUAL = {"none": 0, "pre": 1, "post": 2}
 _STORE = {"fp32": 0, "fp16": 1, "int8": 2}
 #: a position chunk's layout (1x1 layers, see QConvNative._position_chunks) at most this big
@@ -157,6 +161,7 @@ class QConvNative(Tactic):
             for j in range(kw)
         ]
         toff = (np.arange(cq, dtype=np.int64)[:, None] * plen + np.asarray(tap_off)).ravel()
+        toff_natural = toff
         terms = cq * taps
         coutp = -(-cog // COUT_ALIGN) * COUT_ALIGN
         w = np.zeros((groups, cog, cq * 4, taps), np.int8)
@@ -197,7 +202,8 @@ class QConvNative(Tactic):
         self._prep = dict(
             cg=cg, cog=cog, cq=cq, hq=hq, wq=wq, terms=terms, coutp=coutp, toff=toff,
             wts=wts, wsum=wsum, mult=np.ascontiguousarray(mult), bias=bias, grid=grid,
-            size=size, order=order,
+            size=size, order=order, quads=quads.reshape(groups, terms, coutp, 4),
+            toff_natural=toff_natural, block_toff=0,
         )  # fmt: skip
         return self._prep
 
@@ -273,7 +279,9 @@ class QConvNative(Tactic):
                         oc0 = gi * p["cog"] + o0
                         args = dict(
                             layout=lay.ctypes.data,
-                            toff=p["toff"].ctypes.data,
+                            toff=p["toff"].ctypes.data + 8 * p["terms"] * (o0 // p["block_toff"])
+                            if p["block_toff"]
+                            else p["toff"].ctypes.data,
                             T=p["terms"],
                             wts=p["wts"][gi].ctypes.data + 4 * o0,
                             coutp=p["coutp"],
@@ -455,7 +463,9 @@ class QConvNativeOC(QConvNative):
     channels, each activation quad broadcast to 3 vectors of weights): the sign row's
     :data:`OC_MODE` bit asks for them. The kernel takes them where every channel's shift
     limit holds the call's bytes (else its position tiles): the same bits either way.
-    Only where the kernel runs the AVX2 path; chosen against ``qconv_native`` by timing."""
+    Each block of 24 channels reads the terms in its own order, paired for its own
+    channels (:meth:`_block_order`). Only where the kernel runs the AVX2 path; chosen
+    against ``qconv_native`` by timing."""
 
     name = "qconv_native_oc"
 
@@ -472,8 +482,42 @@ class QConvNativeOC(QConvNative):
         if cached is not None:
             return cached
         prep = super()._prepared()
+        self._block_order(prep)
         prep["wts"][:, prep["terms"] + PROVED_ROWS] |= OC_MODE
         return prep
+
+    def _block_order(self, prep: dict[str, Any]) -> None:
+        """Each block of BLOCK_CHANNELS output channels its own order of the terms (its
+        weight rows and term offsets in it, :func:`~.qconv_terms.pair_terms` of its own
+        channels) and paired count, where the layer's one order leaves terms unpaired (one
+        group): a layer of many channels pairs few terms in all of them (ResNet-50's 1x1
+        512 -> 2048: 8 of 128), a block of 24 all (conv_int8.c EI_BLOCK_ORDER)."""
+        s, T = self.spec, prep["terms"]
+        span = shift_span(s)
+        if s.group != 1 or span >= 255 or T < 2 or prep["order"].size != T:
+            return
+        sign = prep["wts"][0, T + PROVED_ROWS]
+        lim2 = prep["wts"][0, T + PROVED_ROWS + SIGN_ROWS, : s.cout] >> 16
+        if not sign[0] >> PAIRED_SHIFT and lim2.min() >= span:
+            return  # every term paired in the layer's order
+        quads, coutp = prep["quads"][0], prep["coutp"]
+        orders, toffs = [], []
+        for c0 in range(0, coutp, BLOCK_CHANNELS):
+            cols = slice(c0, c0 + BLOCK_CHANNELS)
+            order, paired = pair_terms(quads[None, :, cols], span)
+            q = np.ascontiguousarray(quads[order][:, cols])
+            prep["wts"][0, :T, cols] = q.view(np.int32)[..., 0]
+            keep = sign[cols] & ((1 << PAIRED_SHIFT) - 1)
+            sign[cols] = keep | (paired << PAIRED_SHIFT if paired != T // 2 * 2 else 0)
+            prep["wts"][0, T + PROVED_ROWS + SIGN_ROWS, cols] = shift_limits(
+                q.reshape(1, T, 1, BLOCK_CHANNELS, 4), paired
+            )[0]
+            orders.append(order)
+            toffs.append(prep["toff_natural"][order])
+        sign |= BLOCK_ORDER
+        prep["order"] = np.stack(orders)
+        prep["toff"] = np.ascontiguousarray(np.concatenate(toffs))
+        prep["block_toff"] = BLOCK_CHANNELS
 
 
 _Z_DTYPES = (np.dtype(np.float32), np.dtype(np.int8))

@@ -15,6 +15,7 @@ from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import ScratchPool
 from edge_infer.engine.backends.cpu.tactics.cpu_qconv import (
+    BLOCK_ORDER,
     PAIRED_SHIFT,
     PROVED_ROWS,
     QConvNativeOC,
@@ -164,6 +165,48 @@ def test_paired_and_leftover_terms_across_chunks() -> None:
         assert calls > 0
         np.testing.assert_array_equal(got, want)
     sign[:] = sign & ((1 << PAIRED_SHIFT) - 1) | 152 << PAIRED_SHIFT
+    out = np.zeros(spec.out_shape, np.float32)
+    tactic.bind(inputs, [out], ScratchPool(None))()
+    assert (out != want).any()
+
+
+@pytest.mark.skipif(not avx2(), reason="the AVX2 path only")
+@pytest.mark.parametrize("k", [3, 1])
+def test_terms_ordered_per_block_of_channels(k: int) -> None:
+    """48 output channels, two tiles' blocks: the first's weights as the test above's but
+    heavy on quads 0-6 (the light terms pair, one heavy with the odd last: 92, not in the
+    terms' own order), the second's weigh 66-68 everywhere (no two terms pair). No pair holds
+    in both: in one order for the layer no term pairs; each block its own order and count
+    (BLOCK_ORDER). The reference's bits, 1 and 2 threads (the second call starts at the
+    second block's offsets); with the first block reading the second's offsets (the terms'
+    own order) they differ. 3 x 3 and 1 x 1 (in chunks of positions: offsets per block)."""
+    conv = ((1, 68, 6, 7), 48, (k, k), (1, 1), (k // 2,) * 4, (1, 1), 1)
+    spec, inputs = make_case(conv, ("", ()), "none", None, "fp32", np.int8, seed=3)
+    rng = np.random.default_rng(3)
+    w = rng.integers(-1, 2, inputs[1].shape).astype(np.int8)
+    heavy = np.arange(0, 28).reshape(7, 4)[:, :2].ravel()
+    w[:24, heavy] = 127
+    w[24:] = rng.integers(66, 69, w[24:].shape)
+    x = rng.integers(0, 128, inputs[0].shape).astype(np.int8)
+    x[:, heavy] = 127
+    spec = type(spec)(**{**spec.__dict__, "weight": w, "x_range": (0, 127)})
+    inputs = [x, w, *inputs[2:]]
+    want = qconv(*inputs, **spec.attrs())
+    tactic = QConvNativeOC(spec)
+    prep = tactic._prepared()
+    terms = prep["terms"]
+    sign = prep["wts"][0, terms + PROVED_ROWS]
+    assert (sign & BLOCK_ORDER).all()
+    assert (sign[:24] >> PAIRED_SHIFT == {3: 92, 1: 12}[k]).all() and (
+        sign[24:48] >> PAIRED_SHIFT == 0
+    ).all()
+    assert prep["toff"].size == 2 * terms
+    for workers in (1, 2):
+        got, calls = run_oc(spec, inputs, workers)
+        assert calls > 0
+        np.testing.assert_array_equal(got, want)
+    prep["toff"][:terms] = prep["toff"][terms:]
+    prep["order"][0] = prep["order"][1]  # (the chunks' offsets)
     out = np.zeros(spec.out_shape, np.float32)
     tactic.bind(inputs, [out], ScratchPool(None))()
     assert (out != want).any()
