@@ -12,8 +12,10 @@ in [0, 127] as its spec's x_range says (the engine's u8 and signed tiles as in t
 ``--cpu-time`` (with one worker): each call timed by the thread's CPU time, so that what
 other jobs take from a loaded host is left out. ``--kernels DIR`` builds both sides from a
 kernels folder (conv_int8.c, conv_int8_pw.c, pool.c, args.c) instead of the library;
-``--kernels-b DIR`` adds a third side, qpointwise_native on that folder's conv_int8_pw.c
-(a change to it against ``--kernels``, e.g. the kernels at HEAD from ``git archive``).
+``--cold MB``: that much memory read before each call (untimed), so that the layer's weights
+come from memory as in a whole model (whose weights outgrow the caches). ``--kernels-b DIR``
+adds a third side, qpointwise_native on that folder's conv_int8_pw.c (a change to it against
+``--kernels``, e.g. the kernels at HEAD from ``git archive``).
 
 Run:
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/qpw_layer_ab.py \\
@@ -103,6 +105,25 @@ def _library(folder: Path) -> Any:
     return lib
 
 
+def _cold_bests(
+    runs: dict[str, Any], rounds: int, per_round: int, clock: Any, mb: int
+) -> dict[str, list[float]]:
+    """round_bests with ``mb`` MB read before each call, untimed: the layer's weights (and
+    everything else) come from memory as in a model whose weights outgrow the caches."""
+    flush = np.ones(mb << 17)  # float64
+    per: dict[str, list[float]] = {s: [] for s in runs}
+    for r in range(rounds):
+        for side in list(runs)[:: 1 if r % 2 else -1]:
+            best = float("inf")
+            for _ in range(per_round):
+                flush.sum()
+                t0 = clock()
+                runs[side]()
+                best = min(best, clock() - t0)
+            per[side].append(best)
+    return per
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--engine", required=True)
@@ -113,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--x-range", action="store_true", help="inputs signed as each x_range")
     p.add_argument("--cpu-time", action="store_true", help="the thread's CPU time (1 worker)")
     p.add_argument("--only", default="", help="layers whose key contains this text")
+    p.add_argument(
+        "--cold", type=int, default=0, help="MB read before each call (untimed): cold caches"
+    )
     p.add_argument("--kernels-b", help="a second kernels folder: its qpointwise_native too")
     p.add_argument(
         "--kernels", help="a kernels folder to build both sides from (default: the library)"
@@ -163,7 +187,10 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"{side}: {key} differs from the reference")
                 runs[side] = run
             clock = time.thread_time if args.cpu_time else time.perf_counter
-            rb = round_bests(runs, args.rounds, args.runs, clock)
+            if args.cold:
+                rb = _cold_bests(runs, args.rounds, args.runs, clock, args.cold)
+            else:
+                rb = round_bests(runs, args.rounds, args.runs, clock)
             best = {side: min(v) for side, v in rb.items()}
             n = keys.count(key)
             for side in totals:

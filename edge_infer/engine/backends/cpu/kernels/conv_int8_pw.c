@@ -54,6 +54,26 @@ long qpw_int8_path(void) {
 #endif
 }
 
+/* the weight quads' layout this build reads (cpu_qpointwise.py packs them so): 0, rows
+ * [quad][coutp] (the VNNI tiles broadcast any channel's quad from its row); else panels of
+ * QPW_PANEL channels [coutp / QPW_PANEL][quad][QPW_PANEL], so that a tile's quads lie one
+ * after another instead of rows coutp apart (a 2048-channel layer's tile: 128 rows 8 KB apart,
+ * a page each) */
+#ifdef QPW_VNNI
+#define QPW_PANEL 0
+#else
+#define QPW_PANEL 16
+#endif
+long qpw_int8_panel(void) { return QPW_PANEL; }
+
+/* channel oc's first quad (the next quads: QPW_PANEL, or coutp, int32 apart) */
+static inline const int32_t *qpw_wq(const qpw_int8_args *a, long oc) {
+    if (!QPW_PANEL) return a->wts + oc;
+    const long cq = (a->cin + 3) / 4, p = QPW_PANEL ? QPW_PANEL : 1; /* (no division by 0) */
+    return a->wts + oc / p * cq * QPW_PANEL + oc % p;
+}
+#define QPW_WS(a) (QPW_PANEL ? QPW_PANEL : (a)->coutp)
+
 /* the zero activation as the dot product reads it (u8 = s8 + 128 on the VNNI path) */
 #ifdef QPW_VNNI
 #define QPW_ZERO 0x80808080u
@@ -445,10 +465,10 @@ static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *
 #elif defined(QPW_AVX2)
 /* -- AVX2 (no VNNI) -------------------------------------------------------------------------
  * Tiles of QPW_MR output channels x NV (1 or 2) vectors of 8 positions, the layout read in
- * place (plain s8 quads) and each weight quad broadcast from its [quad][coutp] row; the dot
- * product as conv_int8.c's AVX2 tiles: vpmaddubsw then vpmaddwd with ones to int32, with x
- * read as u8 where the call's activations are all non-negative (after a relu: a pair is at
- * most 2 x 127 x 128 = 32512, any weight), else |x| . (w * sign(x)) where no weight of the
+ * place (plain s8 quads) and each weight quad broadcast from the tile's panel (QPW_PANEL);
+ * the dot product as conv_int8.c's AVX2 tiles: vpmaddubsw then vpmaddwd with ones to int32,
+ * with x read as u8 where the call's activations are all non-negative (after a relu: a pair
+ * is at most 2 x 127 x 128 = 32512, any weight), else |x| . (w * sign(x)) where no weight of the
  * layer is -128 (the sign row after the weights, cpu_qpointwise.py: a pair at most
  * 2 x 128 x 127), else bytes sign-extended to int16 and vpmaddwd (every product exact). The
  * epilogue on 8-lane vectors: a proved channel (the rows after the weights, tactics/
@@ -680,9 +700,9 @@ static inline __attribute__((always_inline)) void qpw_tile(const qpw_int8_args *
     int32_t mem[QPW_MR * 16] __attribute__((aligned(32)));
     const uint32_t *x = buf + (pn == 16 ? j0 * cq : j0); /* pn: the row stride (qpw_rs) */
     if (KIND == QPW_WIDE)
-        qpw_dots_wide(x, pn, cq, a->wts + oc, a->coutp, init, mem, NV);
+        qpw_dots_wide(x, pn, cq, qpw_wq(a, oc), QPW_WS(a), init, mem, NV);
     else
-        qpw_dots(x, pn, cq, a->wts + oc, a->coutp, init, mem, NV, KIND);
+        qpw_dots(x, pn, cq, qpw_wq(a, oc), QPW_WS(a), init, mem, NV, KIND);
     if (a->otype) {
         for (long i = 0; i < rows; i++) qpw_row_f32(a, mem + 16 * i, oc + i, a->q0 + j0, n, NV);
         return;
@@ -746,7 +766,8 @@ static inline int8_t qpw_one(const qpw_int8_args *a, const qpw_fast *f, int32_t 
 
 /* the last np (<= QPW_OC_TAIL) positions of a call from layout column j0, by vectors of 8
  * output channels (each position's quad broadcast, 8 channels' quads one load from their
- * row): channels c0 .. c1 - 1 (the weight rows readable past c1), outputs one by one */
+ * panel): channels c0 .. c1 - 1 (whole panels: the weights readable past c1), outputs one by
+ * one */
 #define QPW_OC_TAIL 2 /* at most this many positions (a 7 x 7 map: 49 = 3 x 16 + 1) */
 static __attribute__((noinline)) void qpw_oc_tail(const qpw_int8_args *a, const qpw_fast *f,
                                                   const float *fm, const uint32_t *buf, long pn,
@@ -758,10 +779,11 @@ static __attribute__((noinline)) void qpw_oc_tail(const qpw_int8_args *a, const 
     for (long oc = c0; oc < c1; oc += 16) {
         __m256i acc[QPW_OC_TAIL][2];
         for (int p = 0; p < QPW_OC_TAIL; p++) acc[p][0] = acc[p][1] = _mm256_setzero_si256();
-        const int32_t *w = a->wts + oc;
+        const int32_t *w = qpw_wq(a, oc); /* 16 channels: one panel */
+        const long ws = QPW_WS(a);
         const uint32_t *x = buf + (pn == 16 ? j0 * cq : j0); /* pn: the row stride (qpw_rs) */
         if (kind == QPW_WIDE) { /* int16 products, quad by quad (rare) */
-            for (long t = 0; t < cq; t++, w += cp, x += pn)
+            for (long t = 0; t < cq; t++, w += ws, x += pn)
                 for (long p = 0; p < np; p++)
                     for (int v = 0; v < 2; v++) {
                         const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + 8 * v));
@@ -774,7 +796,7 @@ static __attribute__((noinline)) void qpw_oc_tail(const qpw_int8_args *a, const 
                         acc[p][v] = _mm256_add_epi32(acc[p][v], _mm256_add_epi32(lo, hi));
                     }
         } else {
-            for (long t = 0; t < cq; t++, w += cp, x += pn) {
+            for (long t = 0; t < cq; t++, w += ws, x += pn) {
                 const __m256i w0 = _mm256_loadu_si256((const __m256i *)w);
                 const __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + 8));
                 for (long p = 0; p < np; p++) {
@@ -838,34 +860,42 @@ static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *
             double q = f->on ? a->mult[oc] / a->oscale : 0.0;
             fm[oc - c0] = fabs(q) < 1e20 ? (float)q : 0.0f; /* NaN: 0 too */
         }
-        /* groups of up to G blocks of 16 positions, each channel tile over the group's
-         * blocks: the residual's and the output's rows read and written 16 G bytes at a
-         * time, the tile's weights reused G times (the group's quads: <= 16 KB) */
-        const long G = cq <= 64 ? 4 : cq <= 128 ? 2 : 1;
-        for (long g0 = 0; g0 < all; g0 += 16 * G) {
-            const long g1 = all - g0 < 16 * G ? all : g0 + 16 * G;
-            for (long oc = c0; oc < c1; oc += QPW_MR) {
-                const long rows = c1 - oc < QPW_MR ? c1 - oc : QPW_MR;
-                const float *m = fm + (oc - c0);
-                for (long j0 = g0; j0 < g1; j0 += 16) {
-                    const long n = g1 - j0 < 16 ? g1 - j0 : 16;
-                    if (n <= QPW_OC_TAIL) continue;
-                    if (kind == QPW_UBS && n > 8)
-                        qpw_tile_QPW_UBS2(a, f, m, buf, pn, j0, oc, rows, n);
-                    else if (kind == QPW_UBS)
-                        qpw_tile_QPW_UBS1(a, f, m, buf, pn, j0, oc, rows, n);
-                    else if (kind == QPW_SIGN && n > 8)
-                        qpw_tile_QPW_SIGN2(a, f, m, buf, pn, j0, oc, rows, n);
-                    else if (kind == QPW_SIGN)
-                        qpw_tile_QPW_SIGN1(a, f, m, buf, pn, j0, oc, rows, n);
-                    else if (n > 8)
-                        qpw_tile_QPW_WIDE2(a, f, m, buf, pn, j0, oc, rows, n);
-                    else
-                        qpw_tile_QPW_WIDE1(a, f, m, buf, pn, j0, oc, rows, n);
+        /* a panel of 16 channels (its weights one after another, read once from memory
+         * per call: in a model they come cold) over all the call's positions by groups of G
+         * blocks of 16 positions, each of the panel's 4 tiles over the group's blocks. G 1
+         * on the blocked layout (qpw_rs: the block's quads reused from L1 by the 4 tiles; G
+         * as before the panels, 4 up to 64 quads, was 1.04x slower on ResNet-50's layers),
+         * 4 on the rows (the tiles' output rows written 64 bytes at a time; G 1 was 1.38x
+         * slower on MobileNetV2's signed 24 -> 144 layer on 56 x 56) */
+        const long G = cq >= QPW_BLOCK_CQ ? 1 : 4;
+        for (long p0 = c0; p0 < c1; p0 += 16) {
+            const long p1 = c1 - p0 < 16 ? c1 : p0 + 16;
+            for (long g0 = 0; g0 < all; g0 += 16 * G) {
+                const long g1 = all - g0 < 16 * G ? all : g0 + 16 * G;
+                for (long oc = p0; oc < p1; oc += QPW_MR) {
+                    const long rows = p1 - oc < QPW_MR ? p1 - oc : QPW_MR;
+                    const float *m = fm + (oc - c0);
+                    for (long j0 = g0; j0 < g1; j0 += 16) {
+                        const long n = g1 - j0 < 16 ? g1 - j0 : 16;
+                        if (n <= QPW_OC_TAIL) continue;
+                        if (kind == QPW_UBS && n > 8)
+                            qpw_tile_QPW_UBS2(a, f, m, buf, pn, j0, oc, rows, n);
+                        else if (kind == QPW_UBS)
+                            qpw_tile_QPW_UBS1(a, f, m, buf, pn, j0, oc, rows, n);
+                        else if (kind == QPW_SIGN && n > 8)
+                            qpw_tile_QPW_SIGN2(a, f, m, buf, pn, j0, oc, rows, n);
+                        else if (kind == QPW_SIGN)
+                            qpw_tile_QPW_SIGN1(a, f, m, buf, pn, j0, oc, rows, n);
+                        else if (n > 8)
+                            qpw_tile_QPW_WIDE2(a, f, m, buf, pn, j0, oc, rows, n);
+                        else
+                            qpw_tile_QPW_WIDE1(a, f, m, buf, pn, j0, oc, rows, n);
+                    }
                 }
+                const long jt = (g1 - 1) / 16 * 16; /* a last block of at most QPW_OC_TAIL */
+                if (g1 - jt <= QPW_OC_TAIL)
+                    qpw_oc_tail(a, f, fm + (p0 - c0), buf, pn, jt, g1 - jt, p0, p1, kind);
             }
-            const long jt = (g1 - 1) / 16 * 16; /* a last block of at most QPW_OC_TAIL */
-            if (g1 - jt <= QPW_OC_TAIL) qpw_oc_tail(a, f, fm, buf, pn, jt, g1 - jt, c0, c1, kind);
         }
     }
 }
@@ -882,7 +912,7 @@ static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *
             int32_t acc[16];
             for (long j = 0; j < 16; j++) acc[j] = qpw_init(a, oc);
             for (long t = 0; t < cq; t++) {
-                const uint32_t wq = (uint32_t)a->wts[t * a->coutp + oc];
+                const uint32_t wq = (uint32_t)qpw_wq(a, oc)[t * QPW_WS(a)];
                 const uint32_t *x = buf + t * pn + j0;
                 for (int k = 0; k < 4; k++) {
                     const int32_t wk = (int8_t)(wq >> (8 * k));
@@ -905,7 +935,7 @@ static void qpw_f32_c(const qpw_int8_args *a) {
         for (long pos = a->q0; pos < a->q1; pos++) {
             int32_t acc = a->bias ? a->bias[oc] : 0;
             for (long c = 0; c < a->cin; c++) {
-                const uint32_t wq = (uint32_t)a->wts[c / 4 * a->coutp + oc];
+                const uint32_t wq = (uint32_t)qpw_wq(a, oc)[c / 4 * QPW_WS(a)];
                 acc += (int32_t)a->x[c * a->xcs + pos] * (int8_t)(wq >> (8 * (c % 4)));
             }
             out[oc * a->ocs + pos] = qpw_y(a, acc, oc, pos);

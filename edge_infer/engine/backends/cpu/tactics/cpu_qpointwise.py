@@ -13,7 +13,9 @@ against ``qconv_native`` at build, as every tactic. On AVX2 without VNNI (Zen 3)
 of 4 channels x 16 positions (vpmaddubsw, x read as u8 after a relu, else |x| . (w *
 sign(x)) where no weight is -128; a proved requantization as conv_int8.c's) apply to every
 1x1 layer (no cin / positions limits); on other builds its plain C path is correct but
-slow, and loses there.
+slow, and loses there. The weight quads are packed as the library reads them
+(``qpw_int8_panel``): in panels of 16 output channels, a tile's quads one after another (AVX2
+and plain C), or in rows [quad][coutp] (VNNI).
 """
 
 from __future__ import annotations
@@ -74,6 +76,26 @@ def _path() -> int:
     return int(lib.qpw_int8_path()) if lib is not None else 0
 
 
+def _panel() -> int:
+    """The weight quads' layout of this build's conv_int8_pw.c (qpw_int8_panel): 0, rows
+    [quad][coutp]; else panels of that many output channels [coutp / panel][quad][panel].
+    A library without it (kernels from before the panels, as benches load) reads rows."""
+    panel = getattr(native.library(), "qpw_int8_panel", None)
+    return int(panel()) if panel is not None else 0
+
+
+def pack_quads(w: np.ndarray, panel: int) -> np.ndarray:
+    """Weights [coutp][cq * 4] (int8) as the kernel's int32 quads: rows [cq][coutp] (panel
+    0), or panels [coutp / panel][cq][panel] (coutp a multiple of panel), flat."""
+    coutp, cq = w.shape[0], w.shape[1] // 4
+    quads = w.reshape(coutp, cq, 4).view(np.int32).reshape(coutp, cq)
+    if not panel:
+        return np.ascontiguousarray(quads.T).reshape(-1)
+    return np.ascontiguousarray(
+        quads.reshape(coutp // panel, panel, cq).transpose(0, 2, 1)
+    ).reshape(-1)
+
+
 class QPointwiseNative(Tactic):
     """INT8 1x1 convolution in C (see the module docstring)."""
 
@@ -120,11 +142,11 @@ class QPointwiseNative(Tactic):
         coutp = -(-cout // TILE_CHANNELS) * TILE_CHANNELS + TILE_CHANNELS
         w = np.zeros((coutp, cq * 4), np.int8)
         w[:cout, :cin] = np.asarray(s.weight, np.int8).reshape(cout, cin)
-        # [oc][quad][4 channels] -> int32 quads [quad][coutp]
-        wts = np.ascontiguousarray(w.reshape(coutp, cq, 4).transpose(1, 0, 2)).view(np.int32)
+        # [oc][quad][4 channels] -> int32 quads in the build's layout, cq x coutp of them;
+        # then the rows of the proved multipliers and the sign row
         wts = np.concatenate(
-            [wts.reshape(cq, coutp), np.zeros((PROVED_ROWS + SIGN_ROWS, coutp), np.int32)]
-        )
+            [pack_quads(w, _panel()), np.zeros((PROVED_ROWS + SIGN_ROWS) * coutp, np.int32)]
+        ).reshape(cq + PROVED_ROWS + SIGN_ROWS, coutp)
         wsum = np.asarray(s.weight, np.int64).reshape(cout, -1).sum(axis=1).astype(np.int32)
         mult = float(s.x_scale) * np.asarray(s.w_scale, np.float64).reshape(cout)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.int32).reshape(cout)

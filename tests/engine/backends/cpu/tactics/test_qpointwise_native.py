@@ -17,6 +17,7 @@ from edge_infer.engine.backends.cpu.tactics.cpu_qpointwise import (
     AVX2,
     MIN_CIN,
     QPointwiseNative,
+    pack_quads,
 )
 from edge_infer.engine.ops.quantize import qconv
 from edge_infer.engine.tactics.quantized import QConvSpec
@@ -82,6 +83,22 @@ def test_applicable_only_to_its_layers() -> None:
             del fields["kernel_shape_3x3"]
             fields["weight"] = np.zeros((spec.cout, spec.cin, 3, 3), np.int8)
         assert not QPointwiseNative.applicable(QConvSpec(**fields)), change
+
+
+def test_weight_quads_layouts() -> None:
+    """Channel oc's quad t (its input channels 4t .. 4t + 3 as one little-endian int32):
+    rows [quad][coutp] at t * coutp + oc, panels at oc // P * cq * P + t * P + oc % P; the
+    AVX2 and plain C builds read panels of 16, the VNNI one rows."""
+    coutp, cq = 48, 3
+    w = np.random.default_rng(0).integers(-128, 128, (coutp, 4 * cq)).astype(np.int8)
+    oc, t = np.meshgrid(np.arange(coutp), np.arange(cq), indexing="ij")
+    u = w.astype(np.int64) & 0xFF
+    want = u[oc, 4 * t] | u[oc, 4 * t + 1] << 8 | u[oc, 4 * t + 2] << 16 | u[oc, 4 * t + 3] << 24
+    want = want.astype(np.uint32).view(np.int32)
+    np.testing.assert_array_equal(pack_quads(w, 0)[t * coutp + oc], want)
+    np.testing.assert_array_equal(pack_quads(w, 16)[oc // 16 * cq * 16 + t * 16 + oc % 16], want)
+    lib = native.library()
+    assert lib.qpw_int8_panel() == (0 if lib.qpw_int8_path() == 1 else 16)
 
 
 @pytest.mark.parametrize("residual", ["none", "pre"])
