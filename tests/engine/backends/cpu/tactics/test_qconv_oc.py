@@ -7,6 +7,8 @@ where the activations' range passes a channel's L."""
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -137,6 +139,22 @@ def test_applicable_on_the_avx2_path_only() -> None:
     assert QConvNativeOC.applicable(spec) == avx2()
 
 
+def _heavy_case(
+    conv: tuple, heavy: np.ndarray, weigh: Callable[[np.ndarray, np.random.Generator], None]
+) -> tuple[Any, list[Any], np.ndarray]:
+    """(spec, inputs, the reference's output) of ``conv`` on weights in {-1, 0, 1} that
+    ``weigh`` then changes, inputs in [0, 127] and 127 on the input channels ``heavy``."""
+    spec, inputs = make_case(conv, ("", ()), "none", None, "fp32", np.int8, seed=3)
+    rng = np.random.default_rng(3)
+    w = rng.integers(-1, 2, inputs[1].shape).astype(np.int8)
+    weigh(w, rng)
+    x = rng.integers(0, 128, inputs[0].shape).astype(np.int8)
+    x[:, heavy] = 127
+    spec = type(spec)(**{**spec.__dict__, "weight": w, "x_range": (0, 127)})
+    inputs = [x, w, *inputs[2:]]
+    return spec, inputs, qconv(*inputs, **spec.attrs())
+
+
 @pytest.mark.skipif(not avx2(), reason="the AVX2 path only")
 def test_paired_and_leftover_terms_across_chunks() -> None:
     """153 terms (68 input channels, 3 x 3): the tiles read them in chunks (conv_int8.c
@@ -146,16 +164,12 @@ def test_paired_and_leftover_terms_across_chunks() -> None:
     reference's bits, 1 and 2 threads; with the paired count forced to every term the heavy
     sums wrap."""
     conv = ((1, 68, 6, 7), 5, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1)
-    spec, inputs = make_case(conv, ("", ()), "none", None, "fp32", np.int8, seed=3)
-    rng = np.random.default_rng(3)
-    w = rng.integers(-1, 2, inputs[1].shape).astype(np.int8)
     heavy = np.arange(40, 68).reshape(7, 4)[:, :2].ravel()
-    w[:, heavy] = 127
-    x = rng.integers(0, 128, inputs[0].shape).astype(np.int8)
-    x[:, heavy] = 127
-    spec = type(spec)(**{**spec.__dict__, "weight": w, "x_range": (0, 127)})
-    inputs = [x, w, *inputs[2:]]
-    want = qconv(*inputs, **spec.attrs())
+
+    def heavy_weights(w: np.ndarray, rng: np.random.Generator) -> None:
+        w[:, heavy] = 127
+
+    spec, inputs, want = _heavy_case(conv, heavy, heavy_weights)
     tactic = QConvNativeOC(spec)
     prep = tactic._prepared()
     sign = prep["wts"][0, prep["terms"] + PROVED_ROWS]
@@ -181,17 +195,13 @@ def test_terms_ordered_per_block_of_channels(k: int) -> None:
     second block's offsets); with the first block reading the second's offsets (the terms'
     own order) they differ. 3 x 3 and 1 x 1 (in chunks of positions: offsets per block)."""
     conv = ((1, 68, 6, 7), 48, (k, k), (1, 1), (k // 2,) * 4, (1, 1), 1)
-    spec, inputs = make_case(conv, ("", ()), "none", None, "fp32", np.int8, seed=3)
-    rng = np.random.default_rng(3)
-    w = rng.integers(-1, 2, inputs[1].shape).astype(np.int8)
     heavy = np.arange(0, 28).reshape(7, 4)[:, :2].ravel()
-    w[:24, heavy] = 127
-    w[24:] = rng.integers(66, 69, w[24:].shape)
-    x = rng.integers(0, 128, inputs[0].shape).astype(np.int8)
-    x[:, heavy] = 127
-    spec = type(spec)(**{**spec.__dict__, "weight": w, "x_range": (0, 127)})
-    inputs = [x, w, *inputs[2:]]
-    want = qconv(*inputs, **spec.attrs())
+
+    def two_blocks(w: np.ndarray, rng: np.random.Generator) -> None:
+        w[:24, heavy] = 127
+        w[24:] = rng.integers(66, 69, w[24:].shape)
+
+    spec, inputs, want = _heavy_case(conv, heavy, two_blocks)
     tactic = QConvNativeOC(spec)
     prep = tactic._prepared()
     terms = prep["terms"]
