@@ -49,6 +49,28 @@ def _x86() -> None:
     for flags, needs in isa_builds.X86_BUILDS.values():
         if needs <= isa_builds.host_flags():
             isa_builds.objects("cc", isa_builds.object_flags(flags), sources)
+    # the tests' own builds beyond X86_BUILDS (12-14 s of one core each, cold)
+    for names, flags in _x86_extra():
+        isa_builds.objects(
+            "cc", isa_builds.object_flags(flags), [native.KERNELS / n for n in names]
+        )
+
+
+def _x86_extra() -> list[tuple[tuple[str, ...], list[str]]]:
+    """(kernel sources, CPU flags) of the x86 builds tests make beside X86_BUILDS that this
+    host runs: test_qdepthwise_native's (test_int8_layers.py shares them) and the pointwise
+    tile-size build."""
+    from tests.engine.backends.cpu import isa_builds
+    from tests.engine.backends.cpu import test_qdepthwise_native as qdw
+    from tests.engine.backends.cpu.tactics import test_pointwise_native as pw
+
+    extra = [(qdw._SOURCES, list(f)) for name, f in qdw._BUILDS.items() if qdw._runs_here(name)]
+    extra += [
+        (("conv_pointwise.c", "args.c"), list(f))
+        for name, (f, needs) in pw.X86_BUILDS.items()
+        if name not in isa_builds.X86_BUILDS and needs <= isa_builds.host_flags()
+    ]
+    return extra
 
 
 #: in the order a full run (tests/ alphabetically) first needs them
