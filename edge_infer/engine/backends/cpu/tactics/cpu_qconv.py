@@ -161,7 +161,6 @@ class QConvNative(Tactic):
             for j in range(kw)
         ]
         toff = (np.arange(cq, dtype=np.int64)[:, None] * plen + np.asarray(tap_off)).ravel()
-        toff_natural = toff
         terms = cq * taps
         coutp = -(-cog // COUT_ALIGN) * COUT_ALIGN
         w = np.zeros((groups, cog, cq * 4, taps), np.int8)
@@ -202,8 +201,7 @@ class QConvNative(Tactic):
         self._prep = dict(
             cg=cg, cog=cog, cq=cq, hq=hq, wq=wq, terms=terms, coutp=coutp, toff=toff,
             wts=wts, wsum=wsum, mult=np.ascontiguousarray(mult), bias=bias, grid=grid,
-            size=size, order=order, quads=quads.reshape(groups, terms, coutp, 4),
-            toff_natural=toff_natural, block_toff=0,
+            size=size, order=order, block_toff=0,
         )  # fmt: skip
         return self._prep
 
@@ -500,7 +498,13 @@ class QConvNativeOC(QConvNative):
         lim2 = prep["wts"][0, T + PROVED_ROWS + SIGN_ROWS, : s.cout] >> 16
         if not sign[0] >> PAIRED_SHIFT and lim2.min() >= span:
             return  # every term paired in the layer's order
-        quads, coutp = prep["quads"][0], prep["coutp"]
+        # the terms in their own order again, from the layer's order (kept nowhere: a second
+        # copy of the weights for every layer's lifetime)
+        coutp, layer_order = prep["coutp"], prep["order"]
+        quads = np.empty((T, coutp, 4), np.int8)
+        quads[layer_order] = prep["wts"][0, :T].view(np.int8).reshape(T, coutp, 4)
+        toff_natural = np.empty_like(prep["toff"])
+        toff_natural[layer_order] = prep["toff"]
         orders, toffs = [], []
         for c0 in range(0, coutp, BLOCK_CHANNELS):
             cols = slice(c0, c0 + BLOCK_CHANNELS)
@@ -513,7 +517,7 @@ class QConvNativeOC(QConvNative):
                 q.reshape(1, T, 1, BLOCK_CHANNELS, 4), paired
             )[0]
             orders.append(order)
-            toffs.append(prep["toff_natural"][order])
+            toffs.append(toff_natural[order])
         sign |= BLOCK_ORDER
         prep["order"] = np.stack(orders)
         prep["toff"] = np.ascontiguousarray(np.concatenate(toffs))
