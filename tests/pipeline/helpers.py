@@ -104,8 +104,19 @@ def expected_frame_boxes(width: int, height: int) -> dict[int, np.ndarray]:
     return out
 
 
+# Linux's SO_TIMESTAMPNS (asm-generic and x86; 64-bit struct timespec): Python's socket module
+# does not name it.
+SO_TIMESTAMPNS = 35
+
+
 class NotifyListener:
-    """A fake systemd: a datagram socket collecting sd_notify messages in a thread."""
+    """A fake systemd: a datagram socket collecting sd_notify messages in a thread.
+
+    Each message is stamped with the kernel's arrival time (``SO_TIMESTAMPNS``, wall clock),
+    not with when this thread got to read it: under load the test process can be descheduled
+    for most of a second, and two pings queued meanwhile would otherwise look one late and
+    one early. Only differences between these stamps mean anything.
+    """
 
     def __init__(self, path: Path) -> None:
         import socket
@@ -114,6 +125,7 @@ class NotifyListener:
         self.path = path
         self.messages: list[tuple[float, str]] = []
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self._sock.bind(str(path))
         self._sock.settimeout(0.1)
         self._stop = threading.Event()
@@ -121,14 +133,21 @@ class NotifyListener:
         self._thread.start()
 
     def _loop(self) -> None:
+        import socket
+        import struct
         import time
 
         while not self._stop.is_set():
             try:
-                data = self._sock.recv(65536)
+                data, ancillary, _, _ = self._sock.recvmsg(65536, socket.CMSG_SPACE(16))
             except TimeoutError:
                 continue
-            self.messages.append((time.monotonic(), data.decode()))
+            stamp = time.time()
+            for level, kind, value in ancillary:
+                if (level, kind) == (socket.SOL_SOCKET, SO_TIMESTAMPNS):  # SCM_ == SO_
+                    sec, nsec = struct.unpack("qq", value[:16])
+                    stamp = sec + nsec * 1e-9
+            self.messages.append((stamp, data.decode()))
 
     def count(self, field: str) -> int:
         return sum(field in m.split("\n") for _, m in self.messages)
