@@ -58,18 +58,20 @@ def _x86() -> None:
 
 def _x86_extra() -> list[tuple[tuple[str, ...], list[str]]]:
     """(kernel sources, CPU flags) of the x86 builds tests make beside X86_BUILDS that this
-    host runs: test_qdepthwise_native's (test_int8_layers.py shares them) and the pointwise
-    tile-size build."""
+    host runs: the pointwise tile-size build and test_qdepthwise_native's (test_int8_layers.py
+    shares them), in the order a full run needs them."""
     from tests.engine.backends.cpu import isa_builds
     from tests.engine.backends.cpu import test_qdepthwise_native as qdw
     from tests.engine.backends.cpu.tactics import test_pointwise_native as pw
 
-    extra = [(qdw._SOURCES, list(f)) for name, f in qdw._BUILDS.items() if qdw._runs_here(name)]
-    extra += [
+    # tests/engine/backends/cpu/tactics/ (the pointwise build) runs before the test_*.py files
+    # beside it (the depthwise builds)
+    extra = [
         (("conv_pointwise.c", "args.c"), list(f))
         for name, (f, needs) in pw.X86_BUILDS.items()
         if name not in isa_builds.X86_BUILDS and needs <= isa_builds.host_flags()
     ]
+    extra += [(qdw._SOURCES, list(f)) for name, f in qdw._BUILDS.items() if qdw._runs_here(name)]
     return extra
 
 
