@@ -12,6 +12,8 @@ import pytest
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.tactics import cpu_qdepthwise
 from edge_infer.engine.backends.cpu.tactics.qdw_requant import (
+    ULPS,
+    WINDOW,
     _fast,
     _reference,
     proved_multipliers,
@@ -81,3 +83,71 @@ def test_kernel_takes_the_proved_multipliers(kernel: int, monkeypatch) -> None:
 
     monkeypatch.setattr(cpu_qdepthwise, "proved_multipliers", wrong)
     assert not np.array_equal(run_native(spec, inputs), want)
+
+
+def _proved_by_every_checkpoint(weight, bias, mult, out_scale, act, params):
+    """The proof as first written (every checkpoint of every channel in one array, sorted,
+    f compared with g at each of them): what proved_multipliers must return bit for bit."""
+    c = weight.shape[0]
+    vmq, lo, hi = (np.zeros(c, np.float32) for _ in range(3))
+    w = weight.reshape(c, -1).astype(np.int64)
+    b = np.zeros(c, np.int64) if bias is None else np.asarray(bias, np.int64)
+    amin = b + np.minimum(w * -128, w * 127).sum(1)
+    amax = b + np.maximum(w * -128, w * 127).sum(1)
+    m = np.asarray(mult, np.float64)
+    ok = (np.maximum(-amin, amax) < 2**24) & (m > 0) & np.isfinite(m)
+    k = np.arange(-128, 127, dtype=np.float64) + 0.5
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        steps = np.floor(k[None, :] * out_scale / np.where(ok, m, 1.0)[:, None])
+    steps = np.nan_to_num(steps, posinf=2.0**40, neginf=-(2.0**40)).astype(np.int64)
+    near = steps[:, :, None] + np.arange(-WINDOW + 1, WINDOW + 1)[None, None, :]
+    points = np.concatenate([amin[:, None], amax[:, None], near.reshape(c, -1)], axis=1)
+    points = np.sort(np.clip(points, amin[:, None], amax[:, None]), axis=1)
+    g = _reference(points, m, out_scale, act, params)
+    ok &= ~((np.diff(points, axis=1) > 1) & (np.diff(g, axis=1) != 0)).any(1)
+    base = (m / out_scale).astype(np.float32)
+    for ulps in ULPS:
+        cand = base
+        for _ in range(abs(ulps)):
+            cand = np.nextafter(cand, np.float32(np.inf if ulps > 0 else 0.0)).astype(np.float32)
+        fits = ok & (vmq == 0) & (cand > 0) & (cand <= 64) & np.isfinite(cand)
+        if fits.any():
+            f = _fast(points[fits], cand[fits], g[fits, 0], g[fits, -1])
+            good = np.flatnonzero(fits)[(f == g[fits]).all(1)]
+            vmq[good], lo[good], hi[good] = cand[good], g[good, 0], g[good, -1]
+    return vmq, lo, hi
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_same_multipliers_as_every_checkpoint(act) -> None:
+    """proved_multipliers (checkpoints by channel blocks, sorted only where windows overlap,
+    clipped only where they pass the ends, f at the ends of g's runs) proves the channels
+    that comparing f and g at every checkpoint does, with the same multipliers and bounds:
+    random layers with wide and narrow steps (windows that overlap: os / m < 5), ranges
+    the windows pass, ties, huge accumulators and multipliers that are not positive."""
+    rng = np.random.default_rng(len(act[0]) + 3 * len(act[1]))
+    c = 300
+    weight = rng.integers(-128, 128, (c, 1, 3, 3)).astype(np.int8)
+    weight[:40] = rng.integers(-2, 3, (40, 1, 3, 3))  # ranges the windows pass
+    weight[40:45] = 127  # |acc| >= 2^24 with the bias below
+    bias = rng.integers(-2000, 2000, c).astype(np.int32)
+    bias[40:45] = 2**24
+    out_scale = act[1][1] / 127 if act[0] == "clip" else float(rng.uniform(0.01, 1.0))
+    ratio = 10.0 ** rng.uniform(-4, 0.5, c)  # m / os: steps 0.3 to 10^4 apart
+    ratio[45:60] = rng.choice([0.5, 0.25, 1.5, 0.125, 2.5, 1.0, 0.75], 15)  # ties
+    mult = out_scale * ratio
+    mult[60:63] = [0.0, -1e-3, np.nan]
+    got = proved_multipliers(weight, bias, mult, out_scale, act[0], act[1])
+    want = _proved_by_every_checkpoint(weight, bias, mult, out_scale, act[0], act[1])
+    for a, b in zip(got, want, strict=True):
+        assert a.dtype == b.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+    proved = got[0] > 0
+    assert 100 < proved.sum() < c - 20  # both outcomes, the overlapping windows among them
+    assert proved[ratio > 0.2].any() and not proved[40:45].any()
+    assert (got[0] != (mult / out_scale).astype(np.float32))[proved].any()  # a neighbour ulp
+    assert (proved_multipliers(weight, None, mult, out_scale, act[0], act[1])[0] > 0).any()
+    # subnormal scales: float32 rounding moves g's steps past the windows (gaps)
+    tiny = (weight[:64], None, mult[:64] * 1e-41 / out_scale, 1e-41, act[0], act[1])
+    for a, b in zip(proved_multipliers(*tiny), _proved_by_every_checkpoint(*tiny), strict=True):
+        np.testing.assert_array_equal(a, b)

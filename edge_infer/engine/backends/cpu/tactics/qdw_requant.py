@@ -69,39 +69,121 @@ def proved_multipliers(
     hi = np.zeros(c, np.float32)
     if activation not in MONOTONIC or not out_scale > 0 or c == 0:
         return vmq, lo, hi
-    w = weight.reshape(c, -1).astype(np.int64)
+    # the taps' extreme products: -128 w where w > 0, 127 w where w < 0 (and the reverse)
+    w = weight.reshape(c, -1)
+    wpos = np.maximum(w, 0).sum(1, dtype=np.int64)
+    wneg = np.minimum(w, 0).sum(1, dtype=np.int64)
     b = np.zeros(c, np.int64) if bias is None else np.asarray(bias, np.int64)
-    amin = b + np.minimum(w * -128, w * 127).sum(1)
-    amax = b + np.maximum(w * -128, w * 127).sum(1)
+    amin = b - 128 * wpos + 127 * wneg
+    amax = b + 127 * wpos - 128 * wneg
     m = np.asarray(mult, np.float64)
     ok = (np.maximum(-amin, amax) < 2**24) & (m > 0) & np.isfinite(m)
-    # checkpoints: WINDOW integers either side of each of g's 255 half steps, and the ends
-    k = np.arange(-128, 127, dtype=np.float64) + 0.5
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        steps = np.floor(k[None, :] * out_scale / np.where(ok, m, 1.0)[:, None])
-    steps = np.nan_to_num(steps, posinf=2.0**40, neginf=-(2.0**40)).astype(np.int64)
-    near = steps[:, :, None] + np.arange(-WINDOW + 1, WINDOW + 1)[None, None, :]
-    points = np.concatenate([amin[:, None], amax[:, None], near.reshape(c, -1)], axis=1)
-    points = np.sort(np.clip(points, amin[:, None], amax[:, None]), axis=1)
-    g = _reference(points, m, out_scale, activation, params)
-    gaps = (np.diff(points, axis=1) > 1) & (np.diff(g, axis=1) != 0)
-    ok &= ~gaps.any(1)
-    lo_c, hi_c = g[:, 0], g[:, -1]  # g(amin), g(amax): the channel's whole range
+    rows = np.flatnonzero(ok)
     base = (m / out_scale).astype(np.float32)
-    for ulps in ULPS:
+    cands = [base]  # float32(m / os) and its neighbours, in the order of ULPS
+    for ulps in ULPS[1:]:
         cand = base
         for _ in range(abs(ulps)):
             cand = np.nextafter(cand, np.float32(np.inf if ulps > 0 else 0.0)).astype(np.float32)
-        # |a * vmq| < 2^30: the kernel's float -> int32 conversion stays in range
-        fits = ok & (vmq == 0) & (cand > 0) & (cand <= 64) & np.isfinite(cand)
-        if not fits.any():
-            continue
-        f = _fast(points[fits], cand[fits], lo_c[fits], hi_c[fits])
-        good = np.flatnonzero(fits)[(f == g[fits]).all(1)]
-        vmq[good] = cand[good]
-        lo[good] = lo_c[good]
-        hi[good] = hi_c[good]
+        cands.append(cand)
+    # |a * vmq| < 2^30: the kernel's float -> int32 conversion stays in range
+    fits = np.stack([(v > 0) & (v <= 64) & np.isfinite(v) for v in cands])
+    for r0 in range(0, rows.size, CHUNK):
+        r = rows[r0 : r0 + CHUNK]
+        v, lo_r, hi_r = _prove_rows(
+            amin[r],
+            amax[r],
+            m[r],
+            out_scale,
+            activation,
+            params,
+            [cand[r] for cand in cands],
+            fits[:, r],
+        )
+        vmq[r], lo[r], hi[r] = v, lo_r, hi_r
     return vmq, lo, hi
+
+
+#: channels proved together (their checkpoints' arrays stay in the core's cache)
+CHUNK = 128
+
+
+def _prove_rows(
+    amin: np.ndarray,
+    amax: np.ndarray,
+    m: np.ndarray,
+    out_scale: float,
+    activation: str,
+    params: tuple[float, ...],
+    cands: list[np.ndarray],
+    fits: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(vmq, lo, hi) of channels whose accumulators stay below 2^24 (m > 0, finite): the
+    proof of :func:`proved_multipliers` on their checkpoints, held as float64 integers
+    (exact), in place where it can."""
+    n = amin.size
+    # checkpoints: WINDOW integers either side of each of g's 255 half steps, and the ends
+    k = np.arange(-128, 127, dtype=np.float64) + 0.5
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        steps = np.floor(k[None, :] * out_scale / m[:, None])
+    if not np.isfinite(steps).all():  # (no NaN: k != 0, m finite)
+        steps = np.nan_to_num(steps, posinf=2.0**40, neginf=-(2.0**40))
+    points = np.empty((n, 255 * 2 * WINDOW + 2), np.float64)
+    lo_a, hi_a = amin.astype(np.float64)[:, None], amax.astype(np.float64)[:, None]
+    points[:, :1], points[:, -1:] = lo_a, hi_a
+    near = points[:, 1:-1].reshape(n, 255, 2 * WINDOW)
+    for j in range(2 * WINDOW):
+        np.add(steps, float(j - WINDOW + 1), out=near[:, :, j])
+    # (clipped only where the windows reach past the ends)
+    out = np.flatnonzero((steps[:, 0] - WINDOW < lo_a[:, 0]) | (steps[:, -1] + WINDOW > hi_a[:, 0]))
+    if out.size:
+        points[out] = np.clip(points[out], lo_a[out], hi_a[out])
+    # sorted already (clipping keeps the order) where the half steps lie 2 WINDOW - 1 apart
+    unsorted = (np.diff(steps, axis=1) < 2 * WINDOW - 1).any(axis=1)
+    if unsorted.any():
+        points[unsorted] = np.sort(points[unsorted], axis=1)
+    # g (_reference): float32(a * m), the activation, rint(float64 / os) clipped to int8
+    y = points * m[:, None]
+    y32 = y.astype(np.float32)
+    if activation:
+        y32 = np.asarray(apply_activation(y32, activation, params), np.float32)
+    np.divide(y32, np.float64(out_scale), out=y, dtype=np.float64)
+    np.rint(y, out=y)
+    g = y.astype(np.float32)  # clipped after the (monotonic) cast: the same small integers
+    np.maximum(g, -128.0, out=g)
+    np.minimum(g, 127.0, out=g)
+    # g's runs of equal values along the sorted checkpoints: a run ends at `col` (then the
+    # next starts at col + 1); a gap: two consecutive checkpoints more than 1 apart where g
+    # changes
+    at, col = np.nonzero(g[:, 1:] != g[:, :-1])
+    gaps = np.zeros(n, bool)
+    gaps[at[points[at, col + 1] - points[at, col] > 1]] = True
+    # f and g are non-decreasing along the checkpoints: f equals g on a whole run where it
+    # does at its two ends, so f is checked at each run's ends only
+    last = points.shape[1] - 1
+    ends = np.concatenate([at, at, np.arange(n), np.arange(n)])
+    flat = np.concatenate([col, col + 1, np.zeros(n, np.int64), np.full(n, last)])
+    flat += ends * points.shape[1]
+    a = points.ravel()[flat].astype(np.float32)  # exact: |a| < 2^24
+    want = g.ravel()[flat]
+    lo_c, hi_c = g[:, 0], g[:, -1]  # g(amin), g(amax): the channel's whole range
+    vmq = np.zeros(n, np.float32)
+    todo = ~gaps
+    for cand, fit in zip(cands, fits, strict=True):
+        live = todo & fit
+        if not live.any():
+            continue
+        keep = live[ends]
+        r = ends[keep]
+        f = np.rint(a[keep] * cand[r])
+        np.maximum(f, lo_c[r], out=f)
+        np.minimum(f, hi_c[r], out=f)
+        wrong = np.bincount(r[f != want[keep]], minlength=n)
+        good = live & (wrong == 0)
+        vmq[good] = cand[good]
+        todo &= ~good
+    proved = vmq > 0
+    return vmq, np.where(proved, lo_c, 0), np.where(proved, hi_c, 0)
 
 
 __all__ = ["MONOTONIC", "proved_multipliers"]
