@@ -51,30 +51,44 @@ def pair_terms(terms: np.ndarray, span: int) -> tuple[np.ndarray, int]:
     # that conflicts with the most
     pairs = [(int(u), int(u) + 1) for u in even[good]]
     left = np.setdiff1d(np.arange(t), np.asarray(pairs, np.int64).ravel())
-    bad = np.eye(left.size, dtype=bool)
-    for side, bound in ((pos, pmax), (neg, nmax)):
-        sub = side[left]
-        # a pair breaks a column's bound only where one of its terms is over half of it
-        for u in np.flatnonzero((2 * sub > bound).any(axis=1)):
-            cols = np.flatnonzero(2 * sub[u] > bound)
-            bad[u] |= (sub[:, cols] > bound - sub[u, cols]).any(axis=1)
-    bad |= bad.T
+    bad = _conflicts(pos[left], pmax) | _conflicts(neg[left], nmax)
     degree = bad.sum(axis=1)
-    free = np.ones(left.size, bool)
-    for u in np.argsort(-degree, kind="stable"):
-        if not free[u]:
+    # the matching in rank order (degree down, then index): the terms as bits of Python
+    # ints, so that a term's free partner of the highest degree is the lowest bit set
+    rank = np.argsort(-degree, kind="stable")
+    rows = np.packbits(bad[np.ix_(rank, rank)], axis=1, bitorder="little")
+    bad_bits = [int.from_bytes(row.tobytes(), "little") for row in rows]
+    free = (1 << left.size) - 1
+    for i in range(left.size):
+        if not free >> i & 1:
             continue
-        cand = np.flatnonzero(free & ~bad[u])
-        if cand.size:
-            v = int(cand[np.argmax(degree[cand])])
-            free[u] = free[v] = False
-            pairs.append((int(min(left[u], left[v])), int(max(left[u], left[v]))))
+        cand = free & ~bad_bits[i]
+        if cand:
+            j = (cand & -cand).bit_length() - 1
+            free &= ~(1 << i | 1 << j)
+            u, v = int(left[rank[i]]), int(left[rank[j]])
+            pairs.append((min(u, v), max(u, v)))
     if not pairs:
         return natural
     pairs.sort()
     first = np.asarray(pairs, np.int64).ravel()
     rest = np.setdiff1d(np.arange(t), first)
     return np.concatenate([first, rest]), len(first)
+
+
+def _conflicts(sub: np.ndarray, bound: int) -> np.ndarray:
+    """[terms, terms] bool: the terms (rows of ``sub`` [terms, columns], their pair sums)
+    that cannot pair, two of them breaking ``bound`` in some column (and each term with
+    itself). A pair breaks a column's bound only where one of its terms is over half of
+    it: each such (term, column) marks the terms the column's bound leaves no room for."""
+    bad = np.eye(sub.shape[0], dtype=bool)
+    u, col = np.nonzero(2 * sub > bound)
+    if u.size:
+        over = sub[:, col] > bound - sub[u, col]  # [terms, (term, column)]
+        starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
+        bad[u[starts]] |= np.logical_or.reduceat(over, starts, axis=1).T
+    bad |= bad.T
+    return bad
 
 
 def shift_limits(quads: np.ndarray, paired: int | None = None) -> np.ndarray:
@@ -92,7 +106,9 @@ def shift_limits(quads: np.ndarray, paired: int | None = None) -> np.ndarray:
     pos, neg = _pair_sums(quads.reshape(g, cq * taps, coutp, 4))  # [groups, terms, coutp, 2]
 
     def limit(p: np.ndarray, n: np.ndarray) -> np.ndarray:
-        p, n = p.max(axis=(1, 3)).astype(np.int32), n.max(axis=(1, 3)).astype(np.int32)
+        p, n = p.max(axis=1), n.max(axis=1)  # [groups, coutp, 2]: then the two byte pairs
+        p = np.maximum(p[..., 0], p[..., 1]).astype(np.int32)
+        n = np.maximum(n[..., 0], n[..., 1]).astype(np.int32)
         lim = np.minimum(32767 // np.maximum(p, 1), 32768 // np.maximum(n, 1))
         return np.minimum(lim, 255).astype(np.int32)
 
@@ -108,8 +124,10 @@ def shift_limits(quads: np.ndarray, paired: int | None = None) -> np.ndarray:
 def _pair_sums(quads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """[..., 2] int16 each: the positive and the (negated) negative weights' sums of each
     byte pair (0, 1) and (2, 3) of ``quads`` [..., 4] int8, the pairs vpmaddubsw adds."""
-    q = quads.reshape(*quads.shape[:-1], 2, 2).astype(np.int16)
-    return np.maximum(q, 0).sum(-1, dtype=np.int16), -np.minimum(q, 0).sum(-1, dtype=np.int16)
+    q = quads.astype(np.int16)
+    pos, neg = np.maximum(q, 0), np.minimum(q, 0)
+    neg = neg[..., 0::2] + neg[..., 1::2]  # (added two by two: a sum over an axis of 2 is slow)
+    return pos[..., 0::2] + pos[..., 1::2], np.negative(neg, out=neg)
 
 
 __all__ = ["pair_terms", "shift_limits", "shift_span"]
