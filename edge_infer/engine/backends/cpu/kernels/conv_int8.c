@@ -2335,14 +2335,44 @@ static inline long real_before(long g, long wg, long wo, long ho) {
 /* calls finished by output-channel tiles (qconv_int8_oc_calls: the tests' proof they ran) */
 static long oc_calls;
 
+/* the signed range [*lo, *hi] (with 0) of the bytes of the n int32 at x: the span a call's
+ * terms read, [g0 + min toff, g1 - 1 + max toff], once (tile_range reads each of the span's
+ * int32 once a term: ResNet-50's 64-channel 3 x 3 layer, 2.5 % of its time) */
+static void span_range(const int32_t *x, long n, long *lo, long *hi) {
+    __m256i mn = _mm256_setzero_si256(), mx = mn, mn1 = mn, mx1 = mn;
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256i v0 = _mm256_loadu_si256((const __m256i *)(x + i));
+        const __m256i v1 = _mm256_loadu_si256((const __m256i *)(x + i + 8));
+        mn = _mm256_min_epi8(mn, v0), mx = _mm256_max_epi8(mx, v0);
+        mn1 = _mm256_min_epi8(mn1, v1), mx1 = _mm256_max_epi8(mx1, v1);
+    }
+    mn = _mm256_min_epi8(mn, mn1), mx = _mm256_max_epi8(mx, mx1);
+    int8_t bn[32], bx[32];
+    _mm256_storeu_si256((__m256i *)bn, mn);
+    _mm256_storeu_si256((__m256i *)bx, mx);
+    long l = 0, h = 0;
+    for (int k = 0; k < 32; k++) {
+        l = bn[k] < l ? bn[k] : l;
+        h = bx[k] > h ? bx[k] : h;
+    }
+    for (const int8_t *b = (const int8_t *)(x + i); b < (const int8_t *)(x + n); b++) {
+        l = *b < l ? *b : l;
+        h = *b > h ? *b : h;
+    }
+    *lo = l, *hi = h;
+}
+
 /* qconv_int8_f32 by output-channel tiles; 0 (nothing done) where a channel's L does not
  * hold the call's activation bytes at their shift */
 static int qconv_int8_oc(const qconv_int8_args *a, const fastq *fq) {
     if (a->g1 <= a->g0) return 1;
-    long lo, hi;
-    const long nvg = (a->g1 - a->g0 + VL - 1) / VL;
-    tile_range(a->layout + a->g0, a->toff, a->T, nvg, a->g1 - (a->g0 + (nvg - 1) * VL), &lo,
-               &hi);
+    long lo, hi, tmin = a->toff[0], tmax = a->toff[0];
+    for (long t = 1; t < a->T; t++) {
+        tmin = a->toff[t] < tmin ? a->toff[t] : tmin;
+        tmax = a->toff[t] > tmax ? a->toff[t] : tmax;
+    }
+    span_range(a->layout + a->g0 + tmin, a->g1 - 1 + tmax - (a->g0 + tmin) + 1, &lo, &hi);
     const long shift = -lo;
     const int32_t *lrow = a->wts + (a->T + EI_LIMIT_ROW) * a->coutp;
     for (long oc = 0; oc < a->cout; oc++)
