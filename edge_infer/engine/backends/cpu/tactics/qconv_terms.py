@@ -50,7 +50,7 @@ def pair_terms(terms: np.ndarray, span: int) -> tuple[np.ndarray, int]:
     # matched again among themselves: the most conflicting term first, with the free partner
     # that conflicts with the most
     pairs = [(int(u), int(u) + 1) for u in even[good]]
-    left = np.setdiff1d(np.arange(t), np.asarray(pairs, np.int64).ravel())
+    left = _others(t, np.asarray(pairs, np.int64).ravel())
     bad = _conflicts(pos[left], pmax) | _conflicts(neg[left], nmax)
     degree = bad.sum(axis=1)
     # the matching in rank order (degree down, then index): the terms as bits of Python
@@ -72,8 +72,15 @@ def pair_terms(terms: np.ndarray, span: int) -> tuple[np.ndarray, int]:
         return natural
     pairs.sort()
     first = np.asarray(pairs, np.int64).ravel()
-    rest = np.setdiff1d(np.arange(t), first)
+    rest = _others(t, first)
     return np.concatenate([first, rest]), len(first)
+
+
+def _others(t: int, taken: np.ndarray) -> np.ndarray:
+    """The terms of range(t) not in ``taken``, in order (np.setdiff1d without its sort)."""
+    free = np.ones(t, bool)
+    free[taken] = False
+    return np.flatnonzero(free)
 
 
 def _conflicts(sub: np.ndarray, bound: int) -> np.ndarray:
