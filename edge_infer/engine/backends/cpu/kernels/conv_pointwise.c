@@ -428,15 +428,19 @@ static __attribute__((noinline)) void tile_io_at(const conv_pointwise_args *a, c
 }
 
 /* one tile: rows [oc, oc + nr) of panel wp (row offset r within it), strip st read from src
- * (nv vectors); whole (conv_rows' float32 tiles only: compile time): a strip of NR pixels
- * takes a tile_store instance of constant np, whole stores without per-vector length tests
- * (GCC kept the tile on the stack around them: 32 -> 16 on 112 x 112 measured 0.82x) */
+ * (nv vectors). The inline stores (tile_store, and the partial sums' loads) take a strip of
+ * NR pixels only, np a constant: whole stores without per-vector length tests, with which
+ * GCC kept the tile on the stack around them (conv_rows' 32 -> 16 on 112 x 112 measured
+ * 0.82x); a shorter strip's stores go through tile_io_at, out of line (the same operations:
+ * the same bits; the kernel's compile time: one inline instance a storage mix) */
 static inline __attribute__((always_inline)) void tile(const conv_pointwise_args *a,
                                                       const float *wp, source src,
                                                       const strip *st, long oc, long nr,
                                                       long kc, long first, long last,
-                                                      long nv, long oh, long pure, long fast,
-                                                      long whole) {
+                                                      long nv, long oh, long pure, long fast) {
+    strip s = *st;
+    s.np = NR;
+    long whole = st->inside && st->np == NR && nr == TR && nv == TV;
     if (fast && first && st->inside && nr == TR && nv == TV) { /* the common tile */
         v8 c[TR][TV];
 #pragma GCC unroll 8
@@ -444,12 +448,10 @@ static inline __attribute__((always_inline)) void tile(const conv_pointwise_args
 #pragma GCC unroll 4
             for (long j = 0; j < TV; j++) c[i][j] = (v8){0};
         micro(wp, src.b, src.q, src.stride, src.xh, kc, TV, src.pfd, c);
-        if (whole && st->np == NR) { /* a whole strip: every store whole (np a constant) */
-            strip s = *st;
-            s.np = NR;
+        if (whole)
             tile_store(a, &s, oc, TV, c, last, oh, pure);
-        } else
-            tile_store(a, st, oc, TV, c, last, oh, pure);
+        else
+            tile_io_at(a, st, oc, TR, TV, c, 0, last, oh, pure);
         return;
     }
     v8 acc[TR][TV];
@@ -457,10 +459,10 @@ static inline __attribute__((always_inline)) void tile(const conv_pointwise_args
     for (long i = 0; i < TR; i++)
 #pragma GCC unroll 4
         for (long j = 0; j < TV; j++) acc[i][j] = (v8){0};
-    if (pure && st->inside && nr == TR && nv == TV) { /* the float32 kernel's long channel */
-        if (!first) tile_io(a, st, oc, TR, TV, acc, 1, 0, 0, 1); /* blocks: stored inline */
+    if (pure && whole) { /* the float32 kernel's long channel blocks: stored inline */
+        if (!first) tile_io(a, &s, oc, TR, TV, acc, 1, 0, 0, 1);
         micro(wp, src.b, src.q, src.stride, src.xh, kc, TV, src.pfd, acc);
-        tile_store(a, st, oc, TV, acc, last, 0, 1);
+        tile_store(a, &s, oc, TV, acc, last, 0, 1);
         return;
     }
     if (!first) tile_io_at(a, st, oc, nr, nv, acc, 1, 0, oh, pure);
@@ -577,13 +579,13 @@ static inline __attribute__((always_inline)) void conv(const conv_pointwise_args
                     for (long q = qa; q < qe; q += NR, bs += kc * NR, strip_next(&st, qe, hw)) {
                         long nv = (st.np + 7) / 8;
                         if (nv == TV)
-                            tile(a, wp, packed(bs), &st, oc, nr, kc, first, last, TV, oh, pure, fast, 0);
+                            tile(a, wp, packed(bs), &st, oc, nr, kc, first, last, TV, oh, pure, fast);
 #if TV > 2
                         else if (nv == 2)
-                            tile(a, wp, packed(bs), &st, oc, nr, kc, first, last, 2, oh, pure, fast, 0);
+                            tile(a, wp, packed(bs), &st, oc, nr, kc, first, last, 2, oh, pure, fast);
 #endif
                         else
-                            tile(a, wp, packed(bs), &st, oc, nr, kc, first, last, 1, oh, pure, fast, 0);
+                            tile(a, wp, packed(bs), &st, oc, nr, kc, first, last, 1, oh, pure, fast);
                     }
                 }
             }
@@ -624,7 +626,7 @@ static inline __attribute__((always_inline)) void rows_panel(const conv_pointwis
             s = packed(a->pk);
             st.np = tail;
         }
-        tile(a, wp, s, &st, oc, nr, K, 1, 1, TV, oh, pure, 1, pure);
+        tile(a, wp, s, &st, oc, nr, K, 1, 1, TV, oh, pure, 1);
         src.b += NR;
         src.q += NR;
     }
