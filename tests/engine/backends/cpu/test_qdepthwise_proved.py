@@ -141,7 +141,7 @@ def test_same_multipliers_as_every_checkpoint(act) -> None:
     want = _proved_by_every_checkpoint(weight, bias, mult, out_scale, act[0], act[1])
     for a, b in zip(got, want, strict=True):
         assert a.dtype == b.dtype == np.float32
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a.view(np.int32), b.view(np.int32))  # bits: -0.0 too
     proved = got[0] > 0
     assert 100 < proved.sum() < c - 20  # both outcomes, the overlapping windows among them
     assert proved[ratio > 0.2].any() and not proved[40:45].any()
@@ -150,4 +150,4 @@ def test_same_multipliers_as_every_checkpoint(act) -> None:
     # subnormal scales: float32 rounding moves g's steps past the windows (gaps)
     tiny = (weight[:64], None, mult[:64] * 1e-41 / out_scale, 1e-41, act[0], act[1])
     for a, b in zip(proved_multipliers(*tiny), _proved_by_every_checkpoint(*tiny), strict=True):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a.view(np.int32), b.view(np.int32))

@@ -105,7 +105,7 @@ def proved_multipliers(
 
 
 #: channels proved together (their checkpoints' arrays stay in the core's cache)
-CHUNK = 128
+CHUNK = 64
 
 
 def _prove_rows(
@@ -143,15 +143,12 @@ def _prove_rows(
     if unsorted.any():
         points[unsorted] = np.sort(points[unsorted], axis=1)
     # g (_reference): float32(a * m), the activation, rint(float64 / os) clipped to int8
-    y = points * m[:, None]
-    y32 = y.astype(np.float32)
+    # (each ufunc computes in float64 and rounds into its float32 output, as astype does)
+    y32 = np.multiply(points, m[:, None], out=np.empty(points.shape, np.float32))
     if activation:
         y32 = np.asarray(apply_activation(y32, activation, params), np.float32)
-    np.divide(y32, np.float64(out_scale), out=y, dtype=np.float64)
-    np.rint(y, out=y)
-    g = y.astype(np.float32)  # clipped after the (monotonic) cast: the same small integers
-    np.maximum(g, -128.0, out=g)
-    np.minimum(g, 127.0, out=g)
+    g = np.rint(np.divide(y32, np.float64(out_scale), dtype=np.float64), out=y32)
+    np.clip(g, -128.0, 127.0, out=g)  # after the (monotonic) cast: the same small integers
     # g's runs of equal values along the sorted checkpoints: a run ends at `col` (then the
     # next starts at col + 1); a gap: two consecutive checkpoints more than 1 apart where g
     # changes
