@@ -745,6 +745,201 @@ static inline __attribute__((always_inline)) void qpw_tile(const qpw_int8_args *
     }
 }
 
+/* -- strips: a tile's whole blocks of 16 positions in one call -------------------------------
+ * Where a tile has QPW_MR rows and its blocks 16 positions each (nearly all of a layer), one
+ * call runs the tile over a group's blocks (qpw_gemm), its constants set up once per pass
+ * (qpw_pass), and requantizes without qpw_tile's per-row tests. Three epilogues:
+ * QPW_EPI_PROVED, every row proved (no residual) with a multiplier at most 64 (|acc| < 2^24
+ * where proved: float(acc) x vmq within int32): rint(float(acc) x vmq) by vcvtps2dq, packed
+ * with saturation to int8, then clamped to the row's byte bounds [plo, phi] on the bytes: plo
+ * and phi integers in [-128, 127], rint and the clamp commute, so these are qpw_row's bytes
+ * rint(clamp(float(acc) x vmq, plo, phi)).
+ * QPW_EPI_FAST / QPW_EPI_RES (a residual), every fm nonzero: qpw_row's fast float32 operations,
+ * the largest |t - rint(t)| of the tile kept by vmaxps and compared once; a tile with a lane
+ * near a half is redone from its accumulators by qpw_row (qpw_rows_slow). */
+enum { QPW_EPI_PROVED, QPW_EPI_FAST, QPW_EPI_RES };
+#define QPW_PROVED_MAX 64.0f
+#define QPW_TILES_MAX (QPW_FM_MAX / QPW_MR + 1)
+
+/* a pass's channels (from c0) as the strips read them */
+typedef struct {
+    float em[QPW_FM_MAX + QPW_MR]; /* each channel's multiplier: vmq (proved tiles) or fm */
+    int32_t init[QPW_FM_MAX + QPW_MR]; /* its accumulator's start (qpw_init) */
+    int32_t blo[QPW_TILES_MAX], bhi[QPW_TILES_MAX]; /* a proved tile's byte bounds, row i byte i */
+    signed char epi[QPW_TILES_MAX]; /* each tile's epilogue, -1: none (qpw_tile) */
+} qpw_pass;
+
+/* qpw_tile's epilogue of a whole tile (QPW_MR rows x 16 positions) from its accumulators */
+static __attribute__((noinline)) void qpw_rows_slow(const qpw_int8_args *a, const qpw_fast *f,
+                                                    const int32_t *mem, const float *fm,
+                                                    long oc, long pos) {
+    const long cp = a->coutp;
+    const float *pv = (const float *)(a->wts + (a->cin + 3) / 4 * cp) + oc;
+    for (long i = 0; i < QPW_MR; i++) {
+        const float v = a->residual ? 0.0f : pv[i];
+        qpw_row(a, f, mem + 16 * i, fm[i], v, pv[cp + i], pv[2 * cp + i], oc + i, pos, 16, 2,
+                NULL);
+    }
+}
+
+/* the pass's constants of channels c0 .. c1 - 1 (fm: their fast multipliers) */
+static void qpw_pass_setup(const qpw_int8_args *a, const qpw_fast *f, const float *fm, long c0,
+                           long c1, qpw_pass *P) {
+    const long cp = a->coutp;
+    const float *pv = (const float *)(a->wts + (a->cin + 3) / 4 * cp);
+    for (long oc = c0; oc < c1; oc++) P->init[oc - c0] = qpw_init(a, oc);
+    for (long k = 0; c0 + QPW_MR * k < c1; k++) {
+        const long oc = c0 + QPW_MR * k;
+        int proved = !a->residual && !a->otype && oc + QPW_MR <= c1;
+        uint32_t lo4 = 0, hi4 = 0;
+        for (long i = 0; i < QPW_MR && proved; i++) {
+            const float v = pv[oc + i], lo = pv[cp + oc + i], hi = pv[2 * cp + oc + i];
+            proved = v > 0.0f && v <= QPW_PROVED_MAX && lo >= -128.0f && hi <= 127.0f &&
+                     lo <= hi && lo == (float)(int)lo && hi == (float)(int)hi;
+            if (proved) {
+                lo4 |= (uint32_t)(uint8_t)(int8_t)(int)lo << (8 * i);
+                hi4 |= (uint32_t)(uint8_t)(int8_t)(int)hi << (8 * i);
+            }
+        }
+        int fast = f->on && !a->otype && oc + QPW_MR <= c1;
+        for (long i = 0; i < QPW_MR && fast; i++) fast = fm[oc - c0 + i] != 0.0f;
+        P->epi[k] = (signed char)(proved  ? QPW_EPI_PROVED
+                                  : !fast ? -1
+                                  : a->residual ? QPW_EPI_RES
+                                                : QPW_EPI_FAST);
+        P->blo[k] = (int32_t)lo4, P->bhi[k] = (int32_t)hi4;
+        for (long i = 0; i < QPW_MR && oc + i < c1; i++)
+            P->em[oc - c0 + i] = proved ? pv[oc + i] : fm[oc - c0 + i];
+    }
+}
+
+/* the tile of channels oc .. oc + QPW_MR - 1 (pass channel k = oc - c0) over layout columns
+ * j0 .. j1 - 1 (whole blocks of 16 positions), the epilogue EPI */
+static inline __attribute__((always_inline)) void qpw_strip(const qpw_int8_args *a,
+                                                          const qpw_fast *f, const float *fm,
+                                                          const qpw_pass *P, long k,
+                                                          const uint32_t *buf, long pn,
+                                                          long j0, long j1, long oc,
+                                                          const int KIND, const int EPI) {
+    const long cq = (a->cin + 3) / 4, ocs = a->ocs;
+    const float *em = P->em + k;
+    const int32_t *w0 = qpw_wq(a, oc);
+    const long ws = QPW_WS(a);
+    int8_t *o = a->out + oc * ocs + a->q0;
+    /* vpshufb: row 2p's byte in the low lane, row 2p + 1's in the high lane */
+    static const int8_t pick[2][32] = {
+        {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+         1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+        {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+         3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3}};
+    for (long j = j0; j < j1; j += 16) {
+        const uint32_t *x = buf + (pn == 16 ? j * cq : j); /* pn: the row stride (qpw_rs) */
+        int32_t mem[QPW_MR * 16] __attribute__((aligned(32)));
+        qpw_dots(x, pn, cq, w0, ws, P->init + k, mem, 2, KIND);
+        /* the accumulators through memory and the epilogue's constants read after the dots:
+         * held in registers across the loop (GCC hoists the constants) they left the dot loop
+         * too few registers, and it spilled accumulators or reloaded x for every channel */
+        __asm__ volatile("" : : "r"(mem) : "memory");
+        __m256i r[QPW_MR][2];
+        if (EPI == QPW_EPI_PROVED) {
+#pragma GCC unroll 4
+            for (int i = 0; i < QPW_MR; i++)
+#pragma GCC unroll 2
+                for (int v = 0; v < 2; v++)
+                    r[i][v] = _mm256_cvtps_epi32(_mm256_mul_ps(
+                        _mm256_cvtepi32_ps(_mm256_load_si256((const __m256i *)(mem + 16 * i + 8 * v))),
+                        _mm256_set1_ps(em[i])));
+        } else {
+            const __m256 lo = _mm256_set1_ps(f->lo), hi = _mm256_set1_ps(f->hi);
+            const __m256 sign = _mm256_set1_ps(-0.0f);
+            __m256 dmax = _mm256_setzero_ps();
+            const int8_t *zp = EPI == QPW_EPI_RES ? a->z + oc * a->zcs + a->q0 + j : NULL;
+#pragma GCC unroll 4
+            for (int i = 0; i < QPW_MR; i++) {
+#pragma GCC unroll 2
+                for (int v = 0; v < 2; v++) {
+                    __m256 t = _mm256_mul_ps(
+                        _mm256_cvtepi32_ps(_mm256_load_si256((const __m256i *)(mem + 16 * i + 8 * v))),
+                        _mm256_set1_ps(em[i]));
+                    if (EPI == QPW_EPI_RES) {
+                        const __m256 z = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+                            _mm_loadl_epi64((const __m128i *)(zp + i * a->zcs + 8 * v))));
+                        t = _mm256_add_ps(t, _mm256_mul_ps(z, _mm256_set1_ps(f->zs)));
+                    }
+                    t = _mm256_min_ps(_mm256_max_ps(t, lo), hi);
+                    const __m256 rt =
+                        _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                    dmax = _mm256_max_ps(dmax, _mm256_andnot_ps(sign, _mm256_sub_ps(t, rt)));
+                    r[i][v] = _mm256_cvtps_epi32(rt);
+                }
+            }
+            if (__builtin_expect(_mm256_movemask_ps(_mm256_cmp_ps(
+                                     dmax, _mm256_set1_ps(0.5f - f->eps), _CMP_GT_OQ)),
+                                 0)) { /* a lane near a half: the tile by qpw_row */
+                qpw_rows_slow(a, f, mem, fm, oc, a->q0 + j);
+                continue;
+            }
+        }
+        /* two rows a store pair, as qpw_tile's */
+        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+#pragma GCC unroll 2
+        for (int p = 0; p < 2; p++) {
+            __m256i b = _mm256_permutevar8x32_epi32(
+                _mm256_packs_epi16(_mm256_packs_epi32(r[2 * p][0], r[2 * p][1]),
+                                   _mm256_packs_epi32(r[2 * p + 1][0], r[2 * p + 1][1])),
+                order);
+            if (EPI == QPW_EPI_PROVED) {
+                const __m256i m = _mm256_loadu_si256((const __m256i *)pick[p]);
+                b = _mm256_max_epi8(b, _mm256_shuffle_epi8(_mm256_set1_epi32(P->blo[k / QPW_MR]), m));
+                b = _mm256_min_epi8(b, _mm256_shuffle_epi8(_mm256_set1_epi32(P->bhi[k / QPW_MR]), m));
+            }
+            _mm_storeu_si128((__m128i *)(o + 2 * p * ocs + j), _mm256_castsi256_si128(b));
+            _mm_storeu_si128((__m128i *)(o + (2 * p + 1) * ocs + j),
+                             _mm256_extracti128_si256(b, 1));
+        }
+    }
+}
+
+#define QPW_STRIPS(KIND, EPI)                                                                  \
+    static __attribute__((noinline)) void qpw_strip_##KIND##_##EPI(                            \
+        const qpw_int8_args *a, const qpw_fast *f, const float *fm, const qpw_pass *P, long k, \
+        const uint32_t *buf, long pn, long j0, long j1, long oc) {                             \
+        qpw_strip(a, f, fm, P, k, buf, pn, j0, j1, oc, KIND, EPI);                             \
+    }
+QPW_STRIPS(QPW_UBS, QPW_EPI_PROVED)
+QPW_STRIPS(QPW_UBS, QPW_EPI_FAST)
+QPW_STRIPS(QPW_UBS, QPW_EPI_RES)
+QPW_STRIPS(QPW_SIGN, QPW_EPI_PROVED)
+QPW_STRIPS(QPW_SIGN, QPW_EPI_FAST)
+QPW_STRIPS(QPW_SIGN, QPW_EPI_RES)
+
+/* the tile of channels oc on (pass channel k) over whole blocks j0 .. j1 - 1 by a strip; 0
+ * where none applies (the caller runs qpw_tile) */
+static inline int qpw_strip_run(const qpw_int8_args *a, const qpw_fast *f, const float *fm,
+                                const qpw_pass *P, long k, const uint32_t *buf, long pn,
+                                long j0, long j1, long oc, int kind) {
+    const int epi = P->epi[k / QPW_MR];
+    if (epi < 0 || kind == QPW_WIDE) return 0;
+#define QPW_STRIP_CALL(KIND, EPI) qpw_strip_##KIND##_##EPI(a, f, fm, P, k, buf, pn, j0, j1, oc)
+    if (kind == QPW_UBS) {
+        if (epi == QPW_EPI_PROVED)
+            QPW_STRIP_CALL(QPW_UBS, QPW_EPI_PROVED);
+        else if (epi == QPW_EPI_FAST)
+            QPW_STRIP_CALL(QPW_UBS, QPW_EPI_FAST);
+        else
+            QPW_STRIP_CALL(QPW_UBS, QPW_EPI_RES);
+    } else {
+        if (epi == QPW_EPI_PROVED)
+            QPW_STRIP_CALL(QPW_SIGN, QPW_EPI_PROVED);
+        else if (epi == QPW_EPI_FAST)
+            QPW_STRIP_CALL(QPW_SIGN, QPW_EPI_FAST);
+        else
+            QPW_STRIP_CALL(QPW_SIGN, QPW_EPI_RES);
+    }
+#undef QPW_STRIP_CALL
+    return 1;
+}
+
 /* one output as qpw_row computes it, scalar (the same float32 operations) */
 static inline int8_t qpw_one(const qpw_int8_args *a, const qpw_fast *f, int32_t acc, float m,
                              float pv, float plo, float phi, long oc, long pos) {
@@ -854,28 +1049,39 @@ static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *
     const int kind = !neg ? QPW_UBS : wsafe ? QPW_SIGN : QPW_WIDE;
     pn = qpw_rs(cq, pn); /* from here the layout's row stride (the tiles' pn) */
     float fm[QPW_FM_MAX + QPW_MR];
+    qpw_pass P;
+    /* strips on the rows layout only (fewer than QPW_BLOCK_CQ quads): on more quads they
+     * measured no faster (1.02-1.05x on MobileNetV2's 64-160 input channels) */
+    const int strips = cq < QPW_BLOCK_CQ && !a->otype && kind != QPW_WIDE;
     for (long c0 = a->oc0; c0 < a->oc1; c0 += QPW_FM_MAX) {
         const long c1 = a->oc1 - c0 < QPW_FM_MAX ? a->oc1 : c0 + QPW_FM_MAX;
         for (long oc = c0; oc < c1; oc++) {
             double q = f->on ? a->mult[oc] / a->oscale : 0.0;
             fm[oc - c0] = fabs(q) < 1e20 ? (float)q : 0.0f; /* NaN: 0 too */
         }
+        if (strips) qpw_pass_setup(a, f, fm, c0, c1, &P);
         /* a panel of 16 channels (its weights one after another, read once from memory
          * per call: in a model they come cold) over all the call's positions by groups of G
          * blocks of 16 positions, each of the panel's 4 tiles over the group's blocks. G 1
          * on the blocked layout (qpw_rs: the block's quads reused from L1 by the 4 tiles; G
          * as before the panels, 4 up to 64 quads, was 1.04x slower on ResNet-50's layers),
-         * 4 on the rows (the tiles' output rows written 64 bytes at a time; G 1 was 1.38x
-         * slower on MobileNetV2's signed 24 -> 144 layer on 56 x 56) */
-        const long G = cq >= QPW_BLOCK_CQ ? 1 : 4;
+         * 16 on the rows (the tiles' output rows written 256 bytes at a time, a strip's
+         * setup over 16 blocks; G 1 was 1.38x slower on MobileNetV2's signed 24 -> 144 layer
+         * on 56 x 56, G 16 with the strips 0.95-0.98x G 4, 32 and 64 as 16) */
+        const long G = cq >= QPW_BLOCK_CQ ? 1 : 16;
         for (long p0 = c0; p0 < c1; p0 += 16) {
             const long p1 = c1 - p0 < 16 ? c1 : p0 + 16;
             for (long g0 = 0; g0 < all; g0 += 16 * G) {
                 const long g1 = all - g0 < 16 * G ? all : g0 + 16 * G;
+                const long gw = g0 + (g1 - g0) / 16 * 16; /* the group's whole blocks */
                 for (long oc = p0; oc < p1; oc += QPW_MR) {
                     const long rows = p1 - oc < QPW_MR ? p1 - oc : QPW_MR;
                     const float *m = fm + (oc - c0);
-                    for (long j0 = g0; j0 < g1; j0 += 16) {
+                    long j0 = g0;
+                    if (strips && rows == QPW_MR && gw > g0 &&
+                        qpw_strip_run(a, f, m, &P, oc - c0, buf, pn, g0, gw, oc, kind))
+                        j0 = gw;
+                    for (; j0 < g1; j0 += 16) {
                         const long n = g1 - j0 < 16 ? g1 - j0 : 16;
                         if (n <= QPW_OC_TAIL) continue;
                         if (kind == QPW_UBS && n > 8)
