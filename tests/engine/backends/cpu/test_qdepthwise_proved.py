@@ -151,3 +151,49 @@ def test_same_multipliers_as_every_checkpoint(act) -> None:
     tiny = (weight[:64], None, mult[:64] * 1e-41 / out_scale, 1e-41, act[0], act[1])
     for a, b in zip(proved_multipliers(*tiny), _proved_by_every_checkpoint(*tiny), strict=True):
         np.testing.assert_array_equal(a.view(np.int32), b.view(np.int32))
+
+
+def test_proofs_are_kept_by_their_inputs(monkeypatch) -> None:
+    """The same inputs are proved once (equal arrays, the caller's own copies); a change in
+    any input is proved again; the kept proofs stay within CACHE_CHANNELS."""
+    from edge_infer.engine.backends.cpu.tactics import qdw_requant
+
+    proofs: list[int] = []
+    real = qdw_requant._prove
+
+    def counted(*args):
+        proofs.append(args[0].shape[0])
+        return real(*args)
+
+    monkeypatch.setattr(qdw_requant, "_prove", counted)
+    monkeypatch.setattr(qdw_requant, "_cache", type(qdw_requant._cache)())
+    rng = np.random.default_rng(11)
+    weight = rng.integers(-128, 128, (16, 1, 3, 3)).astype(np.int8)
+    bias = rng.integers(-500, 500, 16).astype(np.int32)
+    mult = 10.0 ** rng.uniform(-4, -2, 16)
+    args = (weight, bias, mult, 0.05, "relu", ())
+    first = proved_multipliers(*args)
+    first[0][:] = 7  # the caller's own arrays
+    again = proved_multipliers(*args)
+    assert len(proofs) == 1 and (again[0] != 7).all() and (again[0] > 0).any()
+    np.testing.assert_array_equal(again[1].view(np.int32), real(*args)[1].view(np.int32))
+    other_w = weight.copy()
+    other_w[3, 0, 1, 1] ^= 1
+    changed = [
+        (other_w, bias, mult, 0.05, "relu", ()),
+        (weight, None, mult, 0.05, "relu", ()),
+        (weight, bias + 1, mult, 0.05, "relu", ()),
+        (weight, bias, mult * (1 + 1e-9), 0.05, "relu", ()),
+        (weight, bias, mult, 0.051, "relu", ()),
+        (weight, bias, mult, 0.05, "", ()),
+        (weight, bias, mult, 0.05, "clip", (0.0, 6.0)),
+        (weight, bias, mult, 0.05, "clip", (0.0, 5.0)),
+    ]
+    for case in changed:
+        proved_multipliers(*case)
+    assert len(proofs) == 1 + len(changed)
+    monkeypatch.setattr(qdw_requant, "CACHE_CHANNELS", 40)
+    proved_multipliers(weight[:8], bias[:8], mult[:8], 0.05, "relu", ())
+    assert sum(p[0].size for p in qdw_requant._cache.values()) <= 40
+    proved_multipliers(*args)  # dropped: proved again
+    assert len(proofs) == 3 + len(changed)

@@ -23,6 +23,11 @@ for float32(m / os) and its float32 neighbours keeps ``vmq = 0``: the checked pa
 
 from __future__ import annotations
 
+import hashlib
+import struct
+import threading
+from collections import OrderedDict
+
 import numpy as np
 
 from edge_infer.engine.ops.fused import apply_activation
@@ -51,6 +56,16 @@ def _fast(a: np.ndarray, vmq: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.
     return np.clip(q, lo[:, None], hi[:, None])
 
 
+Proof = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+#: the proofs kept, by their inputs' digest, at most this many channels' in all (the least
+#: recently used dropped first; 12 bytes a channel): QDepthwiseNative proves its layer at
+#: every bind (each context), a second Engine.load of a file proves every layer again
+CACHE_CHANNELS = 1 << 18
+_cache: OrderedDict[bytes, Proof] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
 def proved_multipliers(
     weight: np.ndarray,
     bias: np.ndarray | None,
@@ -58,11 +73,57 @@ def proved_multipliers(
     out_scale: float,
     activation: str,
     params: tuple[float, ...],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> Proof:
     """(vmq, lo, hi) per channel, float32 each; vmq 0 where no multiplier is proved.
 
     ``weight`` [C, ...] int8, ``bias`` [C] int32 or None, ``mult`` [C] float64 (x_scale x
-    w_scale), an int8 output at ``out_scale`` after ``activation``."""
+    w_scale), an int8 output at ``out_scale`` after ``activation``. Proved once for the
+    same inputs (by their digest); the caller gets its own arrays."""
+    key = _digest(weight, bias, mult, out_scale, activation, params)
+    with _cache_lock:
+        proof = _cache.get(key)
+        if proof is not None:
+            _cache.move_to_end(key)
+    if proof is None:
+        proof = _prove(weight, bias, mult, out_scale, activation, params)
+        with _cache_lock:
+            _cache[key] = proof
+            held = sum(p[0].size for p in _cache.values())
+            while held > CACHE_CHANNELS and len(_cache) > 1:
+                held -= _cache.popitem(last=False)[1][0].size
+    vmq, lo, hi = (a.copy() for a in proof)
+    return vmq, lo, hi
+
+
+def _digest(
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    mult: np.ndarray,
+    out_scale: float,
+    activation: str,
+    params: tuple[float, ...],
+) -> bytes:
+    """What the proof depends on, hashed: the weights (dtype, shape, values), the bias and
+    multipliers as the proof reads them, the scale, the activation and its parameters."""
+    h = hashlib.blake2b(digest_size=20)
+    w = np.ascontiguousarray(weight)
+    h.update(f"{w.dtype.str}{w.shape}{activation!r}{tuple(params)!r}".encode())
+    h.update(struct.pack("<d", float(out_scale)))
+    h.update(w.reshape(-1).view(np.uint8))
+    h.update(np.ascontiguousarray(mult, np.float64))
+    h.update(b"-" if bias is None else np.ascontiguousarray(bias, np.int64).tobytes())
+    return h.digest()
+
+
+def _prove(
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    mult: np.ndarray,
+    out_scale: float,
+    activation: str,
+    params: tuple[float, ...],
+) -> Proof:
+    """:func:`proved_multipliers`, computed."""
     c = weight.shape[0]
     vmq = np.zeros(c, np.float32)
     lo = np.zeros(c, np.float32)
