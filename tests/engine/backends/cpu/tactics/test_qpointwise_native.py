@@ -254,6 +254,28 @@ def test_ties_round_half_to_even() -> None:
     np.testing.assert_array_equal(run(spec, inputs), want)
 
 
+@pytest.mark.parametrize("residual", ["none", "pre"])
+def test_float32_quotient_off_by_a_half(residual) -> None:
+    """Accumulators whose float32 fast quotient lands exactly on a half where the reference's
+    (float32(double(acc) * mult) / out_scale) is just above it: x_scale 0.5 + 2.5e-8 (float32
+    m / s: 0.5), out_scale 1, acc 201 -> fast 100.5 (rounds to 100), reference 100.500008
+    (101). The fast epilogues must redo those lanes exactly: two whole blocks of 16 positions
+    of 4 output channels on 4 input channels (the AVX2 path's strips), with a residual of 0."""
+    conv = ((1, 4, 4, 8), 4, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    z_dtype = np.int8 if residual == "pre" else None
+    spec, inputs = make_case(conv, ("", ()), residual, z_dtype, "int8", np.int8, seed=5)
+    x = np.zeros(spec.x_shape, np.int8)
+    bias = np.array([201, -201, 203, 605], np.int32)
+    ws = np.ones(spec.cout, np.float32)
+    fields = dict(bias=bias, w_scale=ws, x_scale=0.5 + 2.5e-8, out_scale=1.0)
+    spec = QConvSpec(**{**spec.__dict__, **fields})
+    z = None if residual == "none" else np.zeros(spec.out_shape, np.int8)
+    inputs = [x, spec.weight, ws, bias, z]
+    want = qconv(*inputs, **spec.attrs())
+    assert (want[0, :, 0, 0] == (101, -101, 102, 127)).all()
+    np.testing.assert_array_equal(run(spec, inputs), want)
+
+
 @pytest.mark.parametrize("build", sorted(isa_builds.X86_BUILDS))
 def test_every_x86_build(build, tmp_path, monkeypatch) -> None:
     flags, needs = isa_builds.X86_BUILDS[build]
