@@ -149,6 +149,9 @@ def _prove(
         cands.append(cand)
     # |a * vmq| < 2^30: the kernel's float -> int32 conversion stays in range
     fits = np.stack([(v > 0) & (v <= 64) & np.isfinite(v) for v in cands])
+    # the blocks' arrays, allocated once: checkpoints, float32 products, float64 quotients
+    size = (min(CHUNK, rows.size), 255 * 2 * WINDOW + 2)
+    bufs = (np.empty(size), np.empty(size, np.float32), np.empty(size))
     for r0 in range(0, rows.size, CHUNK):
         r = rows[r0 : r0 + CHUNK]
         v, lo_r, hi_r = _prove_rows(
@@ -160,6 +163,7 @@ def _prove(
             params,
             [cand[r] for cand in cands],
             fits[:, r],
+            bufs,
         )
         vmq[r], lo[r], hi[r] = v, lo_r, hi_r
     return vmq, lo, hi
@@ -178,6 +182,7 @@ def _prove_rows(
     params: tuple[float, ...],
     cands: list[np.ndarray],
     fits: np.ndarray,
+    bufs: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(vmq, lo, hi) of channels whose accumulators stay below 2^24 (m > 0, finite): the
     proof of :func:`proved_multipliers` on their checkpoints, held as float64 integers
@@ -189,7 +194,7 @@ def _prove_rows(
         steps = np.floor(k[None, :] * out_scale / m[:, None])
     if not np.isfinite(steps).all():  # (no NaN: k != 0, m finite)
         steps = np.nan_to_num(steps, posinf=2.0**40, neginf=-(2.0**40))
-    points = np.empty((n, 255 * 2 * WINDOW + 2), np.float64)
+    points = bufs[0][:n]
     lo_a, hi_a = amin.astype(np.float64)[:, None], amax.astype(np.float64)[:, None]
     points[:, :1], points[:, -1:] = lo_a, hi_a
     near = points[:, 1:-1].reshape(n, 255, 2 * WINDOW)
@@ -205,10 +210,10 @@ def _prove_rows(
         points[unsorted] = np.sort(points[unsorted], axis=1)
     # g (_reference): float32(a * m), the activation, rint(float64 / os) clipped to int8
     # (each ufunc computes in float64 and rounds into its float32 output, as astype does)
-    y32 = np.multiply(points, m[:, None], out=np.empty(points.shape, np.float32))
+    y32 = np.multiply(points, m[:, None], out=bufs[1][:n])
     if activation:
         y32 = np.asarray(apply_activation(y32, activation, params), np.float32)
-    g = np.rint(np.divide(y32, np.float64(out_scale), dtype=np.float64), out=y32)
+    g = np.rint(np.divide(y32, np.float64(out_scale), out=bufs[2][:n], dtype=np.float64), out=y32)
     np.clip(g, -128.0, 127.0, out=g)  # after the (monotonic) cast: the same small integers
     # g's runs of equal values along the sorted checkpoints: a run ends at `col` (then the
     # next starts at col + 1); a gap: two consecutive checkpoints more than 1 apart where g
