@@ -220,3 +220,28 @@ def test_terms_ordered_per_block_of_channels(k: int) -> None:
     out = np.zeros(spec.out_shape, np.float32)
     tactic.bind(inputs, [out], ScratchPool(None))()
     assert (out != want).any()
+
+
+@pytest.mark.skipif(not avx2(), reason="the AVX2 path only")
+def test_int8_epilogue_of_the_tiles_near_halves() -> None:
+    """The float32 int8 epilogue after the output-channel tiles on layers with most outputs
+    within about 1e-6 of a half (test_qconv_fast_epilogue's cases, there by position tiles):
+    its check sends those to the exact path, bit for bit (40 channels: tiles of 24 and 16; a
+    short last tile of positions)."""
+    from tests.engine.backends.cpu.tactics.test_qconv_fast_epilogue import (
+        near_half_case,
+        near_halves,
+    )
+
+    convs = [
+        ((1, 16, 14, 14), 40, (1, 1), (1, 1), (0, 0, 0, 0)),
+        ((1, 8, 9, 11), 24, (3, 3), (1, 1), (1, 1, 1, 1)),
+    ]
+    for k, act in enumerate([("", ()), ("relu", ()), ("clip", (0.0, 3.0))]):
+        for conv in convs:
+            spec, inputs = near_half_case(conv, act, "none", seed=k)
+            assert near_halves(spec, inputs) > 0.15
+            want = qconv(*inputs, **spec.attrs())
+            got, calls = run_oc(spec, inputs)
+            assert calls > 0
+            np.testing.assert_array_equal(got, want, err_msg=f"{act[0]} {conv}")
