@@ -760,6 +760,8 @@ static inline __attribute__((always_inline)) void qpw_tile(const qpw_int8_args *
 enum { QPW_EPI_PROVED, QPW_EPI_FAST, QPW_EPI_RES };
 #define QPW_PROVED_MAX 64.0f
 #define QPW_TILES_MAX (QPW_FM_MAX / QPW_MR + 1)
+#define QPW_STRIP_CQ 48 /* strips on at most this many quads (qpw_gemm) */
+#define QPW_STRIP_X 16384 /* a strip's blocks of layout on the blocked layout, bytes (qpw_gemm) */
 
 /* a pass's channels (from c0) as the strips read them */
 typedef struct {
@@ -832,14 +834,22 @@ static inline __attribute__((always_inline)) void qpw_strip(const qpw_int8_args 
          1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
         {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
          3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3}};
-    for (long j = j0; j < j1; j += 16) {
-        const uint32_t *x = buf + (pn == 16 ? j * cq : j); /* pn: the row stride (qpw_rs) */
-        int32_t mem[QPW_MR * 16] __attribute__((aligned(32)));
-        qpw_dots(x, pn, cq, w0, ws, P->init + k, mem, 2, KIND);
+    /* software-pipelined: a block's epilogue after the next block's dots, so that its chain
+     * (the accumulators' reload, conversions, packs, stores) has its inputs ready and overlaps
+     * the next dots instead of waiting on the dots just before it */
+    int32_t mems[2][QPW_MR * 16] __attribute__((aligned(32)));
+    for (long jn = j0, c = 0; jn <= j1; jn += 16, c ^= 1) {
+        if (jn < j1) {
+            const uint32_t *x = buf + (pn == 16 ? jn * cq : jn); /* pn: the row stride */
+            qpw_dots(x, pn, cq, w0, ws, P->init + k, mems[c], 2, KIND);
+        }
         /* the accumulators through memory and the epilogue's constants read after the dots:
          * held in registers across the loop (GCC hoists the constants) they left the dot loop
          * too few registers, and it spilled accumulators or reloaded x for every channel */
-        __asm__ volatile("" : : "r"(mem) : "memory");
+        __asm__ volatile("" : : "r"(mems) : "memory");
+        if (jn == j0) continue;
+        const long j = jn - 16;
+        const int32_t *mem = mems[c ^ 1];
         __m256i r[QPW_MR][2];
         if (EPI == QPW_EPI_PROVED) {
 #pragma GCC unroll 4
@@ -1050,9 +1060,9 @@ static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *
     pn = qpw_rs(cq, pn); /* from here the layout's row stride (the tiles' pn) */
     float fm[QPW_FM_MAX + QPW_MR];
     qpw_pass P;
-    /* strips on the rows layout only (fewer than QPW_BLOCK_CQ quads): on more quads they
-     * measured no faster (1.02-1.05x on MobileNetV2's 64-160 input channels) */
-    const int strips = cq < QPW_BLOCK_CQ && !a->otype && kind != QPW_WIDE;
+    /* strips up to QPW_STRIP_CQ quads: on more (ResNet-50's 256-1024 input channels) they
+     * measured 1.0-1.06x the tiles, the epilogue a small part there */
+    const int strips = cq <= QPW_STRIP_CQ && !a->otype && kind != QPW_WIDE;
     for (long c0 = a->oc0; c0 < a->oc1; c0 += QPW_FM_MAX) {
         const long c1 = a->oc1 - c0 < QPW_FM_MAX ? a->oc1 : c0 + QPW_FM_MAX;
         for (long oc = c0; oc < c1; oc++) {
@@ -1068,7 +1078,7 @@ static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *
          * 16 on the rows (the tiles' output rows written 256 bytes at a time, a strip's
          * setup over 16 blocks; G 1 was 1.38x slower on MobileNetV2's signed 24 -> 144 layer
          * on 56 x 56, G 16 with the strips 0.95-0.98x G 4, 32 and 64 as 16) */
-        const long G = cq >= QPW_BLOCK_CQ ? 1 : 16;
+        const long G = !strips ? (cq >= QPW_BLOCK_CQ ? 1 : 4) : cq >= QPW_BLOCK_CQ ? QPW_STRIP_X / (64 * cq) : 16;
         for (long p0 = c0; p0 < c1; p0 += 16) {
             const long p1 = c1 - p0 < 16 ? c1 : p0 + 16;
             for (long g0 = 0; g0 < all; g0 += 16 * G) {
