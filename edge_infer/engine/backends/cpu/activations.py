@@ -205,6 +205,7 @@ class Epilogue:
         bias = None if self.bias is None else self.bias[c0:c1]
         res, act, p = self.residual, self.activation, self.params
         if self.kernel is not None:
+            warm_up()  # compiled loops load at the bind (create_context), not in the first run
             code = self.code
             defaults = {2: [0.01, 0.0], 3: [-np.inf, np.inf], 7: [0.2, 0.5]}.get(code, [0.0, 0.0])
             p0, p1 = (p + defaults[len(p) :])[:2]

@@ -59,7 +59,16 @@ def _depthwise_py(xp, w, out, sy, sx, dy, dx):  # pragma: no cover - compiled
                     dst[o] = acc[o]
 
 
-depthwise = _jit(_depthwise_py)
+@functools.cache
+def _depthwise() -> Callable[..., Any]:
+    return _jit(_depthwise_py)
+
+
+def depthwise(
+    xp: np.ndarray, w: np.ndarray, out: np.ndarray, sy: int, sx: int, dy: int, dx: int
+) -> None:
+    """The compiled :func:`_depthwise_py` (numba imported at the first call, not at import)."""
+    _depthwise()(xp, w, out, sy, sx, dy, dx)
 
 
 @functools.cache

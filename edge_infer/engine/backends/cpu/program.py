@@ -196,10 +196,6 @@ class CpuProgram(Program):
         return len(self.layers)
 
     def new_state(self) -> CpuState:
-        from edge_infer.engine.backends.cpu import activations, jit
-
-        activations.warm_up()  # compiled loops load here, not in the first inference
-        jit.warm_up()
         arena = _touched((max(self.plan.total_bytes, 64),), np.dtype(np.uint8))
         views = make_views(self.graph, self.plan, arena)
         width = thread_budget().per_context

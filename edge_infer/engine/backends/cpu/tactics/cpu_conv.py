@@ -377,6 +377,7 @@ class DepthwiseDirect(_ConvTactic):
         out4 = unflat4(out3, ho, wo)
         ranges = split(c, self._parts(scratch, out3.size))
         if jit.available() and x.dtype == np.float32:
+            jit.warm_up()
             w3 = np.ascontiguousarray(s.weight[:, 0], dtype=np.float32)
             chunks = [
                 sequence(
