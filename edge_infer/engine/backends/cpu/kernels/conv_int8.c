@@ -1776,6 +1776,15 @@ static void finish_run_q(const int32_t *acc, long n, long oc, long pos, const qc
 #if defined(__AVX2__) && EI_INT8_PATH != EI_Q8_GENERIC
     for (; j + 8 <= n; j += 8)
         if (!fast_vecs(acc + j, oc, pos + j, a, f, m, pq, 1)) finish8(acc + j, 8, oc, pos + j, a);
+    if (j < n && n >= 8 && !a->residual) {
+        /* a run's last 1-7 outputs as its last 8 again (those before: the same bytes
+         * stored twice; not where the residual might be the output's own buffer), not by
+         * finish8_q: the stem's runs end at its rows' ends (112 of a grid row's 115), and
+         * its tails took a quarter of its epilogue */
+        j = n - 8;
+        if (!fast_vecs(acc + j, oc, pos + j, a, f, m, pq, 1)) finish8(acc + j, 8, oc, pos + j, a);
+        j = n;
+    }
 #endif
     for (; j + 8 <= n; j += 8) finish8_q(acc + j, 8, oc, pos + j, a, f, m, pq);
     if (j < n) finish8_q(acc + j, n - j, oc, pos + j, a, f, m, pq);
