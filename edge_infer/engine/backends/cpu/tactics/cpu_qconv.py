@@ -112,6 +112,9 @@ class QConvNative(Tactic):
     """INT8 implicit GEMM in C (see the module docstring); any group count (per group)."""
 
     name = "qconv_native"
+    #: a 1x1 layer's position chunks (:meth:`_position_chunks`) are multiples of this many
+    #: positions but the last: whole position tiles (conv_int8.c NT)
+    chunk_align = STRIP
 
     def __init__(self, spec: QConvSpec) -> None:
         self.spec = spec
@@ -364,9 +367,13 @@ class QConvNative(Tactic):
         per_image = min(per_image, -(-positions // STRIP))
         if workers > 1 and n * per_image < 2 * workers:
             return None
-        even = -(-positions // per_image)
-        size = -(-even // STRIP) * STRIP  # positions of a chunk
-        bounds = [(g0, min(g0 + size, positions)) for g0 in range(0, positions, size)]
+        if self.chunk_align == STRIP:
+            even = -(-positions // per_image)
+            size = -(-even // STRIP) * STRIP  # positions of a chunk
+            bounds = [(g0, min(g0 + size, positions)) for g0 in range(0, positions, size)]
+        else:  # chunks of (nearly) equal positions: 14 x 14 as 48, 48, 48, 52, not 64 x 3 + 4
+            bounds = split(positions, per_image, align=self.chunk_align)
+            size = max(g1 - g0 for g0, g1 in bounds)
         # term t reads quad order[t] (1x1: a term a quad)
         toffs = {m: p["order"].astype(np.int64) * m for m in {g1 - g0 for g0, g1 in bounds}}
         bufs = scratch((n * len(bounds), cq * size + STRIP), np.int32, "qconv_layout")
@@ -466,6 +473,10 @@ class QConvNativeOC(QConvNative):
     against ``qconv_native`` by timing."""
 
     name = "qconv_native_oc"
+    #: its tiles are 4 positions (conv_int8.c EI_OCP) and a run's epilogue takes 8 at once:
+    #: position chunks of 8s split a small map evenly between the threads (ResNet-50's 14 x 14
+    #: 1x1 layers: 48, 48, 48, 52 positions, where strips of 64 left 64, 64, 64, 4)
+    chunk_align = 8
 
     @classmethod
     def applicable(cls, spec: QConvSpec) -> bool:

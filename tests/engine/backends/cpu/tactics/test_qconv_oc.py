@@ -245,3 +245,23 @@ def test_int8_epilogue_of_the_tiles_near_halves() -> None:
             got, calls = run_oc(spec, inputs)
             assert calls > 0
             np.testing.assert_array_equal(got, want, err_msg=f"{act[0]} {conv}")
+
+
+@pytest.mark.skipif(not avx2(), reason="the AVX2 path only")
+def test_position_chunks_split_a_small_map_evenly() -> None:
+    """A 14 x 14 1x1 layer (ResNet-50's third stage) on 2 workers: four chunks of 48, 48, 48
+    and 52 positions (multiples of 8 but the last), not strips of 64 (64, 64, 64, 4: one
+    thread's share twice the other's); the reference's bits by the tiles."""
+    conv = ((1, 16, 14, 14), 24, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    spec, inputs = make_case(conv, ("relu", ()), "none", None, "int8", np.int8, seed=3)
+    x = np.random.default_rng(3).integers(0, 121, inputs[0].shape).astype(np.int8)
+    inputs = [x, *inputs[1:]]  # within the tiles' limits
+    out = np.zeros(spec.out_shape, np.int8)
+    chunks = QConvNativeOC(spec)._position_chunks(
+        inputs[0], out.reshape(1, 24, -1), None, 2, ScratchPool(None)
+    )
+    assert chunks is not None
+    assert [c.calls[1].args.g1 for c in chunks] == [48, 48, 48, 52]
+    got, calls = run_oc(spec, inputs, workers=2)
+    assert calls > 0
+    check(spec, got, qconv(*inputs, **spec.attrs()), "14 x 14 in chunks")
