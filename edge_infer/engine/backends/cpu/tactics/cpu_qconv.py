@@ -115,6 +115,10 @@ class QConvNative(Tactic):
     #: a 1x1 layer's position chunks (:meth:`_position_chunks`) are multiples of this many
     #: positions but the last: whole position tiles (conv_int8.c NT)
     chunk_align = STRIP
+    #: a 1x1 layer of more output channels than this many times its output positions (all
+    #: images') splits its channels between the threads (each reads its part of the
+    #: weights, the weights outweighing the layout), not its positions
+    channels_per_position = 2
 
     def __init__(self, spec: QConvSpec) -> None:
         self.spec = spec
@@ -259,6 +263,9 @@ class QConvNative(Tactic):
         if oc_align:
             oparts = min(per, -(-p["cog"] // oc_align))
             gparts = min(-(-per // oparts), -(-p["grid"] // STRIP))
+        elif self._by_channels(workers):
+            oc_align, gparts = OC_ALIGN, 1
+            oparts = min(per, -(-p["cog"] // OC_ALIGN))
         else:
             oc_align = OC_ALIGN
             gparts = min(per, -(-p["grid"] // STRIP))
@@ -314,6 +321,17 @@ class QConvNative(Tactic):
         steps.extend(after)
         return sequence(steps)
 
+    def _by_channels(self, workers: int) -> bool:
+        """Split the layer by output channels on ``workers`` threads (see
+        :attr:`channels_per_position`): ResNet-50's 14 x 14 256 -> 1024 layers."""
+        s = self.spec
+        positions = s.out_shape[0] * s.out_shape[2] * s.out_shape[3]
+        return (
+            workers > 1
+            and s.kernel == (1, 1)
+            and s.cout // s.group > self.channels_per_position * positions
+        )
+
     def _oc_tile(self) -> int:
         """The register tile conv_int8.c takes for one image's whole grid and every output
         channel of a group (``qconv_int8_tile``): 7 or 6 positions of an output-channel
@@ -366,6 +384,8 @@ class QConvNative(Tactic):
             per_image = max(per_image, -(-3 * workers // n))
         per_image = min(per_image, -(-positions // STRIP))
         if workers > 1 and n * per_image < 2 * workers:
+            return None
+        if self._by_channels(workers):
             return None
         if self.chunk_align == STRIP:
             even = -(-positions // per_image)

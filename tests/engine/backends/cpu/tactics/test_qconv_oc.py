@@ -265,3 +265,24 @@ def test_position_chunks_split_a_small_map_evenly() -> None:
     got, calls = run_oc(spec, inputs, workers=2)
     assert calls > 0
     check(spec, got, qconv(*inputs, **spec.attrs()), "14 x 14 in chunks")
+
+
+@pytest.mark.skipif(not avx2(), reason="the AVX2 path only")
+def test_a_wide_1x1_on_few_positions_splits_its_channels() -> None:
+    """A 1x1 layer of more output channels than twice its positions (ResNet-50's 14 x 14
+    256 -> 1024) splits its channels between 2 workers (each reads part of the weights),
+    not its positions; the reference's bits. Fewer channels keep the position chunks."""
+    wide = ((1, 16, 6, 6), 80, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    spec, inputs = make_case(wide, ("relu", ()), "pre", np.int8, "int8", np.int8, seed=4)
+    x = np.random.default_rng(4).integers(0, 121, inputs[0].shape).astype(np.int8)
+    inputs = [x, *inputs[1:]]
+    tactic = QConvNativeOC(spec)
+    assert tactic._by_channels(2) and not tactic._by_channels(1)
+    out = np.zeros(spec.out_shape, np.int8)
+    assert tactic._position_chunks(x, out.reshape(1, 80, -1), None, 2, ScratchPool(None)) is None
+    got, calls = run_oc(spec, inputs, workers=2)
+    assert calls > 0
+    check(spec, got, qconv(*inputs, **spec.attrs()), "by channels")
+    narrow = ((1, 16, 6, 6), 72, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    spec, _ = make_case(narrow, ("relu", ()), "none", None, "int8", np.int8, seed=4)
+    assert not QConvNativeOC(spec)._by_channels(2)
