@@ -822,6 +822,19 @@ static void tile_shift(const int32_t *x, const long *toff, long T, const int32_t
     }
 }
 
+/* [*lo, *hi]: the smallest of mn's 32 signed bytes and 0, the largest of mx's and 0 */
+static void fold_range(__m256i mn, __m256i mx, long *lo, long *hi) {
+    int8_t bn[32], bx[32];
+    _mm256_storeu_si256((__m256i *)bn, mn);
+    _mm256_storeu_si256((__m256i *)bx, mx);
+    long l = 0, h = 0;
+    for (int i = 0; i < 32; i++) {
+        l = bn[i] < l ? bn[i] : l;
+        h = bx[i] > h ? bx[i] : h;
+    }
+    *lo = l, *hi = h;
+}
+
 /* the signed range [*lo, *hi] of the activation bytes a strip's tiles read (nv vectors, the
  * last one's first `last` lanes: past the call's end the layout reads the buffer's slack,
  * bytes of no activation) */
@@ -839,15 +852,7 @@ static void tile_range(const int32_t *x, const long *toff, long T, long nv, long
             mx = _mm256_max_epi8(mx, xv);
         }
     }
-    int8_t bn[32], bx[32];
-    _mm256_storeu_si256((__m256i *)bn, mn);
-    _mm256_storeu_si256((__m256i *)bx, mx);
-    long l = 0, h = 0;
-    for (int i = 0; i < 32; i++) {
-        l = bn[i] < l ? bn[i] : l;
-        h = bx[i] > h ? bx[i] : h;
-    }
-    *lo = l, *hi = h;
+    fold_range(mn, mx, lo, hi);
 }
 
 /* the tile where no weight of the layer is -128 (the weight array's sign row, cpu_qconv.py:
@@ -2426,14 +2431,8 @@ static void span_range(const int32_t *x, long n, long *lo, long *hi) {
         mn1 = _mm256_min_epi8(mn1, v1), mx1 = _mm256_max_epi8(mx1, v1);
     }
     mn = _mm256_min_epi8(mn, mn1), mx = _mm256_max_epi8(mx, mx1);
-    int8_t bn[32], bx[32];
-    _mm256_storeu_si256((__m256i *)bn, mn);
-    _mm256_storeu_si256((__m256i *)bx, mx);
-    long l = 0, h = 0;
-    for (int k = 0; k < 32; k++) {
-        l = bn[k] < l ? bn[k] : l;
-        h = bx[k] > h ? bx[k] : h;
-    }
+    long l, h;
+    fold_range(mn, mx, &l, &h);
     for (const int8_t *b = (const int8_t *)(x + i); b < (const int8_t *)(x + n); b++) {
         l = *b < l ? *b : l;
         h = *b > h ? *b : h;
