@@ -129,6 +129,22 @@ class QDepthwiseNative(Tactic):
         self.act = int(code)
         self.params = tuple(float(v) for v in (*params, *defaults[len(params) :])[:2])
 
+    def _prepared(self) -> tuple[Any, ...]:
+        """The layer's constants, computed once per tactic (every context binds with them, as
+        QConvNative's and QPointwiseNative's): float32 weights [C][taps], the int32 bias (or
+        None), float64 x_scale x w_scale, and the VNNI path's constants (qw, qstart, qmq)."""
+        cached = getattr(self, "_prep", None)
+        if cached is not None:
+            return cached
+        s = self.spec
+        c, (kh, kw) = s.x_shape[1], s.kernel
+        weights = np.ascontiguousarray(np.asarray(s.weight, np.float32).reshape(c, kh * kw))
+        bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.int32)
+        mult = np.ascontiguousarray(float(s.x_scale) * np.asarray(s.w_scale, np.float64))
+        qw, qstart, qmq = _vnni_constants(np.asarray(s.weight, np.int8), mult, s)
+        self._prep: tuple[Any, ...] = (weights, bias, mult, qw, qstart, qmq)
+        return self._prep
+
     @classmethod
     def applicable(cls, spec: QConvSpec) -> bool:
         kh, kw = spec.kernel
@@ -279,10 +295,7 @@ class QDepthwiseNative(Tactic):
         grouped = self._grouped() and not s1
         size = self._s1_floats() if s1 else self._buffer_floats(grouped, wq)
         size = max(size, self._p3_floats())
-        weights = np.ascontiguousarray(np.asarray(s.weight, np.float32).reshape(c, kh * kw))
-        bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.int32)
-        mult = np.ascontiguousarray(float(s.x_scale) * np.asarray(s.w_scale, np.float64))
-        qw, qstart, qmq = _vnni_constants(np.asarray(s.weight, np.int8), mult, s)
+        weights, bias, mult, qw, qstart, qmq = self._prepared()
         workers = getattr(scratch, "workers", 1)
         chunks: list[Any] = []
         for b in range(n):
