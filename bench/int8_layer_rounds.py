@@ -63,14 +63,8 @@ def _ours_profile(engine: Path, kernels: Path | None, feeds: Any, runs: int) -> 
 
     if kernels is None:
         return Engine.load(str(engine)).profile_layers(feeds, iterations=runs)
-    saved = native.KERNELS
-    native.KERNELS = kernels
-    native.library.cache_clear()
-    try:
+    with native.kernels_from(kernels):
         return Engine.load(str(engine)).profile_layers(feeds, iterations=runs)
-    finally:
-        native.KERNELS = saved
-        native.library.cache_clear()
 
 
 def profile_row(row: str, work: Path, args: argparse.Namespace) -> str:

@@ -78,14 +78,8 @@ def _ours(engine: Path, kernels: Path | None) -> Any:
 
     if kernels is None:
         return Engine.load(str(engine)).create_context()
-    saved = native.KERNELS
-    native.KERNELS = kernels
-    native.library.cache_clear()
-    try:
+    with native.kernels_from(kernels):
         return Engine.load(str(engine)).create_context()
-    finally:
-        native.KERNELS = saved
-        native.library.cache_clear()
 
 
 def _ort(path: Path, threads: int) -> Any:

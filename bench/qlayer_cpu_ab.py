@@ -68,14 +68,8 @@ def _bind_on(folder: Path, bind: Any) -> Any:
     """``bind()`` with the kernel library compiled from ``folder``."""
     from edge_infer.engine.backends.cpu import native
 
-    saved = native.KERNELS
-    native.KERNELS = folder
-    native.library.cache_clear()
-    try:
+    with native.kernels_from(folder):
         return bind()
-    finally:
-        native.KERNELS = saved
-        native.library.cache_clear()
 
 
 def main(argv: list[str] | None = None) -> int:

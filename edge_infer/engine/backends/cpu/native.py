@@ -13,6 +13,7 @@ native kernels; ``EDGE_INFER_CACHE`` moves the cache folder (default: systemd's
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -23,7 +24,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,25 @@ def library() -> Any | None:
     return lib
 
 
+@contextlib.contextmanager
+def kernels_from(folder: Path) -> Iterator[Any]:
+    """Within the block, :func:`library` is the one compiled from the kernel sources in
+    ``folder`` (e.g. ``backends/cpu/kernels`` of an older commit): benches bind one side of
+    a before/after with it, in the same process as the other. Its build key is that of
+    ``folder``'s sources, so both caches (key and library) are cleared on the way in and out."""
+    global KERNELS
+    saved = KERNELS
+    KERNELS = Path(folder)
+    _library_key.cache_clear()
+    library.cache_clear()
+    try:
+        yield library()
+    finally:
+        KERNELS = saved
+        _library_key.cache_clear()
+        library.cache_clear()
+
+
 class _FieldLayout(ctypes.Structure):
     _fields_ = [
         ("kernel", ctypes.c_char_p),
@@ -186,6 +206,9 @@ def declare(lib: Any) -> None:
     lib.pool_create.argtypes = [_L, _L]
     lib.pool_run.restype = None
     lib.pool_run.argtypes = [_P, _P, _L]
+    if hasattr(lib, "pool_wake"):  # kernels from before it still load in benches' A/Bs
+        lib.pool_wake.restype = None
+        lib.pool_wake.argtypes = [_P]
     lib.pool_destroy.restype = None
     lib.pool_destroy.argtypes = [_P]
     lib.pool_set_shared_only.restype = None
