@@ -90,6 +90,55 @@ static inline void qg_store(const qgemm_packed_s8_args *a, long m, long n, long 
 }
 #endif
 
+#if !(defined(__AVX512VNNI__) && defined(__AVX512BW__)) && defined(__AVX2__)
+#include <immintrin.h>
+
+/* the 8 int32 lanes of v summed */
+static inline int32_t qg_hsum(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* AVX2 without VNNI: exact int32 sums of rows m .. m+mr-1 (mr <= 2) by outputs n .. n+cnt-1
+ * over the row-major weights, 4 outputs at a time: 16 bytes of x and of each weight row
+ * widened to int16 (vpmovsxbw), vpmaddwd into int32 lanes (each pair sum at most 2^15 in
+ * magnitude, exact; int32 sums are exact in any order), the last k % 16 bytes scalar. */
+static inline __attribute__((always_inline)) void qg_dots_avx2(const qgemm_packed_s8_args *a,
+                                                               long m, int mr, long n, long cnt,
+                                                               int32_t acc[2][16]) {
+    const long k = a->k, k16 = k & ~15L;
+    const int8_t *w = (const int8_t *)a->w + n * k;
+    const int8_t *x0 = (const int8_t *)a->x + m * a->xrs, *x1 = x0 + (mr > 1 ? a->xrs : 0);
+    for (long j = 0; j < cnt; j += 4) {
+        const int8_t *w0 = w + j * k, *wr[4];
+        for (int t = 0; t < 4; t++) wr[t] = w0 + (j + t < cnt ? t : 0) * k;
+        __m256i s0[4], s1[4];
+        for (int t = 0; t < 4; t++) s0[t] = s1[t] = _mm256_setzero_si256();
+        for (long i = 0; i < k16; i += 16) {
+            __m256i xa = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x0 + i)));
+            __m256i xb = mr > 1 ? _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x1 + i)))
+                                : xa;
+            for (int t = 0; t < 4; t++) {
+                __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wr[t] + i)));
+                s0[t] = _mm256_add_epi32(s0[t], _mm256_madd_epi16(xa, wv));
+                if (mr > 1) s1[t] = _mm256_add_epi32(s1[t], _mm256_madd_epi16(xb, wv));
+            }
+        }
+        for (int t = 0; t < 4 && j + t < cnt; t++) {
+            int32_t d0 = qg_hsum(s0[t]), d1 = mr > 1 ? qg_hsum(s1[t]) : 0;
+            for (long i = k16; i < k; i++) {
+                d0 += (int32_t)x0[i] * wr[t][i];
+                if (mr > 1) d1 += (int32_t)x1[i] * wr[t][i];
+            }
+            acc[0][j + t] = d0;
+            if (mr > 1) acc[1][j + t] = d1;
+        }
+    }
+}
+#endif
+
 void qgemm_packed_s8_f32(const qgemm_packed_s8_args *a) {
     float rf = a->okind == EI_S8 ? (float)(1.0 / a->oscale) : 0.0f;
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
@@ -104,6 +153,21 @@ void qgemm_packed_s8_f32(const qgemm_packed_s8_args *a) {
         for (; m < a->r1; m++) {
             qg_tile(a, m, nb, 1, acc);
             qg_store16(a, m, 1, n, cnt, acc, rf);
+        }
+    }
+#elif defined(__AVX2__)
+    int32_t acc[2][16];
+    for (long n = a->n0; n < a->n1; n += 16) {
+        long cnt = a->n1 - n < 16 ? a->n1 - n : 16;
+        long m = a->r0;
+        for (; m + 2 <= a->r1; m += 2) {
+            qg_dots_avx2(a, m, 2, n, cnt, acc);
+            qg_store(a, m, n, cnt, acc[0], rf);
+            qg_store(a, m + 1, n, cnt, acc[1], rf);
+        }
+        if (m < a->r1) {
+            qg_dots_avx2(a, m, 1, n, cnt, acc);
+            qg_store(a, m, n, cnt, acc[0], rf);
         }
     }
 #else
