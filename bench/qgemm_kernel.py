@@ -50,9 +50,11 @@ def _call(rows: int, n: int, k: int, kernels: Path | None) -> tuple[Any, np.ndar
     return call, out, want
 
 
-def _cpu_us(call: Any, runs: int) -> float:
+def _cpu_us(call: Any, runs: int, flush: np.ndarray | None) -> float:
     times = []
     for _ in range(runs):
+        if flush is not None:  # the weights from memory, as in a whole model
+            flush += 1
         t0 = time.thread_time()
         call()
         times.append(time.thread_time() - t0)
@@ -64,7 +66,9 @@ def main() -> None:
     p.add_argument("--kernels", type=Path, help="kernels folder of the 'old' side")
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--runs", type=int, default=20, help="calls per side and round (median)")
+    p.add_argument("--cold", action="store_true", help="write 64 MB before each call")
     args = p.parse_args()
+    flush = np.zeros(64 << 20, np.uint8) if args.cold else None
     for rows, n, k in SHAPES:
         sides = {"new": _call(rows, n, k, None)}
         if args.kernels:
@@ -75,7 +79,7 @@ def main() -> None:
         times: dict[str, list[float]] = {s: [] for s in sides}
         for _ in range(args.rounds):
             for name, (call, _, _) in sides.items():
-                times[name].append(_cpu_us(call, args.runs))
+                times[name].append(_cpu_us(call, args.runs, flush))
         line = f"{rows} x {k} -> {n}: new {statistics.median(times['new']):.1f} us"
         if args.kernels:
             ratios = [a / b for a, b in zip(times["new"], times["old"], strict=True)]
