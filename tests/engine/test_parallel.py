@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -144,3 +145,60 @@ def test_native_pool_runs_every_task_exactly_once(workers: int, shared_only: boo
         y.fill(np.nan)
         layers[k % len(layers)]()
         np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-7)
+
+
+def _thread_states(tids: set[str]) -> dict[str, str]:
+    """The scheduler state letter (R running or runnable, S sleeping, ...) of these threads
+    of this process."""
+    states = {}
+    for tid in tids:
+        with open(f"/proc/self/task/{tid}/stat") as f:
+            states[tid] = f.read().rsplit(")", 1)[1].split()[0]
+    return states
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
+def test_native_pool_helpers_spin_through_an_inference() -> None:
+    """pool_wake (WorkPool.wake: an inference starts, before its inputs are copied) takes a
+    helper asleep since the last inference back to spinning, and it keeps spinning however
+    long the caller takes between layers, until pool_rest (WorkPool.rest: the inference is
+    over); then it sleeps again after its short spin."""
+    from edge_infer.engine.backends.cpu import native
+
+    if not native.available():
+        pytest.skip("no C compiler on this machine")
+    before = set(os.listdir("/proc/self/task"))
+    pool = WorkPool(2)
+    x = np.ones(64, np.float32)
+    calls = [
+        native.NativeCall(
+            "unary_f32",
+            dict(x=x.ctypes.data, y=x.ctypes.data, n=64, kind=native.Activation.RELU, half=0),
+            (x,),
+        )
+        for _ in range(2)
+    ]
+    pool.bind(calls)()
+    helpers = (
+        set(os.listdir("/proc/self/task"))
+        - before
+        - {str(t.native_id) for t in threading.enumerate()}
+    )
+    assert len(helpers) == 1, helpers  # the C pool's one helper thread
+
+    def spinning_within(seconds: float) -> bool:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if "R" in _thread_states(helpers).values():
+                return True
+        return False
+
+    time.sleep(0.05)  # far past the 200 us spin: asleep on the condition variable
+    assert not spinning_within(0.02)
+    with pool.active():
+        assert spinning_within(0.5)
+        time.sleep(0.05)  # the caller busy elsewhere: the helper still spins
+        assert spinning_within(0.02)
+    time.sleep(0.05)
+    assert not spinning_within(0.02)
+    pool.close()

@@ -11,7 +11,7 @@ import numpy as np
 from edge_infer.engine.backends.base import Backend, Program, Timer
 from edge_infer.engine.backends.cpu.chains import choose_chains
 from edge_infer.engine.backends.cpu.device import cpu_fingerprint, describe
-from edge_infer.engine.backends.cpu.parallel import WorkPool
+from edge_infer.engine.backends.cpu.parallel import WorkPool, active
 from edge_infer.engine.backends.cpu.program import CpuProgram, ScratchPool
 from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS
 from edge_infer.engine.backends.cpu.threads import (
@@ -161,14 +161,17 @@ class CpuBackend(Backend):
                 winner, times = chosen[node.name], {}
             elif tune:
                 bound: dict[str, Any] = {}  # runs the self-check bound, timed as they are
-                winner, times = tune_layer(
-                    f"cpu {spec.signature()} w{_pool_width(pool)}",
-                    instances,
-                    lambda t, n=node, b=bound: b.pop(t.name, None) or _bind_random(t, n, rng, pool),
-                    cache,
-                    self.timer(),
-                    _self_check(node, pool, bound) if verify else None,
-                )
+                with active(pool):  # the helpers spin as they will in an inference
+                    winner, times = tune_layer(
+                        f"cpu {spec.signature()} w{_pool_width(pool)}",
+                        instances,
+                        lambda t, n=node, b=bound: (
+                            b.pop(t.name, None) or _bind_random(t, n, rng, pool)
+                        ),
+                        cache,
+                        self.timer(),
+                        _self_check(node, pool, bound) if verify else None,
+                    )
             else:
                 winner, times = instances[0].name, {}
             node.meta["tactic"] = winner

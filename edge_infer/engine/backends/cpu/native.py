@@ -206,9 +206,10 @@ def declare(lib: Any) -> None:
     lib.pool_create.argtypes = [_L, _L]
     lib.pool_run.restype = None
     lib.pool_run.argtypes = [_P, _P, _L]
-    if hasattr(lib, "pool_wake"):  # kernels from before it still load in benches' A/Bs
-        lib.pool_wake.restype = None
-        lib.pool_wake.argtypes = [_P]
+    for name in ("pool_wake", "pool_rest"):  # kernels before them still load in benches' A/Bs
+        if hasattr(lib, name):
+            getattr(lib, name).restype = None
+            getattr(lib, name).argtypes = [_P]
     lib.pool_destroy.restype = None
     lib.pool_destroy.argtypes = [_P]
     lib.pool_set_shared_only.restype = None

@@ -13,7 +13,8 @@ import ctypes
 import itertools
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 Run = Callable[[], None]
@@ -140,6 +141,28 @@ class WorkPool:
             weakref.finalize(self, lib.pool_destroy, self._native).atexit = False
         return self._native
 
+    def wake(self) -> None:
+        """An inference starts: the native helpers spin until :meth:`rest` (pool.c
+        ``pool_wake``), a helper asleep since the last one woken while the caller copies the
+        inputs. Without a native pool (or on kernels before it) nothing happens."""
+        if self._native is not None and hasattr(self._native_lib, "pool_rest"):
+            self._native_lib.pool_wake(self._native)
+
+    def rest(self) -> None:
+        """The inference is over: the helpers sleep after their usual spin (``pool_rest``)."""
+        if self._native is not None and hasattr(self._native_lib, "pool_rest"):
+            self._native_lib.pool_rest(self._native)
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """:meth:`wake` before the block, :meth:`rest` after it: an inference, or the timing
+        of a layer's tactics at build (timed in the regime they will run in)."""
+        self.wake()
+        try:
+            yield
+        finally:
+            self.rest()
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -167,6 +190,11 @@ def sequence(runs: Sequence[Run | None]) -> Run:
             one()
 
     return run
+
+
+def active(pool: WorkPool | None) -> Any:
+    """``pool.active()``, or nothing to do without a pool."""
+    return pool.active() if pool is not None else nullcontext()
 
 
 def share(chunks: Sequence[Run], pool: Any) -> Run:

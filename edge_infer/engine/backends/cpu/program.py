@@ -19,7 +19,7 @@ import numpy as np
 
 from edge_infer.engine.backends.base import Program
 from edge_infer.engine.backends.cpu.chains import plan_steps, recorded_chains
-from edge_infer.engine.backends.cpu.parallel import WorkPool
+from edge_infer.engine.backends.cpu.parallel import WorkPool, active
 from edge_infer.engine.backends.cpu.schedule import ParallelRunner, lanes, stage_of
 from edge_infer.engine.backends.cpu.steps import STEPS
 from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS
@@ -306,8 +306,9 @@ class CpuProgram(Program):
         if state.bound:
             self._release(state)
         views = state.views
-        self._copy_inputs(state, feeds)
-        self._call(state)
+        with active(state.scratch.pool):
+            self._copy_inputs(state, feeds)
+            self._call(state)
         return {
             name: np.array(value.const if value.const is not None else views[value.name])
             for name, value in self.outputs
@@ -319,25 +320,26 @@ class CpuProgram(Program):
         """Run with the caller's input arrays in place (no copy in) and the given output arrays
         as the output buffers (an output that is not a whole buffer of the plan is copied into
         its array after the run); outputs without an array come back as new arrays."""
-        keep = set(self.input_names)
-        copies: dict[str, tuple[np.ndarray, str]] = {}
-        for public, value in self.outputs:
-            array = outputs.get(public)
-            if array is None:
-                continue
-            if (
-                value.const is None
-                and value.name not in keep
-                and value.name not in self.input_names
-                and self.bind_buffer(state, value.name, array)
-            ):
-                keep.add(value.name)
-            else:
-                copies[public] = (array, value.name)
-        self._release(state, keep)
-        for name in self.input_names:
-            self.bind_buffer(state, name, inputs[name])
-        self._call(state)
+        with active(state.scratch.pool):
+            keep = set(self.input_names)
+            copies: dict[str, tuple[np.ndarray, str]] = {}
+            for public, value in self.outputs:
+                array = outputs.get(public)
+                if array is None:
+                    continue
+                if (
+                    value.const is None
+                    and value.name not in keep
+                    and value.name not in self.input_names
+                    and self.bind_buffer(state, value.name, array)
+                ):
+                    keep.add(value.name)
+                else:
+                    copies[public] = (array, value.name)
+            self._release(state, keep)
+            for name in self.input_names:
+                self.bind_buffer(state, name, inputs[name])
+            self._call(state)
         views, results = state.views, {}
         for public, value in self.outputs:
             src = value.const if value.const is not None else views[value.name]

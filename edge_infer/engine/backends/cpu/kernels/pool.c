@@ -36,8 +36,22 @@ typedef struct {
     int shared_only;/* 1: every thread claims from share 0 (one shared ticket; benches) */
     long done;      /* tasks finished in this run (atomic) */
     long generation;/* run number (atomic) */
+    long wakes;     /* pool_wake calls: a sleeping helper wakes and spins again */
+    long active;    /* between pool_wake and pool_rest (atomic): an inference is on, the
+                     * helpers spin without a time limit */
     int closing;
 } pool;
+
+/* one spin-wait step that keeps the core: a pause hint, not sched_yield, which on a busy host
+ * hands the core to another process for a time slice (milliseconds) at every step, so that a
+ * helper spinning for the next layer was seldom there when the layer came */
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 static long now_ns(void) {
     struct timespec ts;
@@ -87,16 +101,19 @@ static void *helper(void *arg) {
         long deadline = now_ns() + p->spin_ns;
         long gen;
         while ((gen = __atomic_load_n(&p->generation, __ATOMIC_ACQUIRE)) == seen
-               && !__atomic_load_n(&p->closing, __ATOMIC_ACQUIRE) && now_ns() < deadline)
-            sched_yield();
+               && !__atomic_load_n(&p->closing, __ATOMIC_ACQUIRE)
+               && (__atomic_load_n(&p->active, __ATOMIC_ACQUIRE) || now_ns() < deadline))
+            cpu_relax();
         if (gen == seen) {
             pthread_mutex_lock(&p->lock);
+            long wakes = p->wakes;
             while ((gen = __atomic_load_n(&p->generation, __ATOMIC_ACQUIRE)) == seen
-                   && !p->closing)
+                   && !p->closing && p->wakes == wakes)
                 pthread_cond_wait(&p->wake, &p->lock);
             pthread_mutex_unlock(&p->lock);
         }
         if (__atomic_load_n(&p->closing, __ATOMIC_ACQUIRE)) return NULL;
+        if (gen == seen) continue; /* pool_wake: spin for the run that follows */
         seen = gen;
         drain(p, gen, me);
     }
@@ -132,6 +149,32 @@ void *pool_create(long workers, long spin_us) {
     return p;
 }
 
+/* An inference starts (pool_wake) and ends (pool_rest). In between the helpers spin for the
+ * next layer however long the caller takes (its Python between layers, a layer it runs
+ * alone), as onnxruntime's pool spins during a session run: a helper that slept went back to
+ * its core only after the hypervisor scheduled its idle vCPU again, 0.1 to over 1 ms on the
+ * 2-core VM we develop on, and in a run after an idle pause it slept 13-24 times (once or
+ * never back to back). pool_wake also wakes a helper that slept between inferences, while
+ * the caller copies the inputs; after pool_rest they sleep once spin_us passes without work.
+ * Calls nest by count (several runs of one context's pool cannot overlap; a count keeps a
+ * stray pair harmless). */
+void pool_wake(void *handle) {
+    pool *p = handle;
+    pthread_mutex_lock(&p->lock);
+    __atomic_add_fetch(&p->active, 1, __ATOMIC_ACQ_REL);
+    p->wakes++;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+}
+
+void pool_rest(void *handle) {
+    pool *p = handle;
+    long cur = __atomic_load_n(&p->active, __ATOMIC_ACQUIRE);
+    while (cur > 0 && !__atomic_compare_exchange_n(&p->active, &cur, cur - 1, 0, __ATOMIC_ACQ_REL,
+                                                   __ATOMIC_ACQUIRE)) {
+    }
+}
+
 /* Run `n` tasks on the caller and the helpers; returns when all have finished. */
 void pool_run(void *handle, const task *tasks, long n) {
     pool *p = handle;
@@ -151,7 +194,14 @@ void pool_run(void *handle, const task *tasks, long n) {
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     drain(p, gen, 0);
-    while (__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) < n) sched_yield();
+    /* the helpers' last tasks: spin briefly, then yield (a helper descheduled in its task
+     * may be waiting for this core) */
+    for (long spins = 0; __atomic_load_n(&p->done, __ATOMIC_ACQUIRE) < n; spins++) {
+        if (spins < 4096)
+            cpu_relax();
+        else
+            sched_yield();
+    }
 }
 
 void pool_destroy(void *handle) {
