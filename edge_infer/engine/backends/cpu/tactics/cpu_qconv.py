@@ -14,7 +14,9 @@
   exp-based activation's float32 result differs in its last bit (see conv_int8.c).
   One pool call a layer where it can: an unpadded 1x1 stride-1 layer of an int8 input in
   chunks of positions (each its own small layout, then its GEMM), a batch image by image;
-  small maps lay out every channel quad, then split the GEMM between the threads.
+  a layout of fewer channel quads than threads (a stem's 3 channels) in chunks of output
+  rows the same way; small maps lay out every channel quad, then split the GEMM between the
+  threads.
 - ``qconv_native_oc``: the same on the AVX2 path with register tiles along output channels
   (:class:`QConvNativeOC`), chosen against ``qconv_native`` by timing.
 """
@@ -78,6 +80,12 @@ _STORE = {"fp32": 0, "fp16": 1, "int8": 2}
 CHUNK_LAYOUT_BYTES = 192 << 10
 #: a layout split or a GEMM chunk below this many int8 multiply-adds is not worth a thread
 MIN_TASK_MACS = 1 << 18
+#: position chunks on the AVX2 path (both tactics) are multiples of this many positions but
+#: the last: its position tiles compute a short tile 8 positions at a time (conv_int8.c
+#: tile_shift's nv), its output-channel tiles take 4 (EI_OCP), a run's epilogue 8 at once; so
+#: a small map splits evenly between the threads (14 x 14: 48, 48, 48, 52 positions, where
+#: strips of 64 left 64, 64, 64, 4). Other paths: whole tiles (QConvNative.chunk_align)
+AVX2_CHUNK_ALIGN = 8
 
 
 class QConvReference(Tactic):
@@ -113,7 +121,8 @@ class QConvNative(Tactic):
 
     name = "qconv_native"
     #: a 1x1 layer's position chunks (:meth:`_position_chunks`) are multiples of this many
-    #: positions but the last: whole position tiles (conv_int8.c NT)
+    #: positions but the last: whole position tiles (conv_int8.c NT; AVX2_CHUNK_ALIGN on the
+    #: AVX2 path)
     chunk_align = STRIP
     #: a 1x1 layer of more output channels than this many times its output positions (all
     #: images') splits its channels between the threads (each reads its part of the
@@ -244,6 +253,8 @@ class QConvNative(Tactic):
         workers = getattr(scratch, "workers", 1)
         pool = getattr(scratch, "pool", None)
         chunks = self._position_chunks(x, out3, z3, workers, scratch)
+        if chunks is None:
+            chunks = self._row_chunks(x, out3, z3, workers, scratch)
         if chunks is not None:
             steps_: list[Run] = list(before)
             if pool is not None and workers > 1:
@@ -387,12 +398,13 @@ class QConvNative(Tactic):
             return None
         if self._by_channels(workers):
             return None
-        if self.chunk_align == STRIP:
+        align = AVX2_CHUNK_ALIGN if _int8_path() == AVX2_PATH else self.chunk_align
+        if align == STRIP:
             even = -(-positions // per_image)
             size = -(-even // STRIP) * STRIP  # positions of a chunk
             bounds = [(g0, min(g0 + size, positions)) for g0 in range(0, positions, size)]
         else:  # chunks of (nearly) equal positions: 14 x 14 as 48, 48, 48, 52, not 64 x 3 + 4
-            bounds = split(positions, per_image, align=self.chunk_align)
+            bounds = split(positions, per_image, align=align)
             size = max(g1 - g0 for g0, g1 in bounds)
         # term t reads quad order[t] (1x1: a term a quad)
         toffs = {m: p["order"].astype(np.int64) * m for m in {g1 - g0 for g0, g1 in bounds}}
@@ -418,6 +430,67 @@ class QConvNative(Tactic):
                         bias=None if p["bias"] is None else p["bias"].ctypes.data,
                         wsum=p["wsum"].ctypes.data, mult=p["mult"].ctypes.data,
                         g0=0, g1=m, wg=m, ho=1, wo=m, **out,
+                    ),
+                    keep,
+                )  # fmt: skip
+                tasks.append(native.NativeSequence([lay, gemm]))
+        return tasks
+
+    def _row_chunks(
+        self,
+        x: np.ndarray,
+        out3: np.ndarray,
+        z3: np.ndarray | None,
+        workers: int,
+        scratch: Scratch,
+    ) -> list[Any] | None:
+        """A layer of fewer channel quads than threads (a stem: 3 input channels, one quad),
+        whose layout the quad split leaves to one thread, in chunks of output rows (equal but
+        one): each lays out the phase rows it reads (its rows and the kernel's more below) in
+        its own buffer, then runs its GEMM, one pool task. The rows below are laid out again
+        by the next chunk (MobileNetV2's stem: one of 19 or 20). None where the layer is not
+        such, or whole images go to the threads."""
+        s, p = self.spec, self._prepared()
+        n, ho, wo = s.x_shape[0], s.out_shape[2], s.out_shape[3]
+        if workers < 2 or s.group != 1 or p["cq"] >= workers or n >= 2 * workers:
+            return None
+        hq, wq, T = p["hq"], p["wq"], p["terms"]
+        plen, sy = hq * wq, s.strides[0]
+        per = min(-(-3 * workers // n), p["grid"] * T * 4 * p["cog"] // MIN_TASK_MACS, ho)
+        if n * per < 2 * workers:
+            return None
+        bounds = split(ho, per)
+        # phase rows below an output row that a term reads
+        below = int((p["toff"] % plen).max()) // wq
+        # the terms' offsets in a chunk's layout of hc phase rows (its planes hc * wq apart)
+        heights = {r0: min(hq, r1 + below) - r0 for r0, r1 in bounds}
+        toffs = {hc: (p["toff"] // plen) * (hc * wq) + p["toff"] % plen for hc in heights.values()}
+        # a layout, and the reads of its last tile's dropped positions
+        size = max(sy * s.strides[1] * p["cq"] * hc * wq for hc in heights.values())
+        size = max(size, max(int(t.max()) for t in toffs.values()) + ho * wq) + 2 * STRIP
+        bufs = scratch((n * len(bounds), size), np.int32, "qconv_layout")
+        keep = (p["wts"], p["wsum"], p["mult"], p["bias"], bufs, x, out3, z3, *toffs.values())
+        tasks = []
+        for b in range(n):
+            for k, (r0, r1) in enumerate(bounds):
+                buf, hc = bufs[b * len(bounds) + k], heights[r0]
+                fields = self._split_fields(x, b, 0, 0, p["cq"], buf)
+                fields.update(pt=s.pads[0] - r0 * sy, hq=hc)  # phase row r0 its first
+                lay = native.NativeCall("qconv_split_f32", fields, keep)
+                out = self._out_fields(out3, z3, b, 0)
+                out["out"] += r0 * wo * out3.itemsize
+                if z3 is not None:
+                    out["z"] += r0 * wo * z3.itemsize
+                # up to the last row's last output: the grid positions after it (dropped
+                # columns) would read past the chunk's rows (the tiles' byte range)
+                gemm = native.NativeCall(
+                    "qconv_int8_f32",
+                    dict(
+                        layout=buf.ctypes.data, toff=toffs[hc].ctypes.data, T=T,
+                        wts=p["wts"][0].ctypes.data, coutp=p["coutp"], cout=s.cout,
+                        bias=None if p["bias"] is None else p["bias"].ctypes.data,
+                        wsum=p["wsum"].ctypes.data, mult=p["mult"].ctypes.data,
+                        g0=0, g1=(r1 - r0 - 1) * wq + wo, wg=wq, ho=r1 - r0, wo=wo, **out,
                     ),
                     keep,
                 )  # fmt: skip
@@ -493,18 +566,10 @@ class QConvNativeOC(QConvNative):
     against ``qconv_native`` by timing."""
 
     name = "qconv_native_oc"
-    #: its tiles are 4 positions (conv_int8.c EI_OCP) and a run's epilogue takes 8 at once:
-    #: position chunks of 8s split a small map evenly between the threads (ResNet-50's 14 x 14
-    #: 1x1 layers: 48, 48, 48, 52 positions, where strips of 64 left 64, 64, 64, 4)
-    chunk_align = 8
 
     @classmethod
     def applicable(cls, spec: QConvSpec) -> bool:
-        if not QConvNative.applicable(spec):
-            return False
-        lib = native.library()
-        path = getattr(lib, "qconv_int8_path", None) if lib is not None else None
-        return path is not None and int(path()) == AVX2_PATH
+        return QConvNative.applicable(spec) and _int8_path() == AVX2_PATH
 
     def _prepared(self) -> dict[str, Any]:
         cached = getattr(self, "_prep", None)
@@ -556,6 +621,13 @@ class QConvNativeOC(QConvNative):
 
 
 _Z_DTYPES = (np.dtype(np.float32), np.dtype(np.int8))
+
+
+def _int8_path() -> int:
+    """conv_int8.c's dot-product path on this CPU (qconv_int8_path; 0: no library)."""
+    lib = native.library()
+    path = getattr(lib, "qconv_int8_path", None) if lib is not None else None
+    return 0 if path is None else int(path())
 
 
 def _aligned_zeros(n: int) -> np.ndarray:

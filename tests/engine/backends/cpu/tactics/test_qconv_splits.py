@@ -1,0 +1,97 @@
+"""How qconv_native(_oc) splits a layer between 2 workers: layers of fewer channel quads than
+threads (stems: 3 input channels) in row chunks (cpu_qconv.QConvNative._row_chunks: each
+chunk lays out the phase rows it reads in its own buffer, then runs its GEMM), a small 1x1
+map in position chunks of equal size; the reference's bits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu.parallel import WorkPool
+from edge_infer.engine.backends.cpu.program import ScratchPool
+from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative, QConvNativeOC
+from edge_infer.engine.ops.quantize import qconv
+from tests.engine.backends.cpu.tactics.test_qconv_native import check, make_case
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
+
+# x shape, Cout, kernel, strides, pads (t, l, b, r), dilations, group: MobileNetV2's and
+# ResNet-50's stems on smaller maps, uneven pads, a dilation, 2 input channels, a batch of 2
+STEMS = [
+    ((1, 3, 64, 60), 32, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),
+    ((1, 3, 70, 66), 64, (7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1),
+    ((1, 3, 61, 57), 32, (3, 3), (2, 1), (0, 2, 1, 0), (2, 1), 1),
+    ((2, 2, 48, 40), 24, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1),
+]
+CASES = [
+    (("clip", (0.0, 6.0)), "none", None, "int8", np.float32),
+    (("relu", ()), "none", None, "int8", np.int8),
+    (("silu", ()), "none", None, "fp16", np.float32),
+    (("", ()), "pre", np.int8, "int8", np.float32),
+    (("hard_swish", ()), "post", np.float32, "fp32", np.int8),
+]
+
+
+def run(tactic: type[QConvNative], spec, inputs, workers: int) -> np.ndarray:
+    dtype = {"fp32": np.float32, "fp16": np.float16, "int8": np.int8}[spec.out_precision]
+    out = np.zeros(spec.out_shape, dtype)
+    pool = WorkPool(workers) if workers > 1 else None
+    try:
+        tactic(spec).bind(inputs, [out], ScratchPool(pool))()
+    finally:
+        if pool is not None:
+            pool.close()
+    return out
+
+
+def tactics() -> list[type[QConvNative]]:
+    lib = native.library()
+    avx2 = lib is not None and lib.qconv_int8_path() == 2
+    return [QConvNative, QConvNativeOC] if avx2 else [QConvNative]
+
+
+@pytest.mark.parametrize("conv", STEMS, ids=lambda c: f"{c[0]}-k{c[2][0]}s{c[3][0]}")
+def test_row_chunks(conv) -> None:
+    for k, (act, residual, z_dtype, out_precision, x_dtype) in enumerate(CASES):
+        spec, inputs = make_case(conv, act, residual, z_dtype, out_precision, x_dtype, seed=k)
+        x = np.asarray(inputs[0])
+        out3 = np.zeros(spec.out_shape, np.float32).reshape(*spec.out_shape[:2], -1)
+        chunks = QConvNative(spec)._row_chunks(x, out3, None, 2, ScratchPool(None))
+        assert chunks is not None and len(chunks) >= 4, conv
+        want = qconv(*inputs, **spec.attrs())
+        for tactic in tactics():
+            got = run(tactic, spec, inputs, workers=2)
+            check(spec, got, want, f"{tactic.name} {act[0]} {residual} {out_precision}")
+
+
+def test_row_chunks_only_where_the_quads_cannot_split() -> None:
+    """Not on one worker, not on 8 input channels (two quads: the quad split), not on a
+    batch of whole images per task."""
+    spec, inputs = make_case(STEMS[0], ("relu", ()), "none", None, "int8", np.int8, seed=0)
+    x, out3 = np.asarray(inputs[0]), np.zeros((1, 32, 32 * 30), np.int8)
+    assert QConvNative(spec)._row_chunks(x, out3, None, 1, ScratchPool(None)) is None
+    wide = ((1, 8, 64, 60), *STEMS[0][1:])
+    spec, inputs = make_case(wide, ("relu", ()), "none", None, "int8", np.int8, seed=0)
+    assert QConvNative(spec)._row_chunks(inputs[0], out3, None, 2, ScratchPool(None)) is None
+    batch = ((4, 3, 64, 60), *STEMS[0][1:])
+    spec, inputs = make_case(batch, ("relu", ()), "none", None, "int8", np.int8, seed=0)
+    out3 = np.zeros((4, 32, 32 * 30), np.int8)
+    assert QConvNative(spec)._row_chunks(inputs[0], out3, None, 2, ScratchPool(None)) is None
+
+
+def test_position_chunks_split_a_small_map_evenly() -> None:
+    """qconv_native on the AVX2 path: a 14 x 14 1x1 layer (MobileNetV2's 576 -> 96
+    projections) in four chunks of 48, 48, 48 and 52 positions, not strips of whole
+    64-position tiles (64, 64, 64, 4: one thread's share twice the other's)."""
+    if len(tactics()) == 1:
+        pytest.skip("the AVX2 path only")
+    conv = ((1, 24, 14, 14), 16, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    spec, inputs = make_case(conv, ("", ()), "pre", np.int8, "int8", np.int8, seed=3)
+    out3 = np.zeros((1, 16, 196), np.int8)
+    chunks = QConvNative(spec)._position_chunks(inputs[0], out3, None, 2, ScratchPool(None))
+    assert chunks is not None
+    assert [c.calls[1].args.g1 for c in chunks] == [48, 48, 48, 52]
+    want = qconv(*inputs, **spec.attrs())
+    check(spec, run(QConvNative, spec, inputs, workers=2), want, "14 x 14 in chunks")
