@@ -39,37 +39,8 @@ typedef struct {
     long wakes;     /* pool_wake calls: a sleeping helper wakes and spins again */
     long active;    /* between pool_wake and pool_rest (atomic): an inference is on, the
                      * helpers spin without a time limit */
-    int caller_cpu; /* the CPU the caller last ran pool_run / pool_wake on (atomic) */
-    int *helper_cpu;/* per helper, the CPU it last spun on (atomic) */
     int closing;
 } pool;
-
-/* one spin-wait step that keeps the core: a pause hint, not sched_yield, which on a busy host
- * hands the core to another process for a time slice (milliseconds) at every step, so that a
- * helper spinning for the next layer was seldom there when the layer came */
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
-/* A spin step of thread `self` (an int it keeps its last CPU in, or NULL) waiting for a
- * thread last seen on `other`: where both are on one CPU a spin would only keep the other
- * off it, so it yields. After an idle pause this VM's scheduler woke the helper on the
- * caller's CPU for milliseconds (until load balancing moved it), where a helper spinning on
- * pause hints held the caller off half the time: 60 layers of 6 x 10 us tasks took 8.3 ms
- * instead of 2.6 (4.2 serial) in one run of two. */
-static inline void spin_step(int *self, int other) {
-    int cpu = sched_getcpu();
-    if (self && cpu != __atomic_load_n(self, __ATOMIC_RELAXED))
-        __atomic_store_n(self, cpu, __ATOMIC_RELAXED);
-    if (cpu == other)
-        sched_yield();
-    else
-        cpu_relax();
-}
 
 static long now_ns(void) {
     struct timespec ts;
@@ -121,7 +92,7 @@ static void *helper(void *arg) {
         while ((gen = __atomic_load_n(&p->generation, __ATOMIC_ACQUIRE)) == seen
                && !__atomic_load_n(&p->closing, __ATOMIC_ACQUIRE)
                && (__atomic_load_n(&p->active, __ATOMIC_ACQUIRE) || now_ns() < deadline))
-            spin_step(&p->helper_cpu[me - 1], __atomic_load_n(&p->caller_cpu, __ATOMIC_RELAXED));
+            sched_yield();
         if (gen == seen) {
             pthread_mutex_lock(&p->lock);
             long wakes = p->wakes;
@@ -147,16 +118,12 @@ void *pool_create(long workers, long spin_us) {
     p->nshares = p->nthreads + 1;
     p->threads = calloc((size_t)(p->nthreads ? p->nthreads : 1), sizeof(pthread_t));
     p->ticket = calloc((size_t)p->nshares, sizeof(long));
-    p->helper_cpu = malloc((size_t)(p->nthreads ? p->nthreads : 1) * sizeof(int));
-    if (!p->threads || !p->ticket || !p->helper_cpu) {
+    if (!p->threads || !p->ticket) {
         free(p->threads);
         free(p->ticket);
-        free(p->helper_cpu);
         free(p);
         return NULL;
     }
-    for (long i = 0; i < p->nthreads; i++) p->helper_cpu[i] = -1;
-    p->caller_cpu = -1;
     for (long i = 0; i < p->nthreads; i++) {
         helper_arg *a = malloc(sizeof *a);
         if (a) *a = (helper_arg){p, i + 1};
@@ -179,10 +146,13 @@ void *pool_create(long workers, long spin_us) {
  * never back to back). pool_wake also wakes a helper that slept between inferences, while
  * the caller copies the inputs; after pool_rest they sleep once spin_us passes without work.
  * Calls nest by count (several runs of one context's pool cannot overlap; a count keeps a
- * stray pair harmless). */
+ * stray pair harmless). The spin yields (sched_yield): spinning on pause hints instead kept
+ * a helper woken on the caller's CPU after an idle pause holding the caller off (a test of
+ * 60 layers of 6 x 10 us tasks: 8.3 ms where 2.6 was ideal and 4.2 serial) and was 2-6 %
+ * slower in whole MobileNetV2 INT8 inferences here, also when it yielded only where both
+ * threads shared a CPU. */
 void pool_wake(void *handle) {
     pool *p = handle;
-    __atomic_store_n(&p->caller_cpu, sched_getcpu(), __ATOMIC_RELAXED);
     pthread_mutex_lock(&p->lock);
     __atomic_add_fetch(&p->active, 1, __ATOMIC_ACQ_REL);
     p->wakes++;
@@ -201,8 +171,6 @@ void pool_rest(void *handle) {
 /* Run `n` tasks on the caller and the helpers; returns when all have finished. */
 void pool_run(void *handle, const task *tasks, long n) {
     pool *p = handle;
-    int cpu = sched_getcpu();
-    __atomic_store_n(&p->caller_cpu, cpu, __ATOMIC_RELAXED);
     pthread_mutex_lock(&p->lock);
     long gen = p->generation + 1;
     long tag = (gen & 0x7fffffff) << 32;
@@ -219,14 +187,7 @@ void pool_run(void *handle, const task *tasks, long n) {
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     drain(p, gen, 0);
-    /* the helpers' last tasks: spin, yielding where a helper is on this CPU (it would wait
-     * for it), and after 4096 steps (a helper descheduled in its task) */
-    for (long spins = 0; __atomic_load_n(&p->done, __ATOMIC_ACQUIRE) < n; spins++) {
-        int here = spins >= 4096 ? cpu : -1;
-        for (long i = 0; i < p->nthreads && here < 0; i++)
-            if (__atomic_load_n(&p->helper_cpu[i], __ATOMIC_RELAXED) == cpu) here = cpu;
-        spin_step(NULL, here);
-    }
+    while (__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) < n) sched_yield();
 }
 
 void pool_destroy(void *handle) {
@@ -241,7 +202,6 @@ void pool_destroy(void *handle) {
     pthread_mutex_destroy(&p->lock);
     free(p->threads);
     free(p->ticket);
-    free(p->helper_cpu);
     free(p);
 }
 
