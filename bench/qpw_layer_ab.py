@@ -15,7 +15,9 @@ kernels folder (conv_int8.c, conv_int8_pw.c, pool.c, args.c) instead of the libr
 ``--cold MB``: that much memory read before each call (untimed), so that the layer's weights
 come from memory as in a whole model (whose weights outgrow the caches). ``--kernels-b DIR``
 adds a third side, qpointwise_native on that folder's conv_int8_pw.c (a change to it against
-``--kernels``, e.g. the kernels at HEAD from ``git archive``).
+``--kernels``, e.g. the kernels at HEAD from ``git archive``); per layer then also the median
+over rounds of the per-round ratio b / qpw (``med``), robust where the host's speed drifts
+between rounds, and for all layers its sum weighted by qpw's time x count.
 
 Run:
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/qpw_layer_ab.py \\
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -164,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     keys = [(s.x_shape, s.cout, s.activation, s.residual) for s in specs]
     totals = dict.fromkeys(libs, 0.0)
+    med_total = 0.0  # qpw's time x the median b / qpw ratio, x count
     try:
         for k, (spec, key) in enumerate(zip(specs, keys, strict=True)):
             if keys.index(key) != k or args.only not in str(key):
@@ -195,11 +199,12 @@ def main(argv: list[str] | None = None) -> int:
             n = keys.count(key)
             for side in totals:
                 totals[side] += n * best[side]
-            b = (
-                f"  qpw_b {best['qpw_b'] * 1e6:7.1f} us  b/qpw {best['qpw_b'] / best['qpw']:.3f}"
-                if "qpw_b" in best
-                else ""
-            )
+            b = ""
+            if "qpw_b" in best:
+                med = statistics.median(y / x for x, y in zip(rb["qpw"], rb["qpw_b"], strict=True))
+                med_total += n * best["qpw"] * med
+                ratio = best["qpw_b"] / best["qpw"]
+                b = f"  qpw_b {best['qpw_b'] * 1e6:7.1f} us  b/qpw {ratio:.3f} med {med:.3f}"
             print(
                 f"{key!s:64s} x{n}  qconv {best['qconv'] * 1e6:7.1f} us  qpw "
                 f"{best['qpw'] * 1e6:7.1f} us  {best['qpw'] / best['qconv']:.3f}{b}",
@@ -210,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
             pool.close()
     b = ""
     if "qpw_b" in totals:
-        b = f", qpw_b {totals['qpw_b'] * 1e3:.3f} ms, b/qpw {totals['qpw_b'] / totals['qpw']:.3f}"
+        b = (
+            f", qpw_b {totals['qpw_b'] * 1e3:.3f} ms, b/qpw {totals['qpw_b'] / totals['qpw']:.3f}"
+            f" (med {med_total / totals['qpw']:.3f})"
+        )
     print(
         f"all (x count): qconv {totals['qconv'] * 1e3:.3f} ms, qpw {totals['qpw'] * 1e3:.3f} "
         f"ms, qpw/qconv {totals['qpw'] / max(totals['qconv'], 1e-12):.3f}{b}"
