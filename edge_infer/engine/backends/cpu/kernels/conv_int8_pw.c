@@ -760,8 +760,8 @@ static inline __attribute__((always_inline)) void qpw_tile(const qpw_int8_args *
 enum { QPW_EPI_PROVED, QPW_EPI_FAST, QPW_EPI_RES };
 #define QPW_PROVED_MAX 64.0f
 #define QPW_TILES_MAX (QPW_FM_MAX / QPW_MR + 1)
-#define QPW_STRIP_CQ 48 /* strips on at most this many quads (qpw_gemm) */
-#define QPW_STRIP_X 16384 /* a strip's blocks of layout on the blocked layout, bytes (qpw_gemm) */
+#define QPW_STRIP_X 16384 /* a strip's blocks of layout on the blocked layout, bytes (qpw_gemm):
+                          * at least one block (from 256 quads on) */
 
 /* a pass's channels (from c0) as the strips read them */
 typedef struct {
@@ -1060,9 +1060,10 @@ static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *
     pn = qpw_rs(cq, pn); /* from here the layout's row stride (the tiles' pn) */
     float fm[QPW_FM_MAX + QPW_MR];
     qpw_pass P;
-    /* strips up to QPW_STRIP_CQ quads: on more (ResNet-50's 256-1024 input channels) they
-     * measured 1.0-1.06x the tiles, the epilogue a small part there */
-    const int strips = cq <= QPW_STRIP_CQ && !a->otype && kind != QPW_WIDE;
+    /* strips on any number of quads: on ResNet-50's 256 input channels (64 quads) 0.94-0.97x
+     * the tiles, on 512-2048 0.99-1.01x (the epilogue a small part there); before the
+     * pipelined strips (0c27d47) 1.0-1.06x on 512 and 1024 */
+    const int strips = !a->otype && kind != QPW_WIDE;
     for (long c0 = a->oc0; c0 < a->oc1; c0 += QPW_FM_MAX) {
         const long c1 = a->oc1 - c0 < QPW_FM_MAX ? a->oc1 : c0 + QPW_FM_MAX;
         for (long oc = c0; oc < c1; oc++) {
@@ -1078,7 +1079,10 @@ static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *
          * 16 on the rows (the tiles' output rows written 256 bytes at a time, a strip's
          * setup over 16 blocks; G 1 was 1.38x slower on MobileNetV2's signed 24 -> 144 layer
          * on 56 x 56, G 16 with the strips 0.95-0.98x G 4, 32 and 64 as 16) */
-        const long G = !strips ? (cq >= QPW_BLOCK_CQ ? 1 : 4) : cq >= QPW_BLOCK_CQ ? QPW_STRIP_X / (64 * cq) : 16;
+        const long G = !strips                 ? (cq >= QPW_BLOCK_CQ ? 1 : 4)
+                       : cq < QPW_BLOCK_CQ     ? 16
+                       : 64 * cq < QPW_STRIP_X ? QPW_STRIP_X / (64 * cq)
+                                               : 1;
         for (long p0 = c0; p0 < c1; p0 += 16) {
             const long p1 = c1 - p0 < 16 ? c1 : p0 + 16;
             for (long g0 = 0; g0 < all; g0 += 16 * G) {
