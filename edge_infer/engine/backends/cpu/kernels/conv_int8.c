@@ -37,7 +37,8 @@
  * along output channels instead (qconv_int8_oc: 7 positions x 48 channels or 6 x 64, a
  * layer's last channels a tile of the 16-channel vectors they fill), where those compute
  * less. A strided 1 x 1 kernel's layout holds only the first stride phase, the one it reads
- * (xf's EI_FIRST_PHASE bit). */
+ * (xf's EI_FIRST_PHASE bit); a layer of 1-3 input channels packs its taps' bytes into planes
+ * of whole quads after the phases (pack_taps). */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #elif defined(__GNUC__)
@@ -431,7 +432,7 @@ static void split_float_rows(const qconv_split_args *a, uint32_t bias) {
     }
 }
 
-void qconv_split_f32(const qconv_split_args *a) {
+static void split_phases(const qconv_split_args *a) {
     const uint32_t bias = U8 ? 0x80808080u : 0u; /* a zero activation, as the dot reads it */
     const long plen = a->hq * a->wq, sy = a->sy, sx = a->sx;
     const long nsy = a->xf & EI_FIRST_PHASE ? 1 : sy, nsx = a->xf & EI_FIRST_PHASE ? 1 : sx;
@@ -507,6 +508,49 @@ void qconv_split_f32(const qconv_split_args *a) {
                 }
             }
     }
+}
+
+/* xf's bits from EI_PACK_SHIFT, 4 each: kh, kw, dy, dx of a layer of one channel quad and
+ * cg < 4 channels whose taps' bytes are packed (0: none). Its layout's phases leave 4 - cg
+ * bytes of each quad empty (a stem's 3 channels: a quarter of the multiplies on zeros);
+ * packed, the taps' cg bytes in order ((i, j) row-major, then channel) fill quads of 4: 27
+ * bytes of a 3 x 3 kernel 6 quads and the last tap's 3 read from the phases as they lie (7
+ * terms, not 9), 147 of a 7 x 7 36 and 1 (37, not 49). Packed quad m is a plane of its own
+ * after the phases (plane sy * sx + m, each hq * wq), at every grid position g the bytes of
+ * the phases' quads at g + the taps' offsets; the terms then read them at offset 0
+ * (cpu_qconv.py builds the same order). */
+#define EI_PACK_SHIFT 8
+
+static void pack_taps(const qconv_split_args *a) {
+    const long kh = a->xf >> EI_PACK_SHIFT & 15, kw = a->xf >> (EI_PACK_SHIFT + 4) & 15;
+    const long dy = a->xf >> (EI_PACK_SHIFT + 8) & 15, dx = a->xf >> (EI_PACK_SHIFT + 12) & 15;
+    const long cg = a->cg, sy = a->sy, sx = a->sx, wq = a->wq, plen = a->hq * a->wq;
+    const long bytes = kh * kw * cg, last = bytes % 4;
+    const long planes = bytes / 4 + (last && last != cg);
+    /* the grid rows whose every tap reads a phase row laid out */
+    const long n = (a->hq - (kh - 1) * dy / sy) * wq;
+    uint32_t *const phases = (uint32_t *)a->out;
+    for (long m = 0; m < planes; m++) {
+        uint32_t *o = phases + (sy * sx + m) * plen;
+        for (long b = 4 * m; b < 4 * m + 4 && b < bytes;) {
+            const long tap = b / cg, c = b % cg, d = b - 4 * m;
+            const long cnt = cg - c < 4 - d ? cg - c : 4 - d;
+            const long i = tap / kw * dy, j = tap % kw * dx;
+            const uint32_t *q = phases + (i % sy * sx + j % sx) * plen + i / sy * wq + j / sx;
+            const uint32_t mask = (1u << 8 * cnt) - 1, sr = (uint32_t)(8 * c),
+                           sl = (uint32_t)(8 * d);
+            if (!d)
+                for (long g = 0; g < n; g++) o[g] = (q[g] >> sr & mask) << sl;
+            else
+                for (long g = 0; g < n; g++) o[g] |= (q[g] >> sr & mask) << sl;
+            b += cnt;
+        }
+    }
+}
+
+void qconv_split_f32(const qconv_split_args *a) {
+    split_phases(a);
+    if (a->xf >> EI_PACK_SHIFT & 15) pack_taps(a);
 }
 EI_TASK(qconv_split)
 

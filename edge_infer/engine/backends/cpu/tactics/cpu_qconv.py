@@ -4,7 +4,9 @@
   .qconv`, also the self-check's yardstick), for the layers ``qconv_native`` cannot run.
 - ``qconv_native`` (``kernels/conv_int8.c``): the input laid out once as int32 quads (4
   channels' bytes per pixel) in zero-padded stride phases, quantized there when it is the
-  float engine input; then an implicit GEMM of int8 dot products (AVX-512 VNNI, AVX-VNNI,
+  float engine input (a layer of 1-3 input channels, a stem, packs its taps' bytes into
+  quads of 4 after them: a 3 x 3's 27 bytes 7 terms, not 9 quads of 3 and a zero); then an
+  implicit GEMM of int8 dot products (AVX-512 VNNI, AVX-VNNI,
   AVX2 on activations shifted to u8 where the weights' limit row allows
   (:func:`~.qconv_terms.shift_limits`), aarch64 sdot or C, whichever this CPU has) over the
   phase grid, with the reference's epilogue (requantization in float64, residual, activation,
@@ -78,6 +80,11 @@ _RESIDUAL = {"none": 0, "pre": 1, "post": 2}
 _STORE = {"fp32": 0, "fp16": 1, "int8": 2}
 #: a position chunk's layout (1x1 layers, see QConvNative._position_chunks) at most this big
 CHUNK_LAYOUT_BYTES = 192 << 10
+#: a layer of at most this many input channels packs its taps' bytes into quads (the
+#: layout kernel's xf bits from PACK_SHIFT: conv_int8.c pack_taps): a 3 x 3 stem's 27 bytes
+#: 7 terms, not 9 quads of 3 bytes and a zero
+PACKED_CHANNELS = 3
+PACK_SHIFT = 8
 #: a layout split or a GEMM chunk below this many int8 multiply-adds is not worth a thread
 MIN_TASK_MACS = 1 << 18
 #: position chunks on the AVX2 path (both tactics) are multiples of this many positions but
@@ -184,6 +191,21 @@ class QConvNative(Tactic):
         # [group][quad][tap][oc][4 channels] -> int32 quads [group][term][coutp]
         quads = np.zeros((groups, cq, taps, coutp, 4), np.int8)
         quads[:, :, :, :cog] = w.reshape(groups, cog, cq, 4, taps).transpose(0, 2, 4, 1, 3)
+        quads = quads.reshape(groups, terms, coutp, 4)
+        planes = sy * sx * cq  # the layout's planes of hq * wq
+        packed = self._packed()
+        if packed:  # the taps' bytes in quads of 4 (conv_int8.c pack_taps)
+            nbytes = taps * cg
+            direct = nbytes % 4 == cg
+            stream = np.zeros((cog, -(-nbytes // 4) * 4), np.int8)  # [oc][tap][channel]
+            stream[:, :nbytes] = w[0, :, :cg].transpose(0, 2, 1).reshape(cog, nbytes)
+            terms = stream.shape[1] // 4
+            toff = (planes + np.arange(terms, dtype=np.int64)) * plen
+            if direct:  # the last quad is the last tap's: read from the phases as they lie
+                toff[-1] = tap_off[-1]
+            quads = np.zeros((1, terms, coutp, 4), np.int8)
+            quads[0, :, :cog] = stream.reshape(cog, terms, 4).transpose(1, 0, 2)
+            planes += terms - direct
         # a group's rows: its terms' weights, then PROVED_ROWS of float32 per channel (the
         # proved requantization: vmq, lo, hi; conv_int8.c), then the sign row (SIGN_ROWS);
         # readable WEIGHT_TAIL int32 past the last row (conv_int8.c's output-channel tiles)
@@ -191,9 +213,9 @@ class QConvNative(Tactic):
         flat = _aligned_zeros(groups * rows * coutp + WEIGHT_TAIL)
         wts = flat[: groups * rows * coutp].reshape(groups, rows, coutp)
         # the terms in the order the AVX2 tiles read them in pairs (pair_terms)
-        order, paired = pair_terms(quads.reshape(groups, terms, coutp, 4), shift_span(s))
+        order, paired = pair_terms(quads, shift_span(s))
         toff = np.ascontiguousarray(toff[order])
-        quads_t = quads.reshape(groups, terms, coutp, 4)[:, order]
+        quads_t = quads[:, order]
         wts[:, :terms] = np.ascontiguousarray(quads_t).view(np.int32)[..., 0]
         wsum = np.asarray(s.weight, np.int64).reshape(cout, -1).sum(axis=1).astype(np.int32)
         mult = float(s.x_scale) * np.asarray(s.w_scale, np.float64).reshape(cout)
@@ -211,13 +233,13 @@ class QConvNative(Tactic):
         )
         grid = s.out_shape[2] * wq
         strips = -(-grid // STRIP) * STRIP
-        layout = sy * sx * cq * plen
+        layout = planes * plen
         # reads of the last strip's dropped positions stay inside the buffer
         size = max(layout, int(toff.max()) + strips) + STRIP
         self._prep = dict(
             cg=cg, cog=cog, cq=cq, hq=hq, wq=wq, terms=terms, coutp=coutp, toff=toff,
             wts=wts, wsum=wsum, mult=np.ascontiguousarray(mult), bias=bias, grid=grid,
-            size=size, order=order, block_toff=0,
+            size=size, order=order, block_toff=0, planes=planes, packed=packed,
         )  # fmt: skip
         return self._prep
 
@@ -331,6 +353,17 @@ class QConvNative(Tactic):
                 steps.append(pool.bind(chunks) if len(chunks) > 1 else chunks[0])
         steps.extend(after)
         return sequence(steps)
+
+    def _packed(self) -> int:
+        """The layout kernel's ``xf`` bits asking for the taps' bytes packed in quads
+        (conv_int8.c pack_taps): a layer of at most PACKED_CHANNELS input channels (one
+        quad, the others' bytes zeros) and more than one tap; else 0."""
+        s = self.spec
+        geometry = (*s.kernel, *s.dilations)
+        if s.group != 1 or s.cin > PACKED_CHANNELS or s.kernel == (1, 1) or max(geometry) > 15:
+            return 0
+        kh, kw, dy, dx = geometry
+        return (kh | kw << 4 | dy << 8 | dx << 12) << PACK_SHIFT
 
     def _by_channels(self, workers: int) -> bool:
         """Split the layer by output channels on ``workers`` threads (see
@@ -460,13 +493,13 @@ class QConvNative(Tactic):
         if n * per < 2 * workers:
             return None
         bounds = split(ho, per)
-        # phase rows below an output row that a term reads
-        below = int((p["toff"] % plen).max()) // wq
+        # phase rows below an output row that a tap reads
+        below = (s.kernel[0] - 1) * s.dilations[0] // sy
         # the terms' offsets in a chunk's layout of hc phase rows (its planes hc * wq apart)
         heights = {r0: min(hq, r1 + below) - r0 for r0, r1 in bounds}
         toffs = {hc: (p["toff"] // plen) * (hc * wq) + p["toff"] % plen for hc in heights.values()}
         # a layout, and the reads of its last tile's dropped positions
-        size = max(sy * s.strides[1] * p["cq"] * hc * wq for hc in heights.values())
+        size = max(p["planes"] * hc * wq for hc in heights.values())
         size = max(size, max(int(t.max()) for t in toffs.values()) + ho * wq) + 2 * STRIP
         bufs = scratch((n * len(bounds), size), np.int32, "qconv_layout")
         keep = (p["wts"], p["wsum"], p["mult"], p["bias"], bufs, x, out3, z3, *toffs.values())
@@ -507,7 +540,8 @@ class QConvNative(Tactic):
             x=x.ctypes.data + b * x.strides[0] + gi * p["cg"] * x.strides[1],
             # bit 1: a strided 1x1 kernel reads only the first stride phase (EI_FIRST_PHASE)
             xf=int(np.dtype(x.dtype) == np.float32)
-            | (FIRST_PHASE if s.kernel == (1, 1) and s.strides != (1, 1) else 0),
+            | (FIRST_PHASE if s.kernel == (1, 1) and s.strides != (1, 1) else 0)
+            | p["packed"],
             inv=1.0 / float(s.x_scale),
             scale=float(s.x_scale),
             xcs=x.strides[1] // isz,

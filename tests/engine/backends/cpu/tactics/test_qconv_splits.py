@@ -20,9 +20,9 @@ pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler he
 # x shape, Cout, kernel, strides, pads (t, l, b, r), dilations, group: MobileNetV2's and
 # ResNet-50's stems on smaller maps, uneven pads, a dilation, 2 input channels, a batch of 2
 STEMS = [
-    ((1, 3, 64, 60), 32, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),
+    ((1, 3, 80, 76), 32, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),
     ((1, 3, 70, 66), 64, (7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1),
-    ((1, 3, 61, 57), 32, (3, 3), (2, 1), (0, 2, 1, 0), (2, 1), 1),
+    ((1, 3, 71, 57), 32, (3, 3), (2, 1), (0, 2, 1, 0), (2, 1), 1),
     ((2, 2, 48, 40), 24, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1),
 ]
 CASES = [
@@ -70,14 +70,14 @@ def test_row_chunks_only_where_the_quads_cannot_split() -> None:
     """Not on one worker, not on 8 input channels (two quads: the quad split), not on a
     batch of whole images per task."""
     spec, inputs = make_case(STEMS[0], ("relu", ()), "none", None, "int8", np.int8, seed=0)
-    x, out3 = np.asarray(inputs[0]), np.zeros((1, 32, 32 * 30), np.int8)
+    x, out3 = np.asarray(inputs[0]), np.zeros((1, 32, 40 * 38), np.int8)
     assert QConvNative(spec)._row_chunks(x, out3, None, 1, ScratchPool(None)) is None
-    wide = ((1, 8, 64, 60), *STEMS[0][1:])
+    wide = ((1, 8, 80, 76), *STEMS[0][1:])
     spec, inputs = make_case(wide, ("relu", ()), "none", None, "int8", np.int8, seed=0)
     assert QConvNative(spec)._row_chunks(inputs[0], out3, None, 2, ScratchPool(None)) is None
-    batch = ((4, 3, 64, 60), *STEMS[0][1:])
+    batch = ((4, 3, 80, 76), *STEMS[0][1:])
     spec, inputs = make_case(batch, ("relu", ()), "none", None, "int8", np.int8, seed=0)
-    out3 = np.zeros((4, 32, 32 * 30), np.int8)
+    out3 = np.zeros((4, 32, 40 * 38), np.int8)
     assert QConvNative(spec)._row_chunks(inputs[0], out3, None, 2, ScratchPool(None)) is None
 
 
@@ -95,3 +95,28 @@ def test_position_chunks_split_a_small_map_evenly() -> None:
     assert [c.calls[1].args.g1 for c in chunks] == [48, 48, 48, 52]
     want = qconv(*inputs, **spec.attrs())
     check(spec, run(QConvNative, spec, inputs, workers=2), want, "14 x 14 in chunks")
+
+
+# x shape, Cout, kernel, strides, pads, dilations, group; the terms of its packed taps
+PACKED = [
+    (((1, 3, 21, 19), 16, (3, 3), (2, 2), (1, 0, 1, 2), (1, 1), 1), 7),  # 6 quads + a tap
+    (((1, 3, 12, 13), 8, (2, 2), (1, 1), (0, 0, 1, 1), (1, 1), 1), 3),  # 12 bytes: 3 quads
+    (((1, 3, 15, 14), 8, (1, 3), (2, 1), (0, 1, 0, 1), (1, 1), 1), 3),  # 9: 2 + 1 byte
+    (((1, 2, 17, 16), 12, (5, 5), (2, 2), (3, 3, 3, 3), (2, 2), 1), 13),  # 50: 12 + a tap
+    (((2, 1, 11, 12), 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1), 3),  # 9: 2 + a tap
+    (((1, 1, 10, 9), 8, (3, 2), (1, 1), (1, 1, 1, 1), (1, 1), 1), 2),  # 6: 1 + 2 bytes
+]
+
+
+@pytest.mark.parametrize("conv,terms", PACKED, ids=[f"{c[0]}-k{c[2]}" for c, _ in PACKED])
+def test_packed_taps(conv, terms) -> None:
+    """1-3 input channels: the taps' bytes packed in quads (conv_int8.c pack_taps), the last
+    tap read from the phases where it fills the last quad alone; on 1 and 2 workers."""
+    for k, (act, residual, z_dtype, out_precision, x_dtype) in enumerate(CASES):
+        spec, inputs = make_case(conv, act, residual, z_dtype, out_precision, x_dtype, seed=k)
+        assert QConvNative(spec)._prepared()["terms"] == terms
+        want = qconv(*inputs, **spec.attrs())
+        for tactic in tactics():
+            for workers in (1, 2):
+                got = run(tactic, spec, inputs, workers)
+                check(spec, got, want, f"{tactic.name} {workers} {act[0]} {out_precision}")
