@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -202,3 +203,51 @@ def test_native_pool_helpers_spin_through_an_inference() -> None:
     time.sleep(0.05)
     assert not spinning_within(0.02)
     pool.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_fuse_runs_native_stretches_as_one_call(workers: int) -> None:
+    """parallel.fuse: consecutive runs made only of native calls (pool calls, single calls,
+    sequences of them) become one pool_program call, Python runs stay between them; the
+    fused program computes what the runs do one by one (a chain of in-place sigmoids, where
+    any lost, repeated or reordered step shows), also when another run holds the pool."""
+    from edge_infer.engine.backends.cpu import native
+    from edge_infer.engine.backends.cpu.parallel import fuse, sequence, share
+
+    if not native.available():
+        pytest.skip("no C compiler on this machine")
+    pool = WorkPool(workers) if workers > 1 else None
+    x = np.linspace(-3, 3, 4096, dtype=np.float32)
+
+    def sigmoid(a: int, b: int) -> Any:
+        fields = dict(x=x[a:b].ctypes.data, y=x[a:b].ctypes.data, n=b - a,
+                      kind=native.Activation.SIGMOID, half=0)  # fmt: skip
+        return native.NativeCall("unary_f32", fields, (x,))
+
+    def layer() -> Any:  # a layer shared between the threads (or a sequence on one)
+        return share([sigmoid(a, b) for a, b in split(x.size, 4)], pool)
+
+    def halve() -> None:  # Python work between native stretches
+        np.multiply(x, 0.5, out=x)
+
+    runs = [layer(), sigmoid(0, x.size), sequence([layer(), sigmoid(0, 100)]), halve, layer(),
+            layer(), halve, layer()]  # fmt: skip
+    fused = fuse(runs, pool)
+    assert len(fused) == 5  # [3 native] halve [2 native] halve [1]
+    f = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    want = f(f(f(np.linspace(-3, 3, 4096, dtype=np.float64))))  # runs 1-3
+    want[:100] = f(want[:100])  # run 3's last call
+    want = f(f(want * 0.5)) * 0.5  # runs 4-7
+    want = f(want)  # run 8
+    for _ in range(2):
+        x[:] = np.linspace(-3, 3, 4096, dtype=np.float32)
+        for run in fused:
+            run()
+        np.testing.assert_allclose(x, want, rtol=1e-5, atol=1e-6)
+    if pool is not None:  # another run holds the pool: the stretch runs its layers inline
+        x[:] = np.linspace(-3, 3, 4096, dtype=np.float32)
+        with pool._busy:
+            for run in fused:
+                run()
+        np.testing.assert_allclose(x, want, rtol=1e-5, atol=1e-6)
+        pool.close()

@@ -210,6 +210,9 @@ def declare(lib: Any) -> None:
         if hasattr(lib, name):
             getattr(lib, name).restype = None
             getattr(lib, name).argtypes = [_P]
+    if hasattr(lib, "pool_program"):
+        lib.pool_program.restype = None
+        lib.pool_program.argtypes = [_P, _P, _L]
     lib.pool_destroy.restype = None
     lib.pool_destroy.argtypes = [_P]
     lib.pool_set_shared_only.restype = None

@@ -124,6 +124,7 @@ class WorkPool:
                         busy.release()
 
                 run.keep = (array, chunks)  # type: ignore[attr-defined]
+                run.native = (array, n, handle)  # type: ignore[attr-defined]
                 return run
         return lambda: self.run(chunks)
 
@@ -189,6 +190,101 @@ def sequence(runs: Sequence[Run | None]) -> Run:
         for one in runs:
             one()
 
+    run.parts = runs  # type: ignore[attr-defined]
+    return run
+
+
+class _Step(ctypes.Structure):  # pool.c pool_step
+    _fields_ = [("kind", ctypes.c_long), ("tasks", ctypes.c_void_p), ("n", ctypes.c_long)]
+
+
+#: a pool_step's kinds: tasks shared between the pool's threads / run on the caller in order
+_SHARED, _HERE = 0, 1
+#: programs fuse their native stretches (:func:`fuse`; False: one call per layer, for benches)
+FUSE = True
+
+
+def _native_steps(run: Run) -> list[tuple[int, Any, int, Any]] | None:
+    """``run`` as pool_program steps (kind, task array, count, pool handle or None), or None
+    where any part of it is not a native call (Python or numpy work)."""
+    shared = getattr(run, "native", None)
+    if shared is not None:  # WorkPool.bind's native pool call
+        array, n, handle = shared
+        return [(_SHARED, array, n, handle)]
+    task = getattr(run, "task", None)  # native.NativeCall, NativeSequence
+    if task is not None:
+        return [(_HERE, (_Task * 1)(_Task(*task)), 1, None)]
+    parts = getattr(run, "parts", None)  # sequence()
+    if parts is None:
+        return None
+    steps: list[tuple[int, Any, int, Any]] = []
+    for part in parts:
+        more = _native_steps(part)
+        if more is None:
+            return None
+        steps.extend(more)
+    return steps
+
+
+def fuse(runs: Sequence[Run], pool: WorkPool | None) -> list[Run]:
+    """``runs`` (a program's layers, in order) with every stretch of two or more made only of
+    native calls as one foreign call (pool.c ``pool_program``): no Python between those
+    layers, the GIL released across them. The rest as they are; without the native library
+    (or on kernels before pool_program) nothing changes."""
+    from edge_infer.engine.backends.cpu import native
+
+    # the library of the pool's threads where there is one (its pool struct), else this one
+    lib = pool._native_lib if pool is not None and pool._native is not None else native.library()
+    if not FUSE or lib is None or not hasattr(lib, "pool_program"):
+        return list(runs)
+    out: list[Run] = []
+    stretch: list[tuple[Run, list[tuple[int, Any, int, Any]]]] = []
+
+    def close() -> None:
+        steps = [step for _, more in stretch for step in more]
+        handles = {h for kind, _, _, h in steps if kind == _SHARED}
+        if len(stretch) < 2 or len(handles) > 1:
+            out.extend(r for r, _ in stretch)
+        else:
+            out.append(_program(lib, [r for r, _ in stretch], steps, handles, pool))
+        stretch.clear()
+
+    for run in runs:
+        steps = _native_steps(run)
+        if steps is None:
+            close()
+            out.append(run)
+        else:
+            stretch.append((run, steps))
+    close()
+    return out
+
+
+def _program(
+    lib: Any,
+    runs: list[Run],
+    steps: list[tuple[int, Any, int, Any]],
+    handles: set[Any],
+    pool: WorkPool | None,
+) -> Run:
+    array = (_Step * len(steps))(
+        *(_Step(kind, ctypes.addressof(tasks), n) for kind, tasks, n, _ in steps)
+    )
+    handle, n, call = next(iter(handles), None), len(steps), lib.pool_program
+    busy = pool._busy if pool is not None and handles else None
+
+    def run() -> None:
+        if busy is not None and not busy.acquire(blocking=False):  # another run is on
+            for one in runs:
+                one()
+            return
+        try:
+            call(handle, array, n)
+        finally:
+            if busy is not None:
+                busy.release()
+
+    run.fused = (array, [tasks for _, tasks, _, _ in steps], runs)  # type: ignore[attr-defined]
     return run
 
 

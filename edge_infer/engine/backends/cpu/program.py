@@ -19,7 +19,7 @@ import numpy as np
 
 from edge_infer.engine.backends.base import Program
 from edge_infer.engine.backends.cpu.chains import plan_steps, recorded_chains
-from edge_infer.engine.backends.cpu.parallel import WorkPool, active
+from edge_infer.engine.backends.cpu.parallel import WorkPool, active, fuse
 from edge_infer.engine.backends.cpu.schedule import ParallelRunner, lanes, stage_of
 from edge_infer.engine.backends.cpu.steps import STEPS
 from edge_infer.engine.backends.cpu.tactics import CPU_TACTICS
@@ -102,6 +102,7 @@ class CpuState:
     lane_of: dict[str, int] = field(default_factory=dict)
     order: list[int] = field(default_factory=list)  # layer index of each run
     bound: dict[str, np.ndarray] = field(default_factory=dict)  # buffer → caller's array
+    fused: list[Run] | None = None  # runs with native stretches as one call (parallel.fuse)
 
     def close(self) -> None:
         if self.runner is not None:
@@ -277,6 +278,7 @@ class CpuProgram(Program):
             layer = self.layers[k]
             if any(v is not None and v.name in changed for v in (*layer.inputs, *layer.outputs)):
                 state.runs[pos] = self._bind_layer(state, k)
+                state.fused = None
         if state.runner is not None:
             state.runner.stages = self._lanes(state)
         if array is None:
@@ -298,9 +300,11 @@ class CpuProgram(Program):
     def _call(self, state: CpuState) -> None:
         if state.runner is not None:
             state.runner()
-        else:
-            for run in state.runs:
-                run()
+            return
+        if state.fused is None:
+            state.fused = fuse(state.runs, state.scratch.pool)
+        for run in state.fused:
+            run()
 
     def run(self, state: CpuState, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if state.bound:

@@ -190,6 +190,25 @@ void pool_run(void *handle, const task *tasks, long n) {
     while (__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) < n) sched_yield();
 }
 
+/* A run of consecutive layers in one foreign call (parallel.py fuse): step kind 0 shares its
+ * n tasks between the threads (pool_run, on `handle`), kind 1 runs them here in order (a
+ * layer of one native call, or a whole layer on one thread). No Python between layers. */
+typedef struct {
+    long kind;
+    const task *tasks;
+    long n;
+} pool_step;
+
+void pool_program(void *handle, const pool_step *steps, long n) {
+    for (long i = 0; i < n; i++) {
+        const pool_step *s = steps + i;
+        if (s->kind == 0)
+            pool_run(handle, s->tasks, s->n);
+        else
+            for (long k = 0; k < s->n; k++) s->tasks[k].fn(s->tasks[k].args);
+    }
+}
+
 void pool_destroy(void *handle) {
     pool *p = handle;
     if (!p) return;
