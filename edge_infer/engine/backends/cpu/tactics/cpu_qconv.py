@@ -93,6 +93,12 @@ MIN_TASK_MACS = 1 << 18
 #: a small map splits evenly between the threads (14 x 14: 48, 48, 48, 52 positions, where
 #: strips of 64 left 64, 64, 64, 4). Other paths: whole tiles (QConvNative.chunk_align)
 AVX2_CHUNK_ALIGN = 8
+#: a layer's GEMM calls split its grid at multiples of this many positions on the AVX2 path
+#: (other paths: STRIP), so that the threads' shares are (nearly) equal: ResNet-50's 14 x 14
+#: 3x3 grid (224 positions) as 48, 64, 48, 64, where strips of 64 left 64, 64, 64, 32 (shares
+#: 128 against 96, one short tile); 28 x 28 (840) in 6 as 128-144, not 128-192. 16 (whole
+#: two-vector tiles, tile_shift16) not 8: the calls' sum grew 0.9 % at 8, 0.2-0.8 % at 16
+GRID_ALIGN = 16
 
 
 class QConvReference(Tactic):
@@ -304,6 +310,7 @@ class QConvNative(Tactic):
             gparts = min(per, -(-p["grid"] // STRIP))
             oparts = min(-(-per // gparts), -(-p["cog"] // OC_ALIGN))
         qparts = 1 if workers == 1 else max(1, min(p["cq"], workers, x[0].size // 16384))
+        galign = GRID_ALIGN if _int8_path() == AVX2_PATH else STRIP
         # per image and group: its layout calls, then its GEMM calls
         units: list[tuple[list[Any], list[Any]]] = []
         for b in range(n):
@@ -315,7 +322,7 @@ class QConvNative(Tactic):
                 for q0, q1 in split(p["cq"], qparts):
                     args = self._split_fields(x, b, gi, q0, q1, lay)
                     splits.append(native.NativeCall("qconv_split_f32", args, keep))
-                for g0, g1 in split(p["grid"], gparts, align=STRIP):
+                for g0, g1 in split(p["grid"], gparts, align=galign):
                     for o0, o1 in split(p["cog"], oparts, align=oc_align):
                         oc0 = gi * p["cog"] + o0
                         args = dict(

@@ -120,3 +120,28 @@ def test_packed_taps(conv, terms) -> None:
             for workers in (1, 2):
                 got = run(tactic, spec, inputs, workers)
                 check(spec, got, want, f"{tactic.name} {workers} {act[0]} {out_precision}")
+
+
+def test_grid_strips_split_a_small_map_evenly(monkeypatch) -> None:
+    """On the AVX2 path a 14 x 14 3 x 3 layer's grid (14 rows of 16: 224 positions) splits
+    between 2 workers' GEMM calls at multiples of 16 (48, 64, 48, 64: 112 a share), not
+    strips of whole 64-position tiles (64, 64, 64, 32: 128 against 96); the reference's
+    bits."""
+    if len(tactics()) == 1:
+        pytest.skip("the AVX2 path only")
+    calls: list[tuple[int, int]] = []
+    real = native.NativeCall
+
+    def spy(name: str, fields: dict, keep: tuple) -> native.NativeCall:
+        if name == "qconv_int8_f32":
+            calls.append((fields["g0"], fields["g1"]))
+        return real(name, fields, keep)
+
+    monkeypatch.setattr(native, "NativeCall", spy)
+    conv = ((1, 32, 14, 14), 40, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    for tactic in tactics():
+        spec, inputs = make_case(conv, ("relu", ()), "none", None, "int8", np.int8, seed=5)
+        calls.clear()
+        got = run(tactic, spec, inputs, workers=2)
+        assert sorted(set(calls)) == [(0, 48), (48, 112), (112, 160), (160, 224)], tactic.name
+        check(spec, got, qconv(*inputs, **spec.attrs()), tactic.name)
