@@ -476,7 +476,7 @@ static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *
  * check; else the fast one (conv_int8.c's fast8) with the lanes near a half redone exactly. */
 #define QPW_MR 4       /* output channels of a tile */
 #define QPW_FM_MAX 1024 /* output channels whose fast multipliers a pass keeps on the stack */
-enum { QPW_UBS, QPW_SIGN, QPW_WIDE };
+enum { QPW_UBS, QPW_SIGN, QPW_WIDE, QPW_UBS2 };
 
 /* the accumulators of a tile (init: each channel's start) to mem [MR][16] */
 static inline __attribute__((always_inline)) void qpw_dots(const uint32_t *x, long pn, long cq,
@@ -512,6 +512,66 @@ static inline __attribute__((always_inline)) void qpw_dots(const uint32_t *x, lo
     for (int i = 0; i < QPW_MR; i++)
 #pragma GCC unroll 2
         for (int v = 0; v < NV; v++)
+            _mm256_store_si256((__m256i *)(mem + 16 * i + 8 * v), acc[i][v]);
+}
+
+/* qpw_dots on u8 activations (QPW_UBS) with the quads in the panel's order (ord, after
+ * cpu_qpointwise.py's sign row: T2, then the cq quads' order), the first T2 two at a time: the
+ * two quads' int16 pair sums added before one vpmaddwd, 3 multiplies for 64 products, not 4
+ * (conv_int8.c tile_shift8's terms2), exact where the 4 weights of each byte pair of the two
+ * quads hold activations in [0, 127] in int16 (pair_terms checked every channel of the panel) */
+static inline __attribute__((always_inline)) void qpw_dots_pair(const uint32_t *x, long pn,
+                                                              const int32_t *w, long ws,
+                                                              const int32_t *ord,
+                                                              const int32_t *init,
+                                                              int32_t *mem, long cq) {
+    __m256i acc[QPW_MR][2];
+    const __m256i ones = _mm256_set1_epi16(1);
+    const long T2 = ord[0];
+    ord++;
+#pragma GCC unroll 4
+    for (int i = 0; i < QPW_MR; i++) acc[i][0] = acc[i][1] = _mm256_set1_epi32(init[i]);
+    long p = 0;
+    for (; p + 2 <= T2; p += 2) {
+        const long ta = ord[p], tb = ord[p + 1];
+        const uint32_t *xa = x + ta * pn, *xb = x + tb * pn;
+        const int32_t *wa = w + ta * ws, *wb = w + tb * ws;
+        const __m256i xa0 = _mm256_loadu_si256((const __m256i *)xa);
+        const __m256i xa1 = _mm256_loadu_si256((const __m256i *)(xa + 8));
+        const __m256i xb0 = _mm256_loadu_si256((const __m256i *)xb);
+        const __m256i xb1 = _mm256_loadu_si256((const __m256i *)(xb + 8));
+#pragma GCC unroll 4
+        for (int i = 0; i < QPW_MR; i++) {
+            const __m256i ba = _mm256_set1_epi32(wa[i]), bb = _mm256_set1_epi32(wb[i]);
+            acc[i][0] = _mm256_add_epi32(
+                acc[i][0], _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(xa0, ba),
+                                                              _mm256_maddubs_epi16(xb0, bb)),
+                                             ones));
+            acc[i][1] = _mm256_add_epi32(
+                acc[i][1], _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(xa1, ba),
+                                                              _mm256_maddubs_epi16(xb1, bb)),
+                                             ones));
+        }
+    }
+    for (; p < cq; p++) {
+        const long t = ord[p];
+        const uint32_t *xt = x + t * pn;
+        const int32_t *wt = w + t * ws;
+        const __m256i x0 = _mm256_loadu_si256((const __m256i *)xt);
+        const __m256i x1 = _mm256_loadu_si256((const __m256i *)(xt + 8));
+#pragma GCC unroll 4
+        for (int i = 0; i < QPW_MR; i++) {
+            const __m256i b = _mm256_set1_epi32(wt[i]);
+            acc[i][0] = _mm256_add_epi32(acc[i][0],
+                                         _mm256_madd_epi16(_mm256_maddubs_epi16(x0, b), ones));
+            acc[i][1] = _mm256_add_epi32(acc[i][1],
+                                         _mm256_madd_epi16(_mm256_maddubs_epi16(x1, b), ones));
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < QPW_MR; i++)
+#pragma GCC unroll 2
+        for (int v = 0; v < 2; v++)
             _mm256_store_si256((__m256i *)(mem + 16 * i + 8 * v), acc[i][v]);
 }
 
@@ -841,7 +901,11 @@ static inline __attribute__((always_inline)) void qpw_strip(const qpw_int8_args 
     for (long jn = j0, c = 0; jn <= j1; jn += 16, c ^= 1) {
         if (jn < j1) {
             const uint32_t *x = buf + (pn == 16 ? jn * cq : jn); /* pn: the row stride */
-            qpw_dots(x, pn, cq, w0, ws, P->init + k, mems[c], 2, KIND);
+            if (KIND == QPW_UBS2) /* the panel's pairing, after the sign row */
+                qpw_dots_pair(x, pn, w0, ws, a->wts + (cq + 4) * a->coutp + oc / 16 * (cq + 1),
+                              P->init + k, mems[c], cq);
+            else
+                qpw_dots(x, pn, cq, w0, ws, P->init + k, mems[c], 2, KIND);
         }
         /* the accumulators through memory and the epilogue's constants read after the dots:
          * held in registers across the loop (GCC hoists the constants) they left the dot loop
@@ -922,6 +986,9 @@ QPW_STRIPS(QPW_UBS, QPW_EPI_RES)
 QPW_STRIPS(QPW_SIGN, QPW_EPI_PROVED)
 QPW_STRIPS(QPW_SIGN, QPW_EPI_FAST)
 QPW_STRIPS(QPW_SIGN, QPW_EPI_RES)
+QPW_STRIPS(QPW_UBS2, QPW_EPI_PROVED)
+QPW_STRIPS(QPW_UBS2, QPW_EPI_FAST)
+QPW_STRIPS(QPW_UBS2, QPW_EPI_RES)
 
 /* the tile of channels oc on (pass channel k) over whole blocks j0 .. j1 - 1 by a strip; 0
  * where none applies (the caller runs qpw_tile) */
@@ -931,7 +998,14 @@ static inline int qpw_strip_run(const qpw_int8_args *a, const qpw_fast *f, const
     const int epi = P->epi[k / QPW_MR];
     if (epi < 0 || kind == QPW_WIDE) return 0;
 #define QPW_STRIP_CALL(KIND, EPI) qpw_strip_##KIND##_##EPI(a, f, fm, P, k, buf, pn, j0, j1, oc)
-    if (kind == QPW_UBS) {
+    if (kind == QPW_UBS2) {
+        if (epi == QPW_EPI_PROVED)
+            QPW_STRIP_CALL(QPW_UBS2, QPW_EPI_PROVED);
+        else if (epi == QPW_EPI_FAST)
+            QPW_STRIP_CALL(QPW_UBS2, QPW_EPI_FAST);
+        else
+            QPW_STRIP_CALL(QPW_UBS2, QPW_EPI_RES);
+    } else if (kind == QPW_UBS) {
         if (epi == QPW_EPI_PROVED)
             QPW_STRIP_CALL(QPW_UBS, QPW_EPI_PROVED);
         else if (epi == QPW_EPI_FAST)
@@ -1064,6 +1138,10 @@ static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *
      * the tiles, on 512-2048 0.99-1.01x (the epilogue a small part there); before the
      * pipelined strips (0c27d47) 1.0-1.06x on 512 and 1024 */
     const int strips = !a->otype && kind != QPW_WIDE;
+    const int32_t *pairs = a->wts + (cq + 4) * a->coutp; /* each panel's T2 and order */
+    /* quads two at a time from 32 quads: on 16 (ResNet-50's 64 -> 64 and 64 -> 256 layers)
+     * 1.02-1.03x, on 8 (MobileNetV2's 32 -> 16, rows layout) 1.06x */
+    const int pair = kind == QPW_UBS && cq >= 32;
     for (long c0 = a->oc0; c0 < a->oc1; c0 += QPW_FM_MAX) {
         const long c1 = a->oc1 - c0 < QPW_FM_MAX ? a->oc1 : c0 + QPW_FM_MAX;
         for (long oc = c0; oc < c1; oc++) {
@@ -1093,7 +1171,9 @@ static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *
                     const float *m = fm + (oc - c0);
                     long j0 = g0;
                     if (strips && rows == QPW_MR && gw > g0 &&
-                        qpw_strip_run(a, f, m, &P, oc - c0, buf, pn, g0, gw, oc, kind))
+                        qpw_strip_run(a, f, m, &P, oc - c0, buf, pn, g0, gw, oc,
+                                      pair && pairs[oc / 16 * (cq + 1)] >= 2 ? QPW_UBS2
+                                                                             : kind))
                         j0 = gw;
                     for (; j0 < g1; j0 += 16) {
                         const long n = g1 - j0 < 16 ? g1 - j0 : 16;
