@@ -998,28 +998,22 @@ static inline int qpw_strip_run(const qpw_int8_args *a, const qpw_fast *f, const
     const int epi = P->epi[k / QPW_MR];
     if (epi < 0 || kind == QPW_WIDE) return 0;
 #define QPW_STRIP_CALL(KIND, EPI) qpw_strip_##KIND##_##EPI(a, f, fm, P, k, buf, pn, j0, j1, oc)
-    if (kind == QPW_UBS2) {
-        if (epi == QPW_EPI_PROVED)
-            QPW_STRIP_CALL(QPW_UBS2, QPW_EPI_PROVED);
-        else if (epi == QPW_EPI_FAST)
-            QPW_STRIP_CALL(QPW_UBS2, QPW_EPI_FAST);
-        else
-            QPW_STRIP_CALL(QPW_UBS2, QPW_EPI_RES);
-    } else if (kind == QPW_UBS) {
-        if (epi == QPW_EPI_PROVED)
-            QPW_STRIP_CALL(QPW_UBS, QPW_EPI_PROVED);
-        else if (epi == QPW_EPI_FAST)
-            QPW_STRIP_CALL(QPW_UBS, QPW_EPI_FAST);
-        else
-            QPW_STRIP_CALL(QPW_UBS, QPW_EPI_RES);
-    } else {
-        if (epi == QPW_EPI_PROVED)
-            QPW_STRIP_CALL(QPW_SIGN, QPW_EPI_PROVED);
-        else if (epi == QPW_EPI_FAST)
-            QPW_STRIP_CALL(QPW_SIGN, QPW_EPI_FAST);
-        else
-            QPW_STRIP_CALL(QPW_SIGN, QPW_EPI_RES);
-    }
+#define QPW_STRIP_EPI(KIND)                                                                      \
+    do {                                                                                         \
+        if (epi == QPW_EPI_PROVED)                                                               \
+            QPW_STRIP_CALL(KIND, QPW_EPI_PROVED);                                                \
+        else if (epi == QPW_EPI_FAST)                                                            \
+            QPW_STRIP_CALL(KIND, QPW_EPI_FAST);                                                  \
+        else                                                                                     \
+            QPW_STRIP_CALL(KIND, QPW_EPI_RES);                                                   \
+    } while (0)
+    if (kind == QPW_UBS2)
+        QPW_STRIP_EPI(QPW_UBS2);
+    else if (kind == QPW_UBS)
+        QPW_STRIP_EPI(QPW_UBS);
+    else
+        QPW_STRIP_EPI(QPW_SIGN);
+#undef QPW_STRIP_EPI
 #undef QPW_STRIP_CALL
     return 1;
 }

@@ -450,7 +450,6 @@ class QConvNative(Tactic):
         toffs = {m: p["order"].astype(np.int64) * m for m in {g1 - g0 for g0, g1 in bounds}}
         bufs = scratch((n * len(bounds), cq * size + STRIP), np.int32, "qconv_layout")
         keep = (p["wts"], p["wsum"], p["mult"], p["bias"], bufs, x, out3, z3, *toffs.values())
-        osz = out3.itemsize
         tasks = []
         for b in range(n):
             for k, (g0, g1) in enumerate(bounds):
@@ -458,21 +457,8 @@ class QConvNative(Tactic):
                 fields = self._split_fields(x, b, 0, 0, cq, buf)
                 fields.update(x=fields["x"] + g0 * isz, h=1, w=m, hq=1, wq=m, xrs=m)
                 lay = native.NativeCall("qconv_split_f32", fields, keep)
-                out = self._out_fields(out3, z3, b, 0)
-                out["out"] += g0 * osz
-                if z3 is not None:
-                    out["z"] += g0 * z3.itemsize
-                gemm = native.NativeCall(
-                    "qconv_int8_f32",
-                    dict(
-                        layout=buf.ctypes.data, toff=toffs[m].ctypes.data, T=p["terms"],
-                        wts=p["wts"][0].ctypes.data, coutp=p["coutp"], cout=s.cout,
-                        bias=None if p["bias"] is None else p["bias"].ctypes.data,
-                        wsum=p["wsum"].ctypes.data, mult=p["mult"].ctypes.data,
-                        g0=0, g1=m, wg=m, ho=1, wo=m, **out,
-                    ),
-                    keep,
-                )  # fmt: skip
+                gemm = self._chunk_gemm(buf, toffs[m], out3, z3, b, g0, keep,
+                                        g1=m, wg=m, ho=1, wo=m)  # fmt: skip
                 tasks.append(native.NativeSequence([lay, gemm]))
         return tasks
 
@@ -517,25 +503,43 @@ class QConvNative(Tactic):
                 fields = self._split_fields(x, b, 0, 0, p["cq"], buf)
                 fields.update(pt=s.pads[0] - r0 * sy, hq=hc)  # phase row r0 its first
                 lay = native.NativeCall("qconv_split_f32", fields, keep)
-                out = self._out_fields(out3, z3, b, 0)
-                out["out"] += r0 * wo * out3.itemsize
-                if z3 is not None:
-                    out["z"] += r0 * wo * z3.itemsize
                 # up to the last row's last output: the grid positions after it (dropped
                 # columns) would read past the chunk's rows (the tiles' byte range)
-                gemm = native.NativeCall(
-                    "qconv_int8_f32",
-                    dict(
-                        layout=buf.ctypes.data, toff=toffs[hc].ctypes.data, T=T,
-                        wts=p["wts"][0].ctypes.data, coutp=p["coutp"], cout=s.cout,
-                        bias=None if p["bias"] is None else p["bias"].ctypes.data,
-                        wsum=p["wsum"].ctypes.data, mult=p["mult"].ctypes.data,
-                        g0=0, g1=(r1 - r0 - 1) * wq + wo, wg=wq, ho=r1 - r0, wo=wo, **out,
-                    ),
-                    keep,
-                )  # fmt: skip
+                rows = r1 - r0
+                gemm = self._chunk_gemm(buf, toffs[hc], out3, z3, b, r0 * wo, keep,
+                                        g1=(rows - 1) * wq + wo, wg=wq, ho=rows, wo=wo)  # fmt: skip
                 tasks.append(native.NativeSequence([lay, gemm]))
         return tasks
+
+    def _chunk_gemm(
+        self,
+        buf: np.ndarray,
+        toff: np.ndarray,
+        out3: np.ndarray,
+        z3: np.ndarray | None,
+        b: int,
+        first: int,
+        keep: tuple[Any, ...],
+        **grid: int,
+    ) -> Any:
+        """The GEMM call of a chunk of image b laid out in its own ``buf`` (position or row
+        chunks): every output channel of the group, its outputs from position ``first`` of
+        each channel plane on; ``grid``: g1, wg, ho, wo of the chunk."""
+        s, p = self.spec, self._prepared()
+        out = self._out_fields(out3, z3, b, 0)
+        out["out"] += first * out3.itemsize
+        if z3 is not None:
+            out["z"] += first * z3.itemsize
+        return native.NativeCall(
+            "qconv_int8_f32",
+            dict(
+                layout=buf.ctypes.data, toff=toff.ctypes.data, T=p["terms"],
+                wts=p["wts"][0].ctypes.data, coutp=p["coutp"], cout=s.cout,
+                bias=None if p["bias"] is None else p["bias"].ctypes.data,
+                wsum=p["wsum"].ctypes.data, mult=p["mult"].ctypes.data, g0=0, **grid, **out,
+            ),
+            keep,
+        )  # fmt: skip
 
     def _split_fields(
         self, x: np.ndarray, b: int, gi: int, q0: int, q1: int, lay: np.ndarray
