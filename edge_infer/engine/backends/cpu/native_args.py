@@ -475,6 +475,34 @@ class QpwInt8Args(KernelArgs):
     ]
 
 
+class QWinoInt8Args(KernelArgs):
+    """conv_int8_wino.c: a 3x3 stride-1 INT8 conv of an int8 input by Winograd F(2x2, 3x3),
+    tiles [t0, t1) of one image, every output channel given (U: the packed transformed
+    weights; proved: conv_int8.c's proved rows, coutp apart); the epilogue's fields as
+    :class:`QConvInt8Args`'; work: ``qwino_int8_work(cin, wo)`` int32 of the call's own."""
+
+    _fields_ = [
+        ("x", _P),
+        *_longs("xcs", "xrs", "h", "w", "pt", "pl", "cin"),
+        ("U", _P),
+        ("cout", _L),
+        *[(n, _P) for n in ("bias", "mult", "proved")],
+        *_longs("coutp", "ho", "wo", "t0", "t1"),
+        ("out", _P),
+        *_longs("ocs", "otype"),
+        ("oinv", ctypes.c_double),
+        ("oscale", ctypes.c_double),
+        ("act", _L),
+        ("p0", _F),
+        ("p1", _F),
+        ("residual", _L),
+        ("z", _P),
+        *_longs("zcs", "ztype"),
+        ("zscale", _F),
+        ("work", _P),
+    ]
+
+
 #: exported kernel ``<name>_f32`` → its argument struct (``<name>_args`` in args.h)
 ARGS: dict[str, type[KernelArgs]] = {
     "conv_direct_f32": ConvDirectArgs,
@@ -505,4 +533,5 @@ ARGS: dict[str, type[KernelArgs]] = {
     "gemv_packed_f32": GemvPackedArgs,
     "conv_chain_f32": ConvChainArgs,
     "qpw_int8_f32": QpwInt8Args,
+    "qwino_int8_f32": QWinoInt8Args,
 }

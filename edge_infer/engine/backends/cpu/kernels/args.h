@@ -268,6 +268,21 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, float, p0) X(K, float, p1) X(K, long, residual) X(K, const signed char *, z)          \
     X(K, long, zcs) X(K, float, zscale) X(K, int *, buf) X(K, long, otype)
 
+/* conv_int8_wino.c: a 3x3 stride-1 INT8 conv of an int8 input by Winograd F(2x2, 3x3),
+ * tiles [t0, t1) (2x2 outputs, ceil(wo / 2) a row) of one image, output channels [0, cout)
+ * of the pointers given; U: the transformed weights packed [cout / 6][16][ceil(cin / 2)][6]
+ * int16 pairs; proved: conv_int8.c's proved rows (3 rows of coutp); the epilogue's fields as
+ * qconv_int8's; work: qwino_int8_work(cin, wo) int32 of this call's own */
+#define EI_QWINO_INT8_ARGS(X, K)                                                               \
+    X(K, const signed char *, x) X(K, long, xcs) X(K, long, xrs) X(K, long, h) X(K, long, w)   \
+    X(K, long, pt) X(K, long, pl) X(K, long, cin) X(K, const int *, U) X(K, long, cout)       \
+    X(K, const int *, bias) X(K, const double *, mult) X(K, const int *, proved)              \
+    X(K, long, coutp) X(K, long, ho) X(K, long, wo) X(K, long, t0) X(K, long, t1)             \
+    X(K, void *, out) X(K, long, ocs) X(K, long, otype) X(K, double, oinv)                    \
+    X(K, double, oscale) X(K, long, act) X(K, float, p0) X(K, float, p1) X(K, long, residual)  \
+    X(K, const void *, z) X(K, long, zcs) X(K, long, ztype) X(K, float, zscale)               \
+    X(K, int *, work)
+
 /* every kernel: X(kernel name, its field list); a field list is FIELDS(X, kernel) and
  * calls X(kernel, type, name) once per field */
 #define EI_KERNELS(X)                                                                         \
@@ -298,7 +313,8 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(transpose, EI_TRANSPOSE_ARGS)                                                           \
     X(gemv_packed, EI_GEMV_PACKED_ARGS)                                                       \
     X(conv_chain, EI_CONV_CHAIN_ARGS)                                                         \
-    X(qpw_int8, EI_QPW_INT8_ARGS)
+    X(qpw_int8, EI_QPW_INT8_ARGS)                                                             \
+    X(qwino_int8, EI_QWINO_INT8_ARGS)
 
 /* the structs: <name>_args, and their entry points void <name>_f32(const <name>_args *) and
  * pool tasks void <name>_task(const void *) */
@@ -310,6 +326,13 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
 EI_KERNELS(EI_STRUCT)
 #undef EI_STRUCT
 #undef EI_FIELD
+
+/* conv_int8.c's epilogue for the other INT8 kernels (conv_int8_wino.c): channels oc0 ..
+ * oc0 + rows - 1 of a's outputs from their exact int32 accumulators with the bias added
+ * (channel oc0 + i's at acc + i accs), each its nseg runs: seg_n[s] outputs from
+ * acc[seg_j[s]] at output position seg_pos[s]; a's proved rows follow its T = 0 weight rows */
+void qconv_int8_finish(const qconv_int8_args *a, const int *acc, long accs, long oc0, long rows,
+                       const long *seg_j, const long *seg_n, const long *seg_pos, long nseg);
 
 /* the pool task wrapper of a kernel (one line in the kernel's file) */
 #define EI_TASK(kernel)                                                                       \

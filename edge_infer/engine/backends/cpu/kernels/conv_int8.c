@@ -2742,3 +2742,19 @@ void qconv_int8_f32(const qconv_int8_args *a) {
     }
 }
 EI_TASK(qconv_int8)
+
+/* the epilogue of another INT8 kernel's accumulators (args.h; conv_int8_wino.c): what
+ * qconv_int8_f32 does with a tile's, run by run (the fast int8 epilogue where it holds) */
+void qconv_int8_finish(const qconv_int8_args *a, const int *acc, long accs, long oc0, long rows,
+                       const long *seg_j, const long *seg_n, const long *seg_pos, long nseg) {
+    const fastq fq = fastq_setup(a);
+    for (long i = 0; i < rows; i++) {
+        const long oc = oc0 + i;
+        const float m = fastq_mult(&fq, a, oc);
+        for (long s = 0; s < nseg; s++)
+            if (m != 0.0f)
+                finish_run_q(acc + i * accs + seg_j[s], seg_n[s], oc, seg_pos[s], a, &fq, m);
+            else
+                finish_run(acc + i * accs + seg_j[s], seg_n[s], oc, seg_pos[s], a);
+    }
+}

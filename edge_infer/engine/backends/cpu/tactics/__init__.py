@@ -21,6 +21,7 @@ from edge_infer.engine.backends.cpu.tactics.cpu_qconv import (
 )
 from edge_infer.engine.backends.cpu.tactics.cpu_qdepthwise import QDepthwiseNative
 from edge_infer.engine.backends.cpu.tactics.cpu_qpointwise import QPointwiseNative
+from edge_infer.engine.backends.cpu.tactics.cpu_qwinograd import QWinogradNative
 from edge_infer.engine.backends.cpu.tactics.cpu_recurrent import RecurrentGemm, RecurrentNative
 from edge_infer.engine.backends.cpu.tactics.cpu_stem import StemNative
 from edge_infer.engine.backends.cpu.tactics.cpu_winograd import WinogradNative
@@ -42,7 +43,14 @@ _CONV = (
 CPU_TACTICS: TacticTable = {
     "conv": _CONV,
     "recurrent": (RecurrentNative, RecurrentGemm),
-    "qconv": (QConvReference, QConvNative, QConvNativeOC, QDepthwiseNative, QPointwiseNative),
+    "qconv": (
+        QConvReference,
+        QConvNative,
+        QConvNativeOC,
+        QDepthwiseNative,
+        QPointwiseNative,
+        QWinogradNative,
+    ),
     "fp16": fp16_tactics(_CONV, (RecurrentNative, RecurrentGemm)),
     "chain": (ChainNative,),
 }
