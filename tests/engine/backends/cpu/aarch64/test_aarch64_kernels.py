@@ -91,6 +91,7 @@ ELSEWHERE = {
     "tests/engine/backends/cpu/tactics/test_chain_native.py": {"conv_chain_f32"},
     "tests/engine/backends/cpu/test_transpose_native.py": {"transpose_f32"},
     "tests/engine/backends/cpu/tactics/test_qpointwise_native.py": {"qpw_int8_f32"},
+    "tests/engine/backends/cpu/test_qwinograd.py": {"qwino_int8_f32"},
 }
 
 
