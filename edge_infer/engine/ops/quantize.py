@@ -474,6 +474,11 @@ def int8_value_range(value: Any, _depth: int = 0) -> tuple[int, int]:
             return full
         ranges = [int8_value_range(v, _depth + 1) for v in ins]
         return min(r[0] for r in ranges), max(r[1] for r in ranges)
+    if node.domain == DOMAIN and node.op_type == "Reformat":
+        scale = float(node.attrs.get("y_scale", 0.0) or 0.0)
+        if node.attrs.get("to") != "int8" or scale <= 0 or not node.inputs:
+            return full
+        return _float_int8_range(node.inputs[0], scale, _depth + 1)
     if node.domain != DOMAIN or node.op_type not in ("QConv", "QGemm"):
         return full
     a = node.attrs
@@ -482,6 +487,49 @@ def int8_value_range(value: Any, _depth: int = 0) -> tuple[int, int]:
         return full
     params = tuple(float(p) for p in a.get("activation_params", ()))
     return _activation_int8_range(str(a.get("activation", "")), params, scale)
+
+
+#: activations the float kernels compute exactly (a max or a clamp): their quantized extremes
+#: are the reference's; any other one is approximated there (a vector exp), so a range read
+#: off the reference is widened by one step each way
+_EXACT_ACTIVATIONS = frozenset({"relu", "clip"})
+
+
+def _float_int8_range(value: Any, scale: float, _depth: int) -> tuple[int, int]:
+    """The int8 values a float ``value`` can take when quantized at ``scale`` (a Reformat to
+    int8 in a mixed-precision engine), as its producer bounds it: a float convolution (FP32,
+    or FP16 storage in an Fp16Layer) or an INT8 one with a float output (its value read by a
+    float layer too) under an activation and no residual added after it, or ops that only
+    pick or move such values. The whole range where nothing is known."""
+    full = (int(ACT_QMIN), int(ACT_QMAX))
+    node = getattr(value, "producer", None)
+    if node is None or _depth > 16:
+        return full
+    if node.domain in ("", "ai.onnx") and node.op_type in _VALUE_PRESERVING:
+        ins = [v for v in node.inputs[: None if node.op_type == "Concat" else 1] if v is not None]
+        if not ins or any(v.const is not None for v in ins):
+            return full
+        ranges = [_float_int8_range(v, scale, _depth + 1) for v in ins]
+        return min(r[0] for r in ranges), max(r[1] for r in ranges)
+    attrs: dict[str, Any] | None = None
+    if node.domain == DOMAIN and node.op_type in ("FusedConv", "QConv", "QGemm"):
+        attrs = node.attrs  # (an INT8 layer's float output: read by a float layer too)
+    elif (
+        node.domain == DOMAIN
+        and node.op_type == "Fp16Layer"
+        and node.attrs.get("op") == "FusedConv"
+    ):
+        attrs = node.attrs.get("op_attrs") or {}
+    if attrs is None or attrs.get("residual", "none") == "post":
+        return full
+    activation = str(attrs.get("activation", "") or "")
+    if not activation:
+        return full
+    params = tuple(float(p) for p in attrs.get("activation_params", ()))
+    lo, hi = _activation_int8_range(activation, params, scale)
+    if activation not in _EXACT_ACTIVATIONS:
+        lo, hi = max(lo - 1, full[0]), min(hi + 1, full[1])
+    return lo, hi
 
 
 @functools.lru_cache(maxsize=1024)

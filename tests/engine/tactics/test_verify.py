@@ -289,6 +289,73 @@ def test_the_int8_range_of_an_activation_output() -> None:
     assert int8_value_range(g.inputs[0]) == (-128, 127)
 
 
+def _reformatted(activation: str, params: tuple = (), residual: str = "none", fp16=False):  # type: ignore[no-untyped-def]
+    """A float conv under ``activation`` whose output a Reformat stores as int8 at 0.05 (a
+    layer kept in FP32 or FP16 inside an INT8 engine), concatenated with a ReLU QConv's."""
+    g = Graph()
+    x = g.add_input("x", TensorType((1, 4, 8, 8), np.dtype(np.float32)))
+    attrs = {"activation": activation, "activation_params": params, "residual": residual}
+    if fp16:
+        conv = g.add_node(
+            "Fp16Layer",
+            [x],
+            ["f"],
+            {"op": "FusedConv", "op_domain": DOMAIN, "op_attrs": attrs},
+            domain=DOMAIN,
+        )
+    else:
+        conv = g.add_node("FusedConv", [x], ["f"], attrs, domain=DOMAIN)
+    q = g.add_node("Reformat", conv.outputs, ["q"], {"to": "int8", "y_scale": 0.05}, domain=DOMAIN)
+    return q.outputs[0], g
+
+
+def test_the_int8_range_of_a_float_layer_reformatted() -> None:
+    """A mixed-precision engine's float layer feeding INT8 ones: its activation bounds the
+    int8 values as a QConv's would (the INT8 readers are timed and checked on that range), one
+    step wider where the float kernels approximate the activation."""
+    # SiLU at 0.05: the QConv's (-6, 127), widened: the float SiLU is a vector exp's
+    assert int8_value_range(_reformatted("silu")[0]) == (-7, 127)
+    assert int8_value_range(_reformatted("silu", fp16=True)[0]) == (-7, 127)
+    # ReLU and clip are exact in the float kernels
+    assert int8_value_range(_reformatted("relu")[0]) == (0, 127)
+    assert int8_value_range(_reformatted("clip", (0.0, 6.0))[0]) == (0, 120)
+    # no activation, or a residual after it: nothing known
+    assert int8_value_range(_reformatted("")[0]) == (-128, 127)
+    assert int8_value_range(_reformatted("relu", residual="post")[0]) == (-128, 127)
+    # concatenated with an int8 ReLU output: the union
+    q, g = _reformatted("silu")
+    r = g.add_node(
+        "QConv",
+        [g.add_input("z", TensorType((1, 4, 8, 8), np.dtype(np.int8)))],
+        ["r"],
+        {
+            "activation": "relu",
+            "activation_params": (),
+            "residual": "none",
+            "out_precision": "int8",
+            "out_scale": 0.05,
+            "x_scale": 0.1,
+        },
+        domain=DOMAIN,
+    ).outputs[0]
+    cat = g.add_node("Concat", [q, r], ["c"], {"axis": 1}).outputs[0]
+    assert int8_value_range(cat) == (-7, 127)
+    # an INT8 layer's float output (a float layer reads it too), reformatted for an INT8 one
+    g3 = Graph()
+    z = g3.add_input("z", TensorType((1, 4, 8, 8), np.dtype(np.int8)))
+    attrs = {"activation": "silu", "activation_params": (), "residual": "none"}
+    f = g3.add_node(
+        "QConv", [z], ["f"], {**attrs, "out_precision": "fp32", "x_scale": 0.1}, domain=DOMAIN
+    )
+    q3 = g3.add_node("Reformat", f.outputs, ["q"], {"to": "int8", "y_scale": 0.05}, domain=DOMAIN)
+    assert int8_value_range(q3.outputs[0]) == (-7, 127)
+    # a float graph input reformatted: nothing known
+    g2 = Graph()
+    x = g2.add_input("x", TensorType((1, 4, 8, 8), np.dtype(np.float32)))
+    q2 = g2.add_node("Reformat", [x], ["q"], {"to": "int8", "y_scale": 0.05}, domain=DOMAIN)
+    assert int8_value_range(q2.outputs[0]) == (-128, 127)
+
+
 class Silent(Tactic):
     """Writes nothing at all."""
 
