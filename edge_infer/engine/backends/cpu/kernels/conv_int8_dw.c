@@ -32,7 +32,8 @@
  *
  * Built for AVX2 without AVX-512, 3 x 3 layers (unit dilation, outputs up to 112 wide at
  * stride 1, 32 at stride 2) go one channel at a time on int16 pairs of taps straight from the
- * int8 planes, the rows' pairs in registers (qdw_p3); other stride-2 layers go one channel
+ * int8 planes, the rows' pairs in registers (qdw_p3; proved channels from a table of their
+ * constants, the epilogue in integers: qp3_proved); other stride-2 layers go one channel
  * at a time on int16 pairs (qdw_s2) and stride-1 layers outputs 17 to 512 wide (the
  * tactic's choice: grouped == 2) one channel at a time, vectors along output rows, through a
  * zero-padded float plane (qdw_s1).
@@ -1175,6 +1176,103 @@ static inline __attribute__((always_inline)) void qp3_plane(
     }
 }
 
+/* The first n (0 to 8) of the 8 bytes in the low half of b at o: 8 at once, or two
+ * overlapping dwords (n >= 4), else byte by byte */
+static inline __attribute__((always_inline)) void qp3_store_n(int8_t *o, __m128i b, long n) {
+    if (n >= 8) {
+        _mm_storel_epi64((__m128i *)o, b);
+    } else if (n >= 4) {
+        _mm_storeu_si32(o + n - 4, _mm_srli_epi64(b, 8 * (n - 4)));
+        _mm_storeu_si32(o, b);
+    } else { /* (a loop here GCC makes a memcpy call) */
+        long long q = _mm_cvtsi128_si64(b);
+        if (n > 0) o[0] = (int8_t)q;
+        if (n > 1) o[1] = (int8_t)(q >> 8);
+        if (n > 2) o[2] = (int8_t)(q >> 16);
+    }
+}
+
+/* Proved channels (QPROVED) on the pairs path, from the tactic's table (cpu_qdepthwise.py
+ * _p3_table, after the VNNI rows of a->qw: per channel 8 dwords, the 5 weight pairs as
+ * qp3_plane makes them, vmq's bits, lo and hi as 4 bytes each). The accumulator starts at
+ * the bias; the epilogue is f = clamp(rint(float32(acc) * vmq), lo, hi) with rint the
+ * conversion to int32 (round to nearest even: the caller checked MXCSR; exact, |acc vmq| <
+ * 2^30 by the proof), packed to bytes with signed saturation (lo, hi lie in [-128, 127]: the
+ * clamp after it is the same) and clamped as bytes, at stride 1 two output rows together (4
+ * measured 1.27x slower: spills; at stride 2 pairs were 2-5 % slower than single rows).
+ * Against qp3_plane (its per-channel setup: qs1_mode's checks, the weights' conversions and
+ * pairings; vroundps and float clamps): MobileNetV2 b1 at 7 x 7 0.81x, 14 0.89x, 28 to 112
+ * 0.87x, stride 2 to 7, 14 0.85x, 0.96x (one thread, CPU time, bench/qlayer_cpu_ab.py). */
+static inline __attribute__((always_inline)) void qp3_proved(const conv_int8_dw_args *a,
+                                                            long c, const __m128i (*ix)[2],
+                                                            const int *tab, long oy0,
+                                                            long oy1, int S) {
+    long wo = a->wo, nv = (wo + 7) / 8, h = a->h, xrs = a->xrs, pl = a->pl, pt = a->pt;
+    long end = (h - 1) * xrs + a->w;
+    const int8_t *xc = (const int8_t *)a->x + c * a->xcs;
+    int8_t *out = (int8_t *)a->out + c * a->ocs;
+    const __m256i w0 = _mm256_set1_epi32(tab[0]), w1 = _mm256_set1_epi32(tab[1]);
+    const __m256i w2 = _mm256_set1_epi32(tab[2]), w3 = _mm256_set1_epi32(tab[3]);
+    const __m256i w4 = _mm256_set1_epi32(tab[4]);
+    const __m256 mq = _mm256_castsi256_ps(_mm256_set1_epi32(tab[5]));
+    const __m128i lo = _mm_set1_epi32(tab[6]), hi = _mm_set1_epi32(tab[7]);
+    const __m256i s0 = _mm256_set1_epi32(a->bias ? a->bias[c] : 0);
+    const __m128i order = _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15);
+    for (long k = 0; k < nv; k++) {
+        long v = k == 0 ? nv - 1 : k - 1, o0 = 8 * S * v - pl, n = wo - 8 * v;
+        __m256i ha, hb, hc;
+        __m128i ea, eb, ec;
+        long iy = oy0 * S - pt; /* the output row's first input row */
+        qp3_row(xc, iy, h, xrs, end, o0, ix[v], S, &ha, &ea);
+        if (S == 1) qp3_row(xc, iy + 1, h, xrs, end, o0, ix[v], S, &hb, &eb);
+#define QP3_STEP(R)                                                                            \
+    do {                                                                                       \
+        if (S == 2) qp3_row(xc, iy + 1, h, xrs, end, o0, ix[v], S, &hb, &eb);                  \
+        qp3_row(xc, iy + 2, h, xrs, end, o0, ix[v], S, &hc, &ec);                              \
+        __m256i t0 = _mm256_add_epi32(s0, _mm256_madd_epi16(ha, w0));                          \
+        __m256i t1 = _mm256_madd_epi16(hb, w1);                                                \
+        __m256i t2 = _mm256_madd_epi16(hc, w2);                                                \
+        __m256i t3 = _mm256_madd_epi16(qp3_pairs(ea, eb), w3);                                 \
+        __m256i t4 = _mm256_madd_epi16(                                                        \
+            S == 1 ? qp3_pairs(eb, ec) : qp3_pairs(ec, _mm_setzero_si128()), w4);              \
+        __m256i t = _mm256_add_epi32(_mm256_add_epi32(t0, t1),                                 \
+                                     _mm256_add_epi32(_mm256_add_epi32(t2, t3), t4));          \
+        if (S == 1) {                                                                          \
+            ha = hb, hb = hc, ea = eb, eb = ec;                                                \
+        } else {                                                                               \
+            ha = hc, ea = ec;                                                                  \
+        }                                                                                      \
+        iy += S;                                                                               \
+        R = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_cvtepi32_ps(t), mq));                     \
+    } while (0)
+        long oy = oy0;
+        /* two rows at a time: bytes r0 0-3, r1 0-3, r0 4-7, r1 4-7, then in order */
+        for (; S == 1 && oy + 2 <= oy1; oy += 2) {
+            __m256i r0, r1;
+            QP3_STEP(r0);
+            QP3_STEP(r1);
+            __m256i p = _mm256_packs_epi32(r0, r1);
+            __m128i b = _mm_packs_epi16(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+            b = _mm_min_epi8(_mm_max_epi8(_mm_shuffle_epi8(b, order), lo), hi);
+            /* a last vector's bytes past the row go to later rows of ours (written after) */
+            long i = oy * wo + 8 * v;
+            _mm_storel_epi64((__m128i *)(out + i), b);
+            qp3_store_n(out + i + wo, _mm_unpackhi_epi64(b, b),
+                        n >= 8 || i + wo + 8 <= oy1 * wo ? 8 : n);
+        }
+        for (; oy < oy1; oy++) {
+            __m256i r0;
+            QP3_STEP(r0);
+            __m256i p = _mm256_packs_epi32(r0, r0);
+            __m128i b = _mm_packs_epi16(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+            b = _mm_min_epi8(_mm_max_epi8(_mm_shuffle_epi8(b, order), lo), hi);
+            long i = oy * wo + 8 * v;
+            qp3_store_n(out + i, b, n >= 8 || i + 8 <= oy1 * wo ? 8 : n);
+        }
+#undef QP3_STEP
+    }
+}
+
 /* qp3_plane with the mode a variable (one copy a stride: compile time) */
 static __attribute__((noinline)) void qp3_plane_any(const conv_int8_dw_args *a, long c,
                                                     const __m128i (*ix)[2], float *acc,
@@ -1212,7 +1310,16 @@ static void qdw_p3(const conv_int8_dw_args *a, long oy0, long oy1) {
     }
     float lo = 0.0f, hi = 0.0f;
     int fast = qs1_fast(a, &lo, &hi);
+    /* proved channels from the tactic's table where the conversion rounds to nearest */
+    const int *tab = fast && a->qw && (_mm_getcsr() & 0x6000) == 0 ? a->qw + 3 * a->qn : 0;
     for (long c = a->c0; c < a->c1; c++) {
+        if (tab && tab[8 * c + 5] > 0) { /* vmq > 0 (a positive float's bits) */
+            if (S == 1)
+                qp3_proved(a, c, ix, tab + 8 * c, oy0, oy1, 1);
+            else
+                qp3_proved(a, c, ix, tab + 8 * c, oy0, oy1, 2);
+            continue;
+        }
         float bf = 0.0f, mq = 0.0f, vlo = 0.0f, vhi = 0.0f;
         int mode = qs1_mode(a, c, fast, lo, hi, &bf, &mq, &vlo, &vhi);
         if (mode == 2 && S == 1)

@@ -81,7 +81,8 @@ def _vnni_constants(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The VNNI path's per-layer constants (conv_int8_dw.c qdw_group16v): the weights as
     dwords of 4 taps of a kernel row, [kh * ceil(kw / 4)][C] (bytes in tap order, little
-    endian), -128 x each channel's weight sum (int32), and 4 rows of C floats: float32(mult /
+    endian; for a 3x3 layer then :func:`_p3_table`'s rows, the AVX2 pairs path's), -128 x each
+    channel's weight sum (int32), and 4 rows of C floats: float32(mult /
     out_scale), then the proved multipliers and byte bounds of :mod:`.qdw_requant` (vmq, lo,
     hi; vmq 0 where not proved, and for layers other than int8 out without residual)."""
     c, _, kh, kw = weight.shape
@@ -98,7 +99,41 @@ def _vnni_constants(
         bias = None if spec.bias is None else np.asarray(spec.bias)
         act, params = spec.activation, tuple(float(p) for p in spec.activation_params)
         proved = list(proved_multipliers(weight, bias, mult, scale, act, params))
+    if (kh, kw) == (3, 3):
+        table = _p3_table(weight, proved, spec.strides[1])
+        qw = np.concatenate([qw.reshape(-1), table.reshape(-1)])
     return qw, qstart, np.ascontiguousarray(np.concatenate([qmq, *proved]))
+
+
+def _pair(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """int16 pairs (lo, hi) as int32 dwords (lo in the low half)."""
+    return (lo.astype(np.int64) & 0xFFFF | (hi.astype(np.int64) & 0xFFFF) << 16).astype(np.uint32)
+
+
+def _p3_table(weight: np.ndarray, proved: list[np.ndarray], sx: int) -> np.ndarray:
+    """The AVX2 3x3 pairs path's per-channel constants (conv_int8_dw.c qp3_proved), after
+    the VNNI rows of ``qw``: [C][8] dwords, the weight pairs (w0, w1), (w3, w4), (w6, w7),
+    (w2, w5) and (0, w8) at stride 1 or (w8, 0) at stride 2, the bits of the proved
+    multiplier vmq (0: not proved), and the byte bounds lo and hi, each byte of a dword."""
+    w = weight.reshape(weight.shape[0], 9)
+    zero = np.zeros_like(w[:, 0])
+    last = _pair(zero, w[:, 8]) if sx == 1 else _pair(w[:, 8], zero)
+    vmq, lo, hi = proved
+    bytes4 = np.uint32(0x01010101)
+    table = np.stack(
+        [
+            _pair(w[:, 0], w[:, 1]),
+            _pair(w[:, 3], w[:, 4]),
+            _pair(w[:, 6], w[:, 7]),
+            _pair(w[:, 2], w[:, 5]),
+            last,
+            np.asarray(vmq, np.float32).view(np.uint32),
+            (lo.astype(np.int64).astype(np.uint8).astype(np.uint32) * bytes4),
+            (hi.astype(np.int64).astype(np.uint8).astype(np.uint32) * bytes4),
+        ],
+        axis=1,
+    )
+    return np.ascontiguousarray(table.astype(np.uint32).view(np.int32))
 
 
 def has_s1() -> bool:
