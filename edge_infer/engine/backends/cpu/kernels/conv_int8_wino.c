@@ -22,8 +22,11 @@
  *      input rows padded with zeros;
  *   2. per block of 6 output channels, 16 products M[e][6][TB] = U[e] V[e] by a register tile
  *      of 6 channels x 16 tiles (U packed [ob][16][K][6], a pair an int32, broadcast);
- *   3. the output transform on vectors of 8 tiles, + bias, the outputs of each tile row's
- *      two output rows interleaved back into runs, finished by conv_int8.c's epilogue.
+ *   3. the output transform on vectors of 8 tiles, + bias, stored in position order (8 tiles
+ *      of one tile row: 16 outputs of each of their two rows as they lie; else tile by
+ *      tile), so that a block's outputs are at most 3 runs (whole rows join into one), each
+ *      finished by conv_int8.c's epilogue (runs of one output row each, 10-20 outputs on
+ *      small maps, cost it 5-10 %).
  * The plain C path (other CPUs) does the same arithmetic on the same layouts. */
 #include <stdint.h>
 #include <string.h>
@@ -40,7 +43,11 @@
 #define TB 32        /* tiles of a block (two register tiles of 16) */
 #define TBP (TB + 16) /* a V row: a block's tiles and the 16 a last store writes past them */
 #define OB 6         /* output channels of a register tile */
-#define YS (4 * TB + 8) /* a channel's two output rows of a block, and the epilogue's reads past */
+
+/* int32 of a channel's outputs of a block in position order: from its first tile's first
+ * output to its last tile's last, at most 2 (ceil(TB / tw) + 1) output rows of 2 tw, and the
+ * epilogue's reads past the last (a vector of 8) */
+static inline long pos_span(long tw) { return 4 * TB + 8 * tw + 16; }
 
 /* the tiles of a block (the layouts' tile width; cpu_qwinograd.py aligns splits to it) */
 long qwino_int8_tb(void) { return TB; }
@@ -48,7 +55,7 @@ long qwino_int8_tb(void) { return TB; }
 /* int32 of a call's work buffer for cin input channels and output width wo */
 long qwino_int8_work(long cin, long wo) {
     const long K = (cin + 1) / 2, tw = (wo + 1) / 2, rw = 2 * tw + 64;
-    return 16 * K * TBP + 16 * OB * TB + OB * YS + (8 * rw + 3) / 4 + 16;
+    return 16 * K * TBP + 16 * OB * TB + OB * pos_span(tw) + (8 * rw + 3) / 4 + 16;
 }
 
 /* -- 1. the input transform ------------------------------------------------------------- */
@@ -221,12 +228,27 @@ static void multiply(const int32_t *V, const int32_t *Ub, long K, long nsub, int
 
 /* -- 3. the output transform -------------------------------------------------------------- */
 
-/* channel i of M's block (lanes [0, 8 nv)): acc = A^T M A / 4 + bias, tile t's outputs at
- * y[2 t], y[2 t + 1] (its first output row) and y[2 TB + 2 t], y[2 TB + 2 t + 1] */
-static void output_channel(const int32_t *M, long i, long nv, int32_t bias, int32_t *y) {
+/* tile t's 4 outputs (q: its first row's two, its second's) at their places of P (the
+ * block's outputs in position order from p0; columns past wo and rows past ho dropped) */
+static inline void tile_out(const int32_t q[4], long t, long tw, long p0,
+                            const qwino_int8_args *a, int32_t *P) {
+    const long oy = t / tw * 2, ox = t % tw * 2;
+    int32_t *o = P + oy * a->wo + ox - p0;
+    o[0] = q[0];
+    if (ox + 1 < a->wo) o[1] = q[1];
+    if (oy + 1 < a->ho) {
+        o[a->wo] = q[2];
+        if (ox + 1 < a->wo) o[a->wo + 1] = q[3];
+    }
+}
+
+/* channel i of M's block (tiles t0 .. t0 + nt - 1 in its lanes): acc = A^T M A / 4 + bias,
+ * into P in position order (the block's first output p0) */
+static void output_channel(const int32_t *M, long i, long t0, long nt, int32_t bias, long tw,
+                           long p0, const qwino_int8_args *a, int32_t *P) {
 #if EI_QW_AVX2
     const __m256i b = _mm256_set1_epi32(bias);
-    for (long v = 0; v < nv; v++) {
+    for (long v = 0; 8 * v < nt; v++) {
         __m256i m[16];
 #pragma GCC unroll 16
         for (int e = 0; e < 16; e++)
@@ -246,19 +268,35 @@ static void output_channel(const int32_t *M, long i, long nv, int32_t bias, int3
 #undef EI_QW_Y0
 #undef EI_QW_Y1
 #undef EI_QW_FIN
-        /* each row's two columns interleaved: tiles 0, 1 | 4, 5 and 2, 3 | 6, 7 */
+        /* each row's two columns interleaved: tiles 0, 1 | 4, 5 and 2, 3 | 6, 7, in order */
         const __m256i l0 = _mm256_unpacklo_epi32(y00, y01), h0 = _mm256_unpackhi_epi32(y00, y01);
         const __m256i l1 = _mm256_unpacklo_epi32(y10, y11), h1 = _mm256_unpackhi_epi32(y10, y11);
-        int32_t *o = y + 16 * v;
-        _mm256_storeu_si256((__m256i *)o, _mm256_permute2x128_si256(l0, h0, 0x20));
-        _mm256_storeu_si256((__m256i *)(o + 8), _mm256_permute2x128_si256(l0, h0, 0x31));
-        _mm256_storeu_si256((__m256i *)(o + 2 * TB), _mm256_permute2x128_si256(l1, h1, 0x20));
-        _mm256_storeu_si256((__m256i *)(o + 2 * TB + 8), _mm256_permute2x128_si256(l1, h1, 0x31));
+        const __m256i r[4] = {
+            _mm256_permute2x128_si256(l0, h0, 0x20), _mm256_permute2x128_si256(l0, h0, 0x31),
+            _mm256_permute2x128_si256(l1, h1, 0x20), _mm256_permute2x128_si256(l1, h1, 0x31)};
+        const long t = t0 + 8 * v, tx = t % tw;
+        if (8 * v + 8 <= nt && tx + 8 <= tw && 2 * tx + 16 <= a->wo) {
+            /* 8 tiles of one tile row, every column real: 16 outputs of each row as they lie */
+            int32_t *o = P + t / tw * 2 * a->wo + 2 * tx - p0;
+            _mm256_storeu_si256((__m256i *)o, r[0]);
+            _mm256_storeu_si256((__m256i *)(o + 8), r[1]);
+            if (t / tw * 2 + 1 < a->ho) {
+                _mm256_storeu_si256((__m256i *)(o + a->wo), r[2]);
+                _mm256_storeu_si256((__m256i *)(o + a->wo + 8), r[3]);
+            }
+            continue;
+        }
+        int32_t y[32]; /* else tile by tile */
+        memcpy(y, r, sizeof y);
+        for (long k = 0; k < 8 && 8 * v + k < nt; k++) {
+            const int32_t q[4] = {y[2 * k], y[2 * k + 1], y[16 + 2 * k], y[16 + 2 * k + 1]};
+            tile_out(q, t + k, tw, p0, a, P);
+        }
     }
 #else
-    for (long t = 0; t < 8 * nv; t++) {
+    for (long l = 0; l < nt; l++) {
         uint32_t m[16], s0[4], s1[4];
-        for (int e = 0; e < 16; e++) m[e] = (uint32_t)M[(e * OB + i) * TB + t];
+        for (int e = 0; e < 16; e++) m[e] = (uint32_t)M[(e * OB + i) * TB + l];
         for (int j = 0; j < 4; j++) {
             s0[j] = m[j] + m[4 + j] + m[8 + j];
             s1[j] = m[4 + j] - m[8 + j] - m[12 + j];
@@ -266,10 +304,9 @@ static void output_channel(const int32_t *M, long i, long nv, int32_t bias, int3
         const uint32_t r[4] = {s0[0] + s0[1] + s0[2], s0[1] - s0[2] - s0[3],
                                s1[0] + s1[1] + s1[2], s1[1] - s1[2] - s1[3]};
         int32_t q[4];
-        for (int k = 0; k < 4; k++) /* 4 acc (a multiple of 4 for the tiles read) */
+        for (int k = 0; k < 4; k++) /* 4 acc: a multiple of 4 */
             q[k] = (int32_t)((uint32_t)((int32_t)r[k] / 4) + (uint32_t)bias);
-        y[2 * t] = q[0], y[2 * t + 1] = q[1];
-        y[2 * TB + 2 * t] = q[2], y[2 * TB + 2 * t + 1] = q[3];
+        tile_out(q, t0 + l, tw, p0, a, P);
     }
 #endif
 }
@@ -277,9 +314,9 @@ static void output_channel(const int32_t *M, long i, long nv, int32_t bias, int3
 /* -- the kernel ----------------------------------------------------------------------------- */
 
 void qwino_int8_f32(const qwino_int8_args *a) {
-    const long K = (a->cin + 1) / 2, tw = (a->wo + 1) / 2, rw = 2 * tw + 64;
-    int32_t *V = a->work, *M = V + 16 * K * TBP, *Y = M + 16 * OB * TB;
-    int8_t *rows = (int8_t *)(Y + OB * YS);
+    const long K = (a->cin + 1) / 2, tw = (a->wo + 1) / 2, rw = 2 * tw + 64, ps = pos_span(tw);
+    int32_t *V = a->work, *M = V + 16 * K * TBP, *P = M + 16 * OB * TB;
+    int8_t *rows = (int8_t *)(P + OB * ps);
     memset(rows, 0, 8 * (size_t)rw); /* the padding columns: zeros from here on */
     /* conv_int8.c's epilogue reads its struct: the proved rows as its weights' (T = 0) */
     const qconv_int8_args e = {
@@ -293,28 +330,33 @@ void qwino_int8_f32(const qwino_int8_args *a) {
     long seg_j[2 * TB + 4], seg_n[2 * TB + 4], seg_pos[2 * TB + 4];
     for (long t0 = a->t0; t0 < a->t1; t0 += TB) {
         const long nt = a->t1 - t0 < TB ? a->t1 - t0 : TB;
-        /* the block's tile rows: their input, their output runs */
+        const long p0 = (t0 / tw) * 2 * a->wo + (t0 % tw) * 2; /* the block's first output */
+        /* the block's tile rows: their input; their outputs' runs in position order, those
+         * that continue one another joined (whole rows: a run across them) */
         long nseg = 0;
         for (long ty = t0 / tw; ty * tw < t0 + nt; ty++) {
             const long f = ty * tw > t0 ? ty * tw : t0;
             const long l = (ty + 1) * tw < t0 + nt ? (ty + 1) * tw : t0 + nt;
-            const long tx0 = f - ty * tw, l0 = f - t0, cols = 2 * tx0;
-            input_row(a, ty, tx0, l - f, l0, K, rows, rw, V);
+            const long tx0 = f - ty * tw, cols = 2 * tx0;
+            input_row(a, ty, tx0, l - f, f - t0, K, rows, rw, V);
             const long n = 2 * (l - f) < a->wo - cols ? 2 * (l - f) : a->wo - cols;
             for (long r = 0; r < 2 && 2 * ty + r < a->ho; r++) {
-                seg_j[nseg] = 2 * l0 + r * 2 * TB;
-                seg_n[nseg] = n;
-                seg_pos[nseg] = (2 * ty + r) * a->wo + cols;
+                const long pos = (2 * ty + r) * a->wo + cols;
+                if (nseg && seg_pos[nseg - 1] + seg_n[nseg - 1] == pos) {
+                    seg_n[nseg - 1] += n;
+                    continue;
+                }
+                seg_j[nseg] = pos - p0, seg_n[nseg] = n, seg_pos[nseg] = pos;
                 nseg++;
             }
         }
-        const long nsub = (nt + 15) / 16, nv = (nt + 7) / 8;
+        const long nsub = (nt + 15) / 16;
         for (long oc0 = 0; oc0 < a->cout; oc0 += OB) {
             const long nrows = a->cout - oc0 < OB ? a->cout - oc0 : OB;
             multiply(V, a->U + oc0 * 16 * K, K, nsub, M);
             for (long i = 0; i < nrows; i++)
-                output_channel(M, i, nv, a->bias ? a->bias[oc0 + i] : 0, Y + i * YS);
-            qconv_int8_finish(&e, Y, YS, oc0, nrows, seg_j, seg_n, seg_pos, nseg);
+                output_channel(M, i, t0, nt, a->bias ? a->bias[oc0 + i] : 0, tw, p0, a, P + i * ps);
+            qconv_int8_finish(&e, P, ps, oc0, nrows, seg_j, seg_n, seg_pos, nseg);
         }
     }
 }
