@@ -31,7 +31,7 @@ the precision pass creates in the ``edge_infer`` domain (version 1).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -456,6 +456,19 @@ _VALUE_PRESERVING = frozenset(
 )
 
 
+def _moved_range(node: Node, range_of: Callable[[Any], tuple[int, int]]) -> tuple[int, int] | None:
+    """For an op that only picks or moves values (_VALUE_PRESERVING): the union of its data
+    inputs' ranges (``range_of`` each; the whole range where one is a constant). None for any
+    other op."""
+    if node.domain not in ("", "ai.onnx") or node.op_type not in _VALUE_PRESERVING:
+        return None
+    ins = [v for v in node.inputs[: None if node.op_type == "Concat" else 1] if v is not None]
+    if not ins or any(v.const is not None for v in ins):
+        return int(ACT_QMIN), int(ACT_QMAX)
+    ranges = [range_of(v) for v in ins]
+    return min(r[0] for r in ranges), max(r[1] for r in ranges)
+
+
 def int8_value_range(value: Any, _depth: int = 0) -> tuple[int, int]:
     """The int8 values ``value`` (an int8-stored graph value) can hold, as its producer bounds
     them: a QConv / QGemm writing int8 under an activation maps every pre-activation onto
@@ -468,12 +481,9 @@ def int8_value_range(value: Any, _depth: int = 0) -> tuple[int, int]:
     node = getattr(value, "producer", None)
     if node is None or _depth > 16:
         return full
-    if node.domain in ("", "ai.onnx") and node.op_type in _VALUE_PRESERVING:
-        ins = [v for v in node.inputs[: None if node.op_type == "Concat" else 1] if v is not None]
-        if not ins or any(v.const is not None for v in ins):
-            return full
-        ranges = [int8_value_range(v, _depth + 1) for v in ins]
-        return min(r[0] for r in ranges), max(r[1] for r in ranges)
+    moved = _moved_range(node, lambda v: int8_value_range(v, _depth + 1))
+    if moved is not None:
+        return moved
     if node.domain == DOMAIN and node.op_type == "Reformat":
         scale = float(node.attrs.get("y_scale", 0.0) or 0.0)
         if node.attrs.get("to") != "int8" or scale <= 0 or not node.inputs:
@@ -505,12 +515,9 @@ def _float_int8_range(value: Any, scale: float, _depth: int) -> tuple[int, int]:
     node = getattr(value, "producer", None)
     if node is None or _depth > 16:
         return full
-    if node.domain in ("", "ai.onnx") and node.op_type in _VALUE_PRESERVING:
-        ins = [v for v in node.inputs[: None if node.op_type == "Concat" else 1] if v is not None]
-        if not ins or any(v.const is not None for v in ins):
-            return full
-        ranges = [_float_int8_range(v, scale, _depth + 1) for v in ins]
-        return min(r[0] for r in ranges), max(r[1] for r in ranges)
+    moved = _moved_range(node, lambda v: _float_int8_range(v, scale, _depth + 1))
+    if moved is not None:
+        return moved
     attrs: dict[str, Any] | None = None
     if node.domain == DOMAIN and node.op_type in ("FusedConv", "QConv", "QGemm"):
         attrs = node.attrs  # (an INT8 layer's float output: read by a float layer too)
