@@ -18,8 +18,8 @@
  * tiles at a time:
  *   1. input transform V[16][K][TBP] (K = ceil(cin / 2) channel pairs, an int32 the pair's
  *      int16s, channel 2k in the low half), 16 tiles of a tile row a vector: each of the
- *      patch rows' 4 columns a deinterleave of one 32-byte load (AVX2), from a copy of the 4
- *      input rows padded with zeros;
+ *      patch rows' 4 columns a deinterleave of one 32-byte load (AVX2), from a copy of the
+ *      call's input rows padded with zeros (made once a call);
  *   2. per block of 6 output channels, 16 products M[e][6][TB] = U[e] V[e] by a register tile
  *      of 6 channels x 16 tiles (U packed [ob][16][K][6], a pair an int32, broadcast);
  *   3. the output transform on vectors of 8 tiles, + bias, stored in position order (8 tiles
@@ -43,6 +43,10 @@
 #define TB 32        /* tiles of a block (two register tiles of 16) */
 #define TBP (TB + 16) /* a V row: a block's tiles and the 16 a last store writes past them */
 #define OB 6         /* output channels of a register tile */
+/* a transform point's plane of V: K rows of TBP, and a line more (192 K bytes: for an even K
+ * a multiple of 384, of 2 KiB for K a multiple of 32, and the input transform's 16 stores of
+ * a pair, one a plane, would fall in a few cache sets) */
+#define VPLANE(K) ((K) * TBP + 16)
 
 /* int32 of a channel's outputs of a block in position order: from its first tile's first
  * output to its last tile's last, at most 2 (ceil(TB / tw) + 1) output rows of 2 tw, and the
@@ -52,26 +56,37 @@ static inline long pos_span(long tw) { return 4 * TB + 8 * tw + 16; }
 /* the tiles of a block (the layouts' tile width; cpu_qwinograd.py aligns splits to it) */
 long qwino_int8_tb(void) { return TB; }
 
-/* int32 of a call's work buffer for cin input channels and output width wo */
-long qwino_int8_work(long cin, long wo) {
-    const long K = (cin + 1) / 2, tw = (wo + 1) / 2, rw = 2 * tw + 64;
-    return 16 * K * TBP + 16 * OB * TB + OB * pos_span(tw) + (8 * rw + 3) / 4 + 16;
+/* bytes of a padded input row: the 2 tw + 2 columns the tiles read, and the 32-byte loads'
+ * reach past the last 16 tiles' first column (2 tw + 34 in all) */
+static inline long row_bytes(long tw) { return (2 * tw + 34 + 7) / 8 * 8; }
+
+/* int32 of a call's work buffer for cin input channels and an output of ho x wo */
+long qwino_int8_work(long cin, long ho, long wo) {
+    const long K = (cin + 1) / 2, tw = (wo + 1) / 2, th = (ho + 1) / 2;
+    const long img = 2 * K * (2 * th + 2) * row_bytes(tw); /* the padded input rows */
+    return 16 * VPLANE(K) + 16 * OB * TB + OB * pos_span(tw) + (img + 3) / 4 + 16;
 }
 
 /* -- 1. the input transform ------------------------------------------------------------- */
 
-/* the 4 input rows of tile row ty of channel c, each at rows + r rw: column j of the padded
- * row (pl zeros first) at j; zeros outside the image (the columns outside it were zeroed once
- * per call and are never written) */
-static void copy_rows(const qwino_int8_args *a, long c, long ty, int8_t *rows, long rw) {
-    for (long r = 0; r < 4; r++) {
-        const long y = 2 * ty - a->pt + r;
-        int8_t *o = rows + r * rw + a->pl;
-        if (c < a->cin && y >= 0 && y < a->h)
-            memcpy(o, a->x + c * a->xcs + y * a->xrs, (size_t)a->w);
-        else
-            memset(o, 0, (size_t)a->w);
-    }
+/* the call's input rows y0 .. y0 + nr - 1 (padded: y0 = 2 ty - pt of its first tile row) of
+ * every channel (2 K: an odd count's last zeros), row r of channel c at img + (c nr + r) rw:
+ * column j of the padded row (pl zeros first) at j, zeros past the image's w columns and in
+ * the rows outside it */
+static void pad_rows(const qwino_int8_args *a, long K, long y0, long nr, long rw, int8_t *img) {
+    const long right = a->pl + a->w < rw ? a->pl + a->w : rw;
+    for (long c = 0; c < 2 * K; c++)
+        for (long r = 0; r < nr; r++) {
+            int8_t *o = img + (c * nr + r) * rw;
+            const long y = y0 + r;
+            if (c >= a->cin || y < 0 || y >= a->h) {
+                memset(o, 0, (size_t)rw);
+                continue;
+            }
+            memset(o, 0, (size_t)a->pl);
+            memcpy(o + a->pl, a->x + c * a->xcs + y * a->xrs, (size_t)(right - a->pl));
+            memset(o + right, 0, (size_t)(rw - right));
+        }
 }
 
 #if EI_QW_AVX2
@@ -114,29 +129,29 @@ static inline __attribute__((always_inline)) void vtransform16(const int8_t *p, 
 }
 
 /* tiles [l0, l0 + n) of a block (n <= 16 of a tile row, their padded rows at p, pair k's
- * channels' at p and p + 4 rw) into V: whole 16-lane stores, the lanes past n overwritten by
+ * channels' at p and p + cs) into V: whole 16-lane stores, the lanes past n overwritten by
  * the next tiles (or in the row's slack, never read) */
-static void input_tiles(const int8_t *p, long rw, long K, long k, long l0, int32_t *V) {
+static void input_tiles(const int8_t *p, long rw, long cs, long K, long k, long l0, int32_t *V) {
     __m256i va[16], vb[16];
     vtransform16(p, rw, va);
-    vtransform16(p + 4 * rw, rw, vb);
+    vtransform16(p + cs, rw, vb);
 #pragma GCC unroll 16
     for (int e = 0; e < 16; e++) {
         const __m256i lo = _mm256_unpacklo_epi16(va[e], vb[e]); /* tiles 0-3 | 8-11 */
         const __m256i hi = _mm256_unpackhi_epi16(va[e], vb[e]); /* tiles 4-7 | 12-15 */
-        int32_t *o = V + (e * K + k) * TBP + l0;
+        int32_t *o = V + e * VPLANE(K) + k * TBP + l0;
         _mm256_storeu_si256((__m256i *)o, _mm256_permute2x128_si256(lo, hi, 0x20));
         _mm256_storeu_si256((__m256i *)(o + 8), _mm256_permute2x128_si256(lo, hi, 0x31));
     }
 }
 #else
 /* input_tiles in plain C: the same values at the same places (only the n tiles) */
-static void input_tiles_n(const int8_t *p, long rw, long K, long k, long l0, long n,
+static void input_tiles_n(const int8_t *p, long rw, long cs, long K, long k, long l0, long n,
                           int32_t *V) {
     for (long t = 0; t < n; t++) {
         uint32_t pair[16] = {0};
         for (int half = 0; half < 2; half++) {
-            const int8_t *q = p + half * 4 * rw + 2 * t;
+            const int8_t *q = p + half * cs + 2 * t;
             int d[4][4], b[4][4];
             for (int r = 0; r < 4; r++)
                 for (int j = 0; j < 4; j++) d[r][j] = q[r * rw + j];
@@ -153,23 +168,22 @@ static void input_tiles_n(const int8_t *p, long rw, long K, long k, long l0, lon
                     pair[4 * i + j] |= (uint32_t)(uint16_t)(int16_t)v[j] << (16 * half);
             }
         }
-        for (int e = 0; e < 16; e++) V[(e * K + k) * TBP + l0 + t] = (int32_t)pair[e];
+        for (int e = 0; e < 16; e++) V[e * VPLANE(K) + k * TBP + l0 + t] = (int32_t)pair[e];
     }
 }
 #endif
 
 /* a tile row's part of a block: tiles [tx0, tx0 + n) of tile row ty at the block's lanes
- * from l0 */
-static void input_row(const qwino_int8_args *a, long ty, long tx0, long n, long l0, long K,
-                      int8_t *rows, long rw, int32_t *V) {
+ * from l0 (its input rows from row r0 of img's nr a channel) */
+static void input_row(long tx0, long n, long l0, long K, const int8_t *img, long r0, long nr,
+                      long rw, int32_t *V) {
     for (long k = 0; k < K; k++) {
-        copy_rows(a, 2 * k, ty, rows, rw);
-        copy_rows(a, 2 * k + 1, ty, rows + 4 * rw, rw);
+        const int8_t *p = img + (2 * k * nr + r0) * rw;
         for (long q = 0; q < n; q += 16) {
 #if EI_QW_AVX2
-            input_tiles(rows + 2 * (tx0 + q), rw, K, k, l0 + q, V);
+            input_tiles(p + 2 * (tx0 + q), rw, nr * rw, K, k, l0 + q, V);
 #else
-            input_tiles_n(rows + 2 * (tx0 + q), rw, K, k, l0 + q, n - q < 16 ? n - q : 16, V);
+            input_tiles_n(p + 2 * (tx0 + q), rw, nr * rw, K, k, l0 + q, n - q < 16 ? n - q : 16, V);
 #endif
         }
     }
@@ -181,7 +195,7 @@ static void input_row(const qwino_int8_args *a, long ty, long tx0, long n, long 
  * output channels (its weights Ub = U + ob 16 K 6) */
 static void multiply(const int32_t *V, const int32_t *Ub, long K, long nsub, int32_t *M) {
     for (long e = 0; e < 16; e++) {
-        const int32_t *ve = V + e * K * TBP, *ue = Ub + e * K * OB;
+        const int32_t *ve = V + e * VPLANE(K), *ue = Ub + e * K * OB;
         for (long s = 0; s < nsub; s++) {
 #if EI_QW_AVX2
             __m256i c[OB][2];
@@ -314,10 +328,13 @@ static void output_channel(const int32_t *M, long i, long t0, long nt, int32_t b
 /* -- the kernel ----------------------------------------------------------------------------- */
 
 void qwino_int8_f32(const qwino_int8_args *a) {
-    const long K = (a->cin + 1) / 2, tw = (a->wo + 1) / 2, rw = 2 * tw + 64, ps = pos_span(tw);
-    int32_t *V = a->work, *M = V + 16 * K * TBP, *P = M + 16 * OB * TB;
-    int8_t *rows = (int8_t *)(P + OB * ps);
-    memset(rows, 0, 8 * (size_t)rw); /* the padding columns: zeros from here on */
+    const long K = (a->cin + 1) / 2, tw = (a->wo + 1) / 2, rw = row_bytes(tw), ps = pos_span(tw);
+    int32_t *V = a->work, *M = V + 16 * VPLANE(K), *P = M + 16 * OB * TB;
+    int8_t *img = (int8_t *)(P + OB * ps);
+    if (a->t1 <= a->t0) return;
+    /* the input rows of the call's tile rows, padded, once */
+    const long ty0 = a->t0 / tw, nr = 2 * ((a->t1 - 1) / tw - ty0) + 4;
+    pad_rows(a, K, 2 * ty0 - a->pt, nr, rw, img);
     /* conv_int8.c's epilogue reads its struct: the proved rows as its weights' (T = 0) */
     const qconv_int8_args e = {
         .layout = NULL, .toff = NULL, .T = 0, .wts = a->proved, .coutp = a->coutp,
@@ -338,7 +355,7 @@ void qwino_int8_f32(const qwino_int8_args *a) {
             const long f = ty * tw > t0 ? ty * tw : t0;
             const long l = (ty + 1) * tw < t0 + nt ? (ty + 1) * tw : t0 + nt;
             const long tx0 = f - ty * tw, cols = 2 * tx0;
-            input_row(a, ty, tx0, l - f, f - t0, K, rows, rw, V);
+            input_row(tx0, l - f, f - t0, K, img, 2 * (ty - ty0), nr, rw, V);
             const long n = 2 * (l - f) < a->wo - cols ? 2 * (l - f) : a->wo - cols;
             for (long r = 0; r < 2 && 2 * ty + r < a->ho; r++) {
                 const long pos = (2 * ty + r) * a->wo + cols;

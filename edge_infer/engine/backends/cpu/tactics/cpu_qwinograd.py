@@ -105,14 +105,14 @@ class QWinogradNative(Tactic):
         proved[:] = QConvNative(s)._proved(mult, bias)
         lib = native.library()
         lib.qwino_int8_tb.restype = lib.qwino_int8_work.restype = ctypes.c_long
-        lib.qwino_int8_work.argtypes = [ctypes.c_long, ctypes.c_long]
+        lib.qwino_int8_work.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_long]
         self._prep = dict(
             U=pack_weights(np.asarray(s.weight, np.int8)),
             mult=np.ascontiguousarray(mult),
             bias=bias,
             proved=np.ascontiguousarray(proved.view(np.int32)),
             tb=int(lib.qwino_int8_tb()),
-            work=int(lib.qwino_int8_work(s.cin, s.out_shape[3])),
+            work=int(lib.qwino_int8_work(s.cin, s.out_shape[2], s.out_shape[3])),
         )
         return self._prep
 
