@@ -1093,6 +1093,29 @@ static inline __attribute__((always_inline)) __m128i qp3_window(const int8_t *xc
     return _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(xc + oc)), ix);
 }
 
+/* qp3_window's two shuffles ix0, ix1 of the same window (one load) */
+static inline __attribute__((always_inline)) void qp3_window2(const int8_t *xc, long iy, long h,
+                                                             long xrs, long end, long o0,
+                                                             __m128i ix0, __m128i ix1,
+                                                             __m128i *r0, __m128i *r1) {
+    if (iy < 0 || iy >= h) {
+        *r0 = *r1 = _mm_setzero_si128();
+        return;
+    }
+    long o = iy * xrs + o0;
+    if (__builtin_expect(o >= 0 && o + 16 <= end, 1)) {
+        __m128i w = _mm_loadu_si128((const __m128i *)(xc + o));
+        *r0 = _mm_shuffle_epi8(w, ix0);
+        *r1 = _mm_shuffle_epi8(w, ix1);
+        return;
+    }
+    long oc = o < 0 ? 0 : end - 16; /* the window moved inside: its shuffles moved as far */
+    __m128i w = _mm_loadu_si128((const __m128i *)(xc + oc)), d = _mm_set1_epi8((char)(o - oc));
+    __m128i m = _mm_set1_epi8((char)0x80);
+    *r0 = _mm_shuffle_epi8(w, _mm_or_si128(_mm_add_epi8(ix0, d), _mm_and_si128(ix0, m)));
+    *r1 = _mm_shuffle_epi8(w, _mm_or_si128(_mm_add_epi8(ix1, d), _mm_and_si128(ix1, m)));
+}
+
 /* the pairs (e[o], f[o]) of the low 8 bytes of e and f, as int16 */
 static inline __attribute__((always_inline)) __m256i qp3_pairs(__m128i e, __m128i f) {
     return _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(e, f));
@@ -1103,6 +1126,12 @@ static inline __attribute__((always_inline)) void qp3_row(const int8_t *xc, long
                                                          long xrs, long end, long o0,
                                                          const __m128i *ix, int S,
                                                          __m256i *hv, __m128i *ev) {
+    if (S == 3) { /* stride 2, outputs at most 7 wide: E from the same window (ix[1]) */
+        __m128i w;
+        qp3_window2(xc, iy, h, xrs, end, o0, ix[0], ix[1], &w, ev);
+        *hv = _mm256_cvtepi8_epi16(w);
+        return;
+    }
     __m128i w = qp3_window(xc, iy, h, xrs, end, o0, ix[0]);
     if (S == 1) { /* H: bytes (o, o + 1), E: bytes o + 2 */
         const __m128i hsh = _mm_setr_epi8(0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8);
@@ -1200,13 +1229,15 @@ static inline __attribute__((always_inline)) void qp3_store_n(int8_t *o, __m128i
  * 2^30 by the proof), packed to bytes with signed saturation (lo, hi lie in [-128, 127]: the
  * clamp after it is the same) and clamped as bytes, at stride 1 two output rows together (4
  * measured 1.27x slower: spills; at stride 2 pairs were 2-5 % slower than single rows).
+ * ONE (stride 2, outputs at most 7 wide): a row's window holds both column phases (ix[0][1]
+ * picks the columns 2 o + 2 from it), one load a row instead of two: 14 x 14 to 7 x 7 0.93x.
  * Against qp3_plane (its per-channel setup: qs1_mode's checks, the weights' conversions and
  * pairings; vroundps and float clamps): MobileNetV2 b1 at 7 x 7 0.81x, 14 0.89x, 28 to 112
  * 0.87x, stride 2 to 7, 14 0.85x, 0.96x (one thread, CPU time, bench/qlayer_cpu_ab.py). */
 static inline __attribute__((always_inline)) void qp3_proved(const conv_int8_dw_args *a,
                                                             long c, const __m128i (*ix)[2],
                                                             const int *tab, long oy0,
-                                                            long oy1, int S) {
+                                                            long oy1, int S, int ONE) {
     long wo = a->wo, nv = (wo + 7) / 8, h = a->h, xrs = a->xrs, pl = a->pl, pt = a->pt;
     long end = (h - 1) * xrs + a->w;
     const int8_t *xc = (const int8_t *)a->x + c * a->xcs;
@@ -1218,17 +1249,18 @@ static inline __attribute__((always_inline)) void qp3_proved(const conv_int8_dw_
     const __m128i lo = _mm_set1_epi32(tab[6]), hi = _mm_set1_epi32(tab[7]);
     const __m256i s0 = _mm256_set1_epi32(a->bias ? a->bias[c] : 0);
     const __m128i order = _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15);
+    const int RS = ONE ? 3 : S; /* qp3_row's: ONE, stride 2 and one window a row */
     for (long k = 0; k < nv; k++) {
         long v = k == 0 ? nv - 1 : k - 1, o0 = 8 * S * v - pl, n = wo - 8 * v;
         __m256i ha, hb, hc;
         __m128i ea, eb, ec;
         long iy = oy0 * S - pt; /* the output row's first input row */
-        qp3_row(xc, iy, h, xrs, end, o0, ix[v], S, &ha, &ea);
-        if (S == 1) qp3_row(xc, iy + 1, h, xrs, end, o0, ix[v], S, &hb, &eb);
+        qp3_row(xc, iy, h, xrs, end, o0, ix[v], RS, &ha, &ea);
+        if (S == 1) qp3_row(xc, iy + 1, h, xrs, end, o0, ix[v], RS, &hb, &eb);
 #define QP3_STEP(R)                                                                            \
     do {                                                                                       \
-        if (S == 2) qp3_row(xc, iy + 1, h, xrs, end, o0, ix[v], S, &hb, &eb);                  \
-        qp3_row(xc, iy + 2, h, xrs, end, o0, ix[v], S, &hc, &ec);                              \
+        if (S == 2) qp3_row(xc, iy + 1, h, xrs, end, o0, ix[v], RS, &hb, &eb);                     \
+        qp3_row(xc, iy + 2, h, xrs, end, o0, ix[v], RS, &hc, &ec);                                 \
         __m256i t0 = _mm256_add_epi32(s0, _mm256_madd_epi16(ha, w0));                          \
         __m256i t1 = _mm256_madd_epi16(hb, w1);                                                \
         __m256i t2 = _mm256_madd_epi16(hc, w2);                                                \
@@ -1284,6 +1316,36 @@ static __attribute__((noinline)) void qp3_plane_any(const conv_int8_dw_args *a, 
         qp3_plane(a, c, ix, acc, oy0, oy1, 2, mode, bf, mq, lo, hi);
 }
 
+/* Channels [c0, c1) where the tactic's table holds (tab): proved channels by qp3_proved, the
+ * others by qp3_plane_any; one function per (S, ONE) (ixp: qp3_proved's window shuffles),
+ * each with registers of its own (inlined together in qdw_p3 they slowed each other 1-2 %) */
+static inline __attribute__((always_inline)) void qp3_table_run(
+    const conv_int8_dw_args *a, const __m128i (*ix)[2], const __m128i (*ixp)[2], const int *tab,
+    long oy0, long oy1, int S, int ONE, int fast, float lo, float hi) {
+    __m128i lx[QP3_MAXV][2]; /* a copy the output's stores cannot alias */
+    memcpy(lx, ixp, sizeof lx);
+    for (long c = a->c0; c < a->c1; c++) {
+        if (tab[8 * c + 5] > 0) { /* vmq > 0 (a positive float's bits) */
+            qp3_proved(a, c, (const __m128i(*)[2])lx, tab + 8 * c, oy0, oy1, S, ONE);
+            continue;
+        }
+        float bf = 0.0f, mq = 0.0f, vlo = 0.0f, vhi = 0.0f;
+        int mode = qs1_mode(a, c, fast, lo, hi, &bf, &mq, &vlo, &vhi);
+        qp3_plane_any(a, c, ix, a->rows, oy0, oy1, S, mode, bf, mq, vlo, vhi);
+    }
+}
+
+#define QP3_TABLE_RUN(NAME, S, ONE)                                                            \
+    static __attribute__((noinline)) void NAME(                                                \
+        const conv_int8_dw_args *a, const __m128i (*ix)[2], const __m128i (*ixp)[2],          \
+        const int *tab, long oy0, long oy1, int fast, float lo, float hi) {                    \
+        qp3_table_run(a, ix, ixp, tab, oy0, oy1, S, ONE, fast, lo, hi);                        \
+    }
+QP3_TABLE_RUN(qp3_table_s1, 1, 0)
+QP3_TABLE_RUN(qp3_table_s2, 2, 0)
+QP3_TABLE_RUN(qp3_table_s2one, 2, 1)
+#undef QP3_TABLE_RUN
+
 /* whether qdw_p3 takes a layer */
 static inline int qp3_ok(const conv_int8_dw_args *a) {
     return a->kh == 3 && a->kw == 3 && a->sy == a->sx && (a->sx == 1 || a->sx == 2) &&
@@ -1308,18 +1370,34 @@ static void qdw_p3(const conv_int8_dw_args *a, long oy0, long oy1) {
         ix[v][0] = _mm_loadu_si128((const __m128i *)t[0]);
         ix[v][1] = _mm_loadu_si128((const __m128i *)t[1]);
     }
+    /* stride 2, outputs at most 7 wide: columns 2 o + 2 (o < 7) lie in the window at o0 */
+    int one = S == 2 && a->wo <= 7;
+    __m128i ix1[QP3_MAXV][2] = {{ix[0][0], _mm_setzero_si128()}};
+    if (one) {
+        int8_t t[16];
+        for (long i = 0; i < 16; i++) {
+            long j = 2 - a->pl + 2 * i;
+            t[i] = i < 7 && j >= 0 && j < a->w ? (int8_t)(2 * i + 2) : (int8_t)0x80;
+        }
+        ix1[0][1] = _mm_loadu_si128((const __m128i *)t);
+    }
     float lo = 0.0f, hi = 0.0f;
     int fast = qs1_fast(a, &lo, &hi);
     /* proved channels from the tactic's table where the conversion rounds to nearest */
     const int *tab = fast && a->qw && (_mm_getcsr() & 0x6000) == 0 ? a->qw + 3 * a->qn : 0;
+    if (tab && S == 1) {
+        qp3_table_s1(a, ix, ix, tab, oy0, oy1, fast, lo, hi);
+        return;
+    }
+    if (tab && one) {
+        qp3_table_s2one(a, ix, ix1, tab, oy0, oy1, fast, lo, hi);
+        return;
+    }
+    if (tab) {
+        qp3_table_s2(a, ix, ix, tab, oy0, oy1, fast, lo, hi);
+        return;
+    }
     for (long c = a->c0; c < a->c1; c++) {
-        if (tab && tab[8 * c + 5] > 0) { /* vmq > 0 (a positive float's bits) */
-            if (S == 1)
-                qp3_proved(a, c, ix, tab + 8 * c, oy0, oy1, 1);
-            else
-                qp3_proved(a, c, ix, tab + 8 * c, oy0, oy1, 2);
-            continue;
-        }
         float bf = 0.0f, mq = 0.0f, vlo = 0.0f, vhi = 0.0f;
         int mode = qs1_mode(a, c, fast, lo, hi, &bf, &mq, &vlo, &vhi);
         if (mode == 2 && S == 1)
