@@ -1083,9 +1083,9 @@ static inline __attribute__((always_inline)) void qdw_s1(const conv_int8_dw_args
 static inline __attribute__((always_inline)) __m128i qp3_window(const int8_t *xc, long iy,
                                                                long h, long xrs, long end,
                                                                long o0, __m128i ix) {
-    if (iy < 0 || iy >= h) return _mm_setzero_si128();
+    if ((unsigned long)iy >= (unsigned long)h) return _mm_setzero_si128(); /* iy < 0 or >= h */
     long o = iy * xrs + o0;
-    if (__builtin_expect(o >= 0 && o + 16 <= end, 1))
+    if (__builtin_expect((unsigned long)o <= (unsigned long)(end - 16), 1)) /* o >= 0 */
         return _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(xc + o)), ix);
     long oc = o < 0 ? 0 : end - 16; /* the window moved inside: its shuffle moved as far */
     __m128i pad = _mm_and_si128(ix, _mm_set1_epi8((char)0x80));
@@ -1098,12 +1098,12 @@ static inline __attribute__((always_inline)) void qp3_window2(const int8_t *xc, 
                                                              long xrs, long end, long o0,
                                                              __m128i ix0, __m128i ix1,
                                                              __m128i *r0, __m128i *r1) {
-    if (iy < 0 || iy >= h) {
+    if ((unsigned long)iy >= (unsigned long)h) { /* iy < 0 or >= h */
         *r0 = *r1 = _mm_setzero_si128();
         return;
     }
     long o = iy * xrs + o0;
-    if (__builtin_expect(o >= 0 && o + 16 <= end, 1)) {
+    if (__builtin_expect((unsigned long)o <= (unsigned long)(end - 16), 1)) { /* o >= 0 */
         __m128i w = _mm_loadu_si128((const __m128i *)(xc + o));
         *r0 = _mm_shuffle_epi8(w, ix0);
         *r1 = _mm_shuffle_epi8(w, ix1);
