@@ -2014,21 +2014,29 @@ static inline __attribute__((always_inline)) void finish_vecs(const int32_t *acc
  * division). silu_q_vecs estimates t in fewer operations: y as float32(acc) *
  * float32(mult), a degree-4 exp (1 + u + u^2 p(u), p a least-squares quadratic fit
  * of relative error 6.1e-6 on [-ln2 / 2, ln2 / 2]; fused multiply-adds) and one division.
- * The estimate lies within |t| 3.5e-5 of the chain's t (y within 2 ulps, times at most
- * 1 + |y| through silu where |t| is not tiny; the exp within 7e-6, the chain's own within
- * 6e-7) and 2.4e-5 (the float32 quotient), so where it lies farther than 5e-5 + |t| 2^-13
- * from a half (EI_NEAR_HALF_F8, EI_SILU_MARGIN) it rounds as the chain does; a vector with a
- * lane nearer is finished by finish_vecs (1 lane in about 400 where |t| is about 10; 0.6 %
- * of the vectors over y's range). Measured: the estimate within 6.3e-6 of silu over every
- * 300th float32 y in [-100, 100], and the same bits as finish_vecs on 2.8e9 accumulators
- * (80 scales and multipliers, int8 residuals of 4 scales; /work/scratch/q8/s21). t is
- * clamped above only: silu_fast_ok keeps it over -2^31, and the packs saturate. */
+ * The estimate lies within |t| (7.1e-6 + 2.4e-7 |y|) of the chain's t (y within 2 ulps,
+ * times at most 1 + |y| through silu; the exp within 6.3e-6 and the float32 steps of both
+ * chains within 8e-7) and 2.4e-5 (the float32 quotient), so where it lies farther than
+ * 5e-5 + |t| (2^-15 + 2^-20 |y|) from a half (EI_NEAR_HALF_F8, EI_SILU_MARGIN,
+ * EI_SILU_MARGIN_Y: over 4 times the bound's two terms) it rounds as the chain does; a vector
+ * with a lane nearer is finished by finish_vecs. That redo costs about 30 times a vector's
+ * estimate: with the margin |t| 2^-13 for every y (the bound at |y| = 100) 5 % of the vectors
+ * of t up to 100 took it, 40 % of silu_run's time. Measured: the estimate within 6.3e-6 of
+ * silu over every 300th float32 y in [-100, 100], and the same bits as finish_vecs on 2.8e9
+ * accumulators (80 scales and multipliers, int8 residuals of 4 scales) with |t| 2^-13, and
+ * on 4.9e8 with this margin (bench/silu_margin.py --draws 20000: y ranges 0.3-120, scales
+ * 0.002-5, multipliers, int8 residuals; 9.8e7 also with a quarter of it, none where the
+ * margin is 0: 125 in 4.9e7). t is clamped above only:
+ * silu_fast_ok keeps it over -2^31, and the packs saturate. */
 #if defined(__FMA__)
 #define EI_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #else
 #define EI_FMA(a, b, c) _mm256_add_ps(_mm256_mul_ps(a, b), c)
 #endif
-#define EI_SILU_MARGIN 1.220703125e-4f /* 2^-13 */
+#ifndef EI_SILU_MARGIN /* (bench/silu_margin.py --scale builds others) */
+#define EI_SILU_MARGIN 3.0517578125e-5f     /* 2^-15 */
+#define EI_SILU_MARGIN_Y 9.5367431640625e-7f /* 2^-20 */
+#endif
 
 /* nv (<= 4) vectors of 8 outputs (n <= 8 nv of them) stored at o; bit v set where vector v
  * has a lane near a half (those outputs stored too, to be redone). zr: the int8 residual
@@ -2079,8 +2087,9 @@ static inline __attribute__((always_inline)) unsigned silu_q_vecs(const int32_t 
         t = _mm256_min_ps(t, hi); /* (t > -2^31: silu_fast_ok; the packs saturate) */
         r[v] = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         const __m256 dist = _mm256_andnot_ps(sign, _mm256_sub_ps(t, r[v]));
-        near[v] = _mm256_cmp_ps(dist, EI_FMA(mag, _mm256_set1_ps(-EI_SILU_MARGIN), lim),
-                                _CMP_GT_OQ);
+        const __m256 rel = EI_FMA(_mm256_andnot_ps(sign, y), _mm256_set1_ps(EI_SILU_MARGIN_Y),
+                                  _mm256_set1_ps(EI_SILU_MARGIN));
+        near[v] = _mm256_cmp_ps(dist, _mm256_fnmadd_ps(mag, rel, lim), _CMP_GT_OQ);
     }
     store_q_vecs(r, n, o, nv);
     __m256 any = near[0];
@@ -2117,6 +2126,13 @@ static void silu_run(const int32_t *acc, long n, long oc, long pos, const qconv_
     }
 }
 
+#ifdef EI_SILU_CHECK /* bench/silu_margin.py's build: nonzero sends every output the exact way */
+int ei_silu_exact;
+#define EI_SILU_EXACT ei_silu_exact
+#else
+#define EI_SILU_EXACT 0
+#endif
+
 /* whether channel oc's SiLU outputs take silu_run: int8, no residual or an int8 one added
  * after the activation, and no overflow in the estimate (s > 1e-6, |y / s| < 2^31 10^28,
  * |z / s| < 128 10^6: t > -0.28 10^6 - 1.3 10^8 > -2^31) */
@@ -2131,7 +2147,7 @@ static inline int silu_fast_ok(const qconv_int8_args *a, float mf, float inv) {
 static void finish_run(const int32_t *acc, long n, long oc, long pos, const qconv_int8_args *a) {
     if (a->act == EI_ACT_SILU) {
         const float mf = (float)a->mult[oc], inv = (float)a->oinv;
-        if (silu_fast_ok(a, mf, inv)) {
+        if (!EI_SILU_EXACT && silu_fast_ok(a, mf, inv)) {
             silu_run(acc, n, oc, pos, a, mf, inv);
             return;
         }
