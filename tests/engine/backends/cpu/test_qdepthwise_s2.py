@@ -4,9 +4,9 @@ pads of 1 and 2, right padding read, kernels 3, 4 and 7 wide (one, two and four 
 row), rows 16 wide (the narrowest it takes), partial last vectors, output rows split between
 threads (a last vector's bytes past its row go to the next row only where that row is the
 same chunk's), and on the direct int8 path with and without proved multipliers (ties that
-the exact redo must settle). 3 x 3 layers up to 32 wide take the int16 pairs path
+the exact redo must settle). 3 x 3 layers up to 56 wide take the int16 pairs path
 (conv_int8_dw.c qdw_p3) instead: the same 3 x 3 cases test it (outputs up to 7 wide: one
-window a row for both column phases), and one 35 wide qdw_s2's 3 x 3 loop. Builds without
+window a row for both column phases), and one 65 wide qdw_s2's 3 x 3 loop. Builds without
 AVX2 run the same cases on their own paths.
 """
 
@@ -32,6 +32,7 @@ S2_CONVS = [
     ((1, 4, 12, 16), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
     ((1, 3, 14, 14), (3, 3), (2, 2), (0, 0, 1, 1), (1, 1)),
     ((1, 2, 5, 70), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+    ((1, 2, 5, 130), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
     # outputs 7 and 5 wide after a left pad: qp3_proved's one window a row (qp3_window2)
     ((1, 3, 13, 13), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
     ((1, 4, 9, 9), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),

@@ -31,7 +31,7 @@
  * the threads.
  *
  * Built for AVX2 without AVX-512, 3 x 3 layers (unit dilation, outputs up to 112 wide at
- * stride 1, 32 at stride 2) go one channel at a time on int16 pairs of taps straight from the
+ * stride 1, 56 at stride 2) go one channel at a time on int16 pairs of taps straight from the
  * int8 planes, the rows' pairs in registers (qdw_p3; proved channels from a table of their
  * constants, the epilogue in integers: qp3_proved); other stride-2 layers go one channel
  * at a time on int16 pairs (qdw_s2) and stride-1 layers outputs 17 to 512 wide (the
@@ -1061,7 +1061,7 @@ static inline __attribute__((always_inline)) void qdw_s1(const conv_int8_dw_args
 }
 
 /* 3 x 3 at stride 1 or 2 on AVX2 builds (unit dilation, outputs up to 112 wide at stride 1,
- * 32 at stride 2, channel planes of at least 16 bytes): one channel at a time straight from
+ * 56 at stride 2, channel planes of at least 16 bytes): one channel at a time straight from
  * its int8 plane, vectors of 8 output columns, the int32 accumulator by vpmaddwd on int16
  * pairs of taps (exact: products below 2^14 in magnitude), the input rows' pairs in
  * registers down the output rows. For each input row and vector, 16-byte windows of the row
@@ -1073,10 +1073,10 @@ static inline __attribute__((always_inline)) void qdw_s1(const conv_int8_dw_args
  * transposes, and per channel only the tactic's constants (qs1_mode); the epilogue as
  * qs1_plane's. MobileNetV2 b1's 3 x 3 layers, one thread, Zen 3, against the 8-channel path
  * (7, 14 wide), qdw_s1 (28 to 112) and qdw_s2: 0.67x at 7, 0.82x at 14, 0.76x at 28, 0.84x
- * at 56, 0.92x at 112; stride 2 to 7, 14 and 28 wide 0.58x, 0.72x, 0.87x (to 56 no faster:
- * qdw_s2 stays). */
+ * at 56, 0.92x at 112; stride 2 to 7, 14 and 28 wide 0.58x, 0.72x, 0.87x (to 56 no faster
+ * then; with qp3_proved 0.95x: wider, qdw_s2 stays). */
 #define QP3_MAXV 14 /* output vectors a row (outputs up to 112 wide) */
-#define QP3_MAXV2 4 /* at stride 2 (up to 32 wide; wider: qdw_s2 was as fast) */
+#define QP3_MAXV2 7 /* at stride 2 (up to 56 wide: 112 -> 56 0.95x of qdw_s2's time) */
 
 /* the window of input row iy at offset o0 of the row (ix: its shuffle where the 16 bytes lie
  * inside the channel's plane [0, end), end >= 16) */

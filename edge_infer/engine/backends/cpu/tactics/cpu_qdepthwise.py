@@ -17,7 +17,7 @@ a vector where the output is at most 8 wide), requantized in registers (conv_int
 qdw_rows; outputs 9 to 16 wide at stride 1 go the 16-channel way when grouped). Otherwise,
 built for AVX-512, every layer goes 16 channels at a time, vectors along channels, row by row
 through a ring of a few rows (any width). Built for AVX2 without AVX-512, 3x3 layers of unit
-dilation (outputs up to 112 wide at stride 1, 32 at stride 2) go one channel at a time on
+dilation (outputs up to 112 wide at stride 1, 56 at stride 2) go one channel at a time on
 int16 pairs of taps straight from the int8 planes (conv_int8_dw.c qdw_p3); other layers whose
 columns go at stride 2 (unit dilation, kernels up to 8 wide, inputs at least 16 wide) go one
 channel at a time straight from the int8 planes, the products of adjacent input columns
