@@ -92,6 +92,11 @@ def test_applicable_only_to_its_layers() -> None:
     wide = QConvSpec(**{**spec.__dict__, "x_shape": (1, MAX_CIN + 1, 9, 11),
                         "weight": np.zeros((8, MAX_CIN + 1, 3, 3), np.int8)})  # fmt: skip
     assert not QWinogradNative.applicable(wide)
+    heavy = QConvSpec(**{**spec.__dict__, "x_shape": (1, 256, 9, 11),
+                         "weight": np.zeros((129, 256, 3, 3), np.int8)})  # fmt: skip
+    assert not QWinogradNative.applicable(heavy)  # 32 cin cout past MAX_WEIGHT_BYTES
+    light = QConvSpec(**{**heavy.__dict__, "weight": np.zeros((128, 256, 3, 3), np.int8)})
+    assert QWinogradNative.applicable(light)
     for change in (
         {"strides": (2, 2)},
         {"dilations": (2, 2)},

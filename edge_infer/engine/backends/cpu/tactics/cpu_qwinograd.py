@@ -35,6 +35,13 @@ from edge_infer.engine.tactics.quantized import QConvSpec
 #: input channels at most: 4 acc fits in int32 below this (4 cin 9 128 128 < 2^31), and so
 #: does every sum of M (cin 512 1152 < 2^31)
 MAX_CIN = 3639
+#: the packed weights' bytes at most (32 cin cout: int16, 16 points for 9 taps, 3.6 times the
+#: direct kernels' int8): each block of the kernel's tiles streams them all, and past the L2
+#: cache's size, in an engine whose other layers evict them between runs, that cost more than
+#: the multiplies saved, where the tuner's warm timing took it (ResNet-50's 256 -> 256 14 x 14
+#: layers, 2 MiB: 1.14-1.21 times qconv_native_oc's time in the engine, 1.06 timed alone;
+#: YOLOv8n's 128 -> 144 20 x 20, 0.58 MiB: 0.95)
+MAX_WEIGHT_BYTES = 1 << 20
 #: output channels of the kernel's register tile: thread splits by channels are multiples
 OB = 6
 #: G' = 2 G of F(2x2, 3x3): integer weight transforms
@@ -85,6 +92,7 @@ class QWinogradNative(Tactic):
             and tuple(spec.dilations) == (1, 1)
             and spec.group == 1
             and spec.cin <= MAX_CIN
+            and 32 * spec.cin * spec.cout <= MAX_WEIGHT_BYTES
             and np.dtype(spec.x_dtype) == np.dtype(np.int8)
             and spec.activation in ACTIVATION_CODES
             and (spec.z_dtype is None or np.dtype(spec.z_dtype) in _Z_DTYPES)
