@@ -78,6 +78,26 @@ BLOCK_ORDER = 4
 BLOCK_CHANNELS = 24
 _RESIDUAL = {"none": 0, "pre": 1, "post": 2}
 _STORE = {"fp32": 0, "fp16": 1, "int8": 2}
+_Z_DTYPES = (np.dtype(np.float32), np.dtype(np.int8))
+
+
+def epilogue_applicable(spec: QConvSpec) -> bool:
+    """Whether conv_int8.c's epilogue (its own kernels', and through qconv_int8_finish the
+    Winograd kernel's) takes the spec's activation, residual and output storage."""
+    return (
+        spec.activation in ACTIVATION_CODES
+        and (spec.z_dtype is None or np.dtype(spec.z_dtype) in _Z_DTYPES)
+        and spec.out_precision in _STORE
+        and spec.residual in _RESIDUAL
+    )
+
+
+def activation_fields(spec: QConvSpec) -> tuple[int, tuple[float, float]]:
+    """The epilogue's activation code and its two parameters (0 where it has fewer)."""
+    params = (*spec.activation_params, 0.0, 0.0)
+    return ACTIVATION_CODES[spec.activation], (float(params[0]), float(params[1]))
+
+
 #: a position chunk's layout (1x1 layers, see QConvNative._position_chunks) at most this big
 CHUNK_LAYOUT_BYTES = 192 << 10
 #: a layer of at most this many input channels packs its taps' bytes into quads (the
@@ -144,18 +164,13 @@ class QConvNative(Tactic):
 
     def __init__(self, spec: QConvSpec) -> None:
         self.spec = spec
-        self.act = ACTIVATION_CODES[spec.activation]
-        params = (*spec.activation_params, 0.0, 0.0)
-        self.params = (float(params[0]), float(params[1]))
+        self.act, self.params = activation_fields(spec)
 
     @classmethod
     def applicable(cls, spec: QConvSpec) -> bool:
         return (
-            spec.activation in ACTIVATION_CODES
+            epilogue_applicable(spec)
             and np.dtype(spec.x_dtype) in (np.dtype(np.int8), np.dtype(np.float32))
-            and (spec.z_dtype is None or np.dtype(spec.z_dtype) in _Z_DTYPES)
-            and spec.out_precision in _STORE
-            and spec.residual in _RESIDUAL
             and native.available()
         )
 
@@ -663,9 +678,6 @@ class QConvNativeOC(QConvNative):
         prep["order"] = np.stack(orders)
         prep["toff"] = np.ascontiguousarray(np.concatenate(toffs))
         prep["block_toff"] = BLOCK_CHANNELS
-
-
-_Z_DTYPES = (np.dtype(np.float32), np.dtype(np.int8))
 
 
 def _int8_path() -> int:

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from edge_infer.engine.backends.cpu import native
-from edge_infer.engine.backends.cpu.activations import ACTIVATION_CODES
 from edge_infer.engine.backends.cpu.parallel import sequence, split
 from edge_infer.engine.backends.cpu.tactics.cpu_qconv import (
     MIN_TASK_MACS,
@@ -28,6 +27,8 @@ from edge_infer.engine.backends.cpu.tactics.cpu_qconv import (
     QConvNative,
     _flat_or_scratch,
     _unit_rows,
+    activation_fields,
+    epilogue_applicable,
 )
 from edge_infer.engine.tactics.base import Run, Scratch, Tactic
 from edge_infer.engine.tactics.quantized import QConvSpec
@@ -46,9 +47,6 @@ MAX_WEIGHT_BYTES = 1 << 20
 OB = 6
 #: G' = 2 G of F(2x2, 3x3): integer weight transforms
 G2 = np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], np.int64)
-_RESIDUAL = {"none": 0, "pre": 1, "post": 2}
-_STORE = {"fp32": 0, "fp16": 1, "int8": 2}
-_Z_DTYPES = (np.dtype(np.float32), np.dtype(np.int8))
 
 
 def transform_weights(weight: np.ndarray) -> np.ndarray:
@@ -77,9 +75,7 @@ class QWinogradNative(Tactic):
 
     def __init__(self, spec: QConvSpec) -> None:
         self.spec = spec
-        self.act = ACTIVATION_CODES[spec.activation]
-        params = (*spec.activation_params, 0.0, 0.0)
-        self.params = (float(params[0]), float(params[1]))
+        self.act, self.params = activation_fields(spec)
 
     @classmethod
     def applicable(cls, spec: QConvSpec) -> bool:
@@ -94,10 +90,7 @@ class QWinogradNative(Tactic):
             and spec.cin <= MAX_CIN
             and 32 * spec.cin * spec.cout <= MAX_WEIGHT_BYTES
             and np.dtype(spec.x_dtype) == np.dtype(np.int8)
-            and spec.activation in ACTIVATION_CODES
-            and (spec.z_dtype is None or np.dtype(spec.z_dtype) in _Z_DTYPES)
-            and spec.out_precision in _STORE
-            and spec.residual in _RESIDUAL
+            and epilogue_applicable(spec)
         )
 
     def _prepared(self) -> dict[str, Any]:
