@@ -1078,14 +1078,17 @@ static inline __attribute__((always_inline)) void qdw_s1(const conv_int8_dw_args
 #define QP3_MAXV 14 /* output vectors a row (outputs up to 112 wide) */
 #define QP3_MAXV2 7 /* at stride 2 (up to 56 wide: 112 -> 56 0.95x of qdw_s2's time) */
 
-/* the window of input row iy at offset o0 of the row (ix: its shuffle where the 16 bytes lie
- * inside the channel's plane [0, end), end >= 16) */
+/* the window of input row iy at offset o0 of the row (ix: its shuffle) where its 16 bytes at
+ * o lie where they may be read, o + sh in [0, lim] (lim = end - 16, sh = 0: the channel's
+ * plane [0, end), end >= 16; qp3_proved's NEAR: the call's planes); else a window moved
+ * inside the plane */
 static inline __attribute__((always_inline)) __m128i qp3_window(const int8_t *xc, long iy,
                                                                long h, long xrs, long end,
+                                                               long sh, long lim,
                                                                long o0, __m128i ix) {
     if ((unsigned long)iy >= (unsigned long)h) return _mm_setzero_si128(); /* iy < 0 or >= h */
     long o = iy * xrs + o0;
-    if (__builtin_expect((unsigned long)o <= (unsigned long)(end - 16), 1)) /* o >= 0 */
+    if (__builtin_expect((unsigned long)(o + sh) <= (unsigned long)lim, 1))
         return _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(xc + o)), ix);
     long oc = o < 0 ? 0 : end - 16; /* the window moved inside: its shuffle moved as far */
     __m128i pad = _mm_and_si128(ix, _mm_set1_epi8((char)0x80));
@@ -1095,15 +1098,16 @@ static inline __attribute__((always_inline)) __m128i qp3_window(const int8_t *xc
 
 /* qp3_window's two shuffles ix0, ix1 of the same window (one load) */
 static inline __attribute__((always_inline)) void qp3_window2(const int8_t *xc, long iy, long h,
-                                                             long xrs, long end, long o0,
-                                                             __m128i ix0, __m128i ix1,
+                                                             long xrs, long end, long sh,
+                                                             long lim, long o0, __m128i ix0,
+                                                             __m128i ix1,
                                                              __m128i *r0, __m128i *r1) {
     if ((unsigned long)iy >= (unsigned long)h) { /* iy < 0 or >= h */
         *r0 = *r1 = _mm_setzero_si128();
         return;
     }
     long o = iy * xrs + o0;
-    if (__builtin_expect((unsigned long)o <= (unsigned long)(end - 16), 1)) { /* o >= 0 */
+    if (__builtin_expect((unsigned long)(o + sh) <= (unsigned long)lim, 1)) {
         __m128i w = _mm_loadu_si128((const __m128i *)(xc + o));
         *r0 = _mm_shuffle_epi8(w, ix0);
         *r1 = _mm_shuffle_epi8(w, ix1);
@@ -1123,23 +1127,23 @@ static inline __attribute__((always_inline)) __m256i qp3_pairs(__m128i e, __m128
 
 /* H and E of input row iy for vector offset o0 (stride S; ix: the windows' shuffles) */
 static inline __attribute__((always_inline)) void qp3_row(const int8_t *xc, long iy, long h,
-                                                         long xrs, long end, long o0,
-                                                         const __m128i *ix, int S,
+                                                         long xrs, long end, long sh, long lim,
+                                                         long o0, const __m128i *ix, int S,
                                                          __m256i *hv, __m128i *ev) {
     if (S == 3) { /* stride 2, outputs at most 7 wide: E from the same window (ix[1]) */
         __m128i w;
-        qp3_window2(xc, iy, h, xrs, end, o0, ix[0], ix[1], &w, ev);
+        qp3_window2(xc, iy, h, xrs, end, sh, lim, o0, ix[0], ix[1], &w, ev);
         *hv = _mm256_cvtepi8_epi16(w);
         return;
     }
-    __m128i w = qp3_window(xc, iy, h, xrs, end, o0, ix[0]);
+    __m128i w = qp3_window(xc, iy, h, xrs, end, sh, lim, o0, ix[0]);
     if (S == 1) { /* H: bytes (o, o + 1), E: bytes o + 2 */
         const __m128i hsh = _mm_setr_epi8(0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8);
         *hv = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(w, hsh));
         *ev = _mm_srli_si128(w, 2);
     } else { /* H: bytes (2 o, 2 o + 1), E: bytes 2 o + 2 (a window 2 bytes on, evens) */
         *hv = _mm256_cvtepi8_epi16(w);
-        *ev = qp3_window(xc, iy, h, xrs, end, o0 + 2, ix[1]);
+        *ev = qp3_window(xc, iy, h, xrs, end, sh, lim, o0 + 2, ix[1]);
     }
 }
 
@@ -1151,7 +1155,7 @@ static inline __attribute__((always_inline)) void qp3_plane(
     const conv_int8_dw_args *a, long c, const __m128i (*ix)[2], float *acc, long oy0,
     long oy1, int S, int MODE, float bf, float mqs, float los, float his) {
     long wo = a->wo, nv = (wo + 7) / 8, h = a->h, xrs = a->xrs, pl = a->pl, pt = a->pt;
-    long end = (h - 1) * xrs + a->w;
+    long end = (h - 1) * xrs + a->w, sh = 0, lim = end - 16;
     const int8_t *xc = (const int8_t *)a->x + c * a->xcs;
     const float *wc = a->wts + c * 9;
     int8_t *out = (int8_t *)a->out + c * a->ocs;
@@ -1168,11 +1172,11 @@ static inline __attribute__((always_inline)) void qp3_plane(
         __m256i ha, hb, hc;
         __m128i ea, eb, ec;
         long iy = oy0 * S - pt; /* the output row's first input row */
-        qp3_row(xc, iy, h, xrs, end, o0, ix[v], S, &ha, &ea);
-        if (S == 1) qp3_row(xc, iy + 1, h, xrs, end, o0, ix[v], S, &hb, &eb);
+        qp3_row(xc, iy, h, xrs, end, sh, lim, o0, ix[v], S, &ha, &ea);
+        if (S == 1) qp3_row(xc, iy + 1, h, xrs, end, sh, lim, o0, ix[v], S, &hb, &eb);
         for (long oy = oy0; oy < oy1; oy++, iy += S) {
-            if (S == 2) qp3_row(xc, iy + 1, h, xrs, end, o0, ix[v], S, &hb, &eb);
-            qp3_row(xc, iy + 2, h, xrs, end, o0, ix[v], S, &hc, &ec);
+            if (S == 2) qp3_row(xc, iy + 1, h, xrs, end, sh, lim, o0, ix[v], S, &hb, &eb);
+            qp3_row(xc, iy + 2, h, xrs, end, sh, lim, o0, ix[v], S, &hc, &ec);
             __m256i t0 = _mm256_add_epi32(s0, _mm256_madd_epi16(ha, w0));
             __m256i t1 = _mm256_madd_epi16(hb, w1);
             __m256i t2 = _mm256_madd_epi16(hc, w2);
@@ -1231,15 +1235,24 @@ static inline __attribute__((always_inline)) void qp3_store_n(int8_t *o, __m128i
  * measured 1.27x slower: spills; at stride 2 pairs were 2-5 % slower than single rows).
  * ONE (stride 2, outputs at most 7 wide): a row's window holds both column phases (ix[0][1]
  * picks the columns 2 o + 2 from it), one load a row instead of two: 14 x 14 to 7 x 7 0.93x.
+ * NEAR (outputs at most 8 wide): a window may reach into the call's other planes, so only
+ * the first plane's top and the last one's bottom move windows (7 x 7 0.94x, 14 -> 7 0.94x;
+ * on wider planes, where few windows move, 1.02-1.03x: not taken there).
  * Against qp3_plane (its per-channel setup: qs1_mode's checks, the weights' conversions and
  * pairings; vroundps and float clamps): MobileNetV2 b1 at 7 x 7 0.81x, 14 0.89x, 28 to 112
  * 0.87x, stride 2 to 7, 14 0.85x, 0.96x (one thread, CPU time, bench/qlayer_cpu_ab.py). */
 static inline __attribute__((always_inline)) void qp3_proved(const conv_int8_dw_args *a,
                                                             long c, const __m128i (*ix)[2],
                                                             const int *tab, long oy0,
-                                                            long oy1, int S, int ONE) {
+                                                            long oy1, int S, int ONE,
+                                                            int NEAR) {
     long wo = a->wo, nv = (wo + 7) / 8, h = a->h, xrs = a->xrs, pl = a->pl, pt = a->pt;
     long end = (h - 1) * xrs + a->w;
+    /* NEAR: windows may reach into the planes of the call's other channels (their shuffles
+     * zero what lies outside the row), so only the call's first and last planes' edges take
+     * qp3_window's moved windows */
+    long sh = NEAR ? (c - a->c0) * a->xcs : 0;
+    long lim = NEAR ? sh + (a->c1 - 1 - c) * a->xcs + end - 16 : end - 16;
     const int8_t *xc = (const int8_t *)a->x + c * a->xcs;
     int8_t *out = (int8_t *)a->out + c * a->ocs;
     const __m256i w0 = _mm256_set1_epi32(tab[0]), w1 = _mm256_set1_epi32(tab[1]);
@@ -1255,12 +1268,12 @@ static inline __attribute__((always_inline)) void qp3_proved(const conv_int8_dw_
         __m256i ha, hb, hc;
         __m128i ea, eb, ec;
         long iy = oy0 * S - pt; /* the output row's first input row */
-        qp3_row(xc, iy, h, xrs, end, o0, ix[v], RS, &ha, &ea);
-        if (S == 1) qp3_row(xc, iy + 1, h, xrs, end, o0, ix[v], RS, &hb, &eb);
+        qp3_row(xc, iy, h, xrs, end, sh, lim, o0, ix[v], RS, &ha, &ea);
+        if (S == 1) qp3_row(xc, iy + 1, h, xrs, end, sh, lim, o0, ix[v], RS, &hb, &eb);
 #define QP3_STEP(R)                                                                            \
     do {                                                                                       \
-        if (S == 2) qp3_row(xc, iy + 1, h, xrs, end, o0, ix[v], RS, &hb, &eb);                     \
-        qp3_row(xc, iy + 2, h, xrs, end, o0, ix[v], RS, &hc, &ec);                                 \
+        if (S == 2) qp3_row(xc, iy + 1, h, xrs, end, sh, lim, o0, ix[v], RS, &hb, &eb);        \
+        qp3_row(xc, iy + 2, h, xrs, end, sh, lim, o0, ix[v], RS, &hc, &ec);                    \
         __m256i t0 = _mm256_add_epi32(s0, _mm256_madd_epi16(ha, w0));                          \
         __m256i t1 = _mm256_madd_epi16(hb, w1);                                                \
         __m256i t2 = _mm256_madd_epi16(hc, w2);                                                \
@@ -1321,12 +1334,12 @@ static __attribute__((noinline)) void qp3_plane_any(const conv_int8_dw_args *a, 
  * each with registers of its own (inlined together in qdw_p3 they slowed each other 1-2 %) */
 static inline __attribute__((always_inline)) void qp3_table_run(
     const conv_int8_dw_args *a, const __m128i (*ix)[2], const __m128i (*ixp)[2], const int *tab,
-    long oy0, long oy1, int S, int ONE, int fast, float lo, float hi) {
+    long oy0, long oy1, int S, int ONE, int NEAR, int fast, float lo, float hi) {
     __m128i lx[QP3_MAXV][2]; /* a copy the output's stores cannot alias */
     memcpy(lx, ixp, sizeof lx);
     for (long c = a->c0; c < a->c1; c++) {
         if (tab[8 * c + 5] > 0) { /* vmq > 0 (a positive float's bits) */
-            qp3_proved(a, c, (const __m128i(*)[2])lx, tab + 8 * c, oy0, oy1, S, ONE);
+            qp3_proved(a, c, (const __m128i(*)[2])lx, tab + 8 * c, oy0, oy1, S, ONE, NEAR);
             continue;
         }
         float bf = 0.0f, mq = 0.0f, vlo = 0.0f, vhi = 0.0f;
@@ -1335,15 +1348,16 @@ static inline __attribute__((always_inline)) void qp3_table_run(
     }
 }
 
-#define QP3_TABLE_RUN(NAME, S, ONE)                                                            \
+#define QP3_TABLE_RUN(NAME, S, ONE, NEAR)                                                      \
     static __attribute__((noinline)) void NAME(                                                \
         const conv_int8_dw_args *a, const __m128i (*ix)[2], const __m128i (*ixp)[2],          \
         const int *tab, long oy0, long oy1, int fast, float lo, float hi) {                    \
-        qp3_table_run(a, ix, ixp, tab, oy0, oy1, S, ONE, fast, lo, hi);                        \
+        qp3_table_run(a, ix, ixp, tab, oy0, oy1, S, ONE, NEAR, fast, lo, hi);                  \
     }
-QP3_TABLE_RUN(qp3_table_s1, 1, 0)
-QP3_TABLE_RUN(qp3_table_s2, 2, 0)
-QP3_TABLE_RUN(qp3_table_s2one, 2, 1)
+QP3_TABLE_RUN(qp3_table_s1, 1, 0, 0)
+QP3_TABLE_RUN(qp3_table_s1near, 1, 0, 1)
+QP3_TABLE_RUN(qp3_table_s2, 2, 0, 0)
+QP3_TABLE_RUN(qp3_table_s2one, 2, 1, 1)
 #undef QP3_TABLE_RUN
 
 /* whether qdw_p3 takes a layer */
@@ -1385,6 +1399,10 @@ static void qdw_p3(const conv_int8_dw_args *a, long oy0, long oy1) {
     int fast = qs1_fast(a, &lo, &hi);
     /* proved channels from the tactic's table where the conversion rounds to nearest */
     const int *tab = fast && a->qw && (_mm_getcsr() & 0x6000) == 0 ? a->qw + 3 * a->qn : 0;
+    if (tab && S == 1 && a->wo <= 8) { /* small planes: few rows a channel */
+        qp3_table_s1near(a, ix, ix, tab, oy0, oy1, fast, lo, hi);
+        return;
+    }
     if (tab && S == 1) {
         qp3_table_s1(a, ix, ix, tab, oy0, oy1, fast, lo, hi);
         return;
