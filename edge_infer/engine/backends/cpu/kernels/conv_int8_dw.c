@@ -1084,12 +1084,14 @@ static inline __attribute__((always_inline)) void qdw_s1(const conv_int8_dw_args
  * inside the plane */
 static inline __attribute__((always_inline)) __m128i qp3_window(const int8_t *xc, long iy,
                                                                long h, long xrs, long end,
-                                                               long sh, long lim,
-                                                               long o0, __m128i ix) {
+                                                               long sh, long lim, long o0,
+                                                               __m128i ix, int RAW) {
     if ((unsigned long)iy >= (unsigned long)h) return _mm_setzero_si128(); /* iy < 0 or >= h */
     long o = iy * xrs + o0;
-    if (__builtin_expect((unsigned long)(o + sh) <= (unsigned long)lim, 1))
-        return _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(xc + o)), ix);
+    if (__builtin_expect((unsigned long)(o + sh) <= (unsigned long)lim, 1)) {
+        __m128i w = _mm_loadu_si128((const __m128i *)(xc + o));
+        return RAW ? w : _mm_shuffle_epi8(w, ix); /* RAW: the used bytes all in the row */
+    }
     long oc = o < 0 ? 0 : end - 16; /* the window moved inside: its shuffle moved as far */
     __m128i pad = _mm_and_si128(ix, _mm_set1_epi8((char)0x80));
     ix = _mm_or_si128(_mm_add_epi8(ix, _mm_set1_epi8((char)(o - oc))), pad);
@@ -1129,21 +1131,21 @@ static inline __attribute__((always_inline)) __m256i qp3_pairs(__m128i e, __m128
 static inline __attribute__((always_inline)) void qp3_row(const int8_t *xc, long iy, long h,
                                                          long xrs, long end, long sh, long lim,
                                                          long o0, const __m128i *ix, int S,
-                                                         __m256i *hv, __m128i *ev) {
+                                                         __m256i *hv, __m128i *ev, int RAW) {
     if (S == 3) { /* stride 2, outputs at most 7 wide: E from the same window (ix[1]) */
         __m128i w;
         qp3_window2(xc, iy, h, xrs, end, sh, lim, o0, ix[0], ix[1], &w, ev);
         *hv = _mm256_cvtepi8_epi16(w);
         return;
     }
-    __m128i w = qp3_window(xc, iy, h, xrs, end, sh, lim, o0, ix[0]);
+    __m128i w = qp3_window(xc, iy, h, xrs, end, sh, lim, o0, ix[0], RAW);
     if (S == 1) { /* H: bytes (o, o + 1), E: bytes o + 2 */
         const __m128i hsh = _mm_setr_epi8(0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8);
         *hv = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(w, hsh));
         *ev = _mm_srli_si128(w, 2);
     } else { /* H: bytes (2 o, 2 o + 1), E: bytes 2 o + 2 (a window 2 bytes on, evens) */
         *hv = _mm256_cvtepi8_epi16(w);
-        *ev = qp3_window(xc, iy, h, xrs, end, sh, lim, o0 + 2, ix[1]);
+        *ev = qp3_window(xc, iy, h, xrs, end, sh, lim, o0 + 2, ix[1], 0);
     }
 }
 
@@ -1172,11 +1174,11 @@ static inline __attribute__((always_inline)) void qp3_plane(
         __m256i ha, hb, hc;
         __m128i ea, eb, ec;
         long iy = oy0 * S - pt; /* the output row's first input row */
-        qp3_row(xc, iy, h, xrs, end, sh, lim, o0, ix[v], S, &ha, &ea);
-        if (S == 1) qp3_row(xc, iy + 1, h, xrs, end, sh, lim, o0, ix[v], S, &hb, &eb);
+        qp3_row(xc, iy, h, xrs, end, sh, lim, o0, ix[v], S, &ha, &ea, 0);
+        if (S == 1) qp3_row(xc, iy + 1, h, xrs, end, sh, lim, o0, ix[v], S, &hb, &eb, 0);
         for (long oy = oy0; oy < oy1; oy++, iy += S) {
-            if (S == 2) qp3_row(xc, iy + 1, h, xrs, end, sh, lim, o0, ix[v], S, &hb, &eb);
-            qp3_row(xc, iy + 2, h, xrs, end, sh, lim, o0, ix[v], S, &hc, &ec);
+            if (S == 2) qp3_row(xc, iy + 1, h, xrs, end, sh, lim, o0, ix[v], S, &hb, &eb, 0);
+            qp3_row(xc, iy + 2, h, xrs, end, sh, lim, o0, ix[v], S, &hc, &ec, 0);
             __m256i t0 = _mm256_add_epi32(s0, _mm256_madd_epi16(ha, w0));
             __m256i t1 = _mm256_madd_epi16(hb, w1);
             __m256i t2 = _mm256_madd_epi16(hc, w2);
@@ -1237,7 +1239,9 @@ static inline __attribute__((always_inline)) void qp3_store_n(int8_t *o, __m128i
  * picks the columns 2 o + 2 from it), one load a row instead of two: 14 x 14 to 7 x 7 0.93x.
  * NEAR (outputs at most 8 wide): a window may reach into the call's other planes, so only
  * the first plane's top and the last one's bottom move windows (7 x 7 0.94x, 14 -> 7 0.94x;
- * on wider planes, where few windows move, 1.02-1.03x: not taken there).
+ * on wider planes, where few windows move, 1.02-1.03x: not taken there). A column of
+ * vectors whose windows' used bytes all lie inside the row (RAW: no padding column, none
+ * past the row) skips the windows' shuffle: 112 and 56 wide 0.96-0.97x, 28 0.98x.
  * Against qp3_plane (its per-channel setup: qs1_mode's checks, the weights' conversions and
  * pairings; vroundps and float clamps): MobileNetV2 b1 at 7 x 7 0.81x, 14 0.89x, 28 to 112
  * 0.87x, stride 2 to 7, 14 0.85x, 0.96x (one thread, CPU time, bench/qlayer_cpu_ab.py). */
@@ -1263,17 +1267,10 @@ static inline __attribute__((always_inline)) void qp3_proved(const conv_int8_dw_
     const __m256i s0 = _mm256_set1_epi32(a->bias ? a->bias[c] : 0);
     const __m128i order = _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15);
     const int RS = ONE ? 3 : S; /* qp3_row's: ONE, stride 2 and one window a row */
-    for (long k = 0; k < nv; k++) {
-        long v = k == 0 ? nv - 1 : k - 1, o0 = 8 * S * v - pl, n = wo - 8 * v;
-        __m256i ha, hb, hc;
-        __m128i ea, eb, ec;
-        long iy = oy0 * S - pt; /* the output row's first input row */
-        qp3_row(xc, iy, h, xrs, end, sh, lim, o0, ix[v], RS, &ha, &ea);
-        if (S == 1) qp3_row(xc, iy + 1, h, xrs, end, sh, lim, o0, ix[v], RS, &hb, &eb);
 #define QP3_STEP(R)                                                                            \
     do {                                                                                       \
-        if (S == 2) qp3_row(xc, iy + 1, h, xrs, end, sh, lim, o0, ix[v], RS, &hb, &eb);        \
-        qp3_row(xc, iy + 2, h, xrs, end, sh, lim, o0, ix[v], RS, &hc, &ec);                    \
+        if (S == 2) qp3_row(xc, iy + 1, h, xrs, end, sh, lim, o0, ix[v], RS, &hb, &eb, RAW);   \
+        qp3_row(xc, iy + 2, h, xrs, end, sh, lim, o0, ix[v], RS, &hc, &ec, RAW);               \
         __m256i t0 = _mm256_add_epi32(s0, _mm256_madd_epi16(ha, w0));                          \
         __m256i t1 = _mm256_madd_epi16(hb, w1);                                                \
         __m256i t2 = _mm256_madd_epi16(hc, w2);                                                \
@@ -1290,30 +1287,52 @@ static inline __attribute__((always_inline)) void qp3_proved(const conv_int8_dw_
         iy += S;                                                                               \
         R = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_cvtepi32_ps(t), mq));                     \
     } while (0)
-        long oy = oy0;
-        /* two rows at a time: bytes r0 0-3, r1 0-3, r0 4-7, r1 4-7, then in order */
-        for (; S == 1 && oy + 2 <= oy1; oy += 2) {
-            __m256i r0, r1;
-            QP3_STEP(r0);
-            QP3_STEP(r1);
-            __m256i p = _mm256_packs_epi32(r0, r1);
-            __m128i b = _mm_packs_epi16(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
-            b = _mm_min_epi8(_mm_max_epi8(_mm_shuffle_epi8(b, order), lo), hi);
-            /* a last vector's bytes past the row go to later rows of ours (written after) */
-            long i = oy * wo + 8 * v;
-            _mm_storel_epi64((__m128i *)(out + i), b);
-            qp3_store_n(out + i + wo, _mm_unpackhi_epi64(b, b),
-                        n >= 8 || i + wo + 8 <= oy1 * wo ? 8 : n);
-        }
-        for (; oy < oy1; oy++) {
-            __m256i r0;
-            QP3_STEP(r0);
-            __m256i p = _mm256_packs_epi32(r0, r0);
-            __m128i b = _mm_packs_epi16(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
-            b = _mm_min_epi8(_mm_max_epi8(_mm_shuffle_epi8(b, order), lo), hi);
-            long i = oy * wo + 8 * v;
-            qp3_store_n(out + i, b, n >= 8 || i + 8 <= oy1 * wo ? 8 : n);
-        }
+#define QP3_COLUMN(RAWV)                                                                       \
+    do {                                                                                       \
+        const int RAW = RAWV;                                                                  \
+        __m256i ha, hb, hc;                                                                    \
+        __m128i ea, eb, ec;                                                                    \
+        long iy = oy0 * S - pt; /* the output row's first input row */                         \
+        qp3_row(xc, iy, h, xrs, end, sh, lim, o0, ix[v], RS, &ha, &ea, RAW);                   \
+        if (S == 1)                                                                            \
+            qp3_row(xc, iy + 1, h, xrs, end, sh, lim, o0, ix[v], RS, &hb, &eb, RAW);           \
+        long oy = oy0;                                                                         \
+        /* two rows at a time: bytes r0 0-3, r1 0-3, r0 4-7, r1 4-7, then in order */          \
+        for (; S == 1 && oy + 2 <= oy1; oy += 2) {                                             \
+            __m256i r0, r1;                                                                    \
+            QP3_STEP(r0);                                                                      \
+            QP3_STEP(r1);                                                                      \
+            __m256i p = _mm256_packs_epi32(r0, r1);                                            \
+            __m128i b = _mm_packs_epi16(_mm256_castsi256_si128(p),                             \
+                                        _mm256_extracti128_si256(p, 1));                       \
+            b = _mm_min_epi8(_mm_max_epi8(_mm_shuffle_epi8(b, order), lo), hi);                \
+            /* a last vector's bytes past the row go to later rows of ours (written            \
+             * after) */                                                                       \
+            long i = oy * wo + 8 * v;                                                          \
+            _mm_storel_epi64((__m128i *)(out + i), b);                                         \
+            qp3_store_n(out + i + wo, _mm_unpackhi_epi64(b, b),                                \
+                        n >= 8 || i + wo + 8 <= oy1 * wo ? 8 : n);                             \
+        }                                                                                      \
+        for (; oy < oy1; oy++) {                                                               \
+            __m256i r0;                                                                        \
+            QP3_STEP(r0);                                                                      \
+            __m256i p = _mm256_packs_epi32(r0, r0);                                            \
+            __m128i b = _mm_packs_epi16(_mm256_castsi256_si128(p),                             \
+                                        _mm256_extracti128_si256(p, 1));                       \
+            b = _mm_min_epi8(_mm_max_epi8(_mm_shuffle_epi8(b, order), lo), hi);                \
+            long i = oy * wo + 8 * v;                                                          \
+            qp3_store_n(out + i, b, n >= 8 || i + 8 <= oy1 * wo ? 8 : n);                      \
+        }                                                                                      \
+    } while (0)
+    for (long k = 0; k < nv; k++) {
+        long v = k == 0 ? nv - 1 : k - 1, o0 = 8 * S * v - pl, n = wo - 8 * v;
+        /* windows wholly inside the row: their bytes need no shuffle (not at NEAR, ONE) */
+        int raw = !NEAR && !ONE && o0 >= 0 && o0 + (S == 1 ? 10 : 16) <= a->w;
+        if (raw)
+            QP3_COLUMN(1);
+        else
+            QP3_COLUMN(0);
+#undef QP3_COLUMN
 #undef QP3_STEP
     }
 }
