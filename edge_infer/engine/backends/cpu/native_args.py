@@ -258,6 +258,23 @@ class QConvSplitArgs(KernelArgs):
     ]
 
 
+#: conv_int8.c's epilogue fields (args.h EI_QCONV_INT8_ARGS' last ones), which the INT8
+#: Winograd kernel's arguments repeat for qconv_int8_finish
+_QCONV_EPILOGUE: list[tuple[str, Any]] = [
+    ("out", _P),
+    *_longs("ocs", "otype"),
+    ("oinv", ctypes.c_double),
+    ("oscale", ctypes.c_double),
+    ("act", _L),
+    ("p0", _F),
+    ("p1", _F),
+    ("residual", _L),
+    ("z", _P),
+    *_longs("zcs", "ztype"),
+    ("zscale", _F),
+]
+
+
 class QConvInt8Args(KernelArgs):
     """conv_int8.c: the INT8 implicit GEMM over grid positions [g0, g1) and its epilogue
     (otype / ztype: 0 float32, 1 float16, 2 int8)."""
@@ -270,17 +287,7 @@ class QConvInt8Args(KernelArgs):
         *_longs("coutp", "cout"),
         *[(n, _P) for n in ("bias", "wsum", "mult")],
         *_longs("g0", "g1", "wg", "ho", "wo"),
-        ("out", _P),
-        *_longs("ocs", "otype"),
-        ("oinv", ctypes.c_double),
-        ("oscale", ctypes.c_double),
-        ("act", _L),
-        ("p0", _F),
-        ("p1", _F),
-        ("residual", _L),
-        ("z", _P),
-        *_longs("zcs", "ztype"),
-        ("zscale", _F),
+        *_QCONV_EPILOGUE,
     ]
 
 
@@ -488,17 +495,7 @@ class QWinoInt8Args(KernelArgs):
         ("cout", _L),
         *[(n, _P) for n in ("bias", "mult", "proved")],
         *_longs("coutp", "ho", "wo", "t0", "t1"),
-        ("out", _P),
-        *_longs("ocs", "otype"),
-        ("oinv", ctypes.c_double),
-        ("oscale", ctypes.c_double),
-        ("act", _L),
-        ("p0", _F),
-        ("p1", _F),
-        ("residual", _L),
-        ("z", _P),
-        *_longs("zcs", "ztype"),
-        ("zscale", _F),
+        *_QCONV_EPILOGUE,
         ("work", _P),
     ]
 
