@@ -17,8 +17,8 @@
   One pool call a layer where it can: an unpadded 1x1 stride-1 layer of an int8 input in
   chunks of positions (each its own small layout, then its GEMM), a batch image by image;
   a layout of fewer channel quads than threads (a stem's 3 channels) in chunks of output
-  rows the same way; small maps lay out every channel quad, then split the GEMM between the
-  threads.
+  rows the same way (both in :mod:`.qconv_chunks`); small maps lay out every channel quad,
+  then split the GEMM between the threads.
 - ``qconv_native_oc``: the same on the AVX2 path with register tiles along output channels
   (:class:`QConvNativeOC`), chosen against ``qconv_native`` by timing.
 """
@@ -34,15 +34,19 @@ from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.activations import ACTIVATION_CODES
 from edge_infer.engine.backends.cpu.parallel import sequence, split
 from edge_infer.engine.backends.cpu.tactics.cpu_conv import flat3
+from edge_infer.engine.backends.cpu.tactics.qconv_chunks import (
+    AVX2_PATH,
+    MIN_TASK_MACS,
+    STRIP,
+    QConvChunks,
+    _int8_path,
+)
 from edge_infer.engine.backends.cpu.tactics.qconv_terms import pair_terms, shift_limits, shift_span
 from edge_infer.engine.backends.cpu.tactics.qdw_requant import MONOTONIC, proved_multipliers
 from edge_infer.engine.ops.quantize import qconv
 from edge_infer.engine.tactics.base import Run, Scratch, Tactic
 from edge_infer.engine.tactics.quantized import QConvSpec
 
-#: grid strips handed to one kernel call are multiples of this many positions (every path's
-#: register tile width divides it: conv_int8.c NT)
-STRIP = 64
 #: output channels of a group's weight block are padded to a multiple of COUT_ALIGN, and
 #: split between kernel calls at multiples of OC_ALIGN (every path's tile height divides
 #: both: conv_int8.c MR)
@@ -63,9 +67,8 @@ PROVED_ROWS = 3
 #: group is -128 (the AVX2 path's |x| . (w * sign(x)) tile is exact there), else 0
 SIGN_ROWS = 1
 #: the sign row's bit asking conv_int8.c's AVX2 path for output-channel tiles (EI_OC_MODE,
-#: :class:`QConvNativeOC`), and that path's number (qconv_int8_path)
+#: :class:`QConvNativeOC`)
 OC_MODE = 2
-AVX2_PATH = 2
 #: then one row of int32 (conv_int8.c EI_LIMIT_ROW): each channel's limit L on the AVX2
 #: path's shifted activations x + k in [0, L] (see :func:`~.qconv_terms.shift_limits`)
 LIMIT_ROWS = 1
@@ -98,21 +101,11 @@ def activation_fields(spec: QConvSpec) -> tuple[int, tuple[float, float]]:
     return ACTIVATION_CODES[spec.activation], (float(params[0]), float(params[1]))
 
 
-#: a position chunk's layout (1x1 layers, see QConvNative._position_chunks) at most this big
-CHUNK_LAYOUT_BYTES = 192 << 10
 #: a layer of at most this many input channels packs its taps' bytes into quads (the
 #: layout kernel's xf bits from PACK_SHIFT: conv_int8.c pack_taps): a 3 x 3 stem's 27 bytes
 #: 7 terms, not 9 quads of 3 bytes and a zero
 PACKED_CHANNELS = 3
 PACK_SHIFT = 8
-#: a layout split or a GEMM chunk below this many int8 multiply-adds is not worth a thread
-MIN_TASK_MACS = 1 << 18
-#: position chunks on the AVX2 path (both tactics) are multiples of this many positions but
-#: the last: its position tiles compute a short tile 8 positions at a time (conv_int8.c
-#: tile_shift's nv), its output-channel tiles take 4 (EI_OCP), a run's epilogue 8 at once; so
-#: a small map splits evenly between the threads (14 x 14: 48, 48, 48, 52 positions, where
-#: strips of 64 left 64, 64, 64, 4). Other paths: whole tiles (QConvNative.chunk_align)
-AVX2_CHUNK_ALIGN = 8
 #: a layer's GEMM calls split its grid at multiples of this many positions on the AVX2 path
 #: (other paths: STRIP), so that the threads' shares are (nearly) equal: ResNet-50's 14 x 14
 #: 3x3 grid (224 positions) as 48, 64, 48, 64, where strips of 64 left 64, 64, 64, 32 (shares
@@ -149,7 +142,7 @@ class QConvReference(Tactic):
         return run
 
 
-class QConvNative(Tactic):
+class QConvNative(QConvChunks, Tactic):
     """INT8 implicit GEMM in C (see the module docstring); any group count (per group)."""
 
     name = "qconv_native"
@@ -286,12 +279,7 @@ class QConvNative(Tactic):
 
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         s, p = self.spec, self._prepared()
-        z = inputs[4] if len(inputs) > 4 and s.residual != "none" else None
-        before: list[Run] = []
-        after: list[Run] = []
-        x = _unit_rows(inputs[0], scratch, before, "qconv_in")
-        out3 = _flat_or_scratch(outputs[0], scratch, "qconv_out", after, out=True)
-        z3 = None if z is None else _flat_or_scratch(z, scratch, "qconv_residual", before)
+        x, out3, z3, before, after = bound_arrays(s, inputs, outputs, scratch, "qconv")
         n, groups = s.x_shape[0], s.group
         workers = getattr(scratch, "workers", 1)
         pool = getattr(scratch, "pool", None)
@@ -418,144 +406,6 @@ class QConvNative(Tactic):
         )  # fmt: skip
         return int(fn(ctypes.byref(struct(**fields))))
 
-    def _position_chunks(
-        self,
-        x: np.ndarray,
-        out3: np.ndarray,
-        z3: np.ndarray | None,
-        workers: int,
-        scratch: Scratch,
-    ) -> list[Any] | None:
-        """An unpadded 1x1 stride-1 conv of an int8 input in chunks of positions, each its
-        own layout (``[quad][chunk]``, small enough for the caches) then its GEMM, one pool
-        task: a batch's layouts are never all written before they are read back, and the
-        layer is one pool call. None where the layer is not such, or has too few chunks to
-        share between the threads (small maps: the layout and GEMM calls split apart)."""
-        s, p = self.spec, self._prepared()
-        n, _, h, w = s.x_shape
-        isz = x.itemsize
-        if (
-            s.kernel != (1, 1)
-            or tuple(s.strides) != (1, 1)
-            or any(s.pads)
-            or s.group != 1
-            or np.dtype(x.dtype) != np.int8
-            or x.strides[2] != w * isz
-        ):
-            return None
-        cq, positions = p["cq"], h * w
-        fit = max(STRIP, CHUNK_LAYOUT_BYTES // (4 * cq) // STRIP * STRIP)
-        per_image = -(-positions // fit)
-        if workers > 1:
-            per_image = max(per_image, -(-3 * workers // n))
-        per_image = min(per_image, -(-positions // STRIP))
-        if workers > 1 and n * per_image < 2 * workers:
-            return None
-        if self._by_channels(workers):
-            return None
-        align = AVX2_CHUNK_ALIGN if _int8_path() == AVX2_PATH else self.chunk_align
-        if align == STRIP:
-            even = -(-positions // per_image)
-            size = -(-even // STRIP) * STRIP  # positions of a chunk
-            bounds = [(g0, min(g0 + size, positions)) for g0 in range(0, positions, size)]
-        else:  # chunks of (nearly) equal positions: 14 x 14 as 48, 48, 48, 52, not 64 x 3 + 4
-            bounds = split(positions, per_image, align=align)
-            size = max(g1 - g0 for g0, g1 in bounds)
-        # term t reads quad order[t] (1x1: a term a quad)
-        toffs = {m: p["order"].astype(np.int64) * m for m in {g1 - g0 for g0, g1 in bounds}}
-        bufs = scratch((n * len(bounds), cq * size + STRIP), np.int32, "qconv_layout")
-        keep = (p["wts"], p["wsum"], p["mult"], p["bias"], bufs, x, out3, z3, *toffs.values())
-        tasks = []
-        for b in range(n):
-            for k, (g0, g1) in enumerate(bounds):
-                m, buf = g1 - g0, bufs[b * len(bounds) + k]
-                fields = self._split_fields(x, b, 0, 0, cq, buf)
-                fields.update(x=fields["x"] + g0 * isz, h=1, w=m, hq=1, wq=m, xrs=m)
-                lay = native.NativeCall("qconv_split_f32", fields, keep)
-                gemm = self._chunk_gemm(buf, toffs[m], out3, z3, b, g0, keep,
-                                        g1=m, wg=m, ho=1, wo=m)  # fmt: skip
-                tasks.append(native.NativeSequence([lay, gemm]))
-        return tasks
-
-    def _row_chunks(
-        self,
-        x: np.ndarray,
-        out3: np.ndarray,
-        z3: np.ndarray | None,
-        workers: int,
-        scratch: Scratch,
-    ) -> list[Any] | None:
-        """A layer of fewer channel quads than threads (a stem: 3 input channels, one quad),
-        whose layout the quad split leaves to one thread, in chunks of output rows (equal but
-        one): each lays out the phase rows it reads (its rows and the kernel's more below) in
-        its own buffer, then runs its GEMM, one pool task. The rows below are laid out again
-        by the next chunk (MobileNetV2's stem: one of 19 or 20). None where the layer is not
-        such, or whole images go to the threads."""
-        s, p = self.spec, self._prepared()
-        n, ho, wo = s.x_shape[0], s.out_shape[2], s.out_shape[3]
-        if workers < 2 or s.group != 1 or p["cq"] >= workers or n >= 2 * workers:
-            return None
-        hq, wq, T = p["hq"], p["wq"], p["terms"]
-        plen, sy = hq * wq, s.strides[0]
-        per = min(-(-3 * workers // n), p["grid"] * T * 4 * p["cog"] // MIN_TASK_MACS, ho)
-        if n * per < 2 * workers:
-            return None
-        bounds = split(ho, per)
-        # phase rows below an output row that a tap reads
-        below = (s.kernel[0] - 1) * s.dilations[0] // sy
-        # the terms' offsets in a chunk's layout of hc phase rows (its planes hc * wq apart)
-        heights = {r0: min(hq, r1 + below) - r0 for r0, r1 in bounds}
-        toffs = {hc: (p["toff"] // plen) * (hc * wq) + p["toff"] % plen for hc in heights.values()}
-        # a layout, and the reads of its last tile's dropped positions
-        size = max(p["planes"] * hc * wq for hc in heights.values())
-        size = max(size, max(int(t.max()) for t in toffs.values()) + ho * wq) + 2 * STRIP
-        bufs = scratch((n * len(bounds), size), np.int32, "qconv_layout")
-        keep = (p["wts"], p["wsum"], p["mult"], p["bias"], bufs, x, out3, z3, *toffs.values())
-        tasks = []
-        for b in range(n):
-            for k, (r0, r1) in enumerate(bounds):
-                buf, hc = bufs[b * len(bounds) + k], heights[r0]
-                fields = self._split_fields(x, b, 0, 0, p["cq"], buf)
-                fields.update(pt=s.pads[0] - r0 * sy, hq=hc)  # phase row r0 its first
-                lay = native.NativeCall("qconv_split_f32", fields, keep)
-                # up to the last row's last output: the grid positions after it (dropped
-                # columns) would read past the chunk's rows (the tiles' byte range)
-                rows = r1 - r0
-                gemm = self._chunk_gemm(buf, toffs[hc], out3, z3, b, r0 * wo, keep,
-                                        g1=(rows - 1) * wq + wo, wg=wq, ho=rows, wo=wo)  # fmt: skip
-                tasks.append(native.NativeSequence([lay, gemm]))
-        return tasks
-
-    def _chunk_gemm(
-        self,
-        buf: np.ndarray,
-        toff: np.ndarray,
-        out3: np.ndarray,
-        z3: np.ndarray | None,
-        b: int,
-        first: int,
-        keep: tuple[Any, ...],
-        **grid: int,
-    ) -> Any:
-        """The GEMM call of a chunk of image b laid out in its own ``buf`` (position or row
-        chunks): every output channel of the group, its outputs from position ``first`` of
-        each channel plane on; ``grid``: g1, wg, ho, wo of the chunk."""
-        s, p = self.spec, self._prepared()
-        out = self._out_fields(out3, z3, b, 0)
-        out["out"] += first * out3.itemsize
-        if z3 is not None:
-            out["z"] += first * z3.itemsize
-        return native.NativeCall(
-            "qconv_int8_f32",
-            dict(
-                layout=buf.ctypes.data, toff=toff.ctypes.data, T=p["terms"],
-                wts=p["wts"][0].ctypes.data, coutp=p["coutp"], cout=s.cout,
-                bias=None if p["bias"] is None else p["bias"].ctypes.data,
-                wsum=p["wsum"].ctypes.data, mult=p["mult"].ctypes.data, g0=0, **grid, **out,
-            ),
-            keep,
-        )  # fmt: skip
-
     def _split_fields(
         self, x: np.ndarray, b: int, gi: int, q0: int, q1: int, lay: np.ndarray
     ) -> dict[str, Any]:
@@ -680,13 +530,6 @@ class QConvNativeOC(QConvNative):
         prep["block_toff"] = BLOCK_CHANNELS
 
 
-def _int8_path() -> int:
-    """conv_int8.c's dot-product path on this CPU (qconv_int8_path; 0: no library)."""
-    lib = native.library()
-    path = getattr(lib, "qconv_int8_path", None) if lib is not None else None
-    return 0 if path is None else int(path())
-
-
 def _aligned_zeros(n: int) -> np.ndarray:
     """n int32 zeros starting on a 64-byte line: a call's weights (its first channel a
     multiple of OC_ALIGN, 96 bytes; rows of COUT_ALIGN channels, 192 bytes) start on 32
@@ -695,6 +538,22 @@ def _aligned_zeros(n: int) -> np.ndarray:
     buf = np.zeros(n + 16, np.int32)
     off = (-buf.ctypes.data % 64) // 4
     return buf[off : off + n]
+
+
+def bound_arrays(
+    spec: QConvSpec, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch, role: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[Run], list[Run]]:
+    """What an INT8 conv's native calls read and write: the input with unit-stride rows, the
+    output and the residual (None without one) as (N, C, H*W) views, each a scratch copy
+    where the caller's array is not so, and the copies to run before and after the calls
+    (scratch roles ``role``_in, _out, _residual)."""
+    z = inputs[4] if len(inputs) > 4 and spec.residual != "none" else None
+    before: list[Run] = []
+    after: list[Run] = []
+    x = _unit_rows(inputs[0], scratch, before, f"{role}_in")
+    out3 = _flat_or_scratch(outputs[0], scratch, f"{role}_out", after, out=True)
+    z3 = None if z is None else _flat_or_scratch(z, scratch, f"{role}_residual", before)
+    return x, out3, z3, before, after
 
 
 def _flat_or_scratch(

@@ -25,9 +25,8 @@ from edge_infer.engine.backends.cpu.tactics.cpu_qconv import (
     MIN_TASK_MACS,
     PROVED_ROWS,
     QConvNative,
-    _flat_or_scratch,
-    _unit_rows,
     activation_fields,
+    bound_arrays,
     epilogue_applicable,
 )
 from edge_infer.engine.tactics.base import Run, Scratch, Tactic
@@ -119,12 +118,7 @@ class QWinogradNative(Tactic):
 
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
         s, p = self.spec, self._prepared()
-        z = inputs[4] if len(inputs) > 4 and s.residual != "none" else None
-        before: list[Run] = []
-        after: list[Run] = []
-        x = _unit_rows(inputs[0], scratch, before, "qwino_in")
-        out3 = _flat_or_scratch(outputs[0], scratch, "qwino_out", after, out=True)
-        z3 = None if z is None else _flat_or_scratch(z, scratch, "qwino_residual", before)
+        x, out3, z3, before, after = bound_arrays(s, inputs, outputs, scratch, "qwino")
         n, _, h, w = s.x_shape
         ho, wo = s.out_shape[2], s.out_shape[3]
         tiles = -(-ho // 2) * -(-wo // 2)

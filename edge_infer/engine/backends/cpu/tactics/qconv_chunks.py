@@ -1,0 +1,190 @@
+"""How ``qconv_native`` splits a layer into pool tasks that each lay out their own part of the
+input, then run their GEMM on it (:class:`QConvChunks`, a base of
+:class:`~.cpu_qconv.QConvNative`): an unpadded 1x1 stride-1 layer of an int8 input in chunks
+of positions, a layout of fewer channel quads than threads (a stem) in chunks of output rows.
+Each chunk is one task, a layout call then a GEMM call, so a layer is one pool call with no
+wait between a whole layout and the GEMMs, and a chunk's layout stays in its thread's cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu.parallel import split
+from edge_infer.engine.tactics.base import Scratch
+from edge_infer.engine.tactics.quantized import QConvSpec
+
+#: grid strips handed to one kernel call are multiples of this many positions (every path's
+#: register tile width divides it: conv_int8.c NT)
+STRIP = 64
+#: conv_int8.c's AVX2 path's number (qconv_int8_path)
+AVX2_PATH = 2
+#: a position chunk's layout (1x1 layers, see QConvNative._position_chunks) at most this big
+CHUNK_LAYOUT_BYTES = 192 << 10
+#: a layout split or a GEMM chunk below this many int8 multiply-adds is not worth a thread
+MIN_TASK_MACS = 1 << 18
+#: position chunks on the AVX2 path (both tactics) are multiples of this many positions but
+#: the last: its position tiles compute a short tile 8 positions at a time (conv_int8.c
+#: tile_shift's nv), its output-channel tiles take 4 (EI_OCP), a run's epilogue 8 at once; so
+#: a small map splits evenly between the threads (14 x 14: 48, 48, 48, 52 positions, where
+#: strips of 64 left 64, 64, 64, 4). Other paths: whole tiles (QConvNative.chunk_align)
+AVX2_CHUNK_ALIGN = 8
+
+
+def _int8_path() -> int:
+    """conv_int8.c's dot-product path on this CPU (qconv_int8_path; 0: no library)."""
+    lib = native.library()
+    path = getattr(lib, "qconv_int8_path", None) if lib is not None else None
+    return 0 if path is None else int(path())
+
+
+class QConvChunks:
+    """The chunked bindings of :class:`~.cpu_qconv.QConvNative` (which supplies ``spec``,
+    ``_prepared``, ``_by_channels``, ``_split_fields``, ``_out_fields`` and
+    ``chunk_align``)."""
+
+    spec: QConvSpec
+    chunk_align: int
+
+    def _position_chunks(
+        self,
+        x: np.ndarray,
+        out3: np.ndarray,
+        z3: np.ndarray | None,
+        workers: int,
+        scratch: Scratch,
+    ) -> list[Any] | None:
+        """An unpadded 1x1 stride-1 conv of an int8 input in chunks of positions, each its
+        own layout (``[quad][chunk]``, small enough for the caches) then its GEMM, one pool
+        task: a batch's layouts are never all written before they are read back, and the
+        layer is one pool call. None where the layer is not such, or has too few chunks to
+        share between the threads (small maps: the layout and GEMM calls split apart)."""
+        s, p = self.spec, self._prepared()
+        n, _, h, w = s.x_shape
+        isz = x.itemsize
+        if (
+            s.kernel != (1, 1)
+            or tuple(s.strides) != (1, 1)
+            or any(s.pads)
+            or s.group != 1
+            or np.dtype(x.dtype) != np.int8
+            or x.strides[2] != w * isz
+        ):
+            return None
+        cq, positions = p["cq"], h * w
+        fit = max(STRIP, CHUNK_LAYOUT_BYTES // (4 * cq) // STRIP * STRIP)
+        per_image = -(-positions // fit)
+        if workers > 1:
+            per_image = max(per_image, -(-3 * workers // n))
+        per_image = min(per_image, -(-positions // STRIP))
+        if workers > 1 and n * per_image < 2 * workers:
+            return None
+        if self._by_channels(workers):
+            return None
+        align = AVX2_CHUNK_ALIGN if _int8_path() == AVX2_PATH else self.chunk_align
+        if align == STRIP:
+            even = -(-positions // per_image)
+            size = -(-even // STRIP) * STRIP  # positions of a chunk
+            bounds = [(g0, min(g0 + size, positions)) for g0 in range(0, positions, size)]
+        else:  # chunks of (nearly) equal positions: 14 x 14 as 48, 48, 48, 52, not 64 x 3 + 4
+            bounds = split(positions, per_image, align=align)
+            size = max(g1 - g0 for g0, g1 in bounds)
+        # term t reads quad order[t] (1x1: a term a quad)
+        toffs = {m: p["order"].astype(np.int64) * m for m in {g1 - g0 for g0, g1 in bounds}}
+        bufs = scratch((n * len(bounds), cq * size + STRIP), np.int32, "qconv_layout")
+        keep = (p["wts"], p["wsum"], p["mult"], p["bias"], bufs, x, out3, z3, *toffs.values())
+        tasks = []
+        for b in range(n):
+            for k, (g0, g1) in enumerate(bounds):
+                m, buf = g1 - g0, bufs[b * len(bounds) + k]
+                fields = self._split_fields(x, b, 0, 0, cq, buf)
+                fields.update(x=fields["x"] + g0 * isz, h=1, w=m, hq=1, wq=m, xrs=m)
+                tasks.append(self._chunk_task(fields, buf, toffs[m], out3, z3, b, g0, keep,
+                                              g1=m, wg=m, ho=1, wo=m))  # fmt: skip
+        return tasks
+
+    def _row_chunks(
+        self,
+        x: np.ndarray,
+        out3: np.ndarray,
+        z3: np.ndarray | None,
+        workers: int,
+        scratch: Scratch,
+    ) -> list[Any] | None:
+        """A layer of fewer channel quads than threads (a stem: 3 input channels, one quad),
+        whose layout the quad split leaves to one thread, in chunks of output rows (equal but
+        one): each lays out the phase rows it reads (its rows and the kernel's more below) in
+        its own buffer, then runs its GEMM, one pool task. The rows below are laid out again
+        by the next chunk (MobileNetV2's stem: one of 19 or 20). None where the layer is not
+        such, or whole images go to the threads."""
+        s, p = self.spec, self._prepared()
+        n, ho, wo = s.x_shape[0], s.out_shape[2], s.out_shape[3]
+        if workers < 2 or s.group != 1 or p["cq"] >= workers or n >= 2 * workers:
+            return None
+        hq, wq, T = p["hq"], p["wq"], p["terms"]
+        plen, sy = hq * wq, s.strides[0]
+        per = min(-(-3 * workers // n), p["grid"] * T * 4 * p["cog"] // MIN_TASK_MACS, ho)
+        if n * per < 2 * workers:
+            return None
+        bounds = split(ho, per)
+        # phase rows below an output row that a tap reads
+        below = (s.kernel[0] - 1) * s.dilations[0] // sy
+        # the terms' offsets in a chunk's layout of hc phase rows (its planes hc * wq apart)
+        heights = {r0: min(hq, r1 + below) - r0 for r0, r1 in bounds}
+        toffs = {hc: (p["toff"] // plen) * (hc * wq) + p["toff"] % plen for hc in heights.values()}
+        # a layout, and the reads of its last tile's dropped positions
+        size = max(p["planes"] * hc * wq for hc in heights.values())
+        size = max(size, max(int(t.max()) for t in toffs.values()) + ho * wq) + 2 * STRIP
+        bufs = scratch((n * len(bounds), size), np.int32, "qconv_layout")
+        keep = (p["wts"], p["wsum"], p["mult"], p["bias"], bufs, x, out3, z3, *toffs.values())
+        tasks = []
+        for b in range(n):
+            for k, (r0, r1) in enumerate(bounds):
+                buf, hc = bufs[b * len(bounds) + k], heights[r0]
+                fields = self._split_fields(x, b, 0, 0, p["cq"], buf)
+                fields.update(pt=s.pads[0] - r0 * sy, hq=hc)  # phase row r0 its first
+                # up to the last row's last output: the grid positions after it (dropped
+                # columns) would read past the chunk's rows (the tiles' byte range)
+                rows = r1 - r0
+                grid = dict(g1=(rows - 1) * wq + wo, wg=wq, ho=rows, wo=wo)
+                tasks.append(
+                    self._chunk_task(fields, buf, toffs[hc], out3, z3, b, r0 * wo, keep, **grid)
+                )
+        return tasks
+
+    def _chunk_task(
+        self,
+        split_fields: dict[str, Any],
+        buf: np.ndarray,
+        toff: np.ndarray,
+        out3: np.ndarray,
+        z3: np.ndarray | None,
+        b: int,
+        first: int,
+        keep: tuple[Any, ...],
+        **grid: int,
+    ) -> Any:
+        """One pool task of a chunk of image b (position or row chunks): its layout call
+        (``split_fields``) into its own ``buf``, then its GEMM call over every output channel
+        of the group, the outputs from position ``first`` of each channel plane on;
+        ``grid``: g1, wg, ho, wo of the chunk."""
+        s, p = self.spec, self._prepared()
+        out = self._out_fields(out3, z3, b, 0)
+        out["out"] += first * out3.itemsize
+        if z3 is not None:
+            out["z"] += first * z3.itemsize
+        lay = native.NativeCall("qconv_split_f32", split_fields, keep)
+        gemm = native.NativeCall(
+            "qconv_int8_f32",
+            dict(
+                layout=buf.ctypes.data, toff=toff.ctypes.data, T=p["terms"],
+                wts=p["wts"][0].ctypes.data, coutp=p["coutp"], cout=s.cout,
+                bias=None if p["bias"] is None else p["bias"].ctypes.data,
+                wsum=p["wsum"].ctypes.data, mult=p["mult"].ctypes.data, g0=0, **grid, **out,
+            ),
+            keep,
+        )  # fmt: skip
+        return native.NativeSequence([lay, gemm])
