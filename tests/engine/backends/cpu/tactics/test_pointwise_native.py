@@ -253,3 +253,24 @@ def test_a_float16_range_from_memory_gives_the_bits_of_the_float32_route() -> No
                         "clip", (0.0, 6.0))  # fmt: skip
         PointwiseNative(spec).bind([xh[i : i + 1], wt, b], [one], ScratchPool(None))()
         assert np.array_equal(one.view(np.uint16), got[i : i + 1].view(np.uint16)), f"image {i}"
+
+
+def test_an_input_off_32_byte_alignment_gives_the_aligned_bits() -> None:
+    """conv_rows on a float32 input 1 to 7 floats past a 32-byte boundary (each image's
+    pixels up to the boundary a packed strip of their own) gives the bits of the same input
+    32-byte aligned, and the reference; two images (a head strip at each), a residual."""
+    c = _case(9, (2, 24, 16, 24, 12), ("clip", (0.0, 6.0)), "pre")
+    x = c["ins"][0]
+    buf = np.empty(x.size + 16, np.float32)
+    base = (-buf.ctypes.data) % 32 // 4
+    outs = []
+    for off in range(8):
+        xv = buf[base + off : base + off + x.size].reshape(x.shape)
+        xv[...] = x
+        assert xv.ctypes.data % 32 == 4 * off
+        out = np.full_like(c["out"], np.nan)
+        PointwiseNative(c["spec"]).bind([xv, *c["ins"][1:]], [out], ScratchPool(None))()
+        _check(out, c["want"], f"{off} floats off")
+        outs.append(out)
+    for off in range(1, 8):
+        assert np.array_equal(outs[off], outs[0]), f"{off} floats off"
