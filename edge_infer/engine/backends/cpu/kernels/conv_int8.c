@@ -1151,10 +1151,18 @@ static inline void store_i8(int8_t *o, v8 y, long n, double inv, double s) {
 typedef struct {
     int on;
     float eps, zs, lo, hi;
+    /* SiLU to int8 by its estimate (silu_run): the layer's part of silu_fast_ok, the largest
+     * multiplier it takes and the redo margin's relative term */
+    int silu;
+    double silu_mmax;
+    float silu_rel;
 } fastq;
 
+static void silu_layer_setup(const qconv_int8_args *a, fastq *f);
+
 static fastq fastq_setup(const qconv_int8_args *a) {
-    fastq f = {0, 0.0f, 0.0f, -200.0f, 200.0f};
+    fastq f = {0, 0.0f, 0.0f, -200.0f, 200.0f, 0, 0.0, 0.0f};
+    silu_layer_setup(a, &f);
     const double s = a->oscale;
     if (a->otype != 2 || !(s > 0.0) || !(s < 1e30)) return f;
     if (a->residual && !(a->residual == 1 && a->ztype == 2)) return f;
@@ -1814,7 +1822,8 @@ static inline __attribute__((always_inline)) int fast_vecs(const int32_t *acc, l
 #endif
 
 #if defined(__AVX2__) && EI_INT8_PATH != EI_Q8_GENERIC && !EI_WIDE
-static void finish_run(const int32_t *acc, long n, long oc, long pos, const qconv_int8_args *a);
+static inline void finish_run(const int32_t *acc, long n, long oc, long pos,
+                              const qconv_int8_args *a, const fastq *f);
 #endif
 
 static void finish_run_q(const int32_t *acc, long n, long oc, long pos, const qconv_int8_args *a,
@@ -1823,7 +1832,8 @@ static void finish_run_q(const int32_t *acc, long n, long oc, long pos, const qc
     long j = 0;
 #if defined(__AVX2__) && EI_INT8_PATH != EI_Q8_GENERIC && !EI_WIDE
     for (; j + 32 <= n; j += 32)
-        if (!fast_vecs(acc + j, oc, pos + j, a, f, m, pq, 4)) finish_run(acc + j, 32, oc, pos + j, a);
+        if (!fast_vecs(acc + j, oc, pos + j, a, f, m, pq, 4))
+            finish_run(acc + j, 32, oc, pos + j, a, f);
 #endif
 #if defined(__AVX2__) && EI_INT8_PATH != EI_Q8_GENERIC
     for (; j + 8 <= n; j += 8)
@@ -2011,45 +2021,55 @@ static inline __attribute__((always_inline)) void finish_vecs(const int32_t *acc
 /* -- SiLU to int8 without its exact chain -------------------------------------------------
  * finish_vecs' SiLU (an int8 output, no residual or an int8 one added after it) rounds t =
  * silu(y) / s, y = float32(double(acc) mult), silu in float32 (q_sigmoid's exp and
- * division). silu_q_vecs estimates t in fewer operations: y as float32(acc) *
- * float32(mult), a degree-4 exp (1 + u + u^2 p(u), p a least-squares quadratic fit
- * of relative error 6.1e-6 on [-ln2 / 2, ln2 / 2]; fused multiply-adds) and one division.
- * The estimate lies within |t| (7.1e-6 + 2.4e-7 |y|) of the chain's t (y within 2 ulps,
- * times at most 1 + |y| through silu; the exp within 6.3e-6 and the float32 steps of both
- * chains within 8e-7) and 2.4e-5 (the float32 quotient), so where it lies farther than
- * 5e-5 + |t| (2^-15 + 2^-20 |y|) from a half (EI_NEAR_HALF_F8, EI_SILU_MARGIN,
- * EI_SILU_MARGIN_Y: over 4 times the bound's two terms) it rounds as the chain does; a vector
- * with a lane nearer is finished by finish_vecs. That redo costs about 30 times a vector's
- * estimate: with the margin |t| 2^-13 for every y (the bound at |y| = 100) 5 % of the vectors
- * of t up to 100 took it, 40 % of silu_run's time. Measured: the estimate within 6.3e-6 of
- * silu over every 300th float32 y in [-100, 100], and the same bits as finish_vecs on 2.8e9
- * accumulators (80 scales and multipliers, int8 residuals of 4 scales) with |t| 2^-13, and
- * on 4.9e8 with this margin (bench/silu_margin.py --draws 20000: y ranges 0.3-120, scales
- * 0.002-5, multipliers, int8 residuals; 9.8e7 also with a quarter of it, none where the
- * margin is 0: 125 in 4.9e7). t is clamped above only:
- * silu_fast_ok keeps it over -2^31, and the packs saturate. */
+ * division). silu_q_vecs estimates t in fewer operations, from c = float32(acc): the
+ * numerator y / s as c float32(mult / s), exp(-y) as 2^xl, xl = c float32(-mult log2 e),
+ * split into n = rint(xl) and f = xl - n (exact), 2^f by a degree-4 polynomial (minimax
+ * relative error 2.6e-6 on [-1/2, 1/2]; fused multiply-adds), 2^n by the exponent bits (n
+ * clamped to [-126, 127]: below, exp(-y) < 2^-126 and the sum 1 + exp(-y) rounds to 1 alike;
+ * above, y < -88 and both t round to 0), and one division. The estimate lies within
+ * |t| (3.9e-6 + 2.4e-7 |y|) of the chain's t (the polynomial and its float32 steps 2.9e-6,
+ * both chains' other float32 steps 8e-7, the numerator's and xl's 2 ulps times at most
+ * 1 + |y| through silu) and 2.4e-5 (the float32 quotient). The redo margin is one number per
+ * run: 5e-5 + |t| (2^-16 + 2^-20 ycap) from a half (EI_NEAR_HALF_F8, EI_SILU_MARGIN,
+ * EI_SILU_MARGIN_Y: about 4 times each term) for |y| up to ycap = max(16, 129 s + 128 |zs|);
+ * past it a positive y saturates both ways (silu / s > 129 whatever the residual adds) and a
+ * negative one leaves |silu / s| |y| 2.4e-7 < 7e-12 / s (y^2 e^y < 2.9e-5), within the
+ * absolute term. A vector with a lane nearer a half than the margin is finished by
+ * finish_vecs (its exact chain). Against stop 28's estimate (a two-step exp reduction, a
+ * degree-4 exp(u) polynomial of error 6.3e-6, t clamped, the margin per lane from |y|), 16
+ * instead of 20 of the multiply-add pipes' operations a vector; a qconv_int8_finish
+ * microbenchmark, 64-output runs, y ~ N(-0.5, 2.5^2), scale 0.05 (1 thread CPU time):
+ * 0.96 -> 0.74 ns an output. Measured: the same bits as finish_vecs on bench/silu_margin.py's
+ * draws (y ranges 0.3-120, scales 0.002-5, multipliers 1e-7-1e-2, int8 residuals). No clamp
+ * of t: silu_layer_setup keeps |t| below 2^30 (mult / s < 1/2: |y / s| < |acc| / 2), and the
+ * packs saturate. */
 #if defined(__FMA__)
 #define EI_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #else
 #define EI_FMA(a, b, c) _mm256_add_ps(_mm256_mul_ps(a, b), c)
 #endif
 #ifndef EI_SILU_MARGIN /* (bench/silu_margin.py --scale builds others) */
-#define EI_SILU_MARGIN 3.0517578125e-5f     /* 2^-15 */
+#define EI_SILU_MARGIN 1.52587890625e-5f     /* 2^-16 */
 #define EI_SILU_MARGIN_Y 9.5367431640625e-7f /* 2^-20 */
 #endif
+
+/* the constants of a run of channel oc's SiLU outputs */
+typedef struct {
+    float km, kx; /* float32(mult / s), float32(-mult log2 e) */
+    float rel;    /* the margin's relative term (above) */
+    float inv, zs;
+} silu_consts;
 
 /* nv (<= 4) vectors of 8 outputs (n <= 8 nv of them) stored at o; bit v set where vector v
  * has a lane near a half (those outputs stored too, to be redone). zr: the int8 residual
  * added after the activation (residual 2, z = float32(zq) * zs as finish_vecs), or NULL;
  * the margin then takes |silu / s| + |z / s| for |t| (the sum's terms rounded apart) */
 static inline __attribute__((always_inline)) unsigned silu_q_vecs(const int32_t *acc, long n,
-                                                                 int8_t *o, float mf,
-                                                                 float inv, const int8_t *zr,
-                                                                 float zs, const int nv) {
-    const __m256 vm = _mm256_set1_ps(mf), vi = _mm256_set1_ps(inv);
-    const __m256 one = _mm256_set1_ps(1.0f), lim = _mm256_set1_ps(EI_NEAR_HALF_F8);
-    const __m256 hi = _mm256_set1_ps(200.0f);
-    const __m256 sign = _mm256_set1_ps(-0.0f);
+                                                                 int8_t *o, const silu_consts *k,
+                                                                 const int8_t *zr, const int nv) {
+    const __m256 vkm = _mm256_set1_ps(k->km), vkx = _mm256_set1_ps(k->kx);
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    const __m256 lim = _mm256_set1_ps(EI_NEAR_HALF_F8), rel = _mm256_set1_ps(k->rel);
     int8_t zb[32];
     if (zr && n < 8 * nv) { /* whole vectors of the residual: past the run, zeros */
         memset(zb, 0, sizeof zb);
@@ -2059,36 +2079,33 @@ static inline __attribute__((always_inline)) unsigned silu_q_vecs(const int32_t 
     __m256 r[4], near[4];
 #pragma GCC unroll 4
     for (int v = 0; v < nv; v++) {
-        const __m256i av = _mm256_loadu_si256((const __m256i *)(acc + 8 * v));
-        const __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(av), vm);
-        /* exp(-y), -y clamped to [-87, 88] (as vexp) */
-        const __m256 x = _mm256_min_ps(
-            _mm256_max_ps(_mm256_xor_ps(y, sign), _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
-        const __m256 nf = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.4426950408889634f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        __m256 u = EI_FMA(nf, _mm256_set1_ps(-0.693359375f), x);
-        u = EI_FMA(nf, _mm256_set1_ps(2.12194440e-4f), u);
-        __m256 p = EI_FMA(_mm256_set1_ps(4.0917404e-2f), u, _mm256_set1_ps(1.6753976e-1f));
-        p = EI_FMA(p, u, _mm256_set1_ps(5.0008929e-1f));
-        __m256 e = _mm256_add_ps(EI_FMA(p, _mm256_mul_ps(u, u), u), one);
-        const __m256i sc =
-            _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(nf), _mm256_set1_epi32(127)), 23);
+        const __m256 c = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(acc + 8 * v)));
+        /* exp(-y) = 2^n 2^f */
+        const __m256 xl = _mm256_mul_ps(c, vkx);
+        const __m256 nf = _mm256_round_ps(xl, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m256 f = _mm256_sub_ps(xl, nf);
+        const __m256i ni = _mm256_min_epi32(
+            _mm256_max_epi32(_mm256_cvtps_epi32(nf), _mm256_set1_epi32(-126)),
+            _mm256_set1_epi32(127));
+        const __m256i sc = _mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23);
+        __m256 p = EI_FMA(_mm256_set1_ps(9.570068679749966e-3f), f,
+                          _mm256_set1_ps(5.5917806923389435e-2f));
+        p = EI_FMA(p, f, _mm256_set1_ps(2.40247443318367e-1f));
+        p = EI_FMA(p, f, _mm256_set1_ps(6.931218504905701e-1f));
+        p = EI_FMA(p, f, _mm256_set1_ps(9.999992847442627e-1f));
         /* t = (y / s) / (1 + exp(-y)) */
-        __m256 t = _mm256_div_ps(_mm256_mul_ps(y, vi), EI_FMA(e, _mm256_castsi256_ps(sc), one));
+        __m256 t = _mm256_div_ps(_mm256_mul_ps(c, vkm), EI_FMA(p, _mm256_castsi256_ps(sc), one));
         __m256 mag = _mm256_andnot_ps(sign, t);
         if (zr) {
             const __m128i zq = _mm_loadl_epi64((const __m128i *)(zr + 8 * v));
             const __m256 z = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(zq)),
-                                           _mm256_set1_ps(zs));
-            const __m256 tz = _mm256_mul_ps(z, vi);
+                                           _mm256_set1_ps(k->zs));
+            const __m256 tz = _mm256_mul_ps(z, _mm256_set1_ps(k->inv));
             mag = _mm256_add_ps(mag, _mm256_andnot_ps(sign, tz));
             t = _mm256_add_ps(t, tz);
         }
-        t = _mm256_min_ps(t, hi); /* (t > -2^31: silu_fast_ok; the packs saturate) */
         r[v] = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         const __m256 dist = _mm256_andnot_ps(sign, _mm256_sub_ps(t, r[v]));
-        const __m256 rel = EI_FMA(_mm256_andnot_ps(sign, y), _mm256_set1_ps(EI_SILU_MARGIN_Y),
-                                  _mm256_set1_ps(EI_SILU_MARGIN));
         near[v] = _mm256_cmp_ps(dist, _mm256_fnmadd_ps(mag, rel, lim), _CMP_GT_OQ);
     }
     store_q_vecs(r, n, o, nv);
@@ -2103,22 +2120,23 @@ static inline __attribute__((always_inline)) unsigned silu_q_vecs(const int32_t 
 
 /* a run of n SiLU int8 outputs of channel oc (silu_fast_ok): 32 at a time, then the last */
 static void silu_run(const int32_t *acc, long n, long oc, long pos, const qconv_int8_args *a,
-                     float mf, float inv) {
+                     const fastq *f, double mult) {
     int8_t *o = (int8_t *)a->out + oc * a->ocs + pos;
     const int8_t *zr = a->residual ? (const int8_t *)a->z + oc * a->zcs + pos : NULL;
-    const float zs = a->zscale;
+    const silu_consts k = {(float)(mult * a->oinv), (float)(mult * -1.4426950408889634),
+                           f->silu_rel, (float)a->oinv, a->zscale};
     for (long j = 0; j < n; j += 32) {
         const long r = n - j < 32 ? n - j : 32;
         const int8_t *zj = zr ? zr + j : NULL;
         unsigned redo;
         if (r > 24)
-            redo = silu_q_vecs(acc + j, r, o + j, mf, inv, zj, zs, 4);
+            redo = silu_q_vecs(acc + j, r, o + j, &k, zj, 4);
         else if (r > 16)
-            redo = silu_q_vecs(acc + j, r, o + j, mf, inv, zj, zs, 3);
+            redo = silu_q_vecs(acc + j, r, o + j, &k, zj, 3);
         else if (r > 8)
-            redo = silu_q_vecs(acc + j, r, o + j, mf, inv, zj, zs, 2);
+            redo = silu_q_vecs(acc + j, r, o + j, &k, zj, 2);
         else
-            redo = silu_q_vecs(acc + j, r, o + j, mf, inv, zj, zs, 1);
+            redo = silu_q_vecs(acc + j, r, o + j, &k, zj, 1);
         for (long v = 0; redo; v++, redo >>= 1)
             if (redo & 1)
                 finish_vecs(acc + j + 8 * v, r - 8 * v < 8 ? r - 8 * v : 8, oc, pos + j + 8 * v,
@@ -2133,25 +2151,26 @@ int ei_silu_exact;
 #define EI_SILU_EXACT 0
 #endif
 
-/* whether channel oc's SiLU outputs take silu_run: int8, no residual or an int8 one added
- * after the activation, and no overflow in the estimate (s > 1e-6, |y / s| < 2^31 10^28,
- * |z / s| < 128 10^6: t > -0.28 10^6 - 1.3 10^8 > -2^31) */
-static inline int silu_fast_ok(const qconv_int8_args *a, float mf, float inv) {
-    return a->act == EI_ACT_SILU && a->otype == 2
-           && (!a->residual
-               || (a->residual == 2 && a->ztype == 2 && fabsf(a->zscale) * inv < 1e6f))
-           && inv > 1e-30f && inv < 1e6f && mf >= 0.0f && mf * inv < 1e28f;
+/* whether the layer's SiLU outputs take silu_run (f->silu; channel oc's where 0 <= mult <=
+ * f->silu_mmax): int8, no residual or an int8 one added after the activation, and the
+ * estimate's bounds: s > 1e-6, mult / s <= 1/2 (|t| < 2^30) and mult < 1/2 (|xl| < 2^31
+ * converts), |z / s| < 128 10^6 */
+static void silu_layer_setup(const qconv_int8_args *a, fastq *f) {
+    const double inv = a->oinv, s = a->oscale;
+    f->silu = !EI_SILU_EXACT && a->act == EI_ACT_SILU && a->otype == 2
+              && (!a->residual
+                  || (a->residual == 2 && a->ztype == 2 && fabs((double)a->zscale) * inv < 1e6))
+              && inv > 1e-30 && inv < 1e6;
+    if (!f->silu) return;
+    f->silu_mmax = 0.49 * s < 0.49 ? 0.49 * s : 0.49; /* (s and 1 / inv apart by ulps) */
+    double ycap = 129.0 * s + (a->residual ? 128.0 * fabs((double)a->zscale) : 0.0);
+    if (ycap < 16.0) ycap = 16.0;
+    f->silu_rel = (float)(EI_SILU_MARGIN + EI_SILU_MARGIN_Y * ycap);
 }
 
-/* a run of n outputs of channel oc: 32 at a time, then the last (up to 31) */
-static void finish_run(const int32_t *acc, long n, long oc, long pos, const qconv_int8_args *a) {
-    if (a->act == EI_ACT_SILU) {
-        const float mf = (float)a->mult[oc], inv = (float)a->oinv;
-        if (!EI_SILU_EXACT && silu_fast_ok(a, mf, inv)) {
-            silu_run(acc, n, oc, pos, a, mf, inv);
-            return;
-        }
-    }
+/* a run of n outputs of channel oc the general way: 32 at a time, then the last (up to 31) */
+static __attribute__((noinline)) void finish_run_vecs(const int32_t *acc, long n, long oc,
+                                                      long pos, const qconv_int8_args *a) {
     long j = 0;
     for (; j + 32 <= n; j += 32) finish_vecs(acc + j, 32, oc, pos + j, a, 4);
     const long r = n - j;
@@ -2164,9 +2183,27 @@ static void finish_run(const int32_t *acc, long n, long oc, long pos, const qcon
     else if (r > 0)
         finish_vecs(acc + j, r, oc, pos + j, a, 1);
 }
+
+/* a run of n outputs of channel oc (SiLU to int8 by its estimate where it applies; the
+ * general way out of line, so that this stays small where it is inlined) */
+static inline void finish_run(const int32_t *acc, long n, long oc, long pos,
+                              const qconv_int8_args *a, const fastq *f) {
+    const double mult = a->mult[oc];
+    if (f->silu && mult >= 0.0 && mult <= f->silu_mmax)
+        silu_run(acc, n, oc, pos, a, f, mult);
+    else
+        finish_run_vecs(acc, n, oc, pos, a);
+}
 #else
+static void silu_layer_setup(const qconv_int8_args *a, fastq *f) {
+    (void)a;
+    f->silu = 0;
+}
+
 /* a run of n outputs of channel oc */
-static void finish_run(const int32_t *acc, long n, long oc, long pos, const qconv_int8_args *a) {
+static void finish_run(const int32_t *acc, long n, long oc, long pos, const qconv_int8_args *a,
+                       const fastq *f) {
+    (void)f;
     long j = 0;
 #if EI_WIDE
     for (; j + 16 <= n; j += 16) finish16(acc + j, oc, pos + j, a);
@@ -2582,7 +2619,7 @@ static int qconv_int8_oc(const qconv_int8_args *a, const fastq *fq) {
                 if (m != 0.0f)
                     finish_run_q(rows + i * NT, run, oc0 + i, pr, a, fq, m);
                 else
-                    finish_run(rows + i * NT, run, oc0 + i, pr, a);
+                    finish_run(rows + i * NT, run, oc0 + i, pr, a, fq);
             }
         }
     }
@@ -2752,7 +2789,7 @@ void qconv_int8_f32(const qconv_int8_args *a) {
                         finish_run_q(acc + i * NT + seg_j[s], seg_n[s], oc0 + i, seg_pos[s], a,
                                      &fq, m);
                     else
-                        finish_run(acc + i * NT + seg_j[s], seg_n[s], oc0 + i, seg_pos[s], a);
+                        finish_run(acc + i * NT + seg_j[s], seg_n[s], oc0 + i, seg_pos[s], a, &fq);
             }
         }
     }
@@ -2771,6 +2808,6 @@ void qconv_int8_finish(const qconv_int8_args *a, const int *acc, long accs, long
             if (m != 0.0f)
                 finish_run_q(acc + i * accs + seg_j[s], seg_n[s], oc, seg_pos[s], a, &fq, m);
             else
-                finish_run(acc + i * accs + seg_j[s], seg_n[s], oc, seg_pos[s], a);
+                finish_run(acc + i * accs + seg_j[s], seg_n[s], oc, seg_pos[s], a, &fq);
     }
 }
