@@ -1155,13 +1155,13 @@ typedef struct {
      * multiplier it takes and the redo margin's relative term */
     int silu;
     double silu_mmax;
-    float silu_rel;
+    float silu_rel, silu_lim;
 } fastq;
 
 static void silu_layer_setup(const qconv_int8_args *a, fastq *f);
 
 static fastq fastq_setup(const qconv_int8_args *a) {
-    fastq f = {0, 0.0f, 0.0f, -200.0f, 200.0f, 0, 0.0, 0.0f};
+    fastq f = {0, 0.0f, 0.0f, -200.0f, 200.0f, 0, 0.0, 0.0f, 0.0f};
     silu_layer_setup(a, &f);
     const double s = a->oscale;
     if (a->otype != 2 || !(s > 0.0) || !(s < 1e30)) return f;
@@ -2029,12 +2029,12 @@ static inline __attribute__((always_inline)) void finish_vecs(const int32_t *acc
  * above, y < -88 and both t round to 0), and one division. The estimate lies within
  * |t| (3.9e-6 + 2.4e-7 |y|) of the chain's t (the polynomial and its float32 steps 2.9e-6,
  * both chains' other float32 steps 8e-7, the numerator's and xl's 2 ulps times at most
- * 1 + |y| through silu) and 2.4e-5 (the float32 quotient). The redo margin is one number per
- * run: 5e-5 + |t| (2^-16 + 2^-20 ycap) from a half (EI_NEAR_HALF_F8, EI_SILU_MARGIN,
- * EI_SILU_MARGIN_Y: about 4 times each term) for |y| up to ycap = max(16, 129 s + 128 |zs|);
- * past it a positive y saturates both ways (silu / s > 129 whatever the residual adds) and a
- * negative one leaves |silu / s| |y| 2.4e-7 < 7e-12 / s (y^2 e^y < 2.9e-5), within the
- * absolute term. A vector with a lane nearer a half than the margin is finished by
+ * 1 + |y| through silu) and 2.4e-5 (the float32 quotient). The |y| term is smaller: an error
+ * of xl changes silu by |y| (1 - sigmoid(y)) times as much, under 0.28 for y >= 0, and for y <
+ * 0 |t| |y| = y^2 sigmoid(y) / s < 0.54 / s. So the redo margin is one pair of numbers a
+ * layer: 5e-5 + 2^-20 0.54 / s + |t| (2^-16 + 2^-20 1.28) from a half (EI_NEAR_HALF_F8,
+ * EI_SILU_MARGIN, EI_SILU_MARGIN_Y: about 4 times each term; the residual's |z / s| counted
+ * in |t|). A vector with a lane nearer a half than the margin is finished by
  * finish_vecs (its exact chain). Against stop 28's estimate (a two-step exp reduction, a
  * degree-4 exp(u) polynomial of error 6.3e-6, t clamped, the margin per lane from |y|), 16
  * instead of 20 of the multiply-add pipes' operations a vector; a qconv_int8_finish
@@ -2056,7 +2056,7 @@ static inline __attribute__((always_inline)) void finish_vecs(const int32_t *acc
 /* the constants of a run of channel oc's SiLU outputs */
 typedef struct {
     float km, kx; /* float32(mult / s), float32(-mult log2 e) */
-    float rel;    /* the margin's relative term (above) */
+    float rel, lim; /* the margin: 0.5 - lim + |t| rel (above) */
     float inv, zs;
 } silu_consts;
 
@@ -2069,7 +2069,7 @@ static inline __attribute__((always_inline)) unsigned silu_q_vecs(const int32_t 
                                                                  const int8_t *zr, const int nv) {
     const __m256 vkm = _mm256_set1_ps(k->km), vkx = _mm256_set1_ps(k->kx);
     const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
-    const __m256 lim = _mm256_set1_ps(EI_NEAR_HALF_F8), rel = _mm256_set1_ps(k->rel);
+    const __m256 lim = _mm256_set1_ps(k->lim), rel = _mm256_set1_ps(k->rel);
     int8_t zb[32];
     if (zr && n < 8 * nv) { /* whole vectors of the residual: past the run, zeros */
         memset(zb, 0, sizeof zb);
@@ -2124,7 +2124,7 @@ static void silu_run(const int32_t *acc, long n, long oc, long pos, const qconv_
     int8_t *o = (int8_t *)a->out + oc * a->ocs + pos;
     const int8_t *zr = a->residual ? (const int8_t *)a->z + oc * a->zcs + pos : NULL;
     const silu_consts k = {(float)(mult * a->oinv), (float)(mult * -1.4426950408889634),
-                           f->silu_rel, (float)a->oinv, a->zscale};
+                           f->silu_rel, f->silu_lim, (float)a->oinv, a->zscale};
     for (long j = 0; j < n; j += 32) {
         const long r = n - j < 32 ? n - j : 32;
         const int8_t *zj = zr ? zr + j : NULL;
@@ -2163,9 +2163,8 @@ static void silu_layer_setup(const qconv_int8_args *a, fastq *f) {
               && inv > 1e-30 && inv < 1e6;
     if (!f->silu) return;
     f->silu_mmax = 0.49 * s < 0.49 ? 0.49 * s : 0.49; /* (s and 1 / inv apart by ulps) */
-    double ycap = 129.0 * s + (a->residual ? 128.0 * fabs((double)a->zscale) : 0.0);
-    if (ycap < 16.0) ycap = 16.0;
-    f->silu_rel = (float)(EI_SILU_MARGIN + EI_SILU_MARGIN_Y * ycap);
+    f->silu_rel = (float)(EI_SILU_MARGIN + EI_SILU_MARGIN_Y * 1.28);
+    f->silu_lim = (float)(EI_NEAR_HALF_F8 - EI_SILU_MARGIN_Y * 0.54 * inv);
 }
 
 /* a run of n outputs of channel oc the general way: 32 at a time, then the last (up to 31) */
