@@ -156,6 +156,30 @@ def test_chunks_on_threads(case, workers) -> None:
     _close(out, np.clip(conv, 0.0, 6.0))
 
 
+class _DirtyScratch(ScratchPool):
+    """Private buffers that hold another layer's leftovers (NaN), not zeros."""
+
+    def __call__(self, shape: tuple[int, ...], dtype: Any, role: str | None) -> np.ndarray:
+        array = super().__call__(shape, dtype, role)
+        if role is None:
+            array.fill(np.nan)
+        return array
+
+
+@pytest.mark.parametrize(
+    "case", [CASES[4], CASES[5], CASES[6], CASES[7]], ids=lambda c: f"x{c[0]}s{c[2]}p{c[3]}"
+)
+def test_the_kernel_zeroes_what_it_reads_of_its_buffer(case) -> None:
+    """The kernel's buffer (``rows``) is not zeroed by the tactic: each path zeroes what it
+    reads there (the vectors along rows on AVX2 builds: from the input only the zero row
+    above and below it, the plane's copy its zero columns and rows too)."""
+    x, w, b, conv = _data(case, seed=6)
+    spec = _spec(case, conv, w, b, ("clip", (0.0, 6.0)))
+    out = np.full(conv.shape, np.nan, np.float32)
+    DepthwiseNative(spec).bind([x, w, b], [out], _DirtyScratch())()
+    _close(out, np.clip(conv, 0.0, 6.0))
+
+
 def test_without_bias() -> None:
     case = CASES[3]
     x, w, _, _ = _data(case)
