@@ -61,9 +61,21 @@ class ScratchPool:
         return sum(a.nbytes for a in self._shared.values())
 
 
+#: bytes the arena and scratch arrays start on: numpy's allocations start 16 or 32 bytes past
+#: a 64-byte boundary, by process and allocation, and kernels reading rows in place ran up
+#: to 1.18x as long off 32 bytes (bench/pw_arena_ab.py); the memory plan's offsets are
+#: multiples of 64 (memory.ALIGNMENT), so every planned buffer starts on a cache line
+ALIGN_BYTES = 64
+
+
 def _touched(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """Zeroed memory whose pages are already mapped (writing them now, not in inference)."""
-    array = np.empty(shape, dtype)
+    """Zeroed memory on an ALIGN_BYTES boundary whose pages are already mapped (writing them
+    now, not in inference)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + ALIGN_BYTES, np.uint8)
+    start = -raw.ctypes.data % ALIGN_BYTES
+    array = raw[start : start + nbytes].view(dtype).reshape(shape)
     array.fill(0)
     return array
 
