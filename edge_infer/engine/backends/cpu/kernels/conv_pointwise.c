@@ -314,6 +314,40 @@ static inline __attribute__((always_inline)) void tile_store(const conv_pointwis
         }
 }
 
+/* tile_store for a float32 tile whose activation is none, ReLU or Clip (MobileNetV2's
+ * layers): each vector through the epilogue and stored on its own, no [TR][TV] arrays (with
+ * which GCC kept the tile on the stack around the stores). The same operations: the same
+ * bits. */
+static inline __attribute__((always_inline)) void tile_store_f32(const conv_pointwise_args *a,
+                                                                const strip *st, long oc,
+                                                                v8 acc[TR][TV], long last) {
+    long res = last ? a->residual : 0, act = last ? a->act : EI_ACT_NONE;
+    float *o = a->out + st->b * a->ois + oc * a->ocs + st->p;
+    const float *z = res ? a->z + st->b * a->zis + oc * a->zcs + st->p : 0;
+    v8 lo = splat(act == EI_ACT_CLIP ? a->p0 : 0.0f), hi = splat(a->p1);
+#pragma GCC unroll 8
+    for (long i = 0; i < TR; i++) {
+        v8 bi = splat(last && a->bias ? a->bias[oc + i] : 0.0f);
+#pragma GCC unroll 4
+        for (long j = 0; j < TV; j++) {
+            v8 y = acc[i][j] + bi, zv = (v8){0};
+            if (res) zv = load8(z + i * a->zcs + 8 * j);
+            if (res == 1) y += zv;
+            if (act == EI_ACT_RELU)
+                y = vmax(y, lo);
+            else if (act == EI_ACT_CLIP)
+                y = vmin(vmax(y, lo), hi);
+            if (res == 2) y += zv;
+            store8(o + i * a->ocs + 8 * j, y);
+        }
+    }
+}
+
+/* a tile_store_f32 activation */
+static inline long plain_act(const conv_pointwise_args *a, long last) {
+    return !last || a->act == EI_ACT_NONE || a->act == EI_ACT_RELU || a->act == EI_ACT_CLIP;
+}
+
 /* tile_store's work in loops, not unrolled: the general tile's store (out of line, its code
  * once per storage mix). The same operations on each vector as tile_store: the same bits. */
 static inline __attribute__((always_inline)) void tile_store_loop(const conv_pointwise_args *a,
@@ -450,10 +484,32 @@ static inline __attribute__((always_inline)) void tile(const conv_pointwise_args
 #pragma GCC unroll 4
             for (long j = 0; j < TV; j++) c[i][j] = (v8){0};
         micro(wp, src.b, src.q, src.stride, src.xh, kc, TV, src.pfd, c);
-        if (whole)
+        if (whole && pure && plain_act(a, last)) {
+            tile_store_f32(a, &s, oc, c, last);
+        } else if (whole) {
             tile_store(a, &s, oc, TV, c, last, oh, pure);
+        } else { /* a copy out of line: c itself kept in registers (not addressed) */
+            v8 t[TR][TV];
+#pragma GCC unroll 8
+            for (long i = 0; i < TR; i++)
+#pragma GCC unroll 4
+                for (long j = 0; j < TV; j++) t[i][j] = c[i][j];
+            tile_io_at(a, st, oc, TR, TV, t, 0, last, oh, pure);
+        }
+        return;
+    }
+    if (pure && whole) { /* the float32 kernel's long channel blocks: stored inline */
+        v8 c[TR][TV];
+#pragma GCC unroll 8
+        for (long i = 0; i < TR; i++)
+#pragma GCC unroll 4
+            for (long j = 0; j < TV; j++) c[i][j] = (v8){0};
+        if (!first) tile_io(a, &s, oc, TR, TV, c, 1, 0, 0, 1);
+        micro(wp, src.b, src.q, src.stride, src.xh, kc, TV, src.pfd, c);
+        if (plain_act(a, last))
+            tile_store_f32(a, &s, oc, c, last);
         else
-            tile_io_at(a, st, oc, TR, TV, c, 0, last, oh, pure);
+            tile_store(a, &s, oc, TV, c, last, 0, 1);
         return;
     }
     v8 acc[TR][TV];
@@ -461,12 +517,6 @@ static inline __attribute__((always_inline)) void tile(const conv_pointwise_args
     for (long i = 0; i < TR; i++)
 #pragma GCC unroll 4
         for (long j = 0; j < TV; j++) acc[i][j] = (v8){0};
-    if (pure && whole) { /* the float32 kernel's long channel blocks: stored inline */
-        if (!first) tile_io(a, &s, oc, TR, TV, acc, 1, 0, 0, 1);
-        micro(wp, src.b, src.q, src.stride, src.xh, kc, TV, src.pfd, acc);
-        tile_store(a, &s, oc, TV, acc, last, 0, 1);
-        return;
-    }
     if (!first) tile_io_at(a, st, oc, nr, nv, acc, 1, 0, oh, pure);
     micro(wp, src.b, src.q, src.stride, src.xh, kc, nv, src.pfd, acc);
     tile_io_at(a, st, oc, nr, nv, acc, 0, last, oh, pure);
