@@ -523,79 +523,105 @@ static inline __attribute__((always_inline)) void tile(const conv_pointwise_args
 }
 
 /* A block's last strip of at most TAIL_PX pixels (7 x 7 planes at batch 1: 49 = 2 x 24 + 1;
- * 4 pixels, 14 x 14's 196 = 8 x 24 + 4, measured no better: each pixel reads every panel's
- * weights again), packed ([k][NR]), through every panel of the chunk with vectors
- * along the output channels: per pixel and input channel one broadcast and TAIL_G panels'
- * weight rows ([k][8], as packed), TAIL_G independent sums. The register tile there (TR rows
- * x one vector: TR chains of dependent multiply-adds) took 2/3 of a full strip's time for
- * 1/24 of its pixels. Per output the tile's products in its order (outputs equal to the
- * tile's on MobileNetV2's 7 x 7 layers at batch 1; one of 15680 a unit in the last place off
- * at batch 2). Every storage: it reads the packed (float32) inputs, float16 z through
- * h8_load and stores float16 through h8_store, as the tiles, so an FP16 engine's layer and
- * its float32 conversion route take the same path and give the same bits (test_half_io). */
-#define TAIL_PX 2
-#define TAIL_G 8
-static __attribute__((noinline)) void tail_strip(const conv_pointwise_args *a, const float *bs,
-                                                 const strip *st, long k0, long kc, long first,
-                                                 long last, long oh) {
-    long K = a->cin, hw = a->hw, cout = a->cout, zh = a->half & PW_ZH;
+ * 14 x 14's 196 = 8 x 24 + 4), packed ([k][NR]), through panels [oa, oz) with vectors along
+ * the output channels: per input channel M broadcasts and G panels' weight rows ([k][8], as
+ * packed), G x M independent sums (G = tail_g(M): 8 to 9 chains of multiply-adds in flight).
+ * The register tile there (TR rows x one vector: TR dependent chains) took 2/3 of a full
+ * strip's time for 1/24 of its pixels (4 pixels: a whole strip's work in conv_rows). The
+ * caller runs it on a group of panels right after their strips (their weights still in
+ * L2, not streamed from L3 again after all panels). Still about 5x its multiply-adds' time
+ * on 960 -> 320 at 7 x 7 (30 us of 345: L2 bandwidth, one multiply-add a weight vector). Per
+ * output the tile's products in its order: the same bits. Every storage: it reads the packed
+ * (float32) inputs, float16 z through h8_load and stores float16 through h8_store, as the
+ * tiles, so an FP16 engine's layer and its float32 conversion route take the same path and
+ * give the same bits (test_half_io). */
+#define TAIL_PX 4
+#define TAIL_GMAX 8
+static inline long tail_g(long m) { return m == 1 ? 8 : m == 2 ? 4 : m == 3 ? 3 : 2; }
+static inline __attribute__((always_inline)) void tail_group(const conv_pointwise_args *a,
+                                                            const float *bs, const long *off,
+                                                            const long *zoff, long k0, long kc,
+                                                            long first, long last, long oh,
+                                                            long ob, long ng, long M, long G) {
+    long K = a->cin, cout = a->cout, zh = a->half & PW_ZH;
     const uint16_t *zq = (const uint16_t *)(const void *)a->z;
     uint16_t *oq = (uint16_t *)(void *)a->out;
-    for (long j = 0; j < st->np; j++) {
-        long off = lane_offset(st, j, hw, a->ois);
-        long zoff = a->residual ? lane_offset(st, j, hw, a->zis) : 0;
-        for (long ob = a->ob0; ob < a->ob1; ob += TAIL_G) {
-            long ng = a->ob1 - ob < TAIL_G ? a->ob1 - ob : TAIL_G;
-            const float *w = a->wpack + (ob * K + k0) * PANEL;
-            v8 acc[TAIL_G];
+    const float *w = a->wpack + (ob * K + k0) * PANEL;
+    v8 acc[TAIL_GMAX][TAIL_PX];
 #pragma GCC unroll 8
-            for (long g = 0; g < TAIL_G; g++) {
-                acc[g] = (v8){0};
-                if (first || g >= ng) continue;
-                float t[PANEL] = {0};
-                for (long l = 0, oc = (ob + g) * PANEL; l < PANEL && oc + l < cout; l++)
-                    t[l] = a->out[(oc + l) * a->ocs + off];
-                acc[g] = load8(t);
-            }
-            if (ng == TAIL_G) {
-                for (long k = 0; k < kc; k++) {
-                    v8 x = splat(bs[k * NR + j]);
+    for (long g = 0; g < G; g++)
+#pragma GCC unroll 4
+        for (long j = 0; j < M; j++) {
+            acc[g][j] = (v8){0};
+            if (first || g >= ng) continue;
+            float t[PANEL] = {0};
+            for (long l = 0, oc = (ob + g) * PANEL; l < PANEL && oc + l < cout; l++)
+                t[l] = a->out[(oc + l) * a->ocs + off[j]];
+            acc[g][j] = load8(t);
+        }
+    /* a group short of G panels runs as a whole one, its missing panels' sums on the first
+     * panel's weights and dropped (one loop: the compiler contracts both alike) */
+    const float *wg[TAIL_GMAX];
 #pragma GCC unroll 8
-                    for (long g = 0; g < TAIL_G; g++)
-                        acc[g] += load8(w + (g * K + k) * PANEL) * x;
+    for (long g = 0; g < G; g++) wg[g] = w + (g < ng ? g : 0) * K * PANEL;
+    for (long k = 0; k < kc; k++) {
+        v8 x[TAIL_PX];
+#pragma GCC unroll 4
+        for (long j = 0; j < M; j++) x[j] = splat(bs[k * NR + j]);
+#pragma GCC unroll 8
+        for (long g = 0; g < G; g++) {
+            v8 wv = load8(wg[g] + k * PANEL);
+#pragma GCC unroll 4
+            for (long j = 0; j < M; j++) acc[g][j] += wv * x[j];
+        }
+    }
+#pragma GCC unroll 1
+    for (long g = 0; g < ng; g++)
+#pragma GCC unroll 1
+        for (long j = 0; j < M; j++) {
+            long oc = (ob + g) * PANEL, n = cout - oc < PANEL ? cout - oc : PANEL;
+            float t[PANEL], zt[PANEL] = {0};
+            uint16_t th[PANEL] = {0};
+            v8 y = acc[g][j];
+            if (last) {
+                float bt[PANEL] = {0};
+                for (long l = 0; l < n; l++) {
+                    long zi = (oc + l) * a->zcs + zoff[j];
+                    bt[l] = a->bias ? a->bias[oc + l] : 0.0f;
+                    if (a->residual && zh)
+                        th[l] = zq[zi];
+                    else if (a->residual)
+                        zt[l] = a->z[zi];
                 }
-            } else {
-                for (long k = 0; k < kc; k++) {
-                    v8 x = splat(bs[k * NR + j]);
-                    for (long g = 0; g < ng; g++) acc[g] += load8(w + (g * K + k) * PANEL) * x;
-                }
+                v8 z = zh ? h8_load(th) : load8(zt);
+                y = finish(y, load8(bt), z, a->act, a->p0, a->p1, a->residual);
             }
-            for (long g = 0; g < ng; g++) {
-                long oc = (ob + g) * PANEL, n = cout - oc < PANEL ? cout - oc : PANEL;
-                float t[PANEL], zt[PANEL] = {0};
-                uint16_t th[PANEL] = {0};
-                v8 y = acc[g];
-                if (last) {
-                    float bt[PANEL] = {0};
-                    for (long l = 0; l < n; l++) {
-                        long zi = (oc + l) * a->zcs + zoff;
-                        bt[l] = a->bias ? a->bias[oc + l] : 0.0f;
-                        if (a->residual && zh)
-                            th[l] = zq[zi];
-                        else if (a->residual)
-                            zt[l] = a->z[zi];
-                    }
-                    v8 z = zh ? h8_load(th) : load8(zt);
-                    y = finish(y, load8(bt), z, a->act, a->p0, a->p1, a->residual);
-                }
-                if (oh) { /* the vector path's narrowing */
-                    h8_store(th, y);
-                    for (long l = 0; l < n; l++) oq[(oc + l) * a->ocs + off] = th[l];
-                    continue;
-                }
-                store8(t, y);
-                for (long l = 0; l < n; l++) a->out[(oc + l) * a->ocs + off] = t[l];
+            if (oh) { /* the vector path's narrowing */
+                h8_store(th, y);
+                for (long l = 0; l < n; l++) oq[(oc + l) * a->ocs + off[j]] = th[l];
+                continue;
             }
+            store8(t, y);
+            for (long l = 0; l < n; l++) a->out[(oc + l) * a->ocs + off[j]] = t[l];
+        }
+}
+
+/* the tail strip st (1 to TAIL_PX pixels) through panels [oa, oz), tail_g(st->np) at a time */
+static __attribute__((noinline)) void tail_strip(const conv_pointwise_args *a, const float *bs,
+                                                 const strip *st, long k0, long kc, long first,
+                                                 long last, long oh, long oa, long oz) {
+    long off[TAIL_PX], zoff[TAIL_PX], m = st->np, G = tail_g(m);
+    for (long j = 0; j < m; j++) {
+        off[j] = lane_offset(st, j, a->hw, a->ois);
+        zoff[j] = a->residual ? lane_offset(st, j, a->hw, a->zis) : 0;
+    }
+    for (long ob = oa; ob < oz; ob += G) {
+        long ng = oz - ob < G ? oz - ob : G;
+        switch (m) {
+        case 1: tail_group(a, bs, off, zoff, k0, kc, first, last, oh, ob, ng, 1, 8); break;
+        case 2: tail_group(a, bs, off, zoff, k0, kc, first, last, oh, ob, ng, 2, 4); break;
+        case 3: tail_group(a, bs, off, zoff, k0, kc, first, last, oh, ob, ng, 3, 3); break;
+        default: tail_group(a, bs, off, zoff, k0, kc, first, last, oh, ob, ng, 4, 2); break;
         }
     }
 }
@@ -620,6 +646,10 @@ static inline __attribute__((always_inline)) void conv(const conv_pointwise_args
             /* a last strip of few pixels: tail_strip, all panels at once */
             long rem = (qb - qa) % NR, ntail = rem && rem <= TAIL_PX ? rem : 0;
             long qe = qb - ntail;
+            /* panels in groups of tail_g: each group's tail right after its strips */
+            long tg = ntail ? tail_g(ntail) : a->ob1 - a->ob0;
+            strip tl = strip_at(qe, qb, hw);
+            const float *tbs = a->pk + (qe - qa) / NR * kc * NR;
             for (long ob = a->ob0; ob < a->ob1; ob++) {
                 for (long r = 0; r < PANEL; r += TR) {
                     long oc = ob * PANEL + r;
@@ -640,10 +670,11 @@ static inline __attribute__((always_inline)) void conv(const conv_pointwise_args
                             tile(a, wp, packed(bs), &st, oc, nr, kc, first, last, 1, oh, pure, fast);
                     }
                 }
-            }
-            if (ntail) {
-                strip st = strip_at(qe, qb, hw);
-                tail_strip(a, a->pk + (qe - qa) / NR * kc * NR, &st, k0, kc, first, last, oh);
+                long gz = (ob - a->ob0 + 1) % tg == 0 || ob + 1 == a->ob1;
+                if (ntail && gz) {
+                    long oa = ob + 1 - ((ob - a->ob0) % tg + 1);
+                    tail_strip(a, tbs, &tl, k0, kc, first, last, oh, oa, ob + 1);
+                }
             }
         }
     }
@@ -733,7 +764,7 @@ static inline __attribute__((always_inline)) void conv_rows(const conv_pointwise
             }
         if (gemv) {
             strip tl = {q + nfull * NR, tail, b, p + nfull * NR, 1};
-            tail_strip(a, a->pk, &tl, 0, K, 1, 1, oh);
+            tail_strip(a, a->pk, &tl, 0, K, 1, 1, oh, a->ob0, a->ob1);
         }
         q += np;
     }
