@@ -701,7 +701,7 @@ static __attribute__((noinline)) void v8_finish(const conv_depthwise_args *a, v8
  * input row oy * s - pt + t at its padded column 0, mk the stride-2 loads' lanes; ep 0
  * float32 out, 1 float16 out (both bias and clip only: relu is clip(0, inf)), 2 any
  * epilogue; lim: the outputs from the plane's start that are this call's to write (see
- * dw_v8_layer) */
+ * dw_v8_layer); masked 1 every load masked by mk, 2 (stride 2) lo alone, 0 none */
 static inline __attribute__((always_inline)) void v8_pass(
     const conv_depthwise_args *a, const float *const *rp, long oy, long s, long c0,
     const v8i *mk, const v8 *W, float b, void *oc, const void *zc, long ep, long lim,
@@ -725,9 +725,11 @@ static inline __attribute__((always_inline)) void v8_pass(
             t2 = load8(q + 2);
         } else {
             v8 lo, hi, lo2, hi2;
-            if (masked) {
+            if (masked == 1) {
                 lo = v8_ld(q, mk[0]), hi = v8_ld(q + 8, mk[1]);
                 lo2 = v8_ld(q + 2, mk[2]), hi2 = v8_ld(q + 10, mk[3]);
+            } else if (masked == 2) {
+                lo = v8_ld(q, mk[0]), hi = load8(q + 8), lo2 = load8(q + 2), hi2 = load8(q + 10);
             } else {
                 lo = load8(q), hi = load8(q + 8), lo2 = load8(q + 2), hi2 = load8(q + 10);
             }
@@ -802,12 +804,30 @@ static inline __attribute__((always_inline)) void dw_v8_layer(const conv_depthwi
      * columns 2 c0 - pl + 0, 8, 2, 10 on) */
     v8i mk[V8_MAXV][4];
     long edge[V8_MAXV]; /* vector j's loads reach outside the row: masked */
+    long near[V8_MAXV]; /* stride 2: bit k, vector j's load k needs its mask (below) */
     for (long j = 0; j < nv; j++) {
-        edge[j] = 0;
+        edge[j] = near[j] = 0;
         for (long k = 0; k < 4; k++) {
             long st = s * col[j] - a->pl + (s == 1 ? k : (k & 1) * 8 + (k & 2));
             for (int l = 0; l < 8; l++) mk[j][k][l] = st + l >= 0 && st + l < w ? -1 : 0;
             edge[j] |= st < 0 || st + 8 > w;
+            /* stride 2: only the lanes that reach a stored output need the mask (lo2, hi2:
+             * the even ones; rows under 8 wide: the lanes of outputs inside the row); the
+             * others may read on past the row (the next row's first floats, or the next
+             * plane's) while that stays within the next row: a load needs its mask where a
+             * used lane lies outside the row or another one past that. All but the call's
+             * last plane's last pass then load plainly but lo at the left edge (the right
+             * edge's vector of a 56 or 112 wide row only reads one column past it; 14 wide:
+             * three). Measured against masking every load of an edge vector (one thread,
+             * CPU time, in one process): 56 x 56 0.90-0.94x, 112 x 112 0.92-0.96x, 14 x 14
+             * 0.84-0.85x; 28 x 28 (lo masked, the other vector plain, in the two-vector
+             * loop: 0.89x alone, but the wider planes' loop 1.03x then) kept all masked */
+            long ok = 1, nout = wo < 8 ? wo : 8;
+            for (int l = 0; l < 8; l++) {
+                long used = (k < 2 || !(l & 1)) && (k & 1) * 4 + (l >> 1) < nout;
+                if (used ? st + l < 0 || st + l >= w : st + l < 0 || st + l >= 2 * w) ok = 0;
+            }
+            if (s == 2) near[j] |= (long)!ok << k;
         }
     }
     /* from the input (masked loads at the rows' ends): stride 2, and stride 1 but on small
@@ -854,7 +874,18 @@ static inline __attribute__((always_inline)) void dw_v8_layer(const conv_depthwi
          * thread, CPU time, input in L3): 112 wide 0.94x, 28 wide 0.87x, 56 wide 1.0x; all
          * at once at the pass's start 1.0-1.07x. */
         uintptr_t pfc = direct ? (uintptr_t)xc : (uintptr_t)P; /* the copy: in L1 */
-        if (direct && nv <= 2) {
+        if (s == 2 && direct && nv == 1 && near[0] == 1) {
+            /* one vector a row, only lo masked (near): but in the call's last plane's
+             * passes from the one that reads its last row on (last) */
+            long last = c + 1 == a->c1 ? (h + a->pt - 9 + 2 * V8_R - 1) / (2 * V8_R) * V8_R : ho;
+            for (long oy = 0; oy < ho; oy += V8_R) {
+                uintptr_t pf = pfc + (uintptr_t)((oy * s + 9 - a->pt) * a->xrs * 4);
+                if (oy < last)
+                    v8_pass(a, rp + oy * s, oy, s, col[0], mk[0], W, b, oc, zc, ep, lim, 2, pf);
+                else
+                    v8_pass(a, rp + oy * s, oy, s, col[0], mk[0], W, b, oc, zc, ep, lim, 1, pf);
+            }
+        } else if (direct && nv <= 2) {
             for (long oy = 0; oy < ho; oy += V8_R) {
                 uintptr_t pf = pfc + (uintptr_t)((oy * s + 9 - a->pt) * a->xrs * 4);
                 for (long j = 0; j < nv; j++)
@@ -864,8 +895,14 @@ static inline __attribute__((always_inline)) void dw_v8_layer(const conv_depthwi
         } else {
             for (long oy = 0; oy < ho; oy += V8_R) {
                 uintptr_t pf = pfc + (uintptr_t)((oy * s + 9 - a->pt) * a->xrs * 4);
+                /* (the call's last plane's last pass: edge, all four loads masked) */
+                long nr2 = s == 2 && !(c + 1 == a->c1 && oy * s - a->pt + 9 >= h);
+                const long *e = nr2 ? near : edge;
                 for (long j = 0; j < nv; j++)
-                    if (direct && edge[j])
+                    if (s == 2 && direct && nr2 && e[j] == 1)
+                        v8_pass(a, rp + oy * s, oy, s, col[j], mk[j], W, b, oc, zc, ep, lim, 2,
+                                pf + 512 * (uintptr_t)j);
+                    else if (direct && e[j])
                         v8_pass(a, rp + oy * s, oy, s, col[j], mk[j], W, b, oc, zc, ep, lim, 1,
                                 pf + 512 * (uintptr_t)j);
                     else
@@ -881,6 +918,20 @@ static int v8_fits(const conv_depthwise_args *a) {
     return a->kh == 3 && a->kw == 3 && a->dy == 1 && a->dx == 1 && a->sy == a->sx &&
            (a->sx == 1 || a->sx == 2) && a->pl >= 0 && a->pl <= V8_OFF &&
            a->wo <= 8 * V8_MAXV;
+}
+
+/* stride 2 out of line (its own private copy, see dw_wide_range): changes to the stride-2
+ * loops then leave the stride-1 code in dw_v8_range as it was (inlined with them, its small
+ * planes ran 1.02-1.10x with the stride-2 near loads: code layout) */
+static __attribute__((noinline)) void dw_v8_s2_0(const conv_depthwise_args *args) {
+    conv_depthwise_args copy = *args;
+    const conv_depthwise_args *a = &copy;
+    dw_v8_layer(a, 2, 0);
+}
+static __attribute__((noinline)) void dw_v8_s2_e(const conv_depthwise_args *args, long ep) {
+    conv_depthwise_args copy = *args;
+    const conv_depthwise_args *a = &copy;
+    dw_v8_layer(a, 2, ep);
 }
 
 static void dw_v8_range(const conv_depthwise_args *args) {
@@ -899,9 +950,9 @@ static void dw_v8_range(const conv_depthwise_args *args) {
     else if (a->sx == 1)
         dw_v8_layer(a, 1, ep);
     else if (ep == 0)
-        dw_v8_layer(a, 2, 0);
+        dw_v8_s2_0(a);
     else
-        dw_v8_layer(a, 2, ep);
+        dw_v8_s2_e(a, ep);
 }
 #endif
 
