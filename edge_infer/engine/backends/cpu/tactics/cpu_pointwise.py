@@ -36,6 +36,9 @@ PANEL = 8
 #: floats of each chunk's input-packing buffer (a block of pixels × up to 512 channels;
 #: at least KC_MAX × the widest register tile, 512 × 24)
 PACK_FLOATS = 32768
+#: conv_pointwise.c: input channels per block at most (KC_MAX), the widest strip of pixels
+#: (NR), the most pixels of a last strip that tail_strip takes (TAIL_PX)
+KC_MAX, STRIP, TAIL_PX = 512, 24, 4
 #: chunk boundaries along pixels: a multiple of every tile width (8, 16, 24 pixels)
 PIXEL_ALIGN = 48
 #: a chunk below this many multiply-adds is not worth a thread hand-off
@@ -55,6 +58,9 @@ class PointwiseNative(_NativeConv):
 
     name = "pointwise_native"
     half_io: ClassVar[bool] = True
+    #: a chunk whose pixels are at most TAIL_PX past what PACK_FLOATS holds packs them as
+    #: one block (_pack_floats); False: PACK_FLOATS always (A/B)
+    pack_tail: ClassVar[bool] = True
 
     def half_ready(self) -> bool:
         """Float16 arrays in and out (cpu_fp16.py): when the kernel does the whole epilogue
@@ -95,7 +101,8 @@ class PointwiseNative(_NativeConv):
         chunks: list[Run] = []
         for k, ((q0, q1), (o0, o1)) in enumerate(ranges):
             # one packing buffer per chunk: the pool runs chunks concurrently
-            pk = scratch((pkn,), np.float32, f"pw_pack{k}")
+            kpn = max(pkn, _pack_floats(cin, q1 - q0)) if self.pack_tail else pkn
+            pk = scratch((kpn,), np.float32, f"pw_pack{k}")
             args = dict(
                 x=x3.ctypes.data,
                 xis=x3.strides[0] // x3.itemsize,
@@ -120,7 +127,7 @@ class PointwiseNative(_NativeConv):
                 zcs=0 if zres is None else zres.strides[1] // zres.itemsize,
                 zis=0 if zres is None else zres.strides[0] // zres.itemsize,
                 pk=pk.ctypes.data,
-                pkn=pkn,
+                pkn=kpn,
                 half=half,
             )
             chunks.append(native.NativeCall("conv_pointwise_f32", args, (*keep, pk)))
@@ -171,3 +178,17 @@ def _half_bits(x: np.ndarray, out: np.ndarray, z: np.ndarray | None) -> int:
         | (OUT_HALF if out.dtype == f16 else 0)
         | (Z_HALF if z is not None and z.dtype == f16 else 0)
     )
+
+
+def _pack_floats(cin: int, pixels: int) -> int:
+    """Floats of packing buffer for a chunk of ``pixels``: PACK_FLOATS, or all of them where
+    they are at most TAIL_PX past the strips PACK_FLOATS holds. The kernel packs a block of
+    pixels at a time; a last block of those few pixels alone sends every weight panel through
+    tail_strip again for them (MobileNetV2's 960-channel 7 x 7 projections at batch 1: two
+    strips of 480 channels fill PACK_FLOATS, 49 = 2 x 24 + 1), where in one block the tail
+    runs beside each group of panels."""
+    kc = -(-cin // -(-cin // KC_MAX))
+    nc = max(1, PACK_FLOATS // (kc * STRIP)) * STRIP
+    if nc < pixels <= nc + TAIL_PX:
+        return -(-pixels // STRIP) * kc * STRIP
+    return PACK_FLOATS

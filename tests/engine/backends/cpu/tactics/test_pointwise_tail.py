@@ -13,7 +13,11 @@ import pytest
 
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.program import ScratchPool
-from edge_infer.engine.backends.cpu.tactics.cpu_pointwise import PointwiseNative
+from edge_infer.engine.backends.cpu.tactics.cpu_pointwise import (
+    PACK_FLOATS,
+    PointwiseNative,
+    _pack_floats,
+)
 from edge_infer.engine.tactics.base import ConvSpec
 from tests.engine.backends.cpu.tactics.test_pointwise_native import _case, _check
 
@@ -48,3 +52,24 @@ def test_a_short_last_strip_gives_the_bits_of_the_tiles(shape: tuple, residual: 
         ins = [x[i : i + 1], wt, b] + ([z[i : i + 1]] if z is not None else [])
         PointwiseNative(spec).bind(ins, [one], ScratchPool(None))()
         assert np.array_equal(one, c["out"][i : i + 1]), f"{shape} image {i}"
+
+
+def test_a_chunk_a_few_pixels_past_the_pack_buffer_packs_as_one_block() -> None:
+    """_pack_floats: 960 channels (blocks of 480) on 49 pixels (batch 1, 7 x 7) get three
+    strips' buffer (the kernel's NC: 72 pixels, one block); 48 pixels, 53, or a batch of
+    two, and 576 channels (four strips of 288 already) keep PACK_FLOATS; the binding sizes
+    each chunk's buffer so, and the kernel gives the bits of the smaller buffer."""
+    assert _pack_floats(960, 49) == 3 * 480 * 24
+    assert _pack_floats(960, 52) == 3 * 480 * 24
+    for cin, pixels in ((960, 48), (960, 53), (960, 98), (576, 49), (160, 49)):
+        assert _pack_floats(cin, pixels) == PACK_FLOATS, (cin, pixels)
+    c = _case(12, (1, 960, 7, 7, 40), ("clip", (0.0, 6.0)), "none")
+    got = {}
+    for pack_tail in (True, False):
+        out = np.full_like(c["out"], np.nan)
+        tactic = PointwiseNative(c["spec"])
+        tactic.pack_tail = pack_tail
+        tactic.bind(c["ins"], [out], ScratchPool(None))()
+        got[pack_tail] = out
+    _check(got[True], c["want"], "one block")
+    assert np.array_equal(got[True], got[False])
