@@ -40,6 +40,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 _DTYPES = {"fp32": np.float32, "fp16": np.float16, "int8": np.int8}
 
 
+def random_inputs(spec: Any, rng: np.random.Generator, lo: int = -128) -> list[Any]:
+    """qconv's inputs for ``spec`` on random data: an int8 x in [lo, 127], the layer's own
+    weights, scales and bias, an int8 residual where it has one (else None)."""
+    x = rng.integers(lo, 128, spec.x_shape).astype(np.int8)
+    z = None
+    if spec.residual != "none":
+        z = rng.integers(-128, 128, spec.out_shape).astype(np.int8)
+    return [x, spec.weight, spec.w_scale, spec.bias, z]
+
+
 def _library(folder: Path, target: Path) -> Any:
     """conv_int8.c, pool.c and args.c of ``folder`` as a library (ctypes)."""
     from edge_infer.engine.backends.cpu import native

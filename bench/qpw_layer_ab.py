@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cpu_time and args.workers != 1:
         p.error("--cpu-time needs --workers 1")
 
-    from bench.qconv_layer_ab import round_bests
+    from bench.qconv_layer_ab import random_inputs, round_bests
     from edge_infer.engine.backends.cpu import native
     from edge_infer.engine.backends.cpu.parallel import WorkPool
     from edge_infer.engine.backends.cpu.program import ScratchPool
@@ -175,11 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             lo = 0 if args.nonnegative else -128
             if args.x_range and spec.x_range is not None:
                 lo = 0 if spec.x_range[0] >= 0 else -128
-            x = rng.integers(lo, 128, spec.x_shape).astype(np.int8)
-            z = None
-            if spec.residual != "none":
-                z = rng.integers(-128, 128, spec.out_shape).astype(np.int8)
-            inputs = [x, spec.weight, spec.w_scale, spec.bias, z]
+            inputs = random_inputs(spec, rng, lo)
             want = qconv(*inputs, **spec.attrs())
             runs = {}
             for side, lib in libs.items():

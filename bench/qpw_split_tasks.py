@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--below", type=int, default=64, help="layers of fewer positions")
     args = p.parse_args(argv)
 
-    from bench.qconv_layer_ab import _specs
+    from bench.qconv_layer_ab import _specs, random_inputs
     from bench.qpw_layer_ab import _pointwise
     from edge_infer.engine.backends.cpu import native
     from edge_infer.engine.backends.cpu.program import ScratchPool
@@ -60,11 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         if key in seen or spec.x_shape[2] * spec.x_shape[3] >= args.below:
             continue
         seen.add(key)
-        x = rng.integers(-128, 128, spec.x_shape).astype(np.int8)
-        z = None
-        if spec.residual != "none":
-            z = rng.integers(-128, 128, spec.out_shape).astype(np.int8)
-        inputs = [x, spec.weight, spec.w_scale, spec.bias, z]
+        inputs = random_inputs(spec, rng)
         want = qconv(*inputs, **spec.attrs())
         tasks: dict[str, list[Any]] = {}
         for side, below in sides.items():

@@ -28,7 +28,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.qconv_layer_ab import _DTYPES, _matches, _real_inputs, _specs, round_bests
+from bench.qconv_layer_ab import (
+    _DTYPES,
+    _matches,
+    _real_inputs,
+    _specs,
+    random_inputs,
+    round_bests,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,13 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.layers is not None and index not in args.layers:
             continue
         if real:
-            x, z = real[k][1], real[k][2]
+            inputs = [real[k][1], spec.weight, spec.w_scale, spec.bias, real[k][2]]
         else:
-            x = rng.integers(-128, 128, spec.x_shape).astype(np.int8)
-            z = None
-            if spec.residual != "none":
-                z = rng.integers(-128, 128, spec.out_shape).astype(np.int8)
-        inputs = [x, spec.weight, spec.w_scale, spec.bias, z]
+            inputs = random_inputs(spec, rng)
         want = qconv(*inputs, **spec.attrs())
         runs = {}
         for side, cls in tactics.items():

@@ -10,20 +10,17 @@ last channel's rows ending exactly at the page.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from edge_infer.engine.backends.cpu import native
+from tests.engine.backends.cpu.guard_pages import run_isolated
 
 pytestmark = pytest.mark.skipif(
     not native.available() or sys.platform != "linux", reason="no C compiler / not Linux"
 )
-
-ROOT = Path(__file__).resolve().parents[4]
 
 # x shape, kernel, strides, pads (t, l, b, r), dilations
 CONVS = [
@@ -37,30 +34,20 @@ CONVS = [
 
 SCRIPT = textwrap.dedent(
     """
-    import ctypes, mmap, sys
+    import sys
     import numpy as np
     from edge_infer.engine.backends.cpu.program import ScratchPool
     from edge_infer.engine.backends.cpu.tactics.cpu_qdepthwise import QDepthwiseNative
     from edge_infer.engine.ops.quantize import qconv
+    from tests.engine.backends.cpu.guard_pages import guarded
     from tests.engine.backends.cpu.test_qdepthwise_native import make_case
 
-    PAGE = mmap.PAGESIZE
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     convs = eval(sys.argv[1])
     for k, conv in enumerate(convs):
         for act in (("clip", (0.0, 6.0)), ("relu", ()), ("", ())):
             spec, inputs = make_case(conv, act, "none", None, "int8", np.int8, 7 * k)
             want = qconv(*inputs, **spec.attrs())
-            x = inputs[0]
-            pages = -(-x.nbytes // PAGE)
-            buf = mmap.mmap(-1, (pages + 2) * PAGE)
-            base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
-            assert libc.mprotect(base, PAGE, 0) == 0
-            assert libc.mprotect(base + (pages + 1) * PAGE, PAGE, 0) == 0
-            for at in (PAGE, (pages + 1) * PAGE - x.nbytes):  # after / before a guard
-                xg = np.frombuffer(buf, np.int8, x.size, at).reshape(x.shape)
-                xg[...] = x
+            for at, xg in enumerate(guarded(inputs[0])):  # after / before a guard
                 out = np.zeros(spec.out_shape, np.int8)
                 QDepthwiseNative(spec).bind([xg, *inputs[1:]], [out], ScratchPool(None))()
                 assert np.array_equal(out, want), (conv, act, at)
@@ -71,13 +58,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_reads_stay_inside_the_input() -> None:
-    run = subprocess.run(
-        [sys.executable, "-c", SCRIPT, repr(CONVS)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run = run_isolated(SCRIPT, repr(CONVS))
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), (
         f"exit {run.returncode}\n{run.stdout}\n{run.stderr[-3000:]}"
     )

@@ -11,20 +11,17 @@ chunk a call: its last plane's last pass)."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from edge_infer.engine.backends.cpu import native
+from tests.engine.backends.cpu.guard_pages import run_isolated
 
 pytestmark = pytest.mark.skipif(
     not native.available() or sys.platform != "linux", reason="no C compiler / not Linux"
 )
-
-ROOT = Path(__file__).resolve().parents[5]
 
 # x shape, strides, pads (t, l, b, r)
 CONVS = [
@@ -42,18 +39,16 @@ CONVS = [
 
 SCRIPT = textwrap.dedent(
     """
-    import ctypes, mmap, sys
+    import sys
     import numpy as np
     from edge_infer.engine.backends.cpu.parallel import WorkPool
     from edge_infer.engine.backends.cpu.program import ScratchPool
     from edge_infer.engine.backends.cpu.tactics.cpu_depthwise import DepthwiseNative
     from edge_infer.engine.ops import get_registry
     from edge_infer.engine.tactics.base import ConvSpec
+    from tests.engine.backends.cpu.guard_pages import guarded
 
     CONV = get_registry().resolve("", "Conv", 17).kernel
-    PAGE = mmap.PAGESIZE
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     pool = WorkPool(2)
     for k, (xs, strides, pads) in enumerate(eval(sys.argv[1])):
         rng = np.random.default_rng(k)
@@ -63,14 +58,7 @@ SCRIPT = textwrap.dedent(
         want = CONV(x, w, b, strides=list(strides), pads=list(pads), dilations=[1, 1],
                     group=xs[1])
         spec = ConvSpec(xs, want.shape, w, b, strides, pads, (1, 1), xs[1], "", ())
-        pages = -(-x.nbytes // PAGE)
-        buf = mmap.mmap(-1, (pages + 2) * PAGE)
-        base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
-        assert libc.mprotect(base, PAGE, 0) == 0
-        assert libc.mprotect(base + (pages + 1) * PAGE, PAGE, 0) == 0
-        for at in (PAGE, (pages + 1) * PAGE - x.nbytes):  # after / before a guard
-            xg = np.frombuffer(buf, np.float32, x.size, at).reshape(x.shape)
-            xg[...] = x
+        for xg in guarded(x):  # after / before a guard
             for scratch in (ScratchPool(None), ScratchPool(pool)):
                 out = np.zeros(want.shape, np.float32)
                 DepthwiseNative(spec).bind([xg, w, b], [out], scratch)()
@@ -83,11 +71,5 @@ SCRIPT = textwrap.dedent(
 
 
 def test_reads_stay_inside_the_input() -> None:
-    run = subprocess.run(
-        [sys.executable, "-c", SCRIPT, repr(CONVS)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run = run_isolated(SCRIPT, repr(CONVS))
     assert run.returncode == 0 and run.stdout.strip() == "ok", (run.returncode, run.stderr)
