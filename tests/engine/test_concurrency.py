@@ -196,3 +196,43 @@ def test_cpu_threads_option_is_checked_before_any_work(threads: object) -> None:
         edge_infer.build(net, options=BuildOptions(backend_options={"threads": threads}))
     with pytest.raises(BackendError, match="unknown CPU backend options"):
         edge_infer.build(net, options=BuildOptions(backend_options={"streams": 2}))
+
+
+@pytest.mark.parametrize(
+    ("parallel_ratio", "expected"),
+    [(0.5, "parallel"), (0.9, "parallel"), (0.92, "sequential"), (1.3, "sequential")],
+)
+def test_branch_lanes_need_a_clear_paired_win(inception, monkeypatch, parallel_ratio, expected):
+    """The schedule is chosen from paired rounds (both schedules timed back to back), and
+    branch lanes only when their median ratio to the sequential schedule is at most
+    PARALLEL_GAIN: a few percent either way is a loaded host's noise."""
+    from edge_infer.engine.backends.cpu import backend
+    from edge_infer.engine.tactics import autotune
+
+    calls = []
+
+    def fake_paired(runs, **kwargs):
+        calls.append((sorted(runs), kwargs))
+        for run in runs.values():  # each schedule really runs
+            run()
+        base = [1e-3, 1.2e-3, 0.9e-3, 1.1e-3, 1e-3, 1e-3]
+        # one outlier round in the lanes' favour does not move the median
+        ratios = [parallel_ratio] * 5 + [0.1]
+        return {"sequential": base, "parallel": [b * r for b, r in zip(base, ratios)]}
+
+    monkeypatch.setattr(autotune, "time_paired", fake_paired)
+    graph = inception[1].graph(1)
+    monkeypatch.setattr(graph, "meta", dict(graph.meta))  # the module's engine keeps its own
+    before = thread_budget()
+    try:
+        set_thread_budget(cores=2)
+        chosen = backend._pick_schedule(graph, np.random.default_rng(0), None, backend.Timer())
+    finally:
+        set_thread_budget(before.cores, before.concurrent_contexts)
+    assert backend.PARALLEL_GAIN == 0.9
+    assert chosen == expected
+    assert calls == [(["parallel", "sequential"], calls[0][1])]
+    assert calls[0][1]["give_up"] == pytest.approx(1 / 0.9)
+    times = graph.meta["schedule_times_us"]
+    assert times["sequential"] == pytest.approx(900.0)  # the baseline's fastest round
+    assert times["parallel"] == pytest.approx(900.0 * parallel_ratio)
