@@ -9,7 +9,10 @@ in work, tactics and chunking together) and the N-thread schedule's bound ("idea
 call's slowest share, as kernels/pool.c deals them: thread t first takes tasks
 [t n / N, (t + 1) n / N), rounded up for the caller), against the perfect split one / N.
 Wall-clock effects (a helper that comes late, cores slowing each other) are not in it: CPU
-time makes it robust to a loaded host. Not run by the tests.
+time makes it robust to a loaded host. An engine whose plan runs branch lanes (schedule
+"parallel": its layers are not split) is refused with a message; before the schedule choice
+timed in paired rounds, a build on a loaded host could pick it for YOLOv8n, and every layer
+then read "ideal == serial" here. Not run by the tests.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/split_cost.py \\
         /tmp/w2/mobilenetv2-b1-int8.engine /tmp/w1/mobilenetv2-b1-int8.engine --threads 2
@@ -73,6 +76,12 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=25, help="layers listed (most lost first)")
     args = p.parse_args()
     engine, prog_n, state_n = _state(args.engine_n, args.threads)
+    if state_n.runner is not None:  # layers in branch lanes, none split: nothing to take apart
+        sys.exit(
+            f"{args.engine_n}: its plan runs branch lanes (schedule 'parallel'), whose layers "
+            "are not split between threads; this bench measures split layers (an engine with "
+            "the sequential schedule)"
+        )
     _, prog_1, state_1 = _state(args.engine_1, 1)
     rng = np.random.default_rng(0)
     feeds = {b.name: rng.random(tuple(b.shape), dtype=np.float32) for b in engine.inputs}
