@@ -151,6 +151,14 @@ static int qpw_layout(const qpw_int8_args *a, uint32_t *buf, long pn) {
     return (sign & 0x80808080u) != 0;
 }
 
+/* the int32 from the layout's first quad to its copy of |x| (qpw_abs, the AVX2 signed tiles on
+ * the blocked layout: from QPW_BLOCK_CQ quads), the layout's size (rows or blocks: cq x the
+ * call's positions rounded up to 16; the caller's buffer holds twice that); 0: none */
+static inline long qpw_aoff(const qpw_int8_args *a) {
+    const long cq = (a->cin + 3) / 4;
+    return cq >= QPW_BLOCK_CQ ? cq * ((a->q1 - a->q0 + 15) / 16 * 16) : 0;
+}
+
 /* the accumulator's start of channel oc: its bias (less 128 x its weights' sum where the
  * activations are biased to u8) */
 static inline int32_t qpw_init(const qpw_int8_args *a, long oc) {
@@ -476,13 +484,15 @@ static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *
  * check; else the fast one (conv_int8.c's fast8) with the lanes near a half redone exactly. */
 #define QPW_MR 4       /* output channels of a tile */
 #define QPW_FM_MAX 1024 /* output channels whose fast multipliers a pass keeps on the stack */
-enum { QPW_UBS, QPW_SIGN, QPW_WIDE, QPW_UBS2 };
+/* QPW_SIGNA: QPW_SIGN with |x| read from the layout's copy (qpw_abs) */
+enum { QPW_UBS, QPW_SIGN, QPW_WIDE, QPW_UBS2, QPW_SIGNA };
 
 /* the accumulators of a tile (init: each channel's start) to mem [MR][16] */
 static inline __attribute__((always_inline)) void qpw_dots(const uint32_t *x, long pn, long cq,
                                                          const int32_t *w, long ws,
                                                          const int32_t *init, int32_t *mem,
-                                                         const int NV, const int KIND) {
+                                                         long aoff, const int NV,
+                                                         const int KIND) {
     __m256i acc[QPW_MR][2];
     const __m256i ones = _mm256_set1_epi16(1);
 #pragma GCC unroll 4
@@ -495,13 +505,14 @@ static inline __attribute__((always_inline)) void qpw_dots(const uint32_t *x, lo
         for (int v = 0; v < NV; v++) {
             xv[v] = _mm256_loadu_si256((const __m256i *)(x + 8 * v));
             if (KIND == QPW_SIGN) ax[v] = _mm256_abs_epi8(xv[v]); /* -128: read as u8 128 */
+            if (KIND == QPW_SIGNA) ax[v] = _mm256_loadu_si256((const __m256i *)(x + aoff + 8 * v));
         }
 #pragma GCC unroll 4
         for (int i = 0; i < QPW_MR; i++) {
             const __m256i wb = _mm256_set1_epi32(w[i]);
 #pragma GCC unroll 2
             for (int v = 0; v < NV; v++) {
-                const __m256i p = KIND == QPW_SIGN
+                const __m256i p = KIND == QPW_SIGN || KIND == QPW_SIGNA
                                       ? _mm256_maddubs_epi16(ax[v], _mm256_sign_epi8(wb, xv[v]))
                                       : _mm256_maddubs_epi16(xv[v], wb);
                 acc[i][v] = _mm256_add_epi32(acc[i][v], _mm256_madd_epi16(p, ones));
@@ -762,7 +773,7 @@ static inline __attribute__((always_inline)) void qpw_tile(const qpw_int8_args *
     if (KIND == QPW_WIDE)
         qpw_dots_wide(x, pn, cq, qpw_wq(a, oc), QPW_WS(a), init, mem, NV);
     else
-        qpw_dots(x, pn, cq, qpw_wq(a, oc), QPW_WS(a), init, mem, NV, KIND);
+        qpw_dots(x, pn, cq, qpw_wq(a, oc), QPW_WS(a), init, mem, qpw_aoff(a), NV, KIND);
     if (a->otype) {
         for (long i = 0; i < rows; i++) qpw_row_f32(a, mem + 16 * i, oc + i, a->q0 + j0, n, NV);
         return;
@@ -905,7 +916,7 @@ static inline __attribute__((always_inline)) void qpw_strip(const qpw_int8_args 
                 qpw_dots_pair(x, pn, w0, ws, a->wts + (cq + 4) * a->coutp + oc / 16 * (cq + 1),
                               P->init + k, mems[c], cq);
             else
-                qpw_dots(x, pn, cq, w0, ws, P->init + k, mems[c], 2, KIND);
+                qpw_dots(x, pn, cq, w0, ws, P->init + k, mems[c], qpw_aoff(a), 2, KIND);
         }
         /* the accumulators through memory and the epilogue's constants read after the dots:
          * held in registers across the loop (GCC hoists the constants) they left the dot loop
@@ -986,6 +997,9 @@ QPW_STRIPS(QPW_UBS, QPW_EPI_RES)
 QPW_STRIPS(QPW_SIGN, QPW_EPI_PROVED)
 QPW_STRIPS(QPW_SIGN, QPW_EPI_FAST)
 QPW_STRIPS(QPW_SIGN, QPW_EPI_RES)
+QPW_STRIPS(QPW_SIGNA, QPW_EPI_PROVED)
+QPW_STRIPS(QPW_SIGNA, QPW_EPI_FAST)
+QPW_STRIPS(QPW_SIGNA, QPW_EPI_RES)
 QPW_STRIPS(QPW_UBS2, QPW_EPI_PROVED)
 QPW_STRIPS(QPW_UBS2, QPW_EPI_FAST)
 QPW_STRIPS(QPW_UBS2, QPW_EPI_RES)
@@ -1011,6 +1025,8 @@ static inline int qpw_strip_run(const qpw_int8_args *a, const qpw_fast *f, const
         QPW_STRIP_EPI(QPW_UBS2);
     else if (kind == QPW_UBS)
         QPW_STRIP_EPI(QPW_UBS);
+    else if (kind == QPW_SIGNA)
+        QPW_STRIP_EPI(QPW_SIGNA);
     else
         QPW_STRIP_EPI(QPW_SIGN);
 #undef QPW_STRIP_EPI
@@ -1116,15 +1132,28 @@ QPW_TILES(1, QPW_UBS)
 QPW_TILES(2, QPW_UBS)
 QPW_TILES(1, QPW_SIGN)
 QPW_TILES(2, QPW_SIGN)
+QPW_TILES(1, QPW_SIGNA)
+QPW_TILES(2, QPW_SIGNA)
 QPW_TILES(1, QPW_WIDE)
 QPW_TILES(2, QPW_WIDE)
 
-static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *buf, long pn,
+/* |x| of the layout's n int32 (n a multiple of 16) after them (qpw_aoff): each signed tile's
+ * dot products read it instead of a vpabsb per quad and vector (4 channels); on the blocked
+ * layout only (on the rows layout, MobileNetV2's 16 -> 96 at 112 x 112 and 24 -> 144 at
+ * 56 x 56, the pass cost more than it saved: 1.015-1.03x) */
+static void qpw_abs(uint32_t *buf, long n) {
+    for (long j = 0; j < n; j += 8)
+        _mm256_storeu_si256((__m256i *)(buf + n + j),
+                            _mm256_abs_epi8(_mm256_loadu_si256((const __m256i *)(buf + j))));
+}
+
+static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, uint32_t *buf, long pn,
                      int neg) {
     const long cq = (a->cin + 3) / 4, all = a->q1 - a->q0;
     /* the sign row, after the proved ones: nonzero where no weight of the layer is -128 */
     const int wsafe = a->wts[(cq + 3) * a->coutp] != 0;
-    const int kind = !neg ? QPW_UBS : wsafe ? QPW_SIGN : QPW_WIDE;
+    const int kind = !neg ? QPW_UBS : !wsafe ? QPW_WIDE : qpw_aoff(a) ? QPW_SIGNA : QPW_SIGN;
+    if (kind == QPW_SIGNA) qpw_abs(buf, qpw_aoff(a));
     pn = qpw_rs(cq, pn); /* from here the layout's row stride (the tiles' pn) */
     float fm[QPW_FM_MAX + QPW_MR];
     qpw_pass P;
@@ -1180,6 +1209,10 @@ static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *
                             qpw_tile_QPW_SIGN2(a, f, m, buf, pn, j0, oc, rows, n);
                         else if (kind == QPW_SIGN)
                             qpw_tile_QPW_SIGN1(a, f, m, buf, pn, j0, oc, rows, n);
+                        else if (kind == QPW_SIGNA && n > 8)
+                            qpw_tile_QPW_SIGNA2(a, f, m, buf, pn, j0, oc, rows, n);
+                        else if (kind == QPW_SIGNA)
+                            qpw_tile_QPW_SIGNA1(a, f, m, buf, pn, j0, oc, rows, n);
                         else if (n > 8)
                             qpw_tile_QPW_WIDE2(a, f, m, buf, pn, j0, oc, rows, n);
                         else
@@ -1237,8 +1270,8 @@ static void qpw_f32_c(const qpw_int8_args *a) {
 }
 #endif
 
-/* positions [q0, q1) of output channels [oc0, oc1) of one image (a->buf: cin / 4 rows of
- * (q1 - q0) rounded up to 16 int32, the call's own) */
+/* positions [q0, q1) of output channels [oc0, oc1) of one image (a->buf: the call's own, twice
+ * cin / 4 rows of (q1 - q0) rounded up to 16 int32: the layout, then its |x| (qpw_aoff)) */
 void qpw_int8_f32(const qpw_int8_args *a) {
     if (a->q1 <= a->q0 || a->oc1 <= a->oc0) return;
 #ifndef QPW_AVX2

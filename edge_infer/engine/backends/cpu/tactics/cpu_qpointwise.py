@@ -241,8 +241,8 @@ class QPointwiseNative(Tactic):
         """The layout buffer of a layer's task ``k``: one of the context's shared ones (the
         same for every 1x1 layer's task k: the layers run one after another, and the buffer
         stays in the caches instead of a cold one per layer), or a private one if larger."""
-        if SHARED_LAYOUT and size <= LAYOUT_BYTES // 4:
-            return scratch((LAYOUT_BYTES // 4,), np.int32, f"qpw_layout{k}")
+        if SHARED_LAYOUT and size <= LAYOUT_BYTES // 2:
+            return scratch((LAYOUT_BYTES // 2,), np.int32, f"qpw_layout{k}")
         return scratch((size,), np.int32, None)
 
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
@@ -271,8 +271,9 @@ class QPointwiseNative(Tactic):
         tasks: list[Any] = []
         for b in range(n):
             for q0, q1, oc0, oc1 in self._parts(n, positions, workers):
+                # the layout and, after it, its |x| (the signed dot products' tiles)
                 buf = self._layout_buffer(
-                    scratch, p["cq"] * -(-(q1 - q0) // VECTOR) * VECTOR, len(tasks)
+                    scratch, 2 * p["cq"] * -(-(q1 - q0) // VECTOR) * VECTOR, len(tasks)
                 )
                 args = dict(
                     x=x.ctypes.data + b * x.strides[0],
