@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_infer.engine.backends import get_backend
 from edge_infer.engine.builder import build
 from edge_infer.engine.options import BuildOptions
 from edge_infer.engine.runtime import Engine
@@ -190,7 +191,10 @@ def int8_where_faster(
     feeds = feeds if feeds is not None else int8.random_feeds()
     fallback = options.int8_fallback
     other = build(model, options=quiet.replace(precision=fallback, layer_precision={}))
-    groups = layer_groups(*_profiles((int8, other), feeds, iterations, repeats))
+    # timed as the builds tuned them (the CPU: --threads per context, not the process's
+    # share): an engine built for one thread a context is not judged at two
+    with get_backend(options.backend).timing_scope(options.backend_options):
+        groups = layer_groups(*_profiles((int8, other), feeds, iterations, repeats))
     result = SpeedResult(int8, options, groups=groups)
     slow = [g for g in groups if g.slower]
     report(
@@ -212,7 +216,8 @@ def int8_where_faster(
         keep = {n: p for n, p in options.layer_precision.items() if n not in names}
         settings[key] = options.replace(layer_precision={**keep, **{n: fallback for n in names}})
         engines[key] = build(model, options=settings[key].replace(progress=False))
-    result.latency_ms = t = _alternate({**engines, fallback: other}, feeds, rounds, runs)
+    with get_backend(options.backend).timing_scope(options.backend_options):
+        result.latency_ms = t = _alternate({**engines, fallback: other}, feeds, rounds, runs)
     report(
         f"latency ({rounds} paired rounds): all INT8 {t['int8']:.2f} ms, "
         + ", ".join(

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -210,6 +211,13 @@ class Backend(abc.ABC):
     def rebuild_flags(self, options: Mapping[str, Any]) -> list[str]:
         """The `edge-infer build` flags that reproduce ``options``."""
         return []
+
+    def timing_scope(self, options: Mapping[str, Any]) -> AbstractContextManager[Any]:
+        """A block in which execution contexts run as a build with ``options``
+        (``BuildOptions.backend_options``) timed its tactics: whole engines compared after a
+        build (:func:`~edge_infer.engine.precision_speed.int8_where_faster`) are timed as
+        they were tuned. Nothing to set for a backend without settings."""
+        return nullcontext()
 
     def device_pipeline(self, context: Any, **settings: Any) -> Any | None:
         """Frames → detections on this backend's device around ``context`` (pre-processing

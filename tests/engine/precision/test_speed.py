@@ -156,3 +156,40 @@ def test_real_timings_choose_a_working_engine(
     assert set(result.fallen_back) <= {"conv1", "conv2", "conv3"}
     y = result.engine.create_context().execute(result.engine.random_feeds())["y"]
     assert y.shape == (1, 4, SIZE // 2, SIZE // 2) and np.isfinite(y).all()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_engines_are_timed_at_the_width_they_were_built_for(
+    model: onnx.ModelProto,
+    options: BuildOptions,
+    monkeypatch: pytest.MonkeyPatch,
+    threads: int,
+) -> None:
+    """Built with the CPU's threads option, the engines are profiled and timed with that many
+    threads a context, whatever the process's budget (an engine for one thread a context
+    judged at two chose its layers for the wrong machine); the budget is restored."""
+    from edge_infer.engine.backends.cpu.threads import set_thread_budget, thread_budget
+
+    _stand_in_profiles(monkeypatch, slow="conv2")
+    widths: dict[str, set[int]] = {"profile": set(), "alternate": set()}
+    profile = Engine.profile_layers
+
+    def profile_at(self: Engine, feeds: Any, *, iterations: int = 10) -> list[dict[str, Any]]:
+        widths["profile"].add(thread_budget().per_context)
+        return profile(self, feeds, iterations=iterations)
+
+    def alternate(engines: dict[str, Engine], *args: Any) -> dict[str, float]:
+        widths["alternate"].add(thread_budget().per_context)
+        return {k: 1.0 for k in engines}
+
+    monkeypatch.setattr(Engine, "profile_layers", profile_at)
+    monkeypatch.setattr(precision_speed, "_alternate", alternate)
+    before = thread_budget()
+    try:
+        set_thread_budget(cores=4)
+        opts = options.replace(backend_options={"threads": threads})
+        int8_where_faster(model, opts, report=lambda m: None)
+        assert widths == {"profile": {threads}, "alternate": {threads}}
+        assert thread_budget().per_context == 4
+    finally:
+        set_thread_budget(before.cores, before.concurrent_contexts)

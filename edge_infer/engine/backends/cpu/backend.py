@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -102,9 +103,12 @@ class CpuBackend(Backend):
         (choices made at another batch size) replace the timing. Tactics are timed with
         ``backend_options["threads"]`` threads per context when given, else with the thread
         budget's share. The CPU has no compiled artifacts to store."""
-        threads = self.check_options(options.backend_options).get("threads")
-        with per_context_threads(threads):
+        with self.timing_scope(options.backend_options):
             return self._compile(graph, options.tune, cache, hints, options.verify_tactics)
+
+    def timing_scope(self, options: Mapping[str, Any]) -> AbstractContextManager[Any]:
+        """Contexts of ``threads`` threads (the option's; else the budget's share)."""
+        return per_context_threads(self.check_options(options).get("threads"))
 
     def _compile(
         self,
