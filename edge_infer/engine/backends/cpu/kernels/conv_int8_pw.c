@@ -159,6 +159,21 @@ static inline long qpw_aoff(const qpw_int8_args *a) {
     return cq >= QPW_BLOCK_CQ ? cq * ((a->q1 - a->q0 + 15) / 16 * 16) : 0;
 }
 
+/* the biased quads' offset from the weight quads (cpu_qpointwise.py: after the proved rows,
+ * the sign row and the panels' pairings, cq + 1 int32 a panel in whole rows) */
+static inline long qpw_boff(const qpw_int8_args *a) {
+    const long cq = (a->cin + 3) / 4, cp = a->coutp;
+    return (cq + 4 + (cp / 16 * (cq + 1) + cp - 1) / cp) * cp;
+}
+
+/* each block's check after the layout, its |x| and the positions' sums (qpw_check): nonzero
+ * where the block's quads read as (w + 128) . x (qpw_check), or NULL where the call made none */
+static inline const int32_t *qpw_checks(const qpw_int8_args *a, const uint32_t *buf) {
+    const long cq = (a->cin + 3) / 4, pn = (a->q1 - a->q0 + 15) / 16 * 16;
+    const int32_t *c = (const int32_t *)buf + 2 * cq * pn + pn;
+    return c[pn / 16] ? c : NULL;
+}
+
 /* the accumulator's start of channel oc: its bias (less 128 x its weights' sum where the
  * activations are biased to u8) */
 static inline int32_t qpw_init(const qpw_int8_args *a, long oc) {
@@ -478,27 +493,34 @@ static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, const uint32_t *
  * with x read as u8 where the call's activations are all non-negative (after a relu: a pair
  * is at most 2 x 127 x 128 = 32512, any weight), else |x| . (w * sign(x)) where no weight of the
  * layer is -128 (the sign row after the weights, cpu_qpointwise.py: a pair at most
- * 2 x 128 x 127), else bytes sign-extended to int16 and vpmaddwd (every product exact). The
+ * 2 x 128 x 127; on the strips' blocks that pass qpw_check, (w + 128) . x instead, the biased
+ * weights as vpmaddubsw's u8 operand: as many multiplies as u8 activations, no vpsignb), else
+ * bytes sign-extended to int16 and vpmaddwd (every product exact). The
  * epilogue on 8-lane vectors: a proved channel (the rows after the weights, tactics/
  * qdw_requant.py's proof, as conv_int8.c's) clamp(rint(float(acc) * vmq), lo, hi) with no
  * check; else the fast one (conv_int8.c's fast8) with the lanes near a half redone exactly. */
 #define QPW_MR 4       /* output channels of a tile */
 #define QPW_FM_MAX 1024 /* output channels whose fast multipliers a pass keeps on the stack */
-/* QPW_SIGNA: QPW_SIGN with |x| read from the layout's copy (qpw_abs) */
-enum { QPW_UBS, QPW_SIGN, QPW_WIDE, QPW_UBS2, QPW_SIGNA };
+/* QPW_SIGNA: QPW_SIGN with |x| read from the layout's copy (qpw_abs); QPW_BIASED: (w + 128) . x
+ * from the biased quads (a block that passed qpw_check) */
+enum { QPW_UBS, QPW_SIGN, QPW_WIDE, QPW_UBS2, QPW_SIGNA, QPW_BIASED };
 
 /* the accumulators of a tile (init: each channel's start) to mem [MR][16] */
 static inline __attribute__((always_inline)) void qpw_dots(const uint32_t *x, long pn, long cq,
                                                          const int32_t *w, long ws,
                                                          const int32_t *init, int32_t *mem,
-                                                         long aoff, const int NV,
-                                                         const int KIND) {
+                                                         long aoff, const int32_t *cs,
+                                                         const int NV, const int KIND) {
     __m256i acc[QPW_MR][2];
     const __m256i ones = _mm256_set1_epi16(1);
 #pragma GCC unroll 4
     for (int i = 0; i < QPW_MR; i++)
 #pragma GCC unroll 2
-        for (int v = 0; v < NV; v++) acc[i][v] = _mm256_set1_epi32(init[i]);
+        for (int v = 0; v < NV; v++)
+            acc[i][v] = KIND == QPW_BIASED /* less 128 x each position's activations' sum */
+                            ? _mm256_add_epi32(_mm256_set1_epi32(init[i]),
+                                               _mm256_loadu_si256((const __m256i *)(cs + 8 * v)))
+                            : _mm256_set1_epi32(init[i]);
     for (long t = 0; t < cq; t++, x += pn, w += ws) {
         __m256i xv[2], ax[2];
 #pragma GCC unroll 2
@@ -514,7 +536,8 @@ static inline __attribute__((always_inline)) void qpw_dots(const uint32_t *x, lo
             for (int v = 0; v < NV; v++) {
                 const __m256i p = KIND == QPW_SIGN || KIND == QPW_SIGNA
                                       ? _mm256_maddubs_epi16(ax[v], _mm256_sign_epi8(wb, xv[v]))
-                                      : _mm256_maddubs_epi16(xv[v], wb);
+                                  : KIND == QPW_BIASED ? _mm256_maddubs_epi16(wb, xv[v])
+                                                       : _mm256_maddubs_epi16(xv[v], wb);
                 acc[i][v] = _mm256_add_epi32(acc[i][v], _mm256_madd_epi16(p, ones));
             }
         }
@@ -773,7 +796,7 @@ static inline __attribute__((always_inline)) void qpw_tile(const qpw_int8_args *
     if (KIND == QPW_WIDE)
         qpw_dots_wide(x, pn, cq, qpw_wq(a, oc), QPW_WS(a), init, mem, NV);
     else
-        qpw_dots(x, pn, cq, qpw_wq(a, oc), QPW_WS(a), init, mem, qpw_aoff(a), NV, KIND);
+        qpw_dots(x, pn, cq, qpw_wq(a, oc), QPW_WS(a), init, mem, qpw_aoff(a), NULL, NV, KIND);
     if (a->otype) {
         for (long i = 0; i < rows; i++) qpw_row_f32(a, mem + 16 * i, oc + i, a->q0 + j0, n, NV);
         return;
@@ -898,6 +921,10 @@ static inline __attribute__((always_inline)) void qpw_strip(const qpw_int8_args 
     const float *em = P->em + k;
     const int32_t *w0 = qpw_wq(a, oc);
     const long ws = QPW_WS(a);
+    /* signed: each block's check (qpw_check, 0: none) and the biased quads */
+    const int32_t *chk = KIND == QPW_SIGN || KIND == QPW_SIGNA ? qpw_checks(a, buf) : NULL;
+    const int32_t *wb0 = chk ? w0 + qpw_boff(a) : NULL;
+    const int32_t *csum = chk ? chk - (a->q1 - a->q0 + 15) / 16 * 16 : NULL; /* x -128 */
     int8_t *o = a->out + oc * ocs + a->q0;
     /* vpshufb: row 2p's byte in the low lane, row 2p + 1's in the high lane */
     static const int8_t pick[2][32] = {
@@ -915,8 +942,10 @@ static inline __attribute__((always_inline)) void qpw_strip(const qpw_int8_args 
             if (KIND == QPW_UBS2) /* the panel's pairing, after the sign row */
                 qpw_dots_pair(x, pn, w0, ws, a->wts + (cq + 4) * a->coutp + oc / 16 * (cq + 1),
                               P->init + k, mems[c], cq);
+            else if ((KIND == QPW_SIGN || KIND == QPW_SIGNA) && chk && chk[jn / 16])
+                qpw_dots(x, pn, cq, wb0, ws, P->init + k, mems[c], 0, csum + jn, 2, QPW_BIASED);
             else
-                qpw_dots(x, pn, cq, w0, ws, P->init + k, mems[c], qpw_aoff(a), 2, KIND);
+                qpw_dots(x, pn, cq, w0, ws, P->init + k, mems[c], qpw_aoff(a), NULL, 2, KIND);
         }
         /* the accumulators through memory and the epilogue's constants read after the dots:
          * held in registers across the loop (GCC hoists the constants) they left the dot loop
@@ -1147,6 +1176,43 @@ static void qpw_abs(uint32_t *buf, long n) {
                             _mm256_abs_epi8(_mm256_loadu_si256((const __m256i *)(buf + j))));
 }
 
+/* on signed activations where the layer has biased quads (the sign row's second column): for
+ * each block of 16 positions, whether every byte pair of its quads sums to [-128, 128] (then
+ * no int16 pair sum of (w + 128) . x saturates: |x1 a1 + x2 a2| <= 255 x 128 for a in
+ * [0, 255] where x1, x2 have one sign, else <= 128 x 255), and each position's activations'
+ * sum x -128 (the biased products' correction); after the layout and its |x| (qpw_checks),
+ * the sums [pn], the checks [pn / 16] and a last int32 nonzero where any block passed */
+static void qpw_check(const qpw_int8_args *a, uint32_t *buf, long pn) {
+    const long cq = (a->cin + 3) / 4, rs = qpw_rs(cq, pn), bs = rs == 16 ? 16 * cq : 16;
+    int32_t *cs = (int32_t *)buf + 2 * cq * pn, *chk = cs + pn;
+    const __m256i one8 = _mm256_set1_epi8(1), one16 = _mm256_set1_epi16(1);
+    const __m256i hi = _mm256_set1_epi16(128), lo = _mm256_set1_epi16(-128);
+    int any = 0;
+    for (long b = 0; b < pn / 16; b++) {
+        const uint32_t *x = buf + b * bs;
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, bad = s0;
+        for (long q = 0; q < cq; q++, x += rs) {
+            const __m256i p0 = _mm256_maddubs_epi16(one8, _mm256_loadu_si256((const __m256i *)x));
+            const __m256i p1 =
+                _mm256_maddubs_epi16(one8, _mm256_loadu_si256((const __m256i *)(x + 8)));
+            bad = _mm256_or_si256(bad, _mm256_or_si256(_mm256_cmpgt_epi16(p0, hi),
+                                                       _mm256_cmpgt_epi16(lo, p0)));
+            bad = _mm256_or_si256(bad, _mm256_or_si256(_mm256_cmpgt_epi16(p1, hi),
+                                                       _mm256_cmpgt_epi16(lo, p1)));
+            s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(p0, one16));
+            s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(p1, one16));
+        }
+        const __m256i zero = _mm256_setzero_si256();
+        _mm256_storeu_si256((__m256i *)(cs + 16 * b),
+                            _mm256_slli_epi32(_mm256_sub_epi32(zero, s0), 7));
+        _mm256_storeu_si256((__m256i *)(cs + 16 * b + 8),
+                            _mm256_slli_epi32(_mm256_sub_epi32(zero, s1), 7));
+        chk[b] = !_mm256_movemask_epi8(bad);
+        any |= chk[b];
+    }
+    chk[pn / 16] = any;
+}
+
 static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, uint32_t *buf, long pn,
                      int neg) {
     const long cq = (a->cin + 3) / 4, all = a->q1 - a->q0;
@@ -1154,6 +1220,12 @@ static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, uint32_t *buf, l
     const int wsafe = a->wts[(cq + 3) * a->coutp] != 0;
     const int kind = !neg ? QPW_UBS : !wsafe ? QPW_WIDE : qpw_aoff(a) ? QPW_SIGNA : QPW_SIGN;
     if (kind == QPW_SIGNA) qpw_abs(buf, qpw_aoff(a));
+    if (kind == QPW_SIGN || kind == QPW_SIGNA) {
+        if (a->wts[(cq + 3) * a->coutp + 1] && !a->otype)
+            qpw_check(a, buf, pn);
+        else
+            ((int32_t *)buf)[2 * cq * pn + pn + pn / 16] = 0;
+    }
     pn = qpw_rs(cq, pn); /* from here the layout's row stride (the tiles' pn) */
     float fm[QPW_FM_MAX + QPW_MR];
     qpw_pass P;
@@ -1270,8 +1342,9 @@ static void qpw_f32_c(const qpw_int8_args *a) {
 }
 #endif
 
-/* positions [q0, q1) of output channels [oc0, oc1) of one image (a->buf: the call's own, twice
- * cin / 4 rows of (q1 - q0) rounded up to 16 int32: the layout, then its |x| (qpw_aoff)) */
+/* positions [q0, q1) of output channels [oc0, oc1) of one image (a->buf: the call's own, with
+ * pn = (q1 - q0) rounded up to 16, 2 (cin / 4) pn + 2 pn int32: the layout, its |x| (qpw_aoff),
+ * the positions' sums and the blocks' checks (qpw_check)) */
 void qpw_int8_f32(const qpw_int8_args *a) {
     if (a->q1 <= a->q0 || a->oc1 <= a->oc0) return;
 #ifndef QPW_AVX2

@@ -11,7 +11,8 @@ its GEMM); a last vector of at most 4 positions (7x7: 49 = 3 x 16 + 1) goes by o
 vectors. Bit-identical to the reference. Chosen by timing
 against ``qconv_native`` at build, as every tactic. On AVX2 without VNNI (Zen 3) its tiles
 of 4 channels x 16 positions (vpmaddubsw, x read as u8 after a relu, else |x| . (w *
-sign(x)) where no weight is -128; a proved requantization as conv_int8.c's) apply to every
+sign(x)) where no weight is -128, or (w + 128) . x less 128 x the activations' sums on the
+blocks whose byte pairs allow it; a proved requantization as conv_int8.c's) apply to every
 1x1 layer (no cin / positions limits); on other builds its plain C path is correct but
 slow, and loses there. The weight quads are packed as the library reads them
 (``qpw_int8_panel``): in panels of 16 output channels, a tile's quads one after another (AVX2
@@ -46,7 +47,8 @@ TILE_CHANNELS = 16
 #: multiplier (0: not proved) and its byte bounds (conv_int8_pw.c's AVX2 path)
 PROVED_ROWS = 3
 #: then one row of int32: 1 in its first column where no weight is -128 (the AVX2 path's
-#: |x| . (w * sign(x)) dot product is exact there), else 0
+#: |x| . (w * sign(x)) dot product is exact there), else 0; 1 in its second where the biased
+#: quads follow the pairings (a layer whose input may be negative, on the panels' builds)
 SIGN_ROWS = 1
 #: on the panels' builds, then each panel's pairing of its quads (_pairings, at activations in
 #: [0, PAIR_SPAN]): cq + 1 int32 a panel, T2 (the quads the AVX2 strips on u8 activations read
@@ -55,6 +57,11 @@ SIGN_ROWS = 1
 PAIR_SPAN = 127
 #: panels of at most this many quads re-pair the quads whose consecutive pairs fail
 REPAIR_CQ = 64
+#: on signed inputs, after the pairings' rows: the weights + 128 as u8 quads (pack_quads'
+#: panels), the AVX2 strips' dot products on blocks whose activations' byte pairs all sum to
+#: [-128, 128] (conv_int8_pw.c qpw_check: there (w + 128) . x saturates no int16 pair sum),
+#: less 128 x the activations' sum
+BIASED_QUADS = True
 #: layers with fewer input channels are left to qconv_native (not timed at build): there the
 #: epilogue outweighs the dot products and qconv_native's is faster. MobileNetV2's 1x1 layers,
 #: batch 1, 2 threads, one process alternating, under load (qpointwise / qconv): input
@@ -198,8 +205,11 @@ class QPointwiseNative(Tactic):
         # [oc][quad][4 channels] -> int32 quads in the build's layout, cq x coutp of them;
         # then the rows of the proved multipliers, the sign row and the panels' pairings
         parts = [pack_quads(w, _panel()), np.zeros((PROVED_ROWS + SIGN_ROWS) * coutp, np.int32)]
+        biased = _panel() == 16 and BIASED_QUADS and not (s.x_range and s.x_range[0] >= 0)
         if _panel() == 16:
             parts.append(_pairings(w, cq))
+        if biased:
+            parts.append(pack_quads((w.astype(np.int16) + 128).astype(np.uint8).view(np.int8), 16))
         wts = np.concatenate(parts).reshape(-1, coutp)
         wsum = np.asarray(s.weight, np.int64).reshape(cout, -1).sum(axis=1).astype(np.int32)
         mult = float(s.x_scale) * np.asarray(s.w_scale, np.float64).reshape(cout)
@@ -215,6 +225,7 @@ class QPointwiseNative(Tactic):
                 tuple(s.activation_params),
             )
         wts[cq + PROVED_ROWS, 0] = int((w[:cout, :cin] != -128).all())
+        wts[cq + PROVED_ROWS, 1] = int(biased)
         self._prep = dict(
             cq=cq, coutp=coutp, wts=wts, wsum=wsum, mult=np.ascontiguousarray(mult), bias=bias
         )
@@ -241,8 +252,8 @@ class QPointwiseNative(Tactic):
         """The layout buffer of a layer's task ``k``: one of the context's shared ones (the
         same for every 1x1 layer's task k: the layers run one after another, and the buffer
         stays in the caches instead of a cold one per layer), or a private one if larger."""
-        if SHARED_LAYOUT and size <= LAYOUT_BYTES // 2:
-            return scratch((LAYOUT_BYTES // 2,), np.int32, f"qpw_layout{k}")
+        if SHARED_LAYOUT and size <= 3 * LAYOUT_BYTES // 4:
+            return scratch((3 * LAYOUT_BYTES // 4,), np.int32, f"qpw_layout{k}")
         return scratch((size,), np.int32, None)
 
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
@@ -271,10 +282,10 @@ class QPointwiseNative(Tactic):
         tasks: list[Any] = []
         for b in range(n):
             for q0, q1, oc0, oc1 in self._parts(n, positions, workers):
-                # the layout and, after it, its |x| (the signed dot products' tiles)
-                buf = self._layout_buffer(
-                    scratch, 2 * p["cq"] * -(-(q1 - q0) // VECTOR) * VECTOR, len(tasks)
-                )
+                # the layout, its |x| (the signed dot products' tiles), then each position's
+                # activations' sum and each block's check (qpw_check)
+                pn = -(-(q1 - q0) // VECTOR) * VECTOR
+                buf = self._layout_buffer(scratch, 2 * p["cq"] * pn + 2 * pn, len(tasks))
                 args = dict(
                     x=x.ctypes.data + b * x.strides[0],
                     xcs=x.strides[1],
