@@ -24,7 +24,9 @@
  * block of up to ROWS_BLOCK_FLOATS / cin pixels of one image at a time (in L1 while every
  * panel sweeps it), the first panel prefetching the strips PFD pixels ahead; only the
  * strip short of NR pixels at an image's (or the range's) end is packed (and, on a float32
- * input off 32-byte alignment, the pixels up to the boundary at an image's start). Per
+ * input off 32-byte alignment, the pixels up to the boundary at an image's start); where
+ * the channel stride starts the rows in few L1 sets (56 x 56 planes), a block's channels go
+ * in blocks of fewer (rows_kblocks). Per
  * output value the same products in the same order as the packed path: the same bits. This
  * is what the layers of few output channels on large planes need (MobileNetV2's 32 -> 16 at
  * 112 x 112: there the packing copy cost as much as a panel's products), and large planes of
@@ -699,19 +701,64 @@ static inline __attribute__((always_inline)) void rows_panel(const conv_pointwis
                                                             long oc, long nr, long nfull,
                                                             long tail, long oh, long pure,
                                                             const char *pre, long pcs, long pc0,
-                                                            long pc1, long es) {
+                                                            long pc1, long es, long k0, long kc,
+                                                            long first, long last) {
     long K = a->cin;
-    const float *wp = a->wpack + ob * K * PANEL + (oc - ob * PANEL);
+    const float *wp = a->wpack + (ob * K + k0) * PANEL + (oc - ob * PANEL);
     for (long j = 0; j < nfull + (tail > 0); j++, st.q += NR, st.p += NR) {
         prefetch_strip(pre + j * NR * es, pcs, pc0, pc1, NR * es);
         source s = src;
         if (j == nfull) {
-            s = packed(a->pk);
+            s = packed(a->pk + k0 * NR);
             st.np = tail;
         }
-        tile(a, wp, s, &st, oc, nr, K, 1, 1, TV, oh, pure, 1);
+        tile(a, wp, s, &st, oc, nr, kc, first, last, TV, oh, pure, 1);
         src.b += NR;
         src.q += NR;
+    }
+}
+
+/* conv_rows' channel blocks (float32, one image's blocks of pixels): a channel stride whose
+ * rows start in few of L1's 64 sets (56 x 56 planes: 12544 bytes, every 16th channel in the
+ * same set) puts more of a block's lines in a set than it has ways (144 channels: 9 in 8), so
+ * that the block does not stay in L1 while its row groups sweep it; blocks of at least
+ * RB_MIN_KC channels that bring the lines a set takes down to RB_WAYS, where there are such
+ * (their sums through the output, as the packed path's channel blocks: the same bits). */
+#define RB_WAYS 6
+#define RB_MIN_KC 48
+static long rows_kblocks(const conv_pointwise_args *a) {
+    long K = a->cin, line = a->xcs * 4 / 64 % 64;
+    if (a->xcs * 4 % 64) return 1; /* rows not a whole number of lines apart: spread */
+    long sets = line ? 64 / (line & -line) : 1, per = (K + sets - 1) / sets;
+    long nkb = (per + RB_WAYS - 1) / RB_WAYS;
+    return per <= 8 || nkb > K / RB_MIN_KC ? 1 : nkb;
+}
+
+/* conv_rows' block of pixels st (nfull strips in place at src, then tail pixels packed in pk,
+ * through tail_strip where gemv) in nkb channel blocks, float32: out of line, so that the
+ * common case compiles as it did */
+static __attribute__((noinline)) void rows_split(const conv_pointwise_args *a, source src,
+                                                 strip st, long nfull, long tail, long gemv,
+                                                 long nkb) {
+    long K = a->cin;
+    for (long kb = 0; kb < nkb; kb++) {
+        long k0 = K * kb / nkb, kc = K * (kb + 1) / nkb - k0;
+        for (long ob = a->ob0; ob < a->ob1; ob++)
+            for (long r = 0; r < PANEL; r += TR) {
+                long oc = ob * PANEL + r;
+                if (oc >= a->cout) break;
+                long nr = a->cout - oc < TR ? a->cout - oc : TR;
+                source s = src; /* each block's first row group brings its inputs in */
+                s.b += k0 * a->xcs;
+                s.pfd = ob == a->ob0 && r == 0 ? PFD : 0;
+                rows_panel(a, s, st, ob, oc, nr, nfull, gemv ? 0 : tail, 0, 1,
+                           (const char *)a->x, 0, 0, 0, 4, k0, kc, kb == 0, kb == nkb - 1);
+            }
+        if (gemv) {
+            strip tl = {st.q + nfull * NR, tail, st.b, st.p + nfull * NR, 1};
+            tail_strip(a, a->pk + k0 * NR, &tl, k0, kc, kb == 0, kb == nkb - 1, 0, a->ob0,
+                       a->ob1);
+        }
     }
 }
 
@@ -724,6 +771,7 @@ static inline __attribute__((always_inline)) void conv_rows(const conv_pointwise
     long big = (a->q1 - a->q0) * K * es > PF_MIN_BYTES;
     long PB = (big ? PF_BLOCK_FLOATS : ROWS_BLOCK_FLOATS) / K / NR * NR;
     if (PB < NR) PB = NR;
+    long nkb = big || !pure ? 1 : rows_kblocks(a);
     long groups = 0; /* row groups of TR output channels */
     for (long ob = a->ob0; ob < a->ob1; ob++)
         for (long r = 0; r < PANEL && ob * PANEL + r < a->cout; r += TR) groups++;
@@ -751,18 +799,22 @@ static inline __attribute__((always_inline)) void conv_rows(const conv_pointwise
         const char *pre = (const char *)a->x;
         if (next) pre += ((nq / hw) * a->xis + nq % hw) * es;
         long g = 0;
-        for (long ob = a->ob0; ob < a->ob1; ob++)
-            for (long r = 0; r < PANEL; r += TR, g++) {
-                long oc = ob * PANEL + r;
-                if (oc >= a->cout) break;
-                long nr = a->cout - oc < TR ? a->cout - oc : TR;
-                source s = src; /* the first panel's tiles bring the inputs in */
-                s.pfd = g == 0 ? PFD : 0;
-                long c0 = next ? K * g / groups : 0, c1 = next ? K * (g + 1) / groups : 0;
-                rows_panel(a, s, st, ob, oc, nr, nfull, gemv ? 0 : tail, oh, pure, pre,
-                           a->xcs * es, c0, c1, es);
-            }
-        if (gemv) {
+        if (nkb == 1) {
+            for (long ob = a->ob0; ob < a->ob1; ob++)
+                for (long r = 0; r < PANEL; r += TR, g++) {
+                    long oc = ob * PANEL + r;
+                    if (oc >= a->cout) break;
+                    long nr = a->cout - oc < TR ? a->cout - oc : TR;
+                    source s = src; /* the first panel's tiles bring the inputs in */
+                    s.pfd = g == 0 ? PFD : 0;
+                    long c0 = next ? K * g / groups : 0, c1 = next ? K * (g + 1) / groups : 0;
+                    rows_panel(a, s, st, ob, oc, nr, nfull, gemv ? 0 : tail, oh, pure, pre,
+                               a->xcs * es, c0, c1, es, 0, K, 1, 1);
+                }
+        } else if (pure) {
+            rows_split(a, src, st, nfull, tail, gemv, nkb);
+        }
+        if (gemv && nkb == 1) {
             strip tl = {q + nfull * NR, tail, b, p + nfull * NR, 1};
             tail_strip(a, a->pk, &tl, 0, K, 1, 1, oh, a->ob0, a->ob1);
         }
