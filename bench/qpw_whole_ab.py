@@ -8,8 +8,9 @@ context only created under the old kernels (as ``bench/int8_vs_ort.py --old-kern
 runs the new ones when timed: an A/A. The outputs of every side must equal the new one's.
 Per old side: the medians, the median of the per-round ratios new / old and its 10th-90th
 percentiles; with two old sides also old0 / old1 (give one of them a copy of the working
-tree's kernels for an A/A). Engines and models as ``bench/int8_vs_ort.py`` builds them in
-``--work``.
+tree's kernels for an A/A); ``--ort``: onnxruntime's quantized model as one more side (one
+intra-op thread; by the calling thread's CPU time too). Engines and models as
+``bench/int8_vs_ort.py`` builds them in ``--work``.
 
 Run:
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python -m bench.qpw_whole_ab \\
@@ -36,9 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--old", nargs="+", required=True, help="kernels folders")
     p.add_argument("--rounds", type=int, default=100)
     p.add_argument("--runs", type=int, default=3, help="runs per round and side (fastest)")
+    p.add_argument("--ort", action="store_true", help="an onnxruntime-q side too (1 thread)")
     args = p.parse_args(argv)
 
-    from bench.int8_vs_ort import _build
+    from bench.int8_vs_ort import _build, _ort
     from edge_infer.engine.backends import get_backend
     from edge_infer.engine.backends.cpu import native
     from edge_infer.engine.benchmark import set_threads
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(1)
     get_backend("cpu").configure(cores=1)
     build = argparse.Namespace(calib_frames=32, calibrator="minmax", rebuild=False, threads=1)
-    engine, _, feeds = _build(args.row, Path(args.work), build)
+    engine, q_path, feeds = _build(args.row, Path(args.work), build)
     ctxs = {"new": Engine.load(str(engine)).create_context()}
     for _ in range(3):
         ctxs["new"].execute(feeds)
@@ -62,14 +64,20 @@ def main(argv: list[str] | None = None) -> int:
         for key, got in ctx.execute(feeds).items():
             if not np.array_equal(np.asarray(got), np.asarray(want[key])):
                 raise SystemExit(f"{name}: output {key!r} differs from the new kernels'")
-    times: dict[str, list[float]] = {name: [] for name in ctxs}
-    names = list(ctxs)
+    runs = {name: (lambda ctx=ctx: ctx.execute(feeds)) for name, ctx in ctxs.items()}
+    if args.ort:
+        session = _ort(q_path, 1)
+        runs["ort"] = lambda: session.run(None, feeds)
+        for _ in range(3):
+            runs["ort"]()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
     for r in range(args.rounds):
         for name in names[:: 1 if r % 2 else -1]:
             best = float("inf")
             for _ in range(args.runs):
                 t0 = time.thread_time()
-                ctxs[name].execute(feeds)
+                runs[name]()
                 best = min(best, time.thread_time() - t0)
             times[name].append(best)
 
@@ -82,10 +90,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{statistics.median(ratios):.3f} (10-90 % {lo:.3f}-{hi:.3f})"
         )
 
-    for name in names[1:]:
+    olds = [name for name in names if name.startswith("old")]
+    for name in [*olds, *(["ort"] if args.ort else [])]:
         print(f"{args.row}: {line('new', name)}")
-    if len(names) > 2:
+    if len(olds) > 1:
         print(f"{args.row}: {line('old0', 'old1')}")
+    if args.ort:
+        for name in olds:
+            print(f"{args.row}: {line(name, 'ort')}")
     return 0
 
 
