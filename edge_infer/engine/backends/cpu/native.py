@@ -87,6 +87,16 @@ def _compiler() -> str | None:
 
 
 @functools.cache
+def _sources(folder: Path) -> tuple[tuple[str, bytes], ...]:
+    """``folder``'s kernel sources then headers, (name, bytes), read once: the library's
+    key hashes these bytes and the library is compiled from copies of them, so a file edited
+    in between (a tree someone is working in) cannot give a library the key of sources it
+    was not built from."""
+    files = sorted(folder.glob("*.c")) + sorted(folder.glob("*.h"))
+    return tuple((f.name, f.read_bytes()) for f in files)
+
+
+@functools.cache
 def _library_key(cc: str) -> str:
     """The kernel library's build key: its sources and headers, flags, compiler and CPU."""
     try:
@@ -97,7 +107,7 @@ def _library_key(cc: str) -> str:
         version = ""
     key = hashlib.sha256()
     for part in [
-        *(p.read_bytes() for p in sorted(KERNELS.glob("*.c")) + sorted(KERNELS.glob("*.h"))),
+        *(data for _, data in _sources(KERNELS)),
         " ".join(_flags()).encode(),
         version.encode(),
         _cpu_id().encode(),
@@ -123,11 +133,10 @@ def library() -> Any | None:
     if cc is None:
         log.warning("no C compiler found (set EDGE_INFER_CC): native CPU kernels disabled")
         return None
-    sources = sorted(KERNELS.glob("*.c"))
     target = cache_dir() / f"kernels-{_library_key(cc)}.so"
     if not target.is_file():
         try:
-            _compile(cc, sources, target)
+            _compile(cc, _sources(KERNELS), target)
         except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
             log.warning("native CPU kernels not compiled (%s): using numpy/BLAS tactics", exc)
             return None
@@ -163,12 +172,14 @@ def kernels_from(folder: Path) -> Iterator[Any]:
     global KERNELS
     saved = KERNELS
     KERNELS = Path(folder)
+    _sources.cache_clear()
     _library_key.cache_clear()
     library.cache_clear()
     try:
         yield library()
     finally:
         KERNELS = saved
+        _sources.cache_clear()
         _library_key.cache_clear()
         library.cache_clear()
 
@@ -316,9 +327,10 @@ class NativeCall:
 COMPILE_TIMEOUT_S = 1200
 
 
-def _compile(cc: str, sources: list[Path], target: Path) -> None:
-    """``sources`` compiled one object each, as many at once as this process may use cores
-    (the slowest file, not their sum, is the wait), then linked into ``target`` atomically."""
+def _compile(cc: str, files: tuple[tuple[str, bytes], ...], target: Path) -> None:
+    """The sources of ``files`` (:func:`_sources`: written to a temporary folder with the
+    headers) compiled one object each, as many at once as this process may use cores (the
+    slowest file, not their sum, is the wait), then linked into ``target`` atomically."""
     flags = _flags()
     objects_flags = [f for f in flags if f != "-shared"]
     try:
@@ -341,6 +353,9 @@ def _compile(cc: str, sources: list[Path], target: Path) -> None:
             raise RuntimeError(f"{cc} failed: {err.strip()[:500]}")
 
     with tempfile.TemporaryDirectory(prefix="ei-kernels-") as tmpdir:
+        for name, data in files:
+            (Path(tmpdir) / name).write_bytes(data)
+        sources = [Path(tmpdir) / name for name, _ in files if name.endswith(".c")]
         objs = [Path(tmpdir) / f"{src.stem}.o" for src in sources]
         with ThreadPoolExecutor(max(1, min(cores, len(sources)))) as ex:
             jobs = [

@@ -259,6 +259,37 @@ def test_compiled_once_into_the_cache(monkeypatch, tmp_path) -> None:
 
 
 @needs_cc
+def test_the_library_is_built_from_the_bytes_its_key_hashes(monkeypatch, tmp_path) -> None:
+    """A kernel file saved while the library compiles (a tree someone works in) is not in
+    that library: the sources are read once, hashed for its key and compiled from copies.
+    Reading them again at compile time stored the edited code under the old sources' key,
+    and a later run with those sources loaded it. -O0, as test_compiled_once_into_the_cache."""
+    folder = tmp_path / "kernels"
+    shutil.copytree(native.KERNELS, folder)
+    monkeypatch.setenv("EDGE_INFER_CACHE", str(tmp_path / "cache"))
+    fast = [f for f in native._flags() if not f.startswith("-O")] + ["-O0"]
+    monkeypatch.setattr(native, "_flags", lambda: fast)
+    marker = b"long ei_saved_meanwhile(void) { return 1; }"
+    real_popen = native.subprocess.Popen
+
+    def popen(args, **kw):  # type: ignore[no-untyped-def]
+        if "-c" in args and marker not in (folder / "pool.c").read_bytes():  # compiling
+            with open(folder / "pool.c", "ab") as f:
+                f.write(b"\n" + marker + b"\n")
+        return real_popen(args, **kw)
+
+    monkeypatch.setattr(native.subprocess, "Popen", popen)
+    with native.kernels_from(folder) as lib:
+        assert lib is not None
+        assert not hasattr(lib, "ei_saved_meanwhile")
+        key = native._library_key(native._compiler())
+        assert marker not in dict(native._sources(folder))["pool.c"]
+    assert marker in (folder / "pool.c").read_bytes()  # the edit happened, during the build
+    assert [p.name for p in (tmp_path / "cache").rglob("*.so")] == [f"kernels-{key}.so"]
+    assert native.library() is not None  # this tree's library again
+
+
+@needs_cc
 def test_a_compile_past_its_time_limit_disables_native_kernels(monkeypatch, tmp_path, caplog):
     """A compile killed at its limit (the whole process group: cc1 too) leaves no library
     and no temp file; the build goes on without native kernels and says why."""
