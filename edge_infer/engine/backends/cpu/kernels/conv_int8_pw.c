@@ -174,6 +174,11 @@ static inline const int32_t *qpw_checks(const qpw_int8_args *a, const uint32_t *
     return c[pn / 16] ? c : NULL;
 }
 
+/* the fixed blocks' copies (qpw_fix) after the sums and the checks, int32 from the layout's
+ * start (pn: the call's positions rounded up to 16); their entries cq pn after that */
+#define QPW_FIX_MAX 8 /* a fixed block's byte pairs moved in at most */
+static inline long qpw_fixoff(long cq, long pn) { return 2 * cq * pn + 2 * pn; }
+
 /* the accumulator's start of channel oc: its bias (less 128 x its weights' sum where the
  * activations are biased to u8) */
 static inline int32_t qpw_init(const qpw_int8_args *a, long oc) {
@@ -924,7 +929,9 @@ static inline __attribute__((always_inline)) void qpw_strip(const qpw_int8_args 
     /* signed: each block's check (qpw_check, 0: none) and the biased quads */
     const int32_t *chk = KIND == QPW_SIGN || KIND == QPW_SIGNA ? qpw_checks(a, buf) : NULL;
     const int32_t *wb0 = chk ? w0 + qpw_boff(a) : NULL;
-    const int32_t *csum = chk ? chk - (a->q1 - a->q0 + 15) / 16 * 16 : NULL; /* x -128 */
+    const long pnc = (a->q1 - a->q0 + 15) / 16 * 16;
+    const int32_t *csum = chk ? chk - pnc : NULL; /* x -128 */
+    const int32_t *fixc = (const int32_t *)buf + qpw_fixoff(cq, pnc), *fix = fixc + cq * pnc;
     int8_t *o = a->out + oc * ocs + a->q0;
     /* vpshufb: row 2p's byte in the low lane, row 2p + 1's in the high lane */
     static const int8_t pick[2][32] = {
@@ -942,8 +949,22 @@ static inline __attribute__((always_inline)) void qpw_strip(const qpw_int8_args 
             if (KIND == QPW_UBS2) /* the panel's pairing, after the sign row */
                 qpw_dots_pair(x, pn, w0, ws, a->wts + (cq + 4) * a->coutp + oc / 16 * (cq + 1),
                               P->init + k, mems[c], cq);
-            else if ((KIND == QPW_SIGN || KIND == QPW_SIGNA) && chk && chk[jn / 16])
+            else if (KIND == QPW_SIGN && chk && chk[jn / 16])
                 qpw_dots(x, pn, cq, wb0, ws, P->init + k, mems[c], 0, csum + jn, 2, QPW_BIASED);
+            else if (KIND == QPW_SIGNA && chk && chk[jn / 16]) {
+                /* (the blocked layout: fixed blocks too, qpw_fix) a fixed block's copy, then
+                 * w . r of each byte pair moved in */
+                const int fixed = chk[jn / 16] == 2;
+                const int32_t *e = fixed ? fix + jn / 16 * (1 + 2 * QPW_FIX_MAX) : NULL;
+                qpw_dots(fixed ? (const uint32_t *)fixc + jn * cq : x, fixed ? 16 : pn, cq, wb0,
+                         ws, P->init + k, mems[c], 0, csum + jn, 2, QPW_BIASED);
+                for (int t = 0; fixed && t < e[0]; t++) {
+                    const long qb = e[1 + 2 * t], j = e[2 + 2 * t] & 15, r = e[2 + 2 * t] >> 8;
+                    const int8_t *wt = (const int8_t *)w0 + (qb >> 2) * ws * 4 + (qb & 3);
+                    for (int i = 0; i < QPW_MR; i++)
+                        mems[c][16 * i + j] += wt[4 * i] * (int32_t)r;
+                }
+            }
             else
                 qpw_dots(x, pn, cq, w0, ws, P->init + k, mems[c], qpw_aoff(a), NULL, 2, KIND);
         }
@@ -1176,12 +1197,58 @@ static void qpw_abs(uint32_t *buf, long n) {
                             _mm256_abs_epi8(_mm256_loadu_si256((const __m256i *)(buf + j))));
 }
 
+/* a block that failed qpw_check with at most QPW_FIX_MAX and cq / 4 byte pairs past
+ * [-128, 128] (each costs the strips' tiles 4 scalar multiply-adds): its quads copied
+ * (blocked, [cq][16], at qpw_fixoff) with each such pair's first byte moved in by r
+ * (x1 - r + x2 = +-128), the r kept (the entries after the copies: their count, then quad x 4
+ * + byte and position + 256 r each) for the strip to add w . r to those accumulators, and the
+ * block's sums x -128 (cs) those of the copy. 2 where so, else 0 (the block by
+ * |x| . (w * sign(x))) */
+static __attribute__((noinline)) int qpw_fix(uint32_t *buf, long cq, long pn, long b, long rs,
+                                             long bs, int32_t *cs) {
+    const uint32_t *x = buf + b * bs;
+    int32_t *copy = (int32_t *)buf + qpw_fixoff(cq, pn) + b * 16 * cq;
+    int32_t *ent = (int32_t *)buf + qpw_fixoff(cq, pn) + cq * pn + b * (1 + 2 * QPW_FIX_MAX);
+    const __m256i one8 = _mm256_set1_epi8(1);
+    const __m256i hi = _mm256_set1_epi16(128), lo = _mm256_set1_epi16(-128);
+    int n = 0;
+    int32_t sum[16]; /* the block's positions' sums x -128, moved in by 128 r */
+    memcpy(sum, cs, sizeof sum);
+    for (long q = 0; q < cq; q++, x += rs) {
+        for (int v = 0; v < 2; v++) {
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + 8 * v));
+            _mm256_storeu_si256((__m256i *)(copy + q * 16 + 8 * v), xv);
+            const __m256i p = _mm256_maddubs_epi16(one8, xv);
+            unsigned m = (unsigned)_mm256_movemask_epi8(
+                _mm256_or_si256(_mm256_cmpgt_epi16(p, hi), _mm256_cmpgt_epi16(lo, p)));
+            for (; m; m &= m - 1) {
+                const int l = __builtin_ctz(m) / 2, j = 8 * v + l / 2, h = l % 2;
+                m &= m - 1; /* (two bits a lane) */
+                if (n == QPW_FIX_MAX || 4 * (n + 1) > cq) return 0;
+                const uint32_t w = (uint32_t)copy[q * 16 + j];
+                const int x1 = (int8_t)(w >> (16 * h)), x2 = (int8_t)(w >> (16 * h + 8));
+                const int t = x1 + x2, r = t > 128 ? t - 128 : t + 128;
+                ent[1 + 2 * n] = (int32_t)(q * 4 + 2 * h);
+                ent[2 + 2 * n] = j + 256 * r;
+                n++;
+                const uint32_t b1 = (uint32_t)(uint8_t)(x1 - r) << (16 * h);
+                copy[q * 16 + j] = (int32_t)((w & ~(0xffu << (16 * h))) | b1);
+                sum[j] += 128 * r;
+            }
+        }
+    }
+    ent[0] = n;
+    memcpy(cs, sum, sizeof sum);
+    return 2;
+}
+
 /* on signed activations where the layer has biased quads (the sign row's second column): for
  * each block of 16 positions, whether every byte pair of its quads sums to [-128, 128] (then
  * no int16 pair sum of (w + 128) . x saturates: |x1 a1 + x2 a2| <= 255 x 128 for a in
  * [0, 255] where x1, x2 have one sign, else <= 128 x 255), and each position's activations'
  * sum x -128 (the biased products' correction); after the layout and its |x| (qpw_checks),
- * the sums [pn], the checks [pn / 16] and a last int32 nonzero where any block passed */
+ * the sums [pn], the checks [pn / 16] (1: passed, 2: fixed by qpw_fix, 0: neither) and a
+ * last int32 nonzero where any block passed */
 static void qpw_check(const qpw_int8_args *a, uint32_t *buf, long pn) {
     const long cq = (a->cin + 3) / 4, rs = qpw_rs(cq, pn), bs = rs == 16 ? 16 * cq : 16;
     int32_t *cs = (int32_t *)buf + 2 * cq * pn, *chk = cs + pn;
@@ -1202,14 +1269,21 @@ static void qpw_check(const qpw_int8_args *a, uint32_t *buf, long pn) {
             s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(p0, one16));
             s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(p1, one16));
         }
+        chk[b] = !_mm256_movemask_epi8(bad);
         const __m256i zero = _mm256_setzero_si256();
         _mm256_storeu_si256((__m256i *)(cs + 16 * b),
                             _mm256_slli_epi32(_mm256_sub_epi32(zero, s0), 7));
         _mm256_storeu_si256((__m256i *)(cs + 16 * b + 8),
                             _mm256_slli_epi32(_mm256_sub_epi32(zero, s1), 7));
-        chk[b] = !_mm256_movemask_epi8(bad);
         any |= chk[b];
     }
+    /* the failed blocks that a few byte pairs moved in let pass (the blocked layout only: on
+     * the rows layout the fixes cost more than they saved) */
+    for (long b = 0; b < pn / 16 && cq >= QPW_BLOCK_CQ; b++)
+        if (!chk[b]) {
+            chk[b] = qpw_fix(buf, cq, pn, b, rs, bs, cs + 16 * b);
+            any |= chk[b];
+        }
     chk[pn / 16] = any;
 }
 

@@ -62,6 +62,8 @@ REPAIR_CQ = 64
 #: [-128, 128] (conv_int8_pw.c qpw_check: there (w + 128) . x saturates no int16 pair sum),
 #: less 128 x the activations' sum
 BIASED_QUADS = True
+#: conv_int8_pw.c's QPW_FIX_MAX: a block's byte pairs moved in at most (its buffer's entries)
+FIX_MAX = 8
 #: layers with fewer input channels are left to qconv_native (not timed at build): there the
 #: epilogue outweighs the dot products and qconv_native's is faster. MobileNetV2's 1x1 layers,
 #: batch 1, 2 threads, one process alternating, under load (qpointwise / qconv): input
@@ -252,8 +254,8 @@ class QPointwiseNative(Tactic):
         """The layout buffer of a layer's task ``k``: one of the context's shared ones (the
         same for every 1x1 layer's task k: the layers run one after another, and the buffer
         stays in the caches instead of a cold one per layer), or a private one if larger."""
-        if SHARED_LAYOUT and size <= 3 * LAYOUT_BYTES // 4:
-            return scratch((3 * LAYOUT_BYTES // 4,), np.int32, f"qpw_layout{k}")
+        if SHARED_LAYOUT and size <= LAYOUT_BYTES:
+            return scratch((LAYOUT_BYTES,), np.int32, f"qpw_layout{k}")
         return scratch((size,), np.int32, None)
 
     def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: Scratch) -> Run:
@@ -282,10 +284,12 @@ class QPointwiseNative(Tactic):
         tasks: list[Any] = []
         for b in range(n):
             for q0, q1, oc0, oc1 in self._parts(n, positions, workers):
-                # the layout, its |x| (the signed dot products' tiles), then each position's
-                # activations' sum and each block's check (qpw_check)
+                # the layout, its |x| (the signed dot products' tiles), each position's
+                # activations' sum, each block's check, the fixed blocks' copies and their
+                # entries (qpw_check, qpw_fix)
                 pn = -(-(q1 - q0) // VECTOR) * VECTOR
-                buf = self._layout_buffer(scratch, 2 * p["cq"] * pn + 2 * pn, len(tasks))
+                size = 3 * p["cq"] * pn + 2 * pn + pn // VECTOR * (1 + 2 * FIX_MAX)
+                buf = self._layout_buffer(scratch, size, len(tasks))
                 args = dict(
                     x=x.ctypes.data + b * x.strides[0],
                     xcs=x.strides[1],

@@ -3,9 +3,11 @@
 128 x each position's activations' sum where every byte pair of the block's quads sums to
 [-128, 128] (conv_int8_pw.c qpw_check), else as |x| . (w * sign(x)): bit for bit the reference
 QConv on blocks of both kinds side by side, at the bound (pairs summing to +-128 against
-channels of 127s: 255 x 128 per int16 pair sum) and just past it (129: a block that must take
-the sign path), the rows layout (fewer than 16 quads) and the blocked one, with and without
-a residual, 1 and 2 threads."""
+channels of 127s: 255 x 128 per int16 pair sum) and just past it (+-129: on the rows layout a
+block that must take the sign path; on the blocked one a block fixed by qpw_fix, those pairs'
+first bytes moved in and w . r added back, or with more such pairs than it fixes, 5 on 16
+quads, the sign path), the rows layout (fewer than 16 quads) and the blocked one, with and
+without a residual, 1 and 2 threads."""
 
 from __future__ import annotations
 
@@ -30,8 +32,8 @@ SHAPES = [((1, 24, 9, 13), 40), ((1, 96, 7, 7), 36), ((1, 64, 8, 8), 20)]
 def _inputs(spec: QConvSpec, inputs: list, seed: int) -> list:
     """Small signed activations (every block passes the check) with: block 1's position 3
     holding byte pairs at the bound (64 + 64, -64 + -64, 128 - 0 as -128 + 0), block 2's
-    position 5 one pair just past it (65 + 64: the whole block takes the sign path); and two
-    channels of weights 127 (the biased weights 255)."""
+    positions 5 and 6 a pair just past it each (65 + 64, -65 + -64), block 0's position 7
+    five (100 + 100); and two channels of weights 127 (the biased weights 255)."""
     rng = np.random.default_rng(seed)
     x = rng.integers(-60, 61, spec.x_shape).astype(np.int8)
     flat = x.reshape(spec.x_shape[1], -1)
@@ -39,6 +41,8 @@ def _inputs(spec: QConvSpec, inputs: list, seed: int) -> list:
     flat[2:4, 16 + 3] = -64
     flat[4, 16 + 3], flat[5, 16 + 3] = -128, 0
     flat[0, 32 + 5], flat[1, 32 + 5] = 65, 64
+    flat[2, 32 + 6], flat[3, 32 + 6] = -65, -64
+    flat[8:18, 7] = 100
     w = np.asarray(spec.weight).copy()
     w[0] = 127
     w[-1] = 127
