@@ -554,6 +554,20 @@ static inline __attribute__((always_inline)) void qpw_dots(const uint32_t *x, lo
             _mm256_store_si256((__m256i *)(mem + 16 * i + 8 * v), acc[i][v]);
 }
 
+/* qpw_dots of a block that passed qpw_check (QPW_BIASED: wb the biased quads, cs its sums
+ * x -128), or that qpw_fix fixed (fx its copy, e its entries): the copy's biased products,
+ * then w . r of each byte pair moved in */
+static inline __attribute__((always_inline)) void qpw_dots_biased(
+    const uint32_t *x, long pn, long cq, const int32_t *w, const int32_t *wb, long ws,
+    const int32_t *init, int32_t *mem, const int32_t *cs, const uint32_t *fx, const int32_t *e) {
+    qpw_dots(fx ? fx : x, fx ? 16 : pn, cq, wb, ws, init, mem, 0, cs, 2, QPW_BIASED);
+    for (int t = 0; fx && t < e[0]; t++) {
+        const long qb = e[1 + 2 * t], j = e[2 + 2 * t] & 15, r = e[2 + 2 * t] >> 8;
+        const int8_t *wt = (const int8_t *)w + (qb >> 2) * ws * 4 + (qb & 3);
+        for (int i = 0; i < QPW_MR; i++) mem[16 * i + j] += wt[4 * i] * (int32_t)r;
+    }
+}
+
 /* qpw_dots on u8 activations (QPW_UBS) with the quads in the panel's order (ord, after
  * cpu_qpointwise.py's sign row: T2, then the cq quads' order), the first T2 two at a time: the
  * two quads' int16 pair sums added before one vpmaddwd, 3 multiplies for 64 products, not 4
@@ -798,10 +812,18 @@ static inline __attribute__((always_inline)) void qpw_tile(const qpw_int8_args *
     for (long i = 0; i < QPW_MR; i++) init[i] = i < rows ? qpw_init(a, oc + i) : 0;
     int32_t mem[QPW_MR * 16] __attribute__((aligned(32)));
     const uint32_t *x = buf + (pn == 16 ? j0 * cq : j0); /* pn: the row stride (qpw_rs) */
-    if (KIND == QPW_WIDE)
+    const long pnc = (a->q1 - a->q0 + 15) / 16 * 16;
+    const int32_t *chk = KIND == QPW_SIGNA && NV == 2 ? qpw_checks(a, buf) : NULL;
+    if (KIND == QPW_WIDE) {
         qpw_dots_wide(x, pn, cq, qpw_wq(a, oc), QPW_WS(a), init, mem, NV);
-    else
+    } else if (chk && chk[j0 / 16]) { /* (a float32 output's tiles: no strips there) */
+        const uint32_t *fixc = buf + qpw_fixoff(cq, pnc);
+        qpw_dots_biased(x, pn, cq, qpw_wq(a, oc), qpw_wq(a, oc) + qpw_boff(a), QPW_WS(a), init,
+                        mem, chk - pnc + j0, chk[j0 / 16] == 2 ? fixc + j0 * cq : NULL,
+                        (const int32_t *)fixc + cq * pnc + j0 / 16 * (1 + 2 * QPW_FIX_MAX));
+    } else {
         qpw_dots(x, pn, cq, qpw_wq(a, oc), QPW_WS(a), init, mem, qpw_aoff(a), NULL, NV, KIND);
+    }
     if (a->otype) {
         for (long i = 0; i < rows; i++) qpw_row_f32(a, mem + 16 * i, oc + i, a->q0 + j0, n, NV);
         return;
@@ -931,7 +953,8 @@ static inline __attribute__((always_inline)) void qpw_strip(const qpw_int8_args 
     const int32_t *wb0 = chk ? w0 + qpw_boff(a) : NULL;
     const long pnc = (a->q1 - a->q0 + 15) / 16 * 16;
     const int32_t *csum = chk ? chk - pnc : NULL; /* x -128 */
-    const int32_t *fixc = (const int32_t *)buf + qpw_fixoff(cq, pnc), *fix = fixc + cq * pnc;
+    const uint32_t *fixc = buf + qpw_fixoff(cq, pnc);
+    const int32_t *fix = (const int32_t *)fixc + cq * pnc;
     int8_t *o = a->out + oc * ocs + a->q0;
     /* vpshufb: row 2p's byte in the low lane, row 2p + 1's in the high lane */
     static const int8_t pick[2][32] = {
@@ -951,20 +974,10 @@ static inline __attribute__((always_inline)) void qpw_strip(const qpw_int8_args 
                               P->init + k, mems[c], cq);
             else if (KIND == QPW_SIGN && chk && chk[jn / 16])
                 qpw_dots(x, pn, cq, wb0, ws, P->init + k, mems[c], 0, csum + jn, 2, QPW_BIASED);
-            else if (KIND == QPW_SIGNA && chk && chk[jn / 16]) {
-                /* (the blocked layout: fixed blocks too, qpw_fix) a fixed block's copy, then
-                 * w . r of each byte pair moved in */
-                const int fixed = chk[jn / 16] == 2;
-                const int32_t *e = fixed ? fix + jn / 16 * (1 + 2 * QPW_FIX_MAX) : NULL;
-                qpw_dots(fixed ? (const uint32_t *)fixc + jn * cq : x, fixed ? 16 : pn, cq, wb0,
-                         ws, P->init + k, mems[c], 0, csum + jn, 2, QPW_BIASED);
-                for (int t = 0; fixed && t < e[0]; t++) {
-                    const long qb = e[1 + 2 * t], j = e[2 + 2 * t] & 15, r = e[2 + 2 * t] >> 8;
-                    const int8_t *wt = (const int8_t *)w0 + (qb >> 2) * ws * 4 + (qb & 3);
-                    for (int i = 0; i < QPW_MR; i++)
-                        mems[c][16 * i + j] += wt[4 * i] * (int32_t)r;
-                }
-            }
+            else if (KIND == QPW_SIGNA && chk && chk[jn / 16]) /* fixed blocks too */
+                qpw_dots_biased(x, pn, cq, w0, wb0, ws, P->init + k, mems[c], csum + jn,
+                                chk[jn / 16] == 2 ? fixc + jn * cq : NULL,
+                                fix + jn / 16 * (1 + 2 * QPW_FIX_MAX));
             else
                 qpw_dots(x, pn, cq, w0, ws, P->init + k, mems[c], qpw_aoff(a), NULL, 2, KIND);
         }
@@ -1295,7 +1308,7 @@ static void qpw_gemm(const qpw_int8_args *a, const qpw_fast *f, uint32_t *buf, l
     const int kind = !neg ? QPW_UBS : !wsafe ? QPW_WIDE : qpw_aoff(a) ? QPW_SIGNA : QPW_SIGN;
     if (kind == QPW_SIGNA) qpw_abs(buf, qpw_aoff(a));
     if (kind == QPW_SIGN || kind == QPW_SIGNA) {
-        if (a->wts[(cq + 3) * a->coutp + 1] && !a->otype)
+        if (a->wts[(cq + 3) * a->coutp + 1] && (!a->otype || kind == QPW_SIGNA))
             qpw_check(a, buf, pn);
         else
             ((int32_t *)buf)[2 * cq * pn + pn + pn / 16] = 0;

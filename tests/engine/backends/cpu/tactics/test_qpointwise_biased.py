@@ -81,3 +81,19 @@ def test_biased_quads_packed_for_signed_inputs_only() -> None:
     w[:20, :24] = np.asarray(spec.weight).reshape(20, 24)
     quads = (w + 128).astype(np.uint8).reshape(cp // 16, 16, cq, 4).transpose(0, 2, 1, 3)
     np.testing.assert_array_equal(ps["wts"][-cq:].reshape(-1).view(np.uint8), quads.reshape(-1))
+
+
+def test_biased_float32_output() -> None:
+    """A float32 output (its tiles: no strips there) on the blocked layout: the blocks that
+    pass or are fixed as the strips' ones, bit for bit."""
+    if native.library().qpw_int8_path() != 2:
+        pytest.skip("a float32 output only on the AVX2 path")
+    for k, (x_shape, cout) in enumerate(SHAPES[1:]):
+        conv = (x_shape, cout, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+        spec, inputs = make_case(conv, ("clip", (0.0, 6.0)), "none", None, "fp32", np.int8, 80 + k)
+        inputs = _inputs(spec, inputs, k)
+        spec = QConvSpec(**{**spec.__dict__, "weight": inputs[1]})
+        want = qconv(*inputs, **spec.attrs())
+        assert want.dtype == np.float32 and (want == 0).mean() < 0.9
+        for workers in (1, 2):
+            np.testing.assert_array_equal(run(spec, inputs, workers), want, err_msg=f"{k}")
