@@ -70,16 +70,20 @@ def _build(row: str, work: Path, args: argparse.Namespace) -> tuple[Path, Path, 
     return engine, q_path, {model.input_name: feed}
 
 
-def _ours(engine: Path, kernels: Path | None) -> Any:
-    """A context of ``engine``; on the kernels compiled from ``kernels`` when given (the
-    bound native calls keep that library)."""
+def _ours(engine: Path, kernels: Path | None, feeds: dict[str, np.ndarray]) -> Any:
+    """A context of ``engine``; on the kernels compiled from ``kernels`` when given: run once
+    inside the block, where it binds its native calls (a context binds at its first run;
+    created there but first run after it, the "old" side ran this tree's kernels, and
+    ours/old read 0.999-1.002 whatever changed)."""
     from edge_infer.engine.backends.cpu import native
     from edge_infer.engine.runtime import Engine
 
     if kernels is None:
         return Engine.load(str(engine)).create_context()
     with native.kernels_from(kernels):
-        return Engine.load(str(engine)).create_context()
+        ctx = Engine.load(str(engine)).create_context()
+        ctx.execute(feeds)
+        return ctx
 
 
 def _ort(path: Path, threads: int) -> Any:
@@ -116,10 +120,10 @@ def bench_row(row: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     engine, q_path, feeds = _build(row, work, args)
     session = _ort(q_path, args.threads)
     sides: dict[str, Any] = {"ort": lambda: session.run(None, feeds)}
-    ctx = _ours(engine, None)
+    ctx = _ours(engine, None, feeds)
     sides["ours"] = lambda: ctx.execute(feeds)
     if args.old_kernels:
-        old = _ours(engine, Path(args.old_kernels))
+        old = _ours(engine, Path(args.old_kernels), feeds)
         sides["old"] = lambda: old.execute(feeds)
     for run in sides.values():
         for _ in range(3):

@@ -309,6 +309,7 @@ class NativeCall:
         lib = library()
         assert lib is not None
         self.name = name
+        self._lib = lib
         self._fn = getattr(lib, name)
         self.args = ARGS[name](**fields)
         self._ref = ctypes.byref(self.args)
@@ -316,7 +317,14 @@ class NativeCall:
 
     @functools.cached_property
     def task(self) -> tuple[int, int]:
-        return task_address(self.name), ctypes.addressof(self.args)
+        """The pool's (wrapper address, struct address), from the library the call was bound
+        with: a program fuses its calls at its first run, maybe after ``kernels_from`` has
+        switched back to another library (a bench's old side then ran the new kernels)."""
+        wrapper = self.name.removesuffix("_f32") + "_task"
+        return (
+            ctypes.cast(getattr(self._lib, wrapper), ctypes.c_void_p).value or 0,
+            ctypes.addressof(self.args),
+        )
 
     def __call__(self) -> None:
         self._fn(self._ref)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import shutil
 from pathlib import Path
@@ -259,7 +260,9 @@ def test_compiled_once_into_the_cache(monkeypatch, tmp_path) -> None:
 
 
 @needs_cc
-def test_the_library_is_built_from_the_bytes_its_key_hashes(monkeypatch, tmp_path) -> None:
+def test_a_library_is_built_from_the_bytes_its_key_hashes_and_calls_keep_it(
+    monkeypatch, tmp_path
+) -> None:
     """A kernel file saved while the library compiles (a tree someone works in) is not in
     that library: the sources are read once, hashed for its key and compiled from copies.
     Reading them again at compile time stored the edited code under the old sources' key,
@@ -284,9 +287,19 @@ def test_the_library_is_built_from_the_bytes_its_key_hashes(monkeypatch, tmp_pat
         assert not hasattr(lib, "ei_saved_meanwhile")
         key = native._library_key(native._compiler())
         assert marker not in dict(native._sources(folder))["pool.c"]
+        fields = {"x": None, "y": None, "n": 0, "kind": 0, "half": 0}
+        call = native.NativeCall("unary_f32", fields, ())  # bound on this library
+        side = ctypes.cast(lib.unary_task, ctypes.c_void_p).value
     assert marker in (folder / "pool.c").read_bytes()  # the edit happened, during the build
     assert [p.name for p in (tmp_path / "cache").rglob("*.so")] == [f"kernels-{key}.so"]
-    assert native.library() is not None  # this tree's library again
+    monkeypatch.undo()  # this tree's library again (its flags, the session's cache)
+    native._library_key.cache_clear()
+    native.library.cache_clear()
+    assert native.library() is not None
+    # the call's pool task, first asked for now (a program fuses at its first run), is still
+    # the library's it was bound with, not the one loaded now
+    here = ctypes.cast(native.library().unary_task, ctypes.c_void_p).value
+    assert side != here and call.task[0] == side
 
 
 @needs_cc
