@@ -158,6 +158,28 @@ def test_thread_splits() -> None:
             exact(spec, inputs, run(spec, inputs, workers=workers), f"{conv} {workers}")
 
 
+def test_a_small_map_splits_its_tiles_evenly_without_channel_blocks() -> None:
+    """2 threads, a 20 x 20 map of 64 channels (100 tiles): TASKS_PER_WORKER tasks a thread,
+    tile ranges at multiples of the register tile's 16 (16, 32, 32, 20), every one over all
+    output channels (a channel split lays the same tiles' input out again); exact."""
+    from edge_infer.engine.backends.cpu.tactics import cpu_qwinograd, qconv_chunks
+
+    assert (qconv_chunks.TASKS_PER_WORKER, cpu_qwinograd.SPLIT_TILES) == (2, 16)
+    conv = ((1, 64, 20, 20), 64, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    spec, inputs = make_case(conv, ACTS[2], "none", None, "int8", np.int8, seed=5)
+    out = np.full(spec.out_shape, 77, np.int8)
+    pool = WorkPool(2)
+    try:
+        run = QWinogradNative(spec).bind(inputs, [out], ScratchPool(pool))
+        (chunks,) = [r.keep[1] for r in getattr(run, "parts", [run]) if hasattr(r, "keep")]
+        ranges = [(c.args.t0, c.args.t1, c.args.cout) for c in chunks]
+        assert ranges == [(0, 16, 64), (16, 48, 64), (48, 80, 64), (80, 100, 64)]
+        run()
+    finally:
+        pool.close()
+    exact(spec, inputs, out, "20 x 20, 2 threads")
+
+
 def extreme_case(cin: int, x_value: int, w_value: int, hw=(5, 6), pads=(1, 1, 1, 1)):
     """Every input x_value, every weight w_value, float32 outputs of the accumulators
     themselves (x_scale w_scale = 1) plus a bias per channel that takes the interior's,

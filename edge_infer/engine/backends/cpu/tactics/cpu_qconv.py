@@ -33,6 +33,7 @@ import numpy as np
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.activations import ACTIVATION_CODES
 from edge_infer.engine.backends.cpu.parallel import sequence, split
+from edge_infer.engine.backends.cpu.tactics import qconv_chunks
 from edge_infer.engine.backends.cpu.tactics.cpu_conv import flat3
 from edge_infer.engine.backends.cpu.tactics.qconv_chunks import (
     AVX2_PATH,
@@ -296,7 +297,7 @@ class QConvNative(QConvChunks, Tactic):
         layouts = scratch((n * groups, p["size"]), np.int32, "qconv_layout")
         keep = (p["toff"], p["wts"], p["wsum"], p["mult"], p["bias"], layouts, x, out3, z3)
         # a few more tasks than threads (a late thread costs less), none too small
-        tasks = 1 if workers == 1 else 3 * workers
+        tasks = 1 if workers == 1 else qconv_chunks.TASKS_PER_WORKER * workers
         macs = p["grid"] * p["terms"] * 4 * p["cog"]
         per = max(1, min(-(-tasks // (n * groups)), macs // MIN_TASK_MACS))
         # output-channel tiles (conv_int8.c): channel parts of whole tiles first (a part of

@@ -9,8 +9,8 @@ outputs of a channel pair where the direct sum takes 36. Chosen against ``qconv_
 
 The weights are packed at bind: ``[ceil(cout / 6)][16][ceil(cin / 2)][6]`` int32, each the
 int16 pair of channels (2k, 2k + 1), channel 2k in the low half (:func:`pack_weights`). Work
-is split between the threads by tile ranges of an image (whole blocks of the kernel's
-``qwino_int8_tb`` tiles), and by blocks of 6 output channels where an image has few tiles."""
+is split between the threads by tile ranges of an image (multiples of the register tile's 16
+tiles, :data:`SPLIT_TILES`), and by blocks of 6 output channels where an image has few tiles."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import numpy as np
 
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.parallel import sequence, split
+from edge_infer.engine.backends.cpu.tactics import qconv_chunks
 from edge_infer.engine.backends.cpu.tactics.cpu_qconv import (
     MIN_TASK_MACS,
     PROVED_ROWS,
@@ -44,6 +45,11 @@ MAX_CIN = 3639
 MAX_WEIGHT_BYTES = 1 << 20
 #: output channels of the kernel's register tile: thread splits by channels are multiples
 OB = 6
+#: tile ranges split between threads at multiples of this many tiles (None: the kernel's
+#: block, qwino_int8_tb = 32): the register tile's 16, so a small map's tiles divide
+#: evenly (YOLOv8n's 20 x 20 maps, 100 tiles: 16 + 32 + 32 + 20, not 32 + 32 + 32 + 4), and
+#: without splitting output channels, which lays the same tiles' input out twice
+SPLIT_TILES: int | None = 16
 #: G' = 2 G of F(2x2, 3x3): integer weight transforms
 G2 = np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], np.int64)
 
@@ -125,15 +131,18 @@ class QWinogradNative(Tactic):
         workers = getattr(scratch, "workers", 1)
         pool = getattr(scratch, "pool", None)
         tb = p["tb"]
-        # a few more tasks than threads, none too small: tile ranges of whole blocks first,
-        # then blocks of output channels
-        tasks = 1 if workers == 1 else 3 * workers
+        # a few more tasks than threads, none too small: tile ranges first (multiples of
+        # SPLIT_TILES), then blocks of output channels
+        tasks = 1 if workers == 1 else qconv_chunks.TASKS_PER_WORKER * workers
         macs = ho * wo * s.cout * s.cin * 9
         per = max(1, min(-(-tasks // n), macs // MIN_TASK_MACS))
-        tparts = min(per, -(-tiles // tb))
+        talign = SPLIT_TILES or tb
+        tparts = min(per, -(-tiles // talign))
         oparts = min(-(-per // tparts), -(-s.cout // OB))
         parts = [
-            (t, o) for t in split(tiles, tparts, align=tb) for o in split(s.cout, oparts, align=OB)
+            (t, o)
+            for t in split(tiles, tparts, align=talign)
+            for o in split(s.cout, oparts, align=OB)
         ]
         work = scratch((n * len(parts), p["work"]), np.int32, "qwino_work")
         keep = (p["U"], p["mult"], p["bias"], p["proved"], work, x, out3, z3)
