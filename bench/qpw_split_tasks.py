@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
             for s in tasks
         )
         print(f"{key!s:56s} {each} us  {slow['channels'] / slow['positions']:.3f}", flush=True)
+    if not seen:  # e.g. a 1-thread engine: no layer on qpointwise_native below --below
+        print("no qpointwise_native layer of the engine qualifies (see --below)")
+        return 1
     print(
         f"slower task, all layers: positions {totals['positions'] * 1e6:.1f} us, channels "
         f"{totals['channels'] * 1e6:.1f} us, {totals['channels'] / totals['positions']:.3f}"
