@@ -290,10 +290,10 @@ def layout_mismatches(lib: Any) -> list[str]:
     return problems
 
 
-def task_address(kernel: str) -> int:
+def task_address(kernel: str, lib: Any = None) -> int:
     """Address of kernel ``<name>_f32``'s ``<name>_task`` wrapper (its argument is the
-    struct's address), for the pool."""
-    lib = library()
+    struct's address), for the pool: in ``lib``, by default the library loaded now."""
+    lib = lib if lib is not None else library()
     assert lib is not None
     wrapper = kernel.removesuffix("_f32") + "_task"
     return ctypes.cast(getattr(lib, wrapper), ctypes.c_void_p).value or 0
@@ -320,11 +320,7 @@ class NativeCall:
         """The pool's (wrapper address, struct address), from the library the call was bound
         with: a program fuses its calls at its first run, maybe after ``kernels_from`` has
         switched back to another library (a bench's old side then ran the new kernels)."""
-        wrapper = self.name.removesuffix("_f32") + "_task"
-        return (
-            ctypes.cast(getattr(self._lib, wrapper), ctypes.c_void_p).value or 0,
-            ctypes.addressof(self.args),
-        )
+        return task_address(self.name, self._lib), ctypes.addressof(self.args)
 
     def __call__(self) -> None:
         self._fn(self._ref)
