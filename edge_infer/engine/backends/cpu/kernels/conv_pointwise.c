@@ -407,22 +407,35 @@ static inline __attribute__((always_inline)) void tile_io(const conv_pointwise_a
         tile_store_loop(a, st, oc, nv, acc, last, oh, pure);
         return;
     }
-    /* partial rows or a strip across images: lane by lane through a buffer */
-    long off[NR], zoff[NR];
-    for (long j = 0; j < st->np; j++) {
-        off[j] = lane_offset(st, j, hw, a->ois);
-        zoff[j] = a->residual ? lane_offset(st, j, hw, a->zis) : 0;
+    /* partial rows or a strip across images: through a buffer, a run of pixels of one image
+     * at a time (float32) or lane by lane (float16) */
+    long off[NR], zoff[NR], run[NR + 1], nrun = 0;
+    for (long j = 0, p = st->p, b = st->b; j < st->np; b++, p = 0) { /* the runs' starts */
+        long m = st->np - j < hw - p ? st->np - j : hw - p;
+        for (long l = 0; l < m; l++) {
+            off[j + l] = b * a->ois + p + l;
+            zoff[j + l] = b * a->zis + p + l;
+        }
+        run[nrun++] = j;
+        j += m;
     }
+    run[nrun] = st->np;
     for (long i = 0; i < nr; i++) {
         long orow = (oc + i) * a->ocs;
         float t[NR] = {0};
         if (load) {
-            for (long j = 0; j < st->np; j++) t[j] = a->out[orow + off[j]];
+            for (long r = 0; r < nrun; r++)
+                memcpy(t + run[r], a->out + orow + off[run[r]],
+                       sizeof(float) * (size_t)(run[r + 1] - run[r]));
             for (long j = 0; j < nv; j++) acc[i][j] = load8(t + 8 * j);
             continue;
         }
         float zt[NR] = {0};
-        if (last && a->residual)
+        if (last && a->residual && !zh)
+            for (long r = 0; r < nrun; r++)
+                memcpy(zt + run[r], (const float *)a->z + (oc + i) * a->zcs + zoff[run[r]],
+                       sizeof(float) * (size_t)(run[r + 1] - run[r]));
+        else if (last && a->residual)
             for (long j = 0; j < st->np; j++) zt[j] = at1(a->z, (oc + i) * a->zcs + zoff[j], zh);
         float bi = last && a->bias ? a->bias[oc + i] : 0.0f;
         for (long j = 0; j < nv; j++) {
@@ -436,7 +449,9 @@ static inline __attribute__((always_inline)) void tile_io(const conv_pointwise_a
             for (long j = 0; j < nv; j++) h8_store(th + 8 * j, load8(t + 8 * j));
             for (long j = 0; j < st->np; j++) ((uint16_t *)a->out)[orow + off[j]] = th[j];
         } else
-            for (long j = 0; j < st->np; j++) a->out[orow + off[j]] = t[j];
+            for (long r = 0; r < nrun; r++)
+                memcpy(a->out + orow + off[run[r]], t + run[r],
+                       sizeof(float) * (size_t)(run[r + 1] - run[r]));
     }
 }
 
