@@ -4,7 +4,11 @@ Per row (model × batch): the FP32 ONNX model is built into our FP32 engine and,
 ``--calib-frames`` synthetic camera frames, into our INT8 engine; onnxruntime quantizes the
 same model with ``quantize_static`` (QDQ, per-channel, same frames, same calibrator kind).
 Ours FP32 is timed against onnxruntime FP32 and ours INT8 against onnxruntime's quantized
-model, each pair in alternating fresh processes (``edge_infer.engine.benchmark.compare``).
+model, each pair in alternating fresh processes (``edge_infer.engine.benchmark.compare``),
+and again with ``--paired-rounds`` turns of about ``--turn-seconds`` each between one resident
+process a side (``compare_paired``): the "paired" columns, the median per-turn ratio, which
+the host's slow phases (seconds to minutes, up to 1.5x, that a fresh process falls in) do not
+move as they move the per-process medians.
 Agreement with our FP32 output on ``--eval-frames`` other frames: cosine, max abs diff and,
 where the output has classes, top-1 (classifier) or per-step argmax (CRNN) agreement.
 
@@ -191,7 +195,7 @@ def _timed_iterations(engine: Path, feed: np.ndarray, name: str, args: argparse.
 
 def run_row(row: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     import edge_infer
-    from edge_infer.engine.benchmark import compare
+    from edge_infer.engine.benchmark import compare, compare_paired
     from edge_infer.engine.calibration import calibrate
     from edge_infer.engine.options import BuildOptions
 
@@ -245,6 +249,13 @@ def run_row(row: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
             processes=args.processes,
         )  # fmt: skip
         report["load_average"] = {"before": load, "after": os.getloadavg()}
+        if args.paired_rounds:
+            once = args.seconds / max(iterations, 1)  # about one inference
+            report["paired"] = compare_paired(
+                str(engine), str(onnx_path), {model.input_name: feed}, batch=batch,
+                threads=args.threads, rounds=args.paired_rounds,
+                runs=max(1, round(args.turn_seconds / once)), warmup=args.warmup,
+            )  # fmt: skip
         ours = _outputs(engine, evals, model.input_name, batch, ours=True)
         theirs = _outputs(onnx_path, evals, model.input_name, batch, ours=False)
         report["agreement_vs_fp32"] = {
@@ -282,6 +293,15 @@ def _best(r: dict, prec: str) -> str:
     return f"{ours / theirs:.2f}×"
 
 
+def _paired(r: dict, prec: str) -> str:
+    """The median per-turn ratio ours / onnxruntime of the resident processes, with its 10th
+    to 90th percentiles."""
+    q = r.get(prec, {}).get("paired")
+    if not q:
+        return "not measured"
+    return f"{q['ratio']:.2f}× ({q['ratio_p10']:.2f}–{q['ratio_p90']:.2f})"
+
+
 def _agree(r: dict | None, side: str) -> str:
     if not r or "int8" not in r:
         return "not measured"
@@ -305,26 +325,27 @@ def markdown(results: dict[str, dict]) -> str:
     """The table, one line per row of :data:`ROWS` (and any other row measured)."""
     lines = [
         "| row | FP32 ours ms | FP32 ORT ms | FP32 ours/ORT | FP32 best-process ratio | "
-        "INT8 ours ms | INT8 ORT ms | INT8 ours/ORT | INT8 best-process ratio | "
-        "INT8 ours/FP32 ours | INT8 vs FP32 (ours) | INT8 vs FP32 (ORT) | load avg (1 min) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "FP32 ours/ORT paired | INT8 ours ms | INT8 ORT ms | INT8 ours/ORT | "
+        "INT8 best-process ratio | INT8 ours/ORT paired | INT8 ours/FP32 ours | "
+        "INT8 vs FP32 (ours) | INT8 vs FP32 (ORT) | load avg (1 min) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in list(ROWS) + [r for r in results if r not in ROWS]:
         r = results.get(row)
         if r is None or "error" in r:
             why = f"failed: {r['error'][:80]}" if r else "not measured"
-            lines.append(f"| {row} |" + f" {why} |" + " not measured |" * 11)
+            lines.append(f"| {row} |" + f" {why} |" + " not measured |" * 13)
             continue
         loads = [r[p]["load_average"][w][0] for p in ("fp32", "int8") if p in r for w in LOADS]
         lines.append(
             f"| {row} | {_cell(r, 'fp32', 'edge_infer', 'median_ms')} | "
             f"{_cell(r, 'fp32', 'onnxruntime', 'median_ms')} | "
             f"{_cell(r, 'fp32', 'ratio', fmt='{:.2f}×')}{_spread(r, 'fp32')} | "
-            f"{_best(r, 'fp32')} | "
+            f"{_best(r, 'fp32')} | {_paired(r, 'fp32')} | "
             f"{_cell(r, 'int8', 'edge_infer', 'median_ms')}{_fallen(r)} | "
             f"{_cell(r, 'int8', 'onnxruntime', 'median_ms')} | "
             f"{_cell(r, 'int8', 'ratio', fmt='{:.2f}×')}{_spread(r, 'int8')} | "
-            f"{_best(r, 'int8')} | "
+            f"{_best(r, 'int8')} | {_paired(r, 'int8')} | "
             f"{_cell(r, 'int8_over_our_fp32', fmt='{:.2f}×')} | {_agree(r, 'edge_infer')} | "
             f"{_agree(r, 'onnxruntime')} | "
             f"{min(loads):.1f}–{max(loads):.1f} |"
@@ -337,7 +358,9 @@ HEADER = """# Engine table (issue 18 §4): ours vs onnxruntime, FP32 and INT8, C
 Generated by `bench/engine_table.py` (its docstring has the method). Times are medians of
 per-process medians (alternating fresh processes); "best-process ratio" is the fastest
 process of ours over onnxruntime's fastest. "(spread!)": a side's per-process medians
-spread over 30 %, the machine was busy. INT8 ours runs the CPU backend's native INT8
+spread over 30 %, the machine was busy. "paired": the median (10th–90th percentile) of the
+per-turn ratios ours / onnxruntime, one resident process a side taking turns of about a
+quarter second: the host's slow phases hit both sides of a turn alike. INT8 ours runs the CPU backend's native INT8
 kernels (`qconv_native`, `qdepthwise_native`, int8 reformat/pool/resize/QGemm steps; before
 2026-12-05 evening: reference kernels). Agreement columns compare each INT8 model with our
 FP32 engine's output on the held-out frames (zoo models have random weights: top-1 agreement
@@ -365,6 +388,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-iterations", type=int, default=5)
     p.add_argument("--seconds", type=float, default=3.0, help="timed seconds per process")
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument(
+        "--paired-rounds",
+        type=int,
+        default=20,
+        help="turns a side between resident processes after the fresh ones (0: none)",
+    )
+    p.add_argument("--turn-seconds", type=float, default=0.25, help="about this long a turn")
     p.add_argument("--calib-frames", type=int, default=32)
     p.add_argument("--eval-frames", type=int, default=16)
     p.add_argument("--calibrator", choices=["minmax", "entropy"], default="minmax")

@@ -5,6 +5,12 @@ after a run), and at 2 threads each process settles into a fast or a slow mode, 
 :func:`compare` runs each side in several fresh processes, alternating ours and theirs, and
 reports the median of per-process medians. A worker process is this module run as a script:
 ``python -m edge_infer.engine.benchmark WORKER.json``.
+
+Those modes are phases of the shared host (tens of seconds; every layer of ours slower
+alike, onnxruntime's processes too), so a process's mode is where it fell in time.
+:func:`compare_paired` keeps one resident process a side (``--serve``) and has them take
+turns of a few runs: both sides' figures then come from the same phases, and the per-round
+ratio cancels the phase.
 """
 
 from __future__ import annotations
@@ -88,11 +94,11 @@ def _load_feeds(path: str) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-def _worker(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """Run in a fresh process: time one side, return stats and outputs' location."""
+def _side(spec: Mapping[str, Any]) -> tuple[Callable[[], dict[str, Any]], dict[str, Any]]:
+    """One side's inference on the spec's inputs (our engine or onnxruntime), loaded in this
+    process, and what runs it (threads, BLAS)."""
     env = set_threads(int(spec["threads"]))
     feeds = _load_feeds(spec["inputs"])
-    batch = int(spec["batch"])
     if spec["kind"] == "edge_infer":
         from edge_infer.engine.backends import get_backend
         from edge_infer.engine.runtime import Engine
@@ -101,23 +107,49 @@ def _worker(spec: Mapping[str, Any]) -> dict[str, Any]:
         # the backend shares the cores (the CPU's pool does the threading; BLAS gets 1)
         get_backend(engine.backend_name).configure(cores=int(spec["threads"]))
         ctx = engine.create_context()
-        run = lambda: ctx.execute(feeds)  # noqa: E731
-    else:
-        import onnxruntime as ort
+        return (lambda: ctx.execute(feeds)), env
+    import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = int(spec["threads"])
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(spec["path"], options, providers=["CPUExecutionProvider"])
-        names = [o.name for o in session.get_outputs()]
-        run = lambda: dict(zip(names, session.run(None, feeds), strict=True))  # noqa: E731
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = int(spec["threads"])
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(spec["path"], options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return (lambda: dict(zip(names, session.run(None, feeds), strict=True))), env
+
+
+def _worker(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Run in a fresh process: time one side, return stats and outputs' location."""
+    run, env = _side(spec)
     outputs = run()
-    stats = time_callable(
-        run, iterations=int(spec["iterations"]), warmup=int(spec["warmup"]), batch=batch
-    )
+    iterations, warmup = int(spec["iterations"]), int(spec["warmup"])
+    stats = time_callable(run, iterations=iterations, warmup=warmup, batch=int(spec["batch"]))
     np.savez(spec["outputs"], **outputs)
     return {"stats": asdict(stats), "env": env}
+
+
+def _serve(spec: Mapping[str, Any]) -> None:
+    """Run in a resident process for :func:`compare_paired`: load the side and warm it up,
+    print ``{"ready": ...}``; then per line on stdin ``run N`` times N inferences and prints
+    their seconds as a JSON list, ``quit`` saves the outputs and ends."""
+    run, env = _side(spec)
+    outputs = run()
+    for _ in range(int(spec["warmup"])):
+        run()
+    print(json.dumps({"ready": True, "env": env}), flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if words[:1] == ["run"]:
+            samples = []
+            for _ in range(int(words[1])):
+                t0 = time.perf_counter()
+                run()
+                samples.append(time.perf_counter() - t0)
+            print(json.dumps(samples), flush=True)
+        elif words[:1] == ["quit"]:
+            break
+    np.savez(spec["outputs"], **outputs)
 
 
 def run_in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
@@ -195,21 +227,141 @@ def compare(
                     "rerun on a quiet machine with more --processes"
                 )
         if onnx_path:
-            ours = _load_feeds(str(work / "edge_infer-0.npz"))
-            theirs = _load_feeds(str(work / "onnxruntime-0.npz"))
             report["ratio"] = report["edge_infer"]["median_ms"] / report["onnxruntime"]["median_ms"]
-            report["max_abs_diff"] = {
-                k: float(np.max(np.abs(ours[k].astype(np.float64) - theirs[k])))
-                for k in ours
-                if k in theirs
-            }
-            report["max_rel_diff"] = {
-                k: report["max_abs_diff"][k] / max(float(np.max(np.abs(theirs[k]))), 1e-12)
-                for k in report["max_abs_diff"]
-            }
+            report.update(_output_diffs(work / "edge_infer-0.npz", work / "onnxruntime-0.npz"))
+        return report
+
+
+def _output_diffs(ours_path: Path, theirs_path: Path) -> dict[str, dict[str, float]]:
+    """Each output both sides have: the largest absolute difference, and it over the largest
+    magnitude of onnxruntime's."""
+    ours, theirs = _load_feeds(str(ours_path)), _load_feeds(str(theirs_path))
+    diffs = {
+        k: float(np.max(np.abs(ours[k].astype(np.float64) - theirs[k])))
+        for k in ours
+        if k in theirs
+    }
+    rel = {k: d / max(float(np.max(np.abs(theirs[k]))), 1e-12) for k, d in diffs.items()}
+    return {"max_abs_diff": diffs, "max_rel_diff": rel}
+
+
+#: seconds to wait after each side's turn in :func:`compare_paired`: onnxruntime's pool spins
+#: a while after a run, and its threads would take our cores
+PAIRED_PAUSE_S = 0.05
+
+
+class _Resident:
+    """One side's resident worker process (this module with ``--serve``); its stderr goes to
+    a file in the work folder, shown when it fails."""
+
+    def __init__(self, spec: dict[str, Any], work: Path) -> None:
+        path = work / f"{spec['kind']}-serve.json"
+        path.write_text(json.dumps(spec))
+        self._err = (work / f"{spec['kind']}.stderr").open("w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_infer.engine.benchmark", "--serve", str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            text=True,
+        )
+        self.env = self._reply()["env"]
+
+    def _reply(self) -> Any:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            self._err.seek(0)
+            raise RuntimeError(f"benchmark worker failed:\n{self._err.read()[-3000:]}")
+        return json.loads(line)
+
+    def run(self, n: int) -> list[float]:
+        """Seconds of each of ``n`` inferences, timed in the worker."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"run {n}\n")
+        self.proc.stdin.flush()
+        return [float(t) for t in self._reply()]
+
+    def close(self) -> None:
+        """``quit`` (the worker saves its outputs) and wait; kill one that does not end."""
+        if self.proc.poll() is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=60)
+            except (BrokenPipeError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self._err.close()
+
+
+def compare_paired(
+    engine_path: str,
+    onnx_path: str,
+    feeds: Mapping[str, np.ndarray],
+    *,
+    batch: int,
+    threads: int,
+    rounds: int,
+    runs: int,
+    warmup: int,
+) -> dict[str, Any]:
+    """Our engine and onnxruntime in two resident processes, taking turns: per round each runs
+    ``runs`` inferences (the order alternating round by round, a pause after each turn), so
+    both sides see the same phases of a shared host. Reports each side's statistics over all
+    its runs and the median (10th, 90th percentile) of the per-round ratios of the sides'
+    medians, ours / onnxruntime: the host's slow phases of seconds, which can put a whole
+    fresh process of :func:`compare` in a mode 1.5x slower, then cancel out in the ratio."""
+    with tempfile.TemporaryDirectory(prefix="edge-infer-bench-") as tmp:
+        work = Path(tmp)
+        np.savez(work / "inputs.npz", **feeds)
+        sides: dict[str, _Resident] = {}
+        samples: dict[str, list[float]] = {"edge_infer": [], "onnxruntime": []}
+        ratios = []
+        try:
+            for kind, path in (("edge_infer", engine_path), ("onnxruntime", onnx_path)):
+                spec = {
+                    "kind": kind,
+                    "path": str(path),
+                    "inputs": str(work / "inputs.npz"),
+                    "outputs": str(work / f"{kind}-0.npz"),
+                    "threads": threads,
+                    "warmup": warmup,
+                }
+                sides[kind] = _Resident(spec, work)
+            for r in range(rounds):
+                order = list(sides) if r % 2 == 0 else list(sides)[::-1]
+                medians = {}
+                for kind in order:
+                    seconds = sides[kind].run(runs)
+                    samples[kind] += seconds
+                    medians[kind] = statistics.median(seconds)
+                    time.sleep(PAIRED_PAUSE_S)
+                ratios.append(medians["edge_infer"] / medians["onnxruntime"])
+        finally:
+            for side in sides.values():
+                side.close()
+        p10, p90 = np.percentile(ratios, [10, 90])
+        report: dict[str, Any] = {
+            "batch": batch,
+            "threads": threads,
+            "rounds": rounds,
+            "runs": runs,
+            "env": sides["edge_infer"].env,
+            "ratio": statistics.median(ratios),
+            "ratio_p10": float(p10),
+            "ratio_p90": float(p90),
+            "round_ratios": ratios,
+            **{kind: asdict(Stats.of(v, batch)) for kind, v in samples.items()},
+        }
+        report.update(_output_diffs(work / "edge_infer-0.npz", work / "onnxruntime-0.npz"))
         return report
 
 
 if __name__ == "__main__":
-    spec = json.loads(Path(sys.argv[1]).read_text())
-    print(json.dumps(_worker(spec)))
+    if sys.argv[1] == "--serve":
+        _serve(json.loads(Path(sys.argv[2]).read_text()))
+    else:
+        print(json.dumps(_worker(json.loads(Path(sys.argv[1]).read_text()))))

@@ -88,3 +88,73 @@ def test_compare_removes_its_folder_when_a_worker_fails(
             processes=1,
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def _small_pair(tmp_path: Path) -> tuple[str, str]:
+    """A small model's ONNX file and its engine (batch 2), on disk."""
+    import onnx
+
+    import edge_infer
+    from tests.engine.conftest import small_model
+
+    model = tmp_path / "small.onnx"
+    onnx.save(small_model(), model)
+    engine = tmp_path / "small.engine"
+    edge_infer.build(str(model), str(engine), shapes={"x": (2, 3, 8, 8)}, tune=False)
+    return str(engine), str(model)
+
+
+def test_compare_paired_takes_turns_in_resident_processes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Both sides time every round (the rounds' ratios are theirs), the outputs agree, and
+    the work folder is gone afterwards."""
+    engine, model = _small_pair(tmp_path)
+    work = tmp_path / "tmp"
+    work.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(work))
+    monkeypatch.setattr(benchmark, "PAIRED_PAUSE_S", 0.0)
+    x = np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    report = benchmark.compare_paired(
+        engine, model, {"x": x}, batch=2, threads=1, rounds=3, runs=4, warmup=1
+    )
+    assert len(report["round_ratios"]) == 3
+    assert report["ratio"] == pytest.approx(float(np.median(report["round_ratios"])))
+    assert report["ratio_p10"] <= report["ratio"] <= report["ratio_p90"]
+    for side in ("edge_infer", "onnxruntime"):
+        assert report[side]["iterations"] == 12 and report[side]["median_ms"] > 0
+    assert report["max_rel_diff"]["y"] < 1e-5
+    assert report["env"]["threads"] == 1
+    assert list(work.iterdir()) == []
+
+
+def test_compare_paired_names_a_failed_worker_and_ends_the_other(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A side that cannot load (onnxruntime on a broken model, after ours has started) fails
+    the comparison with its worker's error; the work folder is removed and our resident
+    process has ended."""
+    engine, _ = _small_pair(tmp_path)
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"not a model")
+    work = tmp_path / "tmp"
+    work.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(work))
+    started: list[Any] = []
+    real = benchmark._Resident
+
+    class Spy(real):  # type: ignore[misc, valid-type]
+        def __init__(self, spec: dict[str, Any], folder: Path) -> None:
+            self.spec_kind = spec["kind"]
+            started.append(self)
+            super().__init__(spec, folder)
+
+    monkeypatch.setattr(benchmark, "_Resident", Spy)
+    x = np.zeros((2, 3, 8, 8), np.float32)
+    with pytest.raises(RuntimeError, match="benchmark worker failed"):
+        benchmark.compare_paired(
+            engine, str(bad), {"x": x}, batch=2, threads=1, rounds=1, runs=1, warmup=0
+        )
+    assert list(work.iterdir()) == []
+    assert [s.spec_kind for s in started] == ["edge_infer", "onnxruntime"]
+    assert all(s.proc.poll() is not None for s in started)
