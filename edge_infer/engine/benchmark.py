@@ -255,9 +255,9 @@ class _Resident:
     a file in the work folder, shown when it fails."""
 
     def __init__(self, spec: dict[str, Any], work: Path) -> None:
-        path = work / f"{spec['kind']}-serve.json"
+        path = work / f"{spec['role']}-serve.json"
         path.write_text(json.dumps(spec))
-        self._err = (work / f"{spec['kind']}.stderr").open("w+")
+        self._err = (work / f"{spec['role']}.stderr").open("w+")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edge_infer.engine.benchmark", "--serve", str(path)],
             stdin=subprocess.PIPE,
@@ -297,9 +297,14 @@ class _Resident:
         self._err.close()
 
 
+#: what a side of :func:`compare_paired` runs: (kind, path), kind "edge_infer" (an engine
+#: file) or "onnxruntime" (an ONNX model)
+Side = tuple[str, str]
+
+
 def compare_paired(
-    engine_path: str,
-    onnx_path: str,
+    first: Side,
+    second: Side,
     feeds: Mapping[str, np.ndarray],
     *,
     batch: int,
@@ -308,38 +313,40 @@ def compare_paired(
     runs: int,
     warmup: int,
 ) -> dict[str, Any]:
-    """Our engine and onnxruntime in two resident processes, taking turns: per round each runs
-    ``runs`` inferences (the order alternating round by round, a pause after each turn), so
-    both sides see the same phases of a shared host. Reports each side's statistics over all
-    its runs and the median (10th, 90th percentile) of the per-round ratios of the sides'
-    medians, ours / onnxruntime: the host's slow phases of seconds, which can put a whole
-    fresh process of :func:`compare` in a mode 1.5x slower, then cancel out in the ratio."""
+    """Two sides (our engine against onnxruntime, or two engines of ours) in two resident
+    processes, taking turns: per round each runs ``runs`` inferences (the order alternating
+    round by round, a pause after each turn), so both see the same phases of a shared host.
+    Reports each side's statistics over all its runs (``first``, ``second``, with their kind
+    and path) and the median (10th, 90th percentile) of the per-round ratios of the sides'
+    medians, first / second: the host's slow phases of seconds, which can put a whole fresh
+    process of :func:`compare` in a mode 1.5x slower, then cancel out in the ratio."""
     with tempfile.TemporaryDirectory(prefix="edge-infer-bench-") as tmp:
         work = Path(tmp)
         np.savez(work / "inputs.npz", **feeds)
         sides: dict[str, _Resident] = {}
-        samples: dict[str, list[float]] = {"edge_infer": [], "onnxruntime": []}
+        samples: dict[str, list[float]] = {"first": [], "second": []}
         ratios = []
         try:
-            for kind, path in (("edge_infer", engine_path), ("onnxruntime", onnx_path)):
+            for role, (kind, path) in (("first", first), ("second", second)):
                 spec = {
+                    "role": role,
                     "kind": kind,
                     "path": str(path),
                     "inputs": str(work / "inputs.npz"),
-                    "outputs": str(work / f"{kind}-0.npz"),
+                    "outputs": str(work / f"{role}.npz"),
                     "threads": threads,
                     "warmup": warmup,
                 }
-                sides[kind] = _Resident(spec, work)
+                sides[role] = _Resident(spec, work)
             for r in range(rounds):
                 order = list(sides) if r % 2 == 0 else list(sides)[::-1]
                 medians = {}
-                for kind in order:
-                    seconds = sides[kind].run(runs)
-                    samples[kind] += seconds
-                    medians[kind] = statistics.median(seconds)
+                for role in order:
+                    seconds = sides[role].run(runs)
+                    samples[role] += seconds
+                    medians[role] = statistics.median(seconds)
                     time.sleep(PAIRED_PAUSE_S)
-                ratios.append(medians["edge_infer"] / medians["onnxruntime"])
+                ratios.append(medians["first"] / medians["second"])
         finally:
             for side in sides.values():
                 side.close()
@@ -349,14 +356,19 @@ def compare_paired(
             "threads": threads,
             "rounds": rounds,
             "runs": runs,
-            "env": sides["edge_infer"].env,
+            "env": sides["first"].env,
             "ratio": statistics.median(ratios),
             "ratio_p10": float(p10),
             "ratio_p90": float(p90),
             "round_ratios": ratios,
-            **{kind: asdict(Stats.of(v, batch)) for kind, v in samples.items()},
         }
-        report.update(_output_diffs(work / "edge_infer-0.npz", work / "onnxruntime-0.npz"))
+        for role, (kind, path) in (("first", first), ("second", second)):
+            report[role] = {
+                "kind": kind,
+                "path": str(path),
+                **asdict(Stats.of(samples[role], batch)),
+            }
+        report.update(_output_diffs(work / "first.npz", work / "second.npz"))
         return report
 
 

@@ -60,7 +60,10 @@ def test_markdown_marks_rows_not_run_and_fills_the_measured_one() -> None:
     paired = {**report, "paired": {"ratio": 0.95, "ratio_p10": 0.9, "ratio_p90": 1.125}}
     text = engine_table.markdown(
         {
-            "mobilenetv2-b1": {"fp32": paired, "int8": paired, "int8_over_our_fp32": 1.0},
+            "mobilenetv2-b1": {
+                **{"fp32": paired, "int8": paired, "int8_over_our_fp32": 1.0},
+                "int8_over_our_fp32_paired": {"ratio": 0.5, "ratio_p10": 0.25, "ratio_p90": 0.75},
+            },
             "mobilenetv2-b8": {
                 **{"fp32": report, "int8": report, "int8_over_our_fp32": 1.0},
                 **{"int8_layers": "faster", "int8_fallen_back": ["a", "b"]},
@@ -75,10 +78,11 @@ def test_markdown_marks_rows_not_run_and_fills_the_measured_one() -> None:
     assert "| 4.00× |" in lines["mobilenetv2-b1"]  # best process: 8.0 / 2.0
     assert "not measured" not in lines["mobilenetv2-b1"]
     assert lines["mobilenetv2-b1"].count("| 0.95× (0.90–1.12) |") == 2  # paired: FP32, INT8
-    assert lines["mobilenetv2-b8"].count("not measured") == 2  # no paired turns there
+    assert "| 0.50× (0.25–0.75) |" in lines["mobilenetv2-b1"]  # our INT8 / our FP32, paired
+    assert lines["mobilenetv2-b8"].count("not measured") == 3  # no paired turns there
     assert "convs FP32" not in lines["mobilenetv2-b1"]
     assert "| 10.00 (2 convs FP32) |" in lines["mobilenetv2-b8"]  # --int8-layers faster
-    assert lines["resnet50-b8"].count("not measured") == 14
+    assert lines["resnet50-b8"].count("not measured") == 15
     assert "failed: Exception: Incomplete symbolic" in lines["yolov8n-320-b1"]
 
 

@@ -108,7 +108,7 @@ def test_compare_paired_takes_turns_in_resident_processes(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Both sides time every round (the rounds' ratios are theirs), the outputs agree, and
-    the work folder is gone afterwards."""
+    the work folder is gone afterwards; two engines of ours pair the same way."""
     engine, model = _small_pair(tmp_path)
     work = tmp_path / "tmp"
     work.mkdir()
@@ -116,15 +116,23 @@ def test_compare_paired_takes_turns_in_resident_processes(
     monkeypatch.setattr(benchmark, "PAIRED_PAUSE_S", 0.0)
     x = np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)
     report = benchmark.compare_paired(
-        engine, model, {"x": x}, batch=2, threads=1, rounds=3, runs=4, warmup=1
-    )
+        ("edge_infer", engine), ("onnxruntime", model), {"x": x},
+        batch=2, threads=1, rounds=3, runs=4, warmup=1,
+    )  # fmt: skip
     assert len(report["round_ratios"]) == 3
     assert report["ratio"] == pytest.approx(float(np.median(report["round_ratios"])))
     assert report["ratio_p10"] <= report["ratio"] <= report["ratio_p90"]
-    for side in ("edge_infer", "onnxruntime"):
-        assert report[side]["iterations"] == 12 and report[side]["median_ms"] > 0
+    for role, kind in (("first", "edge_infer"), ("second", "onnxruntime")):
+        assert report[role]["kind"] == kind
+        assert report[role]["iterations"] == 12 and report[role]["median_ms"] > 0
     assert report["max_rel_diff"]["y"] < 1e-5
     assert report["env"]["threads"] == 1
+    assert list(work.iterdir()) == []
+    same = benchmark.compare_paired(
+        ("edge_infer", engine), ("edge_infer", engine), {"x": x},
+        batch=2, threads=1, rounds=2, runs=2, warmup=0,
+    )  # fmt: skip
+    assert same["max_abs_diff"]["y"] == 0.0 and len(same["round_ratios"]) == 2
     assert list(work.iterdir()) == []
 
 
@@ -153,8 +161,9 @@ def test_compare_paired_names_a_failed_worker_and_ends_the_other(
     x = np.zeros((2, 3, 8, 8), np.float32)
     with pytest.raises(RuntimeError, match="benchmark worker failed"):
         benchmark.compare_paired(
-            engine, str(bad), {"x": x}, batch=2, threads=1, rounds=1, runs=1, warmup=0
-        )
+            ("edge_infer", engine), ("onnxruntime", str(bad)), {"x": x},
+            batch=2, threads=1, rounds=1, runs=1, warmup=0,
+        )  # fmt: skip
     assert list(work.iterdir()) == []
     assert [s.spec_kind for s in started] == ["edge_infer", "onnxruntime"]
     assert all(s.proc.poll() is not None for s in started)
