@@ -193,6 +193,19 @@ def _timed_iterations(engine: Path, feed: np.ndarray, name: str, args: argparse.
     return int(min(args.iterations, max(args.min_iterations, args.seconds / max(once, 1e-4))))
 
 
+#: runs a side's turn has at least: the first run after the other side's turn finds the
+#: caches cold (ResNet-50 b1 INT8: 38 ms in turns of 2 runs against 25 ms in fresh processes),
+#: and the turn's median leaves it out from 3 runs on
+MIN_TURN_RUNS = 3
+
+
+def _turn_runs(report: dict[str, Any], args: argparse.Namespace) -> int:
+    """Runs a turn of ``compare_paired`` takes: about ``--turn-seconds`` of our engine (its
+    median in the fresh processes of ``report``), at least MIN_TURN_RUNS."""
+    once = report["edge_infer"]["median_ms"] * 1e-3
+    return max(MIN_TURN_RUNS, round(args.turn_seconds / max(once, 1e-6)))
+
+
 def run_row(row: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     import edge_infer
     from edge_infer.engine.benchmark import compare, compare_paired
@@ -250,12 +263,10 @@ def run_row(row: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
         )  # fmt: skip
         report["load_average"] = {"before": load, "after": os.getloadavg()}
         if args.paired_rounds:
-            once = args.seconds / max(iterations, 1)  # about one inference
             report["paired"] = compare_paired(
                 ("edge_infer", str(engine)), ("onnxruntime", str(onnx_path)),
                 {model.input_name: feed}, batch=batch, threads=args.threads,
-                rounds=args.paired_rounds, runs=max(1, round(args.turn_seconds / once)),
-                warmup=args.warmup,
+                rounds=args.paired_rounds, runs=_turn_runs(report, args), warmup=args.warmup,
             )  # fmt: skip
         ours = _outputs(engine, evals, model.input_name, batch, ours=True)
         theirs = _outputs(onnx_path, evals, model.input_name, batch, ours=False)
@@ -268,11 +279,10 @@ def run_row(row: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
         result["int8"]["edge_infer"]["median_ms"] / result["fp32"]["edge_infer"]["median_ms"]
     )
     if args.paired_rounds:  # our two engines taking turns, as against onnxruntime
-        once = result["fp32"]["edge_infer"]["median_ms"] * 1e-3
         result["int8_over_our_fp32_paired"] = compare_paired(
             ("edge_infer", str(engines["int8"])), ("edge_infer", str(engines["fp32"])),
             {model.input_name: feed}, batch=batch, threads=args.threads,
-            rounds=args.paired_rounds, runs=max(1, round(args.turn_seconds / once)),
+            rounds=args.paired_rounds, runs=_turn_runs(result["fp32"], args),
             warmup=args.warmup,
         )  # fmt: skip
     return result

@@ -4,6 +4,8 @@ measured" rows — and onnxruntime's QDQ quantization of a small conv model on t
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import onnx
 import pytest
@@ -133,3 +135,12 @@ def test_render_rewrites_the_markdown_from_the_json_alone(tmp_path) -> None:
     assert "| crnn-w128-b8 | failed: Boom: x |" in text
     rows = [line for line in text.splitlines() if "| not measured |" in line]
     assert len(rows) == len(engine_table.ROWS)
+
+
+def test_a_turn_is_about_turn_seconds_of_our_engine_and_at_least_three_runs() -> None:
+    """The paired turns' length comes from our engine's measured latency (not from the
+    fresh processes' iteration cap), and never leaves the cold first run as the median."""
+    args = argparse.Namespace(turn_seconds=0.25)
+    assert engine_table._turn_runs({"edge_infer": {"median_ms": 5.0}}, args) == 50
+    assert engine_table._turn_runs({"edge_infer": {"median_ms": 330.0}}, args) == 3
+    assert engine_table._turn_runs({"edge_infer": {"median_ms": 100.0}}, args) == 3
