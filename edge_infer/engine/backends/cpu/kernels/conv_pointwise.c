@@ -18,8 +18,8 @@
  * vectors as its pixels need, through the general tile (its epilogue in loops, out of line). With more than KC input channels, partial
  * sums go through the output and the epilogue runs on the last channel block.
  *
- * Planes of at least ROWS_MIN_HW pixels, up to KC_MAX input channels and no more output
- * than input channels (projections) skip the packing
+ * Planes of at least ROWS_MIN_HW pixels, input channels few enough for two strips a block
+ * (rows_fit) and no more output than input channels (projections) skip the packing
  * (conv_rows): the tiles read the input where it lies (each channel's pixels contiguous), a
  * block of up to ROWS_BLOCK_FLOATS / cin pixels of one image at a time (in L1 while every
  * panel sweeps it), the first panel prefetching the strips PFD pixels ahead; only the
@@ -837,11 +837,16 @@ static inline __attribute__((always_inline)) void conv_rows(const conv_pointwise
     }
 }
 
-/* the packed path for small planes (strips across images), more than KC_MAX channels and
+/* the packed path for small planes (strips across images), more than KC_MAX channels,
  * more output than input channels (expansions: many panels over few channels, measured
- * 1.04-1.3x slower in place) */
+ * 1.04-1.3x slower in place) and channels so many that a block of ROWS_BLOCK_FLOATS holds
+ * fewer than two strips (over 170 channels at NR = 24: blocks of one strip, the block's
+ * inputs past L1; packed, one thread, CPU time: 384 -> 64 at 14 x 14 0.90-0.92, 384 -> 128
+ * and 256 -> 128 at 20 x 20 0.89-0.92, 256 -> 64 at 56 x 56 0.88-0.96, 192 -> 64 at 40 x 40
+ * 0.96-1.00, batch 1 and 8) */
 static inline long rows_fit(const conv_pointwise_args *a) {
-    return a->hw >= ROWS_MIN_HW && a->cin <= KC_MAX && a->cout <= a->cin;
+    return a->hw >= ROWS_MIN_HW && a->cin <= KC_MAX && a->cout <= a->cin
+           && ROWS_BLOCK_FLOATS / a->cin >= 2 * NR;
 }
 
 /* float16 storage (a float16 or a float32 output) out of line: the float32 kernel is
