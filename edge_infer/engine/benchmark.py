@@ -194,16 +194,10 @@ def compare(
         results: dict[str, list[dict[str, Any]]] = {k: [] for k, _ in sides}
         for p in range(processes):
             for kind, path in sides:
-                spec = {
-                    "kind": kind,
-                    "path": str(path),
-                    "inputs": str(work / "inputs.npz"),
-                    "outputs": str(work / f"{kind}-{p}.npz"),
-                    "threads": threads,
-                    "batch": batch,
-                    "iterations": iterations,
-                    "warmup": warmup,
-                }
+                spec = _spec(
+                    kind, path, work, f"{kind}-{p}.npz", threads, warmup,
+                    batch=batch, iterations=iterations,
+                )  # fmt: skip
                 results[kind].append(run_in_subprocess(spec))
         report: dict[str, Any] = {
             "batch": batch,
@@ -232,6 +226,22 @@ def compare(
         return report
 
 
+def _spec(
+    kind: str, path: str, work: Path, outputs: str, threads: int, warmup: int, **more: Any
+) -> dict[str, Any]:
+    """A worker's spec: what to run (kind, path) on the work folder's inputs, where its outputs
+    go, its threads and warm-up runs, and any more fields (``more``)."""
+    return {
+        "kind": kind,
+        "path": str(path),
+        "inputs": str(work / "inputs.npz"),
+        "outputs": str(work / outputs),
+        "threads": threads,
+        "warmup": warmup,
+        **more,
+    }
+
+
 def _output_diffs(ours_path: Path, theirs_path: Path) -> dict[str, dict[str, float]]:
     """Each output both sides have: the largest absolute difference, and it over the largest
     magnitude of onnxruntime's."""
@@ -246,8 +256,9 @@ def _output_diffs(ours_path: Path, theirs_path: Path) -> dict[str, dict[str, flo
 
 
 #: seconds to wait after each side's turn in :func:`compare_paired`: onnxruntime's pool spins
-#: a while after a run, and its threads would take our cores
-PAIRED_PAUSE_S = 0.05
+#: a while after a run, and its threads would take our cores (MobileNetV2 b8, 2 threads: 40 ms
+#: of its CPU time within 50 ms of its turn's end, none in the 500 ms after)
+PAIRED_PAUSE_S = 0.1
 
 
 class _Resident:
@@ -312,55 +323,63 @@ def compare_paired(
     rounds: int,
     runs: int,
     warmup: int,
+    pairs: int = 1,
 ) -> dict[str, Any]:
-    """Two sides (our engine against onnxruntime, or two engines of ours) in two resident
+    """Two sides (our engine against onnxruntime, or two engines of ours) in resident
     processes, taking turns: per round each runs ``runs`` inferences (the order alternating
     round by round, a pause after each turn), so both see the same phases of a shared host.
-    Reports each side's statistics over all its runs (``first``, ``second``, with their kind
-    and path) and the median (10th, 90th percentile) of the per-round ratios of the sides'
-    medians, first / second: the host's slow phases of seconds, which can put a whole fresh
-    process of :func:`compare` in a mode 1.5x slower, then cancel out in the ratio."""
+    ``pairs`` pairs of processes one after another share the rounds (a process can hold a
+    slow mode of its own for its life). Reports each side's statistics over all its runs
+    (``first``, ``second``, with their kind and path), the median (10th, 90th percentile) of
+    the per-round ratios of the sides' medians, first / second, and each pair's median: the
+    host's slow phases of seconds, which can put a whole fresh process of :func:`compare` in a
+    mode 1.5x slower, then cancel out in the ratio."""
     with tempfile.TemporaryDirectory(prefix="edge-infer-bench-") as tmp:
         work = Path(tmp)
         np.savez(work / "inputs.npz", **feeds)
-        sides: dict[str, _Resident] = {}
         samples: dict[str, list[float]] = {"first": [], "second": []}
-        ratios = []
-        try:
-            for role, (kind, path) in (("first", first), ("second", second)):
-                spec = {
-                    "role": role,
-                    "kind": kind,
-                    "path": str(path),
-                    "inputs": str(work / "inputs.npz"),
-                    "outputs": str(work / f"{role}.npz"),
-                    "threads": threads,
-                    "warmup": warmup,
-                }
-                sides[role] = _Resident(spec, work)
-            for r in range(rounds):
-                order = list(sides) if r % 2 == 0 else list(sides)[::-1]
-                medians = {}
-                for role in order:
-                    seconds = sides[role].run(runs)
-                    samples[role] += seconds
-                    medians[role] = statistics.median(seconds)
-                    time.sleep(PAIRED_PAUSE_S)
-                ratios.append(medians["first"] / medians["second"])
-        finally:
-            for side in sides.values():
-                side.close()
+        ratios: list[float] = []
+        pair_ratios = []
+        env: dict[str, Any] = {}
+        for pair in range(max(1, pairs)):
+            share = [k for k in range(rounds) if k % max(1, pairs) == pair]
+            sides: dict[str, _Resident] = {}
+            try:
+                for role, (kind, path) in (("first", first), ("second", second)):
+                    outputs = f"{role}.npz"
+                    sides[role] = _Resident(
+                        _spec(kind, path, work, outputs, threads, warmup, role=role), work
+                    )
+                env = sides["first"].env
+                mine = []
+                for r in share:
+                    order = list(sides) if r % 2 == 0 else list(sides)[::-1]
+                    medians = {}
+                    for role in order:
+                        seconds = sides[role].run(runs)
+                        samples[role] += seconds
+                        medians[role] = statistics.median(seconds)
+                        time.sleep(PAIRED_PAUSE_S)
+                    mine.append(medians["first"] / medians["second"])
+            finally:
+                for side in sides.values():
+                    side.close()
+            ratios += mine
+            if mine:
+                pair_ratios.append(statistics.median(mine))
         p10, p90 = np.percentile(ratios, [10, 90])
         report: dict[str, Any] = {
             "batch": batch,
             "threads": threads,
             "rounds": rounds,
             "runs": runs,
-            "env": sides["first"].env,
+            "pairs": max(1, pairs),
+            "env": env,
             "ratio": statistics.median(ratios),
             "ratio_p10": float(p10),
             "ratio_p90": float(p90),
             "round_ratios": ratios,
+            "pair_ratios": pair_ratios,
         }
         for role, (kind, path) in (("first", first), ("second", second)):
             report[role] = {

@@ -117,9 +117,9 @@ def test_compare_paired_takes_turns_in_resident_processes(
     x = np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)
     report = benchmark.compare_paired(
         ("edge_infer", engine), ("onnxruntime", model), {"x": x},
-        batch=2, threads=1, rounds=3, runs=4, warmup=1,
+        batch=2, threads=1, rounds=3, runs=4, warmup=1, pairs=2,
     )  # fmt: skip
-    assert len(report["round_ratios"]) == 3
+    assert len(report["round_ratios"]) == 3 and len(report["pair_ratios"]) == 2
     assert report["ratio"] == pytest.approx(float(np.median(report["round_ratios"])))
     assert report["ratio_p10"] <= report["ratio"] <= report["ratio_p90"]
     for role, kind in (("first", "edge_infer"), ("second", "onnxruntime")):
