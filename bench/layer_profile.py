@@ -2,10 +2,12 @@
 profiler on the same model, grouped by convolution kind (depthwise, 1×1, full k×k, …).
 
 Our side is ``Engine.profile_layers`` (median per layer); onnxruntime's is its own profiler
-(``SessionOptions.enable_profiling``, ORT_ENABLE_ALL, same threads): each node's kernel time
-averaged over the timed runs. A layer of ours is matched to onnxruntime's node by the
-ONNX Conv it holds (onnxruntime's fused nodes keep the Conv's name), and both are put in
-the Conv's kind. Data for kernel work, not a latency claim: each profiler adds overhead.
+(``SessionOptions.enable_profiling``, ORT_ENABLE_ALL, same threads): each node's median
+kernel time over the timed runs. The two take turns (``--rounds``): profiled one after the
+other, minutes apart, they fell in different phases of a shared host (up to 1.5x apart). A
+layer of ours is matched to onnxruntime's node by the ONNX Conv it holds (onnxruntime's
+fused nodes keep the Conv's name), and both are put in the Conv's kind. Data for kernel
+work, not a latency claim: each profiler adds overhead.
 
 Run (BLAS unthrottled):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/layer_profile.py \
@@ -18,6 +20,7 @@ import argparse
 import json
 import os
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -53,23 +56,21 @@ def conv_kinds(model: onnx.ModelProto) -> dict[str, str]:
     return kinds
 
 
-def ort_profile(path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int) -> dict:
-    """Median kernel time (µs) per onnxruntime node over the last ``runs`` of ``runs + 5``
-    runs (the first 5 warm up), and each node's op type."""
+def _ort_session(path: Path, threads: int, prefix: str) -> Any:
     import onnxruntime as ort
 
-    warmup = 5
-    with tempfile.TemporaryDirectory() as tmp:
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.enable_profiling = True
-        opts.profile_file_prefix = str(Path(tmp) / "ort")
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        for _ in range(warmup + runs):
-            sess.run(None, feeds)
-        events = json.loads(Path(sess.end_profiling()).read_text())
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.enable_profiling = True
+    opts.profile_file_prefix = prefix
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _ort_nodes(events: list[dict], skip: int) -> dict[str, tuple[float, str]]:
+    """Median kernel time (µs) per onnxruntime node from its profile's events, the first
+    ``skip`` runs (warm-up) left out, and each node's op type."""
     durations: dict[str, list[float]] = defaultdict(list)
     ops: dict[str, str] = {}
     for e in events:
@@ -77,16 +78,50 @@ def ort_profile(path: Path, feeds: dict[str, np.ndarray], threads: int, runs: in
             node = e["name"][: -len("_kernel_time")]
             durations[node].append(float(e["dur"]))
             ops[node] = e.get("args", {}).get("op_name", "?")
-    return {n: (float(np.median(d[warmup:] or d)), ops[n]) for n, d in durations.items()}
+    return {n: (float(np.median(d[skip:] or d)), ops[n]) for n, d in durations.items()}
 
 
-def ours_profile(path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int) -> list:
+def ort_profile(path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int) -> dict:
+    """Median kernel time (µs) per onnxruntime node over the last ``runs`` of ``runs + 5``
+    runs (the first 5 warm up), and each node's op type."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sess = _ort_session(path, threads, str(Path(tmp) / "ort"))
+        for _ in range(5 + runs):
+            sess.run(None, feeds)
+        return _ort_nodes(json.loads(Path(sess.end_profiling()).read_text()), 5)
+
+
+def profiles(
+    path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int, rounds: int
+) -> tuple[list[dict[str, Any]], dict[str, tuple[float, str]]]:
+    """Our engine's layer profile and onnxruntime's node profile of the model at ``path``,
+    taken in ``rounds`` alternating turns of ``runs / rounds`` runs each (50 ms between turns:
+    onnxruntime's threads stop spinning), so that both sides' figures come from the same
+    phases of a shared host; per layer (node) the median over the turns (runs)."""
     import edge_infer
     from edge_infer.engine.backends import get_backend
 
     engine = edge_infer.build(str(path), None, shapes={k: v.shape for k, v in feeds.items()})
     get_backend(engine.backend_name).configure(cores=threads)
-    return engine.profile_layers(feeds, iterations=runs)
+    warmup, per_turn = 5, max(1, runs // max(1, rounds))
+    ours: dict[str, list[float]] = defaultdict(list)
+    meta: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        sess = _ort_session(path, threads, str(Path(tmp) / "ort"))
+        for _ in range(warmup):
+            sess.run(None, feeds)
+        for _ in range(max(1, rounds)):
+            for layer in engine.profile_layers(feeds, iterations=per_turn):
+                ours[layer["name"]].append(layer["time_us"])
+                meta[layer["name"]] = layer
+            time.sleep(0.05)
+            for _ in range(per_turn):
+                sess.run(None, feeds)
+            time.sleep(0.05)
+        events = json.loads(Path(sess.end_profiling()).read_text())
+    layers = [{**meta[n], "time_us": float(np.median(v))} for n, v in ours.items()]
+    layers.sort(key=lambda layer: -layer["time_us"])
+    return layers, _ort_nodes(events, warmup)
 
 
 def ort_conv(model: onnx.ModelProto, node_name: str, kinds: dict[str, str]) -> str | None:
@@ -187,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", choices=ZOO, default="mobilenetv2")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--runs", type=int, default=30, help="profiled runs a side, in all")
+    p.add_argument("--rounds", type=int, default=6, help="turns a side the runs are split in")
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--out", help="markdown file (the JSON goes beside it)")
     args = p.parse_args(argv)
@@ -199,8 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         onnx.save(model, path)
-        ours = ours_profile(path, feeds, args.threads, args.runs)
-        theirs = ort_profile(path, feeds, args.threads, args.runs)
+        ours, theirs = profiles(path, feeds, args.threads, args.runs, args.rounds)
     result = compare(model, ours, theirs)
     result["load_average"] = os.getloadavg()
     text = markdown(f"{args.model} batch {args.batch}, {args.threads} threads", result, args.top)

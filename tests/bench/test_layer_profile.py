@@ -55,3 +55,54 @@ def test_layers_matched_by_their_conv_and_summed_per_kind() -> None:
     text = layer_profile.markdown("m", result, top=2)
     assert "| 1×1 | 1 | 30 | 15 | 2.00× |" in text
     assert text.count("| pw+relu |") == 1 and "| full |" not in text  # top 2 only
+
+
+def test_the_two_profilers_take_turns_and_each_layer_is_the_median_of_its_turns(
+    monkeypatch, tmp_path
+) -> None:
+    """Ours and onnxruntime alternate turn by turn (their figures from the same phases of
+    the host), each turn a share of the runs; a layer's figure is its turns' median and
+    onnxruntime's warm-up runs are left out of its nodes'."""
+    import json
+    from pathlib import Path
+
+    import edge_infer
+    from edge_infer.engine import backends
+
+    calls: list[str] = []
+
+    class Engine:
+        backend_name = "cpu"
+        times = iter([10.0, 30.0, 20.0])
+
+        def profile_layers(self, feeds, iterations):
+            calls.append(f"ours {iterations}")
+            return [{"name": "L", "op": "Conv", "members": ["pw"], "time_us": next(self.times)}]
+
+    class Backend:
+        def configure(self, cores):
+            calls.append(f"cores {cores}")
+
+    class Session:
+        def run(self, outputs, feeds):
+            calls.append("ort")
+
+        def end_profiling(self):
+            n = calls.count("ort")
+            events = [
+                {"cat": "Node", "name": "pw_kernel_time", "dur": 1000.0 if k < 5 else 7.0}
+                for k in range(n)
+            ]
+            path = Path(tmp_path) / "p.json"
+            path.write_text(json.dumps(events))
+            return str(path)
+
+    monkeypatch.setattr(edge_infer, "build", lambda *a, **k: Engine())
+    monkeypatch.setattr(backends, "get_backend", lambda name: Backend())
+    monkeypatch.setattr(layer_profile, "_ort_session", lambda *a: Session())
+    monkeypatch.setattr(layer_profile.time, "sleep", lambda s: None)
+    ours, theirs = layer_profile.profiles(Path("m.onnx"), {"x": np.zeros(1)}, 2, 6, 3)
+    assert calls[:6] == ["cores 2"] + ["ort"] * 5  # onnxruntime's warm-up
+    assert calls[6:] == ["ours 2", "ort", "ort"] * 3
+    assert ours[0]["time_us"] == 20.0  # median of 10, 30, 20
+    assert theirs == {"pw": (7.0, "?")}
