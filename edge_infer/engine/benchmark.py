@@ -334,6 +334,11 @@ def compare_paired(
     the per-round ratios of the sides' medians, first / second, and each pair's median: the
     host's slow phases of seconds, which can put a whole fresh process of :func:`compare` in a
     mode 1.5x slower, then cancel out in the ratio."""
+    if rounds < 1 or runs < 1:
+        raise ValueError(
+            f"compare_paired: rounds and runs must be at least 1 (got {rounds}, {runs})"
+        )
+    pairs = max(1, min(pairs, rounds))  # every pair takes at least one round
     with tempfile.TemporaryDirectory(prefix="edge-infer-bench-") as tmp:
         work = Path(tmp)
         np.savez(work / "inputs.npz", **feeds)
@@ -341,8 +346,8 @@ def compare_paired(
         ratios: list[float] = []
         pair_ratios = []
         env: dict[str, Any] = {}
-        for pair in range(max(1, pairs)):
-            share = [k for k in range(rounds) if k % max(1, pairs) == pair]
+        for pair in range(pairs):
+            share = [k for k in range(rounds) if k % pairs == pair]
             sides: dict[str, _Resident] = {}
             try:
                 for role, (kind, path) in (("first", first), ("second", second)):
@@ -373,7 +378,7 @@ def compare_paired(
             "threads": threads,
             "rounds": rounds,
             "runs": runs,
-            "pairs": max(1, pairs),
+            "pairs": pairs,
             "env": env,
             "ratio": statistics.median(ratios),
             "ratio_p10": float(p10),

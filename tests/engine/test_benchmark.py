@@ -167,3 +167,18 @@ def test_compare_paired_names_a_failed_worker_and_ends_the_other(
     assert list(work.iterdir()) == []
     assert [s.spec_kind for s in started] == ["edge_infer", "onnxruntime"]
     assert all(s.proc.poll() is not None for s in started)
+
+
+@pytest.mark.parametrize(("rounds", "runs"), [(0, 3), (2, 0)])
+def test_compare_paired_refuses_no_rounds_or_runs_before_starting_anything(
+    monkeypatch: pytest.MonkeyPatch, rounds: int, runs: int
+) -> None:
+    def never(*args: Any) -> None:
+        raise AssertionError("a worker was started")
+
+    monkeypatch.setattr(benchmark, "_Resident", never)
+    with pytest.raises(ValueError, match="rounds and runs must be at least 1"):
+        benchmark.compare_paired(
+            ("edge_infer", "e.engine"), ("onnxruntime", "m.onnx"), {"x": np.zeros(2)},
+            batch=1, threads=1, rounds=rounds, runs=runs, warmup=0,
+        )  # fmt: skip
