@@ -32,19 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.engine_table import MODELS, _load_model, parse_row
 from bench.int8_layer_profile import _conv_of
 from bench.int8_vs_ort import _build, row_arguments, work_folder
-from bench.layer_profile import conv_kinds
-
-
-def _ort_session(path: Path, threads: int, prefix: str) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.enable_profiling = True
-    opts.profile_file_prefix = prefix
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+from bench.layer_profile import conv_kinds, ort_session
 
 
 def _ort_events(session: Any) -> dict[str, list[float]]:
@@ -83,7 +71,7 @@ def profile_row(row: str, work: Path, args: argparse.Namespace) -> str:
     info: dict[str, tuple[str, str]] = {}
     totals: dict[str, list[float]] = defaultdict(list)
     with tempfile.TemporaryDirectory() as tmp:
-        session = _ort_session(q_path, args.threads, str(Path(tmp) / "ort"))
+        session = ort_session(q_path, args.threads, str(Path(tmp) / "ort"))
         for _ in range(5):
             session.run(None, feeds)
         for r in range(args.rounds):

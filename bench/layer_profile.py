@@ -56,7 +56,9 @@ def conv_kinds(model: onnx.ModelProto) -> dict[str, str]:
     return kinds
 
 
-def _ort_session(path: Path, threads: int, prefix: str) -> Any:
+def ort_session(path: Path, threads: int, prefix: str) -> Any:
+    """onnxruntime on ``path`` as the tables time it (ORT_ENABLE_ALL, ``threads`` intra-op
+    threads), its profiler on, writing under ``prefix``."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -85,7 +87,7 @@ def ort_profile(path: Path, feeds: dict[str, np.ndarray], threads: int, runs: in
     """Median kernel time (µs) per onnxruntime node over the last ``runs`` of ``runs + 5``
     runs (the first 5 warm up), and each node's op type."""
     with tempfile.TemporaryDirectory() as tmp:
-        sess = _ort_session(path, threads, str(Path(tmp) / "ort"))
+        sess = ort_session(path, threads, str(Path(tmp) / "ort"))
         for _ in range(5 + runs):
             sess.run(None, feeds)
         return _ort_nodes(json.loads(Path(sess.end_profiling()).read_text()), 5)
@@ -107,7 +109,7 @@ def profiles(
     ours: dict[str, list[float]] = defaultdict(list)
     meta: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        sess = _ort_session(path, threads, str(Path(tmp) / "ort"))
+        sess = ort_session(path, threads, str(Path(tmp) / "ort"))
         for _ in range(warmup):
             sess.run(None, feeds)
         for _ in range(max(1, rounds)):

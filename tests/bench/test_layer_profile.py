@@ -99,7 +99,7 @@ def test_the_two_profilers_take_turns_and_each_layer_is_the_median_of_its_turns(
 
     monkeypatch.setattr(edge_infer, "build", lambda *a, **k: Engine())
     monkeypatch.setattr(backends, "get_backend", lambda name: Backend())
-    monkeypatch.setattr(layer_profile, "_ort_session", lambda *a: Session())
+    monkeypatch.setattr(layer_profile, "ort_session", lambda *a: Session())
     monkeypatch.setattr(layer_profile.time, "sleep", lambda s: None)
     ours, theirs = layer_profile.profiles(Path("m.onnx"), {"x": np.zeros(1)}, 2, 6, 3)
     assert calls[:6] == ["cores 2"] + ["ort"] * 5  # onnxruntime's warm-up
