@@ -315,13 +315,9 @@ def _best(r: dict, prec: str) -> str:
     return f"{ours / theirs:.2f}×"
 
 
-def _paired(r: dict, prec: str) -> str:
-    """The median per-turn ratio of the resident processes (ours / onnxruntime in ``prec``;
-    ``prec`` "int8_over_our_fp32": our INT8 / our FP32), with its 10th to 90th percentiles."""
-    if prec == "int8_over_our_fp32":
-        q = r.get("int8_over_our_fp32_paired")
-    else:
-        q = r.get(prec, {}).get("paired")
+def _paired(q: dict | None) -> str:
+    """A ``compare_paired`` report's median per-turn ratio with its 10th to 90th
+    percentiles."""
     if not q:
         return "not measured"
     return f"{q['ratio']:.2f}× ({q['ratio_p10']:.2f}–{q['ratio_p90']:.2f})"
@@ -367,13 +363,13 @@ def markdown(results: dict[str, dict]) -> str:
             f"| {row} | {_cell(r, 'fp32', 'edge_infer', 'median_ms')} | "
             f"{_cell(r, 'fp32', 'onnxruntime', 'median_ms')} | "
             f"{_cell(r, 'fp32', 'ratio', fmt='{:.2f}×')}{_spread(r, 'fp32')} | "
-            f"{_best(r, 'fp32')} | {_paired(r, 'fp32')} | "
+            f"{_best(r, 'fp32')} | {_paired(r.get('fp32', {}).get('paired'))} | "
             f"{_cell(r, 'int8', 'edge_infer', 'median_ms')}{_fallen(r)} | "
             f"{_cell(r, 'int8', 'onnxruntime', 'median_ms')} | "
             f"{_cell(r, 'int8', 'ratio', fmt='{:.2f}×')}{_spread(r, 'int8')} | "
-            f"{_best(r, 'int8')} | {_paired(r, 'int8')} | "
+            f"{_best(r, 'int8')} | {_paired(r.get('int8', {}).get('paired'))} | "
             f"{_cell(r, 'int8_over_our_fp32', fmt='{:.2f}×')} | "
-            f"{_paired(r, 'int8_over_our_fp32')} | {_agree(r, 'edge_infer')} | "
+            f"{_paired(r.get('int8_over_our_fp32_paired'))} | {_agree(r, 'edge_infer')} | "
             f"{_agree(r, 'onnxruntime')} | "
             f"{min(loads):.1f}–{max(loads):.1f} |"
         )

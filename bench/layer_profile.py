@@ -97,11 +97,13 @@ def profiles(
     path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int, rounds: int
 ) -> tuple[list[dict[str, Any]], dict[str, tuple[float, str]]]:
     """Our engine's layer profile and onnxruntime's node profile of the model at ``path``,
-    taken in ``rounds`` alternating turns of ``runs / rounds`` runs each (50 ms between turns:
-    onnxruntime's threads stop spinning), so that both sides' figures come from the same
-    phases of a shared host; per layer (node) the median over the turns (runs)."""
+    taken in ``rounds`` alternating turns of ``runs / rounds`` runs each (a pause after each
+    turn, as ``compare_paired``'s: onnxruntime's threads stop spinning), so that both sides'
+    figures come from the same phases of a shared host; per layer (node) the median over the
+    turns (runs)."""
     import edge_infer
     from edge_infer.engine.backends import get_backend
+    from edge_infer.engine.benchmark import PAIRED_PAUSE_S
 
     engine = edge_infer.build(str(path), None, shapes={k: v.shape for k, v in feeds.items()})
     get_backend(engine.backend_name).configure(cores=threads)
@@ -116,10 +118,10 @@ def profiles(
             for layer in engine.profile_layers(feeds, iterations=per_turn):
                 ours[layer["name"]].append(layer["time_us"])
                 meta[layer["name"]] = layer
-            time.sleep(0.05)
+            time.sleep(PAIRED_PAUSE_S)
             for _ in range(per_turn):
                 sess.run(None, feeds)
-            time.sleep(0.05)
+            time.sleep(PAIRED_PAUSE_S)
         events = json.loads(Path(sess.end_profiling()).read_text())
     layers = [{**meta[n], "time_us": float(np.median(v))} for n, v in ours.items()]
     layers.sort(key=lambda layer: -layer["time_us"])

@@ -8,9 +8,9 @@ reports the median of per-process medians. A worker process is this module run a
 
 Those modes are phases of the shared host (tens of seconds; every layer of ours slower
 alike, onnxruntime's processes too), so a process's mode is where it fell in time.
-:func:`compare_paired` keeps one resident process a side (``--serve``) and has them take
-turns of a few runs: both sides' figures then come from the same phases, and the per-round
-ratio cancels the phase.
+:func:`compare_paired` keeps a resident process a side (``--serve``; a few pairs of them one
+after another) and has them take turns of a few runs: both sides' figures then come from the
+same phases, and the per-round ratio cancels the phase.
 """
 
 from __future__ import annotations
