@@ -69,6 +69,8 @@ def test_biased_blocks_bit_exact(act, residual) -> None:
 def test_biased_quads_packed_for_signed_inputs_only() -> None:
     """The biased quads (and the sign row's flag) where the input may be negative; none where
     its range is known non-negative (the strips read u8 activations there)."""
+    if native.library().qpw_int8_path() != 2:
+        pytest.skip("biased quads only in the AVX2 path's weight panels")
     conv = ((1, 24, 4, 4), 20, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
     spec, _ = make_case(conv, ("", ()), "none", None, "int8", np.int8, seed=70)
     signed = QPointwiseNative(QConvSpec(**{**spec.__dict__, "x_range": (-128, 127)}))
