@@ -33,8 +33,9 @@
  * (fastq below), a channel with a proved multiplier (cpu_qconv.py: tactics/qdw_requant.py's
  * proof, rows after the weights) with no guard at all, where a whole tile's channels have one
  * (tile_proved); on AVX-512 VNNI a strip's last tile computes only the 16-position vectors
- * it has, and small deep maps (7 x 7, 14 x 14 under a 3 x 3 kernel) take tiles with vectors
- * along output channels instead (qconv_int8_oc: 7 positions x 48 channels or 6 x 64, a
+ * it has (finished in registers where it is one output run: a 1x1 layer's chunk of 48
+ * positions), and small deep maps (7 x 7, 14 x 14 under a 3 x 3 kernel) take tiles with
+ * vectors along output channels instead (qconv_int8_oc: 7 positions x 48 channels or 6 x 64, a
  * layer's last channels a tile of the 16-channel vectors they fill), where those compute
  * less. A strided 1 x 1 kernel's layout holds only the first stride phase, the one it reads
  * (xf's EI_FIRST_PHASE bit); a layer of 1-3 input channels packs its taps' bytes into planes
@@ -1503,12 +1504,15 @@ static inline __attribute__((always_inline)) void proved_row_nv(const __m512i *a
 
 /* a row of nv vectors of int8 outputs by the fast epilogue (m = fastq_mult, nonzero): the
  * nv vectors computed side by side (their chains overlap in the core), one branch for the
- * row; a row with a lane near a half redoes those vectors by exact16_i8 */
+ * row; a row with a lane near a half redoes those vectors by exact16_i8. The last vector's
+ * lanes past `tail` (a short run: a 1x1 layer's chunk of 48 positions) are neither read
+ * (residual) nor stored. */
 static inline __attribute__((always_inline)) void fast_row_nv(const __m512i *acc, long oc,
                                                             const int8_t *zr, int8_t *dst,
                                                             const qconv_int8_args *a,
                                                             const fastq *f, float m,
-                                                            const int nv, const int res) {
+                                                            const int nv, const int res,
+                                                            const __mmask16 tail) {
     const __m512 mv = _mm512_set1_ps(m);
     const __m512 lo = _mm512_set1_ps(f->lo), hi = _mm512_set1_ps(f->hi);
     const __m512 lim = _mm512_set1_ps(0.5f - f->eps);
@@ -1517,11 +1521,14 @@ static inline __attribute__((always_inline)) void fast_row_nv(const __m512i *acc
     __mmask16 near[NV], any = 0;
 #pragma GCC unroll 4
     for (int v = 0; v < nv; v++) {
+        const __mmask16 lanes = v == nv - 1 ? tail : (__mmask16)0xffff;
         __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[v]), mv);
-        if (res)
-            t = _mm512_add_ps(t, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                                                   _mm_loadu_si128((const __m128i *)(zr + v * VL)))),
+        if (res) {
+            const __m128i zb = lanes == 0xffff ? _mm_loadu_si128((const __m128i *)(zr + v * VL))
+                                               : _mm_maskz_loadu_epi8(lanes, zr + v * VL);
+            t = _mm512_add_ps(t, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(zb)),
                                                _mm512_set1_ps(f->zs)));
+        }
         t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
         /* t - rint(t) in one instruction (AVX-512 DQ vreduceps; exact), the integer by the
          * conversion's own round to nearest even (the default rounding mode, as
@@ -1534,21 +1541,32 @@ static inline __attribute__((always_inline)) void fast_row_nv(const __m512i *acc
 #endif
         d = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(d), absm));
         r[v] = _mm512_cvtps_epi32(t);
-        near[v] = _mm512_cmp_ps_mask(d, lim, _CMP_GT_OQ);
+        near[v] = _mm512_cmp_ps_mask(d, lim, _CMP_GT_OQ) & lanes;
         any |= near[v];
     }
     if (__builtin_expect(any != 0, 0)) {
         int32_t mem[NT] __attribute__((aligned(64)));
+        int8_t zt[VL] = {0}; /* a short last vector's residual, zero past the run */
         for (int v = 0; v < nv; v++) _mm512_store_si512(mem + v * VL, acc[v]);
         for (int v = 0; v < nv; v++) {
-            __m512i q = near[v] ? exact16_i8(mem + v * VL, oc, zr + v * VL, a) : r[v];
-            _mm_storeu_si128((__m128i *)(dst + v * VL), _mm512_cvtsepi32_epi8(q));
+            const __mmask16 lanes = v == nv - 1 ? tail : (__mmask16)0xffff;
+            const int8_t *zv = zr + v * VL;
+            if (res && lanes != 0xffff) {
+                _mm_storeu_si128((__m128i *)zt, _mm_maskz_loadu_epi8(lanes, zv));
+                zv = zt;
+            }
+            __m512i q = near[v] ? exact16_i8(mem + v * VL, oc, zv, a) : r[v];
+            _mm512_mask_cvtsepi32_storeu_epi8(dst + v * VL, lanes, q);
         }
         return;
     }
 #pragma GCC unroll 4
-    for (int v = 0; v < nv; v++)
-        _mm_storeu_si128((__m128i *)(dst + v * VL), _mm512_cvtsepi32_epi8(r[v]));
+    for (int v = 0; v < nv; v++) {
+        if (v == nv - 1 && tail != 0xffff)
+            _mm512_mask_cvtsepi32_storeu_epi8(dst + v * VL, tail, r[v]);
+        else
+            _mm_storeu_si128((__m128i *)(dst + v * VL), _mm512_cvtsepi32_epi8(r[v]));
+    }
 }
 
 static inline __attribute__((always_inline)) void fast_row(const int32_t *mem, long oc,
@@ -1570,29 +1588,30 @@ static inline __attribute__((always_inline)) void fast_row(const int32_t *mem, l
     }
     if (a->residual) {
         switch (nv) {
-        case 1: fast_row_nv(acc, oc, zr, dst, a, f, m, 1, 1); break;
-        case 2: fast_row_nv(acc, oc, zr, dst, a, f, m, 2, 1); break;
-        case 3: fast_row_nv(acc, oc, zr, dst, a, f, m, 3, 1); break;
-        default: fast_row_nv(acc, oc, zr, dst, a, f, m, 4, 1);
+        case 1: fast_row_nv(acc, oc, zr, dst, a, f, m, 1, 1, 0xffff); break;
+        case 2: fast_row_nv(acc, oc, zr, dst, a, f, m, 2, 1, 0xffff); break;
+        case 3: fast_row_nv(acc, oc, zr, dst, a, f, m, 3, 1, 0xffff); break;
+        default: fast_row_nv(acc, oc, zr, dst, a, f, m, 4, 1, 0xffff);
         }
         return;
     }
     switch (nv) {
-    case 1: fast_row_nv(acc, oc, zr, dst, a, f, m, 1, 0); break;
-    case 2: fast_row_nv(acc, oc, zr, dst, a, f, m, 2, 0); break;
-    case 3: fast_row_nv(acc, oc, zr, dst, a, f, m, 3, 0); break;
-    default: fast_row_nv(acc, oc, zr, dst, a, f, m, 4, 0);
+    case 1: fast_row_nv(acc, oc, zr, dst, a, f, m, 1, 0, 0xffff); break;
+    case 2: fast_row_nv(acc, oc, zr, dst, a, f, m, 2, 0, 0xffff); break;
+    case 3: fast_row_nv(acc, oc, zr, dst, a, f, m, 3, 0, 0xffff); break;
+    default: fast_row_nv(acc, oc, zr, dst, a, f, m, 4, 0, 0xffff);
     }
 }
 
-/* a whole tile (NT positions, one output run from pos) of int8 outputs by the fast epilogue
- * (fm[oc] nonzero for each of its rows), finished from the registers the dot products leave:
- * the same operations as tile then finish_tile */
-static void tile_fast(const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
-                      const int32_t *init, long rows, long oc0, long pos, const float *fm,
-                      const qconv_int8_args *a, const fastq *f) {
+/* a tile of nv vectors holding one output run of n positions from pos (grid column 0 on)
+ * of int8 outputs by the fast epilogue (fm[oc] nonzero for each of its rows), finished from
+ * the registers the dot products leave: the same operations as tile then finish_tile */
+static inline __attribute__((always_inline)) void tile_fast_nv(
+    const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
+    const int32_t *init, long rows, long oc0, long pos, const float *fm,
+    const qconv_int8_args *a, const fastq *f, const int nv, __mmask16 tail) {
     __m512i acc[MR][NV];
-    tile_regs(x, toff, T, w, wstride, init, acc, NV);
+    tile_regs(x, toff, T, w, wstride, init, acc, nv);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) {
         if (i >= rows) break;
@@ -1600,9 +1619,212 @@ static void tile_fast(const int32_t *x, const long *toff, long T, const int32_t 
         int8_t *dst = (int8_t *)a->out + oc * a->ocs + pos;
         if (a->residual)
             fast_row_nv(acc[i], oc, (const int8_t *)a->z + oc * a->zcs + pos, dst, a, f, fm[oc],
-                        NV, 1);
+                        nv, 1, tail);
         else
-            fast_row_nv(acc[i], oc, dst, dst, a, f, fm[oc], NV, 0); /* (zr not read) */
+            fast_row_nv(acc[i], oc, dst, dst, a, f, fm[oc], nv, 0, tail); /* (zr not read) */
+    }
+}
+
+/* The short tiles' dot products (MR = 6 rows x nv = 2 or 3 vectors) in fixed registers, the
+ * accumulators stored to acc[i * NT + v * VL] (accumulators from zmm8, the term's activation
+ * vectors zmm0.., a row's broadcast weight quad zmm4-zmm7 in turn; wsb: the weight rows'
+ * stride in bytes). GCC compiled the intrinsics' loop for these tiles with a dozen register
+ * copies and several stack spills a term (the 3-vector tile: 16 moves, 6 stores, 2 loads
+ * beside its 18 dot products); the whole tile's loop (one spill) is as fast as this. */
+static __attribute__((noinline)) void tile_dp2(const int32_t *x, const long *toff, long T,
+                                                 const int32_t *w, long wsb,
+                                                 const int32_t *init, int32_t *acc) {
+    __asm__ volatile(
+        "vpbroadcastd 0(%[init]), %%zmm8\n\t"
+        "vmovdqa64 %%zmm8, %%zmm9\n\t"
+        "vpbroadcastd 4(%[init]), %%zmm10\n\t"
+        "vmovdqa64 %%zmm10, %%zmm11\n\t"
+        "vpbroadcastd 8(%[init]), %%zmm12\n\t"
+        "vmovdqa64 %%zmm12, %%zmm13\n\t"
+        "vpbroadcastd 12(%[init]), %%zmm14\n\t"
+        "vmovdqa64 %%zmm14, %%zmm15\n\t"
+        "vpbroadcastd 16(%[init]), %%zmm16\n\t"
+        "vmovdqa64 %%zmm16, %%zmm17\n\t"
+        "vpbroadcastd 20(%[init]), %%zmm18\n\t"
+        "vmovdqa64 %%zmm18, %%zmm19\n\t"
+        "test %[T], %[T]\n\t"
+        "jle 2f\n\t"
+        ".p2align 5\n"
+        "1:\n\t"
+        "mov (%[toff]), %%rax\n\t"
+        "vmovdqu64 0(%[x],%%rax,4), %%zmm0\n\t"
+        "vmovdqu64 64(%[x],%%rax,4), %%zmm1\n\t"
+        "vpbroadcastd 0(%[w]), %%zmm4\n\t"
+        "vpdpbusd %%zmm4, %%zmm0, %%zmm8\n\t"
+        "vpdpbusd %%zmm4, %%zmm1, %%zmm9\n\t"
+        "vpbroadcastd 4(%[w]), %%zmm5\n\t"
+        "vpdpbusd %%zmm5, %%zmm0, %%zmm10\n\t"
+        "vpdpbusd %%zmm5, %%zmm1, %%zmm11\n\t"
+        "vpbroadcastd 8(%[w]), %%zmm6\n\t"
+        "vpdpbusd %%zmm6, %%zmm0, %%zmm12\n\t"
+        "vpdpbusd %%zmm6, %%zmm1, %%zmm13\n\t"
+        "vpbroadcastd 12(%[w]), %%zmm7\n\t"
+        "vpdpbusd %%zmm7, %%zmm0, %%zmm14\n\t"
+        "vpdpbusd %%zmm7, %%zmm1, %%zmm15\n\t"
+        "vpbroadcastd 16(%[w]), %%zmm4\n\t"
+        "vpdpbusd %%zmm4, %%zmm0, %%zmm16\n\t"
+        "vpdpbusd %%zmm4, %%zmm1, %%zmm17\n\t"
+        "vpbroadcastd 20(%[w]), %%zmm5\n\t"
+        "vpdpbusd %%zmm5, %%zmm0, %%zmm18\n\t"
+        "vpdpbusd %%zmm5, %%zmm1, %%zmm19\n\t"
+        "add $8, %[toff]\n\t"
+        "add %[wsb], %[w]\n\t"
+        "dec %[T]\n\t"
+        "jnz 1b\n"
+        "2:\n\t"
+        "vmovdqa64 %%zmm8, 0(%[acc])\n\t"
+        "vmovdqa64 %%zmm9, 64(%[acc])\n\t"
+        "vmovdqa64 %%zmm10, 256(%[acc])\n\t"
+        "vmovdqa64 %%zmm11, 320(%[acc])\n\t"
+        "vmovdqa64 %%zmm12, 512(%[acc])\n\t"
+        "vmovdqa64 %%zmm13, 576(%[acc])\n\t"
+        "vmovdqa64 %%zmm14, 768(%[acc])\n\t"
+        "vmovdqa64 %%zmm15, 832(%[acc])\n\t"
+        "vmovdqa64 %%zmm16, 1024(%[acc])\n\t"
+        "vmovdqa64 %%zmm17, 1088(%[acc])\n\t"
+        "vmovdqa64 %%zmm18, 1280(%[acc])\n\t"
+        "vmovdqa64 %%zmm19, 1344(%[acc])\n\t"
+        : [toff] "+r"(toff), [w] "+r"(w), [T] "+r"(T)
+        : [x] "r"(x), [wsb] "r"(wsb), [init] "r"(init), [acc] "r"(acc)
+        : "rax", "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19");
+}
+
+static __attribute__((noinline)) void tile_dp3(const int32_t *x, const long *toff, long T,
+                                                 const int32_t *w, long wsb,
+                                                 const int32_t *init, int32_t *acc) {
+    __asm__ volatile(
+        "vpbroadcastd 0(%[init]), %%zmm8\n\t"
+        "vmovdqa64 %%zmm8, %%zmm9\n\t"
+        "vmovdqa64 %%zmm8, %%zmm10\n\t"
+        "vpbroadcastd 4(%[init]), %%zmm11\n\t"
+        "vmovdqa64 %%zmm11, %%zmm12\n\t"
+        "vmovdqa64 %%zmm11, %%zmm13\n\t"
+        "vpbroadcastd 8(%[init]), %%zmm14\n\t"
+        "vmovdqa64 %%zmm14, %%zmm15\n\t"
+        "vmovdqa64 %%zmm14, %%zmm16\n\t"
+        "vpbroadcastd 12(%[init]), %%zmm17\n\t"
+        "vmovdqa64 %%zmm17, %%zmm18\n\t"
+        "vmovdqa64 %%zmm17, %%zmm19\n\t"
+        "vpbroadcastd 16(%[init]), %%zmm20\n\t"
+        "vmovdqa64 %%zmm20, %%zmm21\n\t"
+        "vmovdqa64 %%zmm20, %%zmm22\n\t"
+        "vpbroadcastd 20(%[init]), %%zmm23\n\t"
+        "vmovdqa64 %%zmm23, %%zmm24\n\t"
+        "vmovdqa64 %%zmm23, %%zmm25\n\t"
+        "test %[T], %[T]\n\t"
+        "jle 2f\n\t"
+        ".p2align 5\n"
+        "1:\n\t"
+        "mov (%[toff]), %%rax\n\t"
+        "vmovdqu64 0(%[x],%%rax,4), %%zmm0\n\t"
+        "vmovdqu64 64(%[x],%%rax,4), %%zmm1\n\t"
+        "vmovdqu64 128(%[x],%%rax,4), %%zmm2\n\t"
+        "vpbroadcastd 0(%[w]), %%zmm4\n\t"
+        "vpdpbusd %%zmm4, %%zmm0, %%zmm8\n\t"
+        "vpdpbusd %%zmm4, %%zmm1, %%zmm9\n\t"
+        "vpdpbusd %%zmm4, %%zmm2, %%zmm10\n\t"
+        "vpbroadcastd 4(%[w]), %%zmm5\n\t"
+        "vpdpbusd %%zmm5, %%zmm0, %%zmm11\n\t"
+        "vpdpbusd %%zmm5, %%zmm1, %%zmm12\n\t"
+        "vpdpbusd %%zmm5, %%zmm2, %%zmm13\n\t"
+        "vpbroadcastd 8(%[w]), %%zmm6\n\t"
+        "vpdpbusd %%zmm6, %%zmm0, %%zmm14\n\t"
+        "vpdpbusd %%zmm6, %%zmm1, %%zmm15\n\t"
+        "vpdpbusd %%zmm6, %%zmm2, %%zmm16\n\t"
+        "vpbroadcastd 12(%[w]), %%zmm7\n\t"
+        "vpdpbusd %%zmm7, %%zmm0, %%zmm17\n\t"
+        "vpdpbusd %%zmm7, %%zmm1, %%zmm18\n\t"
+        "vpdpbusd %%zmm7, %%zmm2, %%zmm19\n\t"
+        "vpbroadcastd 16(%[w]), %%zmm4\n\t"
+        "vpdpbusd %%zmm4, %%zmm0, %%zmm20\n\t"
+        "vpdpbusd %%zmm4, %%zmm1, %%zmm21\n\t"
+        "vpdpbusd %%zmm4, %%zmm2, %%zmm22\n\t"
+        "vpbroadcastd 20(%[w]), %%zmm5\n\t"
+        "vpdpbusd %%zmm5, %%zmm0, %%zmm23\n\t"
+        "vpdpbusd %%zmm5, %%zmm1, %%zmm24\n\t"
+        "vpdpbusd %%zmm5, %%zmm2, %%zmm25\n\t"
+        "add $8, %[toff]\n\t"
+        "add %[wsb], %[w]\n\t"
+        "dec %[T]\n\t"
+        "jnz 1b\n"
+        "2:\n\t"
+        "vmovdqa64 %%zmm8, 0(%[acc])\n\t"
+        "vmovdqa64 %%zmm9, 64(%[acc])\n\t"
+        "vmovdqa64 %%zmm10, 128(%[acc])\n\t"
+        "vmovdqa64 %%zmm11, 256(%[acc])\n\t"
+        "vmovdqa64 %%zmm12, 320(%[acc])\n\t"
+        "vmovdqa64 %%zmm13, 384(%[acc])\n\t"
+        "vmovdqa64 %%zmm14, 512(%[acc])\n\t"
+        "vmovdqa64 %%zmm15, 576(%[acc])\n\t"
+        "vmovdqa64 %%zmm16, 640(%[acc])\n\t"
+        "vmovdqa64 %%zmm17, 768(%[acc])\n\t"
+        "vmovdqa64 %%zmm18, 832(%[acc])\n\t"
+        "vmovdqa64 %%zmm19, 896(%[acc])\n\t"
+        "vmovdqa64 %%zmm20, 1024(%[acc])\n\t"
+        "vmovdqa64 %%zmm21, 1088(%[acc])\n\t"
+        "vmovdqa64 %%zmm22, 1152(%[acc])\n\t"
+        "vmovdqa64 %%zmm23, 1280(%[acc])\n\t"
+        "vmovdqa64 %%zmm24, 1344(%[acc])\n\t"
+        "vmovdqa64 %%zmm25, 1408(%[acc])\n\t"
+        : [toff] "+r"(toff), [w] "+r"(w), [T] "+r"(T)
+        : [x] "r"(x), [wsb] "r"(wsb), [init] "r"(init), [acc] "r"(acc)
+        : "rax", "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25");
+}
+
+/* the whole tile (NT positions): inlined in its one caller, as GCC compiles it best there
+ * (out of line, or beside the short tiles' instances, the 1x1 layers ran 2-27 % longer) */
+static void tile_fast(const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
+                      const int32_t *init, long rows, long oc0, long pos, const float *fm,
+                      const qconv_int8_args *a, const fastq *f) {
+    tile_fast_nv(x, toff, T, w, wstride, init, rows, oc0, pos, fm, a, f, NV, 0xffff);
+}
+
+/* the rows of a short tile's accumulators (mem, as tile_dp2 / tile_dp3 leave them) by the
+ * fast epilogue */
+static inline __attribute__((always_inline)) void short_rows(const int32_t *mem, long rows,
+                                                           long oc0, long pos, const float *fm,
+                                                           const qconv_int8_args *a,
+                                                           const fastq *f, const int nv,
+                                                           __mmask16 tail) {
+    for (long i = 0; i < rows; i++) {
+        const long oc = oc0 + i;
+        int8_t *dst = (int8_t *)a->out + oc * a->ocs + pos;
+        __m512i r[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) r[v] = _mm512_load_si512(mem + i * NT + v * VL);
+        if (a->residual)
+            fast_row_nv(r, oc, (const int8_t *)a->z + oc * a->zcs + pos, dst, a, f, fm[oc], nv,
+                        1, tail);
+        else
+            fast_row_nv(r, oc, dst, dst, a, f, fm[oc], nv, 0, tail); /* (zr not read) */
+    }
+}
+
+/* a short tile: n < NT positions, ceil(n / VL) vectors */
+static __attribute__((noinline)) void tile_fast_short(const int32_t *x, const long *toff, long T,
+                                                      const int32_t *w, long wstride,
+                                                      const int32_t *init, long rows, long oc0,
+                                                      long pos, const float *fm,
+                                                      const qconv_int8_args *a, const fastq *f,
+                                                      long n) {
+    const int nv = (int)((n + VL - 1) / VL);
+    const __mmask16 tail = (__mmask16)((1u << (n - VL * (nv - 1))) - 1);
+    if (nv == 4) {
+        tile_fast_nv(x, toff, T, w, wstride, init, rows, oc0, pos, fm, a, f, 4, tail);
+        return;
+    }
+    int32_t mem[MR * NT] __attribute__((aligned(64)));
+    if (nv == 3) {
+        tile_dp3(x, toff, T, w, 4 * wstride, init, mem);
+        short_rows(mem, rows, oc0, pos, fm, a, f, 3, tail);
+    } else {
+        tile_dp2(x, toff, T, w, 4 * wstride, init, mem);
+        short_rows(mem, rows, oc0, pos, fm, a, f, 2, tail);
     }
 }
 
@@ -2726,18 +2948,25 @@ void qconv_int8_f32(const qconv_int8_args *a) {
                 init[i] = i < rows ? (a->bias ? a->bias[oc] : 0) - (U8 ? 128 * a->wsum[oc] : 0) : 0;
             }
 #if EI_TILE_EPILOGUE
-            if (fm && nseg == 1 && seg_n[0] == NT) {
+            if (fm && nseg == 1 && seg_j[0] == 0) { /* one run from the strip's start */
                 int all = 1;
                 for (long i = 0; i < rows; i++) all &= fm[oc0 + i] != 0.0f;
-                if (all && bproved[ob]) {
+                if (all && bproved[ob] && seg_n[0] == NT) {
                     tile_proved(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init,
                                 rows, oc0, a, (int8_t *)a->out + oc0 * a->ocs + seg_pos[0]);
                     continue;
                 }
                 if (all) {
-                    tile_fast(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, rows,
-                              oc0, seg_pos[0], fm, a, &fq);
-                    continue;
+                    if (seg_n[0] == NT) {
+                        tile_fast(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init,
+                                  rows, oc0, seg_pos[0], fm, a, &fq);
+                        continue;
+                    }
+                    if (seg_n[0] > VL) { /* (one vector: tile_rows, 4 % faster over 1024 inputs) */
+                        tile_fast_short(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp,
+                                        init, rows, oc0, seg_pos[0], fm, a, &fq, seg_n[0]);
+                        continue;
+                    }
                 }
             }
 #endif

@@ -314,7 +314,7 @@ class QConvNative(QConvChunks, Tactic):
             gparts = min(per, -(-p["grid"] // STRIP))
             oparts = min(-(-per // gparts), -(-p["cog"] // OC_ALIGN))
         qparts = 1 if workers == 1 else max(1, min(p["cq"], workers, x[0].size // 16384))
-        galign = GRID_ALIGN if _int8_path() == AVX2_PATH else STRIP
+        galign = GRID_ALIGN if _int8_path() in qconv_chunks.VECTOR_POSITIONS else STRIP
         # per image and group: its layout calls, then its GEMM calls
         units: list[tuple[list[Any], list[Any]]] = []
         for b in range(n):

@@ -37,6 +37,29 @@ TASKS_PER_WORKER = 2
 #: a small map splits evenly between the threads (14 x 14: 48, 48, 48, 52 positions, where
 #: strips of 64 left 64, 64, 64, 4). Other paths: whole tiles (QConvNative.chunk_align)
 AVX2_CHUNK_ALIGN = 8
+#: conv_int8.c's AVX-512 VNNI path (qconv_int8_path): its short tiles also compute only the
+#: vectors they have, 16 positions each, so its chunks and grid strips are multiples of 16
+#: but the last. ResNet-50 b1 at 2 threads: a 14 x 14 1x1 layer's chunks were 64, 64, 64, 4
+#: (one thread 128 positions, the other 68), a 28 x 28 one's 256, 256, 256, 16
+VNNI512_PATH = 4
+#: positions per vector of the paths whose short tiles compute only the vectors they have
+VECTOR_POSITIONS = {AVX2_PATH: AVX2_CHUNK_ALIGN, VNNI512_PATH: 16}
+
+
+#: whole-tile position chunks give way to equal ones (VECTOR_POSITIONS) where a thread's
+#: share would be this many times the longest of the equal split's: a 14 x 14 map's 64, 64,
+#: 64, 4 on 2 threads (128 against 100: 1.28) and a 28 x 28's 256 x 3 + 16 (512 against
+#: 400) split evenly, a 56 x 56's 832 x 3 + 640 (1664 against 1568) does not
+EVEN_SHARE = 1.1
+
+
+def longest_share(bounds: list[tuple[int, int]], workers: int) -> int:
+    """The most positions one of ``workers`` threads computes when the pool hands the chunks
+    out in order, each to the thread that is free first."""
+    shares = [0] * workers
+    for g0, g1 in bounds:
+        shares[shares.index(min(shares))] += g1 - g0
+    return max(shares)
 
 
 def _int8_path() -> int:
@@ -89,14 +112,8 @@ class QConvChunks:
             return None
         if self._by_channels(workers):
             return None
-        align = AVX2_CHUNK_ALIGN if _int8_path() == AVX2_PATH else self.chunk_align
-        if align == STRIP:
-            even = -(-positions // per_image)
-            size = -(-even // STRIP) * STRIP  # positions of a chunk
-            bounds = [(g0, min(g0 + size, positions)) for g0 in range(0, positions, size)]
-        else:  # chunks of (nearly) equal positions: 14 x 14 as 48, 48, 48, 52, not 64 x 3 + 4
-            bounds = split(positions, per_image, align=align)
-            size = max(g1 - g0 for g0, g1 in bounds)
+        bounds = self._chunk_bounds(positions, per_image, workers)
+        size = max(g1 - g0 for g0, g1 in bounds)
         # term t reads quad order[t] (1x1: a term a quad)
         toffs = {m: p["order"].astype(np.int64) * m for m in {g1 - g0 for g0, g1 in bounds}}
         bufs = scratch((n * len(bounds), cq * size + STRIP), np.int32, "qconv_layout")
@@ -110,6 +127,27 @@ class QConvChunks:
                 tasks.append(self._chunk_task(fields, buf, toffs[m], out3, z3, b, g0, keep,
                                               g1=m, wg=m, ho=1, wo=m))  # fmt: skip
         return tasks
+
+    def _chunk_bounds(self, positions: int, parts: int, workers: int) -> list[tuple[int, int]]:
+        """``parts`` position chunks of a 1x1 layer's map: of (nearly) equal positions on the
+        AVX2 path (14 x 14 as 48, 48, 48, 52, not 64 x 3 + 4); elsewhere of whole tiles
+        (``chunk_align``), or on the AVX-512 VNNI path equal ones where whole tiles would
+        leave a thread EVEN_SHARE or more of the even split's longest share (its short tiles
+        cost: at one thread a 14 x 14 layer of 1024 inputs in chunks of 96 and 100 took 5-8 %
+        longer than in 128 and 68; on 2 threads 56 x 56 layers in four 784s 10-13 % longer
+        than in 832, 832, 832, 640)."""
+        path = _int8_path()
+        if path == AVX2_PATH:
+            return split(positions, parts, align=AVX2_CHUNK_ALIGN)
+        share = -(-positions // parts)
+        size = -(-share // self.chunk_align) * self.chunk_align
+        whole = [(g0, min(g0 + size, positions)) for g0 in range(0, positions, size)]
+        if workers < 2 or path not in VECTOR_POSITIONS:
+            return whole
+        even = split(positions, parts, align=VECTOR_POSITIONS[path])
+        if longest_share(whole, workers) >= EVEN_SHARE * longest_share(even, workers):
+            return even
+        return whole
 
     def _row_chunks(
         self,

@@ -11,7 +11,13 @@ import pytest
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import ScratchPool
+from edge_infer.engine.backends.cpu.tactics import qconv_chunks
 from edge_infer.engine.backends.cpu.tactics.cpu_qconv import QConvNative, QConvNativeOC
+from edge_infer.engine.backends.cpu.tactics.qconv_chunks import (
+    VECTOR_POSITIONS,
+    _int8_path,
+    longest_share,
+)
 from edge_infer.engine.ops.quantize import qconv
 from tests.engine.backends.cpu.tactics.test_qconv_native import check, make_case
 
@@ -81,12 +87,18 @@ def test_row_chunks_only_where_the_quads_cannot_split() -> None:
     assert QConvNative(spec)._row_chunks(inputs[0], out3, None, 2, ScratchPool(None)) is None
 
 
+def short_tiles_by_vector() -> None:
+    """Skip unless this CPU's path computes a short tile's vectors only (AVX2, AVX-512 VNNI:
+    qconv_chunks.VECTOR_POSITIONS), the paths that split small maps finer than tiles."""
+    if _int8_path() not in VECTOR_POSITIONS:
+        pytest.skip("the AVX2 and AVX-512 VNNI paths only")
+
+
 def test_position_chunks_split_a_small_map_evenly() -> None:
-    """qconv_native on the AVX2 path: a 14 x 14 1x1 layer (MobileNetV2's 576 -> 96
-    projections) in four chunks of 48, 48, 48 and 52 positions, not strips of whole
+    """qconv_native on the AVX2 and AVX-512 VNNI paths: a 14 x 14 1x1 layer (MobileNetV2's
+    576 -> 96 projections) in four chunks of 48, 48, 48 and 52 positions, not strips of whole
     64-position tiles (64, 64, 64, 4: one thread's share twice the other's)."""
-    if len(tactics()) == 1:
-        pytest.skip("the AVX2 path only")
+    short_tiles_by_vector()
     conv = ((1, 24, 14, 14), 16, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
     spec, inputs = make_case(conv, ("", ()), "pre", np.int8, "int8", np.int8, seed=3)
     out3 = np.zeros((1, 16, 196), np.int8)
@@ -123,12 +135,11 @@ def test_packed_taps(conv, terms) -> None:
 
 
 def test_grid_strips_split_a_small_map_evenly(monkeypatch) -> None:
-    """On the AVX2 path a 14 x 14 3 x 3 layer's grid (14 rows of 16: 224 positions) splits
-    between 2 workers' GEMM calls at multiples of 16 (48, 64, 48, 64: 112 a share), not
-    strips of whole 64-position tiles (64, 64, 64, 32: 128 against 96); the reference's
-    bits."""
-    if len(tactics()) == 1:
-        pytest.skip("the AVX2 path only")
+    """On the AVX2 and AVX-512 VNNI paths a 14 x 14 3 x 3 layer's grid (14 rows of 16: 224
+    positions) splits between 2 workers' GEMM calls at multiples of 16 (48, 64, 48, 64: 112 a
+    share), not strips of whole 64-position tiles (64, 64, 64, 32: 128 against 96); the
+    reference's bits."""
+    short_tiles_by_vector()
     calls: list[tuple[int, int]] = []
     real = native.NativeCall
 
@@ -145,3 +156,33 @@ def test_grid_strips_split_a_small_map_evenly(monkeypatch) -> None:
         got = run(tactic, spec, inputs, workers=2)
         assert sorted(set(calls)) == [(0, 48), (48, 112), (112, 160), (160, 224)], tactic.name
         check(spec, got, qconv(*inputs, **spec.attrs()), tactic.name)
+
+
+def test_longest_share() -> None:
+    """Chunks handed out in order, each to the thread free first."""
+    assert longest_share([(0, 64), (64, 128), (128, 192), (192, 196)], 2) == 128
+    assert longest_share([(0, 48), (48, 96), (96, 144), (144, 196)], 2) == 100
+    assert longest_share([(0, 832), (832, 1664), (1664, 2496), (2496, 3136)], 2) == 1664
+    assert longest_share([(0, 10), (10, 30)], 1) == 30
+
+
+@pytest.mark.parametrize(
+    "positions,workers,want",
+    [
+        (196, 2, [48, 48, 48, 52]),  # whole tiles: 64, 64, 64, 4 (128 against 100)
+        (784, 2, [192, 192, 192, 208]),  # whole tiles: 256 x 3 + 16 (512 against 400)
+        (3136, 2, [832, 832, 832, 640]),  # even: 784 x 4 (1568), within EVEN_SHARE
+        (196, 1, [128, 68]),  # one thread: whole tiles (short tiles cost there)
+    ],
+)
+def test_vnni_chunk_bounds(monkeypatch, positions, workers, want) -> None:
+    """On the AVX-512 VNNI path a 1x1 layer's position chunks are whole 64-position tiles
+    unless those leave one of the threads EVEN_SHARE or more of the even split's longest
+    share: then multiples of 16 (its short tiles compute only the vectors they have)."""
+    monkeypatch.setattr(qconv_chunks, "_int8_path", lambda: qconv_chunks.VNNI512_PATH)
+    conv = ((1, 24, 14, 14), 16, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    spec, _ = make_case(conv, ("", ()), "none", None, "int8", np.int8, seed=3)
+    parts = len(want)
+    bounds = QConvNative(spec)._chunk_bounds(positions, parts, workers)
+    assert [g1 - g0 for g0, g1 in bounds] == want
+    assert bounds[0][0] == 0 and bounds[-1][1] == positions
