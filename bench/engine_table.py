@@ -9,7 +9,9 @@ quantized model, each pair in alternating fresh processes
 ``--turn-seconds`` each between resident processes (``compare_paired``, ``--paired-pairs``
 pairs of them one after another): the "paired" columns, the median per-turn ratio, which the
 host's slow phases (seconds to minutes, up to 1.5x, that a fresh process falls in) do not
-move as they move the per-process medians. Agreement with our FP32 output on
+move as they move the per-process medians where they slow both sides alike; where some
+rounds were slowed and others not, the cell adds the median over the quiet rounds and their
+count ("quiet", ``benchmark.quiet_rounds``). Agreement with our FP32 output on
 ``--eval-frames`` other frames: cosine, max abs diff and, where the output has classes,
 top-1 (classifier) or per-step argmax (CRNN) agreement.
 
@@ -317,10 +319,15 @@ def _best(r: dict, prec: str) -> str:
 
 def _paired(q: dict | None) -> str:
     """A ``compare_paired`` report's median per-turn ratio with its 10th to 90th
-    percentiles."""
+    percentiles, and where some rounds were quiet and not all (``benchmark.quiet_rounds``:
+    neither side slowed by the host's phase), the median over those and their count."""
     if not q:
         return "not measured"
-    return f"{q['ratio']:.2f}× ({q['ratio_p10']:.2f}–{q['ratio_p90']:.2f})"
+    cell = f"{q['ratio']:.2f}× ({q['ratio_p10']:.2f}–{q['ratio_p90']:.2f})"
+    quiet, rounds = q.get("quiet_rounds"), len(q.get("round_ratios", ()))
+    if quiet and q.get("quiet_ratio") is not None and quiet < rounds:
+        cell += f"; quiet {q['quiet_ratio']:.2f}× ({quiet}/{rounds})"
+    return cell
 
 
 def _agree(r: dict | None, side: str) -> str:

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,6 +260,21 @@ def _output_diffs(ours_path: Path, theirs_path: Path) -> dict[str, dict[str, flo
 #: of its CPU time within 50 ms of its turn's end, none in the 500 ms after)
 PAIRED_PAUSE_S = 0.1
 
+#: a round of :func:`compare_paired` is "quiet" where neither side's turn took more than this
+#: many times its own 10th-percentile turn: the 2-vCPU hosts' slow phases (on the Zen 4 VM the
+#: two vCPUs then share one core's vector units for seconds, our two threads running at half
+#: speed and onnxruntime's at two thirds) push both sides' turns well past it
+QUIET_TURN = 1.2
+
+
+def quiet_rounds(first: Sequence[float], second: Sequence[float]) -> list[int]:
+    """The rounds (indices) in which neither side's turn median exceeded QUIET_TURN times
+    its own 10th percentile over all rounds."""
+    lim = [QUIET_TURN * float(np.percentile(turns, 10)) for turns in (first, second)]
+    return [
+        k for k, (a, b) in enumerate(zip(first, second, strict=True)) if a <= lim[0] and b <= lim[1]
+    ]
+
 
 class _Resident:
     """One side's resident worker process (this module with ``--serve``); its stderr goes to
@@ -333,7 +348,9 @@ def compare_paired(
     (``first``, ``second``, with their kind and path), the median (10th, 90th percentile) of
     the per-round ratios of the sides' medians, first / second, and each pair's median: the
     host's slow phases of seconds, which can put a whole fresh process of :func:`compare` in a
-    mode 1.5x slower, then cancel out in the ratio."""
+    mode 1.5x slower, then cancel out in the ratio where they slow both sides alike. Where
+    they do not, ``quiet_ratio`` is the median over the rounds in which neither side was
+    slowed (:func:`quiet_rounds`; ``quiet_rounds`` counts them), beside the ratio over all."""
     if rounds < 1 or runs < 1:
         raise ValueError(
             f"compare_paired: rounds and runs must be at least 1 (got {rounds}, {runs})"
@@ -345,6 +362,7 @@ def compare_paired(
         samples: dict[str, list[float]] = {"first": [], "second": []}
         ratios: list[float] = []
         pair_ratios = []
+        turns: dict[str, list[float]] = {"first": [], "second": []}  # each round's medians
         env: dict[str, Any] = {}
         for pair in range(pairs):
             share = [k for k in range(rounds) if k % pairs == pair]
@@ -366,6 +384,8 @@ def compare_paired(
                         medians[role] = statistics.median(seconds)
                         time.sleep(PAIRED_PAUSE_S)
                     mine.append(medians["first"] / medians["second"])
+                    for role in turns:
+                        turns[role].append(medians[role])
             finally:
                 for side in sides.values():
                     side.close()
@@ -373,6 +393,7 @@ def compare_paired(
             if mine:
                 pair_ratios.append(statistics.median(mine))
         p10, p90 = np.percentile(ratios, [10, 90])
+        quiet = quiet_rounds(turns["first"], turns["second"])
         report: dict[str, Any] = {
             "batch": batch,
             "threads": threads,
@@ -385,6 +406,9 @@ def compare_paired(
             "ratio_p90": float(p90),
             "round_ratios": ratios,
             "pair_ratios": pair_ratios,
+            "round_medians_ms": {role: [t * 1e3 for t in v] for role, v in turns.items()},
+            "quiet_rounds": len(quiet),
+            "quiet_ratio": statistics.median(ratios[k] for k in quiet) if quiet else None,
         }
         for role, (kind, path) in (("first", first), ("second", second)):
             report[role] = {

@@ -88,6 +88,18 @@ def test_markdown_marks_rows_not_run_and_fills_the_measured_one() -> None:
     assert "failed: Exception: Incomplete symbolic" in lines["yolov8n-320-b1"]
 
 
+def test_paired_cell_adds_the_quiet_rounds_where_some_were_slowed() -> None:
+    """The quiet rounds' median and count where they are some of the rounds, not all or none."""
+    q = {"ratio": 1.47, "ratio_p10": 0.97, "ratio_p90": 1.51, "round_ratios": [1.0] * 20}
+    assert engine_table._paired({**q, "quiet_rounds": 7, "quiet_ratio": 1.01}) == (
+        "1.47× (0.97–1.51); quiet 1.01× (7/20)"
+    )
+    for quiet, ratio in ((20, 1.47), (0, None)):
+        cell = engine_table._paired({**q, "quiet_rounds": quiet, "quiet_ratio": ratio})
+        assert cell == "1.47× (0.97–1.51)"
+    assert engine_table._paired(q) == "1.47× (0.97–1.51)"  # reports from before the count
+
+
 def _conv_model() -> onnx.ModelProto:
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w")

@@ -120,6 +120,15 @@ def test_compare_paired_takes_turns_in_resident_processes(
         batch=2, threads=1, rounds=3, runs=4, warmup=1, pairs=2,
     )  # fmt: skip
     assert len(report["round_ratios"]) == 3 and len(report["pair_ratios"]) == 2
+    medians = report["round_medians_ms"]
+    assert [len(medians[r]) for r in ("first", "second")] == [3, 3]
+    for k, ratio in enumerate(report["round_ratios"]):  # each round's ratio is its medians'
+        assert ratio == pytest.approx(medians["first"][k] / medians["second"][k])
+    quiet = benchmark.quiet_rounds(medians["first"], medians["second"])
+    assert report["quiet_rounds"] == len(quiet) >= 1  # (the fastest turns are quiet)
+    assert report["quiet_ratio"] == pytest.approx(
+        float(np.median([report["round_ratios"][k] for k in quiet]))
+    )
     assert report["ratio"] == pytest.approx(float(np.median(report["round_ratios"])))
     assert report["ratio_p10"] <= report["ratio"] <= report["ratio_p90"]
     for role, kind in (("first", "edge_infer"), ("second", "onnxruntime")):
@@ -182,3 +191,15 @@ def test_compare_paired_refuses_no_rounds_or_runs_before_starting_anything(
             ("edge_infer", "e.engine"), ("onnxruntime", "m.onnx"), {"x": np.zeros(2)},
             batch=1, threads=1, rounds=rounds, runs=runs, warmup=0,
         )  # fmt: skip
+
+
+def test_quiet_rounds_leave_out_the_rounds_a_side_was_slowed_in() -> None:
+    """A round is quiet where neither side's turn exceeds QUIET_TURN times its own 10th
+    percentile: a host phase that doubles one side's turns (and slows the other's 1.5x) takes
+    those rounds out, a side's own steady pace does not."""
+    first = [1.0, 1.02, 2.0, 2.1, 0.99, 1.01, 1.0, 2.05, 1.0, 1.03]
+    second = [3.0, 3.1, 4.5, 4.6, 3.0, 3.05, 3.1, 4.4, 2.98, 3.0]
+    assert benchmark.quiet_rounds(first, second) == [0, 1, 4, 5, 6, 8, 9]
+    assert benchmark.quiet_rounds([1.0] * 4, [5.0] * 4) == [0, 1, 2, 3]
+    slowed_second_only = [3.0, 3.0, 4.0, 3.0]
+    assert benchmark.quiet_rounds([1.0] * 4, slowed_second_only) == [0, 1, 3]
