@@ -1631,150 +1631,60 @@ static inline __attribute__((always_inline)) void tile_fast_nv(
  * stride in bytes). GCC compiled the intrinsics' loop for these tiles with a dozen register
  * copies and several stack spills a term (the 3-vector tile: 16 moves, 6 stores, 2 loads
  * beside its 18 dot products); the whole tile's loop (one spill) is as fast as this. */
-static __attribute__((noinline)) void tile_dp2(const int32_t *x, const long *toff, long T,
-                                                 const int32_t *w, long wsb,
-                                                 const int32_t *init, int32_t *acc) {
-    __asm__ volatile(
-        "vpbroadcastd 0(%[init]), %%zmm8\n\t"
-        "vmovdqa64 %%zmm8, %%zmm9\n\t"
-        "vpbroadcastd 4(%[init]), %%zmm10\n\t"
-        "vmovdqa64 %%zmm10, %%zmm11\n\t"
-        "vpbroadcastd 8(%[init]), %%zmm12\n\t"
-        "vmovdqa64 %%zmm12, %%zmm13\n\t"
-        "vpbroadcastd 12(%[init]), %%zmm14\n\t"
-        "vmovdqa64 %%zmm14, %%zmm15\n\t"
-        "vpbroadcastd 16(%[init]), %%zmm16\n\t"
-        "vmovdqa64 %%zmm16, %%zmm17\n\t"
-        "vpbroadcastd 20(%[init]), %%zmm18\n\t"
-        "vmovdqa64 %%zmm18, %%zmm19\n\t"
-        "test %[T], %[T]\n\t"
-        "jle 2f\n\t"
-        ".p2align 5\n"
-        "1:\n\t"
-        "mov (%[toff]), %%rax\n\t"
-        "vmovdqu64 0(%[x],%%rax,4), %%zmm0\n\t"
-        "vmovdqu64 64(%[x],%%rax,4), %%zmm1\n\t"
-        "vpbroadcastd 0(%[w]), %%zmm4\n\t"
-        "vpdpbusd %%zmm4, %%zmm0, %%zmm8\n\t"
-        "vpdpbusd %%zmm4, %%zmm1, %%zmm9\n\t"
-        "vpbroadcastd 4(%[w]), %%zmm5\n\t"
-        "vpdpbusd %%zmm5, %%zmm0, %%zmm10\n\t"
-        "vpdpbusd %%zmm5, %%zmm1, %%zmm11\n\t"
-        "vpbroadcastd 8(%[w]), %%zmm6\n\t"
-        "vpdpbusd %%zmm6, %%zmm0, %%zmm12\n\t"
-        "vpdpbusd %%zmm6, %%zmm1, %%zmm13\n\t"
-        "vpbroadcastd 12(%[w]), %%zmm7\n\t"
-        "vpdpbusd %%zmm7, %%zmm0, %%zmm14\n\t"
-        "vpdpbusd %%zmm7, %%zmm1, %%zmm15\n\t"
-        "vpbroadcastd 16(%[w]), %%zmm4\n\t"
-        "vpdpbusd %%zmm4, %%zmm0, %%zmm16\n\t"
-        "vpdpbusd %%zmm4, %%zmm1, %%zmm17\n\t"
-        "vpbroadcastd 20(%[w]), %%zmm5\n\t"
-        "vpdpbusd %%zmm5, %%zmm0, %%zmm18\n\t"
-        "vpdpbusd %%zmm5, %%zmm1, %%zmm19\n\t"
-        "add $8, %[toff]\n\t"
-        "add %[wsb], %[w]\n\t"
-        "dec %[T]\n\t"
-        "jnz 1b\n"
-        "2:\n\t"
-        "vmovdqa64 %%zmm8, 0(%[acc])\n\t"
-        "vmovdqa64 %%zmm9, 64(%[acc])\n\t"
-        "vmovdqa64 %%zmm10, 256(%[acc])\n\t"
-        "vmovdqa64 %%zmm11, 320(%[acc])\n\t"
-        "vmovdqa64 %%zmm12, 512(%[acc])\n\t"
-        "vmovdqa64 %%zmm13, 576(%[acc])\n\t"
-        "vmovdqa64 %%zmm14, 768(%[acc])\n\t"
-        "vmovdqa64 %%zmm15, 832(%[acc])\n\t"
-        "vmovdqa64 %%zmm16, 1024(%[acc])\n\t"
-        "vmovdqa64 %%zmm17, 1088(%[acc])\n\t"
-        "vmovdqa64 %%zmm18, 1280(%[acc])\n\t"
-        "vmovdqa64 %%zmm19, 1344(%[acc])\n\t"
-        : [toff] "+r"(toff), [w] "+r"(w), [T] "+r"(T)
-        : [x] "r"(x), [wsb] "r"(wsb), [init] "r"(init), [acc] "r"(acc)
-        : "rax", "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19");
-}
-
-static __attribute__((noinline)) void tile_dp3(const int32_t *x, const long *toff, long T,
-                                                 const int32_t *w, long wsb,
-                                                 const int32_t *init, int32_t *acc) {
-    __asm__ volatile(
-        "vpbroadcastd 0(%[init]), %%zmm8\n\t"
-        "vmovdqa64 %%zmm8, %%zmm9\n\t"
-        "vmovdqa64 %%zmm8, %%zmm10\n\t"
-        "vpbroadcastd 4(%[init]), %%zmm11\n\t"
-        "vmovdqa64 %%zmm11, %%zmm12\n\t"
-        "vmovdqa64 %%zmm11, %%zmm13\n\t"
-        "vpbroadcastd 8(%[init]), %%zmm14\n\t"
-        "vmovdqa64 %%zmm14, %%zmm15\n\t"
-        "vmovdqa64 %%zmm14, %%zmm16\n\t"
-        "vpbroadcastd 12(%[init]), %%zmm17\n\t"
-        "vmovdqa64 %%zmm17, %%zmm18\n\t"
-        "vmovdqa64 %%zmm17, %%zmm19\n\t"
-        "vpbroadcastd 16(%[init]), %%zmm20\n\t"
-        "vmovdqa64 %%zmm20, %%zmm21\n\t"
-        "vmovdqa64 %%zmm20, %%zmm22\n\t"
-        "vpbroadcastd 20(%[init]), %%zmm23\n\t"
-        "vmovdqa64 %%zmm23, %%zmm24\n\t"
-        "vmovdqa64 %%zmm23, %%zmm25\n\t"
-        "test %[T], %[T]\n\t"
-        "jle 2f\n\t"
-        ".p2align 5\n"
-        "1:\n\t"
-        "mov (%[toff]), %%rax\n\t"
-        "vmovdqu64 0(%[x],%%rax,4), %%zmm0\n\t"
-        "vmovdqu64 64(%[x],%%rax,4), %%zmm1\n\t"
-        "vmovdqu64 128(%[x],%%rax,4), %%zmm2\n\t"
-        "vpbroadcastd 0(%[w]), %%zmm4\n\t"
-        "vpdpbusd %%zmm4, %%zmm0, %%zmm8\n\t"
-        "vpdpbusd %%zmm4, %%zmm1, %%zmm9\n\t"
-        "vpdpbusd %%zmm4, %%zmm2, %%zmm10\n\t"
-        "vpbroadcastd 4(%[w]), %%zmm5\n\t"
-        "vpdpbusd %%zmm5, %%zmm0, %%zmm11\n\t"
-        "vpdpbusd %%zmm5, %%zmm1, %%zmm12\n\t"
-        "vpdpbusd %%zmm5, %%zmm2, %%zmm13\n\t"
-        "vpbroadcastd 8(%[w]), %%zmm6\n\t"
-        "vpdpbusd %%zmm6, %%zmm0, %%zmm14\n\t"
-        "vpdpbusd %%zmm6, %%zmm1, %%zmm15\n\t"
-        "vpdpbusd %%zmm6, %%zmm2, %%zmm16\n\t"
-        "vpbroadcastd 12(%[w]), %%zmm7\n\t"
-        "vpdpbusd %%zmm7, %%zmm0, %%zmm17\n\t"
-        "vpdpbusd %%zmm7, %%zmm1, %%zmm18\n\t"
-        "vpdpbusd %%zmm7, %%zmm2, %%zmm19\n\t"
-        "vpbroadcastd 16(%[w]), %%zmm4\n\t"
-        "vpdpbusd %%zmm4, %%zmm0, %%zmm20\n\t"
-        "vpdpbusd %%zmm4, %%zmm1, %%zmm21\n\t"
-        "vpdpbusd %%zmm4, %%zmm2, %%zmm22\n\t"
-        "vpbroadcastd 20(%[w]), %%zmm5\n\t"
-        "vpdpbusd %%zmm5, %%zmm0, %%zmm23\n\t"
-        "vpdpbusd %%zmm5, %%zmm1, %%zmm24\n\t"
-        "vpdpbusd %%zmm5, %%zmm2, %%zmm25\n\t"
-        "add $8, %[toff]\n\t"
-        "add %[wsb], %[w]\n\t"
-        "dec %[T]\n\t"
-        "jnz 1b\n"
-        "2:\n\t"
-        "vmovdqa64 %%zmm8, 0(%[acc])\n\t"
-        "vmovdqa64 %%zmm9, 64(%[acc])\n\t"
-        "vmovdqa64 %%zmm10, 128(%[acc])\n\t"
-        "vmovdqa64 %%zmm11, 256(%[acc])\n\t"
-        "vmovdqa64 %%zmm12, 320(%[acc])\n\t"
-        "vmovdqa64 %%zmm13, 384(%[acc])\n\t"
-        "vmovdqa64 %%zmm14, 512(%[acc])\n\t"
-        "vmovdqa64 %%zmm15, 576(%[acc])\n\t"
-        "vmovdqa64 %%zmm16, 640(%[acc])\n\t"
-        "vmovdqa64 %%zmm17, 768(%[acc])\n\t"
-        "vmovdqa64 %%zmm18, 832(%[acc])\n\t"
-        "vmovdqa64 %%zmm19, 896(%[acc])\n\t"
-        "vmovdqa64 %%zmm20, 1024(%[acc])\n\t"
-        "vmovdqa64 %%zmm21, 1088(%[acc])\n\t"
-        "vmovdqa64 %%zmm22, 1152(%[acc])\n\t"
-        "vmovdqa64 %%zmm23, 1280(%[acc])\n\t"
-        "vmovdqa64 %%zmm24, 1344(%[acc])\n\t"
-        "vmovdqa64 %%zmm25, 1408(%[acc])\n\t"
-        : [toff] "+r"(toff), [w] "+r"(w), [T] "+r"(T)
-        : [x] "r"(x), [wsb] "r"(wsb), [init] "r"(init), [acc] "r"(acc)
-        : "rax", "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25");
-}
+/* (GAS evaluates the displacements' products: row i's weight quad at i*4, its accumulators
+ * at i*256 + v*64 bytes of acc) */
+#define EI_DP_INIT2(i, a0, a1)                                                                 \
+    "vpbroadcastd " #i "*4(%[init]), %%zmm" #a0 "\n\tvmovdqa64 %%zmm" #a0 ", %%zmm" #a1 "\n\t"
+#define EI_DP_INIT3(i, a0, a1, a2)                                                             \
+    EI_DP_INIT2(i, a0, a1) "vmovdqa64 %%zmm" #a0 ", %%zmm" #a2 "\n\t"
+#define EI_DP_ROW2(i, b, a0, a1)                                                               \
+    "vpbroadcastd " #i "*4(%[w]), %%zmm" #b "\n\t"                                            \
+    "vpdpbusd %%zmm" #b ", %%zmm0, %%zmm" #a0 "\n\tvpdpbusd %%zmm" #b ", %%zmm1, %%zmm" #a1 "\n\t"
+#define EI_DP_ROW3(i, b, a0, a1, a2)                                                           \
+    EI_DP_ROW2(i, b, a0, a1) "vpdpbusd %%zmm" #b ", %%zmm2, %%zmm" #a2 "\n\t"
+#define EI_DP_STORE2(i, a0, a1)                                                                \
+    "vmovdqa64 %%zmm" #a0 ", " #i "*256(%[acc])\n\tvmovdqa64 %%zmm" #a1 ", " #i "*256+64(%[acc])\n\t"
+#define EI_DP_STORE3(i, a0, a1, a2)                                                            \
+    EI_DP_STORE2(i, a0, a1) "vmovdqa64 %%zmm" #a2 ", " #i "*256+128(%[acc])\n\t"
+/* the tile: its rows' starts, the term loop (the term's activation vectors LOADS, the rows'
+ * dot products ROWS), its accumulators to acc */
+#define EI_TILE_DP(name, INITS, LOADS, ROWS, STORES, ...)                                      \
+    static __attribute__((noinline)) void name(const int32_t *x, const long *toff, long T,    \
+                                               const int32_t *w, long wsb,                    \
+                                               const int32_t *init, int32_t *acc) {           \
+        __asm__ volatile(INITS "test %[T], %[T]\n\tjle 2f\n\t.p2align 5\n1:\n\t"                \
+                               "mov (%[toff]), %%rax\n\t" LOADS ROWS                          \
+                               "add $8, %[toff]\n\tadd %[wsb], %[w]\n\tdec %[T]\n\tjnz 1b\n"    \
+                               "2:\n\t" STORES                                                \
+                         : [toff] "+r"(toff), [w] "+r"(w), [T] "+r"(T)                        \
+                         : [x] "r"(x), [wsb] "r"(wsb), [init] "r"(init), [acc] "r"(acc)       \
+                         : "rax", "cc", "memory", __VA_ARGS__);                               \
+    }
+#define EI_DP_LOAD(v) "vmovdqu64 " #v "*64(%[x],%%rax,4), %%zmm" #v "\n\t"
+EI_TILE_DP(tile_dp2,
+           EI_DP_INIT2(0, 8, 9) EI_DP_INIT2(1, 10, 11) EI_DP_INIT2(2, 12, 13)
+               EI_DP_INIT2(3, 14, 15) EI_DP_INIT2(4, 16, 17) EI_DP_INIT2(5, 18, 19),
+           EI_DP_LOAD(0) EI_DP_LOAD(1),
+           EI_DP_ROW2(0, 4, 8, 9) EI_DP_ROW2(1, 5, 10, 11) EI_DP_ROW2(2, 6, 12, 13)
+               EI_DP_ROW2(3, 7, 14, 15) EI_DP_ROW2(4, 4, 16, 17) EI_DP_ROW2(5, 5, 18, 19),
+           EI_DP_STORE2(0, 8, 9) EI_DP_STORE2(1, 10, 11) EI_DP_STORE2(2, 12, 13)
+               EI_DP_STORE2(3, 14, 15) EI_DP_STORE2(4, 16, 17) EI_DP_STORE2(5, 18, 19),
+           "xmm0", "xmm1", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+           "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19")
+EI_TILE_DP(tile_dp3,
+           EI_DP_INIT3(0, 8, 9, 10) EI_DP_INIT3(1, 11, 12, 13) EI_DP_INIT3(2, 14, 15, 16)
+               EI_DP_INIT3(3, 17, 18, 19) EI_DP_INIT3(4, 20, 21, 22) EI_DP_INIT3(5, 23, 24, 25),
+           EI_DP_LOAD(0) EI_DP_LOAD(1) EI_DP_LOAD(2),
+           EI_DP_ROW3(0, 4, 8, 9, 10) EI_DP_ROW3(1, 5, 11, 12, 13) EI_DP_ROW3(2, 6, 14, 15, 16)
+               EI_DP_ROW3(3, 7, 17, 18, 19) EI_DP_ROW3(4, 4, 20, 21, 22)
+                   EI_DP_ROW3(5, 5, 23, 24, 25),
+           EI_DP_STORE3(0, 8, 9, 10) EI_DP_STORE3(1, 11, 12, 13) EI_DP_STORE3(2, 14, 15, 16)
+               EI_DP_STORE3(3, 17, 18, 19) EI_DP_STORE3(4, 20, 21, 22)
+                   EI_DP_STORE3(5, 23, 24, 25),
+           "xmm0", "xmm1", "xmm2", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
+           "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19",
+           "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25")
+#undef EI_TILE_DP
 
 /* the whole tile (NT positions): inlined in its one caller, as GCC compiles it best there
  * (out of line, or beside the short tiles' instances, the 1x1 layers ran 2-27 % longer) */
