@@ -38,9 +38,10 @@ TASKS_PER_WORKER = 2
 #: strips of 64 left 64, 64, 64, 4). Other paths: whole tiles (QConvNative.chunk_align)
 AVX2_CHUNK_ALIGN = 8
 #: conv_int8.c's AVX-512 VNNI path (qconv_int8_path): its short tiles also compute only the
-#: vectors they have, 16 positions each, so its chunks and grid strips are multiples of 16
-#: but the last. ResNet-50 b1 at 2 threads: a 14 x 14 1x1 layer's chunks were 64, 64, 64, 4
-#: (one thread 128 positions, the other 68), a 28 x 28 one's 256, 256, 256, 16
+#: vectors they have, 16 positions each, so its grid strips are multiples of 16 but the last,
+#: and its position chunks where whole tiles would split badly (EVEN_SHARE). ResNet-50 b1 at
+#: 2 threads: a 14 x 14 1x1 layer's chunks were 64, 64, 64, 4 (one thread 128 positions, the
+#: other 68), a 28 x 28 one's 256, 256, 256, 16
 VNNI512_PATH = 4
 #: positions per vector of the paths whose short tiles compute only the vectors they have
 VECTOR_POSITIONS = {AVX2_PATH: AVX2_CHUNK_ALIGN, VNNI512_PATH: 16}
