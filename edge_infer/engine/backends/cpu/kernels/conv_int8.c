@@ -1606,6 +1606,21 @@ static inline __attribute__((always_inline)) void fast_row(const int32_t *mem, l
 /* a tile of nv vectors holding one output run of n positions from pos (grid column 0 on)
  * of int8 outputs by the fast epilogue (fm[oc] nonzero for each of its rows), finished from
  * the registers the dot products leave: the same operations as tile then finish_tile */
+/* channel oc's row of a tile holding one output run from pos: its nv accumulator vectors r
+ * by the fast epilogue, the residual's row beside it */
+static inline __attribute__((always_inline)) void fast_run_row(const __m512i *r, long oc,
+                                                             long pos, const float *fm,
+                                                             const qconv_int8_args *a,
+                                                             const fastq *f, const int nv,
+                                                             __mmask16 tail) {
+    int8_t *dst = (int8_t *)a->out + oc * a->ocs + pos;
+    if (a->residual)
+        fast_row_nv(r, oc, (const int8_t *)a->z + oc * a->zcs + pos, dst, a, f, fm[oc], nv, 1,
+                    tail);
+    else
+        fast_row_nv(r, oc, dst, dst, a, f, fm[oc], nv, 0, tail); /* (zr not read) */
+}
+
 static inline __attribute__((always_inline)) void tile_fast_nv(
     const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
     const int32_t *init, long rows, long oc0, long pos, const float *fm,
@@ -1615,24 +1630,17 @@ static inline __attribute__((always_inline)) void tile_fast_nv(
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) {
         if (i >= rows) break;
-        const long oc = oc0 + i;
-        int8_t *dst = (int8_t *)a->out + oc * a->ocs + pos;
-        if (a->residual)
-            fast_row_nv(acc[i], oc, (const int8_t *)a->z + oc * a->zcs + pos, dst, a, f, fm[oc],
-                        nv, 1, tail);
-        else
-            fast_row_nv(acc[i], oc, dst, dst, a, f, fm[oc], nv, 0, tail); /* (zr not read) */
+        fast_run_row(acc[i], oc0 + i, pos, fm, a, f, nv, tail);
     }
 }
 
 /* The short tiles' dot products (MR = 6 rows x nv = 2 or 3 vectors) in fixed registers, the
  * accumulators stored to acc[i * NT + v * VL] (accumulators from zmm8, the term's activation
  * vectors zmm0.., a row's broadcast weight quad zmm4-zmm7 in turn; wsb: the weight rows'
- * stride in bytes). GCC compiled the intrinsics' loop for these tiles with a dozen register
- * copies and several stack spills a term (the 3-vector tile: 16 moves, 6 stores, 2 loads
- * beside its 18 dot products); the whole tile's loop (one spill) is as fast as this. */
-/* (GAS evaluates the displacements' products: row i's weight quad at i*4, its accumulators
- * at i*256 + v*64 bytes of acc) */
+ * stride in bytes; GAS evaluates the displacements' products). GCC compiled the intrinsics'
+ * loop for these tiles with a dozen register copies and several stack spills a term (the
+ * 3-vector tile: 16 moves, 6 stores, 2 loads beside its 18 dot products); the whole tile's
+ * loop (one spill) is as fast as this. */
 #define EI_DP_INIT2(i, a0, a1)                                                                 \
     "vpbroadcastd " #i "*4(%[init]), %%zmm" #a0 "\n\tvmovdqa64 %%zmm" #a0 ", %%zmm" #a1 "\n\t"
 #define EI_DP_INIT3(i, a0, a1, a2)                                                             \
@@ -1685,6 +1693,13 @@ EI_TILE_DP(tile_dp3,
            "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19",
            "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25")
 #undef EI_TILE_DP
+#undef EI_DP_LOAD
+#undef EI_DP_INIT2
+#undef EI_DP_INIT3
+#undef EI_DP_ROW2
+#undef EI_DP_ROW3
+#undef EI_DP_STORE2
+#undef EI_DP_STORE3
 
 /* the whole tile (NT positions): inlined in its one caller, as GCC compiles it best there
  * (out of line, or beside the short tiles' instances, the 1x1 layers ran 2-27 % longer) */
@@ -1702,16 +1717,10 @@ static inline __attribute__((always_inline)) void short_rows(const int32_t *mem,
                                                            const fastq *f, const int nv,
                                                            __mmask16 tail) {
     for (long i = 0; i < rows; i++) {
-        const long oc = oc0 + i;
-        int8_t *dst = (int8_t *)a->out + oc * a->ocs + pos;
         __m512i r[NV];
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) r[v] = _mm512_load_si512(mem + i * NT + v * VL);
-        if (a->residual)
-            fast_row_nv(r, oc, (const int8_t *)a->z + oc * a->zcs + pos, dst, a, f, fm[oc], nv,
-                        1, tail);
-        else
-            fast_row_nv(r, oc, dst, dst, a, f, fm[oc], nv, 0, tail); /* (zr not read) */
+        fast_run_row(r, oc0 + i, pos, fm, a, f, nv, tail);
     }
 }
 
