@@ -277,7 +277,8 @@ _QCONV_EPILOGUE: list[tuple[str, Any]] = [
 
 class QConvInt8Args(KernelArgs):
     """conv_int8.c: the INT8 implicit GEMM over grid positions [g0, g1) and its epilogue
-    (otype / ztype: 0 float32, 1 float16, 2 int8)."""
+    (otype / ztype: 0 float32, 1 float16, 2 int8); wblk: the AVX-512 VNNI position tiles'
+    weights a block of channels at a time, or NULL."""
 
     _fields_ = [
         ("layout", _P),
@@ -288,6 +289,7 @@ class QConvInt8Args(KernelArgs):
         *[(n, _P) for n in ("bias", "wsum", "mult")],
         *_longs("g0", "g1", "wg", "ho", "wo"),
         *_QCONV_EPILOGUE,
+        ("wblk", _P),
     ]
 
 

@@ -149,14 +149,16 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, long, q0) X(K, long, q1) X(K, int *, out)
 
 /* conv_int8.c: grid positions [g0, g1) of width wg; otype / ztype 0 float32, 1 float16,
- * 2 int8 (oinv = 1 / oscale) */
+ * 2 int8 (oinv = 1 / oscale); wblk (or NULL): the AVX-512 VNNI position tiles' weights, the
+ * term rows of wts a block of MR channels at a time ([block][term][MR]) */
 #define EI_QCONV_INT8_ARGS(X, K)                                                               \
     X(K, const int *, layout) X(K, const long *, toff) X(K, long, T) X(K, const int *, wts)    \
     X(K, long, coutp) X(K, long, cout) X(K, const int *, bias) X(K, const int *, wsum)         \
     X(K, const double *, mult) X(K, long, g0) X(K, long, g1) X(K, long, wg) X(K, long, ho)     \
     X(K, long, wo) X(K, void *, out) X(K, long, ocs) X(K, long, otype) X(K, double, oinv)      \
     X(K, double, oscale) X(K, long, act) X(K, float, p0) X(K, float, p1) X(K, long, residual)  \
-    X(K, const void *, z) X(K, long, zcs) X(K, long, ztype) X(K, float, zscale)
+    X(K, const void *, z) X(K, long, zcs) X(K, long, ztype) X(K, float, zscale)              \
+    X(K, const int *, wblk)
 
 /* conv_int8_dw.c: INT8 depthwise (edge_infer::QConv) over int8 input; storage kinds
  * (qsimd.h) okind, zkind; mult[c] = x_scale * w_scale[c]; output rows [oy0, oy1) (oy1 0:

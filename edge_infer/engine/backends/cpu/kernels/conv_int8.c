@@ -27,7 +27,9 @@
  *   generic C.
  * The weights ([term][coutp] quads, then the proved, sign and limit rows), term offsets and
  * layouts are the same on every path, so a recorded call replays anywhere
- * (tests/engine/backends/cpu/aarch64).
+ * (tests/engine/backends/cpu/aarch64); the AVX-512 VNNI position tiles read a copy of the term
+ * rows in blocks of MR channels ([block][term][MR], wblk) where the caller gives one: a
+ * block's weights one stream, not a line (and in a model's first strip, often a page) a term.
  * An int8 output under no activation, relu or clip (and no residual or an int8 one added
  * first) is finished in float32 with an exactness guard and the double path near halves
  * (fastq below), a channel with a proved multiplier (cpu_qconv.py: tactics/qdw_requant.py's
@@ -2862,6 +2864,16 @@ void qconv_int8_f32(const qconv_int8_args *a) {
 #endif
         for (long ob = 0; ob < blocks; ob++) {
             long oc0 = ob * MR, rows = a->cout - oc0 < MR ? a->cout - oc0 : MR;
+#if EI_INT8_PATH == EI_Q8_VNNI512
+            /* the block's weights: its terms' quads in one stream where the caller blocked
+             * them (wblk), else the term rows, coutp apart (in a model, a layer's first strip
+             * reads them from memory: one line a term, a page every 1-4 terms) */
+            const int32_t *wr = a->wblk ? a->wblk + ob * a->T * MR : a->wts + oc0;
+            const long wrs = a->wblk ? MR : a->coutp;
+#else
+            const int32_t *wr = a->wts + oc0;
+            const long wrs = a->coutp;
+#endif
             for (long i = 0; i < MR; i++) {
                 long oc = oc0 + i;
                 init[i] = i < rows ? (a->bias ? a->bias[oc] : 0) - (U8 ? 128 * a->wsum[oc] : 0) : 0;
@@ -2871,18 +2883,18 @@ void qconv_int8_f32(const qconv_int8_args *a) {
                 int all = 1;
                 for (long i = 0; i < rows; i++) all &= fm[oc0 + i] != 0.0f;
                 if (all && bproved[ob] && seg_n[0] == NT) {
-                    tile_proved(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init,
+                    tile_proved(a->layout + g, a->toff, a->T, wr, wrs, init,
                                 rows, oc0, a, (int8_t *)a->out + oc0 * a->ocs + seg_pos[0]);
                     continue;
                 }
                 if (all) {
                     if (seg_n[0] == NT) {
-                        tile_fast(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init,
+                        tile_fast(a->layout + g, a->toff, a->T, wr, wrs, init,
                                   rows, oc0, seg_pos[0], fm, a, &fq);
                         continue;
                     }
                     if (seg_n[0] > VL) { /* (one vector: tile_rows, 4 % faster over 1024 inputs) */
-                        tile_fast_short(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp,
+                        tile_fast_short(a->layout + g, a->toff, a->T, wr, wrs,
                                         init, rows, oc0, seg_pos[0], fm, a, &fq, seg_n[0]);
                         continue;
                     }
@@ -2890,12 +2902,12 @@ void qconv_int8_f32(const qconv_int8_args *a) {
             }
 #endif
 #if EI_INT8_PATH == EI_Q8_VNNI512
-            tile_rows(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc, rows,
+            tile_rows(a->layout + g, a->toff, a->T, wr, wrs, init, acc, rows,
                       nv);
 #else
 #if EI_INT8_PATH == EI_Q8_AVX2
-            const int32_t *wb = a->wts + oc0;
-            long ws = a->coutp;
+            const int32_t *wb = wr;
+            long ws = wrs;
             if (a->T >= 128 && a->T * MR <= EI_WPACK) { /* (fewer terms: no gain measured) */
                 if (wpk_ob != ob)
                     for (long t = 0; t < a->T; t++) memcpy(wpk + t * MR, wb + t * ws, 4 * MR);
@@ -2925,7 +2937,7 @@ void qconv_int8_f32(const qconv_int8_args *a) {
             else if (!done)
                 tile(a->layout + g, tb, a->T, wb, ws, init, acc, nv);
 #else
-                tile(a->layout + g, a->toff, a->T, a->wts + oc0, a->coutp, init, acc, nv);
+                tile(a->layout + g, a->toff, a->T, wr, wrs, init, acc, nv);
 #endif
 #endif
 #if EI_TILE_EPILOGUE

@@ -39,6 +39,7 @@ from edge_infer.engine.backends.cpu.tactics.qconv_chunks import (
     AVX2_PATH,
     MIN_TASK_MACS,
     STRIP,
+    VNNI512_PATH,
     QConvChunks,
     _int8_path,
 )
@@ -48,6 +49,9 @@ from edge_infer.engine.ops.quantize import qconv
 from edge_infer.engine.tactics.base import Run, Scratch, Tactic
 from edge_infer.engine.tactics.quantized import QConvSpec
 
+#: conv_int8.c's register tile height (MR) on the AVX-512 VNNI path: the position tiles'
+#: weights there are blocks of this many channels (:meth:`QConvNative._blocked`)
+VNNI_MR = 6
 #: output channels of a group's weight block are padded to a multiple of COUT_ALIGN, and
 #: split between kernel calls at multiples of OC_ALIGN (every path's tile height divides
 #: both: conv_int8.c MR)
@@ -258,6 +262,32 @@ class QConvNative(QConvChunks, Tactic):
         )  # fmt: skip
         return self._prep
 
+    def _blocked(self) -> np.ndarray | None:
+        """The weight array's term rows a block of VNNI_MR channels at a time,
+        [group][block][term][VNNI_MR] int32 (conv_int8.c ``wblk``): on the AVX-512 VNNI
+        path a position tile reads its block's terms as one stream, where in the rows they
+        lie coutp quads apart (1-4 KB: in a model a layer's first strip fetched them from
+        memory a line and often a page a term). None on other paths, and where the layer's
+        whole grid takes output-channel tiles (those read the rows as they lie)."""
+        p = self._prepared()
+        if "wblk" not in p:
+            blocked = None
+            if _int8_path() == VNNI512_PATH and not self._oc_tile():
+                wts, terms, coutp = p["wts"], p["terms"], p["coutp"]
+                rows = wts[:, :terms].reshape(len(wts), terms, coutp // VNNI_MR, VNNI_MR)
+                blocked = np.ascontiguousarray(rows.transpose(0, 2, 1, 3))
+            p["wblk"] = blocked
+        return p["wblk"]
+
+    def _wblk_at(self, gi: int, o0: int) -> int | None:
+        """Address of group gi's blocked weights from output channel o0 on (a multiple of
+        VNNI_MR: calls split channels at OC_ALIGN), None where the layer has none."""
+        blocked = self._blocked()
+        if blocked is None:
+            return None
+        assert o0 % VNNI_MR == 0
+        return int(blocked[gi].ctypes.data) + 4 * o0 * self._prepared()["terms"]
+
     def _proved(self, mult: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
         """[PROVED_ROWS, Cout] float32: each channel's proved requantization (vmq, lo, hi:
         tactics/qdw_requant.py's proof, which holds for any kernel shape: the accumulator
@@ -295,7 +325,8 @@ class QConvNative(QConvChunks, Tactic):
                 steps_.extend(chunks)
             return sequence([*steps_, *after])
         layouts = scratch((n * groups, p["size"]), np.int32, "qconv_layout")
-        keep = (p["toff"], p["wts"], p["wsum"], p["mult"], p["bias"], layouts, x, out3, z3)
+        wblk = self._blocked()
+        keep = (p["toff"], p["wts"], wblk, p["wsum"], p["mult"], p["bias"], layouts, x, out3, z3)
         # a few more tasks than threads (a late thread costs less), none too small
         tasks = 1 if workers == 1 else qconv_chunks.TASKS_PER_WORKER * workers
         macs = p["grid"] * p["terms"] * 4 * p["cog"]
@@ -336,6 +367,7 @@ class QConvNative(QConvChunks, Tactic):
                             else p["toff"].ctypes.data,
                             T=p["terms"],
                             wts=p["wts"][gi].ctypes.data + 4 * o0,
+                            wblk=self._wblk_at(gi, o0),
                             coutp=p["coutp"],
                             cout=o1 - o0,
                             bias=None if p["bias"] is None else p["bias"].ctypes.data + 4 * oc0,

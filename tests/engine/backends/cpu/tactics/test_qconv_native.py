@@ -20,7 +20,7 @@ import pytest
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import ScratchPool
-from edge_infer.engine.backends.cpu.tactics.cpu_qconv import PROVED_ROWS, QConvNative
+from edge_infer.engine.backends.cpu.tactics.cpu_qconv import PROVED_ROWS, VNNI_MR, QConvNative
 from edge_infer.engine.ops.quantize import qconv
 from edge_infer.engine.tactics.quantized import QConvSpec
 from tests.engine.backends.cpu import isa_builds
@@ -202,6 +202,51 @@ def test_output_channel_tiles() -> None:
         want = qconv(*inputs, **spec.attrs())
         got = run_native(spec, inputs, workers=1 + k % 2)
         check(spec, got, want, f"{conv[0]} {act} {residual} {out_precision}")
+
+
+@pytest.mark.skipif(
+    not native.available() or native.library().qconv_int8_path() != 4,
+    reason="blocked weights only on the AVX-512 VNNI path",
+)
+def test_position_tiles_read_blocked_weights() -> None:
+    """AVX-512 VNNI: a layer of position tiles binds its term rows a block of 6 channels at
+    a time (conv_int8.c wblk), every GEMM call pointing at its first channel's block (2
+    workers split this one at channels 24 and 48); an output-channel tile layer keeps the
+    rows alone. Bit for bit: the tests above (through wblk on this path)."""
+    conv = ((1, 512, 4, 4), 96, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)  # by channels
+    spec, inputs = make_case(conv, ("relu", ()), "none", None, "int8", np.int8, seed=3)
+    tactic = QConvNative(spec)
+    blocked, p = tactic._blocked(), tactic._prepared()
+    assert blocked is not None
+    T, coutp = p["terms"], p["coutp"]
+    assert blocked.shape == (1, coutp // VNNI_MR, T, VNNI_MR)
+    for b, t, i in [(0, 0, 0), (3, T - 1, 5), (coutp // VNNI_MR - 1, 2, 1)]:
+        assert blocked[0, b, t, i] == p["wts"][0, t, b * VNNI_MR + i]
+    made: list[Any] = []
+    init = native.NativeCall.__init__
+
+    def spy(self: Any, name: str, fields: Any, keep: Any) -> None:
+        init(self, name, fields, keep)
+        if name == "qconv_int8_f32":
+            made.append(fields)
+
+    native.NativeCall.__init__ = spy  # type: ignore[method-assign]
+    try:
+        out = np.zeros(spec.out_shape, np.int8)
+        pool = WorkPool(2)
+        try:
+            tactic.bind(inputs, [out], ScratchPool(pool))()
+        finally:
+            pool.close()
+    finally:
+        native.NativeCall.__init__ = init  # type: ignore[method-assign]
+    check(spec, out, qconv(*inputs, **spec.attrs()), "2 workers")
+    base = blocked.ctypes.data
+    starts = {(f["wts"] - p["wts"].ctypes.data) // 4: f["wblk"] for f in made}
+    assert starts and all(w == base + 4 * o0 * T for o0, w in starts.items())
+    deep = ((1, 96, 7, 7), 128, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    spec, _ = make_case(deep, ("relu", ()), "none", None, "int8", np.int8, seed=4)
+    assert QConvNative(spec)._oc_tile() and QConvNative(spec)._blocked() is None
 
 
 @pytest.mark.parametrize(
