@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from edge_infer.engine.backends.base import Program
+from edge_infer.engine.backends.cpu import hugemem
 from edge_infer.engine.backends.cpu.chains import plan_steps, recorded_chains
 from edge_infer.engine.backends.cpu.parallel import WorkPool, active, fuse
 from edge_infer.engine.backends.cpu.schedule import ParallelRunner, lanes, stage_of
@@ -65,19 +66,13 @@ class ScratchPool:
 #: a 64-byte boundary, by process and allocation, and kernels reading rows in place ran up
 #: to 1.18x as long off 32 bytes (bench/pw_arena_ab.py); the memory plan's offsets are
 #: multiples of 64 (memory.ALIGNMENT), so every planned buffer starts on a cache line
-ALIGN_BYTES = 64
+ALIGN_BYTES = hugemem.ALIGN
 
 
 def _touched(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """Zeroed memory on an ALIGN_BYTES boundary whose pages are already mapped (writing them
-    now, not in inference)."""
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    raw = np.empty(nbytes + ALIGN_BYTES, np.uint8)
-    start = -raw.ctypes.data % ALIGN_BYTES
-    array = raw[start : start + nbytes].view(dtype).reshape(shape)
-    array.fill(0)
-    return array
+    now, not in inference), on huge pages (hugemem)."""
+    return hugemem.zeros(shape, dtype)
 
 
 @dataclass
@@ -209,6 +204,12 @@ class CpuProgram(Program):
         return len(self.layers)
 
     def new_state(self) -> CpuState:
+        # the arena, the scratch and the tactics' constants first prepared here on huge
+        # pages of the state's own (hugemem)
+        with hugemem.region():
+            return self._new_state()
+
+    def _new_state(self) -> CpuState:
         arena = _touched((max(self.plan.total_bytes, 64),), np.dtype(np.uint8))
         views = make_views(self.graph, self.plan, arena)
         width = thread_budget().per_context

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu import hugemem, native
 from edge_infer.engine.backends.cpu.activations import ACTIVATION_CODES, make_epilogue
 from edge_infer.engine.backends.cpu.parallel import sequence, split
 from edge_infer.engine.backends.cpu.tactics.cpu_conv import _ConvTactic, flat3
@@ -62,7 +62,7 @@ def pack_weights(weight: np.ndarray, block: int = MR) -> np.ndarray:
     blocks = -(-cout // block)
     w = np.zeros((blocks * block, t), np.float32)
     w[:cout] = weight.reshape(cout, t)
-    return np.ascontiguousarray(w.reshape(blocks, block, t).transpose(0, 2, 1))
+    return hugemem.copy(w.reshape(blocks, block, t).transpose(0, 2, 1))
 
 
 def is_plain(spec: ConvSpec) -> bool:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu import hugemem, native
 from edge_infer.engine.backends.cpu.activations import ACTIVATION_CODES
 from edge_infer.engine.backends.cpu.parallel import sequence, split
 from edge_infer.engine.backends.cpu.tactics import qconv_chunks
@@ -275,7 +275,7 @@ class QConvNative(QConvChunks, Tactic):
             if _int8_path() == VNNI512_PATH and not self._oc_tile():
                 wts, terms, coutp = p["wts"], p["terms"], p["coutp"]
                 rows = wts[:, :terms].reshape(len(wts), terms, coutp // VNNI_MR, VNNI_MR)
-                blocked = np.ascontiguousarray(rows.transpose(0, 2, 1, 3))
+                blocked = hugemem.copy(rows.transpose(0, 2, 1, 3))
             p["wblk"] = blocked
         return p["wblk"]
 
@@ -567,10 +567,8 @@ def _aligned_zeros(n: int) -> np.ndarray:
     """n int32 zeros starting on a 64-byte line: a call's weights (its first channel a
     multiple of OC_ALIGN, 96 bytes; rows of COUT_ALIGN channels, 192 bytes) start on 32
     bytes, so no 32-byte vector of them spans two lines (the output-channel tiles read
-    them as they lie: split loads cost up to a third of their time)."""
-    buf = np.zeros(n + 16, np.int32)
-    off = (-buf.ctypes.data % 64) // 4
-    return buf[off : off + n]
+    them as they lie: split loads cost up to a third of their time), on huge pages."""
+    return hugemem.zeros(n, np.int32)
 
 
 def bound_arrays(

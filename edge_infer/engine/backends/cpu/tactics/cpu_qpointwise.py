@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu import hugemem, native
 from edge_infer.engine.backends.cpu.activations import ACTIVATION_CODES
 from edge_infer.engine.backends.cpu.parallel import sequence, split
 from edge_infer.engine.backends.cpu.stepkit import unit_planes
@@ -212,7 +212,7 @@ class QPointwiseNative(Tactic):
             parts.append(_pairings(w, cq))
         if biased:
             parts.append(pack_quads((w.astype(np.int16) + 128).astype(np.uint8).view(np.int8), 16))
-        wts = np.concatenate(parts).reshape(-1, coutp)
+        wts = hugemem.copy(np.concatenate(parts).reshape(-1, coutp))
         wsum = np.asarray(s.weight, np.int64).reshape(cout, -1).sum(axis=1).astype(np.int32)
         mult = float(s.x_scale) * np.asarray(s.w_scale, np.float64).reshape(cout)
         bias = None if s.bias is None else np.ascontiguousarray(s.bias, np.int32).reshape(cout)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu import hugemem, native
 from edge_infer.engine.backends.cpu.parallel import sequence, split
 from edge_infer.engine.backends.cpu.tactics import qconv_chunks
 from edge_infer.engine.backends.cpu.tactics.cpu_qconv import (
@@ -113,7 +113,7 @@ class QWinogradNative(Tactic):
         lib.qwino_int8_tb.restype = lib.qwino_int8_work.restype = ctypes.c_long
         lib.qwino_int8_work.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_long]
         self._prep = dict(
-            U=pack_weights(np.asarray(s.weight, np.int8)),
+            U=hugemem.copy(pack_weights(np.asarray(s.weight, np.int8))),
             mult=np.ascontiguousarray(mult),
             bias=bias,
             proved=np.ascontiguousarray(proved.view(np.int32)),

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edge_infer.engine.backends.cpu import native
+from edge_infer.engine.backends.cpu import hugemem, native
 from edge_infer.engine.backends.cpu.parallel import split
 from edge_infer.engine.backends.cpu.tactics.cpu_direct import _NativeConv
 from edge_infer.engine.tactics.base import ConvSpec, Run, Scratch
@@ -88,7 +88,7 @@ def transform_weights(weight: np.ndarray) -> np.ndarray:
     padded = np.zeros((36, blocks * KR, cin))
     padded[:, :cout] = u
     packed = padded.reshape(36, blocks, KR, cin).transpose(0, 1, 3, 2)
-    return np.ascontiguousarray(packed, np.float32)
+    return hugemem.copy(packed, np.float32)
 
 
 class WinogradNative(_NativeConv):
