@@ -12,6 +12,14 @@ that conv_stem.c is what runs. Not run by the tests.
     git show HEAD:edge_infer/engine/backends/cpu/kernels/conv_stem.c > /tmp/old_stem.c
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python -m bench.kernel_engine_ab \\
         --kernel conv_stem --old /tmp/old_stem.c --batch 8 --threads 1 --cpu --force-stem
+
+``--engine FILE``: an engine file as built (an INT8 one from ``bench/int8_vs_ort.py``'s work
+folder), its batch and random inputs, instead of ``--model``'s FP32 build:
+
+    git show HEAD~1:edge_infer/engine/backends/cpu/kernels/conv_int8.c > /tmp/old_int8.c
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python -m bench.kernel_engine_ab \\
+        --engine /tmp/int8-vs-ort/resnet50-b1-int8.engine --kernel qconv_int8 \\
+        --old /tmp/old_int8.c --threads 1 --cpu --rounds 100
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ def ratio(a: list[float], b: list[float]) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=MODELS, default="mobilenetv2")
+    p.add_argument("--engine", help="an engine file instead of --model's FP32 build")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=20)
@@ -73,18 +82,25 @@ def main() -> int:
 
     import edge_infer
     from edge_infer.engine.backends import get_backend
+    from edge_infer.engine.runtime import Engine
     from edge_infer.zoo import build_model
 
-    name, chw, kw = MODELS[args.model]
     work = Path(tempfile.mkdtemp(prefix="kernel-ab-"))
-    path = work / "model.onnx"
-    onnx.save(build_model(args.model, batch=None, **kw), path)
-    x = np.random.default_rng(0).random((args.batch, *chw), dtype=np.float32)
-    if args.force_stem:
-        force_stem()
-    engine = edge_infer.build(str(path), None, shapes={name: x.shape})
+    if args.engine is not None:  # an engine file as it is (an INT8 one: bench/int8_vs_ort.py)
+        engine = Engine.load(args.engine)
+        feeds = engine.random_feeds()
+        args.model, args.batch = Path(args.engine).stem, next(iter(feeds.values())).shape[0]
+    else:
+        name, chw, kw = MODELS[args.model]
+        path = work / "model.onnx"
+        onnx.save(build_model(args.model, batch=None, **kw), path)
+        x = np.random.default_rng(0).random((args.batch, *chw), dtype=np.float32)
+        feeds = {name: x}
+        if args.force_stem:
+            force_stem()
+        engine = edge_infer.build(str(path), None, shapes={name: x.shape})
     get_backend(engine.backend_name).configure(cores=args.threads)
-    prog = engine.program(args.batch)
+    prog = engine.program(engine.plan_batch_for(args.batch))
     lib = side_library(args.old, work, args.kernel)
     if args.new is None:
         states = {"new": prog.new_state()}
@@ -106,7 +122,7 @@ def main() -> int:
     for r in range(args.rounds + 2):  # the first 2 rounds warm up
         for k in order[r % 3 :] + order[: r % 3]:
             s = states[k]
-            prog._copy_inputs(s, {name: x})
+            prog._copy_inputs(s, feeds)
             t00 = clock()
             for n, run in zip(s.names, s.runs, strict=True):
                 t0 = clock()

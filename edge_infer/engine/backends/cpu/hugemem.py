@@ -1,21 +1,21 @@
 """Arrays on transparent huge pages: a program's weights, arena and scratch.
 
 A model's layers read megabytes of constants and buffers once an inference each, on 4 KB pages
-spread over the heap: ResNet-50's INT8 weights alone are 6,000 pages, more than the L2 TLB
-holds, so every layer walked the page table for each page it touched, and its first strip
-fetched weights with a walk every few lines. Arrays from here come from anonymous mappings
-advised ``MADV_HUGEPAGE`` (Linux's transparent huge pages in their default ``madvise`` mode):
-2 MB pages, one TLB entry for what took 512. Measured in one process, two engines alternating
-(one bound on these arrays, one on numpy's): ResNet-50 b1 INT8 0.976 (1 thread) and 0.964
-(2 threads); MobileNetV2 b1 INT8 0.969, FP32 0.971.
+spread over the heap: ResNet-50's INT8 weights alone are 6,000 pages, twice what the L2 TLB
+holds, so a layer's pages were mostly out of the TLB when it ran. Arrays from here come from
+anonymous mappings advised ``MADV_HUGEPAGE`` (Linux's transparent huge pages in their default
+``madvise`` mode): 2 MB pages, one TLB entry for what took 512. Measured in one process, one
+engine loaded twice and its two states alternating (``new_state`` against the same without
+a region), on a Zen 4 host: ResNet-50 b1 INT8 0.983-0.989 (1 thread), 0.976-0.988 (2);
+MobileNetV2 b1 INT8 0.980 (1 thread), FP32 0.986 (2 threads), b8 FP32 0.994.
 
 Arrays are carved from slabs of :data:`SLAB` bytes (a larger one gets a mapping of its own),
 each starting on :data:`ALIGN` bytes, within a :func:`region` — a program's binding
-(``CpuProgram.new_state``): what it allocates lives as long as the program's state, and a
-slab's memory is returned when its last array is gone. Outside one (a build timing candidate
-tactics, whose arrays come and go; tests) the arrays are numpy's, aligned the same. Where the
-platform has no ``madvise`` (not Linux) or huge pages are off, a region's arrays are ordinary
-pages: the same contract, without the gain.
+(``CpuProgram.new_state``: its arena and scratch, and the constants its tactics prepare
+there); a slab's memory is returned when its last array is gone. Outside one (a build timing
+candidate tactics, whose arrays come and go; tests) the arrays are numpy's, aligned the same.
+Where the platform has no ``madvise`` (not Linux) or huge pages are off, a region's arrays are
+ordinary pages: the same contract, without the gain.
 """
 
 from __future__ import annotations
