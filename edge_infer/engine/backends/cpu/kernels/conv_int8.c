@@ -2883,27 +2883,26 @@ void qconv_int8_f32(const qconv_int8_args *a) {
                 int all = 1;
                 for (long i = 0; i < rows; i++) all &= fm[oc0 + i] != 0.0f;
                 if (all && bproved[ob] && seg_n[0] == NT) {
-                    tile_proved(a->layout + g, a->toff, a->T, wr, wrs, init,
-                                rows, oc0, a, (int8_t *)a->out + oc0 * a->ocs + seg_pos[0]);
+                    tile_proved(a->layout + g, a->toff, a->T, wr, wrs, init, rows, oc0, a,
+                                (int8_t *)a->out + oc0 * a->ocs + seg_pos[0]);
                     continue;
                 }
                 if (all) {
                     if (seg_n[0] == NT) {
-                        tile_fast(a->layout + g, a->toff, a->T, wr, wrs, init,
-                                  rows, oc0, seg_pos[0], fm, a, &fq);
+                        tile_fast(a->layout + g, a->toff, a->T, wr, wrs, init, rows, oc0,
+                                  seg_pos[0], fm, a, &fq);
                         continue;
                     }
                     if (seg_n[0] > VL) { /* (one vector: tile_rows, 4 % faster over 1024 inputs) */
-                        tile_fast_short(a->layout + g, a->toff, a->T, wr, wrs,
-                                        init, rows, oc0, seg_pos[0], fm, a, &fq, seg_n[0]);
+                        tile_fast_short(a->layout + g, a->toff, a->T, wr, wrs, init, rows,
+                                        oc0, seg_pos[0], fm, a, &fq, seg_n[0]);
                         continue;
                     }
                 }
             }
 #endif
 #if EI_INT8_PATH == EI_Q8_VNNI512
-            tile_rows(a->layout + g, a->toff, a->T, wr, wrs, init, acc, rows,
-                      nv);
+            tile_rows(a->layout + g, a->toff, a->T, wr, wrs, init, acc, rows, nv);
 #else
 #if EI_INT8_PATH == EI_Q8_AVX2
             const int32_t *wb = wr;
