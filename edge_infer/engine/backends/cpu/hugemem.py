@@ -44,14 +44,17 @@ _local = threading.local()
 @contextlib.contextmanager
 def region() -> Iterator[None]:
     """Within the block (this thread), :func:`empty` and the rest carve huge-page slabs of
-    the block's own; a block inside another shares the outer one's."""
-    outer = getattr(_local, "cursor", None)
+    the block's own, one run of them for the state's buffers and one for constants (so that
+    a state's arena is not kept by constants sharing its slab when the state is gone); a
+    block inside another shares the outer one's."""
+    outer = getattr(_local, "cursors", None)
     if outer is None:
-        _local.cursor = [None, 0]  # the current slab, bytes of it used
+        # per kind (state buffers, constants): the current slab, bytes of it used
+        _local.cursors = {True: [None, 0], False: [None, 0]}
     try:
         yield
     finally:
-        _local.cursor = outer
+        _local.cursors = outer
 
 
 def _mapping(nbytes: int) -> np.ndarray:
@@ -78,23 +81,25 @@ def _bytes(nbytes: int, cursor: list[Any]) -> np.ndarray:
     return slab[start : start + nbytes]
 
 
-def empty(shape: Any, dtype: Any) -> np.ndarray:
+def empty(shape: Any, dtype: Any, state: bool = False) -> np.ndarray:
     """A C-contiguous array, zeros (fresh mappings are; numpy's are zeroed here): in a
-    :func:`region` on huge pages where it is big enough to want them."""
+    :func:`region` on huge pages where it is big enough to want them. ``state``: a buffer of
+    the state being bound (its arena, scratch), on slabs that go with it; else a constant its
+    tactics prepare, which the program keeps for its other states."""
     dtype = np.dtype(dtype)
     shape = (shape,) if isinstance(shape, int) else tuple(int(d) for d in shape)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    cursor = getattr(_local, "cursor", None)
-    if cursor is None or nbytes < MIN_BYTES or not _ANONYMOUS:
+    cursors = getattr(_local, "cursors", None)
+    if cursors is None or nbytes < MIN_BYTES or not _ANONYMOUS:
         raw = np.zeros(nbytes + ALIGN, np.uint8)
         start = -raw.ctypes.data % ALIGN
         return raw[start : start + nbytes].view(dtype).reshape(shape)
-    return _bytes(nbytes, cursor).view(dtype).reshape(shape)
+    return _bytes(nbytes, cursors[state]).view(dtype).reshape(shape)
 
 
-def zeros(shape: Any, dtype: Any) -> np.ndarray:
+def zeros(shape: Any, dtype: Any, state: bool = False) -> np.ndarray:
     """:func:`empty`, its pages touched now (at binding, not in the first inference)."""
-    array = empty(shape, dtype)
+    array = empty(shape, dtype, state)
     array.fill(0)
     return array
 

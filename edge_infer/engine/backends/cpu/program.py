@@ -72,7 +72,7 @@ ALIGN_BYTES = hugemem.ALIGN
 def _touched(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """Zeroed memory on an ALIGN_BYTES boundary whose pages are already mapped (writing them
     now, not in inference); on huge pages within a state's binding (hugemem.region)."""
-    return hugemem.zeros(shape, dtype)
+    return hugemem.zeros(shape, dtype, state=True)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import sys
 from pathlib import Path
@@ -86,6 +87,31 @@ def test_region_slabs_are_advised_huge_pages() -> None:
     assert isinstance(_base(small), np.ndarray)
     for x in (a, big):
         assert "hg" in _vm_flags(x.ctypes.data)
+
+
+def _mapped(address: int) -> bool:
+    """Whether some mapping of this process holds ``address`` (/proc/self/maps)."""
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        lo, hi = (int(v, 16) for v in line.split()[0].split("-"))
+        if lo <= address < hi:
+            return True
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc: Linux only")
+def test_state_buffers_do_not_share_slabs_with_constants() -> None:
+    """A state's buffers (arena, scratch) and the constants prepared in its binding come from
+    different slabs: when the state is gone its memory is unmapped, the constants stay."""
+    with hugemem.region():
+        const = hugemem.zeros((64, 1024), np.float32)
+        buf = hugemem.zeros((64, 1024), np.float32, state=True)
+    assert _base(const) is not _base(buf)
+    address = buf.ctypes.data
+    assert _mapped(address)
+    del buf
+    gc.collect()
+    assert not _mapped(address)  # the state's slab went with its last array
+    assert _mapped(const.ctypes.data) and not const.any()
 
 
 def test_a_program_state_binds_on_region_memory(tmp_path) -> None:
