@@ -1605,9 +1605,6 @@ static inline __attribute__((always_inline)) void fast_row(const int32_t *mem, l
     }
 }
 
-/* a tile of nv vectors holding one output run of n positions from pos (grid column 0 on)
- * of int8 outputs by the fast epilogue (fm[oc] nonzero for each of its rows), finished from
- * the registers the dot products leave: the same operations as tile then finish_tile */
 /* channel oc's row of a tile holding one output run from pos: its nv accumulator vectors r
  * by the fast epilogue, the residual's row beside it */
 static inline __attribute__((always_inline)) void fast_run_row(const __m512i *r, long oc,
@@ -1623,6 +1620,9 @@ static inline __attribute__((always_inline)) void fast_run_row(const __m512i *r,
         fast_row_nv(r, oc, dst, dst, a, f, fm[oc], nv, 0, tail); /* (zr not read) */
 }
 
+/* a tile of nv vectors holding one output run of n positions from pos (grid column 0 on)
+ * of int8 outputs by the fast epilogue (fm[oc] nonzero for each of its rows), finished from
+ * the registers the dot products leave: the same operations as tile then finish_tile */
 static inline __attribute__((always_inline)) void tile_fast_nv(
     const int32_t *x, const long *toff, long T, const int32_t *w, long wstride,
     const int32_t *init, long rows, long oc0, long pos, const float *fm,
@@ -2873,7 +2873,7 @@ void qconv_int8_f32(const qconv_int8_args *a) {
 #else
             const int32_t *wr = a->wts + oc0;
             const long wrs = a->coutp;
-#endif
+#endif /* (one form: GCC compiled the VNNI loop 1-2 % slower, bench/kernel_engine_ab.py) */
             for (long i = 0; i < MR; i++) {
                 long oc = oc0 + i;
                 init[i] = i < rows ? (a->bias ? a->bias[oc] : 0) - (U8 ? 128 * a->wsum[oc] : 0) : 0;

@@ -279,6 +279,11 @@ class QConvNative(QConvChunks, Tactic):
             p["wblk"] = blocked
         return p["wblk"]
 
+    def _constants(self) -> tuple[Any, ...]:
+        """The prepared arrays every GEMM call of the layer points into (a call's ``keep``)."""
+        p = self._prepared()
+        return (p["wts"], self._blocked(), p["wsum"], p["mult"], p["bias"])
+
     def _wblk_at(self, gi: int, o0: int) -> int | None:
         """Address of group gi's blocked weights from output channel o0 on (a multiple of
         VNNI_MR: calls split channels at OC_ALIGN), None where the layer has none."""
@@ -325,8 +330,7 @@ class QConvNative(QConvChunks, Tactic):
                 steps_.extend(chunks)
             return sequence([*steps_, *after])
         layouts = scratch((n * groups, p["size"]), np.int32, "qconv_layout")
-        wblk = self._blocked()
-        keep = (p["toff"], p["wts"], wblk, p["wsum"], p["mult"], p["bias"], layouts, x, out3, z3)
+        keep = (p["toff"], *self._constants(), layouts, x, out3, z3)
         # a few more tasks than threads (a late thread costs less), none too small
         tasks = 1 if workers == 1 else qconv_chunks.TASKS_PER_WORKER * workers
         macs = p["grid"] * p["terms"] * 4 * p["cog"]

@@ -72,7 +72,7 @@ def _int8_path() -> int:
 
 class QConvChunks:
     """The chunked bindings of :class:`~.cpu_qconv.QConvNative` (which supplies ``spec``,
-    ``_prepared``, ``_blocked``, ``_wblk_at``, ``_by_channels``, ``_split_fields``,
+    ``_prepared``, ``_constants``, ``_wblk_at``, ``_by_channels``, ``_split_fields``,
     ``_out_fields`` and ``chunk_align``)."""
 
     spec: QConvSpec
@@ -118,8 +118,7 @@ class QConvChunks:
         # term t reads quad order[t] (1x1: a term a quad)
         toffs = {m: p["order"].astype(np.int64) * m for m in {g1 - g0 for g0, g1 in bounds}}
         bufs = scratch((n * len(bounds), cq * size + STRIP), np.int32, "qconv_layout")
-        keep = (p["wts"], self._blocked(), p["wsum"], p["mult"], p["bias"], bufs, x, out3, z3)
-        keep = (*keep, *toffs.values())
+        keep = (*self._constants(), bufs, x, out3, z3, *toffs.values())
         tasks = []
         for b in range(n):
             for k, (g0, g1) in enumerate(bounds):
@@ -185,8 +184,7 @@ class QConvChunks:
         size = max(p["planes"] * hc * wq for hc in heights.values())
         size = max(size, max(int(t.max()) for t in toffs.values()) + ho * wq) + 2 * STRIP
         bufs = scratch((n * len(bounds), size), np.int32, "qconv_layout")
-        keep = (p["wts"], self._blocked(), p["wsum"], p["mult"], p["bias"], bufs, x, out3, z3)
-        keep = (*keep, *toffs.values())
+        keep = (*self._constants(), bufs, x, out3, z3, *toffs.values())
         tasks = []
         for b in range(n):
             for k, (r0, r1) in enumerate(bounds):
