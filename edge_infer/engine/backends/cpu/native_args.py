@@ -245,7 +245,8 @@ class LstmSeqArgs(KernelArgs):
 
 class QConvSplitArgs(KernelArgs):
     """conv_int8.c: the input as int32 quads in zero-padded stride phases (xf: float32 x,
-    quantized with scale, inv = 1 / scale); strides in elements."""
+    quantized with scale, inv = 1 / scale); strides in elements; ps: the planes' distance in
+    int32 (0: hq * wq)."""
 
     _fields_ = [
         ("x", _P),
@@ -255,6 +256,7 @@ class QConvSplitArgs(KernelArgs):
         *_longs("xcs", "xrs", "h", "w", "pt", "pl", "sy", "sx", "hq", "wq", "cg", "cq", "q0"),
         ("q1", _L),
         ("out", _P),
+        ("ps", _L),
     ]
 
 
@@ -278,7 +280,8 @@ _QCONV_EPILOGUE: list[tuple[str, Any]] = [
 class QConvInt8Args(KernelArgs):
     """conv_int8.c: the INT8 implicit GEMM over grid positions [g0, g1) and its epilogue
     (otype / ztype: 0 float32, 1 float16, 2 int8); wblk: the AVX-512 VNNI position tiles'
-    weights a block of channels at a time, or NULL."""
+    weights a block of channels at a time, or NULL; pimg (0: one image), pfirst, ins: a 1x1
+    layer's chunk of positions across images (args.h)."""
 
     _fields_ = [
         ("layout", _P),
@@ -290,6 +293,7 @@ class QConvInt8Args(KernelArgs):
         *_longs("g0", "g1", "wg", "ho", "wo"),
         *_QCONV_EPILOGUE,
         ("wblk", _P),
+        *_longs("pimg", "pfirst", "ins"),
     ]
 
 

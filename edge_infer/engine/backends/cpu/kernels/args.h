@@ -141,16 +141,19 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, long, input_forget) X(K, float *, work)
 
 /* conv_int8.c: the input laid out as int32 quads (4 channels' bytes) in zero-padded stride
- * phases (xf: x is float32, quantized with 1/inv = scale); strides in elements */
+ * phases (xf: x is float32, quantized with 1/inv = scale); strides in elements; ps: the
+ * layout's planes ps int32 apart (0: hq * wq; an image's part of a chunk across images) */
 #define EI_QCONV_SPLIT_ARGS(X, K)                                                              \
     X(K, const void *, x) X(K, long, xf) X(K, double, inv) X(K, double, scale)                 \
     X(K, long, xcs) X(K, long, xrs) X(K, long, h) X(K, long, w) X(K, long, pt) X(K, long, pl)  \
     X(K, long, sy) X(K, long, sx) X(K, long, hq) X(K, long, wq) X(K, long, cg) X(K, long, cq)  \
-    X(K, long, q0) X(K, long, q1) X(K, int *, out)
+    X(K, long, q0) X(K, long, q1) X(K, int *, out) X(K, long, ps)
 
 /* conv_int8.c: grid positions [g0, g1) of width wg; otype / ztype 0 float32, 1 float16,
  * 2 int8 (oinv = 1 / oscale); wblk (or NULL): the AVX-512 VNNI position tiles' weights, the
- * term rows of wts a block of MR channels at a time ([block][term][MR]) */
+ * term rows of wts a block of MR channels at a time ([block][term][MR]); pimg (0: one image):
+ * a 1 x 1 layer's chunk of positions across images of pimg positions each, grid position g
+ * the batch's position pfirst + g, its output (and residual) ins elements an image on */
 #define EI_QCONV_INT8_ARGS(X, K)                                                               \
     X(K, const int *, layout) X(K, const long *, toff) X(K, long, T) X(K, const int *, wts)    \
     X(K, long, coutp) X(K, long, cout) X(K, const int *, bias) X(K, const int *, wsum)         \
@@ -158,7 +161,7 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, long, wo) X(K, void *, out) X(K, long, ocs) X(K, long, otype) X(K, double, oinv)      \
     X(K, double, oscale) X(K, long, act) X(K, float, p0) X(K, float, p1) X(K, long, residual)  \
     X(K, const void *, z) X(K, long, zcs) X(K, long, ztype) X(K, float, zscale)              \
-    X(K, const int *, wblk)
+    X(K, const int *, wblk) X(K, long, pimg) X(K, long, pfirst) X(K, long, ins)
 
 /* conv_int8_dw.c: INT8 depthwise (edge_infer::QConv) over int8 input; storage kinds
  * (qsimd.h) okind, zkind; mult[c] = x_scale * w_scale[c]; output rows [oy0, oy1) (oy1 0:

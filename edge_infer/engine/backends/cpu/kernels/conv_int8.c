@@ -393,7 +393,7 @@ static inline void pack_row(uint32_t *orow, long c0, long c1, const uint8_t *con
 
 /* a float input row no wider than EI_QROW: quantized once for all sx column phases */
 static void split_float_rows(const qconv_split_args *a, uint32_t bias) {
-    const long plen = a->hq * a->wq, sy = a->sy, sx = a->sx;
+    const long plen = a->ps ? a->ps : a->hq * a->wq, sy = a->sy, sx = a->sx;
     const long nsy = a->xf & EI_FIRST_PHASE ? 1 : sy, nsx = a->xf & EI_FIRST_PHASE ? 1 : sx;
     int8_t rows[4][EI_QROW], zrow[EI_QROW];
     memset(zrow, 0, sizeof zrow); /* a missing channel: zeros, read as the others are */
@@ -440,7 +440,7 @@ static void split_float_rows(const qconv_split_args *a, uint32_t bias) {
 
 static void split_phases(const qconv_split_args *a) {
     const uint32_t bias = U8 ? 0x80808080u : 0u; /* a zero activation, as the dot reads it */
-    const long plen = a->hq * a->wq, sy = a->sy, sx = a->sx;
+    const long plen = a->ps ? a->ps : a->hq * a->wq, sy = a->sy, sx = a->sx;
     const long nsy = a->xf & EI_FIRST_PHASE ? 1 : sy, nsx = a->xf & EI_FIRST_PHASE ? 1 : sx;
     const int xf = a->xf & 1;
     static const uint8_t zeros[1] = {0};
@@ -459,7 +459,7 @@ static void split_phases(const qconv_split_args *a) {
                 p[k] = c < a->cg ? (const uint8_t *)a->x + c * a->xcs : zeros;
                 step[k] = c < a->cg;
             }
-            pack_row((uint32_t *)a->out + q * plen, 0, plen, p, step, bias, 1);
+            pack_row((uint32_t *)a->out + q * plen, 0, a->hq * a->wq, p, step, bias, 1);
         }
         return;
     }
@@ -530,7 +530,8 @@ static void split_phases(const qconv_split_args *a) {
 static void pack_taps(const qconv_split_args *a) {
     const long kh = a->xf >> EI_PACK_SHIFT & 15, kw = a->xf >> (EI_PACK_SHIFT + 4) & 15;
     const long dy = a->xf >> (EI_PACK_SHIFT + 8) & 15, dx = a->xf >> (EI_PACK_SHIFT + 12) & 15;
-    const long cg = a->cg, sy = a->sy, sx = a->sx, wq = a->wq, plen = a->hq * a->wq;
+    const long cg = a->cg, sy = a->sy, sx = a->sx, wq = a->wq;
+    const long plen = a->ps ? a->ps : a->hq * a->wq;
     const long bytes = kh * kw * cg, last = bytes % 4;
     const long planes = bytes / 4 + (last && last != cg);
     /* the grid rows whose every tap reads a phase row laid out */
@@ -1766,6 +1767,42 @@ static __attribute__((noinline)) void tile_proved(const int32_t *x, const long *
     }
 }
 
+/* a strip of several output runs from its first column on (a 1 x 1 chunk across images:
+ * pimg; a 7 x 7 map's strips each meet two or three images) of int8 outputs by the fast
+ * epilogue (fm[oc] nonzero for each row), the accumulators through memory: each row's
+ * outputs to a 64-byte row on the stack (its residual gathered there first, a masked load
+ * a run), then to each run by one masked store (finish_tile's staging: a memcpy a run) */
+static __attribute__((noinline)) void tile_segs(const int32_t *x, const long *toff, long T,
+                                                const int32_t *w, long wstride,
+                                                const int32_t *init, long rows, long oc0,
+                                                const long *seg_j, const long *seg_n,
+                                                const long *seg_pos, long nseg, long nv,
+                                                const float *fm, const qconv_int8_args *a,
+                                                const fastq *f) {
+    int32_t acc[MR * NT] __attribute__((aligned(64)));
+    int8_t zrow[NT] __attribute__((aligned(64))), orow[NT] __attribute__((aligned(64)));
+    __mmask64 k[NT];
+    for (long s = 0; s < nseg; s++) /* lanes [seg_j, seg_j + seg_n) of 64 */
+        k[s] = (seg_n[s] < 64 ? ((__mmask64)1 << seg_n[s]) - 1 : ~(__mmask64)0) << seg_j[s];
+    tile_rows(x, toff, T, w, wstride, init, acc, rows, nv);
+    for (long i = 0; i < rows; i++) {
+        const long oc = oc0 + i;
+        /* (a run's lane j at its position: the row's base seg_j before its first) */
+        if (a->residual) {
+            const int8_t *zc = (const int8_t *)a->z + oc * a->zcs;
+            __m512i zv = _mm512_setzero_si512();
+            for (long s = 0; s < nseg; s++)
+                zv = _mm512_mask_loadu_epi8(zv, k[s], zc + seg_pos[s] - seg_j[s]);
+            _mm512_store_si512(zrow, zv);
+        }
+        fast_row(acc + i * NT, oc, zrow, orow, nv, a, f, fm[oc]);
+        const __m512i ov = _mm512_load_si512(orow);
+        int8_t *oc_out = (int8_t *)a->out + oc * a->ocs;
+        for (long s = 0; s < nseg; s++)
+            _mm512_mask_storeu_epi8(oc_out + seg_pos[s] - seg_j[s], k[s], ov);
+    }
+}
+
 /* activate16 on a row of NV vectors: the activation chosen once, the NV evaluations
  * independent (their exp and division chains overlap in the core) */
 static inline __attribute__((always_inline)) void activate_row(__m512 *y, long act, float p0,
@@ -2783,7 +2820,7 @@ long qconv_int8_oc_calls(void) {
  * many positions), 0 (position tiles) */
 long qconv_int8_tile(const qconv_int8_args *a) {
 #if EI_INT8_PATH == EI_Q8_VNNI512
-    return oc_shape(a);
+    return a->pimg ? 0 : oc_shape(a);
 #else
     (void)a;
     return 0;
@@ -2815,7 +2852,7 @@ void qconv_int8_f32(const qconv_int8_args *a) {
     }
 #endif
 #if EI_INT8_PATH == EI_Q8_VNNI512
-    const int ocp = oc_shape(a);
+    const int ocp = a->pimg ? 0 : oc_shape(a); /* (runs across images: position tiles) */
     if (ocp) {
         qconv_int8_oc(a, &fq, fm, ocp);
         return;
@@ -2825,7 +2862,8 @@ void qconv_int8_f32(const qconv_int8_args *a) {
 #if EI_INT8_PATH == EI_Q8_AVX2
     /* the weight array's sign row (after the proved rows): nonzero where no weight is -128 */
     const int wsafe = a->wts[(a->T + EI_SIGN_ROW) * a->coutp] & 1;
-    if (a->wts[(a->T + EI_SIGN_ROW) * a->coutp] & EI_OC_MODE && qconv_int8_oc(a, &fq)) return;
+    if (!a->pimg && a->wts[(a->T + EI_SIGN_ROW) * a->coutp] & EI_OC_MODE && qconv_int8_oc(a, &fq))
+        return;
     /* a channel block's weights packed [term][MR], for each tile (the array's rows are coutp
      * apart: a block's T terms touched T cache lines, with the layout's more than L1 holds) */
     int32_t wpk[EI_WPACK] __attribute__((aligned(32)));
@@ -2841,7 +2879,15 @@ void qconv_int8_f32(const qconv_int8_args *a) {
                             : NV;
         if (a->wg == a->wo) { /* no dropped columns: grid positions are output positions */
             long last = a->ho * a->wo < gend ? a->ho * a->wo : gend;
-            if (last > g) seg_j[0] = 0, seg_n[0] = last - g, seg_pos[0] = g, nseg = 1;
+            if (a->pimg) /* a chunk of positions across images: a run to each image's end */
+                for (long q = g; q < last; nseg++) {
+                    const long f = a->pfirst + q, p = f % a->pimg;
+                    const long n = last - q < a->pimg - p ? last - q : a->pimg - p;
+                    seg_j[nseg] = q - g, seg_n[nseg] = n, seg_pos[nseg] = f / a->pimg * a->ins + p;
+                    q += n;
+                }
+            else if (last > g)
+                seg_j[0] = 0, seg_n[0] = last - g, seg_pos[0] = g, nseg = 1;
             gend = g; /* done */
         }
         for (long gg = g; gg < gend;) {
@@ -2879,6 +2925,15 @@ void qconv_int8_f32(const qconv_int8_args *a) {
                 init[i] = i < rows ? (a->bias ? a->bias[oc] : 0) - (U8 ? 128 * a->wsum[oc] : 0) : 0;
             }
 #if EI_TILE_EPILOGUE
+            if (fm && a->pimg && nseg > 1) { /* runs of several images (tile_segs) */
+                int all = 1;
+                for (long i = 0; i < rows; i++) all &= fm[oc0 + i] != 0.0f;
+                if (all) {
+                    tile_segs(a->layout + g, a->toff, a->T, wr, wrs, init, rows, oc0, seg_j,
+                              seg_n, seg_pos, nseg, nv, fm, a, &fq);
+                    continue;
+                }
+            }
             if (fm && nseg == 1 && seg_j[0] == 0) { /* one run from the strip's start */
                 int all = 1;
                 for (long i = 0; i < rows; i++) all &= fm[oc0 + i] != 0.0f;

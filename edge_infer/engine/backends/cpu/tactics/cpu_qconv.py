@@ -38,6 +38,7 @@ from edge_infer.engine.backends.cpu.tactics.cpu_conv import flat3
 from edge_infer.engine.backends.cpu.tactics.qconv_chunks import (
     AVX2_PATH,
     MIN_TASK_MACS,
+    ONE_IMAGE,
     STRIP,
     VNNI512_PATH,
     QConvChunks,
@@ -383,6 +384,7 @@ class QConvNative(QConvChunks, Tactic):
                             ho=s.out_shape[2],
                             wo=s.out_shape[3],
                             **self._out_fields(out3, z3, b, oc0),
+                            **ONE_IMAGE,
                         )
                         gemms.append(native.NativeCall("qconv_int8_f32", args, keep))
         steps: list[Run] = list(before)
@@ -472,6 +474,7 @@ class QConvNative(QConvChunks, Tactic):
             q0=q0,
             q1=q1,
             out=lay.ctypes.data,
+            ps=0,
         )
 
     def _out_fields(

@@ -47,6 +47,19 @@ VNNI512_PATH = 4
 VECTOR_POSITIONS = {AVX2_PATH: AVX2_CHUNK_ALIGN, VNNI512_PATH: 16}
 
 
+#: the paths whose 1x1 layers of a batch take position chunks across images (QConvChunks.
+#: _batch_chunks) where an image's map is not whole vectors (of VECTOR_POSITIONS): a 7 x 7
+#: map's 49 positions fill 4 vectors of 16 (64 computed), a 14 x 14 one's 196 end in a
+#: vector of 4 (208). Zen 4, MobileNetV2 b8's layers, 1 thread: 0.82-0.96 of the time on
+#: 7 x 7 and 14 x 14 maps; on 28 x 28 (784 positions, whole vectors) 0.98-1.03 (the strips
+#: across two images take the generic epilogue), so not there (bench/batch_chunks_ab.py)
+BATCH_CHUNK_PATHS = {VNNI512_PATH}
+#: ... on maps of at most this many positions (larger ones' last vectors are a small part)
+BATCH_CHUNK_MAX_POSITIONS = 1024
+
+#: a GEMM call's fields for positions of one image (conv_int8.c: no run across images)
+ONE_IMAGE = {"pimg": 0, "pfirst": 0, "ins": 0}
+
 #: whole-tile position chunks give way to equal ones (VECTOR_POSITIONS) where a thread's
 #: share would be this many times the longest of the equal split's: a 14 x 14 map's 64, 64,
 #: 64, 4 on 2 threads (128 against 100: 1.28) and a 28 x 28's 256 x 3 + 16 (512 against
@@ -104,14 +117,17 @@ class QConvChunks:
         ):
             return None
         cq, positions = p["cq"], h * w
+        if self._by_channels(workers):
+            return None
+        batched = self._batch_chunks(x, out3, z3, workers, scratch)
+        if batched is not None:
+            return batched
         fit = max(STRIP, CHUNK_LAYOUT_BYTES // (4 * cq) // STRIP * STRIP)
         per_image = -(-positions // fit)
         if workers > 1:
             per_image = max(per_image, -(-TASKS_PER_WORKER * workers // n))
         per_image = min(per_image, -(-positions // STRIP))
         if workers > 1 and n * per_image < 2 * workers:
-            return None
-        if self._by_channels(workers):
             return None
         bounds = self._chunk_bounds(positions, per_image, workers)
         size = max(g1 - g0 for g0, g1 in bounds)
@@ -127,6 +143,75 @@ class QConvChunks:
                 fields.update(x=fields["x"] + g0 * isz, h=1, w=m, hq=1, wq=m, xrs=m)
                 tasks.append(self._chunk_task(fields, buf, toffs[m], out3, z3, b, g0, keep,
                                               g1=m, wg=m, ho=1, wo=m))  # fmt: skip
+        return tasks
+
+    def _batch_chunks(
+        self,
+        x: np.ndarray,
+        out3: np.ndarray,
+        z3: np.ndarray | None,
+        workers: int,
+        scratch: Scratch,
+    ) -> list[Any] | None:
+        """_position_chunks' layer (checked by the caller) of a batch whose map is not whole
+        strips, in chunks of the batch's positions taken in order across the images: each
+        lays out its images' parts side by side (a layout call a part, the planes a chunk
+        apart: the split's ``ps``) and runs one GEMM over them, whose output runs end at the
+        images' ends (conv_int8.c ``pimg``). None where the path, the map or the strides do
+        not fit (the output's and the residual's images the same elements apart)."""
+        s, p = self.spec, self._prepared()
+        n, _, h, w = s.x_shape
+        positions = h * w
+        path = _int8_path()
+        vector = VECTOR_POSITIONS.get(path, STRIP)  # (other paths: whole tiles)
+        if (
+            n < 2
+            or path not in BATCH_CHUNK_PATHS
+            or positions % vector == 0
+            or positions > BATCH_CHUNK_MAX_POSITIONS
+        ):
+            return None
+        ins = out3.strides[0] // out3.itemsize
+        if z3 is not None and z3.strides[0] // z3.itemsize != ins:
+            return None
+        total, cq, isz = n * positions, p["cq"], x.itemsize
+        fit = max(STRIP, CHUNK_LAYOUT_BYTES // (4 * cq) // STRIP * STRIP)
+        parts = -(-total // fit)
+        if workers > 1:
+            parts = max(parts, TASKS_PER_WORKER * workers)
+        # equal chunks of whole vectors (a chunk's short last strip computes only those)
+        bounds = split(total, parts, align=vector)
+        size = max(f1 - f0 for f0, f1 in bounds)
+        toffs = {m: p["order"].astype(np.int64) * m for m in {f1 - f0 for f0, f1 in bounds}}
+        bufs = scratch((len(bounds), cq * size + STRIP), np.int32, "qconv_layout")
+        keep = (*self._constants(), bufs, x, out3, z3, *toffs.values())
+        out = self._out_fields(out3, z3, 0, 0)
+        tasks = []
+        for k, (f0, f1) in enumerate(bounds):
+            m, buf = f1 - f0, bufs[k]
+            calls, f = [], f0
+            while f < f1:  # the chunk's part of each image it meets
+                b, q0 = divmod(f, positions)
+                c = min(positions - q0, f1 - f)
+                fields = self._split_fields(x, b, 0, 0, cq, buf)
+                fields.update(
+                    x=fields["x"] + q0 * isz, h=1, w=c, hq=1, wq=c, xrs=c, ps=m,
+                    out=buf.ctypes.data + 4 * (f - f0),
+                )  # fmt: skip
+                calls.append(native.NativeCall("qconv_split_f32", fields, keep))
+                f += c
+            gemm = native.NativeCall(
+                "qconv_int8_f32",
+                dict(
+                    layout=buf.ctypes.data, toff=toffs[m].ctypes.data, T=p["terms"],
+                    wts=p["wts"][0].ctypes.data, wblk=self._wblk_at(0, 0), coutp=p["coutp"],
+                    cout=s.cout, bias=None if p["bias"] is None else p["bias"].ctypes.data,
+                    wsum=p["wsum"].ctypes.data, mult=p["mult"].ctypes.data, g0=0, g1=m, wg=m,
+                    ho=1, wo=m, pimg=positions, pfirst=f0, ins=ins, **out,
+                ),
+                keep,
+            )  # fmt: skip
+            tasks.append(native.NativeSequence([*calls, gemm]))
         return tasks
 
     def _chunk_bounds(self, positions: int, parts: int, workers: int) -> list[tuple[int, int]]:
@@ -230,6 +315,7 @@ class QConvChunks:
                 cout=s.cout,
                 bias=None if p["bias"] is None else p["bias"].ctypes.data,
                 wsum=p["wsum"].ctypes.data, mult=p["mult"].ctypes.data, g0=0, **grid, **out,
+                **ONE_IMAGE,
             ),
             keep,
         )  # fmt: skip

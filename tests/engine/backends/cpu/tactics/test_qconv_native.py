@@ -485,6 +485,28 @@ def test_every_path_of_this_cpu(path_lib, monkeypatch) -> None:
         check(spec, run_native(spec, inputs, workers=1 + k % 2), want, f"{conv} {act}")
 
 
+def test_batch_chunks_every_path(path_lib, monkeypatch) -> None:
+    """A batch's 1x1 positions in chunks across its images (qconv_chunks._batch_chunks, on
+    every path here, not only the ones BATCH_CHUNK_PATHS takes them on): the runs to each
+    image's end, through every path's epilogue (int8, float32, float16 out, residuals)."""
+    from edge_infer.engine.backends.cpu.tactics import qconv_chunks
+
+    monkeypatch.setattr(native, "library", lambda: path_lib)
+    monkeypatch.setattr(qconv_chunks, "BATCH_CHUNK_PATHS", {path_lib.qconv_int8_path()})
+    cases = [
+        (((8, 24, 7, 7), 20), ("relu", ()), "pre", np.int8, "int8"),
+        (((3, 20, 5, 9), 13), ("clip", (0.0, 6.0)), "none", None, "int8"),
+        (((2, 16, 10, 10), 8), ("silu", ()), "post", np.float32, "fp32"),
+        (((3, 8, 6, 11), 30), ("", ()), "pre", np.float32, "fp16"),
+    ]
+    for k, ((shape, cout), act, residual, z_dtype, out_precision) in enumerate(cases):
+        conv = (shape, cout, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+        spec, inputs = make_case(conv, act, residual, z_dtype, out_precision, np.int8, seed=k)
+        want = qconv(*inputs, **spec.attrs())
+        for workers in (1, 2):
+            check(spec, run_native(spec, inputs, workers), want, f"{shape} {workers}")
+
+
 # layout rows whose last columns are not a whole 64-column block: (stride 2) 64, 40 and 63
 # columns a phase row (the masked tail's whole block, part of one, one short of one), 127
 # columns (stride 1: a block and a 63-column tail), 3 and 2 columns (scalar)

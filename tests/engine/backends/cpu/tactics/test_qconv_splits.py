@@ -1,9 +1,12 @@
 """How qconv_native(_oc) splits a layer between 2 workers: layers of fewer channel quads than
 threads (stems: 3 input channels) in row chunks (cpu_qconv.QConvNative._row_chunks: each
 chunk lays out the phase rows it reads in its own buffer, then runs its GEMM), a small 1x1
-map in position chunks of equal size; the reference's bits."""
+map in position chunks of equal size, a batch's small 1x1 maps in chunks across its images;
+the reference's bits."""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pytest
@@ -19,7 +22,7 @@ from edge_infer.engine.backends.cpu.tactics.qconv_chunks import (
     longest_share,
 )
 from edge_infer.engine.ops.quantize import qconv
-from tests.engine.backends.cpu.tactics.test_qconv_native import check, make_case
+from tests.engine.backends.cpu.tactics.test_qconv_native import ACTS, check, make_case
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
 
@@ -186,3 +189,85 @@ def test_vnni_chunk_bounds(monkeypatch, positions, workers, want) -> None:
     bounds = QConvNative(spec)._chunk_bounds(positions, parts, workers)
     assert [g1 - g0 for g0, g1 in bounds] == want
     assert bounds[0][0] == 0 and bounds[-1][1] == positions
+
+
+# 1x1 layers of a batch whose map is not whole vectors of 16: MobileNetV2's 7 x 7 (49
+# positions), 45 positions, a 14 x 14 one (196)
+BATCHED = [
+    ((8, 64, 7, 7), 40, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    ((3, 20, 5, 9), 70, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    ((4, 96, 14, 14), 24, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+]
+RESIDUALS = [
+    ("none", None, "int8"), ("pre", np.int8, "int8"), ("post", np.float32, "fp32"),
+    ("pre", np.float32, "fp16"),
+]  # fmt: skip
+
+
+def gemm_calls(monkeypatch) -> list[dict]:
+    """The fields of every qconv_int8_f32 call bound from here on."""
+    calls: list[dict] = []
+    real = native.NativeCall
+
+    def spy(name: str, fields: dict, keep: tuple) -> native.NativeCall:
+        if name == "qconv_int8_f32":
+            calls.append(dict(fields))
+        return real(name, fields, keep)
+
+    monkeypatch.setattr(native, "NativeCall", spy)
+    return calls
+
+
+def batch_chunks_here(monkeypatch) -> None:
+    """This CPU's path in the batch chunks' paths (qconv_chunks.BATCH_CHUNK_PATHS: AVX-512
+    VNNI only, as measured; the kernel's runs across images are path-independent code)."""
+    monkeypatch.setattr(qconv_chunks, "BATCH_CHUNK_PATHS", {_int8_path()})
+
+
+@pytest.mark.parametrize("conv", BATCHED, ids=lambda c: f"{c[0]}-{c[1]}")
+@pytest.mark.parametrize("residual,z_dtype,out_precision", RESIDUALS)
+def test_batch_chunks(conv, residual, z_dtype, out_precision, monkeypatch) -> None:
+    """A batch's positions in chunks across its images (QConvChunks._batch_chunks: each
+    chunk's parts of its images laid out side by side, one GEMM whose output runs end at the
+    images' ends, conv_int8.c pimg; int8 outputs by tile_segs, the others finish_tile), on
+    1 and 2 workers: the reference's bits, and chunks that do cross images."""
+    batch_chunks_here(monkeypatch)
+    calls = gemm_calls(monkeypatch)
+    n, _, h, w = conv[0]
+    for k, act in enumerate((ACTS[1], ACTS[3], ACTS[5])):
+        spec, inputs = make_case(conv, act, residual, z_dtype, out_precision, np.int8, seed=k)
+        want = qconv(*inputs, **spec.attrs())
+        for workers in (1, 2):
+            calls.clear()
+            check(spec, run(QConvNative, spec, inputs, workers), want, f"{act} {workers}")
+            assert calls and all(c["pimg"] == h * w for c in calls)
+            spans = sorted((c["pfirst"], c["pfirst"] + c["g1"]) for c in calls)
+            assert spans[0][0] == 0 and spans[-1][1] == n * h * w
+            assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
+            assert any(f0 // (h * w) != (f1 - 1) // (h * w) for f0, f1 in spans)
+
+
+def test_batch_chunks_only_where_an_image_is_not_whole_vectors(monkeypatch) -> None:
+    """Not for one image, not for a map of whole vectors (28 x 28: 784 = 49 x 16), not for
+    a map past BATCH_CHUNK_MAX_POSITIONS, not on a path outside BATCH_CHUNK_PATHS (the
+    images' own chunks there: pimg 0)."""
+    batch_chunks_here(monkeypatch)
+    calls = gemm_calls(monkeypatch)
+    vector = VECTOR_POSITIONS.get(_int8_path(), qconv_chunks.STRIP)
+    side = 28 if vector == 16 else 32  # whole vectors of this path
+    cases = [
+        ((1, 64, 7, 7), 40),
+        ((2, 16, side, side), 24),
+        ((2, 8, 33, 33), 8),  # 1089 positions
+    ]
+    for shape, cout in cases:
+        conv = (shape, cout, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+        spec, inputs = make_case(conv, ("relu", ()), "pre", np.int8, "int8", np.int8, seed=2)
+        calls.clear()
+        check(spec, run(QConvNative, spec, inputs, 2), qconv(*inputs, **spec.attrs()), shape)
+        assert calls and all(c["pimg"] == 0 for c in calls), shape
+    monkeypatch.setattr(qconv_chunks, "BATCH_CHUNK_PATHS", set())
+    spec, inputs = make_case(BATCHED[0], ("relu", ()), "none", None, "int8", np.int8, seed=1)
+    calls.clear()
+    check(spec, run(QConvNative, spec, inputs, 1), qconv(*inputs, **spec.attrs()), "off")
+    assert calls and all(c["pimg"] == 0 for c in calls)
