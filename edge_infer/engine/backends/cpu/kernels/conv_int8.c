@@ -2515,6 +2515,11 @@ static void qconv_int8_oc(const qconv_int8_args *a, const fastq *fq, const float
     memset(rows, 0, sizeof rows); /* the lanes past a run: finished, then dropped */
     for (long oc0 = 0; oc0 < a->cout; oc0 += ocn) {
         const long nrows = a->cout - oc0 < ocn ? a->cout - oc0 : ocn;
+        /* the block's weights: its terms in one stream where the caller blocked them by
+         * ocn channels (wblk_oc; in a model the rows, coutp quads apart, came from memory a
+         * line a term), else the term rows */
+        const int32_t *w = a->wblk_oc && a->ocb == ocn ? a->wblk_oc + oc0 * a->T : a->wts + oc0;
+        const long ws = a->wblk_oc && a->ocb == ocn ? ocn : a->coutp;
         for (long i = 0; i < ocn; i++) {
             long oc = oc0 + i;
             init[i] = i < nrows ? (a->bias ? a->bias[oc] : 0) - 128 * a->wsum[oc] : 0;
@@ -2530,12 +2535,11 @@ static void qconv_int8_oc(const qconv_int8_args *a, const fastq *fq, const float
                     xs[k] = a->layout + q / a->wo * a->wg + q % a->wo;
                 }
                 if (nrows < ocn - 15)
-                    tile_oc_rest(xs, a->toff, a->T, a->wts + oc0, a->coutp, init, acc, P,
-                                 (nrows + 15) / 16);
+                    tile_oc_rest(xs, a->toff, a->T, w, ws, init, acc, P, (nrows + 15) / 16);
                 else if (P == 7)
-                    tile_oc73(xs, a->toff, a->T, a->wts + oc0, a->coutp, init, acc);
+                    tile_oc73(xs, a->toff, a->T, w, ws, init, acc);
                 else
-                    tile_oc64(xs, a->toff, a->T, a->wts + oc0, a->coutp, init, acc);
+                    tile_oc64(xs, a->toff, a->T, w, ws, init, acc);
                 for (long k = 0; k < n; k++) {
                     int32_t *dst = rows + (p - pr) + k;
                     const int32_t *src = acc + k * EI_OCN_MAX;

@@ -280,10 +280,31 @@ class QConvNative(QConvChunks, Tactic):
             p["wblk"] = blocked
         return p["wblk"]
 
+    def _blocked_oc(self) -> np.ndarray | None:
+        """For a layer whose whole grid takes output-channel tiles of P positions (AVX-512
+        VNNI): the term rows a block of their OC_TILE_CHANNELS[P] channels at a time,
+        [group][block][term][channels] int32, the last block padded with zeros
+        (conv_int8.c ``wblk_oc``: a block's terms one stream, where in the rows they lie
+        coutp quads apart); None elsewhere."""
+        p = self._prepared()
+        if "wblk_oc" not in p:
+            blocked = None
+            tile = self._oc_tile() if _int8_path() == VNNI512_PATH else 0
+            if tile:
+                ocn = OC_TILE_CHANNELS[tile]
+                wts, terms, coutp = p["wts"], p["terms"], p["coutp"]
+                blocks = -(-coutp // ocn)
+                rows = np.zeros((len(wts), terms, blocks * ocn), np.int32)
+                rows[:, :, :coutp] = wts[:, :terms]
+                rows = rows.reshape(len(wts), terms, blocks, ocn)
+                blocked = hugemem.copy(rows.transpose(0, 2, 1, 3))
+            p["wblk_oc"] = blocked
+        return p["wblk_oc"]
+
     def _constants(self) -> tuple[Any, ...]:
         """The prepared arrays every GEMM call of the layer points into (a call's ``keep``)."""
         p = self._prepared()
-        return (p["wts"], self._blocked(), p["wsum"], p["mult"], p["bias"])
+        return (p["wts"], self._blocked(), self._blocked_oc(), p["wsum"], p["mult"], p["bias"])
 
     def _wblk_at(self, gi: int, o0: int) -> int | None:
         """Address of group gi's blocked weights from output channel o0 on (a multiple of
@@ -293,6 +314,20 @@ class QConvNative(QConvChunks, Tactic):
             return None
         assert o0 % VNNI_MR == 0
         return int(blocked[gi].ctypes.data) + 4 * o0 * self._prepared()["terms"]
+
+    def _weight_fields(self, gi: int, o0: int) -> dict[str, Any]:
+        """A GEMM call's blocked weights from group gi's output channel o0 on: ``wblk``
+        (position tiles) and ``wblk_oc`` / ``ocb`` (output-channel tiles; o0 a multiple of
+        their block: the calls of such a layer split channels there)."""
+        oc = self._blocked_oc()
+        ocb = oc.shape[-1] if oc is not None else 0
+        if oc is not None:
+            assert o0 % ocb == 0
+        return dict(
+            wblk=self._wblk_at(gi, o0),
+            wblk_oc=None if oc is None else int(oc[gi].ctypes.data) + 4 * o0 * oc.shape[2],
+            ocb=ocb,
+        )
 
     def _proved(self, mult: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
         """[PROVED_ROWS, Cout] float32: each channel's proved requantization (vmq, lo, hi:
@@ -372,7 +407,7 @@ class QConvNative(QConvChunks, Tactic):
                             else p["toff"].ctypes.data,
                             T=p["terms"],
                             wts=p["wts"][gi].ctypes.data + 4 * o0,
-                            wblk=self._wblk_at(gi, o0),
+                            **self._weight_fields(gi, o0),
                             coutp=p["coutp"],
                             cout=o1 - o0,
                             bias=None if p["bias"] is None else p["bias"].ctypes.data + 4 * oc0,

@@ -85,7 +85,7 @@ def _int8_path() -> int:
 
 class QConvChunks:
     """The chunked bindings of :class:`~.cpu_qconv.QConvNative` (which supplies ``spec``,
-    ``_prepared``, ``_constants``, ``_wblk_at``, ``_by_channels``, ``_split_fields``,
+    ``_prepared``, ``_constants``, ``_weight_fields``, ``_by_channels``, ``_split_fields``,
     ``_out_fields`` and ``chunk_align``)."""
 
     spec: QConvSpec
@@ -204,7 +204,7 @@ class QConvChunks:
                 "qconv_int8_f32",
                 dict(
                     layout=buf.ctypes.data, toff=toffs[m].ctypes.data, T=p["terms"],
-                    wts=p["wts"][0].ctypes.data, wblk=self._wblk_at(0, 0), coutp=p["coutp"],
+                    wts=p["wts"][0].ctypes.data, coutp=p["coutp"], **self._weight_fields(0, 0),
                     cout=s.cout, bias=None if p["bias"] is None else p["bias"].ctypes.data,
                     wsum=p["wsum"].ctypes.data, mult=p["mult"].ctypes.data, g0=0, g1=m, wg=m,
                     ho=1, wo=m, pimg=positions, pfirst=f0, ins=ins, **out,
@@ -311,7 +311,7 @@ class QConvChunks:
             "qconv_int8_f32",
             dict(
                 layout=buf.ctypes.data, toff=toff.ctypes.data, T=p["terms"],
-                wts=p["wts"][0].ctypes.data, wblk=self._wblk_at(0, 0), coutp=p["coutp"],
+                wts=p["wts"][0].ctypes.data, coutp=p["coutp"], **self._weight_fields(0, 0),
                 cout=s.cout,
                 bias=None if p["bias"] is None else p["bias"].ctypes.data,
                 wsum=p["wsum"].ctypes.data, mult=p["mult"].ctypes.data, g0=0, **grid, **out,
