@@ -112,6 +112,20 @@ def test_position_chunks_split_a_small_map_evenly() -> None:
     check(spec, run(QConvNative, spec, inputs, workers=2), want, "14 x 14 in chunks")
 
 
+def test_position_chunks_a_multiple_of_the_threads() -> None:
+    """A 1x1 layer whose layouts fit 5 chunks an image (ResNet-50's 256 channels over 56 x 56
+    positions, CHUNK_LAYOUT_BYTES) takes 6 on 2 workers, not 5 (3 on one thread, 2 on the
+    other)."""
+    conv = ((1, 256, 56, 56), 24, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    spec, inputs = make_case(conv, ("relu", ()), "none", None, "int8", np.int8, seed=6)
+    out3 = np.zeros((1, 24, 3136), np.int8)
+    assert -(-3136 * 256 // qconv_chunks.CHUNK_LAYOUT_BYTES) == 5
+    chunks = QConvNative(spec)._position_chunks(inputs[0], out3, None, 2, ScratchPool(None))
+    assert chunks is not None and len(chunks) == 6
+    want = qconv(*inputs, **spec.attrs())
+    check(spec, run(QConvNative, spec, inputs, workers=2), want, "6 chunks")
+
+
 # x shape, Cout, kernel, strides, pads, dilations, group; the terms of its packed taps
 PACKED = [
     (((1, 3, 21, 19), 16, (3, 3), (2, 2), (1, 0, 1, 2), (1, 1), 1), 7),  # 6 quads + a tap
