@@ -281,8 +281,8 @@ class QConvInt8Args(KernelArgs):
     """conv_int8.c: the INT8 implicit GEMM over grid positions [g0, g1) and its epilogue
     (otype / ztype: 0 float32, 1 float16, 2 int8); wblk: the AVX-512 VNNI position tiles'
     weights a block of channels at a time, or NULL; pimg (0: one image), pfirst, ins: a 1x1
-    layer's chunk of positions across images; wblk_oc, ocb: the output-channel tiles'
-    weights in blocks of ocb channels, or NULL (args.h)."""
+    layer's chunk of positions across images; wblk_oc: the output-channel tiles' weights in
+    blocks of 16 channels, or NULL (args.h)."""
 
     _fields_ = [
         ("layout", _P),
@@ -296,7 +296,6 @@ class QConvInt8Args(KernelArgs):
         ("wblk", _P),
         *_longs("pimg", "pfirst", "ins"),
         ("wblk_oc", _P),
-        ("ocb", _L),
     ]
 
 

@@ -154,8 +154,8 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
  * term rows of wts a block of MR channels at a time ([block][term][MR]); pimg (0: one image):
  * a 1 x 1 layer's chunk of positions across images of pimg positions each, grid position g
  * the batch's position pfirst + g, its output (and residual) ins elements an image on;
- * wblk_oc (or NULL): the output-channel tiles' weights, blocks of ocb channels
- * ([block][term][ocb]) */
+ * wblk_oc (or NULL): the output-channel tiles' weights, blocks of 16 channels
+ * ([block][term][16]) */
 #define EI_QCONV_INT8_ARGS(X, K)                                                               \
     X(K, const int *, layout) X(K, const long *, toff) X(K, long, T) X(K, const int *, wts)    \
     X(K, long, coutp) X(K, long, cout) X(K, const int *, bias) X(K, const int *, wsum)         \
@@ -164,7 +164,7 @@ enum ei_activation { EI_ACTIVATIONS(EI_ACT_ENUM) };
     X(K, double, oscale) X(K, long, act) X(K, float, p0) X(K, float, p1) X(K, long, residual)  \
     X(K, const void *, z) X(K, long, zcs) X(K, long, ztype) X(K, float, zscale)              \
     X(K, const int *, wblk) X(K, long, pimg) X(K, long, pfirst) X(K, long, ins)             \
-    X(K, const int *, wblk_oc) X(K, long, ocb)
+    X(K, const int *, wblk_oc)
 
 /* conv_int8_dw.c: INT8 depthwise (edge_infer::QConv) over int8 input; storage kinds
  * (qsimd.h) okind, zkind; mult[c] = x_scale * w_scale[c]; output rows [oy0, oy1) (oy1 0:

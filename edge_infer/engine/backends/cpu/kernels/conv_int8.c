@@ -2410,12 +2410,14 @@ static void finish_run(const int32_t *acc, long n, long oc, long pos, const qcon
  * position tile's [channel][position] rows and finished by finish_tile, as those are. */
 #define EI_OCN_MAX 64 /* channels of the widest output-channel tile */
 
-/* a tile of P positions x V vectors of 16 channels: acc[p * EI_OCN_MAX + channel] */
+/* a tile of P positions x V vectors of 16 channels: acc[p * EI_OCN_MAX + channel]; term t's
+ * vector v of weights at w + t wstride + v vs (the rows: vs 16; blocks of 16 channels: T 16) */
 static inline __attribute__((always_inline)) void tile_oc_pv(const int32_t *const *xs,
                                                            const long *toff, long T,
                                                            const int32_t *w, long wstride,
-                                                           const int32_t *init, int32_t *acc,
-                                                           const int P, const int V) {
+                                                           long vs, const int32_t *init,
+                                                           int32_t *acc, const int P,
+                                                           const int V) {
     __m512i a[7][4];
 #pragma GCC unroll 8
     for (int p = 0; p < P; p++)
@@ -2426,7 +2428,7 @@ static inline __attribute__((always_inline)) void tile_oc_pv(const int32_t *cons
         const long o = toff[t];
         __m512i wv[4];
 #pragma GCC unroll 4
-        for (int v = 0; v < V; v++) wv[v] = _mm512_loadu_si512(wp + 16 * v);
+        for (int v = 0; v < V; v++) wv[v] = _mm512_loadu_si512(wp + vs * v);
 #pragma GCC unroll 8
         for (int p = 0; p < P; p++) {
             __m512i b = _mm512_set1_epi32(xs[p][o]);
@@ -2442,34 +2444,34 @@ static inline __attribute__((always_inline)) void tile_oc_pv(const int32_t *cons
 
 /* (not inlined: in the caller the compiler spills the tile's pointers) */
 static __attribute__((noinline)) void tile_oc73(const int32_t *const *xs, const long *toff,
-                                                long T, const int32_t *w, long wstride,
+                                                long T, const int32_t *w, long wstride, long vs,
                                                 const int32_t *init, int32_t *acc) {
-    tile_oc_pv(xs, toff, T, w, wstride, init, acc, 7, 3);
+    tile_oc_pv(xs, toff, T, w, wstride, vs, init, acc, 7, 3);
 }
 
 static __attribute__((noinline)) void tile_oc64(const int32_t *const *xs, const long *toff,
-                                                long T, const int32_t *w, long wstride,
+                                                long T, const int32_t *w, long wstride, long vs,
                                                 const int32_t *init, int32_t *acc) {
-    tile_oc_pv(xs, toff, T, w, wstride, init, acc, 6, 4);
+    tile_oc_pv(xs, toff, T, w, wstride, vs, init, acc, 6, 4);
 }
 
 /* a layer's last channels, fewer than a whole tile's: only the vectors they fill (256
  * channels in 48-channel tiles: 5 tiles and one of 16 channels, not 288) */
 static __attribute__((noinline)) void tile_oc_rest(const int32_t *const *xs, const long *toff,
                                                    long T, const int32_t *w, long wstride,
-                                                   const int32_t *init, int32_t *acc,
+                                                   long vs, const int32_t *init, int32_t *acc,
                                                    const int P, const long V) {
     if (P == 7) {
         if (V == 1)
-            tile_oc_pv(xs, toff, T, w, wstride, init, acc, 7, 1);
+            tile_oc_pv(xs, toff, T, w, wstride, vs, init, acc, 7, 1);
         else
-            tile_oc_pv(xs, toff, T, w, wstride, init, acc, 7, 2);
+            tile_oc_pv(xs, toff, T, w, wstride, vs, init, acc, 7, 2);
     } else if (V == 1) {
-        tile_oc_pv(xs, toff, T, w, wstride, init, acc, 6, 1);
+        tile_oc_pv(xs, toff, T, w, wstride, vs, init, acc, 6, 1);
     } else if (V == 2) {
-        tile_oc_pv(xs, toff, T, w, wstride, init, acc, 6, 2);
+        tile_oc_pv(xs, toff, T, w, wstride, vs, init, acc, 6, 2);
     } else {
-        tile_oc_pv(xs, toff, T, w, wstride, init, acc, 6, 3);
+        tile_oc_pv(xs, toff, T, w, wstride, vs, init, acc, 6, 3);
     }
 }
 
@@ -2515,11 +2517,11 @@ static void qconv_int8_oc(const qconv_int8_args *a, const fastq *fq, const float
     memset(rows, 0, sizeof rows); /* the lanes past a run: finished, then dropped */
     for (long oc0 = 0; oc0 < a->cout; oc0 += ocn) {
         const long nrows = a->cout - oc0 < ocn ? a->cout - oc0 : ocn;
-        /* the block's weights: its terms in one stream where the caller blocked them by
-         * ocn channels (wblk_oc; in a model the rows, coutp quads apart, came from memory a
-         * line a term), else the term rows */
-        const int32_t *w = a->wblk_oc && a->ocb == ocn ? a->wblk_oc + oc0 * a->T : a->wts + oc0;
-        const long ws = a->wblk_oc && a->ocb == ocn ? ocn : a->coutp;
+        /* the block's weights: each vector of 16 channels its terms in one stream where the
+         * caller blocked them so (wblk_oc; in a model the rows, coutp quads apart, came from
+         * memory a line a term), else the term rows */
+        const int32_t *w = a->wblk_oc ? a->wblk_oc + oc0 * a->T : a->wts + oc0;
+        const long ws = a->wblk_oc ? 16 : a->coutp, vs = a->wblk_oc ? 16 * a->T : 16;
         for (long i = 0; i < ocn; i++) {
             long oc = oc0 + i;
             init[i] = i < nrows ? (a->bias ? a->bias[oc] : 0) - 128 * a->wsum[oc] : 0;
@@ -2535,11 +2537,11 @@ static void qconv_int8_oc(const qconv_int8_args *a, const fastq *fq, const float
                     xs[k] = a->layout + q / a->wo * a->wg + q % a->wo;
                 }
                 if (nrows < ocn - 15)
-                    tile_oc_rest(xs, a->toff, a->T, w, ws, init, acc, P, (nrows + 15) / 16);
+                    tile_oc_rest(xs, a->toff, a->T, w, ws, vs, init, acc, P, (nrows + 15) / 16);
                 else if (P == 7)
-                    tile_oc73(xs, a->toff, a->T, w, ws, init, acc);
+                    tile_oc73(xs, a->toff, a->T, w, ws, vs, init, acc);
                 else
-                    tile_oc64(xs, a->toff, a->T, w, ws, init, acc);
+                    tile_oc64(xs, a->toff, a->T, w, ws, vs, init, acc);
                 for (long k = 0; k < n; k++) {
                     int32_t *dst = rows + (p - pr) + k;
                     const int32_t *src = acc + k * EI_OCN_MAX;

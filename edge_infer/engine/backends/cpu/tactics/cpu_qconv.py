@@ -61,6 +61,10 @@ OC_ALIGN = 24
 #: channels of conv_int8.c's output-channel tiles by their positions (qconv_int8_tile): a
 #: layer taking them splits its channels between calls at multiples of these
 OC_TILE_CHANNELS = {6: 64, 7: 48}
+#: channels of a vector of those tiles: calls split channels at its multiples (a thread's
+#: share of a 256-channel layer 128, 3 x 48 against 2 x 48 + 16 at whole tiles), its blocked
+#: weights come a vector at a time (QConvNative._blocked_oc)
+OC_VECTOR = 16
 #: the layout kernel's ``xf`` bit for "lay out the first stride phase only" (conv_int8.c)
 FIRST_PHASE = 2
 #: int32 the weight array holds past its last row: an output-channel tile of conv_int8.c
@@ -281,22 +285,16 @@ class QConvNative(QConvChunks, Tactic):
         return p["wblk"]
 
     def _blocked_oc(self) -> np.ndarray | None:
-        """For a layer whose whole grid takes output-channel tiles of P positions (AVX-512
-        VNNI): the term rows a block of their OC_TILE_CHANNELS[P] channels at a time,
-        [group][block][term][channels] int32, the last block padded with zeros
-        (conv_int8.c ``wblk_oc``: a block's terms one stream, where in the rows they lie
-        coutp quads apart); None elsewhere."""
+        """For a layer whose whole grid takes output-channel tiles (AVX-512 VNNI): the term
+        rows a vector of OC_VECTOR channels at a time, [group][vector][term][OC_VECTOR]
+        int32 (conv_int8.c ``wblk_oc``: each of a tile's vectors one stream of its terms,
+        where in the rows they lie coutp quads apart); None elsewhere."""
         p = self._prepared()
         if "wblk_oc" not in p:
             blocked = None
-            tile = self._oc_tile() if _int8_path() == VNNI512_PATH else 0
-            if tile:
-                ocn = OC_TILE_CHANNELS[tile]
+            if _int8_path() == VNNI512_PATH and self._oc_tile():
                 wts, terms, coutp = p["wts"], p["terms"], p["coutp"]
-                blocks = -(-coutp // ocn)
-                rows = np.zeros((len(wts), terms, blocks * ocn), np.int32)
-                rows[:, :, :coutp] = wts[:, :terms]
-                rows = rows.reshape(len(wts), terms, blocks, ocn)
+                rows = wts[:, :terms].reshape(len(wts), terms, coutp // OC_VECTOR, OC_VECTOR)
                 blocked = hugemem.copy(rows.transpose(0, 2, 1, 3))
             p["wblk_oc"] = blocked
         return p["wblk_oc"]
@@ -317,16 +315,14 @@ class QConvNative(QConvChunks, Tactic):
 
     def _weight_fields(self, gi: int, o0: int) -> dict[str, Any]:
         """A GEMM call's blocked weights from group gi's output channel o0 on: ``wblk``
-        (position tiles) and ``wblk_oc`` / ``ocb`` (output-channel tiles; o0 a multiple of
-        their block: the calls of such a layer split channels there)."""
+        (position tiles) and ``wblk_oc`` (output-channel tiles; o0 a multiple of
+        OC_VECTOR: the calls of such a layer split channels there)."""
         oc = self._blocked_oc()
-        ocb = oc.shape[-1] if oc is not None else 0
         if oc is not None:
-            assert o0 % ocb == 0
+            assert o0 % OC_VECTOR == 0
         return dict(
             wblk=self._wblk_at(gi, o0),
             wblk_oc=None if oc is None else int(oc[gi].ctypes.data) + 4 * o0 * oc.shape[2],
-            ocb=ocb,
         )
 
     def _proved(self, mult: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
@@ -398,7 +394,9 @@ class QConvNative(QConvChunks, Tactic):
                     args = self._split_fields(x, b, gi, q0, q1, lay)
                     splits.append(native.NativeCall("qconv_split_f32", args, keep))
                 for g0, g1 in split(p["grid"], gparts, align=galign):
-                    for o0, o1 in split(p["cog"], oparts, align=oc_align):
+                    # (threads' shares by channels where the grid is not split)
+                    sharing = workers if gparts == 1 else 1
+                    for o0, o1 in self._channel_ranges(oparts, oc_align, sharing):
                         oc0 = gi * p["cog"] + o0
                         args = dict(
                             layout=lay.ctypes.data,
@@ -437,6 +435,19 @@ class QConvNative(QConvChunks, Tactic):
                 steps.append(pool.bind(chunks) if len(chunks) > 1 else chunks[0])
         steps.extend(after)
         return sequence(steps)
+
+    def _channel_ranges(self, parts: int, align: int, workers: int) -> list[tuple[int, int]]:
+        """A group's output channels in ``parts`` ranges at multiples of ``align``; for
+        output-channel tiles on several threads, the threads' shares equal at multiples of
+        OC_VECTOR first (the pool gives each thread its share of the calls in order), each
+        share in parts of whole tiles from its start: 256 channels on 2 threads 48 + 80 and
+        48 + 80 (tiles 48 | 48 + 32), where whole tiles from channel 0 gave one thread 144."""
+        cog = self._prepared()["cog"]
+        if parts < 2 or workers < 2 or align not in OC_TILE_CHANNELS.values():
+            return split(cog, parts, align=align)
+        shares = split(cog, min(workers, parts), align=OC_VECTOR)
+        each = -(-parts // len(shares))
+        return [(a + u0, a + u1) for a, b in shares for u0, u1 in split(b - a, each, align=align)]
 
     def _packed(self) -> int:
         """The layout kernel's ``xf`` bits asking for the taps' bytes packed in quads

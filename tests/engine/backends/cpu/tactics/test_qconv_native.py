@@ -251,10 +251,11 @@ def test_position_tiles_read_blocked_weights() -> None:
 
 def test_output_channel_tiles_read_blocked_weights() -> None:
     """AVX-512 VNNI: a layer whose whole grid takes output-channel tiles binds its term rows a
-    block of the tile's channels at a time (conv_int8.c wblk_oc: 48 for 7-position tiles, the
-    last block zero-padded), each GEMM call pointing at its first channel's block (2 workers
-    split this one at channels 48 and 96), the position tiles' blocks none. Bit for bit: here
-    and test_output_channel_tiles (through wblk_oc on this path)."""
+    vector of 16 channels at a time (conv_int8.c wblk_oc), each GEMM call pointing at its
+    first channel's vector; on 2 workers the calls split the channels into the threads'
+    equal shares (64 and 64: 48 + 16 each, where whole 48-channel tiles from channel 0 gave
+    96 and 32), the position tiles' blocks none. Bit for bit: here and
+    test_output_channel_tiles (through wblk_oc on this path)."""
     if native.library().qconv_int8_path() != 4:
         pytest.skip("the AVX-512 VNNI path only")
     deep = ((1, 96, 7, 7), 128, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1)
@@ -264,10 +265,9 @@ def test_output_channel_tiles_read_blocked_weights() -> None:
     blocked, p = tactic._blocked_oc(), tactic._prepared()
     assert blocked is not None
     T, coutp = p["terms"], p["coutp"]
-    assert blocked.shape == (1, -(-coutp // 48), T, 48)
-    for b, t, i in [(0, 0, 0), (1, T - 1, 47), (2, 5, 31)]:
-        assert blocked[0, b, t, i] == p["wts"][0, t, b * 48 + i]
-    assert not blocked[0, -1, :, spec.cout - 96 :].any()  # channels 128-143: padding
+    assert blocked.shape == (1, coutp // 16, T, 16)
+    for b, t, i in [(0, 0, 0), (1, T - 1, 15), (5, 5, 7)]:
+        assert blocked[0, b, t, i] == p["wts"][0, t, b * 16 + i]
     made: list[Any] = []
     init = native.NativeCall.__init__
 
@@ -279,6 +279,7 @@ def test_output_channel_tiles_read_blocked_weights() -> None:
     native.NativeCall.__init__ = spy  # type: ignore[method-assign]
     try:
         for workers in (1, 2):
+            made.clear()
             out = np.zeros(spec.out_shape, np.int8)
             pool = WorkPool(workers) if workers > 1 else None
             try:
@@ -287,12 +288,13 @@ def test_output_channel_tiles_read_blocked_weights() -> None:
                 if pool is not None:
                     pool.close()
             check(spec, out, qconv(*inputs, **spec.attrs()), f"{workers} workers")
+            base = blocked.ctypes.data
+            starts = {(f["wts"] - p["wts"].ctypes.data) // 4: f["wblk_oc"] for f in made}
+            assert all(w == base + 4 * o0 * T for o0, w in starts.items())
+            sizes = [f["cout"] for f in made]
+            assert sizes == ([128] if workers == 1 else [48, 16, 48, 16]), sizes
     finally:
         native.NativeCall.__init__ = init  # type: ignore[method-assign]
-    assert {f["ocb"] for f in made} == {48}
-    starts = {(f["wts"] - p["wts"].ctypes.data) // 4: f["wblk_oc"] for f in made}
-    assert sorted(starts) == [0, 48, 96]
-    assert all(w == blocked.ctypes.data + 4 * o0 * T for o0, w in starts.items())
     spec, _ = make_case(CONVS[0], ("relu", ()), "none", None, "int8", np.int8, seed=4)
     assert QConvNative(spec)._blocked_oc() is None
 
