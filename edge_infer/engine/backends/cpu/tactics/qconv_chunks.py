@@ -146,7 +146,7 @@ class QConvChunks:
                 m, buf = g1 - g0, bufs[b * len(bounds) + k]
                 fields = self._split_fields(x, b, 0, 0, cq, buf)
                 fields.update(x=fields["x"] + g0 * isz, h=1, w=m, hq=1, wq=m, xrs=m)
-                tasks.append(self._chunk_task(fields, buf, toffs[m], out3, z3, b, g0, keep,
+                tasks.append(self._chunk_task([fields], buf, toffs[m], out3, z3, b, g0, keep,
                                               g1=m, wg=m, ho=1, wo=m))  # fmt: skip
         return tasks
 
@@ -190,11 +190,10 @@ class QConvChunks:
         toffs = {m: p["order"].astype(np.int64) * m for m in {f1 - f0 for f0, f1 in bounds}}
         bufs = scratch((len(bounds), cq * size + STRIP), np.int32, "qconv_layout")
         keep = (*self._constants(), bufs, x, out3, z3, *toffs.values())
-        out = self._out_fields(out3, z3, 0, 0)
         tasks = []
         for k, (f0, f1) in enumerate(bounds):
             m, buf = f1 - f0, bufs[k]
-            calls, f = [], f0
+            layouts, f = [], f0
             while f < f1:  # the chunk's part of each image it meets
                 b, q0 = divmod(f, positions)
                 c = min(positions - q0, f1 - f)
@@ -203,20 +202,10 @@ class QConvChunks:
                     x=fields["x"] + q0 * isz, h=1, w=c, hq=1, wq=c, xrs=c, ps=m,
                     out=buf.ctypes.data + 4 * (f - f0),
                 )  # fmt: skip
-                calls.append(native.NativeCall("qconv_split_f32", fields, keep))
+                layouts.append(fields)
                 f += c
-            gemm = native.NativeCall(
-                "qconv_int8_f32",
-                dict(
-                    layout=buf.ctypes.data, toff=toffs[m].ctypes.data, T=p["terms"],
-                    wts=p["wts"][0].ctypes.data, coutp=p["coutp"], **self._weight_fields(0, 0),
-                    cout=s.cout, bias=None if p["bias"] is None else p["bias"].ctypes.data,
-                    wsum=p["wsum"].ctypes.data, mult=p["mult"].ctypes.data, g0=0, g1=m, wg=m,
-                    ho=1, wo=m, pimg=positions, pfirst=f0, ins=ins, **out,
-                ),
-                keep,
-            )  # fmt: skip
-            tasks.append(native.NativeSequence([*calls, gemm]))
+            grid = dict(g1=m, wg=m, ho=1, wo=m, pimg=positions, pfirst=f0, ins=ins)
+            tasks.append(self._chunk_task(layouts, buf, toffs[m], out3, z3, 0, 0, keep, **grid))
         return tasks
 
     def _chunk_bounds(self, positions: int, parts: int, workers: int) -> list[tuple[int, int]]:
@@ -286,13 +275,13 @@ class QConvChunks:
                 rows = r1 - r0
                 grid = dict(g1=(rows - 1) * wq + wo, wg=wq, ho=rows, wo=wo)
                 tasks.append(
-                    self._chunk_task(fields, buf, toffs[hc], out3, z3, b, r0 * wo, keep, **grid)
+                    self._chunk_task([fields], buf, toffs[hc], out3, z3, b, r0 * wo, keep, **grid)
                 )
         return tasks
 
     def _chunk_task(
         self,
-        split_fields: dict[str, Any],
+        split_fields: list[dict[str, Any]],
         buf: np.ndarray,
         toff: np.ndarray,
         out3: np.ndarray,
@@ -302,16 +291,17 @@ class QConvChunks:
         keep: tuple[Any, ...],
         **grid: int,
     ) -> Any:
-        """One pool task of a chunk of image b (position or row chunks): its layout call
-        (``split_fields``) into its own ``buf``, then its GEMM call over every output channel
-        of the group, the outputs from position ``first`` of each channel plane on;
-        ``grid``: g1, wg, ho, wo of the chunk."""
+        """One pool task of a chunk of image b (position or row chunks): its layout calls
+        (``split_fields``: one, or one per image a batch chunk meets) into its own ``buf``,
+        then its GEMM call over every output channel of the group, the outputs from position
+        ``first`` of each channel plane on; ``grid``: g1, wg, ho, wo of the chunk (and a batch
+        chunk's pimg, pfirst, ins)."""
         s, p = self.spec, self._prepared()
         out = self._out_fields(out3, z3, b, 0)
         out["out"] += first * out3.itemsize
         if z3 is not None:
             out["z"] += first * z3.itemsize
-        lay = native.NativeCall("qconv_split_f32", split_fields, keep)
+        lays = [native.NativeCall("qconv_split_f32", f, keep) for f in split_fields]
         gemm = native.NativeCall(
             "qconv_int8_f32",
             dict(
@@ -319,9 +309,9 @@ class QConvChunks:
                 wts=p["wts"][0].ctypes.data, coutp=p["coutp"], **self._weight_fields(0, 0),
                 cout=s.cout,
                 bias=None if p["bias"] is None else p["bias"].ctypes.data,
-                wsum=p["wsum"].ctypes.data, mult=p["mult"].ctypes.data, g0=0, **grid, **out,
-                **ONE_IMAGE,
+                wsum=p["wsum"].ctypes.data, mult=p["mult"].ctypes.data, g0=0, **out,
+                **{**ONE_IMAGE, **grid},
             ),
             keep,
         )  # fmt: skip
-        return native.NativeSequence([lay, gemm])
+        return native.NativeSequence([*lays, gemm])

@@ -8,9 +8,11 @@ ulps (relative 1e-6) and an int8 one by 1 step on at most 1 % of the outputs.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +210,36 @@ def test_output_channel_tiles() -> None:
     not native.available() or native.library().qconv_int8_path() != 4,
     reason="blocked weights only on the AVX-512 VNNI path",
 )
+@contextlib.contextmanager
+def gemm_calls() -> Iterator[list[dict]]:
+    """The fields of every qconv_int8_f32 call bound inside the block."""
+    made: list[dict] = []
+    init = native.NativeCall.__init__
+
+    def spy(self: Any, name: str, fields: Any, keep: Any) -> None:
+        init(self, name, fields, keep)
+        if name == "qconv_int8_f32":
+            made.append(fields)
+
+    native.NativeCall.__init__ = spy  # type: ignore[method-assign]
+    try:
+        yield made
+    finally:
+        native.NativeCall.__init__ = init  # type: ignore[method-assign]
+
+
+def run_tactic(tactic: QConvNative, inputs: list, workers: int) -> np.ndarray:
+    """``tactic`` bound on ``workers`` threads and run once: its int8 output."""
+    out = np.zeros(tactic.spec.out_shape, np.int8)
+    pool = WorkPool(workers) if workers > 1 else None
+    try:
+        tactic.bind(inputs, [out], ScratchPool(pool))()
+    finally:
+        if pool is not None:
+            pool.close()
+    return out
+
+
 def test_position_tiles_read_blocked_weights() -> None:
     """AVX-512 VNNI: a layer of position tiles binds its term rows a block of 6 channels at
     a time (conv_int8.c wblk), every GEMM call pointing at its first channel's block (2
@@ -222,24 +254,8 @@ def test_position_tiles_read_blocked_weights() -> None:
     assert blocked.shape == (1, coutp // VNNI_MR, T, VNNI_MR)
     for b, t, i in [(0, 0, 0), (3, T - 1, 5), (coutp // VNNI_MR - 1, 2, 1)]:
         assert blocked[0, b, t, i] == p["wts"][0, t, b * VNNI_MR + i]
-    made: list[Any] = []
-    init = native.NativeCall.__init__
-
-    def spy(self: Any, name: str, fields: Any, keep: Any) -> None:
-        init(self, name, fields, keep)
-        if name == "qconv_int8_f32":
-            made.append(fields)
-
-    native.NativeCall.__init__ = spy  # type: ignore[method-assign]
-    try:
-        out = np.zeros(spec.out_shape, np.int8)
-        pool = WorkPool(2)
-        try:
-            tactic.bind(inputs, [out], ScratchPool(pool))()
-        finally:
-            pool.close()
-    finally:
-        native.NativeCall.__init__ = init  # type: ignore[method-assign]
+    with gemm_calls() as made:
+        out = run_tactic(tactic, inputs, 2)
     check(spec, out, qconv(*inputs, **spec.attrs()), "2 workers")
     base = blocked.ctypes.data
     starts = {(f["wts"] - p["wts"].ctypes.data) // 4: f["wblk"] for f in made}
@@ -268,33 +284,15 @@ def test_output_channel_tiles_read_blocked_weights() -> None:
     assert blocked.shape == (1, coutp // 16, T, 16)
     for b, t, i in [(0, 0, 0), (1, T - 1, 15), (5, 5, 7)]:
         assert blocked[0, b, t, i] == p["wts"][0, t, b * 16 + i]
-    made: list[Any] = []
-    init = native.NativeCall.__init__
-
-    def spy(self: Any, name: str, fields: Any, keep: Any) -> None:
-        init(self, name, fields, keep)
-        if name == "qconv_int8_f32":
-            made.append(fields)
-
-    native.NativeCall.__init__ = spy  # type: ignore[method-assign]
-    try:
-        for workers in (1, 2):
-            made.clear()
-            out = np.zeros(spec.out_shape, np.int8)
-            pool = WorkPool(workers) if workers > 1 else None
-            try:
-                tactic.bind(inputs, [out], ScratchPool(pool))()
-            finally:
-                if pool is not None:
-                    pool.close()
-            check(spec, out, qconv(*inputs, **spec.attrs()), f"{workers} workers")
-            base = blocked.ctypes.data
-            starts = {(f["wts"] - p["wts"].ctypes.data) // 4: f["wblk_oc"] for f in made}
-            assert all(w == base + 4 * o0 * T for o0, w in starts.items())
-            sizes = [f["cout"] for f in made]
-            assert sizes == ([128] if workers == 1 else [48, 16, 48, 16]), sizes
-    finally:
-        native.NativeCall.__init__ = init  # type: ignore[method-assign]
+    for workers in (1, 2):
+        with gemm_calls() as made:
+            out = run_tactic(tactic, inputs, workers)
+        check(spec, out, qconv(*inputs, **spec.attrs()), f"{workers} workers")
+        base = blocked.ctypes.data
+        starts = {(f["wts"] - p["wts"].ctypes.data) // 4: f["wblk_oc"] for f in made}
+        assert all(w == base + 4 * o0 * T for o0, w in starts.items())
+        sizes = [f["cout"] for f in made]
+        assert sizes == ([128] if workers == 1 else [48, 16, 48, 16]), sizes
     spec, _ = make_case(CONVS[0], ("relu", ()), "none", None, "int8", np.int8, seed=4)
     assert QConvNative(spec)._blocked_oc() is None
 
