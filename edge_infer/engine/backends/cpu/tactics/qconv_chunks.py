@@ -182,8 +182,8 @@ class QConvChunks:
         total, cq, isz = n * positions, p["cq"], x.itemsize
         fit = max(STRIP, CHUNK_LAYOUT_BYTES // (4 * cq) // STRIP * STRIP)
         parts = -(-total // fit)
-        if workers > 1:
-            parts = max(parts, TASKS_PER_WORKER * workers)
+        if workers > 1:  # at least TASKS_PER_WORKER a thread, a multiple of the threads
+            parts = -(-max(parts, TASKS_PER_WORKER * workers) // workers) * workers
         # equal chunks of whole vectors (a chunk's short last strip computes only those)
         bounds = split(total, parts, align=vector)
         size = max(f1 - f0 for f0, f1 in bounds)

@@ -261,6 +261,20 @@ def test_batch_chunks(conv, residual, z_dtype, out_precision, monkeypatch) -> No
             assert any(f0 // (h * w) != (f1 - 1) // (h * w) for f0, f1 in spans)
 
 
+def test_batch_chunks_a_multiple_of_the_threads(monkeypatch) -> None:
+    """A batch whose layouts fit 5 chunks (MobileNetV2 b8's 576 -> 96 layer at 14 x 14:
+    1568 positions of 144 quads, CHUNK_LAYOUT_BYTES) takes 6 on 2 workers, equal ones."""
+    batch_chunks_here(monkeypatch)
+    calls = gemm_calls(monkeypatch)
+    conv = ((8, 576, 14, 14), 16, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    spec, inputs = make_case(conv, ("relu", ()), "pre", np.int8, "int8", np.int8, seed=8)
+    fit = qconv_chunks.CHUNK_LAYOUT_BYTES // (4 * 144) // qconv_chunks.STRIP * qconv_chunks.STRIP
+    assert -(-1568 // fit) == 5
+    check(spec, run(QConvNative, spec, inputs, 2), qconv(*inputs, **spec.attrs()), "6")
+    sizes = [c["g1"] for c in calls]
+    assert len(sizes) == 6 and max(sizes) - min(sizes) <= VECTOR_POSITIONS.get(_int8_path(), 64)
+
+
 def test_batch_chunks_only_where_an_image_is_not_whole_vectors(monkeypatch) -> None:
     """Not for one image, not for a map of whole vectors (28 x 28: 784 = 49 x 16), not for
     a map past BATCH_CHUNK_MAX_POSITIONS, not on a path outside BATCH_CHUNK_PATHS (the
