@@ -2482,8 +2482,9 @@ static inline long real_before(long g, long wg, long wo, long ho) {
 }
 
 /* the output-channel tile's positions (7 or 6) where it costs less than position tiles on
- * [g0, g1), else 0 */
+ * [g0, g1), else 0 (and for a chunk across images: its runs are the position tiles') */
 static int oc_shape(const qconv_int8_args *a) {
+    if (a->pimg) return 0;
     long grid = 0;
     for (long g = a->g0; g < a->g1; g += NT) {
         long n = a->g1 - g < NT ? a->g1 - g : NT;
@@ -2826,7 +2827,7 @@ long qconv_int8_oc_calls(void) {
  * many positions), 0 (position tiles) */
 long qconv_int8_tile(const qconv_int8_args *a) {
 #if EI_INT8_PATH == EI_Q8_VNNI512
-    return a->pimg ? 0 : oc_shape(a);
+    return oc_shape(a);
 #else
     (void)a;
     return 0;
@@ -2848,17 +2849,20 @@ void qconv_int8_f32(const qconv_int8_args *a) {
         fm = fmv;
     }
 #if EI_TILE_EPILOGUE
-    /* the channel blocks whose every channel is proved (tile_proved), once per call */
-    unsigned char bproved[EI_FM_MAX / MR + 1];
+    /* the channel blocks whose every channel takes the fast epilogue (bfast: tile_fast,
+     * tile_segs) and is proved (bproved: tile_proved), once per call */
+    unsigned char bproved[EI_FM_MAX / MR + 1], bfast[EI_FM_MAX / MR + 1];
     for (long ob = 0; fm && ob * MR < a->cout; ob++) {
-        int all = !a->residual;
-        for (long oc = ob * MR; all && oc < a->cout && oc < ob * MR + MR; oc++)
-            all = proved_of(a, oc).v != 0.0f;
-        bproved[ob] = (unsigned char)all;
+        int all = !a->residual, fast = 1;
+        for (long oc = ob * MR; oc < a->cout && oc < ob * MR + MR; oc++) {
+            fast &= fm[oc] != 0.0f;
+            all = all && proved_of(a, oc).v != 0.0f;
+        }
+        bproved[ob] = (unsigned char)all, bfast[ob] = (unsigned char)fast;
     }
 #endif
 #if EI_INT8_PATH == EI_Q8_VNNI512
-    const int ocp = a->pimg ? 0 : oc_shape(a); /* (runs across images: position tiles) */
+    const int ocp = oc_shape(a);
     if (ocp) {
         qconv_int8_oc(a, &fq, fm, ocp);
         return;
@@ -2931,34 +2935,27 @@ void qconv_int8_f32(const qconv_int8_args *a) {
                 init[i] = i < rows ? (a->bias ? a->bias[oc] : 0) - (U8 ? 128 * a->wsum[oc] : 0) : 0;
             }
 #if EI_TILE_EPILOGUE
-            if (fm && a->pimg && nseg > 1) { /* runs of several images (tile_segs) */
-                int all = 1;
-                for (long i = 0; i < rows; i++) all &= fm[oc0 + i] != 0.0f;
-                if (all) {
-                    tile_segs(a->layout + g, a->toff, a->T, wr, wrs, init, rows, oc0, seg_j,
-                              seg_n, seg_pos, nseg, nv, fm, a, &fq);
-                    continue;
-                }
+            const int all = fm && bfast[ob];
+            if (all && a->pimg && nseg > 1) { /* runs of several images (tile_segs) */
+                tile_segs(a->layout + g, a->toff, a->T, wr, wrs, init, rows, oc0, seg_j, seg_n,
+                          seg_pos, nseg, nv, fm, a, &fq);
+                continue;
             }
-            if (fm && nseg == 1 && seg_j[0] == 0) { /* one run from the strip's start */
-                int all = 1;
-                for (long i = 0; i < rows; i++) all &= fm[oc0 + i] != 0.0f;
-                if (all && bproved[ob] && seg_n[0] == NT) {
+            if (all && nseg == 1 && seg_j[0] == 0) { /* one run from the strip's start */
+                if (bproved[ob] && seg_n[0] == NT) {
                     tile_proved(a->layout + g, a->toff, a->T, wr, wrs, init, rows, oc0, a,
                                 (int8_t *)a->out + oc0 * a->ocs + seg_pos[0]);
                     continue;
                 }
-                if (all) {
-                    if (seg_n[0] == NT) {
-                        tile_fast(a->layout + g, a->toff, a->T, wr, wrs, init, rows, oc0,
-                                  seg_pos[0], fm, a, &fq);
-                        continue;
-                    }
-                    if (seg_n[0] > VL) { /* (one vector: tile_rows, 4 % faster over 1024 inputs) */
-                        tile_fast_short(a->layout + g, a->toff, a->T, wr, wrs, init, rows,
-                                        oc0, seg_pos[0], fm, a, &fq, seg_n[0]);
-                        continue;
-                    }
+                if (seg_n[0] == NT) {
+                    tile_fast(a->layout + g, a->toff, a->T, wr, wrs, init, rows, oc0, seg_pos[0],
+                              fm, a, &fq);
+                    continue;
+                }
+                if (seg_n[0] > VL) { /* (one vector: tile_rows, 4 % faster over 1024 inputs) */
+                    tile_fast_short(a->layout + g, a->toff, a->T, wr, wrs, init, rows, oc0,
+                                    seg_pos[0], fm, a, &fq, seg_n[0]);
+                    continue;
                 }
             }
 #endif

@@ -35,12 +35,12 @@ from edge_infer.engine.backends.cpu.activations import ACTIVATION_CODES
 from edge_infer.engine.backends.cpu.parallel import sequence, split
 from edge_infer.engine.backends.cpu.tactics import qconv_chunks
 from edge_infer.engine.backends.cpu.tactics.cpu_conv import flat3
+from edge_infer.engine.backends.cpu.tactics.qconv_blocks import OC_VECTOR, QConvBlocks
 from edge_infer.engine.backends.cpu.tactics.qconv_chunks import (
     AVX2_PATH,
     MIN_TASK_MACS,
     ONE_IMAGE,
     STRIP,
-    VNNI512_PATH,
     QConvChunks,
     _int8_path,
 )
@@ -50,9 +50,6 @@ from edge_infer.engine.ops.quantize import qconv
 from edge_infer.engine.tactics.base import Run, Scratch, Tactic
 from edge_infer.engine.tactics.quantized import QConvSpec
 
-#: conv_int8.c's register tile height (MR) on the AVX-512 VNNI path: the position tiles'
-#: weights there are blocks of this many channels (:meth:`QConvNative._blocked`)
-VNNI_MR = 6
 #: output channels of a group's weight block are padded to a multiple of COUT_ALIGN, and
 #: split between kernel calls at multiples of OC_ALIGN (every path's tile height divides
 #: both: conv_int8.c MR)
@@ -61,10 +58,6 @@ OC_ALIGN = 24
 #: channels of conv_int8.c's output-channel tiles by their positions (qconv_int8_tile): a
 #: layer taking them splits its channels between calls at multiples of these
 OC_TILE_CHANNELS = {6: 64, 7: 48}
-#: channels of a vector of those tiles: calls split channels at its multiples (a thread's
-#: share of a 256-channel layer 128, 3 x 48 against 2 x 48 + 16 at whole tiles), its blocked
-#: weights come a vector at a time (QConvNative._blocked_oc)
-OC_VECTOR = 16
 #: the layout kernel's ``xf`` bit for "lay out the first stride phase only" (conv_int8.c)
 FIRST_PHASE = 2
 #: int32 the weight array holds past its last row: an output-channel tile of conv_int8.c
@@ -152,7 +145,7 @@ class QConvReference(Tactic):
         return run
 
 
-class QConvNative(QConvChunks, Tactic):
+class QConvNative(QConvBlocks, QConvChunks, Tactic):
     """INT8 implicit GEMM in C (see the module docstring); any group count (per group)."""
 
     name = "qconv_native"
@@ -266,64 +259,6 @@ class QConvNative(QConvChunks, Tactic):
             size=size, order=order, block_toff=0, planes=planes, packed=packed,
         )  # fmt: skip
         return self._prep
-
-    def _blocked(self) -> np.ndarray | None:
-        """The weight array's term rows a block of VNNI_MR channels at a time,
-        [group][block][term][VNNI_MR] int32 (conv_int8.c ``wblk``): on the AVX-512 VNNI
-        path a position tile reads its block's terms as one stream, where in the rows they
-        lie coutp quads apart (1-4 KB: in a model a layer's first strip fetched them from
-        memory a line and often a page a term). None on other paths, and where the layer's
-        whole grid takes output-channel tiles (those read the rows as they lie)."""
-        p = self._prepared()
-        if "wblk" not in p:
-            blocked = None
-            if _int8_path() == VNNI512_PATH and not self._oc_tile():
-                wts, terms, coutp = p["wts"], p["terms"], p["coutp"]
-                rows = wts[:, :terms].reshape(len(wts), terms, coutp // VNNI_MR, VNNI_MR)
-                blocked = hugemem.copy(rows.transpose(0, 2, 1, 3))
-            p["wblk"] = blocked
-        return p["wblk"]
-
-    def _blocked_oc(self) -> np.ndarray | None:
-        """For a layer whose whole grid takes output-channel tiles (AVX-512 VNNI): the term
-        rows a vector of OC_VECTOR channels at a time, [group][vector][term][OC_VECTOR]
-        int32 (conv_int8.c ``wblk_oc``: each of a tile's vectors one stream of its terms,
-        where in the rows they lie coutp quads apart); None elsewhere."""
-        p = self._prepared()
-        if "wblk_oc" not in p:
-            blocked = None
-            if _int8_path() == VNNI512_PATH and self._oc_tile():
-                wts, terms, coutp = p["wts"], p["terms"], p["coutp"]
-                rows = wts[:, :terms].reshape(len(wts), terms, coutp // OC_VECTOR, OC_VECTOR)
-                blocked = hugemem.copy(rows.transpose(0, 2, 1, 3))
-            p["wblk_oc"] = blocked
-        return p["wblk_oc"]
-
-    def _constants(self) -> tuple[Any, ...]:
-        """The prepared arrays every GEMM call of the layer points into (a call's ``keep``)."""
-        p = self._prepared()
-        return (p["wts"], self._blocked(), self._blocked_oc(), p["wsum"], p["mult"], p["bias"])
-
-    def _wblk_at(self, gi: int, o0: int) -> int | None:
-        """Address of group gi's blocked weights from output channel o0 on (a multiple of
-        VNNI_MR: calls split channels at OC_ALIGN), None where the layer has none."""
-        blocked = self._blocked()
-        if blocked is None:
-            return None
-        assert o0 % VNNI_MR == 0
-        return int(blocked[gi].ctypes.data) + 4 * o0 * self._prepared()["terms"]
-
-    def _weight_fields(self, gi: int, o0: int) -> dict[str, Any]:
-        """A GEMM call's blocked weights from group gi's output channel o0 on: ``wblk``
-        (position tiles) and ``wblk_oc`` (output-channel tiles; o0 a multiple of
-        OC_VECTOR: the calls of such a layer split channels there)."""
-        oc = self._blocked_oc()
-        if oc is not None:
-            assert o0 % OC_VECTOR == 0
-        return dict(
-            wblk=self._wblk_at(gi, o0),
-            wblk_oc=None if oc is None else int(oc[gi].ctypes.data) + 4 * o0 * oc.shape[2],
-        )
 
     def _proved(self, mult: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
         """[PROVED_ROWS, Cout] float32: each channel's proved requantization (vmq, lo, hi:

@@ -67,6 +67,12 @@ ONE_IMAGE = {"pimg": 0, "pfirst": 0, "ins": 0}
 EVEN_SHARE = 1.1
 
 
+def _layout_fit(cq: int) -> int:
+    """Positions of a 1x1 chunk whose layout (``cq`` int32 quads a position) stays within
+    CHUNK_LAYOUT_BYTES: whole strips, one at least."""
+    return max(STRIP, CHUNK_LAYOUT_BYTES // (4 * cq) // STRIP * STRIP)
+
+
 def longest_share(bounds: list[tuple[int, int]], workers: int) -> int:
     """The most positions one of ``workers`` threads computes when the pool hands the chunks
     out in order, each to the thread that is free first."""
@@ -122,8 +128,7 @@ class QConvChunks:
         batched = self._batch_chunks(x, out3, z3, workers, scratch)
         if batched is not None:
             return batched
-        fit = max(STRIP, CHUNK_LAYOUT_BYTES // (4 * cq) // STRIP * STRIP)
-        per_image = -(-positions // fit)
+        per_image = -(-positions // _layout_fit(cq))
         if workers > 1:
             per_image = max(per_image, -(-TASKS_PER_WORKER * workers // n))
         most = -(-positions // STRIP)
@@ -135,11 +140,7 @@ class QConvChunks:
         if workers > 1 and n * per_image < 2 * workers:
             return None
         bounds = self._chunk_bounds(positions, per_image, workers)
-        size = max(g1 - g0 for g0, g1 in bounds)
-        # term t reads quad order[t] (1x1: a term a quad)
-        toffs = {m: p["order"].astype(np.int64) * m for m in {g1 - g0 for g0, g1 in bounds}}
-        bufs = scratch((n * len(bounds), cq * size + STRIP), np.int32, "qconv_layout")
-        keep = (*self._constants(), bufs, x, out3, z3, *toffs.values())
+        toffs, bufs, keep = self._chunk_layouts(bounds, n, scratch, x, out3, z3)
         tasks = []
         for b in range(n):
             for k, (g0, g1) in enumerate(bounds):
@@ -180,16 +181,12 @@ class QConvChunks:
         if z3 is not None and z3.strides[0] // z3.itemsize != ins:
             return None
         total, cq, isz = n * positions, p["cq"], x.itemsize
-        fit = max(STRIP, CHUNK_LAYOUT_BYTES // (4 * cq) // STRIP * STRIP)
-        parts = -(-total // fit)
+        parts = -(-total // _layout_fit(cq))
         if workers > 1:  # at least TASKS_PER_WORKER a thread, a multiple of the threads
             parts = -(-max(parts, TASKS_PER_WORKER * workers) // workers) * workers
         # equal chunks of whole vectors (a chunk's short last strip computes only those)
         bounds = split(total, parts, align=vector)
-        size = max(f1 - f0 for f0, f1 in bounds)
-        toffs = {m: p["order"].astype(np.int64) * m for m in {f1 - f0 for f0, f1 in bounds}}
-        bufs = scratch((len(bounds), cq * size + STRIP), np.int32, "qconv_layout")
-        keep = (*self._constants(), bufs, x, out3, z3, *toffs.values())
+        toffs, bufs, keep = self._chunk_layouts(bounds, 1, scratch, x, out3, z3)
         tasks = []
         for k, (f0, f1) in enumerate(bounds):
             m, buf = f1 - f0, bufs[k]
@@ -207,6 +204,25 @@ class QConvChunks:
             grid = dict(g1=m, wg=m, ho=1, wo=m, pimg=positions, pfirst=f0, ins=ins)
             tasks.append(self._chunk_task(layouts, buf, toffs[m], out3, z3, 0, 0, keep, **grid))
         return tasks
+
+    def _chunk_layouts(
+        self,
+        bounds: list[tuple[int, int]],
+        images: int,
+        scratch: Scratch,
+        x: np.ndarray,
+        out3: np.ndarray,
+        z3: np.ndarray | None,
+    ) -> tuple[dict[int, np.ndarray], np.ndarray, tuple[Any, ...]]:
+        """For 1x1 position chunks ``bounds`` (of each of ``images``): the term offsets of
+        each chunk size (term t reads quad order[t], a plane of the chunk's size apart), a
+        layout buffer for each chunk (the largest's size), and what the calls keep alive."""
+        p = self._prepared()
+        sizes = {g1 - g0 for g0, g1 in bounds}
+        toffs = {m: p["order"].astype(np.int64) * m for m in sizes}
+        shape = (images * len(bounds), p["cq"] * max(sizes) + STRIP)
+        bufs = scratch(shape, np.int32, "qconv_layout")
+        return toffs, bufs, (*self._constants(), bufs, x, out3, z3, *toffs.values())
 
     def _chunk_bounds(self, positions: int, parts: int, workers: int) -> list[tuple[int, int]]:
         """``parts`` position chunks of a 1x1 layer's map: of (nearly) equal positions on the

@@ -22,7 +22,8 @@ import pytest
 from edge_infer.engine.backends.cpu import native
 from edge_infer.engine.backends.cpu.parallel import WorkPool
 from edge_infer.engine.backends.cpu.program import ScratchPool
-from edge_infer.engine.backends.cpu.tactics.cpu_qconv import PROVED_ROWS, VNNI_MR, QConvNative
+from edge_infer.engine.backends.cpu.tactics.cpu_qconv import PROVED_ROWS, QConvNative
+from edge_infer.engine.backends.cpu.tactics.qconv_blocks import VNNI_MR
 from edge_infer.engine.ops.quantize import qconv
 from edge_infer.engine.tactics.quantized import QConvSpec
 from tests.engine.backends.cpu import isa_builds
